@@ -1,0 +1,394 @@
+"""The teams' YAML configuration: pydantic models of every key, and the checks made before deploy.
+
+`load_config(path)` reads a file or a folder and returns one `TeamConfig` per team, or raises
+`ConfigError` listing every problem with its file and dotted path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from flow45.durations import parse_duration
+from flow45.errors import ConfigError
+from flow45.yamlload import YamlProblem, read_yaml
+
+NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+TYPE_NAME = r"^[A-Z][A-Za-z0-9_]{0,62}$"
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+SCALAR_TYPES = ("string", "integer", "number", "boolean", "datetime", "date")
+BUILTIN_TYPES = SCALAR_TYPES + ("list", "enum")
+SECRET_NAME = re.compile(r"pass(word|wd)?$|secret|token|api_?key|private_?key|credential", re.I)
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    """One field of a declared type. Written as a type name or as a mapping."""
+
+    type: str = Field(description="string, integer, number, boolean, datetime, date, list, enum or a declared type")
+    optional: bool = Field(False, description="the field may be missing or null")
+    description: str | None = None
+    max_length: int | None = Field(None, ge=0, description="strings and lists")
+    min_length: int | None = Field(None, ge=0, description="strings and lists")
+    ge: float | None = Field(None, description="numbers: greater than or equal")
+    le: float | None = Field(None, description="numbers: less than or equal")
+    gt: float | None = None
+    lt: float | None = None
+    pattern: str | None = Field(None, description="strings: a regular expression the value must match")
+    items: FieldSpec | None = Field(None, description="lists: the type of each item")
+    values: list[str] | None = Field(None, description="enums: the allowed values")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FieldSpec:
+        if self.type == "list" and self.items is None:
+            raise ValueError("a list needs `items`, the type of each item")
+        if self.type != "list" and self.items is not None:
+            raise ValueError("`items` is only for type list")
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum needs `values`, a non-empty list")
+        if self.type != "enum" and self.values is not None:
+            raise ValueError("`values` is only for type enum")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class TypeSpec(_Strict):
+    """A named struct; becomes a pydantic model."""
+
+    description: str | None = None
+    fields: dict[Annotated[str, Field(pattern=FIELD_NAME)], FieldSpec]
+
+
+class TaskSpec(_Strict):
+    """One task of a workflow: which function does it, what it gets and what it gives."""
+
+    function: str = Field(pattern=NAME, description="the name workers subscribe to")
+    output: str = Field(description="the declared type of the outcome")
+    description: str | None = None
+    inputs: dict[Annotated[str, Field(pattern=FIELD_NAME)], str] = Field(
+        default_factory=dict, description="parameter name -> upstream task whose output it gets"
+    )
+    after: list[str] = Field(default_factory=list, description="upstream tasks that order without data")
+    retries: int = Field(0, ge=0, le=100)
+    retry_delay: Duration | None = Field(None, description="before the first retry; default from settings")
+    retry_backoff: float = Field(1.0, ge=1.0, le=10.0, description="multiplies the delay at each retry")
+    max_retry_delay: Duration | None = None
+    lease: Duration | None = Field(None, description="how long a claim holds without progress")
+    priority: int = Field(0, ge=0, le=9)
+    human: bool = Field(False, description="done by an operator in the dashboard or with `flow45 submit`")
+    undo: Literal["none", "notify"] = Field("none", description="notify: publish an undo notice")
+
+    def upstream(self) -> list[str]:
+        return sorted(set(self.inputs.values()) | set(self.after))
+
+
+class ScheduleSpec(_Strict):
+    cron: str
+    timezone: str = "UTC"
+    catchup: Literal["latest", "all", "none"] = "latest"
+
+
+class WorkflowSpec(_Strict):
+    description: str | None = None
+    schedule: ScheduleSpec | None = None
+    max_active_runs: int | None = Field(16, ge=1, description="null: no limit")
+    params: str | None = Field(None, description="declared type of the run parameters")
+    tasks: dict[Annotated[str, Field(pattern=NAME)], TaskSpec] = Field(min_length=1)
+
+
+class TeamFile(_Strict):
+    team: str = Field(pattern=NAME)
+    types: dict[Annotated[str, Field(pattern=TYPE_NAME)], TypeSpec] = Field(default_factory=dict)
+    workflows: dict[Annotated[str, Field(pattern=NAME)], WorkflowSpec] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a function takes and gives; fixed per team."""
+
+    inputs: tuple[tuple[str, str], ...]
+    output: str
+
+    def describe(self) -> str:
+        params = ", ".join(f"{name}: {type_}" for name, type_ in self.inputs)
+        return f"({params}) -> {self.output}"
+
+    def to_json(self) -> dict:
+        return {"inputs": dict(self.inputs), "output": self.output}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Signature:
+        return cls(tuple(sorted(data["inputs"].items())), data["output"])
+
+
+@dataclass
+class TeamConfig:
+    """A team's merged configuration, with the file each type and workflow came from."""
+
+    team: str
+    types: dict[str, TypeSpec] = field(default_factory=dict)
+    workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def signatures(self) -> dict[str, tuple[Signature, str]]:
+        """function -> (signature, path of the first task using it)."""
+        found: dict[str, tuple[Signature, str]] = {}
+        for wf_name, wf in self.workflows.items():
+            for task_name, task in wf.tasks.items():
+                found.setdefault(
+                    task.function,
+                    (task_signature(wf, task), f"workflows.{wf_name}.tasks.{task_name}"),
+                )
+        return found
+
+
+def task_signature(workflow: WorkflowSpec, task: TaskSpec) -> Signature:
+    params = tuple(
+        sorted((param, workflow.tasks[up].output) for param, up in task.inputs.items() if up in workflow.tasks)
+    )
+    return Signature(params, task.output)
+
+
+def referenced_types(spec: FieldSpec) -> list[str]:
+    if spec.type == "list":
+        return referenced_types(spec.items)
+    return [] if spec.type in BUILTIN_TYPES else [spec.type]
+
+
+def types_used_by(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict[str, TypeSpec]:
+    """The declared types a workflow needs, transitively, sorted by name."""
+    wanted = [t.output for t in workflow.tasks.values()] + ([workflow.params] if workflow.params else [])
+    used: dict[str, TypeSpec] = {}
+    while wanted:
+        name = wanted.pop()
+        if name in used or name not in types:
+            continue
+        used[name] = types[name]
+        for spec in types[name].fields.values():
+            wanted.extend(referenced_types(spec))
+    return dict(sorted(used.items()))
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in `node -> [next nodes]`, as a path whose last node repeats the first."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+# ---- reading files -------------------------------------------------------------------------
+
+_KNOWN_KEYS = sorted(
+    {name for model in (FieldSpec, TypeSpec, TaskSpec, ScheduleSpec, WorkflowSpec, TeamFile) for name in model.model_fields}
+)
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+
+
+def _explain(error: dict) -> str:
+    loc = tuple(p for p in error["loc"] if p not in ("[key]",))
+    if error["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        hint = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        where = _dotted(loc[:-1]) or "top level"
+        return f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        bad = error.get("input")
+        message = f"{bad!r} is not a valid name ({error['ctx']['pattern']})"
+    return f"{_dotted(loc) or 'top level'}: {message}"
+
+
+def _config_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [path]
+
+
+def parse_files(path: Path) -> tuple[list[tuple[Path, TeamFile]], list[str]]:
+    """Each file's parsed content, and the problems of those that could not be parsed."""
+    path = Path(path)
+    if not path.exists():
+        return [], [f"{path}: no such file or folder"]
+    files = _config_files(path)
+    if not files:
+        return [], [f"{path}: no .yaml or .yml files in this folder"]
+    parsed, problems = [], []
+    for file in files:
+        try:
+            raw = read_yaml(file)
+        except YamlProblem as exc:
+            problems.append(str(exc))
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{file}: expected a mapping with `team:` at the top, found {type(raw).__name__}")
+            continue
+        try:
+            parsed.append((file, TeamFile.model_validate(raw)))
+        except ValidationError as exc:
+            problems.extend(f"{file}: {_explain(e)}" for e in exc.errors())
+    return parsed, problems
+
+
+def merge_teams(parsed: list[tuple[Path, TeamFile]]) -> tuple[list[TeamConfig], list[str]]:
+    teams: dict[str, TeamConfig] = {}
+    problems: list[str] = []
+    for file, content in parsed:
+        team = teams.setdefault(content.team, TeamConfig(content.team))
+        for kind, entries, target in (
+            ("types", content.types, team.types),
+            ("workflows", content.workflows, team.workflows),
+        ):
+            for name, spec in entries.items():
+                key = f"{kind}.{name}"
+                if key in team.origins:
+                    problems.append(f"{file}: {key}: already declared in {team.origins[key]}")
+                    continue
+                target[name] = spec
+                team.origins[key] = str(file)
+    return list(teams.values()), problems
+
+
+def check_team(config: TeamConfig) -> list[str]:
+    """Problems a valid YAML shape can still have: references, cycles, schedules, signatures."""
+    problems: list[str] = []
+
+    def report(key: str, path: str, message: str) -> None:
+        problems.append(f"{config.origins[key]}: {path}: {message}")
+
+    known_types = set(config.types)
+
+    def check_field(key: str, path: str, spec: FieldSpec, allow_secret_name: bool = False) -> None:
+        for name in referenced_types(spec):
+            if name not in known_types:
+                report(key, path, f"unknown type '{name}'" + _suggest(name, [*known_types, *BUILTIN_TYPES]))
+        if spec.items is not None:
+            check_field(key, path + ".items", spec.items, True)
+
+    for type_name, type_spec in config.types.items():
+        key = f"types.{type_name}"
+        for field_name, spec in type_spec.fields.items():
+            path = f"{key}.fields.{field_name}"
+            check_field(key, path, spec)
+            if SECRET_NAME.search(field_name):
+                report(key, path, "looks like a secret; outputs carry operational metadata, never secrets")
+    type_cycle = find_cycle(
+        {name: [t for f in spec.fields.values() for t in referenced_types(f)] for name, spec in config.types.items()}
+    )
+    if type_cycle:
+        problems.append(
+            f"{config.origins['types.' + type_cycle[0]]}: types.{type_cycle[0]}: "
+            f"types refer to each other in a cycle: {' -> '.join(type_cycle)}"
+        )
+
+    for wf_name, wf in config.workflows.items():
+        key = f"workflows.{wf_name}"
+        if wf.params and wf.params not in known_types:
+            report(key, f"{key}.params", f"unknown type '{wf.params}'" + _suggest(wf.params, known_types))
+        if wf.schedule:
+            _check_schedule(wf.schedule, lambda p, m: report(key, f"{key}.schedule.{p}", m))
+        for task_name, task in wf.tasks.items():
+            path = f"{key}.tasks.{task_name}"
+            if task.output not in known_types:
+                report(key, f"{path}.output", f"unknown type '{task.output}'" + _suggest(task.output, known_types))
+            for param, upstream in task.inputs.items():
+                _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.inputs.{param}", m))
+            for i, upstream in enumerate(task.after):
+                _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
+        cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
+        if cycle:
+            report(key, f"{key}.tasks", "dependencies form a cycle: " + " -> ".join(reversed(cycle)))
+
+    problems.extend(_signature_problems(config))
+    return problems
+
+
+def _suggest(name: str, choices) -> str:
+    hint = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def _check_upstream(wf: WorkflowSpec, task_name: str, upstream: str, report) -> None:
+    if upstream == task_name:
+        report("a task cannot depend on itself")
+    elif upstream not in wf.tasks:
+        report(f"unknown upstream task '{upstream}'" + _suggest(upstream, wf.tasks))
+
+
+def _check_schedule(schedule: ScheduleSpec, report) -> None:
+    if not croniter.is_valid(schedule.cron):
+        report("cron", f"'{schedule.cron}' is not a valid cron expression (five fields: minute hour day month weekday)")
+    try:
+        zoneinfo.ZoneInfo(schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
+
+
+def _signature_problems(config: TeamConfig) -> list[str]:
+    problems: list[str] = []
+    first: dict[str, tuple[Signature, str, str]] = {}
+    for wf_name, wf in config.workflows.items():
+        for task_name, task in wf.tasks.items():
+            sig = task_signature(wf, task)
+            path = f"workflows.{wf_name}.tasks.{task_name}"
+            if task.function not in first:
+                first[task.function] = (sig, path, config.origins[f"workflows.{wf_name}"])
+                continue
+            other, other_path, other_file = first[task.function]
+            if other != sig:
+                problems.append(
+                    f"{config.origins[f'workflows.{wf_name}']}: {path}: function '{task.function}' is "
+                    f"{sig.describe()} here but {other.describe()} at {other_path} in {other_file}"
+                )
+    return problems
+
+
+def load_config(path: Path | str) -> list[TeamConfig]:
+    """Every team's configuration under `path`, checked; raises ConfigError with every problem."""
+    parsed, problems = parse_files(Path(path))
+    teams, merge_problems = merge_teams(parsed)
+    problems += merge_problems
+    for team in teams:
+        problems += check_team(team)
+    if problems:
+        raise ConfigError(problems)
+    return teams

@@ -1,0 +1,74 @@
+"""Every error Flow45 raises on purpose: one root, small flat subclasses.
+
+Each carries a short `code` (used in RPC answers and `--json` output) and a message an operator
+can act on: it names the thing, the place and what would be right.
+"""
+
+from __future__ import annotations
+
+
+class Flow45Error(Exception):
+    """Flow45 refused the request."""
+
+    code = "refused"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(Flow45Error):
+    """The configuration is invalid."""
+
+    code = "invalid_config"
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the configuration"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class SettingsError(Flow45Error):
+    """The installation settings are invalid."""
+
+    code = "invalid_settings"
+
+
+class NotFound(Flow45Error):
+    """No such object."""
+
+    code = "not_found"
+
+
+class StaleToken(Flow45Error):
+    """The attempt's token is no longer current: the lease expired, or the instance was retried or undone."""
+
+    code = "stale"
+
+
+class IllegalTransition(Flow45Error):
+    """That state change is not allowed."""
+
+    code = "illegal_transition"
+
+
+class InvalidOutput(Flow45Error):
+    """The submitted output does not match the task's output type."""
+
+    code = "invalid_output"
+
+
+class InvalidParams(Flow45Error):
+    """The run parameters do not match the workflow's params type."""
+
+    code = "invalid_params"
+
+
+class SchemaOutdated(Flow45Error):
+    """The database schema is older than this version of Flow45: run `flow45 db upgrade`."""
+
+    code = "schema_outdated"

@@ -1,0 +1,49 @@
+"""Schema creation and upgrades: `flow45 db upgrade`; other commands create an empty database."""
+
+from __future__ import annotations
+
+from flow45.clock import utcnow
+from flow45.db import atomic, database
+from flow45.errors import Flow45Error, SchemaOutdated
+from flow45.models import ALL_TABLES, SchemaVersion
+
+
+def _create_v1() -> None:
+    database.create_tables(ALL_TABLES)
+
+
+# Each step takes the schema from version i to i + 1; append, never edit.
+STEPS = [_create_v1]
+CURRENT = len(STEPS)
+
+
+def schema_version() -> int:
+    if not database.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def upgrade() -> tuple[int, int]:
+    """Apply every missing step; returns (version before, version after)."""
+    with atomic():
+        before = schema_version()
+        if before > CURRENT:
+            raise Flow45Error(
+                f"the database is at schema version {before}, newer than this Flow45 ({CURRENT}): upgrade Flow45"
+            )
+        for version in range(before, CURRENT):
+            STEPS[version]()
+            SchemaVersion.create(version=version + 1, applied_at=utcnow())
+    return before, CURRENT
+
+
+def ensure_schema() -> None:
+    """Create the schema of an empty database; refuse to work on an outdated one."""
+    version = schema_version()
+    if version == 0:
+        upgrade()
+    elif version < CURRENT:
+        raise SchemaOutdated(
+            f"the database is at schema version {version}, this Flow45 needs {CURRENT}: run `flow45 db upgrade`"
+        )

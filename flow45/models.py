@@ -1,0 +1,169 @@
+"""The tables. Rows stay inside the store; what leaves it are the views in `flow45.views`."""
+
+from __future__ import annotations
+
+import json
+
+import peewee as pw
+
+from flow45.db import database
+
+
+class JSONField(pw.TextField):
+    """JSON kept as text, the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class Table(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(Table):
+    version = pw.IntegerField()
+    applied_at = pw.DateTimeField()
+
+
+class Team(Table):
+    name = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField()
+
+
+class Workflow(Table):
+    team = pw.CharField(max_length=64)
+    name = pw.CharField(max_length=64)
+    current_version = pw.IntegerField()
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("team", "name"), True),)
+
+
+class WorkflowVersion(Table):
+    workflow = pw.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE")
+    version = pw.IntegerField()
+    content_hash = pw.CharField(max_length=64)
+    spec = JSONField()  # the workflow and the declared types it uses, as deployed
+    deployed_by = pw.CharField(max_length=128)
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("workflow", "version"), True),)
+
+
+class Run(Table):
+    team = pw.CharField(max_length=64, index=True)
+    workflow = pw.ForeignKeyField(Workflow, backref="runs")
+    version = pw.ForeignKeyField(WorkflowVersion)
+    status = pw.CharField(max_length=16, index=True)
+    params = JSONField()
+    logical_time = pw.DateTimeField(null=True)
+    trigger = pw.CharField(max_length=16)  # manual | api | schedule
+    triggered_by = pw.CharField(max_length=128)
+    created_at = pw.DateTimeField()
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("workflow", "logical_time"), True), (("workflow", "status"), False))
+
+
+class TaskInstance(Table):
+    run = pw.ForeignKeyField(Run, backref="instances", on_delete="CASCADE")
+    team = pw.CharField(max_length=64)
+    task = pw.CharField(max_length=64)
+    function = pw.CharField(max_length=64)
+    state = pw.CharField(max_length=16)
+    attempt = pw.IntegerField(default=0)  # number of the current (or next offered) attempt
+    token = pw.CharField(max_length=64, null=True)  # fencing token of that attempt; null: none live
+    failures = pw.IntegerField(default=0)  # failed attempts counted against `retries`
+    priority = pw.IntegerField(default=0)
+    human = pw.BooleanField(default=False)
+    lease_expires_at = pw.DateTimeField(null=True)
+    not_before = pw.DateTimeField(null=True)
+    offered_at = pw.DateTimeField(null=True)
+    worker = pw.CharField(max_length=128, null=True)
+    progress_pct = pw.FloatField(null=True)
+    progress_message = pw.TextField(null=True)
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = (
+            (("run", "task"), True),
+            (("state", "lease_expires_at"), False),
+            (("state", "not_before"), False),
+            (("team", "function", "state"), False),
+        )
+
+
+class Attempt(Table):
+    instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE")
+    number = pw.IntegerField()
+    token = pw.CharField(max_length=64)
+    status = pw.CharField(max_length=16)  # running | succeeded | failed | expired | skipped | revoked
+    worker = pw.CharField(max_length=128, null=True)
+    claimed_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    output = JSONField(null=True)
+    error = pw.TextField(null=True)
+    archived = pw.BooleanField(default=False)  # superseded by an undo, kept for the record
+    archived_by = pw.BigIntegerField(null=True)  # the undo event
+
+    class Meta:
+        indexes = ((("instance", "number"), False),)
+
+
+class Event(Table):
+    """The ledger: append-only, one row per move."""
+
+    id = pw.BigAutoField()
+    at = pw.DateTimeField()
+    team = pw.CharField(max_length=64)
+    run = pw.BigIntegerField(null=True, index=True)
+    instance = pw.BigIntegerField(null=True, index=True)
+    kind = pw.CharField(max_length=32)
+    from_state = pw.CharField(max_length=16, null=True)
+    to_state = pw.CharField(max_length=16, null=True)
+    actor = pw.CharField(max_length=128)
+    detail = JSONField(null=True)
+
+    class Meta:
+        indexes = ((("team", "id"), False),)
+
+
+class Outbox(Table):
+    """Messages to publish, written in the same transaction as the change that causes them."""
+
+    id = pw.BigAutoField()
+    team = pw.CharField(max_length=64)
+    kind = pw.CharField(max_length=16)  # offer | undo
+    routing_key = pw.CharField(max_length=160)
+    priority = pw.IntegerField(default=0)
+    body = JSONField()
+    instance = pw.BigIntegerField(null=True)
+    created_at = pw.DateTimeField()
+    sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("sent_at", "priority", "id"), False),)
+
+
+class ProcessedMessage(Table):
+    """Message ids already applied, recorded with the change they made, and the answer given."""
+
+    message_id = pw.CharField(max_length=200, primary_key=True)
+    team = pw.CharField(max_length=64)
+    kind = pw.CharField(max_length=16)
+    processed_at = pw.DateTimeField()
+    reply = JSONField(null=True)
+
+
+ALL_TABLES = [SchemaVersion, Team, Workflow, WorkflowVersion, Run, TaskInstance, Attempt, Event, Outbox, ProcessedMessage]

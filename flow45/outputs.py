@@ -1,0 +1,61 @@
+"""Checks on a submitted output: size cap, declared type (unknown keys refused), no secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from flow45.config import SECRET_NAME
+from flow45.errors import InvalidOutput
+from flow45.types import TypeRegistry, describe_errors
+
+SECRET_VALUES = [
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\bBearer\s+[A-Za-z0-9\-._~+/]{16,}=*", re.I), "a bearer token"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "a JSON web token"),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key"),
+    (re.compile(r"\b(ghp|gho|ghs|github_pat|xox[abprs]|sk_live|sk-[A-Za-z0-9]{20,})[A-Za-z0-9_-]*"), "an API key"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with a password"),
+]
+
+
+def find_secret(value: Any, path: str = "output") -> str | None:
+    """Where `value` seems to hold a secret, and why; None if it looks clean."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if SECRET_NAME.search(str(key)) and item not in (None, "", False):
+                return f"{where}: the field name looks like a secret"
+            if found := find_secret(item, where):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := find_secret(item, f"{path}.{index}"):
+                return found
+    elif isinstance(value, str):
+        for pattern, what in SECRET_VALUES:
+            if pattern.search(value):
+                return f"{path}: the value looks like {what}"
+    return None
+
+
+def check_output(types: TypeRegistry, type_name: str, output: Any, max_bytes: int, what: str) -> Any:
+    """The output as it will be stored; raises InvalidOutput naming the problem."""
+    try:
+        size = len(json.dumps(output, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidOutput(f"{what}: output is not JSON: {exc}") from exc
+    if size > max_bytes:
+        raise InvalidOutput(
+            f"{what}: output is {size} bytes of JSON, over the cap of {max_bytes}: outputs describe where the "
+            "data went, never the data itself"
+        )
+    if secret := find_secret(output):
+        raise InvalidOutput(f"{what}: refused, {secret}; outputs never carry secrets")
+    try:
+        return types.validate(type_name, output)
+    except ValidationError as exc:
+        raise InvalidOutput(f"{what}: output is not a valid {type_name}: {describe_errors(exc, 'output')}") from exc

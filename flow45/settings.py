@@ -1,0 +1,110 @@
+"""Installation settings: one YAML file (FLOW45_SETTINGS) and FLOW45_* environment variables.
+
+With neither, Flow45 runs on the embedded default: a SQLite file in the current folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flow45.durations import parse_duration
+from flow45.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "sqlite:///flow45.db"
+
+
+class TeamSettings(BaseModel):
+    """A team of the installation and the broker users that act for it."""
+
+    model_config = ConfigDict(extra="forbid")
+    users: dict[str, Literal["worker", "operator"]] = Field(
+        default_factory=dict, description="broker user name -> role"
+    )
+
+
+class Settings(BaseModel):
+    """Owned by whoever runs the installation, not by the teams."""
+
+    model_config = ConfigDict(extra="forbid")
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="sqlite:///PATH or postgresql://…")
+    amqp_url: str | None = Field(None, description="amqp://…; unset means in-process workers")
+    teams: dict[str, TeamSettings] = Field(
+        default_factory=dict, description="empty: any team may deploy (embedded default)"
+    )
+    output_max_bytes: int = Field(16384, ge=256, description="cap on a submitted output's JSON")
+    default_lease: float = Field(300.0, description="seconds a claim holds without progress")
+    default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
+    relay_interval: float = Field(1.0, description="seconds between outbox polls (fallback)")
+    sweep_interval: float = Field(1.0, description="seconds between scheduler ticks")
+    offer_quiet_period: float = Field(60.0, description="re-offer an available instance after this")
+
+    @field_validator(
+        "default_lease", "default_retry_delay", "relay_interval", "sweep_interval",
+        "offer_quiet_period", mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+    def team_allowed(self, team: str) -> bool:
+        return not self.teams or team in self.teams
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key in Settings.model_fields:
+        raw = environ.get("FLOW45_" + key.upper())
+        if raw is None:
+            continue
+        found[key] = json.loads(raw) if key == "teams" else raw
+    return found
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from FLOW45_SETTINGS (if set) overridden by FLOW45_* variables."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, object] = {}
+    path = environ.get("FLOW45_SETTINGS")
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise SettingsError(f"FLOW45_SETTINGS={path}: cannot read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"FLOW45_SETTINGS={path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings")
+    try:
+        data.update(_env_overrides(environ))
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"FLOW45_TEAMS is not valid JSON: {exc}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        where = path or "environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"{where}: {problems}") from exc
+
+
+_current: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """The settings in force: loaded once from the environment unless `use_settings` set them."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings | None) -> None:
+    global _current
+    _current = settings

@@ -1,0 +1,60 @@
+"""The transition table for task instances and runs. Every state change is checked here."""
+
+from __future__ import annotations
+
+from flow45.errors import IllegalTransition
+
+PENDING, AVAILABLE, RUNNING = "pending", "available", "running"
+SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+RETRY_WAIT, HELD, CANCELLED = "retry_wait", "held", "cancelled"
+QUEUED = "queued"
+
+INSTANCE_STATES = (PENDING, AVAILABLE, RUNNING, RETRY_WAIT, HELD, SUCCEEDED, FAILED, SKIPPED, CANCELLED)
+RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+
+DONE = frozenset({SUCCEEDED, SKIPPED})  # lets downstream go
+FINISHED_INSTANCE = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
+FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# from -> the states it may move to. `undo` uses the moves back to available/held/pending.
+INSTANCE_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED}),
+    AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING}),
+    RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, SKIPPED, CANCELLED, PENDING, HELD}),
+    RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING}),
+    HELD: frozenset({AVAILABLE, PENDING, SKIPPED, CANCELLED, HELD}),
+    SUCCEEDED: frozenset({AVAILABLE, HELD, PENDING}),
+    FAILED: frozenset({AVAILABLE, HELD, PENDING, SKIPPED}),
+    SKIPPED: frozenset({AVAILABLE, HELD, PENDING}),
+    CANCELLED: frozenset(),
+}
+
+RUN_MOVES: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({RUNNING, CANCELLED}),
+    RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
+    SUCCEEDED: frozenset({RUNNING}),
+    FAILED: frozenset({RUNNING, CANCELLED}),
+    CANCELLED: frozenset(),
+}
+
+
+def check_instance_move(what: str, current: str, target: str) -> None:
+    """Raise IllegalTransition unless `current -> target` is in the table."""
+    if target not in INSTANCE_MOVES.get(current, ()):
+        raise IllegalTransition(f"{what} is {current} and cannot become {target}")
+
+
+def check_run_move(what: str, current: str, target: str) -> None:
+    if target not in RUN_MOVES.get(current, ()):
+        raise IllegalTransition(f"{what} is {current} and cannot become {target}")
+
+
+def run_status_from(instance_states: list[str], current: str) -> str:
+    """What a started run's status must be, given its instances' states."""
+    if current in (QUEUED, CANCELLED):
+        return current
+    if any(state == FAILED for state in instance_states):
+        return FAILED
+    if instance_states and all(state in DONE for state in instance_states):
+        return SUCCEEDED
+    return RUNNING

@@ -1,0 +1,107 @@
+"""Deploy: a team's validated configuration becomes workflow versions, immutable and content-hashed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from flow45.clock import to_utc
+from flow45.config import Signature, TeamConfig, task_signature, types_used_by
+from flow45.db import atomic
+from flow45.errors import ConfigError, NotFound
+from flow45.models import Team, Workflow, WorkflowVersion
+from flow45.settings import current_settings
+from flow45.store.core import record_event
+from flow45.store.specs import parse_version, spec_document
+from flow45.views import DeployedWorkflow, DeployReport
+
+
+def content_hash(document: dict) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def deployed_signatures(team: str, excluding: set[str]) -> dict[str, tuple[Signature, str]]:
+    """function -> (signature, where) over the current versions of the team's other workflows."""
+    found: dict[str, tuple[Signature, str]] = {}
+    query = (
+        WorkflowVersion.select(WorkflowVersion, Workflow)
+        .join(Workflow, on=(WorkflowVersion.workflow == Workflow.id))
+        .where((Workflow.team == team) & (WorkflowVersion.version == Workflow.current_version))
+    )
+    for row in query:
+        if row.workflow.name in excluding:
+            continue
+        spec = parse_version(row)
+        for task_name, task in spec.workflow.tasks.items():
+            where = f"deployed workflow {row.workflow.name} v{row.version}, task {task_name}"
+            found.setdefault(task.function, (task_signature(spec.workflow, task), where))
+    return found
+
+
+def _signature_conflicts(config: TeamConfig) -> list[str]:
+    deployed = deployed_signatures(config.team, excluding=set(config.workflows))
+    problems = []
+    for function, (sig, path) in config.signatures().items():
+        if function in deployed and deployed[function][0] != sig:
+            other, where = deployed[function]
+            origin = config.origins[".".join(path.split(".")[:2])]
+            problems.append(
+                f"{origin}: {path}: function '{function}' is {sig.describe()} here but "
+                f"{other.describe()} in {where}"
+            )
+    return problems
+
+
+def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) -> DeployReport:
+    """Store each changed workflow as a new version; unchanged ones create nothing."""
+    at = to_utc(now)
+    settings = current_settings()
+    results: list[DeployedWorkflow] = []
+    with atomic():
+        problems: list[str] = []
+        for config in teams:
+            if not settings.team_allowed(config.team):
+                first_file = min(config.origins.values(), default="(config)")
+                problems.append(
+                    f"{first_file}: team: '{config.team}' is not a team of this installation "
+                    f"(known: {', '.join(sorted(settings.teams))})"
+                )
+            problems += _signature_conflicts(config)
+        if problems:
+            raise ConfigError(problems)
+        for config in teams:
+            Team.get_or_create(name=config.team, defaults={"created_at": at})
+            for name, workflow in sorted(config.workflows.items()):
+                document = spec_document(workflow, types_used_by(workflow, config.types))
+                results.append(_store_version(config.team, name, document, actor, at))
+    return DeployReport(results)
+
+
+def _store_version(team: str, name: str, document: dict, actor: str, at: dt.datetime) -> DeployedWorkflow:
+    digest = content_hash(document)
+    workflow = Workflow.get_or_none((Workflow.team == team) & (Workflow.name == name))
+    if workflow is not None:
+        current = WorkflowVersion.get(
+            (WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version)
+        )
+        if current.content_hash == digest:
+            return DeployedWorkflow(team, name, current.version, "unchanged")
+        number, change = workflow.current_version + 1, "updated"
+    else:
+        workflow = Workflow.create(team=team, name=name, current_version=0, created_at=at, updated_at=at)
+        number, change = 1, "created"
+    WorkflowVersion.create(
+        workflow=workflow, version=number, content_hash=digest, spec=document, deployed_by=actor, created_at=at
+    )
+    workflow.current_version, workflow.updated_at = number, at
+    workflow.save()
+    record_event(at, team, "deploy", actor, detail={"workflow": name, "version": number, "hash": digest[:12]})
+    return DeployedWorkflow(team, name, number, change)
+
+
+def find_workflow(team: str, name: str) -> Workflow:
+    workflow = Workflow.get_or_none((Workflow.team == team) & (Workflow.name == name))
+    if workflow is None:
+        raise NotFound(f"workflow {team}/{name} is not deployed")
+    return workflow

@@ -1,0 +1,150 @@
+"""Reads: what the CLI, the TUI and the bridge show. Nothing here writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import peewee as pw
+
+from flow45 import states as S
+from flow45.errors import NotFound
+from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.store.specs import version_spec
+from flow45.views import AttemptView, EventView, InstanceView, RunView, WorkflowView
+
+
+def list_workflows(team: str | None = None) -> list[WorkflowView]:
+    query = (
+        WorkflowVersion.select(WorkflowVersion, Workflow)
+        .join(Workflow, on=(WorkflowVersion.workflow == Workflow.id))
+        .where(WorkflowVersion.version == Workflow.current_version)
+        .order_by(Workflow.team, Workflow.name)
+    )
+    if team:
+        query = query.where(Workflow.team == team)
+    views = []
+    for row in query:
+        spec = version_spec(row.id)
+        schedule = spec.workflow.schedule
+        views.append(
+            WorkflowView(
+                team=row.workflow.team, name=row.workflow.name, version=row.version,
+                description=spec.workflow.description, tasks=len(spec.workflow.tasks),
+                schedule=f"{schedule.cron} {schedule.timezone}" if schedule else None,
+                updated_at=row.workflow.updated_at,
+            )
+        )
+    return views
+
+
+def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {run_id: {} for run_id in run_ids}
+    if run_ids:
+        rows = (
+            TaskInstance.select(TaskInstance.run, TaskInstance.state, pw.fn.COUNT(TaskInstance.id).alias("n"))
+            .where(TaskInstance.run.in_(run_ids)).group_by(TaskInstance.run, TaskInstance.state).tuples()
+        )
+        for run_id, state, n in rows:
+            counts[run_id][state] = n
+    return counts
+
+
+def _waiting_for(run: Run, counts: dict[str, int]) -> str | None:
+    if run.status == S.QUEUED:
+        limit = version_spec(run.version_id).workflow.max_active_runs
+        return f"a free slot (max_active_runs: {limit})"
+    if run.status == S.RUNNING and counts.get(S.HELD):
+        return f"{counts[S.HELD]} held instance(s)"
+    if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):
+        return f"{counts[S.RETRY_WAIT]} instance(s) waiting to retry"
+    return None
+
+
+def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()) -> RunView:
+    return RunView(
+        id=run.id, team=run.team, workflow=workflow_name, version=version_spec(run.version_id).number,
+        status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
+        logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
+        finished_at=run.finished_at, counts=counts, waiting_for=_waiting_for(run, counts), instances=list(instances),
+    )
+
+
+def list_runs(
+    team: str | None = None, workflow: str | None = None, status: str | None = None,
+    limit: int = 50, before: int | None = None,
+) -> list[RunView]:
+    """Newest first; `before` pages back from a run id."""
+    query = Run.select(Run, Workflow.name).join(Workflow).order_by(Run.id.desc()).limit(limit)
+    if team:
+        query = query.where(Run.team == team)
+    if workflow:
+        query = query.where(Workflow.name == workflow)
+    if status:
+        query = query.where(Run.status == status)
+    if before:
+        query = query.where(Run.id < before)
+    runs = list(query)
+    counts = _counts([r.id for r in runs])
+    return [_run_view(r, r.workflow.name, counts[r.id]) for r in runs]
+
+
+def _attempt_view(a: Attempt) -> AttemptView:
+    return AttemptView(
+        number=a.number, status=a.status, worker=a.worker, claimed_at=a.claimed_at, finished_at=a.finished_at,
+        output=a.output, error=a.error, archived=a.archived,
+    )
+
+
+def _instance_view(i: TaskInstance, upstream: list[str], attempts=()) -> InstanceView:
+    return InstanceView(
+        id=i.id, run=i.run_id, team=i.team, task=i.task, function=i.function, state=i.state, attempt=i.attempt,
+        human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
+        progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
+        upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a) for a in attempts],
+    )
+
+
+def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
+    run = Run.select(Run, Workflow.name).join(Workflow).where(Run.id == run_id).first()
+    if run is None or (team and run.team != team):
+        raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
+    spec = version_spec(run.version_id)
+    rows = {i.task: i for i in TaskInstance.select().where(TaskInstance.run == run_id)}
+    attempts: dict[int, list[Attempt]] = {}
+    if with_attempts:
+        for a in Attempt.select().where(Attempt.instance.in_([i.id for i in rows.values()])).order_by(Attempt.id):
+            attempts.setdefault(a.instance_id, []).append(a)
+    instances = [
+        _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ())) for name in spec.order
+    ]
+    return _run_view(run, run.workflow.name, dict(Counter(i.state for i in instances)), instances)
+
+
+def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
+    row = TaskInstance.get_or_none(TaskInstance.id == instance_id)
+    if row is None or (team and row.team != team):
+        raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
+    spec = version_spec(Run.get_by_id(row.run_id).version_id)
+    attempts = Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id)
+    return _instance_view(row, spec.upstream(row.task), attempts)
+
+
+def list_events(
+    after: int = 0, *, team: str | None = None, run: int | None = None, instance: int | None = None,
+    limit: int = 200,
+) -> list[EventView]:
+    """Ledger events with id > `after`, oldest first: read incrementally by id."""
+    query = Event.select().where(Event.id > after).order_by(Event.id).limit(limit)
+    if team:
+        query = query.where(Event.team == team)
+    if run is not None:
+        query = query.where(Event.run == run)
+    if instance is not None:
+        query = query.where(Event.instance == instance)
+    return [
+        EventView(
+            id=e.id, at=e.at, team=e.team, run=e.run, instance=e.instance, kind=e.kind,
+            from_state=e.from_state, to_state=e.to_state, actor=e.actor, detail=e.detail,
+        )
+        for e in query
+    ]

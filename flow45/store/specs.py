@@ -1,0 +1,95 @@
+"""Deployed workflow versions, parsed once: they are immutable, so a cache by id is always right."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flow45.config import TypeSpec, WorkflowSpec
+from flow45.db import generation
+from flow45.models import WorkflowVersion
+from flow45.types import TypeRegistry
+
+
+@dataclass
+class VersionSpec:
+    id: int
+    team: str
+    workflow_name: str
+    number: int
+    workflow: WorkflowSpec
+    types: TypeRegistry
+    downstream: dict[str, list[str]]
+    order: list[str]  # by dependency level, then as declared
+
+    def task(self, name: str):
+        return self.workflow.tasks[name]
+
+    def upstream(self, name: str) -> list[str]:
+        return self.workflow.tasks[name].upstream()
+
+    def roots(self) -> list[str]:
+        return [name for name, task in self.workflow.tasks.items() if not task.upstream()]
+
+    def descendants(self, name: str) -> list[str]:
+        seen: list[str] = []
+        frontier = list(self.downstream[name])
+        while frontier:
+            nxt = frontier.pop()
+            if nxt not in seen:
+                seen.append(nxt)
+                frontier.extend(self.downstream[nxt])
+        return seen
+
+
+def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict:
+    """What a version stores: the workflow and the types it uses, in canonical JSON form."""
+    return {
+        "workflow": workflow.model_dump(mode="json"),
+        "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},
+    }
+
+
+def parse_version(row: WorkflowVersion) -> VersionSpec:
+    workflow = WorkflowSpec.model_validate(row.spec["workflow"])
+    types = {name: TypeSpec.model_validate(spec) for name, spec in row.spec["types"].items()}
+    downstream: dict[str, list[str]] = {name: [] for name in workflow.tasks}
+    for name, task in workflow.tasks.items():
+        for up in task.upstream():
+            downstream[up].append(name)
+    return VersionSpec(
+        row.id, row.workflow.team, row.workflow.name, row.version, workflow, TypeRegistry(types), downstream,
+        levels_order(workflow),
+    )
+
+
+def dependency_levels(workflow: WorkflowSpec) -> dict[str, int]:
+    """Task -> its level: 0 for roots, else one more than its deepest upstream."""
+    levels: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in levels:
+            levels[name] = 1 + max((level(up) for up in workflow.tasks[name].upstream()), default=-1)
+        return levels[name]
+
+    for name in workflow.tasks:
+        level(name)
+    return levels
+
+
+def levels_order(workflow: WorkflowSpec) -> list[str]:
+    levels = dependency_levels(workflow)
+    declared = list(workflow.tasks)
+    return sorted(declared, key=lambda name: (levels[name], declared.index(name)))
+
+
+_cache: dict[tuple[int, int], VersionSpec] = {}
+
+
+def version_spec(version_id: int) -> VersionSpec:
+    key = (generation(), version_id)
+    found = _cache.get(key)
+    if found is None:
+        if len(_cache) > 1024:
+            _cache.clear()
+        found = _cache[key] = parse_version(WorkflowVersion.get_by_id(version_id))
+    return found

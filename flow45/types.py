@@ -1,0 +1,84 @@
+"""Declared types become pydantic models (unknown keys refused) and JSON Schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from flow45.config import FieldSpec, TypeSpec, referenced_types
+
+_SCALARS: dict[str, type] = {
+    "string": str, "integer": int, "number": float, "boolean": bool,
+    "datetime": dt.datetime, "date": dt.date,
+}
+_CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
+
+
+class _Declared(BaseModel):
+    # Field names live behind aliases so a declared field may be called `json` or `schema`.
+    model_config = ConfigDict(extra="forbid", strict=False, protected_namespaces=(), populate_by_name=False)
+
+
+class TypeRegistry:
+    """The pydantic models of one set of declared types (a team's, or one workflow version's)."""
+
+    def __init__(self, types: dict[str, TypeSpec]):
+        self._specs = types
+        self._models: dict[str, type[BaseModel]] = {}
+
+    def model(self, name: str) -> type[BaseModel]:
+        if name not in self._models:
+            self._models[name] = self._build(name)
+        return self._models[name]
+
+    def _build(self, name: str) -> type[BaseModel]:
+        spec = self._specs[name]
+        fields: dict[str, Any] = {}
+        for index, (field_name, field_spec) in enumerate(spec.fields.items()):
+            annotation = self._annotation(field_spec)
+            extra = {k: getattr(field_spec, k) for k in _CONSTRAINTS if getattr(field_spec, k) is not None}
+            if field_spec.optional:
+                annotation = Optional[annotation]
+            default = None if field_spec.optional else ...
+            fields[f"f{index}"] = (
+                annotation,
+                Field(default, alias=field_name, description=field_spec.description, **extra),
+            )
+        model = create_model(name, __base__=_Declared, **fields)
+        model.__doc__ = spec.description or f"The declared type {name}."
+        return model
+
+    def _annotation(self, spec: FieldSpec) -> Any:
+        if spec.type in _SCALARS:
+            return _SCALARS[spec.type]
+        if spec.type == "list":
+            return list[self._annotation(spec.items)]
+        if spec.type == "enum":
+            return Enum(f"Enum_{'_'.join(spec.values)}"[:60], {v: v for v in spec.values}, type=str)
+        return self.model(spec.type)
+
+    def validate(self, name: str, data: object) -> dict:
+        """The JSON form of `data` as type `name`; raises pydantic's ValidationError."""
+        return self.model(name).model_validate(data).model_dump(mode="json", by_alias=True, exclude_none=False)
+
+    def json_schema(self, name: str) -> dict:
+        return self.model(name).model_json_schema(by_alias=True)
+
+
+def describe_errors(error: ValidationError, root: str = "") -> str:
+    """pydantic's errors as one line each: `path: what is wrong`."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in (root, *item["loc"]) if p != "")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{path or '(top)'}: {message}")
+    return "; ".join(lines)
+
+
+def all_referenced(types: dict[str, TypeSpec]) -> set[str]:
+    return {t for spec in types.values() for f in spec.fields.values() for t in referenced_types(f)}

@@ -1,0 +1,167 @@
+"""What leaves the store: plain frozen dataclasses, each with its JSON form."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from flow45.clock import iso
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return value.to_json()
+    return value
+
+
+class View:
+    def to_json(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _parse_times(cls, data: dict) -> dict:
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    out = dict(data)
+    for name, kind in hints.items():
+        if "datetime" in str(kind) and isinstance(out.get(name), str):
+            out[name] = dt.datetime.fromisoformat(out[name].replace("Z", "+00:00")).replace(tzinfo=None)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowView(View):
+    team: str
+    name: str
+    version: int
+    description: str | None
+    tasks: int
+    schedule: str | None
+    updated_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptView(View):
+    number: int
+    status: str
+    worker: str | None
+    claimed_at: dt.datetime
+    finished_at: dt.datetime | None
+    output: Any
+    error: str | None
+    archived: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceView(View):
+    id: int
+    run: int
+    team: str
+    task: str
+    function: str
+    state: str
+    attempt: int
+    human: bool
+    priority: int
+    worker: str | None
+    progress_pct: float | None
+    progress_message: str | None
+    lease_expires_at: dt.datetime | None
+    not_before: dt.datetime | None
+    upstream: list[str]
+    updated_at: dt.datetime
+    attempts: list[AttemptView] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunView(View):
+    id: int
+    team: str
+    workflow: str
+    version: int
+    status: str
+    trigger: str
+    triggered_by: str
+    params: Any
+    logical_time: dt.datetime | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    counts: dict[str, int]
+    waiting_for: str | None = None
+    instances: list[InstanceView] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventView(View):
+    id: int
+    at: dt.datetime
+    team: str
+    run: int | None
+    instance: int | None
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    detail: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerReply(View):
+    """The answer to a worker's claim, progress, submit, fail or skip."""
+
+    instance: int
+    state: str
+    attempt: int
+    token: str | None = None
+    lease_expires_at: dt.datetime | None = None
+    inputs: dict | None = None
+    params: Any = None
+    duplicate: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict) -> WorkerReply:
+        return cls(**_parse_times(cls, data))
+
+
+@dataclasses.dataclass(frozen=True)
+class AffectedInstance(View):
+    instance: int
+    task: str
+    state: str
+    becomes: str
+    notify: bool  # an undo notice will be published for its archived output
+
+
+@dataclasses.dataclass(frozen=True)
+class UndoPlan(View):
+    instance: int
+    run: int
+    reason: str | None
+    hold: bool
+    dry_run: bool
+    affected: list[AffectedInstance]
+    event: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployedWorkflow(View):
+    team: str
+    workflow: str
+    version: int
+    change: str  # created | updated | unchanged
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployReport(View):
+    workflows: list[DeployedWorkflow]
+
+    @property
+    def changed(self) -> list[DeployedWorkflow]:
+        return [w for w in self.workflows if w.change != "unchanged"]

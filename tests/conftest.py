@@ -1,0 +1,94 @@
+"""Fixtures: throwaway servers started on loopback, and the store on each backend.
+
+Locally a missing server skips its tests; in CI (CI=true) it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flow45.db import connect, database
+from flow45.migrate import ensure_schema
+from flow45.models import ALL_TABLES
+from flow45.settings import Settings, use_settings
+from tests.harness import postgres, rabbitmq
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "config"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    ok, reason = postgres.available()
+    if not ok:
+        _unavailable(reason)
+    server = postgres.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server():
+    ok, reason = rabbitmq.available()
+    if not ok:
+        _unavailable(reason)
+    server = rabbitmq.RabbitMQServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server):
+    """One database for the session, its schema created once; tests empty it."""
+    url = postgres_server.create_database("flow45_test")
+    connect(url)
+    ensure_schema()
+    database.close()
+    return url
+
+
+def _empty_postgres() -> None:
+    names = ", ".join(t._meta.table_name for t in ALL_TABLES if t._meta.table_name != "schema_version")
+    database.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(autouse=True)
+def default_settings():
+    """Every test starts from the embedded default settings, whatever the environment says."""
+    use_settings(Settings())
+    yield
+    use_settings(None)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def backend(request, tmp_path):
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, tmp_path, request):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'flow45.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store_db(db_url, backend):
+    """The store, schema ready and empty, on each backend in turn."""
+    use_settings(Settings(database_url=db_url))
+    db = connect(db_url)
+    ensure_schema()
+    if backend == "postgresql":
+        _empty_postgres()
+    yield db
+    db.close()

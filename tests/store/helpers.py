@@ -1,0 +1,55 @@
+"""Small helpers to drive the store in tests: deploy a config text, find instances by task."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+from flow45 import store
+from flow45.config import load_config
+from flow45.models import TaskInstance
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
+
+
+def deploy_text(tmp_path: Path, text: str, actor: str = "tester"):
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return store.deploy(load_config(path), actor=actor, now=T0)
+
+
+def instance(run_id: int, task: str) -> TaskInstance:
+    return TaskInstance.get((TaskInstance.run == run_id) & (TaskInstance.task == task))
+
+
+def states(run_id: int) -> dict[str, str]:
+    return {i.task: i.state for i in store.get_run(run_id).instances}
+
+
+def claim(run_id: int, task: str, worker: str = "w", now: dt.datetime = T0):
+    row = instance(run_id, task)
+    return store.claim(row.id, row.token, worker, now=now)
+
+
+def complete(run_id: int, task: str, output: dict, worker: str = "w", now: dt.datetime = T0):
+    grant = claim(run_id, task, worker, now)
+    return store.submit(grant.instance, grant.token, output, now=now)
+
+
+DIAMOND = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    workflows:
+      diamond:
+        max_active_runs: 1
+        tasks:
+          a: {function: fa, output: Blob, retries: 1, retry_delay: 10s}
+          b: {function: fb, output: Blob, inputs: {src: a}}
+          c: {function: fc, output: Blob, inputs: {src: a}, undo: notify}
+          d: {function: fd, output: Blob, inputs: {left: b, right: c}}
+"""
+
+BLOB = {"uri": "s3://bucket/x", "size": 1}
