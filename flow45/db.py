@@ -73,3 +73,12 @@ def read():
     """A consistent read: one transaction on both backends."""
     with database.obj.atomic():
         yield
+
+
+def describe_db_error(exc: BaseException) -> str | None:
+    """A one-line explanation of a database failure, or None if `exc` is not one."""
+    if not isinstance(exc, peewee.PeeweeException):
+        return None
+    target = database.obj.database if database.obj is not None else "?"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"database {target}: {first_line} (check FLOW45_DATABASE_URL)"

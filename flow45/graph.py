@@ -1,0 +1,19 @@
+"""A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed."""
+
+from __future__ import annotations
+
+from flow45.config import WorkflowSpec
+
+
+def mermaid(name: str, workflow: WorkflowSpec) -> str:
+    lines = ["flowchart LR", f"  %% {name}" + (f": {workflow.description}" if workflow.description else "")]
+    for task_name, task in workflow.tasks.items():
+        marks = " (human)" if task.human else ""
+        lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}"]')
+    for task_name, task in workflow.tasks.items():
+        for param, upstream in task.inputs.items():
+            lines.append(f"  {upstream} -->|{param}| {task_name}")
+        for upstream in task.after:
+            if upstream not in task.inputs.values():
+                lines.append(f"  {upstream} -.-> {task_name}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""The `flow45` command as an operator uses it, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flow45.cli import main
+from flow45.settings import Settings, use_settings
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture
+def flow45(db_url, backend, capsys, store_db):
+    """Run `flow45 ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    use_settings(Settings(database_url=db_url))
+
+    def run(*args: str):
+        try:
+            code = main(["--as", "ops-ann", *args])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_validate_deploy_trigger_show(flow45):
+    assert flow45("validate", str(EXAMPLES))[0] == 0
+    code, out, _ = flow45("deploy", str(EXAMPLES), "--json")
+    assert code == 0 and {w["change"] for w in json.loads(out)["workflows"]} == {"created"}
+    code, out, _ = flow45("trigger", "reports/monthly_report", "--params", '{"month": "2026-10"}', "--json")
+    run = json.loads(out)["run"]
+    code, out, _ = flow45("show", str(run), "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["triggered_by"] == "ops-ann"
+    assert [(i["task"], i["state"]) for i in shown["instances"]][:2] == [("extract", "available"), ("render", "pending")]
+
+
+def test_undo_dry_run_lists_the_affected_set(flow45):
+    flow45("deploy", str(EXAMPLES))
+    _, out, _ = flow45("trigger", "reports/nightly_sales", "--json")
+    run = json.loads(out)["run"]
+    _, out, _ = flow45("show", str(run), "--json")
+    first = json.loads(out)["instances"][0]["id"]
+    code, out, _ = flow45("undo", str(first), "--reason", "recheck", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["dry_run"] and [a["task"] for a in plan["affected"]] == ["load_emea"]
+
+
+def test_refusals_exit_1_with_one_line(flow45):
+    flow45("deploy", str(EXAMPLES))
+    code, _, err = flow45("trigger", "reports/monthly_report", "--params", '{"month": "last"}')
+    assert code == 1 and "params.month: String should match pattern" in err
+    code, _, err = flow45("show", "4242")
+    assert code == 1 and err.strip() == "flow45: run 4242 not found"
+    code, _, err = flow45("trigger", "reports/nope")
+    assert code == 1 and "reports/nope is not deployed" in err
+
+
+def test_usage_errors_exit_2(flow45):
+    code, _, err = flow45("trigger", "reports/monthly_report", "--params", "{bad")
+    assert code == 2 and "--params is not valid JSON" in err
+    code, _, err = flow45("trigger", "no-slash")
+    assert code == 2 and "expected TEAM/WORKFLOW" in err
+    code, _, err = flow45("show", "abc")
+    assert code == 2 and "expected a number" in err
+
+
+def test_bad_config_names_file_and_path(flow45, tmp_path):
+    bad = tmp_path / "team.yaml"
+    bad.write_text("team: acme\nworkflows:\n  wf:\n    tasks:\n      a: {function: f, output: Nope}\n")
+    code, _, err = flow45("deploy", str(bad))
+    assert code == 1 and f"{bad}: workflows.wf.tasks.a.output: unknown type 'Nope'" in err
+
+
+def test_human_submit_and_events(flow45):
+    flow45("deploy", str(EXAMPLES))
+    _, out, _ = flow45("trigger", "reports/monthly_report", "--json")
+    run = json.loads(out)["run"]
+    _, out, _ = flow45("show", str(run), "--json")
+    approve = next(i for i in json.loads(out)["instances"] if i["task"] == "approve")
+    code, _, err = flow45("submit", str(approve["id"]), "--output", '{"approved": true, "reviewer": "ann"}')
+    assert code == 1 and "approve of run" in err and "is pending" in err
+    code, out, _ = flow45("events", "--run", str(run), "--json")
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds[:2] == ["trigger", "ready"]
+
+
+def test_workflows_graph_and_schema(flow45):
+    flow45("deploy", str(EXAMPLES))
+    code, out, _ = flow45("workflows", "--json")
+    assert code == 0 and {w["name"] for w in json.loads(out)} == {"monthly_report", "nightly_sales"}
+    code, out, _ = flow45("graph", "reports/monthly_report")
+    assert code == 0 and "render -->|document| approve" in out
+    code, out, _ = flow45("schema")
+    schema = json.loads(out)
+    assert "Offer" in schema["messages"]
+    assert schema["functions"]["reports.render_pdf"]["output"]["required"] == ["uri", "pages"]
+
+
+def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "FLOW45_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flow45", "deploy", str(EXAMPLES)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "flow45", "runs"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("RUN")
