@@ -306,6 +306,15 @@ def cmd_events(args) -> int:
             time.sleep(0.5)
 
 
+@command("demo")
+def cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from flow45.demo import run_demo
+
+    return run_demo(Path(args.database), timeout=args.timeout)
+
+
 # ---- parsing -----------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -372,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep printing new events")
     add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")
     add("schema", "print the JSON Schema of messages and functions").add_argument("--team")
+    p = add("demo", "run the example workflows end to end on a local SQLite file")
+    p.add_argument("--database", default="flow45-demo.db", help="the SQLite file to (re)create")
+    p.add_argument("--timeout", type=_positive_int, default=60, help="seconds before giving up")
     p = add("db", "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     return parser

@@ -297,12 +297,12 @@ def check_team(config: TeamConfig) -> list[str]:
 
     known_types = set(config.types)
 
-    def check_field(key: str, path: str, spec: FieldSpec, allow_secret_name: bool = False) -> None:
+    def check_field(key: str, path: str, spec: FieldSpec) -> None:
+        while spec.items is not None:  # the unknown name is reported once, where it is written
+            spec, path = spec.items, path + ".items"
         for name in referenced_types(spec):
             if name not in known_types:
                 report(key, path, f"unknown type '{name}'" + _suggest(name, [*known_types, *BUILTIN_TYPES]))
-        if spec.items is not None:
-            check_field(key, path + ".items", spec.items, True)
 
     for type_name, type_spec in config.types.items():
         key = f"types.{type_name}"

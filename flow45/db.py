@@ -45,12 +45,18 @@ def open_database(url: str) -> peewee.Database:
 
 
 def connect(url: str) -> peewee.Database:
-    """Bind the proxy to the database at `url` (closing any previous one) and return it."""
+    """Bind the proxy to the database at `url` (closing any previous one) and return it.
+
+    Threads share the bound database (peewee keeps one connection per thread), so calling this
+    again with the same URL changes nothing: rebinding would pull it from under other threads."""
     previous = database.obj
+    if previous is not None and getattr(previous, "flow45_url", None) == url:
+        return previous
     if previous is not None and not previous.is_closed():
         previous.close()
     global _generation
     db = open_database(url)
+    db.flow45_url = url
     database.initialize(db)
     _generation += 1
     return db

@@ -17,7 +17,8 @@ SECRET_VALUES = [
     (re.compile(r"\bBearer\s+[A-Za-z0-9\-._~+/]{16,}=*", re.I), "a bearer token"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "a JSON web token"),
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key"),
-    (re.compile(r"\b(ghp|gho|ghs|github_pat|xox[abprs]|sk_live|sk-[A-Za-z0-9]{20,})[A-Za-z0-9_-]*"), "an API key"),
+    (re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|sk_live_\w{10,}"
+                r"|sk-[A-Za-z0-9]{20,})"), "an API key"),
     (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with a password"),
 ]
 

@@ -8,6 +8,7 @@ from typing import Callable
 import peewee
 
 from flow45.db import atomic
+from flow45.errors import Flow45Error
 from flow45.models import ProcessedMessage
 from flow45.views import WorkerReply
 
@@ -31,6 +32,13 @@ def apply_once(
     except peewee.IntegrityError:
         # The same message applied concurrently by another consumer: that one won.
         seen = ProcessedMessage.get(ProcessedMessage.message_id == key)
+        return WorkerReply.from_json({**seen.reply, "duplicate": True})
+    except Flow45Error:
+        # Refused (typically stale) because a concurrent copy of this message committed while this one
+        # waited for the run's lock: that one won, so answer as before. Otherwise the refusal stands.
+        seen = ProcessedMessage.get_or_none(ProcessedMessage.message_id == key)
+        if seen is None:
+            raise
         return WorkerReply.from_json({**seen.reply, "duplicate": True})
 
 

@@ -84,6 +84,8 @@ def start_queued_runs(workflow_id: int, actor: str, at: dt.datetime) -> list[int
         if not _has_slot(workflow_id, version_spec(candidate.version_id)):
             break
         run = lock_run(candidate.id)
+        if run.status != S.QUEUED:  # started (or cancelled) since the list was read
+            continue
         move_run(run, S.RUNNING, kind="start", actor=actor, at=at)
         settle_run(run, instances_of(run), actor, at)
         started.append(run.id)

@@ -11,15 +11,19 @@ from flow45.errors import IllegalTransition
 from flow45.models import Attempt, Outbox, Run, TaskInstance
 from flow45.store.core import (
     describe, instances_of, lock_instance, move_instance, move_run, offer, record_event, revoke_live_attempt,
-    settle_run,
+    settle_run, upstream_done,
 )
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import AffectedInstance, UndoPlan
 
 
-def _affected(instance: TaskInstance, run_instances: dict[str, TaskInstance], spec: VersionSpec, hold: bool):
+def _affected(
+    instance: TaskInstance, run: Run, run_instances: dict[str, TaskInstance], spec: VersionSpec, hold: bool
+):
     """X, then every transitive downstream instance of the run that has left pending."""
     target = S.HELD if hold else S.AVAILABLE
+    if not hold and (run.status == S.QUEUED or not upstream_done(instance, run_instances, spec)):
+        target = S.PENDING  # X was held or skipped before its upstream was done: it waits like the rest
     chosen = [(instance, target)]
     for name in spec.order:
         if name in spec.descendants(instance.task) and run_instances[name].state != S.PENDING:
@@ -34,7 +38,7 @@ def _plan(instance: TaskInstance, run: Run, hold: bool, reason: str | None, dry_
         raise IllegalTransition(f"{describe(instance)} is pending: it has not started, there is nothing to undo")
     spec = version_spec(run.version_id)
     run_instances = instances_of(run)
-    chosen = _affected(run_instances[instance.task], run_instances, spec, hold)
+    chosen = _affected(run_instances[instance.task], run, run_instances, spec, hold)
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
@@ -87,16 +91,13 @@ def undo(
                     token=None, lease_expires_at=None, not_before=None, failures=0,
                     worker=None, progress_pct=None, progress_message=None,
                 )
-        x = chosen[0][0]
-        x.failures = 0
-        offer(x, run, run_instances, kind="undo", actor=actor, at=at, detail={"event": event.id, "reason": reason},
-              target=becomes_for_x(hold))
+        x, x_becomes = chosen[0]
+        if x_becomes != S.PENDING:  # a pending X was moved with the downstream ones just above
+            x.failures = 0
+            offer(x, run, run_instances, kind="undo", actor=actor, at=at, detail={"event": event.id, "reason": reason},
+                  target=x_becomes)
         settle_run(run, instances_of(run), actor, at)
         return UndoPlan(**{**plan.__dict__, "event": event.id})
-
-
-def becomes_for_x(hold: bool) -> str:
-    return S.HELD if hold else S.AVAILABLE
 
 
 def _archive(chosen, event_id: int, at: dt.datetime) -> dict[int, object]:

@@ -1,0 +1,188 @@
+"""Cron arithmetic with croniter, in the workflow's timezone. Time is always an argument.
+
+Every datetime in and out is naive UTC, like the store's. A cron expression is read as wall-clock
+time in its timezone, and daylight saving time changes are resolved the way cron users expect:
+
+- A wall time skipped when clocks go forward (02:30 on the spring-forward night in Europe/Amsterdam)
+  happens once, at the end of the gap (03:00 local), unless the schedule fires every hour: then the
+  skipped hour is simply not there and the hourly rhythm goes on.
+- A wall time repeated when clocks go back (02:30 on the fall-back night) happens once, at its first
+  occurrence, unless the schedule fires every hour: then it happens at both, one run per real hour.
+
+So a daily schedule gives exactly one tick per local day, and an hourly one a tick per real hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import heapq
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from croniter import croniter
+
+UTC = dt.timezone.utc
+# No zone moves its clocks by more than this at once (historic double summer time was 2h).
+_MAX_SHIFT = dt.timedelta(hours=3)
+_SECOND = dt.timedelta(seconds=1)
+
+
+class CronSchedule:
+    """A cron expression in a timezone; ticks are naive UTC datetimes."""
+
+    def __init__(self, cron: str, timezone: str = "UTC"):
+        self.cron = cron
+        self.timezone = timezone
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        hours = croniter(cron).expanded[1]
+        self.every_hour = hours == ["*"] or len(set(hours)) == 24
+
+    def __repr__(self) -> str:
+        return f"CronSchedule({self.cron!r}, {self.timezone!r})"
+
+    # ---- wall clock <-> UTC -------------------------------------------------------------------
+
+    def _wall(self, instant: dt.datetime) -> dt.datetime:
+        return instant.replace(tzinfo=UTC).astimezone(self.zone).replace(tzinfo=None)
+
+    def _utc(self, wall: dt.datetime, fold: int) -> dt.datetime:
+        return wall.replace(tzinfo=self.zone, fold=fold).astimezone(UTC).replace(tzinfo=None)
+
+    def _offset(self, instant: dt.datetime) -> dt.timedelta:
+        return instant.replace(tzinfo=UTC).astimezone(self.zone).utcoffset()
+
+    def _shift_near(self, instant: dt.datetime) -> bool:
+        """Whether the clocks change within a few hours of `instant`."""
+        offsets = {self._offset(instant + k * _MAX_SHIFT) for k in (-1, 0, 1)}
+        return len(offsets) > 1
+
+    def _gap_end(self, before: dt.datetime, after: dt.datetime) -> dt.datetime:
+        """The instant the clocks jump forward, in (before, after]: found by halving, to the second
+        (the tz database moves clocks on whole seconds)."""
+        late = self._offset(after)
+        low, high = before.replace(microsecond=0), after
+        while high - low > _SECOND:
+            middle = low + dt.timedelta(seconds=(high - low) // _SECOND // 2)
+            if self._offset(middle) == late:
+                high = middle
+            else:
+                low = middle
+        return high
+
+    def _instants(self, wall: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """(primary, second) UTC instants of a matching wall time; see the module docstring."""
+        first, second = self._utc(wall, 0), self._utc(wall, 1)
+        if first == second:
+            return first, None
+        if self._wall(first) != wall:  # a gap: zoneinfo put fold=0 after it and fold=1 before it
+            return (None, None) if self.every_hour else (self._gap_end(second, first), None)
+        return first, (second if self.every_hour else None)  # a repeated hour
+
+    # ---- iteration ----------------------------------------------------------------------------
+
+    def ticks_after(self, after: dt.datetime) -> Iterator[dt.datetime]:
+        """Every tick strictly after `after`, ascending, endless."""
+        start = self._wall(after) - (_MAX_SHIFT if self._shift_near(after) else _SECOND)
+        walls = croniter(self.cron, start)
+        pending: list[dt.datetime] = []
+        last: dt.datetime | None = None
+        while True:
+            primary, second = self._instants(walls.get_next(dt.datetime))
+            if primary is None:
+                continue
+            # Primaries never go back in time, and a second instant follows its primary; so
+            # everything at or before this primary is final.
+            while pending and pending[0] <= primary:
+                tick = heapq.heappop(pending)
+                if tick > after and tick != last:
+                    last = tick
+                    yield tick
+            heapq.heappush(pending, primary)
+            if second is not None:
+                heapq.heappush(pending, second)
+
+    def next_after(self, after: dt.datetime) -> dt.datetime:
+        return next(self.ticks_after(after))
+
+    def between(self, start: dt.datetime, end: dt.datetime, limit: int | None = None) -> list[dt.datetime]:
+        """Ticks in (start, end], oldest first, at most `limit` of them."""
+        found: list[dt.datetime] = []
+        for tick in self.ticks_after(start):
+            if tick > end or (limit is not None and len(found) >= limit):
+                break
+            found.append(tick)
+        return found
+
+    def latest_at(self, at: dt.datetime) -> dt.datetime | None:
+        """The newest tick at or before `at` (None if croniter finds none)."""
+        near = self._shift_near(at)
+        margin = _MAX_SHIFT if near else _SECOND
+        walls = croniter(self.cron, self._wall(at) + margin)
+        best: dt.datetime | None = None
+        for _ in range(100_000):
+            try:
+                wall = walls.get_prev(dt.datetime)
+            except Exception:  # croniter gives up before year 1 or so
+                break
+            primary, second = self._instants(wall)
+            for tick in (primary, second):
+                if tick is not None and tick <= at and (best is None or tick > best):
+                    best = tick
+            # Earlier walls give primaries at most this one, and second instants at most
+            # _MAX_SHIFT after their primary.
+            if best is not None and primary is not None and primary + (_MAX_SHIFT if near else dt.timedelta()) <= best:
+                break
+        return best
+
+
+@functools.lru_cache(maxsize=512)
+def cron_schedule(cron: str, timezone: str = "UTC") -> CronSchedule:
+    return CronSchedule(cron, timezone)
+
+
+@dataclass(frozen=True)
+class DueTicks:
+    """What a catchup policy makes of the ticks since the last one dealt with.
+
+    `run`: ticks to create runs for, oldest first. `skipped`: how many ticks are passed over
+    (counted up to SKIP_COUNT_CAP), the first and last of them. `cursor`: the newest tick now
+    dealt with (None: nothing changed).
+    """
+
+    run: list[dt.datetime] = field(default_factory=list)
+    skipped: int = 0
+    first_skipped: dt.datetime | None = None
+    last_skipped: dt.datetime | None = None
+    cursor: dt.datetime | None = None
+
+
+SKIP_COUNT_CAP = 1000
+
+
+def due_ticks(
+    schedule: CronSchedule, catchup: str, *, since: dt.datetime, now: dt.datetime,
+    on_time: dt.timedelta, limit: int = 100,
+) -> DueTicks:
+    """The ticks in (since, now] to run now, by catchup policy.
+
+    all: every one, oldest first (at most `limit`; the rest on the next call).
+    latest: only the newest. none: only the newest, and only if it is at most `on_time` old, so a
+    scheduler that was away runs nothing it missed; a tick that just came due is not missed.
+    """
+    if catchup == "all":
+        ticks = schedule.between(since, now, limit)
+        return DueTicks(run=ticks, cursor=ticks[-1] if ticks else None)
+    if catchup not in ("latest", "none"):
+        raise ValueError(f"catchup must be latest, all or none, not {catchup!r}")
+    newest = schedule.latest_at(now)
+    if newest is None or newest <= since:
+        return DueTicks()
+    run = [newest] if catchup == "latest" or now - newest <= on_time else []
+    first = schedule.next_after(since)
+    if run and first == newest:
+        return DueTicks(run=run, cursor=newest)
+    last = schedule.latest_at(newest - dt.timedelta(microseconds=1)) if run else newest
+    skipped = len(schedule.between(since, last, SKIP_COUNT_CAP))
+    return DueTicks(run=run, skipped=skipped, first_skipped=first, last_skipped=last, cursor=newest)

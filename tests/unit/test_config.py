@@ -1,0 +1,154 @@
+"""The teams' YAML: every bad file in tests/configs/bad is refused with the words it expects.
+
+Each bad file starts with `# error: WORDS` lines (a folder case has them in `expect.txt` as `error: WORDS`).
+Every WORDS must appear in one problem line that starts with the file's path, so writing the dotted
+path in WORDS (`workflows.wf.tasks.b.inputs.x: unknown upstream task`) checks the place as well.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from flow45.config import FieldSpec, Signature, load_config
+from flow45.errors import ConfigError
+from flow45.types import TypeRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = ROOT / "tests" / "configs" / "bad"
+EXPECT = re.compile(r"^(?:#\s*)?error:\s*(.+?)\s*$", re.M)
+
+
+def _bad_cases():
+    for file in sorted(BAD.glob("*.yaml")):
+        yield pytest.param(file, EXPECT.findall(file.read_text()), id=file.name)
+    for folder in sorted(p for p in BAD.iterdir() if p.is_dir()):
+        yield pytest.param(folder, EXPECT.findall((folder / "expect.txt").read_text()), id=folder.name)
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("path, expected", _bad_cases())
+def test_bad_config_is_refused_naming_file_place_and_fault(path, expected):
+    assert expected, f"{path.name} says no `error:` words to expect"
+    problems = _problems(path)
+    for words in expected:
+        assert any(p.startswith(str(path)) and words in p for p in problems), (
+            f"expected {words!r} in a problem of {path}, got:\n" + "\n".join(problems)
+        )
+
+
+def test_example_config_loads():
+    [team] = load_config(ROOT / "examples" / "config")
+    assert team.team == "reports"
+    monthly = team.workflows["monthly_report"]
+    assert monthly.schedule.timezone == "Europe/Amsterdam"
+    assert monthly.tasks["publish"].upstream() == ["approve", "render"]
+    assert (monthly.tasks["extract"].retry_delay, monthly.tasks["extract"].lease) == (30, 600)
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_every_problem_of_a_file_is_reported_together(tmp_path):
+    shape = _write(tmp_path, "shape.yaml", """
+team: reports
+workflows:
+  wf:
+    schedule: {cron: "0 6 * * *", catchup: sometimes}
+    tasks:
+      a: {function: make, output: Document, retires: 3, priority: 10}
+""")
+    assert len(_problems(shape)) == 3
+    refs = _write(tmp_path, "refs.yaml", """
+team: reports
+types: {Document: {fields: {uri: string}}}
+workflows:
+  wf:
+    schedule: {cron: "0 6 * * *", timezone: Mars/Olympus}
+    tasks:
+      a: {function: make, output: Documents}
+      b: {function: render, output: Document, inputs: {doc: z}}
+""")
+    problems = _problems(refs)
+    assert [p.split(": ")[1] for p in problems] == [
+        "workflows.wf.schedule.timezone", "workflows.wf.tasks.a.output", "workflows.wf.tasks.b.inputs.doc",
+    ]
+
+
+def test_a_broken_file_does_not_hide_the_problems_of_the_others(tmp_path):
+    _write(tmp_path, "a.yaml", "team: reports\nworkflows: wf: {}\n")
+    _write(tmp_path, "b.yaml", "team: reports\ntypes: {Doc: {fields: {n: integr}}}\n")
+    problems = _problems(tmp_path)
+    assert [Path(p.split(":")[0]).name for p in problems] == ["a.yaml", "b.yaml"]
+
+
+def test_an_unknown_list_item_type_is_reported_once():
+    assert len(_problems(BAD / "unknown_list_item_type.yaml")) == 1
+
+
+GOOD = """
+team: reports
+types:
+  Partition:
+    fields:
+      region: {type: enum, values: [emea, apac]}
+      uri: string
+  Summary:
+    fields:
+      main: Partition
+      partitions: {type: list, items: Partition}
+      note: {type: string, optional: true}
+workflows:
+  wf:
+    tasks:
+      load: {function: load, output: Partition}
+      tidy: {function: tidy, output: Partition, after: [load]}
+      sum: {function: summarize, output: Summary, inputs: {first: load}, after: [tidy]}
+"""
+
+
+@pytest.fixture
+def good(tmp_path):
+    [team] = load_config(_write(tmp_path, "good.yaml", GOOD))
+    return team
+
+
+def test_field_shorthand_and_optional(good):
+    fields = good.types["Summary"].fields
+    assert good.types["Partition"].fields["uri"] == FieldSpec(type="string")
+    assert fields["note"].optional and not fields["main"].optional
+
+
+def test_enums_lists_and_nested_declared_types_become_working_types(good):
+    types = TypeRegistry(good.types)
+    part = {"region": "emea", "uri": "s3://b/emea.csv"}
+    assert types.validate("Summary", {"main": part, "partitions": [part, {**part, "region": "apac"}]}) == {
+        "main": part, "partitions": [part, {**part, "region": "apac"}], "note": None,
+    }
+    with pytest.raises(ValueError, match="region"):
+        types.validate("Summary", {"main": {**part, "region": "mars"}, "partitions": []})
+
+
+def test_after_orders_without_passing_data(good):
+    tasks = good.workflows["wf"].tasks
+    assert tasks["tidy"].upstream() == ["load"]
+    assert tasks["sum"].upstream() == ["load", "tidy"]
+    signature, _ = good.signatures()["summarize"]
+    assert signature == Signature((("first", "Partition"),), "Summary")
+
+
+@pytest.mark.parametrize("written, seconds", [("30s", 30), ("10m", 600), ("1h30m", 5400), ("45", 45), ("2.5", 2.5)])
+def test_durations(tmp_path, written, seconds):
+    text = GOOD.replace("{function: load, output: Partition}", f"{{function: load, output: Partition, lease: {written}}}")
+    [team] = load_config(_write(tmp_path, "good.yaml", text))
+    assert team.workflows["wf"].tasks["load"].lease == seconds

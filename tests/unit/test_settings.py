@@ -1,0 +1,85 @@
+"""Installation settings: a YAML file named by FLOW45_SETTINGS, overridden by FLOW45_* variables."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from flow45.errors import SettingsError
+from flow45.settings import DEFAULT_DATABASE_URL, load_settings
+
+FILE = """
+database_url: postgresql://flow45@db.internal/flow45
+default_lease: 2m
+teams:
+  reports: {users: {reports-worker: worker, alice: operator}}
+"""
+
+
+@pytest.fixture
+def settings_file(tmp_path):
+    path = tmp_path / "flow45.yaml"
+    path.write_text(FILE)
+    return path
+
+
+def test_nothing_set_means_the_embedded_default():
+    settings = load_settings({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.team_allowed("anyone")
+
+
+def test_settings_from_the_file_named_in_the_environment(monkeypatch, settings_file):
+    monkeypatch.setenv("FLOW45_SETTINGS", str(settings_file))
+    settings = load_settings()
+    assert settings.database_url == "postgresql://flow45@db.internal/flow45"
+    assert settings.default_lease == 120
+    assert settings.teams["reports"].users == {"reports-worker": "worker", "alice": "operator"}
+    assert settings.team_allowed("reports") and not settings.team_allowed("sales")
+
+
+def test_environment_variables_override_the_file(settings_file):
+    settings = load_settings({
+        "FLOW45_SETTINGS": str(settings_file),
+        "FLOW45_DATABASE_URL": "sqlite:////var/lib/flow45.db",
+        "FLOW45_DEFAULT_LEASE": "10m",
+        "FLOW45_TEAMS": '{"sales": {"users": {"bob": "operator"}}}',
+    })
+    assert settings.database_url == "sqlite:////var/lib/flow45.db"
+    assert settings.default_lease == 600
+    assert list(settings.teams) == ["sales"]
+    assert settings.teams["sales"].users == {"bob": "operator"}
+
+
+def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
+    path = tmp_path / "flow45.yaml"
+    path.write_text("databse_url: sqlite:///x.db\n")
+    with pytest.raises(SettingsError, match=re.escape(f"{path}: databse_url: Extra inputs are not permitted")):
+        load_settings({"FLOW45_SETTINGS": str(path)})
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"FLOW45_TEAMS": "{reports: {}}"}, "FLOW45_TEAMS is not valid JSON"),
+    ({"FLOW45_DEFAULT_LEASE": "soon"}, "default_lease: .*'soon' is not a duration"),
+    ({"FLOW45_TEAMS": '{"reports": {"users": {"bob": "admin"}}}'}, "teams.reports.users.bob"),
+])
+def test_bad_environment_values_are_refused(environ, words):
+    with pytest.raises(SettingsError, match=words):
+        load_settings(environ)
+
+
+def test_unreadable_settings_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SettingsError, match=re.escape(f"FLOW45_SETTINGS={missing}: cannot read: No such file")):
+        load_settings({"FLOW45_SETTINGS": str(missing)})
+    with pytest.raises(SettingsError, match="cannot read: Is a directory"):
+        load_settings({"FLOW45_SETTINGS": str(tmp_path)})
+
+
+@pytest.mark.parametrize("text, words", [("database_url: [unclosed\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping")])
+def test_settings_file_that_is_not_a_mapping_of_settings(tmp_path, text, words):
+    path = tmp_path / "flow45.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=words):
+        load_settings({"FLOW45_SETTINGS": str(path)})
