@@ -386,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_int, default=60, help="seconds before giving up")
     p = add("db", "database maintenance")
     p.add_argument("action", choices=["upgrade"])
+    cli_service.add_parsers(add)
     return parser
 
 
@@ -414,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
+
+from flow45 import cli_service  # noqa: E402  (registers the service commands)
 
 if __name__ == "__main__":
     sys.exit(main())

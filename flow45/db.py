@@ -18,6 +18,12 @@ def generation() -> int:
     return _generation
 
 
+def forget_cached_rows() -> None:
+    """After the tables were emptied and ids restarted (tests), nothing cached by id holds."""
+    global _generation
+    _generation += 1
+
+
 def open_database(url: str) -> peewee.Database:
     """A peewee database for `sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/NAME`."""
     parts = urlsplit(url)

@@ -1,18 +1,25 @@
-"""The JSON messages between Flow45 and workers, as pydantic models (their JSON Schema is the contract)."""
+"""The JSON messages between Flow45, workers and operators, as pydantic models.
+
+Their JSON Schema (`flow45 schema`) is the contract for workers in any language. Every inbound
+message is a JSON object with a `type`; its AMQP `message_id` property is its idempotency key, and
+`reply_to` + `correlation_id` ask for a `Reply`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# ---- Flow45 -> workers ---------------------------------------------------------------------
+
 class Offer(_Message):
-    """Flow45 -> workers, on queue flow45.tasks.TEAM.FUNCTION: an attempt is open for claiming."""
+    """On queue flow45.tasks.TEAM.FUNCTION: an attempt is open for claiming."""
 
     instance: int
     run: int
@@ -31,7 +38,7 @@ class Offer(_Message):
 
 
 class UndoNotice(_Message):
-    """Flow45 -> workers, on queue flow45.tasks.TEAM.FUNCTION.undo: an output was undone; remove what it produced."""
+    """On queue flow45.tasks.TEAM.FUNCTION.undo: an output was undone; remove what it produced."""
 
     instance: int
     run: int
@@ -47,47 +54,136 @@ class UndoNotice(_Message):
     params: dict[str, Any]
 
 
-class _WorkerMessage(_Message):
-    message_id: str = Field(min_length=1, max_length=200, description="idempotency key: a repeat takes effect once")
+# ---- workers -> Flow45 (exchange flow45.in.TEAM) --------------------------------------------
+
+class _Attempt(_Message):
     instance: int
-    token: str
+    token: str = Field(min_length=1, max_length=64)
 
 
-class Claim(_WorkerMessage):
-    type: Literal["claim"] = "claim"
+class Claim(_Attempt):
+    """Take the offered attempt. Reply: the lease, inputs and params, or `stale`."""
+
+    type: Literal["claim"]
     worker: str = Field(min_length=1, max_length=128)
 
 
-class Progress(_WorkerMessage):
-    type: Literal["progress"] = "progress"
+class Progress(_Attempt):
+    """Renews the lease."""
+
+    type: Literal["progress"]
     percent: float | None = Field(None, ge=0, le=100)
     message: str | None = Field(None, max_length=2000)
 
 
-class Submit(_WorkerMessage):
-    type: Literal["submit"] = "submit"
+class Submit(_Attempt):
+    type: Literal["submit"]
     output: Any = Field(description="validated against the task's output type")
 
 
-class Fail(_WorkerMessage):
-    type: Literal["fail"] = "fail"
+class Fail(_Attempt):
+    type: Literal["fail"]
     error: str = Field(max_length=2000)
     retryable: bool = True
 
 
-class Skip(_WorkerMessage):
-    type: Literal["skip"] = "skip"
+class Skip(_Attempt):
+    type: Literal["skip"]
     reason: str = Field(max_length=2000)
 
 
+WorkerMessage = Annotated[Union[Claim, Progress, Submit, Fail, Skip], Field(discriminator="type")]
+
+
+# ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
+
+class Deploy(_Message):
+    """Deploy YAML files of the sender's own team. Reply: what changed, or every validation problem."""
+
+    type: Literal["deploy"]
+    files: dict[str, str] = Field(min_length=1, description="file name -> YAML text")
+
+
+class Validate(_Message):
+    type: Literal["validate"]
+    files: dict[str, str] = Field(min_length=1)
+
+
+class Trigger(_Message):
+    type: Literal["trigger"]
+    workflow: str
+    params: dict[str, Any] | None = None
+
+
+class Undo(_Message):
+    type: Literal["undo"]
+    instance: int
+    reason: str = Field(min_length=1, max_length=2000)
+    hold: bool = False
+    dry_run: bool = False
+
+
+class OperatorSkip(_Message):
+    type: Literal["skip"]
+    instance: int
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Retry(_Message):
+    type: Literal["retry"]
+    instance: int
+
+
+class Hold(_Message):
+    type: Literal["hold"]
+    instance: int
+    reason: str | None = None
+
+
+class Release(_Message):
+    type: Literal["release"]
+    instance: int
+
+
+class Cancel(_Message):
+    type: Literal["cancel"]
+    run: int
+    reason: str | None = None
+
+
+class Status(_Message):
+    """A run with its instances, or the team's newest runs."""
+
+    type: Literal["status"]
+    run: int | None = None
+    limit: int = Field(20, ge=1, le=500)
+
+
+OperatorMessage = Annotated[
+    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, Status],
+    Field(discriminator="type"),
+]
+
+WORKER_MESSAGES = TypeAdapter(WorkerMessage)
+OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
+
+
 class Reply(_Message):
-    """The answer to an RPC: ok with a result, or an error code and a message naming the problem."""
+    """The answer on `reply_to`, with the request's `correlation_id`: ok with a result, or an error
+    code (invalid_message, unauthorized, not_found, stale, illegal_transition, invalid_output,
+    invalid_params, invalid_config, refused) and a message naming the problem."""
 
     ok: bool
     code: str | None = None
     error: str | None = None
-    result: dict[str, Any] | None = None
+    result: Any = None
 
 
-WORKER_MESSAGES = [Claim, Progress, Submit, Fail, Skip]
-ALL_MESSAGES = [Offer, UndoNotice, *WORKER_MESSAGES, Reply]
+def message_schemas() -> dict[str, dict]:
+    return {
+        "Offer": Offer.model_json_schema(),
+        "UndoNotice": UndoNotice.model_json_schema(),
+        "WorkerMessage": WORKER_MESSAGES.json_schema(),
+        "OperatorMessage": OPERATOR_MESSAGES.json_schema(),
+        "Reply": Reply.model_json_schema(),
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flow45.config import task_signature
-from flow45.messages import ALL_MESSAGES
+from flow45.messages import message_schemas
 from flow45.store import list_workflows
 from flow45.store.deploy import find_workflow
 from flow45.models import WorkflowVersion
@@ -35,6 +35,6 @@ def full_schema(team: str | None = None) -> dict:
                 "output": spec.types.json_schema(signature.output),
             }
     return {
-        "messages": {model.__name__: model.model_json_schema() for model in ALL_MESSAGES},
+        "messages": message_schemas(),
         "functions": functions,
     }

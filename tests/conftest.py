@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flow45.db import connect, database
+from flow45.db import connect, database, forget_cached_rows
 from flow45.migrate import ensure_schema
 from flow45.models import ALL_TABLES
 from flow45.settings import Settings, use_settings
@@ -60,6 +60,7 @@ def postgres_url(postgres_server):
 def _empty_postgres() -> None:
     names = ", ".join(t._meta.table_name for t in ALL_TABLES if t._meta.table_name != "schema_version")
     database.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    forget_cached_rows()
 
 
 @pytest.fixture(autouse=True)

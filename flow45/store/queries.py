@@ -148,3 +148,19 @@ def list_events(
         )
         for e in query
     ]
+
+
+def deployed_functions() -> list[tuple[str, str, bool]]:
+    """(team, function, has an `undo: notify` task) over every workflow's current version."""
+    found: dict[tuple[str, str], bool] = {}
+    query = (
+        WorkflowVersion.select(WorkflowVersion.id)
+        .join(Workflow, on=(WorkflowVersion.workflow == Workflow.id))
+        .where(WorkflowVersion.version == Workflow.current_version)
+    )
+    for row in query:
+        spec = version_spec(row.id)
+        for task in spec.workflow.tasks.values():
+            key = (spec.team, task.function)
+            found[key] = found.get(key, False) or task.undo == "notify"
+    return [(team, function, notify) for (team, function), notify in sorted(found.items())]

@@ -1,0 +1,1 @@
+"""The AMQP façade: topology, the outbox relay, the inbox consumer, and the worker SDK."""

@@ -1,0 +1,89 @@
+"""Applying a batch of inbox deliveries: worker messages in one transaction (each in its own
+savepoint, so one refusal spoils nothing else), operator messages one transaction each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from bridge.handlers import apply
+from bridge.inbound import Inbound, Refusal, parse
+from flow45.clock import utcnow
+from flow45.db import atomic, database
+from flow45.errors import Flow45Error
+from flow45.settings import Settings
+
+log = logging.getLogger("flow45.bridge")
+
+
+class DatabaseUnavailable(Exception):
+    """The store cannot be reached: nothing in the batch was applied; try again later."""
+
+
+@dataclass
+class Delivery:
+    tag: int
+    exchange: str
+    user_id: str | None
+    message_id: str | None
+    reply_to: str | None
+    correlation_id: str | None
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    result: Any = None
+    refusal: Refusal | None = None
+    deployed: bool = False  # topology may need new queues
+
+
+_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+
+def _one(inbound: Inbound, at: dt.datetime) -> Outcome:
+    try:
+        with atomic():  # a savepoint inside the batch's transaction
+            result = apply(inbound, at)
+        return Outcome(result=result, deployed=inbound.message.type == "deploy")
+    except Refusal as refusal:
+        return Outcome(refusal=refusal)
+    except Flow45Error as error:
+        return Outcome(refusal=Refusal(error.code, error.message))
+    except _DB_ERRORS:
+        raise
+    except Exception as exc:  # a bug must not stop the bridge: this message alone is refused
+        log.exception("message %s: unexpected error", inbound.message_id)
+        return Outcome(refusal=Refusal("internal", f"unexpected error: {type(exc).__name__}: {exc}"))
+
+
+def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]:
+    """One outcome per delivery, in order. Raises DatabaseUnavailable if the store cannot be reached."""
+    at = utcnow()
+    outcomes: list[Outcome | None] = [None] * len(deliveries)
+    parsed: list[tuple[int, Inbound]] = []
+    for index, d in enumerate(deliveries):
+        try:
+            parsed.append((index, parse(settings, d.body, d.user_id, d.exchange, d.message_id)))
+        except Refusal as refusal:
+            outcomes[index] = Outcome(refusal=refusal)
+    try:
+        workers = [(i, p) for i, p in parsed if p.role == "worker"]
+        if workers:
+            with atomic():
+                for index, inbound in workers:
+                    outcomes[index] = _one(inbound, at)
+        for index, inbound in parsed:
+            if inbound.role == "operator":
+                outcomes[index] = _one(inbound, at)
+    except _DB_ERRORS as exc:
+        try:
+            database.close()
+        except Exception:  # the connection is already gone
+            pass
+        raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+    return outcomes  # type: ignore[return-value]

@@ -1,0 +1,97 @@
+"""What each inbound message does, through the core's API; the answer is JSON for the Reply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bridge.inbound import Inbound, Refusal
+from flow45 import messages as m
+from flow45 import store
+from flow45.config import load_config
+from flow45.errors import ConfigError
+from flow45.store.once import remember
+
+
+def apply_worker(inbound: Inbound, at: dt.datetime) -> dict:
+    msg, common = inbound.message, {"now": at, "team": inbound.team, "message_id": inbound.message_id}
+    if isinstance(msg, m.Claim):
+        reply = store.claim(msg.instance, msg.token, msg.worker, **common)
+    elif isinstance(msg, m.Progress):
+        reply = store.progress(msg.instance, msg.token, msg.percent, msg.message, **common)
+    elif isinstance(msg, m.Submit):
+        reply = store.submit(msg.instance, msg.token, msg.output, **common)
+    elif isinstance(msg, m.Fail):
+        reply = store.fail(msg.instance, msg.token, msg.error, retryable=msg.retryable, **common)
+    else:
+        reply = store.skip(msg.instance, msg.token, msg.reason, **common)
+    return reply.to_json()
+
+
+def _configs(inbound: Inbound, files: dict[str, str]):
+    """The sent YAML files, loaded from a private folder; every team named must be the sender's."""
+    with tempfile.TemporaryDirectory(prefix="flow45-deploy-") as folder:
+        for name, text in files.items():
+            safe = Path(name).name
+            if not safe.endswith((".yaml", ".yml")) or safe != name:
+                raise Refusal("invalid_message", f"files: {name!r} must be a plain file name ending in .yaml or .yml")
+            (Path(folder) / safe).write_text(text, encoding="utf-8")
+        try:
+            teams = load_config(folder)
+        except ConfigError as exc:
+            problems = [p.replace(folder + "/", "") for p in exc.problems]
+            raise ConfigError(problems) from None
+    for config in teams:
+        if config.team != inbound.team:
+            raise Refusal(
+                "unauthorized",
+                f"the config names team {config.team}; user {inbound.user} may deploy only team {inbound.team}",
+            )
+    return teams
+
+
+def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
+    msg, team, actor = inbound.message, inbound.team, inbound.user
+    if isinstance(msg, m.Validate):
+        teams = _configs(inbound, msg.files)
+        return {"teams": [{"team": t.team, "workflows": sorted(t.workflows), "types": sorted(t.types)} for t in teams]}
+    if isinstance(msg, m.Deploy):
+        return store.deploy(_configs(inbound, msg.files), actor=actor, now=at).to_json()
+    if isinstance(msg, m.Trigger):
+        run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api")
+        return {"run": run, "status": store.get_run(run).status}
+    if isinstance(msg, m.Undo):
+        plan = store.undo(msg.instance, msg.reason, actor=actor, hold=msg.hold, dry_run=msg.dry_run, now=at, team=team)
+        return plan.to_json()
+    if isinstance(msg, m.OperatorSkip):
+        store.skip_instance(msg.instance, msg.reason, actor=actor, now=at, team=team)
+    elif isinstance(msg, m.Retry):
+        store.retry_instance(msg.instance, actor=actor, now=at, team=team)
+    elif isinstance(msg, m.Hold):
+        store.hold(msg.instance, actor=actor, reason=msg.reason, now=at, team=team)
+    elif isinstance(msg, m.Release):
+        store.release(msg.instance, actor=actor, now=at, team=team)
+    elif isinstance(msg, m.Cancel):
+        store.cancel_run(msg.run, actor=actor, reason=msg.reason, now=at, team=team)
+        return {"run": msg.run, "status": store.get_run(msg.run).status}
+    if isinstance(msg, m.Status):
+        if msg.run is not None:
+            return store.get_run(msg.run, team=team).to_json()
+        return {"runs": [r.to_json() for r in store.list_runs(team=team, limit=msg.limit)]}
+    view = store.get_instance(msg.instance, team=team)
+    return {"instance": view.id, "state": view.state}
+
+
+def apply_operator(inbound: Inbound, at: dt.datetime) -> Any:
+    if isinstance(inbound.message, (m.Validate, m.Status)) or getattr(inbound.message, "dry_run", False):
+        return _operator_change(inbound, at)  # reads change nothing: no need to remember them
+    return remember(
+        inbound.message_id, inbound.team, inbound.message.type, at,
+        lambda: _operator_change(inbound, at), encode=lambda r: r, decode=lambda r: r,
+    )
+
+
+def apply(inbound: Inbound, at: dt.datetime) -> Any:
+    return apply_worker(inbound, at) if inbound.role == "worker" else apply_operator(inbound, at)

@@ -1,0 +1,37 @@
+"""Exchange and queue names, chosen so RabbitMQ's per-user permission regexes isolate teams."""
+
+from __future__ import annotations
+
+import re
+
+TASKS_EXCHANGE = "flow45.tasks"  # direct: offers and undo notices, routing key TEAM.FUNCTION[.undo]
+INBOX_QUEUE = "flow45.inbox"  # quorum queue every team's inbound exchange is bound to
+DEAD_EXCHANGE = "flow45.dead"  # fanout: rejected messages, with the reason in headers
+DEAD_QUEUE = "flow45.dead"
+MAX_PRIORITY = 10
+INBOX_DELIVERY_LIMIT = 5
+
+
+def inbound_exchange(team: str) -> str:
+    return f"flow45.in.{team}"
+
+
+def offer_key(team: str, function: str) -> str:
+    return f"{team}.{function}"
+
+
+def offer_queue(team: str, function: str) -> str:
+    return f"flow45.tasks.{team}.{function}"
+
+
+def undo_key(team: str, function: str) -> str:
+    return f"{team}.{function}.undo"
+
+
+def undo_queue(team: str, function: str) -> str:
+    return f"flow45.tasks.{team}.{function}.undo"
+
+
+def team_of_inbound_exchange(exchange: str) -> str | None:
+    match = re.fullmatch(r"flow45\.in\.([a-z][a-z0-9_-]*)", exchange or "")
+    return match.group(1) if match else None

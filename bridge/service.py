@@ -1,0 +1,305 @@
+"""The bridge process: consumes the inbox, applies it in batches, relays the outbox.
+
+Everything runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
+examples): a batch of deliveries is applied in one transaction while the next batch accumulates,
+then replies and acks go out and the outbox rows the batch wrote are published at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pika
+from pika.exceptions import AMQPError
+
+from bridge import names
+from bridge.acks import AckTracker
+from bridge.batch import DatabaseUnavailable, Delivery, apply_batch
+from bridge.relay_lock import RelayLock
+from bridge.topology import declare_with_new_connection
+from flow45.db import connect
+from flow45.migrate import ensure_schema
+from flow45.settings import Settings
+from flow45.store import outbox
+
+log = logging.getLogger("flow45.bridge")
+
+JSON = "application/json"
+MAX_IN_FLIGHT = 5000
+
+
+class Bridge:
+    def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000):
+        if not settings.amqp_url:
+            raise ValueError("the bridge needs amqp_url (FLOW45_AMQP_URL)")
+        self.settings = settings
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.stopped = threading.Event()
+        self._stopping = False
+        self._connection: pika.SelectConnection | None = None
+        self._consume_channel = None
+        self._publish_channel = None
+        self._consumer_tag = None
+        self._relay_lock = RelayLock()
+        self._reset_channel_state()
+
+    def _reset_channel_state(self) -> None:
+        self._deliveries: list[Delivery] = []
+        self._acks = AckTracker()
+        self._batch_scheduled = False
+        self._publish_tag = 0
+        self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
+        self._in_flight: set[int] = set()  # outbox ids published, not yet confirmed
+        self._returned: set[int] = set()
+        self._confirmed: list[int] = []
+        self._needs_topology = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, serve, and reconnect with capped backoff until stop() is called."""
+        connect(self.settings.database_url)
+        backoff = 0.5
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                ensure_schema()
+                declare_with_new_connection(self.settings.amqp_url, self.settings)
+                self._connection = pika.SelectConnection(
+                    pika.URLParameters(self.settings.amqp_url),
+                    on_open_callback=self._on_connection_open,
+                    on_open_error_callback=self._on_connection_error,
+                    on_close_callback=self._on_connection_closed,
+                )
+                self._connection.ioloop.start()
+            except (AMQPError, OSError, DatabaseUnavailable) as exc:
+                log.warning("bridge: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:
+                from flow45.db import describe_db_error
+
+                if describe_db_error(exc) is None:
+                    raise
+                log.warning("bridge: %s", describe_db_error(exc))
+            self._reset_channel_state()
+            if self._stopping:
+                break
+            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 30.0)
+            log.info("bridge: reconnecting in %.1fs", backoff)
+            time.sleep(backoff)
+        self.stopped.set()
+        log.info("bridge: stopped")
+
+    def stop(self) -> None:
+        """Stop after the batch in hand: from any thread, or a signal handler."""
+        self._stopping = True
+        connection = self._connection
+        if connection is not None and not connection.is_closed:
+            connection.ioloop.add_callback_threadsafe(self._shutdown)
+
+    def _shutdown(self) -> None:
+        if self._consume_channel is not None and self._consumer_tag and self._consume_channel.is_open:
+            self._consume_channel.basic_cancel(self._consumer_tag)
+        self._process_batch()
+        self._flush_confirmed()
+        self._connection.ioloop.call_later(0.5, self._close)
+
+    def _close(self) -> None:
+        if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
+            self._connection.close()
+
+    def _on_connection_open(self, connection) -> None:
+        log.info("bridge: connected to the broker")
+        connection.channel(on_open_callback=self._on_publish_channel_open)
+
+    def _on_connection_error(self, connection, error) -> None:
+        log.warning("bridge: cannot connect to the broker: %s", error)
+        connection.ioloop.stop()
+
+    def _on_connection_closed(self, connection, reason) -> None:
+        if not self._stopping:
+            log.warning("bridge: broker connection closed: %s", reason)
+        self._consume_channel = self._publish_channel = None
+        connection.ioloop.stop()
+
+    def _on_publish_channel_open(self, channel) -> None:
+        self._publish_channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm)
+        self._connection.channel(on_open_callback=self._on_consume_channel_open)
+
+    def _on_consume_channel_open(self, channel) -> None:
+        self._consume_channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._start_consuming())
+
+    def _start_consuming(self) -> None:
+        self._consumer_tag = self._consume_channel.basic_consume(names.INBOX_QUEUE, self._on_message)
+        self._relay_tick()
+
+    def _on_channel_closed(self, channel, reason) -> None:
+        if not self._stopping:
+            log.warning("bridge: channel closed: %s", reason)
+        if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
+            self._connection.close()
+
+    # ---- inbox -------------------------------------------------------------------------------
+
+    def _on_message(self, channel, method, properties, body) -> None:
+        self._acks.received(method.delivery_tag)
+        self._deliveries.append(
+            Delivery(
+                tag=method.delivery_tag, exchange=method.exchange, user_id=properties.user_id,
+                message_id=properties.message_id, reply_to=properties.reply_to,
+                correlation_id=properties.correlation_id, body=body,
+            )
+        )
+        if not self._batch_scheduled:
+            self._batch_scheduled = True
+            self._connection.ioloop.call_later(0, self._process_batch)
+
+    def _process_batch(self) -> None:
+        self._batch_scheduled = False
+        if not self._deliveries or self._publish_channel is None:
+            return
+        batch = self._deliveries[: self.batch_size]
+        try:
+            outcomes = apply_batch(self.settings, batch)
+        except DatabaseUnavailable as exc:
+            log.warning("bridge: database unavailable (%s); %d messages wait", exc, len(self._deliveries))
+            self._batch_scheduled = True
+            self._connection.ioloop.call_later(1.0, self._process_batch)
+            return
+        del self._deliveries[: len(batch)]
+        applied: list[int] = []
+        for delivery, outcome in zip(batch, outcomes):
+            if outcome.refusal is None:
+                self._reply(delivery, {"ok": True, "result": outcome.result})
+                applied.append(delivery.tag)
+                self._needs_topology |= outcome.deployed
+            else:
+                refusal = outcome.refusal
+                log.warning("bridge: refused %s from %s: %s: %s", delivery.message_id, delivery.user_id, refusal.code, refusal.message)
+                self._reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})
+                self._dead_letter(delivery, refusal.code, refusal.message)
+        self._ack(applied)
+        if self._needs_topology:
+            self._declare_topology()
+        self._relay()
+        if self._deliveries:
+            self._batch_scheduled = True
+            self._connection.ioloop.call_later(0, self._process_batch)
+
+    def _ack(self, tags: list[int]) -> None:
+        channel = self._consume_channel
+        for tag, multiple in self._acks.finished(tags):
+            if channel is not None and channel.is_open:
+                channel.basic_ack(tag, multiple=multiple)
+
+    def _publish(self, exchange: str, key: str, body: bytes, properties, kind: str, ref, mandatory: bool = False) -> None:
+        self._publish_channel.basic_publish(exchange, key, body, properties, mandatory=mandatory)
+        self._publish_tag += 1
+        self._unconfirmed[self._publish_tag] = (kind, ref)
+
+    def _reply(self, delivery: Delivery, reply: dict) -> None:
+        if not delivery.reply_to:
+            return
+        properties = pika.BasicProperties(content_type=JSON, correlation_id=delivery.correlation_id)
+        self._publish("", delivery.reply_to, json.dumps(reply, default=str).encode(), properties, "reply", None)
+
+    def _dead_letter(self, delivery: Delivery, code: str, reason: str) -> None:
+        """A copy to flow45.dead with the reason; the original is acked once the copy is confirmed."""
+        headers = {"x-flow45-code": code, "x-flow45-error": reason[:1000], "x-flow45-user": delivery.user_id or "",
+                   "x-flow45-exchange": delivery.exchange}
+        properties = pika.BasicProperties(
+            content_type=JSON, delivery_mode=2, message_id=delivery.message_id, headers=headers
+        )
+        self._publish(names.DEAD_EXCHANGE, "", delivery.body, properties, "dead", delivery.tag)
+
+    # ---- relay -------------------------------------------------------------------------------
+
+    def _relay_tick(self) -> None:
+        if self._connection is None or self._publish_channel is None:
+            return
+        try:
+            self._relay_lock.refresh()
+            if self._needs_topology:
+                self._declare_topology()
+            self._flush_confirmed()
+            self._relay()
+        except Exception as exc:
+            from flow45.db import describe_db_error
+
+            if describe_db_error(exc) is None:
+                raise
+            log.warning("bridge relay: %s", describe_db_error(exc))
+        self._connection.ioloop.call_later(self.settings.relay_interval, self._relay_tick)
+
+    def _declare_topology(self) -> None:
+        self._needs_topology = False
+        try:
+            declare_with_new_connection(self.settings.amqp_url, self.settings)
+        except AMQPError as exc:
+            self._needs_topology = True
+            log.warning("bridge: topology: %s", exc)
+
+    def _relay(self) -> None:
+        if self._publish_channel is None or not self._relay_lock.held or len(self._in_flight) >= MAX_IN_FLIGHT:
+            return
+        for row in outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight):
+            properties = pika.BasicProperties(
+                content_type=JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}", type=row.kind,
+            )
+            body = json.dumps(row.body, default=str).encode()
+            self._publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
+            self._in_flight.add(row.id)
+
+    def _on_return(self, channel, method, properties, body) -> None:
+        message_id = properties.message_id or ""
+        if message_id.startswith("outbox-"):
+            self._returned.add(int(message_id.removeprefix("outbox-")))
+            log.warning("bridge: no queue for %s; redeclaring the topology, the row stays pending", method.routing_key)
+            self._needs_topology = True
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = sorted(t for t in self._unconfirmed if t <= method.delivery_tag) if method.multiple else [method.delivery_tag]
+        dead_done: list[int] = []
+        for tag in tags:
+            kind, ref = self._unconfirmed.pop(tag, (None, None))
+            if kind == "outbox":
+                self._in_flight.discard(ref)
+                if acked and ref not in self._returned:
+                    self._confirmed.append(ref)
+                self._returned.discard(ref)
+            elif kind == "dead":
+                if acked:
+                    dead_done.append(ref)
+                else:  # give it back: it will be refused and dead-lettered again
+                    self._acks.forget([ref])
+                    self._consume_channel.basic_nack(ref, requeue=True)
+        if dead_done:
+            self._ack(dead_done)
+        if len(self._confirmed) >= 200:
+            self._flush_confirmed()
+        elif self._confirmed:
+            self._connection.ioloop.call_later(0, self._flush_confirmed)
+
+    def _flush_confirmed(self) -> None:
+        if not self._confirmed:
+            return
+        ids, self._confirmed = self._confirmed, []
+        try:
+            outbox.mark_sent(ids)
+        except Exception as exc:
+            from flow45.db import describe_db_error
+
+            if describe_db_error(exc) is None:
+                raise
+            self._confirmed.extend(ids)  # published already: marking can wait for the database
+            log.warning("bridge: marking %d outbox rows sent: %s", len(ids), describe_db_error(exc))

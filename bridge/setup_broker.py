@@ -1,0 +1,61 @@
+"""`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
+
+A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`
+(plus direct reply-to for RPC answers); the bridge's own user (from amqp_url) may do everything.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+from urllib.parse import unquote, urlsplit
+
+from bridge import names
+from flow45.settings import Settings
+
+
+def team_permissions(team: str) -> tuple[str, str, str]:
+    """(configure, write, read) regexes for a team's users."""
+    t = re.escape(team)
+    return (
+        "^$",
+        f"^{re.escape(names.inbound_exchange(team))}$",
+        rf"^(flow45\.tasks\.{t}\..+|amq\.rabbitmq\.reply-to.*)$",
+    )
+
+
+def bridge_user(settings: Settings) -> tuple[str, str]:
+    parts = urlsplit(settings.amqp_url or "")
+    return unquote(parts.username or "guest"), unquote(parts.password or "")
+
+
+def vhost_of(settings: Settings) -> str:
+    path = urlsplit(settings.amqp_url or "").path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def plan(settings: Settings, passwords: dict[str, str] | None = None) -> tuple[list[list[str]], dict[str, str]]:
+    """rabbitmqctl argument lists, and the password of each team user (generated unless given)."""
+    vhost = vhost_of(settings)
+    passwords = dict(passwords or {})
+    commands: list[list[str]] = [["add_vhost", vhost]] if vhost != "/" else []
+    user, password = bridge_user(settings)
+    if user != "guest":
+        commands.append(["add_user", user, password])
+    commands.append(["set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
+    for team, team_settings in sorted(settings.teams.items()):
+        configure, write, read = team_permissions(team)
+        for name in sorted(team_settings.users):
+            passwords.setdefault(name, secrets.token_urlsafe(18))
+            commands.append(["add_user", name, passwords[name]])
+            commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
+    commands.append([
+        "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", f"^{re.escape(names.DEAD_QUEUE)}$",
+        '{"max-length": 1000000, "overflow": "drop-head"}',
+    ])
+    return commands, passwords
+
+
+def as_shell(commands: list[list[str]], ctl: str = "rabbitmqctl") -> str:
+    return "\n".join(f"{ctl} {shlex.join(args)}" for args in commands) + "\n"

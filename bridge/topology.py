@@ -1,0 +1,55 @@
+"""Declares what the bridge needs on the broker: exchanges, the inbox, offer and undo queues."""
+
+from __future__ import annotations
+
+import logging
+
+import pika
+
+from bridge import names
+from flow45.settings import Settings
+from flow45.store.queries import deployed_functions
+
+log = logging.getLogger("flow45.bridge")
+
+
+def inbox_arguments() -> dict:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": names.INBOX_DELIVERY_LIMIT,
+        "x-dead-letter-exchange": names.DEAD_EXCHANGE,
+    }
+
+
+def declare(channel, settings: Settings) -> int:
+    """Declare everything for the configured teams and every deployed function; returns the count
+    of offer queues. Idempotent: run at start and after each deploy."""
+    channel.exchange_declare(names.TASKS_EXCHANGE, "direct", durable=True)
+    channel.exchange_declare(names.DEAD_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(names.DEAD_QUEUE, durable=True)
+    channel.queue_bind(names.DEAD_QUEUE, names.DEAD_EXCHANGE)
+    channel.queue_declare(names.INBOX_QUEUE, durable=True, arguments=inbox_arguments())
+    functions = deployed_functions()
+    for team in sorted(set(settings.teams) | {team for team, _, _ in functions}):
+        exchange = names.inbound_exchange(team)
+        channel.exchange_declare(exchange, "fanout", durable=True)
+        channel.queue_bind(names.INBOX_QUEUE, exchange)
+    for team, function, notify in functions:
+        queue = names.offer_queue(team, function)
+        channel.queue_declare(queue, durable=True, arguments={"x-max-priority": names.MAX_PRIORITY})
+        channel.queue_bind(queue, names.TASKS_EXCHANGE, names.offer_key(team, function))
+        if notify:
+            undo = names.undo_queue(team, function)
+            channel.queue_declare(undo, durable=True)
+            channel.queue_bind(undo, names.TASKS_EXCHANGE, names.undo_key(team, function))
+    return len(functions)
+
+
+def declare_with_new_connection(url: str, settings: Settings) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        count = declare(connection.channel(), settings)
+        log.info("topology declared: %d offer queues", count)
+        return count
+    finally:
+        connection.close()

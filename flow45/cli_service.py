@@ -1,0 +1,140 @@
+"""The long-running commands and the ones that go through RabbitMQ. pika is imported only here,
+inside the commands, so `import flow45` never loads it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from flow45.cli import UsageError, _json_arg, _positive_int, _team_workflow, command
+from flow45.cli_output import print_json
+from flow45.errors import Flow45Error
+from flow45.settings import current_settings
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def _amqp_url() -> str:
+    url = current_settings().amqp_url
+    if not url:
+        raise Flow45Error("no broker configured: set FLOW45_AMQP_URL (or amqp_url in the settings file)")
+    return url
+
+
+def _stop_on_signals(stop) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())
+
+
+@command("bridge")
+def cmd_bridge(args) -> int:
+    return BRIDGE_ACTIONS[args.action](args)
+
+
+def bridge_run(args) -> int:
+    from bridge.service import Bridge
+
+    _logging()
+    bridge = Bridge(current_settings(), batch_size=args.batch)
+    _stop_on_signals(bridge.stop)
+    bridge.run()
+    return 0
+
+
+def bridge_setup(args) -> int:
+    import subprocess
+
+    from bridge.setup_broker import as_shell, plan
+
+    commands, passwords = plan(current_settings())
+    if args.print:
+        sys.stdout.write(as_shell(commands, args.rabbitmqctl))
+    else:
+        for argv in commands:
+            done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
+            if done.returncode != 0 and "already exists" not in done.stderr:
+                raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+    print("# passwords of the team users (store them now; they are not kept):", file=sys.stderr)
+    for name, password in sorted(passwords.items()):
+        print(f"#   {name}: {password}", file=sys.stderr)
+    return 0
+
+
+def _team_of_operator() -> str:
+    from urllib.parse import unquote, urlsplit
+
+    user = unquote(urlsplit(_amqp_url()).username or "")
+    for team, team_settings in current_settings().teams.items():
+        if user in team_settings.users:
+            return team
+    raise Flow45Error(f"broker user {user!r} is not an operator of any team in the settings (teams.TEAM.users)")
+
+
+def bridge_deploy(args) -> int:
+    from bridge.rpc import call
+
+    path = Path(args.path)
+    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise UsageError(f"{path}: no YAML files to deploy")
+    team = yaml_team(files[0])
+    result = call(_amqp_url(), team, {"type": "deploy", "files": {f.name: f.read_text() for f in files}})
+    for row in result["workflows"]:
+        print(f"{row['team']}/{row['workflow']} v{row['version']}: {row['change']}")
+    return 0
+
+
+def yaml_team(file: Path) -> str:
+    import yaml
+
+    data = yaml.safe_load(file.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("team"), str):
+        raise UsageError(f"{file}: no `team:` at the top")
+    return data["team"]
+
+
+def bridge_trigger(args) -> int:
+    from bridge.rpc import call
+
+    team, workflow = _team_workflow(args.workflow)
+    params = _json_arg(args.params, "--params") if args.params else None
+    result = call(_amqp_url(), team, {"type": "trigger", "workflow": workflow, "params": params})
+    print(f"run {result['run']} of {team}/{workflow}: {result['status']}")
+    return 0
+
+
+def bridge_undo(args) -> int:
+    from bridge.rpc import call
+
+    message = {"type": "undo", "instance": args.instance, "reason": args.reason, "hold": args.hold, "dry_run": args.dry_run}
+    print_json(call(_amqp_url(), _team_of_operator(), message))
+    return 0
+
+
+BRIDGE_ACTIONS = {
+    "run": bridge_run, "setup-broker": bridge_setup, "deploy": bridge_deploy,
+    "trigger": bridge_trigger, "undo": bridge_undo,
+}
+
+
+def add_parsers(add) -> None:
+    bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")
+    actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")
+    p.add_argument("--batch", type=_positive_int, default=200, help="most messages applied in one transaction")
+    p = actions.add_parser("setup-broker", help="create the vhost, team users, permissions and policies")
+    p.add_argument("--print", action="store_true", help="print the rabbitmqctl commands instead of running them")
+    p.add_argument("--rabbitmqctl", default="rabbitmqctl", help="the command to run (e.g. 'rabbitmqctl -n NODE')")
+    actions.add_parser("deploy", help="deploy a config through the bridge").add_argument("path")
+    p = actions.add_parser("trigger", help="start a run through the bridge")
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--params")
+    p = actions.add_parser("undo", help="undo through the bridge")
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--hold", action="store_true")

@@ -1,0 +1,55 @@
+"""The outbox, read by whoever delivers it: the bridge's relay, or the local transport in-process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from flow45.clock import to_utc
+from flow45.db import atomic
+from flow45.models import Outbox
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    team: str
+    kind: str  # offer | undo
+    routing_key: str
+    priority: int
+    body: Any
+
+
+def _message(row: Outbox) -> OutboxMessage:
+    return OutboxMessage(row.id, row.team, row.kind, row.routing_key, row.priority, row.body)
+
+
+def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset()) -> list[OutboxMessage]:
+    """Unsent rows, most urgent first: priority, then age."""
+    query = Outbox.select().where(Outbox.sent_at.is_null()).order_by(Outbox.priority.desc(), Outbox.id)
+    rows = query.limit(limit + len(exclude))
+    return [_message(r) for r in rows if r.id not in exclude][:limit]
+
+
+def mark_sent(ids: list[int], now: dt.datetime | None = None) -> int:
+    """Rows the broker acknowledged; only these stop being pending."""
+    if not ids:
+        return 0
+    with atomic():
+        return Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+
+
+def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:
+    """Deliver rows in-process: each row goes to exactly one caller, which marks it sent."""
+    at = to_utc(now)
+    candidates = (
+        Outbox.select().where(Outbox.sent_at.is_null() & Outbox.routing_key.in_(routing_keys))
+        .order_by(Outbox.priority.desc(), Outbox.id).limit(limit)
+    )
+    taken = []
+    with atomic():
+        for row in candidates:
+            if Outbox.update(sent_at=at).where((Outbox.id == row.id) & Outbox.sent_at.is_null()).execute():
+                taken.append(_message(row))
+    return taken

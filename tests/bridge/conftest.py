@@ -1,0 +1,83 @@
+"""A real bridge between a throwaway RabbitMQ and a throwaway PostgreSQL, with two teams' users."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pika
+import pytest
+
+from bridge.service import Bridge
+from bridge.setup_broker import plan
+from flow45.db import connect
+from flow45.migrate import ensure_schema
+from flow45.settings import Settings, use_settings
+from tests.conftest import _empty_postgres
+
+PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret", "rival-worker": "xw-secret"}
+TEAMS = {
+    "reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}},
+    "rival": {"users": {"rival-worker": "worker"}},
+}
+
+
+@dataclass
+class BridgeEnv:
+    settings: Settings
+    rabbit: object
+    bridge: Bridge
+    thread: threading.Thread
+
+    def url(self, user: str) -> str:
+        parts = urlsplit(self.rabbit.amqp_url)
+        return f"amqp://{user}:{PASSWORDS[user]}@{parts.hostname}:{parts.port}/%2F"
+
+    def channel(self, user: str = "guest"):
+        url = self.rabbit.amqp_url if user == "guest" else self.url(user)
+        return pika.BlockingConnection(pika.URLParameters(url)).channel()
+
+
+@pytest.fixture(scope="session")
+def broker_users(rabbitmq_server):
+    settings = Settings(amqp_url=rabbitmq_server.amqp_url, teams=TEAMS)
+    commands, _ = plan(settings, PASSWORDS)
+    for argv in commands:
+        rabbitmq_server.ctl(*argv)
+    return rabbitmq_server
+
+
+def purge_all(rabbit) -> None:
+    listing = rabbit.ctl("list_queues", "-q", "name").stdout.split()
+    for name in listing:
+        if name.startswith("flow45."):
+            rabbit.ctl("purge_queue", name, check=False)
+
+
+@pytest.fixture
+def pg_store(postgres_url):
+    """The store on PostgreSQL, empty."""
+    db = connect(postgres_url)
+    ensure_schema()
+    _empty_postgres()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def bridge_env(broker_users, postgres_url, pg_store):
+    purge_all(broker_users)
+    settings = Settings(database_url=postgres_url, amqp_url=broker_users.amqp_url, teams=TEAMS, relay_interval=0.2)
+    use_settings(settings)
+    bridge = Bridge(settings, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while bridge._consumer_tag is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bridge._consumer_tag, "the bridge did not start consuming"
+    yield BridgeEnv(settings, broker_users, bridge, thread)
+    bridge.stop()
+    thread.join(timeout=10)

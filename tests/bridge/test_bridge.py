@@ -1,0 +1,139 @@
+"""The bridge end to end: operators and workers over RabbitMQ, the store in PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pika
+import pytest
+
+from bridge.rpc import BridgeRefused, call
+from flow45 import store
+from flow45.config import load_config
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+
+def wait_offer(env, team: str, function: str, timeout: float = 10.0) -> dict:
+    channel = env.channel(f"{team}-worker")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        method, _props, body = channel.basic_get(f"flow45.tasks.{team}.{function}", auto_ack=True)
+        if method:
+            channel.connection.close()
+            return json.loads(body)
+        time.sleep(0.02)
+    raise AssertionError(f"no offer for {team}.{function}")
+
+
+def test_operator_deploys_triggers_and_worker_completes(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    files = {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}
+    deployed = call(ops, "reports", {"type": "deploy", "files": files})
+    assert {w["change"] for w in deployed["workflows"]} == {"created"}
+    run = call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-10"}})["run"]
+
+    worker = bridge_env.url("reports-worker")
+    offer = wait_offer(bridge_env, "reports", "extract_sales")
+    assert offer["run"] == run and offer["params"] == {"month": "2026-10"}
+    grant = call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w1"})
+    assert grant["state"] == "running" and grant["lease_expires_at"]
+    call(worker, "reports", {"type": "progress", "instance": offer["instance"], "token": offer["token"], "percent": 50})
+    call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
+                             "output": {"uri": "s3://sales.parquet", "rows": 10}})
+    render = wait_offer(bridge_env, "reports", "render_pdf")
+    assert render["inputs"] == {"sales": {"uri": "s3://sales.parquet", "rows": 10}}
+    status = call(ops, "reports", {"type": "status", "run": run})
+    assert [(i["task"], i["state"]) for i in status["instances"]][:2] == [("extract", "succeeded"), ("render", "available")]
+
+
+def _publish_raw(env, user: str, exchange: str, body: bytes, message_id: str | None = "m", user_id: str | None = None):
+    """Publish as `user` and wait for the reply."""
+    connection = pika.BlockingConnection(pika.URLParameters(env.url(user)))
+    channel = connection.channel()
+    replies = []
+    channel.basic_consume("amq.rabbitmq.reply-to", lambda _c, _m, _p, b: replies.append(json.loads(b)), auto_ack=True)
+    channel.basic_publish(exchange, "x", body, pika.BasicProperties(
+        message_id=message_id, user_id=user_id, reply_to="amq.rabbitmq.reply-to", correlation_id="c"))
+    deadline = time.monotonic() + 10
+    while not replies and time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.1)
+    connection.close()
+    assert replies, "no reply"
+    return replies[0]
+
+
+def _dead_letters(env) -> list[tuple[dict, bytes]]:
+    channel = env.channel()
+    found = []
+    while True:
+        method, props, body = channel.basic_get("flow45.dead", auto_ack=True)
+        if method is None:
+            break
+        found.append((props.headers or {}, body))
+    channel.connection.close()
+    return found
+
+
+def test_bad_messages_are_answered_and_dead_lettered(bridge_env):
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    run = store.trigger("reports", "monthly_report", actor="ops")
+    offer = wait_offer(bridge_env, "reports", "extract_sales")
+    claim = {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"}
+    call(bridge_env.url("reports-worker"), "reports", claim)
+    submit = {"type": "submit", "instance": offer["instance"], "token": offer["token"]}
+    cases = [
+        ("reports-worker", b"{not json", "not JSON"),
+        ("reports-worker", b"\xff\xfe", "not UTF-8"),
+        ("reports-worker", json.dumps({"type": "claim", "instance": "x"}).encode(), "instance"),
+        ("reports-worker", json.dumps({"type": "deploy", "files": {"a.yaml": "team: reports"}}).encode(), "is an operator message"),
+        ("reports-worker", json.dumps({**claim, "instance": 999999}).encode(), "not found"),
+        ("reports-worker", json.dumps({**submit, "token": "old", "output": {}}).encode(), "not the current attempt"),
+        ("reports-worker", json.dumps({**submit, "output": {"uri": "x" * 20000, "rows": 1}}).encode(), "over the cap"),
+        ("reports-worker", json.dumps({**submit, "output": {"uri": "Bearer abcdefghijklmnopqrstuvwxyz", "rows": 1}}).encode(), "bearer token"),
+        ("reports-worker", json.dumps({**submit, "output": {"uri": "x", "rows": 1, "extra": 1}}).encode(), "unknown field"),
+        ("rival-worker", json.dumps(claim).encode(), "not found for team rival"),
+    ]
+    for user, body, words in cases:
+        exchange = f"flow45.in.{user.split('-')[0]}"
+        reply = _publish_raw(bridge_env, user, exchange, body, message_id=uuid.uuid4().hex, user_id=user)
+        assert not reply["ok"] and words in reply["error"], (body[:60], reply)
+    no_user = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", json.dumps(claim).encode(), user_id=None)
+    assert no_user["code"] == "unauthorized" and "no user_id" in no_user["error"]
+    time.sleep(0.5)
+    dead = _dead_letters(bridge_env)
+    assert len(dead) == len(cases) + 1
+    assert all(headers.get("x-flow45-error") for headers, _ in dead)
+    assert store.get_run(run).instances[0].state == "running", "nothing bad changed the store"
+    # ... and the bridge is still serving.
+    done = call(bridge_env.url("reports-worker"), "reports", {**submit, "output": {"uri": "s3://ok", "rows": 1}})
+    assert done["state"] == "succeeded"
+
+
+def test_a_redelivered_message_takes_effect_once(bridge_env):
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    store.trigger("reports", "monthly_report", actor="ops")
+    offer = wait_offer(bridge_env, "reports", "extract_sales")
+    claim = json.dumps({"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"}).encode()
+    first = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
+    again = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
+    assert first["ok"] and again["ok"] and again["result"]["duplicate"] and not first["result"]["duplicate"]
+
+
+def test_team_b_is_refused_by_the_broker(bridge_env):
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    channel = bridge_env.channel("rival-worker")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="ACCESS_REFUSED"):
+        channel.basic_get("flow45.tasks.reports.extract_sales", auto_ack=True)
+    channel = bridge_env.channel("rival-worker")
+    channel.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="ACCESS_REFUSED"):
+        channel.basic_publish("flow45.in.reports", "claim", b"{}", pika.BasicProperties(user_id="rival-worker"))
+
+
+def test_deploy_of_another_team_is_refused(bridge_env):
+    with pytest.raises(BridgeRefused, match="may deploy only team reports"):
+        call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": {"x.yaml": "team: rival\n"}})
