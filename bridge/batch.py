@@ -16,6 +16,7 @@ from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
+from flow45.store.batch import Item, apply_worker_batch
 
 log = logging.getLogger("flow45.bridge")
 
@@ -61,6 +62,11 @@ def _one(inbound: Inbound, at: dt.datetime) -> Outcome:
         return Outcome(refusal=Refusal("internal", f"unexpected error: {type(exc).__name__}: {exc}"))
 
 
+def _lost_race(item: Item) -> bool:
+    """A stale claim: another worker took the offer first, or it was offered twice. Normal traffic."""
+    return item.message.type == "claim" and item.error.code == "stale"
+
+
 def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]:
     """One outcome per delivery, in order. Raises DatabaseUnavailable if the store cannot be reached."""
     at = utcnow()
@@ -74,9 +80,14 @@ def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]
     try:
         workers = [(i, p) for i, p in parsed if p.role == "worker"]
         if workers:
+            items = [Item(p.team, p.message_id, p.message) for _, p in workers]
             with atomic():
-                for index, inbound in workers:
-                    outcomes[index] = _one(inbound, at)
+                apply_worker_batch(items, at)
+            for (index, _), item in zip(workers, items):
+                outcomes[index] = (
+                    Outcome(result=item.result.to_json()) if item.error is None
+                    else Outcome(refusal=Refusal(item.error.code, item.error.message, routine=_lost_race(item)))
+                )
         for index, inbound in parsed:
             if inbound.role == "operator":
                 outcomes[index] = _one(inbound, at)

@@ -13,15 +13,17 @@ from flow45.messages import OPERATOR_MESSAGES, WORKER_MESSAGES
 from flow45.settings import Settings
 
 MAX_BODY = 256 * 1024
+MAX_MESSAGE_ID = 128
 
 
 class Refusal(Exception):
     """A message Flow45 will not apply: answered with `code` and the message, then dead-lettered."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, routine: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.routine = routine  # answered, but not worth a dead letter
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ def parse(settings: Settings, body: bytes, user_id: str | None, exchange: str, m
     team, role = identify(settings, user_id, exchange)
     if not message_id:
         raise Refusal("invalid_message", "the message has no message_id property: it is the idempotency key")
+    if len(message_id) > MAX_MESSAGE_ID:
+        raise Refusal("invalid_message", f"message_id is {len(message_id)} characters, over {MAX_MESSAGE_ID}")
     if len(body) > MAX_BODY:
         raise Refusal("invalid_message", f"the body is {len(body)} bytes, over {MAX_BODY}")
     try:

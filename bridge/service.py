@@ -53,7 +53,7 @@ class Bridge:
         self._batch_scheduled = False
         self._publish_tag = 0
         self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
-        self._in_flight: set[int] = set()  # outbox ids published, not yet confirmed
+        self._in_flight: set[int] = set()  # outbox ids published and not yet marked sent
         self._returned: set[int] = set()
         self._confirmed: list[int] = []
         self._needs_topology = False
@@ -167,6 +167,7 @@ class Bridge:
         if not self._deliveries or self._publish_channel is None:
             return
         batch = self._deliveries[: self.batch_size]
+        started = time.perf_counter()
         try:
             outcomes = apply_batch(self.settings, batch)
         except DatabaseUnavailable as exc:
@@ -175,6 +176,7 @@ class Bridge:
             self._connection.ioloop.call_later(1.0, self._process_batch)
             return
         del self._deliveries[: len(batch)]
+        log.debug("batch of %d applied in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
         applied: list[int] = []
         for delivery, outcome in zip(batch, outcomes):
             if outcome.refusal is None:
@@ -185,7 +187,10 @@ class Bridge:
                 refusal = outcome.refusal
                 log.warning("bridge: refused %s from %s: %s: %s", delivery.message_id, delivery.user_id, refusal.code, refusal.message)
                 self._reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})
-                self._dead_letter(delivery, refusal.code, refusal.message)
+                if refusal.routine:  # e.g. a claim that lost the race for an offer: nothing to inspect
+                    applied.append(delivery.tag)
+                else:
+                    self._dead_letter(delivery, refusal.code, refusal.message)
         self._ack(applied)
         if self._needs_topology:
             self._declare_topology()
@@ -273,9 +278,10 @@ class Bridge:
         for tag in tags:
             kind, ref = self._unconfirmed.pop(tag, (None, None))
             if kind == "outbox":
-                self._in_flight.discard(ref)
                 if acked and ref not in self._returned:
-                    self._confirmed.append(ref)
+                    self._confirmed.append(ref)  # stays in flight until marked sent
+                else:
+                    self._in_flight.discard(ref)  # published again on the next relay
                 self._returned.discard(ref)
             elif kind == "dead":
                 if acked:
@@ -296,6 +302,7 @@ class Bridge:
         ids, self._confirmed = self._confirmed, []
         try:
             outbox.mark_sent(ids)
+            self._in_flight.difference_update(ids)
         except Exception as exc:
             from flow45.db import describe_db_error
 

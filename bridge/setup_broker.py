@@ -1,7 +1,7 @@
 """`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
 
 A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`
-(plus direct reply-to for RPC answers); the bridge's own user (from amqp_url) may do everything.
+(direct reply-to needs no permission); the bridge's own user (from amqp_url) may do everything.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def team_permissions(team: str) -> tuple[str, str, str]:
     return (
         "^$",
         f"^{re.escape(names.inbound_exchange(team))}$",
-        rf"^(flow45\.tasks\.{t}\..+|amq\.rabbitmq\.reply-to.*)$",
+        rf"^flow45\.tasks\.{t}\..+$",
     )
 
 

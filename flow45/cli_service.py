@@ -4,6 +4,7 @@ inside the commands, so `import flow45` never loads it."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from flow45.settings import current_settings
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    level = logging.DEBUG if os.environ.get("FLOW45_DEBUG") else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
 
 def _amqp_url() -> str:
@@ -115,6 +117,49 @@ def bridge_undo(args) -> int:
     return 0
 
 
+@command("scheduler")
+def cmd_scheduler(args) -> int:
+    from flow45.scheduler import run_scheduler
+
+    _logging()
+    run_scheduler()
+    return 0
+
+
+@command("serve")
+def cmd_serve(args) -> int:
+    """The scheduler and, with a broker configured, the bridge, in one process."""
+    import threading
+
+    from flow45.scheduler import run_scheduler
+
+    _logging()
+    stop = threading.Event()
+    scheduler = threading.Thread(target=run_scheduler, args=(stop,), name="scheduler")
+    settings = current_settings()
+    if not settings.amqp_url:
+        logging.getLogger("flow45").info("serve: no amqp_url set, running the scheduler only")
+        _stop_on_signals(stop.set)
+        scheduler.start()
+        while scheduler.is_alive():
+            scheduler.join(timeout=0.5)
+        return 0
+    from bridge.service import Bridge
+
+    bridge = Bridge(settings)
+
+    def stop_all() -> None:
+        stop.set()
+        bridge.stop()
+
+    _stop_on_signals(stop_all)
+    scheduler.start()
+    bridge.run()
+    stop.set()
+    scheduler.join(timeout=30)
+    return 0
+
+
 BRIDGE_ACTIONS = {
     "run": bridge_run, "setup-broker": bridge_setup, "deploy": bridge_deploy,
     "trigger": bridge_trigger, "undo": bridge_undo,
@@ -122,6 +167,8 @@ BRIDGE_ACTIONS = {
 
 
 def add_parsers(add) -> None:
+    add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers")
+    add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process")
     bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")

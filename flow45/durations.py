@@ -18,6 +18,12 @@ def parse_duration(value: object) -> float:
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        try:
+            seconds = float(text)  # plain seconds, as environment variables give them
+        except ValueError:
+            seconds = None
+        if seconds is not None:
+            return parse_duration(seconds)
         if text and _PART.sub("", text) == "":
             return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")

@@ -5,15 +5,24 @@ from __future__ import annotations
 from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error, SchemaOutdated
-from flow45.models import ALL_TABLES, SchemaVersion
+from flow45.models import ALL_TABLES, ScheduleCursor, SchedulerLock, SchemaVersion
 
 
 def _create_v1() -> None:
     database.create_tables(ALL_TABLES)
 
 
+def _scheduler_v2() -> None:
+    """The scheduler's cursors and SQLite lease, and a small index for finding offers that may be lost."""
+    database.create_tables([ScheduleCursor, SchedulerLock], safe=True)
+    database.execute_sql(
+        "CREATE INDEX IF NOT EXISTS task_instance_available_offered_at "
+        "ON task_instance (offered_at) WHERE state = 'available'"
+    )
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1]
+STEPS = [_create_v1, _scheduler_v2]
 CURRENT = len(STEPS)
 
 

@@ -166,4 +166,24 @@ class ProcessedMessage(Table):
     reply = JSONField(null=True)
 
 
-ALL_TABLES = [SchemaVersion, Team, Workflow, WorkflowVersion, Run, TaskInstance, Attempt, Event, Outbox, ProcessedMessage]
+class ScheduleCursor(Table):
+    """Per scheduled workflow, the newest tick the scheduler has dealt with (a run made, or passed over)."""
+
+    workflow = pw.ForeignKeyField(Workflow, primary_key=True, on_delete="CASCADE")
+    last_tick = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+class SchedulerLock(Table):
+    """The single-scheduler lease on SQLite (PostgreSQL uses a session advisory lock instead)."""
+
+    name = pw.CharField(max_length=64, primary_key=True)
+    holder = pw.CharField(max_length=200)
+    acquired_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+
+
+ALL_TABLES = [
+    SchemaVersion, Team, Workflow, WorkflowVersion, Run, TaskInstance, Attempt, Event, Outbox, ProcessedMessage,
+    ScheduleCursor, SchedulerLock,
+]

@@ -21,7 +21,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 UTC = dt.timezone.utc
 # No zone moves its clocks by more than this at once (historic double summer time was 2h).
@@ -38,6 +38,7 @@ class CronSchedule:
         self.zone = zoneinfo.ZoneInfo(timezone)
         hours = croniter(cron).expanded[1]
         self.every_hour = hours == ["*"] or len(set(hours)) == 24
+        self._next: dict[dt.datetime, dt.datetime] = {}
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.cron!r}, {self.timezone!r})"
@@ -104,7 +105,13 @@ class CronSchedule:
                 heapq.heappush(pending, second)
 
     def next_after(self, after: dt.datetime) -> dt.datetime:
-        return next(self.ticks_after(after))
+        """The first tick after `after`; remembered, as the scheduler asks the same every tick."""
+        found = self._next.get(after)
+        if found is None:
+            if len(self._next) > 256:
+                self._next.clear()
+            found = self._next[after] = next(self.ticks_after(after))
+        return found
 
     def between(self, start: dt.datetime, end: dt.datetime, limit: int | None = None) -> list[dt.datetime]:
         """Ticks in (start, end], oldest first, at most `limit` of them."""
@@ -124,7 +131,7 @@ class CronSchedule:
         for _ in range(100_000):
             try:
                 wall = walls.get_prev(dt.datetime)
-            except Exception:  # croniter gives up before year 1 or so
+            except CroniterBadDateError:  # nothing earlier
                 break
             primary, second = self._instants(wall)
             for tick in (primary, second):
@@ -171,16 +178,16 @@ def due_ticks(
     latest: only the newest. none: only the newest, and only if it is at most `on_time` old, so a
     scheduler that was away runs nothing it missed; a tick that just came due is not missed.
     """
+    if catchup not in ("all", "latest", "none"):
+        raise ValueError(f"catchup must be latest, all or none, not {catchup!r}")
+    first = schedule.next_after(since)
+    if first > now:
+        return DueTicks()
     if catchup == "all":
         ticks = schedule.between(since, now, limit)
-        return DueTicks(run=ticks, cursor=ticks[-1] if ticks else None)
-    if catchup not in ("latest", "none"):
-        raise ValueError(f"catchup must be latest, all or none, not {catchup!r}")
+        return DueTicks(run=ticks, cursor=ticks[-1])
     newest = schedule.latest_at(now)
-    if newest is None or newest <= since:
-        return DueTicks()
     run = [newest] if catchup == "latest" or now - newest <= on_time else []
-    first = schedule.next_after(since)
     if run and first == newest:
         return DueTicks(run=run, cursor=newest)
     last = schedule.latest_at(newest - dt.timedelta(microseconds=1)) if run else newest

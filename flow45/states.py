@@ -33,7 +33,7 @@ RUN_MOVES: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING, CANCELLED}),
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
     SUCCEEDED: frozenset({RUNNING}),
-    FAILED: frozenset({RUNNING, CANCELLED}),
+    FAILED: frozenset({RUNNING, SUCCEEDED, CANCELLED}),  # succeeded: its failed instance was skipped
     CANCELLED: frozenset(),
 }
 

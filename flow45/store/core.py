@@ -143,7 +143,7 @@ def offer(
         attempt=instance.attempt + 1, token=new_token(), lease_expires_at=None, not_before=None,
         offered_at=at, worker=None, progress_pct=None, progress_message=None,
     )
-    if target == S.AVAILABLE:
+    if target == S.AVAILABLE and not instance.human:  # operators do human tasks: no worker is offered them
         write_offer(instance, run, spec, inputs_for(instance, run_instances, spec), at)
 
 

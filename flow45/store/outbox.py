@@ -53,3 +53,11 @@ def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = Non
             if Outbox.update(sent_at=at).where((Outbox.id == row.id) & Outbox.sent_at.is_null()).execute():
                 taken.append(_message(row))
     return taken
+
+
+def release(ids: list[int]) -> int:
+    """Rows taken in-process but not handled (the worker gave them back): pending again."""
+    if not ids:
+        return 0
+    with atomic():
+        return Outbox.update(sent_at=None).where(Outbox.id.in_(ids)).execute()

@@ -22,6 +22,9 @@ _SETTINGS = """
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '{socket_dir}'
 max_connections = 200
+"""
+# Tests trade durability for speed; benchmarks keep PostgreSQL's defaults (fsync on).
+_FAST = """
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -73,8 +76,9 @@ def available() -> tuple[bool, str]:
 class PostgresServer:
     """Start with start(), connect via url_for(dbname), always stop() (or use as a context manager)."""
 
-    def __init__(self, timeout: float = START_TIMEOUT) -> None:
+    def __init__(self, timeout: float = START_TIMEOUT, durable: bool = False) -> None:
         self.timeout = timeout
+        self.durable = durable
         self.as_root = os.geteuid() == 0
         self.user = "postgres" if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
         self.bindir: Path | None = None
@@ -110,7 +114,7 @@ class PostgresServer:
             self._pg("initdb", "-D", self.data_dir, "-U", self.user, "--auth=trust",
                      "--encoding=UTF8", "--locale=C", "--no-sync")
             with open(self.data_dir / "postgresql.conf", "a") as f:
-                f.write(_SETTINGS.format(socket_dir=self.dir))
+                f.write(_SETTINGS.format(socket_dir=self.dir) + ("" if self.durable else _FAST))
             for attempt in range(3):
                 # The port is only reserved while we hold it, so another process may grab it first.
                 self.port = free_port()

@@ -1,0 +1,329 @@
+"""The AMQP transport: one I/O thread owns the pika connection; other threads hand it work.
+
+Offers and undo notices are consumed from `flow45.tasks.TEAM.FUNCTION[.undo]` (prefetch per
+consumer = the worker's concurrency). Worker messages are published to `flow45.in.TEAM` with a
+fresh correlation id, `reply_to` = RabbitMQ's direct reply-to, a `message_id` (the idempotency
+key) and `user_id` (the broker checks it is the connection's user). Replies come back on the same
+channel. Task threads reach the connection only through `add_callback_threadsafe`, as pika's
+examples do; on connection loss the thread reconnects with capped backoff, fails the requests in
+flight (the worker sends them again with the same message id) and subscribes again.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+import pika
+import pika.exceptions
+
+from bridge import names
+from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
+from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
+from flow45.messages import Reply
+
+log = logging.getLogger(__name__)
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+_FAILURES = (pika.exceptions.AMQPError, OSError)
+
+
+class _Pending:
+    """A request waiting for its reply."""
+
+    __slots__ = ("done", "reply", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Reply | None = None
+        self.error: TransportError | None = None
+
+    def finish(self, reply: Reply | None = None, error: TransportError | None = None) -> None:
+        self.reply, self.error = reply, error
+        self.done.set()
+
+
+class AmqpTransport:
+    """Worker messages over RabbitMQ, as a team's worker user.
+
+    `url` is an AMQP URL (amqp://USER:PASS@HOST:PORT/VHOST); `prefetch` overrides the unacknowledged
+    deliveries per queue (default: the worker's concurrency)."""
+
+    def __init__(
+        self, url: str, team: str, worker_name: str, *, prefetch: int | None = None,
+        reconnect_min: float = 0.5, reconnect_max: float = 30.0, resubscribe_interval: float = 5.0,
+    ):
+        self.url = url
+        self.team = team
+        self.worker_name = worker_name
+        self.prefetch = prefetch
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.resubscribe_interval = resubscribe_interval
+        self.exchange = names.inbound_exchange(team)
+        self._params = pika.URLParameters(url)
+        self._params.client_properties = {"connection_name": f"flow45 worker {team}/{worker_name}"}
+        if self._params.blocked_connection_timeout is None:
+            self._params.blocked_connection_timeout = 60
+        self.user: str | None = getattr(self._params.credentials, "username", None)
+        self._lock = threading.Lock()
+        self._ops: collections.deque[Callable[[], None]] = collections.deque()
+        self._pending: dict[str, _Pending] = {}
+        self._conn: pika.BlockingConnection | None = None
+        self._channel = None
+        self._generation = 0
+        self._queues: dict[str, tuple[str, str]] = {}  # queue -> (kind, function)
+        self._tags: dict[str, str] = {}  # queue -> consumer tag on the current channel
+        self._missing: set[str] = set()  # queues reported missing, until found
+        self._want_consume = False
+        self._stopped_consuming = False
+        self._prefetch = 1
+        self._deliver: Callable[[Delivery], None] | None = None
+        self._closing = threading.Event()
+        self.connected = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- the interface the worker uses ---------------------------------------------------
+
+    def open(self, subscription: Subscription | None, deliver: Callable[[Delivery], None] | None = None) -> None:
+        """Connect in the background; consume the subscription's queues (None: requests only)."""
+        if subscription is not None:
+            self._queues = {names.offer_queue(self.team, f): (OFFER, f) for f in subscription.functions}
+            self._queues |= {names.undo_queue(self.team, f): (UNDO, f) for f in subscription.undo_functions}
+            self._prefetch = self.prefetch or subscription.prefetch
+            self._want_consume = bool(self._queues) and not self._closing.is_set() and not self._stopped_consuming
+        self._deliver = deliver
+        self._thread = threading.Thread(target=self._io_main, name=f"flow45-amqp-{self.worker_name}", daemon=True)
+        self._thread.start()
+
+    def request(self, message: dict[str, Any], message_id: str, timeout: float) -> Reply:
+        if self._closing.is_set():
+            raise ConnectionLost("the AMQP transport is closed")
+        correlation_id = uuid.uuid4().hex
+        pending = _Pending()
+        with self._lock:
+            self._pending[correlation_id] = pending
+        body = json.dumps(message, separators=(",", ":")).encode()
+        self._submit(functools.partial(self._publish, message["type"], body, message_id, correlation_id))
+        answered = pending.done.wait(timeout)
+        with self._lock:
+            self._pending.pop(correlation_id, None)
+        if not answered:
+            raise RequestTimeout(f"no reply to {message['type']} (message id {message_id}) within {timeout:g}s")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.reply is not None
+        return pending.reply
+
+    def stop_consuming(self, timeout: float = 10.0) -> None:
+        """Cancel the consumers (pika requeues deliveries it has not dispatched yet) and wait for it."""
+        with self._lock:
+            self._stopped_consuming = True
+            if not self._want_consume:
+                return
+            self._want_consume = False
+        if not self.connected.is_set():
+            return
+        done = threading.Event()
+        self._submit(functools.partial(self._cancel_consumers, done))
+        if not done.wait(timeout):
+            log.warning("consumers not cancelled within %gs; closing the connection requeues their messages", timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush pending acks, close the connection and stop the I/O thread."""
+        self._want_consume = False
+        self._closing.set()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._fail_pending(ConnectionLost("the AMQP transport closed"))
+
+    def thread_done(self) -> None:
+        pass
+
+    # ---- hand-over to the I/O thread --------------------------------------------------------
+
+    def _submit(self, op: Callable[[], None]) -> None:
+        self._ops.append(op)
+        self._wake()
+
+    def _wake(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.add_callback_threadsafe(self._run_ops)
+        except Exception:  # noqa: BLE001 - closed meanwhile: the I/O loop runs the ops after reconnecting
+            pass
+
+    def _run_ops(self) -> None:
+        while self._ops and self._channel is not None and self._channel.is_open:
+            self._ops.popleft()()
+
+    # ---- the I/O thread ---------------------------------------------------------------------
+
+    def _io_main(self) -> None:
+        delay = self.reconnect_min
+        while not self._closing.is_set():
+            reason: BaseException | None = None
+            started = time.monotonic()
+            try:
+                self._connect()
+                self._serve()
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the worker needs the connection back
+                reason = exc
+                if not self._closing.is_set():
+                    if isinstance(exc, _FAILURES):
+                        log.warning("AMQP connection to %s lost or refused (%s: %s); reconnecting in %.1fs",
+                                    self._params.host, type(exc).__name__, exc, delay)
+                    else:
+                        log.exception("unexpected error on the AMQP connection; reconnecting in %.1fs", delay)
+            finally:
+                self._disconnect(reason)
+            if self._closing.is_set():
+                break
+            self._closing.wait(delay)
+            # Back off while connections fail soon after opening; start over after a good one.
+            delay = self.reconnect_min if time.monotonic() - started > 30 else min(delay * 2, self.reconnect_max)
+
+    def _connect(self) -> None:
+        self._conn = pika.BlockingConnection(self._params)  # closed by _disconnect whatever happens next
+        channel = self._conn.channel()
+        channel.add_on_return_callback(self._on_return)
+        channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)  # before any request is published
+        if self._queues:
+            channel.basic_qos(prefetch_count=self._prefetch)
+        self._generation += 1
+        self._tags = {}
+        self._channel = channel
+        self.connected.set()
+        log.info("connected to %s as %s", self._params.host, self.user)
+
+    def _serve(self) -> None:
+        next_check = 0.0
+        while True:
+            if self._want_consume and time.monotonic() >= next_check:
+                self._subscribe_missing()
+                next_check = time.monotonic() + self.resubscribe_interval
+            self._run_ops()
+            if self._closing.is_set() and not self._ops:
+                return
+            self._conn.process_data_events(time_limit=0.25)
+            if self._channel.is_closed:
+                reason = getattr(self._channel, "_closing_reason", None)
+                raise pika.exceptions.ChannelClosed(0, f"channel closed by the broker: {reason}")
+
+    def _disconnect(self, reason: BaseException | None = None) -> None:
+        self.connected.clear()
+        conn, self._conn, self._channel = self._conn, None, None
+        why = f": {reason}" if reason is not None else ""
+        self._fail_pending(ConnectionLost(f"the connection to RabbitMQ was lost before the reply came{why}"))
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except _FAILURES:
+                pass
+
+    def _fail_pending(self, error: TransportError) -> None:
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for item in pending:
+            item.finish(error=error)
+
+    # ---- consuming --------------------------------------------------------------------------
+
+    def _subscribe_missing(self) -> None:
+        active = set(self._channel.consumer_tags)
+        for queue, (kind, function) in self._queues.items():
+            if self._tags.get(queue) in active:
+                continue
+            if not self._queue_exists(queue):
+                continue
+            callback = functools.partial(self._on_delivery, kind, function, self._generation)
+            self._tags[queue] = self._channel.basic_consume(queue, callback)
+            self._missing.discard(queue)
+            log.info("consuming %s", queue)
+
+    def _queue_exists(self, queue: str) -> bool:
+        """A passive declare on a throwaway channel (a 404 closes that channel only)."""
+        probe = self._conn.channel()
+        try:
+            probe.queue_declare(queue, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            level = logging.DEBUG if queue in self._missing else logging.WARNING
+            self._missing.add(queue)
+            why = "does not exist (is the workflow deployed and the bridge running?)" if exc.reply_code == 404 \
+                else f"is refused to user {self.user}: {exc.reply_text}"
+            log.log(level, "queue %s %s; trying again every %gs", queue, why, self.resubscribe_interval)
+            return False
+        finally:
+            if probe.is_open:
+                probe.close()
+
+    def _cancel_consumers(self, done: threading.Event) -> None:
+        try:
+            for queue, tag in list(self._tags.items()):
+                if tag in self._channel.consumer_tags:
+                    self._channel.basic_cancel(tag)
+            self._tags = {}
+        finally:
+            done.set()
+
+    def _on_delivery(self, kind: str, function: str, generation: int, _channel, method, _properties, body: bytes) -> None:
+        delivery = Delivery(kind, function, body, redelivered=bool(method.redelivered))
+        delivery._settle = functools.partial(self._request_settle, generation, method.delivery_tag)
+        if self._deliver is None:
+            delivery.nack(requeue=True)
+            return
+        self._deliver(delivery)
+
+    def _request_settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
+        self._submit(functools.partial(self._settle, generation, tag, ack, requeue))
+
+    def _settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
+        if generation != self._generation:
+            return  # that channel is gone: the broker has requeued the message already
+        if ack:
+            self._channel.basic_ack(tag)
+        else:
+            self._channel.basic_nack(tag, requeue=requeue)
+
+    # ---- requests and replies ---------------------------------------------------------------
+
+    def _publish(self, kind: str, body: bytes, message_id: str, correlation_id: str) -> None:
+        with self._lock:
+            wanted = correlation_id in self._pending
+        if not wanted:
+            return  # the caller gave up waiting
+        properties = pika.BasicProperties(
+            content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent, message_id=message_id,
+            user_id=self.user, reply_to=REPLY_TO, correlation_id=correlation_id, app_id="flow45-sdk",
+            timestamp=int(time.time()),
+        )
+        self._channel.basic_publish(self.exchange, kind, body, properties, mandatory=True)
+
+    def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
+        with self._lock:
+            pending = self._pending.get(properties.correlation_id)
+        if pending is None:
+            return  # late: its caller timed out (a resend gets the same answer)
+        try:
+            pending.finish(reply=Reply.model_validate_json(body))
+        except ValueError as exc:
+            pending.finish(reply=Reply(ok=False, code="invalid_reply", error=f"the bridge's reply is not a Reply: {exc}"))
+
+    def _on_return(self, _channel, method, properties, _body: bytes) -> None:
+        with self._lock:
+            pending = self._pending.get(properties.correlation_id)
+        if pending is not None:
+            pending.finish(error=Unroutable(
+                f"{method.exchange} routed the {method.routing_key} message to no queue ({method.reply_text}): "
+                "is the broker set up (flow45 bridge setup-broker) and the bridge running?"
+            ))

@@ -1,0 +1,49 @@
+"""Running a worker as a process: the right transport for the installation, and signal handling."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from bridge.sdk.worker import Worker
+from flow45.settings import Settings, current_settings
+
+log = logging.getLogger(__name__)
+
+
+def transport_from_settings(team: str, worker_name: str, settings: Settings | None = None, **options: Any):
+    """AmqpTransport when the installation has an AMQP URL (FLOW45_AMQP_URL), else LocalTransport on
+    its database (the embedded default)."""
+    settings = settings or current_settings()
+    if settings.amqp_url:
+        from bridge.sdk.amqp import AmqpTransport
+
+        return AmqpTransport(settings.amqp_url, team, worker_name, **options)
+    from bridge.sdk.local import LocalTransport
+
+    return LocalTransport(team, worker_name, database_url=settings.database_url, **options)
+
+
+def run_forever(worker: Worker, concurrency: int = 1) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly: running handlers finish and report.
+    A second signal exits at once. Call from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("run_forever() handles signals, so it must run in the main thread")
+    received = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if received:
+            raise SystemExit(128 + signum)
+        received.append(signum)
+        log.info("%s: finishing running tasks, then stopping (send it again to exit at once)",
+                 signal.Signals(signum).name)
+        worker.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run(concurrency)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,71 @@
+"""What a handler gets first: the claimed attempt, with progress, skip and cancellation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, Callable, NoReturn
+
+from bridge.sdk.errors import SkipTask, TaskCancelled
+from flow45.messages import Offer
+
+MAX_TEXT = 2000
+
+
+class Task:
+    """One claimed attempt of a task instance.
+
+    `cancelled` is an Event, set when Flow45 answers that this attempt is no longer current (its lease
+    expired, or it was retried or undone): whatever the handler does next will be refused, so a long
+    handler should look at it between steps (or call `raise_if_cancelled()`)."""
+
+    def __init__(self, offer: Offer, grant: dict[str, Any], worker: str, send_progress: Callable[..., bool]):
+        self.offer = offer
+        self.instance: int = offer.instance
+        self.run: int = offer.run
+        self.team: str = offer.team
+        self.workflow: str = offer.workflow
+        self.version: int = offer.version
+        self.name: str = offer.task  # the task's name in its workflow
+        self.function: str = offer.function
+        self.attempt: int = grant.get("attempt", offer.attempt)
+        self.token: str = grant.get("token") or offer.token
+        inputs = grant.get("inputs")
+        self.inputs: dict[str, Any] = inputs if inputs is not None else dict(offer.inputs)
+        params = grant.get("params")
+        self.params: dict[str, Any] = params if params is not None else dict(offer.params)
+        self.lease_seconds: float = offer.lease_seconds
+        self.lease_expires_at: dt.datetime | None = _parse_time(grant.get("lease_expires_at"))
+        self.worker = worker
+        self.cancelled = threading.Event()
+        self._send_progress = send_progress
+
+    def progress(self, percent: float | None = None, message: str | None = None) -> bool:
+        """Report progress (0-100 and/or a line of text); it also renews the lease.
+        Returns False, and sets `cancelled`, when the attempt is no longer current."""
+        if self.cancelled.is_set():
+            return False
+        if percent is not None:
+            percent = max(0.0, min(100.0, float(percent)))
+        if message is not None:
+            message = str(message)[:MAX_TEXT]
+        return self._send_progress(self, percent, message)
+
+    def skip(self, reason: str) -> NoReturn:
+        """Nothing to do for this instance: it ends as skipped and downstream tasks get null for it."""
+        raise SkipTask(str(reason)[:MAX_TEXT])
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise TaskCancelled(f"task instance {self.instance} attempt {self.attempt} is no longer current")
+
+    def __repr__(self) -> str:
+        return f"<Task {self.function} instance={self.instance} attempt={self.attempt} run={self.run}>"
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None

@@ -1,0 +1,361 @@
+"""The scheduler: one `tick(now)` that does everything time decides, and the service that calls it.
+
+`tick(now)` creates the scheduled runs that came due, expires passed leases, offers due retries again
+and re-sends offers that may have been lost. It is a function of `now` and the store, so tests drive
+it with fixed datetimes. `Scheduler` is the long-running loop: it reads the clock, holds the single
+scheduler lock (a PostgreSQL session advisory lock on a connection of its own, or on SQLite a lease
+row renewed each tick), ticks every `sweep_interval`, logs one line per action and stops cleanly.
+`run_scheduler()` is what `flow45 scheduler` and `flow45 serve` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from typing import Callable, Iterator
+
+import peewee as pw
+
+from flow45 import store
+from flow45.clock import iso, to_utc, utcnow
+from flow45.db import atomic, connect, database, open_database
+from flow45.migrate import ensure_schema
+from flow45.models import SchedulerLock
+from flow45.settings import current_settings
+from flow45.store.schedule_runs import ScheduledRun, SkippedTicks, create_scheduled_runs, reoffer_lost
+from flow45.views import View
+
+log = logging.getLogger("flow45.scheduler")
+
+# A tick that came due at most this long ago is on time, not missed (matters to `catchup: none`).
+ON_TIME = dt.timedelta(seconds=60)
+BATCH = 500  # leases, retries and re-offers handled per tick; the rest on the next
+_CONNECTION_ERRORS = (pw.OperationalError, pw.InterfaceError)
+
+
+@dataclasses.dataclass(frozen=True)
+class TickReport(View):
+    """What one tick did."""
+
+    at: dt.datetime
+    created: list[ScheduledRun] = dataclasses.field(default_factory=list)
+    skipped: list[SkippedTicks] = dataclasses.field(default_factory=list)
+    expired: list[int] = dataclasses.field(default_factory=list)
+    retried: list[int] = dataclasses.field(default_factory=list)
+    reoffered: list[int] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def actions(self) -> int:
+        return len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.reoffered)
+
+    def lines(self) -> list[str]:
+        """One line per action, for the log."""
+        lines = [
+            f"run {r.run} of {r.team}/{r.workflow} v{r.version} created for {iso(r.logical_time)} ({r.status})"
+            for r in self.created
+        ]
+        lines += [
+            f"{s.team}/{s.workflow}: {s.count} tick(s) {iso(s.first)} .. {iso(s.last)} not run: {s.reason}"
+            for s in self.skipped
+        ]
+        lines += [f"task instance {i}: lease expired" for i in self.expired]
+        lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
+        lines += [f"task instance {i}: offer may be lost, sent again" for i in self.reoffered]
+        return lines
+
+
+def _on_time() -> dt.timedelta:
+    return max(ON_TIME, dt.timedelta(seconds=3 * current_settings().sweep_interval))
+
+
+def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
+    """Everything that is due at `now`, each part in its own transactions.
+
+    A part that fails for a reason other than the database connection is reported in `errors` and
+    does not keep the other parts from running; a lost connection is raised.
+    """
+    at = to_utc(now)
+    settings = current_settings()
+    found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "reoffered": []}
+    errors: list[str] = []
+
+    def part(name: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken part must not stop the others
+            log.exception("scheduler: %s failed", name)
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def schedule() -> None:
+        outcome = create_scheduled_runs(at, on_time=_on_time())
+        found["created"], found["skipped"] = outcome.created, outcome.skipped
+        errors.extend(f"schedule: {error}" for error in outcome.errors)
+
+    part("schedule", schedule)
+    part("expire leases", lambda: found["expired"].extend(store.expire_leases(at, limit=batch)))
+    part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
+    part(
+        "re-offer",
+        lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),
+    )
+    return TickReport(at=at, errors=errors, **found)
+
+
+# ---- the single-scheduler lock ------------------------------------------------------------------
+
+LOCK_KEY = int.from_bytes(hashlib.blake2b(b"flow45.scheduler", digest_size=8).digest(), "big", signed=True)
+
+
+class AdvisoryLock:
+    """PostgreSQL: a session advisory lock, held on a connection of its own for as long as the
+    scheduler lives. When the process dies its session ends and the lock goes to the next waiter."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn = None
+        self.held = False
+
+    def _connect(self):
+        import psycopg2  # the PostgreSQL driver, already used by peewee
+
+        db = open_database(self.url)
+        conn = psycopg2.connect(dbname=db.database, application_name="flow45-scheduler-lock", **db.connect_params)
+        conn.autocommit = True
+        return conn
+
+    def _query(self, sql: str, params: tuple = ()):
+        with self.conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if cursor.description else None
+
+    def hold(self, now: dt.datetime, wait: float = 0.0) -> bool:
+        """True while this scheduler holds the lock; else try to take it, waiting up to `wait` seconds."""
+        import psycopg2
+
+        try:
+            if self.held:
+                self._query("SELECT 1")  # a live session still holds its lock
+                return True
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect()
+            if wait <= 0:
+                self.held = bool(self._query("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))[0])
+            else:
+                self._query(f"SET lock_timeout = {max(1, int(wait * 1000))}")
+                try:
+                    self._query("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                    self.held = True
+                except psycopg2.errors.LockNotAvailable:
+                    self.held = False
+                finally:
+                    self._query("SET lock_timeout = 0")
+        except psycopg2.Error as exc:
+            if self.held:
+                log.error("scheduler lock lost: its connection failed (%s)", str(exc).strip())
+            self.close()
+        return self.held
+
+    def holder(self) -> str | None:
+        """Who holds the lock, as the database sees it (for the log)."""
+        if self.conn is None or self.conn.closed:
+            return None
+        try:
+            row = self._query(
+                "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (%s::bigint & 4294967295)::oid "
+                "AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid",
+                (LOCK_KEY, LOCK_KEY),
+            )
+        except Exception:  # noqa: BLE001 - only for the log
+            return None
+        if row is None:
+            return None
+        return f"backend pid {row[0]} from {row[1] or 'local socket'} since {row[2]:%Y-%m-%d %H:%M:%S}"
+
+    def release(self) -> None:
+        if self.held and self.conn is not None and not self.conn.closed:
+            with contextlib.suppress(Exception):
+                self._query("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        self.held = False
+
+    def close(self) -> None:
+        """Drop the lock connection (the server releases the lock when the session ends)."""
+        self.held = False
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+        self.conn = None
+
+
+class LeaseLock:
+    """SQLite: a row naming the holder and when its lease expires, renewed at each tick. Another
+    scheduler takes over once the lease has expired without renewal."""
+
+    NAME = "scheduler"
+
+    def __init__(self, holder: str, ttl: float):
+        self.holder_id = holder
+        self.ttl = dt.timedelta(seconds=ttl)
+        self.held = False
+        self.other: str | None = None
+
+    def hold(self, now: dt.datetime, wait: float = 0.0) -> bool:
+        at = to_utc(now)
+        with atomic():
+            row = SchedulerLock.get_or_none(SchedulerLock.name == self.NAME)
+            if row is None:
+                SchedulerLock.create(name=self.NAME, holder=self.holder_id, acquired_at=at, expires_at=at + self.ttl)
+                held = True
+            elif row.holder == self.holder_id or row.expires_at <= at:
+                changes = {"holder": self.holder_id, "expires_at": at + self.ttl}
+                if row.holder != self.holder_id:
+                    changes["acquired_at"] = at
+                SchedulerLock.update(**changes).where(SchedulerLock.name == self.NAME).execute()
+                held = True
+            else:
+                held = False
+                self.other = f"{row.holder} until {iso(row.expires_at)}"
+        if self.held and not held:
+            log.error("scheduler lock lost: %s took over after our lease expired", self.other)
+        self.held = held
+        return held
+
+    def holder(self) -> str | None:
+        return self.other
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(Exception), atomic():
+                SchedulerLock.delete().where(
+                    (SchedulerLock.name == self.NAME) & (SchedulerLock.holder == self.holder_id)
+                ).execute()
+        self.held = False
+
+    def close(self) -> None:
+        self.held = False
+
+
+# ---- the service ----------------------------------------------------------------------------
+
+class Scheduler:
+    """The long-running scheduler. Only `run` and `step` read the clock (through `clock`)."""
+
+    def __init__(
+        self, url: str | None = None, *, holder: str | None = None, clock: Callable[[], dt.datetime] = utcnow,
+        interval: float | None = None, lease: float | None = None,
+    ):
+        settings = current_settings()
+        self.url = url or settings.database_url
+        self.interval = settings.sweep_interval if interval is None else interval
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.clock = clock
+        if self.url.split(":", 1)[0] in ("postgres", "postgresql"):
+            self.lock: AdvisoryLock | LeaseLock = AdvisoryLock(self.url)
+        else:
+            self.lock = LeaseLock(self.holder, lease if lease is not None else max(10.0, 5 * self.interval))
+        self._waiting_logged = False
+
+    def acquire(self, now: dt.datetime | None = None, wait: float = 0.0) -> bool:
+        """Hold the lock (taking or renewing it); log when that changes."""
+        had = self.lock.held
+        held = self.lock.hold(self.clock() if now is None else now, wait)
+        if held and not had:
+            log.info("scheduler %s holds the scheduler lock; ticking every %ss", self.holder, self.interval)
+            self._waiting_logged = False
+        elif not held and not self._waiting_logged:
+            holder = self.lock.holder() or "another scheduler"
+            log.info("scheduler %s waits for the scheduler lock (held by %s)", self.holder, holder)
+            self._waiting_logged = True
+        return held
+
+    def release(self) -> None:
+        if self.lock.held:
+            log.info("scheduler %s releases the scheduler lock", self.holder)
+        self.lock.release()
+
+    def step(self, wait: float = 0.0) -> TickReport | None:
+        """One round: hold the lock, then tick at the clock's time. None if another scheduler acts."""
+        now = self.clock()
+        if not self.acquire(now, wait=wait):
+            return None
+        if wait > 0:
+            now = self.clock()  # the lock may have taken a while
+        report = tick(now)
+        for line in report.lines():
+            log.info("%s", line)
+        return report
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every `interval` seconds until `stop` is set; then release the lock."""
+        log.info("scheduler %s started", self.holder)
+        failures = 0
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                pause = self.interval
+                try:
+                    self.step(wait=self.interval if not self.lock.held else 0.0)
+                    failures = 0
+                except _CONNECTION_ERRORS as exc:
+                    failures += 1
+                    pause = min(30.0, self.interval * 2 ** min(failures, 5))
+                    log.error("scheduler: database unavailable (%s); retrying in %.0fs", str(exc).strip(), pause)
+                    _reset_connection()
+                except Exception:  # noqa: BLE001 - the service keeps going; the next tick tries again
+                    log.exception("scheduler: tick failed")
+                    _reset_connection()
+                stop.wait(max(0.0, pause - (time.monotonic() - started)))
+        finally:
+            self.release()
+            self.lock.close()
+            log.info("scheduler %s stopped", self.holder)
+
+
+def _reset_connection() -> None:
+    with contextlib.suppress(Exception):
+        database.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` while inside (only the main thread can take signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        log.info("scheduler: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_scheduler(stop: threading.Event | None = None) -> None:
+    """The `flow45 scheduler` service: connect with the current settings, ensure the schema, and
+    tick every sweep_interval until `stop` is set, or SIGTERM/SIGINT arrives (when called on the
+    main thread; `flow45 serve` may run it on another thread and set `stop` itself)."""
+    settings = current_settings()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    connect(settings.database_url)  # keeps the binding if `serve` already made it
+    ensure_schema()
+    stop = stop or threading.Event()
+    with stop_on_signals(stop):
+        Scheduler(settings.database_url).run(stop)

@@ -1,0 +1,269 @@
+"""The scheduler's writes: runs at their cron ticks, and offers sent again when they may be lost.
+
+Each is a function of `now`, one transaction per workflow or instance, with its ledger events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import peewee as pw
+
+from flow45 import states as S
+from flow45.clock import iso, to_utc
+from flow45.db import atomic, generation, is_sqlite
+from flow45.errors import InvalidParams
+from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
+from flow45.schedule import DueTicks, cron_schedule, due_ticks
+from flow45.store.core import inputs_for, instances_of, lock_instance, lock_workflow, record_event, write_offer
+from flow45.store.runs import trigger, validate_params
+from flow45.store.specs import version_spec
+from flow45.views import View
+
+log = logging.getLogger("flow45.scheduler")
+SCHEDULER = "flow45-scheduler"
+# The interval between offers of the same attempt doubles from the quiet period up to this many times it.
+REOFFER_BACKOFF_CAP = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledRun(View):
+    """A run the scheduler created for a tick."""
+
+    team: str
+    workflow: str
+    version: int
+    logical_time: dt.datetime
+    run: int
+    status: str  # running | queued
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedTicks(View):
+    """Ticks the scheduler passed over without a run, and why (also in the ledger as `schedule_skip`)."""
+
+    team: str
+    workflow: str
+    count: int  # counted up to flow45.schedule.SKIP_COUNT_CAP
+    first: dt.datetime
+    last: dt.datetime
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scheduled:
+    workflow_id: int
+    team: str
+    name: str
+    version_id: int
+
+
+def scheduled_workflows() -> list[_Scheduled]:
+    """Every workflow whose current version has a schedule."""
+    rows = (
+        Workflow.select(Workflow.id, Workflow.team, Workflow.name, WorkflowVersion.id.alias("version_id"))
+        .join(
+            WorkflowVersion,
+            on=(WorkflowVersion.workflow == Workflow.id) & (WorkflowVersion.version == Workflow.current_version),
+        )
+        .order_by(Workflow.id)
+        .dicts()
+    )
+    found = []
+    for row in rows:
+        if version_spec(row["version_id"]).workflow.schedule is not None:
+            found.append(_Scheduled(row["id"], row["team"], row["name"], row["version_id"]))
+    return found
+
+
+def _schedule_key(document: dict) -> tuple | None:
+    schedule = document["workflow"].get("schedule")
+    return None if schedule is None else (schedule["cron"], schedule.get("timezone", "UTC"))
+
+
+_starts: dict[tuple[int, int], dt.datetime] = {}
+
+
+def schedule_start(version_id: int) -> dt.datetime:
+    """When the version's schedule began: the deploy of the oldest version, in the unbroken line of
+    versions ending with this one, that has the same cron and timezone. Ticks count from there, so a
+    new workflow does not backfill and a changed cron starts at its redeploy. Versions are immutable,
+    so the answer is cached."""
+    key = (generation(), version_id)
+    if key not in _starts:
+        current = WorkflowVersion.get_by_id(version_id)
+        wanted = _schedule_key(current.spec)
+        start = current.created_at
+        older = (
+            WorkflowVersion.select(WorkflowVersion.spec, WorkflowVersion.created_at)
+            .where((WorkflowVersion.workflow == current.workflow_id) & (WorkflowVersion.version < current.version))
+            .order_by(WorkflowVersion.version.desc())
+        )
+        for version in older:
+            if _schedule_key(version.spec) != wanted:
+                break
+            start = version.created_at
+        if len(_starts) > 1024:
+            _starts.clear()
+        _starts[key] = start
+    return _starts[key]
+
+
+@dataclasses.dataclass
+class ScheduleOutcome:
+    created: list[ScheduledRun] = dataclasses.field(default_factory=list)
+    skipped: list[SkippedTicks] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)  # one per workflow that failed
+
+
+def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int = 100) -> ScheduleOutcome:
+    """For each scheduled workflow, the runs its catchup policy wants for the ticks up to `now`.
+
+    Runs use the workflow's current version, trigger `schedule`, actor flow45-scheduler, the tick as
+    logical time and no params. Each workflow is one transaction that also moves its cursor; two
+    schedulers at once serialize on the workflow row, and the unique (workflow, logical_time) index
+    refuses a second run for a tick whatever happens. A workflow that fails is reported in `errors`
+    and tried again at the next tick; the others go on. A lost connection is raised.
+    """
+    at = to_utc(now)
+    cursors = {row.workflow_id: row.last_tick for row in ScheduleCursor.select()}
+    outcome = ScheduleOutcome()
+    for item in scheduled_workflows():
+        try:
+            schedule = version_spec(item.version_id).workflow.schedule
+            since = max(cursors.get(item.workflow_id) or dt.datetime.min, schedule_start(item.version_id))
+            due = due_ticks(
+                cron_schedule(schedule.cron, schedule.timezone), schedule.catchup,
+                since=since, now=at, on_time=on_time, limit=limit,
+            )
+            if due.cursor is None:
+                continue
+            made, passed = _apply(item, cursors.get(item.workflow_id), due, schedule.catchup, at)
+        except (pw.OperationalError, pw.InterfaceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one workflow must not stop the others
+            log.exception("scheduler: %s/%s failed", item.team, item.name)
+            outcome.errors.append(f"{item.team}/{item.name}: {type(exc).__name__}: {exc}")
+            continue
+        outcome.created += made
+        outcome.skipped += passed
+    return outcome
+
+
+def _apply(
+    item: _Scheduled, seen_cursor: dt.datetime | None, due: DueTicks, catchup: str, at: dt.datetime
+) -> tuple[list[ScheduledRun], list[SkippedTicks]]:
+    made: list[ScheduledRun] = []
+    passed: list[SkippedTicks] = []
+    with atomic():
+        workflow = lock_workflow(item.workflow_id)
+        cursor = ScheduleCursor.get_or_none(ScheduleCursor.workflow == item.workflow_id)
+        version = WorkflowVersion.get(
+            (WorkflowVersion.workflow == workflow.id) & (WorkflowVersion.version == workflow.current_version)
+        )
+        if version.id != item.version_id or (cursor.last_tick if cursor else None) != seen_cursor:
+            return [], []  # redeployed or done by another scheduler meanwhile: the next tick looks again
+        spec = version_spec(version.id)
+        if due.skipped:
+            reason = f"missed while no scheduler was running (catchup: {catchup})"
+            passed.append(_skip(item, spec.number, due.skipped, due.first_skipped, due.last_skipped, reason, at))
+        runs = list(due.run)
+        try:
+            validate_params(spec, {})
+        except InvalidParams as exc:
+            if runs:
+                reason = f"a scheduled run has no params, but {exc.message}"
+                passed.append(_skip(item, spec.number, len(runs), runs[0], runs[-1], reason, at))
+            runs = []
+        for tick in runs:
+            try:
+                run_id = trigger(
+                    item.team, item.name, {}, actor=SCHEDULER, now=at, trigger_kind="schedule", logical_time=tick
+                )
+            except pw.IntegrityError:
+                # Its savepoint was rolled back. A run for this tick exists already: fine; else it
+                # was some other constraint, which is not for us to hide.
+                if not Run.select().where((Run.workflow == item.workflow_id) & (Run.logical_time == tick)).exists():
+                    raise
+                continue
+            status = Run.select(Run.status).where(Run.id == run_id).scalar()
+            made.append(ScheduledRun(item.team, item.name, spec.number, tick, run_id, status))
+        if cursor is None:
+            ScheduleCursor.create(workflow=item.workflow_id, last_tick=due.cursor, updated_at=at)
+        else:
+            ScheduleCursor.update(last_tick=due.cursor, updated_at=at).where(
+                ScheduleCursor.workflow == item.workflow_id
+            ).execute()
+    return made, passed
+
+
+def _skip(
+    item: _Scheduled, version: int, count: int, first: dt.datetime, last: dt.datetime, reason: str, at: dt.datetime
+) -> SkippedTicks:
+    record_event(
+        at, item.team, "schedule_skip", SCHEDULER,
+        detail={
+            "workflow": item.name, "version": version, "ticks": count, "first": iso(first), "last": iso(last),
+            "reason": reason,
+        },
+    )
+    return SkippedTicks(item.team, item.name, count, first, last, reason)
+
+
+# ---- offers that may be lost ------------------------------------------------------------------
+
+def _backed_off(at: dt.datetime, quiet: dt.timedelta) -> pw.Expression:
+    """Offered at least as long ago as the instance had been waiting when it was offered (so the
+    interval between offers doubles), or longer ago than the cap."""
+    offered, since = TaskInstance.offered_at, TaskInstance.updated_at
+    if is_sqlite():
+        # julianday() is a float of days: allow a millisecond for its rounding
+        now_days = pw.fn.julianday(at.isoformat(" ")) + 1e-3 / 86400
+        doubled = 2 * pw.fn.julianday(offered) - pw.fn.julianday(since) <= now_days
+    else:
+        doubled = (offered + (offered - since)) <= at
+    return doubled | (offered <= at - quiet * REOFFER_BACKOFF_CAP)
+
+
+def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
+    """Available instances offered longer than `quiet` seconds ago get their offer written again:
+    the same attempt and token (a duplicate is harmless, the token decides). The interval doubles
+    for an instance nobody claims, up to REOFFER_BACKOFF_CAP quiet periods; an offer still waiting
+    in the outbox is not lost and is left alone."""
+    at = to_utc(now)
+    period = dt.timedelta(seconds=quiet)
+    stale = at - period
+    candidates = [
+        row.id for row in TaskInstance.select(TaskInstance.id)
+        .where(
+            (TaskInstance.state == pw.SQL("'available'")) & (TaskInstance.offered_at <= stale)
+            & _backed_off(at, period)
+        )
+        .order_by(TaskInstance.offered_at).limit(limit)
+    ]
+    if not candidates:
+        return []
+    unsent = {
+        row.instance for row in Outbox.select(Outbox.instance).where(
+            Outbox.sent_at.is_null() & (Outbox.kind == "offer") & Outbox.instance.in_(candidates)
+        )
+    }
+    sent_again = []
+    for instance_id in candidates:
+        if instance_id in unsent:
+            continue
+        with atomic():
+            instance, run = lock_instance(instance_id)
+            if instance.state != S.AVAILABLE or instance.offered_at is None or instance.offered_at > stale:
+                continue  # claimed, or offered again by another scheduler, since we looked
+            spec = version_spec(run.version_id)
+            write_offer(instance, run, spec, inputs_for(instance, instances_of(run), spec), at)
+            TaskInstance.update(offered_at=at).where(TaskInstance.id == instance.id).execute()
+            record_event(
+                at, instance.team, "reoffer", SCHEDULER, run=run.id, instance=instance.id,
+                detail={"attempt": instance.attempt, "previous_offer": iso(instance.offered_at)},
+            )
+            sent_again.append(instance_id)
+    return sent_again

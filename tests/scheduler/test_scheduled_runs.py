@@ -1,0 +1,203 @@
+"""Scheduled runs through tick(now), on SQLite and on PostgreSQL: DST, catchup, limits, redeploys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+
+import pytest
+
+from flow45 import store
+from flow45.db import database
+from flow45.models import Event, Run
+from flow45.scheduler import tick
+from tests.scheduler.helpers import deploy_at, local, logical_times, runs, scheduled, skip_events, tick_every
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+D = dt.datetime
+SECOND, MINUTE = dt.timedelta(seconds=1), dt.timedelta(minutes=1)
+HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
+
+
+def per_local_day(times):
+    return Counter(local(t).date() for t in times)
+
+
+def test_daily_0230_across_spring_forward_makes_one_run_per_local_day(tmp_path):
+    deploy_at(tmp_path, scheduled("30 2 * * *", timezone="Europe/Amsterdam"), D(2026, 3, 27, 12))
+    tick_every(D(2026, 3, 27, 12), D(2026, 3, 31, 12), 20 * MINUTE)
+    # 02:30 CET, then 03:00 CEST (the end of the gap: 02:30 does not exist that night), then 02:30 CEST
+    assert logical_times() == [D(2026, 3, 28, 1, 30), D(2026, 3, 29, 1, 0), D(2026, 3, 30, 0, 30), D(2026, 3, 31, 0, 30)]
+    assert per_local_day(logical_times()) == {dt.date(2026, 3, day): 1 for day in (28, 29, 30, 31)}
+
+
+@pytest.mark.parametrize("cron", ["30 1 * * *", "30 2 * * *"])
+def test_daily_across_fall_back_makes_one_run_per_local_day(tmp_path, cron):
+    deploy_at(tmp_path, scheduled(cron, timezone="Europe/Amsterdam"), D(2026, 10, 23, 12))
+    tick_every(D(2026, 10, 23, 12), D(2026, 10, 27, 12), 20 * MINUTE)
+    assert per_local_day(logical_times()) == {dt.date(2026, 10, day): 1 for day in (24, 25, 26, 27)}
+    assert {local(t).strftime("%H:%M") for t in logical_times()} == {cron[3:4].rjust(2, "0") + ":30"}
+
+
+def test_a_scheduled_run_is_of_the_current_version_with_its_tick_as_logical_time(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *"), D(2026, 3, 2, 0))
+    report = tick(D(2026, 3, 2, 6, 0, 1))
+    [made] = report.created
+    run = store.get_run(made.run)
+    assert (run.trigger, run.triggered_by, run.logical_time, run.params, run.version, run.status) == (
+        "schedule", "flow45-scheduler", D(2026, 3, 2, 6), {}, 1, "running",
+    )
+    assert report.lines() == [f"run {made.run} of acme/nightly v1 created for 2026-03-02T06:00:00Z (running)"]
+    assert tick(D(2026, 3, 2, 6, 0, 2)).created == [], "a tick is made once"
+
+
+def test_a_new_workflow_does_not_backfill_before_its_deploy(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *", catchup="all"), D(2026, 3, 2, 12))
+    assert tick(D(2026, 3, 2, 13)).created == []
+    assert [r.logical_time for r in tick(D(2026, 3, 3, 7)).created] == [D(2026, 3, 3, 6)]
+
+
+# ---- a missed week --------------------------------------------------------------------------------
+
+MONDAY = D(2026, 3, 2, 6)
+BACK = D(2026, 3, 9, 12)  # the scheduler was away from Monday 06:00 to the next Monday noon
+
+
+def away_for_a_week(tmp_path, catchup: str) -> None:
+    deploy_at(tmp_path, scheduled("0 6 * * *", catchup=catchup), D(2026, 3, 1, 12))
+    assert len(tick(MONDAY + SECOND).created) == 1
+    tick(BACK)
+
+
+def test_missed_week_with_catchup_latest_runs_the_newest_missed_tick(tmp_path):
+    away_for_a_week(tmp_path, "latest")
+    assert logical_times() == [MONDAY, D(2026, 3, 9, 6)]
+    [skip] = skip_events()
+    assert (skip["ticks"], skip["first"], skip["last"]) == (6, "2026-03-03T06:00:00Z", "2026-03-08T06:00:00Z")
+    assert "catchup: latest" in skip["reason"]
+
+
+def test_missed_week_with_catchup_all_runs_every_missed_tick_oldest_first(tmp_path):
+    away_for_a_week(tmp_path, "all")
+    assert logical_times() == [MONDAY + n * DAY for n in range(8)]
+    assert [r.id for r in runs()] == sorted(r.id for r in runs())
+    assert skip_events() == []
+
+
+def test_missed_week_with_catchup_none_runs_only_future_ticks(tmp_path):
+    away_for_a_week(tmp_path, "none")
+    assert logical_times() == [MONDAY]
+    [skip] = skip_events()
+    assert skip["ticks"] == 7 and "catchup: none" in skip["reason"]
+    tick(D(2026, 3, 10, 6, 0, 2))
+    assert logical_times() == [MONDAY, D(2026, 3, 10, 6)]
+
+
+def test_catchup_all_after_a_long_absence_is_spread_over_ticks(tmp_path):
+    deploy_at(tmp_path, scheduled("0 * * * *", catchup="all", max_active_runs=None), D(2026, 3, 1))
+    first = tick(D(2026, 3, 10))  # 216 hourly ticks missed
+    assert len(first.created) == 100
+    tick(D(2026, 3, 10, 0, 0, 1))
+    tick(D(2026, 3, 10, 0, 0, 2))
+    assert logical_times() == [D(2026, 3, 1, 1) + n * HOUR for n in range(216)]
+
+
+# ---- limits, params, collisions -------------------------------------------------------------------
+
+def test_max_active_runs_queues_scheduled_runs_until_a_slot_frees(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *", catchup="all", max_active_runs=1), D(2026, 3, 1, 12))
+    report = tick(D(2026, 3, 4, 7))
+    assert [r.status for r in report.created] == ["running", "queued", "queued"]
+    assert "max_active_runs: 1" in store.get_run(report.created[1].run).waiting_for
+    store.cancel_run(report.created[0].run, actor="op", now=D(2026, 3, 4, 8))
+    assert [r.status for r in runs()] == ["cancelled", "running", "queued"]
+
+
+def test_required_params_skip_the_tick_with_a_reason_in_the_ledger(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *", params="Month"), D(2026, 3, 1, 12))
+    report = tick(D(2026, 3, 2, 6, 0, 1))
+    assert report.created == [] and report.errors == []
+    [skip] = report.skipped
+    assert "params" in skip.reason and "month" in skip.reason
+    tick(D(2026, 3, 2, 6, 0, 2))
+    assert len(skip_events()) == 1, "the same tick is not reported again"
+    assert runs() == []
+
+
+def test_optional_params_are_fine(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *", params="Hints"), D(2026, 3, 1, 12))
+    assert len(tick(D(2026, 3, 2, 6, 0, 1)).created) == 1
+
+
+def test_a_tick_that_already_has_a_run_is_not_run_twice(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 * * *"), D(2026, 3, 1, 12))
+    manual = store.trigger("acme", "nightly", actor="ann", now=D(2026, 3, 2, 5), logical_time=D(2026, 3, 2, 6))
+    report = tick(D(2026, 3, 2, 6, 0, 1))
+    assert report.created == [] and report.errors == []
+    assert [r.id for r in runs()] == [manual]
+    assert len(tick(D(2026, 3, 3, 6, 0, 1)).created) == 1, "and the schedule goes on"
+
+
+# ---- redeploys ----------------------------------------------------------------------------------
+
+def test_redeploy_switches_the_version_of_later_runs_and_can_stop_or_move_the_schedule(tmp_path):
+    text = scheduled("0 6 * * *", catchup="all")
+    deploy_at(tmp_path, text, D(2026, 3, 1, 12))
+    tick(D(2026, 3, 2, 6, 0, 1))
+    deploy_at(tmp_path, text.replace("retries: 0", "retries: 3"), D(2026, 3, 2, 12))
+    tick(D(2026, 3, 3, 6, 0, 1))
+    assert [(r.logical_time, store.get_run(r.id).version) for r in runs()] == [
+        (D(2026, 3, 2, 6), 1), (D(2026, 3, 3, 6), 2),
+    ]
+    unscheduled = "\n".join(line for line in text.splitlines() if "schedule:" not in line)
+    deploy_at(tmp_path, unscheduled, D(2026, 3, 3, 12))
+    tick(D(2026, 3, 6, 12))
+    assert len(runs()) == 2, "a workflow deployed without a schedule stops"
+    deploy_at(tmp_path, scheduled("0 18 * * *", catchup="all"), D(2026, 3, 6, 12))
+    tick(D(2026, 3, 7, 12))
+    assert logical_times()[2:] == [D(2026, 3, 6, 18)], "a new schedule counts from its deploy, not from the old one"
+    assert store.get_run(runs()[-1].id).version == 4
+
+
+def test_a_run_in_flight_keeps_its_version_when_the_workflow_is_redeployed(tmp_path):
+    text = scheduled("0 6 * * *", max_active_runs=1, catchup="all")
+    deploy_at(tmp_path, text, D(2026, 3, 1, 12))
+    tick(D(2026, 3, 3, 7))  # one running, one queued, both version 1
+    deploy_at(tmp_path, text.replace("retries: 0", "retries: 1"), D(2026, 3, 3, 8))
+    store.cancel_run(runs()[0].id, actor="op", now=D(2026, 3, 3, 9))
+    assert [(r.status, store.get_run(r.id).version) for r in runs()] == [("cancelled", 1), ("running", 1)]
+
+
+# ---- two schedulers at once -----------------------------------------------------------------------
+
+def test_two_schedulers_ticking_at_the_same_moment_make_each_run_once(tmp_path):
+    deploy_at(tmp_path, scheduled("0 * * * *", catchup="all", max_active_runs=None), D(2026, 3, 1))
+    moments = [D(2026, 3, 1, 5, 0, 1), D(2026, 3, 1, 5, 0, 2), D(2026, 3, 1, 9, 30), D(2026, 3, 1, 10, 0, 1)]
+    barrier = threading.Barrier(2)
+    reports: dict[str, list] = {"one": [], "two": []}
+    failures: list[BaseException] = []
+
+    def scheduler(name: str) -> None:
+        try:
+            for now in moments:
+                barrier.wait(timeout=30)
+                reports[name].append(tick(now))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+            barrier.abort()
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=scheduler, args=(name,)) for name in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == [] and all(not r.errors for rs in reports.values() for r in rs)
+    assert logical_times() == [D(2026, 3, 1, 1) + n * HOUR for n in range(10)]
+    made = [r.run for rs in reports.values() for report in rs for r in report.created]
+    assert sorted(made) == [r.id for r in runs()], "each run reported by exactly the scheduler that made it"
+    assert Event.select().where(Event.kind == "trigger").count() == 10
+    assert Run.select().count() == 10

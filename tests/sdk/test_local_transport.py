@@ -1,0 +1,100 @@
+"""The local transport answers like the bridge: same checks, same codes, same idempotency."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from bridge.sdk import LocalTransport, Worker, run_forever, transport_from_settings
+from bridge.sdk.amqp import AmqpTransport
+from flow45 import states as S
+from flow45 import store
+from flow45.settings import Settings
+from tests.sdk.helpers import BLOB, wait_finished
+from tests.store.helpers import deploy_text, instance
+
+
+def claim_message(row, worker="w1"):
+    return {"type": "claim", "instance": row.id, "token": row.token, "worker": worker}
+
+
+def test_claim_is_idempotent_by_message_id(acme):
+    transport = LocalTransport("acme", "w1")
+    run = store.trigger("acme", "flaky", actor="tester")
+    row = instance(run, "x")
+    first = transport.request(claim_message(row), "m-1", timeout=5)
+    again = transport.request(claim_message(row), "m-1", timeout=5)
+    other = transport.request(claim_message(row, "w2"), "m-2", timeout=5)
+    assert first.ok and first.result["token"] == row.token and first.result["duplicate"] is False
+    assert first.result["state"] == S.RUNNING and first.result["inputs"] == {} and first.result["attempt"] == 1
+    assert again.ok and again.result["duplicate"] is True and again.result["token"] == row.token
+    assert (other.ok, other.code) == (False, "stale")
+    assert "no longer open" in other.error
+
+
+def test_refusals_carry_the_bridge_codes(acme, tmp_path):
+    deploy_text(tmp_path, ACME_OTHER)
+    transport = LocalTransport("acme", "w1")
+    run = store.trigger("acme", "flaky", actor="tester")
+    row = instance(run, "x")
+    theirs = instance(store.trigger("other", "solo", actor="tester"), "t")
+
+    bad = transport.request({"type": "claim", "instance": row.id}, "m-1", timeout=5)
+    assert (bad.ok, bad.code) == (False, "invalid_message") and "token" in bad.error
+    unknown = transport.request({**claim_message(row), "type": "explode"}, "m-2", timeout=5)
+    assert unknown.code == "invalid_message"
+    foreign = transport.request(claim_message(theirs), "m-3", timeout=5)
+    assert (foreign.code, foreign.error) == ("not_found", f"task instance {theirs.id} not found for team acme")
+    stale = transport.request({"type": "progress", "instance": row.id, "token": row.token}, "m-4", timeout=5)
+    assert stale.code == "stale"  # not claimed yet
+
+    grant = transport.request(claim_message(row), "m-5", timeout=5)
+    token = grant.result["token"]
+    wrong = transport.request({"type": "submit", "instance": row.id, "token": token, "output": {"uri": 1}}, "m-6", 5)
+    assert wrong.code == "invalid_output"
+    done = transport.request({"type": "submit", "instance": row.id, "token": token, "output": BLOB}, "m-7", 5)
+    assert done.ok and done.result["state"] == S.SUCCEEDED
+    late = transport.request({"type": "fail", "instance": row.id, "token": token, "error": "x"}, "m-8", 5)
+    assert late.code == "stale"
+
+
+ACME_OTHER = """
+    team: other
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      solo:
+        tasks:
+          t: {function: ft, output: Blob}
+"""
+
+
+def test_transport_from_settings_picks_by_amqp_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert isinstance(transport_from_settings("acme", "w", Settings(database_url=url)), LocalTransport)
+    amqp = transport_from_settings("acme", "w", Settings(database_url=url, amqp_url="amqp://u:p@localhost:5672/%2F"))
+    assert isinstance(amqp, AmqpTransport) and amqp.user == "u" and amqp.exchange == "flow45.in.acme"
+
+
+@pytest.mark.timeout(60)
+def test_run_forever_stops_cleanly_on_sigterm(acme):
+    worker = Worker(LocalTransport("acme", "w1", poll_interval=0.01))
+    started = threading.Event()
+
+    @worker.handler("fx")
+    def fx(task):
+        started.set()
+        time.sleep(0.3)
+        return BLOB
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    killer = threading.Thread(target=lambda: started.wait(10) and os.kill(os.getpid(), signal.SIGTERM))
+    killer.start()
+    previous = signal.getsignal(signal.SIGTERM)
+    run_forever(worker, concurrency=2)  # returns once stopped
+    killer.join()
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert wait_finished(run, timeout=1) == S.SUCCEEDED  # the running handler finished and submitted

@@ -1,0 +1,435 @@
+"""The worker SDK end to end on the local transport: claims, handlers, reports, heartbeats, undo, stop.
+
+No `from __future__ import annotations` here: handlers defined inside tests annotate with local types."""
+
+import importlib.util
+import threading
+import time
+
+import pytest
+
+from bridge.sdk import PermanentError, load_types
+from flow45 import states as S
+from flow45 import store
+from flow45.messages import UndoNotice
+from flow45.models import Attempt, Event, Outbox, TaskInstance
+from tests.conftest import EXAMPLES, ROOT
+from tests.sdk.helpers import BLOB, instance_of, wait_finished, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def attempts(instance_id: int) -> list[Attempt]:
+    return list(Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.number))
+
+
+def test_typed_inputs_and_outputs_fan_in(reports, make_worker):
+    types = load_types(EXAMPLES, "reports")
+    worker = make_worker("reports")
+    seen = {}
+
+    @worker.handler("load_partition")
+    def load(task, **inputs) -> types.Partition:
+        region = task.name.removeprefix("load_")
+        return types.Partition(region=region, uri=f"file:///{region}.parquet", rows=10)
+
+    @worker.handler("summarize_partitions")
+    def summarize(task, emea: types.Partition, americas: types.Partition, apac: types.Partition) -> types.Summary:
+        seen.update(emea=emea, americas=americas, apac=apac)
+        parts = [emea, americas, apac]
+        return types.Summary(uri="file:///summary.csv", total_rows=sum(p.rows for p in parts), partitions=parts)
+
+    @worker.handler("notify_team")
+    def notify(task, summary: types.Summary):
+        seen["summary"] = summary
+        return {"uri": "mailto:team@example.org", "pages": 1}
+
+    run = store.trigger("reports", "nightly_sales", actor="tester")
+    worker.start(concurrency=3)
+    assert wait_finished(run) == S.SUCCEEDED
+    assert isinstance(seen["emea"], types.Partition) and seen["emea"].region.value == "emea"
+    assert isinstance(seen["summary"], types.Summary) and seen["summary"].total_rows == 30
+    assert seen["summary"].partitions[2].uri == "file:///apac.parquet"
+    output = Attempt.get(Attempt.instance == instance_of(run, "summarize").id).output
+    assert output["total_rows"] == 30 and output["partitions"][0] == {"region": "emea", "uri": "file:///emea.parquet", "rows": 10}
+
+
+def test_task_context_and_params(acme, make_worker):
+    worker = make_worker("acme", "ctx-worker")
+    seen = {}
+
+    @worker.handler("fa")
+    def fa(task):
+        seen.update(instance=task.instance, run=task.run, attempt=task.attempt, params=task.params,
+                    name=task.name, function=task.function, worker=task.worker, lease=task.lease_expires_at)
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        seen["src"] = src
+        return {**src, "size": src["size"] + 1}
+
+    run = store.trigger("acme", "chain", {"label": "july"}, actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    a = instance_of(run, "a")
+    assert seen["instance"] == a.id and seen["run"] == run and seen["attempt"] == 1
+    assert seen["params"] == {"label": "july"} and seen["name"] == "a" and seen["function"] == "fa"
+    assert seen["worker"] == "ctx-worker" and seen["lease"] is not None
+    assert seen["src"] == BLOB
+    assert a.worker == "ctx-worker"
+
+
+def test_progress_is_recorded(acme, make_worker):
+    worker = make_worker("acme")
+    reported, release = threading.Event(), threading.Event()
+
+    @worker.handler("fx")
+    def fx(task):
+        assert task.progress(40, "halfway") is True
+        reported.set()
+        release.wait(10)
+        return BLOB
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert reported.wait(10)
+    row = instance_of(run, "x")
+    assert (row.state, row.progress_pct, row.progress_message) == (S.RUNNING, 40.0, "halfway")
+    release.set()
+    assert wait_finished(run) == S.SUCCEEDED
+
+
+def test_an_exception_fails_the_attempt_and_it_is_retried(acme, make_worker):
+    worker = make_worker("acme")
+    calls = []
+
+    @worker.handler("fx")
+    def fx(task):
+        calls.append(task.attempt)
+        if task.attempt == 1:
+            raise RuntimeError("connection reset")
+        return BLOB
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert calls == [1, 2]
+    first, second = attempts(instance_of(run, "x").id)
+    assert (first.status, first.error) == ("failed", "RuntimeError: connection reset")
+    assert second.status == "succeeded"
+
+
+def test_a_permanent_error_fails_without_retry(acme, make_worker):
+    worker = make_worker("acme")
+    calls = []
+
+    @worker.handler("fx")
+    def fx(task):
+        calls.append(task.attempt)
+        raise PermanentError("the source file is corrupt")
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.FAILED
+    assert calls == [1]  # retries: 2 in the config, none used
+    row = instance_of(run, "x")
+    assert row.state == S.FAILED
+    assert attempts(row.id)[0].error == "PermanentError: the source file is corrupt"
+
+
+def test_skip_passes_none_downstream(acme, make_worker):
+    worker = make_worker("acme")
+    got = {}
+
+    @worker.handler("fs")
+    def fs(task):
+        task.skip("nothing new today")
+
+    @worker.handler("ft")
+    def ft(task, src: dict | None):
+        got["src"] = src
+        return BLOB
+
+    run = store.trigger("acme", "skippy", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert instance_of(run, "s").state == S.SKIPPED
+    assert got == {"src": None}
+
+
+def test_an_output_of_the_wrong_type_fails_permanently(acme, make_worker):
+    worker = make_worker("acme")
+    calls = []
+
+    @worker.handler("fx")
+    def fx(task):
+        calls.append(task.attempt)
+        return {"uri": "s3://x", "size": -1}
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.FAILED
+    assert calls == [1]
+    assert attempts(instance_of(run, "x").id)[0].error.startswith("output refused: ")
+
+
+def test_an_input_that_does_not_fit_its_annotation_fails_permanently(acme, make_worker):
+    types = load_types(EXAMPLES, "reports")
+    worker = make_worker("acme")
+
+    @worker.handler("fa")
+    def fa(task):
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: types.Document):  # a Blob has no pages
+        raise AssertionError("not called")
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.FAILED
+    error = attempts(instance_of(run, "b").id)[0].error
+    assert "input 'src' does not match" in error and "pages" in error
+
+
+def test_heartbeats_renew_a_short_lease(acme, make_worker):
+    """lease 0.6s, a handler of 2s: the sweeper expires nothing, because progress renews the lease."""
+    worker = make_worker("acme")
+    done = threading.Event()
+
+    @worker.handler("fslow")
+    def slow(task):
+        time.sleep(2.0)
+        return BLOB
+
+    run = store.trigger("acme", "leasy", actor="tester")
+    worker.start()
+    wait_for(lambda: instance_of(run, "slow").state == S.RUNNING, what="the claim")
+    leases = set()
+    expired = []
+    while instance_of(run, "slow").state == S.RUNNING:
+        expired += store.expire_leases()
+        leases.add(instance_of(run, "slow").lease_expires_at)
+        time.sleep(0.05)
+    done.set()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert expired == []
+    assert len(leases - {None}) >= 3  # renewed every 0.2s
+    assert [a.status for a in attempts(instance_of(run, "slow").id)] == ["succeeded"]
+
+
+def test_without_heartbeats_the_lease_would_expire(acme, make_worker):
+    """The control for the test above: a worker whose beats never arrive loses the attempt,
+    sees `cancelled` on its next progress, and sends nothing; the next attempt succeeds."""
+    worker = make_worker("acme")
+    worker._heartbeat.interval = lambda task: 3600.0  # no beats
+    cancelled = []
+
+    @worker.handler("fslow")
+    def slow(task):
+        if task.attempt == 1:
+            time.sleep(1.0)
+            assert task.progress(90, "almost") is False
+            cancelled.append(task.cancelled.is_set())
+            return BLOB  # not sent: the attempt is no longer current
+        return BLOB
+
+    run = store.trigger("acme", "leasy", actor="tester")
+    worker.start(concurrency=2)
+    while run_not_finished(run):
+        store.expire_leases()
+        time.sleep(0.05)
+    assert store.get_run(run).status == S.SUCCEEDED
+    wait_for(lambda: cancelled, what="the first attempt's handler to return")
+    assert cancelled == [True]
+    assert [a.status for a in attempts(instance_of(run, "slow").id)] == ["expired", "succeeded"]
+
+
+def run_not_finished(run: int) -> bool:
+    return store.get_run(run).status not in S.FINISHED_RUN
+
+
+def test_undo_notice_reaches_on_undo(acme, make_worker):
+    worker = make_worker("acme")
+    notices: list[UndoNotice] = []
+
+    @worker.handler("fa")
+    def fa(task):
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        return {"uri": f"s3://out/{task.attempt}", "size": 2}
+
+    @worker.on_undo("fb")
+    def compensate(notice: UndoNotice):
+        notices.append(notice)
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    store.undo(instance_of(run, "a").id, "wrong source", actor="ann")
+    wait_for(lambda: notices, what="the undo notice")
+    assert wait_finished(run) == S.SUCCEEDED
+    notice = notices[0]
+    assert (notice.instance, notice.task, notice.function) == (instance_of(run, "b").id, "b", "fb")
+    assert notice.output == {"uri": "s3://out/1", "size": 2}
+    assert (notice.reason, notice.actor, notice.attempt) == ("wrong source", "ann", 1)
+    assert Outbox.select().where(Outbox.kind == "undo", Outbox.sent_at.is_null()).count() == 0
+
+
+def test_without_on_undo_the_notices_are_left_for_someone_else(acme, make_worker):
+    worker = make_worker("acme")
+
+    @worker.handler("fa")
+    def fa(task):
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        return BLOB
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    store.undo(instance_of(run, "a").id, "again", actor="ann")
+    assert wait_finished(run) == S.SUCCEEDED
+    time.sleep(0.1)
+    assert Outbox.select().where(Outbox.kind == "undo", Outbox.sent_at.is_null()).count() == 1
+
+
+def test_a_failing_compensation_is_tried_again(acme, make_worker):
+    worker = make_worker("acme", undo_retry_delay=0.05)
+    calls = []
+
+    @worker.handler("fa")
+    def fa(task):
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        return BLOB
+
+    @worker.on_undo("fb")
+    def compensate(notice):
+        calls.append(notice.instance)
+        if len(calls) == 1:
+            raise OSError("storage unreachable")
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    store.undo(instance_of(run, "a").id, "again", actor="ann")
+    wait_for(lambda: len(calls) == 2, what="the second try")
+    wait_for(lambda: Outbox.select().where(Outbox.kind == "undo", Outbox.sent_at.is_null()).count() == 0,
+             what="the notice acked")
+
+
+def test_undo_of_a_running_attempt_cancels_it(acme, make_worker):
+    worker = make_worker("acme", "w1")
+    started, undone = threading.Event(), threading.Event()
+    seen = []
+
+    @worker.handler("fx")
+    def fx(task):
+        if task.attempt == 1:
+            started.set()
+            undone.wait(10)
+            seen.append(task.progress(50))
+            seen.append(task.cancelled.is_set())
+            return BLOB  # not sent
+        return {"uri": "s3://second", "size": 2}
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start(concurrency=2)
+    assert started.wait(10)
+    store.undo(instance_of(run, "x").id, "bad input", actor="ann")
+    undone.set()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert seen == [False, True]
+    row = instance_of(run, "x")
+    assert row.attempt == 2
+    assert Attempt.get(Attempt.instance == row.id, Attempt.number == 2).output == {"uri": "s3://second", "size": 2}
+
+
+def test_concurrency_runs_n_handlers_at_once(acme, make_worker):
+    worker = make_worker("acme")
+    barrier = threading.Barrier(3, timeout=10)
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    @worker.handler("fp")
+    def fp(task):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        barrier.wait()  # breaks (and the task fails) unless three run at once
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return BLOB
+
+    run = store.trigger("acme", "fan", actor="tester")
+    worker.start(concurrency=3)
+    assert wait_finished(run) == S.SUCCEEDED
+    assert peak[0] == 3
+    assert Event.select().where(Event.kind == "fail").count() == 0
+
+
+def test_stop_lets_running_handlers_finish_and_claims_nothing_new(acme, make_worker):
+    worker = make_worker("acme")
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    @worker.handler("fp")
+    def fp(task):
+        calls.append(task.name)
+        started.set()
+        release.wait(10)
+        return BLOB
+
+    run = store.trigger("acme", "fan", actor="tester")
+    worker.start(concurrency=1)
+    assert started.wait(10)
+    time.sleep(0.1)  # the next offer is taken and waits for a free thread
+    worker.stop()
+    assert worker.join(timeout=0.3) is False  # the handler still runs
+    release.set()
+    assert worker.join(timeout=10) is True
+    states = {i.task: i.state for i in store.get_run(run).instances}
+    assert len(calls) == 1 and states[calls[0]] == S.SUCCEEDED  # submitted after stop()
+    assert sorted(states.values()).count(S.AVAILABLE) == 5  # none claimed
+    assert Outbox.select().where(Outbox.kind == "offer", Outbox.sent_at.is_null()).count() == 5  # put back
+
+
+def test_two_workers_share_the_work(acme, make_worker):
+    first, second = make_worker("acme", "w1"), make_worker("acme", "w2")
+    for worker in (first, second):
+        @worker.handler("fp")
+        def fp(task):
+            time.sleep(0.1)
+            return BLOB
+
+    run = store.trigger("acme", "fan", actor="tester")
+    first.start()
+    second.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    by = {i.worker for i in TaskInstance.select().where(TaskInstance.run == run)}
+    assert by == {"w1", "w2"}
+    assert Event.select().where(Event.kind == "claim").count() == 6
+
+
+def test_the_reports_example_worker_completes_both_example_workflows(reports, make_worker):
+    spec = importlib.util.spec_from_file_location("reports_worker", ROOT / "examples" / "reports_worker.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    worker = example.build(make_worker("reports"), pause=0.01)
+    monthly = store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="tester")
+    nightly = store.trigger("reports", "nightly_sales", actor="tester")
+    worker.start(concurrency=4)
+    approve = wait_for(lambda: (i := instance_of(monthly, "approve")).state == S.AVAILABLE and i, what="approval")
+    store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="ann")
+    assert wait_finished(monthly) == S.SUCCEEDED and wait_finished(nightly) == S.SUCCEEDED
+    published = Attempt.get(Attempt.instance == instance_of(monthly, "publish").id).output
+    assert published == {"uri": "file:///published/sales-2026-02.v1.pdf", "pages": 12, "checksum": None}
