@@ -239,7 +239,7 @@ def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
         row.id for row in TaskInstance.select(TaskInstance.id)
         .where(
             (TaskInstance.state == pw.SQL("'available'")) & (TaskInstance.offered_at <= stale)
-            & _backed_off(at, period)
+            & (TaskInstance.human == False) & _backed_off(at, period)  # noqa: E712 (human tasks get no offers)
         )
         .order_by(TaskInstance.offered_at).limit(limit)
     ]

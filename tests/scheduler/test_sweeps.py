@@ -133,3 +133,26 @@ def test_claimed_or_held_instances_are_not_offered_again(run):
     store.hold(a_of(run).id, actor="op", now=at(73))
     mark_sent(at(73))
     assert tick(at(500)).reoffered == []
+
+
+def test_human_tasks_are_never_offered_to_workers(store_db, tmp_path):
+    import datetime as dt
+
+    from flow45 import store
+    from flow45.models import Outbox
+    from flow45.store.schedule_runs import reoffer_lost
+    from tests.store.helpers import T0, deploy_text, instance
+
+    deploy_text(tmp_path, """
+        team: acme
+        types:
+          Approval: {fields: {approved: boolean}}
+        workflows:
+          review:
+            tasks:
+              approve: {function: approve, output: Approval, human: true}
+    """)
+    run = store.trigger("acme", "review", actor="ann", now=T0)
+    assert instance(run, "approve").state == "available"
+    assert reoffer_lost(T0 + dt.timedelta(hours=1), quiet=60) == []
+    assert Outbox.select().where(Outbox.kind == "offer").count() == 0
