@@ -117,6 +117,13 @@ def bridge_undo(args) -> int:
     return 0
 
 
+@command("tui")
+def cmd_tui(args) -> int:
+    from tui.app import run_dashboard
+
+    return run_dashboard(args.actor)
+
+
 @command("scheduler")
 def cmd_scheduler(args) -> int:
     from flow45.scheduler import run_scheduler
@@ -167,6 +174,7 @@ BRIDGE_ACTIONS = {
 
 
 def add_parsers(add) -> None:
+    add("tui", "open the operator dashboard")
     add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers")
     add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process")
     bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")

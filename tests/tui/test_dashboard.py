@@ -1,0 +1,276 @@
+"""The dashboard as an operator uses it: keys pressed with the Pilot, the store checked afterwards."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from textual.widgets import Button, DataTable, Input, Select, Static
+
+from flow45 import store
+from flow45.models import Attempt, Event, Run
+from tests.tui.conftest import OPERATOR, SIZE, T0, complete, instance, monthly_run, type_text, wait_until
+from tui.app import Dashboard
+from tui.screens.human import HumanTaskScreen
+from tui.screens.inbox import InboxScreen
+from tui.screens.instance import InstanceScreen
+from tui.screens.modals import RetryModal, UndoModal
+from tui.screens.run import RunScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.trigger import TriggerModal
+from tui.widgets.dag import DagView
+from tui.widgets.ledger import Ledger
+
+
+def text_of(widget: Static) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text().strip()
+
+
+def dag_states(app: Dashboard) -> dict[str, str]:
+    return {v.task: v.state for v in app.screen.query_one(DagView).instances}
+
+
+async def open_run(pilot, row: int = 0) -> RunScreen:
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+    for _ in range(row):
+        await pilot.press("down")
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+    return app.screen
+
+
+async def test_open_a_run_and_undo_an_instance_through_the_modal(tui_db):
+    run = monthly_run(("extract", "render"))
+    render = instance(run, "render")
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot)
+        assert screen.run.id == run
+        assert dag_states(app) == {"extract": "succeeded", "render": "succeeded", "approve": "available",
+                                   "publish": "pending"}
+        await pilot.press("down", "u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal))
+        modal = app.screen
+        # The dry run's affected set is listed before anything changes.
+        assert [(a.task, a.state, a.becomes) for a in modal.plan.affected] == [
+            ("render", "succeeded", "available"), ("approve", "available", "pending")]
+        assert Event.select().where(Event.kind == "undo").count() == 0
+        # Without a reason the core is not even asked.
+        await pilot.press("ctrl+s")
+        assert "a reason is required" in text_of(modal.query_one("#refusal"))
+        await type_text(pilot, "wrong logo")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await wait_until(pilot, lambda: dag_states(app)["render"] == "available")
+        assert dag_states(app)["approve"] == "pending"
+        assert screen.query_one(DagView).cursor_instance.task == "render"  # the cursor stayed
+
+    after = store.get_instance(render.id)
+    assert after.state == "available" and after.attempt == 2
+    assert [a.archived for a in after.attempts] == [True]
+    undo = Event.get(Event.kind == "undo")
+    assert undo.actor == OPERATOR and undo.detail["reason"] == "wrong logo"
+    assert [a["task"] for a in undo.detail["affected"]] == ["render", "approve"]
+    assert {e.actor for e in Event.select().where(Event.id >= undo.id)} == {OPERATOR}
+
+
+async def test_a_refusal_from_the_core_is_shown_in_the_modal(tui_db):
+    run = monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot)
+        await pilot.press("r")  # retry a succeeded instance: the core refuses
+        await wait_until(pilot, lambda: isinstance(app.screen, RetryModal))
+        await pilot.click("#confirm")
+        refusal = app.screen.query_one("#refusal", Static)
+        assert "only a failed instance can be retried" in text_of(refusal)
+        assert refusal.display and isinstance(app.screen, RetryModal)  # still open, nothing crashed
+        await pilot.press("escape")
+        # Undo of a pending instance: refused by the dry run, the button is disabled.
+        await pilot.press("end", "u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal))
+        assert "it has not started, there is nothing to undo" in text_of(app.screen.query_one("#refusal"))
+        assert app.screen.query_one("#confirm", Button).disabled
+        await pilot.press("escape")
+    assert store.get_instance(instance(run, "extract").id).attempt == 1
+    assert Event.select().where(Event.actor == OPERATOR).count() == 0
+
+
+async def test_submit_a_human_task_through_the_form_with_a_field_error(tui_db):
+    run = monthly_run(("extract", "render"))
+    approve = instance(run, "approve")
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
+        assert [v.task for v, _ in app.screen.rows] == ["approve"]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+        form = app.screen
+        assert "s3://reports/2026-02.pdf" in text_of(form.query_one("#human-inputs-table"))
+        form.query_one("#field-reviewer", Input).focus()
+        await type_text(pilot, "kim")
+        await pilot.press("ctrl+s")  # `approved` left unset
+        errors = {row.path: text_of(row.query_one(".field-error")) for row in form.query("FieldRow")}
+        assert errors == {("approved",): "required", ("reviewer",): "", ("comment",): ""}
+        assert "not valid" in text_of(form.query_one("#human-refusal"))
+        assert store.get_instance(approve.id).state == "available"
+        form.query_one("#field-approved", Select).value = True
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not isinstance(app.screen, HumanTaskScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and not app.screen.rows)
+
+    done = store.get_instance(approve.id)
+    assert done.state == "succeeded" and done.worker == OPERATOR
+    assert done.attempts[-1].output == {"approved": True, "reviewer": "kim", "comment": None}
+    assert {e.actor for e in Event.select().where(Event.instance == approve.id, Event.kind.in_(["claim", "submit"]))} \
+        == {OPERATOR}
+
+
+async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_through(tui_db):
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal))
+        modal = app.screen
+        modal.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
+        await wait_until(pilot, lambda: bool(modal.query("#field-month")))
+        modal.query_one("#field-month", Input).value = "last month"
+        await pilot.press("ctrl+s")
+        month_error = text_of(modal.query_one("FieldRow .field-error"))
+        assert "String should match pattern" in month_error
+        assert "params have errors" in text_of(modal.query_one("#refusal")) and Run.select().count() == 0
+        modal.query_one("#field-month", Input).value = "2026-04"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        await wait_until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1)
+    run = Run.get()
+    assert run.triggered_by == OPERATOR and run.params == {"month": "2026-04"}
+
+
+async def test_a_workers_change_appears_without_a_keypress(tui_db):
+    run = monthly_run(())
+    second = monthly_run(())
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, row=1)  # the older run
+        assert screen.run.id == run
+        await pilot.press("down")  # the cursor on `render`; it must stay there
+        dag = screen.query_one(DagView)
+        ledger = screen.query_one(Ledger)
+        seen = ledger.last_id
+        extract = instance(run, "extract")
+        grant = store.claim(extract.id, extract.token, "worker-7", now=T0)
+        store.progress(extract.id, grant.token, 50, "half of the rows", now=T0)
+
+        def shows_progress():
+            view = {v.task: v for v in dag.instances}["extract"]
+            return view.state == "running" and view.progress_pct == 50 and view.worker == "worker-7"
+
+        took = await wait_until(pilot, shows_progress, timeout=3.0)
+        assert took < 1.5, f"the change took {took:.2f}s to appear"
+        assert ledger.last_id > seen  # the claim event is in the run's ledger
+        assert dag.cursor_instance.task == "render"
+        store.submit(extract.id, grant.token, {"uri": "s3://x", "rows": 1}, now=T0)
+        await wait_until(pilot, lambda: dag_states(app)["render"] == "available")
+        # Another run's events leave this screen alone; the runs screen under it keeps up.
+        complete(second, "extract", {"uri": "s3://y", "rows": 2})
+        await pilot.press("escape")
+        runs = app.screen
+        await wait_until(pilot, lambda: isinstance(runs, RunsScreen) and runs.views[second].counts.get("succeeded"))
+        assert runs.views[run].counts == {"succeeded": 1, "available": 1, "pending": 2}
+
+
+async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
+    run = monthly_run(("extract", "render"))
+    render = instance(run, "render")
+    store.undo(render.id, "first try", actor="someone", now=T0)
+    complete(run, "render", {"uri": "s3://reports/2026-02-v2.pdf", "pages": 13})
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot)
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload)
+        screen = app.screen
+        attempts = screen.payload.instance.attempts
+        assert [(a.number, a.archived) for a in attempts] == [(1, True), (2, False)]
+        assert "archived" in text_of(screen.query_one("#inst-attempts"))
+        assert "2026-02-v2.pdf" in text_of(screen.query_one("#inst-output"))
+        ledger = screen.query_one(Ledger)
+        assert ledger.last_id == Event.select().where(Event.instance == render.id).order_by(Event.id.desc()).get().id
+        assert Attempt.select().where(Attempt.instance == render.id).count() == 2
+
+
+async def test_runs_screen_pages_filters_and_counts(tui_db):
+    for month in range(1, 4):
+        store.trigger("reports", "monthly_report", {"month": f"2026-0{month}"}, actor="ann", now=T0)
+    for _ in range(3):
+        store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        screen = app.screen
+        assert screen.loaded == [6, 5, 4, 3, 2, 1]  # newest first
+        assert screen.counts == {"running": 3, "queued": 3}
+        assert "3 queued" in text_of(screen.query_one("#runs-counts")) and "total 6" in text_of(
+            screen.query_one("#runs-counts"))
+        await pilot.press("slash")
+        await type_text(pilot, "2026-02")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.loaded == [2])
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(screen.loaded) == 6)
+        screen.query_one("#runs-status", Select).value = "queued"
+        await wait_until(pilot, lambda: screen.loaded == [6, 5, 3])
+        assert screen.counts == {"running": 3, "queued": 3}  # counts ignore the status filter
+        await pilot.press("escape", "down")
+        await wait_until(pilot, lambda: screen.selected_run and screen.selected_run.id == 5)
+        # A run triggered elsewhere appears at the top without a key; the cursor stays on run 5.
+        new = store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
+        await wait_until(pilot, lambda: screen.loaded[0] == new)
+        assert screen.selected_run.id == 5 and screen.counts == {"running": 3, "queued": 4}
+
+
+async def test_a_run_that_cannot_be_read_is_a_notice_not_a_crash(tui_db):
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await app.push_screen(RunScreen(4242))
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                         and any("run 4242 not found" in n.message for n in app._notifications))
+
+
+async def test_runs_are_read_a_page_at_a_time(tui_db, monkeypatch):
+    from tui import data
+    from tui.screens import runs as runs_module
+
+    monkeypatch.setattr(data, "PAGE", 5)
+    monkeypatch.setattr(runs_module, "NEAR_END", 1)
+    for _ in range(12):
+        store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        screen = app.screen
+        assert screen.loaded == [12, 11, 10, 9, 8] and not screen.exhausted
+        await pilot.press("end")
+        await wait_until(pilot, lambda: len(screen.loaded) == 10)
+        await pilot.press("end")
+        await wait_until(pilot, lambda: screen.loaded == list(range(12, 0, -1)) and screen.exhausted)
+        assert screen.query_one(DataTable).row_count == 12 and screen.selected_run.id == 3
+
+
+async def test_clicking_a_row_of_the_dag_moves_the_cursor(tui_db):
+    monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot)
+        dag = screen.query_one(DagView)
+        await pilot.click(DagView, offset=(10, 6))  # border, level 0, extract, level 1, render, level 2, approve
+        assert dag.cursor_instance.task == "approve"

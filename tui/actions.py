@@ -1,0 +1,78 @@
+"""The operator's actions on an instance or a run, shared by the screens and the command palette.
+
+Each opens the confirmation modal that says what will change; the modal makes the change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from flow45 import states as S
+from flow45.errors import Flow45Error
+from flow45.views import InstanceView, RunView
+from tui.screens.modals import CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, UndoModal
+
+if TYPE_CHECKING:
+    from tui.app import Dashboard
+
+INSTANCE_ACTIONS = [
+    # (key, action name, label, help)
+    ("u", "undo", "Undo", "undo the instance and what followed from it (shows the affected set)"),
+    ("s", "skip", "Skip", "skip the instance; downstream tasks get null for it"),
+    ("r", "retry", "Retry", "offer a failed instance again"),
+    ("h", "hold", "Hold", "pause an instance that has not started"),
+    ("l", "release", "Release", "let a held instance go"),
+    ("f", "form", "Human form", "fill in and submit an available human task"),
+]
+
+
+def open_instance_action(app: Dashboard, name: str, instance: InstanceView | None) -> None:
+    if instance is None:
+        app.notify("no task instance selected", severity="warning")
+        return
+    if name == "form":
+        open_human_form(app, instance)
+        return
+    modal = {"undo": UndoModal, "skip": SkipModal, "retry": RetryModal, "hold": HoldModal,
+             "release": ReleaseModal}[name]
+    app.push_screen(modal(instance))
+
+
+def open_human_form(app: Dashboard, instance: InstanceView) -> None:
+    if not instance.human:
+        app.notify(f"{instance.task} is not a human task: its worker submits it", severity="warning")
+        return
+    if instance.state != S.AVAILABLE:
+        app.notify(f"{instance.task} is {instance.state}; only an available human task can be submitted",
+                   severity="warning")
+        return
+    from tui.screens.human import HumanTaskScreen
+
+    try:
+        app.push_screen(HumanTaskScreen(instance.id))
+    except Flow45Error as exc:  # gone since it was shown
+        app.notify(exc.message, title="Refused", severity="error")
+
+
+def open_cancel(app: Dashboard, run: RunView | None) -> None:
+    if run is None:
+        app.notify("no run selected", severity="warning")
+        return
+    app.push_screen(CancelRunModal(run))
+
+
+def instance_commands(
+    app: Dashboard, instance: InstanceView | None
+) -> list[tuple[str, str, Callable[[], Any]]]:
+    """Palette entries for the selected instance."""
+    if instance is None:
+        return []
+    entries = []
+    for _key, name, label, help_text in INSTANCE_ACTIONS:
+        if name == "form" and not instance.human:
+            continue
+        entries.append((
+            f"{label} instance {instance.id} ({instance.task})", help_text,
+            lambda name=name: open_instance_action(app, name, instance),
+        ))
+    return entries

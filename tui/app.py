@@ -1,0 +1,132 @@
+"""The Flow45 operator dashboard. `flow45 tui` calls `run_dashboard(actor)`.
+
+The app owns the ledger feed (one background thread) and routes what it reads to the live screens;
+every screen reads through `flow45.store` and changes things only through it, as `actor`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from flow45.db import connect
+from flow45.errors import Flow45Error
+from flow45.migrate import ensure_schema
+from tui import data
+from tui.live import Feed, FeedProblem, LedgerEvents
+
+
+class Dashboard(App):
+    """Runs, a run's DAG, instances, human tasks; live from the ledger."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Flow45"
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("i", "inbox", "Human tasks"),
+        Binding("t", "trigger", "Trigger"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, actor: str, *, database_url: str | None = None, poll_interval: float = 0.5):
+        super().__init__()
+        if database_url is not None:
+            connect(database_url)  # the same URL again changes nothing
+            ensure_schema()
+        self.actor = actor
+        self.sub_title = f"operator {actor}"
+        self.feed = Feed(self, data.latest_event_id(), poll_interval)
+        self._feed_thread = threading.Thread(target=self.feed.run, name="flow45-ledger-feed", daemon=True)
+
+    def on_mount(self) -> None:
+        from tui.screens.runs import RunsScreen
+
+        self._feed_thread.start()
+        self.push_screen(RunsScreen())
+
+    def on_unmount(self) -> None:
+        self.feed.stop()
+        self._feed_thread.join(timeout=5)  # it reads no more once the app is gone
+
+    # ---- live ---------------------------------------------------------------------------------
+
+    def watch_live_screens(self) -> None:
+        """The feed reads for every live screen on the stack, the one on top and those under it."""
+        from tui.screens.base import LiveScreen
+
+        self.feed.watch([screen for screen in self.screen_stack if isinstance(screen, LiveScreen)])
+
+    def on_ledger_events(self, message: LedgerEvents) -> None:
+        stack = self.screen_stack
+        for screen, payload, error in message.reads:
+            if screen not in stack:
+                continue  # closed while the feed was reading for it
+            if error is not None:
+                if screen is self.screen:
+                    self.notify(error, title="Refused", severity="error")
+                continue
+            screen.apply_changes(message.events, payload)
+
+    def on_feed_problem(self, message: FeedProblem) -> None:
+        self.notify(f"cannot read the ledger: {message.message}; retrying", title="Database", severity="error")
+
+    # ---- app-wide actions ---------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_inbox(self) -> None:
+        from tui.screens.inbox import InboxScreen
+        from tui.screens.runs import RunsScreen
+
+        if isinstance(self.screen, InboxScreen):
+            return
+        team = self.screen.filter.team if isinstance(self.screen, RunsScreen) else None
+        self.push_screen(InboxScreen(team))
+
+    def action_trigger(self) -> None:
+        from tui.screens.runs import RunsScreen
+        from tui.screens.trigger import TriggerModal
+
+        team, workflow = None, None
+        if isinstance(self.screen, RunsScreen):
+            team, workflow = self.screen.filter.team, self.screen.filter.workflow
+        self.push_screen(TriggerModal(team, workflow))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        commands = getattr(screen, "commands", None)
+        if commands is not None:
+            for title, help_text, callback in commands():
+                yield SystemCommand(title, help_text, callback)
+        yield SystemCommand("Trigger a workflow", "start a run, with its params", self.action_trigger)
+        yield SystemCommand("Human tasks inbox", "available human tasks of a team", self.action_inbox)
+        yield SystemCommand("Help", "what each screen shows and its keys", self.action_help)
+        yield from super().get_system_commands(screen)
+
+
+def run_dashboard(actor: str) -> int:
+    """Open the dashboard on the configured database as `actor`; the exit code (0 done, 1 refused)."""
+    from flow45.db import describe_db_error
+    from flow45.settings import current_settings
+
+    try:
+        app = Dashboard(actor, database_url=current_settings().database_url)
+    except Flow45Error as exc:
+        print(f"flow45: {exc.message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        message = describe_db_error(exc)
+        if message is None:
+            raise
+        print(f"flow45: {message}", file=sys.stderr)
+        return 1
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,127 @@
+"""Liveness: one background thread reads the ledger after the last id it has seen, every half second.
+
+When events arrive, each live screen on the stack reads what those events changed (still in the thread,
+so the UI never waits on the database) and the feed posts one `LedgerEvents` message with both;
+the app hands each screen its part, and it updates only the rows that changed. Threads reach the UI only
+through messages (Textual's `post_message` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from textual.message import Message
+
+from flow45 import store
+from flow45.db import database, describe_db_error
+from flow45.errors import Flow45Error
+from flow45.views import EventView
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+BATCH = 500
+MAX_PER_TICK = 5000
+
+
+class Watcher(Protocol):
+    def fetch_changes(self, events: list[EventView]) -> Any:
+        """Read, in the feed's thread, what these events changed for this screen."""
+
+    def apply_changes(self, events: list[EventView], payload: Any) -> None:
+        """Show it, on the UI thread."""
+
+
+class LedgerEvents(Message):
+    """New ledger events, and what each watching screen read about them: (screen, payload, error)."""
+
+    def __init__(self, events: list[EventView], reads: list[tuple[Watcher, Any, str | None]]):
+        super().__init__()
+        self.events, self.reads = events, reads
+
+
+class FeedProblem(Message):
+    """The ledger could not be read (the feed keeps trying)."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+
+class Feed:
+    """Polls `store.list_events(after=last id)` and tells the watched screen."""
+
+    def __init__(self, app: App, after: int, interval: float = 0.5):
+        self.app = app
+        self.after = after
+        self.interval = interval
+        self.watchers: tuple[Watcher, ...] = ()
+        self.last_fetch_seconds = 0.0
+        self.ticks = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def watch(self, screens: list[Watcher]) -> None:
+        """From now on, these screens (the live ones on the stack) read and show what new events change."""
+        self.watchers = tuple(screens)
+
+    def poke(self) -> None:
+        """Read now rather than at the next tick (after an action of the operator's)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _post(self, message: Message) -> None:
+        try:
+            self.app.post_message(message)
+        except RuntimeError:  # the app's loop closed while we were reading
+            self._stop.set()
+
+    def run(self) -> None:
+        """The thread's loop; it owns one database connection, closed when it ends."""
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.interval if not failures else min(10.0, self.interval * 2 ** failures))
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                try:
+                    self.tick()
+                    failures = 0
+                except Exception as exc:  # a lost database must not kill the dashboard
+                    failures += 1
+                    message = exc.message if isinstance(exc, Flow45Error) else describe_db_error(exc) or repr(exc)
+                    if failures == 1:
+                        self._post(FeedProblem(message))
+        finally:
+            if not database.is_closed():
+                database.close()  # this thread's connection only (peewee keeps one per thread)
+
+    def tick(self) -> None:
+        events: list[EventView] = []
+        while len(events) < MAX_PER_TICK:
+            batch = store.list_events(self.after, limit=BATCH)
+            events.extend(batch)
+            if batch:
+                self.after = batch[-1].id
+            if len(batch) < BATCH:
+                break
+        self.ticks += 1
+        if len(events) >= MAX_PER_TICK:
+            self._wake.set()  # more are waiting: read on without pausing
+        if not events:
+            return
+        started = time.perf_counter()
+        reads: list[tuple[Watcher, Any, str | None]] = []
+        for watcher in self.watchers:
+            try:
+                reads.append((watcher, watcher.fetch_changes(events), None))
+            except Flow45Error as exc:  # e.g. the run was removed under us
+                reads.append((watcher, None, exc.message))
+        self.last_fetch_seconds = time.perf_counter() - started
+        self._post(LedgerEvents(events, reads))

@@ -1,0 +1,69 @@
+"""What every full screen of the dashboard shares: loading through the store, and being watched live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.screen import Screen
+
+from flow45.db import describe_db_error
+from flow45.errors import Flow45Error
+from flow45.views import EventView
+
+if TYPE_CHECKING:
+    from tui.app import Dashboard
+
+
+class LiveScreen(Screen):
+    """A screen that shows what `load()` reads, then follows the ledger while it is on the stack.
+
+    `load` and `fetch_changes` only read the database and may run in the feed's thread; `show`
+    and `apply_changes` touch widgets and run on the UI thread. A screen under another one keeps
+    being updated, so coming back to it needs no reload."""
+
+    app: Dashboard
+    close_on_failure = True  # a run or instance that cannot be read: back to where the operator came from
+
+    def load(self) -> Any:
+        raise NotImplementedError
+
+    def show(self, payload: Any) -> None:
+        raise NotImplementedError
+
+    def fetch_changes(self, events: list[EventView]) -> Any:
+        """By default: reload when any event concerns this screen."""
+        return self.load() if any(map(self.concerns, events)) else None
+
+    def apply_changes(self, events: list[EventView], payload: Any) -> None:
+        if payload is not None:
+            self.show(payload)
+
+    def concerns(self, event: EventView) -> bool:
+        return True
+
+    def reload(self) -> bool:
+        """Load and show now, on the UI thread; a refusal is shown as a notification."""
+        try:
+            payload = self.load()
+        except Flow45Error as exc:
+            self.app.notify(exc.message, title="Refused", severity="error")
+            return False
+        except Exception as exc:
+            message = describe_db_error(exc)
+            if message is None:
+                raise
+            self.app.notify(message, title="Database", severity="error")
+            return False
+        self.show(payload)
+        return True
+
+    def on_mount(self) -> None:
+        if not self.reload() and self.close_on_failure and self.app.screen is self:
+            self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        self.app.watch_live_screens()
+
+    def commands(self) -> list[tuple[str, str, Any]]:
+        """(title, help, callback) for the command palette while this screen is on top."""
+        return []

@@ -1,0 +1,120 @@
+"""A human task: what it got, and a form generated from its output type; submitting completes it
+as the operator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Footer, Header, Label, Static
+
+from flow45 import states as S
+from flow45 import store
+from flow45.db import describe_db_error
+from flow45.errors import Flow45Error
+from flow45.views import EventView, InstanceView
+from tui import data
+from tui.screens.base import LiveScreen
+from tui.screens.instance import inputs_table
+from tui.widgets.forms import TypeForm
+from tui.widgets.progress import state_text
+
+
+@dataclasses.dataclass
+class HumanPayload:
+    instance: InstanceView
+    inputs: data.Inputs
+    upstream_ids: frozenset[int]
+
+
+class HumanTaskScreen(LiveScreen):
+    CSS_PATH = "human.tcss"
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+s", "submit", "Submit")]
+
+    def __init__(self, instance_id: int):
+        super().__init__()
+        self.instance_id = instance_id
+        view = store.get_instance(instance_id)
+        self.spec = data.run_spec(view.run)
+        self.output_type = self.spec.task(view.task).output
+        self.payload: HumanPayload | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="human-info")
+        with Horizontal(id="human-body"):
+            with VerticalScroll(id="human-inputs"):
+                yield Static("", id="human-inputs-table")
+            with VerticalScroll(id="human-form-pane"):
+                yield Label(f"Output: {self.output_type}", id="human-form-title")
+                yield TypeForm(self.spec.types, self.output_type, id="human-form")
+                yield Static("", id="human-refusal", classes="-empty")
+                yield Button(f"Submit as {self.app.actor}", variant="primary", id="human-submit")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._focus_first_field)
+
+    def _focus_first_field(self) -> None:
+        fields = self.query("#human-form Input, #human-form Select")
+        if fields:
+            fields.first().focus()
+
+    def load(self) -> HumanPayload:
+        view = store.get_instance(self.instance_id)
+        run = data.run_row(view.run)
+        inputs = data.instance_inputs(view, self.spec, run.params if run else None)
+        return HumanPayload(view, inputs, frozenset(data.instance_ids(view.run, view.upstream).values()))
+
+    def concerns(self, event: EventView) -> bool:
+        upstream = self.payload.upstream_ids if self.payload else frozenset()
+        return event.instance == self.instance_id or event.instance in upstream
+
+    def show(self, payload: HumanPayload) -> None:
+        self.payload = payload
+        i = payload.instance
+        self.sub_title = f"human task {i.id} · {i.task} of run {i.run}"
+        info = Text.assemble((f"Human task {i.id}  ", "bold"), (i.task, "bold"), f" of run {i.run}   ",
+                             state_text(i.state), f"   function {i.function}   attempt {i.attempt}")
+        if i.state != S.AVAILABLE:
+            by = f" by {i.worker}" if i.worker else ""
+            info.append(f"\nNo longer available: it is {i.state}{by}. Nothing can be submitted.", "bold red")
+        self.query_one("#human-info", Static).update(info)
+        self.query_one("#human-inputs-table", Static).update(inputs_table(payload.inputs))
+        self.query_one("#human-submit", Button).disabled = i.state != S.AVAILABLE
+
+    def refuse(self, message: str | None) -> None:
+        refusal = self.query_one("#human-refusal", Static)
+        refusal.update(Text.assemble(("Refused: ", "bold"), message) if message else "")
+        refusal.set_class(not message, "-empty")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "human-submit":
+            event.stop()
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        if self.query_one("#human-submit", Button).disabled:
+            return
+        output, ok = self.query_one("#human-form", TypeForm).check()
+        if not ok:
+            self.refuse("some fields are not valid: see the messages under them")
+            return
+        try:
+            store.submit_human(self.instance_id, output, actor=self.app.actor)
+        except Flow45Error as exc:
+            self.refuse(exc.message)
+            return
+        except Exception as exc:
+            message = describe_db_error(exc)
+            if message is None:
+                raise
+            self.refuse(message)
+            return
+        self.refuse(None)
+        self.app.notify(f"submitted human task {self.instance_id} as {self.app.actor}", title="Done")
+        self.app.feed.poke()
+        self.app.pop_screen()

@@ -1,0 +1,163 @@
+"""One task instance: what it got, what it gave, every attempt (superseded ones included), its ledger."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from rich.console import Group
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from flow45 import store
+from flow45.views import EventView, InstanceView, RunView
+from tui import data
+from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_action
+from tui.screens.base import LiveScreen
+from tui.widgets.ledger import Ledger
+from tui.widgets.progress import pct_bar, state_text, when
+
+
+@dataclasses.dataclass
+class InstancePayload:
+    instance: InstanceView
+    run: RunView | None
+    inputs: data.Inputs
+    output_type: str
+    upstream_ids: frozenset[int]
+    events: list[EventView] | None = None
+
+
+ATTEMPT_STYLES = {"running": "yellow", "succeeded": "green", "failed": "red", "expired": "dark_orange",
+                  "skipped": "blue", "revoked": "magenta"}
+
+
+def _json(value: Any) -> JSON | Text:
+    if value is None:
+        return Text("null", "bright_black")
+    return JSON(json.dumps(value), indent=2)
+
+
+def summary(p: InstancePayload) -> Text:
+    i = p.instance
+    run = f" ({p.run.team}/{p.run.workflow} v{p.run.version}, {p.run.status})" if p.run else ""
+    text = Text.assemble(
+        (f"Instance {i.id}  ", "bold"), (f"{i.task}", "bold"), f" of run {i.run}{run}   ", state_text(i.state),
+        f"   attempt {i.attempt}\n",
+        f"function {i.function} → {p.output_type}   priority {i.priority}",
+        "   human task" if i.human else "", f"   worker {i.worker}" if i.worker else "",
+    )
+    if i.lease_expires_at:
+        text.append(f"   lease until {when(i.lease_expires_at)}")
+    if i.not_before:
+        text.append(f"   retry not before {when(i.not_before)}")
+    if i.progress_pct is not None or i.progress_message:
+        text.append("\n")
+        text.append_text(pct_bar(i.progress_pct, i.state, 20))
+        text.append(f"  {i.progress_message or ''}")
+    return text
+
+
+def inputs_table(inputs: data.Inputs) -> Table:
+    table = Table(title="Inputs", title_justify="left", title_style="bold", expand=True, show_lines=True)
+    table.add_column("parameter", no_wrap=True)
+    table.add_column("from", no_wrap=True)
+    table.add_column("value", ratio=1)
+    for param, (task, state, output) in inputs.by_param.items():
+        table.add_row(param, Text.assemble(task, "\n", state_text(state)),
+                      _json(output) if state == "succeeded" else Text(f"null ({state})", "bright_black"))
+    for task, state in inputs.after.items():
+        table.add_row(Text("(after)", "bright_black"), Text.assemble(task, "\n", state_text(state)),
+                      Text("orders only, passes nothing", "bright_black"))
+    table.add_row(Text("run params", "italic"), "", _json(inputs.params or None))
+    return table
+
+
+def attempts_table(instance: InstanceView) -> Table:
+    table = Table(title=f"Attempts ({len(instance.attempts)})", title_justify="left", title_style="bold",
+                  expand=True, show_lines=True)
+    for column in ("#", "status", "worker", "claimed / finished"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output / error", ratio=1)
+    for a in reversed(instance.attempts):  # newest first
+        status = Text(a.status, ATTEMPT_STYLES.get(a.status, ""))
+        if a.archived:
+            status.append("\narchived", "magenta")
+        result = _json(a.output) if a.output is not None else Text("")
+        if a.error:
+            result = Group(result, Text(a.error, "red")) if a.output is not None else Text(a.error, "red")
+        table.add_row(str(a.number), status, a.worker or "", f"{when(a.claimed_at)}\n{when(a.finished_at)}", result,
+                      style="dim" if a.archived else None)
+    return table
+
+
+class InstanceScreen(LiveScreen):
+    CSS_PATH = "instance.tcss"
+    AUTO_FOCUS = "#inst-detail"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        *[Binding(key, f"act('{name}')", label) for key, name, label, _ in INSTANCE_ACTIONS],
+    ]
+
+    def __init__(self, instance_id: int):
+        super().__init__()
+        self.instance_id = instance_id
+        self.payload: InstancePayload | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="inst-info")
+        with Horizontal(id="inst-body"):
+            with VerticalScroll(id="inst-detail"):
+                yield Static("", id="inst-output")
+                yield Static("", id="inst-inputs")
+                yield Static("", id="inst-attempts")
+            yield Ledger(instance=self.instance_id, id="inst-ledger")
+        yield Footer()
+
+    def load(self, with_events: bool = True) -> InstancePayload:
+        view = store.get_instance(self.instance_id)
+        spec = data.run_spec(view.run)
+        run = data.run_row(view.run)
+        inputs = data.instance_inputs(view, spec, run.params if run else None)
+        upstream = frozenset(data.instance_ids(view.run, view.upstream).values())
+        events = data.tail_events(instance=self.instance_id, n=300) if with_events else None
+        return InstancePayload(view, run, inputs, spec.task(view.task).output, upstream, events)
+
+    def fetch_changes(self, events: list[EventView]) -> InstancePayload | None:
+        upstream = self.payload.upstream_ids if self.payload else frozenset()
+        if any(e.instance == self.instance_id or e.instance in upstream for e in events):
+            return self.load(with_events=False)
+        return None
+
+    def show(self, payload: InstancePayload) -> None:
+        self.payload = payload
+        i = payload.instance
+        self.sub_title = f"instance {i.id} · {i.task} of run {i.run}"
+        self.query_one("#inst-info", Static).update(summary(payload))
+        current = data.current_output(i)
+        error = next((a.error for a in reversed(i.attempts) if not a.archived and a.error), None)
+        output = Group(Text(f"Output ({payload.output_type})", "bold"), _json(current) if current is not None
+                       else Text("none yet", "bright_black"), *([Text(f"Error: {error}", "red")] if error else []))
+        self.query_one("#inst-output", Static).update(output)
+        self.query_one("#inst-inputs", Static).update(inputs_table(payload.inputs))
+        self.query_one("#inst-attempts", Static).update(attempts_table(i))
+        if payload.events is not None:
+            self.query_one("#inst-ledger", Ledger).show(payload.events)
+
+    def apply_changes(self, events: list[EventView], payload: InstancePayload | None) -> None:
+        if payload is not None:
+            self.show(payload)
+        self.query_one("#inst-ledger", Ledger).add(events)
+
+    def action_act(self, name: str) -> None:
+        open_instance_action(self.app, name, self.payload.instance if self.payload else None)
+
+    def commands(self) -> list[tuple[str, str, Any]]:
+        return instance_commands(self.app, self.payload.instance if self.payload else None)

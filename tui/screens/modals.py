@@ -1,0 +1,274 @@
+"""Confirmation modals: each says exactly what will change, asks what it needs, and makes the change
+through `flow45.store` as the operator. A refusal from the core stays in the modal, never a crash."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from flow45 import states as S
+from flow45 import store
+from flow45.db import describe_db_error
+from flow45.errors import Flow45Error
+from flow45.views import InstanceView, RunView, UndoPlan
+from tui.widgets.progress import STATE_STYLES, state_text
+
+if TYPE_CHECKING:
+    from tui.app import Dashboard
+
+
+def what(instance: InstanceView) -> str:
+    return f"instance {instance.id} ({instance.task} of run {instance.run})"
+
+
+class ActionModal(ModalScreen[bool]):
+    """Title, what will change, inputs, a refusal line, Confirm and Cancel. Dismisses True when done."""
+
+    CSS_PATH = "modals.tcss"
+    AUTO_FOCUS = "#reason, #confirm"
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Confirm")]
+    app: Dashboard
+    title_text = ""
+    confirm_label = "Confirm"
+    confirm_variant = "primary"
+    needs_reason: bool | None = None  # True: required, False: optional, None: no reason asked
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="title")
+            with VerticalScroll(id="body"):
+                yield from self.body()
+                if self.needs_reason is not None:
+                    label = "Reason (required)" if self.needs_reason else "Reason (optional)"
+                    yield Label(label, classes="input-label")
+                    yield Input(placeholder="why — written to the ledger", id="reason")
+            yield Static("", id="refusal", classes="-empty")
+            with Horizontal(id="buttons"):
+                yield Button(self.confirm_label, variant=self.confirm_variant, id="confirm")
+                yield Button("Cancel", id="cancel")
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def perform(self) -> str:
+        """Make the change; return what to tell the operator. Raise Flow45Error to refuse."""
+        raise NotImplementedError
+
+    @property
+    def reason(self) -> str:
+        return self.query_one("#reason", Input).value.strip() if self.needs_reason is not None else ""
+
+    def refuse(self, message: str) -> None:
+        refusal = self.query_one("#refusal", Static)
+        refusal.update(Text.assemble(("Refused: ", "bold"), message))
+        refusal.remove_class("-empty")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_confirm()
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    def action_confirm(self) -> None:
+        if self.query_one("#confirm", Button).disabled:
+            return
+        if self.needs_reason and not self.reason:
+            self.refuse("a reason is required; it is written to the ledger")
+            return
+        try:
+            notice = self.perform()
+        except Flow45Error as exc:
+            self.refuse(exc.message)
+            return
+        except Exception as exc:
+            message = describe_db_error(exc)
+            if message is None:
+                raise
+            self.refuse(message)
+            return
+        self.app.notify(notice, title="Done")
+        self.app.feed.poke()
+        self.dismiss(True)
+
+
+class UndoModal(ActionModal):
+    """Undo: the affected set from the dry run, a reason, and the choice to hold."""
+
+    needs_reason = True
+    confirm_label = "Undo"
+    confirm_variant = "error"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Undo {what(instance)}"
+        self.plan: UndoPlan | None = None
+
+    def body(self) -> ComposeResult:
+        yield Static(id="plan")
+        yield Checkbox("Hold it instead of offering it again", id="hold")
+
+    def on_mount(self) -> None:
+        self._plan(hold=False)
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._plan(hold=event.value)
+
+    def _plan(self, hold: bool) -> None:
+        confirm = self.query_one("#confirm", Button)
+        try:
+            self.plan = store.plan_undo(self.instance.id, hold=hold)
+        except Flow45Error as exc:
+            self.plan = None
+            self.query_one("#plan", Static).update("Nothing can be undone here.")
+            confirm.disabled = True
+            self.refuse(exc.message)
+            return
+        confirm.disabled = False
+        self.query_one("#plan", Static).update(self._describe(self.plan))
+
+    @staticmethod
+    def _describe(plan: UndoPlan) -> Table:
+        table = Table(title=f"{len(plan.affected)} instance(s) will change", title_justify="left", expand=True,
+                      box=None, header_style="bold")
+        for column in ("instance", "task", "now", "becomes", "undo notice"):
+            table.add_column(column)
+        for item in plan.affected:
+            table.add_row(str(item.instance), item.task, state_text(item.state), state_text(item.becomes),
+                          "yes" if item.notify else "")
+        table.caption = (
+            "Their attempts are archived (outputs kept); running attempts lose their token. "
+            f"Run {plan.run} becomes running again."
+        )
+        table.caption_justify = "left"
+        return table
+
+    def perform(self) -> str:
+        hold = self.query_one("#hold", Checkbox).value
+        plan = store.undo(self.instance.id, self.reason, actor=self.app.actor, hold=hold)
+        return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event})"
+
+
+class SkipModal(ActionModal):
+    needs_reason = True
+    confirm_label = "Skip"
+    confirm_variant = "warning"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Skip {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        lines = Text.assemble(
+            state_text(self.instance.state), " → ", state_text(S.SKIPPED), "\n",
+            "A running attempt loses its token (its worker's submit is refused). "
+            f"Tasks that take {self.instance.task}'s output get null for it; the run settles.",
+        )
+        yield Static(lines)
+
+    def perform(self) -> str:
+        store.skip_instance(self.instance.id, self.reason, actor=self.app.actor)
+        return f"skipped {what(self.instance)}"
+
+
+class RetryModal(ActionModal):
+    confirm_label = "Retry"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Retry {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble(
+            state_text(self.instance.state), " → ", state_text(S.AVAILABLE),
+            f" as attempt {self.instance.attempt + 1}\n",
+            "Offered to workers again with its retries counted afresh; the run is running again.",
+        ))
+
+    def perform(self) -> str:
+        store.retry_instance(self.instance.id, actor=self.app.actor)
+        return f"offered {what(self.instance)} again"
+
+
+class HoldModal(ActionModal):
+    needs_reason = False
+    confirm_label = "Hold"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Hold {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble(
+            state_text(self.instance.state), " → ", state_text(S.HELD), "\n",
+            "It is not offered to workers until released; an open offer stops counting.",
+        ))
+
+    def perform(self) -> str:
+        store.hold(self.instance.id, actor=self.app.actor, reason=self.reason or None)
+        return f"held {what(self.instance)}"
+
+
+class ReleaseModal(ActionModal):
+    confirm_label = "Release"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Release {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble(
+            state_text(self.instance.state), " → ", state_text(S.AVAILABLE), " if its upstream is done, else ",
+            state_text(S.PENDING), "\nOffered under a fresh attempt and token.",
+        ))
+
+    def perform(self) -> str:
+        store.release(self.instance.id, actor=self.app.actor)
+        return f"released {what(self.instance)}: now {store.get_instance(self.instance.id).state}"
+
+
+class CancelRunModal(ActionModal):
+    needs_reason = False
+    confirm_label = "Cancel run"
+    confirm_variant = "error"
+
+    def __init__(self, run: RunView):
+        super().__init__()
+        self.run = run
+        self.title_text = f"Cancel run {run.id} ({run.team}/{run.workflow} v{run.version})"
+
+    def body(self) -> ComposeResult:
+        unfinished = Counter({s: n for s, n in self.run.counts.items() if s not in S.FINISHED_INSTANCE})
+        text = Text.assemble("Run ", state_text(self.run.status), " → ", state_text(S.CANCELLED), "\n")
+        if unfinished:
+            text.append(f"{sum(unfinished.values())} unfinished instance(s) become cancelled: ")
+            for index, (state, n) in enumerate(sorted(unfinished.items())):
+                text.append(", " if index else "")
+                text.append(f"{n} {state}", STATE_STYLES.get(state, ""))
+            text.append("\nRunning attempts lose their token. ")
+        text.append("Nothing in a cancelled run can change afterwards; a queued run of the workflow may start.")
+        yield Static(text)
+
+    def perform(self) -> str:
+        store.cancel_run(self.run.id, actor=self.app.actor, reason=self.reason or None)
+        return f"cancelled run {self.run.id}"

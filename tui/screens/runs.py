@@ -1,0 +1,275 @@
+"""The runs screen: every team's runs, newest first, filtered, with counts per status.
+
+Runs are read a page at a time (keyset pages by id), and the next page only when the cursor nears
+the end of what is loaded, so a store of any size opens as fast as one of a hundred runs. Live
+changes update the rows they touch in place; new runs appear at the top with the cursor kept on
+the run it was on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+
+from flow45 import states as S
+from flow45.views import EventView, RunView
+from tui import data
+from tui.actions import open_cancel
+from tui.screens.base import LiveScreen
+from tui.widgets.progress import STATE_STYLES, done_bar, minute, short, state_text
+
+COLUMNS = [
+    ("run", "run", 6), ("workflow", "team/workflow", 26), ("status", "status", 11), ("trigger", "trigger", 14),
+    ("logical", "logical time", 16), ("started", "started", 16), ("finished", "finished", 16),
+    ("progress", "progress", 16), ("waiting", "waiting for", 18),
+]
+NEAR_END = 10  # rows from the end of what is loaded at which the next page is read
+
+
+@dataclasses.dataclass
+class RunsPayload:
+    rows: list[RunView]  # newest first
+    counts: dict[str, int] | None
+    filter: data.RunFilter
+    replace: bool = False  # the rows are the whole list (else: updates and new runs)
+
+
+def run_cells(run: RunView) -> list[Any]:
+    trigger = f"{run.trigger} by {run.triggered_by}"
+    return [
+        Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", 26),
+        state_text(run.status), short(trigger, 14), minute(run.logical_time), minute(run.started_at),
+        minute(run.finished_at), done_bar(run.counts, 6), short(run.waiting_for, 18),
+    ]
+
+
+class RunsTable(DataTable):
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Open run"),
+        Binding("home", "scroll_top", "First", show=False),
+        Binding("end", "scroll_bottom", "Last", show=False),
+    ]
+
+
+class RunsScreen(LiveScreen):
+    close_on_failure = False
+    CSS_PATH = "runs.tcss"
+    AUTO_FOCUS = "#runs-table"
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("c", "cancel_run", "Cancel run"),
+        Binding("escape", "clear_filters", "Clear filters"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter = data.RunFilter()
+        self.loaded: list[int] = []  # run ids in the table, newest first
+        self.loaded_set: frozenset[int] = frozenset()
+        self.views: dict[int, RunView] = {}
+        self.exhausted = False
+        self.counts: dict[str, int] = {}
+        self._teams = data.teams_and_workflows()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-counts")
+        with Horizontal(id="runs-filters"):
+            yield Input(placeholder="/ search: workflow, team, who, params, run id", id="runs-text")
+            yield Select([(t, t) for t in self._teams], prompt="all teams", id="runs-team")
+            yield Select([], prompt="all workflows", id="runs-workflow")
+            yield Select([(s, s) for s in S.RUN_STATES], prompt="any status", id="runs-status")
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="runs-pager")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        self._set_workflow_options()
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def load(self) -> RunsPayload:
+        rows = data.page_runs(self.filter, limit=data.PAGE)
+        return RunsPayload(rows, data.status_counts(self.filter), self.filter, replace=True)
+
+    def concerns(self, event: EventView) -> bool:
+        return event.run is not None
+
+    def fetch_changes(self, events: list[EventView]) -> RunsPayload | None:
+        touched = {e.run for e in events if e.run is not None}
+        if not touched:
+            return None
+        f, loaded = self.filter, self.loaded_set
+        newest = max(loaded, default=0)
+        rows = []
+        if any(run > newest for run in touched):
+            rows.extend(r for r in data.page_runs(f, limit=data.PAGE) if r.id > newest)
+        rows.extend(view for view in map(data.run_row, sorted(touched & loaded, reverse=True)) if view)
+        return RunsPayload(rows, data.status_counts(f), f)
+
+    # ---- showing ------------------------------------------------------------------------------
+
+    def show(self, payload: RunsPayload) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        if payload.replace:
+            self.views = {run.id: run for run in payload.rows}
+            self.loaded = [run.id for run in payload.rows]
+            self.exhausted = len(payload.rows) < data.PAGE
+            self._rebuild(table, keep=self._cursor_run(table))
+        else:
+            self._merge(table, payload.rows)
+        if payload.counts is not None:
+            self.counts = payload.counts
+        self._show_counts()
+
+    def apply_changes(self, events: list[EventView], payload: RunsPayload | None) -> None:
+        if payload is not None and payload.filter == self.filter:  # else read for a filter since changed
+            self.show(payload)
+
+    def _cursor_run(self, table: DataTable) -> int | None:
+        if not table.row_count:
+            return None
+        return int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _rebuild(self, table: DataTable, keep: int | None, shift: int = 0) -> None:
+        """Refill the table; the cursor stays on run `keep` and the view moves with it."""
+        scroll_y = table.scroll_y
+        table.clear()
+        for run_id in self.loaded:
+            table.add_row(*run_cells(self.views[run_id]), key=str(run_id))
+        self.loaded_set = frozenset(self.loaded)
+        if keep in self.loaded_set:
+            table.move_cursor(row=self.loaded.index(keep), scroll=False)
+            table.scroll_to(y=scroll_y + shift, animate=False, immediate=True)
+        self._show_pager()
+
+    def _merge(self, table: DataTable, rows: list[RunView]) -> None:
+        newest = self.loaded[0] if self.loaded else 0
+        fresh = sorted((r for r in rows if r.id > newest), key=lambda r: r.id, reverse=True)
+        for run in rows:
+            self.views[run.id] = run
+        for run in rows:
+            if run.id in self.loaded_set:
+                for (key, _, _), cell in zip(COLUMNS, run_cells(run)):
+                    table.update_cell(str(run.id), key, cell)
+        if fresh:
+            self.loaded = [r.id for r in fresh] + self.loaded
+            self._rebuild(table, keep=self._cursor_run(table), shift=len(fresh))
+
+    def _load_more(self) -> None:
+        if self.exhausted or not self.loaded:
+            return
+        rows = data.page_runs(self.filter, before=self.loaded[-1], limit=data.PAGE)
+        self.exhausted = len(rows) < data.PAGE
+        table = self.query_one("#runs-table", DataTable)
+        for run in rows:
+            if run.id not in self.views:
+                self.views[run.id] = run
+                self.loaded.append(run.id)
+                table.add_row(*run_cells(run), key=str(run.id))
+        self.loaded_set = frozenset(self.loaded)
+        self._show_pager()
+
+    def _show_counts(self) -> None:
+        text = Text.assemble(("Runs ", "bold"), (f"({self.filter.describe()})  ", "bright_black"))
+        for status in S.RUN_STATES:
+            n = self.counts.get(status, 0)
+            text.append(f"{n:,} ", STATE_STYLES.get(status, "") if n else "bright_black")
+            text.append(f"{status}   ", "bright_black" if not n else "")
+        text.append(f"total {sum(self.counts.values()):,}", "bold")
+        self.query_one("#runs-counts", Static).update(text)
+
+    def _show_pager(self) -> None:
+        more = "" if self.exhausted else " · more load as you scroll down"
+        self.query_one("#runs-pager", Static).update(f"{len(self.loaded):,} runs loaded, newest first{more}")
+
+    # ---- filters ------------------------------------------------------------------------------
+
+    def _set_workflow_options(self) -> None:
+        team = self.filter.team
+        names = sorted({n for t, ns in self._teams.items() if team in (None, t) for n in ns})
+        self.query_one("#runs-workflow", Select).set_options([(n, n) for n in names])
+
+    def _refilter(self, **changes: Any) -> None:
+        self.filter = dataclasses.replace(self.filter, **changes)
+        self.reload()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        value = None if event.value is Select.NULL else event.value
+        if event.select.id == "runs-team" and value != self.filter.team:
+            self.filter = dataclasses.replace(self.filter, team=value, workflow=None)
+            self._set_workflow_options()
+            self.reload()
+        elif event.select.id == "runs-workflow" and value != self.filter.workflow:
+            self._refilter(workflow=value)
+        elif event.select.id == "runs-status" and value != self.filter.status:
+            self._refilter(status=value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "runs-text":
+            self.set_timer(0.3, lambda: self._search_settled(event.value))
+
+    def _search_settled(self, text: str) -> None:
+        """Search once typing pauses, not at every key."""
+        if self.query_one("#runs-text", Input).value == text and self.filter.text != text:
+            self._refilter(text=text)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "runs-text":
+            if self.filter.text != event.value:
+                self._refilter(text=event.value)
+            self.query_one("#runs-table").focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-text", Input).focus()
+
+    def action_clear_filters(self) -> None:
+        if self.focused is not None and self.focused.id == "runs-text":
+            self.query_one("#runs-table").focus()
+            return
+        self.query_one("#runs-text", Input).value = ""
+        for select_id in ("#runs-team", "#runs-workflow", "#runs-status"):
+            self.query_one(select_id, Select).clear()
+        self.filter = data.RunFilter()
+        self._set_workflow_options()
+        self.reload()
+
+    # ---- moving and acting --------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= event.data_table.row_count - NEAR_END:
+            self._load_more()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open(int(event.row_key.value))
+
+    def _open(self, run_id: int) -> None:
+        from tui.screens.run import RunScreen
+
+        self.app.push_screen(RunScreen(run_id))
+
+    @property
+    def selected_run(self) -> RunView | None:
+        run = self._cursor_run(self.query_one("#runs-table", DataTable))
+        return self.views.get(run) if run is not None else None
+
+    def action_cancel_run(self) -> None:
+        open_cancel(self.app, self.selected_run)
+
+    def commands(self) -> list[tuple[str, str, Any]]:
+        run = self.selected_run
+        if run is None:
+            return []
+        return [
+            (f"Open run {run.id}", f"{run.team}/{run.workflow}: its instances and ledger", lambda: self._open(run.id)),
+            (f"Cancel run {run.id}", f"{run.team}/{run.workflow} is {run.status}", self.action_cancel_run),
+        ]

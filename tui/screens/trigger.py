@@ -1,0 +1,77 @@
+"""Trigger a workflow: choose it, fill its params (a form from the declared params type), confirm."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Select, Static
+
+from flow45 import store
+from flow45.errors import Flow45Error
+from tui import data
+from tui.screens.modals import ActionModal
+from tui.widgets.forms import TypeForm
+
+
+class TriggerModal(ActionModal):
+    AUTO_FOCUS = "#trigger-workflow"
+    confirm_label = "Trigger"
+    title_text = "Trigger a workflow"
+
+    def __init__(self, team: str | None = None, workflow: str | None = None):
+        super().__init__()
+        self.workflows = store.list_workflows()
+        self.preselect = f"{team}/{workflow}" if team and workflow else None
+        if self.preselect is None and len(self.workflows) == 1:
+            self.preselect = f"{self.workflows[0].team}/{self.workflows[0].name}"
+
+    def body(self) -> ComposeResult:
+        options = [(f"{w.team}/{w.name} v{w.version}", f"{w.team}/{w.name}") for w in self.workflows]
+        known = {value for _, value in options}
+        yield Select(options, prompt="choose a workflow…", id="trigger-workflow",
+                     value=self.preselect if self.preselect in known else Select.NULL)
+        yield Static("", id="trigger-about")
+        yield Vertical(id="trigger-params")
+
+    async def on_mount(self) -> None:
+        await self._show(self.query_one("#trigger-workflow", Select).value)
+
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "trigger-workflow":
+            event.stop()
+            await self._show(event.value)
+
+    async def _show(self, choice) -> None:
+        about = self.query_one("#trigger-about", Static)
+        params = self.query_one("#trigger-params", Vertical)
+        await params.remove_children()
+        if choice is Select.NULL:
+            about.update("Choose the workflow to run.")
+            return
+        team, name = choice.split("/", 1)
+        spec = data.current_spec(team, name)
+        limit = spec.workflow.max_active_runs
+        about.update(
+            f"Creates a run of {team}/{name} v{spec.number} ({len(spec.workflow.tasks)} tasks), triggered by "
+            f"{self.app.actor}. " + (f"It waits as queued while {limit} run(s) of it are running."
+                                     if limit else "It starts at once (no max_active_runs).")
+            + ("" if spec.workflow.params else "\nThis workflow takes no params.")
+        )
+        if spec.workflow.params:
+            form = TypeForm(spec.types, spec.workflow.params, id="params-form")
+            form.border_title = f"params: {spec.workflow.params}"
+            await params.mount(form)
+
+    def perform(self) -> str:
+        choice = self.query_one("#trigger-workflow", Select).value
+        if choice is Select.NULL:
+            raise Flow45Error("choose a workflow to trigger")
+        team, name = choice.split("/", 1)
+        params = None
+        forms = self.query(TypeForm)
+        if forms:
+            params, ok = forms.first().check()
+            if not ok:
+                raise Flow45Error("the params have errors: see the fields above")
+        run_id = store.trigger(team, name, params, actor=self.app.actor)
+        return f"triggered run {run_id} of {team}/{name}"
