@@ -18,6 +18,7 @@ from flow45.settings import current_settings
 def _logging() -> None:
     level = logging.DEBUG if os.environ.get("FLOW45_DEBUG") else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its connection chatter is not ours to print
 
 
 def _amqp_url() -> str:

@@ -34,7 +34,7 @@ class Worker:
 
     def __init__(
         self, transport: Transport, *, rpc_timeout: float = 10.0, rpc_attempts: int = 6,
-        claim_attempts: int = 2, undo_retry_delay: float = 1.0,
+        claim_attempts: int = 6, undo_retry_delay: float = 1.0,
     ):
         self.transport = transport
         self.rpc_timeout = rpc_timeout
