@@ -20,6 +20,7 @@ from bridge.acks import AckTracker
 from bridge.batch import DatabaseUnavailable, Delivery, apply_batch
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
+from bridge.wakeup import OutboxListener
 from flow45.db import connect
 from flow45.migrate import ensure_schema
 from flow45.settings import Settings
@@ -45,6 +46,7 @@ class Bridge:
         self._publish_channel = None
         self._consumer_tag = None
         self._relay_lock = RelayLock()
+        self._listener: OutboxListener | None = None
         self._reset_channel_state()
 
     def _reset_channel_state(self) -> None:
@@ -75,6 +77,7 @@ class Bridge:
                     on_open_error_callback=self._on_connection_error,
                     on_close_callback=self._on_connection_closed,
                 )
+                self._listener = OutboxListener(self._connection.ioloop, self._relay_now)
                 self._connection.ioloop.start()
             except (AMQPError, OSError, DatabaseUnavailable) as exc:
                 log.warning("bridge: %s: %s", type(exc).__name__, exc)
@@ -84,6 +87,8 @@ class Bridge:
                 if describe_db_error(exc) is None:
                     raise
                 log.warning("bridge: %s", describe_db_error(exc))
+            if self._listener is not None:
+                self._listener.close()
             self._reset_channel_state()
             if self._stopping:
                 break
@@ -232,6 +237,7 @@ class Bridge:
             return
         try:
             self._relay_lock.refresh()
+            self._listener.ensure()
             if self._needs_topology:
                 self._declare_topology()
             self._flush_confirmed()
@@ -243,6 +249,17 @@ class Bridge:
                 raise
             log.warning("bridge relay: %s", describe_db_error(exc))
         self._connection.ioloop.call_later(self.settings.relay_interval, self._relay_tick)
+
+    def _relay_now(self) -> None:
+        """Another process committed outbox rows."""
+        try:
+            self._relay()
+        except Exception as exc:
+            from flow45.db import describe_db_error
+
+            if describe_db_error(exc) is None:
+                raise
+            log.warning("bridge relay: %s", describe_db_error(exc))
 
     def _declare_topology(self) -> None:
         self._needs_topology = False

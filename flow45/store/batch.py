@@ -21,6 +21,7 @@ from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store.bulk import as_json, insert_returning_ids, insert_rows, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
+from flow45.store.outbox import announce
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.store.work import MAX_MESSAGE, retry_delay
 from flow45.views import WorkerReply
@@ -309,6 +310,7 @@ def _flush(work: _Work, items: list[Item]) -> None:
     if work.events:
         insert_returning_ids(Event, work.events)
     if work.offers:
+        announce()
         insert_rows(Outbox, [
             {"team": i.team, "kind": "offer", "routing_key": f"{i.team}.{i.function}", "priority": i.priority,
              "body": offer_body(i, work.runs[i.run_id], _spec(work, i), _inputs(work, i, outputs)),

@@ -148,11 +148,14 @@ def offer(
 
 
 def write_offer(instance: TaskInstance, run: Run, spec: VersionSpec, inputs: dict, at: dt.datetime) -> None:
+    from flow45.store.outbox import announce
+
     Outbox.create(
         team=run.team, kind="offer", routing_key=f"{run.team}.{instance.function}",
         priority=instance.priority, body=offer_body(instance, run, spec, inputs),
         instance=instance.id, created_at=at,
     )
+    announce()
 
 
 def upstream_done(instance: TaskInstance, run_instances: dict[str, TaskInstance], spec: VersionSpec) -> bool:

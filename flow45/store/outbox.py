@@ -7,8 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from flow45.clock import to_utc
-from flow45.db import atomic
+from flow45.db import atomic, database, is_sqlite
 from flow45.models import Outbox
+
+NOTIFY_CHANNEL = "flow45_outbox"
+
+
+def announce() -> None:
+    """Inside a transaction that wrote outbox rows: wake listening relays when it commits."""
+    if not is_sqlite():
+        database.execute_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 @dataclass(frozen=True)

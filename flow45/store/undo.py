@@ -13,6 +13,7 @@ from flow45.store.core import (
     describe, instances_of, lock_instance, move_instance, move_run, offer, record_event, revoke_live_attempt,
     settle_run, upstream_done,
 )
+from flow45.store.outbox import announce
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import AffectedInstance, UndoPlan
 
@@ -118,6 +119,7 @@ def _archive(chosen, event_id: int, at: dt.datetime) -> dict[int, object]:
 
 
 def _write_undo_notice(row: TaskInstance, run: Run, spec: VersionSpec, output, reason: str, actor: str, at) -> None:
+    announce()
     Outbox.create(
         team=run.team, kind="undo", routing_key=f"{run.team}.{row.function}.undo", priority=row.priority,
         instance=row.id, created_at=at,

@@ -67,9 +67,16 @@ def pg_store(postgres_url):
 
 
 @pytest.fixture
-def bridge_env(broker_users, postgres_url, pg_store):
+def relay_interval() -> float:
+    return 0.2
+
+
+@pytest.fixture
+def bridge_env(broker_users, postgres_url, pg_store, relay_interval):
     purge_all(broker_users)
-    settings = Settings(database_url=postgres_url, amqp_url=broker_users.amqp_url, teams=TEAMS, relay_interval=0.2)
+    settings = Settings(
+        database_url=postgres_url, amqp_url=broker_users.amqp_url, teams=TEAMS, relay_interval=relay_interval
+    )
     use_settings(settings)
     bridge = Bridge(settings, batch_size=50)
     thread = threading.Thread(target=bridge.run, daemon=True)
