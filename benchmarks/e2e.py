@@ -146,7 +146,9 @@ def main() -> None:
         env = {**os.environ, "FLOW45_DATABASE_URL": db_url, "FLOW45_AMQP_URL": rabbit.amqp_url,
                "FLOW45_TEAMS": json.dumps(TEAMS), "PYTHONPATH": str(ROOT)}
         bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
-        processes.append(subprocess.Popen([sys.executable, "-m", "flow45", "bridge", "run"], env=env,
+        profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge into it
+        wrapper = ["-m", "cProfile", "-o", profile] if profile else []
+        processes.append(subprocess.Popen([sys.executable, *wrapper, "-m", "flow45", "bridge", "run"], env=env,
                                           stderr=bridge_log))
         time.sleep(2)
         timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"

@@ -17,6 +17,7 @@ from flow45.db import atomic, database
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
 from flow45.store.batch import Item, apply_worker_batch
+from flow45.store.outbox import OutboxMessage
 
 log = logging.getLogger("flow45.bridge")
 
@@ -67,8 +68,35 @@ def _lost_race(item: Item) -> bool:
     return item.message.type == "claim" and item.error.code == "stale"
 
 
-def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]:
-    """One outcome per delivery, in order. Raises DatabaseUnavailable if the store cannot be reached."""
+def _apply_workers(workers: list[tuple[int, Inbound]], at) -> tuple[list[Item], list[OutboxMessage]]:
+    """All worker messages in one transaction; if that fails for a reason other than the database,
+    one transaction each, so the message at fault is refused alone."""
+    items = [Item(p.team, p.message_id, p.message) for _, p in workers]
+    try:
+        with atomic():
+            return items, apply_worker_batch(items, at)
+    except _DB_ERRORS:
+        raise
+    except Exception:
+        log.exception("a batch of %d worker messages failed; applying them one by one", len(items))
+    items = [Item(p.team, p.message_id, p.message) for _, p in workers]
+    written: list[OutboxMessage] = []
+    for item in items:
+        try:
+            with atomic():
+                written += apply_worker_batch([item], at)
+        except _DB_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("message %s: unexpected error", item.message_id)
+            item.error = Flow45Error(f"unexpected error: {type(exc).__name__}: {exc}")
+            item.error.code = "internal"
+    return items, written
+
+
+def apply_batch(settings: Settings, deliveries: list[Delivery]) -> tuple[list[Outcome], list[OutboxMessage] | None]:
+    """One outcome per delivery, in order, and the outbox rows written (None: rows may also have been
+    written that are not listed, read the outbox). Raises DatabaseUnavailable if the store cannot be reached."""
     at = utcnow()
     outcomes: list[Outcome | None] = [None] * len(deliveries)
     parsed: list[tuple[int, Inbound]] = []
@@ -78,11 +106,10 @@ def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]
         except Refusal as refusal:
             outcomes[index] = Outcome(refusal=refusal)
     try:
+        written: list[OutboxMessage] | None = []
         workers = [(i, p) for i, p in parsed if p.role == "worker"]
         if workers:
-            items = [Item(p.team, p.message_id, p.message) for _, p in workers]
-            with atomic():
-                apply_worker_batch(items, at)
+            items, written = _apply_workers(workers, at)
             for (index, _), item in zip(workers, items):
                 outcomes[index] = (
                     Outcome(result=item.result.to_json()) if item.error is None
@@ -91,10 +118,11 @@ def apply_batch(settings: Settings, deliveries: list[Delivery]) -> list[Outcome]
         for index, inbound in parsed:
             if inbound.role == "operator":
                 outcomes[index] = _one(inbound, at)
+                written = None
     except _DB_ERRORS as exc:
         try:
             database.close()
         except Exception:  # the connection is already gone
             pass
         raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
-    return outcomes  # type: ignore[return-value]
+    return outcomes, written  # type: ignore[return-value]

@@ -174,7 +174,7 @@ class Bridge:
         batch = self._deliveries[: self.batch_size]
         started = time.perf_counter()
         try:
-            outcomes = apply_batch(self.settings, batch)
+            outcomes, written = apply_batch(self.settings, batch)
         except DatabaseUnavailable as exc:
             log.warning("bridge: database unavailable (%s); %d messages wait", exc, len(self._deliveries))
             self._batch_scheduled = True
@@ -199,7 +199,10 @@ class Bridge:
         self._ack(applied)
         if self._needs_topology:
             self._declare_topology()
-        self._relay()
+        if written is None:
+            self._relay()  # operator messages wrote rows through the store: read them back
+        else:
+            self._publish_rows(written)
         if self._deliveries:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(0, self._process_batch)
@@ -272,7 +275,14 @@ class Bridge:
     def _relay(self) -> None:
         if self._publish_channel is None or not self._relay_lock.held or len(self._in_flight) >= MAX_IN_FLIGHT:
             return
-        for row in outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight):
+        self._publish_rows(outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight))
+
+    def _publish_rows(self, rows) -> None:
+        if self._publish_channel is None or not self._relay_lock.held:
+            return  # the relay that holds the lock publishes them
+        for row in rows:
+            if row.id in self._in_flight:
+                continue
             properties = pika.BasicProperties(
                 content_type=JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}", type=row.kind,
             )

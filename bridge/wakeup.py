@@ -20,10 +20,14 @@ class OutboxListener:
         self._ioloop = ioloop
         self._on_rows = on_rows
         self._connection = None
+        self.own_pid: int | None = None  # this bridge's own commits: already published from memory
 
     def ensure(self) -> None:
         """Listen if not listening (PostgreSQL only); called at start and on each relay tick."""
-        if self._connection is not None or is_sqlite():
+        if is_sqlite():
+            return
+        (self.own_pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
+        if self._connection is not None:
             return
         try:
             self._connection = psycopg2.connect(**database.obj.connect_params, dbname=database.obj.database)
@@ -37,11 +41,13 @@ class OutboxListener:
     def _readable(self, _fd: int, _events: int) -> None:
         try:
             self._connection.poll()
+            senders = {n.pid for n in self._connection.notifies}
             self._connection.notifies.clear()
         except psycopg2.Error:
             self.close()
             return
-        self._on_rows()
+        if senders - {self.own_pid}:
+            self._on_rows()
 
     def close(self) -> None:
         if self._connection is None:

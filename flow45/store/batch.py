@@ -19,9 +19,9 @@ from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store.bulk import as_json, insert_returning_ids, insert_rows, update_rows
+from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
-from flow45.store.outbox import announce
+from flow45.store.outbox import OutboxMessage, announce
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.store.work import MAX_MESSAGE, retry_delay
 from flow45.views import WorkerReply
@@ -64,10 +64,12 @@ class _Work:
     offers: list[TaskInstance] = field(default_factory=list)
     dirty_runs: dict[int, str] = field(default_factory=dict)  # run -> actor of its latest change
     run_moves: list[tuple[Run, str, str]] = field(default_factory=list)
+    written: list[OutboxMessage] = field(default_factory=list)  # outbox rows, for a relay in this process
 
 
-def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[Item]:
-    """Apply every item; each gets a `result` or an `error`. Call inside one transaction."""
+def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage]:
+    """Apply every item; each gets a `result` or an `error`. Call inside one transaction.
+    Returns the outbox rows written, so a relay in this process can publish them without reading them back."""
     work = _Work(at)
     _load(work, items)
     repeats = _answer_duplicates(items)
@@ -87,27 +89,24 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[Item]:
             item.error = first.error
             item.result = None if first.result is None else WorkerReply(**{**first.result.__dict__, "duplicate": True})
     _flush(work, items)
-    return items
+    return work.written
 
 
 # ---- reading ---------------------------------------------------------------------------------
 
 def _load(work: _Work, items: list[Item]) -> None:
-    wanted = {item.message.instance for item in items}
-    owners = {row.id: (row.run_id, row.team) for row in TaskInstance.select(
-        TaskInstance.id, TaskInstance.run, TaskInstance.team).where(TaskInstance.id.in_(wanted))}
-    for item in items:
-        owner = owners.get(item.message.instance)
-        if owner is None or owner[1] != item.team:
-            item.error = NotFound(f"task instance {item.message.instance} not found for team {item.team}")
-    run_ids = sorted({run_id for run_id, _ in owners.values()})
-    if not run_ids:
-        return
-    query = Run.select().where(Run.id.in_(run_ids)).order_by(Run.id)  # id order: no deadlocks between bridges
+    wanted = list({item.message.instance for item in items})
+    runs_of_wanted = TaskInstance.select(TaskInstance.run).where(TaskInstance.id.in_(wanted))
+    query = Run.select().where(Run.id.in_(runs_of_wanted)).order_by(Run.id)  # id order: no deadlocks between bridges
     work.runs = {run.id: run for run in (query if is_sqlite() else query.for_update())}
-    for row in TaskInstance.select().where(TaskInstance.run.in_(run_ids)):
-        work.instances[row.id] = row
-        work.by_run.setdefault(row.run_id, {})[row.task] = row
+    if work.runs:
+        for row in TaskInstance.select().where(TaskInstance.run.in_(list(work.runs))):
+            work.instances[row.id] = row
+            work.by_run.setdefault(row.run_id, {})[row.task] = row
+    for item in items:
+        found = work.instances.get(item.message.instance)
+        if found is None or found.team != item.team:
+            item.error = NotFound(f"task instance {item.message.instance} not found for team {item.team}")
 
 
 def _answer_duplicates(items: list[Item]) -> dict[int, Item]:
@@ -308,22 +307,27 @@ def _flush(work: _Work, items: list[Item]) -> None:
     for run in {id(r): r for r, _, _ in work.run_moves}.values():
         run.save()
     if work.events:
-        insert_returning_ids(Event, work.events)
+        insert_rows(Event, work.events)
     if work.offers:
         announce()
-        insert_rows(Outbox, [
+        rows = [
             {"team": i.team, "kind": "offer", "routing_key": f"{i.team}.{i.function}", "priority": i.priority,
              "body": offer_body(i, work.runs[i.run_id], _spec(work, i), _inputs(work, i, outputs)),
              "instance": i.id, "created_at": work.at}
             for i in work.offers
-        ])
+        ]
+        ids = insert_rows(Outbox, rows, returning="id")
+        work.written.extend(
+            OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], r["body"]) for id_, r in zip(ids, rows)
+        )
     processed = [
         {"message_id": f"{i.team}/{i.message_id}", "team": i.team, "kind": i.message.type, "processed_at": work.at,
          "reply": i.result.to_json()}
         for i in items if i.result is not None and not i.result.duplicate
     ]
     if processed:
-        ProcessedMessage.insert_many(processed).on_conflict_ignore().execute()
+        # Duplicates were answered under the run locks; a client reusing an id for another message is not ours to fail on.
+        insert_rows(ProcessedMessage, processed, skip_conflicts=True)
     finished = {run.workflow_id for run, target, _ in work.run_moves if target in S.FINISHED_RUN}
     if finished:
         from flow45.store.runs import start_queued_runs

@@ -77,7 +77,10 @@ def _has_slot(workflow_id: int, spec: VersionSpec) -> bool:
 
 
 def start_queued_runs(workflow_id: int, actor: str, at: dt.datetime) -> list[int]:
-    """Start the oldest queued runs of the workflow while slots are free."""
+    """Start the oldest queued runs of the workflow while slots are free. Takes the workflow's lock, as
+    `trigger` does: a run triggered while another finishes is then seen by one of the two transactions
+    (else the trigger counts the finishing run as active and queues, and the finish sees no queued run)."""
+    lock_workflow(workflow_id)
     started = []
     queued = Run.select(Run.id, Run.version).where((Run.workflow == workflow_id) & (Run.status == S.QUEUED)).order_by(Run.id)
     for candidate in queued:
@@ -100,10 +103,12 @@ def cancel_run(
     with atomic():
         run = lock_run(run_id, team)
         S.check_run_move(f"run {run.id}", run.status, S.CANCELLED)
+        held_a_slot = run.status == S.RUNNING
         for instance in instances_of(run).values():
             if instance.state in S.FINISHED_INSTANCE:
                 continue
             revoke_live_attempt(instance, "revoked", at, "run cancelled")
             move_instance(instance, S.CANCELLED, kind="cancel", actor=actor, at=at, token=None, lease_expires_at=None)
         move_run(run, S.CANCELLED, kind="cancel", actor=actor, at=at, detail={"reason": reason})
-        start_queued_runs(run.workflow_id, actor, at)
+        if held_a_slot:  # a queued (or failed) run frees no slot; and it must not wait for the workflow's lock
+            start_queued_runs(run.workflow_id, actor, at)
