@@ -56,20 +56,41 @@ def postgres_commits_per_second(url: str, seconds: float = 3.0) -> float:
     return count / seconds
 
 
+def _publish_with_confirms(amqp_url: str, messages: int) -> float:
+    """Persistent messages published on pika's asynchronous connection, confirms tracked by delivery
+    tag (as the relay does): messages per second until the last one is confirmed."""
+    state = {"acked": 0, "started": 0.0, "done": 0.0}
+
+    def on_open(connection):
+        connection.channel(on_open_callback=on_channel)
+
+    def on_channel(channel):
+        def on_declared(_frame):
+            channel.confirm_delivery(on_confirm)
+            properties = pika.BasicProperties(delivery_mode=2)
+            state["started"] = time.monotonic()
+            for _ in range(messages):
+                channel.basic_publish("", "bench.ceiling", b'{"noop": true}', properties)
+
+        def on_confirm(frame):
+            state["acked"] = frame.method.delivery_tag
+            if state["acked"] >= messages:
+                state["done"] = time.monotonic()
+                channel.connection.close()
+
+        channel.queue_declare("bench.ceiling", durable=True, callback=on_declared)
+
+    connection = pika.SelectConnection(pika.URLParameters(amqp_url), on_open_callback=on_open,
+                                       on_close_callback=lambda c, _r: c.ioloop.stop())
+    connection.ioloop.start()
+    return messages / (state["done"] - state["started"])
+
+
 def pika_rates(amqp_url: str, messages: int = 20000) -> tuple[float, float]:
     """(published/s with publisher confirms, consumed/s with manual acks), persistent messages."""
+    published = _publish_with_confirms(amqp_url, messages)
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
-    channel.queue_declare("bench.ceiling", durable=True)
-    channel.queue_purge("bench.ceiling")
-    channel.confirm_delivery()
-    properties = pika.BasicProperties(delivery_mode=2)
-    started = time.monotonic()
-    for _ in range(messages // 100):  # confirms waited per 100 with a transaction-free burst
-        for _ in range(99):
-            channel.basic_publish("", "bench.ceiling", b'{"noop": true}', properties)
-        channel.basic_publish("", "bench.ceiling", b'{"noop": true}', properties)
-    published = messages / (time.monotonic() - started)
     channel.basic_qos(prefetch_count=1000)
     received = 0
     started = time.monotonic()
@@ -77,10 +98,9 @@ def pika_rates(amqp_url: str, messages: int = 20000) -> tuple[float, float]:
         if method is None:
             break
         received += 1
-        if received % 100 == 0:
+        if received % 100 == 0 or received == messages:
             channel.basic_ack(method.delivery_tag, multiple=True)
         if received == messages:
-            channel.basic_ack(method.delivery_tag, multiple=True)
             break
     consumed = received / (time.monotonic() - started)
     connection.close()
