@@ -95,14 +95,17 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
 # ---- reading ---------------------------------------------------------------------------------
 
 def _load(work: _Work, items: list[Item]) -> None:
+    """The touched runs, locked in id order (no deadlocks between bridges), with all their instances:
+    one statement."""
     wanted = list({item.message.instance for item in items})
     runs_of_wanted = TaskInstance.select(TaskInstance.run).where(TaskInstance.id.in_(wanted))
-    query = Run.select().where(Run.id.in_(runs_of_wanted)).order_by(Run.id)  # id order: no deadlocks between bridges
-    work.runs = {run.id: run for run in (query if is_sqlite() else query.for_update())}
-    if work.runs:
-        for row in TaskInstance.select().where(TaskInstance.run.in_(list(work.runs))):
-            work.instances[row.id] = row
-            work.by_run.setdefault(row.run_id, {})[row.task] = row
+    query = (TaskInstance.select(TaskInstance, Run).join(Run)
+             .where(TaskInstance.run.in_(runs_of_wanted)).order_by(Run.id))
+    for row in (query if is_sqlite() else query.for_update(of=Run)):
+        run = work.runs.setdefault(row.run_id, row.run)
+        row.run = run  # one Run object per run, shared by its instances
+        work.instances[row.id] = row
+        work.by_run.setdefault(row.run_id, {})[row.task] = row
     for item in items:
         found = work.instances.get(item.message.instance)
         if found is None or found.team != item.team:
@@ -304,8 +307,10 @@ def _flush(work: _Work, items: list[Item]) -> None:
         insert_rows(Attempt, work.new_attempts)
     update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),
                 work.ended_attempts, ATTEMPT_CASTS, where="{t}.status = 'running'")
-    for run in {id(r): r for r, _, _ in work.run_moves}.values():
-        run.save()
+    moved = {run.id: run for run, _, _ in work.run_moves}.values()
+    update_rows("run", ("id",), ("status", "updated_at", "finished_at"),
+                [(r.id, r.status, r.updated_at, r.finished_at) for r in moved],
+                {"id": "bigint", "status": "varchar", "updated_at": "timestamp", "finished_at": "timestamp"})
     if work.events:
         insert_rows(Event, work.events)
     if work.offers:
