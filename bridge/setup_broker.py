@@ -47,7 +47,7 @@ def plan(settings: Settings, passwords: dict[str, str] | None = None) -> tuple[l
     for team, team_settings in sorted(settings.teams.items()):
         configure, write, read = team_permissions(team)
         for name in sorted(team_settings.users):
-            passwords.setdefault(name, secrets.token_urlsafe(18))
+            passwords.setdefault(name, secrets.token_hex(16))  # never starts with '-', which rabbitmqctl reads as an option
             commands.append(["add_user", name, passwords[name]])
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
     commands.append([

@@ -310,9 +310,12 @@ def cmd_events(args) -> int:
 def cmd_demo(args) -> int:
     from pathlib import Path
 
-    from flow45.demo import run_demo
+    from flow45.demo import Options, run_demo
 
-    return run_demo(Path(args.database), timeout=args.timeout)
+    return run_demo(Options(
+        database=Path(args.database), output=Path(args.output), headless=args.headless, actor=args.actor,
+        timeout=args.timeout, pace=args.pace,
+    ))
 
 
 # ---- parsing -----------------------------------------------------------------------------
@@ -381,9 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep printing new events")
     add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")
     add("schema", "print the JSON Schema of messages and functions").add_argument("--team")
-    p = add("demo", "run the example workflows end to end on a local SQLite file")
-    p.add_argument("--database", default="flow45-demo.db", help="the SQLite file to (re)create")
-    p.add_argument("--timeout", type=_positive_int, default=60, help="seconds before giving up")
+    p = add("demo", "run the example workflows end to end and watch them in the dashboard")
+    p.add_argument("--headless", action="store_true",
+                   help="no dashboard: a scripted operator approves and undoes; print the ledger; exit 0 if all finished")
+    p.add_argument("--database", default="flow45-demo.db",
+                   help="the SQLite file to (re)create, unless FLOW45_DATABASE_URL names a PostgreSQL database")
+    p.add_argument("--output", default="flow45-demo-output", help="folder for the workers' files and the log")
+    p.add_argument("--timeout", type=_positive_int, default=60, help="headless: seconds before giving up")
+    p.add_argument("--pace", type=float, default=0.6, help="seconds per work step of the example workers")
     p = add("db", "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     cli_service.add_parsers(add)

@@ -54,16 +54,22 @@ def bridge_setup(args) -> int:
     from bridge.setup_broker import as_shell, plan
 
     commands, passwords = plan(current_settings())
+    existing: set[str] = set()
     if args.print:
         sys.stdout.write(as_shell(commands, args.rabbitmqctl))
     else:
         for argv in commands:
             done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
-            if done.returncode != 0 and "already exists" not in done.stderr:
+            if done.returncode != 0 and "already exists" in done.stderr + done.stdout:
+                if argv[0] == "add_user":
+                    existing.add(argv[1])  # its password stays as it was
+                continue
+            if done.returncode != 0:
                 raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
     print("# passwords of the team users (store them now; they are not kept):", file=sys.stderr)
     for name, password in sorted(passwords.items()):
-        print(f"#   {name}: {password}", file=sys.stderr)
+        shown = "(already existed: password unchanged)" if name in existing else password
+        print(f"#   {name}: {shown}", file=sys.stderr)
     return 0
 
 

@@ -1,157 +1,452 @@
-"""`flow45 demo`: the example workflows run end to end on the embedded default, no servers needed.
+"""`flow45 demo`: the example team's two pipelines end to end, on whatever is installed.
 
-In-process workers claim, report progress and submit through the core; a scripted operator approves
-the human task and undoes one instance, as a person would in the dashboard.
+On the embedded default it needs no servers: a fresh SQLite file, the example workers
+(examples/reports_worker.py) in-process through the SDK's local transport, and the scheduler service
+on a thread, which creates the scheduled run and offers the failed task again. With
+FLOW45_DATABASE_URL (postgresql) it runs on that database instead, and with FLOW45_AMQP_URL too the
+bridge runs on a thread and the workers use the AMQP transport. The dashboard then opens, where the
+newcomer approves the report and undoes what they like; `--headless` has a scripted operator do it
+and prints one line per ledger event and per progress report.
+
+Like cli.py it is a composition root: `bridge` and `tui` are imported inside the functions that need
+them, so `import flow45` loads neither.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import random
+import importlib.util
+import logging
+import shutil
+import sys
 import threading
 import time
 from pathlib import Path
-
-from croniter import croniter
+from types import ModuleType
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 from flow45 import states as S
 from flow45 import store
 from flow45.clock import utcnow
 from flow45.config import load_config
-from flow45.db import connect
+from flow45.db import connect, is_sqlite
 from flow45.errors import Flow45Error
 from flow45.migrate import ensure_schema
-from flow45.models import Outbox, TaskInstance
-from flow45.settings import Settings, current_settings, use_settings
+from flow45.schedule import cron_schedule
+from flow45.settings import Settings, TeamSettings, current_settings, use_settings
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "config"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CONFIG = EXAMPLES / "config"
 TEAM = "reports"
 OPERATOR = "demo-operator"
+MONTHLY, NIGHTLY = "monthly_report", "nightly_sales"
+FLAKY_REGION = "americas"  # its first load fails, so the scheduler's retry is seen
+MARKER = ".flow45-demo"  # marks an output folder the demo may empty
+WORKERS = 2
+CONCURRENCY = 3
+
+log = logging.getLogger("flow45.demo")
 
 
-def _work(task: str, function: str, inputs: dict, params: dict, attempt: int, report) -> dict:
-    """What the example functions do: a little waiting, visible progress, an outcome."""
-    for pct in (25, 50, 75):
-        time.sleep(random.uniform(0.05, 0.15))
-        report(pct, f"{function}: {pct}%")
-    if function == "extract_sales":
-        return {"uri": f"file:///data/sales-{params.get('month') or 'latest'}.parquet", "rows": 48213}
-    if function == "render_pdf":
-        return {"uri": inputs["sales"]["uri"].replace(".parquet", f".v{attempt}.pdf"), "pages": 12}
-    if function == "publish_document":
-        return {"uri": inputs["document"]["uri"].replace("/data/", "/published/"), "pages": inputs["document"]["pages"]}
-    if function == "load_partition":
-        region = task.removeprefix("load_")
-        if attempt == 1 and region != "apac":
-            raise RuntimeError("database connection reset (a transient failure, retried)")
-        return {"region": region, "uri": f"file:///data/{region}.parquet", "rows": 1000}
-    if function == "summarize_partitions":
-        parts = [p for p in inputs.values() if p]
-        return {"uri": "file:///data/summary.csv", "total_rows": sum(p["rows"] for p in parts), "partitions": parts}
-    if function == "notify_team":
-        return {"uri": "mailto:team@example.org", "pages": 1}
-    raise Flow45Error(f"the demo has no worker for {function}")
+@dataclasses.dataclass
+class Options:
+    database: Path  # the SQLite file, when the settings name no PostgreSQL database
+    output: Path  # the workers' files and the log
+    headless: bool
+    actor: str  # who acts in the dashboard
+    timeout: float  # headless: seconds before giving up
+    pace: float  # seconds per work step of the example workers
 
 
-def _worker(name: str, functions: list[str], stop: threading.Event) -> None:
-    while not stop.is_set():
-        grant = store.claim_next(TEAM, functions, name)
-        if grant is None:
-            time.sleep(0.05)
-            continue
-        row = TaskInstance.get_by_id(grant.instance)
-        try:
-            output = _work(
-                row.task, row.function, grant.inputs or {}, grant.params or {}, grant.attempt,
-                lambda pct, msg: store.progress(grant.instance, grant.token, pct, msg),
-            )
-            store.submit(grant.instance, grant.token, output)
-        except Flow45Error:
-            pass  # stale after an undo: the newer attempt is someone else's
-        except Exception as exc:  # the worker's own failure: reported, retried by Flow45
-            store.fail(grant.instance, grant.token, str(exc))
+def run_demo(options: Options) -> int:
+    """Run the demo. Headless: 0 when every run finished and the script played out, else 1. With the
+    dashboard: its exit code, once the newcomer quits it."""
+    show_dashboard = None
+    if not options.headless:
+        show_dashboard, why_not = dashboard()
+        if show_dashboard is None:
+            print(f"flow45 demo: {why_not}; running headless instead", flush=True)
+    settings = set_the_stage(options, echo_workers=show_dashboard is None)
+    if show_dashboard is not None:
+        print(INTRO.format(output=options.output), flush=True)
+        input()
 
-
-def _sweeper(stop: threading.Event) -> None:
-    """Lease expiry and due retries, as the scheduler service does."""
-    while not stop.is_set():
-        store.release_due_retries()
-        store.expire_leases()
-        time.sleep(0.2)
-
-
-def _print_event(event) -> None:
-    move = f"{event.from_state or '-'} -> {event.to_state}" if event.to_state else ""
-    where = f"run {event.run}" if event.run else event.team
-    if event.instance:
-        where += f" {TaskInstance.get_by_id(event.instance).task}"
-    note = ""
-    if isinstance(event.detail, dict):
-        note = event.detail.get("reason") or event.detail.get("error") or ""
-    print(f"{event.at:%H:%M:%S.%f}"[:-3] + f"  {event.kind:<8} {where:<26} {move:<24} {event.actor} {note}".rstrip(), flush=True)
-
-
-def run_demo(db_path: Path, timeout: float = 60.0) -> int:
-    """Run the demo headless; 0 when every run finished, 1 otherwise."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    db_url = f"sqlite:///{db_path}"
-    use_settings(Settings(**{**current_settings().model_dump(), "database_url": db_url, "default_retry_delay": 1.0}))
-    connect(db_url)
-    ensure_schema()
-    print(f"flow45 demo: store {db_path}, config {EXAMPLES}")
-    store.deploy(load_config(EXAMPLES), actor=OPERATOR)
-
-    monthly = store.trigger(TEAM, "monthly_report", {"month": "2026-10"}, actor=OPERATOR)
-    tick = croniter("30 2 * * *", dt.datetime.now(dt.timezone.utc)).get_prev(dt.datetime)
-    nightly = store.trigger(TEAM, "nightly_sales", actor="flow45-scheduler", trigger_kind="schedule", logical_time=tick)
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=_worker, args=(f"worker-{i}", functions, stop), daemon=True)
-        for i, functions in enumerate(
-            [["extract_sales", "render_pdf"], ["publish_document", "notify_team"],
-             ["load_partition", "summarize_partitions"], ["load_partition"]], start=1
-        )
-    ] + [threading.Thread(target=_sweeper, args=(stop,), daemon=True)]
-    for thread in threads:
-        thread.start()
-
-    after, approved, undone, deadline = 0, False, False, time.monotonic() + timeout
+    services = Services(settings, options)
+    problems: list[str] = []
+    code = 0
+    printer = Printer()
     try:
-        while time.monotonic() < deadline:
-            for event in store.list_events(after):
-                _print_event(event)
-                after = event.id
-            approve = TaskInstance.get((TaskInstance.run == monthly) & (TaskInstance.task == "approve"))
-            if approve.state == S.AVAILABLE:
-                store.submit_human(approve.id, {"approved": True, "reviewer": OPERATOR, "comment": "looks right"}, actor=OPERATOR)
-                approved = True
-            run = store.get_run(monthly)
-            if run.status == S.SUCCEEDED and not undone:
-                render = TaskInstance.get((TaskInstance.run == monthly) & (TaskInstance.task == "render"))
-                store.undo(render.id, "wrong logo on page 1: render again", actor=OPERATOR)
-                undone = True
-            finished = [store.get_run(r).status for r in (monthly, nightly)]
-            if undone and all(status in S.FINISHED_RUN for status in finished):
-                break
-            time.sleep(0.1)
+        services.start()
+        if show_dashboard is not None:
+            code = show_dashboard(options.actor)
+            print("flow45 demo: dashboard closed; stopping the workers", flush=True)
+        else:
+            problems = ScriptedOperator().play(printer, options.timeout)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=2)
-    for event in store.list_events(after):
-        _print_event(event)
-    return _summary(db_path, [monthly, nightly], approved, undone)
+        services.stop()
+    if show_dashboard is None:
+        printer.drain()
+    failed = _summary(settings, options, problems)
+    return code if show_dashboard is not None else failed
 
 
-def _summary(db_path: Path, run_ids: list[int], approved: bool, undone: bool) -> int:
-    print("\nsummary")
-    ok = approved and undone
-    for run_id in run_ids:
-        view = store.get_run(run_id)
-        ok = ok and view.status == S.SUCCEEDED
-        print(f"  run {view.id} {view.workflow}: {view.status} ({', '.join(f'{k} {v}' for k, v in sorted(view.counts.items()))})")
-    notices = Outbox.select().where(Outbox.kind == "undo").count()
-    print(f"  human task approved: {'yes' if approved else 'no'}; undo done: {'yes' if undone else 'no'}; undo notices published: {notices}")
-    print(f"  look around: FLOW45_DATABASE_URL=sqlite:///{db_path} flow45 runs")
-    return 0 if ok else 1
+def set_the_stage(options: Options, echo_workers: bool) -> Settings:
+    """Settings in force, a fresh store and output folder, the example config deployed, the monthly
+    run triggered. The scheduler, once started, creates the nightly run."""
+    settings = demo_settings(current_settings(), options.database)
+    use_settings(settings)
+    _fresh_store(settings.database_url, options.database)
+    _fresh_output(options.output)
+    _log_to(options.output / "flow45-demo.log", echo_workers=echo_workers)
+    amqp = f", RabbitMQ {_redact(settings.amqp_url)}" if settings.amqp_url else ""
+    print(f"flow45 demo: store {_redact(settings.database_url)}{amqp}; worker files in {options.output}", flush=True)
+    _deploy()
+    store.trigger(TEAM, MONTHLY, {"month": _previous_month()}, actor=OPERATOR)
+    return settings
+
+
+INTRO = f"""
+The reports team's two pipelines are deployed from {CONFIG.relative_to(EXAMPLES.parent)}:
+  monthly_report, run 1, started by hand: extract -> render -> approve (a human task: you) -> publish
+  nightly_sales, run 2, which the scheduler creates for last night's tick:
+      load_emea, load_americas, load_apac -> summarize -> notify   (load_americas fails once, then retries)
+Two workers from examples/reports_worker.py take the tasks and write their files under {{output}}.
+
+In the dashboard: enter opens a run; i lists the human tasks waiting for you (enter opens the form:
+set approved and reviewer, then ctrl+s). Once publish has run, open run 1, select render and press u
+to undo it: render is offered again, approve and publish go back to pending, and publish's worker
+gets an undo notice and deletes the published file. ? shows every key; q quits and stops the workers.
+
+Press Enter to open the dashboard."""
+
+
+def dashboard() -> tuple[Callable[[str], int] | None, str]:
+    """The dashboard's entry point, or None and why it cannot open here."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None, "not a terminal, so no dashboard"
+    try:
+        from tui.app import run_dashboard
+    except ImportError as exc:
+        return None, f"the dashboard (tui) cannot be imported ({exc})"
+    return run_dashboard, ""
+
+
+def demo_settings(base: Settings, sqlite_file: Path) -> Settings:
+    """The installation's settings, with short retry and tick intervals so the demo moves along.
+
+    Without a PostgreSQL database the demo uses its own SQLite file. With a broker, the workers
+    connect as the broker user of FLOW45_AMQP_URL, made a worker of team reports for this process."""
+    changes: dict[str, Any] = {"default_retry_delay": 1.0, "sweep_interval": 0.25, "relay_interval": 0.2}
+    if not base.database_url.startswith(("postgres://", "postgresql://")):
+        changes["database_url"] = f"sqlite:///{sqlite_file.resolve()}"
+    if base.amqp_url:
+        user = unquote(urlsplit(base.amqp_url).username or "guest")
+        mine = base.teams.get(TEAM, TeamSettings())
+        others = {team: TeamSettings(users={u: r for u, r in s.users.items() if u != user})
+                  for team, s in base.teams.items() if team != TEAM}
+        changes["teams"] = {TEAM: TeamSettings(users={**mine.users, user: "worker"}), **others}
+    return base.model_copy(update=changes)
+
+
+# ---- setting the stage --------------------------------------------------------------------------
+
+def _fresh_output(folder: Path) -> None:
+    """Empty the output folder, but only one the demo made (it holds the marker file)."""
+    if folder.exists():
+        if not (folder / MARKER).exists() and any(folder.iterdir()):
+            raise Flow45Error(f"{folder} is not empty and was not made by flow45 demo; choose another --output")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("made by flow45 demo; emptied by the next one\n")
+
+
+def _log_to(path: Path, echo_workers: bool) -> None:
+    """Everything goes to the log file; headless, the workers' own lines are also printed."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"))
+    root.addHandler(to_file)
+    root.setLevel(logging.INFO)
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    if echo_workers:
+        echo = logging.StreamHandler(sys.stdout)
+        echo.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d  worker    %(message)s", "%H:%M:%S"))
+        logging.getLogger("reports-worker").addHandler(echo)
+
+
+def _fresh_store(url: str, sqlite_file: Path) -> None:
+    """SQLite: the demo's own file, recreated. PostgreSQL: an empty database, or a refusal (before
+    anything is written to it, the schema included)."""
+    from flow45.models import Workflow
+
+    if url.startswith("sqlite:"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
+    connect(url)
+    if not is_sqlite() and Workflow.table_exists() and Workflow.select().exists():
+        raise Flow45Error(
+            f"{_redact(url)} already has workflows; the demo deploys its own and needs an empty database "
+            "(createdb flow45_demo, then FLOW45_DATABASE_URL=postgresql://…/flow45_demo)"
+        )
+    ensure_schema()
+
+
+def _deploy() -> None:
+    """Deploy examples/config as of a minute before nightly_sales's latest cron tick, as if the team
+    had deployed it then: the scheduler, starting now, finds that tick due and creates its run."""
+    [team] = load_config(CONFIG)
+    schedule = team.workflows[NIGHTLY].schedule
+    tick = cron_schedule(schedule.cron, schedule.timezone).latest_at(utcnow())
+    deployed_at = tick - dt.timedelta(minutes=1)
+    report = store.deploy([team], actor=OPERATOR, now=deployed_at)
+    names = ", ".join(f"{w.workflow} v{w.version}" for w in report.workflows)
+    print(f"flow45 demo: deployed {CONFIG} ({names}) as of {deployed_at:%Y-%m-%d %H:%M} UTC, a minute before "
+          f"{NIGHTLY}'s last tick ({schedule.cron})", flush=True)
+
+
+def _previous_month() -> str:
+    first = dt.date.today().replace(day=1)
+    return f"{first - dt.timedelta(days=1):%Y-%m}"
+
+
+def _redact(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url or ""
+
+
+# ---- what runs while the demo plays -------------------------------------------------------------
+
+def load_example_worker() -> ModuleType:
+    """examples/reports_worker.py, the team's workers, loaded from its file."""
+    path = EXAMPLES / "reports_worker.py"
+    if not path.exists():
+        raise Flow45Error(f"{path} is missing: the demo runs from a source checkout (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("reports_worker", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Services:
+    """The scheduler service, the bridge (with a broker) and the example workers, on threads."""
+
+    def __init__(self, settings: Settings, options: Options):
+        self.settings = settings
+        self.options = options
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.bridge = None
+        self.workers: list = []
+
+    def start(self) -> None:
+        from flow45.scheduler import Scheduler
+
+        scheduler = Scheduler(self.settings.database_url, holder=f"flow45-demo-{id(self):x}")
+        self._thread("scheduler", scheduler.run, self.stopping)
+        if self.settings.amqp_url:
+            from bridge.service import Bridge
+            from bridge.topology import declare_with_new_connection
+
+            declare_with_new_connection(self.settings.amqp_url, self.settings)  # queues before workers
+            self.bridge = Bridge(self.settings)
+            self._thread("bridge", self.bridge.run)
+        example = load_example_worker()
+        for number in range(1, WORKERS + 1):
+            worker = example.build(
+                _worker(self.settings, f"reports-{number}"), pause=self.options.pace, output=self.options.output,
+                fail_first=[FLAKY_REGION],
+            )
+            worker.start(concurrency=CONCURRENCY)
+            self.workers.append(worker)
+
+    def _thread(self, name: str, target: Callable, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"demo-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop(self) -> None:
+        """Workers first (running tasks finish and report), then the bridge and the scheduler."""
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            if not worker.join(timeout=30):
+                log.warning("worker %s did not stop within 30s", worker.name)
+        self.workers = []
+        self.stopping.set()
+        if self.bridge is not None:
+            self.bridge.stop()
+        for thread in self.threads:
+            thread.join(timeout=15)
+        self.threads = []
+
+
+def _worker(settings: Settings, name: str):
+    from bridge.sdk import Worker
+
+    if settings.amqp_url:
+        from bridge.sdk import AmqpTransport
+
+        return Worker(AmqpTransport(settings.amqp_url, TEAM, name))
+    from bridge.sdk import LocalTransport
+
+    return Worker(LocalTransport(TEAM, name))
+
+
+class Printer:
+    """One line per ledger event and per progress report, read from the store as the dashboard does."""
+
+    def __init__(self) -> None:
+        self.after = 0
+        self.tasks: dict[int, str] = {}
+        self.progress: dict[int, tuple] = {}
+
+    def poll(self) -> None:
+        """Print what happened since the last poll, in time order."""
+        lines = [(e.at, e.id, self._event_line(e)) for e in self._events()]
+        for run in store.list_runs(team=TEAM, status=S.RUNNING):
+            for i in store.get_run(run.id).instances:
+                self.tasks[i.id] = i.task
+                seen = (i.attempt, i.progress_pct, i.progress_message)
+                if i.state == S.RUNNING and i.progress_message and self.progress.get(i.id) != seen:
+                    self.progress[i.id] = seen
+                    pct = f"{i.progress_pct:3.0f}%" if i.progress_pct is not None else ""
+                    line = (i.updated_at, "progress", f"run {i.run} {i.task}", pct, i.worker or "", i.progress_message)
+                    lines.append((i.updated_at, 0, line))
+        for _, _, line in sorted(lines, key=lambda item: item[:2]):
+            _line(*line)
+
+    def drain(self) -> None:
+        for event in self._events():
+            _line(*self._event_line(event))
+
+    def _events(self) -> list:
+        events = store.list_events(self.after, team=TEAM, limit=1000)
+        if events:
+            self.after = events[-1].id
+        return events
+
+    def _event_line(self, e) -> tuple:
+        if e.instance and e.instance not in self.tasks:
+            self.tasks[e.instance] = store.get_instance(e.instance).task
+        detail = e.detail if isinstance(e.detail, dict) else {}
+        where = f"run {e.run}" if e.run else e.team
+        if e.instance:
+            where += f" {self.tasks[e.instance]}"
+        elif e.kind == "trigger":
+            run = store.get_run(e.run)
+            where += f" {run.workflow}"
+            detail = {"note": run.trigger + (f" {run.logical_time:%Y-%m-%d %H:%M} UTC" if run.logical_time else "")}
+        elif e.kind == "deploy":
+            where += f"/{detail.get('workflow')} v{detail.get('version')}"
+        move = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state else ""
+        note = detail.get("error") or detail.get("reason") or detail.get("note") or ""
+        return e.at, e.kind, where, move, e.actor, note
+
+
+def _line(at: dt.datetime, kind: str, where: str, what: str, actor: str, note: str = "") -> None:
+    text = f"{at:%H:%M:%S}.{at.microsecond // 1000:03d}  {kind:<9} {where:<26} {what:<26} {actor:<16} {note}"
+    print(text.rstrip(), flush=True)
+
+
+class ScriptedOperator:
+    """What a newcomer would do in the dashboard: approve each report after a look, then undo the
+    monthly render ("wrong logo") once its run has finished, and approve the new render only after
+    the withdrawn report is gone from published/."""
+
+    REVIEW = 1.0  # seconds spent looking at a report before approving it
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], float] = {}  # (approve instance, attempt) -> first seen
+        self.approvals = 0
+        self.undone_file: Path | None = None
+        self.removed = False
+
+    def play(self, printer: Printer, timeout: float) -> list[str]:
+        """Act until every run has finished; the list of what did not happen (empty: all did)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            printer.poll()
+            runs = store.list_runs(team=TEAM, limit=100)
+            self._approve(runs)
+            self._undo(runs)
+            if self.undone_file is not None and not self.removed and not self.undone_file.exists():
+                self.removed = True
+                self._say(f"the withdrawn report {self.undone_file.name} is gone from published/")
+            if self.removed and any(r.workflow == NIGHTLY and r.trigger == "schedule" for r in runs) and all(
+                r.status in S.FINISHED_RUN for r in runs
+            ):
+                return self._missing(runs)
+            time.sleep(0.1)
+        return [f"not done within {timeout:g}s", *self._missing(store.list_runs(team=TEAM, limit=100))]
+
+    def _approve(self, runs) -> None:
+        for run in runs:
+            if run.status != S.RUNNING or run.workflow != MONTHLY:
+                continue
+            approve = next(i for i in store.get_run(run.id).instances if i.task == "approve")
+            if approve.state != S.AVAILABLE:
+                continue
+            first_seen = self.seen.setdefault((approve.id, approve.attempt), time.monotonic())
+            if time.monotonic() - first_seen < self.REVIEW or (self.undone_file is not None and not self.removed):
+                continue  # still looking at it, or waiting for the withdrawn report to go
+            self._say(f"run {run.id}: looked at the rendered report; approves it")
+            store.submit_human(approve.id, {"approved": True, "reviewer": OPERATOR, "comment": "looks right"},
+                               actor=OPERATOR)
+            self.approvals += 1
+
+    def _undo(self, runs) -> None:
+        if self.undone_file is not None:
+            return
+        done = [r for r in runs if r.workflow == MONTHLY and r.trigger == "manual" and r.status == S.SUCCEEDED]
+        if not done:
+            return
+        run = store.get_run(done[0].id, with_attempts=True)
+        by_task = {i.task: i for i in run.instances}
+        published = next(a.output for a in by_task["publish"].attempts if a.status == "succeeded" and not a.archived)
+        plan = store.undo(by_task["render"].id, "wrong logo on page 1: render again", actor=OPERATOR, dry_run=True)
+        affected = ", ".join(f"{a.task} -> {a.becomes}" + (" (undo notice)" if a.notify else "") for a in plan.affected)
+        self._say(f"run {run.id}: the report has the wrong logo; undo render would change: {affected}")
+        store.undo(by_task["render"].id, "wrong logo on page 1: render again", actor=OPERATOR)
+        self.undone_file = Path(unquote(urlsplit(published["uri"]).path))
+
+    def _missing(self, runs) -> list[str]:
+        missing = [f"run {r.id} {r.workflow} is {r.status}" for r in runs if r.status != S.SUCCEEDED]
+        if not any(r.workflow == NIGHTLY and r.trigger == "schedule" for r in runs):
+            missing.append("the scheduler created no nightly_sales run")
+        if self.approvals < 2:
+            missing.append(f"{self.approvals} approvals, expected 2 (before and after the undo)")
+        if self.undone_file is None:
+            missing.append("no undo")
+        elif not self.removed:
+            missing.append(f"the undo notice was not handled: {self.undone_file} is still published")
+        return missing
+
+    @staticmethod
+    def _say(text: str) -> None:
+        now = utcnow()
+        print(f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  operator  {text}", flush=True)
+
+
+def _summary(settings: Settings, options: Options, problems: list[str]) -> int:
+    print("\nsummary", flush=True)
+    env = f"FLOW45_DATABASE_URL={settings.database_url} " if settings.database_url.startswith("sqlite") else ""
+    for run in reversed(store.list_runs(team=TEAM, limit=100)):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
+        when = f" for {run.logical_time:%Y-%m-%d %H:%M} UTC" if run.logical_time else ""
+        print(f"  run {run.id} {run.workflow} ({run.trigger}{when}): {run.status} ({counts})")
+        for i in store.get_run(run.id).instances if run.status == S.RUNNING else ():
+            if i.human and i.state == S.AVAILABLE:
+                print(f"    {i.task} waits for you: {env}flow45 submit {i.id} --output "
+                      f"'{{\"approved\": true, \"reviewer\": \"{options.actor}\"}}'")
+    files = sorted(p.relative_to(options.output) for p in options.output.rglob("*") if p.is_file() and p.name != MARKER)
+    print(f"  files in {options.output}: {', '.join(str(f) for f in files) or 'none'}")
+    for problem in problems:
+        print(f"  NOT DONE: {problem}")
+    print(f"  look around: {env}flow45 runs   (or flow45 show RUN, flow45 events, flow45 tui)", flush=True)
+    return 1 if problems else 0

@@ -1,19 +1,86 @@
-"""The README's first command: the demo runs every example workflow to the end."""
+"""The README's first command: `flow45 demo --headless` plays the whole story on SQLite and exits 0."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_finishes_every_run(tmp_path):
+def demo_env(**extra: str) -> dict[str, str]:
+    """The environment of a bare machine: no FLOW45_* settings, only what the test adds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW45_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def run_demo(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "flow45", "demo", "--timeout", "60"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "flow45", "demo", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env=env or demo_env(), stdin=subprocess.DEVNULL,
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "run 1 monthly_report: succeeded" in done.stdout
-    assert "run 2 nightly_sales: succeeded" in done.stdout
-    assert "undo notices published: 1" in done.stdout
-    assert " fail " in done.stdout and " undo " in done.stdout, "the demo shows a retried failure and an undo"
+    return done, time.monotonic() - started
+
+
+def assert_the_story_was_told(out: str) -> None:
+    """Every act of the demo shows in its output, in the ledger's own words."""
+    assert re.search(r"trigger\s+run 1 monthly_report .*demo-operator\s+manual", out)
+    assert re.search(r"trigger\s+run 2 nightly_sales .*flow45-scheduler\s+schedule \d{4}-\d\d-\d\d 02:30 UTC", out)
+    assert re.search(r"progress\s+run 1 render\s+\d+%.*page 2 of 4", out), "progress is visible"
+    assert re.search(r"fail\s+run 2 load_americas\s+running -> retry_wait .*connection reset", out)
+    assert re.search(r"retry\s+run 2 load_americas\s+retry_wait -> available\s+flow45-scheduler", out)
+    assert len(re.findall(r"submit\s+run 1 approve\s+running -> succeeded\s+demo-operator", out)) == 2
+    assert re.search(r"undo\s+run 1 render\s+succeeded -> available\s+demo-operator\s+wrong logo", out)
+    assert re.search(r"undo\s+run 1 publish\s+succeeded -> pending", out)
+    assert re.search(r"worker\s+undo of run 1 publish by demo-operator: .*removed the published file .*"
+                     r"published/report-\d{4}-\d\d\.pdf", out), "the undo notice reached publish's on_undo"
+    assert re.search(r"run 1 monthly_report \(manual\): succeeded \(succeeded 4\)", out)
+    assert re.search(r"run 2 nightly_sales \(schedule for .*\): succeeded \(succeeded 5\)", out)
+    assert "NOT DONE" not in out
+
+
+def test_headless_demo_plays_the_story_on_sqlite(tmp_path):
+    done, seconds = run_demo(tmp_path, "--headless")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_the_story_was_told(done.stdout)
+    assert seconds < 60, f"the headless demo took {seconds:.0f}s"
     assert (tmp_path / "flow45-demo.db").exists()
+    output = tmp_path / "flow45-demo-output"
+    month = re.search(r"querying sales for (\d{4}-\d\d)", done.stdout)[1]
+    published = list((output / "published").iterdir())
+    assert [p.name for p in published] == [f"report-{month}.pdf"]
+    assert published[0].read_bytes().startswith(b"%PDF-1.4")
+    assert (output / "documents").is_dir() and len(list((output / "documents").glob("*.attempt*.pdf"))) == 2
+    summary = (output / "nightly" / "run-2" / "summary.csv").read_text().splitlines()
+    assert summary[0] == "region,rows,units,amount" and [row.split(",")[0] for row in summary[1:]] == [
+        "emea", "americas", "apac", "total"]
+    assert done.stderr == "", "headless, the libraries' logs go to the log file"
+    assert "worker reports-1 stopped" in (output / "flow45-demo.log").read_text()
+
+
+def test_the_demo_recreates_its_database_and_folder_and_needs_no_terminal(tmp_path):
+    """Run twice; the second time without --headless and without a terminal: it says so, runs
+    headless, and starts from a fresh store (run ids begin at 1 again)."""
+    first, _ = run_demo(tmp_path, "--headless", "--pace", "0.02")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    (tmp_path / "flow45-demo-output" / "leftover.txt").write_text("from an earlier demo")
+    again, _ = run_demo(tmp_path, "--pace", "0.02")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.startswith("flow45 demo: not a terminal, so no dashboard; running headless instead")
+    assert "run 1 monthly_report (manual): succeeded" in again.stdout and "run 3" not in again.stdout
+    assert not (tmp_path / "flow45-demo-output" / "leftover.txt").exists()
+
+
+def test_the_demo_will_not_empty_a_folder_it_did_not_make(tmp_path):
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("keep me")
+    done, _ = run_demo(tmp_path, "--headless", "--output", "notes")
+    assert done.returncode == 1
+    assert "notes is not empty and was not made by flow45 demo; choose another --output" in done.stderr
+    assert (mine / "todo.txt").read_text() == "keep me"

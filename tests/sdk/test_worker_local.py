@@ -2,6 +2,7 @@
 
 No `from __future__ import annotations` here: handlers defined inside tests annotate with local types."""
 
+import hashlib
 import importlib.util
 import threading
 import time
@@ -420,11 +421,11 @@ def test_two_workers_share_the_work(acme, make_worker):
     assert Event.select().where(Event.kind == "claim").count() == 6
 
 
-def test_the_reports_example_worker_completes_both_example_workflows(reports, make_worker):
+def test_the_reports_example_worker_completes_both_example_workflows(reports, make_worker, tmp_path):
     spec = importlib.util.spec_from_file_location("reports_worker", ROOT / "examples" / "reports_worker.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    worker = example.build(make_worker("reports"), pause=0.01)
+    worker = example.build(make_worker("reports"), pause=0.01, output=tmp_path / "out")
     monthly = store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="tester")
     nightly = store.trigger("reports", "nightly_sales", actor="tester")
     worker.start(concurrency=4)
@@ -432,4 +433,6 @@ def test_the_reports_example_worker_completes_both_example_workflows(reports, ma
     store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="ann")
     assert wait_finished(monthly) == S.SUCCEEDED and wait_finished(nightly) == S.SUCCEEDED
     published = Attempt.get(Attempt.instance == instance_of(monthly, "publish").id).output
-    assert published == {"uri": "file:///published/sales-2026-02.v1.pdf", "pages": 12, "checksum": None}
+    path = tmp_path / "out" / "published" / "report-2026-02.pdf"
+    assert published == {"uri": path.as_uri(), "pages": 4,
+                         "checksum": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()}

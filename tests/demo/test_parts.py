@@ -1,0 +1,103 @@
+"""The demo's parts that need no full run: its settings, where it falls back, the example worker's undo."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flow45 import demo
+from flow45 import states as S
+from flow45 import store
+from flow45.config import load_config
+from flow45.errors import Flow45Error
+from flow45.settings import Settings, TeamSettings
+from tests.conftest import EXAMPLES, ROOT
+
+
+def test_on_the_embedded_default_the_demo_uses_its_own_sqlite_file(tmp_path):
+    settings = demo.demo_settings(Settings(), tmp_path / "d.db")
+    assert settings.database_url == f"sqlite:///{tmp_path / 'd.db'}"
+    assert settings.amqp_url is None and settings.teams == {}
+    assert settings.default_retry_delay == 1.0, "the retried load comes back within seconds"
+
+
+def test_with_a_broker_its_user_works_for_reports_in_this_process_only():
+    base = Settings(
+        database_url="postgresql://u@db/flow45_demo", amqp_url="amqp://guest:guest@localhost:5672/%2F",
+        teams={"sales": TeamSettings(users={"guest": "operator", "sales-w": "worker"}),
+               "reports": TeamSettings(users={"reports-ops": "operator"})},
+    )
+    settings = demo.demo_settings(base, Path("ignored.db"))
+    assert settings.database_url == "postgresql://u@db/flow45_demo"
+    assert settings.teams["reports"].users == {"reports-ops": "operator", "guest": "worker"}
+    assert settings.teams["sales"].users == {"sales-w": "worker"}, "one user, one team: the bridge's rule"
+    assert base.teams["reports"].users == {"reports-ops": "operator"}, "the installation's settings are untouched"
+
+
+def test_no_terminal_or_no_tui_means_headless(monkeypatch):
+    assert demo.dashboard() == (None, "not a terminal, so no dashboard")  # pytest captures stdout
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setitem(sys.modules, "tui.app", None)  # as if textual or tui were not installed
+    entry, why = demo.dashboard()
+    assert entry is None and why.startswith("the dashboard (tui) cannot be imported")
+
+
+def test_a_postgresql_database_with_workflows_is_refused(store_db, backend, tmp_path):
+    store.deploy(load_config(EXAMPLES), actor="tester")
+    url = store_db.flow45_url
+    if backend == "sqlite":
+        demo._fresh_store(url, tmp_path / "other.db")  # the demo's own file: recreated, never refused
+        return
+    with pytest.raises(Flow45Error, match="already has workflows; the demo deploys its own"):
+        demo._fresh_store(url, tmp_path / "unused.db")
+
+
+def load_worker_module():
+    spec = importlib.util.spec_from_file_location("reports_worker", ROOT / "examples" / "reports_worker.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"not within {timeout}s"
+        time.sleep(0.02)
+    return found
+
+
+def test_unpublish_removes_only_the_file_it_published(store_db, tmp_path, caplog):
+    """An undo notice that arrives after a newer publish replaced the file leaves the new file alone."""
+    from bridge.sdk import LocalTransport, Worker
+
+    store.deploy(load_config(EXAMPLES), actor="tester")
+    worker = load_worker_module().build(Worker(LocalTransport("reports", "w1", poll_interval=0.01)), pause=0.0,
+                                        output=tmp_path / "out")
+    run = store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="tester")
+    worker.start(concurrency=2)
+    caplog.set_level(logging.INFO, logger="reports-worker")
+    try:
+        def instance(task):
+            return next(i for i in store.get_run(run).instances if i.task == task)
+
+        approve = wait_for(lambda: (i := instance("approve")).state == S.AVAILABLE and i)
+        store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="ann")
+        wait_for(lambda: store.get_run(run).status == S.SUCCEEDED)
+        published = tmp_path / "out" / "published" / "report-2026-02.pdf"
+        assert published.read_bytes().startswith(b"%PDF-1.4")
+        published.write_bytes(b"%PDF-1.4 a newer edition\n")  # replaced since, by someone else
+        store.undo(instance("publish").id, "wrong recipients", actor="ann", hold=True)  # not published again
+        wait_for(lambda: "was replaced since; leaving it" in caplog.text)
+        assert published.read_bytes() == b"%PDF-1.4 a newer edition\n"
+    finally:
+        worker.stop()
+        assert worker.join(timeout=30)
+    rendered = tmp_path / "out" / "documents" / "report-2026-02.attempt1.pdf"
+    assert rendered.exists(), "undoing publish leaves the render's own file"
