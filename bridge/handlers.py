@@ -15,21 +15,6 @@ from flow45.errors import ConfigError
 from flow45.store.once import remember
 
 
-def apply_worker(inbound: Inbound, at: dt.datetime) -> dict:
-    msg, common = inbound.message, {"now": at, "team": inbound.team, "message_id": inbound.message_id}
-    if isinstance(msg, m.Claim):
-        reply = store.claim(msg.instance, msg.token, msg.worker, **common)
-    elif isinstance(msg, m.Progress):
-        reply = store.progress(msg.instance, msg.token, msg.percent, msg.message, **common)
-    elif isinstance(msg, m.Submit):
-        reply = store.submit(msg.instance, msg.token, msg.output, **common)
-    elif isinstance(msg, m.Fail):
-        reply = store.fail(msg.instance, msg.token, msg.error, retryable=msg.retryable, **common)
-    else:
-        reply = store.skip(msg.instance, msg.token, msg.reason, **common)
-    return reply.to_json()
-
-
 def _configs(inbound: Inbound, files: dict[str, str]):
     """The sent YAML files, loaded from a private folder; every team named must be the sender's."""
     with tempfile.TemporaryDirectory(prefix="flow45-deploy-") as folder:
@@ -94,4 +79,5 @@ def apply_operator(inbound: Inbound, at: dt.datetime) -> Any:
 
 
 def apply(inbound: Inbound, at: dt.datetime) -> Any:
-    return apply_worker(inbound, at) if inbound.role == "worker" else apply_operator(inbound, at)
+    """An operator message. (Worker messages go through the set-based batch, `flow45.store.batch`.)"""
+    return apply_operator(inbound, at)

@@ -21,7 +21,7 @@ from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import store
 from flow45.db import connect, database
 from flow45.errors import Flow45Error
-from flow45.messages import WORKER_MESSAGES, Claim, Fail, Progress, Reply, Skip, Submit
+from flow45.messages import WORKER_MESSAGES, Reply
 from flow45.store import outbox
 from flow45.types import describe_errors
 
@@ -144,15 +144,4 @@ class LocalTransport:
         return Reply(ok=True, result=result.to_json())
 
     def _apply(self, message, message_id: str):
-        common = {"team": self.team, "message_id": message_id}
-        if isinstance(message, Claim):
-            return store.claim(message.instance, message.token, message.worker, **common)
-        if isinstance(message, Progress):
-            return store.progress(message.instance, message.token, message.percent, message.message, **common)
-        if isinstance(message, Submit):
-            return store.submit(message.instance, message.token, message.output, **common)
-        if isinstance(message, Fail):
-            return store.fail(message.instance, message.token, message.error, retryable=message.retryable, **common)
-        if isinstance(message, Skip):
-            return store.skip(message.instance, message.token, message.reason, **common)
-        raise AssertionError(f"unhandled worker message {message!r}")
+        return store.apply_message(message, team=self.team, message_id=message_id)

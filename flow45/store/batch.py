@@ -95,13 +95,17 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
 # ---- reading ---------------------------------------------------------------------------------
 
 def _load(work: _Work, items: list[Item]) -> None:
-    """The touched runs, locked in id order (no deadlocks between bridges), with all their instances:
-    one statement."""
+    """The touched runs, locked in id order (no deadlocks between bridges), then read with all their
+    instances. Two statements on PostgreSQL: a statement that waited for a row lock returns the other
+    tables' rows as its snapshot saw them *before* the wait (READ COMMITTED re-reads only the locked
+    row), so instances read in the locking statement could miss what the lock holder committed."""
     wanted = list({item.message.instance for item in items})
     runs_of_wanted = TaskInstance.select(TaskInstance.run).where(TaskInstance.id.in_(wanted))
+    if not is_sqlite():
+        Run.select(Run.id).where(Run.id.in_(runs_of_wanted)).order_by(Run.id).for_update().execute()
     query = (TaskInstance.select(TaskInstance, Run).join(Run)
              .where(TaskInstance.run.in_(runs_of_wanted)).order_by(Run.id))
-    for row in (query if is_sqlite() else query.for_update(of=Run)):
+    for row in query:
         run = work.runs.setdefault(row.run_id, row.run)
         row.run = run  # one Run object per run, shared by its instances
         work.instances[row.id] = row

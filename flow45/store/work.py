@@ -207,3 +207,23 @@ def skip(
         return _reply(instance)
 
     return apply_once(message_id, team, "skip", at, change)
+
+
+def apply_message(
+    message, *, team: str, message_id: str | None = None, now: dt.datetime | None = None
+) -> WorkerReply:
+    """One worker message (a `flow45.messages` Claim, Progress, Submit, Fail or Skip) by itself."""
+    from flow45 import messages as m
+
+    common = {"now": now, "team": team, "message_id": message_id}
+    if isinstance(message, m.Claim):
+        return claim(message.instance, message.token, message.worker, **common)
+    if isinstance(message, m.Progress):
+        return progress(message.instance, message.token, message.percent, message.message, **common)
+    if isinstance(message, m.Submit):
+        return submit(message.instance, message.token, message.output, **common)
+    if isinstance(message, m.Fail):
+        return fail(message.instance, message.token, message.error, retryable=message.retryable, **common)
+    if isinstance(message, m.Skip):
+        return skip(message.instance, message.token, message.reason, **common)
+    raise TypeError(f"not a worker message: {message!r}")

@@ -103,7 +103,6 @@ def _wait_progress(run_ids: list[int], done_at_least: int) -> None:
 
 
 def test_bridge_killed_mid_run(bridge_process, broker_users, tmp_path):
-    from tests.bridge.conftest import BridgeEnv  # noqa: F401  (same users as the other bridge tests)
 
     run_ids = _deploy_and_trigger(tmp_path, 15)
     first = bridge_process()

@@ -68,18 +68,8 @@ def _messages(batch: list[tuple]) -> list[tuple[str, object]]:
 def _one_by_one(messages) -> list[str]:
     answers = []
     for message_id, msg in messages:
-        common = {"now": T0, "team": "acme", "message_id": message_id}
         try:
-            if isinstance(msg, m.Claim):
-                reply = store.claim(msg.instance, msg.token, msg.worker, **common)
-            elif isinstance(msg, m.Progress):
-                reply = store.progress(msg.instance, msg.token, msg.percent, msg.message, **common)
-            elif isinstance(msg, m.Submit):
-                reply = store.submit(msg.instance, msg.token, msg.output, **common)
-            elif isinstance(msg, m.Fail):
-                reply = store.fail(msg.instance, msg.token, msg.error, retryable=msg.retryable, **common)
-            else:
-                reply = store.skip(msg.instance, msg.token, msg.reason, **common)
+            reply = store.apply_message(msg, team="acme", message_id=message_id, now=T0)
             answers.append(f"{reply.state}/{reply.duplicate}")
         except Flow45Error as error:
             answers.append(error.code)

@@ -1,0 +1,744 @@
+"""Random sequences of worker and operator actions against the store, on SQLite and PostgreSQL.
+
+A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d) through
+claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
+message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
+hold/release, retry, cancel, lease expiry and due retries, on a fake clock. Worker messages go
+through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`), alone or
+several to a batch. Each action's outcome is predicted from the tables as they were before
+it (which refusal, or which new state), and after every action the tables are checked straight:
+
+- at most one running attempt per instance, only while it is running, under its current token;
+- terminal states (succeeded/failed/skipped) change only through undo or retry (or an operator
+  skipping a failed instance); cancelled never changes;
+- available/running only when every upstream instance of the run is succeeded or skipped, and
+  nothing ready is left pending in a started run;
+- the run's status agrees with its instances;
+- the ledger only grows, ids increase, and every state change of an instance or run is a chain of
+  events whose moves are in the transition table;
+- one offer row for each time an instance became available, with its attempt, token and inputs;
+  undo notices exactly for the `undo: notify` outputs an undo superseded;
+- a refused action, a dry run or a replayed message changes nothing at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+
+from flow45 import messages as m
+from flow45 import states as S
+from flow45 import store
+from flow45.config import load_config
+from flow45.db import atomic, connect, database
+from flow45.errors import IllegalTransition, InvalidOutput, NotFound, StaleToken
+from flow45.migrate import ensure_schema
+from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.store.batch import Item, apply_worker_batch
+from tests.conftest import _empty_postgres
+from tests.store.helpers import T0
+
+CONFIG = """\
+team: acme
+types:
+  Blob:
+    fields: {uri: string, size: {type: integer, ge: 0}}
+workflows:
+  fan:
+    max_active_runs: 1
+    tasks:
+      a: {function: fa, output: Blob, retries: 2, retry_delay: 10s, lease: 30s}
+      b: {function: fb, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 0s, lease: 60s}
+      c: {function: fc, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 20s, undo: notify}
+      d: {function: fd, output: Blob, inputs: {left: b, right: c}, lease: 45s}
+"""
+
+# The model's own copy of the workflow, independent of the store's parsing.
+INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "d": {"left": "b", "right": "c"}}
+UPSTREAM = {task: sorted(set(inputs.values())) for task, inputs in INPUTS.items()}
+DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
+RETRIES = {"a": 2, "b": 1, "c": 1, "d": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "d": 30}
+NOTIFY = {"c"}
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "d": "fd"}
+
+TERMINAL = {S.SUCCEEDED, S.FAILED, S.SKIPPED}
+DONE = {S.SUCCEEDED, S.SKIPPED}
+FINISHED = {S.SUCCEEDED, S.FAILED, S.CANCELLED}
+REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput)
+
+# Sized for well under a minute for both backends on a 2-core machine; raise them to hunt harder.
+MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "50"))
+STEPS = int(os.environ.get("FLOW45_PROPERTY_STEPS", "60"))
+
+PICK = st.integers(0, 63)
+PREFER = st.sampled_from([True, True, True, False])  # mostly an instance the action fits
+TOKEN = st.sampled_from(["current", "current", "current", "current", "stale", "bogus"])
+TEAM = st.sampled_from(["acme", "acme", "acme", "acme", "rival", "acme", "acme", "acme", None, "acme"])
+NEW_MESSAGE = st.sampled_from([False, False, True])
+VIA = st.sampled_from(["verb", "batch"])  # the per-message verbs, or the bridge's batch path
+
+
+def descendants(task: str) -> set[str]:
+    found: set[str] = set()
+    frontier = list(DOWNSTREAM[task])
+    while frontier:
+        name = frontier.pop()
+        if name not in found:
+            found.add(name)
+            frontier += DOWNSTREAM[name]
+    return found
+
+
+def worker_message(kind: str, iid: int, token: str, args: dict):
+    common = {"instance": iid, "token": token}
+    if kind == "claim":
+        return m.Claim(type="claim", worker="worker", **common)
+    if kind == "progress":
+        return m.Progress(type="progress", percent=args["percent"], message="working", **common)
+    if kind == "submit":
+        return m.Submit(type="submit", output=args["output"], **common)
+    if kind == "fail":
+        return m.Fail(type="fail", error="boom", retryable=args["retryable"], **common)
+    return m.Skip(type="skip", reason="nothing to do", **common)
+
+
+def read_tables() -> dict:
+    """Everything the checks need, straight from the tables."""
+    return {
+        "runs": {r["id"]: r for r in Run.select().dicts()},
+        "instances": {i["id"]: i for i in TaskInstance.select().dicts()},
+        "attempts": {a["id"]: a for a in Attempt.select().dicts()},
+        "events": list(Event.select().order_by(Event.id).dicts()),
+        "outbox": list(Outbox.select().order_by(Outbox.id).dicts()),
+        "messages": ProcessedMessage.select().count(),
+    }
+
+
+class Expect:
+    """What an action should do: be refused with `refusal`, or succeed; `states` maps instance ids
+    to the state each must have afterwards."""
+
+    def __init__(self, refusal=None, states=None):
+        self.refusal = refusal
+        self.states = states or {}
+
+
+class StoreMachine(RuleBasedStateMachine):
+    url: str
+    backend: str
+    config: list
+    workdir: Path
+    examples = 0
+
+    def __init__(self):
+        super().__init__()
+        cls = type(self)
+        cls.examples += 1
+        if self.backend == "sqlite":
+            self.db_file = self.workdir / f"example-{cls.examples}.db"
+            connect(f"sqlite:///{self.db_file}")
+            ensure_schema()
+        else:
+            connect(self.url)
+            _empty_postgres()  # also forgets what was cached by row id: ids restart
+        store.deploy(self.config, actor="tester", now=T0)
+        self.now = T0
+        self.tokens: dict[int, list[str]] = {}
+        self.messages: list[dict] = []  # worker messages sent with a message_id, for replays
+        self.applied: set[str] = set()  # message keys whose change took effect
+        self.counter = 0
+        self.steps = 0  # actions so far: gates the disruptive operator rules to some steps only
+        self.tables = read_tables()
+        self.act("trigger", None, lambda: store.trigger("acme", "fan", actor="ann", now=self.now), Expect())
+
+    def teardown(self):
+        database.close()
+        if self.backend == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.db_file}{suffix}").unlink(missing_ok=True)
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    @property
+    def instances(self) -> dict[int, dict]:
+        return self.tables["instances"]
+
+    def run_of(self, iid: int) -> dict:
+        return self.tables["runs"][self.instances[iid]["run"]]
+
+    def by_task(self, run_id: int) -> dict[str, dict]:
+        return {i["task"]: i for i in self.instances.values() if i["run"] == run_id}
+
+    def upstream_done(self, iid: int) -> bool:
+        row = self.instances[iid]
+        siblings = self.by_task(row["run"])
+        return all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
+
+    def choose(self, pick: int, prefer: bool, fits) -> int:
+        ids = sorted(self.instances)
+        fitting = [i for i in ids if fits(self.instances[i])]
+        pool = fitting if prefer and fitting else ids
+        return pool[pick % len(pool)]
+
+    def token_for(self, iid: int, which: str, pick: int) -> str:
+        current = self.instances[iid]["token"]
+        if which == "current" and current:
+            return current
+        stale = [t for t in self.tokens.get(iid, []) if t != current]
+        if which == "stale" and stale:
+            return stale[pick % len(stale)]
+        return "bogus-token"
+
+    def message_id(self, new: bool) -> str | None:
+        if not new:
+            return None
+        self.counter += 1
+        return f"msg-{self.counter}"
+
+    def advance(self, seconds: int) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+    # ---- the one way an action runs: predicted, applied, checked ------------------------------
+
+    def act(self, kind: str, target: int | None, call, expect: Expect, *, duplicate: bool = False,
+            affected: set[int] | None = None):
+        self.steps += 1
+        before = self.tables
+        try:
+            result, refused = call(), None
+        except REFUSALS as exc:
+            result, refused = None, exc
+        after = read_tables()
+        where = f"{kind} on {target} at {self.now:%H:%M:%S}"
+        if expect.refusal is None:
+            assert refused is None, f"{where}: expected success, got {type(refused).__name__}: {refused}"
+        else:
+            assert isinstance(refused, expect.refusal), f"{where}: expected {expect.refusal.__name__}, got {refused!r}"
+        if refused is not None or duplicate:
+            assert after == before, f"{where}: a refused or duplicate action changed the tables"
+        if duplicate:
+            assert result is not None and result.duplicate, f"{where}: a replay was not answered as a duplicate"
+        for iid, state in expect.states.items():
+            assert after["instances"][iid]["state"] == state, (
+                f"{where}: instance {iid} is {after['instances'][iid]['state']}, expected {state}"
+            )
+        self.check(before, after, kind, target, refused is None, affected or set(), where)
+        self.tables = after
+        for iid, row in after["instances"].items():
+            if row["token"] and row["token"] not in self.tokens.setdefault(iid, []):
+                self.tokens[iid].append(row["token"])
+        return result, refused
+
+    # ---- the checks ---------------------------------------------------------------------------
+
+    def check(self, before, after, kind, target, applied, affected, where):
+        runs, instances, attempts = after["runs"], after["instances"], after["attempts"]
+
+        # Attempts: at most one running per instance, only while it runs, under its token.
+        running: dict[int, list[dict]] = {}
+        numbers = set()
+        for a in attempts.values():
+            assert (a["instance"], a["number"]) not in numbers, f"{where}: attempt number reused: {a}"
+            numbers.add((a["instance"], a["number"]))
+            assert a["number"] <= instances[a["instance"]]["attempt"], f"{where}: attempt ahead of instance: {a}"
+            if a["status"] == "running":
+                running.setdefault(a["instance"], []).append(a)
+        for iid, row in instances.items():
+            live = running.get(iid, [])
+            if row["state"] == S.RUNNING:
+                assert len(live) == 1, f"{where}: running instance {iid} has {len(live)} running attempts"
+                assert live[0]["token"] == row["token"] and live[0]["number"] == row["attempt"], where
+                assert not live[0]["archived"] and row["lease_expires_at"] is not None, where
+            else:
+                assert not live, f"{where}: {row['state']} instance {iid} has a running attempt"
+            if row["state"] in (S.AVAILABLE, S.RUNNING):
+                assert row["token"], f"{where}: {row['state']} instance {iid} has no token"
+            outputs = [a for a in attempts.values()
+                       if a["instance"] == iid and a["status"] == "succeeded" and not a["archived"]]
+            assert len(outputs) == (1 if row["state"] == S.SUCCEEDED else 0), (
+                f"{where}: {row['state']} instance {iid} has {len(outputs)} current outputs"
+            )
+
+        # Terminal states change only through undo, retry, or an operator skipping a failed instance.
+        for iid, old in before["instances"].items():
+            was, now = old["state"], instances[iid]["state"]
+            if was == now:
+                continue
+            assert was != S.CANCELLED, f"{where}: cancelled instance {iid} became {now}"
+            if was in TERMINAL:
+                allowed = (
+                    (kind == "undo" and applied and iid in affected)
+                    or (kind == "retry" and applied and iid == target and was == S.FAILED and now == S.AVAILABLE)
+                    or (kind == "op_skip" and applied and iid == target and was == S.FAILED and now == S.SKIPPED)
+                )
+                assert allowed, f"{where}: instance {iid} went {was} -> {now}"
+
+        # Upstream: offered or running only when every upstream is done; nothing ready left pending.
+        for iid, row in instances.items():
+            run = runs[row["run"]]
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            ready = all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
+            if row["state"] in (S.AVAILABLE, S.RUNNING):
+                assert ready, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
+                assert run["status"] not in (S.QUEUED, S.CANCELLED), f"{where}: {row['state']} in a {run['status']} run"
+            if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
+                assert not ready, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
+
+        # The run's status agrees with its instances.
+        for rid, run in runs.items():
+            mine = [i["state"] for i in instances.values() if i["run"] == rid]
+            status = run["status"]
+            if status == S.CANCELLED:
+                assert all(s in TERMINAL | {S.CANCELLED} for s in mine), f"{where}: cancelled run {rid}: {mine}"
+            elif status == S.QUEUED:
+                assert all(s in (S.PENDING, S.HELD, S.SKIPPED) for s in mine), f"{where}: queued run {rid}: {mine}"
+                assert any(r["status"] == S.RUNNING for r in runs.values()), f"{where}: run {rid} queued, none running"
+            else:
+                assert S.CANCELLED not in mine, f"{where}: {status} run {rid} has cancelled instances"
+                expected = (
+                    S.FAILED if S.FAILED in mine else S.SUCCEEDED if all(s in DONE for s in mine) else S.RUNNING
+                )
+                assert status == expected, f"{where}: run {rid} is {status} but its instances say {expected}: {mine}"
+            finished = status in (S.SUCCEEDED, S.FAILED, S.CANCELLED)
+            assert (run["finished_at"] is not None) == finished, f"{where}: run {rid} finished_at vs {status}"
+
+        # The ledger only grows, with increasing ids; every change is a chain of legal moves.
+        old_events = before["events"]
+        assert after["events"][: len(old_events)] == old_events, f"{where}: the ledger was rewritten"
+        new_events = after["events"][len(old_events):]
+        last = old_events[-1]["id"] if old_events else 0
+        for e in new_events:
+            assert e["id"] > last, f"{where}: event ids do not increase"
+            last = e["id"]
+        for iid, row in instances.items():
+            was = before["instances"][iid]["state"] if iid in before["instances"] else S.PENDING
+            moves = [e for e in new_events if e["instance"] == iid and e["to_state"] is not None]
+            for e in moves:
+                assert e["from_state"] == was, f"{where}: instance {iid} event {e['id']} from {e['from_state']}, was {was}"
+                assert e["to_state"] in S.INSTANCE_MOVES[was], f"{where}: illegal move {was} -> {e['to_state']}"
+                was = e["to_state"]
+            assert was == row["state"], f"{where}: instance {iid} is {row['state']}, its events end at {was}"
+        for rid, run in runs.items():
+            was = before["runs"][rid]["status"] if rid in before["runs"] else None
+            for e in new_events:
+                if e["run"] == rid and e["instance"] is None and e["to_state"] is not None:
+                    assert e["from_state"] == was, f"{where}: run {rid} event from {e['from_state']}, was {was}"
+                    if was is not None:
+                        assert e["to_state"] in S.RUN_MOVES[was], f"{where}: illegal run move {was} -> {e['to_state']}"
+                    was = e["to_state"]
+            assert was == run["status"], f"{where}: run {rid} is {run['status']}, its events end at {was}"
+
+        # One offer for each time an instance became available, with that attempt, token and inputs.
+        old_outbox = before["outbox"]
+        assert after["outbox"][: len(old_outbox)] == old_outbox, f"{where}: the outbox was rewritten"
+        new_rows = after["outbox"][len(old_outbox):]
+        outputs = {a["instance"]: a["output"] for a in attempts.values() if a["status"] == "succeeded" and not a["archived"]}
+        for iid, row in instances.items():
+            offers = [o for o in new_rows if o["kind"] == "offer" and o["instance"] == iid]
+            became = [e for e in new_events if e["instance"] == iid and e["to_state"] == S.AVAILABLE]
+            assert len(offers) == len(became), f"{where}: instance {iid} became available {len(became)}x, {len(offers)} offers"
+            for o in offers:
+                assert row["state"] == S.AVAILABLE, f"{where}: offer for instance {iid} that is {row['state']}"
+                body = o["body"]
+                assert (body["attempt"], body["token"]) == (row["attempt"], row["token"]), f"{where}: offer body {body}"
+                siblings = self.siblings_in(instances, row["run"])
+                want = {param: outputs.get(siblings[up]["id"]) for param, up in INPUTS[row["task"]].items()}
+                assert body["inputs"] == want, f"{where}: offer inputs {body['inputs']} != {want}"
+                assert o["routing_key"] == f"acme.{FUNCTIONS[row['task']]}", where
+
+        # Undo notices exactly for the `undo: notify` outputs the undo superseded, with that output.
+        notices = {o["instance"]: o for o in new_rows if o["kind"] == "undo"}
+        expected_notices = {}
+        if kind == "undo" and applied:
+            old_outputs = {a["instance"]: a["output"] for a in before["attempts"].values()
+                           if a["status"] == "succeeded" and not a["archived"]}
+            for iid in affected:
+                old = before["instances"][iid]
+                if old["state"] == S.SUCCEEDED and old["task"] in NOTIFY:
+                    expected_notices[iid] = old_outputs[iid]
+            for a in attempts.values():
+                if a["instance"] in affected and a["id"] in before["attempts"]:
+                    assert a["archived"], f"{where}: attempt {a['id']} of an undone instance not archived"
+        assert {i: n["body"]["output"] for i, n in notices.items()} == expected_notices, f"{where}: undo notices"
+
+    @staticmethod
+    def siblings_in(instances, run_id):
+        return {i["task"]: i for i in instances.values() if i["run"] == run_id}
+
+    # ---- worker actions -------------------------------------------------------------------------
+
+    def worker_call(self, kind: str, iid: int, token: str, team: str | None, message_id: str | None,
+                    call, success_state):
+        """Predict and apply a worker message; `success_state(row)` is the state it leads to."""
+        row, run = self.instances[iid], self.run_of(iid)
+        key = f"{team or '*'}/{message_id}"
+        if message_id is not None and key in self.applied:
+            self.act(kind, iid, call, Expect(), duplicate=True)
+            return
+        wanted = S.AVAILABLE if kind == "claim" else S.RUNNING
+        if team not in (None, "acme"):
+            expect = Expect(NotFound)
+        elif row["state"] != wanted or row["token"] != token:
+            expect = Expect(StaleToken)
+        else:
+            expect = success_state(row, run)
+        _, refused = self.act(kind, iid, call, expect)
+        if refused is None and message_id is not None:
+            self.applied.add(key)
+
+    def send(self, kind: str, iid: int, token: str, team: str | None, message_id: str | None, via: str, **args):
+        """One worker message; remembered when it carries a message id, so it can be replayed."""
+        if message_id is not None:
+            self.messages.append({"kind": kind, "iid": iid, "token": token, "team": team, "id": message_id, **args})
+        self.deliver(kind, iid, token, team, message_id, via, **args)
+
+    def deliver(self, kind, iid, token, team, message_id, via, **args):
+        valid = kind != "submit" or (args["output"].get("size", 0) >= 0 and set(args["output"]) == {"uri", "size"})
+        outcome = {
+            "claim": lambda row, run: Expect(states={iid: S.RUNNING}),
+            "progress": lambda row, run: Expect(states={iid: S.RUNNING}),
+            "submit": lambda row, run: Expect(states={iid: S.SUCCEEDED}) if valid else Expect(InvalidOutput),
+            "fail": lambda row, run: Expect(states={iid: self.after_failure(row, args["retryable"])}),
+            "skip": lambda row, run: Expect(states={iid: S.SKIPPED}),
+        }[kind]
+        call = self.request(kind, iid, token, team, message_id, via, args)
+        self.worker_call(kind, iid, token, team, message_id, call, outcome)
+
+    def request(self, kind, iid, token, team, message_id, via, args):
+        """The call delivering a worker message: the per-message verb, or the bridge's set-based
+        batch path (a batch of one; the batch path always knows the sender's team)."""
+        now = self.now
+        if via == "batch" and team is not None:
+            message = worker_message(kind, iid, token, args)
+            key = message_id or self.message_id(True)
+
+            def batch():
+                item = Item(team, key, message)
+                with atomic():
+                    apply_worker_batch([item], now)
+                if item.error is not None:
+                    raise item.error
+                return item.result
+
+            return batch
+        common = {"now": now, "team": team, "message_id": message_id}
+        return {
+            "claim": lambda: store.claim(iid, token, "worker", **common),
+            "progress": lambda: store.progress(iid, token, args["percent"], "working", **common),
+            "submit": lambda: store.submit(iid, token, args["output"], **common),
+            "fail": lambda: store.fail(iid, token, "boom", retryable=args["retryable"], **common),
+            "skip": lambda: store.skip(iid, token, "nothing to do", **common),
+        }[kind]
+
+    @staticmethod
+    def after_failure(row: dict, retryable: bool) -> str:
+        task = row["task"]
+        if retryable and row["failures"] + 1 <= RETRIES[task]:
+            return S.RETRY_WAIT if RETRY_DELAY[task] > 0 else S.AVAILABLE
+        return S.FAILED
+
+    @precondition(lambda self: self.some(S.AVAILABLE))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, seconds=st.integers(0, 5))
+    def claim(self, pick, prefer, which, team, new, via, seconds):
+        self.advance(seconds)
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.AVAILABLE)
+        self.send("claim", iid, self.token_for(iid, which, pick), team, self.message_id(new), via)
+
+    @rule(  # always possible: finding nothing to claim is fine
+        functions=st.lists(st.sampled_from(sorted(FUNCTIONS.values())), min_size=1, max_size=4, unique=True),
+        worker=st.sampled_from(["poller-1", "poller-2"]), seconds=st.integers(0, 5),
+    )
+    def claim_next(self, functions, worker, seconds):
+        """A polling worker takes the most urgent available instance of its functions."""
+        self.advance(seconds)
+        candidates = sorted(
+            (-r["priority"], iid) for iid, r in self.instances.items()
+            if r["state"] == S.AVAILABLE and r["function"] in functions and not r["human"]
+        )
+        expect = Expect(states={candidates[0][1]: S.RUNNING}) if candidates else Expect()
+        result, _ = self.act("claim_next", None, lambda: store.claim_next("acme", functions, worker, now=self.now),
+                             expect)
+        assert (result.instance if result else None) == (candidates[0][1] if candidates else None)
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, seconds=st.integers(0, 50),
+          percent=st.integers(0, 100))
+    def progress(self, pick, prefer, which, team, new, via, seconds, percent):
+        self.advance(seconds)
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.RUNNING)
+        self.send("progress", iid, self.token_for(iid, which, pick), team, self.message_id(new), via, percent=percent)
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, seconds=st.integers(0, 20),
+          size=st.sampled_from([1, 2, 3, 4, -1]), extra=st.sampled_from([False] * 5 + [True]))
+    def submit(self, pick, prefer, which, team, new, via, seconds, size, extra):
+        self.advance(seconds)
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.RUNNING)
+        output = {"uri": f"s3://out/{iid}/{size}", "size": size, **({"extra": 1} if extra else {})}
+        self.send("submit", iid, self.token_for(iid, which, pick), team, self.message_id(new), via, output=output)
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, new=NEW_MESSAGE, via=VIA)
+    def finish(self, pick, new, via):
+        """The common case, so that runs get done: the worker of a running instance submits."""
+        iid = self.choose(pick, True, lambda r: r["state"] == S.RUNNING)
+        output = {"uri": f"s3://out/{iid}", "size": 7}
+        self.send("submit", iid, self.token_for(iid, "current", pick), "acme", self.message_id(new), via, output=output)
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, retryable=st.booleans())
+    def fail(self, pick, prefer, which, team, new, via, retryable):
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.RUNNING)
+        self.send("fail", iid, self.token_for(iid, which, pick), team, self.message_id(new), via, retryable=retryable)
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA)
+    def worker_skip(self, pick, prefer, which, team, new, via):
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.RUNNING)
+        self.send("skip", iid, self.token_for(iid, which, pick), team, self.message_id(new), via)
+
+    @precondition(lambda self: self.messages)
+    @rule(pick=PICK, via=VIA)
+    def replay(self, pick, via):
+        """The broker redelivers a message already sent (its change, if any, must not happen twice)."""
+        sent = self.messages[pick % len(self.messages)]
+        args = {k: v for k, v in sent.items() if k not in ("kind", "iid", "token", "team", "id")}
+        self.deliver(sent["kind"], sent["iid"], sent["token"], sent["team"], sent["id"], via, **args)
+
+    @precondition(lambda self: self.steps % 3 == 1)  # else it crowds out the single messages
+    @rule(
+        burst=st.lists(
+            st.tuples(st.sampled_from(["claim", "claim", "submit", "submit", "progress", "fail", "skip"]), PICK, TOKEN),
+            min_size=2, max_size=5,
+        ),
+        again=st.booleans(),
+    )
+    def batch(self, burst, again):
+        """Several worker messages applied together by the bridge's batch path, in order, with the
+        tokens they had when sent (so a claim and the submit after it can share a batch); `again`
+        repeats the first message inside the batch. Every outcome must be a clean refusal or a change
+        that keeps every invariant."""
+        sent = []
+        for kind, pick, which in burst:
+            wanted = S.AVAILABLE if kind == "claim" else S.RUNNING
+            iid = self.choose(pick, True, lambda r: r["state"] in (wanted, S.AVAILABLE))
+            args = {"percent": 50, "output": {"uri": f"s3://batch/{iid}", "size": 5}, "retryable": pick % 2 == 0}
+            sent.append(Item("acme", self.message_id(True), worker_message(kind, iid, self.token_for(iid, which, pick), args)))
+        if again:
+            sent.append(Item("acme", sent[0].message_id, sent[0].message))
+        now = self.now
+
+        def apply():
+            with atomic():
+                apply_worker_batch(sent, now)
+
+        self.act("batch", None, apply, Expect())
+        for item in sent:
+            assert (item.result is None) != (item.error is None), f"batch: {item}"
+            assert item.error is None or isinstance(item.error, REFUSALS), f"batch: unexpected {item.error!r}"
+        if again:
+            first, copy = sent[0], sent[-1]
+            assert type(copy.error) is type(first.error)
+            assert copy.result is None or (copy.result.duplicate and copy.result.state == first.result.state)
+
+    # ---- operator actions -----------------------------------------------------------------------
+
+    def some(self, state: str) -> bool:
+        return any(r["state"] == state for r in self.instances.values())
+
+    def cancelled(self, iid: int) -> bool:
+        return self.run_of(iid)["status"] == S.CANCELLED
+
+    @precondition(lambda self: self.steps % 3 == 2)
+    @rule(pick=PICK, prefer=PREFER)
+    def op_skip(self, pick, prefer):
+        skippable = {S.PENDING, S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED}
+        first = {S.FAILED} if self.some(S.FAILED) else skippable  # skipping a failure is the operator's way on
+        iid = self.choose(pick, prefer, lambda r: r["state"] in first)
+        ok = not self.cancelled(iid) and self.instances[iid]["state"] in skippable
+        expect = Expect(states={iid: S.SKIPPED}) if ok else Expect(IllegalTransition)
+        self.act("op_skip", iid, lambda: store.skip_instance(iid, "not needed", actor="op", now=self.now), expect)
+
+    @precondition(lambda self: self.steps % 3 == 0)  # undo sets the run back: not at every step
+    @rule(pick=PICK, prefer=PREFER, hold=st.sampled_from([False, False, True]),
+          dry_run=st.sampled_from([False, False, False, True]))
+    def undo(self, pick, prefer, hold, dry_run):
+        iid = self.choose(pick, prefer, lambda r: r["state"] != S.PENDING and r["state"] != S.CANCELLED)
+        row, run = self.instances[iid], self.run_of(iid)
+        call = lambda: store.undo(iid, "wrong output", actor="op", hold=hold, dry_run=dry_run, now=self.now)  # noqa: E731
+        if run["status"] == S.CANCELLED or row["state"] == S.PENDING:
+            self.act("undo", iid, call, Expect(IllegalTransition))
+            return
+        siblings = self.by_task(row["run"])
+        downstream = {siblings[t]["id"] for t in descendants(row["task"]) if siblings[t]["state"] != S.PENDING}
+        if hold:
+            becomes = S.HELD
+        elif run["status"] != S.QUEUED and self.upstream_done(iid):
+            becomes = S.AVAILABLE
+        else:
+            becomes = S.PENDING
+        plan_states = {iid: becomes, **{d: S.PENDING for d in downstream}}
+        before = dict(self.instances)
+        if dry_run:
+            tables = self.tables
+            plan, _ = self.act("undo_dry_run", iid, call, Expect())
+            assert self.tables == tables, "a dry run changed the tables"
+        else:
+            plan, _ = self.act("undo", iid, call, Expect(states=plan_states), affected={iid} | downstream)
+            assert all(self.instances[i]["failures"] == 0 for i in plan_states), "undone instances start afresh"
+        assert {a.instance: a.becomes for a in plan.affected} == plan_states
+        assert plan.affected[0].instance == iid
+        for a in plan.affected:  # the plan names each instance's state before, and whether it notifies
+            was = before[a.instance]
+            assert (a.task, a.state) == (was["task"], was["state"])
+            assert a.notify == (was["state"] == S.SUCCEEDED and was["task"] in NOTIFY)
+
+    @precondition(lambda self: self.steps % 4 == 1)  # rarer than work: a held instance stops its branch
+    @rule(pick=PICK, prefer=PREFER)
+    def hold(self, pick, prefer):
+        holdable = {S.PENDING, S.AVAILABLE, S.RETRY_WAIT}
+        iid = self.choose(pick, prefer, lambda r: r["state"] in holdable)
+        ok = not self.cancelled(iid) and self.instances[iid]["state"] in holdable
+        expect = Expect(states={iid: S.HELD}) if ok else Expect(IllegalTransition)
+        self.act("hold", iid, lambda: store.hold(iid, actor="op", now=self.now), expect)
+
+    @precondition(lambda self: self.some(S.HELD))
+    @rule(pick=PICK, prefer=PREFER)
+    def release(self, pick, prefer):
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.HELD)
+        if self.instances[iid]["state"] != S.HELD:
+            expect = Expect(IllegalTransition)
+        elif self.run_of(iid)["status"] != S.QUEUED and self.upstream_done(iid):
+            expect = Expect(states={iid: S.AVAILABLE})
+        else:
+            expect = Expect(states={iid: S.PENDING})
+        self.act("release", iid, lambda: store.release(iid, actor="op", now=self.now), expect)
+
+    @precondition(lambda self: self.some(S.FAILED))
+    @rule(pick=PICK, prefer=PREFER)
+    def retry(self, pick, prefer):
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.FAILED)
+        ok = not self.cancelled(iid) and self.instances[iid]["state"] == S.FAILED
+        expect = Expect(states={iid: S.AVAILABLE}) if ok else Expect(IllegalTransition)
+        self.act("retry", iid, lambda: store.retry_instance(iid, actor="op", now=self.now), expect)
+        if ok:
+            assert self.instances[iid]["failures"] == 0, "a retried instance gets its retries afresh"
+
+    @precondition(lambda self: len(self.tables["runs"]) < 2 or (
+        len(self.tables["runs"]) < 4 and all(r["status"] in FINISHED for r in self.tables["runs"].values())))
+    @rule()
+    def trigger_another_run(self):
+        self.act("trigger", None, lambda: store.trigger("acme", "fan", actor="ann", now=self.now), Expect())
+
+    @precondition(lambda self: self.steps % 25 == 24)  # rare: a cancelled run stops the story
+    @rule(pick=PICK)
+    def cancel_run(self, pick):
+        rid = sorted(self.tables["runs"])[pick % len(self.tables["runs"])]
+        expect = Expect(IllegalTransition) if self.tables["runs"][rid]["status"] in (S.CANCELLED, S.SUCCEEDED) else Expect()
+        self.act("cancel", None, lambda: store.cancel_run(rid, actor="op", now=self.now), expect)
+
+    # ---- time ----------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.some(S.RUNNING) and self.steps % 2 == 0)
+    @rule(seconds=st.integers(1, 400))
+    def expire_leases(self, seconds):
+        self.advance(seconds)
+        due = {iid for iid, r in self.instances.items()
+               if r["state"] == S.RUNNING and r["lease_expires_at"] < self.now}
+        states = {iid: self.after_failure(self.instances[iid], True) for iid in due}
+        result, _ = self.act("expire", None, lambda: store.expire_leases(now=self.now), Expect(states=states))
+        assert set(result) == due
+
+    @precondition(lambda self: self.some(S.RETRY_WAIT))
+    @rule(seconds=st.integers(0, 30))
+    def release_due_retries(self, seconds):
+        self.advance(seconds)
+        due = {iid for iid, r in self.instances.items()
+               if r["state"] == S.RETRY_WAIT and r["not_before"] <= self.now}
+        result, _ = self.act("due", None, lambda: store.release_due_retries(now=self.now),
+                             Expect(states={iid: S.AVAILABLE for iid in due}))
+        assert set(result) == due
+
+
+def test_random_actions_keep_the_store_consistent(db_url, backend, tmp_path):
+    config = tmp_path / "fan.yaml"
+    config.write_text(CONFIG)
+    machine = type(
+        f"StoreMachine_{backend}", (StoreMachine,),
+        {"url": db_url, "backend": backend, "config": load_config(config), "workdir": tmp_path, "examples": 0},
+    )
+    try:
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    finally:
+        database.close()
+
+
+# Regressions the machine found, kept as plain examples.
+
+
+def _fan_run(tmp_path) -> tuple[int, dict[str, int]]:
+    config = tmp_path / "fan.yaml"
+    config.write_text(CONFIG)
+    store.deploy(load_config(config), actor="tester", now=T0)
+    run = store.trigger("acme", "fan", actor="ann", now=T0)
+    return run, {i.task: i.id for i in store.get_run(run).instances}
+
+
+def _work(iid: int, output=None) -> None:
+    row = TaskInstance.get_by_id(iid)
+    grant = store.claim(iid, row.token, "w", now=T0)
+    store.submit(iid, grant.token, output or {"uri": "s3://x", "size": 1}, now=T0)
+
+
+@pytest.mark.usefixtures("store_db")
+def test_skipping_the_failed_instance_of_a_failed_run_finishes_it(tmp_path):
+    run, ids = _fan_run(tmp_path)
+    for task in "abc":
+        _work(ids[task])
+    grant = store.claim(ids["d"], TaskInstance.get_by_id(ids["d"]).token, "w", now=T0)
+    store.fail(ids["d"], grant.token, "broken", retryable=False, now=T0)
+    assert store.get_run(run).status == "failed"
+    store.skip_instance(ids["d"], "not needed after all", actor="op", now=T0)
+    assert store.get_run(run).status == "succeeded"
+
+
+@pytest.mark.usefixtures("store_db")
+@pytest.mark.parametrize("park", ["hold", "skip"])
+def test_undo_of_an_instance_whose_upstream_is_not_done_leaves_it_pending(tmp_path, park):
+    run, ids = _fan_run(tmp_path)
+    if park == "hold":
+        store.hold(ids["b"], actor="op", now=T0)
+    else:
+        store.skip_instance(ids["b"], "later", actor="op", now=T0)
+    plan = store.undo(ids["b"], "changed my mind", actor="op", now=T0)
+    assert [(a.task, a.becomes) for a in plan.affected] == [("b", "pending")]
+    assert {i.task: i.state for i in store.get_run(run).instances} == {
+        "a": "available", "b": "pending", "c": "pending", "d": "pending"
+    }
+    assert Outbox.select().where(Outbox.instance == ids["b"]).count() == 0
+    _work(ids["a"])
+    assert TaskInstance.get_by_id(ids["b"]).state == "available"
+
+
+@pytest.mark.usefixtures("store_db")
+def test_undo_in_a_queued_run_offers_nothing(tmp_path):
+    first, _ = _fan_run(tmp_path)
+    second = store.trigger("acme", "fan", actor="ann", now=T0)
+    a = next(i for i in store.get_run(second).instances if i.task == "a")
+    store.skip_instance(a.id, "not this month", actor="op", now=T0)
+    store.undo(a.id, "yes this month", actor="op", now=T0)
+    assert store.get_run(second).status == "queued"
+    assert TaskInstance.get_by_id(a.id).state == "pending"
+    assert Outbox.select().where(Outbox.instance == a.id).count() == 0
