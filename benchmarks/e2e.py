@@ -140,7 +140,7 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200, help="runs of each workflow in the throughput phase")
-    parser.add_argument("--concurrency", type=int, default=32, help="tasks the workers run at once")
+    parser.add_argument("--concurrency", type=int, default=128, help="tasks the workers run at once")
     parser.add_argument("--rate", type=float, default=20, help="chain runs per second in the latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
     args = parser.parse_args()
