@@ -19,7 +19,7 @@ from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store.bulk import as_json, insert_rows, update_rows
+from flow45.store.bulk import Deferred, as_json, insert_rows, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
 from flow45.store.outbox import OutboxMessage, announce
 from flow45.store.specs import VersionSpec, version_spec
@@ -305,30 +305,20 @@ def _flush(work: _Work, items: list[Item]) -> None:
         if isinstance(item.message, m.Claim) and item.result is not None and not item.result.duplicate:
             instance = work.instances[item.message.instance]
             item.result = WorkerReply(**{**item.result.__dict__, "inputs": _inputs(work, instance, outputs)})
+    deferred = None if is_sqlite() else Deferred()  # the writes below travel in one round trip
     rows = [(i.id, *(getattr(i, c) for c in INSTANCE_COLUMNS)) for i in (work.instances[x] for x in sorted(work.changed))]
-    update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS)
+    update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
     if work.new_attempts:
-        insert_rows(Attempt, work.new_attempts)
+        insert_rows(Attempt, work.new_attempts, deferred=deferred)
     update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),
-                work.ended_attempts, ATTEMPT_CASTS, where="{t}.status = 'running'")
+                work.ended_attempts, ATTEMPT_CASTS, where="{t}.status = 'running'", deferred=deferred)
     moved = {run.id: run for run, _, _ in work.run_moves}.values()
     update_rows("run", ("id",), ("status", "updated_at", "finished_at"),
                 [(r.id, r.status, r.updated_at, r.finished_at) for r in moved],
-                {"id": "bigint", "status": "varchar", "updated_at": "timestamp", "finished_at": "timestamp"})
+                {"id": "bigint", "status": "varchar", "updated_at": "timestamp", "finished_at": "timestamp"},
+                deferred=deferred)
     if work.events:
-        insert_rows(Event, work.events)
-    if work.offers:
-        announce()
-        rows = [
-            {"team": i.team, "kind": "offer", "routing_key": f"{i.team}.{i.function}", "priority": i.priority,
-             "body": offer_body(i, work.runs[i.run_id], _spec(work, i), _inputs(work, i, outputs)),
-             "instance": i.id, "created_at": work.at}
-            for i in work.offers
-        ]
-        ids = insert_rows(Outbox, rows, returning="id")
-        work.written.extend(
-            OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], r["body"]) for id_, r in zip(ids, rows)
-        )
+        insert_rows(Event, work.events, deferred=deferred)
     processed = [
         {"message_id": f"{i.team}/{i.message_id}", "team": i.team, "kind": i.message.type, "processed_at": work.at,
          "reply": i.result.to_json()}
@@ -336,7 +326,21 @@ def _flush(work: _Work, items: list[Item]) -> None:
     ]
     if processed:
         # Duplicates were answered under the run locks; a client reusing an id for another message is not ours to fail on.
-        insert_rows(ProcessedMessage, processed, skip_conflicts=True)
+        insert_rows(ProcessedMessage, processed, skip_conflicts=True, deferred=deferred)
+    if work.offers:
+        announce(deferred)
+        rows = [
+            {"team": i.team, "kind": "offer", "routing_key": f"{i.team}.{i.function}", "priority": i.priority,
+             "body": offer_body(i, work.runs[i.run_id], _spec(work, i), _inputs(work, i, outputs)),
+             "instance": i.id, "created_at": work.at}
+            for i in work.offers
+        ]
+        ids = insert_rows(Outbox, rows, returning="id", deferred=deferred)  # sends everything waiting
+        work.written.extend(
+            OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], r["body"]) for id_, r in zip(ids, rows)
+        )
+    if deferred is not None:
+        deferred.send()
     finished = {run.workflow_id for run, target, _ in work.run_moves if target in S.FINISHED_RUN}
     if finished:
         from flow45.store.runs import start_queued_runs

@@ -13,9 +13,13 @@ from flow45.models import Outbox
 NOTIFY_CHANNEL = "flow45_outbox"
 
 
-def announce() -> None:
+def announce(deferred=None) -> None:
     """Inside a transaction that wrote outbox rows: wake listening relays when it commits."""
-    if not is_sqlite():
+    if is_sqlite():
+        return
+    if deferred is not None:
+        deferred.add(f"NOTIFY {NOTIFY_CHANNEL}")
+    else:
         database.execute_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
