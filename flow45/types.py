@@ -25,6 +25,13 @@ class _Declared(BaseModel):
 class TypeRegistry:
     """The pydantic models of one set of declared types (a team's, or one workflow version's)."""
 
+    base: type[BaseModel] = _Declared
+
+    @staticmethod
+    def attribute(field_name: str, index: int) -> str:
+        """The Python attribute of a declared field; the JSON name is always its alias."""
+        return f"f{index}"
+
     def __init__(self, types: dict[str, TypeSpec]):
         self._specs = types
         self._models: dict[str, type[BaseModel]] = {}
@@ -43,11 +50,11 @@ class TypeRegistry:
             if field_spec.optional:
                 annotation = Optional[annotation]
             default = None if field_spec.optional else ...
-            fields[f"f{index}"] = (
+            fields[self.attribute(field_name, index)] = (
                 annotation,
                 Field(default, alias=field_name, description=field_spec.description, **extra),
             )
-        model = create_model(name, __base__=_Declared, **fields)
+        model = create_model(name, __base__=self.base, **fields)
         model.__doc__ = spec.description or f"The declared type {name}."
         return model
 

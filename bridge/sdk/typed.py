@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import keyword
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict
 
 from flow45.config import TeamConfig, load_config
 from flow45.errors import NotFound
 from flow45.types import TypeRegistry
 
-_CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
 
 
 class DeclaredModel(BaseModel):
@@ -37,21 +36,8 @@ def _attribute_name(declared: str, index: int) -> str:
 class NamedTypeRegistry(TypeRegistry):
     """TypeRegistry whose models use the declared field names as attribute names where possible."""
 
-    def _build(self, name: str) -> type[BaseModel]:
-        spec = self._specs[name]
-        fields: dict[str, Any] = {}
-        for index, (field_name, field_spec) in enumerate(spec.fields.items()):
-            annotation = self._annotation(field_spec)
-            extra = {k: getattr(field_spec, k) for k in _CONSTRAINTS if getattr(field_spec, k) is not None}
-            if field_spec.optional:
-                annotation = Optional[annotation]
-            default = None if field_spec.optional else ...
-            fields[_attribute_name(field_name, index)] = (
-                annotation, Field(default, alias=field_name, description=field_spec.description, **extra),
-            )
-        model = create_model(name, __base__=DeclaredModel, **fields)
-        model.__doc__ = spec.description or f"The declared type {name}."
-        return model
+    base = DeclaredModel
+    attribute = staticmethod(_attribute_name)
 
 
 class TeamTypes:
