@@ -18,9 +18,7 @@ class _Message(BaseModel):
 
 # ---- Flow45 -> workers ---------------------------------------------------------------------
 
-class Offer(_Message):
-    """On queue flow45.tasks.TEAM.FUNCTION: an attempt is open for claiming."""
-
+class _AboutAttempt(_Message):
     instance: int
     run: int
     team: str
@@ -29,6 +27,11 @@ class Offer(_Message):
     task: str
     function: str
     attempt: int
+
+
+class Offer(_AboutAttempt):
+    """On queue flow45.tasks.TEAM.FUNCTION: an attempt is open for claiming."""
+
     token: str = Field(description="fencing token: every message about this attempt carries it")
     inputs: dict[str, Any] = Field(description="parameter -> upstream output, or null if that upstream was skipped")
     params: dict[str, Any]
@@ -37,17 +40,9 @@ class Offer(_Message):
     priority: int
 
 
-class UndoNotice(_Message):
+class UndoNotice(_AboutAttempt):
     """On queue flow45.tasks.TEAM.FUNCTION.undo: an output was undone; remove what it produced."""
 
-    instance: int
-    run: int
-    team: str
-    workflow: str
-    version: int
-    task: str
-    function: str
-    attempt: int
     output: Any = Field(description="the archived output of the undone attempt")
     reason: str
     actor: str
