@@ -7,6 +7,11 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from flow45.db import describe_db_error
+
+
+def refusal(exc: BaseException) -> str | None:
+    """What the operator is told when the core refuses or the database fails; None for a bug."""
+    return exc.message if isinstance(exc, Flow45Error) else describe_db_error(exc)
 from flow45.errors import Flow45Error
 from flow45.views import EventView
 

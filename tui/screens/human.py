@@ -13,11 +13,9 @@ from textual.widgets import Button, Footer, Header, Label, Static
 
 from flow45 import states as S
 from flow45 import store
-from flow45.db import describe_db_error
-from flow45.errors import Flow45Error
 from flow45.views import EventView, InstanceView
 from tui import data
-from tui.screens.base import LiveScreen
+from tui.screens.base import LiveScreen, refusal
 from tui.screens.instance import inputs_table
 from tui.widgets.forms import TypeForm
 from tui.widgets.progress import state_text
@@ -105,12 +103,8 @@ class HumanTaskScreen(LiveScreen):
             return
         try:
             store.submit_human(self.instance_id, output, actor=self.app.actor)
-        except Flow45Error as exc:
-            self.refuse(exc.message)
-            return
         except Exception as exc:
-            message = describe_db_error(exc)
-            if message is None:
+            if (message := refusal(exc)) is None:
                 raise
             self.refuse(message)
             return

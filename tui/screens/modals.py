@@ -16,9 +16,9 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from flow45 import states as S
 from flow45 import store
-from flow45.db import describe_db_error
 from flow45.errors import Flow45Error
 from flow45.views import InstanceView, RunView, UndoPlan
+from tui.screens.base import refusal
 from tui.widgets.progress import STATE_STYLES, state_text
 
 if TYPE_CHECKING:
@@ -93,12 +93,8 @@ class ActionModal(ModalScreen[bool]):
             return
         try:
             notice = self.perform()
-        except Flow45Error as exc:
-            self.refuse(exc.message)
-            return
         except Exception as exc:
-            message = describe_db_error(exc)
-            if message is None:
+            if (message := refusal(exc)) is None:
                 raise
             self.refuse(message)
             return
