@@ -9,12 +9,15 @@ apply every message in memory, write back with multi-row statements.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from peewee import Field, ForeignKeyField
+
 from flow45 import messages as m
 from flow45 import states as S
-from flow45.db import is_sqlite
+from flow45.db import database, is_sqlite
 from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.outputs import check_output
@@ -71,8 +74,8 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
     """Apply every item; each gets a `result` or an `error`. Call inside one transaction.
     Returns the outbox rows written, so a relay in this process can publish them without reading them back."""
     work = _Work(at)
-    _load(work, items)
-    repeats = _answer_duplicates(items)
+    seen = _load(work, items)
+    repeats = _answer_duplicates(items, seen)
     for item in items:
         if item.result is None and item.error is None and id(item) not in repeats:
             try:
@@ -94,41 +97,94 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
 
 # ---- reading ---------------------------------------------------------------------------------
 
-def _load(work: _Work, items: list[Item]) -> None:
-    """The touched runs, locked in id order (no deadlocks between bridges), then read with all their
-    instances. Two statements on PostgreSQL: a statement that waited for a row lock returns the other
-    tables' rows as its snapshot saw them *before* the wait (READ COMMITTED re-reads only the locked
-    row), so instances read in the locking statement could miss what the lock holder committed."""
+class _Row:
+    """A row read by the hot path: plain attributes, as cheap to build as a tuple."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+_INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
+    "id", "run", "team", "task", "function", "state", "attempt", "token", "failures", "priority", "human",
+    "lease_expires_at", "not_before", "offered_at", "worker", "progress_pct", "progress_message", "updated_at",
+)]
+_RUN_FIELDS = [Run._meta.fields[name] for name in (
+    "id", "team", "workflow", "version", "status", "params", "updated_at", "finished_at",
+)]
+
+
+def _readers(fields: list[Field]) -> list[tuple[str, Any]]:
+    """(attribute, converter) per column, named as peewee names them (a foreign key `run` is `run_id`)."""
+    return [(f.name + "_id" if isinstance(f, ForeignKeyField) else f.name, f.python_value) for f in fields]
+
+
+_INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIELDS)
+_SELECT_INSTANCES = (
+    "SELECT " + ", ".join(f"i.{f.column_name}" for f in _INSTANCE_FIELDS) + ", "
+    + ", ".join(f"r.{f.column_name}" for f in _RUN_FIELDS)
+    + " FROM task_instance i JOIN run r ON r.id = i.run_id"
+    " WHERE i.run_id IN (SELECT run_id FROM task_instance WHERE id {wanted}) ORDER BY r.id, i.id"
+)
+
+
+def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
+    """Lock the touched runs (in id order: no deadlocks between bridges), read them with all their
+    instances, and the replies already given to these message ids (read after the locks, so a
+    concurrent copy is seen). Returns those replies by key.
+
+    On PostgreSQL one round trip of two statements. They must be two: a statement that waited for
+    a row lock sees the other tables as they were *before* the wait (READ COMMITTED re-reads only
+    the locked row), so instances read in the locking statement could miss what the holder wrote."""
     wanted = list({item.message.instance for item in items})
-    runs_of_wanted = TaskInstance.select(TaskInstance.run).where(TaskInstance.id.in_(wanted))
-    if not is_sqlite():
-        Run.select(Run.id).where(Run.id.in_(runs_of_wanted)).order_by(Run.id).for_update().execute()
-    query = (TaskInstance.select(TaskInstance, Run).join(Run)
-             .where(TaskInstance.run.in_(runs_of_wanted)).order_by(Run.id))
-    for row in query:
-        run = work.runs.setdefault(row.run_id, row.run)
-        row.run = run  # one Run object per run, shared by its instances
-        work.instances[row.id] = row
-        work.by_run.setdefault(row.run_id, {})[row.task] = row
+    keys = list({_key(item) for item in items})
+    if is_sqlite():  # the transaction holds SQLite's one write lock already
+        marks = ", ".join("?" * len(wanted))
+        rows = database.execute_sql(_SELECT_INSTANCES.format(wanted=f"IN ({marks})"), wanted).fetchall()
+        seen = _seen_sqlite(keys)
+    else:
+        lock = ("SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY(%(wanted)s))"
+                " ORDER BY id FOR UPDATE")
+        replies = ("(SELECT json_object_agg(message_id, reply::json) FROM processed_message"
+                   " WHERE message_id = ANY(%(keys)s))")
+        select = _SELECT_INSTANCES.format(wanted="= ANY(%(wanted)s)").replace(" FROM task_instance i", f", {replies} FROM task_instance i", 1)
+        cursor = database.cursor()
+        cursor.execute(f"{lock};\n{select}", {"wanted": wanted, "keys": keys})
+        rows = cursor.fetchall()
+        seen = (rows[0][-1] or {}) if rows else {}
+    split = len(_INSTANCE_READERS)
+    for row in rows:
+        run_id = row[1]
+        run = work.runs.get(run_id)
+        if run is None:
+            run = work.runs[run_id] = _Row(**{name: read(v) for (name, read), v in zip(_RUN_READERS, row[split:])})
+        instance = _Row(**{name: read(v) for (name, read), v in zip(_INSTANCE_READERS, row)})
+        instance.run = run  # one object per run, shared by its instances
+        work.instances[instance.id] = instance
+        work.by_run.setdefault(run_id, {})[instance.task] = instance
     for item in items:
         found = work.instances.get(item.message.instance)
         if found is None or found.team != item.team:
             item.error = NotFound(f"task instance {item.message.instance} not found for team {item.team}")
+    return seen
 
 
-def _answer_duplicates(items: list[Item]) -> dict[int, Item]:
-    """Messages already applied (read after the run locks, so a concurrent copy is seen) get their
-    answer again; returns repeats within the batch: id(item) -> its first copy."""
-    keys = {f"{item.team}/{item.message_id}": item for item in items if item.error is None}
+def _seen_sqlite(keys: list[str]) -> dict[str, Any]:
+    marks = ", ".join("?" * len(keys))
+    rows = database.execute_sql(f"SELECT message_id, reply FROM processed_message WHERE message_id IN ({marks})", keys)
+    return {key: json.loads(reply) if reply is not None else None for key, reply in rows}
+
+
+def _key(item: Item) -> str:
+    return f"{item.team}/{item.message_id}"
+
+
+def _answer_duplicates(items: list[Item], seen: dict[str, Any]) -> dict[int, Item]:
+    """Messages already applied get their answer again; returns repeats within the batch:
+    id(item) -> its first copy."""
     repeats: dict[int, Item] = {}
-    if not keys:
-        return repeats
-    seen: dict[str, dict] = {}
-    for row in ProcessedMessage.select().where(ProcessedMessage.message_id.in_(list(keys))):
-        seen[row.message_id] = row.reply
     first: dict[str, Item] = {}
     for item in items:
-        key = f"{item.team}/{item.message_id}"
+        key = _key(item)
         if item.error is not None:
             continue
         if key in seen:
@@ -281,10 +337,12 @@ def _outputs_for(work: _Work, instances: list[TaskInstance]) -> dict[int, Any]:
                 needed.add(upstream.id)
     found = dict(work.outputs)
     if needed:
-        for row in Attempt.select(Attempt.instance, Attempt.output).where(
-            Attempt.instance.in_(list(needed)) & (Attempt.status == "succeeded") & (Attempt.archived == False)  # noqa: E712
-        ):
-            found[row.instance_id] = row.output
+        ids = list(needed)
+        wanted = f"IN ({', '.join('?' * len(ids))})" if is_sqlite() else "= ANY(%s)"
+        rows = database.execute_sql(
+            f"SELECT instance_id, output FROM attempt WHERE instance_id {wanted}"
+            " AND status = 'succeeded' AND NOT archived", ids if is_sqlite() else [ids])
+        found.update((instance_id, json.loads(output) if output is not None else None) for instance_id, output in rows)
     return found
 
 
