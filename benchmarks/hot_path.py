@@ -47,7 +47,7 @@ def available(run_ids: list[int]) -> list[TaskInstance]:
 
 def timed(settings: Settings, batch: list[Delivery]) -> float:
     started = time.perf_counter()
-    outcomes, _written = apply_batch(settings, batch)
+    outcomes = apply_batch(settings, batch).outcomes
     elapsed = (time.perf_counter() - started) * 1000
     refused = [o.refusal for o in outcomes if o.refusal is not None]
     if refused:

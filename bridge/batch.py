@@ -68,13 +68,14 @@ def _lost_race(item: Item) -> bool:
     return item.message.type == "claim" and item.error.code == "stale"
 
 
-def _apply_workers(workers: list[tuple[int, Inbound]], at) -> tuple[list[Item], list[OutboxMessage]]:
-    """All worker messages in one transaction; if that fails for a reason other than the database,
-    one transaction each, so the message at fault is refused alone."""
+def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> tuple[list[Item], list[OutboxMessage], bool]:
+    """All worker messages in one transaction, with the outbox rows confirmed `sent`; if that fails
+    for a reason other than the database, one transaction each, so the message at fault is refused
+    alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked."""
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
         with atomic():
-            return items, apply_worker_batch(items, at)
+            return items, apply_worker_batch(items, at, sent), True
     except _DB_ERRORS:
         raise
     except Exception:
@@ -91,12 +92,19 @@ def _apply_workers(workers: list[tuple[int, Inbound]], at) -> tuple[list[Item], 
             log.exception("message %s: unexpected error", item.message_id)
             item.error = Flow45Error(f"unexpected error: {type(exc).__name__}: {exc}")
             item.error.code = "internal"
-    return items, written
+    return items, written, False
 
 
-def apply_batch(settings: Settings, deliveries: list[Delivery]) -> tuple[list[Outcome], list[OutboxMessage] | None]:
-    """One outcome per delivery, in order, and the outbox rows written (None: rows may also have been
-    written that are not listed, read the outbox). Raises DatabaseUnavailable if the store cannot be reached."""
+@dataclass
+class Applied:
+    outcomes: list[Outcome]  # one per delivery, in order
+    written: list[OutboxMessage] | None  # outbox rows written; None: rows may also have been written that are not listed
+    marked_sent: bool = False  # the confirmed rows passed in were marked sent in the same transaction
+
+
+def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] | None = None) -> Applied:
+    """Apply the deliveries; worker messages in one transaction, which also marks the outbox rows
+    confirmed `sent`. Raises DatabaseUnavailable if the store cannot be reached."""
     at = utcnow()
     outcomes: list[Outcome | None] = [None] * len(deliveries)
     parsed: list[tuple[int, Inbound]] = []
@@ -105,11 +113,12 @@ def apply_batch(settings: Settings, deliveries: list[Delivery]) -> tuple[list[Ou
             parsed.append((index, parse(settings, d.body, d.user_id, d.exchange, d.message_id)))
         except Refusal as refusal:
             outcomes[index] = Outcome(refusal=refusal)
+    marked = False
     try:
         written: list[OutboxMessage] | None = []
         workers = [(i, p) for i, p in parsed if p.role == "worker"]
         if workers:
-            items, written = _apply_workers(workers, at)
+            items, written, marked = _apply_workers(workers, at, sent or [])
             for (index, _), item in zip(workers, items):
                 outcomes[index] = (
                     Outcome(result=item.result.to_json()) if item.error is None
@@ -125,4 +134,4 @@ def apply_batch(settings: Settings, deliveries: list[Delivery]) -> tuple[list[Ou
         except Exception:  # the connection is already gone
             pass
         raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
-    return outcomes, written  # type: ignore[return-value]
+    return Applied(outcomes, written, marked and bool(sent))  # type: ignore[arg-type]

@@ -30,6 +30,8 @@ log = logging.getLogger("flow45.bridge")
 
 JSON = "application/json"
 MAX_IN_FLIGHT = 5000
+MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
+MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
 
 
 class Bridge:
@@ -57,7 +59,8 @@ class Bridge:
         self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
         self._in_flight: set[int] = set()  # outbox ids published and not yet marked sent
         self._returned: set[int] = set()
-        self._confirmed: list[int] = []
+        self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
+        self._mark_scheduled = False
         self._needs_topology = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -172,14 +175,21 @@ class Bridge:
         if not self._deliveries or self._publish_channel is None:
             return
         batch = self._deliveries[: self.batch_size]
+        sent, self._confirmed = self._confirmed, []  # marked in the batch's transaction, saving one of their own
         started = time.perf_counter()
         try:
-            outcomes, written = apply_batch(self.settings, batch)
+            result = apply_batch(self.settings, batch, sent)
         except DatabaseUnavailable as exc:
+            self._confirmed = sent + self._confirmed
             log.warning("bridge: database unavailable (%s); %d messages wait", exc, len(self._deliveries))
             self._batch_scheduled = True
             self._connection.ioloop.call_later(1.0, self._process_batch)
             return
+        if result.marked_sent:
+            self._in_flight.difference_update(sent)
+        else:
+            self._confirmed = sent + self._confirmed
+        outcomes, written = result.outcomes, result.written
         del self._deliveries[: len(batch)]
         log.debug("batch of %d applied in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
         applied: list[int] = []
@@ -318,17 +328,20 @@ class Bridge:
                     self._consume_channel.basic_nack(ref, requeue=True)
         if dead_done:
             self._ack(dead_done)
-        if len(self._confirmed) >= 200:
+        if len(self._confirmed) >= MAX_UNMARKED:
             self._flush_confirmed()
-        elif self._confirmed:
-            self._connection.ioloop.call_later(0, self._flush_confirmed)
+        elif self._confirmed and not self._mark_scheduled:
+            # The next batch marks them in its own transaction; if none comes soon, a transaction of their own.
+            self._mark_scheduled = True
+            self._connection.ioloop.call_later(MARK_DELAY, self._flush_confirmed)
 
     def _flush_confirmed(self) -> None:
+        self._mark_scheduled = False
         if not self._confirmed:
             return
         ids, self._confirmed = self._confirmed, []
         try:
-            outbox.mark_sent(ids)
+            outbox.mark_sent(ids, wait_for_disk=False)
             self._in_flight.difference_update(ids)
         except Exception as exc:
             from flow45.db import describe_db_error

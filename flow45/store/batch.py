@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from peewee import Field, ForeignKeyField
 
@@ -24,7 +24,7 @@ from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store.bulk import Deferred, as_json, insert_rows, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
-from flow45.store.outbox import OutboxMessage, announce
+from flow45.store.outbox import OutboxMessage, announce, mark_sent
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.store.work import MAX_MESSAGE, retry_delay
 from flow45.views import WorkerReply
@@ -70,9 +70,10 @@ class _Work:
     written: list[OutboxMessage] = field(default_factory=list)  # outbox rows, for a relay in this process
 
 
-def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage]:
+def apply_worker_batch(items: list[Item], at: dt.datetime, sent: Sequence[int] = ()) -> list[OutboxMessage]:
     """Apply every item; each gets a `result` or an `error`. Call inside one transaction.
-    Returns the outbox rows written, so a relay in this process can publish them without reading them back."""
+    Returns the outbox rows written, so a relay in this process can publish them without reading them back.
+    `sent`: outbox rows the broker has confirmed meanwhile, marked sent in the same transaction."""
     work = _Work(at)
     seen = _load(work, items)
     repeats = _answer_duplicates(items, seen)
@@ -91,7 +92,7 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
             first = repeats[id(item)]
             item.error = first.error
             item.result = None if first.result is None else WorkerReply(**{**first.result.__dict__, "duplicate": True})
-    _flush(work, items)
+    _flush(work, items, sent)
     return work.written
 
 
@@ -355,7 +356,7 @@ def _inputs(work: _Work, instance: TaskInstance, outputs: dict[int, Any]) -> dic
 
 # ---- writing ---------------------------------------------------------------------------------
 
-def _flush(work: _Work, items: list[Item]) -> None:
+def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
     claimed = [work.instances[i.message.instance] for i in items
                if isinstance(i.message, m.Claim) and i.result is not None and not i.result.duplicate]
     outputs = _outputs_for(work, claimed + work.offers)
@@ -385,6 +386,7 @@ def _flush(work: _Work, items: list[Item]) -> None:
     if processed:
         # Duplicates were answered under the run locks; a client reusing an id for another message is not ours to fail on.
         insert_rows(ProcessedMessage, processed, skip_conflicts=True, deferred=deferred)
+    mark_sent(list(sent), work.at, deferred=deferred)
     if work.offers:
         announce(deferred)
         rows = [

@@ -44,12 +44,21 @@ def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset()) -> li
     return [_message(r) for r in rows if r.id not in exclude][:limit]
 
 
-def mark_sent(ids: list[int], now: dt.datetime | None = None) -> int:
-    """Rows the broker acknowledged; only these stop being pending."""
+def mark_sent(ids: list[int], now: dt.datetime | None = None, *, deferred=None, wait_for_disk: bool = True) -> None:
+    """Rows the broker acknowledged; only these stop being pending.
+
+    With `deferred` (PostgreSQL) the update joins the caller's transaction, in its next round trip.
+    Otherwise it is a transaction of its own (a savepoint inside another), which may skip waiting
+    for the disk: a mark lost in a crash only publishes the row again, and offers are safe to repeat."""
     if not ids:
-        return 0
+        return
+    if deferred is not None:
+        deferred.add("UPDATE outbox SET sent_at = %s WHERE id = ANY(%s) AND sent_at IS NULL", (to_utc(now), list(ids)))
+        return
     with atomic():
-        return Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+        if not wait_for_disk and not is_sqlite():
+            database.execute_sql("SET LOCAL synchronous_commit = off")
+        Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
 
 
 def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:

@@ -109,3 +109,18 @@ def test_batches_do_what_messages_one_by_one_do(tmp_path, seed, store_db, db_url
     assert results["batch"][0] == results["single"][0]
     assert results["batch"][1] == results["single"][1]
 
+
+
+def test_a_batch_marks_the_confirmed_outbox_rows_sent_and_no_others(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    confirmed = Outbox.get(Outbox.instance == instance(run, "a").id)
+    start = instance(run, "a")
+    with atomic():
+        apply_worker_batch([Item("acme", "m1", m.Claim(type="claim", instance=start.id, token=start.token, worker="w"))],
+                           T0, sent=[confirmed.id])
+        apply_worker_batch([Item("acme", "m2", m.Submit(type="submit", instance=start.id, token=start.token, output=OUTPUT))], T0)
+    assert Outbox.get_by_id(confirmed.id).sent_at == T0
+    downstream_offers = Outbox.select().where(Outbox.id != confirmed.id)
+    assert downstream_offers.count() >= 1
+    assert all(row.sent_at is None for row in downstream_offers)
