@@ -22,7 +22,7 @@ from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store.bulk import Deferred, as_json, insert_rows, update_rows
+from flow45.store.bulk import GENERIC_PLANS, Deferred, as_json, insert_rows, prepared, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
 from flow45.store.outbox import OutboxMessage, announce, mark_sent
 from flow45.store.specs import VersionSpec, version_spec
@@ -143,13 +143,13 @@ def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
         rows = database.execute_sql(_SELECT_INSTANCES.format(wanted=f"IN ({marks})"), wanted).fetchall()
         seen = _seen_sqlite(keys)
     else:
-        lock = ("SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY(%(wanted)s))"
-                " ORDER BY id FOR UPDATE")
-        replies = ("(SELECT json_object_agg(message_id, reply::json) FROM processed_message"
-                   " WHERE message_id = ANY(%(keys)s))")
-        select = _SELECT_INSTANCES.format(wanted="= ANY(%(wanted)s)").replace(" FROM task_instance i", f", {replies} FROM task_instance i", 1)
+        lock = "SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
+        replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
+        select = _SELECT_INSTANCES.format(wanted="= ANY($1)").replace(" FROM task_instance i", f", {replies} FROM task_instance i", 1)
+        statements = [GENERIC_PLANS.encode(), prepared(lock, ["bigint[]"], [wanted]),
+                      prepared(select, ["bigint[]", "varchar[]"], [wanted, keys])]
         cursor = database.cursor()
-        cursor.execute(f"{lock};\n{select}", {"wanted": wanted, "keys": keys})
+        cursor.execute(b";\n".join(statements))
         rows = cursor.fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
     split = len(_INSTANCE_READERS)
@@ -339,10 +339,12 @@ def _outputs_for(work: _Work, instances: list[TaskInstance]) -> dict[int, Any]:
     found = dict(work.outputs)
     if needed:
         ids = list(needed)
-        wanted = f"IN ({', '.join('?' * len(ids))})" if is_sqlite() else "= ANY(%s)"
-        rows = database.execute_sql(
-            f"SELECT instance_id, output FROM attempt WHERE instance_id {wanted}"
-            " AND status = 'succeeded' AND NOT archived", ids if is_sqlite() else [ids])
+        sql = "SELECT instance_id, output FROM attempt WHERE instance_id {} AND status = 'succeeded' AND NOT archived"
+        if is_sqlite():
+            rows = database.execute_sql(sql.format(f"IN ({', '.join('?' * len(ids))})"), ids)
+        else:
+            rows = database.cursor()
+            rows.execute(prepared(sql.format("= ANY($1)"), ["bigint[]"], [ids]))
         found.update((instance_id, json.loads(output) if output is not None else None) for instance_id, output in rows)
     return found
 

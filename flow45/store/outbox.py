@@ -9,6 +9,7 @@ from typing import Any
 from flow45.clock import to_utc
 from flow45.db import atomic, database, is_sqlite
 from flow45.models import Outbox
+from flow45.store.bulk import prepared
 
 NOTIFY_CHANNEL = "flow45_outbox"
 
@@ -53,7 +54,8 @@ def mark_sent(ids: list[int], now: dt.datetime | None = None, *, deferred=None, 
     if not ids:
         return
     if deferred is not None:
-        deferred.add("UPDATE outbox SET sent_at = %s WHERE id = ANY(%s) AND sent_at IS NULL", (to_utc(now), list(ids)))
+        deferred.add_bound(prepared("UPDATE outbox SET sent_at = $1 WHERE id = ANY($2) AND sent_at IS NULL",
+                                    ["timestamp", "bigint[]"], [to_utc(now), list(ids)]))
         return
     with atomic():
         if not wait_for_disk and not is_sqlite():
