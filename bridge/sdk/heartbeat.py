@@ -53,8 +53,10 @@ class Heartbeat:
             if self._closed or id(task) not in self._active:
                 return
             self._due[id(task)] = due
+            earliest = not self._heap or due < self._heap[0][0]
             heapq.heappush(self._heap, (due, next(self._seq), task))
-            self._cond.notify()
+            if earliest:  # else the thread already wakes in time for it: no wake-up per claim
+                self._cond.notify()
 
     def remove(self, task: Task) -> None:
         with self._cond:

@@ -26,6 +26,7 @@ from flow45.messages import Claim, Fail, Offer, Progress, Reply, Skip, Submit, U
 log = logging.getLogger(__name__)
 
 STALE = "stale"
+_LEAVE = object()  # queued once per task thread when the worker stops
 
 
 class Worker:
@@ -43,7 +44,7 @@ class Worker:
         self.undo_retry_delay = undo_retry_delay
         self._handlers: dict[str, Binding] = {}
         self._undo_handlers: dict[str, Callable[[UndoNotice], Any]] = {}
-        self._deliveries: queue.Queue[Delivery] = queue.Queue()
+        self._deliveries: queue.Queue[Any] = queue.Queue()  # deliveries, then _LEAVE
         self._threads: list[threading.Thread] = []
         self._heartbeat = Heartbeat(self._beat, on_exit=transport.thread_done)
         self._stopping = threading.Event()
@@ -148,11 +149,15 @@ class Worker:
             self.transport.stop_consuming()
         except Exception:  # noqa: BLE001
             log.exception("stopping consumption failed")
+        for _ in self._threads:
+            self._deliveries.put(_LEAVE)  # behind what is queued: each thread requeues those, then leaves
         for thread in self._threads:
             thread.join()
         while True:  # anything delivered after the task threads left goes back
             try:
-                self._deliveries.get_nowait().nack(requeue=True)
+                delivery = self._deliveries.get_nowait()
+                if delivery is not _LEAVE:
+                    delivery.nack(requeue=True)
             except queue.Empty:
                 break
             except Exception:  # noqa: BLE001
@@ -169,13 +174,7 @@ class Worker:
 
     def _work(self) -> None:
         try:
-            while True:
-                try:
-                    delivery = self._deliveries.get(timeout=0.1)
-                except queue.Empty:
-                    if self._stopping.is_set():
-                        return
-                    continue
+            while (delivery := self._deliveries.get()) is not _LEAVE:  # blocks: an idle thread costs nothing
                 if self._stopping.is_set():
                     delivery.nack(requeue=True)  # not started: someone else may take it
                     continue
