@@ -19,7 +19,7 @@ from flow45 import messages as m
 from flow45 import states as S
 from flow45.db import database, is_sqlite
 from flow45.errors import Flow45Error, NotFound, StaleToken
-from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store.bulk import GENERIC_PLANS, Deferred, as_json, insert_rows, prepared, update_rows
@@ -114,9 +114,20 @@ _RUN_FIELDS = [Run._meta.fields[name] for name in (
 )]
 
 
-def _readers(fields: list[Field]) -> list[tuple[str, Any]]:
-    """(attribute, converter) per column, named as peewee names them (a foreign key `run` is `run_id`)."""
-    return [(f.name + "_id" if isinstance(f, ForeignKeyField) else f.name, f.python_value) for f in fields]
+def _readers(fields: list[Field]) -> tuple[list[str], list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Attribute names as peewee names them (a foreign key `run` is `run_id`), and (name, converter)
+    for every column on SQLite, for the JSON columns only on PostgreSQL (psycopg2 returns the rest typed)."""
+    names = [f.name + "_id" if isinstance(f, ForeignKeyField) else f.name for f in fields]
+    every = [(name, f.python_value) for name, f in zip(names, fields)]
+    return names, every, [(name, read) for (name, read), f in zip(every, fields) if isinstance(f, JSONField)]
+
+
+def _build(readers, values: tuple) -> _Row:
+    names, every, json_only = readers
+    row = _Row(**dict(zip(names, values)))
+    for name, read in every if is_sqlite() else json_only:
+        setattr(row, name, read(getattr(row, name)))
+    return row
 
 
 _INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIELDS)
@@ -152,13 +163,13 @@ def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
         cursor.execute(b";\n".join(statements))
         rows = cursor.fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
-    split = len(_INSTANCE_READERS)
+    split = len(_INSTANCE_FIELDS)
     for row in rows:
         run_id = row[1]
         run = work.runs.get(run_id)
         if run is None:
-            run = work.runs[run_id] = _Row(**{name: read(v) for (name, read), v in zip(_RUN_READERS, row[split:])})
-        instance = _Row(**{name: read(v) for (name, read), v in zip(_INSTANCE_READERS, row)})
+            run = work.runs[run_id] = _build(_RUN_READERS, row[split:])
+        instance = _build(_INSTANCE_READERS, row)
         instance.run = run  # one object per run, shared by its instances
         work.instances[instance.id] = instance
         work.by_run.setdefault(run_id, {})[instance.task] = instance
@@ -403,9 +414,21 @@ def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
         )
     if deferred is not None:
         deferred.send()
-    finished = {run.workflow_id for run, target, _ in work.run_moves if target in S.FINISHED_RUN}
-    if finished:
+    finished = sorted({run.workflow_id for run, target, _ in work.run_moves if target in S.FINISHED_RUN})
+    if finished and _queued_runs_wait(finished):
         from flow45.store.runs import start_queued_runs
 
-        for workflow_id in sorted(finished):
+        for workflow_id in finished:
             start_queued_runs(workflow_id, "flow45", work.at)
+
+
+def _queued_runs_wait(workflow_ids: list[int]) -> bool:
+    """Lock the workflows (in id order, as `start_queued_runs` and `trigger` do) and tell whether any
+    has a queued run to start. Usually none: then this one round trip is all a finished run costs."""
+    if is_sqlite():
+        return True
+    lock = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    queued = "SELECT EXISTS (SELECT 1 FROM run WHERE workflow_id = ANY($1) AND status = 'queued')"
+    cursor = database.cursor()
+    cursor.execute(prepared(lock, ["bigint[]"], [workflow_ids]) + b";\n" + prepared(queued, ["bigint[]"], [workflow_ids]))
+    return cursor.fetchone()[0]

@@ -232,7 +232,8 @@ def test_runs_finishing_at_once_start_a_queued_run_once(tmp_path, via):
     assert Run.select().where(Run.status != "succeeded").count() == 0
 
 
-def test_a_run_triggered_while_the_active_one_finishes_is_not_left_queued(tmp_path):
+@pytest.mark.parametrize("via", ["verb", "batch"])
+def test_a_run_triggered_while_the_active_one_finishes_is_not_left_queued(tmp_path, via):
     """max_active_runs: 1. The active run finishes while a new run is triggered: whichever commits
     first, the new run must end up running, not queued with a free slot and nothing to start it."""
     deploy_text(tmp_path, FAN)
@@ -246,7 +247,7 @@ def test_a_run_triggered_while_the_active_one_finishes_is_not_left_queued(tmp_pa
             time.sleep(delay)
             return store.trigger("acme", "solo", actor="ann", now=T0)
 
-        results = at_once([lambda: store.submit(grant.instance, grant.token, BLOB, now=T0), late_trigger])
+        results = at_once([lambda: send_submit(via, 1, grant.instance, grant.token, BLOB), late_trigger])
         assert _errors(results) == []
         new = results[1][1]
         assert store.get_run(active).status == "succeeded"
