@@ -24,6 +24,7 @@ from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store.bulk import GENERIC_PLANS, Deferred, as_json, insert_rows, prepared, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
+from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage, announce, mark_sent
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.store.work import MAX_MESSAGE, retry_delay
@@ -134,7 +135,7 @@ _INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIEL
 _SELECT_INSTANCES = (
     "SELECT " + ", ".join(f"i.{f.column_name}" for f in _INSTANCE_FIELDS) + ", "
     + ", ".join(f"r.{f.column_name}" for f in _RUN_FIELDS)
-    + " FROM task_instance i JOIN run r ON r.id = i.run_id"
+    + "{extra} FROM task_instance i JOIN run r ON r.id = i.run_id"
     " WHERE i.run_id IN (SELECT run_id FROM task_instance WHERE id {wanted}) ORDER BY r.id, i.id"
 )
 
@@ -150,13 +151,12 @@ def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
     wanted = list({item.message.instance for item in items})
     keys = list({_key(item) for item in items})
     if is_sqlite():  # the transaction holds SQLite's one write lock already
-        marks = ", ".join("?" * len(wanted))
-        rows = database.execute_sql(_SELECT_INSTANCES.format(wanted=f"IN ({marks})"), wanted).fetchall()
+        rows = database.execute_sql(_SELECT_INSTANCES.format(extra="", wanted=_sqlite_in(wanted)), wanted).fetchall()
         seen = _seen_sqlite(keys)
     else:
         lock = "SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
         replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
-        select = _SELECT_INSTANCES.format(wanted="= ANY($1)").replace(" FROM task_instance i", f", {replies} FROM task_instance i", 1)
+        select = _SELECT_INSTANCES.format(extra=f", {replies}", wanted="= ANY($1)")
         statements = [GENERIC_PLANS.encode(), prepared(lock, ["bigint[]"], [wanted]),
                       prepared(select, ["bigint[]", "varchar[]"], [wanted, keys])]
         cursor = database.cursor()
@@ -181,13 +181,16 @@ def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
 
 
 def _seen_sqlite(keys: list[str]) -> dict[str, Any]:
-    marks = ", ".join("?" * len(keys))
-    rows = database.execute_sql(f"SELECT message_id, reply FROM processed_message WHERE message_id IN ({marks})", keys)
+    rows = database.execute_sql(f"SELECT message_id, reply FROM processed_message WHERE message_id {_sqlite_in(keys)}", keys)
     return {key: json.loads(reply) if reply is not None else None for key, reply in rows}
 
 
 def _key(item: Item) -> str:
-    return f"{item.team}/{item.message_id}"
+    return processed_key(item.team, item.message_id)
+
+
+def _sqlite_in(values: list) -> str:
+    return f"IN ({', '.join('?' * len(values))})"
 
 
 def _answer_duplicates(items: list[Item], seen: dict[str, Any]) -> dict[int, Item]:
@@ -352,7 +355,7 @@ def _outputs_for(work: _Work, instances: list[TaskInstance]) -> dict[int, Any]:
         ids = list(needed)
         sql = "SELECT instance_id, output FROM attempt WHERE instance_id {} AND status = 'succeeded' AND NOT archived"
         if is_sqlite():
-            rows = database.execute_sql(sql.format(f"IN ({', '.join('?' * len(ids))})"), ids)
+            rows = database.execute_sql(sql.format(_sqlite_in(ids)), ids)
         else:
             rows = database.cursor()
             rows.execute(prepared(sql.format("= ANY($1)"), ["bigint[]"], [ids]))
@@ -392,7 +395,7 @@ def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
     if work.events:
         insert_rows(Event, work.events, deferred=deferred)
     processed = [
-        {"message_id": f"{i.team}/{i.message_id}", "team": i.team, "kind": i.message.type, "processed_at": work.at,
+        {"message_id": _key(i), "team": i.team, "kind": i.message.type, "processed_at": work.at,
          "reply": i.result.to_json()}
         for i in items if i.result is not None and not i.result.duplicate
     ]

@@ -15,13 +15,18 @@ from flow45.views import WorkerReply
 T = TypeVar("T")
 
 
+def processed_key(team: str, message_id: str) -> str:
+    """The row key of a processed message: ids are the sender's, so each team has its own."""
+    return f"{team}/{message_id}"
+
+
 def remember(
     message_id: str, team: str, kind: str, at: dt.datetime, change: Callable[[], T],
     encode: Callable[[T], Any], decode: Callable[[Any], T],
 ) -> T:
     """Run `change` in one transaction unless `message_id` was already applied for this team;
     then answer as before, from the recorded reply."""
-    key = f"{team}/{message_id}"
+    key = processed_key(team, message_id)
 
     def earlier() -> T | None:
         seen = ProcessedMessage.get_or_none(ProcessedMessage.message_id == key)
