@@ -196,20 +196,24 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
 
 
 def _deploy() -> None:
-    """Deploy examples/config as of a minute before nightly_sales's latest cron tick, as if the team
-    had deployed it then: the scheduler, starting now, finds that tick due and creates its run."""
+    """Deploy examples/config as if the team had deployed nightly_sales a minute before its latest
+    cron tick, so the scheduler, starting now, finds that tick due and creates its run. The other
+    workflows are deployed now: backdating them too would make their own ticks in between due (on the
+    1st of a month, a scheduled monthly_report beside the demo's own)."""
     [team] = load_config(CONFIG)
+    now = utcnow()
     schedule = team.workflows[NIGHTLY].schedule
-    tick = cron_schedule(schedule.cron, schedule.timezone).latest_at(utcnow())
-    deployed_at = tick - dt.timedelta(minutes=1)
-    report = store.deploy([team], actor=OPERATOR, now=deployed_at)
+    deployed_at = cron_schedule(schedule.cron, schedule.timezone).latest_at(now) - dt.timedelta(minutes=1)
+    nightly_alone = dataclasses.replace(team, workflows={NIGHTLY: team.workflows[NIGHTLY]})
+    store.deploy([nightly_alone], actor=OPERATOR, now=deployed_at)
+    report = store.deploy([team], actor=OPERATOR, now=now)
     names = ", ".join(f"{w.workflow} v{w.version}" for w in report.workflows)
-    print(f"flow45 demo: deployed {CONFIG} ({names}) as of {deployed_at:%Y-%m-%d %H:%M} UTC, a minute before "
-          f"{NIGHTLY}'s last tick ({schedule.cron})", flush=True)
+    print(f"flow45 demo: deployed {CONFIG} ({names}); {NIGHTLY} as of {deployed_at:%Y-%m-%d %H:%M} UTC, "
+          f"a minute before its last tick ({schedule.cron})", flush=True)
 
 
 def _previous_month() -> str:
-    first = dt.date.today().replace(day=1)
+    first = utcnow().date().replace(day=1)
     return f"{first - dt.timedelta(days=1):%Y-%m}"
 
 

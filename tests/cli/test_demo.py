@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,33 @@ def test_the_demo_will_not_empty_a_folder_it_did_not_make(tmp_path):
     assert done.returncode == 1
     assert "notes is not empty and was not made by flow45 demo; choose another --output" in done.stderr
     assert (mine / "todo.txt").read_text() == "keep me"
+
+
+AWKWARD_MOMENTS = {
+    # The monthly schedule's tick (06:00 Amsterdam on the 1st) has passed; it must not add a run.
+    "first-of-month-after-the-monthly-tick": "2026-12-01T05:30:00Z",
+    "leap-day": "2028-02-29T02:31:00Z",
+    "new-years-eve-23:59": "2026-12-31T23:59:30Z",
+    "dst-spring-forward-in-amsterdam": "2027-03-28T01:30:00Z",
+    "dst-fall-back-in-amsterdam": "2026-10-25T00:59:50Z",
+}
+
+
+@pytest.mark.parametrize("moment", AWKWARD_MOMENTS.values(), ids=AWKWARD_MOMENTS.keys())
+def test_the_demo_tells_the_same_story_on_awkward_days(tmp_path, moment):
+    """The clock pinned at the moment (and ticking on): two runs, the monthly one for the month before,
+    the nightly one for the latest 02:30 tick before the moment, one published report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.pinned", moment, "demo", "--headless", "--pace", "0.25"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, env=demo_env(), stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_the_story_was_told(done.stdout)
+    assert "run 3" not in done.stdout, "one manual monthly run and one scheduled nightly run, nothing more"
+    now = dt.datetime.fromisoformat(moment.replace("Z", ""))
+    before = (now.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    assert re.search(rf"querying sales for {before}\b", done.stdout)
+    nightly = now.replace(hour=2, minute=30, second=0) - dt.timedelta(days=0 if now.time() >= dt.time(2, 30) else 1)
+    assert f"schedule {nightly:%Y-%m-%d} 02:30 UTC" in done.stdout
+    published = [p.name for p in (tmp_path / "flow45-demo-output" / "published").iterdir()]
+    assert published == [f"report-{before}.pdf"]
