@@ -160,7 +160,7 @@ def main() -> None:
         for argv in plan(settings, users)[0]:
             rabbit.ctl(*argv)
         use_settings(settings)
-        connect(db_url)
+        connect(db_url, create=True)
         ensure_schema()
         store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
 

@@ -70,7 +70,7 @@ def main() -> None:
         url = postgres.create_database("flow45_hot_path")
         settings = Settings(database_url=url, teams=TEAMS)
         use_settings(settings)
-        connect(url)
+        connect(url, create=True)
         ensure_schema()
         store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
         cursor = database.cursor()

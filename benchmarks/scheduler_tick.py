@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     url, server, where = prepare_database(args.reset)
     try:
         use_settings(Settings(database_url=url))
-        connect(url)
+        connect(url, create=True)
         ensure_schema()
         if Workflow.select().exists():
             if not args.reset:

@@ -155,7 +155,7 @@ def main() -> int:
         asyncio.run(measure(url, big_run, instances))
         return 0
     path.unlink(missing_ok=True)
-    connect(url)
+    connect(url, create=True)
     ensure_schema()
     store.deploy(load_config(ROOT / "examples" / "config"), actor="bench", now=T0)
     t = time.perf_counter()

@@ -18,6 +18,7 @@ from pika.exceptions import AMQPError
 from bridge import names
 from bridge.acks import AckTracker
 from bridge.batch import DatabaseUnavailable, Delivery, apply_batch
+from bridge.logs import quiet_pika
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
@@ -38,6 +39,7 @@ class Bridge:
     def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000):
         if not settings.amqp_url:
             raise ValueError("the bridge needs amqp_url (FLOW45_AMQP_URL)")
+        quiet_pika()
         self.settings = settings
         self.batch_size = batch_size
         self.prefetch = prefetch

@@ -35,20 +35,34 @@ def vhost_of(settings: Settings) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
-def plan(settings: Settings, passwords: dict[str, str] | None = None) -> tuple[list[list[str]], dict[str, str]]:
-    """rabbitmqctl argument lists, and the password of each team user (generated unless given)."""
+class PasswordOf(str):
+    """Stands for a user's password in printed commands: the shell takes it from a variable."""
+
+    @property
+    def variable(self) -> str:
+        return "PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", self).upper()
+
+
+def plan(
+    settings: Settings, passwords: dict[str, str] | None = None, placeholders: bool = False,
+) -> tuple[list[list[str]], dict[str, str]]:
+    """rabbitmqctl argument lists, and the password of each team user (generated unless given).
+    With `placeholders`, every password in the commands is a PasswordOf(user) and none is made."""
     vhost = vhost_of(settings)
     passwords = dict(passwords or {})
     commands: list[list[str]] = [["add_vhost", vhost]] if vhost != "/" else []
     user, password = bridge_user(settings)
     if user != "guest":
-        commands.append(["add_user", user, password])
+        commands.append(["add_user", user, PasswordOf(user) if placeholders else password])
     commands.append(["set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
     for team, team_settings in sorted(settings.teams.items()):
         configure, write, read = team_permissions(team)
         for name in sorted(team_settings.users):
-            passwords.setdefault(name, secrets.token_hex(16))  # never starts with '-', which rabbitmqctl reads as an option
-            commands.append(["add_user", name, passwords[name]])
+            if placeholders:
+                commands.append(["add_user", name, PasswordOf(name)])
+            else:
+                passwords.setdefault(name, secrets.token_hex(16))  # never starts with '-', which rabbitmqctl reads as an option
+                commands.append(["add_user", name, passwords[name]])
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
     commands.append([
         "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", f"^{re.escape(names.DEAD_QUEUE)}$",
@@ -58,4 +72,10 @@ def plan(settings: Settings, passwords: dict[str, str] | None = None) -> tuple[l
 
 
 def as_shell(commands: list[list[str]], ctl: str = "rabbitmqctl") -> str:
-    return "\n".join(f"{ctl} {shlex.join(args)}" for args in commands) + "\n"
+    """A shell script; a PasswordOf stands as `"${PASSWORD_USER:?}"`, so that the script stops
+    rather than create a user with an empty password."""
+
+    def word(arg: str) -> str:
+        return f'"${{{arg.variable}:?}}"' if isinstance(arg, PasswordOf) else shlex.quote(arg)
+
+    return "\n".join(f"{ctl} {' '.join(word(a) for a in args)}" for args in commands) + "\n"

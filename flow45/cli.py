@@ -46,13 +46,18 @@ def _team_workflow(text: str) -> tuple[str, str]:
     return team, workflow
 
 
-def _open_store() -> None:
+def _open_store(create: bool = False) -> None:
+    """Bind the configured database. Only `create` (deploy) makes a missing store; every other
+    command refuses it, naming the URL and `flow45 db upgrade`."""
     from flow45.db import connect
-    from flow45.migrate import ensure_schema
+    from flow45.migrate import ensure_schema, require_schema
     from flow45.settings import current_settings
 
-    connect(current_settings().database_url)
-    ensure_schema()
+    connect(current_settings().database_url, create=create)
+    if create:
+        ensure_schema()
+    else:
+        require_schema()
 
 
 # ---- configuration -----------------------------------------------------------------------
@@ -73,7 +78,7 @@ def cmd_deploy(args) -> int:
     from flow45.config import load_config
 
     teams = load_config(args.path)
-    _open_store()
+    _open_store(create=True)
     report = store.deploy(teams, actor=args.actor)
     if args.json:
         print_json(report.to_json())
@@ -125,7 +130,7 @@ def cmd_db(args) -> int:
     from flow45.migrate import upgrade
     from flow45.settings import current_settings
 
-    connect(current_settings().database_url)
+    connect(current_settings().database_url, create=True)
     before, after = upgrade()
     print(f"schema at version {after}" + (f" (was {before})" if before != after else ", nothing to do"))
     return 0

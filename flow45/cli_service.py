@@ -18,7 +18,9 @@ from flow45.settings import current_settings
 def _logging() -> None:
     level = logging.DEBUG if os.environ.get("FLOW45_DEBUG") else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    logging.getLogger("pika").setLevel(logging.WARNING)  # its connection chatter is not ours to print
+    from bridge.logs import quiet_pika  # no pika import: `scheduler` needs no broker
+
+    quiet_pika()
 
 
 def _amqp_url() -> str:
@@ -53,19 +55,24 @@ def bridge_setup(args) -> int:
 
     from bridge.setup_broker import as_shell, plan
 
+    if args.print:  # what a run would do, without passwords: it generates them when it runs
+        commands, _ = plan(current_settings(), placeholders=True)
+        sys.stdout.write(
+            "# `flow45 bridge setup-broker` runs these, with a new random password for each team user,\n"
+            "# printed once. To run them yourself, set each PASSWORD_USER variable first (the bridge\n"
+            "# user's is the password in amqp_url).\n" + as_shell(commands, args.rabbitmqctl)
+        )
+        return 0
     commands, passwords = plan(current_settings())
     existing: set[str] = set()
-    if args.print:
-        sys.stdout.write(as_shell(commands, args.rabbitmqctl))
-    else:
-        for argv in commands:
-            done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
-            if done.returncode != 0 and "already exists" in done.stderr + done.stdout:
-                if argv[0] == "add_user":
-                    existing.add(argv[1])  # its password stays as it was
-                continue
-            if done.returncode != 0:
-                raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+    for argv in commands:
+        done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
+        if done.returncode != 0 and "already exists" in done.stderr + done.stdout:
+            if argv[0] == "add_user":
+                existing.add(argv[1])  # its password stays as it was
+            continue
+        if done.returncode != 0:
+            raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
     print("# passwords of the team users (store them now; they are not kept):", file=sys.stderr)
     for name, password in sorted(passwords.items()):
         shown = "(already existed: password unchanged)" if name in existing else password
@@ -73,14 +80,20 @@ def bridge_setup(args) -> int:
     return 0
 
 
-def _team_of_operator() -> str:
+def _operator_team(args) -> str:
+    """The team whose exchange (`flow45.in.TEAM`) a command about an instance goes to: --team, else
+    FLOW45_TEAM, else the team an administrator's settings list the URL's user under. The broker
+    lets a user write only to its own team's exchange, and the bridge takes the team from the user."""
+    team = args.team or os.environ.get("FLOW45_TEAM")
+    if team:
+        return team
     from urllib.parse import unquote, urlsplit
 
     user = unquote(urlsplit(_amqp_url()).username or "")
-    for team, team_settings in current_settings().teams.items():
+    for name, team_settings in current_settings().teams.items():
         if user in team_settings.users:
-            return team
-    raise Flow45Error(f"broker user {user!r} is not an operator of any team in the settings (teams.TEAM.users)")
+            return name
+    raise UsageError("say which team the instance belongs to: --team TEAM (or FLOW45_TEAM)")
 
 
 def bridge_deploy(args) -> int:
@@ -120,7 +133,7 @@ def bridge_undo(args) -> int:
     from bridge.rpc import call
 
     message = {"type": "undo", "instance": args.instance, "reason": args.reason, "hold": args.hold, "dry_run": args.dry_run}
-    print_json(call(_amqp_url(), _team_of_operator(), message))
+    print_json(call(_amqp_url(), _operator_team(args), message))
     return 0
 
 
@@ -197,6 +210,8 @@ def add_parsers(add) -> None:
     p.add_argument("--params")
     p = actions.add_parser("undo", help="undo through the bridge")
     p.add_argument("instance", type=_positive_int)
+    p.add_argument("--team", help="the instance's team, the one FLOW45_AMQP_URL's user is an operator of "
+                                  "(default: $FLOW45_TEAM)")
     p.add_argument("--reason", required=True)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--hold", action="store_true")

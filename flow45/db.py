@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from flow45.errors import SettingsError
+from flow45.errors import NoDatabase, SettingsError
+from flow45.urls import hide_password
 
 database = peewee.DatabaseProxy()
 _generation = 0  # bumped by connect(), so caches keyed by row id never mix two databases
@@ -24,14 +26,22 @@ def forget_cached_rows() -> None:
     _generation += 1
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///PATH` URL (`sqlite:////ABS` for an absolute one), `:memory:`, or
+    None for any other kind of URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    path = unquote(url.split("://", 1)[1].lstrip("/") if parts.netloc == "" else parts.netloc + parts.path)
+    return ":memory:" if path in ("", ":memory:") else ("/" + path if url.startswith("sqlite:////") else path)
+
+
 def open_database(url: str) -> peewee.Database:
-    """A peewee database for `sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/NAME`."""
+    """A peewee database for `sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/NAME`.
+    Nothing is opened yet; SQLite creates a missing file on the first query."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        path = unquote(url.split("://", 1)[1].lstrip("/") if parts.netloc == "" else parts.netloc + parts.path)
-        path = ":memory:" if path in ("", ":memory:") else ("/" + path if url.startswith("sqlite:////") else path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
         return peewee.SqliteDatabase(
             path,
             timeout=30,
@@ -50,14 +60,21 @@ def open_database(url: str) -> peewee.Database:
     raise SettingsError(f"database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
 
 
-def connect(url: str) -> peewee.Database:
+def connect(url: str, create: bool = False) -> peewee.Database:
     """Bind the proxy to the database at `url` (closing any previous one) and return it.
 
-    Threads share the bound database (peewee keeps one connection per thread), so calling this
-    again with the same URL changes nothing: rebinding would pull it from under other threads."""
+    A SQLite file that does not exist is refused (NoDatabase) unless `create`, which makes its
+    folder too: only the commands that create a store pass it. Threads share the bound database
+    (peewee keeps one connection per thread), so calling this again with the same URL changes
+    nothing: rebinding would pull it from under other threads."""
     previous = database.obj
     if previous is not None and getattr(previous, "flow45_url", None) == url:
         return previous
+    path = sqlite_path(url)
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        if not create:
+            raise NoDatabase(f"no Flow45 database at {hide_password(url)}: run `flow45 db upgrade` to create it")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if previous is not None and not previous.is_closed():
         previous.close()
     global _generation
@@ -87,10 +104,30 @@ def read():
         yield
 
 
-def describe_db_error(exc: BaseException) -> str | None:
-    """A one-line explanation of a database failure, or None if `exc` is not one."""
+# libpq's wording when the connection itself fails, and the part of it worth showing
+_CONNECT_FAILED = re.compile(
+    r"^(?:connection to server (?:at|on socket) .*? failed: (?:FATAL:\s+)?(?P<reason>.*)"
+    r"|(?P<whole>could not (?:translate host name|connect to server).*|timeout expired))$"
+)
+
+
+def describe_db_error(exc: BaseException, url: str | None = None) -> str | None:
+    """One line naming the database (password hidden) and what failed, or None if `exc` is not a
+    database failure. `url` defaults to the bound database's."""
     if not isinstance(exc, peewee.PeeweeException):
         return None
-    target = database.obj.database if database.obj is not None else "?"
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"database {target}: {first_line} (check FLOW45_DATABASE_URL)"
+    url = url or getattr(database.obj, "flow45_url", None)
+    shown = hide_password(url) if url else "the database"
+    text = str(exc).strip()
+    first_line = text.splitlines()[0].strip() if text else type(exc).__name__
+    failed = _CONNECT_FAILED.match(first_line)
+    if failed is None:
+        return f"database {shown}: {first_line}"
+    reason = (failed.group("reason") or failed.group("whole")).strip()
+    if reason.startswith("password authentication failed"):
+        reason = f"access refused: wrong user name or password ({reason})"
+    elif reason == "Connection refused":
+        reason = "connection refused (is PostgreSQL running there?)"
+    elif re.fullmatch(r'database ".*" does not exist', reason):
+        reason += " (create it, then run `flow45 db upgrade`)"
+    return f"cannot connect to {shown}: {reason}"

@@ -186,7 +186,7 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
     if url.startswith("sqlite:"):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
-    connect(url)
+    connect(url, create=True)
     if not is_sqlite() and Workflow.table_exists() and Workflow.select().exists():
         raise Flow45Error(
             f"{_redact(url)} already has workflows; the demo deploys its own and needs an empty database "

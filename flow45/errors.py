@@ -68,6 +68,12 @@ class InvalidParams(Flow45Error):
     code = "invalid_params"
 
 
+class NoDatabase(Flow45Error):
+    """There is no Flow45 database there yet: `flow45 db upgrade` creates it."""
+
+    code = "no_database"
+
+
 class SchemaOutdated(Flow45Error):
     """The database schema is older than this version of Flow45: run `flow45 db upgrade`."""
 

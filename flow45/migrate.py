@@ -1,10 +1,12 @@
-"""Schema creation and upgrades: `flow45 db upgrade`; other commands create an empty database."""
+"""Schema creation and upgrades: `flow45 db upgrade`, and `deploy` and `demo` on an empty database.
+Every other command needs the schema there and current (`require_schema`)."""
 
 from __future__ import annotations
 
 from flow45.clock import utcnow
 from flow45.db import atomic, database
-from flow45.errors import Flow45Error, SchemaOutdated
+from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
+from flow45.urls import hide_password
 from flow45.models import ALL_TABLES, ScheduleCursor, SchedulerLock, SchemaVersion
 
 
@@ -52,7 +54,21 @@ def ensure_schema() -> None:
     version = schema_version()
     if version == 0:
         upgrade()
-    elif version < CURRENT:
+    else:
+        _refuse_outdated(version)
+
+
+def require_schema() -> None:
+    """Refuse to work on a database without the schema, or with an outdated one; never creates."""
+    version = schema_version()
+    if version == 0:
+        where = hide_password(getattr(database.obj, "flow45_url", None) or "the database")
+        raise NoDatabase(f"no Flow45 schema in {where}: run `flow45 db upgrade` to create it")
+    _refuse_outdated(version)
+
+
+def _refuse_outdated(version: int) -> None:
+    if version < CURRENT:
         raise SchemaOutdated(
             f"the database is at schema version {version}, this Flow45 needs {CURRENT}: run `flow45 db upgrade`"
         )

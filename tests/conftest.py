@@ -51,7 +51,7 @@ def rabbitmq_server():
 def postgres_url(postgres_server):
     """One database for the session, its schema created once; tests empty it."""
     url = postgres_server.create_database("flow45_test")
-    connect(url)
+    connect(url, create=True)
     ensure_schema()
     database.close()
     return url
@@ -87,7 +87,7 @@ def db_url(backend, tmp_path, request):
 def store_db(db_url, backend):
     """The store, schema ready and empty, on each backend in turn."""
     use_settings(Settings(database_url=db_url))
-    db = connect(db_url)
+    db = connect(db_url, create=True)
     ensure_schema()
     if backend == "postgresql":
         _empty_postgres()

@@ -16,7 +16,7 @@ from textual.screen import Screen
 
 from flow45.db import connect
 from flow45.errors import Flow45Error
-from flow45.migrate import ensure_schema
+from flow45.migrate import require_schema
 from tui import data
 from tui.live import Feed, FeedProblem, LedgerEvents
 
@@ -37,7 +37,7 @@ class Dashboard(App):
         super().__init__()
         if database_url is not None:
             connect(database_url)  # the same URL again changes nothing
-            ensure_schema()
+            require_schema()  # the dashboard never creates a store
         self.actor = actor
         self.sub_title = f"operator {actor}"
         self.feed = Feed(self, data.latest_event_id(), poll_interval)

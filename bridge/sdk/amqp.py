@@ -24,6 +24,7 @@ import pika
 import pika.exceptions
 
 from bridge import names
+from bridge.logs import quiet_pika
 from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45.messages import Reply
@@ -59,6 +60,7 @@ class AmqpTransport:
         self, url: str, team: str, worker_name: str, *, prefetch: int | None = None,
         reconnect_min: float = 0.5, reconnect_max: float = 30.0, resubscribe_interval: float = 5.0,
     ):
+        quiet_pika()
         self.url = url
         self.team = team
         self.worker_name = worker_name

@@ -142,7 +142,7 @@ class StoreMachine(RuleBasedStateMachine):
         cls.examples += 1
         if self.backend == "sqlite":
             self.db_file = self.workdir / f"example-{cls.examples}.db"
-            connect(f"sqlite:///{self.db_file}")
+            connect(f"sqlite:///{self.db_file}", create=True)
             ensure_schema()
         else:
             connect(self.url)

@@ -37,7 +37,7 @@ def tui_db(tmp_path):
     """A SQLite store with examples/config deployed at a fixed time; yields its URL."""
     url = f"sqlite:///{tmp_path / 'flow45.db'}"
     use_settings(Settings(database_url=url))
-    db = connect(url)
+    db = connect(url, create=True)
     ensure_schema()
     store.deploy(load_config(EXAMPLES), actor="tester", now=T0)
     yield url

@@ -1,0 +1,102 @@
+"""Broker failures in one line: a wrong password, port or vhost is the operator's to fix, so it is
+told as one line naming the URL (password hidden) and what failed, never as pika's traceback."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import unquote, urlsplit
+
+import pika
+import pika.exceptions as px
+from pika.adapters.utils import connection_workflow
+
+from bridge.logs import quiet_pika
+from flow45.errors import Flow45Error
+from flow45.urls import hide_password
+
+_FAILURES = (
+    px.AMQPError, OSError, connection_workflow.AMQPConnectionWorkflowFailed, connection_workflow.AMQPConnectorException,
+)
+
+
+class BrokerUnavailable(Flow45Error):
+    """The broker cannot be reached with the URL given."""
+
+    code = "broker_unavailable"
+
+
+def describe_amqp_error(exc: BaseException, url: str) -> str | None:
+    """One line naming the broker URL (password hidden) and what failed, or None if `exc` is not
+    a broker or socket failure."""
+    if not isinstance(exc, _FAILURES):
+        return None
+    shown = hide_password(url)
+    parts = urlsplit(url)
+    user = unquote(parts.username or "guest")
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    root = _root_cause(exc)
+    if isinstance(root, (px.ProbableAuthenticationError, px.AuthenticationError)) or _broker_code(root) == 403:
+        return f"cannot connect to {shown}: access refused: wrong user name or password"
+    if isinstance(root, px.ProbableAccessDeniedError) or _broker_code(root) == 530:
+        return f"cannot connect to {shown}: vhost {vhost!r} not found or not allowed for user {user!r}"
+    if isinstance(root, px.IncompatibleProtocolError):
+        return f"cannot connect to {shown}: the server there does not speak AMQP (wrong port?)"
+    if isinstance(root, ConnectionRefusedError):
+        return f"cannot connect to {shown}: connection refused (is RabbitMQ running and listening on port {_port(parts)}?)"
+    if isinstance(root, socket.gaierror):
+        return f"cannot connect to {shown}: unknown host {parts.hostname!r}"
+    if isinstance(root, (TimeoutError, socket.timeout, connection_workflow.AMQPConnectorStackTimeout)):
+        return f"cannot connect to {shown}: timed out"
+    if isinstance(root, px.ChannelClosedByBroker):
+        return f"the broker at {shown} closed the channel: {root.reply_text}"
+    if isinstance(root, px.ConnectionClosedByBroker):
+        return f"the broker at {shown} closed the connection: {root.reply_text}"
+    if isinstance(root, (px.StreamLostError, px.AMQPHeartbeatTimeout, px.ConnectionClosed, ConnectionError)):
+        return f"lost the connection to {shown}: {_text(root)}"
+    if isinstance(root, OSError):
+        return f"cannot connect to {shown}: {root.strerror or _text(root)}"
+    return f"cannot connect to {shown}: {_text(root)}"
+
+
+def open_blocking(url: str, attempts: int = 1) -> pika.BlockingConnection:
+    """A blocking connection, or BrokerUnavailable with the one line that says why."""
+    quiet_pika()
+    try:
+        params = pika.URLParameters(url)
+    except (ValueError, TypeError) as exc:
+        raise BrokerUnavailable(f"broker URL {hide_password(url)}: {exc}") from None
+    params.connection_attempts = attempts
+    try:
+        return pika.BlockingConnection(params)
+    except _FAILURES as exc:
+        raise BrokerUnavailable(describe_amqp_error(exc, url)) from None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The failure pika wrapped, through its connection workflow's layers."""
+    for _ in range(10):
+        if isinstance(exc, connection_workflow.AMQPConnectionWorkflowFailed) and exc.exceptions:
+            exc = exc.exceptions[-1]
+        elif isinstance(getattr(exc, "exception", None), BaseException):  # the connector's errors
+            exc = exc.exception
+        elif type(exc) is px.AMQPConnectionError and exc.args and isinstance(exc.args[0], BaseException):
+            exc = exc.args[0]
+        else:
+            break
+    return exc
+
+
+def _broker_code(exc: BaseException) -> int | None:
+    return exc.reply_code if isinstance(exc, px.ConnectionClosedByBroker) else None
+
+
+def _port(parts) -> int:
+    try:
+        return parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    except ValueError:
+        return 5672
+
+
+def _text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
