@@ -12,6 +12,7 @@ import pika.exceptions as px
 
 from bridge import names
 from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking
+from flow45 import wire
 from flow45.errors import Flow45Error
 
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -64,7 +65,7 @@ def _exchange(connection: pika.BlockingConnection, user: str, team: str, message
     channel.confirm_delivery()  # so a refused or unroutable publish fails here, not as a silent timeout
     try:
         channel.basic_publish(
-            names.inbound_exchange(team), message["type"], json.dumps(message).encode(),
+            names.inbound_exchange(team), message["type"], wire.dumps(message).encode(),
             pika.BasicProperties(
                 content_type="application/json", message_id=uuid.uuid4().hex, user_id=user,
                 reply_to=REPLY_TO, correlation_id=correlation, delivery_mode=2,

@@ -7,7 +7,6 @@ then replies and acks go out and the outbox rows the batch wrote are published a
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from bridge.logs import quiet_pika
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
+from flow45 import wire
 from flow45.db import connect
 from flow45.migrate import ensure_schema
 from flow45.settings import Settings
@@ -234,7 +234,12 @@ class Bridge:
         if not delivery.reply_to:
             return
         properties = pika.BasicProperties(content_type=JSON, correlation_id=delivery.correlation_id)
-        self._publish("", delivery.reply_to, json.dumps(reply, default=str).encode(), properties, "reply", None)
+        try:
+            body = wire.dumps(reply)
+        except wire.NotJSON as exc:  # a bug, not the sender's fault: answer without the result
+            log.error("bridge: the reply to %s is not JSON: %s", delivery.message_id, exc)
+            body = wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"})
+        self._publish("", delivery.reply_to, body.encode(), properties, "reply", None)
 
     def _dead_letter(self, delivery: Delivery, code: str, reason: str) -> None:
         """A copy to flow45.dead with the reason; the original is acked once the copy is confirmed."""
@@ -298,7 +303,7 @@ class Bridge:
             properties = pika.BasicProperties(
                 content_type=JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}", type=row.kind,
             )
-            body = json.dumps(row.body, default=str).encode()
+            body = wire.dumps(row.body).encode()  # stored through wire.dumps: always JSON
             self._publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
             self._in_flight.add(row.id)
 

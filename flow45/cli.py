@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from flow45 import store
+from flow45 import store, wire
 from flow45.cli_output import counts_text, print_json, print_table, progress_bar, when
 from flow45.errors import Flow45Error
 
@@ -34,9 +34,11 @@ def command(name: str):
 
 def _json_arg(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return wire.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+    except ValueError as exc:  # NaN, Infinity, or a number too large to be finite
+        raise UsageError(f"{what} is not valid JSON: {exc}") from exc
 
 
 def _team_workflow(text: str) -> tuple[str, str]:
@@ -188,7 +190,7 @@ def cmd_show(args) -> int:
     if view.waiting_for:
         print(f"  waiting for {view.waiting_for}")
     if view.params:
-        print(f"  params {json.dumps(view.params)}")
+        print(f"  params {wire.dumps(view.params)}")
     print()
     print_table(
         ["instance", "task", "state", "attempt", "worker", "progress", "after"],
@@ -216,7 +218,7 @@ def cmd_instance(args) -> int:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")
         if a.output is not None:
-            print(f"    output {json.dumps(a.output)}")
+            print(f"    output {wire.dumps(a.output)}")
         if a.error:
             print(f"    error {a.error}")
     return 0
@@ -297,12 +299,12 @@ def cmd_events(args) -> int:
         events = store.list_events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
         for e in events:
             if args.json:
-                print(json.dumps(e.to_json()), flush=True)
+                print(wire.dumps(e.to_json()), flush=True)
             else:
                 move = f"{e.from_state or ''} -> {e.to_state}" if e.to_state else ""
                 where = f"run {e.run}" if e.run else e.team
                 where += f" instance {e.instance}" if e.instance else ""
-                detail = f" {json.dumps(e.detail)}" if e.detail else ""
+                detail = f" {wire.dumps(e.detail)}" if e.detail else ""
                 print(f"{e.id:>6} {when(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)
             after = e.id
         if not args.follow:

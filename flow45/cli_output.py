@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from typing import Any, Iterable, Sequence
+
+from flow45 import wire
 
 
 def when(value: dt.datetime | None) -> str:
@@ -13,8 +14,7 @@ def when(value: dt.datetime | None) -> str:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    sys.stdout.write(wire.dumps(data, indent=2) + "\n")
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

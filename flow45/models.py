@@ -6,6 +6,7 @@ import json
 
 import peewee as pw
 
+from flow45 import wire
 from flow45.db import database
 
 
@@ -13,7 +14,7 @@ class JSONField(pw.TextField):
     """JSON kept as text, the same on SQLite and PostgreSQL."""
 
     def db_value(self, value):
-        return None if value is None else json.dumps(value, separators=(",", ":"))
+        return None if value is None else wire.dumps(value)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema, create_model,
+)
 
 from flow45.config import FieldSpec, TypeSpec, referenced_types
+from flow45.wire import DATETIME_PATTERN, parse_date, parse_datetime
 
-_SCALARS: dict[str, type] = {
-    "string": str, "integer": int, "number": float, "boolean": bool,
-    "datetime": dt.datetime, "date": dt.date,
+# JSON values are taken as they are, never coerced: "7" is not an integer, true is not a number,
+# "yes" is not a boolean; numbers are finite; datetimes carry an offset and are kept in UTC.
+_SCALARS: dict[str, Any] = {
+    "string": Annotated[str, Strict()],
+    "integer": Annotated[int, Strict()],
+    "number": Annotated[float, Strict(), AllowInfNan(False)],
+    "boolean": Annotated[bool, Strict()],
+    "datetime": Annotated[dt.datetime, BeforeValidator(parse_datetime),
+                          WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN})],
+    "date": Annotated[dt.date, BeforeValidator(parse_date)],
 }
 _CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
 

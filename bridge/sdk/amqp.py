@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from bridge import names
 from bridge.logs import quiet_pika
 from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
+from flow45 import wire
 from flow45.messages import Reply
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class AmqpTransport:
         pending = _Pending()
         with self._lock:
             self._pending[correlation_id] = pending
-        body = json.dumps(message, separators=(",", ":")).encode()
+        body = wire.dumps(message).encode()  # NotJSON (a ValueError) for NaN or ±Infinity: never sent
         self._submit(functools.partial(self._publish, message["type"], body, message_id, correlation_id))
         answered = pending.done.wait(timeout)
         with self._lock:

@@ -21,6 +21,7 @@ from bridge.sdk.errors import PermanentError, SkipTask, TransportError
 from bridge.sdk.heartbeat import Heartbeat
 from bridge.sdk.task import MAX_TEXT, Task
 from bridge.sdk.transport import OFFER, Delivery, Subscription, Transport
+from flow45 import wire
 from flow45.messages import Claim, Fail, Offer, Progress, Reply, Skip, Submit, UndoNotice
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,9 @@ class Worker:
             log.exception("%r failed", task)
             return Fail(type="fail", error=_describe(exc), retryable=True, **common)
         try:
-            return Submit(type="submit", output=dump_output(result), **common)
+            output = dump_output(result)
+            wire.dumps(output)  # NaN and ±Infinity are not JSON: refused here, before anything is sent
+            return Submit(type="submit", output=output, **common)
         except Exception as exc:  # noqa: BLE001 - not JSON: trying again returns the same
             log.error("%r returned %s, which is not JSON: %s", task, type(result).__name__, exc)
             return Fail(type="fail", error=f"the handler's return value is not JSON: {_describe(exc)}"[:MAX_TEXT],

@@ -7,10 +7,10 @@ results nobody reads wait in a `Deferred` and travel together in one round trip.
 from __future__ import annotations
 
 import hashlib
-import json
 import weakref
 from typing import Any, Sequence
 
+from flow45 import wire
 from flow45.db import database, is_sqlite
 
 CHUNK = 500  # rows per statement on SQLite
@@ -139,4 +139,4 @@ def _sqlite(values: Sequence[Any]) -> list[Any]:
 
 
 def as_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else wire.dumps(value)

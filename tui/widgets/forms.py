@@ -31,7 +31,7 @@ def type_hint(spec: FieldSpec, registry: TypeRegistry) -> str:
         item = spec.items.type if spec.items else "?"
         words = [f"list of {item}, as JSON"]
     elif spec.type in ("date", "datetime"):
-        words = [f"{spec.type} (" + ("YYYY-MM-DD" if spec.type == "date" else "YYYY-MM-DDTHH:MM:SS") + ")"]
+        words = [f"{spec.type} (" + ("YYYY-MM-DD" if spec.type == "date" else "YYYY-MM-DDTHH:MM:SSZ, UTC or with +HH:MM") + ")"]
     else:
         words = [spec.type]
     for key, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):

@@ -1,0 +1,117 @@
+"""The wire format's rules, one place for all of them: JSON without non-finite numbers, and
+datetimes in UTC with a `Z`, to the microsecond.
+
+Everything Flow45 writes as JSON (offers, replies, stored outputs, `--json` output) goes through
+`dumps`, so a non-finite number fails loudly here instead of leaving as `NaN`, which is not JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from typing import Any
+
+from pydantic_core import PydanticCustomError
+
+from flow45.errors import Flow45Error
+
+# RFC 3339 with at most 6 fractional digits (Python keeps microseconds; more would be cut silently).
+DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.(\d+))?([Zz]|[+-]\d{2}:\d{2})?$")
+_DATE = re.compile(DATE_PATTERN)
+
+
+class NotJSON(Flow45Error, ValueError):
+    """A value that has no JSON form (a non-finite number, an unknown type)."""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return utc_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise NotJSON(f"{type(value).__name__} has no JSON form")
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """`value` as JSON; raises NotJSON for NaN, ±Infinity and values JSON cannot hold."""
+    try:
+        return json.dumps(value, allow_nan=False, default=_default, indent=indent,
+                          separators=None if indent else (",", ":"))
+    except ValueError as exc:
+        raise NotJSON(f"not JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large to be finite")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON as the wire does: `NaN`, `Infinity` and numbers that overflow are refused (ValueError)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def utc_text(value: dt.datetime) -> str:
+    """A datetime as the wire writes it; a naive one is taken as UTC (the store keeps naive UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def parse_datetime(value: Any) -> dt.datetime:
+    """A wire datetime as an aware UTC datetime. Refuses no offset, more than 6 fractional digits,
+    and anything but a string (or, from Python code, an aware datetime)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PydanticCustomError(
+                "datetime_naive", "a datetime needs a time zone: use UTC (tzinfo=timezone.utc)"
+            )
+        return value.astimezone(dt.timezone.utc)
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "expected an RFC 3339 datetime string such as 2026-03-01T12:05:00Z")
+    match = _DATETIME.match(value)
+    if match is None:
+        raise PydanticCustomError(
+            "datetime_format", "expected an RFC 3339 datetime such as 2026-03-01T12:05:00Z, got '{value}'",
+            {"value": value[:60]},
+        )
+    fraction, offset = match.group(2), match.group(3)
+    if offset is None:
+        raise PydanticCustomError(
+            "datetime_naive", "the datetime '{value}' has no offset: add Z for UTC, or +HH:MM", {"value": value},
+        )
+    if fraction is not None and len(fraction) > 6:
+        raise PydanticCustomError(
+            "datetime_precision",
+            "the datetime '{value}' has {digits} fractional digits; at most 6 (microseconds) are kept",
+            {"value": value, "digits": len(fraction)},
+        )
+    try:
+        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PydanticCustomError("datetime_value", "not a valid datetime: {error}", {"error": str(exc)}) from None
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def parse_date(value: Any) -> dt.date:
+    """A wire date (YYYY-MM-DD only: a datetime is not a date)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or _DATE.match(value) is None:
+        raise PydanticCustomError(
+            "date_format", "expected a date as YYYY-MM-DD, got '{value}'", {"value": str(value)[:60]}
+        )
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise PydanticCustomError("date_value", "not a valid date: {error}", {"error": str(exc)}) from None
