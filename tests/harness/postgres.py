@@ -151,6 +151,13 @@ class PostgresServer:
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_for(name)
 
+    def add_password_user(self, name: str, password: str) -> None:
+        """A login role that must give `password` over TCP (everyone else is trusted)."""
+        self._admin(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(f"host all {name} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())  # first match wins
+        self._admin(sql.SQL("SELECT pg_reload_conf()"))
+
     def drop_database(self, name: str) -> None:
         """Drop database `name` if present, disconnecting any remaining sessions."""
         self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

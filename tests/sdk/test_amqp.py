@@ -369,3 +369,28 @@ def test_the_plain_pika_example_speaks_the_same_protocol(broker):
     assert bridge.received[0].message.worker == "plain-1"
     assert submit.message.output == {"uri": "s3://b/sales.pdf", "pages": 5}
     assert queue_depth(url, names.offer_queue(team, FUNCTION)) == 0
+
+
+WORKER_START = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+from bridge.sdk import AmqpTransport, Worker
+url, team, function = sys.argv[1:]
+worker = Worker(AmqpTransport(url, team, "w1"))
+worker.handler(function)(lambda task, sales: None)
+worker.start(1)
+assert worker.transport.connected.wait(30), "not connected"
+worker.stop()
+assert worker.join(timeout=30)
+"""
+
+
+def test_a_worker_starts_without_pikas_chatter(broker):
+    """An SDK worker logging at INFO, as the examples do: its own lines, none of pika's."""
+    url, team, _channel = broker
+    done = subprocess.run([sys.executable, "-c", WORKER_START, url, team, FUNCTION],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(" bridge.sdk." in line and "connected to" in line for line in lines), done.stderr
+    assert [line for line in lines if " pika" in line] == []

@@ -1,0 +1,157 @@
+"""A database that cannot be used is told in one line naming its URL (password hidden), exit 1, no
+traceback; and a command that only reads never creates a store: only `db upgrade`, `deploy` and
+`demo` do. Each case runs `python -m flow45` as a user would, with nothing but the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from tests.conftest import EXAMPLES
+
+READ_ONLY = [
+    ["workflows"], ["runs"], ["show", "1"], ["instance", "1"], ["events"], ["graph", "reports/monthly_report"],
+    ["schema"], ["tui"],
+]
+
+
+def flow45(*args: str, cwd, database_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env}
+    if database_url is not None:
+        environ["FLOW45_DATABASE_URL"] = database_url
+    return subprocess.run([sys.executable, "-m", "flow45", *args], cwd=cwd, env=environ,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit 1, and stderr one line holding each expected text; returns the line."""
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: c[0])
+def test_a_read_only_command_in_an_empty_folder_creates_nothing(tmp_path, command):
+    done = flow45(*command, cwd=tmp_path)
+    assert_one_line(done, "no Flow45 database at sqlite:///flow45.db", "run `flow45 db upgrade` to create it")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_folder_is_refused_not_made(tmp_path):
+    url = f"sqlite:///{tmp_path}/nonexistent/dir/x.db"
+    for command in (["runs"], ["trigger", "reports/monthly_report"], ["undo", "1", "--reason", "r"]):
+        assert_one_line(flow45(*command, cwd=tmp_path, database_url=url), f"no Flow45 database at {url}", "db upgrade")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_db_upgrade_creates_the_store_the_readers_then_use(tmp_path):
+    url = f"sqlite:///{tmp_path}/new/dir/x.db"
+    done = flow45("db", "upgrade", cwd=tmp_path, database_url=url)
+    assert done.returncode == 0 and "schema at version" in done.stdout, done.stderr
+    assert (tmp_path / "new" / "dir" / "x.db").is_file()
+    done = flow45("runs", cwd=tmp_path, database_url=url)
+    assert done.returncode == 0 and done.stdout.startswith("RUN"), done.stderr
+
+
+def test_deploy_creates_the_embedded_store(tmp_path):
+    assert flow45("deploy", str(EXAMPLES), cwd=tmp_path).returncode == 0
+    done = flow45("workflows", cwd=tmp_path)
+    assert done.returncode == 0 and "monthly_report" in done.stdout
+
+
+@pytest.mark.integration
+def test_an_empty_postgresql_database_is_refused_and_left_empty(postgres_server, tmp_path):
+    url = postgres_server.create_database("flow45_cli_empty")
+    for command in READ_ONLY[:3]:
+        assert_one_line(flow45(*command, cwd=tmp_path, database_url=url),
+                        f"no Flow45 schema in {url}", "run `flow45 db upgrade`")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.integration
+def test_a_missing_postgresql_database_names_the_url(postgres_server, tmp_path):
+    url = postgres_server.url_for("flow45_no_such_db")
+    assert_one_line(flow45("runs", cwd=tmp_path, database_url=url),
+                    f"cannot connect to {url}", 'database "flow45_no_such_db" does not exist')
+
+
+@pytest.fixture(scope="module")
+def password_user(postgres_server):
+    """A role that needs its password over TCP, and the database it may use."""
+    postgres_server.add_password_user("flow45_ann", "right-secret")
+    url = postgres_server.create_database("flow45_cli_ann")
+    deadline = time.monotonic() + 30
+    while True:  # the server reloads pg_hba.conf in the background
+        try:
+            psycopg2.connect(url.replace("postgres@", "flow45_ann:wrong@"), connect_timeout=5).close()
+        except psycopg2.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                break
+        assert time.monotonic() < deadline, "pg_hba.conf was not reloaded"
+        time.sleep(0.1)
+    return url
+
+
+@pytest.mark.integration
+def test_a_wrong_database_password_is_one_line_without_the_password(password_user, tmp_path):
+    url = password_user.replace("postgres@", "flow45_ann:wrong-secret@")
+    line = assert_one_line(flow45("runs", cwd=tmp_path, database_url=url),
+                           "cannot connect to postgresql://flow45_ann:***@", "wrong user name or password")
+    assert "wrong-secret" not in line
+
+
+@pytest.mark.integration
+def test_a_wrong_database_port_is_one_line_without_the_password(postgres_server, tmp_path):
+    from tests.harness.postgres import free_port
+
+    url = f"postgresql://flow45_ann:right-secret@127.0.0.1:{free_port()}/flow45"
+    line = assert_one_line(flow45("workflows", cwd=tmp_path, database_url=url),
+                           "cannot connect to postgresql://flow45_ann:***@127.0.0.1:", "connection refused")
+    assert "right-secret" not in line
+
+
+def test_setup_broker_print_shows_no_password_and_stops_without_them(tmp_path):
+    settings = tmp_path / "flow45.yaml"
+    settings.write_text(
+        "amqp_url: amqp://flow45-bridge:bridge-secret@rabbit:5672/flow45\n"
+        "teams: {reports: {users: {reports-ops: operator, reports-worker: worker}}}\n"
+    )
+    done = flow45("bridge", "setup-broker", "--print", "--rabbitmqctl", "echo", cwd=tmp_path, FLOW45_SETTINGS=str(settings))
+    assert done.returncode == 0 and done.stderr == ""
+    assert "bridge-secret" not in done.stdout
+    assert 'add_user reports-ops "${PASSWORD_REPORTS_OPS:?}"' in done.stdout
+    script = tmp_path / "setup.sh"
+    script.write_text(done.stdout)
+    # run as printed (here with `echo` for rabbitmqctl): it stops rather than make a user with no password
+    ran = subprocess.run(["bash", "-e", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert ran.returncode != 0 and "PASSWORD_FLOW45_BRIDGE" in ran.stderr
+    with_passwords = {"PATH": "/usr/bin:/bin", "PASSWORD_FLOW45_BRIDGE": "b1", "PASSWORD_REPORTS_OPS": "o1",
+                      "PASSWORD_REPORTS_WORKER": "w1"}
+    ran = subprocess.run(["bash", "-e", str(script)], capture_output=True, text=True, env=with_passwords)
+    assert ran.returncode == 0 and "add_user reports-ops o1" in ran.stdout.splitlines()
+
+
+def test_bridge_undo_without_a_team_asks_for_one(tmp_path):
+    done = flow45("bridge", "undo", "7", "--reason", "r", cwd=tmp_path,
+                  FLOW45_AMQP_URL="amqp://reports-ops:secret@127.0.0.1:1/%2F")
+    assert done.returncode == 2 and "--team TEAM (or FLOW45_TEAM)" in done.stderr
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+
+
+def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
+    from tests.harness.rabbitmq import free_port
+
+    url = f"amqp://reports-ops:secret@127.0.0.1:{free_port()}/%2F"
+    done = flow45("bridge", "trigger", "reports/monthly_report", cwd=tmp_path, FLOW45_AMQP_URL=url)
+    line = assert_one_line(done, f"cannot connect to {url.replace(':secret@', ':***@')}", "connection refused")
+    assert "secret" not in line
