@@ -420,15 +420,29 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `flow45 events | head`: the reader left
         sys.stderr.close()
         return 0
-    except Exception as exc:  # a database that cannot be reached is the operator's to fix, not a traceback
-        from flow45.db import describe_db_error
-
-        message = describe_db_error(exc)
+    except Exception as exc:  # a server that cannot be reached is the operator's to fix, not a traceback
+        message = _describe_failure(exc)
         if message is None:
             raise
         print(f"flow45: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _describe_failure(exc: Exception) -> str | None:
+    """One line for a database or broker failure that reached the top, or None."""
+    from flow45.db import describe_db_error
+
+    message = describe_db_error(exc)
+    if message is None and "pika" in sys.modules:  # only a command that loaded the broker client fails on it
+        import pika.exceptions
+
+        from bridge.failures import describe_amqp_error
+        from flow45.settings import current_settings
+
+        if isinstance(exc, pika.exceptions.AMQPError):
+            message = describe_amqp_error(exc, current_settings().amqp_url or "")
+    return message
 
 
 from flow45 import cli_service  # noqa: E402  (registers the service commands)

@@ -36,6 +36,7 @@ from flow45.errors import Flow45Error
 from flow45.migrate import ensure_schema
 from flow45.schedule import cron_schedule
 from flow45.settings import Settings, TeamSettings, current_settings, use_settings
+from flow45.urls import hide_password
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONFIG = EXAMPLES / "config"
@@ -97,11 +98,15 @@ def set_the_stage(options: Options, echo_workers: bool) -> Settings:
     run triggered. The scheduler, once started, creates the nightly run."""
     settings = demo_settings(current_settings(), options.database)
     use_settings(settings)
+    if settings.amqp_url:  # a broker URL that does not work is told before the store is touched
+        from bridge.failures import open_blocking
+
+        open_blocking(settings.amqp_url).close()
     _fresh_store(settings.database_url, options.database)
     _fresh_output(options.output)
     _log_to(options.output / "flow45-demo.log", echo_workers=echo_workers)
-    amqp = f", RabbitMQ {_redact(settings.amqp_url)}" if settings.amqp_url else ""
-    print(f"flow45 demo: store {_redact(settings.database_url)}{amqp}; worker files in {options.output}", flush=True)
+    amqp = f", RabbitMQ {hide_password(settings.amqp_url)}" if settings.amqp_url else ""
+    print(f"flow45 demo: store {hide_password(settings.database_url)}{amqp}; worker files in {options.output}", flush=True)
     _deploy()
     store.trigger(TEAM, MONTHLY, {"month": _previous_month()}, actor=OPERATOR)
     return settings
@@ -189,7 +194,7 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
     connect(url, create=True)
     if not is_sqlite() and Workflow.table_exists() and Workflow.select().exists():
         raise Flow45Error(
-            f"{_redact(url)} already has workflows; the demo deploys its own and needs an empty database "
+            f"{hide_password(url)} already has workflows; the demo deploys its own and needs an empty database "
             "(createdb flow45_demo, then FLOW45_DATABASE_URL=postgresql://…/flow45_demo)"
         )
     ensure_schema()
@@ -215,13 +220,6 @@ def _deploy() -> None:
 def _previous_month() -> str:
     first = utcnow().date().replace(day=1)
     return f"{first - dt.timedelta(days=1):%Y-%m}"
-
-
-def _redact(url: str | None) -> str:
-    parts = urlsplit(url or "")
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url or ""
 
 
 # ---- what runs while the demo plays -------------------------------------------------------------
@@ -254,10 +252,15 @@ class Services:
         scheduler = Scheduler(self.settings.database_url, holder=f"flow45-demo-{id(self):x}")
         self._thread("scheduler", scheduler.run, self.stopping)
         if self.settings.amqp_url:
+            from bridge.failures import open_blocking
             from bridge.service import Bridge
-            from bridge.topology import declare_with_new_connection
+            from bridge.topology import declare
 
-            declare_with_new_connection(self.settings.amqp_url, self.settings)  # queues before workers
+            connection = open_blocking(self.settings.amqp_url)  # a wrong URL: one line, not a traceback
+            try:
+                declare(connection.channel(), self.settings)  # queues before workers
+            finally:
+                connection.close()
             self.bridge = Bridge(self.settings)
             self._thread("bridge", self.bridge.run)
         example = load_example_worker()

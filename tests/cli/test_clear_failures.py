@@ -155,3 +155,12 @@ def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
     done = flow45("bridge", "trigger", "reports/monthly_report", cwd=tmp_path, FLOW45_AMQP_URL=url)
     line = assert_one_line(done, f"cannot connect to {url.replace(':secret@', ':***@')}", "connection refused")
     assert "secret" not in line
+
+
+def test_the_demo_with_a_broker_that_is_not_there_stops_before_making_its_store(tmp_path):
+    from tests.harness.rabbitmq import free_port
+
+    url = f"amqp://guest:secret@127.0.0.1:{free_port()}/%2F"
+    done = flow45("demo", "--headless", cwd=tmp_path, FLOW45_AMQP_URL=url)
+    assert_one_line(done, f"cannot connect to {url.replace(':secret@', ':***@')}", "connection refused")
+    assert not (tmp_path / "flow45-demo.db").exists()
