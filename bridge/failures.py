@@ -42,7 +42,8 @@ def describe_amqp_error(exc: BaseException, url: str) -> str | None:
     if isinstance(root, px.IncompatibleProtocolError):
         return f"cannot connect to {shown}: the server there does not speak AMQP (wrong port?)"
     if isinstance(root, ConnectionRefusedError):
-        return f"cannot connect to {shown}: connection refused (is RabbitMQ running and listening on port {_port(parts)}?)"
+        port = _port(parts)
+        return f"cannot connect to {shown}: connection refused (is RabbitMQ running and listening on port {port}?)"
     if isinstance(root, socket.gaierror):
         return f"cannot connect to {shown}: unknown host {parts.hostname!r}"
     if isinstance(root, (TimeoutError, socket.timeout, connection_workflow.AMQPConnectorStackTimeout)):

@@ -48,7 +48,8 @@ def _refusal(exc: px.ChannelClosedByBroker, url: str, user: str, team: str) -> s
     if exc.reply_code == 403:
         return f"broker user {user!r} may not send to {exchange!r}: is {team!r} the team it is an operator of?"
     if exc.reply_code == 404:
-        return f"the broker has no exchange {exchange!r}: is there a team {team!r}, and has the bridge run since it was added?"
+        return (f"the broker has no exchange {exchange!r}: is there a team {team!r}, "
+                "and has the bridge run since it was added?")
     return describe_amqp_error(exc, url)
 
 
@@ -74,7 +75,8 @@ def _exchange(connection: pika.BlockingConnection, user: str, team: str, message
         )
     except px.UnroutableError:
         raise Flow45Error(
-            f"nothing takes messages sent to {names.inbound_exchange(team)!r}: is the bridge set up (`flow45 bridge run`)?"
+            f"nothing takes messages sent to {names.inbound_exchange(team)!r}: "
+            "is the bridge set up (`flow45 bridge run`)?"
         ) from None
     deadline = time.monotonic() + timeout
     while not answer and time.monotonic() < deadline:

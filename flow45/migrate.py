@@ -6,8 +6,8 @@ from __future__ import annotations
 from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
-from flow45.urls import hide_password
 from flow45.models import ALL_TABLES, ScheduleCursor, SchedulerLock, SchemaVersion
+from flow45.urls import hide_password
 
 
 def _create_v1() -> None:

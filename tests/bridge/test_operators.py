@@ -36,7 +36,8 @@ def test_an_operator_needs_only_its_broker_url(bridge_env, tmp_path):
     ops = bridge_env.url("reports-ops")
     done = operator(ops, "bridge", "deploy", str(EXAMPLES), cwd=tmp_path)
     assert done.returncode == 0 and "reports/monthly_report v1: created" in done.stdout, done.stderr
-    done = operator(ops, "bridge", "trigger", "reports/monthly_report", "--params", '{"month": "2026-10"}', cwd=tmp_path)
+    done = operator(ops, "bridge", "trigger", "reports/monthly_report", "--params", '{"month": "2026-10"}',
+                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run = int(done.stdout.split()[1])
     extract = store.get_run(run).instances[0]
@@ -82,4 +83,5 @@ def test_a_broker_refusal_is_one_line_naming_the_url(broker_users, tmp_path, com
     good = f"amqp://reports-ops:{PASSWORDS['reports-ops']}@127.0.0.1:{port}/%2F"
     url = _with(good, password="wrong-pw") if fault == "password" else _with(good, vhost="nope")
     line = one_line(operator(url, *command, cwd=tmp_path))
-    assert line == f"flow45: cannot connect to amqp://reports-ops:***@127.0.0.1:{port}/{'nope' if fault == 'vhost' else '%2F'}: {expected}"
+    vhost = "nope" if fault == "vhost" else "%2F"
+    assert line == f"flow45: cannot connect to amqp://reports-ops:***@127.0.0.1:{port}/{vhost}: {expected}"

@@ -126,7 +126,8 @@ def test_setup_broker_print_shows_no_password_and_stops_without_them(tmp_path):
         "amqp_url: amqp://flow45-bridge:bridge-secret@rabbit:5672/flow45\n"
         "teams: {reports: {users: {reports-ops: operator, reports-worker: worker}}}\n"
     )
-    done = flow45("bridge", "setup-broker", "--print", "--rabbitmqctl", "echo", cwd=tmp_path, FLOW45_SETTINGS=str(settings))
+    done = flow45("bridge", "setup-broker", "--print", "--rabbitmqctl", "echo", cwd=tmp_path,
+                  FLOW45_SETTINGS=str(settings))
     assert done.returncode == 0 and done.stderr == ""
     assert "bridge-secret" not in done.stdout
     assert 'add_user reports-ops "${PASSWORD_REPORTS_OPS:?}"' in done.stdout
