@@ -66,7 +66,10 @@ def bridge_setup(args) -> int:
     commands, passwords = plan(current_settings())
     existing: set[str] = set()
     for argv in commands:
-        done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
+        try:
+            done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
+        except OSError as exc:
+            raise Flow45Error(f"cannot run {args.rabbitmqctl!r}: {exc.strerror} (--rabbitmqctl names the command)") from None
         if done.returncode != 0 and "already exists" in done.stderr + done.stdout:
             if argv[0] == "add_user":
                 existing.add(argv[1])  # its password stays as it was

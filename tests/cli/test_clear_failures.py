@@ -142,6 +142,13 @@ def test_setup_broker_print_shows_no_password_and_stops_without_them(tmp_path):
     assert ran.returncode == 0 and "add_user reports-ops o1" in ran.stdout.splitlines()
 
 
+def test_setup_broker_without_rabbitmqctl_is_one_line(tmp_path):
+    settings = tmp_path / "flow45.yaml"
+    settings.write_text("amqp_url: amqp://flow45-bridge:bridge-secret@rabbit:5672/flow45\n")
+    done = flow45("bridge", "setup-broker", "--rabbitmqctl", "no-such-ctl", cwd=tmp_path, FLOW45_SETTINGS=str(settings))
+    assert_one_line(done, "cannot run 'no-such-ctl'", "--rabbitmqctl")
+
+
 def test_bridge_undo_without_a_team_asks_for_one(tmp_path):
     done = flow45("bridge", "undo", "7", "--reason", "r", cwd=tmp_path,
                   FLOW45_AMQP_URL="amqp://reports-ops:secret@127.0.0.1:1/%2F")
