@@ -182,3 +182,61 @@ def message_schemas() -> dict[str, dict]:
         "OperatorMessage": OPERATOR_MESSAGES.json_schema(),
         "Reply": Reply.model_json_schema(),
     }
+
+
+# ---- replies: what each request is answered with (for `flow45 schema`) ---------------------
+
+from pydantic import create_model  # noqa: E402  (kept with the reply models it builds)
+
+from flow45.views import DeployReport, RunView, UndoPlan, WorkerReply  # noqa: E402
+
+
+class Refused(_Message):
+    """A Reply saying no: `code` (see Reply) and `error`, naming the problem."""
+
+    ok: Literal[False]
+    code: str
+    error: str
+    result: None = None
+
+
+class InstanceState(_Message):
+    instance: int
+    state: str
+
+
+class RunState(_Message):
+    run: int
+    status: str
+
+
+class ValidatedTeam(_Message):
+    team: str
+    workflows: list[str]
+    types: list[str]
+
+
+class Validated(_Message):
+    teams: list[ValidatedTeam]
+
+
+class RunList(_Message):
+    runs: list[RunView]
+
+
+# The `result` of a Reply that says yes, by request.
+RESULTS: dict[type[BaseModel], Any] = {
+    Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
+    Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
+    Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState,
+    Status: Union[RunView, RunList],
+}
+
+
+def reply_to(request: type[BaseModel]) -> Any:
+    """The type of the Reply to `request`: ok with its result, or Refused."""
+    answered = create_model(
+        f"{request.__name__}Answered", __base__=_Message, __doc__=f"A Reply saying yes to {request.__name__}.",
+        ok=(Literal[True], ...), code=(None, None), error=(None, None), result=(RESULTS[request], ...),
+    )
+    return Union[answered, Refused]

@@ -29,7 +29,10 @@ _CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
 
 class _Declared(BaseModel):
     # Field names live behind aliases so a declared field may be called `json` or `schema`.
-    model_config = ConfigDict(extra="forbid", strict=False, protected_namespaces=(), populate_by_name=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=False, protected_namespaces=(), populate_by_name=False,
+        json_schema_serialization_defaults_required=True,  # the stored form has every field, null if omitted
+    )
 
 
 class TypeRegistry:

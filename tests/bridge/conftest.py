@@ -16,6 +16,7 @@ from flow45.db import connect
 from flow45.migrate import ensure_schema
 from flow45.settings import Settings, use_settings
 from tests.conftest import _empty_postgres
+from tests.wirecheck import wire_log  # noqa: F401  (autouse: every message checked against flow45 schema)
 
 PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret", "rival-worker": "xw-secret"}
 TEAMS = {

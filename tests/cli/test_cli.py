@@ -99,8 +99,9 @@ def test_workflows_graph_and_schema(flow45):
     assert code == 0 and "render -->|document| approve" in out
     code, out, _ = flow45("schema")
     schema = json.loads(out)
-    assert "Offer" in schema["messages"]
-    assert schema["functions"]["reports.render_pdf"]["output"]["required"] == ["uri", "pages"]
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema" and "Offer" in schema["$defs"]
+    assert schema["$defs"]["reports.render_pdf.output"] == {"$ref": "#/$defs/reports.Document"}
+    assert schema["$defs"]["reports.Document"]["required"] == ["uri", "pages"]
 
 
 def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):

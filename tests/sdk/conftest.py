@@ -10,6 +10,7 @@ from flow45.config import load_config
 from tests.conftest import EXAMPLES
 from tests.sdk.helpers import ACME
 from tests.store.helpers import deploy_text
+from tests.wirecheck import wire_log  # noqa: F401  (autouse: every message checked against flow45 schema)
 
 
 @pytest.fixture
