@@ -21,6 +21,39 @@ EXAMPLES = ROOT / "examples" / "config"
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock", metavar="ISO", default=None,
+        help="run the tests with this process's clock pinned at a UTC moment (ticking on), e.g. 2028-02-29T23:59:30Z",
+    )
+
+
+def pytest_configure(config):
+    moment = config.getoption("--clock")
+    if moment:
+        import time_machine
+
+        from tests import pinned
+
+        try:
+            start = pinned.moment_of(moment)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--clock: {exc} (e.g. 2028-02-29T23:59:30Z)") from None
+        config._pinned_clock = time_machine.travel(start, tick=True)
+        config._pinned_clock.start()
+        pinned.ACTIVE = True
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_pinned_clock", None) is not None:
+        config._pinned_clock.stop()
+
+
+def pytest_report_header(config):
+    moment = config.getoption("--clock")
+    return f"clock pinned at {moment}, ticking" if moment else None
+
+
 def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}", pytrace=False)

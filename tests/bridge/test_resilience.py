@@ -17,6 +17,7 @@ from bridge.sdk import AmqpTransport, Worker
 from flow45 import store
 from flow45.config import load_config
 from flow45.models import Attempt, Outbox, Run
+from tests import pinned
 from tests.bridge.conftest import TEAMS, purge_all
 from tests.conftest import ROOT
 
@@ -35,7 +36,7 @@ def bridge_process(broker_users, postgres_url, pg_store, tmp_path):
 
     def start() -> subprocess.Popen:
         log = open(tmp_path / f"bridge-{len(processes)}.log", "w")
-        process = subprocess.Popen([sys.executable, "-m", "flow45", "bridge", "run"], env=env, stderr=log)
+        process = subprocess.Popen(pinned.command([sys.executable, "-m", "flow45", "bridge", "run"]), env=env, stderr=log)
         processes.append(process)
         return process
 

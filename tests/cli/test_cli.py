@@ -10,6 +10,7 @@ import pytest
 
 from flow45.cli import main
 from flow45.settings import Settings, use_settings
+from tests import pinned
 from tests.conftest import EXAMPLES
 
 
@@ -107,8 +108,8 @@ def test_workflows_graph_and_schema(flow45):
 def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FLOW45_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}", "HOME": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "flow45", "deploy", str(EXAMPLES)], env=env, capture_output=True, text=True
+        pinned.command([sys.executable, "-m", "flow45", "deploy", str(EXAMPLES)]), env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, "-m", "flow45", "runs"], env=env, capture_output=True, text=True)
+    done = subprocess.run(pinned.command([sys.executable, "-m", "flow45", "runs"]), env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("RUN")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pinned
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def demo_env(**extra: str) -> dict[str, str]:
 def run_demo(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "flow45", "demo", *args], cwd=cwd, capture_output=True, text=True,
+        pinned.command([sys.executable, "-m", "flow45", "demo", *args]), cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env=env or demo_env(), stdin=subprocess.DEVNULL,
     )
     return done, time.monotonic() - started
@@ -104,7 +106,7 @@ def test_the_demo_tells_the_same_story_on_awkward_days(tmp_path, moment):
     """The clock pinned at the moment (and ticking on): two runs, the monthly one for the month before,
     the nightly one for the latest 02:30 tick before the moment, one published report."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.pinned", moment, "demo", "--headless", "--pace", "0.25"], cwd=tmp_path,
+        [sys.executable, "-m", "tests.pinned", moment, "-m", "flow45", "demo", "--headless", "--pace", "0.25"], cwd=tmp_path,
         capture_output=True, text=True, timeout=120, env=demo_env(), stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

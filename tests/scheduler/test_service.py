@@ -17,6 +17,7 @@ from flow45.clock import utcnow
 from flow45.db import database
 from flow45.models import Run, SchedulerLock
 from flow45.scheduler import Scheduler, stop_on_signals
+from tests import pinned
 from tests.scheduler.helpers import deploy_at, logical_times, scheduled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def test_flow45_scheduler_process_logs_its_actions_and_stops_on_sigterm(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW45_")}
     env.update(FLOW45_DATABASE_URL=db_url, FLOW45_SWEEP_INTERVAL="100ms", PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
-        [sys.executable, "-c", "from flow45.scheduler import run_scheduler; run_scheduler()"],
+        pinned.command([sys.executable, "-c", "from flow45.scheduler import run_scheduler; run_scheduler()"]),
         env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue = queue.Queue()
