@@ -21,6 +21,7 @@ import uuid
 from urllib.parse import unquote, urlsplit
 
 import pika
+import pika.exceptions
 
 REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ direct reply-to: no reply queue to declare
 log = logging.getLogger("plain-worker")
@@ -132,6 +133,24 @@ def handle(flow45: Flow45, channel, method, body: bytes, worker: str) -> None:
         log.error("%s of instance %s refused: %s: %s", outcome["type"], offer["instance"], reply["code"], reply["error"])
 
 
+def wait_for_queue(connection: pika.BlockingConnection, queue: str, stopping: list, every: float = 1.0) -> bool:
+    """A function's queue appears a moment after its workflow is deployed (the bridge declares it).
+    Consuming a queue that does not exist fails with 404 and closes the channel, so probe with a
+    passive declare on a throwaway channel until it is there. False if asked to stop meanwhile."""
+    while not stopping:
+        probe = connection.channel()
+        try:
+            probe.queue_declare(queue, passive=True)  # creates nothing, needs no permission
+            probe.close()
+            return True
+        except pika.exceptions.ChannelClosedByBroker as exc:  # closes the probe only
+            if exc.reply_code != 404:
+                raise
+            log.warning("queue %s does not exist yet (is the workflow deployed and the bridge running?)", queue)
+        connection.sleep(every)
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="amqp://USER:PASS@HOST:PORT/VHOST (a worker user of the team)")
@@ -151,10 +170,13 @@ def main() -> None:
 
     offers: list[tuple[object, bytes]] = []  # handled outside the callback, so RPC replies can arrive
     queue = f"flow45.tasks.{args.team}.{args.function}"
-    tag = channel.basic_consume(queue, lambda _ch, method, _props, body: offers.append((method, body)))
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
+    if not wait_for_queue(connection, queue, stopping):
+        connection.close()
+        return
+    tag = channel.basic_consume(queue, lambda _ch, method, _props, body: offers.append((method, body)))
     log.info("waiting for offers on %s as %s", queue, user)
     while not stopping:
         connection.process_data_events(time_limit=1.0)

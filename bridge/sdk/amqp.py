@@ -249,8 +249,11 @@ class AmqpTransport:
                 continue
             callback = functools.partial(self._on_delivery, kind, function, self._generation)
             self._tags[queue] = self._channel.basic_consume(queue, callback)
-            self._missing.discard(queue)
-            log.info("consuming %s", queue)
+            if queue in self._missing:
+                self._missing.discard(queue)
+                log.info("queue %s exists now; consuming it", queue)
+            else:
+                log.info("consuming %s", queue)
 
     def _queue_exists(self, queue: str) -> bool:
         """A passive declare on a throwaway channel (a 404 closes that channel only)."""

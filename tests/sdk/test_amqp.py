@@ -3,6 +3,7 @@ it consumes offers from its queue, claims over RPC with direct reply-to, reports
 
 No `from __future__ import annotations`: handlers defined inside tests annotate with local types."""
 
+import logging
 import re
 import signal
 import subprocess
@@ -95,6 +96,33 @@ def test_offer_claim_progress_submit(broker, workers):
     assert isinstance(got["sales"], types.SalesExtract) and got["sales"].rows == 12
     assert got["token"] == "tok-41" and got["lease"] is not None
     assert queue_depth(url, names.offer_queue(team, FUNCTION)) == 0  # acked, not requeued at close
+
+
+def test_a_worker_started_before_its_queue_exists_waits_for_it(rabbitmq_server, workers, caplog):
+    """After a deploy the bridge declares the queues a moment later: a worker started meanwhile
+    says it waits, and consumes once the queue is there, its connection intact."""
+    url, team = rabbitmq_server.amqp_url, "t" + uuid.uuid4().hex[:10]
+    queue = names.offer_queue(team, FUNCTION)
+    caplog.set_level(logging.INFO, logger="bridge.sdk.amqp")
+
+    def said(words: str) -> bool:
+        return any(words in record.getMessage() for record in caplog.records)
+
+    with FakeBridge(url, team) as bridge, pika.BlockingConnection(pika.URLParameters(url)) as conn:
+        worker = Worker(AmqpTransport(url, team, "w1", resubscribe_interval=0.2), rpc_timeout=2.0)
+        worker.handler(FUNCTION)(lambda task: {"uri": "u", "pages": 1})
+        workers.append(worker)
+        worker.start(1)
+        deadline = time.monotonic() + 10
+        while not said(f"queue {queue} does not exist") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said(f"queue {queue} does not exist (is the workflow deployed and the bridge running?)")
+        channel = conn.channel()
+        declare_topology(channel, team, FUNCTION)
+        publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 1))
+        bridge.wait_for("submit")
+    assert said(f"queue {queue} exists now; consuming it")
+    assert worker.transport.connected.is_set()
 
 
 def test_a_stale_claim_acks_the_offer_and_runs_nothing(broker, workers):
@@ -369,6 +397,28 @@ def test_the_plain_pika_example_speaks_the_same_protocol(broker):
     assert bridge.received[0].message.worker == "plain-1"
     assert submit.message.output == {"uri": "s3://b/sales.pdf", "pages": 5}
     assert queue_depth(url, names.offer_queue(team, FUNCTION)) == 0
+
+
+def test_the_plain_pika_example_waits_for_its_queue(rabbitmq_server):
+    """Started before the bridge declared its queue, the example waits instead of dying of a 404."""
+    url, team = rabbitmq_server.amqp_url, "t" + uuid.uuid4().hex[:10]
+    script = Path(__file__).resolve().parents[2] / "examples" / "plain_pika_worker.py"
+    with FakeBridge(url, team) as bridge, pika.BlockingConnection(pika.URLParameters(url)) as conn:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "--url", url, "--team", team, "--function", FUNCTION, "--step-seconds", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            time.sleep(1.5)  # the example starts and finds no queue
+            channel = conn.channel()
+            declare_topology(channel, team, FUNCTION)
+            publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 9))
+            bridge.wait_for("submit", timeout=20)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert f"queue {names.offer_queue(team, FUNCTION)} does not exist yet" in output
 
 
 WORKER_START = """
