@@ -113,3 +113,28 @@ def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):
     assert done.returncode == 0, done.stderr
     done = subprocess.run(pinned.command([sys.executable, "-m", "flow45", "runs"]), env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("RUN")
+
+
+def test_human_submit_and_params_are_strict_json(flow45, tmp_path):
+    config = tmp_path / "team.yaml"
+    config.write_text(
+        "team: acme\ntypes:\n  Ok: {fields: {approved: boolean, at: {type: datetime, optional: true}}}\n"
+        "  P: {fields: {n: number}}\n"
+        "workflows:\n  wf:\n    params: P\n    tasks:\n      ask: {function: ask, output: Ok, human: true}\n"
+    )
+    assert flow45("deploy", str(config))[0] == 0
+    code, _, err = flow45("trigger", "acme/wf", "--params", '{"n": NaN}')
+    assert code == 2 and "--params is not valid JSON: NaN is not a JSON number" in err
+    code, _, err = flow45("trigger", "acme/wf", "--params", '{"n": "0.5"}')
+    assert code == 1 and "params.n: Input should be a valid number" in err
+    code, out, _ = flow45("trigger", "acme/wf", "--params", '{"n": 1e3}', "--json")
+    run = json.loads(out)["run"]
+    _, out, _ = flow45("show", str(run), "--json")
+    ask = json.loads(out)["instances"][0]["id"]
+    code, _, err = flow45("submit", str(ask), "--output", '{"approved": "yes"}')
+    assert code == 1 and "output.approved: Input should be a valid boolean" in err
+    code, _, err = flow45("submit", str(ask), "--output", '{"approved": true, "at": "2026-03-01T12:00:00"}')
+    assert code == 1 and "output.at: the datetime '2026-03-01T12:00:00' has no offset" in err
+    assert flow45("submit", str(ask), "--output", '{"approved": true, "at": "2026-03-01T13:00:00+01:00"}')[0] == 0
+    code, out, _ = flow45("instance", str(ask), "--json")
+    assert json.loads(out)["attempts"][-1]["output"] == {"approved": True, "at": "2026-03-01T12:00:00Z"}

@@ -1,10 +1,11 @@
 """Handlers' signatures, typed inputs, outputs as JSON, and a team's types as models (no servers)."""
 
+import datetime
 import textwrap
 from typing import Optional
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bridge.sdk import LocalTransport, PermanentError, Worker, load_types
 from bridge.sdk.binding import Binding, dump_output
@@ -113,6 +114,33 @@ def test_load_types_names_fields_as_declared(tmp_path):
         types.signature("nope")
     with pytest.raises(NotFound, match="no configuration for team 'other'"):
         load_types(path, "other")
+
+
+def test_the_sdk_models_follow_the_wire_format(tmp_path):
+    """The SDK's models are built like the core's: nothing coerced, finite numbers, datetimes in UTC."""
+    path = tmp_path / "t.yaml"
+    path.write_text(textwrap.dedent("""
+        team: wire
+        types:
+          Stamp:
+            fields: {at: datetime, day: date, n: integer, ratio: number, ok: boolean}
+        workflows:
+          w:
+            tasks:
+              t: {function: f, output: Stamp}
+    """))
+    Stamp = load_types(path, "wire").Stamp
+    good = {"at": "2026-03-01T14:05:00+02:00", "day": "2026-03-01", "n": 3, "ratio": 0.5, "ok": True}
+    assert dump_output(Stamp.model_validate(good))["at"] == "2026-03-01T12:05:00Z"
+    at = datetime.datetime(2026, 3, 1, 12, 5, tzinfo=datetime.timezone.utc)
+    assert dump_output(Stamp(**{**good, "at": at}))["at"] == "2026-03-01T12:05:00Z"
+    for change, words in [
+        ({"n": "3"}, "valid integer"), ({"ratio": "0.5"}, "valid number"), ({"ratio": float("inf")}, "finite number"),
+        ({"ok": "yes"}, "valid boolean"), ({"at": at.replace(tzinfo=None)}, "needs a time zone"),
+        ({"at": "2026-03-01T12:05:00"}, "has no offset"), ({"day": "2026-03-01T00:00:00Z"}, "YYYY-MM-DD"),
+    ]:
+        with pytest.raises(ValidationError, match=words):
+            Stamp(**{**good, **change})
 
 
 def test_registration_rules():

@@ -175,6 +175,23 @@ def test_an_output_of_the_wrong_type_fails_permanently(acme, make_worker):
     assert attempts(instance_of(run, "x").id)[0].error.startswith("output refused: ")
 
 
+def test_an_output_that_is_not_json_fails_permanently_and_nothing_is_stored(acme, make_worker):
+    worker = make_worker("acme")
+    calls = []
+
+    @worker.handler("fx")
+    def fx(task):
+        calls.append(task.attempt)
+        return {"uri": "s3://x", "size": float("nan")}
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.FAILED
+    assert calls == [1], "not JSON: trying again cannot help"
+    (attempt,) = attempts(instance_of(run, "x").id)
+    assert attempt.error.startswith("the handler's return value is not JSON") and attempt.output is None
+
+
 def test_an_input_that_does_not_fit_its_annotation_fails_permanently(acme, make_worker):
     types = load_types(EXAMPLES, "reports")
     worker = make_worker("acme")
