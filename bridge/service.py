@@ -22,8 +22,9 @@ from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
 from flow45 import wire
-from flow45.db import connect
+from flow45.db import connect, describe_db_error, drop_connection
 from flow45.migrate import ensure_schema
+from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import Settings
 from flow45.store import outbox
 
@@ -36,7 +37,7 @@ MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, befor
 
 
 class Bridge:
-    def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000):
+    def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000, heartbeat=None):
         if not settings.amqp_url:
             raise ValueError("the bridge needs amqp_url (FLOW45_AMQP_URL)")
         quiet_pika()
@@ -44,7 +45,13 @@ class Bridge:
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.stopped = threading.Event()
+        self.heartbeat = heartbeat
         self._stopping = False
+        self._stop_event = threading.Event()
+        self._open_error: BaseException | None = None  # why the last broker connection did not open
+        self._fatal: str | None = None  # set when retrying cannot help; run() raises it
+        self._last_error: str | None = None
+        self._tick_failures = 0
         self._connection: pika.SelectConnection | None = None
         self._consume_channel = None
         self._publish_channel = None
@@ -68,47 +75,75 @@ class Bridge:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Connect, serve, and reconnect with capped backoff until stop() is called."""
-        connect(self.settings.database_url)
-        backoff = 0.5
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                ensure_schema()
-                declare_with_new_connection(self.settings.amqp_url, self.settings)
-                self._connection = pika.SelectConnection(
-                    pika.URLParameters(self.settings.amqp_url),
-                    on_open_callback=self._on_connection_open,
-                    on_open_error_callback=self._on_connection_error,
-                    on_close_callback=self._on_connection_closed,
-                )
-                self._listener = OutboxListener(self._connection.ioloop, self._relay_now)
-                self._connection.ioloop.start()
-            except (AMQPError, OSError, DatabaseUnavailable) as exc:
-                log.warning("bridge: %s: %s", type(exc).__name__, exc)
-            except Exception as exc:
-                from flow45.db import describe_db_error
+        """Connect, serve, and reconnect with capped backoff until stop() is called.
 
-                if describe_db_error(exc) is None:
-                    raise
-                log.warning("bridge: %s", describe_db_error(exc))
-            if self._listener is not None:
-                self._listener.close()
-            self._reset_channel_state()
-            if self._stopping:
-                break
-            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 30.0)
-            log.info("bridge: reconnecting in %.1fs", backoff)
-            time.sleep(backoff)
-        self.stopped.set()
+        Raises CannotWork when the database or the broker keeps refusing the login (or names a
+        database or vhost that does not exist): waiting cannot fix that, its supervisor must hear."""
+        connect(self.settings.database_url)
+        backoff = Backoff(self._stop_event, cap=self.settings.reconnect_max, beat=self._beat_waiting)
+        try:
+            while not self._stopping:
+                started = time.monotonic()
+                problem: BaseException | None = None
+                try:
+                    ensure_schema()
+                    declare_with_new_connection(self.settings.amqp_url, self.settings)
+                    self._connection = pika.SelectConnection(
+                        pika.URLParameters(self.settings.amqp_url),
+                        on_open_callback=self._on_connection_open,
+                        on_open_error_callback=self._on_connection_error,
+                        on_close_callback=self._on_connection_closed,
+                    )
+                    self._listener = OutboxListener(self._connection.ioloop, self._relay_now)
+                    self._connection.ioloop.start()
+                    problem, self._open_error = self._open_error, None
+                except (AMQPError, OSError, DatabaseUnavailable) as exc:
+                    problem = exc
+                    log.warning("bridge: %s: %s", type(exc).__name__, exc)
+                except Exception as exc:
+                    if describe_db_error(exc) is None:
+                        raise
+                    problem = exc
+                    self._database_lost()
+                    log.warning("bridge: %s", describe_db_error(exc))
+                self._last_error = None if problem is None else _one_line(problem)
+                if self._listener is not None:
+                    self._listener.close()
+                self._relay_lock.lose()
+                self._reset_channel_state()
+                if self._fatal is not None:
+                    raise CannotWork(self._fatal)
+                if self._stopping:
+                    break
+                if time.monotonic() - started > 30:
+                    backoff.reset()  # it worked for a while: start over quickly
+                backoff.failed(problem, "bridge")
+                log.info("bridge: reconnecting in %.1fs", backoff.delay)
+                backoff.wait()
+        finally:
+            self.stopped.set()
         log.info("bridge: stopped")
 
     def stop(self) -> None:
-        """Stop after the batch in hand: from any thread, or a signal handler."""
+        """Stop after the batch in hand: from any thread, or a signal handler. Wakes a reconnect
+        backoff at once."""
         self._stopping = True
+        self._stop_event.set()
         connection = self._connection
         if connection is not None and not connection.is_closed:
             connection.ioloop.add_callback_threadsafe(self._shutdown)
+
+    def _beat_waiting(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat("bridge", self._last_error)
+
+    def _database_lost(self) -> None:
+        """A database operation failed on the connection: drop it (the next one reconnects) and
+        with it the relay lock and the LISTEN connection, which died with the server's sessions."""
+        drop_connection()
+        self._relay_lock.lose()
+        if self._listener is not None:
+            self._listener.close()
 
     def _shutdown(self) -> None:
         if self._consume_channel is not None and self._consumer_tag and self._consume_channel.is_open:
@@ -127,6 +162,7 @@ class Bridge:
 
     def _on_connection_error(self, connection, error) -> None:
         log.warning("bridge: cannot connect to the broker: %s", error)
+        self._open_error = error if isinstance(error, BaseException) else AMQPError(str(error))
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection, reason) -> None:
@@ -253,8 +289,11 @@ class Bridge:
     # ---- relay -------------------------------------------------------------------------------
 
     def _relay_tick(self) -> None:
+        """Every relay_interval: hold the relay lock, listen, relay. After a database failure the
+        connection is dropped and the next ticks reconnect, further apart each time (capped)."""
         if self._connection is None or self._publish_channel is None:
             return
+        error = None
         try:
             self._relay_lock.refresh()
             self._listener.ensure()
@@ -262,23 +301,38 @@ class Bridge:
                 self._declare_topology()
             self._flush_confirmed()
             self._relay()
+            if self._tick_failures:
+                log.info("bridge: database back; relaying again")
+            self._tick_failures = 0
         except Exception as exc:
-            from flow45.db import describe_db_error
-
             if describe_db_error(exc) is None:
                 raise
-            log.warning("bridge relay: %s", describe_db_error(exc))
-        self._connection.ioloop.call_later(self.settings.relay_interval, self._relay_tick)
+            error = describe_db_error(exc)
+            self._database_lost()
+            self._tick_failures += 1
+            if self._tick_failures == 1:
+                log.warning("bridge relay: %s; reconnecting", error)
+            reason = permanent_reason(exc)
+            if reason is not None and self._tick_failures >= GIVE_UP_AFTER:
+                self._fatal = f"bridge: {reason}"
+                self._close()
+                return
+        self._last_error = error
+        if self.heartbeat is not None:
+            self.heartbeat.beat("bridge", error)
+        delay = self.settings.relay_interval
+        if self._tick_failures:
+            delay = min(delay * 2 ** min(self._tick_failures, 10), max(delay, self.settings.reconnect_max))
+        self._connection.ioloop.call_later(delay, self._relay_tick)
 
     def _relay_now(self) -> None:
         """Another process committed outbox rows."""
         try:
             self._relay()
         except Exception as exc:
-            from flow45.db import describe_db_error
-
             if describe_db_error(exc) is None:
                 raise
+            self._database_lost()
             log.warning("bridge relay: %s", describe_db_error(exc))
 
     def _declare_topology(self) -> None:
@@ -351,9 +405,12 @@ class Bridge:
             outbox.mark_sent(ids, wait_for_disk=False)
             self._in_flight.difference_update(ids)
         except Exception as exc:
-            from flow45.db import describe_db_error
-
             if describe_db_error(exc) is None:
                 raise
+            self._database_lost()
             self._confirmed.extend(ids)  # published already: marking can wait for the database
             log.warning("bridge: marking %d outbox rows sent: %s", len(ids), describe_db_error(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    return describe_db_error(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"

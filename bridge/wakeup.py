@@ -20,42 +20,57 @@ class OutboxListener:
         self._ioloop = ioloop
         self._on_rows = on_rows
         self._connection = None
+        self._fd: int | None = None  # kept: a dead connection no longer tells its socket
         self.own_pid: int | None = None  # this bridge's own commits: already published from memory
+        self._failing = False  # said once per outage, not once per tick
 
     def ensure(self) -> None:
-        """Listen if not listening (PostgreSQL only); called at start and on each relay tick."""
+        """Listen if not listening (PostgreSQL only); called at start and on each relay tick, so a
+        LISTEN connection lost to a database restart is opened again. Notifications sent while it
+        was away are not lost work: the tick relays whatever is pending right after."""
         if is_sqlite():
             return
         (self.own_pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
         if self._connection is not None:
             return
         try:
-            self._connection = psycopg2.connect(**database.obj.connect_params, dbname=database.obj.database)
+            params = {"connect_timeout": 5, **database.obj.connect_params}  # never hang the IO loop for long
+            self._connection = psycopg2.connect(**params, dbname=database.obj.database)
             self._connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             self._connection.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self._ioloop.add_handler(self._connection.fileno(), self._readable, self._ioloop.READ)
+            self._fd = self._connection.fileno()
+            self._ioloop.add_handler(self._fd, self._readable, self._ioloop.READ)
         except psycopg2.Error as exc:
-            log.warning("bridge: cannot listen for outbox rows (%s); polling only", str(exc).strip())
-            self._connection = None
+            if not self._failing:
+                log.warning("bridge: cannot listen for outbox rows (%s); polling only", str(exc).strip())
+            self._failing = True
+            self.close()
+            return
+        if self._failing:
+            log.info("bridge: listening for outbox rows again")
+        self._failing = False
 
     def _readable(self, _fd: int, _events: int) -> None:
         try:
             self._connection.poll()
             senders = {n.pid for n in self._connection.notifies}
             self._connection.notifies.clear()
-        except psycopg2.Error:
+        except psycopg2.Error as exc:  # the server went away: the next relay tick listens again
+            log.warning("bridge: outbox listener lost its connection (%s)", " ".join(str(exc).split()))
             self.close()
             return
         if senders - {self.own_pid}:
             self._on_rows()
 
     def close(self) -> None:
+        if self._fd is not None:
+            try:
+                self._ioloop.remove_handler(self._fd)
+            except Exception:  # the loop is already gone
+                pass
+            self._fd = None
         if self._connection is None:
             return
-        try:
-            self._ioloop.remove_handler(self._connection.fileno())
-        except Exception:  # the loop or the socket is already gone
-            pass
         try:
             self._connection.close()
         except psycopg2.Error:

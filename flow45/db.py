@@ -104,6 +104,24 @@ def read():
         yield
 
 
+# What a lost or refused connection raises (also what an unreachable server gives at connect).
+CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+
+def drop_connection() -> None:
+    """Forget this thread's connection after a failure, so the next query opens a new one.
+
+    peewee never reconnects by itself: a connection the server closed answers every later query
+    with `connection already closed`. Safe to call whatever state the connection is in."""
+    db = database.obj
+    if db is None:
+        return
+    try:
+        db.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; forgetting it may not
+        db._state.reset()
+
+
 # libpq's wording when the connection itself fails, and the part of it worth showing
 _CONNECT_FAILED = re.compile(
     r"^(?:connection to server (?:at|on socket) .*? failed: (?:FATAL:\s+)?(?P<reason>.*)"

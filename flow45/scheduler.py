@@ -23,13 +23,12 @@ import threading
 import time
 from typing import Callable, Iterator
 
-import peewee as pw
-
 from flow45 import store
 from flow45.clock import iso, to_utc, utcnow
-from flow45.db import atomic, connect, database, open_database
+from flow45.db import CONNECTION_ERRORS, atomic, connect, describe_db_error, drop_connection, open_database
 from flow45.migrate import ensure_schema
 from flow45.models import SchedulerLock
+from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import current_settings
 from flow45.store.schedule_runs import ScheduledRun, SkippedTicks, create_scheduled_runs, reoffer_lost
 from flow45.views import View
@@ -39,7 +38,7 @@ log = logging.getLogger("flow45.scheduler")
 # A tick that came due at most this long ago is on time, not missed (matters to `catchup: none`).
 ON_TIME = dt.timedelta(seconds=60)
 BATCH = 500  # leases, retries and re-offers handled per tick; the rest on the next
-_CONNECTION_ERRORS = (pw.OperationalError, pw.InterfaceError)
+_CONNECTION_ERRORS = CONNECTION_ERRORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +130,8 @@ class AdvisoryLock:
         import psycopg2  # the PostgreSQL driver, already used by peewee
 
         db = open_database(self.url)
-        conn = psycopg2.connect(dbname=db.database, application_name="flow45-scheduler-lock", **db.connect_params)
+        params = {"connect_timeout": 5, **db.connect_params}
+        conn = psycopg2.connect(dbname=db.database, application_name="flow45-scheduler-lock", **params)
         conn.autocommit = True
         return conn
 
@@ -254,9 +254,11 @@ class Scheduler:
 
     def __init__(
         self, url: str | None = None, *, holder: str | None = None, clock: Callable[[], dt.datetime] = utcnow,
-        interval: float | None = None, lease: float | None = None,
+        interval: float | None = None, lease: float | None = None, heartbeat=None,
     ):
         settings = current_settings()
+        self.heartbeat = heartbeat  # flow45.heartbeat.Heartbeat, told after each loop
+        self.reconnect_max = settings.reconnect_max
         self.url = url or settings.database_url
         self.interval = settings.sweep_interval if interval is None else interval
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -298,24 +300,39 @@ class Scheduler:
         return report
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every `interval` seconds until `stop` is set; then release the lock."""
+        """Tick every `interval` seconds until `stop` is set; then release the lock. A lost database
+        connection is dropped and opened again, further apart each time (capped at reconnect_max);
+        a login the database keeps refusing raises CannotWork."""
         log.info("scheduler %s started", self.holder)
         failures = 0
+        refused = 0
         try:
             while not stop.is_set():
                 started = time.monotonic()
                 pause = self.interval
+                error = None
                 try:
                     self.step(wait=self.interval if not self.lock.held else 0.0)
-                    failures = 0
+                    if failures:
+                        log.info("scheduler: database back")
+                    failures = refused = 0
                 except _CONNECTION_ERRORS as exc:
                     failures += 1
-                    pause = min(30.0, self.interval * 2 ** min(failures, 5))
-                    log.error("scheduler: database unavailable (%s); retrying in %.0fs", str(exc).strip(), pause)
-                    _reset_connection()
-                except Exception:  # noqa: BLE001 - the service keeps going; the next tick tries again
+                    error = describe_db_error(exc)
+                    pause = min(max(self.interval, self.reconnect_max), self.interval * 2 ** min(failures, 10))
+                    if failures == 1:
+                        log.error("scheduler: database unavailable (%s); reconnecting", " ".join(str(exc).split()))
+                    drop_connection()
+                    reason = permanent_reason(exc)
+                    refused = refused + 1 if reason else 0
+                    if refused >= GIVE_UP_AFTER:
+                        raise CannotWork(f"scheduler: {reason}") from exc
+                except Exception as exc:  # noqa: BLE001 - the service keeps going; the next tick tries again
                     log.exception("scheduler: tick failed")
-                    _reset_connection()
+                    error = f"tick failed: {type(exc).__name__}: {exc}"
+                    drop_connection()
+                if self.heartbeat is not None:
+                    self.heartbeat.beat("scheduler", error)
                 stop.wait(max(0.0, pause - (time.monotonic() - started)))
         finally:
             self.release()
@@ -323,9 +340,22 @@ class Scheduler:
             log.info("scheduler %s stopped", self.holder)
 
 
-def _reset_connection() -> None:
-    with contextlib.suppress(Exception):
-        database.close()
+def prepare(stop: threading.Event, what: str, beat: Callable[[str | None], None] | None = None) -> bool:
+    """Check the schema (creating an empty database's), waiting out a database that is not there yet
+    with capped backoff. False if `stop` came first; CannotWork if the login keeps being refused."""
+    backoff = Backoff(stop, cap=current_settings().reconnect_max)
+    while not stop.is_set():
+        try:
+            ensure_schema()
+            return True
+        except _CONNECTION_ERRORS as exc:
+            drop_connection()
+            if beat is not None:
+                beat(describe_db_error(exc))
+            backoff.failed(exc, what)
+            log.warning("%s: %s; trying again in %.1fs", what, describe_db_error(exc), backoff.delay)
+            backoff.wait()
+    return False
 
 
 @contextlib.contextmanager
@@ -347,7 +377,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_scheduler(stop: threading.Event | None = None) -> None:
+def run_scheduler(stop: threading.Event | None = None, heartbeat=None) -> None:
     """The `flow45 scheduler` service: connect with the current settings, ensure the schema, and
     tick every sweep_interval until `stop` is set, or SIGTERM/SIGINT arrives (when called on the
     main thread; `flow45 serve` may run it on another thread and set `stop` itself)."""
@@ -355,7 +385,8 @@ def run_scheduler(stop: threading.Event | None = None) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connect(settings.database_url)  # keeps the binding if `serve` already made it
-    ensure_schema()
     stop = stop or threading.Event()
+    beat = None if heartbeat is None else (lambda error: heartbeat.beat("scheduler", error))
     with stop_on_signals(stop):
-        Scheduler(settings.database_url).run(stop)
+        if prepare(stop, "scheduler", beat):
+            Scheduler(settings.database_url, heartbeat=heartbeat).run(stop)

@@ -43,10 +43,12 @@ class Settings(BaseModel):
     relay_interval: float = Field(1.0, description="seconds between outbox polls (fallback)")
     sweep_interval: float = Field(1.0, description="seconds between scheduler ticks")
     offer_quiet_period: float = Field(60.0, description="re-offer an available instance after this")
+    reconnect_max: float = Field(10.0, gt=0, description="longest wait between reconnect attempts")
+    heartbeat_file: str | None = Field(None, description="file the services rewrite each loop, for `flow45 health`")
 
     @field_validator(
         "default_lease", "default_retry_delay", "relay_interval", "sweep_interval",
-        "offer_quiet_period", mode="before",
+        "offer_quiet_period", "reconnect_max", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> float:

@@ -1,0 +1,76 @@
+"""Riding out outages: capped backoff that a stop request interrupts, and telling a server that is
+away (retry) from a setting that can never work (give up, so a supervisor sees the failure)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from flow45.errors import Flow45Error
+
+# A refused login or a missing database/vhost does not heal by waiting; seen this many times in a
+# row (not once: a server coming up may refuse briefly), the process gives up.
+GIVE_UP_AFTER = 3
+_PERMANENT_DB = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                 "authentication failed", "permission denied for database", "unable to open database file")
+
+
+class CannotWork(Flow45Error):
+    """A part of a service cannot do its job and will not by retrying: the process exits non-zero."""
+
+    code = "cannot_work"
+
+
+def permanent_reason(exc: BaseException | None) -> str | None:
+    """Why `exc` will not go away by retrying, or None if it may (a restart, a lost connection)."""
+    if exc is None:
+        return None
+    kind = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if kind in ("ProbableAuthenticationError", "AuthenticationError", "ProbableAccessDeniedError"):
+        return f"the broker refused the login ({text or kind})"
+    if kind == "ConnectionClosedByBroker" and getattr(exc, "reply_code", None) in (403, 530) \
+            and "is down" not in text:
+        return f"the broker refused the connection ({text})"
+    if kind in ("OperationalError", "InterfaceError") and any(p in text for p in _PERMANENT_DB):
+        return text
+    return None
+
+
+class Backoff:
+    """Capped exponential delays between attempts; `wait` returns early when `stop` is set and calls
+    `beat` about once a second meanwhile (the process is alive, only waiting)."""
+
+    def __init__(self, stop: threading.Event, first: float = 0.5, cap: float = 10.0,
+                 beat: Callable[[], None] | None = None):
+        self.stop = stop
+        self.first = first
+        self.cap = max(first, cap)
+        self.delay = first
+        self.beat = beat
+        self._permanent: list[str] = []
+
+    def reset(self) -> None:
+        self.delay = self.first
+        self._permanent = []
+
+    def failed(self, exc: BaseException | None, what: str) -> None:
+        """Count a failure; raise CannotWork once a permanent one has repeated GIVE_UP_AFTER times."""
+        reason = permanent_reason(exc)
+        self._permanent = self._permanent + [reason] if reason else []
+        if len(self._permanent) >= GIVE_UP_AFTER:
+            raise CannotWork(f"{what}: {reason}")
+
+    def wait(self) -> bool:
+        """Sleep the current delay (then double it, up to the cap); False if stopped meanwhile."""
+        deadline = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if self.beat is not None:
+                self.beat()
+            self.stop.wait(min(left, 1.0))
+        return False
