@@ -30,11 +30,6 @@ def _amqp_url() -> str:
     return url
 
 
-def _stop_on_signals(stop) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop())
-
-
 @command("bridge")
 def cmd_bridge(args) -> int:
     return BRIDGE_ACTIONS[args.action](args)
@@ -42,12 +37,13 @@ def cmd_bridge(args) -> int:
 
 def bridge_run(args) -> int:
     from bridge.service import Bridge
+    from flow45.heartbeat import Heartbeat
 
     _logging()
-    bridge = Bridge(current_settings(), batch_size=args.batch)
-    _stop_on_signals(bridge.stop)
-    bridge.run()
-    return 0
+    settings = current_settings()
+    beats = Heartbeat(settings.heartbeat_file)
+    bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats)
+    return _run_parts({"bridge": bridge.run}, bridge.stop, beats)
 
 
 def bridge_setup(args) -> int:
@@ -149,11 +145,15 @@ def cmd_tui(args) -> int:
 
 @command("scheduler")
 def cmd_scheduler(args) -> int:
+    import threading
+
+    from flow45.heartbeat import Heartbeat
     from flow45.scheduler import run_scheduler
 
     _logging()
-    run_scheduler()
-    return 0
+    stop = threading.Event()
+    beats = Heartbeat(current_settings().heartbeat_file)
+    return _run_parts({"scheduler": lambda: run_scheduler(stop, beats)}, stop.set, beats)
 
 
 @command("serve")
@@ -161,33 +161,124 @@ def cmd_serve(args) -> int:
     """The scheduler and, with a broker configured, the bridge, in one process."""
     import threading
 
+    from flow45.heartbeat import Heartbeat
     from flow45.scheduler import run_scheduler
 
     _logging()
     stop = threading.Event()
-    scheduler = threading.Thread(target=run_scheduler, args=(stop,), name="scheduler")
     settings = current_settings()
+    beats = Heartbeat(settings.heartbeat_file)
+    parts = {"scheduler": lambda: run_scheduler(stop, beats)}
     if not settings.amqp_url:
         logging.getLogger("flow45").info("serve: no amqp_url set, running the scheduler only")
-        _stop_on_signals(stop.set)
-        scheduler.start()
-        while scheduler.is_alive():
-            scheduler.join(timeout=0.5)
-        return 0
+        return _run_parts(parts, stop.set, beats)
     from bridge.service import Bridge
 
-    bridge = Bridge(settings)
+    bridge = Bridge(settings, heartbeat=beats)
 
     def stop_all() -> None:
         stop.set()
         bridge.stop()
 
-    _stop_on_signals(stop_all)
-    scheduler.start()
-    bridge.run()
-    stop.set()
-    scheduler.join(timeout=30)
+    return _run_parts({**parts, "bridge": bridge.run}, stop_all, beats)
+
+
+STOP_GRACE = 1.5  # seconds the parts get to finish after a stop, within the 2 s a supervisor is promised
+
+
+def _run_parts(parts: dict, stop, beats) -> int:
+    """Run each part (a blocking callable) on a thread of its own until SIGTERM/SIGINT (exit 0), or
+    until a part ends by itself (exit 1): a process missing a part cannot do its job, so it stops
+    whole and its supervisor restarts it. Either way the process is gone within STOP_GRACE."""
+    import queue
+    import threading
+    import time
+
+    log = logging.getLogger("flow45")
+    ended: queue.Queue = queue.Queue()
+    asked: list[float] = []  # when SIGTERM/SIGINT came
+
+    def body(name: str, target) -> None:
+        error = None
+        try:
+            target()
+        except Flow45Error as exc:
+            error = exc.message
+        except BaseException as exc:  # noqa: BLE001 - reported below, then the process exits 1
+            log.exception("%s: stopped by an unexpected error", name)
+            error = f"{name}: unexpected error: {type(exc).__name__}: {exc}"
+        ended.put((name, error))
+
+    def on_signal(*_) -> None:
+        asked.append(time.monotonic())
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    threads = [threading.Thread(target=body, args=(n, t), name=n, daemon=True) for n, t in parts.items()]
+    for thread in threads:
+        thread.start()
+    code = 0
+    try:
+        while True:
+            try:
+                name, error = ended.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if asked and time.monotonic() > asked[0] + STOP_GRACE:
+                    name, error = None, None
+                    break
+        if not asked:
+            code = 1
+            message = error or f"{name}: stopped"
+            log.error("%s; stopping the process so that its supervisor restarts it", message)
+            print(f"flow45: {message}", file=sys.stderr)
+            stop()
+        deadline = (asked[0] if asked else time.monotonic()) + STOP_GRACE
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [t.name for t in threads if t.is_alive()]
+    finally:
+        beats.remove()
+    if late:
+        log.warning("%s did not stop within %.1fs; exiting anyway", ", ".join(late), STOP_GRACE)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)  # the daemon threads may hold locks a normal exit would wait for
+    return code
+
+
+@command("health")
+def cmd_health(args) -> int:
+    """Exit 0 when the database and the broker answer and the service's parts are alive."""
+    from flow45.health import check_database, check_heartbeat
+
+    settings = current_settings()
+    problems = [p for p in [check_database(settings.database_url, args.timeout)] if p]
+    if settings.amqp_url:
+        problems += [p for p in [_check_broker(settings.amqp_url, args.timeout)] if p]
+    if settings.heartbeat_file:
+        problems += check_heartbeat(settings.heartbeat_file, args.max_age)
+    if problems:
+        print(f"flow45 health: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    print("ok")
     return 0
+
+
+def _check_broker(url: str, timeout: float) -> str | None:
+    import pika
+
+    from flow45.health import safe_url
+
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = params.stack_timeout = params.blocked_connection_timeout = timeout
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+    except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
+        return f"broker {safe_url(url)}: {type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
+    return None
 
 
 BRIDGE_ACTIONS = {
@@ -200,6 +291,10 @@ def add_parsers(add) -> None:
     add("tui", "open the operator dashboard")
     add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers")
     add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process")
+    p = add("health", "exit 0 when the database and broker answer and the service's parts are alive")
+    p.add_argument("--max-age", type=float, default=30.0, metavar="SECONDS",
+                   help="oldest heartbeat of a part still counted alive (with heartbeat_file)")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="wait at most this per server")
     bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")

@@ -1,0 +1,55 @@
+"""`flow45 health`: does the database answer, and are the parts of the running service alive?
+(The broker is checked by the command line, which may import pika.) Each check returns None when
+fine, else one line naming what failed."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from flow45 import heartbeat
+from flow45.db import open_database
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+def check_database(url: str, timeout: float = 5.0) -> str | None:
+    """One query; never creates a SQLite file."""
+    try:
+        if url.startswith("sqlite:"):
+            path = unquote(url.split("://", 1)[1].lstrip("/"))
+            path = "/" + path if url.startswith("sqlite:////") else path  # as open_database reads it
+            if path in ("", ":memory:") or not Path(path).is_file():
+                return f"database {url}: no such file (run `flow45 db upgrade` to create it)"
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout) as conn:
+                conn.execute("SELECT 1").fetchone()
+            return None
+        db = open_database(url)
+        db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))
+        try:
+            db.execute_sql("SELECT 1").fetchone()
+        finally:
+            db.close()
+    except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
+        return f"database {safe_url(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
+    return None
+
+
+def check_heartbeat(path: str, max_age: float, now: float | None = None) -> list[str]:
+    """The service writing `path` is running and each of its parts looped within `max_age` seconds."""
+    try:
+        data = heartbeat.read(path)
+    except FileNotFoundError:
+        return [f"heartbeat file {path}: missing (is `flow45 serve`, `bridge run` or `scheduler` running?)"]
+    except (OSError, ValueError) as exc:
+        return [f"heartbeat file {path}: unreadable ({exc})"]
+    return heartbeat.problems(data, time.time() if now is None else now, max_age)
