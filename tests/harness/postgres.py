@@ -58,6 +58,26 @@ def find_binaries() -> Path | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
 def available() -> tuple[bool, str]:
     """(True, "") if a server can be started here, else (False, reason)."""
     if find_binaries() is None:
@@ -145,6 +165,43 @@ class PostgresServer:
                     pass
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = self.port = None
+
+    # ---- faults (tests/faults) ----------------------------------------------------------------
+
+    def postmaster_pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def shut_down(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m fast|immediate`: fast ends sessions cleanly, immediate like a power cut
+        (crash recovery at the next start)."""
+        self._pg("pg_ctl", "stop", "-D", self.data_dir, "-m", mode, "-w")
+
+    def crash(self) -> None:
+        """kill -9 the postmaster; its backends notice and exit (killed too if they linger)."""
+        pid = self.postmaster_pid()
+        children = _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(c) for c in [pid, *children]):
+            time.sleep(0.05)
+        for child in children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+        # A killed postmaster may stay a zombie when nothing reaps orphans here; PostgreSQL would take
+        # its lock files for a live server's, so they go as a crashed server's would on a real machine.
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        (self.dir / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+
+    def start_again(self) -> None:
+        """Start the stopped or crashed server on the same port and data."""
+        self._pg("pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file, "-w",
+                 "-t", str(int(self.timeout)), "-o", f"-p {self.port}")
+        self._await_connect()
+
+    def restart(self, mode: str = "fast", downtime: float = 0.0) -> None:
+        self.shut_down(mode)
+        time.sleep(downtime)
+        self.start_again()
 
     def create_database(self, name: str) -> str:
         """Create database `name`; returns its URL."""

@@ -137,7 +137,23 @@ class RabbitMQServer:
         cookie = self.dir / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())
         cookie.chmod(0o400)
-        with open(self.dir / "stdout.log", "wb") as out:
+        self._launch()
+
+    def kill(self) -> None:
+        """kill -9 the node (the Erlang VM and its helpers): clients see their sockets die."""
+        assert self.proc is not None, "server not started"
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def start_again(self) -> None:
+        """Start the killed node again: same name, ports and data (durable queues and messages)."""
+        self._launch()
+
+    def _launch(self) -> None:
+        with open(self.dir / "stdout.log", "ab") as out:
             self.proc = subprocess.Popen([str(BIN_DIR / "rabbitmq-server")], env=self._env(), cwd=self.dir,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)

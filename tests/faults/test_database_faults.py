@@ -1,0 +1,52 @@
+"""PostgreSQL goes away under a running installation: restarted (fast, immediate) or crashed, with
+the bridge idle or busy, and while the broker is down too. Nothing is restarted by hand."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_idle_bridge_relays_again_after_a_fast_restart(system):
+    bridge = system.installation()
+    first = system.trigger(2)
+    system.check(first)
+    system.pg.restart("fast")
+    time.sleep(1)  # several relay ticks meet the dead connection before anything is written
+    # Written by another process (this test), so only the bridge's relay can send the offers.
+    later = system.trigger(3)
+    system.check(first + later, timeout=30)
+    assert bridge.poll() is None, system.logs()
+
+
+@pytest.mark.parametrize("fault", ["immediate", "crash"])
+def test_busy_installation_survives_an_immediate_restart_or_a_crash(system, fault):
+    bridge = system.installation(workers=3)
+    runs = system.trigger(12)
+    system.wait_succeeded(runs, count=3)
+    if fault == "crash":
+        system.pg.crash()
+        time.sleep(0.5)
+        system.pg.start_again()
+    else:
+        system.pg.restart("immediate", downtime=0.5)
+    system.check(runs + system.trigger(2))
+    assert bridge.poll() is None, system.logs()
+
+
+def test_database_restarted_while_the_broker_is_down(system):
+    """The compound fault: the bridge is reconnecting to the broker when its database restarts."""
+    bridge = system.installation()
+    runs = system.trigger(6)
+    system.wait_succeeded(runs, count=2)
+    system.rabbit.ctl("stop_app")
+    time.sleep(0.5)
+    system.pg.restart("fast")
+    time.sleep(1)
+    system.rabbit.ctl("start_app")
+    system.rabbit.ctl("await_startup")
+    system.check(runs + system.trigger(2))
+    assert bridge.poll() is None, system.logs()
