@@ -59,14 +59,17 @@ def describe_amqp_error(exc: BaseException, url: str) -> str | None:
     return f"cannot connect to {shown}: {_text(root)}"
 
 
-def open_blocking(url: str, attempts: int = 1) -> pika.BlockingConnection:
-    """A blocking connection, or BrokerUnavailable with the one line that says why."""
+def open_blocking(url: str, attempts: int = 1, timeout: float | None = None) -> pika.BlockingConnection:
+    """A blocking connection, or BrokerUnavailable with the one line that says why. `timeout`
+    bounds each step of opening it (socket, AMQP handshake)."""
     quiet_pika()
     try:
         params = pika.URLParameters(url)
     except (ValueError, TypeError) as exc:
         raise BrokerUnavailable(f"broker URL {hide_password(url)}: {exc}") from None
     params.connection_attempts = attempts
+    if timeout is not None:
+        params.socket_timeout = params.stack_timeout = timeout
     try:
         return pika.BlockingConnection(params)
     except _FAILURES as exc:

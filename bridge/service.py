@@ -17,6 +17,7 @@ from pika.exceptions import AMQPError
 from bridge import names
 from bridge.acks import AckTracker
 from bridge.batch import DatabaseUnavailable, Delivery, apply_batch
+from bridge.failures import describe_amqp_error
 from bridge.logs import quiet_pika
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
@@ -99,7 +100,7 @@ class Bridge:
                     problem, self._open_error = self._open_error, None
                 except (AMQPError, OSError, DatabaseUnavailable) as exc:
                     problem = exc
-                    log.warning("bridge: %s: %s", type(exc).__name__, exc)
+                    log.warning("bridge: %s", describe_amqp_error(exc, self.settings.amqp_url) or _one_line(exc))
                 except Exception as exc:
                     if describe_db_error(exc) is None:
                         raise
@@ -161,7 +162,7 @@ class Bridge:
         connection.channel(on_open_callback=self._on_publish_channel_open)
 
     def _on_connection_error(self, connection, error) -> None:
-        log.warning("bridge: cannot connect to the broker: %s", error)
+        log.warning("bridge: %s", describe_amqp_error(error, self.settings.amqp_url) or f"cannot connect to the broker: {error}")
         self._open_error = error if isinstance(error, BaseException) else AMQPError(str(error))
         connection.ioloop.stop()
 

@@ -267,17 +267,12 @@ def cmd_health(args) -> int:
 
 
 def _check_broker(url: str, timeout: float) -> str | None:
-    import pika
-
-    from flow45.health import safe_url
+    from bridge.failures import BrokerUnavailable, open_blocking
 
     try:
-        params = pika.URLParameters(url)
-        params.socket_timeout = params.stack_timeout = params.blocked_connection_timeout = timeout
-        params.connection_attempts = 1
-        pika.BlockingConnection(params).close()
-    except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
-        return f"broker {safe_url(url)}: {type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
+        open_blocking(url, timeout=timeout).close()
+    except BrokerUnavailable as exc:
+        return exc.message
     return None
 
 

@@ -7,28 +7,18 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flow45 import heartbeat
-from flow45.db import open_database
-
-
-def safe_url(url: str) -> str:
-    """The URL with its password hidden."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+from flow45.db import open_database, sqlite_path
+from flow45.urls import hide_password
 
 
 def check_database(url: str, timeout: float = 5.0) -> str | None:
     """One query; never creates a SQLite file."""
     try:
-        if url.startswith("sqlite:"):
-            path = unquote(url.split("://", 1)[1].lstrip("/"))
-            path = "/" + path if url.startswith("sqlite:////") else path  # as open_database reads it
-            if path in ("", ":memory:") or not Path(path).is_file():
+        path = sqlite_path(url)
+        if path is not None:
+            if path == ":memory:" or not Path(path).is_file():
                 return f"database {url}: no such file (run `flow45 db upgrade` to create it)"
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout) as conn:
                 conn.execute("SELECT 1").fetchone()
@@ -40,7 +30,7 @@ def check_database(url: str, timeout: float = 5.0) -> str | None:
         finally:
             db.close()
     except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
-        return f"database {safe_url(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
+        return f"database {hide_password(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
     return None
 
 

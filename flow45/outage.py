@@ -26,6 +26,7 @@ def permanent_reason(exc: BaseException | None) -> str | None:
     """Why `exc` will not go away by retrying, or None if it may (a restart, a lost connection)."""
     if exc is None:
         return None
+    exc = _root_cause(exc)
     kind = type(exc).__name__
     text = " ".join(str(exc).split())
     if kind in ("ProbableAuthenticationError", "AuthenticationError", "ProbableAccessDeniedError"):
@@ -36,6 +37,18 @@ def permanent_reason(exc: BaseException | None) -> str | None:
     if kind in ("OperationalError", "InterfaceError") and any(p in text for p in _PERMANENT_DB):
         return text
     return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The failure a client library wrapped (pika wraps a refused login in its connection workflow)."""
+    for _ in range(10):
+        inner = getattr(exc, "exceptions", None) or [getattr(exc, "exception", None)]
+        if not isinstance(inner[-1], BaseException) and type(exc).__name__ == "AMQPConnectionError" and exc.args:
+            inner = [exc.args[0]]
+        if not isinstance(inner[-1], BaseException):
+            return exc
+        exc = inner[-1]
+    return exc
 
 
 class Backoff:

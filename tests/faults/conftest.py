@@ -204,3 +204,5 @@ def system(pg, rabbit, tmp_path):
         pg.start_again()
     if rabbit.proc.poll() is not None:
         rabbit.start_again()
+    else:
+        rabbit.ctl("start_app", check=False)  # a test that stopped the app may have failed meanwhile
