@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from flow45.models import Attempt
+from tests.faults.conftest import retrying
+
 pytestmark = pytest.mark.integration
 
 
@@ -50,3 +53,36 @@ def test_database_restarted_while_the_broker_is_down(system):
     system.rabbit.ctl("await_startup")
     system.check(runs + system.trigger(2))
     assert bridge.poll() is None, system.logs()
+
+
+def test_scheduler_expires_leases_again_after_a_restart(system):
+    """The scheduler's lock connection and its ticks come back: a worker killed after the restart
+    has its lease expired and its task done by another worker."""
+    system.bridge()
+    scheduler = system.scheduler()
+    slow = system.worker(seconds=60)
+    system.pg.restart("fast")
+    runs = system.trigger(1)
+    deadline = time.monotonic() + 30
+    while not (running := retrying(lambda: list(Attempt.select().where(Attempt.status == "running")))):
+        assert time.monotonic() < deadline, system.logs()
+        time.sleep(0.05)
+    slow.kill()
+    slow.wait()
+    system.worker()
+    system.check(runs)
+    statuses = retrying(lambda: sorted(a.status for a in Attempt.select().where(Attempt.instance == running[0].instance_id)))
+    assert statuses == ["expired", "succeeded"], statuses
+    assert scheduler.poll() is None, system.logs()
+
+
+def test_services_started_while_the_database_is_down_wait_for_it(system):
+    system.pg.shut_down("fast")
+    bridge = system.bridge()
+    scheduler = system.scheduler()
+    time.sleep(1.5)  # a few failed attempts to reach it
+    assert bridge.poll() is None and scheduler.poll() is None, system.logs()
+    system.pg.start_again()
+    system.worker()
+    system.check(system.trigger(2))
+    assert "holds the scheduler lock" in open(scheduler.log_path).read()
