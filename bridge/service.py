@@ -24,7 +24,7 @@ from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
 from flow45 import wire
 from flow45.db import connect, describe_db_error, drop_connection
-from flow45.migrate import ensure_schema
+from flow45.migrate import require_schema
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import Settings
 from flow45.store import outbox
@@ -87,7 +87,7 @@ class Bridge:
                 started = time.monotonic()
                 problem: BaseException | None = None
                 try:
-                    ensure_schema()
+                    require_schema()  # `flow45 db upgrade` creates it; a service never does
                     declare_with_new_connection(self.settings.amqp_url, self.settings)
                     self._connection = pika.SelectConnection(
                         pika.URLParameters(self.settings.amqp_url),

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 from flow45 import store
 from flow45.clock import iso, to_utc, utcnow
 from flow45.db import CONNECTION_ERRORS, atomic, connect, describe_db_error, drop_connection, open_database
-from flow45.migrate import ensure_schema
+from flow45.migrate import require_schema
 from flow45.models import SchedulerLock
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import current_settings
@@ -341,12 +341,13 @@ class Scheduler:
 
 
 def prepare(stop: threading.Event, what: str, beat: Callable[[str | None], None] | None = None) -> bool:
-    """Check the schema (creating an empty database's), waiting out a database that is not there yet
-    with capped backoff. False if `stop` came first; CannotWork if the login keeps being refused."""
+    """Check the schema (`flow45 db upgrade` creates it; NoDatabase without it), waiting out a database
+    that is not there yet with capped backoff. False if `stop` came first; CannotWork if the login
+    keeps being refused."""
     backoff = Backoff(stop, cap=current_settings().reconnect_max)
     while not stop.is_set():
         try:
-            ensure_schema()
+            require_schema()
             return True
         except _CONNECTION_ERRORS as exc:
             drop_connection()
@@ -378,7 +379,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def run_scheduler(stop: threading.Event | None = None, heartbeat=None) -> None:
-    """The `flow45 scheduler` service: connect with the current settings, ensure the schema, and
+    """The `flow45 scheduler` service: connect with the current settings, check the schema, and
     tick every sweep_interval until `stop` is set, or SIGTERM/SIGINT arrives (when called on the
     main thread; `flow45 serve` may run it on another thread and set `stop` itself)."""
     settings = current_settings()

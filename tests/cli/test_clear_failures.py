@@ -79,6 +79,20 @@ def test_an_empty_postgresql_database_is_refused_and_left_empty(postgres_server,
 
 
 @pytest.mark.integration
+def test_a_service_does_not_create_the_schema_either(postgres_server, tmp_path):
+    url = postgres_server.create_database("flow45_cli_service")
+    done = flow45("scheduler", cwd=tmp_path, database_url=url)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"flow45: no Flow45 schema in {url}: run `flow45 db upgrade`" in done.stderr
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert cur.fetchone()[0] == 0
+    done = flow45("serve", cwd=tmp_path)  # the embedded default: no flow45.db here
+    assert done.returncode == 1 and "no Flow45 database at sqlite:///flow45.db" in done.stderr
+    assert not (tmp_path / "flow45.db").exists()
+
+
+@pytest.mark.integration
 def test_a_missing_postgresql_database_names_the_url(postgres_server, tmp_path):
     url = postgres_server.url_for("flow45_no_such_db")
     assert_one_line(flow45("runs", cwd=tmp_path, database_url=url),
