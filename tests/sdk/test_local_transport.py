@@ -11,6 +11,7 @@ from bridge.sdk import LocalTransport, Worker, run_forever, transport_from_setti
 from bridge.sdk.amqp import AmqpTransport
 from flow45 import states as S
 from flow45 import store
+from flow45.db import connect
 from flow45.settings import Settings
 from tests.sdk.helpers import BLOB, wait_finished
 from tests.store.helpers import deploy_text, instance
@@ -74,6 +75,7 @@ ACME_OTHER = """
 
 def test_transport_from_settings_picks_by_amqp_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
+    connect(url, create=True)  # as `flow45 db upgrade` would: a worker never creates the store
     assert isinstance(transport_from_settings("acme", "w", Settings(database_url=url)), LocalTransport)
     amqp = transport_from_settings("acme", "w", Settings(database_url=url, amqp_url="amqp://u:p@localhost:5672/%2F"))
     assert isinstance(amqp, AmqpTransport) and amqp.user == "u" and amqp.exchange == "flow45.in.acme"
