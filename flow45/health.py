@@ -14,23 +14,30 @@ from flow45.urls import hide_password
 
 
 def check_database(url: str, timeout: float = 5.0) -> str | None:
-    """One query; never creates a SQLite file."""
+    """One query, which also finds the schema; never creates a SQLite file."""
     try:
         path = sqlite_path(url)
         if path is not None:
             if path == ":memory:" or not Path(path).is_file():
-                return f"database {url}: no such file (run `flow45 db upgrade` to create it)"
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout) as conn:
-                conn.execute("SELECT 1").fetchone()
-            return None
-        db = open_database(url)
-        db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))
-        try:
-            db.execute_sql("SELECT 1").fetchone()
-        finally:
-            db.close()
+                return f"no Flow45 database at {url}: run `flow45 db upgrade` to create it"
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+            try:
+                (has_schema,) = conn.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                ).fetchone()
+            finally:
+                conn.close()
+        else:
+            db = open_database(url)
+            db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))
+            try:
+                (has_schema,) = db.execute_sql("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+            finally:
+                db.close()
     except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
         return f"database {hide_password(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
+    if not has_schema:
+        return f"no Flow45 schema in {hide_password(url)}: run `flow45 db upgrade` to create it"
     return None
 
 

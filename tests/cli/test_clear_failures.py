@@ -15,7 +15,7 @@ from tests.conftest import EXAMPLES
 
 READ_ONLY = [
     ["workflows"], ["runs"], ["show", "1"], ["instance", "1"], ["events"], ["graph", "reports/monthly_report"],
-    ["schema"], ["tui"],
+    ["schema"], ["tui"], ["health"],
 ]
 
 
@@ -70,7 +70,7 @@ def test_deploy_creates_the_embedded_store(tmp_path):
 @pytest.mark.integration
 def test_an_empty_postgresql_database_is_refused_and_left_empty(postgres_server, tmp_path):
     url = postgres_server.create_database("flow45_cli_empty")
-    for command in READ_ONLY[:3]:
+    for command in [*READ_ONLY[:3], ["health"]]:
         assert_one_line(flow45(*command, cwd=tmp_path, database_url=url),
                         f"no Flow45 schema in {url}", "run `flow45 db upgrade`")
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
