@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from bridge.handlers import apply
-from bridge.inbound import Inbound, Refusal, parse
+from bridge.inbound import Delivery, Inbound, Refusal, parse
 from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error
@@ -24,17 +24,6 @@ log = logging.getLogger("flow45.bridge")
 
 class DatabaseUnavailable(Exception):
     """The store cannot be reached: nothing in the batch was applied; try again later."""
-
-
-@dataclass
-class Delivery:
-    tag: int
-    exchange: str
-    user_id: str | None
-    message_id: str | None
-    reply_to: str | None
-    correlation_id: str | None
-    body: bytes
 
 
 @dataclass
@@ -110,9 +99,12 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
     parsed: list[tuple[int, Inbound]] = []
     for index, d in enumerate(deliveries):
         try:
-            parsed.append((index, parse(settings, d.body, d.user_id, d.exchange, d.message_id)))
+            parsed.append((index, parse(settings, d)))
         except Refusal as refusal:
             outcomes[index] = Outcome(refusal=refusal)
+        except Exception as exc:  # a bug in parsing must not stop the bridge: this message alone is refused
+            log.exception("message %r: unexpected error while parsing", d.message_id)
+            outcomes[index] = Outcome(refusal=Refusal("invalid_message", f"the message could not be read: {type(exc).__name__}"))
     marked = False
     try:
         written: list[OutboxMessage] | None = []

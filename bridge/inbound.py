@@ -1,8 +1,11 @@
-"""An inbound delivery, checked before it touches the store: bytes, JSON, schema, sender, role."""
+"""An inbound delivery, checked before it touches the store: properties, bytes, JSON, schema, sender, role.
+
+Everything here is untrusted. The body is parsed with limits (`flow45.strictjson`) and validated in
+pydantic's strict mode; any problem is a `Refusal` naming it, never an exception of another kind.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +14,14 @@ from pydantic import BaseModel, ValidationError
 from bridge.names import team_of_inbound_exchange
 from flow45.messages import OPERATOR_MESSAGES, WORKER_MESSAGES
 from flow45.settings import Settings
+from flow45.strictjson import JSONRefused, loads
 
 MAX_BODY = 256 * 1024
 MAX_MESSAGE_ID = 128
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+MAX_ID = 2**63 - 1  # ids are 64-bit signed in the store
+WORKER_TYPES = frozenset({"claim", "progress", "submit", "fail", "skip"})
+OPERATOR_TYPES = frozenset({"deploy", "validate", "trigger", "undo", "skip", "retry", "hold", "release", "cancel", "status"})
 
 
 class Refusal(Exception):
@@ -26,6 +34,30 @@ class Refusal(Exception):
         self.routine = routine  # answered, but not worth a dead letter
 
 
+@dataclass
+class Delivery:
+    """One message from the inbox, as the broker gave it (pika leaves a property that is not UTF-8 as bytes)."""
+
+    tag: int
+    exchange: str
+    user_id: str | bytes | None
+    message_id: str | bytes | None
+    reply_to: str | bytes | None
+    correlation_id: str | bytes | None
+    body: bytes
+    content_type: str | bytes | None = None
+
+
+def delivery_from(method: Any, properties: Any, body: bytes) -> Delivery:
+    """The Delivery of pika's `basic_consume` callback arguments (other properties, headers included,
+    are not read)."""
+    return Delivery(
+        tag=method.delivery_tag, exchange=method.exchange, user_id=properties.user_id,
+        message_id=properties.message_id, reply_to=properties.reply_to,
+        correlation_id=properties.correlation_id, body=body, content_type=properties.content_type,
+    )
+
+
 @dataclass(frozen=True)
 class Inbound:
     team: str
@@ -35,57 +67,95 @@ class Inbound:
     message: BaseModel
 
 
-def identify(settings: Settings, user_id: str | None, exchange: str) -> tuple[str, str]:
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_direct_reply_to(reply_to: object) -> bool:
+    """RabbitMQ's direct reply-to, as set by a requester or as the broker rewrote it for the bridge."""
+    return isinstance(reply_to, str) and (reply_to == DIRECT_REPLY_TO or reply_to.startswith(DIRECT_REPLY_TO + "."))
+
+
+def team_of_user(settings: Settings, user_id: object) -> tuple[str, str] | None:
+    """(team, role) of a user named in the settings, or None."""
+    for team, team_settings in settings.teams.items():
+        role = team_settings.users.get(user_id) if isinstance(user_id, str) else None
+        if role is not None:
+            return team, role
+    return None
+
+
+def identify(settings: Settings, user_id: object, exchange: str) -> tuple[str, str]:
     """(team, role) of the broker-validated user; refuses unknown users and other teams' exchanges."""
     if not user_id:
         raise Refusal("unauthorized", "the message has no user_id property: set it to your broker user name")
-    for team, team_settings in settings.teams.items():
-        role = team_settings.users.get(user_id)
-        if role is None:
-            continue
-        published_to = team_of_inbound_exchange(exchange)
-        if published_to != team:
-            raise Refusal("unauthorized", f"user {user_id} belongs to team {team}; publish to flow45.in.{team}")
-        return team, role
-    raise Refusal("unauthorized", f"user {user_id} is not a worker or operator of any team in the settings")
+    found = team_of_user(settings, user_id)
+    if found is None:
+        raise Refusal("unauthorized", f"user {_shown(user_id)} is not a worker or operator of any team in the settings")
+    team, role = found
+    if team_of_inbound_exchange(exchange) != team:
+        raise Refusal("unauthorized", f"user {user_id} belongs to team {team}; publish to flow45.in.{team}")
+    return team, role
+
+
+def _is_json(content_type: object) -> bool:
+    return isinstance(content_type, str) and content_type.split(";")[0].strip().lower() == "application/json"
 
 
 def _errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
+        where = ".".join(str(p)[:60] for p in error["loc"]) or "body"
         parts.append(f"{where}: {'unknown field' if error['type'] == 'extra_forbidden' else error['msg']}")
     return "; ".join(parts)
 
 
-def parse(settings: Settings, body: bytes, user_id: str | None, exchange: str, message_id: str | None) -> Inbound:
-    team, role = identify(settings, user_id, exchange)
+def _check_ids(team: str, message: BaseModel) -> None:
+    """An id beyond 64 bits names nothing in the store: answered as any unknown id is."""
+    for field, what in (("instance", "task instance"), ("run", "run")):
+        value = getattr(message, field, None)
+        if value is not None and not -MAX_ID - 1 <= value <= MAX_ID:
+            raise Refusal("not_found", f"{what} {value} not found for team {team}")
+
+
+def parse(settings: Settings, delivery: Delivery) -> Inbound:
+    if delivery.reply_to and not is_direct_reply_to(delivery.reply_to):
+        raise Refusal(
+            "invalid_reply_to",
+            f"reply_to is {_shown(delivery.reply_to)}: replies go only to direct reply-to ({DIRECT_REPLY_TO}); "
+            "nothing was answered or applied",
+        )
+    team, role = identify(settings, delivery.user_id, delivery.exchange)
+    message_id, body = delivery.message_id, delivery.body
     if not message_id:
         raise Refusal("invalid_message", "the message has no message_id property: it is the idempotency key")
+    if not isinstance(message_id, str):
+        raise Refusal("invalid_message", f"the message_id property {_shown(message_id)} is not UTF-8")
     if len(message_id) > MAX_MESSAGE_ID:
         raise Refusal("invalid_message", f"message_id is {len(message_id)} characters, over {MAX_MESSAGE_ID}")
+    if delivery.content_type is not None and not _is_json(delivery.content_type):
+        raise Refusal("invalid_message", f"content_type is {_shown(delivery.content_type)}: bodies are application/json")
     if len(body) > MAX_BODY:
         raise Refusal("invalid_message", f"the body is {len(body)} bytes, over {MAX_BODY}")
     try:
-        data: Any = json.loads(body.decode("utf-8"))
+        data: Any = loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise Refusal("invalid_message", f"the body is not UTF-8 (byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise Refusal("invalid_message", f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except JSONRefused as exc:
+        raise Refusal("invalid_message", f"body: {exc.message}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise Refusal("invalid_message", "the body must be a JSON object with a string field `type`")
     kind = data["type"]
-    worker_types, operator_types = {"claim", "progress", "submit", "fail", "skip"}, {
-        "deploy", "validate", "trigger", "undo", "skip", "retry", "hold", "release", "cancel", "status",
-    }
-    allowed = worker_types if role == "worker" else operator_types
+    allowed = WORKER_TYPES if role == "worker" else OPERATOR_TYPES
     if kind not in allowed:
-        other = "an operator" if kind in operator_types else "a worker" if kind in worker_types else None
-        why = f"`{kind}` is {other} message" if other else f"unknown message type `{kind}`"
-        raise Refusal("unauthorized" if other else "invalid_message", f"{why}; user {user_id} is a {role} of team {team}")
+        other = "an operator" if kind in OPERATOR_TYPES else "a worker" if kind in WORKER_TYPES else None
+        why = f"`{kind}` is {other} message" if other else f"unknown message type {_shown(kind)}"
+        raise Refusal("unauthorized" if other else "invalid_message", f"{why}; user {delivery.user_id} is a {role} of team {team}")
     adapter = WORKER_MESSAGES if role == "worker" else OPERATOR_MESSAGES
     try:
         message = adapter.validate_python(data)
     except ValidationError as exc:
         raise Refusal("invalid_message", f"{kind}: {_errors(exc)}") from exc
-    return Inbound(team=team, user=user_id, role=role, message_id=message_id, message=message)
+    _check_ids(team, message)
+    return Inbound(team=team, user=delivery.user_id, role=role, message_id=message_id, message=message)

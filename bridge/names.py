@@ -6,8 +6,8 @@ import re
 
 TASKS_EXCHANGE = "flow45.tasks"  # direct: offers and undo notices, routing key TEAM.FUNCTION[.undo]
 INBOX_QUEUE = "flow45.inbox"  # quorum queue every team's inbound exchange is bound to
-DEAD_EXCHANGE = "flow45.dead"  # fanout: rejected messages, with the reason in headers
-DEAD_QUEUE = "flow45.dead"
+DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a message that failed delivery 5 times)
+DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: those, and refusals from unknown senders
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5
 
@@ -35,3 +35,8 @@ def undo_queue(team: str, function: str) -> str:
 def team_of_inbound_exchange(exchange: str) -> str | None:
     match = re.fullmatch(r"flow45\.in\.([a-z][a-z0-9_-]*)", exchange or "")
     return match.group(1) if match else None
+
+
+def dead_queue(team: str) -> str:
+    """The team's dead-letter queue: its refused messages, readable by its operators."""
+    return f"flow45.dead.{team}"

@@ -14,10 +14,11 @@ import time
 import pika
 from pika.exceptions import AMQPError
 
-from bridge import names
+from bridge import answers, names
 from bridge.acks import AckTracker
-from bridge.batch import DatabaseUnavailable, Delivery, apply_batch
+from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, apply_batch
 from bridge.failures import describe_amqp_error
+from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
@@ -31,7 +32,7 @@ from flow45.store import outbox
 
 log = logging.getLogger("flow45.bridge")
 
-JSON = "application/json"
+JSON = answers.JSON
 MAX_IN_FLIGHT = 5000
 MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
 MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
@@ -198,13 +199,7 @@ class Bridge:
 
     def _on_message(self, channel, method, properties, body) -> None:
         self._acks.received(method.delivery_tag)
-        self._deliveries.append(
-            Delivery(
-                tag=method.delivery_tag, exchange=method.exchange, user_id=properties.user_id,
-                message_id=properties.message_id, reply_to=properties.reply_to,
-                correlation_id=properties.correlation_id, body=body,
-            )
-        )
+        self._deliveries.append(delivery_from(method, properties, body))
         if not self._batch_scheduled:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(0, self._process_batch)
@@ -224,6 +219,10 @@ class Bridge:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(1.0, self._process_batch)
             return
+        except Exception as exc:  # a bug outside any one message: refuse the batch, keep serving
+            log.exception("bridge: a batch of %d messages failed", len(batch))
+            refusal = Refusal("internal", f"unexpected error: {type(exc).__name__}; resend with the same message_id")
+            result = Applied([Outcome(refusal=refusal) for _ in batch], None)
         if result.marked_sent:
             self._in_flight.difference_update(sent)
         else:
@@ -233,18 +232,13 @@ class Bridge:
         log.debug("batch of %d applied in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
         applied: list[int] = []
         for delivery, outcome in zip(batch, outcomes):
-            if outcome.refusal is None:
-                self._reply(delivery, {"ok": True, "result": outcome.result})
+            try:
+                self._answer(delivery, outcome, applied)
+            except AMQPError:
+                raise  # the channel is gone: the bridge reconnects and unacked deliveries come again
+            except Exception:  # never let one message's answer stop the IO loop: drop it, loudly
+                log.exception("bridge: cannot answer or dead-letter %r; dropping it", delivery.message_id)
                 applied.append(delivery.tag)
-                self._needs_topology |= outcome.deployed
-            else:
-                refusal = outcome.refusal
-                log.warning("bridge: refused %s from %s: %s: %s", delivery.message_id, delivery.user_id, refusal.code, refusal.message)
-                self._reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})
-                if refusal.routine:  # e.g. a claim that lost the race for an offer: nothing to inspect
-                    applied.append(delivery.tag)
-                else:
-                    self._dead_letter(delivery, refusal.code, refusal.message)
         self._ack(applied)
         if self._needs_topology:
             self._declare_topology()
@@ -267,25 +261,19 @@ class Bridge:
         self._publish_tag += 1
         self._unconfirmed[self._publish_tag] = (kind, ref)
 
-    def _reply(self, delivery: Delivery, reply: dict) -> None:
-        if not delivery.reply_to:
-            return
-        properties = pika.BasicProperties(content_type=JSON, correlation_id=delivery.correlation_id)
-        try:
-            body = wire.dumps(reply)
-        except wire.NotJSON as exc:  # a bug, not the sender's fault: answer without the result
-            log.error("bridge: the reply to %s is not JSON: %s", delivery.message_id, exc)
-            body = wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"})
-        self._publish("", delivery.reply_to, body.encode(), properties, "reply", None)
-
-    def _dead_letter(self, delivery: Delivery, code: str, reason: str) -> None:
-        """A copy to flow45.dead with the reason; the original is acked once the copy is confirmed."""
-        headers = {"x-flow45-code": code, "x-flow45-error": reason[:1000], "x-flow45-user": delivery.user_id or "",
-                   "x-flow45-exchange": delivery.exchange}
-        properties = pika.BasicProperties(
-            content_type=JSON, delivery_mode=2, message_id=delivery.message_id, headers=headers
-        )
-        self._publish(names.DEAD_EXCHANGE, "", delivery.body, properties, "dead", delivery.tag)
+    def _answer(self, delivery: Delivery, outcome: Outcome, applied: list[int]) -> None:
+        """Reply; a refusal's dead-letter copy is published and the delivery acked once it is confirmed."""
+        if outcome.refusal is not None:
+            refusal = outcome.refusal
+            log.warning("bridge: refused %r from %r: %s: %s", delivery.message_id, delivery.user_id, refusal.code, refusal.message[:300])
+        self._needs_topology |= outcome.deployed
+        planned = answers.answer(self.settings, delivery, outcome)
+        for publish, kind in ((planned.reply, "reply"), (planned.dead_letter, "dead")):
+            if publish is not None:
+                ref = delivery.tag if kind == "dead" else None
+                self._publish(publish.exchange, publish.routing_key, publish.body, publish.properties, kind, ref)
+        if planned.dead_letter is None:
+            applied.append(delivery.tag)
 
     # ---- relay -------------------------------------------------------------------------------
 

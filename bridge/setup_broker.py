@@ -1,7 +1,8 @@
 """`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
 
-A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`
-(direct reply-to needs no permission); the bridge's own user (from amqp_url) may do everything.
+A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`,
+its operators also `flow45.dead.TEAM` (direct reply-to needs no permission); the bridge's own user
+(from amqp_url) may do everything.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from bridge import names
 from flow45.settings import Settings
 
 
-def team_permissions(team: str) -> tuple[str, str, str]:
-    """(configure, write, read) regexes for a team's users."""
+def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
+    """(configure, write, read) regexes for a team's users; operators also read the team's dead letters."""
     t = re.escape(team)
-    return (
-        "^$",
-        f"^{re.escape(names.inbound_exchange(team))}$",
-        rf"^flow45\.tasks\.{t}\..+$",
-    )
+    read = rf"^flow45\.tasks\.{t}\..+$"
+    if role == "operator":
+        read = rf"^(flow45\.tasks\.{t}\..+|{re.escape(names.dead_queue(team))})$"
+    return "^$", f"^{re.escape(names.inbound_exchange(team))}$", read
 
 
 def bridge_user(settings: Settings) -> tuple[str, str]:
@@ -56,8 +56,8 @@ def plan(
         commands.append(["add_user", user, PasswordOf(user) if placeholders else password])
     commands.append(["set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
     for team, team_settings in sorted(settings.teams.items()):
-        configure, write, read = team_permissions(team)
-        for name in sorted(team_settings.users):
+        for name, role in sorted(team_settings.users.items()):
+            configure, write, read = team_permissions(team, role)
             if placeholders:
                 commands.append(["add_user", name, PasswordOf(name)])
             else:
@@ -65,7 +65,7 @@ def plan(
                 commands.append(["add_user", name, passwords[name]])
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
     commands.append([
-        "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", f"^{re.escape(names.DEAD_QUEUE)}$",
+        "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
         '{"max-length": 1000000, "overflow": "drop-head"}',
     ])
     return commands, passwords

@@ -1,4 +1,4 @@
-"""Declares what the bridge needs on the broker: exchanges, the inbox, offer and undo queues."""
+"""Declares what the bridge needs on the broker: exchanges, the inbox, offer and undo queues, dead letters."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def declare(channel, settings: Settings) -> int:
         exchange = names.inbound_exchange(team)
         channel.exchange_declare(exchange, "fanout", durable=True)
         channel.queue_bind(names.INBOX_QUEUE, exchange)
+        channel.queue_declare(names.dead_queue(team), durable=True)  # the bridge publishes to it by name
     for team, function, notify in functions:
         queue = names.offer_queue(team, function)
         channel.queue_declare(queue, durable=True, arguments={"x-max-priority": names.MAX_PRIORITY})

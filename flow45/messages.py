@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: on the wire a number is never a string, nor a boolean an integer ("14" is no instance id).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---- Flow45 -> workers ---------------------------------------------------------------------

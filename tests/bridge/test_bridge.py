@@ -66,11 +66,11 @@ def _publish_raw(env, user: str, exchange: str, body: bytes, message_id: str | N
     return replies[0]
 
 
-def _dead_letters(env) -> list[tuple[dict, bytes]]:
+def _dead_letters(env, queue: str = "flow45.dead") -> list[tuple[dict, bytes]]:
     channel = env.channel()
     found = []
     while True:
-        method, props, body = channel.basic_get("flow45.dead", auto_ack=True)
+        method, props, body = channel.basic_get(queue, auto_ack=True)
         if method is None:
             break
         found.append((props.headers or {}, body))
@@ -104,9 +104,10 @@ def test_bad_messages_are_answered_and_dead_lettered(bridge_env):
     no_user = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", json.dumps(claim).encode(), user_id=None)
     assert no_user["code"] == "unauthorized" and "no user_id" in no_user["error"]
     time.sleep(0.5)
-    dead = _dead_letters(bridge_env)
-    assert len(dead) == len(cases) + 1
-    assert all(headers.get("x-flow45-error") for headers, _ in dead)
+    reports, rival, unknown = (_dead_letters(bridge_env, q) for q in ("flow45.dead.reports", "flow45.dead.rival", "flow45.dead"))
+    assert (len(reports), len(rival), len(unknown)) == (len(cases) - 1, 1, 1), "each team's refusals in its own queue"
+    assert all(headers.get("x-flow45-error") for headers, _ in reports + rival + unknown)
+    assert not any(b"abcdefghijklmnopqrstuvwxyz" in body for _, body in reports), "the bearer token is redacted"
     assert store.get_run(run).instances[0].state == "running", "nothing bad changed the store"
     # ... and the bridge is still serving.
     done = call(bridge_env.url("reports-worker"), "reports", {**submit, "output": {"uri": "s3://ok", "rows": 1}})

@@ -1,0 +1,100 @@
+"""What the bridge publishes for one delivery's outcome: the reply, and for a refusal the copy in
+the sender's team's dead-letter queue. Pure functions, so every outcome can be checked without a broker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pika
+
+from bridge import names
+from bridge.batch import Outcome
+from bridge.inbound import Delivery, Refusal, is_direct_reply_to, team_of_user
+from flow45 import wire
+from flow45.redact import redact_body, redact_text
+from flow45.settings import Settings
+
+log = logging.getLogger("flow45.bridge")
+
+JSON = "application/json"
+MAX_ERROR = 4000  # characters of a refusal's message in a reply; headers keep 1000
+
+
+@dataclass(frozen=True)
+class Publish:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+
+
+@dataclass(frozen=True)
+class Answer:
+    reply: Publish | None  # None: no reply_to, or one that is not direct reply-to (nothing goes there)
+    dead_letter: Publish | None  # the delivery is acked once this copy is confirmed; None: ack it now
+
+
+def _text(value: object, limit: int) -> str:
+    """A header-safe string: bytes decoded, lone surrogates replaced (pika encodes headers as UTF-8)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = str(value if value is not None else "")
+    return text.encode("utf-8", errors="replace").decode("utf-8")[:limit]
+
+
+def _clean(value: object, limit: int) -> tuple[str, int]:
+    return redact_text(_text(value, limit))
+
+
+def reply(delivery: Delivery, answer: dict) -> Publish | None:
+    if not delivery.reply_to or not is_direct_reply_to(delivery.reply_to):
+        return None
+    if answer.get("error"):
+        answer = {**answer, "error": _text(answer["error"], MAX_ERROR)}
+    try:
+        body = wire.dumps(answer)
+    except wire.NotJSON as exc:  # a bug, not the sender's fault: answer without the result
+        log.error("bridge: the reply to %r is not JSON: %s", delivery.message_id, exc)
+        body = wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"})
+    properties = pika.BasicProperties(content_type=JSON, correlation_id=delivery.correlation_id)
+    return Publish("", delivery.reply_to, body.encode(), properties)
+
+
+def dead_letter_queue(settings: Settings, user_id: object) -> str:
+    """The sender's team's dead-letter queue; the shared one when the sender is no known user."""
+    found = team_of_user(settings, user_id)
+    return names.dead_queue(found[0]) if found else names.DEAD_QUEUE
+
+
+def dead_letter(settings: Settings, delivery: Delivery, refusal: Refusal) -> Publish:
+    """A copy of the refused message, secret-looking values redacted (in the body, the reason and the
+    properties kept), with the reason in headers. Published to the queue by name (default exchange)."""
+    body, redacted = redact_body(delivery.body)
+    headers: dict[str, object] = {}
+    for name, value, limit in (
+        ("x-flow45-code", refusal.code, 100), ("x-flow45-error", refusal.message, 1000),
+        ("x-flow45-user", delivery.user_id, 255), ("x-flow45-exchange", delivery.exchange, 255),
+        ("x-flow45-reply-to", delivery.reply_to, 255),
+    ):
+        headers[name], count = _clean(value, limit)
+        redacted += count
+    kept = {}
+    for name in ("message_id", "correlation_id"):
+        value = getattr(delivery, name)
+        text, count = _clean(value, 255)
+        kept[name] = None if value is None else value if not count else text
+        redacted += count
+    headers["x-flow45-redacted"] = redacted
+    properties = pika.BasicProperties(content_type=JSON, delivery_mode=2, headers=headers, **kept)
+    return Publish("", dead_letter_queue(settings, delivery.user_id), body, properties)
+
+
+def answer(settings: Settings, delivery: Delivery, outcome: Outcome) -> Answer:
+    """The reply and the dead-letter copy (for a refusal that is not routine) of one delivery."""
+    refusal = outcome.refusal
+    if refusal is None:
+        return Answer(reply(delivery, {"ok": True, "result": outcome.result}), None)
+    answered = reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})
+    # A routine refusal (a claim that lost the race for an offer) is normal traffic: nothing to inspect.
+    return Answer(answered, None if refusal.routine else dead_letter(settings, delivery, refusal))

@@ -1,0 +1,40 @@
+"""setup-broker's permission regexes: each team's operators read their own dead letters, nobody else's."""
+
+from __future__ import annotations
+
+import re
+
+from bridge.setup_broker import plan
+from flow45.settings import Settings
+
+TEAMS = {
+    "reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}},
+    "reports2": {"users": {"r2-ops": "operator"}},
+}
+
+
+def _read_regex(user: str) -> str:
+    commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
+    [read] = [c[-1] for c in commands if c[0] == "set_permissions" and c[3] == user]
+    return read
+
+
+def test_operators_read_their_teams_dead_letters_and_offers_only():
+    read = _read_regex("reports-ops")
+    assert re.search(read, "flow45.dead.reports") and re.search(read, "flow45.tasks.reports.render_pdf")
+    for other in ("flow45.dead.reports2", "flow45.dead", "flow45.dead.rival", "flow45.tasks.reports2.x", "flow45.inbox"):
+        assert not re.search(read, other), other
+
+
+def test_workers_do_not_read_dead_letters():
+    read = _read_regex("reports-worker")
+    assert re.search(read, "flow45.tasks.reports.render_pdf")
+    assert not re.search(read, "flow45.dead.reports")
+
+
+def test_the_length_policy_covers_every_dead_letter_queue():
+    commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
+    [policy] = [c for c in commands if c[0] == "set_policy"]
+    pattern = policy[policy.index("flow45-dead") + 1]
+    assert all(re.search(pattern, q) for q in ("flow45.dead", "flow45.dead.reports"))
+    assert not re.search(pattern, "flow45.inbox")
