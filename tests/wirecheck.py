@@ -49,7 +49,7 @@ class Published:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile bodies on purpose: 10,000 levels deep
             return None
 
 
