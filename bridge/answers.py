@@ -90,6 +90,28 @@ def dead_letter(settings: Settings, delivery: Delivery, refusal: Refusal) -> Pub
     return Publish("", dead_letter_queue(settings, delivery.user_id), body, properties)
 
 
+def _header(headers: dict, name: str) -> str | None:
+    value = headers.get(name)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value if isinstance(value, str) else None
+
+
+def quarantined(settings: Settings, delivery: Delivery, headers: dict | None) -> Publish:
+    """The dead-letter copy of a message the inbox gave up on (RabbitMQ dead-lettered it after the
+    delivery limit, e.g. because the bridge stopped while holding it, every time)."""
+    headers = headers if isinstance(headers, dict) else {}
+    reason = _header(headers, "x-first-death-reason") or "delivery_limit"
+    exchange = _header(headers, "x-first-death-exchange") or delivery.exchange
+    refusal = Refusal(
+        "delivery_limit",
+        f"the inbox gave up on this message ({reason}): the bridge did not finish it in "
+        f"{names.INBOX_DELIVERY_LIMIT} deliveries. It may or may not have taken effect: resend it with the "
+        "same message_id to find out (a message that did is answered as a duplicate).",
+    )
+    original = Delivery(delivery.tag, exchange, delivery.user_id, delivery.message_id, delivery.reply_to,
+                        delivery.correlation_id, delivery.body, delivery.content_type)
+    return dead_letter(settings, original, refusal)
+
+
 def answer(settings: Settings, delivery: Delivery, outcome: Outcome) -> Answer:
     """The reply and the dead-letter copy (for a refusal that is not routine) of one delivery."""
     refusal = outcome.refusal

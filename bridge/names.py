@@ -7,7 +7,9 @@ import re
 TASKS_EXCHANGE = "flow45.tasks"  # direct: offers and undo notices, routing key TEAM.FUNCTION[.undo]
 INBOX_QUEUE = "flow45.inbox"  # quorum queue every team's inbound exchange is bound to
 DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a message that failed delivery 5 times)
-DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: those, and refusals from unknown senders
+QUARANTINE_QUEUE = "flow45.quarantine"  # bound to it; the bridge redacts each and files it by team
+DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals from unknown senders, and what the
+# bridge could not file even from the quarantine
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5
 

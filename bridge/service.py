@@ -58,6 +58,7 @@ class Bridge:
         self._consume_channel = None
         self._publish_channel = None
         self._consumer_tag = None
+        self._quarantine_tag = None
         self._relay_lock = RelayLock()
         self._listener: OutboxListener | None = None
         self._reset_channel_state()
@@ -150,6 +151,8 @@ class Bridge:
     def _shutdown(self) -> None:
         if self._consume_channel is not None and self._consumer_tag and self._consume_channel.is_open:
             self._consume_channel.basic_cancel(self._consumer_tag)
+            if self._quarantine_tag:
+                self._consume_channel.basic_cancel(self._quarantine_tag)
         self._process_batch()
         self._flush_confirmed()
         self._connection.ioloop.call_later(0.5, self._close)
@@ -187,6 +190,7 @@ class Bridge:
 
     def _start_consuming(self) -> None:
         self._consumer_tag = self._consume_channel.basic_consume(names.INBOX_QUEUE, self._on_message)
+        self._quarantine_tag = self._consume_channel.basic_consume(names.QUARANTINE_QUEUE, self._on_quarantined)
         self._relay_tick()
 
     def _on_channel_closed(self, channel, reason) -> None:
@@ -203,6 +207,22 @@ class Bridge:
         if not self._batch_scheduled:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(0, self._process_batch)
+
+    def _on_quarantined(self, channel, method, properties, body) -> None:
+        """A message the inbox gave up on: filed, redacted, in its team's dead-letter queue; acked
+        once the copy is confirmed (same channel as the inbox, so the same acknowledgements)."""
+        self._acks.received(method.delivery_tag)
+        try:
+            copy = answers.quarantined(self.settings, delivery_from(method, properties, body), properties.headers)
+            log.warning("bridge: the inbox gave up on %r from %r; filed in %s", properties.message_id,
+                        properties.user_id, copy.routing_key)
+            self._publish(copy.exchange, copy.routing_key, copy.body, copy.properties, "dead", method.delivery_tag)
+        except AMQPError:
+            raise
+        except Exception:  # after the quarantine's own delivery limit it goes, as it is, to flow45.dead
+            log.exception("bridge: cannot file quarantined message %r", properties.message_id)
+            self._acks.forget([method.delivery_tag])
+            channel.basic_nack(method.delivery_tag, requeue=True)
 
     def _process_batch(self) -> None:
         self._batch_scheduled = False

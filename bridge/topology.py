@@ -21,13 +21,27 @@ def inbox_arguments() -> dict:
     }
 
 
+def quarantine_arguments() -> dict:
+    # A message the bridge cannot even file from here goes, as it is, to the administrators' queue.
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": names.INBOX_DELIVERY_LIMIT,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": names.DEAD_QUEUE,
+    }
+
+
 def declare(channel, settings: Settings) -> int:
     """Declare everything for the configured teams and every deployed function; returns the count
     of offer queues. Idempotent: run at start and after each deploy."""
     channel.exchange_declare(names.TASKS_EXCHANGE, "direct", durable=True)
     channel.exchange_declare(names.DEAD_EXCHANGE, "fanout", durable=True)
     channel.queue_declare(names.DEAD_QUEUE, durable=True)
-    channel.queue_bind(names.DEAD_QUEUE, names.DEAD_EXCHANGE)
+    # Messages that failed delivery go to the quarantine, which the bridge files by team, redacted;
+    # the administrators' queue was bound here before and held every team's bodies as they came.
+    channel.queue_unbind(names.DEAD_QUEUE, names.DEAD_EXCHANGE)
+    channel.queue_declare(names.QUARANTINE_QUEUE, durable=True, arguments=quarantine_arguments())
+    channel.queue_bind(names.QUARANTINE_QUEUE, names.DEAD_EXCHANGE)
     channel.queue_declare(names.INBOX_QUEUE, durable=True, arguments=inbox_arguments())
     functions = deployed_functions()
     for team in sorted(set(settings.teams) | {team for team, _, _ in functions}):

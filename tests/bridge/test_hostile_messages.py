@@ -5,6 +5,7 @@ and the bridge still serves a normal run afterwards."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -12,6 +13,7 @@ import pika
 import pytest
 
 from bridge.rpc import call
+from bridge.service import Bridge
 from flow45 import store
 from flow45.config import load_config
 from tests.conftest import EXAMPLES
@@ -157,3 +159,33 @@ def test_only_the_teams_operators_read_its_dead_letters(bridge_env):
     for user in ("reports-worker", "rival-worker"):
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="ACCESS_REFUSED"):
             get_as(bridge_env, user, "flow45.dead.reports")
+
+
+def test_a_message_the_inbox_gives_up_on_is_filed_in_its_teams_queue_redacted(bridge_env):
+    """The inbox dead-letters a message after 5 failed deliveries (the bridge died holding it each
+    time); the bridge files that copy by team, redacted, instead of leaving it to a shared queue."""
+    bridge_env.bridge.stop()
+    bridge_env.thread.join(timeout=10)
+    body = json.dumps({"type": "fail", "instance": 1, "token": "t", "error": f"could not log in: {PEM}"}).encode()
+    assert send(bridge_env, "reports-worker", body, wait=False) is None
+    channel = bridge_env.channel()
+    for _ in range(30):  # a bridge that takes it and dies, again and again
+        method, _props, _body = channel.basic_get("flow45.inbox")
+        if method is None:
+            break
+        channel.basic_nack(method.delivery_tag, requeue=True)
+    channel.connection.close()
+    assert method is None, "the inbox never gave up on the message"
+
+    bridge = Bridge(bridge_env.settings, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    try:
+        [(headers, copy)] = drain(bridge_env, "flow45.dead.reports", expect=1)
+    finally:
+        bridge.stop()
+        thread.join(timeout=10)
+    assert headers["x-flow45-code"] == "delivery_limit" and "may or may not have taken effect" in headers["x-flow45-error"]
+    assert headers["x-flow45-exchange"] == "flow45.in.reports" and headers["x-flow45-user"] == "reports-worker"
+    assert not any(secret in copy for secret in SECRETS) and json.loads(copy)["error"] == "[redacted]"
+    assert drain(bridge_env, "flow45.dead", timeout=0) == [] and drain(bridge_env, "flow45.quarantine", timeout=0) == []
