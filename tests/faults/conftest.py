@@ -26,6 +26,7 @@ from flow45.db import CONNECTION_ERRORS, connect, drop_connection
 from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Outbox, Run
 from flow45.settings import Settings, use_settings
+from tests import pinned
 from tests.conftest import ROOT, _unavailable
 from tests.harness import postgres, rabbitmq
 
@@ -113,7 +114,7 @@ class System:
 
     def spawn(self, *argv: str, name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.dir / f"{name}-{len(self.processes)}.log", "w")
-        process = subprocess.Popen([sys.executable, *argv], env={**self.env, **(env or {})}, stderr=log,
+        process = subprocess.Popen(pinned.command([sys.executable, *argv]), env={**self.env, **(env or {})}, stderr=log,
                                    stdout=log, cwd=self.dir)
         process.log_path = log.name
         self.processes.append(process)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import pinned
 from tests.harness.rabbitmq import free_port
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ def _wait_for(process: subprocess.Popen, text: str, timeout: float = 30) -> None
 
 
 def _health(system, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flow45", "health", *args], env={**system.env, **env},
+    return subprocess.run(pinned.command([sys.executable, "-m", "flow45", "health", *args]), env={**system.env, **env},
                           capture_output=True, text=True, timeout=60)
 
 
