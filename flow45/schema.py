@@ -118,6 +118,13 @@ def _add_functions(bundle: Bundle, team: str | None) -> None:
                        prefix=f"{view.team}.", suffix=".normalised")
 
 
+def message_schema() -> dict:
+    """The document without functions: it needs no store."""
+    bundle = Bundle()
+    _add_messages(bundle)
+    return {"$schema": DRAFT, "$defs": dict(sorted(bundle.defs.items()))}
+
+
 def full_schema(team: str | None = None) -> dict:
     bundle = Bundle()
     _add_messages(bundle)

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 
 from bridge import names
 from flow45 import messages as m
-from flow45.schema import Bundle, DRAFT, _add_messages, schema_for
+from flow45.schema import message_schema, schema_for
 
 WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip}
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
@@ -31,12 +31,14 @@ OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed
 
 
+@lru_cache(maxsize=1)
+def _messages() -> dict:
+    return message_schema()  # needs no store; functions are checked where a test has one
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
-    bundle = Bundle()
-    _add_messages(bundle)  # the messages need no store; functions are checked where a test has one
-    document = {"$schema": DRAFT, "$defs": bundle.defs}
-    return Draft202012Validator(schema_for(document, name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema_for(_messages(), name), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 @dataclass
