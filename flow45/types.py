@@ -11,7 +11,7 @@ from pydantic import (
 )
 
 from flow45.config import FieldSpec, TypeSpec, referenced_types
-from flow45.wire import DATETIME_PATTERN, parse_date, parse_datetime
+from flow45.wire import DATE_PATTERN, DATETIME_PATTERN, parse_date, parse_datetime
 
 # JSON values are taken as they are, never coerced: "7" is not an integer, true is not a number,
 # "yes" is not a boolean; numbers are finite; datetimes carry an offset and are kept in UTC.
@@ -22,7 +22,8 @@ _SCALARS: dict[str, Any] = {
     "boolean": Annotated[bool, Strict()],
     "datetime": Annotated[dt.datetime, BeforeValidator(parse_datetime),
                           WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN})],
-    "date": Annotated[dt.date, BeforeValidator(parse_date)],
+    "date": Annotated[dt.date, BeforeValidator(parse_date),
+                      WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})],
 }
 _CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
 
