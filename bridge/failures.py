@@ -48,15 +48,17 @@ def describe_amqp_error(exc: BaseException, url: str) -> str | None:
         return f"cannot connect to {shown}: unknown host {parts.hostname!r}"
     if isinstance(root, (TimeoutError, socket.timeout, connection_workflow.AMQPConnectorStackTimeout)):
         return f"cannot connect to {shown}: timed out"
-    if isinstance(root, px.ChannelClosedByBroker):
-        return f"the broker at {shown} closed the channel: {root.reply_text}"
+    if isinstance(root, px.ChannelClosed):
+        return f"the channel to {shown} was closed: {root.reply_text}"
     if isinstance(root, px.ConnectionClosedByBroker):
         return f"the broker at {shown} closed the connection: {root.reply_text}"
     if isinstance(root, (px.StreamLostError, px.AMQPHeartbeatTimeout, px.ConnectionClosed, ConnectionError)):
         return f"lost the connection to {shown}: {_text(root)}"
     if isinstance(root, OSError):
         return f"cannot connect to {shown}: {root.strerror or _text(root)}"
-    return f"cannot connect to {shown}: {_text(root)}"
+    if isinstance(root, (px.AMQPConnectionError, connection_workflow.AMQPConnectorException)):
+        return f"cannot connect to {shown}: {_text(root)}"
+    return f"broker {shown}: {type(root).__name__}: {_text(root)}"
 
 
 def open_blocking(url: str, attempts: int = 1, timeout: float | None = None) -> pika.BlockingConnection:

@@ -161,6 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     globals()["STEP_SECONDS"] = args.step_seconds
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its connection steps are not the worker's news
 
     user = unquote(urlsplit(args.url).username or "guest")
     connection = pika.BlockingConnection(pika.URLParameters(args.url))

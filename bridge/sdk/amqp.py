@@ -23,6 +23,7 @@ import pika
 import pika.exceptions
 
 from bridge import names
+from bridge.failures import describe_amqp_error
 from bridge.logs import quiet_pika
 from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
@@ -182,8 +183,7 @@ class AmqpTransport:
                 reason = exc
                 if not self._closing.is_set():
                     if isinstance(exc, _FAILURES):
-                        log.warning("AMQP connection to %s lost or refused (%s: %s); reconnecting in %.1fs",
-                                    self._params.host, type(exc).__name__, exc, delay)
+                        log.warning("%s; reconnecting in %.1fs", describe_amqp_error(exc, self.url), delay)
                     else:
                         log.exception("unexpected error on the AMQP connection; reconnecting in %.1fs", delay)
             finally:

@@ -444,3 +444,30 @@ def test_a_worker_starts_without_pikas_chatter(broker):
     lines = done.stderr.splitlines()
     assert any(" bridge.sdk." in line and "connected to" in line for line in lines), done.stderr
     assert [line for line in lines if " pika" in line] == []
+
+
+WORKER_REFUSED = """
+import logging, sys, threading
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+retries = threading.Semaphore(0)
+logging.getLogger("bridge.sdk.amqp").addFilter(lambda record: retries.release() or True)
+from bridge.sdk import AmqpTransport, Worker
+worker = Worker(AmqpTransport(sys.argv[1], "reports", "w1", reconnect_min=0.1, reconnect_max=0.1))
+worker.handler("render_pdf")(lambda task, sales: None)
+worker.start(1)
+assert retries.acquire(timeout=30) and retries.acquire(timeout=30), "no retries logged"
+worker.stop()
+assert worker.join(timeout=30)
+"""
+
+
+def test_a_worker_with_a_wrong_password_says_so_in_one_line_per_retry(rabbitmq_server):
+    url = rabbitmq_server.amqp_url.replace("guest:guest", "guest:bad-pw-123")
+    done = subprocess.run([sys.executable, "-c", WORKER_REFUSED, url], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "bad-pw-123" not in done.stderr
+    retries = [line for line in done.stderr.splitlines() if line.startswith("WARNING bridge.sdk.amqp")]
+    shown = url.replace(":bad-pw-123@", ":***@")
+    assert len(retries) >= 2
+    assert all(f"cannot connect to {shown}: access refused: wrong user name or password" in r for r in retries)
+    assert [line for line in done.stderr.splitlines() if " pika" in line] == []
