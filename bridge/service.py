@@ -120,7 +120,7 @@ class Bridge:
                     break
                 if time.monotonic() - started > 30:
                     backoff.reset()  # it worked for a while: start over quickly
-                backoff.failed(problem, "bridge")
+                backoff.failed(problem, "bridge", self._describe)
                 log.info("bridge: reconnecting in %.1fs", backoff.delay)
                 backoff.wait()
         finally:
@@ -160,6 +160,9 @@ class Bridge:
     def _close(self) -> None:
         if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
             self._connection.close()
+
+    def _describe(self, exc: BaseException) -> str | None:
+        return describe_db_error(exc) or describe_amqp_error(exc, self.settings.amqp_url)
 
     def _on_connection_open(self, connection) -> None:
         log.info("bridge: connected to the broker")
@@ -323,7 +326,7 @@ class Bridge:
                 log.warning("bridge relay: %s; reconnecting", error)
             reason = permanent_reason(exc)
             if reason is not None and self._tick_failures >= GIVE_UP_AFTER:
-                self._fatal = f"bridge: {reason}"
+                self._fatal = f"bridge: {error}"
                 self._close()
                 return
         self._last_error = error

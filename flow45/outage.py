@@ -68,12 +68,14 @@ class Backoff:
         self.delay = self.first
         self._permanent = []
 
-    def failed(self, exc: BaseException | None, what: str) -> None:
-        """Count a failure; raise CannotWork once a permanent one has repeated GIVE_UP_AFTER times."""
+    def failed(self, exc: BaseException | None, what: str,
+               describe: Callable[[BaseException], str | None] | None = None) -> None:
+        """Count a failure; raise CannotWork once a permanent one has repeated GIVE_UP_AFTER times,
+        told by `describe` (one line naming the server) when it knows the failure."""
         reason = permanent_reason(exc)
         self._permanent = self._permanent + [reason] if reason else []
         if len(self._permanent) >= GIVE_UP_AFTER:
-            raise CannotWork(f"{what}: {reason}")
+            raise CannotWork(f"{what}: {(describe and describe(exc)) or reason}")
 
     def wait(self) -> bool:
         """Sleep the current delay (then double it, up to the cap); False if stopped meanwhile."""

@@ -321,12 +321,12 @@ class Scheduler:
                     error = describe_db_error(exc)
                     pause = min(max(self.interval, self.reconnect_max), self.interval * 2 ** min(failures, 10))
                     if failures == 1:
-                        log.error("scheduler: database unavailable (%s); reconnecting", " ".join(str(exc).split()))
+                        log.error("scheduler: %s; reconnecting", error)
                     drop_connection()
                     reason = permanent_reason(exc)
                     refused = refused + 1 if reason else 0
                     if refused >= GIVE_UP_AFTER:
-                        raise CannotWork(f"scheduler: {reason}") from exc
+                        raise CannotWork(f"scheduler: {error}") from exc
                 except Exception as exc:  # noqa: BLE001 - the service keeps going; the next tick tries again
                     log.exception("scheduler: tick failed")
                     error = f"tick failed: {type(exc).__name__}: {exc}"
@@ -353,7 +353,7 @@ def prepare(stop: threading.Event, what: str, beat: Callable[[str | None], None]
             drop_connection()
             if beat is not None:
                 beat(describe_db_error(exc))
-            backoff.failed(exc, what)
+            backoff.failed(exc, what, describe_db_error)
             log.warning("%s: %s; trying again in %.1fs", what, describe_db_error(exc), backoff.delay)
             backoff.wait()
     return False
