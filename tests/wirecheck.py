@@ -90,7 +90,7 @@ class WireLog:
                     requests[props.correlation_id] = (message, message.json())
             elif message.exchange == "" and message.routing_key.startswith("amq.rabbitmq.reply-to"):
                 reply = message.json()
-                request = requests.pop(getattr(props, "correlation_id", None) or "", None)
+                request = requests.get(getattr(props, "correlation_id", None) or "")  # a resend is answered again
                 self._check_exchange(request, reply, problems)
         return problems
 
