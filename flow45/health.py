@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from flow45 import heartbeat
-from flow45.db import open_database, sqlite_path
+from flow45.db import describe_db_error, open_database, sqlite_path
 from flow45.urls import hide_password
 
 
@@ -35,7 +35,9 @@ def check_database(url: str, timeout: float = 5.0) -> str | None:
             finally:
                 db.close()
     except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
-        return f"database {hide_password(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
+        return describe_db_error(exc, url) or (
+            f"database {hide_password(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"
+        )
     if not has_schema:
         return f"no Flow45 schema in {hide_password(url)}: run `flow45 db upgrade` to create it"
     return None

@@ -75,7 +75,8 @@ def test_health_follows_a_running_serve(system):
     down = _health(system, FLOW45_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
     assert down.returncode == 1 and "connection refused" in down.stderr and "guest:***" in down.stderr
     db_down = _health(system, FLOW45_DATABASE_URL=f"postgresql://nobody:pw@127.0.0.1:{free_port()}/flow45")
-    assert db_down.returncode == 1 and "database postgresql://nobody:***@" in db_down.stderr
+    assert db_down.returncode == 1 and "cannot connect to postgresql://nobody:***@" in db_down.stderr
+    assert "connection refused (is PostgreSQL running there?)" in db_down.stderr and "Traceback" not in db_down.stderr
 
     serve.send_signal(signal.SIGTERM)
     assert serve.wait(timeout=10) == 0
