@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from flow45 import store, wire
+from flow45 import store, strictjson, wire
 from flow45.cli_output import counts_text, print_json, print_table, progress_bar, when
 from flow45.errors import Flow45Error
 
@@ -34,11 +34,9 @@ def command(name: str):
 
 def _json_arg(text: str, what: str) -> Any:
     try:
-        return wire.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from exc
-    except ValueError as exc:  # NaN, Infinity, or a number too large to be finite
-        raise UsageError(f"{what} is not valid JSON: {exc}") from exc
+        return strictjson.loads(text)
+    except strictjson.JSONRefused as exc:  # the same limits as a message from the broker
+        raise UsageError(f"{what} is not valid JSON: {exc.message}") from exc
 
 
 def _team_workflow(text: str) -> tuple[str, str]:

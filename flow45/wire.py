@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
 from typing import Any
 
@@ -43,22 +42,6 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
                           separators=None if indent else (",", ":"))
     except ValueError as exc:
         raise NotJSON(f"not JSON: {exc}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large to be finite")
-    return value
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON as the wire does: `NaN`, `Infinity` and numbers that overflow are refused (ValueError)."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def utc_text(value: dt.datetime) -> str:

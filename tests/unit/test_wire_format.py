@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from flow45 import wire
+from flow45 import strictjson, wire
 from flow45.config import TypeSpec, load_config
 from flow45.errors import ConfigError
 from flow45.types import TypeRegistry, describe_errors
@@ -109,8 +109,8 @@ def test_dumps_refuses_non_finite_numbers_loudly():
 @pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', '[-Infinity]', '{"a": 1e400}', "-1e999"])
 def test_loads_refuses_what_is_not_json(text):
     assert json.loads(text) is not None, "Python's own parser takes it"
-    with pytest.raises(ValueError):
-        wire.loads(text)
+    with pytest.raises(strictjson.JSONRefused):
+        strictjson.loads(text)
 
 
 def test_a_config_constraint_must_be_finite(tmp_path):
