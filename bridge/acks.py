@@ -35,8 +35,3 @@ class AckTracker:
         gone = set(tags)
         self._outstanding = [t for t in self._outstanding if t not in gone]
         self._finished -= gone
-
-    def reset(self) -> None:
-        """A new channel: the broker requeued everything unacked."""
-        self._outstanding.clear()
-        self._finished.clear()

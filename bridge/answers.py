@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import pika
 
-from bridge import names
 from bridge.batch import Outcome
 from bridge.inbound import Delivery, Refusal, is_direct_reply_to, team_of_user
-from flow45 import wire
+from flow45 import names, wire
 from flow45.redact import redact_body, redact_text
 from flow45.settings import Settings
 

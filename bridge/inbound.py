@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bridge.names import team_of_inbound_exchange
-from flow45.messages import OPERATOR_MESSAGES, WORKER_MESSAGES
+from flow45.messages import OPERATOR_MESSAGES, OPERATOR_TYPES, WORKER_MESSAGES, WORKER_TYPES
+from flow45.names import inbound_exchange, team_of_inbound_exchange
 from flow45.settings import Settings
 from flow45.strictjson import JSONRefused, loads
 
@@ -20,8 +20,6 @@ MAX_BODY = 256 * 1024
 MAX_MESSAGE_ID = 128
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 MAX_ID = 2**63 - 1  # ids are 64-bit signed in the store
-WORKER_TYPES = frozenset({"claim", "progress", "submit", "fail", "skip"})
-OPERATOR_TYPES = frozenset({"deploy", "validate", "trigger", "undo", "skip", "retry", "hold", "release", "cancel", "status"})
 
 
 class Refusal(Exception):
@@ -95,7 +93,7 @@ def identify(settings: Settings, user_id: object, exchange: str) -> tuple[str, s
         raise Refusal("unauthorized", f"user {_shown(user_id)} is not a worker or operator of any team in the settings")
     team, role = found
     if team_of_inbound_exchange(exchange) != team:
-        raise Refusal("unauthorized", f"user {user_id} belongs to team {team}; publish to flow45.in.{team}")
+        raise Refusal("unauthorized", f"user {user_id} belongs to team {team}; publish to {inbound_exchange(team)}")
     return team, role
 
 

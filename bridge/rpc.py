@@ -10,9 +10,8 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions as px
 
-from bridge import names
 from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking
-from flow45 import wire
+from flow45 import names, wire
 from flow45.errors import Flow45Error
 
 REPLY_TO = "amq.rabbitmq.reply-to"

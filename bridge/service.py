@@ -14,7 +14,7 @@ import time
 import pika
 from pika.exceptions import AMQPError
 
-from bridge import answers, names
+from bridge import answers
 from bridge.acks import AckTracker
 from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, apply_batch
 from bridge.failures import describe_amqp_error
@@ -23,7 +23,7 @@ from bridge.logs import quiet_pika
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
-from flow45 import wire
+from flow45 import names, wire
 from flow45.db import connect, describe_db_error, drop_connection
 from flow45.migrate import require_schema
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason

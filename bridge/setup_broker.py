@@ -12,16 +12,16 @@ import secrets
 import shlex
 from urllib.parse import unquote, urlsplit
 
-from bridge import names
+from flow45 import names
 from flow45.settings import Settings
 
 
 def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
     """(configure, write, read) regexes for a team's users; operators also read the team's dead letters."""
-    t = re.escape(team)
-    read = rf"^flow45\.tasks\.{t}\..+$"
+    tasks = re.escape(names.offer_queue(team, "")) + ".+"  # every offer and undo queue of the team
+    read = f"^{tasks}$"
     if role == "operator":
-        read = rf"^(flow45\.tasks\.{t}\..+|{re.escape(names.dead_queue(team))})$"
+        read = f"^({tasks}|{re.escape(names.dead_queue(team))})$"
     return "^$", f"^{re.escape(names.inbound_exchange(team))}$", read
 
 

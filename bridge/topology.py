@@ -6,7 +6,7 @@ import logging
 
 import pika
 
-from bridge import names
+from flow45 import names
 from flow45.settings import Settings
 from flow45.store.queries import deployed_functions
 

@@ -97,13 +97,6 @@ def atomic():
     return database.obj.atomic()
 
 
-@contextlib.contextmanager
-def read():
-    """A consistent read: one transaction on both backends."""
-    with database.obj.atomic():
-        yield
-
-
 # What a lost or refused connection raises (also what an unreachable server gives at connect).
 CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 

@@ -7,7 +7,7 @@ message is a JSON object with a `type`; its AMQP `message_id` property is its id
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -164,6 +164,16 @@ WORKER_MESSAGES = TypeAdapter(WorkerMessage)
 OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
 
 
+def _types(message: Any) -> frozenset[str]:
+    """The `type` values of a discriminated union of messages."""
+    union = get_args(message)[0]
+    return frozenset(get_args(model.model_fields["type"].annotation)[0] for model in get_args(union))
+
+
+WORKER_TYPES = _types(WorkerMessage)
+OPERATOR_TYPES = _types(OperatorMessage)
+
+
 class Reply(_Message):
     """The answer on `reply_to`, with the request's `correlation_id`: ok with a result, or an error
     code (invalid_message, unauthorized, not_found, stale, illegal_transition, invalid_output,
@@ -173,16 +183,6 @@ class Reply(_Message):
     code: str | None = None
     error: str | None = None
     result: Any = None
-
-
-def message_schemas() -> dict[str, dict]:
-    return {
-        "Offer": Offer.model_json_schema(),
-        "UndoNotice": UndoNotice.model_json_schema(),
-        "WorkerMessage": WORKER_MESSAGES.json_schema(),
-        "OperatorMessage": OPERATOR_MESSAGES.json_schema(),
-        "Reply": Reply.model_json_schema(),
-    }
 
 
 # ---- replies: what each request is answered with (for `flow45 schema`) ---------------------

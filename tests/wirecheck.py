@@ -21,7 +21,7 @@ import pika.channel
 import pytest
 from jsonschema import Draft202012Validator
 
-from bridge import names
+from flow45 import names
 from flow45 import messages as m
 from flow45.schema import message_schema, schema_for
 

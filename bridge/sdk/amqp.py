@@ -22,12 +22,11 @@ from typing import Any, Callable
 import pika
 import pika.exceptions
 
-from bridge import names
 from bridge.failures import describe_amqp_error
 from bridge.logs import quiet_pika
 from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
-from flow45 import wire
+from flow45 import names, wire
 from flow45.messages import Reply
 
 log = logging.getLogger(__name__)

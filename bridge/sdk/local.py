@@ -15,10 +15,9 @@ from typing import Any, Callable
 import peewee
 from pydantic import ValidationError
 
-from bridge import names
 from bridge.sdk.errors import ConnectionLost
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
-from flow45 import store
+from flow45 import names, store
 from flow45.db import connect, database
 from flow45.errors import Flow45Error
 from flow45.messages import WORKER_MESSAGES, Reply

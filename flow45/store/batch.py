@@ -20,6 +20,7 @@ from flow45 import states as S
 from flow45.db import database, is_sqlite
 from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.names import offer_key
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store.bulk import GENERIC_PLANS, Deferred, as_json, insert_rows, prepared, update_rows
@@ -406,7 +407,7 @@ def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
     if work.offers:
         announce(deferred)
         rows = [
-            {"team": i.team, "kind": "offer", "routing_key": f"{i.team}.{i.function}", "priority": i.priority,
+            {"team": i.team, "kind": "offer", "routing_key": offer_key(i.team, i.function), "priority": i.priority,
              "body": offer_body(i, work.runs[i.run_id], _spec(work, i), _inputs(work, i, outputs)),
              "instance": i.id, "created_at": work.at}
             for i in work.offers

@@ -11,6 +11,7 @@ from flow45 import states as S
 from flow45.db import is_sqlite
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Outbox, Run, TaskInstance, Workflow
+from flow45.names import offer_key
 from flow45.settings import current_settings
 from flow45.store.specs import VersionSpec, version_spec
 
@@ -151,7 +152,7 @@ def write_offer(instance: TaskInstance, run: Run, spec: VersionSpec, inputs: dic
     from flow45.store.outbox import announce
 
     Outbox.create(
-        team=run.team, kind="offer", routing_key=f"{run.team}.{instance.function}",
+        team=run.team, kind="offer", routing_key=offer_key(run.team, instance.function),
         priority=instance.priority, body=offer_body(instance, run, spec, inputs),
         instance=instance.id, created_at=at,
     )

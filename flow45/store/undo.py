@@ -9,6 +9,7 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import IllegalTransition
 from flow45.models import Attempt, Outbox, Run, TaskInstance
+from flow45.names import undo_key
 from flow45.store.core import (
     describe, instances_of, lock_instance, move_instance, move_run, offer, record_event, revoke_live_attempt,
     settle_run, upstream_done,
@@ -121,7 +122,7 @@ def _archive(chosen, event_id: int, at: dt.datetime) -> dict[int, object]:
 def _write_undo_notice(row: TaskInstance, run: Run, spec: VersionSpec, output, reason: str, actor: str, at) -> None:
     announce()
     Outbox.create(
-        team=run.team, kind="undo", routing_key=f"{run.team}.{row.function}.undo", priority=row.priority,
+        team=run.team, kind="undo", routing_key=undo_key(run.team, row.function), priority=row.priority,
         instance=row.id, created_at=at,
         body={
             "instance": row.id, "run": run.id, "team": run.team, "workflow": spec.workflow_name,

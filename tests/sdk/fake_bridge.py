@@ -1,4 +1,4 @@
-"""What the tests of the AMQP transport need of the broker side: the topology of bridge/names.py,
+"""What the tests of the AMQP transport need of the broker side: the topology of flow45/names.py,
 offers published straight to their queue, and a stand-in for the bridge that answers worker RPCs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pika
 
-from bridge import names
+from flow45 import names
 from flow45.messages import WORKER_MESSAGES, Reply
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from bridge import names
 from bridge.sdk import AmqpTransport, Unroutable, Worker, load_types
+from flow45 import names
 from flow45.messages import Reply
 from tests.conftest import EXAMPLES
 from tests.sdk.fake_bridge import FakeBridge, declare_topology, grant, offer_body, publish, queue_depth

@@ -1,4 +1,4 @@
-"""docs/protocol.md stays in step with flow45/messages.py, bridge/names.py and the plain pika example."""
+"""docs/protocol.md stays in step with flow45/messages.py, flow45/names.py and the plain pika example."""
 
 import dataclasses
 import re
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import names
+from flow45 import names
 from flow45 import messages as m
 from flow45.views import WorkerReply
 
