@@ -51,10 +51,19 @@ def broker_users(rabbitmq_server):
 
 
 def purge_all(rabbit) -> None:
-    listing = rabbit.ctl("list_queues", "-q", "name").stdout.split()
-    for name in listing:
-        if name.startswith("flow45."):
-            rabbit.ctl("purge_queue", name, check=False)
+    """Empty every flow45 queue: one rabbitmqctl call to list them (each call starts an Erlang VM,
+    about a second), then the purges over one AMQP connection."""
+    listing = [n for n in rabbit.ctl("list_queues", "-q", "name").stdout.split() if n.startswith("flow45.")]
+    connection = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_url))
+    try:
+        channel = connection.channel()
+        for name in listing:
+            try:
+                channel.queue_purge(name)
+            except pika.exceptions.ChannelClosedByBroker:  # deleted since the listing
+                channel = connection.channel()
+    finally:
+        connection.close()
 
 
 @pytest.fixture

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.bridge.conftest import purge_all
 from tests.cli.test_demo import assert_the_story_was_told, demo_env, run_demo
 
 pytestmark = pytest.mark.integration
 
 
-def purge_flow45_queues(rabbit) -> None:
-    """Other tests' leftovers (offers, inbox messages) must not reach this demo's bridge and workers."""
-    for name in rabbit.ctl("list_queues", "-q", "name").stdout.split():
-        if name.startswith("flow45."):
-            rabbit.ctl("purge_queue", name, check=False)
-
-
 def test_headless_demo_over_postgresql_and_rabbitmq(tmp_path, postgres_server, rabbitmq_server):
     postgres_server.drop_database("flow45_demo")
     url = postgres_server.create_database("flow45_demo")
-    purge_flow45_queues(rabbitmq_server)
+    purge_all(rabbitmq_server)  # other tests' leftovers must not reach this demo's bridge and workers
     env = demo_env(FLOW45_DATABASE_URL=url, FLOW45_AMQP_URL=rabbitmq_server.amqp_url)
 
     done, seconds = run_demo(tmp_path, "--headless", env=env)
