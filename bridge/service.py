@@ -54,6 +54,9 @@ class Bridge:
         self._fatal: str | None = None  # set when retrying cannot help; run() raises it
         self._last_error: str | None = None
         self._tick_failures = 0
+        # A relay tick that lost the database comes again further apart: 2, 4, 8... intervals, up to reconnect_max.
+        interval, longest = settings.relay_interval, max(settings.relay_interval, settings.reconnect_max)
+        self._tick_backoff = Backoff(first=min(interval * 2, longest), cap=longest)
         self._connection: pika.SelectConnection | None = None
         self._consume_channel = None
         self._publish_channel = None
@@ -316,6 +319,7 @@ class Bridge:
             if self._tick_failures:
                 log.info("bridge: database back; relaying again")
             self._tick_failures = 0
+            self._tick_backoff.reset()
         except Exception as exc:
             if describe_db_error(exc) is None:
                 raise
@@ -332,9 +336,7 @@ class Bridge:
         self._last_error = error
         if self.heartbeat is not None:
             self.heartbeat.beat("bridge", error)
-        delay = self.settings.relay_interval
-        if self._tick_failures:
-            delay = min(delay * 2 ** min(self._tick_failures, 10), max(delay, self.settings.reconnect_max))
+        delay = self._tick_backoff.next_delay() if self._tick_failures else self.settings.relay_interval
         self._connection.ioloop.call_later(delay, self._relay_tick)
 
     def _relay_now(self) -> None:

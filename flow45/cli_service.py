@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from flow45.cli import UsageError, _json_arg, _positive_int, _team_workflow, command
 from flow45.cli_output import print_json
 from flow45.errors import Flow45Error
+from flow45.outage import on_stop_signals
 from flow45.settings import current_settings
 
 
@@ -209,37 +209,36 @@ def _run_parts(parts: dict, stop, beats) -> int:
             error = f"{name}: unexpected error: {type(exc).__name__}: {exc}"
         ended.put((name, error))
 
-    def on_signal(*_) -> None:
+    def on_signal(_signum: int) -> None:
         asked.append(time.monotonic())
         stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    threads = [threading.Thread(target=body, args=(n, t), name=n, daemon=True) for n, t in parts.items()]
-    for thread in threads:
-        thread.start()
-    code = 0
-    try:
-        while True:
-            try:
-                name, error = ended.get(timeout=0.1)
-                break
-            except queue.Empty:
-                if asked and time.monotonic() > asked[0] + STOP_GRACE:
-                    name, error = None, None
-                    break
-        if not asked:
-            code = 1
-            message = error or f"{name}: stopped"
-            log.error("%s; stopping the process so that its supervisor restarts it", message)
-            print(f"flow45: {message}", file=sys.stderr)
-            stop()
-        deadline = (asked[0] if asked else time.monotonic()) + STOP_GRACE
+    with on_stop_signals(on_signal):
+        threads = [threading.Thread(target=body, args=(n, t), name=n, daemon=True) for n, t in parts.items()]
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        late = [t.name for t in threads if t.is_alive()]
-    finally:
-        beats.remove()
+            thread.start()
+        code = 0
+        try:
+            while True:
+                try:
+                    name, error = ended.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    if asked and time.monotonic() > asked[0] + STOP_GRACE:
+                        name, error = None, None
+                        break
+            if not asked:
+                code = 1
+                message = error or f"{name}: stopped"
+                log.error("%s; stopping the process so that its supervisor restarts it", message)
+                print(f"flow45: {message}", file=sys.stderr)
+                stop()
+            deadline = (asked[0] if asked else time.monotonic()) + STOP_GRACE
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            late = [t.name for t in threads if t.is_alive()]
+        finally:
+            beats.remove()
     if late:
         log.warning("%s did not stop within %.1fs; exiting anyway", ", ".join(late), STOP_GRACE)
         logging.shutdown()

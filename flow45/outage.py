@@ -1,11 +1,14 @@
-"""Riding out outages: capped backoff that a stop request interrupts, and telling a server that is
-away (retry) from a setting that can never work (give up, so a supervisor sees the failure)."""
+"""Riding out outages and stopping cleanly: capped backoff that a stop request interrupts, telling a
+server that is away (retry) from a setting that can never work (give up, so a supervisor sees the
+failure), and the SIGTERM/SIGINT handling every long-running process shares."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from flow45.errors import Flow45Error
 
@@ -55,9 +58,9 @@ class Backoff:
     """Capped exponential delays between attempts; `wait` returns early when `stop` is set and calls
     `beat` about once a second meanwhile (the process is alive, only waiting)."""
 
-    def __init__(self, stop: threading.Event, first: float = 0.5, cap: float = 10.0,
+    def __init__(self, stop: threading.Event | None = None, first: float = 0.5, cap: float = 10.0,
                  beat: Callable[[], None] | None = None):
-        self.stop = stop
+        self.stop = stop or threading.Event()
         self.first = first
         self.cap = max(first, cap)
         self.delay = first
@@ -77,10 +80,15 @@ class Backoff:
         if len(self._permanent) >= GIVE_UP_AFTER:
             raise CannotWork(f"{what}: {(describe and describe(exc)) or reason}")
 
+    def next_delay(self) -> float:
+        """The delay to wait now (for a caller that waits its own way); the next one is doubled, up to the cap."""
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        return delay
+
     def wait(self) -> bool:
         """Sleep the current delay (then double it, up to the cap); False if stopped meanwhile."""
-        deadline = time.monotonic() + self.delay
-        self.delay = min(self.delay * 2, self.cap)
+        deadline = time.monotonic() + self.next_delay()
         while not self.stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -89,3 +97,21 @@ class Backoff:
                 self.beat()
             self.stop.wait(min(left, 1.0))
         return False
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT call `handler(signum)`; the previous handlers are back after.
+    Only the main thread can take signals: on another thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, _frame: handler(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

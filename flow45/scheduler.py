@@ -21,14 +21,14 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 from flow45 import store
 from flow45.clock import iso, to_utc, utcnow
 from flow45.db import CONNECTION_ERRORS, atomic, connect, describe_db_error, drop_connection, open_database
 from flow45.migrate import require_schema
 from flow45.models import SchedulerLock
-from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
+from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, on_stop_signals, permanent_reason
 from flow45.settings import current_settings
 from flow45.store.schedule_runs import ScheduledRun, SkippedTicks, create_scheduled_runs, reoffer_lost
 from flow45.views import View
@@ -306,6 +306,9 @@ class Scheduler:
         log.info("scheduler %s started", self.holder)
         failures = 0
         refused = 0
+        # A lost database is tried again further apart each time: 2, 4, 8... intervals, up to reconnect_max.
+        backoff = Backoff(stop, first=min(self.interval * 2, max(self.interval, self.reconnect_max)),
+                          cap=max(self.interval, self.reconnect_max))
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -316,10 +319,11 @@ class Scheduler:
                     if failures:
                         log.info("scheduler: database back")
                     failures = refused = 0
+                    backoff.reset()
                 except _CONNECTION_ERRORS as exc:
                     failures += 1
                     error = describe_db_error(exc)
-                    pause = min(max(self.interval, self.reconnect_max), self.interval * 2 ** min(failures, 10))
+                    pause = backoff.next_delay()
                     if failures == 1:
                         log.error("scheduler: %s; reconnecting", error)
                     drop_connection()
@@ -359,23 +363,14 @@ def prepare(stop: threading.Event, what: str, beat: Callable[[str | None], None]
     return False
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
     """SIGTERM and SIGINT set `stop` while inside (only the main thread can take signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def handler(signum, frame) -> None:
+    def handler(signum: int) -> None:
         log.info("scheduler: %s received, stopping", signal.Signals(signum).name)
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return on_stop_signals(handler)
 
 
 def run_scheduler(stop: threading.Event | None = None, heartbeat=None) -> None:

@@ -17,6 +17,7 @@ from textual.message import Message
 from flow45 import store
 from flow45.db import database, describe_db_error
 from flow45.errors import Flow45Error
+from flow45.outage import Backoff
 from flow45.views import EventView
 
 if TYPE_CHECKING:
@@ -84,15 +85,17 @@ class Feed:
     def run(self) -> None:
         """The thread's loop; it owns one database connection, closed when it ends."""
         failures = 0
+        backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         try:
             while not self._stop.is_set():
-                self._wake.wait(self.interval if not failures else min(10.0, self.interval * 2 ** failures))
+                self._wake.wait(backoff.next_delay() if failures else self.interval)
                 self._wake.clear()
                 if self._stop.is_set():
                     break
                 try:
                     self.tick()
                     failures = 0
+                    backoff.reset()
                 except Exception as exc:  # a lost database must not kill the dashboard
                     failures += 1
                     message = exc.message if isinstance(exc, Flow45Error) else describe_db_error(exc) or repr(exc)

@@ -28,6 +28,7 @@ from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Un
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, wire
 from flow45.messages import Reply
+from flow45.outage import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class AmqpTransport:
     # ---- the I/O thread ---------------------------------------------------------------------
 
     def _io_main(self) -> None:
-        delay = self.reconnect_min
+        backoff = Backoff(self._closing, first=self.reconnect_min, cap=self.reconnect_max)
         while not self._closing.is_set():
             reason: BaseException | None = None
             started = time.monotonic()
@@ -182,16 +183,17 @@ class AmqpTransport:
                 reason = exc
                 if not self._closing.is_set():
                     if isinstance(exc, _FAILURES):
-                        log.warning("%s; reconnecting in %.1fs", describe_amqp_error(exc, self.url), delay)
+                        log.warning("%s; reconnecting in %.1fs", describe_amqp_error(exc, self.url), backoff.delay)
                     else:
-                        log.exception("unexpected error on the AMQP connection; reconnecting in %.1fs", delay)
+                        log.exception("unexpected error on the AMQP connection; reconnecting in %.1fs", backoff.delay)
             finally:
                 self._disconnect(reason)
             if self._closing.is_set():
                 break
-            self._closing.wait(delay)
+            backoff.wait()
             # Back off while connections fail soon after opening; start over after a good one.
-            delay = self.reconnect_min if time.monotonic() - started > 30 else min(delay * 2, self.reconnect_max)
+            if time.monotonic() - started > 30:
+                backoff.reset()
 
     def _connect(self) -> None:
         self._conn = pika.BlockingConnection(self._params)  # closed by _disconnect whatever happens next

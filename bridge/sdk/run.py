@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from bridge.sdk.worker import Worker
+from flow45.outage import on_stop_signals
 from flow45.settings import Settings, current_settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def run_forever(worker: Worker, concurrency: int = 1) -> None:
         raise RuntimeError("run_forever() handles signals, so it must run in the main thread")
     received = []
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int) -> None:
         if received:
             raise SystemExit(128 + signum)
         received.append(signum)
@@ -41,9 +42,5 @@ def run_forever(worker: Worker, concurrency: int = 1) -> None:
                  signal.Signals(signum).name)
         worker.stop()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with on_stop_signals(on_signal):
         worker.run(concurrency)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -23,6 +23,7 @@ from bridge.sdk.task import MAX_TEXT, Task
 from bridge.sdk.transport import OFFER, Delivery, Subscription, Transport
 from flow45 import wire
 from flow45.messages import Claim, Fail, Offer, Progress, Reply, Skip, Submit, UndoNotice
+from flow45.outage import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,7 @@ class Worker:
         """Send until answered, at most `attempts` times, always with the same message id."""
         body = message.model_dump(mode="json")
         message_id = uuid.uuid4().hex
+        backoff = Backoff(first=0.25, cap=5.0)
         for attempt in range(1, attempts + 1):
             try:
                 return self.transport.request(body, message_id, timeout or self.rpc_timeout)
@@ -332,7 +334,7 @@ class Worker:
                 if attempt == attempts:
                     raise
                 log.warning("%s unanswered (%s); sending it again", body["type"], exc)
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
+                backoff.wait()
         raise AssertionError("unreachable")
 
 
