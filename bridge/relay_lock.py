@@ -9,41 +9,28 @@ the locked session itself, so a read that succeeds proves the lock was still hel
 
 from __future__ import annotations
 
-from flow45.db import database, is_sqlite
+from flow45.db import dialect
 
 RELAY_LOCK_KEY = 45_0001
 
 
 class RelayLock:
     def __init__(self) -> None:
-        self._held = False
-        self._session = None  # the DB-API connection the lock was taken on
+        self._lock = None  # the bound database's session lock, made on first use
+
+    def _session_lock(self):
+        if self._lock is None:
+            self._lock = dialect().session_lock(RELAY_LOCK_KEY)
+        return self._lock
 
     @property
     def held(self) -> bool:
-        if not self._held:
-            return False
-        if is_sqlite():
-            return True
-        return not database.is_closed() and database.connection() is self._session
+        return self._lock is not None and self._lock.held
 
     def lose(self) -> None:
         """The connection failed: whatever it held is gone."""
-        self._held = False
-        self._session = None
+        if self._lock is not None:
+            self._lock.lose()
 
     def refresh(self) -> bool:
-        if is_sqlite():
-            self._held = True
-            return True
-        # Asked each tick: a reconnected session has lost the lock. Only try when not holding it,
-        # since the lock stacks per call.
-        (mine,) = database.execute_sql(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
-            " AND pid = pg_backend_pid() AND granted)", (RELAY_LOCK_KEY,),
-        ).fetchone()
-        if not mine:
-            (mine,) = database.execute_sql("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,)).fetchone()
-        self._held = bool(mine)
-        self._session = database.connection() if mine else None
-        return self._held
+        return self._session_lock().refresh()

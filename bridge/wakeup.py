@@ -7,9 +7,8 @@ import logging
 from typing import Callable
 
 import psycopg2
-import psycopg2.extensions
 
-from flow45.db import database, is_sqlite
+from flow45.db import dialect
 from flow45.store.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger("flow45.bridge")
@@ -25,19 +24,15 @@ class OutboxListener:
         self._failing = False  # said once per outage, not once per tick
 
     def ensure(self) -> None:
-        """Listen if not listening (PostgreSQL only); called at start and on each relay tick, so a
-        LISTEN connection lost to a database restart is opened again. Notifications sent while it
+        """Listen if not listening (where the database can notify); called at start and on each relay
+        tick, so a LISTEN connection lost to a database restart is opened again. Notifications sent while it
         was away are not lost work: the tick relays whatever is pending right after."""
-        if is_sqlite():
-            return
-        (self.own_pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
-        if self._connection is not None:
+        bound = dialect()
+        self.own_pid = bound.backend_id()
+        if self._connection is not None or self.own_pid is None:  # listening, or nothing to listen to
             return
         try:
-            params = {"connect_timeout": 5, **database.obj.connect_params}  # never hang the IO loop for long
-            self._connection = psycopg2.connect(**params, dbname=database.obj.database)
-            self._connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-            self._connection.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._connection = bound.listen(NOTIFY_CHANNEL)  # a short connect timeout: never hang the IO loop
             self._fd = self._connection.fileno()
             self._ioloop.add_handler(self._fd, self._readable, self._ioloop.READ)
         except psycopg2.Error as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from flow45.errors import NoDatabase, SettingsError
+from flow45.dialect import Dialect, for_database, for_url
+from flow45.errors import NoDatabase
 from flow45.urls import hide_password
 
 database = peewee.DatabaseProxy()
@@ -26,40 +26,6 @@ def forget_cached_rows() -> None:
     _generation += 1
 
 
-def sqlite_path(url: str) -> str | None:
-    """The file of a `sqlite:///PATH` URL (`sqlite:////ABS` for an absolute one), `:memory:`, or
-    None for any other kind of URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        return None
-    path = unquote(url.split("://", 1)[1].lstrip("/") if parts.netloc == "" else parts.netloc + parts.path)
-    return ":memory:" if path in ("", ":memory:") else ("/" + path if url.startswith("sqlite:////") else path)
-
-
-def open_database(url: str) -> peewee.Database:
-    """A peewee database for `sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/NAME`.
-    Nothing is opened yet; SQLite creates a missing file on the first query."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        path = sqlite_path(url)
-        return peewee.SqliteDatabase(
-            path,
-            timeout=30,
-            pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": "normal"},
-        )
-    if parts.scheme in ("postgres", "postgresql"):
-        options = dict(parse_qsl(parts.query))
-        return peewee.PostgresqlDatabase(
-            unquote(parts.path.lstrip("/")),
-            user=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
-            **options,
-        )
-    raise SettingsError(f"database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
-
-
 def connect(url: str, create: bool = False) -> peewee.Database:
     """Bind the proxy to the database at `url` (closing any previous one) and return it.
 
@@ -70,7 +36,8 @@ def connect(url: str, create: bool = False) -> peewee.Database:
     previous = database.obj
     if previous is not None and getattr(previous, "flow45_url", None) == url:
         return previous
-    path = sqlite_path(url)
+    chosen = for_url(url)
+    path = chosen.store_file()
     if path is not None and path != ":memory:" and not Path(path).exists():
         if not create:
             raise NoDatabase(f"no Flow45 database at {hide_password(url)}: run `flow45 db upgrade` to create it")
@@ -78,23 +45,26 @@ def connect(url: str, create: bool = False) -> peewee.Database:
     if previous is not None and not previous.is_closed():
         previous.close()
     global _generation
-    db = open_database(url)
+    db = chosen.db
     db.flow45_url = url
+    db.flow45_dialect = chosen
     database.initialize(db)
     _generation += 1
     return db
 
 
-def is_sqlite() -> bool:
-    return isinstance(database.obj, peewee.SqliteDatabase)
+def dialect() -> Dialect:
+    """The bound database's dialect: how to lock, write in bulk, notify on it."""
+    db = database.obj
+    chosen = getattr(db, "flow45_dialect", None)
+    if chosen is None:  # bound without connect()
+        chosen = db.flow45_dialect = for_database(db)
+    return chosen
 
 
 def atomic():
-    """One write transaction. On SQLite it takes the write lock at once, so two writers
-    serialize instead of failing on lock upgrade."""
-    if is_sqlite():
-        return database.obj.atomic(lock_type="IMMEDIATE")
-    return database.obj.atomic()
+    """One write transaction (on SQLite it takes the write lock at once)."""
+    return dialect().atomic()
 
 
 # What a lost or refused connection raises (also what an unreachable server gives at connect).

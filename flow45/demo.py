@@ -31,7 +31,8 @@ from flow45 import states as S
 from flow45 import store
 from flow45.clock import utcnow
 from flow45.config import load_config
-from flow45.db import connect, is_sqlite
+from flow45.db import connect
+from flow45.dialect import names_server
 from flow45.errors import Flow45Error
 from flow45.migrate import ensure_schema
 from flow45.schedule import cron_schedule
@@ -144,7 +145,7 @@ def demo_settings(base: Settings, sqlite_file: Path) -> Settings:
     Without a PostgreSQL database the demo uses its own SQLite file. With a broker, the workers
     connect as the broker user of FLOW45_AMQP_URL, made a worker of team reports for this process."""
     changes: dict[str, Any] = {"default_retry_delay": 1.0, "sweep_interval": 0.25, "relay_interval": 0.2}
-    if not base.database_url.startswith(("postgres://", "postgresql://")):
+    if not names_server(base.database_url):
         changes["database_url"] = f"sqlite:///{sqlite_file.resolve()}"
     if base.amqp_url:
         user = unquote(urlsplit(base.amqp_url).username or "guest")
@@ -188,11 +189,11 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
     anything is written to it, the schema included)."""
     from flow45.models import Workflow
 
-    if url.startswith("sqlite:"):
+    if not names_server(url):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
     connect(url, create=True)
-    if not is_sqlite() and Workflow.table_exists() and Workflow.select().exists():
+    if names_server(url) and Workflow.table_exists() and Workflow.select().exists():
         raise Flow45Error(
             f"{hide_password(url)} already has workflows; the demo deploys its own and needs an empty database "
             "(createdb flow45_demo, then FLOW45_DATABASE_URL=postgresql://…/flow45_demo)"
@@ -442,7 +443,7 @@ class ScriptedOperator:
 
 def _summary(settings: Settings, options: Options, problems: list[str]) -> int:
     print("\nsummary", flush=True)
-    env = f"FLOW45_DATABASE_URL={settings.database_url} " if settings.database_url.startswith("sqlite") else ""
+    env = f"FLOW45_DATABASE_URL={settings.database_url} " if not names_server(settings.database_url) else ""
     for run in reversed(store.list_runs(team=TEAM, limit=100)):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
         when = f" for {run.logical_time:%Y-%m-%d %H:%M} UTC" if run.logical_time else ""

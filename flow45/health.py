@@ -4,36 +4,21 @@ fine, else one line naming what failed."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from pathlib import Path
 
 from flow45 import heartbeat
-from flow45.db import describe_db_error, open_database, sqlite_path
+from flow45.db import describe_db_error
+from flow45.dialect import for_url
+from flow45.errors import NoDatabase
 from flow45.urls import hide_password
 
 
 def check_database(url: str, timeout: float = 5.0) -> str | None:
     """One query, which also finds the schema; never creates a SQLite file."""
     try:
-        path = sqlite_path(url)
-        if path is not None:
-            if path == ":memory:" or not Path(path).is_file():
-                return f"no Flow45 database at {url}: run `flow45 db upgrade` to create it"
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-            try:
-                (has_schema,) = conn.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-                ).fetchone()
-            finally:
-                conn.close()
-        else:
-            db = open_database(url)
-            db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))
-            try:
-                (has_schema,) = db.execute_sql("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-            finally:
-                db.close()
+        has_schema = for_url(url).has_schema(timeout)
+    except NoDatabase as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - whatever failed, health says so in one line
         return describe_db_error(exc, url) or (
             f"database {hide_password(url)}: {' '.join(str(exc).split()) or type(exc).__name__}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import os
 import secrets
@@ -25,10 +24,11 @@ from typing import Callable
 
 from flow45 import store
 from flow45.clock import iso, to_utc, utcnow
-from flow45.db import CONNECTION_ERRORS, atomic, connect, describe_db_error, drop_connection, open_database
+from flow45.db import CONNECTION_ERRORS, connect, describe_db_error, drop_connection
+from flow45.dialect import for_url
 from flow45.migrate import require_schema
-from flow45.models import SchedulerLock
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, on_stop_signals, permanent_reason
+from flow45.scheduler_lock import SchedulerLockHolder
 from flow45.settings import current_settings
 from flow45.store.schedule_runs import ScheduledRun, SkippedTicks, create_scheduled_runs, reoffer_lost
 from flow45.views import View
@@ -112,141 +112,6 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     return TickReport(at=at, errors=errors, **found)
 
 
-# ---- the single-scheduler lock ------------------------------------------------------------------
-
-LOCK_KEY = int.from_bytes(hashlib.blake2b(b"flow45.scheduler", digest_size=8).digest(), "big", signed=True)
-
-
-class AdvisoryLock:
-    """PostgreSQL: a session advisory lock, held on a connection of its own for as long as the
-    scheduler lives. When the process dies its session ends and the lock goes to the next waiter."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.conn = None
-        self.held = False
-
-    def _connect(self):
-        import psycopg2  # the PostgreSQL driver, already used by peewee
-
-        db = open_database(self.url)
-        params = {"connect_timeout": 5, **db.connect_params}
-        conn = psycopg2.connect(dbname=db.database, application_name="flow45-scheduler-lock", **params)
-        conn.autocommit = True
-        return conn
-
-    def _query(self, sql: str, params: tuple = ()):
-        with self.conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if cursor.description else None
-
-    def hold(self, now: dt.datetime, wait: float = 0.0) -> bool:
-        """True while this scheduler holds the lock; else try to take it, waiting up to `wait` seconds."""
-        import psycopg2
-
-        try:
-            if self.held:
-                self._query("SELECT 1")  # a live session still holds its lock
-                return True
-            if self.conn is None or self.conn.closed:
-                self.conn = self._connect()
-            if wait <= 0:
-                self.held = bool(self._query("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))[0])
-            else:
-                self._query(f"SET lock_timeout = {max(1, int(wait * 1000))}")
-                try:
-                    self._query("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-                    self.held = True
-                except psycopg2.errors.LockNotAvailable:
-                    self.held = False
-                finally:
-                    self._query("SET lock_timeout = 0")
-        except psycopg2.Error as exc:
-            if self.held:
-                log.error("scheduler lock lost: its connection failed (%s)", str(exc).strip())
-            self.close()
-        return self.held
-
-    def holder(self) -> str | None:
-        """Who holds the lock, as the database sees it (for the log)."""
-        if self.conn is None or self.conn.closed:
-            return None
-        try:
-            row = self._query(
-                "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (%s::bigint & 4294967295)::oid "
-                "AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid",
-                (LOCK_KEY, LOCK_KEY),
-            )
-        except Exception:  # noqa: BLE001 - only for the log
-            return None
-        if row is None:
-            return None
-        return f"backend pid {row[0]} from {row[1] or 'local socket'} since {row[2]:%Y-%m-%d %H:%M:%S}"
-
-    def release(self) -> None:
-        if self.held and self.conn is not None and not self.conn.closed:
-            with contextlib.suppress(Exception):
-                self._query("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-        self.held = False
-
-    def close(self) -> None:
-        """Drop the lock connection (the server releases the lock when the session ends)."""
-        self.held = False
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-        self.conn = None
-
-
-class LeaseLock:
-    """SQLite: a row naming the holder and when its lease expires, renewed at each tick. Another
-    scheduler takes over once the lease has expired without renewal."""
-
-    NAME = "scheduler"
-
-    def __init__(self, holder: str, ttl: float):
-        self.holder_id = holder
-        self.ttl = dt.timedelta(seconds=ttl)
-        self.held = False
-        self.other: str | None = None
-
-    def hold(self, now: dt.datetime, wait: float = 0.0) -> bool:
-        at = to_utc(now)
-        with atomic():
-            row = SchedulerLock.get_or_none(SchedulerLock.name == self.NAME)
-            if row is None:
-                SchedulerLock.create(name=self.NAME, holder=self.holder_id, acquired_at=at, expires_at=at + self.ttl)
-                held = True
-            elif row.holder == self.holder_id or row.expires_at <= at:
-                changes = {"holder": self.holder_id, "expires_at": at + self.ttl}
-                if row.holder != self.holder_id:
-                    changes["acquired_at"] = at
-                SchedulerLock.update(**changes).where(SchedulerLock.name == self.NAME).execute()
-                held = True
-            else:
-                held = False
-                self.other = f"{row.holder} until {iso(row.expires_at)}"
-        if self.held and not held:
-            log.error("scheduler lock lost: %s took over after our lease expired", self.other)
-        self.held = held
-        return held
-
-    def holder(self) -> str | None:
-        return self.other
-
-    def release(self) -> None:
-        if self.held:
-            with contextlib.suppress(Exception), atomic():
-                SchedulerLock.delete().where(
-                    (SchedulerLock.name == self.NAME) & (SchedulerLock.holder == self.holder_id)
-                ).execute()
-        self.held = False
-
-    def close(self) -> None:
-        self.held = False
-
-
 # ---- the service ----------------------------------------------------------------------------
 
 class Scheduler:
@@ -263,10 +128,8 @@ class Scheduler:
         self.interval = settings.sweep_interval if interval is None else interval
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
-        if self.url.split(":", 1)[0] in ("postgres", "postgresql"):
-            self.lock: AdvisoryLock | LeaseLock = AdvisoryLock(self.url)
-        else:
-            self.lock = LeaseLock(self.holder, lease if lease is not None else max(10.0, 5 * self.interval))
+        self.lock: SchedulerLockHolder = for_url(self.url).scheduler_lock(
+            self.holder, lease if lease is not None else max(10.0, 5 * self.interval))
         self._waiting_logged = False
 
     def acquire(self, now: dt.datetime | None = None, wait: float = 0.0) -> bool:

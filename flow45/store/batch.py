@@ -17,13 +17,13 @@ from peewee import Field, ForeignKeyField
 
 from flow45 import messages as m
 from flow45 import states as S
-from flow45.db import database, is_sqlite
+from flow45.db import dialect
 from flow45.errors import Flow45Error, NotFound, StaleToken
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.names import offer_key
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store.bulk import GENERIC_PLANS, Deferred, as_json, insert_rows, prepared, update_rows
+from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.core import lease_seconds, new_token, offer_body
 from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage, announce, mark_sent
@@ -127,7 +127,7 @@ def _readers(fields: list[Field]) -> tuple[list[str], list[tuple[str, Any]], lis
 def _build(readers, values: tuple) -> _Row:
     names, every, json_only = readers
     row = _Row(**dict(zip(names, values)))
-    for name, read in every if is_sqlite() else json_only:
+    for name, read in dialect().typed_columns(every, json_only):
         setattr(row, name, read(getattr(row, name)))
     return row
 
@@ -144,26 +144,10 @@ _SELECT_INSTANCES = (
 def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
     """Lock the touched runs (in id order: no deadlocks between bridges), read them with all their
     instances, and the replies already given to these message ids (read after the locks, so a
-    concurrent copy is seen). Returns those replies by key.
-
-    On PostgreSQL one round trip of two statements. They must be two: a statement that waited for
-    a row lock sees the other tables as they were *before* the wait (READ COMMITTED re-reads only
-    the locked row), so instances read in the locking statement could miss what the holder wrote."""
+    concurrent copy is seen). Returns those replies by key. On PostgreSQL one round trip."""
     wanted = list({item.message.instance for item in items})
     keys = list({_key(item) for item in items})
-    if is_sqlite():  # the transaction holds SQLite's one write lock already
-        rows = database.execute_sql(_SELECT_INSTANCES.format(extra="", wanted=_sqlite_in(wanted)), wanted).fetchall()
-        seen = _seen_sqlite(keys)
-    else:
-        lock = "SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
-        replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
-        select = _SELECT_INSTANCES.format(extra=f", {replies}", wanted="= ANY($1)")
-        statements = [GENERIC_PLANS.encode(), prepared(lock, ["bigint[]"], [wanted]),
-                      prepared(select, ["bigint[]", "varchar[]"], [wanted, keys])]
-        cursor = database.cursor()
-        cursor.execute(b";\n".join(statements))
-        rows = cursor.fetchall()
-        seen = (rows[0][-1] or {}) if rows else {}
+    rows, seen = dialect().lock_and_read(_SELECT_INSTANCES, wanted, keys)
     split = len(_INSTANCE_FIELDS)
     for row in rows:
         run_id = row[1]
@@ -181,17 +165,8 @@ def _load(work: _Work, items: list[Item]) -> dict[str, Any]:
     return seen
 
 
-def _seen_sqlite(keys: list[str]) -> dict[str, Any]:
-    rows = database.execute_sql(f"SELECT message_id, reply FROM processed_message WHERE message_id {_sqlite_in(keys)}", keys)
-    return {key: json.loads(reply) if reply is not None else None for key, reply in rows}
-
-
 def _key(item: Item) -> str:
     return processed_key(item.team, item.message_id)
-
-
-def _sqlite_in(values: list) -> str:
-    return f"IN ({', '.join('?' * len(values))})"
 
 
 def _answer_duplicates(items: list[Item], seen: dict[str, Any]) -> dict[int, Item]:
@@ -355,11 +330,7 @@ def _outputs_for(work: _Work, instances: list[TaskInstance]) -> dict[int, Any]:
     if needed:
         ids = list(needed)
         sql = "SELECT instance_id, output FROM attempt WHERE instance_id {} AND status = 'succeeded' AND NOT archived"
-        if is_sqlite():
-            rows = database.execute_sql(sql.format(_sqlite_in(ids)), ids)
-        else:
-            rows = database.cursor()
-            rows.execute(prepared(sql.format("= ANY($1)"), ["bigint[]"], [ids]))
+        rows = dialect().select_in(sql, ids, "bigint[]")
         found.update((instance_id, json.loads(output) if output is not None else None) for instance_id, output in rows)
     return found
 
@@ -381,7 +352,7 @@ def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
         if isinstance(item.message, m.Claim) and item.result is not None and not item.result.duplicate:
             instance = work.instances[item.message.instance]
             item.result = WorkerReply(**{**item.result.__dict__, "inputs": _inputs(work, instance, outputs)})
-    deferred = None if is_sqlite() else Deferred()  # the writes below travel in one round trip
+    deferred = dialect().deferred()  # where it can, the writes below travel in one round trip
     rows = [(i.id, *(getattr(i, c) for c in INSTANCE_COLUMNS)) for i in (work.instances[x] for x in sorted(work.changed))]
     update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
     if work.new_attempts:
@@ -419,20 +390,9 @@ def _flush(work: _Work, items: list[Item], sent: Sequence[int]) -> None:
     if deferred is not None:
         deferred.send()
     finished = sorted({run.workflow_id for run, target, _ in work.run_moves if target in S.FINISHED_RUN})
-    if finished and _queued_runs_wait(finished):
+    # Lock the workflows (in id order, as `start_queued_runs` and `trigger` do); usually none has a queued run.
+    if finished and dialect().lock_workflows_with_queued_runs(finished):
         from flow45.store.runs import start_queued_runs
 
         for workflow_id in finished:
             start_queued_runs(workflow_id, "flow45", work.at)
-
-
-def _queued_runs_wait(workflow_ids: list[int]) -> bool:
-    """Lock the workflows (in id order, as `start_queued_runs` and `trigger` do) and tell whether any
-    has a queued run to start. Usually none: then this one round trip is all a finished run costs."""
-    if is_sqlite():
-        return True
-    lock = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-    queued = "SELECT EXISTS (SELECT 1 FROM run WHERE workflow_id = ANY($1) AND status = 'queued')"
-    cursor = database.cursor()
-    cursor.execute(prepared(lock, ["bigint[]"], [workflow_ids]) + b";\n" + prepared(queued, ["bigint[]"], [workflow_ids]))
-    return cursor.fetchone()[0]

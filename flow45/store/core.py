@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from flow45 import states as S
-from flow45.db import is_sqlite
+from flow45.db import dialect
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Outbox, Run, TaskInstance, Workflow
 from flow45.names import offer_key
@@ -21,8 +21,7 @@ def new_token() -> str:
 
 
 def _for_update(query):
-    # SQLite has no row locks; its IMMEDIATE transactions already serialize writers.
-    return query if is_sqlite() else query.for_update()
+    return dialect().for_update(query)
 
 
 def lock_run(run_id: int, team: str | None = None) -> Run:

@@ -7,21 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from flow45.clock import to_utc
-from flow45.db import atomic, database, is_sqlite
+from flow45.db import atomic, dialect
 from flow45.models import Outbox
-from flow45.store.bulk import prepared
 
 NOTIFY_CHANNEL = "flow45_outbox"
 
 
 def announce(deferred=None) -> None:
     """Inside a transaction that wrote outbox rows: wake listening relays when it commits."""
-    if is_sqlite():
-        return
-    if deferred is not None:
-        deferred.add(f"NOTIFY {NOTIFY_CHANNEL}")
-    else:
-        database.execute_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+    dialect().notify(NOTIFY_CHANNEL, deferred)
 
 
 @dataclass(frozen=True)
@@ -54,12 +48,12 @@ def mark_sent(ids: list[int], now: dt.datetime | None = None, *, deferred=None, 
     if not ids:
         return
     if deferred is not None:
-        deferred.add_bound(prepared("UPDATE outbox SET sent_at = $1 WHERE id = ANY($2) AND sent_at IS NULL",
-                                    ["timestamp", "bigint[]"], [to_utc(now), list(ids)]))
+        deferred.add_prepared("UPDATE outbox SET sent_at = $1 WHERE id = ANY($2) AND sent_at IS NULL",
+                              ["timestamp", "bigint[]"], [to_utc(now), list(ids)])
         return
     with atomic():
-        if not wait_for_disk and not is_sqlite():
-            database.execute_sql("SET LOCAL synchronous_commit = off")
+        if not wait_for_disk:
+            dialect().commit_without_disk_wait()
         Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
 
 

@@ -13,7 +13,7 @@ import peewee as pw
 
 from flow45 import states as S
 from flow45.clock import iso, to_utc
-from flow45.db import atomic, generation, is_sqlite
+from flow45.db import atomic, dialect, generation
 from flow45.errors import InvalidParams
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import DueTicks, cron_schedule, due_ticks
@@ -218,12 +218,7 @@ def _backed_off(at: dt.datetime, quiet: dt.timedelta) -> pw.Expression:
     """Offered at least as long ago as the instance had been waiting when it was offered (so the
     interval between offers doubles), or longer ago than the cap."""
     offered, since = TaskInstance.offered_at, TaskInstance.updated_at
-    if is_sqlite():
-        # julianday() is a float of days: allow a millisecond for its rounding
-        now_days = pw.fn.julianday(at.isoformat(" ")) + 1e-3 / 86400
-        doubled = 2 * pw.fn.julianday(offered) - pw.fn.julianday(since) <= now_days
-    else:
-        doubled = (offered + (offered - since)) <= at
+    doubled = dialect().doubled_wait_elapsed(offered, since, at)
     return doubled | (offered <= at - quiet * REOFFER_BACKOFF_CAP)
 
 

@@ -84,14 +84,14 @@ def _batched(messages) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_batches_do_what_messages_one_by_one_do(tmp_path, seed, store_db, db_url):
+def test_batches_do_what_messages_one_by_one_do(tmp_path, seed, store_db, db_url, backend):
     deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 3").replace("retry_delay: 10s", "retry_delay: 0s"))
     results = {}
     for mode, apply in (("single", _one_by_one), ("batch", _batched)):
         from tests.conftest import _empty_postgres
         from flow45.models import ALL_TABLES
 
-        if store_db.__class__.__name__ == "PostgresqlDatabase":
+        if backend == "postgresql":
             _empty_postgres()
         else:
             for table in reversed(ALL_TABLES[1:]):

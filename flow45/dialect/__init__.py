@@ -1,0 +1,147 @@
+"""The one place that knows which database Flow45 runs on.
+
+`for_url(url)` picks the dialect once, when `flow45.db.connect` binds the database; everything else
+asks the bound dialect (`flow45.db.dialect()`) to do a thing, never which database it is. Each
+subclass holds its own SQL: row locking, multi-row writes, notifications, advisory locks,
+prepared statements."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import peewee
+
+from flow45.errors import SettingsError
+
+
+class Dialect:
+    """What the store needs from a database. A dialect owns one peewee database, not yet opened."""
+
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = self.open()
+
+    # ---- opening ------------------------------------------------------------------------------
+
+    def open(self) -> peewee.Database:
+        raise NotImplementedError
+
+    def store_file(self) -> str | None:
+        """The file the store lives in (`:memory:` for none), or None for a database server."""
+        return None
+
+    def has_schema(self, timeout: float) -> bool:
+        """Whether the schema exists, asked read-only (creates nothing). A missing store raises."""
+        raise NotImplementedError
+
+    def own_session(self, application_name: str):
+        """A DB-API connection of its own, in autocommit (for session locks and listening)."""
+        raise NotImplementedError
+
+    # ---- transactions and locks ---------------------------------------------------------------
+
+    def atomic(self):
+        """One write transaction."""
+        return self.db.atomic()
+
+    def for_update(self, query: peewee.Query) -> peewee.Query:
+        """`query` locking the rows it reads until the transaction ends."""
+        raise NotImplementedError
+
+    def scheduler_lock(self, holder: str, lease: float):
+        """The lock that lets one scheduler tick at a time (see flow45.scheduler)."""
+        raise NotImplementedError
+
+    def session_lock(self, key: int):
+        """A lock on the shared connection, lost with it: `held`, `lose()`, `refresh()` (see
+        bridge.relay_lock). Where one process serves the database, that process always holds it."""
+        raise NotImplementedError
+
+    # ---- notifications ------------------------------------------------------------------------
+
+    def notify(self, channel: str, deferred: Any = None) -> None:
+        """Inside a transaction: wake listeners of `channel` when it commits."""
+
+    def listen(self, channel: str):
+        """A connection of its own listening on `channel` (psycopg2's: fileno, poll, notifies), or
+        None where the database cannot notify (then callers poll)."""
+        return None
+
+    def backend_id(self) -> int | None:
+        """This session's id as notifications name their sender, or None."""
+        return None
+
+    def commit_without_disk_wait(self) -> None:
+        """Inside a transaction: let it commit before its record reaches the disk."""
+
+    # ---- the hot path -------------------------------------------------------------------------
+
+    def deferred(self):
+        """Somewhere to hold writes that travel together in one round trip, or None: write at once."""
+        return None
+
+    def insert_rows(self, model, rows: list[dict], returning: str | None = None, skip_conflicts: bool = False,
+                    deferred: Any = None) -> list:
+        raise NotImplementedError
+
+    def update_rows(self, table: str, key: Sequence[str], columns: Sequence[str], rows: list[tuple],
+                    casts: dict[str, str], where: str = "", deferred: Any = None) -> None:
+        raise NotImplementedError
+
+    def select_in(self, sql: str, values: list, cast: str) -> Any:
+        """Rows of `sql`, whose `{}` is a membership test against `values` (of PostgreSQL type `cast`)."""
+        raise NotImplementedError
+
+    def lock_and_read(self, select: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
+        """Lock the runs of the `wanted` instances (in id order), then read `select` ({extra}: a last
+        column this may add; {wanted}: the membership test of instance ids) and the stored replies
+        to the message `keys`. Returns the rows and the replies by key."""
+        raise NotImplementedError
+
+    def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> bool:
+        """Lock the workflows (in id order); whether any may have a queued run to start."""
+        raise NotImplementedError
+
+    def typed_columns(self, every: list, json_only: list) -> list:
+        """Of the (name, converter) pairs of a raw row, those the driver did not convert already."""
+        return every
+
+    def doubled_wait_elapsed(self, offered, since, at) -> peewee.Expression:
+        """`offered + (offered - since) <= at`, as this database compares datetimes."""
+        raise NotImplementedError
+
+
+def _kinds() -> list[type[Dialect]]:
+    from flow45.dialect.postgres import PostgresDialect
+    from flow45.dialect.sqlite import SqliteDialect
+
+    return [SqliteDialect, PostgresDialect]
+
+
+def for_url(url: str) -> Dialect:
+    """The dialect of `url`, its database not yet opened."""
+    scheme = urlsplit(url).scheme
+    for kind in _kinds():
+        if scheme in kind.schemes:
+            return kind(url)
+    raise SettingsError(f"database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+
+
+def names_server(url: str) -> bool:
+    """Whether `url` names a database server (anything else: a file of the caller's own)."""
+    from flow45.dialect.postgres import PostgresDialect
+
+    return urlsplit(url).scheme in PostgresDialect.schemes
+
+
+def for_database(db: peewee.Database) -> Dialect:
+    """The dialect of a database bound without `connect` (its URL is not known)."""
+    for kind in _kinds():
+        if isinstance(db, kind.database_class):
+            dialect = kind.__new__(kind)
+            dialect.url, dialect.db = getattr(db, "flow45_url", None), db
+            return dialect
+    raise TypeError(f"no Flow45 dialect for {type(db).__name__}")

@@ -1,0 +1,244 @@
+"""PostgreSQL: row locks, advisory locks, LISTEN/NOTIFY, and a hot path of prepared statements.
+
+Each hot-path statement shape is prepared once per connection, with one array parameter per column:
+planning a batch's statement costs several times more than running it. Statements whose results
+nobody reads wait in a `Deferred` and travel together in one round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any, Sequence
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+
+from flow45.dialect import Dialect
+
+# Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
+# while the tables were small (no statistics yet) must not scan them whole once they have grown.
+GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
+
+_PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
+             "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names prepared on it
+
+
+class Deferred:
+    """Statements sent later in one round trip (psycopg2 binds the parameters on the client, so
+    several statements go as one query); a statement whose rows are wanted goes last."""
+
+    def __init__(self, db: peewee.Database) -> None:
+        self._db = db
+        self._statements: list[bytes] = []
+
+    def add(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._statements.append(self._db.cursor().mogrify(sql, params))
+
+    def add_bound(self, statement: bytes) -> None:
+        self._statements.append(statement)
+
+    def add_prepared(self, sql: str, types: Sequence[str], args: Sequence[Any]) -> None:
+        self._statements.append(prepared(self._db, sql, types, args))
+
+    def send(self, last: bytes | None = None):
+        """Run everything waiting (and `last`); returns the cursor, holding `last`'s rows."""
+        parts, self._statements = self._statements + ([last] if last else []), []
+        if not parts:
+            return None
+        cursor = self._db.cursor()
+        cursor.execute(b";\n".join(parts))
+        return cursor
+
+
+def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
+    """`EXECUTE` of `sql` (parameters $1..$n of `types`) with `args` bound, preparing it on this
+    connection first if needed. Run it after GENERIC_PLANS in the same transaction."""
+    name = "flow45_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
+    done = _prepared.setdefault(db.connection(), set())
+    cursor = db.cursor()
+    if name not in done:  # prepared statements outlive transactions, rolled back or not
+        cursor.execute(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
+        done.add(name)
+    marks = ", ".join(f"%s::{t}" for t in types)
+    return cursor.mogrify(f"EXECUTE {name}({marks})", list(args))
+
+
+def _columns(values: list[tuple], width: int) -> list[list]:
+    """Rows to one list per column: the array parameters of an unnest()."""
+    return [list(column) for column in zip(*values)] if values else [[] for _ in range(width)]
+
+
+class _SessionLock:
+    """A session advisory lock on the shared connection of this thread, lost with it. Asked each
+    tick: a reconnected session has lost the lock. Only taken when not held (the lock stacks per call)."""
+
+    def __init__(self, db: peewee.Database, key: int) -> None:
+        self._db, self._key = db, key
+        self._held = False
+        self._session = None  # the DB-API connection the lock was taken on
+
+    @property
+    def held(self) -> bool:
+        return self._held and not self._db.is_closed() and self._db.connection() is self._session
+
+    def lose(self) -> None:
+        self._held = False
+        self._session = None
+
+    def refresh(self) -> bool:
+        (mine,) = self._db.execute_sql(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+            " AND pid = pg_backend_pid() AND granted)", (self._key,),
+        ).fetchone()
+        if not mine:
+            (mine,) = self._db.execute_sql("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        self._held = bool(mine)
+        self._session = self._db.connection() if mine else None
+        return self._held
+
+
+class PostgresDialect(Dialect):
+    schemes = ("postgres", "postgresql")
+    database_class = peewee.PostgresqlDatabase
+
+    def open(self) -> peewee.Database:
+        parts = urlsplit(self.url)
+        return peewee.PostgresqlDatabase(
+            unquote(parts.path.lstrip("/")),
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            **dict(parse_qsl(parts.query)),
+        )
+
+    def has_schema(self, timeout: float) -> bool:
+        self.db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))
+        try:
+            (found,) = self.db.execute_sql("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        finally:
+            self.db.close()
+        return bool(found)
+
+    def own_session(self, application_name: str | None = None):
+        import psycopg2  # the driver peewee uses
+
+        params = {"connect_timeout": 5, **self.db.connect_params}  # never hang a caller for long
+        if application_name:
+            params["application_name"] = application_name
+        conn = psycopg2.connect(dbname=self.db.database, **params)
+        conn.autocommit = True
+        return conn
+
+    def for_update(self, query):
+        return query.for_update()
+
+    def scheduler_lock(self, holder: str, lease: float):
+        from flow45.scheduler_lock import AdvisoryLock
+
+        return AdvisoryLock(self)
+
+    def session_lock(self, key: int):
+        return _SessionLock(self.db, key)
+
+    def notify(self, channel: str, deferred: Deferred | None = None) -> None:
+        if deferred is not None:
+            deferred.add(f"NOTIFY {channel}")
+        else:
+            self.db.execute_sql(f"NOTIFY {channel}")
+
+    def listen(self, channel: str):
+        conn = self.own_session()
+        try:
+            conn.cursor().execute(f"LISTEN {channel}")
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def backend_id(self) -> int:
+        (pid,) = self.db.execute_sql("SELECT pg_backend_pid()").fetchone()
+        return pid
+
+    def commit_without_disk_wait(self) -> None:
+        self.db.execute_sql("SET LOCAL synchronous_commit = off")
+
+    # ---- the hot path -------------------------------------------------------------------------
+
+    def deferred(self) -> Deferred:
+        return Deferred(self.db)
+
+    def insert_rows(self, model, rows, returning=None, skip_conflicts=False, deferred=None) -> list:
+        """Held in `deferred` unless values are returned (then it sends everything waiting)."""
+        if not rows:
+            return []
+        fields = [model._meta.fields[name] for name in rows[0]]
+        defaults = [f for f in model._meta.sorted_fields if f.default is not None and f.name not in rows[0]]
+        rows = [{**row, **{f.name: f.default() if callable(f.default) else f.default for f in defaults}} for row in rows]
+        fields += defaults
+        types = [_PG_TYPES[f.field_type] + "[]" for f in fields]
+        arrays = ", ".join(f"${n}" for n in range(1, len(fields) + 1))
+        sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(f.column_name for f in fields)}) '
+               f"SELECT * FROM unnest({arrays})"
+               + (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else ""))
+        values = [tuple(f.db_value(row[f.name]) for f in fields) for row in rows]
+        statement = prepared(self.db, sql, types, _columns(values, len(fields)))
+        pending = deferred or Deferred(self.db)
+        if returning:
+            return [r[0] for r in pending.send(statement).fetchall()]
+        pending.add_bound(statement)
+        if deferred is None:
+            pending.send()
+        return []
+
+    def update_rows(self, table, key, columns, rows, casts, where="", deferred=None) -> None:
+        if not rows:
+            return
+        names = [*key, *columns]
+        types = [casts[c] + "[]" for c in names]
+        assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+        match = " AND ".join(f"t.{k} = v.{k}" for k in key)
+        arrays = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+        sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+               f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
+        statement = prepared(self.db, sql, types, _columns(rows, len(names)))
+        if deferred is None:
+            self.db.cursor().execute(statement)
+        else:
+            deferred.add_bound(statement)
+
+    def select_in(self, sql: str, values: list, cast: str):
+        cursor = self.db.cursor()
+        cursor.execute(prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
+        return cursor
+
+    def lock_and_read(self, select, wanted, keys):
+        # One round trip of two statements. They must be two: a statement that waited for a row lock
+        # sees the other tables as they were *before* the wait (READ COMMITTED re-reads only the
+        # locked row), so instances read in the locking statement could miss what the holder wrote.
+        lock = "SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
+        replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
+        statements = [GENERIC_PLANS.encode(), prepared(self.db, lock, ["bigint[]"], [wanted]),
+                      prepared(self.db, select.format(extra=f", {replies}", wanted="= ANY($1)"),
+                               ["bigint[]", "varchar[]"], [wanted, keys])]
+        cursor = self.db.cursor()
+        cursor.execute(b";\n".join(statements))
+        rows = cursor.fetchall()
+        seen = (rows[0][-1] or {}) if rows else {}
+        return rows, seen  # the replies column rides last: readers zip the columns they know
+
+    def lock_workflows_with_queued_runs(self, workflow_ids):
+        """One round trip; usually no queued run, and then that is all a finished run costs."""
+        lock = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        queued = "SELECT EXISTS (SELECT 1 FROM run WHERE workflow_id = ANY($1) AND status = 'queued')"
+        cursor = self.db.cursor()
+        cursor.execute(prepared(self.db, lock, ["bigint[]"], [workflow_ids]) + b";\n"
+                       + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
+        return cursor.fetchone()[0]
+
+    def typed_columns(self, every, json_only):
+        return json_only  # psycopg2 returns the other columns typed already
+
+    def doubled_wait_elapsed(self, offered, since, at):
+        return (offered + (offered - since)) <= at

@@ -1,0 +1,126 @@
+"""SQLite: one writer at a time, no row locks, no notifications; Python converts every column."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import unquote, urlsplit
+
+import peewee
+
+from flow45.dialect import Dialect
+from flow45.errors import NoDatabase
+
+CHUNK = 500  # rows per multi-row INSERT
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///PATH` URL (`sqlite:////ABS` for an absolute one), or `:memory:`."""
+    parts = urlsplit(url)
+    path = unquote(url.split("://", 1)[1].lstrip("/") if parts.netloc == "" else parts.netloc + parts.path)
+    return ":memory:" if path in ("", ":memory:") else ("/" + path if url.startswith("sqlite:////") else path)
+
+
+def _in(values: list) -> str:
+    return f"IN ({', '.join('?' * len(values))})"
+
+
+def _plain(values: Sequence[Any]) -> list[Any]:
+    return [str(v) if hasattr(v, "isoformat") and not isinstance(v, str) else v for v in values]
+
+
+class _OneProcessLock:
+    """SQLite serves one process: it always holds the lock, once asked."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    def lose(self) -> None:
+        self.held = False
+
+    def refresh(self) -> bool:
+        self.held = True
+        return True
+
+
+class SqliteDialect(Dialect):
+    schemes = ("sqlite",)
+    database_class = peewee.SqliteDatabase
+
+    def open(self) -> peewee.Database:
+        return peewee.SqliteDatabase(
+            sqlite_path(self.url),
+            timeout=30,
+            pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": "normal"},
+        )
+
+    def store_file(self) -> str:
+        return sqlite_path(self.url)
+
+    def has_schema(self, timeout: float) -> bool:
+        path = self.store_file()
+        if path == ":memory:" or not Path(path).is_file():
+            raise NoDatabase(f"no Flow45 database at {self.url}: run `flow45 db upgrade` to create it")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        try:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return bool(count)
+
+    def atomic(self):
+        # Take the write lock at once, so two writers serialize instead of failing on lock upgrade.
+        return self.db.atomic(lock_type="IMMEDIATE")
+
+    def for_update(self, query):
+        return query  # no row locks: the IMMEDIATE transaction already serializes writers
+
+    def scheduler_lock(self, holder: str, lease: float):
+        from flow45.scheduler_lock import LeaseLock
+
+        return LeaseLock(holder, lease)
+
+    def session_lock(self, key: int):
+        return _OneProcessLock()
+
+    # ---- the hot path -------------------------------------------------------------------------
+
+    def insert_rows(self, model, rows, returning=None, skip_conflicts=False, deferred=None) -> list:
+        if not rows:
+            return []
+        if returning is None:
+            for start in range(0, len(rows), CHUNK):
+                query = model.insert_many(rows[start : start + CHUNK])
+                (query.on_conflict_ignore() if skip_conflicts else query).execute()
+            return []
+        return [model.insert(row).execute() for row in rows]
+
+    def update_rows(self, table, key, columns, rows, casts, where="", deferred=None) -> None:
+        if not rows:
+            return
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        match = " AND ".join(f"{k} = ?" for k in key)
+        extra = " AND " + where.replace("{t}.", "") if where else ""
+        sql = f"UPDATE {table} SET {assignments} WHERE {match}{extra}"
+        self.db.cursor().executemany(sql, [(*_plain(r[len(key):]), *r[: len(key)]) for r in rows])
+
+    def select_in(self, sql: str, values: list, cast: str):
+        return self.db.execute_sql(sql.format(_in(values)), values)
+
+    def lock_and_read(self, select, wanted, keys):
+        # The transaction holds SQLite's one write lock already.
+        rows = self.db.execute_sql(select.format(extra="", wanted=_in(wanted)), wanted).fetchall()
+        replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
+        return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
+
+    def lock_workflows_with_queued_runs(self, workflow_ids):
+        return True  # the write lock is held; let the caller look
+
+    def doubled_wait_elapsed(self, offered, since, at):
+        # julianday() is a float of days: allow a millisecond for its rounding
+        now_days = peewee.fn.julianday(at.isoformat(" ")) + 1e-3 / 86400
+        return 2 * peewee.fn.julianday(offered) - peewee.fn.julianday(since) <= now_days
