@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flow45 import demo
+from flow45.cli import demo
 from flow45 import states as S
 from flow45 import store
 from tests.cli.test_demo import demo_env

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flow45 import demo
+from flow45.cli import demo
 from flow45 import states as S
 from flow45 import store
 from flow45.config import load_config

@@ -1,4 +1,7 @@
-"""`import flow45` never loads the broker client or the TUI: only the commands that need them do."""
+"""`import flow45` never loads the broker client or the TUI: only the commands that need them do.
+
+flow45/cli is the one place that puts the parts together; every other flow45 module stays free of
+pika and textual, and so does the command line until a command that needs them runs."""
 
 from __future__ import annotations
 
@@ -6,17 +9,36 @@ import subprocess
 import sys
 
 CHECK = """
-import importlib, importlib.util, sys
-modules = ["flow45", "flow45.store", "flow45.config"]
-if importlib.util.find_spec("flow45.cli"):
-    modules.append("flow45.cli")
+import importlib, pkgutil, sys
+import flow45
+modules = ["flow45", "flow45.cli"] + [
+    m.name for m in pkgutil.walk_packages(flow45.__path__, "flow45.")
+    if not (m.name.startswith("flow45.cli.") or m.name == "flow45.__main__")  # __main__ runs the command
+]
 for name in modules:
     importlib.import_module(name)
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("pika", "textual")))
+print(len(modules), sorted(m for m in sys.modules if m.split(".")[0] in ("pika", "textual", "bridge", "tui")))
 """
 
 
-def test_core_imports_neither_pika_nor_textual():
+def test_core_and_command_line_import_neither_pika_nor_textual():
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    count, loaded = done.stdout.split(" ", 1)
+    assert int(count) > 30, "every module of the core was imported"
+    assert loaded.strip() == "[]"
+
+
+def test_only_the_command_line_names_bridge_or_tui():
+    from pathlib import Path
+
+    import flow45
+
+    root = Path(flow45.__file__).parent
+    offenders = [
+        str(path.relative_to(root)) for path in root.rglob("*.py")
+        if "cli" not in path.relative_to(root).parts[:1]
+        and any(line.lstrip().startswith(("import bridge", "from bridge", "import tui", "from tui"))
+                for line in path.read_text().splitlines())
+    ]
+    assert offenders == []

@@ -1,29 +1,28 @@
 """`flow45 demo`: the example team's two pipelines end to end, on whatever is installed.
 
 On the embedded default it needs no servers: a fresh SQLite file, the example workers
-(examples/reports_worker.py) in-process through the SDK's local transport, and the scheduler service
+(`reports_worker` beside this file, which examples/reports_worker.py runs) in-process through the SDK's local transport, and the scheduler service
 on a thread, which creates the scheduled run and offers the failed task again. With
 FLOW45_DATABASE_URL (postgresql) it runs on that database instead, and with FLOW45_AMQP_URL too the
 bridge runs on a thread and the workers use the AMQP transport. The dashboard then opens, where the
 newcomer approves the report and undoes what they like; `--headless` has a scripted operator do it
 and prints one line per ledger event and per progress report.
 
-Like cli.py it is a composition root: `bridge` and `tui` are imported inside the functions that need
-them, so `import flow45` loads neither.
+It ships in the package with its config and workers, so it runs from any folder. Like the rest of
+`flow45.cli` it imports `bridge` and `tui` only inside the functions that need them, so `import flow45`
+loads neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
 import logging
 import shutil
 import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
@@ -39,8 +38,7 @@ from flow45.schedule import cron_schedule
 from flow45.settings import Settings, TeamSettings, current_settings, use_settings
 from flow45.urls import hide_password
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CONFIG = EXAMPLES / "config"
+CONFIG = Path(__file__).resolve().parent / "config"  # examples/config in a source checkout
 TEAM = "reports"
 OPERATOR = "demo-operator"
 MONTHLY, NIGHTLY = "monthly_report", "nightly_sales"
@@ -114,7 +112,7 @@ def set_the_stage(options: Options, echo_workers: bool) -> Settings:
 
 
 INTRO = f"""
-The reports team's two pipelines are deployed from {CONFIG.relative_to(EXAMPLES.parent)}:
+The reports team's two pipelines are deployed from examples/config/reports.yaml:
   monthly_report, run 1, started by hand: extract -> render -> approve (a human task: you) -> publish
   nightly_sales, run 2, which the scheduler creates for last night's tick:
       load_emea, load_americas, load_apac -> summarize -> notify   (load_americas fails once, then retries)
@@ -225,17 +223,6 @@ def _previous_month() -> str:
 
 # ---- what runs while the demo plays -------------------------------------------------------------
 
-def load_example_worker() -> ModuleType:
-    """examples/reports_worker.py, the team's workers, loaded from its file."""
-    path = EXAMPLES / "reports_worker.py"
-    if not path.exists():
-        raise Flow45Error(f"{path} is missing: the demo runs from a source checkout (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("reports_worker", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class Services:
     """The scheduler service, the bridge (with a broker) and the example workers, on threads."""
 
@@ -264,7 +251,7 @@ class Services:
                 connection.close()
             self.bridge = Bridge(self.settings)
             self._thread("bridge", self.bridge.run)
-        example = load_example_worker()
+        from flow45.cli.demo import reports_worker as example
         for number in range(1, WORKERS + 1):
             worker = example.build(
                 _worker(self.settings, f"reports-{number}"), pause=self.options.pace, output=self.options.output,

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from flow45.cli import UsageError, _json_arg, _positive_int, _team_workflow, command
-from flow45.cli_output import print_json
+from flow45.cli.base import UsageError, _json_arg, _positive_int, _team_workflow, command
+from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
 from flow45.settings import current_settings

@@ -1,0 +1,140 @@
+"""The `flow45` command: argument parsing and printing only; the core does the work. This package is
+the one place that puts Flow45 together: only its commands import the broker client (`bridge`) or the
+dashboard (`tui`), and only when they run.
+
+Exit codes: 0 done, 1 refused (with a message naming why), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from flow45.cli import commands, service  # noqa: F401  (registers their commands)
+from flow45.cli.base import COMMANDS, UsageError, _positive_int, command
+from flow45.errors import Flow45Error
+
+
+@command("demo")
+def cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from flow45.cli.demo import Options, run_demo
+
+    return run_demo(Options(
+        database=Path(args.database), output=Path(args.output), headless=args.headless, actor=args.actor,
+        timeout=args.timeout, pace=args.pace,
+    ))
+
+
+# ---- parsing -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flow45", description="A store of truth about workflow task instances.")
+    parser.add_argument("--as", dest="actor", default=os.environ.get("FLOW45_ACTOR") or getpass.getuser(),
+                        help="who acts, as written to the ledger (default: $FLOW45_ACTOR or your login)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, listing: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if listing:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    add("validate", "check a config file or folder").add_argument("path")
+    add("deploy", "deploy a config file or folder", True).add_argument("path")
+    p = add("workflows", "list deployed workflows", True)
+    p.add_argument("--team")
+    p = add("trigger", "start a run of TEAM/WORKFLOW", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--params", help="run parameters as a JSON object")
+    p = add("runs", "list runs, newest first", True)
+    p.add_argument("--team")
+    p.add_argument("--workflow")
+    p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--limit", type=_positive_int, default=50)
+    add("show", "show a run and its task instances", True).add_argument("run", type=_positive_int)
+    add("instance", "show a task instance and its attempts", True).add_argument("instance", type=_positive_int)
+    p = add("undo", "undo a task instance and what followed from it", True)
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--dry-run", action="store_true", help="show the affected set, change nothing")
+    p.add_argument("--hold", action="store_true", help="hold the instance instead of offering it again")
+    p = add("skip", "skip a task instance; downstream tasks get null for it")
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--reason", required=True)
+    add("retry", "offer a failed task instance again").add_argument("instance", type=_positive_int)
+    p = add("hold", "pause a task instance that has not started")
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--reason")
+    add("release", "let a held task instance go").add_argument("instance", type=_positive_int)
+    p = add("cancel", "cancel a run")
+    p.add_argument("run", type=_positive_int)
+    p.add_argument("--reason")
+    p = add("submit", "submit the output of a human task")
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--output", required=True, help="the output as a JSON object")
+    p = add("events", "print the ledger", True)
+    p.add_argument("--team")
+    p.add_argument("--run", type=_positive_int)
+    p.add_argument("--instance", type=_positive_int)
+    p.add_argument("--after", type=int, default=0, help="only events with a larger id")
+    p.add_argument("--limit", type=_positive_int, default=500)
+    p.add_argument("--follow", action="store_true", help="keep printing new events")
+    add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")
+    add("schema", "print the JSON Schema of messages and functions").add_argument("--team")
+    p = add("demo", "run the example workflows end to end and watch them in the dashboard")
+    p.add_argument("--headless", action="store_true",
+                   help="no dashboard: a scripted operator approves and undoes; print the ledger; exit 0 if all finished")
+    p.add_argument("--database", default="flow45-demo.db",
+                   help="the SQLite file to (re)create, unless FLOW45_DATABASE_URL names a PostgreSQL database")
+    p.add_argument("--output", default="flow45-demo-output", help="folder for the workers' files and the log")
+    p.add_argument("--timeout", type=_positive_int, default=60, help="headless: seconds before giving up")
+    p.add_argument("--pace", type=float, default=0.6, help="seconds per work step of the example workers")
+    p = add("db", "database maintenance")
+    p.add_argument("action", choices=["upgrade"])
+    service.add_parsers(add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        parser.error(str(exc))
+    except Flow45Error as exc:
+        print(f"flow45: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `flow45 events | head`: the reader left
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a server that cannot be reached is the operator's to fix, not a traceback
+        message = _describe_failure(exc)
+        if message is None:
+            raise
+        print(f"flow45: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe_failure(exc: Exception) -> str | None:
+    """One line for a database or broker failure that reached the top, or None."""
+    from flow45.db import describe_db_error
+
+    message = describe_db_error(exc)
+    if message is None and "pika" in sys.modules:  # only a command that loaded the broker client fails on it
+        import pika.exceptions
+
+        from bridge.failures import describe_amqp_error
+        from flow45.settings import current_settings
+
+        if isinstance(exc, pika.exceptions.AMQPError):
+            message = describe_amqp_error(exc, current_settings().amqp_url or "")
+    return message
+

@@ -1,0 +1,60 @@
+"""What every `flow45` command is built with: the registry, usage errors and argument checks."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from flow45 import strictjson
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+def command(name: str):
+    def register(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return strictjson.loads(text)
+    except strictjson.JSONRefused as exc:  # the same limits as a message from the broker
+        raise UsageError(f"{what} is not valid JSON: {exc.message}") from exc
+
+
+def _team_workflow(text: str) -> tuple[str, str]:
+    team, sep, workflow = text.partition("/")
+    if not sep or not team or not workflow:
+        raise UsageError(f"expected TEAM/WORKFLOW, got {text!r}")
+    return team, workflow
+
+
+def _open_store(create: bool = False) -> None:
+    """Bind the configured database. Only `create` (deploy) makes a missing store; every other
+    command refuses it, naming the URL and `flow45 db upgrade`."""
+    from flow45.db import connect
+    from flow45.migrate import ensure_schema, require_schema
+    from flow45.settings import current_settings
+
+    connect(current_settings().database_url, create=create)
+    if create:
+        ensure_schema()
+    else:
+        require_schema()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
