@@ -8,7 +8,7 @@ from pathlib import Path
 
 import peewee
 
-from flow45.dialect import Dialect, for_database, for_url
+from flow45.dialect import Dialect, for_url
 from flow45.errors import NoDatabase
 from flow45.urls import hide_password
 
@@ -54,12 +54,8 @@ def connect(url: str, create: bool = False) -> peewee.Database:
 
 
 def dialect() -> Dialect:
-    """The bound database's dialect: how to lock, write in bulk, notify on it."""
-    db = database.obj
-    chosen = getattr(db, "flow45_dialect", None)
-    if chosen is None:  # bound without connect()
-        chosen = db.flow45_dialect = for_database(db)
-    return chosen
+    """The bound database's dialect (chosen by `connect`): how to lock, write in bulk, notify on it."""
+    return database.obj.flow45_dialect
 
 
 def atomic():

@@ -135,13 +135,3 @@ def names_server(url: str) -> bool:
     from flow45.dialect.postgres import PostgresDialect
 
     return urlsplit(url).scheme in PostgresDialect.schemes
-
-
-def for_database(db: peewee.Database) -> Dialect:
-    """The dialect of a database bound without `connect` (its URL is not known)."""
-    for kind in _kinds():
-        if isinstance(db, kind.database_class):
-            dialect = kind.__new__(kind)
-            dialect.url, dialect.db = getattr(db, "flow45_url", None), db
-            return dialect
-    raise TypeError(f"no Flow45 dialect for {type(db).__name__}")

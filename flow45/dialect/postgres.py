@@ -100,7 +100,6 @@ class _SessionLock:
 
 class PostgresDialect(Dialect):
     schemes = ("postgres", "postgresql")
-    database_class = peewee.PostgresqlDatabase
 
     def open(self) -> peewee.Database:
         parts = urlsplit(self.url)

@@ -47,7 +47,6 @@ class _OneProcessLock:
 
 class SqliteDialect(Dialect):
     schemes = ("sqlite",)
-    database_class = peewee.SqliteDatabase
 
     def open(self) -> peewee.Database:
         return peewee.SqliteDatabase(

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from flow45.dialect import for_url
+from flow45.errors import SettingsError
+
 ROOT = Path(__file__).resolve().parents[2]
 DIALECT = ROOT / "flow45" / "dialect"
 NAMES = ("sqlite", "postgres")
@@ -65,3 +68,8 @@ def test_no_module_outside_the_dialect_asks_which_database_it_is():
     asked = {str(p.relative_to(ROOT)): q for p in sources() if (q := questions(p.read_text()))}
     assert asked == {}, "ask the bound dialect (flow45.db.dialect()) to do the thing instead"
     assert len(sources()) > 50  # the tree was found
+
+
+def test_a_database_url_of_another_kind_is_refused_naming_it():
+    with pytest.raises(SettingsError, match=r"database URL 'mysql://db/flow45': use sqlite:///PATH or postgresql://"):
+        for_url("mysql://db/flow45")
