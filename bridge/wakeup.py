@@ -24,9 +24,9 @@ class OutboxListener:
         self._failing = False  # said once per outage, not once per tick
 
     def ensure(self) -> None:
-        """Listen if not listening (where the database can notify); called at start and on each relay
-        tick, so a LISTEN connection lost to a database restart is opened again. Notifications sent while it
-        was away are not lost work: the tick relays whatever is pending right after."""
+        """Listen if not listening (where the database can notify); called at start and on each
+        relay tick, so a LISTEN connection lost to a database restart is opened again. Notifications
+        sent while it was away are not lost work: the tick relays whatever is pending right after."""
         bound = dialect()
         self.own_pid = bound.backend_id()
         if self._connection is not None or self.own_pid is None:  # listening, or nothing to listen to

@@ -29,18 +29,21 @@ def questions(source: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source)):
         what = None
-        if isinstance(node, ast.Name) and node.id == "is_sqlite" or isinstance(node, ast.Attribute) and node.attr == "is_sqlite":
+        name = getattr(node, "id", None) or getattr(node, "attr", None)  # of a Name or an Attribute
+        call = getattr(node, "func", None)
+        called = getattr(call, "id", None) or getattr(call, "attr", None)
+        if name == "is_sqlite":
             what = "is_sqlite"
         elif isinstance(node, ast.alias) and node.name == "is_sqlite":
             what = "imports is_sqlite"
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("startswith", "endswith"):
+        elif isinstance(node, ast.Call) and called in ("startswith", "endswith"):
             if any(_database_word(a) for a in node.args):
                 what = "checks the URL's prefix"
         elif isinstance(node, ast.Compare) and any(_database_word(c) for c in [node.left, *node.comparators]):
             what = "compares with a database name"
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
-            if any(isinstance(n, (ast.Name, ast.Attribute)) and getattr(n, "id", getattr(n, "attr", None)) in DATABASE_CLASSES
-                   for a in node.args[1:] for n in ast.walk(a)):
+        elif isinstance(node, ast.Call) and called == "isinstance":
+            classes = {getattr(n, "id", None) or getattr(n, "attr", None) for a in node.args[1:] for n in ast.walk(a)}
+            if classes & DATABASE_CLASSES:
                 what = "checks the database class"
         if what:
             found.append(f"{node.lineno}: {what}")
