@@ -6,6 +6,7 @@ no acknowledged write missing (every submit a worker was answered `ok` is in the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -153,6 +154,14 @@ class System:
         use_settings(None)
 
     # ---- workload and checks ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def broker_away(self):
+        """The broker node's app stopped for the block's length, then started and awaited."""
+        self.rabbit.ctl("stop_app")
+        yield
+        self.rabbit.ctl("start_app")
+        self.rabbit.ctl("await_startup")
 
     def trigger(self, runs: int) -> list[int]:
         return retrying(lambda: [store.trigger("reports", "chain", actor="ops") for _ in range(runs)])

@@ -31,13 +31,11 @@ def test_bridge_killed_while_the_broker_is_down(system):
     first = system.installation()
     runs = system.trigger(8)
     system.wait_succeeded(runs, count=2)
-    system.rabbit.ctl("stop_app")
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    second = system.bridge()  # starts while the broker is away: it waits for it
-    time.sleep(1)
-    system.rabbit.ctl("start_app")
-    system.rabbit.ctl("await_startup")
+    with system.broker_away():
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        second = system.bridge()  # starts while the broker is away: it waits for it
+        time.sleep(1)
     system.check(runs + system.trigger(2))
     assert second.poll() is None, system.logs()
 

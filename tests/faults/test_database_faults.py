@@ -45,12 +45,10 @@ def test_database_restarted_while_the_broker_is_down(system):
     bridge = system.installation()
     runs = system.trigger(6)
     system.wait_succeeded(runs, count=2)
-    system.rabbit.ctl("stop_app")
-    time.sleep(0.5)
-    system.pg.restart("fast")
-    time.sleep(1)
-    system.rabbit.ctl("start_app")
-    system.rabbit.ctl("await_startup")
+    with system.broker_away():
+        time.sleep(0.5)
+        system.pg.restart("fast")
+        time.sleep(1)
     system.check(runs + system.trigger(2))
     assert bridge.poll() is None, system.logs()
 
