@@ -1,0 +1,161 @@
+"""One interface for every operator read and action, whatever is behind it.
+
+The command line and the dashboard are written once against `Client`. `LocalClient`
+(`flow45.client.local`) works on the database and can see every team; a remote client works through
+the bridge as one team's broker user. What crosses this interface is the store's views
+(`flow45.views`) and specs, never rows, so either side can be swapped for the other.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from flow45.store.specs import VersionSpec
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+
+RUNS_PAGE = 50  # runs per page unless asked otherwise
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFilter:
+    """Which runs to list. Immutable, so a background reader can hold it while the UI changes it."""
+
+    team: str | None = None
+    workflow: str | None = None
+    status: str | None = None
+    text: str = ""  # matched against workflow, team, who triggered, status, trigger, params; "#12" is a run id
+
+    def describe(self) -> str:
+        parts = [f"{name} {value}" for name, value in
+                 (("team", self.team), ("workflow", self.workflow), ("status", self.status)) if value]
+        if self.text.strip():
+            parts.append(f"text “{self.text.strip()}”")
+        return ", ".join(parts) or "all runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidatedTeam:
+    team: str
+    workflows: list[str]
+    types: list[str]
+    functions: int
+
+
+class Client(abc.ABC):
+    """What an operator can read and do. `team` is the one team this client sees, or None for all
+    (a local administrator without a filter). An id of a team the client does not see is answered
+    NotFound, in the words a missing id gets."""
+
+    team: str | None = None
+    actor: str = ""
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def workflows(self, team: str | None = None) -> list[WorkflowView]:
+        """The deployed workflows (current versions), by team then name."""
+
+    @abc.abstractmethod
+    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE) -> list[RunView]:
+        """Newest first, at most `limit`, with ids below `before`: keyset pages whatever the table's size.
+        Each run has its counts, not its instances."""
+
+    @abc.abstractmethod
+    def run(self, run_id: int, *, attempts: bool = False) -> RunView:
+        """A run with its instances (and their attempts if asked)."""
+
+    @abc.abstractmethod
+    def run_row(self, run_id: int) -> RunView | None:
+        """A run as a list shows it (counts, no instances), or None: cheap even for a big run."""
+
+    @abc.abstractmethod
+    def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
+        """Runs per status under the filter's team, workflow and text (all statuses counted)."""
+
+    @abc.abstractmethod
+    def instance(self, instance_id: int) -> InstanceView:
+        """A task instance with its attempts."""
+
+    @abc.abstractmethod
+    def instance_ids(self, run_id: int, tasks: list[str]) -> dict[str, int]:
+        """Task name -> instance id, for these tasks of a run."""
+
+    @abc.abstractmethod
+    def events(self, after: int = 0, *, team: str | None = None, run: int | None = None,
+               instance: int | None = None, limit: int = 200) -> list[EventView]:
+        """Ledger events with an id above `after`, oldest first, at most `limit`."""
+
+    @abc.abstractmethod
+    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
+        """The newest `n` events of a run or an instance, oldest first."""
+
+    @abc.abstractmethod
+    def latest_event_id(self) -> int:
+        """The newest ledger id this client sees (0 if none): where a live feed starts."""
+
+    @abc.abstractmethod
+    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
+        """Available human tasks, most urgent first, each with its run."""
+
+    @abc.abstractmethod
+    def run_spec(self, run_id: int) -> VersionSpec:
+        """The workflow version a run follows."""
+
+    @abc.abstractmethod
+    def workflow_spec(self, team: str, workflow: str) -> VersionSpec:
+        """The current version of a workflow."""
+
+    @abc.abstractmethod
+    def schema(self, team: str | None = None) -> dict:
+        """The JSON Schema of messages and of the functions' inputs and outputs (`flow45 schema`)."""
+
+    def graph(self, team: str, workflow: str) -> str:
+        """The current version of a workflow as a Mermaid flowchart."""
+        from flow45.graph import mermaid
+
+        spec = self.workflow_spec(team, workflow)
+        return mermaid(f"{team}/{workflow} v{spec.number}", spec.workflow)
+
+    # ---- actions, as `actor` -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
+        """Start a run; its id."""
+
+    @abc.abstractmethod
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
+        """Undo an instance and what followed from it; with `dry_run`, only what would change."""
+
+    @abc.abstractmethod
+    def skip(self, instance_id: int, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    def retry(self, instance_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def hold(self, instance_id: int, reason: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def release(self, instance_id: int) -> str:
+        """Let a held instance go; the state it is in now."""
+
+    @abc.abstractmethod
+    def cancel(self, run_id: int, reason: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def submit(self, instance_id: int, output: Any) -> str:
+        """The output of a human task; the instance's state after it."""
+
+    @abc.abstractmethod
+    def deploy(self, path: Path) -> DeployReport:
+        """Deploy a config file or folder."""
+
+    @abc.abstractmethod
+    def validate(self, path: Path) -> list[ValidatedTeam]:
+        """Check a config file or folder; raises ConfigError naming every problem."""
+
+    def close(self) -> None:
+        """Let go of what the calling thread holds (a database connection, a broker connection)."""

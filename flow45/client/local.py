@@ -1,0 +1,234 @@
+"""The client on the database: the installation's administrators and the embedded default.
+
+It sees every team unless given one (`team=`), in which case it behaves as that team's remote
+operator would: another team's id is NotFound in the words a missing id gets, and its lists hold
+only that team's rows. The bridge answers remote operators' reads through it, for their team.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from flow45 import states as S
+from flow45 import store
+from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
+from flow45.db import database
+from flow45.errors import NotFound
+from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.store.specs import VersionSpec, version_spec
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+
+
+class LocalClient(Client):
+    def __init__(self, actor: str, *, team: str | None = None, database_url: str | None = None):
+        """`database_url` binds the store (and requires its schema); without it the bound one is used."""
+        if database_url is not None:
+            from flow45.db import connect
+            from flow45.migrate import require_schema
+
+            connect(database_url)  # the same URL again changes nothing
+            require_schema()  # an operator's tool never creates a store
+        self.actor = actor
+        self.team = team
+
+    # ---- the team filter ------------------------------------------------------------------
+
+    def _team(self, asked: str | None) -> str | None:
+        """The team to read: the asked one within this client's; None when it asks for another."""
+        return asked or self.team
+
+    def _other_team(self, asked: str | None) -> bool:
+        return bool(asked and self.team and asked != self.team)
+
+    def _missing_workflow(self, team: str, workflow: str) -> NotFound:
+        return NotFound(f"workflow {team}/{workflow} is not deployed")
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def workflows(self, team: str | None = None) -> list[WorkflowView]:
+        if self._other_team(team):
+            return []
+        return store.list_workflows(self._team(team))
+
+    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE) -> list[RunView]:
+        if self._other_team(where.team):
+            return []
+        team = self._team(where.team)
+        if not where.text.strip():
+            return store.list_runs(team, where.workflow, where.status, limit=limit, before=before)
+        query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
+        if before:
+            query = query.where(Run.id < before)
+        ids = [row.id for row in _filtered(query, where, team)]
+        return [view for view in map(self.run_row, ids) if view is not None]
+
+    def run(self, run_id: int, *, attempts: bool = False) -> RunView:
+        return store.get_run(run_id, team=self.team, with_attempts=attempts)
+
+    def run_row(self, run_id: int) -> RunView | None:
+        found = store.list_runs(self.team, before=run_id + 1, limit=1)
+        return found[0] if found and found[0].id == run_id else None
+
+    def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
+        if self._other_team(where.team):
+            return {}
+        query = Run.select(Run.status, pw.fn.COUNT(Run.id)).group_by(Run.status)
+        if where.workflow or where.text.strip():
+            query = query.join(Workflow)
+        return {status: n for status, n in _filtered(query, where, self._team(where.team), with_status=False).tuples()}
+
+    def instance(self, instance_id: int) -> InstanceView:
+        return store.get_instance(instance_id, team=self.team)
+
+    def instance_ids(self, run_id: int, tasks: list[str]) -> dict[str, int]:
+        if not tasks:
+            return {}
+        query = TaskInstance.select(TaskInstance.id, TaskInstance.task).where(
+            (TaskInstance.run == run_id) & TaskInstance.task.in_(tasks)
+        )
+        if self.team:
+            query = query.where(TaskInstance.team == self.team)
+        return {row.task: row.id for row in query}
+
+    def events(self, after: int = 0, *, team: str | None = None, run: int | None = None,
+               instance: int | None = None, limit: int = 200) -> list[EventView]:
+        if self._other_team(team):
+            return []
+        return store.list_events(after, team=self._team(team), run=run, instance=instance, limit=limit)
+
+    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
+        query = Event.select(Event.id).order_by(Event.id.desc()).limit(1).offset(n - 1)
+        if self.team:
+            query = query.where(Event.team == self.team)
+        if run is not None:
+            query = query.where(Event.run == run)
+        if instance is not None:
+            query = query.where(Event.instance == instance)
+        boundary = query.scalar()
+        return self.events((boundary - 1) if boundary else 0, run=run, instance=instance, limit=n)
+
+    def latest_event_id(self) -> int:
+        query = Event.select(pw.fn.MAX(Event.id))
+        if self.team:
+            query = query.where(Event.team == self.team)
+        return query.scalar() or 0
+
+    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
+        if self._other_team(team):
+            return []
+        team = self._team(team)
+        query = (
+            TaskInstance.select(TaskInstance.id)
+            .where((TaskInstance.human == True) & (TaskInstance.state == S.AVAILABLE))  # noqa: E712
+            .order_by(TaskInstance.priority.desc(), TaskInstance.id).limit(limit)
+        )
+        if team:
+            query = query.where(TaskInstance.team == team)
+        runs: dict[int, RunView | None] = {}
+        found = []
+        for row in query:
+            try:
+                view = self.instance(row.id)
+            except NotFound:  # gone since the query
+                continue
+            if view.run not in runs:
+                runs[view.run] = self.run_row(view.run)
+            found.append((view, runs[view.run]))
+        return found
+
+    def run_spec(self, run_id: int) -> VersionSpec:
+        row = Run.get_or_none(Run.id == run_id)
+        if row is None or (self.team and row.team != self.team):
+            raise NotFound(f"run {run_id} not found" + (f" for team {self.team}" if self.team else ""))
+        return version_spec(row.version_id)
+
+    def workflow_spec(self, team: str, workflow: str) -> VersionSpec:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        row = store.find_workflow(team, workflow)
+        version = WorkflowVersion.get(
+            (WorkflowVersion.workflow == row.id) & (WorkflowVersion.version == row.current_version)
+        )
+        return version_spec(version.id)
+
+    def schema(self, team: str | None = None) -> dict:
+        from flow45.schema import full_schema
+
+        if self._other_team(team):
+            team = self.team  # nothing of another team's: its functions are not shown
+        return full_schema(self._team(team))
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        return store.trigger(team, workflow, params, actor=self.actor)
+
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
+        if dry_run and not reason:  # the dashboard shows the affected set before a reason is typed
+            return store.plan_undo(instance_id, hold=hold, team=self.team)
+        return store.undo(instance_id, reason, actor=self.actor, hold=hold, dry_run=dry_run, team=self.team)
+
+    def skip(self, instance_id: int, reason: str) -> None:
+        store.skip_instance(instance_id, reason, actor=self.actor, team=self.team)
+
+    def retry(self, instance_id: int) -> None:
+        store.retry_instance(instance_id, actor=self.actor, team=self.team)
+
+    def hold(self, instance_id: int, reason: str | None = None) -> None:
+        store.hold(instance_id, actor=self.actor, reason=reason, team=self.team)
+
+    def release(self, instance_id: int) -> str:
+        store.release(instance_id, actor=self.actor, team=self.team)
+        return self.instance(instance_id).state
+
+    def cancel(self, run_id: int, reason: str | None = None) -> None:
+        store.cancel_run(run_id, actor=self.actor, reason=reason, team=self.team)
+
+    def submit(self, instance_id: int, output: Any) -> str:
+        return store.submit_human(instance_id, output, actor=self.actor, team=self.team).state
+
+    def deploy(self, path: Path) -> DeployReport:
+        from flow45.config import load_config
+        from flow45.errors import Flow45Error
+
+        teams = load_config(path)
+        others = sorted({t.team for t in teams} - {self.team}) if self.team else []
+        if others:
+            raise Flow45Error(f"{path} names team {others[0]}; this client deploys only team {self.team}")
+        return store.deploy(teams, actor=self.actor)
+
+    def validate(self, path: Path) -> list[ValidatedTeam]:
+        from flow45.config import load_config
+
+        return [
+            ValidatedTeam(t.team, sorted(t.workflows), sorted(t.types), len(t.signatures())) for t in load_config(path)
+        ]
+
+    def close(self) -> None:
+        if not database.is_closed():
+            database.close()  # this thread's connection only (peewee keeps one per thread)
+
+
+def _filtered(query, where: RunFilter, team: str | None, with_status: bool = True):
+    if team:
+        query = query.where(Run.team == team)
+    if where.workflow:
+        query = query.where(Workflow.name == where.workflow)
+    if with_status and where.status:
+        query = query.where(Run.status == where.status)
+    text = where.text.strip()
+    if text:
+        low = text.lower()
+        match = (
+            Workflow.name.contains(low) | Run.team.contains(low) | Run.triggered_by.contains(text)
+            | (Run.status == low) | (Run.trigger == low) | pw.fn.LOWER(Run.params).contains(low)
+        )
+        if text.lstrip("#").isdigit():
+            match |= Run.id == int(text.lstrip("#"))
+        query = query.where(match)
+    return query
