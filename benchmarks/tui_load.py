@@ -76,6 +76,7 @@ def fill_history(runs: int) -> None:
 
 
 async def measure(url: str, big_run: int, instances: int) -> None:
+    from flow45.client import LocalClient, RunFilter
     from tests.tui.conftest import wait_until
     from tui import data
     from tui.app import Dashboard
@@ -83,11 +84,12 @@ async def measure(url: str, big_run: int, instances: int) -> None:
     from tui.screens.runs import RunsScreen
     from tui.widgets.dag import DagView
 
+    client = LocalClient("bench")
     t = time.perf_counter()
-    data.page_runs(data.RunFilter())
+    client.runs(RunFilter(), limit=data.PAGE)
     print(f"store: first page of {data.PAGE} runs          {1000 * (time.perf_counter() - t):7.1f} ms")
     t = time.perf_counter()
-    counts = data.status_counts(data.RunFilter())
+    counts = client.status_counts(RunFilter())
     print(f"store: counts per status ({sum(counts.values()):,} runs) {1000 * (time.perf_counter() - t):7.1f} ms")
     t = time.perf_counter()
     store.get_run(big_run)

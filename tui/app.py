@@ -1,7 +1,8 @@
 """The Flow45 operator dashboard. `flow45 tui` calls `run_dashboard(actor)`.
 
 The app owns the ledger feed (one background thread) and routes what it reads to the live screens;
-every screen reads through `flow45.store` and changes things only through it, as `actor`.
+every screen reads and acts only through the operator's client (`app.client`, a `flow45.client.Client`):
+on the database, or through the broker, the dashboard is the same.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from flow45.db import connect
+from flow45.client import Client, LocalClient
 from flow45.errors import Flow45Error
-from flow45.migrate import require_schema
-from tui import data
 from tui.live import Feed, FeedProblem, LedgerEvents
 
 
@@ -33,14 +32,14 @@ class Dashboard(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, actor: str, *, database_url: str | None = None, poll_interval: float = 0.5):
+    def __init__(self, actor: str, *, database_url: str | None = None, client: Client | None = None,
+                 poll_interval: float = 0.5):
+        """On `client`, or on the database at `database_url` (else the one bound) as `actor`."""
         super().__init__()
-        if database_url is not None:
-            connect(database_url)  # the same URL again changes nothing
-            require_schema()  # the dashboard never creates a store
-        self.actor = actor
-        self.sub_title = f"operator {actor}"
-        self.feed = Feed(self, data.latest_event_id(), poll_interval)
+        self.client = client or LocalClient(actor, database_url=database_url)
+        self.actor = self.client.actor
+        self.sub_title = f"operator {self.actor}"
+        self.feed = Feed(self, self.client, self.client.latest_event_id(), poll_interval)
         self._feed_thread = threading.Thread(target=self.feed.run, name="flow45-ledger-feed", daemon=True)
 
     def on_mount(self) -> None:

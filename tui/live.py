@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
-from flow45 import store
-from flow45.db import database, describe_db_error
+from flow45.client import Client
+from flow45.db import describe_db_error
 from flow45.errors import Flow45Error
 from flow45.outage import Backoff
 from flow45.views import EventView
@@ -52,10 +52,11 @@ class FeedProblem(Message):
 
 
 class Feed:
-    """Polls `store.list_events(after=last id)` and tells the watched screen."""
+    """Polls the client's `events(after=last id)` and tells the watched screen."""
 
-    def __init__(self, app: App, after: int, interval: float = 0.5):
+    def __init__(self, app: App, client: Client, after: int, interval: float = 0.5):
         self.app = app
+        self.client = client
         self.after = after
         self.interval = interval
         self.watchers: tuple[Watcher, ...] = ()
@@ -83,7 +84,7 @@ class Feed:
             self._stop.set()
 
     def run(self) -> None:
-        """The thread's loop; it owns one database connection, closed when it ends."""
+        """The thread's loop; what it holds (a database connection) is let go when it ends."""
         failures = 0
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         try:
@@ -102,13 +103,12 @@ class Feed:
                     if failures == 1:
                         self._post(FeedProblem(message))
         finally:
-            if not database.is_closed():
-                database.close()  # this thread's connection only (peewee keeps one per thread)
+            self.client.close()
 
     def tick(self) -> None:
         events: list[EventView] = []
         while len(events) < MAX_PER_TICK:
-            batch = store.list_events(self.after, limit=BATCH)
+            batch = self.client.events(self.after, limit=BATCH)
             events.extend(batch)
             if batch:
                 self.after = batch[-1].id

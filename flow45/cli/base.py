@@ -50,6 +50,14 @@ def _open_store(create: bool = False) -> None:
         require_schema()
 
 
+def _client(args: argparse.Namespace, create: bool = False):
+    """The operator's client: on the configured database, as `--as`."""
+    from flow45.client import LocalClient
+
+    _open_store(create=create)
+    return LocalClient(args.actor)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+from pathlib import Path
 
-from flow45 import store, wire
-from flow45.cli.base import _json_arg, _open_store, _team_workflow, command
+from flow45 import wire
+from flow45.cli.base import _client, _json_arg, _team_workflow, command
+from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.errors import Flow45Error
 
@@ -29,9 +30,8 @@ def cmd_validate(args) -> int:
 def cmd_deploy(args) -> int:
     from flow45.config import load_config
 
-    teams = load_config(args.path)
-    _open_store(create=True)
-    report = store.deploy(teams, actor=args.actor)
+    load_config(args.path)  # a config with problems is refused before the store is touched
+    report = _client(args, create=True).deploy(Path(args.path))
     if args.json:
         print_json(report.to_json())
     else:
@@ -41,8 +41,7 @@ def cmd_deploy(args) -> int:
 
 @command("workflows")
 def cmd_workflows(args) -> int:
-    _open_store()
-    views = store.list_workflows(args.team)
+    views = _client(args).workflows(args.team)
     if args.json:
         print_json([v.to_json() for v in views])
     else:
@@ -55,24 +54,14 @@ def cmd_workflows(args) -> int:
 
 @command("graph")
 def cmd_graph(args) -> int:
-    from flow45.graph import mermaid
-    from flow45.models import WorkflowVersion
-    from flow45.store.specs import version_spec
-
     team, name = _team_workflow(args.workflow)
-    _open_store()
-    workflow = store.find_workflow(team, name)
-    row = WorkflowVersion.get((WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version))
-    sys.stdout.write(mermaid(f"{team}/{name} v{row.version}", version_spec(row.id).workflow))
+    sys.stdout.write(_client(args).graph(team, name))
     return 0
 
 
 @command("schema")
 def cmd_schema(args) -> int:
-    from flow45.schema import full_schema
-
-    _open_store()
-    print_json(full_schema(args.team))
+    print_json(_client(args).schema(args.team))
     return 0
 
 
@@ -94,9 +83,9 @@ def cmd_db(args) -> int:
 def cmd_trigger(args) -> int:
     team, workflow = _team_workflow(args.workflow)
     params = _json_arg(args.params, "--params") if args.params else None
-    _open_store()
-    run_id = store.trigger(team, workflow, params, actor=args.actor)
-    view = store.get_run(run_id)
+    client = _client(args)
+    run_id = client.trigger(team, workflow, params)
+    view = client.run_row(run_id) or client.run(run_id)
     if args.json:
         print_json({"run": run_id, "status": view.status})
     else:
@@ -106,8 +95,7 @@ def cmd_trigger(args) -> int:
 
 @command("runs")
 def cmd_runs(args) -> int:
-    _open_store()
-    views = store.list_runs(args.team, args.workflow, args.status, args.limit)
+    views = _client(args).runs(RunFilter(args.team, args.workflow, args.status), limit=args.limit)
     if args.json:
         print_json([v.to_json() for v in views])
         return 0
@@ -128,8 +116,7 @@ def cmd_runs(args) -> int:
 
 @command("show")
 def cmd_show(args) -> int:
-    _open_store()
-    view = store.get_run(args.run, with_attempts=args.json)
+    view = _client(args).run(args.run, attempts=args.json)
     if args.json:
         print_json(view.to_json())
         return 0
@@ -158,8 +145,7 @@ def cmd_show(args) -> int:
 
 @command("instance")
 def cmd_instance(args) -> int:
-    _open_store()
-    view = store.get_instance(args.instance)
+    view = _client(args).instance(args.instance)
     if args.json:
         print_json(view.to_json())
         return 0
@@ -176,8 +162,7 @@ def cmd_instance(args) -> int:
 
 @command("cancel")
 def cmd_cancel(args) -> int:
-    _open_store()
-    store.cancel_run(args.run, actor=args.actor, reason=args.reason)
+    _client(args).cancel(args.run, args.reason)
     print(f"run {args.run} cancelled")
     return 0
 
@@ -186,8 +171,7 @@ def cmd_cancel(args) -> int:
 
 @command("undo")
 def cmd_undo(args) -> int:
-    _open_store()
-    plan = store.undo(args.instance, args.reason, actor=args.actor, hold=args.hold, dry_run=args.dry_run)
+    plan = _client(args).undo(args.instance, args.reason, hold=args.hold, dry_run=args.dry_run)
     if args.json:
         print_json(plan.to_json())
         return 0
@@ -202,51 +186,46 @@ def cmd_undo(args) -> int:
 
 @command("skip")
 def cmd_skip(args) -> int:
-    _open_store()
-    store.skip_instance(args.instance, args.reason, actor=args.actor)
+    _client(args).skip(args.instance, args.reason)
     print(f"instance {args.instance} skipped")
     return 0
 
 
 @command("retry")
 def cmd_retry(args) -> int:
-    _open_store()
-    store.retry_instance(args.instance, actor=args.actor)
+    _client(args).retry(args.instance)
     print(f"instance {args.instance} offered again")
     return 0
 
 
 @command("hold")
 def cmd_hold(args) -> int:
-    _open_store()
-    store.hold(args.instance, actor=args.actor, reason=args.reason)
+    _client(args).hold(args.instance, args.reason)
     print(f"instance {args.instance} held")
     return 0
 
 
 @command("release")
 def cmd_release(args) -> int:
-    _open_store()
-    store.release(args.instance, actor=args.actor)
-    print(f"instance {args.instance} released: {store.get_instance(args.instance).state}")
+    state = _client(args).release(args.instance)
+    print(f"instance {args.instance} released: {state}")
     return 0
 
 
 @command("submit")
 def cmd_submit(args) -> int:
     output = _json_arg(args.output, "--output")
-    _open_store()
-    reply = store.submit_human(args.instance, output, actor=args.actor)
-    print(f"instance {reply.instance} {reply.state}")
+    state = _client(args).submit(args.instance, output)
+    print(f"instance {args.instance} {state}")
     return 0
 
 
 @command("events")
 def cmd_events(args) -> int:
-    _open_store()
+    client = _client(args)
     after = args.after
     while True:
-        events = store.list_events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+        events = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
         for e in events:
             if args.json:
                 print(wire.dumps(e.to_json()), flush=True)

@@ -12,7 +12,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from flow45 import states as S
-from flow45 import store
 from flow45.views import EventView, InstanceView
 from tui import data
 from tui.screens.base import LiveScreen, refusal
@@ -35,8 +34,8 @@ class HumanTaskScreen(LiveScreen):
     def __init__(self, instance_id: int):
         super().__init__()
         self.instance_id = instance_id
-        view = store.get_instance(instance_id)
-        self.spec = data.run_spec(view.run)
+        view = self.app.client.instance(instance_id)
+        self.spec = self.app.client.run_spec(view.run)
         self.output_type = self.spec.task(view.task).output
         self.payload: HumanPayload | None = None
 
@@ -62,10 +61,11 @@ class HumanTaskScreen(LiveScreen):
             fields.first().focus()
 
     def load(self) -> HumanPayload:
-        view = store.get_instance(self.instance_id)
-        run = data.run_row(view.run)
-        inputs = data.instance_inputs(view, self.spec, run.params if run else None)
-        return HumanPayload(view, inputs, frozenset(data.instance_ids(view.run, view.upstream).values()))
+        client = self.app.client
+        view = client.instance(self.instance_id)
+        run = client.run_row(view.run)
+        inputs = data.instance_inputs(client, view, self.spec, run.params if run else None)
+        return HumanPayload(view, inputs, frozenset(client.instance_ids(view.run, view.upstream).values()))
 
     def concerns(self, event: EventView) -> bool:
         upstream = self.payload.upstream_ids if self.payload else frozenset()
@@ -102,7 +102,7 @@ class HumanTaskScreen(LiveScreen):
             self.refuse("some fields are not valid: see the messages under them")
             return
         try:
-            store.submit_human(self.instance_id, output, actor=self.app.actor)
+            self.app.client.submit(self.instance_id, output)
         except Exception as exc:
             if (message := refusal(exc)) is None:
                 raise

@@ -36,7 +36,7 @@ class InboxScreen(LiveScreen):
 
     def __init__(self, team: str | None = None):
         super().__init__()
-        self.teams = sorted(data.teams_and_workflows())
+        self.teams = sorted(data.teams_and_workflows(self.app.client))
         self.team = team if team in self.teams else (self.teams[0] if len(self.teams) == 1 else None)
         self.rows: list[tuple[InstanceView, RunView | None]] = []
 
@@ -57,7 +57,7 @@ class InboxScreen(LiveScreen):
 
     def load(self) -> tuple[str | None, list[tuple[InstanceView, RunView | None]]]:
         team = self.team
-        return team, data.human_inbox(team)
+        return team, self.app.client.human_inbox(team)
 
     def concerns(self, event: EventView) -> bool:
         return event.instance is not None and self.team in (None, event.team)

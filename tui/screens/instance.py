@@ -15,7 +15,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from flow45 import store
 from flow45.views import EventView, InstanceView, RunView
 from tui import data
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_action
@@ -122,12 +121,13 @@ class InstanceScreen(LiveScreen):
         yield Footer()
 
     def load(self, with_events: bool = True) -> InstancePayload:
-        view = store.get_instance(self.instance_id)
-        spec = data.run_spec(view.run)
-        run = data.run_row(view.run)
-        inputs = data.instance_inputs(view, spec, run.params if run else None)
-        upstream = frozenset(data.instance_ids(view.run, view.upstream).values())
-        events = data.tail_events(instance=self.instance_id, n=300) if with_events else None
+        client = self.app.client
+        view = client.instance(self.instance_id)
+        spec = client.run_spec(view.run)
+        run = client.run_row(view.run)
+        inputs = data.instance_inputs(client, view, spec, run.params if run else None)
+        upstream = frozenset(client.instance_ids(view.run, view.upstream).values())
+        events = client.tail_events(instance=self.instance_id, n=300) if with_events else None
         return InstancePayload(view, run, inputs, spec.task(view.task).output, upstream, events)
 
     def fetch_changes(self, events: list[EventView]) -> InstancePayload | None:

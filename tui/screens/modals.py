@@ -15,7 +15,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from flow45 import states as S
-from flow45 import store
 from flow45.errors import Flow45Error
 from flow45.views import InstanceView, RunView, UndoPlan
 from tui.screens.base import refusal
@@ -129,7 +128,7 @@ class UndoModal(ActionModal):
     def _plan(self, hold: bool) -> None:
         confirm = self.query_one("#confirm", Button)
         try:
-            self.plan = store.plan_undo(self.instance.id, hold=hold)
+            self.plan = self.app.client.undo(self.instance.id, "", hold=hold, dry_run=True)
         except Flow45Error as exc:
             self.plan = None
             self.query_one("#plan", Static).update("Nothing can be undone here.")
@@ -157,7 +156,7 @@ class UndoModal(ActionModal):
 
     def perform(self) -> str:
         hold = self.query_one("#hold", Checkbox).value
-        plan = store.undo(self.instance.id, self.reason, actor=self.app.actor, hold=hold)
+        plan = self.app.client.undo(self.instance.id, self.reason, hold=hold)
         return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event})"
 
 
@@ -180,7 +179,7 @@ class SkipModal(ActionModal):
         yield Static(lines)
 
     def perform(self) -> str:
-        store.skip_instance(self.instance.id, self.reason, actor=self.app.actor)
+        self.app.client.skip(self.instance.id, self.reason)
         return f"skipped {what(self.instance)}"
 
 
@@ -200,7 +199,7 @@ class RetryModal(ActionModal):
         ))
 
     def perform(self) -> str:
-        store.retry_instance(self.instance.id, actor=self.app.actor)
+        self.app.client.retry(self.instance.id)
         return f"offered {what(self.instance)} again"
 
 
@@ -220,7 +219,7 @@ class HoldModal(ActionModal):
         ))
 
     def perform(self) -> str:
-        store.hold(self.instance.id, actor=self.app.actor, reason=self.reason or None)
+        self.app.client.hold(self.instance.id, self.reason or None)
         return f"held {what(self.instance)}"
 
 
@@ -239,8 +238,8 @@ class ReleaseModal(ActionModal):
         ))
 
     def perform(self) -> str:
-        store.release(self.instance.id, actor=self.app.actor)
-        return f"released {what(self.instance)}: now {store.get_instance(self.instance.id).state}"
+        state = self.app.client.release(self.instance.id)
+        return f"released {what(self.instance)}: now {state}"
 
 
 class CancelRunModal(ActionModal):
@@ -266,5 +265,5 @@ class CancelRunModal(ActionModal):
         yield Static(text)
 
     def perform(self) -> str:
-        store.cancel_run(self.run.id, actor=self.app.actor, reason=self.reason or None)
+        self.app.client.cancel(self.run.id, self.reason or None)
         return f"cancelled run {self.run.id}"

@@ -12,10 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
-from flow45 import store
 from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
-from tui import data
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
 from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
@@ -85,20 +83,22 @@ class RunScreen(LiveScreen):
     # ---- reading ------------------------------------------------------------------------------
 
     def load(self) -> RunPayload:
-        run = store.get_run(self.run_id)
-        levels = dependency_levels(data.run_spec(self.run_id).workflow)
-        return RunPayload(run, levels, data.tail_events(run=self.run_id, n=300))
+        client = self.app.client
+        run = client.run(self.run_id)
+        levels = dependency_levels(client.run_spec(self.run_id).workflow)
+        return RunPayload(run, levels, client.tail_events(run=self.run_id, n=300))
 
     def fetch_changes(self, events: list[EventView]) -> RunChanges | None:
         mine = [e for e in events if e.run == self.run_id]
         if not mine:
             return None
+        client = self.app.client
         changed = sorted({e.instance for e in mine if e.instance is not None})
         if len(changed) > MANY:
-            instances = store.get_run(self.run_id).instances
+            instances = client.run(self.run_id).instances
         else:
-            instances = [store.get_instance(i) for i in changed]
-        return RunChanges(data.run_row(self.run_id), instances)
+            instances = [client.instance(i) for i in changed]
+        return RunChanges(client.run_row(self.run_id), instances)
 
     # ---- showing ------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ class RunsScreen(LiveScreen):
         self.views: dict[int, RunView] = {}
         self.exhausted = False
         self.counts: dict[str, int] = {}
-        self._teams = data.teams_and_workflows()
+        self._teams = data.teams_and_workflows(self.app.client)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,8 +98,9 @@ class RunsScreen(LiveScreen):
     # ---- reading ------------------------------------------------------------------------------
 
     def load(self) -> RunsPayload:
-        rows = data.page_runs(self.filter, limit=data.PAGE)
-        return RunsPayload(rows, data.status_counts(self.filter), self.filter, replace=True)
+        client = self.app.client
+        rows = client.runs(self.filter, limit=data.PAGE)
+        return RunsPayload(rows, client.status_counts(self.filter), self.filter, replace=True)
 
     def concerns(self, event: EventView) -> bool:
         return event.run is not None
@@ -108,13 +109,13 @@ class RunsScreen(LiveScreen):
         touched = {e.run for e in events if e.run is not None}
         if not touched:
             return None
-        f, loaded = self.filter, self.loaded_set
+        f, loaded, client = self.filter, self.loaded_set, self.app.client
         newest = max(loaded, default=0)
         rows = []
         if any(run > newest for run in touched):
-            rows.extend(r for r in data.page_runs(f, limit=data.PAGE) if r.id > newest)
-        rows.extend(view for view in map(data.run_row, sorted(touched & loaded, reverse=True)) if view)
-        return RunsPayload(rows, data.status_counts(f), f)
+            rows.extend(r for r in client.runs(f, limit=data.PAGE) if r.id > newest)
+        rows.extend(view for view in map(client.run_row, sorted(touched & loaded, reverse=True)) if view)
+        return RunsPayload(rows, client.status_counts(f), f)
 
     # ---- showing ------------------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class RunsScreen(LiveScreen):
     def _load_more(self) -> None:
         if self.exhausted or not self.loaded:
             return
-        rows = data.page_runs(self.filter, before=self.loaded[-1], limit=data.PAGE)
+        rows = self.app.client.runs(self.filter, before=self.loaded[-1], limit=data.PAGE)
         self.exhausted = len(rows) < data.PAGE
         table = self.query_one("#runs-table", DataTable)
         for run in rows:

@@ -6,9 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Select, Static
 
-from flow45 import store
 from flow45.errors import Flow45Error
-from tui import data
 from tui.screens.modals import ActionModal
 from tui.widgets.forms import TypeForm
 
@@ -20,7 +18,7 @@ class TriggerModal(ActionModal):
 
     def __init__(self, team: str | None = None, workflow: str | None = None):
         super().__init__()
-        self.workflows = store.list_workflows()
+        self.workflows = self.app.client.workflows()
         self.preselect = f"{team}/{workflow}" if team and workflow else None
         if self.preselect is None and len(self.workflows) == 1:
             self.preselect = f"{self.workflows[0].team}/{self.workflows[0].name}"
@@ -49,7 +47,7 @@ class TriggerModal(ActionModal):
             about.update("Choose the workflow to run.")
             return
         team, name = choice.split("/", 1)
-        spec = data.current_spec(team, name)
+        spec = self.app.client.workflow_spec(team, name)
         limit = spec.workflow.max_active_runs
         about.update(
             f"Creates a run of {team}/{name} v{spec.number} ({len(spec.workflow.tasks)} tasks), triggered by "
@@ -73,5 +71,5 @@ class TriggerModal(ActionModal):
             params, ok = forms.first().check()
             if not ok:
                 raise Flow45Error("the params have errors: see the fields above")
-        run_id = store.trigger(team, name, params, actor=self.app.actor)
+        run_id = self.app.client.trigger(team, name, params)
         return f"triggered run {run_id} of {team}/{name}"
