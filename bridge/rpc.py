@@ -1,4 +1,5 @@
-"""An operator's RPC to the bridge over RabbitMQ: publish to flow45.in.TEAM, wait on direct reply-to."""
+"""An operator's RPCs to the bridge over RabbitMQ: changes to flow45.in.TEAM, reads to flow45.read,
+each answered on direct reply-to."""
 
 from __future__ import annotations
 
@@ -25,63 +26,104 @@ class BridgeRefused(Flow45Error):
         self.code = code
 
 
+class Rpc:
+    """One broker connection for many requests, as the URL's user (the broker checks it)."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url
+        self.user = unquote(urlsplit(url).username or "guest")
+        self.timeout = timeout
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+        self._answers: dict[str, dict] = {}
+
+    def change(self, team: str, message: dict) -> object:
+        """A message to `team`'s exchange (the user's own): its reply's result."""
+        return self._call(names.inbound_exchange(team), message, team)
+
+    def read(self, message: dict) -> object:
+        """A read, answered for the user's own team: its reply's result."""
+        return self._call(names.READ_EXCHANGE, message, None)
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except (px.AMQPError, OSError):  # already going: nothing left to let go of
+                pass
+
+    def _open(self):
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            self._connection = open_blocking(self.url)
+            self._channel = self._connection.channel()
+            self._channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
+            self._channel.confirm_delivery()  # so a refused or unroutable publish fails here, not as a silent timeout
+        return self._channel
+
+    def _on_reply(self, _ch, _method, properties, body) -> None:
+        if properties.correlation_id in self._answers:
+            self._answers[properties.correlation_id].update(json.loads(body))
+
+    def _call(self, exchange: str, message: dict, team: str | None) -> object:
+        try:
+            return self._exchange(exchange, message)
+        except px.ChannelClosedByBroker as exc:
+            self.close()
+            raise BrokerUnavailable(self._refusal(exc, exchange, team)) from None
+        except (px.AMQPError, OSError) as exc:
+            self.close()
+            raise BrokerUnavailable(describe_amqp_error(exc, self.url)) from None
+
+    def _refusal(self, exc: px.ChannelClosedByBroker, exchange: str, team: str | None) -> str:
+        """Why the broker would not take the message for the exchange."""
+        if exc.reply_code == 403:
+            if team is None:
+                return f"broker user {self.user!r} may not send to {exchange!r}: is it an operator user of a team?"
+            return f"broker user {self.user!r} may not send to {exchange!r}: is {team!r} the team it is an operator of?"
+        if exc.reply_code == 404:
+            if team is None:
+                return f"the broker has no exchange {exchange!r}: has the bridge run since it was set up?"
+            return (f"the broker has no exchange {exchange!r}: is there a team {team!r}, "
+                    "and has the bridge run since it was added?")
+        return describe_amqp_error(exc, self.url)
+
+    def _exchange(self, exchange: str, message: dict) -> object:
+        channel = self._open()
+        correlation = uuid.uuid4().hex
+        answer: dict = self._answers.setdefault(correlation, {})
+        try:
+            try:
+                channel.basic_publish(
+                    exchange, message["type"], wire.dumps(message).encode(),
+                    pika.BasicProperties(
+                        content_type="application/json", message_id=uuid.uuid4().hex, user_id=self.user,
+                        reply_to=REPLY_TO, correlation_id=correlation, delivery_mode=2,
+                    ),
+                    mandatory=True,
+                )
+            except px.UnroutableError:
+                raise Flow45Error(
+                    f"nothing takes messages sent to {exchange!r}: is the bridge set up (`flow45 bridge run`)?"
+                ) from None
+            deadline = time.monotonic() + self.timeout
+            while not answer and time.monotonic() < deadline:
+                self._connection.process_data_events(time_limit=0.2)
+        finally:
+            self._answers.pop(correlation, None)
+        if not answer:
+            raise Flow45Error(f"no answer from the bridge within {self.timeout:.0f}s: is `flow45 bridge run` running?")
+        if not answer.get("ok"):
+            raise BridgeRefused(answer.get("code") or "refused", answer.get("error") or "refused")
+        return answer.get("result")
+
+
 def call(url: str, team: str, message: dict, timeout: float = 30.0) -> object:
     """Send `message` as the URL's user to `team`'s exchange and return the reply's result; raises
     BridgeRefused, or BrokerUnavailable naming the URL when the broker cannot be reached or refuses."""
-    user = unquote(urlsplit(url).username or "guest")
-    connection = open_blocking(url)
+    rpc = Rpc(url, timeout)
     try:
-        return _exchange(connection, user, team, message, timeout)
-    except px.ChannelClosedByBroker as exc:
-        raise BrokerUnavailable(_refusal(exc, url, user, team)) from None
-    except (px.AMQPError, OSError) as exc:
-        raise BrokerUnavailable(describe_amqp_error(exc, url)) from None
+        return rpc.change(team, message)
     finally:
-        if connection.is_open:
-            connection.close()
-
-
-def _refusal(exc: px.ChannelClosedByBroker, url: str, user: str, team: str) -> str:
-    """Why the broker would not take the message for `team`'s exchange."""
-    exchange = names.inbound_exchange(team)
-    if exc.reply_code == 403:
-        return f"broker user {user!r} may not send to {exchange!r}: is {team!r} the team it is an operator of?"
-    if exc.reply_code == 404:
-        return (f"the broker has no exchange {exchange!r}: is there a team {team!r}, "
-                "and has the bridge run since it was added?")
-    return describe_amqp_error(exc, url)
-
-
-def _exchange(connection: pika.BlockingConnection, user: str, team: str, message: dict, timeout: float) -> object:
-    channel = connection.channel()
-    answer: dict = {}
-    correlation = uuid.uuid4().hex
-
-    def on_reply(_ch, _method, properties, body):
-        if properties.correlation_id == correlation:
-            answer.update(json.loads(body))
-
-    channel.basic_consume(REPLY_TO, on_reply, auto_ack=True)
-    channel.confirm_delivery()  # so a refused or unroutable publish fails here, not as a silent timeout
-    try:
-        channel.basic_publish(
-            names.inbound_exchange(team), message["type"], wire.dumps(message).encode(),
-            pika.BasicProperties(
-                content_type="application/json", message_id=uuid.uuid4().hex, user_id=user,
-                reply_to=REPLY_TO, correlation_id=correlation, delivery_mode=2,
-            ),
-            mandatory=True,
-        )
-    except px.UnroutableError:
-        raise Flow45Error(
-            f"nothing takes messages sent to {names.inbound_exchange(team)!r}: "
-            "is the bridge set up (`flow45 bridge run`)?"
-        ) from None
-    deadline = time.monotonic() + timeout
-    while not answer and time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.2)
-    if not answer:
-        raise Flow45Error(f"no answer from the bridge within {timeout:.0f}s: is `flow45 bridge run` running?")
-    if not answer.get("ok"):
-        raise BridgeRefused(answer.get("code") or "refused", answer.get("error") or "refused")
-    return answer.get("result")
+        rpc.close()

@@ -1,4 +1,5 @@
-"""The bridge process: consumes the inbox, applies it in batches, relays the outbox.
+"""The bridge process: consumes the inbox, applies it in batches, relays the outbox; operators'
+reads are answered beside it, on a thread and connections of their own (`bridge.reads`).
 
 Everything runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
 examples): a batch of deliveries is applied in one transaction while the next batch accumulates,
@@ -20,6 +21,7 @@ from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, apply_
 from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
+from bridge.reads import ReadServer
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
@@ -64,6 +66,7 @@ class Bridge:
         self._quarantine_tag = None
         self._relay_lock = RelayLock()
         self._listener: OutboxListener | None = None
+        self.reads = ReadServer(settings)
         self._reset_channel_state()
 
     def _reset_channel_state(self) -> None:
@@ -87,6 +90,8 @@ class Bridge:
         database or vhost that does not exist): waiting cannot fix that, its supervisor must hear."""
         connect(self.settings.database_url)
         backoff = Backoff(self._stop_event, cap=self.settings.reconnect_max, beat=self._beat_waiting)
+        reads = threading.Thread(target=self.reads.run, name="flow45-bridge-reads", daemon=True)
+        reads.start()
         try:
             while not self._stopping:
                 started = time.monotonic()
@@ -127,6 +132,8 @@ class Bridge:
                 log.info("bridge: reconnecting in %.1fs", backoff.delay)
                 backoff.wait()
         finally:
+            self.reads.stop()
+            reads.join(timeout=2)
             self.stopped.set()
         log.info("bridge: stopped")
 

@@ -1,8 +1,9 @@
 """`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
 
-A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`,
-its operators also `flow45.dead.TEAM` (direct reply-to needs no permission); the bridge's own user
-(from amqp_url) may do everything.
+A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`;
+its operators may also write `flow45.read` (reads, answered for their own team) and read
+`flow45.dead.TEAM` (direct reply-to needs no permission); the bridge's own user (from amqp_url) may
+do everything.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from flow45.settings import Settings
 
 
 def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
-    """(configure, write, read) regexes for a team's users; operators also read the team's dead letters."""
+    """(configure, write, read) regexes for a team's users; operators also send reads and read the
+    team's dead letters."""
     tasks = re.escape(names.offer_queue(team, "")) + ".+"  # every offer and undo queue of the team
     read = f"^{tasks}$"
+    write = f"^{re.escape(names.inbound_exchange(team))}$"
     if role == "operator":
         read = f"^({tasks}|{re.escape(names.dead_queue(team))})$"
-    return "^$", f"^{re.escape(names.inbound_exchange(team))}$", read
+        write = f"^({re.escape(names.inbound_exchange(team))}|{re.escape(names.READ_EXCHANGE)})$"
+    return "^$", write, read
 
 
 def bridge_user(settings: Settings) -> tuple[str, str]:

@@ -43,6 +43,9 @@ def declare(channel, settings: Settings) -> int:
     channel.queue_declare(names.QUARANTINE_QUEUE, durable=True, arguments=quarantine_arguments())
     channel.queue_bind(names.QUARANTINE_QUEUE, names.DEAD_EXCHANGE)
     channel.queue_declare(names.INBOX_QUEUE, durable=True, arguments=inbox_arguments())
+    channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
+    channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
     functions = deployed_functions()
     for team in sorted(set(settings.teams) | {team for team, _, _ in functions}):
         exchange = names.inbound_exchange(team)

@@ -160,8 +160,68 @@ OperatorMessage = Annotated[
     Field(discriminator="type"),
 ]
 
+# ---- operators -> Flow45: reads (exchange flow45.read, RPC) -----------------------------------
+# Answered for the sender's own team, off the workers' path; another team's id is `not_found` in the
+# words a missing id gets. Lists are pages of at most MAX_PAGE.
+
+MAX_PAGE = 500
+
+
+class WhoAmI(_Message):
+    """The sender's broker user and the team it is an operator of."""
+
+    type: Literal["whoami"]
+
+
+class ReadWorkflows(_Message):
+    """The team's deployed workflows, current versions."""
+
+    type: Literal["workflows"]
+
+
+class ReadRuns(_Message):
+    """A page of the team's runs, newest first, with their counts (no instances)."""
+
+    type: Literal["runs"]
+    workflow: str | None = Field(None, max_length=200)
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    text: str = Field("", max_length=200, description="matched as the dashboard's search is; `#12` is run 12")
+    before: int | None = Field(None, ge=1, description="only runs with a smaller id: the last id of the page before")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class ReadRun(_Message):
+    """A run with its instances (and their attempts if asked)."""
+
+    type: Literal["run"]
+    run: int
+    attempts: bool = False
+
+
+class ReadInstance(_Message):
+    """A task instance with its attempts."""
+
+    type: Literal["instance"]
+    instance: int
+
+
+class ReadEvents(_Message):
+    """A page of the team's ledger, oldest first: events with an id above `after`."""
+
+    type: Literal["events"]
+    after: int = Field(0, ge=0)
+    run: int | None = None
+    instance: int | None = None
+    limit: int = Field(200, ge=1, le=MAX_PAGE)
+
+
+OperatorRead = Annotated[
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadInstance, ReadEvents], Field(discriminator="type"),
+]
+
 WORKER_MESSAGES = TypeAdapter(WorkerMessage)
 OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
+OPERATOR_READS = TypeAdapter(OperatorRead)
 
 
 def _types(message: Any) -> frozenset[str]:
@@ -172,12 +232,13 @@ def _types(message: Any) -> frozenset[str]:
 
 WORKER_TYPES = _types(WorkerMessage)
 OPERATOR_TYPES = _types(OperatorMessage)
+READ_TYPES = _types(OperatorRead)
 
 
 class Reply(_Message):
     """The answer on `reply_to`, with the request's `correlation_id`: ok with a result, or an error
     code (invalid_message, unauthorized, not_found, stale, illegal_transition, invalid_output,
-    invalid_params, invalid_config, refused) and a message naming the problem."""
+    invalid_params, invalid_config, refused, unavailable) and a message naming the problem."""
 
     ok: bool
     code: str | None = None
@@ -189,7 +250,9 @@ class Reply(_Message):
 
 from pydantic import create_model  # noqa: E402  (kept with the reply models it builds)
 
-from flow45.views import DeployReport, RunView, UndoPlan, WorkerReply  # noqa: E402
+from flow45.views import (  # noqa: E402
+    DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowView,
+)
 
 
 class Refused(_Message):
@@ -225,12 +288,27 @@ class RunList(_Message):
     runs: list[RunView]
 
 
+class Identity(_Message):
+    user: str
+    team: str
+
+
+class WorkflowList(_Message):
+    workflows: list[WorkflowView]
+
+
+class EventList(_Message):
+    events: list[EventView]
+
+
 # The `result` of a Reply that says yes, by request.
 RESULTS: dict[type[BaseModel], Any] = {
     Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState,
     Status: Union[RunView, RunList],
+    WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadInstance: InstanceView,
+    ReadEvents: EventList,
 }
 
 

@@ -10,6 +10,10 @@ DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a mes
 QUARANTINE_QUEUE = "flow45.quarantine"  # bound to it; the bridge redacts each and files it by team
 DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals from unknown senders, and what the
 # bridge could not file even from the quarantine
+READ_EXCHANGE = "flow45.read"  # fanout: operators' reads, one exchange for every team (the bridge takes
+# the team from the broker-validated user); answered on direct reply-to, off the workers' path
+READS_QUEUE = "flow45.reads"  # bound to it; read by the bridge's own reader
+READS_TTL_MS = 30_000  # a read nobody answered in this long is dropped: its asker stopped waiting
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5
 

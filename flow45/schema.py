@@ -24,7 +24,8 @@ from flow45.store.specs import version_spec
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 MESSAGES: dict[str, Any] = {
     "Offer": m.Offer, "UndoNotice": m.UndoNotice,
-    "WorkerMessage": m.WorkerMessage, "OperatorMessage": m.OperatorMessage, "Reply": m.Reply,
+    "WorkerMessage": m.WorkerMessage, "OperatorMessage": m.OperatorMessage, "OperatorRead": m.OperatorRead,
+    "Reply": m.Reply,
 }
 NOT_STANDARD = {"discriminator"}  # OpenAPI's; the oneOf it annotates says the same in standard words
 _NAMES = {"properties", "patternProperties", "$defs", "dependentSchemas"}  # their keys are names, not keywords
@@ -134,7 +135,7 @@ def full_schema(team: str | None = None) -> dict:
         "title": "Flow45 messages, replies and function signatures",
         "description": (
             "Every schema is under $defs: the messages (Offer, UndoNotice, WorkerMessage, OperatorMessage, "
-            "Reply), the reply to each request (ClaimReply, StatusReply, ...), and for each function "
+            "OperatorRead, Reply), the reply to each request (ClaimReply, StatusReply, ...), and for each function "
             "TEAM.FUNCTION.inputs and TEAM.FUNCTION.output. Validate against "
             '{...this document, "$ref": "#/$defs/NAME"}.'
         ),

@@ -28,6 +28,8 @@ from flow45.schema import message_schema, schema_for
 WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip}
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
     m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.Status)}
+READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
+    m.WhoAmI, m.ReadWorkflows, m.ReadRuns, m.ReadRun, m.ReadInstance, m.ReadEvents)}
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed
 
 
@@ -85,7 +87,7 @@ class WireLog:
             if message.exchange == names.TASKS_EXCHANGE:
                 undo = getattr(props, "type", None) == "undo" or message.routing_key.endswith(".undo")
                 self._expect("UndoNotice" if undo else "Offer", message.json(), "an offer", problems)
-            elif message.exchange.startswith("flow45.in."):
+            elif message.exchange.startswith("flow45.in.") or message.exchange == names.READ_EXCHANGE:
                 if getattr(props, "correlation_id", None):
                     requests[props.correlation_id] = (message, message.json())
             elif message.exchange == "" and message.routing_key.startswith("amq.rabbitmq.reply-to"):
@@ -102,7 +104,10 @@ class WireLog:
         kind = body.get("type") if isinstance(body, dict) else None
         refused_as_malformed = isinstance(reply, dict) and reply.get("code") in ON_PURPOSE
         cls = None
-        if kind in WORKER and validator("WorkerMessage").is_valid(body):
+        if request[0].exchange == names.READ_EXCHANGE:
+            if kind in READ and validator("OperatorRead").is_valid(body):
+                cls = READ[kind]
+        elif kind in WORKER and validator("WorkerMessage").is_valid(body):
             cls = WORKER[kind]
         elif kind in OPERATOR and validator("OperatorMessage").is_valid(body):
             cls = OPERATOR[kind]
@@ -111,7 +116,8 @@ class WireLog:
                 problems.append(f"a {kind!r} request answered {str(reply)[:200]} matches no message schema:\n  {str(body)[:300]}")
             self._expect("Refused", reply, "the refusal of a malformed request", problems)
             return
-        self._expect("WorkerMessage" if cls in WORKER.values() else "OperatorMessage", body, f"a {kind}", problems)
+        schema = "WorkerMessage" if cls in WORKER.values() else "OperatorRead" if cls in READ.values() else "OperatorMessage"
+        self._expect(schema, body, f"a {kind}", problems)
         self._expect(f"{cls.__name__}Reply", reply, f"the reply to a {kind}", problems)
 
 

@@ -19,6 +19,8 @@ SECTIONS = {
     "`deploy`": m.Deploy, "`validate`": m.Validate, "`trigger`": m.Trigger, "`undo`": m.Undo,
     "`skip` (operator)": m.OperatorSkip, "`retry`": m.Retry, "`hold`": m.Hold, "`release`": m.Release,
     "`cancel`": m.Cancel, "`status`": m.Status,
+    "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`runs`": m.ReadRuns, "`run`": m.ReadRun,
+    "`instance`": m.ReadInstance, "`events`": m.ReadEvents,
 }
 
 
@@ -49,6 +51,7 @@ def test_every_error_code_is_documented():
 
 def test_names_and_arguments_match_the_topology():
     for text in (names.TASKS_EXCHANGE, names.INBOX_QUEUE, names.DEAD_EXCHANGE, names.inbound_exchange("TEAM"),
+                 names.READ_EXCHANGE, names.READS_QUEUE, f"x-message-ttl: {names.READS_TTL_MS}",
                  names.offer_queue("TEAM", "FUNCTION"), names.undo_queue("TEAM", "FUNCTION"),
                  names.offer_key("TEAM", "FUNCTION"), names.undo_key("TEAM", "FUNCTION"),
                  f"x-max-priority: {names.MAX_PRIORITY}", f"x-delivery-limit: {names.INBOX_DELIVERY_LIMIT}"):

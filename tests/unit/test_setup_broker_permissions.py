@@ -38,3 +38,12 @@ def test_the_length_policy_covers_every_dead_letter_queue():
     pattern = policy[policy.index("flow45-dead") + 1]
     assert all(re.search(pattern, q) for q in ("flow45.dead", "flow45.dead.reports"))
     assert not re.search(pattern, "flow45.inbox")
+
+
+def test_operators_alone_may_send_reads():
+    commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
+    write = {c[3]: c[-2] for c in commands if c[0] == "set_permissions"}
+    assert re.search(write["reports-ops"], "flow45.read") and re.search(write["reports-ops"], "flow45.in.reports")
+    assert not re.search(write["reports-worker"], "flow45.read")
+    for other in ("flow45.in.reports2", "flow45.reads", "flow45.readx", "flow45.tasks"):
+        assert not re.search(write["reports-ops"], other), other

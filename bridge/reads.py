@@ -1,0 +1,178 @@
+"""Operators' reads (`flow45.read`): answered on a thread of their own, with its own broker
+connection and its own database connection (peewee keeps one per thread), so a burst of dashboard
+reads never queues in the workers' inbox nor holds up a batch of their messages.
+
+Each read is answered for the sender's team alone, through `LocalClient(team=...)`: another team's
+id is `not_found` in the very words a missing id gets. Lists come in pages of at most
+`messages.MAX_PAGE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pika
+from pika.exceptions import AMQPError
+from pydantic import BaseModel, ValidationError
+
+from bridge import answers
+from bridge.failures import describe_amqp_error, open_blocking
+from bridge.inbound import MAX_BODY, Delivery, Refusal, _check_ids, _errors, _is_json, _shown, delivery_from
+from bridge.inbound import is_direct_reply_to, team_of_user
+from flow45 import messages as m
+from flow45 import names
+from flow45.client import LocalClient, RunFilter
+from flow45.db import database, describe_db_error, drop_connection
+from flow45.errors import Flow45Error
+from flow45.outage import Backoff
+from flow45.settings import Settings
+from flow45.strictjson import JSONRefused, loads
+
+log = logging.getLogger("flow45.bridge")
+
+PREFETCH = 20  # reads in hand at once: they are answered one by one, in order
+
+
+def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseModel]:
+    """(team, user, read) of a delivery from flow45.read, or a Refusal naming what is wrong."""
+    if not is_direct_reply_to(delivery.reply_to):
+        raise Refusal("invalid_reply_to", f"reply_to is {_shown(delivery.reply_to)}: a read is answered only on "
+                      "direct reply-to (amq.rabbitmq.reply-to)")
+    user = delivery.user_id
+    if not user:
+        raise Refusal("unauthorized", "the message has no user_id property: set it to your broker user name")
+    found = team_of_user(settings, user)
+    if found is None:
+        raise Refusal("unauthorized", f"user {_shown(user)} is not a worker or operator of any team in the settings")
+    team, role = found
+    if role != "operator":
+        raise Refusal("unauthorized", f"reads are for operators; user {user} is a {role} of team {team}")
+    if delivery.content_type is not None and not _is_json(delivery.content_type):
+        raise Refusal("invalid_message", f"content_type is {_shown(delivery.content_type)}: bodies are application/json")
+    if len(delivery.body) > MAX_BODY:
+        raise Refusal("invalid_message", f"the body is {len(delivery.body)} bytes, over {MAX_BODY}")
+    try:
+        data: Any = loads(delivery.body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Refusal("invalid_message", f"the body is not UTF-8 (byte {exc.start})") from exc
+    except JSONRefused as exc:
+        raise Refusal("invalid_message", f"body: {exc.message}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise Refusal("invalid_message", "the body must be a JSON object with a string field `type`")
+    kind = data["type"]
+    if kind not in m.READ_TYPES:
+        if kind in m.OPERATOR_TYPES:
+            raise Refusal("invalid_message", f"`{kind}` is not a read: publish it to {names.inbound_exchange(team)}")
+        raise Refusal("invalid_message", f"unknown read {_shown(kind)}; reads are {', '.join(sorted(m.READ_TYPES))}")
+    try:
+        message = m.OPERATOR_READS.validate_python(data)
+    except ValidationError as exc:
+        raise Refusal("invalid_message", f"{kind}: {_errors(exc)}") from exc
+    _check_ids(team, message)
+    return team, user, message
+
+
+def answer_read(team: str, user: str, read: BaseModel) -> Any:
+    """The result of a read, as JSON, for `team` only."""
+    client = LocalClient(user, team=team)
+    if isinstance(read, m.WhoAmI):
+        return {"user": user, "team": team}
+    if isinstance(read, m.ReadWorkflows):
+        return {"workflows": [w.to_json() for w in client.workflows()]}
+    if isinstance(read, m.ReadRuns):
+        where = RunFilter(team, read.workflow, read.status, read.text)
+        return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit)]}
+    if isinstance(read, m.ReadRun):
+        return client.run(read.run, attempts=read.attempts).to_json()
+    if isinstance(read, m.ReadInstance):
+        return client.instance(read.instance).to_json()
+    if isinstance(read, m.ReadEvents):
+        events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit)
+        return {"events": [e.to_json() for e in events]}
+    raise Refusal("invalid_message", f"unknown read {read.type!r}")
+
+
+class ReadServer:
+    """Consumes flow45.reads until stopped; reconnects with capped backoff."""
+
+    def __init__(self, settings: Settings, prefetch: int = PREFETCH):
+        self.settings = settings
+        self.prefetch = prefetch
+        self.answered = 0
+        self.ready = threading.Event()  # set while consuming
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        backoff = Backoff(self._stop, cap=self.settings.reconnect_max)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._serve()
+                    backoff.reset()
+                except (AMQPError, OSError) as exc:
+                    log.warning("bridge reads: %s", describe_amqp_error(exc, self.settings.amqp_url) or exc)
+                except Flow45Error as exc:  # the broker cannot be reached (open_blocking says why)
+                    log.warning("bridge reads: %s", exc.message)
+                self.ready.clear()
+                if not self._stop.is_set():
+                    backoff.wait()
+        finally:
+            if not database.is_closed():
+                database.close()  # this thread's connection only
+
+    def _serve(self) -> None:
+        connection = open_blocking(self.settings.amqp_url)
+        try:
+            channel = connection.channel()
+            dead = connection.channel()
+            dead.confirm_delivery()  # a refused read's copy is kept before the read is acked
+            channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
+            channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
+            channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            self.ready.set()
+            for method, properties, body in channel.consume(names.READS_QUEUE, inactivity_timeout=0.25):
+                if self._stop.is_set():
+                    break
+                if method is None:
+                    continue
+                self._handle(channel, dead, delivery_from(method, properties, body))
+                channel.basic_ack(method.delivery_tag)
+            channel.cancel()
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _handle(self, channel, dead, delivery: Delivery) -> None:
+        refusal = None
+        try:
+            team, user, read = parse_read(self.settings, delivery)
+            answer = {"ok": True, "result": answer_read(team, user, read)}
+        except Refusal as exc:
+            refusal = exc
+        except Flow45Error as exc:  # not_found: an answer like any other, nothing to file
+            refusal = Refusal(exc.code, exc.message, routine=True)
+        except Exception as exc:
+            message = describe_db_error(exc)
+            if message is None:
+                log.exception("bridge reads: cannot answer %r", delivery.message_id)
+                refusal = Refusal("internal", f"unexpected error: {type(exc).__name__}", routine=True)
+            else:
+                drop_connection()  # the next read reconnects
+                refusal = Refusal("unavailable", f"the store cannot be read now ({message}); ask again", routine=True)
+        if refusal is not None:
+            answer = {"ok": False, "code": refusal.code, "error": refusal.message}
+            if not refusal.routine:
+                log.warning("bridge reads: refused a read from %r: %s: %s", delivery.user_id, refusal.code,
+                            refusal.message[:300])
+                copy = answers.dead_letter(self.settings, delivery, refusal)
+                dead.basic_publish(copy.exchange, copy.routing_key, copy.body, copy.properties)
+        reply = answers.reply(delivery, answer)
+        if reply is not None:
+            channel.basic_publish(reply.exchange, reply.routing_key, reply.body, reply.properties)
+        self.answered += 1
