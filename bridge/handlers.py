@@ -58,6 +58,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         store.hold(msg.instance, actor=actor, reason=msg.reason, now=at, team=team)
     elif isinstance(msg, m.Release):
         store.release(msg.instance, actor=actor, now=at, team=team)
+    elif isinstance(msg, m.OperatorSubmit):
+        store.submit_human(msg.instance, msg.output, actor=actor, now=at, team=team)
     elif isinstance(msg, m.Cancel):
         store.cancel_run(msg.run, actor=actor, reason=msg.reason, now=at, team=team)
         return {"run": msg.run, "status": store.get_run(msg.run).status}

@@ -147,6 +147,14 @@ class Cancel(_Message):
     reason: str | None = None
 
 
+class OperatorSubmit(_Message):
+    """The output of a human task, decided by the sender (the ledger names the broker user)."""
+
+    type: Literal["submit"]
+    instance: int
+    output: Any = Field(description="validated against the task's output type")
+
+
 class Status(_Message):
     """A run with its instances, or the team's newest runs."""
 
@@ -156,7 +164,7 @@ class Status(_Message):
 
 
 OperatorMessage = Annotated[
-    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, Status],
+    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Status],
     Field(discriminator="type"),
 ]
 
@@ -305,7 +313,7 @@ class EventList(_Message):
 RESULTS: dict[type[BaseModel], Any] = {
     Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
-    Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState,
+    Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadInstance: InstanceView,
     ReadEvents: EventList,

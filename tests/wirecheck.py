@@ -27,7 +27,8 @@ from flow45.schema import message_schema, schema_for
 
 WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip}
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
-    m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.Status)}
+    m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.OperatorSubmit,
+    m.Status)}
 READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
     m.WhoAmI, m.ReadWorkflows, m.ReadRuns, m.ReadRun, m.ReadInstance, m.ReadEvents)}
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed

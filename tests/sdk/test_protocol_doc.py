@@ -18,7 +18,7 @@ SECTIONS = {
     "`claim`": m.Claim, "`progress`": m.Progress, "`submit`": m.Submit, "`fail`": m.Fail, "`skip`": m.Skip,
     "`deploy`": m.Deploy, "`validate`": m.Validate, "`trigger`": m.Trigger, "`undo`": m.Undo,
     "`skip` (operator)": m.OperatorSkip, "`retry`": m.Retry, "`hold`": m.Hold, "`release`": m.Release,
-    "`cancel`": m.Cancel, "`status`": m.Status,
+    "`cancel`": m.Cancel, "`submit` (operator)": m.OperatorSubmit, "`status`": m.Status,
     "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`runs`": m.ReadRuns, "`run`": m.ReadRun,
     "`instance`": m.ReadInstance, "`events`": m.ReadEvents,
 }
