@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
+import typing
 from typing import Any
 
 from flow45.clock import iso
@@ -24,6 +26,27 @@ def _jsonable(value: Any) -> Any:
 class View:
     def to_json(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict):
+        """The view back from its JSON form (as a read through the broker answers it)."""
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _revived(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+
+
+def _revived(kind: Any, value: Any) -> Any:
+    """`value` from JSON as the declared `kind`: times and nested views made again, the rest as is."""
+    if value is None:
+        return None
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if dt.datetime in options and isinstance(value, str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+    if typing.get_origin(kind) is list:
+        [item] = typing.get_args(kind)
+        return [_revived(item, v) for v in value]
+    if isinstance(kind, type) and issubclass(kind, View) and isinstance(value, dict):
+        return kind.from_json(value)
+    return value
 
 
 def _parse_times(cls, data: dict) -> dict:

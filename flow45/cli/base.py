@@ -50,8 +50,21 @@ def _open_store(create: bool = False) -> None:
         require_schema()
 
 
+def remote_mode(settings) -> bool:
+    """An operator with only a broker URL: no database URL given, by the settings or the environment."""
+    return bool(settings.amqp_url) and "database_url" not in settings.model_fields_set
+
+
 def _client(args: argparse.Namespace, create: bool = False):
-    """The operator's client: on the configured database, as `--as`."""
+    """The operator's client: through the broker as the URL's user when only FLOW45_AMQP_URL is
+    set (the bridge answers for that user's team); else on the configured database, as `--as`."""
+    from flow45.settings import current_settings
+
+    settings = current_settings()
+    if remote_mode(settings):
+        from bridge.remote import RemoteClient  # the command line is the one place that puts the parts together
+
+        return RemoteClient(settings.amqp_url)
     from flow45.client import LocalClient
 
     _open_store(create=create)

@@ -1,0 +1,186 @@
+"""The operator's client through the broker: reads on flow45.read, changes on flow45.in.TEAM, as
+the broker user of the URL alone (no settings, no database). The bridge answers for that user's
+team; the ledger's actor is that user.
+
+What has no read through the broker yet (the dashboard's counts, inbox and specs, `graph`,
+`schema`) is refused in one line naming it, rather than answered with something else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bridge.rpc import BridgeRefused, Rpc
+from flow45 import messages as m
+from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
+from flow45.errors import Flow45Error, NotFound
+from flow45.store.specs import VersionSpec
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+
+_CODES = {"not_found": NotFound}
+
+
+class RemoteClient(Client):
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.rpc = Rpc(url, timeout)
+        self._identity: dict | None = None
+
+    # ---- who we are ------------------------------------------------------------------------
+
+    def _whoami(self) -> dict:
+        if self._identity is None:
+            self._identity = self._read({"type": "whoami"})
+        return self._identity
+
+    @property
+    def team(self) -> str:  # type: ignore[override]
+        return self._whoami()["team"]
+
+    @property
+    def actor(self) -> str:  # type: ignore[override]
+        return self._whoami()["user"]
+
+    def _other_team(self, asked: str | None) -> bool:
+        return bool(asked and asked != self.team)
+
+    # ---- the wire ----------------------------------------------------------------------------
+
+    def _read(self, message: dict) -> Any:
+        return self._answered(self.rpc.read, message)
+
+    def _change(self, message: dict) -> Any:
+        return self._answered(lambda msg: self.rpc.change(self.team, msg), message)
+
+    @staticmethod
+    def _answered(send, message: dict) -> Any:
+        try:
+            return send(message)
+        except BridgeRefused as exc:  # as the local client raises it, so callers need not care which
+            error = _CODES.get(exc.code, Flow45Error)(exc.message)
+            error.code = exc.code
+            raise error from None
+
+    def _unsupported(self, what: str) -> Flow45Error:
+        return Flow45Error(f"{what} is not answered through the broker yet: use a database URL (FLOW45_DATABASE_URL)")
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def workflows(self, team: str | None = None) -> list[WorkflowView]:
+        if self._other_team(team):
+            return []
+        return [WorkflowView.from_json(w) for w in self._read({"type": "workflows"})["workflows"]]
+
+    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE) -> list[RunView]:
+        if self._other_team(where.team):
+            return []
+        found: list[RunView] = []
+        while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
+            page = min(limit - len(found), m.MAX_PAGE)
+            rows = self._read({"type": "runs", "workflow": where.workflow, "status": where.status, "text": where.text,
+                               "before": before, "limit": page})["runs"]
+            found.extend(RunView.from_json(r) for r in rows)
+            if len(rows) < page:
+                break
+            before = rows[-1]["id"]
+        return found
+
+    def run(self, run_id: int, *, attempts: bool = False) -> RunView:
+        return RunView.from_json(self._read({"type": "run", "run": run_id, "attempts": attempts}))
+
+    def run_row(self, run_id: int) -> RunView | None:
+        found = self.runs(before=run_id + 1, limit=1)
+        return found[0] if found and found[0].id == run_id else None
+
+    def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
+        raise self._unsupported("counting runs per status")
+
+    def instance(self, instance_id: int) -> InstanceView:
+        return InstanceView.from_json(self._read({"type": "instance", "instance": instance_id}))
+
+    def instance_ids(self, run_id: int, tasks: list[str]) -> dict[str, int]:
+        return {i.task: i.id for i in self.run(run_id).instances if i.task in tasks}
+
+    def events(self, after: int = 0, *, team: str | None = None, run: int | None = None,
+               instance: int | None = None, limit: int = 200) -> list[EventView]:
+        if self._other_team(team):
+            return []
+        found: list[EventView] = []
+        while len(found) < limit:
+            page = min(limit - len(found), m.MAX_PAGE)
+            rows = self._read({"type": "events", "after": after, "run": run, "instance": instance, "limit": page})["events"]
+            found.extend(EventView.from_json(e) for e in rows)
+            if len(rows) < page:
+                break
+            after = rows[-1]["id"]
+        return found
+
+    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
+        raise self._unsupported("the newest events of a run")
+
+    def latest_event_id(self) -> int:
+        raise self._unsupported("the newest ledger id")
+
+    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
+        raise self._unsupported("the human tasks inbox")
+
+    def run_spec(self, run_id: int) -> VersionSpec:
+        raise self._unsupported("a run's workflow version")
+
+    def workflow_spec(self, team: str, workflow: str) -> VersionSpec:
+        raise self._unsupported("a workflow's definition (graph)")
+
+    def schema(self, team: str | None = None) -> dict:
+        raise self._unsupported("flow45 schema")
+
+    # ---- actions: the operator messages, as the URL's user -------------------------------------
+
+    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        return self._change({"type": "trigger", "workflow": workflow, "params": params})["run"]
+
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
+        # A dry run before the reason is typed (the dashboard's) still needs one on the wire.
+        reason = reason or ("(not given yet)" if dry_run else reason)
+        message = {"type": "undo", "instance": instance_id, "reason": reason, "hold": hold, "dry_run": dry_run}
+        return UndoPlan.from_json(self._change(message))
+
+    def skip(self, instance_id: int, reason: str) -> None:
+        self._change({"type": "skip", "instance": instance_id, "reason": reason})
+
+    def retry(self, instance_id: int) -> None:
+        self._change({"type": "retry", "instance": instance_id})
+
+    def hold(self, instance_id: int, reason: str | None = None) -> None:
+        self._change({"type": "hold", "instance": instance_id, "reason": reason})
+
+    def release(self, instance_id: int) -> str:
+        return self._change({"type": "release", "instance": instance_id})["state"]
+
+    def cancel(self, run_id: int, reason: str | None = None) -> None:
+        self._change({"type": "cancel", "run": run_id, "reason": reason})
+
+    def submit(self, instance_id: int, output: Any) -> str:
+        return self._change({"type": "submit", "instance": instance_id, "output": output})["state"]
+
+    def deploy(self, path: Path) -> DeployReport:
+        result = self._change({"type": "deploy", "files": _yaml_files(path)})
+        return DeployReport.from_json(result)
+
+    def validate(self, path: Path) -> list[ValidatedTeam]:
+        result = self._change({"type": "validate", "files": _yaml_files(path)})
+        from flow45.config import load_config
+
+        functions = {t.team: len(t.signatures()) for t in load_config(path)}  # the same files, read here too
+        return [ValidatedTeam(t["team"], t["workflows"], t["types"], functions.get(t["team"], 0)) for t in result["teams"]]
+
+    def close(self) -> None:
+        self.rpc.close()
+
+
+def _yaml_files(path: Path) -> dict[str, str]:
+    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise Flow45Error(f"{path}: no YAML files")
+    return {f.name: f.read_text() for f in files}

@@ -1,0 +1,59 @@
+"""A team's operator with nothing but its broker URL: the read commands print what an administrator's
+database-backed commands print for that team, another team's ids are missing ids, and what it
+does is written to the ledger under its broker user."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flow45 import store
+from tests.bridge.test_operators import operator
+from tests.client.two_teams import deploy_two_teams
+
+pytestmark = pytest.mark.integration
+
+MISSING = 999_999
+
+
+def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url, tmp_path):
+    teams = deploy_two_teams(tmp_path)
+    ours = teams["reports"]
+    ops = bridge_env.url("reports-ops")
+    for remote, local in (
+        (["workflows"], ["workflows", "--team", "reports"]),
+        (["runs"], ["runs", "--team", "reports"]),
+        (["runs", "--json", "--limit", "1"], ["runs", "--json", "--limit", "1", "--team", "reports"]),
+        (["show", str(ours.run)], ["show", str(ours.run)]),
+        (["show", "--json", str(ours.run)], ["show", "--json", str(ours.run)]),
+        (["instance", str(ours.extract)], ["instance", str(ours.extract)]),
+        (["events"], ["events", "--team", "reports"]),
+    ):
+        through_broker = operator(ops, *remote, cwd=tmp_path)
+        on_database = operator(ops, *local, cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url)
+        assert through_broker.returncode == on_database.returncode == 0, (remote, through_broker.stderr)
+        assert through_broker.stdout == on_database.stdout, remote
+        assert "rival" not in through_broker.stdout
+    assert list(tmp_path.iterdir()) == [tmp_path / "rival.yaml"]  # no store, no settings made here
+
+
+def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(bridge_env, tmp_path):
+    teams = deploy_two_teams(tmp_path)
+    ours, theirs = teams["reports"], teams["rival"]
+    ops = bridge_env.url("reports-ops")
+    for command, their_id in (("show", theirs.run), ("instance", theirs.approve)):
+        other = operator(ops, command, str(their_id), cwd=tmp_path)
+        missing = operator(ops, command, str(MISSING), cwd=tmp_path)
+        assert other.returncode == missing.returncode == 1 and other.stdout == ""
+        assert other.stderr == missing.stderr.replace(str(MISSING), str(their_id))
+        assert other.stderr.strip().endswith("not found for team reports")
+    skipped = operator(ops, "skip", str(theirs.approve), "--reason", "not ours", cwd=tmp_path)
+    assert skipped.returncode == 1 and f"task instance {theirs.approve} not found for team reports" in skipped.stderr
+    assert store.get_instance(theirs.approve).state == "available"
+
+    done = operator(ops, "submit", str(ours.approve), "--output", '{"approved": true, "reviewer": "kim"}', cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == f"instance {ours.approve} succeeded\n", done.stderr
+    events = operator(ops, "events", "--json", "--instance", str(ours.approve), cwd=tmp_path)
+    last = json.loads(events.stdout.splitlines()[-1])
+    assert (last["kind"], last["to_state"], last["actor"]) == ("submit", "succeeded", "reports-ops")
