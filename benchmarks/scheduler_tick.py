@@ -310,7 +310,9 @@ def prepare_database(reset: bool):
     """(url, server or None)."""
     url = os.environ.get("FLOW45_DATABASE_URL")
     if url:
-        if not url.startswith(("postgres://", "postgresql://")):
+        from flow45.dialect import names_server
+
+        if not names_server(url):
             raise SystemExit("FLOW45_DATABASE_URL must be a postgresql:// URL: this benchmark is for PostgreSQL")
         return url, None, "FLOW45_DATABASE_URL"
     from tests.harness.postgres import PostgresServer, available

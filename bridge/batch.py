@@ -16,6 +16,7 @@ from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
+from flow45.store import outbox
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.outbox import OutboxMessage
 
@@ -64,7 +65,8 @@ def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> t
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
         with atomic():
-            return items, apply_worker_batch(items, at, sent), True
+            outbox.mark_sent_in_transaction(sent, at)  # saves the marks a transaction of their own
+            return items, apply_worker_batch(items, at), True
     except _DB_ERRORS:
         raise
     except Exception:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
+from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
 
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
 # while the tables were small (no statistics yet) must not scan them whole once they have grown.
@@ -37,9 +38,6 @@ class Deferred:
 
     def add_bound(self, statement: bytes) -> None:
         self._statements.append(statement)
-
-    def add_prepared(self, sql: str, types: Sequence[str], args: Sequence[Any]) -> None:
-        self._statements.append(prepared(self._db, sql, types, args))
 
     def send(self, last: bytes | None = None):
         """Run everything waiting (and `last`); returns the cursor, holding `last`'s rows."""
@@ -67,35 +65,6 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
 def _columns(values: list[tuple], width: int) -> list[list]:
     """Rows to one list per column: the array parameters of an unnest()."""
     return [list(column) for column in zip(*values)] if values else [[] for _ in range(width)]
-
-
-class _SessionLock:
-    """A session advisory lock on the shared connection of this thread, lost with it. Asked each
-    tick: a reconnected session has lost the lock. Only taken when not held (the lock stacks per call)."""
-
-    def __init__(self, db: peewee.Database, key: int) -> None:
-        self._db, self._key = db, key
-        self._held = False
-        self._session = None  # the DB-API connection the lock was taken on
-
-    @property
-    def held(self) -> bool:
-        return self._held and not self._db.is_closed() and self._db.connection() is self._session
-
-    def lose(self) -> None:
-        self._held = False
-        self._session = None
-
-    def refresh(self) -> bool:
-        (mine,) = self._db.execute_sql(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
-            " AND pid = pg_backend_pid() AND granted)", (self._key,),
-        ).fetchone()
-        if not mine:
-            (mine,) = self._db.execute_sql("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
-        self._held = bool(mine)
-        self._session = self._db.connection() if mine else None
-        return self._held
 
 
 class PostgresDialect(Dialect):
@@ -134,12 +103,12 @@ class PostgresDialect(Dialect):
         return query.for_update()
 
     def scheduler_lock(self, holder: str, lease: float):
-        from flow45.scheduler_lock import AdvisoryLock
+        from flow45.scheduler_lock import LOCK_KEY
 
-        return AdvisoryLock(self)
+        return AdvisoryLock(self, LOCK_KEY)
 
     def session_lock(self, key: int):
-        return _SessionLock(self.db, key)
+        return SessionLock(self.db, key)
 
     def notify(self, channel: str, deferred: Deferred | None = None) -> None:
         if deferred is not None:
@@ -212,11 +181,11 @@ class PostgresDialect(Dialect):
         cursor.execute(prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
         return cursor
 
-    def lock_and_read(self, select, wanted, keys):
+    def lock_and_read(self, select, runs, wanted, keys):
         # One round trip of two statements. They must be two: a statement that waited for a row lock
         # sees the other tables as they were *before* the wait (READ COMMITTED re-reads only the
         # locked row), so instances read in the locking statement could miss what the holder wrote.
-        lock = "SELECT id FROM run WHERE id IN (SELECT run_id FROM task_instance WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
+        lock = f"SELECT id FROM run WHERE id IN ({runs.format(wanted='= ANY($1)')}) ORDER BY id FOR UPDATE"
         replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
         statements = [GENERIC_PLANS.encode(), prepared(self.db, lock, ["bigint[]"], [wanted]),
                       prepared(self.db, select.format(extra=f", {replies}", wanted="= ANY($1)"),

@@ -110,7 +110,7 @@ class SqliteDialect(Dialect):
     def select_in(self, sql: str, values: list, cast: str):
         return self.db.execute_sql(sql.format(_in(values)), values)
 
-    def lock_and_read(self, select, wanted, keys):
+    def lock_and_read(self, select, runs, wanted, keys):
         # The transaction holds SQLite's one write lock already.
         rows = self.db.execute_sql(select.format(extra="", wanted=_in(wanted)), wanted).fetchall()
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")

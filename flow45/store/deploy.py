@@ -12,7 +12,7 @@ from flow45.db import atomic
 from flow45.errors import ConfigError, NotFound
 from flow45.models import Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
-from flow45.store.core import record_event
+from flow45.store.unit import record_event
 from flow45.store.specs import parse_version, spec_document
 from flow45.views import DeployedWorkflow, DeployReport
 

@@ -1,104 +1,100 @@
-"""What operators do to an instance: skip, retry, hold, release, and submit a human task."""
+"""What operators do to an instance: skip, retry, hold, release, and submit a human task. Each is one
+transaction through the lifecycle's one writer (`Unit`), with the same rules as worker messages."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import Flow45Error, IllegalTransition
-from flow45.models import Attempt
-from flow45.store.core import (
-    describe, instances_of, lock_instance, move_instance, offer, revoke_live_attempt, settle_run, upstream_done,
-)
-from flow45.store.specs import version_spec
-from flow45.store.work import finish_succeeded
+from flow45.outputs import check_output
+from flow45.settings import current_settings
+from flow45.store import rules
+from flow45.store.unit import Row, Unit
 from flow45.views import WorkerReply
+
+
+@contextmanager
+def changing(instance_id: int, team: str | None, now: dt.datetime | None) -> Iterator[tuple[Unit, Row]]:
+    """One transaction that locks the instance's run, yields the unit and the instance, and stores
+    what the rules changed."""
+    with atomic():
+        unit = Unit(to_utc(now))
+        unit.lock_instances([instance_id])
+        yield unit, unit.instance(instance_id, team)
+        unit.flush()
 
 
 def skip_instance(
     instance_id: int, reason: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
     """Skip an unfinished or failed instance; a running attempt loses its token."""
-    at = to_utc(now)
-    with atomic():
-        instance, run = lock_instance(instance_id, team)
-        _refuse_if_cancelled(instance, run)
-        S.check_instance_move(describe(instance), instance.state, S.SKIPPED)
-        revoke_live_attempt(instance, "revoked", at, f"skipped by {actor}")
-        move_instance(
-            instance, S.SKIPPED, kind="skip", actor=actor, at=at, detail={"reason": reason},
-            token=None, lease_expires_at=None,
-        )
-        settle_run(run, instances_of(run), actor, at)
+    with changing(instance_id, team, now) as (unit, instance):
+        _refuse_if_cancelled(unit, instance)
+        rules.skip(unit.changes, instance, reason, actor, revoked=f"skipped by {actor}")
+        unit.settle(instance.run_id, actor)
 
 
 def retry_instance(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
     """Offer a failed instance again, with its retries counted afresh."""
-    at = to_utc(now)
-    with atomic():
-        instance, run = lock_instance(instance_id, team)
-        _refuse_if_cancelled(instance, run)
+    with changing(instance_id, team, now) as (unit, instance):
+        _refuse_if_cancelled(unit, instance)
         if instance.state != S.FAILED:
-            raise IllegalTransition(f"{describe(instance)} is {instance.state}; only a failed instance can be retried")
+            raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}; only a failed instance can be retried")
         instance.failures = 0
-        offer(instance, run, instances_of(run), kind="retry", actor=actor, at=at)
-        settle_run(run, instances_of(run), actor, at)
+        rules.offer(unit.changes, instance, "retry", actor)
+        unit.settle(instance.run_id, actor)
 
 
 def hold(
     instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
     """Pause an instance that has not started: its open offer stops counting."""
-    at = to_utc(now)
-    with atomic():
-        instance, run = lock_instance(instance_id, team)
-        _refuse_if_cancelled(instance, run)
+    with changing(instance_id, team, now) as (unit, instance):
+        _refuse_if_cancelled(unit, instance)
         if instance.state not in (S.PENDING, S.AVAILABLE, S.RETRY_WAIT):
             raise IllegalTransition(
-                f"{describe(instance)} is {instance.state}; only pending, available or retry_wait instances can be held"
+                f"{rules.describe(instance)} is {instance.state}; only pending, available or retry_wait instances can be held"
             )
-        move_instance(instance, S.HELD, kind="hold", actor=actor, at=at, detail={"reason": reason}, token=None)
+        rules.move(unit.changes, instance, S.HELD, "hold", actor, {"reason": reason}, token=None)
 
 
 def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
     """Let a held instance go: offered now if its upstream is done, else pending."""
-    at = to_utc(now)
-    with atomic():
-        instance, run = lock_instance(instance_id, team)
+    with changing(instance_id, team, now) as (unit, instance):
         if instance.state != S.HELD:
-            raise IllegalTransition(f"{describe(instance)} is {instance.state}, not held")
-        run_instances = instances_of(run)
-        if run.status != S.QUEUED and upstream_done(instance, run_instances, version_spec(run.version_id)):
-            offer(instance, run, run_instances, kind="release", actor=actor, at=at)
+            raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}, not held")
+        run = unit.run_of(instance)
+        if run.status != S.QUEUED and rules.upstream_done(instance, unit.by_run[run.id], unit.spec(run.id)):
+            rules.offer(unit.changes, instance, "release", actor)
         else:
-            move_instance(instance, S.PENDING, kind="release", actor=actor, at=at)
-        settle_run(run, instances_of(run), actor, at)
+            rules.move(unit.changes, instance, S.PENDING, "release", actor)
+        unit.settle(run.id, actor)
 
 
 def submit_human(
     instance_id: int, output: Any, *, actor: str, now: dt.datetime | None = None, team: str | None = None
 ) -> WorkerReply:
-    """An operator completes an available human task."""
-    at = to_utc(now)
-    with atomic():
-        instance, run = lock_instance(instance_id, team)
+    """An operator completes an available human task: claimed and submitted in one go, by them."""
+    with changing(instance_id, team, now) as (unit, instance):
         if not instance.human:
-            raise Flow45Error(f"{describe(instance)} is not a human task; its worker submits it")
+            raise Flow45Error(f"{rules.describe(instance)} is not a human task; its worker submits it")
         if instance.state != S.AVAILABLE:
-            raise IllegalTransition(f"{describe(instance)} is {instance.state}; only an available human task can be submitted")
-        move_instance(
-            instance, S.RUNNING, kind="claim", actor=actor, at=at, detail={"attempt": instance.attempt}, worker=actor
-        )
-        Attempt.create(
-            instance=instance.id, number=instance.attempt, token=instance.token, status="running",
-            worker=actor, claimed_at=at,
-        )
-        return finish_succeeded(instance, run, output, actor, at)
+            raise IllegalTransition(
+                f"{rules.describe(instance)} is {instance.state}; only an available human task can be submitted"
+            )
+        spec, task = unit.spec(instance.run_id), unit.task(instance)
+        clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
+        rules.claim(unit.changes, instance, task, actor)
+        rules.succeed(unit.changes, instance, clean, actor)
+        unit.settle(instance.run_id, actor)
+        return rules.reply(instance)
 
 
-def _refuse_if_cancelled(instance, run) -> None:
-    if run.status == S.CANCELLED:
-        raise IllegalTransition(f"{describe(instance)}: run {run.id} is cancelled; nothing in it can change")
+def _refuse_if_cancelled(unit: Unit, instance: Row) -> None:
+    if unit.run_of(instance).status == S.CANCELLED:
+        raise IllegalTransition(f"{rules.describe(instance)}: run {instance.run_id} is cancelled; nothing in it can change")

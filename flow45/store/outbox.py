@@ -39,22 +39,26 @@ def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset()) -> li
     return [_message(r) for r in rows if r.id not in exclude][:limit]
 
 
-def mark_sent(ids: list[int], now: dt.datetime | None = None, *, deferred=None, wait_for_disk: bool = True) -> None:
-    """Rows the broker acknowledged; only these stop being pending.
-
-    With `deferred` (PostgreSQL) the update joins the caller's transaction, in its next round trip.
-    Otherwise it is a transaction of its own (a savepoint inside another), which may skip waiting
-    for the disk: a mark lost in a crash only publishes the row again, and offers are safe to repeat."""
+def mark_sent(ids: list[int], now: dt.datetime | None = None, *, wait_for_disk: bool = True) -> None:
+    """Rows the broker acknowledged; only these stop being pending. A transaction of its own (a
+    savepoint inside another), which may skip waiting for the disk: a mark lost in a crash only
+    publishes the row again, and offers are safe to repeat."""
     if not ids:
-        return
-    if deferred is not None:
-        deferred.add_prepared("UPDATE outbox SET sent_at = $1 WHERE id = ANY($2) AND sent_at IS NULL",
-                              ["timestamp", "bigint[]"], [to_utc(now), list(ids)])
         return
     with atomic():
         if not wait_for_disk:
             dialect().commit_without_disk_wait()
-        Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(ids) & Outbox.sent_at.is_null()).execute()
+        _mark(ids, now)
+
+
+def mark_sent_in_transaction(ids: list[int], now: dt.datetime | None = None) -> None:
+    """As `mark_sent`, inside the caller's transaction: committed with whatever else it writes."""
+    if ids:
+        _mark(ids, now)
+
+
+def _mark(ids: list[int], now: dt.datetime | None) -> None:
+    Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(list(ids)) & Outbox.sent_at.is_null()).execute()
 
 
 def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:

@@ -1,4 +1,5 @@
-"""Runs: trigger (with max_active_runs queueing), start, cancel."""
+"""Runs: trigger (with max_active_runs queueing) and cancel. Queued runs start when a slot frees, in
+the transaction that frees it (`Unit.flush`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import InvalidParams
 from flow45.models import Run, TaskInstance, WorkflowVersion
-from flow45.store.core import instances_of, lock_run, lock_workflow, move_instance, move_run, record_event, revoke_live_attempt, settle_run
+from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.specs import VersionSpec, version_spec
+from flow45.store.unit import Unit, lock_workflow, record_event
 from flow45.types import describe_errors
 
 
@@ -64,7 +66,10 @@ def trigger(
             detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind},
         )
         if status == S.RUNNING:
-            settle_run(run, instances_of(run), actor, at)
+            unit = Unit(at)
+            unit.lock_runs([run.id])
+            unit.settle(run.id, actor)
+            unit.flush()
         return run.id
 
 
@@ -76,39 +81,20 @@ def _has_slot(workflow_id: int, spec: VersionSpec) -> bool:
     return active < limit
 
 
-def start_queued_runs(workflow_id: int, actor: str, at: dt.datetime) -> list[int]:
-    """Start the oldest queued runs of the workflow while slots are free. Takes the workflow's lock, as
-    `trigger` does: a run triggered while another finishes is then seen by one of the two transactions
-    (else the trigger counts the finishing run as active and queues, and the finish sees no queued run)."""
-    lock_workflow(workflow_id)
-    started = []
-    queued = Run.select(Run.id, Run.version).where((Run.workflow == workflow_id) & (Run.status == S.QUEUED)).order_by(Run.id)
-    for candidate in queued:
-        if not _has_slot(workflow_id, version_spec(candidate.version_id)):
-            break
-        run = lock_run(candidate.id)
-        if run.status != S.QUEUED:  # started (or cancelled) since the list was read
-            continue
-        move_run(run, S.RUNNING, kind="start", actor=actor, at=at)
-        settle_run(run, instances_of(run), actor, at)
-        started.append(run.id)
-    return started
-
-
 def cancel_run(
     run_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
-    """Cancel every unfinished instance; running attempts lose their token."""
-    at = to_utc(now)
+    """Cancel every unfinished instance; running attempts lose their token. The slot a running run
+    held goes to the oldest queued run."""
     with atomic():
-        run = lock_run(run_id, team)
+        unit = Unit(to_utc(now))
+        unit.lock_runs([run_id])
+        run = unit.run(run_id, team)
         S.check_run_move(f"run {run.id}", run.status, S.CANCELLED)
-        held_a_slot = run.status == S.RUNNING
-        for instance in instances_of(run).values():
+        for instance in unit.by_run[run.id].values():
             if instance.state in S.FINISHED_INSTANCE:
                 continue
-            revoke_live_attempt(instance, "revoked", at, "run cancelled")
-            move_instance(instance, S.CANCELLED, kind="cancel", actor=actor, at=at, token=None, lease_expires_at=None)
-        move_run(run, S.CANCELLED, kind="cancel", actor=actor, at=at, detail={"reason": reason})
-        if held_a_slot:  # a queued (or failed) run frees no slot; and it must not wait for the workflow's lock
-            start_queued_runs(run.workflow_id, actor, at)
+            rules.end_attempt(unit.changes, instance, "revoked", error="run cancelled")
+            rules.move(unit.changes, instance, S.CANCELLED, "cancel", actor, token=None, lease_expires_at=None)
+        rules.move_run(unit.changes, run, S.CANCELLED, "cancel", actor, {"reason": reason})
+        unit.flush()

@@ -17,9 +17,10 @@ from flow45.db import atomic, dialect, generation
 from flow45.errors import InvalidParams
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import DueTicks, cron_schedule, due_ticks
-from flow45.store.core import inputs_for, instances_of, lock_instance, lock_workflow, record_event, write_offer
+from flow45.store import rules
 from flow45.store.runs import trigger, validate_params
 from flow45.store.specs import version_spec
+from flow45.store.unit import Row, Unit, each_alone, lock_workflow, record_event
 from flow45.views import View
 
 log = logging.getLogger("flow45.scheduler")
@@ -245,20 +246,11 @@ def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
             Outbox.sent_at.is_null() & (Outbox.kind == "offer") & Outbox.instance.in_(candidates)
         )
     }
-    sent_again = []
-    for instance_id in candidates:
-        if instance_id in unsent:
-            continue
-        with atomic():
-            instance, run = lock_instance(instance_id)
-            if instance.state != S.AVAILABLE or instance.offered_at is None or instance.offered_at > stale:
-                continue  # claimed, or offered again by another scheduler, since we looked
-            spec = version_spec(run.version_id)
-            write_offer(instance, run, spec, inputs_for(instance, instances_of(run), spec), at)
-            TaskInstance.update(offered_at=at).where(TaskInstance.id == instance.id).execute()
-            record_event(
-                at, instance.team, "reoffer", SCHEDULER, run=run.id, instance=instance.id,
-                detail={"attempt": instance.attempt, "previous_offer": iso(instance.offered_at)},
-            )
-            sent_again.append(instance_id)
-    return sent_again
+
+    def offer_again(unit: Unit, instance: Row) -> bool:
+        if instance.state != S.AVAILABLE or instance.offered_at is None or instance.offered_at > stale:
+            return False  # claimed, or offered again by another scheduler, since we looked
+        rules.reoffer(unit.changes, instance, SCHEDULER, iso(instance.offered_at))
+        return True
+
+    return each_alone([i for i in candidates if i not in unsent], at, offer_again)

@@ -8,23 +8,19 @@ from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import IllegalTransition
-from flow45.models import Attempt, Outbox, Run, TaskInstance
+from flow45.models import Attempt, Outbox
 from flow45.names import undo_key
-from flow45.store.core import (
-    describe, instances_of, lock_instance, move_instance, move_run, offer, record_event, revoke_live_attempt,
-    settle_run, upstream_done,
-)
+from flow45.store import rules
 from flow45.store.outbox import announce
-from flow45.store.specs import VersionSpec, version_spec
+from flow45.store.specs import VersionSpec
+from flow45.store.unit import Row, Unit, record_event
 from flow45.views import AffectedInstance, UndoPlan
 
 
-def _affected(
-    instance: TaskInstance, run: Run, run_instances: dict[str, TaskInstance], spec: VersionSpec, hold: bool
-):
+def _affected(instance: Row, run: Row, run_instances: dict[str, Row], spec: VersionSpec, hold: bool):
     """X, then every transitive downstream instance of the run that has left pending."""
     target = S.HELD if hold else S.AVAILABLE
-    if not hold and (run.status == S.QUEUED or not upstream_done(instance, run_instances, spec)):
+    if not hold and (run.status == S.QUEUED or not rules.upstream_done(instance, run_instances, spec)):
         target = S.PENDING  # X was held or skipped before its upstream was done: it waits like the rest
     chosen = [(instance, target)]
     for name in spec.order:
@@ -33,14 +29,14 @@ def _affected(
     return chosen
 
 
-def _plan(instance: TaskInstance, run: Run, hold: bool, reason: str | None, dry_run: bool):
+def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bool):
+    run = unit.run_of(instance)
     if run.status == S.CANCELLED:
-        raise IllegalTransition(f"{describe(instance)}: run {run.id} is cancelled; it cannot be undone")
+        raise IllegalTransition(f"{rules.describe(instance)}: run {run.id} is cancelled; it cannot be undone")
     if instance.state == S.PENDING:
-        raise IllegalTransition(f"{describe(instance)} is pending: it has not started, there is nothing to undo")
-    spec = version_spec(run.version_id)
-    run_instances = instances_of(run)
-    chosen = _affected(run_instances[instance.task], run, run_instances, spec, hold)
+        raise IllegalTransition(f"{rules.describe(instance)} is pending: it has not started, there is nothing to undo")
+    spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
+    chosen = _affected(instance, run, run_instances, spec, hold)
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
@@ -51,14 +47,15 @@ def _plan(instance: TaskInstance, run: Run, hold: bool, reason: str | None, dry_
     for item in affected:
         S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, item.becomes)
     plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected)
-    return plan, chosen, run_instances, spec
+    return plan, chosen
 
 
 def plan_undo(instance_id: int, *, hold: bool = False, team: str | None = None) -> UndoPlan:
     """What `undo` would change, changing nothing."""
     with atomic():
-        instance, run = lock_instance(instance_id, team)
-        return _plan(instance, run, hold, None, True)[0]
+        unit = Unit(to_utc(None))
+        unit.lock_instances([instance_id])
+        return _plan(unit, unit.instance(instance_id, team), hold, None, True)[0]
 
 
 def undo(
@@ -74,36 +71,39 @@ def undo(
         return UndoPlan(**{**plan.__dict__, "reason": reason})
     at = to_utc(now)
     with atomic():
-        instance, run = lock_instance(instance_id, team)
-        plan, chosen, run_instances, spec = _plan(instance, run, hold, reason, False)
+        unit = Unit(at)
+        unit.lock_instances([instance_id])
+        instance = unit.instance(instance_id, team)
+        run, ch = unit.run_of(instance), unit.changes
+        plan, chosen = _plan(unit, instance, hold, reason, False)
         event = record_event(
             at, run.team, "undo", actor, run=run.id, instance=instance.id,
             detail={"reason": reason, "hold": hold, "affected": [a.to_json() for a in plan.affected]},
         )
-        archived_outputs = _archive(chosen, event.id, at)
+        archived_outputs = _archive(ch, chosen, event.id)
         for item, (row, becomes) in zip(plan.affected, chosen):
             if item.notify:
-                _write_undo_notice(row, run, spec, archived_outputs.get(row.id), reason, actor, at)
+                _write_undo_notice(row, run, unit.spec(run.id), archived_outputs.get(row.id), reason, actor, at)
         if run.status in S.FINISHED_RUN:
-            move_run(run, S.RUNNING, kind="undo", actor=actor, at=at, detail={"event": event.id})
+            rules.move_run(ch, run, S.RUNNING, "undo", actor, {"event": event.id})
         for row, becomes in reversed(chosen):  # downstream first, so X's offer sees them pending
             if becomes == S.PENDING:
-                move_instance(
-                    row, S.PENDING, kind="undo", actor=actor, at=at, detail={"event": event.id},
-                    token=None, lease_expires_at=None, not_before=None, failures=0,
-                    worker=None, progress_pct=None, progress_message=None,
+                rules.move(
+                    ch, row, S.PENDING, "undo", actor, {"event": event.id}, token=None, lease_expires_at=None,
+                    not_before=None, failures=0, worker=None, progress_pct=None, progress_message=None,
                 )
         x, x_becomes = chosen[0]
         if x_becomes != S.PENDING:  # a pending X was moved with the downstream ones just above
             x.failures = 0
-            offer(x, run, run_instances, kind="undo", actor=actor, at=at, detail={"event": event.id, "reason": reason},
-                  target=x_becomes)
-        settle_run(run, instances_of(run), actor, at)
+            rules.offer(ch, x, "undo", actor, {"event": event.id, "reason": reason}, target=x_becomes)
+        unit.settle(run.id, actor)
+        unit.flush()
         return UndoPlan(**{**plan.__dict__, "event": event.id})
 
 
-def _archive(chosen, event_id: int, at: dt.datetime) -> dict[int, object]:
-    """Mark every attempt of the affected instances superseded; return their current outputs."""
+def _archive(ch: rules.Changes, chosen, event_id: int) -> dict[int, object]:
+    """Mark every attempt of the affected instances superseded (a running one revoked, when the
+    changes are stored); return their current outputs."""
     ids = [row.id for row, _ in chosen]
     outputs = {
         a.instance_id: a.output
@@ -112,14 +112,14 @@ def _archive(chosen, event_id: int, at: dt.datetime) -> dict[int, object]:
         )
     }
     for row, _ in chosen:
-        revoke_live_attempt(row, "revoked", at, "undone")
+        rules.end_attempt(ch, row, "revoked", error="undone")
     Attempt.update(archived=True, archived_by=event_id).where(
         Attempt.instance.in_(ids) & (Attempt.archived == False)  # noqa: E712
     ).execute()
     return outputs
 
 
-def _write_undo_notice(row: TaskInstance, run: Run, spec: VersionSpec, output, reason: str, actor: str, at) -> None:
+def _write_undo_notice(row: Row, run: Row, spec: VersionSpec, output, reason: str, actor: str, at) -> None:
     announce()
     Outbox.create(
         team=run.team, kind="undo", routing_key=undo_key(run.team, row.function), priority=row.priority,

@@ -51,7 +51,7 @@ def questions(source: str) -> list[str]:
 
 
 def sources() -> list[Path]:
-    files = [p for top in ("flow45", "bridge", "tui") for p in sorted((ROOT / top).rglob("*.py"))]
+    files = [p for top in ("flow45", "bridge", "tui", "benchmarks") for p in sorted((ROOT / top).rglob("*.py"))]
     return [p for p in files if DIALECT not in p.parents]
 
 

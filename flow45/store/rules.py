@@ -1,0 +1,240 @@
+"""The lifecycle rules, once: pure functions over plain rows that change the rows in memory and
+record what the writer must store (`Changes`). Nothing here reads or writes the database; the one
+writer is `flow45.store.unit`, and every verb (worker messages, one or a batch, operator actions,
+sweeps, undo, triggers) goes through it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from flow45 import states as S
+from flow45.errors import StaleToken
+from flow45.names import offer_key
+from flow45.settings import current_settings
+from flow45.store.specs import VersionSpec
+from flow45.views import WorkerReply
+
+MAX_MESSAGE = 2000  # progress messages and errors are cut here
+
+
+@dataclass
+class Changes:
+    """What one transaction decided, for the writer to store together."""
+
+    at: dt.datetime
+    instances: dict[int, Any] = field(default_factory=dict)  # changed instance rows by id
+    runs: dict[int, Any] = field(default_factory=dict)  # changed run rows by id
+    events: list[dict] = field(default_factory=list)
+    new_attempts: list[dict] = field(default_factory=list)
+    ended_attempts: list[tuple] = field(default_factory=list)  # (instance, token, status, output, error)
+    offers: list[Any] = field(default_factory=list)  # instances whose offer the outbox must carry
+    outputs: dict[int, Any] = field(default_factory=dict)  # instance -> output submitted here
+    freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def describe(instance) -> str:
+    return f"task instance {instance.id} ({instance.task} of run {instance.run_id})"
+
+
+def reply(instance, **extra: Any) -> WorkerReply:
+    return WorkerReply(instance=instance.id, state=instance.state, attempt=instance.attempt, **extra)
+
+
+def lease_seconds(task) -> float:
+    return task.lease if task.lease is not None else current_settings().default_lease
+
+
+def retry_delay(task, failures: int) -> float:
+    base = task.retry_delay if task.retry_delay is not None else current_settings().default_retry_delay
+    delay = base * task.retry_backoff ** (failures - 1)
+    return min(delay, task.max_retry_delay) if task.max_retry_delay is not None else delay
+
+
+def record(ch: Changes, team: str, kind: str, actor: str, *, run: int | None = None, instance: int | None = None,
+           from_state: str | None = None, to_state: str | None = None, detail: Any = None) -> None:
+    ch.events.append({"at": ch.at, "team": team, "run": run, "instance": instance, "kind": kind,
+                      "from_state": from_state, "to_state": to_state, "actor": actor, "detail": detail})
+
+
+# ---- moving ----------------------------------------------------------------------------------
+
+def move(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any = None, **values: Any) -> None:
+    """The one way an instance changes state: checked against the transition table, and logged."""
+    S.check_instance_move(describe(instance), instance.state, target)
+    record(ch, instance.team, kind, actor, run=instance.run_id, instance=instance.id,
+           from_state=instance.state, to_state=target, detail=detail)
+    instance.state = target
+    instance.updated_at = ch.at
+    for name, value in values.items():
+        setattr(instance, name, value)
+    ch.instances[instance.id] = instance
+
+
+def move_run(ch: Changes, run, target: str, kind: str, actor: str, detail: Any = None) -> None:
+    S.check_run_move(f"run {run.id}", run.status, target)
+    record(ch, run.team, kind, actor, run=run.id, from_state=run.status, to_state=target, detail=detail)
+    if run.status == S.RUNNING and target in S.FINISHED_RUN:
+        ch.freed_slots.setdefault(run.workflow_id, actor)  # a queued run of the workflow may start
+    run.status = target
+    run.updated_at = ch.at
+    if target == S.RUNNING and run.started_at is None:
+        run.started_at = ch.at
+    run.finished_at = ch.at if target in S.FINISHED_RUN else None
+    ch.runs[run.id] = run
+
+
+def end_attempt(ch: Changes, instance, status: str, *, output: Any = None, error: str | None = None) -> None:
+    """The running attempt, if any, ends; its token stops counting."""
+    if instance.state == S.RUNNING and instance.token:
+        ch.ended_attempts.append((instance.id, instance.token, status, output, error))
+
+
+# ---- what a worker does ----------------------------------------------------------------------
+
+def require_open_offer(instance, token: str) -> None:
+    if instance.state != S.AVAILABLE or instance.token != token:
+        held = f" by {instance.worker}" if instance.state == S.RUNNING and instance.token == token else ""
+        raise StaleToken(
+            f"{describe(instance)}: this offer is no longer open (instance is {instance.state}{held}, "
+            f"attempt {instance.attempt}); nothing changed"
+        )
+
+
+def require_live(instance, token: str) -> None:
+    """Refuse unless `token` is the running attempt's."""
+    if instance.state != S.RUNNING or instance.token != token:
+        raise StaleToken(
+            f"{describe(instance)}: token is not the current attempt's (now {instance.state}, "
+            f"attempt {instance.attempt}); nothing changed"
+        )
+
+
+def claim(ch: Changes, instance, task, worker: str) -> None:
+    """Take the offered attempt: the lease starts now."""
+    move(ch, instance, S.RUNNING, "claim", worker, {"attempt": instance.attempt}, worker=worker,
+         lease_expires_at=ch.at + dt.timedelta(seconds=lease_seconds(task)))
+    ch.new_attempts.append({"instance": instance.id, "number": instance.attempt, "token": instance.token,
+                            "status": "running", "worker": worker, "claimed_at": ch.at})
+
+
+def progress(ch: Changes, instance, task, percent: float | None, message: str | None) -> None:
+    """Record progress and renew the lease."""
+    instance.lease_expires_at = ch.at + dt.timedelta(seconds=lease_seconds(task))
+    if percent is not None:
+        instance.progress_pct = max(0.0, min(100.0, float(percent)))
+    if message is not None:
+        instance.progress_message = message[:MAX_MESSAGE]
+    instance.updated_at = ch.at
+    ch.instances[instance.id] = instance
+
+
+def succeed(ch: Changes, instance, output: Any, actor: str) -> None:
+    """Finish the running attempt with its (already checked) output."""
+    end_attempt(ch, instance, "succeeded", output=output)
+    ch.outputs[instance.id] = output
+    move(ch, instance, S.SUCCEEDED, "submit", actor, {"attempt": instance.attempt},
+         token=None, lease_expires_at=None, progress_pct=100.0)
+
+
+def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None = None) -> None:
+    """Nothing to do: downstream tasks get null for this input. `revoked`: an operator's skip ends a
+    running attempt as revoked, with this error; a worker's own skip ends it as skipped."""
+    if revoked is None:
+        end_attempt(ch, instance, "skipped", error=reason)
+    else:
+        end_attempt(ch, instance, "revoked", error=revoked)
+    move(ch, instance, S.SKIPPED, "skip", actor, {"reason": reason}, token=None, lease_expires_at=None)
+
+
+def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *, expired: bool = False) -> None:
+    """A failed or expired attempt: counted against retries, then a new offer, retry_wait, or failed."""
+    error = str(error)[:MAX_MESSAGE]
+    end_attempt(ch, instance, "expired" if expired else "failed", error=error)
+    instance.failures += 1
+    detail = {"attempt": instance.attempt, "error": error, "failures": instance.failures, "retries": task.retries}
+    kind = "expire" if expired else "fail"
+    if retryable and instance.failures <= task.retries:
+        delay = retry_delay(task, instance.failures)
+        if delay <= 0:
+            offer(ch, instance, kind, actor, detail)
+        else:
+            move(ch, instance, S.RETRY_WAIT, kind, actor, detail, token=None, lease_expires_at=None,
+                 not_before=ch.at + dt.timedelta(seconds=delay))
+    else:
+        move(ch, instance, S.FAILED, kind, actor, detail, token=None, lease_expires_at=None)
+
+
+# ---- offers and runs -------------------------------------------------------------------------
+
+def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, target: str = S.AVAILABLE) -> None:
+    """A fresh attempt and token; an available worker task gets its offer written."""
+    move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
+         lease_expires_at=None, not_before=None, offered_at=ch.at, worker=None, progress_pct=None,
+         progress_message=None)
+    if target == S.AVAILABLE and not instance.human:  # operators do human tasks: no worker is offered them
+        ch.offers.append(instance)
+
+
+def reoffer(ch: Changes, instance, actor: str, previous: str) -> None:
+    """The same attempt and token offered again (a lost offer); `updated_at` keeps the waiting time."""
+    record(ch, instance.team, "reoffer", actor, run=instance.run_id, instance=instance.id,
+           detail={"attempt": instance.attempt, "previous_offer": previous})
+    instance.offered_at = ch.at
+    ch.instances[instance.id] = instance
+    ch.offers.append(instance)
+
+
+def upstream_done(instance, run_instances: dict, spec: VersionSpec) -> bool:
+    return all(run_instances[up].state in S.DONE for up in spec.upstream(instance.task))
+
+
+def settle_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
+    """Offer every pending instance whose upstream is done, then bring the run's status in line."""
+    if run.status not in (S.QUEUED, S.CANCELLED):
+        for name in spec.order:  # stable and readable in the ledger
+            instance = run_instances[name]
+            if instance.state == S.PENDING and upstream_done(instance, run_instances, spec):
+                offer(ch, instance, "ready", actor)
+    target = S.run_status_from([i.state for i in run_instances.values()], run.status)
+    if target != run.status:
+        move_run(ch, run, target, "run", actor)
+
+
+def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
+    """A queued run takes the slot that came free."""
+    move_run(ch, run, S.RUNNING, "start", actor)
+    settle_run(ch, run, run_instances, spec, actor)
+
+
+def inputs(instance, run_instances: dict, spec: VersionSpec, outputs: dict[int, Any]) -> dict:
+    """What the instance receives: each declared input's upstream output (null unless it succeeded)."""
+    chosen = {}
+    for param, up in spec.task(instance.task).inputs.items():
+        upstream = run_instances[up]
+        chosen[param] = outputs.get(upstream.id) if upstream.state == S.SUCCEEDED else None
+    return chosen
+
+
+def upstream_outputs_needed(instance, run_instances: dict, spec: VersionSpec) -> list[int]:
+    return [run_instances[up].id for up in spec.task(instance.task).inputs.values()
+            if run_instances[up].state == S.SUCCEEDED]
+
+
+def offer_row(instance, run, spec: VersionSpec, given: dict, at: dt.datetime) -> dict:
+    """The outbox row that carries an offer to the instance's function queue."""
+    task = spec.task(instance.task)
+    body = {
+        "instance": instance.id, "run": run.id, "team": run.team, "workflow": spec.workflow_name,
+        "version": spec.number, "task": instance.task, "function": instance.function,
+        "attempt": instance.attempt, "token": instance.token, "inputs": given, "params": run.params,
+        "lease_seconds": lease_seconds(task), "human": task.human, "priority": task.priority,
+    }
+    return {"team": run.team, "kind": "offer", "routing_key": offer_key(run.team, instance.function),
+            "priority": instance.priority, "body": body, "instance": instance.id, "created_at": at}

@@ -1,0 +1,257 @@
+"""The one writer of the lifecycle. A `Unit` locks the runs it touches (in id order: no deadlocks
+between writers), reads them with all their instances as plain rows, lets the rules in
+`flow45.store.rules` change them in memory, then stores everything they decided with one statement
+per table: instances, attempts, runs, ledger events, outbox rows. A freed slot starts the workflow's
+queued runs in the same transaction. Call it inside one `atomic()`; a per-message verb is a unit of
+one message, the bridge's batch a unit of many."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Callable, Iterable
+
+from peewee import Field, ForeignKeyField
+
+from flow45 import states as S
+from flow45.db import atomic, dialect
+from flow45.errors import NotFound
+from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
+from flow45.store import rules
+from flow45.store.bulk import as_json, insert_rows, update_rows
+from flow45.store.outbox import OutboxMessage, announce
+from flow45.store.specs import VersionSpec, version_spec
+
+INSTANCE_COLUMNS = (
+    "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
+    "progress_pct", "progress_message", "updated_at",
+)
+INSTANCE_CASTS = {
+    "id": "bigint", "state": "varchar", "attempt": "integer", "token": "varchar", "failures": "integer",
+    "lease_expires_at": "timestamp", "not_before": "timestamp", "offered_at": "timestamp", "worker": "varchar",
+    "progress_pct": "double precision", "progress_message": "text", "updated_at": "timestamp",
+}
+RUN_COLUMNS = ("status", "started_at", "updated_at", "finished_at")
+RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "updated_at": "timestamp",
+             "finished_at": "timestamp"}
+ATTEMPT_CASTS = {"instance_id": "bigint", "token": "varchar", "status": "varchar", "output": "text",
+                 "error": "text", "finished_at": "timestamp"}
+
+
+class Row:
+    """A row as the engine reads it: plain attributes, as cheap to build as a tuple."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+_INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
+    "id", "run", "team", "task", "function", "state", "attempt", "token", "failures", "priority", "human",
+    "lease_expires_at", "not_before", "offered_at", "worker", "progress_pct", "progress_message", "updated_at",
+)]
+_RUN_FIELDS = [Run._meta.fields[name] for name in (
+    "id", "team", "workflow", "version", "status", "params", "started_at", "updated_at", "finished_at",
+)]
+
+
+def _readers(fields: list[Field]) -> tuple[list[str], list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Attribute names as peewee names them (a foreign key `run` is `run_id`), and (name, converter)
+    for every column on SQLite, for the JSON columns only on PostgreSQL (psycopg2 returns the rest typed)."""
+    names = [f.name + "_id" if isinstance(f, ForeignKeyField) else f.name for f in fields]
+    every = [(name, f.python_value) for name, f in zip(names, fields)]
+    return names, every, [(name, read) for (name, read), f in zip(every, fields) if isinstance(f, JSONField)]
+
+
+def _build(readers, values: tuple) -> Row:
+    names, every, json_only = readers
+    row = Row(**dict(zip(names, values)))
+    for name, read in dialect().typed_columns(every, json_only):
+        setattr(row, name, read(getattr(row, name)))
+    return row
+
+
+_INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIELDS)
+# {runs} selects the run ids to read; the dialect fills {wanted} and {extra}.
+_SELECT = (
+    "SELECT " + ", ".join(f"i.{f.column_name}" for f in _INSTANCE_FIELDS) + ", "
+    + ", ".join(f"r.{f.column_name}" for f in _RUN_FIELDS)
+    + "{extra} FROM task_instance i JOIN run r ON r.id = i.run_id WHERE i.run_id IN (%s) ORDER BY r.id, i.id"
+)
+RUNS_OF_INSTANCES = "SELECT run_id FROM task_instance WHERE id {wanted}"
+RUNS_BY_ID = "SELECT id FROM run WHERE id {wanted}"
+
+
+class Unit:
+    """The rows one transaction locked, and the changes the rules made to them."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.changes = rules.Changes(at)
+        self.runs: dict[int, Row] = {}
+        self.instances: dict[int, Row] = {}
+        self.by_run: dict[int, dict[str, Row]] = {}
+        self.written: list[OutboxMessage] = []  # outbox rows stored, for a relay in this process
+        self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
+
+    @property
+    def at(self) -> dt.datetime:
+        return self.changes.at
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = ()) -> dict[str, Any]:
+        """Lock and read the runs of these instances; returns the replies already stored for the
+        message keys (read after the locks, so a concurrent copy of a message is seen)."""
+        return self._lock(RUNS_OF_INSTANCES, [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
+
+    def lock_runs(self, ids: Iterable[int]) -> None:
+        self._lock(RUNS_BY_ID, [i for i in set(ids) if i not in self.runs], [])
+
+    def _lock(self, runs: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
+        if not wanted and not keys:
+            return {}
+        rows, seen = dialect().lock_and_read(_SELECT % runs, runs, wanted, keys)
+        split = len(_INSTANCE_FIELDS)
+        for row in rows:
+            run_id = row[1]
+            if run_id in self.runs and row[0] in self.instances:
+                continue  # read before: the copy in memory may have changed since
+            run = self.runs.get(run_id)
+            if run is None:
+                run = self.runs[run_id] = _build(_RUN_READERS, row[split:])
+            instance = _build(_INSTANCE_READERS, row)
+            self.instances[instance.id] = instance
+            self.by_run.setdefault(run_id, {})[instance.task] = instance
+        return seen
+
+    def instance(self, instance_id: int, team: str | None = None) -> Row:
+        found = self.instances.get(instance_id)
+        if found is None or (team is not None and found.team != team):
+            raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
+        return found
+
+    def run(self, run_id: int, team: str | None = None) -> Row:
+        found = self.runs.get(run_id)
+        if found is None or (team is not None and found.team != team):
+            raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
+        return found
+
+    def run_of(self, instance: Row) -> Row:
+        return self.runs[instance.run_id]
+
+    def spec(self, run_id: int) -> VersionSpec:
+        return version_spec(self.runs[run_id].version_id)
+
+    def task(self, instance: Row):
+        return self.spec(instance.run_id).task(instance.task)
+
+    def settle(self, run_id: int, actor: str) -> None:
+        rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)
+
+    def inputs_of(self, instances: list[Row]) -> dict[int, dict]:
+        """What each instance receives from upstream; one read for all of them."""
+        missing = [i for i in instances if i.id not in self._given]
+        needed: set[int] = set()
+        for instance in missing:
+            needed.update(rules.upstream_outputs_needed(instance, self.by_run[instance.run_id], self.spec(instance.run_id)))
+        outputs = dict(self.changes.outputs)
+        needed -= outputs.keys()
+        if needed:
+            sql = "SELECT instance_id, output FROM attempt WHERE instance_id {} AND status = 'succeeded' AND NOT archived"
+            rows = dialect().select_in(sql, list(needed), "bigint[]")
+            outputs.update((i, json.loads(output) if output is not None else None) for i, output in rows)
+        for instance in missing:
+            self._given[instance.id] = rules.inputs(instance, self.by_run[instance.run_id], self.spec(instance.run_id), outputs)
+        return {i.id: self._given[i.id] for i in instances}
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def flush(self, processed: list[dict] | None = None) -> list[OutboxMessage]:
+        """Store every change (and the `processed` message rows), then start the queued runs of
+        workflows that got a free slot. Returns the outbox rows written, in order."""
+        self._write(processed or [])
+        while self.changes.freed_slots:
+            freed, self.changes = self.changes.freed_slots, rules.Changes(self.at)
+            # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
+            if dialect().lock_workflows_with_queued_runs(sorted(freed)):
+                for workflow_id in sorted(freed):
+                    self._start_queued(workflow_id, freed[workflow_id])
+            self._write([])
+        return self.written
+
+    def _start_queued(self, workflow_id: int, actor: str) -> None:
+        """The oldest queued runs take the free slots; the workflow's lock is held (else a run
+        triggered meanwhile could count a finishing run as active and queue, unseen by this one)."""
+        active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
+        queued = Run.select(Run.id, Run.version).where((Run.workflow == workflow_id) & (Run.status == S.QUEUED))
+        for candidate in queued.order_by(Run.id):
+            limit = version_spec(candidate.version_id).workflow.max_active_runs
+            if limit is not None and active >= limit:
+                break
+            self.lock_runs([candidate.id])
+            run = self.runs[candidate.id]
+            if run.status != S.QUEUED:  # started or cancelled since the list was read
+                continue
+            rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), actor)
+            active += 1
+
+    def _write(self, processed: list[dict]) -> None:
+        ch = self.changes
+        given = self.inputs_of(ch.offers)
+        deferred = dialect().deferred()  # where it can, the writes below travel in one round trip
+        rows = [(i.id, *(getattr(i, c) for c in INSTANCE_COLUMNS)) for i in (ch.instances[x] for x in sorted(ch.instances))]
+        update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
+        insert_rows(Attempt, ch.new_attempts, deferred=deferred)
+        ended = [(i, token, status, as_json(output), error, self.at) for i, token, status, output, error in ch.ended_attempts]
+        update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),
+                    ended, ATTEMPT_CASTS, where="{t}.status = 'running'", deferred=deferred)
+        runs = [(r.id, *(getattr(r, c) for c in RUN_COLUMNS)) for r in (ch.runs[x] for x in sorted(ch.runs))]
+        update_rows("run", ("id",), RUN_COLUMNS, runs, RUN_CASTS, deferred=deferred)
+        insert_rows(Event, ch.events, deferred=deferred)
+        # Duplicates were answered under the run locks; a client reusing an id for another message is not ours to fail on.
+        insert_rows(ProcessedMessage, processed, skip_conflicts=True, deferred=deferred)
+        if ch.offers:
+            announce(deferred)
+            offers = [rules.offer_row(i, self.runs[i.run_id], self.spec(i.run_id), given[i.id], self.at) for i in ch.offers]
+            ids = insert_rows(Outbox, offers, returning="id", deferred=deferred)  # sends everything waiting
+            self.written.extend(OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], r["body"])
+                                for id_, r in zip(ids, offers))
+        if deferred is not None:
+            deferred.send()
+        freed = ch.freed_slots
+        self.changes = rules.Changes(self.at)
+        self.changes.freed_slots = freed
+
+
+def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit, Row], bool],
+               actor: str | None = None) -> list[int]:
+    """Apply `change` to each instance in a transaction of its own (a sweep must not hold many runs'
+    locks at once). `change` looks again under the lock and says whether it changed anything; the
+    run is then settled by `actor`, if given. Returns the instances changed."""
+    changed = []
+    for instance_id in instance_ids:
+        with atomic():
+            unit = Unit(at)
+            unit.lock_instances([instance_id])
+            instance = unit.instance(instance_id)
+            if not change(unit, instance):
+                continue
+            if actor is not None:
+                unit.settle(instance.run_id, actor)
+            unit.flush()
+            changed.append(instance_id)
+    return changed
+
+
+# ---- writes outside the lifecycle --------------------------------------------------------------
+
+def record_event(
+    at: dt.datetime, team: str, kind: str, actor: str, *, run: int | None = None, instance: int | None = None,
+    from_state: str | None = None, to_state: str | None = None, detail: Any = None,
+) -> Event:
+    """A ledger event that moves nothing (a deploy, a trigger, an undo's summary), stored at once."""
+    return Event.create(at=at, team=team, run=run, instance=instance, kind=kind, from_state=from_state,
+                        to_state=to_state, actor=actor, detail=detail)
+
+
+def lock_workflow(workflow_id: int) -> Workflow:
+    return dialect().for_update(Workflow.select().where(Workflow.id == workflow_id)).get()

@@ -1,0 +1,107 @@
+"""The one engine: a message applied alone and the same message in a batch are one code path, so
+what is asserted here holds for the embedded default, `LocalTransport`, the CLI and the bridge."""
+
+from __future__ import annotations
+
+import pytest
+
+from flow45 import messages as m
+from flow45 import store
+from flow45.db import atomic
+from flow45.models import Event, Outbox
+from flow45.store import outbox
+from flow45.store.batch import Item, apply_worker_batch
+from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_text, instance
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+ONE_TASK = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    workflows:
+      single:
+        max_active_runs: 1
+        tasks:
+          a: {function: fa, output: Blob}
+"""
+
+
+def _submit_item(run: int, message_id: str, worker: str = "w") -> Item:
+    grant = store.claim(instance(run, "a").id, instance(run, "a").token, worker, now=T0)
+    return Item("acme", message_id, m.Submit(type="submit", instance=grant.instance, token=grant.token, output=BLOB))
+
+
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in-a-batch"])
+def test_a_run_that_finishes_starts_the_queued_run_with_its_submitter_as_actor(tmp_path, alone):
+    deploy_text(tmp_path, ONE_TASK)
+    first = store.trigger("acme", "single", actor="ann", now=T0)
+    second = store.trigger("acme", "single", actor="ann", now=T0)
+    assert store.get_run(second).status == "queued"
+    if alone:
+        complete(first, "a", BLOB, worker="w7")
+    else:
+        with atomic():
+            apply_worker_batch([_submit_item(first, "m1", worker="w7")], T0)
+    start = Event.get((Event.run == second) & (Event.kind == "start"))
+    assert (start.from_state, start.to_state, start.actor) == ("queued", "running", "w7")
+    assert instance(second, "a").state == "available"
+
+
+def test_the_queued_runs_offer_is_among_the_rows_a_batch_returns_for_its_relay(tmp_path):
+    deploy_text(tmp_path, ONE_TASK)
+    first = store.trigger("acme", "single", actor="ann", now=T0)
+    second = store.trigger("acme", "single", actor="ann", now=T0)
+    with atomic():
+        written = apply_worker_batch([_submit_item(first, "m1")], T0)
+    offer = Outbox.get(Outbox.instance == instance(second, "a").id)
+    assert [row.id for row in written] == [offer.id]
+    assert written[0].body["token"] == instance(second, "a").token
+
+
+def test_every_offer_a_batch_writes_is_returned_in_order(tmp_path):
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 3"))
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(3)]
+    items = [_submit_item(run, f"m{run}") for run in runs]
+    with atomic():
+        written = apply_worker_batch(items, T0)
+    stored = Outbox.select().where(Outbox.id.in_([row.id for row in written])).order_by(Outbox.id)
+    assert [(r.instance, r.routing_key) for r in stored] == [(w.body["instance"], w.routing_key) for w in written]
+    assert sorted(w.body["task"] for w in written) == ["b", "b", "b", "c", "c", "c"]
+
+
+def test_the_relay_marks_confirmed_rows_sent_in_the_batchs_transaction_and_no_others(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    confirmed = Outbox.get(Outbox.instance == instance(run, "a").id)
+    with atomic():
+        outbox.mark_sent_in_transaction([confirmed.id], T0)
+        apply_worker_batch([_submit_item(run, "m2")], T0)
+    assert Outbox.get_by_id(confirmed.id).sent_at == T0
+    downstream_offers = Outbox.select().where(Outbox.id != confirmed.id)
+    assert downstream_offers.count() == 2
+    assert all(row.sent_at is None for row in downstream_offers)
+
+
+def test_the_marks_roll_back_with_a_batch_that_fails(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    confirmed = Outbox.get(Outbox.instance == instance(run, "a").id)
+    with pytest.raises(RuntimeError):
+        with atomic():
+            outbox.mark_sent_in_transaction([confirmed.id], T0)
+            raise RuntimeError("the database went away mid-batch")
+    assert Outbox.get_by_id(confirmed.id).sent_at is None
+
+
+def test_the_same_message_twice_in_one_batch_takes_effect_once(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    first = _submit_item(run, "same")
+    again = Item("acme", "same", first.message)
+    with atomic():
+        apply_worker_batch([first, again], T0)
+    assert (first.result.duplicate, again.result.duplicate) == (False, True)
+    assert again.result.state == "succeeded"
+    assert Event.select().where(Event.kind == "submit").count() == 1
