@@ -26,6 +26,7 @@ from flow45 import names
 from flow45.client import LocalClient, RunFilter
 from flow45.db import database, describe_db_error, drop_connection
 from flow45.errors import Flow45Error
+from flow45.models import WorkflowVersion
 from flow45.outage import Backoff
 from flow45.settings import Settings
 from flow45.strictjson import JSONRefused, loads
@@ -89,8 +90,24 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadInstance):
         return client.instance(read.instance).to_json()
     if isinstance(read, m.ReadEvents):
-        events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit)
+        if read.newest:
+            events = client.tail_events(run=read.run, instance=read.instance, n=read.limit)
+        else:
+            events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit)
         return {"events": [e.to_json() for e in events]}
+    if isinstance(read, m.ReadCounts):
+        return {"counts": client.status_counts(RunFilter(team, read.workflow, None, read.text))}
+    if isinstance(read, m.ReadInbox):
+        tasks = client.human_inbox(limit=read.limit)
+        return {"tasks": [{"instance": i.to_json(), "run": r.to_json() if r else None} for i, r in tasks]}
+    if isinstance(read, m.ReadSpec):
+        if (read.run is None) == (read.workflow is None):
+            raise Refusal("invalid_message", "spec: give either `run` or `workflow`")
+        spec = client.run_spec(read.run) if read.run is not None else client.workflow_spec(team, read.workflow)
+        return {"id": spec.id, "team": spec.team, "workflow": spec.workflow_name, "version": spec.number,
+                "document": WorkflowVersion.get_by_id(spec.id).spec}
+    if isinstance(read, m.ReadSchema):
+        return client.schema(team)
     raise Refusal("invalid_message", f"unknown read {read.type!r}")
 
 

@@ -2,12 +2,13 @@
 the broker user of the URL alone (no settings, no database). The bridge answers for that user's
 team; the ledger's actor is that user.
 
-What has no read through the broker yet (the dashboard's counts, inbox and specs, `graph`,
-`schema`) is refused in one line naming it, rather than answered with something else.
+Each thread that uses it gets a broker connection of its own (a pika connection is not to be
+shared between threads): the dashboard reads from its UI thread and from its ledger feed's.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from bridge.rpc import BridgeRefused, Rpc
 from flow45 import messages as m
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.errors import Flow45Error, NotFound
-from flow45.store.specs import VersionSpec
+from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
 
 _CODES = {"not_found": NotFound}
@@ -23,8 +24,18 @@ _CODES = {"not_found": NotFound}
 
 class RemoteClient(Client):
     def __init__(self, url: str, timeout: float = 30.0):
-        self.rpc = Rpc(url, timeout)
+        self.url = url
+        self.timeout = timeout
         self._identity: dict | None = None
+        self._mine = threading.local()
+
+    @property
+    def rpc(self) -> Rpc:
+        """This thread's connection to the broker."""
+        rpc = getattr(self._mine, "rpc", None)
+        if rpc is None:
+            rpc = self._mine.rpc = Rpc(self.url, self.timeout)
+        return rpc
 
     # ---- who we are ------------------------------------------------------------------------
 
@@ -61,9 +72,6 @@ class RemoteClient(Client):
             error.code = exc.code
             raise error from None
 
-    def _unsupported(self, what: str) -> Flow45Error:
-        return Flow45Error(f"{what} is not answered through the broker yet: use a database URL (FLOW45_DATABASE_URL)")
-
     # ---- reads -------------------------------------------------------------------------------
 
     def workflows(self, team: str | None = None) -> list[WorkflowView]:
@@ -93,7 +101,9 @@ class RemoteClient(Client):
         return found[0] if found and found[0].id == run_id else None
 
     def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
-        raise self._unsupported("counting runs per status")
+        if self._other_team(where.team):
+            return {}
+        return self._read({"type": "counts", "workflow": where.workflow, "text": where.text})["counts"]
 
     def instance(self, instance_id: int) -> InstanceView:
         return InstanceView.from_json(self._read({"type": "instance", "instance": instance_id}))
@@ -116,22 +126,33 @@ class RemoteClient(Client):
         return found
 
     def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
-        raise self._unsupported("the newest events of a run")
+        message = {"type": "events", "run": run, "instance": instance, "newest": True, "limit": min(n, m.MAX_PAGE)}
+        return [EventView.from_json(e) for e in self._read(message)["events"]]
 
     def latest_event_id(self) -> int:
-        raise self._unsupported("the newest ledger id")
+        newest = self.tail_events(n=1)
+        return newest[-1].id if newest else 0
 
     def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
-        raise self._unsupported("the human tasks inbox")
+        if self._other_team(team):
+            return []
+        tasks = self._read({"type": "inbox", "limit": min(limit, m.MAX_PAGE)})["tasks"]
+        return [(InstanceView.from_json(t["instance"]), RunView.from_json(t["run"]) if t["run"] else None) for t in tasks]
 
     def run_spec(self, run_id: int) -> VersionSpec:
-        raise self._unsupported("a run's workflow version")
+        return self._spec({"type": "spec", "run": run_id})
 
     def workflow_spec(self, team: str, workflow: str) -> VersionSpec:
-        raise self._unsupported("a workflow's definition (graph)")
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        return self._spec({"type": "spec", "workflow": workflow})
+
+    def _spec(self, message: dict) -> VersionSpec:
+        found = self._read(message)
+        return spec_from_document(found["id"], found["team"], found["workflow"], found["version"], found["document"])
 
     def schema(self, team: str | None = None) -> dict:
-        raise self._unsupported("flow45 schema")
+        return self._read({"type": "schema"})
 
     # ---- actions: the operator messages, as the URL's user -------------------------------------
 
@@ -176,7 +197,10 @@ class RemoteClient(Client):
         return [ValidatedTeam(t["team"], t["workflows"], t["types"], functions.get(t["team"], 0)) for t in result["teams"]]
 
     def close(self) -> None:
-        self.rpc.close()
+        rpc = getattr(self._mine, "rpc", None)
+        if rpc is not None:
+            self._mine.rpc = None
+            rpc.close()
 
 
 def _yaml_files(path: Path) -> dict[str, str]:

@@ -214,17 +214,50 @@ class ReadInstance(_Message):
 
 
 class ReadEvents(_Message):
-    """A page of the team's ledger, oldest first: events with an id above `after`."""
+    """A page of the team's ledger, oldest first: events with an id above `after`; with `newest`,
+    the newest `limit` events instead."""
 
     type: Literal["events"]
     after: int = Field(0, ge=0)
     run: int | None = None
     instance: int | None = None
+    newest: bool = False
     limit: int = Field(200, ge=1, le=MAX_PAGE)
 
 
+class ReadCounts(_Message):
+    """The team's runs per status, under a workflow and a text as `runs` takes them."""
+
+    type: Literal["counts"]
+    workflow: str | None = Field(None, max_length=200)
+    text: str = Field("", max_length=200)
+
+
+class ReadInbox(_Message):
+    """The team's available human tasks, most urgent first, each with its run."""
+
+    type: Literal["inbox"]
+    limit: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE)
+
+
+class ReadSpec(_Message):
+    """The workflow version a run follows (`run`), or a workflow's current one (`workflow`)."""
+
+    type: Literal["spec"]
+    run: int | None = None
+    workflow: str | None = Field(None, max_length=200)
+
+
+class ReadSchema(_Message):
+    """`flow45 schema` for the team: messages, replies and the team's functions."""
+
+    type: Literal["schema"]
+
+
 OperatorRead = Annotated[
-    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadInstance, ReadEvents], Field(discriminator="type"),
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadInstance, ReadEvents, ReadCounts, ReadInbox, ReadSpec,
+          ReadSchema],
+    Field(discriminator="type"),
 ]
 
 WORKER_MESSAGES = TypeAdapter(WorkerMessage)
@@ -309,6 +342,27 @@ class EventList(_Message):
     events: list[EventView]
 
 
+class StatusCounts(_Message):
+    counts: dict[str, int]
+
+
+class InboxTask(_Message):
+    instance: InstanceView
+    run: RunView | None
+
+
+class Inbox(_Message):
+    tasks: list[InboxTask]
+
+
+class VersionDocument(_Message):
+    id: int
+    team: str
+    workflow: str
+    version: int
+    document: dict[str, Any] = Field(description="the workflow and the types it uses, as deployed")
+
+
 # The `result` of a Reply that says yes, by request.
 RESULTS: dict[type[BaseModel], Any] = {
     Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
@@ -316,7 +370,8 @@ RESULTS: dict[type[BaseModel], Any] = {
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadInstance: InstanceView,
-    ReadEvents: EventList,
+    ReadEvents: EventList, ReadCounts: StatusCounts, ReadInbox: Inbox, ReadSpec: VersionDocument,
+    ReadSchema: dict[str, Any],
 }
 
 

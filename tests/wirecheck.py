@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args
 
 import pika.channel
 import pytest
@@ -29,8 +29,7 @@ WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": 
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
     m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.OperatorSubmit,
     m.Status)}
-READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
-    m.WhoAmI, m.ReadWorkflows, m.ReadRuns, m.ReadRun, m.ReadInstance, m.ReadEvents)}
+READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in get_args(get_args(m.OperatorRead)[0])}
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed
 
 

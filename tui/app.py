@@ -111,13 +111,17 @@ class Dashboard(App):
         yield from super().get_system_commands(screen)
 
 
-def run_dashboard(actor: str) -> int:
-    """Open the dashboard on the configured database as `actor`; the exit code (0 done, 1 refused)."""
+def run_dashboard(actor: str, client: Client | None = None) -> int:
+    """Open the dashboard on `client`, else on the configured database as `actor`; the exit code
+    (0 done, 1 refused)."""
     from flow45.db import describe_db_error
     from flow45.settings import current_settings
 
     try:
-        app = Dashboard(actor, database_url=current_settings().database_url)
+        if client is not None:
+            app = Dashboard(actor, client=client)
+        else:
+            app = Dashboard(actor, database_url=current_settings().database_url)
     except Flow45Error as exc:
         print(f"flow45: {exc.message}", file=sys.stderr)
         return 1

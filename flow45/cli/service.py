@@ -138,8 +138,11 @@ def bridge_undo(args) -> int:
 
 @command("tui")
 def cmd_tui(args) -> int:
+    from flow45.cli.base import _client, remote_mode
     from tui.app import run_dashboard
 
+    if remote_mode(current_settings()):  # through the bridge, as the broker user: one team
+        return run_dashboard(args.actor, client=_client(args))
     return run_dashboard(args.actor)
 
 

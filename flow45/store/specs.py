@@ -50,15 +50,19 @@ def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict:
 
 
 def parse_version(row: WorkflowVersion) -> VersionSpec:
-    workflow = WorkflowSpec.model_validate(row.spec["workflow"])
-    types = {name: TypeSpec.model_validate(spec) for name, spec in row.spec["types"].items()}
-    downstream: dict[str, list[str]] = {name: [] for name in workflow.tasks}
-    for name, task in workflow.tasks.items():
+    return spec_from_document(row.id, row.workflow.team, row.workflow.name, row.version, row.spec)
+
+
+def spec_from_document(version_id: int, team: str, name: str, number: int, document: dict) -> VersionSpec:
+    """A version from what it stores (`spec_document`), wherever that was read: here or over the broker."""
+    workflow = WorkflowSpec.model_validate(document["workflow"])
+    types = {type_name: TypeSpec.model_validate(spec) for type_name, spec in document["types"].items()}
+    downstream: dict[str, list[str]] = {task_name: [] for task_name in workflow.tasks}
+    for task_name, task in workflow.tasks.items():
         for up in task.upstream():
-            downstream[up].append(name)
+            downstream[up].append(task_name)
     return VersionSpec(
-        row.id, row.workflow.team, row.workflow.name, row.version, workflow, TypeRegistry(types), downstream,
-        levels_order(workflow),
+        version_id, team, name, number, workflow, TypeRegistry(types), downstream, levels_order(workflow),
     )
 
 

@@ -29,6 +29,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["show", "--json", str(ours.run)], ["show", "--json", str(ours.run)]),
         (["instance", str(ours.extract)], ["instance", str(ours.extract)]),
         (["events"], ["events", "--team", "reports"]),
+        (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
+        (["schema"], ["schema", "--team", "reports"]),
     ):
         through_broker = operator(ops, *remote, cwd=tmp_path)
         on_database = operator(ops, *local, cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url)

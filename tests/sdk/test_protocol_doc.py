@@ -20,7 +20,8 @@ SECTIONS = {
     "`skip` (operator)": m.OperatorSkip, "`retry`": m.Retry, "`hold`": m.Hold, "`release`": m.Release,
     "`cancel`": m.Cancel, "`submit` (operator)": m.OperatorSubmit, "`status`": m.Status,
     "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`runs`": m.ReadRuns, "`run`": m.ReadRun,
-    "`instance`": m.ReadInstance, "`events`": m.ReadEvents,
+    "`instance`": m.ReadInstance, "`events`": m.ReadEvents, "`counts`": m.ReadCounts, "`inbox`": m.ReadInbox,
+    "`spec`": m.ReadSpec, "`schema`": m.ReadSchema,
 }
 
 

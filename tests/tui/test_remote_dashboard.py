@@ -1,0 +1,54 @@
+"""The dashboard of a team's operator with only a broker URL: through the bridge, one team, live."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Select
+
+from bridge.remote import RemoteClient
+from flow45 import store
+from flow45.models import Event, TaskInstance
+from tests.bridge.conftest import bridge_env, broker_users, pg_store, relay_interval  # noqa: F401  (fixtures)
+from tests.client.two_teams import T0, deploy_two_teams
+from tests.tui.conftest import SIZE, type_text, wait_until
+from tests.wirecheck import wire_log  # noqa: F401  (autouse: the reads and replies checked against flow45 schema)
+from tui.app import Dashboard
+from tui.screens.human import HumanTaskScreen
+from tui.screens.inbox import InboxScreen
+from tui.screens.runs import RunsScreen
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_team_operator_sees_its_team_and_acts_as_its_broker_user(bridge_env, tmp_path):
+    teams = deploy_two_teams(tmp_path)
+    ours = teams["reports"]
+    client = RemoteClient(bridge_env.url("reports-ops"), timeout=10)
+    app = Dashboard("whoever", client=client, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=10)
+        runs = app.screen
+        assert runs.loaded == [ours.run] and app.sub_title == "operator reports-ops"
+        assert runs.counts == {"running": 1}
+
+        # a run started elsewhere shows up live; another team's does not
+        store.trigger("rival", "nightly_sales", None, actor="cron", now=T0)
+        new = store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
+        await wait_until(pilot, lambda: runs.loaded == [new, ours.run], timeout=10)
+
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows, timeout=10)
+        assert [v.id for v, _ in app.screen.rows] == [ours.approve]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload, timeout=10)
+        form = app.screen
+        form.query_one("#field-reviewer", Input).focus()
+        await type_text(pilot, "kim")
+        form.query_one("#field-approved", Select).value = True
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and not app.screen.rows, timeout=10)
+
+    done = store.get_instance(ours.approve)
+    assert done.state == "succeeded" and done.worker == "reports-ops"
+    assert {e.actor for e in Event.select().where(Event.instance == ours.approve, Event.kind == "submit")} == {"reports-ops"}
+    assert TaskInstance.get_by_id(teams["rival"].approve).state == "available"
