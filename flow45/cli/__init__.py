@@ -33,8 +33,9 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flow45", description="A store of truth about workflow task instances.")
-    parser.add_argument("--as", dest="actor", default=os.environ.get("FLOW45_ACTOR") or getpass.getuser(),
-                        help="who acts, as written to the ledger (default: $FLOW45_ACTOR or your login)")
+    parser.add_argument("--as", dest="actor", default=None,
+                        help="who acts, as written to the ledger (default: $FLOW45_ACTOR or your login); "
+                             "on the database only: through the broker it is your broker user")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, listing: bool = False) -> argparse.ArgumentParser:
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.actor_given = args.actor is not None
+    if args.actor is None:
+        args.actor = os.environ.get("FLOW45_ACTOR") or getpass.getuser()
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

@@ -62,6 +62,9 @@ def _client(args: argparse.Namespace, create: bool = False):
 
     settings = current_settings()
     if remote_mode(settings):
+        if getattr(args, "actor_given", False):
+            raise UsageError("--as names the actor on the database only; through the broker the actor is "
+                             "the broker user of FLOW45_AMQP_URL")
         from bridge.remote import RemoteClient  # the command line is the one place that puts the parts together
 
         return RemoteClient(settings.amqp_url)

@@ -59,3 +59,5 @@ def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(
     events = operator(ops, "events", "--json", "--instance", str(ours.approve), cwd=tmp_path)
     last = json.loads(events.stdout.splitlines()[-1])
     assert (last["kind"], last["to_state"], last["actor"]) == ("submit", "succeeded", "reports-ops")
+    posing = operator(ops, "--as", "the-boss", "retry", str(ours.extract), cwd=tmp_path)
+    assert posing.returncode == 2 and "--as names the actor on the database only" in posing.stderr

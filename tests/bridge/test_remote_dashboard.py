@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual.widgets import Input, Select
 
 from bridge.remote import RemoteClient
 from flow45 import store
 from flow45.models import Event, TaskInstance
-from tests.bridge.conftest import bridge_env, broker_users, pg_store, relay_interval  # noqa: F401  (fixtures)
 from tests.client.two_teams import T0, deploy_two_teams
 from tests.tui.conftest import SIZE, type_text, wait_until
-from tests.wirecheck import wire_log  # noqa: F401  (autouse: the reads and replies checked against flow45 schema)
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
@@ -20,7 +20,11 @@ from tui.screens.runs import RunsScreen
 pytestmark = pytest.mark.integration
 
 
-async def test_a_team_operator_sees_its_team_and_acts_as_its_broker_user(bridge_env, tmp_path):
+def test_a_team_operator_sees_its_team_and_acts_as_its_broker_user(bridge_env, tmp_path):
+    asyncio.run(_operate(bridge_env, tmp_path))
+
+
+async def _operate(bridge_env, tmp_path) -> None:
     teams = deploy_two_teams(tmp_path)
     ours = teams["reports"]
     client = RemoteClient(bridge_env.url("reports-ops"), timeout=10)
