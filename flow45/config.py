@@ -80,11 +80,15 @@ class TypeSpec(_Strict):
     fields: dict[Annotated[str, Field(pattern=FIELD_NAME)], FieldSpec]
 
 
-class TaskSpec(_Strict):
-    """One task of a workflow: which function does it, what it gets and what it gives."""
+TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
-    function: str = Field(pattern=NAME, description="the name workers subscribe to")
-    output: str = Field(description="the declared type of the outcome")
+
+class TaskSpec(_Strict):
+    """One task of a workflow: which function does it, what it gets and what it gives. A task is done
+    by a worker (`function`, `output`) or is a timer (`wait` or `wait_until`), never both."""
+
+    function: str | None = Field(None, pattern=NAME, description="the name workers subscribe to")
+    output: str | None = Field(None, description="the declared type of the outcome (not for timers)")
     description: str | None = None
     inputs: dict[Annotated[str, Field(pattern=FIELD_NAME)], str] = Field(
         default_factory=dict, description="parameter name -> upstream task whose output it gets"
@@ -98,6 +102,50 @@ class TaskSpec(_Strict):
     priority: int = Field(0, ge=0, le=9)
     human: bool = Field(False, description="done by an operator in the dashboard or with `flow45 submit`")
     undo: Literal["none", "notify"] = Field("none", description="notify: publish an undo notice")
+    wait: Duration | None = Field(
+        None,
+        description=(
+            "a timer: succeeds by itself this long after it becomes ready (its upstream done), with no "
+            "worker; a cool-down. Unlike Airflow's TimeDeltaSensor, which counts from the end of the data "
+            "interval, this counts from when the task is ready; for a time tied to the run's date use wait_until"
+        ),
+    )
+    wait_until: str | None = Field(
+        None, pattern=TIME_OF_DAY,
+        description=(
+            "a timer: succeeds by itself, once ready, at this time of day (HH:MM or HH:MM:SS) on the run's "
+            "logical day, in the workflow's schedule timezone (UTC without a schedule); like Airflow's "
+            "DateTimeSensor on the logical date. The logical day is the day of the schedule tick that made "
+            "the run (not Airflow's data interval start), or the day a run triggered by hand was created. "
+            "A time already past when the task is ready lets it succeed at the scheduler's next sweep; "
+            "undo arms it again"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _worker_or_timer(self) -> TaskSpec:
+        if self.wait is not None and self.wait_until is not None:
+            raise ValueError("a timer has either `wait` or `wait_until`, not both")
+        if self.is_timer:
+            if self.function is not None:
+                raise ValueError("a task has either a `function` (a worker does it) or a `wait`/`wait_until` "
+                                 "(a timer), never both")
+            # Checked by value, not by what was written: a stored version has every key written out.
+            defaults = {"output": None, "human": False, "retries": 0, "lease": None, "retry_delay": None,
+                        "max_retry_delay": None, "undo": "none"}
+            extra = [key for key, default in defaults.items() if getattr(self, key) != default]
+            if extra:
+                raise ValueError(f"a timer ({'wait' if self.wait is not None else 'wait_until'}) has no worker "
+                                 f"and no output: remove {', '.join(extra)}")
+        elif self.function is None:
+            raise ValueError("a task needs a `function` (done by a worker) or a `wait`/`wait_until` (a timer)")
+        elif self.output is None:
+            raise ValueError("a task with a function needs an `output` type")
+        return self
+
+    @property
+    def is_timer(self) -> bool:
+        return self.wait is not None or self.wait_until is not None
 
     def upstream(self) -> list[str]:
         return sorted(set(self.inputs.values()) | set(self.after))
@@ -156,6 +204,8 @@ class TeamConfig:
         found: dict[str, tuple[Signature, str]] = {}
         for wf_name, wf in self.workflows.items():
             for task_name, task in wf.tasks.items():
+                if task.function is None:
+                    continue
                 found.setdefault(
                     task.function,
                     (task_signature(wf, task), f"workflows.{wf_name}.tasks.{task_name}"),
@@ -164,9 +214,10 @@ class TeamConfig:
 
 
 def task_signature(workflow: WorkflowSpec, task: TaskSpec) -> Signature:
-    params = tuple(
-        sorted((param, workflow.tasks[up].output) for param, up in task.inputs.items() if up in workflow.tasks)
-    )
+    params = tuple(sorted(
+        (param, workflow.tasks[up].output) for param, up in task.inputs.items()
+        if up in workflow.tasks and workflow.tasks[up].output is not None
+    ))
     return Signature(params, task.output)
 
 
@@ -178,7 +229,7 @@ def referenced_types(spec: FieldSpec) -> list[str]:
 
 def types_used_by(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict[str, TypeSpec]:
     """The declared types a workflow needs, transitively, sorted by name."""
-    wanted = [t.output for t in workflow.tasks.values()] + ([workflow.params] if workflow.params else [])
+    wanted = [t.output for t in workflow.tasks.values() if t.output] + ([workflow.params] if workflow.params else [])
     used: dict[str, TypeSpec] = {}
     while wanted:
         name = wanted.pop()
@@ -234,7 +285,10 @@ def _explain(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "string_pattern_mismatch":
         bad = error.get("input")
-        message = f"{bad!r} is not a valid name ({error['ctx']['pattern']})"
+        if error["ctx"]["pattern"] == TIME_OF_DAY:
+            message = f"{bad!r} is not a time of day (HH:MM or HH:MM:SS, 24-hour)"
+        else:
+            message = f"{bad!r} is not a valid name ({error['ctx']['pattern']})"
     return f"{_dotted(loc) or 'top level'}: {message}"
 
 
@@ -328,10 +382,13 @@ def check_team(config: TeamConfig) -> list[str]:
             _check_schedule(wf.schedule, lambda p, m: report(key, f"{key}.schedule.{p}", m))
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
-            if task.output not in known_types:
+            if task.output is not None and task.output not in known_types:
                 report(key, f"{path}.output", f"unknown type '{task.output}'" + _suggest(task.output, known_types))
             for param, upstream in task.inputs.items():
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.inputs.{param}", m))
+                if upstream in wf.tasks and wf.tasks[upstream].is_timer:
+                    report(key, f"{path}.inputs.{param}",
+                           f"'{upstream}' is a timer and has no output; list it in `after` instead")
             for i, upstream in enumerate(task.after):
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
         cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
@@ -368,6 +425,8 @@ def _signature_problems(config: TeamConfig) -> list[str]:
     first: dict[str, tuple[Signature, str, str]] = {}
     for wf_name, wf in config.workflows.items():
         for task_name, task in wf.tasks.items():
+            if task.function is None:
+                continue
             sig = task_signature(wf, task)
             path = f"workflows.{wf_name}.tasks.{task_name}"
             if task.function not in first:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from flow45.config import WorkflowSpec
+from flow45.durations import format_duration
 
 
 def mermaid(name: str, workflow: WorkflowSpec) -> str:
     lines = ["flowchart LR", f"  %% {name}" + (f": {workflow.description}" if workflow.description else "")]
     for task_name, task in workflow.tasks.items():
+        if task.is_timer:
+            wait = f"wait {format_duration(task.wait)}" if task.wait is not None else f"until {task.wait_until}"
+            lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}"])')
+            continue
         marks = " (human)" if task.human else ""
         lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}"]')
     for task_name, task in workflow.tasks.items():

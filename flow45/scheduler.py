@@ -1,7 +1,7 @@
 """The scheduler: one `tick(now)` that does everything time decides, and the service that calls it.
 
-`tick(now)` creates the scheduled runs that came due, expires passed leases, offers due retries again
-and re-sends offers that may have been lost. It is a function of `now` and the store, so tests drive
+`tick(now)` creates the scheduled runs that came due, expires passed leases, offers due retries again,
+lets due timers succeed and re-sends offers that may have been lost. It is a function of `now` and the store, so tests drive
 it with fixed datetimes. `Scheduler` is the long-running loop: it reads the clock, holds the single
 scheduler lock (a PostgreSQL session advisory lock on a connection of its own, or on SQLite a lease
 row renewed each tick), ticks every `sweep_interval`, logs one line per action and stops cleanly.
@@ -50,12 +50,14 @@ class TickReport(View):
     skipped: list[SkippedTicks] = dataclasses.field(default_factory=list)
     expired: list[int] = dataclasses.field(default_factory=list)
     retried: list[int] = dataclasses.field(default_factory=list)
+    timers: list[int] = dataclasses.field(default_factory=list)
     reoffered: list[int] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
-        return len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.reoffered)
+        return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
+                + len(self.reoffered))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -69,6 +71,7 @@ class TickReport(View):
         ]
         lines += [f"task instance {i}: lease expired" for i in self.expired]
         lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
+        lines += [f"task instance {i}: timer due, succeeded" for i in self.timers]
         lines += [f"task instance {i}: offer may be lost, sent again" for i in self.reoffered]
         return lines
 
@@ -85,7 +88,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     """
     at = to_utc(now)
     settings = current_settings()
-    found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "reoffered": []}
+    found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reoffered": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -105,6 +108,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("schedule", schedule)
     part("expire leases", lambda: found["expired"].extend(store.expire_leases(at, limit=batch)))
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
+    part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
     part(
         "re-offer",
         lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),

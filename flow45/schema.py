@@ -104,7 +104,7 @@ def _add_functions(bundle: Bundle, team: str | None) -> None:
         spec = version_spec(row.id)
         for task in spec.workflow.tasks.values():
             key = f"{view.team}.{task.function}"
-            if key in done:
+            if task.function is None or key in done:  # a timer has no function
                 continue
             done.add(key)
             signature = task_signature(spec.workflow, task)

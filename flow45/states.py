@@ -7,9 +7,13 @@ from flow45.errors import IllegalTransition
 PENDING, AVAILABLE, RUNNING = "pending", "available", "running"
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
 RETRY_WAIT, HELD, CANCELLED = "retry_wait", "held", "cancelled"
+# A timer that is ready waits here until its due time (`not_before`), then succeeds by itself. A state
+# of its own, not `retry_wait` or `available` with a due time: those are a worker's (the retry sweep
+# and the offers would hand a timer to workers), and hold, undo, cancel and `runs` must tell it apart.
+WAITING = "waiting"
 QUEUED = "queued"
 
-INSTANCE_STATES = (PENDING, AVAILABLE, RUNNING, RETRY_WAIT, HELD, SUCCEEDED, FAILED, SKIPPED, CANCELLED)
+INSTANCE_STATES = (PENDING, AVAILABLE, RUNNING, RETRY_WAIT, WAITING, HELD, SUCCEEDED, FAILED, SKIPPED, CANCELLED)
 RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 DONE = frozenset({SUCCEEDED, SKIPPED})  # lets downstream go
@@ -18,14 +22,15 @@ FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
 INSTANCE_MOVES: dict[str, frozenset[str]] = {
-    PENDING: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED}),
+    PENDING: frozenset({AVAILABLE, WAITING, HELD, SKIPPED, CANCELLED}),
     AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING}),
     RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, SKIPPED, CANCELLED, PENDING, HELD}),
     RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING}),
-    HELD: frozenset({AVAILABLE, PENDING, SKIPPED, CANCELLED, HELD}),
-    SUCCEEDED: frozenset({AVAILABLE, HELD, PENDING}),
+    WAITING: frozenset({SUCCEEDED, WAITING, HELD, SKIPPED, CANCELLED, PENDING}),  # WAITING: undo re-arms
+    HELD: frozenset({AVAILABLE, WAITING, PENDING, SKIPPED, CANCELLED, HELD}),
+    SUCCEEDED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
     FAILED: frozenset({AVAILABLE, HELD, PENDING, SKIPPED}),
-    SKIPPED: frozenset({AVAILABLE, HELD, PENDING}),
+    SKIPPED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
     CANCELLED: frozenset(),
 }
 

@@ -133,8 +133,10 @@ def cmd_show(args) -> int:
         ["instance", "task", "state", "attempt", "worker", "progress", "after"],
         [
             (
-                i.id, i.task + (" (human)" if i.human else ""), i.state, i.attempt or None, i.worker,
-                (f"{i.progress_pct:.0f}% " if i.progress_pct is not None else "") + (i.progress_message or ""),
+                i.id, i.task + (" (human)" if i.human else " (timer)" if not i.function else ""), i.state,
+                i.attempt or None, i.worker,
+                (f"{i.progress_pct:.0f}% " if i.progress_pct is not None else "") + (i.progress_message or "")
+                + (f"due {when(i.not_before)}" if i.state == "waiting" else ""),
                 ", ".join(i.upstream),
             )
             for i in view.instances
@@ -149,7 +151,9 @@ def cmd_instance(args) -> int:
     if args.json:
         print_json(view.to_json())
         return 0
-    print(f"instance {view.id}  {view.task} of run {view.run}  {view.state}  attempt {view.attempt}  function {view.function}")
+    print(f"instance {view.id}  {view.task} of run {view.run}  {view.state}  attempt {view.attempt}  "
+          + (f"function {view.function}" if view.function else "timer")
+          + (f", due {when(view.not_before)}" if view.state == "waiting" else ""))
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")

@@ -34,6 +34,8 @@ def deployed_signatures(team: str, excluding: set[str]) -> dict[str, tuple[Signa
             continue
         spec = parse_version(row)
         for task_name, task in spec.workflow.tasks.items():
+            if task.function is None:  # a timer
+                continue
             where = f"deployed workflow {row.workflow.name} v{row.version}, task {task_name}"
             found.setdefault(task.function, (task_signature(spec.workflow, task), where))
     return found

@@ -49,10 +49,27 @@ def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
-def _waiting_for(run: Run, counts: dict[str, int]) -> str | None:
+def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
+    """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer."""
+    found: dict[int, list[str]] = {}
+    if run_ids:
+        rows = (
+            TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.not_before)
+            .where(TaskInstance.run.in_(run_ids) & (TaskInstance.state == S.WAITING))
+            .order_by(TaskInstance.not_before, TaskInstance.id).tuples()
+        )
+        for run_id, task, due in rows:
+            when = due.strftime("%Y-%m-%d %H:%M" if due.second == 0 and due.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
+            found.setdefault(run_id, []).append(f"{task} (timer, due {when}Z)")
+    return {run_id: ", ".join(texts) for run_id, texts in found.items()}
+
+
+def _waiting_for(run: Run, counts: dict[str, int], timers: str | None = None) -> str | None:
     if run.status == S.QUEUED:
         limit = version_spec(run.version_id).workflow.max_active_runs
         return f"a free slot (max_active_runs: {limit})"
+    if run.status == S.RUNNING and timers:
+        return timers
     if run.status == S.RUNNING and counts.get(S.HELD):
         return f"{counts[S.HELD]} held instance(s)"
     if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):
@@ -60,12 +77,12 @@ def _waiting_for(run: Run, counts: dict[str, int]) -> str | None:
     return None
 
 
-def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()) -> RunView:
+def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=(), timers: str | None = None) -> RunView:
     return RunView(
         id=run.id, team=run.team, workflow=workflow_name, version=version_spec(run.version_id).number,
         status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
         logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, counts=counts, waiting_for=_waiting_for(run, counts), instances=list(instances),
+        finished_at=run.finished_at, counts=counts, waiting_for=_waiting_for(run, counts, timers), instances=list(instances),
     )
 
 
@@ -85,7 +102,8 @@ def list_runs(
         query = query.where(Run.id < before)
     runs = list(query)
     counts = _counts([r.id for r in runs])
-    return [_run_view(r, r.workflow.name, counts[r.id]) for r in runs]
+    timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING)])
+    return [_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)) for r in runs]
 
 
 def _attempt_view(a: Attempt) -> AttemptView:
@@ -117,7 +135,9 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     instances = [
         _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ())) for name in spec.order
     ]
-    return _run_view(run, run.workflow.name, dict(Counter(i.state for i in instances)), instances)
+    counts = dict(Counter(i.state for i in instances))
+    timers = _waiting_timers([run.id] if counts.get(S.WAITING) else [])
+    return _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
 
 
 def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
@@ -161,6 +181,8 @@ def deployed_functions() -> list[tuple[str, str, bool]]:
     for row in query:
         spec = version_spec(row.id)
         for task in spec.workflow.tasks.values():
+            if task.function is None:  # a timer
+                continue
             key = (spec.team, task.function)
             found[key] = found.get(key, False) or task.undo == "notify"
     return [(team, function, notify) for (team, function), notify in sorted(found.items())]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flow45 import states as S
+from flow45.clock import iso
 from flow45.errors import StaleToken
 from flow45.names import offer_key
 from flow45.settings import current_settings
@@ -174,9 +175,14 @@ def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *
 # ---- offers and runs -------------------------------------------------------------------------
 
 def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, target: str = S.AVAILABLE) -> None:
-    """A fresh attempt and token; an available worker task gets its offer written."""
+    """A fresh attempt and token; an available worker task gets its offer written. A timer
+    (`instance.timer`, see flow45.store.timers) is armed instead: it waits until due, offered to nobody."""
+    due = None
+    if instance.timer is not None and target in (S.AVAILABLE, S.WAITING):
+        target, due = S.WAITING, instance.timer.due(ch.at)
+        detail = {**(detail or {}), "due": iso(due)}
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
-         lease_expires_at=None, not_before=None, offered_at=ch.at, worker=None, progress_pct=None,
+         lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,
          progress_message=None)
     if target == S.AVAILABLE and not instance.human:  # operators do human tasks: no worker is offered them
         ch.offers.append(instance)

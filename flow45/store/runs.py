@@ -55,7 +55,7 @@ def trigger(
         TaskInstance.insert_many(
             [
                 {
-                    "run": run.id, "team": team, "task": name, "function": task.function, "state": S.PENDING,
+                    "run": run.id, "team": team, "task": name, "function": task.function or "", "state": S.PENDING,
                     "priority": task.priority, "human": task.human, "updated_at": at,
                 }
                 for name, task in spec.workflow.tasks.items()

@@ -1,4 +1,4 @@
-"""Time-driven changes, each a function of `now`: lease expiry and retries that come due."""
+"""Time-driven changes, each a function of `now`: lease expiry, retries and timers that come due."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.models import TaskInstance
-from flow45.store import rules
+from flow45.store import rules, timers
 from flow45.store.unit import Row, Unit, each_alone
 
 SWEEPER = "flow45-scheduler"
@@ -48,3 +48,21 @@ def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> lis
         return True
 
     return each_alone([row.id for row in due], at, offer_again, SWEEPER)
+
+
+def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Waiting timers whose due time came succeed by themselves; downstream goes on."""
+    at = to_utc(now)
+    due = (
+        TaskInstance.select(TaskInstance.id)
+        .where((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at))
+        .order_by(TaskInstance.not_before).limit(limit)
+    )
+
+    def fire(unit: Unit, instance: Row) -> bool:
+        if not timers.is_due(instance, at):
+            return False  # held, skipped or undone since we looked
+        timers.fire(unit.changes, instance, SWEEPER)
+        return True
+
+    return each_alone([row.id for row in due], at, fire, SWEEPER)

@@ -19,7 +19,7 @@ from flow45.views import AffectedInstance, UndoPlan
 
 def _affected(instance: Row, run: Row, run_instances: dict[str, Row], spec: VersionSpec, hold: bool):
     """X, then every transitive downstream instance of the run that has left pending."""
-    target = S.HELD if hold else S.AVAILABLE
+    target = S.HELD if hold else S.WAITING if instance.timer is not None else S.AVAILABLE  # a timer is re-armed
     if not hold and (run.status == S.QUEUED or not rules.upstream_done(instance, run_instances, spec)):
         target = S.PENDING  # X was held or skipped before its upstream was done: it waits like the rest
     chosen = [(instance, target)]

@@ -17,7 +17,7 @@ from flow45 import states as S
 from flow45.db import atomic, dialect
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
-from flow45.store import rules
+from flow45.store import rules, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce
 from flow45.store.specs import VersionSpec, version_spec
@@ -51,6 +51,7 @@ _INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
 )]
 _RUN_FIELDS = [Run._meta.fields[name] for name in (
     "id", "team", "workflow", "version", "status", "params", "started_at", "updated_at", "finished_at",
+    "logical_time", "created_at",
 )]
 
 
@@ -118,7 +119,9 @@ class Unit:
             run = self.runs.get(run_id)
             if run is None:
                 run = self.runs[run_id] = _build(_RUN_READERS, row[split:])
+                run.timers = timers.run_timers(version_spec(run.version_id), run)
             instance = _build(_INSTANCE_READERS, row)
+            instance.timer = run.timers.get(instance.task)
             self.instances[instance.id] = instance
             self.by_run.setdefault(run_id, {})[instance.task] = instance
         return seen

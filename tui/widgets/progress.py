@@ -8,11 +8,11 @@ from rich.text import Text
 
 STATE_STYLES = {
     "pending": "bright_black", "available": "cyan", "running": "bold yellow", "retry_wait": "dark_orange",
-    "held": "magenta", "succeeded": "green", "failed": "bold red", "skipped": "blue",
+    "waiting": "orchid", "held": "magenta", "succeeded": "green", "failed": "bold red", "skipped": "blue",
     "cancelled": "red", "queued": "bright_blue",
 }
 STATE_ICONS = {
-    "pending": "·", "available": "○", "running": "●", "retry_wait": "↻", "held": "‖",
+    "pending": "·", "available": "○", "running": "●", "retry_wait": "↻", "waiting": "◷", "held": "‖",
     "succeeded": "✓", "failed": "✗", "skipped": "↷", "cancelled": "⊘", "queued": "…",
 }
 _EIGHTHS = " ▏▎▍▌▋▊▉"
