@@ -135,6 +135,8 @@ class ReadServer:
                     log.warning("bridge reads: %s", describe_amqp_error(exc, self.settings.amqp_url) or exc)
                 except Flow45Error as exc:  # the broker cannot be reached (open_blocking says why)
                     log.warning("bridge reads: %s", exc.message)
+                except Exception:  # a bug: reads must come back after it, as the inbox does after a batch's
+                    log.exception("bridge reads: the reader failed; starting again")
                 self.ready.clear()
                 if not self._stop.is_set():
                     backoff.wait()

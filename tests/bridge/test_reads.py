@@ -3,6 +3,8 @@ answered `not_found` in the words a missing id gets, pages capped."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from bridge.rpc import BridgeRefused, Rpc
@@ -63,3 +65,21 @@ def test_reads_come_in_capped_pages(bridge_env, ops, tmp_path):
     assert second and second[0]["id"] > first[-1]["id"]
     change = refused(lambda: ops.read({"type": "trigger", "workflow": "monthly_report"}))
     assert change.code == "invalid_message" and "flow45.in.reports" in change.message
+
+
+def test_reads_are_answered_while_the_workers_path_is_stuck(bridge_env, ops, tmp_path):
+    """The inbox's IO loop held (as by a long batch): reads still come back, from their own reader."""
+    teams = deploy_two_teams(tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_io_loop() -> None:
+        held.set()
+        release.wait(30)
+
+    bridge_env.bridge._connection.ioloop.add_callback_threadsafe(hold_the_io_loop)
+    try:
+        assert held.wait(10)
+        assert [r["id"] for r in ops.read({"type": "runs"})["runs"]] == [teams["reports"].run]
+        assert ops.read({"type": "instance", "instance": teams["reports"].approve})["state"] == "available"
+    finally:
+        release.set()
