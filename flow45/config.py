@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from flow45.config_human import USER, OverdueSpec, check_human_tasks, check_task_keys
 from flow45.durations import parse_duration
 from flow45.errors import ConfigError
 from flow45.yamlload import YamlProblem, read_yaml
@@ -100,7 +101,24 @@ class TaskSpec(_Strict):
     max_retry_delay: Duration | None = None
     lease: Duration | None = Field(None, description="how long a claim holds without progress")
     priority: int = Field(0, ge=0, le=9)
-    human: bool = Field(False, description="done by an operator in the dashboard or with `flow45 submit`")
+    human: bool = Field(
+        False, description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator "
+                           "of the team may decide it")
+    assignees: list[str] = Field(
+        default_factory=list,
+        description="human tasks: who may decide, operator user names and @group names (groups declared under "
+                    "`groups:`); empty: any operator of the team",
+    )
+    due: Duration | None = Field(None, description="human tasks: how long after it becomes available it is due")
+    reminders: list[Duration] = Field(
+        default_factory=list,
+        description="human tasks: when to remind who may decide, each a duration after the task becomes "
+                    "available (not before due), shorter than `due`; each is sent once, as a ledger event",
+    )
+    overdue: OverdueSpec | None = Field(
+        None, description="human tasks with a `due`: fail, skip, {escalate: [users, @groups]} or "
+                          "{default: OUTPUT}, applied once when due passes",
+    )
     undo: Literal["none", "notify"] = Field("none", description="notify: publish an undo notice")
     wait: Duration | None = Field(
         None,
@@ -124,6 +142,7 @@ class TaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _worker_or_timer(self) -> TaskSpec:
+        check_task_keys(self)
         if self.wait is not None and self.wait_until is not None:
             raise ValueError("a timer has either `wait` or `wait_until`, not both")
         if self.is_timer:
@@ -167,6 +186,9 @@ class WorkflowSpec(_Strict):
 
 class TeamFile(_Strict):
     team: str = Field(pattern=NAME)
+    groups: dict[Annotated[str, Field(pattern=NAME)], list[Annotated[str, Field(pattern=USER)]]] = Field(
+        default_factory=dict, description="named groups of operator users, named @NAME in human tasks' assignees"
+    )
     types: dict[Annotated[str, Field(pattern=TYPE_NAME)], TypeSpec] = Field(default_factory=dict)
     workflows: dict[Annotated[str, Field(pattern=NAME)], WorkflowSpec] = Field(default_factory=dict)
 
@@ -197,6 +219,7 @@ class TeamConfig:
     team: str
     types: dict[str, TypeSpec] = field(default_factory=dict)
     workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
 
     def signatures(self) -> dict[str, tuple[Signature, str]]:
@@ -267,7 +290,7 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
 # ---- reading files -------------------------------------------------------------------------
 
 _KNOWN_KEYS = sorted(
-    {name for model in (FieldSpec, TypeSpec, TaskSpec, ScheduleSpec, WorkflowSpec, TeamFile) for name in model.model_fields}
+    {name for model in (FieldSpec, TypeSpec, TaskSpec, ScheduleSpec, WorkflowSpec, TeamFile, OverdueSpec) for name in model.model_fields}
 )
 
 
@@ -331,6 +354,7 @@ def merge_teams(parsed: list[tuple[Path, TeamFile]]) -> tuple[list[TeamConfig], 
         for kind, entries, target in (
             ("types", content.types, team.types),
             ("workflows", content.workflows, team.workflows),
+            ("groups", content.groups, team.groups),
         ):
             for name, spec in entries.items():
                 key = f"{kind}.{name}"
@@ -395,6 +419,7 @@ def check_team(config: TeamConfig) -> list[str]:
         if cycle:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + " -> ".join(reversed(cycle)))
 
+    check_human_tasks(config, report)
     problems.extend(_signature_problems(config))
     return problems
 

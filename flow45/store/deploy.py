@@ -7,6 +7,7 @@ import hashlib
 import json
 
 from flow45.clock import to_utc
+from flow45.config_human import groups_used
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
 from flow45.db import atomic
 from flow45.errors import ConfigError, NotFound
@@ -75,7 +76,8 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) 
         for config in teams:
             Team.get_or_create(name=config.team, defaults={"created_at": at})
             for name, workflow in sorted(config.workflows.items()):
-                document = spec_document(workflow, types_used_by(workflow, config.types))
+                groups = {name: config.groups[name] for name in groups_used(workflow)}
+                document = spec_document(workflow, types_used_by(workflow, config.types), groups)
                 results.append(_store_version(config.team, name, document, actor, at))
     return DeployReport(results)
 

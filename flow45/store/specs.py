@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flow45.config import TypeSpec, WorkflowSpec
 from flow45.db import generation
@@ -20,6 +20,7 @@ class VersionSpec:
     types: TypeRegistry
     downstream: dict[str, list[str]]
     order: list[str]  # by dependency level, then as declared
+    groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
 
     def task(self, name: str):
         return self.workflow.tasks[name]
@@ -41,12 +42,16 @@ class VersionSpec:
         return seen
 
 
-def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict:
-    """What a version stores: the workflow and the types it uses, in canonical JSON form."""
-    return {
+def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:
+    """What a version stores: the workflow, the types it uses and the members of the @groups its human
+    tasks name (so a run keeps who may decide as deployed), in canonical JSON form."""
+    document = {
         "workflow": workflow.model_dump(mode="json"),
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},
     }
+    if groups:  # only when used: the content hash of a workflow without any stays as it was
+        document["groups"] = {name: list(members) for name, members in sorted(groups.items())}
+    return document
 
 
 def parse_version(row: WorkflowVersion) -> VersionSpec:
@@ -63,6 +68,7 @@ def spec_from_document(version_id: int, team: str, name: str, number: int, docum
             downstream[up].append(task_name)
     return VersionSpec(
         version_id, team, name, number, workflow, TypeRegistry(types), downstream, levels_order(workflow),
+        dict(document.get("groups") or {}),
     )
 
 

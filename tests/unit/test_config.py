@@ -152,3 +152,44 @@ def test_durations(tmp_path, written, seconds):
     text = GOOD.replace("{function: load, output: Partition}", f"{{function: load, output: Partition, lease: {written}}}")
     [team] = load_config(_write(tmp_path, "good.yaml", text))
     assert team.workflows["wf"].tasks["load"].lease == seconds
+
+
+HUMAN = """\
+team: acme
+groups:
+  finance: [ann, bob]
+types:
+  Ok: {fields: {ok: boolean}}
+workflows:
+  wf:
+    tasks:
+      approve:
+        function: approve
+        output: Ok
+        human: true
+        assignees: [carol, "@finance"]
+        due: 4h
+        reminders: [1h, 3h]
+        overdue: {escalate: ["@finance", dave]}
+      check: {function: check, output: Ok, human: true, due: 1d, overdue: {default: {ok: false}}, inputs: {a: approve}}
+      sign: {function: sign, output: Ok, human: true, due: 30m, overdue: skip, after: [check]}
+"""
+
+
+def test_human_task_assignment_loads_in_its_short_forms(tmp_path):
+    [team] = load_config(_write(tmp_path, "team.yaml", HUMAN))
+    tasks = team.workflows["wf"].tasks
+    assert team.groups == {"finance": ["ann", "bob"]}
+    assert (tasks["approve"].assignees, tasks["approve"].due, tasks["approve"].reminders) == (["carol", "@finance"], 14400, [3600, 10800])
+    assert (tasks["approve"].overdue.action, tasks["approve"].overdue.to) == ("escalate", ["@finance", "dave"])
+    assert (tasks["check"].overdue.action, tasks["check"].overdue.output) == ("default", {"ok": False})
+    assert tasks["sign"].overdue.action == "skip" and tasks["sign"].assignees == []
+    # What a version stores reads back the same (the canonical form is accepted too).
+    assert type(tasks["approve"]).model_validate(tasks["approve"].model_dump(mode="json")) == tasks["approve"]
+
+
+def test_a_group_declared_in_two_files_is_refused_naming_both(tmp_path):
+    _write(tmp_path, "a.yaml", HUMAN)
+    _write(tmp_path, "b.yaml", "team: acme\ngroups:\n  finance: [zoe]\n")
+    problems = _problems(tmp_path)
+    assert any("b.yaml: groups.finance: already declared in" in p and p.endswith("a.yaml") for p in problems), problems
