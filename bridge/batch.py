@@ -110,7 +110,7 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
     marked = False
     try:
         written: list[OutboxMessage] | None = []
-        workers = [(i, p) for i, p in parsed if p.role == "worker"]
+        workers = [(i, p) for i, p in parsed if p.role == "worker" and not p.is_callback]
         if workers:
             items, written, marked = _apply_workers(workers, at, sent or [])
             for (index, _), item in zip(workers, items):
@@ -119,7 +119,7 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
                     else Outcome(refusal=Refusal(item.error.code, item.error.message, routine=_lost_race(item)))
                 )
         for index, inbound in parsed:
-            if inbound.role == "operator":
+            if inbound.role == "operator" or inbound.is_callback:
                 outcomes[index] = _one(inbound, at)
                 written = None
     except _DB_ERRORS as exc:

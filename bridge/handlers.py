@@ -63,6 +63,12 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     elif isinstance(msg, m.Cancel):
         store.cancel_run(msg.run, actor=actor, reason=msg.reason, now=at, team=team)
         return {"run": msg.run, "status": store.get_run(msg.run).status}
+    elif isinstance(msg, m.CallbackSubmit):
+        done = store.complete_callback(msg.key, msg.output, actor=actor, team=team, now=at)
+        return {"instance": done.instance, "state": done.state}
+    elif isinstance(msg, m.CallbackFail):
+        done = store.fail_callback(msg.key, msg.error, actor=actor, retryable=msg.retryable, team=team, now=at)
+        return {"instance": done.instance, "state": done.state}
     if isinstance(msg, m.Status):
         if msg.run is not None:
             return store.get_run(msg.run, team=team).to_json()
@@ -81,5 +87,6 @@ def apply_operator(inbound: Inbound, at: dt.datetime) -> Any:
 
 
 def apply(inbound: Inbound, at: dt.datetime) -> Any:
-    """An operator message. (Worker messages go through the set-based batch, `flow45.store.batch`.)"""
+    """An operator message, or a callback key's holder's. (Worker messages go through the set-based
+    batch, `flow45.store.batch`.)"""
     return apply_operator(inbound, at)

@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flow45.messages import OPERATOR_MESSAGES, OPERATOR_TYPES, WORKER_MESSAGES, WORKER_TYPES
+from flow45.messages import (
+    CALLBACK_MESSAGES, CALLBACK_TYPES, OPERATOR_MESSAGES, OPERATOR_TYPES, WORKER_MESSAGES, WORKER_TYPES,
+)
 from flow45.names import inbound_exchange, team_of_inbound_exchange
 from flow45.settings import Settings
 from flow45.strictjson import JSONRefused, loads
@@ -63,6 +65,11 @@ class Inbound:
     role: str  # worker | operator
     message_id: str
     message: BaseModel
+
+    @property
+    def is_callback(self) -> bool:
+        """A callback key's holder (worker or operator) completing or failing a parked attempt."""
+        return self.message.type in CALLBACK_TYPES
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -145,12 +152,12 @@ def parse(settings: Settings, delivery: Delivery) -> Inbound:
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise Refusal("invalid_message", "the body must be a JSON object with a string field `type`")
     kind = data["type"]
-    allowed = WORKER_TYPES if role == "worker" else OPERATOR_TYPES
+    allowed = (WORKER_TYPES if role == "worker" else OPERATOR_TYPES) | CALLBACK_TYPES
     if kind not in allowed:
         other = "an operator" if kind in OPERATOR_TYPES else "a worker" if kind in WORKER_TYPES else None
         why = f"`{kind}` is {other} message" if other else f"unknown message type {_shown(kind)}"
         raise Refusal("unauthorized" if other else "invalid_message", f"{why}; user {delivery.user_id} is a {role} of team {team}")
-    adapter = WORKER_MESSAGES if role == "worker" else OPERATOR_MESSAGES
+    adapter = CALLBACK_MESSAGES if kind in CALLBACK_TYPES else WORKER_MESSAGES if role == "worker" else OPERATOR_MESSAGES
     try:
         message = adapter.validate_python(data)
     except ValidationError as exc:

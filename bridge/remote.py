@@ -185,6 +185,14 @@ class RemoteClient(Client):
     def submit(self, instance_id: int, output: Any) -> str:
         return self._change({"type": "submit", "instance": instance_id, "output": output})["state"]
 
+    def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
+        done = self._change({"type": "callback_submit", "key": key, "output": output})
+        return done["instance"], done["state"]
+
+    def callback_fail(self, key: str, error: str, retryable: bool = True) -> tuple[int, str]:
+        done = self._change({"type": "callback_fail", "key": key, "error": error, "retryable": retryable})
+        return done["instance"], done["state"]
+
     def deploy(self, path: Path) -> DeployReport:
         result = self._change({"type": "deploy", "files": _yaml_files(path)})
         return DeployReport.from_json(result)

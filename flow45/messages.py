@@ -88,7 +88,45 @@ class Skip(_Attempt):
     reason: str = Field(max_length=2000)
 
 
-WorkerMessage = Annotated[Union[Claim, Progress, Submit, Fail, Skip], Field(discriminator="type")]
+MAX_DEADLINE = 400 * 86400  # seconds; a callback nobody answers for longer than a year is lost anyway
+
+
+class Park(_Attempt):
+    """Park the running attempt under a callback key (in the reply's `callback_key`, 256 random bits),
+    to be completed or failed later by whoever holds the key (`callback_submit`, `callback_fail`).
+    The lease stops counting; past `deadline_seconds` (none: no deadline) the attempt fails as an
+    expired lease does, counted against retries. The token still works until then."""
+
+    type: Literal["park"]
+    deadline_seconds: float | None = Field(None, gt=0, le=MAX_DEADLINE)
+
+
+WorkerMessage = Annotated[Union[Claim, Progress, Submit, Fail, Skip, Park], Field(discriminator="type")]
+
+
+# ---- anyone holding a callback key -> Flow45 (exchange flow45.in.TEAM; workers and operators) ----
+
+class _Callback(_Message):
+    key: str = Field(min_length=1, max_length=64, description="the callback key a parked attempt got; a secret")
+
+
+class CallbackSubmit(_Callback):
+    """Complete the parked attempt with its output. The ledger names the sender. A key that is
+    unknown, ended or another team's is answered `not_found`, in the same words."""
+
+    type: Literal["callback_submit"]
+    output: Any = Field(description="validated against the task's output type")
+
+
+class CallbackFail(_Callback):
+    """Fail the parked attempt: retried after its delay while retries are left (unless not retryable)."""
+
+    type: Literal["callback_fail"]
+    error: str = Field(min_length=1, max_length=2000)
+    retryable: bool = True
+
+
+CallbackMessage = Annotated[Union[CallbackSubmit, CallbackFail], Field(discriminator="type")]
 
 
 # ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
@@ -261,6 +299,7 @@ OperatorRead = Annotated[
 ]
 
 WORKER_MESSAGES = TypeAdapter(WorkerMessage)
+CALLBACK_MESSAGES = TypeAdapter(CallbackMessage)
 OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
 OPERATOR_READS = TypeAdapter(OperatorRead)
 
@@ -272,6 +311,7 @@ def _types(message: Any) -> frozenset[str]:
 
 
 WORKER_TYPES = _types(WorkerMessage)
+CALLBACK_TYPES = _types(CallbackMessage)
 OPERATOR_TYPES = _types(OperatorMessage)
 READ_TYPES = _types(OperatorRead)
 
@@ -366,6 +406,7 @@ class VersionDocument(_Message):
 # The `result` of a Reply that says yes, by request.
 RESULTS: dict[type[BaseModel], Any] = {
     Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
+    Park: WorkerReply, CallbackSubmit: InstanceState, CallbackFail: InstanceState,
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Status: Union[RunView, RunList],

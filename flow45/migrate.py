@@ -23,8 +23,15 @@ def _scheduler_v2() -> None:
     )
 
 
+def _callbacks_v3() -> None:
+    """Callbacks: the key a parked attempt is completed with (already there if v1 made the table)."""
+    if "callback_key" not in {c.name for c in database.get_columns("task_instance")}:
+        database.execute_sql("ALTER TABLE task_instance ADD COLUMN callback_key VARCHAR(64)")
+    database.execute_sql("CREATE INDEX IF NOT EXISTS task_instance_callback_key ON task_instance (callback_key)")
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3]
 CURRENT = len(STEPS)
 
 

@@ -95,6 +95,9 @@ class TaskInstance(Table):
     progress_pct = pw.FloatField(null=True)
     progress_message = pw.TextField(null=True)
     updated_at = pw.DateTimeField()
+    # A running attempt parked by its worker: whoever holds this key completes or fails it
+    # (lease_expires_at is then the deadline, or null for none). Cleared when the attempt ends.
+    callback_key = pw.CharField(max_length=64, null=True, index=True)
 
     class Meta:
         indexes = (

@@ -24,7 +24,7 @@ from flow45.store.specs import version_spec
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 MESSAGES: dict[str, Any] = {
     "Offer": m.Offer, "UndoNotice": m.UndoNotice,
-    "WorkerMessage": m.WorkerMessage, "OperatorMessage": m.OperatorMessage, "OperatorRead": m.OperatorRead,
+    "WorkerMessage": m.WorkerMessage, "CallbackMessage": m.CallbackMessage, "OperatorMessage": m.OperatorMessage, "OperatorRead": m.OperatorRead,
     "Reply": m.Reply,
 }
 NOT_STANDARD = {"discriminator"}  # OpenAPI's; the oneOf it annotates says the same in standard words

@@ -100,6 +100,7 @@ class InstanceView(View):
     upstream: list[str]
     updated_at: dt.datetime
     attempts: list[AttemptView] = dataclasses.field(default_factory=list)
+    parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +148,7 @@ class WorkerReply(View):
     inputs: dict | None = None
     params: Any = None
     duplicate: bool = False
+    callback_key: str | None = None  # the answer to `park` alone
 
     @classmethod
     def from_json(cls, data: dict) -> WorkerReply:

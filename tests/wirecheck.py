@@ -25,7 +25,8 @@ from flow45 import names
 from flow45 import messages as m
 from flow45.schema import message_schema, schema_for
 
-WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip}
+WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip, "park": m.Park}
+CALLBACK = {"callback_submit": m.CallbackSubmit, "callback_fail": m.CallbackFail}
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
     m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.OperatorSubmit,
     m.Status)}
@@ -109,6 +110,8 @@ class WireLog:
                 cls = READ[kind]
         elif kind in WORKER and validator("WorkerMessage").is_valid(body):
             cls = WORKER[kind]
+        elif kind in CALLBACK and validator("CallbackMessage").is_valid(body):
+            cls = CALLBACK[kind]
         elif kind in OPERATOR and validator("OperatorMessage").is_valid(body):
             cls = OPERATOR[kind]
         if cls is None:
@@ -116,7 +119,8 @@ class WireLog:
                 problems.append(f"a {kind!r} request answered {str(reply)[:200]} matches no message schema:\n  {str(body)[:300]}")
             self._expect("Refused", reply, "the refusal of a malformed request", problems)
             return
-        schema = "WorkerMessage" if cls in WORKER.values() else "OperatorRead" if cls in READ.values() else "OperatorMessage"
+        schema = ("WorkerMessage" if cls in WORKER.values() else "CallbackMessage" if cls in CALLBACK.values()
+                  else "OperatorRead" if cls in READ.values() else "OperatorMessage")
         self._expect(schema, body, f"a {kind}", problems)
         self._expect(f"{cls.__name__}Reply", reply, f"the reply to a {kind}", problems)
 

@@ -19,7 +19,8 @@ class Task:
     expired, or it was retried or undone): whatever the handler does next will be refused, so a long
     handler should look at it between steps (or call `raise_if_cancelled()`)."""
 
-    def __init__(self, offer: Offer, grant: dict[str, Any], worker: str, send_progress: Callable[..., bool]):
+    def __init__(self, offer: Offer, grant: dict[str, Any], worker: str, send_progress: Callable[..., bool],
+                 send_park: Callable[..., str] | None = None):
         self.offer = offer
         self.instance: int = offer.instance
         self.run: int = offer.run
@@ -38,7 +39,9 @@ class Task:
         self.lease_expires_at: dt.datetime | None = _parse_time(grant.get("lease_expires_at"))
         self.worker = worker
         self.cancelled = threading.Event()
+        self.callback_key: str | None = None  # set by park()
         self._send_progress = send_progress
+        self._send_park = send_park
 
     def progress(self, percent: float | None = None, message: str | None = None) -> bool:
         """Report progress (0-100 and/or a line of text); it also renews the lease.
@@ -50,6 +53,18 @@ class Task:
         if message is not None:
             message = str(message)[:MAX_TEXT]
         return self._send_progress(self, percent, message)
+
+    def park(self, deadline_seconds: float | None = None) -> str:
+        """Park this attempt and return its callback key (a secret): hand the key to the service
+        that will finish the work, then return from the handler; what it returns is not sent. Whoever
+        holds the key completes the attempt with its output (`callback_submit` through the broker,
+        `flow45 callback complete KEY`) or fails it. Past `deadline_seconds` (none: no deadline) it
+        fails as an expired lease does. Raises TaskCancelled if the attempt is no longer current."""
+        if self._send_park is None:
+            raise RuntimeError("this task cannot be parked: it was not made by a Worker")
+        if self.callback_key is None:
+            self.callback_key = self._send_park(self, deadline_seconds)
+        return self.callback_key
 
     def skip(self, reason: str) -> NoReturn:
         """Nothing to do for this instance: it ends as skipped and downstream tasks get null for it."""

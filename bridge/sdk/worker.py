@@ -17,12 +17,12 @@ from typing import Any, Callable
 from pydantic import BaseModel, ValidationError
 
 from bridge.sdk.binding import Binding, dump_output
-from bridge.sdk.errors import PermanentError, SkipTask, TransportError
+from bridge.sdk.errors import PermanentError, SkipTask, TaskCancelled, TransportError
 from bridge.sdk.heartbeat import Heartbeat
 from bridge.sdk.task import MAX_TEXT, Task
 from bridge.sdk.transport import OFFER, Delivery, Subscription, Transport
 from flow45 import wire
-from flow45.messages import Claim, Fail, Offer, Progress, Reply, Skip, Submit, UndoNotice
+from flow45.messages import Claim, Fail, Offer, Park, Progress, Reply, Skip, Submit, UndoNotice
 from flow45.outage import Backoff
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Worker:
             level = logging.DEBUG if reply.code == STALE else logging.WARNING
             log.log(level, "claim of task instance %s refused (%s): %s", offer.instance, reply.code, reply.error)
             return
-        task = Task(offer, reply.result or {}, self.name, self._progress)
+        task = Task(offer, reply.result or {}, self.name, self._progress, self._park)
         self._run(task, binding)
 
     def _run(self, task: Task, binding: Binding) -> None:
@@ -229,15 +229,21 @@ class Worker:
             self._heartbeat.remove(task)
             with self._lock:
                 self.active -= 1
+        if outcome is None:
+            log.info("%r parked; whoever holds its callback key finishes it", task)
+            return
         if task.cancelled.is_set():
             log.info("%r is no longer current; its %s is not sent", task, outcome.type)
             return
         self._report(task, outcome)
 
-    def _call(self, task: Task, binding: Binding) -> Submit | Fail | Skip:
+    def _call(self, task: Task, binding: Binding) -> Submit | Fail | Skip | None:
+        """What to send for the handler's outcome; None when it parked the attempt and returned."""
         common = {"instance": task.instance, "token": task.token}
         try:
             result = binding.fn(task, **binding.arguments(task.inputs))
+            if task.callback_key is not None:
+                return None
         except SkipTask as skip:
             return Skip(type="skip", reason=skip.reason[:MAX_TEXT], **common)
         except PermanentError as exc:
@@ -292,6 +298,16 @@ class Worker:
             return False
         log.error("progress of %r refused (%s): %s", task, reply.code, reply.error)
         return True
+
+    def _park(self, task: Task, deadline_seconds: float | None) -> str:
+        park = Park(type="park", instance=task.instance, token=task.token, deadline_seconds=deadline_seconds)
+        reply = self._request(park, attempts=self.rpc_attempts)
+        if reply.ok:
+            return reply.result["callback_key"]
+        if reply.code == STALE:
+            task.cancelled.set()
+            raise TaskCancelled(f"{task!r} is no longer current: {reply.error}")
+        raise RuntimeError(f"park of {task!r} refused ({reply.code}): {reply.error}")
 
     def _beat(self, task: Task) -> None:
         self._progress(task, None, None, timeout=min(self.rpc_timeout, Heartbeat.interval(task)))

@@ -150,6 +150,14 @@ class Client(abc.ABC):
         """The output of a human task; the instance's state after it."""
 
     @abc.abstractmethod
+    def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
+        """Complete the attempt parked under `key`; (instance, its state after it)."""
+
+    @abc.abstractmethod
+    def callback_fail(self, key: str, error: str, retryable: bool = True) -> tuple[int, str]:
+        """Fail the attempt parked under `key`; (instance, its state after it)."""
+
+    @abc.abstractmethod
     def deploy(self, path: Path) -> DeployReport:
         """Deploy a config file or folder."""
 

@@ -192,6 +192,14 @@ class LocalClient(Client):
     def submit(self, instance_id: int, output: Any) -> str:
         return store.submit_human(instance_id, output, actor=self.actor, team=self.team).state
 
+    def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
+        done = store.complete_callback(key, output, actor=self.actor, team=self.team)
+        return done.instance, done.state
+
+    def callback_fail(self, key: str, error: str, retryable: bool = True) -> tuple[int, str]:
+        done = store.fail_callback(key, error, actor=self.actor, retryable=retryable, team=self.team)
+        return done.instance, done.state
+
     def deploy(self, path: Path) -> DeployReport:
         from flow45.config import load_config
         from flow45.errors import Flow45Error

@@ -1,4 +1,4 @@
-"""Worker messages (claim, progress, submit, fail, skip), any number at once, applied by the rules
+"""Worker messages (claim, progress, submit, fail, skip, park), any number at once, applied by the rules
 through one `Unit`: a handful of statements per batch instead of a dozen per message. The bridge
 applies a batch per delivery burst; a per-message verb is a batch of one."""
 
@@ -12,7 +12,7 @@ from flow45 import messages as m
 from flow45.errors import Flow45Error
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store import rules
+from flow45.store import callback_rules, rules
 from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage
 from flow45.store.unit import Unit
@@ -92,6 +92,9 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
                            inputs=None, params=unit.run_of(instance).params)
     rules.require_live(instance, msg.token)
     actor = instance.worker or "worker"
+    if isinstance(msg, m.Park):
+        key = callback_rules.park(ch, instance, msg.deadline_seconds, actor)
+        return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at, callback_key=key)
     if isinstance(msg, m.Progress):
         rules.progress(ch, instance, task, msg.percent, msg.message)
         return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at)

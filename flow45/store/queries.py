@@ -49,18 +49,28 @@ def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
+def _minute(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M" if value.second == 0 and value.microsecond == 0 else "%Y-%m-%d %H:%M:%S") + "Z"
+
+
 def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
-    """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer."""
+    """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer or a parked
+    attempt ("render (callback, deadline ...)"): what no worker is busy with."""
     found: dict[int, list[str]] = {}
     if run_ids:
         rows = (
-            TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.not_before)
-            .where(TaskInstance.run.in_(run_ids) & (TaskInstance.state == S.WAITING))
-            .order_by(TaskInstance.not_before, TaskInstance.id).tuples()
+            TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.state, TaskInstance.not_before,
+                                TaskInstance.lease_expires_at)
+            .where(TaskInstance.run.in_(run_ids) & ((TaskInstance.state == S.WAITING)
+                   | ((TaskInstance.state == S.RUNNING) & TaskInstance.callback_key.is_null(False))))
+            .order_by(TaskInstance.id).tuples()
         )
-        for run_id, task, due in rows:
-            when = due.strftime("%Y-%m-%d %H:%M" if due.second == 0 and due.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
-            found.setdefault(run_id, []).append(f"{task} (timer, due {when}Z)")
+        for run_id, task, state, due, deadline in rows:
+            if state == S.WAITING:
+                text = f"{task} (timer, due {_minute(due)})"
+            else:
+                text = f"{task} (callback, " + (f"deadline {_minute(deadline)})" if deadline else "no deadline)")
+            found.setdefault(run_id, []).append(text)
     return {run_id: ", ".join(texts) for run_id, texts in found.items()}
 
 
@@ -102,7 +112,7 @@ def list_runs(
         query = query.where(Run.id < before)
     runs = list(query)
     counts = _counts([r.id for r in runs])
-    timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING)])
+    timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)])
     return [_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)) for r in runs]
 
 
@@ -119,6 +129,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=()) -> Instanc
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
         upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a) for a in attempts],
+        parked=i.callback_key is not None,
     )
 
 
@@ -136,7 +147,7 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ())) for name in spec.order
     ]
     counts = dict(Counter(i.state for i in instances))
-    timers = _waiting_timers([run.id] if counts.get(S.WAITING) else [])
+    timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) else [])
     return _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
 
 

@@ -73,6 +73,8 @@ def move(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any 
            from_state=instance.state, to_state=target, detail=detail)
     instance.state = target
     instance.updated_at = ch.at
+    if target != S.RUNNING:
+        instance.callback_key = None  # a parked attempt's key ends with it (flow45.store.callbacks)
     for name, value in values.items():
         setattr(instance, name, value)
     ch.instances[instance.id] = instance
@@ -126,8 +128,9 @@ def claim(ch: Changes, instance, task, worker: str) -> None:
 
 
 def progress(ch: Changes, instance, task, percent: float | None, message: str | None) -> None:
-    """Record progress and renew the lease."""
-    instance.lease_expires_at = ch.at + dt.timedelta(seconds=lease_seconds(task))
+    """Record progress and renew the lease (a parked attempt keeps its deadline instead)."""
+    if instance.callback_key is None:
+        instance.lease_expires_at = ch.at + dt.timedelta(seconds=lease_seconds(task))
     if percent is not None:
         instance.progress_pct = max(0.0, min(100.0, float(percent)))
     if message is not None:

@@ -7,14 +7,14 @@ import datetime as dt
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.models import TaskInstance
-from flow45.store import rules, timers
+from flow45.store import callback_rules, rules, timers
 from flow45.store.unit import Row, Unit, each_alone
 
 SWEEPER = "flow45-scheduler"
 
 
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
-    """Running attempts whose lease passed fail as expired (counted against retries)."""
+    """Running attempts whose lease (or, parked, callback deadline) passed fail as expired (counted against retries)."""
     at = to_utc(now)
     due = (
         TaskInstance.select(TaskInstance.id)
@@ -25,7 +25,7 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
     def expire(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RUNNING or instance.lease_expires_at is None or instance.lease_expires_at >= at:
             return False  # progress renewed it, or it finished, since we looked
-        error = f"lease expired at {instance.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        error = callback_rules.deadline_error(instance)
         rules.fail(unit.changes, instance, unit.task(instance), error, True, SWEEPER, expired=True)
         return True
 

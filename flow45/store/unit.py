@@ -24,12 +24,13 @@ from flow45.store.specs import VersionSpec, version_spec
 
 INSTANCE_COLUMNS = (
     "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
-    "progress_pct", "progress_message", "updated_at",
+    "progress_pct", "progress_message", "updated_at", "callback_key",
 )
 INSTANCE_CASTS = {
     "id": "bigint", "state": "varchar", "attempt": "integer", "token": "varchar", "failures": "integer",
     "lease_expires_at": "timestamp", "not_before": "timestamp", "offered_at": "timestamp", "worker": "varchar",
     "progress_pct": "double precision", "progress_message": "text", "updated_at": "timestamp",
+    "callback_key": "varchar",
 }
 RUN_COLUMNS = ("status", "started_at", "updated_at", "finished_at")
 RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "updated_at": "timestamp",
@@ -48,6 +49,7 @@ class Row:
 _INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
     "id", "run", "team", "task", "function", "state", "attempt", "token", "failures", "priority", "human",
     "lease_expires_at", "not_before", "offered_at", "worker", "progress_pct", "progress_message", "updated_at",
+    "callback_key",
 )]
 _RUN_FIELDS = [Run._meta.fields[name] for name in (
     "id", "team", "workflow", "version", "status", "params", "started_at", "updated_at", "finished_at",

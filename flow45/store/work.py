@@ -16,7 +16,7 @@ from flow45.models import TaskInstance
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.views import WorkerReply
 
-WORKER_MESSAGES = (m.Claim, m.Progress, m.Submit, m.Fail, m.Skip)
+WORKER_MESSAGES = (m.Claim, m.Progress, m.Submit, m.Fail, m.Skip, m.Park)
 # The verbs below are called in-process, not from the wire: their messages skip its validation, and
 # the rules cut an over-long error or message and clamp a percentage instead of refusing them.
 
@@ -101,4 +101,13 @@ def skip(
 ) -> WorkerReply:
     """The worker decides there is nothing to do: downstream tasks get null for this input."""
     message = m.Skip.model_construct(type="skip", instance=instance_id, token=token, reason=reason)
+    return apply_message(message, team=team, message_id=message_id, now=now)
+
+
+def park(
+    instance_id: int, token: str, deadline_seconds: float | None = None, *, now: dt.datetime | None = None,
+    team: str | None = None, message_id: str | None = None,
+) -> WorkerReply:
+    """Park the running attempt: its reply carries the callback key that completes it later."""
+    message = m.Park.model_construct(type="park", instance=instance_id, token=token, deadline_seconds=deadline_seconds)
     return apply_message(message, team=team, message_id=message_id, now=now)

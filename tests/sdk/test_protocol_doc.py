@@ -16,6 +16,7 @@ DOC = (ROOT / "docs" / "protocol.md").read_text()
 SECTIONS = {
     "Offer": m.Offer, "UndoNotice": m.UndoNotice, "Reply": m.Reply,
     "`claim`": m.Claim, "`progress`": m.Progress, "`submit`": m.Submit, "`fail`": m.Fail, "`skip`": m.Skip,
+    "`park`": m.Park, "`callback_submit`": m.CallbackSubmit, "`callback_fail`": m.CallbackFail,
     "`deploy`": m.Deploy, "`validate`": m.Validate, "`trigger`": m.Trigger, "`undo`": m.Undo,
     "`skip` (operator)": m.OperatorSkip, "`retry`": m.Retry, "`hold`": m.Hold, "`release`": m.Release,
     "`cancel`": m.Cancel, "`submit` (operator)": m.OperatorSubmit, "`status`": m.Status,

@@ -1,0 +1,51 @@
+"""Callback rules, pure like `flow45.store.rules`: a worker parks its running attempt under a key;
+whoever holds the key completes or fails it later. The attempt stays `running` (its token still
+works); `lease_expires_at` becomes the deadline (none: it never expires), so the lease sweep fails
+it past the deadline, counted against retries as an expired lease is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from flow45 import states as S
+from flow45.clock import iso
+from flow45.errors import IllegalTransition
+from flow45.store import rules
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits, 43 characters
+
+
+def park(ch: rules.Changes, instance, deadline_seconds: float | None, actor: str) -> str:
+    """Suspend the lease; returns the callback key."""
+    if instance.callback_key is not None:
+        raise IllegalTransition(f"{rules.describe(instance)}: attempt {instance.attempt} is parked already")
+    instance.callback_key = new_key()
+    instance.lease_expires_at = None if deadline_seconds is None else ch.at + dt.timedelta(seconds=deadline_seconds)
+    instance.updated_at = ch.at
+    ch.instances[instance.id] = instance
+    rules.record(ch, instance.team, "park", actor, run=instance.run_id, instance=instance.id,
+                 detail={"attempt": instance.attempt, "deadline": iso(instance.lease_expires_at)})
+    return instance.callback_key
+
+
+def is_parked(instance, key: str) -> bool:
+    return (instance.state == S.RUNNING and instance.callback_key is not None
+            and secrets.compare_digest(instance.callback_key, key))
+
+
+def complete(ch: rules.Changes, instance, output: Any, actor: str) -> None:
+    """The key's holder finishes the parked attempt with its (already checked) output."""
+    rules.end_attempt(ch, instance, "succeeded", output=output)
+    ch.outputs[instance.id] = output
+    rules.move(ch, instance, S.SUCCEEDED, "callback", actor, {"attempt": instance.attempt},
+               token=None, lease_expires_at=None, progress_pct=100.0)
+
+
+def deadline_error(instance) -> str:
+    """Why the lease sweep fails an attempt: its lease or, parked, its callback deadline passed."""
+    what = "callback deadline passed" if instance.callback_key is not None else "lease expired"
+    return f"{what} at {instance.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,0 +1,89 @@
+"""`flow45 callback` and `flow45 wait` as a script uses them, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flow45 import store
+from flow45.cli import flows, main
+from flow45.settings import Settings, use_settings
+from tests.store.helpers import BLOB, DIAMOND, claim, deploy_text, instance
+
+
+@pytest.fixture
+def flow45(db_url, capsys, store_db):
+    """Run `flow45 ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    use_settings(Settings(database_url=db_url))
+
+    def run(*args: str):
+        try:
+            code = main(["--as", "ops-ann", *args])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _finish(run: int, outcome: str) -> None:
+    """Drive a DIAMOND run to `outcome`: a fails for good, or every task succeeds."""
+    if outcome == "cancelled":
+        store.cancel_run(run, actor="ann")
+        return
+    for task in ("a", "b", "c", "d"):
+        grant = claim(run, task)
+        if outcome == "failed":
+            store.fail(grant.instance, grant.token, "boom", retryable=False)
+            return
+        store.submit(grant.instance, grant.token, BLOB)
+
+
+@pytest.mark.parametrize("outcome, code", [("succeeded", 0), ("failed", 3), ("cancelled", 4)])
+def test_wait_blocks_until_the_run_finishes_and_exits_by_its_state(flow45, tmp_path, monkeypatch, outcome, code):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann")
+    pauses = []
+
+    def pause(seconds):  # the run finishes while `wait` sleeps for the second time
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            _finish(run, outcome)
+
+    monkeypatch.setattr(flows, "_pause", pause)
+    assert flow45("wait", str(run)) == (code, f"run {run} {outcome}\n", "")
+    assert len(pauses) == 2 and pauses[1] > pauses[0], "looks further apart each time"
+
+
+def test_wait_times_out_and_refuses_a_missing_run_or_a_bad_timeout_without_a_traceback(flow45, tmp_path, monkeypatch):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann")
+    monkeypatch.setattr(flows, "_pause", lambda seconds: None)
+    monkeypatch.setattr(flows.time, "monotonic", iter(range(0, 1000, 10)).__next__)  # 10 s per look
+    code, out, err = flow45("wait", str(run), "--timeout", "25")
+    assert (code, out, err) == (5, "", f"flow45: run {run} is still running after 25s\n")
+    code, _, err = flow45("wait", "4242")
+    assert code == 1 and err == "flow45: run 4242 not found\n"
+    code, _, err = flow45("wait", str(run), "--timeout", "soon")
+    assert code == 2 and "expected a number of seconds, got 'soon'" in err and "Traceback" not in err
+
+
+def test_callback_complete_and_fail_by_key(flow45, tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann")
+    grant = claim(run, "a")
+    key = store.park(grant.instance, grant.token).callback_key
+    code, _, err = flow45("callback", "complete", key, "--output", '{"uri": "x"}')
+    assert code == 1 and "output is not a valid Blob: output.size: Field required" in err
+    code, out, _ = flow45("callback", "complete", key, "--output", json.dumps(BLOB))
+    assert (code, out) == (0, f"instance {grant.instance} succeeded\n")
+    assert flow45("callback", "complete", key, "--output", json.dumps(BLOB))[2] == (
+        "flow45: no parked task instance has this callback key\n")
+
+    grant = claim(run, "b")
+    key = store.park(grant.instance, grant.token).callback_key
+    code, out, _ = flow45("callback", "fail", key, "--error", "service refused", "--no-retry")
+    assert (code, out) == (0, f"instance {grant.instance} failed\n")
+    assert instance(run, "b").state == "failed"
