@@ -8,16 +8,24 @@ shared between threads): the dashboard reads from its UI thread and from its led
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from pika.exceptions import AMQPError
+
+from bridge.failures import describe_amqp_error, open_blocking
 from bridge.rpc import BridgeRefused, Rpc
 from flow45 import messages as m
+from flow45 import names
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.errors import Flow45Error, NotFound
+from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+
+log = logging.getLogger("flow45.client")
 
 _CODES = {"not_found": NotFound}
 
@@ -203,6 +211,42 @@ class RemoteClient(Client):
 
         functions = {t.team: len(t.signatures()) for t in load_config(path)}  # the same files, read here too
         return [ValidatedTeam(t["team"], t["workflows"], t["types"], functions.get(t["team"], 0)) for t in result["teams"]]
+
+    # ---- the team's event stream ---------------------------------------------------------------
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None]:
+        stop = threading.Event()
+        threading.Thread(target=self._follow, args=(wake, stop), name="flow45-event-stream", daemon=True).start()
+        return stop.set
+
+    def _follow(self, wake: Callable[[], None], stop: threading.Event) -> None:
+        """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
+        us bind); every event wakes the follower, and so does each reconnection."""
+        backoff = Backoff(stop, cap=10.0)
+        team = self.team
+        while not stop.is_set():
+            try:
+                connection = open_blocking(self.url)
+                try:
+                    channel = connection.channel()
+                    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+                    channel.queue_bind(queue, names.EVENTS_EXCHANGE, team)
+                    backoff.reset()
+                    wake()  # what happened while we were not bound is read by ledger id
+                    for method, _properties, _body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
+                        if stop.is_set():
+                            break
+                        if method is not None:
+                            wake()
+                finally:
+                    if connection.is_open:
+                        connection.close()
+            except (AMQPError, OSError) as exc:
+                log.warning("event stream: %s", describe_amqp_error(exc, self.url) or exc)
+            except Flow45Error as exc:
+                log.warning("event stream: %s", exc.message)
+            if not stop.is_set():
+                backoff.wait()
 
     def close(self) -> None:
         rpc = getattr(self._mine, "rpc", None)

@@ -1,5 +1,6 @@
 """The bridge process: consumes the inbox, applies it in batches, relays the outbox; operators'
-reads are answered beside it, on a thread and connections of their own (`bridge.reads`).
+reads are answered beside it, and the ledger is published to the team event streams, each on a
+thread and connections of their own (`bridge.reads`, `bridge.events`).
 
 Everything runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
 examples): a batch of deliveries is applied in one transaction while the next batch accumulates,
@@ -18,6 +19,7 @@ from pika.exceptions import AMQPError
 from bridge import answers
 from bridge.acks import AckTracker
 from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, apply_batch
+from bridge.events import EventPublisher
 from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
@@ -67,6 +69,7 @@ class Bridge:
         self._relay_lock = RelayLock()
         self._listener: OutboxListener | None = None
         self.reads = ReadServer(settings)
+        self.events = EventPublisher(settings)
         self._reset_channel_state()
 
     def _reset_channel_state(self) -> None:
@@ -90,8 +93,10 @@ class Bridge:
         database or vhost that does not exist): waiting cannot fix that, its supervisor must hear."""
         connect(self.settings.database_url)
         backoff = Backoff(self._stop_event, cap=self.settings.reconnect_max, beat=self._beat_waiting)
-        reads = threading.Thread(target=self.reads.run, name="flow45-bridge-reads", daemon=True)
-        reads.start()
+        beside = [threading.Thread(target=self.reads.run, name="flow45-bridge-reads", daemon=True),
+                  threading.Thread(target=self.events.run, name="flow45-bridge-events", daemon=True)]
+        for thread in beside:
+            thread.start()
         try:
             while not self._stopping:
                 started = time.monotonic()
@@ -133,7 +138,9 @@ class Bridge:
                 backoff.wait()
         finally:
             self.reads.stop()
-            reads.join(timeout=0.5)  # within a stop's grace; it holds nothing that needs finishing
+            self.events.stop()
+            for thread in beside:
+                thread.join(timeout=0.3)  # within a stop's grace; they hold nothing that needs finishing
             self.stopped.set()
         log.info("bridge: stopped")
 
@@ -143,6 +150,7 @@ class Bridge:
         self._stopping = True
         self._stop_event.set()
         self.reads.stop()
+        self.events.stop()
         connection = self._connection
         if connection is not None and not connection.is_closed:
             connection.ioloop.add_callback_threadsafe(self._shutdown)

@@ -1,9 +1,10 @@
 """`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
 
 A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`;
-its operators may also write `flow45.read` (reads, answered for their own team) and read
-`flow45.dead.TEAM` (direct reply-to needs no permission); the bridge's own user (from amqp_url) may
-do everything.
+its operators may also write `flow45.read` (reads, answered for their own team), read
+`flow45.dead.TEAM`, and follow their team's event stream: a server-named queue of their own bound to
+`flow45.events` with their team's key alone (a topic permission). Direct reply-to needs no
+permission; the bridge's own user (from amqp_url) may do everything.
 """
 
 from __future__ import annotations
@@ -17,16 +18,26 @@ from flow45 import names
 from flow45.settings import Settings
 
 
+OWN_QUEUES = r"amq\.gen-.+"  # server-named queues: an operator's own, to follow its team's event stream
+
+
 def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
-    """(configure, write, read) regexes for a team's users; operators also send reads and read the
-    team's dead letters."""
+    """(configure, write, read) regexes for a team's users; operators also send reads, read the
+    team's dead letters and bind a queue of their own to the event stream (which key: see
+    `topic_permissions`)."""
     tasks = re.escape(names.offer_queue(team, "")) + ".+"  # every offer and undo queue of the team
-    read = f"^{tasks}$"
-    write = f"^{re.escape(names.inbound_exchange(team))}$"
-    if role == "operator":
-        read = f"^({tasks}|{re.escape(names.dead_queue(team))})$"
-        write = f"^({re.escape(names.inbound_exchange(team))}|{re.escape(names.READ_EXCHANGE)})$"
-    return "^$", write, read
+    if role != "operator":
+        return "^$", f"^{re.escape(names.inbound_exchange(team))}$", f"^{tasks}$"
+    configure = f"^{OWN_QUEUES}$"
+    write = f"^({re.escape(names.inbound_exchange(team))}|{re.escape(names.READ_EXCHANGE)}|{OWN_QUEUES})$"
+    read = f"^({tasks}|{re.escape(names.dead_queue(team))}|{re.escape(names.EVENTS_EXCHANGE)}|{OWN_QUEUES})$"
+    return configure, write, read
+
+
+def topic_permissions(team: str) -> tuple[str, str, str]:
+    """(exchange, write, read) of an operator's topic permission: on the event stream it may bind
+    its team's key alone, and publish nothing."""
+    return names.EVENTS_EXCHANGE, "^$", f"^{re.escape(team)}$"
 
 
 def bridge_user(settings: Settings) -> tuple[str, str]:
@@ -68,6 +79,8 @@ def plan(
                 passwords.setdefault(name, secrets.token_hex(16))  # never starts with '-', which rabbitmqctl reads as an option
                 commands.append(["add_user", name, passwords[name]])
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
+            if role == "operator":
+                commands.append(["set_topic_permissions", "-p", vhost, name, *topic_permissions(team)])
     commands.append([
         "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
         '{"max-length": 1000000, "overflow": "drop-head"}',

@@ -46,6 +46,7 @@ def declare(channel, settings: Settings) -> int:
     channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
     channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
     channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
+    channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
     functions = deployed_functions()
     for team in sorted(set(settings.teams) | {team for team, _, _ in functions}):
         exchange = names.inbound_exchange(team)

@@ -14,6 +14,8 @@ READ_EXCHANGE = "flow45.read"  # fanout: operators' reads, one exchange for ever
 # the team from the broker-validated user); answered on direct reply-to, off the workers' path
 READS_QUEUE = "flow45.reads"  # bound to it; read by the bridge's own reader
 READS_TTL_MS = 30_000  # a read nobody answered in this long is dropped: its asker stopped waiting
+EVENTS_EXCHANGE = "flow45.events"  # topic: every ledger event, routing key its TEAM; a team's operators
+# may bind only their own team's key
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5
 

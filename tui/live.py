@@ -84,12 +84,15 @@ class Feed:
             self._stop.set()
 
     def run(self) -> None:
-        """The thread's loop; what it holds (a database connection) is let go when it ends."""
+        """The thread's loop; what it holds (a database connection) is let go when it ends. With a
+        client that pushes (the team's event stream), it reads only when woken: no polling."""
         failures = 0
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
+        unsubscribe = self.client.subscribe(self.poke)
+        idle = None if unsubscribe is not None else self.interval
         try:
             while not self._stop.is_set():
-                self._wake.wait(backoff.next_delay() if failures else self.interval)
+                self._wake.wait(backoff.next_delay() if failures else idle)
                 self._wake.clear()
                 if self._stop.is_set():
                     break
@@ -103,6 +106,8 @@ class Feed:
                     if failures == 1:
                         self._post(FeedProblem(message))
         finally:
+            if unsubscribe is not None:
+                unsubscribe()
             self.client.close()
 
     def tick(self) -> None:

@@ -226,9 +226,14 @@ def cmd_submit(args) -> int:
 
 @command("events")
 def cmd_events(args) -> int:
+    import threading
+
     client = _client(args)
     after = args.after
+    wake = threading.Event()  # set by the team's event stream, when the client has one
+    pushed = args.follow and client.subscribe(wake.set) is not None
     while True:
+        wake.clear()
         events = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
         for e in events:
             if args.json:
@@ -243,4 +248,7 @@ def cmd_events(args) -> int:
         if not args.follow:
             return 0
         if len(events) < args.limit:
-            time.sleep(0.5)
+            if pushed:
+                wake.wait()
+            else:
+                time.sleep(0.5)

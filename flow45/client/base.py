@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from flow45.store.specs import VersionSpec
 from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
@@ -164,6 +164,12 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def validate(self, path: Path) -> list[ValidatedTeam]:
         """Check a config file or folder; raises ConfigError naming every problem."""
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `wake` (from a thread of its own) whenever new ledger events this client sees may be
+        there, and once after each (re)connection, so a follower re-reads by id what it missed.
+        Returns how to stop; None when this client has no such push, and followers poll `events`."""
+        return None
 
     def close(self) -> None:
         """Let go of what the calling thread holds (a database connection, a broker connection)."""

@@ -1,4 +1,5 @@
-"""The dashboard of a team's operator with only a broker URL: through the bridge, one team, live."""
+"""The dashboard of a team's operator with only a broker URL: through the bridge, one team, live from
+the team's event stream (no polling)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ async def _operate(bridge_env, tmp_path) -> None:
     teams = deploy_two_teams(tmp_path)
     ours = teams["reports"]
     client = RemoteClient(bridge_env.url("reports-ops"), timeout=10)
-    app = Dashboard("whoever", client=client, poll_interval=0.2)
+    assert bridge_env.bridge.events.ready.wait(10)
+    app = Dashboard("whoever", client=client, poll_interval=3600)  # live only through the team's event stream
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=10)
         runs = app.screen

@@ -47,3 +47,16 @@ def test_operators_alone_may_send_reads():
     assert not re.search(write["reports-worker"], "flow45.read")
     for other in ("flow45.in.reports2", "flow45.reads", "flow45.readx", "flow45.tasks"):
         assert not re.search(write["reports-ops"], other), other
+
+
+def test_operators_follow_their_own_teams_event_stream_only():
+    commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
+    topics = {c[3]: c[4:] for c in commands if c[0] == "set_topic_permissions"}
+    assert set(topics) == {"reports-ops", "r2-ops"}  # operators only
+    exchange, write, read = topics["reports-ops"]
+    assert exchange == "flow45.events" and re.search(read, "reports")
+    assert not any(re.search(read, key) for key in ("reports2", "rival", "#", "*", "reports.x"))
+    assert not re.search(write, "reports")  # nobody but the bridge publishes events
+    configure = {c[3]: c[-3] for c in commands if c[0] == "set_permissions"}
+    assert re.search(configure["reports-ops"], "amq.gen-Xy1") and not re.search(configure["reports-ops"], "flow45.x")
+    assert configure["reports-worker"] == "^$"

@@ -1,0 +1,46 @@
+"""The team event streams: the bridge publishes each ledger event to flow45.events keyed by its team,
+and a team's operator can bind its own team's key alone."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pika
+import pytest
+
+from flow45 import names
+from tests.client.two_teams import deploy_two_teams
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_operator_follows_its_own_teams_events_in_order_and_no_other(bridge_env, tmp_path, wire_log):
+    assert bridge_env.bridge.events.ready.wait(10)
+    connection = pika.BlockingConnection(pika.URLParameters(bridge_env.url("reports-ops")))
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(queue, names.EVENTS_EXCHANGE, "reports")
+        for key in ("rival", "#", "*"):
+            other = connection.channel()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                other.queue_bind(queue, names.EVENTS_EXCHANGE, key)
+            assert refused.value.reply_code == 403, key
+
+        teams = deploy_two_teams(tmp_path)
+        ours = teams["reports"]
+        got: list[dict] = []
+        deadline = time.monotonic() + 10
+        while not any(e["run"] == ours.run and e["kind"] == "submit" for e in got) and time.monotonic() < deadline:
+            method, _properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                connection.process_data_events(time_limit=0.1)
+            else:
+                got.append(json.loads(body))
+    finally:
+        connection.close()
+    assert got and {e["team"] for e in got} == {"reports"}
+    assert [e["id"] for e in got] == sorted(e["id"] for e in got)
+    assert ("trigger", ours.run) in {(e["kind"], e["run"]) for e in got}
+    assert not wire_log.check() and wire_log.checked["LedgerEvent"] >= len(got)
