@@ -56,6 +56,12 @@ class IllegalTransition(Flow45Error):
     code = "illegal_transition"
 
 
+class NotAllowed(Flow45Error):
+    """Someone else decides this: the message names who may, or who has the task."""
+
+    code = "not_allowed"
+
+
 class InvalidOutput(Flow45Error):
     """The submitted output does not match the task's output type."""
 

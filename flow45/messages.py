@@ -319,7 +319,7 @@ READ_TYPES = _types(OperatorRead)
 class Reply(_Message):
     """The answer on `reply_to`, with the request's `correlation_id`: ok with a result, or an error
     code (invalid_message, unauthorized, not_found, stale, illegal_transition, invalid_output,
-    invalid_params, invalid_config, refused, unavailable) and a message naming the problem."""
+    invalid_params, invalid_config, not_allowed, refused, unavailable) and a message naming the problem."""
 
     ok: bool
     code: str | None = None

@@ -3,6 +3,8 @@ Every other command needs the schema there and current (`require_schema`)."""
 
 from __future__ import annotations
 
+import peewee as pw
+
 from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
@@ -30,8 +32,30 @@ def _callbacks_v3() -> None:
     database.execute_sql("CREATE INDEX IF NOT EXISTS task_instance_callback_key ON task_instance (callback_key)")
 
 
+def _human_tasks_v4() -> None:
+    """Human tasks: who has one, when it is due, the sweep's next moment for it (indexed), reminders
+    sent, when it went overdue; and a human submit's comment on its attempt. A database created at
+    this version already has them (step 1 creates the tables as the models are now)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(database.obj)
+    wanted = {
+        "task_instance": [("taken_by", pw.CharField(max_length=128, null=True)), ("due_at", pw.DateTimeField(null=True)),
+                          ("alarm_at", pw.DateTimeField(null=True)), ("reminders_sent", pw.IntegerField(null=True)),
+                          ("overdue_at", pw.DateTimeField(null=True))],
+        "attempt": [("comment", pw.TextField(null=True))],
+    }
+    operations = []
+    for table, columns in wanted.items():
+        present = {column.name for column in database.get_columns(table)}
+        operations += [migrator.add_column(table, name, field) for name, field in columns if name not in present]
+    if not any(index.name == "task_instance_state_alarm_at" for index in database.get_indexes("task_instance")):
+        operations.append(migrator.add_index("task_instance", ("state", "alarm_at")))
+    migrate(*operations)
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4]
 CURRENT = len(STEPS)
 
 

@@ -98,10 +98,18 @@ class TaskInstance(Table):
     # A running attempt parked by its worker: whoever holds this key completes or fails it
     # (lease_expires_at is then the deadline, or null for none). Cleared when the attempt ends.
     callback_key = pw.CharField(max_length=64, null=True, index=True)
+    # Human tasks (flow45.store.rules_human): who has it, when it is due, the sweep's next moment for
+    # it, reminders sent, and when its overdue outcome was applied. Null on every other task.
+    taken_by = pw.CharField(max_length=128, null=True)
+    due_at = pw.DateTimeField(null=True)
+    alarm_at = pw.DateTimeField(null=True)
+    reminders_sent = pw.IntegerField(null=True)
+    overdue_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = (
             (("run", "task"), True),
+            (("state", "alarm_at"), False),
             (("state", "lease_expires_at"), False),
             (("state", "not_before"), False),
             (("team", "function", "state"), False),
@@ -120,6 +128,7 @@ class Attempt(Table):
     error = pw.TextField(null=True)
     archived = pw.BooleanField(default=False)  # superseded by an undo, kept for the record
     archived_by = pw.BigIntegerField(null=True)  # the undo event
+    comment = pw.TextField(null=True)  # a human submit's comment
 
     class Meta:
         indexes = ((("instance", "number"), False),)

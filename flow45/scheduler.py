@@ -51,13 +51,15 @@ class TickReport(View):
     expired: list[int] = dataclasses.field(default_factory=list)
     retried: list[int] = dataclasses.field(default_factory=list)
     timers: list[int] = dataclasses.field(default_factory=list)
+    reminded: list[int] = dataclasses.field(default_factory=list)
+    overdue: list[int] = dataclasses.field(default_factory=list)
     reoffered: list[int] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
-                + len(self.reoffered))
+                + len(self.reminded) + len(self.overdue) + len(self.reoffered))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -72,6 +74,8 @@ class TickReport(View):
         lines += [f"task instance {i}: lease expired" for i in self.expired]
         lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
         lines += [f"task instance {i}: timer due, succeeded" for i in self.timers]
+        lines += [f"task instance {i}: human task reminder sent" for i in self.reminded]
+        lines += [f"task instance {i}: human task overdue, outcome applied" for i in self.overdue]
         lines += [f"task instance {i}: offer may be lost, sent again" for i in self.reoffered]
         return lines
 
@@ -88,7 +92,8 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     """
     at = to_utc(now)
     settings = current_settings()
-    found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reoffered": []}
+    found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
+                                "reoffered": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -109,6 +114,13 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("expire leases", lambda: found["expired"].extend(store.expire_leases(at, limit=batch)))
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
     part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
+
+    def human_tasks() -> None:
+        reminded, overdue = store.human_alarms(at, limit=batch)
+        found["reminded"].extend(reminded)
+        found["overdue"].extend(overdue)
+
+    part("human tasks", human_tasks)
     part(
         "re-offer",
         lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),

@@ -23,7 +23,8 @@ FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
 INSTANCE_MOVES: dict[str, frozenset[str]] = {
     PENDING: frozenset({AVAILABLE, WAITING, HELD, SKIPPED, CANCELLED}),
-    AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING}),
+    # succeeded/failed: a human task's overdue outcome (a default output, or fail) when its due passes
+    AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED, FAILED}),
     RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, SKIPPED, CANCELLED, PENDING, HELD}),
     RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING}),
     WAITING: frozenset({SUCCEEDED, WAITING, HELD, SKIPPED, CANCELLED, PENDING}),  # WAITING: undo re-arms

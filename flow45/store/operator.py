@@ -13,7 +13,7 @@ from flow45.db import atomic
 from flow45.errors import Flow45Error, IllegalTransition
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store import rules
+from flow45.store import rules, rules_human
 from flow45.store.unit import Row, Unit
 from flow45.views import WorkerReply
 
@@ -77,23 +77,45 @@ def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, tea
         unit.settle(run.id, actor)
 
 
+MAX_COMMENT = 2000
+
+
 def submit_human(
-    instance_id: int, output: Any, *, actor: str, now: dt.datetime | None = None, team: str | None = None
+    instance_id: int, output: Any, *, actor: str, comment: str | None = None, now: dt.datetime | None = None,
+    team: str | None = None,
 ) -> WorkerReply:
-    """An operator completes an available human task: claimed and submitted in one go, by them."""
+    """An operator decides an available human task: claimed and submitted in one go, by them, with
+    their comment kept in the attempt. Refused for someone who may not decide it, or while someone
+    else has taken it."""
     with changing(instance_id, team, now) as (unit, instance):
         if not instance.human:
             raise Flow45Error(f"{rules.describe(instance)} is not a human task; its worker submits it")
-        if instance.state != S.AVAILABLE:
-            raise IllegalTransition(
-                f"{rules.describe(instance)} is {instance.state}; only an available human task can be submitted"
-            )
+        rules_human.check_submit(instance, actor)
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
         rules.claim(unit.changes, instance, task, actor)
+        if comment and comment.strip():
+            unit.changes.comments[(instance.id, instance.token)] = comment.strip()[:MAX_COMMENT]
         rules.succeed(unit.changes, instance, clean, actor)
         unit.settle(instance.run_id, actor)
         return rules.reply(instance)
+
+
+def take(
+    instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
+) -> str | None:
+    """`actor` takes a human task (others see who has it); taking it from someone else needs a
+    reason. Returns who had it before."""
+    with changing(instance_id, team, now) as (unit, instance):
+        before = instance.taken_by
+        rules_human.take(unit.changes, instance, actor, reason)
+        return before
+
+
+def hand_back(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
+    """The holder of a human task lets it go."""
+    with changing(instance_id, team, now) as (unit, instance):
+        rules_human.hand_back(unit.changes, instance, actor)
 
 
 def _refuse_if_cancelled(unit: Unit, instance: Row) -> None:

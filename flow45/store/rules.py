@@ -34,6 +34,7 @@ class Changes:
     offers: list[Any] = field(default_factory=list)  # instances whose offer the outbox must carry
     outputs: dict[int, Any] = field(default_factory=dict)  # instance -> output submitted here
     freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
+    comments: dict[tuple, str] = field(default_factory=dict)  # (instance, token) -> a human submit's comment
 
 
 def new_token() -> str:
@@ -187,6 +188,8 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
          lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,
          progress_message=None)
+    if instance.assignment is not None:  # a human task: nobody has it, its due time starts now
+        instance.assignment.arm(instance, ch.at)
     if target == S.AVAILABLE and not instance.human:  # operators do human tasks: no worker is offered them
         ch.offers.append(instance)
 

@@ -1,4 +1,5 @@
-"""Time-driven changes, each a function of `now`: lease expiry, retries and timers that come due."""
+"""Time-driven changes, each a function of `now`: lease expiry, retries, timers, and human tasks' reminders and
+overdue outcomes that come due."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import datetime as dt
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.models import TaskInstance
-from flow45.store import callback_rules, rules, timers
+from flow45.outputs import check_output
+from flow45.settings import current_settings
+from flow45.store import callback_rules, rules, rules_human, timers
 from flow45.store.unit import Row, Unit, each_alone
 
 SWEEPER = "flow45-scheduler"
@@ -66,3 +69,35 @@ def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[in
         return True
 
     return each_alone([row.id for row in due], at, fire, SWEEPER)
+
+
+def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list[int], list[int]]:
+    """Available human tasks whose reminder or due time came: reminders are sent (ledger events,
+    each once) and the overdue outcome applied (once). Returns (reminded, went overdue)."""
+    at = to_utc(now)
+    due = (
+        TaskInstance.select(TaskInstance.id)
+        .where((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at))
+        .order_by(TaskInstance.alarm_at).limit(limit)
+    )
+    reminded: list[int] = []
+    overdue: list[int] = []
+
+    def ring(unit: Unit, instance: Row) -> bool:
+        if not rules_human.is_due(instance, at):
+            return False  # decided, held or undone since we looked
+        spec, task = unit.spec(instance.run_id), unit.task(instance)
+        sent, was_overdue = instance.reminders_sent or 0, instance.overdue_at
+
+        def checked(output):
+            return check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
+
+        rules_human.alarm(unit.changes, instance, checked, SWEEPER)
+        if (instance.reminders_sent or 0) > sent:
+            reminded.append(instance.id)
+        if was_overdue is None and instance.overdue_at is not None:
+            overdue.append(instance.id)
+        return True
+
+    each_alone([row.id for row in due], at, ring, SWEEPER)
+    return reminded, overdue

@@ -17,7 +17,7 @@ from flow45 import states as S
 from flow45.db import atomic, dialect
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
-from flow45.store import rules, timers
+from flow45.store import rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce
 from flow45.store.specs import VersionSpec, version_spec
@@ -25,18 +25,21 @@ from flow45.store.specs import VersionSpec, version_spec
 INSTANCE_COLUMNS = (
     "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
     "progress_pct", "progress_message", "updated_at", "callback_key",
+    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at",
 )
 INSTANCE_CASTS = {
     "id": "bigint", "state": "varchar", "attempt": "integer", "token": "varchar", "failures": "integer",
     "lease_expires_at": "timestamp", "not_before": "timestamp", "offered_at": "timestamp", "worker": "varchar",
     "progress_pct": "double precision", "progress_message": "text", "updated_at": "timestamp",
     "callback_key": "varchar",
+    "taken_by": "varchar", "due_at": "timestamp", "alarm_at": "timestamp", "reminders_sent": "integer",
+    "overdue_at": "timestamp",
 }
 RUN_COLUMNS = ("status", "started_at", "updated_at", "finished_at")
 RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "updated_at": "timestamp",
              "finished_at": "timestamp"}
 ATTEMPT_CASTS = {"instance_id": "bigint", "token": "varchar", "status": "varchar", "output": "text",
-                 "error": "text", "finished_at": "timestamp"}
+                 "error": "text", "finished_at": "timestamp", "comment": "text"}
 
 
 class Row:
@@ -50,6 +53,7 @@ _INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
     "id", "run", "team", "task", "function", "state", "attempt", "token", "failures", "priority", "human",
     "lease_expires_at", "not_before", "offered_at", "worker", "progress_pct", "progress_message", "updated_at",
     "callback_key",
+    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at",
 )]
 _RUN_FIELDS = [Run._meta.fields[name] for name in (
     "id", "team", "workflow", "version", "status", "params", "started_at", "updated_at", "finished_at",
@@ -122,8 +126,10 @@ class Unit:
             if run is None:
                 run = self.runs[run_id] = _build(_RUN_READERS, row[split:])
                 run.timers = timers.run_timers(version_spec(run.version_id), run)
+                run.assignments = rules_human.run_assignments(version_spec(run.version_id))
             instance = _build(_INSTANCE_READERS, row)
             instance.timer = run.timers.get(instance.task)
+            instance.assignment = run.assignments.get(instance.task)
             self.instances[instance.id] = instance
             self.by_run.setdefault(run_id, {})[instance.task] = instance
         return seen
@@ -209,6 +215,8 @@ class Unit:
         ended = [(i, token, status, as_json(output), error, self.at) for i, token, status, output, error in ch.ended_attempts]
         update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),
                     ended, ATTEMPT_CASTS, where="{t}.status = 'running'", deferred=deferred)
+        comments = [(i, token, text) for (i, token), text in ch.comments.items()]
+        update_rows("attempt", ("instance_id", "token"), ("comment",), comments, ATTEMPT_CASTS, deferred=deferred)
         runs = [(r.id, *(getattr(r, c) for c in RUN_COLUMNS)) for r in (ch.runs[x] for x in sorted(ch.runs))]
         update_rows("run", ("id",), RUN_COLUMNS, runs, RUN_CASTS, deferred=deferred)
         insert_rows(Event, ch.events, deferred=deferred)

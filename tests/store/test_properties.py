@@ -3,7 +3,9 @@
 A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
-hold/release, retry, cancel, lease expiry and due retries, on a fake clock. Worker messages go
+hold/release, retry, cancel, lease expiry and due retries, and a human task after a (taken, taken
+over, handed back and decided by allowed and refused people, reminded, and submitted with its default
+output when overdue), on a fake clock. Worker messages go
 through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`), alone or
 several to a batch. Each action's outcome is predicted from the tables as they were before
 it (which refusal, or which new state), and after every action the tables are checked straight:
@@ -36,7 +38,7 @@ from flow45 import states as S
 from flow45 import store
 from flow45.config import load_config
 from flow45.db import atomic, connect, database
-from flow45.errors import IllegalTransition, InvalidOutput, NotFound, StaleToken
+from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
 from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.store.batch import Item, apply_worker_batch
@@ -58,19 +60,27 @@ workflows:
       d: {function: fd, output: Blob, inputs: {left: b, right: c}, lease: 45s}
 """
 
+# The machine's workflow adds a human task after d; the regression examples below use CONFIG alone.
+MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n") + """\
+      h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
+          reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
+"""
+
 # The model's own copy of the workflow, independent of the store's parsing.
-INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "d": {"left": "b", "right": "c"}}
+INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"}}
 UPSTREAM = {task: sorted(set(inputs.values())) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "d": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "d": 30}
+RETRIES = {"a": 2, "b": 1, "c": 1, "d": 0, "h": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "d": 30, "h": 0}
 NOTIFY = {"c"}
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "d": "fd"}
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "d": "fd", "h": "fh"}
+DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
+HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 
 TERMINAL = {S.SUCCEEDED, S.FAILED, S.SKIPPED}
 DONE = {S.SUCCEEDED, S.SKIPPED}
 FINISHED = {S.SUCCEEDED, S.FAILED, S.CANCELLED}
-REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput)
+REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput, NotAllowed)
 
 # Sized for well under a minute for both backends on a 2-core machine; raise them to hunt harder.
 MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "50"))
@@ -341,7 +351,11 @@ class StoreMachine(RuleBasedStateMachine):
         outputs = {a["instance"]: a["output"] for a in attempts.values() if a["status"] == "succeeded" and not a["archived"]}
         for iid, row in instances.items():
             offers = [o for o in new_rows if o["kind"] == "offer" and o["instance"] == iid]
-            became = [e for e in new_events if e["instance"] == iid and e["to_state"] == S.AVAILABLE]
+            became = [e for e in new_events if e["instance"] == iid and e["to_state"] == S.AVAILABLE
+                      and not row["human"]]  # people are not offered human tasks
+            if row["human"] and row["state"] == S.AVAILABLE:  # due counts from when it became available
+                assert row["due_at"] == row["offered_at"] + HUMAN_DUE, f"{where}: human task {iid} due {row['due_at']}"
+                assert row["taken_by"] in DECIDERS | {None}, f"{where}: human task {iid} taken by {row['taken_by']}"
             assert len(offers) == len(became), f"{where}: instance {iid} became available {len(became)}x, {len(offers)} offers"
             for o in offers:
                 assert row["state"] == S.AVAILABLE, f"{where}: offer for instance {iid} that is {row['state']}"
@@ -643,6 +657,76 @@ class StoreMachine(RuleBasedStateMachine):
         expect = Expect(IllegalTransition) if self.tables["runs"][rid]["status"] in (S.CANCELLED, S.SUCCEEDED) else Expect()
         self.act("cancel", None, lambda: store.cancel_run(rid, actor="op", now=self.now), expect)
 
+    # ---- human tasks ------------------------------------------------------------------------------
+
+    def human(self, pick: int) -> int:
+        ids = sorted(i for i, r in self.instances.items() if r["human"])
+        return ids[pick % len(ids)]
+
+    def human_refusal(self, iid: int, who: str):
+        row = self.instances[iid]
+        if row["state"] != S.AVAILABLE:
+            return IllegalTransition
+        return NotAllowed if who not in DECIDERS else None
+
+    def human_open(self) -> bool:
+        return any(r["human"] and r["state"] == S.AVAILABLE for r in self.instances.values())
+
+    @precondition(lambda self: self.human_open())
+    @rule(pick=PICK, who=st.sampled_from(["ann", "bob", "eve"]), reason=st.sampled_from([None, "", "on call"]))
+    def take(self, pick, who, reason):
+        iid = self.human(pick)
+        holder = self.instances[iid]["taken_by"]
+        refusal = self.human_refusal(iid, who)
+        if refusal is None and holder not in (None, who) and not reason:
+            refusal = NotAllowed
+        tables = self.tables
+        self.act("take", iid, lambda: store.take(iid, actor=who, reason=reason, now=self.now), Expect(refusal))
+        if refusal is None:
+            assert self.instances[iid]["taken_by"] == who
+            assert holder != who or self.tables == tables, "taking what one has changes nothing"
+
+    @precondition(lambda self: self.human_open())
+    @rule(pick=PICK, who=st.sampled_from(["ann", "bob", "eve"]))
+    def hand_back(self, pick, who):
+        iid = self.human(pick)
+        row = self.instances[iid]
+        refusal = IllegalTransition if row["state"] != S.AVAILABLE else NotAllowed if row["taken_by"] != who else None
+        self.act("hand_back", iid, lambda: store.hand_back(iid, actor=who, now=self.now), Expect(refusal))
+        if refusal is None:
+            assert self.instances[iid]["taken_by"] is None
+
+    @precondition(lambda self: self.human_open() and self.steps % 2 == 1)  # else h is decided at once
+    @rule(pick=PICK, who=st.sampled_from(["ann", "bob", "bob", "eve"]), seconds=st.integers(0, 120))
+    def decide(self, pick, who, seconds):
+        self.advance(seconds)
+        iid = self.human(pick)
+        refusal = self.human_refusal(iid, who)
+        if refusal is None and self.instances[iid]["taken_by"] not in (None, who):
+            refusal = NotAllowed
+        expect = Expect(refusal) if refusal else Expect(states={iid: S.SUCCEEDED})
+        self.act("decide", iid, lambda: store.submit_human(iid, {"uri": "s3://ok", "size": 1}, actor=who,
+                                                            comment="checked", now=self.now), expect)
+        if refusal is None:
+            [attempt] = [a for a in self.tables["attempts"].values() if a["instance"] == iid and a["status"] == "succeeded"
+                         and not a["archived"]]
+            assert (attempt["worker"], attempt["comment"]) == (who, "checked")
+
+    @precondition(lambda self: self.human_open() and self.steps % 3 == 0)
+    @rule(seconds=st.integers(0, 700))
+    def human_alarms(self, seconds):
+        self.advance(seconds)
+        waiting = {iid: r for iid, r in self.instances.items() if r["human"] and r["state"] == S.AVAILABLE}
+        overdue = {iid for iid, r in waiting.items() if r["due_at"] <= self.now}
+        reminded = {iid for iid, r in waiting.items() if not r["reminders_sent"]
+                    and r["offered_at"] + HUMAN_REMINDER <= self.now}
+        result, _ = self.act("human_alarms", None, lambda: store.human_alarms(now=self.now),
+                             Expect(states={iid: S.SUCCEEDED for iid in overdue}))
+        assert (set(result[0]), set(result[1])) == (reminded, overdue)
+        for iid in overdue:  # the default output, submitted by the sweeper
+            assert any(a["instance"] == iid and a["status"] == "succeeded" and a["worker"] == "flow45-scheduler"
+                       and a["output"] == {"uri": "s3://default", "size": 0} for a in self.tables["attempts"].values())
+
     # ---- time ----------------------------------------------------------------------------------
 
     @precondition(lambda self: self.some(S.RUNNING) and self.steps % 2 == 0)
@@ -668,7 +752,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 def test_random_actions_keep_the_store_consistent(db_url, backend, tmp_path):
     config = tmp_path / "fan.yaml"
-    config.write_text(CONFIG)
+    config.write_text(MACHINE_CONFIG)
     machine = type(
         f"StoreMachine_{backend}", (StoreMachine,),
         {"url": db_url, "backend": backend, "config": load_config(config), "workdir": tmp_path, "examples": 0},

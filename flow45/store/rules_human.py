@@ -1,0 +1,211 @@
+"""Human task rules, pure like `flow45.store.rules`: who may decide, taking and handing back, the
+submit checks, and the reminders and overdue outcome that come due. The writer (`Unit`) attaches an
+`Assignment` to every human instance it reads (`instance.assignment`); `rules.offer` arms it when the
+task becomes available, and the scheduler's sweep (`flow45.store.sweep.human_alarms`) calls `alarm`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from flow45 import states as S
+from flow45.clock import iso
+from flow45.config_human import GROUP_PREFIX
+from flow45.durations import format_duration
+from flow45.errors import Flow45Error, IllegalTransition, NotAllowed
+from flow45.store import rules
+
+SWEEPER = "flow45-scheduler"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One human task of a deployed version: who may decide it, by when, and what happens after."""
+
+    deciders: tuple[str, ...] = ()  # users and @groups as written; none: any operator of the team
+    groups: dict = field(default_factory=dict, hash=False, compare=False)  # group -> members, as deployed
+    due: float | None = None  # seconds after becoming available
+    reminders: tuple[float, ...] = ()  # seconds after becoming available
+    overdue: object = None  # flow45.config_human.OverdueSpec, or None
+
+    def arm(self, instance, at: dt.datetime) -> None:
+        arm(instance, at)
+
+    @property
+    def escalated_to(self) -> tuple[str, ...]:
+        return tuple(self.overdue.to) if self.overdue is not None and self.overdue.action == "escalate" else ()
+
+    def names(self, escalated: bool) -> tuple[str, ...]:
+        return self.deciders + (self.escalated_to if escalated else ())
+
+    def users(self, escalated: bool) -> set[str] | None:
+        """Who may decide; None: anyone of the team."""
+        if not self.deciders:
+            return None
+        found: set[str] = set()
+        for name in self.names(escalated):
+            found.update(self.groups.get(name[1:], ()) if name.startswith(GROUP_PREFIX) else (name,))
+        return found
+
+    def who(self, escalated: bool) -> str:
+        """"ann, @finance (ann, bob)", for refusals and the inbox."""
+        if not self.deciders:
+            return "any operator of the team"
+        return ", ".join(
+            f"{name} ({', '.join(self.groups.get(name[1:], ())) or 'nobody'})" if name.startswith(GROUP_PREFIX) else name
+            for name in self.names(escalated)
+        )
+
+
+def run_assignments(spec) -> dict[str, Assignment]:
+    """task -> Assignment for the human tasks of a version."""
+    return {
+        name: Assignment(tuple(task.assignees), spec.groups, task.due, tuple(task.reminders), task.overdue)
+        for name, task in spec.workflow.tasks.items() if task.human
+    }
+
+
+# ---- arming ----------------------------------------------------------------------------------
+
+def arm(instance, at: dt.datetime) -> None:
+    """A human task that became available now: nobody has it, its due time and alarms start now.
+    Anything else (held, pending) carries none."""
+    assignment = instance.assignment
+    available = instance.state == S.AVAILABLE
+    instance.taken_by = None
+    instance.reminders_sent = 0
+    instance.overdue_at = None
+    instance.due_at = at + dt.timedelta(seconds=assignment.due) if available and assignment.due is not None else None
+    instance.alarm_at = next_alarm(instance) if available else None
+
+
+def next_alarm(instance) -> dt.datetime | None:
+    """The next moment the sweep has something to do: a reminder not sent, or the due time not handled."""
+    assignment = instance.assignment
+    moments = []
+    sent = instance.reminders_sent or 0
+    if sent < len(assignment.reminders):
+        moments.append(instance.offered_at + dt.timedelta(seconds=assignment.reminders[sent]))
+    if instance.due_at is not None and instance.overdue_at is None:
+        moments.append(instance.due_at)
+    return min(moments, default=None)
+
+
+# ---- what an operator does -------------------------------------------------------------------
+
+def _require_open(instance) -> None:
+    if not instance.human:
+        raise Flow45Error(f"{rules.describe(instance)} is not a human task; its worker does it")
+    if instance.state != S.AVAILABLE:
+        raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}; only an available human task can be "
+                                "taken, handed back or submitted")
+
+
+def escalated(instance) -> bool:
+    return instance.overdue_at is not None and bool(instance.assignment.escalated_to)
+
+
+def require_allowed(instance, actor: str) -> None:
+    """Refuse someone who may not decide, naming who may."""
+    users = instance.assignment.users(escalated(instance))
+    if users is not None and actor not in users:
+        raise NotAllowed(f"{rules.describe(instance)}: {actor} may not decide it; "
+                         f"who may: {instance.assignment.who(escalated(instance))}")
+
+
+def take(ch: rules.Changes, instance, actor: str, reason: str | None = None) -> bool:
+    """`actor` takes the task: others see who has it. Taking it over from someone else needs a reason.
+    Returns False when `actor` already has it (nothing changes)."""
+    _require_open(instance)
+    require_allowed(instance, actor)
+    holder = instance.taken_by
+    if holder == actor:
+        return False
+    reason = (reason or "").strip() or None
+    if holder is not None and reason is None:
+        raise NotAllowed(f"{rules.describe(instance)} is taken by {holder}; take it over with a reason "
+                         f"(flow45 take {instance.id} --reason TEXT)")
+    _note(ch, instance, "take", actor, {"taken_by": actor, "from": holder, "reason": reason})
+    instance.taken_by = actor
+    return True
+
+
+def hand_back(ch: rules.Changes, instance, actor: str) -> None:
+    """The holder lets the task go: anyone who may decide can take it."""
+    _require_open(instance)
+    if instance.taken_by != actor:
+        holder = f"taken by {instance.taken_by}" if instance.taken_by else "taken by nobody"
+        raise NotAllowed(f"{rules.describe(instance)} is {holder}; only its holder can hand it back")
+    _note(ch, instance, "hand_back", actor, {"from": actor})
+    instance.taken_by = None
+
+
+def check_submit(instance, actor: str) -> None:
+    """A decision from someone allowed, and not while someone else has the task."""
+    _require_open(instance)
+    require_allowed(instance, actor)
+    if instance.taken_by is not None and instance.taken_by != actor:
+        raise NotAllowed(f"{rules.describe(instance)} is taken by {instance.taken_by}; take it over with a reason "
+                         f"(flow45 take {instance.id} --reason TEXT) to decide it")
+
+
+def _note(ch: rules.Changes, instance, kind: str, actor: str, detail: dict) -> None:
+    """A ledger event that moves nothing."""
+    rules.record(ch, instance.team, kind, actor, run=instance.run_id, instance=instance.id, detail=detail)
+    instance.updated_at = ch.at
+    ch.instances[instance.id] = instance
+
+
+# ---- what time does --------------------------------------------------------------------------
+
+def is_due(instance, at: dt.datetime) -> bool:
+    return instance.human and instance.state == S.AVAILABLE and instance.alarm_at is not None and instance.alarm_at <= at
+
+
+def alarm(ch: rules.Changes, instance, output_type_check, actor: str = SWEEPER) -> None:
+    """Send the reminders whose time came (each once) and, when due passed, apply the overdue outcome
+    (once). `output_type_check(output)` returns the default output as stored."""
+    assignment, at = instance.assignment, ch.at
+    who = assignment.who(escalated(instance))
+    while (instance.reminders_sent or 0) < len(assignment.reminders):
+        n = instance.reminders_sent or 0
+        when = instance.offered_at + dt.timedelta(seconds=assignment.reminders[n])
+        if when > at:
+            break
+        _note(ch, instance, "remind", actor, {
+            "reminder": n + 1, "of": len(assignment.reminders), "to": who, "taken_by": instance.taken_by,
+            "due": iso(instance.due_at) if instance.due_at else None,
+            "reason": f"waiting {format_duration(assignment.reminders[n])} since it became available",
+        })
+        instance.reminders_sent = n + 1
+    if instance.due_at is not None and instance.overdue_at is None and instance.due_at <= at:
+        _overdue(ch, instance, output_type_check, actor)
+    instance.alarm_at = next_alarm(instance) if instance.state == S.AVAILABLE else None
+    ch.instances[instance.id] = instance
+
+
+def _overdue(ch: rules.Changes, instance, output_type_check, actor: str) -> None:
+    assignment = instance.assignment
+    instance.overdue_at = ch.at
+    outcome = assignment.overdue.action if assignment.overdue is not None else "none"
+    detail = {"outcome": outcome, "due": iso(instance.due_at), "taken_by": instance.taken_by,
+              "reason": f"not decided within {format_duration(assignment.due)} (due {iso(instance.due_at)})"}
+    if outcome == "escalate":
+        detail["to"] = assignment.who(True)
+        _note(ch, instance, "overdue", actor, detail)
+    elif outcome == "none":
+        _note(ch, instance, "overdue", actor, detail)
+    elif outcome == "skip":
+        rules.move(ch, instance, S.SKIPPED, "overdue", actor, detail, token=None, taken_by=None)
+    else:  # fail or default: an attempt by the sweeper, so the record shows who finished it
+        output = output_type_check(assignment.overdue.output) if outcome == "default" else None
+        ch.new_attempts.append({"instance": instance.id, "number": instance.attempt, "token": instance.token,
+                                "status": "running", "worker": actor, "claimed_at": ch.at})
+        if outcome == "default":
+            ch.ended_attempts.append((instance.id, instance.token, "succeeded", output, None))
+            ch.outputs[instance.id] = output
+            rules.move(ch, instance, S.SUCCEEDED, "overdue", actor, detail, token=None, worker=actor,
+                       progress_pct=100.0)
+        else:
+            ch.ended_attempts.append((instance.id, instance.token, "failed", None, detail["reason"]))
+            rules.move(ch, instance, S.FAILED, "overdue", actor, detail, token=None, worker=actor)
