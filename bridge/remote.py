@@ -224,6 +224,7 @@ class RemoteClient(Client):
         us bind); every event wakes the follower, and so does each reconnection."""
         backoff = Backoff(stop, cap=10.0)
         team = self.team
+        self.close()  # the connection this thread may have opened to ask who we are: the stream has its own
         while not stop.is_set():
             try:
                 connection = open_blocking(self.url)

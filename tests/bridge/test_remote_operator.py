@@ -5,6 +5,9 @@ does is written to the ledger under its broker user."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -61,3 +64,22 @@ def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(
     assert (last["kind"], last["to_state"], last["actor"]) == ("submit", "succeeded", "reports-ops")
     posing = operator(ops, "--as", "the-boss", "retry", str(ours.extract), cwd=tmp_path)
     assert posing.returncode == 2 and "--as names the actor on the database only" in posing.stderr
+
+
+def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_path):
+    teams = deploy_two_teams(tmp_path)
+    assert bridge_env.bridge.events.ready.wait(10)
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops")}
+    after = max(e.id for e in store.list_events(0, limit=1000))
+    follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after", str(after)],
+                              cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # let it subscribe first, so the event reaches it by the stream (else by its first read)
+        store.trigger("rival", "nightly_sales", None, actor="cron")
+        run = store.trigger("reports", "nightly_sales", None, actor="cron")
+        line = json.loads(follow.stdout.readline())  # blocks until the event comes; the test's timeout bounds it
+        assert (line["kind"], line["run"], line["team"]) == ("trigger", run, "reports")
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    assert teams["rival"].run != run
