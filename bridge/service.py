@@ -27,7 +27,7 @@ from bridge.reads import ReadServer
 from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
-from flow45 import names, wire
+from flow45 import metrics, names, wire
 from flow45.db import connect, describe_db_error, drop_connection
 from flow45.migrate import require_schema
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
@@ -71,9 +71,12 @@ class Bridge:
         self.reads = ReadServer(settings)
         self.events = EventPublisher(settings)
         self._reset_channel_state()
+        metrics.INBOX_WAITING.set_function(lambda: len(self._deliveries))
 
     def _reset_channel_state(self) -> None:
         self._deliveries: list[Delivery] = []
+        self._received: list[float] = []  # when each of _deliveries came (monotonic), for the inbox lag
+        self._offer_origin: dict[int, float] = {}  # outbox id -> when its batch's first message came
         self._acks = AckTracker()
         self._batch_scheduled = False
         self._publish_tag = 0
@@ -131,6 +134,8 @@ class Bridge:
                     raise CannotWork(self._fatal)
                 if self._stopping:
                     break
+                server = "database" if isinstance(problem, DatabaseUnavailable) or describe_db_error(problem) else "broker"
+                metrics.RECONNECTS.labels("bridge", server).inc()
                 if time.monotonic() - started > 30:
                     backoff.reset()  # it worked for a while: start over quickly
                 backoff.failed(problem, "bridge", self._describe)
@@ -226,6 +231,7 @@ class Bridge:
     def _on_message(self, channel, method, properties, body) -> None:
         self._acks.received(method.delivery_tag)
         self._deliveries.append(delivery_from(method, properties, body))
+        self._received.append(time.monotonic())
         if not self._batch_scheduled:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(0, self._process_batch)
@@ -256,6 +262,7 @@ class Bridge:
         try:
             result = apply_batch(self.settings, batch, sent)
         except DatabaseUnavailable as exc:
+            metrics.RECONNECTS.labels("bridge", "database").inc()
             self._confirmed = sent + self._confirmed
             log.warning("bridge: database unavailable (%s); %d messages wait", exc, len(self._deliveries))
             self._batch_scheduled = True
@@ -271,6 +278,8 @@ class Bridge:
             self._confirmed = sent + self._confirmed
         outcomes, written = result.outcomes, result.written
         del self._deliveries[: len(batch)]
+        received, self._received = self._received[: len(batch)], self._received[len(batch):]
+        self._observe_batch(received, written)
         log.debug("batch of %d applied in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
         applied: list[int] = []
         for delivery, outcome in zip(batch, outcomes):
@@ -292,6 +301,17 @@ class Bridge:
             self._batch_scheduled = True
             self._connection.ioloop.call_later(0, self._process_batch)
 
+    def _observe_batch(self, received: list[float], written) -> None:
+        now = time.monotonic()
+        metrics.BATCH_SIZE.observe(len(received))
+        for at in received:
+            metrics.INBOX_LAG.observe(now - at)
+        if self._publish_channel is None or not self._relay_lock.held:
+            return  # published by the relay that holds the lock: no hop measured here
+        for row in written or ():
+            if row.kind == "offer":  # its hop ends when the broker confirms it
+                self._offer_origin[row.id] = received[0]
+
     def _ack(self, tags: list[int]) -> None:
         channel = self._consume_channel
         for tag, multiple in self._acks.finished(tags):
@@ -308,6 +328,7 @@ class Bridge:
         if outcome.refusal is not None:
             refusal = outcome.refusal
             log.warning("bridge: refused %r from %r: %s: %s", delivery.message_id, delivery.user_id, refusal.code, refusal.message[:300])
+            metrics.REFUSALS.labels(refusal.code).inc()
         self._needs_topology |= outcome.deployed
         planned = answers.answer(self.settings, delivery, outcome)
         for publish, kind in ((planned.reply, "reply"), (planned.dead_letter, "dead")):
@@ -343,6 +364,7 @@ class Bridge:
             self._database_lost()
             self._tick_failures += 1
             if self._tick_failures == 1:
+                metrics.RECONNECTS.labels("bridge", "database").inc()
                 log.warning("bridge relay: %s; reconnecting", error)
             reason = permanent_reason(exc)
             if reason is not None and self._tick_failures >= GIVE_UP_AFTER:
@@ -406,8 +428,11 @@ class Bridge:
         for tag in tags:
             kind, ref = self._unconfirmed.pop(tag, (None, None))
             if kind == "outbox":
+                origin = self._offer_origin.pop(ref, None)
                 if acked and ref not in self._returned:
                     self._confirmed.append(ref)  # stays in flight until marked sent
+                    if origin is not None:
+                        metrics.HOP_LATENCY.observe(time.monotonic() - origin)
                 else:
                     self._in_flight.discard(ref)  # published again on the next relay
                 self._returned.discard(ref)

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Callable
 
-from flow45 import store
+from flow45 import metrics, store
 from flow45.clock import iso, to_utc, utcnow
 from flow45.db import CONNECTION_ERRORS, connect, describe_db_error, drop_connection
 from flow45.dialect import for_url
@@ -174,6 +174,9 @@ class Scheduler:
         if wait > 0:
             now = self.clock()  # the lock may have taken a while
         report = tick(now)
+        for action in ("created", "skipped", "expired", "retried", "timers", "reoffered"):
+            if getattr(report, action):
+                metrics.SCHEDULER_ACTIONS.labels(action).inc(len(getattr(report, action)))
         for line in report.lines():
             log.info("%s", line)
         return report
@@ -204,6 +207,7 @@ class Scheduler:
                     error = describe_db_error(exc)
                     pause = backoff.next_delay()
                     if failures == 1:
+                        metrics.RECONNECTS.labels("scheduler", "database").inc()
                         log.error("scheduler: %s; reconnecting", error)
                     drop_connection()
                     reason = permanent_reason(exc)

@@ -45,6 +45,8 @@ class Settings(BaseModel):
     offer_quiet_period: float = Field(60.0, description="re-offer an available instance after this")
     reconnect_max: float = Field(10.0, gt=0, description="longest wait between reconnect attempts")
     heartbeat_file: str | None = Field(None, description="file the services rewrite each loop, for `flow45 health`")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus metrics on this port; unset: off")
+    metrics_address: str = Field("127.0.0.1", description="address the metrics port listens on (0.0.0.0: every one)")
 
     @field_validator(
         "default_lease", "default_retry_delay", "relay_interval", "sweep_interval",

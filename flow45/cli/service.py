@@ -3,6 +3,7 @@ inside the commands, so `import flow45` never loads it."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -30,6 +31,27 @@ def _amqp_url() -> str:
     return url
 
 
+def _metrics(args, settings) -> None:
+    """Serve Prometheus metrics when --metrics-port or metrics_port says where."""
+    port = args.metrics_port or settings.metrics_port
+    if port:
+        from flow45.metrics import serve_metrics
+
+        serve_metrics(port, settings.metrics_address, settings.database_url)
+
+
+def _port(text: str) -> int:
+    port = _positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1-65535)")
+    return port
+
+
+def _add_metrics_port(parser) -> None:
+    parser.add_argument("--metrics-port", type=_port, metavar="PORT",
+                        help="serve Prometheus metrics on this port (default: metrics_port of the settings; none: off)")
+
+
 @command("bridge")
 def cmd_bridge(args) -> int:
     return BRIDGE_ACTIONS[args.action](args)
@@ -41,6 +63,7 @@ def bridge_run(args) -> int:
 
     _logging()
     settings = current_settings()
+    _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
     bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats)
     return _run_parts({"bridge": bridge.run}, bridge.stop, beats)
@@ -154,6 +177,7 @@ def cmd_scheduler(args) -> int:
     from flow45.scheduler import run_scheduler
 
     _logging()
+    _metrics(args, current_settings())
     stop = threading.Event()
     beats = Heartbeat(current_settings().heartbeat_file)
     return _run_parts({"scheduler": lambda: run_scheduler(stop, beats)}, stop.set, beats)
@@ -170,6 +194,7 @@ def cmd_serve(args) -> int:
     _logging()
     stop = threading.Event()
     settings = current_settings()
+    _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
     parts = {"scheduler": lambda: run_scheduler(stop, beats)}
     if not settings.amqp_url:
@@ -286,8 +311,8 @@ BRIDGE_ACTIONS = {
 
 def add_parsers(add) -> None:
     add("tui", "open the operator dashboard")
-    add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers")
-    add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process")
+    _add_metrics_port(add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers"))
+    _add_metrics_port(add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process"))
     p = add("health", "exit 0 when the database and broker answer and the service's parts are alive")
     p.add_argument("--max-age", type=float, default=30.0, metavar="SECONDS",
                    help="oldest heartbeat of a part still counted alive (with heartbeat_file)")
@@ -296,6 +321,7 @@ def add_parsers(add) -> None:
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")
     p.add_argument("--batch", type=_positive_int, default=200, help="most messages applied in one transaction")
+    _add_metrics_port(p)
     p = actions.add_parser("setup-broker", help="create the vhost, team users, permissions and policies")
     p.add_argument("--print", action="store_true", help="print the rabbitmqctl commands instead of running them")
     p.add_argument("--rabbitmqctl", default="rabbitmqctl", help="the command to run (e.g. 'rabbitmqctl -n NODE')")

@@ -1,0 +1,113 @@
+"""`flow45 bridge run --metrics-port` as a Prometheus server scrapes it: a run driven through the
+broker, a bad message and a stale one, and the figures an operator or an autoscaler reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.rpc import BridgeRefused, call
+from flow45 import store
+from flow45.config import load_config
+from tests import pinned
+from tests.bridge.conftest import TEAMS, BridgeEnv, purge_all
+from tests.bridge.test_bridge import _publish_raw, wait_offer
+from tests.conftest import EXAMPLES, ROOT
+from tests.harness.rabbitmq import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class Scraped(dict):
+    def value(self, name: str, **labels: str) -> float:
+        return self.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(port: int) -> Scraped:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found = Scraped()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def eventually(read, check, timeout: float = 20.0):
+    """`read()` until `check` holds of it; the last reading is returned, for the assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if check(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def bridge_process(broker_users, postgres_url, pg_store, tmp_path):
+    """`flow45 bridge run` in a process of its own, serving metrics on a free port; the example
+    config deployed first, so the bridge declares its queues."""
+    purge_all(broker_users)
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOW45_DATABASE_URL": postgres_url,
+           "FLOW45_AMQP_URL": broker_users.amqp_url, "FLOW45_TEAMS": json.dumps(TEAMS), "FLOW45_RELAY_INTERVAL": "0.2"}
+    log = open(tmp_path / "bridge.log", "w")
+    process = subprocess.Popen(pinned.command([sys.executable, "-m", "flow45", "bridge", "run", "--metrics-port", str(port)]),
+                               env=env, stdout=log, stderr=log)
+
+    def up() -> bool:
+        assert process.poll() is None, (tmp_path / "bridge.log").read_text()
+        try:
+            scrape(port)
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return "connected to the broker" in (tmp_path / "bridge.log").read_text()
+
+    assert eventually(up, bool), (tmp_path / "bridge.log").read_text()
+    yield port
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(bridge_process, broker_users):
+    env, port = BridgeEnv(None, broker_users, None, None), bridge_process  # for the bridge tests' helpers
+    before = scrape(port)
+    assert before.value("flow45_store_up") == 1.0
+    store.trigger("reports", "monthly_report", actor="ops", params={"month": "2026-10"})
+    offer = wait_offer(env, "reports", "extract_sales")
+    worker = env.url("reports-worker")
+    call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w1"})
+    call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
+                             "output": {"uri": "s3://sales.parquet", "rows": 10}})
+    with pytest.raises(BridgeRefused):  # the same attempt again: its token is no longer live
+        call(worker, "reports", {"type": "progress", "instance": offer["instance"], "token": offer["token"], "percent": 1})
+    bad = _publish_raw(env, "reports-worker", "flow45.in.reports", b"{not json", message_id=uuid.uuid4().hex,
+                       user_id="reports-worker")
+    assert bad["code"] == "invalid_message"
+
+    open("/tmp/metrics-sample.txt", "w").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+    after = eventually(lambda: scrape(port), lambda s: s.value("flow45_outbox_backlog") == 0
+                       and s.value("flow45_hop_latency_seconds_count") >= 1)
+    assert after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count") >= 4, \
+        "claim, submit, the stale progress and the bad message were each applied in a batch"
+    assert after.value("flow45_refusals_total", code="invalid_message") == 1
+    assert after.value("flow45_refusals_total", code="stale") == 1
+    assert after.value("flow45_outbox_backlog") == 0 and after.value("flow45_outbox_oldest_age_seconds") == 0
+    assert after.value("flow45_hop_latency_seconds_count") >= 1, "the submit's downstream offer was published"
+    # render_pdf's offer is in its queue, published and not yet taken: what an autoscaler reads.
+    assert after.value("flow45_offers_waiting", queue="flow45.tasks.reports.render_pdf", team="reports",
+                       function="render_pdf") == 1
+    assert after.value("flow45_instances", team="reports", function="render_pdf", state="available") == 1
+    assert after.value("flow45_instances", team="reports", function="extract_sales", state="available") == 0
+    assert after.value("flow45_inbox_lag_seconds_count") >= 4
+    open("/tmp/metrics-sample.txt", "w").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
