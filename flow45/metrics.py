@@ -80,9 +80,13 @@ class StoreCollector(Collector):
         yield offers
         human = GaugeMetricFamily("flow45_human_tasks_waiting", "Human tasks available to decide, by team",
                                   labels=["team"])
+        late = GaugeMetricFamily("flow45_human_tasks_overdue", "Human tasks available to decide past their due "
+                                 "time, by team", labels=["team"])
         for team, count in sorted(figures.human_waiting.items()):
             human.add_metric([team], count)
+            late.add_metric([team], figures.human_overdue.get(team, 0))
         yield human
+        yield late
         yield GaugeMetricFamily("flow45_outbox_backlog", "Outbox rows not yet confirmed by the broker",
                                 value=figures.outbox_backlog)
         yield GaugeMetricFamily("flow45_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet confirmed",

@@ -23,7 +23,8 @@ LIVE_STATES = (states.PENDING, states.AVAILABLE, states.RUNNING, states.RETRY_WA
 @dataclass(frozen=True)
 class StoreFigures:
     instances: dict[tuple[str, str, str], int]  # (team, function, state) -> instances, live states only
-    human_waiting: dict[str, int]  # team -> human tasks available to decide
+    human_waiting: dict[str, int]  # team -> human tasks available to decide (taken by someone or not)
+    human_overdue: dict[str, int]  # team -> of those, the ones past their due time
     outbox_backlog: int  # rows not yet confirmed by the broker
     outbox_oldest_seconds: float  # age of the oldest of them; 0 with none
     capped: list[str] = field(default_factory=list)  # figures that reached SCAN_CAP
@@ -37,18 +38,23 @@ class StoreFigures:
 def read_figures(now: dt.datetime) -> StoreFigures:
     at = to_utc(now)
     capped: list[str] = []
-    live = (TaskInstance.select(TaskInstance.team, TaskInstance.function, TaskInstance.state, TaskInstance.human)
+    late = pw.Case(None, [(TaskInstance.due_at <= at, 1)], 0)
+    live = (TaskInstance.select(TaskInstance.team, TaskInstance.function, TaskInstance.state, TaskInstance.human,
+                                late.alias("late"))
             .where(TaskInstance.state.in_(LIVE_STATES)).limit(SCAN_CAP).alias("live"))
-    grouped = (pw.Select([live], [live.c.team, live.c.function, live.c.state, live.c.human, pw.fn.COUNT(pw.SQL("*"))])
-               .group_by(live.c.team, live.c.function, live.c.state, live.c.human)
+    columns = [live.c.team, live.c.function, live.c.state, live.c.human, live.c.late]
+    grouped = (pw.Select([live], [*columns, pw.fn.COUNT(pw.SQL("*"))]).group_by(*columns)
                .bind(TaskInstance._meta.database))
     instances: dict[tuple[str, str, str], int] = {}
     human: dict[str, int] = {}
+    overdue: dict[str, int] = {}
     total = 0
-    for team, function, state, is_human, count in grouped.tuples():
+    for team, function, state, is_human, is_late, count in grouped.tuples():
         instances[(team, function, state)] = instances.get((team, function, state), 0) + count
         if is_human and state == states.AVAILABLE:
             human[team] = human.get(team, 0) + count
+            if is_late:
+                overdue[team] = overdue.get(team, 0) + count
         total += count
     if total >= SCAN_CAP:
         capped.append("instances")
@@ -62,4 +68,4 @@ def read_figures(now: dt.datetime) -> StoreFigures:
         if isinstance(oldest, str):  # SQLite hands back text from a subquery's column
             oldest = dt.datetime.fromisoformat(oldest)
         age = max(0.0, (at - to_utc(oldest)).total_seconds())
-    return StoreFigures(instances, human, backlog, age, capped)
+    return StoreFigures(instances, human, overdue, backlog, age, capped)

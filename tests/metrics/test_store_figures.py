@@ -25,7 +25,7 @@ HUMAN = """
     workflows:
       review:
         tasks:
-          decide: {function: decide, output: Ok, human: true}
+          decide: {function: decide, output: Ok, human: true, due: 2h}
 """
 
 
@@ -43,8 +43,10 @@ def test_live_instances_offers_and_human_tasks_by_team_and_function(tmp_path):
         ("desk", "decide", "available"): 1,
     }
     assert figures.offers_waiting() == {("acme", "fa"): 1, ("acme", "fb"): 1, ("acme", "fc"): 1, ("desk", "decide"): 1}
-    assert figures.human_waiting == {"desk": 1}
+    assert figures.human_waiting == {"desk": 1} and figures.human_overdue == {}
     assert figures.capped == []
+    two_hours_on = read_figures(T0 + dt.timedelta(hours=2))
+    assert (two_hours_on.human_waiting, two_hours_on.human_overdue) == ({"desk": 1}, {"desk": 1}), "due at T0 + 2h"
 
 
 def test_outbox_backlog_and_the_age_of_its_oldest_row(tmp_path):
@@ -77,7 +79,10 @@ def test_a_queue_that_empties_reports_zero_and_a_store_that_fails_reports_down(t
     run = store.trigger("desk", "review", actor="ann", now=T0)
     collector = StoreCollector(clock=lambda: T0)
     queue = (("function", "decide"), ("queue", "flow45.tasks.desk.decide"), ("team", "desk"))
-    assert _scrape(collector)["flow45_offers_waiting"] == {queue: 1.0}
+    first = _scrape(collector)
+    assert first["flow45_offers_waiting"] == {queue: 1.0}
+    assert (first["flow45_human_tasks_waiting"], first["flow45_human_tasks_overdue"]) == (
+        {(("team", "desk"),): 1.0}, {(("team", "desk"),): 0.0})
     complete(run, "decide", {"ok": True})
     scraped = _scrape(collector)
     assert scraped["flow45_offers_waiting"] == {queue: 0.0}, "an autoscaler must read 0, not nothing"
