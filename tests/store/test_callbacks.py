@@ -94,3 +94,16 @@ def test_without_a_deadline_nothing_expires_and_failing_by_key_retries(tmp_path)
     done = store.fail_callback(key, "the service said no", actor="webhook", now=T0)
     assert done.state == "retry_wait"
     assert Attempt.get(Attempt.instance == grant.instance).error == "the service said no"
+
+
+def test_a_database_from_before_callbacks_is_upgraded_with_their_key_column():
+    from flow45.db import database
+    from flow45.migrate import STEPS, _callbacks_v3
+
+    assert _callbacks_v3 in STEPS
+    database.execute_sql("DROP INDEX IF EXISTS task_instance_callback_key")
+    database.execute_sql("ALTER TABLE task_instance DROP COLUMN callback_key")
+    _callbacks_v3()
+    _callbacks_v3()  # a table created with the column already (a fresh database) is left as it is
+    assert "callback_key" in {c.name for c in database.get_columns("task_instance")}
+    assert "task_instance_callback_key" in {i.name for i in database.get_indexes("task_instance")}

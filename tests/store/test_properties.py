@@ -3,14 +3,18 @@
 A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
-hold/release, retry, cancel, lease expiry and due retries, and a human task after a (taken, taken
+hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
 over, handed back and decided by allowed and refused people, reminded, and submitted with its default
-output when overdue), on a fake clock. Worker messages go
+output when overdue), a timer (`t`, `wait: 60s`) that fires when due, and callbacks (a worker parks
+its attempt, with or without a deadline; a key's holder completes or fails it, with current, ended,
+bogus and other teams' keys), on a fake clock. Worker messages go
 through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`), alone or
 several to a batch. Each action's outcome is predicted from the tables as they were before
 it (which refusal, or which new state), and after every action the tables are checked straight:
 
 - at most one running attempt per instance, only while it is running, under its current token;
+- a callback key only on a running attempt, new only from a `park`, gone once the attempt ends;
+  a timer waits exactly `wait` from when it became ready, and only fires when due;
 - terminal states (succeeded/failed/skipped) change only through undo or retry (or an operator
   skipping a failed instance); cancelled never changes;
 - available/running only when every upstream instance of the run is succeeded or skipped, and
@@ -57,7 +61,8 @@ workflows:
       a: {function: fa, output: Blob, retries: 2, retry_delay: 10s, lease: 30s}
       b: {function: fb, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 0s, lease: 60s}
       c: {function: fc, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 20s, undo: notify}
-      d: {function: fd, output: Blob, inputs: {left: b, right: c}, lease: 45s}
+      t: {wait: 60s, after: [a]}
+      d: {function: fd, output: Blob, inputs: {left: b, right: c}, after: [t], lease: 45s}
 """
 
 # The machine's workflow adds a human task after d; the regression examples below use CONFIG alone.
@@ -67,20 +72,23 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 """
 
 # The model's own copy of the workflow, independent of the store's parsing.
-INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"}}
-UPSTREAM = {task: sorted(set(inputs.values())) for task, inputs in INPUTS.items()}
+INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"}}
+AFTER = {"t": ["a"], "d": ["t"]}
+UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "d": 0, "h": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "d": 30, "h": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "h": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "h": 0}
 NOTIFY = {"c"}
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "d": "fd", "h": "fh"}
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "h": "fh"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
+TIMERS = {"t": dt.timedelta(seconds=60)}
 
 TERMINAL = {S.SUCCEEDED, S.FAILED, S.SKIPPED}
 DONE = {S.SUCCEEDED, S.SKIPPED}
 FINISHED = {S.SUCCEEDED, S.FAILED, S.CANCELLED}
 REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput, NotAllowed)
+KEY = st.sampled_from(["current", "current", "current", "ended", "bogus", "rival"])
 
 # Sized for well under a minute for both backends on a 2-core machine; raise them to hunt harder.
 MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "50"))
@@ -115,6 +123,8 @@ def worker_message(kind: str, iid: int, token: str, args: dict):
         return m.Submit(type="submit", output=args["output"], **common)
     if kind == "fail":
         return m.Fail(type="fail", error="boom", retryable=args["retryable"], **common)
+    if kind == "park":
+        return m.Park(type="park", deadline_seconds=args["deadline"], **common)
     return m.Skip(type="skip", reason="nothing to do", **common)
 
 
@@ -163,6 +173,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.messages: list[dict] = []  # worker messages sent with a message_id, for replays
         self.applied: set[str] = set()  # message keys whose change took effect
         self.counter = 0
+        self.keys: list[str] = []  # callback keys handed out, current or ended
         self.steps = 0  # actions so far: gates the disruptive operator rules to some steps only
         self.tables = read_tables()
         self.act("trigger", None, lambda: store.trigger("acme", "fan", actor="ann", now=self.now), Expect())
@@ -264,11 +275,22 @@ class StoreMachine(RuleBasedStateMachine):
             if row["state"] == S.RUNNING:
                 assert len(live) == 1, f"{where}: running instance {iid} has {len(live)} running attempts"
                 assert live[0]["token"] == row["token"] and live[0]["number"] == row["attempt"], where
-                assert not live[0]["archived"] and row["lease_expires_at"] is not None, where
+                assert not live[0]["archived"], where
+                assert row["lease_expires_at"] is not None or row["callback_key"], f"{where}: no lease, not parked"
             else:
                 assert not live, f"{where}: {row['state']} instance {iid} has a running attempt"
-            if row["state"] in (S.AVAILABLE, S.RUNNING):
+            if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert row["token"], f"{where}: {row['state']} instance {iid} has no token"
+            # Callback keys: only on a running attempt; a new one only from `park`.
+            old = before["instances"].get(iid)
+            if row["callback_key"] is not None:
+                assert row["state"] == S.RUNNING, f"{where}: {row['state']} instance {iid} keeps a callback key"
+                if old is None or old["callback_key"] != row["callback_key"]:
+                    assert kind == "park" and applied and iid == target, f"{where}: instance {iid} got a key"
+                    assert old["callback_key"] is None, f"{where}: instance {iid} parked twice"
+            # A timer waits `wait` from when it became ready; it is not offered to workers.
+            if row["state"] == S.WAITING and (old is None or (old["state"], old["attempt"]) != (S.WAITING, row["attempt"])):
+                assert row["not_before"] == self.now + TIMERS[row["task"]], f"{where}: timer {iid} due {row['not_before']}"
             outputs = [a for a in attempts.values()
                        if a["instance"] == iid and a["status"] == "succeeded" and not a["archived"]]
             assert len(outputs) == (1 if row["state"] == S.SUCCEEDED else 0), (
@@ -294,7 +316,7 @@ class StoreMachine(RuleBasedStateMachine):
             run = runs[row["run"]]
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
             ready = all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
-            if row["state"] in (S.AVAILABLE, S.RUNNING):
+            if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert ready, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
                 assert run["status"] not in (S.QUEUED, S.CANCELLED), f"{where}: {row['state']} in a {run['status']} run"
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
@@ -420,6 +442,8 @@ class StoreMachine(RuleBasedStateMachine):
             "submit": lambda row, run: Expect(states={iid: S.SUCCEEDED}) if valid else Expect(InvalidOutput),
             "fail": lambda row, run: Expect(states={iid: self.after_failure(row, args["retryable"])}),
             "skip": lambda row, run: Expect(states={iid: S.SKIPPED}),
+            "park": lambda row, run: (Expect(IllegalTransition) if row["callback_key"] is not None
+                                      else Expect(states={iid: S.RUNNING})),
         }[kind]
         call = self.request(kind, iid, token, team, message_id, via, args)
         self.worker_call(kind, iid, token, team, message_id, call, outcome)
@@ -448,7 +472,13 @@ class StoreMachine(RuleBasedStateMachine):
             "submit": lambda: store.submit(iid, token, args["output"], **common),
             "fail": lambda: store.fail(iid, token, "boom", retryable=args["retryable"], **common),
             "skip": lambda: store.skip(iid, token, "nothing to do", **common),
+            "park": lambda: store.park(iid, token, args["deadline"], **common),
         }[kind]
+
+    @staticmethod
+    def offered(task: str) -> str:
+        """What a ready instance becomes: offered to workers, or a timer waiting."""
+        return S.WAITING if task in TIMERS else S.AVAILABLE
 
     @staticmethod
     def after_failure(row: dict, retryable: bool) -> str:
@@ -572,7 +602,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.steps % 3 == 2)
     @rule(pick=PICK, prefer=PREFER)
     def op_skip(self, pick, prefer):
-        skippable = {S.PENDING, S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED}
+        skippable = {S.PENDING, S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.WAITING, S.HELD, S.FAILED}
         first = {S.FAILED} if self.some(S.FAILED) else skippable  # skipping a failure is the operator's way on
         iid = self.choose(pick, prefer, lambda r: r["state"] in first)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] in skippable
@@ -594,7 +624,7 @@ class StoreMachine(RuleBasedStateMachine):
         if hold:
             becomes = S.HELD
         elif run["status"] != S.QUEUED and self.upstream_done(iid):
-            becomes = S.AVAILABLE
+            becomes = self.offered(row["task"])
         else:
             becomes = S.PENDING
         plan_states = {iid: becomes, **{d: S.PENDING for d in downstream}}
@@ -616,7 +646,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.steps % 4 == 1)  # rarer than work: a held instance stops its branch
     @rule(pick=PICK, prefer=PREFER)
     def hold(self, pick, prefer):
-        holdable = {S.PENDING, S.AVAILABLE, S.RETRY_WAIT}
+        holdable = {S.PENDING, S.AVAILABLE, S.RETRY_WAIT, S.WAITING}
         iid = self.choose(pick, prefer, lambda r: r["state"] in holdable)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] in holdable
         expect = Expect(states={iid: S.HELD}) if ok else Expect(IllegalTransition)
@@ -629,7 +659,7 @@ class StoreMachine(RuleBasedStateMachine):
         if self.instances[iid]["state"] != S.HELD:
             expect = Expect(IllegalTransition)
         elif self.run_of(iid)["status"] != S.QUEUED and self.upstream_done(iid):
-            expect = Expect(states={iid: S.AVAILABLE})
+            expect = Expect(states={iid: self.offered(self.instances[iid]["task"])})
         else:
             expect = Expect(states={iid: S.PENDING})
         self.act("release", iid, lambda: store.release(iid, actor="op", now=self.now), expect)
@@ -734,7 +764,7 @@ class StoreMachine(RuleBasedStateMachine):
     def expire_leases(self, seconds):
         self.advance(seconds)
         due = {iid for iid, r in self.instances.items()
-               if r["state"] == S.RUNNING and r["lease_expires_at"] < self.now}
+               if r["state"] == S.RUNNING and r["lease_expires_at"] is not None and r["lease_expires_at"] < self.now}
         states = {iid: self.after_failure(self.instances[iid], True) for iid in due}
         result, _ = self.act("expire", None, lambda: store.expire_leases(now=self.now), Expect(states=states))
         assert set(result) == due
@@ -748,6 +778,69 @@ class StoreMachine(RuleBasedStateMachine):
         result, _ = self.act("due", None, lambda: store.release_due_retries(now=self.now),
                              Expect(states={iid: S.AVAILABLE for iid in due}))
         assert set(result) == due
+
+
+    @precondition(lambda self: self.some(S.WAITING))
+    @rule(seconds=st.sampled_from([0, 1, 30, 59, 60, 61, 120]))
+    def fire_timers(self, seconds):
+        self.advance(seconds)
+        due = {iid for iid, r in self.instances.items() if r["state"] == S.WAITING and r["not_before"] <= self.now}
+        result, _ = self.act("timers", None, lambda: store.fire_due_timers(now=self.now),
+                             Expect(states={iid: S.SUCCEEDED for iid in due}))
+        assert set(result) == due
+
+    # ---- callbacks -----------------------------------------------------------------------------
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA,
+          deadline=st.sampled_from([None, 30, 300]))
+    def park_any(self, pick, prefer, which, team, new, via, deadline):
+        self.park(pick, prefer, which, team, new, via, deadline)
+
+    def park(self, pick, prefer, which, team, new, via, deadline):
+        iid = self.choose(pick, prefer, lambda r: r["state"] == S.RUNNING and r["callback_key"] is None)
+        before = self.instances[iid]
+        self.send("park", iid, self.token_for(iid, which, pick), team, self.message_id(new), via, deadline=deadline)
+        row = self.instances[iid]
+        if row["callback_key"] is not None and before["callback_key"] is None:
+            self.keys.append(row["callback_key"])
+            want = None if deadline is None else self.now + dt.timedelta(seconds=deadline)
+            assert row["lease_expires_at"] == want, "a parked attempt's lease is its deadline"
+
+    @precondition(lambda self: self.some(S.RUNNING))
+    @rule(pick=PICK, new=NEW_MESSAGE, via=VIA, deadline=st.sampled_from([None, 30, 300]))
+    def park_current(self, pick, new, via, deadline):
+        """The common case, so that keys get used: the worker of a running attempt parks it."""
+        self.park(pick, True, "current", "acme", new, via, deadline)
+
+    @precondition(lambda self: self.keys)
+    @rule(pick=PICK, which=KEY, complete=st.booleans(), retryable=st.booleans(), size=st.sampled_from([1, 2, -1]),
+          seconds=st.integers(0, 20))
+    def callback(self, pick, which, complete, retryable, size, seconds):
+        """Whoever holds a key completes or fails the parked attempt; other keys change nothing."""
+        self.advance(seconds)
+        parked = {r["callback_key"]: iid for iid, r in self.instances.items() if r["callback_key"]}
+        ended = [k for k in self.keys if k not in parked]
+        if which in ("current", "rival") and parked:  # rival: another team holding a live key
+            key = sorted(parked)[pick % len(parked)]
+        elif which == "bogus":
+            key = "bogus-key-" + "x" * 33
+        else:
+            key = (ended or self.keys)[pick % len(ended or self.keys)]
+        team = "rival" if which == "rival" else "acme"
+        iid = parked.get(key)
+        output = {"uri": f"s3://callback/{pick}", "size": size}
+        if complete:
+            call = lambda: store.complete_callback(key, output, actor="hook", team=team, now=self.now)  # noqa: E731
+        else:
+            call = lambda: store.fail_callback(key, "refused", actor="hook", retryable=retryable, team=team, now=self.now)  # noqa: E731
+        if iid is None or team != "acme":
+            expect = Expect(NotFound)
+        elif complete:
+            expect = Expect(states={iid: S.SUCCEEDED}) if size >= 0 else Expect(InvalidOutput)
+        else:
+            expect = Expect(states={iid: self.after_failure(self.instances[iid], retryable)})
+        self.act("callback", iid, call, expect)
 
 
 def test_random_actions_keep_the_store_consistent(db_url, backend, tmp_path):
@@ -791,6 +884,7 @@ def test_skipping_the_failed_instance_of_a_failed_run_finishes_it(tmp_path):
     run, ids = _fan_run(tmp_path)
     for task in "abc":
         _work(ids[task])
+    store.fire_due_timers(T0 + TIMERS["t"])
     grant = store.claim(ids["d"], TaskInstance.get_by_id(ids["d"]).token, "w", now=T0)
     store.fail(ids["d"], grant.token, "broken", retryable=False, now=T0)
     assert store.get_run(run).status == "failed"
@@ -809,7 +903,7 @@ def test_undo_of_an_instance_whose_upstream_is_not_done_leaves_it_pending(tmp_pa
     plan = store.undo(ids["b"], "changed my mind", actor="op", now=T0)
     assert [(a.task, a.becomes) for a in plan.affected] == [("b", "pending")]
     assert {i.task: i.state for i in store.get_run(run).instances} == {
-        "a": "available", "b": "pending", "c": "pending", "d": "pending"
+        "a": "available", "b": "pending", "c": "pending", "t": "pending", "d": "pending"
     }
     assert Outbox.select().where(Outbox.instance == ids["b"]).count() == 0
     _work(ids["a"])
