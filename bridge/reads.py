@@ -9,6 +9,7 @@ id is `not_found` in the very words a missing id gets. Lists come in pages of at
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from typing import Any
@@ -86,6 +87,13 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         where = RunFilter(team, read.workflow, read.status, read.text)
         return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit)]}
     if isinstance(read, m.ReadRun):
+        if read.as_of is not None and read.as_of_time is not None:
+            raise Refusal("invalid_message", "run: give `as_of` or `as_of_time`, not both")
+        if read.as_of is not None:
+            return client.run_as_of(read.run, event=read.as_of).to_json()
+        if read.as_of_time is not None:
+            at = dt.datetime.fromisoformat(read.as_of_time.replace("Z", "+00:00")).replace(tzinfo=None)
+            return client.run_as_of(read.run, at=at).to_json()
         return client.run(read.run, attempts=read.attempts).to_json()
     if isinstance(read, m.ReadInstance):
         return client.instance(read.instance).to_json()

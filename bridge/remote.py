@@ -8,6 +8,7 @@ shared between threads): the dashboard reads from its UI thread and from its led
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from bridge.rpc import BridgeRefused, Rpc
 from flow45 import messages as m
 from flow45 import names
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
+from flow45.clock import iso, to_utc
 from flow45.errors import Flow45Error, NotFound
 from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
@@ -103,6 +105,14 @@ class RemoteClient(Client):
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         return RunView.from_json(self._read({"type": "run", "run": run_id, "attempts": attempts}))
+
+    def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
+        message: dict[str, Any] = {"type": "run", "run": run_id}
+        if event is not None:
+            message["as_of"] = event
+        if at is not None:
+            message["as_of_time"] = iso(to_utc(at))
+        return RunView.from_json(self._read(message))
 
     def run_row(self, run_id: int) -> RunView | None:
         found = self.runs(before=run_id + 1, limit=1)

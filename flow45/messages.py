@@ -236,12 +236,18 @@ class ReadRuns(_Message):
     limit: int = Field(50, ge=1, le=MAX_PAGE)
 
 
+UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+
 class ReadRun(_Message):
-    """A run with its instances (and their attempts if asked)."""
+    """A run with its instances (and their attempts if asked); with `as_of` or `as_of_time`, the run
+    as it was at that ledger event or time, rebuilt from the ledger (no attempts)."""
 
     type: Literal["run"]
     run: int
     attempts: bool = False
+    as_of: int | None = Field(None, ge=1, description="a ledger event id")
+    as_of_time: str | None = Field(None, pattern=UTC_TIME, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
 
 
 class ReadInstance(_Message):

@@ -120,6 +120,8 @@ class RunView(View):
     counts: dict[str, int]
     waiting_for: str | None = None
     instances: list[InstanceView] = dataclasses.field(default_factory=list)
+    as_of: int | None = None  # rebuilt from the ledger up to this event (`flow45 show --as-of`); None: as it is now
+    as_of_at: dt.datetime | None = None  # the time it was rebuilt at
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 import sys
 
 from flow45.cli import commands, flows, service  # noqa: F401  (registers their commands)
-from flow45.cli.base import COMMANDS, UsageError, _positive_int, command
+from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
 from flow45.errors import Flow45Error
 
 
@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=_positive_int, default=50)
-    add("show", "show a run and its task instances", True).add_argument("run", type=_positive_int)
+    p = add("show", "show a run and its task instances", True)
+    p.add_argument("run", type=_positive_int)
+    p.add_argument("--as-of", type=_as_of, metavar="EVENT_ID|TIME",
+                   help="the run as it was after this ledger event, or at this UTC time (2026-03-01T06:00:00Z), "
+                        "rebuilt from the ledger")
     add("instance", "show a task instance and its attempts", True).add_argument("instance", type=_positive_int)
     p = add("undo", "undo a task instance and what followed from it", True)
     p.add_argument("instance", type=_positive_int)

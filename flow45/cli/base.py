@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any, Callable
 
 from flow45 import strictjson
+from flow45.clock import to_utc
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -72,6 +74,19 @@ def _client(args: argparse.Namespace, create: bool = False):
 
     _open_store(create=create)
     return LocalClient(args.actor)
+
+
+def _as_of(text: str) -> int | dt.datetime:
+    """A ledger event id, or a time (ISO 8601; without an offset it is UTC) as naive UTC."""
+    text = text.strip()
+    if text.isdigit():
+        return _positive_int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a ledger event id or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+    return to_utc(moment)
 
 
 def _positive_int(text: str) -> int:

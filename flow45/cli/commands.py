@@ -116,11 +116,18 @@ def cmd_runs(args) -> int:
 
 @command("show")
 def cmd_show(args) -> int:
-    view = _client(args).run(args.run, attempts=args.json)
+    client = _client(args)
+    if args.as_of is None:
+        view = client.run(args.run, attempts=args.json)
+    elif isinstance(args.as_of, int):
+        view = client.run_as_of(args.run, event=args.as_of)
+    else:
+        view = client.run_as_of(args.run, at=args.as_of)
     if args.json:
         print_json(view.to_json())
         return 0
-    print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}  {view.status}")
+    print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}  {view.status}"
+          + (f"  (as of ledger event {view.as_of}, {when(view.as_of_at)})" if view.as_of_at else ""))
     print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
           + (f", logical time {when(view.logical_time)}" if view.logical_time else ""))
     print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")

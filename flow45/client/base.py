@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,6 +67,12 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         """A run with its instances (and their attempts if asked)."""
+
+    @abc.abstractmethod
+    def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
+        """The run as it was after ledger event `event`, or at time `at` (naive UTC), rebuilt from the
+        ledger: run status, and each instance's state, attempt, worker and progress (where the
+        ledger records it). One of the two is given."""
 
     @abc.abstractmethod
     def run_row(self, run_id: int) -> RunView | None:

@@ -7,6 +7,7 @@ only that team's rows. The bridge answers remote operators' reads through it, fo
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ class LocalClient(Client):
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         return store.get_run(run_id, team=self.team, with_attempts=attempts)
+
+    def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
+        return store.run_as_of(run_id, event=event, at=at, team=self.team)
 
     def run_row(self, run_id: int) -> RunView | None:
         found = store.list_runs(self.team, before=run_id + 1, limit=1)

@@ -1,5 +1,6 @@
 """Every write to the store, one transaction each, and the reads that go with them."""
 
+from flow45.store.asof import run_as_of
 from flow45.store.callbacks import complete_callback, fail_callback
 from flow45.store.deploy import deploy, find_workflow
 from flow45.store.operator import hand_back, hold, release, retry_instance, skip_instance, submit_human, take
@@ -11,7 +12,7 @@ from flow45.store.work import apply_message, claim, claim_next, fail, park, prog
 
 __all__ = [
     "deploy", "find_workflow", "hand_back", "take", "human_alarms", "hold", "release", "retry_instance", "skip_instance", "submit_human",
-    "get_instance", "get_run", "list_events", "list_runs", "list_workflows", "cancel_run", "trigger",
+    "get_instance", "get_run", "run_as_of", "list_events", "list_runs", "list_workflows", "cancel_run", "trigger",
     "expire_leases", "fire_due_timers", "release_due_retries", "plan_undo", "undo", "claim", "claim_next", "fail", "progress",
     "skip", "submit", "apply_message", "park", "complete_callback", "fail_callback",
 ]

@@ -67,14 +67,18 @@ def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
         )
         for run_id, task, state, due, deadline in rows:
             if state == S.WAITING:
-                text = f"{task} (timer, due {_minute(due)})"
+                text = timer_text(task, due)
             else:
                 text = f"{task} (callback, " + (f"deadline {_minute(deadline)})" if deadline else "no deadline)")
             found.setdefault(run_id, []).append(text)
     return {run_id: ", ".join(texts) for run_id, texts in found.items()}
 
 
-def _waiting_for(run: Run, counts: dict[str, int], timers: str | None = None) -> str | None:
+def timer_text(task: str, due) -> str:
+    return f"{task} (timer, due {_minute(due)})"
+
+
+def waiting_for(run, counts: dict[str, int], timers: str | None = None) -> str | None:
     if run.status == S.QUEUED:
         limit = version_spec(run.version_id).workflow.max_active_runs
         return f"a free slot (max_active_runs: {limit})"
@@ -92,7 +96,7 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
         id=run.id, team=run.team, workflow=workflow_name, version=version_spec(run.version_id).number,
         status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
         logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, counts=counts, waiting_for=_waiting_for(run, counts, timers), instances=list(instances),
+        finished_at=run.finished_at, counts=counts, waiting_for=waiting_for(run, counts, timers), instances=list(instances),
     )
 
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from flow45 import store
+from flow45.models import Event
 from tests.bridge.test_operators import operator
 from tests.client.two_teams import deploy_two_teams
 
@@ -24,12 +25,16 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
     teams = deploy_two_teams(tmp_path)
     ours = teams["reports"]
     ops = bridge_env.url("reports-ops")
+    extracted = Event.get((Event.run == ours.run) & (Event.kind == "submit")).id  # extract done, render offered next
     for remote, local in (
         (["workflows"], ["workflows", "--team", "reports"]),
         (["runs"], ["runs", "--team", "reports"]),
         (["runs", "--json", "--limit", "1"], ["runs", "--json", "--limit", "1", "--team", "reports"]),
         (["show", str(ours.run)], ["show", str(ours.run)]),
         (["show", "--json", str(ours.run)], ["show", "--json", str(ours.run)]),
+        (["show", str(ours.run), "--as-of", str(extracted)], ["show", str(ours.run), "--as-of", str(extracted)]),
+        (["show", "--json", str(ours.run), "--as-of", "2026-03-01T12:00:00Z"],
+         ["show", "--json", str(ours.run), "--as-of", "2026-03-01T12:00:00Z"]),
         (["instance", str(ours.extract)], ["instance", str(ours.extract)]),
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
@@ -47,6 +52,9 @@ def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(
     teams = deploy_two_teams(tmp_path)
     ours, theirs = teams["reports"], teams["rival"]
     ops = bridge_env.url("reports-ops")
+    their_event = Event.get((Event.run == theirs.run) & (Event.kind == "submit")).id
+    as_of = operator(ops, "show", str(ours.run), "--as-of", str(their_event), cwd=tmp_path)
+    assert as_of.returncode == 1 and as_of.stderr.strip().endswith(f"ledger event {their_event} not found for team reports")
     for command, their_id in (("show", theirs.run), ("instance", theirs.approve)):
         other = operator(ops, command, str(their_id), cwd=tmp_path)
         missing = operator(ops, command, str(MISSING), cwd=tmp_path)

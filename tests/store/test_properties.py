@@ -24,7 +24,10 @@ it (which refusal, or which new state), and after every action the tables are ch
   events whose moves are in the transition table;
 - one offer row for each time an instance became available, with its attempt, token and inputs;
   undo notices exactly for the `undo: notify` outputs an undo superseded;
-- a refused action, a dry run or a replayed message changes nothing at all.
+- a refused action, a dry run or a replayed message changes nothing at all;
+- the run as it was (`flow45 show --as-of`): after each action, each run's state rebuilt from the
+  ledger up to the newest event equals the live one, and at the end of the example every recorded
+  state is rebuilt again through `store.run_as_of` at its event id.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from flow45.db import atomic, connect, database
 from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
 from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_worker_batch
 from tests.conftest import _empty_postgres
 from tests.store.helpers import T0
@@ -176,10 +180,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.keys: list[str] = []  # callback keys handed out, current or ended
         self.steps = 0  # actions so far: gates the disruptive operator rules to some steps only
         self.tables = read_tables()
+        self.as_was: dict[tuple[int, int], tuple] = {}  # (run, ledger event id) -> the live state then
+        self.last_live: dict[int, tuple] = {}  # run -> its live state at its last replay check
         self.act("trigger", None, lambda: store.trigger("acme", "fan", actor="ann", now=self.now), Expect())
 
     def teardown(self):
-        database.close()
+        try:
+            self.check_as_of_everywhere()
+        finally:
+            database.close()
+            self.cleanup()
+
+    def cleanup(self):
         if self.backend == "sqlite":
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.db_file}{suffix}").unlink(missing_ok=True)
@@ -250,6 +262,7 @@ class StoreMachine(RuleBasedStateMachine):
                 f"{where}: instance {iid} is {after['instances'][iid]['state']}, expected {state}"
             )
         self.check(before, after, kind, target, refused is None, affected or set(), where)
+        self.check_replay(after, where)
         self.tables = after
         for iid, row in after["instances"].items():
             if row["token"] and row["token"] not in self.tokens.setdefault(iid, []):
@@ -402,6 +415,53 @@ class StoreMachine(RuleBasedStateMachine):
                 if a["instance"] in affected and a["id"] in before["attempts"]:
                     assert a["archived"], f"{where}: attempt {a['id']} of an undone instance not archived"
         assert {i: n["body"]["output"] for i, n in notices.items()} == expected_notices, f"{where}: undo notices"
+
+    # ---- the run as it was ------------------------------------------------------------------------
+
+    @staticmethod
+    def live_state(tables, rid) -> tuple:
+        run = tables["runs"][rid]
+        mine = {iid: i for iid, i in tables["instances"].items() if i["run"] == rid}
+        return ((run["status"], run["started_at"], run["finished_at"]),
+                {iid: (i["state"], i["attempt"], i["worker"], i["progress_pct"]) for iid, i in mine.items()})
+
+    @staticmethod
+    def same(live: tuple, run_status: tuple, instances: dict, where: str) -> None:
+        """`instances`: id -> (state, attempt, worker, progress or None, progress known)."""
+        assert run_status == live[0], f"{where}: replayed run (status, started, finished) {run_status} != live {live[0]}"
+        for iid, (state, attempt, worker, pct) in live[1].items():
+            r_state, r_attempt, r_worker, r_pct, known = instances[iid]
+            assert (r_state, r_attempt, r_worker) == (state, attempt, worker), (
+                f"{where}: instance {iid} replayed as {(r_state, r_attempt, r_worker)}, live {(state, attempt, worker)}")
+            if known:
+                assert r_pct == pct, f"{where}: instance {iid} progress replayed as {r_pct}, live {pct}"
+
+    def check_replay(self, after, where):
+        """Each run rebuilt from its ledger (read from the store) up to the newest event equals the live run."""
+        if not after["events"]:
+            return
+        newest = after["events"][-1]["id"]
+        touched = {e["run"] for e in after["events"][len(self.tables["events"]):]}
+        for rid in after["runs"]:
+            live = self.live_state(after, rid)
+            if rid not in touched and self.last_live.get(rid) == live:
+                continue  # no event of the run since its last check, and nothing changed: the same replay
+            self.last_live[rid] = live
+            ids = [iid for iid, i in after["instances"].items() if i["run"] == rid]
+            state = replay(ids, run_events(rid, upto=newest))
+            self.same(live, (state.status, state.started_at, state.finished_at),
+                      {iid: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_known)
+                       for iid, i in state.instances.items()}, f"{where}, replay at event {newest}")
+            self.as_was[(rid, newest)] = live
+
+    def check_as_of_everywhere(self):
+        """States recorded along the way (a dozen, spread over the example, and the last), rebuilt
+        afterwards through the operator's read."""
+        recorded = list(self.as_was.items())
+        for (rid, event), live in recorded[:: max(1, len(recorded) // 12)] + recorded[-1:]:
+            view = store.run_as_of(rid, event=event)
+            known = {i.id: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_pct is not None) for i in view.instances}
+            self.same(live, (view.status, view.started_at, view.finished_at), known, f"run {rid} as of event {event}")
 
     @staticmethod
     def siblings_in(instances, run_id):

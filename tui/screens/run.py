@@ -1,4 +1,8 @@
-"""One run: its instances as a DAG by dependency level, and the run's ledger beside it, live."""
+"""One run: its instances as a DAG by dependency level, and the run's ledger beside it, live.
+
+`[` and `]` step backwards and forwards through the run's ledger events: the DAG and the summary
+show the run as it was after the marked event (rebuilt from the ledger by the client), until a step
+past the newest event brings the live run back."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
+from flow45.errors import Flow45Error
 from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
@@ -51,6 +56,9 @@ def run_summary(run: RunView) -> Text:
         text.append(f"\nwaiting for {run.waiting_for}", "magenta")
     if run.params:
         text.append(f"\nparams {json.dumps(run.params)}", "bright_black")
+    if run.as_of is not None:
+        text.append(f"\nas it was at ledger event {run.as_of} ({when(run.as_of_at)}): [ earlier · ] later",
+                    "bold yellow")
     return text
 
 
@@ -61,12 +69,17 @@ class RunScreen(LiveScreen):
         Binding("escape", "app.pop_screen", "Back"),
         *[Binding(key, f"act('{name}')", label) for key, name, label, _ in INSTANCE_ACTIONS],
         Binding("c", "cancel_run", "Cancel run"),
+        Binding("left_square_bracket", "step(-1)", "Earlier"),
+        Binding("right_square_bracket", "step(1)", "Later"),
     ]
 
     def __init__(self, run_id: int):
         super().__init__()
         self.run_id = run_id
         self.run: RunView | None = None
+        self.levels: dict[str, int] = {}
+        self.steps: list[int] = []  # the ids of the run's events in the ledger pane, oldest first
+        self.step_at: int | None = None  # the index in `steps` shown while looking back; None: live
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,22 +116,55 @@ class RunScreen(LiveScreen):
     # ---- showing ------------------------------------------------------------------------------
 
     def show(self, payload: RunPayload) -> None:
-        self.run = payload.run
+        self.run, self.levels, self.step_at = payload.run, payload.levels, None
         self.sub_title = f"run {self.run.id} · {self.run.team}/{self.run.workflow}"
         self.query_one("#run-info", Static).update(run_summary(payload.run))
         self.dag.show(payload.run.instances, payload.levels)
+        self.dag.border_title = None
         ledger = self.query_one("#run-ledger", Ledger)
         ledger.names = {i.id: i.task for i in payload.run.instances}
         ledger.show(payload.events)
+        ledger.mark(None)
+        self.steps = [e.id for e in payload.events if e.run == self.run_id]
 
     def apply_changes(self, events: list[EventView], payload: RunChanges | None) -> None:
         if payload is None:
             return
+        last = self.steps[-1] if self.steps else 0
+        self.steps += [e.id for e in events if e.run == self.run_id and e.id > last]
+        self.query_one("#run-ledger", Ledger).add(events)
         if payload.run is not None:
             self.run = dataclasses.replace(payload.run, instances=self.run.instances if self.run else [])
+        if self.step_at is not None:
+            return  # looking back: the past does not change
+        if payload.run is not None:
             self.query_one("#run-info", Static).update(run_summary(payload.run))
         self.dag.update_instances(payload.instances)
-        self.query_one("#run-ledger", Ledger).add(events)
+
+    # ---- the run as it was ----------------------------------------------------------------------
+
+    def action_step(self, delta: int) -> None:
+        """Show the run as it was one ledger event earlier (-1) or later (1); later than the newest is live."""
+        if not self.steps:
+            return
+        if self.step_at is None and delta > 0:
+            self.app.notify("This is the run as it is now: [ steps back through its ledger.", title="Newest")
+            return
+        index = (len(self.steps) - 1 if self.step_at is None else self.step_at) + delta
+        if index >= len(self.steps) - 1:
+            self.reload()  # the newest event: the run as it is, live again
+            return
+        index = max(0, index)
+        try:
+            view = self.app.client.run_as_of(self.run_id, event=self.steps[index])
+        except Flow45Error as exc:
+            self.app.notify(exc.message, title="Refused", severity="error")
+            return
+        self.step_at = index
+        self.query_one("#run-info", Static).update(run_summary(view))
+        self.dag.show(view.instances, self.levels)
+        self.dag.border_title = f"as it was at event {view.as_of}"
+        self.query_one("#run-ledger", Ledger).mark(view.as_of)
 
     # ---- acting -------------------------------------------------------------------------------
 

@@ -83,7 +83,9 @@ class Ledger(ScrollView, can_focus=True):
         self.last_id = 0
         self.border_title = "ledger"
         self._lines: deque[Text] = deque(maxlen=self.MAX_LINES)
+        self._ids: deque[int] = deque(maxlen=self.MAX_LINES)  # the event id of each line
         self._widest = 0
+        self.marked: int | None = None  # the event shown as "as it was" on the run screen
 
     def matches(self, event: EventView) -> bool:
         if event.id <= self.last_id:
@@ -96,8 +98,19 @@ class Ledger(ScrollView, can_focus=True):
     def lines(self) -> list[str]:
         return [line.plain for line in self._lines]
 
+    def mark(self, event_id: int | None) -> None:
+        """Highlight one event's line (None: none) and bring it into view."""
+        self.marked = event_id
+        self.refresh()
+        if event_id is not None and event_id in self._ids:
+            line = list(self._ids).index(event_id)
+            height = max(1, self.scrollable_content_region.height)
+            if not self.scroll_offset.y <= line < self.scroll_offset.y + height:
+                self.scroll_to(y=max(0, line - height // 2), animate=False, immediate=True)
+
     def show(self, events: Iterable[EventView]) -> None:
         self._lines.clear()
+        self._ids.clear()
         self._widest = 0
         self.last_id = 0
         self.add(events, follow=True)
@@ -112,6 +125,7 @@ class Ledger(ScrollView, can_focus=True):
             if self.matches(event):
                 line = format_event(event, self.names)
                 self._lines.append(line)
+                self._ids.append(event.id)
                 self._widest = max(self._widest, line.cell_len)
                 self.last_id = event.id
                 added += 1
@@ -130,6 +144,9 @@ class Ledger(ScrollView, can_focus=True):
         if index >= len(self._lines):
             return Strip.blank(width, style)
         text = self._lines[index].copy()
+        if self.marked is not None and self._ids[index] == self.marked:
+            text.pad_right(max(0, width + scroll_x - text.cell_len))
+            text.stylize("reverse")
         text.stylize_before(style)
         strip = Strip(list(text.render(self.app.console)), text.cell_len)
         return strip.crop_extend(scroll_x, scroll_x + width, style)

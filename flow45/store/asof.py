@@ -1,0 +1,156 @@
+"""The run as it was: its state rebuilt from the ledger at an event or a time.
+
+`replay` is pure: it folds a run's ledger events, oldest first, over the state a run starts in
+(every instance pending, attempt 0) and gives the run's status and each instance's state, attempt,
+worker and progress as they were after the last event. It relies only on what the rules write to
+the ledger (`flow45.store.rules`): every move names its from and to state and its actor, an offer
+(a move to available or waiting, or an undo to held) starts a fresh attempt, a claim names the
+attempt and its worker, a submit or a timer ends at 100%. Progress reports are not in the ledger,
+so the progress of a running attempt is unknown (None) in a replay.
+
+`run_as_of` reads a run's events up to the point asked for, replays them, and returns the run as
+a `RunView` (its `as_of` and `as_of_at` say where it stands), so everything that shows a run can
+show it as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from types import SimpleNamespace
+from typing import Iterable
+
+from flow45 import states as S
+from flow45.errors import NotFound
+from flow45.models import Event, Run
+from flow45.store.queries import get_run, timer_text, waiting_for
+from flow45.views import EventView, RunView
+
+@dataclasses.dataclass
+class InstanceAt:
+    """One instance as the ledger says it was."""
+
+    state: str = S.PENDING
+    attempt: int = 0
+    worker: str | None = None
+    progress_pct: float | None = None
+    progress_known: bool = True  # False while a claimed attempt runs: its progress reports are not in the ledger
+    due: dt.datetime | None = None  # a waiting timer's due time
+    changed_at: dt.datetime | None = None  # the time of its last move
+
+
+@dataclasses.dataclass
+class RunAt:
+    """A run as the ledger says it was after event `event` (None: before its first event)."""
+
+    status: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    event: int | None = None
+    at: dt.datetime | None = None
+    instances: dict[int, InstanceAt] = dataclasses.field(default_factory=dict)
+
+
+def _is_offer(e: EventView) -> bool:
+    """A move that made a fresh attempt (`rules.offer`): to available or waiting, or an undo to held."""
+    return e.to_state in (S.AVAILABLE, S.WAITING) or (e.kind == "undo" and e.to_state == S.HELD)
+
+
+def _parse_time(text) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
+    """The run after `events` (its own, oldest first), starting from every instance pending."""
+    run = RunAt(instances={i: InstanceAt() for i in instance_ids})
+    for e in events:
+        run.event, run.at = e.id, e.at
+        if e.to_state is None:
+            continue  # an undo's summary, a re-sent offer: no state changes with it
+        if e.instance is None:
+            run.status = e.to_state
+            if e.to_state == S.RUNNING and run.started_at is None:
+                run.started_at = e.at
+            run.finished_at = e.at if e.to_state in S.FINISHED_RUN else None
+            continue
+        one = run.instances.setdefault(e.instance, InstanceAt())
+        detail = e.detail if isinstance(e.detail, dict) else {}
+        one.state, one.changed_at = e.to_state, e.at
+        if _is_offer(e):
+            one.attempt += 1
+            one.worker, one.progress_pct, one.progress_known = None, None, True
+            one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
+        elif e.kind == "undo" and e.to_state == S.PENDING:  # undone: it starts afresh
+            one.worker, one.progress_pct, one.progress_known, one.due = None, None, True, None
+        elif e.kind == "claim" or e.kind == "timer":
+            one.worker = e.actor
+            if isinstance(detail.get("attempt"), int):
+                one.attempt = detail["attempt"]
+            one.progress_known, one.progress_pct = False, None
+        if e.to_state == S.SUCCEEDED and e.kind in ("submit", "timer"):
+            one.progress_pct, one.progress_known = 100.0, True
+        if e.to_state != S.WAITING:
+            one.due = None
+    return run
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+def run_events(run_id: int, *, upto: int | None = None, until: dt.datetime | None = None) -> Iterable[EventView]:
+    """A run's events oldest first, up to event id `upto` or time `until` (inclusive), streamed."""
+    query = Event.select().where(Event.run == run_id).order_by(Event.id)
+    if upto is not None:
+        query = query.where(Event.id <= upto)
+    if until is not None:
+        query = query.where(Event.at <= until)
+    for e in query.iterator():
+        yield EventView(id=e.id, at=e.at, team=e.team, run=e.run, instance=e.instance, kind=e.kind,
+                        from_state=e.from_state, to_state=e.to_state, actor=e.actor, detail=e.detail)
+
+
+def run_as_of(run_id: int, *, event: int | None = None, at: dt.datetime | None = None,
+              team: str | None = None) -> RunView:
+    """The run as it was after ledger event `event`, or at time `at` (naive UTC): one of the two."""
+    if (event is None) == (at is None):
+        raise ValueError("run_as_of needs an event id or a time, not both")
+    now = get_run(run_id, team=team)  # NotFound for a missing run or another team's, in the usual words
+    if event is not None:
+        mark = Event.select(Event.id, Event.at).where(Event.id == event)
+        if team:
+            mark = mark.where(Event.team == team)
+        found = mark.first()
+        if found is None:
+            raise NotFound(f"ledger event {event} not found" + (f" for team {team}" if team else ""))
+        state = replay([i.id for i in now.instances], run_events(run_id, upto=event))
+        where, as_of_at = f"at ledger event {event}", found.at
+    else:
+        state = replay([i.id for i in now.instances], run_events(run_id, until=at))
+        where, as_of_at = f"at {at:%Y-%m-%d %H:%M:%S} UTC", at
+    if state.status is None:
+        raise NotFound(f"run {run_id} had not been triggered {where} (it was triggered {now.created_at:%Y-%m-%d %H:%M:%S} UTC)")
+    return as_view(now, state, event if event is not None else state.event, as_of_at)
+
+
+def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime | None) -> RunView:
+    """`now` (the run as it is) with the replayed state in place of the current one."""
+    instances = []
+    for view in now.instances:
+        was = state.instances.get(view.id, InstanceAt())
+        instances.append(dataclasses.replace(
+            view, state=was.state, attempt=was.attempt, worker=was.worker,
+            progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
+            lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
+        ))
+    counts = dict(Counter(i.state for i in instances))
+    timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
+    shape = SimpleNamespace(status=state.status, version_id=Run.get_by_id(now.id).version_id)
+    return dataclasses.replace(
+        now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
+        waiting_for=waiting_for(shape, counts, timers or None), instances=instances, as_of=as_of, as_of_at=as_of_at,
+    )
