@@ -5,8 +5,8 @@
 worker and progress as they were after the last event. It relies only on what the rules write to
 the ledger (`flow45.store.rules`): every move names its from and to state and its actor, an offer
 (a move to available or waiting, or an undo to held) starts a fresh attempt, a claim names the
-attempt and its worker, a submit or a timer ends at 100%. Progress reports are not in the ledger,
-so the progress of a running attempt is unknown (None) in a replay.
+attempt and its worker, a success ends at 100%. Progress reports are not in the ledger, so the
+progress of a running attempt is unknown (None) in a replay.
 
 `run_as_of` reads a run's events up to the point asked for, replays them, and returns the run as
 a `RunView` (its `as_of` and `as_of_at` say where it stands), so everything that shows a run can
@@ -88,12 +88,14 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
         elif e.kind == "undo" and e.to_state == S.PENDING:  # undone: it starts afresh
             one.worker, one.progress_pct, one.progress_known, one.due = None, None, True, None
-        elif e.kind == "claim" or e.kind == "timer":
+        elif e.kind == "claim":
             one.worker = e.actor
             if isinstance(detail.get("attempt"), int):
                 one.attempt = detail["attempt"]
             one.progress_known, one.progress_pct = False, None
-        if e.to_state == S.SUCCEEDED and e.kind in ("submit", "timer"):
+        elif e.kind == "timer" or (e.kind == "overdue" and e.to_state in (S.SUCCEEDED, S.FAILED)):
+            one.worker = e.actor  # the scheduler did it: a timer fired, an overdue human task was decided
+        if e.to_state == S.SUCCEEDED:  # however it got there (submit, callback, timer, default output)
             one.progress_pct, one.progress_known = 100.0, True
         if e.to_state != S.WAITING:
             one.due = None
