@@ -49,13 +49,15 @@ def summary(p: InstancePayload) -> Text:
     text = Text.assemble(
         (f"Instance {i.id}  ", "bold"), (f"{i.task}", "bold"), f" of run {i.run}{run}   ", state_text(i.state),
         f"   attempt {i.attempt}\n",
-        f"function {i.function} → {p.output_type}   priority {i.priority}",
+        f"function {i.function} → {p.output_type}   priority {i.priority}" if i.function else "timer (no worker)",
         "   human task" if i.human else "", f"   worker {i.worker}" if i.worker else "",
     )
     if i.lease_expires_at:
-        text.append(f"   lease until {when(i.lease_expires_at)}")
+        text.append(f"   {'callback deadline' if i.parked else 'lease until'} {when(i.lease_expires_at)}")
+    elif i.parked:
+        text.append("   parked: waits for its callback key")
     if i.not_before:
-        text.append(f"   retry not before {when(i.not_before)}")
+        text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {when(i.not_before)}")
     if i.progress_pct is not None or i.progress_message:
         text.append("\n")
         text.append_text(pct_bar(i.progress_pct, i.state, 20))
