@@ -83,6 +83,7 @@ def apply_operator(inbound: Inbound, at: dt.datetime) -> Any:
     return remember(
         inbound.message_id, inbound.team, inbound.message.type, at,
         lambda: _operator_change(inbound, at), encode=lambda r: r, decode=lambda r: r,
+        instance=getattr(inbound.message, "instance", None),
     )
 
 

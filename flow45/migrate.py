@@ -54,8 +54,25 @@ def _human_tasks_v4() -> None:
     migrate(*operations)
 
 
+def _retention_v5() -> None:
+    """Retention (`flow45 prune`): the instance a processed message was about, and the indexes that
+    find a finished run's rows without a scan: runs by (finished_at, id), outbox and processed
+    messages by instance. Already there on a database that step 1 created at this version."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(database.obj)
+    operations = []
+    if "instance" not in {column.name for column in database.get_columns("processed_message")}:
+        operations.append(migrator.add_column("processed_message", "instance", pw.BigIntegerField(null=True)))
+    for table, columns in (("run", ("finished_at", "id")), ("outbox", ("instance",)), ("processed_message", ("instance",))):
+        name = f"{table}_{'_'.join(columns)}"
+        if not any(index.name == name for index in database.get_indexes(table)):
+            operations.append(migrator.add_index(table, columns))
+    migrate(*operations)
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5]
 CURRENT = len(STEPS)
 
 

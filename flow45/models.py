@@ -74,7 +74,8 @@ class Run(Table):
     updated_at = pw.DateTimeField()
 
     class Meta:
-        indexes = ((("workflow", "logical_time"), True), (("workflow", "status"), False))
+        # (finished_at, id): `flow45 prune` walks the runs finished before a cutoff, oldest first.
+        indexes = ((("workflow", "logical_time"), True), (("workflow", "status"), False), (("finished_at", "id"), False))
 
 
 class TaskInstance(Table):
@@ -166,7 +167,7 @@ class Outbox(Table):
     sent_at = pw.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("sent_at", "priority", "id"), False),)
+        indexes = ((("sent_at", "priority", "id"), False), (("instance",), False))  # by instance: prune
 
 
 class ProcessedMessage(Table):
@@ -177,6 +178,10 @@ class ProcessedMessage(Table):
     kind = pw.CharField(max_length=16)
     processed_at = pw.DateTimeField()
     reply = JSONField(null=True)
+    instance = pw.BigIntegerField(null=True)  # the instance it was about, if any: pruned with its run
+
+    class Meta:
+        indexes = ((("instance",), False),)
 
 
 class ScheduleCursor(Table):

@@ -47,6 +47,8 @@ class Settings(BaseModel):
     heartbeat_file: str | None = Field(None, description="file the services rewrite each loop, for `flow45 health`")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus metrics on this port; unset: off")
     metrics_address: str = Field("127.0.0.1", description="address the metrics port listens on (0.0.0.0: every one)")
+    ledger_retention: Literal["keep", "prune"] = Field(
+        "keep", description="what `flow45 prune` does with a pruned run's ledger events: keep them, or remove them too")
 
     @field_validator(
         "default_lease", "default_retry_delay", "relay_interval", "sweep_interval",

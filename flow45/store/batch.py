@@ -59,7 +59,7 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
     fresh = [i for i in items if i.result is not None and not i.result.duplicate]
     _give_claims_their_inputs(unit, [i for i in fresh if isinstance(i.message, m.Claim)])
     processed = [{"message_id": i.key, "team": i.team or "*", "kind": i.message.type, "processed_at": at,
-                  "reply": i.result.to_json()} for i in fresh if i.key]
+                  "reply": i.result.to_json(), "instance": i.message.instance} for i in fresh if i.key]
     return unit.flush(processed)
 
 

@@ -22,10 +22,11 @@ def processed_key(team: str, message_id: str) -> str:
 
 def remember(
     message_id: str, team: str, kind: str, at: dt.datetime, change: Callable[[], T],
-    encode: Callable[[T], Any], decode: Callable[[Any], T],
+    encode: Callable[[T], Any], decode: Callable[[Any], T], instance: int | None = None,
 ) -> T:
     """Run `change` in one transaction unless `message_id` was already applied for this team;
-    then answer as before, from the recorded reply."""
+    then answer as before, from the recorded reply. `instance`, the one the message is about, lets
+    `flow45 prune` remove the record with its run."""
     key = processed_key(team, message_id)
 
     def earlier() -> T | None:
@@ -37,7 +38,8 @@ def remember(
             if (found := earlier()) is not None:
                 return found
             result = change()
-            ProcessedMessage.create(message_id=key, team=team, kind=kind, processed_at=at, reply=encode(result))
+            ProcessedMessage.create(message_id=key, team=team, kind=kind, processed_at=at, reply=encode(result),
+                                    instance=instance)
             return result
     except peewee.IntegrityError:
         # The same message applied concurrently by another consumer: that one won.

@@ -1,0 +1,143 @@
+"""Retention: remove the rows of runs that finished before a cutoff, a few runs per transaction, so
+workers keep going while it runs; optionally each run first as one JSON line (`export`).
+
+A run is pruned only if it is finished (succeeded, failed, cancelled) and finished before the cutoff,
+checked again under its row lock in the transaction that removes it: a run an undo reopened (or is
+reopening) is left alone. The lock is the one the lifecycle's writer takes first, on the run, so a
+worker's message about a pruned run waits for the prune and then finds nothing ("not found").
+A pruned run can no longer be undone."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import IO, Callable, Literal
+
+import peewee as pw
+
+from flow45 import states as S
+from flow45 import wire
+from flow45.clock import to_utc
+from flow45.db import atomic, dialect
+from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.views import View
+
+FINISHED = sorted(S.FINISHED_RUN)
+CHUNK = 50  # runs per transaction: short enough that a worker never waits long behind one
+_SECRET = {"token", "callback_key"}  # a finished attempt's fencing token or key: no use in an archive
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneReport(View):
+    """What a prune removed (or, with dry_run, would remove)."""
+
+    finished_before: dt.datetime
+    dry_run: bool
+    runs: int = 0
+    instances: int = 0
+    attempts: int = 0
+    events: int = 0  # ledger events removed: none unless ledger_retention is prune
+    outbox: int = 0
+    processed: int = 0
+    exported: int = 0  # runs written to the export
+
+
+def prune(
+    finished_before: dt.datetime, *, ledger: Literal["keep", "prune"] = "keep", export: IO[str] | None = None,
+    dry_run: bool = False, chunk: int = CHUNK, between: Callable[[], None] | None = None,
+) -> PruneReport:
+    """Remove every run finished before `finished_before` with its instances, attempts, outbox rows,
+    processed-message records and (with ledger="prune") ledger events; each run first written to
+    `export` as one JSON line, if given. `between` is called after each transaction."""
+    cutoff = to_utc(finished_before)
+    totals = dict.fromkeys(("runs", "instances", "attempts", "events", "outbox", "processed", "exported"), 0)
+    after: tuple[dt.datetime, int] | None = None
+    while True:
+        found = _candidates(cutoff, after, chunk)
+        if not found:
+            break
+        after = found[-1]
+        ids = [run_id for _, run_id in found]
+        counts = _count(ids, ledger) if dry_run else _prune_runs(ids, cutoff, ledger, export)
+        for key, value in counts.items():
+            totals[key] += value
+        if between is not None:
+            between()
+    return PruneReport(cutoff, dry_run, **totals)
+
+
+def _candidates(cutoff: dt.datetime, after: tuple[dt.datetime, int] | None, limit: int) -> list[tuple[dt.datetime, int]]:
+    """The next runs finished before the cutoff, oldest first, through the (finished_at, id) index."""
+    query = Run.select(Run.finished_at, Run.id).where((Run.finished_at < cutoff) & Run.status.in_(FINISHED))
+    if after is not None:
+        query = query.where(pw.Tuple(Run.finished_at, Run.id) > pw.Tuple(*after))
+    return list(query.order_by(Run.finished_at, Run.id).limit(limit).tuples())
+
+
+def _instances_of(run_ids: list[int]):
+    return TaskInstance.select(TaskInstance.id).where(TaskInstance.run.in_(run_ids))
+
+
+def _count(run_ids: list[int], ledger: str) -> dict[str, int]:
+    instances = _instances_of(run_ids)
+    return {
+        "runs": len(run_ids),
+        "instances": TaskInstance.select().where(TaskInstance.run.in_(run_ids)).count(),
+        "attempts": Attempt.select().where(Attempt.instance.in_(instances)).count(),
+        "events": Event.select().where(Event.run.in_(run_ids)).count() if ledger == "prune" else 0,
+        "outbox": Outbox.select().where(Outbox.instance.in_(instances)).count(),
+        "processed": ProcessedMessage.select().where(ProcessedMessage.instance.in_(instances)).count(),
+    }
+
+
+def _prune_runs(run_ids: list[int], cutoff: dt.datetime, ledger: str, export: IO[str] | None) -> dict[str, int]:
+    """One transaction: lock the runs, keep only those still finished before the cutoff, export them,
+    then remove their rows, children first."""
+    with atomic():
+        locked = dialect().for_update(Run.select().where(Run.id.in_(run_ids)).order_by(Run.id))
+        runs = [r for r in locked if r.status in S.FINISHED_RUN and r.finished_at is not None and r.finished_at < cutoff]
+        if not runs:
+            return {}
+        ids = [r.id for r in runs]
+        if export is not None:
+            for line in _export_lines(runs):
+                export.write(line + "\n")
+            export.flush()  # on disk (as far as the file's owner asked) before the rows go
+        instances = _instances_of(ids)
+        counts = {
+            "attempts": Attempt.delete().where(Attempt.instance.in_(instances)).execute(),
+            "outbox": Outbox.delete().where(Outbox.instance.in_(instances)).execute(),
+            "processed": ProcessedMessage.delete().where(ProcessedMessage.instance.in_(instances)).execute(),
+            "events": Event.delete().where(Event.run.in_(ids)).execute() if ledger == "prune" else 0,
+            "instances": TaskInstance.delete().where(TaskInstance.run.in_(ids)).execute(),
+            "runs": Run.delete().where(Run.id.in_(ids)).execute(),
+            "exported": len(runs) if export is not None else 0,
+        }
+    return counts
+
+
+def _plain(row: pw.Model, leave: set[str] = frozenset()) -> dict:
+    return {name: value for name, value in row.__data__.items() if name not in _SECRET and name not in leave}
+
+
+def _export_lines(runs: list[Run]) -> list[str]:
+    """One JSON line per run: the run, its instances each with its attempts, and its ledger events."""
+    ids = [r.id for r in runs]
+    names = {v.id: (w.name, v.version) for v, w in
+             ((v, v.workflow) for v in WorkflowVersion.select(WorkflowVersion, Workflow).join(Workflow)
+              .where(WorkflowVersion.id.in_({r.version_id for r in runs})))}
+    attempts: dict[int, list[dict]] = {}
+    instances: dict[int, list[dict]] = {}
+    events: dict[int, list[dict]] = {}
+    for a in Attempt.select().where(Attempt.instance.in_(_instances_of(ids))).order_by(Attempt.instance, Attempt.number):
+        attempts.setdefault(a.instance_id, []).append(_plain(a, {"instance"}))
+    for i in TaskInstance.select().where(TaskInstance.run.in_(ids)).order_by(TaskInstance.id):
+        instances.setdefault(i.run_id, []).append({**_plain(i, {"run"}), "attempts": attempts.get(i.id, [])})
+    for e in Event.select().where(Event.run.in_(ids)).order_by(Event.id):
+        events.setdefault(e.run, []).append(_plain(e, {"run"}))
+    lines = []
+    for run in runs:
+        workflow, version = names[run.version_id]
+        head = {**_plain(run, {"workflow", "version"}), "workflow": workflow, "version": version}
+        lines.append(wire.dumps({"run": head, "instances": instances.get(run.id, []), "events": events.get(run.id, [])}))
+    return lines

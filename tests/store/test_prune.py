@@ -1,0 +1,184 @@
+"""Retention: `prune` removes the rows of runs finished before a cutoff, and only those; on SQLite
+and on PostgreSQL, with time passed in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import threading
+import uuid
+
+import pytest
+
+from flow45 import store
+from flow45.db import database
+from flow45.errors import NotFound
+from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.store.prune import _prune_runs, prune
+from tests.store.helpers import T0, deploy_text, instance
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+PAIR = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      pair:
+        max_active_runs: null
+        tasks:
+          a: {function: fa, output: Blob}
+          b: {function: fb, output: Blob, inputs: {src: a}}
+"""
+OUT = {"uri": "s3://x"}
+CUTOFF = T0 + dt.timedelta(days=5)
+
+
+def work(run: int, task: str, at: dt.datetime, fail: bool = False) -> None:
+    """A worker's claim and submit (or fail), each with a message id, as over the broker."""
+    row = instance(run, task)
+    grant = store.claim(row.id, row.token, "w", now=at, message_id=uuid.uuid4().hex)
+    if fail:
+        store.fail(grant.instance, grant.token, "broken", retryable=False, now=at, message_id=uuid.uuid4().hex)
+    else:
+        store.submit(grant.instance, grant.token, OUT, now=at, message_id=uuid.uuid4().hex)
+
+
+def finished_run(at: dt.datetime, fail: bool = False) -> int:
+    run = store.trigger("acme", "pair", actor="ops", now=at)
+    work(run, "a", at)
+    work(run, "b", at, fail=fail)
+    assert Run.get_by_id(run).finished_at == at
+    return run
+
+
+def rows_of(run: int) -> dict[str, int]:
+    ids = [i.id for i in TaskInstance.select().where(TaskInstance.run == run)]
+    return {
+        "runs": Run.select().where(Run.id == run).count(), "instances": len(ids),
+        "attempts": Attempt.select().where(Attempt.instance.in_(ids)).count() if ids else 0,
+        "outbox": Outbox.select().where(Outbox.instance.in_(ids)).count() if ids else 0,
+        "processed": ProcessedMessage.select().where(ProcessedMessage.instance.in_(ids)).count() if ids else 0,
+        "events": Event.select().where(Event.run == run).count(),
+    }
+
+
+def test_only_runs_finished_before_the_cutoff_go_with_all_their_rows(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    old, old_failed = finished_run(T0), finished_run(T0 + dt.timedelta(hours=1), fail=True)
+    recent = finished_run(CUTOFF + dt.timedelta(seconds=1))
+    running = store.trigger("acme", "pair", actor="ops", now=T0)
+    work(running, "a", T0)
+    reopened = finished_run(T0)
+    store.undo(instance(reopened, "b").id, reason="redo", actor="ops", now=T0 + dt.timedelta(days=1))
+    before = {run: rows_of(run) for run in (old, old_failed, recent, running, reopened)}
+    gone = instance(old, "b").id
+    assert before[old] == {"runs": 1, "instances": 2, "attempts": 2, "outbox": 2, "processed": 4,
+                           "events": before[old]["events"]}
+
+    report = prune(CUTOFF)
+
+    for run in (old, old_failed):
+        assert rows_of(run) == {**dict.fromkeys(before[run], 0), "events": before[run]["events"]}, \
+            "every row but the ledger's (ledger_retention: keep)"
+    for run in (recent, running, reopened):
+        assert rows_of(run) == before[run], f"run {run} is not finished before the cutoff: untouched"
+    assert (report.runs, report.instances, report.attempts, report.outbox, report.processed, report.events) == (
+        2, 4, 4, 4, 8, 0)
+    with pytest.raises(NotFound):  # a late message about a pruned instance is answered "not found"
+        store.claim(gone, "token", "w", now=CUTOFF)
+    assert prune(CUTOFF).runs == 0, "nothing left to prune"
+
+
+def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    pruned = [finished_run(T0 + dt.timedelta(minutes=n), fail=n == 3) for n in range(7)]
+    kept = finished_run(CUTOFF)
+    export = io.StringIO()
+    report = prune(CUTOFF, ledger="prune", export=export, chunk=3)
+    lines = [json.loads(line) for line in export.getvalue().splitlines()]
+    assert [line["run"]["id"] for line in lines] == pruned and report.exported == 7
+    first = lines[0]
+    assert first["run"]["workflow"] == "pair" and first["run"]["version"] == 1 and first["run"]["status"] == "succeeded"
+    assert first["run"]["finished_at"] == "2026-03-01T12:00:00Z"
+    assert [(i["task"], i["state"], [a["status"] for a in i["attempts"]]) for i in first["instances"]] == [
+        ("a", "succeeded", ["succeeded"]), ("b", "succeeded", ["succeeded"])]
+    assert first["instances"][0]["attempts"][0]["output"] == OUT
+    assert "token" not in first["instances"][0] and "token" not in first["instances"][0]["attempts"][0]
+    assert [(e["kind"], e["to_state"]) for e in first["events"]] == [
+        ("trigger", "running"), ("ready", "available"), ("claim", "running"), ("submit", "succeeded"),
+        ("ready", "available"), ("claim", "running"), ("submit", "succeeded"), ("run", "succeeded")]
+    assert lines[3]["run"]["status"] == "failed"
+    assert all(rows_of(run)["events"] == 0 and rows_of(run)["runs"] == 0 for run in pruned)
+    assert report.events == sum(len(line["events"]) for line in lines)
+    assert rows_of(kept)["runs"] == 1 and rows_of(kept)["events"] > 0
+
+
+def test_a_dry_run_counts_and_changes_nothing(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    old = finished_run(T0)
+    before = rows_of(old)
+    report = prune(CUTOFF, dry_run=True)
+    assert (report.runs, report.instances, report.attempts, report.dry_run) == (1, 2, 2, True)
+    assert rows_of(old) == before
+
+
+def test_a_run_reopened_after_the_prune_listed_it_is_kept(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    run = finished_run(T0)
+    listed = [run]  # what the prune read before the undo committed
+    store.undo(instance(run, "a").id, reason="redo", actor="ops", now=T0 + dt.timedelta(hours=1))
+    assert _prune_runs(listed, CUTOFF, "keep", None) == {}
+    assert Run.get_by_id(run).status == "running"
+
+
+def test_a_worker_claiming_and_submitting_while_prune_runs_loses_nothing(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    old = [finished_run(T0 + dt.timedelta(minutes=n)) for n in range(12)]
+    live = [store.trigger("acme", "pair", actor="ops", now=CUTOFF) for _ in range(5)]
+    steps = threading.Semaphore(0)
+    errors: list[BaseException] = []
+
+    def worker() -> None:  # another thread, so another database connection
+        try:
+            for task in ("a", "b"):
+                for run in live:
+                    work(run, task, CUTOFF + dt.timedelta(days=1))
+                    steps.release()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            database.close()
+            for _ in range(20):
+                steps.release()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    report = prune(CUTOFF, chunk=1, between=lambda: steps.acquire(timeout=30))  # a worker step between chunks
+    thread.join(timeout=60)
+    assert errors == []
+    assert report.runs == len(old) and all(rows_of(run)["runs"] == 0 for run in old)
+    assert [Run.get_by_id(run).status for run in live] == ["succeeded"] * len(live)
+    assert all(rows_of(run) | {"events": 0} == {"runs": 1, "instances": 2, "attempts": 2, "outbox": 2,
+                                                 "processed": 4, "events": 0} for run in live), "nothing lost"
+
+
+def test_upgrade_from_before_the_retention_step_adds_its_column_and_indexes():
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from flow45.migrate import CURRENT, STEPS, _retention_v5, upgrade
+    from flow45.models import SchemaVersion
+
+    migrator = SchemaMigrator.from_database(database.obj)
+    step = STEPS.index(_retention_v5) + 1  # the version it makes; later steps may follow
+    with database.atomic():
+        migrate(migrator.drop_index("run", "run_finished_at_id"), migrator.drop_index("outbox", "outbox_instance"),
+                migrator.drop_index("processed_message", "processed_message_instance"),
+                migrator.drop_column("processed_message", "instance"))
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    assert upgrade() == (step - 1, CURRENT)
+    assert "instance" in {c.name for c in database.get_columns("processed_message")}
+    indexes = {i.name for table in ("run", "outbox", "processed_message") for i in database.get_indexes(table)}
+    assert {"run_finished_at_id", "outbox_instance", "processed_message_instance"} <= indexes
