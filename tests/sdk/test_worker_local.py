@@ -453,3 +453,25 @@ def test_the_reports_example_worker_completes_both_example_workflows(reports, ma
     path = tmp_path / "out" / "published" / "report-2026-02.pdf"
     assert published == {"uri": path.as_uri(), "pages": 4,
                          "checksum": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_a_handler_parks_and_returns_and_the_key_finishes_the_attempt(acme, make_worker):
+    worker = make_worker("acme")
+    keys = []
+
+    @worker.handler("fx")
+    def hand_off(task):
+        keys.append(task.park())
+        assert task.park() == keys[0], "parked once; the same key again"
+        return {"not": "sent"}  # whatever comes after park() stays here
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    wait_for(lambda: keys, what="the handler to park")
+    x = instance_of(run, "x")
+    wait_for(lambda: Event.select().where((Event.instance == x.id) & (Event.kind == "park")).exists(), what="park")
+    wait_for(lambda: worker.active == 0, what="the handler to return")
+    assert instance_of(run, "x").state == S.RUNNING and [a.status for a in attempts(x.id)] == ["running"]
+    store.complete_callback(keys[0], BLOB, actor="hook", team="acme")
+    assert wait_finished(run) == S.SUCCEEDED
+    assert attempts(x.id)[0].output == BLOB
