@@ -100,6 +100,9 @@ class InstanceView(View):
     upstream: list[str]
     updated_at: dt.datetime
     attempts: list[AttemptView] = dataclasses.field(default_factory=list)
+    offered_at: dt.datetime | None = None  # the current attempt's offer
+    started_at: dt.datetime | None = None  # its claim
+    finished_at: dt.datetime | None = None  # its end
     parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
 
 
@@ -122,6 +125,7 @@ class RunView(View):
     instances: list[InstanceView] = dataclasses.field(default_factory=list)
     as_of: int | None = None  # rebuilt from the ledger up to this event (`flow45 show --as-of`); None: as it is now
     as_of_at: dt.datetime | None = None  # the time it was rebuilt at
+    attempts_made: int = 0  # attempts offered over all its instances
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,9 @@ from flow45 import wire
 from flow45.cli.base import _client, _json_arg, _team_workflow, command
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
+from flow45.clock import utcnow
 from flow45.errors import Flow45Error
+from flow45.timing import instance_time, instance_wait, run_time, run_wait, short_span
 
 
 # ---- configuration -----------------------------------------------------------------------
@@ -99,12 +101,14 @@ def cmd_runs(args) -> int:
     if args.json:
         print_json([v.to_json() for v in views])
         return 0
+    now = utcnow()
     print_table(
-        ["run", "team", "workflow", "v", "status", "logical time", "started", "finished", "progress", "waiting for"],
+        ["run", "team", "workflow", "v", "status", "logical time", "started", "finished", "queued", "ran", "attempts",
+         "progress", "waiting for"],
         [
             (
                 v.id, v.team, v.workflow, v.version, v.status, when(v.logical_time), when(v.started_at),
-                when(v.finished_at),
+                when(v.finished_at), short_span(run_wait(v, now)), short_span(run_time(v, now)), v.attempts_made,
                 progress_bar(v.counts.get("succeeded", 0) + v.counts.get("skipped", 0), sum(v.counts.values())),
                 v.waiting_for,
             )
@@ -131,17 +135,20 @@ def cmd_show(args) -> int:
     print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
           + (f", logical time {when(view.logical_time)}" if view.logical_time else ""))
     print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")
+    now = view.as_of_at or utcnow()  # the run as it was is measured up to that moment
+    print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
+          f"attempts {view.attempts_made}")
     if view.waiting_for:
         print(f"  waiting for {view.waiting_for}")
     if view.params:
         print(f"  params {wire.dumps(view.params)}")
     print()
     print_table(
-        ["instance", "task", "state", "attempt", "worker", "progress", "after"],
+        ["instance", "task", "state", "attempt", "wait", "ran", "worker", "progress", "after"],
         [
             (
                 i.id, i.task + (" (human)" if i.human else " (timer)" if not i.function else ""), i.state,
-                i.attempt or None, i.worker,
+                i.attempt or None, short_span(instance_wait(i, now)), short_span(instance_time(i, now)), i.worker,
                 (f"{i.progress_pct:.0f}% " if i.progress_pct is not None else "") + (i.progress_message or "")
                 + (f"due {when(i.not_before)}" if i.state == "waiting" else ""),
                 ", ".join(i.upstream),

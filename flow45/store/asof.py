@@ -38,6 +38,9 @@ class InstanceAt:
     progress_known: bool = True  # False while a claimed attempt runs: its progress reports are not in the ledger
     due: dt.datetime | None = None  # a waiting timer's due time
     changed_at: dt.datetime | None = None  # the time of its last move
+    offered_at: dt.datetime | None = None  # the current attempt's offer, claim and end
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass
@@ -71,8 +74,10 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
     run = RunAt(instances={i: InstanceAt() for i in instance_ids})
     for e in events:
         run.event, run.at = e.id, e.at
+        if e.kind == "reoffer" and e.instance in run.instances:
+            run.instances[e.instance].offered_at = e.at  # the same attempt offered again: its wait starts again
         if e.to_state is None:
-            continue  # an undo's summary, a re-sent offer: no state changes with it
+            continue  # an undo's summary, a re-sent offer, a reminder: no state changes with it
         if e.instance is None:
             run.status = e.to_state
             if e.to_state == S.RUNNING and run.started_at is None:
@@ -81,20 +86,25 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             continue
         one = run.instances.setdefault(e.instance, InstanceAt())
         detail = e.detail if isinstance(e.detail, dict) else {}
+        if one.state == S.RUNNING and e.to_state != S.RUNNING:
+            one.finished_at = e.at
         one.state, one.changed_at = e.to_state, e.at
         if _is_offer(e):
+            one.offered_at, one.started_at, one.finished_at = e.at, None, None
             one.attempt += 1
             one.worker, one.progress_pct, one.progress_known = None, None, True
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
         elif e.kind == "undo" and e.to_state == S.PENDING:  # undone: it starts afresh
             one.worker, one.progress_pct, one.progress_known, one.due = None, None, True, None
+            one.started_at = one.finished_at = None
         elif e.kind == "claim":
-            one.worker = e.actor
+            one.worker, one.started_at = e.actor, e.at
             if isinstance(detail.get("attempt"), int):
                 one.attempt = detail["attempt"]
             one.progress_known, one.progress_pct = False, None
         elif e.kind == "timer" or (e.kind == "overdue" and e.to_state in (S.SUCCEEDED, S.FAILED)):
             one.worker = e.actor  # the scheduler did it: a timer fired, an overdue human task was decided
+            one.started_at = one.finished_at = e.at
         if e.to_state == S.SUCCEEDED:  # however it got there (submit, callback, timer, default output)
             one.progress_pct, one.progress_known = 100.0, True
         if e.to_state != S.WAITING:
@@ -148,6 +158,7 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
             view, state=was.state, attempt=was.attempt, worker=was.worker,
             progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
             lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
+            offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at,
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
@@ -155,4 +166,5 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
     return dataclasses.replace(
         now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
         waiting_for=waiting_for(shape, counts, timers or None), instances=instances, as_of=as_of, as_of_at=as_of_at,
+        attempts_made=sum(i.attempt for i in instances),
     )

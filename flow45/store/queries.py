@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import peewee as pw
@@ -117,7 +118,9 @@ def list_runs(
     runs = list(query)
     counts = _counts([r.id for r in runs])
     timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)])
-    return [_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)) for r in runs]
+    made = _attempts_made([r.id for r in runs])
+    return [dataclasses.replace(_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)),
+                                attempts_made=made.get(r.id, 0)) for r in runs]
 
 
 def _attempt_view(a: Attempt) -> AttemptView:
@@ -127,8 +130,13 @@ def _attempt_view(a: Attempt) -> AttemptView:
     )
 
 
-def _instance_view(i: TaskInstance, upstream: list[str], attempts=()) -> InstanceView:
+def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: Attempt | None = None) -> InstanceView:
+    """`current`: the instance's current attempt, if it has been claimed (found in `attempts` if not given)."""
+    if current is None:
+        current = next((a for a in attempts if a.number == i.attempt and not a.archived), None)
     return InstanceView(
+        offered_at=i.offered_at, started_at=current.claimed_at if current else None,
+        finished_at=current.finished_at if current else None,
         id=i.id, run=i.run_id, team=i.team, task=i.task, function=i.function, state=i.state, attempt=i.attempt,
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
@@ -147,12 +155,33 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     if with_attempts:
         for a in Attempt.select().where(Attempt.instance.in_([i.id for i in rows.values()])).order_by(Attempt.id):
             attempts.setdefault(a.instance_id, []).append(a)
+    current = {} if with_attempts else _current_attempts(run_id)
     instances = [
-        _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ())) for name in spec.order
+        _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ()), current.get(rows[name].id))
+        for name in spec.order
     ]
     counts = dict(Counter(i.state for i in instances))
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) else [])
-    return _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
+    view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
+    return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances))
+
+
+def _current_attempts(run_id: int) -> dict[int, Attempt]:
+    """instance -> its current attempt (claim and end times only), for the instances of a run that have one."""
+    query = (
+        Attempt.select(Attempt.instance, Attempt.claimed_at, Attempt.finished_at)
+        .join(TaskInstance, on=(Attempt.instance == TaskInstance.id))
+        .where((TaskInstance.run == run_id) & (Attempt.number == TaskInstance.attempt) & (Attempt.archived == False))  # noqa: E712
+    )
+    return {a.instance_id: a for a in query}
+
+
+def _attempts_made(run_ids: list[int]) -> dict[int, int]:
+    if not run_ids:
+        return {}
+    rows = (TaskInstance.select(TaskInstance.run, pw.fn.SUM(TaskInstance.attempt))
+            .where(TaskInstance.run.in_(run_ids)).group_by(TaskInstance.run).tuples())
+    return {run_id: int(total or 0) for run_id, total in rows}
 
 
 def get_instance(instance_id: int, team: str | None = None) -> InstanceView:

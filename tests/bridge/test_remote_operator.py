@@ -15,10 +15,19 @@ from flow45 import store
 from flow45.models import Event
 from tests.bridge.test_operators import operator
 from tests.client.two_teams import deploy_two_teams
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 MISSING = 999_999
+SOME_DAY = "2026-03-02T12:30:00Z"  # what both modes take as now, so the durations they print agree
+
+
+def at_some_day(url: str, *args: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    """`operator`, with the process's clock pinned at SOME_DAY."""
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "FLOW45_AMQP_URL": url, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-m", "tests.pinned", SOME_DAY, "-m", "flow45", *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=60)
 
 
 def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url, tmp_path):
@@ -40,8 +49,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
     ):
-        through_broker = operator(ops, *remote, cwd=tmp_path)
-        on_database = operator(ops, *local, cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url)
+        through_broker = at_some_day(ops, *remote, cwd=tmp_path)
+        on_database = at_some_day(ops, *local, cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url)
         assert through_broker.returncode == on_database.returncode == 0, (remote, through_broker.stderr)
         assert through_broker.stdout == on_database.stdout, remote
         assert "rival" not in through_broker.stdout

@@ -422,17 +422,23 @@ class StoreMachine(RuleBasedStateMachine):
     def live_state(tables, rid) -> tuple:
         run = tables["runs"][rid]
         mine = {iid: i for iid, i in tables["instances"].items() if i["run"] == rid}
+        current = {(a["instance"], a["number"]): a for a in tables["attempts"].values() if not a["archived"]}
+        times = {}
+        for iid, i in mine.items():
+            attempt = current.get((iid, i["attempt"]), {})
+            times[iid] = (i["offered_at"], attempt.get("claimed_at"), attempt.get("finished_at"))
         return ((run["status"], run["started_at"], run["finished_at"]),
-                {iid: (i["state"], i["attempt"], i["worker"], i["progress_pct"]) for iid, i in mine.items()})
+                {iid: (i["state"], i["attempt"], i["worker"], i["progress_pct"], times[iid]) for iid, i in mine.items()})
 
     @staticmethod
     def same(live: tuple, run_status: tuple, instances: dict, where: str) -> None:
-        """`instances`: id -> (state, attempt, worker, progress or None, progress known)."""
+        """`instances`: id -> (state, attempt, worker, progress or None, progress known, (offered, started, finished))."""
         assert run_status == live[0], f"{where}: replayed run (status, started, finished) {run_status} != live {live[0]}"
-        for iid, (state, attempt, worker, pct) in live[1].items():
-            r_state, r_attempt, r_worker, r_pct, known = instances[iid]
+        for iid, (state, attempt, worker, pct, times) in live[1].items():
+            r_state, r_attempt, r_worker, r_pct, known, r_times = instances[iid]
             assert (r_state, r_attempt, r_worker) == (state, attempt, worker), (
                 f"{where}: instance {iid} replayed as {(r_state, r_attempt, r_worker)}, live {(state, attempt, worker)}")
+            assert r_times == times, f"{where}: instance {iid} (offered, started, finished) replayed as {r_times}, live {times}"
             if known:
                 assert r_pct == pct, f"{where}: instance {iid} progress replayed as {r_pct}, live {pct}"
 
@@ -450,7 +456,8 @@ class StoreMachine(RuleBasedStateMachine):
             ids = [iid for iid, i in after["instances"].items() if i["run"] == rid]
             state = replay(ids, run_events(rid, upto=newest))
             self.same(live, (state.status, state.started_at, state.finished_at),
-                      {iid: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_known)
+                      {iid: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_known,
+                             (i.offered_at, i.started_at, i.finished_at))
                        for iid, i in state.instances.items()}, f"{where}, replay at event {newest}")
             self.as_was[(rid, newest)] = live
 
@@ -460,7 +467,8 @@ class StoreMachine(RuleBasedStateMachine):
         recorded = list(self.as_was.items())
         for (rid, event), live in recorded[:: max(1, len(recorded) // 12)] + recorded[-1:]:
             view = store.run_as_of(rid, event=event)
-            known = {i.id: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_pct is not None) for i in view.instances}
+            known = {i.id: (i.state, i.attempt, i.worker, i.progress_pct, i.progress_pct is not None,
+                            (i.offered_at, i.started_at, i.finished_at)) for i in view.instances}
             self.same(live, (view.status, view.started_at, view.finished_at), known, f"run {rid} as of event {event}")
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import time_machine
 from textual.widgets import Input, Select
 
 from flow45 import store
@@ -25,6 +26,13 @@ pytest.importorskip("pytest_textual_snapshot")
 
 def minutes(n: int) -> dt.datetime:
     return T0 + dt.timedelta(minutes=n)
+
+
+@pytest.fixture(autouse=True)
+def pinned_now():
+    """Run times still going are measured up to now: the same now in every snapshot."""
+    with time_machine.travel(dt.datetime(2026, 3, 1, 14, 0, 30, tzinfo=dt.timezone.utc), tick=True):
+        yield
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
+from flow45.clock import utcnow
 from flow45.errors import Flow45Error
+from flow45.timing import run_time, run_wait, short_span
 from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
@@ -49,6 +51,9 @@ def run_summary(run: RunView) -> Text:
         f"created {when(run.created_at)}   started {when(run.started_at)}   finished {when(run.finished_at)}   ",
         done_bar(run.counts, 12), "   ",
     )
+    now = run.as_of_at or utcnow()
+    text.append(f"queued {short_span(run_wait(run, now))} · ran {short_span(run_time(run, now))} · "
+                f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}   ", "bright_black")
     for index, (state, n) in enumerate(sorted(run.counts.items())):
         text.append(" · " if index else "")
         text.append(f"{n} {state}", STATE_STYLES.get(state, ""))
@@ -119,6 +124,7 @@ class RunScreen(LiveScreen):
         self.run, self.levels, self.step_at = payload.run, payload.levels, None
         self.sub_title = f"run {self.run.id} · {self.run.team}/{self.run.workflow}"
         self.query_one("#run-info", Static).update(run_summary(payload.run))
+        self.dag.as_of = None
         self.dag.show(payload.run.instances, payload.levels)
         self.dag.border_title = None
         ledger = self.query_one("#run-ledger", Ledger)
@@ -162,6 +168,7 @@ class RunScreen(LiveScreen):
             return
         self.step_at = index
         self.query_one("#run-info", Static).update(run_summary(view))
+        self.dag.as_of = view.as_of_at
         self.dag.show(view.instances, self.levels)
         self.dag.border_title = f"as it was at event {view.as_of}"
         self.query_one("#run-ledger", Ledger).mark(view.as_of)

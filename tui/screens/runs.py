@@ -18,6 +18,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from flow45 import states as S
+from flow45.clock import utcnow
+from flow45.timing import run_time, short_span
 from flow45.views import EventView, RunView
 from tui import data
 from tui.actions import open_cancel
@@ -27,7 +29,7 @@ from tui.widgets.progress import STATE_STYLES, done_bar, minute, short, state_te
 COLUMNS = [
     ("run", "run", 6), ("workflow", "team/workflow", 26), ("status", "status", 11), ("trigger", "trigger", 14),
     ("logical", "logical time", 16), ("started", "started", 16), ("finished", "finished", 16),
-    ("progress", "progress", 16), ("waiting", "waiting for", 18),
+    ("progress", "progress", 16), ("ran", "ran", 7), ("waiting", "waiting for", 18),
 ]
 NEAR_END = 10  # rows from the end of what is loaded at which the next page is read
 
@@ -45,7 +47,8 @@ def run_cells(run: RunView) -> list[Any]:
     return [
         Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", 26),
         state_text(run.status), short(trigger, 14), minute(run.logical_time), minute(run.started_at),
-        minute(run.finished_at), done_bar(run.counts, 6), short(run.waiting_for, 18),
+        minute(run.finished_at), done_bar(run.counts, 6),
+        Text(short_span(run_time(run, utcnow())), justify="right"), short(run.waiting_for, 18),
     ]
 
 

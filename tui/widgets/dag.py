@@ -1,6 +1,6 @@
 """A run's task instances as a DAG: grouped by dependency level, one row each, edges named.
 
-Each row shows the instance's state, attempt, worker, progress bar and message, and the upstream
+Each row shows the instance's state, attempt, worker, progress bar, run time and message, and the upstream
 tasks it waits on (`◀ extract, render`). The row under the cursor marks its direct neighbours:
 ▲ on the tasks that feed it, ▼ on the tasks that wait for it. Rows are drawn on demand (Textual's
 line API), so a run of thousands of instances scrolls as cheaply as one of four, and an update
@@ -19,10 +19,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from flow45.clock import utcnow
+from flow45.timing import instance_time, short_span
 from flow45.views import InstanceView
 from tui.widgets.progress import pct_bar, short, state_text
 
-_STATE_W, _ATTEMPT_W, _WORKER_W, _BAR_W, _MIN_MESSAGE_W = 13, 4, 12, 6, 12
+_STATE_W, _ATTEMPT_W, _WORKER_W, _BAR_W, _TIME_W, _MIN_MESSAGE_W = 13, 4, 12, 6, 7, 12
 
 
 def edge_label(upstream: list[str], width: int) -> str:
@@ -80,6 +82,7 @@ class DagView(ScrollView, can_focus=True):
         self._task_w = 12
         self._edge_w = 12
         self._cache: dict[int, Strip] = {}
+        self.as_of = None  # the time the instances are shown as of (the run as it was), else None: now
 
     # ---- data ---------------------------------------------------------------------------------
 
@@ -186,12 +189,17 @@ class DagView(ScrollView, can_focus=True):
     @property
     def _fixed_width(self) -> int:
         return 2 + self._task_w + 1 + (self._edge_w + 1 if self._edge_w else 0) + _STATE_W + _ATTEMPT_W + 1 \
-            + _WORKER_W + 1 + _BAR_W + 5 + 2
+            + _WORKER_W + 1 + _BAR_W + 5 + 1 + _TIME_W + 2
 
     @property
     def _line_width(self) -> int:
         """Rows fill the widget; the message gets what the other columns leave (at least a little)."""
         return max(self.size.width, self._fixed_width + _MIN_MESSAGE_W)
+
+    @property
+    def now(self):
+        """What a running attempt's time is measured up to."""
+        return self.as_of or utcnow()
 
     def _relation(self, view: InstanceView) -> str:
         cursor = self.cursor_instance
@@ -216,6 +224,8 @@ class DagView(ScrollView, can_focus=True):
         text.append((f"#{view.attempt}" if view.attempt else "").rjust(_ATTEMPT_W) + " ")
         text.append(short(worker, _WORKER_W).ljust(_WORKER_W) + " ", "italic" if view.human else "")
         text.append_text(pct_bar(view.progress_pct, view.state, _BAR_W))
+        ran = instance_time(view, self.now)
+        text.append(" " + (short_span(ran) if ran is not None else "").rjust(_TIME_W), "bright_black")
         text.append("  ")
         text.append(short(view.progress_message, self._line_width - self._fixed_width))
         return text
