@@ -16,7 +16,11 @@ from tests.tui.conftest import SIZE, type_text, wait_until
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
+from tui.screens.modals import UndoModal
+from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
+from tui.widgets.dag import DagView
+from tui.widgets.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +58,22 @@ async def _operate(bridge_env, tmp_path) -> None:
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and not app.screen.rows, timeout=10)
 
+        # the run's screen (its version and newest events read through the bridge), and an undo from it
+        await pilot.press("escape", "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None, timeout=10)
+        assert app.screen.run.id == ours.run and app.screen.query_one(Ledger).last_id
+        await pilot.press("down", "u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan is not None, timeout=10)
+        assert [a.task for a in app.screen.plan.affected] == ["render", "approve", "publish"]
+        await type_text(pilot, "wrong logo")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen)
+                         and {v.task: v.state for v in app.screen.query_one(DagView).instances}["render"] == "available",
+                         timeout=10)
+
+    undo = Event.get(Event.kind == "undo")
+    assert undo.actor == "reports-ops" and undo.detail["reason"] == "wrong logo"
     done = store.get_instance(ours.approve)
-    assert done.state == "succeeded" and done.worker == "reports-ops"
+    assert done.state == "pending" and done.attempts[-1].worker == "reports-ops"  # undone since
     assert {e.actor for e in Event.select().where(Event.instance == ours.approve, Event.kind == "submit")} == {"reports-ops"}
     assert TaskInstance.get_by_id(teams["rival"].approve).state == "available"

@@ -79,6 +79,14 @@ def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(
     events = operator(ops, "events", "--json", "--instance", str(ours.approve), cwd=tmp_path)
     last = json.loads(events.stdout.splitlines()[-1])
     assert (last["kind"], last["to_state"], last["actor"]) == ("submit", "succeeded", "reports-ops")
+    before = store.list_events(0, limit=1000)
+    dry = operator(ops, "undo", str(ours.extract), "--reason", "recheck", "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 0 and json.loads(dry.stdout)["affected"][0]["task"] == "extract", dry.stderr
+    assert store.list_events(0, limit=1000) == before  # a dry run changes nothing
+    [publish] = [i.id for i in store.get_run(ours.run).instances if i.task == "publish"]
+    done = operator(ops, "skip", str(publish), "--reason", "not this month", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == f"instance {publish} skipped\n", done.stderr
+    assert [(e.kind, e.actor) for e in store.list_events(before[-1].id, instance=publish)] == [("skip", "reports-ops")]
     posing = operator(ops, "--as", "the-boss", "retry", str(ours.extract), cwd=tmp_path)
     assert posing.returncode == 2 and "--as names the actor on the database only" in posing.stderr
 
