@@ -95,6 +95,8 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
             at = dt.datetime.fromisoformat(read.as_of_time.replace("Z", "+00:00")).replace(tzinfo=None)
             return client.run_as_of(read.run, at=at).to_json()
         return client.run(read.run, attempts=read.attempts).to_json()
+    if isinstance(read, m.ReadStats):
+        return client.stats(team, read.workflow, read.runs).to_json()
     if isinstance(read, m.ReadInstance):
         return client.instance(read.instance).to_json()
     if isinstance(read, m.ReadEvents):

@@ -25,7 +25,7 @@ from flow45.clock import iso, to_utc
 from flow45.errors import Flow45Error, NotFound
 from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
 
 log = logging.getLogger("flow45.client")
 
@@ -113,6 +113,11 @@ class RemoteClient(Client):
         if at is not None:
             message["as_of_time"] = iso(to_utc(at))
         return RunView.from_json(self._read(message))
+
+    def stats(self, team: str, workflow: str, runs: int = 50) -> WorkflowStats:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        return WorkflowStats.from_json(self._read({"type": "stats", "workflow": workflow, "runs": runs}))
 
     def run_row(self, run_id: int) -> RunView | None:
         found = self.runs(before=run_id + 1, limit=1)

@@ -250,6 +250,14 @@ class ReadRun(_Message):
     as_of_time: str | None = Field(None, pattern=UTC_TIME, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
 
 
+class ReadStats(_Message):
+    """Per-task p50/p95 duration and failure rate over the workflow's newest runs (`flow45 stats`)."""
+
+    type: Literal["stats"]
+    workflow: str = Field(max_length=200)
+    runs: int = Field(50, ge=1, le=MAX_PAGE)
+
+
 class ReadInstance(_Message):
     """A task instance with its attempts."""
 
@@ -299,8 +307,8 @@ class ReadSchema(_Message):
 
 
 OperatorRead = Annotated[
-    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadInstance, ReadEvents, ReadCounts, ReadInbox, ReadSpec,
-          ReadSchema],
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadInstance, ReadEvents, ReadCounts, ReadInbox,
+          ReadSpec, ReadSchema],
     Field(discriminator="type"),
 ]
 
@@ -338,7 +346,7 @@ class Reply(_Message):
 from pydantic import create_model  # noqa: E402  (kept with the reply models it builds)
 
 from flow45.views import (  # noqa: E402
-    DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowView,
+    DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats, WorkflowView,
 )
 
 
@@ -416,7 +424,8 @@ RESULTS: dict[type[BaseModel], Any] = {
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Status: Union[RunView, RunList],
-    WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadInstance: InstanceView,
+    WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
+    ReadInstance: InstanceView,
     ReadEvents: EventList, ReadCounts: StatusCounts, ReadInbox: Inbox, ReadSpec: VersionDocument,
     ReadSchema: dict[str, Any],
 }

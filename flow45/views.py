@@ -129,6 +129,35 @@ class RunView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskStats(View):
+    """One task over a workflow's recent runs: attempts that ended (succeeded, failed or expired),
+    the failed ones among them, and how long the succeeded ones took (seconds, nearest rank)."""
+
+    task: str
+    attempts: int
+    failed: int
+    failure_rate: float | None
+    p50: float | None
+    p95: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowStats(View):
+    """A workflow's newest `runs` runs: how many finished or failed, how long the succeeded ones
+    took from start to finish, and each task's figures."""
+
+    team: str
+    workflow: str
+    runs: int
+    finished: int
+    failed: int
+    run_p50: float | None
+    run_p95: float | None
+    since: dt.datetime | None  # the oldest of these runs' trigger time
+    tasks: list[TaskStats]
+
+
+@dataclasses.dataclass(frozen=True)
 class EventView(View):
     id: int
     at: dt.datetime

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_as_of, metavar="EVENT_ID|TIME",
                    help="the run as it was after this ledger event, or at this UTC time (2026-03-01T06:00:00Z), "
                         "rebuilt from the ledger")
+    p = add("stats", "per-task p50/p95 duration and failure rate over a workflow's recent runs", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--runs", type=_positive_int, default=50, help="how many of the newest runs (at most 500)")
     add("instance", "show a task instance and its attempts", True).add_argument("instance", type=_positive_int)
     p = add("undo", "undo a task instance and what followed from it", True)
     p.add_argument("instance", type=_positive_int)

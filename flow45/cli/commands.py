@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from flow45 import wire
-from flow45.cli.base import _client, _json_arg, _team_workflow, command
+from flow45.cli.base import UsageError, _client, _json_arg, _team_workflow, command
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
@@ -155,6 +155,27 @@ def cmd_show(args) -> int:
             )
             for i in view.instances
         ],
+    )
+    return 0
+
+
+@command("stats")
+def cmd_stats(args) -> int:
+    team, workflow = _team_workflow(args.workflow)
+    if args.runs > 500:
+        raise UsageError(f"--runs is at most 500, got {args.runs}")
+    stats = _client(args).stats(team, workflow, args.runs)
+    if args.json:
+        print_json(stats.to_json())
+        return 0
+    print(f"{team}/{workflow}: the newest {stats.runs} run(s)"
+          + (f" since {when(stats.since)}" if stats.since else "")
+          + f", {stats.finished} finished, {stats.failed} failed; a succeeded run took "
+          f"p50 {short_span(stats.run_p50)}, p95 {short_span(stats.run_p95)}")
+    print_table(
+        ["task", "attempts", "failed", "failure rate", "p50", "p95"],
+        [(t.task, t.attempts, t.failed, f"{t.failure_rate:.0%}" if t.failure_rate is not None else None,
+          short_span(t.p50), short_span(t.p95)) for t in stats.tasks],
     )
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flow45.store.specs import VersionSpec
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
 
 RUNS_PAGE = 50  # runs per page unless asked otherwise
 
@@ -73,6 +73,10 @@ class Client(abc.ABC):
         """The run as it was after ledger event `event`, or at time `at` (naive UTC), rebuilt from the
         ledger: run status, and each instance's state, attempt, worker and progress (where the
         ledger records it). One of the two is given."""
+
+    @abc.abstractmethod
+    def stats(self, team: str, workflow: str, runs: int = 50) -> WorkflowStats:
+        """Per-task p50/p95 duration and failure rate over the workflow's newest `runs` runs (at most 500)."""
 
     @abc.abstractmethod
     def run_row(self, run_id: int) -> RunView | None:

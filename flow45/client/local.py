@@ -20,7 +20,7 @@ from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowView
+from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
 
 
 class LocalClient(Client):
@@ -71,6 +71,13 @@ class LocalClient(Client):
 
     def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
         return store.run_as_of(run_id, event=event, at=at, team=self.team)
+
+    def stats(self, team: str, workflow: str, runs: int = 50) -> WorkflowStats:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        from flow45.store.task_stats import workflow_stats
+
+        return workflow_stats(team, workflow, runs)
 
     def run_row(self, run_id: int) -> RunView | None:
         found = store.list_runs(self.team, before=run_id + 1, limit=1)

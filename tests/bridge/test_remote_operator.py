@@ -45,6 +45,7 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["show", "--json", str(ours.run), "--as-of", "2026-03-01T12:00:00Z"],
          ["show", "--json", str(ours.run), "--as-of", "2026-03-01T12:00:00Z"]),
         (["instance", str(ours.extract)], ["instance", str(ours.extract)]),
+        (["stats", "reports/monthly_report", "--json"], ["stats", "reports/monthly_report", "--json"]),
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
