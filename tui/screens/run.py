@@ -13,7 +13,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from flow45.clock import utcnow
@@ -25,6 +25,7 @@ from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_i
 from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
+from tui.widgets.timeline import Timeline
 from tui.widgets.progress import STATE_STYLES, done_bar, state_text, when
 
 MANY = 25  # more changed instances than this in one tick: read the whole run once instead
@@ -76,6 +77,7 @@ class RunScreen(LiveScreen):
         Binding("c", "cancel_run", "Cancel run"),
         Binding("left_square_bracket", "step(-1)", "Earlier"),
         Binding("right_square_bracket", "step(1)", "Later"),
+        Binding("g", "toggle_timeline", "Timeline"),
     ]
 
     def __init__(self, run_id: int):
@@ -90,13 +92,22 @@ class RunScreen(LiveScreen):
         yield Header()
         yield Static("", id="run-info")
         with Horizontal(id="run-body"):
-            yield DagView(id="run-dag")
+            with Vertical(id="run-left"):
+                yield DagView(id="run-dag")
+                yield Timeline(id="run-timeline")
             yield Ledger(run=self.run_id, id="run-ledger")
         yield Footer()
 
     @property
     def dag(self) -> DagView:
         return self.query_one("#run-dag", DagView)
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.query_one("#run-timeline", Timeline)
+
+    def action_toggle_timeline(self) -> None:
+        self.timeline.display = not self.timeline.display
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -127,6 +138,7 @@ class RunScreen(LiveScreen):
         self.dag.as_of = None
         self.dag.show(payload.run.instances, payload.levels)
         self.dag.border_title = None
+        self.timeline.show(payload.run)
         ledger = self.query_one("#run-ledger", Ledger)
         ledger.names = {i.id: i.task for i in payload.run.instances}
         ledger.show(payload.events)
@@ -146,6 +158,8 @@ class RunScreen(LiveScreen):
         if payload.run is not None:
             self.query_one("#run-info", Static).update(run_summary(payload.run))
         self.dag.update_instances(payload.instances)
+        if self.run is not None:
+            self.timeline.show(dataclasses.replace(self.run, instances=self.dag.instances))
 
     # ---- the run as it was ----------------------------------------------------------------------
 
@@ -171,6 +185,7 @@ class RunScreen(LiveScreen):
         self.dag.as_of = view.as_of_at
         self.dag.show(view.instances, self.levels)
         self.dag.border_title = f"as it was at event {view.as_of}"
+        self.timeline.show(view, as_of=view.as_of_at)
         self.query_one("#run-ledger", Ledger).mark(view.as_of)
 
     # ---- acting -------------------------------------------------------------------------------
