@@ -48,7 +48,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api")
         return {"run": run, "status": store.get_run(run).status}
     if isinstance(msg, m.Undo):
-        plan = store.undo(msg.instance, msg.reason, actor=actor, hold=msg.hold, dry_run=msg.dry_run, now=at, team=team)
+        plan = store.undo(msg.instance, msg.reason, actor=actor, hold=msg.hold, dry_run=msg.dry_run, now=at, team=team,
+                          cancel_connected=msg.cancel_connected)
         return plan.to_json()
     if isinstance(msg, m.OperatorSkip):
         store.skip_instance(msg.instance, msg.reason, actor=actor, now=at, team=team)

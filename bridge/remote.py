@@ -184,10 +184,12 @@ class RemoteClient(Client):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
         return self._change({"type": "trigger", "workflow": workflow, "params": params})["run"]
 
-    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,
+             cancel_connected: bool = False) -> UndoPlan:
         # A dry run before the reason is typed (the dashboard's) still needs one on the wire.
         reason = reason or ("(not given yet)" if dry_run else reason)
-        message = {"type": "undo", "instance": instance_id, "reason": reason, "hold": hold, "dry_run": dry_run}
+        message = {"type": "undo", "instance": instance_id, "reason": reason, "hold": hold, "dry_run": dry_run,
+                   "cancel_connected": cancel_connected}
         return UndoPlan.from_json(self._change(message))
 
     def skip(self, instance_id: int, reason: str) -> None:

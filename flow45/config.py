@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from flow45.config_connect import EXPORT_DESCRIPTION, ConnectSpec, Export
 from flow45.config_human import USER, OverdueSpec, check_human_tasks, check_task_keys
 from flow45.durations import parse_duration
 from flow45.errors import ConfigError
@@ -181,6 +182,8 @@ class WorkflowSpec(_Strict):
     schedule: ScheduleSpec | None = None
     max_active_runs: int | None = Field(16, ge=1, description="null: no limit")
     params: str | None = Field(None, description="declared type of the run parameters")
+    on: ConnectSpec | None = Field(None, description="start a run when another workflow's run reaches a state")
+    export: Export = Field(default_factory=list, description=EXPORT_DESCRIPTION)
     tasks: dict[Annotated[str, Field(pattern=NAME)], TaskSpec] = Field(min_length=1)
 
 
@@ -290,7 +293,7 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
 # ---- reading files -------------------------------------------------------------------------
 
 _KNOWN_KEYS = sorted(
-    {name for model in (FieldSpec, TypeSpec, TaskSpec, ScheduleSpec, WorkflowSpec, TeamFile, OverdueSpec) for name in model.model_fields}
+    {name for model in (FieldSpec, TypeSpec, TaskSpec, ScheduleSpec, WorkflowSpec, TeamFile, OverdueSpec, ConnectSpec) for name in model.model_fields}
 )
 
 
@@ -302,7 +305,7 @@ def _explain(error: dict) -> str:
     loc = tuple(p for p in error["loc"] if p not in ("[key]",))
     if error["type"] == "extra_forbidden":
         key = str(loc[-1])
-        hint = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        hint = difflib.get_close_matches(key, [k for k in _KNOWN_KEYS if k != key], n=1)  # known elsewhere, not here
         where = _dotted(loc[:-1]) or "top level"
         return f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     message = error["msg"].removeprefix("Value error, ")

@@ -155,6 +155,7 @@ class Undo(_Message):
     reason: str = Field(min_length=1, max_length=2000)
     hold: bool = False
     dry_run: bool = False
+    cancel_connected: bool = Field(False, description="also cancel the unfinished runs the run started (connected workflows)")
 
 
 class OperatorSkip(_Message):

@@ -8,7 +8,7 @@ import peewee as pw
 from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
-from flow45.models import ALL_TABLES, ScheduleCursor, SchedulerLock, SchemaVersion
+from flow45.models import ALL_TABLES, Connection, ScheduleCursor, SchedulerLock, SchemaVersion
 from flow45.urls import hide_password
 
 
@@ -71,8 +71,20 @@ def _retention_v5() -> None:
     migrate(*operations)
 
 
+def _connected_v6() -> None:
+    """Connected workflows: which workflow each one waits on, and the run that started a connected
+    run. Already there on a database that step 1 created at this version."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    database.create_tables([Connection], safe=True)
+    if "upstream_run" not in {column.name for column in database.get_columns("run")}:
+        migrator = SchemaMigrator.from_database(database.obj)
+        migrate(migrator.add_column("run", "upstream_run", pw.BigIntegerField(null=True)),
+                migrator.add_index("run", ("upstream_run",)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6]
 CURRENT = len(STEPS)
 
 

@@ -66,8 +66,9 @@ class Run(Table):
     status = pw.CharField(max_length=16, index=True)
     params = JSONField()
     logical_time = pw.DateTimeField(null=True)
-    trigger = pw.CharField(max_length=16)  # manual | api | schedule
+    trigger = pw.CharField(max_length=16)  # manual | api | schedule | connected
     triggered_by = pw.CharField(max_length=128)
+    upstream_run = pw.BigIntegerField(null=True, index=True)  # connected: the run whose move started it
     created_at = pw.DateTimeField()
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
@@ -184,6 +185,19 @@ class ProcessedMessage(Table):
         indexes = ((("instance",), False),)
 
 
+class Connection(Table):
+    """A workflow whose current version starts a run when an upstream workflow's run reaches a state
+    (its `on:`); kept by deploy, read when a run finishes (flow45.store.connected)."""
+
+    workflow = pw.ForeignKeyField(Workflow, on_delete="CASCADE", unique=True)  # the connected (downstream) one
+    upstream_team = pw.CharField(max_length=64)
+    upstream_workflow = pw.CharField(max_length=64)
+    state = pw.CharField(max_length=16)
+
+    class Meta:
+        indexes = ((("upstream_team", "upstream_workflow", "state"), False),)
+
+
 class ScheduleCursor(Table):
     """Per scheduled workflow, the newest tick the scheduler has dealt with (a run made, or passed over)."""
 
@@ -203,5 +217,5 @@ class SchedulerLock(Table):
 
 ALL_TABLES = [
     SchemaVersion, Team, Workflow, WorkflowVersion, Run, TaskInstance, Attempt, Event, Outbox, ProcessedMessage,
-    ScheduleCursor, SchedulerLock,
+    ScheduleCursor, SchedulerLock, Connection,
 ]

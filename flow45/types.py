@@ -50,6 +50,10 @@ class TypeRegistry:
         self._specs = types
         self._models: dict[str, type[BaseModel]] = {}
 
+    @property
+    def specs(self) -> dict[str, TypeSpec]:
+        return self._specs
+
     def model(self, name: str) -> type[BaseModel]:
         if name not in self._models:
             self._models[name] = self._build(name)

@@ -200,6 +200,17 @@ class AffectedInstance(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class ConnectedRun(View):
+    """A run started by the undone run reaching a state (a connected workflow)."""
+
+    run: int
+    team: str
+    workflow: str
+    status: str
+    cancel: bool  # unfinished: `undo --cancel-connected` cancels it
+
+
+@dataclasses.dataclass(frozen=True)
 class UndoPlan(View):
     instance: int
     run: int
@@ -208,6 +219,8 @@ class UndoPlan(View):
     dry_run: bool
     affected: list[AffectedInstance]
     event: int | None = None
+    connected: list[ConnectedRun] = dataclasses.field(default_factory=list)
+    cancel_connected: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,9 @@ from pathlib import Path
 import yaml
 
 
+BOOL_TAG, STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
+
 class _StrictLoader(yaml.SafeLoader):
     pass
 
@@ -14,6 +17,8 @@ class _StrictLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[object, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == BOOL_TAG and key_node.value == "on" and isinstance(key_node, yaml.ScalarNode):
+            key_node.tag = STR_TAG  # YAML 1.1 reads the key `on` (a workflow's trigger) as true
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(

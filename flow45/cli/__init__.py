@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True)
     p.add_argument("--dry-run", action="store_true", help="show the affected set, change nothing")
     p.add_argument("--hold", action="store_true", help="hold the instance instead of offering it again")
+    p.add_argument("--cancel-connected", action="store_true",
+                   help="also cancel the unfinished runs that the run started (connected workflows)")
     p = add("skip", "skip a task instance; downstream tasks get null for it")
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--reason", required=True)

@@ -210,7 +210,8 @@ def cmd_cancel(args) -> int:
 
 @command("undo")
 def cmd_undo(args) -> int:
-    plan = _client(args).undo(args.instance, args.reason, hold=args.hold, dry_run=args.dry_run)
+    plan = _client(args).undo(args.instance, args.reason, hold=args.hold, dry_run=args.dry_run,
+                              cancel_connected=args.cancel_connected)
     if args.json:
         print_json(plan.to_json())
         return 0
@@ -220,6 +221,16 @@ def cmd_undo(args) -> int:
         ["instance", "task", "state", "becomes", "undo notice"],
         [(a.instance, a.task, a.state, a.becomes, "yes" if a.notify else "") for a in plan.affected],
     )
+    if plan.connected:
+        cancels = [c for c in plan.connected if c.cancel]
+        if plan.cancel_connected:
+            said = f"{'would cancel' if plan.dry_run else 'cancelled'} {len(cancels)} unfinished"
+        else:
+            said = f"left as they are ({len(cancels)} unfinished: --cancel-connected cancels them)"
+        print(f"runs it started (connected workflows), {said}:")
+        print_table(["run", "workflow", "status", "cancel"],
+                    [(c.run, f"{c.team}/{c.workflow}", c.status, "yes" if c.cancel and plan.cancel_connected else "")
+                     for c in plan.connected])
     return 0
 
 

@@ -137,8 +137,11 @@ class Client(abc.ABC):
         """Start a run; its id."""
 
     @abc.abstractmethod
-    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
-        """Undo an instance and what followed from it; with `dry_run`, only what would change."""
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,
+             cancel_connected: bool = False) -> UndoPlan:
+        """Undo an instance and what followed from it; with `dry_run`, only what would change. The plan
+        lists the runs the instance's run started (connected workflows); `cancel_connected` cancels the
+        unfinished ones in the same transaction."""
 
     @abc.abstractmethod
     def skip(self, instance_id: int, reason: str) -> None: ...

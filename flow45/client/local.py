@@ -179,10 +179,12 @@ class LocalClient(Client):
             raise self._missing_workflow(team, workflow)
         return store.trigger(team, workflow, params, actor=self.actor)
 
-    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False) -> UndoPlan:
+    def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,
+             cancel_connected: bool = False) -> UndoPlan:
         if dry_run and not reason:  # the dashboard shows the affected set before a reason is typed
-            return store.plan_undo(instance_id, hold=hold, team=self.team)
-        return store.undo(instance_id, reason, actor=self.actor, hold=hold, dry_run=dry_run, team=self.team)
+            return store.plan_undo(instance_id, hold=hold, team=self.team, cancel_connected=cancel_connected)
+        return store.undo(instance_id, reason, actor=self.actor, hold=hold, dry_run=dry_run, team=self.team,
+                          cancel_connected=cancel_connected)
 
     def skip(self, instance_id: int, reason: str) -> None:
         store.skip_instance(instance_id, reason, actor=self.actor, team=self.team)

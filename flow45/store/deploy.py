@@ -13,6 +13,7 @@ from flow45.db import atomic
 from flow45.errors import ConfigError, NotFound
 from flow45.models import Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
+from flow45.store.connections import check_connections, keep_connection
 from flow45.store.unit import record_event
 from flow45.store.specs import parse_version, spec_document
 from flow45.views import DeployedWorkflow, DeployReport
@@ -71,6 +72,7 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) 
                     f"(known: {', '.join(sorted(settings.teams))})"
                 )
             problems += _signature_conflicts(config)
+        problems += check_connections(teams)
         if problems:
             raise ConfigError(problems)
         for config in teams:
@@ -79,6 +81,7 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) 
                 groups = {name: config.groups[name] for name in groups_used(workflow)}
                 document = spec_document(workflow, types_used_by(workflow, config.types), groups)
                 results.append(_store_version(config.team, name, document, actor, at))
+                keep_connection(find_workflow(config.team, name), workflow)
     return DeployReport(results)
 
 

@@ -35,6 +35,7 @@ class Changes:
     outputs: dict[int, Any] = field(default_factory=dict)  # instance -> output submitted here
     freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
     comments: dict[tuple, str] = field(default_factory=dict)  # (instance, token) -> a human submit's comment
+    reached: list[tuple] = field(default_factory=list)  # (run, final state, actor): connected workflows may start
 
 
 def new_token() -> str:
@@ -86,6 +87,8 @@ def move_run(ch: Changes, run, target: str, kind: str, actor: str, detail: Any =
     record(ch, run.team, kind, actor, run=run.id, from_state=run.status, to_state=target, detail=detail)
     if run.status == S.RUNNING and target in S.FINISHED_RUN:
         ch.freed_slots.setdefault(run.workflow_id, actor)  # a queued run of the workflow may start
+    if target in S.FINISHED_RUN:
+        ch.reached.append((run, target, actor))
     run.status = target
     run.updated_at = ch.at
     if target == S.RUNNING and run.started_at is None:
@@ -217,6 +220,17 @@ def settle_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: 
     target = S.run_status_from([i.state for i in run_instances.values()], run.status)
     if target != run.status:
         move_run(ch, run, target, "run", actor)
+
+
+def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | None) -> None:
+    """Every unfinished instance cancelled (running attempts lose their token), then the run."""
+    S.check_run_move(f"run {run.id}", run.status, S.CANCELLED)
+    for instance in run_instances.values():
+        if instance.state in S.FINISHED_INSTANCE:
+            continue
+        end_attempt(ch, instance, "revoked", error="run cancelled")
+        move(ch, instance, S.CANCELLED, "cancel", actor, token=None, lease_expires_at=None)
+    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": reason})
 
 
 def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:

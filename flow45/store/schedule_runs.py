@@ -18,7 +18,8 @@ from flow45.errors import InvalidParams
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import DueTicks, cron_schedule, due_ticks
 from flow45.store import rules
-from flow45.store.runs import trigger, validate_params
+from flow45.store.newrun import validate_params
+from flow45.store.runs import trigger
 from flow45.store.specs import version_spec
 from flow45.store.unit import Row, Unit, each_alone, lock_workflow, record_event
 from flow45.views import View

@@ -42,11 +42,18 @@ class VersionSpec:
         return seen
 
 
+OPTIONAL_KEYS = (("on", None), ("export", []))
+
+
 def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:
     """What a version stores: the workflow, the types it uses and the members of the @groups its human
     tasks name (so a run keeps who may decide as deployed), in canonical JSON form."""
+    dumped = workflow.model_dump(mode="json")
+    for key, default in OPTIONAL_KEYS:  # left out unless used: a version deployed before them keeps its hash
+        if dumped.get(key) == default:
+            dumped.pop(key, None)
     document = {
-        "workflow": workflow.model_dump(mode="json"),
+        "workflow": dumped,
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},
     }
     if groups:  # only when used: the content hash of a workflow without any stays as it was

@@ -11,6 +11,7 @@ from flow45.errors import IllegalTransition
 from flow45.models import Attempt, Outbox
 from flow45.names import undo_key
 from flow45.store import rules
+from flow45.store.connected import cancel_connected as cancel_connected_runs, connected_runs
 from flow45.store.outbox import announce
 from flow45.store.specs import VersionSpec
 from flow45.store.unit import Row, Unit, record_event
@@ -29,7 +30,7 @@ def _affected(instance: Row, run: Row, run_instances: dict[str, Row], spec: Vers
     return chosen
 
 
-def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bool):
+def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bool, cancel_connected: bool = False):
     run = unit.run_of(instance)
     if run.status == S.CANCELLED:
         raise IllegalTransition(f"{rules.describe(instance)}: run {run.id} is cancelled; it cannot be undone")
@@ -46,28 +47,31 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     ]
     for item in affected:
         S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, item.becomes)
-    plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected)
+    plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected,
+                    connected=connected_runs(run.id), cancel_connected=cancel_connected)
     return plan, chosen
 
 
-def plan_undo(instance_id: int, *, hold: bool = False, team: str | None = None) -> UndoPlan:
-    """What `undo` would change, changing nothing."""
+def plan_undo(instance_id: int, *, hold: bool = False, team: str | None = None,
+              cancel_connected: bool = False) -> UndoPlan:
+    """What `undo` would change, changing nothing; the runs connected to the run are listed."""
     with atomic():
         unit = Unit(to_utc(None))
         unit.lock_instances([instance_id])
-        return _plan(unit, unit.instance(instance_id, team), hold, None, True)[0]
+        return _plan(unit, unit.instance(instance_id, team), hold, None, True, cancel_connected)[0]
 
 
 def undo(
     instance_id: int, reason: str, *, actor: str, hold: bool = False, dry_run: bool = False,
-    now: dt.datetime | None = None, team: str | None = None,
+    now: dt.datetime | None = None, team: str | None = None, cancel_connected: bool = False,
 ) -> UndoPlan:
     """Undo X: archive the affected attempts, X back to available (or held), downstream to pending,
-    undo notices for `undo: notify` outputs, the run running again; one ledger event names it all."""
+    undo notices for `undo: notify` outputs, the run running again; one ledger event names it all.
+    `cancel_connected`: the unfinished runs the run started (connected workflows) are cancelled too."""
     if not reason or not reason.strip():
         raise IllegalTransition("undo needs a reason")
     if dry_run:
-        plan = plan_undo(instance_id, hold=hold, team=team)
+        plan = plan_undo(instance_id, hold=hold, team=team, cancel_connected=cancel_connected)
         return UndoPlan(**{**plan.__dict__, "reason": reason})
     at = to_utc(now)
     with atomic():
@@ -75,11 +79,12 @@ def undo(
         unit.lock_instances([instance_id])
         instance = unit.instance(instance_id, team)
         run, ch = unit.run_of(instance), unit.changes
-        plan, chosen = _plan(unit, instance, hold, reason, False)
-        event = record_event(
-            at, run.team, "undo", actor, run=run.id, instance=instance.id,
-            detail={"reason": reason, "hold": hold, "affected": [a.to_json() for a in plan.affected]},
-        )
+        plan, chosen = _plan(unit, instance, hold, reason, False, cancel_connected)
+        detail = {"reason": reason, "hold": hold, "affected": [a.to_json() for a in plan.affected]}
+        if plan.connected:
+            detail["connected"] = [c.to_json() for c in plan.connected]
+            detail["cancel_connected"] = cancel_connected
+        event = record_event(at, run.team, "undo", actor, run=run.id, instance=instance.id, detail=detail)
         archived_outputs = _archive(ch, chosen, event.id)
         for item, (row, becomes) in zip(plan.affected, chosen):
             if item.notify:
@@ -97,6 +102,8 @@ def undo(
             x.failures = 0
             rules.offer(ch, x, "undo", actor, {"event": event.id, "reason": reason}, target=x_becomes)
         unit.settle(run.id, actor)
+        if cancel_connected:
+            cancel_connected_runs(unit, plan.connected, actor, f"undo of instance {instance.id}: {reason}")
         unit.flush()
         return UndoPlan(**{**plan.__dict__, "event": event.id})
 

@@ -2,7 +2,7 @@
 between writers), reads them with all their instances as plain rows, lets the rules in
 `flow45.store.rules` change them in memory, then stores everything they decided with one statement
 per table: instances, attempts, runs, ledger events, outbox rows. A freed slot starts the workflow's
-queued runs in the same transaction. Call it inside one `atomic()`; a per-message verb is a unit of
+queued runs, and a finished run the runs connected to it, in the same transaction. Call it inside one `atomic()`; a per-message verb is a unit of
 one message, the bridge's batch a unit of many."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flow45 import states as S
 from flow45.db import atomic, dialect
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
-from flow45.store import rules, rules_human, timers
+from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce
 from flow45.store.specs import VersionSpec, version_spec
@@ -180,10 +180,13 @@ class Unit:
         """Store every change (and the `processed` message rows), then start the queued runs of
         workflows that got a free slot. Returns the outbox rows written, in order."""
         self._write(processed or [])
-        while self.changes.freed_slots:
-            freed, self.changes = self.changes.freed_slots, rules.Changes(self.at)
+        while self.changes.freed_slots or self.changes.reached:
+            freed, reached = self.changes.freed_slots, self.changes.reached
+            self.changes = rules.Changes(self.at)
+            # Runs connected to a run that finished here start with it (connected workflows).
+            connected.start_connected(self, reached)
             # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
-            if dialect().lock_workflows_with_queued_runs(sorted(freed)):
+            if freed and dialect().lock_workflows_with_queued_runs(sorted(freed)):
                 for workflow_id in sorted(freed):
                     self._start_queued(workflow_id, freed[workflow_id])
             self._write([])
@@ -230,9 +233,9 @@ class Unit:
                                 for id_, r in zip(ids, offers))
         if deferred is not None:
             deferred.send()
-        freed = ch.freed_slots
+        freed, reached = ch.freed_slots, ch.reached
         self.changes = rules.Changes(self.at)
-        self.changes.freed_slots = freed
+        self.changes.freed_slots, self.changes.reached = freed, reached
 
 
 def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit, Row], bool],

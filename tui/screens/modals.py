@@ -151,6 +151,9 @@ class UndoModal(ActionModal):
             "Their attempts are archived (outputs kept); running attempts lose their token. "
             f"Run {plan.run} becomes running again."
         )
+        if plan.connected:  # connected workflows: left as they are here (`flow45 undo --cancel-connected` cancels)
+            started = ", ".join(f"run {c.run} {c.team}/{c.workflow} ({c.status})" for c in plan.connected)
+            table.caption += f" It started {started}; they are left as they are."
         table.caption_justify = "left"
         return table
 

@@ -1,0 +1,61 @@
+"""Making a run: its params checked, its row and its instances inserted, and whether a slot is free.
+Shared by `trigger` (flow45.store.runs) and connected runs started by the writer (flow45.store.connected)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import ValidationError
+
+from flow45 import states as S
+from flow45.errors import InvalidParams
+from flow45.models import Run, TaskInstance
+from flow45.store.specs import VersionSpec
+from flow45.types import describe_errors
+
+
+def validate_params(spec: VersionSpec, params: Any) -> dict:
+    name = f"{spec.team}/{spec.workflow_name}"
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise InvalidParams(f"params for {name} must be a JSON object, got {type(params).__name__}")
+    if spec.workflow.params is None:
+        if params:
+            raise InvalidParams(f"{name} declares no params; got {', '.join(sorted(params))}")
+        return {}
+    try:
+        return spec.types.validate(spec.workflow.params, params)
+    except ValidationError as exc:
+        raise InvalidParams(f"params for {name} ({spec.workflow.params}): {describe_errors(exc, 'params')}") from exc
+
+
+def has_slot(workflow_id: int, spec: VersionSpec) -> bool:
+    """Call with the workflow's row locked."""
+    limit = spec.workflow.max_active_runs
+    if limit is None:
+        return True
+    active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
+    return active < limit
+
+
+def insert_run(
+    spec: VersionSpec, workflow_id: int, params: dict, status: str, at: dt.datetime, *, trigger_kind: str,
+    triggered_by: str, logical_time: dt.datetime | None = None, upstream_run: int | None = None,
+) -> Run:
+    """The run and its pending instances; the caller records the trigger and settles a running one."""
+    run = Run.create(
+        team=spec.team, workflow=workflow_id, version=spec.id, status=status, params=params,
+        logical_time=logical_time, trigger=trigger_kind, triggered_by=triggered_by[:128], upstream_run=upstream_run,
+        created_at=at, started_at=at if status == S.RUNNING else None, updated_at=at,
+    )
+    TaskInstance.insert_many(
+        [
+            {
+                "run": run.id, "team": spec.team, "task": name, "function": task.function or "", "state": S.PENDING,
+                "priority": task.priority, "human": task.human, "updated_at": at,
+            }
+            for name, task in spec.workflow.tasks.items()
+        ]
+    ).execute()
+    return run
