@@ -32,7 +32,8 @@ from flow45.db import connect, database  # noqa: E402
 from flow45.migrate import ensure_schema  # noqa: E402
 from flow45.models import Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
-from flow45.store.prune import prune  # noqa: E402
+from flow45.store import stats  # noqa: E402
+from flow45.store.prune import candidates, deletes, prune  # noqa: E402
 
 COLUMNS = {
     "run": "id team workflow_id version_id status params logical_time trigger triggered_by created_at "
@@ -95,6 +96,17 @@ def load(instances: int) -> None:
     database.execute_sql("ANALYZE")
 
 
+def seq_scans(queries: dict) -> list[str]:
+    """The statements whose plan reads a whole history table."""
+    found = []
+    for name, query in queries.items():
+        sql, params = query.sql()
+        plan = "\n".join(r[0] for r in database.execute_sql("EXPLAIN " + sql, params).fetchall())
+        if any(f"Seq Scan on {table}" in plan for table in COLUMNS):
+            found.append(f"{name}:\n{plan}")
+    return found
+
+
 def counts() -> dict[str, int]:
     return {t: database.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COLUMNS}
 
@@ -132,6 +144,16 @@ def main(argv: list[str] | None = None) -> None:
 
         export = open(args.export, "w", encoding="utf-8") if args.export else None
         cutoff = EPOCH + dt.timedelta(days=3650)
+        grouped, outbox = stats.queries(cutoff)
+        first = [run_id for _, run_id in candidates(cutoff, None, args.chunk).tuples()]
+        shapes = {"scrape: live instances": grouped, "scrape: outbox backlog": outbox,
+                  "prune: next runs": candidates(cutoff, (EPOCH, 0), args.chunk),
+                  **{f"prune: delete {name}": q for name, q in deletes(first, "prune")}}
+        scans = seq_scans(shapes)
+        print(f"  EXPLAIN at {before['task_instance']:,} instances: {len(shapes)} statements (the scrape's and a "
+              f"prune transaction's), {len(scans)} with a sequential scan of a history table")
+        for scan in scans:
+            print("    " + scan.replace("\n", "\n    "))
         started = time.perf_counter()
         try:
             report = prune(cutoff, ledger=args.ledger, export=export, chunk=args.chunk)

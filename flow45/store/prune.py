@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
+import os
 from typing import IO, Callable, Literal
 
 import peewee as pw
@@ -24,6 +26,7 @@ from flow45.views import View
 
 FINISHED = sorted(S.FINISHED_RUN)
 CHUNK = 50  # runs per transaction: short enough that a worker never waits long behind one
+IDS_PER_STATEMENT = 1000  # within SQLite's limit on a statement's parameters
 _SECRET = {"token", "callback_key"}  # a finished attempt's fencing token or key: no use in an archive
 
 
@@ -53,7 +56,7 @@ def prune(
     totals = dict.fromkeys(("runs", "instances", "attempts", "events", "outbox", "processed", "exported"), 0)
     after: tuple[dt.datetime, int] | None = None
     while True:
-        found = _candidates(cutoff, after, chunk)
+        found = list(candidates(cutoff, after, chunk).tuples())
         if not found:
             break
         after = found[-1]
@@ -66,12 +69,12 @@ def prune(
     return PruneReport(cutoff, dry_run, **totals)
 
 
-def _candidates(cutoff: dt.datetime, after: tuple[dt.datetime, int] | None, limit: int) -> list[tuple[dt.datetime, int]]:
+def candidates(cutoff: dt.datetime, after: tuple[dt.datetime, int] | None, limit: int) -> pw.Select:
     """The next runs finished before the cutoff, oldest first, through the (finished_at, id) index."""
     query = Run.select(Run.finished_at, Run.id).where((Run.finished_at < cutoff) & Run.status.in_(FINISHED))
     if after is not None:
         query = query.where(pw.Tuple(Run.finished_at, Run.id) > pw.Tuple(*after))
-    return list(query.order_by(Run.finished_at, Run.id).limit(limit).tuples())
+    return query.order_by(Run.finished_at, Run.id).limit(limit)
 
 
 def _instances_of(run_ids: list[int]):
@@ -102,18 +105,38 @@ def _prune_runs(run_ids: list[int], cutoff: dt.datetime, ledger: str, export: IO
         if export is not None:
             for line in _export_lines(runs):
                 export.write(line + "\n")
-            export.flush()  # on disk (as far as the file's owner asked) before the rows go
-        instances = _instances_of(ids)
-        counts = {
-            "attempts": Attempt.delete().where(Attempt.instance.in_(instances)).execute(),
-            "outbox": Outbox.delete().where(Outbox.instance.in_(instances)).execute(),
-            "processed": ProcessedMessage.delete().where(ProcessedMessage.instance.in_(instances)).execute(),
-            "events": Event.delete().where(Event.run.in_(ids)).execute() if ledger == "prune" else 0,
-            "instances": TaskInstance.delete().where(TaskInstance.run.in_(ids)).execute(),
-            "runs": Run.delete().where(Run.id.in_(ids)).execute(),
-            "exported": len(runs) if export is not None else 0,
-        }
+            _to_disk(export)
+        counts: dict[str, int] = {}
+        for name, query in deletes(ids, ledger):
+            counts[name] = counts.get(name, 0) + query.execute()
+        counts["exported"] = len(runs) if export is not None else 0
     return counts
+
+
+def deletes(run_ids: list[int], ledger: str) -> list[tuple[str, pw.Query]]:
+    """The statements that remove these runs' rows, children first. Each names the ids it removes
+    by, so that whatever the table's size it finds them through an index, never by a scan."""
+    instances = [i for (i,) in _instances_of(run_ids).tuples()]
+    found: list[tuple[str, pw.Query]] = []
+    for start in range(0, len(instances), IDS_PER_STATEMENT):
+        some = instances[start:start + IDS_PER_STATEMENT]
+        found += [("attempts", Attempt.delete().where(Attempt.instance.in_(some))),
+                  ("outbox", Outbox.delete().where(Outbox.instance.in_(some))),
+                  ("processed", ProcessedMessage.delete().where(ProcessedMessage.instance.in_(some)))]
+    if ledger == "prune":
+        found.append(("events", Event.delete().where(Event.run.in_(run_ids))))
+    return found + [("instances", TaskInstance.delete().where(TaskInstance.run.in_(run_ids))),
+                    ("runs", Run.delete().where(Run.id.in_(run_ids)))]
+
+
+def _to_disk(export: IO[str]) -> None:
+    """The exported lines reach the disk before the rows they copy are removed."""
+    export.flush()
+    try:
+        fileno = export.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return  # not a file (a test's StringIO)
+    os.fsync(fileno)
 
 
 def _plain(row: pw.Model, leave: set[str] = frozenset()) -> dict:

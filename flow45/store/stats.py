@@ -35,9 +35,8 @@ class StoreFigures:
                 if state == states.AVAILABLE}
 
 
-def read_figures(now: dt.datetime) -> StoreFigures:
-    at = to_utc(now)
-    capped: list[str] = []
+def queries(at: dt.datetime) -> tuple[pw.Select, pw.Select]:
+    """The scrape's two queries: live instances grouped, and the unsent outbox rows' count and oldest."""
     late = pw.Case(None, [(TaskInstance.due_at <= at, 1)], 0)
     live = (TaskInstance.select(TaskInstance.team, TaskInstance.function, TaskInstance.state, TaskInstance.human,
                                 late.alias("late"))
@@ -45,6 +44,16 @@ def read_figures(now: dt.datetime) -> StoreFigures:
     columns = [live.c.team, live.c.function, live.c.state, live.c.human, live.c.late]
     grouped = (pw.Select([live], [*columns, pw.fn.COUNT(pw.SQL("*"))]).group_by(*columns)
                .bind(TaskInstance._meta.database))
+    pending = Outbox.select(Outbox.created_at).where(Outbox.sent_at.is_null()).limit(SCAN_CAP).alias("pending")
+    backlog = (pw.Select([pending], [pw.fn.COUNT(pw.SQL("*")), pw.fn.MIN(pending.c.created_at)])
+               .bind(Outbox._meta.database))
+    return grouped, backlog
+
+
+def read_figures(now: dt.datetime) -> StoreFigures:
+    at = to_utc(now)
+    capped: list[str] = []
+    grouped, outbox = queries(at)
     instances: dict[tuple[str, str, str], int] = {}
     human: dict[str, int] = {}
     overdue: dict[str, int] = {}
@@ -58,9 +67,7 @@ def read_figures(now: dt.datetime) -> StoreFigures:
         total += count
     if total >= SCAN_CAP:
         capped.append("instances")
-    pending = Outbox.select(Outbox.created_at).where(Outbox.sent_at.is_null()).limit(SCAN_CAP).alias("pending")
-    backlog, oldest = (pw.Select([pending], [pw.fn.COUNT(pw.SQL("*")), pw.fn.MIN(pending.c.created_at)])
-                       .bind(Outbox._meta.database).tuples()[0])
+    backlog, oldest = outbox.tuples()[0]
     if backlog >= SCAN_CAP:
         capped.append("outbox")
     age = 0.0

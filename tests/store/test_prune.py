@@ -92,7 +92,8 @@ def test_only_runs_finished_before_the_cutoff_go_with_all_their_rows(tmp_path):
     assert prune(CUTOFF).runs == 0, "nothing left to prune"
 
 
-def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp_path):
+def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp_path, monkeypatch):
+    monkeypatch.setattr("flow45.store.prune.IDS_PER_STATEMENT", 4)  # a chunk's 6 instances in two statements
     deploy_text(tmp_path, PAIR)
     pruned = [finished_run(T0 + dt.timedelta(minutes=n), fail=n == 3) for n in range(7)]
     kept = finished_run(CUTOFF)
@@ -113,6 +114,7 @@ def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp
     assert lines[3]["run"]["status"] == "failed"
     assert all(rows_of(run)["events"] == 0 and rows_of(run)["runs"] == 0 for run in pruned)
     assert report.events == sum(len(line["events"]) for line in lines)
+    assert (report.runs, report.instances, report.attempts, report.outbox, report.processed) == (7, 14, 14, 14, 28)
     assert rows_of(kept)["runs"] == 1 and rows_of(kept)["events"] > 0
 
 
