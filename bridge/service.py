@@ -72,6 +72,8 @@ class Bridge:
         self.events = EventPublisher(settings)
         self._reset_channel_state()
         metrics.INBOX_WAITING.set_function(lambda: len(self._deliveries))
+        for server in ("broker", "database"):
+            metrics.RECONNECTS.labels("bridge", server)  # shown at 0 before the first
 
     def _reset_channel_state(self) -> None:
         self._deliveries: list[Delivery] = []

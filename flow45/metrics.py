@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from flow45 import names
 from flow45.clock import utcnow
 from flow45.db import connect, describe_db_error, drop_connection
+from flow45.errors import Flow45Error
 
 log = logging.getLogger("flow45.metrics")
 
@@ -107,11 +108,9 @@ def serve_metrics(port: int, address: str, database_url: str, registry: Collecto
     if port in _serving:
         return
     connect(database_url)
-    registry.register(StoreCollector())
     try:
         _serving[port] = start_http_server(port, address, registry=registry)
     except OSError as exc:
-        from flow45.errors import Flow45Error
-
-        raise Flow45Error(f"metrics: cannot listen on {address}:{port}: {exc.strerror}") from None
+        raise Flow45Error(f"metrics: cannot listen on {address}:{port}: {exc.strerror or exc}") from None
+    registry.register(StoreCollector())
     log.info("metrics on http://%s:%d/metrics", address, port)

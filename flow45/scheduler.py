@@ -80,6 +80,10 @@ class TickReport(View):
         return lines
 
 
+# What a tick can do, each counted in the metrics (flow45_scheduler_actions_total{action}).
+ACTIONS = tuple(f.name for f in dataclasses.fields(TickReport) if f.name not in ("at", "errors"))
+
+
 def _on_time() -> dt.timedelta:
     return max(ON_TIME, dt.timedelta(seconds=3 * current_settings().sweep_interval))
 
@@ -147,6 +151,9 @@ class Scheduler:
         self.lock: SchedulerLockHolder = for_url(self.url).scheduler_lock(
             self.holder, lease if lease is not None else max(10.0, 5 * self.interval))
         self._waiting_logged = False
+        metrics.RECONNECTS.labels("scheduler", "database")  # shown at 0 before the first
+        for action in ACTIONS:
+            metrics.SCHEDULER_ACTIONS.labels(action)
 
     def acquire(self, now: dt.datetime | None = None, wait: float = 0.0) -> bool:
         """Hold the lock (taking or renewing it); log when that changes."""
@@ -174,7 +181,7 @@ class Scheduler:
         if wait > 0:
             now = self.clock()  # the lock may have taken a while
         report = tick(now)
-        for action in ("created", "skipped", "expired", "retried", "timers", "reoffered"):
+        for action in ACTIONS:
             if getattr(report, action):
                 metrics.SCHEDULER_ACTIONS.labels(action).inc(len(getattr(report, action)))
         for line in report.lines():

@@ -92,3 +92,20 @@ def test_a_queue_that_empties_reports_zero_and_a_store_that_fails_reports_down(t
         assert _scrape(collector) == {"flow45_store_up": {(): 0.0}}, "the scrape says so, and does not fail"
     finally:
         connect(db_url)
+
+
+def test_a_metrics_port_in_use_is_refused_naming_it(db_url):
+    import socket
+
+    from flow45.errors import Flow45Error
+    from flow45.metrics import serve_metrics
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(Flow45Error, match=f"metrics: cannot listen on 127.0.0.1:{port}: Address already in use"):
+            serve_metrics(port, "127.0.0.1", db_url)
+    finally:
+        taken.close()

@@ -108,6 +108,7 @@ def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp
         ("a", "succeeded", ["succeeded"]), ("b", "succeeded", ["succeeded"])]
     assert first["instances"][0]["attempts"][0]["output"] == OUT
     assert "token" not in first["instances"][0] and "token" not in first["instances"][0]["attempts"][0]
+    assert "run" not in first["instances"][0] and "instance" not in first["instances"][0]["attempts"][0], "said by nesting"
     assert [(e["kind"], e["to_state"]) for e in first["events"]] == [
         ("trigger", "running"), ("ready", "available"), ("claim", "running"), ("submit", "succeeded"),
         ("ready", "available"), ("claim", "running"), ("submit", "succeeded"), ("run", "succeeded")]
