@@ -42,7 +42,8 @@ def complete_callback(key: str, output: Any, *, actor: str, team: str | None = N
         unit = Unit(to_utc(now))
         instance = _parked(unit, key, team)
         spec, task = unit.spec(instance.run_id), unit.task(instance)
-        clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
+        clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes,
+                             rules.describe(instance))
         callback_rules.complete(unit.changes, instance, clean, actor)
         unit.settle(instance.run_id, actor)
         unit.flush()

@@ -43,7 +43,8 @@ def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
     if run_ids:
         rows = (
             TaskInstance.select(TaskInstance.run, TaskInstance.state, pw.fn.COUNT(TaskInstance.id).alias("n"))
-            .where(TaskInstance.run.in_(run_ids)).group_by(TaskInstance.run, TaskInstance.state).tuples()
+            .where(TaskInstance.run.in_(run_ids)).group_by(TaskInstance.run, TaskInstance.state)
+            .order_by(TaskInstance.run, TaskInstance.state).tuples()  # the same JSON every time, on both databases
         )
         for run_id, state, n in rows:
             counts[run_id][state] = n
@@ -51,7 +52,8 @@ def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
 
 
 def _minute(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M" if value.second == 0 and value.microsecond == 0 else "%Y-%m-%d %H:%M:%S") + "Z"
+    whole = value.second == 0 and value.microsecond == 0
+    return value.strftime("%Y-%m-%d %H:%M" if whole else "%Y-%m-%d %H:%M:%S") + "Z"
 
 
 def _waiting_timers(run_ids: list[int]) -> dict[int, str]:

@@ -60,5 +60,6 @@ def fire(ch: rules.Changes, instance, actor: str = TIMER_ACTOR) -> None:
                             "status": "running", "worker": actor, "claimed_at": ch.at})
     ch.ended_attempts.append((instance.id, instance.token, "succeeded", None, None))
     ch.outputs[instance.id] = None
-    rules.move(ch, instance, S.SUCCEEDED, "timer", actor, {"attempt": instance.attempt, "due": iso(instance.not_before)},
-               token=None, not_before=None, worker=actor, progress_pct=100.0)
+    detail = {"attempt": instance.attempt, "due": iso(instance.not_before)}
+    rules.move(ch, instance, S.SUCCEEDED, "timer", actor, detail, token=None, not_before=None, worker=actor,
+               progress_pct=100.0)
