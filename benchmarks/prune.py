@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             database.execute_sql(f"TRUNCATE {tables}, workflow_version RESTART IDENTITY CASCADE")
         version = database.execute_sql("SHOW server_version").fetchone()[0]
         print(f"Flow45 prune: PostgreSQL {version}, {where}")
-        config = Path(os.environ.get("TMPDIR", "/tmp")) / f"flow45-bench-{os.getpid()}.yaml"
+        config = Path(tempfile.gettempdir()) / f"flow45-bench-{os.getpid()}.yaml"
         config.write_text(CONFIG)
         store.deploy(load_config(config), actor="bench", now=EPOCH)
         config.unlink()

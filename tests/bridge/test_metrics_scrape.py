@@ -8,13 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
-import urllib.request
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.rpc import BridgeRefused, call
 from flow45 import store
@@ -24,32 +21,9 @@ from tests.bridge.conftest import TEAMS, BridgeEnv, purge_all
 from tests.bridge.test_bridge import _publish_raw, wait_offer
 from tests.conftest import EXAMPLES, ROOT
 from tests.harness.rabbitmq import free_port
+from tests.metrics.helpers import eventually, scrape
 
 pytestmark = pytest.mark.integration
-
-
-class Scraped(dict):
-    def value(self, name: str, **labels: str) -> float:
-        return self.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def scrape(port: int) -> Scraped:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = Scraped()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def eventually(read, check, timeout: float = 20.0):
-    """`read()` until `check` holds of it; the last reading is returned, for the assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read()
-        if check(got) or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -95,7 +69,6 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
                        user_id="reports-worker")
     assert bad["code"] == "invalid_message"
 
-    open("/tmp/metrics-sample.txt", "w").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
     after = eventually(lambda: scrape(port), lambda s: s.value("flow45_outbox_backlog") == 0
                        and s.value("flow45_hop_latency_seconds_count") >= 1)
     assert after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count") >= 4, \
@@ -110,4 +83,3 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
     assert after.value("flow45_instances", team="reports", function="render_pdf", state="available") == 1
     assert after.value("flow45_instances", team="reports", function="extract_sales", state="available") == 0
     assert after.value("flow45_inbox_lag_seconds_count") >= 4
-    open("/tmp/metrics-sample.txt", "w").write(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())

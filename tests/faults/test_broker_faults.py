@@ -11,12 +11,18 @@ import pytest
 
 from flow45.models import Attempt
 from tests.faults.conftest import LEASE, retrying
+from tests.harness.rabbitmq import free_port
+from tests.metrics.helpers import scrape
 
 pytestmark = pytest.mark.integration
 
 
 def test_rabbitmq_node_killed_and_started(system):
-    bridge = system.installation(workers=3)
+    port = free_port()
+    bridge = system.spawn("-m", "flow45", "bridge", "run", "--metrics-port", str(port), name="bridge")
+    system.scheduler()
+    for _ in range(3):
+        system.worker()
     runs = system.trigger(10)
     system.wait_succeeded(runs, count=3)
     time.sleep(1)  # the inbox is a quorum queue: let it settle before its node dies
@@ -25,6 +31,9 @@ def test_rabbitmq_node_killed_and_started(system):
     system.rabbit.start_again()
     system.check(runs + system.trigger(2))
     assert bridge.poll() is None, system.logs()
+    scraped = scrape(port)  # what an operator's dashboard shows of it
+    assert scraped.value("flow45_reconnects_total", part="bridge", server="broker") >= 1
+    assert scraped.value("flow45_reconnects_total", part="bridge", server="database") == 0
 
 
 def test_bridge_killed_while_the_broker_is_down(system):

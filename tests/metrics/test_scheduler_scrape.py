@@ -14,9 +14,9 @@ import pytest
 from flow45 import store
 from flow45.clock import utcnow
 from tests import pinned
-from tests.bridge.test_metrics_scrape import eventually, scrape
 from tests.conftest import ROOT
 from tests.harness.rabbitmq import free_port
+from tests.metrics.helpers import eventually, scrape
 from tests.store.helpers import DIAMOND, deploy_text, instance
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("store_db")]
