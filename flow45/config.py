@@ -184,6 +184,9 @@ class WorkflowSpec(_Strict):
     params: str | None = Field(None, description="declared type of the run parameters")
     on: ConnectSpec | None = Field(None, description="start a run when another workflow's run reaches a state")
     export: Export = Field(default_factory=list, description=EXPORT_DESCRIPTION)
+    sla: Duration | None = Field(
+        None, gt=0, description="how long a run may take from being triggered (queued time included); a run still "
+                                "unfinished after it gets one `sla_missed` ledger event from the scheduler's sweep")
     tasks: dict[Annotated[str, Field(pattern=NAME)], TaskSpec] = Field(min_length=1)
 
 

@@ -83,8 +83,16 @@ def _connected_v6() -> None:
                 migrator.add_index("run", ("upstream_run",)))
 
 
+def _sla_v7() -> None:
+    """A run's SLA time (the workflow's `sla` after it was triggered), cleared once reported."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "sla_due_at" not in {column.name for column in database.get_columns("run")}:
+        migrate(SchemaMigrator.from_database(database.obj).add_column("run", "sla_due_at", pw.DateTimeField(null=True)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7]
 CURRENT = len(STEPS)
 
 

@@ -69,6 +69,7 @@ class Run(Table):
     trigger = pw.CharField(max_length=16)  # manual | api | schedule | connected
     triggered_by = pw.CharField(max_length=128)
     upstream_run = pw.BigIntegerField(null=True, index=True)  # connected: the run whose move started it
+    sla_due_at = pw.DateTimeField(null=True)  # the workflow's `sla` after creation; null once reported (or none)
     created_at = pw.DateTimeField()
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)

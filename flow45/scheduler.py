@@ -54,12 +54,13 @@ class TickReport(View):
     reminded: list[int] = dataclasses.field(default_factory=list)
     overdue: list[int] = dataclasses.field(default_factory=list)
     reoffered: list[int] = dataclasses.field(default_factory=list)
+    sla_missed: list[int] = dataclasses.field(default_factory=list)  # runs
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
-                + len(self.reminded) + len(self.overdue) + len(self.reoffered))
+                + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -77,6 +78,7 @@ class TickReport(View):
         lines += [f"task instance {i}: human task reminder sent" for i in self.reminded]
         lines += [f"task instance {i}: human task overdue, outcome applied" for i in self.overdue]
         lines += [f"task instance {i}: offer may be lost, sent again" for i in self.reoffered]
+        lines += [f"run {i}: slower than its SLA (sla_missed)" for i in self.sla_missed]
         return lines
 
 
@@ -97,7 +99,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     at = to_utc(now)
     settings = current_settings()
     found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
-                                "reoffered": []}
+                                "reoffered": [], "sla_missed": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -125,6 +127,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
         found["overdue"].extend(overdue)
 
     part("human tasks", human_tasks)
+    part("sla", lambda: found["sla_missed"].extend(store.sla_missed(at, limit=batch)))
     part(
         "re-offer",
         lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),

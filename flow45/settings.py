@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flow45.durations import parse_duration
 from flow45.errors import SettingsError
+from flow45.notify.hooks import Webhook
 
 DEFAULT_DATABASE_URL = "sqlite:///flow45.db"
 
@@ -49,10 +50,14 @@ class Settings(BaseModel):
     metrics_address: str = Field("127.0.0.1", description="address the metrics port listens on (0.0.0.0: every one)")
     ledger_retention: Literal["keep", "prune"] = Field(
         "keep", description="what `flow45 prune` does with a pruned run's ledger events: keep them, or remove them too")
+    notify: dict[str, list[Webhook]] = Field(
+        default_factory=dict, description="team -> webhooks `flow45 notify` posts the team's chosen events to")
+    notify_retry_delay: float = Field(1.0, gt=0, description="first wait before a failed webhook post is retried (doubling)")
+    notify_retry_max: float = Field(60.0, gt=0, description="longest wait between retries of a webhook post")
 
     @field_validator(
         "default_lease", "default_retry_delay", "relay_interval", "sweep_interval",
-        "offer_quiet_period", "reconnect_max", mode="before",
+        "offer_quiet_period", "reconnect_max", "notify_retry_delay", "notify_retry_max", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> float:
@@ -61,6 +66,14 @@ class Settings(BaseModel):
     def team_allowed(self, team: str) -> bool:
         return not self.teams or team in self.teams
 
+    @model_validator(mode="after")
+    def _notify_teams(self) -> Settings:
+        unknown = [team for team in self.notify if not self.team_allowed(team)]
+        if unknown:
+            raise ValueError(f"notify: {', '.join(unknown)} is not a team of this installation "
+                             f"(teams: {', '.join(sorted(self.teams))})")
+        return self
+
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
     found: dict[str, object] = {}
@@ -68,7 +81,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
         raw = environ.get("FLOW45_" + key.upper())
         if raw is None:
             continue
-        found[key] = json.loads(raw) if key == "teams" else raw
+        try:
+            found[key] = json.loads(raw) if key in ("teams", "notify") else raw
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"FLOW45_{key.upper()} is not valid JSON: {exc}") from exc
     return found
 
 
@@ -86,16 +102,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise SettingsError(f"FLOW45_SETTINGS={path}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{path}: expected a mapping of settings")
-    try:
-        data.update(_env_overrides(environ))
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"FLOW45_TEAMS is not valid JSON: {exc}") from exc
+    data.update(_env_overrides(environ))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         where = path or "environment"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
         )
         raise SettingsError(f"{where}: {problems}") from exc
 

@@ -12,7 +12,7 @@ import getpass
 import os
 import sys
 
-from flow45.cli import commands, flows, prune, service  # noqa: F401  (registers their commands)
+from flow45.cli import commands, flows, notify, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
 from flow45.errors import Flow45Error
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     flows.add_parsers(add)
     prune.add_parsers(add)
+    notify.add_parsers(add)
     service.add_parsers(add)
     return parser
 

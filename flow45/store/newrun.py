@@ -48,6 +48,7 @@ def insert_run(
         team=spec.team, workflow=workflow_id, version=spec.id, status=status, params=params,
         logical_time=logical_time, trigger=trigger_kind, triggered_by=triggered_by[:128], upstream_run=upstream_run,
         created_at=at, started_at=at if status == S.RUNNING else None, updated_at=at,
+        sla_due_at=at + dt.timedelta(seconds=spec.workflow.sla) if spec.workflow.sla else None,
     )
     TaskInstance.insert_many(
         [

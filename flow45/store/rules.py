@@ -188,6 +188,8 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
     if instance.timer is not None and target in (S.AVAILABLE, S.WAITING):
         target, due = S.WAITING, instance.timer.due(ch.at)
         detail = {**(detail or {}), "due": iso(due)}
+    if instance.human and target == S.AVAILABLE:  # said in the ledger, for whoever tells people a decision waits
+        detail = {**(detail or {}), "human": True}
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
          lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,
          progress_message=None)

@@ -42,7 +42,7 @@ class VersionSpec:
         return seen
 
 
-OPTIONAL_KEYS = (("on", None), ("export", []))
+OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None))
 
 
 def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:

@@ -7,11 +7,15 @@ import datetime as dt
 
 from flow45 import states as S
 from flow45.clock import to_utc
-from flow45.models import TaskInstance
+from flow45.clock import iso
+from flow45.db import atomic
+from flow45.durations import format_duration
+from flow45.models import Run, TaskInstance, Workflow
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules, rules_human, timers
-from flow45.store.unit import Row, Unit, each_alone
+from flow45.store.specs import version_spec
+from flow45.store.unit import Row, Unit, each_alone, record_event
 
 SWEEPER = "flow45-scheduler"
 
@@ -101,3 +105,22 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
 
     each_alone([row.id for row in due], at, ring, SWEEPER)
     return reminded, overdue
+
+
+def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Unfinished runs past their workflow's `sla` get one `sla_missed` ledger event each."""
+    at = to_utc(now)
+    due = (Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name).join(Workflow)
+           .where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at)).order_by(Run.sla_due_at).limit(limit))
+    reported = []
+    for run in due:
+        with atomic():
+            # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
+            if not Run.update(sla_due_at=None).where((Run.id == run.id) & Run.sla_due_at.is_null(False)).execute():
+                continue
+            sla = version_spec(run.version_id).workflow.sla
+            record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
+                "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
+                "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
+        reported.append(run.id)
+    return reported

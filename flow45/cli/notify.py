@@ -1,0 +1,50 @@
+"""`flow45 notify`: posts each team's chosen ledger events to webhooks (flow45.notify)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from flow45.cli.base import _client, command, remote_mode
+from flow45.errors import Flow45Error
+from flow45.outage import on_stop_signals
+from flow45.settings import current_settings
+
+
+@command("notify")
+def cmd_notify(args) -> int:
+    from flow45.notify.follow import Notifier
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    settings = current_settings()
+    if not settings.notify:
+        raise Flow45Error("nothing to notify: the settings have no `notify:` (team -> [{url, events: [...]}])")
+    client = _client(args)
+    hooks = settings.notify
+    if remote_mode(settings):  # through the broker, the events of the broker user's team alone
+        others = sorted(set(hooks) - {client.team})
+        if client.team not in hooks:
+            raise Flow45Error(f"through the broker notify follows team {client.team}, and `notify:` names "
+                              f"only {', '.join(sorted(hooks))}")
+        if others:
+            logging.getLogger("flow45.notify").warning(
+                "through the broker only team %s is followed; %s need a notify of their own", client.team,
+                ", ".join(others))
+        hooks = {client.team: hooks[client.team]}
+    notifier = Notifier(client, hooks, Path(args.state), start=args.after, retry_delay=settings.notify_retry_delay,
+                        retry_max=settings.notify_retry_max, poll=settings.sweep_interval)
+    with on_stop_signals(lambda _signum: notifier.stop_now()):
+        notifier.run(once=args.once)
+    print(f"notify: {notifier.posted} post(s); position {notifier.position.after} saved in {args.state}",
+          file=sys.stderr)
+    return 0
+
+
+def add_parsers(add) -> None:
+    p = add("notify", "post each team's chosen events to webhooks (settings: notify)")
+    p.add_argument("--state", default="flow45-notify.json",
+                   help="file keeping the position between restarts (written after each successful post)")
+    p.add_argument("--after", type=int, default=0,
+                   help="first start only (no state file): begin after this ledger event id (default: the beginning)")
+    p.add_argument("--once", action="store_true", help="post what is there, then exit")

@@ -1,0 +1,49 @@
+"""What a ledger event means to a person: which notify events it is, and a line of text saying so."""
+
+from __future__ import annotations
+
+from flow45 import states as S
+from flow45.views import EventView
+
+
+def notify_kinds(e: EventView) -> list[str]:
+    """The `notify` event names this ledger event is (none for most)."""
+    detail = e.detail if isinstance(e.detail, dict) else {}
+    if e.instance is None:
+        if e.kind == "sla_missed":
+            return ["sla_missed"]
+        return ["run_failed"] if e.run is not None and e.to_state == S.FAILED else []
+    if e.to_state == S.FAILED and e.kind in ("fail", "expire", "overdue"):
+        found = ["retries_exhausted"]
+    elif e.to_state == S.AVAILABLE and detail.get("human"):
+        found = ["human_waiting"]
+    elif e.kind == "remind":
+        found = ["due_soon"]
+    else:
+        found = []
+    if e.kind == "overdue":
+        found += ["overdue"] + (["escalated"] if detail.get("outcome") == "escalate" else [])
+    return found
+
+
+def text(e: EventView, kinds: list[str]) -> str:
+    """One line for a chat channel."""
+    detail = e.detail if isinstance(e.detail, dict) else {}
+    where = f"task instance {e.instance} of run {e.run}" if e.instance else f"run {e.run}"
+    if "sla_missed" in kinds:
+        said = f"run {e.run} ({detail.get('workflow', '?')}) is slower than its SLA of {detail.get('sla', '?')}"
+    elif "run_failed" in kinds:
+        said = f"run {e.run} failed"
+    elif "retries_exhausted" in kinds:
+        error = detail.get("error") or detail.get("reason") or ""
+        said = f"{where} failed with no retries left" + (f": {error}" if error else "")
+    elif "escalated" in kinds:
+        said = f"{where} is overdue and escalated to {detail.get('to', '?')}"
+    elif "overdue" in kinds:
+        said = f"{where} is overdue ({detail.get('outcome', 'none')})"
+    elif "due_soon" in kinds:
+        due = detail.get("due")
+        said = f"{where} still waits for {detail.get('to', 'a decision')}" + (f", due {due}" if due else "")
+    else:
+        said = f"{where} waits for a decision"
+    return f"[{e.team}] {said} (event {e.id})"

@@ -1,0 +1,65 @@
+"""One webhook post, retried with capped backoff until the receiver takes it (2xx). A refusal that
+repeating cannot change (4xx other than 408 and 429) is logged and given up, so one bad hook does
+not stop the others for ever. Every copy of a post carries the same `Idempotency-Key`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+
+from flow45.notify.hooks import Webhook
+from flow45.outage import Backoff
+from flow45.views import EventView
+
+log = logging.getLogger("flow45.notify")
+TIMEOUT = 10.0
+RETRYABLE_4XX = (408, 429)
+
+
+def idempotency_key(event: EventView) -> str:
+    """The same for every copy of this event's post (ledger ids are unique in an installation)."""
+    return f"flow45-event-{event.id}"
+
+
+def body(hook: Webhook, event: EventView, kinds: list[str], text: str) -> bytes:
+    if hook.format == "slack":
+        payload = {"text": text}
+    else:
+        payload = {"text": text, "notify": kinds, "event": event.to_json()}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backoff: Backoff) -> bool:
+    """Post until taken or refused for good (True), or until stopped (False: the caller keeps its place)."""
+    request = urllib.request.Request(hook.url, data=body(hook, event, kinds, text), method="POST", headers={
+        "Content-Type": "application/json", "Idempotency-Key": idempotency_key(event),
+        "X-Flow45-Event": str(event.id), "X-Flow45-Notify": ",".join(kinds), "User-Agent": "flow45-notify",
+    })
+    backoff.reset()
+    while not backoff.stop.is_set():
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+                answer.read()
+            return True
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX:
+                log.error("%s refused event %s with HTTP %s; not posting it again", _host(hook), event.id, exc.code)
+                return True
+            why = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            why = str(getattr(exc, "reason", exc))
+        delay = backoff.delay
+        log.warning("posting event %s to %s failed (%s); again in %.1fs", event.id, _host(hook), why, delay)
+        if not backoff.wait():
+            break
+    return False
+
+
+def _host(hook: Webhook) -> str:
+    """The receiver without its path: a webhook's path is often its secret."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(hook.url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
