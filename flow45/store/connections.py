@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flow45.config import BUILTIN_TYPES, FieldSpec, TeamConfig, TypeSpec, WorkflowSpec
+from flow45.config import BUILTIN_TYPES, FieldSpec, TeamConfig, TypeSpec, WorkflowSpec, find_cycle
 from flow45.config_connect import ConnectSpec, source_parts
 from flow45.models import Connection, Workflow, WorkflowVersion
 from flow45.store.specs import parse_version
@@ -130,6 +130,7 @@ def check_connections(teams: list[TeamConfig]) -> list[str]:
                             "(deploy it first, or in the same deploy)")
             continue
         problems += [f"{down.where}: {p}" for p in connection_problems(down, up)]
+    problems += _cycle_problems(deploying)
     # A changed upstream must still give what the workflows connected to it (not in this deploy) take.
     for (team, name), up in deploying.items():
         query = (Connection.select(Connection, Workflow).join(Workflow)
@@ -150,3 +151,21 @@ def keep_connection(workflow: Workflow, spec: WorkflowSpec) -> None:
     if spec.on is not None:
         team, name = spec.on.upstream
         Connection.create(workflow=workflow, upstream_team=team, upstream_workflow=name, state=spec.on.state)
+
+
+def _cycle_problems(deploying: dict[tuple[str, str], Side]) -> list[str]:
+    """Workflows connected in a ring would start each other for ever: refused, naming the ring."""
+    edges: dict[str, list[str]] = {}
+    for row in Connection.select(Connection, Workflow).join(Workflow):
+        if (row.workflow.team, row.workflow.name) not in deploying:
+            edges.setdefault(f"{row.upstream_team}/{row.upstream_workflow}", []).append(
+                f"{row.workflow.team}/{row.workflow.name}")
+    for (team, name), side in deploying.items():
+        if side.workflow.on is not None and side.workflow.on.upstream != (team, name):
+            edges.setdefault(side.workflow.on.workflow, []).append(f"{team}/{name}")
+    cycle = find_cycle(edges)
+    if cycle is None:
+        return []
+    mine = next((deploying[tuple(node.split("/"))] for node in cycle if tuple(node.split("/")) in deploying), None)
+    where = f"{mine.where}: workflows.{mine.name}.on" if mine else "connections"
+    return [f"{where}: connected workflows would start each other in a ring: {' -> '.join(cycle)}"]

@@ -179,3 +179,14 @@ def test_undo_of_the_upstream_shows_connected_runs_and_can_cancel_them(tmp_path)
     assert states(second.id) == {"render": "cancelled"}
     cancel = Event.get((Event.run == second.id) & (Event.kind == "cancel") & Event.instance.is_null())
     assert cancel.team == "reports" and "still wrong" in cancel.detail["reason"]
+
+
+def test_a_ring_of_connected_workflows_is_refused(tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    deploy_text(tmp_path, MONTHLY)
+    ring = NIGHTLY.replace("export: [reports]", "export: [reports]\n        on: {workflow: reports/monthly}")
+    ring = ring.replace("    team: ops\n", "    team: ops\n    # started when the monthly report is done\n")
+    exported = MONTHLY.replace("params: Month\n", "params: Month\n        export: [ops]\n")
+    deploy_text(tmp_path, exported)
+    with pytest.raises(ConfigError, match="would start each other in a ring: .*ops/nightly.*reports/monthly"):
+        deploy_text(tmp_path, ring)
