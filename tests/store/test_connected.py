@@ -190,3 +190,22 @@ def test_a_ring_of_connected_workflows_is_refused(tmp_path):
     deploy_text(tmp_path, exported)
     with pytest.raises(ConfigError, match="would start each other in a ring: .*ops/nightly.*reports/monthly"):
         deploy_text(tmp_path, ring)
+
+
+def test_upgrade_from_before_the_connected_and_sla_steps_adds_their_table_and_columns():
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from flow45.db import database
+    from flow45.migrate import CURRENT, STEPS, _connected_v6, upgrade
+    from flow45.models import SchemaVersion
+
+    migrator = SchemaMigrator.from_database(database.obj)
+    step = STEPS.index(_connected_v6) + 1
+    with database.atomic():
+        migrate(migrator.drop_index("run", "run_upstream_run"), migrator.drop_column("run", "upstream_run"),
+                migrator.drop_column("run", "sla_due_at"))
+        database.execute_sql("DROP TABLE connection")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    assert upgrade() == (step - 1, CURRENT)
+    assert {"upstream_run", "sla_due_at"} <= {c.name for c in database.get_columns("run")}
+    assert database.table_exists("connection") and "run_upstream_run" in {i.name for i in database.get_indexes("run")}
