@@ -63,6 +63,8 @@ def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
     ({"FLOW45_TEAMS": "{reports: {}}"}, "FLOW45_TEAMS is not valid JSON"),
     ({"FLOW45_DEFAULT_LEASE": "soon"}, "default_lease: .*'soon' is not a duration"),
     ({"FLOW45_TEAMS": '{"reports": {"users": {"bob": "admin"}}}'}, "teams.reports.users.bob"),
+    ({"FLOW45_METRICS_PORT": "70000"}, "metrics_port: Input should be less than or equal to 65535"),
+    ({"FLOW45_LEDGER_RETENTION": "forever"}, "ledger_retention: Input should be 'keep' or 'prune'"),
 ])
 def test_bad_environment_values_are_refused(environ, words):
     with pytest.raises(SettingsError, match=words):
