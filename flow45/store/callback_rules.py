@@ -16,7 +16,9 @@ from flow45.store import rules
 
 
 def new_key() -> str:
-    return secrets.token_urlsafe(32)  # 256 random bits, 43 characters
+    # 256 random bits as 64 hex digits: never a leading "-", which a shell command line would read
+    # as an option (`flow45 callback complete KEY`), nor characters a URL or header must escape.
+    return secrets.token_hex(32)
 
 
 def park(ch: rules.Changes, instance, deadline_seconds: float | None, actor: str) -> str:

@@ -107,3 +107,11 @@ def test_a_database_from_before_callbacks_is_upgraded_with_their_key_column():
     _callbacks_v3()  # a table created with the column already (a fresh database) is left as it is
     assert "callback_key" in {c.name for c in database.get_columns("task_instance")}
     assert "task_instance_callback_key" in {i.name for i in database.get_indexes("task_instance")}
+
+
+def test_a_callback_key_is_safe_on_a_command_line():
+    from flow45.store.callback_rules import new_key
+
+    keys = [new_key() for _ in range(2000)]
+    assert all(len(k) == 64 and set(k) <= set("0123456789abcdef") for k in keys)
+    assert len(set(keys)) == len(keys)
