@@ -108,8 +108,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadCounts):
         return {"counts": client.status_counts(RunFilter(team, read.workflow, None, read.text))}
     if isinstance(read, m.ReadInbox):
-        tasks = client.human_inbox(limit=read.limit)
-        return {"tasks": [{"instance": i.to_json(), "run": r.to_json() if r else None} for i, r in tasks]}
+        return {"tasks": [item.to_json() for item in client.human_inbox(limit=read.limit, show=read.show)]}
     if isinstance(read, m.ReadSpec):
         if (read.run is None) == (read.workflow is None):
             raise Refusal("invalid_message", "spec: give either `run` or `workflow`")

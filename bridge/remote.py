@@ -22,14 +22,16 @@ from flow45 import messages as m
 from flow45 import names
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.clock import iso, to_utc
-from flow45.errors import Flow45Error, NotFound
+from flow45.errors import Flow45Error, NotAllowed, NotFound
 from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
+from flow45.views import (
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+)
 
 log = logging.getLogger("flow45.client")
 
-_CODES = {"not_found": NotFound}
+_CODES = {"not_found": NotFound, "not_allowed": NotAllowed}
 
 
 class RemoteClient(Client):
@@ -156,11 +158,11 @@ class RemoteClient(Client):
         newest = self.tail_events(n=1)
         return newest[-1].id if newest else 0
 
-    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
+    def human_inbox(self, team: str | None = None, limit: int = 500, *, show: str = "all") -> list[InboxItem]:
         if self._other_team(team):
             return []
-        tasks = self._read({"type": "inbox", "limit": min(limit, m.MAX_PAGE)})["tasks"]
-        return [(InstanceView.from_json(t["instance"]), RunView.from_json(t["run"]) if t["run"] else None) for t in tasks]
+        tasks = self._read({"type": "inbox", "show": show, "limit": min(limit, m.MAX_PAGE)})["tasks"]
+        return [InboxItem.from_json(t) for t in tasks]
 
     def run_spec(self, run_id: int) -> VersionSpec:
         return self._spec({"type": "spec", "run": run_id})
@@ -207,8 +209,14 @@ class RemoteClient(Client):
     def cancel(self, run_id: int, reason: str | None = None) -> None:
         self._change({"type": "cancel", "run": run_id, "reason": reason})
 
-    def submit(self, instance_id: int, output: Any) -> str:
-        return self._change({"type": "submit", "instance": instance_id, "output": output})["state"]
+    def submit(self, instance_id: int, output: Any, comment: str | None = None) -> str:
+        return self._change({"type": "submit", "instance": instance_id, "output": output, "comment": comment})["state"]
+
+    def take(self, instance_id: int, reason: str | None = None) -> str | None:
+        return self._change({"type": "take", "instance": instance_id, "reason": reason})["previous"]
+
+    def hand_back(self, instance_id: int) -> None:
+        self._change({"type": "hand_back", "instance": instance_id})
 
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
         done = self._change({"type": "callback_submit", "key": key, "output": output})

@@ -187,11 +187,28 @@ class Cancel(_Message):
 
 
 class OperatorSubmit(_Message):
-    """The output of a human task, decided by the sender (the ledger names the broker user)."""
+    """The output of a human task, decided by the sender (the ledger names the broker user). Refused
+    `not_allowed`, naming who may, when the sender is not among them, or while someone else has taken it."""
 
     type: Literal["submit"]
     instance: int
     output: Any = Field(description="validated against the task's output type")
+    comment: str | None = Field(None, max_length=2000, description="why, kept in the attempt")
+
+
+class Take(_Message):
+    """Take a human task: others see who has it. Taking it from someone else needs a `reason`."""
+
+    type: Literal["take"]
+    instance: int
+    reason: str | None = Field(None, max_length=2000)
+
+
+class HandBack(_Message):
+    """Let go of a human task the sender has taken."""
+
+    type: Literal["hand_back"]
+    instance: int
 
 
 class Status(_Message):
@@ -203,7 +220,8 @@ class Status(_Message):
 
 
 OperatorMessage = Annotated[
-    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Status],
+    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
+          Status],
     Field(discriminator="type"),
 ]
 
@@ -287,9 +305,12 @@ class ReadCounts(_Message):
 
 
 class ReadInbox(_Message):
-    """The team's available human tasks, most urgent first, each with its run."""
+    """The team's available human tasks, overdue first, each with its run, the inputs it receives,
+    who may decide it and whether it is overdue."""
 
     type: Literal["inbox"]
+    show: Literal["all", "mine", "groups", "overdue"] = Field(
+        "all", description="mine: taken by or naming the sender; groups: naming a group the sender is in")
     limit: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE)
 
 
@@ -404,6 +425,15 @@ class StatusCounts(_Message):
 class InboxTask(_Message):
     instance: InstanceView
     run: RunView | None
+    inputs: dict[str, Any] = Field(description="parameter -> the upstream output it receives (null: skipped)")
+    who: str = Field(description="who may decide it, groups with their members")
+    overdue: bool
+
+
+class Taken(_Message):
+    instance: int
+    taken_by: str | None
+    previous: str | None = Field(description="who had it before (take), or null")
 
 
 class Inbox(_Message):
@@ -424,6 +454,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     Park: WorkerReply, CallbackSubmit: InstanceState, CallbackFail: InstanceState,
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
+    Take: Taken, HandBack: Taken,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
     ReadInstance: InstanceView,

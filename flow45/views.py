@@ -44,8 +44,9 @@ def _revived(kind: Any, value: Any) -> Any:
     if typing.get_origin(kind) is list:
         [item] = typing.get_args(kind)
         return [_revived(item, v) for v in value]
-    if isinstance(kind, type) and issubclass(kind, View) and isinstance(value, dict):
-        return kind.from_json(value)
+    for option in options:  # a view, or an optional one
+        if isinstance(option, type) and issubclass(option, View) and isinstance(value, dict):
+            return option.from_json(value)
     return value
 
 
@@ -79,6 +80,7 @@ class AttemptView(View):
     output: Any
     error: str | None
     archived: bool
+    comment: str | None = None  # a human submit's comment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,8 @@ class InstanceView(View):
     started_at: dt.datetime | None = None  # its claim
     finished_at: dt.datetime | None = None  # its end
     parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
+    taken_by: str | None = None  # an available human task: who has taken it
+    due_at: dt.datetime | None = None  # an available human task: when it is due
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +159,17 @@ class WorkflowStats(View):
     run_p95: float | None
     since: dt.datetime | None  # the oldest of these runs' trigger time
     tasks: list[TaskStats]
+
+
+@dataclasses.dataclass(frozen=True)
+class InboxItem(View):
+    """A human task waiting for a decision, with what a person needs to decide it."""
+
+    instance: InstanceView
+    run: RunView | None
+    inputs: dict[str, Any]  # parameter -> the upstream output it receives (null: skipped)
+    who: str  # who may decide: "ann, @finance (ann, bob)", or "any operator of the team"
+    overdue: bool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from flow45 import states as S
 from flow45.errors import Flow45Error
 from flow45.views import InstanceView, RunView
-from tui.screens.modals import CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, UndoModal
+from tui.screens.modals import (
+    CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, TakeOverModal, UndoModal,
+)
 
 if TYPE_CHECKING:
     from tui.app import Dashboard
@@ -52,6 +54,23 @@ def open_human_form(app: Dashboard, instance: InstanceView) -> None:
         app.push_screen(HumanTaskScreen(instance.id))
     except Flow45Error as exc:  # gone since it was shown
         app.notify(exc.message, title="Refused", severity="error")
+
+
+def take(app: Dashboard, instance: InstanceView | None) -> None:
+    """Take a human task: at once when nobody has it, through a modal asking why when someone does."""
+    if instance is None:
+        app.notify("no human task selected", severity="warning")
+        return
+    if instance.taken_by and instance.taken_by != app.actor:
+        app.push_screen(TakeOverModal(instance))
+        return
+    try:
+        app.client.take(instance.id)
+    except Flow45Error as exc:
+        app.notify(exc.message, title="Refused", severity="error")
+        return
+    app.notify(f"took human task {instance.id} ({instance.task}): others see you have it", title="Done")
+    app.feed.poke()
 
 
 def open_cancel(app: Dashboard, run: RunView | None) -> None:

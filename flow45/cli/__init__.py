@@ -12,7 +12,7 @@ import getpass
 import os
 import sys
 
-from flow45.cli import commands, flows, notify, prune, service  # noqa: F401  (registers their commands)
+from flow45.cli import commands, flows, human, notify, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
 from flow45.errors import Flow45Error
 
@@ -21,10 +21,12 @@ from flow45.errors import Flow45Error
 def cmd_demo(args) -> int:
     from pathlib import Path
 
-    from flow45.cli.demo import Options, run_demo
+    from flow45.cli.demo import OPERATOR, Options, run_demo
 
+    # The demo's approval is assigned to its operator: in the dashboard you act as them unless --as says otherwise.
     return run_demo(Options(
-        database=Path(args.database), output=Path(args.output), headless=args.headless, actor=args.actor,
+        database=Path(args.database), output=Path(args.output), headless=args.headless,
+        actor=args.actor if args.actor_given else OPERATOR,
         timeout=args.timeout, pace=args.pace,
     ))
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("submit", "submit the output of a human task")
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--output", required=True, help="the output as a JSON object")
+    p.add_argument("--comment", help="why you decided so; kept with the decision")
     p = add("events", "print the ledger", True)
     p.add_argument("--team")
     p.add_argument("--run", type=_positive_int)
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_parsers(add)
     prune.add_parsers(add)
     notify.add_parsers(add)
+    human.add_parsers(add)
     service.add_parsers(add)
     return parser
 

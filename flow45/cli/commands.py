@@ -148,7 +148,8 @@ def cmd_show(args) -> int:
         [
             (
                 i.id, i.task + (" (human)" if i.human else " (timer)" if not i.function else ""), i.state,
-                i.attempt or None, short_span(instance_wait(i, now)), short_span(instance_time(i, now)), i.worker,
+                i.attempt or None, short_span(instance_wait(i, now)), short_span(instance_time(i, now)),
+                i.worker or (f"(taken by {i.taken_by})" if i.taken_by else None),
                 (f"{i.progress_pct:.0f}% " if i.progress_pct is not None else "") + (i.progress_message or "")
                 + (f"due {when(i.not_before)}" if i.state == "waiting" else ""),
                 ", ".join(i.upstream),
@@ -265,7 +266,7 @@ def cmd_release(args) -> int:
 @command("submit")
 def cmd_submit(args) -> int:
     output = _json_arg(args.output, "--output")
-    state = _client(args).submit(args.instance, output)
+    state = _client(args).submit(args.instance, output, args.comment)
     print(f"instance {args.instance} {state}")
     return 0
 

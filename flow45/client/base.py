@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flow45.store.specs import VersionSpec
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
+from flow45.views import (
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+)
 
 RUNS_PAGE = 50  # runs per page unless asked otherwise
 
@@ -108,8 +110,10 @@ class Client(abc.ABC):
         """The newest ledger id this client sees (0 if none): where a live feed starts."""
 
     @abc.abstractmethod
-    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
-        """Available human tasks, most urgent first, each with its run."""
+    def human_inbox(self, team: str | None = None, limit: int = 500, *, show: str = "all") -> list[InboxItem]:
+        """Available human tasks with what deciding them needs (params, inputs, who may, when due),
+        overdue first. `show`: all, mine (taken by or naming this client's user), groups (naming a
+        group the user is in), overdue."""
 
     @abc.abstractmethod
     def run_spec(self, run_id: int) -> VersionSpec:
@@ -160,8 +164,18 @@ class Client(abc.ABC):
     def cancel(self, run_id: int, reason: str | None = None) -> None: ...
 
     @abc.abstractmethod
-    def submit(self, instance_id: int, output: Any) -> str:
-        """The output of a human task; the instance's state after it."""
+    def submit(self, instance_id: int, output: Any, comment: str | None = None) -> str:
+        """The output of a human task, with the decider's comment; the instance's state after it.
+        Refused (NotAllowed) for someone who may not decide it, or while someone else has it."""
+
+    @abc.abstractmethod
+    def take(self, instance_id: int, reason: str | None = None) -> str | None:
+        """Take a human task, so others see who has it; taking it from someone else needs a reason.
+        Returns who had it before (None: nobody)."""
+
+    @abc.abstractmethod
+    def hand_back(self, instance_id: int) -> None:
+        """Let go of a human task one has taken."""
 
     @abc.abstractmethod
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:

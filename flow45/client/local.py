@@ -20,7 +20,9 @@ from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
-from flow45.views import DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView
+from flow45.views import (
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+)
 
 
 class LocalClient(Client):
@@ -127,28 +129,12 @@ class LocalClient(Client):
             query = query.where(Event.team == self.team)
         return query.scalar() or 0
 
-    def human_inbox(self, team: str | None = None, limit: int = 500) -> list[tuple[InstanceView, RunView | None]]:
+    def human_inbox(self, team: str | None = None, limit: int = 500, *, show: str = "all") -> list[InboxItem]:
         if self._other_team(team):
             return []
-        team = self._team(team)
-        query = (
-            TaskInstance.select(TaskInstance.id)
-            .where((TaskInstance.human == True) & (TaskInstance.state == S.AVAILABLE))  # noqa: E712
-            .order_by(TaskInstance.priority.desc(), TaskInstance.id).limit(limit)
-        )
-        if team:
-            query = query.where(TaskInstance.team == team)
-        runs: dict[int, RunView | None] = {}
-        found = []
-        for row in query:
-            try:
-                view = self.instance(row.id)
-            except NotFound:  # gone since the query
-                continue
-            if view.run not in runs:
-                runs[view.run] = self.run_row(view.run)
-            found.append((view, runs[view.run]))
-        return found
+        from flow45.store.inbox import human_inbox
+
+        return human_inbox(self._team(team), self.actor, show, limit=limit)
 
     def run_spec(self, run_id: int) -> VersionSpec:
         row = Run.get_or_none(Run.id == run_id)
@@ -202,8 +188,14 @@ class LocalClient(Client):
     def cancel(self, run_id: int, reason: str | None = None) -> None:
         store.cancel_run(run_id, actor=self.actor, reason=reason, team=self.team)
 
-    def submit(self, instance_id: int, output: Any) -> str:
-        return store.submit_human(instance_id, output, actor=self.actor, team=self.team).state
+    def submit(self, instance_id: int, output: Any, comment: str | None = None) -> str:
+        return store.submit_human(instance_id, output, actor=self.actor, comment=comment, team=self.team).state
+
+    def take(self, instance_id: int, reason: str | None = None) -> str | None:
+        return store.take(instance_id, actor=self.actor, reason=reason, team=self.team)
+
+    def hand_back(self, instance_id: int) -> None:
+        store.hand_back(instance_id, actor=self.actor, team=self.team)
 
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
         done = store.complete_callback(key, output, actor=self.actor, team=self.team)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections import Counter
 
 import peewee as pw
 
 from flow45 import states as S
+from flow45.clock import to_utc
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.store import rules_human
 from flow45.store.specs import version_spec
 from flow45.views import AttemptView, EventView, InstanceView, RunView, WorkflowView
 
@@ -56,21 +59,30 @@ def _minute(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M" if whole else "%Y-%m-%d %H:%M:%S") + "Z"
 
 
-def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
-    """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer or a parked
-    attempt ("render (callback, deadline ...)"): what no worker is busy with."""
+def _waiting_timers(run_ids: list[int], now: dt.datetime | None = None) -> dict[int, str]:
+    """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer, a parked
+    attempt ("render (callback, deadline ...)") or a human task waiting for a person ("approve (ann,
+    due in 2h)", read at `now`): what no worker is busy with."""
     found: dict[int, list[str]] = {}
     if run_ids:
+        now = to_utc(now)
         rows = (
             TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.state, TaskInstance.not_before,
-                                TaskInstance.lease_expires_at)
+                                TaskInstance.lease_expires_at, TaskInstance.taken_by, TaskInstance.due_at,
+                                TaskInstance.overdue_at, Run.version)
+            .join(Run, on=(TaskInstance.run == Run.id))
             .where(TaskInstance.run.in_(run_ids) & ((TaskInstance.state == S.WAITING)
-                   | ((TaskInstance.state == S.RUNNING) & TaskInstance.callback_key.is_null(False))))
+                   | ((TaskInstance.state == S.RUNNING) & TaskInstance.callback_key.is_null(False))
+                   | ((TaskInstance.state == S.AVAILABLE) & (TaskInstance.human == True))))  # noqa: E712
             .order_by(TaskInstance.id).tuples()
         )
-        for run_id, task, state, due, deadline in rows:
+        for run_id, task, state, due, deadline, taken_by, due_at, overdue_at, version in rows:
             if state == S.WAITING:
                 text = timer_text(task, due)
+            elif state == S.AVAILABLE:
+                assignment = rules_human.run_assignments(version_spec(version)).get(task)
+                escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
+                text = rules_human.waiting_text(task, taken_by, due_at, assignment, escalated, now)
             else:
                 text = f"{task} (callback, " + (f"deadline {_minute(deadline)})" if deadline else "no deadline)")
             found.setdefault(run_id, []).append(text)
@@ -105,7 +117,7 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
 
 def list_runs(
     team: str | None = None, workflow: str | None = None, status: str | None = None,
-    limit: int = 50, before: int | None = None,
+    limit: int = 50, before: int | None = None, now: dt.datetime | None = None,
 ) -> list[RunView]:
     """Newest first; `before` pages back from a run id."""
     query = Run.select(Run, Workflow.name).join(Workflow).order_by(Run.id.desc()).limit(limit)
@@ -119,7 +131,8 @@ def list_runs(
         query = query.where(Run.id < before)
     runs = list(query)
     counts = _counts([r.id for r in runs])
-    timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)])
+    timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)
+                              or counts[r.id].get(S.AVAILABLE)], now)
     made = _attempts_made([r.id for r in runs])
     return [dataclasses.replace(_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)),
                                 attempts_made=made.get(r.id, 0)) for r in runs]
@@ -128,7 +141,7 @@ def list_runs(
 def _attempt_view(a: Attempt) -> AttemptView:
     return AttemptView(
         number=a.number, status=a.status, worker=a.worker, claimed_at=a.claimed_at, finished_at=a.finished_at,
-        output=a.output, error=a.error, archived=a.archived,
+        output=a.output, error=a.error, archived=a.archived, comment=a.comment,
     )
 
 
@@ -143,11 +156,12 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
         upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a) for a in attempts],
-        parked=i.callback_key is not None,
+        parked=i.callback_key is not None, taken_by=i.taken_by if i.state == S.AVAILABLE else None,
+        due_at=i.due_at if i.state == S.AVAILABLE else None,
     )
 
 
-def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
+def get_run(run_id: int, team: str | None = None, with_attempts: bool = False, now: dt.datetime | None = None) -> RunView:
     run = Run.select(Run, Workflow.name).join(Workflow).where(Run.id == run_id).first()
     if run is None or (team and run.team != team):
         raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
@@ -163,7 +177,8 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         for name in spec.order
     ]
     counts = dict(Counter(i.state for i in instances))
-    timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) else [])
+    timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [],
+                             now)
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
     return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances))
 

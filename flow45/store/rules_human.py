@@ -209,3 +209,39 @@ def _overdue(ch: rules.Changes, instance, output_type_check, actor: str) -> None
         else:
             ch.ended_attempts.append((instance.id, instance.token, "failed", None, detail["reason"]))
             rules.move(ch, instance, S.FAILED, "overdue", actor, detail, token=None, worker=actor)
+
+
+# ---- how it reads ----------------------------------------------------------------------------
+
+def relative(seconds: float) -> str:
+    """2d 3h, 2h, 1h 5m, 45m, 30s: as a person reads a due time."""
+    seconds = int(abs(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d" + (f" {hours}h" if hours else "")
+    if hours:
+        return f"{hours}h" + (f" {minutes}m" if minutes else "")
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+def due_text(due_at: dt.datetime | None, now: dt.datetime) -> str | None:
+    if due_at is None:
+        return None
+    if due_at <= now:
+        return f"overdue by {relative((now - due_at).total_seconds())}" if due_at < now else "due now"
+    return f"due in {relative((due_at - now).total_seconds())}"
+
+
+def waiting_text(task: str, taken_by: str | None, due_at: dt.datetime | None, assignment: Assignment | None,
+                 escalated_now: bool, now: dt.datetime) -> str:
+    """"approve (ann, due in 2h)": who has it (or who may take it) and when it is due."""
+    if taken_by:
+        who = taken_by
+    elif assignment is None or not assignment.deciders:
+        who = "any operator"
+    else:
+        who = "for " + ", ".join(assignment.names(escalated_now))
+    parts = [who, due_text(due_at, now)]
+    return f"{task} ({', '.join(p for p in parts if p)})"

@@ -48,7 +48,7 @@ async def _operate(bridge_env, tmp_path) -> None:
 
         await pilot.press("i")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows, timeout=10)
-        assert [v.id for v, _ in app.screen.rows] == [ours.approve]
+        assert [item.instance.id for item in app.screen.rows] == [ours.approve]
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload, timeout=10)
         form = app.screen

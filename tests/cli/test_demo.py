@@ -39,6 +39,7 @@ def assert_the_story_was_told(out: str) -> None:
     assert re.search(r"progress\s+run 1 render\s+\d+%.*page 2 of 4", out), "progress is visible"
     assert re.search(r"fail\s+run 2 load_americas\s+running -> retry_wait .*connection reset", out)
     assert re.search(r"retry\s+run 2 load_americas\s+retry_wait -> available\s+flow45-scheduler", out)
+    assert len(re.findall(r"take\s+run 1 approve\s+demo-operator", out)) == 2, "the approval is taken, then decided"
     assert len(re.findall(r"submit\s+run 1 approve\s+running -> succeeded\s+demo-operator", out)) == 2
     assert re.search(r"undo\s+run 1 render\s+succeeded -> available\s+demo-operator\s+wrong logo", out)
     assert re.search(r"undo\s+run 1 publish\s+succeeded -> pending", out)

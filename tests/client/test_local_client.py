@@ -38,12 +38,12 @@ def test_a_team_filter_shows_one_team(two_teams):
     assert client.status_counts() == {"running": 1}
     assert {e.team for e in client.events(limit=1000)} == {"reports"}
     assert client.events(run=theirs.run) == [] and client.events(team="rival") == []
-    assert [i.id for i, _ in client.human_inbox()] == [ours.approve]
+    assert [t.instance.id for t in client.human_inbox()] == [ours.approve]
     assert client.latest_event_id() < max(e.id for e in LocalClient("admin").events(limit=1000))
 
     everyone = LocalClient("admin")  # no filter: the administrator sees both teams
     assert [r.id for r in everyone.runs()] == [theirs.run, ours.run]
-    assert {i.team for i, _ in everyone.human_inbox()} == {"reports", "rival"}
+    assert {t.instance.team for t in everyone.human_inbox()} == {"reports", "rival"}
 
 
 def test_another_teams_ids_are_answered_as_missing_ones(two_teams):

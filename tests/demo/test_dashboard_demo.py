@@ -79,7 +79,7 @@ def stage(tmp_path, monkeypatch):
     """The demo's stage on SQLite in tmp_path, its services running; stopped (and checked) afterwards."""
     monkeypatch.setattr(demo, "_log_to", lambda path, echo_workers: None)  # keep pytest's logging
     options = demo.Options(database=tmp_path / "demo.db", output=tmp_path / "out", headless=False,
-                           actor="newcomer", timeout=60, pace=0.05)
+                           actor=demo.OPERATOR, timeout=60, pace=0.05)
     settings = demo.set_the_stage(options, echo_workers=False)
     services = demo.Services(settings, options)
     services.start()
@@ -104,7 +104,7 @@ def test_the_newcomer_approves_and_undoes_in_the_dashboard(stage):
     published = options.output / "published"
 
     async def play() -> None:
-        app = Dashboard("newcomer", database_url=settings.database_url)
+        app = Dashboard(demo.OPERATOR, database_url=settings.database_url)  # the approval is assigned to them
         async with app.run_test(size=(160, 48)) as pilot:
             async def until(predicate, timeout: float = 30.0) -> None:
                 deadline = time.monotonic() + timeout
@@ -147,7 +147,7 @@ def test_the_newcomer_approves_and_undoes_in_the_dashboard(stage):
     render = _task(1, "render")
     assert render.attempt == 2 and render.state in (S.RUNNING, S.SUCCEEDED, S.AVAILABLE)
     undo = [e for e in store.list_events(team="reports", limit=1000) if e.kind == "undo" and e.instance == render.id]
-    assert undo and undo[0].actor == "newcomer" and undo[0].detail["reason"] == "wrong logo"
+    assert undo and undo[0].actor == demo.OPERATOR and undo[0].detail["reason"] == "wrong logo"
 
 
 def _task(run: int, task: str):

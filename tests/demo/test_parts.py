@@ -88,7 +88,7 @@ def test_unpublish_removes_only_the_file_it_published(store_db, tmp_path, caplog
             return next(i for i in store.get_run(run).instances if i.task == task)
 
         approve = wait_for(lambda: (i := instance("approve")).state == S.AVAILABLE and i)
-        store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="ann")
+        store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="demo-operator")
         wait_for(lambda: store.get_run(run).status == S.SUCCEEDED)
         published = tmp_path / "out" / "published" / "report-2026-02.pdf"
         assert published.read_bytes().startswith(b"%PDF-1.4")

@@ -20,6 +20,7 @@ from tests.conftest import EXAMPLES
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 SIZE = (160, 48)
 OPERATOR = "ops-ann"
+REVIEWER = "reports-ops"  # one of the example's @reviewers, who may decide the approval
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -9,7 +9,7 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 
 from flow45 import store
 from flow45.models import Attempt, Event, Run
-from tests.tui.conftest import OPERATOR, SIZE, T0, complete, instance, monthly_run, type_text, wait_until
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, type_text, wait_until
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
@@ -103,12 +103,12 @@ async def test_a_refusal_from_the_core_is_shown_in_the_modal(tui_db):
 async def test_submit_a_human_task_through_the_form_with_a_field_error(tui_db):
     run = monthly_run(("extract", "render"))
     approve = instance(run, "approve")
-    app = Dashboard(OPERATOR, database_url=tui_db)
+    app = Dashboard(REVIEWER, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
         await pilot.press("i")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
-        assert [v.task for v, _ in app.screen.rows] == ["approve"]
+        assert [item.instance.task for item in app.screen.rows] == ["approve"]
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
         form = app.screen
@@ -126,10 +126,10 @@ async def test_submit_a_human_task_through_the_form_with_a_field_error(tui_db):
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and not app.screen.rows)
 
     done = store.get_instance(approve.id)
-    assert done.state == "succeeded" and done.worker == OPERATOR
+    assert done.state == "succeeded" and done.worker == REVIEWER
     assert done.attempts[-1].output == {"approved": True, "reviewer": "kim", "comment": None}
     assert {e.actor for e in Event.select().where(Event.instance == approve.id, Event.kind.in_(["claim", "submit"]))} \
-        == {OPERATOR}
+        == {REVIEWER}
 
 
 async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_through(tui_db):

@@ -13,7 +13,7 @@ import time_machine
 from textual.widgets import Input, Select
 
 from flow45 import store
-from tests.tui.conftest import OPERATOR, SIZE, T0, complete, instance, monthly_run, wait_until
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, wait_until
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.instance import InstanceScreen
@@ -39,7 +39,7 @@ def pinned_now():
 def scene(tui_db):
     """A finished monthly run, one waiting for approval, and a nightly run with a load in progress."""
     done = monthly_run(("extract", "render"))
-    store.submit_human(instance(done, "approve").id, {"approved": True, "reviewer": "kim"}, actor="kim",
+    store.submit_human(instance(done, "approve").id, {"approved": True, "reviewer": "kim"}, actor=REVIEWER,
                        now=minutes(5))
     complete(done, "publish", {"uri": "s3://published/2026-01.pdf", "pages": 12}, now=minutes(6))
     waiting = monthly_run(("extract", "render"))
@@ -69,7 +69,9 @@ def snap(snap_compare, url: str, steps) -> bool:
         await pilot.pause(0.2)
         still(pilot)
 
-    return snap_compare(Dashboard(OPERATOR, database_url=url), terminal_size=SIZE, run_before=run_before)
+    # Due times are shown against the clock ("due in 1d 23h"): it stands still at a fixed moment.
+    with time_machine.travel(minutes(30).replace(tzinfo=dt.timezone.utc), tick=False):
+        return snap_compare(Dashboard(OPERATOR, database_url=url), terminal_size=SIZE, run_before=run_before)
 
 
 def test_runs_screen(snap_compare, scene):

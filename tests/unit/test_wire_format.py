@@ -118,3 +118,21 @@ def test_a_config_constraint_must_be_finite(tmp_path):
     path.write_text("team: acme\ntypes:\n  T:\n    fields: {v: {type: number, le: .inf}}\n")
     with pytest.raises(ConfigError, match=r"types\.T\.fields\.v\.le: .*finite number"):
         load_config(path)
+
+
+def test_an_inbox_item_comes_back_from_json_with_its_views():
+    import datetime as dt
+
+    from flow45.views import InboxItem, InstanceView, RunView
+
+    at = dt.datetime(2026, 3, 1, 12, 0)
+    instance = InstanceView(id=3, run=1, team="reports", task="approve", function="approve_report", state="available",
+                            attempt=1, human=True, priority=0, worker=None, progress_pct=None, progress_message=None,
+                            lease_expires_at=None, not_before=None, upstream=["render"], updated_at=at,
+                            taken_by="ann", due_at=at)
+    run = RunView(id=1, team="reports", workflow="monthly_report", version=1, status="running", trigger="manual",
+                  triggered_by="ann", params={"month": "2026-02"}, logical_time=None, created_at=at, started_at=at,
+                  finished_at=None, counts={"available": 1})
+    item = InboxItem(instance=instance, run=run, inputs={"document": {"uri": "s3://x"}}, who="ann", overdue=False)
+    assert InboxItem.from_json(item.to_json()) == item
+    assert InboxItem.from_json({**item.to_json(), "run": None}).run is None

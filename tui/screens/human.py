@@ -1,5 +1,6 @@
-"""A human task: what it got, and a form generated from its output type; submitting completes it
-as the operator."""
+"""A human task: what it got, who has it and when it is due, and a form generated from its output
+type with a comment; submitting completes it as the operator (refused, in the form, for someone who
+may not decide it or while someone else has it). `ctrl+t` takes it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Header, Label, Static
+from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from flow45 import states as S
+from flow45.clock import utcnow
+from flow45.store.rules_human import due_text, run_assignments
 from flow45.views import EventView, InstanceView
 from tui import data
 from tui.screens.base import LiveScreen, refusal
@@ -29,7 +32,8 @@ class HumanPayload:
 
 class HumanTaskScreen(LiveScreen):
     CSS_PATH = "human.tcss"
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+s", "submit", "Submit")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+s", "submit", "Submit"),
+                Binding("ctrl+t", "take", "Take")]
 
     def __init__(self, instance_id: int):
         super().__init__()
@@ -37,6 +41,7 @@ class HumanTaskScreen(LiveScreen):
         view = self.app.client.instance(instance_id)
         self.spec = self.app.client.run_spec(view.run)
         self.output_type = self.spec.task(view.task).output
+        self.assignment = run_assignments(self.spec).get(view.task)
         self.payload: HumanPayload | None = None
 
     def compose(self) -> ComposeResult:
@@ -48,6 +53,8 @@ class HumanTaskScreen(LiveScreen):
             with VerticalScroll(id="human-form-pane"):
                 yield Label(f"Output: {self.output_type}", id="human-form-title")
                 yield TypeForm(self.spec.types, self.output_type, id="human-form")
+                yield Label("Comment (kept with the decision)", id="human-comment-label")
+                yield Input(placeholder="why you decided so", id="human-comment")
                 yield Static("", id="human-refusal", classes="-empty")
                 yield Button(f"Submit as {self.app.actor}", variant="primary", id="human-submit")
         yield Footer()
@@ -80,6 +87,15 @@ class HumanTaskScreen(LiveScreen):
         if i.state != S.AVAILABLE:
             by = f" by {i.worker}" if i.worker else ""
             info.append(f"\nNo longer available: it is {i.state}{by}. Nothing can be submitted.", "bold red")
+        else:
+            now = utcnow()
+            overdue = i.due_at is not None and i.due_at <= now
+            escalated = overdue and self.assignment is not None and bool(self.assignment.escalated_to)
+            who = self.assignment.who(escalated) if self.assignment else "any operator of the team"
+            holder = "nobody (ctrl+t takes it)" if not i.taken_by else "you" if i.taken_by == self.app.actor else i.taken_by
+            info.append(f"\ntaken by {holder}   who may decide: {who}")
+            if i.due_at is not None:
+                info.append(f"   {due_text(i.due_at, now)}", "bold red" if overdue else "")
         self.query_one("#human-info", Static).update(info)
         self.query_one("#human-inputs-table", Static).update(inputs_table(payload.inputs))
         self.query_one("#human-submit", Button).disabled = i.state != S.AVAILABLE
@@ -102,7 +118,8 @@ class HumanTaskScreen(LiveScreen):
             self.refuse("some fields are not valid: see the messages under them")
             return
         try:
-            self.app.client.submit(self.instance_id, output)
+            comment = self.query_one("#human-comment", Input).value.strip() or None
+            self.app.client.submit(self.instance_id, output, comment)
         except Exception as exc:
             if (message := refusal(exc)) is None:
                 raise
@@ -112,3 +129,8 @@ class HumanTaskScreen(LiveScreen):
         self.app.notify(f"submitted human task {self.instance_id} as {self.app.actor}", title="Done")
         self.app.feed.poke()
         self.app.pop_screen()
+
+    def action_take(self) -> None:
+        from tui.actions import take
+
+        take(self.app, self.payload.instance if self.payload else None)

@@ -1,4 +1,6 @@
-"""The human tasks inbox: available human tasks of the chosen team, most urgent first."""
+"""The human tasks inbox: available human tasks of the chosen team, overdue first, with what deciding
+them needs (the run's params, who has it, when it is due); filters mine, my groups, overdue, all.
+`t` takes the selected task (from someone else: with a reason), `b` hands it back."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
+from flow45 import wire
+from flow45.clock import utcnow
 from flow45.errors import Flow45Error
-from flow45.views import EventView, InstanceView, RunView
+from flow45.store.rules_human import due_text
+from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
-from tui.screens.base import LiveScreen
+from tui.screens.base import LiveScreen, refusal
 from tui.widgets.progress import short, when
 
-COLUMNS = [("instance", "instance", 9), ("task", "task", 22), ("run", "run", 7), ("workflow", "team/workflow", 32),
-           ("attempt", "attempt", 8), ("since", "available since", 19), ("priority", "priority", 8)]
+COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
+           ("due", "due", 20), ("taken", "taken by", 14), ("params", "params", 24), ("since", "available since", 19)]
+SHOWS = [("all", "all"), ("mine", "mine"), ("my groups", "groups"), ("overdue", "overdue")]
 
 
 class InboxTable(DataTable):
@@ -32,13 +38,15 @@ class InboxScreen(LiveScreen):
     close_on_failure = False
     CSS_PATH = "inbox.tcss"
     AUTO_FOCUS = "#inbox-table"
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("t", "take", "Take"),
+                Binding("b", "hand_back", "Hand back")]
 
-    def __init__(self, team: str | None = None):
+    def __init__(self, team: str | None = None, show: str = "all"):
         super().__init__()
         self.teams = sorted(data.teams_and_workflows(self.app.client))
         self.team = team if team in self.teams else (self.teams[0] if len(self.teams) == 1 else None)
-        self.rows: list[tuple[InstanceView, RunView | None]] = []
+        self.show_filter = show
+        self.rows: list[InboxItem] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -46,6 +54,8 @@ class InboxScreen(LiveScreen):
             yield Label("Team ", id="inbox-team-label")
             yield Select([(t, t) for t in self.teams], prompt="all teams", id="inbox-team",
                          value=self.team if self.team else Select.NULL)
+            yield Label(" Show ", id="inbox-show-label")
+            yield Select(SHOWS, allow_blank=False, value=self.show_filter, id="inbox-show")
             yield Static("", id="inbox-summary")
         yield InboxTable(id="inbox-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -55,44 +65,81 @@ class InboxScreen(LiveScreen):
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
 
-    def load(self) -> tuple[str | None, list[tuple[InstanceView, RunView | None]]]:
-        team = self.team
-        return team, self.app.client.human_inbox(team)
+    def load(self) -> tuple[tuple[str | None, str], list[InboxItem]]:
+        asked = (self.team, self.show_filter)
+        return asked, self.app.client.human_inbox(asked[0], show=asked[1])
 
     def concerns(self, event: EventView) -> bool:
         return event.instance is not None and self.team in (None, event.team)
 
-    def show(self, payload: tuple[str | None, list[tuple[InstanceView, RunView | None]]]) -> None:
-        team, rows = payload
-        if team != self.team:
-            return  # read for a team since changed
+    def show(self, payload: tuple[tuple[str | None, str], list[InboxItem]]) -> None:
+        asked, rows = payload
+        if asked != (self.team, self.show_filter):
+            return  # read for a team or filter since changed
         table = self.query_one("#inbox-table", DataTable)
         keep = self.selected.id if self.selected else None
         self.rows = rows
         table.clear()
-        for view, run in rows:
+        now = utcnow()
+        for item in rows:
+            view, run = item.instance, item.run
             workflow = f"{run.team}/{run.workflow} v{run.version}" if run else view.team
-            table.add_row(Text(str(view.id), justify="right"), short(view.task, 22), str(view.run),
-                          short(workflow, 32), str(view.attempt), when(view.updated_at), str(view.priority),
-                          key=str(view.id))
-        ids = [view.id for view, _ in rows]
+            due = due_text(view.due_at, now) or "-"
+            table.add_row(Text(str(view.id), justify="right"), short(view.task, 16), str(view.run),
+                          short(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
+                          short(view.taken_by or "-", 14), short(wire.dumps(run.params) if run and run.params else "-", 24),
+                          when(view.updated_at), key=str(view.id))
+        ids = [item.instance.id for item in rows]
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)
         who = f"team {self.team}" if self.team else "all teams"
-        self.query_one("#inbox-summary", Static).update(f"  {len(rows)} human task(s) waiting for an operator ({who})")
+        overdue = sum(item.overdue for item in rows)
+        self.query_one("#inbox-summary", Static).update(
+            f"  {len(rows)} human task(s) waiting ({who}, {dict((v, k) for k, v in SHOWS)[self.show_filter]})"
+            + (f", {overdue} overdue" if overdue else ""))
 
     @property
-    def selected(self) -> InstanceView | None:
+    def selected_item(self) -> InboxItem | None:
         table = self.query_one("#inbox-table", DataTable)
         if not self.rows or not table.row_count:
             return None
-        return self.rows[min(table.cursor_row, len(self.rows) - 1)][0]
+        return self.rows[min(table.cursor_row, len(self.rows) - 1)]
+
+    @property
+    def selected(self) -> InstanceView | None:
+        item = self.selected_item
+        return item.instance if item else None
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "inbox-show":
+            if event.value != self.show_filter:
+                self.show_filter = event.value
+                self.reload()
+            return
         team = None if event.value is Select.NULL else event.value
         if team != self.team:
             self.team = team
             self.reload()
+
+    def action_take(self) -> None:
+        from tui.actions import take
+
+        take(self.app, self.selected)
+
+    def action_hand_back(self) -> None:
+        instance = self.selected
+        if instance is None:
+            self.app.notify("no human task selected", severity="warning")
+            return
+        try:
+            self.app.client.hand_back(instance.id)
+        except Exception as exc:
+            if (message := refusal(exc)) is None:
+                raise
+            self.app.notify(message, title="Refused", severity="error")
+            return
+        self.app.notify(f"handed back human task {instance.id}", title="Done")
+        self.app.feed.poke()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(int(event.row_key.value))
@@ -106,5 +153,6 @@ class InboxScreen(LiveScreen):
             self.app.notify(exc.message, severity="error")
 
     def commands(self) -> list[tuple[str, str, Any]]:
-        return [(f"Open human task {view.id} ({view.task} of run {view.run})", "fill in its form and submit it",
-                 lambda view=view: self._open(view.id)) for view, _ in self.rows[:50]]
+        return [(f"Open human task {item.instance.id} ({item.instance.task} of run {item.instance.run})",
+                 f"fill in its form and submit it; who may: {item.who}",
+                 lambda view=item.instance: self._open(view.id)) for item in self.rows[:50]]

@@ -186,6 +186,26 @@ class SkipModal(ActionModal):
         return f"skipped {what(self.instance)}"
 
 
+class TakeOverModal(ActionModal):
+    """Taking a human task someone else has: the reason is written to the ledger."""
+
+    needs_reason = True
+    confirm_label = "Take over"
+    confirm_variant = "warning"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Take over {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        yield Static(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why.")
+
+    def perform(self) -> str:
+        previous = self.app.client.take(self.instance.id, self.reason)
+        return f"took over {what(self.instance)} from {previous}"
+
+
 class RetryModal(ActionModal):
     confirm_label = "Retry"
 

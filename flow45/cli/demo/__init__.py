@@ -114,12 +114,13 @@ def set_the_stage(options: Options, echo_workers: bool) -> Settings:
 INTRO = f"""
 The reports team's two pipelines are deployed from examples/config/reports.yaml:
   monthly_report, run 1, started by hand: extract -> render -> approve (a human task: you) -> publish
+      approve is for the reviewers, due 2 days after it is ready; in the dashboard you are {OPERATOR}, one of them
   nightly_sales, run 2, which the scheduler creates for last night's tick:
       load_emea, load_americas, load_apac -> summarize -> notify   (load_americas fails once, then retries)
 Two workers from examples/reports_worker.py take the tasks and write their files under {{output}}.
 
-In the dashboard: enter opens a run; i lists the human tasks waiting for you (enter opens the form:
-set approved and reviewer, then ctrl+s). Once publish has run, open run 1, select render and press u
+In the dashboard: enter opens a run; i lists the human tasks waiting for you (t takes one, so others
+see you have it; enter opens the form: set approved and reviewer, add a comment, then ctrl+s). Once publish has run, open run 1, select render and press u
 to undo it: render is offered again, approve and publish go back to pending, and publish's worker
 gets an undo notice and deletes the published file. ? shows every key; q quits and stops the workers.
 
@@ -387,12 +388,14 @@ class ScriptedOperator:
             approve = next(i for i in store.get_run(run.id).instances if i.task == "approve")
             if approve.state != S.AVAILABLE:
                 continue
+            if approve.taken_by is None:  # others see who is looking at it
+                store.take(approve.id, actor=OPERATOR)
             first_seen = self.seen.setdefault((approve.id, approve.attempt), time.monotonic())
             if time.monotonic() - first_seen < self.REVIEW or (self.undone_file is not None and not self.removed):
                 continue  # still looking at it, or waiting for the withdrawn report to go
             self._say(f"run {run.id}: looked at the rendered report; approves it")
             store.submit_human(approve.id, {"approved": True, "reviewer": OPERATOR, "comment": "looks right"},
-                               actor=OPERATOR)
+                               actor=OPERATOR, comment="figures and logo checked")
             self.approvals += 1
 
     def _undo(self, runs) -> None:
@@ -437,7 +440,7 @@ def _summary(settings: Settings, options: Options, problems: list[str]) -> int:
         print(f"  run {run.id} {run.workflow} ({run.trigger}{when}): {run.status} ({counts})")
         for i in store.get_run(run.id).instances if run.status == S.RUNNING else ():
             if i.human and i.state == S.AVAILABLE:
-                print(f"    {i.task} waits for you: {env}flow45 submit {i.id} --output "
+                print(f"    {i.task} waits for you: {env}flow45 --as {options.actor} submit {i.id} --output "
                       f"'{{\"approved\": true, \"reviewer\": \"{options.actor}\"}}'")
     files = sorted(p.relative_to(options.output) for p in options.output.rglob("*") if p.is_file() and p.name != MARKER)
     print(f"  files in {options.output}: {', '.join(str(f) for f in files) or 'none'}")

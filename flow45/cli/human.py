@@ -1,0 +1,62 @@
+"""Human tasks on the command line: `flow45 inbox` (what waits for a person's decision, overdue
+first), `flow45 take` and `flow45 hand-back`. `flow45 submit` (with `--comment`) is beside the other
+operator actions."""
+
+from __future__ import annotations
+
+from flow45 import wire
+from flow45.cli.base import _client, _positive_int, command
+from flow45.cli.output import print_json
+from flow45.clock import utcnow
+from flow45.store.rules_human import due_text
+
+SHOWS = ("all", "mine", "groups", "overdue")
+
+
+def add_parsers(add) -> None:
+    p = add("inbox", "list the human tasks waiting for a decision, overdue first", True)
+    p.add_argument("--show", choices=SHOWS, default="all",
+                   help="mine: taken by you or naming you; groups: naming a group you are in; overdue: due passed")
+    p.add_argument("--team")
+    p.add_argument("--limit", type=_positive_int, default=100)
+    p = add("take", "take a human task: others see you have it (from someone else: give a --reason)")
+    p.add_argument("instance", type=_positive_int)
+    p.add_argument("--reason", help="why you take it over from whoever has it")
+    add("hand-back", "let go of a human task you have taken").add_argument("instance", type=_positive_int)
+
+
+@command("inbox")
+def cmd_inbox(args) -> int:
+    items = _client(args).human_inbox(args.team, limit=args.limit, show=args.show)
+    if args.json:
+        print_json([item.to_json() for item in items])
+        return 0
+    if not items:
+        print(f"no human tasks waiting ({args.show})")
+        return 0
+    now = utcnow()
+    for item in items:
+        i, run = item.instance, item.run
+        where = f"{i.team}/{run.workflow} run {run.id}" if run else f"{i.team} run {i.run}"
+        due = due_text(i.due_at, now)
+        print(f"instance {i.id}  {where}  {i.task}" + (f"  {due.replace('overdue', 'OVERDUE')}" if due else ""))
+        print(f"  taken by {i.taken_by or 'nobody'}; who may decide: {item.who}")
+        if run and run.params:
+            print(f"  params  {wire.dumps(run.params)}")
+        for param, output in item.inputs.items():
+            print(f"  input   {param} = {wire.dumps(output)}")
+    return 0
+
+
+@command("take")
+def cmd_take(args) -> int:
+    previous = _client(args).take(args.instance, args.reason)
+    print(f"instance {args.instance} taken" + (f" over from {previous}" if previous else ""))
+    return 0
+
+
+@command("hand-back")
+def cmd_hand_back(args) -> int:
+    _client(args).hand_back(args.instance)
+    print(f"instance {args.instance} handed back")
+    return 0

@@ -1,0 +1,89 @@
+"""An assigned operator's inbox in the dashboard: the overdue approval first (though younger), taken
+with `t`, then decided in its form with a comment; someone not assigned is refused in the form,
+in words naming who may. The clock stands at a fixed moment: due times are read against it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import time_machine
+from textual.widgets import Input, Select, Static
+
+from flow45 import store
+from flow45.models import Attempt, Event
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, wait_until
+from tests.tui.test_dashboard import text_of
+from tui.app import Dashboard
+from tui.screens.human import HumanTaskScreen
+from tui.screens.inbox import InboxScreen
+from tui.screens.runs import RunsScreen
+
+DAY = dt.timedelta(days=1)
+NOW = T0 + 2 * DAY + dt.timedelta(hours=1)  # the example's approval is due 2 days after it is ready
+
+
+def two_approvals() -> tuple[int, int]:
+    """(due tomorrow, overdue by an hour): the overdue one is the younger run."""
+    later = monthly_run(("extract",))
+    complete(later, "render", {"uri": "s3://reports/2026-03.pdf", "pages": 3}, now=T0 + DAY)
+    late = monthly_run(("extract", "render"))
+    return instance(later, "approve").id, instance(late, "approve").id
+
+
+async def open_inbox(pilot, show: str) -> InboxScreen:
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+    await pilot.press("i")
+    await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen))
+    app.screen.query_one("#inbox-show", Select).value = show
+    await wait_until(pilot, lambda: app.screen.show_filter == show and len(app.screen.rows) == 2)
+    return app.screen
+
+
+async def test_the_overdue_task_comes_first_is_taken_and_decided_with_a_comment(tui_db):
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            inbox = await open_inbox(pilot, "groups")
+            assert [(i.instance.id, i.overdue) for i in inbox.rows] == [(late, True), (later, False)]
+            table = inbox.query_one("#inbox-table")
+            assert [str(table.get_row_at(r)[4]) for r in (0, 1)] == ["overdue by 1h", "due in 23h"]
+            assert "2 human task(s) waiting (team reports, my groups), 1 overdue" in text_of(inbox.query_one("#inbox-summary", Static))
+            await pilot.press("t")  # the cursor is on the overdue one
+            await wait_until(pilot, lambda: inbox.rows and inbox.rows[0].instance.taken_by == REVIEWER)
+            assert str(table.get_row_at(0)[5]) == REVIEWER
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+            form = app.screen
+            info = text_of(form.query_one("#human-info", Static))
+            assert "taken by you" in info and "who may decide: @reviewers (demo-operator, reports-ops)" in info
+            assert "overdue by 1h" in info
+            form.query_one("#field-approved", Select).value = True
+            form.query_one("#field-reviewer", Input).value = "kim"
+            form.query_one("#human-comment", Input).value = "late, but the figures match"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and len(app.screen.rows) == 1)
+    [attempt] = Attempt.select().where(Attempt.instance == late)
+    assert (attempt.status, attempt.worker, attempt.comment) == ("succeeded", REVIEWER, "late, but the figures match")
+    assert [e.actor for e in Event.select().where((Event.instance == late) & Event.kind.in_(["take", "submit"]))] \
+        == [REVIEWER, REVIEWER]
+    assert store.get_instance(later).state == "available"
+
+
+async def test_someone_not_assigned_is_refused_in_the_form_naming_who_may(tui_db):
+    later, late = two_approvals()
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            await open_inbox(pilot, "all")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+            form = app.screen
+            form.query_one("#field-approved", Select).value = True
+            form.query_one("#field-reviewer", Input).value = "ann"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "may not decide" in text_of(form.query_one("#human-refusal", Static)))
+            assert f"{OPERATOR} may not decide it; who may: @reviewers (demo-operator, reports-ops)" \
+                in text_of(form.query_one("#human-refusal", Static))
+    assert store.get_instance(late).state == "available"
