@@ -12,6 +12,7 @@ from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
 from flow45.errors import Flow45Error
+from flow45.store.rules_human import relative_due
 from flow45.timing import instance_time, instance_wait, run_time, run_wait, short_span
 
 
@@ -110,7 +111,7 @@ def cmd_runs(args) -> int:
                 v.id, v.team, v.workflow, v.version, v.status, when(v.logical_time), when(v.started_at),
                 when(v.finished_at), short_span(run_wait(v, now)), short_span(run_time(v, now)), v.attempts_made,
                 progress_bar(v.counts.get("succeeded", 0) + v.counts.get("skipped", 0), sum(v.counts.values())),
-                v.waiting_for,
+                relative_due(v.waiting_for, now),
             )
             for v in views
         ],
@@ -139,7 +140,7 @@ def cmd_show(args) -> int:
     print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
           f"attempts {view.attempts_made}")
     if view.waiting_for:
-        print(f"  waiting for {view.waiting_for}")
+        print(f"  waiting for {relative_due(view.waiting_for, now)}")
     if view.params:
         print(f"  params {wire.dumps(view.params)}")
     print()

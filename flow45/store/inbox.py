@@ -58,7 +58,7 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
         view = get_instance(instance_id)
         if run_id not in runs:
-            listed = list_runs(before=run_id + 1, limit=1, now=at)
+            listed = list_runs(before=run_id + 1, limit=1)
             runs[run_id] = listed[0] if listed and listed[0].id == run_id else None
         item = InboxItem(
             instance=view, run=runs[run_id], inputs=_inputs(run_id, spec.task(task).inputs),

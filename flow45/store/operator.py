@@ -105,11 +105,11 @@ def take(
     instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
 ) -> str | None:
     """`actor` takes a human task (others see who has it); taking it from someone else needs a
-    reason. Returns who had it before."""
+    reason. Returns who had it before (None: nobody, or `actor` already had it)."""
     with changing(instance_id, team, now) as (unit, instance):
         before = instance.taken_by
         rules_human.take(unit.changes, instance, actor, reason)
-        return before
+        return before if before != actor else None
 
 
 def hand_back(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections import Counter
 
 import peewee as pw
 
 from flow45 import states as S
-from flow45.clock import to_utc
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store import rules_human
@@ -59,13 +57,13 @@ def _minute(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M" if whole else "%Y-%m-%d %H:%M:%S") + "Z"
 
 
-def _waiting_timers(run_ids: list[int], now: dt.datetime | None = None) -> dict[int, str]:
+def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
     """run -> "publish (timer, due 2026-03-02 06:00Z)" for runs with a waiting timer, a parked
     attempt ("render (callback, deadline ...)") or a human task waiting for a person ("approve (ann,
-    due in 2h)", read at `now`): what no worker is busy with."""
+    due by 2026-03-02 06:00Z)", shown as "due in 2h" by `rules_human.relative_due`): what no worker
+    is busy with."""
     found: dict[int, list[str]] = {}
     if run_ids:
-        now = to_utc(now)
         rows = (
             TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.state, TaskInstance.not_before,
                                 TaskInstance.lease_expires_at, TaskInstance.taken_by, TaskInstance.due_at,
@@ -82,7 +80,7 @@ def _waiting_timers(run_ids: list[int], now: dt.datetime | None = None) -> dict[
             elif state == S.AVAILABLE:
                 assignment = rules_human.run_assignments(version_spec(version)).get(task)
                 escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
-                text = rules_human.waiting_text(task, taken_by, due_at, assignment, escalated, now)
+                text = rules_human.waiting_text(task, taken_by, due_at, assignment, escalated)
             else:
                 text = f"{task} (callback, " + (f"deadline {_minute(deadline)})" if deadline else "no deadline)")
             found.setdefault(run_id, []).append(text)
@@ -117,7 +115,7 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
 
 def list_runs(
     team: str | None = None, workflow: str | None = None, status: str | None = None,
-    limit: int = 50, before: int | None = None, now: dt.datetime | None = None,
+    limit: int = 50, before: int | None = None,
 ) -> list[RunView]:
     """Newest first; `before` pages back from a run id."""
     query = Run.select(Run, Workflow.name).join(Workflow).order_by(Run.id.desc()).limit(limit)
@@ -132,7 +130,7 @@ def list_runs(
     runs = list(query)
     counts = _counts([r.id for r in runs])
     timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)
-                              or counts[r.id].get(S.AVAILABLE)], now)
+                              or counts[r.id].get(S.AVAILABLE)])
     made = _attempts_made([r.id for r in runs])
     return [dataclasses.replace(_run_view(r, r.workflow.name, counts[r.id], timers=timers.get(r.id)),
                                 attempts_made=made.get(r.id, 0)) for r in runs]
@@ -161,7 +159,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
     )
 
 
-def get_run(run_id: int, team: str | None = None, with_attempts: bool = False, now: dt.datetime | None = None) -> RunView:
+def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
     run = Run.select(Run, Workflow.name).join(Workflow).where(Run.id == run_id).first()
     if run is None or (team and run.team != team):
         raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
@@ -177,8 +175,7 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False, n
         for name in spec.order
     ]
     counts = dict(Counter(i.state for i in instances))
-    timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [],
-                             now)
+    timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
     return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances))
 

@@ -6,6 +6,7 @@ task becomes available, and the scheduler's sweep (`flow45.store.sweep.human_ala
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from flow45 import states as S
@@ -234,14 +235,29 @@ def due_text(due_at: dt.datetime | None, now: dt.datetime) -> str | None:
     return f"due in {relative((due_at - now).total_seconds())}"
 
 
+DUE_BY = re.compile(r"due by (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?)Z")
+
+
 def waiting_text(task: str, taken_by: str | None, due_at: dt.datetime | None, assignment: Assignment | None,
-                 escalated_now: bool, now: dt.datetime) -> str:
-    """"approve (ann, due in 2h)": who has it (or who may take it) and when it is due."""
+                 escalated_now: bool) -> str:
+    """"approve (ann, due by 2026-03-01 14:00Z)": who has it (or who may take it) and when it is due.
+    The store says when, whatever its clock; `relative_due` turns it into "due in 2h" where it is shown."""
     if taken_by:
         who = taken_by
     elif assignment is None or not assignment.deciders:
         who = "any operator"
     else:
         who = "for " + ", ".join(assignment.names(escalated_now))
-    parts = [who, due_text(due_at, now)]
-    return f"{task} ({', '.join(p for p in parts if p)})"
+    due = None
+    if due_at is not None:
+        due = "due by " + due_at.strftime("%Y-%m-%d %H:%M" if not due_at.second and not due_at.microsecond
+                                          else "%Y-%m-%d %H:%M:%S") + "Z"
+    return f"{task} ({', '.join(p for p in (who, due) if p)})"
+
+
+def relative_due(text: str | None, now: dt.datetime) -> str | None:
+    """A run's waiting-for text with each human task's "due by TIME" read against `now`: "due in 2h",
+    "overdue by 1h" (timers keep their time: they are not waiting for anybody)."""
+    if not text:
+        return text
+    return DUE_BY.sub(lambda m: due_text(dt.datetime.fromisoformat(m.group(1)), now), text)

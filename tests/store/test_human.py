@@ -12,6 +12,7 @@ from flow45 import store
 from flow45.errors import NotAllowed
 from flow45.models import Attempt, Event
 from flow45.scheduler import tick
+from flow45.store.rules_human import relative_due
 from tests.store.helpers import T0, complete, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -72,8 +73,13 @@ def test_human_true_alone_lets_any_operator_decide(tmp_path):
 
 def test_taking_shows_the_holder_and_taking_over_needs_a_reason(tmp_path):
     run, approve = ready_run(tmp_path, config())
+    assert store.get_run(run).waiting_for == "approve (for ann, @finance, due by 2026-03-01 14:00Z)"
     assert store.take(approve, actor="ann", now=T0) is None
     assert instance(run, "approve").taken_by == "ann"
+    shown = store.list_runs()[0].waiting_for
+    assert shown == "approve (ann, due by 2026-03-01 14:00Z)", "the store says when, whatever its clock"
+    assert relative_due(shown, T0) == "approve (ann, due in 2h)"
+    assert relative_due(shown, T0 + dt.timedelta(hours=2, minutes=1)) == "approve (ann, overdue by 1m)"
     with pytest.raises(NotAllowed, match="is taken by ann; take it over with a reason"):
         store.submit_human(approve, OK, actor="bob", now=T0)
     with pytest.raises(NotAllowed, match="is taken by ann; take it over with a reason"):

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Header, Static
 from flow45.clock import utcnow
 from flow45.errors import Flow45Error
 from flow45.timing import run_time, run_wait, short_span
+from flow45.store.rules_human import relative_due
 from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
@@ -59,7 +60,7 @@ def run_summary(run: RunView) -> Text:
         text.append(" · " if index else "")
         text.append(f"{n} {state}", STATE_STYLES.get(state, ""))
     if run.waiting_for:
-        text.append(f"\nwaiting for {run.waiting_for}", "magenta")
+        text.append(f"\nwaiting for {relative_due(run.waiting_for, now)}", "magenta")
     if run.params:
         text.append(f"\nparams {json.dumps(run.params)}", "bright_black")
     if run.as_of is not None:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from flow45 import states as S
 from flow45.clock import utcnow
+from flow45.store.rules_human import relative_due
 from flow45.timing import run_time, short_span
 from flow45.views import EventView, RunView
 from tui import data
@@ -48,7 +49,7 @@ def run_cells(run: RunView) -> list[Any]:
         Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", 26),
         state_text(run.status), short(trigger, 14), minute(run.logical_time), minute(run.started_at),
         minute(run.finished_at), done_bar(run.counts, 6),
-        Text(short_span(run_time(run, utcnow())), justify="right"), short(run.waiting_for, 18),
+        Text(short_span(run_time(run, utcnow())), justify="right"), short(relative_due(run.waiting_for, utcnow()), 18),
     ]
 
 
