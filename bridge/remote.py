@@ -218,6 +218,10 @@ class RemoteClient(Client):
     def hand_back(self, instance_id: int) -> None:
         self._change({"type": "hand_back", "instance": instance_id})
 
+    def set_output(self, instance_id: int, output: Any, reason: str) -> str:
+        message = {"type": "set_output", "instance": instance_id, "output": output, "reason": reason}
+        return self._change(message)["state"]
+
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
         done = self._change({"type": "callback_submit", "key": key, "output": output})
         return done["instance"], done["state"]

@@ -211,6 +211,15 @@ class HandBack(_Message):
     instance: int
 
 
+class SetOutput(_Message):
+    """Set a worker task's output by hand ("mark success", typed): recorded as an attempt by the sender."""
+
+    type: Literal["set_output"]
+    instance: int
+    output: Any = Field(description="validated against the task's output type, as a worker's output is")
+    reason: str = Field(min_length=1, max_length=2000, description="kept with the attempt and in the ledger")
+
+
 class Status(_Message):
     """A run with its instances, or the team's newest runs."""
 
@@ -221,7 +230,7 @@ class Status(_Message):
 
 OperatorMessage = Annotated[
     Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
-          Status],
+          SetOutput, Status],
     Field(discriminator="type"),
 ]
 
@@ -455,6 +464,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Take: Taken, HandBack: Taken,
+    SetOutput: InstanceState,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
     ReadInstance: InstanceView,

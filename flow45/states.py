@@ -26,11 +26,12 @@ INSTANCE_MOVES: dict[str, frozenset[str]] = {
     # succeeded/failed: a human task's overdue outcome (a default output, or fail) when its due passes
     AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED, FAILED}),
     RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, SKIPPED, CANCELLED, PENDING, HELD}),
-    RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING}),
+    # succeeded from retry_wait, held and failed: an operator sets the output by hand (set_output)
+    RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED}),
     WAITING: frozenset({SUCCEEDED, WAITING, HELD, SKIPPED, CANCELLED, PENDING}),  # WAITING: undo re-arms
-    HELD: frozenset({AVAILABLE, WAITING, PENDING, SKIPPED, CANCELLED, HELD}),
+    HELD: frozenset({AVAILABLE, WAITING, PENDING, SKIPPED, CANCELLED, HELD, SUCCEEDED}),
     SUCCEEDED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
-    FAILED: frozenset({AVAILABLE, HELD, PENDING, SKIPPED}),
+    FAILED: frozenset({AVAILABLE, HELD, PENDING, SKIPPED, SUCCEEDED}),
     SKIPPED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
     CANCELLED: frozenset(),
 }

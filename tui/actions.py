@@ -25,6 +25,7 @@ INSTANCE_ACTIONS = [
     ("h", "hold", "Hold", "pause an instance that has not started"),
     ("l", "release", "Release", "let a held instance go"),
     ("f", "form", "Human form", "fill in and submit an available human task"),
+    ("o", "set_output", "Set output", "set a worker task's output by hand, typed, with a reason"),
 ]
 
 
@@ -34,6 +35,9 @@ def open_instance_action(app: Dashboard, name: str, instance: InstanceView | Non
         return
     if name == "form":
         open_human_form(app, instance)
+        return
+    if name == "set_output":
+        open_set_output(app, instance)
         return
     modal = {"undo": UndoModal, "skip": SkipModal, "retry": RetryModal, "hold": HoldModal,
              "release": ReleaseModal}[name]
@@ -73,6 +77,18 @@ def take(app: Dashboard, instance: InstanceView | None) -> None:
     app.feed.poke()
 
 
+def open_set_output(app: Dashboard, instance: InstanceView) -> None:
+    if instance.human:
+        app.notify(f"{instance.task} is a human task: fill in its form (f)", severity="warning")
+        return
+    from tui.screens.set_output import SetOutputScreen
+
+    try:
+        app.push_screen(SetOutputScreen(instance.id))
+    except Flow45Error as exc:  # gone since it was shown
+        app.notify(exc.message, title="Refused", severity="error")
+
+
 def open_cancel(app: Dashboard, run: RunView | None) -> None:
     if run is None:
         app.notify("no run selected", severity="warning")
@@ -88,7 +104,7 @@ def instance_commands(
         return []
     entries = []
     for _key, name, label, help_text in INSTANCE_ACTIONS:
-        if name == "form" and not instance.human:
+        if (name == "form" and not instance.human) or (name == "set_output" and instance.human):
             continue
         entries.append((
             f"{label} instance {instance.id} ({instance.task})", help_text,

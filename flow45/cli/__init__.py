@@ -12,7 +12,7 @@ import getpass
 import os
 import sys
 
-from flow45.cli import commands, flows, human, notify, prune, service  # noqa: F401  (registers their commands)
+from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
 from flow45.errors import Flow45Error
 
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     flows.add_parsers(add)
     prune.add_parsers(add)
+    optools.add_parsers(add)
     notify.add_parsers(add)
     human.add_parsers(add)
     service.add_parsers(add)

@@ -178,6 +178,10 @@ class Client(abc.ABC):
         """Let go of a human task one has taken."""
 
     @abc.abstractmethod
+    def set_output(self, instance_id: int, output: Any, reason: str) -> str:
+        """Set a worker task's output by hand, with a reason; the instance's state after it."""
+
+    @abc.abstractmethod
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
         """Complete the attempt parked under `key`; (instance, its state after it)."""
 

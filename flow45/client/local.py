@@ -197,6 +197,9 @@ class LocalClient(Client):
     def hand_back(self, instance_id: int) -> None:
         store.hand_back(instance_id, actor=self.actor, team=self.team)
 
+    def set_output(self, instance_id: int, output: Any, reason: str) -> str:
+        return store.set_output(instance_id, output, reason=reason, actor=self.actor, team=self.team).state
+
     def callback_complete(self, key: str, output: Any) -> tuple[int, str]:
         done = store.complete_callback(key, output, actor=self.actor, team=self.team)
         return done.instance, done.state

@@ -102,6 +102,10 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             if isinstance(detail.get("attempt"), int):
                 one.attempt = detail["attempt"]
             one.progress_known, one.progress_pct = False, None
+        elif e.kind == "set_output":  # an operator made the attempt and finished it at once
+            one.worker, one.started_at, one.finished_at = e.actor, e.at, e.at
+            if isinstance(detail.get("attempt"), int):
+                one.attempt = detail["attempt"]
         elif e.kind == "timer" or (e.kind == "overdue" and e.to_state in (S.SUCCEEDED, S.FAILED)):
             one.worker = e.actor  # the scheduler did it: a timer fired, an overdue human task was decided
             one.started_at = one.finished_at = e.at

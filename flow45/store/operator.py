@@ -101,6 +101,29 @@ def submit_human(
         return rules.reply(instance)
 
 
+def set_output(
+    instance_id: int, output: Any, *, reason: str, actor: str, now: dt.datetime | None = None, team: str | None = None,
+) -> WorkerReply:
+    """An operator sets a worker task's output by hand ("mark success", typed): checked against the
+    task's output type, recorded as an attempt by the operator with the reason; downstream goes on
+    as after a submit."""
+    if not reason or not reason.strip():
+        raise Flow45Error("setting an output needs a reason (--reason TEXT)")
+    with changing(instance_id, team, now) as (unit, instance):
+        _refuse_if_cancelled(unit, instance)
+        if instance.human:
+            raise Flow45Error(f"{rules.describe(instance)} is a human task; decide it with submit")
+        if instance.timer is not None:
+            raise Flow45Error(f"{rules.describe(instance)} is a timer; it has no output to set")
+        if unit.run_of(instance).status == S.QUEUED:
+            raise IllegalTransition(f"{rules.describe(instance)}: run {instance.run_id} is queued; it has not started")
+        spec, task = unit.spec(instance.run_id), unit.task(instance)
+        clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
+        rules.set_output(unit.changes, instance, clean, reason.strip()[:MAX_COMMENT], actor)
+        unit.settle(instance.run_id, actor)
+        return rules.reply(instance)
+
+
 def take(
     instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
 ) -> str | None:

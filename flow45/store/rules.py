@@ -12,7 +12,7 @@ from typing import Any
 
 from flow45 import states as S
 from flow45.clock import iso
-from flow45.errors import StaleToken
+from flow45.errors import IllegalTransition, StaleToken
 from flow45.names import offer_key
 from flow45.settings import current_settings
 from flow45.store.specs import VersionSpec
@@ -149,6 +149,28 @@ def succeed(ch: Changes, instance, output: Any, actor: str) -> None:
     ch.outputs[instance.id] = output
     move(ch, instance, S.SUCCEEDED, "submit", actor, {"attempt": instance.attempt},
          token=None, lease_expires_at=None, progress_pct=100.0)
+
+
+SETTABLE = (S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED)
+
+
+def set_output(ch: Changes, instance, output: Any, reason: str, actor: str) -> None:
+    """An operator sets a worker task's (already checked) output by hand: a running attempt is
+    revoked, and a fresh attempt, made and finished by the operator with the reason kept, succeeds."""
+    if instance.state not in SETTABLE:
+        raise IllegalTransition(
+            f"{describe(instance)} is {instance.state}; an output can be set only while it is "
+            + ", ".join(SETTABLE) + (" (undo it first)" if instance.state == S.SUCCEEDED else "")
+        )
+    end_attempt(ch, instance, "revoked", error=f"output set by {actor}")
+    number, token = instance.attempt + 1, new_token()
+    ch.new_attempts.append({"instance": instance.id, "number": number, "token": token, "status": "running",
+                            "worker": actor, "claimed_at": ch.at})
+    ch.ended_attempts.append((instance.id, token, "succeeded", output, None))
+    ch.comments[(instance.id, token)] = reason
+    ch.outputs[instance.id] = output
+    move(ch, instance, S.SUCCEEDED, "set_output", actor, {"attempt": number, "reason": reason},
+         attempt=number, token=None, worker=actor, lease_expires_at=None, not_before=None, progress_pct=100.0)
 
 
 def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None = None) -> None:

@@ -109,3 +109,19 @@ def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_pat
         follow.terminate()
         follow.wait(10)
     assert teams["rival"].run != run
+
+
+def test_set_output_through_the_broker_is_the_broker_users_attempt(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    run = store.trigger("reports", "nightly_sales", None, actor="cron")
+    [emea] = [i.id for i in store.get_run(run).instances if i.task == "load_emea"]
+    ops = bridge_env.url("reports-ops")
+    bad = operator(ops, "set-output", str(emea), "--output", '{"region": "mars", "uri": "u", "rows": 1}',
+                   "--reason", "loaded by hand", cwd=tmp_path)
+    assert bad.returncode == 1 and "region" in bad.stderr and "Traceback" not in bad.stderr
+    output = '{"region": "emea", "uri": "s3://sales/emea", "rows": 7}'
+    done = operator(ops, "set-output", str(emea), "--output", output, "--reason", "loaded by hand", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == f"instance {emea} succeeded: output set by hand\n", done.stderr
+    [event] = [e for e in store.list_events(0, limit=1000, instance=emea) if e.kind == "set_output"]
+    assert (event.actor, event.detail["reason"]) == ("reports-ops", "loaded by hand")
+    assert store.get_instance(emea).state == "succeeded"

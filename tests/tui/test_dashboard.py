@@ -12,6 +12,7 @@ from flow45.models import Attempt, Event, Run
 from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, type_text, wait_until
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
+from tui.screens.set_output import SetOutputScreen
 from tui.screens.inbox import InboxScreen
 from tui.screens.instance import InstanceScreen
 from tui.screens.modals import RetryModal, UndoModal
@@ -274,3 +275,34 @@ async def test_clicking_a_row_of_the_dag_moves_the_cursor(tui_db):
         dag = screen.query_one(DagView)
         await pilot.click(DagView, offset=(10, 6))  # border, level 0, extract, level 1, render, level 2, approve
         assert dag.cursor_instance.task == "approve"
+
+
+async def test_set_a_failed_worker_tasks_output_through_the_form_with_a_reason(tui_db):
+    run = monthly_run(())
+    extract = instance(run, "extract")
+    grant = store.claim(extract.id, extract.token, "w1", now=T0)
+    store.fail(grant.instance, grant.token, "source down", retryable=False, now=T0)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot)
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, SetOutputScreen) and app.screen.payload)
+        form = app.screen
+        form.query_one("#field-uri", Input).focus()
+        await type_text(pilot, "s3://sales/by-hand.parquet")
+        form.query_one("#field-rows", Input).focus()
+        await type_text(pilot, "12")
+        await pilot.press("ctrl+s")  # no reason yet: the core is not asked
+        assert "a reason is required" in text_of(form.query_one("#human-refusal"))
+        assert store.get_instance(extract.id).state == "failed"
+        form.query_one("#set-output-reason", Input).focus()
+        await type_text(pilot, "loaded from the backup")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await wait_until(pilot, lambda: dag_states(app)["render"] == "available")
+
+    done = store.get_instance(extract.id)
+    assert (done.state, done.worker) == ("succeeded", OPERATOR)
+    assert done.attempts[-1].output == {"uri": "s3://sales/by-hand.parquet", "rows": 12}
+    event = Event.get(Event.kind == "set_output")
+    assert (event.actor, event.detail["reason"]) == (OPERATOR, "loaded from the backup")
