@@ -34,7 +34,8 @@ def start_connected(unit, reached: list[tuple]) -> None:
 def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> None:
     ch = unit.changes
     workflow = dialect().for_update(Workflow.select().where(Workflow.id == workflow_id)).get()
-    version = WorkflowVersion.get((WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version))
+    version = WorkflowVersion.get(
+        (WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version))
     down = version_spec(version.id)
     upstream = f"{run.team}/{spec.workflow_name}"
     about = {"team": workflow.team, "workflow": workflow.name}
@@ -68,7 +69,8 @@ def _params(unit, run, mapping: dict[str, str]) -> dict[str, Any]:
     outputs = {}
     if wanted:
         rows = Attempt.select(Attempt.instance, Attempt.output).where(
-            Attempt.instance.in_(sorted(wanted)) & (Attempt.status == "succeeded") & (Attempt.archived == False))  # noqa: E712
+            Attempt.instance.in_(sorted(wanted)) & (Attempt.status == "succeeded")
+            & (Attempt.archived == False))  # noqa: E712
         outputs = {a.instance_id: a.output for a in rows}
     params = {}
     for name, source in mapping.items():

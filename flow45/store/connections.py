@@ -34,7 +34,8 @@ def _deployed(team: str, name: str) -> Side | None:
     workflow = Workflow.get_or_none((Workflow.team == team) & (Workflow.name == name))
     if workflow is None:
         return None
-    row = WorkflowVersion.get((WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version))
+    row = WorkflowVersion.get(
+        (WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version))
     spec = parse_version(row)
     return Side(team, name, spec.workflow, spec.types.specs, f"deployed version {row.version}")
 
@@ -141,7 +142,8 @@ def check_connections(teams: list[TeamConfig]) -> list[str]:
                 continue
             down = _deployed(*key)
             for problem in connection_problems(down, up):
-                problems.append(f"{up.where}: workflows.{name}: {key[0]}/{key[1]} ({down.where}) is connected to it: {problem}")
+                problems.append(f"{up.where}: workflows.{name}: {key[0]}/{key[1]} ({down.where}) is connected "
+                                f"to it: {problem}")
     return problems
 
 

@@ -2,8 +2,8 @@
 between writers), reads them with all their instances as plain rows, lets the rules in
 `flow45.store.rules` change them in memory, then stores everything they decided with one statement
 per table: instances, attempts, runs, ledger events, outbox rows. A freed slot starts the workflow's
-queued runs, and a finished run the runs connected to it, in the same transaction. Call it inside one `atomic()`; a per-message verb is a unit of
-one message, the bridge's batch a unit of many."""
+queued runs, and a finished run the runs connected to it, in the same transaction. Call it inside
+one `atomic()`; a per-message verb is a unit of one message, the bridge's batch a unit of many."""
 
 from __future__ import annotations
 
@@ -177,8 +177,9 @@ class Unit:
     # ---- writing -----------------------------------------------------------------------------
 
     def flush(self, processed: list[dict] | None = None) -> list[OutboxMessage]:
-        """Store every change (and the `processed` message rows), then start the queued runs of
-        workflows that got a free slot. Returns the outbox rows written, in order."""
+        """Store every change (and the `processed` message rows), then start the runs connected to the
+        runs that finished and the queued runs of workflows that got a free slot. Returns the outbox
+        rows written, in order."""
         self._write(processed or [])
         while self.changes.freed_slots or self.changes.reached:
             freed, reached = self.changes.freed_slots, self.changes.reached
