@@ -76,6 +76,10 @@ def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseMo
     return team, user, message
 
 
+def _utc(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
 def answer_read(team: str, user: str, read: BaseModel) -> Any:
     """The result of a read, as JSON, for `team` only."""
     client = LocalClient(user, team=team)
@@ -84,7 +88,8 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadWorkflows):
         return {"workflows": [w.to_json() for w in client.workflows()]}
     if isinstance(read, m.ReadRuns):
-        where = RunFilter(team, read.workflow, read.status, read.text)
+        where = RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
+                          _utc(read.since), _utc(read.until))
         return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit)]}
     if isinstance(read, m.ReadRun):
         if read.as_of is not None and read.as_of_time is not None:
@@ -92,8 +97,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         if read.as_of is not None:
             return client.run_as_of(read.run, event=read.as_of).to_json()
         if read.as_of_time is not None:
-            at = dt.datetime.fromisoformat(read.as_of_time.replace("Z", "+00:00")).replace(tzinfo=None)
-            return client.run_as_of(read.run, at=at).to_json()
+            return client.run_as_of(read.run, at=_utc(read.as_of_time)).to_json()
         return client.run(read.run, attempts=read.attempts).to_json()
     if isinstance(read, m.ReadStats):
         return client.stats(team, read.workflow, read.runs).to_json()

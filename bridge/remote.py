@@ -98,7 +98,8 @@ class RemoteClient(Client):
         while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
             page = min(limit - len(found), m.MAX_PAGE)
             rows = self._read({"type": "runs", "workflow": where.workflow, "status": where.status, "text": where.text,
-                               "before": before, "limit": page})["runs"]
+                               "before": before, "limit": page, "params": dict(where.params) or None,
+                               "since": iso(where.since), "until": iso(where.until)})["runs"]
             found.extend(RunView.from_json(r) for r in rows)
             if len(rows) < page:
                 break

@@ -349,7 +349,27 @@ def parse_files(path: Path) -> tuple[list[tuple[Path, TeamFile]], list[str]]:
             parsed.append((file, TeamFile.model_validate(raw)))
         except ValidationError as exc:
             problems.extend(f"{file}: {_explain(e)}" for e in exc.errors())
+            rest = _without_broken_workflows(raw, exc)
+            if rest is not None:  # the file's other workflows are still checked, so one pass finds it all
+                parsed.append((file, rest))
     return parsed, problems
+
+
+def _without_broken_workflows(raw: dict, exc: ValidationError) -> TeamFile | None:
+    """The file without the workflows its errors are in, if those were its only errors and the rest parses."""
+    broken = set()
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) < 3 or loc[0] != "workflows":
+            return None  # a type or the file itself: what is left would be checked against the wrong declarations
+        broken.add(loc[1])
+    workflows = raw.get("workflows")
+    if not isinstance(workflows, dict):
+        return None
+    try:
+        return TeamFile.model_validate({**raw, "workflows": {k: v for k, v in workflows.items() if k not in broken}})
+    except ValidationError:
+        return None
 
 
 def merge_teams(parsed: list[tuple[Path, TeamFile]]) -> tuple[list[TeamConfig], list[str]]:

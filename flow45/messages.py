@@ -253,6 +253,9 @@ class ReadWorkflows(_Message):
     type: Literal["workflows"]
 
 
+UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+
 class ReadRuns(_Message):
     """A page of the team's runs, newest first, with their counts (no instances)."""
 
@@ -262,9 +265,9 @@ class ReadRuns(_Message):
     text: str = Field("", max_length=200, description="matched as the dashboard's search is; `#12` is run 12")
     before: int | None = Field(None, ge=1, description="only runs with a smaller id: the last id of the page before")
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-
-
-UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+    params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
+    since: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered at or after this UTC time")
+    until: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered before this UTC time")
 
 
 class ReadRun(_Message):

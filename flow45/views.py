@@ -105,6 +105,7 @@ class InstanceView(View):
     offered_at: dt.datetime | None = None  # the current attempt's offer
     started_at: dt.datetime | None = None  # its claim
     finished_at: dt.datetime | None = None  # its end
+    error: str | None = None  # its error, if it failed
     parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
     taken_by: str | None = None  # an available human task: who has taken it
     due_at: dt.datetime | None = None  # an available human task: when it is due
@@ -184,6 +185,7 @@ class EventView(View):
     to_state: str | None
     actor: str
     detail: Any
+    task: str | None = None  # the instance's task, when the event is about one (and its row is kept)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
+from flow45.cli.base import _moment
 from flow45.errors import Flow45Error
 
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str, listing: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
+        # `flow45 undo 7 --as ann` as well as `flow45 --as ann undo 7`; unset here, the one before stands.
+        p.add_argument("--as", dest="actor", default=argparse.SUPPRESS, metavar="NAME",
+                       help="who acts, as written to the ledger (on the database only)")
         if listing:
             p.add_argument("--json", action="store_true", help="print JSON")
         return p
@@ -58,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--params", help="only runs whose params have these keys with these values (a JSON object)")
+    p.add_argument("--since", type=_moment, metavar="DATE|TIME", help="only runs triggered at or after (UTC)")
+    p.add_argument("--until", type=_moment, metavar="DATE|TIME",
+                   help="only runs triggered before this time, or up to the end of this day (UTC)")
     p = add("show", "show a run and its task instances", True)
     p.add_argument("run", type=_positive_int)
     p.add_argument("--as-of", type=_as_of, metavar="EVENT_ID|TIME",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from flow45 import strictjson
@@ -36,6 +38,34 @@ def _team_workflow(text: str) -> tuple[str, str]:
     if not sep or not team or not workflow:
         raise UsageError(f"expected TEAM/WORKFLOW, got {text!r}")
     return team, workflow
+
+
+@contextmanager
+def suggesting(client, team: str, workflow: str):
+    """A workflow that is not deployed is refused with the names this client sees that come close."""
+    from flow45.errors import NotFound
+
+    try:
+        yield
+    except NotFound as exc:
+        if not exc.message.startswith(f"workflow {team}/{workflow} "):
+            raise
+        raise NotFound(exc.message + did_you_mean(client, team, workflow)) from None
+
+
+def did_you_mean(client, team: str, workflow: str) -> str:
+    seen = client.workflows()
+    names = sorted(f"{w.team}/{w.name}" for w in seen)
+    teams = sorted({w.team for w in seen})
+    close = difflib.get_close_matches(f"{team}/{workflow}", names, n=3, cutoff=0.6)
+    if not close and team in teams:
+        close = [f"{team}/{name}" for name in difflib.get_close_matches(
+            workflow, [w.name for w in seen if w.team == team], n=3, cutoff=0.5)]
+    if close:
+        return "; did you mean " + " or ".join(close) + "?"
+    if team not in teams:
+        return f"; there is no team {team}" + (f" (teams: {', '.join(teams)})" if teams else "")
+    return f"; team {team} has " + ", ".join(w.name for w in seen if w.team == team)
 
 
 def _open_store(create: bool = False) -> None:
@@ -74,6 +104,18 @@ def _client(args: argparse.Namespace, create: bool = False):
 
     _open_store(create=create)
     return LocalClient(args.actor)
+
+
+def _moment(text: str) -> tuple[dt.datetime, bool]:
+    """(naive UTC, whether only a date was given) from `2026-03-01` or an ISO 8601 time (UTC without an offset)."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
+        return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))), False
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
 
 
 def _as_of(text: str) -> int | dt.datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from pathlib import Path
 
 from flow45 import wire
-from flow45.cli.base import UsageError, _client, _json_arg, _team_workflow, command
+from flow45.cli.base import UsageError, _client, _json_arg, _team_workflow, command, suggesting
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
@@ -58,7 +59,9 @@ def cmd_workflows(args) -> int:
 @command("graph")
 def cmd_graph(args) -> int:
     team, name = _team_workflow(args.workflow)
-    sys.stdout.write(_client(args).graph(team, name))
+    client = _client(args)
+    with suggesting(client, team, name):
+        sys.stdout.write(client.graph(team, name))
     return 0
 
 
@@ -87,7 +90,8 @@ def cmd_trigger(args) -> int:
     team, workflow = _team_workflow(args.workflow)
     params = _json_arg(args.params, "--params") if args.params else None
     client = _client(args)
-    run_id = client.trigger(team, workflow, params)
+    with suggesting(client, team, workflow):
+        run_id = client.trigger(team, workflow, params)
     view = client.run_row(run_id) or client.run(run_id)
     if args.json:
         print_json({"run": run_id, "status": view.status})
@@ -98,7 +102,15 @@ def cmd_trigger(args) -> int:
 
 @command("runs")
 def cmd_runs(args) -> int:
-    views = _client(args).runs(RunFilter(args.team, args.workflow, args.status), limit=args.limit)
+    params = _json_arg(args.params, "--params") if args.params else {}
+    if not isinstance(params, dict):
+        raise UsageError(f"--params must be a JSON object, got {args.params}")
+    since = args.since[0] if args.since else None
+    until = None
+    if args.until:
+        until = args.until[0] + dt.timedelta(days=1) if args.until[1] else args.until[0]  # a date: all of that day
+    where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since, until=until)
+    views = _client(args).runs(where, limit=args.limit)
     if args.json:
         print_json([v.to_json() for v in views])
         return 0
@@ -158,6 +170,11 @@ def cmd_show(args) -> int:
             for i in view.instances
         ],
     )
+    failed = [i for i in view.instances if i.state == "failed"]
+    if failed:
+        print()
+    for i in failed:
+        print(f"  {i.task} (instance {i.id}) failed, attempt {i.attempt}: {i.error or '(no error recorded)'}")
     return 0
 
 
@@ -166,7 +183,9 @@ def cmd_stats(args) -> int:
     team, workflow = _team_workflow(args.workflow)
     if args.runs > 500:
         raise UsageError(f"--runs is at most 500, got {args.runs}")
-    stats = _client(args).stats(team, workflow, args.runs)
+    client = _client(args)
+    with suggesting(client, team, workflow):
+        stats = client.stats(team, workflow, args.runs)
     if args.json:
         print_json(stats.to_json())
         return 0
@@ -289,7 +308,7 @@ def cmd_events(args) -> int:
             else:
                 move = f"{e.from_state or ''} -> {e.to_state}" if e.to_state else ""
                 where = f"run {e.run}" if e.run else e.team
-                where += f" instance {e.instance}" if e.instance else ""
+                where += f" instance {e.instance}" + (f" ({e.task})" if e.task else "") if e.instance else ""
                 detail = f" {wire.dumps(e.detail)}" if e.detail else ""
                 print(f"{e.id:>6} {when(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)
             after = e.id

@@ -30,10 +30,15 @@ class RunFilter:
     workflow: str | None = None
     status: str | None = None
     text: str = ""  # matched against workflow, team, who triggered, status, trigger, params; "#12" is a run id
+    params: tuple[tuple[str, Any], ...] = ()  # (key, value): runs whose params have each key with that value
+    since: dt.datetime | None = None  # triggered at or after (naive UTC)
+    until: dt.datetime | None = None  # triggered before
 
     def describe(self) -> str:
         parts = [f"{name} {value}" for name, value in
                  (("team", self.team), ("workflow", self.workflow), ("status", self.status)) if value]
+        parts += [f"params.{key} = {value!r}" for key, value in self.params]
+        parts += [f"{name} {value:%Y-%m-%d %H:%M:%S}" for name, value in (("since", self.since), ("until", self.until)) if value]
         if self.text.strip():
             parts.append(f"text “{self.text.strip()}”")
         return ", ".join(parts) or "all runs"

@@ -14,6 +14,7 @@ from typing import Any
 import peewee as pw
 
 from flow45 import states as S
+from flow45 import wire
 from flow45 import store
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.db import database
@@ -60,7 +61,7 @@ class LocalClient(Client):
         if self._other_team(where.team):
             return []
         team = self._team(where.team)
-        if not where.text.strip():
+        if not (where.text.strip() or where.params or where.since or where.until):
             return store.list_runs(team, where.workflow, where.status, limit=limit, before=before)
         query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
         if before:
@@ -237,6 +238,12 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         query = query.where(Workflow.name == where.workflow)
     if with_status and where.status:
         query = query.where(Run.status == where.status)
+    if where.since is not None:
+        query = query.where(Run.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Run.created_at < where.until)
+    for key, value in where.params:  # params are stored as compact JSON: the pair appears as written here
+        query = query.where(pw.fn.LOWER(Run.params).contains(f"{wire.dumps(key)}:{wire.dumps(value)}".lower()))
     text = where.text.strip()
     if text:
         low = text.lower()

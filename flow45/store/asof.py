@@ -27,6 +27,7 @@ from flow45.models import Event, Run
 from flow45.store.queries import get_run, timer_text, waiting_for
 from flow45.views import EventView, RunView
 
+
 @dataclasses.dataclass
 class InstanceAt:
     """One instance as the ledger says it was."""
@@ -41,6 +42,7 @@ class InstanceAt:
     offered_at: dt.datetime | None = None  # the current attempt's offer, claim and end
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    error: str | None = None  # the current attempt's error, if it failed
 
 
 @dataclasses.dataclass
@@ -89,14 +91,16 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
         if one.state == S.RUNNING and e.to_state != S.RUNNING:
             one.finished_at = e.at
         one.state, one.changed_at = e.to_state, e.at
+        if e.kind in ("fail", "expire") or (e.kind == "overdue" and e.to_state == S.FAILED):
+            one.error = detail.get("error") or detail.get("reason")
         if _is_offer(e):
-            one.offered_at, one.started_at, one.finished_at = e.at, None, None
+            one.offered_at, one.started_at, one.finished_at, one.error = e.at, None, None, None
             one.attempt += 1
             one.worker, one.progress_pct, one.progress_known = None, None, True
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
         elif e.kind == "undo" and e.to_state == S.PENDING:  # undone: it starts afresh
             one.worker, one.progress_pct, one.progress_known, one.due = None, None, True, None
-            one.started_at = one.finished_at = None
+            one.started_at = one.finished_at = one.error = None
         elif e.kind == "claim":
             one.worker, one.started_at = e.actor, e.at
             if isinstance(detail.get("attempt"), int):
@@ -162,7 +166,7 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
             view, state=was.state, attempt=was.attempt, worker=was.worker,
             progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
             lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
-            offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at,
+            offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at, error=was.error,
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)

@@ -149,7 +149,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         current = next((a for a in attempts if a.number == i.attempt and not a.archived), None)
     return InstanceView(
         offered_at=i.offered_at, started_at=current.claimed_at if current else None,
-        finished_at=current.finished_at if current else None,
+        finished_at=current.finished_at if current else None, error=current.error if current else None,
         id=i.id, run=i.run_id, team=i.team, task=i.task, function=i.function, state=i.state, attempt=i.attempt,
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
@@ -183,7 +183,7 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
 def _current_attempts(run_id: int) -> dict[int, Attempt]:
     """instance -> its current attempt (claim and end times only), for the instances of a run that have one."""
     query = (
-        Attempt.select(Attempt.instance, Attempt.claimed_at, Attempt.finished_at)
+        Attempt.select(Attempt.instance, Attempt.claimed_at, Attempt.finished_at, Attempt.error)
         .join(TaskInstance, on=(Attempt.instance == TaskInstance.id))
         .where((TaskInstance.run == run_id) & (Attempt.number == TaskInstance.attempt) & (Attempt.archived == False))  # noqa: E712
     )
@@ -219,12 +219,15 @@ def list_events(
         query = query.where(Event.run == run)
     if instance is not None:
         query = query.where(Event.instance == instance)
+    events = list(query)
+    ids = sorted({e.instance for e in events if e.instance is not None})
+    tasks = dict(TaskInstance.select(TaskInstance.id, TaskInstance.task).where(TaskInstance.id.in_(ids)).tuples()) if ids else {}
     return [
         EventView(
             id=e.id, at=e.at, team=e.team, run=e.run, instance=e.instance, kind=e.kind,
-            from_state=e.from_state, to_state=e.to_state, actor=e.actor, detail=e.detail,
+            from_state=e.from_state, to_state=e.to_state, actor=e.actor, detail=e.detail, task=tasks.get(e.instance),
         )
-        for e in query
+        for e in events
     ]
 
 

@@ -102,6 +102,12 @@ class ActionModal(ModalScreen[bool]):
         self.dismiss(True)
 
 
+def hold_label(hold: bool) -> Text:
+    """The hold checkbox's label, saying in words what will happen (space toggles it); Text, not markup."""
+    return Text("[x] Hold it: it stays held after the undo" if hold
+                else "[ ] Hold it instead of offering it again (off: offered again)")
+
+
 class UndoModal(ActionModal):
     """Undo: the affected set from the dry run, a reason, and the choice to hold."""
 
@@ -117,12 +123,13 @@ class UndoModal(ActionModal):
 
     def body(self) -> ComposeResult:
         yield Static(id="plan")
-        yield Checkbox("Hold it instead of offering it again", id="hold")
+        yield Checkbox(hold_label(False), id="hold")
 
     def on_mount(self) -> None:
         self._plan(hold=False)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = hold_label(event.value)  # the mark's colour alone is lost in plain text
         self._plan(hold=event.value)
 
     def _plan(self, hold: bool) -> None:

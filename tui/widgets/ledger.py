@@ -41,7 +41,7 @@ def format_event(event: EventView, names: dict[int, str] | None = None) -> Text:
         (f"{event.kind:<7} ", "bold"),
     )
     if event.instance is not None:
-        label = (names or {}).get(event.instance)
+        label = (names or {}).get(event.instance) or event.task
         text.append(f"#{event.instance}" + (f" {label}" if label else "") + " ")
     elif event.run is not None:
         text.append(f"run {event.run} ")

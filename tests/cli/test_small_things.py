@@ -1,0 +1,84 @@
+"""Small things an operator looks for, on SQLite and on PostgreSQL: events name their tasks, `show` gives
+a failure's error, `runs` filters by params and date, `--as` after the sub-command, "did you mean"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from flow45 import store
+from flow45.models import Event
+from tests.cli.test_cli import flow45  # noqa: F401  (the fixture)
+from tests.store.helpers import T0, claim, deploy_text, instance
+
+PARAMS = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+      Month:
+        fields: {month: string, region: {type: string, optional: true}}
+    workflows:
+      monthly:
+        params: Month
+        tasks:
+          a: {function: fa, output: Blob}
+          b: {function: fb, output: Blob, inputs: {src: a}}
+"""
+
+
+def at(days: float) -> dt.datetime:
+    return T0 + dt.timedelta(days=days)
+
+
+def test_events_name_tasks_and_show_gives_each_failure_its_error(flow45, tmp_path):  # noqa: F811
+    deploy_text(tmp_path, PARAMS)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    grant = claim(run, "a", now=T0)
+    store.fail(grant.instance, grant.token, "disk full on /data", retryable=False, now=T0)
+    a = instance(run, "a").id
+    code, out, _ = flow45("events", "--run", str(run))
+    assert code == 0 and f"run {run} instance {a} (a) running -> failed by w" in out
+    code, out, _ = flow45("show", str(run))
+    assert code == 0 and out.splitlines()[-1] == f"  a (instance {a}) failed, attempt 1: disk full on /data"
+    assert json.loads(flow45("show", str(run), "--json")[1])["instances"][0]["error"] == "disk full on /data"
+
+
+def test_runs_filter_by_params_and_date(flow45, tmp_path):  # noqa: F811
+    deploy_text(tmp_path, PARAMS)
+    feb = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=at(0))
+    mar = store.trigger("acme", "monthly", {"month": "2026-03", "region": "emea"}, actor="ann", now=at(1))
+    mar_apac = store.trigger("acme", "monthly", {"month": "2026-03", "region": "apac"}, actor="ann", now=at(2.5))
+
+    def ids(*args: str) -> list[int]:
+        code, out, err = flow45("runs", "--json", *args)
+        assert code == 0, err
+        return [r["id"] for r in json.loads(out)]
+
+    assert ids("--params", '{"month": "2026-03"}') == [mar_apac, mar]
+    assert ids("--params", '{"month": "2026-03", "region": "emea"}') == [mar]
+    assert ids("--since", "2026-03-02") == [mar_apac, mar]
+    assert ids("--until", "2026-03-02") == [mar, feb]  # a date: up to the end of that day
+    assert ids("--since", "2026-03-01T12:00:01Z", "--until", "2026-03-04T02:00:00+01:00") == [mar_apac, mar]
+    code, _, err = flow45("runs", "--since", "last week")
+    assert code == 2 and "expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z" in err
+    code, _, err = flow45("runs", "--params", "[1]")
+    assert code == 2 and "--params must be a JSON object" in err
+
+
+def test_as_after_the_sub_command_names_the_actor(flow45, tmp_path):  # noqa: F811
+    deploy_text(tmp_path, PARAMS)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    b = instance(run, "b").id
+    assert flow45("hold", str(b), "--as", "bob")[0] == 0  # the fixture's own --as comes before the sub-command
+    assert Event.select().where((Event.instance == b) & (Event.kind == "hold")).get().actor == "bob"
+
+
+def test_unknown_workflows_and_teams_get_did_you_mean(flow45, tmp_path):  # noqa: F811
+    deploy_text(tmp_path, PARAMS)
+    code, _, err = flow45("trigger", "acme/montly", "--params", '{"month": "2026-02"}')
+    assert code == 1 and err == "flow45: workflow acme/montly is not deployed; did you mean acme/monthly?\n"
+    code, _, err = flow45("stats", "acmee/monthly")
+    assert code == 1 and err.endswith("; did you mean acme/monthly?\n")
+    code, _, err = flow45("graph", "nobody/zzz")
+    assert code == 1 and err.endswith("; there is no team nobody (teams: acme)\n")
