@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from tui.app import Dashboard
 
 
+NARROW, WIDE = 110, 170  # columns: under WIDE a screen's side panes move below, under NARROW they may hide
+
+
 class LiveScreen(Screen):
     """A screen that shows what `load()` reads, then follows the ledger while it is on the stack.
 
@@ -65,6 +68,12 @@ class LiveScreen(Screen):
     def on_mount(self) -> None:
         if not self.reload() and self.close_on_failure and self.app.screen is self:
             self.app.pop_screen()
+
+    def on_resize(self, event) -> None:
+        """Below NARROW columns the screen has class `narrow`, below WIDE `medium`: side panes give
+        way to the data (each screen's .tcss says how)."""
+        self.set_class(event.size.width < NARROW, "narrow")
+        self.set_class(NARROW <= event.size.width < WIDE, "medium")
 
     def on_screen_resume(self) -> None:
         self.app.watch_live_screens()

@@ -46,19 +46,20 @@ class RunChanges:
 
 
 def run_summary(run: RunView) -> Text:
+    """Three short lines (they wrap, never cut): who and what; how far; when and how long."""
     text = Text.assemble(
         (f"Run {run.id}  ", "bold"), (f"{run.team}/{run.workflow} v{run.version}  ", "bold"),
-        state_text(run.status), f"   {run.trigger} by {run.triggered_by}",
-        f"   logical time {when(run.logical_time)}\n" if run.logical_time else "\n",
-        f"created {when(run.created_at)}   started {when(run.started_at)}   finished {when(run.finished_at)}   ",
-        done_bar(run.counts, 12), "   ",
+        state_text(run.status), f"  {run.trigger} by {run.triggered_by}\n", done_bar(run.counts, 12), "  ",
     )
-    now = run.as_of_at or utcnow()
-    text.append(f"queued {short_span(run_wait(run, now))} · ran {short_span(run_time(run, now))} · "
-                f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}   ", "bright_black")
     for index, (state, n) in enumerate(sorted(run.counts.items())):
         text.append(" · " if index else "")
         text.append(f"{n} {state}", STATE_STYLES.get(state, ""))
+    now = run.as_of_at or utcnow()
+    text.append(f"\ncreated {when(run.created_at)} · started {when(run.started_at)} · finished {when(run.finished_at)}"
+                f" · queued {short_span(run_wait(run, now))} · ran {short_span(run_time(run, now))} · "
+                f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}", "bright_black")
+    if run.logical_time:
+        text.append(f" · logical time {when(run.logical_time)}", "bright_black")
     if run.waiting_for:
         text.append(f"\nwaiting for {relative_due(run.waiting_for, now)}", "magenta")
     if run.params:

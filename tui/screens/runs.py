@@ -27,11 +27,19 @@ from tui.actions import open_cancel
 from tui.screens.base import LiveScreen
 from tui.widgets.progress import STATE_STYLES, done_bar, minute, short, state_text
 
+# What matters first (state, progress, what it waits for), so a narrow terminal shows it; the rest
+# follows as the width allows, and scrolls sideways below that. Widths per layout: narrow (under 110
+# columns), medium (under 170), wide.
 COLUMNS = [
-    ("run", "run", 6), ("workflow", "team/workflow", 26), ("status", "status", 11), ("trigger", "trigger", 14),
-    ("logical", "logical time", 16), ("started", "started", 16), ("finished", "finished", 16),
-    ("progress", "progress", 16), ("ran", "ran", 7), ("waiting", "waiting for", 18),
+    ("run", "run", (5, 6, 6)), ("workflow", "team/workflow", (22, 28, 28)), ("status", "status", (11, 11, 11)),
+    ("progress", "progress", (11, 11, 11)), ("waiting", "waiting for", (18, 18, 24)), ("ran", "ran", (7, 7, 7)),
+    ("trigger", "trigger", (14, 22, 22)), ("logical", "logical time", (16, 16, 16)),
+    ("started", "started", (16, 16, 16)), ("finished", "finished", (16, 16, 16)),
 ]
+
+
+def layout_for(width: int) -> int:
+    return 0 if width < 110 else 1 if width < 170 else 2
 NEAR_END = 10  # rows from the end of what is loaded at which the next page is read
 
 
@@ -43,13 +51,15 @@ class RunsPayload:
     replace: bool = False  # the rows are the whole list (else: updates and new runs)
 
 
-def run_cells(run: RunView) -> list[Any]:
-    trigger = f"{run.trigger} by {run.triggered_by}"
+def run_cells(run: RunView, layout: int = 0) -> list[Any]:
+    """The row's cells in COLUMNS' order, each within its width in `layout`."""
+    w = {key: widths[layout] for key, _, widths in COLUMNS}
     return [
-        Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", 26),
-        state_text(run.status), short(trigger, 14), minute(run.logical_time), minute(run.started_at),
-        minute(run.finished_at), done_bar(run.counts, 6),
-        Text(short_span(run_time(run, utcnow())), justify="right"), short(relative_due(run.waiting_for, utcnow()), 18),
+        Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", w["workflow"]),
+        state_text(run.status), done_bar(run.counts, 6), short(relative_due(run.waiting_for, utcnow()), w["waiting"]),
+        Text(short_span(run_time(run, utcnow())), justify="right"),
+        short(f"{run.trigger} by {run.triggered_by}", w["trigger"]), minute(run.logical_time),
+        minute(run.started_at), minute(run.finished_at),
     ]
 
 
@@ -80,6 +90,7 @@ class RunsScreen(LiveScreen):
         self.exhausted = False
         self.counts: dict[str, int] = {}
         self._teams = data.teams_and_workflows(self.app.client)
+        self.column_layout = 0  # which widths of COLUMNS; set from the width when the screen is sized
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,10 +105,23 @@ class RunsScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        self._add_columns(self.query_one("#runs-table", DataTable))
         self._set_workflow_options()
+
+    def _add_columns(self, table: DataTable) -> None:
+        for key, label, widths in COLUMNS:
+            table.add_column(label, key=key, width=widths[self.column_layout])
+
+    def on_resize(self, event) -> None:
+        super().on_resize(event)
+        layout = layout_for(event.size.width)
+        if layout != self.column_layout:
+            self.column_layout = layout
+            table = self.query_one("#runs-table", DataTable)
+            keep = self._cursor_run(table)
+            table.clear(columns=True)
+            self._add_columns(table)
+            self._rebuild(table, keep)
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -150,7 +174,7 @@ class RunsScreen(LiveScreen):
         scroll_y = table.scroll_y
         table.clear()
         for run_id in self.loaded:
-            table.add_row(*run_cells(self.views[run_id]), key=str(run_id))
+            table.add_row(*run_cells(self.views[run_id], self.column_layout), key=str(run_id))
         self.loaded_set = frozenset(self.loaded)
         if keep in self.loaded_set:
             table.move_cursor(row=self.loaded.index(keep), scroll=False)
@@ -164,7 +188,7 @@ class RunsScreen(LiveScreen):
             self.views[run.id] = run
         for run in rows:
             if run.id in self.loaded_set:
-                for (key, _, _), cell in zip(COLUMNS, run_cells(run)):
+                for (key, _, _), cell in zip(COLUMNS, run_cells(run, self.column_layout)):
                     table.update_cell(str(run.id), key, cell)
         if fresh:
             self.loaded = [r.id for r in fresh] + self.loaded
@@ -180,7 +204,7 @@ class RunsScreen(LiveScreen):
             if run.id not in self.views:
                 self.views[run.id] = run
                 self.loaded.append(run.id)
-                table.add_row(*run_cells(run), key=str(run.id))
+                table.add_row(*run_cells(run, self.column_layout), key=str(run.id))
         self.loaded_set = frozenset(self.loaded)
         self._show_pager()
 

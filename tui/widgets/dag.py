@@ -24,7 +24,7 @@ from flow45.timing import instance_time, short_span
 from flow45.views import InstanceView
 from tui.widgets.progress import pct_bar, short, state_text
 
-_STATE_W, _ATTEMPT_W, _WORKER_W, _BAR_W, _TIME_W, _MIN_MESSAGE_W = 13, 4, 12, 6, 7, 12
+_STATE_W, _ATTEMPT_W, _WORKER_W, _BAR_W, _TIME_W, _MIN_MESSAGE_W, _WANTED_MESSAGE_W = 13, 4, 12, 6, 7, 12, 20
 
 
 def edge_label(upstream: list[str], width: int) -> str:
@@ -81,6 +81,7 @@ class DagView(ScrollView, can_focus=True):
         self._cursor = 0
         self._task_w = 12
         self._edge_w = 12
+        self._natural = (12, 12)  # the task and edge columns' widths when there is room
         self._cache: dict[int, Strip] = {}
         self.as_of = None  # the time the instances are shown as of (the run as it was), else None: now
 
@@ -105,8 +106,9 @@ class DagView(ScrollView, can_focus=True):
                 self._line_of[view.id] = len(self._lines)
                 self._task_lines.append(len(self._lines))
                 self._lines.append(view.id)
-        self._task_w = min(max((len(v.task) for v in views), default=8), 24)
-        self._edge_w = min(max((len(edge_label(v.upstream, 999)) for v in views), default=0), 24)
+        self._natural = (min(max((len(v.task) for v in views), default=8), 24),
+                         min(max((len(edge_label(v.upstream, 999)) for v in views), default=0), 24))
+        self._fit()
         self._cursor = 0
         if keep in self._line_of:
             self._cursor = self._task_lines.index(self._line_of[keep])
@@ -114,6 +116,24 @@ class DagView(ScrollView, can_focus=True):
         self.virtual_size = Size(self._fixed_width + _MIN_MESSAGE_W, len(self._lines))
         self.refresh()
         self.call_after_refresh(self._scroll_to_cursor)
+
+    def _fit(self) -> None:
+        """Columns for the width: the edge labels go first (the ▲/▼ marks still show the cursor's
+        neighbours), then task names shorten, so state, attempt, worker and progress stay in view."""
+        self._task_w, self._edge_w = self._natural
+        room = self.scrollable_content_region.width or 10_000
+        if self._fixed_width + _WANTED_MESSAGE_W > room:  # the progress message matters more than the edges
+            self._edge_w = 0
+        if self._fixed_width > room:
+            self._task_w = max(8, self._task_w - (self._fixed_width - room))
+
+    def on_resize(self) -> None:
+        before = (self._task_w, self._edge_w)
+        self._fit()
+        if (self._task_w, self._edge_w) != before:
+            self._cache.clear()
+            self.virtual_size = Size(self._fixed_width + _MIN_MESSAGE_W, len(self._lines))
+            self.refresh()
 
     def update_instances(self, views: Iterable[InstanceView]) -> None:
         """Replace these instances' rows in place (only those lines are redrawn)."""
