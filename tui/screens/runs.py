@@ -25,16 +25,16 @@ from flow45.views import EventView, RunView
 from tui import data
 from tui.actions import open_cancel
 from tui.screens.base import LiveScreen
-from tui.widgets.progress import STATE_STYLES, done_bar, minute, short, state_text
+from tui.widgets.progress import STATE_STYLES, done_bar, short, state_text
 
 # What matters first (state, progress, what it waits for), so a narrow terminal shows it; the rest
 # follows as the width allows, and scrolls sideways below that. Widths per layout: narrow (under 110
 # columns), medium (under 170), wide.
 COLUMNS = [
-    ("run", "run", (5, 6, 6)), ("workflow", "team/workflow", (22, 28, 28)), ("status", "status", (11, 11, 11)),
-    ("progress", "progress", (11, 11, 11)), ("waiting", "waiting for", (18, 18, 24)), ("ran", "ran", (7, 7, 7)),
-    ("trigger", "trigger", (14, 22, 22)), ("logical", "logical time", (16, 16, 16)),
-    ("started", "started", (16, 16, 16)), ("finished", "finished", (16, 16, 16)),
+    ("run", "run", (5, 6, 6)), ("workflow", "team/workflow", (22, 26, 26)), ("status", "status", (11, 11, 11)),
+    ("progress", "progress", (11, 11, 11)), ("waiting", "waiting for", (18, 28, 40)),
+    ("trigger", "trigger", (14, 22, 22)), ("ran", "ran", (7, 7, 7)), ("logical", "logical time", (12, 12, 12)),
+    ("started", "started", (11, 11, 11)), ("finished", "finished", (11, 11, 11)),
 ]
 
 
@@ -57,10 +57,15 @@ def run_cells(run: RunView, layout: int = 0) -> list[Any]:
     return [
         Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", w["workflow"]),
         state_text(run.status), done_bar(run.counts, 6), short(relative_due(run.waiting_for, utcnow()), w["waiting"]),
-        Text(short_span(run_time(run, utcnow())), justify="right"),
-        short(f"{run.trigger} by {run.triggered_by}", w["trigger"]), minute(run.logical_time),
-        minute(run.started_at), minute(run.finished_at),
+        short(f"{run.trigger} by {run.triggered_by}", w["trigger"]),
+        Text(short_span(run_time(run, utcnow())), justify="right"), day_minute(run.logical_time),
+        day_minute(run.started_at), day_minute(run.finished_at),
     ]
+
+
+def day_minute(value) -> str:
+    """`03-01 12:00`: a list's times, to the minute (the run screen gives them in full)."""
+    return "-" if value is None else value.strftime("%m-%d %H:%M")
 
 
 class RunsTable(DataTable):
