@@ -37,6 +37,11 @@ def _configs(inbound: Inbound, files: dict[str, str]):
     return teams
 
 
+def _utc(text: str | None) -> dt.datetime | None:
+    """A UTC time as the messages carry it (checked against UTC_TIME), as naive UTC."""
+    return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
 def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     msg, team, actor = inbound.message, inbound.team, inbound.user
     if isinstance(msg, m.Validate):
@@ -45,8 +50,13 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     if isinstance(msg, m.Deploy):
         return store.deploy(_configs(inbound, msg.files), actor=actor, now=at).to_json()
     if isinstance(msg, m.Trigger):
-        run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api")
+        run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
+                            logical_time=_utc(msg.logical_time))
         return {"run": run, "status": store.get_run(run).status}
+    if isinstance(msg, m.Backfill):
+        plan = store.backfill(team, msg.workflow, _utc(msg.start), _utc(msg.end), actor=actor, dry_run=msg.dry_run,
+                              now=at)
+        return plan.to_json()
     if isinstance(msg, m.Undo):
         plan = store.undo(msg.instance, msg.reason, actor=actor, hold=msg.hold, dry_run=msg.dry_run, now=at, team=team,
                           cancel_connected=msg.cancel_connected)

@@ -26,6 +26,7 @@ from flow45.errors import Flow45Error, NotAllowed, NotFound
 from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import (
+    BackfillPlan,
     DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
 )
 
@@ -182,10 +183,21 @@ class RemoteClient(Client):
 
     # ---- actions: the operator messages, as the URL's user -------------------------------------
 
-    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
         if self._other_team(team):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
-        return self._change({"type": "trigger", "workflow": workflow, "params": params})["run"]
+        message = {"type": "trigger", "workflow": workflow, "params": params}
+        if logical_time is not None:
+            message["logical_time"] = iso(to_utc(logical_time))
+        return self._change(message)["run"]
+
+    def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
+                 dry_run: bool = False) -> BackfillPlan:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        message = {"type": "backfill", "workflow": workflow, "start": iso(to_utc(start)), "end": iso(to_utc(end)),
+                   "dry_run": dry_run}
+        return BackfillPlan.from_json(self._change(message))
 
     def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,
              cancel_connected: bool = False) -> UndoPlan:

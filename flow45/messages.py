@@ -30,6 +30,9 @@ class _AboutAttempt(_Message):
     attempt: int
 
 
+UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+
 class Offer(_AboutAttempt):
     """On queue flow45.tasks.TEAM.FUNCTION: an attempt is open for claiming."""
 
@@ -39,6 +42,10 @@ class Offer(_AboutAttempt):
     lease_seconds: float
     human: bool
     priority: int
+    logical_time: str | None = Field(
+        None, pattern=UTC_TIME,
+        description="the run's logical time (UTC): the schedule tick it works for (scheduled, backfilled, or given "
+                    "to trigger); null for a run without one")
 
 
 class UndoNotice(_AboutAttempt):
@@ -147,6 +154,17 @@ class Trigger(_Message):
     type: Literal["trigger"]
     workflow: str
     params: dict[str, Any] | None = None
+    logical_time: str | None = Field(None, pattern=UTC_TIME, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
+
+
+class Backfill(_Message):
+    """One run per schedule tick from `start` to `end` (both included); a dry run only lists them."""
+
+    type: Literal["backfill"]
+    workflow: str
+    start: str = Field(pattern=UTC_TIME, description="the first logical time to cover (UTC)")
+    end: str = Field(pattern=UTC_TIME, description="the last logical time to cover (UTC)")
+    dry_run: bool = False
 
 
 class Undo(_Message):
@@ -230,7 +248,7 @@ class Status(_Message):
 
 OperatorMessage = Annotated[
     Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
-          SetOutput, Status],
+          SetOutput, Backfill, Status],
     Field(discriminator="type"),
 ]
 
@@ -251,9 +269,6 @@ class ReadWorkflows(_Message):
     """The team's deployed workflows, current versions."""
 
     type: Literal["workflows"]
-
-
-UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 
 
 class ReadRuns(_Message):
@@ -380,7 +395,7 @@ class Reply(_Message):
 from pydantic import create_model  # noqa: E402  (kept with the reply models it builds)
 
 from flow45.views import (  # noqa: E402
-    DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats, WorkflowView,
+    BackfillPlan, DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats, WorkflowView,
 )
 
 
@@ -467,7 +482,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Take: Taken, HandBack: Taken,
-    SetOutput: InstanceState,
+    SetOutput: InstanceState, Backfill: BackfillPlan,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
     ReadInstance: InstanceView,

@@ -66,7 +66,7 @@ class Run(Table):
     status = pw.CharField(max_length=16, index=True)
     params = JSONField()
     logical_time = pw.DateTimeField(null=True)
-    trigger = pw.CharField(max_length=16)  # manual | api | schedule | connected
+    trigger = pw.CharField(max_length=16)  # manual | api | schedule | connected | backfill
     triggered_by = pw.CharField(max_length=128)
     upstream_run = pw.BigIntegerField(null=True, index=True)  # connected: the run whose move started it
     sla_due_at = pw.DateTimeField(null=True)  # the workflow's `sla` after creation; null once reported (or none)

@@ -255,3 +255,20 @@ class DeployReport(View):
     @property
     def changed(self) -> list[DeployedWorkflow]:
         return [w for w in self.workflows if w.change != "unchanged"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillItem(View):
+    logical_time: dt.datetime
+    run: int | None  # the run made (or already there); None in a dry run for a tick without one
+    status: str  # running | queued: made now; would_create: dry run; exists: a run had this tick already
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillPlan(View):
+    team: str
+    workflow: str
+    start: dt.datetime
+    end: dt.datetime
+    dry_run: bool
+    items: list[BackfillItem]

@@ -36,6 +36,8 @@ class Task:
         params = grant.get("params")
         self.params: dict[str, Any] = params if params is not None else dict(offer.params)
         self.lease_seconds: float = offer.lease_seconds
+        # The schedule tick the run works for (which night, which month), in UTC; None if it has none.
+        self.logical_time: dt.datetime | None = _parse_time(offer.logical_time)
         self.lease_expires_at: dt.datetime | None = _parse_time(grant.get("lease_expires_at"))
         self.worker = worker
         self.cancelled = threading.Event()

@@ -13,8 +13,7 @@ import os
 import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
-from flow45.cli.base import COMMANDS, UsageError, _as_of, _positive_int, command
-from flow45.cli.base import _moment
+from flow45.cli.base import COMMANDS, UsageError, _as_of, _moment, _positive_int, _utc_time, command
 from flow45.errors import Flow45Error
 
 
@@ -57,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("trigger", "start a run of TEAM/WORKFLOW", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--params", help="run parameters as a JSON object")
+    p.add_argument("--logical-time", type=_utc_time, metavar="TIME",
+                   help="the time the run works for (ISO 8601, UTC without an offset), e.g. 2026-03-01T06:00:00Z")
     p = add("runs", "list runs, newest first", True)
     p.add_argument("--team")
     p.add_argument("--workflow")

@@ -131,6 +131,14 @@ def _as_of(text: str) -> int | dt.datetime:
     return to_utc(moment)
 
 
+def _utc_time(text: str) -> dt.datetime:
+    """A time (ISO 8601; without an offset it is UTC) as naive UTC."""
+    try:
+        return to_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

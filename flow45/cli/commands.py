@@ -91,7 +91,7 @@ def cmd_trigger(args) -> int:
     params = _json_arg(args.params, "--params") if args.params else None
     client = _client(args)
     with suggesting(client, team, workflow):
-        run_id = client.trigger(team, workflow, params)
+        run_id = client.trigger(team, workflow, params, args.logical_time)
     view = client.run_row(run_id) or client.run(run_id)
     if args.json:
         print_json({"run": run_id, "status": view.status})

@@ -1,9 +1,9 @@
-"""The operator's everyday tools on the command line: set an output by hand."""
+"""The operator's everyday tools on the command line: set an output by hand, backfill."""
 
 from __future__ import annotations
 
-from flow45.cli.base import _client, _json_arg, _positive_int, command
-from flow45.cli.output import print_json
+from flow45.cli.base import _client, _json_arg, _positive_int, _team_workflow, _utc_time, command
+from flow45.cli.output import print_json, print_table, when
 
 
 def add_parsers(add) -> None:
@@ -11,6 +11,13 @@ def add_parsers(add) -> None:
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--output", required=True, help="the output as a JSON object, checked against the task's type")
     p.add_argument("--reason", required=True, help="why, kept with the attempt and in the ledger")
+    p = add("backfill", "create one run per schedule tick in a range (extra runs queue for max_active_runs)", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--from", dest="start", type=_utc_time, required=True, metavar="TIME",
+                   help="the first logical time to cover (ISO 8601, UTC without an offset)")
+    p.add_argument("--to", dest="end", type=_utc_time, required=True, metavar="TIME",
+                   help="the last logical time to cover (included)")
+    p.add_argument("--dry-run", action="store_true", help="list the ticks and the runs already there, make nothing")
 
 
 @command("set-output")
@@ -21,4 +28,27 @@ def cmd_set_output(args) -> int:
         print_json({"instance": args.instance, "state": state})
     else:
         print(f"instance {args.instance} {state}: output set by hand")
+    return 0
+
+
+@command("backfill")
+def cmd_backfill(args) -> int:
+    team, workflow = _team_workflow(args.workflow)
+    plan = _client(args).backfill(team, workflow, args.start, args.end, dry_run=args.dry_run)
+    if args.json:
+        print_json(plan.to_json())
+        return 0
+    made = [i for i in plan.items if i.status in ("running", "queued")]
+    if not plan.items:
+        print(f"no schedule tick of {team}/{workflow} from {when(plan.start)} to {when(plan.end)}")
+        return 0
+    print_table(["logical time (UTC)", "run", "status"],
+                [(when(i.logical_time), i.run, i.status.replace("_", " ")) for i in plan.items])
+    if plan.dry_run:
+        new = sum(i.status == "would_create" for i in plan.items)
+        print(f"dry run: would create {new} run(s); {len(plan.items) - new} tick(s) have a run already")
+    else:
+        queued = sum(i.status == "queued" for i in made)
+        print(f"created {len(made)} run(s) ({queued} queued for a slot); {len(plan.items) - len(made)} tick(s) "
+              "had a run already")
     return 0

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from flow45.store.specs import VersionSpec
 from flow45.views import (
+    BackfillPlan,
     DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
 )
 
@@ -142,8 +143,13 @@ class Client(abc.ABC):
     # ---- actions, as `actor` -----------------------------------------------------------------
 
     @abc.abstractmethod
-    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
-        """Start a run; its id."""
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
+        """Start a run (with the logical time it works for, if given); its id."""
+
+    @abc.abstractmethod
+    def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
+                 dry_run: bool = False) -> BackfillPlan:
+        """A run per schedule tick from `start` to `end` (UTC, both included); a dry run only lists them."""
 
     @abc.abstractmethod
     def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,

@@ -22,6 +22,7 @@ from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
+    BackfillPlan,
     DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
 )
 
@@ -161,10 +162,16 @@ class LocalClient(Client):
 
     # ---- actions -------------------------------------------------------------------------------
 
-    def trigger(self, team: str, workflow: str, params: Any = None) -> int:
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
         if self._other_team(team):
             raise self._missing_workflow(team, workflow)
-        return store.trigger(team, workflow, params, actor=self.actor)
+        return store.trigger(team, workflow, params, actor=self.actor, logical_time=logical_time)
+
+    def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
+                 dry_run: bool = False) -> BackfillPlan:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        return store.backfill(team, workflow, start, end, actor=self.actor, dry_run=dry_run)
 
     def undo(self, instance_id: int, reason: str, *, hold: bool = False, dry_run: bool = False,
              cancel_connected: bool = False) -> UndoPlan:

@@ -1,6 +1,7 @@
 """Every write to the store, one transaction each, and the reads that go with them."""
 
 from flow45.store.asof import run_as_of
+from flow45.store.backfill import backfill
 from flow45.store.callbacks import complete_callback, fail_callback
 from flow45.store.deploy import deploy, find_workflow
 from flow45.store.operator import hand_back, hold, release, retry_instance, set_output, skip_instance, submit_human, take
@@ -11,6 +12,7 @@ from flow45.store.undo import plan_undo, undo
 from flow45.store.work import apply_message, claim, claim_next, fail, park, progress, skip, submit
 
 __all__ = [
+    "backfill",
     "deploy", "find_workflow", "hand_back", "take", "human_alarms", "hold", "release", "retry_instance", "set_output", "skip_instance", "submit_human",
     "get_instance", "get_run", "run_as_of", "list_events", "list_runs", "list_workflows", "cancel_run", "trigger",
     "expire_leases", "fire_due_timers", "release_due_retries", "plan_undo", "undo", "claim", "claim_next", "fail", "progress",

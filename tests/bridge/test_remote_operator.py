@@ -127,3 +127,23 @@ def test_set_output_through_the_broker_is_the_broker_users_attempt(bridge_env, t
     [event] = [e for e in store.list_events(0, limit=1000, instance=emea) if e.kind == "set_output"]
     assert (event.actor, event.detail["reason"]) == ("reports-ops", "loaded by hand")
     assert store.get_instance(emea).state == "succeeded"
+
+
+def test_backfill_and_trigger_with_a_logical_time_through_the_broker(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    ops = bridge_env.url("reports-ops")
+    args = ("backfill", "reports/nightly_sales", "--from", "2028-02-28T00:00:00Z", "--to", "2028-03-01T00:00:00Z")
+    dry = operator(ops, *args, "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert [i["status"] for i in json.loads(dry.stdout)["items"]] == ["would_create", "would_create"]
+    done = operator(ops, *args, "--json", cwd=tmp_path)
+    items = json.loads(done.stdout)["items"]
+    assert [(i["logical_time"], i["status"]) for i in items] == [
+        ("2028-02-28T02:30:00Z", "running"), ("2028-02-29T02:30:00Z", "queued")], done.stderr
+    assert {store.get_run(i["run"]).triggered_by for i in items} == {"reports-ops"}
+    theirs = operator(ops, "backfill", "rival/nightly_sales", "--from", "2028-02-28", "--to", "2028-03-01", cwd=tmp_path)
+    assert theirs.returncode == 1 and "not deployed" in theirs.stderr
+    made = operator(ops, "trigger", "reports/monthly_report", "--logical-time", "2028-02-01T05:00:00Z", "--json",
+                    cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert store.get_run(json.loads(made.stdout)["run"]).logical_time.isoformat() == "2028-02-01T05:00:00"

@@ -45,3 +45,34 @@ def test_set_output_checks_the_type_then_finishes_the_task_as_the_operator(flow4
     assert code == 0 and "ops-ann" in out
     code, _, err = flow45("set-output", str(instance(run, "d").id), "--output", json.dumps(BLOB), "--reason", "x")
     assert code == 1 and "is pending; an output can be set only while it is" in err
+
+
+NIGHTLY = """
+    team: acme
+    types:
+      Done:
+        fields: {ok: boolean}
+    workflows:
+      nightly:
+        schedule: {cron: "0 2 * * *", timezone: UTC}
+        max_active_runs: 1
+        tasks:
+          load: {function: load, output: Done}
+"""
+
+
+def test_backfill_dry_run_lists_the_ticks_then_makes_the_runs_and_trigger_takes_a_logical_time(flow45, tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    code, out, err = flow45("backfill", "acme/nightly", "--from", "2028-02-28", "--to", "2028-02-29T23:00", "--dry-run")
+    assert code == 0, err
+    assert out.splitlines()[1:3] == ["2028-02-28 02:00:00  -    would create", "2028-02-29 02:00:00  -    would create"]
+    assert "dry run: would create 2 run(s)" in out and store.list_runs() == []
+    code, out, err = flow45("backfill", "acme/nightly", "--from", "2028-02-28", "--to", "2028-02-29T23:00", "--json")
+    plan = json.loads(out)
+    assert code == 0 and [(i["logical_time"], i["status"]) for i in plan["items"]] == [
+        ("2028-02-28T02:00:00Z", "running"), ("2028-02-29T02:00:00Z", "queued")], err
+    code, _, err = flow45("backfill", "acme/nightly", "--from", "yesterday", "--to", "2028-02-29")
+    assert code == 2 and "expected a time such as 2026-03-01T06:00:00Z, got 'yesterday'" in err
+    code, out, err = flow45("trigger", "acme/nightly", "--logical-time", "2028-01-31T02:00:00Z", "--json")
+    assert code == 0, err
+    assert store.get_run(json.loads(out)["run"]).logical_time.isoformat() == "2028-01-31T02:00:00"

@@ -1,0 +1,82 @@
+"""Backfill and logical time: one run per schedule tick in a range (29 February and a DST change
+included), extra runs queued by max_active_runs, a dry run that makes nothing, ticks that have a run
+left alone, and the offer carrying the run's logical time; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flow45 import store
+from flow45.errors import Flow45Error
+from flow45.models import Outbox, Run
+from tests.store.helpers import T0, deploy_text, instance
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+
+def nightly(cron: str = "0 2 * * *", timezone: str = "Europe/Amsterdam", max_active: int = 2) -> str:
+    return f"""
+    team: acme
+    types:
+      Done:
+        fields: {{ok: boolean}}
+    workflows:
+      nightly:
+        schedule: {{cron: "{cron}", timezone: {timezone}}}
+        max_active_runs: {max_active}
+        tasks:
+          load: {{function: load, output: Done}}
+      adhoc:
+        tasks:
+          load: {{function: load, output: Done}}
+    """
+
+
+def U(*args) -> dt.datetime:
+    return dt.datetime(*args)
+
+
+def test_a_backfill_over_29_february_makes_a_run_per_night_and_queues_past_max_active_runs(tmp_path):
+    deploy_text(tmp_path, nightly(timezone="UTC"))
+    dry = store.backfill("acme", "nightly", U(2028, 2, 28), U(2028, 3, 1, 23), actor="ops", dry_run=True, now=T0)
+    assert [(i.logical_time, i.status) for i in dry.items] == [
+        (U(2028, 2, 28, 2), "would_create"), (U(2028, 2, 29, 2), "would_create"), (U(2028, 3, 1, 2), "would_create")]
+    assert Run.select().count() == 0
+    plan = store.backfill("acme", "nightly", U(2028, 2, 28), U(2028, 3, 1, 23), actor="ops", now=T0)
+    assert [i.status for i in plan.items] == ["running", "running", "queued"]
+    runs = list(Run.select().order_by(Run.logical_time))
+    assert [(r.logical_time, r.trigger, r.triggered_by) for r in runs] == [
+        (U(2028, 2, 28, 2), "backfill", "ops"), (U(2028, 2, 29, 2), "backfill", "ops"), (U(2028, 3, 1, 2), "backfill", "ops")]
+    again = store.backfill("acme", "nightly", U(2028, 2, 29, 2), U(2028, 3, 2, 2), actor="ops", now=T0)
+    assert [(i.run, i.status) for i in again.items] == [(runs[1].id, "exists"), (runs[2].id, "exists"),
+                                                         (again.items[2].run, "queued")]
+    offer = Outbox.get(Outbox.instance == instance(runs[1].id, "load").id)
+    assert offer.body["logical_time"] == "2028-02-29T02:00:00Z"
+
+
+def test_the_ticks_follow_the_wall_clock_across_a_dst_change(tmp_path):
+    deploy_text(tmp_path, nightly(cron="30 2 * * *", max_active=10))
+    # Amsterdam springs forward on 2026-03-29 (02:00 -> 03:00): 02:30 does not exist that night, so
+    # its tick is the end of the gap (01:00 UTC); before it 02:30 is 01:30 UTC, after it 00:30 UTC.
+    spring = store.backfill("acme", "nightly", U(2026, 3, 28), U(2026, 3, 30, 12), actor="ops", now=T0)
+    assert [i.logical_time for i in spring.items] == [U(2026, 3, 28, 1, 30), U(2026, 3, 29, 1), U(2026, 3, 30, 0, 30)]
+    # It falls back on 2026-10-25: 02:30 happens twice that night, and the night gets one run.
+    autumn = store.backfill("acme", "nightly", U(2026, 10, 24), U(2026, 10, 26, 12), actor="ops", now=T0)
+    assert [i.logical_time for i in autumn.items] == [U(2026, 10, 24, 0, 30), U(2026, 10, 25, 0, 30),
+                                                       U(2026, 10, 26, 1, 30)]
+    assert Run.select().where(Run.trigger == "backfill").count() == 6
+
+
+def test_a_workflow_without_a_schedule_or_a_reversed_range_is_refused_and_trigger_takes_a_logical_time(tmp_path):
+    deploy_text(tmp_path, nightly())
+    with pytest.raises(Flow45Error, match="acme/adhoc has no schedule.*trigger --logical-time"):
+        store.backfill("acme", "adhoc", U(2026, 3, 1), U(2026, 3, 2), actor="ops", now=T0)
+    with pytest.raises(Flow45Error, match="--to 2026-02-01 00:00 is before --from 2026-03-01 00:00"):
+        store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 2, 1), actor="ops", now=T0)
+    run = store.trigger("acme", "adhoc", actor="ops", now=T0, logical_time=U(2026, 2, 14, 6))
+    assert store.get_run(run).logical_time == U(2026, 2, 14, 6)
+    assert Outbox.get(Outbox.instance == instance(run, "load").id).body["logical_time"] == "2026-02-14T06:00:00Z"
+    plain = store.trigger("acme", "adhoc", actor="ops", now=T0)
+    assert Outbox.get(Outbox.instance == instance(plain, "load").id).body["logical_time"] is None
