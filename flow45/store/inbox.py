@@ -19,15 +19,16 @@ from flow45.views import InboxItem
 Show = Literal["all", "mine", "groups", "overdue"]
 SHOWS: tuple[str, ...] = ("all", "mine", "groups", "overdue")
 _FAR = dt.datetime.max
+SCAN = 5000  # available human tasks a filtered inbox looks through, at most
 
 
-def _matches(show: str, user: str, item: InboxItem, assignment, escalated: bool, now: dt.datetime) -> bool:
+def _matches(show: str, user: str, taken_by: str | None, overdue: bool, assignment, escalated: bool) -> bool:
     """mine: taken by me or naming me; groups: naming a group I am in; overdue: due passed."""
     if show == "overdue":
-        return item.overdue
+        return overdue
     names = assignment.names(escalated) if assignment is not None else ()
     if show == "mine":
-        return item.instance.taken_by == user or user in names
+        return taken_by == user or user in names
     if show == "groups":
         return any(name.startswith(GROUP_PREFIX) and user in assignment.groups.get(name[1:], ()) for name in names)
     return True
@@ -41,21 +42,25 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         raise ValueError(f"unknown inbox filter {show!r}: use {', '.join(SHOWS)}")
     at = to_utc(now)
     query = (
-        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.task, TaskInstance.overdue_at, Run.version)
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.task, TaskInstance.overdue_at,
+                            TaskInstance.taken_by, TaskInstance.due_at, Run.version)
         .join(Run, on=(TaskInstance.run == Run.id))
         .where((TaskInstance.human == True) & (TaskInstance.state == S.AVAILABLE))  # noqa: E712
         .order_by(TaskInstance.due_at.is_null(), TaskInstance.due_at, TaskInstance.priority.desc(), TaskInstance.id)
-        .limit(limit)
+        .limit(limit if show == "all" else max(limit, SCAN))  # a filter looks further than the page it returns
     )
     if team:
         query = query.where(TaskInstance.team == team)
     rows = list(query.tuples())
     runs = {}
     found: list[InboxItem] = []
-    for instance_id, run_id, task, overdue_at, version in rows:
+    for instance_id, run_id, task, overdue_at, taken_by, due_at, version in rows:
         spec = version_spec(version)
         assignment = rules_human.run_assignments(spec).get(task)
         escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
+        overdue = due_at is not None and due_at <= at
+        if not _matches(show, user, taken_by, overdue, assignment, escalated):
+            continue
         view = get_instance(instance_id)
         if run_id not in runs:
             listed = list_runs(before=run_id + 1, limit=1)
@@ -63,10 +68,11 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         item = InboxItem(
             instance=view, run=runs[run_id], inputs=_inputs(run_id, spec.task(task).inputs),
             who=assignment.who(escalated) if assignment else "any operator of the team",
-            overdue=view.due_at is not None and view.due_at <= at,
+            overdue=overdue,
         )
-        if _matches(show, user, item, assignment, escalated, at):
-            found.append(item)
+        found.append(item)
+        if len(found) == limit:
+            break
     found.sort(key=lambda i: (not i.overdue, i.instance.due_at or _FAR))  # stable: the query's order otherwise
     return found
 
