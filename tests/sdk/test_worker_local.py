@@ -447,7 +447,7 @@ def test_the_reports_example_worker_completes_both_example_workflows(reports, ma
     nightly = store.trigger("reports", "nightly_sales", actor="tester")
     worker.start(concurrency=4)
     approve = wait_for(lambda: (i := instance_of(monthly, "approve")).state == S.AVAILABLE and i, what="approval")
-    store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="ann")
+    store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="demo-operator")  # one of the example's @reviewers
     assert wait_finished(monthly) == S.SUCCEEDED and wait_finished(nightly) == S.SUCCEEDED
     published = Attempt.get(Attempt.instance == instance_of(monthly, "publish").id).output
     path = tmp_path / "out" / "published" / "report-2026-02.pdf"
