@@ -53,6 +53,12 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
                             logical_time=_utc(msg.logical_time))
         return {"run": run, "status": store.get_run(run).status}
+    if isinstance(msg, m.Pause):
+        store.pause(team, msg.workflow, actor=actor, triggers=msg.triggers, reason=msg.reason, now=at)
+        return {"workflow": msg.workflow, "paused": msg.triggers}
+    if isinstance(msg, m.Resume):
+        store.resume(team, msg.workflow, actor=actor, now=at)
+        return {"workflow": msg.workflow, "paused": None}
     if isinstance(msg, m.Backfill):
         plan = store.backfill(team, msg.workflow, _utc(msg.start), _utc(msg.end), actor=actor, dry_run=msg.dry_run,
                               now=at)

@@ -191,6 +191,16 @@ class RemoteClient(Client):
             message["logical_time"] = iso(to_utc(logical_time))
         return self._change(message)["run"]
 
+    def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        self._change({"type": "pause", "workflow": workflow, "triggers": triggers, "reason": reason})
+
+    def resume(self, team: str, workflow: str) -> None:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        self._change({"type": "resume", "workflow": workflow})
+
     def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
                  dry_run: bool = False) -> BackfillPlan:
         if self._other_team(team):

@@ -157,6 +157,22 @@ class Trigger(_Message):
     logical_time: str | None = Field(None, pattern=UTC_TIME, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
 
 
+class Pause(_Message):
+    """Pause a workflow: its schedule makes no runs; triggers meanwhile queue or are refused."""
+
+    type: Literal["pause"]
+    workflow: str
+    triggers: Literal["queue", "refuse"] = Field("queue", description="what a trigger does while paused")
+    reason: str | None = Field(None, max_length=2000)
+
+
+class Resume(_Message):
+    """Resume a paused workflow: its queued runs take the free slots; the schedule catches up by its policy."""
+
+    type: Literal["resume"]
+    workflow: str
+
+
 class Backfill(_Message):
     """One run per schedule tick from `start` to `end` (both included); a dry run only lists them."""
 
@@ -248,7 +264,7 @@ class Status(_Message):
 
 OperatorMessage = Annotated[
     Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
-          SetOutput, Backfill, Status],
+          SetOutput, Backfill, Pause, Resume, Status],
     Field(discriminator="type"),
 ]
 
@@ -457,6 +473,11 @@ class InboxTask(_Message):
     overdue: bool
 
 
+class Paused(_Message):
+    workflow: str
+    paused: str | None = Field(description="what triggers do while paused (queue | refuse); null once resumed")
+
+
 class Taken(_Message):
     instance: int
     taken_by: str | None
@@ -482,7 +503,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Take: Taken, HandBack: Taken,
-    SetOutput: InstanceState, Backfill: BackfillPlan,
+    SetOutput: InstanceState, Backfill: BackfillPlan, Pause: Paused, Resume: Paused,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
     ReadInstance: InstanceView,

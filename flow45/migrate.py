@@ -91,8 +91,19 @@ def _sla_v7() -> None:
         migrate(SchemaMigrator.from_database(database.obj).add_column("run", "sla_due_at", pw.DateTimeField(null=True)))
 
 
+def _pause_v8() -> None:
+    """Paused workflows: since when, and whether triggers meanwhile queue or are refused."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    columns = {column.name for column in database.get_columns("workflow")}
+    migrator = SchemaMigrator.from_database(database.obj)
+    if "paused_at" not in columns:
+        migrate(migrator.add_column("workflow", "paused_at", pw.DateTimeField(null=True)),
+                migrator.add_column("workflow", "paused_triggers", pw.CharField(max_length=8, null=True)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8]
 CURRENT = len(STEPS)
 
 

@@ -42,6 +42,8 @@ class Workflow(Table):
     current_version = pw.IntegerField()
     created_at = pw.DateTimeField()
     updated_at = pw.DateTimeField()
+    paused_at = pw.DateTimeField(null=True)  # paused: its schedule makes no runs
+    paused_triggers = pw.CharField(max_length=8, null=True)  # while paused: queue | refuse
 
     class Meta:
         indexes = ((("team", "name"), True),)

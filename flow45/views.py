@@ -68,6 +68,7 @@ class WorkflowView(View):
     tasks: int
     schedule: str | None
     updated_at: dt.datetime
+    paused: str | None = None  # paused: what triggers meanwhile do (queue | refuse); None when not paused
 
 
 @dataclasses.dataclass(frozen=True)

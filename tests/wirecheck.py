@@ -29,7 +29,7 @@ WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": 
 CALLBACK = {"callback_submit": m.CallbackSubmit, "callback_fail": m.CallbackFail}
 OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
     m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.OperatorSubmit,
-    m.Take, m.HandBack, m.SetOutput, m.Backfill, m.Status)}
+    m.Take, m.HandBack, m.SetOutput, m.Backfill, m.Pause, m.Resume, m.Status)}
 READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in get_args(get_args(m.OperatorRead)[0])}
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed
 

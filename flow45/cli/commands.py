@@ -51,9 +51,15 @@ def cmd_workflows(args) -> int:
     else:
         print_table(
             ["team", "workflow", "version", "tasks", "schedule", "description"],
-            [(v.team, v.name, v.version, v.tasks, v.schedule, v.description) for v in views],
+            [(v.team, v.name, v.version, v.tasks, _schedule_text(v), v.description) for v in views],
         )
     return 0
+
+
+def _schedule_text(view) -> str | None:
+    if view.paused is None:
+        return view.schedule
+    return f"{view.schedule or 'none'} (paused, triggers {'queued' if view.paused == 'queue' else 'refused'})"
 
 
 @command("graph")

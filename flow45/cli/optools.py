@@ -1,4 +1,4 @@
-"""The operator's everyday tools on the command line: set an output by hand, backfill."""
+"""The operator's everyday tools on the command line: set an output by hand, backfill, pause and resume."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ def add_parsers(add) -> None:
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--output", required=True, help="the output as a JSON object, checked against the task's type")
     p.add_argument("--reason", required=True, help="why, kept with the attempt and in the ledger")
+    p = add("pause", "pause a workflow: its schedule makes no runs; runs already going go on", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--triggers", choices=("queue", "refuse"), default="queue",
+                   help="what a trigger does while paused: its run waits as queued (default), or it is refused")
+    p.add_argument("--reason")
+    p = add("resume", "resume a paused workflow: queued runs start; the schedule catches up by its policy", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p = add("backfill", "create one run per schedule tick in a range (extra runs queue for max_active_runs)", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--from", dest="start", type=_utc_time, required=True, metavar="TIME",
@@ -51,4 +58,27 @@ def cmd_backfill(args) -> int:
         queued = sum(i.status == "queued" for i in made)
         print(f"created {len(made)} run(s) ({queued} queued for a slot); {len(plan.items) - len(made)} tick(s) "
               "had a run already")
+    return 0
+
+
+@command("pause")
+def cmd_pause(args) -> int:
+    team, workflow = _team_workflow(args.workflow)
+    _client(args).pause(team, workflow, args.triggers, args.reason)
+    if args.json:
+        print_json({"workflow": f"{team}/{workflow}", "paused": args.triggers})
+    else:
+        print(f"{team}/{workflow} paused: its schedule makes no runs; triggers are "
+              + ("queued until it resumes" if args.triggers == "queue" else "refused"))
+    return 0
+
+
+@command("resume")
+def cmd_resume(args) -> int:
+    team, workflow = _team_workflow(args.workflow)
+    _client(args).resume(team, workflow)
+    if args.json:
+        print_json({"workflow": f"{team}/{workflow}", "paused": None})
+    else:
+        print(f"{team}/{workflow} resumed: queued runs take the free slots; the schedule catches up by its policy")
     return 0

@@ -147,6 +147,14 @@ class Client(abc.ABC):
         """Start a run (with the logical time it works for, if given); its id."""
 
     @abc.abstractmethod
+    def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
+        """Pause a workflow's schedule; triggers meanwhile `queue` or `refuse`."""
+
+    @abc.abstractmethod
+    def resume(self, team: str, workflow: str) -> None:
+        """Resume a paused workflow."""
+
+    @abc.abstractmethod
     def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
                  dry_run: bool = False) -> BackfillPlan:
         """A run per schedule tick from `start` to `end` (UTC, both included); a dry run only lists them."""

@@ -167,6 +167,16 @@ class LocalClient(Client):
             raise self._missing_workflow(team, workflow)
         return store.trigger(team, workflow, params, actor=self.actor, logical_time=logical_time)
 
+    def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        store.pause(team, workflow, actor=self.actor, triggers=triggers, reason=reason)
+
+    def resume(self, team: str, workflow: str) -> None:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        store.resume(team, workflow, actor=self.actor)
+
     def backfill(self, team: str, workflow: str, start: dt.datetime, end: dt.datetime, *,
                  dry_run: bool = False) -> BackfillPlan:
         if self._other_team(team):

@@ -4,6 +4,7 @@ from flow45.store.asof import run_as_of
 from flow45.store.backfill import backfill
 from flow45.store.callbacks import complete_callback, fail_callback
 from flow45.store.deploy import deploy, find_workflow
+from flow45.store.pause import pause, resume
 from flow45.store.operator import hand_back, hold, release, retry_instance, set_output, skip_instance, submit_human, take
 from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
 from flow45.store.runs import cancel_run, trigger
@@ -12,6 +13,7 @@ from flow45.store.undo import plan_undo, undo
 from flow45.store.work import apply_message, claim, claim_next, fail, park, progress, skip, submit
 
 __all__ = [
+    "pause", "resume",
     "backfill",
     "deploy", "find_workflow", "hand_back", "take", "human_alarms", "hold", "release", "retry_instance", "set_output", "skip_instance", "submit_human",
     "get_instance", "get_run", "run_as_of", "list_events", "list_runs", "list_workflows", "cancel_run", "trigger",

@@ -34,6 +34,7 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
                 description=spec.workflow.description, tasks=len(spec.workflow.tasks),
                 schedule=f"{schedule.cron} {schedule.timezone}" if schedule else None,
                 updated_at=row.workflow.updated_at,
+                paused=row.workflow.paused_triggers if row.workflow.paused_at is not None else None,
             )
         )
     return views

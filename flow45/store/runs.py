@@ -13,6 +13,7 @@ from flow45.models import WorkflowVersion
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import has_slot, insert_run, validate_params
+from flow45.store.pause import refuse_or_queue
 from flow45.store.specs import version_spec
 from flow45.store.unit import Unit, lock_workflow, record_event
 
@@ -28,7 +29,7 @@ def trigger(
         version = WorkflowVersion.get((WorkflowVersion.workflow == row) & (WorkflowVersion.version == row.current_version))
         spec = version_spec(version.id)
         clean_params = validate_params(spec, params)
-        status = S.RUNNING if has_slot(row.id, spec) else S.QUEUED
+        status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
         run = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
                          logical_time=to_utc(logical_time) if logical_time else None)
         record_event(

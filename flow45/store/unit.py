@@ -189,13 +189,16 @@ class Unit:
             # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
             if freed and dialect().lock_workflows_with_queued_runs(sorted(freed)):
                 for workflow_id in sorted(freed):
-                    self._start_queued(workflow_id, freed[workflow_id])
+                    self.start_queued(workflow_id, freed[workflow_id])
             self._write([])
         return self.written
 
-    def _start_queued(self, workflow_id: int, actor: str) -> None:
+    def start_queued(self, workflow_id: int, actor: str) -> None:
         """The oldest queued runs take the free slots; the workflow's lock is held (else a run
-        triggered meanwhile could count a finishing run as active and queue, unseen by this one)."""
+        triggered meanwhile could count a finishing run as active and queue, unseen by this one).
+        A paused workflow's queued runs wait for its resume (flow45.store.pause)."""
+        if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
+            return
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
         queued = Run.select(Run.id, Run.version).where((Run.workflow == workflow_id) & (Run.status == S.QUEUED))
         for candidate in queued.order_by(Run.id):

@@ -147,3 +147,20 @@ def test_backfill_and_trigger_with_a_logical_time_through_the_broker(bridge_env,
                     cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert store.get_run(json.loads(made.stdout)["run"]).logical_time.isoformat() == "2028-02-01T05:00:00"
+
+
+def test_pause_and_resume_through_the_broker(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    ops = bridge_env.url("reports-ops")
+    paused = operator(ops, "pause", "reports/nightly_sales", "--json", cwd=tmp_path)
+    assert paused.returncode == 0 and json.loads(paused.stdout)["paused"] == "queue", paused.stderr
+    made = operator(ops, "trigger", "reports/nightly_sales", "--json", cwd=tmp_path)
+    run = json.loads(made.stdout)["run"]
+    assert store.get_run(run).status == "queued"
+    listed = operator(ops, "workflows", "--json", cwd=tmp_path)
+    assert {w["name"]: w["paused"] for w in json.loads(listed.stdout)}["nightly_sales"] == "queue"
+    resumed = operator(ops, "resume", "reports/nightly_sales", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.get_run(run).status == "running"
+    theirs = operator(ops, "pause", "rival/nightly_sales", cwd=tmp_path)
+    assert theirs.returncode == 1 and "not deployed" in theirs.stderr

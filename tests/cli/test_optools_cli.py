@@ -76,3 +76,19 @@ def test_backfill_dry_run_lists_the_ticks_then_makes_the_runs_and_trigger_takes_
     code, out, err = flow45("trigger", "acme/nightly", "--logical-time", "2028-01-31T02:00:00Z", "--json")
     assert code == 0, err
     assert store.get_run(json.loads(out)["run"]).logical_time.isoformat() == "2028-01-31T02:00:00"
+
+
+def test_pause_with_refused_triggers_then_resume(flow45, tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    code, out, err = flow45("pause", "acme/nightly", "--triggers", "refuse", "--reason", "source migrating")
+    assert code == 0 and "acme/nightly paused" in out and "refused" in out, err
+    code, out, _ = flow45("workflows")
+    assert "0 2 * * * UTC (paused, triggers refused)" in out
+    code, out, err = flow45("trigger", "acme/nightly")
+    assert code == 1 and "acme/nightly is paused and refuses triggers; resume it first" in err
+    code, out, err = flow45("resume", "acme/nightly", "--json")
+    assert code == 0 and json.loads(out) == {"workflow": "acme/nightly", "paused": None}, err
+    code, out, err = flow45("resume", "acme/nightly")
+    assert code == 1 and "acme/nightly is not paused" in err
+    assert [(e.kind, e.actor) for e in Event.select().where(Event.kind.in_(["pause", "resume"]))] == [
+        ("pause", "ops-ann"), ("resume", "ops-ann")]

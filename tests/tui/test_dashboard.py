@@ -306,3 +306,18 @@ async def test_set_a_failed_worker_tasks_output_through_the_form_with_a_reason(t
     assert done.attempts[-1].output == {"uri": "s3://sales/by-hand.parquet", "rows": 12}
     event = Event.get(Event.kind == "set_output")
     assert (event.actor, event.detail["reason"]) == (OPERATOR, "loaded from the backup")
+
+
+async def test_pause_and_resume_the_selected_runs_workflow_from_the_command_palette(tui_db):
+    monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        for words, paused in (("Pause reports/monthly", "queue"), ("Resume reports/monthly", None)):
+            await pilot.press("ctrl+p")
+            await type_text(pilot, words)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: Event.select().where(Event.kind == words.split()[0].lower()).exists())
+            assert {w.name: w.paused for w in store.list_workflows("reports")}["monthly_report"] == paused
+    assert [e.actor for e in Event.select().where(Event.kind.in_(["pause", "resume"]))] == [OPERATOR, OPERATOR]

@@ -23,7 +23,7 @@ from flow45.store.rules_human import relative_due
 from flow45.timing import run_time, short_span
 from flow45.views import EventView, RunView
 from tui import data
-from tui.actions import open_cancel
+from tui.actions import open_cancel, pause_workflow, resume_workflow
 from tui.screens.base import LiveScreen
 from tui.widgets.progress import STATE_STYLES, done_bar, short, state_text
 
@@ -306,4 +306,8 @@ class RunsScreen(LiveScreen):
         return [
             (f"Open run {run.id}", f"{run.team}/{run.workflow}: its instances and ledger", lambda: self._open(run.id)),
             (f"Cancel run {run.id}", f"{run.team}/{run.workflow} is {run.status}", self.action_cancel_run),
+            (f"Pause {run.team}/{run.workflow}", "its schedule makes no runs; triggers wait as queued until it resumes",
+             lambda: pause_workflow(self.app, run.team, run.workflow)),
+            (f"Resume {run.team}/{run.workflow}", "queued runs start; the schedule catches up by its policy",
+             lambda: resume_workflow(self.app, run.team, run.workflow)),
         ]

@@ -1,0 +1,71 @@
+"""Pausing a workflow: its schedule makes no runs, triggers queue or are refused as the operator
+chose, runs already going go on; resuming starts the queued runs and the next tick applies the
+catch-up policy to the ticks missed; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flow45 import store
+from flow45.errors import IllegalTransition
+from flow45.models import Event, Run
+from flow45.scheduler import tick
+from tests.store.helpers import deploy_text
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+def config(catchup: str) -> str:
+    return f"""
+    team: acme
+    types:
+      Done:
+        fields: {{ok: boolean}}
+    workflows:
+      nightly:
+        schedule: {{cron: "0 2 * * *", timezone: UTC, catchup: {catchup}}}
+        max_active_runs: 5
+        tasks:
+          load: {{function: load, output: Done}}
+    """
+
+
+def scheduled() -> list[dt.datetime]:
+    return [r.logical_time for r in Run.select().where(Run.trigger == "schedule").order_by(Run.logical_time)]
+
+
+@pytest.mark.parametrize("catchup, after_resume", [
+    ("all", [dt.datetime(2026, 3, 2, 2), dt.datetime(2026, 3, 3, 2), dt.datetime(2026, 3, 4, 2)]),
+    ("latest", [dt.datetime(2026, 3, 2, 2), dt.datetime(2026, 3, 4, 2)]),
+])
+def test_a_paused_schedule_makes_no_runs_and_the_resume_applies_the_catchup_policy(tmp_path, catchup, after_resume):
+    deploy_text(tmp_path, config(catchup))  # at T0, 2026-03-01 12:00: the first tick is the next night
+    tick(dt.datetime(2026, 3, 2, 2, 0, 5))
+    assert scheduled() == [dt.datetime(2026, 3, 2, 2)]
+    store.pause("acme", "nightly", actor="ops", now=dt.datetime(2026, 3, 2, 12))
+    tick(dt.datetime(2026, 3, 3, 2, 0, 5))
+    tick(dt.datetime(2026, 3, 4, 2, 0, 5))
+    assert scheduled() == [dt.datetime(2026, 3, 2, 2)]
+    store.resume("acme", "nightly", actor="ops", now=dt.datetime(2026, 3, 4, 2, 0, 6))
+    tick(dt.datetime(2026, 3, 4, 2, 0, 7))
+    assert scheduled() == after_resume
+    assert [e.kind for e in Event.select().where(Event.kind.in_(["pause", "resume"])).order_by(Event.id)] == \
+        ["pause", "resume"]
+
+
+def test_triggers_while_paused_queue_or_are_refused_and_the_resume_starts_the_queued(tmp_path):
+    deploy_text(tmp_path, config("none"))
+    at = dt.datetime(2026, 3, 5, 9)
+    store.pause("acme", "nightly", actor="ops", triggers="refuse", now=at)
+    with pytest.raises(IllegalTransition, match="acme/nightly is paused and refuses triggers; resume it first"):
+        store.trigger("acme", "nightly", actor="ann", now=at)
+    store.pause("acme", "nightly", actor="ops", triggers="queue", now=at)  # the choice can change while paused
+    run = store.trigger("acme", "nightly", actor="ann", now=at)
+    assert store.get_run(run).status == "queued"
+    with pytest.raises(IllegalTransition, match="is paused already"):
+        store.pause("acme", "nightly", actor="ops", triggers="queue", now=at)
+    store.resume("acme", "nightly", actor="ops", now=at)
+    assert store.get_run(run).status == "running"
+    with pytest.raises(IllegalTransition, match="acme/nightly is not paused"):
+        store.resume("acme", "nightly", actor="ops", now=at)
