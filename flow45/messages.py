@@ -143,6 +143,7 @@ class Deploy(_Message):
 
     type: Literal["deploy"]
     files: dict[str, str] = Field(min_length=1, description="file name -> YAML text")
+    prune: bool = Field(False, description="retire the team's deployed workflows that these files leave out")
 
 
 class Validate(_Message):

@@ -102,8 +102,17 @@ def _pause_v8() -> None:
                 migrator.add_column("workflow", "paused_triggers", pw.CharField(max_length=8, null=True)))
 
 
+def _retire_v9() -> None:
+    """Retired workflows: gone from listings and schedules, their runs and ledger kept."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "retired_at" not in {column.name for column in database.get_columns("workflow")}:
+        migrate(SchemaMigrator.from_database(database.obj).add_column("workflow", "retired_at",
+                                                                        pw.DateTimeField(null=True)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9]
 CURRENT = len(STEPS)
 
 

@@ -44,6 +44,7 @@ class Workflow(Table):
     updated_at = pw.DateTimeField()
     paused_at = pw.DateTimeField(null=True)  # paused: its schedule makes no runs
     paused_triggers = pw.CharField(max_length=8, null=True)  # while paused: queue | refuse
+    retired_at = pw.DateTimeField(null=True)  # retired: out of listings and schedules, history kept
 
     class Meta:
         indexes = ((("team", "name"), True),)

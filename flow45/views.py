@@ -246,7 +246,9 @@ class DeployedWorkflow(View):
     team: str
     workflow: str
     version: int
-    change: str  # created | updated | unchanged
+    # created | updated | unchanged | restored (it was retired) | missing (deployed, not in this config:
+    # deploy --prune retires it) | retired (by this deploy's --prune)
+    change: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +257,11 @@ class DeployReport(View):
 
     @property
     def changed(self) -> list[DeployedWorkflow]:
-        return [w for w in self.workflows if w.change != "unchanged"]
+        return [w for w in self.workflows if w.change not in ("unchanged", "missing")]
+
+    @property
+    def missing(self) -> list[DeployedWorkflow]:
+        return [w for w in self.workflows if w.change == "missing"]
 
 
 @dataclasses.dataclass(frozen=True)

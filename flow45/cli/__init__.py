@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("validate", "check a config file or folder").add_argument("path")
-    add("deploy", "deploy a config file or folder", True).add_argument("path")
+    p = add("deploy", "deploy a config file or folder", True)
+    p.add_argument("path")
+    p.add_argument("--prune", action="store_true",
+                   help="retire the team's deployed workflows that the config leaves out (their history stays)")
     p = add("workflows", "list deployed workflows", True)
     p.add_argument("--team")
     p = add("trigger", "start a run of TEAM/WORKFLOW", True)

@@ -35,11 +35,14 @@ def cmd_deploy(args) -> int:
     from flow45.config import load_config
 
     load_config(args.path)  # a config with problems is refused before the store is touched
-    report = _client(args, create=True).deploy(Path(args.path))
+    report = _client(args, create=True).deploy(Path(args.path), prune=args.prune)
     if args.json:
         print_json(report.to_json())
     else:
         print_table(["team", "workflow", "version", "change"], [(w.team, w.workflow, w.version, w.change) for w in report.workflows])
+        if report.missing:
+            names = ", ".join(f"{w.team}/{w.workflow}" for w in report.missing)
+            print(f"deployed but not in {args.path}: {names}; deploy --prune retires them (their history stays)")
     return 0
 
 

@@ -209,8 +209,8 @@ class Client(abc.ABC):
         """Fail the attempt parked under `key`; (instance, its state after it)."""
 
     @abc.abstractmethod
-    def deploy(self, path: Path) -> DeployReport:
-        """Deploy a config file or folder."""
+    def deploy(self, path: Path, prune: bool = False) -> DeployReport:
+        """Deploy a config file or folder; `prune` retires the team's workflows that it leaves out."""
 
     @abc.abstractmethod
     def validate(self, path: Path) -> list[ValidatedTeam]:

@@ -57,8 +57,9 @@ def _signature_conflicts(config: TeamConfig) -> list[str]:
     return problems
 
 
-def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) -> DeployReport:
-    """Store each changed workflow as a new version; unchanged ones create nothing."""
+def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, *, prune: bool = False) -> DeployReport:
+    """Store each changed workflow as a new version; unchanged ones create nothing. A team's deployed
+    workflows that the config leaves out are reported as missing, or retired with `prune`."""
     at = to_utc(now)
     settings = current_settings()
     results: list[DeployedWorkflow] = []
@@ -82,7 +83,23 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None) 
                 document = spec_document(workflow, types_used_by(workflow, config.types), groups)
                 results.append(_store_version(config.team, name, document, actor, at))
                 keep_connection(find_workflow(config.team, name), workflow)
+            results += _left_out(config, actor, at, prune)
     return DeployReport(results)
+
+
+def _left_out(config: TeamConfig, actor: str, at: dt.datetime, prune: bool) -> list[DeployedWorkflow]:
+    found = []
+    query = Workflow.select().where((Workflow.team == config.team) & Workflow.retired_at.is_null()).order_by(Workflow.name)
+    for workflow in query:
+        if workflow.name in config.workflows:
+            continue
+        if prune:
+            Workflow.update(retired_at=at, updated_at=at).where(Workflow.id == workflow.id).execute()
+            record_event(at, config.team, "retire", actor, detail={"workflow": workflow.name,
+                                                                   "version": workflow.current_version})
+        found.append(DeployedWorkflow(config.team, workflow.name, workflow.current_version,
+                                      "retired" if prune else "missing"))
+    return found
 
 
 def _store_version(team: str, name: str, document: dict, actor: str, at: dt.datetime) -> DeployedWorkflow:
@@ -92,6 +109,11 @@ def _store_version(team: str, name: str, document: dict, actor: str, at: dt.date
         current = WorkflowVersion.get(
             (WorkflowVersion.workflow == workflow) & (WorkflowVersion.version == workflow.current_version)
         )
+        if workflow.retired_at is not None:  # in the config again: back in listings and schedules
+            Workflow.update(retired_at=None, updated_at=at).where(Workflow.id == workflow.id).execute()
+            record_event(at, team, "restore", actor, detail={"workflow": name})
+            if current.content_hash == digest:
+                return DeployedWorkflow(team, name, current.version, "restored")
         if current.content_hash == digest:
             return DeployedWorkflow(team, name, current.version, "unchanged")
         number, change = workflow.current_version + 1, "updated"

@@ -47,6 +47,8 @@ def resume(team: str, workflow: str, *, actor: str, now: dt.datetime | None = No
 def refuse_or_queue(row, team: str, workflow: str) -> bool:
     """For a trigger, the workflow's row locked: True when the run must wait as queued (paused,
     triggers queue); refused when paused with triggers refused."""
+    if row.retired_at is not None:
+        raise IllegalTransition(f"workflow {team}/{workflow} is retired; deploy it again to bring it back")
     if row.paused_at is None:
         return False
     if row.paused_triggers == REFUSE:

@@ -19,7 +19,7 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
     query = (
         WorkflowVersion.select(WorkflowVersion, Workflow)
         .join(Workflow, on=(WorkflowVersion.workflow == Workflow.id))
-        .where(WorkflowVersion.version == Workflow.current_version)
+        .where((WorkflowVersion.version == Workflow.current_version) & Workflow.retired_at.is_null())
         .order_by(Workflow.team, Workflow.name)
     )
     if team:

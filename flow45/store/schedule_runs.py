@@ -63,14 +63,15 @@ class _Scheduled:
 
 
 def scheduled_workflows() -> list[_Scheduled]:
-    """Every workflow, not paused, whose current version has a schedule."""
+    """Every workflow, neither paused nor retired, whose current version has a schedule."""
     rows = (
         Workflow.select(Workflow.id, Workflow.team, Workflow.name, WorkflowVersion.id.alias("version_id"))
         .join(
             WorkflowVersion,
             on=(WorkflowVersion.workflow == Workflow.id) & (WorkflowVersion.version == Workflow.current_version),
         )
-        .where(Workflow.paused_at.is_null())  # paused: its cursor stands still until the resume
+        # paused: its cursor stands still until the resume; retired: no schedule
+        .where(Workflow.paused_at.is_null() & Workflow.retired_at.is_null())
         .order_by(Workflow.id)
         .dicts()
     )
@@ -166,8 +167,8 @@ def _apply(
         version = WorkflowVersion.get(
             (WorkflowVersion.workflow == workflow.id) & (WorkflowVersion.version == workflow.current_version)
         )
-        if workflow.paused_at is not None:
-            return [], []  # paused since it was listed: the cursor stands still
+        if workflow.paused_at is not None or workflow.retired_at is not None:
+            return [], []  # paused or retired since it was listed: the cursor stands still
         if version.id != item.version_id or (cursor.last_tick if cursor else None) != seen_cursor:
             return [], []  # redeployed or done by another scheduler meanwhile: the next tick looks again
         spec = version_spec(version.id)

@@ -15,7 +15,7 @@ from flow45 import store
 from flow45.models import Event
 from tests.bridge.test_operators import operator
 from tests.client.two_teams import deploy_two_teams
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +164,19 @@ def test_pause_and_resume_through_the_broker(bridge_env, tmp_path):
     assert store.get_run(run).status == "running"
     theirs = operator(ops, "pause", "rival/nightly_sales", cwd=tmp_path)
     assert theirs.returncode == 1 and "not deployed" in theirs.stderr
+
+
+def test_deploy_prune_through_the_broker_retires_what_the_files_leave_out(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    ops = bridge_env.url("reports-ops")
+    folder = tmp_path / "only"
+    folder.mkdir()
+    text = (EXAMPLES / "reports.yaml").read_text()
+    (folder / "reports.yaml").write_text(text[:text.index("  nightly_sales:")])
+    said = operator(ops, "deploy", str(folder), cwd=tmp_path)
+    assert said.returncode == 0 and "reports/nightly_sales; deploy --prune retires them" in said.stdout, said.stderr
+    pruned = operator(ops, "deploy", str(folder), "--prune", "--json", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert ("nightly_sales", "retired") in [(w["workflow"], w["change"]) for w in json.loads(pruned.stdout)["workflows"]]
+    assert {w.name for w in store.list_workflows("reports")} == {"monthly_report"}
+    assert {w.name for w in store.list_workflows("rival")} == {"monthly_report", "nightly_sales"}

@@ -92,3 +92,16 @@ def test_pause_with_refused_triggers_then_resume(flow45, tmp_path):
     assert code == 1 and "acme/nightly is not paused" in err
     assert [(e.kind, e.actor) for e in Event.select().where(Event.kind.in_(["pause", "resume"]))] == [
         ("pause", "ops-ann"), ("resume", "ops-ann")]
+
+
+def test_deploy_says_which_workflows_the_config_leaves_out_and_prune_retires_them(flow45, tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    (tmp_path / "only.yaml").write_text(NIGHTLY.replace("nightly:", "weekly:").replace("\n    ", "\n"))
+    code, out, err = flow45("deploy", str(tmp_path / "only.yaml"))
+    assert code == 0, err
+    assert f"deployed but not in {tmp_path / 'only.yaml'}: acme/nightly; deploy --prune retires them" in out
+    code, out, err = flow45("deploy", str(tmp_path / "only.yaml"), "--prune", "--json")
+    assert code == 0 and {"team": "acme", "workflow": "nightly", "version": 1, "change": "retired"} in \
+        json.loads(out)["workflows"], err
+    code, out, _ = flow45("workflows")
+    assert "weekly" in out and "nightly" not in out

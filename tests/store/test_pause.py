@@ -5,6 +5,7 @@ catch-up policy to the ticks missed; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 
 import pytest
 
@@ -69,3 +70,28 @@ def test_triggers_while_paused_queue_or_are_refused_and_the_resume_starts_the_qu
     assert store.get_run(run).status == "running"
     with pytest.raises(IllegalTransition, match="acme/nightly is not paused"):
         store.resume("acme", "nightly", actor="ops", now=at)
+
+
+def test_a_workflow_left_out_of_the_config_is_reported_then_retired_by_prune_and_restored_by_a_deploy(tmp_path):
+    deploy_text(tmp_path, config("all"))
+    run = store.trigger("acme", "nightly", actor="ann", now=dt.datetime(2026, 3, 1, 13))
+    other = config("all").replace("nightly:", "weekly:")
+    report = deploy_text(tmp_path, other)
+    assert [(w.workflow, w.change) for w in report.workflows] == [("weekly", "created"), ("nightly", "missing")]
+    assert {w.name for w in store.list_workflows("acme")} == {"nightly", "weekly"}
+    from flow45.config import load_config
+
+    path = tmp_path / "weekly-only.yaml"
+    path.write_text(textwrap.dedent(other))
+    pruned = store.deploy(load_config(path), actor="ops", now=dt.datetime(2026, 3, 2), prune=True)
+    assert [(w.workflow, w.change) for w in pruned.workflows] == [("weekly", "unchanged"), ("nightly", "retired")]
+    assert {w.name for w in store.list_workflows("acme")} == {"weekly"}
+    assert store.get_run(run).workflow == "nightly"  # its history stays
+    with pytest.raises(IllegalTransition, match="acme/nightly is retired; deploy it again"):
+        store.trigger("acme", "nightly", actor="ann", now=dt.datetime(2026, 3, 2))
+    tick(dt.datetime(2026, 3, 5, 3))
+    assert {r.workflow.name for r in Run.select().where(Run.trigger == "schedule")} == {"weekly"}
+    restored = deploy_text(tmp_path, config("all"))
+    assert ("nightly", "restored") in [(w.workflow, w.change) for w in restored.workflows]
+    assert [e.kind for e in Event.select().where(Event.kind.in_(["retire", "restore"])).order_by(Event.id)] == \
+        ["retire", "restore"]
