@@ -18,6 +18,17 @@ def add_parsers(add) -> None:
     p.add_argument("--reason")
     p = add("resume", "resume a paused workflow: queued runs start; the schedule catches up by its policy", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p = add("bulk", "undo, retry, skip or cancel many at once: the whole plan first, then each in its own "
+                    "transaction, reported", True)
+    p.add_argument("action", choices=("retry", "skip", "undo", "cancel"))
+    p.add_argument("--run", type=_positive_int, action="append", default=[], metavar="RUN",
+                   help="a run to act in (repeat it for several)")
+    p.add_argument("--workflow", metavar="TEAM/WORKFLOW", help="the runs of this workflow (newest 500)")
+    p.add_argument("--status", help="with --workflow: only runs in this status")
+    p.add_argument("--task", help="only instances of this task")
+    p.add_argument("--state", help="only instances (for cancel: runs) in this state")
+    p.add_argument("--reason", help="for skip, undo and cancel")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p = add("backfill", "create one run per schedule tick in a range (extra runs queue for max_active_runs)", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--from", dest="start", type=_utc_time, required=True, metavar="TIME",
@@ -82,3 +93,28 @@ def cmd_resume(args) -> int:
     else:
         print(f"{team}/{workflow} resumed: queued runs take the free slots; the schedule catches up by its policy")
     return 0
+
+
+@command("bulk")
+def cmd_bulk(args) -> int:
+    from flow45 import bulk
+    from flow45.client import RunFilter
+
+    where = None
+    if args.workflow:
+        team, workflow = _team_workflow(args.workflow)
+        where = RunFilter(team=team, workflow=workflow, status=args.status)
+    client = _client(args)
+    items = bulk.select(client, args.action, runs=args.run, where=where, task=args.task, state=args.state)
+    if not args.dry_run:
+        bulk.apply(client, args.action, items, args.reason)
+    if args.json:
+        print_json({"action": args.action, "dry_run": args.dry_run, "items": [i.to_json() for i in items]})
+    else:
+        print_table(["run", "instance", "task", "state", "outcome", "detail"],
+                    [(i.run, i.instance, i.task, i.state, "would " + args.action if args.dry_run else i.outcome,
+                      i.detail) for i in items])
+        done = sum(i.outcome == "done" for i in items)
+        print(f"dry run: {len(items)} item(s) would be {args.action}" if args.dry_run
+              else f"{args.action}: {done} of {len(items)} done, {len(items) - done} refused")
+    return 1 if any(i.outcome == "refused" for i in items) else 0

@@ -180,3 +180,19 @@ def test_deploy_prune_through_the_broker_retires_what_the_files_leave_out(bridge
     assert ("nightly_sales", "retired") in [(w["workflow"], w["change"]) for w in json.loads(pruned.stdout)["workflows"]]
     assert {w.name for w in store.list_workflows("reports")} == {"monthly_report"}
     assert {w.name for w in store.list_workflows("rival")} == {"monthly_report", "nightly_sales"}
+
+
+def test_bulk_skip_through_the_broker_plans_then_skips_each_as_the_broker_user(bridge_env, tmp_path):
+    teams = deploy_two_teams(tmp_path)
+    ours = teams["reports"]
+    ops = bridge_env.url("reports-ops")
+    args = ("bulk", "skip", "--run", str(ours.run), "--state", "pending", "--reason", "not this month")
+    dry = operator(ops, *args, "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert [i["task"] for i in json.loads(dry.stdout)["items"]] == ["publish"]
+    done = operator(ops, *args, cwd=tmp_path)
+    assert done.returncode == 0 and "skip: 1 of 1 done, 0 refused" in done.stdout, done.stderr
+    [publish] = [i for i in store.get_run(ours.run).instances if i.task == "publish"]
+    assert publish.state == "skipped"
+    theirs = operator(ops, "bulk", "retry", "--run", str(teams["rival"].run), cwd=tmp_path)
+    assert theirs.returncode == 1 and "not found for team reports" in theirs.stderr

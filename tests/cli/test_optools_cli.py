@@ -105,3 +105,25 @@ def test_deploy_says_which_workflows_the_config_leaves_out_and_prune_retires_the
         json.loads(out)["workflows"], err
     code, out, _ = flow45("workflows")
     assert "weekly" in out and "nightly" not in out
+
+
+def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusal(flow45, tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(2)]  # max_active_runs 1
+    grant = claim(runs[0], "a")
+    store.fail(grant.instance, grant.token, "boom", retryable=False, now=T0)
+    grant = claim(runs[1], "a")  # the second run started when the first failed
+    store.fail(grant.instance, grant.token, "boom", retryable=False, now=T0)
+    a0, a1 = instance(runs[0], "a").id, instance(runs[1], "a").id
+    code, out, err = flow45("bulk", "retry", "--workflow", "acme/diamond", "--task", "a", "--state", "failed",
+                            "--dry-run", "--json")
+    plan = json.loads(out)
+    assert code == 0 and [(i["instance"], i["outcome"]) for i in plan["items"]] == [(a0, "planned"), (a1, "planned")], err
+    assert states(runs[0])["a"] == states(runs[1])["a"] == "failed"
+    code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--run", str(runs[1]), "--task", "a")
+    assert code == 0 and "retry: 2 of 2 done, 0 refused" in out, err
+    assert states(runs[0])["a"] == states(runs[1])["a"] == "available"
+    code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--task", "a")  # available now: refused
+    assert code == 1 and "only a failed instance can be retried" in out and "0 of 1 done, 1 refused" in out
+    code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b")
+    assert code == 1 and "bulk skip needs a reason" in err
