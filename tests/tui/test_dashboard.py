@@ -15,7 +15,7 @@ from tui.screens.human import HumanTaskScreen
 from tui.screens.set_output import SetOutputScreen
 from tui.screens.inbox import InboxScreen
 from tui.screens.instance import InstanceScreen
-from tui.screens.modals import RetryModal, UndoModal
+from tui.screens.modals import BulkRetryModal, RetryModal, UndoModal
 from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.trigger import TriggerModal
@@ -320,3 +320,26 @@ async def test_pause_and_resume_the_selected_runs_workflow_from_the_command_pale
             await wait_until(pilot, lambda: Event.select().where(Event.kind == words.split()[0].lower()).exists())
             assert {w.name: w.paused for w in store.list_workflows("reports")}["monthly_report"] == paused
     assert [e.actor for e in Event.select().where(Event.kind.in_(["pause", "resume"]))] == [OPERATOR, OPERATOR]
+
+
+async def test_bulk_retry_of_two_marked_runs_with_one_confirmation(tui_db):
+    failed = []
+    for _ in range(2):
+        run = monthly_run(())
+        extract = instance(run, "extract")
+        grant = store.claim(extract.id, extract.token, "w1", now=T0)
+        store.fail(grant.instance, grant.token, "source down", retryable=False, now=T0)
+        failed.append(extract.id)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        await pilot.press("m", "down", "m", "R")
+        await wait_until(pilot, lambda: isinstance(app.screen, BulkRetryModal))
+        plan = text_of(app.screen.query_one("#bulk-plan"))
+        assert f"extract (instance {failed[0]})" in plan and f"extract (instance {failed[1]})" in plan
+        assert all(store.get_instance(i).state == "failed" for i in failed)  # nothing before the confirmation
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert app.screen.marked == set()
+    assert [store.get_instance(i).state for i in failed] == ["available", "available"]
+    assert {e.actor for e in Event.select().where(Event.kind == "retry")} == {OPERATOR}

@@ -297,3 +297,40 @@ class CancelRunModal(ActionModal):
     def perform(self) -> str:
         self.app.client.cancel(self.run.id, self.reason or None)
         return f"cancelled run {self.run.id}"
+
+
+class BulkRetryModal(ActionModal):
+    """Retry every failed instance of the marked runs: the whole plan shown, one confirmation, each
+    instance then retried in its own transaction and the outcome reported."""
+
+    confirm_label = "Retry all"
+
+    def __init__(self, run_ids: list[int]):
+        super().__init__()
+        self.run_ids = run_ids
+        self.title_text = f"Retry the failed instances of {len(run_ids)} run(s)"
+        self.plan: list = []
+
+    def body(self) -> ComposeResult:
+        from flow45 import bulk
+
+        self.plan = bulk.select(self.app.client, "retry", runs=self.run_ids, state=S.FAILED)
+        lines = Text()
+        for item in self.plan:
+            lines.append_text(Text.assemble(f"run {item.run}  {item.task} (instance {item.instance})  ",
+                                            state_text(item.state), " → ", state_text(S.AVAILABLE), "\n"))
+        if not self.plan:
+            lines.append("No failed instance in these runs: nothing to retry.")
+        yield Static(lines, id="bulk-plan")
+
+    def on_mount(self) -> None:
+        if not self.plan:
+            self.query_one("#confirm", Button).disabled = True
+
+    def perform(self) -> str:
+        from flow45 import bulk
+
+        items = bulk.apply(self.app.client, "retry", self.plan, None)
+        refused = [f"{i.instance}: {i.detail}" for i in items if i.outcome == "refused"]
+        done = len(items) - len(refused)
+        return f"retried {done} of {len(items)}" + (f"; refused {'; '.join(refused)}" if refused else "")

@@ -83,12 +83,15 @@ class RunsScreen(LiveScreen):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("c", "cancel_run", "Cancel run"),
+        Binding("m", "mark", "Mark"),
+        Binding("R", "bulk_retry", "Retry marked"),
         Binding("escape", "clear_filters", "Clear filters"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.filter = data.RunFilter()
+        self.marked: set[int] = set()  # runs marked for a bulk action
         self.loaded: list[int] = []  # run ids in the table, newest first
         self.loaded_set: frozenset[int] = frozenset()
         self.views: dict[int, RunView] = {}
@@ -179,7 +182,7 @@ class RunsScreen(LiveScreen):
         scroll_y = table.scroll_y
         table.clear()
         for run_id in self.loaded:
-            table.add_row(*run_cells(self.views[run_id], self.column_layout), key=str(run_id))
+            table.add_row(*self._cells(self.views[run_id]), key=str(run_id))
         self.loaded_set = frozenset(self.loaded)
         if keep in self.loaded_set:
             table.move_cursor(row=self.loaded.index(keep), scroll=False)
@@ -193,7 +196,7 @@ class RunsScreen(LiveScreen):
             self.views[run.id] = run
         for run in rows:
             if run.id in self.loaded_set:
-                for (key, _, _), cell in zip(COLUMNS, run_cells(run, self.column_layout)):
+                for (key, _, _), cell in zip(COLUMNS, self._cells(run)):
                     table.update_cell(str(run.id), key, cell)
         if fresh:
             self.loaded = [r.id for r in fresh] + self.loaded
@@ -209,7 +212,7 @@ class RunsScreen(LiveScreen):
             if run.id not in self.views:
                 self.views[run.id] = run
                 self.loaded.append(run.id)
-                table.add_row(*run_cells(run, self.column_layout), key=str(run.id))
+                table.add_row(*self._cells(run), key=str(run.id))
         self.loaded_set = frozenset(self.loaded)
         self._show_pager()
 
@@ -298,6 +301,36 @@ class RunsScreen(LiveScreen):
 
     def action_cancel_run(self) -> None:
         open_cancel(self.app, self.selected_run)
+
+    def _cells(self, run: RunView) -> list[Any]:
+        cells = run_cells(run, self.column_layout)
+        if run.id in self.marked:
+            cells[0] = Text(f"✓ {run.id}", justify="right")
+        return cells
+
+    def action_mark(self) -> None:
+        """Mark the run under the cursor for a bulk action (again: unmark it); its id shows a ✓."""
+        table = self.query_one("#runs-table", DataTable)
+        run = self._cursor_run(table)
+        if run is None:
+            return
+        self.marked ^= {run}
+        table.update_cell(str(run), "run", Text(("✓ " if run in self.marked else "") + str(run), justify="right"))
+
+    def action_bulk_retry(self) -> None:
+        from tui.screens.modals import BulkRetryModal
+
+        chosen = sorted(self.marked) or ([self.selected_run.id] if self.selected_run else [])
+        if not chosen:
+            self.app.notify("no run marked (m) or selected", severity="warning")
+            return
+        self.app.push_screen(BulkRetryModal(chosen), lambda done: done and self._unmark_all())
+
+    def _unmark_all(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for run in self.marked & self.loaded_set:
+            table.update_cell(str(run), "run", Text(str(run), justify="right"))
+        self.marked = set()
 
     def commands(self) -> list[tuple[str, str, Any]]:
         run = self.selected_run
