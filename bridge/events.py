@@ -10,21 +10,13 @@ thread of its own, with its own broker and database connections, off the workers
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import pika
-from pika.exceptions import AMQPError
 
-from bridge.failures import describe_amqp_error, open_blocking
+from bridge.failures import open_blocking
+from bridge.side_thread import SideThread
 from flow45 import names, store, wire
-from flow45.db import database, describe_db_error, drop_connection
-from flow45.errors import Flow45Error
 from flow45.models import Event
-from flow45.outage import Backoff
 from flow45.settings import Settings
-
-log = logging.getLogger("flow45.bridge")
 
 BATCH = 500
 
@@ -33,43 +25,15 @@ def newest_event_id() -> int:
     return Event.select(Event.id).order_by(Event.id.desc()).limit(1).scalar() or 0
 
 
-class EventPublisher:
+class EventPublisher(SideThread):
     """Reads the ledger after the last id it published, every `interval`, and publishes what is new."""
 
+    part = "events"
+
     def __init__(self, settings: Settings, interval: float = 0.2):
-        self.settings = settings
+        super().__init__(settings)
         self.interval = interval
         self.after: int | None = None  # the last id published; None: start at the newest
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        backoff = Backoff(self._stop, cap=self.settings.reconnect_max)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._serve()
-                    backoff.reset()
-                except (AMQPError, OSError) as exc:
-                    log.warning("bridge events: %s", describe_amqp_error(exc, self.settings.amqp_url) or exc)
-                except Flow45Error as exc:
-                    log.warning("bridge events: %s", exc.message)
-                except Exception as exc:
-                    message = describe_db_error(exc)
-                    if message is None:
-                        log.exception("bridge events: the publisher failed; starting again")
-                    else:
-                        drop_connection()
-                        log.warning("bridge events: %s", message)
-                self.ready.clear()
-                if not self._stop.is_set():
-                    backoff.wait()
-        finally:
-            if not database.is_closed():
-                database.close()  # this thread's connection only
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)

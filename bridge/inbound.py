@@ -124,21 +124,9 @@ def _check_ids(team: str, message: BaseModel) -> None:
             raise Refusal("not_found", f"{what} {value} not found for team {team}")
 
 
-def parse(settings: Settings, delivery: Delivery) -> Inbound:
-    if delivery.reply_to and not is_direct_reply_to(delivery.reply_to):
-        raise Refusal(
-            "invalid_reply_to",
-            f"reply_to is {_shown(delivery.reply_to)}: replies go only to direct reply-to ({DIRECT_REPLY_TO}); "
-            "nothing was answered or applied",
-        )
-    team, role = identify(settings, delivery.user_id, delivery.exchange)
-    message_id, body = delivery.message_id, delivery.body
-    if not message_id:
-        raise Refusal("invalid_message", "the message has no message_id property: it is the idempotency key")
-    if not isinstance(message_id, str):
-        raise Refusal("invalid_message", f"the message_id property {_shown(message_id)} is not UTF-8")
-    if len(message_id) > MAX_MESSAGE_ID:
-        raise Refusal("invalid_message", f"message_id is {len(message_id)} characters, over {MAX_MESSAGE_ID}")
+def json_object(delivery: Delivery) -> dict[str, Any]:
+    """The delivery's body as a JSON object with a string `type`, parsed strictly and within limits."""
+    body = delivery.body
     if delivery.content_type is not None and not _is_json(delivery.content_type):
         raise Refusal("invalid_message", f"content_type is {_shown(delivery.content_type)}: bodies are application/json")
     if len(body) > MAX_BODY:
@@ -151,6 +139,25 @@ def parse(settings: Settings, delivery: Delivery) -> Inbound:
         raise Refusal("invalid_message", f"body: {exc.message}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise Refusal("invalid_message", "the body must be a JSON object with a string field `type`")
+    return data
+
+
+def parse(settings: Settings, delivery: Delivery) -> Inbound:
+    if delivery.reply_to and not is_direct_reply_to(delivery.reply_to):
+        raise Refusal(
+            "invalid_reply_to",
+            f"reply_to is {_shown(delivery.reply_to)}: replies go only to direct reply-to ({DIRECT_REPLY_TO}); "
+            "nothing was answered or applied",
+        )
+    team, role = identify(settings, delivery.user_id, delivery.exchange)
+    message_id = delivery.message_id
+    if not message_id:
+        raise Refusal("invalid_message", "the message has no message_id property: it is the idempotency key")
+    if not isinstance(message_id, str):
+        raise Refusal("invalid_message", f"the message_id property {_shown(message_id)} is not UTF-8")
+    if len(message_id) > MAX_MESSAGE_ID:
+        raise Refusal("invalid_message", f"message_id is {len(message_id)} characters, over {MAX_MESSAGE_ID}")
+    data = json_object(delivery)
     kind = data["type"]
     allowed = (WORKER_TYPES if role == "worker" else OPERATOR_TYPES) | CALLBACK_TYPES
     if kind not in allowed:

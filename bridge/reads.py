@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from typing import Any
 
 import pika
-from pika.exceptions import AMQPError
 from pydantic import BaseModel, ValidationError
 
 from bridge import answers
-from bridge.failures import describe_amqp_error, open_blocking
-from bridge.inbound import MAX_BODY, Delivery, Refusal, _check_ids, _errors, _is_json, _shown, delivery_from
-from bridge.inbound import is_direct_reply_to, team_of_user
+from bridge.failures import open_blocking
+from bridge.side_thread import SideThread
+from bridge.inbound import Delivery, Refusal, _check_ids, _errors, _shown, delivery_from
+from bridge.inbound import is_direct_reply_to, json_object, team_of_user
 from flow45 import messages as m
 from flow45 import names
 from flow45.client import LocalClient, RunFilter
-from flow45.db import database, describe_db_error, drop_connection
+from flow45.db import describe_db_error, drop_connection
 from flow45.errors import Flow45Error
 from flow45.models import WorkflowVersion
-from flow45.outage import Backoff
 from flow45.settings import Settings
-from flow45.strictjson import JSONRefused, loads
 
 log = logging.getLogger("flow45.bridge")
 
@@ -51,18 +48,7 @@ def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseMo
     team, role = found
     if role != "operator":
         raise Refusal("unauthorized", f"reads are for operators; user {user} is a {role} of team {team}")
-    if delivery.content_type is not None and not _is_json(delivery.content_type):
-        raise Refusal("invalid_message", f"content_type is {_shown(delivery.content_type)}: bodies are application/json")
-    if len(delivery.body) > MAX_BODY:
-        raise Refusal("invalid_message", f"the body is {len(delivery.body)} bytes, over {MAX_BODY}")
-    try:
-        data: Any = loads(delivery.body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise Refusal("invalid_message", f"the body is not UTF-8 (byte {exc.start})") from exc
-    except JSONRefused as exc:
-        raise Refusal("invalid_message", f"body: {exc.message}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise Refusal("invalid_message", "the body must be a JSON object with a string field `type`")
+    data = json_object(delivery)
     kind = data["type"]
     if kind not in m.READ_TYPES:
         if kind in m.OPERATOR_TYPES:
@@ -124,38 +110,15 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     raise Refusal("invalid_message", f"unknown read {read.type!r}")
 
 
-class ReadServer:
+class ReadServer(SideThread):
     """Consumes flow45.reads until stopped; reconnects with capped backoff."""
 
+    part = "reads"
+
     def __init__(self, settings: Settings, prefetch: int = PREFETCH):
-        self.settings = settings
+        super().__init__(settings)
         self.prefetch = prefetch
         self.answered = 0
-        self.ready = threading.Event()  # set while consuming
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        backoff = Backoff(self._stop, cap=self.settings.reconnect_max)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._serve()
-                    backoff.reset()
-                except (AMQPError, OSError) as exc:
-                    log.warning("bridge reads: %s", describe_amqp_error(exc, self.settings.amqp_url) or exc)
-                except Flow45Error as exc:  # the broker cannot be reached (open_blocking says why)
-                    log.warning("bridge reads: %s", exc.message)
-                except Exception:  # a bug: reads must come back after it, as the inbox does after a batch's
-                    log.exception("bridge reads: the reader failed; starting again")
-                self.ready.clear()
-                if not self._stop.is_set():
-                    backoff.wait()
-        finally:
-            if not database.is_closed():
-                database.close()  # this thread's connection only
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
