@@ -1,0 +1,122 @@
+"""The checks a team's configuration needs beyond its YAML shape: references, cycles, schedules, signatures."""
+
+from __future__ import annotations
+
+import difflib
+import zoneinfo
+
+from croniter import croniter
+
+from flow45.config import (
+    BUILTIN_TYPES,
+    SECRET_NAME,
+    FieldSpec,
+    ScheduleSpec,
+    Signature,
+    TeamConfig,
+    WorkflowSpec,
+    find_cycle,
+    referenced_types,
+    task_signature,
+)
+from flow45.config_human import check_human_tasks
+
+
+def check_team(config: TeamConfig) -> list[str]:
+    """Problems a valid YAML shape can still have: references, cycles, schedules, signatures."""
+    problems: list[str] = []
+
+    def report(key: str, path: str, message: str) -> None:
+        problems.append(f"{config.origins[key]}: {path}: {message}")
+
+    known_types = set(config.types)
+
+    def check_field(key: str, path: str, spec: FieldSpec) -> None:
+        while spec.items is not None:  # the unknown name is reported once, where it is written
+            spec, path = spec.items, path + ".items"
+        for name in referenced_types(spec):
+            if name not in known_types:
+                report(key, path, f"unknown type '{name}'" + _suggest(name, [*known_types, *BUILTIN_TYPES]))
+
+    for type_name, type_spec in config.types.items():
+        key = f"types.{type_name}"
+        for field_name, spec in type_spec.fields.items():
+            path = f"{key}.fields.{field_name}"
+            check_field(key, path, spec)
+            if SECRET_NAME.search(field_name):
+                report(key, path, "looks like a secret; outputs carry operational metadata, never secrets")
+    type_cycle = find_cycle(
+        {name: [t for f in spec.fields.values() for t in referenced_types(f)] for name, spec in config.types.items()}
+    )
+    if type_cycle:
+        problems.append(
+            f"{config.origins['types.' + type_cycle[0]]}: types.{type_cycle[0]}: "
+            f"types refer to each other in a cycle: {' -> '.join(type_cycle)}"
+        )
+
+    for wf_name, wf in config.workflows.items():
+        key = f"workflows.{wf_name}"
+        if wf.params and wf.params not in known_types:
+            report(key, f"{key}.params", f"unknown type '{wf.params}'" + _suggest(wf.params, known_types))
+        if wf.schedule:
+            _check_schedule(wf.schedule, lambda p, m: report(key, f"{key}.schedule.{p}", m))
+        for task_name, task in wf.tasks.items():
+            path = f"{key}.tasks.{task_name}"
+            if task.output is not None and task.output not in known_types:
+                report(key, f"{path}.output", f"unknown type '{task.output}'" + _suggest(task.output, known_types))
+            for param, upstream in task.inputs.items():
+                _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.inputs.{param}", m))
+                if upstream in wf.tasks and wf.tasks[upstream].is_timer:
+                    report(key, f"{path}.inputs.{param}",
+                           f"'{upstream}' is a timer and has no output; list it in `after` instead")
+            for i, upstream in enumerate(task.after):
+                _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
+        cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
+        if cycle:
+            report(key, f"{key}.tasks", "dependencies form a cycle: " + " -> ".join(reversed(cycle)))
+
+    check_human_tasks(config, report)
+    problems.extend(_signature_problems(config))
+    return problems
+
+
+def _suggest(name: str, choices) -> str:
+    hint = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def _check_upstream(wf: WorkflowSpec, task_name: str, upstream: str, report) -> None:
+    if upstream == task_name:
+        report("a task cannot depend on itself")
+    elif upstream not in wf.tasks:
+        report(f"unknown upstream task '{upstream}'" + _suggest(upstream, wf.tasks))
+
+
+def _check_schedule(schedule: ScheduleSpec, report) -> None:
+    if not croniter.is_valid(schedule.cron):
+        report("cron", f"'{schedule.cron}' is not a valid cron expression (five fields: minute hour day month weekday)")
+    try:
+        zoneinfo.ZoneInfo(schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
+
+
+def _signature_problems(config: TeamConfig) -> list[str]:
+    problems: list[str] = []
+    first: dict[str, tuple[Signature, str, str]] = {}
+    for wf_name, wf in config.workflows.items():
+        for task_name, task in wf.tasks.items():
+            if task.function is None:
+                continue
+            sig = task_signature(wf, task)
+            path = f"workflows.{wf_name}.tasks.{task_name}"
+            if task.function not in first:
+                first[task.function] = (sig, path, config.origins[f"workflows.{wf_name}"])
+                continue
+            other, other_path, other_file = first[task.function]
+            if other != sig:
+                problems.append(
+                    f"{config.origins[f'workflows.{wf_name}']}: {path}: function '{task.function}' is "
+                    f"{sig.describe()} here but {other.describe()} at {other_path} in {other_file}"
+                )
+    return problems
