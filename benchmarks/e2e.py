@@ -1,13 +1,19 @@
 """End-to-end benchmark: PostgreSQL (fsync on) and RabbitMQ on loopback, the bridge in its own
-process, no-op SDK workers in another. Prints, in the same run:
+process, no-op SDK workers in another. Prints, in the same sitting:
 
-- the machine's ceilings: commits/s of a bare PostgreSQL connection, publish and consume rates
-  of bare pika (persistent messages) on the same broker;
-- task instances completed per second end to end (chains and fan-out/fan-in);
+- the machine's ceilings: a bare PostgreSQL commit (one connection: commits/s and its latency),
+  publish and consume rates of bare pika (persistent messages), and the broker-only round trip of a
+  hop (a quorum queue, an echo process that passes each message on to a durable queue, a consumer);
+- task instances completed per second end to end (chains and fan-out/fan-in), and the CPU each
+  process spent per instance meanwhile (the bridge, PostgreSQL's processes, RabbitMQ's, the worker);
 - latency from an upstream submit to the downstream offer reaching a waiting worker (p50, p99)
-  at a fixed moderate load.
+  at a fixed moderate load, beside the broker-only round trip plus one bare commit.
 
-    python benchmarks/e2e.py [--runs 200] [--concurrency 32] [--rate 20] [--seconds 10]
+With --fsync-delay-ms, one sitting per delay, each on a fresh PostgreSQL whose WAL flushes take that
+much longer (benchmarks/slow_disk.py): the figures of a slower disk than this machine's.
+
+    python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
+                             [--fsync-delay-ms 0.5,2,5]
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pika
-import psycopg2
 from peewee import fn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import cpu  # noqa: E402
+from benchmarks.ceilings import broker_round_trip, pika_rates, postgres_commits  # noqa: E402
+from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
 from bridge.setup_broker import plan  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.clock import utcnow  # noqa: E402
@@ -45,69 +53,122 @@ TEAMS = {"bench": {"users": {"bench-worker": "worker", "bench-ops": "operator"}}
 PASSWORD = "bench-secret"
 
 
-def postgres_commits_per_second(url: str, seconds: float = 3.0) -> float:
-    connection = psycopg2.connect(url)
-    cursor = connection.cursor()
-    cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
-    connection.commit()
-    count, deadline = 0, time.monotonic() + seconds
+@dataclass
+class Sitting:
+    """The servers and Flow45's processes of one sitting."""
+
+    postgres: PostgresServer
+    rabbit: RabbitMQServer
+    db_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)  # name -> Flow45's processes
+    timings: Path | None = None  # the workers' offer and submit times
+    commit_ms: float = 0.0  # a bare commit's latency (p50), measured with the ceilings
+    round_trips: list[float] = field(default_factory=list)  # broker-only round trips (ms, sorted)
+
+    def cpu_pids(self) -> dict[str, int]:
+        """The process trees whose CPU is counted per instance."""
+        return {"bridge": self.processes["bridge"].pid, "PostgreSQL": self.postgres.postmaster_pid(),
+                "RabbitMQ": self.rabbit.proc.pid, "worker": self.processes["worker"].pid}
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.rabbit.stop()
+        self.postgres.stop()
+
+
+def start_servers(delay_ms: float | None, library: Path | None) -> Sitting:
+    """PostgreSQL (its WAL flushes `delay_ms` slower, if given) and RabbitMQ, set up for the bench team."""
+    sitting = Sitting(postgres_server(delay_ms, library).start(), RabbitMQServer())
+    try:
+        sitting.rabbit.start()
+        sitting.db_url = sitting.postgres.create_database("flow45_bench")
+        settings = Settings(database_url=sitting.db_url, amqp_url=sitting.rabbit.amqp_url, teams=TEAMS)
+        for argv in plan(settings, {"bench-worker": PASSWORD, "bench-ops": PASSWORD})[0]:
+            sitting.rabbit.ctl(*argv)
+        use_settings(settings)
+        connect(sitting.db_url, create=True)
+        ensure_schema()
+        store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
+    except BaseException:
+        sitting.stop()
+        raise
+    return sitting
+
+
+def measure_ceilings(sitting: Sitting, args: argparse.Namespace) -> None:
+    """Print the machine's ceilings, keeping what the latency phase compares with."""
+    commits = postgres_commits(sitting.db_url)
+    published, consumed = pika_rates(sitting.rabbit.amqp_url)
+    sitting.commit_ms = commits.p50_ms
+    sitting.round_trips = round_trips = broker_round_trip(sitting.rabbit.amqp_url, args.rate * 5)
+    print(f"machine ceilings: PostgreSQL {commits.per_second:,.0f} commits/s, {commits.p50_ms:.2f} ms each "
+          f"(one connection, fsync on); pika {published:,.0f} published/s (confirms), {consumed:,.0f} consumed/s "
+          f"(acks); broker-only round trip at {args.rate * 5:.0f}/s p50 {percentile(round_trips, 0.5):.1f} ms, "
+          f"p99 {percentile(round_trips, 0.99):.1f} ms")
+
+
+def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
+    """The bridge and the no-op workers, each in a process of its own."""
+    rabbit = sitting.rabbit
+    sitting.env = {**os.environ, "FLOW45_DATABASE_URL": sitting.db_url, "FLOW45_AMQP_URL": rabbit.amqp_url,
+                   "FLOW45_TEAMS": json.dumps(TEAMS), "PYTHONPATH": str(ROOT)}
+    bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
+    profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge into it
+    wrapper = ["-m", "cProfile", "-o", profile] if profile else []
+    sitting.processes["bridge"] = subprocess.Popen([sys.executable, *wrapper, "-m", "flow45", "bridge", "run"],
+                                                   env=sitting.env, stderr=bridge_log)
+    time.sleep(2)
+    sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
+    worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
+    sitting.processes["worker"] = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "noop_workers.py"), worker_url, str(args.concurrency),
+         str(sitting.timings)], env=sitting.env, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+
+
+def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
+    """A burst of runs committed at once, timed from that commit until all finished; with the CPU
+    each process spent meanwhile."""
+    with atomic():
+        run_ids = [store.trigger("bench", "chain", actor="bench") for _ in range(args.runs)]
+        run_ids += [store.trigger("bench", "fanout", actor="bench") for _ in range(args.runs)]
+    started = utcnow()
+    before = cpu.sample(sitting.cpu_pids())
+    elapsed = (wait_finished(run_ids, timeout=600) - started).total_seconds()
+    spent = cpu.per_instance(before, cpu.sample(sitting.cpu_pids()), instances := args.runs * (5 + 8))
+    print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
+          f"{instances / elapsed:,.0f} instances/s end to end "
+          f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots)")
+    print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
+          + f"; {sum(spent.values()):.2f} ms in all")
+
+
+def latency_phase(sitting: Sitting, args: argparse.Namespace) -> None:
+    """Chain runs at a fixed moderate rate; the hops beside the broker-only round trip plus one commit."""
+    latency_runs: list[int] = []
+    deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
+    next_at = time.monotonic()
     while time.monotonic() < deadline:
-        cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
-        connection.commit()
-        count += 1
-    connection.close()
-    return count / seconds
-
-
-def _publish_with_confirms(amqp_url: str, messages: int) -> float:
-    """Persistent messages published on pika's asynchronous connection, confirms tracked by delivery
-    tag (as the relay does): messages per second until the last one is confirmed."""
-    state = {"acked": 0, "started": 0.0, "done": 0.0}
-
-    def on_open(connection):
-        connection.channel(on_open_callback=on_channel)
-
-    def on_channel(channel):
-        def on_declared(_frame):
-            channel.confirm_delivery(on_confirm)
-            properties = pika.BasicProperties(delivery_mode=2)
-            state["started"] = time.monotonic()
-            for _ in range(messages):
-                channel.basic_publish("", "bench.ceiling", b'{"noop": true}', properties)
-
-        def on_confirm(frame):
-            state["acked"] = frame.method.delivery_tag
-            if state["acked"] >= messages:
-                state["done"] = time.monotonic()
-                channel.connection.close()
-
-        channel.queue_declare("bench.ceiling", durable=True, callback=on_declared)
-
-    connection = pika.SelectConnection(pika.URLParameters(amqp_url), on_open_callback=on_open,
-                                       on_close_callback=lambda c, _r: c.ioloop.stop())
-    connection.ioloop.start()
-    return messages / (state["done"] - state["started"])
-
-
-def pika_rates(amqp_url: str, messages: int = 20000) -> tuple[float, float]:
-    """(published/s with publisher confirms, consumed/s with manual acks), persistent messages."""
-    published = _publish_with_confirms(amqp_url, messages)
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=1000)
-    received = 0
-    started = time.monotonic()
-    for method, _props, _body in channel.consume("bench.ceiling", inactivity_timeout=2):
-        if method is None:
-            break
-        received += 1
-        if received % 100 == 0 or received == messages:
-            channel.basic_ack(method.delivery_tag, multiple=True)
-        if received == messages:
-            break
-    consumed = received / (time.monotonic() - started)
-    connection.close()
-    return published, consumed
+        latency_runs.append(store.trigger("bench", "chain", actor="bench"))
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    wait_finished(latency_runs, timeout=120)
+    time.sleep(0.5)
+    values = latencies(sitting.timings, set(latency_runs))
+    p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+    print(f"latency submit -> downstream offer at {args.rate:.0f} chains/s ({args.rate * 5:.0f} instances/s), "
+          f"{len(values)} hops: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"max {values[-1]:.1f} ms, mean {statistics.mean(values):.1f} ms")
+    bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
+    print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
+          f"p99/p50 {p99 / p50:.1f}")
 
 
 def wait_finished(run_ids: list[int], timeout: float) -> dt.datetime:
@@ -143,82 +204,42 @@ def percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))]
 
 
+def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | None) -> None:
+    """Every phase on fresh servers."""
+    if delay_ms is not None:
+        print(f"== WAL flushes {delay_ms:g} ms slower")
+    servers = start_servers(delay_ms, library)
+    try:
+        measure_ceilings(servers, args)
+        start_flow45(servers, args)
+        throughput_phase(servers, args)
+        latency_phase(servers, args)
+    finally:
+        servers.stop()
+
+
+def delays(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give milliseconds separated by commas, such as 0.5,2,5") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give milliseconds (0 or more) separated by commas")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200, help="runs of each workflow in the throughput phase")
     parser.add_argument("--concurrency", type=int, default=128, help="tasks the workers run at once")
     parser.add_argument("--rate", type=float, default=20, help="chain runs per second in the latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+    parser.add_argument("--fsync-delay-ms", type=delays, metavar="MS[,MS...]",
+                        help="one sitting per delay, PostgreSQL's WAL flushes that much slower (e.g. 0.5,2,5)")
     args = parser.parse_args()
-
-    postgres, rabbit = PostgresServer(durable=True).start(), RabbitMQServer().start()
-    processes: list[subprocess.Popen] = []
-    try:
-        db_url = postgres.create_database("flow45_bench")
-        users = {"bench-worker": PASSWORD, "bench-ops": PASSWORD}
-        settings = Settings(database_url=db_url, amqp_url=rabbit.amqp_url, teams=TEAMS)
-        for argv in plan(settings, users)[0]:
-            rabbit.ctl(*argv)
-        use_settings(settings)
-        connect(db_url, create=True)
-        ensure_schema()
-        store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
-
-        commits = postgres_commits_per_second(db_url)
-        published, consumed = pika_rates(rabbit.amqp_url)
-        print(f"machine ceilings: PostgreSQL {commits:,.0f} commits/s (fsync on); "
-              f"pika {published:,.0f} published/s (confirms), {consumed:,.0f} consumed/s (acks)")
-
-        env = {**os.environ, "FLOW45_DATABASE_URL": db_url, "FLOW45_AMQP_URL": rabbit.amqp_url,
-               "FLOW45_TEAMS": json.dumps(TEAMS), "PYTHONPATH": str(ROOT)}
-        bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
-        profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge into it
-        wrapper = ["-m", "cProfile", "-o", profile] if profile else []
-        processes.append(subprocess.Popen([sys.executable, *wrapper, "-m", "flow45", "bridge", "run"], env=env,
-                                          stderr=bridge_log))
-        time.sleep(2)
-        timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
-        worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
-        processes.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "noop_workers.py"), worker_url, str(args.concurrency), str(timings)],
-            env=env, stderr=subprocess.DEVNULL))
-        time.sleep(2)
-
-        # Throughput: a burst of runs committed at once, timed from that commit until all finished.
-        with atomic():
-            run_ids = [store.trigger("bench", "chain", actor="bench") for _ in range(args.runs)]
-            run_ids += [store.trigger("bench", "fanout", actor="bench") for _ in range(args.runs)]
-        started = utcnow()
-        elapsed = (wait_finished(run_ids, timeout=600) - started).total_seconds()
-        instances = args.runs * (5 + 8)
-        print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
-              f"{instances / elapsed:,.0f} instances/s end to end "
-              f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots)")
-
-        # Latency: chain runs at a fixed moderate rate.
-        latency_runs: list[int] = []
-        deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
-        next_at = time.monotonic()
-        while time.monotonic() < deadline:
-            latency_runs.append(store.trigger("bench", "chain", actor="bench"))
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        wait_finished(latency_runs, timeout=120)
-        time.sleep(0.5)
-        values = latencies(timings, set(latency_runs))
-        print(f"latency submit -> downstream offer at {args.rate:.0f} chains/s ({args.rate * 5:.0f} instances/s), "
-              f"{len(values)} hops: p50 {percentile(values, 0.5):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
-              f"max {values[-1]:.1f} ms, mean {statistics.mean(values):.1f} ms")
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        rabbit.stop()
-        postgres.stop()
+    library = build_library() if args.fsync_delay_ms else None
+    for delay_ms in args.fsync_delay_ms or [None]:
+        sitting(args, delay_ms, library)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,14 @@ def available() -> tuple[bool, str]:
 class PostgresServer:
     """Start with start(), connect via url_for(dbname), always stop() (or use as a context manager)."""
 
-    def __init__(self, timeout: float = START_TIMEOUT, durable: bool = False) -> None:
+    def __init__(self, timeout: float = START_TIMEOUT, durable: bool = False, conf: str = "",
+                 env: dict[str, str] | None = None) -> None:
+        """`conf`: more postgresql.conf lines; `env`: more environment for the server's processes
+        (the benchmarks' slowed-down disk)."""
         self.timeout = timeout
         self.durable = durable
+        self.conf = conf
+        self.env = env
         self.as_root = os.geteuid() == 0
         self.user = "postgres" if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
         self.bindir: Path | None = None
@@ -134,7 +139,7 @@ class PostgresServer:
             self._pg("initdb", "-D", self.data_dir, "-U", self.user, "--auth=trust",
                      "--encoding=UTF8", "--locale=C", "--no-sync")
             with open(self.data_dir / "postgresql.conf", "a") as f:
-                f.write(_SETTINGS.format(socket_dir=self.dir) + ("" if self.durable else _FAST))
+                f.write(_SETTINGS.format(socket_dir=self.dir) + ("" if self.durable else _FAST) + self.conf + "\n")
             for attempt in range(3):
                 # The port is only reserved while we hold it, so another process may grab it first.
                 self.port = free_port()
@@ -240,8 +245,9 @@ class PostgresServer:
         if self.as_root:  # initdb and pg_ctl refuse to run as root
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         # cwd: the postgres user may not be able to enter ours (e.g. /root).
+        env = {**os.environ, **self.env} if self.env else None
         proc = subprocess.run(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=self.timeout + 30)
+                              text=True, timeout=self.timeout + 30, env=env)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{program} failed (exit {proc.returncode}): {proc.stdout}{proc.stderr}")
         return proc

@@ -1,0 +1,155 @@
+"""The machine's own ceilings, measured beside Flow45 in the same sitting: what a bare PostgreSQL
+commit costs, what bare pika publishes and consumes, and the broker-only round trip of a hop."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+import pika
+import psycopg2
+
+ROUND_TRIP_IN, ROUND_TRIP_OUT = "bench.round_trip.in", "bench.round_trip.out"
+
+
+@dataclass
+class Commits:
+    per_second: float
+    p50_ms: float
+
+
+def postgres_commits(url: str, seconds: float = 3.0) -> Commits:
+    """One connection inserting a row and committing, over and over (fsync on)."""
+    connection = psycopg2.connect(url)
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
+    connection.commit()
+    each: list[float] = []
+    started = time.monotonic()
+    deadline = started + seconds
+    while (now := time.monotonic()) < deadline:
+        cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
+        connection.commit()
+        each.append(time.monotonic() - now)
+    connection.close()
+    return Commits(len(each) / (time.monotonic() - started), statistics.median(each) * 1000)
+
+
+def _publish_with_confirms(amqp_url: str, messages: int) -> float:
+    """Persistent messages published on pika's asynchronous connection, confirms tracked by delivery
+    tag (as the relay does): messages per second until the last one is confirmed."""
+    state = {"acked": 0, "started": 0.0, "done": 0.0}
+
+    def on_open(connection):
+        connection.channel(on_open_callback=on_channel)
+
+    def on_channel(channel):
+        def on_declared(_frame):
+            channel.confirm_delivery(on_confirm)
+            properties = pika.BasicProperties(delivery_mode=2)
+            state["started"] = time.monotonic()
+            for _ in range(messages):
+                channel.basic_publish("", "bench.ceiling", b'{"noop": true}', properties)
+
+        def on_confirm(frame):
+            state["acked"] = frame.method.delivery_tag
+            if state["acked"] >= messages:
+                state["done"] = time.monotonic()
+                channel.connection.close()
+
+        channel.queue_declare("bench.ceiling", durable=True, callback=on_declared)
+
+    connection = pika.SelectConnection(pika.URLParameters(amqp_url), on_open_callback=on_open,
+                                       on_close_callback=lambda c, _r: c.ioloop.stop())
+    connection.ioloop.start()
+    return messages / (state["done"] - state["started"])
+
+
+def pika_rates(amqp_url: str, messages: int = 20000) -> tuple[float, float]:
+    """(published/s with publisher confirms, consumed/s with manual acks), persistent messages."""
+    published = _publish_with_confirms(amqp_url, messages)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    received = 0
+    started = time.monotonic()
+    for method, _props, _body in channel.consume("bench.ceiling", inactivity_timeout=2):
+        if method is None:
+            break
+        received += 1
+        if received % 100 == 0 or received == messages:
+            channel.basic_ack(method.delivery_tag, multiple=True)
+        if received == messages:
+            break
+    consumed = received / (time.monotonic() - started)
+    connection.close()
+    return published, consumed
+
+
+def _echo(amqp_url: str, ready) -> None:
+    """The bridge without the database: consume the quorum inbox, publish each message on to the
+    offer queue (persistent, mandatory, confirms tracked but not waited for), ack the inbox."""
+
+    def on_open(connection):
+        connection.channel(on_open_callback=on_publish_channel)
+
+    def on_publish_channel(publish):
+        publish.confirm_delivery(lambda _frame: None)
+        publish.connection.channel(on_open_callback=lambda consume: on_consume_channel(publish, consume))
+
+    def on_consume_channel(publish, consume):
+        def on_message(_channel, method, _properties, body):
+            publish.basic_publish("", ROUND_TRIP_OUT, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+            consume.basic_ack(method.delivery_tag)
+
+        consume.basic_qos(prefetch_count=1000)
+        consume.basic_consume(ROUND_TRIP_IN, on_message)
+        ready.set()
+
+    connection = pika.SelectConnection(pika.URLParameters(amqp_url), on_open_callback=on_open)
+    connection.ioloop.start()
+
+
+def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0) -> list[float]:
+    """A hop with no database: messages published persistent at `rate` per second into a quorum
+    queue (as a worker's submit goes into the inbox), passed on by an echo process into a durable
+    queue (as the bridge's offer), consumed here. Returns each message's round trip in ms, sorted."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(ROUND_TRIP_IN, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_declare(ROUND_TRIP_OUT, durable=True)
+    ready = multiprocessing.Event()
+    echo = multiprocessing.Process(target=_echo, args=(amqp_url, ready), daemon=True)
+    echo.start()
+    ready.wait(30)
+    found: list[float] = []
+    count = int(rate * seconds)
+
+    def consume() -> None:
+        inbound = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        consumer = inbound.channel()
+        consumer.basic_qos(prefetch_count=100)
+        for method, _props, body in consumer.consume(ROUND_TRIP_OUT, auto_ack=True, inactivity_timeout=5):
+            if method is None:
+                break
+            found.append((time.monotonic() - float(body)) * 1000)
+            if len(found) == count:
+                break
+        inbound.close()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    time.sleep(0.2)
+    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    next_at = time.monotonic()
+    for _ in range(count):
+        channel.basic_publish("", ROUND_TRIP_IN, repr(time.monotonic()).encode(), properties)
+        next_at += 1.0 / rate
+        connection.sleep(max(0.0, next_at - time.monotonic()))
+    consumer.join(30)
+    echo.terminate()
+    connection.close()
+    return sorted(found)
