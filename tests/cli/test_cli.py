@@ -6,28 +6,9 @@ import json
 import subprocess
 import sys
 
-import pytest
 
-from flow45.cli import main
-from flow45.settings import Settings, use_settings
 from tests import pinned
 from tests.conftest import EXAMPLES
-
-
-@pytest.fixture
-def flow45(db_url, backend, capsys, store_db):
-    """Run `flow45 ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    use_settings(Settings(database_url=db_url))
-
-    def run(*args: str):
-        try:
-            code = main(["--as", "ops-ann", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_validate_deploy_trigger_show(flow45):

@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
 
-from flow45.cli import main
 from flow45.models import Run
-from flow45.settings import Settings, use_settings
 from tests.store.helpers import T0, complete, instance
 from tests.store.test_connected import MONTHLY, NIGHTLY, OUTPUT
-
-
-@pytest.fixture
-def flow45(db_url, capsys, store_db):
-    use_settings(Settings(database_url=db_url))
-
-    def run(*args: str):
-        try:
-            code = main(["--as", "ops-ann", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_deploy_refusal_and_undo_with_cancel_connected(flow45, tmp_path):

@@ -7,25 +7,8 @@ import json
 import pytest
 
 from flow45 import store
-from flow45.cli import flows, main
-from flow45.settings import Settings, use_settings
+from flow45.cli import flows
 from tests.store.helpers import BLOB, DIAMOND, claim, deploy_text, instance
-
-
-@pytest.fixture
-def flow45(db_url, capsys, store_db):
-    """Run `flow45 ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    use_settings(Settings(database_url=db_url))
-
-    def run(*args: str):
-        try:
-            code = main(["--as", "ops-ann", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def _finish(run: int, outcome: str) -> None:

@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from flow45 import store
-from flow45.cli import main
 from flow45.models import Event
-from flow45.settings import Settings, use_settings
 from tests.store.helpers import BLOB, DIAMOND, T0, claim, deploy_text, instance, states
-
-
-@pytest.fixture
-def flow45(db_url, capsys, store_db):
-    use_settings(Settings(database_url=db_url))
-
-    def run(*args: str):
-        try:
-            code = main(["--as", "ops-ann", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_set_output_checks_the_type_then_finishes_the_task_as_the_operator(flow45, tmp_path):
