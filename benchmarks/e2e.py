@@ -13,7 +13,10 @@ With --fsync-delay-ms, one sitting per delay, each on a fresh PostgreSQL whose W
 much longer (benchmarks/slow_disk.py): the figures of a slower disk than this machine's.
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
-                             [--fsync-delay-ms 0.5,2,5]
+                             [--fsync-delay-ms 0.5,2,5] [--bridges 1]
+
+With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
+publishes the event stream); their CPU is shown apart.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class Sitting:
 
     def cpu_pids(self) -> dict[str, int]:
         """The process trees whose CPU is counted per instance."""
-        return {"bridge": self.processes["bridge"].pid, "PostgreSQL": self.postgres.postmaster_pid(),
+        bridges = {name: p.pid for name, p in self.processes.items() if name.startswith("bridge")}
+        return {**bridges, "PostgreSQL": self.postgres.postmaster_pid(),
                 "RabbitMQ": self.rabbit.proc.pid, "worker": self.processes["worker"].pid}
 
     def stop(self) -> None:
@@ -122,8 +126,10 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
     profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge into it
     wrapper = ["-m", "cProfile", "-o", profile] if profile else []
-    sitting.processes["bridge"] = subprocess.Popen([sys.executable, *wrapper, "-m", "flow45", "bridge", "run"],
-                                                   env=sitting.env, stderr=bridge_log)
+    for n in range(args.bridges):  # the first one profiled
+        sitting.processes["bridge" if n == 0 else f"bridge {n + 1}"] = subprocess.Popen(
+            [sys.executable, *(wrapper if n == 0 else []), "-m", "flow45", "bridge", "run"], env=sitting.env,
+            stderr=bridge_log)
     time.sleep(2)
     sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
     worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
@@ -145,7 +151,8 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
     spent = cpu.per_instance(before, cpu.sample(sitting.cpu_pids()), instances := args.runs * (5 + 8))
     print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
           f"{instances / elapsed:,.0f} instances/s end to end "
-          f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots)")
+          f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots, "
+          f"{args.bridges} bridge{'s' if args.bridges > 1 else ''})")
     print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
 
@@ -236,6 +243,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
     parser.add_argument("--fsync-delay-ms", type=delays, metavar="MS[,MS...]",
                         help="one sitting per delay, PostgreSQL's WAL flushes that much slower (e.g. 0.5,2,5)")
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes consuming the one inbox")
     args = parser.parse_args()
     library = build_library() if args.fsync_delay_ms else None
     for delay_ms in args.fsync_delay_ms or [None]:

@@ -6,19 +6,32 @@
 The stream is live, not a store: it starts at the newest event when the bridge starts, and a
 subscriber that was away re-reads what it missed by ledger id (the `events` read). It runs on a
 thread of its own, with its own broker and database connections, off the workers' path.
+
+Several bridges may run on one store: only the one holding the events lock publishes (a session
+advisory lock on this thread's connection, as the relay's), so each event goes out once. The others
+wait, noting the newest event id as they go; when the publisher's session ends, the next to take the
+lock goes on from the last id it noted. Events published in that moment may go out twice, with the
+same message id (`event-ID`); none is left out unless the publisher had fallen behind.
 """
 
 from __future__ import annotations
+
+import logging
 
 import pika
 
 from bridge.failures import open_blocking
 from bridge.side_thread import SideThread
 from flow45 import names, store, wire
+from flow45.db import dialect
 from flow45.models import Event
 from flow45.settings import Settings
 
+log = logging.getLogger("flow45.bridge")
+
 BATCH = 500
+EVENTS_LOCK_KEY = 45_0002
+STANDBY_INTERVAL = 1.0  # seconds between a waiting bridge's attempts to take the lock
 
 
 def newest_event_id() -> int:
@@ -26,24 +39,34 @@ def newest_event_id() -> int:
 
 
 class EventPublisher(SideThread):
-    """Reads the ledger after the last id it published, every `interval`, and publishes what is new."""
+    """Reads the ledger after the last id it published, every `interval`, and publishes what is new,
+    while it holds the events lock."""
 
     part = "events"
 
-    def __init__(self, settings: Settings, interval: float = 0.2):
+    def __init__(self, settings: Settings, interval: float = 0.2, standby_interval: float = STANDBY_INTERVAL):
         super().__init__(settings)
         self.interval = interval
-        self.after: int | None = None  # the last id published; None: start at the newest
+        self.standby_interval = standby_interval
+        self.after: int | None = None  # the last id published (or noted while waiting); None: start at the newest
+        self.publishing = False  # holds the lock: the one bridge publishing
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
+        lock = dialect().session_lock(EVENTS_LOCK_KEY)  # this thread's connection: lost with it
         try:
             channel = connection.channel()
             channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
-            if self.after is None:
-                self.after = newest_event_id()
             self.ready.set()
             while not self._stop.is_set():
+                if not (lock.held or lock.refresh()):
+                    self._wait_as_standby(connection)
+                    continue
+                if not self.publishing:
+                    self.publishing = True
+                    if self.after is None:
+                        self.after = newest_event_id()
+                    log.info("bridge events: publishing the event stream after event %d", self.after)
                 events = store.list_events(self.after, limit=BATCH)
                 for event in events:
                     properties = pika.BasicProperties(
@@ -55,5 +78,14 @@ class EventPublisher(SideThread):
                 if len(events) < BATCH:
                     connection.process_data_events(time_limit=self.interval)  # waits, and keeps the connection alive
         finally:
+            self.publishing = False
+            lock.lose()
             if connection.is_open:
                 connection.close()
+
+    def _wait_as_standby(self, connection) -> None:
+        if self.publishing:  # a new session without the lock: another bridge publishes now
+            log.warning("bridge events: another bridge publishes the event stream now")
+        self.publishing = False
+        self.after = newest_event_id()
+        connection.process_data_events(time_limit=self.standby_interval)
