@@ -12,11 +12,17 @@ advisory lock on this thread's connection, as the relay's), so each event goes o
 wait, noting the newest event id as they go; when the publisher's session ends, the next to take the
 lock goes on from the last id it noted. Events published in that moment may go out twice, with the
 same message id (`event-ID`); none is left out unless the publisher had fallen behind.
+
+Ledger ids are taken when a transaction writes and seen when it commits, so with several writers
+(bridges, the scheduler, the command line) an id can appear after a larger one. An id skipped over is
+a hole: looked for again at each poll for HOLE_WAIT seconds and published when it appears (after
+larger ids), then given up (a rolled-back transaction leaves holes for good).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pika
 
@@ -32,6 +38,8 @@ log = logging.getLogger("flow45.bridge")
 BATCH = 500
 EVENTS_LOCK_KEY = 45_0002
 STANDBY_INTERVAL = 1.0  # seconds between a waiting bridge's attempts to take the lock
+HOLE_WAIT = 10.0  # seconds an id skipped over is looked for: longer than a transaction of the store
+MAX_HOLES = 10_000
 
 
 def newest_event_id() -> int:
@@ -50,6 +58,7 @@ class EventPublisher(SideThread):
         self.standby_interval = standby_interval
         self.after: int | None = None  # the last id published (or noted while waiting); None: start at the newest
         self.publishing = False  # holds the lock: the one bridge publishing
+        self._holes: dict[int, float] = {}  # ids skipped over -> when first missed (monotonic)
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -69,12 +78,11 @@ class EventPublisher(SideThread):
                     log.info("bridge events: publishing the event stream after event %d", self.after)
                 events = store.list_events(self.after, limit=BATCH)
                 for event in events:
-                    properties = pika.BasicProperties(
-                        content_type="application/json", message_id=f"event-{event.id}", type=event.kind,
-                    )
-                    channel.basic_publish(names.EVENTS_EXCHANGE, event.team, wire.dumps(event.to_json()).encode(),
-                                          properties)
+                    self._note_holes(event.id)
+                    self._publish(channel, event)
                     self.after = event.id
+                if self._holes:
+                    self._publish_late(channel)
                 if len(events) < BATCH:
                     connection.process_data_events(time_limit=self.interval)  # waits, and keeps the connection alive
         finally:
@@ -83,9 +91,31 @@ class EventPublisher(SideThread):
             if connection.is_open:
                 connection.close()
 
+    def _publish(self, channel, event) -> None:
+        properties = pika.BasicProperties(content_type="application/json", message_id=f"event-{event.id}",
+                                          type=event.kind)
+        channel.basic_publish(names.EVENTS_EXCHANGE, event.team, wire.dumps(event.to_json()).encode(), properties)
+
+    def _note_holes(self, event_id: int) -> None:
+        now = time.monotonic()
+        for missing in range(max(self.after + 1, event_id - MAX_HOLES), event_id):
+            self._holes.setdefault(missing, now)
+        if len(self._holes) > MAX_HOLES:
+            for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
+                del self._holes[old]
+
+    def _publish_late(self, channel) -> None:
+        """Events whose ids were skipped over, committed since; holes older than HOLE_WAIT given up."""
+        for event in store.list_events(0, ids=sorted(self._holes), limit=len(self._holes)):
+            self._publish(channel, event)
+            del self._holes[event.id]
+        given_up = time.monotonic() - HOLE_WAIT
+        self._holes = {i: at for i, at in self._holes.items() if at > given_up}
+
     def _wait_as_standby(self, connection) -> None:
         if self.publishing:  # a new session without the lock: another bridge publishes now
             log.warning("bridge events: another bridge publishes the event stream now")
         self.publishing = False
+        self._holes = {}
         self.after = newest_event_id()
         connection.process_data_events(time_limit=self.standby_interval)

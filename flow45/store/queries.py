@@ -210,10 +210,12 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
 
 def list_events(
     after: int = 0, *, team: str | None = None, run: int | None = None, instance: int | None = None,
-    limit: int = 200,
+    limit: int = 200, ids: list[int] | None = None,
 ) -> list[EventView]:
-    """Ledger events with id > `after`, oldest first: read incrementally by id."""
+    """Ledger events with id > `after`, oldest first: read incrementally by id (`ids`: only those)."""
     query = Event.select().where(Event.id > after).order_by(Event.id).limit(limit)
+    if ids is not None:
+        query = query.where(Event.id.in_(ids))
     if team:
         query = query.where(Event.team == team)
     if run is not None:
