@@ -111,8 +111,17 @@ def _retire_v9() -> None:
                                                                         pw.DateTimeField(null=True)))
 
 
+def _lineage_v10() -> None:
+    """Lineage: which upstream attempt's output each attempt received."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "lineage" not in {column.name for column in database.get_columns("attempt")}:
+        migrate(SchemaMigrator.from_database(database.obj).add_column("attempt", "lineage", pw.TextField(null=True)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
-STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9]
+STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
+         _lineage_v10]
 CURRENT = len(STEPS)
 
 

@@ -135,6 +135,9 @@ class Attempt(Table):
     archived = pw.BooleanField(default=False)  # superseded by an undo, kept for the record
     archived_by = pw.BigIntegerField(null=True)  # the undo event
     comment = pw.TextField(null=True)  # a human submit's comment
+    # Lineage: parameter -> {"task", "instance", "attempt"} of the upstream output it received
+    # (attempt null: the upstream was skipped and passed null); null when the task has no inputs.
+    lineage = JSONField(null=True)
 
     class Meta:
         indexes = ((("instance", "number"), False),)

@@ -72,6 +72,24 @@ class WorkflowView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class InputLink(View):
+    """Lineage: the upstream attempt whose output an attempt received for one parameter."""
+
+    param: str
+    task: str  # the upstream task
+    instance: int
+    attempt: int | None  # None: the upstream was skipped and passed null
+    undone: bool = False  # that upstream attempt was later superseded by an undo
+
+    def text(self) -> str:
+        """'attempt 3 of extract (undone)', or 'null (extract skipped)'; the parameter added when it is
+        not the task's name."""
+        source = (f"attempt {self.attempt} of {self.task}" + (" (undone)" if self.undone else "")
+                  if self.attempt is not None else f"null ({self.task} skipped)")
+        return source if self.param == self.task else f"{source} as {self.param}"
+
+
+@dataclasses.dataclass(frozen=True)
 class AttemptView(View):
     number: int
     status: str
@@ -82,6 +100,7 @@ class AttemptView(View):
     error: str | None
     archived: bool
     comment: str | None = None  # a human submit's comment
+    lineage: list[InputLink] = dataclasses.field(default_factory=list)  # what it was built on
 
 
 @dataclasses.dataclass(frozen=True)

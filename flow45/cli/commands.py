@@ -222,6 +222,8 @@ def cmd_instance(args) -> int:
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")
+        if a.lineage:
+            print("    built on " + ", ".join(link.text() for link in a.lineage))
         if a.output is not None:
             print(f"    output {wire.dumps(a.output)}")
         if a.error:

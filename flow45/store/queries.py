@@ -12,7 +12,7 @@ from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store import rules_human
 from flow45.store.specs import version_spec
-from flow45.views import AttemptView, EventView, InstanceView, RunView, WorkflowView
+from flow45.views import AttemptView, EventView, InputLink, InstanceView, RunView, WorkflowView
 
 
 def list_workflows(team: str | None = None) -> list[WorkflowView]:
@@ -137,15 +137,33 @@ def list_runs(
                                 attempts_made=made.get(r.id, 0)) for r in runs]
 
 
-def _attempt_view(a: Attempt) -> AttemptView:
+def _attempt_view(a: Attempt, undone: frozenset = frozenset()) -> AttemptView:
+    """`undone`: the (instance, number) of the upstream attempts in its lineage that an undo superseded."""
+    lineage = [InputLink(param, link["task"], link["instance"], link["attempt"],
+                         (link["instance"], link["attempt"]) in undone) for param, link in (a.lineage or {}).items()]
     return AttemptView(
         number=a.number, status=a.status, worker=a.worker, claimed_at=a.claimed_at, finished_at=a.finished_at,
-        output=a.output, error=a.error, archived=a.archived, comment=a.comment,
+        output=a.output, error=a.error, archived=a.archived, comment=a.comment, lineage=lineage,
     )
 
 
-def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: Attempt | None = None) -> InstanceView:
-    """`current`: the instance's current attempt, if it has been claimed (found in `attempts` if not given)."""
+def _undone_upstream(attempts) -> frozenset:
+    """Of the upstream attempts these attempts were built on, the (instance, number) of those archived
+    by an undo: one read."""
+    wanted = {(link["instance"], link["attempt"]) for a in attempts for link in (a.lineage or {}).values()
+              if link["attempt"] is not None}
+    if not wanted:
+        return frozenset()
+    rows = (Attempt.select(Attempt.instance, Attempt.number)
+            .where(Attempt.instance.in_(sorted({i for i, _ in wanted})) & (Attempt.archived == True))  # noqa: E712
+            .tuples())
+    return frozenset(row for row in rows if row in wanted)
+
+
+def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: Attempt | None = None,
+                   undone: frozenset = frozenset()) -> InstanceView:
+    """`current`: the instance's current attempt, if it has been claimed (found in `attempts` if not given);
+    `undone`: see `_attempt_view`."""
     if current is None:
         current = next((a for a in attempts if a.number == i.attempt and not a.archived), None)
     return InstanceView(
@@ -154,7 +172,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         id=i.id, run=i.run_id, team=i.team, task=i.task, function=i.function, state=i.state, attempt=i.attempt,
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
-        upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a) for a in attempts],
+        upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a, undone) for a in attempts],
         parked=i.callback_key is not None, taken_by=i.taken_by if i.state == S.AVAILABLE else None,
         due_at=i.due_at if i.state == S.AVAILABLE else None,
     )
@@ -171,8 +189,10 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         for a in Attempt.select().where(Attempt.instance.in_([i.id for i in rows.values()])).order_by(Attempt.id):
             attempts.setdefault(a.instance_id, []).append(a)
     current = {} if with_attempts else _current_attempts(run_id)
+    undone = _undone_upstream([a for listed in attempts.values() for a in listed])
     instances = [
-        _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ()), current.get(rows[name].id))
+        _instance_view(rows[name], spec.upstream(name), attempts.get(rows[name].id, ()), current.get(rows[name].id),
+                       undone)
         for name in spec.order
     ]
     counts = dict(Counter(i.state for i in instances))
@@ -204,8 +224,8 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
     if row is None or (team and row.team != team):
         raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
     spec = version_spec(Run.get_by_id(row.run_id).version_id)
-    attempts = Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id)
-    return _instance_view(row, spec.upstream(row.task), attempts)
+    attempts = list(Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id))
+    return _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
 
 
 def list_events(

@@ -272,6 +272,17 @@ def inputs(instance, run_instances: dict, spec: VersionSpec, outputs: dict[int, 
     return chosen
 
 
+def lineage(instance, run_instances: dict, spec: VersionSpec) -> dict | None:
+    """Which upstream attempt's output each declared input carries, read off the rows in memory
+    (a succeeded instance's `attempt` is the attempt that succeeded); attempt null: skipped, passes null."""
+    links = {}
+    for param, up in spec.task(instance.task).inputs.items():
+        upstream = run_instances[up]
+        links[param] = {"task": up, "instance": upstream.id,
+                        "attempt": upstream.attempt if upstream.state == S.SUCCEEDED else None}
+    return links or None
+
+
 def upstream_outputs_needed(instance, run_instances: dict, spec: VersionSpec) -> list[int]:
     return [run_instances[up].id for up in spec.task(instance.task).inputs.values()
             if run_instances[up].state == S.SUCCEEDED]

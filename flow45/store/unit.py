@@ -218,6 +218,9 @@ class Unit:
         deferred = dialect().deferred()  # where it can, the writes below travel in one round trip
         rows = [(i.id, *(getattr(i, c) for c in INSTANCE_COLUMNS)) for i in (ch.instances[x] for x in sorted(ch.instances))]
         update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
+        for attempt in ch.new_attempts:  # lineage: every attempt records the upstream outputs it was given
+            instance = self.instances[attempt["instance"]]
+            attempt["lineage"] = rules.lineage(instance, self.by_run[instance.run_id], self.spec(instance.run_id))
         insert_rows(Attempt, ch.new_attempts, deferred=deferred)
         ended = [(i, token, status, as_json(output), error, self.at) for i, token, status, output, error in ch.ended_attempts]
         update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),

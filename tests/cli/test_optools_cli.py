@@ -7,7 +7,7 @@ import json
 
 from flow45 import store
 from flow45.models import Event
-from tests.store.helpers import BLOB, DIAMOND, T0, claim, deploy_text, instance, states
+from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance, states
 
 
 def test_set_output_checks_the_type_then_finishes_the_task_as_the_operator(flow45, tmp_path):
@@ -109,3 +109,23 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert code == 1 and "only a failed instance can be retried" in out and "0 of 1 done, 1 refused" in out
     code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b")
     assert code == 1 and "bulk skip needs a reason" in err
+
+
+def test_instance_shows_what_each_attempt_was_built_on_and_which_of_it_was_undone(flow45, tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    complete(run, "a", BLOB)
+    store.skip_instance(instance(run, "b").id, "not this month", actor="op", now=T0)
+    complete(run, "c", BLOB)
+    d = str(claim(run, "d").instance)
+    code, out, err = flow45("instance", d)
+    assert code == 0 and "built on null (b skipped) as left, attempt 1 of c as right" in out, err
+    code, out, err = flow45("undo", str(instance(run, "a").id), "--reason", "bad source")
+    assert code == 0, err
+    code, out, err = flow45("instance", d)
+    assert "attempt 1: revoked (archived)" in out and "attempt 1 of c (undone) as right" in out, out
+    code, out, err = flow45("instance", d, "--json")
+    [attempt] = json.loads(out)["attempts"]
+    assert attempt["lineage"] == [
+        {"param": "left", "task": "b", "instance": instance(run, "b").id, "attempt": None, "undone": False},
+        {"param": "right", "task": "c", "instance": instance(run, "c").id, "attempt": 1, "undone": True}]

@@ -69,3 +69,22 @@ def test_undo_with_hold_and_pending_refusal(finished_run, tmp_path):
         store.undo(instance(finished_run, "b").id, "x", actor="op", now=T0)
     with pytest.raises(IllegalTransition, match="needs a reason"):
         store.undo(instance(finished_run, "a").id, " ", actor="op", now=T0)
+
+
+def test_lineage_names_the_upstream_attempts_and_keeps_the_undone_chain(finished_run):
+    d = instance(finished_run, "d").id
+    [first] = store.get_instance(d).attempts
+    assert [(link.param, link.task, link.attempt, link.undone) for link in first.lineage] == [
+        ("left", "b", 1, False), ("right", "c", 1, False)]
+    store.undo(instance(finished_run, "c").id, "bad extract", actor="op", now=T0)
+    complete(finished_run, "c", {"uri": "s3://c2", "size": 2})
+    claim(finished_run, "d")
+    old, new = store.get_instance(d).attempts
+    # The superseded attempt still says what it was built on, and that this was undone since.
+    assert old.archived and [link.text() for link in old.lineage] == ["attempt 1 of b as left",
+                                                                      "attempt 1 of c (undone) as right"]
+    assert [link.text() for link in new.lineage] == ["attempt 1 of b as left", "attempt 2 of c as right"]
+    # A task without inputs records none.
+    assert store.get_instance(instance(finished_run, "a").id).attempts[0].lineage == []
+    run = store.get_run(finished_run, with_attempts=True)
+    assert [link.undone for link in run.instances[3].attempts[0].lineage] == [False, True]

@@ -190,7 +190,8 @@ async def test_a_workers_change_appears_without_a_keypress(tui_db):
 async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
     run = monthly_run(("extract", "render"))
     render = instance(run, "render")
-    store.undo(render.id, "first try", actor="someone", now=T0)
+    store.undo(instance(run, "extract").id, "first try", actor="someone", now=T0)
+    complete(run, "extract", {"uri": "s3://sales/2026-02-v2.csv", "rows": 12})
     complete(run, "render", {"uri": "s3://reports/2026-02-v2.pdf", "pages": 13})
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
@@ -200,7 +201,10 @@ async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
         screen = app.screen
         attempts = screen.payload.instance.attempts
         assert [(a.number, a.archived) for a in attempts] == [(1, True), (2, False)]
-        assert "archived" in text_of(screen.query_one("#inst-attempts"))
+        shown = text_of(screen.query_one("#inst-attempts"))
+        assert "archived" in shown  # and what each attempt was built on, the undone source marked
+        assert "built on attempt 2 of extract as sales" in shown
+        assert "built on attempt 1 of extract (undone) as sales" in shown
         assert "2026-02-v2.pdf" in text_of(screen.query_one("#inst-output"))
         ledger = screen.query_one(Ledger)
         assert ledger.last_id == Event.select().where(Event.instance == render.id).order_by(Event.id.desc()).get().id

@@ -80,6 +80,15 @@ def inputs_table(inputs: data.Inputs) -> Table:
     return table
 
 
+def lineage_text(attempt) -> Text:
+    """'built on attempt 3 of extract (undone)': what the attempt received, a superseded source marked."""
+    text = Text("built on ", "bright_black")
+    for n, link in enumerate(attempt.lineage):
+        text.append(", " if n else "")
+        text.append(link.text(), "magenta" if link.undone else "")
+    return text
+
+
 def attempts_table(instance: InstanceView) -> Table:
     table = Table(title=f"Attempts ({len(instance.attempts)})", title_justify="left", title_style="bold",
                   expand=True, show_lines=True)
@@ -93,6 +102,8 @@ def attempts_table(instance: InstanceView) -> Table:
         result = _json(a.output) if a.output is not None else Text("")
         if a.error:
             result = Group(result, Text(a.error, "red")) if a.output is not None else Text(a.error, "red")
+        if a.lineage:
+            result = Group(lineage_text(a), result)
         table.add_row(str(a.number), status, a.worker or "", f"{when(a.claimed_at)}\n{when(a.finished_at)}", result,
                       style="dim" if a.archived else None)
     return table
