@@ -1,4 +1,4 @@
-"""Prometheus metrics of the long-running processes (`serve`, `scheduler`, `bridge run`).
+"""Prometheus metrics of the long-running processes (`serve`, `scheduler`, `bridge run`, `notify`).
 
 Counters and histograms are updated where things happen (a batch applied, a refusal, a reconnect).
 Figures that need the store are read only when a scraper asks, by `StoreCollector`, with the bounded
@@ -37,6 +37,11 @@ REFUSALS = Counter("flow45_refusals", "Inbox messages refused, by the refusal's 
 RECONNECTS = Counter("flow45_reconnects", "Connections to the broker or the database opened again after a loss",
                      ["part", "server"])
 SCHEDULER_ACTIONS = Counter("flow45_scheduler_actions", "What the scheduler's ticks did", ["action"])
+NOTIFY_POSTS = Counter("flow45_notify_posts", "notify: webhook posts by outcome: sent (taken), failed (refused "
+                       "for good, not posted again), retried (a try failed; posted again after a wait)", ["outcome"])
+NOTIFY_POSITION = Gauge("flow45_notify_position", "notify: the ledger event id up to which every event is handled")
+NOTIFY_LAG = Gauge("flow45_notify_lag_seconds", "notify: age of the oldest event read and not yet handled "
+                   "(0 when caught up)")
 
 
 class StoreCollector(Collector):
@@ -102,15 +107,18 @@ class StoreCollector(Collector):
 _serving: dict[int, object] = {}
 
 
-def serve_metrics(port: int, address: str, database_url: str, registry: CollectorRegistry = REGISTRY) -> None:
+def serve_metrics(port: int, address: str, database_url: str | None, registry: CollectorRegistry = REGISTRY) -> None:
     """Answer GET /metrics on `address:port` from a thread of its own, with the figures of the store
-    at `database_url` (bound here, as the process's parts bind it)."""
+    at `database_url` (bound here, as the process's parts bind it; none: the process's own figures only,
+    as for `notify` through the broker)."""
     if port in _serving:
         return
-    connect(database_url)
+    if database_url:
+        connect(database_url)
     try:
         _serving[port] = start_http_server(port, address, registry=registry)
     except OSError as exc:
         raise Flow45Error(f"metrics: cannot listen on {address}:{port}: {exc.strerror or exc}") from None
-    registry.register(StoreCollector())
+    if database_url:
+        registry.register(StoreCollector())
     log.info("metrics on http://%s:%d/metrics", address, port)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from flow45.cli.base import _client, command, remote_mode
+from flow45.cli.service import _add_metrics_port
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
 from flow45.settings import current_settings
@@ -32,6 +33,11 @@ def cmd_notify(args) -> int:
                 "through the broker only team %s is followed; %s need a notify of their own", client.team,
                 ", ".join(others))
         hooks = {client.team: hooks[client.team]}
+    port = args.metrics_port or settings.metrics_port
+    if port:  # its own figures; the store's too when it reads the database
+        from flow45.metrics import serve_metrics
+
+        serve_metrics(port, settings.metrics_address, None if remote_mode(settings) else settings.database_url)
     notifier = Notifier(client, hooks, Path(args.state), start=args.after, retry_delay=settings.notify_retry_delay,
                         retry_max=settings.notify_retry_max, poll=settings.sweep_interval)
     with on_stop_signals(lambda _signum: notifier.stop_now()):
@@ -48,3 +54,4 @@ def add_parsers(add) -> None:
     p.add_argument("--after", type=int, default=0,
                    help="first start only (no state file): begin after this ledger event id (default: the beginning)")
     p.add_argument("--once", action="store_true", help="post what is there, then exit")
+    _add_metrics_port(p)

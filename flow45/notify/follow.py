@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flow45 import metrics
 from flow45.errors import Flow45Error
 from flow45.notify import events as meaning
 from flow45.notify.hooks import Webhook
@@ -66,6 +67,15 @@ class Notifier:
         self.poll = poll
         self.posted = 0
         self._hole_since: float | None = None
+        self._oldest_unhandled: float | None = None  # when the oldest event read and not yet handled was written
+        metrics.NOTIFY_LAG.set_function(self._lag)
+        metrics.NOTIFY_POSITION.set(self.position.after)
+        for outcome in ("sent", "failed", "retried"):
+            metrics.NOTIFY_POSTS.labels(outcome)  # shown at 0 before the first
+
+    def _lag(self) -> float:
+        at = self._oldest_unhandled
+        return 0.0 if at is None else max(0.0, time.time() - at)
 
     def stop_now(self) -> None:
         self.stop.set()
@@ -79,9 +89,14 @@ class Notifier:
                 self.wake.clear()
                 page = self.client.events(self.position.after, limit=PAGE)
                 for event in page:
-                    if event.id not in self.position.seen and not self._handle(event):
+                    if event.id in self.position.seen:
+                        continue
+                    self._oldest_unhandled = _epoch(event.at)
+                    if not self._handle(event):
                         return  # stopped while posting: the file keeps the place
+                self._oldest_unhandled = None
                 moved = self._advance()
+                metrics.NOTIFY_POSITION.set(self.position.after)
                 if len(page) == PAGE and moved:
                     continue
                 if once:
@@ -135,3 +150,10 @@ class Notifier:
         if p.after != before:
             p.save(self.state)
         return p.after != before
+
+
+def _epoch(at) -> float:
+    """A ledger time (naive UTC, or aware) as seconds since the epoch."""
+    import datetime as dt
+
+    return (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp()

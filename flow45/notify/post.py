@@ -9,6 +9,7 @@ import logging
 import urllib.error
 import urllib.request
 
+from flow45.metrics import NOTIFY_POSTS
 from flow45.notify.hooks import Webhook
 from flow45.outage import Backoff
 from flow45.views import EventView
@@ -42,15 +43,18 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
                 answer.read()
+            NOTIFY_POSTS.labels("sent").inc()
             return True
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX:
                 log.error("%s refused event %s with HTTP %s; not posting it again", _host(hook), event.id, exc.code)
+                NOTIFY_POSTS.labels("failed").inc()
                 return True
             why = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             why = str(getattr(exc, "reason", exc))
         delay = backoff.delay
+        NOTIFY_POSTS.labels("retried").inc()
         log.warning("posting event %s to %s failed (%s); again in %.1fs", event.id, _host(hook), why, delay)
         if not backoff.wait():
             break

@@ -21,6 +21,8 @@ from flow45.migrate import ensure_schema
 from flow45.models import Event, TaskInstance
 from flow45.settings import Settings, load_settings, use_settings
 from tests import pinned
+from tests.harness.rabbitmq import free_port
+from tests.metrics.helpers import scrape
 from tests.store.helpers import T0, claim, deploy_text
 
 CONFIG = """
@@ -104,6 +106,10 @@ def ledger(tmp_path):
     return url, {("/a", f"flow45-event-{i}") for i in to_a} | {("/b", f"flow45-event-{i}") for i in to_b}
 
 
+def _event_ids() -> list[int]:
+    return [e.id for e in Event.select(Event.id)]
+
+
 def _notify(url: str, receiver: Receiver, state, *extra: str) -> subprocess.Popen:
     hooks = {"acme": [{"url": receiver.url + "/a", "events": ["run_failed", "human_waiting", "sla_missed"]},
                       {"url": receiver.url + "/b", "events": ["retries_exhausted"], "format": "event"}]}
@@ -117,9 +123,17 @@ def test_posts_survive_a_kill_and_restart_none_lost_none_duplicated_by_key(ledge
     url, expected = ledger
     receiver = Receiver(hold_at=4)
     state = tmp_path / "notify.json"
-    first = _notify(url, receiver, state)
+    port = free_port()
+    first = _notify(url, receiver, state, "--metrics-port", str(port))
     try:
         assert receiver.holding.wait(60), first.stderr.read() if first.poll() is not None else "no 4th post"
+        scraped = scrape(port)  # what an operator's dashboard shows while a post hangs
+        accepted, answered_500 = len(receiver.accepted), receiver.requests - 1 - len(receiver.accepted)
+        assert scraped.value("flow45_notify_posts_total", outcome="sent") == accepted
+        assert scraped.value("flow45_notify_posts_total", outcome="retried") == answered_500
+        assert scraped.value("flow45_notify_posts_total", outcome="failed") == 0
+        assert scraped.value("flow45_notify_lag_seconds") > 3600, "its event was written at T0, long ago"
+        assert scraped.value("flow45_notify_position") < max(_event_ids()), "behind the ledger"
         first.kill()  # while its 4th post waits for an answer: it never learns it was taken
         first.wait(30)
     finally:
