@@ -7,7 +7,6 @@ import json
 
 from flow45 import store
 from flow45.models import Event
-from tests.cli.test_cli import flow45  # noqa: F401  (the fixture)
 from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_text
 
 

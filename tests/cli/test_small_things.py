@@ -8,7 +8,6 @@ import json
 
 from flow45 import store
 from flow45.models import Event
-from tests.cli.test_cli import flow45  # noqa: F401  (the fixture)
 from tests.store.helpers import T0, claim, deploy_text, instance
 
 PARAMS = """
