@@ -68,6 +68,12 @@ class InvalidOutput(Flow45Error):
     code = "invalid_output"
 
 
+class InvalidLog(Flow45Error):
+    """A log link or log tail is not acceptable (flow45.logs): the message is refused, as malformed."""
+
+    code = "invalid_message"
+
+
 class InvalidParams(Flow45Error):
     """The run parameters do not match the workflow's params type."""
 

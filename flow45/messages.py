@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from flow45.logs import LOG_TAIL_MAX, LOG_URL_MAX, tail_problem, url_problem
+from flow45.settings import current_settings
 
 
 class _Message(BaseModel):
@@ -71,7 +74,34 @@ class Claim(_Attempt):
     worker: str = Field(min_length=1, max_length=128)
 
 
-class Progress(_Attempt):
+class _Logged(_Attempt):
+    """A message that may say where the attempt's log is, kept with the attempt (flow45.logs)."""
+
+    log_url: str | None = Field(
+        None, max_length=LOG_URL_MAX, json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"},
+        description="where this attempt's log is: an http(s) URL without credentials (no user, password or "
+                    "secret-looking query parameter); shown to the team's operators")
+    log_tail: str | None = Field(
+        None, max_length=LOG_TAIL_MAX,
+        description=f"the log's last lines: at most {LOG_TAIL_MAX} bytes of UTF-8 and never over the output cap, "
+                    "no control characters but tab and line breaks, nothing that looks like a secret")
+
+    @field_validator("log_url")
+    @classmethod
+    def _acceptable_url(cls, url: str | None) -> str | None:
+        if url is not None and (problem := url_problem(url)):
+            raise ValueError(f"log_url {problem}")
+        return url
+
+    @field_validator("log_tail")
+    @classmethod
+    def _acceptable_tail(cls, tail: str | None) -> str | None:
+        if tail is not None and (problem := tail_problem(tail, current_settings().output_max_bytes)):
+            raise ValueError(f"log_tail {problem}")
+        return tail
+
+
+class Progress(_Logged):
     """Renews the lease."""
 
     type: Literal["progress"]
@@ -79,12 +109,12 @@ class Progress(_Attempt):
     message: str | None = Field(None, max_length=2000)
 
 
-class Submit(_Attempt):
+class Submit(_Logged):
     type: Literal["submit"]
     output: Any = Field(description="validated against the task's output type")
 
 
-class Fail(_Attempt):
+class Fail(_Logged):
     type: Literal["fail"]
     error: str = Field(max_length=2000)
     retryable: bool = True

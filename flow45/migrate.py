@@ -119,9 +119,20 @@ def _lineage_v10() -> None:
         migrate(SchemaMigrator.from_database(database.obj).add_column("attempt", "lineage", pw.TextField(null=True)))
 
 
+def _log_links_v11() -> None:
+    """Log links: where an attempt's log is, or its last lines, as its worker sent them."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    present = {column.name for column in database.get_columns("attempt")}
+    migrator = SchemaMigrator.from_database(database.obj)
+    migrate(*[migrator.add_column("attempt", name, field) for name, field in (
+        ("log_url", pw.CharField(max_length=2048, null=True)), ("log_tail", pw.TextField(null=True)))
+        if name not in present])
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
-         _lineage_v10]
+         _lineage_v10, _log_links_v11]
 CURRENT = len(STEPS)
 
 

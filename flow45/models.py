@@ -138,6 +138,8 @@ class Attempt(Table):
     # Lineage: parameter -> {"task", "instance", "attempt"} of the upstream output it received
     # (attempt null: the upstream was skipped and passed null); null when the task has no inputs.
     lineage = JSONField(null=True)
+    log_url = pw.CharField(max_length=2048, null=True)  # where its log is, as its worker said (flow45.logs)
+    log_tail = pw.TextField(null=True)  # or the log's last lines
 
     class Meta:
         indexes = ((("instance", "number"), False),)

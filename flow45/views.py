@@ -101,6 +101,8 @@ class AttemptView(View):
     archived: bool
     comment: str | None = None  # a human submit's comment
     lineage: list[InputLink] = dataclasses.field(default_factory=list)  # what it was built on
+    log_url: str | None = None  # where its log is, as its worker said
+    log_tail: str | None = None  # or the log's last lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +131,8 @@ class InstanceView(View):
     parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
     taken_by: str | None = None  # an available human task: who has taken it
     due_at: dt.datetime | None = None  # an available human task: when it is due
+    log_url: str | None = None  # its current attempt's log link
+    log_tail: str | None = None  # its current attempt's log tail
 
 
 @dataclasses.dataclass(frozen=True)

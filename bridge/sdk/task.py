@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from typing import Any, Callable, NoReturn
 
 from bridge.sdk.errors import SkipTask, TaskCancelled
+from flow45.logs import LOG_TAIL_MAX, tail_problem, url_problem
 from flow45.messages import Offer
 
 MAX_TEXT = 2000
@@ -42,14 +44,36 @@ class Task:
         self.worker = worker
         self.cancelled = threading.Event()
         self.callback_key: str | None = None  # set by park()
+        self.log_url: str | None = None  # set by log(); sent with the submit or fail
+        self.log_tail: str | None = None
+        self.log_unsent = False  # log() since the last progress the bridge accepted
         self._send_progress = send_progress
         self._send_park = send_park
 
-    def progress(self, percent: float | None = None, message: str | None = None) -> bool:
-        """Report progress (0-100 and/or a line of text); it also renews the lease.
-        Returns False, and sets `cancelled`, when the attempt is no longer current."""
+    def log(self, url: str | None = None, tail: str | None = None) -> None:
+        """Say where this attempt's log is (an http(s) URL without credentials) and/or give its last
+        lines; Flow45 keeps them with the attempt and shows them to the team's operators. Sent with the
+        next progress and with the submit or fail. A tail is cut to its last 4 KiB and loses its
+        terminal colour codes; raises ValueError for what Flow45 would refuse (another control
+        character, a secret-looking value, a URL with a password)."""
+        if url is not None:
+            if problem := url_problem(url):
+                raise ValueError(f"log_url {problem}")
+            self.log_url = url
+        if tail is not None:
+            tail = _last_bytes(_COLOURS.sub("", str(tail)), LOG_TAIL_MAX)
+            if problem := tail_problem(tail):
+                raise ValueError(f"log_tail {problem}")
+            self.log_tail = tail
+        self.log_unsent = self.log_unsent or url is not None or tail is not None
+
+    def progress(self, percent: float | None = None, message: str | None = None, *, log_url: str | None = None,
+                 log_tail: str | None = None) -> bool:
+        """Report progress (0-100 and/or a line of text); it also renews the lease. `log_url` and
+        `log_tail`: as `log()`. Returns False, and sets `cancelled`, when the attempt is no longer current."""
         if self.cancelled.is_set():
             return False
+        self.log(log_url, log_tail)
         if percent is not None:
             percent = max(0.0, min(100.0, float(percent)))
         if message is not None:
@@ -78,6 +102,19 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.function} instance={self.instance} attempt={self.attempt} run={self.run}>"
+
+
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes, common in logs
+
+
+def _last_bytes(text: str, limit: int) -> str:
+    """The end of `text` within `limit` bytes of UTF-8, from a line start when one is near."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[-limit:].decode("utf-8", errors="ignore")
+    newline = kept.find("\n")
+    return kept[newline + 1:] if 0 <= newline < 200 else kept
 
 
 def _parse_time(value: Any) -> dt.datetime | None:

@@ -248,14 +248,14 @@ class Worker:
             return Skip(type="skip", reason=skip.reason[:MAX_TEXT], **common)
         except PermanentError as exc:
             log.error("%r failed permanently: %s", task, exc)
-            return Fail(type="fail", error=_describe(exc), retryable=False, **common)
+            return Fail(type="fail", error=_describe(exc), retryable=False, **common, **_logs(task))
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the task's
             log.exception("%r failed", task)
-            return Fail(type="fail", error=_describe(exc), retryable=True, **common)
+            return Fail(type="fail", error=_describe(exc), retryable=True, **common, **_logs(task))
         try:
             output = dump_output(result)
             wire.dumps(output)  # NaN and ±Infinity are not JSON: refused here, before anything is sent
-            return Submit(type="submit", output=output, **common)
+            return Submit(type="submit", output=output, **common, **_logs(task))
         except Exception as exc:  # noqa: BLE001 - not JSON: trying again returns the same
             log.error("%r returned %s, which is not JSON: %s", task, type(result).__name__, exc)
             return Fail(type="fail", error=f"the handler's return value is not JSON: {_describe(exc)}"[:MAX_TEXT],
@@ -283,7 +283,9 @@ class Worker:
             log.error("%s of %r refused (%s): %s", outcome.type, task, reply.code, reply.error)
 
     def _progress(self, task: Task, percent: float | None, message: str | None, *, timeout: float | None = None) -> bool:
-        progress = Progress(type="progress", instance=task.instance, token=task.token, percent=percent, message=message)
+        logs = _logs(task) if task.log_unsent else {}
+        progress = Progress(type="progress", instance=task.instance, token=task.token, percent=percent, message=message,
+                            **logs)
         try:
             reply = self._request(progress, attempts=1, timeout=timeout)
         except TransportError as exc:
@@ -291,6 +293,8 @@ class Worker:
             return True  # unknown, not refused
         if reply.ok:
             self._heartbeat.touched(task)
+            if logs == _logs(task):  # not changed meanwhile by the handler's thread
+                task.log_unsent = False
             return True
         if reply.code == STALE:
             task.cancelled.set()
@@ -358,6 +362,11 @@ def _parse(model: type[BaseModel], body: bytes | dict) -> Any:
     if isinstance(body, (bytes, bytearray, str)):
         return model.model_validate_json(body)
     return model.model_validate(body)
+
+
+def _logs(task: Task) -> dict[str, str]:
+    """The log link and tail the handler gave (`Task.log`), for the message that carries them."""
+    return {name: value for name, value in (("log_url", task.log_url), ("log_tail", task.log_tail)) if value is not None}
 
 
 def _describe(exc: BaseException) -> str:

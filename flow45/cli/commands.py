@@ -184,6 +184,7 @@ def cmd_show(args) -> int:
         print()
     for i in failed:
         print(f"  {i.task} (instance {i.id}) failed, attempt {i.attempt}: {i.error or '(no error recorded)'}")
+        _print_log(i.log_url, i.log_tail, "    ", lines=5)
     return 0
 
 
@@ -228,7 +229,19 @@ def cmd_instance(args) -> int:
             print(f"    output {wire.dumps(a.output)}")
         if a.error:
             print(f"    error {a.error}")
+        _print_log(a.log_url, a.log_tail, "    ")
     return 0
+
+
+def _print_log(url: str | None, tail: str | None, indent: str, lines: int | None = None) -> None:
+    """An attempt's log link, and its log tail (the last `lines` of it, if given) indented under it."""
+    if url:
+        print(f"{indent}log {url}")
+    if tail:
+        shown = tail.rstrip("\n").splitlines()[-lines:] if lines else tail.rstrip("\n").splitlines()
+        print(f"{indent}log tail:")
+        for line in shown:
+            print(f"{indent}  | {line}")
 
 
 @command("cancel")

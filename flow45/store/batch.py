@@ -97,6 +97,7 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
         return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at, callback_key=key)
     if isinstance(msg, m.Progress):
         rules.progress(ch, instance, task, msg.percent, msg.message)
+        rules.note_log(ch, instance.id, msg.token, msg.log_url, msg.log_tail)
         return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at)
     if isinstance(msg, m.Submit):
         spec = unit.spec(instance.run_id)
@@ -108,6 +109,7 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
     else:
         rules.fail(ch, instance, task, msg.error, msg.retryable, actor)
     unit.settle(instance.run_id, actor)
+    rules.note_log(ch, instance.id, msg.token, getattr(msg, "log_url", None), getattr(msg, "log_tail", None))
     return rules.reply(instance)
 
 

@@ -143,7 +143,8 @@ def _attempt_view(a: Attempt, undone: frozenset = frozenset()) -> AttemptView:
                          (link["instance"], link["attempt"]) in undone) for param, link in (a.lineage or {}).items()]
     return AttemptView(
         number=a.number, status=a.status, worker=a.worker, claimed_at=a.claimed_at, finished_at=a.finished_at,
-        output=a.output, error=a.error, archived=a.archived, comment=a.comment, lineage=lineage,
+        output=a.output, error=a.error, archived=a.archived, comment=a.comment, lineage=lineage, log_url=a.log_url,
+        log_tail=a.log_tail,
     )
 
 
@@ -169,6 +170,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
     return InstanceView(
         offered_at=i.offered_at, started_at=current.claimed_at if current else None,
         finished_at=current.finished_at if current else None, error=current.error if current else None,
+        log_url=current.log_url if current else None, log_tail=current.log_tail if current else None,
         id=i.id, run=i.run_id, team=i.team, task=i.task, function=i.function, state=i.state, attempt=i.attempt,
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
@@ -202,9 +204,11 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
 
 
 def _current_attempts(run_id: int) -> dict[int, Attempt]:
-    """instance -> its current attempt (claim and end times only), for the instances of a run that have one."""
+    """instance -> its current attempt (claim and end times, error and log only), for the instances of a run that
+    have one."""
     query = (
-        Attempt.select(Attempt.instance, Attempt.claimed_at, Attempt.finished_at, Attempt.error)
+        Attempt.select(Attempt.instance, Attempt.claimed_at, Attempt.finished_at, Attempt.error, Attempt.log_url,
+                       Attempt.log_tail)
         .join(TaskInstance, on=(Attempt.instance == TaskInstance.id))
         .where((TaskInstance.run == run_id) & (Attempt.number == TaskInstance.attempt) & (Attempt.archived == False))  # noqa: E712
     )

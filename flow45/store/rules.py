@@ -35,6 +35,7 @@ class Changes:
     outputs: dict[int, Any] = field(default_factory=dict)  # instance -> output submitted here
     freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
     comments: dict[tuple, str] = field(default_factory=dict)  # (instance, token) -> a human submit's comment
+    logs: dict[tuple, tuple] = field(default_factory=dict)  # (instance, token) -> (log_url, log_tail), either may be None
     reached: list[tuple] = field(default_factory=list)  # (run, final state, actor): connected workflows may start
 
 
@@ -141,6 +142,15 @@ def progress(ch: Changes, instance, task, percent: float | None, message: str | 
         instance.progress_message = message[:MAX_MESSAGE]
     instance.updated_at = ch.at
     ch.instances[instance.id] = instance
+
+
+def note_log(ch: Changes, instance_id: int, token: str, url: str | None, tail: str | None) -> None:
+    """Keep a log link or tail with the attempt of this token (once its message is accepted); a message
+    without one leaves the last one sent."""
+    if url is not None or tail is not None:
+        before_url, before_tail = ch.logs.get((instance_id, token), (None, None))
+        ch.logs[(instance_id, token)] = (url if url is not None else before_url,
+                                         tail if tail is not None else before_tail)
 
 
 def succeed(ch: Changes, instance, output: Any, actor: str) -> None:

@@ -39,7 +39,8 @@ RUN_COLUMNS = ("status", "started_at", "updated_at", "finished_at")
 RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "updated_at": "timestamp",
              "finished_at": "timestamp"}
 ATTEMPT_CASTS = {"instance_id": "bigint", "token": "varchar", "status": "varchar", "output": "text",
-                 "error": "text", "finished_at": "timestamp", "comment": "text"}
+                 "error": "text", "finished_at": "timestamp", "comment": "text", "log_url": "varchar",
+                 "log_tail": "text"}
 
 
 class Row:
@@ -227,6 +228,9 @@ class Unit:
                     ended, ATTEMPT_CASTS, where="{t}.status = 'running'", deferred=deferred)
         comments = [(i, token, text) for (i, token), text in ch.comments.items()]
         update_rows("attempt", ("instance_id", "token"), ("comment",), comments, ATTEMPT_CASTS, deferred=deferred)
+        for column, n in (("log_url", 0), ("log_tail", 1)):  # each only where sent: the other one stays
+            logs = [(i, token, sent[n]) for (i, token), sent in ch.logs.items() if sent[n] is not None]
+            update_rows("attempt", ("instance_id", "token"), (column,), logs, ATTEMPT_CASTS, deferred=deferred)
         runs = [(r.id, *(getattr(r, c) for c in RUN_COLUMNS)) for r in (ch.runs[x] for x in sorted(ch.runs))]
         update_rows("run", ("id",), RUN_COLUMNS, runs, RUN_CASTS, deferred=deferred)
         insert_rows(Event, ch.events, deferred=deferred)

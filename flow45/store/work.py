@@ -12,7 +12,9 @@ from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import StaleToken
+from flow45.logs import check_logs
 from flow45.models import TaskInstance
+from flow45.settings import current_settings
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.views import WorkerReply
 
@@ -68,30 +70,40 @@ def claim_next(
     return None
 
 
+def _logs(instance_id: int, log_url: str | None, log_tail: str | None) -> dict:
+    """The log fields, checked here as the wire's parser checks them (these messages skip it)."""
+    check_logs(log_url, log_tail, f"task instance {instance_id}", current_settings().output_max_bytes)
+    return {"log_url": log_url, "log_tail": log_tail}
+
+
 def progress(
     instance_id: int, token: str, percent: float | None = None, message: str | None = None, *,
     now: dt.datetime | None = None, team: str | None = None, message_id: str | None = None,
+    log_url: str | None = None, log_tail: str | None = None,
 ) -> WorkerReply:
-    """Record progress and renew the lease."""
-    sent = m.Progress.model_construct(type="progress", instance=instance_id, token=token, percent=percent, message=message)
+    """Record progress and renew the lease; a log link or tail is kept with the attempt."""
+    sent = m.Progress.model_construct(type="progress", instance=instance_id, token=token, percent=percent, message=message,
+                                      **_logs(instance_id, log_url, log_tail))
     return apply_message(sent, team=team, message_id=message_id, now=now)
 
 
 def submit(
     instance_id: int, token: str, output: Any, *, now: dt.datetime | None = None, team: str | None = None,
-    message_id: str | None = None,
+    message_id: str | None = None, log_url: str | None = None, log_tail: str | None = None,
 ) -> WorkerReply:
     """Finish the attempt with its output, validated against the task's output type."""
-    message = m.Submit.model_construct(type="submit", instance=instance_id, token=token, output=output)
+    message = m.Submit.model_construct(type="submit", instance=instance_id, token=token, output=output,
+                                       **_logs(instance_id, log_url, log_tail))
     return apply_message(message, team=team, message_id=message_id, now=now)
 
 
 def fail(
     instance_id: int, token: str, error: str, *, retryable: bool = True, now: dt.datetime | None = None,
-    team: str | None = None, message_id: str | None = None,
+    team: str | None = None, message_id: str | None = None, log_url: str | None = None, log_tail: str | None = None,
 ) -> WorkerReply:
     """Finish the attempt as failed; retried after its delay while retries are left."""
-    message = m.Fail.model_construct(type="fail", instance=instance_id, token=token, error=str(error), retryable=retryable)
+    message = m.Fail.model_construct(type="fail", instance=instance_id, token=token, error=str(error), retryable=retryable,
+                                     **_logs(instance_id, log_url, log_tail))
     return apply_message(message, team=team, message_id=message_id, now=now)
 
 

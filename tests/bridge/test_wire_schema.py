@@ -11,6 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from bridge.rpc import BridgeRefused, call
+from flow45.models import Attempt
 from flow45.schema import full_schema, schema_for
 from tests.bridge.test_bridge import wait_offer
 
@@ -73,13 +74,15 @@ def test_every_message_of_a_run_matches_flow45_schema(bridge_env, wire_log):
     work("claim", make, worker="w1")
     with pytest.raises(BridgeRefused, match="no longer open"):
         work("claim", make, worker="w2")
-    work("progress", make, percent=50, message="half way")
-    work("submit", make, output=SUBMITTED)
+    work("progress", make, percent=50, message="half way", log_url="https://logs.example.org/make/1")
+    with pytest.raises(BridgeRefused, match="progress.log_url: Value error, log_url carries a user name or password"):
+        work("progress", make, log_url="https://ann:pw@logs.example.org/make/1")
+    work("submit", make, output=SUBMITTED, log_tail="made 1 doc\n")
     use = wait_offer(bridge_env, "reports", "wire_use")
     assert use["inputs"] == {"doc": NORMALISED}, "offers carry the stored form: UTC with Z, null for omitted fields"
 
     work("claim", maybe, worker="w1")
-    assert work("fail", maybe, error="cannot", retryable=False)["state"] == "failed"
+    assert work("fail", maybe, error="cannot", retryable=False, log_tail="no source\n")["state"] == "failed"
     operator("retry", instance=maybe["instance"])
     maybe = wait_offer(bridge_env, "reports", "wire_maybe")
     work("claim", maybe, worker="w1")
@@ -101,6 +104,9 @@ def test_every_message_of_a_run_matches_flow45_schema(bridge_env, wire_log):
     operator("cancel", run=run)
     with pytest.raises(BridgeRefused, match="not found"):
         operator("status", run=run + 1000)
+
+    made = Attempt.get((Attempt.instance == make["instance"]) & (Attempt.number == 1))
+    assert (made.log_url, made.log_tail) == ("https://logs.example.org/make/1", "made 1 doc\n")
 
     problems = wire_log.check()
     assert problems == []

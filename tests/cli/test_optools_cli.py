@@ -111,7 +111,7 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert code == 1 and "bulk skip needs a reason" in err
 
 
-def test_instance_shows_what_each_attempt_was_built_on_and_which_of_it_was_undone(flow45, tmp_path):
+def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
     complete(run, "a", BLOB)
@@ -129,3 +129,15 @@ def test_instance_shows_what_each_attempt_was_built_on_and_which_of_it_was_undon
     assert attempt["lineage"] == [
         {"param": "left", "task": "b", "instance": instance(run, "b").id, "attempt": None, "undone": False},
         {"param": "right", "task": "c", "instance": instance(run, "c").id, "attempt": 1, "undone": True}]
+    # The new attempt of a fails, its worker having said where its log is: show and instance say it.
+    grant = claim(run, "a")
+    store.fail(grant.instance, grant.token, "source gone", retryable=False, log_url="https://logs.example.org/a/2",
+               log_tail="".join(f"line {n}\n" for n in range(1, 8)), now=T0)
+    code, out, err = flow45("show", str(run))
+    assert code == 0, err
+    failed = out[out.index(f"  a (instance {grant.instance}) failed"):].splitlines()
+    assert failed[:4] == [f"  a (instance {grant.instance}) failed, attempt 2: source gone",
+                          "    log https://logs.example.org/a/2", "    log tail:", "      | line 3"]
+    assert failed[-1] == "      | line 7"  # the last five lines
+    code, out, err = flow45("instance", str(grant.instance))
+    assert "    log https://logs.example.org/a/2\n    log tail:\n      | line 1\n" in out

@@ -85,11 +85,17 @@ def test_progress_is_recorded(acme, make_worker):
     worker = make_worker("acme")
     reported, release = threading.Event(), threading.Event()
 
+    refused = []
+
     @worker.handler("fx")
     def fx(task):
-        assert task.progress(40, "halfway") is True
+        assert task.progress(40, "halfway", log_url="https://logs.example.org/fx/1") is True
         reported.set()
         release.wait(10)
+        with pytest.raises(ValueError, match="log_url carries a user name or password") as error:
+            task.log(url="https://ann:hunter2@logs.example.org/fx/1")
+        refused.append(str(error.value))
+        task.log(tail="step 1\n\x1b[31mstep 2 ok\x1b[0m\n")  # colour codes dropped
         return BLOB
 
     run = store.trigger("acme", "flaky", actor="tester")
@@ -97,8 +103,11 @@ def test_progress_is_recorded(acme, make_worker):
     assert reported.wait(10)
     row = instance_of(run, "x")
     assert (row.state, row.progress_pct, row.progress_message) == (S.RUNNING, 40.0, "halfway")
+    assert attempts(row.id)[0].log_url == "https://logs.example.org/fx/1"
     release.set()
     assert wait_finished(run) == S.SUCCEEDED
+    [attempt] = attempts(row.id)
+    assert (attempt.log_url, attempt.log_tail) == ("https://logs.example.org/fx/1", "step 1\nstep 2 ok\n") and refused
 
 
 def test_an_exception_fails_the_attempt_and_it_is_retried(acme, make_worker):
@@ -109,6 +118,7 @@ def test_an_exception_fails_the_attempt_and_it_is_retried(acme, make_worker):
     def fx(task):
         calls.append(task.attempt)
         if task.attempt == 1:
+            task.log(url="https://logs.example.org/fx/a1")
             raise RuntimeError("connection reset")
         return BLOB
 
@@ -117,8 +127,9 @@ def test_an_exception_fails_the_attempt_and_it_is_retried(acme, make_worker):
     assert wait_finished(run) == S.SUCCEEDED
     assert calls == [1, 2]
     first, second = attempts(instance_of(run, "x").id)
-    assert (first.status, first.error) == ("failed", "RuntimeError: connection reset")
-    assert second.status == "succeeded"
+    assert (first.status, first.error, first.log_url) == ("failed", "RuntimeError: connection reset",
+                                                         "https://logs.example.org/fx/a1")
+    assert (second.status, second.log_url) == ("succeeded", None)
 
 
 def test_a_permanent_error_fails_without_retry(acme, make_worker):

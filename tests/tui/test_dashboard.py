@@ -192,7 +192,9 @@ async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
     render = instance(run, "render")
     store.undo(instance(run, "extract").id, "first try", actor="someone", now=T0)
     complete(run, "extract", {"uri": "s3://sales/2026-02-v2.csv", "rows": 12})
-    complete(run, "render", {"uri": "s3://reports/2026-02-v2.pdf", "pages": 13})
+    grant = store.claim(render.id, instance(run, "render").token, "w1", now=T0)
+    store.submit(render.id, grant.token, {"uri": "s3://reports/2026-02-v2.pdf", "pages": 13}, now=T0,
+                 log_url="https://logs.example.org/render/2", log_tail="fonts embedded\n12 pages\n")
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
         await open_run(pilot)
@@ -205,7 +207,9 @@ async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
         assert "archived" in shown  # and what each attempt was built on, the undone source marked
         assert "built on attempt 2 of extract as sales" in shown
         assert "built on attempt 1 of extract (undone) as sales" in shown
-        assert "2026-02-v2.pdf" in text_of(screen.query_one("#inst-output"))
+        output = text_of(screen.query_one("#inst-output"))
+        assert "2026-02-v2.pdf" in output and "log https://logs.example.org/render/2" in output
+        assert "│ 12 pages" in output and "│ 12 pages" in shown  # the attempt's log tail, in both places
         ledger = screen.query_one(Ledger)
         assert ledger.last_id == Event.select().where(Event.instance == render.id).order_by(Event.id.desc()).get().id
         assert Attempt.select().where(Attempt.instance == render.id).count() == 2

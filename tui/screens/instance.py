@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.json import JSON
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -89,6 +90,18 @@ def lineage_text(attempt) -> Text:
     return text
 
 
+def log_text(url: str | None, tail: str | None, lines: int = 10) -> Text:
+    """A log link (clickable where the terminal can) and the last `lines` of a log tail. The tail holds
+    no control characters (flow45.logs refused them), so it is shown as it came."""
+    text = Text()
+    if url:
+        text.append("log ", "bold")
+        text.append(url, Style(underline=True, link=url))
+    for line in (tail or "").rstrip("\n").splitlines()[-lines:]:
+        text.append(("\n" if text else "") + "│ " + line, "bright_black")
+    return text
+
+
 def attempts_table(instance: InstanceView) -> Table:
     table = Table(title=f"Attempts ({len(instance.attempts)})", title_justify="left", title_style="bold",
                   expand=True, show_lines=True)
@@ -104,6 +117,8 @@ def attempts_table(instance: InstanceView) -> Table:
             result = Group(result, Text(a.error, "red")) if a.output is not None else Text(a.error, "red")
         if a.lineage:
             result = Group(lineage_text(a), result)
+        if a.log_url or a.log_tail:
+            result = Group(result, log_text(a.log_url, a.log_tail, lines=3))
         table.add_row(str(a.number), status, a.worker or "", f"{when(a.claimed_at)}\n{when(a.finished_at)}", result,
                       style="dim" if a.archived else None)
     return table
@@ -157,7 +172,8 @@ class InstanceScreen(LiveScreen):
         current = data.current_output(i)
         error = next((a.error for a in reversed(i.attempts) if not a.archived and a.error), None)
         output = Group(Text(f"Output ({payload.output_type})", "bold"), _json(current) if current is not None
-                       else Text("none yet", "bright_black"), *([Text(f"Error: {error}", "red")] if error else []))
+                       else Text("none yet", "bright_black"), *([Text(f"Error: {error}", "red")] if error else []),
+                       *([log_text(i.log_url, i.log_tail)] if i.log_url or i.log_tail else []))
         self.query_one("#inst-output", Static).update(output)
         self.query_one("#inst-inputs", Static).update(inputs_table(payload.inputs))
         self.query_one("#inst-attempts", Static).update(attempts_table(i))
