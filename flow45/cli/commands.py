@@ -223,6 +223,8 @@ def cmd_instance(args) -> int:
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")
+        if a.comment:
+            print(f"    comment {a.comment}")
         if a.lineage:
             print("    built on " + ", ".join(link.text() for link in a.lineage))
         if a.output is not None:

@@ -88,6 +88,8 @@ def test_take_hand_back_and_submit_with_a_comment(flow45):
     _, out, _ = flow45("carol", "instance", str(approve), "--json")
     attempt = json.loads(out)["attempts"][-1]
     assert (attempt["worker"], attempt["comment"]) == ("carol", "figures match")
+    _, out, _ = flow45("carol", "instance", str(approve))
+    assert "by carol" in out and "    comment figures match\n" in out
 
 
 def test_the_inbox_shows_what_deciding_needs_overdue_first_with_filters(flow45):

@@ -24,7 +24,7 @@ def test_set_output_checks_the_type_then_finishes_the_task_as_the_operator(flow4
     event = Event.get((Event.instance == int(a)) & (Event.kind == "set_output"))
     assert (event.actor, event.detail["reason"]) == ("ops-ann", "by hand")
     code, out, _ = flow45("instance", a)
-    assert code == 0 and "ops-ann" in out
+    assert code == 0 and "attempt 2: succeeded by ops-ann" in out and "    comment by hand\n" in out
     code, _, err = flow45("set-output", str(instance(run, "d").id), "--output", json.dumps(BLOB), "--reason", "x")
     assert code == 1 and "is pending; an output can be set only while it is" in err
 

@@ -115,6 +115,8 @@ def attempts_table(instance: InstanceView) -> Table:
         result = _json(a.output) if a.output is not None else Text("")
         if a.error:
             result = Group(result, Text(a.error, "red")) if a.output is not None else Text(a.error, "red")
+        if a.comment:  # a human's comment, or the reason an operator gave for setting the output
+            result = Group(Text.assemble(("comment ", "bold"), a.comment), result)
         if a.lineage:
             result = Group(lineage_text(a), result)
         if a.log_url or a.log_tail:
