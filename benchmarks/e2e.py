@@ -13,10 +13,13 @@ With --fsync-delay-ms, one sitting per delay, each on a fresh PostgreSQL whose W
 much longer (benchmarks/slow_disk.py): the figures of a slower disk than this machine's.
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
-                             [--fsync-delay-ms 0.5,2,5] [--bridges 1]
+                             [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--dashboards 5]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
+
+With --dashboards 5, the latency phase runs twice: without, then with 5 remote dashboards reading
+through the bridge (benchmarks/dashboards.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import cpu  # noqa: E402
 from benchmarks.ceilings import broker_round_trip, pika_rates, postgres_commits  # noqa: E402
+from benchmarks.dashboards import with_dashboards  # noqa: E402
 from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
 from bridge.setup_broker import plan  # noqa: E402
 from flow45 import store  # noqa: E402
@@ -220,7 +224,8 @@ def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | No
         measure_ceilings(servers, args)
         start_flow45(servers, args)
         throughput_phase(servers, args)
-        latency_phase(servers, args)
+        with_dashboards(args.dashboards, servers.rabbit.amqp_url.replace("guest:guest", f"bench-ops:{PASSWORD}"),
+                        lambda: latency_phase(servers, args))
     finally:
         servers.stop()
 
@@ -244,6 +249,8 @@ def main() -> None:
     parser.add_argument("--fsync-delay-ms", type=delays, metavar="MS[,MS...]",
                         help="one sitting per delay, PostgreSQL's WAL flushes that much slower (e.g. 0.5,2,5)")
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes consuming the one inbox")
+    parser.add_argument("--dashboards", type=int, default=0, metavar="N",
+                        help="the latency phase without, then with N remote dashboards reading through the bridge")
     args = parser.parse_args()
     library = build_library() if args.fsync_delay_ms else None
     for delay_ms in args.fsync_delay_ms or [None]:
