@@ -1,5 +1,7 @@
 """The dashboard of a team's operator with only a broker URL: through the bridge, one team, live from
-the team's event stream (no polling)."""
+the team's event stream (no polling). One session goes through every screen and action: trigger,
+human inbox and form, a run, an instance, undo (its dry run, then for real), hold, release, skip,
+retry and cancel; each change shows up from the event stream and is the broker user's in the ledger."""
 
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ from textual.widgets import Input, Select
 
 from bridge.remote import RemoteClient
 from flow45 import store
-from flow45.models import Event, TaskInstance
-from tests.client.two_teams import T0, deploy_two_teams
+from flow45.models import Event, Run, TaskInstance
+from tests.client.two_teams import OUTPUTS, T0, deploy_two_teams
 from tests.tui.conftest import SIZE, type_text, wait_until
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
-from tui.screens.modals import UndoModal
+from tui.screens.instance import InstanceScreen
+from tui.screens.modals import CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, UndoModal
 from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
+from tui.screens.trigger import TriggerModal
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
 
@@ -46,6 +50,16 @@ async def _operate(bridge_env, tmp_path) -> None:
         new = store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
         await wait_until(pilot, lambda: runs.loaded == [new, ours.run], timeout=10)
 
+        # the trigger dialog: a second monthly run, triggered by the broker user
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal), timeout=10)
+        app.screen.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and len(runs.loaded) == 3, timeout=10)
+        triggered = runs.loaded[0]
+        assert Run.get_by_id(triggered).triggered_by == "reports-ops"
+
         await pilot.press("i")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows, timeout=10)
         assert [item.instance.id for item in app.screen.rows] == [ours.approve]
@@ -58,22 +72,66 @@ async def _operate(bridge_env, tmp_path) -> None:
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and not app.screen.rows, timeout=10)
 
-        # the run's screen (its version and newest events read through the bridge), and an undo from it
-        await pilot.press("escape", "down", "enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None, timeout=10)
-        assert app.screen.run.id == ours.run and app.screen.query_one(Ledger).last_id
+        # retry, then cancel, on the triggered run, whose extract a worker reports failed
+        extract = TaskInstance.get((TaskInstance.run == triggered) & (TaskInstance.task == "extract"))
+        store.fail(extract.id, store.claim(extract.id, extract.token, "reports-worker").token, "disk full",
+                   retryable=False)
+        await pilot.press("escape", "home", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None
+                         and _states(app.screen).get("extract") == "failed", timeout=10)
+        assert app.screen.run.id == triggered
+        await _confirm(pilot, "r", RetryModal)
+        await wait_until(pilot, lambda: _states(app.screen)["extract"] == "available", timeout=10)
+        await _confirm(pilot, "c", CancelRunModal)
+        await wait_until(pilot, lambda: app.screen.run.status == "cancelled", timeout=10)
+
+        # our first run's screen (its version and newest events read through the bridge), and an undo from it
+        await pilot.press("escape", "home", "down", "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None
+                         and app.screen.run.id == ours.run, timeout=10)
+        assert app.screen.query_one(Ledger).last_id
         await pilot.press("down", "u")
         await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan is not None, timeout=10)
-        assert [a.task for a in app.screen.plan.affected] == ["render", "approve", "publish"]
+        assert [a.task for a in app.screen.plan.affected] == ["render", "approve", "publish"]  # the dry run
         await type_text(pilot, "wrong logo")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen)
-                         and {v.task: v.state for v in app.screen.query_one(DagView).instances}["render"] == "available",
-                         timeout=10)
+                         and _states(app.screen)["render"] == "available", timeout=10)
 
+        # hold and release render, then open it and skip it from its own screen
+        await _confirm(pilot, "h", HoldModal)
+        await wait_until(pilot, lambda: _states(app.screen)["render"] == "held", timeout=10)
+        await _confirm(pilot, "l", ReleaseModal)
+        await wait_until(pilot, lambda: _states(app.screen)["render"] == "available", timeout=10)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload, timeout=10)
+        assert app.screen.payload.inputs.by_param == {"sales": ("extract", "succeeded", OUTPUTS["extract"])}
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SkipModal), timeout=10)
+        await type_text(pilot, "made by hand")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen)
+                         and app.screen.payload.instance.state == "skipped", timeout=10)
+
+    actors = {e.kind: e.actor for e in Event.select().where(Event.team == "reports", Event.actor != "cron")
+              .order_by(Event.id) if e.kind in ("trigger", "undo", "hold", "release", "skip", "retry", "cancel")}
+    assert actors == dict.fromkeys(("trigger", "undo", "hold", "release", "skip", "retry", "cancel"), "reports-ops")
     undo = Event.get(Event.kind == "undo")
-    assert undo.actor == "reports-ops" and undo.detail["reason"] == "wrong logo"
+    assert undo.detail["reason"] == "wrong logo"
     done = store.get_instance(ours.approve)
-    assert done.state == "pending" and done.attempts[-1].worker == "reports-ops"  # undone since
+    assert done.state == "available"  # undone, then offered again once render was skipped
+    assert [a.worker for a in done.attempts if a.archived] == ["reports-ops"]
     assert {e.actor for e in Event.select().where(Event.instance == ours.approve, Event.kind == "submit")} == {"reports-ops"}
     assert TaskInstance.get_by_id(teams["rival"].approve).state == "available"
+
+
+def _states(screen) -> dict[str, str]:
+    return {v.task: v.state for v in screen.query_one(DagView).instances}
+
+
+async def _confirm(pilot, key: str, modal: type) -> None:
+    """Open an action's dialog with its key and confirm it as it is."""
+    await pilot.press(key)
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, modal), timeout=10)
+    await pilot.press("ctrl+s")
+    await wait_until(pilot, lambda: not isinstance(pilot.app.screen, modal), timeout=10)
