@@ -52,8 +52,9 @@ class EventPublisher(SideThread):
 
     part = "events"
 
-    def __init__(self, settings: Settings, interval: float = 0.2, standby_interval: float = STANDBY_INTERVAL):
-        super().__init__(settings)
+    def __init__(self, settings: Settings, interval: float = 0.2, standby_interval: float = STANDBY_INTERVAL,
+                 heartbeat=None):
+        super().__init__(settings, heartbeat)
         self.interval = interval
         self.standby_interval = standby_interval
         self.after: int | None = None  # the last id published (or noted while waiting); None: start at the newest
@@ -68,6 +69,7 @@ class EventPublisher(SideThread):
             channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
             self.ready.set()
             while not self._stop.is_set():
+                self.beat()
                 if not (lock.held or lock.refresh()):
                     self._wait_as_standby(connection)
                     continue

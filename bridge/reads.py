@@ -115,8 +115,8 @@ class ReadServer(SideThread):
 
     part = "reads"
 
-    def __init__(self, settings: Settings, prefetch: int = PREFETCH):
-        super().__init__(settings)
+    def __init__(self, settings: Settings, prefetch: int = PREFETCH, heartbeat=None):
+        super().__init__(settings, heartbeat)
         self.prefetch = prefetch
         self.answered = 0
 
@@ -132,6 +132,7 @@ class ReadServer(SideThread):
             channel.basic_qos(prefetch_count=self.prefetch)
             self.ready.set()
             for method, properties, body in channel.consume(names.READS_QUEUE, inactivity_timeout=0.25):
+                self.beat()
                 if self._stop.is_set():
                     break
                 if method is None:

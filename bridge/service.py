@@ -68,8 +68,8 @@ class Bridge:
         self._quarantine_tag = None
         self._relay_lock = RelayLock()
         self._listener: OutboxListener | None = None
-        self.reads = ReadServer(settings)
-        self.events = EventPublisher(settings)
+        self.reads = ReadServer(settings, heartbeat=heartbeat)  # each beats as a part of its own
+        self.events = EventPublisher(settings, heartbeat=heartbeat)
         self._reset_channel_state()
         metrics.INBOX_WAITING.set_function(lambda: len(self._deliveries))
         for server in ("broker", "database"):

@@ -4,11 +4,16 @@ answered `not_found` in the words a missing id gets, pages capped."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
+from bridge import reads
 from bridge.rpc import BridgeRefused, Rpc
+from flow45 import heartbeat
 from flow45 import messages as m
+from flow45.errors import Flow45Error, NotFound
+from flow45.heartbeat import Heartbeat
 from tests.client.two_teams import deploy_two_teams
 
 pytestmark = pytest.mark.integration
@@ -65,6 +70,8 @@ def test_reads_come_in_capped_pages(bridge_env, ops, tmp_path):
     assert second and second[0]["id"] > first[-1]["id"]
     change = refused(lambda: ops.read({"type": "trigger", "workflow": "monthly_report"}))
     assert change.code == "invalid_message" and "flow45.in.reports" in change.message
+    misplaced = refused(lambda: ops.change("reports", {"type": "runs"}))  # a read sent to the inbox
+    assert misplaced.code == "invalid_message" and "flow45.read" in misplaced.message
 
 
 def test_reads_are_answered_while_the_workers_path_is_stuck(bridge_env, ops, tmp_path):
@@ -83,3 +90,51 @@ def test_reads_are_answered_while_the_workers_path_is_stuck(bridge_env, ops, tmp
         assert ops.read({"type": "instance", "instance": teams["reports"].approve})["state"] == "available"
     finally:
         release.set()
+
+
+def test_a_stuck_reader_shows_in_the_heartbeat_while_the_event_stream_beats_on(bridge_env, monkeypatch, tmp_path):
+    beats = Heartbeat(tmp_path / "heartbeat.json")
+    bridge_env.bridge.reads.heartbeat = bridge_env.bridge.events.heartbeat = beats
+
+    def parts() -> dict:
+        return heartbeat.read(beats.path)["parts"] if beats.path.exists() else {}
+
+    _until(lambda: {"bridge.reads", "bridge.events"} <= set(parts()))
+    assert heartbeat.problems(heartbeat.read(beats.path), time.time(), max_age=30) == []
+    held, release = threading.Event(), threading.Event()
+
+    def stuck(*_args):
+        held.set()
+        release.wait(30)
+        raise NotFound("let go")
+
+    monkeypatch.setattr(reads, "answer_read", stuck)
+    threading.Thread(target=_ask_once, args=(bridge_env.url("reports-ops"),), daemon=True).start()
+    try:
+        assert held.wait(10)
+        _until(lambda: parts()["bridge.events"]["at"] > parts()["bridge.reads"]["at"] + 1.5)
+        data = heartbeat.read(beats.path)
+        stuck_since = data["parts"]["bridge.reads"]["at"]
+        found = heartbeat.problems(data, stuck_since + 31, max_age=30)
+        assert [line.split(" (")[0] for line in found] == ["bridge.reads: no heartbeat for 31s"]
+    finally:
+        release.set()
+    _until(lambda: parts()["bridge.reads"]["at"] > stuck_since)  # answering again
+
+
+def _ask_once(url: str) -> None:
+    rpc = Rpc(url, timeout=5)
+    try:
+        rpc.read({"type": "runs"})
+    except Flow45Error:  # no answer while the reader is stuck: expected
+        pass
+    finally:
+        rpc.close()
+
+
+def _until(predicate, timeout: float = 10.0) -> None:
+    """Waits for what the bridge's threads do; the timeout only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.1)

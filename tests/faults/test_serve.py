@@ -70,7 +70,7 @@ def test_health_follows_a_running_serve(system):
         time.sleep(0.2)
     assert done.stdout.strip() == "ok"
     parts = json.loads(system.heartbeat.read_text())["parts"]
-    assert set(parts) == {"bridge", "scheduler"}
+    assert set(parts) == {"bridge", "bridge.reads", "bridge.events", "scheduler"}
 
     down = _health(system, FLOW45_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
     assert down.returncode == 1 and "connection refused" in down.stderr and "guest:***" in down.stderr
