@@ -12,6 +12,7 @@ from textual.widgets import Input, Select
 
 from bridge.remote import RemoteClient
 from flow45 import store
+from flow45.client import LocalClient
 from flow45.models import Event, Run, TaskInstance
 from tests.client.two_teams import OUTPUTS, T0, deploy_two_teams
 from tests.tui.conftest import SIZE, type_text, wait_until
@@ -44,6 +45,9 @@ async def _operate(bridge_env, tmp_path) -> None:
         runs = app.screen
         assert runs.loaded == [ours.run] and app.sub_title == "operator reports-ops"
         assert runs.counts == {"running": 1}
+        local = LocalClient("admin", team="reports")  # what a dashboard on the database would show
+        assert client.runs() == local.runs() and client.run(ours.run) == local.run(ours.run)  # waiting for, times
+        assert client.instance(ours.approve) == local.instance(ours.approve)
 
         # a run started elsewhere shows up live; another team's does not
         store.trigger("rival", "nightly_sales", None, actor="cron", now=T0)
