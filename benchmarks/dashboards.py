@@ -108,21 +108,24 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def with_dashboards(count: int, url: str, phase: Callable[[], None]) -> None:
+def with_dashboards(count: int, url: str, phase: Callable[[], None],
+                    processes: Callable[[], dict[str, int]] | None = None) -> None:
     """Run `phase` (the benchmark's latency phase); with `count` dashboards, run it first without any,
-    then again while they read, so the two figures come from one sitting."""
+    then again while they read, so the two figures come from one sitting. With `processes` (name ->
+    pid), each run also prints the CPU those processes spent per second meanwhile: what the reads
+    cost the bridge."""
     if count <= 0:
         phase()
         return
     print("without dashboards:")
-    phase()
+    _with_cpu(phase, processes)
     process = subprocess.Popen([sys.executable, str(Path(__file__)), url, str(count)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     try:
         if process.stdout.readline().strip() != "ready":
             raise SystemExit(f"dashboards: did not start: {process.stdout.read().strip() or 'no answer'}")
         print(f"with {count} remote dashboards reading in bursts (every {PAUSE:g} s each):")
-        phase()
+        _with_cpu(phase, processes)
         summary, _ = process.communicate("", timeout=60)
     finally:
         if process.poll() is None:
@@ -134,6 +137,19 @@ def with_dashboards(count: int, url: str, phase: Callable[[], None]) -> None:
     if found["failures"]:
         line += f"; failures: {'; '.join(found['failures'][:3])}"
     print(line)
+
+
+def _with_cpu(phase: Callable[[], None], processes: Callable[[], dict[str, int]] | None) -> None:
+    if processes is None:
+        phase()
+        return
+    from benchmarks import cpu
+
+    before, started = cpu.sample(processes()), time.monotonic()
+    phase()
+    after, seconds = cpu.sample(processes()), time.monotonic() - started
+    print("  CPU meanwhile, seconds per second: "
+          + ", ".join(f"{name} {(after[name] - before[name]) / seconds:.2f}" for name in before))
 
 
 if __name__ == "__main__":

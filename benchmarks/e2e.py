@@ -225,7 +225,7 @@ def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | No
         start_flow45(servers, args)
         throughput_phase(servers, args)
         with_dashboards(args.dashboards, servers.rabbit.amqp_url.replace("guest:guest", f"bench-ops:{PASSWORD}"),
-                        lambda: latency_phase(servers, args))
+                        lambda: latency_phase(servers, args), servers.cpu_pids)
     finally:
         servers.stop()
 

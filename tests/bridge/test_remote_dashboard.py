@@ -88,6 +88,8 @@ async def _operate(bridge_env, tmp_path) -> None:
         await wait_until(pilot, lambda: _states(app.screen)["extract"] == "available", timeout=10)
         await _confirm(pilot, "c", CancelRunModal)
         await wait_until(pilot, lambda: app.screen.run.status == "cancelled", timeout=10)
+        await pilot.press("left_square_bracket")  # the run as it was one event earlier, rebuilt by the bridge
+        await wait_until(pilot, lambda: (app.screen.dag.border_title or "").startswith("as it was"), timeout=10)
 
         # our first run's screen (its version and newest events read through the bridge), and an undo from it
         await pilot.press("escape", "home", "down", "down", "enter")
