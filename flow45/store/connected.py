@@ -10,10 +10,10 @@ from typing import Any
 from flow45 import states as S
 from flow45.config_connect import source_parts
 from flow45.db import dialect
-from flow45.errors import InvalidParams
+from flow45.errors import IllegalTransition, InvalidParams
 from flow45.models import Attempt, Connection, Run, Workflow, WorkflowVersion
 from flow45.store import rules
-from flow45.store.newrun import has_slot, insert_run, validate_params
+from flow45.store.newrun import has_slot, insert_run, refuse_or_queue, validate_params
 from flow45.store.specs import version_spec
 from flow45.views import ConnectedRun
 
@@ -43,13 +43,15 @@ def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> Non
         if workflow.team != run.team and workflow.team not in spec.workflow.export:
             raise InvalidParams(f"{upstream} version {spec.number} is not exported to team {workflow.team}")
         params = validate_params(down, _params(unit, run, down.workflow.on.params))
-    except InvalidParams as exc:  # deploy checked it; an older upstream version may differ: said on both sides
+        paused = refuse_or_queue(workflow, workflow.team, workflow.name)  # as a trigger: queued, or refused
+    except (InvalidParams, IllegalTransition) as exc:  # said on both sides (deploy checked the params; an older
+        # upstream version may differ; the connected workflow may be paused refusing triggers, or retired)
         rules.record(ch, run.team, "connect_refused", actor, run=run.id, detail={**about, "error": str(exc)})
         rules.record(ch, workflow.team, "connect_refused", actor,
                      detail={"workflow": workflow.name, "upstream": {"team": run.team, "workflow": spec.workflow_name,
                                                                      "run": run.id}, "error": str(exc)})
         return
-    status = S.RUNNING if has_slot(workflow.id, down) else S.QUEUED
+    status = S.QUEUED if paused or not has_slot(workflow.id, down) else S.RUNNING
     new = insert_run(down, workflow.id, params, status, unit.at, trigger_kind=KIND,
                      triggered_by=f"run {run.id} of {upstream}", upstream_run=run.id)
     rules.record(ch, workflow.team, "trigger", actor, run=new.id, to_state=status, detail={

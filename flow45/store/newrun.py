@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flow45 import states as S
-from flow45.errors import InvalidParams
+from flow45.errors import IllegalTransition, InvalidParams
 from flow45.models import Run, TaskInstance
 from flow45.store.specs import VersionSpec
 from flow45.types import describe_errors
@@ -60,3 +60,18 @@ def insert_run(
         ]
     ).execute()
     return run
+
+
+QUEUE, REFUSE = "queue", "refuse"  # what triggers of a paused workflow do (flow45.store.pause)
+
+
+def refuse_or_queue(row, team: str, workflow: str) -> bool:
+    """For a trigger, the workflow's row locked: True when the run must wait as queued (paused,
+    triggers queue); refused when paused with triggers refused."""
+    if row.retired_at is not None:
+        raise IllegalTransition(f"workflow {team}/{workflow} is retired; deploy it again to bring it back")
+    if row.paused_at is None:
+        return False
+    if row.paused_triggers == REFUSE:
+        raise IllegalTransition(f"workflow {team}/{workflow} is paused and refuses triggers; resume it first")
+    return True

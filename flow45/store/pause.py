@@ -11,9 +11,8 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import Flow45Error, IllegalTransition
 from flow45.store.deploy import find_workflow
+from flow45.store.newrun import QUEUE, REFUSE
 from flow45.store.unit import Unit, lock_workflow, record_event
-
-QUEUE, REFUSE = "queue", "refuse"
 
 
 def pause(team: str, workflow: str, *, actor: str, triggers: str = QUEUE, reason: str | None = None,
@@ -42,15 +41,3 @@ def resume(team: str, workflow: str, *, actor: str, now: dt.datetime | None = No
         unit = Unit(at)
         unit.start_queued(row.id, actor)
         unit.flush()
-
-
-def refuse_or_queue(row, team: str, workflow: str) -> bool:
-    """For a trigger, the workflow's row locked: True when the run must wait as queued (paused,
-    triggers queue); refused when paused with triggers refused."""
-    if row.retired_at is not None:
-        raise IllegalTransition(f"workflow {team}/{workflow} is retired; deploy it again to bring it back")
-    if row.paused_at is None:
-        return False
-    if row.paused_triggers == REFUSE:
-        raise IllegalTransition(f"workflow {team}/{workflow} is paused and refuses triggers; resume it first")
-    return True

@@ -12,8 +12,7 @@ from flow45.db import atomic
 from flow45.models import WorkflowVersion
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
-from flow45.store.newrun import has_slot, insert_run, validate_params
-from flow45.store.pause import refuse_or_queue
+from flow45.store.newrun import has_slot, insert_run, refuse_or_queue, validate_params
 from flow45.store.specs import version_spec
 from flow45.store.unit import Unit, lock_workflow, record_event
 

@@ -98,6 +98,23 @@ def test_a_failed_run_starts_only_what_is_connected_to_failure(tmp_path):
     assert _connected(ok) == []
 
 
+def test_a_paused_connected_workflow_queues_or_refuses_its_connected_runs_as_it_would_a_trigger(tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    deploy_text(tmp_path, MONTHLY)
+    store.pause("reports", "monthly", actor="ops", triggers="queue", now=T0)
+    first = _finish_nightly()
+    [queued] = _connected(first)
+    assert queued.status == "queued" and states(queued.id) == {"render": "pending"}, "nothing offered while paused"
+    store.resume("reports", "monthly", actor="ops", now=T0)
+    assert Run.get_by_id(queued.id).status == "running" and states(queued.id) == {"render": "available"}
+    store.pause("reports", "monthly", actor="ops", triggers="refuse", now=T0)
+    second = _finish_nightly()
+    assert store.get_run(second).status == "succeeded" and _connected(second) == []
+    refused = Event.get((Event.run == second) & (Event.kind == "connect_refused"))
+    assert refused.detail["error"] == "workflow reports/monthly is paused and refuses triggers; resume it first"
+    assert Event.select().where((Event.team == "reports") & (Event.kind == "connect_refused")).count() == 1
+
+
 def test_params_that_do_not_validate_start_nothing_and_say_so_on_both_ledgers(tmp_path):
     """A skipped upstream task gives null, which a required params field refuses."""
     deploy_text(tmp_path, NIGHTLY)
