@@ -13,7 +13,7 @@ import os
 import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
-from flow45.cli.base import COMMANDS, UsageError, _as_of, _moment, _positive_int, _utc_time, command
+from flow45.cli.base import COMMANDS, UsageError, _as_of, _moment, _param_pair, _positive_int, _utc_time, command
 from flow45.errors import Flow45Error
 
 
@@ -66,10 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
+                   help="only runs whose params have KEY with this value (compared without case; repeatable)")
     p.add_argument("--params", help="only runs whose params have these keys with these values (a JSON object)")
-    p.add_argument("--since", type=_moment, metavar="DATE|TIME", help="only runs triggered at or after (UTC)")
-    p.add_argument("--until", type=_moment, metavar="DATE|TIME",
-                   help="only runs triggered before this time, or up to the end of this day (UTC)")
+    p.add_argument("--since", type=_moment, metavar="DATE|TIME|AGO",
+                   help="only runs triggered at or after this time (UTC), or this long ago (2d, 90m)")
+    p.add_argument("--until", type=_moment, metavar="DATE|TIME|AGO",
+                   help="only runs triggered before this time, up to the end of this day (UTC), or this long ago")
     p = add("show", "show a run and its task instances", True)
     p.add_argument("run", type=_positive_int)
     p.add_argument("--as-of", type=_as_of, metavar="EVENT_ID|TIME",

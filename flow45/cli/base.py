@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import difflib
+import re
 from contextlib import contextmanager
 from typing import Any, Callable
 
 from flow45 import strictjson
-from flow45.clock import to_utc
+from flow45.clock import to_utc, utcnow
+from flow45.durations import parse_duration
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -106,16 +108,36 @@ def _client(args: argparse.Namespace, create: bool = False):
     return LocalClient(args.actor)
 
 
+_AGO = re.compile(r"(\d+(\.\d+)?(ms|s|m|h|d))+")
+
+
 def _moment(text: str) -> tuple[dt.datetime, bool]:
-    """(naive UTC, whether only a date was given) from `2026-03-01` or an ISO 8601 time (UTC without an offset)."""
+    """(naive UTC, whether only a date was given) from `2026-03-01`, an ISO 8601 time (UTC without an
+    offset), or a duration before now (`90m`, `2d`, `1h30m`)."""
     text = text.strip()
+    if _AGO.fullmatch(text):
+        return utcnow() - dt.timedelta(seconds=parse_duration(text)), False
     try:
         if len(text) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
         return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))), False
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+            f"expected a date such as 2026-03-01, a time such as 2026-03-01T06:00:00Z or a duration before now "
+            f"such as 2d, got {text!r}") from None
+
+
+def _param_pair(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` for `runs --param`: the value as a JSON number, boolean or null when it reads as one
+    (`rows=3`, `final=true`), else as written (`month=2026-03`; `code='"3"'` for the string "3")."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as month=2026-03, got {text!r}")
+    try:
+        parsed = strictjson.loads(value)
+    except strictjson.JSONRefused:
+        parsed = value
+    return key.strip(), parsed if parsed is None or isinstance(parsed, (bool, int, float, str)) else value
 
 
 def _as_of(text: str) -> int | dt.datetime:

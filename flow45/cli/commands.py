@@ -114,6 +114,10 @@ def cmd_runs(args) -> int:
     params = _json_arg(args.params, "--params") if args.params else {}
     if not isinstance(params, dict):
         raise UsageError(f"--params must be a JSON object, got {args.params}")
+    for key, value in args.param:
+        if key in params and params[key] != value:
+            raise UsageError(f"params.{key} asked for twice, as {params[key]!r} and {value!r}: no run has both")
+        params[key] = value
     since = args.since[0] if args.since else None
     until = None
     if args.until:

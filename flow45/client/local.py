@@ -259,8 +259,10 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         query = query.where(Run.created_at >= where.since)
     if where.until is not None:
         query = query.where(Run.created_at < where.until)
-    for key, value in where.params:  # params are stored as compact JSON: the pair appears as written here
-        query = query.where(pw.fn.LOWER(Run.params).contains(f"{wire.dumps(key)}:{wire.dumps(value)}".lower()))
+    for key, value in where.params:  # params are stored as compact JSON: the pair appears as written here,
+        pair = f"{wire.dumps(key)}:{wire.dumps(value)}".lower()  # then a comma or the end (3 is not 30)
+        stored = pw.fn.LOWER(Run.params)
+        query = query.where(stored.contains(pair + ",") | stored.contains(pair + "}"))
     text = where.text.strip()
     if text:
         low = text.lower()

@@ -41,6 +41,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["runs", "--json", "--limit", "1"], ["runs", "--json", "--limit", "1", "--team", "reports"]),
         (["runs", "--params", '{"month": "2026-02"}', "--since", "2026-03-01"],
          ["runs", "--params", '{"month": "2026-02"}', "--since", "2026-03-01", "--team", "reports"]),
+        (["runs", "--json", "--param", "month=2026-02", "--since", "2d", "--until", "1h"],  # durations before SOME_DAY
+         ["runs", "--json", "--param", "month=2026-02", "--since", "2d", "--until", "1h", "--team", "reports"]),
         (["show", str(ours.run)], ["show", str(ours.run)]),
         (["show", "--json", str(ours.run)], ["show", "--json", str(ours.run)]),
         (["show", str(ours.run), "--as-of", str(extracted)], ["show", str(ours.run), "--as-of", str(extracted)]),

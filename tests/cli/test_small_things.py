@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import time_machine
+
 from flow45 import store
 from flow45.models import Event
 from tests.store.helpers import T0, claim, deploy_text, instance
@@ -16,7 +18,7 @@ PARAMS = """
       Blob:
         fields: {uri: string, size: {type: integer, ge: 0}}
       Month:
-        fields: {month: string, region: {type: string, optional: true}}
+        fields: {month: string, region: {type: string, optional: true}, batch: {type: integer, optional: true}}
     workflows:
       monthly:
         params: Month
@@ -47,7 +49,8 @@ def test_runs_filter_by_params_and_date(flow45, tmp_path):  # noqa: F811
     deploy_text(tmp_path, PARAMS)
     feb = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=at(0))
     mar = store.trigger("acme", "monthly", {"month": "2026-03", "region": "emea"}, actor="ann", now=at(1))
-    mar_apac = store.trigger("acme", "monthly", {"month": "2026-03", "region": "apac"}, actor="ann", now=at(2.5))
+    mar_apac = store.trigger("acme", "monthly", {"month": "2026-03", "region": "apac", "batch": 30}, actor="ann",
+                             now=at(2.5))
 
     def ids(*args: str) -> list[int]:
         code, out, err = flow45("runs", "--json", *args)
@@ -59,10 +62,19 @@ def test_runs_filter_by_params_and_date(flow45, tmp_path):  # noqa: F811
     assert ids("--since", "2026-03-02") == [mar_apac, mar]
     assert ids("--until", "2026-03-02") == [mar, feb]  # a date: up to the end of that day
     assert ids("--since", "2026-03-01T12:00:01Z", "--until", "2026-03-04T02:00:00+01:00") == [mar_apac, mar]
+    assert ids("--param", "month=2026-03", "--param", "region=EMEA") == [mar]  # compared without case
+    assert ids("--param", "batch=3") == [] and ids("--param", "batch=30") == [mar_apac]  # the whole value
+    with time_machine.travel(at(3).replace(tzinfo=dt.timezone.utc), tick=False):  # durations count back from now
+        assert ids("--since", "1d", "--param", "month=2026-03") == [mar_apac]
+        assert ids("--until", "2d12h") == [feb]
     code, _, err = flow45("runs", "--since", "last week")
-    assert code == 2 and "expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z" in err
+    assert code == 2 and "a duration before now such as 2d, got 'last week'" in err
     code, _, err = flow45("runs", "--params", "[1]")
     assert code == 2 and "--params must be a JSON object" in err
+    code, _, err = flow45("runs", "--param", "month")
+    assert code == 2 and "expected KEY=VALUE such as month=2026-03, got 'month'" in err
+    code, _, err = flow45("runs", "--param", "month=2026-03", "--params", '{"month": "2026-02"}')
+    assert code == 2 and "params.month asked for twice" in err
 
 
 def test_as_after_the_sub_command_names_the_actor(flow45, tmp_path):  # noqa: F811
