@@ -89,27 +89,6 @@ def open_set_output(app: Dashboard, instance: InstanceView) -> None:
         app.notify(exc.message, title="Refused", severity="error")
 
 
-def pause_workflow(app: Dashboard, team: str, workflow: str) -> None:
-    """Pause with triggers queued (the command line offers refusing them too)."""
-    try:
-        app.client.pause(team, workflow, "queue")
-    except Flow45Error as exc:
-        app.notify(exc.message, title="Refused", severity="error")
-        return
-    app.notify(f"{team}/{workflow} paused: no scheduled runs; triggers wait as queued", title="Done")
-    app.feed.poke()
-
-
-def resume_workflow(app: Dashboard, team: str, workflow: str) -> None:
-    try:
-        app.client.resume(team, workflow)
-    except Flow45Error as exc:
-        app.notify(exc.message, title="Refused", severity="error")
-        return
-    app.notify(f"{team}/{workflow} resumed", title="Done")
-    app.feed.poke()
-
-
 def open_cancel(app: Dashboard, run: RunView | None) -> None:
     if run is None:
         app.notify("no run selected", severity="warning")

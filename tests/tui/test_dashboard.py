@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 from textual.widgets import Button, DataTable, Input, Select, Static
@@ -15,10 +16,12 @@ from tui.screens.human import HumanTaskScreen
 from tui.screens.set_output import SetOutputScreen
 from tui.screens.inbox import InboxScreen
 from tui.screens.instance import InstanceScreen
-from tui.screens.modals import BulkRetryModal, RetryModal, UndoModal
+from tui.screens.bulk import BulkModal
+from tui.screens.modals import RetryModal, UndoModal
 from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.trigger import TriggerModal
+from tui.screens.workflow_tools import BackfillModal, PauseModal
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
 
@@ -28,6 +31,11 @@ def text_of(widget: Static) -> str:
     console = Console(width=200, file=io.StringIO(), record=True)
     console.print(widget.content)
     return console.export_text().strip()
+
+
+def moves(plan: str) -> list[tuple[str, str]]:
+    """The (from, to) states a plan lists, its state icons left out."""
+    return re.findall(r"(\w+) → \W*(\w+)", plan)
 
 
 def dag_states(app: Dashboard) -> dict[str, str]:
@@ -315,22 +323,10 @@ async def test_set_a_failed_worker_tasks_output_through_the_form_with_a_reason(t
     assert (event.actor, event.detail["reason"]) == (OPERATOR, "loaded from the backup")
 
 
-async def test_pause_and_resume_the_selected_runs_workflow_from_the_command_palette(tui_db):
-    monthly_run(("extract",))
-    app = Dashboard(OPERATOR, database_url=tui_db)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
-        for words, paused in (("Pause reports/monthly", "queue"), ("Resume reports/monthly", None)):
-            await pilot.press("ctrl+p")
-            await type_text(pilot, words)
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: Event.select().where(Event.kind == words.split()[0].lower()).exists())
-            assert {w.name: w.paused for w in store.list_workflows("reports")}["monthly_report"] == paused
-    assert [e.actor for e in Event.select().where(Event.kind.in_(["pause", "resume"]))] == [OPERATOR, OPERATOR]
-
-
-async def test_bulk_retry_of_two_marked_runs_with_one_confirmation(tui_db):
+async def test_the_runs_screens_workflow_and_bulk_tools_in_one_session(tui_db):
+    """p pauses the selected run's workflow refusing triggers, then resumes it; two marked runs get a
+    bulk retry, skip, undo and cancel, each planned in full before its one confirmation; b backfills
+    the workflow after its dry run lists the ticks."""
     failed = []
     for _ in range(2):
         run = monthly_run(())
@@ -338,16 +334,65 @@ async def test_bulk_retry_of_two_marked_runs_with_one_confirmation(tui_db):
         grant = store.claim(extract.id, extract.token, "w1", now=T0)
         store.fail(grant.instance, grant.token, "source down", retryable=False, now=T0)
         failed.append(extract.id)
+
+    def paused():
+        return {w.name: w.paused for w in store.list_workflows("reports")}["monthly_report"]
+
+    def extract_states():
+        return [store.get_instance(i).state for i in failed]
+
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
-        await pilot.press("m", "down", "m", "R")
-        await wait_until(pilot, lambda: isinstance(app.screen, BulkRetryModal))
-        plan = text_of(app.screen.query_one("#bulk-plan"))
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PauseModal))
+        app.screen.query_one("#pause-triggers", Select).value = "refuse"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: paused() == "refuse")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PauseModal))
+        assert "triggers meanwhile are refused" in text_of(app.screen.query_one("#body Static"))
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: paused() is None)
+
+        async def bulk(key: str, task: str | None = None, reason: str | None = None) -> str:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            await pilot.press("up", "m", "down", "m", key)
+            await wait_until(pilot, lambda: isinstance(app.screen, BulkModal))
+            modal = app.screen
+            if task:
+                assert modal.query_one("#confirm", Button).disabled  # no plan before the task is chosen
+                modal.query_one("#bulk-task", Select).value = task
+                await pilot.pause(0.1)
+            if reason:
+                modal.query_one("#reason", Input).focus()
+                await type_text(pilot, reason)
+            plan = text_of(modal.query_one("#bulk-plan"))
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and not app.screen.marked)
+            return plan
+
+        plan = await bulk("R")
         assert f"extract (instance {failed[0]})" in plan and f"extract (instance {failed[1]})" in plan
-        assert all(store.get_instance(i).state == "failed" for i in failed)  # nothing before the confirmation
+        assert extract_states() == ["available", "available"]
+        plan = await bulk("S", "extract", "source gone for good")
+        assert moves(plan) == [("available", "skipped")] * 2 and extract_states() == ["skipped", "skipped"]
+        plan = await bulk("U", "extract", "it is back")
+        assert moves(plan) == [("skipped", "available")] * 2 and extract_states() == ["available", "available"]
+        plan = await bulk("X")
+        assert moves(plan) == [("running", "cancelled")] * 2
+        assert [store.get_run(store.get_instance(i).run).status for i in failed] == ["cancelled", "cancelled"]
+
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BackfillModal))
+        await type_text(pilot, "2025-10-01")
+        app.screen.query_one("#backfill-to", Input).focus()
+        await type_text(pilot, "2025-12-31")
+        await wait_until(pilot, lambda: "3 run(s) to create" in text_of(app.screen.query_one("#backfill-plan")))
+        assert Run.select().where(Run.trigger == "backfill").count() == 0  # listed, not made
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
-        assert app.screen.marked == set()
-    assert [store.get_instance(i).state for i in failed] == ["available", "available"]
-    assert {e.actor for e in Event.select().where(Event.kind == "retry")} == {OPERATOR}
+    made = Run.select().where(Run.trigger == "backfill").order_by(Run.logical_time)
+    assert [(r.logical_time.month, r.status) for r in made] == [(10, "running"), (11, "running"), (12, "queued")]
+    kinds = ["pause", "resume", "retry", "skip", "undo", "cancel"]
+    assert {(e.kind, e.actor) for e in Event.select().where(Event.kind.in_(kinds))} == {(k, OPERATOR) for k in kinds}

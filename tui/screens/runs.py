@@ -23,7 +23,7 @@ from flow45.store.rules_human import relative_due
 from flow45.timing import run_time, short_span
 from flow45.views import EventView, RunView
 from tui import data
-from tui.actions import open_cancel, pause_workflow, resume_workflow
+from tui.actions import open_cancel
 from tui.screens.base import LiveScreen
 from tui.widgets.progress import STATE_STYLES, done_bar, short, state_text
 
@@ -84,7 +84,12 @@ class RunsScreen(LiveScreen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("c", "cancel_run", "Cancel run"),
         Binding("m", "mark", "Mark"),
-        Binding("R", "bulk_retry", "Retry marked"),
+        Binding("R", "bulk('retry')", "Retry marked"),
+        Binding("S", "bulk('skip')", "Skip marked", show=False),
+        Binding("U", "bulk('undo')", "Undo marked", show=False),
+        Binding("X", "bulk('cancel')", "Cancel marked", show=False),
+        Binding("p", "pause", "Pause/resume", show=False),
+        Binding("b", "backfill", "Backfill", show=False),
         Binding("escape", "clear_filters", "Clear filters"),
     ]
 
@@ -317,14 +322,28 @@ class RunsScreen(LiveScreen):
         self.marked ^= {run}
         table.update_cell(str(run), "run", Text(("✓ " if run in self.marked else "") + str(run), justify="right"))
 
-    def action_bulk_retry(self) -> None:
-        from tui.screens.modals import BulkRetryModal
+    def action_bulk(self, action: str) -> None:
+        """Retry, skip, undo or cancel across the marked runs (or the selected one): the plan, then one confirmation."""
+        from tui.screens.bulk import BulkModal
 
         chosen = sorted(self.marked) or ([self.selected_run.id] if self.selected_run else [])
         if not chosen:
             self.app.notify("no run marked (m) or selected", severity="warning")
             return
-        self.app.push_screen(BulkRetryModal(chosen), lambda done: done and self._unmark_all())
+        self.app.push_screen(BulkModal(action, chosen), lambda done: done and self._unmark_all())
+
+    def action_pause(self) -> None:
+        """Pause the selected run's workflow (triggers queued or refused), or resume it if paused."""
+        from tui.screens.workflow_tools import PauseModal
+
+        if (run := self.selected_run) is not None:
+            self.app.push_screen(PauseModal(run.team, run.workflow))
+
+    def action_backfill(self) -> None:
+        from tui.screens.workflow_tools import BackfillModal
+
+        if (run := self.selected_run) is not None:
+            self.app.push_screen(BackfillModal(run.team, run.workflow))
 
     def _unmark_all(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -339,8 +358,12 @@ class RunsScreen(LiveScreen):
         return [
             (f"Open run {run.id}", f"{run.team}/{run.workflow}: its instances and ledger", lambda: self._open(run.id)),
             (f"Cancel run {run.id}", f"{run.team}/{run.workflow} is {run.status}", self.action_cancel_run),
-            (f"Pause {run.team}/{run.workflow}", "its schedule makes no runs; triggers wait as queued until it resumes",
-             lambda: pause_workflow(self.app, run.team, run.workflow)),
-            (f"Resume {run.team}/{run.workflow}", "queued runs start; the schedule catches up by its policy",
-             lambda: resume_workflow(self.app, run.team, run.workflow)),
+            (f"Pause or resume {run.team}/{run.workflow} (p)",
+             "paused: its schedule makes no runs, triggers wait as queued or are refused; resumed: queued runs start",
+             self.action_pause),
+            (f"Backfill {run.team}/{run.workflow} (b)", "a run per schedule tick in a range, listed first",
+             self.action_backfill),
+            *[(f"{a.title()} in the marked runs ({key})", "plan first, then one confirmation",
+               lambda a=a: self.action_bulk(a)) for a, key in (("retry", "R"), ("skip", "S"), ("undo", "U"),
+                                                              ("cancel", "X"))],
         ]
