@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import types
 import typing
 from typing import Any
@@ -25,28 +26,42 @@ def _jsonable(value: Any) -> Any:
 
 class View:
     def to_json(self) -> dict:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _jsonable(getattr(self, name)) for name, _kind in _fields(type(self))}
 
     @classmethod
     def from_json(cls, data: dict):
         """The view back from its JSON form (as a read through the broker answers it)."""
-        hints = typing.get_type_hints(cls)
-        return cls(**{f.name: _revived(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+        return cls(**{name: _revived(kind, data[name]) for name, kind in _fields(cls) if name in data})
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, declared type) of a view's fields, worked out once per class: a run of a thousand
+    instances read through the broker would otherwise spend a second resolving annotations."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _options(kind: Any) -> tuple[Any, tuple[Any, ...], Any]:
+    """(the types a value of `kind` may be, whether it is a list, and of what)."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    item = typing.get_args(kind)[0] if typing.get_origin(kind) is list else None
+    views = tuple(o for o in options if isinstance(o, type) and issubclass(o, View))
+    return options, views, item
 
 
 def _revived(kind: Any, value: Any) -> Any:
     """`value` from JSON as the declared `kind`: times and nested views made again, the rest as is."""
     if value is None:
         return None
-    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    options, views, item = _options(kind)
     if dt.datetime in options and isinstance(value, str):
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
-    if typing.get_origin(kind) is list:
-        [item] = typing.get_args(kind)
+    if item is not None:
         return [_revived(item, v) for v in value]
-    for option in options:  # a view, or an optional one
-        if isinstance(option, type) and issubclass(option, View) and isinstance(value, dict):
-            return option.from_json(value)
+    if views and isinstance(value, dict):  # a view, or an optional one
+        return views[0].from_json(value)
     return value
 
 
