@@ -138,8 +138,11 @@ def test_rabbitmq_restarted_mid_run(bridge_process, broker_users, tmp_path):
         worker.join(timeout=20)
 
 
-def test_sigterm_stops_the_bridge_cleanly(bridge_process):
+def test_sigterm_stops_the_bridge_cleanly(bridge_process, tmp_path):
     bridge = bridge_process()
-    time.sleep(2)
+    deadline = time.monotonic() + 60  # a loaded machine can take seconds to import and connect
+    while "bridge: connected to the broker" not in (tmp_path / "bridge-0.log").read_text():
+        assert bridge.poll() is None and time.monotonic() < deadline, "the bridge never connected"
+        time.sleep(0.1)
     bridge.send_signal(signal.SIGTERM)
     assert bridge.wait(timeout=20) == 0
