@@ -27,6 +27,14 @@ class DatabaseUnavailable(Exception):
     """The store cannot be reached: nothing in the batch was applied; try again later."""
 
 
+class Conflict(DatabaseUnavailable):
+    """PostgreSQL broke a deadlock (or a serialization failure) by rolling this batch back: nothing
+    in it was applied, and it can be applied again at once."""
+
+
+_CONFLICTS = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
 @dataclass
 class Outcome:
     result: Any = None
@@ -93,24 +101,34 @@ class Applied:
     marked_sent: bool = False  # the confirmed rows passed in were marked sent in the same transaction
 
 
+def parse_one(settings: Settings, delivery: Delivery) -> Inbound | Outcome:
+    """The delivery parsed and checked, or the Outcome refusing it (no database needed for either)."""
+    try:
+        return parse(settings, delivery)
+    except Refusal as refusal:
+        return Outcome(refusal=refusal)
+    except Exception as exc:  # a bug in parsing must not stop the bridge: this message alone is refused
+        log.exception("message %r: unexpected error while parsing", delivery.message_id)
+        return Outcome(refusal=Refusal("invalid_message", f"the message could not be read: {type(exc).__name__}"))
+
+
 def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] | None = None) -> Applied:
-    """Apply the deliveries; worker messages in one transaction, which also marks the outbox rows
-    confirmed `sent`. Raises DatabaseUnavailable if the store cannot be reached."""
+    """Parse and apply the deliveries; worker messages in one transaction, which also marks the outbox
+    rows confirmed `sent`. Raises DatabaseUnavailable if the store cannot be reached."""
+    return apply_parsed([parse_one(settings, d) for d in deliveries], sent)
+
+
+def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None) -> Applied:
+    """Apply parsed deliveries (an Outcome stands for one refused already and is passed through);
+    worker messages in one transaction, which also marks the outbox rows confirmed `sent`.
+    Raises DatabaseUnavailable if the store cannot be reached (Conflict if it chose this transaction
+    to break a deadlock: nothing applied, try again at once)."""
     at = utcnow()
-    outcomes: list[Outcome | None] = [None] * len(deliveries)
-    parsed: list[tuple[int, Inbound]] = []
-    for index, d in enumerate(deliveries):
-        try:
-            parsed.append((index, parse(settings, d)))
-        except Refusal as refusal:
-            outcomes[index] = Outcome(refusal=refusal)
-        except Exception as exc:  # a bug in parsing must not stop the bridge: this message alone is refused
-            log.exception("message %r: unexpected error while parsing", d.message_id)
-            outcomes[index] = Outcome(refusal=Refusal("invalid_message", f"the message could not be read: {type(exc).__name__}"))
+    outcomes: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
     marked = False
     try:
         written: list[OutboxMessage] | None = []
-        workers = [(i, p) for i, p in parsed if p.role == "worker" and not p.is_callback]
+        workers = [(i, p) for i, p in enumerate(parsed) if isinstance(p, Inbound) and p.role == "worker" and not p.is_callback]
         if workers:
             items, written, marked = _apply_workers(workers, at, sent or [])
             for (index, _), item in zip(workers, items):
@@ -118,8 +136,8 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
                     Outcome(result=item.result.to_json()) if item.error is None
                     else Outcome(refusal=Refusal(item.error.code, item.error.message, routine=_lost_race(item)))
                 )
-        for index, inbound in parsed:
-            if inbound.role == "operator" or inbound.is_callback:
+        for index, inbound in enumerate(parsed):
+            if isinstance(inbound, Inbound) and (inbound.role == "operator" or inbound.is_callback):
                 outcomes[index] = _one(inbound, at)
                 written = None
     except _DB_ERRORS as exc:
@@ -127,5 +145,12 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
             database.close()
         except Exception:  # the connection is already gone
             pass
-        raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+        kind = Conflict if _pgcode(exc) in _CONFLICTS else DatabaseUnavailable
+        raise kind(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
     return Applied(outcomes, written, marked and bool(sent))  # type: ignore[arg-type]
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a peewee error (peewee passes the driver's exception as first argument)."""
+    original = exc.args[0] if exc.args else None
+    return getattr(original, "pgcode", None)

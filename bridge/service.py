@@ -2,13 +2,16 @@
 reads are answered beside it, and the ledger is published to the team event streams, each on a
 thread and connections of their own (`bridge.reads`, `bridge.events`).
 
-Everything runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
-examples): a batch of deliveries is applied in one transaction while the next batch accumulates,
-then replies and acks go out and the outbox rows the batch wrote are published at once.
+The broker side runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
+examples): deliveries are parsed as they come and formed into batches, each applied in one
+transaction by a committer thread on a connection of its own (`bridge.commits`: group commit, while
+other batches flush); when a batch committed, its replies and acks go out and the outbox rows it
+wrote are published at once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,7 +21,8 @@ from pika.exceptions import AMQPError
 
 from bridge import answers
 from bridge.acks import AckTracker
-from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, apply_batch
+from bridge.batch import Applied, DatabaseUnavailable, Delivery, Outcome, parse_one
+from bridge.commits import Batcher, CommitPool, Job, Waiting
 from bridge.events import EventPublisher
 from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
@@ -28,7 +32,7 @@ from bridge.relay_lock import RelayLock
 from bridge.topology import declare_with_new_connection
 from bridge.wakeup import OutboxListener
 from flow45 import metrics, names, wire
-from flow45.db import connect, describe_db_error, drop_connection
+from flow45.db import connect, describe_db_error, dialect, drop_connection
 from flow45.migrate import require_schema
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import Settings
@@ -40,16 +44,24 @@ JSON = answers.JSON
 MAX_IN_FLIGHT = 5000
 MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
 MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
+RETRY_DELAY = 1.0  # seconds before a batch the database could not take is tried again
+STOP_GRACE = 5.0  # seconds a stop waits for the batches in flight to commit and be acked
 
 
 class Bridge:
-    def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000, heartbeat=None):
+    def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000, heartbeat=None,
+                 connections: int = 4):
+        """`connections`: batches applied at once, each on a database connection of its own (one on
+        a database that takes one writer at a time)."""
         if not settings.amqp_url:
             raise ValueError("the bridge needs amqp_url (FLOW45_AMQP_URL)")
+        if connections < 1:
+            raise ValueError("the bridge needs at least one database connection for batches")
         quiet_pika()
         self.settings = settings
         self.batch_size = batch_size
         self.prefetch = prefetch
+        self.connections = connections
         self.stopped = threading.Event()
         self.heartbeat = heartbeat
         self._stopping = False
@@ -68,19 +80,18 @@ class Bridge:
         self._quarantine_tag = None
         self._relay_lock = RelayLock()
         self._listener: OutboxListener | None = None
+        self._batcher = Batcher(batch_size, self._take_sent, self._return_sent, self._finish, RETRY_DELAY)
         self.reads = ReadServer(settings, heartbeat=heartbeat)  # each beats as a part of its own
         self.events = EventPublisher(settings, heartbeat=heartbeat)
         self._reset_channel_state()
-        metrics.INBOX_WAITING.set_function(lambda: len(self._deliveries))
+        metrics.INBOX_WAITING.set_function(lambda: len(self._batcher.waiting))
         for server in ("broker", "database"):
             metrics.RECONNECTS.labels("bridge", server)  # shown at 0 before the first
 
     def _reset_channel_state(self) -> None:
-        self._deliveries: list[Delivery] = []
-        self._received: list[float] = []  # when each of _deliveries came (monotonic), for the inbox lag
+        self._batcher.reset(None)
         self._offer_origin: dict[int, float] = {}  # outbox id -> when its batch's first message came
         self._acks = AckTracker()
-        self._batch_scheduled = False
         self._publish_tag = 0
         self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
         self._in_flight: set[int] = set()  # outbox ids published and not yet marked sent
@@ -97,6 +108,8 @@ class Bridge:
         Raises CannotWork when the database or the broker keeps refusing the login (or names a
         database or vhost that does not exist): waiting cannot fix that, its supervisor must hear."""
         connect(self.settings.database_url)
+        pool = CommitPool(self.connections if dialect().concurrent_writers else 1, self._batcher.committed)
+        self._batcher.pool = pool
         backoff = Backoff(self._stop_event, cap=self.settings.reconnect_max, beat=self._beat_waiting)
         beside = [threading.Thread(target=self.reads.run, name="flow45-bridge-reads", daemon=True),
                   threading.Thread(target=self.events.run, name="flow45-bridge-events", daemon=True)]
@@ -115,7 +128,8 @@ class Bridge:
                         on_open_error_callback=self._on_connection_error,
                         on_close_callback=self._on_connection_closed,
                     )
-                    self._listener = OutboxListener(self._connection.ioloop, self._relay_now)
+                    self._batcher.reset(self._connection.ioloop)
+                    self._listener = OutboxListener(self._connection.ioloop, self._relay_now, pool.backend_ids)
                     self._connection.ioloop.start()
                     problem, self._open_error = self._open_error, None
                 except (AMQPError, OSError, DatabaseUnavailable) as exc:
@@ -146,6 +160,7 @@ class Bridge:
         finally:
             self.reads.stop()
             self.events.stop()
+            pool.close()
             for thread in beside:
                 thread.join(timeout=0.3)  # within a stop's grace; they hold nothing that needs finishing
             self.stopped.set()
@@ -179,7 +194,15 @@ class Bridge:
             self._consume_channel.basic_cancel(self._consumer_tag)
             if self._quarantine_tag:
                 self._consume_channel.basic_cancel(self._quarantine_tag)
-        self._process_batch()
+        self._batcher.dispatch()
+        self._close_when_done(time.monotonic() + STOP_GRACE)
+
+    def _close_when_done(self, deadline: float) -> None:
+        """Close once the batches in flight have committed and been acked (or the grace is over:
+        unacked deliveries come again, and are answered as duplicates if they were applied)."""
+        if self._batcher.busy and self._publish_channel is not None and time.monotonic() < deadline:
+            self._connection.ioloop.call_later(0.02, functools.partial(self._close_when_done, deadline))
+            return
         self._flush_confirmed()
         self._connection.ioloop.call_later(0.5, self._close)
 
@@ -232,11 +255,12 @@ class Bridge:
 
     def _on_message(self, channel, method, properties, body) -> None:
         self._acks.received(method.delivery_tag)
-        self._deliveries.append(delivery_from(method, properties, body))
-        self._received.append(time.monotonic())
-        if not self._batch_scheduled:
-            self._batch_scheduled = True
-            self._connection.ioloop.call_later(0, self._process_batch)
+        delivery = delivery_from(method, properties, body)
+        parsed = parse_one(self.settings, delivery)
+        if isinstance(parsed, Outcome):  # refused without the database: answered at once
+            self._answer_all([delivery], [parsed])
+            return
+        self._batcher.add(Waiting(delivery, parsed, self._batcher.lanes.of(parsed), time.monotonic()))
 
     def _on_quarantined(self, channel, method, properties, body) -> None:
         """A message the inbox gave up on: filed, redacted, in its team's dead-letter queue; acked
@@ -254,35 +278,37 @@ class Bridge:
             self._acks.forget([method.delivery_tag])
             channel.basic_nack(method.delivery_tag, requeue=True)
 
-    def _process_batch(self) -> None:
-        self._batch_scheduled = False
-        if not self._deliveries or self._publish_channel is None:
-            return
-        batch = self._deliveries[: self.batch_size]
-        sent, self._confirmed = self._confirmed, []  # marked in the batch's transaction, saving one of their own
-        started = time.perf_counter()
-        try:
-            result = apply_batch(self.settings, batch, sent)
-        except DatabaseUnavailable as exc:
-            metrics.RECONNECTS.labels("bridge", "database").inc()
-            self._confirmed = sent + self._confirmed
-            log.warning("bridge: database unavailable (%s); %d messages wait", exc, len(self._deliveries))
-            self._batch_scheduled = True
-            self._connection.ioloop.call_later(1.0, self._process_batch)
-            return
-        except Exception as exc:  # a bug outside any one message: refuse the batch, keep serving
-            log.exception("bridge: a batch of %d messages failed", len(batch))
-            refusal = Refusal("internal", f"unexpected error: {type(exc).__name__}; resend with the same message_id")
+    def _finish(self, job: Job) -> None:
+        """A batch committed (or failed for a bug): reply, ack, publish what it wrote."""
+        batch = [w.delivery for w in job.waiting]
+        if job.error is not None or job.result is None:  # a bug outside any one message: refuse the batch, keep serving
+            refusal = Refusal("internal", f"unexpected error: {type(job.error).__name__}; resend with the same message_id")
             result = Applied([Outcome(refusal=refusal) for _ in batch], None)
-        if result.marked_sent:
-            self._in_flight.difference_update(sent)
         else:
-            self._confirmed = sent + self._confirmed
-        outcomes, written = result.outcomes, result.written
-        del self._deliveries[: len(batch)]
-        received, self._received = self._received[: len(batch)], self._received[len(batch):]
-        self._observe_batch(received, written)
-        log.debug("batch of %d applied in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
+            result = job.result
+        if result.marked_sent:
+            self._in_flight.difference_update(job.sent)
+        else:
+            self._confirmed = job.sent + self._confirmed
+        written = result.written
+        self._observe_batch([w.received for w in job.waiting], written)
+        self._answer_all(batch, result.outcomes)
+        if self._needs_topology:
+            self._declare_topology()
+        if written is None:
+            self._relay()  # operator messages wrote rows through the store: read them back
+        else:
+            self._publish_rows(written)
+
+    def _take_sent(self) -> list[int]:
+        """The confirmed outbox rows, for a batch to mark sent in its own transaction."""
+        sent, self._confirmed = self._confirmed, []
+        return sent
+
+    def _return_sent(self, ids: list[int]) -> None:
+        self._confirmed = ids + self._confirmed
+
+    def _answer_all(self, batch: list[Delivery], outcomes: list[Outcome]) -> None:
         applied: list[int] = []
         for delivery, outcome in zip(batch, outcomes):
             try:
@@ -293,15 +319,6 @@ class Bridge:
                 log.exception("bridge: cannot answer or dead-letter %r; dropping it", delivery.message_id)
                 applied.append(delivery.tag)
         self._ack(applied)
-        if self._needs_topology:
-            self._declare_topology()
-        if written is None:
-            self._relay()  # operator messages wrote rows through the store: read them back
-        else:
-            self._publish_rows(written)
-        if self._deliveries:
-            self._batch_scheduled = True
-            self._connection.ioloop.call_later(0, self._process_batch)
 
     def _observe_batch(self, received: list[float], written) -> None:
         now = time.monotonic()
@@ -403,6 +420,7 @@ class Bridge:
         self._publish_rows(outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight))
 
     def _publish_rows(self, rows) -> None:
+        self._batcher.lanes.learn(rows)
         if self._publish_channel is None or not self._relay_lock.held:
             return  # the relay that holds the lock publishes them
         for row in rows:

@@ -4,7 +4,7 @@ its own, its socket watched by pika's IO loop. Polling every relay_interval stay
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Iterable
 
 import psycopg2
 
@@ -15,9 +15,11 @@ log = logging.getLogger("flow45.bridge")
 
 
 class OutboxListener:
-    def __init__(self, ioloop, on_rows: Callable[[], None]):
+    def __init__(self, ioloop, on_rows: Callable[[], None], also_own: Callable[[], Iterable[int]] = tuple):
+        """`also_own`: the other sessions of this bridge (its committers), whose rows it publishes from memory."""
         self._ioloop = ioloop
         self._on_rows = on_rows
+        self._also_own = also_own
         self._connection = None
         self._fd: int | None = None  # kept: a dead connection no longer tells its socket
         self.own_pid: int | None = None  # this bridge's own commits: already published from memory
@@ -54,7 +56,7 @@ class OutboxListener:
             log.warning("bridge: outbox listener lost its connection (%s)", " ".join(str(exc).split()))
             self.close()
             return
-        if senders - {self.own_pid}:
+        if senders - {self.own_pid} - set(self._also_own()):
             self._on_rows()
 
     def close(self) -> None:

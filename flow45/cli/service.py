@@ -65,7 +65,7 @@ def bridge_run(args) -> int:
     settings = current_settings()
     _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
-    bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats)
+    bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats, connections=args.connections)
     return _run_parts({"bridge": bridge.run}, bridge.stop, beats)
 
 
@@ -321,6 +321,8 @@ def add_parsers(add) -> None:
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")
     p.add_argument("--batch", type=_positive_int, default=200, help="most messages applied in one transaction")
+    p.add_argument("--connections", type=_positive_int, default=4,
+                   help="batches applied at once, each on a database connection of its own (PostgreSQL)")
     _add_metrics_port(p)
     p = actions.add_parser("setup-broker", help="create the vhost, team users, permissions and policies")
     p.add_argument("--print", action="store_true", help="print the rabbitmqctl commands instead of running them")

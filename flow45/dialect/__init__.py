@@ -19,6 +19,7 @@ class Dialect:
     """What the store needs from a database. A dialect owns one peewee database, not yet opened."""
 
     schemes: tuple[str, ...] = ()
+    concurrent_writers = False  # whether write transactions on several connections make progress at once
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -69,6 +69,7 @@ def _columns(values: list[tuple], width: int) -> list[list]:
 
 class PostgresDialect(Dialect):
     schemes = ("postgres", "postgresql")
+    concurrent_writers = True
 
     def open(self) -> peewee.Database:
         parts = urlsplit(self.url)
