@@ -71,8 +71,8 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
 
     after = eventually(lambda: scrape(port), lambda s: s.value("flow45_outbox_backlog") == 0
                        and s.value("flow45_hop_latency_seconds_count") >= 1)
-    assert after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count") >= 4, \
-        "claim, submit, the stale progress and the bad message were each applied in a batch"
+    assert after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count") >= 3, \
+        "claim, submit and the stale progress were each applied in a batch (the bad message needs none)"
     assert after.value("flow45_refusals_total", code="invalid_message") == 1
     assert after.value("flow45_refusals_total", code="stale") == 1
     assert after.value("flow45_outbox_backlog") == 0 and after.value("flow45_outbox_oldest_age_seconds") == 0
@@ -82,4 +82,4 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
                        function="render_pdf") == 1
     assert after.value("flow45_instances", team="reports", function="render_pdf", state="available") == 1
     assert after.value("flow45_instances", team="reports", function="extract_sales", state="available") == 0
-    assert after.value("flow45_inbox_lag_seconds_count") >= 4
+    assert after.value("flow45_inbox_lag_seconds_count") >= 3
