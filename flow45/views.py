@@ -105,6 +105,20 @@ class InputLink(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class OutputUse(View):
+    """Lineage seen from upstream: a downstream attempt that received this attempt's output."""
+
+    task: str
+    instance: int
+    attempt: int
+    param: str
+    archived: bool  # that attempt was superseded by an undo since
+
+    def text(self) -> str:
+        return f"attempt {self.attempt} of {self.task}" + (" (undone)" if self.archived else "")
+
+
+@dataclasses.dataclass(frozen=True)
 class AttemptView(View):
     number: int
     status: str
@@ -116,6 +130,7 @@ class AttemptView(View):
     archived: bool
     comment: str | None = None  # a human submit's comment
     lineage: list[InputLink] = dataclasses.field(default_factory=list)  # what it was built on
+    used_by: list[OutputUse] = dataclasses.field(default_factory=list)  # downstream attempts built on it
     log_url: str | None = None  # where its log is, as its worker said
     log_tail: str | None = None  # or the log's last lines
 

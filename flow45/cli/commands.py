@@ -231,6 +231,8 @@ def cmd_instance(args) -> int:
             print(f"    comment {a.comment}")
         if a.lineage:
             print("    built on " + ", ".join(link.text() for link in a.lineage))
+        if a.used_by:
+            print("    output went to " + ", ".join(use.text() for use in a.used_by))
         if a.output is not None:
             print(f"    output {wire.dumps(a.output)}")
         if a.error:

@@ -12,7 +12,7 @@ from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store import rules_human
 from flow45.store.specs import version_spec
-from flow45.views import AttemptView, EventView, InputLink, InstanceView, RunView, WorkflowView
+from flow45.views import AttemptView, EventView, InputLink, InstanceView, OutputUse, RunView, WorkflowView
 
 
 def list_workflows(team: str | None = None) -> list[WorkflowView]:
@@ -229,7 +229,27 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
         raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
     spec = version_spec(Run.get_by_id(row.run_id).version_id)
     attempts = list(Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id))
-    return _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
+    view = _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
+    uses = _used_by(row, spec)
+    return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
+                                               for a in view.attempts])
+
+
+def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:
+    """attempt number -> the attempts of the instances that take this one's output which received it."""
+    takers = [name for name in spec.order if row.task in spec.task(name).inputs.values()]
+    if not takers:
+        return {}
+    query = (Attempt.select(Attempt, TaskInstance.task).join(TaskInstance)
+             .where((TaskInstance.run == row.run_id) & TaskInstance.task.in_(takers) & Attempt.lineage.is_null(False))
+             .order_by(Attempt.id))
+    uses: dict[int, list[OutputUse]] = {}
+    for a in query:
+        for param, link in (a.lineage or {}).items():
+            if link["instance"] == row.id and link["attempt"] is not None:
+                uses.setdefault(link["attempt"], []).append(
+                    OutputUse(a.instance.task, a.instance_id, a.number, param, a.archived))
+    return uses
 
 
 def list_events(

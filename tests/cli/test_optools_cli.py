@@ -124,6 +124,8 @@ def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_
     assert code == 0, err
     code, out, err = flow45("instance", d)
     assert "attempt 1: revoked (archived)" in out and "attempt 1 of c (undone) as right" in out, out
+    code, out, err = flow45("instance", str(instance(run, "c").id))
+    assert "attempt 1: succeeded (archived)" in out and "    output went to attempt 1 of d (undone)\n" in out, out
     code, out, err = flow45("instance", d, "--json")
     [attempt] = json.loads(out)["attempts"]
     assert attempt["lineage"] == [

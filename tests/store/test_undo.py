@@ -84,6 +84,10 @@ def test_lineage_names_the_upstream_attempts_and_keeps_the_undone_chain(finished
     assert old.archived and [link.text() for link in old.lineage] == ["attempt 1 of b as left",
                                                                       "attempt 1 of c (undone) as right"]
     assert [link.text() for link in new.lineage] == ["attempt 1 of b as left", "attempt 2 of c as right"]
+    # Seen from upstream: where each output of c went, the one built on the undone output marked.
+    undone, redone = store.get_instance(instance(finished_run, "c").id).attempts
+    assert [u.text() for u in undone.used_by] == ["attempt 1 of d (undone)"]
+    assert [(u.text(), u.param) for u in redone.used_by] == [("attempt 2 of d", "right")]
     # A task without inputs records none.
     assert store.get_instance(instance(finished_run, "a").id).attempts[0].lineage == []
     run = store.get_run(finished_run, with_attempts=True)

@@ -82,11 +82,16 @@ def inputs_table(inputs: data.Inputs) -> Table:
 
 
 def lineage_text(attempt) -> Text:
-    """'built on attempt 3 of extract (undone)': what the attempt received, a superseded source marked."""
-    text = Text("built on ", "bright_black")
-    for n, link in enumerate(attempt.lineage):
-        text.append(", " if n else "")
-        text.append(link.text(), "magenta" if link.undone else "")
+    """'built on attempt 3 of extract (undone)': what the attempt received, and where its output went,
+    superseded attempts marked."""
+    text = Text()
+    for words, links in (("built on ", attempt.lineage), ("output went to ", attempt.used_by)):
+        if links:
+            text.append(("\n" if text else "") + words, "bright_black")
+        for n, link in enumerate(links):
+            text.append(", " if n else "")
+            text.append(link.text(), "magenta" if getattr(link, "undone", False) or getattr(link, "archived", False)
+                        else "")
     return text
 
 
@@ -117,7 +122,7 @@ def attempts_table(instance: InstanceView) -> Table:
             result = Group(result, Text(a.error, "red")) if a.output is not None else Text(a.error, "red")
         if a.comment:  # a human's comment, or the reason an operator gave for setting the output
             result = Group(Text.assemble(("comment ", "bold"), a.comment), result)
-        if a.lineage:
+        if a.lineage or a.used_by:
             result = Group(lineage_text(a), result)
         if a.log_url or a.log_tail:
             result = Group(result, log_text(a.log_url, a.log_tail, lines=3))
