@@ -41,13 +41,33 @@ def assert_the_story_was_told(out: str) -> None:
     assert re.search(r"retry\s+run 2 load_americas\s+retry_wait -> available\s+flow45-scheduler", out)
     assert len(re.findall(r"take\s+run 1 approve\s+demo-operator", out)) == 2, "the approval is taken, then decided"
     assert len(re.findall(r"submit\s+run 1 approve\s+running -> succeeded\s+demo-operator", out)) == 2
+    # The nightly run waits for 06:00 on its day (a timer), then tells the team; its success starts
+    # the month's report (a connected workflow), which is approved like the first.
+    assert re.search(r"ready\s+run 2 morning\s+pending -> waiting .*due (\d{4}-\d\d-\d\d)T06:00:00Z", out)
+    fired = re.search(r"timer\s+run 2 morning\s+waiting -> succeeded\s+flow45-scheduler", out)
+    assert fired and fired.start() < re.search(r"claim\s+run 2 notify", out).start(), "notify waits for the timer"
+    assert re.search(r"trigger\s+run 3 monthly_report\s+- -> running .*connected to run 2 of reports/nightly_sales", out)
+    assert re.search(r"connect\s+run 2\s+.*started run 3 monthly_report", out)
+    assert re.search(r"submit\s+run 3 approve\s+running -> succeeded\s+demo-operator", out)
     assert re.search(r"undo\s+run 1 render\s+succeeded -> available\s+demo-operator\s+wrong logo", out)
     assert re.search(r"undo\s+run 1 publish\s+succeeded -> pending", out)
     assert re.search(r"worker\s+undo of run 1 publish by demo-operator: .*removed the published file .*"
                      r"published/report-\d{4}-\d\d\.pdf", out), "the undo notice reached publish's on_undo"
     assert re.search(r"run 1 monthly_report \(manual\): succeeded \(succeeded 4\)", out)
-    assert re.search(r"run 2 nightly_sales \(schedule for .*\): succeeded \(succeeded 5\)", out)
+    assert re.search(r"run 2 nightly_sales \(schedule for .*\): succeeded \(succeeded 6\)", out)
+    assert re.search(r"run 3 monthly_report \(connected\): succeeded \(succeeded 4\)", out)
     assert "NOT DONE" not in out
+
+
+def published_reports(out: str) -> set[str]:
+    """The first run's report (the month before the demo) and the connected run's (the nightly run's month)."""
+    month = re.search(r"querying sales for (\d{4}-\d\d)", out)[1]
+    nightly = re.search(r"schedule (\d{4}-\d\d)-\d\d 02:30 UTC", out)[1]
+    return {f"report-{month}.pdf", f"report-{nightly}.pdf"}
+
+
+def runs_in_summary(out: str) -> list[str]:
+    return re.findall(r"^  run (\d+ \w+) \(", out, re.MULTILINE)
 
 
 def test_headless_demo_plays_the_story_on_sqlite(tmp_path):
@@ -57,11 +77,10 @@ def test_headless_demo_plays_the_story_on_sqlite(tmp_path):
     assert seconds < 60, f"the headless demo took {seconds:.0f}s"
     assert (tmp_path / "flow45-demo.db").exists()
     output = tmp_path / "flow45-demo-output"
-    month = re.search(r"querying sales for (\d{4}-\d\d)", done.stdout)[1]
     published = list((output / "published").iterdir())
-    assert [p.name for p in published] == [f"report-{month}.pdf"]
-    assert published[0].read_bytes().startswith(b"%PDF-1.4")
-    assert (output / "documents").is_dir() and len(list((output / "documents").glob("*.attempt*.pdf"))) == 2
+    assert {p.name for p in published} == published_reports(done.stdout)
+    assert all(p.read_bytes().startswith(b"%PDF-1.4") for p in published)
+    assert (output / "documents").is_dir() and len(list((output / "documents").glob("*.attempt*.pdf"))) == 3
     summary = (output / "nightly" / "run-2" / "summary.csv").read_text().splitlines()
     assert summary[0] == "region,rows,units,amount" and [row.split(",")[0] for row in summary[1:]] == [
         "emea", "americas", "apac", "total"]
@@ -78,7 +97,8 @@ def test_the_demo_recreates_its_database_and_folder_and_needs_no_terminal(tmp_pa
     again, _ = run_demo(tmp_path, "--pace", "0.02")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.startswith("flow45 demo: not a terminal, so no dashboard; running headless instead")
-    assert "run 1 monthly_report (manual): succeeded" in again.stdout and "run 3" not in again.stdout
+    assert "run 1 monthly_report (manual): succeeded" in again.stdout
+    assert runs_in_summary(again.stdout) == runs_in_summary(first.stdout), "run ids begin at 1 again"
     assert not (tmp_path / "flow45-demo-output" / "leftover.txt").exists()
 
 
@@ -104,19 +124,29 @@ AWKWARD_MOMENTS = {
 
 @pytest.mark.parametrize("moment", AWKWARD_MOMENTS.values(), ids=AWKWARD_MOMENTS.keys())
 def test_the_demo_tells_the_same_story_on_awkward_days(tmp_path, moment):
-    """The clock pinned at the moment (and ticking on): two runs, the monthly one for the month before,
-    the nightly one for the latest 02:30 tick before the moment, one published report."""
+    """The clock pinned at the moment (and ticking on): three runs, the monthly one for the month before,
+    the nightly one for the latest 02:30 tick before the moment, and the monthly one it starts for its
+    month; two published reports. The nightly run's 06:00 timer, when still ahead, is reached by the
+    demo's clock skipping ahead to it; when past, it fires at once."""
     done = subprocess.run(
         [sys.executable, "-m", "tests.pinned", moment, "-m", "flow45", "demo", "--headless", "--pace", "0.25"], cwd=tmp_path,
         capture_output=True, text=True, timeout=120, env=demo_env(), stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert_the_story_was_told(done.stdout)
-    assert "run 3" not in done.stdout, "one manual monthly run and one scheduled nightly run, nothing more"
+    assert runs_in_summary(done.stdout) == ["1 monthly_report", "2 nightly_sales", "3 monthly_report"]
     now = dt.datetime.fromisoformat(moment.replace("Z", ""))
     before = (now.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
     assert re.search(rf"querying sales for {before}\b", done.stdout)
     nightly = now.replace(hour=2, minute=30, second=0) - dt.timedelta(days=0 if now.time() >= dt.time(2, 30) else 1)
     assert f"schedule {nightly:%Y-%m-%d} 02:30 UTC" in done.stdout
-    published = [p.name for p in (tmp_path / "flow45-demo-output" / "published").iterdir()]
-    assert published == [f"report-{before}.pdf"]
+    published = {p.name for p in (tmp_path / "flow45-demo-output" / "published").iterdir()}
+    assert published == {f"report-{before}.pdf", f"report-{nightly:%Y-%m}.pdf"}
+    due = nightly.replace(hour=6, minute=0)
+    skipped = re.search(r"operator\s+run 2 morning waits until 06:00 UTC \((\S+) from now\) and nothing else can move: "
+                        r"the demo's clock skips ahead to it", done.stdout)
+    if now < due:
+        assert skipped, "the timer is hours away: the demo's clock skips ahead to it"
+        assert re.search(r"^06:0\d:\d\d\.\d{3}  timer\s+run 2 morning", done.stdout, re.MULTILINE), "it fires at 06:00"
+    else:
+        assert skipped is None, "06:00 has passed on the nightly run's day: the timer fires at once"

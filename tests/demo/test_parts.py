@@ -101,3 +101,44 @@ def test_unpublish_removes_only_the_file_it_published(store_db, tmp_path, caplog
         assert worker.join(timeout=30)
     rendered = tmp_path / "out" / "documents" / "report-2026-02.attempt1.pdf"
     assert rendered.exists(), "undoing publish leaves the render's own file"
+
+
+def test_the_demo_clock_skips_to_the_nightly_timer_only_when_nothing_else_can_move(store_db, capsys):
+    """The example's nightly run waits for 06:00; the demo's clock skips there while only human tasks wait,
+    never while a worker holds or could take a task (its lease would expire in the skip)."""
+    import datetime as dt
+
+    import time_machine
+
+    from flow45 import clock
+    from flow45.cli.demo import script
+    from tests.store.helpers import complete, instance
+
+    store.deploy(load_config(EXAMPLES), actor="tester")
+    night = dt.datetime(2026, 3, 4, 2, 30)
+    at = night + dt.timedelta(minutes=20)
+    nightly = store.trigger("reports", "nightly_sales", actor="flow45-scheduler", now=night,
+                            trigger_kind="schedule", logical_time=night)
+    for region in ("emea", "americas", "apac"):
+        complete(nightly, f"load_{region}", {"region": region, "uri": f"file:///{region}.csv", "rows": 1}, now=at)
+    complete(nightly, "summarize", {"uri": "file:///s.csv", "total_rows": 3, "partitions": [], "month": "2026-03"},
+             now=at)
+    assert instance(nightly, "morning").not_before == dt.datetime(2026, 3, 4, 6, 0)
+    monthly = store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="ann", now=at)
+    try:
+        with time_machine.travel(at.replace(tzinfo=dt.timezone.utc), tick=False):
+            assert script.timer_to_skip_to() is None, "extract is offered to the workers"
+            grant = store.claim(instance(monthly, "extract").id, instance(monthly, "extract").token, "w", now=at)
+            assert script.timer_to_skip_to() is None, "extract is running"
+            store.submit(grant.instance, grant.token, {"uri": "file:///x.csv", "rows": 5}, now=at)
+            complete(monthly, "render", {"uri": "file:///r.pdf", "pages": 4}, now=at)
+            found = script.timer_to_skip_to()
+            assert found and (found[0].task, found[1]) == ("morning", dt.datetime(2026, 3, 4, 6, 0)), \
+                "only the approval (a person's) and the timer wait"
+            assert script.skip_to_timer()
+            assert clock.utcnow() == dt.datetime(2026, 3, 4, 6, 0)
+            assert "run 1 morning waits until 06:00 UTC (3h10m from now)" in capsys.readouterr().out
+            assert script.timer_to_skip_to() is None, "nothing left ahead to skip to"
+    finally:
+        clock.back_to_real_time()
+    assert store.fire_due_timers(dt.datetime(2026, 3, 4, 6, 0)) == [instance(nightly, "morning").id]

@@ -63,5 +63,11 @@ def wait_finished(run_id: int, timeout: float = 15.0) -> str:
     return run_status(run_id)
 
 
+def fire_the_timer(run_id: int, task: str = "morning") -> None:
+    """Once the run's timer waits (nothing here sweeps), let it fire at its due time, whatever the date."""
+    timer = wait_for(lambda: (i := instance_of(run_id, task)).state == S.WAITING and i, what=f"timer {task} to wait")
+    store.fire_due_timers(timer.not_before)
+
+
 def instance_of(run_id: int, task: str):
     return next(i for i in store.get_run(run_id).instances if i.task == task)

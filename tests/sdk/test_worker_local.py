@@ -15,7 +15,7 @@ from flow45 import store
 from flow45.messages import UndoNotice
 from flow45.models import Attempt, Event, Outbox, TaskInstance
 from tests.conftest import EXAMPLES, ROOT
-from tests.sdk.helpers import BLOB, instance_of, wait_finished, wait_for
+from tests.sdk.helpers import BLOB, fire_the_timer, instance_of, wait_finished, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,7 +38,8 @@ def test_typed_inputs_and_outputs_fan_in(reports, make_worker):
     def summarize(task, emea: types.Partition, americas: types.Partition, apac: types.Partition) -> types.Summary:
         seen.update(emea=emea, americas=americas, apac=apac)
         parts = [emea, americas, apac]
-        return types.Summary(uri="file:///summary.csv", total_rows=sum(p.rows for p in parts), partitions=parts)
+        return types.Summary(uri="file:///summary.csv", total_rows=sum(p.rows for p in parts), partitions=parts,
+                             month="2026-03")
 
     @worker.handler("notify_team")
     def notify(task, summary: types.Summary):
@@ -47,6 +48,7 @@ def test_typed_inputs_and_outputs_fan_in(reports, make_worker):
 
     run = store.trigger("reports", "nightly_sales", actor="tester")
     worker.start(concurrency=3)
+    fire_the_timer(run)  # notify waits for 06:00 on the run's day
     assert wait_finished(run) == S.SUCCEEDED
     assert isinstance(seen["emea"], types.Partition) and seen["emea"].region.value == "emea"
     assert isinstance(seen["summary"], types.Summary) and seen["summary"].total_rows == 30
@@ -459,7 +461,11 @@ def test_the_reports_example_worker_completes_both_example_workflows(reports, ma
     worker.start(concurrency=4)
     approve = wait_for(lambda: (i := instance_of(monthly, "approve")).state == S.AVAILABLE and i, what="approval")
     store.submit_human(approve.id, {"approved": True, "reviewer": "ann"}, actor="demo-operator")  # one of the example's @reviewers
+    fire_the_timer(nightly)
     assert wait_finished(monthly) == S.SUCCEEDED and wait_finished(nightly) == S.SUCCEEDED
+    [report] = [r for r in store.list_runs(team="reports") if r.trigger == "connected"]
+    summary = Attempt.get(Attempt.instance == instance_of(nightly, "summarize").id).output
+    assert report.params == {"month": summary["month"]}, "the nightly run started the report of its month"
     published = Attempt.get(Attempt.instance == instance_of(monthly, "publish").id).output
     path = tmp_path / "out" / "published" / "report-2026-02.pdf"
     assert published == {"uri": path.as_uri(), "pages": 4,

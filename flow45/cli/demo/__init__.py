@@ -8,6 +8,10 @@ bridge runs on a thread and the workers use the AMQP transport. The dashboard th
 newcomer approves the report and undoes what they like; `--headless` has a scripted operator do it
 and prints one line per ledger event and per progress report.
 
+The nightly run waits until 06:00 on its day (a timer). So that the demo need not wait hours, its clock
+skips ahead to that time once nothing else can move (no worker holds or could take a task), the way a
+tester moves a pinned clock: every time the store writes from then on is consistent with it.
+
 It ships in the package with its config and workers, so it runs from any folder. Like the rest of
 `flow45.cli` it imports `bridge` and `tui` only inside the functions that need them, so `import flow45`
 loads neither.
@@ -21,11 +25,11 @@ import logging
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
+from flow45 import clock
 from flow45 import states as S
 from flow45 import store
 from flow45.clock import utcnow
@@ -37,11 +41,11 @@ from flow45.migrate import ensure_schema
 from flow45.schedule import cron_schedule
 from flow45.settings import Settings, TeamSettings, current_settings, use_settings
 from flow45.urls import hide_password
+from flow45.cli.demo.script import MONTHLY, NIGHTLY, OPERATOR, TEAM, Printer, ScriptedOperator, skip_to_timer
+
+__all__ = ["MONTHLY", "NIGHTLY", "OPERATOR", "TEAM", "Options", "Services", "run_demo", "set_the_stage"]
 
 CONFIG = Path(__file__).resolve().parent / "config"  # examples/config in a source checkout
-TEAM = "reports"
-OPERATOR = "demo-operator"
-MONTHLY, NIGHTLY = "monthly_report", "nightly_sales"
 FLAKY_REGION = "americas"  # its first load fails, so the scheduler's retry is seen
 MARKER = ".flow45-demo"  # marks an output folder the demo may empty
 WORKERS = 2
@@ -73,7 +77,7 @@ def run_demo(options: Options) -> int:
         print(INTRO.format(output=options.output), flush=True)
         input()
 
-    services = Services(settings, options)
+    services = Services(settings, options, fast_forward=show_dashboard is not None)
     problems: list[str] = []
     code = 0
     printer = Printer()
@@ -89,6 +93,7 @@ def run_demo(options: Options) -> int:
     if show_dashboard is None:
         printer.drain()
     failed = _summary(settings, options, problems)
+    clock.back_to_real_time()
     return code if show_dashboard is not None else failed
 
 
@@ -116,7 +121,10 @@ The reports team's two pipelines are deployed from examples/config/reports.yaml:
   monthly_report, run 1, started by hand: extract -> render -> approve (a human task: you) -> publish
       approve is for the reviewers, due 2 days after it is ready; in the dashboard you are {OPERATOR}, one of them
   nightly_sales, run 2, which the scheduler creates for last night's tick:
-      load_emea, load_americas, load_apac -> summarize -> notify   (load_americas fails once, then retries)
+      load_emea, load_americas, load_apac -> summarize -> morning -> notify   (load_americas fails once, then retries)
+      morning is a timer: it waits until 06:00 on the run's day; the demo's clock skips ahead to it
+      once nothing else can move
+  monthly_report, run 3, connected: the nightly run's success starts a report of the month it loaded
 Two workers from examples/reports_worker.py take the tasks and write their files under {{output}}.
 
 In the dashboard: enter opens a run; i lists the human tasks waiting for you (t takes one, so others
@@ -173,14 +181,21 @@ def _log_to(path: Path, echo_workers: bool) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     to_file = logging.FileHandler(path)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"))
+    to_file.setFormatter(_on_demo_clock(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")))
     root.addHandler(to_file)
     root.setLevel(logging.INFO)
     logging.getLogger("pika").setLevel(logging.WARNING)
     if echo_workers:
         echo = logging.StreamHandler(sys.stdout)
-        echo.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d  worker    %(message)s", "%H:%M:%S"))
+        echo.setFormatter(_on_demo_clock(logging.Formatter("%(asctime)s.%(msecs)03d  worker    %(message)s", "%H:%M:%S")))
         logging.getLogger("reports-worker").addHandler(echo)
+
+
+def _on_demo_clock(formatter: logging.Formatter) -> logging.Formatter:
+    """Log times in UTC on the demo's clock (it may skip ahead), like the ledger's."""
+    formatter.converter = lambda seconds: (
+        dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None) + clock.ahead()).timetuple()
+    return formatter
 
 
 def _fresh_store(url: str, sqlite_file: Path) -> None:
@@ -225,11 +240,14 @@ def _previous_month() -> str:
 # ---- what runs while the demo plays -------------------------------------------------------------
 
 class Services:
-    """The scheduler service, the bridge (with a broker) and the example workers, on threads."""
+    """The scheduler service, the bridge (with a broker) and the example workers, on threads; with
+    `fast_forward`, also a thread that skips the clock ahead to a waiting timer (the dashboard's
+    newcomer has no script to do it)."""
 
-    def __init__(self, settings: Settings, options: Options):
+    def __init__(self, settings: Settings, options: Options, fast_forward: bool = False):
         self.settings = settings
         self.options = options
+        self.fast_forward = fast_forward
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.bridge = None
@@ -260,6 +278,15 @@ class Services:
             )
             worker.start(concurrency=CONCURRENCY)
             self.workers.append(worker)
+        if self.fast_forward:
+            self._thread("clock", self._skip_ahead_when_idle)
+
+    def _skip_ahead_when_idle(self) -> None:
+        while not self.stopping.wait(0.5):
+            try:
+                skip_to_timer()
+            except Exception:  # a busy database now and then: look again at the next turn
+                log.exception("demo clock: could not look for a waiting timer")
 
     def _thread(self, name: str, target: Callable, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"demo-{name}", daemon=True)
@@ -292,143 +319,6 @@ def _worker(settings: Settings, name: str):
     from bridge.sdk import LocalTransport
 
     return Worker(LocalTransport(TEAM, name))
-
-
-class Printer:
-    """One line per ledger event and per progress report, read from the store as the dashboard does."""
-
-    def __init__(self) -> None:
-        self.after = 0
-        self.tasks: dict[int, str] = {}
-        self.progress: dict[int, tuple] = {}
-
-    def poll(self) -> None:
-        """Print what happened since the last poll, in time order."""
-        lines = [(e.at, e.id, self._event_line(e)) for e in self._events()]
-        for run in store.list_runs(team=TEAM, status=S.RUNNING):
-            for i in store.get_run(run.id).instances:
-                self.tasks[i.id] = i.task
-                seen = (i.attempt, i.progress_pct, i.progress_message)
-                if i.state == S.RUNNING and i.progress_message and self.progress.get(i.id) != seen:
-                    self.progress[i.id] = seen
-                    pct = f"{i.progress_pct:3.0f}%" if i.progress_pct is not None else ""
-                    line = (i.updated_at, "progress", f"run {i.run} {i.task}", pct, i.worker or "", i.progress_message)
-                    lines.append((i.updated_at, 0, line))
-        for _, _, line in sorted(lines, key=lambda item: item[:2]):
-            _line(*line)
-
-    def drain(self) -> None:
-        for event in self._events():
-            _line(*self._event_line(event))
-
-    def _events(self) -> list:
-        events = store.list_events(self.after, team=TEAM, limit=1000)
-        if events:
-            self.after = events[-1].id
-        return events
-
-    def _event_line(self, e) -> tuple:
-        if e.instance and e.instance not in self.tasks:
-            self.tasks[e.instance] = store.get_instance(e.instance).task
-        detail = e.detail if isinstance(e.detail, dict) else {}
-        where = f"run {e.run}" if e.run else e.team
-        if e.instance:
-            where += f" {self.tasks[e.instance]}"
-        elif e.kind == "trigger":
-            run = store.get_run(e.run)
-            where += f" {run.workflow}"
-            detail = {"note": run.trigger + (f" {run.logical_time:%Y-%m-%d %H:%M} UTC" if run.logical_time else "")}
-        elif e.kind == "deploy":
-            where += f"/{detail.get('workflow')} v{detail.get('version')}"
-        move = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state else ""
-        note = detail.get("error") or detail.get("reason") or detail.get("note") or ""
-        return e.at, e.kind, where, move, e.actor, note
-
-
-def _line(at: dt.datetime, kind: str, where: str, what: str, actor: str, note: str = "") -> None:
-    text = f"{at:%H:%M:%S}.{at.microsecond // 1000:03d}  {kind:<9} {where:<26} {what:<26} {actor:<16} {note}"
-    print(text.rstrip(), flush=True)
-
-
-class ScriptedOperator:
-    """What a newcomer would do in the dashboard: approve each report after a look, then undo the
-    monthly render ("wrong logo") once its run has finished, and approve the new render only after
-    the withdrawn report is gone from published/."""
-
-    REVIEW = 1.0  # seconds spent looking at a report before approving it
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[int, int], float] = {}  # (approve instance, attempt) -> first seen
-        self.approvals = 0
-        self.undone_file: Path | None = None
-        self.removed = False
-
-    def play(self, printer: Printer, timeout: float) -> list[str]:
-        """Act until every run has finished; the list of what did not happen (empty: all did)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            printer.poll()
-            runs = store.list_runs(team=TEAM, limit=100)
-            self._approve(runs)
-            self._undo(runs)
-            if self.undone_file is not None and not self.removed and not self.undone_file.exists():
-                self.removed = True
-                self._say(f"the withdrawn report {self.undone_file.name} is gone from published/")
-            if self.removed and any(r.workflow == NIGHTLY and r.trigger == "schedule" for r in runs) and all(
-                r.status in S.FINISHED_RUN for r in runs
-            ):
-                return self._missing(runs)
-            time.sleep(0.1)
-        return [f"not done within {timeout:g}s", *self._missing(store.list_runs(team=TEAM, limit=100))]
-
-    def _approve(self, runs) -> None:
-        for run in runs:
-            if run.status != S.RUNNING or run.workflow != MONTHLY:
-                continue
-            approve = next(i for i in store.get_run(run.id).instances if i.task == "approve")
-            if approve.state != S.AVAILABLE:
-                continue
-            if approve.taken_by is None:  # others see who is looking at it
-                store.take(approve.id, actor=OPERATOR)
-            first_seen = self.seen.setdefault((approve.id, approve.attempt), time.monotonic())
-            if time.monotonic() - first_seen < self.REVIEW or (self.undone_file is not None and not self.removed):
-                continue  # still looking at it, or waiting for the withdrawn report to go
-            self._say(f"run {run.id}: looked at the rendered report; approves it")
-            store.submit_human(approve.id, {"approved": True, "reviewer": OPERATOR, "comment": "looks right"},
-                               actor=OPERATOR, comment="figures and logo checked")
-            self.approvals += 1
-
-    def _undo(self, runs) -> None:
-        if self.undone_file is not None:
-            return
-        done = [r for r in runs if r.workflow == MONTHLY and r.trigger == "manual" and r.status == S.SUCCEEDED]
-        if not done:
-            return
-        run = store.get_run(done[0].id, with_attempts=True)
-        by_task = {i.task: i for i in run.instances}
-        published = next(a.output for a in by_task["publish"].attempts if a.status == "succeeded" and not a.archived)
-        plan = store.undo(by_task["render"].id, "wrong logo on page 1: render again", actor=OPERATOR, dry_run=True)
-        affected = ", ".join(f"{a.task} -> {a.becomes}" + (" (undo notice)" if a.notify else "") for a in plan.affected)
-        self._say(f"run {run.id}: the report has the wrong logo; undo render would change: {affected}")
-        store.undo(by_task["render"].id, "wrong logo on page 1: render again", actor=OPERATOR)
-        self.undone_file = Path(unquote(urlsplit(published["uri"]).path))
-
-    def _missing(self, runs) -> list[str]:
-        missing = [f"run {r.id} {r.workflow} is {r.status}" for r in runs if r.status != S.SUCCEEDED]
-        if not any(r.workflow == NIGHTLY and r.trigger == "schedule" for r in runs):
-            missing.append("the scheduler created no nightly_sales run")
-        if self.approvals < 2:
-            missing.append(f"{self.approvals} approvals, expected 2 (before and after the undo)")
-        if self.undone_file is None:
-            missing.append("no undo")
-        elif not self.removed:
-            missing.append(f"the undo notice was not handled: {self.undone_file} is still published")
-        return missing
-
-    @staticmethod
-    def _say(text: str) -> None:
-        now = utcnow()
-        print(f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  operator  {text}", flush=True)
 
 
 def _summary(settings: Settings, options: Options, problems: list[str]) -> int:

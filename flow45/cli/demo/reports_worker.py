@@ -10,8 +10,9 @@ Two pipelines, each with its handlers below; every file they write lands under -
   a publish that succeeded (or the render before it), `unpublish` gets an undo notice with the
   archived output and deletes the published file.
 - nightly_sales, a data pipeline: `load_partition` writes one region's rows (fan-out: one task per
-  region), `summarize_partitions` reads them all and writes a summary CSV (fan-in), and
-  `notify_team` writes the message it would mail.
+  region), `summarize_partitions` reads them all and writes a summary CSV (fan-in), a timer holds
+  the run until 06:00, and `notify_team` writes the message it would mail. The summary's month
+  starts that month's monthly_report (a connected workflow).
 
 Outputs are small and operational (a file:// URI, a row count, a checksum), never the data itself.
 With FLOW45_AMQP_URL set (a worker user of team reports) it works over RabbitMQ; without it, on
@@ -34,6 +35,7 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from bridge.sdk import PermanentError, Task, Worker, load_types, run_forever, transport_from_settings
+from flow45.clock import utcnow
 from flow45.messages import UndoNotice
 
 CONFIG = Path(__file__).resolve().parent / "config"
@@ -144,7 +146,9 @@ def build(worker: Worker, pause: float = 0.05, output: Path | str = "reports-out
         table.append(("total", *(sum(row[i] for row in table[1:]) for i in (1, 2)),
                       round(sum(row[3] for row in table[1:]), 2)))
         path = _write_csv(out / "nightly" / f"run-{task.run}" / "summary.csv", table)
-        return types.Summary(uri=path.as_uri(), total_rows=sum(p.rows for p in parts), partitions=parts)
+        day = task.logical_time or utcnow()  # the night it loaded; a run started by hand has none
+        return types.Summary(uri=path.as_uri(), total_rows=sum(p.rows for p in parts), partitions=parts,
+                             month=f"{day:%Y-%m}")
 
     @worker.handler("notify_team")
     def notify_team(task: Task, summary: types.Summary) -> types.Document:
