@@ -51,7 +51,8 @@ def add_parsers(add) -> None:
     p = add("notify", "post each team's chosen events to webhooks (settings: notify)")
     p.add_argument("--state", default="flow45-notify.json",
                    help="file keeping the position between restarts (written after each successful post)")
-    p.add_argument("--after", type=int, default=0,
-                   help="first start only (no state file): begin after this ledger event id (default: the beginning)")
+    p.add_argument("--after", type=int, default=None, metavar="ID",
+                   help="first start only (no state file): begin after this ledger event id (0: the whole "
+                        "ledger; default: its current end, so only what happens from now on is posted)")
     p.add_argument("--once", action="store_true", help="post what is there, then exit")
     _add_metrics_port(p)

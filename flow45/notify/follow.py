@@ -2,6 +2,9 @@
 database, or the bridge, whose team event stream wakes it), post each chosen event to its webhooks,
 and save the position after each successful post. Killed at any moment, it starts again where the
 file says: a post may be sent twice (at least once, with the same idempotency key), never skipped.
+Its very first start (no file) begins at the ledger's end, unless told where: a new notifier posts
+what happens from now on, not the history before it; the file is written at once, so what happens
+between that start and a restart is not missed either.
 
 An event id can commit after a larger one (a longer transaction), so the position is a watermark:
 every id up to `after` is handled, and `seen` lists those handled above it. A hole below a handled
@@ -16,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from flow45 import metrics
 from flow45.errors import Flow45Error
@@ -38,9 +42,13 @@ class Position:
     done: list[int] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path, start: int) -> Position:
+    def load(cls, path: Path, start: Callable[[], int]) -> Position:
+        """The saved position, or (no file) a new one after `start()`, saved at once."""
         if not path.exists():
-            return cls(after=start)
+            position = cls(after=start())
+            position.save(path)
+            log.info("first start (no %s): from after ledger event %d", path, position.after)
+            return position
         try:
             data = json.loads(path.read_text())
             return cls(int(data["after"]), [int(i) for i in data.get("seen", [])], data.get("event"),
@@ -58,11 +66,12 @@ class Position:
 
 
 class Notifier:
-    def __init__(self, client, hooks: dict[str, list[Webhook]], state: Path, *, start: int = 0,
+    def __init__(self, client, hooks: dict[str, list[Webhook]], state: Path, *, start: int | None = None,
                  retry_delay: float = 1.0, retry_max: float = 60.0, poll: float = 1.0):
+        """`start`: on a first start (no state file), the event id to begin after; None: the ledger's end."""
         self.client, self.hooks, self.state = client, hooks, Path(state)
         self.stop, self.wake = threading.Event(), threading.Event()
-        self.position = Position.load(self.state, start)
+        self.position = Position.load(self.state, lambda: client.latest_event_id() if start is None else start)
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0

@@ -22,8 +22,8 @@ def test_notify_through_the_broker_posts_its_own_teams_events(bridge_env, tmp_pa
     hooks = {"reports": [{"url": receiver.url + "/b", "events": ["human_waiting"]}]}
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops"),
                "FLOW45_NOTIFY": json.dumps(hooks)}
-    done = subprocess.run([sys.executable, "-m", "flow45", "notify", "--once", "--state", str(tmp_path / "n.json")],
-                          cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
+    argv = [sys.executable, "-m", "flow45", "notify", "--once", "--after", "0", "--state", str(tmp_path / "n.json")]
+    done = subprocess.run(argv, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     waiting = [e.id for e in Event.select().where(
         (Event.to_state == "available") & Event.instance.in_([t.approve for t in teams.values()]))]

@@ -124,7 +124,7 @@ def test_posts_survive_a_kill_and_restart_none_lost_none_duplicated_by_key(ledge
     receiver = Receiver(hold_at=4)
     state = tmp_path / "notify.json"
     port = free_port()
-    first = _notify(url, receiver, state, "--metrics-port", str(port))
+    first = _notify(url, receiver, state, "--after", "0", "--metrics-port", str(port))  # the whole ledger
     try:
         assert receiver.holding.wait(60), first.stderr.read() if first.poll() is not None else "no 4th post"
         scraped = scrape(port)  # what an operator's dashboard shows while a post hangs
@@ -156,6 +156,32 @@ def test_posts_survive_a_kill_and_restart_none_lost_none_duplicated_by_key(ledge
     again = _notify(url, receiver, state, "--once")
     again.communicate(timeout=60)
     assert len(receiver.accepted) == len(keys), "the saved position: nothing is posted twice on a clean restart"
+
+
+def test_a_first_start_begins_at_the_ledgers_end_and_keeps_that_place(ledger, tmp_path):
+    """A new notifier (no state file, no --after) posts nothing of the history before it, and writes its
+    place at once: what happens before its next start is posted then."""
+    from flow45.client.local import LocalClient
+    from flow45.notify.follow import Notifier
+    from flow45.notify.hooks import Webhook
+
+    url, _ = ledger
+    receiver = Receiver(hold_at=0)
+    state = tmp_path / "new.json"
+    newest = Event.select().order_by(Event.id.desc()).first().id
+    first = _notify(url, receiver, state, "--once")
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert receiver.accepted == [] and "notify: 0 post(s)" in err, "none of the history is posted"
+    assert json.loads(state.read_text())["after"] == newest
+
+    run = store.trigger("acme", "job", actor="ann", now=T0)  # then a run fails
+    grant = claim(run, "work")
+    store.fail(grant.instance, grant.token, "disk full", retryable=False, now=T0)
+    failed = Event.get((Event.run == run) & Event.instance.is_null() & (Event.to_state == "failed"))
+    hooks = {"acme": [Webhook(url=receiver.url + "/a", events=["run_failed"])]}
+    Notifier(LocalClient("notify"), hooks, state, retry_delay=0.05).run(once=True)
+    assert [key for _, key, _ in receiver.accepted] == [f"flow45-event-{failed.id}"]
 
 
 @pytest.mark.parametrize("notify, words", [
