@@ -1,10 +1,12 @@
-"""The undo dialog's hold checkbox says in words whether it is on: its mark's colour is lost in plain text."""
+"""The undo dialog's choices: hold, said in words (its mark's colour is lost in plain text), and cancelling
+the runs the undone run started (connected workflows)."""
 
 from __future__ import annotations
 
 from textual.widgets import Checkbox
 
-from tests.tui.conftest import OPERATOR, SIZE, monthly_run, wait_until
+from flow45 import store
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, monthly_run, type_text, wait_until
 from tests.tui.test_dashboard import open_run
 from tui.app import Dashboard
 from tui.screens.modals import UndoModal
@@ -25,3 +27,55 @@ async def test_the_hold_checkbox_reads_on_and_off_in_words(tui_db):
         await wait_until(pilot, lambda: box.value)
         assert str(box.label) == "[x] Hold it: it stays held after the undo"
         await wait_until(pilot, lambda: modal.plan.affected[0].becomes == "held")
+
+
+def nightly_run_that_started_a_report() -> tuple[int, int]:
+    """A nightly_sales run done, and the monthly_report run its success started (connected)."""
+    nightly = store.trigger("reports", "nightly_sales", actor="cron", now=T0)
+    for region in ("emea", "americas", "apac"):
+        complete(nightly, f"load_{region}", {"region": region, "uri": f"s3://sales/{region}", "rows": 10})
+    complete(nightly, "summarize", {"uri": "s3://sales/summary", "total_rows": 30, "partitions": [], "month": "2026-03"})
+    store.fire_due_timers(T0)  # morning: 06:00 on the run's day has passed
+    complete(nightly, "notify", {"uri": "s3://mail/1", "pages": 1})
+    [report] = [r.id for r in store.list_runs() if r.trigger == "connected"]
+    assert store.get_run(report).params == {"month": "2026-03"}
+    return nightly, report
+
+
+async def test_the_undo_dialog_lists_the_connected_runs_and_can_cancel_them(tui_db):
+    nightly, report = nightly_run_that_started_a_report()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, row=[r.id for r in store.list_runs()].index(nightly))
+        await pilot.press("end", "u")  # undo notify, the last task
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
+        modal = app.screen
+        assert [(c.run, c.workflow, c.status, c.cancel) for c in modal.plan.connected] == [
+            (report, "monthly_report", "running", True)]
+        box = modal.query_one("#cancel-connected", Checkbox)
+        assert box.display and str(box.label) == "[ ] Cancel the 1 unfinished connected run(s) too (off: they go on)"
+        await pilot.click("#cancel-connected")
+        await wait_until(pilot, lambda: modal.plan.cancel_connected)
+        assert str(box.label) == "[x] Cancel the 1 unfinished connected run(s) with the undo"
+        assert store.get_run(report).status == "running", "the dialog's plan is a dry run"
+        modal.query_one("#reason").focus()
+        await type_text(pilot, "mail went to the wrong list")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, UndoModal))
+    assert store.get_run(report).status == "cancelled"
+    assert store.get_run(nightly).status == "running"
+    [undo] = [e for e in store.list_events(team="reports", limit=1000) if e.kind == "undo" and "affected" in e.detail]
+    assert undo.actor == REVIEWER and undo.detail["cancel_connected"] is True
+    assert undo.detail["reason"] == "mail went to the wrong list"
+
+
+async def test_without_unfinished_connected_runs_there_is_nothing_to_cancel(tui_db):
+    _, report = nightly_run_that_started_a_report()
+    store.cancel_run(report, actor="ann", now=T0)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, row=1)
+        await pilot.press("end", "u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
+        assert [(c.run, c.status, c.cancel) for c in app.screen.plan.connected] == [(report, "cancelled", False)]
+        assert not app.screen.query_one("#cancel-connected", Checkbox).display

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -108,8 +109,15 @@ def hold_label(hold: bool) -> Text:
                 else "[ ] Hold it instead of offering it again (off: offered again)")
 
 
+def cancel_connected_label(cancel: bool, unfinished: int) -> Text:
+    """The checkbox for the runs the undone run started (connected workflows), in words like hold's."""
+    return Text(f"[x] Cancel the {unfinished} unfinished connected run(s) with the undo" if cancel
+                else f"[ ] Cancel the {unfinished} unfinished connected run(s) too (off: they go on)")
+
+
 class UndoModal(ActionModal):
-    """Undo: the affected set from the dry run, a reason, and the choice to hold."""
+    """Undo: the affected set from the dry run, the runs the run started (connected workflows), a
+    reason, and the choices to hold and to cancel those runs (`flow45 undo --cancel-connected`)."""
 
     needs_reason = True
     confirm_label = "Undo"
@@ -124,18 +132,28 @@ class UndoModal(ActionModal):
     def body(self) -> ComposeResult:
         yield Static(id="plan")
         yield Checkbox(hold_label(False), id="hold")
+        cancel = Checkbox(cancel_connected_label(False, 0), id="cancel-connected")
+        cancel.display = False  # shown when the run started runs that are still going
+        yield cancel
 
     def on_mount(self) -> None:
-        self._plan(hold=False)
+        self._plan()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        event.checkbox.label = hold_label(event.value)  # the mark's colour alone is lost in plain text
-        self._plan(hold=event.value)
+        self._plan()
 
-    def _plan(self, hold: bool) -> None:
+    @property
+    def choices(self) -> tuple[bool, bool]:
+        """(hold, cancel_connected) as ticked."""
+        return self.query_one("#hold", Checkbox).value, self.query_one("#cancel-connected", Checkbox).value
+
+    def _plan(self) -> None:
         confirm = self.query_one("#confirm", Button)
+        hold, cancel = self.choices
+        hold_box, cancel_box = self.query_one("#hold", Checkbox), self.query_one("#cancel-connected", Checkbox)
+        hold_box.label = hold_label(hold)  # the mark's colour alone is lost in plain text
         try:
-            self.plan = self.app.client.undo(self.instance.id, "", hold=hold, dry_run=True)
+            self.plan = self.app.client.undo(self.instance.id, "", hold=hold, dry_run=True, cancel_connected=cancel)
         except Flow45Error as exc:
             self.plan = None
             self.query_one("#plan", Static).update("Nothing can be undone here.")
@@ -143,10 +161,13 @@ class UndoModal(ActionModal):
             self.refuse(exc.message)
             return
         confirm.disabled = False
+        unfinished = sum(c.cancel for c in self.plan.connected)
+        cancel_box.display = unfinished > 0
+        cancel_box.label = cancel_connected_label(cancel, unfinished)
         self.query_one("#plan", Static).update(self._describe(self.plan))
 
     @staticmethod
-    def _describe(plan: UndoPlan) -> Table:
+    def _describe(plan: UndoPlan) -> Group:
         table = Table(title=f"{len(plan.affected)} instance(s) will change", title_justify="left", expand=True,
                       box=None, header_style="bold")
         for column in ("instance", "task", "now", "becomes", "undo notice"):
@@ -158,16 +179,24 @@ class UndoModal(ActionModal):
             "Their attempts are archived (outputs kept); running attempts lose their token. "
             f"Run {plan.run} becomes running again."
         )
-        if plan.connected:  # connected workflows: left as they are here (`flow45 undo --cancel-connected` cancels)
-            started = ", ".join(f"run {c.run} {c.team}/{c.workflow} ({c.status})" for c in plan.connected)
-            table.caption += f" It started {started}; they are left as they are."
         table.caption_justify = "left"
-        return table
+        if not plan.connected:
+            return Group(table)
+        started = Table(title=f"Run {plan.run} started {len(plan.connected)} run(s) (connected workflows)",
+                        title_justify="left", expand=True, box=None, header_style="bold")
+        for column in ("run", "workflow", "now", "with the undo"):
+            started.add_column(column)
+        for c in plan.connected:
+            fate = "cancelled" if c.cancel and plan.cancel_connected else "goes on" if c.cancel else "stays"
+            started.add_row(str(c.run), f"{c.team}/{c.workflow}", state_text(c.status), fate)
+        return Group(table, Text(""), started)
 
     def perform(self) -> str:
-        hold = self.query_one("#hold", Checkbox).value
-        plan = self.app.client.undo(self.instance.id, self.reason, hold=hold)
-        return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event})"
+        hold, cancel = self.choices
+        plan = self.app.client.undo(self.instance.id, self.reason, hold=hold, cancel_connected=cancel)
+        cancelled = sum(c.cancel for c in plan.connected) if plan.cancel_connected else 0
+        also = f"; cancelled {cancelled} connected run(s)" if cancelled else ""
+        return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event}){also}"
 
 
 class SkipModal(ActionModal):
