@@ -225,6 +225,9 @@ class InboxItem(View):
     inputs: dict[str, Any]  # parameter -> the upstream output it receives (null: skipped)
     who: str  # who may decide: "ann, @finance (ann, bob)", or "any operator of the team"
     overdue: bool
+    # The store's time when the inbox was read: `overdue`, and "due in"/"overdue by" wherever the item is
+    # shown, are measured from this one clock (through the broker, the bridge's, not the reader's).
+    checked_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

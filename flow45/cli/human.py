@@ -34,11 +34,10 @@ def cmd_inbox(args) -> int:
     if not items:
         print(f"no human tasks waiting ({args.show})")
         return 0
-    now = utcnow()
     for item in items:
         i, run = item.instance, item.run
         where = f"{i.team}/{run.workflow} run {run.id}" if run else f"{i.team} run {i.run}"
-        due = due_text(i.due_at, now)
+        due = due_text(i.due_at, item.checked_at or utcnow())  # the store's clock, which decided `overdue`
         print(f"instance {i.id}  {where}  {i.task}" + (f"  {due.replace('overdue', 'OVERDUE')}" if due else ""))
         print(f"  taken by {i.taken_by or 'nobody'}; who may decide: {item.who}")
         if run and run.params:

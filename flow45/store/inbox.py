@@ -68,7 +68,7 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         item = InboxItem(
             instance=view, run=runs[run_id], inputs=_inputs(run_id, spec.task(task).inputs),
             who=assignment.who(escalated) if assignment else "any operator of the team",
-            overdue=overdue,
+            overdue=overdue, checked_at=at,
         )
         found.append(item)
         if len(found) == limit:

@@ -87,3 +87,23 @@ async def test_someone_not_assigned_is_refused_in_the_form_naming_who_may(tui_db
             assert f"{OPERATOR} may not decide it; who may: @reviewers (demo-operator, reports-ops)" \
                 in text_of(form.query_one("#human-refusal", Static))
     assert store.get_instance(late).state == "available"
+
+
+async def test_due_and_overdue_are_measured_by_the_stores_clock_not_the_dashboards(tui_db):
+    """Through the broker the bridge reads the inbox at its time; the dashboard, its clock two hours
+    behind, says "overdue by" from the bridge's time too, so the words agree with the overdue mark."""
+    from flow45.client.local import LocalClient
+    from flow45.store.inbox import human_inbox
+
+    class BridgeAhead(LocalClient):
+        def human_inbox(self, team=None, limit=500, *, show="all"):
+            return human_inbox(team, self.actor, show, limit=limit, now=NOW)
+
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, client=BridgeAhead(REVIEWER))
+    with time_machine.travel((NOW - dt.timedelta(hours=2)).replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            inbox = await open_inbox(pilot, "all")
+            assert [(i.instance.id, i.overdue, i.checked_at) for i in inbox.rows] == [(late, True, NOW), (later, False, NOW)]
+            table = inbox.query_one("#inbox-table")
+            assert [str(table.get_row_at(r)[4]) for r in (0, 1)] == ["overdue by 1h", "due in 23h"]

@@ -133,6 +133,8 @@ def test_an_inbox_item_comes_back_from_json_with_its_views():
     run = RunView(id=1, team="reports", workflow="monthly_report", version=1, status="running", trigger="manual",
                   triggered_by="ann", params={"month": "2026-02"}, logical_time=None, created_at=at, started_at=at,
                   finished_at=None, counts={"available": 1})
-    item = InboxItem(instance=instance, run=run, inputs={"document": {"uri": "s3://x"}}, who="ann", overdue=False)
+    item = InboxItem(instance=instance, run=run, inputs={"document": {"uri": "s3://x"}}, who="ann", overdue=False,
+                     checked_at=at)
     assert InboxItem.from_json(item.to_json()) == item
+    assert item.to_json()["checked_at"] == "2026-03-01T12:00:00Z", "the bridge's time travels with the item"
     assert InboxItem.from_json({**item.to_json(), "run": None}).run is None

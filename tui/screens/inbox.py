@@ -80,11 +80,10 @@ class InboxScreen(LiveScreen):
         keep = self.selected.id if self.selected else None
         self.rows = rows
         table.clear()
-        now = utcnow()
         for item in rows:
             view, run = item.instance, item.run
             workflow = f"{run.team}/{run.workflow} v{run.version}" if run else view.team
-            due = due_text(view.due_at, now) or "-"
+            due = due_text(view.due_at, item.checked_at or utcnow()) or "-"  # the store's clock, as `overdue`
             table.add_row(Text(str(view.id), justify="right"), short(view.task, 16), str(view.run),
                           short(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
                           short(view.taken_by or "-", 14), short(wire.dumps(run.params) if run and run.params else "-", 24),
