@@ -7,7 +7,9 @@ hold/release, retry, cancel, lease expiry and due retries, a human task after a 
 over, handed back and decided by allowed and refused people, reminded, and submitted with its default
 output when overdue), a timer (`t`, `wait: 60s`) that fires when due, and callbacks (a worker parks
 its attempt, with or without a deadline; a key's holder completes or fails it, with current, ended,
-bogus and other teams' keys), on a fake clock. Worker messages go
+bogus and other teams' keys), and a connected workflow (`follow`, started by each fan run that succeeds,
+its params from d's output; undo of a fan run with and without cancelling the runs it started),
+on a fake clock. Worker messages go
 through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`), alone or
 several to a batch. Each action's outcome is predicted from the tables as they were before
 it (which refusal, or which new state), and after every action the tables are checked straight:
@@ -20,6 +22,9 @@ it (which refusal, or which new state), and after every action the tables are ch
 - available/running only when every upstream instance of the run is succeeded or skipped, and
   nothing ready is left pending in a started run;
 - the run's status agrees with its instances;
+- a connected run starts exactly when a fan run reaches succeeded, in that action, one per success,
+  with d's output uri as its param; an undo's plan lists the runs the run started, and cancels the
+  unfinished ones when asked (in the same action), leaving them alone otherwise;
 - the ledger only grows, ids increase, and every state change of an instance or run is a chain of
   events whose moves are in the transition table;
 - one offer row for each time an instance became available, with its attempt, token and inputs;
@@ -69,21 +74,29 @@ workflows:
       d: {function: fd, output: Blob, inputs: {left: b, right: c}, after: [t], lease: 45s}
 """
 
-# The machine's workflow adds a human task after d; the regression examples below use CONFIG alone.
-MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n") + """\
+# The machine's workflow adds a human task after d, and a workflow connected to fan; the regression
+# examples below use CONFIG alone.
+MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n").replace(
+    "workflows:\n", "  Found:\n    fields: {uri: {type: string, optional: true}}\nworkflows:\n") + """\
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
+  follow:
+    params: Found
+    on: {workflow: acme/fan, state: succeeded, params: {uri: d.uri}}
+    tasks:
+      z: {function: fz, output: Blob}
 """
 
 # The model's own copy of the workflow, independent of the store's parsing.
-INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"}}
+INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"},
+          "z": {}}
 AFTER = {"t": ["a"], "d": ["t"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "h": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "h": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "h": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "h": 0, "z": 0}
 NOTIFY = {"c"}
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "h": "fh"}
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "h": "fh", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -352,6 +365,20 @@ class StoreMachine(RuleBasedStateMachine):
                 assert status == expected, f"{where}: run {rid} is {status} but its instances say {expected}: {mine}"
             finished = status in (S.SUCCEEDED, S.FAILED, S.CANCELLED)
             assert (run["finished_at"] is not None) == finished, f"{where}: run {rid} finished_at vs {status}"
+
+        # Connected runs: one started with each fan run's success, in that action, and no other way.
+        started = {rid: run for rid, run in runs.items() if rid not in before["runs"] and run["upstream_run"]}
+        succeeded = [e["run"] for e in after["events"][len(before["events"]):]
+                     if e["instance"] is None and e["to_state"] == S.SUCCEEDED and e["run"] not in started
+                     and runs[e["run"]]["trigger"] != "connected"]
+        assert sorted(r["upstream_run"] for r in started.values()) == sorted(succeeded), (
+            f"{where}: runs {sorted(succeeded)} succeeded, connected runs started for {started}")
+        for rid, run in started.items():
+            d = self.siblings_in(instances, run["upstream_run"])["d"]
+            uri = next((a["output"]["uri"] for a in attempts.values() if a["instance"] == d["id"]
+                        and a["status"] == "succeeded" and not a["archived"]), None)
+            assert run["trigger"] == "connected" and run["params"] == {"uri": uri}, (  # null: d did not succeed
+                f"{where}: connected run {rid}: {run['trigger']} {run['params']}, d gave {uri}")
 
         # The ledger only grows, with increasing ids; every change is a chain of legal moves.
         old_events = before["events"]
@@ -679,11 +706,12 @@ class StoreMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.steps % 3 == 0)  # undo sets the run back: not at every step
     @rule(pick=PICK, prefer=PREFER, hold=st.sampled_from([False, False, True]),
-          dry_run=st.sampled_from([False, False, False, True]))
-    def undo(self, pick, prefer, hold, dry_run):
+          dry_run=st.sampled_from([False, False, False, True]), cancel=st.booleans())
+    def undo(self, pick, prefer, hold, dry_run, cancel):
         iid = self.choose(pick, prefer, lambda r: r["state"] != S.PENDING and r["state"] != S.CANCELLED)
         row, run = self.instances[iid], self.run_of(iid)
-        call = lambda: store.undo(iid, "wrong output", actor="op", hold=hold, dry_run=dry_run, now=self.now)  # noqa: E731
+        call = lambda: store.undo(iid, "wrong output", actor="op", hold=hold, dry_run=dry_run, now=self.now,  # noqa: E731
+                                  cancel_connected=cancel)
         if run["status"] == S.CANCELLED or row["state"] == S.PENDING:
             self.act("undo", iid, call, Expect(IllegalTransition))
             return
@@ -697,6 +725,8 @@ class StoreMachine(RuleBasedStateMachine):
             becomes = S.PENDING
         plan_states = {iid: becomes, **{d: S.PENDING for d in downstream}}
         before = dict(self.instances)
+        runs_before = self.tables["runs"]
+        connected = {rid: r["status"] for rid, r in runs_before.items() if r["upstream_run"] == run["id"]}
         if dry_run:
             tables = self.tables
             plan, _ = self.act("undo_dry_run", iid, call, Expect())
@@ -710,6 +740,15 @@ class StoreMachine(RuleBasedStateMachine):
             was = before[a.instance]
             assert (a.task, a.state) == (was["task"], was["state"])
             assert a.notify == (was["state"] == S.SUCCEEDED and was["task"] in NOTIFY)
+        # The runs it started (connected): listed, and cancelled with it when asked and unfinished.
+        assert {(c.run, c.status, c.cancel) for c in plan.connected} == {
+            (rid, status, status not in FINISHED) for rid, status in connected.items()}
+        assert plan.cancel_connected == cancel
+        for rid, status in connected.items():
+            cancelled = cancel and not dry_run and status not in FINISHED
+            assert self.tables["runs"][rid]["status"] == (S.CANCELLED if cancelled else status), (
+                f"undo of {iid} (cancel_connected={cancel}, dry run={dry_run}): connected run {rid} was {status}, "
+                f"is {self.tables['runs'][rid]['status']}")
 
     @precondition(lambda self: self.steps % 4 == 1)  # rarer than work: a held instance stops its branch
     @rule(pick=PICK, prefer=PREFER)
@@ -742,8 +781,11 @@ class StoreMachine(RuleBasedStateMachine):
         if ok:
             assert self.instances[iid]["failures"] == 0, "a retried instance gets its retries afresh"
 
-    @precondition(lambda self: len(self.tables["runs"]) < 2 or (
-        len(self.tables["runs"]) < 4 and all(r["status"] in FINISHED for r in self.tables["runs"].values())))
+    def fan_runs(self) -> list[dict]:
+        return [r for r in self.tables["runs"].values() if r["trigger"] != "connected"]
+
+    @precondition(lambda self: len(self.fan_runs()) < 2 or (
+        len(self.fan_runs()) < 4 and all(r["status"] in FINISHED for r in self.fan_runs())))
     @rule()
     def trigger_another_run(self):
         self.act("trigger", None, lambda: store.trigger("acme", "fan", actor="ann", now=self.now), Expect())
