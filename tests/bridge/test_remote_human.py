@@ -52,6 +52,8 @@ def test_an_assigned_operator_takes_and_decides_through_the_broker_and_others_ar
         [item] = client.human_inbox(show="mine")
         assert (item.instance.id, item.instance.taken_by, item.inputs) == (mine, "reports-ops", {"doc": {"uri": "s3://docs/q1.pdf"}})
         assert item.who == "reports-ops" and item.instance.due_at == T0 + dt.timedelta(hours=1)
+        assert item.checked_at is not None and item.overdue == (item.instance.due_at <= item.checked_at), \
+            "the bridge's time comes with the item: overdue and the words shown are measured from it"
         with pytest.raises(NotAllowed, match=r"reports-ops may not decide it; who may: @finance \(ann, bob\)"):
             client.take(other)
         with pytest.raises(NotAllowed, match=r"who may: @finance \(ann, bob\)"):

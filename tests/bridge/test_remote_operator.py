@@ -14,7 +14,7 @@ import pytest
 from flow45 import store
 from flow45.models import Event
 from tests.bridge.test_operators import operator
-from tests.client.two_teams import deploy_two_teams
+from tests.client.two_teams import _instance, deploy_two_teams, finish_nightly
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
@@ -166,6 +166,27 @@ def test_pause_and_resume_through_the_broker(bridge_env, tmp_path):
     assert store.get_run(run).status == "running"
     theirs = operator(ops, "pause", "rival/nightly_sales", cwd=tmp_path)
     assert theirs.returncode == 1 and "not deployed" in theirs.stderr
+
+
+def test_an_undo_through_the_broker_lists_the_connected_runs_and_cancels_them_when_asked(bridge_env, tmp_path):
+    """What the dashboard's undo dialog does through the client interface, remotely."""
+    from bridge.remote import RemoteClient
+
+    deploy_two_teams(tmp_path)
+    nightly, report = finish_nightly()
+    notify = _instance(nightly, "notify").id
+    client = RemoteClient(bridge_env.url("reports-ops"))
+    try:
+        plan = client.undo(notify, "", dry_run=True)  # the dialog's plan, before a reason is typed
+        assert [(c.run, c.workflow, c.status, c.cancel) for c in plan.connected] == [
+            (report, "monthly_report", "running", True)]
+        plan = client.undo(notify, "mail went to the wrong list", cancel_connected=True)
+        assert plan.cancel_connected and [c.run for c in plan.connected] == [report]
+    finally:
+        client.close()
+    assert store.get_run(report).status == "cancelled" and store.get_run(nightly).status == "running"
+    cancel = Event.get((Event.run == report) & (Event.kind == "cancel") & Event.instance.is_null())
+    assert cancel.actor == "reports-ops" and "mail went to the wrong list" in cancel.detail["reason"]
 
 
 def test_deploy_prune_through_the_broker_retires_what_the_files_leave_out(bridge_env, tmp_path):

@@ -37,6 +37,24 @@ def _monthly_run(team: str) -> TeamRun:
     return TeamRun(run, _instance(run, "extract").id, _instance(run, "approve").id)
 
 
+def finish_nightly(team: str = "reports") -> tuple[int, int]:
+    """A nightly_sales run of the example done (its 06:00 timer fires at once: T0 is past it), and the
+    monthly_report run its success started (connected): (nightly, report)."""
+    run = store.trigger(team, "nightly_sales", actor="cron", now=T0)
+    summary = {"uri": "s3://sales/summary", "total_rows": 30, "partitions": [], "month": "2026-03"}
+    for task, output in [*((f"load_{r}", {"region": r, "uri": f"s3://sales/{r}", "rows": 10})
+                           for r in ("emea", "americas", "apac")), ("summarize", summary)]:
+        row = _instance(run, task)
+        grant = store.claim(row.id, row.token, f"{team}-worker", now=T0)
+        store.submit(grant.instance, grant.token, output, now=T0)
+    store.fire_due_timers(T0)
+    row = _instance(run, "notify")
+    grant = store.claim(row.id, row.token, f"{team}-worker", now=T0)
+    store.submit(grant.instance, grant.token, {"uri": "s3://mail/1", "pages": 1}, now=T0)
+    [report] = [r.id for r in store.list_runs(team=team) if r.trigger == "connected" and r.status == "running"]
+    return run, report
+
+
 def deploy_two_teams(folder: Path) -> dict[str, TeamRun]:
     """Deploy the example config as `reports` and as `rival`; one monthly run each."""
     text = (EXAMPLES / "reports.yaml").read_text()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from textual.widgets import Checkbox
 
 from flow45 import store
-from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, monthly_run, type_text, wait_until
+from tests.client.two_teams import finish_nightly
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, monthly_run, type_text, wait_until
 from tests.tui.test_dashboard import open_run
 from tui.app import Dashboard
 from tui.screens.modals import UndoModal
@@ -30,14 +31,7 @@ async def test_the_hold_checkbox_reads_on_and_off_in_words(tui_db):
 
 
 def nightly_run_that_started_a_report() -> tuple[int, int]:
-    """A nightly_sales run done, and the monthly_report run its success started (connected)."""
-    nightly = store.trigger("reports", "nightly_sales", actor="cron", now=T0)
-    for region in ("emea", "americas", "apac"):
-        complete(nightly, f"load_{region}", {"region": region, "uri": f"s3://sales/{region}", "rows": 10})
-    complete(nightly, "summarize", {"uri": "s3://sales/summary", "total_rows": 30, "partitions": [], "month": "2026-03"})
-    store.fire_due_timers(T0)  # morning: 06:00 on the run's day has passed
-    complete(nightly, "notify", {"uri": "s3://mail/1", "pages": 1})
-    [report] = [r.id for r in store.list_runs() if r.trigger == "connected"]
+    nightly, report = finish_nightly()
     assert store.get_run(report).params == {"month": "2026-03"}
     return nightly, report
 
