@@ -7,6 +7,7 @@ message is a JSON object with a `type`; its AMQP `message_id` property is its id
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -502,6 +503,9 @@ class InboxTask(_Message):
     inputs: dict[str, Any] = Field(description="parameter -> the upstream output it receives (null: skipped)")
     who: str = Field(description="who may decide it, groups with their members")
     overdue: bool
+    checked_at: dt.datetime | None = Field(
+        None, description="the bridge's time (UTC) when it read the inbox: overdue, and due in/overdue by, are "
+                          "measured from it")
 
 
 class Paused(_Message):
