@@ -284,7 +284,7 @@ class Services:
     def _skip_ahead_when_idle(self) -> None:
         while not self.stopping.wait(0.5):
             try:
-                skip_to_timer()
+                skip_to_timer(tell=log.info)  # the dashboard has the terminal: to the log file
             except Exception:  # a busy database now and then: look again at the next turn
                 log.exception("demo clock: could not look for a waiting timer")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from flow45 import clock
@@ -35,16 +35,17 @@ def timer_to_skip_to() -> tuple[Any, dt.datetime] | None:
     return min(waiting, key=lambda found: found[1]) if waiting else None
 
 
-def skip_to_timer() -> bool:
-    """Skip the clock ahead to the next waiting timer when nothing else can move; said on stdout."""
+def skip_to_timer(tell: Callable[[str], None] | None = None) -> bool:
+    """Skip the clock ahead to the next waiting timer when nothing else can move; said with `tell`
+    (default: a line on stdout, as the scripted operator's)."""
     found = timer_to_skip_to()
     if found is None:
         return False
     instance, due = found
     now = utcnow()
-    say(f"run {instance.run} {instance.task} waits until {due:%H:%M} UTC ({_span(due - now)} from now) and "
-         "nothing else can move: the demo's clock skips ahead to it")
-    clock.skip_ahead(due - now)
+    (tell or say)(f"run {instance.run} {instance.task} waits until {due:%H:%M} UTC ({_span(due - now)} from now) "
+                  "and nothing else can move: the demo's clock skips ahead to it")
+    clock.skip_ahead(max(due - now, dt.timedelta(0)))  # due may have come in between
     return True
 
 
