@@ -1,4 +1,4 @@
-"""docs/protocol.md stays in step with flow45/messages.py, flow45/names.py and the plain pika example."""
+"""docs/protocol.md stays in step with flow45/messages/, flow45/names.py and the plain pika example."""
 
 import dataclasses
 import re

@@ -1,0 +1,147 @@
+"""Operators -> Flow45: the changes an operator asks for, each answered with a Reply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from flow45.messages.base import UTC_TIME, _Message, _types
+
+
+# ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
+
+class Deploy(_Message):
+    """Deploy YAML files of the sender's own team. Reply: what changed, or every validation problem."""
+
+    type: Literal["deploy"]
+    files: dict[str, str] = Field(min_length=1, description="file name -> YAML text")
+    prune: bool = Field(False, description="retire the team's deployed workflows that these files leave out")
+
+
+class Validate(_Message):
+    type: Literal["validate"]
+    files: dict[str, str] = Field(min_length=1)
+
+
+class Trigger(_Message):
+    type: Literal["trigger"]
+    workflow: str
+    params: dict[str, Any] | None = None
+    logical_time: str | None = Field(None, pattern=UTC_TIME, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
+
+
+class Pause(_Message):
+    """Pause a workflow: its schedule makes no runs; triggers meanwhile queue or are refused."""
+
+    type: Literal["pause"]
+    workflow: str
+    triggers: Literal["queue", "refuse"] = Field("queue", description="what a trigger does while paused")
+    reason: str | None = Field(None, max_length=2000)
+
+
+class Resume(_Message):
+    """Resume a paused workflow: its queued runs take the free slots; the schedule catches up by its policy."""
+
+    type: Literal["resume"]
+    workflow: str
+
+
+class Backfill(_Message):
+    """One run per schedule tick from `start` to `end` (both included); a dry run only lists them."""
+
+    type: Literal["backfill"]
+    workflow: str
+    start: str = Field(pattern=UTC_TIME, description="the first logical time to cover (UTC)")
+    end: str = Field(pattern=UTC_TIME, description="the last logical time to cover (UTC)")
+    dry_run: bool = False
+
+
+class Undo(_Message):
+    type: Literal["undo"]
+    instance: int
+    reason: str = Field(min_length=1, max_length=2000)
+    hold: bool = False
+    dry_run: bool = False
+    cancel_connected: bool = Field(False, description="also cancel the unfinished runs the run started (connected workflows)")
+
+
+class OperatorSkip(_Message):
+    type: Literal["skip"]
+    instance: int
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Retry(_Message):
+    type: Literal["retry"]
+    instance: int
+
+
+class Hold(_Message):
+    type: Literal["hold"]
+    instance: int
+    reason: str | None = None
+
+
+class Release(_Message):
+    type: Literal["release"]
+    instance: int
+
+
+class Cancel(_Message):
+    type: Literal["cancel"]
+    run: int
+    reason: str | None = None
+
+
+class OperatorSubmit(_Message):
+    """The output of a human task, decided by the sender (the ledger names the broker user). Refused
+    `not_allowed`, naming who may, when the sender is not among them, or while someone else has taken it."""
+
+    type: Literal["submit"]
+    instance: int
+    output: Any = Field(description="validated against the task's output type")
+    comment: str | None = Field(None, max_length=2000, description="why, kept in the attempt")
+
+
+class Take(_Message):
+    """Take a human task: others see who has it. Taking it from someone else needs a `reason`."""
+
+    type: Literal["take"]
+    instance: int
+    reason: str | None = Field(None, max_length=2000)
+
+
+class HandBack(_Message):
+    """Let go of a human task the sender has taken."""
+
+    type: Literal["hand_back"]
+    instance: int
+
+
+class SetOutput(_Message):
+    """Set a worker task's output by hand ("mark success", typed): recorded as an attempt by the sender."""
+
+    type: Literal["set_output"]
+    instance: int
+    output: Any = Field(description="validated against the task's output type, as a worker's output is")
+    reason: str = Field(min_length=1, max_length=2000, description="kept with the attempt and in the ledger")
+
+
+class Status(_Message):
+    """A run with its instances, or the team's newest runs."""
+
+    type: Literal["status"]
+    run: int | None = None
+    limit: int = Field(20, ge=1, le=500)
+
+
+OperatorMessage = Annotated[
+    Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
+          SetOutput, Backfill, Pause, Resume, Status],
+    Field(discriminator="type"),
+]
+
+
+OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
+OPERATOR_TYPES = _types(OperatorMessage)

@@ -1,0 +1,123 @@
+"""Operators -> Flow45: reads, answered off the workers' path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from flow45.messages.base import UTC_TIME, _Message, _types
+
+
+# ---- operators -> Flow45: reads (exchange flow45.read, RPC) -----------------------------------
+# Answered for the sender's own team, off the workers' path; another team's id is `not_found` in the
+# words a missing id gets. Lists are pages of at most MAX_PAGE.
+
+MAX_PAGE = 500
+
+
+class WhoAmI(_Message):
+    """The sender's broker user and the team it is an operator of."""
+
+    type: Literal["whoami"]
+
+
+class ReadWorkflows(_Message):
+    """The team's deployed workflows, current versions."""
+
+    type: Literal["workflows"]
+
+
+class ReadRuns(_Message):
+    """A page of the team's runs, newest first, with their counts (no instances)."""
+
+    type: Literal["runs"]
+    workflow: str | None = Field(None, max_length=200)
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    text: str = Field("", max_length=200, description="matched as the dashboard's search is; `#12` is run 12")
+    before: int | None = Field(None, ge=1, description="only runs with a smaller id: the last id of the page before")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
+    since: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered at or after this UTC time")
+    until: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered before this UTC time")
+
+
+class ReadRun(_Message):
+    """A run with its instances (and their attempts if asked); with `as_of` or `as_of_time`, the run
+    as it was at that ledger event or time, rebuilt from the ledger (no attempts)."""
+
+    type: Literal["run"]
+    run: int
+    attempts: bool = False
+    as_of: int | None = Field(None, ge=1, description="a ledger event id")
+    as_of_time: str | None = Field(None, pattern=UTC_TIME, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
+
+
+class ReadStats(_Message):
+    """Per-task p50/p95 duration and failure rate over the workflow's newest runs (`flow45 stats`)."""
+
+    type: Literal["stats"]
+    workflow: str = Field(max_length=200)
+    runs: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class ReadInstance(_Message):
+    """A task instance with its attempts."""
+
+    type: Literal["instance"]
+    instance: int
+
+
+class ReadEvents(_Message):
+    """A page of the team's ledger, oldest first: events with an id above `after`; with `newest`,
+    the newest `limit` events instead."""
+
+    type: Literal["events"]
+    after: int = Field(0, ge=0)
+    run: int | None = None
+    instance: int | None = None
+    newest: bool = False
+    limit: int = Field(200, ge=1, le=MAX_PAGE)
+
+
+class ReadCounts(_Message):
+    """The team's runs per status, under a workflow and a text as `runs` takes them."""
+
+    type: Literal["counts"]
+    workflow: str | None = Field(None, max_length=200)
+    text: str = Field("", max_length=200)
+
+
+class ReadInbox(_Message):
+    """The team's available human tasks, overdue first, each with its run, the inputs it receives,
+    who may decide it and whether it is overdue."""
+
+    type: Literal["inbox"]
+    show: Literal["all", "mine", "groups", "overdue"] = Field(
+        "all", description="mine: taken by or naming the sender; groups: naming a group the sender is in")
+    limit: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE)
+
+
+class ReadSpec(_Message):
+    """The workflow version a run follows (`run`), or a workflow's current one (`workflow`)."""
+
+    type: Literal["spec"]
+    run: int | None = None
+    workflow: str | None = Field(None, max_length=200)
+
+
+class ReadSchema(_Message):
+    """`flow45 schema` for the team: messages, replies and the team's functions."""
+
+    type: Literal["schema"]
+
+
+OperatorRead = Annotated[
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadInstance, ReadEvents, ReadCounts, ReadInbox,
+          ReadSpec, ReadSchema],
+    Field(discriminator="type"),
+]
+
+
+OPERATOR_READS = TypeAdapter(OperatorRead)
+READ_TYPES = _types(OperatorRead)
