@@ -96,6 +96,9 @@ def available() -> tuple[bool, str]:
 class PostgresServer:
     """Start with start(), connect via url_for(dbname), always stop() (or use as a context manager)."""
 
+    # (what, seconds) per server start in this process: the suite's summary.
+    timings: list[tuple[str, float]] = []
+
     def __init__(self, timeout: float = START_TIMEOUT, durable: bool = False, conf: str = "",
                  env: dict[str, str] | None = None) -> None:
         """`conf`: more postgresql.conf lines; `env`: more environment for the server's processes
@@ -129,6 +132,7 @@ class PostgresServer:
         if not ok:
             raise RuntimeError(reason)
         self.bindir = find_binaries()
+        started = time.monotonic()
         # Under /tmp with 0755 so that the postgres user can reach it when we are root.
         self.dir = Path(tempfile.mkdtemp(prefix="flow45-pg-", dir="/tmp"))
         try:
@@ -155,6 +159,7 @@ class PostgresServer:
         except BaseException:
             self.stop()
             raise
+        self.timings.append(("start", time.monotonic() - started))
         return self
 
     def stop(self) -> None:

@@ -1,6 +1,8 @@
 """A throwaway RabbitMQ node for tests: own temp dir, node name and ports, gone after stop()."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import shutil
@@ -9,6 +11,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 START_TIMEOUT = 90.0
@@ -20,6 +25,13 @@ log.console = false
 log.file.level = info
 # Keep a nearly full CI disk from raising the disk alarm, which silently blocks publishers.
 disk_free_limit.absolute = 1MB
+"""
+# The HTTP API answers in milliseconds where each rabbitmqctl call starts an Erlang VM (a second or more).
+_MANAGEMENT = """\
+management.tcp.ip = 127.0.0.1
+management.tcp.port = {port}
+# No statistics: the tests only list queues and set users, which need none.
+management_agent.disable_metrics_collector = true
 """
 
 
@@ -37,6 +49,11 @@ def find_binaries() -> tuple[Path, Path] | None:
     return None
 
 
+def has_management() -> bool:
+    """True if the management plugin (the HTTP API) is installed beside the server."""
+    return bool(list(BIN_DIR.parent.glob("lib/rabbitmq_server-*/plugins/rabbitmq_management-*")))
+
+
 def available() -> tuple[bool, str]:
     """(True, "") if a node can be started here, else (False, reason)."""
     if find_binaries() is None:
@@ -50,14 +67,22 @@ class _PortTaken(Exception):
 
 
 class RabbitMQServer:
-    """Start with start(), connect via amqp_url, always stop() (or use as a context manager)."""
+    """Start with start(), connect via amqp_url, always stop() (or use as a context manager).
 
-    def __init__(self, timeout: float = START_TIMEOUT) -> None:
+    With `management` (when the plugin is installed) queues are listed and users, permissions and
+    policies are set over the HTTP API instead of with rabbitmqctl; the node starts a little slower."""
+
+    # (what, seconds) per node start and per rabbitmqctl call in this process: the suite's summary.
+    timings: list[tuple[str, float]] = []
+
+    def __init__(self, timeout: float = START_TIMEOUT, management: bool = False) -> None:
         self.timeout = timeout
+        self.management = management and has_management()
         self.dir: Path | None = None
         self.nodename: str | None = None
         self.port: int | None = None
         self.dist_port: int | None = None
+        self.http_port: int | None = None
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -98,7 +123,7 @@ class RabbitMQServer:
             self.proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = self.nodename = self.port = self.dist_port = None
+        self.dir = self.nodename = self.port = self.dist_port = self.http_port = None
 
     def restart(self, downtime: float = 0.0) -> None:
         """Stop and restart the RabbitMQ application in the same node (same data, same port).
@@ -113,13 +138,76 @@ class RabbitMQServer:
     def ctl(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run rabbitmqctl against this node; returns the completed process (text output)."""
         assert self.nodename is not None, "server not started"
+        started = time.monotonic()
         proc = subprocess.run([str(BIN_DIR / "rabbitmqctl"), "-n", self.nodename, *args],
                               env=self._env(), cwd=self.dir, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout or self.timeout)
+        self.timings.append((f"rabbitmqctl {args[0]}", time.monotonic() - started))
         if check and proc.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed (exit {proc.returncode}): "
                                f"{proc.stdout}{proc.stderr}")
         return proc
+
+    def queues(self) -> list[str]:
+        """The names of the queues in the default vhost."""
+        if self.management:
+            return [q["name"] for q in self.http("GET", "/api/queues/%2F?columns=name")]
+        return self.ctl("list_queues", "-q", "name").stdout.split()
+
+    def apply(self, argv: list[str]) -> None:
+        """Run a rabbitmqctl command (as `flow45 bridge setup-broker` prints them); over the HTTP API
+        when it has an equivalent, else with rabbitmqctl."""
+        request = self._as_http(argv) if self.management else None
+        if request is None:
+            self.ctl(*argv)
+        else:
+            self.http(*request)
+
+    def http(self, method: str, path: str, body: dict | None = None):
+        """One call to the management API as guest; its JSON answer (None when empty)."""
+        assert self.http_port is not None, "no management API on this node"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+                     "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                text = answer.read()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"management API {method} {path}: {e.code} {e.read()[:500]!r}") from None
+        return json.loads(text) if text else None
+
+    @staticmethod
+    def _as_http(argv: list[str]) -> tuple[str, str, dict | None] | None:
+        """The HTTP API call doing what rabbitmqctl `argv` does, for the commands the tests use."""
+        command, rest = argv[0], list(argv[1:])
+        vhost = "/"
+        if rest[:1] == ["-p"]:
+            vhost, rest = rest[1], rest[2:]
+        apply_to = "all"
+        if command == "set_policy" and rest[:1] == ["--apply-to"]:
+            apply_to, rest = rest[1], rest[2:]
+        if any(arg.startswith("-") for arg in rest):
+            return None  # an option not mapped here
+        quote = lambda text: urllib.parse.quote(text, safe="")  # noqa: E731
+        v = quote(vhost)
+        if command == "delete_user" and len(rest) == 1:
+            return "DELETE", f"/api/users/{quote(rest[0])}", None
+        if command == "add_user" and len(rest) == 2:
+            return "PUT", f"/api/users/{quote(rest[0])}", {"password": rest[1], "tags": ""}
+        if command == "set_permissions" and len(rest) == 4:
+            user, configure, write, read = rest
+            return "PUT", f"/api/permissions/{v}/{quote(user)}", {"configure": configure, "write": write, "read": read}
+        if command == "set_topic_permissions" and len(rest) == 4:
+            user, exchange, write, read = rest
+            return "PUT", f"/api/topic-permissions/{v}/{quote(user)}", {"exchange": exchange, "write": write, "read": read}
+        if command == "set_policy" and len(rest) == 3:
+            name, pattern, definition = rest
+            return "PUT", f"/api/policies/{v}/{quote(name)}", {
+                "pattern": pattern, "definition": json.loads(definition), "apply-to": apply_to}
+        return None
 
     def __enter__(self) -> RabbitMQServer:
         return self.start()
@@ -131,8 +219,12 @@ class RabbitMQServer:
         self.dir = Path(tempfile.mkdtemp(prefix="flow45-rmq-", dir="/tmp"))
         self.nodename = f"flow45test-{secrets.token_hex(4)}@localhost"
         self.port, self.dist_port = free_port(), free_port()
-        (self.dir / "rabbitmq.conf").write_text(_CONFIG)
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        config = _CONFIG
+        if self.management:
+            self.http_port = free_port()
+            config += _MANAGEMENT.format(port=self.http_port)
+        (self.dir / "rabbitmq.conf").write_text(config)
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n" if self.management else "[].\n")
         # Write the cookie ourselves: the server and rabbitmqctl would each create one if missing.
         cookie = self.dir / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())
@@ -153,6 +245,7 @@ class RabbitMQServer:
         self._launch()
 
     def _launch(self) -> None:
+        started = time.monotonic()
         with open(self.dir / "stdout.log", "ab") as out:
             self.proc = subprocess.Popen([str(BIN_DIR / "rabbitmq-server")], env=self._env(), cwd=self.dir,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -170,6 +263,7 @@ class RabbitMQServer:
                 raise RuntimeError(f"RabbitMQ node {self.nodename} not up after {self.timeout}s\n{self._log_tail()}")
             if self.ctl("await_startup", "--timeout", str(max(1, int(left))), check=False,
                         timeout=left + 10).returncode == 0:
+                self.timings.append(("start", time.monotonic() - started))
                 return
             time.sleep(0.2)
 

@@ -316,8 +316,8 @@ def test_a_least_privileged_worker_user_works_and_reconnects(broker, workers, ra
     flow45.tasks.TEAM.*, configure nothing. Then the broker drops the worker's connection."""
     url, team, channel = broker
     user = f"{team}-worker"
-    rabbitmq_server.ctl("add_user", user, "secret")
-    rabbitmq_server.ctl("set_permissions", "-p", "/", user, "^$", rf"^flow45\.in\.{team}$", rf"^flow45\.tasks\.{team}\..*")
+    rabbitmq_server.apply(["add_user", user, "secret"])
+    rabbitmq_server.apply(["set_permissions", "-p", "/", user, "^$", rf"^flow45\.in\.{team}$", rf"^flow45\.tasks\.{team}\..*"])
     user_url = url.replace("guest:guest", f"{user}:secret")
     calls = []
     in_hand, dropped = threading.Event(), threading.Event()
@@ -353,7 +353,7 @@ def test_a_least_privileged_worker_user_works_and_reconnects(broker, workers, ra
             worker.stop()
             assert worker.join(10)
     finally:
-        rabbitmq_server.ctl("delete_user", user, check=False)
+        rabbitmq_server.apply(["delete_user", user])
     assert calls == [1, 2, 3]
     assert [s.message.instance for s in submits] == [1, 2, 3]
 
@@ -408,17 +408,25 @@ def test_the_plain_pika_example_waits_for_its_queue(rabbitmq_server):
             [sys.executable, str(script), "--url", url, "--team", team, "--function", FUNCTION, "--step-seconds", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+        reader.start()
+        missing = f"queue {names.offer_queue(team, FUNCTION)} does not exist yet"
         try:
-            time.sleep(1.5)  # the example starts and finds no queue
+            deadline = time.monotonic() + 30
+            while not any(missing in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # the example starts and finds no queue
             channel = conn.channel()
             declare_topology(channel, team, FUNCTION)
             publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 9))
             bridge.wait_for("submit", timeout=20)
         finally:
             proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
+            reader.join(timeout=10)
+    output = "".join(lines)
     assert proc.returncode == 0, output
-    assert f"queue {names.offer_queue(team, FUNCTION)} does not exist yet" in output
+    assert missing in output
 
 
 WORKER_START = """
