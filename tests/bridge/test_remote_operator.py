@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
     ours = teams["reports"]
     ops = bridge_env.url("reports-ops")
     extracted = Event.get((Event.run == ours.run) & (Event.kind == "submit")).id  # extract done, render offered next
-    for remote, local in (
+    commands = (
         (["workflows"], ["workflows", "--team", "reports"]),
         (["runs"], ["runs", "--team", "reports"]),
         (["runs", "--json", "--limit", "1"], ["runs", "--json", "--limit", "1", "--team", "reports"]),
@@ -53,9 +54,13 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
-    ):
-        through_broker = at_some_day(ops, *remote, cwd=tmp_path)
-        on_database = at_some_day(ops, *local, cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url)
+    )
+    # Each command is a process of its own (most of its time is Python starting up): a few at a time.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda pair: (
+            at_some_day(ops, *pair[0], cwd=tmp_path), at_some_day(ops, *pair[1], cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url),
+        ), commands))
+    for (remote, local), (through_broker, on_database) in zip(commands, answers):
         assert through_broker.returncode == on_database.returncode == 0, (remote, through_broker.stderr)
         assert through_broker.stdout == on_database.stdout, remote
         assert "rival" not in through_broker.stdout
