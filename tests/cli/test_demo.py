@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,10 @@ def demo_env(**extra: str) -> dict[str, str]:
 
 
 def run_demo(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    started = time.monotonic()
-    done = subprocess.run(
+    return subprocess.run(
         pinned.command([sys.executable, "-m", "flow45", "demo", *args]), cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env=env or demo_env(), stdin=subprocess.DEVNULL,
     )
-    return done, time.monotonic() - started
 
 
 def assert_the_story_was_told(out: str) -> None:
@@ -71,10 +68,9 @@ def runs_in_summary(out: str) -> list[str]:
 
 
 def test_headless_demo_plays_the_story_on_sqlite(tmp_path):
-    done, seconds = run_demo(tmp_path, "--headless")
+    done = run_demo(tmp_path, "--headless")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert_the_story_was_told(done.stdout)
-    assert seconds < 60, f"the headless demo took {seconds:.0f}s"
     assert (tmp_path / "flow45-demo.db").exists()
     output = tmp_path / "flow45-demo-output"
     published = list((output / "published").iterdir())
@@ -91,10 +87,10 @@ def test_headless_demo_plays_the_story_on_sqlite(tmp_path):
 def test_the_demo_recreates_its_database_and_folder_and_needs_no_terminal(tmp_path):
     """Run twice; the second time without --headless and without a terminal: it says so, runs
     headless, and starts from a fresh store (run ids begin at 1 again)."""
-    first, _ = run_demo(tmp_path, "--headless", "--pace", "0.02")
+    first = run_demo(tmp_path, "--headless", "--pace", "0.02")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     (tmp_path / "flow45-demo-output" / "leftover.txt").write_text("from an earlier demo")
-    again, _ = run_demo(tmp_path, "--pace", "0.02")
+    again = run_demo(tmp_path, "--pace", "0.02")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.startswith("flow45 demo: not a terminal, so no dashboard; running headless instead")
     assert "run 1 monthly_report (manual): succeeded" in again.stdout
@@ -106,7 +102,7 @@ def test_the_demo_will_not_empty_a_folder_it_did_not_make(tmp_path):
     mine = tmp_path / "notes"
     mine.mkdir()
     (mine / "todo.txt").write_text("keep me")
-    done, _ = run_demo(tmp_path, "--headless", "--output", "notes")
+    done = run_demo(tmp_path, "--headless", "--output", "notes")
     assert done.returncode == 1
     assert "notes is not empty and was not made by flow45 demo; choose another --output" in done.stderr
     assert (mine / "todo.txt").read_text() == "keep me"

@@ -16,19 +16,18 @@ def test_headless_demo_over_postgresql_and_rabbitmq(tmp_path, postgres_server, r
     purge_all(rabbitmq_server)  # other tests' leftovers must not reach this demo's bridge and workers
     env = demo_env(FLOW45_DATABASE_URL=url, FLOW45_AMQP_URL=rabbitmq_server.amqp_url)
 
-    done, seconds = run_demo(tmp_path, "--headless", env=env)
+    done = run_demo(tmp_path, "--headless", env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"flow45 demo: store {url}, RabbitMQ amqp://guest:***@127.0.0.1:"), first
     assert_the_story_was_told(done.stdout)
-    assert seconds < 60, f"the headless demo took {seconds:.0f}s"
     assert not (tmp_path / "flow45-demo.db").exists(), "no SQLite file when PostgreSQL is configured"
     log = (tmp_path / "flow45-demo-output" / "flow45-demo.log").read_text()
     assert "bridge: connected to the broker" in log and "bridge: stopped" in log
     assert "connected to 127.0.0.1 as guest" in log, "the workers went through RabbitMQ"
 
     # A database that is not empty is left alone: the demo deploys its own config and refuses.
-    again, _ = run_demo(tmp_path, "--headless", env=env)
+    again = run_demo(tmp_path, "--headless", env=env)
     assert again.returncode == 1
     assert "already has workflows; the demo deploys its own and needs an empty database" in again.stderr
     assert (tmp_path / "flow45-demo-output" / "published").is_dir(), "the first demo's files are kept"
