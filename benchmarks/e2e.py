@@ -13,7 +13,7 @@ With --fsync-delay-ms, one sitting per delay, each on a fresh PostgreSQL whose W
 much longer (benchmarks/slow_disk.py): the figures of a slower disk than this machine's.
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
-                             [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--dashboards 5]
+                             [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
@@ -132,7 +132,8 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     wrapper = ["-m", "cProfile", "-o", profile] if profile else []
     for n in range(args.bridges):  # the first one profiled
         sitting.processes["bridge" if n == 0 else f"bridge {n + 1}"] = subprocess.Popen(
-            [sys.executable, *(wrapper if n == 0 else []), "-m", "flow45", "bridge", "run"], env=sitting.env,
+            [sys.executable, *(wrapper if n == 0 else []), "-m", "flow45", "bridge", "run",
+             "--connections", str(args.connections)], env=sitting.env,
             stderr=bridge_log)
     time.sleep(2)
     sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
@@ -156,7 +157,7 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
     print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
           f"{instances / elapsed:,.0f} instances/s end to end "
           f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots, "
-          f"{args.bridges} bridge{'s' if args.bridges > 1 else ''})")
+          f"{args.bridges} bridge{'s' if args.bridges > 1 else ''}, {args.connections} connection(s) each)")
     print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
 
@@ -249,6 +250,7 @@ def main() -> None:
     parser.add_argument("--fsync-delay-ms", type=delays, metavar="MS[,MS...]",
                         help="one sitting per delay, PostgreSQL's WAL flushes that much slower (e.g. 0.5,2,5)")
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes consuming the one inbox")
+    parser.add_argument("--connections", type=int, default=4, help="database connections each bridge commits on")
     parser.add_argument("--dashboards", type=int, default=0, metavar="N",
                         help="the latency phase without, then with N remote dashboards reading through the bridge")
     args = parser.parse_args()
