@@ -77,7 +77,6 @@ class AmqpTransport:
         self.user: str | None = getattr(self._params.credentials, "username", None)
         self._lock = threading.Lock()
         self._ops: collections.deque[Callable[[], None]] = collections.deque()
-        self._wake_pending = False  # a wake-up of the I/O thread is on its way: later ops ride along
         self._pending: dict[str, _Pending] = {}
         self._conn: pika.BlockingConnection | None = None
         self._channel = None
@@ -153,27 +152,20 @@ class AmqpTransport:
 
     # ---- hand-over to the I/O thread --------------------------------------------------------
 
-    # A hand-over costs a wake-up of the I/O thread (a write to pika's wake-up socket, a turn of its
-    # loop). Ops queued while one is on its way ride along with it; an ack wakes nobody: it goes
-    # with the next request, or at the loop's next turn (at most 0.25 s later).
-
-    def _submit(self, op: Callable[[], None], wake: bool = True) -> None:
+    def _submit(self, op: Callable[[], None]) -> None:
         self._ops.append(op)
-        if wake:
-            self._wake()
+        self._wake()
 
     def _wake(self) -> None:
         conn = self._conn
-        if conn is None or self._wake_pending:
+        if conn is None:
             return
-        self._wake_pending = True  # cleared by _run_ops before it reads the queue: nothing is left behind
         try:
             conn.add_callback_threadsafe(self._run_ops)
         except Exception:  # noqa: BLE001 - closed meanwhile: the I/O loop runs the ops after reconnecting
-            self._wake_pending = False
+            pass
 
     def _run_ops(self) -> None:
-        self._wake_pending = False
         while self._ops and self._channel is not None and self._channel.is_open:
             self._ops.popleft()()
 
@@ -212,7 +204,6 @@ class AmqpTransport:
             channel.basic_qos(prefetch_count=self._prefetch)
         self._generation += 1
         self._tags = {}
-        self._wake_pending = False
         self._channel = channel
         self.connected.set()
         log.info("connected to %s as %s", self._params.host, self.user)
@@ -300,7 +291,7 @@ class AmqpTransport:
         self._deliver(delivery)
 
     def _request_settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
-        self._submit(functools.partial(self._settle, generation, tag, ack, requeue), wake=not ack)
+        self._submit(functools.partial(self._settle, generation, tag, ack, requeue))
 
     def _settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
         if generation != self._generation:
