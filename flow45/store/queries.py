@@ -240,7 +240,7 @@ def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:
     takers = [name for name in spec.order if row.task in spec.task(name).inputs.values()]
     if not takers:
         return {}
-    query = (Attempt.select(Attempt, TaskInstance.task).join(TaskInstance)
+    query = (Attempt.select(Attempt, TaskInstance.id, TaskInstance.task).join(TaskInstance)
              .where((TaskInstance.run == row.run_id) & TaskInstance.task.in_(takers) & Attempt.lineage.is_null(False))
              .order_by(Attempt.id))
     uses: dict[int, list[OutputUse]] = {}

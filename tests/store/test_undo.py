@@ -88,6 +88,7 @@ def test_lineage_names_the_upstream_attempts_and_keeps_the_undone_chain(finished
     undone, redone = store.get_instance(instance(finished_run, "c").id).attempts
     assert [u.text() for u in undone.used_by] == ["attempt 1 of d (undone)"]
     assert [(u.text(), u.param) for u in redone.used_by] == [("attempt 2 of d", "right")]
+    assert {u.instance for u in undone.used_by + redone.used_by} == {d}  # the id a reader follows
     # A task without inputs records none.
     assert store.get_instance(instance(finished_run, "a").id).attempts[0].lineage == []
     run = store.get_run(finished_run, with_attempts=True)
