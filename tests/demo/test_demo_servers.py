@@ -16,7 +16,7 @@ def test_headless_demo_over_postgresql_and_rabbitmq(tmp_path, postgres_server, r
     purge_all(rabbitmq_server)  # other tests' leftovers must not reach this demo's bridge and workers
     env = demo_env(FLOW45_DATABASE_URL=url, FLOW45_AMQP_URL=rabbitmq_server.amqp_url)
 
-    done = run_demo(tmp_path, "--headless", env=env)
+    done = run_demo(tmp_path, "--headless", "--pace", "0.25", env=env)  # the default pace: test_demo.py
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"flow45 demo: store {url}, RabbitMQ amqp://guest:***@127.0.0.1:"), first

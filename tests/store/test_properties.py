@@ -108,7 +108,7 @@ REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput, NotAllowed)
 KEY = st.sampled_from(["current", "current", "current", "ended", "bogus", "rival"])
 
 # Sized for well under a minute for both backends on a 2-core machine; raise them to hunt harder.
-MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "50"))
+MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "35"))
 STEPS = int(os.environ.get("FLOW45_PROPERTY_STEPS", "60"))
 
 PICK = st.integers(0, 63)
