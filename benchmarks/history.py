@@ -45,13 +45,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.scheduler_tick import (  # noqa: E402
-    CONFIG, EPOCH, FAR, LIVE_RUNS, TEAM, Copier, Filler, explain_busy_tick, measure, prepare_database,
+    CONFIG, EPOCH, FAR, LIVE_RUNS, TEAM, Copier, Filler, explain_busy_tick, measure, open_empty_store,
+    prepare_database,
 )
 from bridge.batch import Delivery, apply_batch  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.config import load_config  # noqa: E402
-from flow45.db import atomic, connect, database  # noqa: E402
-from flow45.migrate import ensure_schema  # noqa: E402
+from flow45.db import atomic, database  # noqa: E402
 from flow45.models import TaskInstance, Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
 from flow45.store.prune import prune  # noqa: E402
@@ -237,15 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = Settings(database_url=url, teams=SETTINGS_TEAMS)
         use_settings(settings)
-        connect(url, create=True)
-        ensure_schema()
-        if Workflow.select().exists():
-            if not args.reset:
-                raise SystemExit("the database already holds workflows: pass --reset to empty it first")
-            tables = "run, task_instance, attempt, event, outbox, processed_message, workflow, team, schedule_cursor"
-            database.execute_sql(f"TRUNCATE {tables}, workflow_version RESTART IDENTITY CASCADE")
-        version = database.execute_sql("SHOW server_version").fetchone()[0]
-        print(f"Flow45 cost with history: PostgreSQL {version}, {where}")
+        open_empty_store(url, args.reset, f"Flow45 cost with history: PostgreSQL {{version}}, {where}")
         config = Path(tempfile.gettempdir()) / f"flow45-history-{os.getpid()}.yaml"
         config.write_text(HISTORY_CONFIG)
         store.deploy(load_config(config), actor="bench", now=EPOCH)

@@ -26,11 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scheduler_tick import CONFIG, EPOCH, TASKS, TEAM, _text, prepare_database  # noqa: E402
+from benchmarks.scheduler_tick import CONFIG, EPOCH, TASKS, TEAM, _text, open_empty_store, prepare_database  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.config import load_config  # noqa: E402
-from flow45.db import connect, database  # noqa: E402
-from flow45.migrate import ensure_schema  # noqa: E402
+from flow45.db import database  # noqa: E402
 from flow45.models import Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
 from flow45.store import stats  # noqa: E402
@@ -124,15 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     url, server, where = prepare_database(args.reset)
     try:
         use_settings(Settings(database_url=url))
-        connect(url, create=True)
-        ensure_schema()
-        if Workflow.select().exists():
-            if not args.reset:
-                raise SystemExit("the database already holds workflows: pass --reset to empty it first")
-            tables = "run, task_instance, attempt, event, outbox, processed_message, workflow, team, schedule_cursor"
-            database.execute_sql(f"TRUNCATE {tables}, workflow_version RESTART IDENTITY CASCADE")
-        version = database.execute_sql("SHOW server_version").fetchone()[0]
-        print(f"Flow45 prune: PostgreSQL {version}, {where}")
+        open_empty_store(url, args.reset, f"Flow45 prune: PostgreSQL {{version}}, {where}")
         config = Path(tempfile.gettempdir()) / f"flow45-bench-{os.getpid()}.yaml"
         config.write_text(CONFIG)
         store.deploy(load_config(config), actor="bench", now=EPOCH)

@@ -328,6 +328,19 @@ def prepare_database(reset: bool):
     return server.create_database("flow45_bench"), server, f"throwaway server (tests/harness/postgres.py, {durability})"
 
 
+def open_empty_store(url: str, reset: bool, title: str) -> None:
+    """Connect to `url` with the schema in place and no workflows (emptied with `reset`), then print
+    `title` with `{version}` filled in by the server's."""
+    connect(url, create=True)
+    ensure_schema()
+    if Workflow.select().exists():
+        if not reset:
+            raise SystemExit("the database already holds workflows: pass --reset to empty it first")
+        tables = "run, task_instance, attempt, event, outbox, processed_message, workflow, team, schedule_cursor"
+        database.execute_sql(f"TRUNCATE {tables}, workflow_version RESTART IDENTITY CASCADE")
+    print(title.format(version=database.execute_sql("SHOW server_version").fetchone()[0]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=25, help="ticks per figure (median and minimum shown)")
@@ -339,15 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     url, server, where = prepare_database(args.reset)
     try:
         use_settings(Settings(database_url=url))
-        connect(url, create=True)
-        ensure_schema()
-        if Workflow.select().exists():
-            if not args.reset:
-                raise SystemExit("the database already holds workflows: pass --reset to empty it first")
-            tables = "run, task_instance, attempt, event, outbox, processed_message, workflow, team, schedule_cursor"
-            database.execute_sql(f"TRUNCATE {tables}, workflow_version RESTART IDENTITY CASCADE")
-        version = database.execute_sql("SHOW server_version").fetchone()[0]
-        print(f"Flow45 scheduler tick: PostgreSQL {version}, {where}")
+        open_empty_store(url, args.reset, f"Flow45 scheduler tick: PostgreSQL {{version}}, {where}")
 
         config = Path(os.environ.get("TMPDIR", "/tmp")) / f"flow45-bench-{os.getpid()}.yaml"
         config.write_text(CONFIG)
