@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -45,12 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.scheduler_tick import (  # noqa: E402
-    CONFIG, EPOCH, FAR, LIVE_RUNS, TEAM, Copier, Filler, explain_busy_tick, measure, open_empty_store,
-    prepare_database,
+    CONFIG, EPOCH, FAR, LIVE_RUNS, TEAM, Copier, Filler, explain_busy_tick, measure, deploy_config,
+    open_empty_store, prepare_database,
 )
 from bridge.batch import Delivery, apply_batch  # noqa: E402
 from flow45 import store  # noqa: E402
-from flow45.config import load_config  # noqa: E402
 from flow45.db import atomic, database  # noqa: E402
 from flow45.models import TaskInstance, Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
@@ -238,10 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(database_url=url, teams=SETTINGS_TEAMS)
         use_settings(settings)
         open_empty_store(url, args.reset, f"Flow45 cost with history: PostgreSQL {{version}}, {where}")
-        config = Path(tempfile.gettempdir()) / f"flow45-history-{os.getpid()}.yaml"
-        config.write_text(HISTORY_CONFIG)
-        store.deploy(load_config(config), actor="bench", now=EPOCH)
-        config.unlink()
+        deploy_config(HISTORY_CONFIG)
         filler = Filler()
         c = Copier()
         for _ in range(LIVE_RUNS):

@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scheduler_tick import CONFIG, EPOCH, TASKS, TEAM, _text, open_empty_store, prepare_database  # noqa: E402
-from flow45 import store  # noqa: E402
-from flow45.config import load_config  # noqa: E402
+from benchmarks.scheduler_tick import (  # noqa: E402
+    CONFIG, EPOCH, TASKS, TEAM, _text, deploy_config, open_empty_store, prepare_database,
+)
 from flow45.db import database  # noqa: E402
 from flow45.models import Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
@@ -124,10 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         use_settings(Settings(database_url=url))
         open_empty_store(url, args.reset, f"Flow45 prune: PostgreSQL {{version}}, {where}")
-        config = Path(tempfile.gettempdir()) / f"flow45-bench-{os.getpid()}.yaml"
-        config.write_text(CONFIG)
-        store.deploy(load_config(config), actor="bench", now=EPOCH)
-        config.unlink()
+        deploy_config(CONFIG)
 
         started = time.perf_counter()
         load(args.instances)

@@ -28,6 +28,7 @@ import logging
 import os
 import statistics
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -341,6 +342,16 @@ def open_empty_store(url: str, reset: bool, title: str) -> None:
     print(title.format(version=database.execute_sql("SHOW server_version").fetchone()[0]))
 
 
+def deploy_config(text: str) -> None:
+    """Deploy a team's YAML given as text (load_config reads files: a temporary one)."""
+    config = Path(tempfile.gettempdir()) / f"flow45-bench-{os.getpid()}.yaml"
+    config.write_text(text)
+    try:
+        store.deploy(load_config(config), actor="bench", now=EPOCH)
+    finally:
+        config.unlink()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=25, help="ticks per figure (median and minimum shown)")
@@ -353,11 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         use_settings(Settings(database_url=url))
         open_empty_store(url, args.reset, f"Flow45 scheduler tick: PostgreSQL {{version}}, {where}")
-
-        config = Path(os.environ.get("TMPDIR", "/tmp")) / f"flow45-bench-{os.getpid()}.yaml"
-        config.write_text(CONFIG)
-        store.deploy(load_config(config), actor="bench", now=EPOCH)
-        config.unlink()
+        deploy_config(CONFIG)
         filler = Filler()
         c = Copier()
         for n in range(LIVE_RUNS):
