@@ -1,6 +1,7 @@
 """The bridge process: consumes the inbox, applies it in batches, relays the outbox; operators'
 reads are answered beside it, and the ledger is published to the team event streams, each on a
-thread and connections of their own (`bridge.reads`, `bridge.events`).
+thread and connections of their own (`bridge.reads`, `bridge.events`). This module is the consumer
+side and the process's lifecycle; the publishing side (relay, replies, confirms) is `bridge.relay`.
 
 The broker side runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
 examples): deliveries are parsed as they come and formed into batches, each applied in one
@@ -28,22 +29,16 @@ from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
 from bridge.reads import ReadServer
-from bridge.relay_lock import RelayLock
+from bridge.relay import Relay
 from bridge.topology import declare_with_new_connection
-from bridge.wakeup import OutboxListener
-from flow45 import metrics, names, wire
+from flow45 import metrics, names
 from flow45.db import connect, describe_db_error, dialect, drop_connection
 from flow45.migrate import require_schema
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
 from flow45.settings import Settings
-from flow45.store import outbox
 
 log = logging.getLogger("flow45.bridge")
 
-JSON = answers.JSON
-MAX_IN_FLIGHT = 5000
-MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
-MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
 RETRY_DELAY = 1.0  # seconds before a batch the database could not take is tried again
 STOP_GRACE = 5.0  # seconds a stop waits for the batches in flight to commit and be acked
 
@@ -75,12 +70,10 @@ class Bridge:
         self._tick_backoff = Backoff(first=min(interval * 2, longest), cap=longest)
         self._connection: pika.SelectConnection | None = None
         self._consume_channel = None
-        self._publish_channel = None
         self._consumer_tag = None
         self._quarantine_tag = None
-        self._relay_lock = RelayLock()
-        self._listener: OutboxListener | None = None
         self._batcher = Batcher(batch_size, self._take_sent, self._return_sent, self._finish, RETRY_DELAY)
+        self.relay = Relay(self._batcher.lanes, self._ack, self._give_back, self._topology_needed)
         self.reads = ReadServer(settings, heartbeat=heartbeat)  # each beats as a part of its own
         self.events = EventPublisher(settings, heartbeat=heartbeat)
         self._reset_channel_state()
@@ -90,14 +83,8 @@ class Bridge:
 
     def _reset_channel_state(self) -> None:
         self._batcher.reset(None)
-        self._offer_origin: dict[int, float] = {}  # outbox id -> when its batch's first message came
+        self.relay.reset()
         self._acks = AckTracker()
-        self._publish_tag = 0
-        self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
-        self._in_flight: set[int] = set()  # outbox ids published and not yet marked sent
-        self._returned: set[int] = set()
-        self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
-        self._mark_scheduled = False
         self._needs_topology = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -129,7 +116,7 @@ class Bridge:
                         on_close_callback=self._on_connection_closed,
                     )
                     self._batcher.reset(self._connection.ioloop)
-                    self._listener = OutboxListener(self._connection.ioloop, self._relay_now, pool.backend_ids)
+                    self.relay.listen(self._connection.ioloop, self._relay_now, pool.backend_ids)
                     self._connection.ioloop.start()
                     problem, self._open_error = self._open_error, None
                 except (AMQPError, OSError, DatabaseUnavailable) as exc:
@@ -142,9 +129,7 @@ class Bridge:
                     self._database_lost()
                     log.warning("bridge: %s", describe_db_error(exc))
                 self._last_error = None if problem is None else _one_line(problem)
-                if self._listener is not None:
-                    self._listener.close()
-                self._relay_lock.lose()
+                self.relay.lose()
                 self._reset_channel_state()
                 if self._fatal is not None:
                     raise CannotWork(self._fatal)
@@ -185,9 +170,7 @@ class Bridge:
         """A database operation failed on the connection: drop it (the next one reconnects) and
         with it the relay lock and the LISTEN connection, which died with the server's sessions."""
         drop_connection()
-        self._relay_lock.lose()
-        if self._listener is not None:
-            self._listener.close()
+        self.relay.lose()
 
     def _shutdown(self) -> None:
         if self._consume_channel is not None and self._consumer_tag and self._consume_channel.is_open:
@@ -200,10 +183,10 @@ class Bridge:
     def _close_when_done(self, deadline: float) -> None:
         """Close once the batches in flight have committed and been acked (or the grace is over:
         unacked deliveries come again, and are answered as duplicates if they were applied)."""
-        if self._batcher.busy and self._publish_channel is not None and time.monotonic() < deadline:
+        if self._batcher.busy and self.relay.channel is not None and time.monotonic() < deadline:
             self._connection.ioloop.call_later(0.02, functools.partial(self._close_when_done, deadline))
             return
-        self._flush_confirmed()
+        self.relay.flush_confirmed()
         self._connection.ioloop.call_later(0.5, self._close)
 
     def _close(self) -> None:
@@ -225,14 +208,13 @@ class Bridge:
     def _on_connection_closed(self, connection, reason) -> None:
         if not self._stopping:
             log.warning("bridge: broker connection closed: %s", reason)
-        self._consume_channel = self._publish_channel = None
+        self._consume_channel = None
+        self.relay.detach()
         connection.ioloop.stop()
 
     def _on_publish_channel_open(self, channel) -> None:
-        self._publish_channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
-        channel.add_on_return_callback(self._on_return)
-        channel.confirm_delivery(self._on_confirm)
+        self.relay.attach(channel)
         self._connection.channel(on_open_callback=self._on_consume_channel_open)
 
     def _on_consume_channel_open(self, channel) -> None:
@@ -270,7 +252,7 @@ class Bridge:
             copy = answers.quarantined(self.settings, delivery_from(method, properties, body), properties.headers)
             log.warning("bridge: the inbox gave up on %r from %r; filed in %s", properties.message_id,
                         properties.user_id, copy.routing_key)
-            self._publish(copy.exchange, copy.routing_key, copy.body, copy.properties, "dead", method.delivery_tag)
+            self.relay.publish(copy.exchange, copy.routing_key, copy.body, copy.properties, "dead", method.delivery_tag)
         except AMQPError:
             raise
         except Exception:  # after the quarantine's own delivery limit it goes, as it is, to flow45.dead
@@ -287,26 +269,24 @@ class Bridge:
         else:
             result = job.result
         if result.marked_sent:
-            self._in_flight.difference_update(job.sent)
+            self.relay.batch_marked(job.sent)
         else:
-            self._confirmed = job.sent + self._confirmed
+            self.relay.return_sent(job.sent)
         written = result.written
         self._observe_batch([w.received for w in job.waiting], written)
         self._answer_all(batch, result.outcomes)
         if self._needs_topology:
             self._declare_topology()
         if written is None:
-            self._relay()  # operator messages wrote rows through the store: read them back
+            self.relay.relay()  # operator messages wrote rows through the store: read them back
         else:
-            self._publish_rows(written)
+            self.relay.publish_rows(written)
 
     def _take_sent(self) -> list[int]:
-        """The confirmed outbox rows, for a batch to mark sent in its own transaction."""
-        sent, self._confirmed = self._confirmed, []
-        return sent
+        return self.relay.take_sent()
 
     def _return_sent(self, ids: list[int]) -> None:
-        self._confirmed = ids + self._confirmed
+        self.relay.return_sent(ids)
 
     def _answer_all(self, batch: list[Delivery], outcomes: list[Outcome]) -> None:
         applied: list[int] = []
@@ -325,11 +305,7 @@ class Bridge:
         metrics.BATCH_SIZE.observe(len(received))
         for at in received:
             metrics.INBOX_LAG.observe(now - at)
-        if self._publish_channel is None or not self._relay_lock.held:
-            return  # published by the relay that holds the lock: no hop measured here
-        for row in written or ():
-            if row.kind == "offer":  # its hop ends when the broker confirms it
-                self._offer_origin[row.id] = received[0]
+        self.relay.offers_from(received[0], written)
 
     def _ack(self, tags: list[int]) -> None:
         channel = self._consume_channel
@@ -337,10 +313,10 @@ class Bridge:
             if channel is not None and channel.is_open:
                 channel.basic_ack(tag, multiple=multiple)
 
-    def _publish(self, exchange: str, key: str, body: bytes, properties, kind: str, ref, mandatory: bool = False) -> None:
-        self._publish_channel.basic_publish(exchange, key, body, properties, mandatory=mandatory)
-        self._publish_tag += 1
-        self._unconfirmed[self._publish_tag] = (kind, ref)
+    def _give_back(self, tag: int) -> None:
+        """A delivery whose dead-letter copy the broker refused: it comes again, to be refused again."""
+        self._acks.forget([tag])
+        self._consume_channel.basic_nack(tag, requeue=True)
 
     def _answer(self, delivery: Delivery, outcome: Outcome, applied: list[int]) -> None:
         """Reply; a refusal's dead-letter copy is published and the delivery acked once it is confirmed."""
@@ -353,7 +329,7 @@ class Bridge:
         for publish, kind in ((planned.reply, "reply"), (planned.dead_letter, "dead")):
             if publish is not None:
                 ref = delivery.tag if kind == "dead" else None
-                self._publish(publish.exchange, publish.routing_key, publish.body, publish.properties, kind, ref)
+                self.relay.publish(publish.exchange, publish.routing_key, publish.body, publish.properties, kind, ref)
         if planned.dead_letter is None:
             applied.append(delivery.tag)
 
@@ -362,16 +338,13 @@ class Bridge:
     def _relay_tick(self) -> None:
         """Every relay_interval: hold the relay lock, listen, relay. After a database failure the
         connection is dropped and the next ticks reconnect, further apart each time (capped)."""
-        if self._connection is None or self._publish_channel is None:
+        if self._connection is None or self.relay.channel is None:
             return
         error = None
         try:
-            self._relay_lock.refresh()
-            self._listener.ensure()
             if self._needs_topology:
                 self._declare_topology()
-            self._flush_confirmed()
-            self._relay()
+            self.relay.tick()
             if self._tick_failures:
                 log.info("bridge: database back; relaying again")
             self._tick_failures = 0
@@ -399,7 +372,7 @@ class Bridge:
     def _relay_now(self) -> None:
         """Another process committed outbox rows."""
         try:
-            self._relay()
+            self.relay.relay()
         except Exception as exc:
             if describe_db_error(exc) is None:
                 raise
@@ -414,77 +387,8 @@ class Bridge:
             self._needs_topology = True
             log.warning("bridge: topology: %s", exc)
 
-    def _relay(self) -> None:
-        if self._publish_channel is None or not self._relay_lock.held or len(self._in_flight) >= MAX_IN_FLIGHT:
-            return
-        self._publish_rows(outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight))
-
-    def _publish_rows(self, rows) -> None:
-        self._batcher.lanes.learn(rows)
-        if self._publish_channel is None or not self._relay_lock.held:
-            return  # the relay that holds the lock publishes them
-        for row in rows:
-            if row.id in self._in_flight:
-                continue
-            properties = pika.BasicProperties(
-                content_type=JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}", type=row.kind,
-            )
-            body = wire.dumps(row.body).encode()  # stored through wire.dumps: always JSON
-            self._publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
-            self._in_flight.add(row.id)
-
-    def _on_return(self, channel, method, properties, body) -> None:
-        message_id = properties.message_id or ""
-        if message_id.startswith("outbox-"):
-            self._returned.add(int(message_id.removeprefix("outbox-")))
-            log.warning("bridge: no queue for %s; redeclaring the topology, the row stays pending", method.routing_key)
-            self._needs_topology = True
-
-    def _on_confirm(self, frame) -> None:
-        method = frame.method
-        acked = isinstance(method, pika.spec.Basic.Ack)
-        tags = sorted(t for t in self._unconfirmed if t <= method.delivery_tag) if method.multiple else [method.delivery_tag]
-        dead_done: list[int] = []
-        for tag in tags:
-            kind, ref = self._unconfirmed.pop(tag, (None, None))
-            if kind == "outbox":
-                origin = self._offer_origin.pop(ref, None)
-                if acked and ref not in self._returned:
-                    self._confirmed.append(ref)  # stays in flight until marked sent
-                    if origin is not None:
-                        metrics.HOP_LATENCY.observe(time.monotonic() - origin)
-                else:
-                    self._in_flight.discard(ref)  # published again on the next relay
-                self._returned.discard(ref)
-            elif kind == "dead":
-                if acked:
-                    dead_done.append(ref)
-                else:  # give it back: it will be refused and dead-lettered again
-                    self._acks.forget([ref])
-                    self._consume_channel.basic_nack(ref, requeue=True)
-        if dead_done:
-            self._ack(dead_done)
-        if len(self._confirmed) >= MAX_UNMARKED:
-            self._flush_confirmed()
-        elif self._confirmed and not self._mark_scheduled:
-            # The next batch marks them in its own transaction; if none comes soon, a transaction of their own.
-            self._mark_scheduled = True
-            self._connection.ioloop.call_later(MARK_DELAY, self._flush_confirmed)
-
-    def _flush_confirmed(self) -> None:
-        self._mark_scheduled = False
-        if not self._confirmed:
-            return
-        ids, self._confirmed = self._confirmed, []
-        try:
-            outbox.mark_sent(ids, wait_for_disk=False)
-            self._in_flight.difference_update(ids)
-        except Exception as exc:
-            if describe_db_error(exc) is None:
-                raise
-            self._database_lost()
-            self._confirmed.extend(ids)  # published already: marking can wait for the database
-            log.warning("bridge: marking %d outbox rows sent: %s", len(ids), describe_db_error(exc))
+    def _topology_needed(self) -> None:
+        self._needs_topology = True
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,195 @@
+"""The bridge's publishing side: one channel with publisher confirms, for outbox rows (the relay),
+replies and dead-letter copies.
+
+An outbox row is published persistent and mandatory, and stays in flight until the broker confirms
+it; confirmed rows are then marked sent, by the next batch's transaction or, if none comes soon, by a
+transaction of their own. A nack, an unroutable return or a lost channel leaves the row pending, so
+the next relay publishes it again. Only the bridge holding the relay lock publishes rows; the others
+leave theirs to it. Runs on pika's IO loop thread, as the consumer side does (`bridge.service`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import pika
+
+from bridge import answers
+from bridge.commits import Lanes
+from bridge.relay_lock import RelayLock
+from bridge.wakeup import OutboxListener
+from flow45 import metrics, names, wire
+from flow45.db import describe_db_error, drop_connection
+from flow45.store import outbox
+from flow45.store.outbox import OutboxMessage
+
+log = logging.getLogger("flow45.bridge")
+
+MAX_IN_FLIGHT = 5000
+MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
+MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
+
+
+class Relay:
+    def __init__(self, lanes: Lanes, dead_confirmed: Callable[[list[int]], None],
+                 dead_refused: Callable[[int], None], topology_needed: Callable[[], None]) -> None:
+        """`dead_confirmed(tags)`: the deliveries whose dead-letter copies the broker confirmed;
+        `dead_refused(tag)`: one whose copy it refused; `topology_needed()`: a row found no queue."""
+        self._lanes = lanes
+        self._dead_confirmed, self._dead_refused, self._topology_needed = dead_confirmed, dead_refused, topology_needed
+        self.lock = RelayLock()
+        self.listener: OutboxListener | None = None
+        self.channel = None
+        self._ioloop = None
+        self.reset()
+
+    def reset(self) -> None:
+        """No channel (a new connection comes): every publish unconfirmed counts as not published."""
+        self.channel = None
+        self._offer_origin: dict[int, float] = {}  # outbox id -> when its batch's first message came
+        self._publish_tag = 0
+        self._unconfirmed: dict[int, tuple[str, object]] = {}  # publish tag -> (kind, ref)
+        self._in_flight: set[int] = set()  # outbox ids published and not yet marked sent
+        self._returned: set[int] = set()
+        self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
+        self._mark_scheduled = False
+
+    def listen(self, ioloop, on_rows: Callable[[], None], also_own) -> None:
+        self._ioloop = ioloop
+        self.listener = OutboxListener(ioloop, on_rows, also_own)
+
+    def attach(self, channel) -> None:
+        """The publish channel opened: confirms on."""
+        self.channel = channel
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm)
+
+    def detach(self) -> None:
+        self.channel = None
+
+    def lose(self) -> None:
+        """The database connection is gone, and with it the relay lock and the LISTEN session."""
+        self.lock.lose()
+        if self.listener is not None:
+            self.listener.close()
+
+    @property
+    def relaying(self) -> bool:
+        """This bridge publishes outbox rows: it has a channel and holds the relay lock."""
+        return self.channel is not None and self.lock.held
+
+    # ---- publishing --------------------------------------------------------------------------
+
+    def publish(self, exchange: str, key: str, body: bytes, properties, kind: str, ref, mandatory: bool = False) -> None:
+        self.channel.basic_publish(exchange, key, body, properties, mandatory=mandatory)
+        self._publish_tag += 1
+        self._unconfirmed[self._publish_tag] = (kind, ref)
+
+    def tick(self) -> None:
+        """Hold the relay lock, listen, mark what was confirmed, relay what is pending."""
+        self.lock.refresh()
+        self.listener.ensure()
+        self.flush_confirmed()
+        self.relay()
+
+    def relay(self) -> None:
+        """Publish the pending rows (those written by other processes, or left pending)."""
+        if not self.relaying or len(self._in_flight) >= MAX_IN_FLIGHT:
+            return
+        self.publish_rows(outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight))
+
+    def publish_rows(self, rows: list[OutboxMessage]) -> None:
+        self._lanes.learn(rows)
+        if not self.relaying:
+            return  # the relay that holds the lock publishes them
+        for row in rows:
+            if row.id in self._in_flight:
+                continue
+            properties = pika.BasicProperties(
+                content_type=answers.JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}",
+                type=row.kind,
+            )
+            body = wire.dumps(row.body).encode()  # stored through wire.dumps: always JSON
+            self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
+            self._in_flight.add(row.id)
+
+    def offers_from(self, received: float, written: list[OutboxMessage] | None) -> None:
+        """The offers a batch wrote: each one's hop, from `received`, ends when the broker confirms it."""
+        if not self.relaying:
+            return  # published by the relay that holds the lock: no hop measured here
+        for row in written or ():
+            if row.kind == "offer":
+                self._offer_origin[row.id] = received
+
+    # ---- confirms ----------------------------------------------------------------------------
+
+    def _on_return(self, channel, method, properties, body) -> None:
+        message_id = properties.message_id or ""
+        if message_id.startswith("outbox-"):
+            self._returned.add(int(message_id.removeprefix("outbox-")))
+            log.warning("bridge: no queue for %s; redeclaring the topology, the row stays pending", method.routing_key)
+            self._topology_needed()
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = sorted(t for t in self._unconfirmed if t <= method.delivery_tag) if method.multiple else [method.delivery_tag]
+        dead_done: list[int] = []
+        for tag in tags:
+            kind, ref = self._unconfirmed.pop(tag, (None, None))
+            if kind == "outbox":
+                origin = self._offer_origin.pop(ref, None)
+                if acked and ref not in self._returned:
+                    self._confirmed.append(ref)  # stays in flight until marked sent
+                    if origin is not None:
+                        metrics.HOP_LATENCY.observe(time.monotonic() - origin)
+                else:
+                    self._in_flight.discard(ref)  # published again on the next relay
+                self._returned.discard(ref)
+            elif kind == "dead":
+                if acked:
+                    dead_done.append(ref)
+                else:  # give it back: it will be refused and dead-lettered again
+                    self._dead_refused(ref)
+        if dead_done:
+            self._dead_confirmed(dead_done)
+        if len(self._confirmed) >= MAX_UNMARKED:
+            self.flush_confirmed()
+        elif self._confirmed and not self._mark_scheduled:
+            # The next batch marks them in its own transaction; if none comes soon, a transaction of their own.
+            self._mark_scheduled = True
+            self._ioloop.call_later(MARK_DELAY, self.flush_confirmed)
+
+    # ---- marking sent ------------------------------------------------------------------------
+
+    def take_sent(self) -> list[int]:
+        """The confirmed outbox rows, for a batch to mark sent in its own transaction."""
+        sent, self._confirmed = self._confirmed, []
+        return sent
+
+    def return_sent(self, ids: list[int]) -> None:
+        """Rows a batch took to mark and did not: they wait for the next."""
+        self._confirmed = ids + self._confirmed
+
+    def batch_marked(self, ids: list[int]) -> None:
+        """A batch committed with these rows marked sent: no longer in flight."""
+        self._in_flight.difference_update(ids)
+
+    def flush_confirmed(self) -> None:
+        """Mark the confirmed rows sent in a transaction of their own."""
+        self._mark_scheduled = False
+        if not self._confirmed:
+            return
+        ids, self._confirmed = self._confirmed, []
+        try:
+            outbox.mark_sent(ids, wait_for_disk=False)
+            self._in_flight.difference_update(ids)
+        except Exception as exc:
+            if describe_db_error(exc) is None:
+                raise
+            drop_connection()
+            self.lose()
+            self._confirmed.extend(ids)  # published already: marking can wait for the database
+            log.warning("bridge: marking %d outbox rows sent: %s", len(ids), describe_db_error(exc))
