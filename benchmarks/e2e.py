@@ -128,8 +128,8 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     sitting.env = {**os.environ, "FLOW45_DATABASE_URL": sitting.db_url, "FLOW45_AMQP_URL": rabbit.amqp_url,
                    "FLOW45_TEAMS": json.dumps(TEAMS), "PYTHONPATH": str(ROOT)}
     bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
-    profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge into it
-    wrapper = ["-m", "cProfile", "-o", profile] if profile else []
+    profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge (every thread) into it
+    wrapper = [str(ROOT / "benchmarks" / "profile_threads.py"), profile] if profile else []
     for n in range(args.bridges):  # the first one profiled
         sitting.processes["bridge" if n == 0 else f"bridge {n + 1}"] = subprocess.Popen(
             [sys.executable, *(wrapper if n == 0 else []), "-m", "flow45", "bridge", "run",
