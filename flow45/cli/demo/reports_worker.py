@@ -61,6 +61,7 @@ def build(worker: Worker, pause: float = 0.05, output: Path | str = "reports-out
         time.sleep(pause)
         if not task.progress(percent, message):
             task.raise_if_cancelled()
+        log.info("progress of run %s %s: %.0f%%, %s", task.run, task.name, percent, message)
 
     # ---- the document pipeline: monthly_report --------------------------------------------
 

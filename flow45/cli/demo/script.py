@@ -1,6 +1,6 @@
 """What plays in the headless demo: a scripted operator doing what the newcomer would do in the
-dashboard, a printer of the ledger's events and the workers' progress, and the demo's clock skipping
-ahead to a waiting timer once nothing else can move."""
+dashboard, a printer of the ledger's events (the workers print their own progress reports), and the
+demo's clock skipping ahead to a waiting timer once nothing else can move."""
 
 from __future__ import annotations
 
@@ -60,25 +60,16 @@ def say(text: str) -> None:
 
 
 class Printer:
-    """One line per ledger event and per progress report, read from the store as the dashboard does."""
+    """One line per ledger event, read from the store as the dashboard does. Progress is not sampled
+    here: the workers print each report they make, so none is missed however busy the machine is."""
 
     def __init__(self) -> None:
         self.after = 0
         self.tasks: dict[int, str] = {}
-        self.progress: dict[int, tuple] = {}
 
     def poll(self) -> None:
         """Print what happened since the last poll, in time order."""
         lines = [(e.at, e.id, self._event_line(e)) for e in self._events()]
-        for run in store.list_runs(team=TEAM, status=S.RUNNING):
-            for i in store.get_run(run.id).instances:
-                self.tasks[i.id] = i.task
-                seen = (i.attempt, i.progress_pct, i.progress_message)
-                if i.state == S.RUNNING and i.progress_message and self.progress.get(i.id) != seen:
-                    self.progress[i.id] = seen
-                    pct = f"{i.progress_pct:3.0f}%" if i.progress_pct is not None else ""
-                    line = (i.updated_at, "progress", f"run {i.run} {i.task}", pct, i.worker or "", i.progress_message)
-                    lines.append((i.updated_at, 0, line))
         for _, _, line in sorted(lines, key=lambda item: item[:2]):
             _line(*line)
 
