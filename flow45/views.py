@@ -26,7 +26,8 @@ def _jsonable(value: Any) -> Any:
 
 class View:
     def to_json(self) -> dict:
-        return {name: _jsonable(getattr(self, name)) for name, _kind in _fields(type(self))}
+        return {name: getattr(self, name) if encode is None else encode(getattr(self, name))
+                for name, encode in _encoders(type(self))}
 
     @classmethod
     def from_json(cls, data: dict):
@@ -40,6 +41,40 @@ def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
     instances read through the broker would otherwise spend a second resolving annotations."""
     hints = typing.get_type_hints(cls)
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _encoders(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, how its value becomes JSON, or None when it already is) for each field of a view,
+    chosen once per class from the declared types: the bridge answers reads of hundreds of events
+    and runs, and walking every value to find out what it is was most of a read's cost."""
+    return tuple((name, _encoder(kind)) for name, kind in _fields(cls))
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _encoder(kind: Any):
+    options, views, item = _options(kind)
+    if item is not None:
+        if item in _PLAIN:
+            return None
+        inner = _encoder(item)
+        return _jsonable if inner is None else (lambda value: None if value is None else [inner(v) for v in value])
+    if all(o in _PLAIN for o in options):
+        return None
+    if dt.datetime in options and all(o in _PLAIN or o is dt.datetime for o in options):
+        return _time
+    if views and all(o in _PLAIN or o in views for o in options):
+        return lambda value: None if value is None else value.to_json()
+    return _jsonable  # Any, dicts and the rest: looked at value by value
+
+
+def _time(value: Any) -> Any:
+    """A datetime as `iso` writes it (the store's are naive UTC: the quick way)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat() + "Z" if value.tzinfo is None else iso(value)
+    return value
 
 
 @functools.cache

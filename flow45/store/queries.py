@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import Sequence
 
 import peewee as pw
 
@@ -116,9 +117,9 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
 
 def list_runs(
     team: str | None = None, workflow: str | None = None, status: str | None = None,
-    limit: int = 50, before: int | None = None,
+    limit: int = 50, before: int | None = None, ids: Sequence[int] | None = None,
 ) -> list[RunView]:
-    """Newest first; `before` pages back from a run id."""
+    """Newest first; `before` pages back from a run id; `ids`: only these runs."""
     query = Run.select(Run, Workflow.name).join(Workflow).order_by(Run.id.desc()).limit(limit)
     if team:
         query = query.where(Run.team == team)
@@ -128,6 +129,8 @@ def list_runs(
         query = query.where(Run.status == status)
     if before:
         query = query.where(Run.id < before)
+    if ids is not None:
+        query = query.where(Run.id.in_(list(ids)))
     runs = list(query)
     counts = _counts([r.id for r in runs])
     timers = _waiting_timers([r.id for r in runs if counts[r.id].get(S.WAITING) or counts[r.id].get(S.RUNNING)
@@ -257,7 +260,10 @@ def list_events(
     limit: int = 200, ids: list[int] | None = None,
 ) -> list[EventView]:
     """Ledger events with id > `after`, oldest first: read incrementally by id (`ids`: only those)."""
-    query = Event.select().where(Event.id > after).order_by(Event.id).limit(limit)
+    # Plain tuples, not models: a page of 500 events is read for every dashboard's live update.
+    query = (Event.select(Event.id, Event.at, Event.team, Event.run, Event.instance, Event.kind, Event.from_state,
+                          Event.to_state, Event.actor, Event.detail)
+             .where(Event.id > after).order_by(Event.id).limit(limit))
     if ids is not None:
         query = query.where(Event.id.in_(ids))
     if team:
@@ -266,16 +272,10 @@ def list_events(
         query = query.where(Event.run == run)
     if instance is not None:
         query = query.where(Event.instance == instance)
-    events = list(query)
-    ids = sorted({e.instance for e in events if e.instance is not None})
+    events = list(query.tuples())
+    ids = sorted({e[4] for e in events if e[4] is not None})
     tasks = dict(TaskInstance.select(TaskInstance.id, TaskInstance.task).where(TaskInstance.id.in_(ids)).tuples()) if ids else {}
-    return [
-        EventView(
-            id=e.id, at=e.at, team=e.team, run=e.run, instance=e.instance, kind=e.kind,
-            from_state=e.from_state, to_state=e.to_state, actor=e.actor, detail=e.detail, task=tasks.get(e.instance),
-        )
-        for e in events
-    ]
+    return [EventView(*e, task=tasks.get(e[4])) for e in events]
 
 
 def deployed_functions() -> list[tuple[str, str, bool]]:
