@@ -5,6 +5,11 @@ reads never queues in the workers' inbox nor holds up a batch of their messages.
 Each read is answered for the sender's team alone, through `LocalClient(team=...)`: another team's
 id is `not_found` in the very words a missing id gets. Lists come in pages of at most
 `messages.MAX_PAGE`.
+
+Reads are taken in as they came (up to PREFETCH at once), and identical reads of one team among them
+are answered by one query: a team's dashboards, woken by the same events, ask the same things at the
+same moment. Every read among them had arrived before that query began, so none gets an answer older
+than its question; nothing is kept for later reads.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from bridge.side_thread import SideThread
 from bridge.inbound import Delivery, Refusal, _check_ids, _errors, _shown, delivery_from
 from bridge.inbound import is_direct_reply_to, json_object, team_of_user
 from flow45 import messages as m
-from flow45 import names
+from flow45 import names, wire
 from flow45.client import LocalClient, RunFilter
 from flow45.db import describe_db_error, drop_connection
 from flow45.errors import Flow45Error
@@ -31,7 +36,9 @@ from flow45.settings import Settings
 
 log = logging.getLogger("flow45.bridge")
 
-PREFETCH = 20  # reads in hand at once: they are answered one by one, in order
+PREFETCH = 20  # reads in hand at once: identical ones among them are answered once
+# Reads whose answer depends on who asks, not only on the team: never shared between users.
+PER_USER = frozenset({"whoami", "inbox"})
 
 
 def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseModel]:
@@ -76,7 +83,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadRuns):
         where = RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
                           _utc(read.since), _utc(read.until))
-        return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit)]}
+        return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit, ids=read.ids)]}
     if isinstance(read, m.ReadRun):
         if read.as_of is not None and read.as_of_time is not None:
             raise Refusal("invalid_message", "run: give `as_of` or `as_of_time`, not both")
@@ -119,6 +126,7 @@ class ReadServer(SideThread):
         super().__init__(settings, heartbeat)
         self.prefetch = prefetch
         self.answered = 0
+        self.shared = 0  # reads answered with another identical read's query
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -130,45 +138,79 @@ class ReadServer(SideThread):
             channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
             channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
             channel.basic_qos(prefetch_count=self.prefetch)
+            arrived: list[Delivery] = []
+            channel.basic_consume(names.READS_QUEUE, lambda _ch, method, properties, body:
+                                  arrived.append(delivery_from(method, properties, body)))
             self.ready.set()
-            for method, properties, body in channel.consume(names.READS_QUEUE, inactivity_timeout=0.25):
+            while not self._stop.is_set():
                 self.beat()
-                if self._stop.is_set():
-                    break
-                if method is None:
-                    continue
-                self._handle(channel, dead, delivery_from(method, properties, body))
-                channel.basic_ack(method.delivery_tag)
-            channel.cancel()
+                connection.process_data_events(time_limit=0.25)  # returns as soon as reads came
+                if arrived:
+                    taken, arrived[:] = list(arrived), []
+                    self._handle(channel, dead, taken)
+                    channel.basic_ack(taken[-1].tag, multiple=True)
         finally:
             if connection.is_open:
                 connection.close()
 
-    def _handle(self, channel, dead, delivery: Delivery) -> None:
-        refusal = None
+    def _handle(self, channel, dead, deliveries: list[Delivery]) -> None:
+        """Answer each delivery; identical reads of one team are read from the store once."""
+        asked: dict[tuple, list[tuple[Delivery, str, BaseModel]]] = {}
+        for delivery in deliveries:
+            try:
+                team, user, read = parse_read(self.settings, delivery)
+            except Refusal as exc:
+                self._publish(channel, answers.reply(delivery, self._refused(dead, delivery, exc)))
+                continue
+            key = (team, user if read.type in PER_USER else None, read.model_dump_json())
+            asked.setdefault(key, []).append((delivery, user, read))
+        for (team, _, _), waiting in asked.items():
+            first, user, read = waiting[0]
+            outcome = self._answer(team, user, read, first)
+            body = None
+            if not isinstance(outcome, Refusal):
+                try:
+                    body = wire.dumps({"ok": True, "result": outcome}).encode()  # once for all who asked
+                except wire.NotJSON:
+                    pass  # answers.reply says what went wrong, to each
+            for delivery, _, _ in waiting:
+                if isinstance(outcome, Refusal):
+                    self._publish(channel, answers.reply(delivery, self._refused(dead, delivery, outcome)))
+                elif body is None:
+                    self._publish(channel, answers.reply(delivery, {"ok": True, "result": outcome}))
+                else:
+                    self._publish(channel, answers.Publish("", delivery.reply_to, body, pika.BasicProperties(
+                        content_type=answers.JSON, correlation_id=delivery.correlation_id)))
+        self.answered += len(deliveries)
+        self.shared += sum(len(waiting) - 1 for waiting in asked.values())
+
+    @staticmethod
+    def _answer(team: str, user: str, read: BaseModel, delivery: Delivery) -> Any:
+        """The read's result, or the Refusal to answer instead."""
         try:
-            team, user, read = parse_read(self.settings, delivery)
-            answer = {"ok": True, "result": answer_read(team, user, read)}
+            return answer_read(team, user, read)
         except Refusal as exc:
-            refusal = exc
+            return exc
         except Flow45Error as exc:  # not_found: an answer like any other, nothing to file
-            refusal = Refusal(exc.code, exc.message, routine=True)
+            return Refusal(exc.code, exc.message, routine=True)
         except Exception as exc:
             message = describe_db_error(exc)
             if message is None:
                 log.exception("bridge reads: cannot answer %r", delivery.message_id)
-                refusal = Refusal("internal", f"unexpected error: {type(exc).__name__}", routine=True)
-            else:
-                drop_connection()  # the next read reconnects
-                refusal = Refusal("unavailable", f"the store cannot be read now ({message}); ask again", routine=True)
-        if refusal is not None:
-            answer = {"ok": False, "code": refusal.code, "error": refusal.message}
-            if not refusal.routine:
-                log.warning("bridge reads: refused a read from %r: %s: %s", delivery.user_id, refusal.code,
-                            refusal.message[:300])
-                copy = answers.dead_letter(self.settings, delivery, refusal)
-                dead.basic_publish(copy.exchange, copy.routing_key, copy.body, copy.properties)
-        reply = answers.reply(delivery, answer)
+                return Refusal("internal", f"unexpected error: {type(exc).__name__}", routine=True)
+            drop_connection()  # the next read reconnects
+            return Refusal("unavailable", f"the store cannot be read now ({message}); ask again", routine=True)
+
+    def _refused(self, dead, delivery: Delivery, refusal: Refusal) -> dict:
+        """The answer to a refused read; a copy filed in the dead letters unless the refusal is routine."""
+        if not refusal.routine:
+            log.warning("bridge reads: refused a read from %r: %s: %s", delivery.user_id, refusal.code,
+                        refusal.message[:300])
+            copy = answers.dead_letter(self.settings, delivery, refusal)
+            dead.basic_publish(copy.exchange, copy.routing_key, copy.body, copy.properties)
+        return {"ok": False, "code": refusal.code, "error": refusal.message}
+
+    @staticmethod
+    def _publish(channel, reply: answers.Publish | None) -> None:
         if reply is not None:
             channel.basic_publish(reply.exchange, reply.routing_key, reply.body, reply.properties)
-        self.answered += 1
