@@ -10,11 +10,13 @@ from typing import Any
 
 from flow45.client import Client, RunFilter
 from flow45.store.specs import VersionSpec
-from flow45.views import InstanceView
+from flow45.views import EventView, InstanceView, RunView
 
 PAGE = 100  # runs read per page: the runs screen never loads more than it shows
+MANY = 25  # more changed instances of a run than this in one tick: read the whole run once instead
 
-__all__ = ["PAGE", "Inputs", "RunFilter", "current_output", "instance_inputs", "teams_and_workflows"]
+__all__ = ["MANY", "PAGE", "Inputs", "RunFilter", "changed_instances", "changed_runs", "current_output",
+           "instance_inputs", "teams_and_workflows"]
 
 
 def teams_and_workflows(client: Client) -> dict[str, list[str]]:
@@ -51,3 +53,35 @@ def instance_inputs(client: Client, view: InstanceView, spec: VersionSpec, run_p
     }
     after = {name: upstream[name].state for name in task.after if name in upstream}
     return Inputs(run_params, by_param, after)
+
+
+def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
+                 events: list[EventView]) -> tuple[list[RunView], dict[str, int]] | None:
+    """What a list of runs under `where`, showing the runs `loaded`, reads when these events come: the
+    new runs that match (at most a page) and the loaded ones the events touched, each in one read, and
+    the counts per status; None when no event is about a run."""
+    touched = {e.run for e in events if e.run is not None}
+    if not touched:
+        return None
+    newest = max(loaded, default=0)
+    new = sorted((run for run in touched if run > newest), reverse=True)[:PAGE]
+    rows = client.runs(where, ids=new, limit=len(new)) if new else []
+    known = sorted(touched & loaded, reverse=True)
+    if known:  # rows already shown are updated whatever the filter says of them now
+        rows.extend(client.runs(RunFilter(team=where.team), ids=known, limit=len(known)))
+    return rows, client.status_counts(where)
+
+
+def changed_instances(client: Client, run_id: int,
+                      events: list[EventView]) -> tuple[RunView | None, list[InstanceView]] | None:
+    """What a run's page reads when these events come: the run's row and the instances they changed
+    (the whole run once when many did); None when none is about the run."""
+    mine = [e for e in events if e.run == run_id]
+    if not mine:
+        return None
+    changed = sorted({e.instance for e in mine if e.instance is not None})
+    if len(changed) > MANY:
+        instances = client.run(run_id).instances
+    else:
+        instances = [client.instance(i) for i in changed]
+    return client.run_row(run_id), instances

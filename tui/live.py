@@ -1,4 +1,7 @@
-"""Liveness: one background thread reads the ledger after the last id it has seen, every half second.
+"""Liveness: one background thread reads the ledger after the last id it has seen, every half second,
+or, through the broker, when the team's event stream says there is something new (at most once per
+half second while events keep coming: a busy team's events gather, and the bridge is read as often
+as a local dashboard reads the database).
 
 When events arrive, each live screen on the stack reads what those events changed (still in the thread,
 so the UI never waits on the database) and the feed posts one `LedgerEvents` message with both;
@@ -63,6 +66,7 @@ class Feed:
         self.last_fetch_seconds = 0.0
         self.ticks = 0
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # an operator's action (or stopping): read at once, no gathering
         self._stop = threading.Event()
 
     def watch(self, screens: list[Watcher]) -> None:
@@ -71,10 +75,12 @@ class Feed:
 
     def poke(self) -> None:
         """Read now rather than at the next tick (after an action of the operator's)."""
+        self._hurry.set()
         self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
 
     def _post(self, message: Message) -> None:
@@ -88,14 +94,20 @@ class Feed:
         client that pushes (the team's event stream), it reads only when woken: no polling."""
         failures = 0
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
-        unsubscribe = self.client.subscribe(self.poke)
+        unsubscribe = self.client.subscribe(self._wake.set)
         idle = None if unsubscribe is not None else self.interval
+        last = -self.interval  # when the last tick began (monotonic)
         try:
             while not self._stop.is_set():
                 self._wake.wait(backoff.next_delay() if failures else idle)
+                pause = last + self.interval - time.monotonic()
+                if idle is None and pause > 0:  # pushed: let what else comes meanwhile gather
+                    self._hurry.wait(pause)
                 self._wake.clear()
+                self._hurry.clear()
                 if self._stop.is_set():
                     break
+                last = time.monotonic()
                 try:
                     self.tick()
                     failures = 0

@@ -12,7 +12,7 @@ import abc
 import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from flow45.store.specs import VersionSpec
 from flow45.views import (
@@ -68,9 +68,11 @@ class Client(abc.ABC):
         """The deployed workflows (current versions), by team then name."""
 
     @abc.abstractmethod
-    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE) -> list[RunView]:
+    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE,
+             ids: Sequence[int] | None = None) -> list[RunView]:
         """Newest first, at most `limit`, with ids below `before`: keyset pages whatever the table's size.
-        Each run has its counts, not its instances."""
+        Each run has its counts, not its instances. With `ids`, only those runs (that match): what a
+        live list reads again when events touch its rows, in one read."""
 
     @abc.abstractmethod
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:

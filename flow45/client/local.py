@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import peewee as pw
 
@@ -58,17 +58,20 @@ class LocalClient(Client):
             return []
         return store.list_workflows(self._team(team))
 
-    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE) -> list[RunView]:
-        if self._other_team(where.team):
+    def runs(self, where: RunFilter = RunFilter(), *, before: int | None = None, limit: int = RUNS_PAGE,
+             ids: Sequence[int] | None = None) -> list[RunView]:
+        if self._other_team(where.team) or (ids is not None and not ids):
             return []
         team = self._team(where.team)
         if not (where.text.strip() or where.params or where.since or where.until):
-            return store.list_runs(team, where.workflow, where.status, limit=limit, before=before)
+            return store.list_runs(team, where.workflow, where.status, limit=limit, before=before, ids=ids)
         query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
         if before:
             query = query.where(Run.id < before)
-        ids = [row.id for row in _filtered(query, where, team)]
-        return [view for view in map(self.run_row, ids) if view is not None]
+        if ids is not None:
+            query = query.where(Run.id.in_(list(ids)))
+        found = [row.id for row in _filtered(query, where, team)]
+        return store.list_runs(team, ids=found, limit=len(found)) if found else []
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         return store.get_run(run_id, team=self.team, with_attempts=attempts)

@@ -40,6 +40,8 @@ class ReadRuns(_Message):
     params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
     since: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered at or after this UTC time")
     until: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered before this UTC time")
+    ids: list[int] | None = Field(None, max_length=MAX_PAGE,
+                                  description="only these runs: what a live list reads again when events touch them")
 
 
 class ReadRun(_Message):

@@ -43,6 +43,10 @@ def test_a_team_filter_shows_one_team(two_teams):
 
     everyone = LocalClient("admin")  # no filter: the administrator sees both teams
     assert [r.id for r in everyone.runs()] == [theirs.run, ours.run]
+    # named runs (a live list's touched rows) in one read: newest first, under the filter
+    assert everyone.runs(ids=[ours.run, theirs.run]) == everyone.runs()
+    assert [r.id for r in everyone.runs(RunFilter(text="rival"), ids=[ours.run, theirs.run])] == [theirs.run]
+    assert everyone.runs(RunFilter(status="succeeded"), ids=[ours.run]) == []
     assert {t.instance.team for t in everyone.human_inbox()} == {"reports", "rival"}
 
 
@@ -52,6 +56,7 @@ def test_another_teams_ids_are_answered_as_missing_ones(two_teams):
     for read in (client.run, client.run_spec):
         assert refusal(lambda: read(theirs.run)) == refusal(lambda: read(MISSING)).replace(str(MISSING), str(theirs.run))
     assert client.run_row(theirs.run) is None
+    assert client.runs(ids=[theirs.run, MISSING]) == [] and client.runs(RunFilter(text="monthly"), ids=[theirs.run]) == []
     assert refusal(lambda: client.instance(theirs.approve)) == f"task instance {theirs.approve} not found for team reports"
     assert refusal(lambda: client.instance(MISSING)) == f"task instance {MISSING} not found for team reports"
     assert refusal(lambda: client.run(theirs.run)) == f"run {theirs.run} not found for team reports"

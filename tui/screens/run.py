@@ -23,13 +23,12 @@ from flow45.store.rules_human import relative_due
 from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
+from tui.data import changed_instances
 from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
 from tui.widgets.timeline import Timeline
 from tui.widgets.progress import STATE_STYLES, done_bar, state_text, when
-
-MANY = 25  # more changed instances than this in one tick: read the whole run once instead
 
 
 @dataclasses.dataclass
@@ -120,16 +119,8 @@ class RunScreen(LiveScreen):
         return RunPayload(run, levels, client.tail_events(run=self.run_id, n=300))
 
     def fetch_changes(self, events: list[EventView]) -> RunChanges | None:
-        mine = [e for e in events if e.run == self.run_id]
-        if not mine:
-            return None
-        client = self.app.client
-        changed = sorted({e.instance for e in mine if e.instance is not None})
-        if len(changed) > MANY:
-            instances = client.run(self.run_id).instances
-        else:
-            instances = [client.instance(i) for i in changed]
-        return RunChanges(client.run_row(self.run_id), instances)
+        found = changed_instances(self.app.client, self.run_id, events)
+        return None if found is None else RunChanges(*found)
 
     # ---- showing ------------------------------------------------------------------------------
 

@@ -147,16 +147,9 @@ class RunsScreen(LiveScreen):
         return event.run is not None
 
     def fetch_changes(self, events: list[EventView]) -> RunsPayload | None:
-        touched = {e.run for e in events if e.run is not None}
-        if not touched:
-            return None
-        f, loaded, client = self.filter, self.loaded_set, self.app.client
-        newest = max(loaded, default=0)
-        rows = []
-        if any(run > newest for run in touched):
-            rows.extend(r for r in client.runs(f, limit=data.PAGE) if r.id > newest)
-        rows.extend(view for view in map(client.run_row, sorted(touched & loaded, reverse=True)) if view)
-        return RunsPayload(rows, client.status_counts(f), f)
+        f = self.filter
+        found = data.changed_runs(self.app.client, f, self.loaded_set, events)
+        return None if found is None else RunsPayload(*found, f)
 
     # ---- showing ------------------------------------------------------------------------------
 
