@@ -2,16 +2,26 @@
 reading through the bridge (read RPCs on flow45.read) while the workers' hops are measured, to show
 that the reads do not move the hop latency.
 
-Each dashboard has a thread and a broker connection of its own (a `RemoteClient`, as `flow45 tui`
-uses) and reads in bursts, as an operator moving about does: the first page of runs with the counts
-per status, the newest run with its instances and its newest events, one of its instances, and the
-ledger since the last burst; then it pauses. They run in one process of their own, beside the
-benchmark's (a dashboard runs on an operator's machine, not in the bridge):
+Each dashboard has a thread and broker connections of its own (a `RemoteClient`, as `flow45 tui`
+uses). Two modes:
 
-    python benchmarks/dashboards.py OPERATOR_AMQP_URL COUNT [PAUSE_SECONDS]
+- `live` (the default): as `flow45 tui` in remote mode reads. On opening, what the runs screen
+  reads (the newest ledger id, the workflows, a page of runs and the counts per status), then the
+  newest run's page (the run, its spec, its newest events). Then it follows the team's event stream
+  with the dashboard's own feed (`tui.live.Feed`), reading what the events changed for both screens
+  through the very functions the screens use (`tui.data.changed_runs`, `changed_instances`); and
+  every OPEN_EVERY seconds the operator opens the newest run again.
+- `burst`: the stress case. Every PAUSE seconds each dashboard reads the first page of runs with the
+  counts per status, the newest run with its instances and its newest events, one of its instances,
+  and the ledger since the last burst, whether anything happened or not.
 
-It prints `ready` once every dashboard has answered a first burst, reads until its standard input
-closes, then prints one JSON line: the reads made and their latencies.
+They run in one process of their own, beside the benchmark's (a dashboard runs on an operator's
+machine, not in the bridge):
+
+    python benchmarks/dashboards.py OPERATOR_AMQP_URL COUNT [live|burst]
+
+It prints `ready` once every dashboard has opened, reads until its standard input closes, then prints
+one JSON line: the reads made and their latencies.
 """
 
 from __future__ import annotations
@@ -22,52 +32,147 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAUSE = 1.0  # seconds between a dashboard's bursts
+MODES = ("live", "burst")
+PAUSE = 1.0  # burst: seconds between a dashboard's bursts
+OPEN_EVERY = 5.0  # live: seconds between the operator's openings of the newest run
 PAGE = 100  # runs per page, as the dashboard reads them
+TAIL = 300  # a run page's newest events, as the dashboard reads them
 
 
-def burst(client, after: int) -> tuple[int, list[float]]:
-    """One burst of a dashboard's reads; (the newest ledger id seen, each read's seconds)."""
+class Timed:
+    """A client whose every read is timed into `took` (seconds); actions and the rest pass through."""
+
+    READS = frozenset({"workflows", "runs", "run", "run_row", "status_counts", "instance", "events", "tail_events",
+                       "latest_event_id", "run_spec"})
+
+    def __init__(self, client, took: list[float]):
+        self._client, self._took = client, took
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name not in self.READS:
+            return found
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return found(*args, **kwargs)
+            finally:
+                self._took.append(time.perf_counter() - started)
+        return timed
+
+
+def burst(client, after: int) -> int:
+    """One burst of reads; the newest ledger id seen."""
     from flow45.client import RunFilter
 
-    took: list[float] = []
-
-    def timed(read: Callable):
-        started = time.perf_counter()
-        found = read()
-        took.append(time.perf_counter() - started)
-        return found
-
-    runs = timed(lambda: client.runs(RunFilter(), limit=PAGE))
-    timed(lambda: client.status_counts(RunFilter()))
+    runs = client.runs(RunFilter(), limit=PAGE)
+    client.status_counts(RunFilter())
     if runs:
-        run = timed(lambda: client.run(runs[0].id))
-        timed(lambda: client.tail_events(run=run.id, n=300))
+        run = client.run(runs[0].id)
+        client.tail_events(run=run.id, n=TAIL)
         if run.instances:
-            timed(lambda: client.instance(run.instances[len(run.instances) // 2].id))
-    events = timed(lambda: client.events(after, limit=500))
-    return (events[-1].id if events else after), took
+            client.instance(run.instances[len(run.instances) // 2].id)
+    events = client.events(after, limit=500)
+    return events[-1].id if events else after
 
 
-def dashboard(url: str, pause: float, stop: threading.Event, ready: threading.Barrier, took: list[float],
+def burst_dashboard(client, stop: threading.Event, ready: threading.Barrier) -> None:
+    after = burst(client, client.latest_event_id())
+    ready.wait()
+    while not stop.wait(PAUSE):
+        after = burst(client, after)
+
+
+class RunsList:
+    """The runs screen's state and reads (`tui.screens.runs.RunsScreen`), without the screen."""
+
+    def __init__(self, client):
+        from flow45.client import RunFilter
+        from tui import data
+
+        self.client, self.filter = client, RunFilter()
+        data.teams_and_workflows(client)
+        self.loaded = [run.id for run in client.runs(self.filter, limit=data.PAGE)]
+        client.status_counts(self.filter)
+
+    def fetch_changes(self, events):
+        from tui import data
+
+        return data.changed_runs(self.client, self.filter, frozenset(self.loaded), events)
+
+    def apply_changes(self, events, payload) -> None:
+        if payload is not None:
+            newest = self.loaded[0] if self.loaded else 0
+            self.loaded = sorted((r.id for r in payload[0] if r.id > newest), reverse=True) + self.loaded
+
+
+class RunPage:
+    """A run's screen (`tui.screens.run.RunScreen`): what it reads on opening and on events."""
+
+    def __init__(self, client, run_id: int):
+        self.client, self.run_id = client, run_id
+        client.run(run_id)
+        client.run_spec(run_id)
+        client.tail_events(run=run_id, n=TAIL)
+
+    def fetch_changes(self, events):
+        from tui import data
+
+        return data.changed_instances(self.client, self.run_id, events)
+
+    def apply_changes(self, events, payload) -> None:
+        pass
+
+
+class App:
+    """What the feed needs of the app: it hands each watcher what it read, as the app does."""
+
+    def post_message(self, message) -> None:
+        for watcher, payload, _error in getattr(message, "reads", ()):
+            watcher.apply_changes(message.events, payload)
+
+
+def live_dashboard(client, stop: threading.Event, ready: threading.Barrier) -> None:
+    """The runs screen, and the newest run opened on top of it (both live), following the event
+    stream; the newest run opened again every OPEN_EVERY seconds (from a thread of its own, with
+    its own connection, as the dashboard's UI thread reads apart from its feed)."""
+    from tui.live import Feed
+
+    after = client.latest_event_id()
+    runs = RunsList(client)
+    pages = [RunPage(client, runs.loaded[0])] if runs.loaded else []
+    feed = Feed(App(), client, after)
+    feed.watch([runs, *pages])
+    ready.wait()
+
+    def operator() -> None:
+        while not stop.wait(OPEN_EVERY):
+            if runs.loaded:
+                feed.watch([runs, RunPage(client, runs.loaded[0])])
+        client.close()
+
+    threading.Thread(target=operator, daemon=True).start()
+    following = threading.Thread(target=feed.run, daemon=True)
+    following.start()
+    stop.wait()
+    feed.stop()
+    following.join(timeout=10)
+
+
+def dashboard(url: str, mode: str, stop: threading.Event, ready: threading.Barrier, took: list[float],
               failures: list[str]) -> None:
     from bridge.remote import RemoteClient
     from flow45.errors import Flow45Error
 
-    client = RemoteClient(url, timeout=30)
+    client = Timed(RemoteClient(url, timeout=30), took)
     try:
-        after = client.latest_event_id()
-        after, first = burst(client, after)
-        took.extend(first)
-        ready.wait()
-        while not stop.wait(pause):
-            after, more = burst(client, after)
-            took.extend(more)
+        (live_dashboard if mode == "live" else burst_dashboard)(client, stop, ready)
     except Flow45Error as exc:
         failures.append(exc.message)
         ready.abort()
@@ -78,14 +183,14 @@ def dashboard(url: str, pause: float, stop: threading.Event, ready: threading.Ba
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (2, 3):
+    if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] not in MODES):
         print(__doc__, file=sys.stderr)
         return 2
-    url, count, pause = argv[0], int(argv[1]), float(argv[2]) if len(argv) == 3 else PAUSE
+    url, count, mode = argv[0], int(argv[1]), argv[2] if len(argv) == 3 else MODES[0]
     stop, ready = threading.Event(), threading.Barrier(count + 1)
     took: list[float] = []
     failures: list[str] = []
-    threads = [threading.Thread(target=dashboard, args=(url, pause, stop, ready, took, failures), daemon=True)
+    threads = [threading.Thread(target=dashboard, args=(url, mode, stop, ready, took, failures), daemon=True)
                for _ in range(count)]
     for thread in threads:
         thread.start()
@@ -109,9 +214,9 @@ def main(argv: list[str]) -> int:
 
 
 def with_dashboards(count: int, url: str, phase: Callable[[], None],
-                    processes: Callable[[], dict[str, int]] | None = None) -> None:
+                    processes: Callable[[], dict[str, int]] | None = None, mode: str = MODES[0]) -> None:
     """Run `phase` (the benchmark's latency phase); with `count` dashboards, run it first without any,
-    then again while they read, so the two figures come from one sitting. With `processes` (name ->
+    then again while they read (`mode`: live or burst), so the two figures come from one sitting. With `processes` (name ->
     pid), each run also prints the CPU those processes spent per second meanwhile: what the reads
     cost the bridge."""
     if count <= 0:
@@ -119,12 +224,13 @@ def with_dashboards(count: int, url: str, phase: Callable[[], None],
         return
     print("without dashboards:")
     _with_cpu(phase, processes)
-    process = subprocess.Popen([sys.executable, str(Path(__file__)), url, str(count)], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, str(Path(__file__)), url, str(count), mode], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     try:
         if process.stdout.readline().strip() != "ready":
             raise SystemExit(f"dashboards: did not start: {process.stdout.read().strip() or 'no answer'}")
-        print(f"with {count} remote dashboards reading in bursts (every {PAUSE:g} s each):")
+        print(f"with {count} remote dashboards " + ("following the event stream, as `flow45 tui` does:" if mode == "live"
+                                                     else f"reading in bursts (every {PAUSE:g} s each):"))
         _with_cpu(phase, processes)
         summary, _ = process.communicate("", timeout=60)
     finally:

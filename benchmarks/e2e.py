@@ -14,12 +14,14 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
+                             [--dashboard-mode live|burst]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
 
 With --dashboards 5, the latency phase runs twice: without, then with 5 remote dashboards reading
-through the bridge (benchmarks/dashboards.py).
+through the bridge (benchmarks/dashboards.py): following the team's event stream as `flow45 tui`
+does (--dashboard-mode live, the default), or reading a fixed burst every second each (burst).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import cpu  # noqa: E402
 from benchmarks.ceilings import broker_round_trip, pika_rates, postgres_commits  # noqa: E402
-from benchmarks.dashboards import with_dashboards  # noqa: E402
+from benchmarks.dashboards import MODES, with_dashboards  # noqa: E402
 from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
 from bridge.setup_broker import plan  # noqa: E402
 from flow45 import store  # noqa: E402
@@ -226,7 +228,7 @@ def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | No
         start_flow45(servers, args)
         throughput_phase(servers, args)
         with_dashboards(args.dashboards, servers.rabbit.amqp_url.replace("guest:guest", f"bench-ops:{PASSWORD}"),
-                        lambda: latency_phase(servers, args), servers.cpu_pids)
+                        lambda: latency_phase(servers, args), servers.cpu_pids, args.dashboard_mode)
     finally:
         servers.stop()
 
@@ -253,6 +255,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4, help="database connections each bridge commits on")
     parser.add_argument("--dashboards", type=int, default=0, metavar="N",
                         help="the latency phase without, then with N remote dashboards reading through the bridge")
+    parser.add_argument("--dashboard-mode", choices=MODES, default=MODES[0],
+                        help="live: each dashboard reads as `flow45 tui` does, on the team's events; "
+                             "burst: each reads a fixed burst every second, events or not (the stress case)")
     args = parser.parse_args()
     library = build_library() if args.fsync_delay_ms else None
     for delay_ms in args.fsync_delay_ms or [None]:
