@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 BATCH = 500
 MAX_PER_TICK = 5000
+GATHER = 0.5  # seconds: woken by the event stream, at most one read per this while events keep coming
 
 
 class Watcher(Protocol):
@@ -57,11 +58,14 @@ class FeedProblem(Message):
 class Feed:
     """Polls the client's `events(after=last id)` and tells the watched screen."""
 
-    def __init__(self, app: App, client: Client, after: int, interval: float = 0.5):
+    def __init__(self, app: App, client: Client, after: int, interval: float = 0.5, gather: float = GATHER):
+        """`interval`: seconds between polls, when the client does not push; `gather`: when it does,
+        the least time between two reads while events keep coming."""
         self.app = app
         self.client = client
         self.after = after
         self.interval = interval
+        self.gather = gather
         self.watchers: tuple[Watcher, ...] = ()
         self.last_fetch_seconds = 0.0
         self.ticks = 0
@@ -96,11 +100,11 @@ class Feed:
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         unsubscribe = self.client.subscribe(self._wake.set)
         idle = None if unsubscribe is not None else self.interval
-        last = -self.interval  # when the last tick began (monotonic)
+        last = -self.gather  # when the last tick began (monotonic)
         try:
             while not self._stop.is_set():
                 self._wake.wait(backoff.next_delay() if failures else idle)
-                pause = last + self.interval - time.monotonic()
+                pause = last + self.gather - time.monotonic()
                 if idle is None and pause > 0:  # pushed: let what else comes meanwhile gather
                     self._hurry.wait(pause)
                 self._wake.clear()
