@@ -99,7 +99,10 @@ class Rpc:
                     exchange, message["type"], wire.dumps(message).encode(),
                     pika.BasicProperties(
                         content_type="application/json", message_id=uuid.uuid4().hex, user_id=self.user,
-                        reply_to=REPLY_TO, correlation_id=correlation, delivery_mode=2,
+                        reply_to=REPLY_TO, correlation_id=correlation,
+                        # A read changes nothing: transient, so the broker writes no copy to disk (a
+                        # restart that drops one only makes its asker ask again).
+                        delivery_mode=1 if exchange == names.READ_EXCHANGE else 2,
                     ),
                     mandatory=True,
                 )
