@@ -67,10 +67,10 @@ def rabbit():
     ok, reason = rabbitmq.available()
     if not ok:
         _unavailable(reason)
-    server = rabbitmq.RabbitMQServer().start()
+    server = rabbitmq.RabbitMQServer(management=True).start()  # users set over HTTP, not with rabbitmqctl
     commands, _ = plan(Settings(amqp_url=server.amqp_url, teams=TEAMS), PASSWORDS)
     for argv in commands:
-        server.ctl(*argv)
+        server.apply(argv)
     yield server
     server.stop()
 
@@ -160,8 +160,7 @@ class System:
         """The broker node's app stopped for the block's length, then started and awaited."""
         self.rabbit.ctl("stop_app")
         yield
-        self.rabbit.ctl("start_app")
-        self.rabbit.ctl("await_startup")
+        self.rabbit.start_app()
 
     def trigger(self, runs: int) -> list[int]:
         return retrying(lambda: [store.trigger("reports", "chain", actor="ops") for _ in range(runs)])
@@ -214,5 +213,5 @@ def system(pg, rabbit, tmp_path):
         pg.start_again()
     if rabbit.proc.poll() is not None:
         rabbit.start_again()
-    else:
-        rabbit.ctl("start_app", check=False)  # a test that stopped the app may have failed meanwhile
+    elif not rabbit.serving():  # a test that stopped the app failed meanwhile
+        rabbit.start_app()

@@ -6,7 +6,6 @@ is in the store. One cluster for the module: starting one takes most of this tes
 
 from __future__ import annotations
 
-import json
 import time
 from urllib.parse import urlsplit
 
@@ -31,15 +30,15 @@ def cluster():
         _unavailable(reason)
     nodes = harness.RabbitMQCluster().start()
     commands, _ = plan(Settings(amqp_url=nodes.nodes[0].amqp_url, teams=TEAMS), PASSWORDS)
-    for argv in commands:  # users and permissions are the cluster's: set on one node
-        nodes.nodes[0].ctl(*argv)
+    for argv in commands:  # users and permissions are the cluster's: set on one node, over HTTP
+        nodes.nodes[0].apply(argv)
     yield nodes
     nodes.stop()
 
 
 def _inbox(node) -> dict:
     """The inbox as the cluster sees it: its leader and its members online."""
-    queues = json.loads(node.ctl("list_queues", "name", "leader", "online", "--formatter", "json").stdout)
+    queues = node.http("GET", "/api/queues/%2F?columns=name,leader,online")
     return next((q for q in queues if q["name"] == names.INBOX_QUEUE), {"online": []})
 
 
@@ -61,7 +60,7 @@ def test_a_node_killed_under_load_loses_nothing(pg, cluster, tmp_path):
         deadline = time.monotonic() + 20
         while len((inbox := _inbox(first))["online"]) < 3:  # a settled quorum: every member online
             assert time.monotonic() < deadline, "the quorum inbox never had its 3 members online"
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert inbox["leader"] == lost.nodename
         lost.kill()
         later = system.trigger(10)  # their first offers go to queues whose node is down

@@ -1,10 +1,9 @@
 """A throwaway 3-node RabbitMQ cluster on loopback for tests: each node with its own name, directory,
-AMQP and distribution ports, all with one Erlang cookie; the second and third join the first with
-`rabbitmqctl join_cluster`. Gone after stop()."""
+AMQP, distribution and HTTP ports, all with one Erlang cookie; the second and third join the first
+at their first boot (peer discovery from a fixed list). Gone after stop()."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from pathlib import Path
@@ -13,11 +12,19 @@ from tests.harness.rabbitmq import RabbitMQServer, available  # noqa: F401  (ava
 
 
 class ClusterNode(RabbitMQServer):
-    """A node whose cookie and name the cluster chooses."""
+    """A node whose cookie and name the cluster chooses; with `seed`, it joins that node's cluster
+    when it first boots. Each has the management API (`http()`, `apply()`, `queues()`)."""
 
-    def __init__(self, cookie: str, name: str, timeout: float) -> None:
-        super().__init__(timeout)
-        self._cookie, self._name = cookie, name
+    def __init__(self, cookie: str, name: str, timeout: float, seed: str | None) -> None:
+        super().__init__(timeout, management=True)
+        self._cookie, self._name, self._seed = cookie, name, seed
+
+    def _extra_config(self) -> str:
+        if self._seed is None:
+            return ""
+        # Read on a blank node's first boot only: started again later, a node rejoins its cluster by itself.
+        return ("cluster_formation.peer_discovery_backend = classic_config\n"
+                f"cluster_formation.classic_config.nodes.1 = {self._seed}\n")
 
     def _launch(self) -> None:
         cookie = Path(self.dir) / ".erlang.cookie"
@@ -36,20 +43,21 @@ class RabbitMQCluster:
     def __init__(self, size: int = 3, timeout: float = 120.0) -> None:
         cookie = secrets.token_hex(16).upper()
         tag = secrets.token_hex(3)
-        self.nodes = [ClusterNode(cookie, f"flow45c{i}-{tag}@localhost", timeout) for i in range(size)]
+        names = [f"flow45c{i}-{tag}@localhost" for i in range(size)]
+        self.nodes = [ClusterNode(cookie, name, timeout, seed=None if i == 0 else names[0])
+                      for i, name in enumerate(names)]
 
     def start(self) -> RabbitMQCluster:
         try:
-            self._each(lambda node: node.start())  # the Erlang VMs boot side by side
-            joining = self.nodes[1:]
-            self._each(lambda node: node.ctl("stop_app"), joining)
-            for node in joining:  # one at a time: each changes the cluster's membership
-                node.ctl("join_cluster", self.nodes[0].nodename)
-            self._each(lambda node: node.ctl("start_app"), joining)  # returns once the app is up
-            running = json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json").stdout)["running_nodes"]
+            first, *joining = self.nodes
+            first.start()
+            # Side by side: they join the first as they boot (no rabbitmqctl stop_app, join_cluster, start_app).
+            self._each(lambda node: node.start(), joining)
+            running = [n["name"] for n in first.http("GET", "/api/nodes?columns=name,running") if n["running"]]
             missing = [n.nodename for n in self.nodes if n.nodename not in running]
             if missing:
-                raise RuntimeError(f"nodes not in the cluster after join_cluster: {missing}\n{running}")
+                raise RuntimeError(f"nodes not in the cluster after their first boot: {missing}\n{running}\n"
+                                   + "\n".join(node._log_tail() for node in self.nodes if node.dir))
         except BaseException:
             self.stop()
             raise

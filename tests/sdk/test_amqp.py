@@ -341,7 +341,7 @@ def test_a_least_privileged_worker_user_works_and_reconnects(broker, workers, ra
             bridge.wait_for("submit")
             assert bridge.received[0].properties.user_id == user
 
-            rabbitmq_server.ctl("close_all_user_connections", user, "test: connection dropped")
+            rabbitmq_server.close_user_connections(user, "test: connection dropped")
             time.sleep(0.3)
             publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 2))
             bridge.wait_for("submit", 2)
@@ -350,7 +350,7 @@ def test_a_least_privileged_worker_user_works_and_reconnects(broker, workers, ra
             # A task in hand when the connection drops still reports once it is back.
             publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 3))
             assert in_hand.wait(10)
-            rabbitmq_server.ctl("close_all_user_connections", user, "test: dropped mid-task")
+            rabbitmq_server.close_user_connections(user, "test: dropped mid-task")
             dropped.set()
             submits = bridge.wait_for("submit", 3)
             worker.stop()
