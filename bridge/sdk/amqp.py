@@ -80,6 +80,8 @@ class AmqpTransport:
         self._pending: dict[str, _Pending] = {}
         self._conn: pika.BlockingConnection | None = None
         self._channel = None
+        self._out = None  # the channel's asynchronous side: see _connect
+        self._wake_pending = False
         self._generation = 0
         self._queues: dict[str, tuple[str, str]] = {}  # queue -> (kind, function)
         self._tags: dict[str, str] = {}  # queue -> consumer tag on the current channel
@@ -154,7 +156,9 @@ class AmqpTransport:
 
     def _submit(self, op: Callable[[], None]) -> None:
         self._ops.append(op)
-        self._wake()
+        if not self._wake_pending:  # one wake-up runs every op queued before it ran
+            self._wake_pending = True
+            self._wake()
 
     def _wake(self) -> None:
         conn = self._conn
@@ -166,6 +170,7 @@ class AmqpTransport:
             pass
 
     def _run_ops(self) -> None:
+        self._wake_pending = False  # before draining: an op queued from now on wakes the loop again
         while self._ops and self._channel is not None and self._channel.is_open:
             self._ops.popleft()()
 
@@ -205,6 +210,10 @@ class AmqpTransport:
         self._generation += 1
         self._tags = {}
         self._channel = channel
+        # Publishes and acks go through the channel's asynchronous side, which only buffers them: the
+        # I/O loop writes them out at its next poll, all of one pass together. BlockingChannel's own
+        # methods would poll the socket once per message.
+        self._out = channel._impl
         self.connected.set()
         log.info("connected to %s as %s", self._params.host, self.user)
 
@@ -216,6 +225,7 @@ class AmqpTransport:
                 next_check = time.monotonic() + self.resubscribe_interval
             self._run_ops()
             if self._closing.is_set() and not self._ops:
+                self._conn.process_data_events(time_limit=0)  # writes out what the last ops buffered
                 return
             self._conn.process_data_events(time_limit=0.25)
             if self._channel.is_closed:
@@ -224,7 +234,7 @@ class AmqpTransport:
 
     def _disconnect(self, reason: BaseException | None = None) -> None:
         self.connected.clear()
-        conn, self._conn, self._channel = self._conn, None, None
+        conn, self._conn, self._channel, self._out = self._conn, None, None, None
         why = f": {reason}" if reason is not None else ""
         self._fail_pending(ConnectionLost(f"the connection to RabbitMQ was lost before the reply came{why}"))
         if conn is not None and conn.is_open:
@@ -294,12 +304,12 @@ class AmqpTransport:
         self._submit(functools.partial(self._settle, generation, tag, ack, requeue))
 
     def _settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
-        if generation != self._generation:
+        if generation != self._generation or self._out is None or not self._out.is_open:
             return  # that channel is gone: the broker has requeued the message already
         if ack:
-            self._channel.basic_ack(tag)
+            self._out.basic_ack(tag)
         else:
-            self._channel.basic_nack(tag, requeue=requeue)
+            self._out.basic_nack(tag, requeue=requeue)
 
     # ---- requests and replies ---------------------------------------------------------------
 
@@ -313,7 +323,7 @@ class AmqpTransport:
             user_id=self.user, reply_to=REPLY_TO, correlation_id=correlation_id, app_id="flow45-sdk",
             timestamp=int(time.time()),
         )
-        self._channel.basic_publish(self.exchange, kind, body, properties, mandatory=True)
+        self._out.basic_publish(self.exchange, kind, body, properties, mandatory=True)
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:
