@@ -7,16 +7,20 @@ key) and `user_id` (the broker checks it is the connection's user). Replies come
 channel. Task threads reach the connection only through `add_callback_threadsafe`, as pika's
 examples do; on connection loss the thread reconnects with capped backoff, fails the requests in
 flight (the worker sends them again with the same message id) and subscribes again.
+
+`request_async` is for the worker's claims: sent from the I/O thread itself (in the delivery's
+callback), it costs no hand-over, and its answer is passed to a callback on the I/O thread.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import heapq
+import itertools
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 import pika
@@ -37,18 +41,25 @@ _FAILURES = (pika.exceptions.AMQPError, OSError)
 
 
 class _Pending:
-    """A request waiting for its reply."""
+    """A request waiting for its reply: a thread waits on `done`, or `callback` is called with it."""
 
-    __slots__ = ("done", "reply", "error")
+    __slots__ = ("done", "reply", "error", "callback")
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, callback: Callable[[Reply | None, TransportError | None], None] | None = None) -> None:
+        self.done = threading.Event() if callback is None else None
         self.reply: Reply | None = None
         self.error: TransportError | None = None
+        self.callback = callback
 
     def finish(self, reply: Reply | None = None, error: TransportError | None = None) -> None:
         self.reply, self.error = reply, error
-        self.done.set()
+        if self.callback is None:
+            self.done.set()
+            return
+        try:
+            self.callback(reply, error)
+        except Exception:  # noqa: BLE001 - the I/O thread must survive its callers' bugs
+            log.exception("handling the reply to a request failed")
 
 
 class AmqpTransport:
@@ -78,6 +89,9 @@ class AmqpTransport:
         self._lock = threading.Lock()
         self._ops: collections.deque[Callable[[], None]] = collections.deque()
         self._pending: dict[str, _Pending] = {}
+        self._deadlines: list[tuple[float, str, tuple]] = []  # (when, correlation id, what) of request_async
+        self._correlation = itertools.count()  # ids only need to be unique among this transport's requests
+        self._io_thread_id: int | None = None
         self._conn: pika.BlockingConnection | None = None
         self._channel = None
         self._out = None  # the channel's asynchronous side: see _connect
@@ -110,7 +124,7 @@ class AmqpTransport:
     def request(self, message: dict[str, Any], message_id: str, timeout: float) -> Reply:
         if self._closing.is_set():
             raise ConnectionLost("the AMQP transport is closed")
-        correlation_id = uuid.uuid4().hex
+        correlation_id = str(next(self._correlation))
         pending = _Pending()
         with self._lock:
             self._pending[correlation_id] = pending
@@ -120,11 +134,34 @@ class AmqpTransport:
         with self._lock:
             self._pending.pop(correlation_id, None)
         if not answered:
-            raise RequestTimeout(f"no reply to {message['type']} (message id {message_id}) within {timeout:g}s")
+            raise RequestTimeout(_unanswered(message["type"], message_id, timeout))
         if pending.error is not None:
             raise pending.error
         assert pending.reply is not None
         return pending.reply
+
+    def request_async(
+        self, message: dict[str, Any], message_id: str, timeout: float,
+        callback: Callable[[Reply | None, TransportError | None], None],
+    ) -> None:
+        """Send like `request`, but return at once: `callback(reply, None)`, or `callback(None, error)`
+        when unanswered, is called once, on the I/O thread (or on the thread that closes the transport).
+        Raises ConnectionLost (and never calls back) if the transport is closed or not connected: the
+        caller then sends it the waiting way, whose timeouts run while the connection is down."""
+        correlation_id = str(next(self._correlation))
+        body = wire.dumps(message).encode()
+        what = (message["type"], message_id, timeout)  # said only if it times out
+        with self._lock:  # _disconnect clears `connected` before it fails what is pending, under this lock
+            if self._closing.is_set() or not self.connected.is_set():
+                raise ConnectionLost("the AMQP transport is closed" if self._closing.is_set()
+                                     else "not connected to RabbitMQ")
+            self._pending[correlation_id] = _Pending(callback)
+            heapq.heappush(self._deadlines, (time.monotonic() + timeout, correlation_id, what))
+        publish = functools.partial(self._publish, message["type"], body, message_id, correlation_id)
+        if threading.get_ident() == self._io_thread_id and self._out is not None and self._out.is_open:
+            publish()
+        else:
+            self._submit(publish)
 
     def stop_consuming(self, timeout: float = 10.0) -> None:
         """Cancel the consumers (pika requeues deliveries it has not dispatched yet) and wait for it."""
@@ -177,6 +214,7 @@ class AmqpTransport:
     # ---- the I/O thread ---------------------------------------------------------------------
 
     def _io_main(self) -> None:
+        self._io_thread_id = threading.get_ident()
         backoff = Backoff(self._closing, first=self.reconnect_min, cap=self.reconnect_max)
         while not self._closing.is_set():
             reason: BaseException | None = None
@@ -228,6 +266,8 @@ class AmqpTransport:
                 self._conn.process_data_events(time_limit=0)  # writes out what the last ops buffered
                 return
             self._conn.process_data_events(time_limit=0.25)
+            if self._deadlines and self._deadlines[0][0] <= time.monotonic():
+                self._expire()
             if self._channel.is_closed:
                 reason = getattr(self._channel, "_closing_reason", None)
                 raise pika.exceptions.ChannelClosed(0, f"channel closed by the broker: {reason}")
@@ -246,8 +286,20 @@ class AmqpTransport:
     def _fail_pending(self, error: TransportError) -> None:
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
+            self._deadlines = []
         for item in pending:
             item.finish(error=error)
+
+    def _expire(self) -> None:
+        """Time out the asynchronous requests past their deadline (the answered ones are gone already)."""
+        now, expired = time.monotonic(), []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, correlation_id, what = heapq.heappop(self._deadlines)
+                if (pending := self._pending.pop(correlation_id, None)) is not None:
+                    expired.append((pending, what))
+        for pending, what in expired:
+            pending.finish(error=RequestTimeout(_unanswered(*what)))
 
     # ---- consuming --------------------------------------------------------------------------
 
@@ -301,7 +353,10 @@ class AmqpTransport:
         self._deliver(delivery)
 
     def _request_settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
-        self._submit(functools.partial(self._settle, generation, tag, ack, requeue))
+        if threading.get_ident() == self._io_thread_id:
+            self._settle(generation, tag, ack, requeue)
+        else:
+            self._submit(functools.partial(self._settle, generation, tag, ack, requeue))
 
     def _settle(self, generation: int, tag: int, ack: bool, requeue: bool) -> None:
         if generation != self._generation or self._out is None or not self._out.is_open:
@@ -327,7 +382,7 @@ class AmqpTransport:
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:
-            pending = self._pending.get(properties.correlation_id)
+            pending = self._pending.pop(properties.correlation_id, None)
         if pending is None:
             return  # late: its caller timed out (a resend gets the same answer)
         try:
@@ -337,9 +392,13 @@ class AmqpTransport:
 
     def _on_return(self, _channel, method, properties, _body: bytes) -> None:
         with self._lock:
-            pending = self._pending.get(properties.correlation_id)
+            pending = self._pending.pop(properties.correlation_id, None)
         if pending is not None:
             pending.finish(error=Unroutable(
                 f"{method.exchange} routed the {method.routing_key} message to no queue ({method.reply_text}): "
                 "is the broker set up (flow45 bridge setup-broker) and the bridge running?"
             ))
+
+
+def _unanswered(kind: str, message_id: str, timeout: float) -> str:
+    return f"no reply to {kind} (message id {message_id}) within {timeout:g}s"

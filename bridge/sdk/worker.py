@@ -3,10 +3,16 @@
 For each offer: claim (an RPC), ack the offer whether granted or stale, run the handler with
 heartbeats renewing the lease, then submit its output, or fail (retryable unless PermanentError),
 or skip. Undo notices go to the compensation handler and are acked after it returns.
+
+With a transport that sends without waiting (AmqpTransport.request_async), the claim goes out
+from the transport's own thread as the offer arrives, and the report leaves the task thread free
+at once: a task thread only runs granted tasks, and its one hand-over is the report. The worker's
+slots (bridge/sdk/slots.py) keep what is in hand within `concurrency`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -16,19 +22,32 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from bridge.sdk.binding import Binding, dump_output
-from bridge.sdk.errors import PermanentError, SkipTask, TaskCancelled, TransportError
+from bridge.sdk.binding import Binding
+from bridge.sdk.errors import PermanentError, TaskCancelled, TransportError
 from bridge.sdk.heartbeat import Heartbeat
-from bridge.sdk.task import MAX_TEXT, Task
+from bridge.sdk.outcome import logs, outcome, progress, refused_output
+from bridge.sdk.slots import Slots
+from bridge.sdk.task import Task
 from bridge.sdk.transport import OFFER, Delivery, Subscription, Transport
-from flow45 import wire
-from flow45.messages import Claim, Fail, Offer, Park, Progress, Reply, Skip, Submit, UndoNotice
+from flow45.messages import Offer, Park, Reply, UndoNotice
 from flow45.outage import Backoff
 
 log = logging.getLogger(__name__)
 
 STALE = "stale"
 _LEAVE = object()  # queued once per task thread when the worker stops
+
+
+class _Job:
+    """Work for a task thread. It holds a slot, freed when `fn` returns, unless `fn` returns True:
+    then the answer to what it sent frees it."""
+
+    __slots__ = ("fn", "args", "delivery", "unstarted")
+
+    def __init__(self, fn: Callable[..., None], args: tuple, delivery: Delivery | None, *, unstarted: bool = False):
+        self.fn, self.args = fn, args
+        self.delivery = delivery  # requeued if `fn` fails before settling it
+        self.unstarted = unstarted  # requeued instead, when the worker stops before it starts
 
 
 class Worker:
@@ -46,10 +65,12 @@ class Worker:
         self.undo_retry_delay = undo_retry_delay
         self._handlers: dict[str, Binding] = {}
         self._undo_handlers: dict[str, Callable[[UndoNotice], Any]] = {}
-        self._deliveries: queue.Queue[Any] = queue.Queue()  # deliveries, then _LEAVE
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # _Job, then _LEAVE
+        self._request_async: Callable[..., None] | None = None
         self._threads: list[threading.Thread] = []
         self._heartbeat = Heartbeat(self._beat, on_exit=transport.thread_done)
         self._stopping = threading.Event()
+        self._slots = Slots(self._begin, self._stopping)
         self._stopped = threading.Event()
         self._started = False
         self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler
@@ -103,12 +124,14 @@ class Worker:
             if self._started or self._stopping.is_set():
                 raise RuntimeError("the worker was already started (or stopped)")
             self._started = True
+            self._slots.open(concurrency)
+            self._request_async = getattr(self.transport, "request_async", None)
             self._heartbeat.start()
             for index in range(concurrency):
                 thread = threading.Thread(target=self._work, name=f"flow45-task-{index}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
-            self.transport.open(subscription, self._deliveries.put)
+            self.transport.open(subscription, self._arrived)
         log.info("worker %s of team %s: %s at most %d at once", self.name, self.transport.team,
                  ", ".join(subscription.functions + tuple(f"{f} (undo)" for f in subscription.undo_functions)),
                  concurrency)
@@ -151,19 +174,20 @@ class Worker:
             self.transport.stop_consuming()
         except Exception:  # noqa: BLE001
             log.exception("stopping consumption failed")
+        for delivery in self._slots.drain():  # not started: someone else may take them
+            _requeue(delivery)
+        self._slots.wait_all_free()  # running handlers report, and claims and reports in flight are answered
         for _ in self._threads:
-            self._deliveries.put(_LEAVE)  # behind what is queued: each thread requeues those, then leaves
+            self._jobs.put(_LEAVE)  # behind what is queued: each thread does those (or requeues them), then leaves
         for thread in self._threads:
             thread.join()
-        while True:  # anything delivered after the task threads left goes back
+        while True:  # anything queued after the task threads left goes back
             try:
-                delivery = self._deliveries.get_nowait()
-                if delivery is not _LEAVE:
-                    delivery.nack(requeue=True)
+                job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            except Exception:  # noqa: BLE001
-                log.exception("could not requeue a delivery")
+            if job is not _LEAVE and job.delivery is not None:
+                _requeue(job.delivery)
         self._heartbeat.close()
         try:
             self.transport.close()
@@ -172,128 +196,203 @@ class Worker:
             self._stopped.set()
             log.info("worker %s stopped", self.name)
 
-    # ---- the task threads ------------------------------------------------------------------
+    # ---- deliveries --------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _arrived(self, delivery: Delivery) -> None:
+        """A delivery from the transport (on its thread)."""
+        if not self._slots.arrived(delivery):
+            _requeue(delivery)  # stopping: someone else may take it
+
+    def _begin(self, delivery: Delivery) -> bool:
+        """Start on a delivery that holds a slot; False if it is done with already (and the slot free)."""
         try:
-            while (delivery := self._deliveries.get()) is not _LEAVE:  # blocks: an idle thread costs nothing
-                if self._stopping.is_set():
-                    delivery.nack(requeue=True)  # not started: someone else may take it
-                    continue
-                try:
-                    if delivery.kind == OFFER:
-                        self._offer(delivery)
-                    else:
-                        self._undo(delivery)
-                except Exception:  # noqa: BLE001 - a worker thread must survive anything
-                    log.exception("unexpected error handling a %s of %s", delivery.kind, delivery.function)
-                    if not delivery.settled:
-                        delivery.nack(requeue=True)
-        finally:
-            self.transport.thread_done()
+            if delivery.kind == OFFER:
+                return self._offer(delivery)
+            self._jobs.put(_Job(self._undo, (delivery,), delivery, unstarted=True))
+            return True
+        except Exception:  # noqa: BLE001 - the transport's thread must survive anything
+            log.exception("unexpected error taking a %s of %s", delivery.kind, delivery.function)
+            _requeue(delivery)
+            return False
 
-    def _offer(self, delivery: Delivery) -> None:
+    # ---- offers: claim, then run -------------------------------------------------------------
+
+    def _offer(self, delivery: Delivery) -> bool:
+        """Claim the offer: from the transport's own thread when it can send without waiting (the
+        task thread then gets only a granted task), else in a task thread. False when done with it."""
         try:
             offer = _parse(Offer, delivery.body)
         except ValidationError as exc:
             log.error("dropping a malformed offer on %s: %s", delivery.function, exc)
             delivery.nack(requeue=False)
-            return
+            return False
         binding = self._handlers.get(offer.function)
         if binding is None:
             log.error("offer for %s arrived on %s, which has no handler; requeued", offer.function, delivery.function)
             delivery.nack(requeue=True)
-            return
-        claim = Claim(type="claim", instance=offer.instance, token=offer.token, worker=self.name[:128])
+            return False
+        claim = {"type": "claim", "instance": offer.instance, "token": offer.token, "worker": self.name[:128]}
+        message_id = uuid.uuid4().hex
+        request_async = self._request_async
+        if request_async is None:
+            self._jobs.put(_Job(self._claim, (delivery, offer, binding, claim, message_id, 0), delivery, unstarted=True))
+            return True
+        answered = functools.partial(self._claim_answered, delivery, offer, binding, claim, message_id)
         try:
-            reply = self._request(claim, attempts=self.claim_attempts)
+            request_async(claim, message_id, self.rpc_timeout, answered)
+        except TransportError as exc:
+            answered(None, exc)
+        return True
+
+    def _claim_answered(self, delivery: Delivery, offer: Offer, binding: Binding, claim: dict[str, Any],
+                        message_id: str, reply: Reply | None, error: TransportError | None) -> None:
+        """The first answer to a claim sent by `_offer` (on the transport's thread)."""
+        if error is None:
+            task = self._granted(delivery, offer, reply)
+            if task is None:
+                self._slots.release()
+            else:
+                self._jobs.put(_Job(self._run, (task, binding), None))
+        elif self.claim_attempts > 1:
+            log.warning("claim unanswered (%s); sending it again", error)
+            self._jobs.put(_Job(self._claim, (delivery, offer, binding, claim, message_id, 1), delivery))
+        else:
+            log.warning("claim of task instance %s unanswered (%s); offer requeued", offer.instance, error)
+            delivery.nack(requeue=True)
+            self._slots.release()
+
+    def _claim(self, delivery: Delivery, offer: Offer, binding: Binding, claim: dict[str, Any], message_id: str,
+               tried: int) -> bool:
+        """Claim in a task thread (again, after `tried` unanswered attempts), then run the task."""
+        try:
+            reply = self._request(claim, attempts=self.claim_attempts, message_id=message_id, tried=tried)
         except TransportError as exc:
             log.warning("claim of task instance %s unanswered (%s); offer requeued", offer.instance, exc)
             delivery.nack(requeue=True)
-            return
+            return False
+        task = self._granted(delivery, offer, reply)
+        return task is not None and self._run(task, binding)
+
+    def _granted(self, delivery: Delivery, offer: Offer, reply: Reply) -> Task | None:
+        """Ack the offer, whatever the answer: the task to run if the claim was granted."""
         delivery.ack()
         if not reply.ok:
             level = logging.DEBUG if reply.code == STALE else logging.WARNING
             log.log(level, "claim of task instance %s refused (%s): %s", offer.instance, reply.code, reply.error)
-            return
-        task = Task(offer, reply.result or {}, self.name, self._progress, self._park)
-        self._run(task, binding)
+            return None
+        return Task(offer, reply.result or {}, self.name, self._progress, self._park)
 
-    def _run(self, task: Task, binding: Binding) -> None:
+    # ---- the task threads ------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not _LEAVE:  # blocks: an idle thread costs nothing
+                kept = False
+                try:
+                    if job.unstarted and self._stopping.is_set():
+                        _requeue(job.delivery)  # not started: someone else may take it
+                    else:
+                        kept = job.fn(*job.args)
+                except Exception:  # noqa: BLE001 - a worker thread must survive anything
+                    log.exception("unexpected error in %s", getattr(job.fn, "__name__", job.fn))
+                    if job.delivery is not None:
+                        _requeue(job.delivery)
+                finally:
+                    if not kept:
+                        self._slots.release()
+        finally:
+            self.transport.thread_done()
+
+    def _run(self, task: Task, binding: Binding) -> bool:
+        """Run the handler and send its outcome; True if the slot stays held until the bridge answers."""
         with self._lock:
             self.active += 1
         self._heartbeat.add(task)
         try:
-            outcome = self._call(task, binding)
+            message = outcome(task, binding)
         finally:
             self._heartbeat.remove(task)
             with self._lock:
                 self.active -= 1
-        if outcome is None:
+        if message is None:
             log.info("%r parked; whoever holds its callback key finishes it", task)
-            return
+            return False
         if task.cancelled.is_set():
-            log.info("%r is no longer current; its %s is not sent", task, outcome.type)
-            return
-        self._report(task, outcome)
+            log.info("%r is no longer current; its %s is not sent", task, message["type"])
+            return False
+        return self._report(task, message)
 
-    def _call(self, task: Task, binding: Binding) -> Submit | Fail | Skip | None:
-        """What to send for the handler's outcome; None when it parked the attempt and returned."""
-        common = {"instance": task.instance, "token": task.token}
-        try:
-            result = binding.fn(task, **binding.arguments(task.inputs))
-            if task.callback_key is not None:
-                return None
-        except SkipTask as skip:
-            return Skip(type="skip", reason=skip.reason[:MAX_TEXT], **common)
-        except PermanentError as exc:
-            log.error("%r failed permanently: %s", task, exc)
-            return Fail(type="fail", error=_describe(exc), retryable=False, **common, **_logs(task))
-        except Exception as exc:  # noqa: BLE001 - the handler's failure is the task's
-            log.exception("%r failed", task)
-            return Fail(type="fail", error=_describe(exc), retryable=True, **common, **_logs(task))
-        try:
-            output = dump_output(result)
-            wire.dumps(output)  # NaN and ±Infinity are not JSON: refused here, before anything is sent
-            return Submit(type="submit", output=output, **common, **_logs(task))
-        except Exception as exc:  # noqa: BLE001 - not JSON: trying again returns the same
-            log.error("%r returned %s, which is not JSON: %s", task, type(result).__name__, exc)
-            return Fail(type="fail", error=f"the handler's return value is not JSON: {_describe(exc)}"[:MAX_TEXT],
-                        retryable=False, **common)
+    # ---- reports: submit, fail, skip ---------------------------------------------------------
 
-    def _report(self, task: Task, outcome: Submit | Fail | Skip) -> None:
+    def _report(self, task: Task, message: dict[str, Any]) -> bool:
+        """Send the outcome. With a transport that sends without waiting, the task thread is free at
+        once and the answer (on the transport's thread) frees the slot: True. Else it waits: False."""
+        message_id = uuid.uuid4().hex
+        if self._request_async is None:
+            self._send_report(task, message, message_id)
+            return False
+        answered = functools.partial(self._report_answered, task, message, message_id)
         try:
-            reply = self._request(outcome, attempts=self.rpc_attempts)
+            self._request_async(message, message_id, self.rpc_timeout, answered)
         except TransportError as exc:
-            log.error("%s of %r unanswered (%s); its lease will expire and the task be offered again",
-                      outcome.type, task, exc)
+            answered(None, exc)
+        return True
+
+    def _report_answered(self, task: Task, message: dict[str, Any], message_id: str, reply: Reply | None,
+                         error: TransportError | None) -> None:
+        """The first answer to a report sent by `_report` (on the transport's thread)."""
+        if error is not None and self.rpc_attempts > 1:
+            log.warning("%s unanswered (%s); sending it again", message["type"], error)
+            self._jobs.put(_Job(self._send_report, (task, message, message_id, 1), None))
             return
-        if reply.ok:
-            log.debug("%s of %r done", outcome.type, task)
+        follow_up = self._reported(task, message, reply, error)
+        if follow_up is not None:
+            self._jobs.put(_Job(self._send_report, (task, follow_up, uuid.uuid4().hex), None))
             return
-        if reply.code == STALE:
-            task.cancelled.set()
-            log.warning("%s of %r refused as stale: %s", outcome.type, task, reply.error)
-        elif outcome.type == "submit" and reply.code == "invalid_output":
-            log.error("output of %r refused: %s", task, reply.error)
-            refused = Fail(type="fail", instance=task.instance, token=task.token, retryable=False,
-                           error=f"output refused: {reply.error}"[:MAX_TEXT])
-            self._report(task, refused)
+        self._slots.release()
+
+    def _send_report(self, task: Task, message: dict[str, Any], message_id: str, tried: int = 0) -> None:
+        """Send the outcome from a task thread, waiting for the answer."""
+        try:
+            reply = self._request(message, attempts=self.rpc_attempts, message_id=message_id, tried=tried)
+        except TransportError as exc:
+            reply, error = None, exc
         else:
-            log.error("%s of %r refused (%s): %s", outcome.type, task, reply.code, reply.error)
+            error = None
+        follow_up = self._reported(task, message, reply, error)
+        if follow_up is not None:
+            self._send_report(task, follow_up, uuid.uuid4().hex)
+
+    def _reported(self, task: Task, message: dict[str, Any], reply: Reply | None,
+                  error: TransportError | None) -> dict[str, Any] | None:
+        """Log the answer to a report; the fail to send next when the bridge refused the output."""
+        kind = message["type"]
+        if error is not None:
+            log.error("%s of %r unanswered (%s); its lease will expire and the task be offered again", kind, task, error)
+        elif reply.ok:
+            log.debug("%s of %r done", kind, task)
+        elif reply.code == STALE:
+            task.cancelled.set()
+            log.warning("%s of %r refused as stale: %s", kind, task, reply.error)
+        elif kind == "submit" and reply.code == "invalid_output":
+            log.error("output of %r refused: %s", task, reply.error)
+            return refused_output(task, reply.error)
+        else:
+            log.error("%s of %r refused (%s): %s", kind, task, reply.code, reply.error)
+        return None
+
+    # ---- from the handler's thread, and heartbeats ---------------------------------------------
 
     def _progress(self, task: Task, percent: float | None, message: str | None, *, timeout: float | None = None) -> bool:
-        logs = _logs(task) if task.log_unsent else {}
-        progress = Progress(type="progress", instance=task.instance, token=task.token, percent=percent, message=message,
-                            **logs)
+        unsent = logs(task) if task.log_unsent else {}
         try:
-            reply = self._request(progress, attempts=1, timeout=timeout)
+            reply = self._request(progress(task, percent, message, unsent), attempts=1, timeout=timeout)
         except TransportError as exc:
             log.warning("progress of %r unanswered: %s", task, exc)
             return True  # unknown, not refused
         if reply.ok:
             self._heartbeat.touched(task)
-            if logs == _logs(task):  # not changed meanwhile by the handler's thread
+            if unsent == logs(task):  # not changed meanwhile by the handler's thread
                 task.log_unsent = False
             return True
         if reply.code == STALE:
@@ -305,7 +404,7 @@ class Worker:
 
     def _park(self, task: Task, deadline_seconds: float | None) -> str:
         park = Park(type="park", instance=task.instance, token=task.token, deadline_seconds=deadline_seconds)
-        reply = self._request(park, attempts=self.rpc_attempts)
+        reply = self._request(park.model_dump(mode="json"), attempts=self.rpc_attempts)
         if reply.ok:
             return reply.result["callback_key"]
         if reply.code == STALE:
@@ -342,20 +441,23 @@ class Worker:
 
     # ---- requests --------------------------------------------------------------------------
 
-    def _request(self, message: BaseModel, *, attempts: int, timeout: float | None = None) -> Reply:
-        """Send until answered, at most `attempts` times, always with the same message id."""
-        body = message.model_dump(mode="json")
-        message_id = uuid.uuid4().hex
-        backoff = Backoff(first=0.25, cap=5.0)
-        for attempt in range(1, attempts + 1):
-            try:
-                return self.transport.request(body, message_id, timeout or self.rpc_timeout)
-            except TransportError as exc:
-                if attempt == attempts:
-                    raise
-                log.warning("%s unanswered (%s); sending it again", body["type"], exc)
+    def _request(self, message: dict[str, Any], *, attempts: int, timeout: float | None = None,
+                 message_id: str | None = None, tried: int = 0) -> Reply:
+        """Send until answered, at most `attempts` times (`tried` of them done), always with the same message id."""
+        message_id = message_id or uuid.uuid4().hex
+        backoff: Backoff | None = None
+        attempt = tried
+        while True:
+            if attempt:  # after an unanswered one
+                backoff = backoff or Backoff(first=0.25, cap=5.0)
                 backoff.wait()
-        raise AssertionError("unreachable")
+            attempt += 1
+            try:
+                return self.transport.request(message, message_id, timeout or self.rpc_timeout)
+            except TransportError as exc:
+                if attempt >= attempts:
+                    raise
+                log.warning("%s unanswered (%s); sending it again", message["type"], exc)
 
 
 def _parse(model: type[BaseModel], body: bytes | dict) -> Any:
@@ -364,12 +466,9 @@ def _parse(model: type[BaseModel], body: bytes | dict) -> Any:
     return model.model_validate(body)
 
 
-def _logs(task: Task) -> dict[str, str]:
-    """The log link and tail the handler gave (`Task.log`), for the message that carries them."""
-    return {name: value for name, value in (("log_url", task.log_url), ("log_tail", task.log_tail)) if value is not None}
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return (f"{name}: {text}" if text else name)[:MAX_TEXT]
+def _requeue(delivery: Delivery) -> None:
+    try:
+        if not delivery.settled:
+            delivery.nack(requeue=True)
+    except Exception:  # noqa: BLE001
+        log.exception("could not requeue a delivery")

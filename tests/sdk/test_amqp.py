@@ -144,24 +144,29 @@ def test_a_stale_claim_acks_the_offer_and_runs_nothing(broker, workers):
     assert queue_depth(url, names.offer_queue(team, FUNCTION)) == 0
 
 
-def test_an_unanswered_claim_is_sent_again_with_the_same_message_id(broker, workers):
+def test_an_unanswered_claim_or_submit_is_sent_again_with_the_same_message_id(broker, workers):
     url, team, channel = broker
     calls = []
 
     def setup(worker):
         worker.handler(FUNCTION)(lambda task: calls.append(task.instance) or {"uri": "u", "pages": 1})
 
-    def answer(received):  # the first reply is lost
-        return None if len(bridge.of_type("claim")) == 1 and received.body["type"] == "claim" else grant(received.message)
+    def answer(received):  # the first reply to each is lost
+        kind = received.body["type"]
+        return None if len(bridge.of_type(kind)) == 1 and kind in ("claim", "submit") else grant(received.message)
 
     with FakeBridge(url, team, answer=answer) as bridge:
-        start(workers, url, team, setup=setup, rpc_timeout=0.5, claim_attempts=2)
+        start(workers, url, team, setup=setup, rpc_timeout=0.5, claim_attempts=2, rpc_attempts=2)
         publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION))
-        bridge.wait_for("submit")
-    first, second = bridge.of_type("claim")
-    assert first.properties.message_id == second.properties.message_id
-    assert first.properties.correlation_id != second.properties.correlation_id
+        bridge.wait_for("submit", 2)
+        workers[0].stop()
+        assert workers[0].join(10)
+    for kind in ("claim", "submit"):
+        first, second = bridge.of_type(kind)
+        assert first.properties.message_id == second.properties.message_id
+        assert first.properties.correlation_id != second.properties.correlation_id
     assert calls == [1]
+    assert [r.body["type"] for r in bridge.received] == ["claim", "claim", "submit", "submit"]
 
 
 def test_a_claim_never_answered_puts_the_offer_back(broker, workers):
