@@ -27,8 +27,10 @@ class Heartbeat:
         self._on_exit = on_exit
         self._clock = clock
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Task]] = []
-        self._active: set[int] = set()  # id(task) of tasks whose handler runs
+        # (due, seq, id(task)): an entry whose due is not the task's in _due is stale, dropped when it
+        # comes up; entries name tasks by id so that a stale one does not keep a finished task alive.
+        self._heap: list[tuple[float, int, int]] = []
+        self._active: dict[int, Task] = {}  # id(task) -> task, of tasks whose handler runs
         self._due: dict[int, float] = {}  # id(task) -> when its next beat is due
         self._seq = itertools.count()
         self._closed = False
@@ -42,25 +44,30 @@ class Heartbeat:
         return max(MIN_INTERVAL, task.lease_seconds / 3.0)
 
     def add(self, task: Task) -> None:
-        with self._cond:
-            self._active.add(id(task))
-        self.touched(task)
+        self.touched(task, adding=True)
 
-    def touched(self, task: Task) -> None:
+    def touched(self, task: Task, *, adding: bool = False) -> None:
         """The lease was just renewed (claim or progress): the next beat is an interval from now."""
         due = self._clock() + self.interval(task)
+        key = id(task)
         with self._cond:
-            if self._closed or id(task) not in self._active:
+            if adding:
+                self._active[key] = task
+            if self._closed or key not in self._active:
                 return
-            self._due[id(task)] = due
-            earliest = not self._heap or due < self._heap[0][0]
-            heapq.heappush(self._heap, (due, next(self._seq), task))
+            self._due[key] = due
+            heap = self._heap
+            earliest = not heap or due < heap[0][0]
+            heapq.heappush(heap, (due, next(self._seq), key))
+            if len(heap) > 2 * len(self._due) + 1000:  # mostly stale (short tasks, long leases): rebuild
+                self._heap = heap = [(when, seq, k) for seq, (k, when) in enumerate(self._due.items())]
+                heapq.heapify(heap)
             if earliest:  # else the thread already wakes in time for it: no wake-up per claim
                 self._cond.notify()
 
     def remove(self, task: Task) -> None:
         with self._cond:
-            self._active.discard(id(task))
+            self._active.pop(id(task), None)
             self._due.pop(id(task), None)
 
     def close(self) -> None:
@@ -77,8 +84,8 @@ class Heartbeat:
                 if not self._heap:
                     self._cond.wait()
                     continue
-                due, _, task = self._heap[0]
-                if self._due.get(id(task)) != due:
+                due, _, key = self._heap[0]
+                if self._due.get(key) != due:
                     heapq.heappop(self._heap)  # removed, or touched again since
                     continue
                 wait = due - self._clock()
@@ -86,8 +93,8 @@ class Heartbeat:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                del self._due[id(task)]
-                return task
+                del self._due[key]
+                return self._active[key]
             return None
 
     def _loop(self) -> None:
