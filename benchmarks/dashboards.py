@@ -15,8 +15,9 @@ uses). Two modes:
   counts per status, the newest run with its instances and its newest events, one of its instances,
   and the ledger since the last burst, whether anything happened or not.
 
-They run in one process of their own, beside the benchmark's (a dashboard runs on an operator's
-machine, not in the bridge):
+They run in one process of their own, beside the benchmark's, at the lowest CPU priority: a
+dashboard runs on an operator's machine, so on this one it takes only the CPU the bridge, the
+servers and the workers leave (the CPU it took is printed beside theirs):
 
     python benchmarks/dashboards.py OPERATOR_AMQP_URL COUNT [live|burst]
 
@@ -27,6 +28,7 @@ one JSON line: the reads made and their latencies.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -187,6 +189,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     url, count, mode = argv[0], int(argv[1]), argv[2] if len(argv) == 3 else MODES[0]
+    os.nice(19)  # standing for operators' machines: what they do here must not take the bridge's CPU
     stop, ready = threading.Event(), threading.Barrier(count + 1)
     took: list[float] = []
     failures: list[str] = []
@@ -231,7 +234,7 @@ def with_dashboards(count: int, url: str, phase: Callable[[], None],
             raise SystemExit(f"dashboards: did not start: {process.stdout.read().strip() or 'no answer'}")
         print(f"with {count} remote dashboards " + ("following the event stream, as `flow45 tui` does:" if mode == "live"
                                                      else f"reading in bursts (every {PAUSE:g} s each):"))
-        _with_cpu(phase, processes)
+        _with_cpu(phase, processes and (lambda: {**processes(), "dashboards": process.pid}))
         summary, _ = process.communicate("", timeout=60)
     finally:
         if process.poll() is None:

@@ -1,7 +1,9 @@
 """Liveness: one background thread reads the ledger after the last id it has seen, every half second,
 or, through the broker, when the team's event stream says there is something new (at most once per
 half second while events keep coming: a busy team's events gather, and the bridge is read as often
-as a local dashboard reads the database).
+as a local dashboard reads the database). Those half seconds are slots of the wall clock, so a
+team's dashboards, wherever they run, read at the same moments: the bridge answers their identical
+reads with one query.
 
 When events arrive, each live screen on the stack reads what those events changed (still in the thread,
 so the UI never waits on the database) and the feed posts one `LedgerEvents` message with both;
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from textual.message import Message
 
@@ -58,14 +60,16 @@ class FeedProblem(Message):
 class Feed:
     """Polls the client's `events(after=last id)` and tells the watched screen."""
 
-    def __init__(self, app: App, client: Client, after: int, interval: float = 0.5, gather: float = GATHER):
+    def __init__(self, app: App, client: Client, after: int, interval: float = 0.5, gather: float = GATHER,
+                 clock: Callable[[], float] = time.time):
         """`interval`: seconds between polls, when the client does not push; `gather`: when it does,
-        the least time between two reads while events keep coming."""
+        the slot of the wall clock (`clock`) in which it reads at most once while events keep coming."""
         self.app = app
         self.client = client
         self.after = after
         self.interval = interval
         self.gather = gather
+        self.clock = clock
         self.watchers: tuple[Watcher, ...] = ()
         self.last_fetch_seconds = 0.0
         self.ticks = 0
@@ -100,18 +104,19 @@ class Feed:
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         unsubscribe = self.client.subscribe(self._wake.set)
         idle = None if unsubscribe is not None else self.interval
-        last = -self.gather  # when the last tick began (monotonic)
+        slot = None  # the slot of the wall clock the last tick began in
         try:
             while not self._stop.is_set():
                 self._wake.wait(backoff.next_delay() if failures else idle)
-                pause = last + self.gather - time.monotonic()
-                if idle is None and pause > 0:  # pushed: let what else comes meanwhile gather
-                    self._hurry.wait(pause)
+                if idle is None and slot is not None:  # pushed: what else comes in this slot gathers
+                    pause = min((slot + 1) * self.gather - self.clock(), self.gather)  # a clock set back: no longer
+                    if pause > 0:
+                        self._hurry.wait(pause)
                 self._wake.clear()
                 self._hurry.clear()
                 if self._stop.is_set():
                     break
-                last = time.monotonic()
+                slot = self.clock() // self.gather
                 try:
                     self.tick()
                     failures = 0

@@ -37,7 +37,7 @@ class App:
 
 def test_a_pushed_feed_reads_at_once_then_lets_events_gather_and_an_action_reads_at_once():
     client = Pushing()
-    feed = Feed(App(), client, after=0, gather=3600)  # events within the hour gather
+    feed = Feed(App(), client, after=0, gather=3600, clock=lambda: 1800.0)  # events till the hour is out gather
     thread = threading.Thread(target=feed.run, daemon=True)
     thread.start()
     try:
