@@ -80,7 +80,7 @@ def stage(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_log_to", lambda path, echo_workers: None)  # keep pytest's logging
     options = demo.Options(database=tmp_path / "demo.db", output=tmp_path / "out", headless=False,
                            actor=demo.OPERATOR, timeout=60, pace=0.05)
-    settings = demo.set_the_stage(options, echo_workers=False)
+    settings = demo.set_the_stage(options, echo_workers=None)
     services = demo.Services(settings, options)
     services.start()
     yield settings, options

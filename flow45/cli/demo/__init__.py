@@ -72,7 +72,8 @@ def run_demo(options: Options) -> int:
         show_dashboard, why_not = dashboard()
         if show_dashboard is None:
             print(f"flow45 demo: {why_not}; running headless instead", flush=True)
-    settings = set_the_stage(options, echo_workers=show_dashboard is None)
+    printer = Printer()
+    settings = set_the_stage(options, echo_workers=printer if show_dashboard is None else None)
     if show_dashboard is not None:
         print(INTRO.format(output=options.output), flush=True)
         input()
@@ -80,7 +81,6 @@ def run_demo(options: Options) -> int:
     services = Services(settings, options, fast_forward=show_dashboard is not None)
     problems: list[str] = []
     code = 0
-    printer = Printer()
     try:
         services.start()
         if show_dashboard is not None:
@@ -97,7 +97,7 @@ def run_demo(options: Options) -> int:
     return code if show_dashboard is not None else failed
 
 
-def set_the_stage(options: Options, echo_workers: bool) -> Settings:
+def set_the_stage(options: Options, echo_workers: logging.Handler | None) -> Settings:
     """Settings in force, a fresh store and output folder, the example config deployed, the monthly
     run triggered. The scheduler, once started, creates the nightly run."""
     settings = demo_settings(current_settings(), options.database)
@@ -175,8 +175,9 @@ def _fresh_output(folder: Path) -> None:
     (folder / MARKER).write_text("made by flow45 demo; emptied by the next one\n")
 
 
-def _log_to(path: Path, echo_workers: bool) -> None:
-    """Everything goes to the log file; headless, the workers' own lines are also printed."""
+def _log_to(path: Path, echo_workers: logging.Handler | None) -> None:
+    """Everything goes to the log file; headless, the workers' own lines also go to `echo_workers`
+    (the printer)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -185,10 +186,8 @@ def _log_to(path: Path, echo_workers: bool) -> None:
     root.addHandler(to_file)
     root.setLevel(logging.INFO)
     logging.getLogger("pika").setLevel(logging.WARNING)
-    if echo_workers:
-        echo = logging.StreamHandler(sys.stdout)
-        echo.setFormatter(_on_demo_clock(logging.Formatter("%(asctime)s.%(msecs)03d  worker    %(message)s", "%H:%M:%S")))
-        logging.getLogger("reports-worker").addHandler(echo)
+    if echo_workers is not None:
+        logging.getLogger("reports-worker").addHandler(echo_workers)
 
 
 def _on_demo_clock(formatter: logging.Formatter) -> logging.Formatter:

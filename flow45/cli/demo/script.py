@@ -1,10 +1,12 @@
 """What plays in the headless demo: a scripted operator doing what the newcomer would do in the
-dashboard, a printer of the ledger's events (the workers print their own progress reports), and the
-demo's clock skipping ahead to a waiting timer once nothing else can move."""
+dashboard, a printer of the ledger's events and of the workers' lines (their progress reports among
+them), and the demo's clock skipping ahead to a waiting timer once nothing else can move."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import queue
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -59,23 +61,36 @@ def say(text: str) -> None:
     print(f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  operator  {text}", flush=True)
 
 
-class Printer:
-    """One line per ledger event, read from the store as the dashboard does. Progress is not sampled
-    here: the workers print each report they make, so none is missed however busy the machine is."""
+class Printer(logging.Handler):
+    """One line per ledger event, read from the store as the dashboard does, and one per line a worker
+    logs (as a logging handler): each progress report a worker makes, so none is missed however busy
+    the machine is. Printed at each poll, merged in time order."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.after = 0
         self.tasks: dict[int, str] = {}
+        self.said: queue.SimpleQueue[tuple[dt.datetime, str]] = queue.SimpleQueue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A worker's line, from its thread: kept for the next poll, timed on the demo's clock."""
+        at = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).replace(tzinfo=None) + clock.ahead()
+        self.said.put((at, record.getMessage()))
 
     def poll(self) -> None:
-        """Print what happened since the last poll, in time order."""
+        """Print what happened since the last poll, in time order. The workers' lines are taken before
+        the events are read, so none comes out ahead of the event it follows (a progress, its claim)."""
+        said = []
+        while not self.said.empty():
+            said.append(self.said.get())
         lines = [(e.at, e.id, self._event_line(e)) for e in self._events()]
+        lines += [(at, 0, (at, "worker", text, "", "")) for at, text in said]
         for _, _, line in sorted(lines, key=lambda item: item[:2]):
             _line(*line)
 
     def drain(self) -> None:
-        for event in self._events():
-            _line(*self._event_line(event))
+        """The last lines, once the services have stopped."""
+        self.poll()
 
     def _events(self) -> list:
         events = store.list_events(self.after, team=TEAM, limit=1000)
