@@ -31,7 +31,8 @@ def bridge_process(broker_users, postgres_url, pg_store, tmp_path):
     """`flow45 bridge run` as its own process; returns a function that (re)starts it."""
     purge_all(broker_users)
     env = {**os.environ, "FLOW45_DATABASE_URL": postgres_url, "FLOW45_AMQP_URL": broker_users.amqp_url,
-           "FLOW45_TEAMS": json.dumps(TEAMS), "FLOW45_RELAY_INTERVAL": "0.2", "PYTHONPATH": str(ROOT)}
+           "FLOW45_TEAMS": json.dumps(TEAMS), "FLOW45_RELAY_INTERVAL": "0.2", "PYTHONPATH": str(ROOT),
+           "FLOW45_RECONNECT_MAX": "1"}  # back within a second of the broker, not up to 10 s later
     processes: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
@@ -48,7 +49,8 @@ def bridge_process(broker_users, postgres_url, pg_store, tmp_path):
 
 
 def _workers(env_url: str) -> Worker:
-    worker = Worker(AmqpTransport(env_url, "reports", "resilient"), rpc_timeout=2.0, rpc_attempts=30, claim_attempts=30)
+    worker = Worker(AmqpTransport(env_url, "reports", "resilient", reconnect_max=1.0), rpc_timeout=2.0, rpc_attempts=30,
+                    claim_attempts=30)
 
     @worker.handler("start")
     def start(task):
