@@ -62,4 +62,4 @@ class Slots:
 
     def wait_all_free(self) -> None:
         with self._lock:
-            self._changed.wait_for(lambda: self._free == self._size)
+            self._changed.wait_for(lambda: self._free >= self._size)

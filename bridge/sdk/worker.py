@@ -248,7 +248,12 @@ class Worker:
                         message_id: str, reply: Reply | None, error: TransportError | None) -> None:
         """The first answer to a claim sent by `_offer` (on the transport's thread)."""
         if error is None:
-            task = self._granted(delivery, offer, reply)
+            try:
+                task = self._granted(delivery, offer, reply)
+            except Exception:  # noqa: BLE001 - a bug here must not keep the slot forever
+                log.exception("unexpected error taking the answer to the claim of task instance %s", offer.instance)
+                _requeue(delivery)
+                task = None
             if task is None:
                 self._slots.release()
             else:
@@ -345,7 +350,11 @@ class Worker:
             log.warning("%s unanswered (%s); sending it again", message["type"], error)
             self._jobs.put(_Job(self._send_report, (task, message, message_id, 1), None))
             return
-        follow_up = self._reported(task, message, reply, error)
+        try:
+            follow_up = self._reported(task, message, reply, error)
+        except Exception:  # noqa: BLE001 - a bug here must not keep the slot forever
+            log.exception("unexpected error taking the answer to the %s of %r", message["type"], task)
+            follow_up = None
         if follow_up is not None:
             self._jobs.put(_Job(self._send_report, (task, follow_up, uuid.uuid4().hex), None))
             return
