@@ -67,7 +67,7 @@ def assert_the_story_was_told(out: str) -> None:
     """Every act of the demo shows in its output, in the ledger's own words."""
     assert re.search(r"trigger\s+run 1 monthly_report .*demo-operator\s+manual", out)
     assert re.search(r"trigger\s+run 2 nightly_sales .*flow45-scheduler\s+schedule \d{4}-\d\d-\d\d 02:30 UTC", out)
-    # Printed by the worker as it reports, each report: never missed, however busy the machine.
+    # Each report a worker makes is a line of its own (through the printer): none is missed, however busy the machine.
     assert re.search(r"worker\s+progress of run 1 render: 50%, page 2 of 4$", out, re.MULTILINE), "progress is visible"
     assert re.search(r"fail\s+run 2 load_americas\s+running -> retry_wait .*connection reset", out)
     assert re.search(r"retry\s+run 2 load_americas\s+retry_wait -> available\s+flow45-scheduler", out)
