@@ -1,7 +1,8 @@
 """Run a module under cProfile in every thread, and write the merged profile when it exits.
 
 `python -m cProfile` sees only the main thread, and the bridge does its work on others (the IO
-loop, the committers, the reads and the event stream): its profile showed only a wait.
+loop, the committers, the reads and the event stream): its profile showed only a wait. A process
+that ends with `os._exit` (the bridge does when a thread is late to stop) writes it first.
 
     python benchmarks/profile_threads.py OUT.prof -m MODULE [ARGS...]
 """
@@ -9,6 +10,7 @@ loop, the committers, the reads and the event stream): its profile showed only a
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import runpy
 import sys
@@ -48,6 +50,13 @@ def main() -> None:
     main_thread = cProfile.Profile()
     with _lock:
         _profiles.append(main_thread)
+    exit_now = os._exit
+
+    def written_then_exit(code: int) -> None:
+        _write(path)
+        exit_now(code)
+
+    os._exit = written_then_exit  # type: ignore[assignment]
     main_thread.enable()
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
