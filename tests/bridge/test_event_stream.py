@@ -9,7 +9,7 @@ import time
 import pika
 import pytest
 
-from flow45 import names
+from flow45 import names, store
 from tests.client.two_teams import deploy_two_teams
 
 pytestmark = pytest.mark.integration
@@ -44,3 +44,6 @@ def test_an_operator_follows_its_own_teams_events_in_order_and_no_other(bridge_e
     assert [e["id"] for e in got] == sorted(e["id"] for e in got)
     assert ("trigger", ours.run) in {(e["kind"], e["run"]) for e in got}
     assert not wire_log.check() and wire_log.checked["LedgerEvent"] >= len(got)
+    # Each as the `events` read gives it, detail and task included.
+    read = {e.id: e.to_json() for e in store.list_events(0, team="reports", limit=1000)}
+    assert got == [read[e["id"]] for e in got]
