@@ -16,7 +16,6 @@ from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
-from flow45.store import outbox
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.outbox import OutboxMessage
 
@@ -72,9 +71,8 @@ def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> t
     alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked."""
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
-        with atomic():
-            outbox.mark_sent_in_transaction(sent, at)  # saves the marks a transaction of their own
-            return items, apply_worker_batch(items, at), True
+        with atomic():  # the marks ride with the batch's writes: no transaction of their own
+            return items, apply_worker_batch(items, at, sent), True
     except _DB_ERRORS:
         raise
     except Exception:
@@ -133,7 +131,7 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
             items, written, marked = _apply_workers(workers, at, sent or [])
             for (index, _), item in zip(workers, items):
                 outcomes[index] = (
-                    Outcome(result=item.result.to_json()) if item.error is None
+                    Outcome(result=item.answer()) if item.error is None
                     else Outcome(refusal=Refusal(item.error.code, item.error.message, routine=_lost_race(item)))
                 )
         for index, inbound in enumerate(parsed):

@@ -5,7 +5,7 @@ applies a batch per delivery burst; a per-message verb is a batch of one."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flow45 import messages as m
@@ -28,16 +28,25 @@ class Item:
     message: Any  # a flow45.messages worker message
     result: WorkerReply | None = None
     error: Flow45Error | None = None
+    _answered: tuple[WorkerReply, dict] | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str | None:
         return None if self.message_id is None else processed_key(self.team or "*", self.message_id)
 
+    def answer(self) -> dict:
+        """The result's JSON form, worked out once: it is both stored with the message and sent."""
+        if self._answered is None or self._answered[0] is not self.result:
+            self._answered = (self.result, self.result.to_json())
+        return self._answered[1]
 
-def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage]:
-    """Apply every item; each gets a `result` or an `error`. Call inside one transaction.
-    Returns the outbox rows written, so a relay in this process can publish them without reading them back."""
+
+def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | None = None) -> list[OutboxMessage]:
+    """Apply every item; each gets a `result` or an `error`. Call inside one transaction, which also
+    marks the outbox rows `sent` (confirmed by the broker) sent. Returns the outbox rows written, so a
+    relay in this process can publish them without reading them back."""
     unit = Unit(at)
+    unit.sent = list(sent or ())
     seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key])
     for item in items:
         try:
@@ -59,7 +68,7 @@ def apply_worker_batch(items: list[Item], at: dt.datetime) -> list[OutboxMessage
     fresh = [i for i in items if i.result is not None and not i.result.duplicate]
     _give_claims_their_inputs(unit, [i for i in fresh if isinstance(i.message, m.Claim)])
     processed = [{"message_id": i.key, "team": i.team or "*", "kind": i.message.type, "processed_at": at,
-                  "reply": i.result.to_json(), "instance": i.message.instance} for i in fresh if i.key]
+                  "reply": i.answer(), "instance": i.message.instance} for i in fresh if i.key]
     return unit.flush(processed)
 
 

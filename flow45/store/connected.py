@@ -21,14 +21,23 @@ KIND = "connected"
 
 
 def start_connected(unit, reached: list[tuple]) -> None:
-    """For each (run, state, actor) that reached a final state: start the runs connected to it."""
+    """For each (run, state, actor) that reached a final state: start the runs connected to it.
+    The connections of all of them are read at once (a batch finishes many runs; few have any)."""
+    if not reached:
+        return
+    teams = {run.team for run, _state, _actor in reached}
+    workflows = {unit.spec(run.id).workflow_name for run, _state, _actor in reached}
+    query = (Connection.select(Connection.upstream_team, Connection.upstream_workflow, Connection.state,
+                               Connection.workflow)
+             .where(Connection.upstream_team.in_(sorted(teams)) & Connection.upstream_workflow.in_(sorted(workflows)))
+             .order_by(Connection.workflow).tuples())
+    connected: dict[tuple[str, str, str], list[int]] = {}
+    for team, workflow, state, workflow_id in query:
+        connected.setdefault((team, workflow, state), []).append(workflow_id)
     for run, state, actor in reached:
         spec = unit.spec(run.id)
-        query = (Connection.select(Connection.workflow).where(
-            (Connection.upstream_team == run.team) & (Connection.upstream_workflow == spec.workflow_name)
-            & (Connection.state == state)).order_by(Connection.workflow))
-        for row in query:
-            _start_one(unit, run, spec, state, actor, row.workflow_id)
+        for workflow_id in connected.get((run.team, spec.workflow_name, state), ()):
+            _start_one(unit, run, spec, state, actor, workflow_id)
 
 
 def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> None:

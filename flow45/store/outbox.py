@@ -9,8 +9,10 @@ from typing import Any
 from flow45.clock import to_utc
 from flow45.db import atomic, dialect
 from flow45.models import Outbox
+from flow45.store.bulk import update_rows
 
 NOTIFY_CHANNEL = "flow45_outbox"
+SENT_CASTS = {"id": "bigint", "sent_at": "timestamp"}
 
 
 def announce(deferred=None) -> None:
@@ -51,14 +53,17 @@ def mark_sent(ids: list[int], now: dt.datetime | None = None, *, wait_for_disk: 
         _mark(ids, now)
 
 
-def mark_sent_in_transaction(ids: list[int], now: dt.datetime | None = None) -> None:
-    """As `mark_sent`, inside the caller's transaction: committed with whatever else it writes."""
+def mark_sent_in_transaction(ids: list[int], now: dt.datetime | None = None, deferred=None) -> None:
+    """As `mark_sent`, inside the caller's transaction: committed with whatever else it writes
+    (held in `deferred`, if given, to travel with the other writes)."""
     if ids:
-        _mark(ids, now)
+        _mark(ids, now, deferred)
 
 
-def _mark(ids: list[int], now: dt.datetime | None) -> None:
-    Outbox.update(sent_at=to_utc(now)).where(Outbox.id.in_(list(ids)) & Outbox.sent_at.is_null()).execute()
+def _mark(ids: list[int], now: dt.datetime | None, deferred=None) -> None:
+    at = to_utc(now)
+    update_rows("outbox", ("id",), ("sent_at",), [(i, at) for i in ids], SENT_CASTS, where="{t}.sent_at IS NULL",
+                deferred=deferred)
 
 
 def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:

@@ -19,7 +19,7 @@ from flow45.errors import NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
-from flow45.store.outbox import OutboxMessage, announce
+from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.specs import VersionSpec, version_spec
 
 INSTANCE_COLUMNS = (
@@ -72,9 +72,10 @@ def _readers(fields: list[Field]) -> tuple[list[str], list[tuple[str, Any]], lis
 
 def _build(readers, values: tuple) -> Row:
     names, every, json_only = readers
-    row = Row(**dict(zip(names, values)))
+    row = Row.__new__(Row)
+    row.__dict__ = values = dict(zip(names, values))  # not through keywords: a batch reads thousands of rows
     for name, read in dialect().typed_columns(every, json_only):
-        setattr(row, name, read(getattr(row, name)))
+        values[name] = read(values[name])
     return row
 
 
@@ -98,6 +99,7 @@ class Unit:
         self.instances: dict[int, Row] = {}
         self.by_run: dict[int, dict[str, Row]] = {}
         self.written: list[OutboxMessage] = []  # outbox rows stored, for a relay in this process
+        self.sent: list[int] = []  # outbox rows the broker confirmed, marked sent with the next writes
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
 
     @property
@@ -217,6 +219,8 @@ class Unit:
         ch = self.changes
         given = self.inputs_of(ch.offers)
         deferred = dialect().deferred()  # where it can, the writes below travel in one round trip
+        mark_sent_in_transaction(self.sent, self.at, deferred)
+        self.sent = []
         rows = [(i.id, *(getattr(i, c) for c in INSTANCE_COLUMNS)) for i in (ch.instances[x] for x in sorted(ch.instances))]
         update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
         for attempt in ch.new_attempts:  # lineage: every attempt records the upstream outputs it was given

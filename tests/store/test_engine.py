@@ -76,8 +76,7 @@ def test_the_relay_marks_confirmed_rows_sent_in_the_batchs_transaction_and_no_ot
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
     confirmed = Outbox.get(Outbox.instance == instance(run, "a").id)
     with atomic():
-        outbox.mark_sent_in_transaction([confirmed.id], T0)
-        apply_worker_batch([_submit_item(run, "m2")], T0)
+        apply_worker_batch([_submit_item(run, "m2")], T0, sent=[confirmed.id])
     assert Outbox.get_by_id(confirmed.id).sent_at == T0
     downstream_offers = Outbox.select().where(Outbox.id != confirmed.id)
     assert downstream_offers.count() == 2
@@ -105,3 +104,5 @@ def test_the_same_message_twice_in_one_batch_takes_effect_once(tmp_path):
     assert (first.result.duplicate, again.result.duplicate) == (False, True)
     assert again.result.state == "succeeded"
     assert Event.select().where(Event.kind == "submit").count() == 1
+
+
