@@ -8,7 +8,7 @@ import pytest
 from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
-from flow45.models import Event, Outbox
+from flow45.models import Attempt, Event, Outbox
 from flow45.store import outbox
 from flow45.store.batch import Item, apply_worker_batch
 from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_text, instance
@@ -106,3 +106,23 @@ def test_the_same_message_twice_in_one_batch_takes_effect_once(tmp_path):
     assert Event.select().where(Event.kind == "submit").count() == 1
 
 
+
+AWKWARD = 'it\'s "quoted", {braced}, a\\back\\slash, NULL, é€𝄞\n\tend '
+
+
+def test_text_a_batch_writes_is_stored_as_sent_whatever_characters_it_holds(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    offered = instance(run, "a")
+    claim = Item("acme", AWKWARD, m.Claim(type="claim", instance=offered.id, token=offered.token, worker=AWKWARD))
+    fail = Item("acme", "f1", m.Fail(type="fail", instance=offered.id, token=offered.token, error=AWKWARD,
+                                     retryable=False))
+    for item in (claim, fail):
+        with atomic():
+            apply_worker_batch([item], T0)
+        assert item.error is None
+    events = {e.kind: e for e in Event.select().where(Event.instance == offered.id)}
+    assert (events["claim"].actor, events["fail"].detail["error"]) == (AWKWARD, AWKWARD)
+    attempt = Attempt.get(Attempt.instance == offered.id)
+    assert (attempt.worker, attempt.error) == (AWKWARD, AWKWARD)
+    assert instance(run, "a").worker == AWKWARD
