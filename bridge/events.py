@@ -100,6 +100,9 @@ class EventPublisher(SideThread):
         try:
             channel = connection.channel()
             channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
+            # Events go out through the channel's asynchronous side, which only buffers them; a page is
+            # written out at once below. BlockingChannel.basic_publish polls the socket once per message.
+            out = channel._impl
             self.ready.set()
             while not self._stop.is_set():
                 self.beat()
@@ -114,11 +117,13 @@ class EventPublisher(SideThread):
                 events = ledger_page(self.after, BATCH)
                 for event in events:
                     self._note_holes(event.id)
-                    self._publish(channel, event)
+                    self._publish(out, event)
                     self.after = event.id
                 if self._holes:
-                    self._publish_late(channel)
-                if len(events) < BATCH:
+                    self._publish_late(out)
+                if len(events) == BATCH:
+                    connection.process_data_events(time_limit=0)  # writes out the page
+                else:
                     connection.process_data_events(time_limit=self.interval)  # waits, and keeps the connection alive
         finally:
             self.publishing = False
@@ -126,10 +131,10 @@ class EventPublisher(SideThread):
             if connection.is_open:
                 connection.close()
 
-    def _publish(self, channel, event: Streamed) -> None:
+    def _publish(self, out, event: Streamed) -> None:
         properties = pika.BasicProperties(content_type="application/json", message_id=f"event-{event.id}",
                                           type=event.kind)
-        channel.basic_publish(names.EVENTS_EXCHANGE, event.team, event.body, properties)
+        out.basic_publish(names.EVENTS_EXCHANGE, event.team, event.body, properties)
 
     def _note_holes(self, event_id: int) -> None:
         now = time.monotonic()
@@ -139,10 +144,10 @@ class EventPublisher(SideThread):
             for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
                 del self._holes[old]
 
-    def _publish_late(self, channel) -> None:
+    def _publish_late(self, out) -> None:
         """Events whose ids were skipped over, committed since; holes older than HOLE_WAIT given up."""
         for event in ledger_page(0, len(self._holes), ids=sorted(self._holes)):
-            self._publish(channel, event)
+            self._publish(out, event)
             del self._holes[event.id]
         given_up = time.monotonic() - HOLE_WAIT
         self._holes = {i: at for i, at in self._holes.items() if at > given_up}
