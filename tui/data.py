@@ -65,10 +65,13 @@ def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
         return None
     newest = max(loaded, default=0)
     new = sorted((run for run in touched if run > newest), reverse=True)[:PAGE]
-    rows = client.runs(where, ids=new, limit=len(new)) if new else []
-    known = sorted(touched & loaded, reverse=True)
-    if known:  # rows already shown are updated whatever the filter says of them now
-        rows.extend(client.runs(RunFilter(team=where.team), ids=known, limit=len(known)))
+    known = sorted(touched & loaded, reverse=True)  # updated whatever the filter says of them now
+    every = RunFilter(team=where.team)
+    if where == every:  # no filter: new and known runs in one read
+        rows = client.runs(every, ids=new + known, limit=len(new) + len(known)) if new or known else []
+    else:
+        rows = client.runs(where, ids=new, limit=len(new)) if new else []
+        rows.extend(client.runs(every, ids=known, limit=len(known)) if known else [])
     return rows, client.status_counts(where)
 
 
