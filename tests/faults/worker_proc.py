@@ -21,9 +21,20 @@ class RecordingTransport(AmqpTransport):
 
     def request(self, message, message_id, timeout):
         reply = super().request(message, message_id, timeout)
-        if message["type"] == "submit" and reply.ok:
-            self.acks.write(json.dumps({"instance": message["instance"], "token": message["token"]}) + "\n")
+        self._record(message, reply)
         return reply
+
+    def request_async(self, message, message_id, timeout, callback):
+        def recorded(reply, error):
+            self._record(message, reply)
+            callback(reply, error)
+
+        super().request_async(message, message_id, timeout, recorded)
+
+    def _record(self, message, reply):
+        """The SDK sends a report either way (the waiting one after a lost connection)."""
+        if message["type"] == "submit" and reply is not None and reply.ok:
+            self.acks.write(json.dumps({"instance": message["instance"], "token": message["token"]}) + "\n")
 
 
 def main(url: str, acks_path: str, seconds: float) -> None:
