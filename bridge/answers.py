@@ -47,17 +47,26 @@ def _clean(value: object, limit: int) -> tuple[str, int]:
 
 
 def reply(delivery: Delivery, answer: dict) -> Publish | None:
-    if not delivery.reply_to or not is_direct_reply_to(delivery.reply_to):
-        return None
+    return reply_with(delivery, encode_answer(answer, delivery.message_id))
+
+
+def encode_answer(answer: dict, message_id: object) -> bytes:
+    """An answer's body: once for every delivery it answers."""
     if answer.get("error"):
         answer = {**answer, "error": _text(answer["error"], MAX_ERROR)}
     try:
-        body = wire.dumps(answer)
+        return wire.dumps(answer).encode()
     except wire.NotJSON as exc:  # a bug, not the sender's fault: answer without the result
-        log.error("bridge: the reply to %r is not JSON: %s", delivery.message_id, exc)
-        body = wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"})
+        log.error("bridge: the reply to %r is not JSON: %s", message_id, exc)
+        return wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"}).encode()
+
+
+def reply_with(delivery: Delivery, body: bytes) -> Publish | None:
+    """The reply carrying `body`, or None when the delivery asked for no direct reply."""
+    if not delivery.reply_to or not is_direct_reply_to(delivery.reply_to):
+        return None
     properties = pika.BasicProperties(content_type=JSON, correlation_id=delivery.correlation_id)
-    return Publish("", delivery.reply_to, body.encode(), properties)
+    return Publish("", delivery.reply_to, body, properties)
 
 
 def dead_letter_queue(settings: Settings, user_id: object) -> str:

@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-import pika
 from pydantic import BaseModel, ValidationError
 
 from bridge import answers
@@ -27,7 +26,7 @@ from bridge.side_thread import SideThread
 from bridge.inbound import Delivery, Refusal, _check_ids, _errors, _shown, delivery_from
 from bridge.inbound import is_direct_reply_to, json_object, team_of_user
 from flow45 import messages as m
-from flow45 import names, wire
+from flow45 import names
 from flow45.client import LocalClient, RunFilter
 from flow45.db import describe_db_error, drop_connection
 from flow45.errors import Flow45Error
@@ -167,20 +166,13 @@ class ReadServer(SideThread):
         for (team, _, _), waiting in asked.items():
             first, user, read = waiting[0]
             outcome = self._answer(team, user, read, first)
-            body = None
-            if not isinstance(outcome, Refusal):
-                try:
-                    body = wire.dumps({"ok": True, "result": outcome}).encode()  # once for all who asked
-                except wire.NotJSON:
-                    pass  # answers.reply says what went wrong, to each
-            for delivery, _, _ in waiting:
-                if isinstance(outcome, Refusal):
+            if isinstance(outcome, Refusal):
+                for delivery, _, _ in waiting:
                     self._publish(channel, answers.reply(delivery, self._refused(dead, delivery, outcome)))
-                elif body is None:
-                    self._publish(channel, answers.reply(delivery, {"ok": True, "result": outcome}))
-                else:
-                    self._publish(channel, answers.Publish("", delivery.reply_to, body, pika.BasicProperties(
-                        content_type=answers.JSON, correlation_id=delivery.correlation_id)))
+                continue
+            body = answers.encode_answer({"ok": True, "result": outcome}, first.message_id)  # once for all who asked
+            for delivery, _, _ in waiting:
+                self._publish(channel, answers.reply_with(delivery, body))
         self.answered += len(deliveries)
         self.shared += sum(len(waiting) - 1 for waiting in asked.values())
 
