@@ -13,6 +13,10 @@ wait, noting the newest event id as they go; when the publisher's session ends, 
 lock goes on from the last id it noted. Events published in that moment may go out twice, with the
 same message id (`event-ID`); none is left out unless the publisher had fallen behind.
 
+Each spell of publishing (from taking the lock to losing it) names itself in the messages' `app_id`:
+a follower that sees it change knows the stream may have skipped what was written in between (a
+bridge restarted, or another took over) and reads that by id.
+
 Ledger ids are taken when a transaction writes and seen when it commits, so with several writers
 (bridges, the scheduler, the command line) an id can appear after a larger one. An id skipped over is
 a hole: looked for again at each poll for HOLE_WAIT seconds and published when it appears (after
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 import pika
@@ -92,6 +97,7 @@ class EventPublisher(SideThread):
         self.standby_interval = standby_interval
         self.after: int | None = None  # the last id published (or noted while waiting); None: start at the newest
         self.publishing = False  # holds the lock: the one bridge publishing
+        self.stream = ""  # this spell of publishing, named anew each time the lock is taken (app_id)
         self._holes: dict[int, float] = {}  # ids skipped over -> when first missed (monotonic)
 
     def _serve(self) -> None:
@@ -111,6 +117,7 @@ class EventPublisher(SideThread):
                     continue
                 if not self.publishing:
                     self.publishing = True
+                    self.stream = f"flow45-events-{uuid.uuid4().hex[:12]}"
                     if self.after is None:
                         self.after = newest_event_id()
                     log.info("bridge events: publishing the event stream after event %d", self.after)
@@ -133,7 +140,7 @@ class EventPublisher(SideThread):
 
     def _publish(self, out, event: Streamed) -> None:
         properties = pika.BasicProperties(content_type="application/json", message_id=f"event-{event.id}",
-                                          type=event.kind)
+                                          type=event.kind, app_id=self.stream)
         out.basic_publish(names.EVENTS_EXCHANGE, event.team, event.body, properties)
 
     def _note_holes(self, event_id: int) -> None:

@@ -9,6 +9,7 @@ shared between threads): the dashboard reads from its UI thread and from its led
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from pathlib import Path
@@ -275,14 +276,19 @@ class RemoteClient(Client):
 
     # ---- the team's event stream ---------------------------------------------------------------
 
-    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, wake: Callable[[], None],
+                  deliver: Callable[[EventView], None] | None = None) -> Callable[[], None]:
         stop = threading.Event()
-        threading.Thread(target=self._follow, args=(wake, stop), name="flow45-event-stream", daemon=True).start()
+        threading.Thread(target=self._follow, args=(wake, deliver, stop), name="flow45-event-stream", daemon=True).start()
         return stop.set
 
-    def _follow(self, wake: Callable[[], None], stop: threading.Event) -> None:
+    def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None] | None,
+                stop: threading.Event) -> None:
         """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
-        us bind); every event wakes the follower, and so does each reconnection."""
+        us bind). Each reconnection wakes the follower, and so does every event, or, with `deliver`,
+        every event is handed over instead; an event that cannot be read, or the first from another
+        publisher (after a bridge's restart or failover: what it did not stream is in the ledger), wakes
+        the follower to read by id."""
         backoff = Backoff(stop, cap=10.0)
         team = self.team
         self.close()  # the connection this thread may have opened to ask who we are: the stream has its own
@@ -294,12 +300,25 @@ class RemoteClient(Client):
                     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
                     channel.queue_bind(queue, names.EVENTS_EXCHANGE, team)
                     backoff.reset()
+                    publisher = None
                     wake()  # what happened while we were not bound is read by ledger id
-                    for method, _properties, _body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
+                    for method, properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
                         if stop.is_set():
                             break
-                        if method is not None:
+                        if method is None:
+                            continue
+                        if deliver is None:
                             wake()
+                            continue
+                        if properties.app_id != publisher:
+                            if publisher is not None:
+                                wake()
+                            publisher = properties.app_id
+                        event = _streamed_event(body)
+                        if event is None:
+                            wake()
+                        else:
+                            deliver(event)
                 finally:
                     if connection.is_open:
                         connection.close()
@@ -315,6 +334,13 @@ class RemoteClient(Client):
         if rpc is not None:
             self._mine.rpc = None
             rpc.close()
+
+
+def _streamed_event(body: bytes) -> EventView | None:
+    try:
+        return EventView.from_json(json.loads(body))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _yaml_files(path: Path) -> dict[str, str]:

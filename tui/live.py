@@ -1,9 +1,10 @@
 """Liveness: one background thread reads the ledger after the last id it has seen, every half second,
-or, through the broker, when the team's event stream says there is something new (at most once per
-half second while events keep coming: a busy team's events gather, and the bridge is read as often
-as a local dashboard reads the database). Those half seconds are slots of the wall clock, so a
-team's dashboards, wherever they run, read at the same moments: the bridge answers their identical
-reads with one query.
+or, through the broker, takes the events the team's event stream brings (they gather while events
+keep coming: one tick per half second at most, as often as a local dashboard reads the database).
+It reads the ledger by id only after (re)connecting to the stream, or when the stream may have
+skipped some (another bridge took over publishing it). Those half seconds are slots of the wall
+clock, so a team's dashboards, wherever they run, read what the events changed at the same moments:
+the bridge answers their identical reads with one query.
 
 When events arrive, each live screen on the stack reads what those events changed (still in the thread,
 so the UI never waits on the database) and the feed posts one `LedgerEvents` message with both;
@@ -13,6 +14,7 @@ through messages (Textual's `post_message` is thread-safe).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 BATCH = 500
 MAX_PER_TICK = 5000
+SEEN = 20_000  # ids remembered, so that an event streamed twice, or also read by id, is shown once
 GATHER = 0.5  # seconds: woken by the event stream, at most one read per this while events keep coming
 
 
@@ -76,6 +79,12 @@ class Feed:
         self._wake = threading.Event()
         self._hurry = threading.Event()  # an operator's action (or stopping): read at once, no gathering
         self._stop = threading.Event()
+        self._read_by_id = threading.Event()  # pushed: the stream may have skipped events, read the ledger
+        self._streamed: list[EventView] = []  # pushed: the stream's events since the last tick
+        self._streamed_lock = threading.Lock()
+        self._seen: dict[int, None] = {}  # the newest SEEN ids handed on, oldest first
+        self.pushed = False
+        self.reads = 0  # `events` reads made
 
     def watch(self, screens: list[Watcher]) -> None:
         """From now on, these screens (the live ones on the stack) read and show what new events change."""
@@ -102,8 +111,9 @@ class Feed:
         client that pushes (the team's event stream), it reads only when woken: no polling."""
         failures = 0
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
-        unsubscribe = self.client.subscribe(self._wake.set)
-        idle = None if unsubscribe is not None else self.interval
+        unsubscribe = self.client.subscribe(self._gap, self._take)
+        self.pushed = unsubscribe is not None
+        idle = None if self.pushed else self.interval
         slot = None  # the slot of the wall clock the last tick began in
         try:
             while not self._stop.is_set():
@@ -131,18 +141,31 @@ class Feed:
                 unsubscribe()
             self.client.close()
 
+    def _take(self, event: EventView) -> None:
+        """An event from the stream (on the stream's thread)."""
+        with self._streamed_lock:
+            self._streamed.append(event)
+        self._wake.set()
+
+    def _gap(self) -> None:
+        """The stream (re)connected, or may have skipped events: read the ledger by id."""
+        self._read_by_id.set()
+        self._wake.set()
+
     def tick(self) -> None:
-        events: list[EventView] = []
-        while len(events) < MAX_PER_TICK:
-            batch = self.client.events(self.after, limit=BATCH)
-            events.extend(batch)
-            if batch:
-                self.after = batch[-1].id
-            if len(batch) < BATCH:
-                break
+        with self._streamed_lock:
+            events, self._streamed = self._streamed, []
+        if not self.pushed or self._read_by_id.is_set():
+            self._read_by_id.clear()
+            try:
+                events = self._read_after() + events
+            except Exception:  # kept for the next tick
+                self._read_by_id.set()
+                with self._streamed_lock:
+                    self._streamed[:0] = events
+                raise
+        events = self._unseen(events)
         self.ticks += 1
-        if len(events) >= MAX_PER_TICK:
-            self._wake.set()  # more are waiting: read on without pausing
         if not events:
             return
         started = time.perf_counter()
@@ -154,3 +177,31 @@ class Feed:
                 reads.append((watcher, None, exc.message))
         self.last_fetch_seconds = time.perf_counter() - started
         self._post(LedgerEvents(events, reads))
+
+    def _read_after(self) -> list[EventView]:
+        events: list[EventView] = []
+        after = self.after
+        while len(events) < MAX_PER_TICK:
+            batch = self.client.events(after, limit=BATCH)
+            self.reads += 1
+            events.extend(batch)
+            if batch:
+                after = batch[-1].id
+            if len(batch) < BATCH:
+                return events
+        self._read_by_id.set()  # more are waiting: read on without pausing
+        self._wake.set()
+        return events
+
+    def _unseen(self, events: list[EventView]) -> list[EventView]:
+        """Oldest first, without those already handed on; the last id seen moves on."""
+        fresh = []
+        for event in sorted(events, key=lambda e: e.id):
+            if event.id not in self._seen:
+                self._seen[event.id] = None
+                fresh.append(event)
+        for old in list(itertools.islice(self._seen, max(0, len(self._seen) - SEEN))):
+            del self._seen[old]
+        if fresh:
+            self.after = max(self.after, fresh[-1].id)
+        return fresh

@@ -218,9 +218,12 @@ class Client(abc.ABC):
     def validate(self, path: Path) -> list[ValidatedTeam]:
         """Check a config file or folder; raises ConfigError naming every problem."""
 
-    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+    def subscribe(self, wake: Callable[[], None],
+                  deliver: Callable[[EventView], None] | None = None) -> Callable[[], None] | None:
         """Call `wake` (from a thread of its own) whenever new ledger events this client sees may be
-        there, and once after each (re)connection, so a follower re-reads by id what it missed.
+        there, and once after each (re)connection, so a follower re-reads by id what it missed. With
+        `deliver`, each event pushed is handed to it instead, and `wake` is called only when the push
+        may have skipped some (after a (re)connection, or when its publisher changed).
         Returns how to stop; None when this client has no such push, and followers poll `events`."""
         return None
 

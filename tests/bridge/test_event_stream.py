@@ -47,3 +47,45 @@ def test_an_operator_follows_its_own_teams_events_in_order_and_no_other(bridge_e
     # Each as the `events` read gives it, detail and task included.
     read = {e.id: e.to_json() for e in store.list_events(0, team="reports", limit=1000)}
     assert got == [read[e["id"]] for e in got]
+
+
+def test_a_follower_gets_the_events_themselves_and_is_woken_to_read_when_the_stream_may_have_skipped(
+        bridge_env, tmp_path, wire_log):
+    """`RemoteClient.subscribe` with `deliver`: each event as the `events` read gives it, with no read;
+    a wake (read by id) after connecting, when another publisher starts (a bridge restarted or took
+    over) and for a body that is not an event."""
+    import threading
+
+    from bridge.remote import RemoteClient
+
+    assert bridge_env.bridge.events.ready.wait(10)
+    delivered, wakes = [], threading.Semaphore(0)
+    client = RemoteClient(bridge_env.url("reports-ops"))
+    stop = client.subscribe(wakes.release, delivered.append)
+    try:
+        assert wakes.acquire(timeout=10)  # connected: read what came before by id
+        teams = deploy_two_teams(tmp_path)
+        ours = teams["reports"]
+        deadline = time.monotonic() + 10
+        while not any(e.run == ours.run and e.kind == "submit" for e in delivered) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        read = {e.id: e for e in store.list_events(0, team="reports", limit=1000)}
+        assert delivered and all(e == read[e.id] for e in delivered)
+        assert not wakes.acquire(timeout=0.5)  # the bridge's own stream: nothing to read by id
+
+        connection = pika.BlockingConnection(pika.URLParameters(bridge_env.settings.amqp_url))
+        try:
+            channel = connection.channel()
+            newest = read[max(read)].to_json()
+            for app_id, body in (("flow45-events-another", json.dumps({**newest, "id": newest["id"] + 10_000})),
+                                 ("flow45-events-another", "{not json")):
+                channel.basic_publish(names.EVENTS_EXCHANGE, "reports", body.encode(),
+                                      pika.BasicProperties(app_id=app_id))
+                assert wakes.acquire(timeout=10), body  # read by id: the new publisher may have skipped some
+        finally:
+            connection.close()
+        wire_log.published = [p for p in wire_log.published if p.body != b"{not json"]  # not an event, on purpose
+        assert delivered[-1].id == newest["id"] + 10_000
+    finally:
+        stop()
+        client.close()

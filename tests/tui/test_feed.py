@@ -1,56 +1,146 @@
-"""The dashboard's feed through the broker: woken by the team's event stream, it reads at once after
-a quiet spell, lets a busy stream's events gather instead of reading at every one, and reads at once
-after an operator's own action."""
+"""The dashboard's feed through the broker: it shows the events the team's stream brings without
+reading the ledger, reads by id only when the stream may have skipped some, shows each event once,
+lets a busy stream's events gather, and reads at once after an operator's own action."""
 
 from __future__ import annotations
 
+import datetime as dt
+import queue
 import threading
 
-from tui.live import Feed
+from flow45.views import EventView
+from tui.live import Feed, LedgerEvents
+
+AT = dt.datetime(2026, 3, 1, 12, 0)
+
+
+def event(id_: int, run: int = 1) -> EventView:
+    return EventView(id=id_, at=AT, team="a", run=run, instance=id_, kind="claim", from_state="available",
+                     to_state="running", actor="w1", detail=None, task="t")
 
 
 class Pushing:
-    """A client whose event stream is driven by the test; each `events` read is counted."""
+    """A client whose event stream is driven by the test; `events` reads answer from `ledger`."""
 
-    def __init__(self):
-        self.wake = None
+    def __init__(self, ledger=()):
+        self.wake = self.deliver = None
+        self.ledger = list(ledger)
         self.reads = threading.Semaphore(0)
         self.count = 0
+        self.subscribed = threading.Event()
 
-    def subscribe(self, wake):
-        self.wake = wake
+    def subscribe(self, wake, deliver=None):
+        self.wake, self.deliver = wake, deliver
+        self.subscribed.set()
         return lambda: None
 
     def events(self, after, limit=200):
         self.count += 1
         self.reads.release()
-        return []
+        return [e for e in self.ledger if e.id > after][:limit]
 
     def close(self):
         pass
 
 
 class App:
+    def __init__(self):
+        self.shown: queue.Queue[list[int]] = queue.Queue()
+
     def post_message(self, message):
-        pass
+        if isinstance(message, LedgerEvents):
+            self.shown.put([e.id for e in message.events])
 
 
-def test_a_pushed_feed_reads_at_once_then_lets_events_gather_and_an_action_reads_at_once():
-    client = Pushing()
-    feed = Feed(App(), client, after=0, gather=3600, clock=lambda: 1800.0)  # events till the hour is out gather
+def started(client, **kwargs) -> tuple[Feed, App, threading.Thread]:
+    app = App()
+    feed = Feed(app, client, after=0, **kwargs)
     thread = threading.Thread(target=feed.run, daemon=True)
     thread.start()
+    assert client.subscribed.wait(10)
+    return feed, app, thread
+
+
+def stopped(feed: Feed, thread: threading.Thread) -> None:
+    feed.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_streamed_events_are_shown_without_reading_the_ledger_and_a_gap_is_read_by_id():
+    client = Pushing(ledger=[event(1), event(2)])
+    feed, app, thread = started(client, gather=0.01)
     try:
-        assert not client.reads.acquire(timeout=0.2)  # nothing read before anything came
-        while client.wake is None:
-            threading.Event().wait(0.01)
-        client.wake()
-        assert client.reads.acquire(timeout=10)  # the first event after a quiet spell: read at once
-        for _ in range(50):
-            client.wake()  # a busy stream
-        assert not client.reads.acquire(timeout=0.3) and client.count == 1  # gathering, not read at each
-        feed.poke()  # the operator acted: read now
-        assert client.reads.acquire(timeout=10) and client.count == 2
+        client.wake()  # connected: what came before is read by id
+        assert app.shown.get(timeout=10) == [1, 2] and client.count == 1
+        client.deliver(event(3))
+        client.deliver(event(5))
+        shown = []
+        while len(shown) < 2:
+            shown += app.shown.get(timeout=10)
+        assert shown == [3, 5]
+        assert client.count == 1  # no read for what the stream brought
+        client.ledger += [event(3), event(4), event(5), event(6)]
+        client.wake()  # the stream may have skipped some (a reconnection, another publisher)
+        assert app.shown.get(timeout=10) == [6] and client.count == 2  # read after the last seen: 6 alone
     finally:
-        feed.stop()
-        thread.join(timeout=10)
+        stopped(feed, thread)
+
+
+def test_an_event_streamed_twice_or_also_read_is_shown_once_and_a_late_one_still_is():
+    client = Pushing(ledger=[event(10)])
+    feed, app, thread = started(client, gather=0.01)
+    try:
+        client.wake()
+        assert app.shown.get(timeout=10) == [10]
+        client.deliver(event(10))  # also streamed (published just before the read)
+        client.deliver(event(11))
+        client.deliver(event(11))  # published twice by a failover
+        shown = []
+        while 11 not in shown:
+            shown += app.shown.get(timeout=10)
+        client.deliver(event(9))  # committed late: a smaller id, published after larger ones
+        shown += app.shown.get(timeout=10)
+        assert shown == [11, 9]
+        assert feed.after == 11
+    finally:
+        stopped(feed, thread)
+
+
+def test_a_failed_read_by_id_keeps_the_streamed_events_for_the_next_tick():
+    class Failing(Pushing):
+        def events(self, after, limit=200):
+            self.count += 1
+            if self.count == 1:
+                raise ConnectionError("bridge gone")
+            return super().events(after, limit)
+
+    client = Failing(ledger=[event(1)])
+    feed, app, thread = started(client, gather=0.01)
+    try:
+        client.deliver(event(2))
+        client.wake()  # both wait for one tick; its read fails; the next shows both
+        shown = []
+        while len(shown) < 2:
+            shown += app.shown.get(timeout=30)
+        assert shown == [1, 2]
+    finally:
+        stopped(feed, thread)
+
+
+def test_a_pushed_feed_shows_at_once_then_lets_events_gather_and_an_action_shows_at_once():
+    client = Pushing()
+    feed, app, thread = started(client, gather=3600, clock=lambda: 1800.0)  # events till the hour is out gather
+    try:
+        assert app.shown.empty()  # nothing shown before anything came
+        client.deliver(event(1))
+        assert app.shown.get(timeout=10) == [1]  # the first event after a quiet spell: at once
+        for n in range(2, 52):
+            client.deliver(event(n))  # a busy stream
+        threading.Event().wait(0.3)
+        assert app.shown.empty()  # gathering, not shown at each
+        feed.poke()  # the operator acted: now
+        assert app.shown.get(timeout=10) == list(range(2, 52))
+        assert client.count == 0
+    finally:
+        stopped(feed, thread)
