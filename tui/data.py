@@ -56,10 +56,11 @@ def instance_inputs(client: Client, view: InstanceView, spec: VersionSpec, run_p
 
 
 def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
-                 events: list[EventView]) -> tuple[list[RunView], dict[str, int]] | None:
+                 events: list[EventView]) -> tuple[list[RunView], dict[str, int] | None] | None:
     """What a list of runs under `where`, showing the runs `loaded`, reads when these events come: the
     new runs that match (at most a page) and the loaded ones the events touched, each in one read, and
-    the counts per status; None when no event is about a run."""
+    the counts per status when a run's status moved (else None: they stand); None when no event is
+    about a run."""
     touched = {e.run for e in events if e.run is not None}
     if not touched:
         return None
@@ -72,7 +73,8 @@ def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
     else:
         rows = client.runs(where, ids=new, limit=len(new)) if new else []
         rows.extend(client.runs(every, ids=known, limit=len(known)) if known else [])
-    return rows, client.status_counts(where)
+    moved = any(e.instance is None and e.to_state is not None and e.to_state != e.from_state for e in events)
+    return rows, client.status_counts(where) if moved else None
 
 
 def changed_instances(client: Client, run_id: int,
