@@ -119,14 +119,14 @@ class RunPage:
 
     def __init__(self, client, run_id: int):
         self.client, self.run_id = client, run_id
-        client.run(run_id)
+        self.size = len(client.run(run_id).instances)
         client.run_spec(run_id)
         client.tail_events(run=run_id, n=TAIL)
 
     def fetch_changes(self, events):
         from tui import data
 
-        return data.changed_instances(self.client, self.run_id, events)
+        return data.changed_instances(self.client, self.run_id, events, self.size)
 
     def apply_changes(self, events, payload) -> None:
         pass
@@ -216,17 +216,38 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def with_dashboards(count: int, url: str, phase: Callable[[], None],
-                    processes: Callable[[], dict[str, int]] | None = None, mode: str = MODES[0]) -> None:
-    """Run `phase` (the benchmark's latency phase); with `count` dashboards, run it first without any,
-    then again while they read (`mode`: live or burst), so the two figures come from one sitting. With `processes` (name ->
-    pid), each run also prints the CPU those processes spent per second meanwhile: what the reads
-    cost the bridge."""
+def with_dashboards(count: int, url: str, phase: Callable[[], list[float]],
+                    processes: Callable[[], dict[str, int]] | None = None, mode: str = MODES[0],
+                    rounds: int = 1) -> None:
+    """Run `phase` (the benchmark's latency phase, which returns the hops it measured, in ms); with
+    `count` dashboards, run it first without any, then again while they read (`mode`: live or burst),
+    so the two figures come from one sitting; `rounds` times over, alternating, and then the hops of
+    all rounds pooled, so that the machine's drift falls on both alike. With `processes` (name -> pid),
+    each run also prints the CPU those processes spent per second meanwhile: what the reads cost the
+    bridge."""
     if count <= 0:
         phase()
         return
-    print("without dashboards:")
-    _with_cpu(phase, processes)
+    pooled: dict[str, list[float]] = {"without": [], "with": []}
+    for round_ in range(rounds):
+        if rounds > 1:
+            print(f"round {round_ + 1} of {rounds}")
+        print("without dashboards:")
+        pooled["without"] += _with_cpu(phase, processes)
+        pooled["with"] += _phase_with_dashboards(count, url, phase, processes, mode)
+    if rounds > 1:
+        print(f"all {rounds} rounds pooled:")
+        for name, hops in pooled.items():
+            hops.sort()
+            print(f"  {name} dashboards: {len(hops)} hops, p50 {_rank(hops, 0.5):.1f} ms, p99 {_rank(hops, 0.99):.1f} ms")
+
+
+def _rank(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(fraction * len(values)))] if values else 0.0
+
+
+def _phase_with_dashboards(count: int, url: str, phase: Callable[[], list[float]],
+                           processes: Callable[[], dict[str, int]] | None, mode: str) -> list[float]:
     process = subprocess.Popen([sys.executable, str(Path(__file__)), url, str(count), mode], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     try:
@@ -234,7 +255,7 @@ def with_dashboards(count: int, url: str, phase: Callable[[], None],
             raise SystemExit(f"dashboards: did not start: {process.stdout.read().strip() or 'no answer'}")
         print(f"with {count} remote dashboards " + ("following the event stream, as `flow45 tui` does:" if mode == "live"
                                                      else f"reading in bursts (every {PAUSE:g} s each):"))
-        _with_cpu(phase, processes and (lambda: {**processes(), "dashboards": process.pid}))
+        hops = _with_cpu(phase, processes and (lambda: {**processes(), "dashboards": process.pid}))
         summary, _ = process.communicate("", timeout=60)
     finally:
         if process.poll() is None:
@@ -246,19 +267,20 @@ def with_dashboards(count: int, url: str, phase: Callable[[], None],
     if found["failures"]:
         line += f"; failures: {'; '.join(found['failures'][:3])}"
     print(line)
+    return hops
 
 
-def _with_cpu(phase: Callable[[], None], processes: Callable[[], dict[str, int]] | None) -> None:
+def _with_cpu(phase: Callable[[], list[float]], processes: Callable[[], dict[str, int]] | None) -> list[float]:
     if processes is None:
-        phase()
-        return
+        return phase()
     from benchmarks import cpu
 
     before, started = cpu.sample(processes()), time.monotonic()
-    phase()
+    hops = phase()
     after, seconds = cpu.sample(processes()), time.monotonic() - started
     print("  CPU meanwhile, seconds per second: "
           + ", ".join(f"{name} {(after[name] - before[name]) / seconds:.2f}" for name in before))
+    return hops
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
-                             [--dashboard-mode live|burst]
+                             [--dashboard-mode live|burst] [--rounds 1]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
@@ -22,6 +22,8 @@ publishes the event stream); their CPU is shown apart.
 With --dashboards 5, the latency phase runs twice: without, then with 5 remote dashboards reading
 through the bridge (benchmarks/dashboards.py): following the team's event stream as `flow45 tui`
 does (--dashboard-mode live, the default), or reading a fixed burst every second each (burst).
+With --rounds N, the two phases alternate N times and the hops of all rounds are pooled at the end:
+the machine's speed drifts within minutes, and alternating lays that drift on both alike.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
           + f"; {sum(spent.values()):.2f} ms in all")
 
 
-def latency_phase(sitting: Sitting, args: argparse.Namespace) -> None:
-    """Chain runs at a fixed moderate rate; the hops beside the broker-only round trip plus one commit."""
+def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
+    """Chain runs at a fixed moderate rate; the hops (ms) beside the broker-only round trip plus one commit."""
     latency_runs: list[int] = []
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
     next_at = time.monotonic()
@@ -183,6 +185,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> None:
     bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
     print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
           f"p99/p50 {p99 / p50:.1f}")
+    return values
 
 
 def wait_finished(run_ids: list[int], timeout: float) -> dt.datetime:
@@ -228,7 +231,7 @@ def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | No
         start_flow45(servers, args)
         throughput_phase(servers, args)
         with_dashboards(args.dashboards, servers.rabbit.amqp_url.replace("guest:guest", f"bench-ops:{PASSWORD}"),
-                        lambda: latency_phase(servers, args), servers.cpu_pids, args.dashboard_mode)
+                        lambda: latency_phase(servers, args), servers.cpu_pids, args.dashboard_mode, args.rounds)
     finally:
         servers.stop()
 
@@ -255,6 +258,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4, help="database connections each bridge commits on")
     parser.add_argument("--dashboards", type=int, default=0, metavar="N",
                         help="the latency phase without, then with N remote dashboards reading through the bridge")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="with --dashboards: alternate the phases without and with them N times, then pool the hops")
     parser.add_argument("--dashboard-mode", choices=MODES, default=MODES[0],
                         help="live: each dashboard reads as `flow45 tui` does, on the team's events; "
                              "burst: each reads a fixed burst every second, events or not (the stress case)")

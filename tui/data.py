@@ -14,8 +14,9 @@ from flow45.views import EventView, InstanceView, RunView
 
 PAGE = 100  # runs read per page: the runs screen never loads more than it shows
 MANY = 25  # more changed instances of a run than this in one tick: read the whole run once instead
+SMALL_RUN = 20  # a run of at most this many instances is read whole: one read instead of one per change
 
-__all__ = ["MANY", "PAGE", "Inputs", "RunFilter", "changed_instances", "changed_runs", "current_output",
+__all__ = ["MANY", "PAGE", "SMALL_RUN", "Inputs", "RunFilter", "changed_instances", "changed_runs", "current_output",
            "instance_inputs", "teams_and_workflows"]
 
 
@@ -41,18 +42,22 @@ class Inputs:
     params: Any
     by_param: dict[str, tuple[str, str, Any]]  # param -> (upstream task, its state, its output or None)
     after: dict[str, str]  # ordering-only upstream task -> its state
+    ids: dict[str, int] = dataclasses.field(default_factory=dict)  # upstream task -> its instance
 
 
-def instance_inputs(client: Client, view: InstanceView, spec: VersionSpec, run_params: Any) -> Inputs:
+def instance_inputs(client: Client, view: InstanceView, spec: VersionSpec, run_params: Any,
+                    ids: dict[str, int] | None = None) -> Inputs:
+    """`ids`: the upstream instances, when known (an instance's upstream never changes)."""
     task = spec.task(view.task)
-    ids = client.instance_ids(view.run, view.upstream)
+    if ids is None:
+        ids = client.instance_ids(view.run, view.upstream)
     upstream = {name: client.instance(ids[name]) for name in view.upstream if name in ids}
     by_param = {
         param: (up, upstream[up].state, current_output(upstream[up]))
         for param, up in task.inputs.items() if up in upstream
     }
     after = {name: upstream[name].state for name in task.after if name in upstream}
-    return Inputs(run_params, by_param, after)
+    return Inputs(run_params, by_param, after, ids)
 
 
 def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
@@ -77,16 +82,16 @@ def changed_runs(client: Client, where: RunFilter, loaded: frozenset[int],
     return rows, client.status_counts(where) if moved else None
 
 
-def changed_instances(client: Client, run_id: int,
-                      events: list[EventView]) -> tuple[RunView | None, list[InstanceView]] | None:
-    """What a run's page reads when these events come: the run's row and the instances they changed
-    (the whole run once when many did); None when none is about the run."""
+def changed_instances(client: Client, run_id: int, events: list[EventView],
+                      size: int = 0) -> tuple[RunView | None, list[InstanceView]] | None:
+    """What a run's page (of `size` instances) reads when these events come: the run's row and the
+    instances they changed, or the whole run in one read when it is small or many changed; None when
+    none is about the run."""
     mine = [e for e in events if e.run == run_id]
     if not mine:
         return None
     changed = sorted({e.instance for e in mine if e.instance is not None})
-    if len(changed) > MANY:
-        instances = client.run(run_id).instances
-    else:
-        instances = [client.instance(i) for i in changed]
-    return client.run_row(run_id), instances
+    if changed and (size <= SMALL_RUN or len(changed) > MANY):
+        run = client.run(run_id)
+        return dataclasses.replace(run, instances=[]), run.instances
+    return client.run_row(run_id), [client.instance(i) for i in changed]

@@ -46,3 +46,25 @@ def test_instance_moves_read_the_touched_run_alone_and_a_run_that_is_cancelled_r
     rows, counts = data.changed_runs(client, RunFilter(), loaded, events)
     assert rows[0].status == "cancelled" and counts == {"cancelled": 1}
     assert client.calls == ["runs", "status_counts"]
+
+
+def test_a_small_runs_page_reads_the_whole_run_once_and_a_large_ones_the_changed_instances():
+    client = Counting(LocalClient("admin"))
+    run = store.trigger("reports", "nightly_sales", None, actor="cron", now=T0)
+    size = len(store.get_run(run).instances)
+    after = client.latest_event_id()
+    row = instance(run, "load_emea")
+    store.claim(row.id, row.token, "w1", now=T0)
+    events = client.events(after)
+
+    client.calls.clear()
+    view, instances = data.changed_instances(client, run, events, size)
+    assert client.calls == ["run"] and view.id == run and not view.instances  # one read for the page
+    assert {i.id: i.state for i in instances}[row.id] == "running" and len(instances) == size
+
+    client.calls.clear()
+    view, instances = data.changed_instances(client, run, events, data.SMALL_RUN + 1)
+    assert client.calls == ["run_row", "instance"] and view.id == run
+    assert [(i.id, i.state) for i in instances] == [(row.id, "running")]
+
+    assert data.changed_instances(client, run + 1, events, size) is None  # another run's events: no read

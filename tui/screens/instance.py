@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
+from flow45.store.specs import VersionSpec
 from flow45.views import EventView, InstanceView, RunView
 from tui import data
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_action
@@ -29,9 +30,13 @@ class InstancePayload:
     instance: InstanceView
     run: RunView | None
     inputs: data.Inputs
-    output_type: str
+    spec: VersionSpec
     upstream_ids: frozenset[int]
     events: list[EventView] | None = None
+
+    @property
+    def output_type(self) -> str:
+        return self.spec.task(self.instance.task).output
 
 
 ATTEMPT_STYLES = {"running": "yellow", "succeeded": "green", "failed": "red", "expired": "dark_orange",
@@ -155,20 +160,21 @@ class InstanceScreen(LiveScreen):
             yield Ledger(instance=self.instance_id, id="inst-ledger")
         yield Footer()
 
-    def load(self, with_events: bool = True) -> InstancePayload:
+    def load(self, with_events: bool = True, known: InstancePayload | None = None) -> InstancePayload:
+        """`known`: the last payload, whose run spec and upstream instances still hold."""
         client = self.app.client
         view = client.instance(self.instance_id)
-        spec = client.run_spec(view.run)
+        spec = known.spec if known else client.run_spec(view.run)
         run = client.run_row(view.run)
-        inputs = data.instance_inputs(client, view, spec, run.params if run else None)
-        upstream = frozenset(client.instance_ids(view.run, view.upstream).values())
+        inputs = data.instance_inputs(client, view, spec, run.params if run else None, known.inputs.ids if known else None)
         events = client.tail_events(instance=self.instance_id, n=300) if with_events else None
-        return InstancePayload(view, run, inputs, spec.task(view.task).output, upstream, events)
+        return InstancePayload(view, run, inputs, spec, frozenset(inputs.ids.values()), events)
 
     def fetch_changes(self, events: list[EventView]) -> InstancePayload | None:
-        upstream = self.payload.upstream_ids if self.payload else frozenset()
+        known = self.payload
+        upstream = known.upstream_ids if known else frozenset()
         if any(e.instance == self.instance_id or e.instance in upstream for e in events):
-            return self.load(with_events=False)
+            return self.load(with_events=False, known=known)
         return None
 
     def show(self, payload: InstancePayload) -> None:

@@ -119,7 +119,7 @@ class RunScreen(LiveScreen):
         return RunPayload(run, levels, client.tail_events(run=self.run_id, n=300))
 
     def fetch_changes(self, events: list[EventView]) -> RunChanges | None:
-        found = changed_instances(self.app.client, self.run_id, events)
+        found = changed_instances(self.app.client, self.run_id, events, len(self.run.instances) if self.run else 0)
         return None if found is None else RunChanges(*found)
 
     # ---- showing ------------------------------------------------------------------------------

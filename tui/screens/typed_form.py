@@ -68,8 +68,9 @@ class TypedOutputScreen(LiveScreen):
         client = self.app.client
         view = client.instance(self.instance_id)
         run = client.run_row(view.run)
-        inputs = data.instance_inputs(client, view, self.spec, run.params if run else None)
-        return HumanPayload(view, inputs, frozenset(client.instance_ids(view.run, view.upstream).values()))
+        known = self.payload.inputs.ids if self.payload else None  # an instance's upstream never changes
+        inputs = data.instance_inputs(client, view, self.spec, run.params if run else None, known)
+        return HumanPayload(view, inputs, frozenset(inputs.ids.values()))
 
     def concerns(self, event: EventView) -> bool:
         upstream = self.payload.upstream_ids if self.payload else frozenset()
