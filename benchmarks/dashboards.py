@@ -11,6 +11,8 @@ uses). Two modes:
   with the dashboard's own feed (`tui.live.Feed`), reading what the events changed for both screens
   through the very functions the screens use (`tui.data.changed_runs`, `changed_instances`); and
   every OPEN_EVERY seconds the operator opens the newest run again.
+- `follow`: the event stream alone, no reads: what a notification or audit tool costs, and the part
+  of a live dashboard's cost that is not its reads.
 - `burst`: the stress case. Every PAUSE seconds each dashboard reads the first page of runs with the
   counts per status, the newest run with its instances and its newest events, one of its instances,
   and the ledger since the last burst, whether anything happened or not.
@@ -39,7 +41,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODES = ("live", "burst")
+MODES = ("live", "burst", "follow")
 PAUSE = 1.0  # burst: seconds between a dashboard's bursts
 OPEN_EVERY = 5.0  # live: seconds between the operator's openings of the newest run
 PAGE = 100  # runs per page, as the dashboard reads them
@@ -167,6 +169,16 @@ def live_dashboard(client, stop: threading.Event, ready: threading.Barrier) -> N
     following.join(timeout=10)
 
 
+def follower(client, stop: threading.Event, ready: threading.Barrier) -> None:
+    """The team's event stream, each event taken and dropped."""
+    taken = []
+    unsubscribe = client.subscribe(lambda: None, taken.append)
+    ready.wait()
+    while not stop.wait(1.0):
+        taken.clear()
+    unsubscribe()
+
+
 def dashboard(url: str, mode: str, stop: threading.Event, ready: threading.Barrier, took: list[float],
               failures: list[str]) -> None:
     from bridge.remote import RemoteClient
@@ -174,7 +186,7 @@ def dashboard(url: str, mode: str, stop: threading.Event, ready: threading.Barri
 
     client = Timed(RemoteClient(url, timeout=30), took)
     try:
-        (live_dashboard if mode == "live" else burst_dashboard)(client, stop, ready)
+        {"live": live_dashboard, "burst": burst_dashboard, "follow": follower}[mode](client, stop, ready)
     except Flow45Error as exc:
         failures.append(exc.message)
         ready.abort()
@@ -253,8 +265,10 @@ def _phase_with_dashboards(count: int, url: str, phase: Callable[[], list[float]
     try:
         if process.stdout.readline().strip() != "ready":
             raise SystemExit(f"dashboards: did not start: {process.stdout.read().strip() or 'no answer'}")
-        print(f"with {count} remote dashboards " + ("following the event stream, as `flow45 tui` does:" if mode == "live"
-                                                     else f"reading in bursts (every {PAUSE:g} s each):"))
+        print(f"with {count} remote dashboards " + {
+            "live": "following the event stream, as `flow45 tui` does:",
+            "follow": "taking the event stream alone, with no reads:",
+            "burst": f"reading in bursts (every {PAUSE:g} s each):"}[mode])
         hops = _with_cpu(phase, processes and (lambda: {**processes(), "dashboards": process.pid}))
         summary, _ = process.communicate("", timeout=60)
     finally:

@@ -14,14 +14,15 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
-                             [--dashboard-mode live|burst] [--rounds 1]
+                             [--dashboard-mode live|burst|follow] [--rounds 1]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
 
 With --dashboards 5, the latency phase runs twice: without, then with 5 remote dashboards reading
 through the bridge (benchmarks/dashboards.py): following the team's event stream as `flow45 tui`
-does (--dashboard-mode live, the default), or reading a fixed burst every second each (burst).
+does (--dashboard-mode live, the default), reading a fixed burst every second each (burst), or
+taking the event stream with no reads at all (follow: the part of a live dashboard that is not reads).
 With --rounds N, the two phases alternate N times and the hops of all rounds are pooled at the end:
 the machine's speed drifts within minutes, and alternating lays that drift on both alike.
 """
