@@ -84,7 +84,6 @@ class Feed:
         self._streamed_lock = threading.Lock()
         self._seen: dict[int, None] = {}  # the newest SEEN ids handed on, oldest first
         self.pushed = False
-        self.reads = 0  # `events` reads made
 
     def watch(self, screens: list[Watcher]) -> None:
         """From now on, these screens (the live ones on the stack) read and show what new events change."""
@@ -183,7 +182,6 @@ class Feed:
         after = self.after
         while len(events) < MAX_PER_TICK:
             batch = self.client.events(after, limit=BATCH)
-            self.reads += 1
             events.extend(batch)
             if batch:
                 after = batch[-1].id
