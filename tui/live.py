@@ -14,7 +14,6 @@ through messages (Textual's `post_message` is thread-safe).
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from textual.message import Message
 
 from flow45.client import Client
+from flow45.client.seen import Seen
 from flow45.db import describe_db_error
 from flow45.errors import Flow45Error
 from flow45.outage import Backoff
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 BATCH = 500
 MAX_PER_TICK = 5000
-SEEN = 20_000  # ids remembered, so that an event streamed twice, or also read by id, is shown once
 GATHER = 0.5  # seconds: woken by the event stream, at most one read per this while events keep coming
 
 
@@ -82,7 +81,7 @@ class Feed:
         self._read_by_id = threading.Event()  # pushed: the stream may have skipped events, read the ledger
         self._streamed: list[EventView] = []  # pushed: the stream's events since the last tick
         self._streamed_lock = threading.Lock()
-        self._seen: dict[int, None] = {}  # the newest SEEN ids handed on, oldest first
+        self._seen = Seen()
         self.pushed = False
 
     def watch(self, screens: list[Watcher]) -> None:
@@ -193,13 +192,7 @@ class Feed:
 
     def _unseen(self, events: list[EventView]) -> list[EventView]:
         """Oldest first, without those already handed on; the last id seen moves on."""
-        fresh = []
-        for event in sorted(events, key=lambda e: e.id):
-            if event.id not in self._seen:
-                self._seen[event.id] = None
-                fresh.append(event)
-        for old in list(itertools.islice(self._seen, max(0, len(self._seen) - SEEN))):
-            del self._seen[old]
+        fresh = [event for event in sorted(events, key=lambda e: e.id) if self._seen.add(event.id)]
         if fresh:
             self.after = max(self.after, fresh[-1].id)
         return fresh

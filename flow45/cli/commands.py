@@ -325,29 +325,57 @@ def cmd_submit(args) -> int:
 
 @command("events")
 def cmd_events(args) -> int:
-    import threading
-
     client = _client(args)
-    after = args.after
-    wake = threading.Event()  # set by the team's event stream, when the client has one
-    pushed = args.follow and client.subscribe(wake.set) is not None
+    if args.follow:
+        return _follow_events(client, args)
+    for e in client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit):
+        _print_event(e, args.json)
+    return 0
+
+
+def _follow_events(client, args) -> int:
+    """Through the broker, the team's event stream brings each event, and the ledger is read by id
+    only when the stream may have skipped some (after connecting, or when another bridge took over
+    publishing it), so an event committed late (after larger ids) is printed too, when it comes.
+    On the database, the ledger is read every half second."""
+    import queue
+
+    from flow45.client.seen import Seen
+
+    arrived: queue.Queue = queue.Queue()  # streamed events, and None: read the ledger by id
+    pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
+    after, seen, read = args.after, Seen(), True
     while True:
-        wake.clear()
-        events = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+        if read:
+            events = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+        else:
+            event = arrived.get()
+            if event is None:
+                read = True
+                continue
+            events = [event] if _matches(event, args) else []
         for e in events:
-            if args.json:
-                print(wire.dumps(e.to_json()), flush=True)
-            else:
-                move = f"{e.from_state or ''} -> {e.to_state}" if e.to_state else ""
-                where = f"run {e.run}" if e.run else e.team
-                where += f" instance {e.instance}" + (f" ({e.task})" if e.task else "") if e.instance else ""
-                detail = f" {wire.dumps(e.detail)}" if e.detail else ""
-                print(f"{e.id:>6} {when(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)
-            after = e.id
-        if not args.follow:
-            return 0
-        if len(events) < args.limit:
+            if e.id > args.after and seen.add(e.id):
+                _print_event(e, args.json)
+                after = max(after, e.id)
+        if read and len(events) < args.limit:
             if pushed:
-                wake.wait()
+                read = False
             else:
                 time.sleep(0.5)
+
+
+def _matches(event, args) -> bool:
+    return ((args.team is None or event.team == args.team) and (args.run is None or event.run == args.run)
+            and (args.instance is None or event.instance == args.instance))
+
+
+def _print_event(e, as_json: bool) -> None:
+    if as_json:
+        print(wire.dumps(e.to_json()), flush=True)
+        return
+    move = f"{e.from_state or ''} -> {e.to_state}" if e.to_state else ""
+    where = f"run {e.run}" if e.run else e.team
+    where += f" instance {e.instance}" + (f" ({e.task})" if e.task else "") if e.instance else ""
+    detail = f" {wire.dumps(e.detail)}" if e.detail else ""
+    print(f"{e.id:>6} {when(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)

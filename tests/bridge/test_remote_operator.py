@@ -120,6 +120,48 @@ def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_pat
     assert teams["rival"].run != run
 
 
+def test_events_follow_through_the_broker_prints_an_event_committed_after_larger_ids(bridge_env, tmp_path):
+    """A transaction that took its ledger ids first but commits last: `--follow` through the broker
+    prints its events too (the stream brings them when they commit), once each."""
+    import threading
+
+    from flow45.db import atomic
+
+    deploy_two_teams(tmp_path)
+    assert bridge_env.bridge.events.ready.wait(10)
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops")}
+    after = max(e.id for e in store.list_events(0, limit=1000))
+    follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after", str(after)],
+                              cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    opened, commit, late = threading.Event(), threading.Event(), []
+
+    def long_transaction() -> None:
+        with atomic():
+            late.append(store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="slow-cron"))
+            opened.set()
+            commit.wait(30)
+
+    slow = threading.Thread(target=long_transaction)
+    try:
+        time.sleep(1.5)  # let it subscribe first
+        slow.start()
+        assert opened.wait(10)
+        early = store.trigger("reports", "nightly_sales", None, actor="cron")
+        printed = [json.loads(follow.stdout.readline())]
+        assert (printed[0]["kind"], printed[0]["run"]) == ("trigger", early)
+        commit.set()
+        slow.join(10)
+        while not any(e["run"] == late[0] and e["kind"] == "trigger" for e in printed):
+            printed.append(json.loads(follow.stdout.readline()))  # the test's timeout bounds it
+    finally:
+        commit.set()
+        follow.terminate()
+        follow.wait(10)
+    late_trigger = next(e for e in printed if e["run"] == late[0] and e["kind"] == "trigger")
+    assert late_trigger["id"] < printed[0]["id"]  # its id came before the early run's, its commit after
+    assert len({e["id"] for e in printed}) == len(printed)
+
+
 def test_set_output_through_the_broker_is_the_broker_users_attempt(bridge_env, tmp_path):
     deploy_two_teams(tmp_path)
     run = store.trigger("reports", "nightly_sales", None, actor="cron")
