@@ -12,7 +12,6 @@ from flow45.cli.base import UsageError, _client, _json_arg, _team_workflow, comm
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
-from flow45.errors import Flow45Error
 from flow45.store.rules_human import relative_due
 from flow45.timing import instance_time, instance_wait, run_time, run_wait, short_span
 

@@ -8,13 +8,22 @@ between that start and a restart is not missed either.
 
 An event id can commit after a larger one (a longer transaction), so the position is a watermark:
 every id up to `after` is handled, and `seen` lists those handled above it. A hole below a handled
-id is waited for `GAP_WAIT` seconds, then taken for a rolled back transaction (its id never comes)."""
+id is waited for `GAP_WAIT` seconds from when it was first missed, then taken for a rolled back
+transaction or, through the bridge, for another team's event (a team's operator reads only its own
+team's, so its ledger has holes wherever other teams wrote): the holes are timed each on its own, so
+another team's work delays nothing, only the watermark.
+
+On the database it reads the ledger from the watermark at each poll. Through the bridge it takes the
+events the team's event stream brings (late ones too, when they commit), and reads from the
+watermark only when the stream may have skipped some: at the start, after reconnecting, or when
+another bridge took over publishing it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,13 +40,14 @@ from flow45.outage import Backoff
 log = logging.getLogger("flow45.notify")
 PAGE = 200
 GAP_WAIT = 30.0  # seconds; far longer than any lifecycle transaction
-PUSHED_POLL = 30.0  # with the event stream waking it, a read at least this often anyway
+PUSHED_POLL = 30.0  # with the event stream bringing events, a read from the watermark at least this often anyway
+MAX_HOLES = 10_000  # holes timed at once; older ones are passed over at once (as the bridge's event stream does)
 
 
 @dataclass
 class Position:
     after: int = 0  # every event id up to this one is handled
-    seen: list[int] = field(default_factory=list)  # ids above `after` handled already (after a hole)
+    seen: set[int] = field(default_factory=set)  # ids above `after` handled already (after a hole)
     event: int | None = None  # an event being posted, and the hooks (by index) that took it
     done: list[int] = field(default_factory=list)
 
@@ -51,7 +61,7 @@ class Position:
             return position
         try:
             data = json.loads(path.read_text())
-            return cls(int(data["after"]), [int(i) for i in data.get("seen", [])], data.get("event"),
+            return cls(int(data["after"]), {int(i) for i in data.get("seen", [])}, data.get("event"),
                        [int(i) for i in data.get("done", [])])
         except (ValueError, KeyError, TypeError) as exc:
             raise Flow45Error(f"{path}: not a notify state file ({exc}); move it away to start again "
@@ -75,7 +85,9 @@ class Notifier:
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0
-        self._hole_since: float | None = None
+        self._holes: dict[int, float] = {}  # ids missed below a handled one -> when first missed (monotonic)
+        self._noted_to = self.position.after  # ids up to this one were looked at for holes
+        self._top = max(self.position.seen, default=self.position.after)  # the newest id handled
         self._oldest_unhandled: float | None = None  # when the oldest event read and not yet handled was written
         metrics.NOTIFY_LAG.set_function(self._lag)
         metrics.NOTIFY_POSITION.set(self.position.after)
@@ -92,29 +104,60 @@ class Notifier:
 
     def run(self, once: bool = False) -> None:
         """Until stopped (or, with `once`, until the ledger has nothing more)."""
-        unsubscribe = None if once else self.client.subscribe(self.wake.set)
+        streamed: queue.Queue = queue.Queue()  # the stream's events, and None: read the ledger by id
+        unsubscribe = None if once else self.client.subscribe(lambda: streamed.put(None), streamed.put)
         try:
+            read, last_read = True, 0.0
             while not self.stop.is_set():
-                self.wake.clear()
-                page = self.client.events(self.position.after, limit=PAGE)
-                for event in page:
-                    if event.id in self.position.seen:
-                        continue
-                    self._oldest_unhandled = _epoch(event.at)
-                    if not self._handle(event):
+                if read or time.monotonic() - last_read >= PUSHED_POLL:
+                    last_read = time.monotonic()
+                    if not self._read_through():
                         return  # stopped while posting: the file keeps the place
-                self._oldest_unhandled = None
-                moved = self._advance()
-                metrics.NOTIFY_POSITION.set(self.position.after)
-                if len(page) == PAGE and moved:
-                    continue
                 if once:
                     return
-                wait = self.poll if unsubscribe is None or self._hole_since is not None else PUSHED_POLL
-                self.wake.wait(wait)
+                if unsubscribe is None:  # no stream: poll
+                    self.wake.wait(self.poll)
+                    self.wake.clear()
+                    continue
+                try:
+                    event = streamed.get(timeout=self.poll)
+                except queue.Empty:
+                    read = False
+                    self._advance()  # holes grow old while nothing comes
+                    continue
+                read = event is None
+                if event is not None:
+                    if not self._take(event):
+                        return
+                    self._advance()
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+
+    def _read_through(self) -> bool:
+        """Every event after the watermark, a page at a time; False when stopped while posting."""
+        after = self.position.after
+        while not self.stop.is_set():
+            page = self.client.events(after, limit=PAGE)
+            for event in page:
+                if not self._take(event):
+                    return False
+            self._advance()
+            if len(page) < PAGE:
+                return True
+            after = page[-1].id
+        return False
+
+    def _take(self, event) -> bool:
+        """Handle an event not handled yet; False when stopped while posting it."""
+        if event.id <= self.position.after or event.id in self.position.seen:
+            return True
+        self._oldest_unhandled = _epoch(event.at)
+        handled = self._handle(event)
+        self._oldest_unhandled = None
+        if handled:
+            self._top = max(self._top, event.id)
+        return handled
 
     def _handle(self, event) -> bool:
         team_hooks = self.hooks.get(event.team, [])
@@ -132,33 +175,38 @@ class Notifier:
                 done = done + [index]
                 self.position.event, self.position.done = event.id, done
                 self.position.save(self.state)
-        self.position.seen.append(event.id)
+        self.position.seen.add(event.id)
         self.position.event, self.position.done = None, []
         if kinds:
             self.position.save(self.state)
         return True
 
     def _advance(self) -> bool:
-        """Move the watermark over handled ids; over a hole only once it is older than GAP_WAIT."""
-        p, before = self.position, self.position.after
-        seen = set(p.seen)
-        while seen:
-            if p.after + 1 in seen:
-                p.after += 1
-                seen.discard(p.after)
-                self._hole_since = None
-                continue
-            now = time.monotonic()
-            if self._hole_since is None:
-                self._hole_since = now
-            if now - self._hole_since < GAP_WAIT:
-                break
-            log.info("events %s..%s never came (rolled back); going on", p.after + 1, min(seen) - 1)
-            p.after, self._hole_since = min(seen) - 1, None
-        p.seen = sorted(seen)
-        if p.after != before:
-            p.save(self.state)
-        return p.after != before
+        """Move the watermark over handled ids, and over each hole once it is GAP_WAIT old (or was
+        never timed: more than MAX_HOLES at once)."""
+        p, before, now = self.position, self.position.after, time.monotonic()
+        for missing in range(max(self._noted_to, p.after, self._top - MAX_HOLES) + 1, self._top):
+            if missing not in p.seen:
+                self._holes.setdefault(missing, now)
+        self._noted_to = max(self._noted_to, self._top)
+        while p.after < self._top:
+            following = p.after + 1
+            if following in p.seen:
+                p.seen.discard(following)
+            else:
+                missed = self._holes.get(following)
+                if missed is not None and now - missed < GAP_WAIT:
+                    break
+                self._holes.pop(following, None)
+            p.after = following
+        if len(self._holes) > MAX_HOLES:
+            for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
+                del self._holes[old]
+        if p.after == before:
+            return False
+        p.save(self.state)
+        metrics.NOTIFY_POSITION.set(p.after)
+        return True
 
 
 def _epoch(at) -> float:

@@ -1,0 +1,109 @@
+"""The notifier's place in a ledger with holes. Through the bridge a team's operator reads only its own
+team's events, so every other team's event is a hole in its ledger: the notifier posts each event
+as it comes, whatever the holes, and its watermark passes a hole once it is GAP_WAIT old. An event
+committed late (below ids already posted) is posted when it comes, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from flow45.notify import follow
+from flow45.notify.follow import Notifier
+from flow45.notify.hooks import Webhook
+from flow45.views import EventView
+
+AT = dt.datetime(2026, 2, 28, 23, 59)
+
+
+def run_failed(event_id: int, team: str = "acme") -> EventView:
+    return EventView(id=event_id, at=AT, team=team, run=event_id, instance=None, kind="run", from_state="running",
+                     to_state="failed", actor="x", detail=None)
+
+
+class Receiver:
+    def __init__(self):
+        self.keys: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.keys.append(self.headers["Idempotency-Key"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def posted(self) -> list[int]:
+        return [int(key.rsplit("-", 1)[1]) for key in self.keys]
+
+
+class TeamClient:
+    """An operator's client of team acme: its reads hold acme's events alone. With `pushed`, an event
+    stream the test drives."""
+
+    def __init__(self, ledger: list[EventView], pushed: bool):
+        self.ledger, self.pushed = ledger, pushed
+        self.deliver = None
+        self.subscribed = threading.Event()
+
+    def events(self, after, limit=200, **_):
+        return sorted((e for e in self.ledger if e.id > after and e.team == "acme"), key=lambda e: e.id)[:limit]
+
+    def subscribe(self, wake, deliver=None):
+        if not self.pushed:
+            return None
+        self.deliver = deliver
+        self.subscribed.set()
+        return lambda: None
+
+    def latest_event_id(self):
+        return 0
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("pushed", [True, False], ids=["through the bridge", "polling"])
+def test_another_teams_events_delay_no_post_and_a_late_event_is_posted_once(tmp_path, monkeypatch, pushed):
+    monkeypatch.setattr(follow, "GAP_WAIT", 2.0)  # the late one comes well within it
+    receiver = Receiver()
+    # 600 of acme's events, each after one of team rival's (holes in acme's reads): three pages and more.
+    ledger = [run_failed(i, "acme" if i % 2 else "rival") for i in range(1, 1201)]
+    late = run_failed(1301)  # its transaction took its id first and commits last
+    ledger += [run_failed(i) for i in range(1302, 1311)]
+    client = TeamClient(ledger, pushed)
+    state = tmp_path / "notify.json"
+    notifier = Notifier(client, {"acme": [Webhook(url=receiver.url, events=["run_failed"])]}, state, start=0,
+                        retry_delay=0.05, poll=0.1)
+    thread = threading.Thread(target=notifier.run, daemon=True)
+    thread.start()
+    try:
+        acme = [e.id for e in ledger if e.team == "acme"]
+        wait_for(lambda: len(receiver.keys) == len(acme))
+        assert receiver.posted() == acme  # every one, in order, none held back by rival's holes
+        ledger.append(late)
+        if pushed:
+            client.deliver(late)  # the stream brings it when it commits
+        wait_for(lambda: late.id in receiver.posted())
+        wait_for(lambda: json.loads(state.read_text())["after"] == 1310)  # the holes passed, once old
+        assert sorted(receiver.posted()) == sorted(acme + [late.id])  # each once
+    finally:
+        notifier.stop_now()
+        thread.join(10)
+    assert not thread.is_alive()
