@@ -6,6 +6,9 @@ skipped some (another bridge took over publishing it). Those half seconds are sl
 clock, so a team's dashboards, wherever they run, read what the events changed at the same moments:
 the bridge answers their identical reads with one query.
 
+Reading in id order, it looks again for the ids a read skipped over (a longer transaction took them
+first and commits later: `flow45.client.follower.Holes`); through the broker, the stream brings those.
+
 When events arrive, each live screen on the stack reads what those events changed (still in the thread,
 so the UI never waits on the database) and the feed posts one `LedgerEvents` message with both;
 the app hands each screen its part, and it updates only the rows that changed. Threads reach the UI only
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from textual.message import Message
 
 from flow45.client import Client
-from flow45.client.seen import Seen
+from flow45.client.follower import Holes, Seen
 from flow45.db import describe_db_error
 from flow45.errors import Flow45Error
 from flow45.outage import Backoff
@@ -82,6 +85,8 @@ class Feed:
         self._streamed: list[EventView] = []  # pushed: the stream's events since the last tick
         self._streamed_lock = threading.Lock()
         self._seen = Seen()
+        self._holes: Holes | None = None  # polling: ids skipped over, read again while they may still commit
+        self._catching_up = False  # the last read stopped at MAX_PER_TICK
         self.pushed = False
 
     def watch(self, screens: list[Watcher]) -> None:
@@ -111,6 +116,7 @@ class Feed:
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         unsubscribe = self.client.subscribe(self._gap, self._take)
         self.pushed = unsubscribe is not None
+        self._holes = None if self.pushed else Holes()
         idle = None if self.pushed else self.interval
         slot = None  # the slot of the wall clock the last tick began in
         try:
@@ -177,17 +183,24 @@ class Feed:
         self._post(LedgerEvents(events, reads))
 
     def _read_after(self) -> list[EventView]:
+        """The ledger after the last id seen (polling: from before the oldest id skipped over that
+        may still commit), MAX_PER_TICK events at most."""
         events: list[EventView] = []
-        after = self.after
-        while len(events) < MAX_PER_TICK:
+        again = self._holes is not None and not self._catching_up  # while catching up, on from the last id first
+        start = after = self._holes.reread_after(self.after) if again else self.after
+        more = True
+        while more and len(events) < MAX_PER_TICK:
             batch = self.client.events(after, limit=BATCH)
             events.extend(batch)
             if batch:
                 after = batch[-1].id
-            if len(batch) < BATCH:
-                return events
-        self._read_by_id.set()  # more are waiting: read on without pausing
-        self._wake.set()
+            more = len(batch) == BATCH
+        if self._holes is not None:
+            self._holes.read(start, [e.id for e in events])
+        self._catching_up = more
+        if more:  # more are waiting: read on without pausing
+            self._read_by_id.set()
+            self._wake.set()
         return events
 
     def _unseen(self, events: list[EventView]) -> list[EventView]:

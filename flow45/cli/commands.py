@@ -335,33 +335,47 @@ def cmd_events(args) -> int:
 def _follow_events(client, args) -> int:
     """Through the broker, the team's event stream brings each event, and the ledger is read by id
     only when the stream may have skipped some (after connecting, or when another bridge took over
-    publishing it), so an event committed late (after larger ids) is printed too, when it comes.
-    On the database, the ledger is read every half second."""
+    publishing it). On the database, the ledger is read every half second, from before the oldest id
+    a read skipped over that may still commit. Either way an event committed late (after larger
+    ids) is printed too, when it comes, and each event once."""
     import queue
 
-    from flow45.client.seen import Seen
+    from flow45.client.follower import Holes, Seen
 
     arrived: queue.Queue = queue.Queue()  # streamed events, and None: read the ledger by id
     pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
-    after, seen, read = args.after, Seen(), True
+    holes = None if pushed else Holes()
+    seen, last = Seen(), args.after
+
+    def show(e) -> None:
+        nonlocal last
+        if e.id > args.after and seen.add(e.id):
+            _print_event(e, args.json)
+            last = max(last, e.id)
+
+    def read_through() -> None:
+        after = holes.reread_after(last) if holes else last
+        while True:
+            page = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+            if holes:
+                holes.read(after, [e.id for e in page])
+            for e in page:
+                show(e)
+            if len(page) < args.limit:
+                return
+            after = page[-1].id
+
+    read_through()
     while True:
-        if read:
-            events = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
-        else:
-            event = arrived.get()
-            if event is None:
-                read = True
-                continue
-            events = [event] if _matches(event, args) else []
-        for e in events:
-            if e.id > args.after and seen.add(e.id):
-                _print_event(e, args.json)
-                after = max(after, e.id)
-        if read and len(events) < args.limit:
-            if pushed:
-                read = False
-            else:
-                time.sleep(0.5)
+        if not pushed:
+            time.sleep(0.5)
+            read_through()
+            continue
+        event = arrived.get()
+        if event is None:
+            read_through()
+        elif _matches(event, args):
+            show(event)
 
 
 def _matches(event, args) -> bool:

@@ -120,9 +120,11 @@ def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_pat
     assert teams["rival"].run != run
 
 
-def test_events_follow_through_the_broker_prints_an_event_committed_after_larger_ids(bridge_env, tmp_path):
-    """A transaction that took its ledger ids first but commits last: `--follow` through the broker
-    prints its events too (the stream brings them when they commit), once each."""
+@pytest.mark.parametrize("mode", ["broker", "database"])
+def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, postgres_url, tmp_path, mode):
+    """A transaction that took its ledger ids first but commits last: `--follow` prints its events
+    too, once each: through the broker the stream brings them when they commit; on the database the
+    reads look again for the ids they skipped over."""
     import threading
 
     from flow45.db import atomic
@@ -130,6 +132,8 @@ def test_events_follow_through_the_broker_prints_an_event_committed_after_larger
     deploy_two_teams(tmp_path)
     assert bridge_env.bridge.events.ready.wait(10)
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops")}
+    if mode == "database":
+        environ["FLOW45_DATABASE_URL"] = postgres_url
     after = max(e.id for e in store.list_events(0, limit=1000))
     follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after", str(after)],
                               cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -144,3 +144,39 @@ def test_a_pushed_feed_shows_at_once_then_lets_events_gather_and_an_action_shows
         assert client.count == 0
     finally:
         stopped(feed, thread)
+
+
+def test_a_polling_feed_shows_an_event_committed_after_larger_ids():
+    """On the database: the read after 1 got 3 (2's transaction took its id first and commits later);
+    the next reads look again from before 2, and show it once it commits, and 3 only once."""
+    class Polling(Pushing):
+        def subscribe(self, wake, deliver=None):
+            self.subscribed.set()
+            return None
+
+    client = Polling(ledger=[event(1), event(3)])
+    feed, app, thread = started(client, interval=0.02)
+    try:
+        shown = []
+        while len(shown) < 2:
+            shown += app.shown.get(timeout=10)
+        client.ledger.insert(1, event(2))  # committed
+        shown += app.shown.get(timeout=10)
+        assert shown == [1, 3, 2] and feed.after == 3
+    finally:
+        stopped(feed, thread)
+
+
+def test_holes_are_looked_for_again_until_they_come_or_are_old():
+    from flow45.client.follower import Holes
+
+    now = [100.0]
+    holes = Holes(wait=10.0, clock=lambda: now[0])
+    holes.read(0, [1, 2, 5])
+    assert holes.reread_after(5) == 2  # 3 and 4 were skipped over: read again from after 2
+    holes.read(2, [3, 5])
+    assert holes.reread_after(5) == 3  # 3 came; 4 still may
+    now[0] += 10.0
+    assert holes.reread_after(5) == 5  # 4 is given up: a rolled back transaction's
+    holes.read(5, [6])
+    assert holes.reread_after(6) == 6
