@@ -130,9 +130,18 @@ def _log_links_v11() -> None:
         if name not in present])
 
 
+def _run_counts_v12() -> None:
+    """A team's counts per status read from an index alone (the runs screen's header). Already there
+    on a database that step 1 created at this version."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if not any(index.name == "run_team_status" for index in database.get_indexes("run")):
+        migrate(SchemaMigrator.from_database(database.obj).add_index("run", ("team", "status")))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
-         _lineage_v10, _log_links_v11]
+         _lineage_v10, _log_links_v11, _run_counts_v12]
 CURRENT = len(STEPS)
 
 

@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import peewee as pw
 
-from flow45 import states as S
 from flow45 import wire
 from flow45 import store
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
@@ -93,7 +92,7 @@ class LocalClient(Client):
     def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
         if self._other_team(where.team):
             return {}
-        query = Run.select(Run.status, pw.fn.COUNT(Run.id)).group_by(Run.status)
+        query = Run.select(Run.status, pw.fn.COUNT(pw.SQL("*"))).group_by(Run.status)  # *: from the index alone
         if where.workflow or where.text.strip():
             query = query.join(Workflow)
         return {status: n for status, n in _filtered(query, where, self._team(where.team), with_status=False).tuples()}
