@@ -41,6 +41,7 @@ log = logging.getLogger("flow45.notify")
 PAGE = 200
 GAP_WAIT = 30.0  # seconds; far longer than any lifecycle transaction
 PUSHED_POLL = 30.0  # with the event stream bringing events, a read from the watermark at least this often anyway
+SAVE_EVERY = 1.0  # seconds between saves of a watermark that moved over events with nothing to post
 MAX_HOLES = 10_000  # holes timed at once; older ones are passed over at once (as the bridge's event stream does)
 
 
@@ -88,6 +89,7 @@ class Notifier:
         self._holes: dict[int, float] = {}  # ids missed below a handled one -> when first missed (monotonic)
         self._noted_to = self.position.after  # ids up to this one were looked at for holes
         self._top = max(self.position.seen, default=self.position.after)  # the newest id handled
+        self._saved_at, self._unsaved = 0.0, False
         self._oldest_unhandled: float | None = None  # when the oldest event read and not yet handled was written
         metrics.NOTIFY_LAG.set_function(self._lag)
         metrics.NOTIFY_POSITION.set(self.position.after)
@@ -133,6 +135,7 @@ class Notifier:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+            self._save()
 
     def _read_through(self) -> bool:
         """Every event after the watermark, a page at a time; False when stopped while posting."""
@@ -202,11 +205,17 @@ class Notifier:
         if len(self._holes) > MAX_HOLES:
             for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
                 del self._holes[old]
-        if p.after == before:
-            return False
-        p.save(self.state)
-        metrics.NOTIFY_POSITION.set(p.after)
-        return True
+        moved = p.after != before
+        if moved:
+            metrics.NOTIFY_POSITION.set(p.after)
+            self._unsaved = True
+        if self._unsaved and now - self._saved_at >= SAVE_EVERY:  # posts save at once; the watermark can wait
+            self._save()
+        return moved
+
+    def _save(self) -> None:
+        self.position.save(self.state)
+        self._saved_at, self._unsaved = time.monotonic(), False
 
 
 def _epoch(at) -> float:
