@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from flow45 import store
 from flow45.models import Event
 from tests.client.two_teams import deploy_two_teams
 from tests.notify.test_notify import Receiver
@@ -30,3 +31,68 @@ def test_notify_through_the_broker_posts_its_own_teams_events(bridge_env, tmp_pa
     ours = Event.get((Event.instance == teams["reports"].approve) & (Event.to_state == "available"))
     assert len(waiting) == 2 and [key for _, key, _ in receiver.accepted] == [f"flow45-event-{ours.id}"]
     assert receiver.accepted[0][2]["text"].startswith(f"[reports] task instance {teams['reports'].approve} ")
+
+
+def test_notify_through_the_broker_posts_what_was_written_while_no_bridge_published(bridge_env, tmp_path):
+    """A notifier following the team's stream, with another team busy beside it: every chosen event
+    of its own team is posted once, also one written while no bridge published the stream (the next
+    publisher's first event tells it to read the ledger by id)."""
+    import threading
+    import time
+
+    from bridge.events import EventPublisher
+    from bridge.remote import RemoteClient
+    from flow45.notify.follow import Notifier
+    from flow45.notify.hooks import Webhook
+    from tests.client.two_teams import _monthly_run
+
+    for team_run in deploy_two_teams(tmp_path).values():
+        store.cancel_run(team_run.run, actor="admin")
+    assert bridge_env.bridge.events.ready.wait(10)
+    receiver = Receiver(hold_at=0)
+    newest = Event.select().order_by(Event.id.desc()).first().id
+    client = RemoteClient(bridge_env.url("reports-ops"))
+    notifier = Notifier(client, {"reports": [Webhook(url=receiver.url + "/b", events=["human_waiting"])]},
+                        tmp_path / "n.json", start=newest, retry_delay=0.05, poll=0.2)
+    thread = threading.Thread(target=notifier.run, daemon=True)
+    thread.start()
+
+    def posted() -> set[int]:
+        return {int(key.rsplit("-", 1)[1]) for _, key, _ in receiver.accepted}
+
+    def offered(team: str) -> int:
+        """A new monthly run of the team, its approval waiting for a person (the run is then cancelled:
+        the workflow runs one at a time)."""
+        run = _monthly_run(team)
+        store.cancel_run(run.run, actor="admin")
+        return Event.get((Event.instance == run.approve) & (Event.to_state == "available")).id
+
+    def wait_for(condition, seconds: float = 15.0) -> None:  # within the notifier's read of every 30 s
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"posted {sorted(posted())}"
+            time.sleep(0.05)
+
+    publisher = None
+    try:
+        time.sleep(1.0)  # let it subscribe
+        offered("rival")
+        first = offered("reports")
+        wait_for(lambda: first in posted())
+        bridge_env.bridge.events.stop()
+        wait_for(lambda: not bridge_env.bridge.events.publishing)
+        unstreamed = offered("reports")  # no bridge publishes it
+        publisher = EventPublisher(bridge_env.settings)
+        threading.Thread(target=publisher.run, daemon=True).start()
+        assert publisher.ready.wait(10)
+        wait_for(lambda: publisher.publishing)
+        offered("rival")
+        last = offered("reports")
+        wait_for(lambda: {first, unstreamed, last} <= posted())
+    finally:
+        notifier.stop_now()
+        thread.join(10)
+        if publisher is not None:
+            publisher.stop()
+    keys = [key for _, key, _ in receiver.accepted]
+    assert len(keys) == len(set(keys)) == 3
