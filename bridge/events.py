@@ -1,7 +1,9 @@
-"""The team event streams: each ledger event, in id order, published to the topic exchange
-`flow45.events` with its team as the routing key. A team's operators may bind only their team's key
+"""The team event streams: the ledger's events, in id order, published to the topic exchange
+`flow45.events` with their team as the routing key, a page of one team's events per message (what
+one read of the ledger found: at most BATCH). A team's operators may bind only their team's key
 (topic permissions), so a dashboard follows its team's ledger without polling, and other tools
-(notifications, audit exports) can subscribe the same way.
+(notifications, audit exports) can subscribe the same way. A page per message, not an event: a
+team busy with 300 events a second costs the broker a few messages a second per follower.
 
 The stream is live, not a store: it starts at the newest event when the bridge starts, and a
 subscriber that was away re-reads what it missed by ledger id (the `events` read). It runs on a
@@ -10,8 +12,8 @@ thread of its own, with its own broker and database connections, off the workers
 Several bridges may run on one store: only the one holding the events lock publishes (a session
 advisory lock on this thread's connection, as the relay's), so each event goes out once. The others
 wait, noting the newest event id as they go; when the publisher's session ends, the next to take the
-lock goes on from the last id it noted. Events published in that moment may go out twice, with the
-same message id (`event-ID`); none is left out unless the publisher had fallen behind.
+lock goes on from the last id it noted. Events published in that moment may go out twice; none is
+left out unless the publisher had fallen behind.
 
 Each spell of publishing (from taking the lock to losing it) names itself in the messages' `app_id`:
 a follower that sees it change knows the stream may have skipped what was written in between (a
@@ -124,8 +126,8 @@ class EventPublisher(SideThread):
                 events = ledger_page(self.after, BATCH)
                 for event in events:
                     self._note_holes(event.id)
-                    self._publish(out, event)
                     self.after = event.id
+                self._publish(out, events)
                 if self._holes:
                     self._publish_late(out)
                 if len(events) == BATCH:
@@ -138,10 +140,16 @@ class EventPublisher(SideThread):
             if connection.is_open:
                 connection.close()
 
-    def _publish(self, out, event: Streamed) -> None:
-        properties = pika.BasicProperties(content_type="application/json", message_id=f"event-{event.id}",
-                                          type=event.kind, app_id=self.stream)
-        out.basic_publish(names.EVENTS_EXCHANGE, event.team, event.body, properties)
+    def _publish(self, out, events: list[Streamed]) -> None:
+        """One message per team: its events of this page, oldest first (an `EventPage`)."""
+        by_team: dict[str, list[Streamed]] = {}
+        for event in events:
+            by_team.setdefault(event.team, []).append(event)
+        for team, page in by_team.items():
+            body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
+            properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
+                                              message_id=f"events-{page[0].id}-{page[-1].id}")
+            out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
 
     def _note_holes(self, event_id: int) -> None:
         now = time.monotonic()
@@ -153,8 +161,9 @@ class EventPublisher(SideThread):
 
     def _publish_late(self, out) -> None:
         """Events whose ids were skipped over, committed since; holes older than HOLE_WAIT given up."""
-        for event in ledger_page(0, len(self._holes), ids=sorted(self._holes)):
-            self._publish(out, event)
+        late = ledger_page(0, len(self._holes), ids=sorted(self._holes))
+        self._publish(out, late)
+        for event in late:
             del self._holes[event.id]
         given_up = time.monotonic() - HOLE_WAIT
         self._holes = {i: at for i, at in self._holes.items() if at > given_up}

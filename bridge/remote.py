@@ -285,8 +285,8 @@ class RemoteClient(Client):
     def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None] | None,
                 stop: threading.Event) -> None:
         """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
-        us bind). Each reconnection wakes the follower, and so does every event, or, with `deliver`,
-        every event is handed over instead; an event that cannot be read, or the first from another
+        us bind). Each reconnection wakes the follower, and so does every page of events, or, with
+        `deliver`, every event is handed over instead; a page that cannot be read, or the first from another
         publisher (after a bridge's restart or failover: what it did not stream is in the ledger), wakes
         the follower to read by id."""
         backoff = Backoff(stop, cap=10.0)
@@ -314,10 +314,10 @@ class RemoteClient(Client):
                             if publisher is not None:
                                 wake()
                             publisher = properties.app_id
-                        event = _streamed_event(body)
-                        if event is None:
+                        page = _streamed_page(body)
+                        if page is None:
                             wake()
-                        else:
+                        for event in page or ():
                             deliver(event)
                 finally:
                     if connection.is_open:
@@ -336,9 +336,10 @@ class RemoteClient(Client):
             rpc.close()
 
 
-def _streamed_event(body: bytes) -> EventView | None:
+def _streamed_page(body: bytes) -> list[EventView] | None:
+    """The events of a page of the stream; None when it is not one."""
     try:
-        return EventView.from_json(json.loads(body))
+        return [EventView.from_json(event) for event in json.loads(body)["events"]]
     except (ValueError, TypeError, KeyError):
         return None
 

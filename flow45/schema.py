@@ -20,13 +20,13 @@ from flow45.models import WorkflowVersion
 from flow45.store import list_workflows
 from flow45.store.deploy import find_workflow
 from flow45.store.specs import version_spec
-from flow45.views import EventView
+from flow45.views import EventPage, EventView
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 MESSAGES: dict[str, Any] = {
     "Offer": m.Offer, "UndoNotice": m.UndoNotice,
     "WorkerMessage": m.WorkerMessage, "CallbackMessage": m.CallbackMessage, "OperatorMessage": m.OperatorMessage,
-    "OperatorRead": m.OperatorRead, "Reply": m.Reply, "LedgerEvent": EventView,
+    "OperatorRead": m.OperatorRead, "Reply": m.Reply, "LedgerEvent": EventView, "EventPage": EventPage,
 }
 NOT_STANDARD = {"discriminator"}  # OpenAPI's; the oneOf it annotates says the same in standard words
 _NAMES = {"properties", "patternProperties", "$defs", "dependentSchemas"}  # their keys are names, not keywords

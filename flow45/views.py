@@ -281,6 +281,13 @@ class EventView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class EventPage(View):
+    """Ledger events of one team, oldest first: one message of the team's event stream."""
+
+    events: list[EventView]
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerReply(View):
     """The answer to a worker's claim, progress, submit, fail or skip."""
 

@@ -89,7 +89,7 @@ class WireLog:
                 undo = getattr(props, "type", None) == "undo" or message.routing_key.endswith(".undo")
                 self._expect("UndoNotice" if undo else "Offer", message.json(), "an offer", problems)
             elif message.exchange == names.EVENTS_EXCHANGE:
-                self._expect("LedgerEvent", message.json(), "a ledger event", problems)
+                self._expect("EventPage", message.json(), "a page of the event stream", problems)
             elif message.exchange.startswith("flow45.in.") or message.exchange == names.READ_EXCHANGE:
                 if getattr(props, "correlation_id", None):
                     requests[props.correlation_id] = (message, message.json())

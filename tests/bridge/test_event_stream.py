@@ -1,5 +1,5 @@
-"""The team event streams: the bridge publishes each ledger event to flow45.events keyed by its team,
-and a team's operator can bind its own team's key alone."""
+"""The team event streams: the bridge publishes the ledger's events to flow45.events, a page of one
+team's events per message keyed by its team, and a team's operator can bind its own team's key alone."""
 
 from __future__ import annotations
 
@@ -33,17 +33,19 @@ def test_an_operator_follows_its_own_teams_events_in_order_and_no_other(bridge_e
         got: list[dict] = []
         deadline = time.monotonic() + 10
         while not any(e["run"] == ours.run and e["kind"] == "submit" for e in got) and time.monotonic() < deadline:
-            method, _properties, body = channel.basic_get(queue, auto_ack=True)
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
                 connection.process_data_events(time_limit=0.1)
             else:
-                got.append(json.loads(body))
+                page = json.loads(body)["events"]
+                assert properties.message_id == f"events-{page[0]['id']}-{page[-1]['id']}"
+                got.extend(page)
     finally:
         connection.close()
     assert got and {e["team"] for e in got} == {"reports"}
     assert [e["id"] for e in got] == sorted(e["id"] for e in got)
     assert ("trigger", ours.run) in {(e["kind"], e["run"]) for e in got}
-    assert not wire_log.check() and wire_log.checked["LedgerEvent"] >= len(got)
+    assert not wire_log.check() and wire_log.checked["EventPage"] >= 1
     # Each as the `events` read gives it, detail and task included.
     read = {e.id: e.to_json() for e in store.list_events(0, team="reports", limit=1000)}
     assert got == [read[e["id"]] for e in got]
@@ -77,7 +79,8 @@ def test_a_follower_gets_the_events_themselves_and_is_woken_to_read_when_the_str
         try:
             channel = connection.channel()
             newest = read[max(read)].to_json()
-            for app_id, body in (("flow45-events-another", json.dumps({**newest, "id": newest["id"] + 10_000})),
+            for app_id, body in (("flow45-events-another",
+                                  json.dumps({"events": [{**newest, "id": newest["id"] + 10_000}]})),
                                  ("flow45-events-another", "{not json")):
                 channel.basic_publish(names.EVENTS_EXCHANGE, "reports", body.encode(),
                                       pika.BasicProperties(app_id=app_id))

@@ -39,11 +39,12 @@ def _published(connection, channel, queue, expected: set[int], timeout: float = 
         if method is None:
             connection.process_data_events(time_limit=0.1)
             continue
-        assert properties.message_id == f"event-{json.loads(body)['id']}"
-        seen[json.loads(body)["id"]] += 1
+        page = [e["id"] for e in json.loads(body)["events"]]
+        assert properties.message_id == f"events-{page[0]}-{page[-1]}"
+        seen.update(page)
     time.sleep(0.5)  # a second publisher would have sent its copies by now
     while (got := channel.basic_get(queue, auto_ack=True))[0] is not None:
-        seen[json.loads(got[2])["id"]] += 1
+        seen.update(e["id"] for e in json.loads(got[2])["events"])
     return seen
 
 
