@@ -4,10 +4,12 @@
 can come both from the stream and from a read by id: each is handled once.
 
 `Holes`: ledger ids are taken when a transaction writes and seen when it commits, so with several
-writers (the bridge's committers, the scheduler) an id can appear after a larger one. A follower that
-reads every team's events in id order notes the ids a read skipped over and reads again from the
-oldest of them until it appears or is `wait` seconds old (a rolled back transaction leaves its ids
-unused for good). Through the bridge the team's event stream brings late events itself."""
+writers (the bridge's committers, the scheduler) an id can appear after a larger one. A follower
+notes the ids skipped over before the newest it has, and looks for each until it appears or is
+`wait` seconds old (a rolled back transaction leaves its ids unused for good; through the bridge,
+another team's ids never appear): the dashboard's feed and `events --follow` read again from before
+the oldest, `notify` keeps its watermark there. Through the bridge the team's event stream brings
+late events itself."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from flow45 import metrics
+from flow45.client.follower import Holes
 from flow45.errors import Flow45Error
 from flow45.notify import events as meaning
 from flow45.notify.hooks import Webhook
@@ -86,9 +87,11 @@ class Notifier:
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0
-        self._holes: dict[int, float] = {}  # ids missed below a handled one -> when first missed (monotonic)
-        self._noted_to = self.position.after  # ids up to this one were looked at for holes
-        self._top = max(self.position.seen, default=self.position.after)  # the newest id handled
+        self._holes = Holes(wait=GAP_WAIT, limit=MAX_HOLES)  # ids missed below a handled one
+        self._top = self.position.after  # the newest id handled
+        if self.position.seen:
+            self._holes.read(self.position.after, self.position.seen)
+            self._top = max(self.position.seen)
         self._saved_at, self._unsaved = 0.0, False
         self._oldest_unhandled: float | None = None  # when the oldest event read and not yet handled was written
         metrics.NOTIFY_LAG.set_function(self._lag)
@@ -153,14 +156,17 @@ class Notifier:
 
     def _take(self, event) -> bool:
         """Handle an event not handled yet; False when stopped while posting it."""
-        if event.id <= self.position.after or event.id in self.position.seen:
+        if event.id <= self.position.after:
             return True
-        self._oldest_unhandled = _epoch(event.at)
-        handled = self._handle(event)
-        self._oldest_unhandled = None
-        if handled:
-            self._top = max(self._top, event.id)
-        return handled
+        if event.id not in self.position.seen:
+            self._oldest_unhandled = _epoch(event.at)
+            handled = self._handle(event)
+            self._oldest_unhandled = None
+            if not handled:
+                return False
+        self._holes.read(self._top, [event.id])  # the ids it skipped over are holes; if it was one, no longer
+        self._top = max(self._top, event.id)
+        return True
 
     def _handle(self, event) -> bool:
         team_hooks = self.hooks.get(event.team, [])
@@ -187,26 +193,12 @@ class Notifier:
     def _advance(self) -> bool:
         """Move the watermark over handled ids, and over each hole once it is GAP_WAIT old (or was
         never timed: more than MAX_HOLES at once)."""
-        p, before, now = self.position, self.position.after, time.monotonic()
-        for missing in range(max(self._noted_to, p.after, self._top - MAX_HOLES) + 1, self._top):
-            if missing not in p.seen:
-                self._holes.setdefault(missing, now)
-        self._noted_to = max(self._noted_to, self._top)
-        while p.after < self._top:
-            following = p.after + 1
-            if following in p.seen:
-                p.seen.discard(following)
-            else:
-                missed = self._holes.get(following)
-                if missed is not None and now - missed < GAP_WAIT:
-                    break
-                self._holes.pop(following, None)
-            p.after = following
-        if len(self._holes) > MAX_HOLES:
-            for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
-                del self._holes[old]
-        moved = p.after != before
+        p, now = self.position, time.monotonic()
+        through = self._holes.reread_after(self._top)  # every id up to it handled, or a hole given up
+        moved = through > p.after
         if moved:
+            p.after = through
+            p.seen = {i for i in p.seen if i > through}
             metrics.NOTIFY_POSITION.set(p.after)
             self._unsaved = True
         if self._unsaved and now - self._saved_at >= SAVE_EVERY:  # posts save at once; the watermark can wait
