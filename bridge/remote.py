@@ -276,19 +276,16 @@ class RemoteClient(Client):
 
     # ---- the team's event stream ---------------------------------------------------------------
 
-    def subscribe(self, wake: Callable[[], None],
-                  deliver: Callable[[EventView], None] | None = None) -> Callable[[], None]:
+    def subscribe(self, wake: Callable[[], None], deliver: Callable[[EventView], None]) -> Callable[[], None]:
         stop = threading.Event()
         threading.Thread(target=self._follow, args=(wake, deliver, stop), name="flow45-event-stream", daemon=True).start()
         return stop.set
 
-    def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None] | None,
-                stop: threading.Event) -> None:
+    def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None], stop: threading.Event) -> None:
         """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
-        us bind). Each reconnection wakes the follower, and so does every page of events, or, with
-        `deliver`, every event is handed over instead; a page that cannot be read, or the first from another
-        publisher (after a bridge's restart or failover: what it did not stream is in the ledger), wakes
-        the follower to read by id."""
+        us bind). Every event of its pages is handed to `deliver`; each reconnection, a page that
+        cannot be read, and the first page from another publisher (after a bridge's restart or
+        failover: what it did not stream is in the ledger) wake the follower to read by id."""
         backoff = Backoff(stop, cap=10.0)
         team = self.team
         self.close()  # the connection this thread may have opened to ask who we are: the stream has its own
@@ -306,9 +303,6 @@ class RemoteClient(Client):
                         if stop.is_set():
                             break
                         if method is None:
-                            continue
-                        if deliver is None:
-                            wake()
                             continue
                         if properties.app_id != publisher:
                             if publisher is not None:

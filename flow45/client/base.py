@@ -219,11 +219,10 @@ class Client(abc.ABC):
         """Check a config file or folder; raises ConfigError naming every problem."""
 
     def subscribe(self, wake: Callable[[], None],
-                  deliver: Callable[[EventView], None] | None = None) -> Callable[[], None] | None:
-        """Call `wake` (from a thread of its own) whenever new ledger events this client sees may be
-        there, and once after each (re)connection, so a follower re-reads by id what it missed. With
-        `deliver`, each event pushed is handed to it instead, and `wake` is called only when the push
-        may have skipped some (after a (re)connection, or when its publisher changed).
+                  deliver: Callable[[EventView], None]) -> Callable[[], None] | None:
+        """Hand each ledger event this client is pushed to `deliver` (from a thread of its own), and
+        call `wake` when the push may have skipped some (after each (re)connection, or when its
+        publisher changed), so a follower re-reads by id what it missed.
         Returns how to stop; None when this client has no such push, and followers poll `events`."""
         return None
 

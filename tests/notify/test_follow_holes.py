@@ -61,7 +61,7 @@ class TeamClient:
     def events(self, after, limit=200, **_):
         return sorted((e for e in self.ledger if e.id > after and e.team == "acme"), key=lambda e: e.id)[:limit]
 
-    def subscribe(self, wake, deliver=None):
+    def subscribe(self, wake, deliver):
         if not self.pushed:
             return None
         self.deliver = deliver

@@ -29,7 +29,7 @@ class Pushing:
         self.count = 0
         self.subscribed = threading.Event()
 
-    def subscribe(self, wake, deliver=None):
+    def subscribe(self, wake, deliver):
         self.wake, self.deliver = wake, deliver
         self.subscribed.set()
         return lambda: None
@@ -150,7 +150,7 @@ def test_a_polling_feed_shows_an_event_committed_after_larger_ids():
     """On the database: the read after 1 got 3 (2's transaction took its id first and commits later);
     the next reads look again from before 2, and show it once it commits, and 3 only once."""
     class Polling(Pushing):
-        def subscribe(self, wake, deliver=None):
+        def subscribe(self, wake, deliver):
             self.subscribed.set()
             return None
 
