@@ -65,7 +65,8 @@ def bridge_run(args) -> int:
     settings = current_settings()
     _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
-    bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats, connections=args.connections)
+    bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats, connections=args.connections,
+                    reads_in_process=True)
     return _run_parts({"bridge": bridge.run}, bridge.stop, beats)
 
 
@@ -202,7 +203,7 @@ def cmd_serve(args) -> int:
         return _run_parts(parts, stop.set, beats)
     from bridge.service import Bridge
 
-    bridge = Bridge(settings, heartbeat=beats)
+    bridge = Bridge(settings, heartbeat=beats, reads_in_process=True)
 
     def stop_all() -> None:
         stop.set()

@@ -31,8 +31,8 @@ from tests import pinned
 from tests.conftest import ROOT, _unavailable
 from tests.harness import postgres, rabbitmq
 
-PASSWORDS = {"reports-worker": "rw-secret"}
-TEAMS = {"reports": {"users": {"reports-worker": "worker"}}}
+PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret"}
+TEAMS = {"reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}}}
 LEASE = 2.0  # seconds: a lost worker's task is offered again soon
 CONFIG = f"""
 team: reports
@@ -96,6 +96,7 @@ class System:
         self.url = pg.create_database(f"faults_{os.getpid()}_{next(_databases)}")
         parts = urlsplit(rabbit.amqp_url)
         self.worker_url = f"amqp://reports-worker:rw-secret@{parts.hostname}:{parts.port}/%2F"
+        self.operator_url = f"amqp://reports-ops:ro-secret@{parts.hostname}:{parts.port}/%2F"
         self.heartbeat = tmp_path / "heartbeat.json"
         self.env = {
             **os.environ, "PYTHONPATH": str(ROOT), "FLOW45_DATABASE_URL": self.url,

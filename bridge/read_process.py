@@ -1,0 +1,174 @@
+"""Operators' reads answered in a process of their own, beside the bridge's.
+
+Why: a burst of dashboard reads is tens of milliseconds of Python per page. On a thread of the
+bridge it holds the interpreter lock that the committers and the IO loop need, and the workers'
+hops wait behind it. In a child process, at a lower priority, it takes only the CPU the workers'
+messages leave.
+
+The bridge's thread `ReadProcess.run` starts the child (`python -m bridge.read_process`), hands it
+the settings on its stdin, forwards the heartbeat lines it writes to its stdout to the bridge's
+heartbeat (`bridge.reads`), and starts it again after it dies. The child serves `ReadServer` until
+its stdin closes, which happens when the bridge stops or dies, even by kill -9 (the kernel closes
+the pipe), so no reader outlives its bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bridge.reads import ReadServer
+from flow45.outage import Backoff
+from flow45.settings import Settings
+
+log = logging.getLogger("flow45.bridge")
+
+STOP_WAIT = 1.0  # seconds a stopping bridge waits for the child before killing it
+# Under a CPU that is short, the workers' hops go first: at 0 a burst of reads still moved the
+# hop's p99 by +12-15 ms, at 10 by +1-8 ms (benchmarks/e2e.py --dashboard-mode burst).
+READS_NICENESS = 10
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where `bridge` is importable from
+
+
+class ReadProcess:
+    """Same face as ReadServer (`run`, `stop`, `ready`), serving in a child process."""
+
+    part = "reads"
+
+    def __init__(self, settings: Settings, heartbeat=None):
+        self.settings = settings
+        self.heartbeat = heartbeat
+        self.ready = threading.Event()
+        self.pid: int | None = None  # the child serving now
+        self._stop = threading.Event()
+        self._error: str | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        backoff = Backoff(self._stop, cap=self.settings.reconnect_max, beat=self._beat_waiting)
+        self._beat_waiting()
+        while not self._stop.is_set():
+            child = subprocess.Popen([sys.executable, "-m", "bridge.read_process"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=_child_environment())
+            self.pid = child.pid
+            try:
+                child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
+                child.stdin.flush()
+                if self._follow(child.stdout.fileno()):
+                    backoff.reset()  # it served: a crash after that starts again at once
+            except OSError:
+                pass  # it died before reading its settings: told below
+            finally:
+                self.ready.clear()
+                _close_quietly(child.stdin)  # tells the child to stop
+                try:
+                    child.wait(STOP_WAIT)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                child.stdout.close()
+            if not self._stop.is_set():
+                self._error = f"the reads process exited (code {child.returncode}); starting it again"
+                log.warning("bridge reads: %s", self._error)
+                backoff.wait()
+
+    def _follow(self, fd: int) -> bool:
+        """Forward the child's beats until it exits or the bridge stops; whether it ever served."""
+        served, pending = False, b""
+        while not self._stop.is_set():
+            if not select.select([fd], [], [], 0.25)[0]:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return served  # the child is gone
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                ready, error = json.loads(line)
+                served = served or ready
+                (self.ready.set if ready else self.ready.clear)()
+                self._error = error
+                if self.heartbeat is not None:
+                    self.heartbeat.beat(f"bridge.{self.part}", error)
+        return served
+
+    def _beat_waiting(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat(f"bridge.{self.part}", self._error)
+
+
+def _child_environment() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": _ROOT + (os.pathsep + path if path else "")}
+
+
+def _close_quietly(pipe) -> None:
+    try:
+        pipe.close()
+    except OSError:
+        pass  # the child had gone: nothing left to tell
+
+
+class _PipeBeat:
+    """The child's heartbeat: what it would write, sent to the parent as a JSON line (a change at
+    once, the same state at most once a second, as `Heartbeat` writes)."""
+
+    def __init__(self, out, server: ReadServer):
+        self.out, self.server = out, server
+        self._lock = threading.Lock()
+        self._last: tuple | None = None
+        self._sent = 0.0
+
+    def beat(self, _part: str, error: str | None = None) -> None:
+        state = (self.server.ready.is_set(), error)
+        now = time.monotonic()
+        with self._lock:
+            if state == self._last and now - self._sent < 1.0:
+                return
+            self._last, self._sent = state, now
+            try:
+                self.out.write(json.dumps(state).encode() + b"\n")
+                self.out.flush()
+            except OSError:
+                self.server.stop()  # the parent is gone
+
+
+def main() -> None:
+    """The child: serve reads until stdin closes."""
+    from bridge.logs import quiet_pika
+    from flow45.db import connect
+    from flow45.settings import use_settings
+
+    os.nice(READS_NICENESS)
+    beats = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print goes to the log, never into the beats
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the bridge, which stops us
+    logging.basicConfig(level=logging.DEBUG if os.environ.get("FLOW45_DEBUG") else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    quiet_pika()
+    settings = Settings.model_validate_json(sys.stdin.buffer.readline())
+    use_settings(settings)
+    connect(settings.database_url)
+    server = ReadServer(settings)
+    server.heartbeat = _PipeBeat(beats, server)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+
+    def until_the_bridge_closes() -> None:
+        sys.stdin.buffer.read()  # nothing more comes: returns when the pipe closes
+        server.stop()
+
+    threading.Thread(target=until_the_bridge_closes, daemon=True).start()
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`flow45 bridge run` answers operators' reads from a child process: off the interpreter lock its
+batches need. A stuck child shows in the heartbeat; the child comes back after it dies, and dies
+with the bridge, even a bridge killed with -9, so no orphan keeps answering for a bridge that is
+gone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.read_process import READS_NICENESS
+from bridge.rpc import Rpc
+from flow45 import heartbeat
+from flow45.errors import Flow45Error
+
+pytestmark = pytest.mark.integration
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _beats(system) -> dict[str, float]:
+    return {part: beat["at"] for part, beat in heartbeat.read(system.heartbeat)["parts"].items()}
+
+
+def _niceness(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _until(check, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    rpc = Rpc(url, timeout=2)
+    try:
+        return rpc.read({"type": "whoami"}) == {"user": "reports-ops", "team": "reports"}
+    except Flow45Error:
+        return False
+    finally:
+        rpc.close()
+
+
+def test_reads_come_from_a_child_that_is_watched_started_again_and_dies_with_the_bridge(system):
+    bridge = system.bridge()
+    _until(lambda: _answers(system.operator_url), what=system.logs())
+    readers = _children(bridge.pid)
+    assert len(readers) == 1, f"the bridge's children: {readers}"
+    first = readers[0]
+    assert _niceness(first) == READS_NICENESS, "reads yield the CPU to the workers' messages"
+
+    os.kill(first, signal.SIGSTOP)  # a stuck reader: named by the heartbeat while the bridge beats on
+    try:
+        _until(lambda: _beats(system)["bridge"] > _beats(system)["bridge.reads"] + 2.5, what=system.logs())
+        found = heartbeat.problems(heartbeat.read(system.heartbeat), _beats(system)["bridge.reads"] + 3, max_age=2)
+        assert [line.split(" (")[0] for line in found] == ["bridge.reads: no heartbeat for 3s"]
+    finally:
+        os.kill(first, signal.SIGCONT)
+    _until(lambda: _answers(system.operator_url), what=system.logs())
+
+    os.kill(first, signal.SIGKILL)
+    _until(lambda: _children(bridge.pid) not in ([], [first]), what=system.logs())
+    _until(lambda: _answers(system.operator_url), what=system.logs())
+    assert bridge.poll() is None, "the bridge itself went on"
+    assert "the reads process exited (code -9); starting it again" in Path(bridge.log_path).read_text()
+
+    second = _children(bridge.pid)[0]
+    bridge.kill()
+    bridge.wait()
+    _until(lambda: not _alive(second), timeout=5, what="the reads process outlived its bridge")
