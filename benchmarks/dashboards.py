@@ -3,7 +3,7 @@ reading through the bridge (read RPCs on flow45.read) while the workers' hops ar
 that the reads do not move the hop latency.
 
 Each dashboard has a thread and broker connections of its own (a `RemoteClient`, as `flow45 tui`
-uses). Two modes:
+uses). The modes:
 
 - `live` (the default): as `flow45 tui` in remote mode reads. On opening, what the runs screen
   reads (the newest ledger id, the workflows, a page of runs and the counts per status), then the
@@ -13,6 +13,8 @@ uses). Two modes:
   every OPEN_EVERY seconds the operator opens the newest run again.
 - `follow`: the event stream alone, no reads: what a notification or audit tool costs, and the part
   of a live dashboard's cost that is not its reads.
+- `idle`: connected, nothing read or followed: the control. Its phases differ only by chance, so
+  what they differ by is the smallest effect a sitting can show.
 - `burst`: the stress case. Every PAUSE seconds each dashboard reads the first page of runs with the
   counts per status, the newest run with its instances and its newest events, one of its instances,
   and the ledger since the last burst, whether anything happened or not.
@@ -21,7 +23,7 @@ They run in one process of their own, beside the benchmark's, at the lowest CPU 
 dashboard runs on an operator's machine, so on this one it takes only the CPU the bridge, the
 servers and the workers leave (the CPU it took is printed beside theirs):
 
-    python benchmarks/dashboards.py OPERATOR_AMQP_URL COUNT [live|burst]
+    python benchmarks/dashboards.py OPERATOR_AMQP_URL COUNT [live|burst|follow|idle]
 
 It prints `ready` once every dashboard has opened, reads until its standard input closes, then prints
 one JSON line: the reads made and their latencies.
@@ -41,7 +43,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODES = ("live", "burst", "follow")
+MODES = ("live", "burst", "follow", "idle")
 PAUSE = 1.0  # burst: seconds between a dashboard's bursts
 OPEN_EVERY = 5.0  # live: seconds between the operator's openings of the newest run
 PAGE = 100  # runs per page, as the dashboard reads them
@@ -179,6 +181,13 @@ def follower(client, stop: threading.Event, ready: threading.Barrier) -> None:
     unsubscribe()
 
 
+def idle(client, stop: threading.Event, ready: threading.Barrier) -> None:
+    """Connected, and nothing else."""
+    client.team  # noqa: B018 - one read, to be connected as the others are
+    ready.wait()
+    stop.wait()
+
+
 def dashboard(url: str, mode: str, stop: threading.Event, ready: threading.Barrier, took: list[float],
               failures: list[str]) -> None:
     from bridge.remote import RemoteClient
@@ -186,7 +195,7 @@ def dashboard(url: str, mode: str, stop: threading.Event, ready: threading.Barri
 
     client = Timed(RemoteClient(url, timeout=30), took)
     try:
-        {"live": live_dashboard, "burst": burst_dashboard, "follow": follower}[mode](client, stop, ready)
+        {"live": live_dashboard, "burst": burst_dashboard, "follow": follower, "idle": idle}[mode](client, stop, ready)
     except Flow45Error as exc:
         failures.append(exc.message)
         ready.abort()
@@ -268,7 +277,8 @@ def _phase_with_dashboards(count: int, url: str, phase: Callable[[], list[float]
         print(f"with {count} remote dashboards " + {
             "live": "following the event stream, as `flow45 tui` does:",
             "follow": "taking the event stream alone, with no reads:",
-            "burst": f"reading in bursts (every {PAUSE:g} s each):"}[mode])
+            "burst": f"reading in bursts (every {PAUSE:g} s each):",
+            "idle": "connected, reading nothing (the control):"}[mode])
         hops = _with_cpu(phase, processes and (lambda: {**processes(), "dashboards": process.pid}))
         summary, _ = process.communicate("", timeout=60)
     finally:

@@ -14,7 +14,7 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
-                             [--dashboard-mode live|burst|follow] [--rounds 1]
+                             [--dashboard-mode live|burst|follow|idle] [--rounds 1]
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
@@ -22,7 +22,8 @@ publishes the event stream); their CPU is shown apart.
 With --dashboards 5, the latency phase runs twice: without, then with 5 remote dashboards reading
 through the bridge (benchmarks/dashboards.py): following the team's event stream as `flow45 tui`
 does (--dashboard-mode live, the default), reading a fixed burst every second each (burst), or
-taking the event stream with no reads at all (follow: the part of a live dashboard that is not reads).
+taking the event stream with no reads at all (follow: the part of a live dashboard that is not reads),
+or connected and doing nothing (idle: the control, whose phases differ only by chance).
 With --rounds N, the two phases alternate N times and the hops of all rounds are pooled at the end:
 the machine's speed drifts within minutes, and alternating lays that drift on both alike.
 """
@@ -263,7 +264,8 @@ def main() -> None:
                         help="with --dashboards: alternate the phases without and with them N times, then pool the hops")
     parser.add_argument("--dashboard-mode", choices=MODES, default=MODES[0],
                         help="live: each dashboard reads as `flow45 tui` does, on the team's events; "
-                             "burst: each reads a fixed burst every second, events or not (the stress case)")
+                             "burst: each reads a fixed burst every second, events or not (the stress case); "
+                             "follow: the event stream alone; idle: connected only (the control)")
     args = parser.parse_args()
     library = build_library() if args.fsync_delay_ms else None
     for delay_ms in args.fsync_delay_ms or [None]:
