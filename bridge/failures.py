@@ -11,8 +11,11 @@ import pika.exceptions as px
 from pika.adapters.utils import connection_workflow
 
 from bridge.logs import quiet_pika
+from bridge.pika_sends import coalesce_sends
 from flow45.errors import Flow45Error
 from flow45.urls import hide_password
+
+coalesce_sends()  # every module that opens a connection imports this one
 
 _FAILURES = (
     px.AMQPError, OSError, connection_workflow.AMQPConnectionWorkflowFailed, connection_workflow.AMQPConnectorException,
