@@ -47,7 +47,6 @@ class ReadProcess:
         self.settings = settings
         self.heartbeat = heartbeat
         self.ready = threading.Event()
-        self.pid: int | None = None  # the child serving now
         self._stop = threading.Event()
         self._error: str | None = None
 
@@ -60,7 +59,6 @@ class ReadProcess:
         while not self._stop.is_set():
             child = subprocess.Popen([sys.executable, "-m", "bridge.read_process"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=_child_environment())
-            self.pid = child.pid
             try:
                 child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
                 child.stdin.flush()
@@ -151,7 +149,8 @@ def main() -> None:
     os.nice(READS_NICENESS)
     beats = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to the log, never into the beats
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the bridge, which stops us
+    for asked in (signal.SIGINT, signal.SIGTERM):  # a terminal's Ctrl-C, or systemd's stop, reach the bridge too
+        signal.signal(asked, signal.SIG_IGN)  # and it stops us: otherwise it would start us again meanwhile
     logging.basicConfig(level=logging.DEBUG if os.environ.get("FLOW45_DEBUG") else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     quiet_pika()
@@ -160,7 +159,6 @@ def main() -> None:
     connect(settings.database_url)
     server = ReadServer(settings)
     server.heartbeat = _PipeBeat(beats, server)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
 
     def until_the_bridge_closes() -> None:
         sys.stdin.buffer.read()  # nothing more comes: returns when the pipe closes
