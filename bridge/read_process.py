@@ -57,8 +57,8 @@ class ReadProcess:
         backoff = Backoff(self._stop, cap=self.settings.reconnect_max, beat=self._beat_waiting)
         self._beat_waiting()
         while not self._stop.is_set():
-            child = subprocess.Popen([sys.executable, "-m", "bridge.read_process"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=_child_environment())
+            child = subprocess.Popen([sys.executable, "-m", "bridge.read_process", str(os.getpid())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
             try:
                 child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
                 child.stdin.flush()
@@ -140,12 +140,29 @@ class _PipeBeat:
                 self.server.stop()  # the parent is gone
 
 
-def main() -> None:
+def _die_with(parent: int) -> None:
+    """Killed by the kernel when the bridge dies (Linux), even while busy with a read, when the end
+    of stdin would not be seen; gone at once if the bridge died before this was set."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere the end of stdin alone stops the child
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(parent: int) -> None:
     """The child: serve reads until stdin closes."""
     from bridge.logs import quiet_pika
     from flow45.db import connect
     from flow45.settings import use_settings
 
+    _die_with(parent)
     os.nice(READS_NICENESS)
     beats = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to the log, never into the beats
@@ -169,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]))

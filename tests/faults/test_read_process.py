@@ -67,7 +67,7 @@ def _answers(url: str) -> bool:
 
 def test_reads_come_from_a_child_that_is_watched_started_again_and_dies_with_the_bridge(system):
     bridge = system.bridge()
-    _until(lambda: _answers(system.operator_url), what=system.logs())
+    _until(lambda: _children(bridge.pid) and _answers(system.operator_url), what=system.logs())
     readers = _children(bridge.pid)
     assert len(readers) == 1, f"the bridge's children: {readers}"
     first = readers[0]
