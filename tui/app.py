@@ -7,6 +7,7 @@ on the database, or through the broker, the dashboard is the same.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from typing import Iterable
@@ -40,17 +41,21 @@ class Dashboard(App):
         self.actor = self.client.actor
         self.sub_title = f"operator {self.actor}"
         self.feed = Feed(self, self.client, self.client.latest_event_id(), poll_interval)
-        self._feed_thread = threading.Thread(target=self.feed.run, name="flow45-ledger-feed", daemon=True)
+        self._feed_thread: threading.Thread | None = None
 
     def on_mount(self) -> None:
         from tui.screens.runs import RunsScreen
 
+        # In the app's context: a screen reads `self.app` from the feed's thread, also one popped meanwhile.
+        self._feed_thread = threading.Thread(target=contextvars.copy_context().run, args=(self.feed.run,),
+                                             name="flow45-ledger-feed", daemon=True)
         self._feed_thread.start()
         self.push_screen(RunsScreen())
 
     def on_unmount(self) -> None:
         self.feed.stop()
-        self._feed_thread.join(timeout=5)  # it reads no more once the app is gone
+        if self._feed_thread is not None:
+            self._feed_thread.join(timeout=5)  # it reads no more once the app is gone
 
     # ---- live ---------------------------------------------------------------------------------
 

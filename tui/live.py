@@ -174,11 +174,17 @@ class Feed:
             return
         started = time.perf_counter()
         reads: list[tuple[Watcher, Any, str | None]] = []
-        for watcher in self.watchers:
-            try:
-                reads.append((watcher, watcher.fetch_changes(events), None))
-            except Flow45Error as exc:  # e.g. the run was removed under us
-                reads.append((watcher, None, exc.message))
+        try:
+            for watcher in self.watchers:
+                try:
+                    reads.append((watcher, watcher.fetch_changes(events), None))
+                except Flow45Error as exc:  # e.g. the run was removed under us
+                    reads.append((watcher, None, exc.message))
+        except Exception:  # the screens' reads failed (a lost database): their events come again next tick
+            with self._streamed_lock:
+                self._streamed[:0] = events
+            raise
+        self._seen_all(events)
         self.last_fetch_seconds = time.perf_counter() - started
         self._post(LedgerEvents(events, reads))
 
@@ -204,8 +210,12 @@ class Feed:
         return events
 
     def _unseen(self, events: list[EventView]) -> list[EventView]:
-        """Oldest first, without those already handed on; the last id seen moves on."""
-        fresh = [event for event in sorted(events, key=lambda e: e.id) if self._seen.add(event.id)]
-        if fresh:
-            self.after = max(self.after, fresh[-1].id)
-        return fresh
+        """Oldest first, once each, without those already handed on."""
+        by_id = {event.id: event for event in events if event.id not in self._seen}
+        return [by_id[id_] for id_ in sorted(by_id)]
+
+    def _seen_all(self, events: list[EventView]) -> None:
+        """Handed on: never again, and the last id seen moves on."""
+        for event in events:
+            self._seen.add(event.id)
+        self.after = max(self.after, events[-1].id)

@@ -35,6 +35,9 @@ class Seen:
                 del self._ids[old]
         return True
 
+    def __contains__(self, event_id: int) -> bool:
+        return event_id in self._ids
+
 
 class Holes:
     """Ids a read in id order skipped over, each looked for again for `wait` seconds."""

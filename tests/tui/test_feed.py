@@ -180,3 +180,47 @@ def test_holes_are_looked_for_again_until_they_come_or_are_old():
     assert holes.reread_after(5) == 5  # 4 is given up: a rolled back transaction's
     holes.read(5, [6])
     assert holes.reread_after(6) == 6
+
+
+class Screen:
+    """A watched screen whose first read fails as a lost database does."""
+
+    def __init__(self):
+        self.failures = 1
+        self.asked: list[list[int]] = []
+
+    def fetch_changes(self, events):
+        self.asked.append([e.id for e in events])
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        return "payload"
+
+
+def test_events_whose_screen_reads_failed_are_shown_on_the_next_tick_in_both_modes():
+    """A screen's read that fails (a lost database) loses no event: the next tick reads for the same
+    events again and shows them, once, whether they were streamed or read from the ledger."""
+    class Polling(Pushing):
+        def subscribe(self, wake, deliver):
+            self.subscribed.set()
+            return None
+
+    for client in (Pushing(), Polling(ledger=[event(1), event(2)])):
+        screen = Screen()
+        feed, app, thread = started(client, interval=0.02, gather=0.01)
+        feed.watch([screen])
+        try:
+            if isinstance(client, Polling):
+                assert app.shown.get(timeout=10) == [1, 2]
+            else:
+                client.deliver(event(1))
+                client.deliver(event(2))
+                shown = []
+                while len(shown) < 2:
+                    shown += app.shown.get(timeout=10)
+                assert shown == [1, 2]
+            failed = screen.asked[0]
+            assert any(set(failed) <= set(later) for later in screen.asked[1:]), screen.asked  # read again
+            assert app.shown.empty() and feed.after == 2
+        finally:
+            stopped(feed, thread)
