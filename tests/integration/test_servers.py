@@ -20,9 +20,22 @@ def require(module) -> None:
 
 
 def port_is_open(port: int) -> bool:
+    """Something listens on the port: a connection to it that is not the socket's own (a connect
+    from an ephemeral port to itself succeeds on Linux, and free ports are ephemeral ones)."""
     import socket
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex(("127.0.0.1", port)) == 0 and s.getsockname() != s.getpeername()
+
+
+def port_closes(port: int, within: float = 5.0) -> bool:
+    """The port stops accepting connections within `within` seconds (a killed server's sockets
+    go with its last process, a moment after the kill returns)."""
+    deadline = time.monotonic() + within
+    while port_is_open(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_postgres_starts_serves_and_stops():
@@ -45,7 +58,7 @@ def test_postgres_starts_serves_and_stops():
     finally:
         server.stop()
     assert not data_dir.exists()
-    assert not port_is_open(port)
+    assert port_closes(port)
 
 
 def get_message(channel, queue: str):
@@ -83,4 +96,4 @@ def test_rabbitmq_starts_serves_restarts_and_stops():
     finally:
         server.stop()
     assert not data_dir.exists()
-    assert not port_is_open(port)
+    assert port_closes(port)
