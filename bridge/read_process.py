@@ -5,7 +5,7 @@ bridge it holds the interpreter lock that the committers and the IO loop need, a
 hops wait behind it. In a child process, at a lower priority, it takes only the CPU the workers'
 messages leave.
 
-The bridge's thread `ReadProcess.run` starts the child (`python -m bridge.read_process`), hands it
+The bridge's side thread `ReadProcess` starts the child (`python -m bridge.read_process`), hands it
 the settings on its stdin, forwards the heartbeat lines it writes to its stdout to the bridge's
 heartbeat (`bridge.reads`), and starts it again after it dies. The child serves `ReadServer` until
 its stdin closes, which happens when the bridge stops or dies, even by kill -9 (the kernel closes
@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 from bridge.reads import ReadServer
-from flow45.outage import Backoff
+from bridge.side_thread import SideThread
+from flow45.errors import Flow45Error
+from flow45.heartbeat import MIN_INTERVAL
 from flow45.settings import Settings
 
 log = logging.getLogger("flow45.bridge")
@@ -38,50 +40,39 @@ READS_NICENESS = 10
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where `bridge` is importable from
 
 
-class ReadProcess:
-    """Same face as ReadServer (`run`, `stop`, `ready`), serving in a child process."""
+class ReadProcess(SideThread):
+    """ReadServer's part of the bridge, served by a child process: `SideThread.run` starts it
+    again after it exits, as it reconnects the other side threads."""
 
     part = "reads"
 
-    def __init__(self, settings: Settings, heartbeat=None):
-        self.settings = settings
-        self.heartbeat = heartbeat
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._error: str | None = None
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        backoff = Backoff(self._stop, cap=self.settings.reconnect_max, beat=self._beat_waiting)
-        self._beat_waiting()
-        while not self._stop.is_set():
-            child = subprocess.Popen([sys.executable, "-m", "bridge.read_process", str(os.getpid())],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
+    def _serve(self) -> None:
+        child = subprocess.Popen([sys.executable, "-m", "bridge.read_process", str(os.getpid())],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
+        served = False
+        try:
+            child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
+            child.stdin.flush()
+            served = self._follow(child.stdout.fileno())
+        except OSError:
+            pass  # it died before reading its settings: told below
+        finally:
+            _close_quietly(child.stdin)  # tells the child to stop
             try:
-                child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
-                child.stdin.flush()
-                if self._follow(child.stdout.fileno()):
-                    backoff.reset()  # it served: a crash after that starts again at once
-            except OSError:
-                pass  # it died before reading its settings: told below
-            finally:
-                self.ready.clear()
-                _close_quietly(child.stdin)  # tells the child to stop
-                try:
-                    child.wait(STOP_WAIT)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-                child.stdout.close()
-            if not self._stop.is_set():
-                self._error = f"the reads process exited (code {child.returncode}); starting it again"
-                log.warning("bridge reads: %s", self._error)
-                backoff.wait()
+                child.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+        if self._stop.is_set():
+            return
+        exited = f"the reads process exited (code {child.returncode}); starting it again"
+        if not served:
+            raise Flow45Error(exited)  # waits longer each time
+        self._failed(exited)  # it served: started again after the shortest wait
 
     def _follow(self, fd: int) -> bool:
-        """Forward the child's beats until it exits or the bridge stops; whether it ever served."""
+        """Pass the child's beats on until it exits or the bridge stops; whether it ever served."""
         served, pending = False, b""
         while not self._stop.is_set():
             if not select.select([fd], [], [], 0.25)[0]:
@@ -91,17 +82,11 @@ class ReadProcess:
                 return served  # the child is gone
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
-                ready, error = json.loads(line)
+                ready, self._error = json.loads(line)
                 served = served or ready
                 (self.ready.set if ready else self.ready.clear)()
-                self._error = error
-                if self.heartbeat is not None:
-                    self.heartbeat.beat(f"bridge.{self.part}", error)
+                self.beat()
         return served
-
-    def _beat_waiting(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.beat(f"bridge.{self.part}", self._error)
 
 
 def _child_environment() -> dict[str, str]:
@@ -130,7 +115,7 @@ class _PipeBeat:
         state = (self.server.ready.is_set(), error)
         now = time.monotonic()
         with self._lock:
-            if state == self._last and now - self._sent < 1.0:
+            if state == self._last and now - self._sent < MIN_INTERVAL:
                 return
             self._last, self._sent = state, now
             try:
