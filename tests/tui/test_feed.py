@@ -43,6 +43,14 @@ class Pushing:
         pass
 
 
+class Polling(Pushing):
+    """A client with no event stream: the feed polls the ledger."""
+
+    def subscribe(self, wake, deliver):
+        self.subscribed.set()
+        return None
+
+
 class App:
     def __init__(self):
         self.shown: queue.Queue[list[int]] = queue.Queue()
@@ -61,6 +69,14 @@ def started(client, **kwargs) -> tuple[Feed, App, threading.Thread]:
     return feed, app, thread
 
 
+def shown_at_least(app: App, count: int, timeout: float = 10) -> list[int]:
+    """The ids shown, over as many ticks as it takes to show `count` of them."""
+    shown: list[int] = []
+    while len(shown) < count:
+        shown += app.shown.get(timeout=timeout)
+    return shown
+
+
 def stopped(feed: Feed, thread: threading.Thread) -> None:
     feed.stop()
     thread.join(timeout=10)
@@ -75,9 +91,7 @@ def test_streamed_events_are_shown_without_reading_the_ledger_and_a_gap_is_read_
         assert app.shown.get(timeout=10) == [1, 2] and client.count == 1
         client.deliver(event(3))
         client.deliver(event(5))
-        shown = []
-        while len(shown) < 2:
-            shown += app.shown.get(timeout=10)
+        shown = shown_at_least(app, 2)
         assert shown == [3, 5]
         assert client.count == 1  # no read for what the stream brought
         client.ledger += [event(3), event(4), event(5), event(6)]
@@ -120,9 +134,7 @@ def test_a_failed_read_by_id_keeps_the_streamed_events_for_the_next_tick():
     try:
         client.deliver(event(2))
         client.wake()  # both wait for one tick; its read fails; the next shows both
-        shown = []
-        while len(shown) < 2:
-            shown += app.shown.get(timeout=30)
+        shown = shown_at_least(app, 2, timeout=30)
         assert shown == [1, 2]
     finally:
         stopped(feed, thread)
@@ -149,17 +161,10 @@ def test_a_pushed_feed_shows_at_once_then_lets_events_gather_and_an_action_shows
 def test_a_polling_feed_shows_an_event_committed_after_larger_ids():
     """On the database: the read after 1 got 3 (2's transaction took its id first and commits later);
     the next reads look again from before 2, and show it once it commits, and 3 only once."""
-    class Polling(Pushing):
-        def subscribe(self, wake, deliver):
-            self.subscribed.set()
-            return None
-
     client = Polling(ledger=[event(1), event(3)])
     feed, app, thread = started(client, interval=0.02)
     try:
-        shown = []
-        while len(shown) < 2:
-            shown += app.shown.get(timeout=10)
+        shown = shown_at_least(app, 2)
         client.ledger.insert(1, event(2))  # committed
         shown += app.shown.get(timeout=10)
         assert shown == [1, 3, 2] and feed.after == 3
@@ -200,11 +205,6 @@ class Screen:
 def test_events_whose_screen_reads_failed_are_shown_on_the_next_tick_in_both_modes():
     """A screen's read that fails (a lost database) loses no event: the next tick reads for the same
     events again and shows them, once, whether they were streamed or read from the ledger."""
-    class Polling(Pushing):
-        def subscribe(self, wake, deliver):
-            self.subscribed.set()
-            return None
-
     for client in (Pushing(), Polling(ledger=[event(1), event(2)])):
         screen = Screen()
         feed, app, thread = started(client, interval=0.02, gather=0.01)
@@ -215,10 +215,7 @@ def test_events_whose_screen_reads_failed_are_shown_on_the_next_tick_in_both_mod
             else:
                 client.deliver(event(1))
                 client.deliver(event(2))
-                shown = []
-                while len(shown) < 2:
-                    shown += app.shown.get(timeout=10)
-                assert shown == [1, 2]
+                assert shown_at_least(app, 2) == [1, 2]
             failed = screen.asked[0]
             assert any(set(failed) <= set(later) for later in screen.asked[1:]), screen.asked  # read again
             assert app.shown.empty() and feed.after == 2
