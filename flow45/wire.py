@@ -35,11 +35,17 @@ def _default(value: Any) -> Any:
     raise NotJSON(f"{type(value).__name__} has no JSON form")
 
 
+# Built once: json.dumps with any argument builds an encoder per call, and the hot path writes
+# several documents per task instance.
+_COMPACT = json.JSONEncoder(allow_nan=False, default=_default, separators=(",", ":"))
+
+
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """`value` as JSON; raises NotJSON for NaN, ±Infinity and values JSON cannot hold."""
     try:
-        return json.dumps(value, allow_nan=False, default=_default, indent=indent,
-                          separators=None if indent else (",", ":"))
+        if indent is None:
+            return _COMPACT.encode(value)
+        return json.dumps(value, allow_nan=False, default=_default, indent=indent)
     except ValueError as exc:
         raise NotJSON(f"not JSON: {exc}") from None
 

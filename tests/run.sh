@@ -34,4 +34,5 @@ if ! .venv/bin/python -c '' 2>/dev/null; then
 fi
 PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install -q -e '.[test]'
 
-exec .venv/bin/python -m pytest "$@"
+# Two test processes (each file's tests in one): the suite waits on its servers about as long as it computes.
+exec .venv/bin/python -m pytest -n "${FLOW45_TEST_PROCESSES:-2}" --dist loadfile "$@"

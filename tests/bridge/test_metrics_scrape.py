@@ -20,7 +20,7 @@ from tests import pinned
 from tests.bridge.conftest import TEAMS, BridgeEnv, purge_all
 from tests.bridge.test_bridge import _publish_raw, wait_offer
 from tests.conftest import EXAMPLES, ROOT
-from tests.harness.rabbitmq import free_port
+from tests.harness.ports import free_port
 from tests.metrics.helpers import eventually, scrape
 
 pytestmark = pytest.mark.integration

@@ -126,7 +126,7 @@ def test_a_wrong_database_password_is_one_line_without_the_password(password_use
 
 @pytest.mark.integration
 def test_a_wrong_database_port_is_one_line_without_the_password(postgres_server, tmp_path):
-    from tests.harness.postgres import free_port
+    from tests.harness.ports import free_port
 
     url = f"postgresql://flow45_ann:right-secret@127.0.0.1:{free_port()}/flow45"
     line = assert_one_line(flow45("workflows", cwd=tmp_path, database_url=url),
@@ -171,7 +171,7 @@ def test_bridge_undo_without_a_team_asks_for_one(tmp_path):
 
 
 def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
-    from tests.harness.rabbitmq import free_port
+    from tests.harness.ports import free_port
 
     url = f"amqp://reports-ops:secret@127.0.0.1:{free_port()}/%2F"
     done = flow45("bridge", "trigger", "reports/monthly_report", cwd=tmp_path, FLOW45_AMQP_URL=url)
@@ -180,7 +180,7 @@ def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
 
 
 def test_the_demo_with_a_broker_that_is_not_there_stops_before_making_its_store(tmp_path):
-    from tests.harness.rabbitmq import free_port
+    from tests.harness.ports import free_port
 
     url = f"amqp://guest:secret@127.0.0.1:{free_port()}/%2F"
     done = flow45("demo", "--headless", cwd=tmp_path, FLOW45_AMQP_URL=url)

@@ -11,7 +11,7 @@ import pytest
 
 from flow45.models import Attempt
 from tests.faults.conftest import LEASE, retrying
-from tests.harness.rabbitmq import free_port
+from tests.harness.ports import free_port
 from tests.metrics.helpers import scrape
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import pinned
-from tests.harness.rabbitmq import free_port
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

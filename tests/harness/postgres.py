@@ -7,7 +7,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
+
+from tests.harness.ports import free_port
 
 START_TIMEOUT = 60.0
 
@@ -29,12 +30,6 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _version_key(bindir: str) -> tuple[int, ...]:
@@ -145,7 +140,7 @@ class PostgresServer:
             with open(self.data_dir / "postgresql.conf", "a") as f:
                 f.write(_SETTINGS.format(socket_dir=self.dir) + ("" if self.durable else _FAST) + self.conf + "\n")
             for attempt in range(3):
-                # The port is only reserved while we hold it, so another process may grab it first.
+                # Reserved among test processes, but something else on the machine may hold it.
                 self.port = free_port()
                 self.log_file.unlink(missing_ok=True)
                 proc = self._pg("pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file, "-w",

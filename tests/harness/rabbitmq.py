@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pika
 
+from tests.harness.ports import free_port
+
 START_TIMEOUT = 90.0
 BIN_DIR = Path("/usr/lib/rabbitmq/bin")  # the real scripts; /usr/sbin wrappers switch to the rabbitmq user
 
@@ -35,12 +37,6 @@ management.tcp.port = {port}
 # No statistics: the tests only list queues and set users, which need none.
 management_agent.disable_metrics_collector = true
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_binaries() -> tuple[Path, Path] | None:

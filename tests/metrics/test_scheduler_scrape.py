@@ -15,7 +15,7 @@ from flow45 import store
 from flow45.clock import utcnow
 from tests import pinned
 from tests.conftest import ROOT
-from tests.harness.rabbitmq import free_port
+from tests.harness.ports import free_port
 from tests.metrics.helpers import eventually, scrape
 from tests.store.helpers import DIAMOND, deploy_text, instance
 

@@ -21,7 +21,7 @@ from flow45.migrate import ensure_schema
 from flow45.models import Event, TaskInstance
 from flow45.settings import Settings, load_settings, use_settings
 from tests import pinned
-from tests.harness.rabbitmq import free_port
+from tests.harness.ports import free_port
 from tests.metrics.helpers import scrape
 from tests.store.helpers import T0, claim, deploy_text
 
