@@ -133,10 +133,10 @@ class CommitPool:
     def _work(self) -> None:
         name = threading.current_thread().name
         while (job := self._jobs.get()) is not None:
+            if name not in self._backends:  # before the batch: its commit's notification is this bridge's own
+                self._remember_backend(name)
             try:
                 job.result = apply_parsed([w.parsed for w in job.waiting], job.sent)
-                if name not in self._backends:
-                    self._remember_backend(name)
             except Conflict as exc:
                 job.error = exc
             except DatabaseUnavailable as exc:

@@ -98,7 +98,7 @@ class Relay:
         """Publish the pending rows (those written by other processes, or left pending)."""
         if not self.relaying or len(self._in_flight) >= MAX_IN_FLIGHT:
             return
-        self.publish_rows(outbox.pending(limit=MAX_IN_FLIGHT - len(self._in_flight), exclude=self._in_flight))
+        self.publish_rows(outbox.pending(exclude=self._in_flight))
 
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
         self._lanes.learn(rows)
@@ -111,7 +111,7 @@ class Relay:
                 content_type=answers.JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}",
                 type=row.kind,
             )
-            body = wire.dumps(row.body).encode()  # stored through wire.dumps: always JSON
+            body = (row.text or wire.dumps(row.body)).encode()  # stored through wire.dumps: always JSON
             self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
             self._in_flight.add(row.id)
 

@@ -14,7 +14,7 @@ class JSONField(pw.TextField):
     """JSON kept as text, the same on SQLite and PostgreSQL."""
 
     def db_value(self, value):
-        return None if value is None else wire.dumps(value)
+        return None if value is None else value if isinstance(value, wire.Dumped) else wire.dumps(value)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)

@@ -23,6 +23,10 @@ _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.(\d+))?([Zz]|
 _DATE = re.compile(DATE_PATTERN)
 
 
+class Dumped(str):
+    """JSON text `dumps` wrote already: stored and sent as it is, not encoded again."""
+
+
 class NotJSON(Flow45Error, ValueError):
     """A value that has no JSON form (a non-finite number, an unknown type)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,17 +29,23 @@ class OutboxMessage:
     routing_key: str
     priority: int
     body: Any
+    text: str | None = None  # the body's JSON as stored, when at hand: published as it is
 
 
 def _message(row: Outbox) -> OutboxMessage:
     return OutboxMessage(row.id, row.team, row.kind, row.routing_key, row.priority, row.body)
 
 
+PENDING = ("SELECT id, team, kind, routing_key, priority, body FROM outbox WHERE sent_at IS NULL AND NOT (id {}) "
+           "ORDER BY priority DESC, id LIMIT %d")
+
+
 def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset()) -> list[OutboxMessage]:
-    """Unsent rows, most urgent first: priority, then age."""
-    query = Outbox.select().where(Outbox.sent_at.is_null()).order_by(Outbox.priority.desc(), Outbox.id)
-    rows = query.limit(limit + len(exclude))
-    return [_message(r) for r in rows if r.id not in exclude][:limit]
+    """Unsent rows, most urgent first (priority, then age), but for those in `exclude` (a relay's rows
+    in flight: passed over by the database, not read and dropped here)."""
+    rows = dialect().select_in(PENDING % limit, sorted(exclude), "bigint[]")
+    return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
+            for id_, team, kind, key, priority, text in rows]
 
 
 def mark_sent(ids: list[int], now: dt.datetime | None = None, *, wait_for_disk: bool = True) -> None:

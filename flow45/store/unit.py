@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
+from flow45 import wire
 from flow45.db import atomic, dialect
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
@@ -243,9 +244,12 @@ class Unit:
         if ch.offers:
             announce(deferred)
             offers = [rules.offer_row(i, self.runs[i.run_id], self.spec(i.run_id), given[i.id], self.at) for i in ch.offers]
+            bodies = [r["body"] for r in offers]
+            for row in offers:  # encoded once: stored, and published by the relay in this process
+                row["body"] = wire.Dumped(wire.dumps(row["body"]))
             ids = insert_rows(Outbox, offers, returning="id", deferred=deferred)  # sends everything waiting
-            self.written.extend(OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], r["body"])
-                                for id_, r in zip(ids, offers))
+            self.written.extend(OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], body, r["body"])
+                                for id_, r, body in zip(ids, offers, bodies))
         if deferred is not None:
             deferred.send()
         freed, reached = ch.freed_slots, ch.reached

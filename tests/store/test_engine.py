@@ -3,6 +3,8 @@ what is asserted here holds for the embedded default, `LocalTransport`, the CLI 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flow45 import messages as m
@@ -69,6 +71,28 @@ def test_every_offer_a_batch_writes_is_returned_in_order(tmp_path):
     stored = Outbox.select().where(Outbox.id.in_([row.id for row in written])).order_by(Outbox.id)
     assert [(r.instance, r.routing_key) for r in stored] == [(w.body["instance"], w.routing_key) for w in written]
     assert sorted(w.body["task"] for w in written) == ["b", "b", "b", "c", "c", "c"]
+
+
+def test_an_offer_is_published_as_the_very_text_stored(tmp_path):
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 3"))
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    with atomic():
+        written = apply_worker_batch([_submit_item(run, "m1")], T0)
+    stored = {row.id: row for row in Outbox.select(Outbox.id, Outbox.body.cast("text").alias("text"))}
+    assert [(w.id, w.text) for w in written] == [(w.id, stored[w.id].text) for w in written]
+    assert [json.loads(w.text) for w in written] == [w.body for w in written]
+
+
+def test_pending_rows_come_by_priority_then_age_passing_over_those_in_flight(tmp_path):
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 5"))
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(5)]
+    rows = list(Outbox.select().order_by(Outbox.id))
+    Outbox.update(priority=7).where(Outbox.id == rows[3].id).execute()
+    in_flight = {rows[0].id, rows[2].id}
+    found = outbox.pending(exclude=in_flight)
+    assert [r.id for r in found] == [rows[3].id, rows[1].id, rows[4].id]
+    assert found[1].body["run"] == runs[1] and json.loads(found[1].text) == found[1].body
+    assert [r.id for r in outbox.pending(limit=2)] == [rows[3].id, rows[0].id]
 
 
 def test_the_relay_marks_confirmed_rows_sent_in_the_batchs_transaction_and_no_others(tmp_path):
