@@ -1,7 +1,7 @@
 """The bridge process: consumes the inbox, applies it in batches, relays the outbox; operators'
-reads are answered beside it (in a child process of their own, `bridge.read_process`, when run
-from the command line), and the ledger is published to the team event streams, each with
-connections of their own (`bridge.reads`, `bridge.events`). This module is the consumer
+reads are answered beside it, and the ledger is published to the team event streams, each with
+connections of their own (`bridge.reads`, `bridge.events`), in child processes of their own when
+run from the command line (`bridge.side_process`). This module is the consumer
 side and the process's lifecycle; the publishing side (relay, replies, confirms) is `bridge.relay`.
 
 The broker side runs on pika's IO loop thread (after pika's asynchronous consumer and publisher
@@ -29,7 +29,7 @@ from bridge.events import EventPublisher
 from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
-from bridge.read_process import ReadProcess
+from bridge.side_process import SideProcess
 from bridge.reads import ReadServer
 from bridge.relay import Relay
 from bridge.topology import declare_with_new_connection
@@ -47,11 +47,11 @@ STOP_GRACE = 5.0  # seconds a stop waits for the batches in flight to commit and
 
 class Bridge:
     def __init__(self, settings: Settings, batch_size: int = 200, prefetch: int = 1000, heartbeat=None,
-                 connections: int = 4, reads_in_process: bool = False):
+                 connections: int = 4, side_processes: bool = False):
         """`connections`: batches applied at once, each on a database connection of its own (one on
-        a database that takes one writer at a time). `reads_in_process`: operators' reads answered
-        by a child process (`bridge.read_process`) rather than a thread, off the interpreter lock
-        the batches need."""
+        a database that takes one writer at a time). `side_processes`: operators' reads and the
+        event stream served by child processes (`bridge.side_process`) rather than threads, off the
+        interpreter lock the batches need."""
         if not settings.amqp_url:
             raise ValueError("the bridge needs amqp_url (FLOW45_AMQP_URL)")
         if connections < 1:
@@ -78,9 +78,12 @@ class Bridge:
         self._quarantine_tag = None
         self._batcher = Batcher(batch_size, self._take_sent, self._return_sent, self._finish, RETRY_DELAY)
         self.relay = Relay(self._batcher.lanes, self._ack, self._give_back, self._topology_needed)
-        reader = ReadProcess if reads_in_process else ReadServer
-        self.reads = reader(settings, heartbeat=heartbeat)  # each beats as a part of its own
-        self.events = EventPublisher(settings, heartbeat=heartbeat)
+        if side_processes:  # each beats as a part of its own
+            self.reads = SideProcess("reads", settings, heartbeat=heartbeat)
+            self.events = SideProcess("events", settings, heartbeat=heartbeat)
+        else:
+            self.reads = ReadServer(settings, heartbeat=heartbeat)
+            self.events = EventPublisher(settings, heartbeat=heartbeat)
         self._reset_channel_state()
         metrics.INBOX_WAITING.set_function(lambda: len(self._batcher.waiting))
         for server in ("broker", "database"):

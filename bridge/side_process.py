@@ -1,15 +1,16 @@
-"""Operators' reads answered in a process of their own, beside the bridge's.
+"""The bridge's side parts, operators' reads and the event stream, each in a process of its own.
 
-Why: a burst of dashboard reads is tens of milliseconds of Python per page. On a thread of the
-bridge it holds the interpreter lock that the committers and the IO loop need, and the workers'
-hops wait behind it. In a child process, at a lower priority, it takes only the CPU the workers'
-messages leave.
+Why: a burst of dashboard reads is tens of milliseconds of Python per page, and the event stream
+builds a few events per task instance. On threads of the bridge they hold the interpreter lock that
+the committers and the IO loop need, and every database round trip of a batch waits to take it back:
+the workers' hops wait behind them. In a child process they take only the CPU (reads at a lower
+priority: what the workers' messages leave).
 
-The bridge's side thread `ReadProcess` starts the child (`python -m bridge.read_process`), hands it
-the settings on its stdin, forwards the heartbeat lines it writes to its stdout to the bridge's
-heartbeat (`bridge.reads`), and starts it again after it dies. The child serves `ReadServer` until
-its stdin closes, which happens when the bridge stops or dies, even by kill -9 (the kernel closes
-the pipe), so no reader outlives its bridge.
+The bridge's side thread `SideProcess` starts the child (`python -m bridge.side_process PID PART`),
+hands it the settings on its stdin, forwards the heartbeat lines it writes to its stdout to the
+bridge's heartbeat (`bridge.reads`, `bridge.events`), and starts it again after it dies. The child
+serves its part until its stdin closes, which happens when the bridge stops or dies, even by kill -9
+(the kernel closes the pipe), so no child outlives its bridge.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-from bridge.reads import ReadServer
 from bridge.side_thread import SideThread
 from flow45.errors import Flow45Error
 from flow45.heartbeat import MIN_INTERVAL
@@ -37,17 +37,22 @@ STOP_WAIT = 1.0  # seconds a stopping bridge waits for the child before killing 
 # Under a CPU that is short, the workers' hops go first: at 0 a burst of reads still moved the
 # hop's p99 by +12-15 ms, at 10 by +1-8 ms (benchmarks/e2e.py --dashboard-mode burst).
 READS_NICENESS = 10
+PARTS = {"reads": ("bridge.reads", "ReadServer", READS_NICENESS),
+         # The stream must keep up with the ledger: at the workers' priority.
+         "events": ("bridge.events", "EventPublisher", 0)}
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where `bridge` is importable from
 
 
-class ReadProcess(SideThread):
-    """ReadServer's part of the bridge, served by a child process: `SideThread.run` starts it
+class SideProcess(SideThread):
+    """A part of the bridge (one of PARTS) served by a child process: `SideThread.run` starts it
     again after it exits, as it reconnects the other side threads."""
 
-    part = "reads"
+    def __init__(self, part: str, settings: Settings, heartbeat=None) -> None:
+        super().__init__(settings, heartbeat)
+        self.part = part
 
     def _serve(self) -> None:
-        child = subprocess.Popen([sys.executable, "-m", "bridge.read_process", str(os.getpid())],
+        child = subprocess.Popen([sys.executable, "-m", "bridge.side_process", str(os.getpid()), self.part],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
         served = False
         try:
@@ -66,7 +71,7 @@ class ReadProcess(SideThread):
             child.stdout.close()
         if self._stop.is_set():
             return
-        exited = f"the reads process exited (code {child.returncode}); starting it again"
+        exited = f"the {self.part} process exited (code {child.returncode}); starting it again"
         if not served:
             raise Flow45Error(exited)  # waits longer each time
         self._failed(exited)  # it served: started again after the shortest wait
@@ -105,7 +110,7 @@ class _PipeBeat:
     """The child's heartbeat: what it would write, sent to the parent as a JSON line (a change at
     once, the same state at most once a second, as `Heartbeat` writes)."""
 
-    def __init__(self, out, server: ReadServer):
+    def __init__(self, out, server: SideThread):
         self.out, self.server = out, server
         self._lock = threading.Lock()
         self._last: tuple | None = None
@@ -141,14 +146,17 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def main(parent: int) -> None:
-    """The child: serve reads until stdin closes."""
+def main(parent: int, part: str) -> None:
+    """The child: serve the part until stdin closes."""
+    import importlib
+
     from bridge.logs import quiet_pika
     from flow45.db import connect
     from flow45.settings import use_settings
 
     _die_with(parent)
-    os.nice(READS_NICENESS)
+    module, name, niceness = PARTS[part]
+    os.nice(niceness)
     beats = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to the log, never into the beats
     for asked in (signal.SIGINT, signal.SIGTERM):  # a terminal's Ctrl-C, or systemd's stop, reach the bridge too
@@ -159,7 +167,7 @@ def main(parent: int) -> None:
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
     use_settings(settings)
     connect(settings.database_url)
-    server = ReadServer(settings)
+    server = getattr(importlib.import_module(module), name)(settings)
     server.heartbeat = _PipeBeat(beats, server)
 
     def until_the_bridge_closes() -> None:
@@ -171,4 +179,4 @@ def main(parent: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2])

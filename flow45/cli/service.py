@@ -66,7 +66,7 @@ def bridge_run(args) -> int:
     _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
     bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats, connections=args.connections,
-                    reads_in_process=True)
+                    side_processes=True)
     return _run_parts({"bridge": bridge.run}, bridge.stop, beats)
 
 
@@ -203,7 +203,7 @@ def cmd_serve(args) -> int:
         return _run_parts(parts, stop.set, beats)
     from bridge.service import Bridge
 
-    bridge = Bridge(settings, heartbeat=beats, reads_in_process=True)
+    bridge = Bridge(settings, heartbeat=beats, side_processes=True)
 
     def stop_all() -> None:
         stop.set()

@@ -1,7 +1,7 @@
-"""`flow45 bridge run` answers operators' reads from a child process: off the interpreter lock its
-batches need. A stuck child shows in the heartbeat; the child comes back after it dies, and dies
-with the bridge, even a bridge killed with -9, so no orphan keeps answering for a bridge that is
-gone."""
+"""`flow45 bridge run` answers operators' reads and publishes the event stream from child processes:
+off the interpreter lock its batches need. A stuck child shows in the heartbeat; a child comes back
+after it dies, and dies with the bridge, even a bridge killed with -9, so no orphan keeps answering
+or publishing for a bridge that is gone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.read_process import READS_NICENESS
+from bridge.side_process import READS_NICENESS
 from bridge.rpc import Rpc
 from flow45 import heartbeat
 from flow45.errors import Flow45Error
@@ -20,15 +20,17 @@ from flow45.errors import Flow45Error
 pytestmark = pytest.mark.integration
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, part: str) -> list[int]:
+    """The bridge's live children serving `part` (the last argument of their command line)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
             except OSError:
                 continue  # gone meanwhile
-            if int(fields[1]) == pid and fields[0] != "Z":
+            if int(fields[1]) == pid and fields[0] != "Z" and argv[-1] == part.encode():
                 found.append(int(entry.name))
     return found
 
@@ -65,13 +67,15 @@ def _answers(url: str) -> bool:
         rpc.close()
 
 
-def test_reads_come_from_a_child_that_is_watched_started_again_and_dies_with_the_bridge(system):
+def test_reads_and_events_come_from_children_that_are_watched_started_again_and_die_with_the_bridge(system):
     bridge = system.bridge()
-    _until(lambda: _children(bridge.pid) and _answers(system.operator_url), what=system.logs())
-    readers = _children(bridge.pid)
-    assert len(readers) == 1, f"the bridge's children: {readers}"
+    _until(lambda: _children(bridge.pid, "reads") and _answers(system.operator_url), what=system.logs())
+    _until(lambda: "bridge.events" in _beats(system), what=system.logs())
+    readers, publishers = _children(bridge.pid, "reads"), _children(bridge.pid, "events")
+    assert (len(readers), len(publishers)) == (1, 1), f"the bridge's children: {readers}, {publishers}"
     first = readers[0]
     assert _niceness(first) == READS_NICENESS, "reads yield the CPU to the workers' messages"
+    assert _niceness(publishers[0]) == 0, "the event stream keeps up with the ledger"
 
     os.kill(first, signal.SIGSTOP)  # a stuck reader: named by the heartbeat while the bridge beats on
     try:
@@ -83,12 +87,16 @@ def test_reads_come_from_a_child_that_is_watched_started_again_and_dies_with_the
     _until(lambda: _answers(system.operator_url), what=system.logs())
 
     os.kill(first, signal.SIGKILL)
-    _until(lambda: _children(bridge.pid) not in ([], [first]), what=system.logs())
+    os.kill(publishers[0], signal.SIGKILL)
+    _until(lambda: _children(bridge.pid, "reads") not in ([], [first]), what=system.logs())
+    _until(lambda: _children(bridge.pid, "events") not in ([], publishers), what=system.logs())
     _until(lambda: _answers(system.operator_url), what=system.logs())
     assert bridge.poll() is None, "the bridge itself went on"
-    assert "the reads process exited (code -9); starting it again" in Path(bridge.log_path).read_text()
+    log = Path(bridge.log_path).read_text()
+    for part in ("reads", "events"):
+        assert f"the {part} process exited (code -9); starting it again" in log
 
-    second = _children(bridge.pid)[0]
+    children = _children(bridge.pid, "reads") + _children(bridge.pid, "events")
     bridge.kill()
     bridge.wait()
-    _until(lambda: not _alive(second), timeout=5, what="the reads process outlived its bridge")
+    _until(lambda: not any(_alive(child) for child in children), timeout=5, what="a child outlived its bridge")
