@@ -28,6 +28,7 @@ from flow45.store.outbox import OutboxMessage
 log = logging.getLogger("flow45.bridge")
 
 MAX_IN_FLIGHT = 5000
+RELAY_PAGE = 500  # pending rows read at a time, until MAX_IN_FLIGHT are in flight
 MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
 MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
 
@@ -96,9 +97,11 @@ class Relay:
 
     def relay(self) -> None:
         """Publish the pending rows (those written by other processes, or left pending)."""
-        if not self.relaying or len(self._in_flight) >= MAX_IN_FLIGHT:
-            return
-        self.publish_rows(outbox.pending(exclude=self._in_flight))
+        while self.relaying and len(self._in_flight) < MAX_IN_FLIGHT:
+            rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight)
+            self.publish_rows(rows)  # in flight now: the next page passes over them
+            if len(rows) < RELAY_PAGE:
+                return
 
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
         self._lanes.learn(rows)

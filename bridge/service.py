@@ -29,9 +29,9 @@ from bridge.events import EventPublisher
 from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
-from bridge.side_process import SideProcess
 from bridge.reads import ReadServer
 from bridge.relay import Relay
+from bridge.side_process import SideProcess
 from bridge.topology import declare_with_new_connection
 from flow45 import metrics, names
 from flow45.db import connect, describe_db_error, dialect, drop_connection
