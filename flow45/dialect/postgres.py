@@ -24,6 +24,7 @@ GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enabl
 _PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
              "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names prepared on it
+_names: dict[tuple, tuple[str, str]] = {}  # (statement, types) -> (its name, its EXECUTE with placeholders)
 
 
 class Deferred:
@@ -53,14 +54,18 @@ class Deferred:
 def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
     """`EXECUTE` of `sql` (parameters $1..$n of `types`) with `args` bound, preparing it on this
     connection first if needed. Run it after GENERIC_PLANS in the same transaction."""
-    name = "flow45_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
+    key = (sql, tuple(types))
+    named = _names.get(key)
+    if named is None:  # the statements are a few dozen texts, each named once per process
+        name = "flow45_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
+        named = _names[key] = (name, f"EXECUTE {name}({', '.join(f'%s::{t}' for t in types)})")
+    name, execute = named
     done = _prepared.setdefault(db.connection(), set())
     cursor = db.cursor()
     if name not in done:  # prepared statements outlive transactions, rolled back or not
         cursor.execute(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
         done.add(name)
-    marks = ", ".join(f"%s::{t}" for t in types)
-    return cursor.mogrify(f"EXECUTE {name}({marks})", [_array(a) if type(a) is list else a for a in args])
+    return cursor.mogrify(execute, [_array(a) if type(a) is list else a for a in args])
 
 
 class _NoLiteral(Exception):
