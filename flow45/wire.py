@@ -49,7 +49,8 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
     try:
         if indent is None:
             return _COMPACT.encode(value)
-        return json.dumps(value, allow_nan=False, default=_default, indent=indent)
+        return json.dumps(value, allow_nan=False, default=_default, indent=indent,
+                          separators=None if indent else (",", ":"))
     except ValueError as exc:
         raise NotJSON(f"not JSON: {exc}") from None
 
