@@ -37,15 +37,15 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _reserve(port: int) -> bool:
+def _reserve(port: int) -> int | None:
+    """The descriptor holding the port's lock, or None if another test process holds it."""
     fd = os.open(_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        return False
-    _held.append(fd)
-    return True
+        return None
+    return fd
 
 
 def free_port() -> int:
@@ -59,7 +59,11 @@ def free_port() -> int:
     _LOCKS.mkdir(exist_ok=True)
     for _ in range(200):
         port = random.randrange(low, high)
-        if _reserve(port):
-            if _bindable(port):
-                return port
+        fd = _reserve(port)
+        if fd is None:
+            continue
+        if _bindable(port):
+            _held.append(fd)
+            return port
+        os.close(fd)  # something else on the machine has it: no need to keep it from other test processes
     raise RuntimeError(f"no free port between {low} and {high} after 200 tries")
