@@ -96,10 +96,11 @@ class Dialect:
         """Rows of `sql`, whose `{}` is a membership test against `values` (of PostgreSQL type `cast`)."""
         raise NotImplementedError
 
-    def lock_and_read(self, select: str, runs: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
-        """Lock the runs that `runs` selects (in id order), then read `select` ({extra}: a last column
-        this may add) and the stored replies to the message `keys`. In both statements {wanted} is the
-        membership test of the `wanted` ids. Returns the rows and the replies by key."""
+    def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
+        """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
+        "instance", task instance ids. Then read `select` ({runs}: the condition on those runs, `r`,
+        and their instances, `i`; {extra}: a last column this may add) and the stored replies to the message `keys`.
+        Returns the rows and the replies by key."""
         raise NotImplementedError
 
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> bool:

@@ -202,7 +202,9 @@ class PostgresDialect(Dialect):
         names = [*key, *columns]
         types = [casts[c] + "[]" for c in names]
         assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-        match = " AND ".join(f"t.{k} = v.{k}" for k in key)
+        # The first key's array again, as a key lookup: with statistics that say the table is
+        # empty, the join alone may be planned as a hash of the whole table.
+        match = " AND ".join([*(f"t.{k} = v.{k}" for k in key), f"t.{key[0]} = ANY($1)"])
         arrays = ", ".join(f"${n}" for n in range(1, len(names) + 1))
         sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
                f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
@@ -217,14 +219,18 @@ class PostgresDialect(Dialect):
         cursor.execute(prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
         return cursor
 
-    def lock_and_read(self, select, runs, wanted, keys):
+    def lock_and_read(self, select, wanted_are, wanted, keys):
         # One round trip of two statements. They must be two: a statement that waited for a row lock
         # sees the other tables as they were *before* the wait (READ COMMITTED re-reads only the
         # locked row), so instances read in the locking statement could miss what the holder wrote.
-        lock = f"SELECT id FROM run WHERE id IN ({runs.format(wanted='= ANY($1)')}) ORDER BY id FOR UPDATE"
+        # The run ids are an array, worked out first: a subquery joined in could be planned, with
+        # statistics that say the tables are empty, as a scan of every run for each run.
+        run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
+        runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
+        lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
         replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
         statements = [GENERIC_PLANS.encode(), prepared(self.db, lock, ["bigint[]"], [wanted]),
-                      prepared(self.db, select.format(extra=f", {replies}", wanted="= ANY($1)"),
+                      prepared(self.db, select.format(extra=f", {replies}", runs=runs),
                                ["bigint[]", "varchar[]"], [wanted, keys])]
         cursor = self.db.cursor()
         cursor.execute(b";\n".join(statements))

@@ -110,9 +110,11 @@ class SqliteDialect(Dialect):
     def select_in(self, sql: str, values: list, cast: str):
         return self.db.execute_sql(sql.format(_in(values)), values)
 
-    def lock_and_read(self, select, runs, wanted, keys):
+    def lock_and_read(self, select, wanted_are, wanted, keys):
         # The transaction holds SQLite's one write lock already.
-        rows = self.db.execute_sql(select.format(extra="", wanted=_in(wanted)), wanted).fetchall()
+        run_ids = _in(wanted) if wanted_are == "run" else f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
+        runs = f"r.id {run_ids}"
+        rows = self.db.execute_sql(select.format(extra="", runs=runs), wanted).fetchall()
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
 

@@ -81,14 +81,12 @@ def _build(readers, values: tuple) -> Row:
 
 
 _INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIELDS)
-# {runs} selects the run ids to read; the dialect fills {wanted} and {extra}.
+# The dialect fills {runs}, the condition that picks the runs to read (r) and their instances (i), and {extra}.
 _SELECT = (
     "SELECT " + ", ".join(f"i.{f.column_name}" for f in _INSTANCE_FIELDS) + ", "
     + ", ".join(f"r.{f.column_name}" for f in _RUN_FIELDS)
-    + "{extra} FROM task_instance i JOIN run r ON r.id = i.run_id WHERE i.run_id IN (%s) ORDER BY r.id, i.id"
+    + "{extra} FROM task_instance i JOIN run r ON r.id = i.run_id WHERE {runs} ORDER BY r.id, i.id"
 )
-RUNS_OF_INSTANCES = "SELECT run_id FROM task_instance WHERE id {wanted}"
-RUNS_BY_ID = "SELECT id FROM run WHERE id {wanted}"
 
 
 class Unit:
@@ -112,15 +110,15 @@ class Unit:
     def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = ()) -> dict[str, Any]:
         """Lock and read the runs of these instances; returns the replies already stored for the
         message keys (read after the locks, so a concurrent copy of a message is seen)."""
-        return self._lock(RUNS_OF_INSTANCES, [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
+        return self._lock("instance", [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
 
     def lock_runs(self, ids: Iterable[int]) -> None:
-        self._lock(RUNS_BY_ID, [i for i in set(ids) if i not in self.runs], [])
+        self._lock("run", [i for i in set(ids) if i not in self.runs], [])
 
-    def _lock(self, runs: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
+    def _lock(self, wanted_are: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
         if not wanted and not keys:
             return {}
-        rows, seen = dialect().lock_and_read(_SELECT % runs, runs, wanted, keys)
+        rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys)
         split = len(_INSTANCE_FIELDS)
         for row in rows:
             run_id = row[1]

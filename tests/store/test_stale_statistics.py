@@ -1,0 +1,91 @@
+"""A change reads the rows it changes by key, however wrong PostgreSQL's statistics are.
+
+The engine's statements are prepared once with generic plans. Statistics taken while the tables
+looked empty (a fresh or pruned store, or rows not yet committed) must not give a plan that scans a
+whole table for each run: over a transaction that creates many runs, that grows with the square of
+their number."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from flow45 import store
+from flow45.db import atomic, connect, database
+from flow45.migrate import ensure_schema
+from flow45.settings import Settings, use_settings
+from tests.conftest import _empty_postgres
+from tests.store.helpers import T0, deploy_text, instance
+
+pytestmark = pytest.mark.integration
+
+UNBOUNDED = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      many:
+        max_active_runs: null
+        tasks:
+          a: {function: fa, output: Blob}
+          b: {function: fb, output: Blob, after: [a]}
+"""
+RUNS = 300
+ENGINE_TABLES = ("run", "task_instance", "processed_message")
+
+
+@pytest.fixture
+def pg(postgres_url):
+    use_settings(Settings(database_url=postgres_url))
+    db = connect(postgres_url)
+    ensure_schema()
+    _empty_postgres()
+    run_elsewhere(postgres_url, "VACUUM")  # earlier tests' deleted rows would be read too
+    yield postgres_url
+    db.close()
+
+
+def rows_read() -> int:
+    """Rows and index entries this transaction has read from the engine's tables so far (the
+    transaction's own counters: exact, and not yet flushed to the shared statistics)."""
+    tables = ", ".join(f"'{t}'::regclass" for t in ENGINE_TABLES)
+    return database.execute_sql(
+        "SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint FROM pg_class c"
+        f" WHERE c.oid IN ({tables}) OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ({tables}))"
+    ).fetchone()[0]
+
+
+def run_elsewhere(url: str, command: str) -> None:
+    """VACUUM or ANALYZE the engine's tables from another session, which does not see the rows this
+    test's transaction has not committed."""
+    other = psycopg2.connect(url)
+    other.autocommit = True
+    try:
+        other.cursor().execute(f"{command} {', '.join(ENGINE_TABLES)}")
+    finally:
+        other.close()
+
+
+def test_one_more_run_reads_a_few_rows_after_many_when_statistics_say_the_tables_are_empty(pg, tmp_path):
+    deploy_text(tmp_path, UNBOUNDED)
+    read = {}
+    with atomic():
+        runs = [store.trigger("acme", "many", actor="ops", now=T0) for _ in range(RUNS)]
+        run_elsewhere(pg, "ANALYZE")  # the statements are planned again, with these statistics
+
+        before = rows_read()
+        store.trigger("acme", "many", actor="ops", now=T0)
+        read["trigger a run"] = rows_read() - before
+
+        first = instance(runs[0], "a")
+        before = rows_read()
+        grant = store.claim(first.id, first.token, "w", now=T0)
+        read["claim an instance"] = rows_read() - before
+
+        before = rows_read()
+        store.submit(grant.instance, grant.token, {"uri": "s3://done"}, now=T0, message_id="m1")
+        read["submit its output"] = rows_read() - before
+
+    assert instance(runs[0], "b").state == "available"
+    assert max(read.values()) < 40, f"with {RUNS} runs in the tables, rows read to: {read}"
