@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from peewee import Field, ForeignKeyField
 
@@ -87,6 +87,19 @@ _SELECT = (
     + ", ".join(f"r.{f.column_name}" for f in _RUN_FIELDS)
     + "{extra} FROM task_instance i JOIN run r ON r.id = i.run_id WHERE {runs} ORDER BY r.id, i.id"
 )
+
+
+def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
+    """A run that finishes usually frees one slot: it reads the head of the queue, not all of it."""
+    after, size = 0, 4
+    while True:
+        page = list(Run.select(Run.id, Run.version)
+                    .where((Run.workflow == workflow_id) & (Run.status == S.QUEUED) & (Run.id > after))
+                    .order_by(Run.id).limit(size))
+        yield from page
+        if len(page) < size:
+            return
+        after, size = page[-1].id, min(size * 4, 1000)
 
 
 class Unit:
@@ -202,8 +215,7 @@ class Unit:
         if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
             return
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
-        queued = Run.select(Run.id, Run.version).where((Run.workflow == workflow_id) & (Run.status == S.QUEUED))
-        for candidate in queued.order_by(Run.id):
+        for candidate in _queued_oldest_first(workflow_id):
             limit = version_spec(candidate.version_id).workflow.max_active_runs
             if limit is not None and active >= limit:
                 break

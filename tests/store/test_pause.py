@@ -72,6 +72,19 @@ def test_triggers_while_paused_queue_or_are_refused_and_the_resume_starts_the_qu
         store.resume("acme", "nightly", actor="ops", now=at)
 
 
+def test_the_resume_starts_the_oldest_queued_runs_up_to_the_limit_past_cancelled_ones(tmp_path):
+    deploy_text(tmp_path, config("none"))  # max_active_runs: 5
+    at = dt.datetime(2026, 3, 5, 9)
+    store.pause("acme", "nightly", actor="ops", triggers="queue", now=at)
+    queued = [store.trigger("acme", "nightly", actor="ann", now=at) for _ in range(30)]
+    for run in queued[1:4] + queued[5:7]:
+        store.cancel_run(run, actor="ops", now=at)
+    store.resume("acme", "nightly", actor="ops", now=at)
+    status = {run: store.get_run(run).status for run in queued}
+    assert [r for r in queued if status[r] == "running"] == [queued[0], queued[4], *queued[7:10]]
+    assert all(status[r] == "queued" for r in queued[10:])
+
+
 def test_a_workflow_left_out_of_the_config_is_reported_then_retired_by_prune_and_restored_by_a_deploy(tmp_path):
     deploy_text(tmp_path, config("all"))
     run = store.trigger("acme", "nightly", actor="ann", now=dt.datetime(2026, 3, 1, 13))
