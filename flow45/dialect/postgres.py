@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
+from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
 
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
@@ -108,7 +109,7 @@ class PostgresDialect(Dialect):
 
     def open(self) -> peewee.Database:
         parts = urlsplit(self.url)
-        return peewee.PostgresqlDatabase(
+        return LazyBeginDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
