@@ -16,7 +16,12 @@ class LazyBeginCursor(psycopg2.extensions.cursor):
         begin = self.connection.pending_begin
         if begin is not None:
             self.connection.pending_begin = None
-            query = begin.encode() + b";\n" + query if isinstance(query, bytes) else f"{begin};\n{query}"
+            if isinstance(query, bytes):
+                query = begin.encode() + b";\n" + query
+            elif isinstance(query, str):
+                query = f"{begin};\n{query}"
+            else:  # a psycopg2.sql composition: joined only once it meets the connection
+                super().execute(begin)
         return super().execute(query, vars)
 
     def executemany(self, query, vars_list):

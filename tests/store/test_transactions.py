@@ -4,6 +4,7 @@ wrote is seen by another session before its COMMIT, or ever after a failure."""
 from __future__ import annotations
 
 import psycopg2
+import psycopg2.sql
 import pytest
 
 from flow45 import store
@@ -61,3 +62,13 @@ def test_a_transaction_that_ran_nothing_leaves_the_connection_ready_for_the_next
         store.trigger("acme", "many", actor="ops", now=T0)
         assert elsewhere() == 0
     assert elsewhere() == 1
+
+
+@pytest.mark.parametrize("first_statement", ["text", "composed"])
+def test_the_first_statement_of_a_transaction_runs_inside_it_whatever_its_form(first_statement):
+    query = "SELECT txid_current()"
+    with atomic():
+        cursor = database.cursor()
+        cursor.execute(query if first_statement == "text" else psycopg2.sql.SQL(query))
+        (began,) = cursor.fetchone()
+        assert database.execute_sql("SELECT txid_current_if_assigned()").fetchone()[0] == began
