@@ -99,8 +99,8 @@ class Dialect:
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
         "instance", task instance ids. Then read `select` ({runs}: the condition on those runs, `r`,
-        and their instances, `i`; {extra}: a last column this may add) and the stored replies to the message `keys`.
-        Returns the rows and the replies by key."""
+        and their instances, `i`; {extra}: a last column this may add) and the stored replies to the
+        message `keys`. Returns the rows and the replies by key."""
         raise NotImplementedError
 
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> bool:

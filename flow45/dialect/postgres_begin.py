@@ -44,7 +44,7 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
     def begin(self, isolation_level=None) -> None:
         if isolation_level or self._isolation_level:
             return super().begin(isolation_level)
-        self.cursor().connection.pending_begin = "BEGIN"
+        self.connection().pending_begin = "BEGIN"
 
     def commit(self) -> None:
         if not self._began_nothing():

@@ -112,8 +112,8 @@ class SqliteDialect(Dialect):
 
     def lock_and_read(self, select, wanted_are, wanted, keys):
         # The transaction holds SQLite's one write lock already.
-        run_ids = _in(wanted) if wanted_are == "run" else f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
-        runs = f"r.id {run_ids}"
+        of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
+        runs = f"r.id {_in(wanted) if wanted_are == 'run' else of_instances}"
         rows = self.db.execute_sql(select.format(extra="", runs=runs), wanted).fetchall()
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
