@@ -68,11 +68,13 @@ def _lost_race(item: Item) -> bool:
 def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> tuple[list[Item], list[OutboxMessage], bool]:
     """All worker messages in one transaction, with the outbox rows confirmed `sent`; if that fails
     for a reason other than the database, one transaction each, so the message at fault is refused
-    alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked."""
+    alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked.
+    The commits notify no relay: the bridge publishes the rows written, or wakes the relay after
+    (`Relay.publish_rows`), so that batches committing at once share a disk flush."""
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
         with atomic():  # the marks ride with the batch's writes: no transaction of their own
-            return items, apply_worker_batch(items, at, sent), True
+            return items, apply_worker_batch(items, at, sent, wake_relays=False), True
     except _DB_ERRORS:
         raise
     except Exception:
@@ -82,7 +84,7 @@ def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> t
     for item in items:
         try:
             with atomic():
-                written += apply_worker_batch([item], at)
+                written += apply_worker_batch([item], at, wake_relays=False)
         except _DB_ERRORS:
             raise
         except Exception as exc:

@@ -5,7 +5,7 @@ An outbox row is published persistent and mandatory, and stays in flight until t
 it; confirmed rows are then marked sent, by the next batch's transaction or, if none comes soon, by a
 transaction of their own. A nack, an unroutable return or a lost channel leaves the row pending, so
 the next relay publishes it again. Only the bridge holding the relay lock publishes rows; the others
-leave theirs to it. Runs on pika's IO loop thread, as the consumer side does (`bridge.service`).
+leave theirs to it, and wake it once their batch committed (`outbox.announce_committed`). Runs on pika's IO loop thread, as the consumer side does (`bridge.service`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class Relay:
         self._returned: set[int] = set()
         self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
         self._mark_scheduled = False
+        self._wake_scheduled = False
 
     def listen(self, ioloop, on_rows: Callable[[], None], also_own) -> None:
         self._ioloop = ioloop
@@ -106,7 +107,9 @@ class Relay:
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
         self._lanes.learn(rows)
         if not self.relaying:
-            return  # the relay that holds the lock publishes them
+            if rows:  # committed without a notification: the bridge that holds the lock publishes them
+                self._wake_the_relay()
+            return
         for row in rows:
             if row.id in self._in_flight:
                 continue
@@ -117,6 +120,23 @@ class Relay:
             body = (row.text or wire.dumps(row.body)).encode()  # stored through wire.dumps: always JSON
             self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
             self._in_flight.add(row.id)
+
+    def _wake_the_relay(self) -> None:
+        """Once per pass of the IO loop, however many batches finished in it."""
+        if not self._wake_scheduled and self._ioloop is not None:
+            self._wake_scheduled = True
+            self._ioloop.call_later(0, self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_scheduled = False
+        try:
+            outbox.announce_committed()
+        except Exception as exc:
+            if describe_db_error(exc) is None:
+                raise
+            drop_connection()
+            self.lose()
+            log.warning("bridge: waking the relay: %s; it finds the rows on its next poll", describe_db_error(exc))
 
     def offers_from(self, received: float, written: list[OutboxMessage] | None) -> None:
         """The offers a batch wrote: each one's hop, from `received`, ends when the broker confirms it."""

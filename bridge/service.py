@@ -154,6 +154,8 @@ class Bridge:
             self.reads.stop()
             self.events.stop()
             pool.close()
+            self.relay.lose()
+            drop_connection()  # the relay lock goes with its session: another bridge takes it over at once
             for thread in beside:
                 thread.join(timeout=0.3)  # within a stop's grace; they hold nothing that needs finishing
             self.stopped.set()

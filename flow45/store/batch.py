@@ -41,11 +41,13 @@ class Item:
         return self._answered[1]
 
 
-def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | None = None) -> list[OutboxMessage]:
+def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | None = None,
+                       wake_relays: bool = True) -> list[OutboxMessage]:
     """Apply every item; each gets a `result` or an `error`. Call inside one transaction, which also
     marks the outbox rows `sent` (confirmed by the broker) sent. Returns the outbox rows written, so a
-    relay in this process can publish them without reading them back."""
-    unit = Unit(at)
+    relay in this process can publish them without reading them back (`wake_relays=False`: no
+    notification goes with the commit; see `Unit`)."""
+    unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
     seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key])
     for item in items:

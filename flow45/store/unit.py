@@ -105,8 +105,11 @@ def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
 class Unit:
     """The rows one transaction locked, and the changes the rules made to them."""
 
-    def __init__(self, at: dt.datetime) -> None:
+    def __init__(self, at: dt.datetime, wake_relays: bool = True) -> None:
+        """`wake_relays`: notify listening relays of the outbox rows written, on commit (False: the
+        caller publishes them itself, or wakes the relay after its commit)."""
         self.changes = rules.Changes(at)
+        self.wake_relays = wake_relays
         self.runs: dict[int, Row] = {}
         self.instances: dict[int, Row] = {}
         self.by_run: dict[int, dict[str, Row]] = {}
@@ -252,7 +255,8 @@ class Unit:
         # Duplicates were answered under the run locks; a client reusing an id for another message is not ours to fail on.
         insert_rows(ProcessedMessage, processed, skip_conflicts=True, deferred=deferred)
         if ch.offers:
-            announce(deferred)
+            if self.wake_relays:
+                announce(deferred)
             offers = [rules.offer_row(i, self.runs[i.run_id], self.spec(i.run_id), given[i.id], self.at) for i in ch.offers]
             bodies = [r["body"] for r in offers]
             for row in offers:  # encoded once: stored, and published by the relay in this process

@@ -1,16 +1,24 @@
-"""The relay is woken by the commit that wrote an outbox row, not by its polling interval."""
+"""The relay is woken by the commit that wrote an outbox row, not by its polling interval; the
+bridge's own batches commit without a notification (PostgreSQL would hold one lock over every
+notifying commit and its disk flush, so batches could not flush together)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
+from bridge.relay_lock import RELAY_LOCK_KEY
+from bridge.rpc import call
+from bridge.service import Bridge
 from bridge.topology import declare_with_new_connection
 from flow45 import store
 from flow45.config import load_config
-from flow45.db import atomic
+from flow45.db import atomic, dialect
+from flow45.store.outbox import NOTIFY_CHANNEL
+from tests.bridge.test_bridge import wait_offer
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -66,3 +74,70 @@ def test_a_backlog_of_many_pages_written_elsewhere_is_published_on_one_wake_up(b
     while (got := channel.basic_get(queue, auto_ack=True))[0]:
         offered.add(json.loads(got[2])["run"])
     assert offered == runs
+
+
+def _finish_extract(env) -> tuple[int, float]:
+    """A worker claims and submits the run's first task over the bridge; returns the run and when
+    the submit was answered (committed)."""
+    run = store.trigger("reports", "monthly_report", params={"month": "2026-10"}, actor="ops")
+    offer = wait_offer(env, "reports", "extract_sales")
+    assert offer["run"] == run
+    worker = env.url("reports-worker")
+    call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w1"})
+    call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
+                             "output": {"uri": "s3://sales.parquet", "rows": 10}})
+    return run, time.monotonic()
+
+
+def test_the_relaying_bridge_publishes_its_batches_offers_without_notifying(bridge_env):
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    declare_with_new_connection(bridge_env.rabbit.amqp_url, bridge_env.settings)
+    listener = dialect().listen(NOTIFY_CHANNEL)
+    try:
+        run, _ = _finish_extract(bridge_env)
+        render = wait_offer(bridge_env, "reports", "render_pdf")
+        assert render["run"] == run
+        listener.poll()
+        notifying = {n.pid for n in listener.notifies}
+    finally:
+        listener.close()
+    assert notifying == {dialect().backend_id()}, "only the trigger, committed here, notified the relay"
+
+
+def _relay_holder() -> int | None:
+    """The database session holding the relay lock."""
+    row = dialect().db.execute_sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted",
+                                   (RELAY_LOCK_KEY,)).fetchone()
+    return row[0] if row else None
+
+
+def test_an_offer_committed_by_a_bridge_that_does_not_relay_is_published_at_once(bridge_env):
+    store.deploy(load_config(EXAMPLES), actor="ops")
+    declare_with_new_connection(bridge_env.rabbit.amqp_url, bridge_env.settings)
+    second = Bridge(bridge_env.settings, batch_size=50)
+    thread = threading.Thread(target=second.run, daemon=True)
+    thread.start()
+    bridges = [bridge_env.bridge, second]
+    try:
+        deadline = time.monotonic() + 20
+        while not all(b._consumer_tag and b.relay.listener and b.relay.listener.own_pid for b in bridges):
+            assert time.monotonic() < deadline, "the second bridge did not start"
+            time.sleep(0.05)
+        sessions = [b.relay.listener.own_pid for b in bridges]
+        assert _relay_holder() in sessions
+        relaying = bridges[sessions.index(_relay_holder())]
+        cancelled = threading.Event()
+
+        def stop_consuming() -> None:  # the inbox goes to the bridge that does not relay
+            relaying._consume_channel.basic_cancel(relaying._consumer_tag, callback=lambda _frame: cancelled.set())
+
+        relaying._connection.ioloop.add_callback_threadsafe(stop_consuming)
+        assert cancelled.wait(5)
+        run, submitted = _finish_extract(bridge_env)
+        render = wait_offer(bridge_env, "reports", "render_pdf")
+        elapsed = time.monotonic() - submitted
+    finally:
+        second.stop()
+        thread.join(timeout=10)
+    assert render["run"] == run
+    assert elapsed < 2.0, f"the offer took {elapsed:.1f}s: the relay waited for its poll"
