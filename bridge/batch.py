@@ -70,7 +70,7 @@ def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> t
     for a reason other than the database, one transaction each, so the message at fault is refused
     alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked.
     The commits notify no relay: the bridge publishes the rows written, or wakes the relay after
-    (`Relay.publish_rows`), so that batches committing at once share a disk flush."""
+    (`Relay.committed`), so that batches committing at once share a disk flush."""
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
         with atomic():  # the marks ride with the batch's writes: no transaction of their own

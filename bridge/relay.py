@@ -5,7 +5,8 @@ An outbox row is published persistent and mandatory, and stays in flight until t
 it; confirmed rows are then marked sent, by the next batch's transaction or, if none comes soon, by a
 transaction of their own. A nack, an unroutable return or a lost channel leaves the row pending, so
 the next relay publishes it again. Only the bridge holding the relay lock publishes rows; the others
-leave theirs to it, and wake it once their batch committed (`outbox.announce_committed`). Runs on pika's IO loop thread, as the consumer side does (`bridge.service`).
+leave theirs to it, and wake it once their batch committed (`outbox.announce_committed`). Runs on
+pika's IO loop thread, as the consumer side does (`bridge.service`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,24 @@ class Relay:
             if len(rows) < RELAY_PAGE:
                 return
 
+    def committed(self, rows: list[OutboxMessage] | None) -> None:
+        """A batch of this bridge committed: publish the outbox rows it wrote (None: it wrote some
+        through the store, unlisted: read them back). A bridge that does not relay wakes the one
+        that does instead: its batches commit without a notification, so that they share flushes."""
+        if not self.relaying:
+            if rows is not None:
+                self._lanes.learn(rows)
+            if rows is None or rows:
+                self._wake_the_relay()
+        elif rows is None:
+            self.relay()
+        else:
+            self.publish_rows(rows)
+
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
         self._lanes.learn(rows)
         if not self.relaying:
-            if rows:  # committed without a notification: the bridge that holds the lock publishes them
-                self._wake_the_relay()
-            return
+            return  # the relay that holds the lock publishes them
         for row in rows:
             if row.id in self._in_flight:
                 continue

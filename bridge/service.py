@@ -287,10 +287,7 @@ class Bridge:
         self._answer_all(batch, result.outcomes)
         if self._needs_topology:
             self._declare_topology()
-        if written is None:
-            self.relay.relay()  # operator messages wrote rows through the store: read them back
-        else:
-            self.relay.publish_rows(written)
+        self.relay.committed(written)
 
     def _take_sent(self) -> list[int]:
         return self.relay.take_sent()
