@@ -103,8 +103,10 @@ class Dialect:
         message `keys`. Returns the rows and the replies by key."""
         raise NotImplementedError
 
-    def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> bool:
-        """Lock the workflows (in id order); whether any may have a queued run to start."""
+    def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:
+        """Lock the workflows whose runs finished here (in id order), so that no trigger counts
+        their active runs before this commit; returns those that may have a queued run to start,
+        held exclusively."""
         raise NotImplementedError
 
     def typed_columns(self, every: list, json_only: list) -> list:

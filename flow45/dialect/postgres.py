@@ -240,13 +240,22 @@ class PostgresDialect(Dialect):
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
-        """One round trip; usually no queued run, and then that is all a finished run costs."""
-        lock = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        queued = "SELECT EXISTS (SELECT 1 FROM run WHERE workflow_id = ANY($1) AND status = 'queued')"
+        """One round trip, and a second only where a run is queued. The workflows without a queued
+        run are only share-locked: a trigger still waits for this commit before it counts the active
+        runs, but runs of one workflow finishing on several connections do not wait for each
+        other's commit and disk flush. The check after the locks sees a run queued meanwhile."""
+        share = ("SELECT id FROM workflow w WHERE id = ANY($1) AND NOT EXISTS "
+                 "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued') ORDER BY id FOR SHARE")
+        exclusive = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        queued = ("SELECT coalesce(array_agg(id), '{}') FROM workflow w WHERE id = ANY($1) AND EXISTS "
+                  "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued')")
         cursor = self.db.cursor()
-        cursor.execute(prepared(self.db, lock, ["bigint[]"], [workflow_ids]) + b";\n"
+        cursor.execute(prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
                        + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
-        return cursor.fetchone()[0]
+        waiting = sorted(cursor.fetchone()[0])
+        if waiting:  # held exclusively while their queued runs start (a share lock held here is raised)
+            cursor.execute(prepared(self.db, exclusive, ["bigint[]"], [waiting]))
+        return waiting
 
     def typed_columns(self, every, json_only):
         return json_only  # psycopg2 returns the other columns typed already

@@ -119,7 +119,7 @@ class SqliteDialect(Dialect):
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
-        return True  # the write lock is held; let the caller look
+        return list(workflow_ids)  # the write lock is held; let the caller look
 
     def doubled_wait_elapsed(self, offered, since, at):
         # julianday() is a float of days: allow a millisecond for its rounding

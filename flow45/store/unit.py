@@ -205,9 +205,8 @@ class Unit:
             # Runs connected to a run that finished here start with it (connected workflows).
             connected.start_connected(self, reached)
             # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
-            if freed and dialect().lock_workflows_with_queued_runs(sorted(freed)):
-                for workflow_id in sorted(freed):
-                    self.start_queued(workflow_id, freed[workflow_id])
+            for workflow_id in dialect().lock_workflows_with_queued_runs(sorted(freed)) if freed else ():
+                self.start_queued(workflow_id, freed[workflow_id])
             self._write([])
         return self.written
 
