@@ -2,10 +2,12 @@
 bridge's committers apply them, on a PostgreSQL whose WAL flushes take `--fsync-delay-ms` longer
 (benchmarks/slow_disk.py). Prints batches per second and each batch's latency, per number of
 connections, beside a bare commit; each with the batch committing as the bridge does (no
-notification) and with a NOTIFY in its transaction, as writers that wake the relay do.
+notification) and with a NOTIFY in its transaction, as writers that wake the relay do; then runs of
+one task, each submit finishing its run.
 
 PostgreSQL holds one lock over every commit that notifies, its flush included, so notifying commits
-flush one at a time; the others share flushes.
+flush one at a time; the others share flushes. Runs of one workflow that finish at once share its
+lock (it is taken exclusively only while runs are queued), so they share flushes too.
 
     python benchmarks/group_commit.py [--fsync-delay-ms 5] [--connections 1,4,8] [--chains 120]
 """
@@ -35,7 +37,7 @@ from flow45.models import TaskInstance  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
 from flow45.store.batch import Item, apply_worker_batch  # noqa: E402
 
-STEPS = 5  # the chain's tasks: a claim and a submit each
+STEPS = {"chain": 5, "single": 1}  # tasks of the workflows driven: a claim and a submit each
 
 
 def apply_one(settings: Settings, body: bytes, notify: bool) -> float:
@@ -51,10 +53,10 @@ def apply_one(settings: Settings, body: bytes, notify: bool) -> float:
     return elapsed
 
 
-def drive(settings: Settings, runs: list[int], notify: bool, latencies: list[float]) -> None:
+def drive(settings: Settings, runs: list[int], steps: int, notify: bool, latencies: list[float]) -> None:
     """Claim and submit each run's tasks in turn, one message per transaction, on this thread's connection."""
     try:
-        for _ in range(STEPS):
+        for _ in range(steps):
             for instance in available(runs):
                 latencies.append(apply_one(settings, message("claim", instance, worker="bench"), notify))
                 fresh = TaskInstance.get_by_id(instance.id)
@@ -64,12 +66,13 @@ def drive(settings: Settings, runs: list[int], notify: bool, latencies: list[flo
         database.close()
 
 
-def sitting(settings: Settings, connections: int, chains: int, notify: bool) -> str:
+def sitting(settings: Settings, connections: int, chains: int, notify: bool, workflow: str = "chain") -> str:
     with atomic():
-        runs = [store.trigger("bench", "chain", actor="bench") for _ in range(chains)]
+        runs = [store.trigger("bench", workflow, actor="bench") for _ in range(chains * STEPS["chain"] // STEPS[workflow])]
     shares = [runs[n::connections] for n in range(connections)]  # no two connections touch one run
     latencies: list[list[float]] = [[] for _ in shares]
-    threads = [threading.Thread(target=drive, args=(settings, share, notify, out)) for share, out in zip(shares, latencies)]
+    threads = [threading.Thread(target=drive, args=(settings, share, STEPS[workflow], notify, out))
+               for share, out in zip(shares, latencies)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -107,7 +110,9 @@ def main() -> None:
         for connections in counts:
             for notify in (False, True):
                 how = "with NOTIFY" if notify else "as the bridge"
-                print(f"  {connections} connection(s), {how:13s} {sitting(settings, connections, args.chains, notify)}")
+                print(f"  {connections} connection(s), chains, {how:13s} {sitting(settings, connections, args.chains, notify)}")
+            print(f"  {connections} connection(s), runs of one task    "
+                  f"{sitting(settings, connections, args.chains, False, 'single')}")
     finally:
         postgres.stop()
 
