@@ -244,11 +244,12 @@ class PostgresDialect(Dialect):
         run are only share-locked: a trigger still waits for this commit before it counts the active
         runs, but runs of one workflow finishing on several connections do not wait for each
         other's commit and disk flush. The check after the locks sees a run queued meanwhile."""
-        share = ("SELECT id FROM workflow w WHERE id = ANY($1) AND NOT EXISTS "
-                 "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued') ORDER BY id FOR SHARE")
+        # A scalar subquery, not EXISTS: never planned as a join that reads every queued run.
+        first_queued = "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued' LIMIT 1)"
+        share = f"SELECT id FROM workflow w WHERE id = ANY($1) AND {first_queued} IS NULL ORDER BY id FOR SHARE"
         exclusive = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        queued = ("SELECT coalesce(array_agg(id), '{}') FROM workflow w WHERE id = ANY($1) AND EXISTS "
-                  "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued')")
+        queued = (f"SELECT coalesce(array_agg(id), '{{}}') FROM workflow w "
+                  f"WHERE id = ANY($1) AND {first_queued} IS NOT NULL")
         cursor = self.db.cursor()
         cursor.execute(prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
                        + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
