@@ -25,16 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ceilings import postgres_commits  # noqa: E402
-from benchmarks.hot_path import TEAMS, available, delivery, message  # noqa: E402
+from benchmarks.hot_path import available, bench_store, delivery, message  # noqa: E402
 from benchmarks.slow_disk import postgres_server  # noqa: E402
 from bridge.batch import parse_one  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.clock import utcnow  # noqa: E402
-from flow45.config import load_config  # noqa: E402
-from flow45.db import atomic, connect, database  # noqa: E402
-from flow45.migrate import ensure_schema  # noqa: E402
+from flow45.db import atomic, database  # noqa: E402
 from flow45.models import TaskInstance  # noqa: E402
-from flow45.settings import Settings, use_settings  # noqa: E402
+from flow45.settings import Settings  # noqa: E402
 from flow45.store.batch import Item, apply_worker_batch  # noqa: E402
 
 STEPS = {"chain": 5, "single": 1}  # tasks of the workflows driven: a claim and a submit each
@@ -98,13 +96,8 @@ def main() -> None:
         raise SystemExit(f"--connections {args.connections!r}: give numbers of 1 or more")
     postgres = postgres_server(args.fsync_delay_ms).start()
     try:
-        url = postgres.create_database("flow45_group_commit")
-        settings = Settings(database_url=url, teams=TEAMS)
-        use_settings(settings)
-        connect(url, create=True)
-        ensure_schema()
-        store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
-        commits = postgres_commits(url)
+        settings = bench_store(postgres, "flow45_group_commit")
+        commits = postgres_commits(settings.database_url)
         print(f"WAL flushes {args.fsync_delay_ms:g} ms slower; a bare commit on one connection: "
               f"{commits.per_second:,.0f}/s, p50 {commits.p50_ms:.2f} ms")
         for connections in counts:

@@ -40,6 +40,17 @@ def message(kind: str, instance: TaskInstance, **extra) -> bytes:
     return json.dumps({"type": kind, "instance": instance.id, "token": instance.token, **extra}).encode()
 
 
+def bench_store(postgres, name: str) -> Settings:
+    """A database of its own on `postgres`, bound as the store, with the bench team's workflows."""
+    url = postgres.create_database(name)
+    settings = Settings(database_url=url, teams=TEAMS)
+    use_settings(settings)
+    connect(url, create=True)
+    ensure_schema()
+    store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
+    return settings
+
+
 def available(run_ids: list[int]) -> list[TaskInstance]:
     return list(TaskInstance.select().where(TaskInstance.run.in_(run_ids) & (TaskInstance.state == "available"))
                 .order_by(TaskInstance.id))
@@ -67,12 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     postgres = PostgresServer(durable=True).start()
     try:
-        url = postgres.create_database("flow45_hot_path")
-        settings = Settings(database_url=url, teams=TEAMS)
-        use_settings(settings)
-        connect(url, create=True)
-        ensure_schema()
-        store.deploy(load_config(ROOT / "benchmarks" / "bench_config.yaml"), actor="bench")
+        settings = bench_store(postgres, "flow45_hot_path")
         cursor = database.cursor()
         commits = []
         for _ in range(300):
