@@ -109,15 +109,12 @@ class Relay:
         """A batch of this bridge committed: publish the outbox rows it wrote (None: it wrote some
         through the store, unlisted: read them back). A bridge that does not relay wakes the one
         that does instead: its batches commit without a notification, so that they share flushes."""
-        if not self.relaying:
-            if rows is not None:
-                self._lanes.learn(rows)
-            if rows is None or rows:
-                self._wake_the_relay()
-        elif rows is None:
+        if rows is not None:
+            self.publish_rows(rows)  # learns their runs; published only if this bridge relays
+        elif self.relaying:
             self.relay()
-        else:
-            self.publish_rows(rows)
+        if not self.relaying and (rows is None or rows):
+            self._wake_the_relay()
 
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
         self._lanes.learn(rows)
@@ -145,11 +142,7 @@ class Relay:
         try:
             outbox.announce_committed()
         except Exception as exc:
-            if describe_db_error(exc) is None:
-                raise
-            drop_connection()
-            self.lose()
-            log.warning("bridge: waking the relay: %s; it finds the rows on its next poll", describe_db_error(exc))
+            log.warning("bridge: waking the relay: %s; it finds the rows on its next poll", self._database_failed(exc))
 
     def offers_from(self, received: float, written: list[OutboxMessage] | None) -> None:
         """The offers a batch wrote: each one's hop, from `received`, ends when the broker confirms it."""
@@ -223,9 +216,16 @@ class Relay:
             outbox.mark_sent(ids, wait_for_disk=False)
             self._in_flight.difference_update(ids)
         except Exception as exc:
-            if describe_db_error(exc) is None:
-                raise
-            drop_connection()
-            self.lose()
+            reason = self._database_failed(exc)
             self._confirmed.extend(ids)  # published already: marking can wait for the database
-            log.warning("bridge: marking %d outbox rows sent: %s", len(ids), describe_db_error(exc))
+            log.warning("bridge: marking %d outbox rows sent: %s", len(ids), reason)
+
+    def _database_failed(self, exc: Exception) -> str:
+        """A database failure on the IO loop's connection: drop it (and with it the relay lock and the
+        LISTEN session); returns what went wrong. Anything else is re-raised."""
+        reason = describe_db_error(exc)
+        if reason is None:
+            raise exc
+        drop_connection()
+        self.lose()
+        return reason
