@@ -122,6 +122,17 @@ def _empty_postgres() -> None:
     forget_cached_rows()
 
 
+@pytest.fixture
+def pg_store(postgres_url):
+    """The store on PostgreSQL, empty, bound as the settings' database."""
+    use_settings(Settings(database_url=postgres_url))
+    db = connect(postgres_url)
+    ensure_schema()
+    _empty_postgres()
+    yield db
+    db.close()
+
+
 @pytest.fixture(autouse=True)
 def default_settings():
     """Every test starts from the embedded default settings, whatever the environment says."""

@@ -12,10 +12,7 @@ import pytest
 
 from bridge.service import Bridge
 from bridge.setup_broker import plan
-from flow45.db import connect
-from flow45.migrate import ensure_schema
 from flow45.settings import Settings, use_settings
-from tests.conftest import _empty_postgres
 from tests.wirecheck import wire_log  # noqa: F401  (autouse: every message checked against flow45 schema)
 
 PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret", "rival-worker": "xw-secret"}
@@ -64,16 +61,6 @@ def purge_all(rabbit) -> None:
                 channel = connection.channel()
     finally:
         connection.close()
-
-
-@pytest.fixture
-def pg_store(postgres_url):
-    """The store on PostgreSQL, empty."""
-    db = connect(postgres_url)
-    ensure_schema()
-    _empty_postgres()
-    yield db
-    db.close()
 
 
 @pytest.fixture

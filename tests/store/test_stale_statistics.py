@@ -11,10 +11,7 @@ import psycopg2
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, connect, database
-from flow45.migrate import ensure_schema
-from flow45.settings import Settings, use_settings
-from tests.conftest import _empty_postgres
+from flow45.db import atomic, database
 from tests.store.helpers import T0, deploy_text, instance
 
 pytestmark = pytest.mark.integration
@@ -36,14 +33,9 @@ ENGINE_TABLES = ("run", "task_instance", "processed_message")
 
 
 @pytest.fixture
-def pg(postgres_url):
-    use_settings(Settings(database_url=postgres_url))
-    db = connect(postgres_url)
-    ensure_schema()
-    _empty_postgres()
+def pg(postgres_url, pg_store):
     run_elsewhere(postgres_url, "VACUUM")  # earlier tests' deleted rows would be read too
-    yield postgres_url
-    db.close()
+    return postgres_url
 
 
 def rows_read() -> int:

@@ -11,10 +11,7 @@ import time
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, connect, database
-from flow45.migrate import ensure_schema
-from flow45.settings import Settings, use_settings
-from tests.conftest import _empty_postgres
+from flow45.db import atomic, database
 from tests.store.helpers import BLOB, T0, claim, deploy_text
 
 pytestmark = pytest.mark.integration
@@ -33,14 +30,8 @@ WORKFLOW = """
 
 
 @pytest.fixture
-def pg(postgres_url, tmp_path):
-    use_settings(Settings(database_url=postgres_url))
-    db = connect(postgres_url)
-    ensure_schema()
-    _empty_postgres()
+def pg(pg_store, tmp_path):
     deploy_text(tmp_path, WORKFLOW)
-    yield postgres_url
-    db.close()
 
 
 class Held:
