@@ -106,7 +106,7 @@ class Dialect:
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:
         """Lock the workflows whose runs finished here (in id order), so that no trigger counts
         their active runs before this commit; returns those that may have a queued run to start,
-        held exclusively."""
+        which no other finisher starts before this commit."""
         raise NotImplementedError
 
     def typed_columns(self, every: list, json_only: list) -> list:

@@ -18,6 +18,8 @@ from flow45.dialect import Dialect
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
 
+STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
+
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
 # while the tables were small (no statistics yet) must not scan them whole once they have grown.
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
@@ -240,22 +242,24 @@ class PostgresDialect(Dialect):
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
-        """One round trip, and a second only where a run is queued. The workflows without a queued
-        run are only share-locked: a trigger still waits for this commit before it counts the active
-        runs, but runs of one workflow finishing on several connections do not wait for each
-        other's commit and disk flush. The check after the locks sees a run queued meanwhile."""
+        """One round trip, and a second only where a run is queued. The workflows are share-locked:
+        a trigger still waits for this commit before it counts the active runs, but runs of one
+        workflow finishing on several connections do not wait for each other's commit and disk
+        flush. Where a run is queued (the check after the locks sees one queued meanwhile), the
+        finishers start queued runs one at a time, in turn on a transaction-level advisory lock per
+        workflow: a row lock raised from share could deadlock two finishers holding the share."""
         # A scalar subquery, not EXISTS: never planned as a join that reads every queued run.
         first_queued = "(SELECT 1 FROM run WHERE workflow_id = w.id AND status = 'queued' LIMIT 1)"
-        share = f"SELECT id FROM workflow w WHERE id = ANY($1) AND {first_queued} IS NULL ORDER BY id FOR SHARE"
-        exclusive = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        queued = (f"SELECT coalesce(array_agg(id), '{{}}') FROM workflow w "
+        share = "SELECT id FROM workflow WHERE id = ANY($1) ORDER BY id FOR SHARE"
+        queued = (f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM workflow w "
                   f"WHERE id = ANY($1) AND {first_queued} IS NOT NULL")
+        turns = "SELECT pg_advisory_xact_lock(($1 << 32) + id) FROM unnest($2::bigint[]) AS id ORDER BY id"
         cursor = self.db.cursor()
         cursor.execute(prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
                        + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
-        waiting = sorted(cursor.fetchone()[0])
-        if waiting:  # held exclusively while their queued runs start (a share lock held here is raised)
-            cursor.execute(prepared(self.db, exclusive, ["bigint[]"], [waiting]))
+        waiting = cursor.fetchone()[0]
+        if waiting:
+            cursor.execute(prepared(self.db, turns, ["bigint", "bigint[]"], [STARTING_QUEUED_RUNS, waiting]))
         return waiting
 
     def typed_columns(self, every, json_only):

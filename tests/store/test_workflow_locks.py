@@ -142,3 +142,33 @@ def test_a_run_queued_while_a_run_finishes_is_started_by_it(pg):
     assert "result" in done
     assert store.get_run(first).status == "succeeded"
     assert store.get_run(made["run"]).status == "running", "left queued with a free slot"
+
+
+def test_two_runs_finishing_while_a_trigger_queues_a_run_both_succeed_and_start_it_once(pg):
+    first, second = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(2))
+    g1, g2 = claim(first, "t"), claim(second, "t")
+    triggered, release = threading.Event(), threading.Event()
+    made: dict = {}
+
+    def trigger_and_hold() -> None:  # the workflow is full: the new run queues, not yet committed
+        try:
+            with atomic():
+                made["run"] = store.trigger("acme", "pair", actor="ann", now=T0)
+                triggered.set()
+                release.wait(10)
+        finally:
+            database.close()
+
+    holder = threading.Thread(target=trigger_and_hold)
+    holder.start()
+    assert triggered.wait(10)
+    finishers = [_in_thread(lambda g=g: store.submit(g.instance, g.token, BLOB, now=T0, team="acme"))
+                 for g in (g1, g2)]
+    time.sleep(0.3)  # both wait for the trigger's commit, then both find the run it queued
+    release.set()
+    holder.join(10)
+    for thread, _ in finishers:
+        thread.join(10)
+    assert all("result" in done for _, done in finishers), "a finishing run failed (a deadlock between the two)"
+    assert [store.get_run(r).status for r in (first, second)] == ["succeeded", "succeeded"]
+    assert store.get_run(made["run"]).status == "running"
