@@ -1,6 +1,8 @@
 """CPU time of the benchmark's processes, read from /proc: a process with all its descendants
 (PostgreSQL's backends and WAL writer under the postmaster, the Erlang VM under rabbitmq-server),
-children that already exited included (their parent's cutime and cstime)."""
+children that already exited included (their parent's cutime and cstime). Also how long their
+threads were ready to run but waited for a core, and how busy the machine's cores were (and how
+much of them the host took): on a loaded 2-core machine every hop waits in the run queue."""
 
 from __future__ import annotations
 
@@ -48,3 +50,49 @@ def sample(pids: dict[str, int]) -> dict[str, float]:
 def per_instance(before: dict[str, float], after: dict[str, float], instances: int) -> dict[str, float]:
     """CPU milliseconds per instance of each process tree between the two samples."""
     return {name: (after[name] - before[name]) * 1000 / instances for name in before}
+
+
+def _waited_ns(pid: int) -> int:
+    """Nanoseconds the live threads of `pid` spent runnable, waiting for a core (schedstat's second field)."""
+    total = 0
+    try:
+        for thread in Path(f"/proc/{pid}/task").iterdir():
+            total += int((thread / "schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):  # gone meanwhile, or a kernel without schedstats
+        pass
+    return total
+
+
+def waits(pids: dict[str, int]) -> dict[str, float]:
+    """Seconds so far that each named process tree's live threads waited for a core."""
+    children = _children()
+    result = {}
+    for name, pid in pids.items():
+        total, todo = 0, [pid]
+        while todo:
+            current = todo.pop()
+            total += _waited_ns(current)
+            todo.extend(children.get(current, ()))
+        result[name] = total / 1e9
+    return result
+
+
+def cores() -> list[int]:
+    """The machine's cumulative core time by kind (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def describe_load(cores_before: list[int], cores_after: list[int], cpu_before: dict[str, float],
+                  cpu_after: dict[str, float], waits_before: dict[str, float], waits_after: dict[str, float]) -> str:
+    """The cores' use between two samples, and each process's share of its runnable time spent waiting."""
+    spent = [b - a for a, b in zip(cores_before, cores_after)]
+    total = sum(spent) or 1
+    idle, steal = spent[3] + spent[4], spent[7]
+    waited = []
+    for name in cpu_before:
+        ran = cpu_after[name] - cpu_before[name]
+        queued = waits_after[name] - waits_before[name]
+        if ran + queued > 0:
+            waited.append(f"{name} {queued / (ran + queued):.0%}")
+    return (f"cores {1 - idle / total:.0%} busy ({steal / total:.0%} taken by the host), {idle / total:.0%} idle; "
+            f"share of runnable time spent waiting for a core: " + ", ".join(waited))

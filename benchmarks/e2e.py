@@ -6,6 +6,8 @@ process, no-op SDK workers in another. Prints, in the same sitting:
   hop (a quorum queue, an echo process that passes each message on to a durable queue, a consumer);
 - task instances completed per second end to end (chains and fan-out/fan-in), and the CPU each
   process spent per instance meanwhile (the bridge, PostgreSQL's processes, RabbitMQ's, the worker);
+  in both phases, how busy the cores were (and how much the host took) and how long each process's
+  threads, ready to run, waited for a core;
 - latency from an upstream submit to the downstream offer reaching a waiting worker (p50, p99)
   at a fixed moderate load, beside the broker-only round trip plus one bare commit.
 
@@ -157,20 +159,26 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
         run_ids = [store.trigger("bench", "chain", actor="bench") for _ in range(args.runs)]
         run_ids += [store.trigger("bench", "fanout", actor="bench") for _ in range(args.runs)]
     started = utcnow()
-    before = cpu.sample(sitting.cpu_pids())
+    pids = sitting.cpu_pids()
+    before, waits_before, cores_before = cpu.sample(pids), cpu.waits(pids), cpu.cores()
     elapsed = (wait_finished(run_ids, timeout=600) - started).total_seconds()
-    spent = cpu.per_instance(before, cpu.sample(sitting.cpu_pids()), instances := args.runs * (5 + 8))
+    after, waits_after, cores_after = cpu.sample(pids), cpu.waits(pids), cpu.cores()
+    spent = cpu.per_instance(before, after, instances := args.runs * (5 + 8))
     print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
           f"{instances / elapsed:,.0f} instances/s end to end "
           f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots, "
           f"{args.bridges} bridge{'s' if args.bridges > 1 else ''}, {args.connections} connection(s) each)")
     print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
+    print("  meanwhile: " + cpu.describe_load(cores_before, cores_after, before, after, waits_before, waits_after))
 
 
 def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     """Chain runs at a fixed moderate rate; the hops (ms) beside the broker-only round trip plus one commit."""
     latency_runs: list[int] = []
+    pids = sitting.cpu_pids()
+    before, waits_before, cores_before = cpu.sample(pids), cpu.waits(pids), cpu.cores()
+    own_before, started = time.process_time(), time.monotonic()
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
     next_at = time.monotonic()
     while time.monotonic() < deadline:
@@ -178,6 +186,8 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
+    load = cpu.describe_load(cores_before, cpu.cores(), before, cpu.sample(pids), waits_before, cpu.waits(pids))
+    own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
     time.sleep(0.5)
     values = latencies(sitting.timings, set(latency_runs))
     p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
@@ -187,6 +197,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
     print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
           f"p99/p50 {p99 / p50:.1f}")
+    print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
     return values
 
 
