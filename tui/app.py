@@ -66,10 +66,12 @@ class Dashboard(App):
         self.feed.watch([screen for screen in self.screen_stack if isinstance(screen, LiveScreen)])
 
     def on_ledger_events(self, message: LedgerEvents) -> None:
+        if not self.is_running:
+            return  # shutting down: the screens' widgets are being removed, the screens still stacked
         stack = self.screen_stack
         for screen, payload, error in message.reads:
-            if screen not in stack:
-                continue  # closed while the feed was reading for it
+            if screen not in stack or not screen.is_attached:
+                continue  # closed while the feed was reading for it, or the dashboard is exiting
             if error is not None:
                 if screen is self.screen:
                     self.notify(error, title="Refused", severity="error")

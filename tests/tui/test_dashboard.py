@@ -396,3 +396,17 @@ async def test_the_runs_screens_workflow_and_bulk_tools_in_one_session(tui_db):
     assert [(r.logical_time.month, r.status) for r in made] == [(10, "running"), (11, "running"), (12, "queued")]
     kinds = ["pause", "resume", "retry", "skip", "undo", "cancel"]
     assert {(e.kind, e.actor) for e in Event.select().where(Event.kind.in_(kinds))} == {(k, OPERATOR) for k in kinds}
+
+
+async def test_ledger_events_that_arrive_while_the_dashboard_closes_are_dropped(tui_db):
+    from tui.live import LedgerEvents
+    from tui.screens.run import RunChanges
+
+    run = monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot)
+        changed = RunChanges(store.get_run(run), [])
+        app.exit()
+        await screen.query_one("#run-info").remove()  # as closing removes the screens' widgets, the stack kept
+        app.on_ledger_events(LedgerEvents([], [(screen, changed, None)]))
