@@ -35,18 +35,19 @@ def pg(pg_store, tmp_path):
 
 
 class Held:
-    """A transaction that finishes a run and stays open until released."""
+    """A transaction that does `work` and stays open until released; `result` is what `work` returned."""
 
-    def __init__(self, grant) -> None:
+    def __init__(self, work) -> None:
+        self.result = None
         self.ready, self.release = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._finish, args=(grant,))
+        self.thread = threading.Thread(target=self._hold, args=(work,))
         self.thread.start()
-        assert self.ready.wait(10), "the held transaction did not finish its run"
+        assert self.ready.wait(10), "the held transaction did not do its work"
 
-    def _finish(self, grant) -> None:
+    def _hold(self, work) -> None:
         try:
             with atomic():
-                store.submit(grant.instance, grant.token, BLOB, now=T0, team="acme")
+                self.result = work()
                 self.ready.set()
                 self.release.wait(10)
         finally:
@@ -55,6 +56,14 @@ class Held:
     def commit(self) -> None:
         self.release.set()
         self.thread.join(10)
+
+
+def _submit(grant):
+    return lambda: store.submit(grant.instance, grant.token, BLOB, now=T0, team="acme")
+
+
+def _trigger():
+    return store.trigger("acme", "pair", actor="ann", now=T0)
 
 
 def _in_thread(call) -> tuple[threading.Thread, dict]:
@@ -72,11 +81,11 @@ def _in_thread(call) -> tuple[threading.Thread, dict]:
 
 
 def test_a_run_finishes_while_another_run_of_its_workflow_finishes_uncommitted(pg):
-    first, second = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(2))
+    first, second = (_trigger() for _ in range(2))
     g1, g2 = claim(first, "t"), claim(second, "t")
-    held = Held(g1)
+    held = Held(_submit(g1))
     try:
-        thread, done = _in_thread(lambda: store.submit(g2.instance, g2.token, BLOB, now=T0, team="acme"))
+        thread, done = _in_thread(_submit(g2))
         thread.join(3)
         assert "result" in done, "the second run waited for the first one's commit"
     finally:
@@ -85,11 +94,11 @@ def test_a_run_finishes_while_another_run_of_its_workflow_finishes_uncommitted(p
 
 
 def test_a_trigger_waits_for_a_finishing_run_of_its_workflow(pg):
-    first, second = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(2))
+    first, second = (_trigger() for _ in range(2))
     g1 = claim(first, "t")
-    held = Held(g1)
+    held = Held(_submit(g1))
     try:
-        thread, done = _in_thread(lambda: store.trigger("acme", "pair", actor="ann", now=T0))
+        thread, done = _in_thread(_trigger)
         time.sleep(0.5)
         assert "result" not in done, "the trigger counted the active runs before the finishing one committed"
     finally:
@@ -100,13 +109,13 @@ def test_a_trigger_waits_for_a_finishing_run_of_its_workflow(pg):
 
 
 def test_runs_finishing_while_runs_are_queued_start_them_one_after_another(pg):
-    first, second, queued = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(3))
-    also_queued = store.trigger("acme", "pair", actor="ann", now=T0)
+    first, second, queued = (_trigger() for _ in range(3))
+    also_queued = _trigger()
     assert [store.get_run(r).status for r in (queued, also_queued)] == ["queued", "queued"]
     g1, g2 = claim(first, "t"), claim(second, "t")
-    held = Held(g1)
+    held = Held(_submit(g1))
     try:
-        thread, done = _in_thread(lambda: store.submit(g2.instance, g2.token, BLOB, now=T0, team="acme"))
+        thread, done = _in_thread(_submit(g2))
         time.sleep(0.5)
         assert "result" not in done, "two finishing runs started queued runs at once"
     finally:
@@ -117,58 +126,27 @@ def test_runs_finishing_while_runs_are_queued_start_them_one_after_another(pg):
 
 
 def test_a_run_queued_while_a_run_finishes_is_started_by_it(pg):
-    first, second = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(2))
+    first, second = (_trigger() for _ in range(2))
     g1 = claim(first, "t")
-    triggered, release = threading.Event(), threading.Event()
-    made: dict = {}
-
-    def trigger_and_hold() -> None:  # the workflow is full: the new run queues, not yet committed
-        try:
-            with atomic():
-                made["run"] = store.trigger("acme", "pair", actor="ann", now=T0)
-                triggered.set()
-                release.wait(10)
-        finally:
-            database.close()
-
-    holder = threading.Thread(target=trigger_and_hold)
-    holder.start()
-    assert triggered.wait(10)
-    thread, done = _in_thread(lambda: store.submit(g1.instance, g1.token, BLOB, now=T0, team="acme"))
+    held = Held(_trigger)  # the workflow is full: the new run queues, not yet committed
+    thread, done = _in_thread(_submit(g1))
     time.sleep(0.3)  # the finishing run waits for the trigger's commit, then finds the run it queued
-    release.set()
-    holder.join(10)
+    held.commit()
     thread.join(10)
     assert "result" in done
     assert store.get_run(first).status == "succeeded"
-    assert store.get_run(made["run"]).status == "running", "left queued with a free slot"
+    assert store.get_run(held.result).status == "running", "left queued with a free slot"
 
 
 def test_two_runs_finishing_while_a_trigger_queues_a_run_both_succeed_and_start_it_once(pg):
-    first, second = (store.trigger("acme", "pair", actor="ann", now=T0) for _ in range(2))
+    first, second = (_trigger() for _ in range(2))
     g1, g2 = claim(first, "t"), claim(second, "t")
-    triggered, release = threading.Event(), threading.Event()
-    made: dict = {}
-
-    def trigger_and_hold() -> None:  # the workflow is full: the new run queues, not yet committed
-        try:
-            with atomic():
-                made["run"] = store.trigger("acme", "pair", actor="ann", now=T0)
-                triggered.set()
-                release.wait(10)
-        finally:
-            database.close()
-
-    holder = threading.Thread(target=trigger_and_hold)
-    holder.start()
-    assert triggered.wait(10)
-    finishers = [_in_thread(lambda g=g: store.submit(g.instance, g.token, BLOB, now=T0, team="acme"))
-                 for g in (g1, g2)]
+    held = Held(_trigger)  # the workflow is full: the new run queues, not yet committed
+    finishers = [_in_thread(_submit(g)) for g in (g1, g2)]
     time.sleep(0.3)  # both wait for the trigger's commit, then both find the run it queued
-    release.set()
-    holder.join(10)
+    held.commit()
     for thread, _ in finishers:
         thread.join(10)
     assert all("result" in done for _, done in finishers), "a finishing run failed (a deadlock between the two)"
     assert [store.get_run(r).status for r in (first, second)] == ["succeeded", "succeeded"]
-    assert store.get_run(made["run"]).status == "running"
+    assert store.get_run(held.result).status == "running"
