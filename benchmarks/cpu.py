@@ -7,6 +7,7 @@ much of them the host took): on a loaded 2-core machine every hop waits in the r
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -82,16 +83,28 @@ def cores() -> list[int]:
     return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
-def describe_load(cores_before: list[int], cores_after: list[int], cpu_before: dict[str, float],
-                  cpu_after: dict[str, float], waits_before: dict[str, float], waits_after: dict[str, float]) -> str:
-    """The cores' use between two samples, and each process's share of its runnable time spent waiting."""
-    spent = [b - a for a, b in zip(cores_before, cores_after)]
+@dataclass(frozen=True)
+class Load:
+    """One reading: each process tree's CPU seconds and seconds waited for a core, and the machine's cores."""
+
+    cpu: dict[str, float]
+    waits: dict[str, float]
+    cores: list[int]
+
+
+def load(pids: dict[str, int]) -> Load:
+    return Load(sample(pids), waits(pids), cores())
+
+
+def describe_load(before: Load, after: Load) -> str:
+    """The cores' use between two readings, and each process's share of its runnable time spent waiting."""
+    spent = [b - a for a, b in zip(before.cores, after.cores)]
     total = sum(spent) or 1
     idle, steal = spent[3] + spent[4], spent[7]
     waited = []
-    for name in cpu_before:
-        ran = cpu_after[name] - cpu_before[name]
-        queued = waits_after[name] - waits_before[name]
+    for name in before.cpu:
+        ran = after.cpu[name] - before.cpu[name]
+        queued = after.waits[name] - before.waits[name]
         if ran + queued > 0:
             waited.append(f"{name} {queued / (ran + queued):.0%}")
     return (f"cores {1 - idle / total:.0%} busy ({steal / total:.0%} taken by the host), {idle / total:.0%} idle; "

@@ -159,25 +159,23 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
         run_ids = [store.trigger("bench", "chain", actor="bench") for _ in range(args.runs)]
         run_ids += [store.trigger("bench", "fanout", actor="bench") for _ in range(args.runs)]
     started = utcnow()
-    pids = sitting.cpu_pids()
-    before, waits_before, cores_before = cpu.sample(pids), cpu.waits(pids), cpu.cores()
+    before = cpu.load(sitting.cpu_pids())
     elapsed = (wait_finished(run_ids, timeout=600) - started).total_seconds()
-    after, waits_after, cores_after = cpu.sample(pids), cpu.waits(pids), cpu.cores()
-    spent = cpu.per_instance(before, after, instances := args.runs * (5 + 8))
+    after = cpu.load(sitting.cpu_pids())
+    spent = cpu.per_instance(before.cpu, after.cpu, instances := args.runs * (5 + 8))
     print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
           f"{instances / elapsed:,.0f} instances/s end to end "
           f"({args.runs} chains of 5 and {args.runs} fan-outs of 8, {args.concurrency} worker slots, "
           f"{args.bridges} bridge{'s' if args.bridges > 1 else ''}, {args.connections} connection(s) each)")
     print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
-    print("  meanwhile: " + cpu.describe_load(cores_before, cores_after, before, after, waits_before, waits_after))
+    print("  meanwhile: " + cpu.describe_load(before, after))
 
 
 def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     """Chain runs at a fixed moderate rate; the hops (ms) beside the broker-only round trip plus one commit."""
     latency_runs: list[int] = []
-    pids = sitting.cpu_pids()
-    before, waits_before, cores_before = cpu.sample(pids), cpu.waits(pids), cpu.cores()
+    before = cpu.load(sitting.cpu_pids())
     own_before, started = time.process_time(), time.monotonic()
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
     next_at = time.monotonic()
@@ -186,7 +184,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
-    load = cpu.describe_load(cores_before, cpu.cores(), before, cpu.sample(pids), waits_before, cpu.waits(pids))
+    load = cpu.describe_load(before, cpu.load(sitting.cpu_pids()))
     own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
     time.sleep(0.5)
     values = latencies(sitting.timings, set(latency_runs))

@@ -7,7 +7,7 @@ one task, each submit finishing its run.
 
 PostgreSQL holds one lock over every commit that notifies, its flush included, so notifying commits
 flush one at a time; the others share flushes. Runs of one workflow that finish at once share its
-lock (it is taken exclusively only while runs are queued), so they share flushes too.
+lock (only while runs are queued do they take turns, to start them), so they share flushes too.
 
     python benchmarks/group_commit.py [--fsync-delay-ms 5] [--connections 1,4,8] [--chains 120]
 """
