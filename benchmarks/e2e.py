@@ -16,7 +16,11 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
 
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
-                             [--dashboard-mode live|burst|follow|idle] [--rounds 1]
+                             [--dashboard-mode live|burst|follow|idle] [--rounds 1] [--offers-only]
+
+The workers take a downstream attempt in the answer to their submit where they can (eager
+dispatch, bridge/sdk/worker.py); a hop is then the submit's round trip. With --offers-only they take
+every task from its offer, a claim's round trip later.
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
@@ -148,7 +152,7 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
     sitting.processes["worker"] = subprocess.Popen(
         [sys.executable, str(ROOT / "benchmarks" / "noop_workers.py"), worker_url, str(args.concurrency),
-         str(sitting.timings)], env=sitting.env, stderr=subprocess.DEVNULL)
+         str(sitting.timings), "offers" if args.offers_only else "eager"], env=sitting.env, stderr=subprocess.DEVNULL)
     time.sleep(2)
 
 
@@ -187,10 +191,10 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     load = cpu.describe_load(before, cpu.load(sitting.cpu_pids()))
     own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
     time.sleep(0.5)
-    values = latencies(sitting.timings, set(latency_runs))
+    values, granted = latencies(sitting.timings, set(latency_runs))
     p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
     print(f"latency submit -> downstream offer at {args.rate:.0f} chains/s ({args.rate * 5:.0f} instances/s), "
-          f"{len(values)} hops: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"{len(values)} hops ({granted} granted with the submit's answer): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {values[-1]:.1f} ms, mean {statistics.mean(values):.1f} ms")
     bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
     print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
@@ -212,20 +216,24 @@ def wait_finished(run_ids: list[int], timeout: float) -> dt.datetime:
     raise SystemExit(f"runs did not finish within {timeout:.0f}s")
 
 
-def latencies(timings_path: Path, run_ids: set[int]) -> list[float]:
+def latencies(timings_path: Path, run_ids: set[int]) -> tuple[list[float], int]:
+    """The hops (ms, sorted) of these runs' chains, and how many of them came with a submit's answer."""
     offers: dict[tuple[int, str], float] = {}
     submits: dict[tuple[int, str], float] = {}
+    granted: set[tuple[int, str]] = set()
     for line in timings_path.read_text().splitlines():
         kind, run, task, at = json.loads(line)
         if run in run_ids:
-            (offers if kind == "offer" else submits).setdefault((run, task), at)
+            (submits if kind == "submit" else offers).setdefault((run, task), at)
+            if kind == "granted":
+                granted.add((run, task))
     chain = ["t1", "t2", "t3", "t4", "t5"]
     found = []
     for run in run_ids:
         for upstream, downstream in zip(chain, chain[1:]):
             if (run, upstream) in submits and (run, downstream) in offers:
                 found.append((offers[(run, downstream)] - submits[(run, upstream)]) * 1000)
-    return sorted(found)
+    return sorted(found), len(granted)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -275,6 +283,8 @@ def main() -> None:
                         help="live: each dashboard reads as `flow45 tui` does, on the team's events; "
                              "burst: each reads a fixed burst every second, events or not (the stress case); "
                              "follow: the event stream alone; idle: connected only (the control)")
+    parser.add_argument("--offers-only", action="store_true",
+                        help="the workers take every task from its offer (no eager dispatch), for comparison")
     args = parser.parse_args()
     library = build_library() if args.fsync_delay_ms else None
     for delay_ms in args.fsync_delay_ms or [None]:

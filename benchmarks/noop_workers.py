@@ -1,6 +1,7 @@
-"""No-op SDK workers for the end-to-end benchmark; writes one timing line per offer and submit.
+"""No-op SDK workers for the end-to-end benchmark; writes one timing line per offer, per attempt granted
+with a submit's answer (eager dispatch), and per submit.
 
-    python benchmarks/noop_workers.py AMQP_URL CONCURRENCY TIMINGS_FILE
+    python benchmarks/noop_workers.py AMQP_URL CONCURRENCY TIMINGS_FILE [eager|offers]
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from bridge.sdk import AmqpTransport, Worker, run_forever
 from bridge.sdk import worker as worker_module
 
 url, concurrency, timings_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+eager = sys.argv[4:] != ["offers"]
 timings = open(timings_path, "w", buffering=1)
 original_offer, original_report = worker_module.Worker._offer, worker_module.Worker._report
+original_take_next = worker_module.Worker._take_next
 
 
 def timed_offer(self, delivery):
@@ -28,8 +31,16 @@ def timed_report(self, task, outcome):
     return original_report(self, task, outcome)
 
 
+def timed_take_next(self, reply):
+    grant = reply.result.get("next") if reply is not None and reply.ok and isinstance(reply.result, dict) else None
+    if grant:
+        timings.write(json.dumps(["granted", grant["run"], grant["task"], time.time()]) + "\n")
+    return original_take_next(self, reply)
+
+
 worker_module.Worker._offer, worker_module.Worker._report = timed_offer, timed_report
-worker = Worker(AmqpTransport(url, "bench", f"noop-{concurrency}"))
+worker_module.Worker._take_next = timed_take_next
+worker = Worker(AmqpTransport(url, "bench", f"noop-{concurrency}"), eager=eager)
 
 
 @worker.handler("start")

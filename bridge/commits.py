@@ -27,13 +27,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterable
 
 from bridge.batch import Applied, Conflict, DatabaseUnavailable, apply_parsed
 from bridge.inbound import Delivery, Inbound
 from flow45 import metrics
 from flow45.db import database, dialect
-from flow45.store.outbox import OutboxMessage
 
 log = logging.getLogger("flow45.bridge")
 
@@ -71,9 +70,9 @@ class Lanes:
         self._run_of: dict[int, int] = {}  # instance -> run, from the offers this bridge published
         self._busy: Counter[Hashable] = Counter()
 
-    def learn(self, rows: list[OutboxMessage]) -> None:
-        for row in rows:
-            body = row.body
+    def learn(self, bodies: Iterable[Any]) -> None:
+        """From offers (and attempts granted with a submit's answer): their instances' runs."""
+        for body in bodies:
             if isinstance(body, dict) and isinstance(body.get("instance"), int) and isinstance(body.get("run"), int):
                 self._run_of[body["instance"]] = body["run"]
         if len(self._run_of) > REMEMBERED_RUNS:

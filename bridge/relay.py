@@ -117,7 +117,7 @@ class Relay:
             self._wake_the_relay()
 
     def publish_rows(self, rows: list[OutboxMessage]) -> None:
-        self._lanes.learn(rows)
+        self._lanes.learn(row.body for row in rows)
         if not self.relaying:
             return  # the relay that holds the lock publishes them
         for row in rows:

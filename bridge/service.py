@@ -283,7 +283,7 @@ class Bridge:
         else:
             self.relay.return_sent(job.sent)
         written = result.written
-        self._observe_batch([w.received for w in job.waiting], written)
+        self._observe_batch(job.waiting, result.outcomes, written)
         self._answer_all(batch, result.outcomes)
         if self._needs_topology:
             self._declare_topology()
@@ -307,12 +307,18 @@ class Bridge:
                 applied.append(delivery.tag)
         self._ack(applied)
 
-    def _observe_batch(self, received: list[float], written) -> None:
+    def _observe_batch(self, waiting: list[Waiting], outcomes: list[Outcome], written) -> None:
         now = time.monotonic()
-        metrics.BATCH_SIZE.observe(len(received))
-        for at in received:
-            metrics.INBOX_LAG.observe(now - at)
-        self.relay.offers_from(received[0], written)
+        metrics.BATCH_SIZE.observe(len(waiting))
+        grants = []
+        for each, outcome in zip(waiting, outcomes):
+            metrics.INBOX_LAG.observe(now - each.received)
+            grant = outcome.result.get("next") if isinstance(outcome.result, dict) else None
+            if grant:  # a downstream attempt goes back with the submit's answer, published next
+                metrics.HOP_LATENCY.observe(now - each.received)
+                grants.append(grant)
+        self._batcher.lanes.learn(grants)
+        self.relay.offers_from(waiting[0].received, written)
 
     def _ack(self, tags: list[int]) -> None:
         channel = self._consume_channel

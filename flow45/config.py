@@ -18,9 +18,9 @@ from flow45.config_connect import EXPORT_DESCRIPTION, ConnectSpec, Export
 from flow45.config_human import USER, OverdueSpec, check_task_keys
 from flow45.durations import parse_duration
 from flow45.errors import ConfigError
+from flow45.names import NAME
 from flow45.yamlload import YamlProblem, read_yaml
 
-NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 TYPE_NAME = r"^[A-Z][A-Za-z0-9_]{0,62}$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 SCALAR_TYPES = ("string", "integer", "number", "boolean", "datetime", "date")

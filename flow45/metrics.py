@@ -25,7 +25,8 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 HOP_LATENCY = Histogram(
     "flow45_hop_latency_seconds",
     "From the bridge receiving the earliest message of a batch to the broker confirming an offer that "
-    "batch wrote (a submit applied to its downstream offer published)", buckets=_SECONDS)
+    "batch wrote (a submit applied to its downstream offer published), or to the answer of a submit that "
+    "carries a downstream attempt claimed for its worker (eager dispatch)", buckets=_SECONDS)
 BATCH_SIZE = Histogram(
     "flow45_batch_size", "Inbox messages applied in one batch (its _count is the number of batches)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))

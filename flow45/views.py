@@ -300,6 +300,7 @@ class WorkerReply(View):
     params: Any = None
     duplicate: bool = False
     callback_key: str | None = None  # the answer to `park` alone
+    next: dict | None = None  # a submit's: the downstream attempt claimed for its worker (Submit.next)
 
     @classmethod
     def from_json(cls, data: dict) -> WorkerReply:

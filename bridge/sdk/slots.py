@@ -42,6 +42,12 @@ class Slots:
             self.release()
         return True
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a delivery waits for a slot."""
+        with self._lock:
+            return bool(self._waiting)
+
     def release(self) -> None:
         """A slot is free again: the next waiting delivery takes it, or it counts as free."""
         while True:

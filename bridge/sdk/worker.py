@@ -4,6 +4,11 @@ For each offer: claim (an RPC), ack the offer whether granted or stale, run the 
 heartbeats renewing the lease, then submit its output, or fail (retryable unless PermanentError),
 or skip. Undo notices go to the compensation handler and are acked after it returns.
 
+A submit names the worker's functions (`next`) when no offer waits for its slot: the bridge then
+claims a downstream attempt of the same run for this worker in the submit's own transaction, and
+its answer carries it (eager dispatch). That attempt runs in the same slot, without an offer and a
+claim on the way. `Worker(eager=False)` always takes work from the offer queues.
+
 With a transport that sends without waiting (AmqpTransport.request_async), the claim goes out
 from the transport's own thread as the offer arrives, and the report leaves the task thread free
 at once: a task thread only runs granted tasks, and its one hand-over is the report. The worker's
@@ -56,9 +61,10 @@ class Worker:
 
     def __init__(
         self, transport: Transport, *, rpc_timeout: float = 10.0, rpc_attempts: int = 6,
-        claim_attempts: int = 6, undo_retry_delay: float = 1.0,
+        claim_attempts: int = 6, undo_retry_delay: float = 1.0, eager: bool = True,
     ):
         self.transport = transport
+        self.eager = eager
         self.rpc_timeout = rpc_timeout
         self.rpc_attempts = rpc_attempts
         self.claim_attempts = claim_attempts
@@ -333,9 +339,10 @@ class Worker:
         """Send the outcome. With a transport that sends without waiting, the task thread is free at
         once and the answer (on the transport's thread) frees the slot: True. Else it waits: False."""
         message_id = uuid.uuid4().hex
+        if self.eager and message["type"] == "submit" and not self._stopping.is_set() and not self._slots.waiting:
+            message["next"] = sorted(self._handlers)
         if self._request_async is None:
-            self._send_report(task, message, message_id)
-            return False
+            return self._send_report(task, message, message_id)
         answered = functools.partial(self._report_answered, task, message, message_id)
         try:
             self._request_async(message, message_id, self.rpc_timeout, answered)
@@ -358,10 +365,12 @@ class Worker:
         if follow_up is not None:
             self._jobs.put(_Job(self._send_report, (task, follow_up, uuid.uuid4().hex), None))
             return
-        self._slots.release()
+        if not self._take_next(reply):
+            self._slots.release()
 
-    def _send_report(self, task: Task, message: dict[str, Any], message_id: str, tried: int = 0) -> None:
-        """Send the outcome from a task thread, waiting for the answer."""
+    def _send_report(self, task: Task, message: dict[str, Any], message_id: str, tried: int = 0) -> bool:
+        """Send the outcome from a task thread, waiting for the answer; True if the slot goes on to an
+        attempt the answer granted."""
         try:
             reply = self._request(message, attempts=self.rpc_attempts, message_id=message_id, tried=tried)
         except TransportError as exc:
@@ -370,7 +379,28 @@ class Worker:
             error = None
         follow_up = self._reported(task, message, reply, error)
         if follow_up is not None:
-            self._send_report(task, follow_up, uuid.uuid4().hex)
+            return self._send_report(task, follow_up, uuid.uuid4().hex)
+        return self._take_next(reply)
+
+    def _take_next(self, reply: Reply | None) -> bool:
+        """Queue the downstream attempt a submit's answer granted (eager dispatch) to run in the slot
+        the submitted task held; True if there is one."""
+        result = reply.result if reply is not None and reply.ok else None
+        grant = result.get("next") if isinstance(result, dict) else None
+        if not grant:
+            return False
+        try:
+            offer = _parse(Offer, {k: v for k, v in grant.items() if k != "lease_expires_at"})
+        except ValidationError as exc:
+            log.error("malformed attempt granted with a submit's answer (its lease will expire): %s", exc)
+            return False
+        binding = self._handlers.get(offer.function)
+        if binding is None:
+            log.error("attempt of %s granted, which has no handler here; its lease will expire", offer.function)
+            return False
+        task = Task(offer, {"lease_expires_at": grant.get("lease_expires_at")}, self.name, self._progress, self._park)
+        self._jobs.put(_Job(self._run, (task, binding), None))
+        return True
 
     def _reported(self, task: Task, message: dict[str, Any], reply: Reply | None,
                   error: TransportError | None) -> dict[str, Any] | None:
@@ -383,6 +413,10 @@ class Worker:
         elif reply.code == STALE:
             task.cancelled.set()
             log.warning("%s of %r refused as stale: %s", kind, task, reply.error)
+        elif kind == "submit" and reply.code == "invalid_message" and "next" in message and "next" in (reply.error or ""):
+            log.warning("the bridge does not know eager dispatch (%s); submits go without `next` from now on", reply.error)
+            self.eager = False
+            return {k: v for k, v in message.items() if k != "next"}
         elif kind == "submit" and reply.code == "invalid_output":
             log.error("output of %r refused: %s", task, reply.error)
             return refused_output(task, reply.error)

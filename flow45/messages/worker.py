@@ -9,6 +9,7 @@ from pydantic import Field, TypeAdapter, field_validator
 
 from flow45.logs import LOG_TAIL_MAX, LOG_URL_MAX, tail_problem, url_problem
 from flow45.messages.base import UTC_TIME, _Message, _types
+from flow45.names import NAME
 from flow45.settings import current_settings
 
 
@@ -98,9 +99,17 @@ class Progress(_Logged):
     message: str | None = Field(None, max_length=2000)
 
 
+MAX_NEXT = 64  # functions a worker may name in `next`
+
+
 class Submit(_Logged):
     type: Literal["submit"]
     output: Any = Field(description="validated against the task's output type")
+    next: list[Annotated[str, Field(pattern=NAME)]] = Field(
+        default_factory=list, max_length=MAX_NEXT,
+        description="functions this worker will run next in the slot this attempt frees: a downstream instance "
+                    "of the same run that this submit makes available, of one of these functions, is claimed for "
+                    "the worker at once and comes back in the reply's `next` instead of being offered")
 
 
 class Fail(_Logged):

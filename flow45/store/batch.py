@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flow45 import messages as m
+from flow45.clock import iso
 from flow45.errors import Flow45Error
 from flow45.outputs import check_output
 from flow45.settings import current_settings
@@ -28,6 +29,7 @@ class Item:
     message: Any  # a flow45.messages worker message
     result: WorkerReply | None = None
     error: Flow45Error | None = None
+    taken: Any = None  # a submit's: the downstream instance claimed for its worker (Submit.next)
     _answered: tuple[WorkerReply, dict] | None = field(default=None, repr=False)
 
     @property
@@ -62,13 +64,13 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
                 item.result = _apply(unit, item)
             except Flow45Error as error:
                 item.error = error
+    fresh = [i for i in items if i.result is not None and not i.result.duplicate]
+    _complete_replies(unit, fresh)
     for item in items:
         if id(item) in repeats:  # the same message twice in one batch: answered as its first copy
             first = repeats[id(item)]
             item.error = first.error
             item.result = None if first.result is None else WorkerReply(**{**first.result.__dict__, "duplicate": True})
-    fresh = [i for i in items if i.result is not None and not i.result.duplicate]
-    _give_claims_their_inputs(unit, [i for i in fresh if isinstance(i.message, m.Claim)])
     processed = [{"message_id": i.key, "team": i.team or "*", "kind": i.message.type, "processed_at": at,
                   "reply": i.answer(), "instance": i.message.instance} for i in fresh if i.key]
     return unit.flush(processed)
@@ -119,14 +121,23 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
         rules.skip(ch, instance, msg.reason, actor)
     else:
         rules.fail(ch, instance, task, msg.error, msg.retryable, actor)
+    offered = len(ch.offers)
     unit.settle(instance.run_id, actor)
     rules.note_log(ch, instance.id, msg.token, getattr(msg, "log_url", None), getattr(msg, "log_tail", None))
+    if isinstance(msg, m.Submit) and msg.next:
+        item.taken = rules.take_next(ch, ch.offers[offered:], msg.next, unit.task, actor)
     return rules.reply(instance)
 
 
-def _give_claims_their_inputs(unit: Unit, claims: list[Item]) -> None:
-    """A claim's reply carries the upstream outputs; read once for the batch, with its offers'."""
-    instances = [unit.instance(i.message.instance) for i in claims]
-    given = unit.inputs_of(instances + unit.changes.offers)
-    for item, instance in zip(claims, instances):
+def _complete_replies(unit: Unit, fresh: list[Item]) -> None:
+    """A claim's reply carries the upstream outputs, and a submit's the downstream attempt claimed for
+    its worker as its offer would have carried it; outputs read once for the batch, with its offers'."""
+    claims = [(i, unit.instance(i.message.instance)) for i in fresh if isinstance(i.message, m.Claim)]
+    taken = [(i, i.taken) for i in fresh if i.taken is not None]
+    given = unit.inputs_of([instance for _, instance in claims + taken] + unit.changes.offers)
+    for item, instance in claims:
         item.result = WorkerReply(**{**item.result.__dict__, "inputs": given[instance.id]})
+    for item, instance in taken:
+        grant = rules.offer_row(instance, unit.run_of(instance), unit.spec(instance.run_id), given[instance.id], unit.at)["body"]
+        grant["lease_expires_at"] = iso(instance.lease_expires_at)
+        item.result = WorkerReply(**{**item.result.__dict__, "next": grant})

@@ -132,6 +132,19 @@ def claim(ch: Changes, instance, task, worker: str) -> None:
                             "status": "running", "worker": worker, "claimed_at": ch.at})
 
 
+def take_next(ch: Changes, offered: list, functions: list[str], task_of, worker: str):
+    """Eager dispatch: of the instances a submit just offered, the most urgent one of `functions`
+    (the submitting worker's) is claimed for that worker at once, and its offer is not sent. Returns
+    it, or None."""
+    wanted = [i for i in offered if i.function in functions]
+    if not wanted:
+        return None
+    chosen = max(wanted, key=lambda i: i.priority)  # the first of the most urgent
+    ch.offers.remove(chosen)
+    claim(ch, chosen, task_of(chosen), worker)
+    return chosen
+
+
 def progress(ch: Changes, instance, task, percent: float | None, message: str | None) -> None:
     """Record progress and renew the lease (a parked attempt keeps its deadline instead)."""
     if instance.callback_key is None:

@@ -50,6 +50,29 @@ def test_operator_deploys_triggers_and_worker_completes(bridge_env):
     assert [(i["task"], i["state"]) for i in status["instances"]][:2] == [("extract", "succeeded"), ("render", "available")]
 
 
+def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answer(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    call(ops, "reports", {"type": "deploy", "files": {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}})
+    run = call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-11"}})["run"]
+    worker = bridge_env.url("reports-worker")
+    offer = wait_offer(bridge_env, "reports", "extract_sales")
+    call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w1"})
+    submitted = call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
+                                         "output": {"uri": "s3://sales.parquet", "rows": 10},
+                                         "next": ["extract_sales", "render_pdf"]})
+    granted = submitted["next"]
+    assert (granted["run"], granted["task"], granted["function"]) == (run, "render", "render_pdf")
+    assert granted["inputs"] == {"sales": {"uri": "s3://sales.parquet", "rows": 10}} and granted["lease_expires_at"]
+    done = call(worker, "reports", {"type": "submit", "instance": granted["instance"], "token": granted["token"],
+                                    "output": {"uri": "s3://report.pdf", "pages": 2}, "next": ["render_pdf"]})
+    assert done["state"] == "succeeded" and done["next"] is None  # approve is a human task: never handed out
+    channel = bridge_env.channel("reports-worker")
+    assert channel.queue_declare("flow45.tasks.reports.render_pdf", passive=True).method.message_count == 0
+    channel.connection.close()
+    view = store.get_run(run)
+    assert {i.task: (i.state, i.worker) for i in view.instances}["render"] == ("succeeded", "w1")
+
+
 def _publish_raw(env, user: str, exchange: str, body: bytes, message_id: str | None = "m", user_id: str | None = None):
     """Publish as `user` and wait for the reply."""
     connection = pika.BlockingConnection(pika.URLParameters(env.url(user)))

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from bridge.sdk import PermanentError, load_types
+from bridge.sdk import LocalTransport, PermanentError, Worker, load_types
 from flow45 import states as S
 from flow45 import store
-from flow45.messages import UndoNotice
+from flow45.messages import Reply, UndoNotice
 from flow45.models import Attempt, Event, Outbox, TaskInstance
 from tests.conftest import EXAMPLES, ROOT
 from tests.sdk.helpers import BLOB, fire_the_timer, instance_of, wait_finished, wait_for
@@ -492,3 +492,86 @@ def test_a_handler_parks_and_returns_and_the_key_finishes_the_attempt(acme, make
     store.complete_callback(keys[0], BLOB, actor="hook", team="acme")
     assert wait_finished(run) == S.SUCCEEDED
     assert attempts(x.id)[0].output == BLOB
+
+
+def offered_tasks(run: int) -> list[str]:
+    ids = {i.id: i.task for i in TaskInstance.select().where(TaskInstance.run == run)}
+    return sorted(ids[row.instance] for row in Outbox.select().where(Outbox.kind == "offer") if row.instance in ids)
+
+
+def test_a_chain_goes_on_in_the_slot_of_its_upstream_without_an_offer(acme, make_worker):
+    worker = make_worker("acme")
+    ran = []
+
+    @worker.handler("fa")
+    def fa(task):
+        ran.append((task.name, task.attempt))
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        ran.append((task.name, task.attempt, src, task.lease_expires_at is not None))
+        return BLOB
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert ran == [("a", 1), ("b", 1, BLOB, True)]
+    assert offered_tasks(run) == ["a"]
+    b = instance_of(run, "b")
+    claims = [(e.kind, e.actor) for e in Event.select().where(Event.instance == b.id, Event.kind == "claim")]
+    assert claims == [("claim", "w1")] and b.worker == "w1"
+
+
+def test_without_eager_dispatch_every_task_comes_from_its_offer(acme, make_worker):
+    worker = make_worker("acme", eager=False)
+    for function in ("fa", "fb"):
+        worker.handler(function)(lambda task, **inputs: BLOB)
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert offered_tasks(run) == ["a", "b"]
+
+
+def test_a_worker_with_an_offer_waiting_for_its_slot_takes_that_first(acme, make_worker):
+    worker = make_worker("acme")
+    order = []
+
+    @worker.handler("fa")
+    def fa(task):
+        order.append((task.run, "a"))
+        if len(order) == 1:
+            wait_for(lambda: worker._slots.waiting, timeout=10)  # the other run's offer waits for this slot
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        order.append((task.run, "b"))
+        return BLOB
+
+    first, second = (store.trigger("acme", "chain", actor="tester") for _ in range(2))
+    worker.start(concurrency=1)
+    assert wait_finished(first) == wait_finished(second) == S.SUCCEEDED
+    assert order[:2] == [(first, "a"), (second, "a")], "the offer that waited went first"
+    assert offered_tasks(first) == ["a", "b"], "the first run's b was offered, not taken at once"
+
+
+def test_against_a_bridge_without_eager_dispatch_the_submit_goes_again_without_it(acme, make_worker, caplog):
+    class OlderBridge(LocalTransport):
+        def request(self, message, message_id, timeout):
+            if "next" in message:
+                return Reply(ok=False, code="invalid_message", error="submit.next: Extra inputs are not permitted")
+            return super().request(message, message_id, timeout)
+
+    worker = Worker(OlderBridge("acme", "w1", poll_interval=0.01))
+    for function in ("fa", "fb"):
+        worker.handler(function)(lambda task, **inputs: BLOB)
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    try:
+        assert wait_finished(run) == S.SUCCEEDED
+    finally:
+        worker.stop()
+        assert worker.join(10)
+    assert offered_tasks(run) == ["a", "b"] and worker.eager is False
+    assert "does not know eager dispatch" in caplog.text
