@@ -40,7 +40,7 @@ BEARER = "Bearer eyJzZWNyZXQiOiJ0b3Agc2VjcmV0In0abc"
 SECRET_MARKS = ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw", "eyJzZWNyZXQiOiJ0b3Agc2VjcmV0In0abc")
 TEMPLATES = {  # kind -> its fields, right; the test then spoils some
     "claim": ["instance", "token", "worker"], "progress": ["instance", "token", "percent"],
-    "submit": ["instance", "token", "output"], "fail": ["instance", "token", "error"],
+    "submit": ["instance", "token", "output", "next"], "fail": ["instance", "token", "error"],
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
     "trigger": ["workflow", "params"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
     "hold": ["instance"], "release": ["instance"], "cancel": ["run"], "status": ["run", "limit"],
@@ -95,7 +95,7 @@ secrets = st.sampled_from([PEM, BEARER, f"token {BEARER}", {"password": "hunter2
 RIGHT = {
     "run": 1, "worker": "w", "percent": 50, "output": {"uri": "s3://x", "rows": 1}, "limit": 5, "error": "e",
     "reason": "r", "dry_run": True, "files": {"a.yaml": "team: reports\n"}, "workflow": "monthly_report",
-    "params": {"month": "2026-10"},
+    "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
 }
 
 

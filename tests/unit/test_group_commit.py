@@ -7,7 +7,6 @@ from bridge.batch import Applied, DatabaseUnavailable, Outcome
 from bridge.commits import Batcher, Job, Waiting
 from bridge.inbound import Delivery, Inbound
 from flow45.messages import Claim, Submit
-from flow45.store.outbox import OutboxMessage
 
 
 class Loop:
@@ -39,8 +38,9 @@ class Pool:
         self.jobs.append(job)
 
 
-def _offer(instance: int, run: int) -> OutboxMessage:
-    return OutboxMessage(instance, "reports", "offer", "reports.step", 0, {"instance": instance, "run": run})
+def _offer(instance: int, run: int) -> dict:
+    """An offer's body, as far as lanes read it."""
+    return {"instance": instance, "run": run, "team": "reports", "function": "step"}
 
 
 def _arrive(batcher: Batcher, tag: int, message) -> None:
