@@ -188,7 +188,9 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
-    load = cpu.describe_load(before, cpu.load(sitting.cpu_pids()))
+    after = cpu.load(sitting.cpu_pids())
+    load = cpu.describe_load(before, after)
+    spent = cpu.per_instance(before.cpu, after.cpu, len(latency_runs) * 5)
     own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
     time.sleep(0.5)
     values, granted = latencies(sitting.timings, set(latency_runs))
@@ -200,6 +202,8 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
           f"p99/p50 {p99 / p50:.1f}")
     print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
+    print("  CPU per instance at this rate, idle work included: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
+          + f"; {sum(spent.values()):.2f} ms in all")
     return values
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Callable
 
 from bridge.sdk.transport import Delivery
@@ -25,6 +26,7 @@ class Slots:
         self._changed = threading.Condition(self._lock)
         self._size = self._free = 0
         self._waiting: collections.deque[Delivery] = collections.deque()  # arrived while none was free
+        self._since: collections.deque[float] = collections.deque()  # when each of them arrived (monotonic)
 
     def open(self, size: int) -> None:
         self._size = self._free = size
@@ -36,17 +38,17 @@ class Slots:
                 return False
             if self._free == 0:
                 self._waiting.append(delivery)
+                self._since.append(time.monotonic())
                 return True
             self._free -= 1
         if not self._begin(delivery):
             self.release()
         return True
 
-    @property
-    def waiting(self) -> bool:
-        """Whether a delivery waits for a slot."""
+    def longest_wait(self) -> float:
+        """Seconds the delivery first in line has waited for a slot (0 when none waits)."""
         with self._lock:
-            return bool(self._waiting)
+            return time.monotonic() - self._since[0] if self._since else 0.0
 
     def release(self) -> None:
         """A slot is free again: the next waiting delivery takes it, or it counts as free."""
@@ -57,6 +59,7 @@ class Slots:
                     self._changed.notify_all()
                     return
                 delivery = self._waiting.popleft()
+                self._since.popleft()
             if self._begin(delivery):
                 return
 
@@ -64,6 +67,7 @@ class Slots:
         """The deliveries still waiting (once stopping: none will be begun), for requeueing."""
         with self._lock:
             waiting, self._waiting = list(self._waiting), collections.deque()
+            self._since.clear()
         return waiting
 
     def wait_all_free(self) -> None:

@@ -4,10 +4,12 @@ For each offer: claim (an RPC), ack the offer whether granted or stale, run the 
 heartbeats renewing the lease, then submit its output, or fail (retryable unless PermanentError),
 or skip. Undo notices go to the compensation handler and are acked after it returns.
 
-A submit names the worker's functions (`next`) when no offer waits for its slot: the bridge then
-claims a downstream attempt of the same run for this worker in the submit's own transaction, and
-its answer carries it (eager dispatch). That attempt runs in the same slot, without an offer and a
-claim on the way. `Worker(eager=False)` always takes work from the offer queues.
+A submit names the worker's functions (`next`): the bridge then claims a downstream attempt of the
+same run for this worker in the submit's own transaction, and its answer carries it (eager
+dispatch). That attempt runs in the same slot, without an offer and a claim on the way: a run goes
+on depth first, at two messages and one commit a task instead of five and two. An offer in hand that
+has waited for a slot longer than `eager_patience` seconds goes first instead: the submit does not
+ask. `Worker(eager=False)` always takes work from the offer queues.
 
 With a transport that sends without waiting (AmqpTransport.request_async), the claim goes out
 from the transport's own thread as the offer arrives, and the report leaves the task thread free
@@ -61,10 +63,11 @@ class Worker:
 
     def __init__(
         self, transport: Transport, *, rpc_timeout: float = 10.0, rpc_attempts: int = 6,
-        claim_attempts: int = 6, undo_retry_delay: float = 1.0, eager: bool = True,
+        claim_attempts: int = 6, undo_retry_delay: float = 1.0, eager: bool = True, eager_patience: float = 1.0,
     ):
         self.transport = transport
         self.eager = eager
+        self.eager_patience = eager_patience
         self.rpc_timeout = rpc_timeout
         self.rpc_attempts = rpc_attempts
         self.claim_attempts = claim_attempts
@@ -339,7 +342,8 @@ class Worker:
         """Send the outcome. With a transport that sends without waiting, the task thread is free at
         once and the answer (on the transport's thread) frees the slot: True. Else it waits: False."""
         message_id = uuid.uuid4().hex
-        if self.eager and message["type"] == "submit" and not self._stopping.is_set() and not self._slots.waiting:
+        if (self.eager and message["type"] == "submit" and not self._stopping.is_set()
+                and self._slots.longest_wait() <= self.eager_patience):
             message["next"] = sorted(self._handlers)
         if self._request_async is None:
             return self._send_report(task, message, message_id)

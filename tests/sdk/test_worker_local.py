@@ -533,15 +533,18 @@ def test_without_eager_dispatch_every_task_comes_from_its_offer(acme, make_worke
     assert offered_tasks(run) == ["a", "b"]
 
 
-def test_a_worker_with_an_offer_waiting_for_its_slot_takes_that_first(acme, make_worker):
-    worker = make_worker("acme")
+def _two_chains_behind_one_slot(make_worker, **options):
+    """Two chain runs on a worker of one slot; the first run's `a` holds the slot until the second
+    run's offer waits for it. Returns the runs and the order the handlers ran in."""
+    worker = make_worker("acme", **options)
     order = []
 
     @worker.handler("fa")
     def fa(task):
         order.append((task.run, "a"))
         if len(order) == 1:
-            wait_for(lambda: worker._slots.waiting, timeout=10)  # the other run's offer waits for this slot
+            wait_for(lambda: worker._slots.longest_wait() > 0, timeout=10)
+            time.sleep(0.05)
         return BLOB
 
     @worker.handler("fb")
@@ -552,7 +555,18 @@ def test_a_worker_with_an_offer_waiting_for_its_slot_takes_that_first(acme, make
     first, second = (store.trigger("acme", "chain", actor="tester") for _ in range(2))
     worker.start(concurrency=1)
     assert wait_finished(first) == wait_finished(second) == S.SUCCEEDED
-    assert order[:2] == [(first, "a"), (second, "a")], "the offer that waited went first"
+    return first, second, order
+
+
+def test_a_run_goes_on_depth_first_while_an_offer_has_waited_less_than_the_patience(acme, make_worker):
+    first, second, order = _two_chains_behind_one_slot(make_worker, eager_patience=30)
+    assert order[:2] == [(first, "a"), (first, "b")]
+    assert offered_tasks(first) == ["a"]
+
+
+def test_an_offer_that_waited_longer_than_the_patience_goes_first(acme, make_worker):
+    first, second, order = _two_chains_behind_one_slot(make_worker, eager_patience=0.01)
+    assert order[:2] == [(first, "a"), (second, "a")]
     assert offered_tasks(first) == ["a", "b"], "the first run's b was offered, not taken at once"
 
 
