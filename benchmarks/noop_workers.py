@@ -1,5 +1,5 @@
 """No-op SDK workers for the end-to-end benchmark; writes one timing line per offer, per attempt granted
-with a submit's answer (eager dispatch), and per submit.
+with a submit's answer (eager dispatch), per handler started and per submit.
 
     python benchmarks/noop_workers.py AMQP_URL CONCURRENCY TIMINGS_FILE [eager|offers]
 """
@@ -17,7 +17,7 @@ url, concurrency, timings_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 eager = sys.argv[4:] != ["offers"]
 timings = open(timings_path, "w", buffering=1)
 original_offer, original_report = worker_module.Worker._offer, worker_module.Worker._report
-original_take_next = worker_module.Worker._take_next
+original_take_next, original_run = worker_module.Worker._take_next, worker_module.Worker._run
 
 
 def timed_offer(self, delivery):
@@ -38,8 +38,13 @@ def timed_take_next(self, reply):
     return original_take_next(self, reply)
 
 
+def timed_run(self, task, binding):
+    timings.write(json.dumps(["start", task.offer.run, task.offer.task, time.time()]) + "\n")
+    return original_run(self, task, binding)
+
+
 worker_module.Worker._offer, worker_module.Worker._report = timed_offer, timed_report
-worker_module.Worker._take_next = timed_take_next
+worker_module.Worker._take_next, worker_module.Worker._run = timed_take_next, timed_run
 worker = Worker(AmqpTransport(url, "bench", f"noop-{concurrency}"), eager=eager)
 
 
