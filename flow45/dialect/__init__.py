@@ -52,6 +52,10 @@ class Dialect:
         """`query` locking the rows it reads until the transaction ends."""
         raise NotImplementedError
 
+    def for_share(self, query: peewee.Query) -> peewee.Query:
+        """`query` share-locking the rows it reads (others may share them, none may change them)."""
+        raise NotImplementedError
+
     def scheduler_lock(self, holder: str, lease: float):
         """The lock that lets one scheduler tick at a time (see flow45.scheduler)."""
         raise NotImplementedError

@@ -141,6 +141,9 @@ class PostgresDialect(Dialect):
     def for_update(self, query):
         return query.for_update()
 
+    def for_share(self, query):
+        return query.for_update("FOR SHARE")
+
     def scheduler_lock(self, holder: str, lease: float):
         from flow45.scheduler_lock import LOCK_KEY
 
@@ -243,7 +246,8 @@ class PostgresDialect(Dialect):
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
         """One round trip, and a second only where a run is queued. The workflows are share-locked:
-        a trigger still waits for this commit before it counts the active runs, but runs of one
+        a trigger of a workflow with a run limit still waits for this commit before it counts the
+        active runs (it locks exclusively; one without a limit shares the lock), but runs of one
         workflow finishing on several connections do not wait for each other's commit and disk
         flush. Where a run is queued (the check after the locks sees one queued meanwhile), the
         finishers start queued runs one at a time, in turn on a transaction-level advisory lock per

@@ -78,6 +78,9 @@ class SqliteDialect(Dialect):
     def for_update(self, query):
         return query  # no row locks: the IMMEDIATE transaction already serializes writers
 
+    def for_share(self, query):
+        return query
+
     def scheduler_lock(self, holder: str, lease: float):
         from flow45.scheduler_lock import LeaseLock
 

@@ -9,12 +9,11 @@ from typing import Any
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
-from flow45.models import WorkflowVersion
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import has_slot, insert_run, refuse_or_queue, validate_params
-from flow45.store.specs import version_spec
-from flow45.store.unit import Unit, lock_workflow, record_event
+from flow45.store.specs import current_spec
+from flow45.store.unit import Unit, lock_workflow_for_a_run, record_event
 
 
 def trigger(
@@ -24,9 +23,8 @@ def trigger(
     """Create a run of the workflow's current version; it waits as `queued` when no slot is free."""
     at = to_utc(now)
     with atomic():
-        row = lock_workflow(find_workflow(team, workflow).id)
-        version = WorkflowVersion.get((WorkflowVersion.workflow == row) & (WorkflowVersion.version == row.current_version))
-        spec = version_spec(version.id)
+        row = lock_workflow_for_a_run(find_workflow(team, workflow))
+        spec = current_spec(row)
         clean_params = validate_params(spec, params)
         status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
         run = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,

@@ -110,3 +110,18 @@ def version_spec(version_id: int) -> VersionSpec:
             _cache.clear()
         found = _cache[key] = parse_version(WorkflowVersion.get_by_id(version_id))
     return found
+
+
+_current_ids: dict[tuple[int, int, int], int] = {}
+
+
+def current_spec(workflow) -> VersionSpec:
+    """The spec of the version a workflow row names as current; a version's id never changes."""
+    key = (generation(), workflow.id, workflow.current_version)
+    found = _current_ids.get(key)
+    if found is None:
+        if len(_current_ids) > 1024:
+            _current_ids.clear()
+        found = _current_ids[key] = WorkflowVersion.get(
+            (WorkflowVersion.workflow == workflow.id) & (WorkflowVersion.version == workflow.current_version)).id
+    return version_spec(found)

@@ -21,7 +21,7 @@ from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, R
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
-from flow45.store.specs import VersionSpec, version_spec
+from flow45.store.specs import VersionSpec, current_spec, version_spec
 
 INSTANCE_COLUMNS = (
     "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
@@ -303,3 +303,30 @@ def record_event(
 
 def lock_workflow(workflow_id: int) -> Workflow:
     return dialect().for_update(Workflow.select().where(Workflow.id == workflow_id)).get()
+
+
+class _LimitAdded(Exception):
+    """A redeploy set a run limit between the look and the share lock."""
+
+
+def lock_workflow_for_a_run(seen: Workflow) -> Workflow:
+    """The workflow's row (`seen`: as read without a lock), locked to create a run: exclusively when
+    its current version limits its active runs (the count must hold until this commits), else shared,
+    so that triggers and the runs finishing meanwhile (which share-lock it, to start queued runs) do
+    not wait for each other's commit. A limit deployed between the look and the share lock is seen
+    under it: the share goes with a savepoint rolled back, and the row is locked exclusively."""
+    workflow_id = seen.id
+    if _limited(seen):
+        return lock_workflow(workflow_id)
+    try:
+        with atomic():
+            row = dialect().for_share(Workflow.select().where(Workflow.id == workflow_id)).get()
+            if _limited(row):
+                raise _LimitAdded
+            return row
+    except _LimitAdded:
+        return lock_workflow(workflow_id)
+
+
+def _limited(workflow: Workflow) -> bool:
+    return current_spec(workflow).workflow.max_active_runs is not None

@@ -141,4 +141,5 @@ def test_flow45_scheduler_process_logs_its_actions_and_stops_on_sigterm(tmp_path
     text = "".join(seen)
     assert "holds the scheduler lock" in text and "of acme/nightly v1 created for" in text
     assert "SIGTERM received, stopping" in text and text.rstrip().endswith("stopped")
-    assert Run.select().where(Run.trigger == "schedule").count() == 1
+    # A minute may turn while the process runs (it keeps the real clock): one more tick, one more line.
+    assert Run.select().where(Run.trigger == "schedule").count() == text.count("created for") >= 1
