@@ -53,6 +53,15 @@ class Deferred:
         cursor.execute(b";\n".join(parts))
         return cursor
 
+    def send_later(self) -> None:
+        """Send everything waiting with the transaction's next statement, at the latest its COMMIT:
+        one round trip fewer. Outside a transaction, sent now."""
+        if self._statements and self._db.in_transaction():
+            self._db.send_later(self._statements)
+            self._statements = []
+        else:
+            self.send()
+
 
 def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
     """`EXECUTE` of `sql` (parameters $1..$n of `types`) with `args` bound, preparing it on this

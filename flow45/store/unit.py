@@ -264,7 +264,7 @@ class Unit:
             self.written.extend(OutboxMessage(id_, r["team"], r["kind"], r["routing_key"], r["priority"], body, r["body"])
                                 for id_, r, body in zip(ids, offers, bodies))
         if deferred is not None:
-            deferred.send()
+            deferred.send_later()  # with the commit, or whatever the transaction sends next
         freed, reached = ch.freed_slots, ch.reached
         self.changes = rules.Changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached

@@ -1,14 +1,18 @@
-"""A transaction on PostgreSQL is one: its BEGIN goes out with its first statement, and nothing it
-wrote is seen by another session before its COMMIT, or ever after a failure."""
+"""A transaction on PostgreSQL is one: its BEGIN goes out with its first statement, its last writes
+with its COMMIT, and nothing it wrote is seen by another session before its COMMIT, or ever after a
+failure."""
 
 from __future__ import annotations
 
+import peewee
 import psycopg2
 import psycopg2.sql
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, database
+from flow45.db import atomic, database, dialect
+from flow45.models import ProcessedMessage
+from flow45.store.bulk import insert_rows
 from tests.store.helpers import T0, deploy_text
 from tests.store.test_stale_statistics import WORKFLOW
 
@@ -72,3 +76,83 @@ def test_the_first_statement_of_a_transaction_runs_inside_it_whatever_its_form(f
         cursor.execute(query if first_statement == "text" else psycopg2.sql.SQL(query))
         (began,) = cursor.fetchone()
         assert database.execute_sql("SELECT txid_current_if_assigned()").fetchone()[0] == began
+
+
+# ---- writes left for the commit ------------------------------------------------------------------
+
+@pytest.fixture
+def round_trips():
+    """Queries sent to the server on the store's connection (a multi-statement query is one)."""
+    sent: list[bytes] = []
+    connection = database.connection()
+    base = connection.cursor_factory
+
+    class Counting(base):
+        def execute(self, query, vars=None):
+            sent.append(query if isinstance(query, bytes) else str(query).encode())
+            return super().execute(query, vars)
+
+    connection.cursor_factory = Counting
+    yield sent
+    connection.cursor_factory = base
+
+
+def _seen_elsewhere(postgres_url: str, message_id: str) -> bool:
+    other = psycopg2.connect(postgres_url)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM processed_message WHERE message_id = %s", (message_id,))
+            return cursor.fetchone()[0] == 1
+    finally:
+        other.close()
+
+
+def _left_for_later(message_id: str) -> None:
+    """A write left to travel with the transaction's next statement."""
+    deferred = dialect().deferred()
+    insert_rows(ProcessedMessage, [{"message_id": message_id, "team": "acme", "kind": "claim", "processed_at": T0,
+                                    "reply": {"ok": True}, "instance": None}], deferred=deferred)
+    deferred.send_later()
+
+
+def test_writes_left_for_the_commit_travel_with_it_and_are_seen_only_after_it(postgres_url, round_trips):
+    with atomic():
+        database.execute_sql("SELECT 1")
+        _left_for_later("100%-sure")  # a % in the statement ahead of the COMMIT is data, not a placeholder
+        assert not _seen_elsewhere(postgres_url, "100%-sure")
+    assert _seen_elsewhere(postgres_url, "100%-sure")
+    # BEGIN with the SELECT, then the insert with the COMMIT (its PREPARE is once per connection)
+    assert [q for q in round_trips if not q.startswith(b"PREPARE")] == [b"SELECT 1", b"COMMIT"]
+
+
+def test_writes_left_for_later_go_ahead_of_the_next_statement_even_one_with_parameters(postgres_url):
+    with atomic():
+        _left_for_later("a%sb")
+        found = database.execute_sql("SELECT count(*) FROM processed_message WHERE message_id = %s", ("a%sb",))
+        assert found.fetchone()[0] == 1
+
+
+def test_an_error_in_writes_left_for_the_commit_fails_the_transaction_and_leaves_nothing(postgres_url, tmp_path):
+    deploy_text(tmp_path, WORKFLOW.replace("{slots}", "null"))
+    with pytest.raises(peewee.IntegrityError), atomic():
+        run = store.trigger("acme", "many", actor="ops", now=T0)
+        _left_for_later("twice")
+        _left_for_later("twice")  # the key is taken: raised at the COMMIT
+    assert not _seen_elsewhere(postgres_url, "twice")
+    assert store.list_runs("acme") == []
+    with atomic():  # the connection is ready for the next transaction
+        assert store.trigger("acme", "many", actor="ops", now=T0) == run + 1
+
+
+def test_a_rollback_to_a_savepoint_drops_the_writes_left_after_it(postgres_url):
+    with atomic():
+        _left_for_later("kept")
+        with pytest.raises(RuntimeError), atomic():  # the SAVEPOINT carries "kept"
+            _left_for_later("kept")  # would fail the transaction, were it sent
+            raise RuntimeError("the savepoint rolls back")
+    assert _seen_elsewhere(postgres_url, "kept")
+
+
+def test_outside_a_transaction_writes_left_for_later_are_sent_at_once(postgres_url):
+    _left_for_later("at-once")
+    assert _seen_elsewhere(postgres_url, "at-once")
