@@ -32,8 +32,7 @@ def timed_report(self, task, outcome):
 
 
 def timed_take_next(self, reply):
-    grant = reply.result.get("next") if reply is not None and reply.ok and isinstance(reply.result, dict) else None
-    if grant:
+    if grant := worker_module.granted(reply):
         timings.write(json.dumps(["granted", grant["run"], grant["task"], time.time()]) + "\n")
     return original_take_next(self, reply)
 

@@ -25,8 +25,8 @@ class Slots:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._size = self._free = 0
-        self._waiting: collections.deque[Delivery] = collections.deque()  # arrived while none was free
-        self._since: collections.deque[float] = collections.deque()  # when each of them arrived (monotonic)
+        # Arrived while none was free, each with when it arrived (monotonic).
+        self._waiting: collections.deque[tuple[Delivery, float]] = collections.deque()
 
     def open(self, size: int) -> None:
         self._size = self._free = size
@@ -37,8 +37,7 @@ class Slots:
             if self._stopping.is_set():
                 return False
             if self._free == 0:
-                self._waiting.append(delivery)
-                self._since.append(time.monotonic())
+                self._waiting.append((delivery, time.monotonic()))
                 return True
             self._free -= 1
         if not self._begin(delivery):
@@ -48,7 +47,7 @@ class Slots:
     def longest_wait(self) -> float:
         """Seconds the delivery first in line has waited for a slot (0 when none waits)."""
         with self._lock:
-            return time.monotonic() - self._since[0] if self._since else 0.0
+            return time.monotonic() - self._waiting[0][1] if self._waiting else 0.0
 
     def release(self) -> None:
         """A slot is free again: the next waiting delivery takes it, or it counts as free."""
@@ -58,16 +57,14 @@ class Slots:
                     self._free += 1
                     self._changed.notify_all()
                     return
-                delivery = self._waiting.popleft()
-                self._since.popleft()
+                delivery, _arrived = self._waiting.popleft()
             if self._begin(delivery):
                 return
 
     def drain(self) -> list[Delivery]:
         """The deliveries still waiting (once stopping: none will be begun), for requeueing."""
         with self._lock:
-            waiting, self._waiting = list(self._waiting), collections.deque()
-            self._since.clear()
+            waiting, self._waiting = [delivery for delivery, _arrived in self._waiting], collections.deque()
         return waiting
 
     def wait_all_free(self) -> None:

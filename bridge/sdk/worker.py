@@ -389,8 +389,7 @@ class Worker:
     def _take_next(self, reply: Reply | None) -> bool:
         """Queue the downstream attempt a submit's answer granted (eager dispatch) to run in the slot
         the submitted task held; True if there is one."""
-        result = reply.result if reply is not None and reply.ok else None
-        grant = result.get("next") if isinstance(result, dict) else None
+        grant = granted(reply)
         if not grant:
             return False
         try:
@@ -505,6 +504,13 @@ class Worker:
                 if attempt >= attempts:
                     raise
                 log.warning("%s unanswered (%s); sending it again", message["type"], exc)
+
+
+def granted(reply: Reply | None) -> dict[str, Any] | None:
+    """The downstream attempt a submit's answer granted (eager dispatch), as its JSON form, if any."""
+    result = reply.result if reply is not None and reply.ok else None
+    grant = result.get("next") if isinstance(result, dict) else None
+    return grant or None
 
 
 def _parse(model: type[BaseModel], body: bytes | dict) -> Any:
