@@ -16,6 +16,15 @@ def insert_rows(model, rows: list[dict], returning: str | None = None, skip_conf
     return dialect().insert_rows(model, rows, returning, skip_conflicts, deferred)
 
 
+def insert_rows_later(model, rows: list[dict]) -> None:
+    """Multi-row INSERT sent with the transaction's next statement where the database can (an error
+    in it is raised there): rows nobody reads back until then need no round trip of their own."""
+    deferred = dialect().deferred()
+    insert_rows(model, rows, deferred=deferred)
+    if deferred is not None:
+        deferred.send_later()
+
+
 def update_rows(table: str, key: Sequence[str], columns: Sequence[str], rows: list[tuple], casts: dict[str, str],
                 where: str = "", deferred: Any = None) -> None:
     """UPDATE `table` SET columns FROM the rows, matched on `key` columns (rows hold key values first).

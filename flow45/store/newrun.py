@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from flow45 import states as S
 from flow45.errors import IllegalTransition, InvalidParams
 from flow45.models import Run, TaskInstance
+from flow45.store.bulk import insert_rows_later
 from flow45.store.specs import VersionSpec
 from flow45.types import describe_errors
 
@@ -50,15 +51,11 @@ def insert_run(
         created_at=at, started_at=at if status == S.RUNNING else None, updated_at=at,
         sla_due_at=at + dt.timedelta(seconds=spec.workflow.sla) if spec.workflow.sla else None,
     )
-    TaskInstance.insert_many(
-        [
-            {
-                "run": run.id, "team": spec.team, "task": name, "function": task.function or "", "state": S.PENDING,
-                "priority": task.priority, "human": task.human, "updated_at": at,
-            }
-            for name, task in spec.workflow.tasks.items()
-        ]
-    ).execute()
+    insert_rows_later(TaskInstance, [
+        {"run": run.id, "team": spec.team, "task": name, "function": task.function or "", "state": S.PENDING,
+         "priority": task.priority, "human": task.human, "updated_at": at}
+        for name, task in spec.workflow.tasks.items()
+    ])  # read back under the run's lock, or committed: no round trip of its own
     return run
 
 

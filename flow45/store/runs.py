@@ -13,7 +13,7 @@ from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import has_slot, insert_run, refuse_or_queue, validate_params
 from flow45.store.specs import current_spec
-from flow45.store.unit import Unit, lock_workflow_for_a_run, record_event
+from flow45.store.unit import Unit, lock_workflow_for_a_run
 
 
 def trigger(
@@ -29,15 +29,13 @@ def trigger(
         status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
         run = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
                          logical_time=to_utc(logical_time) if logical_time else None)
-        record_event(
-            at, team, "trigger", actor, run=run.id, to_state=status,
-            detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind},
-        )
+        unit = Unit(at)  # the trigger's event goes with the run's first moves, in their round trip
+        rules.record(unit.changes, team, "trigger", actor, run=run.id, to_state=status,
+                     detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind})
         if status == S.RUNNING:
-            unit = Unit(at)
             unit.lock_runs([run.id])
             unit.settle(run.id, actor)
-            unit.flush()
+        unit.flush()
         return run.id
 
 
