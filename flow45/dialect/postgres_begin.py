@@ -9,10 +9,14 @@ nothing ran sends nothing, not even its COMMIT.
 
 Writes left for later (`Deferred.send_later`) go ahead of the transaction's next statement, at the
 latest its COMMIT; an error in them is raised there, and the transaction rolls back as before. A
-rollback (of the transaction, or to a savepoint) drops them unsent: everything before the savepoint
-was sent with the SAVEPOINT statement itself."""
+savepoint's SAVEPOINT and RELEASE wait the same way. A rollback drops what waits unsent: all of it
+for the transaction's; for a savepoint's, what came after its SAVEPOINT (what came before went with
+the SAVEPOINT, or still waits ahead of it). A savepoint rolled back before anything went out since
+it began sends nothing."""
 
 from __future__ import annotations
+
+import uuid
 
 import peewee
 import psycopg2.extensions
@@ -64,6 +68,17 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
             return super().begin(isolation_level)
         self.connection().pending_begin = "BEGIN"
 
+    def savepoint(self) -> LazySavepoint:
+        return LazySavepoint(self)
+
+    def rollback_to(self, savepoint: bytes) -> None:
+        """Roll back to the savepoint whose statement is `savepoint`."""
+        waiting = self.connection().pending_writes
+        if savepoint in waiting:  # not sent yet, nor anything after it: forget them
+            del waiting[waiting.index(savepoint):]
+        else:  # what waits came after it, and is dropped as the rollback is sent
+            self.execute_sql(b"ROLLBACK TO " + savepoint)
+
     def send_later(self, statements: list[bytes]) -> None:
         """Send `statements` ahead of the transaction's next one (its COMMIT at the latest)."""
         self.connection().pending_writes.extend(statements)
@@ -86,3 +101,25 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
             return False
         conn.pending_begin = None
         return True
+
+
+class LazySavepoint:
+    """A savepoint (what `atomic()` opens inside a transaction) that costs no round trip of its own."""
+
+    def __init__(self, db: LazyBeginDatabase) -> None:
+        self.db = db
+        self.statement = f'SAVEPOINT "s{uuid.uuid4().hex}"'.encode()
+
+    def __enter__(self) -> LazySavepoint:
+        self.db.send_later([self.statement])
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+        if exc_type:
+            self.db.rollback_to(self.statement)
+        else:
+            try:
+                self.db.send_later([b"RELEASE " + self.statement])
+            except Exception:
+                self.db.rollback_to(self.statement)
+                raise

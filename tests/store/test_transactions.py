@@ -144,13 +144,45 @@ def test_an_error_in_writes_left_for_the_commit_fails_the_transaction_and_leaves
         assert store.trigger("acme", "many", actor="ops", now=T0) == run + 1
 
 
-def test_a_rollback_to_a_savepoint_drops_the_writes_left_after_it(postgres_url):
+def test_a_rollback_to_a_savepoint_drops_the_writes_left_after_it(postgres_url, round_trips):
     with atomic():
         _left_for_later("kept")
-        with pytest.raises(RuntimeError), atomic():  # the SAVEPOINT carries "kept"
+        with pytest.raises(RuntimeError), atomic():
             _left_for_later("kept")  # would fail the transaction, were it sent
             raise RuntimeError("the savepoint rolls back")
     assert _seen_elsewhere(postgres_url, "kept")
+    assert [q for q in round_trips if not q.startswith(b"PREPARE")] == [b"COMMIT"]  # nothing went out before
+
+
+def test_a_savepoint_costs_no_round_trip_of_its_own(postgres_url, round_trips):
+    with atomic():
+        database.execute_sql("SELECT 1")
+        with atomic():
+            database.execute_sql("SELECT 2")
+    assert round_trips == [b"SELECT 1", b"SELECT 2", b"COMMIT"]  # SAVEPOINT and RELEASE went with them
+
+
+def _stored(message_id: str) -> None:
+    ProcessedMessage.create(message_id=message_id, team="acme", kind="claim", processed_at=T0, reply=None)
+
+
+def test_what_a_savepoint_sent_is_undone_by_its_rollback_and_the_transaction_goes_on(postgres_url):
+    with atomic():
+        _stored("before")
+        with pytest.raises(RuntimeError), atomic():
+            _stored("inside")  # sent at once (its id is returned)
+            raise RuntimeError("the savepoint rolls back")
+        _stored("after")
+    assert [_seen_elsewhere(postgres_url, m) for m in ("before", "inside", "after")] == [True, False, True]
+
+
+def test_an_error_caught_outside_a_savepoint_leaves_the_transaction_usable(postgres_url):
+    with atomic():
+        _stored("once")
+        with pytest.raises(peewee.IntegrityError), atomic():  # as a message applied twice concurrently is
+            _stored("once")
+        _stored("then")
+    assert _seen_elsewhere(postgres_url, "once") and _seen_elsewhere(postgres_url, "then")
 
 
 def test_outside_a_transaction_writes_left_for_later_are_sent_at_once(postgres_url):
