@@ -339,8 +339,18 @@ def test_a_least_privileged_worker_user_works_and_reconnects(broker, workers, ra
                 dropped.wait(10)
             return {"uri": "u", "pages": 1}
 
+    claimed: set[int] = set()
+
+    def answer(received):  # as the bridge: an instance is claimed once
+        message = received.message
+        if message.type == "claim":
+            if message.instance in claimed:  # its offer came again: the ack was lost with the connection
+                return Reply(ok=False, code="stale", error=f"task instance {message.instance} is claimed already")
+            claimed.add(message.instance)
+        return grant(message)
+
     try:
-        with FakeBridge(url, team) as bridge:
+        with FakeBridge(url, team, answer=answer) as bridge:
             worker = start(workers, url, team, setup=setup, user_url=user_url)
             publish(channel, names.offer_key(team, FUNCTION), offer_body(team, FUNCTION, 1))
             bridge.wait_for("submit")
