@@ -118,8 +118,4 @@ class LazySavepoint:
         if exc_type:
             self.db.rollback_to(self.statement)
         else:
-            try:
-                self.db.send_later([b"RELEASE " + self.statement])
-            except Exception:
-                self.db.rollback_to(self.statement)
-                raise
+            self.db.send_later([b"RELEASE " + self.statement])
