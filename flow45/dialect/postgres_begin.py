@@ -31,7 +31,7 @@ class LazyBeginCursor(psycopg2.extensions.cursor):
         return super().execute(query, vars)
 
     def executemany(self, query, vars_list):
-        if self.connection.pending_begin is not None or self.connection.pending_writes:
+        if self.connection.pending_begin is not None or self.connection.pending_statements:
             self.execute("SELECT 1")  # carries them: executemany runs its statement once per row
         return super().executemany(query, vars_list)
 
@@ -41,16 +41,16 @@ class LazyBeginConnection(psycopg2.extensions.connection):
         super().__init__(*args, **kwargs)
         self.cursor_factory = LazyBeginCursor
         self.pending_begin: str | None = None
-        self.pending_writes: list[bytes] = []
+        self.pending_statements: list[bytes] = []  # writes, SAVEPOINTs and RELEASEs, in order
 
     def take_ahead(self, query) -> list[bytes]:
-        """What must be sent ahead of `query`: the BEGIN and the writes waiting, unless it rolls back."""
+        """What must be sent ahead of `query`: the BEGIN, and the statements waiting unless it rolls back."""
         ahead = [self.pending_begin.encode()] if self.pending_begin is not None else []
         self.pending_begin = None
-        if self.pending_writes:
+        if self.pending_statements:
             if not _rolls_back(query):
-                ahead += self.pending_writes
-            self.pending_writes = []
+                ahead += self.pending_statements
+            self.pending_statements = []
         return ahead
 
 
@@ -73,7 +73,7 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
 
     def rollback_to(self, savepoint: bytes) -> None:
         """Roll back to the savepoint whose statement is `savepoint`."""
-        waiting = self.connection().pending_writes
+        waiting = self.connection().pending_statements
         if savepoint in waiting:  # not sent yet, nor anything after it: forget them
             del waiting[waiting.index(savepoint):]
         else:  # what waits came after it, and is dropped as the rollback is sent
@@ -81,7 +81,7 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
 
     def send_later(self, statements: list[bytes]) -> None:
         """Send `statements` ahead of the transaction's next one (its COMMIT at the latest)."""
-        self.connection().pending_writes.extend(statements)
+        self.connection().pending_statements.extend(statements)
 
     def commit(self) -> None:
         if not self._began_nothing():
@@ -89,15 +89,15 @@ class LazyBeginDatabase(peewee.PostgresqlDatabase):
 
     def rollback(self) -> None:
         conn = self._state.conn
-        if conn is not None and getattr(conn, "pending_writes", None):
-            conn.pending_writes = []
+        if conn is not None and getattr(conn, "pending_statements", None):
+            conn.pending_statements = []
         if not self._began_nothing():
             super().rollback()
 
     def _began_nothing(self) -> bool:
         """True (and the BEGIN forgotten) when nothing was sent since it, nor waits to be."""
         conn = self._state.conn
-        if conn is None or getattr(conn, "pending_begin", None) is None or conn.pending_writes:
+        if conn is None or getattr(conn, "pending_begin", None) is None or conn.pending_statements:
             return False
         conn.pending_begin = None
         return True
