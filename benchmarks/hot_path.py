@@ -1,6 +1,9 @@
 """The bridge's hot path alone: what one batch of worker messages costs on PostgreSQL (fsync on),
-without RabbitMQ or workers. Prints, per batch shape, the wall time (p50, p99) and the round trips
-to the server, beside a bare commit on the same server; and the same for a trigger.
+without RabbitMQ or workers. Prints, per batch shape, the wall time (p50, p99), the CPU this process
+spent (the bridge's share of the work: parsing, the rules, building statements, reading rows) and
+the round trips to the server, beside a bare commit on the same server; and the same for a trigger.
+The shapes: a claim; a submit whose next task is offered; a submit whose next task is granted in its
+answer (eager dispatch, the hop of `benchmarks/e2e.py`); and batches of 100.
 
     python benchmarks/hot_path.py [--chains 300]
 """
@@ -8,11 +11,13 @@ to the server, beside a bare commit on the same server; and the same for a trigg
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,8 +40,6 @@ def delivery(body: bytes) -> Delivery:
 
 
 def message(kind: str, instance: TaskInstance, **extra) -> bytes:
-    import json
-
     return json.dumps({"type": kind, "instance": instance.id, "token": instance.token, **extra}).encode()
 
 
@@ -56,20 +59,39 @@ def available(run_ids: list[int]) -> list[TaskInstance]:
                 .order_by(TaskInstance.id))
 
 
-def timed(settings: Settings, batch: list[Delivery]) -> float:
-    started = time.perf_counter()
-    outcomes = apply_batch(settings, batch).outcomes
-    elapsed = (time.perf_counter() - started) * 1000
-    refused = [o.refusal for o in outcomes if o.refusal is not None]
-    if refused:
-        raise SystemExit(f"the benchmark's own message was refused: {refused[0].code}: {refused[0].message}")
-    return elapsed
+class Shape:
+    """What one shape costs: wall time, this process's CPU and round trips, per message."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.trips: list[int] = []
+
+    def timed(self, trips: _Trips, messages: int, work: Callable[[], Any]) -> Any:
+        trips.reset()
+        cpu, started = time.process_time(), time.perf_counter()
+        result = work()
+        self.wall.append((time.perf_counter() - started) * 1000 / messages)
+        self.cpu.append((time.process_time() - cpu) * 1000 / messages)
+        self.trips.append(trips.count)
+        return result
+
+    def batch(self, trips: _Trips, settings: Settings, bodies: list[bytes]) -> list:
+        """Apply one batch of these messages; returns their answers."""
+        outcomes = self.timed(trips, len(bodies), lambda: apply_batch(settings, [delivery(b) for b in bodies]).outcomes)
+        refused = [o.refusal for o in outcomes if o.refusal is not None]
+        if refused:
+            raise SystemExit(f"the benchmark's own message was refused: {refused[0].code}: {refused[0].message}")
+        return [o.result for o in outcomes]
+
+    def report(self) -> None:
+        wall = sorted(self.wall)
+        print(f"  {self.name:38s} p50 {statistics.median(wall):6.2f} ms  p99 {wall[int(0.99 * (len(wall) - 1))]:6.2f} ms"
+              f"  CPU {statistics.mean(self.cpu):5.2f} ms  {statistics.mean(self.trips):4.1f} round trips")
 
 
-def report(name: str, values: list[float], trips: list[int]) -> None:
-    values = sorted(values)
-    print(f"  {name:34s} p50 {statistics.median(values):6.2f} ms  p99 {values[int(0.99 * (len(values) - 1))]:6.2f} ms"
-          f"  {statistics.mean(trips):4.1f} round trips")
+OUTPUT = {"uri": "noop://", "size": 1}
 
 
 def main() -> None:
@@ -89,43 +111,39 @@ def main() -> None:
         print(f"bare transaction (SELECT 1 + COMMIT): p50 {statistics.median(commits):.2f} ms")
 
         trips = _Trips()
-        triggers: tuple[list[float], list[int]] = ([], [])
-        runs = []
-        for _ in range(args.chains):  # each in a transaction of its own, as the API and the command line do
-            trips.reset()
-            started = time.perf_counter()
-            runs.append(store.trigger("bench", "chain", actor="bench"))
-            triggers[0].append((time.perf_counter() - started) * 1000)
-            triggers[1].append(trips.count)
-        shapes: dict[str, tuple[list[float], list[int]]] = {"claim, one per batch": ([], []),
-                                                            "submit + offer, one per batch": ([], [])}
+        trigger = Shape("trigger")
+        runs = [trigger.timed(trips, 1, lambda: store.trigger("bench", "chain", actor="bench"))
+                for _ in range(args.chains)]  # each in a transaction of its own, as the API and the command line do
+        claim, offered = Shape("claim, one per batch"), Shape("submit + offer, one per batch")
         for _step in range(5):
             for instance in available(runs):
-                for name, body in (("claim, one per batch", message("claim", instance, worker="bench")),
-                                   ("submit + offer, one per batch",
-                                    message("submit", instance, output={"uri": "noop://", "size": 1}))):
-                    trips.reset()
-                    shapes[name][0].append(timed(settings, [delivery(body)]))
-                    shapes[name][1].append(trips.count)
+                claim.batch(trips, settings, [message("claim", instance, worker="bench")])
+                offered.batch(trips, settings, [message("submit", instance, output=OUTPUT)])
+        eager = Shape("submit + next granted, one per batch")
         with atomic():
             runs = [store.trigger("bench", "chain", actor="bench") for _ in range(args.chains)]
-        batched: tuple[list[float], list[int]] = ([], [])
+        for instance in available(runs):
+            claim.batch(trips, settings, [message("claim", instance, worker="bench")])
+            current = {"instance": instance.id, "token": instance.token}
+            while current:  # the worker's next task comes back in the answer, down to the chain's end
+                (answer,) = eager.batch(trips, settings, [json.dumps(
+                    {"type": "submit", **current, "output": OUTPUT, "next": ["step"]}).encode()])
+                current = {k: answer["next"][k] for k in ("instance", "token")} if answer.get("next") else None
+        batched = Shape("100 per batch, per message")
+        with atomic():
+            runs = [store.trigger("bench", "chain", actor="bench") for _ in range(args.chains)]
         for _step in range(5):
             instances = available(runs)
             for start in range(0, len(instances), 100):
                 chunk = instances[start:start + 100]
-                for kind, extra in (("claim", {"worker": "bench"}), ("submit", {"output": {"uri": "noop://", "size": 1}})):
-                    trips.reset()
-                    elapsed = timed(settings, [delivery(message(kind, i, **extra)) for i in chunk])
-                    batched[0].append(elapsed / len(chunk))
-                    batched[1].append(trips.count)
+                batched.batch(trips, settings, [message("claim", i, worker="bench") for i in chunk])
+                batched.batch(trips, settings, [message("submit", i, output=OUTPUT) for i in chunk])
         finished = Run.select().where(Run.status == "succeeded").count()
         print("a trigger of a chain run, one per transaction:")
-        report("trigger", *triggers)
-        print(f"one batch of worker messages ({finished} chain runs of 5 driven to the end):")
-        for name, (values, counts) in shapes.items():
-            report(name, values, counts)
-        report("100 per batch, per message", *batched)
+        trigger.report()
+        print(f"worker messages ({finished} chain runs of 5 driven to the end):")
+        for shape in (claim, offered, eager, batched):
+            shape.report()
     finally:
         postgres.stop()
 
