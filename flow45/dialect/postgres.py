@@ -26,7 +26,7 @@ GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enabl
 
 _PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
              "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names prepared on it
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> its _Session
 _names: dict[tuple, tuple[str, str]] = {}  # (statement, types) -> (its name, its EXECUTE with placeholders)
 
 
@@ -70,18 +70,51 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
     named = _names.get(key)
     if named is None:  # the statements are a few dozen texts, each named once per process
         name = "flow45_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
-        named = _names[key] = (name, f"EXECUTE {name}({', '.join(f'%s::{t}' for t in types)})")
-    name, execute = named
-    done = _prepared.setdefault(db.connection(), set())
-    cursor = db.cursor()
-    if name not in done:  # prepared statements outlive transactions, rolled back or not
-        cursor.execute(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
-        done.add(name)
-    return cursor.mogrify(execute, [_array(a) if type(a) is list else a for a in args])
+        named = _names[key] = (name, f"EXECUTE {name}({', '.join(f'%s::{t}' for t in types)})",
+                               tuple(f"::{t}" for t in types))
+    name, execute, casts = named
+    connection = db.connection()
+    session = _prepared.get(connection)
+    if session is None:
+        session = _prepared[connection] = _Session(connection.encoding == "UTF8")
+    if name not in session.names:  # prepared statements outlive transactions, rolled back or not
+        db.cursor().execute(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
+        session.names.add(name)
+    values = [_array(a) if type(a) is list else a for a in args]
+    if session.utf8:
+        try:
+            return f"EXECUTE {name}({', '.join(_literal(v) + cast for v, cast in zip(values, casts))})".encode()
+        except _NoLiteral:
+            pass
+    return db.cursor().mogrify(execute, values)
+
+
+class _Session:
+    """What one connection has prepared, and whether its text goes as UTF-8 (then this module writes
+    the statement's literals itself: psycopg2's mogrify adapts each value through several layers)."""
+
+    __slots__ = ("names", "utf8")
+
+    def __init__(self, utf8: bool) -> None:
+        self.names: set[str] = set()
+        self.utf8 = utf8
 
 
 class _NoLiteral(Exception):
-    """A value whose array literal is psycopg2's to write."""
+    """A value whose literal is psycopg2's to write."""
+
+
+def _literal(value: Any) -> str:
+    """A string or an integer as an SQL literal. An escape string (E'...') means the same whatever
+    standard_conforming_strings says: a backslash and a quote are the only characters it escapes."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:
+            raise _NoLiteral  # no text can hold it: psycopg2 refuses it, saying so
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if kind is int:
+        return f"({value})" if value < 0 else str(value)
+    raise _NoLiteral
 
 
 def _quoted(text: str) -> str:
