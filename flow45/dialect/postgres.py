@@ -7,6 +7,7 @@ nobody reads wait in a `Deferred` and travel together in one round trip."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import weakref
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower a
 # while the tables were small (no statistics yet) must not scan them whole once they have grown.
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
 
+_GENERIC_PLANS = GENERIC_PLANS.encode()
 _PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
              "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> its _Session
@@ -142,6 +144,48 @@ def _array(values: list) -> str | list:
         return values
 
 
+@functools.lru_cache(maxsize=None)  # a few dozen shapes: one per table and set of columns
+def _insert_shape(model, names: tuple[str, ...], returning: str | None, skip_conflicts: bool):
+    """The INSERT of rows with these columns (and the others' defaults): its text, its parameters'
+    types, the fields in parameter order, and the fields whose defaults each row takes."""
+    fields = [model._meta.fields[name] for name in names]
+    defaults = [f for f in model._meta.sorted_fields if f.default is not None and f.name not in names]
+    fields += defaults
+    types = [_PG_TYPES[f.field_type] + "[]" for f in fields]
+    arrays = ", ".join(f"${n}" for n in range(1, len(fields) + 1))
+    sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(f.column_name for f in fields)}) '
+           f"SELECT * FROM unnest({arrays})"
+           + (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else ""))
+    return sql, types, fields, defaults
+
+
+@functools.lru_cache(maxsize=None)  # a few dozen shapes
+def _update_statement(table: str, key: tuple[str, ...], columns: tuple[str, ...], where: str) -> str:
+    names = [*key, *columns]
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    # The first key's array again, as a key lookup: with statistics that say the table is
+    # empty, the join alone may be planned as a hash of the whole table.
+    match = " AND ".join([*(f"t.{k} = v.{k}" for k in key), f"t.{key[0]} = ANY($1)"])
+    arrays = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+    return (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
+
+
+@functools.lru_cache(maxsize=None)  # the engine's one SELECT, by instances or by runs
+def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
+    """The run locks, then the runs with their instances and the replies already stored. One round trip
+    of two statements. They must be two: a statement that waited for a row lock sees the other tables
+    as they were *before* the wait (READ COMMITTED re-reads only the locked row), so instances read in
+    the locking statement could miss what the holder wrote. The run ids are an array, worked out
+    first: a subquery joined in could be planned, with statistics that say the tables are empty, as a
+    scan of every run for each run."""
+    run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
+    runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
+    lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
+    replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
+    return lock, select.format(extra=f", {replies}", runs=runs)
+
+
 def _columns(values: list[tuple], width: int) -> list[list]:
     """Rows to one list per column: the array parameters of an unnest()."""
     return [list(column) for column in zip(*values)] if values else [[] for _ in range(width)]
@@ -225,15 +269,9 @@ class PostgresDialect(Dialect):
         """Held in `deferred` unless values are returned (then it sends everything waiting)."""
         if not rows:
             return []
-        fields = [model._meta.fields[name] for name in rows[0]]
-        defaults = [f for f in model._meta.sorted_fields if f.default is not None and f.name not in rows[0]]
-        rows = [{**row, **{f.name: f.default() if callable(f.default) else f.default for f in defaults}} for row in rows]
-        fields += defaults
-        types = [_PG_TYPES[f.field_type] + "[]" for f in fields]
-        arrays = ", ".join(f"${n}" for n in range(1, len(fields) + 1))
-        sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(f.column_name for f in fields)}) '
-               f"SELECT * FROM unnest({arrays})"
-               + (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else ""))
+        sql, types, fields, defaults = _insert_shape(model, tuple(rows[0]), returning, skip_conflicts)
+        if defaults:
+            rows = [{**row, **{f.name: f.default() if callable(f.default) else f.default for f in defaults}} for row in rows]
         values = [tuple(f.db_value(row[f.name]) for f in fields) for row in rows]
         statement = prepared(self.db, sql, types, _columns(values, len(fields)))
         pending = deferred or Deferred(self.db)
@@ -247,16 +285,9 @@ class PostgresDialect(Dialect):
     def update_rows(self, table, key, columns, rows, casts, where="", deferred=None) -> None:
         if not rows:
             return
-        names = [*key, *columns]
-        types = [casts[c] + "[]" for c in names]
-        assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-        # The first key's array again, as a key lookup: with statistics that say the table is
-        # empty, the join alone may be planned as a hash of the whole table.
-        match = " AND ".join([*(f"t.{k} = v.{k}" for k in key), f"t.{key[0]} = ANY($1)"])
-        arrays = ", ".join(f"${n}" for n in range(1, len(names) + 1))
-        sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-               f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
-        statement = prepared(self.db, sql, types, _columns(rows, len(names)))
+        names = (*key, *columns)
+        sql = _update_statement(table, tuple(key), tuple(columns), where)
+        statement = prepared(self.db, sql, [casts[c] + "[]" for c in names], _columns(rows, len(names)))
         if deferred is None:
             self.db.cursor().execute(statement)
         else:
@@ -268,18 +299,9 @@ class PostgresDialect(Dialect):
         return cursor
 
     def lock_and_read(self, select, wanted_are, wanted, keys):
-        # One round trip of two statements. They must be two: a statement that waited for a row lock
-        # sees the other tables as they were *before* the wait (READ COMMITTED re-reads only the
-        # locked row), so instances read in the locking statement could miss what the holder wrote.
-        # The run ids are an array, worked out first: a subquery joined in could be planned, with
-        # statistics that say the tables are empty, as a scan of every run for each run.
-        run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
-        runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
-        lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
-        replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
-        statements = [GENERIC_PLANS.encode(), prepared(self.db, lock, ["bigint[]"], [wanted]),
-                      prepared(self.db, select.format(extra=f", {replies}", runs=runs),
-                               ["bigint[]", "varchar[]"], [wanted, keys])]
+        lock, read = _lock_and_read_statements(select, wanted_are)
+        statements = [_GENERIC_PLANS, prepared(self.db, lock, ["bigint[]"], [wanted]),
+                      prepared(self.db, read, ["bigint[]", "varchar[]"], [wanted, keys])]
         cursor = self.db.cursor()
         cursor.execute(b";\n".join(statements))
         rows = cursor.fetchall()
