@@ -276,7 +276,8 @@ class PostgresDialect(Dialect):
         statement = prepared(self.db, sql, types, _columns(values, len(fields)))
         pending = deferred or Deferred(self.db)
         if returning:
-            return [r[0] for r in pending.send(statement).fetchall()]
+            with peewee.__exception_wrapper__:  # a duplicate key is peewee's IntegrityError, as for a Model.create
+                return [r[0] for r in pending.send(statement).fetchall()]
         pending.add_bound(statement)
         if deferred is None:
             pending.send()

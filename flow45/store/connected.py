@@ -61,15 +61,15 @@ def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> Non
                                                                      "run": run.id}, "error": str(exc)})
         return
     status = S.QUEUED if paused or not has_slot(workflow.id, down) else S.RUNNING
-    new = insert_run(down, workflow.id, params, status, unit.at, trigger_kind=KIND,
-                     triggered_by=f"run {run.id} of {upstream}", upstream_run=run.id)
-    rules.record(ch, workflow.team, "trigger", actor, run=new.id, to_state=status, detail={
+    new_id = insert_run(down, workflow.id, params, status, unit.at, trigger_kind=KIND,
+                        triggered_by=f"run {run.id} of {upstream}", upstream_run=run.id)
+    rules.record(ch, workflow.team, "trigger", actor, run=new_id, to_state=status, detail={
         "workflow": workflow.name, "version": down.number, "trigger": KIND,
         "upstream": {"team": run.team, "workflow": spec.workflow_name, "run": run.id, "state": state}})
-    rules.record(ch, run.team, "connect", actor, run=run.id, detail={**about, "run": new.id, "status": status})
+    rules.record(ch, run.team, "connect", actor, run=run.id, detail={**about, "run": new_id, "status": status})
     if status == S.RUNNING:
-        unit.lock_runs([new.id])
-        unit.settle(new.id, actor)
+        unit.lock_runs([new_id])
+        unit.settle(new_id, actor)
 
 
 def _params(unit, run, mapping: dict[str, str]) -> dict[str, Any]:

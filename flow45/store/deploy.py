@@ -14,6 +14,7 @@ from flow45.errors import ConfigError, NotFound
 from flow45.models import Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
+from flow45.store.reused_sql import first_row
 from flow45.store.unit import record_event
 from flow45.store.specs import parse_version, spec_document
 from flow45.views import DeployedWorkflow, DeployReport
@@ -130,7 +131,8 @@ def _store_version(team: str, name: str, document: dict, actor: str, at: dt.date
 
 
 def find_workflow(team: str, name: str) -> Workflow:
-    workflow = Workflow.get_or_none((Workflow.team == team) & (Workflow.name == name))
+    workflow = first_row("find_workflow", Workflow,
+                         lambda t, n: Workflow.select().where((Workflow.team == t) & (Workflow.name == n)), team, name)
     if workflow is None:
         raise NotFound(f"workflow {team}/{name} is not deployed")
     return workflow

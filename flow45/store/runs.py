@@ -27,16 +27,16 @@ def trigger(
         spec = current_spec(row)
         clean_params = validate_params(spec, params)
         status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
-        run = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
-                         logical_time=to_utc(logical_time) if logical_time else None)
+        run_id = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
+                            logical_time=to_utc(logical_time) if logical_time else None)
         unit = Unit(at)  # the trigger's event goes with the run's first moves, in their round trip
-        rules.record(unit.changes, team, "trigger", actor, run=run.id, to_state=status,
+        rules.record(unit.changes, team, "trigger", actor, run=run_id, to_state=status,
                      detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind})
         if status == S.RUNNING:
-            unit.lock_runs([run.id])
-            unit.settle(run.id, actor)
+            unit.lock_runs([run_id])
+            unit.settle(run_id, actor)
         unit.flush()
-        return run.id
+        return run_id
 
 
 def cancel_run(

@@ -21,6 +21,7 @@ from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, R
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
+from flow45.store.reused_sql import first_row
 from flow45.store.specs import VersionSpec, current_spec, version_spec
 
 INSTANCE_COLUMNS = (
@@ -302,7 +303,15 @@ def record_event(
 
 
 def lock_workflow(workflow_id: int) -> Workflow:
-    return dialect().for_update(Workflow.select().where(Workflow.id == workflow_id)).get()
+    return _workflow_locked("lock_workflow", lambda i: dialect().for_update(Workflow.select().where(Workflow.id == i)),
+                            workflow_id)
+
+
+def _workflow_locked(name: str, build, workflow_id: int) -> Workflow:
+    row = first_row(name, Workflow, build, workflow_id)
+    if row is None:
+        raise Workflow.DoesNotExist(f"workflow {workflow_id} not found")
+    return row
 
 
 class _LimitAdded(Exception):
@@ -320,7 +329,8 @@ def lock_workflow_for_a_run(seen: Workflow) -> Workflow:
         return lock_workflow(workflow_id)
     try:
         with atomic():
-            row = dialect().for_share(Workflow.select().where(Workflow.id == workflow_id)).get()
+            row = _workflow_locked("share_workflow", lambda i: dialect().for_share(Workflow.select().where(Workflow.id == i)),
+                                   workflow_id)
             if _limited(row):
                 raise _LimitAdded
             return row

@@ -40,9 +40,9 @@ def _psycopg2_read_back(texts, number, times):
 
 
 texts = st.lists(st.one_of(st.none(), st.sampled_from(HOSTILE),
-                           st.text(st.characters(blacklist_characters="\x00"), max_size=40),
+                           st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
                            st.lists(st.sampled_from(HOSTILE), max_size=5).map("".join)), max_size=6)
-numbers = st.integers(-2**63, 2**63 - 1)
+numbers = st.integers(-2**63 + 1, 2**63 - 1)  # psycopg2 writes -2**63 so that the cast overflows; see below
 times = st.lists(st.one_of(st.none(), st.datetimes(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))), max_size=3)
 
 
@@ -59,6 +59,10 @@ def test_a_statement_smuggled_in_text_is_stored_as_text_and_never_run():
         assert b"(E'{" in prepared(database, ECHO, TYPES, [[smuggled], 1, []])  # written here, not by psycopg2
     assert _read_back([smuggled, "\\'; DELETE FROM run; --"], 1, []) == (
         [smuggled, "\\'; DELETE FROM run; --"], 1, [])
+
+
+def test_the_smallest_bigint_reads_back():
+    assert _read_back([], -2**63, []) == ([], -2**63, [])
 
 
 def test_text_holding_a_nul_is_refused_by_psycopg2_as_before():

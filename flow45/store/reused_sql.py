@@ -1,0 +1,29 @@
+"""Queries run on every trigger, whose SQL peewee generates once per process and database kind.
+
+Generating a query's SQL costs peewee more than the query takes to run on a warm server: it was
+most of a trigger's CPU. The queries here keep their shape, only their parameters change."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import peewee
+
+from flow45.db import dialect
+
+_texts: dict[tuple[str, type], str] = {}
+
+
+def first_row(name: str, model: type[peewee.Model], build: Callable[..., peewee.Query], *params: Any):
+    """The first row of `build(*params)` as a `model`, or None. `name` names the query's shape: its
+    SQL is taken from `build` the first time, then reused with other `params`, which must be the
+    query's parameters in order (simple values compared or assigned, nothing peewee rewrites)."""
+    key = (name, type(dialect()))
+    sql = _texts.get(key)
+    if sql is None:
+        sql, bound = build(*params).sql()
+        if list(bound) != list(params):
+            raise ValueError(f"query {name}: its parameters are {bound!r}, not {list(params)!r}")
+        _texts[key] = sql
+    rows = list(model.raw(sql, *params))  # read to the end: a SQLite statement left open holds its lock
+    return rows[0] if rows else None
