@@ -29,7 +29,7 @@ _GENERIC_PLANS = GENERIC_PLANS.encode()
 _PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
              "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> its _Session
-_names: dict[tuple, tuple[str, str]] = {}  # (statement, types) -> (its name, its EXECUTE with placeholders)
+_names: dict[tuple, tuple[str, str, tuple]] = {}  # (statement, types) -> its name, its EXECUTE with placeholders, its casts
 
 
 class Deferred:
