@@ -10,7 +10,7 @@ import psycopg2.sql
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, database, dialect
+from flow45.db import atomic, database, describe_db_error, dialect, drop_connection
 from flow45.models import ProcessedMessage
 from flow45.store.bulk import insert_rows
 from tests.store.helpers import T0, deploy_text
@@ -188,3 +188,20 @@ def test_an_error_caught_outside_a_savepoint_leaves_the_transaction_usable(postg
 def test_outside_a_transaction_writes_left_for_later_are_sent_at_once(postgres_url):
     _left_for_later("at-once")
     assert _seen_elsewhere(postgres_url, "at-once")
+
+
+def test_a_database_failure_in_the_hot_paths_own_statements_is_named_like_any_other(postgres_url):
+    (pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
+    other = psycopg2.connect(postgres_url)
+    other.autocommit = True
+    try:
+        other.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        other.close()
+    with pytest.raises(psycopg2.Error) as raised:  # the outbox read of the relay: the driver's own cursor
+        dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]")
+    described = describe_db_error(raised.value)
+    assert described is not None and described.startswith("database postgresql://")
+    assert "terminat" in described or "closed" in described
+    drop_connection()
+    assert dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]").fetchall() == []
