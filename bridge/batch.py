@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
-import psycopg2
 
 from bridge.handlers import apply
 from bridge.inbound import Delivery, Inbound, Refusal, parse
@@ -42,9 +41,7 @@ class Outcome:
     deployed: bool = False  # topology may need new queues
 
 
-# The hot path's own statements go through the driver's cursor, not peewee's execute_sql: their errors
-# are psycopg2's classes (a deadlock in the lock-and-read is psycopg2's DeadlockDetected).
-_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError)
+_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
 
 def _one(inbound: Inbound, at: dt.datetime) -> Outcome:
@@ -154,7 +151,5 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
 
 
 def _pgcode(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of a driver error, or of a peewee error (peewee passes the driver's
-    exception as first argument)."""
-    original = exc.args[0] if exc.args else None
-    return getattr(exc, "pgcode", None) or getattr(original, "pgcode", None)
+    """PostgreSQL's SQLSTATE of the driver's error that peewee's error wraps (as `orig`)."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import peewee
@@ -90,10 +89,8 @@ _CONNECT_FAILED = re.compile(
 
 def describe_db_error(exc: BaseException, url: str | None = None) -> str | None:
     """One line naming the database (password hidden) and what failed, or None if `exc` is not a
-    database failure. `url` defaults to the bound database's. The hot path's own statements raise
-    the driver's errors, not peewee's: those count too (a driver never imported raised none)."""
-    driver = sys.modules.get("psycopg2")
-    if not isinstance(exc, peewee.PeeweeException) and not (driver is not None and isinstance(exc, driver.Error)):
+    database failure. `url` defaults to the bound database's."""
+    if not isinstance(exc, peewee.PeeweeException):
         return None
     url = url or getattr(database.obj, "flow45_url", None)
     shown = hide_password(url) if url else "the database"

@@ -51,9 +51,7 @@ class Deferred:
         parts, self._statements = self._statements + ([last] if last else []), []
         if not parts:
             return None
-        cursor = self._db.cursor()
-        cursor.execute(b";\n".join(parts))
-        return cursor
+        return _execute(self._db, b";\n".join(parts))
 
     def send_later(self) -> None:
         """Send everything waiting with the transaction's next statement, at the latest its COMMIT:
@@ -80,7 +78,7 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
     if session is None:
         session = _prepared[connection] = _Session(connection.encoding == "UTF8")
     if name not in session.names:  # prepared statements outlive transactions, rolled back or not
-        db.cursor().execute(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
+        _execute(db, f"PREPARE {name} ({', '.join(types)}) AS {sql}")
         session.names.add(name)
     values = [_array(a) if type(a) is list else a for a in args]
     if session.utf8:
@@ -89,6 +87,15 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
         except _NoLiteral:
             pass
     return db.cursor().mogrify(execute, values)
+
+
+def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
+    """Run `statement` on the driver's cursor (a new one unless given), its errors raised as peewee's
+    classes, as `execute_sql` raises them: every caller catches one family of database errors."""
+    cursor = cursor or db.cursor()  # connecting raises peewee's classes already: not wrapped twice
+    with peewee.__exception_wrapper__:
+        cursor.execute(statement)
+    return cursor
 
 
 class _Session:
@@ -276,8 +283,7 @@ class PostgresDialect(Dialect):
         statement = prepared(self.db, sql, types, _columns(values, len(fields)))
         pending = deferred or Deferred(self.db)
         if returning:
-            with peewee.__exception_wrapper__:  # a duplicate key is peewee's IntegrityError, as for a Model.create
-                return [r[0] for r in pending.send(statement).fetchall()]
+            return [r[0] for r in pending.send(statement).fetchall()]
         pending.add_bound(statement)
         if deferred is None:
             pending.send()
@@ -290,22 +296,18 @@ class PostgresDialect(Dialect):
         sql = _update_statement(table, tuple(key), tuple(columns), where)
         statement = prepared(self.db, sql, [casts[c] + "[]" for c in names], _columns(rows, len(names)))
         if deferred is None:
-            self.db.cursor().execute(statement)
+            _execute(self.db, statement)
         else:
             deferred.add_bound(statement)
 
     def select_in(self, sql: str, values: list, cast: str):
-        cursor = self.db.cursor()
-        cursor.execute(prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
-        return cursor
+        return _execute(self.db, prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
 
     def lock_and_read(self, select, wanted_are, wanted, keys):
         lock, read = _lock_and_read_statements(select, wanted_are)
         statements = [_GENERIC_PLANS, prepared(self.db, lock, ["bigint[]"], [wanted]),
                       prepared(self.db, read, ["bigint[]", "varchar[]"], [wanted, keys])]
-        cursor = self.db.cursor()
-        cursor.execute(b";\n".join(statements))
-        rows = cursor.fetchall()
+        rows = _execute(self.db, b";\n".join(statements)).fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
@@ -323,12 +325,11 @@ class PostgresDialect(Dialect):
         queued = (f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM workflow w "
                   f"WHERE id = ANY($1) AND {first_queued} IS NOT NULL")
         turns = "SELECT pg_advisory_xact_lock(($1 << 32) + id) FROM unnest($2::bigint[]) AS id ORDER BY id"
-        cursor = self.db.cursor()
-        cursor.execute(prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
-                       + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
+        cursor = _execute(self.db, prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
+                          + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
         waiting = cursor.fetchone()[0]
         if waiting:
-            cursor.execute(prepared(self.db, turns, ["bigint", "bigint[]"], [STARTING_QUEUED_RUNS, waiting]))
+            _execute(self.db, prepared(self.db, turns, ["bigint", "bigint[]"], [STARTING_QUEUED_RUNS, waiting]), cursor)
         return waiting
 
     def typed_columns(self, every, json_only):

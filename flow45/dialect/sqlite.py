@@ -108,7 +108,9 @@ class SqliteDialect(Dialect):
         match = " AND ".join(f"{k} = ?" for k in key)
         extra = " AND " + where.replace("{t}.", "") if where else ""
         sql = f"UPDATE {table} SET {assignments} WHERE {match}{extra}"
-        self.db.cursor().executemany(sql, [(*_plain(r[len(key):]), *r[: len(key)]) for r in rows])
+        cursor = self.db.cursor()
+        with peewee.__exception_wrapper__:  # sqlite3's errors as peewee's, as execute_sql raises them
+            cursor.executemany(sql, [(*_plain(r[len(key):]), *r[: len(key)]) for r in rows])
 
     def select_in(self, sql: str, values: list, cast: str):
         return self.db.execute_sql(sql.format(_in(values)), values)

@@ -190,7 +190,16 @@ def test_outside_a_transaction_writes_left_for_later_are_sent_at_once(postgres_u
     assert _seen_elsewhere(postgres_url, "at-once")
 
 
-def test_a_database_failure_in_the_hot_paths_own_statements_is_named_like_any_other(postgres_url):
+def test_a_duplicate_key_in_the_hot_paths_own_insert_is_peewees_integrity_error(postgres_url):
+    row = {"message_id": "dup", "team": "acme", "kind": "claim", "processed_at": T0, "reply": {"ok": True},
+           "instance": None}
+    insert_rows(ProcessedMessage, [row])  # sent at once, on the driver's cursor
+    with pytest.raises(peewee.IntegrityError, match="dup"):
+        insert_rows(ProcessedMessage, [row])
+    assert _seen_elsewhere(postgres_url, "dup")
+
+
+def test_a_database_failure_in_the_hot_paths_own_statements_is_peewees_and_named_like_any_other(postgres_url):
     (pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
     other = psycopg2.connect(postgres_url)
     other.autocommit = True
@@ -198,7 +207,8 @@ def test_a_database_failure_in_the_hot_paths_own_statements_is_named_like_any_ot
         other.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
     finally:
         other.close()
-    with pytest.raises(psycopg2.Error) as raised:  # the outbox read of the relay: the driver's own cursor
+    # The outbox read of the relay runs on the driver's cursor; its error is peewee's, as callers catch.
+    with pytest.raises(peewee.OperationalError) as raised:
         dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]")
     described = describe_db_error(raised.value)
     assert described is not None and described.startswith("database postgresql://")
