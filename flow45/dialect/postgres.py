@@ -16,8 +16,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
+from flow45.errors import SettingsError
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
+from flow45.urls import hide_password
 
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
 
@@ -80,13 +82,12 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
     if name not in session.names:  # prepared statements outlive transactions, rolled back or not
         _execute(db, f"PREPARE {name} ({', '.join(types)}) AS {sql}")
         session.names.add(name)
-    values = [_array(a) if type(a) is list else a for a in args]
     if session.utf8:
         try:
-            return f"EXECUTE {name}({', '.join(_literal(v) + cast for v, cast in zip(values, casts))})".encode()
-        except _NoLiteral:
+            return f"EXECUTE {name}({', '.join([_literal(v) + cast for v, cast in zip(args, casts)])})".encode()
+        except (_NoLiteral, KeyError):
             pass
-    return db.cursor().mogrify(execute, values)
+    return db.cursor().mogrify(execute, args)
 
 
 def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
@@ -114,9 +115,13 @@ class _NoLiteral(Exception):
 
 
 def _literal(value: Any) -> str:
-    """A string or an integer as an SQL literal. An escape string (E'...') means the same whatever
-    standard_conforming_strings says: a backslash and a quote are the only characters it escapes."""
+    """A string, an integer or a list (an array parameter, which the statement casts) as an SQL
+    literal. Strings and arrays go as escape strings (E'...'), which mean the same whatever
+    standard_conforming_strings says: a backslash and a quote are the only characters they escape.
+    A list's element of a type not below raises KeyError: psycopg2 writes that list."""
     kind = type(value)
+    if kind is list:  # PostgreSQL's array literal, {1,NULL,"text"}, inside the escape string
+        return "E'{" + ",".join([_ELEMENT[type(v)](v) for v in value]) + "}'"
     if kind is str:
         if "\x00" in value:
             raise _NoLiteral  # no text can hold it: psycopg2 refuses it, saying so
@@ -126,29 +131,22 @@ def _literal(value: Any) -> str:
     raise _NoLiteral
 
 
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _element_text(text: str) -> str:
+    """Quoted as an array element (backslash and double quote escaped), then escaped for the escape
+    string around the array, in one pass: a backslash becomes four."""
+    if "\x00" in text:
+        raise _NoLiteral
+    return '"' + text.replace("\\", "\\\\\\\\").replace('"', '\\\\"').replace("'", "''") + '"'
 
 
-def _timestamp(value: dt.datetime | dt.date) -> str:
+def _element_timestamp(value: dt.datetime | dt.date) -> str:
     if getattr(value, "tzinfo", None) is not None:
         raise _NoLiteral  # the store keeps naive UTC; psycopg2 knows what an offset means
     return '"' + value.isoformat() + '"'
 
 
-_ELEMENT = {str: _quoted, int: str, bool: lambda b: "t" if b else "f", float: lambda f: f'"{f!r}"',
-            dt.datetime: _timestamp, dt.date: _timestamp}
-
-
-def _array(values: list) -> str | list:
-    """A one-dimensional array as PostgreSQL's array literal, `{1,NULL,"text"}`, to pass as one string
-    (the statement casts it). psycopg2 adapts a list element by element, at several microseconds each:
-    for a batch's columns that was a third of the bridge's work on a batch. Lists of other types are
-    left to psycopg2."""
-    try:
-        return "{" + ",".join("NULL" if v is None else _ELEMENT[type(v)](v) for v in values) + "}"
-    except (KeyError, _NoLiteral):
-        return values
+_ELEMENT = {str: _element_text, int: str, bool: lambda b: "t" if b else "f", float: lambda f: f'"{f!r}"',
+            dt.datetime: _element_timestamp, dt.date: _element_timestamp, type(None): lambda _: "NULL"}
 
 
 @functools.lru_cache(maxsize=None)  # a few dozen shapes: one per table and set of columns
@@ -193,6 +191,15 @@ def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     return lock, select.format(extra=f", {replies}", runs=runs)
 
 
+def _host(netloc: str) -> str:
+    """The host of a URL's network location, percent-decoded and in its own case (a socket's
+    directory is a path: `urlsplit` would lower-case it)."""
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # an IPv6 address
+        return host[1:host.find("]")]
+    return unquote(host.partition(":")[0])
+
+
 def _columns(values: list[tuple], width: int) -> list[list]:
     """Rows to one list per column: the array parameters of an unnest()."""
     return [list(column) for column in zip(*values)] if values else [[] for _ in range(width)]
@@ -203,15 +210,23 @@ class PostgresDialect(Dialect):
     concurrent_writers = True
 
     def open(self) -> peewee.Database:
+        """The URL's parts, as libpq reads them: a host that is a directory is a Unix socket's
+        (`postgresql://flow45@%2Frun%2Fpostgresql/flow45`, or `?host=/run/postgresql`), and a
+        parameter in the query wins over the same part before it."""
         parts = urlsplit(self.url)
-        return LazyBeginDatabase(
-            unquote(parts.path.lstrip("/")),
-            user=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
+        try:
+            port = parts.port
+        except ValueError:
+            raise SettingsError(f"database URL {hide_password(self.url)}: the port must be a number "
+                                "from 1 to 65535") from None
+        options: dict[str, Any] = {
+            "user": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "host": _host(parts.netloc) or "127.0.0.1",
+            "port": port or 5432,
             **dict(parse_qsl(parts.query)),
-        )
+        }
+        return LazyBeginDatabase(options.pop("dbname", None) or unquote(parts.path.lstrip("/")), **options)
 
     def has_schema(self, timeout: float) -> bool:
         self.db.connect_params.setdefault("connect_timeout", max(1, int(timeout)))

@@ -68,3 +68,12 @@ def test_the_smallest_bigint_reads_back():
 def test_text_holding_a_nul_is_refused_by_psycopg2_as_before():
     with pytest.raises(ValueError, match="NUL"):
         _read_back(["before\x00after"], 1, [])
+
+
+def test_a_list_holding_a_value_this_module_does_not_write_is_written_by_psycopg2_and_reads_back():
+    aware = dt.datetime(2028, 2, 29, 23, 30, tzinfo=dt.timezone.utc)  # the store keeps naive UTC; a caller may not
+    database.execute_sql("SET TIME ZONE 'UTC'")
+    with atomic():
+        statement = prepared(database, ECHO, TYPES, [["a'b"], 7, [None, aware]])
+    assert b"ARRAY[" in statement  # psycopg2's own list adaptation, not this module's literal
+    assert _read_back(["a'b"], 7, [None, aware]) == (["a'b"], 7, [None, aware.replace(tzinfo=None)])
