@@ -17,10 +17,14 @@ much longer (benchmarks/slow_disk.py): the figures of a slower disk than this ma
     python benchmarks/e2e.py [--runs 200] [--concurrency 128] [--rate 20] [--seconds 10]
                              [--fsync-delay-ms 0.5,2,5] [--bridges 1] [--connections 4] [--dashboards 5]
                              [--dashboard-mode live|burst|follow|idle] [--rounds 1] [--offers-only]
+                             [--unix-socket]
 
 The workers take a downstream attempt in the answer to their submit where they can (eager
 dispatch, bridge/sdk/worker.py); a hop is then the submit's round trip. With --offers-only they take
 every task from its offer, a claim's round trip later.
+
+With --unix-socket, every process (the ceilings' bare commits too) reaches PostgreSQL through its
+Unix socket, as an installation on one machine would: each round trip costs less than over loopback TCP.
 
 With --bridges 2, two bridge processes consume the one inbox (one of them relays the outbox and
 publishes the event stream); their CPU is shown apart.
@@ -47,6 +51,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from peewee import fn
 
@@ -103,12 +108,16 @@ class Sitting:
         self.postgres.stop()
 
 
-def start_servers(delay_ms: float | None, library: Path | None) -> Sitting:
-    """PostgreSQL (its WAL flushes `delay_ms` slower, if given) and RabbitMQ, set up for the bench team."""
+def start_servers(delay_ms: float | None, library: Path | None, unix_socket: bool = False) -> Sitting:
+    """PostgreSQL (its WAL flushes `delay_ms` slower, if given) and RabbitMQ, set up for the bench team.
+    With `unix_socket`, every process reaches PostgreSQL through its Unix socket, not loopback TCP."""
     sitting = Sitting(postgres_server(delay_ms, library).start(), RabbitMQServer())
     try:
         sitting.rabbit.start()
         sitting.db_url = sitting.postgres.create_database("flow45_bench")
+        if unix_socket:
+            pg = sitting.postgres
+            sitting.db_url = f"postgresql://{pg.user}@{quote(str(pg.dir), safe='')}:{pg.port}/flow45_bench"
         settings = Settings(database_url=sitting.db_url, amqp_url=sitting.rabbit.amqp_url, teams=TEAMS)
         for argv in plan(settings, {"bench-worker": PASSWORD, "bench-ops": PASSWORD})[0]:
             sitting.rabbit.ctl(*argv)
@@ -256,7 +265,7 @@ def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | No
     """Every phase on fresh servers."""
     if delay_ms is not None:
         print(f"== WAL flushes {delay_ms:g} ms slower")
-    servers = start_servers(delay_ms, library)
+    servers = start_servers(delay_ms, library, args.unix_socket)
     try:
         measure_ceilings(servers, args)
         start_flow45(servers, args)
@@ -295,6 +304,8 @@ def main() -> None:
                         help="live: each dashboard reads as `flow45 tui` does, on the team's events; "
                              "burst: each reads a fixed burst every second, events or not (the stress case); "
                              "follow: the event stream alone; idle: connected only (the control)")
+    parser.add_argument("--unix-socket", action="store_true",
+                        help="reach PostgreSQL through its Unix socket (as on a machine that runs both), not loopback TCP")
     parser.add_argument("--offers-only", action="store_true",
                         help="the workers take every task from its offer (no eager dispatch), for comparison")
     args = parser.parse_args()

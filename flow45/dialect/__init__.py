@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import peewee
 
 from flow45.errors import SettingsError
+from flow45.urls import hide_password
 
 
 class Dialect:
@@ -131,11 +132,14 @@ def _kinds() -> list[type[Dialect]]:
 
 def for_url(url: str) -> Dialect:
     """The dialect of `url`, its database not yet opened."""
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:  # such as an IPv6 address left unclosed
+        raise SettingsError(f"database URL {hide_password(url)}: {exc}") from None
     for kind in _kinds():
         if scheme in kind.schemes:
             return kind(url)
-    raise SettingsError(f"database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+    raise SettingsError(f"database URL {hide_password(url)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
 
 
 def names_server(url: str) -> bool:

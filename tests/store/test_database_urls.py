@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from flow45.db import connect, database
+from flow45.dialect import for_url
 from flow45.dialect.postgres import PostgresDialect
 from flow45.errors import SettingsError
 from flow45.models import Run
@@ -42,6 +43,15 @@ def test_every_form_libpq_reads_is_read_the_same(url, expected):
 def test_a_port_that_is_no_port_is_refused_naming_the_url_without_its_password():
     with pytest.raises(SettingsError, match=r"^database URL postgresql://flow45:\*\*\*@db:99999/runs: the port must be"):
         PostgresDialect("postgresql://flow45:secret@db:99999/runs")
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://flow45:secret@[::1/runs", r"^database URL postgresql://\*\*\*: Invalid IPv6 URL$"),
+    ("mysql://flow45:secret@db/runs", r"^database URL 'mysql://flow45:\*\*\*@db/runs': use sqlite:///PATH or postgresql://"),
+])
+def test_a_url_that_cannot_be_read_is_refused_without_its_password(url, expected):
+    with pytest.raises(SettingsError, match=expected):
+        for_url(url)
 
 
 def test_the_command_line_says_so_too_without_a_traceback(tmp_path):
