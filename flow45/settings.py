@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flow45.durations import parse_duration
 from flow45.errors import SettingsError
 from flow45.notify.hooks import Webhook
+from flow45.urls import amqp_parameters
 
 DEFAULT_DATABASE_URL = "sqlite:///flow45.db"
 
@@ -62,6 +63,13 @@ class Settings(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: str | None) -> str | None:
+        if value:
+            amqp_parameters(value)  # a URL the broker's client cannot use is refused here, named
+        return value
 
     def team_allowed(self, team: str) -> bool:
         return not self.teams or team in self.teams

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 HIDDEN = "***"
 _SECRET_OPTIONS = {"password", "passwd", "sslpassword"}
@@ -27,3 +28,25 @@ def hide_password(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url  # as written (urlunsplit would turn sqlite:///x into sqlite:/x)
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def amqp_parameters(url: str) -> Any:
+    """pika's connection parameters for `url`, or ValueError naming what is wrong with it (its
+    password hidden): pika itself fails on some of these with a TypeError that names nothing."""
+    import pika  # the broker's client: loaded only where a broker is used
+
+    shown = hide_password(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # read for its ValueError
+    except ValueError as exc:
+        raise ValueError(f"{shown}: {exc}") from None
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError(f"{shown}: use amqp://USER:PASSWORD@HOST:PORT/VHOST (or amqps://)")
+    if parts.username is not None and parts.password is None:
+        raise ValueError(f"{shown}: give the password of {unquote(parts.username)!r} "
+                         "(amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    try:
+        return pika.URLParameters(url)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{shown}: {exc}") from None

@@ -33,6 +33,7 @@ from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, wire
 from flow45.messages import Reply
 from flow45.outage import Backoff
+from flow45.urls import amqp_parameters
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class AmqpTransport:
         self.reconnect_max = reconnect_max
         self.resubscribe_interval = resubscribe_interval
         self.exchange = names.inbound_exchange(team)
-        self._params = pika.URLParameters(url)
+        self._params = amqp_parameters(url)  # ValueError naming what is wrong with the URL
         self._params.client_properties = {"connection_name": f"flow45 worker {team}/{worker_name}"}
         if self._params.blocked_connection_timeout is None:
             self._params.blocked_connection_timeout = 60

@@ -497,3 +497,8 @@ def test_a_worker_with_a_wrong_password_says_so_in_one_line_per_retry(rabbitmq_s
     assert len(retries) >= 2
     assert all(f"cannot connect to {shown}: access refused: wrong user name or password" in r for r in retries)
     assert [line for line in done.stderr.splitlines() if " pika" in line] == []
+
+
+def test_a_url_without_the_users_password_is_refused_at_once_naming_it():
+    with pytest.raises(ValueError, match=r"^amqp://reports-worker@rabbit/flow45: give the password of 'reports-worker'"):
+        AmqpTransport("amqp://reports-worker@rabbit/flow45", "reports", "w1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,22 @@ def test_settings_file_that_is_not_a_mapping_of_settings(tmp_path, text, words):
     path.write_text(text)
     with pytest.raises(SettingsError, match=words):
         load_settings({"FLOW45_SETTINGS": str(path)})
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("amqp://flow45-bridge@rabbit/flow45", "give the password of 'flow45-bridge'"),
+    ("amqp://bridge:secret@[::1/flow45", "Invalid IPv6 URL"),
+    ("amqp://bridge:secret@rabbit:99999/flow45", "Port out of range"),
+    ("http://bridge:secret@rabbit/flow45", "use amqp://USER:PASSWORD@HOST:PORT/VHOST"),
+    ("amqp://bridge:secret@rabbit/flow45?heartbeat=soon", "Invalid heartbeat value 'soon'"),
+])
+def test_a_broker_url_its_client_cannot_use_is_refused_naming_the_problem_not_the_password(url, problem):
+    with pytest.raises(SettingsError, match=r"^environment: amqp_url: ") as refused:
+        load_settings({"FLOW45_AMQP_URL": url})
+    assert problem in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_the_settings_template_in_the_repository_loads():
+    template = Path(__file__).resolve().parents[2] / "config" / "flow45.yaml"
+    settings = load_settings({"FLOW45_SETTINGS": str(template)})
+    assert settings.amqp_url.startswith("amqp://flow45-bridge:") and list(settings.teams) == ["reports"]
