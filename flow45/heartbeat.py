@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 
 MIN_INTERVAL = 1.0  # seconds between two writes of the same part's unchanged state
+
+log = logging.getLogger("flow45")
 
 
 class Heartbeat:
@@ -28,6 +31,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._parts: dict[str, dict] = {}
         self._written: dict[str, float] = {}
+        self._failing = False  # the last write failed (said once, not at every loop)
 
     def beat(self, part: str, error: str | None = None) -> None:
         """The part finished one loop; `error` says what it could not do, if anything."""
@@ -54,8 +58,15 @@ class Heartbeat:
         try:
             temporary.write_text(body)
             os.replace(temporary, self.path)  # readers never see half a file
-        except OSError:
-            pass  # a full or read-only disk must not stop the service; health will say it is stale
+        except OSError as exc:  # a full or read-only disk must not stop the service; health will say it is stale
+            if not self._failing:
+                log.warning("heartbeat file %s: cannot write it (%s); `flow45 health` will report this "
+                            "service as not running", self.path, exc.strerror or exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("heartbeat file %s: written again", self.path)
+        self._failing = False
 
 
 def read(path: str | os.PathLike) -> dict:

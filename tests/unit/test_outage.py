@@ -4,6 +4,7 @@ file `flow45 health` reads."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import peewee
@@ -89,3 +90,18 @@ def test_no_heartbeat_file_is_written_without_one_configured(tmp_path):
 def test_a_heartbeat_of_a_process_that_is_gone_is_dead(tmp_path):
     data = {"pid": 2**22 + 12345, "parts": {"bridge": {"at": 100.0, "error": None}}}  # above Linux's pid_max
     assert heartbeat.problems(json.loads(json.dumps(data)), 100.0, 30) == [f"process {2**22 + 12345} is not running"]
+
+
+def test_a_heartbeat_file_that_cannot_be_written_is_said_once_and_again_when_it_can(tmp_path, caplog):
+    folder = tmp_path / "not-yet"
+    beats = heartbeat.Heartbeat(folder / "hb.json")
+    with caplog.at_level(logging.INFO, logger="flow45"):
+        beats.beat("scheduler")
+        beats.beat("bridge")  # still failing: not said again
+        folder.mkdir()
+        beats.beat("scheduler", error="database x: connection refused")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"heartbeat file {folder / 'hb.json'}: cannot write it (No such file or directory)")
+    assert said[1] == f"heartbeat file {folder / 'hb.json'}: written again"
+    assert set(heartbeat.read(folder / "hb.json")["parts"]) == {"scheduler", "bridge"}
