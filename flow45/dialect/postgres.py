@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
-from flow45.errors import SettingsError
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
+from flow45.errors import SettingsError
 from flow45.urls import hide_password
 
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+import datetime as dt
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+
+def _on_the_calendar(text: str) -> str:
+    """The pattern lets through 30 February and hour 25: those are refused here, named."""
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{text} is not a time on the calendar ({exc})") from None
+    return text
+
+
+UtcTime = Annotated[str, Field(pattern=UTC_TIME), AfterValidator(_on_the_calendar)]  # e.g. 2026-03-01T06:00:00Z
 
 
 class _Message(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
-from flow45.messages.base import UTC_TIME, _Message, _types
+from flow45.messages.base import UtcTime, _Message, _types
 
 
 # ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
@@ -28,7 +28,7 @@ class Trigger(_Message):
     type: Literal["trigger"]
     workflow: str
     params: dict[str, Any] | None = None
-    logical_time: str | None = Field(None, pattern=UTC_TIME, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
+    logical_time: UtcTime | None = Field(None, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
 
 
 class Pause(_Message):
@@ -52,8 +52,8 @@ class Backfill(_Message):
 
     type: Literal["backfill"]
     workflow: str
-    start: str = Field(pattern=UTC_TIME, description="the first logical time to cover (UTC)")
-    end: str = Field(pattern=UTC_TIME, description="the last logical time to cover (UTC)")
+    start: UtcTime = Field(description="the first logical time to cover (UTC)")
+    end: UtcTime = Field(description="the last logical time to cover (UTC)")
     dry_run: bool = False
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
-from flow45.messages.base import UTC_TIME, _Message, _types
+from flow45.messages.base import UtcTime, _Message, _types
 
 
 # ---- operators -> Flow45: reads (exchange flow45.read, RPC) -----------------------------------
@@ -38,8 +38,8 @@ class ReadRuns(_Message):
     before: int | None = Field(None, ge=1, description="only runs with a smaller id: the last id of the page before")
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
-    since: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered at or after this UTC time")
-    until: str | None = Field(None, pattern=UTC_TIME, description="only runs triggered before this UTC time")
+    since: UtcTime | None = Field(None, description="only runs triggered at or after this UTC time")
+    until: UtcTime | None = Field(None, description="only runs triggered before this UTC time")
     ids: list[int] | None = Field(None, max_length=MAX_PAGE,
                                   description="only these runs: what a live list reads again when events touch them")
 
@@ -52,7 +52,7 @@ class ReadRun(_Message):
     run: int
     attempts: bool = False
     as_of: int | None = Field(None, ge=1, description="a ledger event id")
-    as_of_time: str | None = Field(None, pattern=UTC_TIME, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
+    as_of_time: UtcTime | None = Field(None, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
 
 
 class ReadStats(_Message):

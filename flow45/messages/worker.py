@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, TypeAdapter, field_validator
 
 from flow45.logs import LOG_TAIL_MAX, LOG_URL_MAX, tail_problem, url_problem
-from flow45.messages.base import UTC_TIME, _Message, _types
+from flow45.messages.base import UtcTime, _Message, _types
 from flow45.names import NAME
 from flow45.settings import current_settings
 
@@ -35,8 +35,8 @@ class Offer(_AboutAttempt):
     lease_seconds: float
     human: bool
     priority: int
-    logical_time: str | None = Field(
-        None, pattern=UTC_TIME,
+    logical_time: UtcTime | None = Field(
+        None,
         description="the run's logical time (UTC): the schedule tick it works for (scheduled, backfilled, or given "
                     "to trigger); null for a run without one")
 
