@@ -115,12 +115,14 @@ def _moment(text: str) -> tuple[dt.datetime, bool]:
     """(naive UTC, whether only a date was given) from `2026-03-01`, an ISO 8601 time (UTC without an
     offset), or a duration before now (`90m`, `2d`, `1h30m`)."""
     text = text.strip()
-    if _AGO.fullmatch(text):
-        return utcnow() - dt.timedelta(seconds=parse_duration(text)), False
     try:
+        if _AGO.fullmatch(text):
+            return utcnow() - dt.timedelta(seconds=parse_duration(text)), False
         if len(text) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
         return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))), False
+    except OverflowError:  # a duration, or an offset, that reaches before the year 1
+        raise argparse.ArgumentTypeError(f"{text!r} is too long ago to be a date") from None
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a date such as 2026-03-01, a time such as 2026-03-01T06:00:00Z or a duration before now "
@@ -146,18 +148,17 @@ def _as_of(text: str) -> int | dt.datetime:
     if text.isdigit():
         return _positive_int(text)
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
         raise argparse.ArgumentTypeError(
             f"expected a ledger event id or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
-    return to_utc(moment)
 
 
 def _utc_time(text: str) -> dt.datetime:
     """A time (ISO 8601; without an offset it is UTC) as naive UTC."""
     try:
         return to_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
         raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
 
 

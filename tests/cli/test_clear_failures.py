@@ -186,3 +186,15 @@ def test_the_demo_with_a_broker_that_is_not_there_stops_before_making_its_store(
     done = flow45("demo", "--headless", cwd=tmp_path, FLOW45_AMQP_URL=url)
     assert_one_line(done, f"cannot connect to {url.replace(':secret@', ':***@')}", "connection refused")
     assert not (tmp_path / "flow45-demo.db").exists()
+
+
+@pytest.mark.parametrize("args, said", [
+    (["runs", "--since", "99999999d"], "argument --since: '99999999d' is too long ago to be a date"),
+    (["runs", "--until", "0001-01-01T00:00:00+01:00"], "argument --until: '0001-01-01T00:00:00+01:00' is too long ago"),
+    (["runs", "--since", "2027-02-29"], "argument --since: expected a date such as 2026-03-01"),
+    (["show", "1", "--as-of", "0001-01-01T00:30:00+01:00"], "argument --as-of: expected a ledger event id or a time"),
+])
+def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tmp_path, args, said):
+    done = flow45(*args, cwd=tmp_path)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
