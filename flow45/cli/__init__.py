@@ -13,7 +13,8 @@ import os
 import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
-from flow45.cli.base import COMMANDS, UsageError, _as_of, _moment, _param_pair, _positive_int, _utc_time, command
+from flow45.cli.base import (COMMANDS, UsageError, _as_of, _moment, _param_pair, _positive_int, _utc_time, _whole_number,
+                             command)
 from flow45.errors import Flow45Error
 
 
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team")
     p.add_argument("--run", type=_positive_int)
     p.add_argument("--instance", type=_positive_int)
-    p.add_argument("--after", type=int, default=0, help="only events with a larger id")
+    p.add_argument("--after", type=_whole_number, default=0, help="only events with a larger id")
     p.add_argument("--limit", type=_positive_int, default=500)
     p.add_argument("--follow", action="store_true", help="keep printing new events")
     add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")

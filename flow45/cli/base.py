@@ -162,11 +162,24 @@ def _utc_time(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
 
 
+MAX_ID = 2**63 - 1  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver
+
+
 def _positive_int(text: str) -> int:
+    value = _whole_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    """A number from 0 to MAX_ID."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0, got {value}")
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"expected a number up to {MAX_ID}, got {value}")
     return value

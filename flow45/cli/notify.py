@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flow45.cli.base import _client, command, remote_mode
+from flow45.cli.base import _client, _whole_number, command, remote_mode
 from flow45.cli.service import _add_metrics_port
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
@@ -51,7 +51,7 @@ def add_parsers(add) -> None:
     p = add("notify", "post each team's chosen events to webhooks (settings: notify)")
     p.add_argument("--state", default="flow45-notify.json",
                    help="file keeping the position between restarts (written after each successful post)")
-    p.add_argument("--after", type=int, default=None, metavar="ID",
+    p.add_argument("--after", type=_whole_number, default=None, metavar="ID",
                    help="first start only (no state file): begin after this ledger event id (0: the whole "
                         "ledger; default: its current end, so only what happens from now on is posted)")
     p.add_argument("--once", action="store_true", help="post what is there, then exit")

@@ -198,3 +198,21 @@ def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tm
     done = flow45(*args, cwd=tmp_path)
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, said", [
+    (["show", "9223372036854775808"], "argument run: expected a number up to 9223372036854775807"),
+    (["runs", "--limit", "99999999999999999999"], "argument --limit: expected a number up to 9223372036854775807"),
+    (["events", "--after", "99999999999999999999"], "argument --after: expected a number up to 9223372036854775807"),
+    (["events", "--after", "-1"], "argument --after: expected a number from 0, got -1"),
+])
+def test_a_number_beyond_the_stores_ids_is_a_usage_error_on_any_store(tmp_path, args, said):
+    assert flow45("db", "upgrade", cwd=tmp_path).returncode == 0  # SQLite: its driver would raise OverflowError
+    done = flow45(*args, cwd=tmp_path)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_largest_id_is_looked_up_and_not_found(tmp_path):
+    assert flow45("db", "upgrade", cwd=tmp_path).returncode == 0
+    assert_one_line(flow45("instance", "9223372036854775807", cwd=tmp_path), "task instance 9223372036854775807 not found")
