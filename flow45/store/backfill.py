@@ -38,8 +38,12 @@ def backfill(
         raise Flow45Error(f"{team}/{workflow} has no schedule, so no ticks to backfill; "
                           "use trigger --logical-time for one run")
     validate_params(spec, {})  # scheduled runs have no params: refused before anything is made
-    ticks = cron_schedule(schedule.cron, schedule.timezone).between(start - dt.timedelta(microseconds=1), end,
-                                                                     limit=MAX_TICKS + 1)
+    try:
+        ticks = cron_schedule(schedule.cron, schedule.timezone).between(start - dt.timedelta(microseconds=1), end,
+                                                                         limit=MAX_TICKS + 1)
+    except OverflowError:  # a tick, or the local time of one, would fall outside years 1 to 9999
+        raise Flow45Error(f"backfill {team}/{workflow}: the schedule's ticks cannot be worked out that close "
+                          "to the ends of the calendar (years 1 and 9999)") from None
     if len(ticks) > MAX_TICKS:
         raise Flow45Error(f"backfill {team}/{workflow}: more than {MAX_TICKS} ticks in that range; backfill it in parts")
     existing = dict(Run.select(Run.logical_time, Run.id).where(

@@ -80,3 +80,11 @@ def test_a_workflow_without_a_schedule_or_a_reversed_range_is_refused_and_trigge
     assert Outbox.get(Outbox.instance == instance(run, "load").id).body["logical_time"] == "2026-02-14T06:00:00Z"
     plain = store.trigger("acme", "adhoc", actor="ops", now=T0)
     assert Outbox.get(Outbox.instance == instance(plain, "load").id).body["logical_time"] is None
+
+
+@pytest.mark.parametrize("start, end", [(U(1, 1, 1), U(1, 1, 3)), (U(9999, 12, 30), U(9999, 12, 31, 23, 59))])
+def test_a_range_at_the_ends_of_the_calendar_is_refused_naming_them_and_makes_nothing(tmp_path, start, end):
+    deploy_text(tmp_path, nightly())
+    with pytest.raises(Flow45Error, match=r"acme/nightly: .* the ends of the calendar \(years 1 and 9999\)"):
+        store.backfill("acme", "nightly", start, end, actor="ops", now=T0)
+    assert Run.select().count() == 0
