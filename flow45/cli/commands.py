@@ -118,9 +118,9 @@ def cmd_runs(args) -> int:
             raise UsageError(f"params.{key} asked for twice, as {params[key]!r} and {value!r}: no run has both")
         params[key] = value
     since = args.since[0] if args.since else None
-    until = None
-    if args.until:
-        until = args.until[0] + dt.timedelta(days=1) if args.until[1] else args.until[0]  # a date: all of that day
+    until, only_a_date = args.until or (None, False)
+    if only_a_date:  # all of that day; after the calendar's last one, nothing
+        until = until + dt.timedelta(days=1) if until.date() < dt.date.max else None
     where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since, until=until)
     views = _client(args).runs(where, limit=args.limit)
     if args.json:

@@ -4,6 +4,7 @@ traceback; and a command that only reads never creates a store: only `db upgrade
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -216,3 +217,11 @@ def test_a_number_beyond_the_stores_ids_is_a_usage_error_on_any_store(tmp_path, 
 def test_the_largest_id_is_looked_up_and_not_found(tmp_path):
     assert flow45("db", "upgrade", cwd=tmp_path).returncode == 0
     assert_one_line(flow45("instance", "9223372036854775807", cwd=tmp_path), "task instance 9223372036854775807 not found")
+
+
+def test_runs_until_the_calendars_last_day_lists_every_run(tmp_path):
+    assert flow45("deploy", str(EXAMPLES), cwd=tmp_path).returncode == 0
+    assert flow45("trigger", "reports/monthly_report", "--params", '{"month": "2026-11"}', cwd=tmp_path).returncode == 0
+    done = flow45("runs", "--until", "9999-12-31", "--json", cwd=tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [run["workflow"] for run in json.loads(done.stdout)] == ["monthly_report"]
