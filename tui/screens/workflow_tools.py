@@ -57,11 +57,13 @@ def _moment(text: str, end_of_day: bool) -> dt.datetime:
     text = text.strip()
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if end_of_day and len(text) == 10:
+            moment += dt.timedelta(days=1, microseconds=-1)
+        return to_utc(moment)
+    except OverflowError:  # an offset that reaches past the calendar's ends
+        raise Flow45Error(f"{text!r} is outside the calendar once made UTC") from None
     except ValueError:
         raise Flow45Error(f"expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
-    if end_of_day and len(text) == 10:
-        moment += dt.timedelta(days=1, microseconds=-1)
-    return to_utc(moment)
 
 
 class BackfillModal(ActionModal):
