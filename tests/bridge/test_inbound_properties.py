@@ -42,7 +42,7 @@ TEMPLATES = {  # kind -> its fields, right; the test then spoils some
     "claim": ["instance", "token", "worker"], "progress": ["instance", "token", "percent"],
     "submit": ["instance", "token", "output", "next"], "fail": ["instance", "token", "error"],
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
-    "trigger": ["workflow", "params"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
+    "trigger": ["workflow", "params", "logical_time"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
     "hold": ["instance"], "release": ["instance"], "cancel": ["run"], "status": ["run", "limit"],
 }
 WORKER_KINDS = ["claim", "progress", "submit", "fail", "skip"]
@@ -96,11 +96,21 @@ RIGHT = {
     "run": 1, "worker": "w", "percent": 50, "output": {"uri": "s3://x", "rows": 1}, "limit": 5, "error": "e",
     "reason": "r", "dry_run": True, "files": {"a.yaml": "team: reports\n"}, "workflow": "monthly_report",
     "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
+    "logical_time": "2026-10-01T06:00:00Z", "start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z",
 }
+TIME_FIELDS = {"logical_time", "start", "end"}
+# Times of the wire's pattern that the calendar may not have (day 31 of April, hour 24, year 0), and its ends.
+times = st.one_of(
+    st.tuples(*[st.integers(0, 9999)] + [st.integers(0, 99)] * 5).map(
+        lambda t: "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*t)),
+    st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2028-02-29T06:00:00Z",
+                     "2027-02-29T06:00:00Z", "2026-03-29T02:30:00Z", "2026-10-01T06:00:00+02:00"]),
+)
 
 
 def spoiled(name: str):
-    return st.one_of(json_values, hostile_numbers, wrong_types, deep, secrets, st.text(max_size=20))
+    extra = [times] * 3 if name in TIME_FIELDS else []
+    return st.one_of(*extra, json_values, hostile_numbers, wrong_types, deep, secrets, st.text(max_size=20))
 
 
 @st.composite
@@ -109,6 +119,9 @@ def message_bodies(draw, instance: int, token: str, user: object = None) -> byte
     kind = draw(st.sampled_from(kinds)) if kinds and draw(st.integers(0, 3)) else draw(st.sampled_from(sorted(TEMPLATES)))
     right = {**RIGHT, "instance": instance, "token": token}
     fields = {"type": kind, **{name: right[name] for name in TEMPLATES[kind]}}
+    own_times = sorted(TIME_FIELDS.intersection(TEMPLATES[kind]))
+    if own_times and draw(st.booleans()):  # a time the calendar may not have, in a message otherwise right
+        fields[draw(st.sampled_from(own_times))] = draw(times)
     spoil = draw(st.sampled_from([0, 0, 1, 1, 2]))
     for name in draw(st.lists(st.sampled_from(["type", *FIELDS]), min_size=spoil, max_size=spoil, unique=True)):
         fields[name] = draw(spoiled(name))
