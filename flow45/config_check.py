@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from flow45.config import (
     BUILTIN_TYPES,
@@ -95,10 +96,22 @@ def _check_upstream(wf: WorkflowSpec, task_name: str, upstream: str, report) -> 
 def _check_schedule(schedule: ScheduleSpec, report) -> None:
     if not croniter.is_valid(schedule.cron):
         report("cron", f"'{schedule.cron}' is not a valid cron expression (five fields: minute hour day month weekday)")
+    elif not _fires(schedule.cron):
+        report("cron", f"'{schedule.cron}' never fires: no month has that day (such as 30 February)")
     try:
         zoneinfo.ZoneInfo(schedule.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
+
+
+def _fires(cron: str) -> bool:
+    """Whether the cron names a date that exists; looked for from a leap year's start, so that
+    29 February counts (croniter gives up after searching some years ahead)."""
+    try:
+        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def _signature_problems(config: TeamConfig) -> list[str]:

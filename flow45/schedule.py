@@ -38,7 +38,7 @@ class CronSchedule:
         self.zone = zoneinfo.ZoneInfo(timezone)
         hours = croniter(cron).expanded[1]
         self.every_hour = hours == ["*"] or len(set(hours)) == 24
-        self._next: dict[dt.datetime, dt.datetime] = {}
+        self._next: dict[dt.datetime, dt.datetime | None] = {}
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.cron!r}, {self.timezone!r})"
@@ -84,13 +84,18 @@ class CronSchedule:
     # ---- iteration ----------------------------------------------------------------------------
 
     def ticks_after(self, after: dt.datetime) -> Iterator[dt.datetime]:
-        """Every tick strictly after `after`, ascending, endless."""
+        """Every tick strictly after `after`, ascending; endless unless the cron names no date that
+        exists (`0 0 30 2 *`, which deploy refuses)."""
         start = self._wall(after) - (_MAX_SHIFT if self._shift_near(after) else _SECOND)
         walls = croniter(self.cron, start)
         pending: list[dt.datetime] = []
         last: dt.datetime | None = None
         while True:
-            primary, second = self._instants(walls.get_next(dt.datetime))
+            try:
+                wall = walls.get_next(dt.datetime)
+            except CroniterBadDateError:  # no later date: no more ticks
+                return
+            primary, second = self._instants(wall)
             if primary is None:
                 continue
             # Primaries never go back in time, and a second instant follows its primary; so
@@ -104,14 +109,14 @@ class CronSchedule:
             if second is not None:
                 heapq.heappush(pending, second)
 
-    def next_after(self, after: dt.datetime) -> dt.datetime:
-        """The first tick after `after`; remembered, as the scheduler asks the same every tick."""
-        found = self._next.get(after)
-        if found is None:
+    def next_after(self, after: dt.datetime) -> dt.datetime | None:
+        """The first tick after `after` (None: there is none); remembered, as the scheduler asks the
+        same every tick."""
+        if after not in self._next:
             if len(self._next) > 256:
                 self._next.clear()
-            found = self._next[after] = next(self.ticks_after(after))
-        return found
+            self._next[after] = next(self.ticks_after(after), None)
+        return self._next[after]
 
     def between(self, start: dt.datetime, end: dt.datetime, limit: int | None = None) -> list[dt.datetime]:
         """Ticks in (start, end], oldest first, at most `limit` of them."""
@@ -181,7 +186,7 @@ def due_ticks(
     if catchup not in ("all", "latest", "none"):
         raise ValueError(f"catchup must be latest, all or none, not {catchup!r}")
     first = schedule.next_after(since)
-    if first > now:
+    if first is None or first > now:
         return DueTicks()
     if catchup == "all":
         ticks = schedule.between(since, now, limit)

@@ -105,3 +105,19 @@ def test_nothing_due_before_the_next_tick():
     for policy in ("all", "latest", "none"):
         due = due_ticks(DAILY, policy, since=SINCE, now=D(2026, 3, 3, 5, 59), on_time=ON_TIME)
         assert due.run == [] and due.cursor is None
+
+
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 6 31 4,6,9,11 *"])
+def test_a_cron_naming_no_date_that_exists_has_no_ticks_and_nothing_is_ever_due(cron):
+    # Deploy refuses such a cron; one stored before it did must not fail the scheduler's every tick.
+    never = cron_schedule(cron, "Europe/Amsterdam")
+    assert never.next_after(SINCE) is None and never.between(SINCE, BACK) == []
+    for policy in ("all", "latest", "none"):
+        due = due_ticks(never, policy, since=SINCE, now=BACK, on_time=ON_TIME)
+        assert due.run == [] and due.cursor is None
+
+
+def test_29_february_fires_in_leap_years_only():
+    leap_day = cron_schedule("0 6 29 2 *")
+    assert leap_day.next_after(D(2026, 12, 1)) == D(2028, 2, 29, 6)
+    assert leap_day.between(D(2027, 1, 1), D(2033, 1, 1)) == [D(2028, 2, 29, 6), D(2032, 2, 29, 6)]
