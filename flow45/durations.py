@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+MAX_DURATION = 36500 * 86400.0  # durations are added to now: a century is more than any lease or due date needs
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
@@ -13,6 +15,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 10m, 1h or a number of seconds")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):  # inf and nan read as numbers, and are no duration
+            raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -23,10 +27,21 @@ def parse_duration(value: object) -> float:
         except ValueError:
             seconds = None
         if seconds is not None:
+            if not math.isfinite(seconds):  # "inf", "nan", "1e400"
+                raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
             return parse_duration(seconds)
         if text and _PART.sub("", text) == "":
             return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
+
+
+def bounded_duration(value: object) -> float:
+    """As `parse_duration`, at most MAX_DURATION (a settings' default lease far past the calendar's
+    end would fail when a task is claimed, not when the settings are read)."""
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than a century (36500d)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flow45.durations import parse_duration
+from flow45.durations import bounded_duration
 from flow45.errors import SettingsError
 from flow45.notify.hooks import Webhook
 from flow45.urls import amqp_parameters
@@ -62,7 +62,7 @@ class Settings(BaseModel):
     )
     @classmethod
     def _duration(cls, value: object) -> float:
-        return parse_duration(value)
+        return bounded_duration(value)
 
     @field_validator("amqp_url")
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flow45.config import FieldSpec, Signature, load_config
+from flow45.config import FieldSpec, Signature, WorkflowSpec, load_config
 from flow45.errors import ConfigError
 from flow45.types import TypeRegistry
 
@@ -152,6 +152,20 @@ def test_durations(tmp_path, written, seconds):
     text = GOOD.replace("{function: load, output: Partition}", f"{{function: load, output: Partition, lease: {written}}}")
     [team] = load_config(_write(tmp_path, "good.yaml", text))
     assert team.workflows["wf"].tasks["load"].lease == seconds
+
+
+
+@pytest.mark.parametrize("written", ["inf", "nan", "1e400"])
+def test_a_number_that_is_no_duration_is_refused(tmp_path, written):
+    text = GOOD.replace("{function: load, output: Partition}", f"{{function: load, output: Partition, lease: {written}}}")
+    with pytest.raises(ConfigError, match=f"'{written}' is not a duration"):
+        load_config(_write(tmp_path, "good.yaml", text))
+
+
+def test_a_version_stored_before_the_century_check_still_loads():
+    stored = WorkflowSpec.model_validate({"tasks": {"load": {"function": "load", "output": "Partition",
+                                                             "lease": 99999999999 * 86400.0}}})
+    assert stored.tasks["load"].lease == 99999999999 * 86400.0  # deploy refuses it now; reading it must not
 
 
 HUMAN = """\

@@ -63,6 +63,9 @@ def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
 @pytest.mark.parametrize("environ, words", [
     ({"FLOW45_TEAMS": "{reports: {}}"}, "FLOW45_TEAMS is not valid JSON"),
     ({"FLOW45_DEFAULT_LEASE": "soon"}, "default_lease: .*'soon' is not a duration"),
+    ({"FLOW45_DEFAULT_LEASE": "inf"}, "default_lease: .*'inf' is not a duration"),
+    ({"FLOW45_DEFAULT_RETRY_DELAY": "1e400"}, "default_retry_delay: .*'1e400' is not a duration"),
+    ({"FLOW45_DEFAULT_LEASE": "36501d"}, r"default_lease: .*'36501d' is longer than a century \(36500d\)"),
     ({"FLOW45_TEAMS": '{"reports": {"users": {"bob": "admin"}}}'}, "teams.reports.users.bob"),
     ({"FLOW45_METRICS_PORT": "70000"}, "metrics_port: Input should be less than or equal to 65535"),
     ({"FLOW45_LEDGER_RETENTION": "forever"}, "ledger_retention: Input should be 'keep' or 'prune'"),
