@@ -12,6 +12,7 @@ from typing import Any
 
 from flow45 import states as S
 from flow45.clock import iso
+from flow45.durations import MAX_DURATION
 from flow45.errors import IllegalTransition, StaleToken
 from flow45.names import offer_key
 from flow45.settings import current_settings
@@ -52,13 +53,16 @@ def reply(instance, **extra: Any) -> WorkerReply:
 
 
 def lease_seconds(task) -> float:
-    return task.lease if task.lease is not None else current_settings().default_lease
+    lease = task.lease if task.lease is not None else current_settings().default_lease
+    return min(lease, MAX_DURATION)  # a version stored before deploy refused longer ones
 
 
 def retry_delay(task, failures: int) -> float:
+    """The wait before the next attempt; at most a century, which the backoff reaches within the
+    allowed retries (30s doubled 42 times is past the calendar's end)."""
     base = task.retry_delay if task.retry_delay is not None else current_settings().default_retry_delay
     delay = base * task.retry_backoff ** (failures - 1)
-    return min(delay, task.max_retry_delay) if task.max_retry_delay is not None else delay
+    return min(delay, task.max_retry_delay if task.max_retry_delay is not None else MAX_DURATION, MAX_DURATION)
 
 
 def record(ch: Changes, team: str, kind: str, actor: str, *, run: int | None = None, instance: int | None = None,

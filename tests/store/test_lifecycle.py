@@ -8,7 +8,7 @@ import pytest
 
 from flow45 import store
 from flow45.errors import IllegalTransition, InvalidOutput, InvalidParams, NotFound, StaleToken
-from flow45.models import Attempt, Event, Outbox
+from flow45.models import Attempt, Event, Outbox, TaskInstance
 from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -213,3 +213,26 @@ def test_human_task_submitted_by_operator(tmp_path):
     store.submit_human(instance(run, "approve").id, {"approved": True, "reviewer": "bob"}, actor="bob", now=T0)
     assert store.get_run(run).status == "succeeded"
     assert Event.select().where(Event.kind == "submit").get().actor == "bob"
+
+
+BACKING_OFF = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      flaky:
+        tasks:
+          a: {function: fa, output: Blob, retries: 100, retry_delay: 30s, retry_backoff: 2}
+"""
+
+
+def test_a_backoff_that_would_pass_the_calendars_end_waits_a_century_and_the_failure_is_recorded(tmp_path):
+    deploy_text(tmp_path, BACKING_OFF)
+    run = store.trigger("acme", "flaky", actor="ann", now=T0)
+    grant = claim(run, "a")
+    TaskInstance.update(failures=59).where(TaskInstance.id == grant.instance).execute()  # 30s * 2**59: no date
+    store.fail(grant.instance, grant.token, "boom", now=T0)
+    a = instance(run, "a")
+    assert a.state == "retry_wait" and a.failures == 60
+    assert a.not_before == T0 + dt.timedelta(days=36500)
