@@ -8,7 +8,6 @@ import zoneinfo
 
 from croniter import CroniterBadDateError, croniter
 
-
 from flow45.config import (
     BUILTIN_TYPES,
     SECRET_NAME,
