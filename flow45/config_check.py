@@ -21,7 +21,7 @@ from flow45.config import (
     task_signature,
 )
 from flow45.config_human import check_human_tasks
-from flow45.durations import MAX_DURATION, format_duration
+from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
 
 
 def check_team(config: TeamConfig) -> list[str]:
@@ -62,8 +62,9 @@ def check_team(config: TeamConfig) -> list[str]:
             report(key, f"{key}.params", f"unknown type '{wf.params}'" + _suggest(wf.params, known_types))
         if wf.schedule:
             _check_schedule(wf.schedule, lambda p, m: report(key, f"{key}.schedule.{p}", m))
-        if wf.sla is not None and wf.sla > MAX_DURATION:
-            report(key, f"{key}.sla", f"{format_duration(wf.sla)} is longer than a century (36500d)")
+        for path, seconds in _durations(key, wf):
+            if seconds > MAX_DURATION:
+                report(key, path, f"{format_duration(seconds)} is {OVER_MAX_DURATION}")
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
             if task.output is not None and task.output not in known_types:
@@ -75,9 +76,6 @@ def check_team(config: TeamConfig) -> list[str]:
                            f"'{upstream}' is a timer and has no output; list it in `after` instead")
             for i, upstream in enumerate(task.after):
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
-            for name, seconds in _durations(task):
-                if seconds > MAX_DURATION:
-                    report(key, f"{path}.{name}", f"{format_duration(seconds)} is longer than a century (36500d)")
         cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
         if cycle:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + " -> ".join(reversed(cycle)))
@@ -110,12 +108,16 @@ def _check_schedule(schedule: ScheduleSpec, report) -> None:
         report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
 
 
-def _durations(task) -> list[tuple[str, float]]:
-    """(name, seconds) of the task's durations that are set. Checked here, not where they are
+def _durations(key: str, wf: WorkflowSpec) -> list[tuple[str, float]]:
+    """(path, seconds) of the workflow's durations that are set. Checked here, not where they are
     parsed: a version stored before the check must still load."""
-    named = [(name, getattr(task, name)) for name in ("retry_delay", "max_retry_delay", "lease", "due", "wait")]
-    named += [(f"reminders.{i}", r) for i, r in enumerate(task.reminders)]
-    return [(name, seconds) for name, seconds in named if seconds is not None]
+    named = [(f"{key}.sla", wf.sla)]
+    for task_name, task in wf.tasks.items():
+        path = f"{key}.tasks.{task_name}"
+        named += [(f"{path}.{name}", getattr(task, name))
+                  for name in ("retry_delay", "max_retry_delay", "lease", "due", "wait")]
+        named += [(f"{path}.reminders.{i}", r) for i, r in enumerate(task.reminders)]
+    return [(path, seconds) for path, seconds in named if seconds is not None]
 
 
 def _fires(cron: str) -> bool:

@@ -6,6 +6,7 @@ import math
 import re
 
 MAX_DURATION = 36500 * 86400.0  # durations are added to now: a century is more than any lease or due date needs
+OVER_MAX_DURATION = "longer than a century (36500d)"
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
@@ -14,24 +15,19 @@ def parse_duration(value: object) -> float:
     """Seconds in `value`; raises ValueError naming the accepted forms."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 10m, 1h or a number of seconds")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):  # inf and nan read as numbers, and are no duration
-            raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+    number = value
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         try:
-            seconds = float(text)  # plain seconds, as environment variables give them
+            number = float(text)  # plain seconds, as environment variables give them
         except ValueError:
-            seconds = None
-        if seconds is not None:
-            if not math.isfinite(seconds):  # "inf", "nan", "1e400"
-                raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
-            return parse_duration(seconds)
-        if text and _PART.sub("", text) == "":
-            return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+            if text and _PART.sub("", text) == "":
+                return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    # inf, nan and 1e400 read as numbers, and are no duration
+    if isinstance(number, (int, float)) and math.isfinite(number):
+        if number < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(number)
     raise ValueError(f"{value!r} is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
 
 
@@ -40,7 +36,7 @@ def bounded_duration(value: object) -> float:
     end would fail when a task is claimed, not when the settings are read)."""
     seconds = parse_duration(value)
     if seconds > MAX_DURATION:
-        raise ValueError(f"{value!r} is longer than a century (36500d)")
+        raise ValueError(f"{value!r} is {OVER_MAX_DURATION}")
     return seconds
 
 
