@@ -166,20 +166,18 @@ MAX_ID = 2**63 - 1  # the store's ids and counts are 64-bit signed: a larger num
 
 
 def _positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return _whole_number(text, least=1)
 
 
-def _whole_number(text: str) -> int:
-    """A number from 0 to MAX_ID."""
+def _whole_number(text: str, least: int = 0) -> int:
+    """A number from `least` (0 or 1) to MAX_ID."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0, got {value}")
+    if value < least:
+        wanted = "a positive number" if least == 1 else "a number from 0"
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
     if value > MAX_ID:
         raise argparse.ArgumentTypeError(f"expected a number up to {MAX_ID}, got {value}")
     return value

@@ -206,6 +206,8 @@ def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tm
     (["runs", "--limit", "99999999999999999999"], "argument --limit: expected a number up to 9223372036854775807"),
     (["events", "--after", "99999999999999999999"], "argument --after: expected a number up to 9223372036854775807"),
     (["events", "--after", "-1"], "argument --after: expected a number from 0, got -1"),
+    (["stats", "reports/monthly_report", "--runs", "-1"], "argument --runs: expected a positive number, got -1"),
+    (["show", "0"], "argument run: expected a positive number, got 0"),
 ])
 def test_a_number_beyond_the_stores_ids_is_a_usage_error_on_any_store(tmp_path, args, said):
     assert flow45("db", "upgrade", cwd=tmp_path).returncode == 0  # SQLite: its driver would raise OverflowError
