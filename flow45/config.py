@@ -10,7 +10,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -34,6 +34,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
+CONSTRAINTS_OF = {
+    "string": ("max_length", "min_length", "pattern"),
+    "list": ("max_length", "min_length"),
+    "integer": ("ge", "le", "gt", "lt"),
+    "number": ("ge", "le", "gt", "lt"),
+}
+
+
 class FieldSpec(_Strict):
     """One field of a declared type. Written as a type name or as a mapping."""
 
@@ -54,6 +63,16 @@ class FieldSpec(_Strict):
     @classmethod
     def _shorthand(cls, value: object) -> object:
         return {"type": value} if isinstance(value, str) else value
+
+    def constraints(self) -> dict[str, Any]:
+        """The constraints given that apply to this type (a misplaced one is refused at deploy, and
+        ignored in a version stored before that check)."""
+        applicable = CONSTRAINTS_OF.get(self.type, ())
+        return {key: getattr(self, key) for key in applicable if getattr(self, key) is not None}
+
+    def misplaced_constraints(self) -> list[str]:
+        applicable = CONSTRAINTS_OF.get(self.type, ())
+        return [key for key in CONSTRAINTS if getattr(self, key) is not None and key not in applicable]
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:

@@ -10,6 +10,7 @@ from croniter import CroniterBadDateError, croniter
 
 from flow45.config import (
     BUILTIN_TYPES,
+    CONSTRAINTS_OF,
     SECRET_NAME,
     FieldSpec,
     ScheduleSpec,
@@ -34,8 +35,12 @@ def check_team(config: TeamConfig) -> list[str]:
     known_types = set(config.types)
 
     def check_field(key: str, path: str, spec: FieldSpec) -> None:
-        while spec.items is not None:  # the unknown name is reported once, where it is written
-            spec, path = spec.items, path + ".items"
+        while True:
+            for constraint in spec.misplaced_constraints():
+                report(key, f"{path}.{constraint}", f"does not apply to {spec.type}" + _applicable(spec.type))
+            if spec.items is None:
+                break
+            spec, path = spec.items, path + ".items"  # the unknown name is reported once, where it is written
         for name in referenced_types(spec):
             if name not in known_types:
                 report(key, path, f"unknown type '{name}'" + _suggest(name, [*known_types, *BUILTIN_TYPES]))
@@ -83,6 +88,11 @@ def check_team(config: TeamConfig) -> list[str]:
     check_human_tasks(config, report)
     problems.extend(_signature_problems(config))
     return problems
+
+
+def _applicable(type_name: str) -> str:
+    applicable = CONSTRAINTS_OF.get(type_name)
+    return f" (it takes {', '.join(applicable)})" if applicable else " (it takes no constraints)"
 
 
 def _suggest(name: str, choices) -> str:

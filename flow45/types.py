@@ -13,6 +13,9 @@ from pydantic import (
 from flow45.config import FieldSpec, TypeSpec, referenced_types
 from flow45.wire import DATE_PATTERN, DATETIME_PATTERN, parse_date, parse_datetime
 
+# Integers are 64-bit signed, so that a worker in any language reads one into a native integer.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 # JSON values are taken as they are, never coerced: "7" is not an integer, true is not a number,
 # "yes" is not a boolean; numbers are finite; datetimes carry an offset and are kept in UTC.
 _SCALARS: dict[str, Any] = {
@@ -25,7 +28,6 @@ _SCALARS: dict[str, Any] = {
     "date": Annotated[dt.date, BeforeValidator(parse_date),
                       WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})],
 }
-_CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
 
 
 class _Declared(BaseModel):
@@ -63,20 +65,27 @@ class TypeRegistry:
         spec = self._specs[name]
         fields: dict[str, Any] = {}
         for index, (field_name, field_spec) in enumerate(spec.fields.items()):
-            annotation = self._annotation(field_spec)
-            extra = {k: getattr(field_spec, k) for k in _CONSTRAINTS if getattr(field_spec, k) is not None}
-            if field_spec.optional:
-                annotation = Optional[annotation]
             default = None if field_spec.optional else ...
             fields[self.attribute(field_name, index)] = (
-                annotation,
-                Field(default, alias=field_name, description=field_spec.description, **extra),
+                self._annotation(field_spec),
+                Field(default, alias=field_name, description=field_spec.description),
             )
         model = create_model(name, __base__=self.base, **fields)
         model.__doc__ = spec.description or f"The declared type {name}."
         return model
 
     def _annotation(self, spec: FieldSpec) -> Any:
+        """The field's type with its constraints, a list's items with theirs."""
+        annotation = self._bare(spec)
+        constraints = spec.constraints()
+        if spec.type == "integer":  # within 64 bits, whatever the field's own bounds
+            constraints["ge"] = max(constraints.get("ge", INT64_MIN), INT64_MIN)
+            constraints["le"] = min(constraints.get("le", INT64_MAX), INT64_MAX)
+        if constraints:
+            annotation = Annotated[annotation, Field(**constraints)]
+        return Optional[annotation] if spec.optional else annotation
+
+    def _bare(self, spec: FieldSpec) -> Any:
         if spec.type in _SCALARS:
             return _SCALARS[spec.type]
         if spec.type == "list":

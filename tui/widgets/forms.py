@@ -34,16 +34,16 @@ def type_hint(spec: FieldSpec, registry: TypeRegistry) -> str:
         words = [f"{spec.type} (" + ("YYYY-MM-DD" if spec.type == "date" else "YYYY-MM-DDTHH:MM:SSZ, UTC or with +HH:MM") + ")"]
     else:
         words = [spec.type]
+    given = spec.constraints()  # only those that apply: what the form's value is checked against
     for key, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-        if getattr(spec, key) is not None:
-            value = getattr(spec, key)
+        if (value := given.get(key)) is not None:
             words.append(f"{sign} {int(value) if float(value).is_integer() else value}")
-    if spec.min_length is not None:
-        words.append(f"≥ {spec.min_length} long")
-    if spec.max_length is not None:
-        words.append(f"≤ {spec.max_length} long")
-    if spec.pattern:
-        words.append(f"matching {spec.pattern}")
+    if (least := given.get("min_length")) is not None:
+        words.append(f"≥ {least} long")
+    if (most := given.get("max_length")) is not None:
+        words.append(f"≤ {most} long")
+    if pattern := given.get("pattern"):
+        words.append(f"matching {pattern}")
     hint = " ".join(words[:1]) + ("" if len(words) == 1 else ", " + ", ".join(words[1:]))
     return hint + (", optional" if spec.optional else "")
 
