@@ -53,7 +53,7 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
 
 def apply(client: Client, action: str, items: list[BulkItem], reason: str | None) -> list[BulkItem]:
     """Each item in its own transaction (one client call); a refusal is kept with the item."""
-    if action in ("skip", "undo") and not reason:
+    if action in ("skip", "undo") and not (reason or "").strip():
         raise Flow45Error(f"bulk {action} needs a reason (--reason TEXT)")
     for item in items:
         try:

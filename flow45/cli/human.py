@@ -39,7 +39,7 @@ def cmd_inbox(args) -> int:
         where = f"{i.team}/{run.workflow} run {run.id}" if run else f"{i.team} run {i.run}"
         due = due_text(i.due_at, item.checked_at or utcnow())  # the store's clock, which decided `overdue`
         print(f"instance {i.id}  {where}  {i.task}" + (f"  {due.replace('overdue', 'OVERDUE')}" if due else ""))
-        print(f"  taken by {i.taken_by or 'nobody'}; who may decide: {item.who}")
+        print(f"  {f'taken by {i.taken_by}' if i.taken_by else 'not taken'}; who may decide: {item.who}")
         if run and run.params:
             print(f"  params  {wire.dumps(run.params)}")
         for param, output in item.inputs.items():

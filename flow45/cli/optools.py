@@ -5,6 +5,8 @@ from __future__ import annotations
 from flow45.cli.base import _client, _json_arg, _positive_int, _team_workflow, _utc_time, command
 from flow45.cli.output import print_json, print_table, when
 
+DONE_TO = {"retry": "retried", "skip": "skipped", "undo": "undone", "cancel": "cancelled"}
+
 
 def add_parsers(add) -> None:
     p = add("set-output", "set the output of a worker task by hand (validated, kept as your attempt)", True)
@@ -115,6 +117,6 @@ def cmd_bulk(args) -> int:
                     [(i.run, i.instance, i.task, i.state, "would " + args.action if args.dry_run else i.outcome,
                       i.detail) for i in items])
         done = sum(i.outcome == "done" for i in items)
-        print(f"dry run: {len(items)} item(s) would be {args.action}" if args.dry_run
+        print(f"dry run: {len(items)} item(s) would be {DONE_TO[args.action]}" if args.dry_run
               else f"{args.action}: {done} of {len(items)} done, {len(items) - done} refused")
     return 1 if any(i.outcome == "refused" for i in items) else 0

@@ -33,6 +33,8 @@ def skip_instance(
     instance_id: int, reason: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
     """Skip an unfinished or failed instance; a running attempt loses its token."""
+    if not reason or not reason.strip():
+        raise IllegalTransition("skip needs a reason")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
         rules.skip(unit.changes, instance, reason, actor, revoked=f"skipped by {actor}")

@@ -281,7 +281,7 @@ def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | 
             continue
         end_attempt(ch, instance, "revoked", error="run cancelled")
         move(ch, instance, S.CANCELLED, "cancel", actor, token=None, lease_expires_at=None)
-    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": reason})
+    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": (reason or "").strip() or None})  # blank: none given
 
 
 def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:

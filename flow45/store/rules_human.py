@@ -135,7 +135,7 @@ def hand_back(ch: rules.Changes, instance, actor: str) -> None:
     """The holder lets the task go: anyone who may decide can take it."""
     _require_open(instance)
     if instance.taken_by != actor:
-        holder = f"taken by {instance.taken_by}" if instance.taken_by else "taken by nobody"
+        holder = f"taken by {instance.taken_by}" if instance.taken_by else "not taken"
         raise NotAllowed(f"{rules.describe(instance)} is {holder}; only its holder can hand it back")
     _note(ch, instance, "hand_back", actor, {"from": actor})
     instance.taken_by = None

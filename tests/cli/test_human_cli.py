@@ -104,6 +104,7 @@ def test_the_inbox_shows_what_deciding_needs_overdue_first_with_filters(flow45):
         assert f"instance {late}  acme/approval run" in out and "approve  OVERDUE by 30m" in out
         assert "approve  due in 30m" in out
         assert "taken by ann; who may decide: ann, @finance (bob, carol)" in out
+        assert "  not taken; who may decide: ann, @finance (bob, carol)" in out, "the one ann has not taken"
         assert 'params  {"month":"2026-01"}' in out and 'input   doc = {"uri":"s3://docs/2026-01.pdf"}' in out
         _, out, _ = flow45("carol", "inbox", "--show", "overdue", "--json")
         assert [t["instance"]["id"] for t in json.loads(out)] == [late]

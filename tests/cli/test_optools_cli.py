@@ -109,6 +109,10 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert code == 1 and "only a failed instance can be retried" in out and "0 of 1 done, 1 refused" in out
     code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b")
     assert code == 1 and "bulk skip needs a reason" in err
+    code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b", "--reason", "  ")
+    assert code == 1 and "bulk skip needs a reason" in err
+    code, out, err = flow45("bulk", "cancel", "--run", str(runs[0]), "--dry-run")
+    assert code == 0 and "dry run: 1 item(s) would be cancelled" in out, err
 
 
 def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):

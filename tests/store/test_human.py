@@ -95,6 +95,8 @@ def test_taking_shows_the_holder_and_taking_over_needs_a_reason(tmp_path):
         store.hand_back(approve, actor="ann", now=T0)
     store.hand_back(approve, actor="bob", now=T0)
     assert instance(run, "approve").taken_by is None and events(approve, "hand_back")[0].actor == "bob"
+    with pytest.raises(NotAllowed, match="is not taken; only its holder can hand it back"):
+        store.hand_back(approve, actor="bob", now=T0)
     store.submit_human(approve, OK, actor="carol", comment="ok", now=T0)  # nobody has it: anyone allowed decides
     assert states(run)["approve"] == "succeeded"
 

@@ -150,6 +150,9 @@ def test_skip_passes_null_downstream(tmp_path):
     complete(run, "a", BLOB)
     grant = claim(run, "b")
     store.skip(grant.instance, grant.token, "nothing to do", now=T0)
+    with pytest.raises(IllegalTransition, match="skip needs a reason"):
+        store.skip_instance(instance(run, "c").id, " ", actor="op", now=T0)
+    assert instance(run, "c").state == "available"
     store.skip_instance(instance(run, "c").id, "not needed", actor="op", now=T0)
     assert claim(run, "d").inputs == {"left": None, "right": None}
 
@@ -181,7 +184,9 @@ def test_cancel_revokes_running_attempts(tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
     grant = claim(run, "a")
-    store.cancel_run(run, actor="op", now=T0)
+    store.cancel_run(run, actor="op", reason=" ", now=T0)
+    assert Event.get(Event.run == run, Event.instance.is_null(), Event.kind == "cancel").detail == {"reason": None}, \
+        "a blank reason is none"
     with pytest.raises(StaleToken):
         store.submit(grant.instance, grant.token, BLOB, now=T0)
     assert set(states(run).values()) == {"cancelled"}
