@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -321,11 +323,29 @@ def _dotted(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
 
 
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the model at `loc` (a path into a team file) takes; none if it is not a model."""
+    node: Any = TeamFile
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            node = node.model_fields[part].annotation if part in node.model_fields else None
+        elif typing.get_origin(node) in (dict, list):
+            node = typing.get_args(node)[-1]  # the part is a key or an index
+        else:
+            return []
+        while typing.get_origin(node) in (Union, UnionType, Annotated):  # `X | None`, `Annotated[X, ...]`
+            node = next((a for a in typing.get_args(node) if a is not type(None)), None)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
 def _explain(error: dict) -> str:
     loc = tuple(p for p in error["loc"] if p not in ("[key]",))
     if error["type"] == "extra_forbidden":
         key = str(loc[-1])
-        hint = difflib.get_close_matches(key, [k for k in _KNOWN_KEYS if k != key], n=1)  # known elsewhere, not here
+        # A key of this place first; then one known elsewhere (a task's key written on its workflow),
+        # only if it is very like it: a one-letter key is not a typo of `le`.
+        hint = (difflib.get_close_matches(key, _keys_at(loc[:-1]), n=1)
+                or difflib.get_close_matches(key, [k for k in _KNOWN_KEYS if k != key], n=1, cutoff=0.75))
         where = _dotted(loc[:-1]) or "top level"
         return f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     message = error["msg"].removeprefix("Value error, ")

@@ -2,7 +2,8 @@
 
 Each bad file starts with `# error: WORDS` lines (a folder case has them in `expect.txt` as `error: WORDS`).
 Every WORDS must appear in one problem line that starts with the file's path, so writing the dotted
-path in WORDS (`workflows.wf.tasks.b.inputs.x: unknown upstream task`) checks the place as well.
+path in WORDS (`workflows.wf.tasks.b.inputs.x: unknown upstream task`) checks the place as well;
+WORDS ending in `$` must end the line (nothing said after them).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def test_bad_config_is_refused_naming_file_place_and_fault(path, expected):
     assert expected, f"{path.name} says no `error:` words to expect"
     problems = _problems(path)
     for words in expected:
-        assert any(p.startswith(str(path)) and words in p for p in problems), (
+        said = (lambda p: p.endswith(words[:-1])) if words.endswith("$") else (lambda p: words in p)
+        assert any(p.startswith(str(path)) and said(p) for p in problems), (
             f"expected {words!r} in a problem of {path}, got:\n" + "\n".join(problems)
         )
 
