@@ -31,6 +31,7 @@ from flow45.db import database  # noqa: E402
 from flow45.models import Workflow  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
 from flow45.store import stats  # noqa: E402
+from flow45.store.export_file import ExportFile  # noqa: E402
 from flow45.store.prune import candidates, deletes, prune  # noqa: E402
 
 COLUMNS = {
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         before = counts()
         print(f"  loaded in {time.perf_counter() - started:.1f}s: " + ", ".join(f"{n:,} {t}" for t, n in before.items()))
 
-        export = open(args.export, "w", encoding="utf-8") if args.export else None
+        if args.export:
+            Path(args.export).unlink(missing_ok=True)  # the benchmark's own file of an earlier run
+        export = ExportFile(args.export) if args.export else None
         cutoff = EPOCH + dt.timedelta(days=3650)
         grouped, outbox = stats.queries(cutoff)
         first = [run_id for _, run_id in candidates(cutoff, None, args.chunk).tuples()]

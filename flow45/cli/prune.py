@@ -29,6 +29,7 @@ def _age(text: str) -> dt.timedelta:
 
 @command("prune")
 def cmd_prune(args) -> int:
+    from flow45.store.export_file import ExportFailed, ExportFile
     from flow45.store.prune import prune
 
     age = _age(args.finished_before)
@@ -44,13 +45,17 @@ def cmd_prune(args) -> int:
     export = None
     if args.export:
         try:
-            export = open(Path(args.export), "x", encoding="utf-8")  # never over an earlier export
+            export = ExportFile(Path(args.export))  # never over an earlier export
         except FileExistsError:
             raise Flow45Error(f"--export {args.export}: the file exists; name a new one") from None
         except OSError as exc:
             raise Flow45Error(f"--export {args.export}: cannot create it: {exc.strerror}") from None
     try:
         report = prune(cutoff, ledger=ledger, export=export, dry_run=args.dry_run)
+    except ExportFailed as failed:
+        done = failed.report
+        raise Flow45Error(f"--export {failed}; {done.runs} runs were removed and exported before it, "
+                          "the others are kept") from None
     finally:
         if export is not None:
             export.close()

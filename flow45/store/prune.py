@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
-import os
-from typing import IO, Callable, Literal
+from typing import Callable, Literal
 
 import peewee as pw
 
@@ -22,6 +20,7 @@ from flow45 import wire
 from flow45.clock import to_utc
 from flow45.db import atomic, dialect
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.store.export_file import ExportFailed, ExportFile
 from flow45.views import View
 
 FINISHED = sorted(S.FINISHED_RUN)
@@ -46,12 +45,13 @@ class PruneReport(View):
 
 
 def prune(
-    finished_before: dt.datetime, *, ledger: Literal["keep", "prune"] = "keep", export: IO[str] | None = None,
+    finished_before: dt.datetime, *, ledger: Literal["keep", "prune"] = "keep", export: ExportFile | None = None,
     dry_run: bool = False, chunk: int = CHUNK, between: Callable[[], None] | None = None,
 ) -> PruneReport:
     """Remove every run finished before `finished_before` with its instances, attempts, outbox rows,
     processed-message records and (with ledger="prune") ledger events; each run first written to
-    `export` as one JSON line, if given. `between` is called after each transaction."""
+    `export` as one JSON line, if given. `between` is called after each transaction.
+    If the export cannot be written, ExportFailed says so and what was removed before (`report`)."""
     cutoff = to_utc(finished_before)
     totals = dict.fromkeys(("runs", "instances", "attempts", "events", "outbox", "processed", "exported"), 0)
     after: tuple[dt.datetime, int] | None = None
@@ -61,7 +61,11 @@ def prune(
             break
         after = found[-1]
         ids = [run_id for _, run_id in found]
-        counts = _count(ids, ledger) if dry_run else _prune_runs(ids, cutoff, ledger, export)
+        try:
+            counts = _count(ids, ledger) if dry_run else _prune_runs(ids, cutoff, ledger, export)
+        except ExportFailed as failed:
+            failed.report = PruneReport(cutoff, dry_run, **totals)
+            raise
         for key, value in counts.items():
             totals[key] += value
         if between is not None:
@@ -88,7 +92,7 @@ def _count(run_ids: list[int], ledger: str) -> dict[str, int]:
     return counts
 
 
-def _prune_runs(run_ids: list[int], cutoff: dt.datetime, ledger: str, export: IO[str] | None) -> dict[str, int]:
+def _prune_runs(run_ids: list[int], cutoff: dt.datetime, ledger: str, export: ExportFile | None) -> dict[str, int]:
     """One transaction: lock the runs, keep only those still finished before the cutoff, export them,
     then remove their rows, children first."""
     with atomic():
@@ -98,9 +102,7 @@ def _prune_runs(run_ids: list[int], cutoff: dt.datetime, ledger: str, export: IO
             return {}
         ids = [r.id for r in runs]
         if export is not None:
-            for line in _export_lines(runs):
-                export.write(line + "\n")
-            _to_disk(export)
+            export.append(_export_lines(runs))  # on the disk before the rows go
         counts: dict[str, int] = {}
         for name, query in deletes(ids, ledger):
             counts[name] = counts.get(name, 0) + query.execute()
@@ -125,16 +127,6 @@ def _rows(run_ids: list[int], ledger: str) -> list[tuple[str, type[pw.Model], pw
     if ledger == "prune":
         found.append(("events", Event, Event.run.in_(run_ids)))
     return found + [("instances", TaskInstance, TaskInstance.run.in_(run_ids)), ("runs", Run, Run.id.in_(run_ids))]
-
-
-def _to_disk(export: IO[str]) -> None:
-    """The exported lines reach the disk before the rows they copy are removed."""
-    export.flush()
-    try:
-        fileno = export.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return  # not a file (a test's StringIO)
-    os.fsync(fileno)
 
 
 def _plain(row: dict, leave: set[str] = frozenset()) -> dict:

@@ -4,8 +4,9 @@ and on PostgreSQL, with time passed in."""
 from __future__ import annotations
 
 import datetime as dt
-import io
+import errno
 import json
+import os
 import threading
 import uuid
 
@@ -15,6 +16,7 @@ from flow45 import store
 from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.store.export_file import ExportFailed, ExportFile
 from flow45.store.prune import _prune_runs, prune
 from tests.store.helpers import T0, deploy_text, instance
 
@@ -97,9 +99,9 @@ def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp
     deploy_text(tmp_path, PAIR)
     pruned = [finished_run(T0 + dt.timedelta(minutes=n), fail=n == 3) for n in range(7)]
     kept = finished_run(CUTOFF)
-    export = io.StringIO()
-    report = prune(CUTOFF, ledger="prune", export=export, chunk=3)
-    lines = [json.loads(line) for line in export.getvalue().splitlines()]
+    with ExportFile(tmp_path / "pruned.jsonl") as export:
+        report = prune(CUTOFF, ledger="prune", export=export, chunk=3)
+    lines = [json.loads(line) for line in (tmp_path / "pruned.jsonl").read_text().splitlines()]
     assert [line["run"]["id"] for line in lines] == pruned and report.exported == 7
     first = lines[0]
     assert first["run"]["workflow"] == "pair" and first["run"]["version"] == 1 and first["run"]["status"] == "succeeded"
@@ -117,6 +119,31 @@ def test_the_export_has_every_pruned_run_and_ledger_prune_removes_its_events(tmp
     assert report.events == sum(len(line["events"]) for line in lines)
     assert (report.runs, report.instances, report.attempts, report.outbox, report.processed) == (7, 14, 14, 14, 28)
     assert rows_of(kept)["runs"] == 1 and rows_of(kept)["events"] > 0
+
+
+def test_a_full_disk_stops_the_export_and_removes_only_what_it_holds(tmp_path, monkeypatch):
+    deploy_text(tmp_path, PAIR)
+    runs = [finished_run(T0 + dt.timedelta(minutes=n)) for n in range(5)]
+    real_write, writes = os.write, []
+
+    def full_after_one_batch(fd, data):
+        writes.append(len(data))
+        if len(writes) == 1:
+            return real_write(fd, data)
+        real_write(fd, bytes(data[: len(data) // 2]))  # half a batch gets there, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("flow45.store.export_file.os.write", full_after_one_batch)
+    path = tmp_path / "pruned.jsonl"
+    with ExportFile(path) as export, pytest.raises(ExportFailed, match="pruned.jsonl: cannot write: No space left"):
+        try:
+            prune(CUTOFF, export=export, chunk=2)
+        except ExportFailed as failed:
+            assert failed.report.runs == 2 and failed.report.exported == 2
+            raise
+    exported = [json.loads(line)["run"]["id"] for line in path.read_text().splitlines()]  # whole lines only
+    assert exported == runs[:2]
+    assert [rows_of(run)["runs"] for run in runs] == [0, 0, 1, 1, 1], "what is not in the file is kept"
 
 
 def test_a_dry_run_counts_and_changes_nothing(tmp_path):
