@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -71,9 +72,21 @@ class SqliteDialect(Dialect):
             conn.close()
         return bool(count)
 
+    @contextlib.contextmanager
     def atomic(self):
         # Take the write lock at once, so two writers serialize instead of failing on lock upgrade.
-        return self.db.atomic(lock_type="IMMEDIATE")
+        try:
+            with self.db.atomic(lock_type="IMMEDIATE"):
+                yield
+        except peewee.OperationalError as exc:
+            # A full disk (or an I/O error) rolls the transaction back inside SQLite; peewee's own
+            # rollback then fails, and that second error would hide the one that says what happened.
+            cause: BaseException | None = exc
+            while cause is not None and "no transaction is active" in str(cause):
+                cause = cause.__context__  # peewee's error, then the driver's it wraps
+            if cause is not exc and isinstance(cause, peewee.DatabaseError):
+                raise cause from None
+            raise
 
     def for_update(self, query):
         return query  # no row locks: the IMMEDIATE transaction already serializes writers
