@@ -161,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _describe_failure(exc: Exception) -> str | None:
-    """One line for a database or broker failure that reached the top, or None."""
+    """One line for a database, broker or file failure that reached the top, or None."""
     from flow45.db import describe_db_error
 
+    if isinstance(exc, OSError) and exc.filename is not None:  # a folder that is read-only, a full disk…
+        return f"{exc.filename}: {exc.strerror or exc}"
     message = describe_db_error(exc)
     if message is None and "pika" in sys.modules:  # only a command that loaded the broker client fails on it
         import pika.exceptions

@@ -227,3 +227,11 @@ def test_runs_until_the_calendars_last_day_lists_every_run(tmp_path):
     done = flow45("runs", "--until", "9999-12-31", "--json", cwd=tmp_path)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert [run["workflow"] for run in json.loads(done.stdout)] == ["monthly_report"]
+
+
+def test_a_file_the_demo_cannot_write_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    done = flow45("demo", "--headless", "--output", str(tmp_path / "a-file" / "out"), cwd=tmp_path)
+    assert_one_line(done, f"{tmp_path / 'a-file' / 'out'}: Not a directory")
+    done = flow45("demo", "--headless", "--database", str(tmp_path / "a-file" / "demo.db"), cwd=tmp_path)
+    assert_one_line(done, "a-file/demo.db", "Not a directory")
