@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flow45.durations import bounded_duration
 from flow45.errors import SettingsError
 from flow45.notify.hooks import Webhook
 from flow45.urls import amqp_parameters
+from flow45.yamlload import YamlProblem, read_yaml
 
 DEFAULT_DATABASE_URL = "sqlite:///flow45.db"
 
@@ -103,11 +103,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     path = environ.get("FLOW45_SETTINGS")
     if path:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise SettingsError(f"FLOW45_SETTINGS={path}: cannot read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"FLOW45_SETTINGS={path}: not valid YAML: {exc}") from exc
+            data = read_yaml(Path(path)) or {}  # as the teams' files are read: a key twice is refused
+        except YamlProblem as exc:
+            raise SettingsError(f"FLOW45_SETTINGS={exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{path}: expected a mapping of settings")
     data.update(_env_overrides(environ))

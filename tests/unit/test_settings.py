@@ -83,11 +83,16 @@ def test_unreadable_settings_file(tmp_path):
         load_settings({"FLOW45_SETTINGS": str(tmp_path)})
 
 
-@pytest.mark.parametrize("text, words", [("database_url: [unclosed\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping")])
+@pytest.mark.parametrize("text, words", [
+    ("database_url: [unclosed\n", "flow45.yaml:2:1: expected ',' or ']'"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("database_url: sqlite:///a.db\ndatabase_url: sqlite:///b.db\n", "flow45.yaml:2:1: duplicate key 'database_url'"),
+    (b"database_url: \xf6\n", "flow45.yaml: not UTF-8 text"),
+])
 def test_settings_file_that_is_not_a_mapping_of_settings(tmp_path, text, words):
     path = tmp_path / "flow45.yaml"
-    path.write_text(text)
-    with pytest.raises(SettingsError, match=words):
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    with pytest.raises(SettingsError, match=re.escape(words)):
         load_settings({"FLOW45_SETTINGS": str(path)})
 
 
