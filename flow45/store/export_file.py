@@ -16,6 +16,8 @@ from flow45.errors import Flow45Error
 class ExportFailed(Flow45Error):
     """The export could not be written: the runs of that batch were not removed."""
 
+    report = None  # the prune's report of what it removed before (flow45.store.prune sets it)
+
 
 class ExportFile:
     """A new file (never one written before), appended to with `append`."""

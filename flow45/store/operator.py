@@ -119,6 +119,7 @@ def set_output(
             raise Flow45Error(f"{rules.describe(instance)} is a timer; it has no output to set")
         if unit.run_of(instance).status == S.QUEUED:
             raise IllegalTransition(f"{rules.describe(instance)}: run {instance.run_id} is queued; it has not started")
+        rules.check_settable(instance)  # a pending task is refused as such, whatever the output
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
         rules.set_output(unit.changes, instance, clean, reason.strip()[:MAX_COMMENT], actor)

@@ -181,14 +181,19 @@ def succeed(ch: Changes, instance, output: Any, actor: str) -> None:
 SETTABLE = (S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED)
 
 
-def set_output(ch: Changes, instance, output: Any, reason: str, actor: str) -> None:
-    """An operator sets a worker task's (already checked) output by hand: a running attempt is
-    revoked, and a fresh attempt, made and finished by the operator with the reason kept, succeeds."""
+def check_settable(instance) -> None:
+    """Whether an operator may set this instance's output now (asked before the output is checked)."""
     if instance.state not in SETTABLE:
         raise IllegalTransition(
             f"{describe(instance)} is {instance.state}; an output can be set only while it is "
             + ", ".join(SETTABLE) + (" (undo it first)" if instance.state == S.SUCCEEDED else "")
         )
+
+
+def set_output(ch: Changes, instance, output: Any, reason: str, actor: str) -> None:
+    """An operator sets a worker task's (already checked) output by hand: a running attempt is
+    revoked, and a fresh attempt, made and finished by the operator with the reason kept, succeeds."""
+    check_settable(instance)
     end_attempt(ch, instance, "revoked", error=f"output set by {actor}")
     number, token = instance.attempt + 1, new_token()
     ch.new_attempts.append({"instance": instance.id, "number": number, "token": token, "status": "running",

@@ -68,6 +68,8 @@ def test_a_bad_output_a_missing_reason_and_a_finished_task_are_refused_changing_
         store.set_output(a, BLOB, reason="r", actor="ops", now=T0)
     with pytest.raises(IllegalTransition, match="pending"):
         store.set_output(instance(run, "d").id, BLOB, reason="r", actor="ops", now=T0)
+    with pytest.raises(IllegalTransition, match="pending"):  # its state first: no output would do
+        store.set_output(instance(run, "d").id, {"uri": 7}, reason="r", actor="ops", now=T0)
 
 
 def test_the_run_as_it_was_knows_the_operators_attempt(tmp_path):
