@@ -75,7 +75,11 @@ def cmd_graph(args) -> int:
 
 @command("schema")
 def cmd_schema(args) -> int:
-    print_json(_client(args).schema(args.team))
+    document = _client(args).schema(args.team)
+    print_json(document)
+    if args.team and not any(name.startswith(f"{args.team}.") for name in document["$defs"]):
+        print(f"flow45: team {args.team} has no functions deployed (that you may see): only the messages' "
+              "schemas are printed", file=sys.stderr)
     return 0
 
 

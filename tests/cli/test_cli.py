@@ -84,6 +84,10 @@ def test_workflows_graph_and_schema(flow45):
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema" and "Offer" in schema["$defs"]
     assert schema["$defs"]["reports.render_pdf.output"] == {"$ref": "#/$defs/reports.Document"}
     assert schema["$defs"]["reports.Document"]["required"] == ["uri", "pages"]
+    code, out, err = flow45("schema", "--team", "reprots")
+    names = json.loads(out)["$defs"]
+    assert code == 0 and "Offer" in names and not any(name.startswith("reports.") for name in names)
+    assert "team reprots has no functions deployed" in err
 
 
 def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):
