@@ -80,6 +80,7 @@ async def test_someone_not_assigned_is_refused_in_the_form_naming_who_may(tui_db
             await pilot.press("enter")
             await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
             form = app.screen
+            assert "not taken (ctrl+t takes it)" in text_of(form.query_one("#human-info", Static))
             form.query_one("#field-approved", Select).value = True
             form.query_one("#field-reviewer", Input).value = "ann"
             await pilot.press("ctrl+s")

@@ -39,8 +39,9 @@ class HumanTaskScreen(TypedOutputScreen):
             overdue = i.due_at is not None and i.due_at <= now
             escalated = overdue and self.assignment is not None and bool(self.assignment.escalated_to)
             who = self.assignment.who(escalated) if self.assignment else "any operator of the team"
-            holder = "nobody (ctrl+t takes it)" if not i.taken_by else "you" if i.taken_by == self.app.actor else i.taken_by
-            info.append(f"\ntaken by {holder}   who may decide: {who}")
+            holder = ("not taken (ctrl+t takes it)" if not i.taken_by
+                      else f"taken by {'you' if i.taken_by == self.app.actor else i.taken_by}")
+            info.append(f"\n{holder}   who may decide: {who}")
             if i.due_at is not None:
                 info.append(f"   {due_text(i.due_at, now)}", "bold red" if overdue else "")
         self.show_payload(payload, info, i.state == S.AVAILABLE)
