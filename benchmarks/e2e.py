@@ -159,8 +159,11 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     time.sleep(2)
     sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
     worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
+    worker_profile = os.environ.get("FLOW45_BENCH_WORKER_PROFILE")  # a path: cProfile the worker (every thread)
+    workers = ([str(ROOT / "benchmarks" / "profile_threads.py"), worker_profile, "-m", "benchmarks.noop_workers"]
+               if worker_profile else [str(ROOT / "benchmarks" / "noop_workers.py")])
     sitting.processes["worker"] = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "noop_workers.py"), worker_url, str(args.concurrency),
+        [sys.executable, *workers, worker_url, str(args.concurrency),
          str(sitting.timings), "offers" if args.offers_only else "eager"], env=sitting.env, stderr=subprocess.DEVNULL)
     time.sleep(2)
 

@@ -5,6 +5,9 @@ loop, the committers, the reads and the event stream): its profile showed only a
 that ends with `os._exit` (the bridge does when a thread is late to stop) writes it first.
 
     python benchmarks/profile_threads.py OUT.prof -m MODULE [ARGS...]
+
+Each thread's profile counts that thread's CPU time (`time.thread_time`), not wall time: in a process
+of many threads, wall time is mostly waiting (for a queue, the socket, the GIL) and hides the work.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pstats
 import runpy
 import sys
 import threading
+import time
 
 _profiles: list[cProfile.Profile] = []
 _lock = threading.Lock()
@@ -22,7 +26,7 @@ _thread_run = threading.Thread.run
 
 
 def _profiled_run(self: threading.Thread) -> None:
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time)
     with _lock:
         _profiles.append(profile)
     profile.enable()
@@ -47,7 +51,7 @@ def main() -> None:
     path, module = sys.argv[1], sys.argv[3]
     sys.argv = [module, *sys.argv[4:]]
     threading.Thread.run = _profiled_run  # type: ignore[method-assign]
-    main_thread = cProfile.Profile()
+    main_thread = cProfile.Profile(time.thread_time)
     with _lock:
         _profiles.append(main_thread)
     exit_now = os._exit
