@@ -18,10 +18,18 @@ pytestmark = pytest.mark.integration
 
 
 def wait_offer(env, team: str, function: str, timeout: float = 10.0) -> dict:
+    """The next offer for the function. Its queue may not be there yet: after a deploy made on the
+    database (not through the bridge), the bridge declares it when the first offer finds no queue."""
     channel = env.channel(f"{team}-worker")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        method, _props, body = channel.basic_get(f"flow45.tasks.{team}.{function}", auto_ack=True)
+        try:
+            method, _props, body = channel.basic_get(f"flow45.tasks.{team}.{function}", auto_ack=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            channel.connection.close()
+            channel, method = env.channel(f"{team}-worker"), None
         if method:
             channel.connection.close()
             return json.loads(body)
