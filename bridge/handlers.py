@@ -12,6 +12,7 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.config import load_config
 from flow45.errors import ConfigError
+from flow45.messages.base import utc_time
 from flow45.store.once import remember
 
 
@@ -37,11 +38,6 @@ def _configs(inbound: Inbound, files: dict[str, str]):
     return teams
 
 
-def _utc(text: str | None) -> dt.datetime | None:
-    """A UTC time as the messages carry it (checked against UTC_TIME), as naive UTC."""
-    return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
-
-
 def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     msg, team, actor = inbound.message, inbound.team, inbound.user
     if isinstance(msg, m.Validate):
@@ -51,7 +47,7 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         return store.deploy(_configs(inbound, msg.files), actor=actor, now=at, prune=msg.prune).to_json()
     if isinstance(msg, m.Trigger):
         run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
-                            logical_time=_utc(msg.logical_time))
+                            logical_time=utc_time(msg.logical_time))
         return {"run": run, "status": store.get_run(run).status}
     if isinstance(msg, m.Pause):
         store.pause(team, msg.workflow, actor=actor, triggers=msg.triggers, reason=msg.reason, now=at)
@@ -60,8 +56,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         store.resume(team, msg.workflow, actor=actor, now=at)
         return {"workflow": msg.workflow, "paused": None}
     if isinstance(msg, m.Backfill):
-        plan = store.backfill(team, msg.workflow, _utc(msg.start), _utc(msg.end), actor=actor, dry_run=msg.dry_run,
-                              now=at)
+        plan = store.backfill(team, msg.workflow, utc_time(msg.start), utc_time(msg.end), actor=actor,
+                              dry_run=msg.dry_run, now=at)
         return plan.to_json()
     if isinstance(msg, m.Undo):
         plan = store.undo(msg.instance, msg.reason, actor=actor, hold=msg.hold, dry_run=msg.dry_run, now=at, team=team,

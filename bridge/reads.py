@@ -14,7 +14,6 @@ than its question; nothing is kept for later reads.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -30,6 +29,7 @@ from flow45 import names
 from flow45.client import LocalClient, RunFilter
 from flow45.db import describe_db_error, drop_connection
 from flow45.errors import Flow45Error
+from flow45.messages.base import utc_time
 from flow45.models import WorkflowVersion
 from flow45.settings import Settings
 
@@ -68,10 +68,6 @@ def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseMo
     return team, user, message
 
 
-def _utc(text: str | None) -> dt.datetime | None:
-    return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
-
-
 def answer_read(team: str, user: str, read: BaseModel) -> Any:
     """The result of a read, as JSON, for `team` only."""
     client = LocalClient(user, team=team)
@@ -81,7 +77,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         return {"workflows": [w.to_json() for w in client.workflows()]}
     if isinstance(read, m.ReadRuns):
         where = RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
-                          _utc(read.since), _utc(read.until))
+                          utc_time(read.since), utc_time(read.until))
         return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit, ids=read.ids)]}
     if isinstance(read, m.ReadRun):
         if read.as_of is not None and read.as_of_time is not None:
@@ -89,7 +85,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         if read.as_of is not None:
             return client.run_as_of(read.run, event=read.as_of).to_json()
         if read.as_of_time is not None:
-            return client.run_as_of(read.run, at=_utc(read.as_of_time)).to_json()
+            return client.run_as_of(read.run, at=utc_time(read.as_of_time)).to_json()
         return client.run(read.run, attempts=read.attempts).to_json()
     if isinstance(read, m.ReadStats):
         return client.stats(team, read.workflow, read.runs).to_json()

@@ -41,5 +41,11 @@ def to_utc(value: dt.datetime | None) -> dt.datetime:
     return value
 
 
+def parse_utc(text: str) -> dt.datetime:
+    """An ISO 8601 time or date as naive UTC (without an offset it is UTC). Raises ValueError if it is
+    not one, OverflowError if its offset reaches past the calendar's ends."""
+    return to_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+
+
 def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")

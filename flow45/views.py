@@ -9,7 +9,7 @@ import types
 import typing
 from typing import Any
 
-from flow45.clock import iso
+from flow45.clock import iso, parse_utc
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,7 +92,7 @@ def _revived(kind: Any, value: Any) -> Any:
         return None
     options, views, item = _options(kind)
     if dt.datetime in options and isinstance(value, str):
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+        return parse_utc(value)
     if item is not None:
         return [_revived(item, v) for v in value]
     if views and isinstance(value, dict):  # a view, or an optional one
@@ -105,7 +105,7 @@ def _parse_times(cls, data: dict) -> dict:
     out = dict(data)
     for name, kind in hints.items():
         if "datetime" in str(kind) and isinstance(out.get(name), str):
-            out[name] = dt.datetime.fromisoformat(out[name].replace("Z", "+00:00")).replace(tzinfo=None)
+            out[name] = parse_utc(out[name])
     return out
 
 

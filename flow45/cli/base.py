@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 from flow45 import strictjson
-from flow45.clock import to_utc, utcnow
+from flow45.clock import parse_utc, utcnow
 from flow45.durations import parse_duration
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -120,7 +120,7 @@ def _moment(text: str) -> tuple[dt.datetime, bool]:
             return utcnow() - dt.timedelta(seconds=parse_duration(text)), False
         if len(text) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
-        return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))), False
+        return parse_utc(text), False
     except OverflowError:  # a duration, or an offset, that reaches before the year 1
         raise argparse.ArgumentTypeError(f"{text!r} is too long ago to be a date") from None
     except ValueError:
@@ -148,7 +148,7 @@ def _as_of(text: str) -> int | dt.datetime:
     if text.isdigit():
         return _positive_int(text)
     try:
-        return to_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        return parse_utc(text)
     except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
         raise argparse.ArgumentTypeError(
             f"expected a ledger event id or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
@@ -157,7 +157,7 @@ def _as_of(text: str) -> int | dt.datetime:
 def _utc_time(text: str) -> dt.datetime:
     """A time (ISO 8601; without an offset it is UTC) as naive UTC."""
     try:
-        return to_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+        return parse_utc(text)
     except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
         raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
 

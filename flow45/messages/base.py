@@ -7,6 +7,8 @@ from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from flow45.clock import parse_utc
+
 
 UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 
@@ -21,6 +23,11 @@ def _on_the_calendar(text: str) -> str:
 
 
 UtcTime = Annotated[str, Field(pattern=UTC_TIME), AfterValidator(_on_the_calendar)]  # e.g. 2026-03-01T06:00:00Z
+
+
+def utc_time(text: str | None) -> dt.datetime | None:
+    """A message's UtcTime (checked already) as naive UTC, or None."""
+    return None if text is None else parse_utc(text)
 
 
 class _Message(BaseModel):

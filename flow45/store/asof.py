@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Iterable
 
 from flow45 import states as S
+from flow45.clock import parse_utc
 from flow45.errors import NotFound
 from flow45.models import Event, Run
 from flow45.store.queries import get_run, timer_text, waiting_for
@@ -66,7 +67,7 @@ def _parse_time(text) -> dt.datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+        return parse_utc(text)
     except ValueError:
         return None
 

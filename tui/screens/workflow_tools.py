@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Button, Input, Label, Select, Static
 
-from flow45.clock import to_utc
+from flow45.clock import parse_utc
 from flow45.errors import Flow45Error
 from tui.screens.modals import ActionModal
 from tui.widgets.progress import when
@@ -56,10 +56,8 @@ def _moment(text: str, end_of_day: bool) -> dt.datetime:
     """A date or an ISO 8601 time (UTC without an offset) as naive UTC; a date as `to` covers its whole day."""
     text = text.strip()
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if end_of_day and len(text) == 10:
-            moment += dt.timedelta(days=1, microseconds=-1)
-        return to_utc(moment)
+        moment = parse_utc(text)
+        return moment + dt.timedelta(days=1, microseconds=-1) if end_of_day and len(text) == 10 else moment
     except OverflowError:  # an offset that reaches past the calendar's ends
         raise Flow45Error(f"{text!r} is outside the calendar once made UTC") from None
     except ValueError:
