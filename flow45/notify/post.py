@@ -4,6 +4,7 @@ not stop the others for ever. Every copy of a post carries the same `Idempotency
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -16,6 +17,7 @@ from flow45.views import EventView
 
 log = logging.getLogger("flow45.notify")
 TIMEOUT = 10.0
+ANSWER_READ = 65536  # bytes of an answer's body read, at most
 RETRYABLE_4XX = (408, 429)
 
 
@@ -42,7 +44,7 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
     while not backoff.stop.is_set():
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-                answer.read()
+                answer.read(ANSWER_READ)  # its status is the answer: a body without end is not waited for
             NOTIFY_POSTS.labels("sent").inc()
             return True
         except urllib.error.HTTPError as exc:
@@ -53,6 +55,8 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
             why = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             why = str(getattr(exc, "reason", exc))
+        except http.client.HTTPException as exc:  # what answered does not speak HTTP (or stopped mid-answer)
+            why = f"not an HTTP answer: {type(exc).__name__}: {str(exc)[:80]}"
         delay = backoff.delay
         NOTIFY_POSTS.labels("retried").inc()
         log.warning("posting event %s to %s failed (%s); again in %.1fs", event.id, _host(hook), why, delay)
