@@ -33,7 +33,7 @@ def skip_instance(
     instance_id: int, reason: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
     """Skip an unfinished or failed instance; a running attempt loses its token."""
-    if not reason or not reason.strip():
+    if rules.said(reason) is None:
         raise IllegalTransition("skip needs a reason")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
@@ -63,7 +63,7 @@ def hold(
                 f"{rules.describe(instance)} is {instance.state}; only pending, available, retry_wait or waiting "
                 "instances can be held"
             )
-        rules.move(unit.changes, instance, S.HELD, "hold", actor, {"reason": reason}, token=None)
+        rules.move(unit.changes, instance, S.HELD, "hold", actor, {"reason": rules.said(reason)}, token=None)
 
 
 def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
@@ -77,9 +77,6 @@ def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, tea
         else:
             rules.move(unit.changes, instance, S.PENDING, "release", actor)
         unit.settle(run.id, actor)
-
-
-MAX_COMMENT = 2000
 
 
 def submit_human(
@@ -96,8 +93,8 @@ def submit_human(
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
         rules.claim(unit.changes, instance, task, actor)
-        if comment and comment.strip():
-            unit.changes.comments[(instance.id, instance.token)] = comment.strip()[:MAX_COMMENT]
+        if comment := rules.said(comment):
+            unit.changes.comments[(instance.id, instance.token)] = comment
         rules.succeed(unit.changes, instance, clean, actor)
         unit.settle(instance.run_id, actor)
         return rules.reply(instance)
@@ -109,7 +106,7 @@ def set_output(
     """An operator sets a worker task's output by hand ("mark success", typed): checked against the
     task's output type, recorded as an attempt by the operator with the reason; downstream goes on
     as after a submit."""
-    if not reason or not reason.strip():
+    if rules.said(reason) is None:
         raise Flow45Error("setting an output needs a reason (--reason TEXT)")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
@@ -122,7 +119,7 @@ def set_output(
         rules.check_settable(instance)  # a pending task is refused as such, whatever the output
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
-        rules.set_output(unit.changes, instance, clean, reason.strip()[:MAX_COMMENT], actor)
+        rules.set_output(unit.changes, instance, clean, rules.said(reason), actor)
         unit.settle(instance.run_id, actor)
         return rules.reply(instance)
 

@@ -11,6 +11,7 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import Flow45Error, IllegalTransition
 from flow45.store.deploy import find_workflow
+from flow45.store.rules import said
 from flow45.store.newrun import QUEUE, REFUSE
 from flow45.store.unit import Unit, lock_workflow, record_event
 
@@ -26,7 +27,8 @@ def pause(team: str, workflow: str, *, actor: str, triggers: str = QUEUE, reason
             raise IllegalTransition(f"workflow {team}/{workflow} is paused already (triggers {row.paused_triggers})")
         row.paused_at, row.paused_triggers = row.paused_at or at, triggers
         row.save(only=[type(row).paused_at, type(row).paused_triggers])
-        record_event(at, team, "pause", actor, detail={"workflow": workflow, "triggers": triggers, "reason": reason})
+        record_event(at, team, "pause", actor,
+                     detail={"workflow": workflow, "triggers": triggers, "reason": said(reason)})
 
 
 def resume(team: str, workflow: str, *, actor: str, now: dt.datetime | None = None) -> None:

@@ -205,6 +205,15 @@ def set_output(ch: Changes, instance, output: Any, reason: str, actor: str) -> N
          attempt=number, token=None, worker=actor, lease_expires_at=None, not_before=None, progress_pct=100.0)
 
 
+MAX_SAID = 2000  # an operator's reason or comment: as much as the messages carry
+
+
+def said(text: str | None) -> str | None:
+    """An operator's reason or comment as the ledger keeps it: stripped, at most MAX_SAID characters,
+    blank as none; the same from the command line as through the bridge."""
+    return (text or "").strip()[:MAX_SAID] or None
+
+
 def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None = None) -> None:
     """Nothing to do: downstream tasks get null for this input. `revoked`: an operator's skip ends a
     running attempt as revoked, with this error; a worker's own skip ends it as skipped."""
@@ -212,7 +221,7 @@ def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None 
         end_attempt(ch, instance, "skipped", error=reason)
     else:
         end_attempt(ch, instance, "revoked", error=revoked)
-    move(ch, instance, S.SKIPPED, "skip", actor, {"reason": reason}, token=None, lease_expires_at=None)
+    move(ch, instance, S.SKIPPED, "skip", actor, {"reason": said(reason)}, token=None, lease_expires_at=None)
 
 
 def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *, expired: bool = False) -> None:
@@ -286,7 +295,7 @@ def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | 
             continue
         end_attempt(ch, instance, "revoked", error="run cancelled")
         move(ch, instance, S.CANCELLED, "cancel", actor, token=None, lease_expires_at=None)
-    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": (reason or "").strip() or None})  # blank: none given
+    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": said(reason)})
 
 
 def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:

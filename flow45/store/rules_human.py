@@ -122,7 +122,7 @@ def take(ch: rules.Changes, instance, actor: str, reason: str | None = None) -> 
     holder = instance.taken_by
     if holder == actor:
         return False
-    reason = (reason or "").strip() or None
+    reason = rules.said(reason)
     if holder is not None and reason is None:
         raise NotAllowed(f"{rules.describe(instance)} is taken by {holder}; take it over with a reason "
                          f"(flow45 take {instance.id} --reason TEXT)")

@@ -68,7 +68,8 @@ def undo(
     """Undo X: archive the affected attempts, X back to available (or held), downstream to pending,
     undo notices for `undo: notify` outputs, the run running again; one ledger event names it all.
     `cancel_connected`: the unfinished runs the run started (connected workflows) are cancelled too."""
-    if not reason or not reason.strip():
+    reason = rules.said(reason)
+    if reason is None:
         raise IllegalTransition("undo needs a reason")
     if dry_run:
         plan = plan_undo(instance_id, hold=hold, team=team, cancel_connected=cancel_connected)

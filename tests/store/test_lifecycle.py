@@ -157,6 +157,19 @@ def test_skip_passes_null_downstream(tmp_path):
     assert claim(run, "d").inputs == {"left": None, "right": None}
 
 
+def test_an_operators_reason_is_kept_stripped_and_at_most_2000_characters_as_through_the_bridge(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    long = "  " + "why " * 1000
+    store.hold(instance(run, "a").id, actor="op", reason=long, now=T0)
+    store.undo(instance(run, "a").id, long, actor="op", now=T0)
+    store.skip_instance(instance(run, "a").id, long, actor="op", now=T0)
+    store.cancel_run(run, actor="op", reason=long, now=T0)
+    kept = [e.detail["reason"] for e in Event.select().where(Event.run == run).order_by(Event.id)
+            if e.detail and "reason" in e.detail and e.kind in ("hold", "undo", "skip", "cancel")]
+    assert len(kept) >= 4 and all(reason == long.strip()[:2000] for reason in kept)
+
+
 def test_hold_and_release(tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
