@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,18 @@ def cmd_trigger(args) -> int:
     return 0
 
 
+def _say_if_not_deployed(client, team: str | None, workflow: str) -> None:
+    """An empty listing for a workflow name nothing is deployed as: a typo, most likely (on stderr)."""
+    deployed = [w for w in client.workflows() if team is None or w.team == team]
+    if any(w.name == workflow for w in deployed):
+        return
+    close = difflib.get_close_matches(workflow, sorted({w.name for w in deployed}), n=3, cutoff=0.5)
+    hint = (f"; did you mean {', '.join(close)}?" if close
+            else " (--workflow takes a name; give the team with --team)" if "/" in workflow else "")
+    print(f"flow45: no workflow named {workflow} is deployed" + (f" in team {team}" if team else "") + hint,
+          file=sys.stderr)
+
+
 @command("runs")
 def cmd_runs(args) -> int:
     params = _json_arg(args.params, "--params") if args.params else {}
@@ -126,7 +139,10 @@ def cmd_runs(args) -> int:
     if only_a_date:  # all of that day; after the calendar's last one, nothing
         until = until + dt.timedelta(days=1) if until.date() < dt.date.max else None
     where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since, until=until)
-    views = _client(args).runs(where, limit=args.limit)
+    client = _client(args)
+    views = client.runs(where, limit=args.limit)
+    if not views and args.workflow:
+        _say_if_not_deployed(client, args.team, args.workflow)
     if args.json:
         print_json([v.to_json() for v in views])
         return 0

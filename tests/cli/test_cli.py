@@ -84,6 +84,14 @@ def test_workflows_graph_and_schema(flow45):
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema" and "Offer" in schema["$defs"]
     assert schema["$defs"]["reports.render_pdf.output"] == {"$ref": "#/$defs/reports.Document"}
     assert schema["$defs"]["reports.Document"]["required"] == ["uri", "pages"]
+    code, out, err = flow45("runs", "--workflow", "montly_report")
+    assert code == 0 and out.startswith("RUN")
+    assert "no workflow named montly_report is deployed; did you mean monthly_report?" in err
+    code, out, err = flow45("runs", "--workflow", "monthly_report")
+    assert code == 0 and err == "", "deployed, no runs yet: nothing to say"
+    code, out, err = flow45("runs", "--workflow", "acme/x", "--team", "reports")
+    assert "no workflow named acme/x is deployed in team reports" in err
+    assert "(--workflow takes a name; give the team with --team)" in err
     code, out, err = flow45("schema", "--team", "reprots")
     names = json.loads(out)["$defs"]
     assert code == 0 and "Offer" in names and not any(name.startswith("reports.") for name in names)
