@@ -25,11 +25,15 @@ def note(kind: str, run: int, task: str) -> None:
     lines.append(json.dumps([kind, run, task, time.time()]) + "\n")
 
 
+writing = threading.Lock()  # the flusher and the last call at exit must not take the same lines
+
+
 def write_lines() -> None:
-    taken = len(lines)
-    timings_file.write("".join(lines[:taken]))
-    del lines[:taken]
-    timings_file.flush()
+    with writing:
+        taken = len(lines)
+        timings_file.write("".join(lines[:taken]))
+        del lines[:taken]
+        timings_file.flush()
 
 
 def flush_forever() -> None:
