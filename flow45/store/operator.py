@@ -33,7 +33,7 @@ def skip_instance(
     instance_id: int, reason: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None
 ) -> None:
     """Skip an unfinished or failed instance; a running attempt loses its token."""
-    if rules.said(reason) is None:
+    if rules.said(reason) is None:  # rules.skip keeps it as said
         raise IllegalTransition("skip needs a reason")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
@@ -106,7 +106,8 @@ def set_output(
     """An operator sets a worker task's output by hand ("mark success", typed): checked against the
     task's output type, recorded as an attempt by the operator with the reason; downstream goes on
     as after a submit."""
-    if rules.said(reason) is None:
+    reason = rules.said(reason)
+    if reason is None:
         raise Flow45Error("setting an output needs a reason (--reason TEXT)")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
@@ -119,7 +120,7 @@ def set_output(
         rules.check_settable(instance)  # a pending task is refused as such, whatever the output
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
-        rules.set_output(unit.changes, instance, clean, rules.said(reason), actor)
+        rules.set_output(unit.changes, instance, clean, reason, actor)
         unit.settle(instance.run_id, actor)
         return rules.reply(instance)
 

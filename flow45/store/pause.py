@@ -11,8 +11,8 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import Flow45Error, IllegalTransition
 from flow45.store.deploy import find_workflow
-from flow45.store.rules import said
 from flow45.store.newrun import QUEUE, REFUSE
+from flow45.store.rules import said
 from flow45.store.unit import Unit, lock_workflow, record_event
 
 
