@@ -17,11 +17,11 @@ from flow45.messages import (
 from flow45.names import READ_EXCHANGE, READS_QUEUE, inbound_exchange, team_of_inbound_exchange
 from flow45.settings import Settings
 from flow45.strictjson import JSONRefused, loads
+from flow45.wire import INT64_MAX, INT64_MIN
 
 MAX_BODY = 256 * 1024
 MAX_MESSAGE_ID = 128
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-MAX_ID = 2**63 - 1  # ids are 64-bit signed in the store
 
 
 class Refusal(Exception):
@@ -120,7 +120,7 @@ def _check_ids(team: str, message: BaseModel) -> None:
     """An id beyond 64 bits names nothing in the store: answered as any unknown id is."""
     for field, what in (("instance", "task instance"), ("run", "run")):
         value = getattr(message, field, None)
-        if value is not None and not -MAX_ID - 1 <= value <= MAX_ID:
+        if value is not None and not INT64_MIN <= value <= INT64_MAX:
             raise Refusal("not_found", f"{what} {value} not found for team {team}")
 
 

@@ -11,10 +11,7 @@ from pydantic import (
 )
 
 from flow45.config import FieldSpec, TypeSpec, referenced_types
-from flow45.wire import DATE_PATTERN, DATETIME_PATTERN, parse_date, parse_datetime
-
-# Integers are 64-bit signed, so that a worker in any language reads one into a native integer.
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+from flow45.wire import DATE_PATTERN, DATETIME_PATTERN, INT64_MAX, INT64_MIN, parse_date, parse_datetime
 
 # JSON values are taken as they are, never coerced: "7" is not an integer, true is not a number,
 # "yes" is not a boolean; numbers are finite; datetimes carry an offset and are kept in UTC.

@@ -16,6 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from flow45.errors import Flow45Error
 
+# An integer is 64-bit signed (ids, counts, declared `integer` fields): a worker in any language, and
+# the store, read one into a native integer.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 # RFC 3339 with at most 6 fractional digits (Python keeps microseconds; more would be cut silently).
 DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"

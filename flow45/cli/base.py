@@ -12,6 +12,7 @@ from typing import Any, Callable
 from flow45 import strictjson
 from flow45.clock import parse_utc, utcnow
 from flow45.durations import parse_duration
+from flow45.wire import INT64_MAX
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -162,7 +163,7 @@ def _utc_time(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
 
 
-MAX_ID = 2**63 - 1  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver
+MAX_ID = INT64_MAX  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver
 
 
 def _positive_int(text: str) -> int:
