@@ -1,6 +1,7 @@
 """One webhook post, retried with capped backoff until the receiver takes it (2xx). A refusal that
 repeating cannot change (4xx other than 408 and 429) is logged and given up, so one bad hook does
-not stop the others for ever. Every copy of a post carries the same `Idempotency-Key`."""
+not stop the others for ever. So is a redirect (3xx): followed, a POST would arrive elsewhere as a
+GET without its body, and count as delivered. Every copy of a post carries the same `Idempotency-Key`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import http.client
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from flow45.metrics import NOTIFY_POSTS
@@ -19,6 +21,14 @@ log = logging.getLogger("flow45.notify")
 TIMEOUT = 10.0
 ANSWER_READ = 65536  # bytes of an answer's body read, at most
 RETRYABLE_4XX = (408, 429)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx comes back as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def idempotency_key(event: EventView) -> str:
@@ -43,11 +53,18 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
     backoff.reset()
     while not backoff.stop.is_set():
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+            with _OPENER.open(request, timeout=TIMEOUT) as answer:
                 answer.read(ANSWER_READ)  # its status is the answer: a body without end is not waited for
             NOTIFY_POSTS.labels("sent").inc()
             return True
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location") if exc.headers is not None else None
+                log.error("%s answered event %s with a redirect (HTTP %s%s); webhooks are not followed: set the "
+                          "hook's url to the receiver itself. Not posting it again", _host(hook), event.id, exc.code,
+                          f" to {_host_of(urllib.parse.urljoin(hook.url, where))}" if where else "")
+                NOTIFY_POSTS.labels("failed").inc()
+                return True
             if 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX:
                 log.error("%s refused event %s with HTTP %s; not posting it again", _host(hook), event.id, exc.code)
                 NOTIFY_POSTS.labels("failed").inc()
@@ -67,7 +84,13 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
 
 def _host(hook: Webhook) -> str:
     """The receiver without its path: a webhook's path is often its secret."""
-    from urllib.parse import urlsplit
+    return _host_of(hook.url)
 
-    parts = urlsplit(hook.url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+def _host_of(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a Location header's port that is not a number
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")

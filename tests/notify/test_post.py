@@ -55,3 +55,15 @@ def test_a_body_without_end_is_not_waited_for():
     hook = Webhook.model_validate({"url": url, "events": ["run_failed"]})
     assert deliver(hook, EVENT, ["run_failed"], "acme/job failed", patient())
     assert len(asked) == 1
+
+
+def test_a_redirect_is_not_followed_and_not_counted_as_delivered(caplog):
+    """Followed, the POST would reach the new address as a GET without its body, answered 200: the
+    event would count as posted while no receiver saw it. It is logged as refused, with where it points."""
+    moved = b"HTTP/1.1 302 Found\r\nLocation: https://hooks.example.org/other/secret\r\nContent-Length: 0\r\n\r\n"
+    url, asked = receiver([moved, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    hook = Webhook.model_validate({"url": url, "events": ["run_failed"]})
+    assert deliver(hook, EVENT, ["run_failed"], "acme/job failed", patient())
+    assert len(asked) == 1 and asked[0].startswith(b"POST /hook ")
+    assert "redirect (HTTP 302 to https://hooks.example.org)" in caplog.text
+    assert "secret" not in caplog.text
