@@ -9,7 +9,10 @@ process, no-op SDK workers in another. Prints, in the same sitting:
   in both phases, how busy the cores were (and how much the host took) and how long each process's
   threads, ready to run, waited for a core;
 - latency from an upstream submit to the downstream offer reaching a waiting worker (p50, p99)
-  at a fixed moderate load, beside the broker-only round trip plus one bare commit.
+  at a fixed moderate load, beside the broker-only round trip plus one bare commit;
+- in both phases, the bridge's own account of its batches (flow45_batch_phase_seconds, read from its
+  metrics port): the mean time per batch waiting for a committer, applying (the locking read and the
+  rules), committing (the writes with the COMMIT) and answering, beside a bare commit.
 
 With --fsync-delay-ms, one sitting per delay, each on a fresh PostgreSQL whose WAL flushes take that
 much longer (benchmarks/slow_disk.py): the figures of a slower disk than this machine's.
@@ -58,7 +61,7 @@ from peewee import fn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import cpu  # noqa: E402
+from benchmarks import cpu, phases  # noqa: E402
 from benchmarks.ceilings import broker_round_trip, pika_rates, postgres_commits  # noqa: E402
 from benchmarks.dashboards import MODES, with_dashboards  # noqa: E402
 from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
@@ -70,6 +73,7 @@ from flow45.db import atomic, connect  # noqa: E402
 from flow45.migrate import ensure_schema  # noqa: E402
 from flow45.models import Run  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
 from tests.harness.postgres import PostgresServer  # noqa: E402
 from tests.harness.rabbitmq import RabbitMQServer  # noqa: E402
 
@@ -89,6 +93,7 @@ class Sitting:
     timings: Path | None = None  # the workers' offer and submit times
     commit_ms: float = 0.0  # a bare commit's latency (p50), measured with the ceilings
     round_trips: list[float] = field(default_factory=list)  # broker-only round trips (ms, sorted)
+    metrics_port: int = 0  # the first bridge's
 
     def cpu_pids(self) -> dict[str, int]:
         """The process trees whose CPU is counted per instance."""
@@ -151,11 +156,13 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
     profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge (every thread) into it
     wrapper = [str(ROOT / "benchmarks" / "profile_threads.py"), profile] if profile else []
-    for n in range(args.bridges):  # the first one profiled
+    sitting.metrics_port = free_port()
+    for n in range(args.bridges):  # the first one profiled, and read for its batches' phases
         sitting.processes["bridge" if n == 0 else f"bridge {n + 1}"] = subprocess.Popen(
             [sys.executable, *(wrapper if n == 0 else []), "-m", "flow45", "bridge", "run",
-             "--connections", str(args.connections)], env=sitting.env,
-            stderr=bridge_log)
+             "--connections", str(args.connections),
+             *(["--metrics-port", str(sitting.metrics_port)] if n == 0 else [])],
+            env=sitting.env, stderr=bridge_log)
     time.sleep(2)
     sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
     worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
@@ -175,9 +182,10 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
         run_ids = [store.trigger("bench", "chain", actor="bench") for _ in range(args.runs)]
         run_ids += [store.trigger("bench", "fanout", actor="bench") for _ in range(args.runs)]
     started = utcnow()
-    before = cpu.load(sitting.cpu_pids())
+    before, batches = cpu.load(sitting.cpu_pids()), phases.read(sitting.metrics_port)
     elapsed = (wait_finished(run_ids, timeout=600) - started).total_seconds()
     after = cpu.load(sitting.cpu_pids())
+    batched = phases.describe(batches, phases.read(sitting.metrics_port), sitting.commit_ms)
     spent = cpu.per_instance(before.cpu, after.cpu, instances := args.runs * (5 + 8))
     print(f"throughput: {instances:,} task instances in {elapsed:.1f}s = "
           f"{instances / elapsed:,.0f} instances/s end to end "
@@ -186,12 +194,13 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
     print("CPU per instance: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
     print("  meanwhile: " + cpu.describe_load(before, after))
+    print("  " + batched)
 
 
 def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     """Chain runs at a fixed moderate rate; the hops (ms) beside the broker-only round trip plus one commit."""
     latency_runs: list[int] = []
-    before = cpu.load(sitting.cpu_pids())
+    before, batches = cpu.load(sitting.cpu_pids()), phases.read(sitting.metrics_port)
     own_before, started = time.process_time(), time.monotonic()
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
     next_at = time.monotonic()
@@ -201,6 +210,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
     after = cpu.load(sitting.cpu_pids())
+    batched = phases.describe(batches, phases.read(sitting.metrics_port), sitting.commit_ms)
     load = cpu.describe_load(before, after)
     spent = cpu.per_instance(before.cpu, after.cpu, len(latency_runs) * 5)
     own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
@@ -216,6 +226,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
     print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
           f"p99/p50 {p99 / p50:.1f}")
+    print(f"  {batched}")
     print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
     print("  CPU per instance at this rate, idle work included: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -65,16 +66,22 @@ def _lost_race(item: Item) -> bool:
     return item.message.type == "claim" and item.error.code == "stale"
 
 
-def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int]) -> tuple[list[Item], list[OutboxMessage], bool]:
+def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int],
+                   timed: dict[str, float]) -> tuple[list[Item], list[OutboxMessage], bool]:
     """All worker messages in one transaction, with the outbox rows confirmed `sent`; if that fails
     for a reason other than the database, one transaction each, so the message at fault is refused
-    alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked.
+    alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked;
+    `timed` gets the seconds of the transaction's phases ("apply", "commit") when it went through whole.
     The commits notify no relay: the bridge publishes the rows written, or wakes the relay after
     (`Relay.committed`), so that batches committing at once share a disk flush."""
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     try:
+        started = time.monotonic()
         with atomic():  # the marks ride with the batch's writes: no transaction of their own
-            return items, apply_worker_batch(items, at, sent, wake_relays=False), True
+            written = apply_worker_batch(items, at, sent, wake_relays=False)
+            formed = time.monotonic()  # the writes wait to go with the COMMIT
+        timed.update(apply=formed - started, commit=time.monotonic() - formed)
+        return items, written, True
     except _DB_ERRORS:
         raise
     except Exception:
@@ -99,6 +106,7 @@ class Applied:
     outcomes: list[Outcome]  # one per delivery, in order
     written: list[OutboxMessage] | None  # outbox rows written; None: rows may also have been written that are not listed
     marked_sent: bool = False  # the confirmed rows passed in were marked sent in the same transaction
+    timed: dict[str, float] = field(default_factory=dict)  # the worker messages' transaction: seconds by phase
 
 
 def parse_one(settings: Settings, delivery: Delivery) -> Inbound | Outcome:
@@ -126,11 +134,12 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
     at = utcnow()
     outcomes: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
     marked = False
+    timed: dict[str, float] = {}
     try:
         written: list[OutboxMessage] | None = []
         workers = [(i, p) for i, p in enumerate(parsed) if isinstance(p, Inbound) and p.role == "worker" and not p.is_callback]
         if workers:
-            items, written, marked = _apply_workers(workers, at, sent or [])
+            items, written, marked = _apply_workers(workers, at, sent or [], timed)
             for (index, _), item in zip(workers, items):
                 outcomes[index] = (
                     Outcome(result=item.answer()) if item.error is None
@@ -147,7 +156,7 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
             pass
         kind = Conflict if _pgcode(exc) in _CONFLICTS else DatabaseUnavailable
         raise kind(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
-    return Applied(outcomes, written, marked and bool(sent))  # type: ignore[arg-type]
+    return Applied(outcomes, written, marked and bool(sent), timed)  # type: ignore[arg-type]
 
 
 def _pgcode(exc: BaseException) -> str | None:

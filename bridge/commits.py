@@ -60,6 +60,8 @@ class Job:
     result: Applied | None = None
     error: BaseException | None = None
     lanes: set[Hashable] = field(default_factory=set)
+    started: float = 0.0  # monotonic: a committer took it
+    finished: float = 0.0  # monotonic: applied (or failed)
 
 
 class Lanes:
@@ -134,6 +136,7 @@ class CommitPool:
         while (job := self._jobs.get()) is not None:
             if name not in self._backends:  # before the batch: its commit's notification is this bridge's own
                 self._remember_backend(name)
+            job.started = time.monotonic()
             try:
                 job.result = apply_parsed([w.parsed for w in job.waiting], job.sent)
             except Conflict as exc:
@@ -144,6 +147,7 @@ class CommitPool:
             except Exception as exc:  # a bug outside any one message: the IO loop refuses the batch
                 log.exception("bridge: a batch of %d messages failed", len(job.waiting))
                 job.error = exc
+            job.finished = time.monotonic()
             try:
                 self._done(job)
             except Exception:  # the IO loop is gone: its broker connection redelivers the batch

@@ -288,6 +288,8 @@ class Bridge:
         if self._needs_topology:
             self._declare_topology()
         self.relay.committed(written)
+        if result.timed:
+            _observe_phases(job, result.timed)
 
     def _take_sent(self) -> list[int]:
         return self.relay.take_sent()
@@ -406,3 +408,12 @@ class Bridge:
 
 def _one_line(exc: BaseException) -> str:
     return describe_db_error(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _observe_phases(job: Job, timed: dict[str, float]) -> None:
+    """A batch's time in the bridge by phase (flow45_batch_phase_seconds), once it is answered."""
+    phases = metrics.BATCH_PHASES
+    phases.labels("wait").observe(max(0.0, job.started - job.waiting[0].received))
+    for phase, seconds in timed.items():
+        phases.labels(phase).observe(seconds)
+    phases.labels("answer").observe(max(0.0, time.monotonic() - job.finished))

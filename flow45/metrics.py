@@ -30,6 +30,12 @@ HOP_LATENCY = Histogram(
 BATCH_SIZE = Histogram(
     "flow45_batch_size", "Inbox messages applied in one batch (its _count is the number of batches)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+BATCH_PHASES = Histogram(
+    "flow45_batch_phase_seconds", "Where a batch of worker messages spends its time in the bridge: wait (its "
+    "earliest message, from receipt until a committer takes the batch), apply (the locking read and the "
+    "lifecycle rules), commit (the writes and COMMIT: one round trip with the disk flush), answer (from "
+    "the commit to the answers published and the deliveries acked)", ["phase"],
+    buckets=(0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5))
 INBOX_LAG = Histogram(
     "flow45_inbox_lag_seconds", "From the bridge receiving an inbox message to its batch being applied",
     buckets=_SECONDS)

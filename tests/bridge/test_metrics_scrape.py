@@ -83,3 +83,8 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
     assert after.value("flow45_instances", team="reports", function="render_pdf", state="available") == 1
     assert after.value("flow45_instances", team="reports", function="extract_sales", state="available") == 0
     assert after.value("flow45_inbox_lag_seconds_count") >= 3
+    batches = after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count")
+    for phase in ("wait", "apply", "commit", "answer"):  # each batch's time in the bridge, by phase
+        assert after.value("flow45_batch_phase_seconds_count", phase=phase) == after.value("flow45_batch_size_count")
+        assert after.value("flow45_batch_phase_seconds_sum", phase=phase) > 0 or phase == "wait"
+    assert batches >= 3
