@@ -139,9 +139,23 @@ def _run_counts_v12() -> None:
         migrate(SchemaMigrator.from_database(database.obj).add_index("run", ("team", "status")))
 
 
+# table -> its indexes whose columns lead a wider index of the table, which finds the same rows:
+# each write maintained both (and every state change of an instance rewrites its index entries).
+REDUNDANT_INDEXES = {"task_instance": ("task_instance_run_id",), "attempt": ("attempt_instance_id",),
+                     "run": ("run_team", "run_workflow_id"), "workflow_version": ("workflow_version_workflow_id",)}
+
+
+def _lean_indexes_v13() -> None:
+    """Drop the indexes that a wider index of the same table leads with (peewee made one per foreign
+    key). Already gone on a database that step 1 created at this version."""
+    for names in REDUNDANT_INDEXES.values():
+        for name in names:
+            database.execute_sql(f"DROP INDEX IF EXISTS {name}")
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
-         _lineage_v10, _log_links_v11, _run_counts_v12]
+         _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13]
 CURRENT = len(STEPS)
 
 

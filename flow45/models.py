@@ -51,7 +51,7 @@ class Workflow(Table):
 
 
 class WorkflowVersion(Table):
-    workflow = pw.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE")
+    workflow = pw.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE", index=False)  # indexed by (workflow, version)
     version = pw.IntegerField()
     content_hash = pw.CharField(max_length=64)
     spec = JSONField()  # the workflow and the declared types it uses, as deployed
@@ -63,8 +63,8 @@ class WorkflowVersion(Table):
 
 
 class Run(Table):
-    team = pw.CharField(max_length=64, index=True)
-    workflow = pw.ForeignKeyField(Workflow, backref="runs")
+    team = pw.CharField(max_length=64)  # indexed by (team, status)
+    workflow = pw.ForeignKeyField(Workflow, backref="runs", index=False)  # indexed by (workflow, status)
     version = pw.ForeignKeyField(WorkflowVersion)
     status = pw.CharField(max_length=16, index=True)
     params = JSONField()
@@ -86,7 +86,7 @@ class Run(Table):
 
 
 class TaskInstance(Table):
-    run = pw.ForeignKeyField(Run, backref="instances", on_delete="CASCADE")
+    run = pw.ForeignKeyField(Run, backref="instances", on_delete="CASCADE", index=False)  # indexed by (run, task)
     team = pw.CharField(max_length=64)
     task = pw.CharField(max_length=64)
     function = pw.CharField(max_length=64)
@@ -125,7 +125,7 @@ class TaskInstance(Table):
 
 
 class Attempt(Table):
-    instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE")
+    instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE", index=False)  # indexed by (instance, number)
     number = pw.IntegerField()
     token = pw.CharField(max_length=64)
     status = pw.CharField(max_length=16)  # running | succeeded | failed | expired | skipped | revoked
