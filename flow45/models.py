@@ -51,7 +51,8 @@ class Workflow(Table):
 
 
 class WorkflowVersion(Table):
-    workflow = pw.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE", index=False)  # indexed by (workflow, version)
+    # indexed by (workflow, version), like every foreign key here by a wider index: not on its own
+    workflow = pw.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE", index=False)
     version = pw.IntegerField()
     content_hash = pw.CharField(max_length=64)
     spec = JSONField()  # the workflow and the declared types it uses, as deployed
@@ -125,7 +126,7 @@ class TaskInstance(Table):
 
 
 class Attempt(Table):
-    instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE", index=False)  # indexed by (instance, number)
+    instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE", index=False)
     number = pw.IntegerField()
     token = pw.CharField(max_length=64)
     status = pw.CharField(max_length=16)  # running | succeeded | failed | expired | skipped | revoked
