@@ -1,17 +1,28 @@
 """Bulk actions: undo, retry, skip or cancel many at once, through any `Client` (so the same on the
 database and through the broker). The plan (every item) comes first; each item is then applied in a
-transaction of its own and reported, a refusal failing only that item."""
+transaction of its own and reported, a refusal failing only that item.
+
+The plan holds only what the action can act on: a dry run that listed a cancelled run as "would
+cancel" promised what the real one then refused. What is left out is counted, and said."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from flow45 import states as S
 from flow45.client.base import Client, RunFilter
 from flow45.errors import Flow45Error
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
 MAX_RUNS = 500
+UNFINISHED = frozenset(S.INSTANCE_STATES) - S.FINISHED_INSTANCE
+# The states each action takes its items from (instances; for cancel, runs), as the store's rules allow
+# them, and what they become. Nothing in a cancelled run can change.
+ACTS_ON = {"retry": frozenset({S.FAILED}), "skip": UNFINISHED | {S.FAILED},
+           "undo": frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED}),
+           "cancel": frozenset(s for s in S.RUN_STATES if S.CANCELLED in S.RUN_MOVES[s])}
+BECOMES = {"retry": S.AVAILABLE, "skip": S.SKIPPED, "undo": S.AVAILABLE, "cancel": S.CANCELLED}
 
 
 @dataclasses.dataclass
@@ -27,28 +38,55 @@ class BulkItem:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class Selection:
+    items: list[BulkItem]  # what the action can act on
+    left_out: int = 0  # instances (runs, for cancel) of the chosen task and state that it cannot
+
+    def describe_left_out(self, action: str) -> str | None:
+        if not self.left_out:
+            return None
+        what = "run(s)" if action == "cancel" else "instance(s)"
+        return f"{self.left_out} {what} left out: {acts_on(action)}"
+
+
+def acts_on(action: str) -> str:
+    """What the action takes, in words: "retry acts on instances that are failed, in runs not cancelled"."""
+    order = S.RUN_STATES if action == "cancel" else S.INSTANCE_STATES
+    states = [state for state in order if state in ACTS_ON[action]]
+    either = states[0] if len(states) == 1 else f"{', '.join(states[:-1])} or {states[-1]}"
+    return (f"{action} acts on runs that are {either}" if action == "cancel"
+            else f"{action} acts on instances that are {either}, in runs not cancelled")
+
+
 def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilter | None = None,
-           task: str | None = None, state: str | None = None) -> list[BulkItem]:
-    """The items the action would touch: instances of the chosen runs (by id, or by a run filter)
-    with that task name and state; for cancel, the runs themselves."""
+           task: str | None = None, state: str | None = None) -> Selection:
+    """The items the action would act on: instances of the chosen runs (by id, or by a run filter)
+    with that task name and state; for cancel, the runs themselves. Those it cannot act on (a
+    succeeded instance to retry, a cancelled run) are counted, not planned."""
     if action not in ACTIONS:
         raise Flow45Error(f"bulk: unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    if state is not None and state not in ACTS_ON[action]:
+        raise Flow45Error(f"bulk {action}: --state {state}: {acts_on(action)}")
     run_ids = list(dict.fromkeys(runs))
     if where is not None:
         run_ids += [r.id for r in client.runs(where, limit=MAX_RUNS) if r.id not in run_ids]
     if not run_ids:
         raise Flow45Error("bulk: no runs chosen; give --run IDs or a filter (--workflow, --status)")
-    items = []
+    chosen = Selection([])
     for run_id in sorted(run_ids):
         view = client.run(run_id)
         if action == "cancel":
-            if state is None or view.status == state:
-                items.append(BulkItem(run_id, None, None, view.status))
-            continue
-        for instance in view.instances:
-            if (task is None or instance.task == task) and (state is None or instance.state == state):
-                items.append(BulkItem(run_id, instance.id, instance.task, instance.state))
-    return items
+            candidates = [BulkItem(run_id, None, None, view.status)]
+        else:
+            candidates = [BulkItem(run_id, i.id, i.task, i.state) for i in view.instances
+                          if (task is None or i.task == task) and (state is None or i.state == state)]
+        for item in candidates:
+            if item.state in ACTS_ON[action] and (action == "cancel" or view.status != S.CANCELLED):
+                chosen.items.append(item)
+            else:
+                chosen.left_out += 1
+    return chosen
 
 
 def apply(client: Client, action: str, items: list[BulkItem], reason: str | None) -> list[BulkItem]:

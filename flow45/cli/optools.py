@@ -20,8 +20,9 @@ def add_parsers(add) -> None:
     p.add_argument("--reason")
     p = add("resume", "resume a paused workflow: queued runs start; the schedule catches up by its policy", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
-    p = add("bulk", "undo, retry, skip or cancel many at once: the whole plan first, then each in its own "
-                    "transaction, reported", True)
+    p = add("bulk", "undo, retry, skip or cancel many at once: the whole plan first (what the action can act "
+                    "on: failed instances to retry, unfinished or failed ones to skip, finished ones to undo, "
+                    "unfinished or failed runs to cancel), then each in its own transaction, reported", True)
     p.add_argument("action", choices=("retry", "skip", "undo", "cancel"))
     p.add_argument("--run", type=_positive_int, action="append", default=[], metavar="RUN",
                    help="a run to act in (repeat it for several)")
@@ -107,11 +108,15 @@ def cmd_bulk(args) -> int:
         team, workflow = _team_workflow(args.workflow)
         where = RunFilter(team=team, workflow=workflow, status=args.status)
     client = _client(args)
-    items = bulk.select(client, args.action, runs=args.run, where=where, task=args.task, state=args.state)
+    chosen = bulk.select(client, args.action, runs=args.run, where=where, task=args.task, state=args.state)
+    items, left_out = chosen.items, chosen.describe_left_out(args.action)
     if not args.dry_run:
         bulk.apply(client, args.action, items, args.reason)
     if args.json:
-        print_json({"action": args.action, "dry_run": args.dry_run, "items": [i.to_json() for i in items]})
+        print_json({"action": args.action, "dry_run": args.dry_run, "items": [i.to_json() for i in items],
+                    "left_out": chosen.left_out})
+    elif not items:
+        print(f"nothing to {args.action} in the chosen runs" + (f" ({left_out})" if left_out else ""))
     else:
         print_table(["run", "instance", "task", "state", "outcome", "detail"],
                     [(i.run, i.instance, i.task, i.state, "would " + args.action if args.dry_run else i.outcome,
@@ -119,4 +124,6 @@ def cmd_bulk(args) -> int:
         done = sum(i.outcome == "done" for i in items)
         print(f"dry run: {len(items)} item(s) would be {DONE_TO[args.action]}" if args.dry_run
               else f"{args.action}: {done} of {len(items)} done, {len(items) - done} refused")
+        if left_out:
+            print(left_out)
     return 1 if any(i.outcome == "refused" for i in items) else 0

@@ -105,14 +105,34 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--run", str(runs[1]), "--task", "a")
     assert code == 0 and "retry: 2 of 2 done, 0 refused" in out, err
     assert states(runs[0])["a"] == states(runs[1])["a"] == "available"
-    code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--task", "a")  # available now: refused
-    assert code == 1 and "only a failed instance can be retried" in out and "0 of 1 done, 1 refused" in out
+    code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--task", "a")  # available now: not planned
+    assert code == 0 and out.strip() == ("nothing to retry in the chosen runs (1 instance(s) left out: retry acts "
+                                         "on instances that are failed, in runs not cancelled)"), err
+    code, _, err = flow45("bulk", "retry", "--run", str(runs[0]), "--state", "available")
+    assert code == 1 and "bulk retry: --state available: retry acts on instances that are failed" in err
     code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b")
     assert code == 1 and "bulk skip needs a reason" in err
     code, _, err = flow45("bulk", "skip", "--run", str(runs[0]), "--task", "b", "--reason", "  ")
     assert code == 1 and "bulk skip needs a reason" in err
     code, out, err = flow45("bulk", "cancel", "--run", str(runs[0]), "--dry-run")
     assert code == 0 and "dry run: 1 item(s) would be cancelled" in out, err
+
+
+def test_a_bulk_plan_holds_only_what_its_action_can_act_on_and_the_real_one_keeps_it(flow45, tmp_path):
+    """A dry run listed cancelled runs as "would cancel", and succeeded instances as "would retry": the
+    real run then refused them all. The plan leaves them out, and says how many."""
+    deploy_text(tmp_path, DIAMOND)
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(3)]  # max_active_runs 1: 2 queued
+    store.cancel_run(runs[1], actor="ann", now=T0)
+    code, out, err = flow45("bulk", "cancel", "--workflow", "acme/diamond", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert code == 0 and [(i["run"], i["state"]) for i in plan["items"]] == [(runs[0], "running"), (runs[2], "queued")]
+    assert plan["left_out"] == 1, err
+    code, out, err = flow45("bulk", "cancel", "--workflow", "acme/diamond", "--reason", "wrong month")
+    assert code == 0 and "cancel: 2 of 2 done, 0 refused" in out and "1 run(s) left out: cancel acts on runs " \
+        "that are queued, running or failed" in out, err
+    code, out, err = flow45("bulk", "undo", "--workflow", "acme/diamond", "--reason", "again")
+    assert code == 0 and "nothing to undo in the chosen runs (12 instance(s) left out" in out, err
 
 
 def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):

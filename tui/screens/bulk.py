@@ -9,26 +9,22 @@ from textual.app import ComposeResult
 from textual.widgets import Button, Select, Static
 
 from flow45 import bulk
-from flow45 import states as S
 from flow45.errors import Flow45Error
 from tui.screens.modals import ActionModal
 from tui.widgets.progress import state_text
 
 
 class Action:
-    def __init__(self, verb: str, states: frozenset[str], becomes: str, needs_task: bool, variant: str,
-                 needs_reason: bool | None) -> None:
-        self.verb, self.states, self.becomes = verb, states, becomes
-        self.needs_task, self.variant, self.needs_reason = needs_task, variant, needs_reason
+    def __init__(self, verb: str, needs_task: bool, variant: str, needs_reason: bool | None) -> None:
+        self.verb, self.needs_task, self.variant, self.needs_reason = verb, needs_task, variant, needs_reason
 
 
-UNFINISHED = frozenset(S.INSTANCE_STATES) - S.FINISHED_INSTANCE
 ACTIONS = {
-    # Which instances each takes (skip and undo: of one task, chosen in the modal), and what they become.
-    "retry": Action("Retry", frozenset({S.FAILED}), S.AVAILABLE, False, "primary", None),
-    "skip": Action("Skip", UNFINISHED | {S.FAILED}, S.SKIPPED, True, "warning", True),
-    "undo": Action("Undo", frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED}), S.AVAILABLE, True, "error", True),
-    "cancel": Action("Cancel", frozenset({S.QUEUED, S.RUNNING}), S.CANCELLED, False, "error", False),
+    # What each takes and becomes is flow45.bulk's; skip and undo act on one task, chosen in the modal.
+    "retry": Action("Retry", False, "primary", None),
+    "skip": Action("Skip", True, "warning", True),
+    "undo": Action("Undo", True, "error", True),
+    "cancel": Action("Cancel", False, "error", False),
 }
 
 
@@ -45,7 +41,7 @@ class BulkModal(ActionModal):
         self.confirm_label = f"{self.kind.verb} all"
         what = "the runs" if action == "cancel" else "instances of the runs"
         self.title_text = f"{self.kind.verb} {what}: {', '.join(map(str, run_ids))}"
-        self.candidates = bulk.select(self.app.client, action, runs=run_ids)
+        self.candidates = bulk.select(self.app.client, action, runs=run_ids).items
         self.plan: list[bulk.BulkItem] = []
 
     def body(self) -> ComposeResult:
@@ -71,13 +67,14 @@ class BulkModal(ActionModal):
 
     def _show(self) -> None:
         task = self.task
-        self.plan = [i for i in self.candidates if i.state in self.kind.states and (task is None or i.task == task)]
+        self.plan = [i for i in self.candidates if task is None or i.task == task]
         if self.kind.needs_task and task is None:
             self.plan = []
         lines = Text()
         for item in self.plan:
             what = f"run {item.run}" if item.instance is None else f"run {item.run}  {item.task} (instance {item.instance})"
-            lines.append_text(Text.assemble(f"{what}  ", state_text(item.state), " → ", state_text(self.kind.becomes), "\n"))
+            lines.append_text(Text.assemble(f"{what}  ", state_text(item.state), " → ",
+                                            state_text(bulk.BECOMES[self.action]), "\n"))
         if not self.plan:
             lines.append("Choose the task to act on in each run." if self.kind.needs_task and task is None
                          else "Nothing in these runs to " + self.action + ".")
