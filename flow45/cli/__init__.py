@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("trigger", "start a run of TEAM/WORKFLOW", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--params", help="run parameters as a JSON object")
+    p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
+                   help="a run parameter (repeatable; the value as JSON when it reads as a number, boolean or "
+                        "null, else as written: month=2026-03)")
     p.add_argument("--logical-time", type=_utc_time, metavar="TIME",
                    help="the time the run works for (ISO 8601, UTC without an offset), e.g. 2026-03-01T06:00:00Z")
     p = add("runs", "list runs, newest first", True)

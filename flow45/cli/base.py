@@ -36,6 +36,22 @@ def _json_arg(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON: {exc.message}") from exc
 
 
+def _params(args, filtering: bool = False) -> dict[str, Any] | None:
+    """`--params JSON` (an object) with each `--param KEY=VALUE` added; None when neither is given.
+    `filtering`: they choose runs (`runs`), rather than make one."""
+    if not args.params and not args.param:
+        return None
+    params = _json_arg(args.params, "--params") if args.params else {}
+    if not isinstance(params, dict):
+        raise UsageError(f"--params must be a JSON object such as '{{\"month\": \"2026-03\"}}', got {args.params}")
+    for key, value in args.param:
+        if key in params and params[key] != value:
+            raise UsageError(f"params.{key} " + ("asked for" if filtering else "given") + f" twice, as {params[key]!r} "
+                             f"and {value!r}" + (": no run has both" if filtering else ""))
+        params[key] = value
+    return params
+
+
 def _team_workflow(text: str) -> tuple[str, str]:
     team, sep, workflow = text.partition("/")
     if not sep or not team or not workflow:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from flow45 import wire
-from flow45.cli.base import UsageError, _client, _json_arg, _team_workflow, command, suggesting
+from flow45.cli.base import UsageError, _client, _json_arg, _params, _team_workflow, command, suggesting
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
@@ -101,7 +101,7 @@ def cmd_db(args) -> int:
 @command("trigger")
 def cmd_trigger(args) -> int:
     team, workflow = _team_workflow(args.workflow)
-    params = _json_arg(args.params, "--params") if args.params else None
+    params = _params(args)
     client = _client(args)
     with suggesting(client, team, workflow):
         run_id = client.trigger(team, workflow, params, args.logical_time)
@@ -127,13 +127,7 @@ def _say_if_not_deployed(client, team: str | None, workflow: str) -> None:
 
 @command("runs")
 def cmd_runs(args) -> int:
-    params = _json_arg(args.params, "--params") if args.params else {}
-    if not isinstance(params, dict):
-        raise UsageError(f"--params must be a JSON object, got {args.params}")
-    for key, value in args.param:
-        if key in params and params[key] != value:
-            raise UsageError(f"params.{key} asked for twice, as {params[key]!r} and {value!r}: no run has both")
-        params[key] = value
+    params = _params(args, filtering=True) or {}
     since = args.since[0] if args.since else None
     until, only_a_date = args.until or (None, False)
     if only_a_date:  # all of that day; after the calendar's last one, nothing

@@ -23,6 +23,21 @@ def test_validate_deploy_trigger_show(flow45):
     assert [(i["task"], i["state"]) for i in shown["instances"]][:2] == [("extract", "available"), ("render", "pending")]
 
 
+def test_trigger_takes_params_one_by_one_as_runs_filters_them(flow45):
+    """`runs --param month=2026-10` finds runs; `trigger --param month=2026-10` was read as `--params`
+    (an abbreviation) and refused as not JSON."""
+    flow45("deploy", str(EXAMPLES))
+    code, out, err = flow45("trigger", "reports/monthly_report", "--param", "month=2026-10", "--json")
+    assert code == 0, err
+    run = json.loads(out)["run"]
+    code, out, _ = flow45("runs", "--param", "month=2026-10", "--json")
+    assert [r["id"] for r in json.loads(out)] == [run] and json.loads(out)[0]["params"] == {"month": "2026-10"}
+    code, _, err = flow45("trigger", "reports/monthly_report", "--param", "month=2026-10", "--params", '{"month": "x"}')
+    assert code == 2 and "params.month given twice, as 'x' and '2026-10'" in err
+    code, _, err = flow45("trigger", "reports/monthly_report", "--params", '["2026-10"]')
+    assert code == 2 and """--params must be a JSON object such as '{"month": "2026-03"}'""" in err
+
+
 def test_undo_dry_run_lists_the_affected_set(flow45):
     flow45("deploy", str(EXAMPLES))
     _, out, _ = flow45("trigger", "reports/nightly_sales", "--json")
