@@ -56,7 +56,8 @@ def run_cells(run: RunView, layout: int = 0) -> list[Any]:
     w = {key: widths[layout] for key, _, widths in COLUMNS}
     return [
         Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", w["workflow"]),
-        state_text(run.status), done_bar(run.counts, 6), short(relative_due(run.waiting_for, utcnow()), w["waiting"]),
+        state_text(run.status), done_bar(run.counts, 6, fits=w["progress"]),
+        short(relative_due(run.waiting_for, utcnow()), w["waiting"]),
         short(f"{run.trigger} by {run.triggered_by}", w["trigger"]),
         Text(short_span(run_time(run, utcnow())), justify="right"), day_minute(run.logical_time),
         day_minute(run.started_at), day_minute(run.finished_at),

@@ -36,12 +36,16 @@ def bar(fraction: float | None, width: int = 10, style: str = "green") -> Text:
     return Text.assemble((filled, style), ("░" * (width - len(filled)), "bright_black"))
 
 
-def done_bar(counts: dict[str, int], width: int = 10) -> Text:
-    """Done (succeeded or skipped) over all instances of a run."""
+def done_bar(counts: dict[str, int], width: int = 10, fits: int | None = None) -> Text:
+    """Done (succeeded or skipped) over all instances of a run. `fits`: the bar shrinks so that bar
+    and count fit in that many columns (a column cut short would show 0/300 as 0/30)."""
     total = sum(counts.values())
     done = counts.get("succeeded", 0) + counts.get("skipped", 0)
     style = "red" if counts.get("failed") else "green"
-    return bar(done / total if total else 0.0, width, style) + Text(f" {done}/{total}")
+    count = f" {done}/{total}"
+    if fits is not None:
+        width = max(0, min(width, fits - len(count)))
+    return bar(done / total if total else 0.0, width, style) + Text(count)
 
 
 def pct_bar(pct: float | None, state: str, width: int = 10) -> Text:
