@@ -47,6 +47,7 @@ class InboxScreen(LiveScreen):
         self.team = team if team in self.teams else (self.teams[0] if len(self.teams) == 1 else None)
         self.show_filter = show
         self.rows: list[InboxItem] = []
+        self._shown_widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -61,9 +62,19 @@ class InboxScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#inbox-table", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        self._add_columns(self.query_one("#inbox-table", DataTable), self._widths([]))
+
+    def _add_columns(self, table: DataTable, widths: dict[str, int]) -> None:
+        self._shown_widths = widths
+        for key, label, _ in COLUMNS:
+            table.add_column(label, key=key, width=widths[key])
+
+    @staticmethod
+    def _widths(rows: list[InboxItem]) -> dict[str, int]:
+        """Each id column wide enough for its largest id: a cut id names another instance or run."""
+        largest = {"instance": max((i.instance.id for i in rows), default=0),
+                   "run": max((i.instance.run for i in rows), default=0)}
+        return {key: max(width, len(str(largest.get(key, 0)))) for key, _, width in COLUMNS}
 
     def load(self) -> tuple[tuple[str | None, str], list[InboxItem]]:
         asked = (self.team, self.show_filter)
@@ -79,7 +90,10 @@ class InboxScreen(LiveScreen):
         table = self.query_one("#inbox-table", DataTable)
         keep = self.selected.id if self.selected else None
         self.rows = rows
-        table.clear()
+        widths = self._widths(rows)
+        table.clear(columns=widths != self._shown_widths)
+        if not table.columns:
+            self._add_columns(table, widths)
         for item in rows:
             view, run = item.instance, item.run
             workflow = f"{run.team}/{run.workflow} v{run.version}" if run else view.team

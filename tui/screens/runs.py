@@ -105,6 +105,7 @@ class RunsScreen(LiveScreen):
         self.counts: dict[str, int] = {}
         self._teams = data.teams_and_workflows(self.app.client)
         self.column_layout = 0  # which widths of COLUMNS; set from the width when the screen is sized
+        self._id_width = 0  # the run column's width as added
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -123,8 +124,14 @@ class RunsScreen(LiveScreen):
         self._set_workflow_options()
 
     def _add_columns(self, table: DataTable) -> None:
+        self._id_width = self._wanted_id_width()
         for key, label, widths in COLUMNS:
-            table.add_column(label, key=key, width=widths[self.column_layout])
+            table.add_column(label, key=key, width=self._id_width if key == "run" else widths[self.column_layout])
+
+    def _wanted_id_width(self) -> int:
+        """Wide enough for the largest run id shown, and a mark before it: a cut id names another run."""
+        widest = len(str(max(self.loaded, default=0))) + (2 if self.marked else 0)
+        return max(COLUMNS[0][2][self.column_layout], widest)
 
     def on_resize(self, event) -> None:
         super().on_resize(event)
@@ -179,7 +186,9 @@ class RunsScreen(LiveScreen):
     def _rebuild(self, table: DataTable, keep: int | None, shift: int = 0) -> None:
         """Refill the table; the cursor stays on run `keep` and the view moves with it."""
         scroll_y = table.scroll_y
-        table.clear()
+        table.clear(columns=self._wanted_id_width() != self._id_width)
+        if not table.columns:
+            self._add_columns(table)
         for run_id in self.loaded:
             table.add_row(*self._cells(self.views[run_id]), key=str(run_id))
         self.loaded_set = frozenset(self.loaded)
@@ -314,7 +323,10 @@ class RunsScreen(LiveScreen):
         if run is None:
             return
         self.marked ^= {run}
-        table.update_cell(str(run), "run", Text(("✓ " if run in self.marked else "") + str(run), justify="right"))
+        if self._wanted_id_width() != self._id_width:
+            self._rebuild(table, keep=run)
+        else:
+            table.update_cell(str(run), "run", Text(("✓ " if run in self.marked else "") + str(run), justify="right"))
 
     def action_bulk(self, action: str) -> None:
         """Retry, skip, undo or cancel across the marked runs (or the selected one): the plan, then one confirmation."""
