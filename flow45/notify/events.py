@@ -5,6 +5,8 @@ from __future__ import annotations
 from flow45 import states as S
 from flow45.views import EventView
 
+ERROR_SHOWN = 300  # characters of a worker's error in the line: the ledger keeps it whole
+
 
 def notify_kinds(e: EventView) -> list[str]:
     """The `notify` event names this ledger event is (none for most)."""
@@ -35,7 +37,9 @@ def text(e: EventView, kinds: list[str]) -> str:
     elif "run_failed" in kinds:
         said = f"run {e.run} failed"
     elif "retries_exhausted" in kinds:
-        error = detail.get("error") or detail.get("reason") or ""
+        error = str(detail.get("error") or detail.get("reason") or "")
+        if len(error) > ERROR_SHOWN:
+            error = error[:ERROR_SHOWN] + "…"
         said = f"{where} failed with no retries left" + (f": {error}" if error else "")
     elif "escalated" in kinds:
         said = f"{where} is overdue and escalated to {detail.get('to', '?')}"
@@ -47,3 +51,10 @@ def text(e: EventView, kinds: list[str]) -> str:
     else:
         said = f"{where} waits for a decision"
     return f"[{e.team}] {said} (event {e.id})"
+
+
+def slack_escaped(line: str) -> str:
+    """The line as Slack shows it literally: its text may hold a worker's error, and `<!channel>` or
+    `<https://…|a link>` in there would ping a whole channel or dress up a link. Slack reads only
+    these three characters as markup."""
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 
 from flow45.metrics import NOTIFY_POSTS
+from flow45.notify.events import slack_escaped
 from flow45.notify.hooks import Webhook
 from flow45.outage import Backoff
 from flow45.views import EventView
@@ -38,7 +39,7 @@ def idempotency_key(event: EventView) -> str:
 
 def body(hook: Webhook, event: EventView, kinds: list[str], text: str) -> bytes:
     if hook.format == "slack":
-        payload = {"text": text}
+        payload = {"text": slack_escaped(text)}
     else:
         payload = {"text": text, "notify": kinds, "event": event.to_json()}
     return json.dumps(payload, separators=(",", ":")).encode()

@@ -223,3 +223,21 @@ def test_which_ledger_events_are_which_notify_events(event, kinds):
     assert notify_kinds(event) == kinds
     if kinds:
         assert text(event, kinds).startswith("[acme] ")
+
+
+def test_a_workers_error_reaches_a_slack_channel_as_text_and_cut_short():
+    """A worker's error went into the line as is: `<!channel>` pinged the channel, `<url|label>` made a link."""
+    from flow45.notify.events import text
+    from flow45.notify.hooks import Webhook
+    from flow45.notify.post import body
+
+    event = _event("fail", "failed", detail={"error": "<!channel> see <https://x.example|the fix> & retry" + "." * 400})
+    line = text(event, ["retries_exhausted"])
+    assert line.endswith("…" + " (event 1)") and len(line) < 400
+    slack = json.loads(body(Webhook.model_validate({"url": "https://h.example/x", "events": ["retries_exhausted"]}),
+                            event, ["retries_exhausted"], line))
+    assert slack["text"].startswith("[acme] task instance 7 of run 3 failed with no retries left: &lt;!channel&gt; "
+                                    "see &lt;https://x.example|the fix&gt; &amp; retry...")
+    raw = json.loads(body(Webhook.model_validate({"url": "https://h.example/x", "events": ["retries_exhausted"],
+                                                  "format": "event"}), event, ["retries_exhausted"], line))
+    assert raw["text"] == line and raw["event"]["detail"]["error"].startswith("<!channel>")  # not Slack: as it is
