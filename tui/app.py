@@ -13,6 +13,7 @@ import threading
 from typing import Iterable
 
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -42,6 +43,11 @@ class Dashboard(App):
         self.sub_title = f"operator {self.actor}"
         self.feed = Feed(self, self.client, self.client.latest_event_id(), poll_interval)
         self._feed_thread: threading.Thread | None = None
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """As written, not as markup: a notice quotes refusals, which quote what operators and workers wrote."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
         from tui.screens.runs import RunsScreen

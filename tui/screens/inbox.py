@@ -19,7 +19,7 @@ from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
 from tui.screens.base import LiveScreen, refusal
-from tui.widgets.progress import short, when
+from tui.widgets.progress import cell, when
 
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
            ("due", "due", 20), ("taken", "taken by", 14), ("params", "params", 24), ("since", "available since", 19)]
@@ -98,9 +98,10 @@ class InboxScreen(LiveScreen):
             view, run = item.instance, item.run
             workflow = f"{run.team}/{run.workflow} v{run.version}" if run else view.team
             due = due_text(view.due_at, item.checked_at or utcnow()) or "-"  # the store's clock, as `overdue`
-            table.add_row(Text(str(view.id), justify="right"), short(view.task, 16), str(view.run),
-                          short(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
-                          short(view.taken_by or "-", 14), short(wire.dumps(run.params) if run and run.params else "-", 24),
+            table.add_row(Text(str(view.id), justify="right"), cell(view.task, 16), str(view.run),
+                          cell(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
+                          cell(view.taken_by or "-", 14),
+                          cell(wire.dumps(run.params) if run and run.params else "-", 24),
                           when(view.updated_at), key=str(view.id))
         ids = [item.instance.id for item in rows]
         if keep in ids:

@@ -131,8 +131,8 @@ def attempts_table(instance: InstanceView) -> Table:
             result = Group(lineage_text(a), result)
         if a.log_url or a.log_tail:
             result = Group(result, log_text(a.log_url, a.log_tail, lines=3))
-        table.add_row(str(a.number), status, a.worker or "", f"{when(a.claimed_at)}\n{when(a.finished_at)}", result,
-                      style="dim" if a.archived else None)
+        table.add_row(str(a.number), status, Text(a.worker or ""), f"{when(a.claimed_at)}\n{when(a.finished_at)}",
+                      result, style="dim" if a.archived else None)
     return table
 
 

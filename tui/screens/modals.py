@@ -43,14 +43,14 @@ class ActionModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="title")
+            yield Label(Text(self.title_text), id="title")
             with VerticalScroll(id="body"):
                 yield from self.body()
                 if self.needs_reason is not None:
                     label = "Reason (required)" if self.needs_reason else "Reason (optional)"
                     yield Label(label, classes="input-label")
                     yield Input(placeholder="why — written to the ledger", id="reason")
-            yield Static("", id="refusal", classes="-empty")
+            yield Static("", id="refusal", classes="-empty", markup=False)
             with Horizontal(id="buttons"):
                 yield Button(self.confirm_label, variant=self.confirm_variant, id="confirm")
                 yield Button("Cancel", id="cancel")
@@ -235,7 +235,7 @@ class TakeOverModal(ActionModal):
         self.title_text = f"Take over {what(instance)}"
 
     def body(self) -> ComposeResult:
-        yield Static(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why.")
+        yield Static(Text(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why."))
 
     def perform(self) -> str:
         previous = self.app.client.take(self.instance.id, self.reason)

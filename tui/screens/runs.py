@@ -25,7 +25,7 @@ from flow45.views import EventView, RunView
 from tui import data
 from tui.actions import open_cancel
 from tui.screens.base import LiveScreen
-from tui.widgets.progress import STATE_STYLES, done_bar, short, state_text
+from tui.widgets.progress import STATE_STYLES, cell, done_bar, state_text
 
 # What matters first (state, progress, what it waits for), so a narrow terminal shows it; the rest
 # follows as the width allows, and scrolls sideways below that. Widths per layout: narrow (under 110
@@ -55,10 +55,10 @@ def run_cells(run: RunView, layout: int = 0) -> list[Any]:
     """The row's cells in COLUMNS' order, each within its width in `layout`."""
     w = {key: widths[layout] for key, _, widths in COLUMNS}
     return [
-        Text(str(run.id), justify="right"), short(f"{run.team}/{run.workflow} v{run.version}", w["workflow"]),
+        Text(str(run.id), justify="right"), cell(f"{run.team}/{run.workflow} v{run.version}", w["workflow"]),
         state_text(run.status), done_bar(run.counts, 6, fits=w["progress"]),
-        short(relative_due(run.waiting_for, utcnow()), w["waiting"]),
-        short(f"{run.trigger} by {run.triggered_by}", w["trigger"]),
+        cell(relative_due(run.waiting_for, utcnow()), w["waiting"]),
+        cell(f"{run.trigger} by {run.triggered_by}", w["trigger"]),
         Text(short_span(run_time(run, utcnow())), justify="right"), day_minute(run.logical_time),
         day_minute(run.started_at), day_minute(run.finished_at),
     ]
@@ -204,8 +204,8 @@ class RunsScreen(LiveScreen):
             self.views[run.id] = run
         for run in rows:
             if run.id in self.loaded_set:
-                for (key, _, _), cell in zip(COLUMNS, self._cells(run)):
-                    table.update_cell(str(run.id), key, cell)
+                for (key, _, _), value in zip(COLUMNS, self._cells(run)):
+                    table.update_cell(str(run.id), key, value)
         if fresh:
             self.loaded = [r.id for r in fresh] + self.loaded
             self._rebuild(table, keep=self._cursor_run(table), shift=len(fresh))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Select, Static
@@ -49,12 +50,12 @@ class TriggerModal(ActionModal):
         team, name = choice.split("/", 1)
         spec = self.app.client.workflow_spec(team, name)
         limit = spec.workflow.max_active_runs
-        about.update(
+        about.update(Text(
             f"Creates a run of {team}/{name} v{spec.number} ({len(spec.workflow.tasks)} tasks), triggered by "
             f"{self.app.actor}. " + (f"It waits as queued while {limit} run(s) of it are running."
                                      if limit else "It starts at once (no max_active_runs).")
             + ("" if spec.workflow.params else "\nThis workflow takes no params.")
-        )
+        ))
         if spec.workflow.params:
             form = TypeForm(spec.types, spec.workflow.params, id="params-form")
             form.border_title = f"params: {spec.workflow.params}"

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
@@ -76,19 +77,20 @@ class FieldRow(Vertical):
         self.input_id = "field-" + "-".join(path)
 
     def compose(self) -> ComposeResult:
-        yield Label(f"[b]{self.field_name}[/b]  [dim]{self.hint}[/dim]", classes="field-label")
+        # Text, not markup: a pattern's [a-z] or a description's [/] would be read as markup.
+        yield Label(Text.assemble((self.field_name, "bold"), "  ", (self.hint, "dim")), classes="field-label")
         if self.spec.description:
-            yield Label(f"[dim]{self.spec.description}[/dim]")
+            yield Label(Text(self.spec.description, "dim"))
         kind = self.spec.type
         if kind == "boolean":
             yield Select([("true", True), ("false", False)], prompt="choose…", id=self.input_id)
         elif kind == "enum":
-            yield Select([(v, v) for v in self.spec.values or []], prompt="choose…", id=self.input_id)
+            yield Select([(Text(v), v) for v in self.spec.values or []], prompt="choose…", id=self.input_id)
         else:
             input_type = {"integer": "integer", "number": "number"}.get(kind, "text")
             placeholder = "[…] as JSON" if kind == "list" else self.hint
             yield Input(placeholder=placeholder, type=input_type, id=self.input_id, select_on_focus=False)
-        yield Static("", classes="field-error -empty")
+        yield Static("", classes="field-error -empty", markup=False)  # a refusal may quote what was typed
 
     @property
     def control(self) -> Widget:
@@ -140,7 +142,7 @@ class TypeForm(Vertical):
         self.registry, self.type_name, self.path, self.optional = registry, type_name, path, optional
 
     def compose(self) -> ComposeResult:
-        yield Static("", classes="form-error -empty")
+        yield Static("", classes="form-error -empty", markup=False)
         for name, spec in self.registry._specs[self.type_name].fields.items():
             path = self.path + (name,)
             if spec.type in self.registry._specs:

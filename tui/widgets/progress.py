@@ -71,3 +71,9 @@ def minute(value: dt.datetime | None) -> str:
 def short(value: object, width: int) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def cell(value: object, width: int) -> Text:
+    """A table cell of text as written: a table reads a plain string as markup, and a worker's or an
+    operator's `[/]` would end the dashboard."""
+    return Text(short(value, width))
