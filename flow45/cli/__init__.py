@@ -15,6 +15,7 @@ import sys
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import (COMMANDS, UsageError, _as_of, _moment, _param_pair, _positive_int, _utc_time, _whole_number,
                              command)
+from flow45.cli.output import visible_output
 from flow45.errors import Flow45Error
 
 
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     args.actor_given = args.actor is not None
     if args.actor is None:
         args.actor = os.environ.get("FLOW45_ACTOR") or getpass.getuser()
+    # The dashboards draw on the terminal themselves (and show such text as text).
+    with visible_output(enabled=args.command not in ("tui", "demo")):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

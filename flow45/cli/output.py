@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from flow45 import wire
+
+
+# Every control character but tab and line feed, C1 and DEL included.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Control characters written as their escapes (ESC as \\x1b): a worker's error or an operator's
+    reason printed as it came could clear the reader's screen, retitle the terminal or hide a line."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+class _Visible:
+    """A text stream whose writes show control characters as escapes; the rest is the stream's."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(visible(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self._stream.writelines(visible(line) for line in lines)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def visible_output(enabled: bool = True) -> Iterator[None]:
+    """stdout and stderr show control characters as escapes while the command runs."""
+    if not enabled:
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Visible(out), _Visible(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def when(value: dt.datetime | None) -> str:

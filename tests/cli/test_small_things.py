@@ -10,6 +10,7 @@ import time_machine
 
 from flow45 import store
 from flow45.models import Event
+from tests.conftest import EXAMPLES
 from tests.store.helpers import T0, claim, deploy_text, instance
 
 PARAMS = """
@@ -93,3 +94,17 @@ def test_unknown_workflows_and_teams_get_did_you_mean(flow45, tmp_path):  # noqa
     assert code == 1 and err.endswith("; did you mean acme/monthly?\n")
     code, _, err = flow45("graph", "nobody/zzz")
     assert code == 1 and err.endswith("; there is no team nobody (teams: acme)\n")
+
+
+def test_a_workers_control_characters_are_printed_as_escapes_not_sent_to_the_terminal(flow45, tmp_path):
+    """`flow45 instance` printed a worker's error as it came: ESC [2J cleared the reader's screen."""
+    flow45("deploy", str(EXAMPLES))
+    run = store.trigger("reports", "monthly_report", {"month": "2026-10"}, actor="ann", now=T0)
+    grant = claim(run, "extract", worker="w\x1b]0;owned\x07")
+    store.progress(grant.instance, grant.token, 10, "half\x1b[2K", now=T0)
+    store.fail(grant.instance, grant.token, "boom\x1b[2J\r\nsecond line", retryable=False, now=T0)
+    for command in (("instance", str(grant.instance)), ("show", str(run)), ("events", "--run", str(run))):
+        code, out, err = flow45(*command)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out and "\r" not in out, (command, err)
+    code, out, _ = flow45("instance", str(grant.instance))
+    assert "boom\\x1b[2J\\r\nsecond line" in out and "w\\x1b]0;owned\\x07" in out
