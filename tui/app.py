@@ -20,6 +20,7 @@ from textual.screen import Screen
 from flow45.client import Client, LocalClient
 from flow45.errors import Flow45Error
 from tui.live import Feed, FeedProblem, LedgerEvents
+from tui.shown import ShownClient
 
 
 class Dashboard(App):
@@ -38,7 +39,7 @@ class Dashboard(App):
                  poll_interval: float = 0.5):
         """On `client`, or on the database at `database_url` (else the one bound) as `actor`."""
         super().__init__()
-        self.client = client or LocalClient(actor, database_url=database_url)
+        self.client = ShownClient(client or LocalClient(actor, database_url=database_url))
         self.actor = self.client.actor
         self.sub_title = f"operator {self.actor}"
         self.feed = Feed(self, self.client, self.client.latest_event_id(), poll_interval)

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
 from flow45 import wire
-
-
-# Every control character but tab and line feed, C1 and DEL included.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """Control characters written as their escapes (ESC as \\x1b): a worker's error or an operator's
-    reason printed as it came could clear the reader's screen, retitle the terminal or hide a line."""
-    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+from flow45.shown import visible
 
 
 class _Visible:

@@ -115,3 +115,22 @@ async def test_an_operator_named_with_brackets_opens_the_dashboard_and_the_trigg
         await wait_until(pilot, lambda: app.screen.query("#trigger-workflow"))
         app.screen.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
         await wait_until(pilot, lambda: f"triggered by ops{BREAKS}" in rendered(app.screen.query_one("#trigger-about")))
+
+
+async def test_a_workers_control_characters_reach_the_screen_as_escapes(tui_db):
+    """Textual draws a string's characters as they are: a progress message holding ESC [2J cleared the
+    operator's screen, and a worker named with ESC ]2; retitled the terminal."""
+    run = store.trigger("reports", "monthly_report", {"month": "2026-09"}, actor="ann", now=T0)
+    offer = instance(run, "extract")
+    grant = store.claim(offer.id, offer.token, "w\x1b]2;owned\x07", now=T0)
+    store.progress(grant.instance, grant.token, 50, "\x1b[2J\x1b[Hcleared", now=T0)
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+        await pilot.pause(0.3)
+        [extract] = [v for v in app.screen.query_one(DagView).instances if v.task == "extract"]
+        assert extract.progress_message == "\\x1b[2J\\x1b[Hcleared" and extract.worker == "w\\x1b]2;owned\\x07"
+        screen = app.export_screenshot()
+        assert "x1b[2J" in screen and "\x1b" not in screen and "\x07" not in screen
