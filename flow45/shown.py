@@ -8,12 +8,14 @@ import dataclasses
 import re
 from typing import Any
 
-# Every control character but tab and line feed, C1 and DEL included.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Every control character but tab and line feed, C1 and DEL included; and the invisible format
+# characters that reorder or hide text (bidirectional overrides and isolates, the zero-width space;
+# not the joiners and marks that scripts and emoji need): a name holding U+202E reads backwards.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def visible(text: str) -> str:
-    """Control characters as their escapes: ESC as \\x1b."""
+    """Control characters as their escapes: ESC as \\x1b, U+202E as \\u202e."""
     return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 

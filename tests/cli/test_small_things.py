@@ -108,3 +108,12 @@ def test_a_workers_control_characters_are_printed_as_escapes_not_sent_to_the_ter
         assert code == 0 and "\x1b" not in out and "\x07" not in out and "\r" not in out, (command, err)
     code, out, _ = flow45("instance", str(grant.instance))
     assert "boom\\x1b[2J\\r\nsecond line" in out and "w\\x1b]0;owned\\x07" in out
+
+
+def test_text_that_reorders_or_hides_itself_is_printed_as_escapes_and_scripts_are_not():
+    from flow45.shown import visible
+
+    assert visible("ann\u202eexe.txt") == "ann\\u202eexe.txt"  # reads backwards as printed
+    assert visible("a\u200bb\u2066c\ufeff") == "a\\u200bb\\u2066c\\ufeff"
+    kept = "tab\there\nnext, é, 日本, مرحبا\u200f, می\u200cخواهم, 👨\u200d👩"
+    assert visible(kept) == kept
