@@ -34,7 +34,8 @@ def visible_output(enabled: bool = True) -> Iterator[None]:
         yield
         return
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Visible(out), _Visible(err)
+    # None: started with the stream closed (`>&-`); print() then writes nothing, as it did.
+    sys.stdout, sys.stderr = (None if out is None else _Visible(out)), (None if err is None else _Visible(err))
     try:
         yield
     finally:

@@ -117,3 +117,16 @@ def test_text_that_reorders_or_hides_itself_is_printed_as_escapes_and_scripts_ar
     assert visible("a\u200bb\u2066c\ufeff") == "a\\u200bb\\u2066c\\ufeff"
     kept = "tab\there\nnext, é, 日本, مرحبا\u200f, می\u200cخواهم, 👨\u200d👩"
     assert visible(kept) == kept
+
+
+def test_a_command_started_with_stdout_closed_prints_nothing_and_goes_on(monkeypatch):
+    """`flow45 workflows >&-`: print() writes nothing when there is no stream; the filter of control
+    characters wrapped None and ended in a traceback."""
+    import sys
+
+    from flow45.cli.output import visible_output
+
+    monkeypatch.setattr(sys, "stdout", None)
+    with visible_output():
+        print("nowhere to go")
+    assert sys.stdout is None
