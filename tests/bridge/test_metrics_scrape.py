@@ -69,8 +69,11 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
                        user_id="reports-worker")
     assert bad["code"] == "invalid_message"
 
+    # A batch's phases are observed once it is answered: the scrape waits for the last one's too.
     after = eventually(lambda: scrape(port), lambda s: s.value("flow45_outbox_backlog") == 0
-                       and s.value("flow45_hop_latency_seconds_count") >= 1)
+                       and s.value("flow45_hop_latency_seconds_count") >= 1
+                       and s.value("flow45_batch_phase_seconds_count", phase="answer")
+                       == s.value("flow45_batch_size_count"))
     assert after.value("flow45_batch_size_count") - before.value("flow45_batch_size_count") >= 3, \
         "claim, submit and the stale progress were each applied in a batch (the bad message needs none)"
     assert after.value("flow45_refusals_total", code="invalid_message") == 1
