@@ -12,6 +12,8 @@ from flow45.shown import visible_all
 
 
 class ShownClient:
+    """The operator's client, its answers filtered; what is sent to it goes as it is."""
+
     def __init__(self, client: Client) -> None:
         self._client = client
 
@@ -24,6 +26,6 @@ class ShownClient:
         if not callable(found):
             return visible_all(found)
 
-        def read(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:  # a read, or an action whose answer is shown
             return visible_all(found(*args, **kwargs))
-        return read
+        return call
