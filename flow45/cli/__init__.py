@@ -13,8 +13,8 @@ import os
 import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
-from flow45.cli.base import (COMMANDS, UsageError, _as_of, _moment, _param_pair, _positive_int, _utc_time, _whole_number,
-                             command)
+from flow45.cli.base import (COMMANDS, UsageError, _add_run_params, _as_of, _moment, _param_pair, _positive_int,
+                             _utc_time, _whole_number, command)
 from flow45.cli.output import visible_output
 from flow45.errors import Flow45Error
 
@@ -60,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team")
     p = add("trigger", "start a run of TEAM/WORKFLOW", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
-    p.add_argument("--params", help="run parameters as a JSON object")
-    p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
-                   help="a run parameter (repeatable; the value as JSON when it reads as a number, boolean or "
-                        "null, else as written: month=2026-03)")
+    _add_run_params(p)
     p.add_argument("--logical-time", type=_utc_time, metavar="TIME",
                    help="the time the run works for (ISO 8601, UTC without an offset), e.g. 2026-03-01T06:00:00Z")
     p = add("runs", "list runs, newest first", True)

@@ -36,6 +36,14 @@ def _json_arg(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON: {exc.message}") from exc
 
 
+def _add_run_params(p: argparse.ArgumentParser) -> None:
+    """The params of a run to make: `--params JSON` and each `--param KEY=VALUE` (read by `_params`)."""
+    p.add_argument("--params", help="run parameters as a JSON object")
+    p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
+                   help="a run parameter (repeatable; the value as JSON when it reads as a number, boolean or "
+                        "null, else as written: month=2026-03)")
+
+
 def _params(args, filtering: bool = False) -> dict[str, Any] | None:
     """`--params JSON` (an object) with each `--param KEY=VALUE` added; None when neither is given.
     `filtering`: they choose runs (`runs`), rather than make one."""

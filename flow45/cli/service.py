@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from flow45.cli.base import UsageError, _param_pair, _params, _positive_int, _team_workflow, command
+from flow45.cli.base import UsageError, _add_run_params, _params, _positive_int, _team_workflow, command
 from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
@@ -330,9 +330,7 @@ def add_parsers(add) -> None:
     actions.add_parser("deploy", help="deploy a config through the bridge").add_argument("path")
     p = actions.add_parser("trigger", help="start a run through the bridge")
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
-    p.add_argument("--params", help="run parameters as a JSON object")
-    p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
-                   help="a run parameter (repeatable; the value as JSON when it reads as a number, boolean or null)")
+    _add_run_params(p)
     p = actions.add_parser("undo", help="undo through the bridge")
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--team", help="the instance's team, the one FLOW45_AMQP_URL's user is an operator of "
