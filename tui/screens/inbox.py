@@ -19,7 +19,7 @@ from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
 from tui.screens.base import LiveScreen, refusal
-from tui.widgets.progress import cell, when
+from tui.widgets.progress import cell, id_width, when
 
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
            ("due", "due", 20), ("taken", "taken by", 14), ("params", "params", 24), ("since", "available since", 19)]
@@ -71,10 +71,9 @@ class InboxScreen(LiveScreen):
 
     @staticmethod
     def _widths(rows: list[InboxItem]) -> dict[str, int]:
-        """Each id column wide enough for its largest id: a cut id names another instance or run."""
-        largest = {"instance": max((i.instance.id for i in rows), default=0),
-                   "run": max((i.instance.run for i in rows), default=0)}
-        return {key: max(width, len(str(largest.get(key, 0)))) for key, _, width in COLUMNS}
+        """Each id column wide enough for its largest id."""
+        ids = {"instance": [i.instance.id for i in rows], "run": [i.instance.run for i in rows]}
+        return {key: id_width(width, ids.get(key, ())) for key, _, width in COLUMNS}
 
     def load(self) -> tuple[tuple[str | None, str], list[InboxItem]]:
         asked = (self.team, self.show_filter)

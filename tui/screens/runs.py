@@ -25,7 +25,7 @@ from flow45.views import EventView, RunView
 from tui import data
 from tui.actions import open_cancel
 from tui.screens.base import LiveScreen
-from tui.widgets.progress import STATE_STYLES, cell, done_bar, state_text
+from tui.widgets.progress import STATE_STYLES, cell, done_bar, id_width, state_text
 
 # What matters first (state, progress, what it waits for), so a narrow terminal shows it; the rest
 # follows as the width allows, and scrolls sideways below that. Widths per layout: narrow (under 110
@@ -129,9 +129,8 @@ class RunsScreen(LiveScreen):
             table.add_column(label, key=key, width=self._id_width if key == "run" else widths[self.column_layout])
 
     def _wanted_id_width(self) -> int:
-        """Wide enough for the largest run id shown, and a mark before it: a cut id names another run."""
-        widest = len(str(max(self.loaded, default=0))) + (2 if self.marked else 0)
-        return max(COLUMNS[0][2][self.column_layout], widest)
+        """Wide enough for the largest run id shown, and a mark before it."""
+        return id_width(COLUMNS[0][2][self.column_layout], self.loaded, 2 if self.marked else 0)
 
     def on_resize(self, event) -> None:
         super().on_resize(event)

@@ -73,6 +73,12 @@ def short(value: object, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
+def id_width(least: int, ids, before: int = 0) -> int:
+    """A column of ids wide enough for the largest (and `before` cells ahead of it, such as a mark):
+    an id cut short names another run or instance."""
+    return max(least, len(str(max(ids, default=0))) + before)
+
+
 def cell(value: object, width: int) -> Text:
     """A table cell of text as written: a table reads a plain string as markup, and a worker's or an
     operator's `[/]` would end the dashboard."""
