@@ -24,8 +24,8 @@ def visible_all(value: Any) -> Any:
     dicts (keys too). Anything else is returned as it is."""
     if isinstance(value, str):
         return visible(value) if _CONTROL.search(value) else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(visible_all(v) for v in value) if not hasattr(value, "_fields") else value
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):  # a named tuple is left as it is
+        return type(value)(visible_all(v) for v in value)
     if isinstance(value, dict):
         return {visible_all(k): visible_all(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
