@@ -74,7 +74,8 @@ class Bridge:
         self._tick_backoff = Backoff(first=min(interval * 2, longest), cap=longest)
         self._connection: pika.SelectConnection | None = None
         self._consume_channel = None
-        self._consumer_tag = None
+        self._inboxes: tuple[str, ...] = ()  # the queues of worker and operator messages, as last declared
+        self._inbox_tags: dict[str, str] = {}  # inbox -> its consumer's tag on the current channel
         self._quarantine_tag = None
         self._batcher = Batcher(batch_size, self._take_sent, self._return_sent, self._finish, RETRY_DELAY)
         self.relay = Relay(self._batcher.lanes, self._ack, self._give_back, self._topology_needed)
@@ -94,6 +95,7 @@ class Bridge:
         self.relay.reset()
         self._acks = AckTracker()
         self._needs_topology = False
+        self._inbox_tags = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class Bridge:
                 problem: BaseException | None = None
                 try:
                     require_schema()  # `flow45 db upgrade` creates it; a service never does
-                    declare_with_new_connection(self.settings.amqp_url, self.settings)
+                    self._inboxes = declare_with_new_connection(self.settings.amqp_url, self.settings).inboxes
                     self._connection = pika.SelectConnection(
                         pika.URLParameters(self.settings.amqp_url),
                         on_open_callback=self._on_connection_open,
@@ -182,9 +184,15 @@ class Bridge:
         drop_connection()
         self.relay.lose()
 
+    @property
+    def consuming(self) -> bool:
+        """Whether the bridge takes messages from the teams' inboxes now."""
+        return bool(self._inbox_tags)
+
     def _shutdown(self) -> None:
-        if self._consume_channel is not None and self._consumer_tag and self._consume_channel.is_open:
-            self._consume_channel.basic_cancel(self._consumer_tag)
+        if self._consume_channel is not None and self._consume_channel.is_open:
+            for tag in self._inbox_tags.values():
+                self._consume_channel.basic_cancel(tag)
             if self._quarantine_tag:
                 self._consume_channel.basic_cancel(self._quarantine_tag)
         self._batcher.dispatch()
@@ -230,12 +238,33 @@ class Bridge:
     def _on_consume_channel_open(self, channel) -> None:
         self._consume_channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_cancel_callback(self._on_consumer_cancelled)
+        # Per consumer: a team whose inbox is full holds `prefetch` deliveries at most, and the
+        # other teams' messages are delivered beside them, not behind them.
         channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._start_consuming())
 
     def _start_consuming(self) -> None:
-        self._consumer_tag = self._consume_channel.basic_consume(names.INBOX_QUEUE, self._on_message)
+        self._consume_inboxes()
         self._quarantine_tag = self._consume_channel.basic_consume(names.QUARANTINE_QUEUE, self._on_quarantined)
         self._relay_tick()
+
+    def _consume_inboxes(self) -> None:
+        """Consume every inbox declared and not consumed yet (a team deployed since has a new one)."""
+        channel = self._consume_channel
+        if channel is None or not channel.is_open or self._stopping:
+            return
+        for queue in self._inboxes:
+            if queue not in self._inbox_tags:
+                self._inbox_tags[queue] = channel.basic_consume(queue, self._on_message)
+
+    def _on_consumer_cancelled(self, frame) -> None:
+        """The broker cancelled a consumer (its queue was deleted): declared and consumed again at the
+        next relay tick, unless it was the shared inbox, gone for good."""
+        tag = frame.method.consumer_tag
+        for queue in [q for q, t in self._inbox_tags.items() if t == tag]:
+            del self._inbox_tags[queue]
+            log.warning("bridge: the broker cancelled the consumer of %s (was it deleted?)", queue)
+            self._needs_topology = True
 
     def _on_channel_closed(self, channel, reason) -> None:
         if not self._stopping:
@@ -397,10 +426,12 @@ class Bridge:
     def _declare_topology(self) -> None:
         self._needs_topology = False
         try:
-            declare_with_new_connection(self.settings.amqp_url, self.settings)
+            self._inboxes = declare_with_new_connection(self.settings.amqp_url, self.settings).inboxes
         except AMQPError as exc:
             self._needs_topology = True
             log.warning("bridge: topology: %s", exc)
+            return
+        self._consume_inboxes()
 
     def _topology_needed(self) -> None:
         self._needs_topology = True

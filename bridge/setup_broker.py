@@ -9,6 +9,7 @@ permission; the bridge's own user (from amqp_url) may do everything.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shlex
@@ -81,6 +82,12 @@ def plan(
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
             if role == "operator":
                 commands.append(["set_topic_permissions", "-p", vhost, name, *topic_permissions(team)])
+    # A team sending faster than the bridge applies fills its own inbox, not the broker's memory or disk:
+    # past the cap its publishes are refused (a nack, to a publisher that asks for confirms).
+    cap = {"max-length": settings.inbox_max_messages, "max-length-bytes": settings.inbox_max_bytes,
+           "overflow": "reject-publish"}
+    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-inbox",
+                     rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
     commands.append([
         "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
         '{"max-length": 1000000, "overflow": "drop-head"}',

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 TASKS_EXCHANGE = "flow45.tasks"  # direct: offers and undo notices, routing key TEAM.FUNCTION[.undo]
-INBOX_QUEUE = "flow45.inbox"  # quorum queue every team's inbound exchange is bound to
+SHARED_INBOX = "flow45.inbox"  # the one inbox every team's exchange was bound to before each had its own;
+# a bridge drains it where it still holds messages, and deletes it once it is empty and unused
 DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a message that failed delivery 5 times)
 QUARANTINE_QUEUE = "flow45.quarantine"  # bound to it; the bridge redacts each and files it by team
 DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals from unknown senders, and what the
@@ -44,6 +45,12 @@ def undo_queue(team: str, function: str) -> str:
 def team_of_inbound_exchange(exchange: str) -> str | None:
     match = re.fullmatch(r"flow45\.in\.([a-z][a-z0-9_-]*)", exchange or "")
     return match.group(1) if match else None
+
+
+def inbox_queue(team: str) -> str:
+    """The team's inbox: its workers' and operators' messages, bound to its inbound exchange. One per
+    team, so that a team sending faster than the bridge applies waits behind its own messages alone."""
+    return f"flow45.inbox.{team}"
 
 
 def dead_queue(team: str) -> str:

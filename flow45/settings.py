@@ -45,6 +45,10 @@ class Settings(BaseModel):
     relay_interval: float = Field(1.0, description="seconds between outbox polls (fallback)")
     sweep_interval: float = Field(1.0, description="seconds between scheduler ticks")
     offer_quiet_period: float = Field(60.0, description="re-offer an available instance after this")
+    inbox_max_messages: int = Field(
+        100_000, ge=1, description="messages a team's inbox holds waiting for the bridge; the broker refuses more")
+    inbox_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024,
+                                 description="bytes of message bodies a team's inbox holds; the broker refuses more")
     reconnect_max: float = Field(10.0, gt=0, description="longest wait between reconnect attempts")
     heartbeat_file: str | None = Field(None, description="file the services rewrite each loop, for `flow45 health`")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus metrics on this port; unset: off")

@@ -79,9 +79,9 @@ def bridge_env(broker_users, postgres_url, pg_store, relay_interval):
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while bridge._consumer_tag is None and time.monotonic() < deadline:
+    while not bridge.consuming and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert bridge._consumer_tag, "the bridge did not start consuming"
+    assert bridge.consuming, "the bridge did not start consuming"
     yield BridgeEnv(settings, broker_users, bridge, thread)
     bridge.stop()
     thread.join(timeout=10)

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.rpc import call
 from bridge.service import Bridge
-from flow45 import store
+from flow45 import names, store
 from flow45.config import load_config
 from tests.conftest import EXAMPLES
 
@@ -170,7 +170,7 @@ def test_a_message_the_inbox_gives_up_on_is_filed_in_its_teams_queue_redacted(br
     assert send(bridge_env, "reports-worker", body, wait=False) is None
     channel = bridge_env.channel()
     for _ in range(30):  # a bridge that takes it and dies, again and again
-        method, _props, _body = channel.basic_get("flow45.inbox")
+        method, _props, _body = channel.basic_get(names.inbox_queue("reports"))
         if method is None:
             break
         channel.basic_nack(method.delivery_tag, requeue=True)

@@ -120,7 +120,7 @@ def test_an_offer_committed_by_a_bridge_that_does_not_relay_is_published_at_once
     bridges = [bridge_env.bridge, second]
     try:
         deadline = time.monotonic() + 20
-        while not all(b._consumer_tag and b.relay.listener and b.relay.listener.own_pid for b in bridges):
+        while not all(b.consuming and b.relay.listener and b.relay.listener.own_pid for b in bridges):
             assert time.monotonic() < deadline, "the second bridge did not start"
             time.sleep(0.05)
         sessions = [b.relay.listener.own_pid for b in bridges]
@@ -128,8 +128,16 @@ def test_an_offer_committed_by_a_bridge_that_does_not_relay_is_published_at_once
         relaying = bridges[sessions.index(_relay_holder())]
         cancelled = threading.Event()
 
-        def stop_consuming() -> None:  # the inbox goes to the bridge that does not relay
-            relaying._consume_channel.basic_cancel(relaying._consumer_tag, callback=lambda _frame: cancelled.set())
+        def stop_consuming() -> None:  # the inboxes go to the bridge that does not relay
+            left = set(relaying._inbox_tags.values())
+
+            def gone(frame) -> None:
+                left.discard(frame.method.consumer_tag)
+                if not left:
+                    cancelled.set()
+
+            for tag in list(left):
+                relaying._consume_channel.basic_cancel(tag, callback=gone)
 
         relaying._connection.ioloop.add_callback_threadsafe(stop_consuming)
         assert cancelled.wait(5)

@@ -39,7 +39,7 @@ def cluster():
 def _inbox(node) -> dict:
     """The inbox as the cluster sees it: its leader and its members online."""
     queues = node.http("GET", "/api/queues/%2F?columns=name,leader,online")
-    return next((q for q in queues if q["name"] == names.INBOX_QUEUE), {"online": []})
+    return next((q for q in queues if q["name"] == names.inbox_queue("reports")), {"online": []})
 
 
 def test_a_node_killed_under_load_loses_nothing(pg, cluster, tmp_path):
@@ -51,7 +51,7 @@ def test_a_node_killed_under_load_loses_nothing(pg, cluster, tmp_path):
         # A classic queue lives on the node that declared it, a quorum queue's leader too: declared
         # from the node to be lost, before the bridge declares them (again) from the first.
         connection = pika.BlockingConnection(pika.URLParameters(lost.amqp_url))
-        offer_queues = declare(connection.channel(), system_settings(first))
+        offer_queues = declare(connection.channel(), system_settings(first)).offer_queues
         connection.close()
         assert offer_queues == 2
         bridge = system.installation(workers=2)

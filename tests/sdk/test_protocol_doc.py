@@ -53,7 +53,7 @@ def test_every_error_code_is_documented():
 
 
 def test_names_and_arguments_match_the_topology():
-    for text in (names.TASKS_EXCHANGE, names.INBOX_QUEUE, names.DEAD_EXCHANGE, names.inbound_exchange("TEAM"),
+    for text in (names.TASKS_EXCHANGE, names.inbox_queue("TEAM"), names.DEAD_EXCHANGE, names.inbound_exchange("TEAM"),
                  names.READ_EXCHANGE, names.READS_QUEUE, names.EVENTS_EXCHANGE, f"x-message-ttl: {names.READS_TTL_MS}",
                  names.offer_queue("TEAM", "FUNCTION"), names.undo_queue("TEAM", "FUNCTION"),
                  names.offer_key("TEAM", "FUNCTION"), names.undo_key("TEAM", "FUNCTION"),
