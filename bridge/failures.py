@@ -12,6 +12,7 @@ from pika.adapters.utils import connection_workflow
 
 from bridge.logs import quiet_pika
 from bridge.pika_sends import coalesce_sends
+from flow45 import names
 from flow45.errors import Flow45Error
 from flow45.urls import hide_password
 
@@ -26,6 +27,14 @@ class BrokerUnavailable(Flow45Error):
     """The broker cannot be reached with the URL given."""
 
     code = "broker_unavailable"
+
+
+def refused_by_full_inbox(exchange: str, kind: str) -> str:
+    """Why the broker nacked a message to a team's exchange: that team's inbox is at its cap."""
+    team = names.team_of_inbound_exchange(exchange)
+    inbox = f"the inbox of team {team} ({names.inbox_queue(team)})" if team else f"the queue behind {exchange!r}"
+    return (f"the broker refused the {kind}: {inbox} is full, the bridge being behind or stopped; "
+            "nothing was done, send it again later")
 
 
 def describe_amqp_error(exc: BaseException, url: str) -> str | None:

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions as px
 
-from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking
+from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking, refused_by_full_inbox
 from flow45 import names, wire
 from flow45.errors import Flow45Error
 
@@ -106,6 +106,8 @@ class Rpc:
                     ),
                     mandatory=True,
                 )
+            except px.NackError:
+                raise Flow45Error(refused_by_full_inbox(exchange, message["type"])) from None
             except px.UnroutableError:
                 raise Flow45Error(
                     f"nothing takes messages sent to {exchange!r}: is the bridge set up (`flow45 bridge run`)?"

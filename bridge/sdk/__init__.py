@@ -14,7 +14,7 @@
 """
 
 from bridge.sdk.errors import (
-    ConnectionLost, PermanentError, RequestTimeout, SkipTask, TaskCancelled, TransportError, Unroutable,
+    ConnectionLost, InboxFull, PermanentError, RequestTimeout, SkipTask, TaskCancelled, TransportError, Unroutable,
 )
 from bridge.sdk.run import run_forever, transport_from_settings
 from bridge.sdk.task import Task
@@ -37,7 +37,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "AmqpTransport", "ConnectionLost", "DeclaredModel", "Delivery", "LocalTransport", "PermanentError",
+    "AmqpTransport", "ConnectionLost", "DeclaredModel", "Delivery", "InboxFull", "LocalTransport", "PermanentError",
     "RequestTimeout", "SkipTask", "Subscription", "Task", "TaskCancelled", "TeamTypes", "Transport",
     "TransportError", "Unroutable", "Worker", "load_types", "run_forever", "transport_from_settings",
 ]

@@ -26,9 +26,9 @@ from typing import Any, Callable
 import pika
 import pika.exceptions
 
-from bridge.failures import describe_amqp_error
+from bridge.failures import describe_amqp_error, refused_by_full_inbox
 from bridge.logs import quiet_pika
-from bridge.sdk.errors import ConnectionLost, RequestTimeout, TransportError, Unroutable
+from bridge.sdk.errors import ConnectionLost, InboxFull, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, wire
 from flow45.messages import Reply
@@ -96,6 +96,8 @@ class AmqpTransport:
         self._conn: pika.BlockingConnection | None = None
         self._channel = None
         self._out = None  # the channel's asynchronous side: see _connect
+        self._published = 0  # messages published on the current channel: the broker confirms them by number
+        self._unconfirmed: dict[int, tuple[str, str]] = {}  # number -> (correlation id, kind), oldest first
         self._wake_pending = False
         self._generation = 0
         self._queues: dict[str, tuple[str, str]] = {}  # queue -> (kind, function)
@@ -253,6 +255,10 @@ class AmqpTransport:
         # I/O loop writes them out at its next poll, all of one pass together. BlockingChannel's own
         # methods would poll the socket once per message.
         self._out = channel._impl
+        # Confirms, so that a message the broker refuses (its team's inbox full) fails its request at
+        # once, named, instead of waiting out the timeout.
+        self._out.confirm_delivery(self._on_confirm)
+        self._published, self._unconfirmed = 0, {}
         self.connected.set()
         log.info("connected to %s as %s", self._params.host, self.user)
 
@@ -380,6 +386,23 @@ class AmqpTransport:
             timestamp=int(time.time()),
         )
         self._out.basic_publish(self.exchange, kind, body, properties, mandatory=True)
+        self._published += 1
+        self._unconfirmed[self._published] = (correlation_id, kind)
+
+    def _on_confirm(self, frame) -> None:
+        """The broker took (ack) or refused (nack) every message up to this number, or this one."""
+        method = frame.method
+        numbers = [method.delivery_tag]
+        if method.multiple:
+            numbers = list(itertools.takewhile(lambda n: n <= method.delivery_tag, self._unconfirmed))
+        refused = isinstance(method, pika.spec.Basic.Nack)
+        for number in numbers:
+            correlation_id, kind = self._unconfirmed.pop(number, (None, ""))
+            if refused and correlation_id is not None:
+                with self._lock:
+                    pending = self._pending.pop(correlation_id, None)
+                if pending is not None:
+                    pending.finish(error=InboxFull(refused_by_full_inbox(self.exchange, kind)))
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:

@@ -33,3 +33,8 @@ class ConnectionLost(TransportError):
 
 class Unroutable(TransportError):
     """The broker could not route the request: the team's inbound exchange has no binding to the bridge."""
+
+
+class InboxFull(TransportError):
+    """The broker refused the request: the team's inbox is at its cap (the bridge is behind or
+    stopped). It took no effect."""

@@ -11,9 +11,12 @@ import uuid
 import pika
 import pytest
 
+from bridge.rpc import call
+from bridge.sdk import AmqpTransport, InboxFull
 from bridge.service import Bridge
 from bridge.setup_broker import plan
 from flow45 import names
+from flow45.errors import Flow45Error
 from flow45.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -183,3 +186,38 @@ def test_messages_left_in_the_shared_inbox_are_applied_then_it_is_deleted(bridge
     with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
         _waiting(bridge_env, names.SHARED_INBOX)
     admin.connection.close()
+
+
+def _fill(env, team: str, user: str, count: int = 15) -> None:
+    channel = env.channel(user)
+    channel.confirm_delivery()
+    for _ in range(count):
+        try:
+            channel.basic_publish(names.inbound_exchange(team), "progress", PROGRESS, _properties(user))
+        except pika.exceptions.NackError:
+            pass
+    channel.connection.close()
+
+
+def test_a_worker_or_an_operator_whose_inbox_is_full_is_told_so_at_once(bridge_env):
+    """Not a timeout: the broker's refusal, named, while the request would still wait for its reply."""
+    _stop(bridge_env.bridge, bridge_env.thread)
+    _set_inbox_cap(bridge_env, 10)
+    try:
+        _fill(bridge_env, "rival", "rival-worker")
+        _fill(bridge_env, "reports", "reports-worker")
+        transport = AmqpTransport(bridge_env.url("rival-worker"), "rival", "w1")
+        transport.open(None)
+        try:
+            assert transport.connected.wait(10)
+            refused = r"refused the progress: the inbox of team rival \(flow45\.inbox\.rival\) is full"
+            with pytest.raises(InboxFull, match=refused):
+                transport.request(json.loads(PROGRESS), uuid.uuid4().hex, timeout=20)
+        finally:
+            transport.close()
+        with pytest.raises(Flow45Error, match=r"refused the trigger: the inbox of team reports .* is full"):
+            call(bridge_env.url("reports-ops"), "reports", {"type": "trigger", "workflow": "monthly_report"},
+                 timeout=20)
+    finally:
+        bridge_env.channel().queue_purge(names.inbox_queue("reports"))
+        _set_inbox_cap(bridge_env, Settings.model_fields["inbox_max_messages"].default)
