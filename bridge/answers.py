@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pika
 
 from bridge.batch import Outcome
-from bridge.inbound import Delivery, Refusal, is_direct_reply_to, team_of_user
+from bridge.inbound import MAX_BODY, Delivery, Refusal, is_direct_reply_to, team_of_user
 from flow45 import names, wire
 from flow45.redact import redact_body, redact_text
 from flow45.settings import Settings
@@ -18,6 +18,9 @@ log = logging.getLogger("flow45.bridge")
 
 JSON = "application/json"
 MAX_ERROR = 4000  # characters of a refusal's message in a reply; headers keep 1000
+# A refused body over the inbox's MAX_BODY keeps this much in its dead-letter copy: enough to see what
+# it was, and a sender of huge bodies fills neither the broker's disk nor the bridge's time with copies.
+KEPT_OF_OVERSIZE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,14 @@ def dead_letter_queue(settings: Settings, user_id: object) -> str:
 
 def dead_letter(settings: Settings, delivery: Delivery, refusal: Refusal) -> Publish:
     """A copy of the refused message, secret-looking values redacted (in the body, the reason and the
-    properties kept), with the reason in headers. Published to the queue by name (default exchange)."""
-    body, redacted = redact_body(delivery.body)
+    properties kept), with the reason in headers; a body over MAX_BODY cut to its first
+    KEPT_OF_OVERSIZE bytes. Published to the queue by name (default exchange)."""
     headers: dict[str, object] = {}
+    body = delivery.body
+    if len(body) > MAX_BODY:
+        headers["x-flow45-truncated"] = len(body)  # the size sent
+        body = body[:KEPT_OF_OVERSIZE]
+    body, redacted = redact_body(body)
     for name, value, limit in (
         ("x-flow45-code", refusal.code, 100), ("x-flow45-error", refusal.message, 1000),
         ("x-flow45-user", delivery.user_id, 255), ("x-flow45-exchange", delivery.exchange, 255),

@@ -239,8 +239,8 @@ class Bridge:
         self._consume_channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_cancel_callback(self._on_consumer_cancelled)
-        # Per consumer: a team whose inbox is full holds `prefetch` deliveries at most, and the
-        # other teams' messages are delivered beside them, not behind them.
+        # The prefetch is per consumer: a team with a backlog has at most `prefetch` deliveries in
+        # the bridge, and the other teams' messages are delivered beside them, not behind them.
         channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._start_consuming())
 
     def _start_consuming(self) -> None:

@@ -90,7 +90,7 @@ def plan(
                      rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
     commands.append([
         "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
-        '{"max-length": 1000000, "overflow": "drop-head"}',
+        '{"max-length": 1000000, "max-length-bytes": 1073741824, "overflow": "drop-head"}',
     ])
     return commands, passwords
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from bridge.setup_broker import plan
@@ -38,6 +39,18 @@ def test_the_length_policy_covers_every_dead_letter_queue():
     pattern = policy[policy.index("flow45-dead") + 1]
     assert all(re.search(pattern, q) for q in ("flow45.dead", "flow45.dead.reports"))
     assert not re.search(pattern, "flow45.inbox")
+    assert json.loads(policy[-1]) == {"max-length": 1_000_000, "max-length-bytes": 2**30, "overflow": "drop-head"}
+
+
+def test_the_inbox_policy_caps_each_teams_inbox_alone():
+    settings = Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS, inbox_max_messages=500,
+                        inbox_max_bytes=2**21)
+    [policy] = [c for c in plan(settings, {})[0] if c[0] == "set_policy" and "flow45-inbox" in c]
+    pattern = policy[policy.index("flow45-inbox") + 1]
+    assert all(re.search(pattern, q) for q in ("flow45.inbox.reports", "flow45.inbox.reports2"))
+    others = ("flow45.inbox", "flow45.dead.reports", "flow45.reads", "xflow45.inbox.a")
+    assert not any(re.search(pattern, q) for q in others)
+    assert json.loads(policy[-1]) == {"max-length": 500, "max-length-bytes": 2**21, "overflow": "reject-publish"}
 
 
 def test_operators_alone_may_send_reads():
