@@ -100,6 +100,7 @@ class EventPublisher(SideThread):
         self.after: int | None = None  # the last id published (or noted while waiting); None: start at the newest
         self.publishing = False  # holds the lock: the one bridge publishing
         self.stream = ""  # this spell of publishing, named anew each time the lock is taken (app_id)
+        self._pages: dict[str, int] = {}  # team -> pages published this spell (x-flow45-page)
         self._holes: dict[int, float] = {}  # ids skipped over -> when first missed (monotonic)
 
     def _serve(self) -> None:
@@ -119,7 +120,7 @@ class EventPublisher(SideThread):
                     continue
                 if not self.publishing:
                     self.publishing = True
-                    self.stream = f"flow45-events-{uuid.uuid4().hex[:12]}"
+                    self.stream, self._pages = f"flow45-events-{uuid.uuid4().hex[:12]}", {}
                     if self.after is None:
                         self.after = newest_event_id()
                     log.info("bridge events: publishing the event stream after event %d", self.after)
@@ -141,14 +142,17 @@ class EventPublisher(SideThread):
                 connection.close()
 
     def _publish(self, out, events: list[Streamed]) -> None:
-        """One message per team: its events of this page, oldest first (an `EventPage`)."""
+        """One message per team: its events of this page, oldest first (an `EventPage`), numbered among
+        the team's pages of this spell, so that a follower whose capped queue dropped some knows."""
         by_team: dict[str, list[Streamed]] = {}
         for event in events:
             by_team.setdefault(event.team, []).append(event)
         for team, page in by_team.items():
             body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
+            number = self._pages[team] = self._pages.get(team, 0) + 1
             properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
-                                              message_id=f"events-{page[0].id}-{page[-1].id}")
+                                              message_id=f"events-{page[0].id}-{page[-1].id}",
+                                              headers={names.EVENT_PAGE_HEADER: number})
             out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
 
     def _note_holes(self, event_id: int) -> None:

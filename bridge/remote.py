@@ -284,8 +284,9 @@ class RemoteClient(Client):
     def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None], stop: threading.Event) -> None:
         """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
         us bind). Every event of its pages is handed to `deliver`; each reconnection, a page that
-        cannot be read, and the first page from another publisher (after a bridge's restart or
-        failover: what it did not stream is in the ledger) wake the follower to read by id."""
+        cannot be read, the first page from another publisher (after a bridge's restart or failover:
+        what it did not stream is in the ledger) and a page number skipped (pages our capped queue
+        dropped while we lagged) wake the follower to read by id."""
         backoff = Backoff(stop, cap=10.0)
         team = self.team
         self.close()  # the connection this thread may have opened to ask who we are: the stream has its own
@@ -297,17 +298,21 @@ class RemoteClient(Client):
                     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
                     channel.queue_bind(queue, names.EVENTS_EXCHANGE, team)
                     backoff.reset()
-                    publisher = None
+                    publisher, page_expected = None, None
                     wake()  # what happened while we were not bound is read by ledger id
                     for method, properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
                         if stop.is_set():
                             break
                         if method is None:
                             continue
+                        number = (properties.headers or {}).get(names.EVENT_PAGE_HEADER)
                         if properties.app_id != publisher:
                             if publisher is not None:
                                 wake()
-                            publisher = properties.app_id
+                            publisher, page_expected = properties.app_id, None
+                        elif page_expected is not None and number != page_expected:
+                            wake()
+                        page_expected = number + 1 if isinstance(number, int) else None
                         page = _streamed_page(body)
                         if page is None:
                             wake()

@@ -20,6 +20,7 @@ from flow45.settings import Settings
 
 
 OWN_QUEUES = r"amq\.gen-.+"  # server-named queues: an operator's own, to follow its team's event stream
+FOLLOWER_MAX_PAGES = 10_000  # pages of the event stream an operator's own queue holds; older ones are dropped
 
 
 def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
@@ -88,6 +89,11 @@ def plan(
            "overflow": "reject-publish"}
     commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-inbox",
                      rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
+    # An operator's own queue on the event stream: one that is never read holds its team's newest pages,
+    # not every page since, which would fill the broker for all (the follower sees a page number skipped).
+    followers = {"max-length": FOLLOWER_MAX_PAGES, "max-length-bytes": 64 * 1024 * 1024, "overflow": "drop-head"}
+    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-followers", f"^{OWN_QUEUES}$",
+                     json.dumps(followers)])
     commands.append([
         "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
         '{"max-length": 1000000, "max-length-bytes": 1073741824, "overflow": "drop-head"}',

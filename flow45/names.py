@@ -17,6 +17,7 @@ READS_QUEUE = "flow45.reads"  # bound to it; read by the bridge's own reader
 READS_TTL_MS = 30_000  # a read nobody answered in this long is dropped: its asker stopped waiting
 EVENTS_EXCHANGE = "flow45.events"  # topic: every ledger event, routing key its TEAM; a team's operators
 # may bind only their own team's key
+EVENT_PAGE_HEADER = "x-flow45-page"  # a page's number among its team's pages of one publishing spell
 NAME = r"^[a-z][a-z0-9_-]{0,62}$"  # a team, workflow, task or function: safe in queue names and regexes
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5

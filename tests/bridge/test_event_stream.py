@@ -92,3 +92,62 @@ def test_a_follower_gets_the_events_themselves_and_is_woken_to_read_when_the_str
     finally:
         stop()
         client.close()
+
+
+def test_a_follower_is_woken_to_read_by_id_when_a_page_number_is_skipped(bridge_env):
+    """Pages its capped queue dropped while it lagged: the follower reads them from the ledger."""
+    import threading
+
+    from bridge.remote import RemoteClient
+
+    delivered, wakes = [], threading.Semaphore(0)
+    client = RemoteClient(bridge_env.url("reports-ops"))
+    stop = client.subscribe(wakes.release, delivered.append)
+    connection = pika.BlockingConnection(pika.URLParameters(bridge_env.settings.amqp_url))
+    try:
+        assert wakes.acquire(timeout=10)  # connected
+
+        def page(number: int) -> None:
+            properties = pika.BasicProperties(app_id="flow45-events-lagged", headers={names.EVENT_PAGE_HEADER: number})
+            connection.channel().basic_publish(names.EVENTS_EXCHANGE, "reports", b'{"events": []}', properties)
+
+        for number in (1, 2, 3):
+            page(number)
+        assert not wakes.acquire(timeout=1.0)  # one page after another: nothing missed
+        page(7)
+        assert wakes.acquire(timeout=10)  # 4 to 6 dropped
+    finally:
+        connection.close()
+        stop()
+        client.close()
+
+
+def test_an_operators_own_queue_on_the_stream_keeps_its_newest_pages_only(bridge_env, monkeypatch):
+    """A follower that never reads cannot fill the broker: setup-broker's policy caps its queue."""
+    from bridge import setup_broker
+
+    def apply_followers_policy() -> None:
+        [policy] = [c for c in setup_broker.plan(bridge_env.settings, {})[0] if "flow45-followers" in c]
+        bridge_env.rabbit.apply(policy)
+
+    monkeypatch.setattr(setup_broker, "FOLLOWER_MAX_PAGES", 5)
+    apply_followers_policy()
+    try:
+        follower = bridge_env.channel("reports-ops")
+        queue = follower.queue_declare("", exclusive=True).method.queue
+        follower.queue_bind(queue, names.EVENTS_EXCHANGE, "reports")
+        admin = bridge_env.channel()
+        for number in range(1, 21):
+            admin.basic_publish(names.EVENTS_EXCHANGE, "reports", b'{"events": []}',
+                                pika.BasicProperties(headers={names.EVENT_PAGE_HEADER: number}))
+        admin.connection.close()
+        deadline = time.monotonic() + 10
+        while follower.queue_declare(queue, passive=True).method.message_count < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kept = [follower.basic_get(queue, auto_ack=True)[1].headers[names.EVENT_PAGE_HEADER] for _ in range(5)]
+        assert follower.queue_declare(queue, passive=True).method.message_count == 0
+        follower.connection.close()
+    finally:
+        monkeypatch.undo()
+        apply_followers_policy()
+    assert kept == [16, 17, 18, 19, 20]
