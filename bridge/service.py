@@ -125,6 +125,8 @@ class Bridge:
                         on_open_error_callback=self._on_connection_error,
                         on_close_callback=self._on_connection_closed,
                     )
+                    if self._stopping:  # stop() came meanwhile, and found no connection to close
+                        break
                     self._batcher.reset(self._connection.ioloop)
                     self.relay.listen(self._connection.ioloop, self._relay_now, pool.backend_ids)
                     self._connection.ioloop.start()

@@ -169,3 +169,25 @@ def test_team_b_is_refused_by_the_broker(bridge_env):
 def test_deploy_of_another_team_is_refused(bridge_env):
     with pytest.raises(BridgeRefused, match="may deploy only team reports"):
         call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": {"x.yaml": "team: rival\n"}})
+
+
+def test_a_bridge_stopped_while_it_starts_stops(bridge_env, monkeypatch):
+    """A stop that comes while the bridge declares its queues, before it has a broker connection to
+    close (a supervisor's SIGTERM moments after the start): the bridge stops all the same."""
+    import threading
+
+    from bridge import service
+
+    bridge = service.Bridge(bridge_env.settings, batch_size=50)
+    declare = service.declare_with_new_connection
+
+    def stopped_meanwhile(url, settings):
+        bridge.stop()
+        return declare(url, settings)
+
+    monkeypatch.setattr(service, "declare_with_new_connection", stopped_meanwhile)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the bridge went on after its stop"
+    assert bridge.stopped.is_set() and not bridge.consuming
