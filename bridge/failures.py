@@ -29,11 +29,15 @@ class BrokerUnavailable(Flow45Error):
     code = "broker_unavailable"
 
 
-def refused_by_full_inbox(exchange: str, kind: str) -> str:
-    """Why the broker nacked a message to a team's exchange: that team's inbox is at its cap."""
-    team = names.team_of_inbound_exchange(exchange)
-    inbox = f"the inbox of team {team} ({names.inbox_queue(team)})" if team else f"the queue behind {exchange!r}"
-    return (f"the broker refused the {kind}: {inbox} is full, the bridge being behind or stopped; "
+def refused_as_full(exchange: str, kind: str) -> str:
+    """Why the broker nacked a message to a team's exchange: the queue behind it is at its cap."""
+    if team := names.team_of_inbound_exchange(exchange):
+        queue = f"the inbox of team {team} ({names.inbox_queue(team)})"
+    elif team := names.team_of_read_exchange(exchange):
+        queue = f"the queue of team {team}'s reads ({names.reads_queue(team)})"
+    else:
+        queue = f"the queue behind {exchange!r}"
+    return (f"the broker refused the {kind}: {queue} is full, the bridge being behind or stopped; "
             "nothing was done, send it again later")
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from bridge import answers
 from bridge.failures import open_blocking
 from bridge.side_thread import SideThread
+from bridge.topology import declare_reads
 from bridge.inbound import Delivery, Refusal, _check_ids, _errors, _shown, delivery_from
 from bridge.inbound import is_direct_reply_to, json_object, team_of_user
 from flow45 import messages as m
@@ -41,7 +42,8 @@ PER_USER = frozenset({"whoami", "inbox"})
 
 
 def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseModel]:
-    """(team, user, read) of a delivery from flow45.read, or a Refusal naming what is wrong."""
+    """(team, user, read) of a delivery from flow45.read or a team's flow45.read.TEAM, or a Refusal
+    naming what is wrong."""
     if not is_direct_reply_to(delivery.reply_to):
         raise Refusal("invalid_reply_to", f"reply_to is {_shown(delivery.reply_to)}: a read is answered only on "
                       "direct reply-to (amq.rabbitmq.reply-to)")
@@ -54,6 +56,10 @@ def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseMo
     team, role = found
     if role != "operator":
         raise Refusal("unauthorized", f"reads are for operators; user {user} is a {role} of team {team}")
+    sent_as = names.team_of_read_exchange(delivery.exchange)
+    if sent_as is not None and sent_as != team:  # the broker lets none but its own through: a user set up wrongly
+        raise Refusal("unauthorized", f"user {user} reads for team {team}: send to {names.read_exchange(team)} "
+                      f"or {names.READ_EXCHANGE}, not {delivery.exchange}")
     data = json_object(delivery)
     kind = data["type"]
     if kind not in m.READ_TYPES:
@@ -129,13 +135,13 @@ class ReadServer(SideThread):
             channel = connection.channel()
             dead = connection.channel()
             dead.confirm_delivery()  # a refused read's copy is kept before the read is acked
-            channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
-            channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
-            channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
+            # Per consumer: a team asking faster than the reads are answered has `prefetch` of them in
+            # hand at most, and the other teams' reads come beside them, not behind them.
             channel.basic_qos(prefetch_count=self.prefetch)
             arrived: list[Delivery] = []
-            channel.basic_consume(names.READS_QUEUE, lambda _ch, method, properties, body:
-                                  arrived.append(delivery_from(method, properties, body)))
+            for queue in declare_reads(channel, self.settings):
+                channel.basic_consume(queue, lambda _ch, method, properties, body:
+                                      arrived.append(delivery_from(method, properties, body)))
             self.ready.set()
             while not self._stop.is_set():
                 self.beat()

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from pika.exceptions import AMQPError
 
 from bridge.failures import describe_amqp_error, open_blocking
-from bridge.rpc import BridgeRefused, Rpc
+from bridge.rpc import BridgeRefused, ExchangeRefused, Rpc
 from flow45 import messages as m
 from flow45 import names
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
@@ -41,6 +41,7 @@ class RemoteClient(Client):
         self.url = url
         self.timeout = timeout
         self._identity: dict | None = None
+        self._team_reads = True  # False: the broker refused the team's read exchange; the shared one serves
         self._mine = threading.local()
 
     @property
@@ -72,7 +73,19 @@ class RemoteClient(Client):
     # ---- the wire ----------------------------------------------------------------------------
 
     def _read(self, message: dict) -> Any:
-        return self._answered(self.rpc.read, message)
+        """To the team's own read exchange once the team is known (the first `whoami` goes to the
+        shared one); to the shared one for good if the broker refuses the team's (an installation
+        whose broker was set up before each team read apart)."""
+        team = self._identity["team"] if self._identity is not None and self._team_reads else None
+        if team is None:
+            return self._answered(self.rpc.read, message)
+        try:
+            return self._answered(lambda msg: self.rpc.read(msg, team), message)
+        except ExchangeRefused as exc:
+            log.warning("reads go to %s, not the team's own exchange: %s (run `flow45 bridge setup-broker`)",
+                        names.READ_EXCHANGE, exc.message)
+            self._team_reads = False
+            return self._answered(self.rpc.read, message)
 
     def _change(self, message: dict) -> Any:
         return self._answered(lambda msg: self.rpc.change(self.team, msg), message)

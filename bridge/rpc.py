@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions as px
 
-from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking, refused_by_full_inbox
+from bridge.failures import BrokerUnavailable, describe_amqp_error, open_blocking, refused_as_full
 from flow45 import names, wire
 from flow45.errors import Flow45Error
 
@@ -24,6 +24,10 @@ class BridgeRefused(Flow45Error):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+
+class ExchangeRefused(BrokerUnavailable):
+    """The broker refused the exchange: no permission to send there (403), or none such (404)."""
 
 
 class Rpc:
@@ -41,9 +45,10 @@ class Rpc:
         """A message to `team`'s exchange (the user's own): its reply's result."""
         return self._call(names.inbound_exchange(team), message, team)
 
-    def read(self, message: dict) -> object:
-        """A read, answered for the user's own team: its reply's result."""
-        return self._call(names.READ_EXCHANGE, message, None)
+    def read(self, message: dict, team: str | None = None) -> object:
+        """A read, answered for the user's own team: its reply's result. To the team's own read
+        exchange when the team is given (the user's: the broker refuses another), else the shared one."""
+        return self._call(names.read_exchange(team) if team else names.READ_EXCHANGE, message, team, persistent=False)
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -66,12 +71,13 @@ class Rpc:
         if properties.correlation_id in self._answers:
             self._answers[properties.correlation_id].update(json.loads(body))
 
-    def _call(self, exchange: str, message: dict, team: str | None) -> object:
+    def _call(self, exchange: str, message: dict, team: str | None, persistent: bool = True) -> object:
         try:
-            return self._exchange(exchange, message)
+            return self._exchange(exchange, message, persistent)
         except px.ChannelClosedByBroker as exc:
             self.close()
-            raise BrokerUnavailable(self._refusal(exc, exchange, team)) from None
+            refused = ExchangeRefused if exc.reply_code in (403, 404) else BrokerUnavailable
+            raise refused(self._refusal(exc, exchange, team)) from None
         except (px.AMQPError, OSError) as exc:
             self.close()
             raise BrokerUnavailable(describe_amqp_error(exc, self.url)) from None
@@ -89,7 +95,7 @@ class Rpc:
                     "and has the bridge run since it was added?")
         return describe_amqp_error(exc, self.url)
 
-    def _exchange(self, exchange: str, message: dict) -> object:
+    def _exchange(self, exchange: str, message: dict, persistent: bool) -> object:
         channel = self._open()
         correlation = uuid.uuid4().hex
         answer: dict = self._answers.setdefault(correlation, {})
@@ -102,12 +108,12 @@ class Rpc:
                         reply_to=REPLY_TO, correlation_id=correlation,
                         # A read changes nothing: transient, so the broker writes no copy to disk (a
                         # restart that drops one only makes its asker ask again).
-                        delivery_mode=1 if exchange == names.READ_EXCHANGE else 2,
+                        delivery_mode=2 if persistent else 1,
                     ),
                     mandatory=True,
                 )
             except px.NackError:
-                raise Flow45Error(refused_by_full_inbox(exchange, message["type"])) from None
+                raise Flow45Error(refused_as_full(exchange, message["type"])) from None
             except px.UnroutableError:
                 raise Flow45Error(
                     f"nothing takes messages sent to {exchange!r}: is the bridge set up (`flow45 bridge run`)?"

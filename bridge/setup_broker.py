@@ -20,6 +20,7 @@ from flow45.settings import Settings
 
 
 OWN_QUEUES = r"amq\.gen-.+"  # server-named queues: an operator's own, to follow its team's event stream
+READS_WAITING_MAX = 1_000  # a team's reads waiting for the bridge; past it the broker refuses the team's reads
 FOLLOWER_MAX_PAGES = 10_000  # pages of the event stream an operator's own queue holds; older ones are dropped
 
 
@@ -31,7 +32,8 @@ def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
     if role != "operator":
         return "^$", f"^{re.escape(names.inbound_exchange(team))}$", f"^{tasks}$"
     configure = f"^{OWN_QUEUES}$"
-    write = f"^({re.escape(names.inbound_exchange(team))}|{re.escape(names.READ_EXCHANGE)}|{OWN_QUEUES})$"
+    reads = f"{re.escape(names.READ_EXCHANGE)}|{re.escape(names.read_exchange(team))}"
+    write = f"^({re.escape(names.inbound_exchange(team))}|{reads}|{OWN_QUEUES})$"
     read = f"^({tasks}|{re.escape(names.dead_queue(team))}|{re.escape(names.EVENTS_EXCHANGE)}|{OWN_QUEUES})$"
     return configure, write, read
 
@@ -89,6 +91,9 @@ def plan(
            "overflow": "reject-publish"}
     commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-inbox",
                      rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
+    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-reads",
+                     rf"^{re.escape(names.reads_queue(''))}.+$",
+                     json.dumps({"max-length": READS_WAITING_MAX, "overflow": "reject-publish"})])
     # An operator's own queue on the event stream: one that is never read holds its team's newest pages,
     # not every page since, which would fill the broker for all (the follower sees a page number skipped).
     followers = {"max-length": FOLLOWER_MAX_PAGES, "max-length-bytes": 64 * 1024 * 1024, "overflow": "drop-head"}

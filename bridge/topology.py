@@ -62,9 +62,7 @@ def declare(channel, settings: Settings) -> Declared:
     channel.queue_unbind(names.DEAD_QUEUE, names.DEAD_EXCHANGE)
     channel.queue_declare(names.QUARANTINE_QUEUE, durable=True, arguments=quarantine_arguments())
     channel.queue_bind(names.QUARANTINE_QUEUE, names.DEAD_EXCHANGE)
-    channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
-    channel.queue_declare(names.READS_QUEUE, durable=True, arguments={"x-message-ttl": names.READS_TTL_MS})
-    channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
+    declare_reads(channel, settings)
     channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
     functions = deployed_functions()
     teams = sorted(set(settings.teams) | {team for team, _, _ in functions})
@@ -86,6 +84,23 @@ def declare(channel, settings: Settings) -> Declared:
     if _shared_inbox_remains(channel.connection, teams):
         inboxes.append(names.SHARED_INBOX)
     return Declared(len(functions), tuple(inboxes))
+
+
+def declare_reads(channel, settings: Settings) -> list[str]:
+    """The operators' read exchanges and queues: the shared ones, and each configured team's own.
+    Returns the queues, which the bridge's reader consumes."""
+    ttl = {"x-message-ttl": names.READS_TTL_MS}
+    channel.exchange_declare(names.READ_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(names.READS_QUEUE, durable=True, arguments=ttl)
+    channel.queue_bind(names.READS_QUEUE, names.READ_EXCHANGE)
+    queues = [names.READS_QUEUE]
+    for team in sorted(settings.teams):
+        exchange, queue = names.read_exchange(team), names.reads_queue(team)
+        channel.exchange_declare(exchange, "fanout", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=ttl)
+        channel.queue_bind(queue, exchange)
+        queues.append(queue)
+    return queues
 
 
 def _shared_inbox_remains(connection, teams: list[str]) -> bool:

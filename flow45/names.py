@@ -11,8 +11,9 @@ DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a mes
 QUARANTINE_QUEUE = "flow45.quarantine"  # bound to it; the bridge redacts each and files it by team
 DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals from unknown senders, and what the
 # bridge could not file even from the quarantine
-READ_EXCHANGE = "flow45.read"  # fanout: operators' reads, one exchange for every team (the bridge takes
-# the team from the broker-validated user); answered on direct reply-to, off the workers' path
+READ_EXCHANGE = "flow45.read"  # fanout: operators' reads, shared by every team (the bridge takes the team
+# from the broker-validated user): the first `whoami`, and clients from before each team read apart;
+# answered on direct reply-to, off the workers' path
 READS_QUEUE = "flow45.reads"  # bound to it; read by the bridge's own reader
 READS_TTL_MS = 30_000  # a read nobody answered in this long is dropped: its asker stopped waiting
 EVENTS_EXCHANGE = "flow45.events"  # topic: every ledger event, routing key its TEAM; a team's operators
@@ -48,10 +49,25 @@ def team_of_inbound_exchange(exchange: str) -> str | None:
     return match.group(1) if match else None
 
 
+def team_of_read_exchange(exchange: str) -> str | None:
+    match = re.fullmatch(r"flow45\.read\.([a-z][a-z0-9_-]*)", exchange or "")
+    return match.group(1) if match else None
+
+
 def inbox_queue(team: str) -> str:
     """The team's inbox: its workers' and operators' messages, bound to its inbound exchange. One per
     team, so that a team sending faster than the bridge applies waits behind its own messages alone."""
     return f"flow45.inbox.{team}"
+
+
+def read_exchange(team: str) -> str:
+    """The team's operators' reads, once they know their team: a queue of their own behind it, so a
+    team asking faster than the bridge answers waits behind its own reads alone."""
+    return f"flow45.read.{team}"
+
+
+def reads_queue(team: str) -> str:
+    return f"flow45.reads.{team}"
 
 
 def dead_queue(team: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pika
 import pika.exceptions
 
-from bridge.failures import describe_amqp_error, refused_by_full_inbox
+from bridge.failures import describe_amqp_error, refused_as_full
 from bridge.logs import quiet_pika
 from bridge.sdk.errors import ConnectionLost, InboxFull, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
@@ -402,7 +402,7 @@ class AmqpTransport:
                 with self._lock:
                     pending = self._pending.pop(correlation_id, None)
                 if pending is not None:
-                    pending.finish(error=InboxFull(refused_by_full_inbox(self.exchange, kind)))
+                    pending.finish(error=InboxFull(refused_as_full(self.exchange, kind)))
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:

@@ -15,10 +15,11 @@ from bridge.setup_broker import plan
 from flow45.settings import Settings, use_settings
 from tests.wirecheck import wire_log  # noqa: F401  (autouse: every message checked against flow45 schema)
 
-PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret", "rival-worker": "xw-secret"}
+PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret", "rival-worker": "xw-secret",
+             "rival-ops": "xo-secret"}
 TEAMS = {
     "reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}},
-    "rival": {"users": {"rival-worker": "worker"}},
+    "rival": {"users": {"rival-worker": "worker", "rival-ops": "operator"}},
 }
 
 

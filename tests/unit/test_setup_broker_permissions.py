@@ -56,9 +56,10 @@ def test_the_inbox_policy_caps_each_teams_inbox_alone():
 def test_operators_alone_may_send_reads():
     commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
     write = {c[3]: c[-2] for c in commands if c[0] == "set_permissions"}
-    assert re.search(write["reports-ops"], "flow45.read") and re.search(write["reports-ops"], "flow45.in.reports")
-    assert not re.search(write["reports-worker"], "flow45.read")
-    for other in ("flow45.in.reports2", "flow45.reads", "flow45.readx", "flow45.tasks"):
+    assert all(re.search(write["reports-ops"], x) for x in ("flow45.read", "flow45.read.reports", "flow45.in.reports"))
+    assert not any(re.search(write["reports-worker"], x) for x in ("flow45.read", "flow45.read.reports"))
+    for other in ("flow45.in.reports2", "flow45.read.reports2", "flow45.read.rival", "flow45.reads", "flow45.readx",
+                  "flow45.reads.reports", "flow45.tasks"):
         assert not re.search(write["reports-ops"], other), other
 
 
@@ -73,3 +74,11 @@ def test_operators_follow_their_own_teams_event_stream_only():
     configure = {c[3]: c[-3] for c in commands if c[0] == "set_permissions"}
     assert re.search(configure["reports-ops"], "amq.gen-Xy1") and not re.search(configure["reports-ops"], "flow45.x")
     assert configure["reports-worker"] == "^$"
+
+
+def test_each_teams_waiting_reads_are_capped_apart():
+    commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
+    [policy] = [c for c in commands if c[0] == "set_policy" and "flow45-reads" in c]
+    pattern = policy[policy.index("flow45-reads") + 1]
+    assert re.search(pattern, "flow45.reads.reports") and not re.search(pattern, "flow45.reads")
+    assert json.loads(policy[-1]) == {"max-length": 1000, "overflow": "reject-publish"}
