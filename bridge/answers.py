@@ -72,10 +72,15 @@ def reply_with(delivery: Delivery, body: bytes) -> Publish | None:
     return Publish("", delivery.reply_to, body, properties)
 
 
-def dead_letter_queue(settings: Settings, user_id: object) -> str:
-    """The sender's team's dead-letter queue; the shared one when the sender is no known user."""
+def dead_letter_queue(settings: Settings, user_id: object, exchange: str | None = None) -> str:
+    """The sender's team's dead-letter queue: the team of its user, else the team whose exchange it
+    came through (the broker lets only that team's users publish there), so that one team's messages
+    without a `user_id` do not fill the administrators' queue; that one when neither names a team."""
     found = team_of_user(settings, user_id)
-    return names.dead_queue(found[0]) if found else names.DEAD_QUEUE
+    if found:
+        return names.dead_queue(found[0])
+    team = names.team_of_inbound_exchange(exchange) or names.team_of_read_exchange(exchange)
+    return names.dead_queue(team) if team in settings.teams else names.DEAD_QUEUE
 
 
 def dead_letter(settings: Settings, delivery: Delivery, refusal: Refusal) -> Publish:
@@ -103,7 +108,7 @@ def dead_letter(settings: Settings, delivery: Delivery, refusal: Refusal) -> Pub
         redacted += count
     headers["x-flow45-redacted"] = redacted
     properties = pika.BasicProperties(content_type=JSON, delivery_mode=2, headers=headers, **kept)
-    return Publish("", dead_letter_queue(settings, delivery.user_id), body, properties)
+    return Publish("", dead_letter_queue(settings, delivery.user_id, delivery.exchange), body, properties)
 
 
 def _header(headers: dict, name: str) -> str | None:

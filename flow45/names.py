@@ -7,9 +7,9 @@ import re
 TASKS_EXCHANGE = "flow45.tasks"  # direct: offers and undo notices, routing key TEAM.FUNCTION[.undo]
 SHARED_INBOX = "flow45.inbox"  # the one inbox every team's exchange was bound to before each had its own;
 # a bridge drains it where it still holds messages, and deletes it once it is empty and unused
-DEAD_EXCHANGE = "flow45.dead"  # fanout: the inbox's dead-letter exchange (a message that failed delivery 5 times)
+DEAD_EXCHANGE = "flow45.dead"  # fanout: the inboxes' dead-letter exchange (a message that failed delivery 5 times)
 QUARANTINE_QUEUE = "flow45.quarantine"  # bound to it; the bridge redacts each and files it by team
-DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals from unknown senders, and what the
+DEAD_QUEUE = "flow45.dead"  # the administrators' dead letters: refusals that name no team, and what the
 # bridge could not file even from the quarantine
 READ_EXCHANGE = "flow45.read"  # fanout: operators' reads, shared by every team (the bridge takes the team
 # from the broker-validated user): the first `whoami`, and clients from before each team read apart;

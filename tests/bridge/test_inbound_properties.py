@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bridge import answers
 from bridge.batch import apply_batch
 from bridge.inbound import delivery_from
-from flow45 import store
+from flow45 import names, store
 from flow45.config import load_config
 from flow45.models import TaskInstance
 from flow45.settings import Settings, use_settings
@@ -241,6 +241,8 @@ def test_every_delivery_is_answered_or_refused_and_nothing_raises(offered, data,
             continue
         copy = planned.dead_letter
         team = TEAM_OF.get(delivery.user_id) if isinstance(delivery.user_id, str) else None
+        came_through = names.team_of_inbound_exchange(delivery.exchange) or names.team_of_read_exchange(delivery.exchange)
+        team = team or (came_through if came_through in TEAMS else None)
         assert (copy.exchange, copy.routing_key) == ("", f"flow45.dead.{team}" if team else "flow45.dead")
         copy.properties.encode()
         assert copy.properties.headers["x-flow45-code"] == refusal.code
