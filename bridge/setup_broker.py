@@ -1,10 +1,13 @@
 """`flow45 bridge setup-broker`: the vhost, users, permission regexes and policies that isolate teams.
 
 A team's worker and operator users may write only `flow45.in.TEAM` and read only `flow45.tasks.TEAM.*`;
-its operators may also write `flow45.read` (reads, answered for their own team), read
-`flow45.dead.TEAM`, and follow their team's event stream: a server-named queue of their own bound to
-`flow45.events` with their team's key alone (a topic permission). Direct reply-to needs no
-permission; the bridge's own user (from amqp_url) may do everything.
+its operators may also write `flow45.read.TEAM` and the shared `flow45.read` (reads, answered for
+their own team), read `flow45.dead.TEAM`, and follow their team's event stream: a server-named queue
+of their own bound to `flow45.events` with their team's key alone (a topic permission). Direct
+reply-to needs no permission; the bridge's own user (from amqp_url) may do everything.
+
+The policies cap what one team can leave waiting on the broker: its inbox, its reads, its dead
+letters and its operators' queues on the event stream, so that no team fills the broker for all.
 """
 
 from __future__ import annotations
