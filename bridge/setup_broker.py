@@ -94,8 +94,10 @@ def plan(
            "overflow": "reject-publish"}
     commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-inbox",
                      rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
+    # The shared queue too: it carries every client's first `whoami`, and one team flooding it must
+    # fill neither the broker's memory nor its 30 s of waiting with more than this many reads.
     commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-reads",
-                     rf"^{re.escape(names.reads_queue(''))}.+$",
+                     rf"^{re.escape(names.READS_QUEUE)}(\..+)?$",
                      json.dumps({"max-length": READS_WAITING_MAX, "overflow": "reject-publish"})])
     # An operator's own queue on the event stream: one that is never read holds its team's newest pages,
     # not every page since, which would fill the broker for all (the follower sees a page number skipped).

@@ -80,5 +80,6 @@ def test_each_teams_waiting_reads_are_capped_apart():
     commands, _ = plan(Settings(amqp_url="amqp://bridge:pw@localhost/flow45", teams=TEAMS), {})
     [policy] = [c for c in commands if c[0] == "set_policy" and "flow45-reads" in c]
     pattern = policy[policy.index("flow45-reads") + 1]
-    assert re.search(pattern, "flow45.reads.reports") and not re.search(pattern, "flow45.reads")
+    assert all(re.search(pattern, q) for q in ("flow45.reads.reports", "flow45.reads"))
+    assert not any(re.search(pattern, q) for q in ("flow45.readsx", "flow45.read", "flow45.inbox.reports"))
     assert json.loads(policy[-1]) == {"max-length": 1000, "overflow": "reject-publish"}
