@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from flow45.messages import (
     CALLBACK_MESSAGES, CALLBACK_TYPES, OPERATOR_MESSAGES, OPERATOR_TYPES, READ_TYPES, WORKER_MESSAGES, WORKER_TYPES,
 )
-from flow45.names import READ_EXCHANGE, READS_QUEUE, inbound_exchange, team_of_inbound_exchange
+from flow45.names import READ_EXCHANGE, inbound_exchange, read_exchange, team_of_inbound_exchange
 from flow45.settings import Settings
 from flow45.strictjson import JSONRefused, loads
 from flow45.wire import INT64_MAX, INT64_MIN
@@ -161,8 +161,8 @@ def parse(settings: Settings, delivery: Delivery) -> Inbound:
     kind = data["type"]
     allowed = (WORKER_TYPES if role == "worker" else OPERATOR_TYPES) | CALLBACK_TYPES
     if kind not in allowed and kind in READ_TYPES:  # a read sent to the inbox by mistake: say where reads go
-        raise Refusal("invalid_message", f"`{kind}` is a read: publish it to the exchange {READ_EXCHANGE} (the "
-                      f"bridge reads them from the queue {READS_QUEUE}), not to {delivery.exchange}")
+        raise Refusal("invalid_message", f"`{kind}` is a read: publish it to the exchange {read_exchange(team)} "
+                      f"(or the shared {READ_EXCHANGE}), not to {delivery.exchange}")
     if kind not in allowed:
         other = "an operator" if kind in OPERATOR_TYPES else "a worker" if kind in WORKER_TYPES else None
         why = f"`{kind}` is {other} message" if other else f"unknown message type {_shown(kind)}"

@@ -71,7 +71,7 @@ def test_reads_come_in_capped_pages(bridge_env, ops, tmp_path):
     change = refused(lambda: ops.read({"type": "trigger", "workflow": "monthly_report"}))
     assert change.code == "invalid_message" and "flow45.in.reports" in change.message
     misplaced = refused(lambda: ops.change("reports", {"type": "runs"}))  # a read sent to the inbox
-    assert misplaced.code == "invalid_message" and "flow45.read" in misplaced.message
+    assert misplaced.code == "invalid_message" and "flow45.read.reports" in misplaced.message
 
 
 def test_reads_are_answered_while_the_workers_path_is_stuck(bridge_env, ops, tmp_path):
