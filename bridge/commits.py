@@ -6,7 +6,9 @@ to a free committer thread (a database connection of its own); while one batch f
 formed and applied on another connection, and PostgreSQL flushes commits that arrive together once.
 So a message waits for about one commit, whatever queues behind it.
 
-Two batches in flight never share a run (`Lanes`): a message whose run a batch in flight holds
+Batches are formed from the teams in turn, so a team with a backlog in the bridge holds up another
+team's message for one batch at most (the broker already delivers each team's inbox beside the
+others'). Two batches in flight never share a run (`Lanes`): a message whose run a batch in flight holds
 waits for that batch, then goes with the next. So claims and progress never wait behind submits of
 other runs, and batches do not queue on each other's row locks. Operator and callback messages,
 which may touch any run, go one batch at a time in their own lane. Messages of a run this bridge has
@@ -223,18 +225,28 @@ class Batcher:
             self.pool.submit(job)
 
     def _form(self) -> Job | None:
-        """The oldest waiting deliveries (up to batch_size) whose runs no batch in flight holds; the
-        others keep their order for the next batch."""
-        chosen: list[Waiting] = []
-        kept: list[Waiting] = []
+        """Up to batch_size waiting deliveries whose runs no batch in flight holds, taken from the
+        teams in turn (each team's oldest first): a team with a backlog in the bridge fills its share
+        of a batch, and another team's message goes with the next batch, not after the backlog. The
+        others keep their order for the next batch; the chosen keep their order of arrival."""
+        by_team: dict[str, list[Waiting]] = {}
         for waiting in self.waiting:
-            if len(chosen) < self.batch_size and not self.lanes.busy(waiting.lane):
-                chosen.append(waiting)
-            else:
-                kept.append(waiting)
+            if not self.lanes.busy(waiting.lane):
+                by_team.setdefault(waiting.parsed.team, []).append(waiting)
+        chosen: list[Waiting] = []
+        turns = [iter(line) for line in by_team.values()]
+        while turns and len(chosen) < self.batch_size:
+            for turn in list(turns):
+                taken = next(turn, None)
+                if taken is None:
+                    turns.remove(turn)
+                elif len(chosen) < self.batch_size:
+                    chosen.append(taken)
         if not chosen:
             return None
-        self.waiting = kept
+        picked = {id(w) for w in chosen}
+        chosen = [w for w in self.waiting if id(w) in picked]  # in order of arrival
+        self.waiting = [w for w in self.waiting if id(w) not in picked]
         job = Job(chosen, self._take_sent(), self._generation, lanes={w.lane for w in chosen})
         self.lanes.take(job.lanes)
         return job

@@ -1,0 +1,55 @@
+"""The bridge forms its batches from the teams in turn: a team with a backlog in the bridge does not
+hold up another team's message for more than one batch."""
+
+from __future__ import annotations
+
+from bridge.commits import Batcher, Waiting
+from bridge.inbound import Delivery, Inbound
+from flow45 import messages as m
+
+
+class _Pool:
+    size = 1
+
+    def __init__(self) -> None:
+        self.jobs = []
+
+    def submit(self, job) -> None:
+        self.jobs.append(job)
+
+
+def _waiting(tag: int, team: str, run: int) -> Waiting:
+    delivery = Delivery(tag=tag, exchange=f"flow45.in.{team}", user_id=f"{team}-worker", message_id=str(tag),
+                        reply_to=None, correlation_id=None, body=b"{}")
+    progress = m.Progress(type="progress", instance=run * 10, token="t", percent=1)
+    return Waiting(delivery, Inbound(team, f"{team}-worker", "worker", str(tag), progress), ("run", run), 0.0)
+
+
+def _batcher(batch_size: int) -> tuple[Batcher, _Pool]:
+    batcher = Batcher(batch_size, list, lambda _ids: None, lambda _job: None)
+    batcher.pool, batcher._ioloop = _Pool(), object()
+    return batcher, batcher.pool
+
+
+def test_a_message_of_another_team_goes_with_the_next_batch_not_after_the_backlog():
+    batcher, pool = _batcher(batch_size=10)
+    batcher.waiting = [_waiting(tag, "rival", run=tag) for tag in range(1, 101)] + [_waiting(101, "reports", run=500)]
+    batcher.dispatch()
+    [job] = pool.jobs
+    tags = [w.delivery.tag for w in job.waiting]
+    assert 101 in tags and len(tags) == 10
+    assert tags == sorted(tags)  # in order of arrival
+    assert tags[:9] == list(range(1, 10))  # rival's oldest
+    assert [w.delivery.tag for w in batcher.waiting] == list(range(10, 101))  # the rest keep their order
+
+
+def test_teams_share_a_batch_in_turn_and_runs_held_by_a_batch_in_flight_wait():
+    batcher, pool = _batcher(batch_size=4)
+    batcher.lanes.take({("run", 2)})  # a batch in flight holds rival's run 2
+    batcher.waiting = [_waiting(1, "rival", 1), _waiting(2, "rival", 2), _waiting(3, "rival", 3),
+                       _waiting(4, "rival", 4), _waiting(5, "reports", 5), _waiting(6, "reports", 6),
+                       _waiting(7, "third", 7)]
+    batcher.dispatch()
+    [job] = pool.jobs
+    assert [w.delivery.tag for w in job.waiting] == [1, 3, 5, 7]
+    assert [w.delivery.tag for w in batcher.waiting] == [2, 4, 6]
