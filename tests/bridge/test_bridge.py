@@ -192,3 +192,27 @@ def test_a_bridge_stopped_while_it_starts_stops(bridge_env, monkeypatch):
     thread.join(timeout=15)
     assert not thread.is_alive(), "the bridge went on after its stop"
     assert bridge.stopped.is_set() and not bridge.consuming
+
+
+def test_a_team_deploying_in_a_loop_has_the_topology_declared_once_a_second_at_most(bridge_env, monkeypatch):
+    """Declaring the queues holds the bridge's IO loop for every team (a quarter second at 50 teams
+    of 10 functions): a deploy has them declared at once, but not again within TOPOLOGY_GAP."""
+    from bridge import service
+
+    declared: list[float] = []
+    declare = service.declare_with_new_connection
+
+    def counted(url, settings):
+        declared.append(time.monotonic())
+        return declare(url, settings)
+
+    monkeypatch.setattr(service, "declare_with_new_connection", counted)
+    files = {"reports.yaml": (EXAMPLES / "reports.yaml").read_text()}
+    for _ in range(8):
+        call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": files})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not declared or bridge_env.bridge._needs_topology):
+        time.sleep(0.05)  # the last deploy's declaration, at a relay tick
+    gaps = [later - earlier for earlier, later in zip(declared, declared[1:])]
+    assert declared and not bridge_env.bridge._needs_topology
+    assert all(gap >= service.TOPOLOGY_GAP * 0.99 for gap in gaps), gaps
