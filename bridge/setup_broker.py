@@ -88,27 +88,30 @@ def plan(
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
             if role == "operator":
                 commands.append(["set_topic_permissions", "-p", vhost, name, *topic_permissions(team)])
-    # A team sending faster than the bridge applies fills its own inbox, not the broker's memory or disk:
-    # past the cap its publishes are refused (a nack, to a publisher that asks for confirms).
-    cap = {"max-length": settings.inbox_max_messages, "max-length-bytes": settings.inbox_max_bytes,
-           "overflow": "reject-publish"}
-    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-inbox",
-                     rf"^{re.escape(names.inbox_queue(''))}.+$", json.dumps(cap)])
-    # The shared queue too: it carries every client's first `whoami`, and one team flooding it must
-    # fill neither the broker's memory nor its 30 s of waiting with more than this many reads.
-    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-reads",
-                     rf"^{re.escape(names.READS_QUEUE)}(\..+)?$",
-                     json.dumps({"max-length": READS_WAITING_MAX, "overflow": "reject-publish"})])
-    # An operator's own queue on the event stream: one that is never read holds its team's newest pages,
-    # not every page since, which would fill the broker for all (the follower sees a page number skipped).
-    followers = {"max-length": FOLLOWER_MAX_PAGES, "max-length-bytes": 64 * 1024 * 1024, "overflow": "drop-head"}
-    commands.append(["set_policy", "-p", vhost, "--apply-to", "queues", "flow45-followers", f"^{OWN_QUEUES}$",
-                     json.dumps(followers)])
-    commands.append([
-        "set_policy", "-p", vhost, "--apply-to", "queues", "flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
-        '{"max-length": 1000000, "max-length-bytes": 1073741824, "overflow": "drop-head"}',
-    ])
+    commands += [["set_policy", "-p", vhost, "--apply-to", "queues", name, pattern, json.dumps(definition)]
+                 for name, pattern, definition in _policies(settings)]
     return commands, passwords
+
+
+def _policies(settings: Settings) -> list[tuple[str, str, dict]]:
+    """(name, queue pattern, definition) of each policy: what one team may leave waiting on the broker."""
+    return [
+        # A team sending faster than the bridge applies fills its own inbox, not the broker's memory or
+        # disk: past the cap its publishes are refused (a nack, to a publisher that asks for confirms).
+        ("flow45-inbox", rf"^{re.escape(names.inbox_queue(''))}.+$",
+         {"max-length": settings.inbox_max_messages, "max-length-bytes": settings.inbox_max_bytes,
+          "overflow": "reject-publish"}),
+        # The shared queue too: it carries every client's first `whoami`, and one team flooding it must
+        # fill neither the broker's memory nor its 30 s of waiting with more than this many reads.
+        ("flow45-reads", rf"^{re.escape(names.READS_QUEUE)}(\..+)?$",
+         {"max-length": READS_WAITING_MAX, "overflow": "reject-publish"}),
+        # An operator's own queue on the event stream: one never read holds its team's newest pages, not
+        # every page since, which would fill the broker for all (the follower sees a page number skipped).
+        ("flow45-followers", f"^{OWN_QUEUES}$",
+         {"max-length": FOLLOWER_MAX_PAGES, "max-length-bytes": 64 * 1024 * 1024, "overflow": "drop-head"}),
+        ("flow45-dead", rf"^{re.escape(names.DEAD_QUEUE)}(\..+)?$",
+         {"max-length": 1_000_000, "max-length-bytes": 1024 * 1024 * 1024, "overflow": "drop-head"}),
+    ]
 
 
 def as_shell(commands: list[list[str]], ctl: str = "rabbitmqctl") -> str:
