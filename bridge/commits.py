@@ -23,6 +23,7 @@ hands the result back (`add_callback_threadsafe`, as pika's threaded consumer ex
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import queue
 import threading
@@ -233,18 +234,10 @@ class Batcher:
         for waiting in self.waiting:
             if not self.lanes.busy(waiting.lane):
                 by_team.setdefault(waiting.parsed.team, []).append(waiting)
-        chosen: list[Waiting] = []
-        turns = [iter(line) for line in by_team.values()]
-        while turns and len(chosen) < self.batch_size:
-            for turn in list(turns):
-                taken = next(turn, None)
-                if taken is None:
-                    turns.remove(turn)
-                elif len(chosen) < self.batch_size:
-                    chosen.append(taken)
-        if not chosen:
+        in_turn = (w for turn in itertools.zip_longest(*by_team.values()) for w in turn if w is not None)
+        picked = {id(w) for w in itertools.islice(in_turn, self.batch_size)}
+        if not picked:
             return None
-        picked = {id(w) for w in chosen}
         chosen = [w for w in self.waiting if id(w) in picked]  # in order of arrival
         self.waiting = [w for w in self.waiting if id(w) not in picked]
         job = Job(chosen, self._take_sent(), self._generation, lanes={w.lane for w in chosen})
