@@ -79,7 +79,7 @@ def dead_letter_queue(settings: Settings, user_id: object, exchange: str | None 
     found = team_of_user(settings, user_id)
     if found:
         return names.dead_queue(found[0])
-    team = names.team_of_inbound_exchange(exchange) or names.team_of_read_exchange(exchange)
+    team = names.team_of_exchange(exchange)
     return names.dead_queue(team) if team in settings.teams else names.DEAD_QUEUE
 
 

@@ -54,6 +54,11 @@ def team_of_read_exchange(exchange: str) -> str | None:
     return match.group(1) if match else None
 
 
+def team_of_exchange(exchange: str | None) -> str | None:
+    """The team of a team's own exchange, inbound or reads: only its users may publish there."""
+    return team_of_inbound_exchange(exchange) or team_of_read_exchange(exchange)
+
+
 def inbox_queue(team: str) -> str:
     """The team's inbox: its workers' and operators' messages, bound to its inbound exchange. One per
     team, so that a team sending faster than the bridge applies waits behind its own messages alone."""

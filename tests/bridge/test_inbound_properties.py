@@ -241,8 +241,7 @@ def test_every_delivery_is_answered_or_refused_and_nothing_raises(offered, data,
             continue
         copy = planned.dead_letter
         team = TEAM_OF.get(delivery.user_id) if isinstance(delivery.user_id, str) else None
-        exchange = delivery.exchange
-        came_through = names.team_of_inbound_exchange(exchange) or names.team_of_read_exchange(exchange)
+        came_through = names.team_of_exchange(delivery.exchange)
         team = team or (came_through if came_through in TEAMS else None)
         assert (copy.exchange, copy.routing_key) == ("", f"flow45.dead.{team}" if team else "flow45.dead")
         copy.properties.encode()

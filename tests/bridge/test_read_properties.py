@@ -21,7 +21,9 @@ from flow45 import names
 from flow45.settings import Settings, use_settings
 from flow45.strictjson import loads
 from tests.bridge.conftest import TEAMS
-from tests.bridge.test_inbound_properties import CODES, deep, hostile_numbers, json_values, reply_tos, wrong_types
+from tests.bridge.test_inbound_properties import (
+    CODES, _is_direct, deep, hostile_numbers, json_values, reply_tos, wrong_types,
+)
 from tests.client.two_teams import deploy_two_teams
 
 USERS = ["reports-ops", "rival-ops", "reports-worker", "rival-worker"]
@@ -105,11 +107,6 @@ def two_runs(store_db, db_url, tmp_path):
     return [runs["reports"].run, runs["rival"].run], [runs["reports"].approve, runs["rival"].extract]
 
 
-def _direct(reply_to) -> bool:
-    base = "amq.rabbitmq.reply-to"
-    return isinstance(reply_to, str) and (reply_to == base or reply_to.startswith(base + "."))
-
-
 def _answered_rightly(delivery, answer: dict) -> bool:
     """Refused with a documented code, or answered to an operator of a team, through the shared
     exchange or its own team's, with none of the other team's rows."""
@@ -140,7 +137,7 @@ def test_every_read_is_answered_for_its_own_team_or_refused_and_nothing_raises(t
         answers.setdefault(routing_key, []).append(loads(body.decode()))
     asked: dict[str, list] = {}
     for delivery in batch:
-        if _direct(delivery.reply_to):
+        if _is_direct(delivery.reply_to):
             asked.setdefault(delivery.reply_to, []).append(delivery)
     assert {k: len(v) for k, v in answers.items()} == {k: len(v) for k, v in asked.items()}, "one answer per read"
     for reply_to, answered in answers.items():  # reads sharing a reply-to: each answer fits one of them
