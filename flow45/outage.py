@@ -5,6 +5,7 @@ failure), and the SIGTERM/SIGINT handling every long-running process shares."""
 from __future__ import annotations
 
 import contextlib
+import queue
 import signal
 import threading
 import time
@@ -105,13 +106,28 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 @contextlib.contextmanager
 def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
     """While inside, SIGTERM and SIGINT call `handler(signum)`; the previous handlers are back after.
-    Only the main thread can take signals: on another thread this does nothing."""
+    Only the main thread can take signals: on another thread this does nothing.
+
+    The handler runs on a thread of its own, not in the signal's context: a signal can land while
+    the main thread is inside a log line's write or holds a lock, and a handler that logs or locks
+    there fails ("reentrant call") or waits forever, and the stop is lost. Leaving the block runs
+    the handlers of signals already received."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, lambda signum, _frame: handler(signum)) for sig in STOP_SIGNALS}
+    received: queue.SimpleQueue = queue.SimpleQueue()  # its put() is safe in a signal's context
+
+    def dispatch() -> None:
+        while (signum := received.get()) is not None:
+            handler(signum)
+
+    dispatcher = threading.Thread(target=dispatch, name="flow45-signals", daemon=True)
+    dispatcher.start()
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.put(signum)) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        received.put(None)
+        dispatcher.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -35,8 +36,10 @@ def run_forever(worker: Worker, concurrency: int = 1) -> None:
     received = []
 
     def on_signal(signum: int) -> None:
-        if received:
-            raise SystemExit(128 + signum)
+        if received:  # this runs off the main thread, so it ends the process rather than raise there
+            log.warning("%s again: exiting now", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(128 + signum)
         received.append(signum)
         log.info("%s: finishing running tasks, then stopping (send it again to exit at once)",
                  signal.Signals(signum).name)

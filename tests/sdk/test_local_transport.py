@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +15,8 @@ from flow45 import states as S
 from flow45 import store
 from flow45.db import connect
 from flow45.settings import Settings
+from tests import pinned
+from tests.conftest import ROOT
 from tests.sdk.helpers import BLOB, wait_finished
 from tests.store.helpers import deploy_text, instance
 
@@ -59,6 +63,44 @@ def test_refusals_carry_the_bridge_codes(acme, tmp_path):
     assert done.ok and done.result["state"] == S.SUCCEEDED
     late = transport.request({"type": "fail", "instance": row.id, "token": token, "error": "x"}, "m-8", 5)
     assert late.code == "stale"
+
+
+WORKER_STUCK_IN_A_TASK = """
+import logging, sys, threading
+from bridge.sdk import LocalTransport, Worker, run_forever
+from flow45.db import connect
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+connect(sys.argv[1])
+worker = Worker(LocalTransport("acme", "w1", poll_interval=0.01))
+
+@worker.handler("fx")
+def fx(task):
+    print("started", flush=True)
+    threading.Event().wait()
+
+run_forever(worker)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_second_signal_ends_a_worker_whose_task_does_not_finish(acme, db_url):
+    store.trigger("acme", "flaky", actor="tester")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW45_")}
+    env.update(PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(pinned.command([sys.executable, "-c", WORKER_STUCK_IN_A_TASK, db_url]), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "started\n"
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1)  # the first one waits for the running task
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+    said = process.stderr.read()
+    assert "SIGTERM: finishing running tasks" in said and "SIGTERM again: exiting now" in said
 
 
 ACME_OTHER = """

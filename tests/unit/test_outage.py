@@ -3,8 +3,10 @@ file `flow45 health` reads."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import signal
 import threading
 
 import peewee
@@ -13,6 +15,7 @@ import pytest
 
 from flow45 import heartbeat
 from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
+from flow45.scheduler import stop_on_signals
 
 REFUSED = peewee.OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 BAD_PASSWORD = peewee.OperationalError(
@@ -105,3 +108,42 @@ def test_a_heartbeat_file_that_cannot_be_written_is_said_once_and_again_when_it_
     assert said[0].startswith(f"heartbeat file {folder / 'hb.json'}: cannot write it (No such file or directory)")
     assert said[1] == f"heartbeat file {folder / 'hb.json'}: written again"
     assert set(heartbeat.read(folder / "hb.json")["parts"]) == {"scheduler", "bridge"}
+
+
+class OneWriterStream(io.StringIO):
+    """A stream like a buffered file: one write at a time. `signal_inside` raises that signal in the
+    middle of the next write, as a SIGTERM can land while the process writes a log line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = threading.Lock()
+        self.signal_inside: signal.Signals | None = None
+
+    def write(self, text: str) -> int:
+        if not self.busy.acquire(timeout=5):
+            raise RuntimeError("reentrant write: a signal handler wrote inside a write")
+        try:
+            if self.signal_inside is not None:
+                sig, self.signal_inside = self.signal_inside, None
+                signal.raise_signal(sig)
+            return super().write(text)
+        finally:
+            self.busy.release()
+
+
+def test_a_stop_signal_landing_inside_a_log_write_still_stops_and_is_logged():
+    stream = OneWriterStream()
+    handler = logging.StreamHandler(stream)
+    log = logging.getLogger("flow45.scheduler")
+    log.addHandler(handler)
+    level, log.level = log.level, logging.INFO
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop):
+            stream.signal_inside = signal.SIGTERM
+            log.info("a tick's line")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert stop.is_set()
+    assert stream.getvalue().splitlines() == ["a tick's line", "scheduler: SIGTERM received, stopping"]
