@@ -72,6 +72,8 @@ def check_team(config: TeamConfig) -> list[str]:
                 report(key, path, f"{format_duration(seconds)} is {OVER_MAX_DURATION}")
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
+            if task.lease is not None and task.lease <= 0:  # a claim would expire as it is granted
+                report(key, f"{path}.lease", "a lease must be longer than 0s")
             if task.output is not None and task.output not in known_types:
                 report(key, f"{path}.output", f"unknown type '{task.output}'" + _suggest(task.output, known_types))
             for param, upstream in task.inputs.items():

@@ -40,11 +40,11 @@ class Settings(BaseModel):
         default_factory=dict, description="empty: any team may deploy (embedded default)"
     )
     output_max_bytes: int = Field(16384, ge=256, description="cap on a submitted output's JSON")
-    default_lease: float = Field(300.0, description="seconds a claim holds without progress")
+    default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
-    relay_interval: float = Field(1.0, description="seconds between outbox polls (fallback)")
-    sweep_interval: float = Field(1.0, description="seconds between scheduler ticks")
-    offer_quiet_period: float = Field(60.0, description="re-offer an available instance after this")
+    relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")
+    sweep_interval: float = Field(1.0, gt=0, description="seconds between scheduler ticks")
+    offer_quiet_period: float = Field(60.0, gt=0, description="re-offer an available instance after this")
     inbox_max_messages: int = Field(
         100_000, ge=1, description="messages a team's inbox holds waiting for the bridge; the broker refuses more")
     inbox_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024,

@@ -67,6 +67,11 @@ def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
     ({"FLOW45_DEFAULT_RETRY_DELAY": "1e400"}, "default_retry_delay: .*'1e400' is not a duration"),
     ({"FLOW45_DEFAULT_LEASE": "36501d"}, r"default_lease: .*'36501d' is longer than a century \(36500d\)"),
     ({"FLOW45_TEAMS": '{"reports": {"users": {"bob": "admin"}}}'}, "teams.reports.users.bob"),
+    # 0 would tick, poll and re-offer without pause, or expire every claim as it is granted
+    ({"FLOW45_SWEEP_INTERVAL": "0"}, "sweep_interval: Input should be greater than 0"),
+    ({"FLOW45_RELAY_INTERVAL": "0s"}, "relay_interval: Input should be greater than 0"),
+    ({"FLOW45_OFFER_QUIET_PERIOD": "0ms"}, "offer_quiet_period: Input should be greater than 0"),
+    ({"FLOW45_DEFAULT_LEASE": "0"}, "default_lease: Input should be greater than 0"),
     ({"FLOW45_METRICS_PORT": "70000"}, "metrics_port: Input should be less than or equal to 65535"),
     ({"FLOW45_LEDGER_RETENTION": "forever"}, "ledger_retention: Input should be 'keep' or 'prune'"),
 ])
