@@ -35,8 +35,17 @@ def cmd_demo(args) -> int:
 
 # ---- parsing -----------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """Options only as written in full: `deploy DIR --pr` retiring workflows as `--prune` would is
+    too easy, and a script's abbreviation would change meaning when an option sharing its start is
+    added. Each subcommand's parser is one of these too (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flow45", description="A store of truth about workflow task instances.")
+    parser = _Parser(prog="flow45", description="A store of truth about workflow task instances.")
     parser.add_argument("--as", dest="actor", default=None,
                         help="who acts, as written to the ledger (default: $FLOW45_ACTOR or your login); "
                              "on the database only: through the broker it is your broker user")
