@@ -134,9 +134,12 @@ def bridge_deploy(args) -> int:
 
 
 def yaml_team(file: Path) -> str:
-    import yaml
+    from flow45.yamlload import YamlProblem, read_yaml
 
-    data = yaml.safe_load(file.read_text())
+    try:
+        data = read_yaml(file)
+    except YamlProblem as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("team"), str):
         raise UsageError(f"{file}: no `team:` at the top")
     return data["team"]

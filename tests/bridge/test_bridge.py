@@ -12,7 +12,7 @@ import pytest
 from bridge.rpc import BridgeRefused, call
 from flow45 import store
 from flow45.config import load_config
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +170,17 @@ def test_team_b_is_refused_by_the_broker(bridge_env):
 def test_deploy_of_another_team_is_refused(bridge_env):
     with pytest.raises(BridgeRefused, match="may deploy only team reports"):
         call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": {"x.yaml": "team: rival\n"}})
+
+
+def test_a_deploy_whose_aliases_expand_to_a_billion_values_is_refused_and_the_bridge_goes_on(bridge_env):
+    """Under a kilobyte of YAML; expanded, it would hold the bridge every team shares for minutes."""
+    bomb = (ROOT / "tests" / "configs" / "bad" / "aliases_expanding_to_a_billion_values.yaml").read_text()
+    started = time.monotonic()
+    with pytest.raises(BridgeRefused, match=r"bomb.yaml: its aliases expand to more than 1,000,000 values"):
+        call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": {"bomb.yaml": bomb}})
+    assert time.monotonic() - started < 10
+    files = {"reports.yaml": (EXAMPLES / "reports.yaml").read_text()}
+    assert call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": files})["workflows"]
 
 
 def test_a_bridge_stopped_while_it_starts_stops(bridge_env, monkeypatch):
