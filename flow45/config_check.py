@@ -23,6 +23,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
+from flow45.types import pattern_problem
 
 
 def check_team(config: TeamConfig) -> list[str]:
@@ -38,6 +39,9 @@ def check_team(config: TeamConfig) -> list[str]:
         while True:
             for constraint in spec.misplaced_constraints():
                 report(key, f"{path}.{constraint}", f"does not apply to {spec.type}" + _applicable(spec.type))
+            if spec.pattern is not None and (problem := pattern_problem(spec.pattern)):
+                report(key, f"{path}.pattern", f"{problem} (patterns are matched in linear time, without "
+                                               "look-around or backreferences)")
             if spec.items is None:
                 break
             spec, path = spec.items, path + ".items"  # the unknown name is reported once, where it is written

@@ -74,6 +74,12 @@ class InvalidLog(Flow45Error):
     code = "invalid_message"
 
 
+class UncheckableType(Flow45Error):
+    """A declared type of a stored version cannot be built into a check (deploy refuses such types now)."""
+
+    code = "invalid_config"
+
+
 class InvalidParams(Flow45Error):
     """The run parameters do not match the workflow's params type."""
 

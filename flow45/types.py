@@ -9,8 +9,10 @@ from typing import Annotated, Any, Optional
 from pydantic import (
     AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema, create_model,
 )
+from pydantic_core import SchemaError, SchemaValidator, core_schema
 
 from flow45.config import FieldSpec, TypeSpec, referenced_types
+from flow45.errors import UncheckableType
 from flow45.wire import DATE_PATTERN, DATETIME_PATTERN, INT64_MAX, INT64_MIN, parse_date, parse_datetime
 
 # JSON values are taken as they are, never coerced: "7" is not an integer, true is not a number,
@@ -25,6 +27,17 @@ _SCALARS: dict[str, Any] = {
     "date": Annotated[dt.date, BeforeValidator(parse_date),
                       WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})],
 }
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why values cannot be checked against `pattern`, or None. They are checked by pydantic's regex
+    engine, which runs in time linear in the value: a team's pattern cannot make the bridge that every
+    team shares backtrack for minutes. That engine has no look-around and no backreferences."""
+    try:
+        SchemaValidator(core_schema.str_schema(pattern=pattern))
+    except SchemaError as exc:
+        return str(exc).strip().splitlines()[-1].removeprefix("error: ")
+    return None
 
 
 class _Declared(BaseModel):
@@ -55,7 +68,12 @@ class TypeRegistry:
 
     def model(self, name: str) -> type[BaseModel]:
         if name not in self._models:
-            self._models[name] = self._build(name)
+            try:
+                self._models[name] = self._build(name)
+            except SchemaError as exc:  # a pattern deployed before deploy checked it (pattern_problem)
+                reason = str(exc).strip().splitlines()[-1].removeprefix("error: ")
+                raise UncheckableType(f"type {name} cannot be checked ({reason}): deploy a version without that "
+                                      "pattern") from None
         return self._models[name]
 
     def _build(self, name: str) -> type[BaseModel]:

@@ -65,6 +65,34 @@ def test_refusals_carry_the_bridge_codes(acme, tmp_path):
     assert late.code == "stale"
 
 
+LOOK_AROUND = """
+    team: acme
+    types:
+      Path:
+        fields: {path: {type: string, pattern: "^(?!/tmp/)"}}
+    workflows:
+      keep:
+        tasks:
+          k: {function: fk, output: Path}
+"""
+
+
+def test_a_pattern_stored_before_deploy_checked_it_refuses_the_submit_with_a_reason(store_db, tmp_path, monkeypatch):
+    """A version deployed before deploy refused look-around: its outputs cannot be checked. The
+    submit is answered with why, the attempt stays open for a new version's fix, nothing raises."""
+    monkeypatch.setattr("flow45.config_check.pattern_problem", lambda pattern: None)  # as deploy was
+    deploy_text(tmp_path, LOOK_AROUND)
+    transport = LocalTransport("acme", "w1")
+    row = instance(store.trigger("acme", "keep", actor="tester"), "k")
+    token = transport.request(claim_message(row), "m-1", timeout=5).result["token"]
+    submit = {"type": "submit", "instance": row.id, "token": token, "output": {"path": "/data"}}
+    done = transport.request(submit, "m-2", timeout=5)
+    assert (done.ok, done.code) == (False, "invalid_config")
+    assert done.error == ("type Path cannot be checked (look-around, including look-ahead and look-behind, is not "
+                          "supported): deploy a version without that pattern")
+    assert store.get_run(row.run_id).instances[0].state == S.RUNNING
+
+
 WORKER_STUCK_IN_A_TASK = """
 import logging, sys, threading
 from bridge.sdk import LocalTransport, Worker, run_forever

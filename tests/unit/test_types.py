@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from flow45.config import TypeSpec
+from flow45.errors import UncheckableType
 from flow45.types import TypeRegistry
 
 
@@ -78,6 +79,23 @@ def test_a_constraint_stored_where_it_does_not_apply_is_ignored_not_a_crash():
     before that check still takes outputs."""
     types = registry(T={"n": {"type": "integer", "pattern": "^x$"}, "s": {"type": "string", "ge": 1}})
     assert types.validate("T", {"n": 5, "s": "any"}) == {"n": 5, "s": "any"}
+
+
+@pytest.mark.timeout(30)
+def test_a_pattern_that_backtracks_in_pythons_re_is_matched_at_once():
+    """With `re`, `(a|aa)*$` takes about 1.6^n steps on n a's and a b: the bridge that checks the
+    output (every team's) would hang on one worker's submit."""
+    types = registry(T={"code": {"type": "string", "pattern": "^(a|aa)*$"}})
+    assert types.validate("T", {"code": "a" * 200}) == {"code": "a" * 200}
+    with pytest.raises(ValidationError, match="should match pattern"):
+        types.validate("T", {"code": "a" * 200 + "b"})
+
+
+def test_a_pattern_stored_before_deploy_checked_it_refuses_outputs_with_a_reason_not_a_crash():
+    """Deploy refuses look-around now (tests/configs/bad/pattern_with_look_around.yaml)."""
+    types = registry(T={"code": {"type": "string", "pattern": "^(?!tmp)"}})
+    with pytest.raises(UncheckableType, match=r"type T cannot be checked \(look-around.*is not supported\)"):
+        types.validate("T", {"code": "x"})
 
 
 def test_optional_field_may_be_missing_or_null_but_required_may_not():
