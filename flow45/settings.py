@@ -40,6 +40,7 @@ class Settings(BaseModel):
         default_factory=dict, description="empty: any team may deploy (embedded default)"
     )
     output_max_bytes: int = Field(16384, ge=256, description="cap on a submitted output's JSON")
+    params_max_bytes: int = Field(16384, ge=256, description="cap on a run's params as JSON")
     default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
     relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")

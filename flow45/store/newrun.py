@@ -4,6 +4,7 @@ Shared by `trigger` (flow45.store.runs) and connected runs started by the writer
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,16 +12,30 @@ from pydantic import ValidationError
 from flow45 import states as S
 from flow45.errors import IllegalTransition, InvalidParams
 from flow45.models import Run, TaskInstance
+from flow45.outputs import find_secret
+from flow45.settings import current_settings
 from flow45.store.bulk import insert_rows, insert_rows_later
 from flow45.store.specs import VersionSpec
 from flow45.types import describe_errors
 
 
 def validate_params(spec: VersionSpec, params: Any) -> dict:
+    """The run's params as stored. Like outputs they are small and never secret: every claim of the
+    run carries them, and the ledger keeps them."""
     name = f"{spec.team}/{spec.workflow_name}"
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise InvalidParams(f"params for {name} must be a JSON object, got {type(params).__name__}")
+    cap = current_settings().params_max_bytes
+    try:
+        size = len(json.dumps(params, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"params for {name} are not JSON: {exc}") from exc
+    if size > cap:
+        raise InvalidParams(f"params for {name} are {size} bytes of JSON, over the cap of {cap}: params say "
+                            "where the data is, never the data itself")
+    if secret := find_secret(params, "params"):
+        raise InvalidParams(f"params for {name}: refused, {secret}; params never carry secrets")
     if spec.workflow.params is None:
         if params:
             raise InvalidParams(f"{name} declares no params; got {', '.join(sorted(params))}")

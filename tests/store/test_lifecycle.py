@@ -215,6 +215,39 @@ def test_params_are_validated(tmp_path):
         store.trigger("acme", "nope", actor="ann", now=T0)
 
 
+NOTED = """
+    team: acme
+    types:
+      Doc: {fields: {uri: string}}
+      Note: {fields: {note: string}}
+    workflows:
+      noted:
+        params: Note
+        tasks:
+          a: {function: fa, output: Doc}
+"""
+
+
+@pytest.mark.parametrize("note, refused", [
+    ("x" * 16_000, None),
+    ("x" * 16_400, "params for acme/noted are 16411 bytes of JSON, over the cap of 16384: params say where the data "
+                   "is, never the data itself"),
+    ("s3://ann:hunter2@bucket/x", "params for acme/noted: refused, params.note: the value looks like a URL with a "
+                                  "password; params never carry secrets"),
+])
+def test_params_are_small_and_never_secret(tmp_path, note, refused):
+    """Every claim of the run carries its params, and the ledger keeps them."""
+    deploy_text(tmp_path, NOTED)
+    if refused is None:
+        run = store.trigger("acme", "noted", {"note": note}, actor="ann", now=T0)
+        assert store.get_run(run).params == {"note": note}
+        return
+    with pytest.raises(InvalidParams) as caught:
+        store.trigger("acme", "noted", {"note": note}, actor="ann", now=T0)
+    assert caught.value.message == refused
+    assert not store.list_runs(team="acme")
+
+
 def test_human_task_submitted_by_operator(tmp_path):
     deploy_text(tmp_path, """
         team: acme
