@@ -5,6 +5,7 @@ failure), and the SIGTERM/SIGINT handling every long-running process shares."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import signal
 import threading
@@ -119,7 +120,10 @@ def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
 
     def dispatch() -> None:
         while (signum := received.get()) is not None:
-            handler(signum)
+            try:
+                handler(signum)
+            except Exception:  # noqa: BLE001 - the next signal must still be handled
+                logging.getLogger("flow45").exception("handling %s failed", signal.Signals(signum).name)
 
     dispatcher = threading.Thread(target=dispatch, name="flow45-signals", daemon=True)
     dispatcher.start()

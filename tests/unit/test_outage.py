@@ -14,7 +14,7 @@ import pika.exceptions as px
 import pytest
 
 from flow45 import heartbeat
-from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, permanent_reason
+from flow45.outage import GIVE_UP_AFTER, Backoff, CannotWork, on_stop_signals, permanent_reason
 from flow45.scheduler import stop_on_signals
 
 REFUSED = peewee.OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
@@ -148,3 +148,18 @@ def test_a_stop_signal_landing_inside_a_log_write_still_stops_and_is_logged():
     assert stop.is_set()
     lines = stream.getvalue().splitlines()  # a scheduler left running by another test may log too
     assert lines.index("a tick's line") < lines.index("scheduler: SIGTERM received, stopping")
+
+
+def test_a_stop_handler_that_fails_leaves_the_next_signal_handled(caplog):
+    seen: list[int] = []
+
+    def handler(signum: int) -> None:
+        seen.append(signum)
+        if len(seen) == 1:
+            raise RuntimeError("the first one breaks")
+
+    with on_stop_signals(handler):
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGTERM, signal.SIGINT]
+    assert "handling SIGTERM failed" in caplog.text and "the first one breaks" in caplog.text
