@@ -32,6 +32,11 @@ MAX_IN_FLIGHT = 5000
 RELAY_PAGE = 500  # pending rows read at a time, until MAX_IN_FLIGHT are in flight
 MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
 MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own
+# A queue that refused a row (full: setup-broker caps each offer queue) gets no rows for this long,
+# doubling while it refuses, up to FULL_WAIT_MAX. Retried on every relay pass instead, one team's full
+# queues would take the relay's whole in-flight budget, again and again, ahead of the other teams' rows.
+FULL_WAIT, FULL_WAIT_MAX = 1.0, 60.0
+REFUSALS_SAID_EVERY = 60.0  # seconds between the log lines that name the full queues
 
 
 class Relay:
@@ -58,6 +63,8 @@ class Relay:
         self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
         self._mark_scheduled = False
         self._wake_scheduled = False
+        self._full: dict[str, tuple[float, float]] = {}  # routing key -> (no rows before, next wait), monotonic
+        self._refusals_said_at = -REFUSALS_SAID_EVERY
 
     def listen(self, ioloop, on_rows: Callable[[], None], also_own) -> None:
         self._ioloop = ioloop
@@ -99,8 +106,9 @@ class Relay:
 
     def relay(self) -> None:
         """Publish the pending rows (those written by other processes, or left pending)."""
+        full = self._full_keys()
         while self.relaying and len(self._in_flight) < MAX_IN_FLIGHT:
-            rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight)
+            rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight, skip_keys=full)
             self.publish_rows(rows)  # in flight now: the next page passes over them
             if len(rows) < RELAY_PAGE:
                 return
@@ -120,15 +128,17 @@ class Relay:
         self._lanes.learn(row.body for row in rows)
         if not self.relaying:
             return  # the relay that holds the lock publishes them
+        full = self._full_keys()
         for row in rows:
-            if row.id in self._in_flight:
+            if row.id in self._in_flight or row.routing_key in full:
                 continue
             properties = pika.BasicProperties(
                 content_type=answers.JSON, delivery_mode=2, priority=row.priority, message_id=f"outbox-{row.id}",
                 type=row.kind,
             )
             body = (row.text or wire.dumps(row.body)).encode()  # stored through wire.dumps: always JSON
-            self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", row.id, mandatory=True)
+            self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", (row.id, row.routing_key),
+                         mandatory=True)
             self._in_flight.add(row.id)
 
     def _wake_the_relay(self) -> None:
@@ -169,13 +179,17 @@ class Relay:
         for tag in tags:
             kind, ref = self._unconfirmed.pop(tag, (None, None))
             if kind == "outbox":
+                ref, key = ref
                 origin = self._offer_origin.pop(ref, None)
                 if acked and ref not in self._returned:
                     self._confirmed.append(ref)  # stays in flight until marked sent
+                    self._full.pop(key, None)
                     if origin is not None:
                         metrics.HOP_LATENCY.observe(time.monotonic() - origin)
                 else:
                     self._in_flight.discard(ref)  # published again on the next relay
+                    if not acked:
+                        self._refused_by(key)
                 self._returned.discard(ref)
             elif kind == "dead":
                 if acked:
@@ -190,6 +204,25 @@ class Relay:
             # The next batch marks them in its own transaction; if none comes soon, a transaction of their own.
             self._mark_scheduled = True
             self._ioloop.call_later(MARK_DELAY, self.flush_confirmed)
+
+    def _refused_by(self, key: str) -> None:
+        """The queue of `key` refused a row: it gets none for a while, longer each time it refuses."""
+        now = time.monotonic()
+        not_before, wait = self._full.get(key, (0.0, FULL_WAIT))
+        if not_before > now:
+            return  # refused again by a row published before the first refusal came back
+        self._full[key] = (now + wait, min(wait * 2, FULL_WAIT_MAX))
+        if now - self._refusals_said_at >= REFUSALS_SAID_EVERY:
+            self._refusals_said_at = now
+            log.warning("bridge: the broker refused rows for %s (a full queue: setup-broker caps each offer queue); "
+                        "they stay pending, offered again when it takes them (tried at most %.0f s apart)",
+                        ", ".join(sorted(self._full_keys())), FULL_WAIT_MAX)
+
+    def _full_keys(self) -> set[str]:
+        """The routing keys whose queue refused a row lately; refusals long past are forgotten."""
+        now = time.monotonic()
+        self._full = {key: held for key, held in self._full.items() if held[0] > now - 2 * FULL_WAIT_MAX}
+        return {key for key, (not_before, _) in self._full.items() if not_before > now}
 
     # ---- marking sent ------------------------------------------------------------------------
 

@@ -101,6 +101,12 @@ def _policies(settings: Settings) -> list[tuple[str, str, dict]]:
         ("flow45-inbox", rf"^{re.escape(names.inbox_queue(''))}.+$",
          {"max-length": settings.inbox_max_messages, "max-length-bytes": settings.inbox_max_bytes,
           "overflow": "reject-publish"}),
+        # Offers (and undo notices) for a function nobody takes wait in the outbox past the cap, not on the
+        # broker: a team triggering faster than its workers take fills its own queue, not the broker for all.
+        # A full queue refuses a publish; the relay holds that queue's rows back and tries again later.
+        ("flow45-offers", rf"^{re.escape(names.TASKS_EXCHANGE)}\..+$",  # flow45.tasks.TEAM.FUNCTION[.undo]
+         {"max-length": settings.offer_queue_max_messages, "max-length-bytes": settings.offer_queue_max_bytes,
+          "overflow": "reject-publish"}),
         # The shared queue too: it carries every client's first `whoami`, and one team flooding it must
         # fill neither the broker's memory nor its 30 s of waiting with more than this many reads.
         ("flow45-reads", rf"^{re.escape(names.READS_QUEUE)}(\..+)?$",

@@ -49,9 +49,17 @@ PENDING = ("SELECT id, team, kind, routing_key, priority, body FROM outbox WHERE
            "ORDER BY priority DESC, id LIMIT %d")
 
 
-def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset()) -> list[OutboxMessage]:
+def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset(),
+            skip_keys: set[str] | frozenset = frozenset()) -> list[OutboxMessage]:
     """Unsent rows, most urgent first (priority, then age), but for those in `exclude` (a relay's rows
-    in flight: passed over by the database, not read and dropped here)."""
+    in flight: passed over by the database, not read and dropped here) and those routed by
+    `skip_keys` (to queues that refuse rows for now)."""
+    if skip_keys:
+        query = (Outbox.select().where(Outbox.sent_at.is_null() & Outbox.routing_key.not_in(sorted(skip_keys)))
+                 .order_by(Outbox.priority.desc(), Outbox.id).limit(limit))
+        if exclude:
+            query = query.where(Outbox.id.not_in(sorted(exclude)))
+        return [_message(row) for row in query]
     rows = dialect().select_in(PENDING % limit, sorted(exclude), "bigint[]")
     return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
             for id_, team, kind, key, priority, text in rows]

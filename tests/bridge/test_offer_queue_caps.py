@@ -1,0 +1,120 @@
+"""A function's offer queue is capped: past the cap its offers wait in the outbox, not on the broker.
+The relay holds a full queue's rows back for a while instead of sending them again on every pass, so
+the other teams' offers go on; once workers take from the queue, the rest follow and none is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pika
+import pytest
+
+from bridge import relay
+from bridge.rpc import call
+from bridge.setup_broker import plan
+from flow45 import names, store
+from flow45.models import Outbox
+from flow45.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ONE_TASK = """
+team: {team}
+types:
+  Doc: {{fields: {{uri: string}}}}
+workflows:
+  one:
+    tasks:
+      only: {{function: solo, output: Doc}}
+"""
+PROBE = names.offer_queue("capprobe", "fn")  # under the policy's pattern, for seeing it enforced
+
+
+def _probe_refuses_past(env, count: int) -> bool:
+    """Whether the broker refuses the message after `count` into a queue of the offers' pattern."""
+    channel = env.channel()
+    try:
+        channel.queue_declare(PROBE, durable=True)
+        channel.queue_purge(PROBE)
+        channel.confirm_delivery()
+        try:
+            for _ in range(count + 2):  # a queue may take one past its cap before it refuses
+                channel.basic_publish("", PROBE, b"{}")
+        except pika.exceptions.NackError:
+            return True
+        return False
+    finally:
+        channel.queue_delete(PROBE)
+        channel.connection.close()
+
+
+def _set_offer_cap(env, messages: int) -> None:
+    """The policy setup-broker applies, with this cap; returns once the broker enforces it."""
+    settings = Settings(amqp_url=env.rabbit.amqp_url, teams=env.settings.teams, offer_queue_max_messages=messages)
+    [policy] = [argv for argv in plan(settings, {})[0] if "flow45-offers" in argv]
+    env.rabbit.apply(policy)
+    deadline = time.monotonic() + 15
+    capped = messages <= 10
+    while _probe_refuses_past(env, min(messages, 10)) != capped:
+        assert time.monotonic() < deadline, f"the broker did not take the cap of {messages}"
+        time.sleep(0.1)
+
+
+def _take(env, queue: str) -> list[int]:
+    """Every offer waiting in `queue`, taken; their instances."""
+    channel = env.channel()
+    taken = []
+    try:
+        while (got := channel.basic_get(queue, auto_ack=True))[0] is not None:
+            taken.append(json.loads(got[2])["instance"])
+    finally:
+        channel.connection.close()
+    return taken
+
+
+def _waiting(env, queue: str) -> int:
+    channel = env.channel()
+    try:
+        return channel.queue_declare(queue, passive=True).method.message_count
+    finally:
+        channel.connection.close()
+
+
+def _until(condition, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_full_offer_queue_holds_its_rows_in_the_outbox_and_another_teams_offers_go_on(bridge_env, monkeypatch):
+    # A small in-flight budget stands for a backlog of thousands: refused rows sent again on every pass
+    # would fill it, ahead of the other team's row (the same priority, written later).
+    monkeypatch.setattr(relay, "MAX_IN_FLIGHT", 4)
+    monkeypatch.setattr(relay, "RELAY_PAGE", 2)
+    monkeypatch.setattr(relay, "FULL_WAIT", 0.2)
+    monkeypatch.setattr(relay, "FULL_WAIT_MAX", 0.5)
+    for team in ("reports", "rival"):
+        call(bridge_env.url(f"{team}-ops"), team, {"type": "deploy", "files": {"one.yaml": ONE_TASK.format(team=team)}})
+    reports_queue, rival_queue = names.offer_queue("reports", "solo"), names.offer_queue("rival", "solo")
+    _until(lambda: bridge_env.bridge._needs_topology is False, "the new queues were not declared")
+    _set_offer_cap(bridge_env, 3)
+    try:
+        runs = [store.trigger("reports", "one", actor="ops") for _ in range(8)]
+        pending = Outbox.select().where(Outbox.sent_at.is_null() & (Outbox.team == "reports")).count
+        _until(lambda: _waiting(bridge_env, reports_queue) >= 3 and pending() == 8 - _waiting(bridge_env, reports_queue),
+               "the capped queue did not fill")
+        assert _waiting(bridge_env, reports_queue) in (3, 4)  # at most one past the cap
+
+        rival_run = store.trigger("rival", "one", actor="ops")
+        _until(lambda: _waiting(bridge_env, rival_queue) == 1, "the other team's offer waited behind the full queue")
+
+        taken: list[int] = []
+        _until(lambda: taken.extend(_take(bridge_env, reports_queue)) or len(taken) >= 8,
+               "the held offers did not follow once workers took from the queue")
+    finally:
+        _set_offer_cap(bridge_env, Settings.model_fields["offer_queue_max_messages"].default)
+    assert sorted(taken) == sorted(store.get_run(run).instances[0].id for run in runs)  # each once, none lost
+    assert _take(bridge_env, rival_queue) == [store.get_run(rival_run).instances[0].id]
+    assert pending() == 0
