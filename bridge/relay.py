@@ -183,7 +183,6 @@ class Relay:
                 origin = self._offer_origin.pop(ref, None)
                 if acked and ref not in self._returned:
                     self._confirmed.append(ref)  # stays in flight until marked sent
-                    self._full.pop(key, None)
                     if origin is not None:
                         metrics.HOP_LATENCY.observe(time.monotonic() - origin)
                 else:
@@ -206,7 +205,9 @@ class Relay:
             self._ioloop.call_later(MARK_DELAY, self.flush_confirmed)
 
     def _refused_by(self, key: str) -> None:
-        """The queue of `key` refused a row: it gets none for a while, longer each time it refuses."""
+        """The queue of `key` refused a row: it gets none for a while, longer each time it refuses
+        within FULL_WAIT_MAX * 2 of the last time (a row it took meanwhile does not shorten the wait:
+        a queue that workers drain slowly would take a row, then refuse the in-flight budget's worth)."""
         now = time.monotonic()
         not_before, wait = self._full.get(key, (0.0, FULL_WAIT))
         if not_before > now:
