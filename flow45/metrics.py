@@ -46,9 +46,10 @@ RECONNECTS = Counter("flow45_reconnects", "Connections to the broker or the data
 SCHEDULER_ACTIONS = Counter("flow45_scheduler_actions", "What the scheduler's ticks did", ["action"])
 NOTIFY_POSTS = Counter("flow45_notify_posts", "notify: webhook posts by outcome: sent (taken), failed (refused "
                        "for good, not posted again), retried (a try failed; posted again after a wait)", ["outcome"])
-NOTIFY_POSITION = Gauge("flow45_notify_position", "notify: the ledger event id up to which every event is handled")
-NOTIFY_LAG = Gauge("flow45_notify_lag_seconds", "notify: age of the oldest event read and not yet handled "
-                   "(0 when caught up)")
+NOTIFY_POSITION = Gauge("flow45_notify_position", "notify: the ledger event id up to which every event of the "
+                        "team is handled", ["team"])
+NOTIFY_LAG = Gauge("flow45_notify_lag_seconds", "notify: age of the team's oldest event read and not yet handled "
+                   "(0 when caught up)", ["team"])
 
 
 class StoreCollector(Collector):

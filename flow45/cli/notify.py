@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from flow45.cli.base import _client, _whole_number, command, remote_mode
@@ -15,7 +16,7 @@ from flow45.settings import current_settings
 
 @command("notify")
 def cmd_notify(args) -> int:
-    from flow45.notify.follow import Notifier
+    from flow45.notify.follow import Notifier, team_state
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     settings = current_settings()
@@ -38,13 +39,42 @@ def cmd_notify(args) -> int:
         from flow45.metrics import serve_metrics
 
         serve_metrics(port, settings.metrics_address, None if remote_mode(settings) else settings.database_url)
-    notifier = Notifier(client, hooks, Path(args.state), start=args.after, retry_delay=settings.notify_retry_delay,
-                        retry_max=settings.notify_retry_max, poll=settings.sweep_interval)
-    with on_stop_signals(lambda _signum: notifier.stop_now()):
-        notifier.run(once=args.once)
-    print(f"notify: {notifier.posted} post(s); position {notifier.position.after} saved in {args.state}",
-          file=sys.stderr)
+    state = Path(args.state)
+    notifiers = [Notifier(client, team, team_hooks, team_state(state, team), start=args.after, inherit=state,
+                          retry_delay=settings.notify_retry_delay, retry_max=settings.notify_retry_max,
+                          poll=settings.sweep_interval)
+                 for team, team_hooks in sorted(hooks.items())]
+    with on_stop_signals(lambda _signum: [n.stop_now() for n in notifiers]):
+        _run_side_by_side(notifiers, args.once)
+    for notifier in notifiers:
+        print(f"notify: team {notifier.team}: {notifier.posted} post(s); position {notifier.position.after} saved "
+              f"in {notifier.state}", file=sys.stderr)
     return 0
+
+
+def _run_side_by_side(notifiers, once: bool) -> None:
+    """Each team's notifier on a thread of its own (one alone on this thread); one that fails stops
+    the others, and its error is raised here."""
+    if len(notifiers) == 1:
+        notifiers[0].run(once=once)
+        return
+    failed: list[Exception] = []
+
+    def run(notifier) -> None:
+        try:
+            notifier.run(once=once)
+        except Exception as exc:  # noqa: BLE001 - the others stop too, and the process says why
+            failed.append(exc)
+            for other in notifiers:
+                other.stop_now()
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"notify-{n.team}", daemon=True) for n in notifiers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def add_parsers(add) -> None:

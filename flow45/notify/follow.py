@@ -54,8 +54,14 @@ class Position:
     done: list[int] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path, start: Callable[[], int]) -> Position:
-        """The saved position, or (no file) a new one after `start()`, saved at once."""
+    def load(cls, path: Path, start: Callable[[], int], inherit: Path | None = None) -> Position:
+        """The saved position, or (no file) the one saved in `inherit` (a notifier of every team, from
+        before each team had its own), or a new one after `start()`; saved at once."""
+        if not path.exists() and inherit is not None and inherit.exists():
+            position = cls.load(inherit, start)
+            position.save(path)
+            log.info("first start with %s: from %s, after ledger event %d", path, inherit, position.after)
+            return position
         if not path.exists():
             position = cls(after=start())
             position.save(path)
@@ -77,13 +83,23 @@ class Position:
         os.replace(temporary, path)
 
 
+def team_state(state: Path, team: str) -> Path:
+    """The state file of one team's notifier: `flow45-notify.json` -> `flow45-notify.TEAM.json`."""
+    return state.with_name(f"{state.stem}.{team}{state.suffix or '.json'}")
+
+
 class Notifier:
-    def __init__(self, client, hooks: dict[str, list[Webhook]], state: Path, *, start: int | None = None,
-                 retry_delay: float = 1.0, retry_max: float = 60.0, poll: float = 1.0):
-        """`start`: on a first start (no state file), the event id to begin after; None: the ledger's end."""
-        self.client, self.hooks, self.state = client, hooks, Path(state)
+    """Posts one team's events. Each team has a notifier of its own (`flow45 notify` runs one per
+    team, each on a thread): a team's receiver that is down holds back that team's posts alone."""
+
+    def __init__(self, client, team: str, hooks: list[Webhook], state: Path, *, start: int | None = None,
+                 retry_delay: float = 1.0, retry_max: float = 60.0, poll: float = 1.0, inherit: Path | None = None):
+        """`state`: the team's own file (`team_state`); `inherit`: a file to start from when it has none.
+        `start`: on a first start (neither file), the event id to begin after; None: the ledger's end."""
+        self.client, self.team, self.hooks, self.state = client, team, {team: hooks}, Path(state)
         self.stop, self.wake = threading.Event(), threading.Event()
-        self.position = Position.load(self.state, lambda: client.latest_event_id() if start is None else start)
+        self.position = Position.load(self.state, lambda: client.latest_event_id() if start is None else start,
+                                      inherit)
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0
@@ -94,8 +110,8 @@ class Notifier:
             self._top = max(self.position.seen)
         self._saved_at, self._unsaved = 0.0, False
         self._oldest_unhandled: float | None = None  # when the oldest event read and not yet handled was written
-        metrics.NOTIFY_LAG.set_function(self._lag)
-        metrics.NOTIFY_POSITION.set(self.position.after)
+        metrics.NOTIFY_LAG.labels(team).set_function(self._lag)
+        metrics.NOTIFY_POSITION.labels(team).set(self.position.after)
         for outcome in ("sent", "failed", "retried"):
             metrics.NOTIFY_POSTS.labels(outcome)  # shown at 0 before the first
 
@@ -144,7 +160,7 @@ class Notifier:
         """Every event after the watermark, a page at a time; False when stopped while posting."""
         after = self.position.after
         while not self.stop.is_set():
-            page = self.client.events(after, limit=PAGE)
+            page = self.client.events(after, team=self.team, limit=PAGE)
             for event in page:
                 if not self._take(event):
                     return False
@@ -199,7 +215,7 @@ class Notifier:
         if moved:
             p.after = through
             p.seen = {i for i in p.seen if i > through}
-            metrics.NOTIFY_POSITION.set(p.after)
+            metrics.NOTIFY_POSITION.labels(self.team).set(p.after)
             self._unsaved = True
         if self._unsaved and now - self._saved_at >= SAVE_EVERY:  # posts save at once; the watermark can wait
             self._save()

@@ -52,7 +52,7 @@ def test_notify_through_the_broker_posts_what_was_written_while_no_bridge_publis
     receiver = Receiver(hold_at=0)
     newest = Event.select().order_by(Event.id.desc()).first().id
     client = RemoteClient(bridge_env.url("reports-ops"))
-    notifier = Notifier(client, {"reports": [Webhook(url=receiver.url + "/b", events=["human_waiting"])]},
+    notifier = Notifier(client, "reports", [Webhook(url=receiver.url + "/b", events=["human_waiting"])],
                         tmp_path / "n.json", start=newest, retry_delay=0.05, poll=0.2)
     thread = threading.Thread(target=notifier.run, daemon=True)
     thread.start()

@@ -89,7 +89,7 @@ def test_another_teams_events_delay_no_post_and_a_late_event_is_posted_once(tmp_
     ledger += [run_failed(i) for i in range(1302, 1311)]
     client = TeamClient(ledger, pushed)
     state = tmp_path / "notify.json"
-    notifier = Notifier(client, {"acme": [Webhook(url=receiver.url, events=["run_failed"])]}, state, start=0,
+    notifier = Notifier(client, "acme", [Webhook(url=receiver.url, events=["run_failed"])], state, start=0,
                         retry_delay=0.05, poll=0.1)
     thread = threading.Thread(target=notifier.run, daemon=True)
     thread.start()

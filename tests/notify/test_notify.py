@@ -19,6 +19,7 @@ from flow45.db import connect
 from flow45.errors import SettingsError
 from flow45.migrate import ensure_schema
 from flow45.models import Event, TaskInstance
+from flow45.notify.follow import team_state
 from flow45.settings import Settings, load_settings, use_settings
 from tests import pinned
 from tests.harness.ports import free_port
@@ -132,8 +133,8 @@ def test_posts_survive_a_kill_and_restart_none_lost_none_duplicated_by_key(ledge
         assert scraped.value("flow45_notify_posts_total", outcome="sent") == accepted
         assert scraped.value("flow45_notify_posts_total", outcome="retried") == answered_500
         assert scraped.value("flow45_notify_posts_total", outcome="failed") == 0
-        assert scraped.value("flow45_notify_lag_seconds") > 3600, "its event was written at T0, long ago"
-        assert scraped.value("flow45_notify_position") < max(_event_ids()), "behind the ledger"
+        assert scraped.value("flow45_notify_lag_seconds", team="acme") > 3600, "its event was written at T0, long ago"
+        assert scraped.value("flow45_notify_position", team="acme") < max(_event_ids()), "behind the ledger"
         first.kill()  # while its 4th post waits for an answer: it never learns it was taken
         first.wait(30)
     finally:
@@ -152,7 +153,8 @@ def test_posts_survive_a_kill_and_restart_none_lost_none_duplicated_by_key(ledge
     event_format = [body for path, _, body in receiver.accepted if path == "/b"]
     assert all(b["notify"] == ["retries_exhausted"] and b["event"]["to_state"] == "failed" for b in event_format)
     assert "disk full" in event_format[0]["text"]
-    assert json.loads(state.read_text())["after"] == Event.select().order_by(Event.id.desc()).first().id
+    newest = Event.select().order_by(Event.id.desc()).first().id
+    assert json.loads(team_state(state, "acme").read_text())["after"] == newest
     again = _notify(url, receiver, state, "--once")
     again.communicate(timeout=60)
     assert len(receiver.accepted) == len(keys), "the saved position: nothing is posted twice on a clean restart"
@@ -172,15 +174,15 @@ def test_a_first_start_begins_at_the_ledgers_end_and_keeps_that_place(ledger, tm
     first = _notify(url, receiver, state, "--once")
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    assert receiver.accepted == [] and "notify: 0 post(s)" in err, "none of the history is posted"
-    assert json.loads(state.read_text())["after"] == newest
+    assert receiver.accepted == [] and "notify: team acme: 0 post(s)" in err, "none of the history is posted"
+    assert json.loads(team_state(state, "acme").read_text())["after"] == newest
 
     run = store.trigger("acme", "job", actor="ann", now=T0)  # then a run fails
     grant = claim(run, "work")
     store.fail(grant.instance, grant.token, "disk full", retryable=False, now=T0)
     failed = Event.get((Event.run == run) & Event.instance.is_null() & (Event.to_state == "failed"))
-    hooks = {"acme": [Webhook(url=receiver.url + "/a", events=["run_failed"])]}
-    Notifier(LocalClient("notify"), hooks, state, retry_delay=0.05).run(once=True)
+    hooks = [Webhook(url=receiver.url + "/a", events=["run_failed"])]
+    Notifier(LocalClient("notify"), "acme", hooks, team_state(state, "acme"), retry_delay=0.05).run(once=True)
     assert [key for _, key, _ in receiver.accepted] == [f"flow45-event-{failed.id}"]
 
 
