@@ -100,6 +100,7 @@ def check_human_tasks(config, report) -> None:
     from pydantic import ValidationError
 
     from flow45.errors import UncheckableType
+    from flow45.outputs import find_secret
     from flow45.types import TypeRegistry, describe_errors
 
     for group, members in config.groups.items():
@@ -127,3 +128,5 @@ def check_human_tasks(config, report) -> None:
                 except ValidationError as exc:
                     report(key, f"{path}.overdue.default",
                            f"not a valid {task.output}: {describe_errors(exc, 'default')}")
+                if secret := find_secret(task.overdue.output, "default"):  # as a submitted output would be
+                    report(key, f"{path}.overdue.default", f"refused, {secret}; outputs never carry secrets")

@@ -199,7 +199,14 @@ def _overdue(ch: rules.Changes, instance, output_type_check, actor: str) -> None
     elif outcome == "skip":
         rules.move(ch, instance, S.SKIPPED, "overdue", actor, detail, token=None, taken_by=None)
     else:  # fail or default: an attempt by the sweeper, so the record shows who finished it
-        output = output_type_check(assignment.overdue.output) if outcome == "default" else None
+        output = None
+        if outcome == "default":
+            try:
+                output = output_type_check(assignment.overdue.output)
+            except Flow45Error as exc:  # the output cap was lowered since the deploy, say: a person decides
+                detail.update(outcome="none", refused=f"the default output: {exc.message}")
+                _note(ch, instance, "overdue", actor, detail)
+                return
         ch.new_attempts.append({"instance": instance.id, "number": instance.attempt, "token": instance.token,
                                 "status": "running", "worker": actor, "claimed_at": ch.at})
         if outcome == "default":

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
 from flow45 import wire
-from flow45.db import atomic, dialect
-from flow45.errors import NotFound
+from flow45.db import CONNECTION_ERRORS, atomic, dialect
+from flow45.errors import Flow45Error, NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
@@ -24,6 +25,7 @@ from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transactio
 from flow45.store.reused_sql import first_row
 from flow45.store.specs import VersionSpec, current_spec, version_spec
 
+log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
 INSTANCE_COLUMNS = (
     "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
     "progress_pct", "progress_message", "updated_at", "callback_key",
@@ -275,19 +277,32 @@ def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit,
                actor: str | None = None) -> list[int]:
     """Apply `change` to each instance in a transaction of its own (a sweep must not hold many runs'
     locks at once). `change` looks again under the lock and says whether it changed anything; the
-    run is then settled by `actor`, if given. Returns the instances changed."""
+    run is then settled by `actor`, if given. Returns the instances changed.
+
+    An instance whose change fails is logged and left as it was; the others go on. Raised, it would
+    end the sweep at the same instance on every tick, and no team's leases, retries, timers or human
+    tasks behind it would move again. A lost database connection is raised: nothing can go on."""
     changed = []
     for instance_id in instance_ids:
-        with atomic():
-            unit = Unit(at)
-            unit.lock_instances([instance_id])
-            instance = unit.instance(instance_id)
-            if not change(unit, instance):
-                continue
-            if actor is not None:
-                unit.settle(instance.run_id, actor)
-            unit.flush()
-            changed.append(instance_id)
+        try:
+            with atomic():
+                unit = Unit(at)
+                unit.lock_instances([instance_id])
+                instance = unit.instance(instance_id)
+                if not change(unit, instance):
+                    continue
+                if actor is not None:
+                    unit.settle(instance.run_id, actor)
+                unit.flush()
+        except CONNECTION_ERRORS:
+            raise
+        except Flow45Error as exc:
+            log.error("task instance %s: %s; left as it was", instance_id, exc.message)
+            continue
+        except Exception:  # noqa: BLE001 - see above: one instance must not stop the sweep for all
+            log.exception("task instance %s: changing it failed; left as it was", instance_id)
+            continue
+        changed.append(instance_id)
     return changed
 
 

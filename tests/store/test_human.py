@@ -12,6 +12,7 @@ from flow45 import store
 from flow45.errors import NotAllowed
 from flow45.models import Attempt, Event
 from flow45.scheduler import tick
+from flow45.settings import Settings, current_settings, use_settings
 from flow45.store.rules_human import relative_due
 from tests.store.helpers import T0, complete, deploy_text, instance, states
 
@@ -155,6 +156,47 @@ def test_every_overdue_outcome_is_applied_once_when_due_and_not_a_microsecond_be
         assert (after["approve"], after["publish"]) == ("succeeded", "available")
         [attempt] = Attempt.select().where(Attempt.instance == approve)
         assert (attempt.status, attempt.worker, attempt.output) == ("succeeded", "flow45-scheduler", {"ok": False, "by": "flow45"})
+
+
+def test_a_default_output_refused_when_due_leaves_the_task_to_a_person_and_the_sweep_goes_on(tmp_path):
+    """The installation lowered `output_max_bytes` below a deployed default: the default cannot be
+    applied. The task is marked overdue and waits for a decision, and the sweep goes on to other
+    teams' tasks rather than fail on this one at every tick."""
+    run, approve = ready_run(tmp_path, config("{default: {ok: false, by: " + "x" * 400 + "}}"))
+    deploy_text(tmp_path, config("{default: {ok: false, by: flow45}}").replace("team: acme", "team: rival"))
+    theirs = store.trigger("rival", "approval", actor="ann", now=T0)
+    complete(theirs, "prepare", OK, now=T0)
+    their_approve = instance(theirs, "approve").id
+    use_settings(Settings(database_url=current_settings().database_url, output_max_bytes=256))
+    due = T0 + dt.timedelta(hours=2)
+    report = tick(due)
+    assert report.overdue == [approve, their_approve] and report.errors == []
+    [event] = events(approve, "overdue")
+    assert event.detail["outcome"] == "none"
+    refused = event.detail["refused"]
+    assert refused.startswith("the default output: ") and "over the cap of 256" in refused
+    assert states(run)["approve"] == "available" and states(theirs)["approve"] == "succeeded"
+    assert tick(due + dt.timedelta(hours=1)).overdue == [], "once"
+
+
+def test_a_sweep_goes_past_an_instance_it_cannot_change(tmp_path, monkeypatch, caplog):
+    """Whatever makes one instance's change fail (here: a bug), the other instances of the sweep move."""
+    run, approve = ready_run(tmp_path, config("skip"))
+    other, other_approve = ready_run(tmp_path, config("skip"))
+    from flow45.store import rules_human
+
+    alarm = rules_human.alarm
+
+    def broken_for_the_first(ch, instance, *args, **kwargs):
+        if instance.id == approve:
+            raise KeyError("a bug")
+        return alarm(ch, instance, *args, **kwargs)
+
+    monkeypatch.setattr(rules_human, "alarm", broken_for_the_first)
+    report = tick(T0 + dt.timedelta(hours=2))
+    assert report.overdue == [other_approve] and report.errors == []
+    assert states(run)["approve"] == "available" and states(other)["approve"] == "skipped"
+    assert f"task instance {approve}: changing it failed; left as it was" in caplog.text
 
 
 def test_undo_arms_a_human_task_again_from_the_time_of_the_undo(tmp_path):
