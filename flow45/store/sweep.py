@@ -4,11 +4,12 @@ overdue outcomes that come due."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.clock import iso
-from flow45.db import atomic
+from flow45.db import CONNECTION_ERRORS, atomic
 from flow45.durations import format_duration
 from flow45.models import Run, TaskInstance, Workflow
 from flow45.outputs import check_output
@@ -18,6 +19,7 @@ from flow45.store.specs import version_spec
 from flow45.store.unit import Row, Unit, each_alone, record_event
 
 SWEEPER = "flow45-scheduler"
+log = logging.getLogger("flow45.scheduler")
 
 
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
@@ -114,13 +116,19 @@ def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
            .where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at)).order_by(Run.sla_due_at).limit(limit))
     reported = []
     for run in due:
-        with atomic():
-            # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
-            if not Run.update(sla_due_at=None).where((Run.id == run.id) & Run.sla_due_at.is_null(False)).execute():
-                continue
-            sla = version_spec(run.version_id).workflow.sla
-            record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
-                "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
-                "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
+        try:
+            with atomic():
+                # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
+                if not Run.update(sla_due_at=None).where((Run.id == run.id) & Run.sla_due_at.is_null(False)).execute():
+                    continue
+                sla = version_spec(run.version_id).workflow.sla
+                record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
+                    "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
+                    "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - as each_alone: one run must not stop every team's SLA events
+            log.exception("run %s: recording its missed SLA failed; left as it was", run.id)
+            continue
         reported.append(run.id)
     return reported

@@ -43,3 +43,24 @@ def test_sla_missed_once_per_unfinished_run_counted_from_the_trigger(tmp_path):
     assert (event.team, event.run, event.actor) == ("acme", queued, "flow45-scheduler")
     assert event.detail == {"workflow": "job", "sla": "90m", "triggered": "2026-03-01T12:10:00Z",
                             "due": "2026-03-01T13:40:00Z"}
+
+
+def test_a_run_whose_sla_cannot_be_recorded_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+    deploy_text(tmp_path, CONFIG.replace("max_active_runs: 1", "max_active_runs: 2"))
+    first = store.trigger("acme", "job", actor="ann", now=T0)
+    second = store.trigger("acme", "job", actor="ann", now=T0 + dt.timedelta(seconds=1))
+    from flow45.store import sweep
+
+    specs, calls = sweep.version_spec, []
+
+    def broken_the_first_time(version_id):
+        calls.append(version_id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return specs(version_id)
+
+    monkeypatch.setattr(sweep, "version_spec", broken_the_first_time)
+    assert store.sla_missed(now=T0 + dt.timedelta(hours=2)) == [second]
+    assert f"run {first}: recording its missed SLA failed; left as it was" in caplog.text
+    monkeypatch.setattr(sweep, "version_spec", specs)
+    assert store.sla_missed(now=T0 + dt.timedelta(hours=2)) == [first], "left as it was: recorded on the next sweep"
