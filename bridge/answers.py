@@ -12,7 +12,7 @@ from bridge.batch import Outcome
 from bridge.inbound import MAX_BODY, Delivery, Refusal, is_direct_reply_to, team_of_user
 from flow45 import names, wire
 from flow45.redact import redact_body, redact_text
-from flow45.settings import Settings
+from flow45.settings import Settings, current_settings
 
 log = logging.getLogger("flow45.bridge")
 
@@ -54,14 +54,21 @@ def reply(delivery: Delivery, answer: dict) -> Publish | None:
 
 
 def encode_answer(answer: dict, message_id: object) -> bytes:
-    """An answer's body: once for every delivery it answers."""
+    """An answer's body: once for every delivery it answers. One over max_message_bytes becomes an
+    error: the broker would close the bridge's channel on it, and the bridge would reconnect for all."""
     if answer.get("error"):
         answer = {**answer, "error": _text(answer["error"], MAX_ERROR)}
     try:
-        return wire.dumps(answer).encode()
+        body = wire.dumps(answer).encode()
     except wire.NotJSON as exc:  # a bug, not the sender's fault: answer without the result
         log.error("bridge: the reply to %r is not JSON: %s", message_id, exc)
         return wire.dumps({"ok": False, "code": "internal", "error": f"the reply could not be written: {exc}"}).encode()
+    cap = current_settings().max_message_bytes
+    if len(body) > cap:
+        why = f"the answer is {len(body)} bytes, over max_message_bytes ({cap}): what it carries is too large to send"
+        log.error("bridge: the reply to %r: %s", message_id, why)
+        return wire.dumps({"ok": False, "code": "internal", "error": why}).encode()
+    return body
 
 
 def reply_with(delivery: Delivery, body: bytes) -> Publish | None:

@@ -41,10 +41,13 @@ REFUSALS_SAID_EVERY = 60.0  # seconds between the log lines that name the full q
 
 class Relay:
     def __init__(self, lanes: Lanes, dead_confirmed: Callable[[list[int]], None],
-                 dead_refused: Callable[[int], None], topology_needed: Callable[[], None]) -> None:
+                 dead_refused: Callable[[int], None], topology_needed: Callable[[], None],
+                 max_message_bytes: int = 1024 * 1024) -> None:
         """`dead_confirmed(tags)`: the deliveries whose dead-letter copies the broker confirmed;
-        `dead_refused(tag)`: one whose copy it refused; `topology_needed()`: a row found no queue."""
+        `dead_refused(tag)`: one whose copy it refused; `topology_needed()`: a row found no queue;
+        `max_message_bytes`: rows larger are not published (the setting)."""
         self._lanes = lanes
+        self.max_message_bytes = max_message_bytes
         self._dead_confirmed, self._dead_refused, self._topology_needed = dead_confirmed, dead_refused, topology_needed
         self.lock = RelayLock()
         self.listener: OutboxListener | None = None
@@ -64,6 +67,7 @@ class Relay:
         self._mark_scheduled = False
         self._wake_scheduled = False
         self._full: dict[str, tuple[float, float]] = {}  # routing key -> (no rows before, next wait), monotonic
+        self._too_large: set[int] = set()  # outbox ids over max_message_bytes: never published, said once
         self._refusals_said_at = -REFUSALS_SAID_EVERY
 
     def listen(self, ioloop, on_rows: Callable[[], None], also_own) -> None:
@@ -108,7 +112,7 @@ class Relay:
         """Publish the pending rows (those written by other processes, or left pending)."""
         full = self._full_keys()
         while self.relaying and len(self._in_flight) < MAX_IN_FLIGHT:
-            rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight, skip_keys=full)
+            rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight | self._too_large, skip_keys=full)
             self.publish_rows(rows)  # in flight now: the next page passes over them
             if len(rows) < RELAY_PAGE:
                 return
@@ -137,6 +141,9 @@ class Relay:
                 type=row.kind,
             )
             body = (row.text or wire.dumps(row.body)).encode()  # stored through wire.dumps: always JSON
+            if len(body) > self.max_message_bytes:
+                self._refuse_too_large(row, len(body))
+                continue
             self.publish(names.TASKS_EXCHANGE, row.routing_key, body, properties, "outbox", (row.id, row.routing_key),
                          mandatory=True)
             self._in_flight.add(row.id)
@@ -203,6 +210,16 @@ class Relay:
             # The next batch marks them in its own transaction; if none comes soon, a transaction of their own.
             self._mark_scheduled = True
             self._ioloop.call_later(MARK_DELAY, self.flush_confirmed)
+
+    def _refuse_too_large(self, row: OutboxMessage, size: int) -> None:
+        """A row the broker would refuse by closing the channel, and the bridge would then reconnect for
+        every team, and publish it again first: it stays pending, unpublished, and is said once."""
+        if row.id not in self._too_large:
+            self._too_large.add(row.id)
+            instance = row.body.get("instance") if isinstance(row.body, dict) else None
+            log.error("bridge: outbox row %d (%s %s, task instance %s) is %d bytes, over max_message_bytes (%d): not "
+                      "published; its task cannot be sent to a worker (too many or too large inputs)", row.id,
+                      row.team, row.kind, instance, size, self.max_message_bytes)
 
     def _refused_by(self, key: str) -> None:
         """The queue of `key` refused a row: it gets none for a while, longer each time it refuses

@@ -82,7 +82,8 @@ class Bridge:
         self._declared_at = float("-inf")  # monotonic: the topology's last declaration
         self._quarantine_tag = None
         self._batcher = Batcher(batch_size, self._take_sent, self._return_sent, self._finish, RETRY_DELAY)
-        self.relay = Relay(self._batcher.lanes, self._ack, self._give_back, self._topology_needed)
+        self.relay = Relay(self._batcher.lanes, self._ack, self._give_back, self._topology_needed,
+                           max_message_bytes=settings.max_message_bytes)
         if side_processes:  # each beats as a part of its own
             self.reads = SideProcess("reads", settings, heartbeat=heartbeat)
             self.events = SideProcess("events", settings, heartbeat=heartbeat)

@@ -23,6 +23,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
+from flow45.settings import current_settings
 from flow45.types import pattern_problem
 
 
@@ -76,6 +77,11 @@ def check_team(config: TeamConfig) -> list[str]:
                 report(key, path, f"{format_duration(seconds)} is {OVER_MAX_DURATION}")
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
+            if (worst := _largest_offer(task)) > (cap := current_settings().max_message_bytes):
+                each = current_settings().output_max_bytes
+                report(key, f"{path}.inputs", f"{len(task.inputs)} inputs of up to {each} bytes each make an offer "
+                       f"of up to {worst} bytes, over max_message_bytes ({cap}): it could not be sent to a worker "
+                       "(fewer inputs, or a smaller output_max_bytes)")
             if task.lease is not None and task.lease <= 0:  # a claim would expire as it is granted
                 report(key, f"{path}.lease", "a lease must be longer than 0s")
             if task.output is not None and task.output not in known_types:
@@ -122,6 +128,15 @@ def _check_schedule(schedule: ScheduleSpec, report) -> None:
         zoneinfo.ZoneInfo(schedule.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
+
+
+OFFER_ENVELOPE = 4096  # bytes of an offer besides its inputs and params: ids, names, token, times
+
+
+def _largest_offer(task) -> int:
+    """The most bytes a task's offer (or claim answer) can take: every input an output at the cap."""
+    settings = current_settings()
+    return len(task.inputs) * settings.output_max_bytes + settings.params_max_bytes + OFFER_ENVELOPE
 
 
 def _durations(key: str, wf: WorkflowSpec) -> list[tuple[str, float]]:

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     )
     output_max_bytes: int = Field(16384, ge=256, description="cap on a submitted output's JSON")
     params_max_bytes: int = Field(16384, ge=256, description="cap on a run's params as JSON")
+    max_message_bytes: int = Field(
+        1024 * 1024, ge=64 * 1024, description="the largest message the bridge publishes (an offer, an answer); at "
+                                               "most the broker's max_message_size, which refuses a larger one")
     default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
     relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")

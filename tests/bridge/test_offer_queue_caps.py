@@ -5,6 +5,7 @@ the other teams' offers go on; once workers take from the queue, the rest follow
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pika
@@ -15,7 +16,7 @@ from bridge.rpc import call
 from bridge.setup_broker import plan
 from flow45 import names, store
 from flow45.models import Outbox
-from flow45.settings import Settings
+from flow45.settings import Settings, use_settings
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +119,65 @@ def test_a_full_offer_queue_holds_its_rows_in_the_outbox_and_another_teams_offer
     assert sorted(taken) == sorted(store.get_run(run).instances[0].id for run in runs)  # each once, none lost
     assert _take(bridge_env, rival_queue) == [store.get_run(rival_run).instances[0].id]
     _until(lambda: pending() == 0, "rows the broker took were not marked sent")  # marked just after the confirm
+
+
+FAN_IN = """
+team: reports
+types:
+  Doc: {fields: {uri: string}}
+workflows:
+  gather:
+    tasks:
+      u0: {function: part, output: Doc}
+      u1: {function: part, output: Doc}
+      u2: {function: part, output: Doc}
+      u3: {function: part, output: Doc}
+      u4: {function: part, output: Doc}
+      merge: {function: merge, output: Doc, inputs: {a: u0, b: u1, c: u2, d: u3, e: u4}}
+"""
+CAP = 64 * 1024
+
+
+def test_an_offer_over_the_message_cap_is_not_published_and_the_bridge_goes_on(bridge_env, caplog):
+    """Deployed under a larger max_message_bytes, a fan-in's offer outgrew the cap the installation
+    set since, with the broker's max_message_size. Published, the broker would close the bridge's
+    channel, and the bridge would reconnect for every team and publish it again first, for ever."""
+    from bridge.service import Bridge
+    from tests.store.helpers import claim
+
+    for team in ("reports", "rival"):
+        files = {"c.yaml": FAN_IN if team == "reports" else ONE_TASK.format(team=team)}
+        call(bridge_env.url(f"{team}-ops"), team, {"type": "deploy", "files": files})
+    bridge_env.bridge.stop()
+    bridge_env.thread.join(timeout=10)
+    bridge_env.rabbit.ctl("eval", f"application:set_env(rabbit, max_message_size, {CAP}).")
+    bridge = None
+    try:
+        run = store.trigger("reports", "gather", actor="ops")
+        for task in ("u0", "u1", "u2", "u3", "u4"):
+            grant = claim(run, task)
+            store.submit(grant.instance, grant.token, {"uri": "x" * 15_000})
+        lowered = bridge_env.settings.model_copy(update={"max_message_bytes": CAP})
+        use_settings(lowered)
+        bridge = Bridge(lowered, batch_size=50)
+        thread = threading.Thread(target=bridge.run, daemon=True)
+        thread.start()
+        _until(lambda: bridge.consuming, "the bridge did not start consuming")
+        rival_run = store.trigger("rival", "one", actor="ops")
+        rival_queue = names.offer_queue("rival", "solo")
+        _until(lambda: _waiting(bridge_env, rival_queue) == 1, "the other team's offer did not come")
+        time.sleep(1)  # a few relay passes
+        assert _take(bridge_env, rival_queue) == [store.get_run(rival_run).instances[0].id]
+        assert _waiting(bridge_env, names.offer_queue("reports", "merge")) == 0
+        assert bridge.consuming and "broker connection closed" not in caplog.text
+        said = [r.getMessage() for r in caplog.records if "over max_message_bytes" in r.getMessage()]
+        assert len(said) == 1 and f"(reports offer, task instance {instance_of(run, 'merge')})" in said[0]
+    finally:
+        bridge_env.rabbit.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
+        if bridge is not None:
+            bridge.stop()
+            thread.join(timeout=10)
+
+
+def instance_of(run: int, task: str) -> int:
+    return next(i.id for i in store.get_run(run).instances if i.task == task)

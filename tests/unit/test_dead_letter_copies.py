@@ -42,3 +42,19 @@ def test_a_body_within_the_limit_is_copied_whole():
     copy = _copy(body)
     assert copy.body == body
     assert "x-flow45-truncated" not in copy.properties.headers
+
+
+def test_an_answer_over_the_message_cap_goes_as_an_error_that_fits(caplog):
+    """Published as it is, the broker would close the bridge's channel (max_message_size), and the
+    bridge would reconnect for every team."""
+    from bridge.answers import encode_answer
+    from flow45.settings import Settings, use_settings
+
+    use_settings(Settings(max_message_bytes=64 * 1024))
+    small = encode_answer({"ok": True, "result": {"inputs": {"a": "x" * 1000}}}, "m-1")
+    assert json.loads(small)["ok"] is True
+    body = encode_answer({"ok": True, "result": {"inputs": {"a": "x" * 70_000}}}, "m-2")
+    assert len(body) < 1000 and json.loads(body) == {
+        "ok": False, "code": "internal",
+        "error": "the answer is 70040 bytes, over max_message_bytes (65536): what it carries is too large to send"}
+    assert "the reply to 'm-2': the answer is 70040 bytes" in caplog.text
