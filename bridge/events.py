@@ -147,13 +147,14 @@ class EventPublisher(SideThread):
         by_team: dict[str, list[Streamed]] = {}
         for event in events:
             by_team.setdefault(event.team, []).append(event)
-        for team, page in by_team.items():
-            body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
-            number = self._pages[team] = self._pages.get(team, 0) + 1
-            properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
-                                              message_id=f"events-{page[0].id}-{page[-1].id}",
-                                              headers={names.EVENT_PAGE_HEADER: number})
-            out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
+        for team, events_of_team in by_team.items():
+            for page in _pages_under(events_of_team, self.settings.max_message_bytes):
+                body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
+                number = self._pages[team] = self._pages.get(team, 0) + 1
+                properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
+                                                  message_id=f"events-{page[0].id}-{page[-1].id}",
+                                                  headers={names.EVENT_PAGE_HEADER: number})
+                out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
 
     def _note_holes(self, event_id: int) -> None:
         now = time.monotonic()
@@ -179,3 +180,20 @@ class EventPublisher(SideThread):
         self._holes = {}
         self.after = newest_event_id()
         connection.process_data_events(time_limit=self.standby_interval)
+
+
+PAGE_ENVELOPE = 64  # bytes of a page besides its events' bodies and the commas between them
+
+
+def _pages_under(events: list[Streamed], cap: int) -> list[list[Streamed]]:
+    """The events in pages of at most `cap` bytes each: a larger message would close the channel
+    (the broker's max_message_size), and the page would be lost to every follower of the team."""
+    pages: list[list[Streamed]] = [[]]
+    size = PAGE_ENVELOPE
+    for event in events:
+        if pages[-1] and size + len(event.body) + 1 > cap:
+            pages.append([])
+            size = PAGE_ENVELOPE
+        pages[-1].append(event)
+        size += len(event.body) + 1
+    return pages if pages[-1] else []
