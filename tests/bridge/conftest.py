@@ -64,6 +64,20 @@ def purge_all(rabbit) -> None:
         connection.close()
 
 
+def set_cap(env, policy: str, setting: str, messages: int, refuses_past) -> None:
+    """setup-broker's `policy`, with `setting` at `messages`; returns once the broker enforces it (it
+    applies a policy to its queues a moment later): `refuses_past(n)` tells whether a queue under it
+    refuses past n messages."""
+    settings = Settings(amqp_url=env.rabbit.amqp_url, teams=env.settings.teams, **{setting: messages})
+    [argv] = [argv for argv in plan(settings, {})[0] if policy in argv]
+    env.rabbit.apply(argv)
+    deadline = time.monotonic() + 15
+    capped = messages <= 10
+    while refuses_past(min(messages, 10)) != capped:
+        assert time.monotonic() < deadline, f"the broker did not take {policy}'s cap of {messages}"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def relay_interval() -> float:
     return 0.2

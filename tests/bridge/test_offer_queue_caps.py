@@ -13,10 +13,10 @@ import pytest
 
 from bridge import relay
 from bridge.rpc import call
-from bridge.setup_broker import plan
 from flow45 import names, store
 from flow45.models import Outbox
 from flow45.settings import Settings, use_settings
+from tests.bridge.conftest import set_cap
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +51,7 @@ def _probe_refuses_past(env, count: int) -> bool:
 
 
 def _set_offer_cap(env, messages: int) -> None:
-    """The policy setup-broker applies, with this cap; returns once the broker enforces it."""
-    settings = Settings(amqp_url=env.rabbit.amqp_url, teams=env.settings.teams, offer_queue_max_messages=messages)
-    [policy] = [argv for argv in plan(settings, {})[0] if "flow45-offers" in argv]
-    env.rabbit.apply(policy)
-    deadline = time.monotonic() + 15
-    capped = messages <= 10
-    while _probe_refuses_past(env, min(messages, 10)) != capped:
-        assert time.monotonic() < deadline, f"the broker did not take the cap of {messages}"
-        time.sleep(0.1)
+    set_cap(env, "flow45-offers", "offer_queue_max_messages", messages, lambda n: _probe_refuses_past(env, n))
 
 
 def _take(env, queue: str) -> list[int]:
@@ -104,7 +96,7 @@ def test_a_full_offer_queue_holds_its_rows_in_the_outbox_and_another_teams_offer
     try:
         runs = [store.trigger("reports", "one", actor="ops") for _ in range(8)]
         pending = Outbox.select().where(Outbox.sent_at.is_null() & (Outbox.team == "reports")).count
-        _until(lambda: _waiting(bridge_env, reports_queue) >= 3 and pending() == 8 - _waiting(bridge_env, reports_queue),
+        _until(lambda: (waiting := _waiting(bridge_env, reports_queue)) >= 3 and pending() == 8 - waiting,
                "the capped queue did not fill")
         assert _waiting(bridge_env, reports_queue) in (3, 4)  # at most one past the cap
 

@@ -14,10 +14,10 @@ import pytest
 from bridge.rpc import call
 from bridge.sdk import AmqpTransport, InboxFull
 from bridge.service import Bridge
-from bridge.setup_broker import plan
 from flow45 import names
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
+from tests.bridge.conftest import set_cap
 
 pytestmark = pytest.mark.integration
 
@@ -124,16 +124,7 @@ def _refused_past(env, messages: int) -> bool:
 
 
 def _set_inbox_cap(env, messages: int) -> None:
-    """The policy setup-broker applies, with this cap on messages; returns once the broker enforces it
-    (it applies a policy to its queues a moment later)."""
-    settings = Settings(amqp_url=env.rabbit.amqp_url, teams=env.settings.teams, inbox_max_messages=messages)
-    [policy] = [argv for argv in plan(settings, {})[0] if "flow45-inbox" in argv]
-    env.rabbit.apply(policy)
-    deadline = time.monotonic() + 15
-    capped = messages <= 10
-    while _refused_past(env, min(messages, 10)) != capped:
-        assert time.monotonic() < deadline, f"the broker did not take the cap of {messages}"
-        time.sleep(0.1)
+    set_cap(env, "flow45-inbox", "inbox_max_messages", messages, lambda n: _refused_past(env, n))
 
 
 def test_past_its_inbox_cap_a_team_is_refused_and_another_team_is_not(bridge_env):
