@@ -64,6 +64,15 @@ def purge_all(rabbit) -> None:
         connection.close()
 
 
+def waiting(env, queue: str) -> int:
+    """Messages waiting in `queue`."""
+    channel = env.channel()
+    try:
+        return channel.queue_declare(queue, passive=True).method.message_count
+    finally:
+        channel.connection.close()
+
+
 def set_cap(env, policy: str, setting: str, messages: int, refuses_past) -> None:
     """setup-broker's `policy`, with `setting` at `messages`; returns once the broker enforces it (it
     applies a policy to its queues a moment later): `refuses_past(n)` tells whether a queue under it

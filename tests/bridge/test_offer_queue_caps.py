@@ -17,6 +17,7 @@ from flow45 import names, store
 from flow45.models import Outbox
 from flow45.settings import Settings, use_settings
 from tests.bridge.conftest import set_cap
+from tests.bridge.conftest import waiting as _waiting
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +65,6 @@ def _take(env, queue: str) -> list[int]:
     finally:
         channel.connection.close()
     return taken
-
-
-def _waiting(env, queue: str) -> int:
-    channel = env.channel()
-    try:
-        return channel.queue_declare(queue, passive=True).method.message_count
-    finally:
-        channel.connection.close()
 
 
 def _until(condition, what: str, seconds: float = 20) -> None:

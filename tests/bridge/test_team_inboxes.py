@@ -18,6 +18,7 @@ from flow45 import names
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
 from tests.bridge.conftest import set_cap
+from tests.bridge.conftest import waiting as _waiting
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +27,6 @@ PROGRESS = json.dumps({"type": "progress", "instance": 987654321, "token": "t", 
 
 def _properties(user: str, **extra) -> pika.BasicProperties:
     return pika.BasicProperties(content_type="application/json", message_id=uuid.uuid4().hex, user_id=user, **extra)
-
-
-def _waiting(env, queue: str) -> int:
-    channel = env.channel()
-    try:
-        return channel.queue_declare(queue, passive=True).method.message_count
-    finally:
-        channel.connection.close()
 
 
 def _start_bridge(env) -> tuple[Bridge, threading.Thread]:
