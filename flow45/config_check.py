@@ -23,7 +23,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
-from flow45.settings import current_settings
+from flow45.settings import Settings, current_settings
 from flow45.types import pattern_problem
 
 
@@ -35,6 +35,7 @@ def check_team(config: TeamConfig) -> list[str]:
         problems.append(f"{config.origins[key]}: {path}: {message}")
 
     known_types = set(config.types)
+    settings = current_settings()  # what the bridge can send decides what deploys
 
     def check_field(key: str, path: str, spec: FieldSpec) -> None:
         while True:
@@ -77,11 +78,11 @@ def check_team(config: TeamConfig) -> list[str]:
                 report(key, path, f"{format_duration(seconds)} is {OVER_MAX_DURATION}")
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
-            if (worst := _largest_offer(task)) > (cap := current_settings().max_message_bytes):
-                each = current_settings().output_max_bytes
-                report(key, f"{path}.inputs", f"{len(task.inputs)} inputs of up to {each} bytes each make an offer "
-                       f"of up to {worst} bytes, over max_message_bytes ({cap}): it could not be sent to a worker "
-                       "(fewer inputs, or a smaller output_max_bytes)")
+            if (worst := _largest_offer(task, settings)) > settings.max_message_bytes:
+                report(key, f"{path}.inputs", f"{len(task.inputs)} inputs of up to {settings.output_max_bytes} bytes "
+                       f"each make an offer of up to {worst} bytes, over max_message_bytes "
+                       f"({settings.max_message_bytes}): it could not be sent to a worker (fewer inputs, or a "
+                       "smaller output_max_bytes)")
             if task.lease is not None and task.lease <= 0:  # a claim would expire as it is granted
                 report(key, f"{path}.lease", "a lease must be longer than 0s")
             if task.output is not None and task.output not in known_types:
@@ -133,9 +134,8 @@ def _check_schedule(schedule: ScheduleSpec, report) -> None:
 OFFER_ENVELOPE = 4096  # bytes of an offer besides its inputs and params: ids, names, token, times
 
 
-def _largest_offer(task) -> int:
+def _largest_offer(task, settings: Settings) -> int:
     """The most bytes a task's offer (or claim answer) can take: every input an output at the cap."""
-    settings = current_settings()
     return len(task.inputs) * settings.output_max_bytes + settings.params_max_bytes + OFFER_ENVELOPE
 
 

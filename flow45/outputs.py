@@ -43,10 +43,15 @@ def find_secret(value: Any, path: str = "output") -> str | None:
     return None
 
 
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON, as the caps count them; TypeError or ValueError if not JSON."""
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
 def check_output(types: TypeRegistry, type_name: str, output: Any, max_bytes: int, what: str) -> Any:
     """The output as it will be stored; raises InvalidOutput naming the problem."""
     try:
-        size = len(json.dumps(output, separators=(",", ":")).encode())
+        size = json_size(output)
     except (TypeError, ValueError) as exc:
         raise InvalidOutput(f"{what}: output is not JSON: {exc}") from exc
     if size > max_bytes:

@@ -36,8 +36,13 @@ def pattern_problem(pattern: str) -> str | None:
     try:
         SchemaValidator(core_schema.str_schema(pattern=pattern))
     except SchemaError as exc:
-        return str(exc).strip().splitlines()[-1].removeprefix("error: ")
+        return _engine_reason(exc)
     return None
+
+
+def _engine_reason(exc: SchemaError) -> str:
+    """The regex engine's own words, from the last line of pydantic-core's nested error."""
+    return str(exc).strip().splitlines()[-1].removeprefix("error: ")
 
 
 class _Declared(BaseModel):
@@ -71,9 +76,8 @@ class TypeRegistry:
             try:
                 self._models[name] = self._build(name)
             except SchemaError as exc:  # a pattern deployed before deploy checked it (pattern_problem)
-                reason = str(exc).strip().splitlines()[-1].removeprefix("error: ")
-                raise UncheckableType(f"type {name} cannot be checked ({reason}): deploy a version without that "
-                                      "pattern") from None
+                raise UncheckableType(f"type {name} cannot be checked ({_engine_reason(exc)}): deploy a version "
+                                      "without that pattern") from None
         return self._models[name]
 
     def _build(self, name: str) -> type[BaseModel]:

@@ -4,7 +4,6 @@ Shared by `trigger` (flow45.store.runs) and connected runs started by the writer
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,7 +11,7 @@ from pydantic import ValidationError
 from flow45 import states as S
 from flow45.errors import IllegalTransition, InvalidParams
 from flow45.models import Run, TaskInstance
-from flow45.outputs import find_secret
+from flow45.outputs import find_secret, json_size
 from flow45.settings import current_settings
 from flow45.store.bulk import insert_rows, insert_rows_later
 from flow45.store.specs import VersionSpec
@@ -28,7 +27,7 @@ def validate_params(spec: VersionSpec, params: Any) -> dict:
         raise InvalidParams(f"params for {name} must be a JSON object, got {type(params).__name__}")
     cap = current_settings().params_max_bytes
     try:
-        size = len(json.dumps(params, separators=(",", ":")).encode())
+        size = json_size(params)
     except (TypeError, ValueError) as exc:
         raise InvalidParams(f"params for {name} are not JSON: {exc}") from exc
     if size > cap:

@@ -4,22 +4,20 @@ overdue outcomes that come due."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import functools
 
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.clock import iso
-from flow45.db import CONNECTION_ERRORS, atomic
 from flow45.durations import format_duration
 from flow45.models import Run, TaskInstance, Workflow
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules, rules_human, timers
 from flow45.store.specs import version_spec
-from flow45.store.unit import Row, Unit, each_alone, record_event
+from flow45.store.unit import Row, Unit, alone, each_alone, record_event
 
 SWEEPER = "flow45-scheduler"
-log = logging.getLogger("flow45.scheduler")
 
 
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
@@ -114,21 +112,15 @@ def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     at = to_utc(now)
     due = (Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name).join(Workflow)
            .where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at)).order_by(Run.sla_due_at).limit(limit))
-    reported = []
-    for run in due:
-        try:
-            with atomic():
-                # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
-                if not Run.update(sla_due_at=None).where((Run.id == run.id) & Run.sla_due_at.is_null(False)).execute():
-                    continue
-                sla = version_spec(run.version_id).workflow.sla
-                record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
-                    "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
-                    "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
-        except CONNECTION_ERRORS:
-            raise
-        except Exception:  # noqa: BLE001 - as each_alone: one run must not stop every team's SLA events
-            log.exception("run %s: recording its missed SLA failed; left as it was", run.id)
-            continue
-        reported.append(run.id)
-    return reported
+
+    def record(run) -> bool:
+        # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
+        if not Run.update(sla_due_at=None).where((Run.id == run.id) & Run.sla_due_at.is_null(False)).execute():
+            return False
+        sla = version_spec(run.version_id).workflow.sla
+        record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
+            "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
+            "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
+        return True
+
+    return [run.id for run in due if alone(f"run {run.id}", functools.partial(record, run), "recording its missed SLA")]

@@ -8,6 +8,7 @@ one `atomic()`; a per-message verb is a unit of one message, the bridge's batch 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from typing import Any, Callable, Iterable, Iterator
@@ -276,34 +277,38 @@ class Unit:
 def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit, Row], bool],
                actor: str | None = None) -> list[int]:
     """Apply `change` to each instance in a transaction of its own (a sweep must not hold many runs'
-    locks at once). `change` looks again under the lock and says whether it changed anything; the
-    run is then settled by `actor`, if given. Returns the instances changed.
+    locks at once), `alone`. `change` looks again under the lock and says whether it changed
+    anything; the run is then settled by `actor`, if given. Returns the instances changed."""
 
-    An instance whose change fails is logged and left as it was; the others go on. Raised, it would
-    end the sweep at the same instance on every tick, and no team's leases, retries, timers or human
-    tasks behind it would move again. A lost database connection is raised: nothing can go on."""
-    changed = []
-    for instance_id in instance_ids:
-        try:
-            with atomic():
-                unit = Unit(at)
-                unit.lock_instances([instance_id])
-                instance = unit.instance(instance_id)
-                if not change(unit, instance):
-                    continue
-                if actor is not None:
-                    unit.settle(instance.run_id, actor)
-                unit.flush()
-        except CONNECTION_ERRORS:
-            raise
-        except Flow45Error as exc:
-            log.error("task instance %s: %s; left as it was", instance_id, exc.message)
-            continue
-        except Exception:  # noqa: BLE001 - see above: one instance must not stop the sweep for all
-            log.exception("task instance %s: changing it failed; left as it was", instance_id)
-            continue
-        changed.append(instance_id)
-    return changed
+    def change_one(instance_id: int) -> bool:
+        unit = Unit(at)
+        unit.lock_instances([instance_id])
+        instance = unit.instance(instance_id)
+        if not change(unit, instance):
+            return False
+        if actor is not None:
+            unit.settle(instance.run_id, actor)
+        unit.flush()
+        return True
+
+    return [i for i in instance_ids if alone(f"task instance {i}", functools.partial(change_one, i))]
+
+
+def alone(what: str, change: Callable[[], bool], doing: str = "changing it") -> bool:
+    """`change()` in a transaction of its own; whether it changed anything. One that fails is logged
+    and left as it was, and the sweep goes on to the others: raised, it would end the sweep at the same
+    one on every tick, and no team's leases, retries, timers, human tasks or SLAs behind it would move
+    again. A lost database connection is raised: nothing can go on."""
+    try:
+        with atomic():
+            return change()
+    except CONNECTION_ERRORS:
+        raise
+    except Flow45Error as exc:
+        log.error("%s: %s; left as it was", what, exc.message)
+    except Exception:  # noqa: BLE001 - see above: one must not stop the sweep for all
+        log.exception("%s: %s failed; left as it was", what, doing)
+    return False
 
 
 # ---- writes outside the lifecycle --------------------------------------------------------------
