@@ -6,15 +6,19 @@ Each read is answered for the sender's team alone, through `LocalClient(team=...
 id is `not_found` in the very words a missing id gets. Lists come in pages of at most
 `messages.MAX_PAGE`.
 
-Reads are taken in as they came (up to PREFETCH at once), and identical reads of one team among them
-are answered by one query: a team's dashboards, woken by the same events, ask the same things at the
-same moment. Every read among them had arrived before that query began, so none gets an answer older
-than its question; nothing is kept for later reads.
+Reads are taken in as they come (up to PREFETCH of each team's at once) and lined up by team; teams
+take turns, one read each, and each statement of a read stops after the installation's
+`read_timeout` (code `too_slow`). So one team's heavy reads hold another team's read up for one read
+each at most, and for a bounded time. Identical reads of one team waiting together are answered by
+one query: a team's dashboards, woken by the same events, ask the same things at the same moment.
+Every read among them had arrived before that query began, so none gets an answer older than its
+question; nothing is kept for later reads.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -28,8 +32,8 @@ from bridge.inbound import is_direct_reply_to, json_object, team_of_user
 from flow45 import messages as m
 from flow45 import names
 from flow45.client import LocalClient, RunFilter
-from flow45.db import describe_db_error, drop_connection
-from flow45.errors import Flow45Error
+from flow45.db import describe_db_error, dialect, drop_connection
+from flow45.errors import Flow45Error, TooSlow
 from flow45.messages.base import utc_time
 from flow45.models import WorkflowVersion
 from flow45.settings import Settings
@@ -118,6 +122,16 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     raise Refusal("invalid_message", f"unknown read {read.type!r}")
 
 
+@dataclass
+class Asked:
+    """A read waiting for its team's turn."""
+
+    delivery: Delivery
+    user: str
+    read: BaseModel
+    same_as: tuple  # reads of one team with the same `same_as` are answered by one query
+
+
 class ReadServer(SideThread):
     """Consumes flow45.reads until stopped; reconnects with capped backoff."""
 
@@ -128,6 +142,7 @@ class ReadServer(SideThread):
         self.prefetch = prefetch
         self.answered = 0
         self.shared = 0  # reads answered with another identical read's query
+        self._waiting: dict[str, list[Asked]] = {}  # team -> its reads not yet answered, oldest first
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -145,46 +160,72 @@ class ReadServer(SideThread):
             self.ready.set()
             while not self._stop.is_set():
                 self.beat()
-                connection.process_data_events(time_limit=0.25)  # returns as soon as reads came
+                # Returns as soon as reads came; at once while reads wait for their team's turn.
+                connection.process_data_events(time_limit=0 if self._waiting else 0.25)
                 if arrived:
                     taken, arrived[:] = list(arrived), []
-                    self._handle(channel, dead, taken)
-                    channel.basic_ack(taken[-1].tag, multiple=True)
+                    self._take(channel, dead, taken)
+                self._answer_turn(channel, dead)
         finally:
+            self._waiting.clear()  # unacked: the broker delivers them again to the next connection
             if connection.is_open:
                 connection.close()
 
-    def _handle(self, channel, dead, deliveries: list[Delivery]) -> None:
-        """Answer each delivery; identical reads of one team are read from the store once."""
-        asked: dict[tuple, list[tuple[Delivery, str, BaseModel]]] = {}
+    def _take(self, channel, dead, deliveries: list[Delivery]) -> None:
+        """Refuse at once what is not a read one may ask; line up the rest by team."""
         for delivery in deliveries:
             try:
                 team, user, read = parse_read(self.settings, delivery)
             except Refusal as exc:
                 self._publish(channel, answers.reply(delivery, self._refused(dead, delivery, exc)))
+                channel.basic_ack(delivery.tag)
+                self.answered += 1
                 continue
-            key = (team, user if read.type in PER_USER else None, read.model_dump_json())
-            asked.setdefault(key, []).append((delivery, user, read))
-        for (team, _, _), waiting in asked.items():
-            first, user, read = waiting[0]
-            outcome = self._answer(team, user, read, first)
-            if isinstance(outcome, Refusal):
-                for delivery, _, _ in waiting:
-                    self._publish(channel, answers.reply(delivery, self._refused(dead, delivery, outcome)))
-                continue
-            body = answers.encode_answer({"ok": True, "result": outcome}, first.message_id)  # once for all who asked
-            for delivery, _, _ in waiting:
-                self._publish(channel, answers.reply_with(delivery, body))
-        self.answered += len(deliveries)
-        self.shared += sum(len(waiting) - 1 for waiting in asked.values())
+            same_as = (user if read.type in PER_USER else None, read.model_dump_json())
+            self._waiting.setdefault(team, []).append(Asked(delivery, user, read, same_as))
 
-    @staticmethod
-    def _answer(team: str, user: str, read: BaseModel, delivery: Delivery) -> Any:
+    def _answer_turn(self, channel, dead) -> bool:
+        """The next team's turn: its oldest waiting read, with the identical reads of that team waiting
+        behind it, answered by one query; the team then goes to the back of the line. So a team's slow
+        reads hold another team's read up for one read each at most. False if none waited."""
+        if not self._waiting:
+            return False
+        team = next(iter(self._waiting))
+        lined_up = self._waiting.pop(team)
+        first = lined_up[0]
+        now = [asked for asked in lined_up if asked.same_as == first.same_as]
+        later = [asked for asked in lined_up if asked.same_as != first.same_as]
+        if later:
+            self._waiting[team] = later
+        outcome = self._answer(team, first.user, first.read, first.delivery)
+        if isinstance(outcome, Refusal):
+            for asked in now:
+                self._publish(channel, answers.reply(asked.delivery, self._refused(dead, asked.delivery, outcome)))
+        else:
+            body = answers.encode_answer({"ok": True, "result": outcome}, first.delivery.message_id)  # once for all
+            for asked in now:
+                self._publish(channel, answers.reply_with(asked.delivery, body))
+        for asked in now:
+            channel.basic_ack(asked.delivery.tag)
+        self.answered += len(now)
+        self.shared += len(now) - 1
+        return True
+
+    def _answer(self, team: str, user: str, read: BaseModel, delivery: Delivery) -> Any:
         """The read's result, or the Refusal to answer instead."""
+        limit = self.settings.read_timeout
         try:
-            return answer_read(team, user, read)
+            if isinstance(read, m.WhoAmI):  # needs no store: answered even while it is away
+                return answer_read(team, user, read)
+            with dialect().time_limit(limit):
+                return answer_read(team, user, read)
         except Refusal as exc:
             return exc
+        except TooSlow:
+            log.warning("bridge reads: a %s read of team %s stopped after %gs (read_timeout)", read.type, team, limit)
+            return Refusal("too_slow", f"the {read.type} read ran longer than {limit:g}s, the installation's "
+                           "read_timeout, and was stopped: narrow it (a workflow, a status, a time range, a smaller "
+                           "limit) or ask again later", routine=True)
         except Flow45Error as exc:  # not_found: an answer like any other, nothing to file
             return Refusal(exc.code, exc.message, routine=True)
         except Exception as exc:

@@ -92,6 +92,12 @@ class NoDatabase(Flow45Error):
     code = "no_database"
 
 
+class TooSlow(Flow45Error):
+    """The read ran longer than the installation allows and was stopped."""
+
+    code = "too_slow"
+
+
 class SchemaOutdated(Flow45Error):
     """The database schema is older than this version of Flow45: run `flow45 db upgrade`."""
 

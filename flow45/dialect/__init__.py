@@ -57,6 +57,10 @@ class Dialect:
         """`query` share-locking the rows it reads (others may share them, none may change them)."""
         raise NotImplementedError
 
+    def time_limit(self, seconds: float):
+        """Around a read: each of its statements is stopped after `seconds`, and TooSlow raised."""
+        raise NotImplementedError
+
     def scheduler_lock(self, holder: str, lease: float):
         """The lock that lets one scheduler tick at a time (see flow45.scheduler)."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ nobody reads wait in a `Deferred` and travel together in one round trip."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -18,9 +19,10 @@ import peewee
 from flow45.dialect import Dialect
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
-from flow45.errors import SettingsError
+from flow45.errors import SettingsError, TooSlow
 from flow45.urls import hide_password
 
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
 
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
@@ -251,6 +253,18 @@ class PostgresDialect(Dialect):
 
     def for_share(self, query):
         return query.for_update("FOR SHARE")
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float):
+        # SET LOCAL rides with the BEGIN and ends with the transaction: the connection keeps no limit.
+        with self.db.atomic():
+            self.db.execute_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+            try:
+                yield
+            except peewee.DatabaseError as exc:
+                if getattr(getattr(exc, "orig", None), "pgcode", None) == QUERY_CANCELED:
+                    raise TooSlow() from None
+                raise
 
     def scheduler_lock(self, holder: str, lease: float):
         from flow45.scheduler_lock import LOCK_KEY

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
@@ -12,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
-from flow45.errors import NoDatabase
+from flow45.errors import NoDatabase, TooSlow
 
 CHUNK = 500  # rows per multi-row INSERT
 
@@ -93,6 +94,21 @@ class SqliteDialect(Dialect):
 
     def for_share(self, query):
         return query
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float):
+        deadline = time.monotonic() + seconds
+        connection = self.db.connection()
+        # SQLite calls this every N virtual machine steps; a true answer interrupts the statement.
+        connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            yield
+        except peewee.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise TooSlow() from None
+            raise
+        finally:
+            connection.set_progress_handler(None, 0)
 
     def scheduler_lock(self, holder: str, lease: float):
         from flow45.scheduler_lock import LeaseLock

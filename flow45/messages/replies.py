@@ -23,7 +23,7 @@ from flow45.views import (
 class Reply(_Message):
     """The answer on `reply_to`, with the request's `correlation_id`: ok with a result, or an error
     code (invalid_message, unauthorized, not_found, stale, illegal_transition, invalid_output,
-    invalid_params, invalid_config, not_allowed, refused, unavailable) and a message naming the problem."""
+    invalid_params, invalid_config, not_allowed, refused, unavailable, too_slow) and a message naming the problem."""
 
     ok: bool
     code: str | None = None

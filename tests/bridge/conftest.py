@@ -87,6 +87,14 @@ def set_cap(env, policy: str, setting: str, messages: int, refuses_past) -> None
         time.sleep(0.1)
 
 
+def answer_reads(server, channel, dead, deliveries) -> None:
+    """What the read server does with reads that came together: lines them up, then answers the teams
+    in turn until none waits."""
+    server._take(channel, dead, deliveries)
+    while server._answer_turn(channel, dead):
+        pass
+
+
 @pytest.fixture
 def relay_interval() -> float:
     return 0.2

@@ -20,7 +20,7 @@ from bridge.reads import ReadServer
 from flow45 import names
 from flow45.settings import Settings, use_settings
 from flow45.strictjson import loads
-from tests.bridge.conftest import TEAMS
+from tests.bridge.conftest import TEAMS, answer_reads
 from tests.bridge.test_inbound_properties import (
     CODES, _is_direct, deep, hostile_numbers, json_values, reply_tos, wrong_types,
 )
@@ -48,10 +48,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bytes, pika.BasicProperties]] = []
+        self.acked: list[int] = []
 
     def basic_publish(self, exchange, routing_key, body, properties) -> None:
         properties.encode()  # pika can send it
         self.published.append((exchange, routing_key, body, properties))
+
+    def basic_ack(self, tag) -> None:
+        self.acked.append(tag)
 
 
 @st.composite
@@ -130,7 +134,8 @@ def test_every_read_is_answered_for_its_own_team_or_refused_and_nothing_raises(t
     server = ReadServer(Settings(teams=TEAMS))
     channel, dead = Recorder(), Recorder()
     caplog.clear()
-    server._handle(channel, dead, batch)
+    answer_reads(server, channel, dead, batch)
+    assert sorted(channel.acked) == [d.tag for d in batch], "each read acked once, whatever its answer"
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     answers: dict[str, list[dict]] = {}
     for _, routing_key, body, _ in channel.published:

@@ -14,6 +14,7 @@ from flow45 import store
 from flow45.db import connect
 from flow45.migrate import ensure_schema
 from flow45.settings import Settings, use_settings
+from tests.bridge.conftest import answer_reads
 from tests.client.two_teams import T0, deploy_two_teams
 
 TEAMS = {
@@ -34,9 +35,13 @@ class Channel:
 
     def __init__(self):
         self.published: list[Published] = []
+        self.acked: list[int] = []
 
     def basic_publish(self, exchange, routing_key, body, properties=None):
         self.published.append(Published(routing_key, body, properties))
+
+    def basic_ack(self, tag):
+        self.acked.append(tag)
 
 
 @pytest.fixture
@@ -66,7 +71,7 @@ def answered(server, asked: list[Delivery]) -> tuple[dict[str, dict], int]:
 
     reads.answer_read = counted
     try:
-        server._handle(channel, Channel(), asked)
+        answer_reads(server, channel, Channel(), asked)
     finally:
         reads.answer_read = original
     return {p.properties.correlation_id: json.loads(p.body) for p in channel.published}, len(made)

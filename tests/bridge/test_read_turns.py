@@ -1,0 +1,101 @@
+"""One team's slow reads cannot hold another team's read: teams take turns, one read each, and a
+statement of a read stops after the installation's read_timeout (too_slow)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pika
+import psycopg2
+import pytest
+
+from bridge.remote import RemoteClient
+from bridge.service import Bridge
+from flow45 import names
+from flow45.errors import Flow45Error
+from tests.bridge.conftest import waiting
+from tests.bridge.test_team_inboxes import _stop
+
+pytestmark = pytest.mark.integration
+
+READ_TIMEOUT = 2.0
+SLOW_READS = 4
+
+
+class _Reader:
+    """An operator's connection that publishes reads to its team's read exchange and keeps the answers."""
+
+    def __init__(self, env, user: str, team: str) -> None:
+        self.user, self.team = user, team
+        self.connection = pika.BlockingConnection(pika.URLParameters(env.url(user)))
+        self.channel = self.connection.channel()
+        self.answers: list[dict] = []
+        self.channel.basic_consume("amq.rabbitmq.reply-to", auto_ack=True,
+                                   on_message_callback=lambda _c, _m, _p, body: self.answers.append(json.loads(body)))
+
+    def ask(self, read: dict) -> None:
+        self.channel.basic_publish(names.read_exchange(self.team), read["type"], json.dumps(read).encode(),
+                                   pika.BasicProperties(content_type="application/json", message_id=uuid.uuid4().hex,
+                                                        user_id=self.user, reply_to="amq.rabbitmq.reply-to"))
+
+
+def _hold_the_runs_table(postgres_url: str):
+    """Another session holding the run table, so every read of runs waits for it (as a heavy one would run)."""
+    connection = psycopg2.connect(postgres_url)
+    connection.cursor().execute("LOCK TABLE run IN ACCESS EXCLUSIVE MODE")  # until rollback
+    return connection
+
+
+def test_a_teams_slow_reads_hold_another_teams_read_for_one_read_at_most(bridge_env, postgres_url):
+    _stop(bridge_env.bridge, bridge_env.thread)
+    settings = bridge_env.settings.model_copy(update={"read_timeout": READ_TIMEOUT})
+    bridge = Bridge(settings, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    rival, reports = _Reader(bridge_env, "rival-ops", "rival"), _Reader(bridge_env, "reports-ops", "reports")
+    held = _hold_the_runs_table(postgres_url)
+    try:
+        deadline = time.monotonic() + 20
+        while not bridge.consuming:
+            assert time.monotonic() < deadline, "the bridge did not start consuming"
+            time.sleep(0.05)
+        for n in range(SLOW_READS):
+            rival.ask({"type": "runs", "limit": n + 1})
+        rival.connection.process_data_events(time_limit=0)
+        while waiting(bridge_env, names.reads_queue("rival")):  # all in the bridge's hands
+            time.sleep(0.05)
+        reports.ask({"type": "whoami"})
+        deadline, seen_before_reports = time.monotonic() + SLOW_READS * READ_TIMEOUT + 20, 0
+        while not reports.answers or len(rival.answers) < SLOW_READS:
+            assert time.monotonic() < deadline, (f"reports answered {len(reports.answers)}, "
+                                                 f"rival {len(rival.answers)} of {SLOW_READS}, while runs were held")
+            rival.connection.process_data_events(time_limit=0.02)
+            if not reports.answers:
+                reports.connection.process_data_events(time_limit=0.02)
+                seen_before_reports = len(rival.answers)
+        assert reports.answers[0]["result"] == {"user": "reports-ops", "team": "reports"}
+        assert seen_before_reports <= 1, f"reports' read waited behind {seen_before_reports} of rival's"
+        assert [a["code"] for a in rival.answers] == ["too_slow"] * SLOW_READS
+        assert "longer than 2s, the installation's read_timeout" in rival.answers[0]["error"]
+    finally:
+        held.rollback()
+        held.close()
+    client = RemoteClient(bridge_env.url("rival-ops"), timeout=10)
+    try:
+        assert client.runs() is not None  # the table let go: the same read is answered
+        held = _hold_the_runs_table(postgres_url)
+        try:
+            with pytest.raises(Flow45Error, match="read_timeout") as refused:
+                client.runs()
+            assert refused.value.code == "too_slow"
+        finally:
+            held.rollback()
+            held.close()
+    finally:
+        client.close()
+        rival.connection.close()
+        reports.connection.close()
+        _stop(bridge, thread)
