@@ -290,26 +290,33 @@ def types_used_by(workflow: WorkflowSpec, types: dict[str, TypeSpec]) -> dict[st
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in `node -> [next nodes]`, as a path whose last node repeats the first."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(edges):
-        if node not in state and (cycle := visit(node)):
-            return cycle
+    """A cycle in `node -> [next nodes]`, as a path whose last node repeats the first. Depth first
+    without recursion: a chain of thousands of tasks is as deep."""
+    state: dict[str, int] = {}  # 1: on the path now, 2: done
+    for start in sorted(edges):
+        if start in state:
+            continue
+        path, nexts = [start], [iter(edges.get(start, []))]
+        state[start] = 1
+        while path:
+            nxt = next(nexts[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                nexts.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                nexts.append(iter(edges.get(nxt, [])))
     return None
+
+
+def cycle_text(cycle: list[str], shown: int = 5) -> str:
+    """`a -> b -> c -> a`; a long cycle shows its first and last `shown` nodes and counts the rest."""
+    if len(cycle) <= 2 * shown + 1:
+        return " -> ".join(cycle)
+    return " -> ".join([*cycle[:shown], f"({len(cycle) - 2 * shown} more)", *cycle[-shown:]])
 
 
 # ---- reading files -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from flow45.config import (
     Signature,
     TeamConfig,
     WorkflowSpec,
+    cycle_text,
     find_cycle,
     referenced_types,
     task_signature,
@@ -64,7 +65,7 @@ def check_team(config: TeamConfig) -> list[str]:
     if type_cycle:
         problems.append(
             f"{config.origins['types.' + type_cycle[0]]}: types.{type_cycle[0]}: "
-            f"types refer to each other in a cycle: {' -> '.join(type_cycle)}"
+            f"types refer to each other in a cycle: {cycle_text(type_cycle)}"
         )
 
     for wf_name, wf in config.workflows.items():
@@ -76,6 +77,9 @@ def check_team(config: TeamConfig) -> list[str]:
         for path, seconds in _durations(key, wf):
             if seconds > MAX_DURATION:
                 report(key, path, f"{format_duration(seconds)} is {OVER_MAX_DURATION}")
+        if len(wf.tasks) > (cap := settings.max_workflow_tasks):  # each trigger would hold its writer that long
+            report(key, f"{key}.tasks", f"{len(wf.tasks)} tasks, over max_workflow_tasks ({cap}): a run makes all its "
+                   "instances in one transaction (split it into workflows that start one another with `on`)")
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
             if (worst := _largest_offer(task, settings)) > settings.max_message_bytes:
@@ -96,7 +100,7 @@ def check_team(config: TeamConfig) -> list[str]:
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
         cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
         if cycle:
-            report(key, f"{key}.tasks", "dependencies form a cycle: " + " -> ".join(reversed(cycle)))
+            report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))
 
     check_human_tasks(config, report)
     problems.extend(_signature_problems(config))

@@ -44,6 +44,8 @@ class Settings(BaseModel):
     max_message_bytes: int = Field(
         1024 * 1024, ge=64 * 1024, description="the largest message the bridge publishes (an offer, an answer); at "
                                                "most the broker's max_message_size, which refuses a larger one")
+    max_workflow_tasks: int = Field(5000, ge=1, description="tasks a workflow may have: a run makes all its "
+                                                            "instances in one transaction")
     default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
     relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")

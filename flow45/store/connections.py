@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flow45.config import BUILTIN_TYPES, FieldSpec, TeamConfig, TypeSpec, WorkflowSpec, find_cycle
+from flow45.config import BUILTIN_TYPES, FieldSpec, TeamConfig, TypeSpec, WorkflowSpec, cycle_text, find_cycle
 from flow45.config_connect import ConnectSpec, source_parts
 from flow45.models import Connection, Workflow, WorkflowVersion
 from flow45.store.specs import parse_version
@@ -170,4 +170,4 @@ def _cycle_problems(deploying: dict[tuple[str, str], Side]) -> list[str]:
         return []
     mine = next((deploying[tuple(node.split("/"))] for node in cycle if tuple(node.split("/")) in deploying), None)
     where = f"{mine.where}: workflows.{mine.name}.on" if mine else "connections"
-    return [f"{where}: connected workflows would start each other in a ring: {' -> '.join(cycle)}"]
+    return [f"{where}: connected workflows would start each other in a ring: {cycle_text(cycle)}"]

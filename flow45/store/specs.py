@@ -31,13 +31,13 @@ class VersionSpec:
     def roots(self) -> list[str]:
         return [name for name, task in self.workflow.tasks.items() if not task.upstream()]
 
-    def descendants(self, name: str) -> list[str]:
-        seen: list[str] = []
+    def descendants(self, name: str) -> set[str]:
+        seen: set[str] = set()
         frontier = list(self.downstream[name])
         while frontier:
             nxt = frontier.pop()
             if nxt not in seen:
-                seen.append(nxt)
+                seen.add(nxt)
                 frontier.extend(self.downstream[nxt])
         return seen
 
@@ -80,23 +80,30 @@ def spec_from_document(version_id: int, team: str, name: str, number: int, docum
 
 
 def dependency_levels(workflow: WorkflowSpec) -> dict[str, int]:
-    """Task -> its level: 0 for roots, else one more than its deepest upstream."""
+    """Task -> its level: 0 for roots, else one more than its deepest upstream. Without recursion: a
+    chain of thousands of tasks is as deep."""
     levels: dict[str, int] = {}
-
-    def level(name: str) -> int:
-        if name not in levels:
-            levels[name] = 1 + max((level(up) for up in workflow.tasks[name].upstream()), default=-1)
-        return levels[name]
-
-    for name in workflow.tasks:
-        level(name)
+    for start in workflow.tasks:
+        path = [start]
+        while path:
+            name = path[-1]
+            if name in levels:
+                path.pop()
+                continue
+            upstream = workflow.tasks[name].upstream()
+            waiting = [up for up in upstream if up not in levels]
+            if waiting:
+                path.extend(waiting)
+            else:
+                levels[name] = 1 + max((levels[up] for up in upstream), default=-1)
+                path.pop()
     return levels
 
 
 def levels_order(workflow: WorkflowSpec) -> list[str]:
+    """Tasks by level, each level in the order declared (the sort is stable)."""
     levels = dependency_levels(workflow)
-    declared = list(workflow.tasks)
-    return sorted(declared, key=lambda name: (levels[name], declared.index(name)))
+    return sorted(workflow.tasks, key=levels.__getitem__)
 
 
 _cache: dict[tuple[int, int], VersionSpec] = {}

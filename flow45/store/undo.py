@@ -24,8 +24,9 @@ def _affected(instance: Row, run: Row, run_instances: dict[str, Row], spec: Vers
     if not hold and (run.status == S.QUEUED or not rules.upstream_done(instance, run_instances, spec)):
         target = S.PENDING  # X was held or skipped before its upstream was done: it waits like the rest
     chosen = [(instance, target)]
+    downstream = spec.descendants(instance.task)
     for name in spec.order:
-        if name in spec.descendants(instance.task) and run_instances[name].state != S.PENDING:
+        if name in downstream and run_instances[name].state != S.PENDING:
             chosen.append((run_instances[name], S.PENDING))
     return chosen
 
