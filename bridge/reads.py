@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bridge import answers
+from bridge import answers, read_pages
 from bridge.failures import open_blocking
 from bridge.side_thread import SideThread
 from bridge.topology import declare_reads
@@ -93,10 +93,13 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         if read.as_of is not None and read.as_of_time is not None:
             raise Refusal("invalid_message", "run: give `as_of` or `as_of_time`, not both")
         if read.as_of is not None:
-            return client.run_as_of(read.run, event=read.as_of).to_json()
-        if read.as_of_time is not None:
-            return client.run_as_of(read.run, at=utc_time(read.as_of_time)).to_json()
-        return client.run(read.run, attempts=read.attempts).to_json()
+            found = client.run_as_of(read.run, event=read.as_of).to_json()
+        elif read.as_of_time is not None:
+            found = client.run_as_of(read.run, at=utc_time(read.as_of_time)).to_json()
+        else:
+            found = client.run(read.run, attempts=read.attempts).to_json()
+        found["instances"] = found["instances"][read.instances_from:]  # the rest of a run sent in parts
+        return found
     if isinstance(read, m.ReadStats):
         return client.stats(team, read.workflow, read.runs).to_json()
     if isinstance(read, m.ReadInstance):
@@ -201,8 +204,10 @@ class ReadServer(SideThread):
         if isinstance(outcome, Refusal):
             for asked in now:
                 self._publish(channel, answers.reply(asked.delivery, self._refused(dead, asked.delivery, outcome)))
-        else:
-            body = answers.encode_answer({"ok": True, "result": outcome}, first.delivery.message_id)  # once for all
+        else:  # written once for all who asked
+            body = read_pages.encoded(first.read, outcome, self.settings.max_message_bytes)
+            if body is None or len(body) > self.settings.max_message_bytes:  # says why, as an error
+                body = answers.encode_answer({"ok": True, "result": outcome}, first.delivery.message_id)
             for asked in now:
                 self._publish(channel, answers.reply_with(asked.delivery, body))
         for asked in now:

@@ -123,15 +123,28 @@ class RemoteClient(Client):
                        "since": iso(where.since), "until": iso(where.until)}
             if ids is not None:
                 message["ids"] = list(ids)
-            rows = self._read(message)["runs"]
+            answer = self._read(message)
+            rows = answer["runs"]
             found.extend(RunView.from_json(r) for r in rows)
-            if len(rows) < page:
+            if not rows or (len(rows) < page and not answer.get("more")):  # more: cut short to fit a message
                 break
             before = rows[-1]["id"]
         return found
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
-        return RunView.from_json(self._read({"type": "run", "run": run_id, "attempts": attempts}))
+        return self._whole_run({"type": "run", "run": run_id, "attempts": attempts})
+
+    def _whole_run(self, message: dict) -> RunView:
+        """A run read in as many answers as its instances need to fit each in a message. A live run's
+        parts are read moments apart: each instance is as it was when its part was read."""
+        found = self._read(message)
+        while found.get("instances_more"):
+            rest = self._read({**message, "instances_from": len(found["instances"])})
+            if not rest["instances"]:
+                break
+            found["instances"] += rest["instances"]
+            found["instances_more"] = rest.get("instances_more", False)
+        return RunView.from_json({**found, "instances_more": False})
 
     def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
         message: dict[str, Any] = {"type": "run", "run": run_id}
@@ -139,7 +152,7 @@ class RemoteClient(Client):
             message["as_of"] = event
         if at is not None:
             message["as_of_time"] = iso(to_utc(at))
-        return RunView.from_json(self._read(message))
+        return self._whole_run(message)
 
     def stats(self, team: str, workflow: str, runs: int = 50) -> WorkflowStats:
         if self._other_team(team):
@@ -168,9 +181,10 @@ class RemoteClient(Client):
         found: list[EventView] = []
         while len(found) < limit:
             page = min(limit - len(found), m.MAX_PAGE)
-            rows = self._read({"type": "events", "after": after, "run": run, "instance": instance, "limit": page})["events"]
+            answer = self._read({"type": "events", "after": after, "run": run, "instance": instance, "limit": page})
+            rows = answer["events"]
             found.extend(EventView.from_json(e) for e in rows)
-            if len(rows) < page:
+            if not rows or (len(rows) < page and not answer.get("more")):
                 break
             after = rows[-1]["id"]
         return found

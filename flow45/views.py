@@ -220,6 +220,7 @@ class RunView(View):
     as_of: int | None = None  # rebuilt from the ledger up to this event (`flow45 show --as-of`); None: as it is now
     as_of_at: dt.datetime | None = None  # the time it was rebuilt at
     attempts_made: int = 0  # attempts offered over all its instances
+    instances_more: bool = False  # read through the bridge: more instances follow (ask with instances_from)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,6 +53,8 @@ class ReadRun(_Message):
     attempts: bool = False
     as_of: int | None = Field(None, ge=1, description="a ledger event id")
     as_of_time: UtcTime | None = Field(None, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
+    instances_from: int = Field(0, ge=0, description="leave out the run's first instances: as many as the answers "
+                                                     "before gave, when they said `instances_more`")
 
 
 class ReadStats(_Message):

@@ -65,6 +65,8 @@ class Validated(_Message):
 
 class RunList(_Message):
     runs: list[RunView]
+    more: bool = Field(False, description="the page stopped short to keep the answer under the bridge's "
+                                          "max_message_bytes: ask again from its last item")
 
 
 class Identity(_Message):
@@ -78,6 +80,8 @@ class WorkflowList(_Message):
 
 class EventList(_Message):
     events: list[EventView]
+    more: bool = Field(False, description="the page stopped short to keep the answer under the bridge's "
+                                          "max_message_bytes: ask again from its last item")
 
 
 class StatusCounts(_Message):
@@ -108,6 +112,8 @@ class Taken(_Message):
 
 class Inbox(_Message):
     tasks: list[InboxTask]
+    more: bool = Field(False, description="the page stopped short to keep the answer under the bridge's "
+                                          "max_message_bytes: ask again from its last item")
 
 
 class VersionDocument(_Message):

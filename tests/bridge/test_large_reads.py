@@ -1,0 +1,80 @@
+"""Reads larger than a message: a remote operator gets a run of hundreds of instances, a page of runs
+with large params and a page of events whole, in as many answers as it takes, each under the
+bridge's max_message_bytes, where one answer over it used to be an error and nothing else."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bridge.remote import RemoteClient
+from bridge.service import Bridge
+from flow45 import store, wire
+from flow45.client import LocalClient, RunFilter
+from flow45.config import load_config
+from flow45.settings import use_settings
+from tests.bridge.test_team_inboxes import _stop
+
+pytestmark = pytest.mark.integration
+
+CAP = 64 * 1024  # the smallest the settings allow
+TASKS = 300  # a run's view is about 500 bytes an instance: 150 KB
+
+
+def _deploy(tmp_path) -> None:
+    tasks = "\n".join(f"      t{i:03d}: {{function: work, output: Doc}}" for i in range(TASKS))
+    path = tmp_path / "large.yaml"
+    path.write_text("team: reports\ntypes:\n  Doc: {fields: {uri: string}}\n  Note: {fields: {text: string}}\n"
+                    f"workflows:\n  wide:\n    max_active_runs: null\n    tasks:\n{tasks}\n"
+                    "  noted:\n    max_active_runs: null\n    params: Note\n    tasks:\n"
+                    "      one: {function: work, output: Doc}\n")
+    store.deploy(load_config(path), actor="reports-admin")
+
+
+def _size(*views) -> int:
+    """Bytes of these views as one answer would carry them."""
+    return len(wire.dumps([v.to_json() for v in views]))
+
+
+def test_reads_larger_than_a_message_come_whole_in_parts(bridge_env, tmp_path):
+    _stop(bridge_env.bridge, bridge_env.thread)
+    capped = bridge_env.settings.model_copy(update={"max_message_bytes": CAP})
+    use_settings(capped)  # as one installation's processes read it
+    bridge = Bridge(capped, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    _deploy(tmp_path)
+    wide = store.trigger("reports", "wide", actor="reports-admin")
+    for n in range(100):  # 100 runs of 1.5 KB params: 150 KB in one page
+        store.trigger("reports", "noted", {"text": f"{n:04d}" + "x" * 1500}, actor="reports-admin")
+    local = LocalClient("reports-ops", team="reports")
+    client = RemoteClient(bridge_env.url("reports-ops"), timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while not bridge.consuming:
+            assert time.monotonic() < deadline, "the bridge did not start consuming"
+            time.sleep(0.05)
+        assert _size(local.run(wide)) > CAP
+        run = client.run(wide)
+        assert [(i.id, i.task, i.state) for i in run.instances] == [
+            (i.id, i.task, i.state) for i in local.run(wide).instances]
+        assert len(run.instances) == TASKS and not run.instances_more
+        as_of = client.run_as_of(wide, event=local.latest_event_id())
+        assert [i.task for i in as_of.instances] == [i.task for i in run.instances]
+
+        noted = RunFilter(team="reports", workflow="noted")
+        assert _size(*local.runs(noted, limit=100)) > CAP
+        assert [(r.id, r.params) for r in client.runs(noted, limit=100)] == [
+            (r.id, r.params) for r in local.runs(noted, limit=100)]
+
+        assert _size(*local.events(0, limit=500)) > CAP and _size(*local.tail_events(n=500)) > CAP
+        events = client.events(0, limit=500)
+        assert [e.id for e in events] == [e.id for e in local.events(0, limit=500)] and len(events) == 500
+        newest = client.tail_events(n=500)
+        expected = [e.id for e in local.tail_events(n=500)]
+        assert newest and [e.id for e in newest] == expected[len(expected) - len(newest):]  # the newest kept
+    finally:
+        client.close()
+        _stop(bridge, thread)
