@@ -6,13 +6,13 @@ Each read is answered for the sender's team alone, through `LocalClient(team=...
 id is `not_found` in the very words a missing id gets. Lists come in pages of at most
 `messages.MAX_PAGE`.
 
-Reads are taken in as they come (up to PREFETCH of each team's at once) and lined up by team; teams
-take turns, one read each, and each statement of a read stops after the installation's
-`read_timeout` (code `too_slow`). So one team's heavy reads hold another team's read up for one read
-each at most, and for a bounded time. Identical reads of one team waiting together are answered by
-one query: a team's dashboards, woken by the same events, ask the same things at the same moment.
-Every read among them had arrived before that query began, so none gets an answer older than its
-question; nothing is kept for later reads.
+Reads are taken in as they come (up to PREFETCH from each team's queue at once, and all of the
+shared queue's) and lined up by team; teams take turns, one read each, and each statement of a read
+stops after the installation's `read_timeout` (code `too_slow`). So one team's heavy reads hold
+another team's read up for one read each at most, and for a bounded time. Identical reads of one
+team waiting together are answered by one query: a team's dashboards, woken by the same events, ask
+the same things at the same moment. Every read among them had arrived before that query began, so
+none gets an answer older than its question; nothing is kept for later reads.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from bridge import answers, read_pages
 from bridge.failures import open_blocking
+from bridge.setup_broker import READS_WAITING_MAX
 from bridge.side_thread import SideThread
 from bridge.topology import declare_reads
 from bridge.inbound import Delivery, Refusal, _check_ids, _errors, _shown, delivery_from
@@ -153,11 +154,14 @@ class ReadServer(SideThread):
             channel = connection.channel()
             dead = connection.channel()
             dead.confirm_delivery()  # a refused read's copy is kept before the read is acked
-            # Per consumer: a team asking faster than the reads are answered has `prefetch` of them in
-            # hand at most, and the other teams' reads come beside them, not behind them.
-            channel.basic_qos(prefetch_count=self.prefetch)
             arrived: list[Delivery] = []
             for queue in declare_reads(channel, self.settings):
+                # Per consumer: a team asking faster than the reads are answered has `prefetch` of them
+                # in hand at most, and the other teams' reads come beside them, not behind them. The
+                # shared queue is every team's line at once: all of it is taken in hand (the broker
+                # keeps READS_WAITING_MAX there at most), so that its reads are lined up by team too.
+                shared = queue == names.READS_QUEUE
+                channel.basic_qos(prefetch_count=READS_WAITING_MAX if shared else self.prefetch)
                 channel.basic_consume(queue, lambda _ch, method, properties, body:
                                       arrived.append(delivery_from(method, properties, body)))
             self.ready.set()

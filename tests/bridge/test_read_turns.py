@@ -36,8 +36,9 @@ class _Reader:
         self.channel.basic_consume("amq.rabbitmq.reply-to", auto_ack=True,
                                    on_message_callback=lambda _c, _m, _p, body: self.answers.append(json.loads(body)))
 
-    def ask(self, read: dict) -> None:
-        self.channel.basic_publish(names.read_exchange(self.team), read["type"], json.dumps(read).encode(),
+    def ask(self, read: dict, shared: bool = False) -> None:
+        exchange = names.READ_EXCHANGE if shared else names.read_exchange(self.team)
+        self.channel.basic_publish(exchange, read["type"], json.dumps(read).encode(),
                                    pika.BasicProperties(content_type="application/json", message_id=uuid.uuid4().hex,
                                                         user_id=self.user, reply_to="amq.rabbitmq.reply-to"))
 
@@ -96,6 +97,37 @@ def test_a_teams_slow_reads_hold_another_teams_read_for_one_read_at_most(bridge_
             held.close()
     finally:
         client.close()
+        rival.connection.close()
+        reports.connection.close()
+        _stop(bridge, thread)
+
+
+def test_through_the_shared_exchange_a_teams_reads_are_lined_up_apart_too(bridge_env):
+    """rival fills the shared queue while the bridge is down; reports' first whoami (which goes there)
+    waits behind one of rival's at most, not behind all of them."""
+    _stop(bridge_env.bridge, bridge_env.thread)
+    rival, reports = _Reader(bridge_env, "rival-ops", "rival"), _Reader(bridge_env, "reports-ops", "reports")
+    flood = 100
+    for n in range(flood):  # each read its own (identical ones would be answered by one query)
+        rival.ask({"type": "runs", "limit": n + 1}, shared=True)
+    reports.ask({"type": "whoami"}, shared=True)
+    rival.connection.process_data_events(time_limit=0)
+    reports.connection.process_data_events(time_limit=0)
+    while waiting(bridge_env, names.READS_QUEUE) < flood + 1:
+        time.sleep(0.05)
+    bridge = Bridge(bridge_env.settings, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    try:
+        deadline, seen_before_reports = time.monotonic() + 30, 0
+        while not reports.answers:
+            assert time.monotonic() < deadline, f"reports' whoami not answered; rival had {len(rival.answers)}"
+            rival.connection.process_data_events(time_limit=0)
+            seen_before_reports = len(rival.answers)
+            reports.connection.process_data_events(time_limit=0.01)
+        assert reports.answers[0]["result"] == {"user": "reports-ops", "team": "reports"}
+        assert seen_before_reports < flood / 4, f"reports' read waited behind {seen_before_reports} of rival's"
+    finally:
         rival.connection.close()
         reports.connection.close()
         _stop(bridge, thread)
