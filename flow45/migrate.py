@@ -153,9 +153,17 @@ def _lean_indexes_v13() -> None:
             database.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def _pending_by_team_v14() -> None:
+    """Each team's unsent outbox rows in the relay's order, apart: the relay takes the teams in turn
+    (`outbox.pending`), so one team's backlog of offers does not hold up another team's."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS outbox_pending_by_team ON outbox (team, priority DESC, id) "
+                         "WHERE sent_at IS NULL")
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
-         _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13]
+         _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
+         _pending_by_team_v14]
 CURRENT = len(STEPS)
 
 

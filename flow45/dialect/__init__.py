@@ -105,6 +105,12 @@ class Dialect:
         """Rows of `sql`, whose `{}` is a membership test against `values` (of PostgreSQL type `cast`)."""
         raise NotImplementedError
 
+    def pending_outbox(self, limit: int, exclude: list[int], skip_keys: list[str]) -> list[tuple]:
+        """Unsent outbox rows as (id, team, kind, routing_key, priority, body as JSON text), but those in
+        `exclude` and those routed by `skip_keys`: up to `limit` of each team (or of all, where the
+        database serves one machine's teams), each team's most urgent first (priority, then age)."""
+        raise NotImplementedError
+
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
         "instance", task instance ids. Then read `select` ({runs}: the condition on those runs, `r`,

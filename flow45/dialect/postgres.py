@@ -30,6 +30,7 @@ STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower a
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
 
 _GENERIC_PLANS = GENERIC_PLANS.encode()
+_NO_NESTED_LOOPS, _NESTED_LOOPS = b"SET LOCAL enable_nestloop = off", b"SET LOCAL enable_nestloop = on"
 _PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
              "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> its _Session
@@ -90,6 +91,23 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
         except (_NoLiteral, KeyError):
             pass
     return db.cursor().mogrify(execute, args)
+
+
+# Each team's pending rows from its own part of the index `outbox_pending_by_team`, teams found by
+# skipping from one to the next in it: a team with 100,000 rows waiting costs another team's rows no
+# more than a page. Planned afresh each time (not prepared), so that the arrays are constants, which
+# PostgreSQL looks up by hash: the relay's rows in flight number thousands.
+_PENDING_BY_TEAM = """SET LOCAL enable_seqscan = off;
+WITH RECURSIVE teams(team) AS (
+    (SELECT team FROM outbox WHERE sent_at IS NULL ORDER BY team LIMIT 1)
+  UNION ALL
+    SELECT (SELECT o.team FROM outbox o WHERE o.sent_at IS NULL AND o.team > teams.team ORDER BY o.team LIMIT 1)
+    FROM teams WHERE teams.team IS NOT NULL)
+SELECT p.id, p.team, p.kind, p.routing_key, p.priority, p.body FROM teams CROSS JOIN LATERAL (
+    SELECT id, team, kind, routing_key, priority, body FROM outbox
+    WHERE sent_at IS NULL AND team = teams.team AND NOT (id = ANY(%s::bigint[]))
+      AND NOT (routing_key = ANY(%s::varchar[]))
+    ORDER BY priority DESC, id LIMIT %s) p"""
 
 
 def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
@@ -323,14 +341,21 @@ class PostgresDialect(Dialect):
             return
         names = (*key, *columns)
         sql = _update_statement(table, tuple(key), tuple(columns), where)
-        statement = prepared(self.db, sql, [casts[c] + "[]" for c in names], _columns(rows, len(names)))
-        if deferred is None:
-            _execute(self.db, statement)
+        # A hash join of the rows given with the table's, whatever the statistics say: planned on
+        # statistics taken while the table looked empty, a nested loop compares every row given with
+        # every row found (1,000 outbox rows marked sent: a million comparisons, 160 ms instead of 7).
+        statement = b";\n".join([_NO_NESTED_LOOPS, prepared(self.db, sql, [casts[c] + "[]" for c in names],
+                                                              _columns(rows, len(names))), _NESTED_LOOPS])
+        if deferred is None:  # outside the engine's transactions, which set GENERIC_PLANS first
+            _execute(self.db, _GENERIC_PLANS + b";\n" + statement)
         else:
             deferred.add_bound(statement)
 
     def select_in(self, sql: str, values: list, cast: str):
         return _execute(self.db, prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
+
+    def pending_outbox(self, limit, exclude, skip_keys):
+        return self.db.execute_sql(_PENDING_BY_TEAM, (exclude, skip_keys, limit)).fetchall()
 
     def lock_and_read(self, select, wanted_are, wanted, keys):
         lock, read = _lock_and_read_statements(select, wanted_are)

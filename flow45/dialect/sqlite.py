@@ -144,6 +144,11 @@ class SqliteDialect(Dialect):
     def select_in(self, sql: str, values: list, cast: str):
         return self.db.execute_sql(sql.format(_in(values)), values)
 
+    def pending_outbox(self, limit, exclude, skip_keys):
+        sql = ("SELECT id, team, kind, routing_key, priority, body FROM outbox WHERE sent_at IS NULL "
+               f"AND id NOT {_in(exclude)} AND routing_key NOT {_in(skip_keys)} ORDER BY priority DESC, id LIMIT ?")
+        return self.db.execute_sql(sql, [*exclude, *skip_keys, limit]).fetchall()
+
     def lock_and_read(self, select, wanted_are, wanted, keys):
         # The transaction holds SQLite's one write lock already.
         of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -45,24 +46,19 @@ def _message(row: Outbox) -> OutboxMessage:
     return OutboxMessage(row.id, row.team, row.kind, row.routing_key, row.priority, row.body)
 
 
-PENDING = ("SELECT id, team, kind, routing_key, priority, body FROM outbox WHERE sent_at IS NULL AND NOT (id {}) "
-           "ORDER BY priority DESC, id LIMIT %d")
-
-
 def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset(),
             skip_keys: set[str] | frozenset = frozenset()) -> list[OutboxMessage]:
-    """Unsent rows, most urgent first (priority, then age), but for those in `exclude` (a relay's rows
-    in flight: passed over by the database, not read and dropped here) and those routed by
-    `skip_keys` (to queues that refuse rows for now)."""
-    if skip_keys:
-        query = (Outbox.select().where(Outbox.sent_at.is_null() & Outbox.routing_key.not_in(sorted(skip_keys)))
-                 .order_by(Outbox.priority.desc(), Outbox.id).limit(limit))
-        if exclude:
-            query = query.where(Outbox.id.not_in(sorted(exclude)))
-        return [_message(row) for row in query]
-    rows = dialect().select_in(PENDING % limit, sorted(exclude), "bigint[]")
+    """Unsent rows but those in `exclude` (a relay's rows in flight) and those routed by `skip_keys`
+    (to queues that refuse rows for now): the teams in turn, each team's most urgent first (priority,
+    then age). So a team with a backlog of offers delays another team's by one row each, not by the
+    backlog."""
+    rows = dialect().pending_outbox(limit, sorted(exclude), sorted(skip_keys))
+    by_team: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_team.setdefault(row[1], []).append(row)
+    turns = (row for turn in itertools.zip_longest(*by_team.values()) for row in turn if row is not None)
     return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
-            for id_, team, kind, key, priority, text in rows]
+            for id_, team, kind, key, priority, text in itertools.islice(turns, limit)]
 
 
 def mark_sent(ids: list[int], now: dt.datetime | None = None, *, wait_for_disk: bool = True) -> None:
@@ -86,8 +82,9 @@ def mark_sent_in_transaction(ids: list[int], now: dt.datetime | None = None, def
 
 def _mark(ids: list[int], now: dt.datetime | None, deferred=None) -> None:
     at = to_utc(now)
-    update_rows("outbox", ("id",), ("sent_at",), [(i, at) for i in ids], SENT_CASTS, where="{t}.sent_at IS NULL",
-                deferred=deferred)
+    # By id alone: with `sent_at IS NULL` too, statistics taken while the outbox looked empty plan a
+    # walk of every pending row, each checked against the ids. A row marked again gets a later time.
+    update_rows("outbox", ("id",), ("sent_at",), [(i, at) for i in ids], SENT_CASTS, deferred=deferred)
 
 
 def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:

@@ -98,3 +98,52 @@ def test_a_run_that_finishes_reads_the_head_of_a_long_queue_not_all_of_it(pg, tm
         read = one_more_run_and_the_first_to_the_end()
     assert store.get_run(runs[1]).status == "running"
     assert max(read.values()) < RUNS // 5, f"with {RUNS - 1} runs queued, rows read to: {read}"
+
+
+def _removed(plan: dict) -> int:
+    """Rows a plan looked at and threw away, over all its nodes (filters and join filters)."""
+    own = plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Join Filter", 0)
+    return own * plan.get("Actual Loops", 1) + sum(_removed(child) for child in plan.get("Plans", []))
+
+
+def test_marking_many_outbox_rows_sent_looks_at_each_once_when_statistics_say_it_is_empty(pg):
+    from flow45.store import outbox
+
+    other = psycopg2.connect(pg)
+    other.autocommit = True
+    other.cursor().execute("ANALYZE outbox")  # empty: the statements are planned for a table of nothing
+    other.close()
+    database.execute_sql("INSERT INTO outbox (team, kind, routing_key, priority, body, created_at) "
+                         "SELECT 'acme', 'offer', 'k', 0, '{}', now() FROM generate_series(1, 20000)")
+    ids = [row[0] for row in database.execute_sql("SELECT id FROM outbox ORDER BY id LIMIT 2000").fetchall()]
+    outbox.mark_sent(ids[:1000])  # planned and cached, as the relay's would be
+    sent = sent_by(lambda: outbox.mark_sent(ids[1000:]))
+    assert database.execute_sql("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0] == 2000
+    database.execute_sql("UPDATE outbox SET sent_at = NULL WHERE id >= %s", (ids[1000],))
+    parts = sent.split(";\n")  # the same statement again, explained as it runs
+    (execute,) = [n for n, part in enumerate(parts) if part.startswith("EXECUTE")]
+    with atomic():
+        for part in parts[:execute]:
+            database.execute_sql(part)
+        (plan,) = database.execute_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + parts[execute]).fetchone()[0]
+    assert _removed(plan["Plan"]) < 1000, f"{_removed(plan['Plan'])} rows looked at and thrown away"
+
+
+def sent_by(work) -> str:
+    """The one query `work` sends to PostgreSQL (with what rides along with it)."""
+    connection = database.connection()
+    sent: list[str] = []
+    base = connection.cursor_factory
+
+    class Recording(base):
+        def execute(self, query, vars=None):
+            sent.append(query.decode() if isinstance(query, bytes) else query)
+            return super().execute(query, vars)
+
+    connection.cursor_factory = Recording
+    try:
+        work()
+    finally:
+        connection.cursor_factory = base
+    (statement,) = [q for q in sent if "EXECUTE" in q]
+    return statement
