@@ -66,12 +66,15 @@ class Relay:
         self._confirmed: list[int] = []  # outbox ids the broker confirmed, not yet marked sent
         self._mark_scheduled = False
         self._wake_scheduled = False
+        self._behind = False  # the last pass stopped at MAX_IN_FLIGHT with rows still pending
+        self._again_scheduled = False
         self._full: dict[str, tuple[float, float]] = {}  # routing key -> (no rows before, next wait), monotonic
         self._too_large: set[int] = set()  # outbox ids over max_message_bytes: never published, said once
         self._refusals_said_at = -REFUSALS_SAID_EVERY
 
     def listen(self, ioloop, on_rows: Callable[[], None], also_own) -> None:
         self._ioloop = ioloop
+        self._relay_again = on_rows
         self.listener = OutboxListener(ioloop, on_rows, also_own)
 
     def attach(self, channel) -> None:
@@ -111,11 +114,13 @@ class Relay:
     def relay(self) -> None:
         """Publish the pending rows (those written by other processes, or left pending)."""
         full = self._full_keys()
+        self._behind = False
         while self.relaying and len(self._in_flight) < MAX_IN_FLIGHT:
             rows = outbox.pending(limit=RELAY_PAGE, exclude=self._in_flight | self._too_large, skip_keys=full)
             self.publish_rows(rows)  # in flight now: the next page passes over them
             if len(rows) < RELAY_PAGE:
                 return
+        self._behind = self.relaying
 
     def committed(self, rows: list[OutboxMessage] | None) -> None:
         """A batch of this bridge committed: publish the outbox rows it wrote (None: it wrote some
@@ -256,6 +261,19 @@ class Relay:
     def batch_marked(self, ids: list[int]) -> None:
         """A batch committed with these rows marked sent: no longer in flight."""
         self._in_flight.difference_update(ids)
+        self._room_made()
+
+    def _room_made(self) -> None:
+        """Rows left the in-flight budget: a backlog the last pass left pending goes on at once, not at
+        the next tick (which held a backlog to MAX_IN_FLIGHT rows a relay_interval)."""
+        if (self._behind and not self._again_scheduled and len(self._in_flight) <= MAX_IN_FLIGHT // 2
+                and self._ioloop is not None):
+            self._again_scheduled = True
+            self._ioloop.call_later(0, self._go_on)
+
+    def _go_on(self) -> None:
+        self._again_scheduled = False
+        self._relay_again()
 
     def flush_confirmed(self) -> None:
         """Mark the confirmed rows sent in a transaction of their own."""
@@ -266,6 +284,7 @@ class Relay:
         try:
             outbox.mark_sent(ids, wait_for_disk=False)
             self._in_flight.difference_update(ids)
+            self._room_made()
         except Exception as exc:
             reason = self._database_failed(exc)
             self._confirmed.extend(ids)  # published already: marking can wait for the database
