@@ -37,6 +37,9 @@ log = logging.getLogger("flow45.scheduler")
 
 # A tick that came due at most this long ago is on time, not missed (matters to `catchup: none`).
 ON_TIME = dt.timedelta(seconds=60)
+# Seconds a tick spends making scheduled runs before it leaves the rest to the next tick, so that the
+# sweeps after it (leases, retries, timers, human tasks) run on every tick, whatever the schedules.
+SCHEDULE_BUDGET = 1.0
 BATCH = 500  # leases, retries and re-offers handled per tick; the rest on the next
 _CONNECTION_ERRORS = CONNECTION_ERRORS
 
@@ -112,7 +115,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     def schedule() -> None:
-        outcome = create_scheduled_runs(at, on_time=_on_time())
+        outcome = create_scheduled_runs(at, on_time=_on_time(), budget=SCHEDULE_BUDGET)
         found["created"], found["skipped"] = outcome.created, outcome.skipped
         errors.extend(f"schedule: {error}" for error in outcome.errors)
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import logging
+import time
 
 import peewee as pw
 
@@ -120,9 +122,11 @@ class ScheduleOutcome:
     created: list[ScheduledRun] = dataclasses.field(default_factory=list)
     skipped: list[SkippedTicks] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)  # one per workflow that failed
+    left: int = 0  # workflows not looked at: the budget was spent; the next tick takes them first
 
 
-def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int = 100) -> ScheduleOutcome:
+def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int = 100,
+                          budget: float | None = None) -> ScheduleOutcome:
     """For each scheduled workflow, the runs its catchup policy wants for the ticks up to `now`.
 
     Runs use the workflow's current version, trigger `schedule`, actor flow45-scheduler, the tick as
@@ -130,11 +134,19 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
     schedulers at once serialize on the workflow row, and the unique (workflow, logical_time) index
     refuses a second run for a tick whatever happens. A workflow that fails is reported in `errors`
     and tried again at the next tick; the others go on. A lost connection is raised.
+
+    The teams take turns, and once `budget` seconds (of this process's clock) are spent on runs, the
+    workflows not yet looked at wait for the next tick (`left`), which takes them first: one team's
+    many heavy schedules hold up neither another team's schedules nor the tick's other sweeps.
     """
     at = to_utc(now)
     cursors = {row.workflow_id: row.last_tick for row in ScheduleCursor.select()}
     outcome = ScheduleOutcome()
-    for item in scheduled_workflows():
+    started, worked = time.monotonic(), False
+    for item in in_turns(scheduled_workflows(), cursors):
+        if worked and budget is not None and time.monotonic() - started >= budget:
+            outcome.left += 1
+            continue
         try:
             schedule = version_spec(item.version_id).workflow.schedule
             since = max(cursors.get(item.workflow_id) or dt.datetime.min, schedule_start(item.version_id))
@@ -144,6 +156,7 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
             )
             if due.cursor is None:
                 continue
+            worked = True
             made, passed = _apply(item, cursors.get(item.workflow_id), due, schedule.catchup, at)
         except (pw.OperationalError, pw.InterfaceError):
             raise
@@ -153,7 +166,23 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
             continue
         outcome.created += made
         outcome.skipped += passed
+    if outcome.left:
+        log.info("scheduler: %d scheduled workflows left for the next tick (this one's %gs spent)",
+                 outcome.left, budget)
     return outcome
+
+
+def in_turns(items: list[_Scheduled], cursors: dict[int, dt.datetime | None]) -> list[_Scheduled]:
+    """The teams in turn, the one whose newest tick is oldest first; each team's workflows, the one
+    furthest behind first. A tick cut short leaves the rest at the front of the next one's line."""
+    def behind(item: _Scheduled) -> dt.datetime:
+        return cursors.get(item.workflow_id) or dt.datetime.min
+
+    by_team: dict[str, list[_Scheduled]] = {}
+    for item in sorted(items, key=lambda i: (behind(i), i.workflow_id)):
+        by_team.setdefault(item.team, []).append(item)
+    teams = sorted(by_team, key=lambda team: (max(map(behind, by_team[team])), team))
+    return [item for turn in itertools.zip_longest(*(by_team[team] for team in teams)) for item in turn if item]
 
 
 def _apply(

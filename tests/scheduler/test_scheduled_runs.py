@@ -201,3 +201,38 @@ def test_two_schedulers_ticking_at_the_same_moment_make_each_run_once(tmp_path):
     assert sorted(made) == [r.id for r in runs()], "each run reported by exactly the scheduler that made it"
     assert Event.select().where(Event.kind == "trigger").count() == 10
     assert Run.select().count() == 10
+
+
+def _schedules(team: str, names: list[str]) -> str:
+    workflows = "".join(f"""
+          {name}:
+            schedule: {{cron: "0 6 * * *"}}
+            tasks:
+              a: {{function: fa, output: Blob}}""" for name in names)
+    return f"""
+        team: {team}
+        types:
+          Blob: {{fields: {{uri: string}}}}
+        workflows:{workflows}
+    """
+
+
+def test_a_tick_past_its_budget_leaves_the_rest_to_the_next_and_the_teams_take_turns(tmp_path, monkeypatch):
+    """A budget of nothing: each tick makes one workflow's runs. acme has three schedules, rival
+    one: rival's comes second, not last; and the sweeps after the schedules run on every tick."""
+    import flow45.scheduler
+
+    deploy_at(tmp_path, _schedules("acme", ["a1", "a2", "a3"]), D(2026, 3, 2, 0))
+    deploy_at(tmp_path, _schedules("rival", ["r1"]), D(2026, 3, 2, 0))
+    monkeypatch.setattr(flow45.scheduler, "SCHEDULE_BUDGET", 0.0)
+    store.trigger("rival", "r1", actor="ops", now=D(2026, 3, 2, 5))
+    lease = store.claim_next("rival", ["fa"], "w", now=D(2026, 3, 2, 5))  # its lease ends before the ticks
+    made = []
+    for n in range(4):
+        report = tick(D(2026, 3, 2, 6, 0, n))
+        assert report.errors == []
+        made.append([store.get_run(r.run).workflow for r in report.created])
+        if n == 0:
+            assert report.expired == [lease.instance]  # the sweeps ran all the same
+    assert made == [["a1"], ["r1"], ["a2"], ["a3"]]
+    assert tick(D(2026, 3, 2, 6, 0, 5)).created == []
