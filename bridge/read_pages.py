@@ -8,7 +8,8 @@ reader would get an error in its place and nothing else.
 - `runs`, `events`, `inbox`: the page keeps as many items as fit, from its start (`events` with
   `newest`: from its end, so the newest stay) and says `more`.
 - `run`: the run keeps as many of its instances as fit and says `instances_more`; the reader asks
-  again with `instances_from`, the number it has.
+  again with `instances_from`, the number it has. `instance`, likewise with its attempts
+  (`attempts_more`, `attempts_from`): retried and undone, an instance keeps every attempt.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from flow45 import wire
 
 ENVELOPE = 256  # bytes of the reply around its result, with room to spare
 LISTS = {"runs": ("runs", "more"), "events": ("events", "more"), "inbox": ("tasks", "more"),
-         "run": ("instances", "instances_more")}
+         "run": ("instances", "instances_more"), "instance": ("attempts", "attempts_more")}
 
 
 def encoded(read: BaseModel, result: Any, cap: int) -> bytes | None:

@@ -104,7 +104,9 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadStats):
         return client.stats(team, read.workflow, read.runs).to_json()
     if isinstance(read, m.ReadInstance):
-        return client.instance(read.instance).to_json()
+        found = client.instance(read.instance).to_json()
+        found["attempts"] = found["attempts"][read.attempts_from:]  # the rest of an instance sent in parts
+        return found
     if isinstance(read, m.ReadEvents):
         if read.newest:
             events = client.tail_events(run=read.run, instance=read.instance, n=read.limit)

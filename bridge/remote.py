@@ -135,16 +135,20 @@ class RemoteClient(Client):
         return self._whole_run({"type": "run", "run": run_id, "attempts": attempts})
 
     def _whole_run(self, message: dict) -> RunView:
-        """A run read in as many answers as its instances need to fit each in a message. A live run's
-        parts are read moments apart: each instance is as it was when its part was read."""
+        return RunView.from_json({**self._in_parts(message, "instances"), "instances_more": False})
+
+    def _in_parts(self, message: dict, parts: str) -> dict:
+        """A read whose list `parts` (a run's instances, an instance's attempts) may take several
+        answers to fit each in a message. A live run's parts are read moments apart: each is as it was
+        when its answer was read."""
         found = self._read(message)
-        while found.get("instances_more"):
-            rest = self._read({**message, "instances_from": len(found["instances"])})
-            if not rest["instances"]:
+        while found.get(f"{parts}_more"):
+            rest = self._read({**message, f"{parts}_from": len(found[parts])})
+            if not rest[parts]:
                 break
-            found["instances"] += rest["instances"]
-            found["instances_more"] = rest.get("instances_more", False)
-        return RunView.from_json({**found, "instances_more": False})
+            found[parts] += rest[parts]
+            found[f"{parts}_more"] = rest.get(f"{parts}_more", False)
+        return found
 
     def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
         message: dict[str, Any] = {"type": "run", "run": run_id}
@@ -169,7 +173,8 @@ class RemoteClient(Client):
         return self._read({"type": "counts", "workflow": where.workflow, "text": where.text})["counts"]
 
     def instance(self, instance_id: int) -> InstanceView:
-        return InstanceView.from_json(self._read({"type": "instance", "instance": instance_id}))
+        message = {"type": "instance", "instance": instance_id}
+        return InstanceView.from_json({**self._in_parts(message, "attempts"), "attempts_more": False})
 
     def instance_ids(self, run_id: int, tasks: list[str]) -> dict[str, int]:
         return {i.task: i.id for i in self.run(run_id).instances if i.task in tasks}

@@ -198,6 +198,7 @@ class InstanceView(View):
     due_at: dt.datetime | None = None  # an available human task: when it is due
     log_url: str | None = None  # its current attempt's log link
     log_tail: str | None = None  # its current attempt's log tail
+    attempts_more: bool = False  # read through the bridge: more attempts follow (ask with attempts_from)
 
 
 @dataclasses.dataclass(frozen=True)

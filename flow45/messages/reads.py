@@ -70,6 +70,8 @@ class ReadInstance(_Message):
 
     type: Literal["instance"]
     instance: int
+    attempts_from: int = Field(0, ge=0, description="leave out the instance's first attempts: as many as the "
+                                                    "answers before gave, when they said `attempts_more`")
 
 
 class ReadEvents(_Message):

@@ -14,6 +14,7 @@ from bridge.service import Bridge
 from flow45 import store, wire
 from flow45.client import LocalClient, RunFilter
 from flow45.config import load_config
+from flow45.models import TaskInstance
 from flow45.settings import use_settings
 from tests.bridge.test_team_inboxes import _stop
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 CAP = 64 * 1024  # the smallest the settings allow
 TASKS = 300  # a run's view is about 500 bytes an instance: 150 KB
+UNDONE = 8  # attempts of 12.5 KB outputs: 112 KB
 
 
 def _deploy(tmp_path) -> None:
@@ -31,6 +33,19 @@ def _deploy(tmp_path) -> None:
                     "  noted:\n    max_active_runs: null\n    params: Note\n    tasks:\n"
                     "      one: {function: work, output: Doc}\n")
     store.deploy(load_config(path), actor="reports-admin")
+
+
+def _redone(run: int, times: int) -> int:
+    """An instance of `run` submitted with a large output and undone `times` times, then submitted
+    again: it keeps every attempt."""
+    row = TaskInstance.get((TaskInstance.run == run) & (TaskInstance.task == "t000"))
+    for n in range(times + 1):
+        token = TaskInstance.get_by_id(row.id).token
+        grant = store.claim(row.id, token, "w")
+        store.submit(grant.instance, grant.token, {"uri": f"s3://bucket/{n}/" + "part/" * 2500})
+        if n < times:
+            store.undo(row.id, "redo", actor="reports-ops")
+    return row.id
 
 
 def _size(*views) -> int:
@@ -68,6 +83,13 @@ def test_reads_larger_than_a_message_come_whole_in_parts(bridge_env, tmp_path):
         assert _size(*local.runs(noted, limit=100)) > CAP
         assert [(r.id, r.params) for r in client.runs(noted, limit=100)] == [
             (r.id, r.params) for r in local.runs(noted, limit=100)]
+
+        redone = _redone(wide, UNDONE)
+        assert _size(local.instance(redone)) > CAP
+        instance = client.instance(redone)
+        assert [(a.number, a.archived, a.output) for a in instance.attempts] == [
+            (a.number, a.archived, a.output) for a in local.instance(redone).attempts]
+        assert len(instance.attempts) == UNDONE + 1 and not instance.attempts_more
 
         assert _size(*local.events(0, limit=500)) > CAP and _size(*local.tail_events(n=500)) > CAP
         events = client.events(0, limit=500)

@@ -14,9 +14,11 @@ from flow45 import messages as m
 READS = {
     "runs": m.ReadRuns(type="runs"), "events": m.ReadEvents(type="events"),
     "newest events": m.ReadEvents(type="events", newest=True), "inbox": m.ReadInbox(type="inbox"),
-    "run": m.ReadRun(type="run", run=1),
+    "run": m.ReadRun(type="run", run=1), "instance": m.ReadInstance(type="instance", instance=1),
 }
-LIST = {"runs": "runs", "events": "events", "newest events": "events", "inbox": "tasks", "run": "instances"}
+LIST = {"runs": "runs", "events": "events", "newest events": "events", "inbox": "tasks", "run": "instances",
+        "instance": "attempts"}
+FLAG = {"run": "instances_more", "instance": "attempts_more"}
 
 items = st.lists(st.builds(lambda n, text: {"id": n, "text": text},
                            st.integers(1, 10**9), st.text(max_size=3000)), max_size=60)
@@ -30,7 +32,7 @@ def test_an_answer_over_the_cap_keeps_what_fits_in_order_and_says_more(kind, row
     answer = json.loads(encoded(read, result, cap))
     assert answer["ok"] is True
     kept = answer["result"][key]
-    flag = "instances_more" if kind == "run" else "more"
+    flag = FLAG.get(kind, "more")
     whole = len(json.dumps({"ok": True, "result": result}, separators=(",", ":")).encode())
     if whole <= cap:
         assert answer["result"] == result  # nothing cut, nothing added
