@@ -229,11 +229,19 @@ class Batcher:
         """Up to batch_size waiting deliveries whose runs no batch in flight holds, taken from the
         teams in turn (each team's oldest first): a team with a backlog in the bridge fills its share
         of a batch, and another team's message goes with the next batch, not after the backlog. The
-        others keep their order for the next batch; the chosen keep their order of arrival."""
+        others keep their order for the next batch; the chosen keep their order of arrival. Of
+        operator messages, which go one batch at a time, a batch takes one a team: another team's
+        waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a second), not fifty."""
         by_team: dict[str, list[Waiting]] = {}
+        operating: set[str] = set()  # teams with an operator message in this batch already
         for waiting in self.waiting:
-            if not self.lanes.busy(waiting.lane):
-                by_team.setdefault(waiting.parsed.team, []).append(waiting)
+            if self.lanes.busy(waiting.lane):
+                continue
+            if waiting.lane == OPERATORS:  # each may be a trigger of thousands of tasks: one a team
+                if waiting.parsed.team in operating:
+                    continue
+                operating.add(waiting.parsed.team)
+            by_team.setdefault(waiting.parsed.team, []).append(waiting)
         in_turn = (w for turn in itertools.zip_longest(*by_team.values()) for w in turn if w is not None)
         picked = {id(w) for w in itertools.islice(in_turn, self.batch_size)}
         if not picked:

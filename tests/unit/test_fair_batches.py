@@ -3,7 +3,7 @@ hold up another team's message for more than one batch."""
 
 from __future__ import annotations
 
-from bridge.commits import Batcher, Waiting
+from bridge.commits import OPERATORS, Batcher, Waiting
 from bridge.inbound import Delivery, Inbound
 from flow45 import messages as m
 
@@ -53,3 +53,22 @@ def test_teams_share_a_batch_in_turn_and_runs_held_by_a_batch_in_flight_wait():
     [job] = pool.jobs
     assert [w.delivery.tag for w in job.waiting] == [1, 3, 5, 7]
     assert [w.delivery.tag for w in batcher.waiting] == [2, 4, 6]
+
+
+def _operator(tag: int, team: str) -> Waiting:
+    delivery = Delivery(tag=tag, exchange=f"flow45.in.{team}", user_id=f"{team}-ops", message_id=str(tag),
+                        reply_to=None, correlation_id=None, body=b"{}")
+    trigger = m.Trigger(type="trigger", workflow="wide")
+    return Waiting(delivery, Inbound(team, f"{team}-ops", "operator", str(tag), trigger), OPERATORS, 0.0)
+
+
+def test_a_batch_takes_one_operator_message_a_team():
+    """Operator messages go one batch at a time, each may be a trigger of thousands of tasks: rival's
+    twenty triggers go in twenty batches, and reports' goes with the first, behind one of rival's."""
+    batcher, pool = _batcher(batch_size=10)
+    batcher.waiting = ([_operator(tag, "rival") for tag in range(1, 21)] + [_operator(21, "reports")]
+                       + [_waiting(22, "rival", run=7)])
+    batcher.dispatch()
+    [job] = pool.jobs
+    assert [w.delivery.tag for w in job.waiting] == [1, 21, 22]  # workers' messages still go along
+    assert [w.delivery.tag for w in batcher.waiting] == list(range(2, 21))
