@@ -19,6 +19,9 @@ from flow45.store.specs import version_spec
 from flow45.views import BackfillItem, BackfillPlan
 
 MAX_TICKS = 1000  # a wider range is more likely a typo than a plan
+# Task instances one backfill may make. It is one operator message, and operator messages go through the
+# bridge one at a time: 1,000 runs of a 5,000-task workflow would hold every team's for minutes.
+MAX_INSTANCES = 50_000
 
 
 def backfill(
@@ -48,6 +51,11 @@ def backfill(
         raise Flow45Error(f"backfill {team}/{workflow}: more than {MAX_TICKS} ticks in that range; backfill it in parts")
     existing = dict(Run.select(Run.logical_time, Run.id).where(
         (Run.workflow == row.id) & Run.logical_time.in_(ticks)).tuples()) if ticks else {}
+    tasks = len(spec.workflow.tasks)
+    if not dry_run and (len(ticks) - len(existing)) * tasks > MAX_INSTANCES:
+        raise Flow45Error(f"backfill {team}/{workflow}: {len(ticks) - len(existing)} runs of {tasks} tasks would make "
+                          f"{(len(ticks) - len(existing)) * tasks:,} task instances, over {MAX_INSTANCES:,} in one "
+                          f"backfill; backfill it in parts of at most {max(1, MAX_INSTANCES // tasks)} ticks")
     items = []
     for tick in ticks:
         if tick in existing:

@@ -5,6 +5,7 @@ left alone, and the offer carrying the run's logical time; on SQLite and Postgre
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 
 import pytest
 
@@ -88,3 +89,23 @@ def test_a_range_at_the_ends_of_the_calendar_is_refused_naming_them_and_makes_no
     with pytest.raises(Flow45Error, match=r"acme/nightly: .* the ends of the calendar \(years 1 and 9999\)"):
         store.backfill("acme", "nightly", start, end, actor="ops", now=T0)
     assert Run.select().count() == 0
+
+
+def test_a_backfill_past_its_instance_cap_is_refused_whole_naming_a_range_that_fits(tmp_path, monkeypatch):
+    """One backfill is one operator message, and those go through the bridge one at a time: its task
+    instances are capped. Ticks that have their run already do not count."""
+    monkeypatch.setattr(importlib.import_module("flow45.store.backfill"), "MAX_INSTANCES", 10)
+    deploy_text(tmp_path, nightly(timezone="UTC", max_active=10).replace(
+        "load: {function: load, output: Done}\n      adhoc:",
+        "load: {function: load, output: Done}\n          check: {function: check, output: Done}\n      adhoc:"))
+    runs_before = Run.select().count()
+    with pytest.raises(Flow45Error, match=r"6 runs of 2 tasks would make 12 task instances, over 10 in one backfill; "
+                                          r"backfill it in parts of at most 5 ticks"):
+        store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 6, 3), actor="ann", now=T0)
+    assert Run.select().count() == runs_before  # refused whole: nothing made
+    assert len(store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 6, 3), actor="ann", dry_run=True,
+                              now=T0).items) == 6  # a dry run shows it all
+    made = store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 5, 3), actor="ann", now=T0)
+    assert [i.status for i in made.items] == ["running"] * 5
+    again = store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 8, 3), actor="ann", now=T0)
+    assert [i.status for i in again.items].count("exists") == 5  # 3 new runs: 6 instances
