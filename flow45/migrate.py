@@ -160,10 +160,17 @@ def _pending_by_team_v14() -> None:
                          "WHERE sent_at IS NULL")
 
 
+def _one_pending_index_v15() -> None:
+    """The outbox's index of every row by (sent_at, priority, id) goes: the relay reads each team's
+    unsent rows by `outbox_pending_by_team`, and every offer paid for both (written with its row,
+    and again when marked sent). Already gone on a database that step 1 created at this version."""
+    database.execute_sql("DROP INDEX IF EXISTS outbox_sent_at_priority_id")
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
-         _pending_by_team_v14]
+         _pending_by_team_v14, _one_pending_index_v15]
 CURRENT = len(STEPS)
 
 

@@ -65,3 +65,24 @@ def test_upgrade_drops_the_redundant_indexes_and_their_lookups_still_work(tmp_pa
     assert [i.task for i in instances] == ["first", "second"]
     assert Run.select().where((Run.team == "acme") & (Run.workflow == instances[0].run.workflow)).count() == 1
     assert Attempt.select().where(Attempt.instance == instances[0].id).count() == 0
+
+
+def test_the_outbox_keeps_one_index_of_its_unsent_rows_and_they_are_still_found(tmp_path):
+    from flow45.migrate import _one_pending_index_v15
+    from flow45.store import outbox, stats
+
+    assert "outbox_sent_at_priority_id" not in _names("outbox") and "outbox_pending_by_team" in _names("outbox")
+    step = STEPS.index(_one_pending_index_v15) + 1
+    with database.atomic():  # a store from before: the old index of every row
+        database.execute_sql("CREATE INDEX outbox_sent_at_priority_id ON outbox (sent_at, priority, id)")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    assert upgrade() == (step - 1, CURRENT)
+    assert "outbox_sent_at_priority_id" not in _names("outbox")
+
+    deploy_text(tmp_path, JOB)
+    run = store.trigger("acme", "job", actor="ann", now=T0)
+    [row] = outbox.pending()
+    assert row.body["run"] == run
+    assert stats.read_figures(T0).outbox_backlog == 1
+    outbox.mark_sent([row.id])
+    assert outbox.pending() == [] and stats.read_figures(T0).outbox_backlog == 0
