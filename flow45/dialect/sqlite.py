@@ -145,8 +145,9 @@ class SqliteDialect(Dialect):
         return self.db.execute_sql(sql.format(_in(values)), values)
 
     def pending_outbox(self, limit, exclude, skip_keys):
-        sql = ("SELECT id, team, kind, routing_key, priority, body FROM outbox WHERE sent_at IS NULL "
-               f"AND id NOT {_in(exclude)} AND routing_key NOT {_in(skip_keys)} ORDER BY priority DESC, id LIMIT ?")
+        sql = ("SELECT id, team, kind, routing_key, priority, body FROM (SELECT *, row_number() OVER "
+               "(PARTITION BY team ORDER BY priority DESC, id) AS turn FROM outbox WHERE sent_at IS NULL "
+               f"AND id NOT {_in(exclude)} AND routing_key NOT {_in(skip_keys)}) ORDER BY turn, team LIMIT ?")
         return self.db.execute_sql(sql, [*exclude, *skip_keys, limit]).fetchall()
 
     def lock_and_read(self, select, wanted_are, wanted, keys):
