@@ -36,6 +36,7 @@ from bridge.batch import Applied, Conflict, DatabaseUnavailable, apply_parsed
 from bridge.inbound import Delivery, Inbound
 from flow45 import metrics
 from flow45.db import database, dialect
+from flow45.turns import in_turns
 
 log = logging.getLogger("flow45.bridge")
 
@@ -232,7 +233,7 @@ class Batcher:
         others keep their order for the next batch; the chosen keep their order of arrival. Of
         operator messages, which go one batch at a time, a batch takes one a team: another team's
         waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a second), not fifty."""
-        by_team: dict[str, list[Waiting]] = {}
+        ready: list[Waiting] = []
         operating: set[str] = set()  # teams with an operator message in this batch already
         for waiting in self.waiting:
             if self.lanes.busy(waiting.lane):
@@ -241,8 +242,8 @@ class Batcher:
                 if waiting.parsed.team in operating:
                     continue
                 operating.add(waiting.parsed.team)
-            by_team.setdefault(waiting.parsed.team, []).append(waiting)
-        in_turn = (w for turn in itertools.zip_longest(*by_team.values()) for w in turn if w is not None)
+            ready.append(waiting)
+        in_turn = in_turns(ready, lambda waiting: waiting.parsed.team)
         picked = {id(w) for w in itertools.islice(in_turn, self.batch_size)}
         if not picked:
             return None

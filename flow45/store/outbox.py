@@ -11,6 +11,7 @@ from typing import Any
 from flow45.clock import to_utc
 from flow45.db import atomic, dialect
 from flow45.models import Outbox
+from flow45.turns import in_turns
 from flow45.store.bulk import update_rows
 
 NOTIFY_CHANNEL = "flow45_outbox"
@@ -52,13 +53,9 @@ def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset(),
     (to queues that refuse rows for now): the teams in turn, each team's most urgent first (priority,
     then age). So a team with a backlog of offers delays another team's by one row each, not by the
     backlog."""
-    rows = dialect().pending_outbox(limit, sorted(exclude), sorted(skip_keys))
-    by_team: dict[str, list[tuple]] = {}
-    for row in rows:
-        by_team.setdefault(row[1], []).append(row)
-    turns = (row for turn in itertools.zip_longest(*by_team.values()) for row in turn if row is not None)
+    rows = in_turns(dialect().pending_outbox(limit, sorted(exclude), sorted(skip_keys)), lambda row: row[1])
     return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
-            for id_, team, kind, key, priority, text in itertools.islice(turns, limit)]
+            for id_, team, kind, key, priority, text in itertools.islice(rows, limit)]
 
 
 def mark_sent(ids: list[int], now: dt.datetime | None = None, *, wait_for_disk: bool = True) -> None:

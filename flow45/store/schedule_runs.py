@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import logging
 import time
 
@@ -24,6 +23,7 @@ from flow45.store.newrun import validate_params
 from flow45.store.runs import trigger
 from flow45.store.specs import version_spec
 from flow45.store.unit import Row, Unit, each_alone, lock_workflow, record_event
+from flow45.turns import in_turns
 from flow45.views import View
 
 log = logging.getLogger("flow45.scheduler")
@@ -143,7 +143,7 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
     cursors = {row.workflow_id: row.last_tick for row in ScheduleCursor.select()}
     outcome = ScheduleOutcome()
     started, worked = time.monotonic(), False
-    for item in in_turns(scheduled_workflows(), cursors):
+    for item in _in_turns(scheduled_workflows(), cursors):
         if worked and budget is not None and time.monotonic() - started >= budget:
             outcome.left += 1
             continue
@@ -172,17 +172,17 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
     return outcome
 
 
-def in_turns(items: list[_Scheduled], cursors: dict[int, dt.datetime | None]) -> list[_Scheduled]:
+def _in_turns(items: list[_Scheduled], cursors: dict[int, dt.datetime | None]) -> list[_Scheduled]:
     """The teams in turn, the one whose newest tick is oldest first; each team's workflows, the one
     furthest behind first. A tick cut short leaves the rest at the front of the next one's line."""
     def behind(item: _Scheduled) -> dt.datetime:
         return cursors.get(item.workflow_id) or dt.datetime.min
 
-    by_team: dict[str, list[_Scheduled]] = {}
-    for item in sorted(items, key=lambda i: (behind(i), i.workflow_id)):
-        by_team.setdefault(item.team, []).append(item)
-    teams = sorted(by_team, key=lambda team: (max(map(behind, by_team[team])), team))
-    return [item for turn in itertools.zip_longest(*(by_team[team] for team in teams)) for item in turn if item]
+    newest: dict[str, dt.datetime] = {}
+    for item in items:
+        newest[item.team] = max(newest.get(item.team, dt.datetime.min), behind(item))
+    ordered = sorted(items, key=lambda i: (newest[i.team], i.team, behind(i), i.workflow_id))
+    return list(in_turns(ordered, lambda item: item.team))
 
 
 def _apply(
