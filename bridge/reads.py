@@ -149,6 +149,8 @@ class ReadServer(SideThread):
         self.answered = 0
         self.shared = 0  # reads answered with another identical read's query
         self._waiting: dict[str, list[Asked]] = {}  # team -> its reads not yet answered, oldest first
+        self._turns = 0
+        self._last_turn: dict[str, int] = {}  # team -> the number of its last turn
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -195,11 +197,14 @@ class ReadServer(SideThread):
 
     def _answer_turn(self, channel, dead) -> bool:
         """The next team's turn: its oldest waiting read, with the identical reads of that team waiting
-        behind it, answered by one query; the team then goes to the back of the line. So a team's slow
-        reads hold another team's read up for one read each at most. False if none waited."""
+        behind it, answered by one query. The team whose last turn is oldest goes next, whether or not
+        its line ran empty in between, so a team's slow reads hold another team's read up for one read
+        each at most. False if none waited."""
         if not self._waiting:
             return False
-        team = next(iter(self._waiting))
+        team = min(self._waiting, key=lambda waiting: self._last_turn.get(waiting, -1))  # ties: first come
+        self._turns += 1
+        self._last_turn[team] = self._turns
         lined_up = self._waiting.pop(team)
         first = lined_up[0]
         now = [asked for asked in lined_up if asked.same_as == first.same_as]

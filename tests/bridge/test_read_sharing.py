@@ -98,3 +98,17 @@ def test_identical_reads_of_one_team_share_one_query_and_no_more(server):
     newer = store.trigger("reports", "monthly_report", {"month": "2026-03"}, actor="reports-admin", now=T0)
     answers, queries = answered(server, [delivery(8, "reports-ops", runs)])
     assert run_ids(answers["c8"]) == [newer, ours] and queries == 1  # a read after a new event: read afresh
+
+
+def test_a_team_just_answered_goes_behind_a_team_waiting_though_its_reads_came_first(server):
+    """rival's line ran empty at its turn; its next reads, taken in before reports' one, still wait for
+    reports' turn (the slow broker delivers reads one by one while a read is answered)."""
+    channel, dead = Channel(), Channel()
+    server._take(channel, dead, [delivery(1, "rival-ops", {"type": "runs", "limit": 1})])
+    assert server._answer_turn(channel, dead)
+    server._take(channel, dead, [delivery(2, "rival-ops", {"type": "runs", "limit": 2}),
+                                 delivery(3, "rival-ops", {"type": "runs", "limit": 3}),
+                                 delivery(4, "reports-ops", {"type": "whoami"})])
+    while server._answer_turn(channel, dead):
+        pass
+    assert [p.properties.correlation_id for p in channel.published] == ["c1", "c4", "c2", "c3"]

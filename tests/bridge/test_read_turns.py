@@ -57,35 +57,35 @@ def test_a_teams_slow_reads_hold_another_teams_read_for_one_read_at_most(bridge_
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
     rival, reports = _Reader(bridge_env, "rival-ops", "rival"), _Reader(bridge_env, "reports-ops", "reports")
-    held = _hold_the_runs_table(postgres_url)
-    try:
-        deadline = time.monotonic() + 20
-        while not bridge.consuming:
-            assert time.monotonic() < deadline, "the bridge did not start consuming"
-            time.sleep(0.05)
-        for n in range(SLOW_READS):
-            rival.ask({"type": "runs", "limit": n + 1})
-        rival.connection.process_data_events(time_limit=0)
-        while waiting(bridge_env, names.reads_queue("rival")):  # all in the bridge's hands
-            time.sleep(0.05)
-        reports.ask({"type": "whoami"})
-        deadline, seen_before_reports = time.monotonic() + SLOW_READS * READ_TIMEOUT + 20, 0
-        while not reports.answers or len(rival.answers) < SLOW_READS:
-            assert time.monotonic() < deadline, (f"reports answered {len(reports.answers)}, "
-                                                 f"rival {len(rival.answers)} of {SLOW_READS}, while runs were held")
-            rival.connection.process_data_events(time_limit=0.02)
-            if not reports.answers:
-                reports.connection.process_data_events(time_limit=0.02)
-                seen_before_reports = len(rival.answers)
-        assert reports.answers[0]["result"] == {"user": "reports-ops", "team": "reports"}
-        assert seen_before_reports <= 1, f"reports' read waited behind {seen_before_reports} of rival's"
-        assert [a["code"] for a in rival.answers] == ["too_slow"] * SLOW_READS
-        assert "longer than 2s, the installation's read_timeout" in rival.answers[0]["error"]
-    finally:
-        held.rollback()
-        held.close()
     client = RemoteClient(bridge_env.url("rival-ops"), timeout=10)
-    try:
+    try:  # stopped whatever happens: a bridge left running would take the next test's reads
+        held = _hold_the_runs_table(postgres_url)
+        try:
+            deadline = time.monotonic() + 20
+            while not bridge.consuming:
+                assert time.monotonic() < deadline, "the bridge did not start consuming"
+                time.sleep(0.05)
+            for n in range(SLOW_READS):
+                rival.ask({"type": "runs", "limit": n + 1})
+            rival.connection.process_data_events(time_limit=0)
+            while waiting(bridge_env, names.reads_queue("rival")):  # all in the bridge's hands
+                time.sleep(0.05)
+            reports.ask({"type": "whoami"})
+            deadline, seen_before_reports = time.monotonic() + SLOW_READS * READ_TIMEOUT + 20, 0
+            while not reports.answers or len(rival.answers) < SLOW_READS:
+                assert time.monotonic() < deadline, (f"reports answered {len(reports.answers)}, rival "
+                                                     f"{len(rival.answers)} of {SLOW_READS}, while runs were held")
+                rival.connection.process_data_events(time_limit=0.02)
+                if not reports.answers:
+                    reports.connection.process_data_events(time_limit=0.02)
+                    seen_before_reports = len(rival.answers)
+            assert reports.answers[0]["result"] == {"user": "reports-ops", "team": "reports"}
+            assert seen_before_reports <= 1, f"reports' read waited behind {seen_before_reports} of rival's"
+            assert [a["code"] for a in rival.answers] == ["too_slow"] * SLOW_READS
+            assert "longer than 2s, the installation's read_timeout" in rival.answers[0]["error"]
+        finally:
+            held.rollback()
+            held.close()
         assert client.runs() is not None  # the table let go: the same read is answered
         held = _hold_the_runs_table(postgres_url)
         try:
@@ -113,7 +113,9 @@ def test_through_the_shared_exchange_a_teams_reads_are_lined_up_apart_too(bridge
     reports.ask({"type": "whoami"}, shared=True)
     rival.connection.process_data_events(time_limit=0)
     reports.connection.process_data_events(time_limit=0)
+    deadline = time.monotonic() + 20
     while waiting(bridge_env, names.READS_QUEUE) < flood + 1:
+        assert time.monotonic() < deadline, f"{waiting(bridge_env, names.READS_QUEUE)} of {flood + 1} reads queued"
         time.sleep(0.05)
     bridge = Bridge(bridge_env.settings, batch_size=50)
     thread = threading.Thread(target=bridge.run, daemon=True)
