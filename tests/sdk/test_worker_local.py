@@ -359,7 +359,7 @@ def test_a_failing_compensation_is_tried_again(acme, make_worker):
 
 def test_undo_of_a_running_attempt_cancels_it(acme, make_worker):
     worker = make_worker("acme", "w1")
-    started, undone = threading.Event(), threading.Event()
+    started, undone, checked = threading.Event(), threading.Event(), threading.Event()
     seen = []
 
     @worker.handler("fx")
@@ -369,6 +369,7 @@ def test_undo_of_a_running_attempt_cancels_it(acme, make_worker):
             undone.wait(10)
             seen.append(task.progress(50))
             seen.append(task.cancelled.is_set())
+            checked.set()
             return BLOB  # not sent
         return {"uri": "s3://second", "size": 2}
 
@@ -378,6 +379,7 @@ def test_undo_of_a_running_attempt_cancels_it(acme, make_worker):
     store.undo(instance_of(run, "x").id, "bad input", actor="ann")
     undone.set()
     assert wait_finished(run) == S.SUCCEEDED
+    assert checked.wait(10)  # the second attempt, in the other slot, may finish the run first
     assert seen == [False, True]
     row = instance_of(run, "x")
     assert row.attempt == 2
