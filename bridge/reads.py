@@ -7,8 +7,8 @@ id is `not_found` in the very words a missing id gets. Lists come in pages of at
 `messages.MAX_PAGE`.
 
 Reads are taken in as they come (up to PREFETCH from each team's queue at once, and all of the
-shared queue's) and lined up by team; teams take turns, one read each, and each statement of a read
-stops after the installation's `read_timeout` (code `too_slow`). So one team's heavy reads hold
+shared queue's) and lined up by team; teams take turns, one read each, and a read (all its
+statements together) stops after the installation's `read_timeout` (code `too_slow`). So one team's heavy reads hold
 another team's read up for one read each at most, and for a bounded time. Identical reads of one
 team waiting together are answered by one query: a team's dashboards, woken by the same events, ask
 the same things at the same moment. Every read among them had arrived before that query began, so

@@ -59,8 +59,8 @@ class Settings(BaseModel):
         100_000, ge=1, description="offers a function's queue holds; past it the bridge holds the rest in the outbox")
     offer_queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024,
                                        description="bytes of offers a function's queue holds; past it, as above")
-    read_timeout: float = Field(10.0, gt=0, description="longest a statement of an operator's read through the "
-                                                       "bridge runs; past it the read is refused (too_slow)")
+    read_timeout: float = Field(10.0, gt=0, description="longest an operator's read through the bridge runs, "
+                                                       "all its statements together; past it: too_slow")
     reconnect_max: float = Field(10.0, gt=0, description="longest wait between reconnect attempts")
     heartbeat_file: str | None = Field(None, description="file the services rewrite each loop, for `flow45 health`")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus metrics on this port; unset: off")

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import time
 import weakref
 from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -274,15 +275,18 @@ class PostgresDialect(Dialect):
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float):
-        # SET LOCAL rides with the BEGIN and ends with the transaction: the connection keeps no limit.
+        # Each statement's SET LOCAL rides with it and ends with the transaction: the connection keeps no limit.
         with self.db.atomic():
-            self.db.execute_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+            connection = self.db.connection()
+            connection.deadline = time.monotonic() + seconds
             try:
                 yield
             except peewee.DatabaseError as exc:
                 if getattr(getattr(exc, "orig", None), "pgcode", None) == QUERY_CANCELED:
                     raise TooSlow() from None
                 raise
+            finally:
+                connection.deadline = None
 
     def scheduler_lock(self, holder: str, lease: float):
         from flow45.scheduler_lock import LOCK_KEY

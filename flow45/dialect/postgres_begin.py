@@ -12,19 +12,31 @@ latest its COMMIT; an error in them is raised there, and the transaction rolls b
 savepoint's SAVEPOINT and RELEASE wait the same way. A rollback drops what waits unsent: all of it
 for the transaction's; for a savepoint's, what came after its SAVEPOINT (what came before went with
 the SAVEPOINT, or still waits ahead of it). A savepoint rolled back before anything went out since
-it began sends nothing."""
+it began sends nothing.
+
+A read under a time limit (`PostgresDialect.time_limit`) sets the connection's `deadline`: each of
+its statements carries a `SET LOCAL statement_timeout` of the time left, and none starts past it,
+so the limit bounds the whole read, however many statements it makes."""
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 
 import peewee
 import psycopg2.extensions
 
+from flow45.errors import TooSlow
+
 
 class LazyBeginCursor(psycopg2.extensions.cursor):
     def execute(self, query, vars=None):
+        limited = self.connection.deadline is not None and not _rolls_back(query)
+        limit = self.connection.time_left() if limited else None  # raised before anything is taken
         ahead = self.connection.take_ahead(query)
+        if limit is not None:
+            ahead.append(limit)
         if ahead:
             # Bound here, so that a % in the statements ahead is never read as a placeholder.
             query, vars = b";\n".join([*ahead, self.mogrify(query, vars)]), None
@@ -42,6 +54,14 @@ class LazyBeginConnection(psycopg2.extensions.connection):
         self.cursor_factory = LazyBeginCursor
         self.pending_begin: str | None = None
         self.pending_statements: list[bytes] = []  # writes, SAVEPOINTs and RELEASEs, in order
+        self.deadline: float | None = None  # monotonic: the statements of a read under a time limit
+
+    def time_left(self) -> bytes:
+        """The statement that limits the next one to the time left before the deadline; TooSlow past it."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TooSlow()
+        return f"SET LOCAL statement_timeout = {max(1, math.ceil(left * 1000))}".encode()
 
     def take_ahead(self, query) -> list[bytes]:
         """What must be sent ahead of `query`: the BEGIN, and the statements waiting unless it rolls back."""

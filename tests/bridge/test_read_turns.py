@@ -1,5 +1,5 @@
 """One team's slow reads cannot hold another team's read: teams take turns, one read each, and a
-statement of a read stops after the installation's read_timeout (too_slow)."""
+read stops after the installation's read_timeout (too_slow)."""
 
 from __future__ import annotations
 

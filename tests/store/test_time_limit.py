@@ -34,3 +34,18 @@ def test_the_limit_ends_with_the_read(store_db, backend):
     assert database.execute_sql(steps).fetchone() == (100000,)
     if backend == "postgresql":
         assert database.execute_sql("SHOW statement_timeout").fetchone() == ("0",)
+
+
+def test_the_limit_bounds_the_whole_read_not_each_statement(store_db, backend):
+    """Time spent before a statement counts against it: a read of many statements, each within the
+    limit, is stopped once they add up past it (at the limit, not one limit per statement later)."""
+    started = time.monotonic()
+    with pytest.raises(TooSlow):
+        with dialect().time_limit(2.0):
+            if backend == "postgresql":
+                database.execute_sql("SELECT pg_sleep(1.2)")
+            else:  # SQLite's steps are not slowed by a sleep: the time goes by in between
+                time.sleep(1.2)
+            database.execute_sql(SLOW[backend])
+    assert time.monotonic() - started < 3.0  # one limit per statement: 3.2 s
+    assert database.execute_sql("SELECT 41 + 1").fetchone() == (42,)
