@@ -7,7 +7,7 @@ prepared statements."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import peewee
@@ -113,9 +113,15 @@ class Dialect:
 
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
-        "instance", task instance ids. Then read `select` ({runs}: the condition on those runs, `r`,
-        and their instances, `i`; {extra}: a last column this may add) and the stored replies to the
-        message `keys`. Returns the rows and the replies by key."""
+        "instance" or "instance_alone", task instance ids. Then read `select` ({runs}: the condition on
+        those runs, `r`, and their instances, `i`, every one of them or, "instance_alone", the wanted
+        ones alone; {extra}: a last column this may add) and the stored replies to the message `keys`.
+        Returns the rows and the replies by key."""
+        raise NotImplementedError
+
+    def read_run_tasks(self, select: str, run_id: int, tasks: Iterable[str]) -> list[tuple]:
+        """The rows of `select` ({runs} as above, no {extra}) of the run's instances of these tasks;
+        the caller holds the run's lock."""
         raise NotImplementedError
 
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:

@@ -207,6 +207,8 @@ def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     scan of every run for each run."""
     run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
     runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
+    if wanted_are == "instance_alone":
+        runs = f"r.id = ANY({run_ids}) AND i.id = ANY($1)"
     lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
     replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
     return lock, select.format(extra=f", {replies}", runs=runs)
@@ -368,6 +370,11 @@ class PostgresDialect(Dialect):
         rows = _execute(self.db, b";\n".join(statements)).fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
         return rows, seen  # the replies column rides last: readers zip the columns they know
+
+    def read_run_tasks(self, select, run_id, tasks):
+        statement = prepared(self.db, select.format(extra="", runs="r.id = $1 AND i.run_id = $1 AND i.task = ANY($2)"),
+                             ["bigint", "varchar[]"], [run_id, list(tasks)])
+        return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
         """One round trip, and a second only where a run is queued. The workflows are share-locked:

@@ -154,9 +154,17 @@ class SqliteDialect(Dialect):
         # The transaction holds SQLite's one write lock already.
         of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
         runs = f"r.id {_in(wanted) if wanted_are == 'run' else of_instances}"
-        rows = self.db.execute_sql(select.format(extra="", runs=runs), wanted).fetchall()
+        alone = wanted_are == "instance_alone"
+        if alone:
+            runs += f" AND i.id {_in(wanted)}"
+        rows = self.db.execute_sql(select.format(extra="", runs=runs), wanted * 2 if alone else wanted).fetchall()
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
+
+    def read_run_tasks(self, select, run_id, tasks):
+        tasks = list(tasks)
+        runs = f"r.id = ? AND i.run_id = ? AND i.task {_in(tasks)}"
+        return self.db.execute_sql(select.format(extra="", runs=runs), [run_id, run_id, *tasks]).fetchall()
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
         return list(workflow_ids)  # the write lock is held; let the caller look

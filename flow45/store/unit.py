@@ -106,6 +106,17 @@ def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
         after, size = page[-1].id, min(size * 4, 1000)
 
 
+class _WholeRuns:
+    """`unit.by_run[run_id]`: every instance of the run, by task, read when first wanted (a sweep
+    that changes one instance of a run of thousands reads that one alone)."""
+
+    def __init__(self, unit: Unit) -> None:
+        self._unit = unit
+
+    def __getitem__(self, run_id: int) -> dict[str, Row]:
+        return self._unit.whole_run(run_id)
+
+
 class Unit:
     """The rows one transaction locked, and the changes the rules made to them."""
 
@@ -116,7 +127,9 @@ class Unit:
         self.wake_relays = wake_relays
         self.runs: dict[int, Row] = {}
         self.instances: dict[int, Row] = {}
-        self.by_run: dict[int, dict[str, Row]] = {}
+        self.by_run = _WholeRuns(self)
+        self._of_run: dict[int, dict[str, Row]] = {}  # run -> the instances read of it, by task
+        self._whole: set[int] = set()  # runs every instance of which is read
         self.written: list[OutboxMessage] = []  # outbox rows stored, for a relay in this process
         self.sent: list[int] = []  # outbox rows the broker confirmed, marked sent with the next writes
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
@@ -127,10 +140,13 @@ class Unit:
 
     # ---- reading -----------------------------------------------------------------------------
 
-    def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = ()) -> dict[str, Any]:
-        """Lock and read the runs of these instances; returns the replies already stored for the
-        message keys (read after the locks, so a concurrent copy of a message is seen)."""
-        return self._lock("instance", [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
+    def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = (),
+                       whole_runs: bool = True) -> dict[str, Any]:
+        """Lock and read the runs of these instances (`whole_runs`: with every instance of them; else
+        these instances alone, the others read when wanted); returns the replies already stored for
+        the message keys (read after the locks, so a concurrent copy of a message is seen)."""
+        return self._lock("instance" if whole_runs else "instance_alone",
+                          [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
 
     def lock_runs(self, ids: Iterable[int]) -> None:
         self._lock("run", [i for i in set(ids) if i not in self.runs], [])
@@ -139,6 +155,12 @@ class Unit:
         if not wanted and not keys:
             return {}
         rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys)
+        self._take(rows)
+        if wanted_are != "instance_alone":
+            self._whole.update(row[1] for row in rows)
+        return seen
+
+    def _take(self, rows: list[tuple]) -> None:
         split = len(_INSTANCE_FIELDS)
         for row in rows:
             run_id = row[1]
@@ -153,8 +175,26 @@ class Unit:
             instance.timer = run.timers.get(instance.task)
             instance.assignment = run.assignments.get(instance.task)
             self.instances[instance.id] = instance
-            self.by_run.setdefault(run_id, {})[instance.task] = instance
-        return seen
+            self._of_run.setdefault(run_id, {})[instance.task] = instance
+
+    def whole_run(self, run_id: int) -> dict[str, Row]:
+        """Every instance of a run locked here, by task."""
+        if run_id not in self._whole:
+            self._lock("run", [run_id], [])  # held already: a read, with the copies in memory kept
+        return self._of_run.setdefault(run_id, {})
+
+    def run_tasks(self, run_id: int, tasks: Iterable[str]) -> dict[str, Row]:
+        """The instances of these tasks of a run locked here, by task (and maybe others)."""
+        known = self._of_run.setdefault(run_id, {})
+        if run_id not in self._whole:
+            missing = [task for task in tasks if task not in known]
+            if missing:
+                self._take(dialect().read_run_tasks(_SELECT, run_id, missing))
+        return known
+
+    def _inputs_from(self, instance: Row) -> dict[str, Row]:
+        """The instances the task's declared inputs come from, by task."""
+        return self.run_tasks(instance.run_id, self.task(instance).inputs.values())
 
     def instance(self, instance_id: int, team: str | None = None) -> Row:
         found = self.instances.get(instance_id)
@@ -185,7 +225,8 @@ class Unit:
         missing = [i for i in instances if i.id not in self._given]
         needed: set[int] = set()
         for instance in missing:
-            needed.update(rules.upstream_outputs_needed(instance, self.by_run[instance.run_id], self.spec(instance.run_id)))
+            spec = self.spec(instance.run_id)
+            needed.update(rules.upstream_outputs_needed(instance, self._inputs_from(instance), spec))
         outputs = dict(self.changes.outputs)
         needed -= outputs.keys()
         if needed:
@@ -193,7 +234,8 @@ class Unit:
             rows = dialect().select_in(sql, list(needed), "bigint[]")
             outputs.update((i, json.loads(output) if output is not None else None) for i, output in rows)
         for instance in missing:
-            self._given[instance.id] = rules.inputs(instance, self.by_run[instance.run_id], self.spec(instance.run_id), outputs)
+            spec = self.spec(instance.run_id)
+            self._given[instance.id] = rules.inputs(instance, self._inputs_from(instance), spec, outputs)
         return {i.id: self._given[i.id] for i in instances}
 
     # ---- writing -----------------------------------------------------------------------------
@@ -242,7 +284,7 @@ class Unit:
         update_rows("task_instance", ("id",), INSTANCE_COLUMNS, rows, INSTANCE_CASTS, deferred=deferred)
         for attempt in ch.new_attempts:  # lineage: every attempt records the upstream outputs it was given
             instance = self.instances[attempt["instance"]]
-            attempt["lineage"] = rules.lineage(instance, self.by_run[instance.run_id], self.spec(instance.run_id))
+            attempt["lineage"] = rules.lineage(instance, self._inputs_from(instance), self.spec(instance.run_id))
         insert_rows(Attempt, ch.new_attempts, deferred=deferred)
         ended = [(i, token, status, as_json(output), error, self.at) for i, token, status, output, error in ch.ended_attempts]
         update_rows("attempt", ("instance_id", "token"), ("status", "output", "error", "finished_at"),
@@ -278,11 +320,13 @@ def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit,
                actor: str | None = None) -> list[int]:
     """Apply `change` to each instance in a transaction of its own (a sweep must not hold many runs'
     locks at once), `alone`. `change` looks again under the lock and says whether it changed
-    anything; the run is then settled by `actor`, if given. Returns the instances changed."""
+    anything; the run is then settled by `actor`, if given. Returns the instances changed. The
+    run's other instances are read only if wanted (to settle it, or by `change`): a change to one
+    instance of a run of thousands costs about what it costs in a run of one."""
 
     def change_one(instance_id: int) -> bool:
         unit = Unit(at)
-        unit.lock_instances([instance_id])
+        unit.lock_instances([instance_id], whole_runs=actor is not None)
         instance = unit.instance(instance_id)
         if not change(unit, instance):
             return False
