@@ -19,6 +19,7 @@ from flow45.errors import InvalidParams
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import DueTicks, cron_schedule, due_ticks
 from flow45.store import rules
+from flow45.store.due import due_in_turns
 from flow45.store.newrun import validate_params
 from flow45.store.runs import trigger
 from flow45.store.specs import version_spec
@@ -265,14 +266,13 @@ def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
     at = to_utc(now)
     period = dt.timedelta(seconds=quiet)
     stale = at - period
-    candidates = [
-        row.id for row in TaskInstance.select(TaskInstance.id)
+    candidates = [row.id for row in due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.team)
         .where(
             (TaskInstance.state == pw.SQL("'available'")) & (TaskInstance.offered_at <= stale)
             & (TaskInstance.human == False) & _backed_off(at, period)  # noqa: E712 (human tasks get no offers)
         )
-        .order_by(TaskInstance.offered_at).limit(limit)
-    ]
+        .order_by(TaskInstance.offered_at), TaskInstance.team, limit)]
     if not candidates:
         return []
     unsent = {

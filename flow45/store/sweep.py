@@ -14,6 +14,7 @@ from flow45.models import Run, TaskInstance, Workflow
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules, rules_human, timers
+from flow45.store.due import due_in_turns
 from flow45.store.specs import version_spec
 from flow45.store.unit import Row, Unit, alone, each_alone, record_event
 
@@ -23,10 +24,10 @@ SWEEPER = "flow45-scheduler"
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Running attempts whose lease (or, parked, callback deadline) passed fail as expired (counted against retries)."""
     at = to_utc(now)
-    due = (
-        TaskInstance.select(TaskInstance.id)
+    due = due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.team)
         .where((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at))
-        .order_by(TaskInstance.lease_expires_at).limit(limit)
+        .order_by(TaskInstance.lease_expires_at), TaskInstance.team, limit,
     )
 
     def expire(unit: Unit, instance: Row) -> bool:
@@ -42,10 +43,10 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
 def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """retry_wait instances whose time came are offered again."""
     at = to_utc(now)
-    due = (
-        TaskInstance.select(TaskInstance.id)
+    due = due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.team)
         .where((TaskInstance.state == S.RETRY_WAIT) & (TaskInstance.not_before <= at))
-        .order_by(TaskInstance.not_before).limit(limit)
+        .order_by(TaskInstance.not_before), TaskInstance.team, limit,
     )
 
     def offer_again(unit: Unit, instance: Row) -> bool:
@@ -60,10 +61,10 @@ def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> lis
 def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Waiting timers whose due time came succeed by themselves; downstream goes on."""
     at = to_utc(now)
-    due = (
-        TaskInstance.select(TaskInstance.id)
+    due = due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.team)
         .where((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at))
-        .order_by(TaskInstance.not_before).limit(limit)
+        .order_by(TaskInstance.not_before), TaskInstance.team, limit,
     )
 
     def fire(unit: Unit, instance: Row) -> bool:
@@ -79,10 +80,10 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
     """Available human tasks whose reminder or due time came: reminders are sent (ledger events,
     each once) and the overdue outcome applied (once). Returns (reminded, went overdue)."""
     at = to_utc(now)
-    due = (
-        TaskInstance.select(TaskInstance.id)
+    due = due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.team)
         .where((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at))
-        .order_by(TaskInstance.alarm_at).limit(limit)
+        .order_by(TaskInstance.alarm_at), TaskInstance.team, limit,
     )
     reminded: list[int] = []
     overdue: list[int] = []
@@ -110,8 +111,9 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
 def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Unfinished runs past their workflow's `sla` get one `sla_missed` ledger event each."""
     at = to_utc(now)
-    due = (Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name).join(Workflow)
-           .where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at)).order_by(Run.sla_due_at).limit(limit))
+    due = due_in_turns(Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name)
+                       .join(Workflow).where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at))
+                       .order_by(Run.sla_due_at), Run.team, limit)
 
     def record(run) -> bool:
         # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
