@@ -266,18 +266,18 @@ def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
     at = to_utc(now)
     period = dt.timedelta(seconds=quiet)
     stale = at - period
-    candidates = [row.id for row in due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.team)
+    candidates = due_in_turns(
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
         .where(
             (TaskInstance.state == pw.SQL("'available'")) & (TaskInstance.offered_at <= stale)
             & (TaskInstance.human == False) & _backed_off(at, period)  # noqa: E712 (human tasks get no offers)
         )
-        .order_by(TaskInstance.offered_at), TaskInstance.team, limit)]
+        .order_by(TaskInstance.offered_at), TaskInstance.team, limit)
     if not candidates:
         return []
     unsent = {
         row.instance for row in Outbox.select(Outbox.instance).where(
-            Outbox.sent_at.is_null() & (Outbox.kind == "offer") & Outbox.instance.in_(candidates)
+            Outbox.sent_at.is_null() & (Outbox.kind == "offer") & Outbox.instance.in_([c.id for c in candidates])
         )
     }
 
@@ -287,4 +287,4 @@ def reoffer_lost(now: dt.datetime, quiet: float, limit: int = 500) -> list[int]:
         rules.reoffer(unit.changes, instance, SCHEDULER, iso(instance.offered_at))
         return True
 
-    return each_alone([i for i in candidates if i not in unsent], at, offer_again)
+    return each_alone([c for c in candidates if c.id not in unsent], at, offer_again)

@@ -25,7 +25,7 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
     """Running attempts whose lease (or, parked, callback deadline) passed fail as expired (counted against retries)."""
     at = to_utc(now)
     due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.team)
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
         .where((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at))
         .order_by(TaskInstance.lease_expires_at), TaskInstance.team, limit,
     )
@@ -37,14 +37,14 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
         rules.fail(unit.changes, instance, unit.task(instance), error, True, SWEEPER, expired=True)
         return True
 
-    return each_alone([row.id for row in due], at, expire, SWEEPER)
+    return each_alone(due, at, expire, SWEEPER)
 
 
 def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """retry_wait instances whose time came are offered again."""
     at = to_utc(now)
     due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.team)
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
         .where((TaskInstance.state == S.RETRY_WAIT) & (TaskInstance.not_before <= at))
         .order_by(TaskInstance.not_before), TaskInstance.team, limit,
     )
@@ -55,14 +55,14 @@ def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> lis
         rules.offer(unit.changes, instance, "retry", SWEEPER)
         return True
 
-    return each_alone([row.id for row in due], at, offer_again, SWEEPER)
+    return each_alone(due, at, offer_again, SWEEPER)
 
 
 def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Waiting timers whose due time came succeed by themselves; downstream goes on."""
     at = to_utc(now)
     due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.team)
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
         .where((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at))
         .order_by(TaskInstance.not_before), TaskInstance.team, limit,
     )
@@ -73,7 +73,7 @@ def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[in
         timers.fire(unit.changes, instance, SWEEPER)
         return True
 
-    return each_alone([row.id for row in due], at, fire, SWEEPER)
+    return each_alone(due, at, fire, SWEEPER)
 
 
 def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list[int], list[int]]:
@@ -81,12 +81,11 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
     each once) and the overdue outcome applied (once). Returns (reminded, went overdue)."""
     at = to_utc(now)
     due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.team)
+        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
         .where((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at))
         .order_by(TaskInstance.alarm_at), TaskInstance.team, limit,
     )
-    reminded: list[int] = []
-    overdue: list[int] = []
+    rang: dict[int, tuple[bool, bool]] = {}  # instance -> (reminded, went overdue), by its last try
 
     def ring(unit: Unit, instance: Row) -> bool:
         if not rules_human.is_due(instance, at):
@@ -98,14 +97,12 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
             return check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
 
         rules_human.alarm(unit.changes, instance, checked, SWEEPER)
-        if (instance.reminders_sent or 0) > sent:
-            reminded.append(instance.id)
-        if was_overdue is None and instance.overdue_at is not None:
-            overdue.append(instance.id)
+        went_overdue = was_overdue is None and instance.overdue_at is not None
+        rang[instance.id] = ((instance.reminders_sent or 0) > sent, went_overdue)
         return True
 
-    each_alone([row.id for row in due], at, ring, SWEEPER)
-    return reminded, overdue
+    changed = each_alone(due, at, ring, SWEEPER)  # a try rolled back is tried again alone, or not counted
+    return [i for i in changed if rang[i][0]], [i for i in changed if rang[i][1]]
 
 
 def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import json
 import logging
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from peewee import Field, ForeignKeyField
 
@@ -316,26 +316,50 @@ class Unit:
         self.changes.freed_slots, self.changes.reached = freed, reached
 
 
-def each_alone(instance_ids: list[int], at: dt.datetime, change: Callable[[Unit, Row], bool],
+def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row], bool],
                actor: str | None = None) -> list[int]:
-    """Apply `change` to each instance in a transaction of its own (a sweep must not hold many runs'
-    locks at once), `alone`. `change` looks again under the lock and says whether it changed
-    anything; the run is then settled by `actor`, if given. Returns the instances changed. The
-    run's other instances are read only if wanted (to settle it, or by `change`): a change to one
-    instance of a run of thousands costs about what it costs in a run of one."""
+    """Apply `change` to each instance of `due` (rows with `id` and `run_id`), `alone`: the instances
+    of one run in one transaction, which locks and reads the run once (a sweep must not hold many
+    runs' locks at once); should that one fail, each of them in a transaction of its own, so that one
+    that cannot be changed keeps no other back. `change` looks again under the lock and says whether
+    it changed anything; the run is then settled by `actor`, if given. Returns the instances changed.
+    The run's other instances are read only if wanted (to settle it, or by `change`): a change to
+    one instance of a run of thousands costs about what it costs in a run of one."""
 
-    def change_one(instance_id: int) -> bool:
+    def change_all(run_id: int, ids: list[int]) -> list[int]:
         unit = Unit(at)
-        unit.lock_instances([instance_id], whole_runs=actor is not None)
-        instance = unit.instance(instance_id)
-        if not change(unit, instance):
-            return False
-        if actor is not None:
-            unit.settle(instance.run_id, actor)
-        unit.flush()
-        return True
+        unit.lock_instances(ids, whole_runs=actor is not None)
+        changed = [i for i in ids if change(unit, unit.instance(i))]
+        if changed:
+            if actor is not None:
+                unit.settle(run_id, actor)
+            unit.flush()
+        return changed
 
-    return [i for i in instance_ids if alone(f"task instance {i}", functools.partial(change_one, i))]
+    by_run: dict[int, list[int]] = {}
+    for row in due:
+        by_run.setdefault(row.run_id, []).append(row.id)
+    changed: list[int] = []
+    for run_id, ids in by_run.items():
+        if len(ids) > 1:
+            together = _together(functools.partial(change_all, run_id, ids))
+            if together is not None:
+                changed += together
+                continue
+        changed += [i for i in ids if alone(f"task instance {i}", lambda i=i: bool(change_all(run_id, [i])))]
+    return changed
+
+
+def _together(change: Callable[[], list[int]]) -> list[int] | None:
+    """`change()` in one transaction; None if it failed (rolled back), for the caller to go one by one."""
+    try:
+        with atomic():
+            return change()
+    except CONNECTION_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each alone next, where the one at fault is named
+        log.debug("changing several instances of a run at once failed (%s); each alone", exc)
+        return None
 
 
 def alone(what: str, change: Callable[[], bool], doing: str = "changing it") -> bool:
