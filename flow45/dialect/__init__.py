@@ -7,7 +7,7 @@ prepared statements."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import peewee
@@ -119,9 +119,9 @@ class Dialect:
         Returns the rows and the replies by key."""
         raise NotImplementedError
 
-    def read_run_tasks(self, select: str, run_id: int, tasks: Iterable[str]) -> list[tuple]:
-        """The rows of `select` ({runs} as above, no {extra}) of the run's instances of these tasks;
-        the caller holds the run's lock."""
+    def read_run_tasks(self, select: str, wanted: list[tuple[int, str]]) -> list[tuple]:
+        """The rows of `select` ({runs} as above, no {extra}) of the instances of these (run, task)
+        pairs; the caller holds the runs' locks."""
         raise NotImplementedError
 
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:

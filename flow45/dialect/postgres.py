@@ -208,7 +208,7 @@ def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
     runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
     if wanted_are == "instance_alone":
-        runs = f"r.id = ANY({run_ids}) AND i.id = ANY($1)"
+        runs += " AND i.id = ANY($1)"
     lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
     replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
     return lock, select.format(extra=f", {replies}", runs=runs)
@@ -371,9 +371,10 @@ class PostgresDialect(Dialect):
         seen = (rows[0][-1] or {}) if rows else {}
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
-    def read_run_tasks(self, select, run_id, tasks):
-        statement = prepared(self.db, select.format(extra="", runs="r.id = $1 AND i.run_id = $1 AND i.task = ANY($2)"),
-                             ["bigint", "varchar[]"], [run_id, list(tasks)])
+    def read_run_tasks(self, select, wanted):
+        runs = "r.id = ANY($1) AND (i.run_id, i.task) IN (SELECT * FROM unnest($1, $2))"  # by the (run, task) index
+        statement = prepared(self.db, select.format(extra="", runs=runs), ["bigint[]", "varchar[]"],
+                             [[run for run, _ in wanted], [task for _, task in wanted]])
         return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
 
     def lock_workflows_with_queued_runs(self, workflow_ids):

@@ -161,10 +161,11 @@ class SqliteDialect(Dialect):
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
 
-    def read_run_tasks(self, select, run_id, tasks):
-        tasks = list(tasks)
-        runs = f"r.id = ? AND i.run_id = ? AND i.task {_in(tasks)}"
-        return self.db.execute_sql(select.format(extra="", runs=runs), [run_id, run_id, *tasks]).fetchall()
+    def read_run_tasks(self, select, wanted):
+        pairs = ", ".join("(?, ?)" for _ in wanted)
+        runs = f"r.id {_in(wanted)} AND (i.run_id, i.task) IN (VALUES {pairs})"
+        values = [run for run, _ in wanted] + [value for pair in wanted for value in pair]
+        return self.db.execute_sql(select.format(extra="", runs=runs), values).fetchall()
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
         return list(workflow_ids)  # the write lock is held; let the caller look

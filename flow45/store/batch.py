@@ -20,6 +20,9 @@ from flow45.store.unit import Unit
 from flow45.views import WorkerReply
 
 
+_ALONE = (m.Claim, m.Progress, m.Park)  # messages whose rules never settle the run
+
+
 @dataclass
 class Item:
     """One worker message of the batch, and what became of it."""
@@ -51,7 +54,9 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     notification goes with the commit; see `Unit`)."""
     unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
-    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key])
+    # Claims, progress and parks change their instance alone: a run of thousands is not read whole for them.
+    whole = not all(isinstance(i.message, _ALONE) for i in items)
+    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key], whole_runs=whole)
     for item in items:
         try:
             unit.instance(item.message.instance, item.team)

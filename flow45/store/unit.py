@@ -185,12 +185,15 @@ class Unit:
 
     def run_tasks(self, run_id: int, tasks: Iterable[str]) -> dict[str, Row]:
         """The instances of these tasks of a run locked here, by task (and maybe others)."""
-        known = self._of_run.setdefault(run_id, {})
-        if run_id not in self._whole:
-            missing = [task for task in tasks if task not in known]
-            if missing:
-                self._take(dialect().read_run_tasks(_SELECT, run_id, missing))
-        return known
+        self._read_tasks([(run_id, task) for task in tasks])
+        return self._of_run.setdefault(run_id, {})
+
+    def _read_tasks(self, wanted: Iterable[tuple[int, str]]) -> None:
+        """Read, in one statement, the instances of these (run, task) pairs not read yet."""
+        missing = {(run, task) for run, task in wanted
+                   if run not in self._whole and task not in self._of_run.get(run, ())}
+        if missing:
+            self._take(dialect().read_run_tasks(_SELECT, sorted(missing)))
 
     def _inputs_from(self, instance: Row) -> dict[str, Row]:
         """The instances the task's declared inputs come from, by task."""
@@ -223,6 +226,7 @@ class Unit:
     def inputs_of(self, instances: list[Row]) -> dict[int, dict]:
         """What each instance receives from upstream; one read for all of them."""
         missing = [i for i in instances if i.id not in self._given]
+        self._read_tasks((i.run_id, up) for i in missing for up in self.task(i).inputs.values())
         needed: set[int] = set()
         for instance in missing:
             spec = self.spec(instance.run_id)
