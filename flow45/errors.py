@@ -92,6 +92,12 @@ class NoDatabase(Flow45Error):
     code = "no_database"
 
 
+class LimitReached(Flow45Error):
+    """A team has as many runs open as the installation lets it have."""
+
+    code = "limit_reached"
+
+
 class TooSlow(Flow45Error):
     """The read ran longer than the installation allows and was stopped."""
 

@@ -28,6 +28,8 @@ class TeamSettings(BaseModel):
     users: dict[str, Literal["worker", "operator"]] = Field(
         default_factory=dict, description="broker user name -> role"
     )
+    max_open_runs: int | None = Field(None, ge=1, description="this team's own limit of runs queued or running, "
+                                                              "instead of the installation's max_open_runs")
 
 
 class Settings(BaseModel):
@@ -46,6 +48,8 @@ class Settings(BaseModel):
                                                "most the broker's max_message_size, which refuses a larger one")
     max_workflow_tasks: int = Field(5000, ge=1, description="tasks a workflow may have: a run makes all its "
                                                             "instances in one transaction")
+    max_open_runs: int = Field(100_000, ge=1, description="runs a team may have queued or running at once; a "
+                                                          "trigger past it is refused (limit_reached)")
     default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
     relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")
@@ -136,6 +140,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 _current: Settings | None = None
+
+
+def open_runs_limit(team: str) -> int:
+    """How many runs the team may have queued or running at once."""
+    settings = current_settings()
+    own = settings.teams.get(team)
+    return own.max_open_runs if own is not None and own.max_open_runs is not None else settings.max_open_runs
 
 
 def current_settings() -> Settings:

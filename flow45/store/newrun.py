@@ -4,15 +4,17 @@ Shared by `trigger` (flow45.store.runs) and connected runs started by the writer
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from pydantic import ValidationError
 
 from flow45 import states as S
-from flow45.errors import IllegalTransition, InvalidParams
+from flow45.db import generation
+from flow45.errors import IllegalTransition, InvalidParams, LimitReached
 from flow45.models import Run, TaskInstance
 from flow45.outputs import find_secret, json_size
-from flow45.settings import current_settings
+from flow45.settings import current_settings, open_runs_limit
 from flow45.store.bulk import insert_rows, insert_rows_later
 from flow45.store.specs import VersionSpec
 from flow45.types import describe_errors
@@ -52,6 +54,35 @@ def has_slot(workflow_id: int, spec: VersionSpec) -> bool:
         return True
     active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
     return active < limit
+
+
+# Open runs counted per team (and database), with the runs made since; a team far under its limit is
+# not counted again for a while: the count reads one index entry per open run.
+_counted: dict[tuple[int, str], tuple[int, float]] = {}
+RECOUNT_AFTER = 30.0  # seconds
+
+
+def check_open_runs(team: str, adding: int = 1) -> None:
+    """LimitReached if `adding` runs more would take the team past its limit of runs queued or running:
+    a team's runaway triggers fill the store all teams share. Counted by the (team, status) index up to
+    the limit, afresh whenever the team may be near it; not exact under concurrent triggers: a few may
+    pass it together."""
+    limit, key, now = open_runs_limit(team), (generation(), team), time.monotonic()
+    known = _counted.get(key)
+    if known is not None and now - known[1] < RECOUNT_AFTER and known[0] + adding <= limit // 2:
+        _counted[key] = (known[0] + adding, known[1])
+        return
+    open_runs = (Run.select(Run.id).where((Run.team == team) & Run.status.in_([S.QUEUED, S.RUNNING]))
+                 .limit(limit).count())
+    if open_runs + adding > limit:
+        _counted.pop(key, None)
+        more = f"{adding:,} more" if adding > 1 else "another"
+        runs = f"{open_runs:,} run" + ("" if open_runs == 1 else "s")
+        raise LimitReached(f"team {team} has {runs} queued or running, and {more} would pass its limit of "
+                           f"{limit:,} (max_open_runs): let some finish, or cancel some, first")
+    if len(_counted) > 1024:
+        _counted.clear()
+    _counted[key] = (open_runs + adding, now)
 
 
 def insert_run(

@@ -15,7 +15,7 @@ import peewee as pw
 from flow45 import states as S
 from flow45.clock import iso, to_utc
 from flow45.db import atomic, dialect, generation
-from flow45.errors import InvalidParams
+from flow45.errors import InvalidParams, LimitReached
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import DueTicks, cron_schedule, due_ticks
 from flow45.store import rules
@@ -213,11 +213,17 @@ def _apply(
                 reason = f"a scheduled run has no params, but {exc.message}"
                 passed.append(_skip(item, spec.number, len(runs), runs[0], runs[-1], reason, at))
             runs = []
-        for tick in runs:
+        last = due.cursor
+        for n, tick in enumerate(runs):
             try:
                 run_id = trigger(
                     item.team, item.name, {}, actor=SCHEDULER, now=at, trigger_kind="schedule", logical_time=tick
                 )
+            except LimitReached as exc:  # the ticks from this one wait for the team to go under its limit
+                _warn_once(item, exc.message)
+                dealt_with = [t for t in (runs[n - 1] if n else None, due.last_skipped) if t is not None and t < tick]
+                last = max(dealt_with, default=None)  # the skipped ones are not skipped again
+                break
             except pw.IntegrityError:
                 # Its savepoint was rolled back. A run for this tick exists already: fine; else it
                 # was some other constraint, which is not for us to hide.
@@ -226,13 +232,25 @@ def _apply(
                 continue
             status = Run.select(Run.status).where(Run.id == run_id).scalar()
             made.append(ScheduledRun(item.team, item.name, spec.number, tick, run_id, status))
+            _limited.discard(item.workflow_id)
+        if last is None:
+            return made, passed  # nothing made: the cursor stands still
         if cursor is None:
-            ScheduleCursor.create(workflow=item.workflow_id, last_tick=due.cursor, updated_at=at)
+            ScheduleCursor.create(workflow=item.workflow_id, last_tick=last, updated_at=at)
         else:
-            ScheduleCursor.update(last_tick=due.cursor, updated_at=at).where(
+            ScheduleCursor.update(last_tick=last, updated_at=at).where(
                 ScheduleCursor.workflow == item.workflow_id
             ).execute()
     return made, passed
+
+
+_limited: set[int] = set()  # workflows whose scheduled runs wait for their team's limit, said once
+
+
+def _warn_once(item: _Scheduled, why: str) -> None:
+    if item.workflow_id not in _limited:
+        _limited.add(item.workflow_id)
+        log.warning("scheduler: %s/%s: its scheduled runs wait: %s", item.team, item.name, why)
 
 
 def _skip(
