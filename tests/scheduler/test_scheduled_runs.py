@@ -12,6 +12,7 @@ from flow45 import store
 from flow45.db import database
 from flow45.models import Event, Run
 from flow45.scheduler import tick
+from flow45.store import schedule_runs
 from tests.scheduler.helpers import deploy_at, local, logical_times, runs, scheduled, skip_events, tick_every
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -102,6 +103,19 @@ def test_catchup_all_after_a_long_absence_is_spread_over_ticks(tmp_path):
     tick(D(2026, 3, 10, 0, 0, 1))
     tick(D(2026, 3, 10, 0, 0, 2))
     assert logical_times() == [D(2026, 3, 1, 1) + n * HOUR for n in range(216)]
+
+
+def test_a_wide_workflows_catchup_makes_a_bounded_number_of_instances_a_tick(tmp_path, monkeypatch):
+    """One transaction per workflow: 216 missed runs of a wide workflow at once would hold the tick,
+    and every team's sweeps behind it, for as long as they took."""
+    monkeypatch.setattr(schedule_runs, "INSTANCES_PER_TICK", 30)
+    tasks = "\n".join(f"              t{n}: {{function: fa, output: Blob}}" for n in range(10))
+    wide = scheduled("0 * * * *", catchup="all", max_active_runs=None).replace(
+        "              a: {function: fa, output: Blob, retries: 0}", tasks)
+    deploy_at(tmp_path, wide, D(2026, 3, 1))
+    assert len(tick(D(2026, 3, 10)).created) == 3  # 30 instances: three runs of ten tasks
+    assert len(tick(D(2026, 3, 10, 0, 0, 1)).created) == 3
+    assert logical_times() == [D(2026, 3, 1, 1) + n * HOUR for n in range(6)]
 
 
 # ---- limits, params, collisions -------------------------------------------------------------------
