@@ -16,7 +16,7 @@ from flow45.settings import current_settings
 from flow45.store import callback_rules, rules
 from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage
-from flow45.store.unit import Unit
+from flow45.store.unit import Unit, in_wide_runs
 from flow45.views import WorkerReply
 
 
@@ -55,8 +55,9 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
     # Claims, progress and parks change their instance alone: a run of thousands is not read whole for them.
-    whole = not all(isinstance(i.message, _ALONE) for i in items)
-    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key], whole_runs=whole)
+    ids = [i.message.instance for i in items]
+    whole = not all(isinstance(i.message, _ALONE) for i in items) or not in_wide_runs(ids)
+    seen = unit.lock_instances(ids, [i.key for i in items if i.key], whole_runs=whole)
     for item in items:
         try:
             unit.instance(item.message.instance, item.team)

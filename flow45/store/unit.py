@@ -17,7 +17,7 @@ from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
 from flow45 import wire
-from flow45.db import CONNECTION_ERRORS, atomic, dialect
+from flow45.db import CONNECTION_ERRORS, atomic, dialect, generation
 from flow45.errors import Flow45Error, NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
 from flow45.store import connected, rules, rules_human, timers
@@ -106,6 +106,31 @@ def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
         after, size = page[-1].id, min(size * 4, 1000)
 
 
+WIDE = 64  # instances of a run past which a message that changes one instance alone reads it alone
+_wide: dict[int, None] = {}  # instances of wide runs this process has seen, oldest first (a bounded set)
+_wide_generation = -1
+REMEMBERED_WIDE = 200_000
+
+
+def _remember_wide(instance_ids: Iterable[int]) -> None:
+    global _wide_generation
+    if _wide_generation != generation():  # ids restarted (tests): none known holds
+        _wide.clear()
+        _wide_generation = generation()
+    _wide.update(dict.fromkeys(instance_ids))
+    if len(_wide) > REMEMBERED_WIDE:
+        for instance_id in list(_wide)[: len(_wide) - REMEMBERED_WIDE // 2]:
+            del _wide[instance_id]
+
+
+def in_wide_runs(instance_ids: Iterable[int]) -> bool:
+    """Whether any of these instances belongs to a run of more than WIDE instances, as far as this
+    process has seen (offers it wrote, runs it read whole): reading such a run whole for a claim costs
+    far more than a second statement for the instances its inputs come from; a small run is read
+    whole in the first statement, inputs and all."""
+    return _wide_generation == generation() and any(i in _wide for i in instance_ids)
+
+
 class _WholeRuns:
     """`unit.by_run[run_id]`: every instance of the run, by task, read when first wanted (a sweep
     that changes one instance of a run of thousands reads that one alone)."""
@@ -157,7 +182,11 @@ class Unit:
         rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys)
         self._take(rows)
         if wanted_are != "instance_alone":
-            self._whole.update(row[1] for row in rows)
+            whole = {row[1] for row in rows}
+            self._whole.update(whole)
+            wide = [run for run in whole if len(self._of_run[run]) > WIDE]
+            if wide:
+                _remember_wide(i.id for run in wide for i in self._of_run[run].values())
         return seen
 
     def _take(self, rows: list[tuple]) -> None:
@@ -307,6 +336,9 @@ class Unit:
             if self.wake_relays:
                 announce(deferred)
             offers = [rules.offer_row(i, self.runs[i.run_id], self.spec(i.run_id), given[i.id], self.at) for i in ch.offers]
+            wide = [i.id for i in ch.offers if len(self.spec(i.run_id).workflow.tasks) > WIDE]
+            if wide:
+                _remember_wide(wide)
             bodies = [r["body"] for r in offers]
             for row in offers:  # encoded once: stored, and published by the relay in this process
                 row["body"] = wire.Dumped(wire.dumps(row["body"]))

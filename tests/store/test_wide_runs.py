@@ -127,3 +127,25 @@ def test_a_claim_in_a_wide_run_reads_its_instance_and_its_input_alone(wide_run, 
     assert sum(rows_read) == 2  # the claimed instance, and root its input comes from
     [link] = store.get_instance(item.id).attempts[-1].lineage
     assert (link.param, link.task, link.instance, link.attempt) == ("src", "root", instance(wide_run, "root").id, 1)
+
+
+def test_a_claim_in_a_small_run_reads_it_whole_in_one_statement(tmp_path, rows_read):
+    """The inputs of a claim in a run of a few tasks come with its first read: no second round trip."""
+    deploy_text(tmp_path, """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    workflows:
+      chain:
+        tasks:
+          a: {function: fa, output: Blob}
+          b: {function: fb, output: Blob, inputs: {src: a}}
+          c: {function: fc, output: Blob, inputs: {src: b}}
+    """)
+    run = store.trigger("acme", "chain", actor="ann", now=T0)
+    complete(run, "a", BLOB)
+    b = instance(run, "b")
+    rows_read.clear()
+    assert store.claim(b.id, b.token, "w", now=T0).inputs == {"src": BLOB}
+    assert rows_read == [3]  # one read: the whole run
