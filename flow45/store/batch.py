@@ -54,7 +54,7 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     notification goes with the commit; see `Unit`)."""
     unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
-    # Claims, progress and parks change their instance alone: a run of thousands is not read whole for them.
+    # Claims, progress and parks change their instance alone: in a run known to be wide, not read whole for them.
     ids = [i.message.instance for i in items]
     whole = not all(isinstance(i.message, _ALONE) for i in items) or not in_wide_runs(ids)
     seen = unit.lock_instances(ids, [i.key for i in items if i.key], whole_runs=whole)
