@@ -101,3 +101,19 @@ def test_a_connected_run_past_the_limit_is_refused_on_both_ledgers(tmp_path):
     for team in ("ops", "reports"):
         refused = Event.get((Event.team == team) & (Event.kind == "connect_refused"))
         assert "team reports has 1 run queued or running" in refused.detail["error"]
+
+
+def test_ticks_passed_over_while_a_scheduled_run_waits_are_passed_over_once(tmp_path):
+    """catchup: latest. The newest tick waits for the team's limit; the older ones it passes over are
+    recorded once, not again on every tick it waits."""
+    deploy_text(tmp_path, scheduled("0 * * * *", catchup="latest", max_active_runs=None))
+    limited(1)
+    manual = store.trigger("acme", "nightly", actor="ann", now=T0)  # the team's one open run
+    for minute in (1, 2, 3):
+        report = tick(T0 + dt.timedelta(hours=3, minutes=minute))
+        assert report.errors == [] and report.created == []
+    assert [(e["ticks"], e["first"], e["last"]) for e in skip_events()] == [(2, "2026-03-01T13:00:00Z",
+                                                                             "2026-03-01T14:00:00Z")]
+    complete(manual, "a", {"uri": "s3://done"})
+    assert [r.logical_time.hour for r in tick(T0 + dt.timedelta(hours=3, minutes=4)).created] == [15]
+    assert len(skip_events()) == 1
