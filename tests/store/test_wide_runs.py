@@ -14,7 +14,7 @@ from flow45 import store
 from flow45.models import Outbox
 from flow45.store.schedule_runs import reoffer_lost
 from flow45.store.unit import Row, Unit, each_alone
-from tests.store.helpers import BLOB, T0, complete, deploy_text, instance
+from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_text, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -131,21 +131,10 @@ def test_a_claim_in_a_wide_run_reads_its_instance_and_its_input_alone(wide_run, 
 
 def test_a_claim_in_a_small_run_reads_it_whole_in_one_statement(tmp_path, rows_read):
     """The inputs of a claim in a run of a few tasks come with its first read: no second round trip."""
-    deploy_text(tmp_path, """
-    team: acme
-    types:
-      Blob:
-        fields: {uri: string, size: {type: integer, ge: 0}}
-    workflows:
-      chain:
-        tasks:
-          a: {function: fa, output: Blob}
-          b: {function: fb, output: Blob, inputs: {src: a}}
-          c: {function: fc, output: Blob, inputs: {src: b}}
-    """)
-    run = store.trigger("acme", "chain", actor="ann", now=T0)
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
     complete(run, "a", BLOB)
     b = instance(run, "b")
     rows_read.clear()
     assert store.claim(b.id, b.token, "w", now=T0).inputs == {"src": BLOB}
-    assert rows_read == [3]  # one read: the whole run
+    assert rows_read == [4]  # one read: the whole run
