@@ -53,6 +53,7 @@ class _Asker:
     def __init__(self, env, user: str) -> None:
         self.connection = pika.BlockingConnection(pika.URLParameters(env.url(user)))
         self.channel = self.connection.channel()
+        self.channel.confirm_delivery()  # `ask` returns once the broker has the message in its queue
         self.replies: list[dict] = []
         self.channel.basic_consume("amq.rabbitmq.reply-to", lambda _c, _m, _p, b: self.replies.append(json.loads(b)),
                                    auto_ack=True)
