@@ -1,7 +1,9 @@
 """What a run of thousands of tasks costs the store, message by message and sweep by sweep, beside a
-run of a hundred. A change to one instance locks the run; it reads the rest of the run only where the
-rules need all of it (a submit, fail or skip settles the run), so a claim costs about the same at
-any width, and the scheduler's sweeps read a run once for all of its instances that came due.
+run of a hundred. A change to one instance locks the run; in a run this process knows to be wide, it
+reads its instance alone, and settling the run after a submit, fail or skip reads the states of the
+instances not done (one narrow statement) and the pending instances downstream that became ready, so
+a message costs about the same at any width, and the scheduler's sweeps read a run once for all of
+its instances that came due.
 
 For each width: one claim per batch, one submit per batch, and 50 of each in one batch (wall time
 and this process's CPU, the bridge's share); then, in a run of the widest, a tick's worth (500) of

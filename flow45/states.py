@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Collection
+
 from flow45.errors import IllegalTransition
 
 PENDING, AVAILABLE, RUNNING = "pending", "available", "running"
@@ -56,12 +58,12 @@ def check_run_move(what: str, current: str, target: str) -> None:
         raise IllegalTransition(f"{what} is {current} and cannot become {target}")
 
 
-def run_status_from(instance_states: list[str], current: str) -> str:
-    """What a started run's status must be, given its instances' states."""
+def run_status_from_not_done(not_done_states: Collection[str], current: str) -> str:
+    """What a started run's status must be, given the states of its instances that are not done (a
+    run has one instance at least: none left not done means all done). A membership test, not a
+    walk: a wide run's settle asks it for each message, with thousands not done."""
     if current in (QUEUED, CANCELLED):
         return current
-    if any(state == FAILED for state in instance_states):
+    if FAILED in not_done_states:
         return FAILED
-    if instance_states and all(state in DONE for state in instance_states):
-        return SUCCEEDED
-    return RUNNING
+    return RUNNING if not_done_states else SUCCEEDED

@@ -20,8 +20,6 @@ from flow45.store.unit import Unit, in_wide_runs
 from flow45.views import WorkerReply
 
 
-_ALONE = (m.Claim, m.Progress, m.Park)  # messages whose rules never settle the run
-
 
 @dataclass
 class Item:
@@ -54,10 +52,10 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     notification goes with the commit; see `Unit`)."""
     unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
-    # Claims, progress and parks change their instance alone: in a run known to be wide, not read whole for them.
+    # Each message changes its instance alone: in a run known to be wide, the rest is read only as
+    # the rules need it (`Unit.settle_changed`); a small run is read whole in the first statement.
     ids = [i.message.instance for i in items]
-    whole = not all(isinstance(i.message, _ALONE) for i in items) or not in_wide_runs(ids)
-    seen = unit.lock_instances(ids, [i.key for i in items if i.key], whole_runs=whole)
+    seen = unit.lock_instances(ids, [i.key for i in items if i.key], whole_runs=not in_wide_runs(ids))
     for item in items:
         try:
             unit.instance(item.message.instance, item.team)
@@ -128,7 +126,7 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
     else:
         rules.fail(ch, instance, task, msg.error, msg.retryable, actor)
     offered = len(ch.offers)
-    unit.settle(instance.run_id, actor)
+    unit.settle_changed(instance.run_id, [instance], actor)
     rules.note_log(ch, instance.id, msg.token, getattr(msg, "log_url", None), getattr(msg, "log_tail", None))
     if isinstance(msg, m.Submit) and msg.next:
         item.taken = rules.take_next(ch, ch.offers[offered:], msg.next, unit.task, actor)

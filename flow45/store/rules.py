@@ -277,12 +277,32 @@ def upstream_done(instance, run_instances: dict, spec: VersionSpec) -> bool:
 
 def settle_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
     """Offer every pending instance whose upstream is done, then bring the run's status in line."""
+    not_done = {name: i.state for name, i in run_instances.items() if i.state not in S.DONE}
+    settle_after(ch, run, [run_instances[name] for name in spec.order if name in not_done], not_done, spec, actor)
+
+
+def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec) -> list[str]:
+    """The tasks that the changes to the `changed` tasks made ready to offer (pending, every upstream
+    done), in order; `not_done`: the state of each of the run's instances that is not done, by task."""
+    downstream = {name for task in changed if task not in not_done for name in spec.downstream[task]}
+    return spec.in_order(name for name in downstream if _ready(name, not_done, spec))
+
+
+def _ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
+    return not_done.get(name) == S.PENDING and not any(up in not_done for up in spec.upstream(name))
+
+
+def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec, actor: str) -> None:
+    """Offer the `candidates` (instances, in order) that are pending with every upstream done, then
+    bring the run's status in line. `not_done` holds the state of every instance of the run that is
+    not done, by task (a run too wide to read whole for one change: its pending instances downstream
+    of what changed are the only candidates), and follows the offers made here."""
     if run.status not in (S.QUEUED, S.CANCELLED):
-        for name in spec.order:  # stable and readable in the ledger
-            instance = run_instances[name]
-            if instance.state == S.PENDING and upstream_done(instance, run_instances, spec):
+        for instance in candidates:  # stable and readable in the ledger
+            if instance.state == S.PENDING and _ready(instance.task, not_done, spec):
                 offer(ch, instance, "ready", actor)
-    target = S.run_status_from([i.state for i in run_instances.values()], run.status)
+                not_done[instance.task] = instance.state
+    target = S.run_status_from_not_done(not_done.values(), run.status)
     if target != run.status:
         move_run(ch, run, target, "run", actor)
 

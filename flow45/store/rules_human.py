@@ -62,7 +62,7 @@ def run_assignments(spec) -> dict[str, Assignment]:
     """task -> Assignment for the human tasks of a version."""
     return {
         name: Assignment(tuple(task.assignees), spec.groups, task.due, tuple(task.reminders), task.overdue)
-        for name, task in spec.workflow.tasks.items() if task.human
+        for name, task in ((name, spec.task(name)) for name in spec.human_tasks)
     }
 
 

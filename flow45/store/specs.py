@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from flow45.config import TypeSpec, WorkflowSpec
@@ -21,12 +22,34 @@ class VersionSpec:
     downstream: dict[str, list[str]]
     order: list[str]  # by dependency level, then as declared
     groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
+    _upstream: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+    _rank: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def task(self, name: str):
         return self.workflow.tasks[name]
 
     def upstream(self, name: str) -> list[str]:
-        return self.workflow.tasks[name].upstream()
+        """Worked out once: a fan-in's thousands of upstream tasks are asked for on every settle."""
+        found = self._upstream.get(name)
+        if found is None:
+            found = self._upstream[name] = self.workflow.tasks[name].upstream()
+        return found
+
+    @functools.cached_property
+    def timer_tasks(self) -> list[str]:
+        """Read for every run a unit locks: a walk of 5,000 tasks each time cost a wide run's claim 0.6 ms."""
+        return [name for name, task in self.workflow.tasks.items()
+                if task.wait is not None or task.wait_until is not None]
+
+    @functools.cached_property
+    def human_tasks(self) -> list[str]:
+        return [name for name, task in self.workflow.tasks.items() if task.human]
+
+    def in_order(self, names) -> list[str]:
+        """These tasks in `order`."""
+        if not self._rank:
+            self._rank.update((name, n) for n, name in enumerate(self.order))
+        return sorted(names, key=self._rank.__getitem__)
 
     def roots(self) -> list[str]:
         return [name for name, task in self.workflow.tasks.items() if not task.upstream()]

@@ -39,7 +39,8 @@ def until_on_logical_day(time_of_day: str, logical: dt.datetime, timezone: str) 
 def run_timers(spec, run) -> dict[str, Timer]:
     """task -> Timer for the timer tasks of a run (`run` needs logical_time and created_at)."""
     found: dict[str, Timer] = {}
-    for name, task in spec.workflow.tasks.items():
+    for name in spec.timer_tasks:
+        task = spec.task(name)
         if task.wait is not None:
             found[name] = Timer(wait=task.wait)
         elif task.wait_until is not None:

@@ -17,7 +17,7 @@ from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
 from flow45 import wire
-from flow45.db import CONNECTION_ERRORS, atomic, dialect, generation
+from flow45.db import CONNECTION_ERRORS, atomic, database, dialect, generation
 from flow45.errors import Flow45Error, NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
 from flow45.store import connected, rules, rules_human, timers
@@ -158,6 +158,7 @@ class Unit:
         self.written: list[OutboxMessage] = []  # outbox rows stored, for a relay in this process
         self.sent: list[int] = []  # outbox rows the broker confirmed, marked sent with the next writes
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
+        self._not_done_by_run: dict[int, dict[str, str]] = {}  # run -> task -> state of those not done
 
     @property
     def at(self) -> dt.datetime:
@@ -252,6 +253,35 @@ class Unit:
     def settle(self, run_id: int, actor: str) -> None:
         rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)
 
+    def settle_changed(self, run_id: int, changed: list[Row], actor: str) -> None:
+        """Settle the run after changes to these of its instances alone (a worker's submit, fail or
+        skip; a sweep's). A run known to be wide is not read whole for it: only pending instances
+        downstream of the changed ones can have become ready, and the run's status follows from the
+        states of the instances not done, one narrow statement (a submit in a run of 5,000 tasks read
+        them all: 42 ms, 34 of it the bridge's CPU)."""
+        if run_id in self._whole or not in_wide_runs(i.id for i in changed):
+            return self.settle(run_id, actor)
+        spec, not_done = self.spec(run_id), self._not_done(run_id)
+        ready = rules.ready_after([i.task for i in changed], not_done, spec)
+        found = self.run_tasks(run_id, ready)
+        rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in ready], not_done, spec, actor)
+
+    def _not_done(self, run_id: int) -> dict[str, str]:
+        """Task -> state of the run's instances not done: as stored (the run is locked, and this unit's
+        writes wait for its flush), with the rows in memory laid over them, each time asked."""
+        not_done = self._not_done_by_run.get(run_id)
+        if not_done is None:
+            query = (TaskInstance.select(TaskInstance.task, TaskInstance.state)
+                     .where((TaskInstance.run == run_id) & TaskInstance.state.not_in(sorted(S.DONE))))
+            # The driver's rows as they come: peewee's per-row work was most of the time at 5,000.
+            not_done = self._not_done_by_run[run_id] = dict(database.execute_sql(*query.sql()).fetchall())
+        for task, instance in self._of_run.get(run_id, {}).items():
+            if instance.state in S.DONE:
+                not_done.pop(task, None)
+            else:
+                not_done[task] = instance.state
+        return not_done
+
     def inputs_of(self, instances: list[Row]) -> dict[int, dict]:
         """What each instance receives from upstream; one read for all of them."""
         missing = [i for i in instances if i.id not in self._given]
@@ -309,6 +339,7 @@ class Unit:
 
     def _write(self, processed: list[dict]) -> None:
         ch = self.changes
+        self._not_done_by_run.clear()  # stored from here on: read again if wanted
         given = self.inputs_of(ch.offers)
         deferred = dialect().deferred()  # where it can, the writes below travel in one round trip
         mark_sent_in_transaction(self.sent, self.at, deferred)
@@ -358,17 +389,18 @@ def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row]
     of one run in one transaction, which locks and reads the run once (a sweep must not hold many
     runs' locks at once); should that one fail, each of them in a transaction of its own, so that one
     that cannot be changed keeps no other back. `change` looks again under the lock and says whether
-    it changed anything; the run is then settled by `actor`, if given. Returns the instances changed.
-    The run's other instances are read only if wanted (to settle it, or by `change`): a change to
-    one instance of a run of thousands costs about what it costs in a run of one."""
+    it changed anything (that instance alone); the run is then settled by `actor`, if given. Returns
+    the instances changed. Of a run known to be wide, the other instances are read only as wanted (to
+    settle it, or by `change`): a change to one instance of a run of thousands costs about what it
+    costs in a run of one."""
 
     def change_all(run_id: int, ids: list[int]) -> list[int]:
         unit = Unit(at)
-        unit.lock_instances(ids, whole_runs=actor is not None)
+        unit.lock_instances(ids, whole_runs=actor is not None and not in_wide_runs(ids))
         changed = [i for i in ids if change(unit, unit.instance(i))]
         if changed:
             if actor is not None:
-                unit.settle(run_id, actor)
+                unit.settle_changed(run_id, [unit.instance(i) for i in changed], actor)
             unit.flush()
         return changed
 

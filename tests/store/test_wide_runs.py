@@ -42,20 +42,6 @@ def wide_run(tmp_path) -> int:
     return run
 
 
-@pytest.fixture
-def rows_read(monkeypatch) -> list[int]:
-    """How many instance rows each read of a Unit took in."""
-    counted: list[int] = []
-    take = Unit._take
-
-    def counting(self, rows):
-        counted.append(len(rows))
-        return take(self, rows)
-
-    monkeypatch.setattr(Unit, "_take", counting)
-    return counted
-
-
 def test_a_lost_offer_of_a_wide_run_is_sent_again_reading_it_and_its_input_alone(wide_run, rows_read):
     reoffered = reoffer_lost(T0 + dt.timedelta(minutes=5), quiet=60, limit=3)
     assert len(reoffered) == 3
@@ -80,24 +66,28 @@ def test_a_unit_reads_the_rest_of_a_run_when_wanted_and_keeps_what_it_changed(wi
     assert everything["root"].state == "succeeded" and everything["item100"].state == "available"
 
 
-def test_a_sweep_that_settles_the_run_still_reads_it_whole(wide_run, rows_read):
-    """Lease expiry may finish the run: it reads every instance, as settling needs."""
+def test_a_lease_that_expires_reads_its_instance_alone_and_fails_the_run(wide_run, rows_read):
+    """Lease expiry settles the run without reading it whole: the states of the instances not done
+    tell its status (no retries here: the instance fails, and the run with it)."""
     item = instance(wide_run, "item001")
     store.claim(item.id, item.token, "w", now=T0)
     rows_read.clear()
     assert store.expire_leases(T0 + dt.timedelta(hours=1)) == [item.id]
-    assert sum(rows_read) == ITEMS + 1
+    assert rows_read == [1]
+    assert instance(wide_run, "item001").state == "failed"
+    assert store.get_run(wide_run).status == "failed"
 
 
-def test_leases_of_one_run_expire_together_reading_it_once(wide_run, rows_read):
+def test_leases_of_one_run_expire_together_reading_them_alone(wide_run, rows_read):
     items = [instance(wide_run, f"item{n:03d}") for n in range(10)]
     for item in items:
         store.claim(item.id, item.token, "w", now=T0)
     rows_read.clear()
     expired = store.expire_leases(T0 + dt.timedelta(hours=1))
     assert sorted(expired) == sorted(i.id for i in items)
-    assert sum(rows_read) == ITEMS + 1  # once, not once for each of the ten
+    assert rows_read == [10]  # one transaction, one read: the ten, not the run
     assert {instance(wide_run, f"item{n:03d}").state for n in range(10)} == {"failed"}  # no retries
+    assert store.get_run(wide_run).status == "failed"
 
 
 def test_one_instance_that_cannot_be_changed_keeps_no_other_of_its_run_back(wide_run, caplog):
