@@ -6,7 +6,11 @@ instances not done. It must decide exactly what reading the run whole decides.""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flow45 import messages as m
 from flow45 import store
@@ -162,3 +166,82 @@ def test_a_failure_for_good_fails_the_wide_run(rows_read):
     store.fail(item.id, item.token, "broken", retryable=False, now=T0)
     assert rows_read == [1]
     assert store.get_run(run).status == "failed"
+
+
+OUTCOMES = ["submit", "submit", "submit", "skip", "fail_once"]
+shapes = itertools.count()
+
+
+@st.composite
+def wide_workflows(draw) -> tuple[list[list[int]], list[str], int]:
+    """A random graph of 66 to 80 tasks (each after up to three earlier ones, the first of them its
+    input), what each task's worker does (one may fail for good), and how many instances the workers
+    take at a time."""
+    size = draw(st.integers(66, 80))
+    upstream = [draw(st.lists(st.integers(0, n - 1), max_size=3, unique=True)) if n else [] for n in range(size)]
+    outcomes = draw(st.lists(st.sampled_from(OUTCOMES), min_size=size, max_size=size))
+    if draw(st.booleans()):
+        outcomes[draw(st.integers(0, size - 1))] = "fail"
+    return upstream, outcomes, draw(st.integers(1, 25))
+
+
+def deploy_graph(tmp_path, upstream: list[list[int]], outcomes: list[str]) -> str:
+    name = f"graph{next(shapes)}"
+    lines = []
+    for n, ups in enumerate(upstream):
+        parts = ["function: " + ("fed" if ups else "first"), "output: Blob"]  # one signature a function
+        if ups:
+            parts.append(f"inputs: {{src: t{ups[0]:02d}}}")
+        if ups[1:]:
+            parts.append(f"after: [{', '.join(f't{u:02d}' for u in ups[1:])}]")
+        if outcomes[n] == "fail_once":
+            parts += ["retries: 1", "retry_delay: 0s"]
+        lines.append(f"          t{n:02d}: {{{', '.join(parts)}}}")
+    tasks = "\n".join(lines)
+    deploy_text(tmp_path, f"""
+    team: acme
+    types:
+      Blob:
+        fields: {{uri: string, size: {{type: integer, ge: 0}}}}
+    workflows:
+      {name}:
+        max_active_runs: null
+        tasks:
+{tasks}
+    """)
+    return name
+
+
+def drive_graph(run: int, outcomes: list[str], at_a_time: int) -> None:
+    """Workers take whatever is available, `at_a_time` to a batch, until nothing is."""
+    while available := sorted((i for i in TaskInstance.select().where(TaskInstance.run == run)
+                               if i.state == "available"), key=lambda i: i.task):
+        for start in range(0, len(available), at_a_time):
+            rows = available[start:start + at_a_time]
+            apply([m.Claim(type="claim", instance=r.id, token=r.token, worker="w") for r in rows])
+            finished = []
+            for row in rows:
+                outcome = outcomes[int(row.task[1:])]
+                if outcome == "fail_once" and row.attempt == 1 or outcome == "fail":
+                    finished.append(m.Fail(type="fail", instance=row.id, token=row.token, error="x", retryable=True))
+                elif outcome == "skip":
+                    finished.append(m.Skip(type="skip", instance=row.id, token=row.token, reason="none"))
+                else:
+                    finished.append(m.Submit(type="submit", instance=row.id, token=row.token,
+                                             output={"uri": row.task, "size": row.attempt}))
+            apply(finished)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=wide_workflows())
+def test_random_wide_runs_settle_as_when_read_whole(tmp_path, monkeypatch, graph):
+    upstream, outcomes, at_a_time = graph
+    workflow = deploy_graph(tmp_path, upstream, outcomes)
+    wide = store.trigger("acme", workflow, actor="ann", now=T0)
+    drive_graph(wide, outcomes, at_a_time)
+    with monkeypatch.context() as patched:
+        for module in (unit, batch):
+            patched.setattr(module, "in_wide_runs", lambda ids: False)
+        whole = store.trigger("acme", workflow, actor="ann", now=T0)
+        drive_graph(whole, outcomes, at_a_time)
+    assert what_happened(wide) == what_happened(whole)
