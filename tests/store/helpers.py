@@ -53,3 +53,19 @@ DIAMOND = """
 """
 
 BLOB = {"uri": "s3://bucket/x", "size": 1}
+
+
+def deploy_blob_tasks(tmp_path: Path, workflow: str, tasks: list[str]):
+    """Deploy team acme's `workflow` of these task lines (`NAME: {...}`), every output a Blob, with no run limit."""
+    lines = "\n".join(" " * 10 + line for line in tasks)
+    return deploy_text(tmp_path, f"""
+    team: acme
+    types:
+      Blob:
+        fields: {{uri: string, size: {{type: integer, ge: 0}}}}
+    workflows:
+      {workflow}:
+        max_active_runs: null
+        tasks:
+{lines}
+    """)

@@ -14,7 +14,7 @@ from flow45 import store
 from flow45.models import Outbox
 from flow45.store.schedule_runs import reoffer_lost
 from flow45.store.unit import Row, Unit, each_alone
-from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_text, instance
+from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_blob_tasks, deploy_text, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -23,19 +23,8 @@ ITEMS = 120
 
 @pytest.fixture
 def wide_run(tmp_path) -> int:
-    items = "\n".join(f"          item{n:03d}: {{function: fi, output: Blob, inputs: {{src: root}}}}"
-                      for n in range(ITEMS))
-    deploy_text(tmp_path, f"""
-    team: acme
-    types:
-      Blob:
-        fields: {{uri: string, size: {{type: integer, ge: 0}}}}
-    workflows:
-      fan:
-        tasks:
-          root: {{function: fr, output: Blob}}
-{items}
-    """)
+    deploy_blob_tasks(tmp_path, "fan", ["root: {function: fr, output: Blob}"]
+                      + [f"item{n:03d}: {{function: fi, output: Blob, inputs: {{src: root}}}}" for n in range(ITEMS)])
     run = store.trigger("acme", "fan", actor="ann", now=T0)
     complete(run, "root", BLOB)
     Outbox.update(sent_at=T0).where(Outbox.sent_at.is_null()).execute()

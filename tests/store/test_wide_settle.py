@@ -18,7 +18,7 @@ from flow45.db import atomic
 from flow45.models import Event, Outbox, TaskInstance
 from flow45.store import batch, unit
 from flow45.store.batch import Item, apply_worker_batch
-from tests.store.helpers import BLOB, T0, complete, deploy_text, instance
+from tests.store.helpers import BLOB, T0, complete, deploy_blob_tasks, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -30,22 +30,12 @@ NAMES = [f"item{n:03d}" for n in range(ITEMS)]
 def fan_in(tmp_path, store_db) -> None:
     """root -> 90 items (item011 retried once) -> join (after all of them, with item000's output) -> tail."""
     retried = {"item011": ", retries: 1, retry_delay: 0s"}
-    items = "\n".join(f"          {name}: {{function: fi, output: Blob, inputs: {{src: root}}{retried.get(name, '')}}}"
-                      for name in NAMES)
-    deploy_text(tmp_path, f"""
-    team: acme
-    types:
-      Blob:
-        fields: {{uri: string, size: {{type: integer, ge: 0}}}}
-    workflows:
-      fan:
-        max_active_runs: null
-        tasks:
-          root: {{function: fr, output: Blob}}
-{items}
-          join: {{function: fj, output: Blob, inputs: {{first: item000}}, after: [{", ".join(NAMES)}]}}
-          tail: {{function: ft, output: Blob, inputs: {{joined: join}}}}
-    """)
+    deploy_blob_tasks(tmp_path, "fan", [
+        "root: {function: fr, output: Blob}",
+        *(f"{name}: {{function: fi, output: Blob, inputs: {{src: root}}{retried.get(name, '')}}}" for name in NAMES),
+        f"join: {{function: fj, output: Blob, inputs: {{first: item000}}, after: [{', '.join(NAMES)}]}}",
+        "tail: {function: ft, output: Blob, inputs: {joined: join}}",
+    ])
 
 
 @pytest.fixture
@@ -130,11 +120,18 @@ def test_a_wide_run_settles_as_when_read_whole(read_whole, rows_read, failing):
         assert [kind for kind, task, _, to in seen["ledger"] if task is None][-1:] == ["run"]
 
 
-def test_a_submit_in_a_wide_run_reads_its_instance_alone(rows_read):
+def claimed(name: str, done_before: list[str] = ()) -> tuple[int, TaskInstance]:
+    """A run of `fan` with root and `done_before` done, and the instance of `name` claimed."""
     run = store.trigger("acme", "fan", actor="ann", now=T0)
-    complete(run, "root", BLOB)
-    item = instance(run, "item003")
+    for done in ["root", *done_before]:
+        complete(run, done, BLOB)
+    item = instance(run, name)
     store.claim(item.id, item.token, "w", now=T0)
+    return run, item
+
+
+def test_a_submit_in_a_wide_run_reads_its_instance_alone(rows_read):
+    run, item = claimed("item003")
     rows_read.clear()
     store.submit(item.id, item.token, BLOB, now=T0)
     assert rows_read == [1]
@@ -142,12 +139,7 @@ def test_a_submit_in_a_wide_run_reads_its_instance_alone(rows_read):
 
 
 def test_the_last_upstream_submit_offers_the_fan_in_reading_it_and_its_input(rows_read):
-    run = store.trigger("acme", "fan", actor="ann", now=T0)
-    complete(run, "root", BLOB)
-    for name in NAMES[:-1]:
-        complete(run, name, BLOB)
-    last = instance(run, NAMES[-1])
-    store.claim(last.id, last.token, "w", now=T0)
+    run, last = claimed(NAMES[-1], NAMES[:-1])
     rows_read.clear()
     store.submit(last.id, last.token, BLOB, now=T0)
     assert sum(rows_read) == 3  # the submitted one, the join, and item000 its input comes from
@@ -158,10 +150,7 @@ def test_the_last_upstream_submit_offers_the_fan_in_reading_it_and_its_input(row
 
 
 def test_a_failure_for_good_fails_the_wide_run(rows_read):
-    run = store.trigger("acme", "fan", actor="ann", now=T0)
-    complete(run, "root", BLOB)
-    item = instance(run, "item005")
-    store.claim(item.id, item.token, "w", now=T0)
+    run, item = claimed("item005")
     rows_read.clear()
     store.fail(item.id, item.token, "broken", retryable=False, now=T0)
     assert rows_read == [1]
@@ -196,19 +185,8 @@ def deploy_graph(tmp_path, upstream: list[list[int]], outcomes: list[str]) -> st
             parts.append(f"after: [{', '.join(f't{u:02d}' for u in ups[1:])}]")
         if outcomes[n] == "fail_once":
             parts += ["retries: 1", "retry_delay: 0s"]
-        lines.append(f"          t{n:02d}: {{{', '.join(parts)}}}")
-    tasks = "\n".join(lines)
-    deploy_text(tmp_path, f"""
-    team: acme
-    types:
-      Blob:
-        fields: {{uri: string, size: {{type: integer, ge: 0}}}}
-    workflows:
-      {name}:
-        max_active_runs: null
-        tasks:
-{tasks}
-    """)
+        lines.append(f"t{n:02d}: {{{', '.join(parts)}}}")
+    deploy_blob_tasks(tmp_path, name, lines)
     return name
 
 
