@@ -19,7 +19,7 @@ from flow45.db import atomic, database
 from flow45.errors import StaleToken
 from flow45.models import Attempt, Event, Outbox, Run
 from flow45.store.batch import Item, apply_worker_batch
-from tests.store.helpers import BLOB, T0, claim, complete, deploy_text, instance, states
+from tests.store.helpers import BLOB, T0, claim, complete, deploy_blob_tasks, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -205,6 +205,44 @@ def test_fan_in_branches_finishing_at_once_offer_the_join_once(tmp_path, via):
         assert Event.select().where((Event.instance == d.id) & (Event.to_state == "available")).count() == 1
         assert store.get_run(run).status == "running"
         complete(run, "d", BLOB)
+        assert store.get_run(run).status == "succeeded"
+
+
+WIDE_ITEMS = [f"item{n:02d}" for n in range(70)]  # a run past unit.WIDE: not read whole to settle
+
+
+def _batch(messages: list) -> list:
+    items = [Item("acme", None, message) for message in messages]
+    with atomic():
+        apply_worker_batch(items, T0)
+    assert [i.error for i in items] == [None] * len(items)
+    return [i.result for i in items]
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_the_last_branches_of_a_wide_run_finishing_at_once_offer_the_join_once(tmp_path, via):
+    """Each submit settles the run from the states of the instances not done, as stored: the run's
+    lock must order them, or two last branches could each see the other not done, and the join wait forever."""
+    deploy_blob_tasks(tmp_path, "wide", [
+        "root: {function: fr, output: Blob}",
+        *(f"{name}: {{function: fi, output: Blob, inputs: {{src: root}}}}" for name in WIDE_ITEMS),
+        f"join: {{function: fj, output: Blob, after: [{', '.join(WIDE_ITEMS)}]}}",
+    ])
+    for _ in range(ROUNDS):
+        run = store.trigger("acme", "wide", actor="ann", now=T0)
+        complete(run, "root", BLOB)
+        rows = [instance(run, name) for name in WIDE_ITEMS]
+        granted = _batch([m.Claim(type="claim", instance=r.id, token=r.token, worker="w") for r in rows])
+        early, last = granted[:-THREADS], granted[-THREADS:]
+        _batch([m.Submit(type="submit", instance=g.instance, token=g.token, output=BLOB) for g in early])
+        results = at_once([(lambda n=n, g=g: send_submit(via, n, g.instance, g.token, BLOB))
+                           for n, g in enumerate(last)])
+        assert _errors(results) == []
+        join = instance(run, "join")
+        assert join.state == "available"
+        assert Outbox.select().where((Outbox.instance == join.id) & (Outbox.kind == "offer")).count() == 1
+        assert Event.select().where((Event.instance == join.id) & (Event.to_state == "available")).count() == 1
+        complete(run, "join", BLOB)
         assert store.get_run(run).status == "succeeded"
 
 
