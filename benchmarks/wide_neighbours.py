@@ -1,0 +1,91 @@
+"""What a team's wide runs cost everyone else's hops, end to end. The servers and processes of
+`benchmarks/e2e.py` (PostgreSQL with fsync on, RabbitMQ, the bridge, no-op SDK workers); the
+latency phase of chain runs alone, then again while runs of a wide fan-out (one root, then
+`--tasks` tasks after it) are triggered at `--wide-rate` task instances a second. Prints the chains'
+hops in both phases and how long each wide run took from its trigger to its end.
+
+    python benchmarks/wide_neighbours.py [--tasks 2000] [--wide-rate 400] [--rate 20] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import e2e  # noqa: E402
+from flow45 import store  # noqa: E402
+from flow45.config import load_config  # noqa: E402
+from flow45.db import database  # noqa: E402
+from flow45.models import Run  # noqa: E402
+
+
+def deploy_wide(tasks: int) -> None:
+    """The bench team's workflows, and `wide`: a root, then `tasks` steps that take its output."""
+    steps = "\n".join(f"      s{n:05d}: {{function: step, output: Blob, inputs: {{prev: root}}}}" for n in range(tasks))
+    text = (ROOT / "benchmarks" / "bench_config.yaml").read_text() + (
+        f"  wide:\n    max_active_runs: null\n    tasks:\n      root: {{function: start, output: Blob}}\n{steps}\n")
+    path = Path(tempfile.mkdtemp(prefix="flow45-wide-")) / "bench.yaml"
+    path.write_text(text)
+    store.deploy(load_config(path), actor="bench")
+
+
+def trigger_wide(args: argparse.Namespace, stop: threading.Event, triggered: list[tuple[int, float]]) -> None:
+    """A wide run every tasks/wide-rate seconds until `stop`."""
+    interval = (args.tasks + 1) / args.wide_rate
+    try:
+        while not stop.is_set():
+            triggered.append((store.trigger("bench", "wide", actor="bench"), time.monotonic()))
+            stop.wait(interval)
+    finally:
+        database.close()  # this thread's connection
+
+
+def wide_durations(triggered: list[tuple[int, float]], timeout: float) -> list[float]:
+    """Seconds from each wide run's trigger to its end (as the store recorded both)."""
+    e2e.wait_finished([run for run, _ in triggered], timeout)
+    rows = Run.select(Run.created_at, Run.finished_at).where(Run.id.in_([run for run, _ in triggered]))
+    return sorted((r.finished_at - r.created_at).total_seconds() for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000, help="steps of the wide fan-out (at most 4999)")
+    parser.add_argument("--wide-rate", type=float, default=400, help="wide task instances triggered a second")
+    parser.add_argument("--rate", type=float, default=20, help="chain runs a second in the latency phases")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each latency phase")
+    args = parser.parse_args()
+    if not 64 < args.tasks < 5000 or args.wide_rate <= 0:
+        parser.error("--tasks: from 65 to 4999; --wide-rate: more than 0")
+    args.bridges, args.connections, args.concurrency, args.offers_only = 1, 4, 128, False
+    servers = e2e.start_servers(None, None)
+    try:
+        e2e.measure_ceilings(servers, args)
+        deploy_wide(args.tasks)
+        e2e.start_flow45(servers, args)
+        print("== chains alone")
+        e2e.latency_phase(servers, args)
+        print(f"== chains beside wide runs of {args.tasks + 1:,} tasks, {args.wide_rate:,.0f} wide instances/s")
+        stop, triggered = threading.Event(), []
+        wide = threading.Thread(target=trigger_wide, args=(args, stop, triggered), daemon=True)
+        wide.start()
+        try:
+            e2e.latency_phase(servers, args)
+        finally:
+            stop.set()
+            wide.join()
+        took = wide_durations(triggered, timeout=600)
+        print(f"wide runs: {len(took)}, each from its trigger to its end: "
+              + ", ".join(f"{seconds:.1f} s" for seconds in took))
+    finally:
+        servers.stop()
+
+
+if __name__ == "__main__":
+    main()
