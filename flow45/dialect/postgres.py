@@ -372,7 +372,11 @@ class PostgresDialect(Dialect):
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
     def read_run_tasks(self, select, wanted):
-        runs = "r.id = ANY($1) AND (i.run_id, i.task) IN (SELECT * FROM unnest($1, $2))"  # by the (run, task) index
+        # The instances' ids worked out first, each looked up by the (run, task) index. Joined in, a
+        # plan made while the table looked small (a generic plan is kept) took the run from the run
+        # row and compared every instance of it with every pair: 1.2 s for a fan-out of 5,000.
+        runs = ("r.id = ANY($1) AND i.id = ANY(ARRAY(SELECT t.id FROM unnest($1, $2) AS w(run_id, task)"
+                " JOIN task_instance t ON t.run_id = w.run_id AND t.task = w.task))")
         statement = prepared(self.db, select.format(extra="", runs=runs), ["bigint[]", "varchar[]"],
                              [[run for run, _ in wanted], [task for _, task in wanted]])
         return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()

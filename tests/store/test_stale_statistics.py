@@ -11,8 +11,10 @@ import psycopg2
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, database
-from tests.store.helpers import T0, deploy_text, instance
+from flow45.db import atomic, connect, database
+from flow45.migrate import ensure_schema
+from flow45.settings import Settings, use_settings
+from tests.store.helpers import BLOB, T0, deploy_blob_tasks, deploy_text, instance
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +149,34 @@ def sent_by(work) -> str:
         connection.cursor_factory = base
     (statement,) = [q for q in sent if "EXECUTE" in q]
     return statement
+
+
+@pytest.fixture
+def fresh_pg(postgres_server):
+    """The store on a database of its own, created now: no table of it was ever analyzed."""
+    name = "flow45_fresh_statistics"
+    postgres_server.drop_database(name)
+    url = postgres_server.create_database(name)
+    use_settings(Settings(database_url=url))
+    connect(url, create=True)
+    ensure_schema()
+    yield url
+    database.close()
+    postgres_server.drop_database(name)
+
+
+def test_a_submit_that_offers_a_wide_fan_out_reads_each_instance_of_it_once(fresh_pg, tmp_path):
+    """The downstream instances a submit made ready are read by (run, task): compared instead with
+    every instance of the run, as a plan made on a store never analyzed did, a fan-out of 5,000 read
+    25 million index entries (1.2 s)."""
+    items = 1000
+    deploy_blob_tasks(tmp_path, "fan", ["root: {function: fr, output: Blob}"] + [
+        f"item{n:03d}: {{function: fi, output: Blob, inputs: {{src: root}}}}" for n in range(items)])
+    run = store.trigger("acme", "fan", actor="ops", now=T0)
+    grant = store.claim(instance(run, "root").id, instance(run, "root").token, "w", now=T0)
+    with atomic():
+        before = rows_read()
+        store.submit(grant.instance, grant.token, BLOB, now=T0)
+        read = rows_read() - before
+    assert instance(run, "item123").state == "available"
+    assert read < 5 * items, f"{read} rows and index entries read to offer {items} instances"
