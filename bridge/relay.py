@@ -32,8 +32,8 @@ log = logging.getLogger("flow45.bridge")
 MAX_IN_FLIGHT = 5000
 RELAY_PAGE = 500  # pending rows read at a time, until MAX_IN_FLIGHT are in flight
 # Rows published in one turn of the IO loop; the rest wait for the next turns. A wide run's fan-out
-# writes thousands of offers in one batch: published in one go, every other batch's answers waited
-# behind them (the hops of chains beside runs of 2,000 tasks: p99 61 ms).
+# writes thousands of offers in one batch: published in one go, the answers of every batch finished
+# meanwhile waited behind all of them.
 PUBLISH_SLICE = 200
 MAX_UNMARKED = 1000  # confirmed outbox rows waiting for a transaction to mark them sent
 MARK_DELAY = 0.05  # seconds a confirmed row waits for a batch to mark it, before a transaction of its own

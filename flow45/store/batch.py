@@ -20,7 +20,6 @@ from flow45.store.unit import Unit, in_wide_runs
 from flow45.views import WorkerReply
 
 
-
 @dataclass
 class Item:
     """One worker message of the batch, and what became of it."""
