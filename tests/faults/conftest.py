@@ -34,6 +34,8 @@ from tests.harness import postgres, rabbitmq
 PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret"}
 TEAMS = {"reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}}}
 LEASE = 2.0  # seconds: a lost worker's task is offered again soon
+RETRIED = f"retries: 5, retry_delay: 0.2s, lease: {LEASE}s"
+STEPS = [f"s{n:03d}" for n in range(120)]  # a run past the engine's WIDE: settled without being read whole
 CONFIG = f"""
 team: reports
 types:
@@ -43,9 +45,16 @@ workflows:
   chain:
     max_active_runs: null
     tasks:
-      t1: {{function: start, output: Blob, retries: 5, retry_delay: 0.2s, lease: {LEASE}s}}
-      t2: {{function: step, output: Blob, inputs: {{prev: t1}}, retries: 5, retry_delay: 0.2s, lease: {LEASE}s}}
-      t3: {{function: step, output: Blob, inputs: {{prev: t2}}, retries: 5, retry_delay: 0.2s, lease: {LEASE}s}}
+      t1: {{function: start, output: Blob, {RETRIED}}}
+      t2: {{function: step, output: Blob, inputs: {{prev: t1}}, {RETRIED}}}
+      t3: {{function: step, output: Blob, inputs: {{prev: t2}}, {RETRIED}}}
+  wide:
+    max_active_runs: null
+    tasks:
+      root: {{function: start, output: Blob, {RETRIED}}}
+""" + "".join(f"      {s}: {{function: step, output: Blob, inputs: {{prev: root}}, {RETRIED}}}\n"
+              for s in STEPS) + f"""\
+      join: {{function: step, output: Blob, inputs: {{prev: s000}}, after: [{", ".join(STEPS)}], {RETRIED}}}
 """
 _databases = itertools.count()
 

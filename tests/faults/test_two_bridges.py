@@ -14,8 +14,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from flow45 import names
-from flow45.models import Event
+from flow45 import names, store
+from flow45.models import Attempt, Event, TaskInstance
 from tests.faults.conftest import retrying
 
 pytestmark = pytest.mark.integration
@@ -87,3 +87,32 @@ def test_two_bridges_share_the_inbox_and_publish_each_event_once(system):
         assert bridges[1 - publisher].poll() is None, system.logs()
     finally:
         connection.close()
+
+
+def test_a_bridge_killed_while_two_apply_wide_runs_leaves_no_join_waiting(system):
+    """Two bridges apply the steps of wide runs, each settling a run from the states of its instances
+    not done, as stored; one is killed with batches in flight (its deliveries come again to the other).
+    Every run finishes: no join left pending, no step succeeded twice, no answered submit missing."""
+    bridges = [system.bridge(), system.bridge()]
+    system.scheduler()
+    for _ in range(2):
+        system.worker(seconds=0.05)
+    runs = retrying(lambda: [store.trigger("reports", "wide", actor="ops") for _ in range(3)])
+    instances = retrying(lambda: [i.id for i in TaskInstance.select(TaskInstance.id).where(TaskInstance.run.in_(runs))])
+
+    def succeeded() -> int:
+        return retrying(lambda: Attempt.select().where(Attempt.instance.in_(instances)
+                                                       & (Attempt.status == "succeeded")).count())
+
+    deadline = time.monotonic() + 60
+    while succeeded() < 60:
+        assert time.monotonic() < deadline, system.logs()
+        time.sleep(0.05)
+    os.kill(bridges[0].pid, signal.SIGKILL)
+    bridges[0].wait()
+    assert succeeded() < len(instances), "the runs finished before the bridge was killed"
+    system.check(runs)
+    joins = retrying(lambda: {i.state for i in TaskInstance.select().where(TaskInstance.run.in_(runs)
+                                                                           & (TaskInstance.task == "join"))})
+    assert joins == {"succeeded"}
+    assert bridges[1].poll() is None, system.logs()
