@@ -111,11 +111,13 @@ class Dialect:
         database serves one machine's teams), each team's most urgent first (priority, then age)."""
         raise NotImplementedError
 
-    def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str]) -> tuple[list[tuple], dict[str, Any]]:
+    def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str],
+                      wide_versions: Sequence[int] = ()) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
         "instance" or "instance_alone", task instance ids. Then read `select` ({runs}: the condition on
-        those runs, `r`, and their instances, `i`, every one of them or, "instance_alone", the wanted
-        ones alone; {extra}: a last column this may add) and the stored replies to the message `keys`.
+        those runs, `r`, and their instances, `i`: every one of them; "instance_alone", the wanted ones
+        alone; "instance", the wanted ones alone in runs of the `wide_versions`, every one in the
+        others; {extra}: a last column this may add) and the stored replies to the message `keys`.
         Returns the rows and the replies by key."""
         raise NotImplementedError
 

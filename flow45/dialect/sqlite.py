@@ -156,14 +156,16 @@ class SqliteDialect(Dialect):
                f"AND id NOT {_in(exclude)} AND routing_key NOT {_in(skip_keys)}) ORDER BY turn, team LIMIT ?")
         return self.db.execute_sql(sql, [*exclude, *skip_keys, limit]).fetchall()
 
-    def lock_and_read(self, select, wanted_are, wanted, keys):
+    def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=()):
         # The transaction holds SQLite's one write lock already.
         of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
-        runs = f"r.id {_in(wanted) if wanted_are == 'run' else of_instances}"
-        alone = wanted_are == "instance_alone"
-        if alone:
-            runs += f" AND i.id {_in(wanted)}"
-        rows = self.db.execute_sql(select.format(extra="", runs=runs), wanted * 2 if alone else wanted).fetchall()
+        runs, values = f"r.id {_in(wanted) if wanted_are == 'run' else of_instances}", list(wanted)
+        if wanted_are == "instance_alone":
+            runs, values = runs + f" AND i.id {_in(wanted)}", values + wanted
+        elif wanted_are == "instance" and wide_versions:
+            runs += f" AND (i.id {_in(wanted)} OR r.version_id NOT {_in(wide_versions)})"
+            values += [*wanted, *wide_versions]
+        rows = self.db.execute_sql(select.format(extra="", runs=runs), values).fetchall()
         replies = self.select_in("SELECT message_id, reply FROM processed_message WHERE message_id {}", keys, "varchar[]")
         return rows, {key: json.loads(reply) if reply is not None else None for key, reply in replies}
 

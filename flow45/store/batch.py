@@ -16,7 +16,7 @@ from flow45.settings import current_settings
 from flow45.store import callback_rules, rules
 from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage
-from flow45.store.unit import Unit, in_wide_runs
+from flow45.store.unit import Unit
 from flow45.views import WorkerReply
 
 
@@ -51,10 +51,9 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     notification goes with the commit; see `Unit`)."""
     unit = Unit(at, wake_relays)
     unit.sent = list(sent or ())
-    # Each message changes its instance alone: in a run known to be wide, the rest is read only as
-    # the rules need it (`Unit.settle_changed`); a small run is read whole in the first statement.
-    ids = [i.message.instance for i in items]
-    seen = unit.lock_instances(ids, [i.key for i in items if i.key], whole_runs=not in_wide_runs(ids))
+    # Each message changes its instance alone: in a wide run, the rest is read only as the rules need
+    # it (`Unit.settle_changed`); a small run is read whole in the first statement, inputs and all.
+    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key])
     for item in items:
         try:
             unit.instance(item.message.instance, item.team)

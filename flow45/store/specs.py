@@ -130,6 +130,10 @@ def levels_order(workflow: WorkflowSpec) -> list[str]:
 
 
 _cache: dict[tuple[int, int], VersionSpec] = {}
+# A run of more tasks than this is wide: a change to one of its instances reads that instance (and
+# what the rules need), not the whole run, once this process has the version's spec.
+WIDE = 64
+_wide: set[tuple[int, int]] = set()  # the keys of _cache whose version is wide
 
 
 def version_spec(version_id: int) -> VersionSpec:
@@ -138,8 +142,18 @@ def version_spec(version_id: int) -> VersionSpec:
     if found is None:
         if len(_cache) > 1024:
             _cache.clear()
+            _wide.clear()
         found = _cache[key] = parse_version(WorkflowVersion.get_by_id(version_id))
+        if len(found.workflow.tasks) > WIDE:
+            _wide.add(key)
     return found
+
+
+def wide_versions() -> list[int]:
+    """The wide versions this process has read: their runs are read in part (`flow45.store.unit`).
+    One it has not read yet is read whole once, with its first run."""
+    now = generation()
+    return sorted(version for at, version in _wide if at == now)
 
 
 _current_ids: dict[tuple[int, int, int], int] = {}

@@ -1,5 +1,6 @@
 """The one writer of the lifecycle. A `Unit` locks the runs it touches (in id order: no deadlocks
-between writers), reads them with all their instances as plain rows, lets the rules in
+between writers), reads them with their instances as plain rows (all of them, but in a run of a wide
+version: those changed, and what the rules need of the rest), lets the rules in
 `flow45.store.rules` change them in memory, then stores everything they decided with one statement
 per table: instances, attempts, runs, ledger events, outbox rows. A freed slot starts the workflow's
 queued runs, and a finished run the runs connected to it, in the same transaction. Call it inside
@@ -17,14 +18,14 @@ from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
 from flow45 import wire
-from flow45.db import CONNECTION_ERRORS, atomic, database, dialect, generation
+from flow45.db import CONNECTION_ERRORS, atomic, database, dialect
 from flow45.errors import Flow45Error, NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
-from flow45.store.specs import VersionSpec, current_spec, version_spec
+from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
 INSTANCE_COLUMNS = (
@@ -106,31 +107,6 @@ def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
         after, size = page[-1].id, min(size * 4, 1000)
 
 
-WIDE = 64  # instances of a run past which a message that changes one instance alone reads it alone
-_wide: dict[int, None] = {}  # instances of wide runs this process has seen, oldest first (a bounded set)
-_wide_generation = -1
-REMEMBERED_WIDE = 200_000
-
-
-def _remember_wide(instance_ids: Iterable[int]) -> None:
-    global _wide_generation
-    if _wide_generation != generation():  # ids restarted (tests): none known holds
-        _wide.clear()
-        _wide_generation = generation()
-    _wide.update(dict.fromkeys(instance_ids))
-    if len(_wide) > REMEMBERED_WIDE:
-        for instance_id in list(_wide)[: len(_wide) - REMEMBERED_WIDE // 2]:
-            del _wide[instance_id]
-
-
-def in_wide_runs(instance_ids: Iterable[int]) -> bool:
-    """Whether any of these instances belongs to a run of more than WIDE instances, as far as this
-    process has seen (offers it wrote, runs it read whole): reading such a run whole for a claim costs
-    far more than a second statement for the instances its inputs come from; a small run is read
-    whole in the first statement, inputs and all."""
-    return _wide_generation == generation() and any(i in _wide for i in instance_ids)
-
-
 class _WholeRuns:
     """`unit.by_run[run_id]`: every instance of the run, by task, read when first wanted (a sweep
     that changes one instance of a run of thousands reads that one alone)."""
@@ -168,9 +144,10 @@ class Unit:
 
     def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = (),
                        whole_runs: bool = True) -> dict[str, Any]:
-        """Lock and read the runs of these instances (`whole_runs`: with every instance of them; else
-        these instances alone, the others read when wanted); returns the replies already stored for
-        the message keys (read after the locks, so a concurrent copy of a message is seen)."""
+        """Lock and read the runs of these instances (`whole_runs`: with every instance of them, but
+        in a wide run, known by its version; else these instances alone), the others read when
+        wanted; returns the replies already stored for the message keys (read after the locks, so a
+        concurrent copy of a message is seen)."""
         return self._lock("instance" if whole_runs else "instance_alone",
                           [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
 
@@ -180,14 +157,11 @@ class Unit:
     def _lock(self, wanted_are: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
         if not wanted and not keys:
             return {}
-        rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys)
+        wide = wide_versions() if wanted_are == "instance" else []
+        rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys, wide)
         self._take(rows)
         if wanted_are != "instance_alone":
-            whole = {row[1] for row in rows}
-            self._whole.update(whole)
-            wide = [run for run in whole if len(self._of_run[run]) > WIDE]
-            if wide:
-                _remember_wide(i.id for run in wide for i in self._of_run[run].values())
+            self._whole.update(run for run in {row[1] for row in rows} if self.runs[run].version_id not in wide)
         return seen
 
     def _take(self, rows: list[tuple]) -> None:
@@ -255,11 +229,11 @@ class Unit:
 
     def settle_changed(self, run_id: int, changed: list[Row], actor: str) -> None:
         """Settle the run after changes to these of its instances alone (a worker's submit, fail or
-        skip; a sweep's). A run known to be wide is not read whole for it: only pending instances
+        skip; a sweep's). A run not read whole is not read whole for it: only pending instances
         downstream of the changed ones can have become ready, and the run's status follows from the
         states of the instances not done, one narrow statement (a submit in a run of 5,000 tasks read
         them all: 42 ms, 34 of it the bridge's CPU)."""
-        if run_id in self._whole or not in_wide_runs(i.id for i in changed):
+        if run_id in self._whole:
             return self.settle(run_id, actor)
         spec, not_done = self.spec(run_id), self._not_done(run_id)
         ready = rules.ready_after([i.task for i in changed], not_done, spec)
@@ -367,9 +341,6 @@ class Unit:
             if self.wake_relays:
                 announce(deferred)
             offers = [rules.offer_row(i, self.runs[i.run_id], self.spec(i.run_id), given[i.id], self.at) for i in ch.offers]
-            wide = [i.id for i in ch.offers if len(self.spec(i.run_id).workflow.tasks) > WIDE]
-            if wide:
-                _remember_wide(wide)
             bodies = [r["body"] for r in offers]
             for row in offers:  # encoded once: stored, and published by the relay in this process
                 row["body"] = wire.Dumped(wire.dumps(row["body"]))
@@ -396,7 +367,7 @@ def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row]
 
     def change_all(run_id: int, ids: list[int]) -> list[int]:
         unit = Unit(at)
-        unit.lock_instances(ids, whole_runs=actor is not None and not in_wide_runs(ids))
+        unit.lock_instances(ids, whole_runs=actor is not None)
         changed = [i for i in ids if change(unit, unit.instance(i))]
         if changed:
             if actor is not None:

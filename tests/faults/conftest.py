@@ -35,7 +35,7 @@ PASSWORDS = {"reports-worker": "rw-secret", "reports-ops": "ro-secret"}
 TEAMS = {"reports": {"users": {"reports-worker": "worker", "reports-ops": "operator"}}}
 LEASE = 2.0  # seconds: a lost worker's task is offered again soon
 RETRIED = f"retries: 5, retry_delay: 0.2s, lease: {LEASE}s"
-STEPS = [f"s{n:03d}" for n in range(120)]  # a run past the engine's WIDE: settled without being read whole
+STEPS = [f"s{n:03d}" for n in range(120)]  # past specs.WIDE: settled without being read whole
 CONFIG = f"""
 team: reports
 types:

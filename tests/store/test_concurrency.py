@@ -208,7 +208,7 @@ def test_fan_in_branches_finishing_at_once_offer_the_join_once(tmp_path, via):
         assert store.get_run(run).status == "succeeded"
 
 
-WIDE_ITEMS = [f"item{n:02d}" for n in range(70)]  # a run past unit.WIDE: not read whole to settle
+WIDE_ITEMS = [f"item{n:02d}" for n in range(70)]  # past specs.WIDE: not read whole to settle
 
 
 def _batch(messages: list) -> list:

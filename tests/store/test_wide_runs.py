@@ -10,8 +10,12 @@ import datetime as dt
 
 import pytest
 
+from flow45 import messages as m
 from flow45 import store
+from flow45.db import atomic
 from flow45.models import Outbox
+from flow45.store import specs
+from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.schedule_runs import reoffer_lost
 from flow45.store.unit import Row, Unit, each_alone
 from tests.store.helpers import BLOB, DIAMOND, T0, complete, deploy_blob_tasks, deploy_text, instance
@@ -117,3 +121,32 @@ def test_a_claim_in_a_small_run_reads_it_whole_in_one_statement(tmp_path, rows_r
     rows_read.clear()
     assert store.claim(b.id, b.token, "w", now=T0).inputs == {"src": BLOB}
     assert rows_read == [4]  # one read: the whole run
+
+
+def test_a_process_that_never_read_the_version_reads_one_run_whole_then_any_run_of_it_alone(wide_run, rows_read):
+    """Whether a run is wide is known from its version: a bridge started afresh (or another bridge)
+    reads one run whole, then every run of that version in part, its first claim included."""
+    specs._cache.clear()
+    specs._wide.clear()
+    other_run = store.trigger("acme", "fan", actor="ann", now=T0)
+    complete(other_run, "root", BLOB)
+    specs._cache.clear()
+    specs._wide.clear()
+    first, second = instance(wide_run, "item001"), instance(other_run, "item002")
+    rows_read.clear()
+    store.claim(first.id, first.token, "w", now=T0)
+    store.claim(second.id, second.token, "w", now=T0)
+    assert rows_read == [ITEMS + 1, 1, 1]  # the first run whole; the second's claim and its input
+
+
+def test_one_batch_reads_a_small_run_whole_and_a_wide_runs_instance_alone(tmp_path, wide_run, rows_read):
+    deploy_text(tmp_path, DIAMOND)
+    small = store.trigger("acme", "diamond", actor="ann", now=T0)
+    a, item = instance(small, "a"), instance(wide_run, "item003")
+    rows_read.clear()
+    items = [Item("acme", None, m.Claim(type="claim", instance=row.id, token=row.token, worker="w"))
+             for row in (a, item)]
+    with atomic():
+        apply_worker_batch(items, T0)
+    assert [i.error for i in items] == [None, None]
+    assert rows_read == [4 + 1, 1]  # the diamond's four and item003, in one statement; then root, its input

@@ -16,7 +16,7 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.models import Event, Outbox, TaskInstance
-from flow45.store import batch, unit
+from flow45.store import unit
 from flow45.store.batch import Item, apply_worker_batch
 from tests.store.helpers import BLOB, T0, complete, deploy_blob_tasks, instance
 
@@ -41,12 +41,8 @@ def fan_in(tmp_path, store_db) -> None:
 @pytest.fixture
 def read_whole(monkeypatch):
     """As before: every run read whole for every message."""
-    def never(ids):
-        return False
-
     def use() -> None:
-        monkeypatch.setattr(unit, "in_wide_runs", never)
-        monkeypatch.setattr(batch, "in_wide_runs", never)
+        monkeypatch.setattr(unit, "wide_versions", lambda: [])
     return use
 
 
@@ -218,8 +214,7 @@ def test_random_wide_runs_settle_as_when_read_whole(tmp_path, monkeypatch, graph
     wide = store.trigger("acme", workflow, actor="ann", now=T0)
     drive_graph(wide, outcomes, at_a_time)
     with monkeypatch.context() as patched:
-        for module in (unit, batch):
-            patched.setattr(module, "in_wide_runs", lambda ids: False)
+        patched.setattr(unit, "wide_versions", lambda: [])
         whole = store.trigger("acme", workflow, actor="ann", now=T0)
         drive_graph(whole, outcomes, at_a_time)
     assert what_happened(wide) == what_happened(whole)
