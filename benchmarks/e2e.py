@@ -300,12 +300,17 @@ def delays(text: str) -> list[float]:
     return values
 
 
+def latency_options(parser: argparse.ArgumentParser) -> None:
+    """The latency phase's options, for the benchmarks that run it."""
+    parser.add_argument("--rate", type=float, default=20, help="chain runs per second in the latency phase")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200, help="runs of each workflow in the throughput phase")
     parser.add_argument("--concurrency", type=int, default=128, help="tasks the workers run at once")
-    parser.add_argument("--rate", type=float, default=20, help="chain runs per second in the latency phase")
-    parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+    latency_options(parser)
     parser.add_argument("--fsync-delay-ms", type=delays, metavar="MS[,MS...]",
                         help="one sitting per delay, PostgreSQL's WAL flushes that much slower (e.g. 0.5,2,5)")
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes consuming the one inbox")

@@ -58,8 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000, help="steps of the wide fan-out (at most 4999)")
     parser.add_argument("--wide-rate", type=float, default=400, help="wide task instances triggered a second")
-    parser.add_argument("--rate", type=float, default=20, help="chain runs a second in the latency phases")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each latency phase")
+    e2e.latency_options(parser)
     args = parser.parse_args()
     if not 64 < args.tasks < 5000 or args.wide_rate <= 0:
         parser.error("--tasks: from 65 to 4999; --wide-rate: more than 0")
