@@ -72,8 +72,7 @@ def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> Non
         "upstream": {"team": run.team, "workflow": spec.workflow_name, "run": run.id, "state": state}})
     rules.record(ch, run.team, "connect", actor, run=run.id, detail={**about, "run": new_id, "status": status})
     if status == S.RUNNING:
-        unit.lock_runs([new_id])
-        unit.settle(new_id, actor)
+        unit.start_new(new_id, down, actor)
 
 
 def _params(unit, run, mapping: dict[str, str]) -> dict[str, Any]:

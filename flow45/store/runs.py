@@ -34,8 +34,7 @@ def trigger(
         rules.record(unit.changes, team, "trigger", actor, run=run_id, to_state=status,
                      detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind})
         if status == S.RUNNING:
-            unit.lock_runs([run_id])
-            unit.settle(run_id, actor)
+            unit.start_new(run_id, spec, actor)
         unit.flush()
         return run_id
 

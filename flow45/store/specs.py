@@ -52,7 +52,7 @@ class VersionSpec:
         return sorted(names, key=self._rank.__getitem__)
 
     def roots(self) -> list[str]:
-        return [name for name, task in self.workflow.tasks.items() if not task.upstream()]
+        return [name for name in self.workflow.tasks if not self.upstream(name)]
 
     def descendants(self, name: str) -> set[str]:
         seen: set[str] = set()

@@ -150,3 +150,14 @@ def test_one_batch_reads_a_small_run_whole_and_a_wide_runs_instance_alone(tmp_pa
         apply_worker_batch(items, T0)
     assert [i.error for i in items] == [None, None]
     assert rows_read == [4 + 1, 1]  # the diamond's four and item003, in one statement; then root, its input
+
+
+def test_a_trigger_of_a_wide_run_reads_back_its_roots_alone(wide_run, rows_read):
+    """The new run's instances are all pending: its roots are read to be offered, not all of them."""
+    rows_read.clear()
+    run = store.trigger("acme", "fan", actor="ann", now=T0)
+    assert rows_read == [1]
+    assert instance(run, "root").state == "available" and instance(run, "item042").state == "pending"
+    assert store.get_run(run).status == "running"
+    [offer] = Outbox.select().where(Outbox.instance == instance(run, "root").id)
+    assert offer.body["inputs"] == {}
