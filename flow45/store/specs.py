@@ -22,18 +22,26 @@ class VersionSpec:
     downstream: dict[str, list[str]]
     order: list[str]  # by dependency level, then as declared
     groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
-    _upstream: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
-    _rank: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def task(self, name: str):
         return self.workflow.tasks[name]
 
     def upstream(self, name: str) -> list[str]:
+        return self._upstream[name]
+
+    @functools.cached_property
+    def _upstream(self) -> dict[str, list[str]]:
         """Worked out once: a fan-in's thousands of upstream tasks are asked for on every settle."""
-        found = self._upstream.get(name)
-        if found is None:
-            found = self._upstream[name] = self.workflow.tasks[name].upstream()
-        return found
+        return {name: task.upstream() for name, task in self.workflow.tasks.items()}
+
+    @functools.cached_property
+    def _rank(self) -> dict[str, int]:
+        return {name: n for n, name in enumerate(self.order)}
+
+    @property
+    def wide(self) -> bool:
+        """Its runs are read in part: see WIDE."""
+        return len(self.workflow.tasks) > WIDE
 
     @functools.cached_property
     def timer_tasks(self) -> list[str]:
@@ -47,8 +55,6 @@ class VersionSpec:
 
     def in_order(self, names) -> list[str]:
         """These tasks in `order`."""
-        if not self._rank:
-            self._rank.update((name, n) for n, name in enumerate(self.order))
         return sorted(names, key=self._rank.__getitem__)
 
     def roots(self) -> list[str]:
@@ -144,7 +150,7 @@ def version_spec(version_id: int) -> VersionSpec:
             _cache.clear()
             _wide.clear()
         found = _cache[key] = parse_version(WorkflowVersion.get_by_id(version_id))
-        if len(found.workflow.tasks) > WIDE:
+        if found.wide:
             _wide.add(key)
     return found
 

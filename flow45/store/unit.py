@@ -25,7 +25,7 @@ from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
-from flow45.store.specs import WIDE, VersionSpec, current_spec, version_spec, wide_versions
+from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
 INSTANCE_COLUMNS = (
@@ -231,7 +231,7 @@ class Unit:
         """Settle a running run this transaction just inserted, every instance of it pending: its roots
         are offered. Of a wide one, the roots alone are read, with the run's row (no other transaction
         sees the run before this commits: no lock to wait for), not its thousands of instances back."""
-        if len(spec.workflow.tasks) <= WIDE:
+        if not spec.wide:
             self.lock_runs([run_id])
             return self.settle(run_id, actor)
         roots = spec.in_order(spec.roots())

@@ -16,7 +16,7 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.models import Event, Outbox, TaskInstance
-from flow45.store import unit
+from flow45.store import specs, unit
 from flow45.store.batch import Item, apply_worker_batch
 from tests.store.helpers import BLOB, T0, complete, deploy_blob_tasks, instance
 
@@ -43,7 +43,7 @@ def read_whole(monkeypatch):
     """As before: every run read whole for every message."""
     def use() -> None:
         monkeypatch.setattr(unit, "wide_versions", lambda: [])
-        monkeypatch.setattr(unit, "WIDE", 10**9)  # a new run read back whole too
+        monkeypatch.setattr(specs, "WIDE", 10**9)  # a new run read back whole too
     return use
 
 
@@ -216,7 +216,7 @@ def test_random_wide_runs_settle_as_when_read_whole(tmp_path, monkeypatch, graph
     drive_graph(wide, outcomes, at_a_time)
     with monkeypatch.context() as patched:
         patched.setattr(unit, "wide_versions", lambda: [])
-        patched.setattr(unit, "WIDE", 10**9)
+        patched.setattr(specs, "WIDE", 10**9)
         whole = store.trigger("acme", workflow, actor="ann", now=T0)
         drive_graph(whole, outcomes, at_a_time)
     assert what_happened(wide) == what_happened(whole)
