@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
+from peewee import Field
+
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.clock import iso
@@ -21,14 +23,17 @@ from flow45.store.unit import Row, Unit, alone, each_alone, record_event
 SWEEPER = "flow45-scheduler"
 
 
+def _due(condition, oldest_first: Field, limit: int) -> list:
+    """The instances (id, run, team: what `each_alone` takes) that `condition` finds due, the teams in turn."""
+    query = TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
+    return due_in_turns(query.where(condition).order_by(oldest_first), TaskInstance.team, limit)
+
+
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Running attempts whose lease (or, parked, callback deadline) passed fail as expired (counted against retries)."""
     at = to_utc(now)
-    due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
-        .where((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at))
-        .order_by(TaskInstance.lease_expires_at), TaskInstance.team, limit,
-    )
+    due = _due((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at),
+               TaskInstance.lease_expires_at, limit)
 
     def expire(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RUNNING or instance.lease_expires_at is None or instance.lease_expires_at >= at:
@@ -43,11 +48,8 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
 def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """retry_wait instances whose time came are offered again."""
     at = to_utc(now)
-    due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
-        .where((TaskInstance.state == S.RETRY_WAIT) & (TaskInstance.not_before <= at))
-        .order_by(TaskInstance.not_before), TaskInstance.team, limit,
-    )
+    due = _due((TaskInstance.state == S.RETRY_WAIT) & (TaskInstance.not_before <= at),
+               TaskInstance.not_before, limit)
 
     def offer_again(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RETRY_WAIT:
@@ -61,11 +63,8 @@ def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> lis
 def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Waiting timers whose due time came succeed by themselves; downstream goes on."""
     at = to_utc(now)
-    due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
-        .where((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at))
-        .order_by(TaskInstance.not_before), TaskInstance.team, limit,
-    )
+    due = _due((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at),
+               TaskInstance.not_before, limit)
 
     def fire(unit: Unit, instance: Row) -> bool:
         if not timers.is_due(instance, at):
@@ -80,11 +79,8 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
     """Available human tasks whose reminder or due time came: reminders are sent (ledger events,
     each once) and the overdue outcome applied (once). Returns (reminded, went overdue)."""
     at = to_utc(now)
-    due = due_in_turns(
-        TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
-        .where((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at))
-        .order_by(TaskInstance.alarm_at), TaskInstance.team, limit,
-    )
+    due = _due((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at),
+               TaskInstance.alarm_at, limit)
     rang: dict[int, tuple[bool, bool]] = {}  # instance -> (reminded, went overdue), by its last try
 
     def ring(unit: Unit, instance: Row) -> bool:
