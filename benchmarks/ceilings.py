@@ -89,9 +89,34 @@ def pika_rates(amqp_url: str, messages: int = 20000) -> tuple[float, float]:
     return published, consumed
 
 
-def _echo(amqp_url: str, ready) -> None:
+def paced_commits(url: str, rate: float, seconds: float = 3.0) -> float:
+    """A bare commit's latency (p50, ms) at `rate` commits per second on one connection, idle between:
+    on this machine a process woken from idle commits several times slower than one committing
+    back to back, and a hop at a moderate rate wakes from idle too."""
+    connection = psycopg2.connect(url)
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
+    connection.commit()
+    each: list[float] = []
+    next_at = time.monotonic()
+    for _ in range(int(rate * seconds)):
+        started = time.monotonic()
+        cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
+        connection.commit()
+        each.append(time.monotonic() - started)
+        next_at += 1.0 / rate
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    connection.close()
+    return statistics.median(each) * 1000
+
+
+def _echo(amqp_url: str, ready, commit_url: str | None = None) -> None:
     """The bridge without the database: consume the quorum inbox, publish each message on to the
-    offer queue (persistent, mandatory, confirms tracked but not waited for), ack the inbox."""
+    offer queue (persistent, mandatory, confirms tracked but not waited for), ack the inbox. With
+    `commit_url`, the bridge with the least a database can cost: a row inserted and committed before
+    each message is passed on."""
+    database = psycopg2.connect(commit_url) if commit_url else None
+    cursor = database.cursor() if database else None
 
     def on_open(connection):
         connection.channel(on_open_callback=on_publish_channel)
@@ -102,6 +127,9 @@ def _echo(amqp_url: str, ready) -> None:
 
     def on_consume_channel(publish, consume):
         def on_message(_channel, method, _properties, body):
+            if cursor is not None:
+                cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
+                database.commit()
             publish.basic_publish("", ROUND_TRIP_OUT, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
             consume.basic_ack(method.delivery_tag)
 
@@ -113,16 +141,17 @@ def _echo(amqp_url: str, ready) -> None:
     connection.ioloop.start()
 
 
-def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0) -> list[float]:
+def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_url: str | None = None) -> list[float]:
     """A hop with no database: messages published persistent at `rate` per second into a quorum
     queue (as a worker's submit goes into the inbox), passed on by an echo process into a durable
-    queue (as the bridge's offer), consumed here. Returns each message's round trip in ms, sorted."""
+    queue (as the bridge's offer), consumed here. Returns each message's round trip in ms, sorted.
+    With `commit_url`, the echo commits a row on that database before passing each message on."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     channel.queue_declare(ROUND_TRIP_IN, durable=True, arguments={"x-queue-type": "quorum"})
     channel.queue_declare(ROUND_TRIP_OUT, durable=True)
     ready = multiprocessing.Event()
-    echo = multiprocessing.Process(target=_echo, args=(amqp_url, ready), daemon=True)
+    echo = multiprocessing.Process(target=_echo, args=(amqp_url, ready, commit_url), daemon=True)
     echo.start()
     ready.wait(30)
     found: list[float] = []

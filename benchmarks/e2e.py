@@ -1,15 +1,19 @@
 """End-to-end benchmark: PostgreSQL (fsync on) and RabbitMQ on loopback, the bridge in its own
 process, no-op SDK workers in another. Prints, in the same sitting:
 
-- the machine's ceilings: a bare PostgreSQL commit (one connection: commits/s and its latency),
-  publish and consume rates of bare pika (persistent messages), and the broker-only round trip of a
-  hop (a quorum queue, an echo process that passes each message on to a durable queue, a consumer);
+- the machine's ceilings: a bare PostgreSQL commit (one connection: commits/s and its latency, back
+  to back and at the latency phase's rate), publish and consume rates of bare pika (persistent
+  messages), and the broker-only round trip of a hop (a quorum queue, an echo process that passes each
+  message on to a durable queue, a consumer), also with a bare commit in it (the echo commits a row
+  before passing each message on: the least a hop that keeps its promise can cost);
 - task instances completed per second end to end (chains and fan-out/fan-in), and the CPU each
   process spent per instance meanwhile (the bridge, PostgreSQL's processes, RabbitMQ's, the worker);
   in both phases, how busy the cores were (and how much the host took) and how long each process's
   threads, ready to run, waited for a core;
 - latency from an upstream submit to the downstream offer reaching a waiting worker (p50, p99)
-  at a fixed moderate load, beside the broker-only round trip plus one bare commit;
+  at a fixed moderate load, beside the broker-only round trip with a bare commit in it, and beside
+  the round trip plus one bare commit (at that rate, and back to back); PostgreSQL's commits and WAL
+  flushes per second meanwhile, and how much of the time the WAL was flushing;
 - in both phases, the bridge's own account of its batches (flow45_batch_phase_seconds, read from its
   metrics port): the mean time per batch waiting for a committer, applying (the locking read and the
   rules), committing (the writes with the COMMIT) and answering, beside a bare commit.
@@ -61,8 +65,8 @@ from peewee import fn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import cpu, phases  # noqa: E402
-from benchmarks.ceilings import broker_round_trip, pika_rates, postgres_commits  # noqa: E402
+from benchmarks import cpu, phases, wal  # noqa: E402
+from benchmarks.ceilings import broker_round_trip, paced_commits, pika_rates, postgres_commits  # noqa: E402
 from benchmarks.dashboards import MODES, with_dashboards  # noqa: E402
 from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
 from bridge.setup_broker import plan  # noqa: E402
@@ -91,8 +95,10 @@ class Sitting:
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)  # name -> Flow45's processes
     timings: Path | None = None  # the workers' offer and submit times
-    commit_ms: float = 0.0  # a bare commit's latency (p50), measured with the ceilings
+    commit_ms: float = 0.0  # a bare commit's latency (p50), back to back, measured with the ceilings
+    paced_commit_ms: float = 0.0  # the same at the latency phase's rate, idle between
     round_trips: list[float] = field(default_factory=list)  # broker-only round trips (ms, sorted)
+    committed_trips: list[float] = field(default_factory=list)  # the same, the echo committing a row for each
     metrics_port: int = 0  # the first bridge's
 
     def cpu_pids(self) -> dict[str, int]:
@@ -141,11 +147,17 @@ def measure_ceilings(sitting: Sitting, args: argparse.Namespace) -> None:
     commits = postgres_commits(sitting.db_url)
     published, consumed = pika_rates(sitting.rabbit.amqp_url)
     sitting.commit_ms = commits.p50_ms
-    sitting.round_trips = round_trips = broker_round_trip(sitting.rabbit.amqp_url, args.rate * 5)
+    rate = args.rate * 5
+    sitting.paced_commit_ms = paced_commits(sitting.db_url, rate)
+    sitting.round_trips = round_trips = broker_round_trip(sitting.rabbit.amqp_url, rate)
+    sitting.committed_trips = committed = broker_round_trip(sitting.rabbit.amqp_url, rate, commit_url=sitting.db_url)
     print(f"machine ceilings: PostgreSQL {commits.per_second:,.0f} commits/s, {commits.p50_ms:.2f} ms each "
-          f"(one connection, fsync on); pika {published:,.0f} published/s (confirms), {consumed:,.0f} consumed/s "
-          f"(acks); broker-only round trip at {args.rate * 5:.0f}/s p50 {percentile(round_trips, 0.5):.1f} ms, "
-          f"p99 {percentile(round_trips, 0.99):.1f} ms")
+          f"(one connection, fsync on), {sitting.paced_commit_ms:.2f} ms each at {rate:.0f}/s; "
+          f"pika {published:,.0f} published/s (confirms), {consumed:,.0f} consumed/s "
+          f"(acks); broker-only round trip at {rate:.0f}/s p50 {percentile(round_trips, 0.5):.1f} ms, "
+          f"p99 {percentile(round_trips, 0.99):.1f} ms; with a bare commit in it (the echo commits a row "
+          f"before passing each message on) p50 {percentile(committed, 0.5):.1f} ms, "
+          f"p99 {percentile(committed, 0.99):.1f} ms")
 
 
 def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
@@ -200,6 +212,7 @@ def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:
 def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     """Chain runs at a fixed moderate rate; the hops (ms) beside the broker-only round trip plus one commit."""
     latency_runs: list[int] = []
+    flushed = wal.read()
     before, batches = cpu.load(sitting.cpu_pids()), phases.read(sitting.metrics_port)
     own_before, started = time.process_time(), time.monotonic()
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
@@ -210,6 +223,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
     after = cpu.load(sitting.cpu_pids())
+    flushes = wal.describe(flushed, wal.read(), sitting.commit_ms)
     batched = phases.describe(batches, phases.read(sitting.metrics_port), sitting.commit_ms)
     load = cpu.describe_load(before, after)
     spent = cpu.per_instance(before.cpu, after.cpu, len(latency_runs) * 5)
@@ -223,11 +237,15 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
           f"max {values[-1]:.1f} ms, mean {statistics.mean(values):.1f} ms")
     print(f"  submit -> downstream handler started (an offer's claim answered, or at once when granted): "
           f"p50 {percentile(started, 0.5):.1f} ms, p99 {percentile(started, 0.99):.1f} ms")
-    bound = percentile(sitting.round_trips, 0.5) + sitting.commit_ms
-    print(f"  p50 against the broker-only round trip plus one bare commit ({bound:.1f} ms): {p50 / bound:.2f}x; "
-          f"p99/p50 {p99 / p50:.1f}")
+    trip = percentile(sitting.round_trips, 0.5)
+    bound, paced = trip + sitting.commit_ms, trip + sitting.paced_commit_ms
+    committed = percentile(sitting.committed_trips, 0.5)
+    print(f"  p50 against the broker-only round trip with a bare commit in it ({committed:.1f} ms): "
+          f"{p50 / committed:.2f}x; against the round trip plus a bare commit at this rate ({paced:.1f} ms): "
+          f"{p50 / paced:.2f}x, plus one back to back ({bound:.1f} ms): {p50 / bound:.2f}x; p99/p50 {p99 / p50:.1f}")
     print(f"  {batched}")
     print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
+    print(f"  {flushes}")
     print("  CPU per instance at this rate, idle work included: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
     return values
