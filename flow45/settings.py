@@ -30,6 +30,9 @@ class TeamSettings(BaseModel):
     )
     max_open_runs: int | None = Field(None, ge=1, description="this team's own limit of runs queued or running, "
                                                               "instead of the installation's max_open_runs")
+    max_open_instances: int | None = Field(None, ge=1, description="this team's own limit of task instances in its "
+                                                                   "runs queued or running, instead of the "
+                                                                   "installation's max_open_instances")
 
 
 class Settings(BaseModel):
@@ -50,6 +53,9 @@ class Settings(BaseModel):
                                                             "instances in one transaction")
     max_open_runs: int = Field(100_000, ge=1, description="runs a team may have queued or running at once; a "
                                                           "trigger past it is refused (limit_reached)")
+    max_open_instances: int = Field(5_000_000, ge=1, description="task instances a team's runs queued or running "
+                                                                 "may hold at once (a run holds one per task); a "
+                                                                 "trigger past it is refused (limit_reached)")
     default_lease: float = Field(300.0, gt=0, description="seconds a claim holds without progress")
     default_retry_delay: float = Field(30.0, description="seconds before a failed attempt is retried")
     relay_interval: float = Field(1.0, gt=0, description="seconds between outbox polls (fallback)")
@@ -142,11 +148,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 _current: Settings | None = None
 
 
-def open_runs_limit(team: str) -> int:
-    """How many runs the team may have queued or running at once."""
+def open_limits(team: str) -> tuple[int, int]:
+    """How many runs the team may have queued or running at once, and how many task instances they may hold."""
     settings = current_settings()
-    own = settings.teams.get(team)
-    return own.max_open_runs if own is not None and own.max_open_runs is not None else settings.max_open_runs
+    own = settings.teams.get(team) or TeamSettings()
+    return (own.max_open_runs if own.max_open_runs is not None else settings.max_open_runs,
+            own.max_open_instances if own.max_open_instances is not None else settings.max_open_instances)
 
 
 def current_settings() -> Settings:

@@ -13,7 +13,7 @@ from flow45.errors import Flow45Error
 from flow45.models import Run, WorkflowVersion
 from flow45.schedule import cron_schedule
 from flow45.store.deploy import find_workflow
-from flow45.store.newrun import check_open_runs, validate_params
+from flow45.store.newrun import check_open, validate_params
 from flow45.store.runs import trigger
 from flow45.store.specs import version_spec
 from flow45.views import BackfillItem, BackfillPlan
@@ -57,7 +57,7 @@ def backfill(
                           f"{(len(ticks) - len(existing)) * tasks:,} task instances, over {MAX_INSTANCES:,} in one "
                           f"backfill; backfill it in parts of at most {max(1, MAX_INSTANCES // tasks)} ticks")
     if not dry_run and len(ticks) > len(existing):
-        check_open_runs(team, adding=len(ticks) - len(existing))  # refused whole, not stopped half-way
+        check_open(team, tasks, adding=len(ticks) - len(existing))  # refused whole, not stopped half-way
     items = []
     for tick in ticks:
         if tick in existing:

@@ -13,7 +13,7 @@ from flow45.db import dialect
 from flow45.errors import IllegalTransition, InvalidParams, LimitReached
 from flow45.models import Attempt, Run, Workflow, WorkflowVersion
 from flow45.store import rules
-from flow45.store.newrun import check_open_runs, has_slot, insert_run, refuse_or_queue, validate_params
+from flow45.store.newrun import check_open, has_slot, insert_run, refuse_or_queue, validate_params
 from flow45.store.specs import version_spec
 from flow45.views import ConnectedRun
 
@@ -55,7 +55,7 @@ def _start_one(unit, run, spec, state: str, actor: str, workflow_id: int) -> Non
             raise InvalidParams(f"{upstream} version {spec.number} is not exported to team {workflow.team}")
         params = validate_params(down, _params(unit, run, down.workflow.on.params))
         paused = refuse_or_queue(workflow, workflow.team, workflow.name)  # as a trigger: queued, or refused
-        check_open_runs(workflow.team)
+        check_open(workflow.team, len(down.workflow.tasks))
     except (InvalidParams, IllegalTransition, LimitReached) as exc:  # said on both sides (deploy checked the
         # params; an older upstream version may differ; the connected workflow may be paused refusing
         # triggers, or retired; its team may have as many runs open as it may)

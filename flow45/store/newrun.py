@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from typing import Any
 
+from peewee import fn
 from pydantic import ValidationError
 
 from flow45 import states as S
@@ -14,9 +15,9 @@ from flow45.db import generation
 from flow45.errors import IllegalTransition, InvalidParams, LimitReached
 from flow45.models import Run, TaskInstance
 from flow45.outputs import find_secret, json_size
-from flow45.settings import current_settings, open_runs_limit
+from flow45.settings import current_settings, open_limits
 from flow45.store.bulk import insert_rows, insert_rows_later
-from flow45.store.specs import VersionSpec
+from flow45.store.specs import VersionSpec, version_spec
 from flow45.types import describe_errors
 
 
@@ -56,33 +57,55 @@ def has_slot(workflow_id: int, spec: VersionSpec) -> bool:
     return active < limit
 
 
-# Open runs counted per team (and database), with the runs made since; a team far under its limit is
-# not counted again for a while: the count reads one index entry per open run.
-_counted: dict[tuple[int, str], tuple[int, float]] = {}
+OPEN = [S.QUEUED, S.RUNNING]
+# Open runs and their instances counted per team (and database), with what was made since; a team far
+# under its limits is not counted again for a while: the count reads each open run once.
+_counted: dict[tuple[int, str], tuple[int, int, float]] = {}
 RECOUNT_AFTER = 30.0  # seconds
 
 
-def check_open_runs(team: str, adding: int = 1) -> None:
-    """LimitReached if `adding` runs more would take the team past its limit of runs queued or running:
-    a team's runaway triggers fill the store all teams share. Counted by the (team, status) index up to
-    the limit, afresh whenever the team may be near it; not exact under concurrent triggers: a few may
-    pass it together."""
-    limit, key, now = open_runs_limit(team), (generation(), team), time.monotonic()
+def check_open(team: str, tasks: int, adding: int = 1) -> None:
+    """LimitReached if `adding` runs more of `tasks` tasks each would take the team past its limit of
+    runs queued or running, or of the task instances they hold: a team's runaway triggers, or its
+    wide runs, fill the store all teams share. Counted afresh whenever the team may be near a limit;
+    not exact under concurrent triggers: a few may pass it together."""
+    (run_limit, instance_limit), key, now = open_limits(team), (generation(), team), time.monotonic()
+    more_runs, more_instances = adding, adding * tasks
     known = _counted.get(key)
-    if known is not None and now - known[1] < RECOUNT_AFTER and known[0] + adding <= limit // 2:
-        _counted[key] = (known[0] + adding, known[1])
+    if (known is not None and now - known[2] < RECOUNT_AFTER and known[0] + more_runs <= run_limit // 2
+            and known[1] + more_instances <= instance_limit // 2):
+        _counted[key] = (known[0] + more_runs, known[1] + more_instances, known[2])
         return
-    open_runs = (Run.select(Run.id).where((Run.team == team) & Run.status.in_([S.QUEUED, S.RUNNING]))
-                 .limit(limit).count())
-    if open_runs + adding > limit:
+    open_runs, open_instances = _count_open(team)
+    if open_runs + more_runs > run_limit:
         _counted.pop(key, None)
-        more = f"{adding:,} more" if adding > 1 else "another"
         runs = f"{open_runs:,} run" + ("" if open_runs == 1 else "s")
-        raise LimitReached(f"team {team} has {runs} queued or running, and {more} would pass its limit of "
-                           f"{limit:,} (max_open_runs): let some finish, or cancel some, first")
+        raise LimitReached(f"team {team} has {runs} queued or running, and {_more(adding)} would pass its limit of "
+                           f"{run_limit:,} (max_open_runs): let some finish, or cancel some, first")
+    if open_instances + more_instances > instance_limit:
+        _counted.pop(key, None)
+        raise LimitReached(f"team {team} has {open_instances:,} task instances in runs queued or running, and "
+                           f"{_more(adding)} of {tasks:,} task{'' if tasks == 1 else 's'} would pass its limit of "
+                           f"{instance_limit:,} (max_open_instances): let some finish, or cancel some, first")
     if len(_counted) > 1024:
         _counted.clear()
-    _counted[key] = (open_runs + adding, now)
+    _counted[key] = (open_runs + more_runs, open_instances + more_instances, now)
+
+
+def _more(adding: int) -> str:
+    return f"{adding:,} more" if adding > 1 else "another"
+
+
+def _count_open(team: str) -> tuple[int, int]:
+    """The team's runs queued or running, and the task instances they hold (each run one per task of
+    its version), from the (team, status) index and the runs' rows: at most max_open_runs of them."""
+    by_version = (Run.select(Run.version, fn.COUNT(Run.id)).where((Run.team == team) & Run.status.in_(OPEN))
+                  .group_by(Run.version).tuples())
+    runs = instances = 0
+    for version_id, count in by_version:
+        runs += count
+        instances += count * len(version_spec(version_id).workflow.tasks)
+    return runs, instances
 
 
 def insert_run(

@@ -11,7 +11,7 @@ from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
-from flow45.store.newrun import check_open_runs, has_slot, insert_run, refuse_or_queue, validate_params
+from flow45.store.newrun import check_open, has_slot, insert_run, refuse_or_queue, validate_params
 from flow45.store.specs import current_spec
 from flow45.store.unit import Unit, lock_workflow_for_a_run
 
@@ -27,7 +27,7 @@ def trigger(
         spec = current_spec(row)
         clean_params = validate_params(spec, params)
         status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
-        check_open_runs(team)
+        check_open(team, len(spec.workflow.tasks))
         run_id = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
                             logical_time=to_utc(logical_time) if logical_time else None)
         unit = Unit(at)  # the trigger's event goes with the run's first moves, in their round trip

@@ -1,8 +1,9 @@
-"""A team's runs queued or running are limited (max_open_runs, per team if its settings say so): a
-team's runaway triggers, a backfill, its schedules or its connected workflows cannot fill the store
-every team shares. Past the limit a trigger is refused (limit_reached) naming the team and the
-limit; a backfill is refused whole; scheduled runs wait for the team to go under it; a connected run
-is refused on both ledgers, and the upstream submit that finished its run still counts."""
+"""A team's runs queued or running are limited (max_open_runs, per team if its settings say so), and
+so are the task instances they hold (max_open_instances): a team's runaway triggers, its wide runs,
+a backfill, its schedules or its connected workflows cannot fill the store every team shares. Past a
+limit a trigger is refused (limit_reached) naming the team and the limit; a backfill is refused
+whole; scheduled runs wait for the team to go under it; a connected run is refused on both ledgers,
+and the upstream submit that finished its run still counts."""
 
 from __future__ import annotations
 
@@ -33,9 +34,33 @@ ONE_TASK = """
 """
 
 
+FOUR_TASKS = """
+    team: {team}
+    types:
+      Blob: {{fields: {{uri: string}}}}
+    workflows:
+      wide:
+        max_active_runs: null
+        tasks:
+          root: {{function: fa, output: Blob}}
+          b: {{function: fb, output: Blob, inputs: {{x: root}}}}
+          c: {{function: fb, output: Blob, inputs: {{x: root}}}}
+          d: {{function: fb, output: Blob, inputs: {{x: root}}}}
+      job:
+        max_active_runs: null
+        tasks:
+          a: {{function: fa, output: Blob}}
+"""
+
+
 def limited(limit: int, **teams: int) -> None:
     use_settings(Settings(database_url=current_settings().database_url, max_open_runs=limit,
                           teams={team: TeamSettings(max_open_runs=own) for team, own in teams.items()}))
+
+
+def limited_instances(limit: int, **teams: int) -> None:
+    use_settings(Settings(database_url=current_settings().database_url, max_open_instances=limit,
+                          teams={team: TeamSettings(max_open_instances=own) for team, own in teams.items()}))
 
 
 def test_a_trigger_past_the_teams_limit_is_refused_and_another_team_goes_on(tmp_path):
@@ -117,3 +142,55 @@ def test_ticks_passed_over_while_a_scheduled_run_waits_are_passed_over_once(tmp_
     complete(manual, "a", {"uri": "s3://done"})
     assert [r.logical_time.hour for r in tick(T0 + dt.timedelta(hours=3, minutes=4)).created] == [15]
     assert len(skip_events()) == 1
+
+
+def test_a_run_whose_instances_would_pass_the_teams_limit_is_refused_and_a_smaller_one_fits(tmp_path):
+    deploy_text(tmp_path, FOUR_TASKS.format(team="acme"))
+    deploy_text(tmp_path, FOUR_TASKS.format(team="rival"))
+    limited_instances(10)
+    first = store.trigger("acme", "wide", actor="ann", now=T0)
+    store.trigger("acme", "wide", actor="ann", now=T0)  # 8 instances held
+    with pytest.raises(LimitReached) as refused:
+        store.trigger("acme", "wide", actor="ann", now=T0)
+    assert refused.value.code == "limit_reached"
+    assert refused.value.message == (
+        "team acme has 8 task instances in runs queued or running, and another of 4 tasks would pass its limit "
+        "of 10 (max_open_instances): let some finish, or cancel some, first")
+    assert Run.select().where(Run.team == "acme").count() == 2
+    store.trigger("acme", "job", actor="ann", now=T0)  # one task: 9
+    store.trigger("rival", "wide", actor="rita", now=T0)  # another team's own count
+    for task in ("root", "b", "c", "d"):
+        complete(first, task, {"uri": "s3://done"})  # a finished run holds none
+    store.trigger("acme", "wide", actor="ann", now=T0)
+
+
+def test_a_teams_own_instance_limit_wins_and_a_run_larger_than_it_is_refused(tmp_path):
+    deploy_text(tmp_path, FOUR_TASKS.format(team="acme"))
+    deploy_text(tmp_path, FOUR_TASKS.format(team="rival"))
+    limited_instances(100, rival=3)
+    with pytest.raises(LimitReached, match="team rival has 0 task instances .* another of 4 tasks would pass its "
+                                           "limit of 3"):
+        store.trigger("rival", "wide", actor="rita", now=T0)
+    for _ in range(25):
+        store.trigger("acme", "wide", actor="ann", now=T0)  # 100, counted afresh past half the limit
+    with pytest.raises(LimitReached, match="has 100 task instances"):
+        store.trigger("acme", "wide", actor="ann", now=T0)
+    assert Run.select().where(Run.team == "acme").count() == 25
+
+
+def test_a_backfill_whose_instances_would_pass_the_limit_is_refused_whole(tmp_path):
+    deploy_text(tmp_path, scheduled("0 6 * * *", max_active_runs=None))
+    limited_instances(5)
+    with pytest.raises(LimitReached, match="has 0 task instances in runs queued or running, and 6 more of 1 task "
+                                           "would pass its limit of 5"):
+        store.backfill("acme", "nightly", dt.datetime(2026, 3, 1), dt.datetime(2026, 3, 7), actor="ann", now=T0)
+    assert Run.select().count() == 0
+
+
+def test_scheduled_runs_wait_for_the_team_to_go_under_its_instance_limit(tmp_path):
+    deploy_text(tmp_path, scheduled("0 * * * *", catchup="all", max_active_runs=None))  # hourly, deployed at T0
+    limited_instances(2)
+    tick(T0 + dt.timedelta(hours=3, minutes=1))  # ticks at 13:00, 14:00, 15:00: room for two runs of one task
+    assert [r.logical_time.hour for r in runs()] == [13, 14]
+    complete(runs()[0].id, "a", {"uri": "s3://done"})
+    assert [r.logical_time.hour for r in tick(T0 + dt.timedelta(hours=3, minutes=2)).created] == [15]
