@@ -94,6 +94,7 @@ class Sitting:
     db_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)  # name -> Flow45's processes
+    teams: dict = field(default_factory=lambda: TEAMS)  # the installation's teams and their broker users
     timings: Path | None = None  # the workers' offer and submit times
     commit_ms: float = 0.0  # a bare commit's latency (p50), back to back, measured with the ceilings
     paced_commit_ms: float = 0.0  # the same at the latency phase's rate, idle between
@@ -103,9 +104,8 @@ class Sitting:
 
     def cpu_pids(self) -> dict[str, int]:
         """The process trees whose CPU is counted per instance."""
-        bridges = {name: p.pid for name, p in self.processes.items() if name.startswith("bridge")}
-        return {**bridges, "PostgreSQL": self.postgres.postmaster_pid(),
-                "RabbitMQ": self.rabbit.proc.pid, "worker": self.processes["worker"].pid}
+        ours = {name: p.pid for name, p in self.processes.items() if name.startswith(("bridge", "worker"))}
+        return {**ours, "PostgreSQL": self.postgres.postmaster_pid(), "RabbitMQ": self.rabbit.proc.pid}
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -119,18 +119,21 @@ class Sitting:
         self.postgres.stop()
 
 
-def start_servers(delay_ms: float | None, library: Path | None, unix_socket: bool = False) -> Sitting:
-    """PostgreSQL (its WAL flushes `delay_ms` slower, if given) and RabbitMQ, set up for the bench team.
-    With `unix_socket`, every process reaches PostgreSQL through its Unix socket, not loopback TCP."""
-    sitting = Sitting(postgres_server(delay_ms, library).start(), RabbitMQServer())
+def start_servers(delay_ms: float | None, library: Path | None, unix_socket: bool = False,
+                  teams: dict | None = None) -> Sitting:
+    """PostgreSQL (its WAL flushes `delay_ms` slower, if given) and RabbitMQ, set up for the bench team
+    (and `teams`, if given, each user's password PASSWORD). With `unix_socket`, every process reaches
+    PostgreSQL through its Unix socket, not loopback TCP."""
+    sitting = Sitting(postgres_server(delay_ms, library).start(), RabbitMQServer(), teams={**TEAMS, **(teams or {})})
     try:
         sitting.rabbit.start()
         sitting.db_url = sitting.postgres.create_database("flow45_bench")
         if unix_socket:
             pg = sitting.postgres
             sitting.db_url = f"postgresql://{pg.user}@{quote(str(pg.dir), safe='')}:{pg.port}/flow45_bench"
-        settings = Settings(database_url=sitting.db_url, amqp_url=sitting.rabbit.amqp_url, teams=TEAMS)
-        for argv in plan(settings, {"bench-worker": PASSWORD, "bench-ops": PASSWORD})[0]:
+        settings = Settings(database_url=sitting.db_url, amqp_url=sitting.rabbit.amqp_url, teams=sitting.teams)
+        users = {user for team in sitting.teams.values() for user in team["users"]}
+        for argv in plan(settings, dict.fromkeys(users, PASSWORD))[0]:
             sitting.rabbit.ctl(*argv)
         use_settings(settings)
         connect(sitting.db_url, create=True)
@@ -164,7 +167,7 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
     """The bridge and the no-op workers, each in a process of its own."""
     rabbit = sitting.rabbit
     sitting.env = {**os.environ, "FLOW45_DATABASE_URL": sitting.db_url, "FLOW45_AMQP_URL": rabbit.amqp_url,
-                   "FLOW45_TEAMS": json.dumps(TEAMS), "PYTHONPATH": str(ROOT)}
+                   "FLOW45_TEAMS": json.dumps(sitting.teams), "PYTHONPATH": str(ROOT)}
     bridge_log = open(os.environ.get("FLOW45_BENCH_BRIDGE_LOG", os.devnull), "w")
     profile = os.environ.get("FLOW45_BENCH_BRIDGE_PROFILE")  # a path: cProfile the bridge (every thread) into it
     wrapper = [str(ROOT / "benchmarks" / "profile_threads.py"), profile] if profile else []
@@ -176,15 +179,22 @@ def start_flow45(sitting: Sitting, args: argparse.Namespace) -> None:
              *(["--metrics-port", str(sitting.metrics_port)] if n == 0 else [])],
             env=sitting.env, stderr=bridge_log)
     time.sleep(2)
-    sitting.timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
-    worker_url = rabbit.amqp_url.replace("guest:guest", f"bench-worker:{PASSWORD}")
+    sitting.timings = start_workers(sitting, args, "bench")
+    time.sleep(2)
+
+
+def start_workers(sitting: Sitting, args: argparse.Namespace, team: str) -> Path:
+    """The no-op workers of `team` (its user `TEAM-worker`) in a process of their own; returns the
+    file of their timings."""
+    timings = Path(tempfile.mkdtemp(prefix="flow45-bench-")) / "timings.jsonl"
+    worker_url = sitting.rabbit.amqp_url.replace("guest:guest", f"{team}-worker:{PASSWORD}")
     worker_profile = os.environ.get("FLOW45_BENCH_WORKER_PROFILE")  # a path: cProfile the worker (every thread)
     workers = ([str(ROOT / "benchmarks" / "profile_threads.py"), worker_profile, "-m", "benchmarks.noop_workers"]
-               if worker_profile else [str(ROOT / "benchmarks" / "noop_workers.py")])
-    sitting.processes["worker"] = subprocess.Popen(
-        [sys.executable, *workers, worker_url, str(args.concurrency),
-         str(sitting.timings), "offers" if args.offers_only else "eager"], env=sitting.env, stderr=subprocess.DEVNULL)
-    time.sleep(2)
+               if worker_profile and team == "bench" else [str(ROOT / "benchmarks" / "noop_workers.py")])
+    sitting.processes["worker" if team == "bench" else f"worker {team}"] = subprocess.Popen(
+        [sys.executable, *workers, worker_url, str(args.concurrency), str(timings),
+         "offers" if args.offers_only else "eager", team], env=sitting.env, stderr=subprocess.DEVNULL)
+    return timings
 
 
 def throughput_phase(sitting: Sitting, args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 with a submit's answer (eager dispatch), per handler started and per submit. The lines are written
 ten times a second, not one write each: a write per line was 5-8 % of the worker's measured CPU.
 
-    python benchmarks/noop_workers.py AMQP_URL CONCURRENCY TIMINGS_FILE [eager|offers]
+    python benchmarks/noop_workers.py AMQP_URL CONCURRENCY TIMINGS_FILE [eager|offers] [TEAM]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from bridge.sdk import AmqpTransport, Worker, run_forever
 from bridge.sdk import worker as worker_module
 
 url, concurrency, timings_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-eager = sys.argv[4:] != ["offers"]
+eager = sys.argv[4:5] != ["offers"]
+team = sys.argv[5] if len(sys.argv) > 5 else "bench"
 timings_file = open(timings_path, "w")
 lines: list[str] = []  # appended by any thread (atomic); taken and written by the flusher
 
@@ -71,7 +72,7 @@ def timed_run(self, task, binding):
 
 worker_module.Worker._offer, worker_module.Worker._report = timed_offer, timed_report
 worker_module.Worker._take_next, worker_module.Worker._run = timed_take_next, timed_run
-worker = Worker(AmqpTransport(url, "bench", f"noop-{concurrency}"), eager=eager)
+worker = Worker(AmqpTransport(url, team, f"noop-{concurrency}"), eager=eager)
 
 
 @worker.handler("start")
