@@ -21,20 +21,34 @@ class Commits:
     p50_ms: float
 
 
+class BareCommit:
+    """One connection that inserts a row and commits: the least a commit can cost (fsync on)."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = psycopg2.connect(url)
+        self.cursor = self.connection.cursor()
+        self.cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
+        self.connection.commit()
+
+    def __call__(self) -> float:
+        """Insert and commit; returns the seconds it took."""
+        started = time.monotonic()
+        self.cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
+        self.connection.commit()
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def postgres_commits(url: str, seconds: float = 3.0) -> Commits:
     """One connection inserting a row and committing, over and over (fsync on)."""
-    connection = psycopg2.connect(url)
-    cursor = connection.cursor()
-    cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
-    connection.commit()
+    commit = BareCommit(url)
     each: list[float] = []
     started = time.monotonic()
-    deadline = started + seconds
-    while (now := time.monotonic()) < deadline:
-        cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
-        connection.commit()
-        each.append(time.monotonic() - now)
-    connection.close()
+    while time.monotonic() < started + seconds:
+        each.append(commit())
+    commit.close()
     return Commits(len(each) / (time.monotonic() - started), statistics.median(each) * 1000)
 
 
@@ -93,20 +107,14 @@ def paced_commits(url: str, rate: float, seconds: float = 3.0) -> float:
     """A bare commit's latency (p50, ms) at `rate` commits per second on one connection, idle between:
     on this machine a process woken from idle commits several times slower than one committing
     back to back, and a hop at a moderate rate wakes from idle too."""
-    connection = psycopg2.connect(url)
-    cursor = connection.cursor()
-    cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, at timestamp)")
-    connection.commit()
+    commit = BareCommit(url)
     each: list[float] = []
     next_at = time.monotonic()
     for _ in range(int(rate * seconds)):
-        started = time.monotonic()
-        cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
-        connection.commit()
-        each.append(time.monotonic() - started)
+        each.append(commit())
         next_at += 1.0 / rate
         time.sleep(max(0.0, next_at - time.monotonic()))
-    connection.close()
+    commit.close()
     return statistics.median(each) * 1000
 
 
@@ -115,8 +123,7 @@ def _echo(amqp_url: str, ready, commit_url: str | None = None) -> None:
     offer queue (persistent, mandatory, confirms tracked but not waited for), ack the inbox. With
     `commit_url`, the bridge with the least a database can cost: a row inserted and committed before
     each message is passed on."""
-    database = psycopg2.connect(commit_url) if commit_url else None
-    cursor = database.cursor() if database else None
+    commit = BareCommit(commit_url) if commit_url else None
 
     def on_open(connection):
         connection.channel(on_open_callback=on_publish_channel)
@@ -127,9 +134,8 @@ def _echo(amqp_url: str, ready, commit_url: str | None = None) -> None:
 
     def on_consume_channel(publish, consume):
         def on_message(_channel, method, _properties, body):
-            if cursor is not None:
-                cursor.execute("INSERT INTO bench_commit (at) VALUES (now())")
-                database.commit()
+            if commit is not None:
+                commit()
             publish.basic_publish("", ROUND_TRIP_OUT, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
             consume.basic_ack(method.delivery_tag)
 
