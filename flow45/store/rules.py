@@ -272,12 +272,18 @@ def reoffer(ch: Changes, instance, actor: str, previous: str) -> None:
 
 
 def upstream_done(instance, run_instances: dict, spec: VersionSpec) -> bool:
-    return all(run_instances[up].state in S.DONE for up in spec.upstream(instance.task))
+    """Whether every upstream of `instance` is done, its run's instances given by task."""
+    return _upstream_done(instance.task, not_done_of(run_instances), spec)
+
+
+def not_done_of(run_instances: dict) -> dict[str, str]:
+    """The state of each of a run's instances that is not done, by task."""
+    return {name: i.state for name, i in run_instances.items() if i.state not in S.DONE}
 
 
 def settle_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
     """Offer every pending instance whose upstream is done, then bring the run's status in line."""
-    not_done = {name: i.state for name, i in run_instances.items() if i.state not in S.DONE}
+    not_done = not_done_of(run_instances)
     settle_after(ch, run, [run_instances[name] for name in spec.order if name in not_done], not_done, spec, actor)
 
 
@@ -289,7 +295,11 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
 
 
 def _ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
-    return not_done.get(name) == S.PENDING and not any(up in not_done for up in spec.upstream(name))
+    return not_done.get(name) == S.PENDING and _upstream_done(name, not_done, spec)
+
+
+def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
+    return not any(up in not_done for up in spec.upstream(name))
 
 
 def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec, actor: str) -> None:
