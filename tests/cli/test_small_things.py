@@ -10,6 +10,7 @@ import time_machine
 
 from flow45 import store
 from flow45.models import Event
+from flow45.settings import Settings, current_settings, use_settings
 from tests.conftest import EXAMPLES
 from tests.store.helpers import T0, claim, deploy_text, instance
 
@@ -130,3 +131,13 @@ def test_a_command_started_with_stdout_closed_prints_nothing_and_goes_on(monkeyp
     with visible_output():
         print("nowhere to go")
     assert sys.stdout is None
+
+
+def test_a_trigger_past_the_teams_instance_limit_exits_1_naming_the_limit(flow45, tmp_path):  # noqa: F811
+    deploy_text(tmp_path, PARAMS)  # two tasks a run
+    use_settings(Settings(database_url=current_settings().database_url, max_open_instances=3))
+    assert flow45("trigger", "acme/monthly", "--params", '{"month": "2026-02"}')[0] == 0
+    code, out, err = flow45("trigger", "acme/monthly", "--params", '{"month": "2026-03"}')
+    assert (code, out) == (1, "")
+    assert err == ("flow45: team acme has 2 task instances in runs queued or running, and another of 2 tasks would "
+                   "pass its limit of 3 (max_open_instances): let some finish, or cancel some, first\n")
