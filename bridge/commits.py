@@ -6,8 +6,9 @@ to a free committer thread (a database connection of its own); while one batch f
 formed and applied on another connection, and PostgreSQL flushes commits that arrive together once.
 So a message waits for about one commit, whatever queues behind it.
 
-Batches are formed from the teams in turn, so a team with a backlog in the bridge holds up another
-team's message for one batch at most (the broker already delivers each team's inbox beside the
+Batches are formed from the teams in turn, and the messages of teams without a backlog in the bridge
+go first, in a batch of their own: another team's message waits for a free committer, never behind
+the backlog nor in a batch with it (the broker already delivers each team's inbox beside the
 others'). Two batches in flight never share a run (`Lanes`): a message whose run a batch in flight holds
 waits for that batch, then goes with the next. So claims and progress never wait behind submits of
 other runs, and batches do not queue on each other's row locks. Operator and callback messages,
@@ -42,6 +43,7 @@ log = logging.getLogger("flow45.bridge")
 
 OPERATORS = "operators"  # the lane of operator and callback messages
 REMEMBERED_RUNS = 100_000  # instance -> run entries kept for lanes (the oldest go first)
+BACKLOG = 10  # a team with more messages than this ready to go has a backlog in the bridge
 
 
 @dataclass
@@ -106,6 +108,14 @@ class Lanes:
 
     def clear_busy(self) -> None:
         self._busy.clear()
+
+
+def _light_first(ready: list[Waiting]) -> list[Waiting]:
+    """The messages of the teams without a backlog, if there are any, else all: a message goes in a
+    batch without another team's backlog, which would take many times as long to apply."""
+    counts = Counter(w.parsed.team for w in ready)
+    light = [w for w in ready if counts[w.parsed.team] <= BACKLOG]
+    return light or ready
 
 
 class CommitPool:
@@ -228,11 +238,12 @@ class Batcher:
 
     def _form(self) -> Job | None:
         """Up to batch_size waiting deliveries whose runs no batch in flight holds, taken from the
-        teams in turn (each team's oldest first): a team with a backlog in the bridge fills its share
-        of a batch, and another team's message goes with the next batch, not after the backlog. The
-        others keep their order for the next batch; the chosen keep their order of arrival. Of
-        operator messages, which go one batch at a time, a batch takes one a team: another team's
-        waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a second), not fifty."""
+        teams in turn (each team's oldest first); those of teams with a backlog only when no other
+        team's messages wait, so another team's message goes with the next batch, neither after the backlog
+        nor with it. The others keep their order for the next batch; the chosen keep their order of
+        arrival. Of operator messages, which go one batch at a time, a batch takes one a team: another
+        team's waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a second), not
+        fifty."""
         ready: list[Waiting] = []
         operating: set[str] = set()  # teams with an operator message in this batch already
         for waiting in self.waiting:
@@ -243,6 +254,7 @@ class Batcher:
                     continue
                 operating.add(waiting.parsed.team)
             ready.append(waiting)
+        ready = _light_first(ready)
         in_turn = in_turns(ready, lambda waiting: waiting.parsed.team)
         picked = {id(w) for w in itertools.islice(in_turn, self.batch_size)}
         if not picked:

@@ -1,5 +1,5 @@
-"""The bridge forms its batches from the teams in turn: a team with a backlog in the bridge does not
-hold up another team's message for more than one batch."""
+"""The bridge forms its batches from the teams in turn, and a team's backlog in the bridge goes in
+batches of its own: another team's message neither waits behind it nor rides in a batch with it."""
 
 from __future__ import annotations
 
@@ -31,16 +31,44 @@ def _batcher(batch_size: int) -> tuple[Batcher, _Pool]:
     return batcher, batcher.pool
 
 
-def test_a_message_of_another_team_goes_with_the_next_batch_not_after_the_backlog():
+def test_a_message_of_another_team_goes_in_a_batch_of_its_own_ahead_of_the_backlog():
+    """Applied in one batch with a team's backlog, the message would wait for all of it to apply."""
     batcher, pool = _batcher(batch_size=10)
     batcher.waiting = [_waiting(tag, "rival", run=tag) for tag in range(1, 101)] + [_waiting(101, "reports", run=500)]
     batcher.dispatch()
     [job] = pool.jobs
-    tags = [w.delivery.tag for w in job.waiting]
-    assert 101 in tags and len(tags) == 10
-    assert tags == sorted(tags)  # in order of arrival
-    assert tags[:9] == list(range(1, 10))  # rival's oldest
-    assert [w.delivery.tag for w in batcher.waiting] == list(range(10, 101))  # the rest keep their order
+    assert [w.delivery.tag for w in job.waiting] == [101]
+    assert [w.delivery.tag for w in batcher.waiting] == list(range(1, 101))  # the backlog keeps its order
+
+
+def test_teams_without_a_backlog_share_a_batch_and_the_backlog_goes_with_the_next():
+    batcher, pool = _batcher(batch_size=10)
+    pool.size = 2
+    batcher.waiting = ([_waiting(tag, "rival", run=tag) for tag in range(1, 101)]
+                       + [_waiting(101, "reports", run=500), _waiting(102, "third", run=600),
+                          _waiting(103, "reports", run=501)])
+    batcher.dispatch()
+    first, second = pool.jobs
+    assert [w.delivery.tag for w in first.waiting] == [101, 102, 103]
+    assert [w.delivery.tag for w in second.waiting] == list(range(1, 11))  # the backlog's oldest, a full batch
+    assert [w.delivery.tag for w in batcher.waiting] == list(range(11, 101))
+
+
+def test_a_team_alone_with_a_backlog_fills_its_batches():
+    batcher, pool = _batcher(batch_size=10)
+    batcher.waiting = [_waiting(tag, "rival", run=tag) for tag in range(1, 101)]
+    batcher.dispatch()
+    [job] = pool.jobs
+    assert [w.delivery.tag for w in job.waiting] == list(range(1, 11))
+
+
+def test_two_teams_with_backlogs_share_a_batch_in_turn():
+    batcher, pool = _batcher(batch_size=10)
+    batcher.waiting = ([_waiting(tag, "rival", run=tag) for tag in range(1, 51)]
+                       + [_waiting(tag, "reports", run=tag) for tag in range(51, 101)])
+    batcher.dispatch()
+    [job] = pool.jobs
+    assert [w.delivery.tag for w in job.waiting] == list(range(1, 6)) + list(range(51, 56))
 
 
 def test_teams_share_a_batch_in_turn_and_runs_held_by_a_batch_in_flight_wait():
