@@ -239,11 +239,11 @@ class Batcher:
     def _form(self) -> Job | None:
         """Up to batch_size waiting deliveries whose runs no batch in flight holds, taken from the
         teams in turn (each team's oldest first); those of teams with a backlog only when no other
-        team's messages wait, so another team's message goes with the next batch, neither after the backlog
-        nor with it. The others keep their order for the next batch; the chosen keep their order of
-        arrival. Of operator messages, which go one batch at a time, a batch takes one a team: another
-        team's waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a second), not
-        fifty."""
+        team's messages wait, so another team's message goes with the next batch, neither after the
+        backlog nor with it. The others keep their order for the next batch; the chosen keep their
+        order of arrival. Of operator messages, which go one batch at a time, a batch takes one a
+        team: another team's waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a
+        second), not fifty."""
         ready: list[Waiting] = []
         operating: set[str] = set()  # teams with an operator message in this batch already
         for waiting in self.waiting:
