@@ -21,6 +21,7 @@ RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 DONE = frozenset({SUCCEEDED, SKIPPED})  # lets downstream go
 FINISHED_INSTANCE = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
 FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
+OPEN_RUN = (QUEUED, RUNNING)  # not finished yet
 
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
 INSTANCE_MOVES: dict[str, frozenset[str]] = {

@@ -57,7 +57,6 @@ def has_slot(workflow_id: int, spec: VersionSpec) -> bool:
     return active < limit
 
 
-OPEN = [S.QUEUED, S.RUNNING]
 # Open runs and their instances counted per team (and database), with what was made since; a team far
 # under its limits is not counted again for a while: the count reads each open run once.
 _counted: dict[tuple[int, str], tuple[int, int, float]] = {}
@@ -99,7 +98,7 @@ def _more(adding: int) -> str:
 def _count_open(team: str) -> tuple[int, int]:
     """The team's runs queued or running, and the task instances they hold (each run one per task of
     its version), from the (team, status) index and the runs' rows: at most max_open_runs of them."""
-    by_version = (Run.select(Run.version, fn.COUNT(Run.id)).where((Run.team == team) & Run.status.in_(OPEN))
+    by_version = (Run.select(Run.version, fn.COUNT(Run.id)).where((Run.team == team) & Run.status.in_(S.OPEN_RUN))
                   .group_by(Run.version).tuples())
     runs = instances = 0
     for version_id, count in by_version:

@@ -105,7 +105,7 @@ def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Unfinished runs past their workflow's `sla` get one `sla_missed` ledger event each."""
     at = to_utc(now)
     due = due_in_turns(Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name)
-                       .join(Workflow).where(Run.status.in_([S.QUEUED, S.RUNNING]) & (Run.sla_due_at <= at))
+                       .join(Workflow).where(Run.status.in_(S.OPEN_RUN) & (Run.sla_due_at <= at))
                        .order_by(Run.sla_due_at), Run.team, limit)
 
     def record(run) -> bool:
