@@ -3,7 +3,9 @@ without RabbitMQ or workers. Prints, per batch shape, the wall time (p50, p99), 
 spent (the bridge's share of the work: parsing, the rules, building statements, reading rows) and
 the round trips to the server, beside a bare commit on the same server; and the same for a trigger.
 The shapes: a claim; a submit whose next task is offered; a submit whose next task is granted in its
-answer (eager dispatch, the hop of `benchmarks/e2e.py`); and batches of 100.
+answer (eager dispatch, the hop of `benchmarks/e2e.py`), its run read, then kept from the batch before
+as the bridge keeps it (flow45.store.run_cache: read back after each answer, shown apart); and
+batches of 100.
 
     python benchmarks/hot_path.py [--chains 300]
 """
@@ -29,6 +31,8 @@ from flow45.db import atomic, connect, database  # noqa: E402
 from flow45.migrate import ensure_schema  # noqa: E402
 from flow45.models import Run, TaskInstance  # noqa: E402
 from flow45.settings import Settings, use_settings  # noqa: E402
+from flow45.store.run_cache import RunCache  # noqa: E402
+from flow45.store.unit import read_back  # noqa: E402
 from tests.harness.postgres import PostgresServer  # noqa: E402
 
 TEAMS = {"bench": {"users": {"bench-worker": "worker"}}}
@@ -77,9 +81,10 @@ class Shape:
         self.trips.append(trips.count)
         return result
 
-    def batch(self, trips: _Trips, settings: Settings, bodies: list[bytes]) -> list:
-        """Apply one batch of these messages; returns their answers."""
-        outcomes = self.timed(trips, len(bodies), lambda: apply_batch(settings, [delivery(b) for b in bodies]).outcomes)
+    def batch(self, trips: _Trips, settings: Settings, bodies: list[bytes], kept: RunCache | None = None) -> list:
+        """Apply one batch of these messages (taking and giving `kept` runs); returns their answers."""
+        outcomes = self.timed(trips, len(bodies), lambda: apply_batch(settings, [delivery(b) for b in bodies],
+                                                                      kept=kept).outcomes)
         refused = [o.refusal for o in outcomes if o.refusal is not None]
         if refused:
             raise SystemExit(f"the benchmark's own message was refused: {refused[0].code}: {refused[0].message}")
@@ -129,6 +134,20 @@ def main() -> None:
                 (answer,) = eager.batch(trips, settings, [json.dumps(
                     {"type": "submit", **current, "output": OUTPUT, "next": ["step"]}).encode()])
                 current = {k: answer["next"][k] for k in ("instance", "token")} if answer.get("next") else None
+        # As the bridge applies them: each batch's run kept, read back once the answer is on its way.
+        kept, kept_eager = RunCache(), Shape("the same, its run kept")
+        reading_back = Shape("  its run read back, after the answer")
+        with atomic():
+            runs = [store.trigger("bench", "chain", actor="bench") for _ in range(args.chains)]
+        for instance in available(runs):
+            claim.batch(trips, settings, [message("claim", instance, worker="bench")], kept)
+            read_back(kept)
+            current = {"instance": instance.id, "token": instance.token}
+            while current:
+                (answer,) = kept_eager.batch(trips, settings, [json.dumps(
+                    {"type": "submit", **current, "output": OUTPUT, "next": ["step"]}).encode()], kept)
+                reading_back.timed(trips, 1, lambda: read_back(kept))
+                current = {k: answer["next"][k] for k in ("instance", "token")} if answer.get("next") else None
         batched = Shape("100 per batch, per message")
         with atomic():
             runs = [store.trigger("bench", "chain", actor="bench") for _ in range(args.chains)]
@@ -142,7 +161,7 @@ def main() -> None:
         print("a trigger of a chain run, one per transaction:")
         trigger.report()
         print(f"worker messages ({finished} chain runs of 5 driven to the end):")
-        for shape in (claim, offered, eager, batched):
+        for shape in (claim, offered, eager, kept_eager, reading_back, batched):
             shape.report()
     finally:
         postgres.stop()

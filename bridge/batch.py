@@ -17,8 +17,9 @@ from flow45.clock import utcnow
 from flow45.db import atomic, database
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
-from flow45.store.batch import Item, apply_worker_batch
+from flow45.store.batch import Item, apply_taking_kept, apply_worker_batch
 from flow45.store.outbox import OutboxMessage
+from flow45.store.run_cache import RunCache
 
 log = logging.getLogger("flow45.bridge")
 
@@ -66,26 +67,27 @@ def _lost_race(item: Item) -> bool:
     return item.message.type == "claim" and item.error.code == "stale"
 
 
-def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int],
-                   timed: dict[str, float]) -> tuple[list[Item], list[OutboxMessage], bool]:
+def _apply_workers(workers: list[tuple[int, Inbound]], at, sent: list[int], timed: dict[str, float],
+                   kept: RunCache | None = None) -> tuple[list[Item], list[OutboxMessage], bool]:
     """All worker messages in one transaction, with the outbox rows confirmed `sent`; if that fails
     for a reason other than the database, one transaction each, so the message at fault is refused
     alone (and `sent` is left to the caller). Returns the items, rows written and whether `sent` was marked;
     `timed` gets the seconds of the transaction's phases ("apply", "commit") when it went through whole.
     The commits notify no relay: the bridge publishes the rows written, or wakes the relay after
-    (`Relay.committed`), so that batches committing at once share a disk flush."""
-    items = [Item(p.team, p.message_id, p.message) for _, p in workers]
+    (`Relay.committed`), so that batches committing at once share a disk flush. With `kept`, runs
+    kept from earlier batches are taken from it (where one changed since, the batch is applied again
+    at once, its runs read); the caller reads this batch's back (`flow45.store.unit.read_back`)."""
     try:
         started = time.monotonic()
-        with atomic():  # the marks ride with the batch's writes: no transaction of their own
-            written = apply_worker_batch(items, at, sent, wake_relays=False)
-            formed = time.monotonic()  # the writes wait to go with the COMMIT
-        timed.update(apply=formed - started, commit=time.monotonic() - formed)
+        items, written, applying = apply_taking_kept(
+            lambda: [Item(p.team, p.message_id, p.message) for _, p in workers], at, kept, sent, wake_relays=False,
+            read_back_now=False)
+        timed.update(apply=applying, commit=time.monotonic() - started - applying)
         return items, written, True
     except _DB_ERRORS:
         raise
     except Exception:
-        log.exception("a batch of %d worker messages failed; applying them one by one", len(items))
+        log.exception("a batch of %d worker messages failed; applying them one by one", len(workers))
     items = [Item(p.team, p.message_id, p.message) for _, p in workers]
     written: list[OutboxMessage] = []
     for item in items:
@@ -120,15 +122,17 @@ def parse_one(settings: Settings, delivery: Delivery) -> Inbound | Outcome:
         return Outcome(refusal=Refusal("invalid_message", f"the message could not be read: {type(exc).__name__}"))
 
 
-def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] | None = None) -> Applied:
+def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] | None = None,
+                kept: RunCache | None = None) -> Applied:
     """Parse and apply the deliveries; worker messages in one transaction, which also marks the outbox
-    rows confirmed `sent`. Raises DatabaseUnavailable if the store cannot be reached."""
-    return apply_parsed([parse_one(settings, d) for d in deliveries], sent)
+    rows confirmed `sent` (see `apply_parsed`). Raises DatabaseUnavailable if the store cannot be reached."""
+    return apply_parsed([parse_one(settings, d) for d in deliveries], sent, kept)
 
 
-def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None) -> Applied:
+def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None, kept: RunCache | None = None) -> Applied:
     """Apply parsed deliveries (an Outcome stands for one refused already and is passed through);
-    worker messages in one transaction, which also marks the outbox rows confirmed `sent`.
+    worker messages in one transaction, which also marks the outbox rows confirmed `sent`, taking
+    the runs `kept` has of earlier batches and giving it this one's.
     Raises DatabaseUnavailable if the store cannot be reached (Conflict if it chose this transaction
     to break a deadlock: nothing applied, try again at once)."""
     at = utcnow()
@@ -139,7 +143,7 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
         written: list[OutboxMessage] | None = []
         workers = [(i, p) for i, p in enumerate(parsed) if isinstance(p, Inbound) and p.role == "worker" and not p.is_callback]
         if workers:
-            items, written, marked = _apply_workers(workers, at, sent or [], timed)
+            items, written, marked = _apply_workers(workers, at, sent or [], timed, kept)
             for (index, _), item in zip(workers, items):
                 outcomes[index] = (
                     Outcome(result=item.answer()) if item.error is None
@@ -150,6 +154,8 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None)
                 outcomes[index] = _one(inbound, at)
                 written = None
     except _DB_ERRORS as exc:
+        if kept is not None:  # the next connection may be to another server, restored or failed over
+            kept.clear()
         try:
             database.close()
         except Exception:  # the connection is already gone

@@ -37,6 +37,8 @@ from bridge.batch import Applied, Conflict, DatabaseUnavailable, apply_parsed
 from bridge.inbound import Delivery, Inbound
 from flow45 import metrics
 from flow45.db import database, dialect
+from flow45.store.run_cache import RunCache
+from flow45.store.unit import read_back
 from flow45.turns import in_turns
 
 log = logging.getLogger("flow45.bridge")
@@ -120,11 +122,13 @@ def _light_first(ready: list[Waiting]) -> list[Waiting]:
 
 class CommitPool:
     """`size` threads, each applying one batch at a time on its own database connection; `done(job)`
-    is called on the committer's thread when a batch is applied (or failed)."""
+    is called on the committer's thread when a batch is applied (or failed). They share the runs
+    kept of their last batches (flow45.store.run_cache): a run's next message is applied in one round trip."""
 
     def __init__(self, size: int, done: Callable[[Job], None]) -> None:
         self.size = size
         self._done = done
+        self.kept = RunCache()
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._backends: dict[str, int] = {}  # thread name -> its connection's server process id
         self._threads = [threading.Thread(target=self._work, name=f"flow45-bridge-commit-{n}", daemon=True)
@@ -152,7 +156,7 @@ class CommitPool:
                 self._remember_backend(name)
             job.started = time.monotonic()
             try:
-                job.result = apply_parsed([w.parsed for w in job.waiting], job.sent)
+                job.result = apply_parsed([w.parsed for w in job.waiting], job.sent, self.kept)
             except Conflict as exc:
                 job.error = exc
             except DatabaseUnavailable as exc:
@@ -166,10 +170,19 @@ class CommitPool:
                 self._done(job)
             except Exception:  # the IO loop is gone: its broker connection redelivers the batch
                 log.debug("bridge: a batch finished after its connection closed", exc_info=True)
+            self._read_back()
         try:
             database.close()
         except Exception:  # noqa: BLE001 - closing a dead connection may fail
             pass
+
+    def _read_back(self) -> None:
+        """The batch's runs, kept for their next messages: read once its answers are on their way,
+        off their path (a run's next message comes a broker round trip later at the soonest)."""
+        try:
+            read_back(self.kept)
+        except Exception:  # noqa: BLE001 - only an optimisation: the runs are read with their next batch
+            log.debug("bridge: the batch's runs were not read back", exc_info=True)
 
     def _remember_backend(self, name: str) -> None:
         try:

@@ -36,6 +36,10 @@ BATCH_PHASES = Histogram(
     "lifecycle rules), commit (the writes and COMMIT: one round trip with the disk flush), answer (from "
     "the commit to the answers published and the deliveries acked)", ["phase"],
     buckets=(0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5))
+KEPT_RUNS = Counter(
+    "flow45_kept_runs_batches", "bridge: batches of worker messages by how their runs were had: kept (from the "
+    "bridge's last batches, checked with the commit: one round trip), read (locked and read first: two), changed "
+    "(kept, but changed since: applied again, read)", ["outcome"])
 INBOX_LAG = Histogram(
     "flow45_inbox_lag_seconds", "From the bridge receiving an inbox message to its batch being applied",
     buckets=_SECONDS)

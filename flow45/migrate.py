@@ -6,7 +6,7 @@ from __future__ import annotations
 import peewee as pw
 
 from flow45.clock import utcnow
-from flow45.db import atomic, database
+from flow45.db import atomic, database, dialect
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
 from flow45.models import ALL_TABLES, Connection, ScheduleCursor, SchedulerLock, SchemaVersion
 from flow45.urls import hide_password
@@ -167,10 +167,16 @@ def _one_pending_index_v15() -> None:
     database.execute_sql("DROP INDEX IF EXISTS outbox_sent_at_priority_id")
 
 
+def _row_check_v16() -> None:
+    """The check a bridge's batch makes of the runs it kept from its last commit
+    (flow45.store.run_cache); a function on PostgreSQL, nothing on SQLite."""
+    dialect().create_row_check()
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
-         _pending_by_team_v14, _one_pending_index_v15]
+         _pending_by_team_v14, _one_pending_index_v15, _row_check_v16]
 CURRENT = len(STEPS)
 
 

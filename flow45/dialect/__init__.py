@@ -121,6 +121,28 @@ class Dialect:
         Returns the rows and the replies by key."""
         raise NotImplementedError
 
+    # ---- runs kept between transactions (flow45.store.run_cache) -------------------------------
+    keeps_runs = False  # whether rows can be checked against the versions read back after a commit
+
+    def create_row_check(self) -> None:
+        """The schema's part of the check (a step of `flow45 db upgrade`)."""
+
+    def check_kept(self, run_ids: list[int], versions: list[str], keys: list[str]) -> None:
+        """Lock these runs (in id order) and check, after the locks, that their rows are still the
+        `versions` ("id:version" of the runs, then of their instances, each in id order) and that none
+        of the message `keys` is stored; sent ahead of the transaction's next statement. A failed
+        check rolls the transaction back (`is_stale_rows`)."""
+        raise NotImplementedError
+
+    def is_stale_rows(self, exc: BaseException) -> bool:
+        """Whether `exc` is a failed `check_kept`."""
+        return False
+
+    def read_kept(self, select: str, run_ids: list[int]) -> list[tuple]:
+        """The runs of `select` ({runs} as for `lock_and_read`, {extra}: the versions), each row with
+        its run's version and its own last; read outside any transaction, locking nothing."""
+        raise NotImplementedError
+
     def read_run_tasks(self, select: str, wanted: list[tuple[int, str]]) -> list[tuple]:
         """The rows of `select` ({runs} as above, no {extra}) of the instances of these (run, task)
         pairs; the caller holds the runs' locks."""

@@ -197,6 +197,29 @@ def _update_statement(table: str, key: tuple[str, ...], columns: tuple[str, ...]
             f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
 
 
+_STALE_ROWS = "F45RC"  # SQLSTATE of a failed check of kept rows (flow45.store.run_cache)
+_ROW_CHECK_FUNCTION = f"""CREATE OR REPLACE FUNCTION flow45_require_unchanged(unchanged boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF unchanged IS NOT TRUE THEN
+        RAISE EXCEPTION 'rows kept by the bridge changed since they were read' USING ERRCODE = '{_STALE_ROWS}';
+    END IF;
+END $$"""
+# After the run locks (a statement of its own: see _lock_and_read_statements): the versions of the runs
+# and of their instances, none added or gone, and none of the batch's messages applied already.
+_ROWS_UNCHANGED = (
+    "SELECT flow45_require_unchanged("
+    "ARRAY(SELECT id::text || ':' || xmin::text FROM run WHERE id = ANY($1) ORDER BY id)"
+    " || ARRAY(SELECT id::text || ':' || xmin::text FROM task_instance WHERE run_id = ANY($1) ORDER BY id) = $2"
+    " AND NOT EXISTS (SELECT 1 FROM processed_message WHERE message_id = ANY($3)))"
+)
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of the driver's error that peewee's error wraps (as `orig`), or of the driver's own."""
+    return getattr(getattr(exc, "orig", exc), "pgcode", None)
+
+
 @functools.lru_cache(maxsize=None)  # the engine's one SELECT, by instances or by runs
 def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     """The run locks, then the runs with their instances and the replies already stored. One round trip
@@ -383,6 +406,24 @@ class PostgresDialect(Dialect):
         rows = _execute(self.db, b";\n".join(statements)).fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
         return rows, seen  # the replies column rides last: readers zip the columns they know
+
+    keeps_runs = True
+
+    def create_row_check(self):
+        self.db.execute_sql(_ROW_CHECK_FUNCTION)
+
+    def check_kept(self, run_ids, versions, keys):
+        lock = "SELECT id FROM run WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        self.db.send_later([_GENERIC_PLANS, prepared(self.db, lock, ["bigint[]"], [run_ids]),
+                            prepared(self.db, _ROWS_UNCHANGED, ["bigint[]", "text[]", "varchar[]"],
+                                     [run_ids, versions, keys])])
+
+    def is_stale_rows(self, exc):
+        return _pgcode(exc) == _STALE_ROWS
+
+    def read_kept(self, select, run_ids):
+        read = select.format(extra=", r.xmin::text, i.xmin::text", runs="r.id = ANY($1) AND i.run_id = ANY($1)")
+        return _execute(self.db, prepared(self.db, read, ["bigint[]"], [run_ids])).fetchall()
 
     def read_run_tasks(self, select, wanted):
         # The instances' ids worked out first, each looked up by the (run, task) index. Joined in, a

@@ -5,18 +5,21 @@ applies a batch per delivery burst; a per-message verb is a batch of one."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from flow45 import messages as m
 from flow45.clock import iso
+from flow45.db import atomic, dialect
 from flow45.errors import Flow45Error
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules
 from flow45.store.once import processed_key
 from flow45.store.outbox import OutboxMessage
-from flow45.store.unit import Unit
+from flow45.store.run_cache import RunCache
+from flow45.store.unit import Unit, read_back
 from flow45.views import WorkerReply
 
 
@@ -44,12 +47,13 @@ class Item:
 
 
 def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | None = None,
-                       wake_relays: bool = True) -> list[OutboxMessage]:
+                       wake_relays: bool = True, kept: RunCache | None = None) -> list[OutboxMessage]:
     """Apply every item; each gets a `result` or an `error`. Call inside one transaction, which also
     marks the outbox rows `sent` (confirmed by the broker) sent. Returns the outbox rows written, so a
     relay in this process can publish them without reading them back (`wake_relays=False`: no
-    notification goes with the commit; see `Unit`)."""
-    unit = Unit(at, wake_relays)
+    notification goes with the commit; see `Unit`). With `kept`, the runs are taken from it where it
+    has them all, and after the commit `read_back(kept)` (flow45.store.unit) gives it the batch's runs."""
+    unit = Unit(at, wake_relays, kept)
     unit.sent = list(sent or ())
     # Each message changes its instance alone: in a wide run, the rest is read only as the rules need
     # it (`Unit.settle_changed`); a small run is read whole in the first statement, inputs and all.
@@ -76,6 +80,37 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     processed = [{"message_id": i.key, "team": i.team or "*", "kind": i.message.type, "processed_at": at,
                   "reply": i.answer(), "instance": i.message.instance} for i in fresh if i.key]
     return unit.flush(processed)
+
+
+def apply_taking_kept(make_items: Callable[[], list[Item]], at: dt.datetime, kept: RunCache | None,
+                      sent: list[int] | None = None, wake_relays: bool = True,
+                      read_back_now: bool = True) -> tuple[list[Item], list[OutboxMessage], float]:
+    """`apply_worker_batch` in a transaction of its own, taking the runs `kept` has, and giving it the
+    batch's, read back after the commit (`read_back_now=False`: the caller does it, with `read_back`,
+    once the answers are on their way). Where a kept run changed since it was read back, nothing was
+    applied: the batch is applied again at once (`make_items` makes it afresh), its runs read. Returns
+    the items, the outbox rows written and the seconds it took until the writes waited for the COMMIT."""
+    def once() -> tuple[list[Item], list[OutboxMessage], float]:
+        items, started = make_items(), time.monotonic()
+        try:
+            with atomic():
+                written = apply_worker_batch(items, at, sent, wake_relays, kept)
+                applying = time.monotonic() - started
+        except BaseException:
+            if kept is not None:
+                kept.take_to_keep()  # rolled back: nothing to read back
+            raise
+        if kept is not None and read_back_now:
+            read_back(kept)
+        return items, written, applying
+
+    try:
+        return once()
+    except Exception as exc:
+        if kept is None or not dialect().is_stale_rows(exc):
+            raise
+        kept.found_stale([item.message.instance for item in make_items()])
+    return once()  # the runs forgotten: read as without `kept`
 
 
 def _answer_duplicates(items: list[Item], seen: dict[str, Any]) -> dict[int, Item]:

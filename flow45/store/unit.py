@@ -25,6 +25,7 @@ from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
+from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -121,9 +122,12 @@ class _WholeRuns:
 class Unit:
     """The rows one transaction locked, and the changes the rules made to them."""
 
-    def __init__(self, at: dt.datetime, wake_relays: bool = True) -> None:
+    def __init__(self, at: dt.datetime, wake_relays: bool = True, kept: RunCache | None = None) -> None:
         """`wake_relays`: notify listening relays of the outbox rows written, on commit (False: the
-        caller publishes them itself, or wakes the relay after its commit)."""
+        caller publishes them itself, or wakes the relay after its commit). `kept`: the runs kept from
+        earlier commits, taken instead of read where the batch's runs all are, and given those of this
+        one after its commit (`read_back`)."""
+        self.kept = kept if kept is not None and dialect().keeps_runs else None
         self.changes = rules.Changes(at)
         self.wake_relays = wake_relays
         self.runs: dict[int, Row] = {}
@@ -157,6 +161,13 @@ class Unit:
     def _lock(self, wanted_are: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
         if not wanted and not keys:
             return {}
+        if wanted_are == "instance" and self.kept is not None and not self.runs:
+            hit = self.kept.find(wanted)
+            if hit is not None:  # locked and checked with the transaction's next statement
+                dialect().check_kept(hit.run_ids, hit.versions, keys)
+                self._take(hit.rows)
+                self._whole.update(hit.run_ids)
+                return {}  # a message applied already fails the check: then read as below
         wide = wide_versions() if wanted_are == "instance" else []
         rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys, wide)
         self._take(rows)
@@ -303,7 +314,16 @@ class Unit:
             for workflow_id in dialect().lock_workflows_with_queued_runs(sorted(freed)) if freed else ():
                 self.start_queued(workflow_id, freed[workflow_id])
             self._write([])
+        if self.kept is not None:
+            self.kept.after_commit(self.runs, self._to_keep())
         return self.written
+
+    def _to_keep(self) -> list[int]:
+        """The runs to read back once this commits: the open ones read whole, of a batch of a few."""
+        if len(self.runs) > MOST_RUNS_READ_BACK:
+            return []
+        return [run for run in sorted(self._whole)
+                if self.runs[run].status == S.RUNNING and len(self._of_run.get(run, ())) <= MOST_INSTANCES]
 
     def start_queued(self, workflow_id: int, actor: str) -> None:
         """The oldest queued runs take the free slots; the workflow's lock is held (else a run
@@ -364,6 +384,14 @@ class Unit:
         freed, reached = ch.freed_slots, ch.reached
         self.changes = rules.Changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached
+
+
+def read_back(kept: RunCache) -> None:
+    """After the commit of a unit given `kept`, outside its transaction: read back the runs it left
+    to keep, with their versions, and keep them."""
+    runs = kept.take_to_keep()
+    if runs:
+        kept.keep(kept_runs(dialect().read_kept(_SELECT, runs), len(_INSTANCE_FIELDS) + len(_RUN_FIELDS)))
 
 
 def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row], bool],

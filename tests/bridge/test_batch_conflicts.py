@@ -15,23 +15,9 @@ from bridge.batch import Conflict, apply_batch
 from bridge.inbound import Delivery
 from flow45 import store
 from flow45.db import database
-from flow45.settings import Settings
-from tests.store.helpers import deploy_text, instance
+from tests.store.helpers import ACME_WORKER, CHAIN_OF_TWO, deploy_text, instance
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("store_db")]
-
-CHAIN = """
-    team: acme
-    types:
-      Blob:
-        fields: {uri: string}
-    workflows:
-      chain:
-        tasks:
-          a: {function: fa, output: Blob}
-          b: {function: fb, output: Blob, inputs: {src: a}}
-"""
-SETTINGS = Settings(teams={"acme": {"users": {"w": "worker"}}})
 
 
 @pytest.fixture
@@ -48,7 +34,7 @@ def _claims(run_ids: list[int]) -> list[Delivery]:
 
 
 def test_a_batch_broken_out_of_a_deadlock_is_a_conflict_and_applies_when_tried_again(tmp_path, postgres_url, caplog):
-    deploy_text(tmp_path, CHAIN)
+    deploy_text(tmp_path, CHAIN_OF_TWO)
     runs = sorted(store.trigger("acme", "chain", actor="ops") for _ in range(2))
     batch = _claims(runs)
     database.close()
@@ -60,7 +46,7 @@ def test_a_batch_broken_out_of_a_deadlock_is_a_conflict_and_applies_when_tried_a
 
         def apply() -> None:
             try:
-                apply_batch(SETTINGS, batch)
+                apply_batch(ACME_WORKER, batch)
             except BaseException as exc:  # noqa: BLE001 - looked at below
                 raised.append(exc)
             finally:
@@ -79,6 +65,6 @@ def test_a_batch_broken_out_of_a_deadlock_is_a_conflict_and_applies_when_tried_a
     assert "deadlock" in str(raised[0])
     assert [instance(r, "a").state for r in runs] == ["available", "available"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a conflict is not a failure"
-    again = apply_batch(SETTINGS, batch)
+    again = apply_batch(ACME_WORKER, batch)
     assert [o.refusal for o in again.outcomes] == [None, None]
     assert [instance(r, "a").state for r in runs] == ["running", "running"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from flow45 import store
 from flow45.config import load_config
 from flow45.models import TaskInstance
+from flow45.settings import Settings
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -36,6 +37,19 @@ def complete(run_id: int, task: str, output: dict, worker: str = "w", now: dt.da
     grant = claim(run_id, task, worker, now)
     return store.submit(grant.instance, grant.token, output, now=now)
 
+
+CHAIN_OF_TWO = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      chain:
+        tasks:
+          a: {function: fa, output: Blob}
+          b: {function: fb, output: Blob, inputs: {src: a}}
+"""
+ACME_WORKER = Settings(teams={"acme": {"users": {"w": "worker"}}})  # the bridge's settings: acme's worker user `w`
 
 DIAMOND = """
     team: acme

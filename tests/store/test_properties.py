@@ -10,8 +10,8 @@ its attempt, with or without a deadline; a key's holder completes or fails it, w
 bogus and other teams' keys), and a connected workflow (`follow`, started by each fan run that succeeds,
 its params from d's output; undo of a fan run with and without cancelling the runs it started),
 on a fake clock. Worker messages go
-through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`), alone or
-several to a batch. Each action's outcome is predicted from the tables as they were before
+through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`, taking the
+runs kept from its earlier batches as a bridge does, `flow45.store.run_cache`), alone or several to a batch. Each action's outcome is predicted from the tables as they were before
 it (which refusal, or which new state), and after every action the tables are checked straight:
 
 - at most one running attempt per instance, only while it is running, under its current token;
@@ -49,12 +49,13 @@ from flow45 import messages as m
 from flow45 import states as S
 from flow45 import store
 from flow45.config import load_config
-from flow45.db import atomic, connect, database
+from flow45.db import connect, database
 from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
 from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.store.asof import replay, run_events
-from flow45.store.batch import Item, apply_worker_batch
+from flow45.store.batch import Item, apply_taking_kept
+from flow45.store.run_cache import RunCache
 from tests.conftest import _empty_postgres
 from tests.store.helpers import T0
 
@@ -190,6 +191,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.messages: list[dict] = []  # worker messages sent with a message_id, for replays
         self.applied: set[str] = set()  # message keys whose change took effect
         self.counter = 0
+        self.kept = RunCache()  # the batch path's runs kept between batches, as a bridge keeps them
         self.keys: list[str] = []  # callback keys handed out, current or ended
         self.steps = 0  # actions so far: gates the disruptive operator rules to some steps only
         self.tables = read_tables()
@@ -552,9 +554,7 @@ class StoreMachine(RuleBasedStateMachine):
             key = message_id or self.message_id(True)
 
             def batch():
-                item = Item(team, key, message)
-                with atomic():
-                    apply_worker_batch([item], now)
+                (item,), _, _ = apply_taking_kept(lambda: [Item(team, key, message)], now, self.kept)
                 if item.error is not None:
                     raise item.error
                 return item.result
@@ -674,8 +674,8 @@ class StoreMachine(RuleBasedStateMachine):
         now = self.now
 
         def apply():
-            with atomic():
-                apply_worker_batch(sent, now)
+            applied, _, _ = apply_taking_kept(lambda: [Item(i.team, i.message_id, i.message) for i in sent], now, self.kept)
+            sent[:] = applied
 
         self.act("batch", None, apply, Expect())
         for item in sent:
