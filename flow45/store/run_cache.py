@@ -19,9 +19,10 @@ could give a row version's number to another row's content."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from flow45 import metrics
 
@@ -36,6 +37,9 @@ MOST_RUNS_READ_BACK = 4
 # more than a quarter of the last WINDOW batches that took kept runs failed, none is kept for the next
 # REST batches, twice as many each time it happens again in a row.
 WINDOW, REST, LONGEST_REST = 64, 256, 16384
+# A row version is a 32-bit transaction number, which comes round again after about 4 billion
+# transactions: a run is kept for minutes at most, never long enough to meet its version's number again.
+LONGEST_KEPT = 600.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,11 @@ class Hit:
 class RunCache:
     """Shared by a bridge's committer threads."""
 
-    def __init__(self, size: int = RUNS_KEPT) -> None:
+    def __init__(self, size: int = RUNS_KEPT, clock: Callable[[], float] = time.monotonic) -> None:
         self._size = size
-        self._runs: OrderedDict[int, KeptRun] = OrderedDict()
+        self._clock = clock
+        self._runs: OrderedDict[int, KeptRun] = OrderedDict()  # the oldest kept first
+        self._kept_at: dict[int, float] = {}  # run -> when it was kept (`clock`)
         self._run_of: dict[int, int] = {}  # instance -> run, for the runs kept
         self._lock = threading.Lock()
         self._committing = threading.local()  # each committer's runs to read back once its batch commits
@@ -76,6 +82,9 @@ class RunCache:
             run_ids = set()
             for instance_id in instance_ids:
                 run_id = self._run_of.get(instance_id)
+                if run_id is not None and self._clock() - self._kept_at[run_id] > LONGEST_KEPT:
+                    self._drop(run_id)
+                    run_id = None
                 if run_id is None:
                     self.misses += 1
                     metrics.KEPT_RUNS.labels("read").inc()
@@ -96,7 +105,7 @@ class RunCache:
         with self._lock:
             for run_id, run in runs:
                 self._drop(run_id)
-                self._runs[run_id] = run
+                self._runs[run_id], self._kept_at[run_id] = run, self._clock()
                 self._run_of.update(dict.fromkeys(run.instance_versions, run_id))
             while len(self._runs) > self._size:
                 self._drop(next(iter(self._runs)))
@@ -120,8 +129,7 @@ class RunCache:
     def _end_window(self) -> None:
         if self._window_stale * 4 > self._window_hits:
             self._rest, self._next_rest = self._next_rest, min(self._next_rest * 2, LONGEST_REST)
-            self._runs.clear()
-            self._run_of.clear()
+            self._forget_all()
         else:
             self._next_rest = REST
         self._window_hits = self._window_stale = 0
@@ -147,10 +155,15 @@ class RunCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._runs.clear()
-            self._run_of.clear()
+            self._forget_all()
+
+    def _forget_all(self) -> None:
+        self._runs.clear()
+        self._run_of.clear()
+        self._kept_at.clear()
 
     def _drop(self, run_id: int) -> None:
+        self._kept_at.pop(run_id, None)
         run = self._runs.pop(run_id, None)
         if run is not None:
             for instance_id in run.instance_versions:

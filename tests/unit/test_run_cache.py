@@ -3,7 +3,7 @@ forgotten, and how the bridge stops keeping runs that other writers keep changin
 
 from __future__ import annotations
 
-from flow45.store.run_cache import REST, WINDOW, KeptRun, RunCache
+from flow45.store.run_cache import LONGEST_KEPT, REST, WINDOW, KeptRun, RunCache
 
 
 def kept_run(run_id: int, instances: list[int], version: str = "7") -> tuple[int, KeptRun]:
@@ -95,3 +95,15 @@ def test_a_few_changes_by_others_do_not_stop_the_keeping():
             cache.found_stale([10])
         cache.keep([kept_run(1, [10])])
     assert not cache.resting
+
+
+def test_a_run_kept_longer_than_a_version_number_can_be_trusted_is_read_again():
+    now = [0.0]
+    cache = RunCache(clock=lambda: now[0])
+    cache.keep([kept_run(1, [10]), kept_run(2, [20])])
+    now[0] = LONGEST_KEPT / 2
+    cache.keep([kept_run(2, [20])])
+    now[0] = LONGEST_KEPT + 1
+    assert cache.find([10]) is None
+    assert cache.find([20]) is not None
+    assert len(cache) == 1
