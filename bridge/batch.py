@@ -129,7 +129,8 @@ def apply_batch(settings: Settings, deliveries: list[Delivery], sent: list[int] 
     return apply_parsed([parse_one(settings, d) for d in deliveries], sent, kept)
 
 
-def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None, kept: RunCache | None = None) -> Applied:
+def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None,
+                 kept: RunCache | None = None) -> Applied:
     """Apply parsed deliveries (an Outcome stands for one refused already and is passed through);
     worker messages in one transaction, which also marks the outbox rows confirmed `sent`, taking
     the runs `kept` has of earlier batches and giving it this one's.

@@ -11,8 +11,9 @@ bogus and other teams' keys), and a connected workflow (`follow`, started by eac
 its params from d's output; undo of a fan run with and without cancelling the runs it started),
 on a fake clock. Worker messages go
 through the per-message verbs or the bridge's set-based batch path (`apply_worker_batch`, taking the
-runs kept from its earlier batches as a bridge does, `flow45.store.run_cache`), alone or several to a batch. Each action's outcome is predicted from the tables as they were before
-it (which refusal, or which new state), and after every action the tables are checked straight:
+runs kept from its earlier batches as a bridge does, `flow45.store.run_cache`), alone or several to a
+batch. Each action's outcome is predicted from the tables as they were before it (which refusal, or
+which new state), and after every action the tables are checked straight:
 
 - at most one running attempt per instance, only while it is running, under its current token;
 - a callback key only on a running attempt, new only from a `park`, gone once the attempt ends;
@@ -674,7 +675,8 @@ class StoreMachine(RuleBasedStateMachine):
         now = self.now
 
         def apply():
-            applied, _, _ = apply_taking_kept(lambda: [Item(i.team, i.message_id, i.message) for i in sent], now, self.kept)
+            applied, _, _ = apply_taking_kept(lambda: [Item(i.team, i.message_id, i.message) for i in sent], now,
+                                              self.kept)
             sent[:] = applied
 
         self.act("batch", None, apply, Expect())
