@@ -15,6 +15,7 @@ from bridge.handlers import apply
 from bridge.inbound import Delivery, Inbound, Refusal, parse
 from flow45.clock import utcnow
 from flow45.db import atomic, database
+from flow45.dialect import sqlstate
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
 from flow45.store.batch import Item, apply_taking_kept, apply_worker_batch
@@ -161,11 +162,6 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None,
             database.close()
         except Exception:  # the connection is already gone
             pass
-        kind = Conflict if _pgcode(exc) in _CONFLICTS else DatabaseUnavailable
+        kind = Conflict if sqlstate(exc) in _CONFLICTS else DatabaseUnavailable
         raise kind(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
     return Applied(outcomes, written, marked and bool(sent), timed)  # type: ignore[arg-type]
-
-
-def _pgcode(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of the driver's error that peewee's error wraps (as `orig`)."""
-    return getattr(getattr(exc, "orig", None), "pgcode", None)

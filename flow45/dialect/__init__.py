@@ -170,6 +170,12 @@ def _kinds() -> list[type[Dialect]]:
     return [SqliteDialect, PostgresDialect]
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error: peewee's (the driver's as its `orig`) or the
+    driver's own; None for any other error."""
+    return getattr(getattr(exc, "orig", exc), "pgcode", None)
+
+
 def for_url(url: str) -> Dialect:
     """The dialect of `url`, its database not yet opened."""
     try:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from flow45.dialect import Dialect
+from flow45.dialect import Dialect, sqlstate
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
 from flow45.errors import SettingsError, TooSlow
@@ -197,6 +197,7 @@ def _update_statement(table: str, key: tuple[str, ...], columns: tuple[str, ...]
             f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
 
 
+_LOCK_RUNS = "SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"  # in id order: no deadlocks
 _STALE_ROWS = "F45RC"  # SQLSTATE of a failed check of kept rows (flow45.store.run_cache)
 _ROW_CHECK_FUNCTION = f"""CREATE OR REPLACE FUNCTION flow45_require_unchanged(unchanged boolean) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -215,11 +216,6 @@ _ROWS_UNCHANGED = (
 )
 
 
-def _pgcode(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of the driver's error that peewee's error wraps (as `orig`), or of the driver's own."""
-    return getattr(getattr(exc, "orig", exc), "pgcode", None)
-
-
 @functools.lru_cache(maxsize=None)  # the engine's one SELECT, by instances or by runs
 def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     """The run locks, then the runs with their instances and the replies already stored. One round trip
@@ -232,7 +228,7 @@ def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
     runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
     if wanted_are == "instance_alone":
         runs += " AND i.id = ANY($1)"
-    lock = f"SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"
+    lock = _LOCK_RUNS.format(run_ids=run_ids)
     replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
     if wanted_are == "instance":
         # The wanted instances, then every other instance of the runs not of a wide version ($3): two
@@ -317,7 +313,7 @@ class PostgresDialect(Dialect):
             try:
                 yield
             except peewee.DatabaseError as exc:
-                if getattr(getattr(exc, "orig", None), "pgcode", None) == QUERY_CANCELED:
+                if sqlstate(exc) == QUERY_CANCELED:
                     raise TooSlow() from None
                 raise
             finally:
@@ -413,13 +409,12 @@ class PostgresDialect(Dialect):
         self.db.execute_sql(_ROW_CHECK_FUNCTION)
 
     def check_kept(self, run_ids, versions, keys):
-        lock = "SELECT id FROM run WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        self.db.send_later([_GENERIC_PLANS, prepared(self.db, lock, ["bigint[]"], [run_ids]),
+        self.db.send_later([_GENERIC_PLANS, prepared(self.db, _LOCK_RUNS.format(run_ids="$1"), ["bigint[]"], [run_ids]),
                             prepared(self.db, _ROWS_UNCHANGED, ["bigint[]", "text[]", "varchar[]"],
                                      [run_ids, versions, keys])])
 
     def is_stale_rows(self, exc):
-        return _pgcode(exc) == _STALE_ROWS
+        return sqlstate(exc) == _STALE_ROWS
 
     def read_kept(self, select, run_ids):
         read = select.format(extra=", r.xmin::text, i.xmin::text", runs="r.id = ANY($1) AND i.run_id = ANY($1)")

@@ -148,11 +148,6 @@ class RunCache:
             for run_id in {self._run_of.get(i) for i in instance_ids} - {None}:
                 self._drop(run_id)
 
-    def forget(self, run_ids: Iterable[int]) -> None:
-        with self._lock:
-            for run_id in run_ids:
-                self._drop(run_id)
-
     def clear(self) -> None:
         with self._lock:
             self._forget_all()
