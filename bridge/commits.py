@@ -12,9 +12,11 @@ the backlog nor in a batch with it (the broker already delivers each team's inbo
 others'). Two batches in flight never share a run (`Lanes`): a message whose run a batch in flight holds
 waits for that batch, then goes with the next. So claims and progress never wait behind submits of
 other runs, and batches do not queue on each other's row locks. Operator and callback messages,
-which may touch any run, go one batch at a time in their own lane. Messages of a run this bridge has
-not published an offer for are kept apart by instance; if two batches meet on a run anyway, the
-lifecycle's run locks order them (taken in id order: a deadlock is rare, and retried).
+which may touch any run of their team, go one at a time for each team, each in a batch of its own: a
+trigger of thousands of tasks holds up one committer, not another team's operators nor anyone's
+workers. Messages of a run this bridge has not published an offer for are kept apart by instance; if
+two batches meet on a run anyway, the lifecycle's run locks order them (taken in id order: a deadlock
+is rare, and retried).
 
 Everything still goes through the one writer (flow45.store.unit) in one transaction per batch, and a
 delivery is acked only after its batch committed: the IO loop answers and acks when the committer
@@ -43,7 +45,7 @@ from flow45.turns import in_turns
 
 log = logging.getLogger("flow45.bridge")
 
-OPERATORS = "operators"  # the lane of operator and callback messages
+OPERATORS = "operators"  # (OPERATORS, team): the lane of a team's operator and callback messages
 REMEMBERED_RUNS = 100_000  # instance -> run entries kept for lanes (the oldest go first)
 BACKLOG = 10  # a team with more messages than this ready to go has a backlog in the bridge
 
@@ -91,7 +93,7 @@ class Lanes:
 
     def of(self, inbound: Inbound) -> Hashable:
         if inbound.role != "worker" or inbound.is_callback:
-            return OPERATORS
+            return (OPERATORS, inbound.team)
         instance = inbound.message.instance
         run = self._run_of.get(instance)
         return ("run", run) if run is not None else ("instance", instance)
@@ -110,6 +112,11 @@ class Lanes:
 
     def clear_busy(self) -> None:
         self._busy.clear()
+
+
+def _operating(waiting: Waiting) -> bool:
+    """An operator's or a callback message: in its team's operator lane."""
+    return isinstance(waiting.lane, tuple) and waiting.lane[0] == OPERATORS
 
 
 def _light_first(ready: list[Waiting]) -> list[Waiting]:
@@ -250,30 +257,24 @@ class Batcher:
             self.pool.submit(job)
 
     def _form(self) -> Job | None:
-        """Up to batch_size waiting deliveries whose runs no batch in flight holds, taken from the
-        teams in turn (each team's oldest first); those of teams with a backlog only when no other
-        team's messages wait, so another team's message goes with the next batch, neither after the
-        backlog nor with it. The others keep their order for the next batch; the chosen keep their
-        order of arrival. Of operator messages, which go one batch at a time, a batch takes one a
-        team: another team's waits behind one of a team's heavy ones (a trigger of 5,000 tasks: half a
-        second), not fifty."""
-        ready: list[Waiting] = []
-        operating: set[str] = set()  # teams with an operator message in this batch already
-        for waiting in self.waiting:
-            if self.lanes.busy(waiting.lane):
-                continue
-            if waiting.lane == OPERATORS:  # each may be a trigger of thousands of tasks: one a team
-                if waiting.parsed.team in operating:
-                    continue
-                operating.add(waiting.parsed.team)
-            ready.append(waiting)
-        ready = _light_first(ready)
-        in_turn = in_turns(ready, lambda waiting: waiting.parsed.team)
-        picked = {id(w) for w in itertools.islice(in_turn, self.batch_size)}
-        if not picked:
+        """The next batch of waiting deliveries whose runs no batch in flight holds. When the oldest of
+        them is an operator's (or a callback), that message alone: it may be a trigger of thousands of
+        tasks, half a second, and whatever rode with it would wait for its answer. Else up to
+        batch_size workers' messages, taken from the teams in turn (each team's oldest first); those of
+        teams with a backlog only when no other team's messages wait, so another team's message goes
+        with the next batch, neither after the backlog nor with it. The others keep their order for
+        the next batch; the chosen keep their order of arrival."""
+        ready = [w for w in self.waiting if not self.lanes.busy(w.lane)]
+        if not ready:
             return None
-        chosen = [w for w in self.waiting if id(w) in picked]  # in order of arrival
-        self.waiting = [w for w in self.waiting if id(w) not in picked]
+        if _operating(ready[0]):
+            chosen = ready[:1]
+        else:
+            workers = _light_first([w for w in ready if not _operating(w)])
+            picked = {id(w) for w in itertools.islice(in_turns(workers, lambda w: w.parsed.team), self.batch_size)}
+            chosen = [w for w in self.waiting if id(w) in picked]  # in order of arrival
+        taken = {id(w) for w in chosen}
+        self.waiting = [w for w in self.waiting if id(w) not in taken]
         job = Job(chosen, self._take_sent(), self._generation, lanes={w.lane for w in chosen})
         self.lanes.take(job.lanes)
         return job

@@ -3,7 +3,7 @@ batches of its own: another team's message neither waits behind it nor rides in 
 
 from __future__ import annotations
 
-from bridge.commits import OPERATORS, Batcher, Waiting
+from bridge.commits import Batcher, Waiting
 from bridge.inbound import Delivery, Inbound
 from flow45 import messages as m
 
@@ -86,17 +86,40 @@ def test_teams_share_a_batch_in_turn_and_runs_held_by_a_batch_in_flight_wait():
 def _operator(tag: int, team: str) -> Waiting:
     delivery = Delivery(tag=tag, exchange=f"flow45.in.{team}", user_id=f"{team}-ops", message_id=str(tag),
                         reply_to=None, correlation_id=None, body=b"{}")
-    trigger = m.Trigger(type="trigger", workflow="wide")
-    return Waiting(delivery, Inbound(team, f"{team}-ops", "operator", str(tag), trigger), OPERATORS, 0.0)
+    inbound = Inbound(team, f"{team}-ops", "operator", str(tag), m.Trigger(type="trigger", workflow="wide"))
+    return Waiting(delivery, inbound, Batcher(1, list, print, print).lanes.of(inbound), 0.0)
 
 
-def test_a_batch_takes_one_operator_message_a_team():
-    """Operator messages go one batch at a time, each may be a trigger of thousands of tasks: rival's
-    twenty triggers go in twenty batches, and reports' goes with the first, behind one of rival's."""
+def test_operator_messages_go_alone_one_at_a_time_for_each_team():
+    """Each may be a trigger of thousands of tasks: rival's twenty go one after another, each in a
+    batch of its own; reports' goes beside rival's first, on another connection, and so do the
+    workers' messages, none waiting for a trigger's answer."""
     batcher, pool = _batcher(batch_size=10)
+    pool.size = 4
     batcher.waiting = ([_operator(tag, "rival") for tag in range(1, 21)] + [_operator(21, "reports")]
-                       + [_waiting(22, "rival", run=7)])
+                       + [_waiting(22, "rival", run=7), _waiting(23, "reports", run=8)])
+    batcher.dispatch()
+    assert [[w.delivery.tag for w in job.waiting] for job in pool.jobs] == [[1], [21], [22, 23]]
+    assert [w.delivery.tag for w in batcher.waiting] == list(range(2, 21))
+
+
+def test_a_teams_next_operator_message_goes_once_its_last_one_is_answered():
+    batcher, pool = _batcher(batch_size=10)
+    pool.size = 4
+    batcher.waiting = [_operator(1, "rival"), _operator(2, "rival")]
+    batcher.dispatch()
+    [first] = pool.jobs
+    batcher.running -= 1
+    batcher.lanes.give_back(first.lanes)  # as the IO loop does once the batch is answered
+    batcher.dispatch()
+    assert [[w.delivery.tag for w in job.waiting] for job in pool.jobs] == [[1], [2]]
+
+
+def test_workers_messages_older_than_an_operator_message_go_first():
+    """A single connection (SQLite) takes the batches in the order their oldest message came."""
+    batcher, pool = _batcher(batch_size=10)
+    batcher.waiting = [_waiting(1, "rival", run=7), _operator(2, "reports"), _waiting(3, "rival", run=8)]
     batcher.dispatch()
     [job] = pool.jobs
-    assert [w.delivery.tag for w in job.waiting] == [1, 21, 22]  # workers' messages still go along
-    assert [w.delivery.tag for w in batcher.waiting] == list(range(2, 21))
+    assert [w.delivery.tag for w in job.waiting] == [1, 3]
+    assert [w.delivery.tag for w in batcher.waiting] == [2]
