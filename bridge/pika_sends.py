@@ -8,7 +8,9 @@ the bridge's and the workers' with it (benchmarks/e2e.py). The bytes and their o
 pika's own `_produce` sends the joined chunks, a partial send included.
 
 `coalesce_sends` wraps that method once per process; a pika without it is left as it is (the sends
-are then as many as before, nothing else changes).
+are then as many as before, nothing else changes). `send_now` sends what is buffered without waiting
+for that turn: the bridge's answers and the SDK's submits are on a hop's path, the bookkeeping after
+them is not (in the same sitting, a hop's p50 fell from 6.51 to 6.37 ms, 4 rounds each).
 """
 
 from __future__ import annotations
@@ -52,3 +54,12 @@ def coalesce_sends() -> None:
 
     produce_joined.coalesced = True
     _AsyncPlaintextTransport._produce = produce_joined
+
+
+def send_now(connection) -> None:
+    """Send what pika buffered for `connection` (a SelectConnection, or a BlockingConnection's `_impl`)
+    now, as its IO loop would at its next turn: an answer leaves before the bookkeeping that follows
+    it. Whatever the socket does not take stays buffered for that turn."""
+    transport = getattr(connection, "_transport", None)
+    if getattr(transport, "_tx_buffers", None):
+        transport._on_socket_writable()

@@ -30,6 +30,7 @@ from bridge.failures import describe_amqp_error
 from bridge.inbound import Refusal, delivery_from
 from bridge.logs import quiet_pika
 from bridge.reads import ReadServer
+from bridge.pika_sends import send_now
 from bridge.relay import Relay
 from bridge.side_process import SideProcess
 from bridge.topology import declare_with_new_connection
@@ -319,8 +320,9 @@ class Bridge:
         else:
             self.relay.return_sent(job.sent)
         written = result.written
-        self._observe_batch(job.waiting, result.outcomes, written)
         self._answer_all(batch, result.outcomes)
+        send_now(self._connection)  # the answers leave before the bookkeeping below
+        self._observe_batch(job.waiting, result.outcomes, written)
         self._declare_topology_if_due()  # else at a relay tick: a team may be deploying in a loop
         self.relay.committed(written)
         if result.timed:

@@ -28,6 +28,7 @@ import pika.exceptions
 
 from bridge.failures import describe_amqp_error, refused_as_full
 from bridge.logs import quiet_pika
+from bridge.pika_sends import send_now
 from bridge.sdk.errors import ConnectionLost, InboxFull, RequestTimeout, TransportError, Unroutable
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, wire
@@ -213,6 +214,8 @@ class AmqpTransport:
         self._wake_pending = False  # before draining: an op queued from now on wakes the loop again
         while self._ops and self._channel is not None and self._channel.is_open:
             self._ops.popleft()()
+        if self._conn is not None:
+            send_now(self._conn._impl)  # a submit leaves now, not at the loop's next poll
 
     # ---- the I/O thread ---------------------------------------------------------------------
 
