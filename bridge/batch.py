@@ -42,6 +42,7 @@ class Outcome:
     result: Any = None
     refusal: Refusal | None = None
     deployed: bool = False  # topology may need new queues
+    replied: bool = False  # its reply published already, by the committer that applied it (bridge.direct_replies)
 
 
 _DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError)

@@ -19,8 +19,10 @@ two batches meet on a run anyway, the lifecycle's run locks order them (taken in
 is rare, and retried).
 
 Everything still goes through the one writer (flow45.store.unit) in one transaction per batch, and a
-delivery is acked only after its batch committed: the IO loop answers and acks when the committer
-hands the result back (`add_callback_threadsafe`, as pika's threaded consumer example does).
+delivery is answered and acked only after its batch committed: the committer publishes the replies
+on a connection of its own (bridge.direct_replies), and the IO loop acks (and publishes what the
+committer could not) when the committer hands the result back (`add_callback_threadsafe`, as pika's
+threaded consumer example does).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable
 
 from bridge.batch import Applied, Conflict, DatabaseUnavailable, apply_parsed
+from bridge.direct_replies import DirectReplies
 from bridge.inbound import Delivery, Inbound
 from flow45 import metrics
 from flow45.db import database, dialect
@@ -132,9 +135,12 @@ class CommitPool:
     is called on the committer's thread when a batch is applied (or failed). They share the runs
     kept of their last batches (flow45.store.run_cache): a run's next message is applied in one round trip."""
 
-    def __init__(self, size: int, done: Callable[[Job], None]) -> None:
+    def __init__(self, size: int, done: Callable[[Job], None], amqp_url: str | None = None) -> None:
+        """`amqp_url`: each committer publishes its batches' replies itself, on a connection of its own
+        (bridge.direct_replies); without it the IO loop publishes them."""
         self.size = size
         self._done = done
+        self._amqp_url = amqp_url
         self.kept = RunCache()
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._backends: dict[str, int] = {}  # thread name -> its connection's server process id
@@ -158,6 +164,7 @@ class CommitPool:
 
     def _work(self) -> None:
         name = threading.current_thread().name
+        replies = DirectReplies(self._amqp_url) if self._amqp_url else None
         while (job := self._jobs.get()) is not None:
             if name not in self._backends:  # before the batch: its commit's notification is this bridge's own
                 self._remember_backend(name)
@@ -173,11 +180,15 @@ class CommitPool:
                 log.exception("bridge: a batch of %d messages failed", len(job.waiting))
                 job.error = exc
             job.finished = time.monotonic()
+            if replies is not None and job.result is not None:
+                replies.publish([w.delivery for w in job.waiting], job.result.outcomes)
             try:
                 self._done(job)
             except Exception:  # the IO loop is gone: its broker connection redelivers the batch
                 log.debug("bridge: a batch finished after its connection closed", exc_info=True)
             self._read_back()
+        if replies is not None:
+            replies.close()
         try:
             database.close()
         except Exception:  # noqa: BLE001 - closing a dead connection may fail

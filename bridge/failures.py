@@ -18,7 +18,7 @@ from flow45.urls import hide_password
 
 coalesce_sends()  # every module that opens a connection imports this one
 
-_FAILURES = (
+BROKER_FAILURES = _FAILURES = (  # what opening or using a broker connection raises when the broker fails
     px.AMQPError, OSError, connection_workflow.AMQPConnectionWorkflowFailed, connection_workflow.AMQPConnectorException,
 )
 

@@ -60,6 +60,11 @@ def send_now(connection) -> None:
     """Send what pika buffered for `connection` (a SelectConnection, or a BlockingConnection's `_impl`)
     now, as its IO loop would at its next turn: an answer leaves before the bookkeeping that follows
     it. Whatever the socket does not take stays buffered for that turn."""
-    transport = getattr(connection, "_transport", None)
-    if getattr(transport, "_tx_buffers", None):
-        transport._on_socket_writable()
+    if unsent(connection):
+        connection._transport._on_socket_writable()
+
+
+def unsent(connection) -> int:
+    """Bytes pika holds for `connection`, not yet taken by its socket."""
+    buffers = getattr(getattr(connection, "_transport", None), "_tx_buffers", None)
+    return sum(len(part) for part in buffers) if buffers else 0

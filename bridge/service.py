@@ -111,7 +111,8 @@ class Bridge:
         Raises CannotWork when the database or the broker keeps refusing the login (or names a
         database or vhost that does not exist): waiting cannot fix that, its supervisor must hear."""
         connect(self.settings.database_url)
-        pool = CommitPool(self.connections if dialect().concurrent_writers else 1, self._batcher.committed)
+        pool = CommitPool(self.connections if dialect().concurrent_writers else 1, self._batcher.committed,
+                          self.settings.amqp_url)
         self._batcher.pool = pool
         backoff = Backoff(self._stop_event, cap=self.settings.reconnect_max, beat=self._beat_waiting)
         beside = [threading.Thread(target=self.reads.run, name="flow45-bridge-reads", daemon=True),
@@ -379,7 +380,7 @@ class Bridge:
         self._needs_topology |= outcome.deployed
         planned = answers.answer(self.settings, delivery, outcome)
         for publish, kind in ((planned.reply, "reply"), (planned.dead_letter, "dead")):
-            if publish is not None:
+            if publish is not None and not (kind == "reply" and outcome.replied):  # else published by its committer
                 ref = delivery.tag if kind == "dead" else None
                 self.relay.publish(publish.exchange, publish.routing_key, publish.body, publish.properties, kind, ref)
         if planned.dead_letter is None:
