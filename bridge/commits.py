@@ -181,7 +181,7 @@ class CommitPool:
                 job.error = exc
             job.finished = time.monotonic()
             if replies is not None and job.result is not None:
-                replies.publish([w.delivery for w in job.waiting], job.result.outcomes)
+                replies.publish([w.delivery for w in job.waiting], job.result.outcomes, job.generation)
             try:
                 self._done(job)
             except Exception:  # the IO loop is gone: its broker connection redelivers the batch

@@ -11,7 +11,9 @@ copies and offers stay with the IO loop, whose channel holds the deliveries and 
 
 What this connection cannot publish (the broker unreachable, the connection lost) the IO loop
 publishes instead, as it always did; a connection that failed is opened again RETRY_AFTER later, not
-for every batch. A reply published twice (here, then by the IO loop after a failure part way) is
+for every batch, or as soon as the IO loop has a new broker connection: its heartbeats are the ones
+that notice a broker gone silent, and this one sends none (with no traffic of its own between
+batches, it would only miss them). A reply published twice (here, then by the IO loop after a failure part way) is
 harmless: the sender takes the first answer to its request and drops the rest."""
 
 from __future__ import annotations
@@ -44,10 +46,16 @@ class DirectReplies:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._retry_at = float("-inf")
+        self._generation = 0
 
-    def publish(self, deliveries: list[Delivery], outcomes: list[Outcome]) -> None:
+    def publish(self, deliveries: list[Delivery], outcomes: list[Outcome], generation: int = 0) -> None:
         """Publish the reply of each outcome that has one, marking it `replied`; those left unmarked
-        are the IO loop's to publish."""
+        are the IO loop's to publish. `generation`: the IO loop's broker connection the deliveries
+        came on; a new one means the broker may have gone and come back: this connection is opened
+        again too."""
+        if generation != self._generation:
+            self.close()
+            self._generation, self._retry_at = generation, float("-inf")
         channel = self._open()
         if channel is None:
             return
@@ -100,7 +108,7 @@ class DirectReplies:
             params.connection_attempts = 1
             params.socket_timeout = params.stack_timeout = OPEN_TIMEOUT
             params.blocked_connection_timeout = OPEN_TIMEOUT  # a broker out of memory holds no committer
-            params.heartbeat = 0  # publishing alone, it would miss them: a lost broker fails the next publish
+            params.heartbeat = 0  # see above: the IO loop's connection has them
             self._connection = pika.BlockingConnection(params)
             self._channel = self._connection.channel()
         except (*BROKER_FAILURES, ValueError) as exc:

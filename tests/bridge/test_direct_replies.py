@@ -82,7 +82,8 @@ def test_without_a_broker_the_replies_are_left_to_the_io_loop_and_it_is_not_aske
 
 def test_a_connection_the_broker_closed_leaves_the_replies_to_the_io_loop(rabbitmq_server, pg_store):
     """pika learns that a send failed only as its loop turns: taken for sent, the replies of every
-    batch after a broker restart went nowhere, and their senders waited in vain."""
+    batch after a broker restart went nowhere, and their senders waited in vain. Once the IO loop
+    has a new broker connection, the committer opens one again at once."""
     replies = DirectReplies(rabbitmq_server.amqp_url)
     delivery = Delivery(tag=1, exchange="flow45.in.reports", user_id="reports-worker", message_id="m1",
                         reply_to="amq.rabbitmq.reply-to.g1h2", correlation_id="c1", body=b"{}")
@@ -96,6 +97,9 @@ def test_a_connection_the_broker_closed_leaves_the_replies_to_the_io_loop(rabbit
         for outcome in later:
             replies.publish([delivery], [outcome])
         assert [o.replied for o in later] == [False, False]  # the second is not tried before RETRY_AFTER
+        reconnected = Outcome(result={"instance": 9})
+        replies.publish([delivery], [reconnected], generation=1)  # the IO loop has a new broker connection
+        assert reconnected.replied  # opened again at once
     finally:
         replies.close()
 
