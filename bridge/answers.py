@@ -33,7 +33,7 @@ class Publish:
 
 @dataclass(frozen=True)
 class Answer:
-    reply: Publish | None  # None: no reply_to, or one that is not direct reply-to (nothing goes there)
+    reply: Publish | None  # None: no reply_to, one that is not direct reply-to, or published by its committer
     dead_letter: Publish | None  # the delivery is acked once this copy is confirmed; None: ack it now
 
 
@@ -141,10 +141,17 @@ def quarantined(settings: Settings, delivery: Delivery, headers: dict | None) ->
 
 
 def answer(settings: Settings, delivery: Delivery, outcome: Outcome) -> Answer:
-    """The reply and the dead-letter copy (for a refusal that is not routine) of one delivery."""
+    """The reply (unless its committer published it: `outcome.replied`) and the dead-letter copy (for
+    a refusal that is not routine) of one delivery."""
+    refusal = outcome.refusal
+    answered = None if outcome.replied else reply_to(delivery, outcome)
+    # A routine refusal (a claim that lost the race for an offer) is normal traffic: nothing to inspect.
+    return Answer(answered, None if refusal is None or refusal.routine else dead_letter(settings, delivery, refusal))
+
+
+def reply_to(delivery: Delivery, outcome: Outcome) -> Publish | None:
+    """The reply of one delivery's outcome, or None when it asked for no direct reply."""
     refusal = outcome.refusal
     if refusal is None:
-        return Answer(reply(delivery, {"ok": True, "result": outcome.result}), None)
-    answered = reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})
-    # A routine refusal (a claim that lost the race for an offer) is normal traffic: nothing to inspect.
-    return Answer(answered, None if refusal.routine else dead_letter(settings, delivery, refusal))
+        return reply(delivery, {"ok": True, "result": outcome.result})
+    return reply(delivery, {"ok": False, "code": refusal.code, "error": refusal.message})

@@ -29,7 +29,6 @@ from bridge.batch import Outcome
 from bridge.failures import BROKER_FAILURES
 from bridge.inbound import Delivery
 from bridge.pika_sends import send_now, unsent
-from flow45.settings import current_settings
 from flow45.urls import amqp_parameters, hide_password
 
 log = logging.getLogger("flow45.bridge")
@@ -59,26 +58,26 @@ class DirectReplies:
         channel = self._open()
         if channel is None:
             return
-        settings = current_settings()
         sent = []
         try:
             for delivery, outcome in zip(deliveries, outcomes):
-                reply = answers.answer(settings, delivery, outcome).reply
+                reply = answers.reply_to(delivery, outcome)
                 if reply is not None:  # buffered, then sent together: one send for the batch
                     channel._impl.basic_publish(reply.exchange, reply.routing_key, reply.body, reply.properties)
                     sent.append(outcome)
-            self._send(time.monotonic() + OPEN_TIMEOUT)
+            self._send()
             for outcome in sent:
                 outcome.replied = True
         except BROKER_FAILURES as exc:
             log.info("bridge: a committer's connection for replies failed (%s); the IO loop replies", exc)
             self._failed()
 
-    def _send(self, deadline: float) -> None:
+    def _send(self) -> None:
         """Send what is buffered. Raises if the connection is lost (pika notes a failed send and
         closes the connection only when its loop turns: one turn here, so a broker gone is noticed
-        now, not taken for one that got the replies), or if the broker has not taken them all by
-        `deadline`."""
+        now, not taken for one that got the replies), or if the broker has not taken them all
+        within OPEN_TIMEOUT."""
+        deadline = time.monotonic() + OPEN_TIMEOUT
         connection = self._connection._impl
         send_now(connection)
         self._connection.process_data_events(time_limit=0)

@@ -18,7 +18,7 @@ from flow45.urls import hide_password
 
 coalesce_sends()  # every module that opens a connection imports this one
 
-BROKER_FAILURES = _FAILURES = (  # what opening or using a broker connection raises when the broker fails
+BROKER_FAILURES = (  # what opening or using a broker connection raises when the broker fails
     px.AMQPError, OSError, connection_workflow.AMQPConnectionWorkflowFailed, connection_workflow.AMQPConnectorException,
 )
 
@@ -44,7 +44,7 @@ def refused_as_full(exchange: str, kind: str) -> str:
 def describe_amqp_error(exc: BaseException, url: str) -> str | None:
     """One line naming the broker URL (password hidden) and what failed, or None if `exc` is not
     a broker or socket failure."""
-    if not isinstance(exc, _FAILURES):
+    if not isinstance(exc, BROKER_FAILURES):
         return None
     shown = hide_password(url)
     parts = urlsplit(url)
@@ -90,7 +90,7 @@ def open_blocking(url: str, attempts: int = 1, timeout: float | None = None) -> 
         params.socket_timeout = params.stack_timeout = timeout
     try:
         return pika.BlockingConnection(params)
-    except _FAILURES as exc:
+    except BROKER_FAILURES as exc:
         raise BrokerUnavailable(describe_amqp_error(exc, url)) from None
 
 

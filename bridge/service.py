@@ -380,7 +380,7 @@ class Bridge:
         self._needs_topology |= outcome.deployed
         planned = answers.answer(self.settings, delivery, outcome)
         for publish, kind in ((planned.reply, "reply"), (planned.dead_letter, "dead")):
-            if publish is not None and not (kind == "reply" and outcome.replied):  # else published by its committer
+            if publish is not None:
                 ref = delivery.tag if kind == "dead" else None
                 self.relay.publish(publish.exchange, publish.routing_key, publish.body, publish.properties, kind, ref)
         if planned.dead_letter is None:
