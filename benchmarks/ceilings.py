@@ -122,7 +122,7 @@ def _echo(amqp_url: str, ready, commit_url: str | None = None) -> None:
     """The bridge without the database: consume the quorum inbox, publish each message on to the
     offer queue (persistent, mandatory, confirms tracked but not waited for), ack the inbox. With
     `commit_url`, the bridge with the least a database can cost: a row inserted and committed before
-    each message is passed on."""
+    each message is passed on, its latency (ms) appended to the message."""
     commit = BareCommit(commit_url) if commit_url else None
 
     def on_open(connection):
@@ -135,7 +135,7 @@ def _echo(amqp_url: str, ready, commit_url: str | None = None) -> None:
     def on_consume_channel(publish, consume):
         def on_message(_channel, method, _properties, body):
             if commit is not None:
-                commit()
+                body += f" {commit() * 1000:.3f}".encode()
             publish.basic_publish("", ROUND_TRIP_OUT, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
             consume.basic_ack(method.delivery_tag)
 
@@ -152,6 +152,13 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
     queue (as a worker's submit goes into the inbox), passed on by an echo process into a durable
     queue (as the bridge's offer), consumed here. Returns each message's round trip in ms, sorted.
     With `commit_url`, the echo commits a row on that database before passing each message on."""
+    return round_trips_and_commits(amqp_url, rate, seconds, commit_url)[0]
+
+
+def round_trips_and_commits(amqp_url: str, rate: float, seconds: float = 5.0, commit_url: str | None = None,
+                            started: threading.Event | None = None) -> tuple[list[float], list[float]]:
+    """As `broker_round_trip`; also the echo's commits' latencies (ms, sorted; none without `commit_url`).
+    `started` is set as the first message is published."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     channel.queue_declare(ROUND_TRIP_IN, durable=True, arguments={"x-queue-type": "quorum"})
@@ -161,6 +168,7 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
     echo.start()
     ready.wait(30)
     found: list[float] = []
+    commits: list[float] = []
     count = int(rate * seconds)
 
     def consume() -> None:
@@ -170,7 +178,9 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
         for method, _props, body in consumer.consume(ROUND_TRIP_OUT, auto_ack=True, inactivity_timeout=5):
             if method is None:
                 break
-            found.append((time.monotonic() - float(body)) * 1000)
+            sent, *committed = body.split()
+            found.append((time.monotonic() - float(sent)) * 1000)
+            commits.extend(float(ms) for ms in committed)
             if len(found) == count:
                 break
         inbound.close()
@@ -179,6 +189,8 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
     consumer.start()
     time.sleep(0.2)
     properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    if started is not None:
+        started.set()
     next_at = time.monotonic()
     for _ in range(count):
         channel.basic_publish("", ROUND_TRIP_IN, repr(time.monotonic()).encode(), properties)
@@ -187,4 +199,28 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
     consumer.join(30)
     echo.terminate()
     connection.close()
-    return sorted(found)
+    return sorted(found), sorted(commits)
+
+
+class RoundTripsMeanwhile:
+    """The broker-only round trip with a bare commit in it (`round_trips_and_commits`), a few a second
+    while a phase runs: the least a hop that keeps its promise costs on the machine and the disk as
+    that phase's load keeps them busy (a commit that finds the WAL flushing waits for that flush first).
+    Few, so that it hardly adds to the load it measures."""
+
+    def __init__(self, amqp_url: str, commit_url: str, seconds: float, rate: float = 5.0) -> None:
+        self.rate = rate
+        self.trips: list[float] = []  # ms, sorted
+        self.commits: list[float] = []  # the echo's commits, ms, sorted
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(amqp_url, commit_url, seconds, started),
+                                        name="bench-round-trips-meanwhile", daemon=True)
+        self._thread.start()
+        started.wait(60)  # the echo is up: the phase and the round trips start together
+
+    def _run(self, amqp_url: str, commit_url: str, seconds: float, started: threading.Event) -> None:
+        self.trips, self.commits = round_trips_and_commits(amqp_url, self.rate, seconds, commit_url, started)
+
+    def wait(self) -> "RoundTripsMeanwhile":
+        self._thread.join()
+        return self

@@ -13,7 +13,9 @@ process, no-op SDK workers in another. Prints, in the same sitting:
 - latency from an upstream submit to the downstream offer reaching a waiting worker (p50, p99)
   at a fixed moderate load, beside the broker-only round trip with a bare commit in it, and beside
   the round trip plus one bare commit (at that rate, and back to back); PostgreSQL's commits and WAL
-  flushes per second meanwhile, and how much of the time the WAL was flushing;
+  flushes per second meanwhile, and how much of the time the WAL was flushing; and the broker-only
+  round trip with a bare commit in it again, a few a second while the phase runs: the least a hop
+  that keeps its promise costs on the machine and the disk that load keeps busy, and the hop against it;
 - in both phases, the bridge's own account of its batches (flow45_batch_phase_seconds, read from its
   metrics port): the mean time per batch waiting for a committer, applying (the locking read and the
   rules), committing (the writes with the COMMIT) and answering, beside a bare commit.
@@ -66,7 +68,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import cpu, phases, wal  # noqa: E402
-from benchmarks.ceilings import broker_round_trip, paced_commits, pika_rates, postgres_commits  # noqa: E402
+from benchmarks.ceilings import (RoundTripsMeanwhile, broker_round_trip, paced_commits, pika_rates,  # noqa: E402
+                                 postgres_commits)
 from benchmarks.dashboards import MODES, with_dashboards  # noqa: E402
 from benchmarks.slow_disk import build_library, postgres_server  # noqa: E402
 from bridge.setup_broker import plan  # noqa: E402
@@ -225,6 +228,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     flushed = wal.read()
     before, batches = cpu.load(sitting.cpu_pids()), phases.read(sitting.metrics_port)
     own_before, started = time.process_time(), time.monotonic()
+    meanwhile = RoundTripsMeanwhile(sitting.rabbit.amqp_url, sitting.db_url, args.seconds)
     deadline, interval = time.monotonic() + args.seconds, 1.0 / args.rate
     next_at = time.monotonic()
     while time.monotonic() < deadline:
@@ -232,6 +236,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
     wait_finished(latency_runs, timeout=120)
+    meanwhile.wait()
     after = cpu.load(sitting.cpu_pids())
     flushes = wal.describe(flushed, wal.read(), sitting.commit_ms)
     batched = phases.describe(batches, phases.read(sitting.metrics_port), sitting.commit_ms)
@@ -253,6 +258,11 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     print(f"  p50 against the broker-only round trip with a bare commit in it ({committed:.1f} ms): "
           f"{p50 / committed:.2f}x; against the round trip plus a bare commit at this rate ({paced:.1f} ms): "
           f"{p50 / paced:.2f}x, plus one back to back ({bound:.1f} ms): {p50 / bound:.2f}x; p99/p50 {p99 / p50:.1f}")
+    if meanwhile.trips:
+        least, its_commit = percentile(meanwhile.trips, 0.5), percentile(meanwhile.commits, 0.5)
+        print(f"  meanwhile, the broker-only round trip with a bare commit in it ({meanwhile.rate:.0f}/s, "
+              f"{len(meanwhile.trips)} of them): p50 {least:.1f} ms, its commit {its_commit:.2f} ms; "
+              f"p50 against that: {p50 / least:.2f}x")
     print(f"  {batched}")
     print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
     print(f"  {flushes}")
