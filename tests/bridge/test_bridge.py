@@ -12,29 +12,10 @@ import pytest
 from bridge.rpc import BridgeRefused, call
 from flow45 import store
 from flow45.config import load_config
+from tests.bridge.broker_helpers import publish_raw, wait_offer
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
-
-
-def wait_offer(env, team: str, function: str, timeout: float = 10.0) -> dict:
-    """The next offer for the function. Its queue may not be there yet: after a deploy made on the
-    database (not through the bridge), the bridge declares it when the first offer finds no queue."""
-    channel = env.channel(f"{team}-worker")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            method, _props, body = channel.basic_get(f"flow45.tasks.{team}.{function}", auto_ack=True)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
-                raise
-            channel.connection.close()
-            channel, method = env.channel(f"{team}-worker"), None
-        if method:
-            channel.connection.close()
-            return json.loads(body)
-        time.sleep(0.02)
-    raise AssertionError(f"no offer for {team}.{function}")
 
 
 def test_operator_deploys_triggers_and_worker_completes(bridge_env):
@@ -81,22 +62,6 @@ def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answ
     assert {i.task: (i.state, i.worker) for i in view.instances}["render"] == ("succeeded", "w1")
 
 
-def _publish_raw(env, user: str, exchange: str, body: bytes, message_id: str | None = "m", user_id: str | None = None):
-    """Publish as `user` and wait for the reply."""
-    connection = pika.BlockingConnection(pika.URLParameters(env.url(user)))
-    channel = connection.channel()
-    replies = []
-    channel.basic_consume("amq.rabbitmq.reply-to", lambda _c, _m, _p, b: replies.append(json.loads(b)), auto_ack=True)
-    channel.basic_publish(exchange, "x", body, pika.BasicProperties(
-        message_id=message_id, user_id=user_id, reply_to="amq.rabbitmq.reply-to", correlation_id="c"))
-    deadline = time.monotonic() + 10
-    while not replies and time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.1)
-    connection.close()
-    assert replies, "no reply"
-    return replies[0]
-
-
 def _dead_letters(env, queue: str = "flow45.dead") -> list[tuple[dict, bytes]]:
     channel = env.channel()
     found = []
@@ -130,9 +95,9 @@ def test_bad_messages_are_answered_and_dead_lettered(bridge_env):
     ]
     for user, body, words in cases:
         exchange = f"flow45.in.{user.split('-')[0]}"
-        reply = _publish_raw(bridge_env, user, exchange, body, message_id=uuid.uuid4().hex, user_id=user)
+        reply = publish_raw(bridge_env, user, exchange, body, message_id=uuid.uuid4().hex, user_id=user)
         assert not reply["ok"] and words in reply["error"], (body[:60], reply)
-    no_user = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", json.dumps(claim).encode(), user_id=None)
+    no_user = publish_raw(bridge_env, "reports-worker", "flow45.in.reports", json.dumps(claim).encode(), user_id=None)
     assert no_user["code"] == "unauthorized" and "no user_id" in no_user["error"]
     time.sleep(0.5)
     reports, rival, unknown = (_dead_letters(bridge_env, q) for q in ("flow45.dead.reports", "flow45.dead.rival", "flow45.dead"))
@@ -151,8 +116,8 @@ def test_a_redelivered_message_takes_effect_once(bridge_env):
     store.trigger("reports", "monthly_report", actor="ops")
     offer = wait_offer(bridge_env, "reports", "extract_sales")
     claim = json.dumps({"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"}).encode()
-    first = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
-    again = _publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
+    first = publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
+    again = publish_raw(bridge_env, "reports-worker", "flow45.in.reports", claim, message_id="same", user_id="reports-worker")
     assert first["ok"] and again["ok"] and again["result"]["duplicate"] and not first["result"]["duplicate"]
 
 

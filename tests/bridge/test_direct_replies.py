@@ -16,7 +16,7 @@ from bridge.direct_replies import RETRY_AFTER, DirectReplies
 from bridge.inbound import Delivery
 from flow45 import store
 from flow45.config import load_config
-from tests.bridge.test_bridge import wait_offer
+from tests.bridge.broker_helpers import wait_offer
 from tests.conftest import EXAMPLES
 from tests.harness.ports import free_port
 

@@ -16,6 +16,7 @@ from bridge.rpc import call
 from bridge.service import Bridge
 from flow45 import names, store
 from flow45.config import load_config
+from tests.bridge.broker_helpers import wait_offer
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -47,22 +48,6 @@ def send(env, user: str, body: bytes, reply_to: str = "amq.rabbitmq.reply-to", w
     connection.close()
     assert replies or not wait, f"no reply to {body[:60]!r}"
     return replies[0] if replies else None
-
-
-def wait_offer(env, team: str, function: str, timeout: float = 15.0) -> dict:
-    """The next offer; the bridge declares a deployed function's queue moments after the deploy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = drain(env, f"flow45.tasks.{team}.{function}", expect=1, timeout=0.5, count=1)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
-                raise
-            time.sleep(0.1)
-            continue
-        if found:
-            return json.loads(found[0][1])
-    raise AssertionError(f"no offer for {team}.{function}")
 
 
 def drain(env, queue: str, expect: int = 0, timeout: float = 10.0, count: int | None = None) -> list[tuple[dict, bytes]]:

@@ -18,7 +18,7 @@ from flow45 import store
 from flow45.config import load_config
 from tests import pinned
 from tests.bridge.conftest import TEAMS, BridgeEnv, purge_all
-from tests.bridge.test_bridge import _publish_raw, wait_offer
+from tests.bridge.broker_helpers import publish_raw, wait_offer
 from tests.conftest import EXAMPLES, ROOT
 from tests.harness.ports import free_port
 from tests.metrics.helpers import eventually, scrape
@@ -65,7 +65,7 @@ def test_a_scrape_shows_batches_refusals_by_code_the_outbox_and_offers_waiting(b
                              "output": {"uri": "s3://sales.parquet", "rows": 10}})
     with pytest.raises(BridgeRefused):  # the same attempt again: its token is no longer live
         call(worker, "reports", {"type": "progress", "instance": offer["instance"], "token": offer["token"], "percent": 1})
-    bad = _publish_raw(env, "reports-worker", "flow45.in.reports", b"{not json", message_id=uuid.uuid4().hex,
+    bad = publish_raw(env, "reports-worker", "flow45.in.reports", b"{not json", message_id=uuid.uuid4().hex,
                        user_id="reports-worker")
     assert bad["code"] == "invalid_message"
 

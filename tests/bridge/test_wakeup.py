@@ -18,7 +18,7 @@ from flow45 import store
 from flow45.config import load_config
 from flow45.db import atomic, dialect
 from flow45.store.outbox import NOTIFY_CHANNEL
-from tests.bridge.test_bridge import wait_offer
+from tests.bridge.broker_helpers import wait_offer
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration

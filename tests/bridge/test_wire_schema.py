@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from bridge.rpc import BridgeRefused, call
 from flow45.models import Attempt
 from flow45.schema import full_schema, schema_for
-from tests.bridge.test_bridge import wait_offer
+from tests.bridge.broker_helpers import wait_offer
 
 pytestmark = pytest.mark.integration
 
