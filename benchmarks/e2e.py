@@ -242,7 +242,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
     batched = phases.describe(batches, phases.read(sitting.metrics_port), sitting.commit_ms)
     load = cpu.describe_load(before, after)
     spent = cpu.per_instance(before.cpu, after.cpu, len(latency_runs) * 5)
-    own = (time.process_time() - own_before) / (time.monotonic() - started)  # triggering the runs
+    own = (time.process_time() - own_before) / (time.monotonic() - started)  # the triggers and the round trips
     time.sleep(0.5)
     values, granted = latencies(sitting.timings, set(latency_runs))
     started, _ = latencies(sitting.timings, set(latency_runs), until="start")
@@ -264,7 +264,7 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
               f"{len(meanwhile.trips)} of them): p50 {least:.1f} ms, its commit {its_commit:.2f} ms; "
               f"p50 against that: {p50 / least:.2f}x")
     print(f"  {batched}")
-    print(f"  meanwhile: {load}; the benchmark's own triggers took {own:.0%} of a core")
+    print(f"  meanwhile: {load}; the benchmark's own triggers and round trips took {own:.0%} of a core")
     print(f"  {flushes}")
     print("  CPU per instance at this rate, idle work included: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items())
           + f"; {sum(spent.values()):.2f} ms in all")
