@@ -219,7 +219,10 @@ class RoundTripsMeanwhile:
         started.wait(60)  # the echo is up: the phase and the round trips start together
 
     def _run(self, amqp_url: str, commit_url: str, seconds: float, started: threading.Event) -> None:
-        self.trips, self.commits = round_trips_and_commits(amqp_url, self.rate, seconds, commit_url, started)
+        try:
+            self.trips, self.commits = round_trips_and_commits(amqp_url, self.rate, seconds, commit_url, started)
+        finally:
+            started.set()  # failed before the first message: the phase need not wait for it
 
     def wait(self) -> "RoundTripsMeanwhile":
         self._thread.join()
