@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import difflib
 import re
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable
 
@@ -93,6 +94,17 @@ def did_you_mean(client, team: str, workflow: str) -> str:
     if team not in teams:
         return f"; there is no team {team}" + (f" (teams: {', '.join(teams)})" if teams else "")
     return f"; team {team} has " + ", ".join(w.name for w in seen if w.team == team)
+
+
+def say_if_no_team(client, team: str) -> None:
+    """After an empty listing for `team`: if no workflow of it is deployed (that this client may see),
+    say so on stderr, with the closest team names: a typo, most likely."""
+    teams = sorted({w.team for w in client.workflows()})
+    if team in teams:
+        return
+    close = difflib.get_close_matches(team, teams, n=3, cutoff=0.5)
+    print(f"flow45: team {team} has no workflows deployed (that you may see)"
+          + (f"; did you mean {', '.join(close)}?" if close else ""), file=sys.stderr)
 
 
 def _open_store(create: bool = False) -> None:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from flow45 import wire
-from flow45.cli.base import UsageError, _client, _json_arg, _params, _team_workflow, command, suggesting
+from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, say_if_no_team,
+                             suggesting)
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
@@ -48,7 +49,10 @@ def cmd_deploy(args) -> int:
 
 @command("workflows")
 def cmd_workflows(args) -> int:
-    views = _client(args).workflows(args.team)
+    client = _client(args)
+    views = client.workflows(args.team)
+    if not views and args.team:
+        say_if_no_team(client, args.team)
     if args.json:
         print_json([v.to_json() for v in views])
     else:
@@ -137,6 +141,8 @@ def cmd_runs(args) -> int:
     views = client.runs(where, limit=args.limit)
     if not views and args.workflow:
         _say_if_not_deployed(client, args.team, args.workflow)
+    elif not views and args.team:
+        say_if_no_team(client, args.team)
     if args.json:
         print_json([v.to_json() for v in views])
         return 0
@@ -341,8 +347,11 @@ def cmd_events(args) -> int:
     client = _client(args)
     if args.follow:
         return _follow_events(client, args)
-    for e in client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit):
+    events = client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+    for e in events:
         _print_event(e, args.json)
+    if not events and args.team:
+        say_if_no_team(client, args.team)
     return 0
 
 

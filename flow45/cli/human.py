@@ -5,7 +5,7 @@ operator actions."""
 from __future__ import annotations
 
 from flow45 import wire
-from flow45.cli.base import _client, _positive_int, command
+from flow45.cli.base import _client, _positive_int, command, say_if_no_team
 from flow45.cli.output import print_json
 from flow45.clock import utcnow
 from flow45.store.rules_human import due_text
@@ -27,7 +27,10 @@ def add_parsers(add) -> None:
 
 @command("inbox")
 def cmd_inbox(args) -> int:
-    items = _client(args).human_inbox(args.team, limit=args.limit, show=args.show)
+    client = _client(args)
+    items = client.human_inbox(args.team, limit=args.limit, show=args.show)
+    if not items and args.team:
+        say_if_no_team(client, args.team)
     if args.json:
         print_json([item.to_json() for item in items])
         return 0

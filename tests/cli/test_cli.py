@@ -107,6 +107,19 @@ def test_workflows_graph_and_schema(flow45):
     code, out, err = flow45("runs", "--workflow", "acme/x", "--team", "reports")
     assert "no workflow named acme/x is deployed in team reports" in err
     assert "(--workflow takes a name; give the team with --team)" in err
+    code, out, err = flow45("runs", "--team", "reprots")
+    assert code == 0 and out.startswith("RUN")
+    assert "team reprots has no workflows deployed (that you may see); did you mean reports?" in err
+    code, out, err = flow45("workflows", "--team", "reprots", "--json")
+    assert code == 0 and json.loads(out) == [] and "team reprots has no workflows deployed" in err
+    code, out, err = flow45("runs", "--team", "reports")
+    assert code == 0 and err == "", "a team with workflows, no runs yet: nothing to say"
+    code, out, err = flow45("events", "--team", "reprots")
+    assert code == 0 and out == "" and "team reprots has no workflows deployed" in err
+    code, out, err = flow45("inbox", "--team", "reprots")
+    assert code == 0 and "no human tasks waiting" in out and "did you mean reports?" in err
+    code, out, err = flow45("inbox", "--team", "reports")
+    assert code == 0 and err == ""
     code, out, err = flow45("schema", "--team", "reprots")
     names = json.loads(out)["$defs"]
     assert code == 0 and "Offer" in names and not any(name.startswith("reports.") for name in names)
