@@ -418,7 +418,10 @@ class PostgresDialect(Dialect):
 
     def read_kept(self, select, run_ids):
         read = select.format(extra=", r.xmin::text, i.xmin::text", runs="r.id = ANY($1) AND i.run_id = ANY($1)")
-        return _execute(self.db, prepared(self.db, read, ["bigint[]"], [run_ids])).fetchall()
+        # Generic, as the engine's statements are: left to choose, PostgreSQL planned this one afresh
+        # for every batch read back (its generic plan looked dearer), 0.16 ms each, four times its run.
+        statement = prepared(self.db, read, ["bigint[]"], [run_ids])
+        return _execute(self.db, _GENERIC_PLANS + b";\n" + statement).fetchall()
 
     def read_run_tasks(self, select, wanted):
         # The instances' ids worked out first, each looked up by the (run, task) index. Joined in, a
