@@ -12,7 +12,7 @@ from typing import Any
 
 from flow45 import states as S
 from flow45.client.base import Client, RunFilter
-from flow45.errors import Flow45Error
+from flow45.errors import Flow45Error, NotFound
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
 MAX_RUNS = 500
@@ -68,11 +68,14 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
         raise Flow45Error(f"bulk: unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     if state is not None and state not in ACTS_ON[action]:
         raise Flow45Error(f"bulk {action}: --state {state}: {acts_on(action)}")
+    if where is not None and where.status is not None and where.status not in S.RUN_STATES:
+        raise Flow45Error(f"bulk {action}: --status {where.status} is not a run status; "
+                          f"one of {', '.join(S.RUN_STATES)}")
     run_ids = list(dict.fromkeys(runs))
     if where is not None:
         run_ids += [r.id for r in client.runs(where, limit=MAX_RUNS) if r.id not in run_ids]
     if not run_ids:
-        raise Flow45Error("bulk: no runs chosen; give --run IDs or a filter (--workflow, --status)")
+        raise _nothing_chosen(client, where)
     chosen = Selection([])
     for run_id in sorted(run_ids):
         view = client.run(run_id)
@@ -87,6 +90,17 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
             else:
                 chosen.left_out += 1
     return chosen
+
+
+def _nothing_chosen(client: Client, where: RunFilter | None) -> Flow45Error:
+    """Why no run was chosen: none named, a workflow not deployed (a typo, most likely) or no run of it
+    (in that status)."""
+    if where is None or where.workflow is None:
+        return Flow45Error("bulk: no runs chosen; give --run RUN (repeated for several) or --workflow TEAM/WORKFLOW")
+    name = f"{where.team}/{where.workflow}"
+    if not any(w.team == where.team and w.name == where.workflow for w in client.workflows()):
+        return NotFound(f"workflow {name} is not deployed")
+    return Flow45Error(f"bulk: {name} has no runs" + (f" that are {where.status}" if where.status else ""))
 
 
 def apply(client: Client, action: str, items: list[BulkItem], reason: str | None) -> list[BulkItem]:

@@ -42,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_parsers(add)
     human.add_parsers(add)
     service.add_parsers(add)
+    parser.commands = sub.choices  # name -> its parser, which reports a UsageError with its own usage
     return parser
 
 
@@ -154,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(parser, args)
 
 
-def _run(parser: argparse.ArgumentParser, args) -> int:
+def _run(parser: _Parser, args) -> int:
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
-        parser.error(str(exc))
+    except UsageError as exc:  # said as argparse says it, with the command's own usage
+        parser.commands.get(args.command, parser).error(str(exc))
     except Flow45Error as exc:
         print(f"flow45: {exc.message}", file=sys.stderr)
         return 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flow45.cli.base import _client, _json_arg, _positive_int, _team_workflow, _utc_time, command
+import contextlib
+
+from flow45.cli.base import (UsageError, _client, _json_arg, _positive_int, _team_workflow, _utc_time, command,
+                             suggesting)
 from flow45.cli.output import print_json, print_table, when
 
 DONE_TO = {"retry": "retried", "skip": "skipped", "undo": "undone", "cancel": "cancelled"}
@@ -55,7 +58,9 @@ def cmd_set_output(args) -> int:
 @command("backfill")
 def cmd_backfill(args) -> int:
     team, workflow = _team_workflow(args.workflow)
-    plan = _client(args).backfill(team, workflow, args.start, args.end, dry_run=args.dry_run)
+    client = _client(args)
+    with suggesting(client, team, workflow):
+        plan = client.backfill(team, workflow, args.start, args.end, dry_run=args.dry_run)
     if args.json:
         print_json(plan.to_json())
         return 0
@@ -78,7 +83,9 @@ def cmd_backfill(args) -> int:
 @command("pause")
 def cmd_pause(args) -> int:
     team, workflow = _team_workflow(args.workflow)
-    _client(args).pause(team, workflow, args.triggers, args.reason)
+    client = _client(args)
+    with suggesting(client, team, workflow):
+        client.pause(team, workflow, args.triggers, args.reason)
     if args.json:
         print_json({"workflow": f"{team}/{workflow}", "paused": args.triggers})
     else:
@@ -90,7 +97,9 @@ def cmd_pause(args) -> int:
 @command("resume")
 def cmd_resume(args) -> int:
     team, workflow = _team_workflow(args.workflow)
-    _client(args).resume(team, workflow)
+    client = _client(args)
+    with suggesting(client, team, workflow):
+        client.resume(team, workflow)
     if args.json:
         print_json({"workflow": f"{team}/{workflow}", "paused": None})
     else:
@@ -104,11 +113,14 @@ def cmd_bulk(args) -> int:
     from flow45.client import RunFilter
 
     where = None
+    if args.status and not args.workflow:
+        raise UsageError("--status chooses among the runs of --workflow: give --workflow TEAM/WORKFLOW too")
     if args.workflow:
         team, workflow = _team_workflow(args.workflow)
         where = RunFilter(team=team, workflow=workflow, status=args.status)
     client = _client(args)
-    chosen = bulk.select(client, args.action, runs=args.run, where=where, task=args.task, state=args.state)
+    with suggesting(client, where.team, where.workflow) if where else contextlib.nullcontext():
+        chosen = bulk.select(client, args.action, runs=args.run, where=where, task=args.task, state=args.state)
     items, left_out = chosen.items, chosen.describe_left_out(args.action)
     if not args.dry_run:
         bulk.apply(client, args.action, items, args.reason)

@@ -118,6 +118,35 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert code == 0 and "dry run: 1 item(s) would be cancelled" in out, err
 
 
+def test_pause_resume_backfill_and_bulk_name_the_closest_workflows_to_a_mistyped_one(flow45, tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    window = ["--from", "2028-02-28", "--to", "2028-02-29"]
+    for args in (["pause", "acme/nighlty"], ["resume", "acme/nighlty"], ["backfill", "acme/nighlty", *window],
+                 ["bulk", "retry", "--workflow", "acme/nighlty"]):
+        code, out, err = flow45(*args)
+        assert (code, out) == (1, ""), args
+        assert err == "flow45: workflow acme/nighlty is not deployed; did you mean acme/nightly?\n", args
+    code, _, err = flow45("pause", "acne/nightly")
+    assert code == 1 and "workflow acne/nightly is not deployed; did you mean acme/nightly?" in err
+
+
+def test_bulk_says_why_its_filter_chose_no_run(flow45, tmp_path):
+    """A workflow's filter that matched nothing was answered "no runs chosen; give --run IDs or a filter
+    (--workflow, --status)", as if no filter had been given."""
+    deploy_text(tmp_path, NIGHTLY)
+    code, _, err = flow45("bulk", "retry", "--workflow", "acme/nightly")
+    assert code == 1 and err == "flow45: bulk: acme/nightly has no runs\n"
+    store.trigger("acme", "nightly", actor="ann", now=T0)
+    code, _, err = flow45("bulk", "retry", "--workflow", "acme/nightly", "--status", "failed")
+    assert code == 1 and err == "flow45: bulk: acme/nightly has no runs that are failed\n"
+    code, _, err = flow45("bulk", "retry", "--workflow", "acme/nightly", "--status", "broken")
+    assert code == 1 and "--status broken is not a run status; one of queued, running, succeeded, failed" in err
+    code, _, err = flow45("bulk", "retry", "--status", "failed")  # a status alone chose nothing, silently
+    assert code == 2 and "flow45 bulk: error: --status chooses among the runs of --workflow" in err
+    code, _, err = flow45("bulk", "retry")
+    assert code == 1 and "no runs chosen; give --run RUN (repeated for several) or --workflow TEAM/WORKFLOW" in err
+
+
 def test_a_bulk_plan_holds_only_what_its_action_can_act_on_and_the_real_one_keeps_it(flow45, tmp_path):
     """A dry run listed cancelled runs as "would cancel", and succeeded instances as "would retry": the
     real run then refused them all. The plan leaves them out, and says how many."""
