@@ -61,6 +61,7 @@ def bridge_run(args) -> int:
     from bridge.service import Bridge
     from flow45.heartbeat import Heartbeat
 
+    _amqp_url()  # none set: said plainly, before anything starts
     _logging()
     settings = current_settings()
     _metrics(args, settings)

@@ -171,6 +171,11 @@ def test_bridge_undo_without_a_team_asks_for_one(tmp_path):
     assert "Traceback" not in done.stderr and "secret" not in done.stderr
 
 
+def test_bridge_run_without_a_broker_url_says_which_setting_is_missing(tmp_path):
+    done = flow45("bridge", "run", cwd=tmp_path, database_url=f"sqlite:///{tmp_path}/flow45.db")
+    assert_one_line(done, "no broker configured: set FLOW45_AMQP_URL (or amqp_url in the settings file)")
+
+
 def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
     from tests.harness.ports import free_port
 
