@@ -217,6 +217,11 @@ def test_pause_and_resume_through_the_broker(bridge_env, tmp_path):
     assert store.get_run(run).status == "running"
     theirs = operator(ops, "pause", "rival/nightly_sales", cwd=tmp_path)
     assert theirs.returncode == 1 and "not deployed" in theirs.stderr
+    # another team's workflow reads as one that does not exist; the names offered are the team's own
+    nobodys = operator(ops, "pause", "nobody/nightly_sales", cwd=tmp_path)
+    assert (theirs.stderr, nobodys.stderr) == (
+        "flow45: workflow rival/nightly_sales is not deployed; did you mean reports/nightly_sales?\n",
+        "flow45: workflow nobody/nightly_sales is not deployed; did you mean reports/nightly_sales?\n")
 
 
 def test_an_undo_through_the_broker_lists_the_connected_runs_and_cancels_them_when_asked(bridge_env, tmp_path):
