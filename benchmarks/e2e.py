@@ -15,7 +15,8 @@ process, no-op SDK workers in another. Prints, in the same sitting:
   the round trip plus one bare commit (at that rate, and back to back); PostgreSQL's commits and WAL
   flushes per second meanwhile, and how much of the time the WAL was flushing; and the broker-only
   round trip with a bare commit in it again, a few a second while the phase runs: the least a hop
-  that keeps its promise costs on the machine and the disk that load keeps busy, and the hop against it;
+  that keeps its promise costs on the machine and the disk that load keeps busy, and the hop against it
+  (with a 95% interval for that ratio: are the hops dearer at all);
 - in both phases, the bridge's own account of its batches (flow45_batch_phase_seconds, read from its
   metrics port): the mean time per batch waiting for a committer, applying (the locking read and the
   rules), committing (the writes with the COMMIT) and answering, beside a bare commit.
@@ -53,6 +54,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -260,9 +262,10 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
           f"{p50 / paced:.2f}x, plus one back to back ({bound:.1f} ms): {p50 / bound:.2f}x; p99/p50 {p99 / p50:.1f}")
     if meanwhile.trips:
         least, its_commit = percentile(meanwhile.trips, 0.5), percentile(meanwhile.commits, 0.5)
+        low, high = ratio_interval(values, meanwhile.trips)
         print(f"  meanwhile, the broker-only round trip with a bare commit in it ({meanwhile.rate:.0f}/s, "
               f"{len(meanwhile.trips)} of them): p50 {least:.1f} ms, its commit {its_commit:.2f} ms; "
-              f"p50 against that: {p50 / least:.2f}x")
+              f"p50 against that: {p50 / least:.2f}x (95% interval {low:.2f}-{high:.2f}x)")
     print(f"  {batched}")
     print(f"  meanwhile: {load}; the benchmark's own triggers and round trips took {own:.0%} of a core")
     print(f"  {flushes}")
@@ -311,6 +314,15 @@ def latencies(timings_path: Path, run_ids: set[int], until: str = "offer") -> tu
 
 def percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))]
+
+
+def ratio_interval(hops: list[float], trips: list[float], resamples: int = 1000) -> tuple[float, float]:
+    """A 95% interval for the ratio of the two p50s (bootstrap: both samples drawn again with
+    replacement): with a hundred round trips, whether a hop 5% dearer than them is dearer at all."""
+    draw = random.Random(0)
+    ratios = sorted(statistics.median(draw.choices(hops, k=len(hops))) /
+                    statistics.median(draw.choices(trips, k=len(trips))) for _ in range(resamples))
+    return percentile(ratios, 0.025), percentile(ratios, 0.975)
 
 
 def sitting(args: argparse.Namespace, delay_ms: float | None, library: Path | None) -> None:
