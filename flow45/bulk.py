@@ -12,7 +12,7 @@ from typing import Any
 
 from flow45 import states as S
 from flow45.client.base import Client, RunFilter
-from flow45.errors import Flow45Error, NotFound
+from flow45.errors import Flow45Error
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
 MAX_RUNS = 500
@@ -97,10 +97,9 @@ def _nothing_chosen(client: Client, where: RunFilter | None) -> Flow45Error:
     (in that status)."""
     if where is None or where.workflow is None:
         return Flow45Error("bulk: no runs chosen; give --run RUN (repeated for several) or --workflow TEAM/WORKFLOW")
-    name = f"{where.team}/{where.workflow}"
-    if not any(w.team == where.team and w.name == where.workflow for w in client.workflows()):
-        return NotFound(f"workflow {name} is not deployed")
-    return Flow45Error(f"bulk: {name} has no runs" + (f" that are {where.status}" if where.status else ""))
+    client.workflow_spec(where.team, where.workflow)  # raises NotFound for one not deployed
+    return Flow45Error(f"bulk: {where.team}/{where.workflow} has no runs"
+                       + (f" that are {where.status}" if where.status else ""))
 
 
 def apply(client: Client, action: str, items: list[BulkItem], reason: str | None) -> list[BulkItem]:
