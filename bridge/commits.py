@@ -164,7 +164,10 @@ class CommitPool:
 
     def _work(self) -> None:
         name = threading.current_thread().name
-        replies = DirectReplies(self._amqp_url) if self._amqp_url else None
+        replies = DirectReplies(self._amqp_url, name=f"flow45 bridge replies ({name})") if self._amqp_url else None
+        self._remember_backend(name)  # connected before the first batch, which would wait for it
+        if replies is not None:
+            replies.open()
         while (job := self._jobs.get()) is not None:
             if name not in self._backends:  # before the batch: its commit's notification is this bridge's own
                 self._remember_backend(name)

@@ -40,12 +40,17 @@ OPEN_TIMEOUT = 2.0  # seconds opening it, or sending a batch's replies, may take
 class DirectReplies:
     """One committer's connection for replies (not thread-safe: each committer has its own)."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self._url, self._clock = url, clock
+    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic,
+                 name: str = "flow45 bridge replies") -> None:
+        self._url, self._clock, self._name = url, clock, name
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._retry_at = float("-inf")
-        self._generation = 0
+        self._generation: int | None = None  # none yet: a connection opened early is kept for the first
+
+    def open(self) -> None:
+        """Connect now, before any batch, whose replies would otherwise wait for the handshake."""
+        self._open()
 
     def publish(self, deliveries: list[Delivery], outcomes: list[Outcome], generation: int = 0) -> None:
         """Publish the reply of each outcome that has one, marking it `replied`; those left unmarked
@@ -53,7 +58,8 @@ class DirectReplies:
         came on; a new one means the broker may have gone and come back: this connection is opened
         again too."""
         if generation != self._generation:
-            self.close()
+            if self._generation is not None:
+                self.close()
             self._generation, self._retry_at = generation, float("-inf")
         channel = self._open()
         if channel is None:
@@ -108,6 +114,7 @@ class DirectReplies:
             params.socket_timeout = params.stack_timeout = OPEN_TIMEOUT
             params.blocked_connection_timeout = OPEN_TIMEOUT  # a broker out of memory holds no committer
             params.heartbeat = 0  # see above: the IO loop's connection has them
+            params.client_properties = {"connection_name": self._name}  # as operators see it in the broker
             self._connection = pika.BlockingConnection(params)
             self._channel = self._connection.channel()
         except (*BROKER_FAILURES, ValueError) as exc:

@@ -126,8 +126,10 @@ class Bridge:
                 try:
                     require_schema()  # `flow45 db upgrade` creates it; a service never does
                     self._inboxes = declare_with_new_connection(self.settings.amqp_url, self.settings).inboxes
+                    parameters = pika.URLParameters(self.settings.amqp_url)
+                    parameters.client_properties = {"connection_name": "flow45 bridge"}  # as operators see it
                     self._connection = pika.SelectConnection(
-                        pika.URLParameters(self.settings.amqp_url),
+                        parameters,
                         on_open_callback=self._on_connection_open,
                         on_open_error_callback=self._on_connection_error,
                         on_close_callback=self._on_connection_closed,

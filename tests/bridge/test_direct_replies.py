@@ -12,6 +12,7 @@ import pika
 import pytest
 
 from bridge.batch import Outcome
+from bridge.commits import CommitPool
 from bridge.direct_replies import RETRY_AFTER, DirectReplies
 from bridge.inbound import Delivery
 from flow45 import store
@@ -130,3 +131,40 @@ def test_a_bridge_answers_each_request_once(bridge_env):
         assert [a["ok"] for a in answers] == [True, True, True], answers
     finally:
         connection.close()
+
+
+
+def _connection_names(rabbit) -> str:
+    return rabbit.ctl("list_connections", "-q", "client_properties").stdout
+
+
+def test_committers_connect_to_the_database_and_the_broker_before_their_first_batch(rabbitmq_server, pg_store):
+    """A committer that connected for its first batch kept that batch's senders waiting for two
+    handshakes, one with PostgreSQL and one with the broker."""
+    expected = [f"flow45 bridge replies (flow45-bridge-commit-{n})" for n in range(2)]
+    deadline = time.monotonic() + 10
+    while any(name in _connection_names(rabbitmq_server) for name in expected):  # an earlier test's bridge
+        assert time.monotonic() < deadline, "an earlier bridge's committers kept their connections"
+        time.sleep(0.2)
+    pool = CommitPool(2, lambda _job: None, rabbitmq_server.amqp_url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            listed = _connection_names(rabbitmq_server)
+            named = [name for name in expected if name in listed]
+            if named == expected and len(pool.backend_ids()) == 2:
+                break
+            assert time.monotonic() < deadline, f"not connected before any batch: broker {named}, " \
+                                                f"database sessions {pool.backend_ids()}"
+            time.sleep(0.2)
+    finally:
+        pool.close()
+
+
+def test_operators_see_the_bridges_connections_by_name(bridge_env):
+    deadline = time.monotonic() + 10
+    wanted = ["flow45 bridge"] + [f"flow45 bridge replies (flow45-bridge-commit-{n})"
+                                  for n in range(bridge_env.bridge.connections)]
+    while not all(f'"{name}"' in _connection_names(bridge_env.rabbit) for name in wanted):
+        assert time.monotonic() < deadline, _connection_names(bridge_env.rabbit)
+        time.sleep(0.2)
