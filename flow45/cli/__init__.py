@@ -42,7 +42,12 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, allow_abbrev=False, **kwargs)
-        self.commands: dict[str, argparse.ArgumentParser] = {}
+        self.commands: dict[str, argparse.ArgumentParser] = {}  # its subcommands' parsers, by name
+
+    def of(self, args) -> argparse.ArgumentParser:
+        """The parser of the (sub)command `args` are for: it reports their errors, with its own usage."""
+        found = self.commands.get(getattr(args, "command", None)) or self.commands.get(getattr(args, "action", None))
+        return found.of(args) if isinstance(found, _Parser) else self
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command they were given to, as argparse says its own refusals
+        parser.of(args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.actor_given = args.actor is not None
     if args.actor is None:
         args.actor = os.environ.get("FLOW45_ACTOR") or getpass.getuser()
@@ -160,7 +167,7 @@ def _run(parser: _Parser, args) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:  # said as argparse says it, with the command's own usage
-        parser.commands.get(args.command, parser).error(str(exc))
+        parser.of(args).error(str(exc))
     except Flow45Error as exc:
         print(f"flow45: {exc.message}", file=sys.stderr)
         return 1

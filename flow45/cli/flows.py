@@ -36,6 +36,7 @@ def _positive_seconds(text: str) -> float:
 def add_parsers(add) -> None:
     p = add("callback", "complete or fail a task attempt a worker parked under a callback key")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p.commands = actions.choices
     done = actions.add_parser("complete", help="complete it with its output")
     done.add_argument("key")
     done.add_argument("--output", required=True, help="the output as a JSON object, checked against the task's type")

@@ -323,6 +323,7 @@ def add_parsers(add) -> None:
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="wait at most this per server")
     bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
+    bridge.commands = actions.choices
     p = actions.add_parser("run", help="relay the outbox and consume the inbox until stopped")
     p.add_argument("--batch", type=_positive_int, default=200, help="most messages applied in one transaction")
     p.add_argument("--connections", type=_positive_int, default=4,

@@ -242,13 +242,23 @@ def test_a_file_the_demo_cannot_write_is_named_without_a_traceback(tmp_path):
     assert_one_line(done, "a-file/demo.db", "Not a directory")
 
 
-@pytest.mark.parametrize("args, unknown", [
-    (["deploy", str(EXAMPLES), "--pr"], "--pr"), (["runs", "--lim", "3"], "--lim 3"),
-    (["bridge", "run", "--hel"], "--hel"),
+@pytest.mark.parametrize("args, unknown, command", [
+    (["deploy", str(EXAMPLES), "--pr"], "--pr", "deploy"), (["runs", "--lim", "3"], "--lim 3", "runs"),
+    (["bridge", "run", "--hel"], "--hel", "bridge run"),
 ])
-def test_an_option_is_taken_only_as_written_in_full(tmp_path, args, unknown):
+def test_an_option_is_taken_only_as_written_in_full(tmp_path, args, unknown, command):
     """`--pr` does not retire workflows as `--prune` would; an abbreviation that works today would
-    mean something else once an option sharing its start is added."""
+    mean something else once an option sharing its start is added. The command refuses it with its
+    own usage, which lists the options it does take."""
     done = flow45(*args, cwd=tmp_path)
-    assert done.returncode == 2 and f"unrecognized arguments: {unknown}" in done.stderr
+    assert done.returncode == 2 and f"flow45 {command}: error: unrecognized arguments: {unknown}" in done.stderr
+    assert done.stderr.startswith(f"usage: flow45 {command} [-h]")
     assert not (tmp_path / "flow45.db").exists()
+
+
+def test_an_option_a_command_does_not_have_is_refused_with_that_commands_usage(tmp_path):
+    done = flow45("events", "--since", "1h", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: flow45 events [-h]")
+    assert "flow45 events: error: unrecognized arguments: --since 1h" in done.stderr
+    done = flow45("callback", "complete", "key-1", "--output", "{}", "--later", cwd=tmp_path)
+    assert "flow45 callback complete: error: unrecognized arguments: --later" in done.stderr
