@@ -109,7 +109,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         return found
     if isinstance(read, m.ReadEvents):
         if read.newest:
-            events = client.tail_events(run=read.run, instance=read.instance, n=read.limit)
+            events = client.tail_events(run=read.run, instance=read.instance, n=read.limit, before=read.before)
         else:
             events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit)
         return {"events": [e.to_json() for e in events]}

@@ -194,9 +194,21 @@ class RemoteClient(Client):
             after = rows[-1]["id"]
         return found
 
-    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
-        message = {"type": "events", "run": run, "instance": instance, "newest": True, "limit": min(n, m.MAX_PAGE)}
-        return [EventView.from_json(e) for e in self._read(message)["events"]]
+    def tail_events(self, *, team: str | None = None, run: int | None = None, instance: int | None = None,
+                    n: int = 200, before: int | None = None) -> list[EventView]:
+        if self._other_team(team):
+            return []
+        found: list[dict] = []
+        while len(found) < n:  # pages from the end backwards, each the one before
+            page = min(n - len(found), m.MAX_PAGE)
+            answer = self._read({"type": "events", "run": run, "instance": instance, "newest": True, "limit": page,
+                                 "before": before})
+            rows = answer["events"]
+            found[:0] = rows
+            if not rows or (len(rows) < page and not answer.get("more")):
+                break
+            before = rows[0]["id"]
+        return [EventView.from_json(e) for e in found]
 
     def latest_event_id(self) -> int:
         newest = self.tail_events(n=1)

@@ -125,9 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team")
     p.add_argument("--run", type=_positive_int)
     p.add_argument("--instance", type=_positive_int)
-    p.add_argument("--after", type=_whole_number, default=0, help="only events with a larger id")
-    p.add_argument("--limit", type=_positive_int, default=500)
-    p.add_argument("--follow", action="store_true", help="keep printing new events")
+    p.add_argument("--after", type=_whole_number, metavar="EVENT_ID",
+                   help="the events after this id, oldest first (0: from the ledger's start); "
+                        "without it, the newest --limit events")
+    p.add_argument("--limit", type=_positive_int, default=500, help="print at most this many (default 500)")
+    p.add_argument("--follow", action="store_true", help="then keep printing new events as they come")
     add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")
     add("schema", "print the JSON Schema of messages and functions").add_argument("--team")
     p = add("demo", "run the example workflows end to end and watch them in the dashboard")

@@ -345,13 +345,17 @@ def cmd_submit(args) -> int:
 @command("events")
 def cmd_events(args) -> int:
     client = _client(args)
-    if args.follow:
-        return _follow_events(client, args)
-    events = client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+    if args.after is None:  # the ledger's end, as `tail` shows a file's: a long ledger's start is old news
+        events = client.tail_events(team=args.team, run=args.run, instance=args.instance, n=args.limit)
+    else:
+        events = client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
     for e in events:
         _print_event(e, args.json)
     if not events and args.team:
         say_if_no_team(client, args.team)
+    if args.follow:
+        args.after = events[-1].id if events else (args.after or 0)
+        return _follow_events(client, args)
     return 0
 
 

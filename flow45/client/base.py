@@ -110,8 +110,9 @@ class Client(abc.ABC):
         """Ledger events with an id above `after`, oldest first, at most `limit`."""
 
     @abc.abstractmethod
-    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
-        """The newest `n` events of a run or an instance, oldest first."""
+    def tail_events(self, *, team: str | None = None, run: int | None = None, instance: int | None = None,
+                    n: int = 200, before: int | None = None) -> list[EventView]:
+        """The newest `n` events (of a team, a run or an instance; `before`: with a smaller id), oldest first."""
 
     @abc.abstractmethod
     def latest_event_id(self) -> int:

@@ -116,16 +116,23 @@ class LocalClient(Client):
             return []
         return store.list_events(after, team=self._team(team), run=run, instance=instance, limit=limit)
 
-    def tail_events(self, *, run: int | None = None, instance: int | None = None, n: int = 200) -> list[EventView]:
+    def tail_events(self, *, team: str | None = None, run: int | None = None, instance: int | None = None,
+                    n: int = 200, before: int | None = None) -> list[EventView]:
+        if self._other_team(team):
+            return []
+        team = self._team(team)
         query = Event.select(Event.id).order_by(Event.id.desc()).limit(1).offset(n - 1)
-        if self.team:
-            query = query.where(Event.team == self.team)
+        if team:
+            query = query.where(Event.team == team)
         if run is not None:
             query = query.where(Event.run == run)
         if instance is not None:
             query = query.where(Event.instance == instance)
+        if before is not None:
+            query = query.where(Event.id < before)
         boundary = query.scalar()
-        return self.events((boundary - 1) if boundary else 0, run=run, instance=instance, limit=n)
+        events = self.events((boundary - 1) if boundary else 0, team=team, run=run, instance=instance, limit=n)
+        return [e for e in events if e.id < before] if before is not None else events
 
     def latest_event_id(self) -> int:
         query = Event.select(pw.fn.MAX(Event.id))

@@ -76,13 +76,14 @@ class ReadInstance(_Message):
 
 class ReadEvents(_Message):
     """A page of the team's ledger, oldest first: events with an id above `after`; with `newest`,
-    the newest `limit` events instead."""
+    the newest `limit` events instead (with `before`, the newest below that id: the page before)."""
 
     type: Literal["events"]
     after: int = Field(0, ge=0)
     run: int | None = None
     instance: int | None = None
     newest: bool = False
+    before: int | None = Field(None, ge=1, description="with `newest`: only events with a smaller id")
     limit: int = Field(200, ge=1, le=MAX_PAGE)
 
 

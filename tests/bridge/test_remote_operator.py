@@ -120,6 +120,25 @@ def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_pat
     assert teams["rival"].run != run
 
 
+def test_events_follow_without_an_id_starts_from_the_newest(bridge_env, tmp_path):
+    """As `tail -f`: the team's newest events, then each new one; not the whole ledger first."""
+    deploy_two_teams(tmp_path)
+    assert bridge_env.bridge.events.ready.wait(10)
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops")}
+    newest = [e.id for e in store.list_events(0, team="reports", limit=1000)][-2:]
+    follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--limit", "2"],
+                              cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert [json.loads(follow.stdout.readline())["id"] for _ in newest] == newest
+        time.sleep(1.5)  # let it subscribe first, so the event reaches it by the stream (else by its first read)
+        run = store.trigger("reports", "nightly_sales", None, actor="cron")
+        line = json.loads(follow.stdout.readline())  # blocks until the event comes; the test's timeout bounds it
+        assert (line["kind"], line["run"]) == ("trigger", run)
+    finally:
+        follow.terminate()
+        follow.wait(10)
+
+
 @pytest.mark.parametrize("mode", ["broker", "database"])
 def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, postgres_url, tmp_path, mode):
     """A transaction that took its ledger ids first but commits last: `--follow` prints its events

@@ -88,6 +88,25 @@ def test_human_submit_and_events(flow45):
     assert kinds[:2] == ["trigger", "ready"]
 
 
+def test_events_are_the_ledgers_newest_unless_asked_from_an_id(flow45):
+    """On a ledger of years, `flow45 events` printed its first 500 events: the oldest."""
+    flow45("deploy", str(EXAMPLES))
+    runs = [json.loads(flow45("trigger", "reports/monthly_report", "--json")[1])["run"] for _ in range(3)]
+    code, out, _ = flow45("events", "--after", "0", "--json")
+    every = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(every) > 6 and [e["id"] for e in every] == sorted(e["id"] for e in every)
+    code, out, _ = flow45("events", "--limit", "4", "--json")
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == every[-4:]  # oldest first, as tail
+    code, out, _ = flow45("events", "--after", "0", "--limit", "4", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == every[:4]
+    code, out, _ = flow45("events", "--after", str(every[1]["id"]), "--limit", "2", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == every[2:4]
+    code, out, _ = flow45("events", "--run", str(runs[0]), "--limit", "2", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [e for e in every if e["run"] == runs[0]][-2:]
+    code, out, _ = flow45("events", "--team", "reports", "--limit", "3")
+    assert [line.split()[0] for line in out.splitlines()] == [str(e["id"]) for e in every[-3:]]
+
+
 def test_workflows_graph_and_schema(flow45):
     flow45("deploy", str(EXAMPLES))
     code, out, _ = flow45("workflows", "--json")
