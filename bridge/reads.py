@@ -108,10 +108,12 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         found["attempts"] = found["attempts"][read.attempts_from:]  # the rest of an instance sent in parts
         return found
     if isinstance(read, m.ReadEvents):
+        window = {"since": utc_time(read.since), "until": utc_time(read.until)}
         if read.newest:
-            events = client.tail_events(run=read.run, instance=read.instance, n=read.limit, before=read.before)
+            events = client.tail_events(run=read.run, instance=read.instance, n=read.limit, before=read.before,
+                                        **window)
         else:
-            events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit)
+            events = client.events(read.after, run=read.run, instance=read.instance, limit=read.limit, **window)
         return {"events": [e.to_json() for e in events]}
     if isinstance(read, m.ReadCounts):
         return {"counts": client.status_counts(RunFilter(team, read.workflow, None, read.text))}

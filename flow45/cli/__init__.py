@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the events after this id, oldest first (0: from the ledger's start); "
                         "without it, the newest --limit events")
     p.add_argument("--limit", type=_positive_int, default=500, help="print at most this many (default 500)")
+    p.add_argument("--since", type=_moment, metavar="DATE|TIME|AGO",
+                   help="only events at or after this time (UTC), or this long ago (2d, 90m)")
+    p.add_argument("--until", type=_moment, metavar="DATE|TIME|AGO",
+                   help="only events before this time, up to the end of this day (UTC), or this long ago")
     p.add_argument("--follow", action="store_true", help="then keep printing new events as they come")
     add("graph", "print a workflow as a Mermaid flowchart").add_argument("workflow", metavar="TEAM/WORKFLOW")
     add("schema", "print the JSON Schema of messages and functions").add_argument("--team")

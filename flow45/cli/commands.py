@@ -129,13 +129,19 @@ def _say_if_not_deployed(client, team: str | None, workflow: str) -> None:
           file=sys.stderr)
 
 
+def _window(args) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """`--since` and `--until` as naive UTC times; `--until` a date: all of that day."""
+    since = args.since[0] if args.since else None
+    until, only_a_date = args.until or (None, False)
+    if only_a_date:  # after the calendar's last day, nothing
+        until = until + dt.timedelta(days=1) if until.date() < dt.date.max else None
+    return since, until
+
+
 @command("runs")
 def cmd_runs(args) -> int:
     params = _params(args, filtering=True) or {}
-    since = args.since[0] if args.since else None
-    until, only_a_date = args.until or (None, False)
-    if only_a_date:  # all of that day; after the calendar's last one, nothing
-        until = until + dt.timedelta(days=1) if until.date() < dt.date.max else None
+    since, until = _window(args)
     where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since, until=until)
     client = _client(args)
     views = client.runs(where, limit=args.limit)
@@ -345,10 +351,14 @@ def cmd_submit(args) -> int:
 @command("events")
 def cmd_events(args) -> int:
     client = _client(args)
+    since, until = _window(args)
+    if args.follow and until is not None:
+        raise UsageError("--follow prints events as they come: it takes no --until")
+    chosen = {"team": args.team, "run": args.run, "instance": args.instance, "since": since, "until": until}
     if args.after is None:  # the ledger's end, as `tail` shows a file's: a long ledger's start is old news
-        events = client.tail_events(team=args.team, run=args.run, instance=args.instance, n=args.limit)
+        events = client.tail_events(n=args.limit, **chosen)
     else:
-        events = client.events(args.after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
+        events = client.events(args.after, limit=args.limit, **chosen)
     for e in events:
         _print_event(e, args.json)
     if not events and args.team:
@@ -373,10 +383,11 @@ def _follow_events(client, args) -> int:
     pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
     holes = None if pushed else Holes()
     seen, last = Seen(), args.after
+    since, _ = _window(args)
 
     def show(e) -> None:
         nonlocal last
-        if e.id > args.after and seen.add(e.id):
+        if e.id > args.after and (since is None or e.at >= since) and seen.add(e.id):
             _print_event(e, args.json)
             last = max(last, e.id)
 

@@ -106,13 +106,17 @@ class Client(abc.ABC):
 
     @abc.abstractmethod
     def events(self, after: int = 0, *, team: str | None = None, run: int | None = None,
-               instance: int | None = None, limit: int = 200) -> list[EventView]:
-        """Ledger events with an id above `after`, oldest first, at most `limit`."""
+               instance: int | None = None, limit: int = 200, since: dt.datetime | None = None,
+               until: dt.datetime | None = None) -> list[EventView]:
+        """Ledger events with an id above `after`, oldest first, at most `limit` (`since`, `until`: at or
+        after, and before, these times, naive UTC)."""
 
     @abc.abstractmethod
     def tail_events(self, *, team: str | None = None, run: int | None = None, instance: int | None = None,
-                    n: int = 200, before: int | None = None) -> list[EventView]:
-        """The newest `n` events (of a team, a run or an instance; `before`: with a smaller id), oldest first."""
+                    n: int = 200, before: int | None = None, since: dt.datetime | None = None,
+                    until: dt.datetime | None = None) -> list[EventView]:
+        """The newest `n` events (of a team, a run or an instance; `before`: with a smaller id; `since`,
+        `until`: as `events` takes them), oldest first."""
 
     @abc.abstractmethod
     def latest_event_id(self) -> int:

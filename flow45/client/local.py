@@ -19,6 +19,7 @@ from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.store.ledger_time import in_window
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
     BackfillPlan,
@@ -111,13 +112,16 @@ class LocalClient(Client):
         return {row.task: row.id for row in query}
 
     def events(self, after: int = 0, *, team: str | None = None, run: int | None = None,
-               instance: int | None = None, limit: int = 200) -> list[EventView]:
+               instance: int | None = None, limit: int = 200, since: dt.datetime | None = None,
+               until: dt.datetime | None = None) -> list[EventView]:
         if self._other_team(team):
             return []
-        return store.list_events(after, team=self._team(team), run=run, instance=instance, limit=limit)
+        return store.list_events(after, team=self._team(team), run=run, instance=instance, limit=limit,
+                                 since=since, until=until)
 
     def tail_events(self, *, team: str | None = None, run: int | None = None, instance: int | None = None,
-                    n: int = 200, before: int | None = None) -> list[EventView]:
+                    n: int = 200, before: int | None = None, since: dt.datetime | None = None,
+                    until: dt.datetime | None = None) -> list[EventView]:
         if self._other_team(team):
             return []
         team = self._team(team)
@@ -130,8 +134,9 @@ class LocalClient(Client):
             query = query.where(Event.instance == instance)
         if before is not None:
             query = query.where(Event.id < before)
-        boundary = query.scalar()
-        events = self.events((boundary - 1) if boundary else 0, team=team, run=run, instance=instance, limit=n)
+        boundary = in_window(query, since, until).scalar()
+        events = self.events((boundary - 1) if boundary else 0, team=team, run=run, instance=instance, limit=n,
+                             since=since, until=until)
         return [e for e in events if e.id < before] if before is not None else events
 
     def latest_event_id(self) -> int:

@@ -84,6 +84,8 @@ class ReadEvents(_Message):
     instance: int | None = None
     newest: bool = False
     before: int | None = Field(None, ge=1, description="with `newest`: only events with a smaller id")
+    since: UtcTime | None = Field(None, description="only events at or after this UTC time")
+    until: UtcTime | None = Field(None, description="only events before this UTC time")
     limit: int = Field(200, ge=1, le=MAX_PAGE)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections import Counter
 from typing import Sequence
 
@@ -12,6 +13,7 @@ from flow45 import states as S
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store import rules_human
+from flow45.store.ledger_time import in_window
 from flow45.store.specs import version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, OutputUse, RunView, WorkflowView
 
@@ -257,9 +259,10 @@ def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:
 
 def list_events(
     after: int = 0, *, team: str | None = None, run: int | None = None, instance: int | None = None,
-    limit: int = 200, ids: list[int] | None = None,
+    limit: int = 200, ids: list[int] | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
 ) -> list[EventView]:
-    """Ledger events with id > `after`, oldest first: read incrementally by id (`ids`: only those)."""
+    """Ledger events with id > `after`, oldest first: read incrementally by id (`ids`: only those;
+    `since`, `until`: only those at or after, and before, these times, naive UTC)."""
     # Plain tuples, not models: a page of 500 events is read for every dashboard's live update.
     query = (Event.select(Event.id, Event.at, Event.team, Event.run, Event.instance, Event.kind, Event.from_state,
                           Event.to_state, Event.actor, Event.detail)
@@ -272,7 +275,7 @@ def list_events(
         query = query.where(Event.run == run)
     if instance is not None:
         query = query.where(Event.instance == instance)
-    events = list(query.tuples())
+    events = list(in_window(query, since, until).tuples())
     ids = sorted({e[4] for e in events if e[4] is not None})
     tasks = dict(TaskInstance.select(TaskInstance.id, TaskInstance.task).where(TaskInstance.id.in_(ids)).tuples()) if ids else {}
     return [EventView(*e, task=tasks.get(e[4])) for e in events]

@@ -94,6 +94,11 @@ def test_reads_larger_than_a_message_come_whole_in_parts(bridge_env, tmp_path):
         assert _size(*local.events(0, limit=500)) > CAP and _size(*local.tail_events(n=500)) > CAP
         events = client.events(0, limit=500)
         assert [e.id for e in events] == [e.id for e in local.events(0, limit=500)] and len(events) == 500
+        middle = local.events(0, limit=10_000)[-100].at
+        assert [e.id for e in client.events(0, limit=500, since=middle)] == [
+            e.id for e in local.events(0, limit=500, since=middle)]
+        assert [e.id for e in client.tail_events(n=50, until=middle)] == [
+            e.id for e in local.tail_events(n=50, until=middle)]
         total = len(local.events(0, limit=10_000))
         for n in (500, 520, total + 100):  # in as many answers as it takes, each the page before (500 a read)
             expected = [e.id for e in local.tail_events(n=n)]

@@ -32,7 +32,8 @@ EXCHANGES = ["flow45.read", "flow45.read.reports", "flow45.read.rival", "flow45.
 READ_FIELDS = {  # each read's fields, the required ones first (docs/protocol.md, "Operator reads")
     "whoami": [], "workflows": [], "schema": [], "instance": ["instance"], "stats": ["workflow", "runs"],
     "runs": ["workflow", "status", "text", "before", "limit", "params", "since", "until", "ids"],
-    "run": ["run", "attempts", "as_of", "as_of_time"], "events": ["after", "run", "instance", "newest", "limit", "before"],
+    "run": ["run", "attempts", "as_of", "as_of_time"],
+    "events": ["after", "run", "instance", "newest", "limit", "before", "since", "until"],
     "counts": ["workflow", "text"], "inbox": ["show", "limit"], "spec": ["run", "workflow"],
 }
 REQUIRED = {"instance": "instance", "stats": "workflow", "run": "run"}

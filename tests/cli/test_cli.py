@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -88,6 +89,10 @@ def test_human_submit_and_events(flow45):
     assert kinds[:2] == ["trigger", "ready"]
 
 
+def _at(event: dict) -> dt.datetime:
+    return dt.datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+
+
 def test_events_are_the_ledgers_newest_unless_asked_from_an_id(flow45):
     """On a ledger of years, `flow45 events` printed its first 500 events: the oldest."""
     flow45("deploy", str(EXAMPLES))
@@ -105,6 +110,13 @@ def test_events_are_the_ledgers_newest_unless_asked_from_an_id(flow45):
     assert [json.loads(line) for line in out.splitlines()] == [e for e in every if e["run"] == runs[0]][-2:]
     code, out, _ = flow45("events", "--team", "reports", "--limit", "3")
     assert [line.split()[0] for line in out.splitlines()] == [str(e["id"]) for e in every[-3:]]
+    middle = every[len(every) // 2]["at"]  # the events' own times: the test needs no clock
+    code, out, _ = flow45("events", "--since", middle, "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [e for e in every if _at(e) >= _at({"at": middle})]
+    code, out, _ = flow45("events", "--until", middle, "--after", "0", "--limit", "2", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [e for e in every if _at(e) < _at({"at": middle})][:2]
+    code, _, err = flow45("events", "--since", "yesterday")
+    assert code == 2 and "argument --since: expected a date such as 2026-03-01" in err
 
 
 def test_workflows_graph_and_schema(flow45):
