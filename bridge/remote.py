@@ -37,10 +37,14 @@ _CODES = {"not_found": NotFound, "not_allowed": NotAllowed}
 
 
 class RemoteClient(Client):
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0, team: str | None = None):
+        """`team`: the URL's user's team, when the operator says it (FLOW45_TEAM): even the first read
+        goes to that team's own exchange, never to the shared one, which every team's operators may
+        write to and one team's flood of reads could hold up."""
         self.url = url
         self.timeout = timeout
         self._identity: dict | None = None
+        self._told_team = team
         self._team_reads = True  # False: the broker refused the team's read exchange; the shared one serves
         self._mine = threading.local()
 
@@ -73,18 +77,24 @@ class RemoteClient(Client):
     # ---- the wire ----------------------------------------------------------------------------
 
     def _read(self, message: dict) -> Any:
-        """To the team's own read exchange once the team is known (the first `whoami` goes to the
-        shared one); to the shared one for good if the broker refuses the team's (an installation
-        whose broker was set up before each team read apart)."""
-        team = self._identity["team"] if self._identity is not None and self._team_reads else None
+        """To the team's own read exchange once the team is known (told, or from the first `whoami`,
+        which goes to the shared one); to the shared one for good if the broker refuses the team's (an
+        installation whose broker was set up before each team read apart)."""
+        known = self._identity["team"] if self._identity is not None else self._told_team
+        team = known if self._team_reads else None
         if team is None:
             return self._answered(self.rpc.read, message)
         try:
             return self._answered(lambda msg: self.rpc.read(msg, team), message)
         except ExchangeRefused as exc:
-            log.warning("reads go to %s, not the team's own exchange: %s (run `flow45 bridge setup-broker`)",
-                        names.READ_EXCHANGE, exc.message)
-            self._team_reads = False
+            if self._identity is None:  # told, not yet confirmed: the shared exchange says whose user this is
+                log.warning("the broker refuses this user's reads to team %s (%s): is FLOW45_TEAM right?",
+                            team, exc.message)
+                self._told_team = None
+            else:
+                log.warning("reads go to %s, not the team's own exchange: %s (run `flow45 bridge setup-broker`)",
+                            names.READ_EXCHANGE, exc.message)
+                self._team_reads = False
             return self._answered(self.rpc.read, message)
 
     def _change(self, message: dict) -> Any:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import difflib
+import os
 import re
 import sys
 from contextlib import contextmanager
 from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 from flow45 import strictjson
 from flow45.clock import parse_utc, utcnow
@@ -121,6 +123,15 @@ def _open_store(create: bool = False) -> None:
         require_schema()
 
 
+def told_team(settings) -> str | None:
+    """The team of the broker URL's user as the operator says it (FLOW45_TEAM), else as an
+    administrator's settings list the user; None if neither does."""
+    if team := os.environ.get("FLOW45_TEAM"):
+        return team
+    user = unquote(urlsplit(settings.amqp_url or "").username or "")
+    return next((name for name, team_settings in settings.teams.items() if user in team_settings.users), None)
+
+
 def remote_mode(settings) -> bool:
     """An operator with only a broker URL: no database URL given, by the settings or the environment."""
     return bool(settings.amqp_url) and "database_url" not in settings.model_fields_set
@@ -138,7 +149,7 @@ def _client(args: argparse.Namespace, create: bool = False):
                              "the broker user of FLOW45_AMQP_URL")
         from bridge.remote import RemoteClient  # the command line is the one place that puts the parts together
 
-        return RemoteClient(settings.amqp_url)
+        return RemoteClient(settings.amqp_url, team=told_team(settings))
     from flow45.client import LocalClient
 
     _open_store(create=create)

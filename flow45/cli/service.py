@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from flow45.cli.base import UsageError, _add_run_params, _params, _positive_int, _team_workflow, command
+from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _team_workflow, command,
+                             told_team)
 from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
@@ -108,15 +109,9 @@ def _operator_team(args) -> str:
     """The team whose exchange (`flow45.in.TEAM`) a command about an instance goes to: --team, else
     FLOW45_TEAM, else the team an administrator's settings list the URL's user under. The broker
     lets a user write only to its own team's exchange, and the bridge takes the team from the user."""
-    team = args.team or os.environ.get("FLOW45_TEAM")
+    team = args.team or told_team(current_settings())
     if team:
         return team
-    from urllib.parse import unquote, urlsplit
-
-    user = unquote(urlsplit(_amqp_url()).username or "")
-    for name, team_settings in current_settings().teams.items():
-        if user in team_settings.users:
-            return name
     raise UsageError("say which team the instance belongs to: --team TEAM (or FLOW45_TEAM)")
 
 

@@ -5,6 +5,7 @@ does is written to the ledger under its broker user."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flow45 import store
+from bridge.setup_broker import team_permissions
+from flow45 import names, store
 from flow45.models import Event
 from tests.bridge.test_operators import operator
 from tests.client.two_teams import _instance, deploy_two_teams, finish_nightly
@@ -295,3 +297,27 @@ def test_bulk_skip_through_the_broker_plans_then_skips_each_as_the_broker_user(b
     assert publish.state == "skipped"
     theirs = operator(ops, "bulk", "retry", "--run", str(teams["rival"].run), cwd=tmp_path)
     assert theirs.returncode == 1 and "not found for team reports" in theirs.stderr
+
+
+def test_an_operator_who_names_its_team_never_reads_through_the_shared_exchange(bridge_env, tmp_path):
+    """Every team's operators may write to the shared `flow45.read`, where a client's first read
+    (`whoami`) went: a team flooding it held up another team's dashboards from starting. Told its
+    team (FLOW45_TEAM), a client sends every read to its team's own exchange. Here the broker
+    refuses reports-ops the shared exchange: told, it reads all the same; a wrong team is named."""
+    deploy_two_teams(tmp_path)
+    ops, rabbit = bridge_env.url("reports-ops"), bridge_env.rabbit
+    configure, write, read = team_permissions("reports", "operator")
+    assert write.count(re.escape(names.READ_EXCHANGE) + "|") == 1
+    rabbit.ctl("set_permissions", "-p", "/", "reports-ops", configure,
+               write.replace(re.escape(names.READ_EXCHANGE) + "|", ""), read)
+    try:
+        told = operator(ops, "workflows", "--json", cwd=tmp_path, FLOW45_TEAM="reports")
+        assert told.returncode == 0, told.stderr
+        assert {w["team"] for w in json.loads(told.stdout)} == {"reports"}
+        untold = operator(ops, "workflows", cwd=tmp_path)
+        assert untold.returncode == 1 and "flow45.read" in untold.stderr and "Traceback" not in untold.stderr
+    finally:
+        rabbit.ctl("set_permissions", "-p", "/", "reports-ops", configure, write, read)
+    wrong = operator(ops, "workflows", "--json", cwd=tmp_path, FLOW45_TEAM="rival")
+    assert wrong.returncode == 0 and {w["team"] for w in json.loads(wrong.stdout)} == {"reports"}
+    assert "refuses this user's reads to team rival" in wrong.stderr and "is FLOW45_TEAM right?" in wrong.stderr
