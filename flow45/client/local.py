@@ -19,7 +19,6 @@ from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
 from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
-from flow45.store.ledger_time import in_window
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
     BackfillPlan,
@@ -124,20 +123,8 @@ class LocalClient(Client):
                     until: dt.datetime | None = None) -> list[EventView]:
         if self._other_team(team):
             return []
-        team = self._team(team)
-        query = Event.select(Event.id).order_by(Event.id.desc()).limit(1).offset(n - 1)
-        if team:
-            query = query.where(Event.team == team)
-        if run is not None:
-            query = query.where(Event.run == run)
-        if instance is not None:
-            query = query.where(Event.instance == instance)
-        if before is not None:
-            query = query.where(Event.id < before)
-        boundary = in_window(query, since, until).scalar()
-        events = self.events((boundary - 1) if boundary else 0, team=team, run=run, instance=instance, limit=n,
-                             since=since, until=until)
-        return [e for e in events if e.id < before] if before is not None else events
+        return store.list_events(team=self._team(team), run=run, instance=instance, limit=n, since=since, until=until,
+                                 newest=True, before=before)
 
     def latest_event_id(self) -> int:
         query = Event.select(pw.fn.MAX(Event.id))

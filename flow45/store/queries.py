@@ -260,13 +260,17 @@ def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:
 def list_events(
     after: int = 0, *, team: str | None = None, run: int | None = None, instance: int | None = None,
     limit: int = 200, ids: list[int] | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+    newest: bool = False, before: int | None = None,
 ) -> list[EventView]:
     """Ledger events with id > `after`, oldest first: read incrementally by id (`ids`: only those;
-    `since`, `until`: only those at or after, and before, these times, naive UTC)."""
+    `since`, `until`: only those at or after, and before, these times, naive UTC). `newest`: the
+    newest `limit` of them instead (`before`: with a smaller id), still oldest first."""
     # Plain tuples, not models: a page of 500 events is read for every dashboard's live update.
     query = (Event.select(Event.id, Event.at, Event.team, Event.run, Event.instance, Event.kind, Event.from_state,
                           Event.to_state, Event.actor, Event.detail)
-             .where(Event.id > after).order_by(Event.id).limit(limit))
+             .where(Event.id > after).order_by(Event.id.desc() if newest else Event.id).limit(limit))
+    if before is not None:
+        query = query.where(Event.id < before)
     if ids is not None:
         query = query.where(Event.id.in_(ids))
     if team:
@@ -276,6 +280,8 @@ def list_events(
     if instance is not None:
         query = query.where(Event.instance == instance)
     events = list(in_window(query, since, until).tuples())
+    if newest:
+        events.reverse()
     ids = sorted({e[4] for e in events if e[4] is not None})
     tasks = dict(TaskInstance.select(TaskInstance.id, TaskInstance.task).where(TaskInstance.id.in_(ids)).tuples()) if ids else {}
     return [EventView(*e, task=tasks.get(e[4])) for e in events]

@@ -45,7 +45,12 @@ def test_a_window_holds_exactly_the_events_at_or_after_since_and_before_until(st
     since, until = (None if near is None or not rows else rows[near[0] % len(rows)][1] + dt.timedelta(seconds=near[1])
                     for near in (near_since, near_until))
     found = [e.id for e in list_events(0, limit=1000, since=since, until=until)]
-    assert found == [i for i, at in rows if (since is None or at >= since) and (until is None or at < until)]
+    expected = [i for i, at in rows if (since is None or at >= since) and (until is None or at < until)]
+    assert found == expected
+    assert [e.id for e in list_events(limit=3, since=since, until=until, newest=True)] == expected[-3:]
+    if len(expected) > 1:  # the page before the newest event
+        below = [e.id for e in list_events(limit=3, since=since, until=until, newest=True, before=expected[-1])]
+        assert below == expected[-4:-1]
 
 
 def test_the_first_id_from_a_moment_on_the_awkward_days(store_db):
