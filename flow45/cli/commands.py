@@ -135,6 +135,9 @@ def _window(args) -> tuple[dt.datetime | None, dt.datetime | None]:
     until, only_a_date = args.until or (None, False)
     if only_a_date:  # after the calendar's last day, nothing
         until = until + dt.timedelta(days=1) if until.date() < dt.date.max else None
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since {since:%Y-%m-%d %H:%M:%S} is not before --until {until:%Y-%m-%d %H:%M:%S}"
+                         + (" (the end of the day it names)" if only_a_date else "") + ": no time is in both")
     return since, until
 
 
@@ -363,6 +366,10 @@ def cmd_events(args) -> int:
         _print_event(e, args.json)
     if not events and args.team:
         say_if_no_team(client, args.team)
+    if not events and args.run is not None:
+        client.run(args.run)  # not found (or another team's): said as `show` says it
+    if not events and args.instance is not None:
+        client.instance(args.instance)
     if args.follow:
         args.after = events[-1].id if events else (args.after or 0)
         return _follow_events(client, args)

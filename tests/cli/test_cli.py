@@ -117,6 +117,14 @@ def test_events_are_the_ledgers_newest_unless_asked_from_an_id(flow45):
     assert [json.loads(line) for line in out.splitlines()] == [e for e in every if _at(e) < _at({"at": middle})][:2]
     code, _, err = flow45("events", "--since", "yesterday")
     assert code == 2 and "argument --since: expected a date such as 2026-03-01" in err
+    code, out, err = flow45("events", "--run", "4242")
+    assert code == 1 and out == "" and err.strip() == "flow45: run 4242 not found"
+    code, out, err = flow45("events", "--instance", "4242")
+    assert code == 1 and err.strip() == "flow45: task instance 4242 not found"
+    for command in ("events", "runs"):  # a window no time is in: said, not answered with nothing
+        code, _, err = flow45(command, "--since", "2026-03-02", "--until", "2026-03-01")
+        assert code == 2 and f"flow45 {command}: error: --since 2026-03-02 00:00:00 is not before --until " \
+                              "2026-03-02 00:00:00 (the end of the day it names)" in err
 
 
 def test_workflows_graph_and_schema(flow45):
