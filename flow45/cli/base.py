@@ -128,8 +128,10 @@ def told_team(settings) -> str | None:
     administrator's settings list the user; None if neither does."""
     if team := os.environ.get("FLOW45_TEAM"):
         return team
-    user = unquote(urlsplit(settings.amqp_url or "").username or "")
-    return next((name for name, team_settings in settings.teams.items() if user in team_settings.users), None)
+    from bridge.inbound import team_of_user  # the bridge's own lookup; the command line puts the parts together
+
+    found = team_of_user(settings, unquote(urlsplit(settings.amqp_url or "").username or ""))
+    return found[0] if found else None
 
 
 def remote_mode(settings) -> bool:

@@ -372,11 +372,11 @@ def cmd_events(args) -> int:
         client.instance(args.instance)
     if args.follow:
         args.after = events[-1].id if events else (args.after or 0)
-        return _follow_events(client, args)
+        return _follow_events(client, args, since)
     return 0
 
 
-def _follow_events(client, args) -> int:
+def _follow_events(client, args, since: dt.datetime | None) -> int:
     """Through the broker, the team's event stream brings each event, and the ledger is read by id
     only when the stream may have skipped some (after connecting, or when another bridge took over
     publishing it). On the database, the ledger is read every half second, from before the oldest id
@@ -390,7 +390,6 @@ def _follow_events(client, args) -> int:
     pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
     holes = None if pushed else Holes()
     seen, last = Seen(), args.after
-    since, _ = _window(args)
 
     def show(e) -> None:
         nonlocal last
