@@ -1,7 +1,8 @@
 """The bridge's hot path alone: what one batch of worker messages costs on PostgreSQL (fsync on),
 without RabbitMQ or workers. Prints, per batch shape, the wall time (p50, p99), the CPU this process
-spent (the bridge's share of the work: parsing, the rules, building statements, reading rows) and
-the round trips to the server, beside a bare commit on the same server; and the same for a trigger.
+spent (the bridge's share of the work: parsing, the rules, building statements, reading rows), the
+round trips to the server and the WAL it wrote (p50: what each commit gives the disk to flush),
+beside a bare commit on the same server; and the same for a trigger.
 The shapes: a claim; a submit whose next task is offered; a submit whose next task is granted in its
 answer (eager dispatch, the hop of `benchmarks/e2e.py`), its run read, then kept from the batch before
 as the bridge keeps it (flow45.store.run_cache: read back after each answer, shown apart); and
@@ -71,14 +72,17 @@ class Shape:
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.trips: list[int] = []
+        self.wal: list[int] = []
 
     def timed(self, trips: _Trips, messages: int, work: Callable[[], Any]) -> Any:
+        wal = _wal_position()
         trips.reset()
         cpu, started = time.process_time(), time.perf_counter()
         result = work()
         self.wall.append((time.perf_counter() - started) * 1000 / messages)
         self.cpu.append((time.process_time() - cpu) * 1000 / messages)
         self.trips.append(trips.count)
+        self.wal.append((_wal_position() - wal) // messages)
         return result
 
     def batch(self, trips: _Trips, settings: Settings, bodies: list[bytes], kept: RunCache | None = None) -> list:
@@ -93,7 +97,8 @@ class Shape:
     def report(self) -> None:
         wall = sorted(self.wall)
         print(f"  {self.name:38s} p50 {statistics.median(wall):6.2f} ms  p99 {wall[int(0.99 * (len(wall) - 1))]:6.2f} ms"
-              f"  CPU {statistics.mean(self.cpu):5.2f} ms  {statistics.mean(self.trips):4.1f} round trips")
+              f"  CPU {statistics.mean(self.cpu):5.2f} ms  {statistics.mean(self.trips):4.1f} round trips"
+              f"  WAL {statistics.median(self.wal):6,.0f} B")
 
 
 OUTPUT = {"uri": "noop://", "size": 1}
@@ -165,6 +170,12 @@ def main() -> None:
             shape.report()
     finally:
         postgres.stop()
+
+
+def _wal_position() -> int:
+    """Bytes of WAL the server has written so far (this benchmark is its only writer)."""
+    (position,) = database.execute_sql("SELECT pg_current_wal_insert_lsn() - '0/0'").fetchone()
+    return int(position)
 
 
 class _Trips:

@@ -8,7 +8,8 @@ import peewee as pw
 from flow45.clock import utcnow
 from flow45.db import atomic, database, dialect
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
-from flow45.models import ALL_TABLES, Connection, ScheduleCursor, SchedulerLock, SchemaVersion
+from flow45.models import (ALL_TABLES, TIMER_INDEXES, Connection, ScheduleCursor, SchedulerLock, SchemaVersion,
+                           TaskInstance)
 from flow45.urls import hide_password
 
 
@@ -173,10 +174,21 @@ def _row_check_v16() -> None:
     dialect().create_row_check()
 
 
+def _timer_indexes_v17() -> None:
+    """The sweeps' indexes of task instances hold only the rows whose timer is set (`TIMER_INDEXES`):
+    each index of every row goes, and is made again with its condition. Already so on a database that
+    step 1 created at this version."""
+    made = {index.name: index.sql for index in database.get_indexes("task_instance")}
+    for name in TIMER_INDEXES:
+        if name in made and " WHERE " not in made[name].upper():
+            database.execute_sql(f'DROP INDEX "{name}"')
+    TaskInstance._schema.create_indexes(safe=True)
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
-         _pending_by_team_v14, _one_pending_index_v15, _row_check_v16]
+         _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17]
 CURRENT = len(STEPS)
 
 

@@ -106,7 +106,7 @@ class TaskInstance(Table):
     updated_at = pw.DateTimeField()
     # A running attempt parked by its worker: whoever holds this key completes or fails it
     # (lease_expires_at is then the deadline, or null for none). Cleared when the attempt ends.
-    callback_key = pw.CharField(max_length=64, null=True, index=True)
+    callback_key = pw.CharField(max_length=64, null=True)  # indexed where set: TIMER_INDEXES
     # Human tasks (flow45.store.rules_human): who has it, when it is due, the sweep's next moment for
     # it, reminders sent, and when its overdue outcome was applied. Null on every other task.
     taken_by = pw.CharField(max_length=128, null=True)
@@ -118,11 +118,24 @@ class TaskInstance(Table):
     class Meta:
         indexes = (
             (("run", "task"), True),
-            (("state", "alarm_at"), False),
-            (("state", "lease_expires_at"), False),
-            (("state", "not_before"), False),
             (("team", "function", "state"), False),
         )
+
+
+# The sweeps' indexes hold only the instances whose timer is set (a lease, a retry's or a timer's
+# moment, a human task's alarm, a parked attempt's key). An instance that ended has none, so it is in
+# none of them, and the move that ends it writes no entry to them. A sweep compares the column, which
+# tells the planner (PostgreSQL's and SQLite's) that the rows it wants are in the index.
+TIMER_INDEXES = {
+    name: TaskInstance.index(*(getattr(TaskInstance, c) for c in columns), name=name,
+                             where=getattr(TaskInstance, columns[-1]).is_null(False))
+    for name, columns in (("task_instance_state_alarm_at", ("state", "alarm_at")),
+                          ("task_instance_state_lease_expires_at", ("state", "lease_expires_at")),
+                          ("task_instance_state_not_before", ("state", "not_before")),
+                          ("task_instance_callback_key", ("callback_key",)))
+}
+for _index in TIMER_INDEXES.values():
+    TaskInstance.add_index(_index)
 
 
 class Attempt(Table):
