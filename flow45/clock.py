@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 
 _ahead = dt.timedelta(0)  # how far this process's clock was moved forward (flow45 demo only)
@@ -45,6 +46,18 @@ def parse_utc(text: str) -> dt.datetime:
     """An ISO 8601 time or date as naive UTC (without an offset it is UTC). Raises ValueError if it is
     not one, OverflowError if its offset reaches past the calendar's ends."""
     return to_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+
+
+_DATE_SHAPED = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+def no_such_moment(text: str, error: Exception) -> str | None:
+    """Why `text`, written in the form of a date or a time, names none (2026-02-30, 2026-03-01T25:00):
+    the part that is wrong, as `error` (parse_utc's) says. None for text of another form."""
+    text = text.strip()
+    if isinstance(error, OverflowError):  # an offset that reaches past the calendar's ends
+        return f"{text!r} is outside the calendar once made UTC"
+    return f"{text!r} names no real day or time: {error}" if _DATE_SHAPED.fullmatch(text) else None
 
 
 def iso(value: dt.datetime | None) -> str | None:

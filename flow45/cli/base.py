@@ -13,7 +13,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from flow45 import strictjson
-from flow45.clock import parse_utc, utcnow
+from flow45.clock import no_such_moment, parse_utc, utcnow
 from flow45.durations import parse_duration
 from flow45.wire import INT64_MAX
 
@@ -173,10 +173,14 @@ def _moment(text: str) -> tuple[dt.datetime, bool]:
         return parse_utc(text), False
     except OverflowError:  # a duration, or an offset, that reaches before the year 1
         raise argparse.ArgumentTypeError(f"{text!r} is too long ago to be a date") from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date such as 2026-03-01, a time such as 2026-03-01T06:00:00Z or a duration before now "
-            f"such as 2d, got {text!r}") from None
+    except ValueError as exc:
+        raise _refused(text, exc, "a date such as 2026-03-01, a time such as 2026-03-01T06:00:00Z or a duration "
+                                  "before now such as 2d") from None
+
+
+def _refused(text: str, error: Exception, expected: str) -> argparse.ArgumentTypeError:
+    """A date or time that names none says which part is wrong; anything else, what was expected."""
+    return argparse.ArgumentTypeError(no_such_moment(text, error) or f"expected {expected}, got {text!r}")
 
 
 def _param_pair(text: str) -> tuple[str, Any]:
@@ -199,17 +203,16 @@ def _as_of(text: str) -> int | dt.datetime:
         return _positive_int(text)
     try:
         return parse_utc(text)
-    except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
-        raise argparse.ArgumentTypeError(
-            f"expected a ledger event id or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+    except (ValueError, OverflowError) as exc:  # OverflowError: an offset that reaches before the year 1
+        raise _refused(text, exc, "a ledger event id or a time such as 2026-03-01T06:00:00Z") from None
 
 
 def _utc_time(text: str) -> dt.datetime:
     """A time (ISO 8601; without an offset it is UTC) as naive UTC."""
     try:
         return parse_utc(text)
-    except (ValueError, OverflowError):  # OverflowError: an offset that reaches before the year 1
-        raise argparse.ArgumentTypeError(f"expected a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+    except (ValueError, OverflowError) as exc:  # OverflowError: an offset that reaches before the year 1
+        raise _refused(text, exc, "a time such as 2026-03-01T06:00:00Z") from None
 
 
 MAX_ID = INT64_MAX  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver

@@ -197,8 +197,17 @@ def test_the_demo_with_a_broker_that_is_not_there_stops_before_making_its_store(
 @pytest.mark.parametrize("args, said", [
     (["runs", "--since", "99999999d"], "argument --since: '99999999d' is too long ago to be a date"),
     (["runs", "--until", "0001-01-01T00:00:00+01:00"], "argument --until: '0001-01-01T00:00:00+01:00' is too long ago"),
-    (["runs", "--since", "2027-02-29"], "argument --since: expected a date such as 2026-03-01"),
-    (["show", "1", "--as-of", "0001-01-01T00:30:00+01:00"], "argument --as-of: expected a ledger event id or a time"),
+    (["runs", "--since", "2027-02-29"],
+     "argument --since: '2027-02-29' names no real day or time: day is out of range for month"),
+    (["events", "--until", "2026-13-01"],
+     "argument --until: '2026-13-01' names no real day or time: month must be in 1..12"),
+    (["show", "1", "--as-of", "2026-03-01T25:00:00Z"],
+     "argument --as-of: '2026-03-01T25:00:00Z' names no real day or time: hour must be in 0..23"),
+    (["show", "1", "--as-of", "0001-01-01T00:30:00+01:00"],
+     "argument --as-of: '0001-01-01T00:30:00+01:00' is outside the calendar once made UTC"),
+    (["trigger", "acme/x", "--logical-time", "2026-02-29T06:00:00Z"],
+     "argument --logical-time: '2026-02-29T06:00:00Z' names no real day or time: day is out of range for month"),
+    (["runs", "--since", "last week"], "argument --since: expected a date such as 2026-03-01"),
 ])
 def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tmp_path, args, said):
     done = flow45(*args, cwd=tmp_path)

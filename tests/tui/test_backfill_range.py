@@ -19,7 +19,8 @@ def test_a_date_as_the_end_covers_its_whole_day_even_the_calendars_last():
 
 @pytest.mark.parametrize("typed, said", [
     ("0001-01-01T00:00:00+01:00", "is outside the calendar once made UTC"),
-    ("2027-02-29", "expected a date such as 2026-03-01"),
+    ("2027-02-29", "'2027-02-29' names no real day or time: day is out of range for month"),
+    ("2026-03-01T24:00", "names no real day or time: hour must be in 0..23"),
     ("2026-03", "expected a date such as 2026-03-01"),
 ])
 def test_what_names_no_moment_is_said_not_raised(typed, said):

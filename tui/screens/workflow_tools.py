@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Button, Input, Label, Select, Static
 
-from flow45.clock import parse_utc
+from flow45.clock import no_such_moment, parse_utc
 from flow45.errors import Flow45Error
 from tui.screens.modals import ActionModal
 from tui.widgets.progress import when
@@ -58,10 +58,9 @@ def _moment(text: str, end_of_day: bool) -> dt.datetime:
     try:
         moment = parse_utc(text)
         return moment + dt.timedelta(days=1, microseconds=-1) if end_of_day and len(text) == 10 else moment
-    except OverflowError:  # an offset that reaches past the calendar's ends
-        raise Flow45Error(f"{text!r} is outside the calendar once made UTC") from None
-    except ValueError:
-        raise Flow45Error(f"expected a date such as 2026-03-01 or a time such as 2026-03-01T06:00:00Z, got {text!r}") from None
+    except (ValueError, OverflowError) as exc:
+        raise Flow45Error(no_such_moment(text, exc) or "expected a date such as 2026-03-01 or a time such as "
+                          f"2026-03-01T06:00:00Z, got {text!r}") from None
 
 
 class BackfillModal(ActionModal):
