@@ -175,13 +175,14 @@ def _row_check_v16() -> None:
 
 
 def _timer_indexes_v17() -> None:
-    """The sweeps' indexes of task instances hold only the rows whose timer is set (`TIMER_INDEXES`):
-    each index of every row goes, and is made again with its condition. Already so on a database that
-    step 1 created at this version."""
+    """The sweeps' indexes of task instances hold only the rows whose timer is set (`TIMER_INDEXES`),
+    and the index by team, function and state leads with the state: each index of every row goes, and
+    is made again as the model has it. Already so on a database that step 1 created at this version."""
     made = {index.name: index.sql for index in database.get_indexes("task_instance")}
     for name in TIMER_INDEXES:
         if name in made and " WHERE " not in made[name].upper():
             database.execute_sql(f'DROP INDEX "{name}"')
+    database.execute_sql("DROP INDEX IF EXISTS task_instance_team_function_state")
     TaskInstance._schema.create_indexes(safe=True)
 
 

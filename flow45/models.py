@@ -118,7 +118,9 @@ class TaskInstance(Table):
     class Meta:
         indexes = (
             (("run", "task"), True),
-            (("team", "function", "state"), False),
+            # State first: the scrape, the human inbox and polling workers read live states only,
+            # never the ended instances behind them.
+            (("state", "team", "function"), False),
         )
 
 
