@@ -35,10 +35,12 @@ def _holds_only_timed(definition: str, column: str) -> bool:
 def test_the_sweeps_indexes_of_an_upgraded_store_hold_only_timed_instances_and_still_find_them(store_db, tmp_path):
     assert set(TIMER_INDEXES) == set(COLUMNS)
     step = STEPS.index(_timer_indexes_v17) + 1
-    with atomic():  # a store from before: each index of every instance
+    with atomic():  # a store from before: each index of every instance, and the one by team first
         for name, columns in COLUMNS.items():
             database.execute_sql(f"DROP INDEX {name}")
             database.execute_sql(f"CREATE INDEX {name} ON task_instance ({', '.join(columns)})")
+        database.execute_sql("DROP INDEX task_instance_state_team_function")
+        database.execute_sql("CREATE INDEX task_instance_team_function_state ON task_instance (team, function, state)")
         SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
     assert not any(_holds_only_timed(_definitions()[name], columns[-1]) for name, columns in COLUMNS.items())
 
@@ -46,6 +48,9 @@ def test_the_sweeps_indexes_of_an_upgraded_store_hold_only_timed_instances_and_s
     made = _definitions()
     for name, columns in COLUMNS.items():
         assert _holds_only_timed(made[name], columns[-1]), made[name]
+    assert "task_instance_team_function_state" not in made
+    assert [i.columns for i in database.get_indexes("task_instance") if i.name == "task_instance_state_team_function"] \
+        == [["state", "team", "function"]]
 
     deploy_text(tmp_path, DIAMOND)  # `a` is retried once, 10 s after it fails
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
