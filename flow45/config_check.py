@@ -24,6 +24,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
+from flow45.schedule import cron_problem
 from flow45.settings import Settings, current_settings
 from flow45.types import pattern_problem
 
@@ -125,8 +126,8 @@ def _check_upstream(wf: WorkflowSpec, task_name: str, upstream: str, report) -> 
 
 
 def _check_schedule(schedule: ScheduleSpec, report) -> None:
-    if not croniter.is_valid(schedule.cron):
-        report("cron", f"'{schedule.cron}' is not a valid cron expression (five fields: minute hour day month weekday)")
+    if (problem := cron_problem(schedule.cron)) is not None:
+        report("cron", problem)
     elif not _fires(schedule.cron):
         report("cron", f"'{schedule.cron}' never fires: no month has that day (such as 30 February)")
     try:

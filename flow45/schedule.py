@@ -29,10 +29,35 @@ _MAX_SHIFT = dt.timedelta(hours=3)
 _SECOND = dt.timedelta(seconds=1)
 
 
+MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+class BadSchedule(ValueError):
+    """A cron expression Flow45 does not take (a version stored before the check refused it)."""
+
+
+def cron_problem(cron: str) -> str | None:
+    """Why `cron` is not a schedule Flow45 takes, or None: five fields (minute hour day month
+    weekday), or a macro such as @daily. croniter also reads six and seven fields, seconds and a
+    year last; Quartz writes seconds first, so its '0 0 6 1 * *' (06:00 on the 1st) would fire every
+    second of the minute after midnight on 6 January."""
+    fields = cron.split()
+    if len(fields) == 1 and fields[0].lower() in MACROS:
+        return None
+    if len(fields) != 5:
+        return (f"'{cron}' has {len(fields)} field{'' if len(fields) == 1 else 's'}: a schedule takes five "
+                "(minute hour day month weekday), without seconds or a year")
+    if not croniter.is_valid(cron):
+        return f"'{cron}' is not a valid cron expression (five fields: minute hour day month weekday)"
+    return None
+
+
 class CronSchedule:
     """A cron expression in a timezone; ticks are naive UTC datetimes."""
 
     def __init__(self, cron: str, timezone: str = "UTC"):
+        if (problem := cron_problem(cron)) is not None:
+            raise BadSchedule(problem)
         self.cron = cron
         self.timezone = timezone
         self.zone = zoneinfo.ZoneInfo(timezone)

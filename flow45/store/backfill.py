@@ -11,7 +11,7 @@ import peewee as pw
 from flow45.clock import to_utc
 from flow45.errors import Flow45Error
 from flow45.models import Run, WorkflowVersion
-from flow45.schedule import cron_schedule
+from flow45.schedule import BadSchedule, cron_schedule
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import check_open, validate_params
 from flow45.store.runs import trigger
@@ -47,6 +47,8 @@ def backfill(
     except OverflowError:  # a tick, or the local time of one, would fall outside years 1 to 9999
         raise Flow45Error(f"backfill {team}/{workflow}: the schedule's ticks cannot be worked out that close "
                           "to the ends of the calendar (years 1 and 9999)") from None
+    except BadSchedule as exc:  # a version stored before deploy refused it
+        raise Flow45Error(f"backfill {team}/{workflow}: {exc}; deploy a version with a schedule Flow45 takes") from None
     if len(ticks) > MAX_TICKS:
         raise Flow45Error(f"backfill {team}/{workflow}: more than {MAX_TICKS} ticks in that range; backfill it in parts")
     existing = dict(Run.select(Run.logical_time, Run.id).where(

@@ -17,7 +17,7 @@ from flow45.clock import iso, to_utc
 from flow45.db import atomic, dialect, generation
 from flow45.errors import InvalidParams, LimitReached
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
-from flow45.schedule import DueTicks, cron_schedule, due_ticks
+from flow45.schedule import BadSchedule, DueTicks, cron_schedule, due_ticks
 from flow45.store import rules
 from flow45.store.due import due_in_turns
 from flow45.store.newrun import validate_params
@@ -165,6 +165,10 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
             made, passed = _apply(item, cursors.get(item.workflow_id), due, schedule.catchup, at)
         except (pw.OperationalError, pw.InterfaceError):
             raise
+        except BadSchedule as exc:  # stored before deploy refused it: said once, not every tick
+            _refuse_once(item, str(exc))
+            outcome.errors.append(f"{item.team}/{item.name}: {exc}")
+            continue
         except Exception as exc:  # noqa: BLE001 - one workflow must not stop the others
             log.exception("scheduler: %s/%s failed", item.team, item.name)
             outcome.errors.append(f"{item.team}/{item.name}: {type(exc).__name__}: {exc}")
@@ -249,6 +253,16 @@ def _apply(
 
 
 _limited: set[int] = set()  # workflows whose scheduled runs wait for their team's limit, said once
+
+
+_refused: set[int] = set()  # versions whose schedule is refused, said once
+
+
+def _refuse_once(item: _Scheduled, why: str) -> None:
+    if item.version_id not in _refused:
+        _refused.add(item.version_id)
+        log.error("scheduler: %s/%s makes no scheduled runs: %s; deploy a version with a schedule it takes",
+                  item.team, item.name, why)
 
 
 def _warn_once(item: _Scheduled, why: str) -> None:

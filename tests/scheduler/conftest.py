@@ -13,4 +13,5 @@ def fresh_id_caches():
     flow45.db.generation()), so the caches keyed by row id must be emptied between tests here."""
     specs._cache.clear()
     schedule_runs._starts.clear()
+    schedule_runs._refused.clear()
     yield

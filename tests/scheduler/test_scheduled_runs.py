@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import Counter
 
@@ -10,9 +11,9 @@ import pytest
 
 from flow45 import store
 from flow45.db import database
-from flow45.models import Event, Run
+from flow45.models import Event, Run, Workflow, WorkflowVersion
 from flow45.scheduler import tick
-from flow45.store import schedule_runs
+from flow45.store import schedule_runs, specs
 from tests.scheduler.helpers import deploy_at, local, logical_times, runs, scheduled, skip_events, tick_every
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -250,3 +251,28 @@ def test_a_tick_past_its_budget_leaves_the_rest_to_the_next_and_the_teams_take_t
             assert report.expired == [lease.instance]  # the sweeps ran all the same
     assert made == [["a1"], ["r1"], ["a2"], ["a3"]]
     assert tick(D(2026, 3, 2, 6, 0, 5)).created == []
+
+
+def test_a_stored_schedule_with_seconds_makes_no_runs_and_is_said_once_while_the_others_go_on(tmp_path, caplog):
+    """Deploy refuses six fields now (tests/configs/bad/cron_with_seconds.yaml). A version stored
+    before: croniter reads seconds last, so Quartz's '0 0 6 * * *' (06:00 daily) would make a run for
+    every second of 00:00 to 00:01 on the 6th of each month."""
+    deploy_at(tmp_path, scheduled("0 6 * * *"), D(2026, 3, 1, 12))
+    deploy_at(tmp_path, scheduled("0 6 * * *").replace("acme", "beta"), D(2026, 3, 1, 12))
+    [stored] = WorkflowVersion.select().join(Workflow).where(Workflow.team == "acme")
+    spec = stored.spec
+    spec["workflow"]["schedule"]["cron"] = "0 0 6 * * *"
+    WorkflowVersion.update(spec=spec).where(WorkflowVersion.id == stored.id).execute()
+    specs._cache.clear()
+
+    with caplog.at_level(logging.ERROR, logger="flow45"):
+        reports = [tick(D(2026, 3, 6, 0, 0, second)) for second in range(0, 60, 10)]
+        reports.append(tick(D(2026, 3, 6, 6, 0, 1)))
+    made = [r.team for report in reports for r in report.created]
+    assert made == ["beta", "beta"], "beta's runs of 5 and 6 March at 06:00 (the latest missed, then on time), no other"
+    assert all("'0 0 6 * * *' has 6 fields" in " ".join(report.errors) for report in reports)
+    said = [r.getMessage() for r in caplog.records if "makes no scheduled runs" in r.getMessage()]
+    assert said == ["scheduler: acme/nightly makes no scheduled runs: '0 0 6 * * *' has 6 fields: a schedule "
+                    "takes five (minute hour day month weekday), without seconds or a year; deploy a version "
+                    "with a schedule it takes"]
+    assert not any(r.exc_info for r in caplog.records), "no traceback for it"

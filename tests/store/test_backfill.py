@@ -11,7 +11,8 @@ import pytest
 
 from flow45 import store
 from flow45.errors import Flow45Error
-from flow45.models import Outbox, Run
+from flow45.models import Outbox, Run, Workflow, WorkflowVersion
+from flow45.store import specs
 from tests.store.helpers import T0, deploy_text, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -88,6 +89,20 @@ def test_a_range_at_the_ends_of_the_calendar_is_refused_naming_them_and_makes_no
     deploy_text(tmp_path, nightly())
     with pytest.raises(Flow45Error, match=r"acme/nightly: .* the ends of the calendar \(years 1 and 9999\)"):
         store.backfill("acme", "nightly", start, end, actor="ops", now=T0)
+    assert Run.select().count() == 0
+
+
+def test_a_stored_schedule_with_seconds_is_refused_naming_it_and_makes_nothing(tmp_path):
+    """Deploy refuses it now (tests/configs/bad/cron_with_seconds.yaml); a version stored before."""
+    deploy_text(tmp_path, nightly())
+    [stored] = WorkflowVersion.select().join(Workflow).where(Workflow.name == "nightly")
+    spec = stored.spec
+    spec["workflow"]["schedule"]["cron"] = "0 0 2 * * *"
+    WorkflowVersion.update(spec=spec).where(WorkflowVersion.id == stored.id).execute()
+    specs._cache.clear()
+    refused = r"^backfill acme/nightly: '0 0 2 \* \* \*' has 6 fields: .*; deploy a version"
+    with pytest.raises(Flow45Error, match=refused):
+        store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 2), actor="ops", now=T0)
     assert Run.select().count() == 0
 
 
