@@ -356,7 +356,9 @@ def _explain(error: dict) -> str:
         where = _dotted(loc[:-1]) or "top level"
         return f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "string_pattern_mismatch":
+    if error["type"] in ("bool_type", "bool_parsing"):
+        message = f"{error.get('input')!r} is not true or false"
+    elif error["type"] == "string_pattern_mismatch":
         bad = error.get("input")
         if error["ctx"]["pattern"] == TIME_OF_DAY:
             message = f"{bad!r} is not a time of day (HH:MM or HH:MM:SS, 24-hour)"

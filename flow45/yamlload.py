@@ -1,24 +1,61 @@
-"""YAML reading that refuses what PyYAML would silently accept: duplicate keys."""
+"""YAML reading that refuses what PyYAML would silently accept (duplicate keys), and reads plain
+values as YAML 1.2 does, not 1.1.
+
+YAML 1.1 reads yes, no, on and off as booleans: a country code NO, an enum value `no` or a task
+named `off` turned into true or false. It reads 010 as 8 (octal), and 1:30 as 90 (base 60): a timer
+`wait: 1:30` waited 90 seconds, and `wait_until: 16:30` was refused as not text. YAML 1.2 (its core
+schema) has only true and false as booleans, numbers are decimal, 0o octal or 0x hex, and a date is
+text, as in JSON: a date field of a type reads it as it reads a worker's output."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import yaml
 
 
-BOOL_TAG, STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+BOOL_TAG, INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 class _StrictLoader(yaml.SafeLoader):
-    pass
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (BOOL_TAG, INT_TAG, FLOAT_TAG, TIMESTAMP_TAG)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_StrictLoader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_StrictLoader.add_implicit_resolver(INT_TAG, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                    list("-+0123456789"))
+_StrictLoader.add_implicit_resolver(
+    FLOAT_TAG, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                          r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
+
+
+def _int_1_2(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)  # decimal, leading zeros and all: 010 is ten
+
+
+def _float_1_2(loader: _StrictLoader, node: yaml.ScalarNode) -> float | str:
+    value = loader.construct_yaml_float(node)
+    if math.isinf(value) and "inf" not in node.value.lower():
+        return node.value  # too large to hold (1e400): kept as written, so a check names it as written
+    return value
+
+
+_StrictLoader.add_constructor(INT_TAG, _int_1_2)
+_StrictLoader.add_constructor(FLOAT_TAG, _float_1_2)
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[object, int] = {}
     for key_node, _ in node.value:
-        if key_node.tag == BOOL_TAG and key_node.value == "on" and isinstance(key_node, yaml.ScalarNode):
-            key_node.tag = STR_TAG  # YAML 1.1 reads the key `on` (a workflow's trigger) as true
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(

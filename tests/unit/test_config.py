@@ -209,3 +209,29 @@ def test_a_group_declared_in_two_files_is_refused_naming_both(tmp_path):
     _write(tmp_path, "b.yaml", "team: acme\ngroups:\n  finance: [zoe]\n")
     problems = _problems(tmp_path)
     assert any("b.yaml: groups.finance: already declared in" in p and p.endswith("a.yaml") for p in problems), problems
+
+
+def test_yaml_is_read_as_1_2_so_words_times_and_numbers_mean_what_they_say(tmp_path):
+    """YAML 1.1 read the enum values yes and no, the country code NO and the task name off as
+    booleans, 16:30 as 990 (base 60) and 010 as 8 (octal)."""
+    [team] = load_config(_write(tmp_path, "words.yaml", """\
+team: reports
+types:
+  Choice:
+    fields:
+      answer: {type: enum, values: [yes, no, maybe]}
+      country: {type: enum, values: [NO, SE]}
+      day: {type: enum, values: [2026-03-01, 2026-03-02]}
+      note: {type: string, optional: yes}
+workflows:
+  wf:
+    tasks:
+      off: {function: make, output: Choice, retries: 010}
+      later: {wait_until: 16:30, after: [off]}
+"""))
+    fields = team.types["Choice"].fields
+    assert (fields["answer"].values, fields["country"].values) == (["yes", "no", "maybe"], ["NO", "SE"])
+    assert fields["day"].values == ["2026-03-01", "2026-03-02"]
+    assert fields["note"].optional is True, "a boolean field still takes yes"
+    tasks = team.workflows["wf"].tasks
+    assert tasks["off"].retries == 10 and tasks["later"].wait_until == "16:30" and tasks["later"].after == ["off"]
