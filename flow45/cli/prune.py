@@ -15,6 +15,9 @@ from flow45.settings import current_settings
 
 
 def _age(text: str) -> dt.timedelta:
+    if text.strip().replace(".", "", 1).isdigit():  # "90" as seconds would prune nearly everything
+        raise UsageError(f"--finished-before {text}: give the age with its unit, e.g. {text.strip()}d for "
+                         f"{text.strip()} days ({text.strip()} alone would be seconds)")
     try:
         seconds = parse_duration(text)
     except ValueError as exc:

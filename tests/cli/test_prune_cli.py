@@ -57,6 +57,8 @@ def test_prune_removes_what_finished_longer_ago_than_age_and_exports_it(store_db
     ("0s", "--finished-before 0s: the age must be a positive duration"),
     ("nan", "--finished-before nan: 'nan' is not a duration"),
     ("99999999999d", "--finished-before 99999999999d: too long ago to be a date"),
+    ("90", "--finished-before 90: give the age with its unit, e.g. 90d for 90 days (90 alone would be seconds)"),
+    ("1.5", "--finished-before 1.5: give the age with its unit"),
 ])
 def test_a_bad_age_is_a_usage_error_naming_it(flow45, age, words):
     code, _, err = flow45("--finished-before", age)
