@@ -122,9 +122,39 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
     return found
 
 
+# FLOW45_* variables that are not settings: read by the command line and the services themselves.
+OTHER_VARIABLES = ("FLOW45_SETTINGS", "FLOW45_TEAM", "FLOW45_ACTOR", "FLOW45_DEBUG")
+
+
+def _misspelt(environ: dict[str, str]) -> None:
+    """Refuse a FLOW45_ variable a letter or two from a setting's: misspelt, it was ignored, and a
+    command went on with the default (FLOW45_DATABSE_URL: a deploy into a new SQLite file). Other
+    FLOW45_ names are left to whatever set them."""
+    known = [f"FLOW45_{key.upper()}" for key in Settings.model_fields] + list(OTHER_VARIABLES)
+    for name in sorted(environ):
+        if name.startswith("FLOW45_") and name not in known:
+            near = [k for k in known if _edits(name, k) <= 2]
+            if near:
+                raise SettingsError(f"environment: {name} is not a Flow45 setting; did you mean {near[0]}?")
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters inserted, removed or changed to turn one name into the other (Levenshtein)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from FLOW45_SETTINGS (if set) overridden by FLOW45_* variables."""
     environ = dict(os.environ if environ is None else environ)
+    _misspelt(environ)
     data: dict[str, object] = {}
     path = environ.get("FLOW45_SETTINGS")
     if path:

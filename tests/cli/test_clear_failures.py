@@ -271,3 +271,10 @@ def test_an_option_a_command_does_not_have_is_refused_with_that_commands_usage(t
     assert "flow45 events: error: unrecognized arguments: --grep claim" in done.stderr
     done = flow45("callback", "complete", "key-1", "--output", "{}", "--later", cwd=tmp_path)
     assert "flow45 callback complete: error: unrecognized arguments: --later" in done.stderr
+
+
+def test_a_misspelt_database_variable_stops_a_deploy_before_it_makes_a_store_of_its_own(tmp_path):
+    done = flow45("deploy", str(EXAMPLES), cwd=tmp_path,
+                  FLOW45_DATABSE_URL="postgresql://flow45@127.0.0.1:1/flow45")
+    assert_one_line(done, "FLOW45_DATABSE_URL is not a Flow45 setting; did you mean FLOW45_DATABASE_URL?")
+    assert list(tmp_path.iterdir()) == [], "no SQLite file of the embedded default"

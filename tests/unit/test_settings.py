@@ -118,3 +118,21 @@ def test_the_settings_template_in_the_repository_loads():
     template = Path(__file__).resolve().parents[2] / "config" / "flow45.yaml"
     settings = load_settings({"FLOW45_SETTINGS": str(template)})
     assert settings.amqp_url.startswith("amqp://flow45-bridge:") and list(settings.teams) == ["reports"]
+
+
+@pytest.mark.parametrize("variable, meant", [
+    ("FLOW45_DATABSE_URL", "FLOW45_DATABASE_URL"),
+    ("FLOW45_AMQP_ULR", "FLOW45_AMQP_URL"),
+    ("FLOW45_METRIC_PORT", "FLOW45_METRICS_PORT"),
+    ("FLOW45_SETTING", "FLOW45_SETTINGS"),
+])
+def test_a_misspelt_variable_is_refused_naming_the_one_meant(variable, meant):
+    refused = f"^environment: {variable} is not a Flow45 setting; did you mean {meant}\\?$"
+    with pytest.raises(SettingsError, match=refused):
+        load_settings({variable: "postgresql://flow45@db.internal/flow45"})
+
+
+def test_other_flow45_variables_are_left_to_whatever_set_them():
+    settings = load_settings({"FLOW45_BENCH_DATABASE_URL": "x", "FLOW45_TEST_PROCESSES": "2", "FLOW45_TEAM": "reports",
+                              "FLOW45_ACTOR": "ann", "FLOW45_DEBUG": "1"})
+    assert settings.database_url == DEFAULT_DATABASE_URL
