@@ -8,7 +8,7 @@ import threading
 import time
 
 from flow45 import states as S
-from flow45.cli.base import _client, _json_arg, _positive_int, command
+from flow45.cli.base import _client, _json_arg, _positive_int, _positive_seconds, command
 
 # `wait`'s exit codes. 1 (refused: no such run, no database) and 2 (usage) keep their meaning for
 # every command, so a script can tell "the run failed" from "the question was wrong".
@@ -19,18 +19,6 @@ FIRST_POLL, POLL_CAP = 0.2, 5.0  # seconds between looks at the run: growing by 
 
 def _pause(seconds: float) -> None:
     threading.Event().wait(seconds)
-
-
-def _positive_seconds(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
 
 
 def add_parsers(add) -> None:

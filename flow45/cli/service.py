@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _team_workflow, command,
-                             told_team)
+from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _positive_seconds, _team_workflow,
+                             command, told_team)
 from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
@@ -313,9 +313,10 @@ def add_parsers(add) -> None:
     _add_metrics_port(add("scheduler", "run the scheduler: cron runs, lease expiry, retries, lost offers"))
     _add_metrics_port(add("serve", "run the scheduler and the bridge (when amqp_url is set) in one process"))
     p = add("health", "exit 0 when the database and broker answer and the service's parts are alive")
-    p.add_argument("--max-age", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--max-age", type=_positive_seconds, default=30.0, metavar="SECONDS",
                    help="oldest heartbeat of a part still counted alive (with heartbeat_file)")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="wait at most this per server")
+    p.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                   help="wait at most this per server")
     bridge = add("bridge", "the RabbitMQ bridge, and operator commands through it")
     actions = bridge.add_subparsers(dest="action", required=True, metavar="ACTION")
     bridge.commands = actions.choices

@@ -221,9 +221,12 @@ def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tm
     (["events", "--after", "99999999999999999999"], "argument --after: expected a number up to 9223372036854775807"),
     (["events", "--after", "-1"], "argument --after: expected a number from 0, got -1"),
     (["stats", "reports/monthly_report", "--runs", "-1"], "argument --runs: expected a positive number, got -1"),
+    (["health", "--max-age", "2m"], "argument --max-age: expected a number of seconds, got '2m'"),
+    (["health", "--max-age", "nan"], "argument --max-age: expected a positive number of seconds, got nan"),
+    (["health", "--timeout", "-1"], "argument --timeout: expected a positive number of seconds, got -1"),
     (["show", "0"], "argument run: expected a positive number, got 0"),
 ])
-def test_a_number_beyond_the_stores_ids_is_a_usage_error_on_any_store(tmp_path, args, said):
+def test_a_number_out_of_range_or_without_its_unit_is_a_usage_error_on_any_store(tmp_path, args, said):
     assert flow45("db", "upgrade", cwd=tmp_path).returncode == 0  # SQLite: its driver would raise OverflowError
     done = flow45(*args, cwd=tmp_path)
     assert done.returncode == 2 and said in done.stderr, done.stderr
