@@ -119,6 +119,9 @@ class WorkflowView(View):
     schedule: str | None
     updated_at: dt.datetime
     paused: str | None = None  # paused: what triggers meanwhile do (queue | refuse); None when not paused
+    # The schedule's next tick, not yet dealt with (UTC); in the past, no scheduler has made its run yet.
+    # None: no schedule, or paused (its resume applies the catchup policy to the ticks it missed).
+    next_run: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

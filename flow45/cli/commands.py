@@ -56,11 +56,28 @@ def cmd_workflows(args) -> int:
     if args.json:
         print_json([v.to_json() for v in views])
     else:
+        now = utcnow()
         print_table(
-            ["team", "workflow", "version", "tasks", "schedule", "description"],
-            [(v.team, v.name, v.version, v.tasks, _schedule_text(v), v.description) for v in views],
+            ["team", "workflow", "version", "tasks", "schedule", "next run", "description"],
+            [(v.team, v.name, v.version, v.tasks, _schedule_text(v), _next_run_text(v, now), v.description)
+             for v in views],
         )
     return 0
+
+
+def _next_run_text(view, now: dt.datetime) -> str | None:
+    """When the schedule's next run is due (UTC); one due for longer than a scheduler takes to make it
+    says so, since then no scheduler is running (or it cannot reach the store)."""
+    if view.next_run is None:
+        return "paused" if view.paused is not None and view.schedule else None
+    from flow45.scheduler import on_time
+
+    ahead = (view.next_run - now).total_seconds()
+    if ahead > 0:
+        return f"{when(view.next_run)} (in {short_span(ahead)})"
+    if -ahead <= on_time().total_seconds():
+        return f"{when(view.next_run)} (due now)"
+    return f"{when(view.next_run)} (overdue {short_span(-ahead)}: is a scheduler running?)"
 
 
 def _schedule_text(view) -> str | None:

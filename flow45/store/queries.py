@@ -12,7 +12,7 @@ import peewee as pw
 from flow45 import states as S
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
-from flow45.store import rules_human
+from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.specs import version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, OutputUse, RunView, WorkflowView
@@ -27,8 +27,11 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
     )
     if team:
         query = query.where(Workflow.team == team)
+    rows = list(query)
+    running = [(row.workflow.id, row.id) for row in rows if row.workflow.paused_at is None]
+    next_runs = schedule_runs.next_ticks(running)
     views = []
-    for row in query:
+    for row in rows:
         spec = version_spec(row.id)
         schedule = spec.workflow.schedule
         views.append(
@@ -38,6 +41,7 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
                 schedule=f"{schedule.cron} {schedule.timezone}" if schedule else None,
                 updated_at=row.workflow.updated_at,
                 paused=row.workflow.paused_triggers if row.workflow.paused_at is not None else None,
+                next_run=next_runs.get(row.workflow.id),
             )
         )
     return views

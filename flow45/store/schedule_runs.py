@@ -121,6 +121,27 @@ def schedule_start(version_id: int) -> dt.datetime:
     return _starts[key]
 
 
+def next_ticks(workflows: list[tuple[int, int]]) -> dict[int, dt.datetime | None]:
+    """For (workflow id, current version id) pairs, each schedule's next tick not yet dealt with:
+    the one the scheduler makes a run for (or passes over, by its catchup policy) next. In the past,
+    no scheduler has dealt with it yet. None: no schedule, or one refused (stored before deploy
+    refused it)."""
+    ids = [workflow_id for workflow_id, _ in workflows]
+    cursors = dict(ScheduleCursor.select(ScheduleCursor.workflow, ScheduleCursor.last_tick)
+                   .where(ScheduleCursor.workflow.in_(ids)).tuples()) if ids else {}
+    found: dict[int, dt.datetime | None] = {}
+    for workflow_id, version_id in workflows:
+        schedule = version_spec(version_id).workflow.schedule
+        found[workflow_id] = None
+        if schedule is not None:
+            since = max(cursors.get(workflow_id) or dt.datetime.min, schedule_start(version_id))
+            try:
+                found[workflow_id] = cron_schedule(schedule.cron, schedule.timezone).next_after(since)
+            except BadSchedule:
+                pass
+    return found
+
+
 @dataclasses.dataclass
 class ScheduleOutcome:
     created: list[ScheduledRun] = dataclasses.field(default_factory=list)
