@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import zoneinfo
 
 from croniter import CroniterBadDateError, croniter
 
@@ -24,7 +23,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
-from flow45.schedule import cron_problem
+from flow45.schedule import cron_problem, zone_problem
 from flow45.settings import Settings, current_settings
 from flow45.types import pattern_problem
 
@@ -130,10 +129,8 @@ def _check_schedule(schedule: ScheduleSpec, report) -> None:
         report("cron", problem)
     elif not _fires(schedule.cron):
         report("cron", f"'{schedule.cron}' never fires: no month has that day (such as 30 February)")
-    try:
-        zoneinfo.ZoneInfo(schedule.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        report("timezone", f"unknown timezone '{schedule.timezone}' (use an IANA name such as Europe/Amsterdam)")
+    if (problem := zone_problem(schedule.timezone)) is not None:
+        report("timezone", problem)
 
 
 OFFER_ENVELOPE = 4096  # bytes of an offer besides its inputs and params: ids, names, token, times

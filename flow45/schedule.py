@@ -15,8 +15,10 @@ So a daily schedule gives exactly one tick per local day, and an hourly one a ti
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import heapq
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -52,11 +54,46 @@ def cron_problem(cron: str) -> str | None:
     return None
 
 
+# Names the tz database has that are no place's time: the zone of whichever machine reads them (a
+# scheduler elsewhere would tick at other hours), and the database's placeholder.
+_MACHINE_ZONES = ("localtime", "posixrules")
+_OFFSET_NAME = re.compile(r"^(?:UTC|GMT)\s*([+-])\s*(\d{1,2})$", re.IGNORECASE)
+
+
+def zone_problem(name: str) -> str | None:
+    """Why `name` is not a timezone a schedule can take, or None: an IANA name of a place, or of a
+    fixed offset (Etc/GMT-5 is UTC+5: the sign is POSIX's)."""
+    if name in _MACHINE_ZONES:
+        return (f"'{name}' is the zone of whichever machine reads it, which another machine need not share: "
+                "name the place, such as Europe/Amsterdam")
+    if name == "Factory":
+        return "'Factory' is the tz database's placeholder, no place's time: name the place, such as Europe/Amsterdam"
+    try:
+        zoneinfo.ZoneInfo(name)
+        return None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    offset = _OFFSET_NAME.match(name.strip())
+    fixed = offset and f"Etc/GMT{'-' if offset[1] == '+' else '+'}{int(offset[2])}"
+    if fixed in zoneinfo.available_timezones():
+        return (f"unknown timezone '{name}': a fixed offset is written {fixed} (the sign is POSIX's, "
+                "the other way round), or better, the place's name")
+    if offset:  # no close name: Etc/GMT-14 is close to 'GMT-14', and fourteen hours the other way
+        return f"unknown timezone '{name}': no zone is {offset[1]}{int(offset[2])} hours from UTC"
+    known = sorted(zoneinfo.available_timezones() - set(_MACHINE_ZONES) - {"Factory"})
+    if not known:
+        return f"unknown timezone '{name}': this machine has no zone database (install the tzdata package)"
+    same = [zone for zone in known if zone.lower() == name.strip().lower()]
+    hint = same or difflib.get_close_matches(name, known, n=1)
+    return f"unknown timezone '{name}'" + (f"; did you mean {hint[0]}?" if hint else
+                                           " (use an IANA name such as Europe/Amsterdam)")
+
+
 class CronSchedule:
     """A cron expression in a timezone; ticks are naive UTC datetimes."""
 
     def __init__(self, cron: str, timezone: str = "UTC"):
-        if (problem := cron_problem(cron)) is not None:
+        if (problem := cron_problem(cron) or zone_problem(timezone)) is not None:
             raise BadSchedule(problem)
         self.cron = cron
         self.timezone = timezone

@@ -281,3 +281,10 @@ def test_a_misspelt_database_variable_stops_a_deploy_before_it_makes_a_store_of_
                   FLOW45_DATABSE_URL="postgresql://flow45@127.0.0.1:1/flow45")
     assert_one_line(done, "FLOW45_DATABSE_URL is not a Flow45 setting; did you mean FLOW45_DATABASE_URL?")
     assert list(tmp_path.iterdir()) == [], "no SQLite file of the embedded default"
+
+
+def test_the_examples_zones_are_known_on_a_machine_without_a_zone_database(tmp_path):
+    """Slim container images have no /usr/share/zoneinfo: the zones come with Flow45 (tzdata)."""
+    (tmp_path / "no-zoneinfo").mkdir()
+    done = flow45("validate", str(EXAMPLES), cwd=tmp_path, PYTHONTZPATH=str(tmp_path / "no-zoneinfo"))
+    assert done.returncode == 0 and done.stdout.startswith("ok: team reports"), done.stderr

@@ -276,3 +276,27 @@ def test_a_stored_schedule_with_seconds_makes_no_runs_and_is_said_once_while_the
                     "takes five (minute hour day month weekday), without seconds or a year; deploy a version "
                     "with a schedule it takes"]
     assert not any(r.exc_info for r in caplog.records), "no traceback for it"
+
+
+@pytest.mark.parametrize("zone, said", [
+    ("localtime", "'localtime' is the zone of whichever machine reads it"),
+    ("Atlantis/Poseidonia", "unknown timezone 'Atlantis/Poseidonia'"),  # a name this machine's database lacks
+])
+def test_a_stored_zone_the_scheduler_cannot_take_makes_no_runs_and_is_said_once(tmp_path, caplog, zone, said):
+    """Deploy refuses both (tests/unit/test_config.py). A version stored before, or deployed from a machine
+    whose zone database knew a name this one does not: `localtime` ticks at the hours of whichever machine
+    the scheduler runs on. The other teams' schedules go on, and no traceback comes each tick."""
+    deploy_at(tmp_path, scheduled("0 6 * * *"), D(2026, 3, 1, 12))
+    deploy_at(tmp_path, scheduled("0 6 * * *").replace("acme", "beta"), D(2026, 3, 1, 12))
+    [stored] = WorkflowVersion.select().join(Workflow).where(Workflow.team == "acme")
+    spec = stored.spec
+    spec["workflow"]["schedule"]["timezone"] = zone
+    WorkflowVersion.update(spec=spec).where(WorkflowVersion.id == stored.id).execute()
+    specs._cache.clear()
+
+    with caplog.at_level(logging.ERROR, logger="flow45"):
+        reports = [tick(D(2026, 3, 2, 6, 0, second)) for second in range(0, 60, 10)]
+    assert [r.team for report in reports for r in report.created] == ["beta"]
+    said_once = [r.getMessage() for r in caplog.records if "makes no scheduled runs" in r.getMessage()]
+    assert len(said_once) == 1 and said in said_once[0], said_once
+    assert not any(r.exc_info for r in caplog.records), "no traceback for it"

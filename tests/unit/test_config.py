@@ -235,3 +235,62 @@ workflows:
     assert fields["note"].optional is True, "a boolean field still takes yes"
     tasks = team.workflows["wf"].tasks
     assert tasks["off"].retries == 10 and tasks["later"].wait_until == "16:30" and tasks["later"].after == ["off"]
+
+
+@pytest.mark.parametrize("zone, said", [
+    ("europe/amsterdam", "unknown timezone 'europe/amsterdam'; did you mean Europe/Amsterdam?"),
+    ("Europe/Amsterdm", "unknown timezone 'Europe/Amsterdm'; did you mean Europe/Amsterdam?"),
+    # POSIX's sign: Etc/GMT-5 is five hours ahead of UTC, where 'UTC+5' meant to be
+    ("UTC+5", "unknown timezone 'UTC+5': a fixed offset is written Etc/GMT-5 (the sign is POSIX's"),
+    ("GMT-3", "a fixed offset is written Etc/GMT+3"),
+    ("GMT-14", "unknown timezone 'GMT-14': no zone is -14 hours from UTC"),  # not Etc/GMT-14, fourteen hours ahead
+    ("localtime", "'localtime' is the zone of whichever machine reads it, which another machine need not share"),
+    ("Factory", "'Factory' is the tz database's placeholder, no place's time"),
+])
+def test_a_timezone_that_names_no_place_is_refused_naming_the_one_meant(tmp_path, zone, said):
+    path = _write(tmp_path, "zone.yaml", f"""
+team: reports
+types: {{Document: {{fields: {{uri: string}}}}}}
+workflows:
+  wf:
+    schedule: {{cron: "0 6 * * *", timezone: "{zone}"}}
+    tasks:
+      a: {{function: make, output: Document}}
+""")
+    [problem] = _problems(path)
+    assert "workflows.wf.schedule.timezone" in problem and said in problem, problem
+
+
+def test_a_fixed_offset_zone_is_taken(tmp_path):
+    path = _write(tmp_path, "offset.yaml", """
+team: reports
+types: {Document: {fields: {uri: string}}}
+workflows:
+  wf:
+    schedule: {cron: "0 6 * * *", timezone: Etc/GMT-5}
+    tasks:
+      a: {function: make, output: Document}
+""")
+    [team] = load_config(path)
+    assert team.workflows["wf"].schedule.timezone == "Etc/GMT-5"
+
+
+def test_a_machine_without_any_zone_database_is_told_so(tmp_path, monkeypatch):
+    import zoneinfo
+
+    def missing(name):
+        raise zoneinfo.ZoneInfoNotFoundError(name)
+
+    monkeypatch.setattr(zoneinfo, "ZoneInfo", missing)
+    monkeypatch.setattr(zoneinfo, "available_timezones", set)
+    path = _write(tmp_path, "utc.yaml", """
+team: reports
+types: {Document: {fields: {uri: string}}}
+workflows:
+  wf:
+    schedule: {cron: "0 6 * * *", timezone: UTC}
+    tasks:
+      a: {function: make, output: Document}
+""")
+    [problem] = _problems(path)
+    assert "unknown timezone 'UTC': this machine has no zone database (install the tzdata package)" in problem
