@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flow45 import states as S
-from flow45.views import InstanceView, RunView
+from flow45.views import InstanceView, RunView, WorkflowView
 
 
 def _between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
@@ -52,3 +52,18 @@ def short_span(seconds: float | None) -> str:
         if whole >= size:
             return f"{whole // size}{unit}{(whole % size) // next_size:02d}{next_unit}"
     return f"{whole}s"
+
+
+def next_run_text(view: WorkflowView, now: dt.datetime, on_time: dt.timedelta) -> tuple[str | None, bool]:
+    """When the schedule's next run is due (UTC), and whether it is overdue: due for longer than
+    `on_time` (what a scheduler takes to make it), so that no scheduler is running or it cannot
+    reach the store."""
+    if view.next_run is None:
+        return ("paused" if view.paused is not None and view.schedule else None), False
+    at = view.next_run.strftime("%Y-%m-%d %H:%M:%S")
+    ahead = (view.next_run - now).total_seconds()
+    if ahead > 0:
+        return f"{at} (in {short_span(ahead)})", False
+    if -ahead <= on_time.total_seconds():
+        return f"{at} (due now)", False
+    return f"{at} (overdue {short_span(-ahead)}: is a scheduler running?)", True

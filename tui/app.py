@@ -31,6 +31,7 @@ class Dashboard(App):
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help"),
         Binding("i", "inbox", "Human tasks"),
+        Binding("w", "workflows", "Workflows"),
         Binding("t", "trigger", "Trigger"),
         Binding("q", "quit", "Quit"),
     ]
@@ -104,6 +105,12 @@ class Dashboard(App):
             return
         team = self.screen.filter.team if isinstance(self.screen, RunsScreen) else None
         self.push_screen(InboxScreen(team))
+
+    def action_workflows(self) -> None:
+        from tui.screens.workflows import WorkflowsScreen
+
+        if not isinstance(self.screen, WorkflowsScreen):
+            self.push_screen(WorkflowsScreen())
 
     def action_trigger(self) -> None:
         from tui.screens.runs import RunsScreen

@@ -15,7 +15,7 @@ from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
 from flow45.store.rules_human import relative_due
-from flow45.timing import instance_time, instance_wait, run_time, run_wait, short_span
+from flow45.timing import instance_time, instance_wait, next_run_text, run_time, run_wait, short_span
 
 
 # ---- configuration -----------------------------------------------------------------------
@@ -66,18 +66,9 @@ def cmd_workflows(args) -> int:
 
 
 def _next_run_text(view, now: dt.datetime) -> str | None:
-    """When the schedule's next run is due (UTC); one due for longer than a scheduler takes to make it
-    says so, since then no scheduler is running (or it cannot reach the store)."""
-    if view.next_run is None:
-        return "paused" if view.paused is not None and view.schedule else None
     from flow45.scheduler import on_time
 
-    ahead = (view.next_run - now).total_seconds()
-    if ahead > 0:
-        return f"{when(view.next_run)} (in {short_span(ahead)})"
-    if -ahead <= on_time().total_seconds():
-        return f"{when(view.next_run)} (due now)"
-    return f"{when(view.next_run)} (overdue {short_span(-ahead)}: is a scheduler running?)"
+    return next_run_text(view, now, on_time())[0]
 
 
 def _schedule_text(view) -> str | None:

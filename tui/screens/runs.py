@@ -243,6 +243,17 @@ class RunsScreen(LiveScreen):
         names = sorted({n for t, ns in self._teams.items() if team in (None, t) for n in ns})
         self.query_one("#runs-workflow", Select).set_options([(n, n) for n in names])
 
+    def show_workflow(self, team: str, workflow: str) -> None:
+        """Filter to one workflow's runs (from the workflows screen), whatever else was chosen."""
+        self._teams = data.teams_and_workflows(self.app.client)  # it may have been deployed since
+        team_select = self.query_one("#runs-team", Select)
+        team_select.set_options([(t, t) for t in self._teams])
+        self.filter = dataclasses.replace(self.filter, team=team, workflow=workflow)
+        team_select.value = team
+        self._set_workflow_options()
+        self.query_one("#runs-workflow", Select).value = workflow
+        self.reload()
+
     def _refilter(self, **changes: Any) -> None:
         self.filter = dataclasses.replace(self.filter, **changes)
         self.reload()
