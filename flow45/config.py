@@ -194,6 +194,10 @@ class ScheduleSpec(_Strict):
     cron: str
     timezone: str = "UTC"
     catchup: Literal["latest", "all", "none"] = "latest"
+    start: str | None = Field(None, description="no run for a tick before this date or time (a date: that day's "
+                                                "midnight; without an offset, in the schedule's timezone)")
+    end: str | None = Field(None, description="no run for a tick after this date or time (a date: to the end of "
+                                              "that day; without an offset, in the schedule's timezone)")
 
 
 class WorkflowSpec(_Strict):
@@ -358,6 +362,8 @@ def _explain(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] in ("bool_type", "bool_parsing"):
         message = f"{error.get('input')!r} is not true or false"
+    elif error["type"] == "string_type" and loc[-2:] in (("schedule", "start"), ("schedule", "end")):
+        message = f"{error.get('input')!r} is not a date or a time (such as 2027-01-31 or 2027-01-31T06:00)"
     elif error["type"] == "string_pattern_mismatch":
         bad = error.get("input")
         if error["ctx"]["pattern"] == TIME_OF_DAY:

@@ -23,7 +23,7 @@ from flow45.config import (
 )
 from flow45.config_human import check_human_tasks
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
-from flow45.schedule import cron_problem, zone_problem
+from flow45.schedule import cron_problem, window_bound, zone_problem
 from flow45.settings import Settings, current_settings
 from flow45.types import pattern_problem
 
@@ -131,6 +131,16 @@ def _check_schedule(schedule: ScheduleSpec, report) -> None:
         report("cron", f"'{schedule.cron}' never fires: no month has that day (such as 30 February)")
     if (problem := zone_problem(schedule.timezone)) is not None:
         report("timezone", problem)
+        return
+    bounds = {}
+    for name, text in (("start", schedule.start), ("end", schedule.end)):
+        if text is not None:
+            try:
+                bounds[name] = window_bound(text, schedule.timezone, end=name == "end")
+            except ValueError as exc:
+                report(name, str(exc))
+    if len(bounds) == 2 and bounds["end"] < bounds["start"]:
+        report("end", f"'{schedule.end}' is before the start, '{schedule.start}': the schedule would make no run")
 
 
 OFFER_ENVELOPE = 4096  # bytes of an offer besides its inputs and params: ids, names, token, times

@@ -25,6 +25,8 @@ from typing import Iterator
 
 from croniter import CroniterBadDateError, croniter
 
+from flow45.clock import no_such_moment
+
 UTC = dt.timezone.utc
 # No zone moves its clocks by more than this at once (historic double summer time was 2h).
 _MAX_SHIFT = dt.timedelta(hours=3)
@@ -87,6 +89,38 @@ def zone_problem(name: str) -> str | None:
     hint = same or difflib.get_close_matches(name, known, n=1)
     return f"unknown timezone '{name}'" + (f"; did you mean {hint[0]}?" if hint else
                                            " (use an IANA name such as Europe/Amsterdam)")
+
+
+def window_bound(text: str, timezone: str, *, end: bool) -> dt.datetime:
+    """A schedule's `start` or `end` as naive UTC: a date is its day in the schedule's timezone (as
+    `end`, the whole day: up to the next midnight there); a time without an offset is a wall time
+    there. Raises BadSchedule naming what is wrong."""
+    written = text.strip()
+    try:
+        moment = dt.datetime.fromisoformat(written.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadSchedule(no_such_moment(written, exc) or f"expected a date such as 2027-01-31 or a time such as "
+                                                           f"2027-01-31T06:00, got {written!r}") from None
+    try:
+        if len(written) == 10 and end:  # a date: ticks on that day are in, the next midnight's are not
+            moment += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as exc:
+        raise BadSchedule(no_such_moment(written, exc)) from None
+
+
+def window_text(start: str | None, end: str | None) -> str:
+    """`from 2027-01-01 until 2027-01-31`, as written; empty without a window."""
+    return " ".join(f"{name} {text}" for name, text in (("from", start), ("until", end)) if text is not None)
+
+
+@functools.lru_cache(maxsize=512)
+def window(start: str | None, end: str | None, timezone: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The first and last instants (naive UTC) whose ticks a schedule runs; None: no bound."""
+    return (None if start is None else window_bound(start, timezone, end=False),
+            None if end is None else window_bound(end, timezone, end=True))
 
 
 class CronSchedule:
@@ -237,9 +271,9 @@ SKIP_COUNT_CAP = 1000
 
 def due_ticks(
     schedule: CronSchedule, catchup: str, *, since: dt.datetime, now: dt.datetime,
-    on_time: dt.timedelta, limit: int = 100,
+    on_time: dt.timedelta, limit: int = 100, end: dt.datetime | None = None,
 ) -> DueTicks:
-    """The ticks in (since, now] to run now, by catchup policy.
+    """The ticks in (since, now] (and at most `end`, the schedule's own) to run now, by catchup policy.
 
     all: every one, oldest first (at most `limit`; the rest on the next call).
     latest: only the newest. none: only the newest, and only if it is at most `on_time` old, so a
@@ -247,13 +281,14 @@ def due_ticks(
     """
     if catchup not in ("all", "latest", "none"):
         raise ValueError(f"catchup must be latest, all or none, not {catchup!r}")
+    upto = now if end is None else min(now, end)
     first = schedule.next_after(since)
-    if first is None or first > now:
+    if first is None or first > upto:
         return DueTicks()
     if catchup == "all":
-        ticks = schedule.between(since, now, limit)
+        ticks = schedule.between(since, upto, limit)
         return DueTicks(run=ticks, cursor=ticks[-1])
-    newest = schedule.latest_at(now)
+    newest = schedule.latest_at(upto)
     run = [newest] if catchup == "latest" or now - newest <= on_time else []
     if run and first == newest:
         return DueTicks(run=run, cursor=newest)

@@ -59,7 +59,9 @@ def next_run_text(view: WorkflowView, now: dt.datetime, on_time: dt.timedelta) -
     `on_time` (what a scheduler takes to make it), so that no scheduler is running or it cannot
     reach the store."""
     if view.next_run is None:
-        return ("paused" if view.paused is not None and view.schedule else None), False
+        if view.paused is not None and view.schedule:
+            return "paused", False
+        return ("ended" if view.schedule_ended else None), False
     at = view.next_run.strftime("%Y-%m-%d %H:%M:%S")
     ahead = (view.next_run - now).total_seconds()
     if ahead > 0:

@@ -122,6 +122,7 @@ class WorkflowView(View):
     # The schedule's next tick, not yet dealt with (UTC); in the past, no scheduler has made its run yet.
     # None: no schedule, or paused (its resume applies the catchup policy to the ticks it missed).
     next_run: dt.datetime | None = None
+    schedule_ended: bool = False  # its schedule's `end` has passed: it makes no more runs
 
 
 @dataclasses.dataclass(frozen=True)

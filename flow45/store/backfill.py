@@ -11,7 +11,7 @@ import peewee as pw
 from flow45.clock import to_utc
 from flow45.errors import Flow45Error
 from flow45.models import Run, WorkflowVersion
-from flow45.schedule import BadSchedule, cron_schedule
+from flow45.schedule import BadSchedule, cron_schedule, window, window_text
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import check_open, validate_params
 from flow45.store.runs import trigger
@@ -42,8 +42,14 @@ def backfill(
                           "use trigger --logical-time for one run")
     validate_params(spec, {})  # scheduled runs have no params: refused before anything is made
     try:
-        ticks = cron_schedule(schedule.cron, schedule.timezone).between(start - dt.timedelta(microseconds=1), end,
-                                                                         limit=MAX_TICKS + 1)
+        schedule_ticks = cron_schedule(schedule.cron, schedule.timezone)  # first: it checks the zone
+        first, last = window(schedule.start, schedule.end, schedule.timezone)
+        if (first is not None and end < first) or (last is not None and start > last):
+            raise Flow45Error(f"backfill {team}/{workflow}: its schedule runs "
+                              f"{window_text(schedule.start, schedule.end)} ({schedule.timezone}), "
+                              "which that range lies outside of")
+        start, end = max(start, first or start), min(end, last or end)  # the schedule's own ticks only
+        ticks = schedule_ticks.between(start - dt.timedelta(microseconds=1), end, limit=MAX_TICKS + 1)
     except OverflowError:  # a tick, or the local time of one, would fall outside years 1 to 9999
         raise Flow45Error(f"backfill {team}/{workflow}: the schedule's ticks cannot be worked out that close "
                           "to the ends of the calendar (years 1 and 9999)") from None

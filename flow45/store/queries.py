@@ -12,6 +12,7 @@ import peewee as pw
 from flow45 import states as S
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowVersion
+from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.specs import version_spec
@@ -38,13 +39,23 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
             WorkflowView(
                 team=row.workflow.team, name=row.workflow.name, version=row.version,
                 description=spec.workflow.description, tasks=len(spec.workflow.tasks),
-                schedule=f"{schedule.cron} {schedule.timezone}" if schedule else None,
+                schedule=_schedule_text(schedule),
                 updated_at=row.workflow.updated_at,
                 paused=row.workflow.paused_triggers if row.workflow.paused_at is not None else None,
                 next_run=next_runs.get(row.workflow.id),
+                schedule_ended=bool(schedule and schedule.end and row.workflow.id in next_runs
+                                    and next_runs[row.workflow.id] is None),
             )
         )
     return views
+
+
+def _schedule_text(schedule) -> str | None:
+    """`30 2 * * * UTC`, with its window as written: `from 2027-01-01 until 2027-01-31`."""
+    if schedule is None:
+        return None
+    return " ".join(part for part in (schedule.cron, schedule.timezone, window_text(schedule.start, schedule.end))
+                    if part)
 
 
 def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -17,7 +17,7 @@ from flow45.clock import iso, to_utc
 from flow45.db import atomic, dialect, generation
 from flow45.errors import InvalidParams, LimitReached
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
-from flow45.schedule import BadSchedule, DueTicks, cron_schedule, due_ticks
+from flow45.schedule import BadSchedule, DueTicks, cron_schedule, due_ticks, window
 from flow45.store import rules
 from flow45.store.due import due_in_turns
 from flow45.store.newrun import validate_params
@@ -134,12 +134,25 @@ def next_ticks(workflows: list[tuple[int, int]]) -> dict[int, dt.datetime | None
         schedule = version_spec(version_id).workflow.schedule
         found[workflow_id] = None
         if schedule is not None:
-            since = max(cursors.get(workflow_id) or dt.datetime.min, schedule_start(version_id))
             try:
-                found[workflow_id] = cron_schedule(schedule.cron, schedule.timezone).next_after(since)
+                ticks = cron_schedule(schedule.cron, schedule.timezone)
+                since, end = _since_and_end(schedule, cursors.get(workflow_id), version_id)
+                found[workflow_id] = next_tick = ticks.next_after(since)
+                if next_tick is not None and end is not None and next_tick > end:
+                    found[workflow_id] = None  # its schedule has ended
             except BadSchedule:
                 pass
     return found
+
+
+def _since_and_end(schedule, cursor: dt.datetime | None, version_id: int) -> tuple[dt.datetime, dt.datetime | None]:
+    """The instant after which a schedule's next tick is due (its cursor, its deploy, or its start),
+    and its end."""
+    start, end = window(schedule.start, schedule.end, schedule.timezone)
+    since = max(cursor or dt.datetime.min, schedule_start(version_id))
+    if start is not None:
+        since = max(since, start - dt.timedelta(microseconds=1))
+    return since, end
 
 
 @dataclasses.dataclass
@@ -175,11 +188,10 @@ def create_scheduled_runs(now: dt.datetime, *, on_time: dt.timedelta, limit: int
         try:
             workflow = version_spec(item.version_id).workflow
             schedule, tasks = workflow.schedule, len(workflow.tasks)
-            since = max(cursors.get(item.workflow_id) or dt.datetime.min, schedule_start(item.version_id))
-            due = due_ticks(
-                cron_schedule(schedule.cron, schedule.timezone), schedule.catchup,
-                since=since, now=at, on_time=on_time, limit=min(limit, max(1, INSTANCES_PER_TICK // tasks)),
-            )
+            ticks = cron_schedule(schedule.cron, schedule.timezone)
+            since, end = _since_and_end(schedule, cursors.get(item.workflow_id), item.version_id)
+            due = due_ticks(ticks, schedule.catchup, since=since, now=at, on_time=on_time, end=end,
+                            limit=min(limit, max(1, INSTANCES_PER_TICK // tasks)))
             if due.cursor is None:
                 continue
             worked = True

@@ -81,6 +81,9 @@ def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: di
     for key, default in OPTIONAL_KEYS:  # left out unless used: a version deployed before them keeps its hash
         if dumped.get(key) == default:
             dumped.pop(key, None)
+    for key in ("start", "end"):  # the same for a schedule's window
+        if dumped.get("schedule") and dumped["schedule"].get(key) is None:
+            dumped["schedule"].pop(key, None)
     document = {
         "workflow": dumped,
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},

@@ -294,3 +294,35 @@ workflows:
 """)
     [problem] = _problems(path)
     assert "unknown timezone 'UTC': this machine has no zone database (install the tzdata package)" in problem
+
+
+@pytest.mark.parametrize("window, said", [
+    ('start: "2027-02-29"', "schedule.start: '2027-02-29' names no real day or time: day is out of range for month"),
+    ("start: 2027", "schedule.start: 2027 is not a date or a time (such as 2027-01-31 or 2027-01-31T06:00)"),
+    ('end: "next month"', "schedule.end: expected a date such as 2027-01-31 or a time such as 2027-01-31T06:00, "
+                          "got 'next month'"),
+    ('start: "2027-02-01", end: "2027-01-31"', "schedule.end: '2027-01-31' is before the start, '2027-02-01': "
+                                               "the schedule would make no run"),
+])
+def test_a_schedule_window_that_names_no_day_or_ends_before_it_starts_is_refused(tmp_path, window, said):
+    path = _write(tmp_path, "window.yaml", f"""
+team: reports
+types: {{Document: {{fields: {{uri: string}}}}}}
+workflows:
+  wf:
+    schedule: {{cron: "0 6 * * *", {window}}}
+    tasks:
+      a: {{function: make, output: Document}}
+""")
+    [problem] = _problems(path)
+    assert f"workflows.wf.{said}" in problem, problem
+
+
+def test_a_schedule_without_a_window_is_stored_as_before_it_had_one():
+    """The stored document, and so its content hash: a redeploy after an upgrade makes no new version."""
+    from flow45.store.specs import spec_document
+
+    workflow = WorkflowSpec.model_validate({"schedule": {"cron": "0 6 * * *"},
+                                            "tasks": {"a": {"function": "make", "output": "Document"}}})
+    assert spec_document(workflow, {})["workflow"]["schedule"] == {"cron": "0 6 * * *", "timezone": "UTC",
+                                                                   "catchup": "latest"}
