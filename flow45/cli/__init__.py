@@ -14,7 +14,7 @@ import sys
 
 from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
 from flow45.cli.base import (COMMANDS, UsageError, _add_run_params, _as_of, _moment, _param_pair, _positive_int,
-                             _utc_time, _whole_number, command)
+                             _positive_seconds, _utc_time, _whole_number, command)
 from flow45.cli.output import visible_output
 from flow45.errors import Flow45Error
 
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_params(p)
     p.add_argument("--logical-time", type=_utc_time, metavar="TIME",
                    help="the time the run works for (ISO 8601, UTC without an offset), e.g. 2026-03-01T06:00:00Z")
+    p.add_argument("--wait", action="store_true",
+                   help="then wait until the run finishes; exit as `wait` does: 0 succeeded, 3 failed, 4 cancelled, "
+                        "5 timed out")
+    p.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS", help="with --wait: give up after this long")
     p = add("runs", "list runs, newest first", True)
     p.add_argument("--team")
     p.add_argument("--workflow")

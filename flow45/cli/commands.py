@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from flow45 import states as S
 from flow45 import wire
 from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, say_if_no_team,
                              suggesting)
@@ -112,17 +113,26 @@ def cmd_db(args) -> int:
 
 @command("trigger")
 def cmd_trigger(args) -> int:
+    from flow45.cli.flows import wait_for_run
+
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout is for --wait: how long to wait for the run to finish")
     team, workflow = _team_workflow(args.workflow)
     params = _params(args)
     client = _client(args)
     with suggesting(client, team, workflow):
         run_id = client.trigger(team, workflow, params, args.logical_time)
     view = client.run_row(run_id) or client.run(run_id)
+    if not args.json:
+        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}", flush=True)
+    code = 0
+    if args.wait:
+        code, view = wait_for_run(client, run_id, args.timeout)
+        if not args.json and view.status in S.FINISHED_RUN:
+            print(f"run {run_id} {view.status}")
     if args.json:
         print_json({"run": run_id, "status": view.status})
-    else:
-        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}")
-    return 0
+    return code
 
 
 def _say_if_not_deployed(client, team: str | None, workflow: str) -> None:

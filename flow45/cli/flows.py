@@ -50,18 +50,24 @@ def cmd_callback(args) -> int:
 
 @command("wait")
 def cmd_wait(args) -> int:
-    """Look at the run (one row, no instances) until it is finished, further apart each time."""
-    client = _client(args)
+    code, view = wait_for_run(_client(args), args.run, args.timeout)
+    if view.status in S.FINISHED_RUN:
+        print(f"run {view.id} {view.status}")
+    return code
+
+
+def wait_for_run(client, run_id: int, timeout: float | None):
+    """Look at the run (one row, no instances) until it is finished, further apart each time: `wait`'s
+    exit code and the run as last seen. A timeout is said on stderr."""
     started = time.monotonic()
     delay = FIRST_POLL
     while True:
-        view = client.run(args.run) if (row := client.run_row(args.run)) is None else row  # raises NotFound
+        view = client.run(run_id) if (row := client.run_row(run_id)) is None else row  # raises NotFound
         if view.status in S.FINISHED_RUN:
-            print(f"run {view.id} {view.status}")
-            return WAIT_CODES[view.status]
-        left = None if args.timeout is None else args.timeout - (time.monotonic() - started)
+            return WAIT_CODES[view.status], view
+        left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left <= 0:
-            print(f"flow45: run {view.id} is still {view.status} after {args.timeout:g}s", file=sys.stderr)
-            return TIMED_OUT
+            print(f"flow45: run {view.id} is still {view.status} after {timeout:g}s", file=sys.stderr)
+            return TIMED_OUT, view
         _pause(delay if left is None else min(delay, left))
         delay = min(delay * 1.5, POLL_CAP)

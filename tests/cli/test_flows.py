@@ -53,6 +53,28 @@ def test_wait_times_out_and_refuses_a_missing_run_or_a_bad_timeout_without_a_tra
     assert code == 2 and "expected a number of seconds, got 'soon'" in err and "Traceback" not in err
 
 
+def test_trigger_wait_starts_the_run_then_exits_as_wait_does(flow45, tmp_path, monkeypatch):
+    deploy_text(tmp_path, DIAMOND)
+    pauses = []
+
+    def pause(seconds):  # the run fails while the trigger waits
+        pauses.append(seconds)
+        _finish(store.list_runs()[0].id, "failed")
+
+    monkeypatch.setattr(flows, "_pause", pause)
+    code, out, err = flow45("trigger", "acme/diamond", "--wait")
+    [run] = store.list_runs()
+    assert (code, out, err) == (3, f"run {run.id} of acme/diamond v1: running\nrun {run.id} failed\n", "")
+    monkeypatch.setattr(flows, "_pause", lambda seconds: None)
+    monkeypatch.setattr(flows.time, "monotonic", iter(range(0, 1000, 10)).__next__)  # 10 s per look
+    code, out, err = flow45("trigger", "acme/diamond", "--wait", "--timeout", "15", "--json")
+    assert (code, json.loads(out)["status"]) == (5, "running")
+    assert err == f"flow45: run {json.loads(out)['run']} is still running after 15s\n"
+    code, _, err = flow45("trigger", "acme/diamond", "--timeout", "15")
+    assert code == 2 and "--timeout is for --wait" in err
+    assert len(store.list_runs()) == 2, "a refused trigger starts no run"
+
+
 def test_callback_complete_and_fail_by_key(flow45, tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann")
