@@ -210,6 +210,10 @@ class WorkflowSpec(_Strict):
     sla: Duration | None = Field(
         None, gt=0, description="how long a run may take from being triggered (queued time included); a run still "
                                 "unfinished after it gets one `sla_missed` ledger event from the scheduler's sweep")
+    timeout: Duration | None = Field(
+        None, gt=0, description="how long a run may be running (queued time aside; running again after an undo or "
+                                "a retry, from then); one still running then is cancelled by the scheduler's sweep, "
+                                "and its slot goes to the next queued run")
     tasks: dict[Annotated[str, Field(pattern=NAME)], TaskSpec] = Field(min_length=1)
 
 

@@ -58,12 +58,14 @@ class TickReport(View):
     overdue: list[int] = dataclasses.field(default_factory=list)
     reoffered: list[int] = dataclasses.field(default_factory=list)
     sla_missed: list[int] = dataclasses.field(default_factory=list)  # runs
+    timed_out: list[int] = dataclasses.field(default_factory=list)  # runs cancelled for their timeout
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
-                + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed))
+                + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed)
+                + len(self.timed_out))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -82,6 +84,7 @@ class TickReport(View):
         lines += [f"task instance {i}: human task overdue, outcome applied" for i in self.overdue]
         lines += [f"task instance {i}: offer may be lost, sent again" for i in self.reoffered]
         lines += [f"run {i}: slower than its SLA (sla_missed)" for i in self.sla_missed]
+        lines += [f"run {i}: running longer than its timeout, cancelled" for i in self.timed_out]
         return lines
 
 
@@ -103,7 +106,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     at = to_utc(now)
     settings = current_settings()
     found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
-                                "reoffered": [], "sla_missed": []}
+                                "reoffered": [], "sla_missed": [], "timed_out": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -132,6 +135,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
 
     part("human tasks", human_tasks)
     part("sla", lambda: found["sla_missed"].extend(store.sla_missed(at, limit=batch)))
+    part("timeouts", lambda: found["timed_out"].extend(store.cancel_timed_out(at, limit=batch)))
     part(
         "re-offer",
         lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),

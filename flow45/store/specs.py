@@ -71,7 +71,7 @@ class VersionSpec:
         return seen
 
 
-OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None))
+OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
 
 
 def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
-from peewee import Field
+from peewee import Field, fn
 
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.clock import iso
 from flow45.durations import format_duration
-from flow45.models import Run, TaskInstance, Workflow
+from flow45.db import generation
+from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules, rules_human, timers
@@ -119,3 +120,66 @@ def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
         return True
 
     return [run.id for run in due if alone(f"run {run.id}", functools.partial(record, run), "recording its missed SLA")]
+
+
+def cancel_timed_out(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Runs running for longer than their version's `timeout` are cancelled, as an operator's cancel
+    would be (running attempts revoked, the slot to the next queued run), the reason saying so. A run
+    running again (an undo, a retry) counts from then; its time queued does not count."""
+    at = to_utc(now)
+    cancelled: list[int] = []
+    for workflow_id, by_version in _timeouts().items():
+        shortest = dt.timedelta(seconds=min(by_version.values()))
+        candidates = (Run.select(Run.id, Run.version, Run.started_at)
+                      .where((Run.workflow == workflow_id) & (Run.status == S.RUNNING) & (Run.started_at <= at - shortest))
+                      .order_by(Run.started_at).limit(limit - len(cancelled)))
+        for run in candidates:
+            timeout = by_version.get(run.version_id)
+            if timeout is None or (at - (_running_since(run.id) or run.started_at)).total_seconds() < timeout:
+                continue  # no timeout in its version, or running again since: no lock taken
+            if alone(f"run {run.id}", functools.partial(_time_out, run.id, timeout, at), "cancelling it for its timeout"):
+                cancelled.append(run.id)
+        if len(cancelled) >= limit:
+            break
+    return cancelled
+
+
+def _time_out(run_id: int, timeout: float, at: dt.datetime) -> bool:
+    unit = Unit(at)
+    unit.lock_runs([run_id])
+    run = unit.run(run_id)
+    if run.status != S.RUNNING:
+        return False  # finished since we looked
+    since = _running_since(run_id) or run.started_at
+    if (at - since).total_seconds() < timeout:
+        return False  # running again since we looked: it counts from then
+    reason = (f"timed out: running for {format_duration((at - since).total_seconds())}, longer than its "
+              f"workflow's timeout of {format_duration(timeout)}")
+    rules.cancel_run(unit.changes, run, unit.by_run[run.id], SWEEPER, reason)
+    unit.flush()
+    return True
+
+
+def _running_since(run_id: int) -> dt.datetime | None:
+    """When the run last became running: its start, or its reopening by an undo or a retry."""
+    return (Event.select(fn.MAX(Event.at))
+            .where((Event.run == run_id) & Event.instance.is_null() & (Event.to_state == S.RUNNING)).scalar())
+
+
+_seen_timeouts: dict = {"generation": None, "last_version": 0, "by_workflow": {}}
+
+
+def _timeouts() -> dict[int, dict[int, float]]:
+    """workflow id -> {version id: its timeout (seconds)}, of the versions that have one. Versions never
+    change, so each tick reads only those deployed since the last one."""
+    seen = _seen_timeouts
+    if seen["generation"] != generation():
+        seen.update(generation=generation(), last_version=0, by_workflow={})
+    for version_id, workflow_id, spec in (WorkflowVersion.select(WorkflowVersion.id, WorkflowVersion.workflow,
+                                                                 WorkflowVersion.spec)
+                                          .where(WorkflowVersion.id > seen["last_version"])
+                                          .order_by(WorkflowVersion.id).tuples()):
+        if (timeout := spec["workflow"].get("timeout")) is not None:
+            seen["by_workflow"].setdefault(workflow_id, {})[version_id] = float(timeout)
+        seen["last_version"] = version_id
+    return seen["by_workflow"]
