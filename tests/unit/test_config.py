@@ -237,6 +237,19 @@ workflows:
     assert tasks["off"].retries == 10 and tasks["later"].wait_until == "16:30" and tasks["later"].after == ["off"]
 
 
+def _scheduled(folder: Path, schedule: str) -> Path:
+    """A team file with one workflow whose schedule is `0 6 * * *` and `schedule`'s keys."""
+    return _write(folder, "scheduled.yaml", f"""
+team: reports
+types: {{Document: {{fields: {{uri: string}}}}}}
+workflows:
+  wf:
+    schedule: {{cron: "0 6 * * *", {schedule}}}
+    tasks:
+      a: {{function: make, output: Document}}
+""")
+
+
 @pytest.mark.parametrize("zone, said", [
     ("europe/amsterdam", "unknown timezone 'europe/amsterdam'; did you mean Europe/Amsterdam?"),
     ("Europe/Amsterdm", "unknown timezone 'Europe/Amsterdm'; did you mean Europe/Amsterdam?"),
@@ -248,29 +261,13 @@ workflows:
     ("Factory", "'Factory' is the tz database's placeholder, no place's time"),
 ])
 def test_a_timezone_that_names_no_place_is_refused_naming_the_one_meant(tmp_path, zone, said):
-    path = _write(tmp_path, "zone.yaml", f"""
-team: reports
-types: {{Document: {{fields: {{uri: string}}}}}}
-workflows:
-  wf:
-    schedule: {{cron: "0 6 * * *", timezone: "{zone}"}}
-    tasks:
-      a: {{function: make, output: Document}}
-""")
+    path = _scheduled(tmp_path, f'timezone: "{zone}"')
     [problem] = _problems(path)
     assert "workflows.wf.schedule.timezone" in problem and said in problem, problem
 
 
 def test_a_fixed_offset_zone_is_taken(tmp_path):
-    path = _write(tmp_path, "offset.yaml", """
-team: reports
-types: {Document: {fields: {uri: string}}}
-workflows:
-  wf:
-    schedule: {cron: "0 6 * * *", timezone: Etc/GMT-5}
-    tasks:
-      a: {function: make, output: Document}
-""")
+    path = _scheduled(tmp_path, "timezone: Etc/GMT-5")
     [team] = load_config(path)
     assert team.workflows["wf"].schedule.timezone == "Etc/GMT-5"
 
@@ -283,15 +280,7 @@ def test_a_machine_without_any_zone_database_is_told_so(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoneinfo, "ZoneInfo", missing)
     monkeypatch.setattr(zoneinfo, "available_timezones", set)
-    path = _write(tmp_path, "utc.yaml", """
-team: reports
-types: {Document: {fields: {uri: string}}}
-workflows:
-  wf:
-    schedule: {cron: "0 6 * * *", timezone: UTC}
-    tasks:
-      a: {function: make, output: Document}
-""")
+    path = _scheduled(tmp_path, "timezone: UTC")
     [problem] = _problems(path)
     assert "unknown timezone 'UTC': this machine has no zone database (install the tzdata package)" in problem
 
@@ -305,15 +294,7 @@ workflows:
                                                "the schedule would make no run"),
 ])
 def test_a_schedule_window_that_names_no_day_or_ends_before_it_starts_is_refused(tmp_path, window, said):
-    path = _write(tmp_path, "window.yaml", f"""
-team: reports
-types: {{Document: {{fields: {{uri: string}}}}}}
-workflows:
-  wf:
-    schedule: {{cron: "0 6 * * *", {window}}}
-    tasks:
-      a: {{function: make, output: Document}}
-""")
+    path = _scheduled(tmp_path, window)
     [problem] = _problems(path)
     assert f"workflows.wf.{said}" in problem, problem
 
