@@ -226,6 +226,8 @@ class RunView(View):
     as_of_at: dt.datetime | None = None  # the time it was rebuilt at
     attempts_made: int = 0  # attempts offered over all its instances
     instances_more: bool = False  # read through the bridge: more instances follow (ask with instances_from)
+    cancelled_by: str | None = None  # a cancelled run: who cancelled it (the scheduler, for its timeout)
+    cancel_reason: str | None = None  # and the reason given
 
 
 @dataclasses.dataclass(frozen=True)

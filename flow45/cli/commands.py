@@ -207,6 +207,8 @@ def cmd_show(args) -> int:
     print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
           + (f", logical time {when(view.logical_time)}" if view.logical_time else ""))
     print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")
+    if view.cancelled_by:
+        print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))
     now = view.as_of_at or utcnow()  # the run as it was is measured up to that moment
     print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
           f"attempts {view.attempts_made}")

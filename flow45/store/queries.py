@@ -220,7 +220,20 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     counts = dict(Counter(i.state for i in instances))
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
-    return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances))
+    return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances), **_cancelled(run))
+
+
+def _cancelled(run) -> dict[str, str | None]:
+    """Who cancelled a cancelled run, and why, from its ledger."""
+    if run.status != S.CANCELLED:
+        return {}
+    event = (Event.select(Event.actor, Event.detail)
+             .where((Event.run == run.id) & Event.instance.is_null() & (Event.to_state == S.CANCELLED))
+             .order_by(Event.id.desc()).first())
+    if event is None:  # its ledger pruned
+        return {}
+    reason = event.detail.get("reason") if isinstance(event.detail, dict) else None
+    return {"cancelled_by": event.actor, "cancel_reason": reason}
 
 
 def _current_attempts(run_id: int) -> dict[int, Attempt]:

@@ -162,6 +162,10 @@ def test_a_bulk_plan_holds_only_what_its_action_can_act_on_and_the_real_one_keep
         "that are queued, running or failed" in out, err
     code, out, err = flow45("bulk", "undo", "--workflow", "acme/diamond", "--reason", "again")
     assert code == 0 and "nothing to undo in the chosen runs (12 instance(s) left out" in out, err
+    code, out, err = flow45("show", str(runs[0]))
+    assert "\n  cancelled by ops-ann: wrong month\n" in out, err
+    code, out, err = flow45("show", str(runs[1]), "--json")
+    assert (json.loads(out)["cancelled_by"], json.loads(out)["cancel_reason"]) == ("ann", None), err
 
 
 def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):

@@ -38,6 +38,8 @@ def test_a_run_past_its_timeout_is_cancelled_and_the_queued_one_starts_with_its_
     [cancel] = Event.select().where((Event.run == stuck) & (Event.kind == "cancel") & Event.instance.is_null())
     assert cancel.actor == "flow45-scheduler"
     assert cancel.detail["reason"] == "timed out: running for 2h, longer than its workflow's timeout of 2h"
+    view = store.get_run(stuck)
+    assert (view.cancelled_by, view.cancel_reason) == ("flow45-scheduler", cancel.detail["reason"])
     with pytest.raises(StaleToken):  # the quiet worker's attempt was revoked with the run
         store.submit(grant.instance, grant.token, BLOB, now=T0 + 2 * HOUR)
 

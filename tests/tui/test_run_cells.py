@@ -69,3 +69,15 @@ def _shown(table: DataTable, row: str, column: str) -> str:
     cell = table.get_cell(row, column)
     text = cell.plain if isinstance(cell, Text) else str(cell)
     return text[:table.columns[ColumnKey(column)].width].strip()
+
+
+def test_a_cancelled_runs_summary_says_who_cancelled_it_and_why():
+    from dataclasses import replace
+
+    from tui.screens.run import run_summary
+
+    run = replace(run_of({"cancelled": 4}), status="cancelled", finished_at=T0, cancelled_by="flow45-scheduler",
+                  cancel_reason="timed out: running for 2h, longer than its workflow's timeout of 2h")
+    assert ("\ncancelled by flow45-scheduler: timed out: running for 2h, longer than its workflow's timeout of 2h"
+            in run_summary(run).plain)
+    assert "cancelled by" not in run_summary(run_of({"pending": 4})).plain

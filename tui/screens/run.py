@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
+from flow45 import states as S
 from flow45.clock import utcnow
 from flow45.errors import Flow45Error
 from flow45.timing import run_time, run_wait, short_span
@@ -59,6 +60,9 @@ def run_summary(run: RunView) -> Text:
                 f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}", "bright_black")
     if run.logical_time:
         text.append(f" · logical time {when(run.logical_time)}", "bright_black")
+    if run.cancelled_by:
+        text.append(f"\ncancelled by {run.cancelled_by}" + (f": {run.cancel_reason}" if run.cancel_reason else ""),
+                    STATE_STYLES.get(S.CANCELLED, ""))
     if run.waiting_for:
         text.append(f"\nwaiting for {relative_due(run.waiting_for, now)}", "magenta")
     if run.params:
