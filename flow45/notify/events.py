@@ -14,6 +14,8 @@ def notify_kinds(e: EventView) -> list[str]:
     if e.instance is None:
         if e.kind == "sla_missed":
             return ["sla_missed"]
+        if e.kind == "cancel" and detail.get("timeout"):
+            return ["run_timed_out"]
         return ["run_failed"] if e.run is not None and e.to_state == S.FAILED else []
     if e.to_state == S.FAILED and e.kind in ("fail", "expire", "overdue"):
         found = ["retries_exhausted"]
@@ -34,6 +36,8 @@ def text(e: EventView, kinds: list[str]) -> str:
     where = f"task instance {e.instance} of run {e.run}" if e.instance else f"run {e.run}"
     if "sla_missed" in kinds:
         said = f"run {e.run} ({detail.get('workflow', '?')}) is slower than its SLA of {detail.get('sla', '?')}"
+    elif "run_timed_out" in kinds:
+        said = f"run {e.run} was cancelled: running longer than its workflow's timeout of {detail.get('timeout')}"
     elif "run_failed" in kinds:
         said = f"run {e.run} failed"
     elif "retries_exhausted" in kinds:

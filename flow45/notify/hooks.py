@@ -16,6 +16,7 @@ EVENTS = {
     "overdue": "a human task passed its `due` time (any `overdue` outcome)",
     "escalated": "an overdue human task was escalated to more people",
     "sla_missed": "a run took longer than its workflow's `sla`",
+    "run_timed_out": "a run was cancelled for running longer than its workflow's `timeout`",
 }
 
 

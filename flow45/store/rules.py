@@ -317,15 +317,18 @@ def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], s
         move_run(ch, run, target, "run", actor)
 
 
-def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | None) -> None:
-    """Every unfinished instance cancelled (running attempts lose their token), then the run."""
+def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | None,
+               timeout: str | None = None) -> None:
+    """Every unfinished instance cancelled (running attempts lose their token), then the run;
+    `timeout`: the workflow's, which the run ran past (the ledger keeps it for `notify`)."""
     S.check_run_move(f"run {run.id}", run.status, S.CANCELLED)
     for instance in run_instances.values():
         if instance.state in S.FINISHED_INSTANCE:
             continue
         end_attempt(ch, instance, "revoked", error="run cancelled")
         move(ch, instance, S.CANCELLED, "cancel", actor, token=None, lease_expires_at=None)
-    move_run(ch, run, S.CANCELLED, "cancel", actor, {"reason": said(reason)})
+    detail = {"reason": said(reason), **({"timeout": timeout} if timeout else {})}
+    move_run(ch, run, S.CANCELLED, "cancel", actor, detail)
 
 
 def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:

@@ -131,13 +131,15 @@ def cancel_timed_out(now: dt.datetime | None = None, limit: int = 500) -> list[i
     for workflow_id, by_version in _timeouts().items():
         shortest = dt.timedelta(seconds=min(by_version.values()))
         candidates = (Run.select(Run.id, Run.version, Run.started_at)
-                      .where((Run.workflow == workflow_id) & (Run.status == S.RUNNING) & (Run.started_at <= at - shortest))
+                      .where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)
+                             & (Run.started_at <= at - shortest))
                       .order_by(Run.started_at).limit(limit - len(cancelled)))
         for run in candidates:
             timeout = by_version.get(run.version_id)
             if timeout is None or (at - (_running_since(run.id) or run.started_at)).total_seconds() < timeout:
                 continue  # no timeout in its version, or running again since: no lock taken
-            if alone(f"run {run.id}", functools.partial(_time_out, run.id, timeout, at), "cancelling it for its timeout"):
+            time_out = functools.partial(_time_out, run.id, timeout, at)
+            if alone(f"run {run.id}", time_out, "cancelling it for its timeout"):
                 cancelled.append(run.id)
         if len(cancelled) >= limit:
             break
@@ -155,7 +157,7 @@ def _time_out(run_id: int, timeout: float, at: dt.datetime) -> bool:
         return False  # running again since we looked: it counts from then
     reason = (f"timed out: running for {format_duration((at - since).total_seconds())}, longer than its "
               f"workflow's timeout of {format_duration(timeout)}")
-    rules.cancel_run(unit.changes, run, unit.by_run[run.id], SWEEPER, reason)
+    rules.cancel_run(unit.changes, run, unit.by_run[run.id], SWEEPER, reason, timeout=format_duration(timeout))
     unit.flush()
     return True
 

@@ -218,6 +218,8 @@ def _event(kind, to_state=None, instance=7, detail=None):
     (_event("overdue", detail={"outcome": "escalate", "to": "ann, bob"}), ["overdue", "escalated"]),
     (_event("overdue", "failed", detail={"outcome": "fail"}), ["retries_exhausted", "overdue"]),
     (_event("sla_missed", instance=None, detail={"workflow": "job", "sla": "1h"}), ["sla_missed"]),
+    (_event("cancel", "cancelled", instance=None, detail={"reason": "timed out", "timeout": "2h"}), ["run_timed_out"]),
+    (_event("cancel", "cancelled", instance=None, detail={"reason": "wrong month"}), []),
 ])
 def test_which_ledger_events_are_which_notify_events(event, kinds):
     from flow45.notify.events import notify_kinds, text

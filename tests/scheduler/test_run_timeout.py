@@ -10,6 +10,7 @@ import pytest
 from flow45 import store
 from flow45.errors import StaleToken
 from flow45.models import Event
+from flow45.notify.events import notify_kinds
 from flow45.scheduler import tick
 from tests.store.helpers import BLOB, DIAMOND, claim, deploy_text, instance
 
@@ -38,6 +39,8 @@ def test_a_run_past_its_timeout_is_cancelled_and_the_queued_one_starts_with_its_
     [cancel] = Event.select().where((Event.run == stuck) & (Event.kind == "cancel") & Event.instance.is_null())
     assert cancel.actor == "flow45-scheduler"
     assert cancel.detail["reason"] == "timed out: running for 2h, longer than its workflow's timeout of 2h"
+    [shown] = store.list_events(ids=[cancel.id])
+    assert notify_kinds(shown) == ["run_timed_out"] and cancel.detail["timeout"] == "2h"  # `notify` can post it
     view = store.get_run(stuck)
     assert (view.cancelled_by, view.cancel_reason) == ("flow45-scheduler", cancel.detail["reason"])
     with pytest.raises(StaleToken):  # the quiet worker's attempt was revoked with the run
