@@ -124,6 +124,10 @@ class WorkflowView(View):
     next_run: dt.datetime | None = None
     schedule_ended: bool = False  # its schedule's `end` has passed: it makes no more runs
 
+    def paused_text(self) -> str | None:
+        """`paused, triggers queued` (or refused); None when it is not paused."""
+        return None if self.paused is None else f"paused, triggers {'queued' if self.paused == 'queue' else 'refused'}"
+
 
 @dataclasses.dataclass(frozen=True)
 class InputLink(View):

@@ -75,7 +75,7 @@ def _next_run_text(view, now: dt.datetime) -> str | None:
 def _schedule_text(view) -> str | None:
     if view.paused is None:
         return view.schedule
-    return f"{view.schedule or 'none'} (paused, triggers {'queued' if view.paused == 'queue' else 'refused'})"
+    return f"{view.schedule or 'none'} ({view.paused_text()})"
 
 
 @command("graph")

@@ -75,7 +75,7 @@ class WorkflowsScreen(LiveScreen):
             text, is_overdue = next_run_text(view, now, late)
             overdue += is_overdue
             if view.paused:
-                text = f"paused, triggers {'queued' if view.paused == 'queue' else 'refused'}"
+                text = view.paused_text()
             style = "bold red" if is_overdue else "yellow" if view.paused else ""
             table.add_row(cell(f"{view.team}/{view.name} v{view.version}", 30), Text(str(view.tasks), justify="right"),
                           cell(view.schedule or "-", 30), Text(text or "-", style=style),
