@@ -120,6 +120,10 @@ class TaskSpec(_Strict):
     retry_backoff: float = Field(1.0, ge=1.0, le=10.0, description="multiplies the delay at each retry")
     max_retry_delay: Duration | None = None
     lease: Duration | None = Field(None, description="how long a claim holds without progress")
+    timeout: Duration | None = Field(
+        None, gt=0, description="how long an attempt may run from its claim, progress or not (Airflow's "
+                                "execution_timeout, Temporal's start-to-close); past it the attempt fails as timed "
+                                "out, counted against retries. A parked attempt's deadline is within it too")
     priority: int = Field(0, ge=0, le=9)
     human: bool = Field(
         False, description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator "
@@ -170,8 +174,8 @@ class TaskSpec(_Strict):
                 raise ValueError("a task has either a `function` (a worker does it) or a `wait`/`wait_until` "
                                  "(a timer), never both")
             # Checked by value, not by what was written: a stored version has every key written out.
-            defaults = {"output": None, "human": False, "retries": 0, "lease": None, "retry_delay": None,
-                        "max_retry_delay": None, "undo": "none"}
+            defaults = {"output": None, "human": False, "retries": 0, "lease": None, "timeout": None,
+                        "retry_delay": None, "max_retry_delay": None, "undo": "none"}
             extra = [key for key, default in defaults.items() if getattr(self, key) != default]
             if extra:
                 raise ValueError(f"a timer ({'wait' if self.wait is not None else 'wait_until'}) has no worker "

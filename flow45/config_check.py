@@ -154,11 +154,11 @@ def _largest_offer(task, settings: Settings) -> int:
 def _durations(key: str, wf: WorkflowSpec) -> list[tuple[str, float]]:
     """(path, seconds) of the workflow's durations that are set. Checked here, not where they are
     parsed: a version stored before the check must still load."""
-    named = [(f"{key}.sla", wf.sla)]
+    named = [(f"{key}.sla", wf.sla), (f"{key}.timeout", wf.timeout)]
     for task_name, task in wf.tasks.items():
         path = f"{key}.tasks.{task_name}"
         named += [(f"{path}.{name}", getattr(task, name))
-                  for name in ("retry_delay", "max_retry_delay", "lease", "due", "wait")]
+                  for name in ("retry_delay", "max_retry_delay", "lease", "timeout", "due", "wait")]
         named += [(f"{path}.reminders.{i}", r) for i, r in enumerate(task.reminders)]
     return [(path, seconds) for path, seconds in named if seconds is not None]
 

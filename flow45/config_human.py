@@ -67,10 +67,14 @@ HUMAN_KEYS = ("assignees", "due", "reminders", "overdue")
 
 
 def check_task_keys(task) -> None:
-    """Assignment keys are for human tasks only; `overdue` needs `due`; reminders come before it."""
+    """Assignment keys are for human tasks only, and a worker's `timeout` is not for them; `overdue`
+    needs `due`; reminders come before it."""
     written = [key for key in HUMAN_KEYS if getattr(task, key) not in (None, [])]
     if written and not task.human:
         raise ValueError(f"{', '.join(written)}: only for a human task (human: true)")
+    if task.human and task.timeout is not None:
+        raise ValueError("timeout: a human task has no worker's attempt to time out; its deadline is `due`, "
+                         "with `overdue: fail` to fail it then")
     for name in task.assignees:
         _check_name(name)
     if task.overdue is not None and task.due is None:

@@ -107,6 +107,9 @@ class TaskInstance(Table):
     # A running attempt parked by its worker: whoever holds this key completes or fails it
     # (lease_expires_at is then the deadline, or null for none). Cleared when the attempt ends.
     callback_key = pw.CharField(max_length=64, null=True)  # indexed where set: TIMER_INDEXES
+    # The running attempt's hard deadline, its task's `timeout` after the claim: its lease (or a
+    # parked attempt's deadline) never runs past it, so the lease sweep ends it. Cleared when it ends.
+    timeout_at = pw.DateTimeField(null=True)
     # Human tasks (flow45.store.rules_human): who has it, when it is due, the sweep's next moment for
     # it, reminders sent, and when its overdue outcome was applied. Null on every other task.
     taken_by = pw.CharField(max_length=128, null=True)

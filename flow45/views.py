@@ -202,6 +202,7 @@ class InstanceView(View):
     finished_at: dt.datetime | None = None  # its end
     error: str | None = None  # its error, if it failed
     parked: bool = False  # running, parked under a callback key (lease_expires_at: its deadline)
+    timeout_at: dt.datetime | None = None  # running: when its task's timeout ends the attempt
     taken_by: str | None = None  # an available human task: who has taken it
     due_at: dt.datetime | None = None  # an available human task: when it is due
     log_url: str | None = None  # its current attempt's log link

@@ -271,7 +271,8 @@ def cmd_instance(args) -> int:
         return 0
     print(f"instance {view.id}  {view.task} of run {view.run}  {view.state}  attempt {view.attempt}  "
           + (f"function {view.function}" if view.function else "timer")
-          + (f", due {when(view.not_before)}" if view.state == "waiting" else ""))
+          + (f", due {when(view.not_before)}" if view.state == "waiting" else "")
+          + (f", times out {when(view.timeout_at)}" if view.timeout_at else ""))
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")

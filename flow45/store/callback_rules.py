@@ -1,7 +1,7 @@
 """Callback rules, pure like `flow45.store.rules`: a worker parks its running attempt under a key;
 whoever holds the key completes or fails it later. The attempt stays `running` (its token still
-works); `lease_expires_at` becomes the deadline (none: it never expires), so the lease sweep fails
-it past the deadline, counted against retries as an expired lease is."""
+works); `lease_expires_at` becomes the deadline (none: it never expires; either way within the task's
+timeout), so the lease sweep fails it past the deadline, counted against retries as an expired lease is."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from flow45 import states as S
 from flow45.clock import iso
+from flow45.durations import format_duration
 from flow45.errors import IllegalTransition
 from flow45.store import rules
 
@@ -26,7 +27,8 @@ def park(ch: rules.Changes, instance, deadline_seconds: float | None, actor: str
     if instance.callback_key is not None:
         raise IllegalTransition(f"{rules.describe(instance)}: attempt {instance.attempt} is parked already")
     instance.callback_key = new_key()
-    instance.lease_expires_at = None if deadline_seconds is None else ch.at + dt.timedelta(seconds=deadline_seconds)
+    deadline = None if deadline_seconds is None else ch.at + dt.timedelta(seconds=deadline_seconds)
+    instance.lease_expires_at = rules.within_timeout(deadline, instance.timeout_at)
     instance.updated_at = ch.at
     ch.instances[instance.id] = instance
     rules.record(ch, instance.team, "park", actor, run=instance.run_id, instance=instance.id,
@@ -47,7 +49,11 @@ def complete(ch: rules.Changes, instance, output: Any, actor: str) -> None:
                token=None, lease_expires_at=None, progress_pct=100.0)
 
 
-def deadline_error(instance) -> str:
-    """Why the lease sweep fails an attempt: its lease or, parked, its callback deadline passed."""
+def deadline_error(instance, task) -> str:
+    """Why the lease sweep fails an attempt: its lease or, parked, its callback deadline passed, or
+    its task's timeout (which neither runs past)."""
+    if instance.timeout_at is not None and instance.lease_expires_at >= instance.timeout_at:
+        return (f"timed out at {instance.timeout_at:%Y-%m-%d %H:%M:%S} UTC: running longer than its task's "
+                f"timeout of {format_duration(task.timeout)}")
     what = "callback deadline passed" if instance.callback_key is not None else "lease expired"
     return f"{what} at {instance.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -195,7 +195,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
         upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a, undone) for a in attempts],
-        parked=i.callback_key is not None, taken_by=i.taken_by if i.state == S.AVAILABLE else None,
+        parked=i.callback_key is not None, timeout_at=i.timeout_at if i.state == S.RUNNING else None, taken_by=i.taken_by if i.state == S.AVAILABLE else None,
         due_at=i.due_at if i.state == S.AVAILABLE else None,
     )
 

@@ -80,8 +80,8 @@ def move(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any 
            from_state=instance.state, to_state=target, detail=detail)
     instance.state = target
     instance.updated_at = ch.at
-    if target != S.RUNNING:
-        instance.callback_key = None  # a parked attempt's key ends with it (flow45.store.callbacks)
+    if target != S.RUNNING:  # a running attempt's key and deadline end with it
+        instance.callback_key = instance.timeout_at = None
     for name, value in values.items():
         setattr(instance, name, value)
     ch.instances[instance.id] = instance
@@ -129,11 +129,21 @@ def require_live(instance, token: str) -> None:
 
 
 def claim(ch: Changes, instance, task, worker: str) -> None:
-    """Take the offered attempt: the lease starts now."""
+    """Take the offered attempt: the lease starts now, and the task's timeout, if it has one."""
+    timeout_at = None if task.timeout is None else ch.at + dt.timedelta(seconds=min(task.timeout, MAX_DURATION))
     move(ch, instance, S.RUNNING, "claim", worker, {"attempt": instance.attempt}, worker=worker,
-         lease_expires_at=ch.at + dt.timedelta(seconds=lease_seconds(task)))
+         lease_expires_at=within_timeout(ch.at + dt.timedelta(seconds=lease_seconds(task)), timeout_at),
+         timeout_at=timeout_at)
     ch.new_attempts.append({"instance": instance.id, "number": instance.attempt, "token": instance.token,
                             "status": "running", "worker": worker, "claimed_at": ch.at})
+
+
+def within_timeout(deadline: dt.datetime | None, timeout_at: dt.datetime | None) -> dt.datetime | None:
+    """A lease's or a parked attempt's deadline (None: none), never past the attempt's timeout: the lease
+    sweep then ends an attempt that outran its task's timeout, however often it reported progress."""
+    if timeout_at is None:
+        return deadline
+    return timeout_at if deadline is None else min(deadline, timeout_at)
 
 
 def take_next(ch: Changes, offered: list, functions: list[str], task_of, worker: str):
@@ -152,7 +162,7 @@ def take_next(ch: Changes, offered: list, functions: list[str], task_of, worker:
 def progress(ch: Changes, instance, task, percent: float | None, message: str | None) -> None:
     """Record progress and renew the lease (a parked attempt keeps its deadline instead)."""
     if instance.callback_key is None:
-        instance.lease_expires_at = ch.at + dt.timedelta(seconds=lease_seconds(task))
+        instance.lease_expires_at = within_timeout(ch.at + dt.timedelta(seconds=lease_seconds(task)), instance.timeout_at)
     if percent is not None:
         instance.progress_pct = max(0.0, min(100.0, float(percent)))
     if message is not None:

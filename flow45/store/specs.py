@@ -84,6 +84,9 @@ def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: di
     for key in ("start", "end"):  # the same for a schedule's window
         if dumped.get("schedule") and dumped["schedule"].get(key) is None:
             dumped["schedule"].pop(key, None)
+    for task in dumped["tasks"].values():  # and for a task's timeout
+        if task.get("timeout") is None:
+            task.pop("timeout", None)
     document = {
         "workflow": dumped,
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},

@@ -11,7 +11,7 @@ from peewee import Field, fn
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.clock import iso
-from flow45.durations import format_duration
+from flow45.durations import MAX_DURATION, format_duration
 from flow45.db import generation
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.outputs import check_output
@@ -31,7 +31,8 @@ def _due(condition, oldest_first: Field, limit: int) -> list:
 
 
 def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
-    """Running attempts whose lease (or, parked, callback deadline) passed fail as expired (counted against retries)."""
+    """Running attempts whose lease (or, parked, callback deadline; or their task's timeout) passed fail as
+    expired (counted against retries)."""
     at = to_utc(now)
     due = _due((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at),
                TaskInstance.lease_expires_at, limit)
@@ -39,8 +40,9 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
     def expire(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RUNNING or instance.lease_expires_at is None or instance.lease_expires_at >= at:
             return False  # progress renewed it, or it finished, since we looked
-        error = callback_rules.deadline_error(instance)
-        rules.fail(unit.changes, instance, unit.task(instance), error, True, SWEEPER, expired=True)
+        task = unit.task(instance)
+        rules.fail(unit.changes, instance, task, callback_rules.deadline_error(instance, task), True, SWEEPER,
+                   expired=True)
         return True
 
     return each_alone(due, at, expire, SWEEPER)
@@ -181,7 +183,7 @@ def _timeouts() -> dict[int, dict[int, float]]:
                                                                  WorkflowVersion.spec)
                                           .where(WorkflowVersion.id > seen["last_version"])
                                           .order_by(WorkflowVersion.id).tuples()):
-        if (timeout := spec["workflow"].get("timeout")) is not None:
-            seen["by_workflow"].setdefault(workflow_id, {})[version_id] = float(timeout)
+        if (timeout := spec["workflow"].get("timeout")) is not None:  # capped as deploy caps durations
+            seen["by_workflow"].setdefault(workflow_id, {})[version_id] = min(float(timeout), MAX_DURATION)
         seen["last_version"] = version_id
     return seen["by_workflow"]

@@ -32,7 +32,7 @@ log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the sched
 INSTANCE_COLUMNS = (
     "state", "attempt", "token", "failures", "lease_expires_at", "not_before", "offered_at", "worker",
     "progress_pct", "progress_message", "updated_at", "callback_key",
-    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at",
+    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at", "timeout_at",
 )
 INSTANCE_CASTS = {
     "id": "bigint", "state": "varchar", "attempt": "integer", "token": "varchar", "failures": "integer",
@@ -40,7 +40,7 @@ INSTANCE_CASTS = {
     "progress_pct": "double precision", "progress_message": "text", "updated_at": "timestamp",
     "callback_key": "varchar",
     "taken_by": "varchar", "due_at": "timestamp", "alarm_at": "timestamp", "reminders_sent": "integer",
-    "overdue_at": "timestamp",
+    "overdue_at": "timestamp", "timeout_at": "timestamp",
 }
 RUN_COLUMNS = ("status", "started_at", "updated_at", "finished_at")
 RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "updated_at": "timestamp",
@@ -61,7 +61,7 @@ _INSTANCE_FIELDS = [TaskInstance._meta.fields[name] for name in (
     "id", "run", "team", "task", "function", "state", "attempt", "token", "failures", "priority", "human",
     "lease_expires_at", "not_before", "offered_at", "worker", "progress_pct", "progress_message", "updated_at",
     "callback_key",
-    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at",
+    "taken_by", "due_at", "alarm_at", "reminders_sent", "overdue_at", "timeout_at",
 )]
 _RUN_FIELDS = [Run._meta.fields[name] for name in (
     "id", "team", "workflow", "version", "status", "params", "started_at", "updated_at", "finished_at",

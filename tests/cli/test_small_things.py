@@ -141,3 +141,21 @@ def test_a_trigger_past_the_teams_instance_limit_exits_1_naming_the_limit(flow45
     assert (code, out) == (1, "")
     assert err == ("flow45: team acme has 2 task instances in runs queued or running, and another of 2 tasks would "
                    "pass its limit of 3 (max_open_instances): let some finish, or cancel some, first\n")
+
+
+def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45, tmp_path):
+    timed = PARAMS.replace("a: {function: fa, output: Blob}", "a: {function: fa, output: Blob, timeout: 90m}")
+    deploy_text(tmp_path, timed)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    grant = claim(run, "a", now=T0)
+    _, out, _ = flow45("instance", str(grant.instance))
+    assert out.splitlines()[0].endswith("function fa, times out 2026-03-01 13:30:00")
+    _, out, _ = flow45("instance", str(grant.instance), "--json")
+    assert json.loads(out)["timeout_at"] == "2026-03-01T13:30:00Z"
+
+    for minute in range(4, 90, 4):  # the worker keeps reporting progress
+        store.progress(grant.instance, grant.token, None, "busy", now=T0 + dt.timedelta(minutes=minute))
+    store.expire_leases(now=T0 + dt.timedelta(minutes=91))
+    _, out, _ = flow45("instance", str(grant.instance))
+    assert "times out" not in out.splitlines()[0]
+    assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out

@@ -62,6 +62,8 @@ def summary(p: InstancePayload) -> Text:
         text.append(f"   {'callback deadline' if i.parked else 'lease until'} {when(i.lease_expires_at)}")
     elif i.parked:
         text.append("   parked: waits for its callback key")
+    if i.timeout_at:
+        text.append(f"   times out {when(i.timeout_at)}")
     if i.not_before:
         text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {when(i.not_before)}")
     if i.progress_pct is not None or i.progress_message:
