@@ -74,6 +74,12 @@ class InvalidLog(Flow45Error):
     code = "invalid_message"
 
 
+class TooLong(Flow45Error):
+    """What an operator wrote (a reason, a comment) is longer than Flow45 keeps: refused, never cut."""
+
+    code = "invalid_message"
+
+
 class UncheckableType(Flow45Error):
     """A declared type of a stored version cannot be built into a check (deploy refuses such types now)."""
 

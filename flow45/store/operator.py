@@ -93,7 +93,7 @@ def submit_human(
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
         rules.claim(unit.changes, instance, task, actor)
-        if comment := rules.said(comment):
+        if comment := rules.said(comment, "comment"):
             unit.changes.comments[(instance.id, instance.token)] = comment
         rules.succeed(unit.changes, instance, clean, actor)
         unit.settle(instance.run_id, actor)

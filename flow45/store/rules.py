@@ -13,7 +13,7 @@ from typing import Any
 from flow45 import states as S
 from flow45.clock import iso
 from flow45.durations import MAX_DURATION
-from flow45.errors import IllegalTransition, StaleToken
+from flow45.errors import IllegalTransition, StaleToken, TooLong
 from flow45.names import offer_key
 from flow45.settings import current_settings
 from flow45.store.specs import VersionSpec
@@ -218,10 +218,13 @@ def set_output(ch: Changes, instance, output: Any, reason: str, actor: str) -> N
 MAX_SAID = 2000  # an operator's reason or comment: as much as the messages carry
 
 
-def said(text: str | None) -> str | None:
-    """An operator's reason or comment as the ledger keeps it: stripped, at most MAX_SAID characters,
-    blank as none; the same from the command line as through the bridge."""
-    return (text or "").strip()[:MAX_SAID] or None
+def said(text: str | None, what: str = "reason") -> str | None:
+    """An operator's reason or comment as the ledger keeps it: stripped, blank as none. Longer than
+    MAX_SAID characters it is refused, as the bridge refuses it, rather than kept cut short."""
+    if text is not None and len(text) > MAX_SAID:
+        raise TooLong(f"the {what} is {len(text):,} characters, over the {MAX_SAID:,} kept: shorten it "
+                      "(nothing changed)")
+    return (text or "").strip() or None
 
 
 def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None = None) -> None:

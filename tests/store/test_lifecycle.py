@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from flow45 import store
-from flow45.errors import IllegalTransition, InvalidOutput, InvalidParams, NotFound, StaleToken
+from flow45.errors import IllegalTransition, InvalidOutput, InvalidParams, NotFound, StaleToken, TooLong
 from flow45.models import Attempt, Event, Outbox, TaskInstance
 from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance, states
 
@@ -157,17 +157,25 @@ def test_skip_passes_null_downstream(tmp_path):
     assert claim(run, "d").inputs == {"left": None, "right": None}
 
 
-def test_an_operators_reason_is_kept_stripped_and_at_most_2000_characters_as_through_the_bridge(tmp_path):
+def test_an_operators_reason_is_kept_stripped_and_one_over_2000_characters_is_refused_as_through_the_bridge(tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
-    long = "  " + "why " * 1000
-    store.hold(instance(run, "a").id, actor="op", reason=long, now=T0)
-    store.undo(instance(run, "a").id, long, actor="op", now=T0)
-    store.skip_instance(instance(run, "a").id, long, actor="op", now=T0)
-    store.cancel_run(run, actor="op", reason=long, now=T0)
-    kept = [e.detail["reason"] for e in Event.select().where(Event.run == run).order_by(Event.id)
-            if e.detail and "reason" in e.detail and e.kind in ("hold", "undo", "skip", "cancel")]
-    assert len(kept) >= 4 and all(reason == long.strip()[:2000] for reason in kept)
+    longest = "  " + "why " * 499  # 1,998 characters
+    store.hold(instance(run, "a").id, actor="op", reason=longest, now=T0)
+    store.skip_instance(instance(run, "a").id, longest, actor="op", now=T0)
+    kept = [(e.kind, e.detail["reason"]) for e in Event.select().where(Event.run == run).order_by(Event.id)
+            if e.detail and "reason" in e.detail]
+    assert kept == [("hold", longest.strip()), ("skip", longest.strip())]
+
+    before = Event.select().count()
+    too_long = longest + "and so on"
+    refusals = [lambda: store.undo(instance(run, "a").id, too_long, actor="op", now=T0),
+                lambda: store.cancel_run(run, actor="op", reason=too_long, now=T0),
+                lambda: store.set_output(instance(run, "b").id, BLOB, reason=too_long, actor="op", now=T0)]
+    for refused in refusals:
+        with pytest.raises(TooLong, match="^the reason is 2,007 characters, over the 2,000 kept: shorten it"):
+            refused()
+    assert Event.select().count() == before and store.get_run(run).status == "running"
 
 
 def test_hold_and_release(tmp_path):
