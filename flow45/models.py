@@ -82,8 +82,9 @@ class Run(Table):
     class Meta:
         # (finished_at, id): `flow45 prune` walks the runs finished before a cutoff, oldest first.
         # (team, status): a team's counts per status, from the index alone however many runs it kept.
+        # (workflow, id): each workflow's latest run (`flow45 workflows`), one index entry away.
         indexes = ((("workflow", "logical_time"), True), (("workflow", "status"), False), (("finished_at", "id"), False),
-                   (("team", "status"), False))
+                   (("team", "status"), False), (("workflow", "id"), False))
 
 
 class TaskInstance(Table):

@@ -69,3 +69,11 @@ def next_run_text(view: WorkflowView, now: dt.datetime, on_time: dt.timedelta) -
     if -ahead <= on_time.total_seconds():
         return f"{at} (due now)", False
     return f"{at} (overdue {short_span(-ahead)}: is a scheduler running?)", True
+
+
+def last_run_text(view: WorkflowView, now: dt.datetime) -> str | None:
+    """`12 succeeded (3h05m ago)`: the workflow's latest run, its status and when it was triggered."""
+    if view.last_run is None:
+        return None
+    ago = f" ({short_span((now - view.last_run_at).total_seconds())} ago)" if view.last_run_at else ""
+    return f"{view.last_run} {view.last_run_status}{ago}"

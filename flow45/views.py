@@ -123,6 +123,9 @@ class WorkflowView(View):
     # None: no schedule, or paused (its resume applies the catchup policy to the ticks it missed).
     next_run: dt.datetime | None = None
     schedule_ended: bool = False  # its schedule's `end` has passed: it makes no more runs
+    last_run: int | None = None  # its latest run (by id), of any version; None: none yet
+    last_run_status: str | None = None
+    last_run_at: dt.datetime | None = None  # when that run was triggered
 
     def paused_text(self) -> str | None:
         """`paused, triggers queued` (or refused); None when it is not paused."""

@@ -16,7 +16,7 @@ from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
 from flow45.store.rules_human import relative_due
-from flow45.timing import instance_time, instance_wait, next_run_text, run_time, run_wait, short_span
+from flow45.timing import instance_time, instance_wait, last_run_text, next_run_text, run_time, run_wait, short_span
 
 
 # ---- configuration -----------------------------------------------------------------------
@@ -59,9 +59,9 @@ def cmd_workflows(args) -> int:
     else:
         now = utcnow()
         print_table(
-            ["team", "workflow", "version", "tasks", "schedule", "next run", "description"],
-            [(v.team, v.name, v.version, v.tasks, _schedule_text(v), _next_run_text(v, now), v.description)
-             for v in views],
+            ["team", "workflow", "version", "tasks", "schedule", "next run", "last run", "description"],
+            [(v.team, v.name, v.version, v.tasks, _schedule_text(v), _next_run_text(v, now), last_run_text(v, now),
+              v.description) for v in views],
         )
     return 0
 

@@ -31,10 +31,12 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
     rows = list(query)
     running = [(row.workflow.id, row.id) for row in rows if row.workflow.paused_at is None]
     next_runs = schedule_runs.next_ticks(running)
+    latest = _latest_runs([row.workflow.id for row in rows])
     views = []
     for row in rows:
         spec = version_spec(row.id)
         schedule = spec.workflow.schedule
+        last_run, last_status, last_at = latest.get(row.workflow.id, (None, None, None))
         views.append(
             WorkflowView(
                 team=row.workflow.team, name=row.workflow.name, version=row.version,
@@ -45,9 +47,23 @@ def list_workflows(team: str | None = None) -> list[WorkflowView]:
                 next_run=next_runs.get(row.workflow.id),
                 schedule_ended=bool(schedule and schedule.end and row.workflow.id in next_runs
                                     and next_runs[row.workflow.id] is None),
+                last_run=last_run, last_run_status=last_status, last_run_at=last_at,
             )
         )
     return views
+
+
+def _latest_runs(workflow_ids: list[int]) -> dict[int, tuple[int, str, dt.datetime]]:
+    """workflow id -> (id, status, created_at) of its latest run, however many runs the store keeps. One
+    query each, the workflow a constant: over a correlated subquery PostgreSQL took the latest run by id
+    and filtered, through every later run of the other workflows for one that had not run for long."""
+    latest = {}
+    for workflow_id in workflow_ids:
+        row = (Run.select(Run.id, Run.status, Run.created_at).where(Run.workflow == workflow_id)
+               .order_by(Run.id.desc()).limit(1).tuples().first())
+        if row is not None:
+            latest[workflow_id] = row
+    return latest
 
 
 def _schedule_text(schedule) -> str | None:

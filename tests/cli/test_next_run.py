@@ -58,3 +58,63 @@ def test_next_run_follows_the_cursor_across_the_night_the_clocks_go_forward(flow
         code, out, _ = flow45("workflows", "--json")
         assert {w["name"]: w["next_run"] for w in json.loads(out)}["nightly"] is None
         assert "(paused, triggers queued)  paused " in row(flow45("workflows")[1], "nightly")
+
+
+def test_each_workflows_last_run_is_shown_with_its_status_and_age(flow45, tmp_path):
+    (tmp_path / "acme.yaml").write_text(textwrap.dedent(AMSTERDAM_NIGHTLY))
+    with at("2028-12-31T23:00:00"):  # the runs are a year old by the time they are listed
+        store.deploy(load_config(tmp_path / "acme.yaml"), actor="ann")
+        first = store.trigger("acme", "by_hand", actor="ann")
+        second = store.trigger("acme", "by_hand", actor="ann")
+        store.cancel_run(first, actor="ann", reason="a mistake")  # the older run's change does not count
+    with at("2030-01-01T01:30:00"):
+        _, out, _ = flow45("workflows")
+        _, listed, _ = flow45("workflows", "--json")
+    header = out.splitlines()[0]
+    assert header.index("LAST RUN") > header.index("NEXT RUN")
+    assert f" {second} running (365d02h ago) " in row(out, "by_hand")
+    assert row(out, "nightly")[header.index("LAST RUN"):].startswith("- ")
+    latest = {w["name"]: (w["last_run"], w["last_run_status"], w["last_run_at"]) for w in json.loads(listed)}
+    assert latest == {"by_hand": (second, "running", "2028-12-31T23:00:00Z"), "nightly": (None, None, None)}
+
+
+def test_the_last_run_is_found_at_once_however_many_runs_other_workflows_made_since(pg_store, tmp_path, caplog):
+    import logging
+
+    from flow45.db import database
+
+    (tmp_path / "acme.yaml").write_text(textwrap.dedent(AMSTERDAM_NIGHTLY))
+    with at("2027-01-01T00:00:00"):
+        store.deploy(load_config(tmp_path / "acme.yaml"), actor="ann")
+        once = store.trigger("acme", "by_hand", actor="ann")  # its only run, long ago
+        store.cancel_run(once, actor="ann", reason="not needed")
+    scheduler.tick(dt.datetime(2027, 1, 2, 2, 30))
+    [nightly] = [run.id for run in store.list_runs(team="acme", workflow="nightly")]
+    database.execute_sql(  # 20,000 later runs of the nightly workflow, finished
+        "INSERT INTO run (team, workflow_id, version_id, status, params, trigger, triggered_by, created_at, updated_at)"
+        " SELECT team, workflow_id, version_id, 'succeeded', params, trigger, triggered_by, created_at, updated_at"
+        " FROM run, generate_series(1, 20000) WHERE id = %s", (nightly,))
+    database.execute_sql("ANALYZE run")
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        latest = {w.name: (w.last_run, w.last_run_status) for w in store.list_workflows("acme")}
+    assert latest == {"by_hand": (once, "cancelled"), "nightly": (nightly + 20000, "succeeded")}
+    reads = [record.msg for record in caplog.records
+             if isinstance(record.msg, tuple) and 'FROM "run"' in record.msg[0] and "LIMIT" in record.msg[0]]
+    assert len(reads) == 2, reads
+    for sql, params in reads:
+        plan = "\n".join(row[0] for row in database.execute_sql("EXPLAIN (ANALYZE) " + sql, params).fetchall())
+        passed_over = [int(line.rsplit(":", 1)[1]) for line in plan.splitlines() if "Rows Removed by Filter" in line]
+        assert "Seq Scan on run" not in plan and sum(passed_over) < 100, plan
+
+
+def test_a_store_from_before_is_upgraded_with_the_index_of_runs_by_workflow(store_db):
+    from flow45.db import atomic, database
+    from flow45.migrate import CURRENT, STEPS, _last_run_v19, upgrade
+    from flow45.models import SchemaVersion
+
+    step = STEPS.index(_last_run_v19) + 1
+    with atomic():
+        database.execute_sql("DROP INDEX run_workflow_id_id")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    assert upgrade() == (step - 1, CURRENT)
+    assert [i.columns for i in database.get_indexes("run") if i.name == "run_workflow_id_id"] == [["workflow_id", "id"]]

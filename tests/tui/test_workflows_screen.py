@@ -56,6 +56,11 @@ async def test_next_runs_an_overdue_schedule_and_a_workflows_tools_before_its_fi
             await wait_until(pilot, lambda: isinstance(app.screen, WorkflowsScreen) and rows(app)[
                 "reports/nightly_sales"][3] == "2026-03-03 02:30:00 (in 23h30m)")
             assert text_of(summary) == "2 workflow(s), 2 scheduled, 1 paused"
+            [made] = [run.id for run in store.list_runs(team="reports", workflow="nightly_sales")]
+            assert rows(app)["reports/nightly_sales"][4] == f"{made} running (0s ago)"
+            assert rows(app)["reports/monthly_report"][4] == "-"
+            store.cancel_run(made, actor="ops", reason="wrong day", now=NOW)  # its row follows the run
+            await wait_until(pilot, lambda: rows(app)["reports/nightly_sales"][4] == f"{made} cancelled (0s ago)")
 
             await pilot.press("down", "enter")
             await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)

@@ -48,8 +48,8 @@ def help_table() -> Group:
                 "selected one; the run's ledger on the right", DagView.BINDINGS + RunScreen.BINDINGS),
         ("Instance", "inputs, output, every attempt (archived ones are superseded by an undo), its ledger",
          InstanceScreen.BINDINGS),
-        ("Workflows", "deployed workflows, their schedules and when each next runs (red: overdue, no scheduler "
-                      "made it); a workflow's tools before it has any run", WorkflowsTable.BINDINGS + WorkflowsScreen.BINDINGS),
+        ("Workflows", "deployed workflows, their schedules, when each next runs (red: overdue, no scheduler "
+                      "made it) and its last run; a workflow's tools before it has any run", WorkflowsTable.BINDINGS + WorkflowsScreen.BINDINGS),
         ("Human tasks", "waiting human tasks, overdue first; filters mine, my groups, overdue, all",
          InboxTable.BINDINGS + InboxScreen.BINDINGS),
         ("Human task form", "fields from the output type; errors show under each field", HumanTaskScreen.BINDINGS),

@@ -12,14 +12,15 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from flow45.clock import utcnow
-from flow45.timing import next_run_text
+from flow45.timing import last_run_text, next_run_text
 from flow45.views import EventView, WorkflowView
 from tui.screens.base import LiveScreen
-from tui.widgets.progress import cell
+from tui.widgets.progress import STATE_STYLES, cell
 
 COLUMNS = [("workflow", "team/workflow", 30), ("tasks", "tasks", 5), ("schedule", "schedule", 30),
-           ("next", "next run (UTC)", 44), ("description", "description", 40)]
-# What changes a workflow's row: its versions, its pause, and its schedule's runs and passed-over ticks.
+           ("next", "next run (UTC)", 44), ("last", "last run", 26), ("description", "description", 40)]
+# What changes a workflow's row: its versions, its pause, its schedule's passed-over ticks, and its
+# runs' moves (a run-level event: a trigger, a run starting, finishing, cancelled).
 KINDS = {"deploy", "retire", "restore", "pause", "resume", "schedule_skip"}
 RELATIVE_EVERY = 30.0  # seconds between redrawing "in 2h05m" without a read
 
@@ -60,8 +61,8 @@ class WorkflowsScreen(LiveScreen):
         return self.app.client.workflows()
 
     def concerns(self, event: EventView) -> bool:
-        return event.kind in KINDS or (event.kind == "trigger" and isinstance(event.detail, dict)
-                                       and event.detail.get("trigger") == "schedule")
+        return event.kind in KINDS or (event.run is not None and event.instance is None
+                                       and event.from_state != event.to_state)
 
     def show(self, payload: list[WorkflowView]) -> None:
         from flow45.scheduler import on_time
@@ -79,6 +80,7 @@ class WorkflowsScreen(LiveScreen):
             style = "bold red" if is_overdue else "yellow" if view.paused else ""
             table.add_row(cell(f"{view.team}/{view.name} v{view.version}", 30), Text(str(view.tasks), justify="right"),
                           cell(view.schedule or "-", 30), Text(text or "-", style=style),
+                          Text(last_run_text(view, now) or "-", style=STATE_STYLES.get(view.last_run_status or "", "")),
                           cell(view.description or "", 40), key=f"{view.team}/{view.name}")
         keys = [f"{v.team}/{v.name}" for v in payload]
         if keep is not None and f"{keep.team}/{keep.name}" in keys:
