@@ -67,6 +67,14 @@ def _take(env, queue: str) -> list[int]:
     return taken
 
 
+def _exists(env, queue: str) -> bool:
+    try:
+        _waiting(env, queue)
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    return True
+
+
 def _until(condition, what: str, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -84,7 +92,9 @@ def test_a_full_offer_queue_holds_its_rows_in_the_outbox_and_another_teams_offer
     for team in ("reports", "rival"):
         call(bridge_env.url(f"{team}-ops"), team, {"type": "deploy", "files": {"one.yaml": ONE_TASK.format(team=team)}})
     reports_queue, rival_queue = names.offer_queue("reports", "solo"), names.offer_queue("rival", "solo")
-    _until(lambda: bridge_env.bridge._needs_topology is False, "the new queues were not declared")
+    # A deploy is answered as it commits, and its queues are declared just after.
+    _until(lambda: _exists(bridge_env, reports_queue) and _exists(bridge_env, rival_queue),
+           "the new queues were not declared")
     _set_offer_cap(bridge_env, 3)
     try:
         runs = [store.trigger("reports", "one", actor="ops") for _ in range(8)]
