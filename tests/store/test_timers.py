@@ -115,3 +115,22 @@ def test_undoing_the_upstream_re_arms_the_timer_when_it_is_ready_again(tmp_path)
     assert states(run) == {"load": "available", "settle": "pending", "publish": "pending"}
     complete(run, "load", BLOB, now=T0 + dt.timedelta(hours=3))
     assert instance(run, "settle").not_before == T0 + dt.timedelta(hours=3, minutes=30)
+
+
+@pytest.mark.parametrize("logical, due", [
+    # 29 March: Amsterdam's clocks skip 02:00-02:59; 02:30 is taken as 03:30 summer time, an hour later.
+    (dt.datetime(2026, 3, 28, 23, 0), dt.datetime(2026, 3, 29, 1, 30)),
+    # 25 October: 02:00-02:59 happens twice; the timer fires at the first 02:30, summer time.
+    (dt.datetime(2026, 10, 24, 22, 0), dt.datetime(2026, 10, 25, 0, 30)),
+    # 29 February, winter time: 02:30 is 01:30 UTC.
+    (dt.datetime(2028, 2, 29, 0, 0), dt.datetime(2028, 2, 29, 1, 30)),
+])
+def test_wait_until_on_the_nights_the_clocks_change_fires_once_at_a_time_that_exists(tmp_path, logical, due):
+    deploy_text(tmp_path, NIGHTLY.replace('"06:00"', '"02:30"'))
+    run = store.trigger("acme", "nightly", actor="flow45-scheduler", now=logical, trigger_kind="schedule",
+                        logical_time=logical)
+    timer = instance(run, "not_before_six")
+    assert timer.not_before == due
+    assert store.fire_due_timers(due - MICRO) == []
+    assert store.fire_due_timers(due) == [timer.id]
+    assert store.fire_due_timers(due + dt.timedelta(hours=1)) == []  # the hour that comes again fires nothing more
