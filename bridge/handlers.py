@@ -74,8 +74,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     elif isinstance(msg, m.OperatorSubmit):
         store.submit_human(msg.instance, msg.output, actor=actor, comment=msg.comment, now=at, team=team)
     elif isinstance(msg, m.Take):
-        previous = store.take(msg.instance, actor=actor, reason=msg.reason, now=at, team=team)
-        return {"instance": msg.instance, "taken_by": actor, "previous": previous}
+        previous = store.take(msg.instance, actor=actor, reason=msg.reason, now=at, team=team, for_user=msg.user)
+        return {"instance": msg.instance, "taken_by": msg.user or actor, "previous": previous}
     elif isinstance(msg, m.HandBack):
         store.hand_back(msg.instance, actor=actor, now=at, team=team)
         return {"instance": msg.instance, "taken_by": None, "previous": actor}

@@ -302,8 +302,11 @@ class RemoteClient(Client):
     def submit(self, instance_id: int, output: Any, comment: str | None = None) -> str:
         return self._change({"type": "submit", "instance": instance_id, "output": output, "comment": comment})["state"]
 
-    def take(self, instance_id: int, reason: str | None = None) -> str | None:
-        return self._change({"type": "take", "instance": instance_id, "reason": reason})["previous"]
+    def take(self, instance_id: int, reason: str | None = None, for_user: str | None = None) -> str | None:
+        message = {"type": "take", "instance": instance_id, "reason": reason}
+        if for_user is not None:  # left out otherwise: a bridge from before assignments refuses unknown keys
+            message["user"] = for_user
+        return self._change(message)["previous"]
 
     def hand_back(self, instance_id: int) -> None:
         self._change({"type": "hand_back", "instance": instance_id})

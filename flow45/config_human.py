@@ -10,7 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GROUP_PREFIX = "@"
-USER = r"^@?[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"  # a broker user name, or @group
+USER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"  # a broker user name
+USER = "^@?" + USER_NAME[1:]  # a broker user name, or @group
 
 
 class OverdueSpec(BaseModel):

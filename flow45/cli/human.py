@@ -19,8 +19,11 @@ def add_parsers(add) -> None:
                    help="mine: taken by you or naming you; groups: naming a group you are in; overdue: due passed")
     p.add_argument("--team")
     p.add_argument("--limit", type=_positive_int, default=100)
-    p = add("take", "take a human task: others see you have it (from someone else: give a --reason)")
+    p = add("take", "take a human task, or give it to someone with --for: others see who has it (from someone "
+                    "else: give a --reason)")
     p.add_argument("instance", type=_positive_int)
+    p.add_argument("--for", dest="for_user", metavar="USER",
+                   help="give it to this operator, who must be allowed to decide it (as you must)")
     p.add_argument("--reason", help="why you take it over from whoever has it")
     add("hand-back", "let go of a human task you have taken").add_argument("instance", type=_positive_int)
 
@@ -52,8 +55,9 @@ def cmd_inbox(args) -> int:
 
 @command("take")
 def cmd_take(args) -> int:
-    previous = _client(args).take(args.instance, args.reason)
-    print(f"instance {args.instance} taken" + (f" over from {previous}" if previous else ""))
+    previous = _client(args).take(args.instance, args.reason, args.for_user)
+    print(f"instance {args.instance} taken" + (f" for {args.for_user}" if args.for_user else "")
+          + (f" over from {previous}" if previous else ""))
     return 0
 
 

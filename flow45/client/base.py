@@ -195,9 +195,9 @@ class Client(abc.ABC):
         Refused (NotAllowed) for someone who may not decide it, or while someone else has it."""
 
     @abc.abstractmethod
-    def take(self, instance_id: int, reason: str | None = None) -> str | None:
-        """Take a human task, so others see who has it; taking it from someone else needs a reason.
-        Returns who had it before (None: nobody)."""
+    def take(self, instance_id: int, reason: str | None = None, for_user: str | None = None) -> str | None:
+        """Take a human task, or give it to `for_user`, so others see who has it; taking it from someone
+        else needs a reason. Returns who had it before (None: nobody)."""
 
     @abc.abstractmethod
     def hand_back(self, instance_id: int) -> None:

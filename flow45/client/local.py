@@ -210,8 +210,8 @@ class LocalClient(Client):
     def submit(self, instance_id: int, output: Any, comment: str | None = None) -> str:
         return store.submit_human(instance_id, output, actor=self.actor, comment=comment, team=self.team).state
 
-    def take(self, instance_id: int, reason: str | None = None) -> str | None:
-        return store.take(instance_id, actor=self.actor, reason=reason, team=self.team)
+    def take(self, instance_id: int, reason: str | None = None, for_user: str | None = None) -> str | None:
+        return store.take(instance_id, actor=self.actor, reason=reason, team=self.team, for_user=for_user)
 
     def hand_back(self, instance_id: int) -> None:
         store.hand_back(instance_id, actor=self.actor, team=self.team)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
+from flow45.config_human import USER_NAME
 from flow45.messages.base import UtcTime, _Message, _types
 
 
@@ -105,11 +106,14 @@ class OperatorSubmit(_Message):
 
 
 class Take(_Message):
-    """Take a human task: others see who has it. Taking it from someone else needs a `reason`."""
+    """Take a human task, or give it to `user`: others see who has it. Taking it from someone else needs a
+    `reason`."""
 
     type: Literal["take"]
     instance: int
     reason: str | None = Field(None, max_length=2000)
+    user: str | None = Field(None, pattern=USER_NAME, description="give it to this operator user (who must be "
+                                                                      "allowed to decide it too) instead of taking it")
 
 
 class HandBack(_Message):

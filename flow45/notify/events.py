@@ -23,6 +23,8 @@ def notify_kinds(e: EventView) -> list[str]:
         found = ["human_waiting"]
     elif e.kind == "remind":
         found = ["due_soon"]
+    elif e.kind == "take" and detail.get("taken_by") not in (None, e.actor):
+        found = ["assigned"]
     else:
         found = []
     if e.kind == "overdue":
@@ -49,6 +51,9 @@ def text(e: EventView, kinds: list[str]) -> str:
         said = f"{where} is overdue and escalated to {detail.get('to', '?')}"
     elif "overdue" in kinds:
         said = f"{where} is overdue ({detail.get('outcome', 'none')})"
+    elif "assigned" in kinds:
+        said = f"{where} was given to {detail.get('taken_by')} by {e.actor}" + (
+            f", over from {detail['from']}" if detail.get("from") else "")
     elif "due_soon" in kinds:
         due = detail.get("due")
         said = f"{where} still waits for {detail.get('to', 'a decision')}" + (f", due {due}" if due else "")

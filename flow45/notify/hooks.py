@@ -15,6 +15,7 @@ EVENTS = {
     "due_soon": "a reminder of a human task not decided yet (its `reminders`)",
     "overdue": "a human task passed its `due` time (any `overdue` outcome)",
     "escalated": "an overdue human task was escalated to more people",
+    "assigned": "a human task was given to someone by someone else (`take --for`)",
     "sla_missed": "a run took longer than its workflow's `sla`",
     "run_timed_out": "a run was cancelled for running longer than its workflow's `timeout`",
 }

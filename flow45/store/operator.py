@@ -126,14 +126,15 @@ def set_output(
 
 
 def take(
-    instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None
+    instance_id: int, *, actor: str, reason: str | None = None, now: dt.datetime | None = None, team: str | None = None,
+    for_user: str | None = None,
 ) -> str | None:
-    """`actor` takes a human task (others see who has it); taking it from someone else needs a
-    reason. Returns who had it before (None: nobody, or `actor` already had it)."""
+    """`actor` takes a human task, or gives it to `for_user` (others see who has it); taking it from
+    someone else needs a reason. Returns who had it before (None: nobody, or it had it already)."""
     with changing(instance_id, team, now) as (unit, instance):
         before = instance.taken_by
-        rules_human.take(unit.changes, instance, actor, reason)
-        return before if before != actor else None
+        rules_human.take(unit.changes, instance, actor, reason, for_user)
+        return before if before != (for_user or actor) else None
 
 
 def hand_back(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:

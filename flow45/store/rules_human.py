@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 from flow45 import states as S
 from flow45.clock import iso
-from flow45.config_human import GROUP_PREFIX
+from flow45.config_human import GROUP_PREFIX, USER_NAME
 from flow45.durations import format_duration
 from flow45.errors import Flow45Error, IllegalTransition, NotAllowed
+from flow45.settings import current_settings
 from flow45.store import rules
 
 SWEEPER = "flow45-scheduler"
@@ -114,21 +115,36 @@ def require_allowed(instance, actor: str) -> None:
                          f"who may: {instance.assignment.who(escalated(instance))}")
 
 
-def take(ch: rules.Changes, instance, actor: str, reason: str | None = None) -> bool:
-    """`actor` takes the task: others see who has it. Taking it over from someone else needs a reason.
-    Returns False when `actor` already has it (nothing changes)."""
+def take(ch: rules.Changes, instance, actor: str, reason: str | None = None, for_user: str | None = None) -> bool:
+    """`actor` takes the task, or gives it to `for_user` (Camunda's assign): others see who has it. Both
+    must be allowed to decide it. Taking it over from someone other than the two needs a reason.
+    Returns False when the one it is for already has it (nothing changes)."""
     _require_open(instance)
     require_allowed(instance, actor)
-    holder = instance.taken_by
-    if holder == actor:
+    holder, taker = instance.taken_by, for_user or actor
+    if taker != actor:
+        _require_operator(instance.team, taker)
+        require_allowed(instance, taker)
+    if holder == taker:
         return False
     reason = rules.said(reason)
-    if holder is not None and reason is None:
+    if holder is not None and holder != actor and reason is None:
+        who = "" if taker == actor else f" --for {taker}"
         raise NotAllowed(f"{rules.describe(instance)} is taken by {holder}; take it over with a reason "
-                         f"(flow45 take {instance.id} --reason TEXT)")
-    _note(ch, instance, "take", actor, {"taken_by": actor, "from": holder, "reason": reason})
-    instance.taken_by = actor
+                         f"(flow45 take {instance.id}{who} --reason TEXT)")
+    _note(ch, instance, "take", actor, {"taken_by": taker, "from": holder, "reason": reason})
+    instance.taken_by = taker
     return True
+
+
+def _require_operator(team: str, user: str) -> None:
+    """Someone a task can be given to: a user name, not one of the team's workers' broker users (local
+    operators, named with --as, are not listed in the settings)."""
+    if not re.match(USER_NAME, user):
+        raise Flow45Error(f"{user!r} is not a user name (letters, digits and _ . @ + -)")
+    listed = current_settings().teams.get(team)
+    if listed is not None and listed.users.get(user) == "worker":
+        raise NotAllowed(f"{user} is a worker's broker user of team {team}, not an operator")
 
 
 def hand_back(ch: rules.Changes, instance, actor: str) -> None:

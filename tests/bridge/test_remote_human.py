@@ -58,6 +58,8 @@ def test_an_assigned_operator_takes_and_decides_through_the_broker_and_others_ar
             client.take(other)
         with pytest.raises(NotAllowed, match=r"who may: @finance \(ann, bob\)"):
             client.submit(other, {"ok": True}, "mine now")
+        with pytest.raises(NotAllowed, match=r"reports-ops may not decide it"):  # nor give it to someone who may
+            client.take(other, for_user="ann")
         assert client.submit(mine, {"ok": True}, "checked the figures") == "succeeded"
         assert client.human_inbox(show="mine") == []
     finally:
@@ -67,3 +69,16 @@ def test_an_assigned_operator_takes_and_decides_through_the_broker_and_others_ar
     [attempt] = Attempt.select().where(Attempt.instance == mine)
     assert (attempt.worker, attempt.comment) == ("reports-ops", "checked the figures")
     assert store.get_instance(other).state == "available"
+
+
+def test_an_operator_gives_a_task_to_another_through_the_broker(bridge_env, tmp_path):
+    deploy_text(tmp_path, CONFIG.replace("assignees: [reports-ops]", "assignees: [reports-ops, ann]"))
+    ours = store.trigger("reports", "ours", actor="ann", now=T0)
+    complete(ours, "prepare", {"uri": "s3://docs/q1.pdf"})
+    mine = instance(ours, "approve").id
+    given = operator(bridge_env.url("reports-ops"), "take", str(mine), "--for", "ann", cwd=tmp_path)
+    assert (given.returncode, given.stdout) == (0, f"instance {mine} taken for ann\n"), given.stderr
+    [event] = Event.select().where((Event.instance == mine) & (Event.kind == "take"))
+    assert (event.actor, event.detail["taken_by"]) == ("reports-ops", "ann")
+    refused = operator(bridge_env.url("reports-ops"), "take", str(mine), "--for", "ann smith", cwd=tmp_path)
+    assert refused.returncode == 1 and "user" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr

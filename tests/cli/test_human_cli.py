@@ -83,6 +83,10 @@ def test_take_hand_back_and_submit_with_a_comment(flow45):
         assert flow45("bob", "hand-back", str(approve))[:2] == (0, f"instance {approve} handed back\n")
         _, out, _ = flow45("bob", "runs")
         assert "approve (for ann, @finance, due in 2h)" in out
+        code, out, _ = flow45("ann", "take", str(approve), "--for", "carol")
+        assert (code, out) == (0, f"instance {approve} taken for carol\n")
+        code, _, err = flow45("ann", "take", str(approve), "--for", "eve", "--reason", "eve knows")
+        assert code == 1 and "eve may not decide it; who may: ann, @finance (bob, carol)" in err
         code, out, _ = flow45("carol", "submit", str(approve), "--output", '{"ok": true}', "--comment", "figures match")
         assert (code, out) == (0, f"instance {approve} succeeded\n")
     _, out, _ = flow45("carol", "instance", str(approve), "--json")

@@ -102,6 +102,49 @@ def test_taking_shows_the_holder_and_taking_over_needs_a_reason(tmp_path):
     assert states(run)["approve"] == "succeeded"
 
 
+def test_a_task_given_to_someone_is_theirs_and_giving_it_over_from_a_third_needs_a_reason(tmp_path):
+    from flow45.errors import Flow45Error
+    from flow45.notify.events import notify_kinds, text
+
+    run, approve = ready_run(tmp_path, config())
+    assert store.take(approve, actor="ann", for_user="bob", now=T0) is None  # ann, who may decide, gives it to bob
+    assert instance(run, "approve").taken_by == "bob"
+    [given] = events(approve, "take")
+    assert (given.actor, given.detail) == ("ann", {"taken_by": "bob", "from": None, "reason": None})
+    with pytest.raises(NotAllowed, match="is taken by bob; take it over with a reason"):
+        store.submit_human(approve, OK, actor="ann", now=T0)
+
+    with pytest.raises(NotAllowed, match=r"eve may not decide it; who may: ann, @finance \(bob, carol\)"):
+        store.take(approve, actor="carol", for_user="eve", reason="eve knows", now=T0)
+    with pytest.raises(NotAllowed, match="eve may not decide it"):  # nor give it, when not allowed to decide
+        store.take(approve, actor="eve", for_user="carol", reason="carol knows", now=T0)
+    with pytest.raises(Flow45Error, match="'bob smith' is not a user name"):
+        store.take(approve, actor="ann", for_user="bob smith", now=T0)
+    with pytest.raises(NotAllowed, match=r"is taken by bob; take it over with a reason \(flow45 take \d+ --for carol"):
+        store.take(approve, actor="ann", for_user="carol", now=T0)
+    assert store.take(approve, actor="ann", for_user="carol", reason="bob is away", now=T0) == "bob"
+    assert store.take(approve, actor="carol", for_user="bob", now=T0) == "carol"  # the holder passes it on freely
+    assert store.take(approve, actor="ann", for_user="bob", now=T0) is None  # bob has it already: nothing changes
+    assert [e.detail["taken_by"] for e in events(approve, "take")] == ["bob", "carol", "bob"]
+
+    ledger = [e for e in store.list_events(team="acme") if e.kind == "take"]
+    assert [notify_kinds(e) for e in ledger] == [["assigned"]] * 3
+    assert text(ledger[1], ["assigned"]) == (f"[acme] task instance {approve} of run {run} was given to carol by ann, "
+                                             f"over from bob (event {ledger[1].id})")
+    store.submit_human(approve, OK, actor="bob", now=T0)
+    assert states(run)["approve"] == "succeeded"
+
+
+def test_a_task_is_not_given_to_a_workers_broker_user(tmp_path):
+    run, approve = ready_run(tmp_path, config(assignees="[]"))  # any operator may decide
+    use_settings(current_settings().model_copy(update={"teams": Settings.model_validate(
+        {"teams": {"acme": {"users": {"acme-ops": "operator", "acme-worker": "worker"}}}}).teams}))
+    with pytest.raises(NotAllowed, match="acme-worker is a worker's broker user of team acme, not an operator"):
+        store.take(approve, actor="ann", for_user="acme-worker", now=T0)
+    assert store.take(approve, actor="ann", for_user="bob", now=T0) is None
+    assert instance(run, "approve").taken_by == "bob"
+
+
 def test_reminders_are_sent_once_each_at_their_moment(tmp_path):
     run, approve = ready_run(tmp_path, config(overdue=None))
     assert store.human_alarms(T0 + dt.timedelta(minutes=30) - MICRO) == ([], [])

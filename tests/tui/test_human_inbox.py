@@ -16,6 +16,7 @@ from tests.tui.test_dashboard import text_of
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
+from tui.screens.modals import GiveModal
 from tui.screens.runs import RunsScreen
 
 DAY = dt.timedelta(days=1)
@@ -108,3 +109,25 @@ async def test_due_and_overdue_are_measured_by_the_stores_clock_not_the_dashboar
             assert [(i.instance.id, i.overdue, i.checked_at) for i in inbox.rows] == [(late, True, NOW), (later, False, NOW)]
             table = inbox.query_one("#inbox-table")
             assert [str(table.get_row_at(r)[4]) for r in (0, 1)] == ["overdue by 1h", "due in 23h"]
+
+
+async def test_a_reviewer_gives_a_task_to_another_and_the_inbox_shows_who_has_it(tui_db):
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            inbox = await open_inbox(pilot, "groups")
+            await pilot.press("g")  # on the overdue one
+            await wait_until(pilot, lambda: isinstance(app.screen, GiveModal))
+            modal = app.screen
+            assert modal.title_text == f"Give instance {late} (approve of run {store.get_instance(late).run})"
+            modal.query_one("#give-to", Input).value = "eve"  # not among @reviewers
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "eve may not decide it" in text_of(modal.query_one("#refusal", Static)))
+            modal.query_one("#give-to", Input).value = "demo-operator"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen)
+                             and inbox.rows[0].instance.taken_by == "demo-operator")
+            assert str(inbox.query_one("#inbox-table").get_row_at(0)[5]) == "demo-operator"
+    [given] = Event.select().where((Event.instance == late) & (Event.kind == "take"))
+    assert (given.actor, given.detail["taken_by"]) == (REVIEWER, "demo-operator")

@@ -39,7 +39,7 @@ class InboxScreen(LiveScreen):
     CSS_PATH = "inbox.tcss"
     AUTO_FOCUS = "#inbox-table"
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("t", "take", "Take"),
-                Binding("b", "hand_back", "Hand back")]
+                Binding("g", "give", "Give"), Binding("b", "hand_back", "Hand back")]
 
     def __init__(self, team: str | None = None, show: str = "all"):
         super().__init__()
@@ -138,6 +138,14 @@ class InboxScreen(LiveScreen):
         from tui.actions import take
 
         take(self.app, self.selected)
+
+    def action_give(self) -> None:
+        from tui.screens.modals import GiveModal
+
+        if (instance := self.selected) is None:
+            self.app.notify("no human task selected", severity="warning")
+            return
+        self.app.push_screen(GiveModal(instance))
 
     def action_hand_back(self) -> None:
         instance = self.selected

@@ -242,6 +242,34 @@ class TakeOverModal(ActionModal):
         return f"took over {what(self.instance)} from {previous}"
 
 
+class GiveModal(ActionModal):
+    """Giving a human task to someone (Camunda's assign): they must be allowed to decide it; taking it
+    from someone else needs a reason, written to the ledger."""
+
+    needs_reason = False
+    confirm_label = "Give"
+    AUTO_FOCUS = "#give-to"
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"Give {what(instance)}"
+
+    def body(self) -> ComposeResult:
+        holder = f"{self.instance.taken_by} has it" if self.instance.taken_by else "Nobody has it"
+        yield Static(Text(f"{holder}. Whoever you give it to must be allowed to decide it, and has it then "
+                          "as if they had taken it; from someone other than you, give a reason."))
+        yield Label("To (a user name)", classes="input-label")
+        yield Input(placeholder="who decides it", id="give-to")
+
+    def perform(self) -> str:
+        user = self.query_one("#give-to", Input).value.strip()
+        if not user:
+            raise Flow45Error("name who to give it to")
+        previous = self.app.client.take(self.instance.id, self.reason or None, user)
+        return f"gave {what(self.instance)} to {user}" + (f", over from {previous}" if previous else "")
+
+
 class RetryModal(ActionModal):
     confirm_label = "Retry"
 
