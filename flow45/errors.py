@@ -104,6 +104,16 @@ class LimitReached(Flow45Error):
     code = "limit_reached"
 
 
+class RunExists(Flow45Error):
+    """The workflow has a run for that logical time already (`run`: its id, when known)."""
+
+    code = "run_exists"
+
+    def __init__(self, message: str, run: int | None = None):
+        super().__init__(message)
+        self.run = run
+
+
 class TooSlow(Flow45Error):
     """The read ran longer than the installation allows and was stopped."""
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import peewee as pw
 
 from flow45.clock import to_utc
-from flow45.errors import Flow45Error
+from flow45.errors import Flow45Error, RunExists
 from flow45.models import Run, WorkflowVersion
 from flow45.schedule import BadSchedule, cron_schedule, window, window_text
 from flow45.store.deploy import find_workflow
@@ -75,7 +74,7 @@ def backfill(
         else:
             try:
                 run = trigger(team, workflow, {}, actor=actor, now=now, trigger_kind="backfill", logical_time=tick)
-            except pw.IntegrityError:  # the scheduler made it meanwhile
+            except RunExists:  # the scheduler made it meanwhile
                 found = Run.get((Run.workflow == row.id) & (Run.logical_time == tick))
                 items.append(BackfillItem(tick, found.id, "exists"))
                 continue

@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import peewee as pw
+
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
+from flow45.errors import RunExists
+from flow45.models import Run
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import check_open, has_slot, insert_run, refuse_or_queue, validate_params
@@ -28,8 +32,16 @@ def trigger(
         clean_params = validate_params(spec, params)
         status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
         check_open(team, len(spec.workflow.tasks))
-        run_id = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
-                            logical_time=to_utc(logical_time) if logical_time else None)
+        logical = to_utc(logical_time) if logical_time else None
+        if logical is not None:
+            _refuse_taken(row.id, team, workflow, logical)
+        try:
+            run_id = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
+                                logical_time=logical)
+        except pw.IntegrityError as exc:
+            if logical is None or "logical_time" not in str(exc):
+                raise
+            raise RunExists(f"{team}/{workflow} has a run for {_shown(logical)} already (made just now)") from None
         unit = Unit(at)  # the trigger's event goes with the run's first moves, in their round trip
         rules.record(unit.changes, team, "trigger", actor, run=run_id, to_state=status,
                      detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind})
@@ -37,6 +49,18 @@ def trigger(
             unit.start_new(run_id, spec, actor)
         unit.flush()
         return run_id
+
+
+def _refuse_taken(workflow_id: int, team: str, workflow: str, logical: dt.datetime) -> None:
+    """A workflow has one run per logical time: a second trigger for it is refused, naming the first."""
+    found = Run.select(Run.id, Run.status).where((Run.workflow == workflow_id) & (Run.logical_time == logical)).first()
+    if found is not None:
+        raise RunExists(f"{team}/{workflow} has a run for {_shown(logical)} already: run {found.id} ({found.status}); "
+                        f"undo its tasks to run it again", run=found.id)
+
+
+def _shown(logical: dt.datetime) -> str:
+    return f"{logical:%Y-%m-%d %H:%M:%S}Z"
 
 
 def cancel_run(

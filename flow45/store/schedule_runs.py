@@ -15,7 +15,7 @@ import peewee as pw
 from flow45 import states as S
 from flow45.clock import iso, to_utc
 from flow45.db import atomic, dialect, generation
-from flow45.errors import InvalidParams, LimitReached
+from flow45.errors import InvalidParams, LimitReached, RunExists
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import BadSchedule, DueTicks, cron_schedule, due_ticks, window
 from flow45.store import rules
@@ -265,11 +265,7 @@ def _apply(
                 dealt_with = [t for t in (runs[n - 1] if n else None, due.last_skipped) if t is not None and t < tick]
                 last = max(dealt_with, default=None)  # the skipped ones are not skipped again
                 break
-            except pw.IntegrityError:
-                # Its savepoint was rolled back. A run for this tick exists already: fine; else it
-                # was some other constraint, which is not for us to hide.
-                if not Run.select().where((Run.workflow == item.workflow_id) & (Run.logical_time == tick)).exists():
-                    raise
+            except RunExists:  # its savepoint was rolled back: a run for this tick exists already
                 continue
             status = Run.select(Run.status).where(Run.id == run_id).scalar()
             made.append(ScheduledRun(item.team, item.name, spec.number, tick, run_id, status))

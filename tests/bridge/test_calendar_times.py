@@ -55,6 +55,12 @@ def test_a_trigger_on_29_february_of_a_leap_year_runs_for_that_moment(deployed):
     (run,) = store.list_runs("reports")
     assert run.logical_time.isoformat() == "2028-02-29T06:00:00"
 
+    (again,) = apply_batch(SETTINGS, [_operator(body)]).outcomes  # a new message for the same moment
+    assert again.refusal.code == "run_exists"
+    assert again.refusal.message == (f"reports/monthly_report has a run for 2028-02-29 06:00:00Z already: run {run.id} "
+                                     "(running); undo its tasks to run it again")
+    assert len(store.list_runs("reports")) == 1
+
 
 def test_a_backfill_whose_end_is_not_on_the_calendar_is_refused_and_makes_nothing(deployed, caplog):
     body = {"type": "backfill", "workflow": "monthly_report", "start": "2026-01-01T00:00:00Z",

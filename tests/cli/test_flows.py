@@ -92,3 +92,22 @@ def test_callback_complete_and_fail_by_key(flow45, tmp_path):
     code, out, _ = flow45("callback", "fail", key, "--error", "service refused", "--no-retry")
     assert (code, out) == (0, f"instance {grant.instance} failed\n")
     assert instance(run, "b").state == "failed"
+
+
+def test_a_second_trigger_for_a_logical_time_is_refused_naming_the_run_that_has_it(flow45, tmp_path, monkeypatch):
+    from flow45.errors import RunExists
+    from flow45.store import runs
+
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 4"))
+    first = flow45("trigger", "acme/diamond", "--logical-time", "2028-02-29T23:30:00+01:00", "--json")
+    run = json.loads(first[1])["run"]
+    code, out, err = flow45("trigger", "acme/diamond", "--logical-time", "2028-02-29T22:30:00Z")
+    assert (code, out) == (1, "")
+    assert err == (f"flow45: acme/diamond has a run for 2028-02-29 22:30:00Z already: run {run} (running); "
+                   "undo its tasks to run it again\n")
+    assert flow45("trigger", "acme/diamond", "--logical-time", "2028-03-01T00:00:00Z")[0] == 0  # another time is fine
+
+    monkeypatch.setattr(runs, "_refuse_taken", lambda *args: None)  # as if another trigger committed meanwhile
+    with pytest.raises(RunExists, match=r"has a run for 2028-02-29 22:30:00Z already \(made just now\)"):
+        store.trigger("acme", "diamond", actor="ann", logical_time=store.get_run(run).logical_time)
+    assert len(store.list_runs()) == 2
