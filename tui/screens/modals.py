@@ -103,6 +103,15 @@ class ActionModal(ModalScreen[bool]):
         self.dismiss(True)
 
 
+class InstanceModal(ActionModal):
+    """An action on one task instance, titled by its confirm label: `Retry instance 7 (render of run 3)`."""
+
+    def __init__(self, instance: InstanceView):
+        super().__init__()
+        self.instance = instance
+        self.title_text = f"{self.confirm_label} {what(instance)}"
+
+
 def hold_label(hold: bool) -> Text:
     """The hold checkbox's label, saying in words what will happen (space toggles it); Text, not markup."""
     return Text("[x] Hold it: it stays held after the undo" if hold
@@ -115,7 +124,7 @@ def cancel_connected_label(cancel: bool, unfinished: int) -> Text:
                 else f"[ ] Cancel the {unfinished} unfinished connected run(s) too (off: they go on)")
 
 
-class UndoModal(ActionModal):
+class UndoModal(InstanceModal):
     """Undo: the affected set from the dry run, the runs the run started (connected workflows), a
     reason, and the choices to hold and to cancel those runs (`flow45 undo --cancel-connected`)."""
 
@@ -124,9 +133,7 @@ class UndoModal(ActionModal):
     confirm_variant = "error"
 
     def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Undo {what(instance)}"
+        super().__init__(instance)
         self.plan: UndoPlan | None = None
 
     def body(self) -> ComposeResult:
@@ -199,15 +206,10 @@ class UndoModal(ActionModal):
         return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event}){also}"
 
 
-class SkipModal(ActionModal):
+class SkipModal(InstanceModal):
     needs_reason = True
     confirm_label = "Skip"
     confirm_variant = "warning"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Skip {what(instance)}"
 
     def body(self) -> ComposeResult:
         lines = Text.assemble(
@@ -222,17 +224,12 @@ class SkipModal(ActionModal):
         return f"skipped {what(self.instance)}"
 
 
-class TakeOverModal(ActionModal):
+class TakeOverModal(InstanceModal):
     """Taking a human task someone else has: the reason is written to the ledger."""
 
     needs_reason = True
     confirm_label = "Take over"
     confirm_variant = "warning"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Take over {what(instance)}"
 
     def body(self) -> ComposeResult:
         yield Static(Text(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why."))
@@ -242,18 +239,13 @@ class TakeOverModal(ActionModal):
         return f"took over {what(self.instance)} from {previous}"
 
 
-class GiveModal(ActionModal):
+class GiveModal(InstanceModal):
     """Giving a human task to someone (Camunda's assign): they must be allowed to decide it; taking it
     from someone else needs a reason, written to the ledger."""
 
     needs_reason = False
     confirm_label = "Give"
     AUTO_FOCUS = "#give-to"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Give {what(instance)}"
 
     def body(self) -> ComposeResult:
         holder = f"{self.instance.taken_by} has it" if self.instance.taken_by else "Nobody has it"
@@ -270,13 +262,8 @@ class GiveModal(ActionModal):
         return f"gave {what(self.instance)} to {user}" + (f", over from {previous}" if previous else "")
 
 
-class RetryModal(ActionModal):
+class RetryModal(InstanceModal):
     confirm_label = "Retry"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Retry {what(instance)}"
 
     def body(self) -> ComposeResult:
         yield Static(Text.assemble(
@@ -290,14 +277,9 @@ class RetryModal(ActionModal):
         return f"offered {what(self.instance)} again"
 
 
-class HoldModal(ActionModal):
+class HoldModal(InstanceModal):
     needs_reason = False
     confirm_label = "Hold"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Hold {what(instance)}"
 
     def body(self) -> ComposeResult:
         yield Static(Text.assemble(
@@ -310,13 +292,8 @@ class HoldModal(ActionModal):
         return f"held {what(self.instance)}"
 
 
-class ReleaseModal(ActionModal):
+class ReleaseModal(InstanceModal):
     confirm_label = "Release"
-
-    def __init__(self, instance: InstanceView):
-        super().__init__()
-        self.instance = instance
-        self.title_text = f"Release {what(instance)}"
 
     def body(self) -> ComposeResult:
         yield Static(Text.assemble(
