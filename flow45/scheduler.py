@@ -59,13 +59,14 @@ class TickReport(View):
     reoffered: list[int] = dataclasses.field(default_factory=list)
     sla_missed: list[int] = dataclasses.field(default_factory=list)  # runs
     timed_out: list[int] = dataclasses.field(default_factory=list)  # runs cancelled for their timeout
+    attempts_timed_out: list[int] = dataclasses.field(default_factory=list)  # instances: past their task's timeout
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
                 + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed)
-                + len(self.timed_out))
+                + len(self.timed_out) + len(self.attempts_timed_out))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -78,6 +79,7 @@ class TickReport(View):
             for s in self.skipped
         ]
         lines += [f"task instance {i}: lease expired" for i in self.expired]
+        lines += [f"task instance {i}: attempt ran past its task's timeout, failed" for i in self.attempts_timed_out]
         lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
         lines += [f"task instance {i}: timer due, succeeded" for i in self.timers]
         lines += [f"task instance {i}: human task reminder sent" for i in self.reminded]
@@ -106,7 +108,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     at = to_utc(now)
     settings = current_settings()
     found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
-                                "reoffered": [], "sla_missed": [], "timed_out": []}
+                                "reoffered": [], "sla_missed": [], "timed_out": [], "attempts_timed_out": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -124,7 +126,13 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
         errors.extend(f"schedule: {error}" for error in outcome.errors)
 
     part("schedule", schedule)
-    part("expire leases", lambda: found["expired"].extend(store.expire_leases(at, limit=batch)))
+    def expire() -> None:
+        timed_out: list[int] = []
+        expired = store.expire_leases(at, limit=batch, timed_out=timed_out)
+        found["expired"].extend(i for i in expired if i not in timed_out)
+        found["attempts_timed_out"].extend(timed_out)
+
+    part("expire leases", expire)
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
     part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
 

@@ -49,10 +49,16 @@ def complete(ch: rules.Changes, instance, output: Any, actor: str) -> None:
                token=None, lease_expires_at=None, progress_pct=100.0)
 
 
+def ran_out_of_time(instance) -> bool:
+    """Whether the attempt the lease sweep ends reached its task's timeout (neither its lease nor a
+    parked attempt's deadline runs past it), rather than its lease or callback deadline."""
+    return instance.timeout_at is not None and instance.lease_expires_at >= instance.timeout_at
+
+
 def deadline_error(instance, task) -> str:
     """Why the lease sweep fails an attempt: its lease or, parked, its callback deadline passed, or
-    its task's timeout (which neither runs past)."""
-    if instance.timeout_at is not None and instance.lease_expires_at >= instance.timeout_at:
+    its task's timeout."""
+    if ran_out_of_time(instance):
         return (f"timed out at {instance.timeout_at:%Y-%m-%d %H:%M:%S} UTC: running longer than its task's "
                 f"timeout of {format_duration(task.timeout)}")
     what = "callback deadline passed" if instance.callback_key is not None else "lease expired"

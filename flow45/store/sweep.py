@@ -30,9 +30,9 @@ def _due(condition, oldest_first: Field, limit: int) -> list:
     return due_in_turns(query.where(condition).order_by(oldest_first), TaskInstance.team, limit)
 
 
-def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+def expire_leases(now: dt.datetime | None = None, limit: int = 500, timed_out: list[int] | None = None) -> list[int]:
     """Running attempts whose lease (or, parked, callback deadline; or their task's timeout) passed fail as
-    expired (counted against retries)."""
+    expired (counted against retries). `timed_out` gets those of them that reached their task's timeout."""
     at = to_utc(now)
     due = _due((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at),
                TaskInstance.lease_expires_at, limit)
@@ -41,6 +41,8 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500) -> list[int]
         if instance.state != S.RUNNING or instance.lease_expires_at is None or instance.lease_expires_at >= at:
             return False  # progress renewed it, or it finished, since we looked
         task = unit.task(instance)
+        if timed_out is not None and callback_rules.ran_out_of_time(instance):
+            timed_out.append(instance.id)
         rules.fail(unit.changes, instance, task, callback_rules.deadline_error(instance, task), True, SWEEPER,
                    expired=True)
         return True

@@ -164,3 +164,16 @@ def test_a_store_from_before_task_timeouts_is_upgraded_and_times_out_attempts(tm
     _progress_every_five_minutes(grant, LEAP_DAY + dt.timedelta(hours=1))
     assert store.expire_leases(now=LEAP_DAY + dt.timedelta(hours=1, seconds=1)) == [grant.instance]
     assert Attempt.get(Attempt.token == grant.token).error.startswith("timed out")
+
+
+def test_the_schedulers_tick_tells_a_timed_out_attempt_from_an_expired_lease(tmp_path):
+    from flow45 import scheduler
+
+    deploy_text(tmp_path, SLOW)
+    timed = claim(store.trigger("acme", "crunch", actor="ann", now=LEAP_DAY), "a", now=LEAP_DAY)
+    lapsed = claim(store.trigger("acme", "crunch", actor="ann", now=LEAP_DAY), "a", now=LEAP_DAY)
+    _progress_every_five_minutes(timed, LEAP_DAY + dt.timedelta(hours=1))
+    report = scheduler.tick(LEAP_DAY + dt.timedelta(hours=1, seconds=1))
+    assert (report.attempts_timed_out, report.expired) == ([timed.instance], [lapsed.instance])
+    assert f"task instance {timed.instance}: attempt ran past its task's timeout, failed" in report.lines()
+    assert "attempts_timed_out" in scheduler.ACTIONS
