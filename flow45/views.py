@@ -317,6 +317,7 @@ class WorkerReply(View):
     duplicate: bool = False
     callback_key: str | None = None  # the answer to `park` alone
     next: dict | None = None  # a submit's: the downstream attempt claimed for its worker (Submit.next)
+    timeout_at: dt.datetime | None = None  # a claim's: when its task's timeout ends the attempt, if it has one
 
     @classmethod
     def from_json(cls, data: dict) -> WorkerReply:

@@ -41,6 +41,9 @@ class Task:
         # The schedule tick the run works for (which night, which month), in UTC; None if it has none.
         self.logical_time: dt.datetime | None = _parse_time(offer.logical_time)
         self.lease_expires_at: dt.datetime | None = _parse_time(grant.get("lease_expires_at"))
+        # When the task's `timeout` ends this attempt, whatever its progress (None: it has none); a
+        # handler that will not finish by then can stop early: its submit would be refused as stale.
+        self.timeout_at: dt.datetime | None = _parse_time(grant.get("timeout_at"))
         self.worker = worker
         self.cancelled = threading.Event()
         self.callback_key: str | None = None  # set by park()

@@ -39,6 +39,8 @@ from bridge.sdk.transport import OFFER, Delivery, Subscription, Transport
 from flow45.messages import Offer, Park, Reply, UndoNotice
 from flow45.outage import Backoff
 
+GRANT_ONLY = ("lease_expires_at", "timeout_at")  # what a granted attempt carries beyond its offer
+
 log = logging.getLogger(__name__)
 
 STALE = "stale"
@@ -393,7 +395,7 @@ class Worker:
         if not grant:
             return False
         try:
-            offer = _parse(Offer, {k: v for k, v in grant.items() if k != "lease_expires_at"})
+            offer = _parse(Offer, {k: v for k, v in grant.items() if k not in GRANT_ONLY})
         except ValidationError as exc:
             log.error("malformed attempt granted with a submit's answer (its lease will expire): %s", exc)
             return False
@@ -401,7 +403,7 @@ class Worker:
         if binding is None:
             log.error("attempt of %s granted, which has no handler here; its lease will expire", offer.function)
             return False
-        task = Task(offer, {"lease_expires_at": grant.get("lease_expires_at")}, self.name, self._progress, self._park)
+        task = Task(offer, {k: grant.get(k) for k in GRANT_ONLY}, self.name, self._progress, self._park)
         self._jobs.put(_Job(self._run, (task, binding), None))
         return True
 

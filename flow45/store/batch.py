@@ -139,7 +139,7 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
         rules.require_open_offer(instance, msg.token)
         rules.claim(ch, instance, task, msg.worker)
         return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at,
-                           inputs=None, params=unit.run_of(instance).params)
+                           inputs=None, params=unit.run_of(instance).params, timeout_at=instance.timeout_at)
     rules.require_live(instance, msg.token)
     actor = instance.worker or "worker"
     if isinstance(msg, m.Park):
@@ -177,4 +177,6 @@ def _complete_replies(unit: Unit, fresh: list[Item]) -> None:
     for item, instance in taken:
         grant = rules.offer_row(instance, unit.run_of(instance), unit.spec(instance.run_id), given[instance.id], unit.at)["body"]
         grant["lease_expires_at"] = iso(instance.lease_expires_at)
+        if instance.timeout_at is not None:
+            grant["timeout_at"] = iso(instance.timeout_at)
         item.result = WorkerReply(**{**item.result.__dict__, "next": grant})

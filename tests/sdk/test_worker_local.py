@@ -2,6 +2,7 @@
 
 No `from __future__ import annotations` here: handlers defined inside tests annotate with local types."""
 
+import datetime as dt
 import hashlib
 import importlib.util
 import threading
@@ -15,7 +16,7 @@ from flow45 import store
 from flow45.messages import Reply, UndoNotice
 from flow45.models import Attempt, Event, Outbox, TaskInstance
 from tests.conftest import EXAMPLES, ROOT
-from tests.sdk.helpers import BLOB, fire_the_timer, instance_of, wait_finished, wait_for
+from tests.sdk.helpers import ACME, BLOB, fire_the_timer, instance_of, wait_finished, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -591,3 +592,33 @@ def test_against_a_bridge_without_eager_dispatch_the_submit_goes_again_without_i
         assert worker.join(10)
     assert offered_tasks(run) == ["a", "b"] and worker.eager is False
     assert "does not know eager dispatch" in caplog.text
+
+
+def test_a_handler_knows_when_its_tasks_timeout_ends_the_attempt_claimed_or_granted(store_db, tmp_path, make_worker):
+    from tests.store.helpers import deploy_text
+
+    timed = ACME.replace("a: {function: fa, output: Blob}", "a: {function: fa, output: Blob, timeout: 2h}")
+    deploy_text(tmp_path, timed.replace("b: {function: fb, output: Blob, inputs: {src: a}, undo: notify}",
+                                        "b: {function: fb, output: Blob, inputs: {src: a}, timeout: 30m}"))
+    worker = make_worker("acme")
+    seen = {}
+
+    @worker.handler("fa")
+    def fa(task):
+        seen["a"] = (task.timeout_at, task.lease_expires_at)
+        return BLOB
+
+    @worker.handler("fb")
+    def fb(task, src: dict):
+        seen["b"] = (task.timeout_at, task.lease_expires_at)
+        return BLOB
+
+    run = store.trigger("acme", "chain", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert offered_tasks(run) == ["a"]  # b was granted with a's submit
+    for name, timeout in (("a", 2 * 3600), ("b", 1800)):
+        timeout_at, lease = seen[name]
+        claimed = attempts(instance_of(run, name).id)[0].claimed_at
+        assert timeout_at.replace(tzinfo=None) == claimed + dt.timedelta(seconds=timeout)
+        assert lease <= timeout_at
