@@ -7,7 +7,9 @@ sitting at 2 ms per fsync, a hop's p50 fell from 6.80 to 6.54 ms, 6 rounds each)
 are buffered and sent together, as the IO loop sends them: published one send each, they cost the
 broker and the bridge a sixth more CPU per instance and throughput fell by a tenth. Replies go to
 direct reply-to, which the broker routes whichever connection publishes them. Acks, dead-letter
-copies and offers stay with the IO loop, whose channel holds the deliveries and confirms the copies.
+copies and offers stay with the IO loop, whose channel holds the deliveries and confirms the copies,
+and so do deploys' replies: the IO loop declares the new queues first, so that a deploy's answer
+means its functions' queues are there to consume.
 
 What this connection cannot publish (the broker unreachable, the connection lost) the IO loop
 publishes instead, as it always did; a connection that failed is opened again RETRY_AFTER later, not
@@ -67,6 +69,8 @@ class DirectReplies:
         sent = []
         try:
             for delivery, outcome in zip(deliveries, outcomes):
+                if outcome.deployed:  # answered by the IO loop once the new queues are declared
+                    continue
                 reply = answers.reply_to(delivery, outcome)
                 if reply is not None:  # buffered, then sent together: one send for the batch
                     channel._impl.basic_publish(reply.exchange, reply.routing_key, reply.body, reply.properties)

@@ -33,7 +33,7 @@ from bridge.reads import ReadServer
 from bridge.pika_sends import send_now
 from bridge.relay import Relay
 from bridge.side_process import SideProcess
-from bridge.topology import declare_with_new_connection
+from bridge.topology import declare_new_functions, declare_with_new_connection
 from flow45 import metrics, names
 from flow45.db import connect, describe_db_error, dialect, drop_connection
 from flow45.migrate import require_schema
@@ -79,6 +79,7 @@ class Bridge:
         self._connection: pika.SelectConnection | None = None
         self._consume_channel = None
         self._inboxes: tuple[str, ...] = ()  # the queues of worker and operator messages, as last declared
+        self._functions: frozenset[tuple[str, str, bool]] = frozenset()  # whose queues it declared
         self._inbox_tags: dict[str, str] = {}  # inbox -> its consumer's tag on the current channel
         self._declared_at = float("-inf")  # monotonic: the topology's last declaration
         self._quarantine_tag = None
@@ -125,7 +126,8 @@ class Bridge:
                 problem: BaseException | None = None
                 try:
                     require_schema()  # `flow45 db upgrade` creates it; a service never does
-                    self._inboxes = declare_with_new_connection(self.settings.amqp_url, self.settings).inboxes
+                    declared = declare_with_new_connection(self.settings.amqp_url, self.settings)
+                    self._inboxes, self._functions = declared.inboxes, declared.functions
                     parameters = pika.URLParameters(self.settings.amqp_url)
                     parameters.client_properties = {"connection_name": "flow45 bridge"}  # as operators see it
                     self._connection = pika.SelectConnection(
@@ -323,6 +325,7 @@ class Bridge:
         else:
             self.relay.return_sent(job.sent)
         written = result.written
+        self._declare_deployed(job.waiting, result.outcomes)
         self._answer_all(batch, result.outcomes)
         send_now(self._connection)  # the answers leave before the bookkeeping below
         self._observe_batch(job.waiting, result.outcomes, written)
@@ -437,10 +440,23 @@ class Bridge:
         if self._needs_topology and time.monotonic() - self._declared_at >= TOPOLOGY_GAP:
             self._declare_topology()
 
+    def _declare_deployed(self, waiting: list[Waiting], outcomes: list[Outcome]) -> None:
+        """Before a deploy is answered, the queues of the functions it added, so that a worker started
+        then can consume them; the rest of the topology at the next declaration (TOPOLOGY_GAP)."""
+        for each, outcome in zip(waiting, outcomes):
+            if outcome.deployed:
+                try:
+                    added = declare_new_functions(self.settings.amqp_url, each.parsed.team, self._functions)
+                except Exception as exc:  # noqa: BLE001 - the deploy committed: it is answered, and declared later
+                    log.warning("bridge: declaring a deploy's new queues: %s", self._describe(exc) or exc)
+                    continue
+                self._functions = self._functions | frozenset(added)
+
     def _declare_topology(self) -> None:
         self._needs_topology, self._declared_at = False, time.monotonic()
         try:
-            self._inboxes = declare_with_new_connection(self.settings.amqp_url, self.settings).inboxes
+            declared = declare_with_new_connection(self.settings.amqp_url, self.settings)
+            self._inboxes, self._functions = declared.inboxes, declared.functions
         except AMQPError as exc:
             self._needs_topology = True
             log.warning("bridge: topology: %s", exc)

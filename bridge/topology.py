@@ -49,6 +49,7 @@ def quarantine_arguments() -> dict:
 class Declared:
     offer_queues: int
     inboxes: tuple[str, ...]  # what the bridge consumes: each team's inbox, and the shared one while it lasts
+    functions: frozenset[tuple[str, str, bool]] = frozenset()  # (team, function, notify) whose queues it declared
 
 
 def declare(channel, settings: Settings) -> Declared:
@@ -72,6 +73,15 @@ def declare(channel, settings: Settings) -> Declared:
         channel.queue_declare(inbox, durable=True, arguments=inbox_arguments())
         channel.queue_bind(inbox, exchange)
         channel.queue_declare(names.dead_queue(team), durable=True)  # the bridge publishes to it by name
+    declare_functions(channel, functions)
+    inboxes = [names.inbox_queue(team) for team in teams]
+    if _shared_inbox_remains(channel.connection, teams):
+        inboxes.append(names.SHARED_INBOX)
+    return Declared(len(functions), tuple(inboxes), frozenset(functions))
+
+
+def declare_functions(channel, functions: list[tuple[str, str, bool]]) -> None:
+    """Each function's offer queue, and its undo queue when a task of it has `undo: notify`."""
     for team, function, notify in functions:
         queue = names.offer_queue(team, function)
         channel.queue_declare(queue, durable=True, arguments={"x-max-priority": names.MAX_PRIORITY})
@@ -80,10 +90,6 @@ def declare(channel, settings: Settings) -> Declared:
             undo = names.undo_queue(team, function)
             channel.queue_declare(undo, durable=True)
             channel.queue_bind(undo, names.TASKS_EXCHANGE, names.undo_key(team, function))
-    inboxes = [names.inbox_queue(team) for team in teams]
-    if _shared_inbox_remains(channel.connection, teams):
-        inboxes.append(names.SHARED_INBOX)
-    return Declared(len(functions), tuple(inboxes))
 
 
 def declare_reads(channel, settings: Settings) -> list[str]:
@@ -132,6 +138,20 @@ def _on_new_channel(connection, step):
     finally:
         if channel.is_open:
             channel.close()
+
+
+def declare_new_functions(url: str, team: str, known: frozenset[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """The queues of `team`'s deployed functions not among `known`, declared now (none: no connection
+    opened); returns them. What a deploy needs before it is answered, and no more: the whole
+    topology, every team's, waits for the bridge's next declaration."""
+    new = [function for function in deployed_functions(team) if function not in known]
+    if new:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            declare_functions(connection.channel(), new)
+        finally:
+            connection.close()
+    return new
 
 
 def declare_with_new_connection(url: str, settings: Settings) -> Declared:

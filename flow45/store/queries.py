@@ -331,14 +331,16 @@ def list_events(
     return [EventView(*e, task=tasks.get(e[4])) for e in events]
 
 
-def deployed_functions() -> list[tuple[str, str, bool]]:
-    """(team, function, has an `undo: notify` task) over every workflow's current version."""
+def deployed_functions(team: str | None = None) -> list[tuple[str, str, bool]]:
+    """(team, function, has an `undo: notify` task) over every workflow's current version (of `team`)."""
     found: dict[tuple[str, str], bool] = {}
     query = (
         WorkflowVersion.select(WorkflowVersion.id)
         .join(Workflow, on=(WorkflowVersion.workflow == Workflow.id))
         .where(WorkflowVersion.version == Workflow.current_version)
     )
+    if team is not None:
+        query = query.where(Workflow.team == team)
     for row in query:
         spec = version_spec(row.id)
         for task in spec.workflow.tasks.values():

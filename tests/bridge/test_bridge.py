@@ -39,6 +39,20 @@ def test_operator_deploys_triggers_and_worker_completes(bridge_env):
     assert [(i["task"], i["state"]) for i in status["instances"]][:2] == [("extract", "succeeded"), ("render", "available")]
 
 
+def test_once_a_deploy_is_answered_its_functions_queues_are_there_to_consume(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    for n in range(3):  # each deploy adds a function; the bridge declared the last one less than a second ago
+        config = EXAMPLES / "reports.yaml"
+        extra = f"\n  extra_{n}:\n    tasks:\n      only: {{function: new_function_{n}, output: Document}}\n"
+        text = config.read_text() + extra
+        call(ops, "reports", {"type": "deploy", "files": {config.name: text}})
+        channel = bridge_env.channel()
+        try:  # a worker starting at once consumes it: a queue not declared yet would close the channel (404)
+            channel.queue_declare(f"flow45.tasks.reports.new_function_{n}", passive=True)
+        finally:
+            channel.connection.close()
+
+
 def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answer(bridge_env):
     ops = bridge_env.url("reports-ops")
     call(ops, "reports", {"type": "deploy", "files": {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}})
