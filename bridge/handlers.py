@@ -81,6 +81,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         return {"instance": msg.instance, "taken_by": None, "previous": actor}
     elif isinstance(msg, m.SetOutput):
         store.set_output(msg.instance, msg.output, reason=msg.reason, actor=actor, now=at, team=team)
+    elif isinstance(msg, m.Note):
+        return {"run": msg.run, "status": store.note_run(msg.run, msg.text, actor=actor, now=at, team=team)}
     elif isinstance(msg, m.Cancel):
         store.cancel_run(msg.run, actor=actor, reason=msg.reason, now=at, team=team)
         return {"run": msg.run, "status": store.get_run(msg.run).status}

@@ -308,6 +308,9 @@ class RemoteClient(Client):
             message["user"] = for_user
         return self._change(message)["previous"]
 
+    def note(self, run_id: int, text: str) -> None:
+        self._change({"type": "note", "run": run_id, "text": text})
+
     def hand_back(self, instance_id: int) -> None:
         self._change({"type": "hand_back", "instance": instance_id})
 

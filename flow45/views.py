@@ -214,6 +214,16 @@ class InstanceView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class NoteView(View):
+    """An operator's note on a run: what someone noticed or decided, kept in its ledger."""
+
+    at: dt.datetime
+    actor: str
+    text: str
+    event: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RunView(View):
     id: int
     team: str
@@ -236,6 +246,7 @@ class RunView(View):
     instances_more: bool = False  # read through the bridge: more instances follow (ask with instances_from)
     cancelled_by: str | None = None  # a cancelled run: who cancelled it (the scheduler, for its timeout)
     cancel_reason: str | None = None  # and the reason given
+    notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes, oldest first
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,7 +91,8 @@ def changed_instances(client: Client, run_id: int, events: list[EventView],
     if not mine:
         return None
     changed = sorted({e.instance for e in mine if e.instance is not None})
-    if changed and (size <= SMALL_RUN or len(changed) > MANY):
+    noted = any(e.kind == "note" for e in mine)  # the run's row alone has no notes
+    if noted or (changed and (size <= SMALL_RUN or len(changed) > MANY)):
         run = client.run(run_id)
         return dataclasses.replace(run, instances=[]), run.instances
     return client.run_row(run_id), [client.instance(i) for i in changed]

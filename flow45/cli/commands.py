@@ -209,6 +209,8 @@ def cmd_show(args) -> int:
     print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")
     if view.cancelled_by:
         print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))
+    for note in view.notes:
+        print(f"  note by {note.actor} {when(note.at)}: {note.text}")
     now = view.as_of_at or utcnow()  # the run as it was is measured up to that moment
     print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
           f"attempts {view.attempts_made}")
@@ -299,6 +301,13 @@ def _print_log(url: str | None, tail: str | None, indent: str, lines: int | None
         print(f"{indent}log tail:")
         for line in shown:
             print(f"{indent}  | {line}")
+
+
+@command("note")
+def cmd_note(args) -> int:
+    _client(args).note(args.run, args.text)
+    print(f"note added to run {args.run}")
+    return 0
 
 
 @command("cancel")

@@ -200,6 +200,10 @@ class Client(abc.ABC):
         else needs a reason. Returns who had it before (None: nobody)."""
 
     @abc.abstractmethod
+    def note(self, run_id: int, text: str) -> None:
+        """A note on a run, kept in its ledger and shown with it."""
+
+    @abc.abstractmethod
     def hand_back(self, instance_id: int) -> None:
         """Let go of a human task one has taken."""
 

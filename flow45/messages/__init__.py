@@ -16,7 +16,7 @@ from flow45.messages.worker import (  # noqa: F401
 )
 from flow45.messages.operator import (  # noqa: F401
     Deploy, Validate, Trigger, Pause, Resume, Backfill, Undo, OperatorSkip, Retry, Hold, Release, Cancel,
-    OperatorSubmit, Take, HandBack, SetOutput, Status, OperatorMessage, OPERATOR_MESSAGES, OPERATOR_TYPES,
+    OperatorSubmit, Take, HandBack, SetOutput, Note, Status, OperatorMessage, OPERATOR_MESSAGES, OPERATOR_TYPES,
 )
 from flow45.messages.reads import (  # noqa: F401
     MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadInstance, ReadEvents, ReadCounts,

@@ -132,6 +132,14 @@ class SetOutput(_Message):
     reason: str = Field(min_length=1, max_length=2000, description="kept with the attempt and in the ledger")
 
 
+class Note(_Message):
+    """A note on a run: what the sender noticed or decided, kept in its ledger (a `note` event)."""
+
+    type: Literal["note"]
+    run: int
+    text: str = Field(min_length=1, max_length=2000)
+
+
 class Status(_Message):
     """A run with its instances, or the team's newest runs."""
 
@@ -142,7 +150,7 @@ class Status(_Message):
 
 OperatorMessage = Annotated[
     Union[Deploy, Validate, Trigger, Undo, OperatorSkip, Retry, Hold, Release, Cancel, OperatorSubmit, Take, HandBack,
-          SetOutput, Backfill, Pause, Resume, Status],
+          SetOutput, Backfill, Pause, Resume, Note, Status],
     Field(discriminator="type"),
 ]
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, create_model
 
 from flow45.messages.base import _Message
 from flow45.messages.operator import (
-    Backfill, Cancel, Deploy, HandBack, Hold, OperatorSkip, OperatorSubmit, Pause, Release, Resume, Retry, SetOutput, Status, Take, Trigger, Undo, Validate,
+    Backfill, Cancel, Deploy, HandBack, Hold, Note, OperatorSkip, OperatorSubmit, Pause, Release, Resume, Retry,
+    SetOutput, Status, Take, Trigger, Undo, Validate,
 )
 from flow45.messages.reads import (
     ReadCounts, ReadEvents, ReadInbox, ReadInstance, ReadRun, ReadRuns, ReadSchema, ReadSpec, ReadStats, ReadWorkflows, WhoAmI,
@@ -130,7 +131,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     Park: WorkerReply, CallbackSubmit: InstanceState, CallbackFail: InstanceState,
     Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
-    Take: Taken, HandBack: Taken,
+    Take: Taken, HandBack: Taken, Note: RunState,
     SetOutput: InstanceState, Backfill: BackfillPlan, Pause: Paused, Resume: Paused,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,

@@ -1,5 +1,5 @@
-"""What operators do to an instance: skip, retry, hold, release, and submit a human task. Each is one
-transaction through the lifecycle's one writer (`Unit`), with the same rules as worker messages."""
+"""What operators do to an instance: skip, retry, hold, release, and submit a human task; and a note on
+a run. Each is one transaction through the lifecycle's one writer (`Unit`), with the same rules as worker messages."""
 
 from __future__ import annotations
 
@@ -27,6 +27,21 @@ def changing(instance_id: int, team: str | None, now: dt.datetime | None) -> Ite
         unit.lock_instances([instance_id])
         yield unit, unit.instance(instance_id, team)
         unit.flush()
+
+
+def note_run(run_id: int, text: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> str:
+    """An operator's note on a run (Airflow's run notes): a `note` ledger event that moves nothing.
+    Returns the run's status."""
+    said = rules.said(text, "note")
+    if said is None:
+        raise IllegalTransition("a note needs some text")
+    with atomic():
+        unit = Unit(to_utc(now))
+        unit.lock_runs([run_id])
+        run = unit.run(run_id, team)
+        rules.record(unit.changes, run.team, "note", actor, run=run.id, detail={"text": said})
+        unit.flush()
+        return run.status
 
 
 def skip_instance(

@@ -16,7 +16,7 @@ from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.specs import version_spec
-from flow45.views import AttemptView, EventView, InputLink, InstanceView, OutputUse, RunView, WorkflowView
+from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
 
 def list_workflows(team: str | None = None) -> list[WorkflowView]:
@@ -211,7 +211,8 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         human=i.human, priority=i.priority, worker=i.worker, progress_pct=i.progress_pct,
         progress_message=i.progress_message, lease_expires_at=i.lease_expires_at, not_before=i.not_before,
         upstream=upstream, updated_at=i.updated_at, attempts=[_attempt_view(a, undone) for a in attempts],
-        parked=i.callback_key is not None, timeout_at=i.timeout_at if i.state == S.RUNNING else None, taken_by=i.taken_by if i.state == S.AVAILABLE else None,
+        parked=i.callback_key is not None, timeout_at=i.timeout_at if i.state == S.RUNNING else None,
+        taken_by=i.taken_by if i.state == S.AVAILABLE else None,
         due_at=i.due_at if i.state == S.AVAILABLE else None,
     )
 
@@ -236,7 +237,15 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     counts = dict(Counter(i.state for i in instances))
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
-    return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances), **_cancelled(run))
+    return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances), notes=_notes(run.id),
+                               **_cancelled(run))
+
+
+def _notes(run_id: int) -> list[NoteView]:
+    """Operators' notes on the run, oldest first (`flow45 note`)."""
+    rows = (Event.select(Event.id, Event.at, Event.actor, Event.detail)
+            .where((Event.run == run_id) & (Event.kind == "note")).order_by(Event.id))
+    return [NoteView(at=e.at, actor=e.actor, text=(e.detail or {}).get("text", ""), event=e.id) for e in rows]
 
 
 def _cancelled(run) -> dict[str, str | None]:

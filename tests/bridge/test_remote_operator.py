@@ -321,3 +321,22 @@ def test_an_operator_who_names_its_team_never_reads_through_the_shared_exchange(
     wrong = operator(ops, "workflows", "--json", cwd=tmp_path, FLOW45_TEAM="rival")
     assert wrong.returncode == 0 and {w["team"] for w in json.loads(wrong.stdout)} == {"reports"}
     assert "refuses this user's reads to team rival" in wrong.stderr and "is FLOW45_TEAM right?" in wrong.stderr
+
+
+def test_a_note_through_the_broker_is_the_broker_users_and_shows_with_the_run(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    ours = store.trigger("reports", "nightly_sales", None, actor="cron")
+    theirs = store.trigger("rival", "nightly_sales", None, actor="cron")
+    ops = bridge_env.url("reports-ops")
+    done = operator(ops, "note", str(ours), "emea's file came late; watching it", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"note added to run {ours}\n"), done.stderr
+    shown = operator(ops, "show", str(ours), cwd=tmp_path)
+    said = "emea's file came late; watching it"
+    assert re.search(rf"^  note by reports-ops \S+ \S+: {said}$", shown.stdout, re.M), shown.stdout
+    assert [(n.actor, n.text) for n in store.get_run(ours).notes] == [("reports-ops", said)]
+
+    missing = operator(ops, "note", str(theirs), "hello from reports", cwd=tmp_path)
+    assert missing.returncode == 1 and f"run {theirs} not found" in missing.stderr and "Traceback" not in missing.stderr
+    long = operator(ops, "note", str(ours), "x" * 2001, cwd=tmp_path)
+    assert long.returncode == 1 and "text" in long.stderr and "2000" in long.stderr, long.stderr
+    assert store.get_run(theirs).notes == [] and len(store.get_run(ours).notes) == 1

@@ -159,3 +159,25 @@ def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45,
     _, out, _ = flow45("instance", str(grant.instance))
     assert "times out" not in out.splitlines()[0]
     assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out
+
+
+def test_notes_on_a_run_are_kept_in_its_ledger_and_shown_oldest_first(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    with time_machine.travel(at(1).replace(tzinfo=dt.timezone.utc), tick=False):
+        assert flow45("note", str(run), "waiting for the bank's file")[:2] == (0, f"note added to run {run}\n")
+    with time_machine.travel(at(2).replace(tzinfo=dt.timezone.utc), tick=False):
+        assert flow45("--as", "bob", "note", str(run), "  file in; going on  ")[0] == 0
+    code, _, err = flow45("note", str(run), "   ")
+    assert (code, err) == (1, "flow45: a note needs some text\n")
+    code, _, err = flow45("note", "999", "hello")
+    assert (code, err) == (1, "flow45: run 999 not found\n")
+    _, out, _ = flow45("show", str(run))
+    assert [line for line in out.splitlines() if line.startswith("  note")] == [
+        "  note by ops-ann 2026-03-02 12:00:00: waiting for the bank's file",
+        "  note by bob 2026-03-03 12:00:00: file in; going on"]
+    _, out, _ = flow45("show", str(run), "--json")
+    assert [(n["actor"], n["text"]) for n in json.loads(out)["notes"]] == [
+        ("ops-ann", "waiting for the bank's file"), ("bob", "file in; going on")]
+    notes = Event.select().where((Event.run == run) & (Event.kind == "note"))
+    assert [(e.from_state, e.to_state) for e in notes] == [(None, None)] * 2, "a note moves nothing"

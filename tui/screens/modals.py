@@ -306,6 +306,28 @@ class ReleaseModal(InstanceModal):
         return f"released {what(self.instance)}: now {state}"
 
 
+class NoteModal(ActionModal):
+    """A note on a run: what you noticed or decided, kept in its ledger for the team and later readers."""
+
+    confirm_label = "Add note"
+    AUTO_FOCUS = "#note-text"
+
+    def __init__(self, run: RunView):
+        super().__init__()
+        self.run = run
+        self.title_text = f"Note on run {run.id} ({run.team}/{run.workflow} v{run.version})"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text("Kept in the run's ledger and shown with the run to everyone who looks at it; "
+                          "it changes nothing."))
+        yield Label("Note", classes="input-label")
+        yield Input(placeholder="what you noticed or decided", id="note-text")
+
+    def perform(self) -> str:
+        self.app.client.note(self.run.id, self.query_one("#note-text", Input).value)
+        return f"noted on run {self.run.id}"
+
+
 class CancelRunModal(ActionModal):
     needs_reason = False
     confirm_label = "Cancel run"

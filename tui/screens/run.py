@@ -45,6 +45,9 @@ class RunChanges:
     instances: list[InstanceView]
 
 
+NOTES_SHOWN = 3  # the newest of a run's notes in its summary; `flow45 show` prints them all
+
+
 def run_summary(run: RunView) -> Text:
     """Three short lines (they wrap, never cut): who and what; how far; when and how long."""
     text = Text.assemble(
@@ -63,6 +66,8 @@ def run_summary(run: RunView) -> Text:
     if run.cancelled_by:
         text.append(f"\ncancelled by {run.cancelled_by}" + (f": {run.cancel_reason}" if run.cancel_reason else ""),
                     STATE_STYLES.get(S.CANCELLED, ""))
+    for note in run.notes[-NOTES_SHOWN:]:
+        text.append(f"\nnote by {note.actor} {when(note.at)}: {note.text}", "italic")
     if run.waiting_for:
         text.append(f"\nwaiting for {relative_due(run.waiting_for, now)}", "magenta")
     if run.params:
@@ -80,6 +85,7 @@ class RunScreen(LiveScreen):
         Binding("escape", "app.pop_screen", "Back"),
         *[Binding(key, f"act('{name}')", label) for key, name, label, _ in INSTANCE_ACTIONS],
         Binding("c", "cancel_run", "Cancel run"),
+        Binding("n", "note", "Note"),
         Binding("left_square_bracket", "step(-1)", "Earlier"),
         Binding("right_square_bracket", "step(1)", "Later"),
         Binding("g", "toggle_timeline", "Timeline"),
@@ -149,6 +155,8 @@ class RunScreen(LiveScreen):
         self.steps += [e.id for e in events if e.run == self.run_id and e.id > last]
         self.query_one("#run-ledger", Ledger).add(events)
         if payload.run is not None:
+            notes = payload.run.notes or (self.run.notes if self.run else [])  # a run's row alone has none
+            payload = dataclasses.replace(payload, run=dataclasses.replace(payload.run, notes=notes))
             self.run = dataclasses.replace(payload.run, instances=self.run.instances if self.run else [])
         if self.step_at is not None:
             return  # looking back: the past does not change
@@ -198,9 +206,17 @@ class RunScreen(LiveScreen):
     def action_cancel_run(self) -> None:
         open_cancel(self.app, self.run)
 
+    def action_note(self) -> None:
+        from tui.screens.modals import NoteModal
+
+        if self.run is not None:
+            self.app.push_screen(NoteModal(self.run))
+
     def commands(self) -> list[tuple[str, str, Any]]:
         entries = instance_commands(self.app, self.dag.cursor_instance)
         if self.run is not None:
             entries.append((f"Cancel run {self.run.id}", f"{self.run.team}/{self.run.workflow} is {self.run.status}",
                             self.action_cancel_run))
+            entries.append((f"Note on run {self.run.id}", "what you noticed or decided, kept in its ledger",
+                            self.action_note))
         return entries

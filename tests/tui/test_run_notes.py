@@ -1,0 +1,45 @@
+"""Notes on a run: an operator adds one from the run screen (`n`); the summary shows it, the ledger
+keeps it, and a note added elsewhere (another operator, the command line) appears live."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from flow45 import store
+from flow45.models import Event
+from tests.tui.conftest import OPERATOR, SIZE, instance, monthly_run, type_text, wait_until
+from tests.tui.test_dashboard import open_run, text_of
+from tui.app import Dashboard
+from tui.screens.modals import NoteModal
+from tui.screens.run import RunScreen
+
+
+async def test_a_note_added_on_the_run_screen_or_elsewhere_shows_in_its_summary(tui_db, monkeypatch):
+    from tui import data
+
+    monkeypatch.setattr(data, "SMALL_RUN", 0)  # read as a wide run is: a change reads the run's row, not all of it
+    run = monthly_run(("extract", "render"))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteModal))
+        modal = app.screen
+        assert modal.title_text.startswith(f"Note on run {run} (reports/monthly_report v1")
+        await pilot.press("ctrl+s")  # nothing typed: refused, nothing kept
+        await wait_until(pilot, lambda: "a note needs some text" in text_of(modal.query_one("#refusal", Static)))
+        await type_text(pilot, "the bank file came late; re-run render at 10")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+        info = screen.query_one("#run-info", Static)
+        await wait_until(pilot, lambda: "the bank file came late; re-run render at 10" in text_of(info))
+        assert f"note by {OPERATOR} " in text_of(info)
+
+        store.note_run(run, "checked with finance: fine", actor="kim")  # another operator, elsewhere
+        await wait_until(pilot, lambda: "note by kim " in text_of(info) and "checked with finance: fine" in text_of(info))
+        assert "the bank file came late" in text_of(info)
+        store.hold(instance(run, "publish").id, actor="kim")  # a change the run's row alone is read for
+        await wait_until(pilot, lambda: "held" in text_of(info))
+        assert "checked with finance: fine" in text_of(info), "the notes stay after a read of the run's row"
+    assert [(e.actor, e.detail["text"]) for e in Event.select().where(Event.kind == "note").order_by(Event.id)] == [
+        (OPERATOR, "the bank file came late; re-run render at 10"), ("kim", "checked with finance: fine")]
