@@ -168,6 +168,7 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
             progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
             lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
             offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at, error=was.error,
+            timeout_at=None,
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
@@ -176,4 +177,6 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
         now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
         waiting_for=waiting_for(shape, counts, timers or None), instances=instances, as_of=as_of, as_of_at=as_of_at,
         attempts_made=sum(i.attempt for i in instances),
+        notes=[note for note in now.notes if as_of is not None and note.event <= as_of],  # none written after it
+        **({} if state.status == S.CANCELLED else {"cancelled_by": None, "cancel_reason": None}),  # a cancel is final
     )

@@ -79,6 +79,25 @@ def test_as_of_a_time_takes_every_event_up_to_it(tmp_path):
     assert between.as_of == Event.select().where(Event.at <= at(15)).order_by(Event.id.desc()).first().id
 
 
+def test_the_run_as_it_was_has_the_notes_written_by_then_and_no_cancel_that_came_later(tmp_path):
+    deploy_text(tmp_path, DIAMOND.replace("a: {function: fa, output: Blob,", "a: {function: fa, output: Blob, timeout: 1h,"))
+    run = store.trigger("acme", "diamond", actor="ann", now=at(0))
+    claim(run, "a", now=at(5))
+    assert store.get_instance(instance(run, "a").id).timeout_at == at(5) + dt.timedelta(hours=1)
+    assert [i.timeout_at for i in store.run_as_of(run, at=at(7)).instances] == [None] * 4  # no lease nor timeout then
+    store.note_run(run, "a is slow today", actor="ann", now=at(10))
+    store.note_run(run, "giving up on it", actor="bob", now=at(20))
+    store.cancel_run(run, actor="bob", reason="the source is broken", now=at(30))
+
+    before = store.run_as_of(run, at=at(15))
+    assert [(n.actor, n.text) for n in before.notes] == [("ann", "a is slow today")]
+    assert (before.status, before.cancelled_by, before.cancel_reason) == ("running", None, None)
+    assert tasks(before)["a"][0] == "running"
+    after = store.run_as_of(run, at=at(30))
+    assert [n.text for n in after.notes] == ["a is slow today", "giving up on it"]
+    assert (after.status, after.cancelled_by, after.cancel_reason) == ("cancelled", "bob", "the source is broken")
+
+
 def test_a_finished_run_replays_its_finish_and_a_queued_one_its_start(tmp_path):
     deploy_text(tmp_path, DIAMOND)  # max_active_runs: 1
     first = store.trigger("acme", "diamond", actor="ann", now=at(0))
