@@ -80,7 +80,8 @@ def test_as_of_a_time_takes_every_event_up_to_it(tmp_path):
 
 
 def test_the_run_as_it_was_has_the_notes_written_by_then_and_no_cancel_that_came_later(tmp_path):
-    deploy_text(tmp_path, DIAMOND.replace("a: {function: fa, output: Blob,", "a: {function: fa, output: Blob, timeout: 1h,"))
+    timed = DIAMOND.replace("a: {function: fa, output: Blob,", "a: {function: fa, output: Blob, timeout: 1h,")
+    deploy_text(tmp_path, timed)
     run = store.trigger("acme", "diamond", actor="ann", now=at(0))
     claim(run, "a", now=at(5))
     assert store.get_instance(instance(run, "a").id).timeout_at == at(5) + dt.timedelta(hours=1)
