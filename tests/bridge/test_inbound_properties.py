@@ -31,7 +31,7 @@ from tests.conftest import EXAMPLES
 
 CODES = {  # docs/protocol.md, "Error codes"; `internal` (a bug) is deliberately not among them
     "stale", "invalid_output", "invalid_message", "invalid_reply_to", "unauthorized", "not_found",
-    "illegal_transition", "invalid_params", "invalid_config", "refused",
+    "illegal_transition", "invalid_params", "invalid_config", "refused", "run_exists", "not_allowed",
 }
 USERS = ["reports-worker", "reports-ops", "rival-worker"]
 TEAM_OF = {"reports-worker": "reports", "reports-ops": "reports", "rival-worker": "rival"}
@@ -44,6 +44,7 @@ TEMPLATES = {  # kind -> its fields, right; the test then spoils some
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
     "trigger": ["workflow", "params", "logical_time"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
     "hold": ["instance"], "release": ["instance"], "cancel": ["run"], "status": ["run", "limit"],
+    "note": ["run", "text"], "take": ["instance", "reason", "user"],
 }
 WORKER_KINDS = ["claim", "progress", "submit", "fail", "skip"]
 OPERATOR_KINDS = sorted(set(TEMPLATES) - set(WORKER_KINDS))
@@ -97,6 +98,7 @@ RIGHT = {
     "reason": "r", "dry_run": True, "files": {"a.yaml": "team: reports\n"}, "workflow": "monthly_report",
     "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
     "logical_time": "2026-10-01T06:00:00Z", "start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z",
+    "text": "a note", "user": "reports-ops",
 }
 TIME_FIELDS = {"logical_time", "start", "end"}
 # Times of the wire's pattern that the calendar may not have (day 31 of April, hour 24, year 0), and its ends.
