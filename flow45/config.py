@@ -119,6 +119,9 @@ class TaskSpec(_Strict):
     retry_delay: Duration | None = Field(None, description="before the first retry; default from settings")
     retry_backoff: float = Field(1.0, ge=1.0, le=10.0, description="multiplies the delay at each retry")
     max_retry_delay: Duration | None = None
+    retry_jitter: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "a fraction of each retry's delay taken off at random (0.5: anywhere from half the delay to all of "
+        "it), so that instances failing together do not all come back at the same moment"))
     lease: Duration | None = Field(None, description="how long a claim holds without progress")
     timeout: Duration | None = Field(
         None, gt=0, description="how long an attempt may run from its claim, progress or not (Airflow's "
@@ -175,7 +178,7 @@ class TaskSpec(_Strict):
                                  "(a timer), never both")
             # Checked by value, not by what was written: a stored version has every key written out.
             defaults = {"output": None, "human": False, "retries": 0, "lease": None, "timeout": None,
-                        "retry_delay": None, "max_retry_delay": None, "undo": "none"}
+                        "retry_delay": None, "max_retry_delay": None, "retry_jitter": 0.0, "undo": "none"}
             extra = [key for key, default in defaults.items() if getattr(self, key) != default]
             if extra:
                 raise ValueError(f"a timer ({'wait' if self.wait is not None else 'wait_until'}) has no worker "

@@ -6,6 +6,7 @@ sweeps, undo, triggers) goes through it."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,12 +58,18 @@ def lease_seconds(task) -> float:
     return min(lease, MAX_DURATION)  # a version stored before deploy refused longer ones
 
 
-def retry_delay(task, failures: int) -> float:
+def retry_delay(task, failures: int, instance_id: int = 0) -> float:
     """The wait before the next attempt; at most a century, which the backoff reaches within the
-    allowed retries (30s doubled 42 times is past the calendar's end)."""
+    allowed retries (30s doubled 42 times is past the calendar's end). With `retry_jitter`, up to that
+    fraction of it is taken off, by a draw fixed by the instance and the failure's number: instances
+    that failed together come back spread out, and the same failure always waits the same."""
     base = task.retry_delay if task.retry_delay is not None else current_settings().default_retry_delay
     delay = base * task.retry_backoff ** (failures - 1)
-    return min(delay, task.max_retry_delay if task.max_retry_delay is not None else MAX_DURATION, MAX_DURATION)
+    delay = min(delay, task.max_retry_delay if task.max_retry_delay is not None else MAX_DURATION, MAX_DURATION)
+    if task.retry_jitter:
+        draw = hashlib.blake2b(f"{instance_id}:{failures}".encode(), digest_size=8).digest()
+        delay *= 1.0 - task.retry_jitter * int.from_bytes(draw, "big") / 2 ** 64
+    return delay
 
 
 def record(ch: Changes, team: str, kind: str, actor: str, *, run: int | None = None, instance: int | None = None,
@@ -245,7 +252,7 @@ def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *
     detail = {"attempt": instance.attempt, "error": error, "failures": instance.failures, "retries": task.retries}
     kind = "expire" if expired else "fail"
     if retryable and instance.failures <= task.retries:
-        delay = retry_delay(task, instance.failures)
+        delay = retry_delay(task, instance.failures, instance.id)
         if delay <= 0:
             offer(ch, instance, kind, actor, detail)
         else:

@@ -84,9 +84,11 @@ def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: di
     for key in ("start", "end"):  # the same for a schedule's window
         if dumped.get("schedule") and dumped["schedule"].get(key) is None:
             dumped["schedule"].pop(key, None)
-    for task in dumped["tasks"].values():  # and for a task's timeout
+    for task in dumped["tasks"].values():  # and for a task's timeout and retry jitter
         if task.get("timeout") is None:
             task.pop("timeout", None)
+        if task.get("retry_jitter") == 0.0:
+            task.pop("retry_jitter", None)
     document = {
         "workflow": dumped,
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},

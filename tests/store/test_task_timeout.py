@@ -127,7 +127,8 @@ def test_a_task_without_a_timeout_is_stored_as_before_tasks_had_one():
 
 
 @pytest.mark.parametrize("task, problem", [
-    ("{function: approve, human: true, output: Blob, timeout: 1h}", "timeout: a human task has no worker's attempt to time out"),
+    ("{function: approve, human: true, output: Blob, timeout: 1h}",
+     "timeout: a human task has no worker's attempt to time out"),
     ("{wait: 1h, timeout: 1h}", "a timer (wait) has no worker and no output: remove timeout"),
     ("{function: fa, output: Blob, timeout: 0s}", "timeout: Input should be greater than 0"),
     ("{function: fa, output: Blob, timeout: 40000d}", "timeout: 40000d is longer than a century"),
@@ -177,3 +178,4 @@ def test_the_schedulers_tick_tells_a_timed_out_attempt_from_an_expired_lease(tmp
     assert (report.attempts_timed_out, report.expired) == ([timed.instance], [lapsed.instance])
     assert f"task instance {timed.instance}: attempt ran past its task's timeout, failed" in report.lines()
     assert "attempts_timed_out" in scheduler.ACTIONS
+
