@@ -45,6 +45,8 @@ def quarantine_arguments() -> dict:
     }
 
 
+DEPLOY_DECLARE_TIMEOUT = 2.0  # seconds the queues a deploy added may take to declare before it is answered
+
 @dataclass(frozen=True)
 class Declared:
     offer_queues: int
@@ -146,7 +148,11 @@ def declare_new_functions(url: str, team: str, known: frozenset[tuple[str, str, 
     topology, every team's, waits for the bridge's next declaration."""
     new = [function for function in deployed_functions(team) if function not in known]
     if new:
-        connection = pika.BlockingConnection(pika.URLParameters(url))
+        parameters = pika.URLParameters(url)
+        # The bridge's IO loop waits for this: a broker slow to answer costs the deploy its early
+        # declaration (made at the next one), not every team's messages a long stall.
+        parameters.socket_timeout = parameters.blocked_connection_timeout = DEPLOY_DECLARE_TIMEOUT
+        connection = pika.BlockingConnection(parameters)
         try:
             declare_functions(connection.channel(), new)
         finally:
