@@ -92,9 +92,7 @@ def test_a_full_offer_queue_holds_its_rows_in_the_outbox_and_another_teams_offer
     for team in ("reports", "rival"):
         call(bridge_env.url(f"{team}-ops"), team, {"type": "deploy", "files": {"one.yaml": ONE_TASK.format(team=team)}})
     reports_queue, rival_queue = names.offer_queue("reports", "solo"), names.offer_queue("rival", "solo")
-    # A deploy is answered as it commits, and its queues are declared just after.
-    _until(lambda: _exists(bridge_env, reports_queue) and _exists(bridge_env, rival_queue),
-           "the new queues were not declared")
+    assert _exists(bridge_env, reports_queue) and _exists(bridge_env, rival_queue)  # declared before each answer
     _set_offer_cap(bridge_env, 3)
     try:
         runs = [store.trigger("reports", "one", actor="ops") for _ in range(8)]
