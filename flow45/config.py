@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import typing
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict: `retries: true` or `priority: "5"` is refused, not read as 1 and 5. A boolean alone
+    # still takes YAML's yes and no (strict=False on those fields).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")
@@ -49,7 +52,7 @@ class FieldSpec(_Strict):
     """One field of a declared type. Written as a type name or as a mapping."""
 
     type: str = Field(description="string, integer, number, boolean, datetime, date, list, enum or a declared type")
-    optional: bool = Field(False, description="the field may be missing or null")
+    optional: bool = Field(False, strict=False, description="the field may be missing or null")
     description: str | None = None
     max_length: int | None = Field(None, ge=0, description="strings and lists")
     min_length: int | None = Field(None, ge=0, description="strings and lists")
@@ -129,8 +132,9 @@ class TaskSpec(_Strict):
                                 "out, counted against retries. A parked attempt's deadline is within it too")
     priority: int = Field(0, ge=0, le=9)
     human: bool = Field(
-        False, description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator "
-                           "of the team may decide it")
+        False, strict=False,
+        description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "
+                    "may decide it")
     assignees: list[str] = Field(
         default_factory=list,
         description="human tasks: who may decide, operator user names and @group names (groups declared under "
@@ -360,6 +364,10 @@ def _keys_at(loc: tuple) -> list[str]:
     return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
+# What a strict field wanted, for `retries: true` or `priority: "5"`: said with what was written.
+_EXPECTED = {"int_type": "a whole number", "float_type": "a number"}
+
+
 def _explain(error: dict) -> str:
     loc = tuple(p for p in error["loc"] if p not in ("[key]",))
     if error["type"] == "extra_forbidden":
@@ -373,6 +381,8 @@ def _explain(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] in ("bool_type", "bool_parsing"):
         message = f"{error.get('input')!r} is not true or false"
+    elif error["type"] in _EXPECTED and not isinstance(error.get("input"), (dict, list)):
+        message = f"expected {_EXPECTED[error['type']]}, got {json.dumps(error.get('input'), default=str)}"
     elif error["type"] == "string_type" and loc[-2:] in (("schedule", "start"), ("schedule", "end")):
         message = f"{error.get('input')!r} is not a date or a time (such as 2027-01-31 or 2027-01-31T06:00)"
     elif error["type"] == "string_pattern_mismatch":

@@ -307,3 +307,19 @@ def test_a_schedule_without_a_window_is_stored_as_before_it_had_one():
                                             "tasks": {"a": {"function": "make", "output": "Document"}}})
     assert spec_document(workflow, {})["workflow"]["schedule"] == {"cron": "0 6 * * *", "timezone": "UTC",
                                                                    "catchup": "latest"}
+
+
+@pytest.mark.parametrize("written, said", [
+    ("retries: true", "tasks.a.retries: expected a whole number, got true"),
+    ('priority: "5"', 'tasks.a.priority: expected a whole number, got "5"'),
+    ("retries: 1.5", "tasks.a.retries: expected a whole number, got 1.5"),
+    ('retry_backoff: "2"', 'tasks.a.retry_backoff: expected a number, got "2"'),
+    ("retry_jitter: yes", 'tasks.a.retry_jitter: expected a number, got "yes"'),
+])
+def test_a_number_is_not_read_from_a_boolean_or_a_string(tmp_path, written, said):
+    """YAML wrote what it wrote: `retries: true` is not one retry, nor `priority: "5"` five."""
+    task = f"a: {{function: fa, output: Blob, {written}}}"
+    path = _write(tmp_path, "team.yaml", "team: acme\ntypes: {Blob: {fields: {uri: string}}}\n"
+                                         f"workflows: {{w: {{tasks: {{{task}}}}}}}\n")
+    [problem] = _problems(path)
+    assert problem.endswith(f"team.yaml: workflows.w.{said}"), problem
