@@ -75,5 +75,6 @@ def last_run_text(view: WorkflowView, now: dt.datetime) -> str | None:
     """`12 succeeded (3h05m ago)`: the workflow's latest run, its status and when it was triggered."""
     if view.last_run is None:
         return None
-    ago = f" ({short_span((now - view.last_run_at).total_seconds())} ago)" if view.last_run_at else ""
+    # A run stamped ahead of this clock (another machine's, or the demo's simulated one) is just now.
+    ago = f" ({short_span(max(0.0, (now - view.last_run_at).total_seconds()))} ago)" if view.last_run_at else ""
     return f"{view.last_run} {view.last_run_status}{ago}"

@@ -118,3 +118,13 @@ def test_a_store_from_before_is_upgraded_with_the_index_of_runs_by_workflow(stor
         SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
     assert upgrade() == (step - 1, CURRENT)
     assert [i.columns for i in database.get_indexes("run") if i.name == "run_workflow_id_id"] == [["workflow_id", "id"]]
+
+
+def test_a_last_run_stamped_ahead_of_this_clock_is_just_now_not_a_negative_age():
+    from flow45.timing import last_run_text
+    from flow45.views import WorkflowView
+
+    now = dt.datetime(2027, 1, 1, 0, 0)
+    view = WorkflowView(team="acme", name="w", version=1, description=None, tasks=1, schedule=None, updated_at=now,
+                        last_run=7, last_run_status="running", last_run_at=now + dt.timedelta(minutes=24))
+    assert last_run_text(view, now) == "7 running (0s ago)"
