@@ -14,6 +14,19 @@ from flow45.settings import Settings
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 
 
+def config_refusal(tmp_path: Path, workflows: str) -> str:
+    """What loading team acme's `workflows:` (flow YAML, a Blob type declared) is refused with."""
+    from flow45.errors import ConfigError
+
+    written = tmp_path / "refused.yaml"
+    written.write_text(f"team: acme\ntypes: {{Blob: {{fields: {{uri: string}}}}}}\nworkflows: {workflows}\n")
+    try:
+        load_config(written)
+    except ConfigError as refused:
+        return str(refused)
+    raise AssertionError(f"not refused: {workflows}")
+
+
 def deploy_text(tmp_path: Path, text: str, actor: str = "tester"):
     path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
     path.write_text(textwrap.dedent(text))

@@ -8,12 +8,10 @@ import datetime as dt
 import pytest
 
 from flow45 import store
-from flow45.config import load_config
-from flow45.errors import ConfigError
 from flow45.models import WorkflowVersion
 from flow45.store.rules import retry_delay
 from flow45.store.specs import version_spec
-from tests.store.helpers import claim, deploy_text
+from tests.store.helpers import claim, config_refusal, deploy_text
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -53,8 +51,5 @@ def test_instances_failing_together_come_back_spread_within_their_jitter(tmp_pat
 
 
 def test_a_jitter_outside_0_to_1_is_refused_naming_the_task(tmp_path):
-    written = tmp_path / "bad.yaml"
-    written.write_text("team: acme\ntypes: {Blob: {fields: {uri: string}}}\n"
-                       "workflows: {w: {tasks: {a: {function: fa, output: Blob, retries: 1, retry_jitter: 1.5}}}}\n")
-    with pytest.raises(ConfigError, match=r"workflows\.w\.tasks\.a\.retry_jitter: Input should be less than or equal"):
-        load_config(written)
+    refused = config_refusal(tmp_path, "{w: {tasks: {a: {function: fa, output: Blob, retries: 1, retry_jitter: 1.5}}}}")
+    assert "workflows.w.tasks.a.retry_jitter: Input should be less than or equal to 1" in refused

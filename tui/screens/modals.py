@@ -306,16 +306,23 @@ class ReleaseModal(InstanceModal):
         return f"released {what(self.instance)}: now {state}"
 
 
-class NoteModal(ActionModal):
-    """A note on a run: what you noticed or decided, kept in its ledger for the team and later readers."""
+class RunModal(ActionModal):
+    """An action on one run, titled `VERB run 7 (reports/monthly_report v2)`."""
 
-    confirm_label = "Add note"
-    AUTO_FOCUS = "#note-text"
+    verb = ""
 
     def __init__(self, run: RunView):
         super().__init__()
         self.run = run
-        self.title_text = f"Note on run {run.id} ({run.team}/{run.workflow} v{run.version})"
+        self.title_text = f"{self.verb} run {run.id} ({run.team}/{run.workflow} v{run.version})"
+
+
+class NoteModal(RunModal):
+    """A note on a run: what you noticed or decided, kept in its ledger for the team and later readers."""
+
+    verb = "Note on"
+    confirm_label = "Add note"
+    AUTO_FOCUS = "#note-text"
 
     def body(self) -> ComposeResult:
         yield Static(Text("Kept in the run's ledger and shown with the run to everyone who looks at it; "
@@ -328,15 +335,11 @@ class NoteModal(ActionModal):
         return f"noted on run {self.run.id}"
 
 
-class CancelRunModal(ActionModal):
+class CancelRunModal(RunModal):
+    verb = "Cancel"
     needs_reason = False
     confirm_label = "Cancel run"
     confirm_variant = "error"
-
-    def __init__(self, run: RunView):
-        super().__init__()
-        self.run = run
-        self.title_text = f"Cancel run {run.id} ({run.team}/{run.workflow} v{run.version})"
 
     def body(self) -> ComposeResult:
         unfinished = Counter({s: n for s, n in self.run.counts.items() if s not in S.FINISHED_INSTANCE})
