@@ -10,8 +10,8 @@ from pathlib import Path
 
 from flow45 import states as S
 from flow45 import wire
-from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, say_if_no_team,
-                             suggesting)
+from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, remote_mode,
+                             say_if_no_team, suggesting)
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.clock import utcnow
@@ -38,6 +38,7 @@ def cmd_deploy(args) -> int:
 
     load_config(args.path)  # a config with problems is refused before the store is touched
     report = _client(args, create=True).deploy(Path(args.path), prune=args.prune)
+    _declare_queues(sorted({w.team for w in report.workflows}))
     if args.json:
         print_json(report.to_json())
     else:
@@ -46,6 +47,26 @@ def cmd_deploy(args) -> int:
             names = ", ".join(f"{w.team}/{w.workflow}" for w in report.missing)
             print(f"deployed but not in {args.path}: {names}; deploy --prune retires them (their history stays)")
     return 0
+
+
+def _declare_queues(teams: list[str]) -> None:
+    """With the database and the installation's broker both configured, the deployed functions' queues,
+    declared now: a worker started after the deploy can consume them before the bridge's first offer."""
+    from flow45.settings import current_settings
+
+    settings = current_settings()
+    if remote_mode(settings) or not settings.amqp_url:
+        return  # through the broker, the bridge declares them before it answers the deploy
+    from bridge.failures import describe_amqp_error
+    from bridge.topology import declare_new_functions
+
+    for team in teams:
+        try:
+            declare_new_functions(settings.amqp_url, team, frozenset())
+        except Exception as exc:  # noqa: BLE001 - deployed all the same; the bridge declares them at its first offer
+            why = describe_amqp_error(exc, settings.amqp_url) or f"{type(exc).__name__}: {exc}"
+            print(f"flow45: deployed; {team}'s queues are not declared yet ({why}): the bridge declares each when "
+                  "it first has an offer for it", file=sys.stderr)
 
 
 @command("workflows")

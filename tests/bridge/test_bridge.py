@@ -206,3 +206,18 @@ def test_a_team_deploying_in_a_loop_has_the_topology_declared_once_a_second_at_m
     gaps = [later - earlier for earlier, later in zip(declared, declared[1:])]
     assert declared and not bridge_env.bridge._needs_topology
     assert all(gap >= service.TOPOLOGY_GAP * 0.99 for gap in gaps), gaps
+
+
+def test_a_deploy_with_the_database_declares_the_queues_when_the_broker_is_configured_too(bridge_env, tmp_path, capsys):
+    from flow45.cli import main
+
+    config = tmp_path / "reports.yaml"
+    config.write_text((EXAMPLES / "reports.yaml").read_text()
+                      + "\n  extra:\n    tasks:\n      only: {function: brand_new_function, output: Document}\n")
+    assert main(["--as", "admin", "deploy", str(config)]) == 0
+    assert capsys.readouterr().err == ""
+    channel = bridge_env.channel()
+    try:  # no offer yet, nor a deploy through the bridge: the command line declared it
+        channel.queue_declare("flow45.tasks.reports.brand_new_function", passive=True)
+    finally:
+        channel.connection.close()

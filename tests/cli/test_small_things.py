@@ -181,3 +181,12 @@ def test_notes_on_a_run_are_kept_in_its_ledger_and_shown_oldest_first(flow45, tm
         ("ops-ann", "waiting for the bank's file"), ("bob", "file in; going on")]
     notes = Event.select().where((Event.run == run) & (Event.kind == "note"))
     assert [(e.from_state, e.to_state) for e in notes] == [(None, None)] * 2, "a note moves nothing"
+
+
+def test_a_deploy_whose_broker_cannot_be_reached_is_deployed_and_says_the_queues_wait(flow45, tmp_path, db_url):
+    use_settings(Settings(database_url=db_url, amqp_url="amqp://admin:secret@127.0.0.1:1/flow45"))  # nobody there
+    code, out, err = flow45("deploy", str(EXAMPLES))
+    assert code == 0 and "monthly_report" in out
+    assert err.startswith("flow45: deployed; reports's queues are not declared yet (")
+    assert err.endswith("the bridge declares each when it first has an offer for it\n") and "secret" not in err
+    assert {w.name for w in store.list_workflows("reports")} == {"monthly_report", "nightly_sales"}
