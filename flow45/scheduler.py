@@ -126,6 +126,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
         errors.extend(f"schedule: {error}" for error in outcome.errors)
 
     part("schedule", schedule)
+
     def expire() -> None:
         timed_out: list[int] = []
         expired = store.expire_leases(at, limit=batch, timed_out=timed_out)
