@@ -71,24 +71,28 @@ class VersionSpec:
         return seen
 
 
+# Keys added since versions were first stored, left out of the document while they hold their default:
+# a version deployed before them keeps its content hash.
 OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
+OPTIONAL_SCHEDULE_KEYS = (("start", None), ("end", None))
+OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0))
+
+
+def _drop_defaults(part: dict, keys: tuple) -> None:
+    for key, default in keys:
+        if key in part and part[key] == default:
+            del part[key]
 
 
 def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:
     """What a version stores: the workflow, the types it uses and the members of the @groups its human
     tasks name (so a run keeps who may decide as deployed), in canonical JSON form."""
     dumped = workflow.model_dump(mode="json")
-    for key, default in OPTIONAL_KEYS:  # left out unless used: a version deployed before them keeps its hash
-        if dumped.get(key) == default:
-            dumped.pop(key, None)
-    for key in ("start", "end"):  # the same for a schedule's window
-        if dumped.get("schedule") and dumped["schedule"].get(key) is None:
-            dumped["schedule"].pop(key, None)
-    for task in dumped["tasks"].values():  # and for a task's timeout and retry jitter
-        if task.get("timeout") is None:
-            task.pop("timeout", None)
-        if task.get("retry_jitter") == 0.0:
-            task.pop("retry_jitter", None)
+    _drop_defaults(dumped, OPTIONAL_KEYS)
+    if dumped.get("schedule"):
+        _drop_defaults(dumped["schedule"], OPTIONAL_SCHEDULE_KEYS)
+    for task in dumped["tasks"].values():
+        _drop_defaults(task, OPTIONAL_TASK_KEYS)
     document = {
         "workflow": dumped,
         "types": {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in types.items()},
