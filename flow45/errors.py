@@ -74,6 +74,12 @@ class InvalidLog(Flow45Error):
     code = "invalid_message"
 
 
+class InvalidCheckpoint(Flow45Error):
+    """A checkpoint is not JSON, too big or looks like it holds a secret (flow45.checkpoints): refused, as malformed."""
+
+    code = "invalid_message"
+
+
 class TooLong(Flow45Error):
     """What an operator wrote (a reason, a comment) is longer than Flow45 keeps: refused, never cut."""
 

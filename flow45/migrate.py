@@ -8,8 +8,8 @@ import peewee as pw
 from flow45.clock import utcnow
 from flow45.db import atomic, database, dialect
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
-from flow45.models import (ALL_TABLES, TIMER_INDEXES, Connection, Run, ScheduleCursor, SchedulerLock, SchemaVersion,
-                           TaskInstance)
+from flow45.models import (ALL_TABLES, TIMER_INDEXES, Connection, JSONField, Run, ScheduleCursor, SchedulerLock,
+                           SchemaVersion, TaskInstance)
 from flow45.urls import hide_password
 
 
@@ -202,11 +202,20 @@ def _last_run_v19() -> None:
     Run._schema.create_indexes(safe=True)
 
 
+def _checkpoints_v20() -> None:
+    """An attempt's checkpoint (flow45.checkpoints). Already there on a database that step 1 created at
+    this version."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "checkpoint" not in {column.name for column in database.get_columns("attempt")}:
+        migrate(SchemaMigrator.from_database(database.obj).add_column("attempt", "checkpoint", JSONField(null=True)))
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
          _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17,
-         _task_timeout_v18, _last_run_v19]
+         _task_timeout_v18, _last_run_v19, _checkpoints_v20]
 CURRENT = len(STEPS)
 
 

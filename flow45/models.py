@@ -162,6 +162,7 @@ class Attempt(Table):
     lineage = JSONField(null=True)
     log_url = pw.CharField(max_length=2048, null=True)  # where its log is, as its worker said (flow45.logs)
     log_tail = pw.TextField(null=True)  # or the log's last lines
+    checkpoint = JSONField(null=True)  # where it got to, as its worker last said (flow45.checkpoints)
 
     class Meta:
         indexes = ((("instance", "number"), False),)

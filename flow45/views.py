@@ -179,6 +179,7 @@ class AttemptView(View):
     used_by: list[OutputUse] = dataclasses.field(default_factory=list)  # downstream attempts built on it
     log_url: str | None = None  # where its log is, as its worker said
     log_tail: str | None = None  # or the log's last lines
+    checkpoint: Any = None  # where it got to, as its worker last said (flow45.checkpoints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,6 +330,7 @@ class WorkerReply(View):
     callback_key: str | None = None  # the answer to `park` alone
     next: dict | None = None  # a submit's: the downstream attempt claimed for its worker (Submit.next)
     timeout_at: dt.datetime | None = None  # a claim's: when its task's timeout ends the attempt, if it has one
+    checkpoint: Any = None  # a claim's: where the instance's earlier attempts got to (flow45.checkpoints)
 
     @classmethod
     def from_json(cls, data: dict) -> WorkerReply:

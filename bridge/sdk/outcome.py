@@ -49,9 +49,13 @@ def refused_output(task: Task, error: str | None) -> dict[str, Any]:
             "error": f"output refused: {error}"[:MAX_TEXT]}
 
 
-def progress(task: Task, percent: float | None, message: str | None, with_logs: dict[str, str]) -> dict[str, Any]:
-    return {"type": "progress", "instance": task.instance, "token": task.token, "percent": percent,
+def progress(task: Task, percent: float | None, message: str | None, with_logs: dict[str, str],
+             checkpoint: Any = None) -> dict[str, Any]:
+    sent = {"type": "progress", "instance": task.instance, "token": task.token, "percent": percent,
             "message": message, **with_logs}
+    if checkpoint is not None:
+        sent["checkpoint"] = checkpoint
+    return sent
 
 
 def logs(task: Task) -> dict[str, str]:

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Callable, NoReturn
 
 from bridge.sdk.errors import SkipTask, TaskCancelled
+from flow45.checkpoints import checkpoint_problem
 from flow45.logs import LOG_TAIL_MAX, tail_problem, url_problem
 from flow45.messages import Offer
 
@@ -44,6 +45,9 @@ class Task:
         # When the task's `timeout` ends this attempt, whatever its progress (None: it has none); a
         # handler that will not finish by then can stop early: its submit would be refused as stale.
         self.timeout_at: dt.datetime | None = _parse_time(grant.get("timeout_at"))
+        # Where the work got to: the last checkpoint an earlier attempt of this instance sent (a retry,
+        # or after its lease expired), then the last one this handler sent; None to start from the top.
+        self.checkpoint: Any = grant.get("checkpoint")
         self.worker = worker
         self.cancelled = threading.Event()
         self.callback_key: str | None = None  # set by park()
@@ -71,17 +75,24 @@ class Task:
         self.log_unsent = self.log_unsent or url is not None or tail is not None
 
     def progress(self, percent: float | None = None, message: str | None = None, *, log_url: str | None = None,
-                 log_tail: str | None = None) -> bool:
+                 log_tail: str | None = None, checkpoint: Any = None) -> bool:
         """Report progress (0-100 and/or a line of text); it also renews the lease. `log_url` and
-        `log_tail`: as `log()`. Returns False, and sets `cancelled`, when the attempt is no longer current."""
+        `log_tail`: as `log()`. `checkpoint`: where the work got to, any small JSON value (at most 4 KiB,
+        no secrets; ValueError otherwise); the instance's next attempt gets it as `task.checkpoint` if
+        this one does not finish. Returns False, and sets `cancelled`, when the attempt is no longer current."""
         if self.cancelled.is_set():
             return False
+        if checkpoint is not None and (problem := checkpoint_problem(checkpoint)):
+            raise ValueError(f"checkpoint {problem}")
         self.log(log_url, log_tail)
         if percent is not None:
             percent = max(0.0, min(100.0, float(percent)))
         if message is not None:
             message = str(message)[:MAX_TEXT]
-        return self._send_progress(self, percent, message)
+        if checkpoint is None:
+            return self._send_progress(self, percent, message)
+        self.checkpoint = checkpoint
+        return self._send_progress(self, percent, message, checkpoint=checkpoint)
 
     def park(self, deadline_seconds: float | None = None) -> str:
         """Park this attempt and return its callback key (a secret): hand the key to the service

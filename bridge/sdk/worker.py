@@ -431,10 +431,11 @@ class Worker:
 
     # ---- from the handler's thread, and heartbeats ---------------------------------------------
 
-    def _progress(self, task: Task, percent: float | None, message: str | None, *, timeout: float | None = None) -> bool:
+    def _progress(self, task: Task, percent: float | None, message: str | None, *, timeout: float | None = None,
+                  checkpoint: Any = None) -> bool:
         unsent = logs(task) if task.log_unsent else {}
         try:
-            reply = self._request(progress(task, percent, message, unsent), attempts=1, timeout=timeout)
+            reply = self._request(progress(task, percent, message, unsent, checkpoint), attempts=1, timeout=timeout)
         except TransportError as exc:
             log.warning("progress of %r unanswered: %s", task, exc)
             return True  # unknown, not refused

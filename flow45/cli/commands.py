@@ -309,6 +309,8 @@ def cmd_instance(args) -> int:
             print(f"    output {wire.dumps(a.output)}")
         if a.error:
             print(f"    error {a.error}")
+        if a.checkpoint is not None:
+            print(f"    checkpoint {wire.dumps(a.checkpoint)}")
         _print_log(a.log_url, a.log_tail, "    ")
     return 0
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator
 
+from flow45.checkpoints import CHECKPOINT_MAX, checkpoint_problem
 from flow45.logs import LOG_TAIL_MAX, LOG_URL_MAX, tail_problem, url_problem
 from flow45.messages.base import UtcTime, _Message, _types
 from flow45.names import NAME
@@ -97,6 +98,18 @@ class Progress(_Logged):
     type: Literal["progress"]
     percent: float | None = Field(None, ge=0, le=100)
     message: str | None = Field(None, max_length=2000)
+    checkpoint: Any = Field(
+        None, description=f"where the work got to, any JSON value up to {CHECKPOINT_MAX} bytes (and the output cap), "
+                          "nothing that looks like a secret: kept with the attempt, and given to the instance's next "
+                          "attempt (a retry, or after an expired lease) in its claim's answer so that it can resume; "
+                          "null leaves the last one. An undo starts the instance afresh, without it")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _keepable_checkpoint(cls, checkpoint: Any) -> Any:
+        if checkpoint is not None and (problem := checkpoint_problem(checkpoint, current_settings().output_max_bytes)):
+            raise ValueError(f"checkpoint {problem}")
+        return checkpoint
 
 
 MAX_NEXT = 64  # functions a worker may name in `next`

@@ -148,6 +148,7 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
     if isinstance(msg, m.Progress):
         rules.progress(ch, instance, task, msg.percent, msg.message)
         rules.note_log(ch, instance.id, msg.token, msg.log_url, msg.log_tail)
+        rules.keep_checkpoint(ch, instance.id, msg.token, msg.checkpoint)
         return rules.reply(instance, token=msg.token, lease_expires_at=instance.lease_expires_at)
     if isinstance(msg, m.Submit):
         spec = unit.spec(instance.run_id)
@@ -167,13 +168,16 @@ def _apply(unit: Unit, item: Item) -> WorkerReply:
 
 
 def _complete_replies(unit: Unit, fresh: list[Item]) -> None:
-    """A claim's reply carries the upstream outputs, and a submit's the downstream attempt claimed for
-    its worker as its offer would have carried it; outputs read once for the batch, with its offers'."""
+    """A claim's reply carries the upstream outputs and where earlier attempts got to, and a submit's
+    the downstream attempt claimed for its worker as its offer would have carried it; outputs read once
+    for the batch, with its offers'."""
     claims = [(i, unit.instance(i.message.instance)) for i in fresh if isinstance(i.message, m.Claim)]
     taken = [(i, i.taken) for i in fresh if i.taken is not None]
     given = unit.inputs_of([instance for _, instance in claims + taken] + unit.changes.offers)
+    resumed = unit.checkpoints_of([instance for _, instance in claims])
     for item, instance in claims:
-        item.result = WorkerReply(**{**item.result.__dict__, "inputs": given[instance.id]})
+        item.result = WorkerReply(**{**item.result.__dict__, "inputs": given[instance.id],
+                                     "checkpoint": resumed.get(instance.id)})
     for item, instance in taken:
         grant = rules.offer_row(instance, unit.run_of(instance), unit.spec(instance.run_id), given[instance.id], unit.at)["body"]
         grant["lease_expires_at"] = iso(instance.lease_expires_at)

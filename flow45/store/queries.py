@@ -180,7 +180,7 @@ def _attempt_view(a: Attempt, undone: frozenset = frozenset()) -> AttemptView:
     return AttemptView(
         number=a.number, status=a.status, worker=a.worker, claimed_at=a.claimed_at, finished_at=a.finished_at,
         output=a.output, error=a.error, archived=a.archived, comment=a.comment, lineage=lineage, log_url=a.log_url,
-        log_tail=a.log_tail,
+        log_tail=a.log_tail, checkpoint=a.checkpoint,
     )
 
 

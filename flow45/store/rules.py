@@ -38,6 +38,7 @@ class Changes:
     freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
     comments: dict[tuple, str] = field(default_factory=dict)  # (instance, token) -> a human submit's comment
     logs: dict[tuple, tuple] = field(default_factory=dict)  # (instance, token) -> (log_url, log_tail), either may be None
+    checkpoints: dict[tuple, Any] = field(default_factory=dict)  # (instance, token) -> the last checkpoint sent
     reached: list[tuple] = field(default_factory=list)  # (run, final state, actor): connected workflows may start
 
 
@@ -176,6 +177,13 @@ def progress(ch: Changes, instance, task, percent: float | None, message: str | 
         instance.progress_message = message[:MAX_MESSAGE]
     instance.updated_at = ch.at
     ch.instances[instance.id] = instance
+
+
+def keep_checkpoint(ch: Changes, instance_id: int, token: str, checkpoint: Any) -> None:
+    """Keep where the attempt of this token got to (once its message is accepted); none sent leaves
+    the last one (flow45.checkpoints)."""
+    if checkpoint is not None:
+        ch.checkpoints[(instance_id, token)] = checkpoint
 
 
 def note_log(ch: Changes, instance_id: int, token: str, url: str | None, tail: str | None) -> None:

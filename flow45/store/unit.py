@@ -47,7 +47,7 @@ RUN_CASTS = {"id": "bigint", "status": "varchar", "started_at": "timestamp", "up
              "finished_at": "timestamp"}
 ATTEMPT_CASTS = {"instance_id": "bigint", "token": "varchar", "status": "varchar", "output": "text",
                  "error": "text", "finished_at": "timestamp", "comment": "text", "log_url": "varchar",
-                 "log_tail": "text"}
+                 "log_tail": "text", "checkpoint": "text"}
 
 
 class Row:
@@ -298,6 +298,20 @@ class Unit:
             self._given[instance.id] = rules.inputs(instance, self._inputs_from(instance), spec, outputs)
         return {i.id: self._given[i.id] for i in instances}
 
+    def checkpoints_of(self, instances: list[Row]) -> dict[int, Any]:
+        """Where each instance's earlier attempts got to: the last checkpoint of those an undo has not
+        archived (flow45.checkpoints). A first attempt has none, so first attempts cost no read."""
+        later = [i.id for i in instances if i.attempt > 1]
+        if not later:
+            return {}
+        sql = ("SELECT instance_id, number, checkpoint FROM attempt WHERE instance_id {} AND checkpoint IS NOT NULL "
+               "AND NOT archived")
+        last: dict[int, tuple[int, str]] = {}
+        for instance_id, number, checkpoint in dialect().select_in(sql, later, "bigint[]"):
+            if instance_id not in last or number > last[instance_id][0]:
+                last[instance_id] = (number, checkpoint)
+        return {i: json.loads(checkpoint) for i, (_, checkpoint) in last.items()}
+
     # ---- writing -----------------------------------------------------------------------------
 
     def flush(self, processed: list[dict] | None = None) -> list[OutboxMessage]:
@@ -364,6 +378,8 @@ class Unit:
         for column, n in (("log_url", 0), ("log_tail", 1)):  # each only where sent: the other one stays
             logs = [(i, token, sent[n]) for (i, token), sent in ch.logs.items() if sent[n] is not None]
             update_rows("attempt", ("instance_id", "token"), (column,), logs, ATTEMPT_CASTS, deferred=deferred)
+        checkpoints = [(i, token, as_json(value)) for (i, token), value in ch.checkpoints.items()]
+        update_rows("attempt", ("instance_id", "token"), ("checkpoint",), checkpoints, ATTEMPT_CASTS, deferred=deferred)
         runs = [(r.id, *(getattr(r, c) for c in RUN_COLUMNS)) for r in (ch.runs[x] for x in sorted(ch.runs))]
         update_rows("run", ("id",), RUN_COLUMNS, runs, RUN_CASTS, deferred=deferred)
         insert_rows(Event, ch.events, deferred=deferred)

@@ -9,6 +9,7 @@ from typing import Any
 
 from flow45 import messages as m
 from flow45 import states as S
+from flow45.checkpoints import check_checkpoint
 from flow45.clock import to_utc
 from flow45.db import atomic
 from flow45.errors import StaleToken
@@ -79,11 +80,12 @@ def _logs(instance_id: int, log_url: str | None, log_tail: str | None) -> dict:
 def progress(
     instance_id: int, token: str, percent: float | None = None, message: str | None = None, *,
     now: dt.datetime | None = None, team: str | None = None, message_id: str | None = None,
-    log_url: str | None = None, log_tail: str | None = None,
+    log_url: str | None = None, log_tail: str | None = None, checkpoint: Any = None,
 ) -> WorkerReply:
-    """Record progress and renew the lease; a log link or tail is kept with the attempt."""
+    """Record progress and renew the lease; a log link or tail, and a checkpoint, are kept with the attempt."""
+    check_checkpoint(checkpoint, f"task instance {instance_id}", current_settings().output_max_bytes)
     sent = m.Progress.model_construct(type="progress", instance=instance_id, token=token, percent=percent, message=message,
-                                      **_logs(instance_id, log_url, log_tail))
+                                      checkpoint=checkpoint, **_logs(instance_id, log_url, log_tail))
     return apply_message(sent, team=team, message_id=message_id, now=now)
 
 

@@ -39,7 +39,7 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEA
 BEARER = "Bearer eyJzZWNyZXQiOiJ0b3Agc2VjcmV0In0abc"
 SECRET_MARKS = ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw", "eyJzZWNyZXQiOiJ0b3Agc2VjcmV0In0abc")
 TEMPLATES = {  # kind -> its fields, right; the test then spoils some
-    "claim": ["instance", "token", "worker"], "progress": ["instance", "token", "percent"],
+    "claim": ["instance", "token", "worker"], "progress": ["instance", "token", "percent", "checkpoint"],
     "submit": ["instance", "token", "output", "next"], "fail": ["instance", "token", "error"],
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
     "trigger": ["workflow", "params", "logical_time"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
@@ -98,7 +98,7 @@ RIGHT = {
     "reason": "r", "dry_run": True, "files": {"a.yaml": "team: reports\n"}, "workflow": "monthly_report",
     "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
     "logical_time": "2026-10-01T06:00:00Z", "start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z",
-    "text": "a note", "user": "reports-ops",
+    "text": "a note", "user": "reports-ops", "checkpoint": {"next": 3},
 }
 TIME_FIELDS = {"logical_time", "start", "end"}
 # Times of the wire's pattern that the calendar may not have (day 31 of April, hour 24, year 0), and its ends.

@@ -81,11 +81,15 @@ def test_every_message_of_a_run_matches_flow45_schema(bridge_env, wire_log):
     use = wait_offer(bridge_env, "reports", "wire_use")
     assert use["inputs"] == {"doc": NORMALISED}, "offers carry the stored form: UTC with Z, null for omitted fields"
 
-    work("claim", maybe, worker="w1")
+    assert work("claim", maybe, worker="w1")["checkpoint"] is None
+    work("progress", maybe, checkpoint={"source": "day-2026-03-01", "offset": 4096})
+    with pytest.raises(BridgeRefused, match="progress.checkpoint: Value error, checkpoint refused, checkpoint.token"):
+        work("progress", maybe, checkpoint={"token": "abc"})
     assert work("fail", maybe, error="cannot", retryable=False, log_tail="no source\n")["state"] == "failed"
     operator("retry", instance=maybe["instance"])
     maybe = wait_offer(bridge_env, "reports", "wire_maybe")
-    work("claim", maybe, worker="w1")
+    resumed = work("claim", maybe, worker="w1")
+    assert resumed["checkpoint"] == {"source": "day-2026-03-01", "offset": 4096}, "the retry goes on from there"
     work("skip", maybe, reason="nothing to do")
 
     operator("hold", instance=use["instance"], reason="look first")

@@ -161,6 +161,18 @@ def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45,
     assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out
 
 
+def test_instance_shows_where_each_attempt_got_to(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS.replace("output: Blob}", "output: Blob, retries: 1}", 1))
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    grant = claim(run, "a", now=T0)
+    store.progress(grant.instance, grant.token, 30, checkpoint={"next_page": 31, "of": "ledger-2026-02"}, now=T0)
+    store.fail(grant.instance, grant.token, "timeout talking to the bank", now=T0)
+    _, out, _ = flow45("instance", str(grant.instance))
+    assert '    checkpoint {"next_page":31,"of":"ledger-2026-02"}' in out.splitlines()
+    _, out, _ = flow45("instance", str(grant.instance), "--json")
+    assert json.loads(out)["attempts"][0]["checkpoint"] == {"next_page": 31, "of": "ledger-2026-02"}
+
+
 def test_notes_on_a_run_are_kept_in_its_ledger_and_shown_oldest_first(flow45, tmp_path):
     deploy_text(tmp_path, PARAMS)
     run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)

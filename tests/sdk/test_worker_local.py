@@ -135,6 +135,33 @@ def test_an_exception_fails_the_attempt_and_it_is_retried(acme, make_worker):
     assert (second.status, second.log_url) == ("succeeded", None)
 
 
+def test_a_retried_handler_resumes_from_the_checkpoint_its_last_attempt_sent(acme, make_worker):
+    worker = make_worker("acme")
+    files = [f"part-{n}" for n in range(6)]
+    loaded, seen = [], []
+
+    @worker.handler("fx")
+    def fx(task):
+        seen.append(task.checkpoint)
+        start = task.checkpoint["next"] if task.checkpoint else 0
+        for n in range(start, len(files)):
+            if task.attempt == 1 and n == 4:
+                raise RuntimeError("connection reset")
+            loaded.append(files[n])
+            task.progress(100 * (n + 1) / len(files), checkpoint={"next": n + 1})
+        with pytest.raises(ValueError, match="checkpoint refused, checkpoint.password"):
+            task.progress(checkpoint={"password": "x"})  # refused before it is sent
+        return BLOB
+
+    run = store.trigger("acme", "flaky", actor="tester")
+    worker.start()
+    assert wait_finished(run) == S.SUCCEEDED
+    assert seen == [None, {"next": 4}]
+    assert loaded == files  # each file once: the retry went on from the fifth
+    first, second = attempts(instance_of(run, "x").id)
+    assert (first.checkpoint, second.checkpoint) == ({"next": 4}, {"next": 6})
+
+
 def test_a_permanent_error_fails_without_retry(acme, make_worker):
     worker = make_worker("acme")
     calls = []

@@ -201,6 +201,7 @@ async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
     store.undo(instance(run, "extract").id, "first try", actor="someone", now=T0)
     complete(run, "extract", {"uri": "s3://sales/2026-02-v2.csv", "rows": 12})
     grant = store.claim(render.id, instance(run, "render").token, "w1", now=T0)
+    store.progress(render.id, grant.token, 90, checkpoint={"page": 12}, now=T0)
     store.submit(render.id, grant.token, {"uri": "s3://reports/2026-02-v2.pdf", "pages": 13}, now=T0,
                  log_url="https://logs.example.org/render/2", log_tail="fonts embedded\n12 pages\n")
     app = Dashboard(OPERATOR, database_url=tui_db)
@@ -218,6 +219,7 @@ async def test_instance_screen_shows_every_attempt_and_its_ledger(tui_db):
         output = text_of(screen.query_one("#inst-output"))
         assert "2026-02-v2.pdf" in output and "log https://logs.example.org/render/2" in output
         assert "│ 12 pages" in output and "│ 12 pages" in shown  # the attempt's log tail, in both places
+        assert 'checkpoint {"page": 12}' in shown  # where it got to
         ledger = screen.query_one(Ledger)
         assert ledger.last_id == Event.select().where(Event.instance == render.id).order_by(Event.id.desc()).get().id
         assert Attempt.select().where(Attempt.instance == render.id).count() == 2

@@ -131,6 +131,8 @@ def attempts_table(instance: InstanceView) -> Table:
             result = Group(Text.assemble(("comment ", "bold"), a.comment), result)
         if a.lineage or a.used_by:
             result = Group(lineage_text(a), result)
+        if a.checkpoint is not None:  # where it got to: the next attempt starts from there
+            result = Group(result, Text.assemble(("checkpoint ", "bold"), json.dumps(a.checkpoint)))
         if a.log_url or a.log_tail:
             result = Group(result, log_text(a.log_url, a.log_tail, lines=3))
         table.add_row(str(a.number), status, Text(a.worker or ""), f"{when(a.claimed_at)}\n{when(a.finished_at)}",
