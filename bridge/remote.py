@@ -28,7 +28,7 @@ from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions, WorkflowView,
 )
 
 log = logging.getLogger("flow45.client")
@@ -172,6 +172,11 @@ class RemoteClient(Client):
         if self._other_team(team):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
         return WorkflowStats.from_json(self._read({"type": "stats", "workflow": workflow, "runs": runs}))
+
+    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+        if self._other_team(team):
+            raise NotFound(f"workflow {team}/{workflow} is not deployed")
+        return WorkflowVersions.from_json(self._read({"type": "versions", "workflow": workflow, "limit": limit}))
 
     def run_row(self, run_id: int) -> RunView | None:
         found = self.runs(before=run_id + 1, limit=1)

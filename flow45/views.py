@@ -280,6 +280,30 @@ class WorkflowStats(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class VersionView(View):
+    """One deployed version of a workflow: when, by whom, how many runs follow it, what it changed."""
+
+    version: int
+    deployed_at: dt.datetime
+    deployed_by: str
+    content_hash: str
+    runs: int
+    changes: list[str]  # from the version before it (flow45.store.spec_diff); empty for the first
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowVersions(View):
+    """A workflow's versions, newest first (`flow45 versions`)."""
+
+    team: str
+    workflow: str
+    current: int
+    retired: bool
+    total: int  # versions deployed, shown or not
+    versions: list[VersionView]
+
+
+@dataclasses.dataclass(frozen=True)
 class InboxItem(View):
     """A human task waiting for a decision, with what a person needs to decide it."""
 
@@ -378,6 +402,7 @@ class DeployedWorkflow(View):
     # created | updated | unchanged | restored (it was retired) | missing (deployed, not in this config:
     # deploy --prune retires it) | retired (by this deploy's --prune)
     change: str
+    changes: list[str] = dataclasses.field(default_factory=list)  # updated: what changed (flow45.store.spec_diff)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ import getpass
 import os
 import sys
 
-from flow45.cli import commands, flows, human, notify, optools, prune, service  # noqa: F401  (registers their commands)
+from flow45.cli import (commands, flows, human, notify, optools, prune, service,  # noqa: F401 (registers commands)
+                        versions)
 from flow45.cli.base import (COMMANDS, UsageError, _add_run_params, _as_of, _moment, _param_pair, _positive_int,
                              _positive_seconds, _utc_time, _whole_number, command)
 from flow45.cli.output import visible_output
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stats", "per-task p50/p95 duration and failure rate over a workflow's recent runs", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--runs", type=_positive_int, default=50, help="how many of the newest runs (at most 500)")
+    p = add("versions", "a workflow's deployed versions, newest first: who deployed each and when, its runs, "
+                        "and what it changed from the one before", True)
+    p.add_argument("workflow", metavar="TEAM/WORKFLOW")
+    p.add_argument("--limit", type=_positive_int, default=20, help="how many of the newest versions (at most 500)")
     add("instance", "show a task instance and its attempts", True).add_argument("instance", type=_positive_int)
     p = add("undo", "undo a task instance and what followed from it", True)
     p.add_argument("instance", type=_positive_int)

@@ -14,6 +14,7 @@ from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_work
                              say_if_no_team, suggesting)
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
+from flow45.cli.versions import print_deploy_changes
 from flow45.clock import utcnow
 from flow45.store.rules_human import relative_due
 from flow45.timing import instance_time, instance_wait, last_run_text, next_run_text, run_time, run_wait, short_span
@@ -43,6 +44,7 @@ def cmd_deploy(args) -> int:
         print_json(report.to_json())
     else:
         print_table(["team", "workflow", "version", "change"], [(w.team, w.workflow, w.version, w.change) for w in report.workflows])
+        print_deploy_changes(report)
         if report.missing:
             names = ", ".join(f"{w.team}/{w.workflow}" for w in report.missing)
             print(f"deployed but not in {args.path}: {names}; deploy --prune retires them (their history stays)")

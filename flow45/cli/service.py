@@ -126,6 +126,8 @@ def bridge_deploy(args) -> int:
     result = call(_amqp_url(), team, {"type": "deploy", "files": {f.name: f.read_text() for f in files}})
     for row in result["workflows"]:
         print(f"{row['team']}/{row['workflow']} v{row['version']}: {row['change']}")
+        for line in row.get("changes", []):
+            print(f"  {line}")
     return 0
 
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 from flow45.store.specs import VersionSpec
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions,
+    WorkflowView,
 )
 
 RUNS_PAGE = 50  # runs per page unless asked otherwise
@@ -87,6 +88,11 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def stats(self, team: str, workflow: str, runs: int = 50) -> WorkflowStats:
         """Per-task p50/p95 duration and failure rate over the workflow's newest `runs` runs (at most 500)."""
+
+    @abc.abstractmethod
+    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+        """The workflow's newest `limit` versions (at most 500), newest first: who deployed each, when, its
+        runs, and what it changed."""
 
     @abc.abstractmethod
     def run_row(self, run_id: int) -> RunView | None:

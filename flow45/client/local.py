@@ -22,7 +22,7 @@ from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions, WorkflowView,
 )
 
 
@@ -84,6 +84,13 @@ class LocalClient(Client):
         from flow45.store.task_stats import workflow_stats
 
         return workflow_stats(team, workflow, runs)
+
+    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+        if self._other_team(team):
+            raise self._missing_workflow(team, workflow)
+        from flow45.store.versions import workflow_versions
+
+        return workflow_versions(team, workflow, limit)
 
     def run_row(self, run_id: int) -> RunView | None:
         found = store.list_runs(self.team, before=run_id + 1, limit=1)

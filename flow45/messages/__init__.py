@@ -19,7 +19,7 @@ from flow45.messages.operator import (  # noqa: F401
     OperatorSubmit, Take, HandBack, SetOutput, Note, Status, OperatorMessage, OPERATOR_MESSAGES, OPERATOR_TYPES,
 )
 from flow45.messages.reads import (  # noqa: F401
-    MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadInstance, ReadEvents, ReadCounts,
+    MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents, ReadCounts,
     ReadInbox, ReadSpec, ReadSchema, OperatorRead, OPERATOR_READS, READ_TYPES,
 )
 from flow45.messages.replies import (  # noqa: F401

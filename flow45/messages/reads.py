@@ -65,6 +65,15 @@ class ReadStats(_Message):
     runs: int = Field(50, ge=1, le=MAX_PAGE)
 
 
+class ReadVersions(_Message):
+    """A workflow's versions, newest first: who deployed each and when, its runs, what it changed
+    (`flow45 versions`)."""
+
+    type: Literal["versions"]
+    workflow: str = Field(max_length=200)
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+
+
 class ReadInstance(_Message):
     """A task instance with its attempts."""
 
@@ -122,8 +131,8 @@ class ReadSchema(_Message):
 
 
 OperatorRead = Annotated[
-    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadInstance, ReadEvents, ReadCounts, ReadInbox,
-          ReadSpec, ReadSchema],
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents, ReadCounts,
+          ReadInbox, ReadSpec, ReadSchema],
     Field(discriminator="type"),
 ]
 

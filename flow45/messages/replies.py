@@ -13,11 +13,13 @@ from flow45.messages.operator import (
     SetOutput, Status, Take, Trigger, Undo, Validate,
 )
 from flow45.messages.reads import (
-    ReadCounts, ReadEvents, ReadInbox, ReadInstance, ReadRun, ReadRuns, ReadSchema, ReadSpec, ReadStats, ReadWorkflows, WhoAmI,
+    ReadCounts, ReadEvents, ReadInbox, ReadInstance, ReadRun, ReadRuns, ReadSchema, ReadSpec, ReadStats, ReadVersions,
+    ReadWorkflows, WhoAmI,
 )
 from flow45.messages.worker import CallbackFail, CallbackSubmit, Claim, Fail, Park, Progress, Skip, Submit
 from flow45.views import (
-    BackfillPlan, DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats, WorkflowView,
+    BackfillPlan, DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats,
+    WorkflowVersions, WorkflowView,
 )
 
 
@@ -135,6 +137,7 @@ RESULTS: dict[type[BaseModel], Any] = {
     SetOutput: InstanceState, Backfill: BackfillPlan, Pause: Paused, Resume: Paused,
     Status: Union[RunView, RunList],
     WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
+    ReadVersions: WorkflowVersions,
     ReadInstance: InstanceView,
     ReadEvents: EventList, ReadCounts: StatusCounts, ReadInbox: Inbox, ReadSpec: VersionDocument,
     ReadSchema: dict[str, Any],

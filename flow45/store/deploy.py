@@ -17,6 +17,7 @@ from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
 from flow45.store.unit import record_event
 from flow45.store.specs import parse_version, spec_document
+from flow45.store.spec_diff import spec_changes
 from flow45.views import DeployedWorkflow, DeployReport
 
 
@@ -117,17 +118,18 @@ def _store_version(team: str, name: str, document: dict, actor: str, at: dt.date
                 return DeployedWorkflow(team, name, current.version, "restored")
         if current.content_hash == digest:
             return DeployedWorkflow(team, name, current.version, "unchanged")
-        number, change = workflow.current_version + 1, "updated"
+        number, change, changes = workflow.current_version + 1, "updated", spec_changes(current.spec, document)
     else:
         workflow = Workflow.create(team=team, name=name, current_version=0, created_at=at, updated_at=at)
-        number, change = 1, "created"
+        number, change, changes = 1, "created", []
     WorkflowVersion.create(
         workflow=workflow, version=number, content_hash=digest, spec=document, deployed_by=actor, created_at=at
     )
     workflow.current_version, workflow.updated_at = number, at
     workflow.save()
-    record_event(at, team, "deploy", actor, detail={"workflow": name, "version": number, "hash": digest[:12]})
-    return DeployedWorkflow(team, name, number, change)
+    detail = {"workflow": name, "version": number, "hash": digest[:12], **({"changes": changes} if changes else {})}
+    record_event(at, team, "deploy", actor, detail=detail)
+    return DeployedWorkflow(team, name, number, change, changes)
 
 
 def find_workflow(team: str, name: str) -> Workflow:

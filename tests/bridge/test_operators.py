@@ -32,7 +32,7 @@ def one_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_an_operator_needs_only_its_broker_url(bridge_env, tmp_path):
+def test_an_operator_needs_only_its_broker_url(bridge_env, tmp_path, tmp_path_factory):
     ops = bridge_env.url("reports-ops")
     done = operator(ops, "bridge", "deploy", str(EXAMPLES), cwd=tmp_path)
     assert done.returncode == 0 and "reports/monthly_report v1: created" in done.stdout, done.stderr
@@ -53,6 +53,12 @@ def test_an_operator_needs_only_its_broker_url(bridge_env, tmp_path):
     assert done.returncode == 0, done.stderr
     undone = store.list_events(before[-1].id, run=run, limit=100)
     assert undone and {(e.kind, e.actor) for e in undone} == {("undo", "reports-ops")}
+    changed = tmp_path_factory.mktemp("v2") / "reports.yaml"
+    changed.write_text((EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 3"))
+    done = operator(ops, "bridge", "deploy", str(changed), cwd=tmp_path)
+    assert done.returncode == 0 and "reports/monthly_report v2: updated\n  max_active_runs: 2 -> 3\n" in done.stdout
+    done = operator(ops, "versions", "reports/monthly_report", cwd=tmp_path)
+    assert done.returncode == 0 and "by reports-ops" in done.stdout.splitlines()[1], done.stderr
     assert list(tmp_path.iterdir()) == []  # no store, no settings: nothing made here
 
 

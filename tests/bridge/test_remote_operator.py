@@ -15,9 +15,10 @@ import pytest
 
 from bridge.setup_broker import team_permissions
 from flow45 import names, store
+from flow45.config import load_config
 from flow45.models import Event
 from tests.bridge.test_operators import operator
-from tests.client.two_teams import _instance, deploy_two_teams, finish_nightly
+from tests.client.two_teams import T0, _instance, deploy_two_teams, finish_nightly
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
@@ -33,9 +34,12 @@ def at_some_day(url: str, *args: str, cwd, **env: str) -> subprocess.CompletedPr
                           env=environ, capture_output=True, text=True, timeout=60)
 
 
-def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url, tmp_path):
+def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url, tmp_path, tmp_path_factory):
     teams = deploy_two_teams(tmp_path)
     ours = teams["reports"]
+    changed = tmp_path_factory.mktemp("v2") / "reports.yaml"  # a second version, to tell what it changed
+    changed.write_text((EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 3"))
+    store.deploy(load_config(changed), actor="ann", now=T0)
     ops = bridge_env.url("reports-ops")
     extracted = Event.get((Event.run == ours.run) & (Event.kind == "submit")).id  # extract done, render offered next
     commands = (
@@ -53,6 +57,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
          ["show", "--json", str(ours.run), "--as-of", "2026-03-01T12:00:00Z"]),
         (["instance", str(ours.extract)], ["instance", str(ours.extract)]),
         (["stats", "reports/monthly_report", "--json"], ["stats", "reports/monthly_report", "--json"]),
+        (["versions", "reports/monthly_report"], ["versions", "reports/monthly_report"]),
+        (["versions", "reports/monthly_report", "--json"], ["versions", "reports/monthly_report", "--json"]),
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
@@ -67,6 +73,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         assert through_broker.stdout == on_database.stdout, remote
         assert "rival" not in through_broker.stdout
     assert list(tmp_path.iterdir()) == [tmp_path / "rival.yaml"]  # no store, no settings made here
+    versions = answers[[pair[0] for pair in commands].index(["versions", "reports/monthly_report"])][0].stdout
+    assert "v2  deployed 2026-03-01 12:00:00 by ann" in versions and "  max_active_runs: 2 -> 3" in versions
 
 
 def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(bridge_env, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import textwrap
 
 import time_machine
 
@@ -171,6 +172,29 @@ def test_instance_shows_where_each_attempt_got_to(flow45, tmp_path):
     assert '    checkpoint {"next_page":31,"of":"ledger-2026-02"}' in out.splitlines()
     _, out, _ = flow45("instance", str(grant.instance), "--json")
     assert json.loads(out)["attempts"][0]["checkpoint"] == {"next_page": 31, "of": "ledger-2026-02"}
+
+
+def test_deploy_says_what_changed_and_versions_lists_who_changed_what(flow45, tmp_path):
+    first, second = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
+    first.write_text(textwrap.dedent(PARAMS))
+    second.write_text(textwrap.dedent(PARAMS.replace("a: {function: fa, output: Blob}",
+                                                     "a: {function: fa, output: Blob, lease: 90s}")))
+    assert flow45("deploy", str(first))[0] == 0
+    with time_machine.travel(at(1).replace(tzinfo=dt.timezone.utc), tick=False):
+        code, out, _ = flow45("--as", "bob", "deploy", str(second))
+    assert code == 0 and out.endswith("acme/monthly v2 changes:\n  tasks.a.lease: null -> 90s\n")
+    code, out, _ = flow45("versions", "acme/monthly")
+    assert code == 0 and out.splitlines() == [
+        "acme/monthly: 2 version(s), current v2",
+        f"v2  deployed 2026-03-02 12:00:00 by bob  hash {out.split('hash ')[1][:12]}  runs 0",
+        "  tasks.a.lease: null -> 90s",
+        f"v1  deployed {out.split('v1  deployed ')[1][:19]} by ops-ann  hash {out.split('hash ')[2][:12]}  runs 0",
+        "  the first version",
+    ]
+    code, _, err = flow45("versions", "acme/monthly", "--limit", "501")
+    assert code == 2 and "--limit is at most 500, got 501" in err
+    code, _, err = flow45("versions", "acme/monthy")
+    assert code == 1 and "workflow acme/monthy is not deployed; did you mean acme/monthly?" in err
 
 
 def test_notes_on_a_run_are_kept_in_its_ledger_and_shown_oldest_first(flow45, tmp_path):

@@ -21,7 +21,8 @@ SECTIONS = {
     "`skip` (operator)": m.OperatorSkip, "`retry`": m.Retry, "`hold`": m.Hold, "`release`": m.Release,
     "`cancel`": m.Cancel, "`submit` (operator)": m.OperatorSubmit, "`take`": m.Take, "`hand_back`": m.HandBack,
     "`set_output`": m.SetOutput, "`backfill`": m.Backfill, "`pause`": m.Pause, "`resume`": m.Resume, "`status`": m.Status,
-    "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`runs`": m.ReadRuns, "`run`": m.ReadRun,
+    "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`versions`": m.ReadVersions, "`runs`": m.ReadRuns,
+    "`run`": m.ReadRun,
     "`instance`": m.ReadInstance, "`events`": m.ReadEvents, "`counts`": m.ReadCounts, "`inbox`": m.ReadInbox,
     "`spec`": m.ReadSpec, "`schema`": m.ReadSchema,
 }
