@@ -9,11 +9,14 @@ import time_machine
 from textual.widgets import DataTable, Static
 
 from flow45 import scheduler, store
+from flow45.config import load_config
+from tests.conftest import EXAMPLES
 from tests.tui.conftest import OPERATOR, SIZE, wait_until
 from tests.tui.test_dashboard import text_of
 from tui.app import Dashboard
 from tui.screens.runs import RunsScreen
 from tui.screens.workflow_tools import BackfillModal, PauseModal
+from tui.screens.versions import VersionsScreen
 from tui.screens.workflows import WorkflowsScreen
 
 # The example config was deployed at 2026-03-01 12:00 UTC; nightly_sales's tick of 02:30 UTC on the
@@ -26,7 +29,7 @@ def rows(app: Dashboard) -> dict[str, list[str]]:
     return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
 
 
-async def test_next_runs_an_overdue_schedule_and_a_workflows_tools_before_its_first_run(tui_db):
+async def test_next_runs_an_overdue_schedule_and_a_workflows_tools_before_its_first_run(tui_db, tmp_path):
     with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
         app = Dashboard(OPERATOR, database_url=tui_db)
         async with app.run_test(size=SIZE) as pilot:
@@ -50,6 +53,16 @@ async def test_next_runs_an_overdue_schedule_and_a_workflows_tools_before_its_fi
             await pilot.press("b")
             await wait_until(pilot, lambda: isinstance(app.screen, BackfillModal))
             assert app.screen.title_text == "Backfill reports/monthly_report"
+            await pilot.press("escape")
+            changed = (EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 1")
+            (tmp_path / "reports.yaml").write_text(changed)
+            store.deploy(load_config(tmp_path / "reports.yaml"), actor="kim", now=NOW)
+            await pilot.press("v")
+            await wait_until(pilot, lambda: isinstance(app.screen, VersionsScreen))
+            listed = text_of(app.screen.query_one("#versions-list", Static)).splitlines()
+            assert listed[0].startswith("v2  (current)  deployed 2026-03-02 03:00:00 by kim  runs 0  hash ")
+            assert listed[1:3] == ["  max_active_runs: 2 -> 1", listed[2]] and listed[2].startswith("v1  deployed")
+            assert listed[3] == "  the first version"
             await pilot.press("escape")
 
             scheduler.tick(NOW)  # the scheduler makes the overdue run: the screen follows the ledger

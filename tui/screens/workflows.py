@@ -38,7 +38,8 @@ class WorkflowsScreen(LiveScreen):
     CSS_PATH = "workflows.tcss"
     AUTO_FOCUS = "#workflows-table"
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("t", "trigger", "Trigger"),
-                Binding("p", "pause", "Pause/resume"), Binding("b", "backfill", "Backfill")]
+                Binding("p", "pause", "Pause/resume"), Binding("b", "backfill", "Backfill"),
+                Binding("v", "versions", "Versions")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,6 +122,12 @@ class WorkflowsScreen(LiveScreen):
         if (view := self._chosen()) is not None:
             self.app.push_screen(BackfillModal(view.team, view.name))
 
+    def action_versions(self) -> None:
+        from tui.screens.versions import VersionsScreen
+
+        if (view := self._chosen()) is not None:
+            self.app.push_screen(VersionsScreen(view.team, view.name))
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         team, _, name = str(event.row_key.value).partition("/")
         self.runs_of(team, name)
@@ -142,4 +149,5 @@ class WorkflowsScreen(LiveScreen):
                  lambda: self.runs_of(view.team, view.name)),
                 (f"Trigger {name} (t)", "its params as a form", self.action_trigger),
                 (f"Pause or resume {name} (p)", "paused: its schedule makes no runs", self.action_pause),
-                (f"Backfill {name} (b)", "a run per schedule tick in a range, listed first", self.action_backfill)]
+                (f"Backfill {name} (b)", "a run per schedule tick in a range, listed first", self.action_backfill),
+                (f"Versions of {name} (v)", "who deployed each, when, and what it changed", self.action_versions)]
