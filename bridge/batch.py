@@ -52,7 +52,8 @@ def _one(inbound: Inbound, at: dt.datetime) -> Outcome:
     try:
         with atomic():  # a savepoint inside the batch's transaction
             result = apply(inbound, at)
-        return Outcome(result=result, deployed=inbound.message.type == "deploy")
+        deployed = inbound.message.type == "deploy" and not inbound.message.dry_run
+        return Outcome(result=result, deployed=deployed)
     except Refusal as refusal:
         return Outcome(refusal=refusal)
     except Flow45Error as error:

@@ -44,7 +44,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         teams = _configs(inbound, msg.files)
         return {"teams": [{"team": t.team, "workflows": sorted(t.workflows), "types": sorted(t.types)} for t in teams]}
     if isinstance(msg, m.Deploy):
-        return store.deploy(_configs(inbound, msg.files), actor=actor, now=at, prune=msg.prune).to_json()
+        return store.deploy(_configs(inbound, msg.files), actor=actor, now=at, prune=msg.prune,
+                            dry_run=msg.dry_run).to_json()
     if isinstance(msg, m.Trigger):
         run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
                             logical_time=utc_time(msg.logical_time))

@@ -331,8 +331,8 @@ class RemoteClient(Client):
         done = self._change({"type": "callback_fail", "key": key, "error": error, "retryable": retryable})
         return done["instance"], done["state"]
 
-    def deploy(self, path: Path, prune: bool = False) -> DeployReport:
-        result = self._change({"type": "deploy", "files": _yaml_files(path), "prune": prune})
+    def deploy(self, path: Path, prune: bool = False, dry_run: bool = False) -> DeployReport:
+        result = self._change({"type": "deploy", "files": _yaml_files(path), "prune": prune, "dry_run": dry_run})
         return DeployReport.from_json(result)
 
     def validate(self, path: Path) -> list[ValidatedTeam]:

@@ -408,6 +408,7 @@ class DeployedWorkflow(View):
 @dataclasses.dataclass(frozen=True)
 class DeployReport(View):
     workflows: list[DeployedWorkflow]
+    dry_run: bool = False  # what the deploy would do; nothing was kept
 
     @property
     def changed(self) -> list[DeployedWorkflow]:

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--prune", action="store_true",
                    help="retire the team's deployed workflows that the config leaves out (their history stays)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what the deploy would do (new versions, what they change, what --prune retires), "
+                        "keep nothing")
     p = add("workflows", "list deployed workflows", True)
     p.add_argument("--team")
     p = add("trigger", "start a run of TEAM/WORKFLOW", True)

@@ -38,11 +38,14 @@ def cmd_deploy(args) -> int:
     from flow45.config import load_config
 
     load_config(args.path)  # a config with problems is refused before the store is touched
-    report = _client(args, create=True).deploy(Path(args.path), prune=args.prune)
-    _declare_queues(sorted({w.team for w in report.workflows}))
+    report = _client(args, create=not args.dry_run).deploy(Path(args.path), prune=args.prune, dry_run=args.dry_run)
+    if not report.dry_run:
+        _declare_queues(sorted({w.team for w in report.workflows}))
     if args.json:
         print_json(report.to_json())
     else:
+        if report.dry_run:
+            print(f"dry run: what deploying {args.path} would do; nothing was deployed")
         print_table(["team", "workflow", "version", "change"], [(w.team, w.workflow, w.version, w.change) for w in report.workflows])
         print_deploy_changes(report)
         if report.missing:

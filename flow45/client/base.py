@@ -226,8 +226,9 @@ class Client(abc.ABC):
         """Fail the attempt parked under `key`; (instance, its state after it)."""
 
     @abc.abstractmethod
-    def deploy(self, path: Path, prune: bool = False) -> DeployReport:
-        """Deploy a config file or folder; `prune` retires the team's workflows that it leaves out."""
+    def deploy(self, path: Path, prune: bool = False, dry_run: bool = False) -> DeployReport:
+        """Deploy a config file or folder; `prune` retires the team's workflows that it leaves out; a dry run
+        says what it would do and keeps nothing."""
 
     @abc.abstractmethod
     def validate(self, path: Path) -> list[ValidatedTeam]:

@@ -237,7 +237,7 @@ class LocalClient(Client):
         done = store.fail_callback(key, error, actor=self.actor, retryable=retryable, team=self.team)
         return done.instance, done.state
 
-    def deploy(self, path: Path, prune: bool = False) -> DeployReport:
+    def deploy(self, path: Path, prune: bool = False, dry_run: bool = False) -> DeployReport:
         from flow45.config import load_config
         from flow45.errors import Flow45Error
 
@@ -245,7 +245,7 @@ class LocalClient(Client):
         others = sorted({t.team for t in teams} - {self.team}) if self.team else []
         if others:
             raise Flow45Error(f"{path} names team {others[0]}; this client deploys only team {self.team}")
-        return store.deploy(teams, actor=self.actor, prune=prune)
+        return store.deploy(teams, actor=self.actor, prune=prune, dry_run=dry_run)
 
     def validate(self, path: Path) -> list[ValidatedTeam]:
         from flow45.config import load_config

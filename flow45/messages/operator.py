@@ -18,6 +18,8 @@ class Deploy(_Message):
     type: Literal["deploy"]
     files: dict[str, str] = Field(min_length=1, description="file name -> YAML text")
     prune: bool = Field(False, description="retire the team's deployed workflows that these files leave out")
+    dry_run: bool = Field(False, description="answer what the deploy would do (versions, changes, refusals), "
+                                             "keep nothing")
 
 
 class Validate(_Message):

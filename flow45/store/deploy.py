@@ -59,10 +59,26 @@ def _signature_conflicts(config: TeamConfig) -> list[str]:
     return problems
 
 
-def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, *, prune: bool = False) -> DeployReport:
+class _Undone(Exception):
+    """Rolls a dry run's transaction back, carrying what it would have done."""
+
+    def __init__(self, report: DeployReport):
+        super().__init__("dry run")
+        self.report = report
+
+
+def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, *, prune: bool = False,
+           dry_run: bool = False) -> DeployReport:
     """Store each changed workflow as a new version; unchanged ones create nothing. A team's deployed
-    workflows that the config leaves out are reported as missing, or retired with `prune`."""
-    at = to_utc(now)
+    workflows that the config leaves out are reported as missing, or retired with `prune`. A dry run
+    does all of it in a transaction it rolls back: the same report, the same refusals, nothing kept."""
+    try:
+        return _deploy(teams, actor, to_utc(now), prune, dry_run)
+    except _Undone as undone:
+        return undone.report
+
+
+def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, dry_run: bool) -> DeployReport:
     settings = current_settings()
     results: list[DeployedWorkflow] = []
     with atomic():
@@ -86,6 +102,8 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
                 results.append(_store_version(config.team, name, document, actor, at))
                 keep_connection(find_workflow(config.team, name), workflow)
             results += _left_out(config, actor, at, prune)
+        if dry_run:
+            raise _Undone(DeployReport(results, dry_run=True))
     return DeployReport(results)
 
 

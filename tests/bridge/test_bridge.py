@@ -53,6 +53,26 @@ def test_once_a_deploy_is_answered_its_functions_queues_are_there_to_consume(bri
             channel.connection.close()
 
 
+def test_a_dry_run_deploy_through_the_broker_answers_what_it_would_do_and_keeps_nothing(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    config = EXAMPLES / "reports.yaml"
+    call(ops, "reports", {"type": "deploy", "files": {config.name: config.read_text()}})
+    changed = config.read_text().replace("max_active_runs: 2", "max_active_runs: 4") + (
+        "\n  extra:\n    tasks:\n      only: {function: dry_function, output: Document}\n")
+    events = len(store.list_events(0, limit=1000))
+    answer = call(ops, "reports", {"type": "deploy", "files": {config.name: changed}, "dry_run": True})
+    assert answer["dry_run"] is True
+    assert {(w["workflow"], w["version"], w["change"]): w["changes"] for w in answer["workflows"]} == {
+        ("extra", 1, "created"): [], ("monthly_report", 2, "updated"): ["max_active_runs: 2 -> 4"],
+        ("nightly_sales", 1, "unchanged"): []}
+    assert [w.version for w in store.list_workflows("reports")] == [1, 1]  # nothing kept
+    assert len(store.list_events(0, limit=1000)) == events
+    channel = bridge_env.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):  # no queue for what is not deployed
+        channel.queue_declare("flow45.tasks.reports.dry_function", passive=True)
+    channel.connection.close()
+
+
 def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answer(bridge_env):
     ops = bridge_env.url("reports-ops")
     call(ops, "reports", {"type": "deploy", "files": {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}})

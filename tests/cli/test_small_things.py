@@ -191,6 +191,12 @@ def test_deploy_says_what_changed_and_versions_lists_who_changed_what(flow45, tm
         f"v1  deployed {out.split('v1  deployed ')[1][:19]} by ops-ann  hash {out.split('hash ')[2][:12]}  runs 0",
         "  the first version",
     ]
+    third = tmp_path / "v3.yaml"
+    third.write_text(second.read_text().replace("lease: 90s", "lease: 2m"))
+    code, out, _ = flow45("deploy", str(third), "--dry-run")
+    assert code == 0 and out.splitlines()[0] == f"dry run: what deploying {third} would do; nothing was deployed"
+    assert out.endswith("acme/monthly v3 changes:\n  tasks.a.lease: 90s -> 2m\n")
+    assert flow45("versions", "acme/monthly", "--json")[1].count('"version":') == 2  # no v3
     code, _, err = flow45("versions", "acme/monthly", "--limit", "501")
     assert code == 2 and "--limit is at most 500, got 501" in err
     code, _, err = flow45("versions", "acme/monthy")

@@ -10,7 +10,7 @@ import pytest
 from flow45 import store
 from flow45.client import LocalClient
 from flow45.config import load_config
-from flow45.errors import NotFound
+from flow45.errors import ConfigError, NotFound
 from flow45.models import Event
 from flow45.store.versions import workflow_versions
 from tests.store.helpers import T0, deploy_text
@@ -110,3 +110,29 @@ def test_a_retired_workflow_brought_back_changed_is_an_update_that_says_what_cha
     assert workflow_versions("acme", "nightly").retired
     [back] = [w for w in deploy_text(tmp_path, V2).workflows if w.workflow == "nightly"]
     assert (back.version, back.change, back.changes) == (2, "updated", V2_CHANGES)
+
+
+def test_a_dry_run_deploy_says_what_it_would_do_and_keeps_nothing(tmp_path):
+    deploy_text(tmp_path, V1)
+    events = Event.select().count()
+    path = tmp_path / "v2.yaml"
+    path.write_text(textwrap.dedent(V2.replace("nightly:", "hourly:", 1).replace("function: f", "function: h")
+                                    + V2.split("    workflows:\n")[1]))
+    would = store.deploy(load_config(path), actor="bob", now=T0, prune=True, dry_run=True)
+    assert would.dry_run
+    assert [(w.workflow, w.version, w.change, w.changes) for w in would.workflows] == [
+        ("hourly", 1, "created", []), ("nightly", 2, "updated", V2_CHANGES)]
+    assert Event.select().count() == events  # nothing kept: no version, no ledger event
+    assert [(w.name, w.version) for w in store.list_workflows("acme")] == [("nightly", 1)]
+
+    weekly_only = tmp_path / "weekly-only.yaml"
+    weekly_only.write_text(textwrap.dedent(V1.replace("nightly:", "weekly:").replace("function: f", "function: w")))
+    would = store.deploy(load_config(weekly_only), actor="bob", now=T0, prune=True, dry_run=True)
+    assert [(w.workflow, w.change) for w in would.workflows] == [("weekly", "created"), ("nightly", "retired")]
+    assert not workflow_versions("acme", "nightly").retired
+
+    clash = tmp_path / "clash.yaml"  # a refusal is the deploy's own
+    clash.write_text(textwrap.dedent(V1.replace("nightly:", "other:").replace("inputs: {src: extract, also: extract}",
+                                                                             "inputs: {src: extract}")))
+    with pytest.raises(ConfigError, match="function 'fl' is"):
+        store.deploy(load_config(clash), actor="bob", now=T0, dry_run=True)
