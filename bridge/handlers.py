@@ -83,7 +83,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
     elif isinstance(msg, m.SetOutput):
         store.set_output(msg.instance, msg.output, reason=msg.reason, actor=actor, now=at, team=team)
     elif isinstance(msg, m.Note):
-        return {"run": msg.run, "status": store.note_run(msg.run, msg.text, actor=actor, now=at, team=team)}
+        status = store.note_run(msg.run, msg.text, actor=actor, now=at, team=team, task=msg.task)
+        return {"run": msg.run, "status": status}
     elif isinstance(msg, m.Cancel):
         store.cancel_run(msg.run, actor=actor, reason=msg.reason, now=at, team=team)
         return {"run": msg.run, "status": store.get_run(msg.run).status}

@@ -313,8 +313,8 @@ class RemoteClient(Client):
             message["user"] = for_user
         return self._change(message)["previous"]
 
-    def note(self, run_id: int, text: str) -> None:
-        self._change({"type": "note", "run": run_id, "text": text})
+    def note(self, run_id: int, text: str, task: str | None = None) -> None:
+        self._change({"type": "note", "run": run_id, "text": text, **({"task": task} if task else {})})
 
     def hand_back(self, instance_id: int) -> None:
         self._change({"type": "hand_back", "instance": instance_id})

@@ -212,16 +212,18 @@ class InstanceView(View):
     log_url: str | None = None  # its current attempt's log link
     log_tail: str | None = None  # its current attempt's log tail
     attempts_more: bool = False  # read through the bridge: more attempts follow (ask with attempts_from)
+    notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes on it, oldest first
 
 
 @dataclasses.dataclass(frozen=True)
 class NoteView(View):
-    """An operator's note on a run: what someone noticed or decided, kept in its ledger."""
+    """An operator's note on a run, or on one of its tasks: what someone noticed or decided, kept in its ledger."""
 
     at: dt.datetime
     actor: str
     text: str
     event: int
+    task: str | None = None  # a note on this task's instance; None: on the run
 
 
 @dataclasses.dataclass(frozen=True)

@@ -236,7 +236,7 @@ def cmd_show(args) -> int:
     if view.cancelled_by:
         print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))
     for note in view.notes:
-        print(f"  note by {note.actor} {when(note.at)}: {note.text}")
+        print(f"  note{f' on {note.task}' if note.task else ''} by {note.actor} {when(note.at)}: {note.text}")
     now = view.as_of_at or utcnow()  # the run as it was is measured up to that moment
     print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
           f"attempts {view.attempts_made}")
@@ -301,6 +301,8 @@ def cmd_instance(args) -> int:
           + (f"function {view.function}" if view.function else "timer")
           + (f", due {when(view.not_before)}" if view.state == "waiting" else "")
           + (f", times out {when(view.timeout_at)}" if view.timeout_at else ""))
+    for note in view.notes:
+        print(f"  note by {note.actor} {when(note.at)}: {note.text}")
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")
@@ -333,8 +335,8 @@ def _print_log(url: str | None, tail: str | None, indent: str, lines: int | None
 
 @command("note")
 def cmd_note(args) -> int:
-    _client(args).note(args.run, args.text)
-    print(f"note added to run {args.run}")
+    _client(args).note(args.run, args.text, task=args.task)
+    print(f"note added to run {args.run}" + (f", task {args.task}" if args.task else ""))
     return 0
 
 

@@ -206,8 +206,8 @@ class Client(abc.ABC):
         else needs a reason. Returns who had it before (None: nobody)."""
 
     @abc.abstractmethod
-    def note(self, run_id: int, text: str) -> None:
-        """A note on a run, kept in its ledger and shown with it."""
+    def note(self, run_id: int, text: str, task: str | None = None) -> None:
+        """A note on a run, or on its instance of `task`, kept in its ledger and shown with it."""
 
     @abc.abstractmethod
     def hand_back(self, instance_id: int) -> None:

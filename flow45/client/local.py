@@ -220,8 +220,8 @@ class LocalClient(Client):
     def take(self, instance_id: int, reason: str | None = None, for_user: str | None = None) -> str | None:
         return store.take(instance_id, actor=self.actor, reason=reason, team=self.team, for_user=for_user)
 
-    def note(self, run_id: int, text: str) -> None:
-        store.note_run(run_id, text, actor=self.actor, team=self.team)
+    def note(self, run_id: int, text: str, task: str | None = None) -> None:
+        store.note_run(run_id, text, actor=self.actor, team=self.team, task=task)
 
     def hand_back(self, instance_id: int) -> None:
         store.hand_back(instance_id, actor=self.actor, team=self.team)

@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from flow45.config_human import USER_NAME
 from flow45.messages.base import UtcTime, _Message, _types
+from flow45.names import NAME
 
 
 # ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
@@ -135,11 +136,13 @@ class SetOutput(_Message):
 
 
 class Note(_Message):
-    """A note on a run: what the sender noticed or decided, kept in its ledger (a `note` event)."""
+    """A note on a run, or on one of its tasks: what the sender noticed or decided, kept in its ledger
+    (a `note` event)."""
 
     type: Literal["note"]
     run: int
     text: str = Field(min_length=1, max_length=2000)
+    task: str | None = Field(None, pattern=NAME, description="a note on this task's instance of the run")
 
 
 class Status(_Message):

@@ -1,16 +1,18 @@
 """What operators do to an instance: skip, retry, hold, release, and submit a human task; and a note on
-a run. Each is one transaction through the lifecycle's one writer (`Unit`), with the same rules as worker messages."""
+a run or one of its tasks. Each is one transaction through the lifecycle's one writer (`Unit`), with
+the same rules as worker messages."""
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from flow45 import states as S
 from flow45.clock import to_utc
 from flow45.db import atomic
-from flow45.errors import Flow45Error, IllegalTransition
+from flow45.errors import Flow45Error, IllegalTransition, NotFound
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import rules, rules_human
@@ -29,9 +31,10 @@ def changing(instance_id: int, team: str | None, now: dt.datetime | None) -> Ite
         unit.flush()
 
 
-def note_run(run_id: int, text: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> str:
-    """An operator's note on a run (Airflow's run notes): a `note` ledger event that moves nothing.
-    Returns the run's status."""
+def note_run(run_id: int, text: str, *, actor: str, now: dt.datetime | None = None, team: str | None = None,
+             task: str | None = None) -> str:
+    """An operator's note on a run, or on the instance of one of its tasks (Airflow's run and task
+    instance notes): a `note` ledger event that moves nothing. Returns the run's status."""
     said = rules.said(text, "note")
     if said is None:
         raise IllegalTransition("a note needs some text")
@@ -39,9 +42,22 @@ def note_run(run_id: int, text: str, *, actor: str, now: dt.datetime | None = No
         unit = Unit(to_utc(now))
         unit.lock_runs([run_id])
         run = unit.run(run_id, team)
-        rules.record(unit.changes, run.team, "note", actor, run=run.id, detail={"text": said})
+        instance, detail = None, {"text": said}
+        if task is not None:
+            instance = _instance_of_task(unit, run, task).id
+            detail["task"] = task
+        rules.record(unit.changes, run.team, "note", actor, run=run.id, instance=instance, detail=detail)
         unit.flush()
         return run.status
+
+
+def _instance_of_task(unit: Unit, run, task: str):
+    found = unit.by_run[run.id]  # by task
+    if task not in found:
+        close = difflib.get_close_matches(task, list(found), n=1)
+        raise NotFound(f"run {run.id} has no task {task!r}" + (f"; did you mean {close[0]}?" if close else
+                                                                 f"; its tasks: {', '.join(found)}"))
+    return found[task]
 
 
 def skip_instance(

@@ -241,11 +241,13 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
                                **_cancelled(run))
 
 
-def _notes(run_id: int) -> list[NoteView]:
-    """Operators' notes on the run, oldest first (`flow45 note`)."""
+def _notes(run_id: int, instance_id: int | None = None) -> list[NoteView]:
+    """Operators' notes on the run and its tasks, or on one of its instances, oldest first (`flow45 note`)."""
+    which = (Event.run == run_id) if instance_id is None else (Event.instance == instance_id)
     rows = (Event.select(Event.id, Event.at, Event.actor, Event.detail)
-            .where((Event.run == run_id) & (Event.kind == "note")).order_by(Event.id))
-    return [NoteView(at=e.at, actor=e.actor, text=(e.detail or {}).get("text", ""), event=e.id) for e in rows]
+            .where(which & (Event.kind == "note")).order_by(Event.id))
+    return [NoteView(at=e.at, actor=e.actor, text=(e.detail or {}).get("text", ""), event=e.id,
+                     task=(e.detail or {}).get("task")) for e in rows]
 
 
 def _cancelled(run) -> dict[str, str | None]:
@@ -290,7 +292,7 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
     view = _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
     uses = _used_by(row, spec)
     return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
-                                               for a in view.attempts])
+                                               for a in view.attempts], notes=_notes(row.run_id, instance_id))
 
 
 def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:

@@ -44,7 +44,7 @@ TEMPLATES = {  # kind -> its fields, right; the test then spoils some
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
     "trigger": ["workflow", "params", "logical_time"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
     "hold": ["instance"], "release": ["instance"], "cancel": ["run"], "status": ["run", "limit"],
-    "note": ["run", "text"], "take": ["instance", "reason", "user"],
+    "note": ["run", "text", "task"], "take": ["instance", "reason", "user"],
 }
 WORKER_KINDS = ["claim", "progress", "submit", "fail", "skip"]
 OPERATOR_KINDS = sorted(set(TEMPLATES) - set(WORKER_KINDS))
@@ -98,7 +98,7 @@ RIGHT = {
     "reason": "r", "dry_run": True, "files": {"a.yaml": "team: reports\n"}, "workflow": "monthly_report",
     "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
     "logical_time": "2026-10-01T06:00:00Z", "start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z",
-    "text": "a note", "user": "reports-ops", "checkpoint": {"next": 3},
+    "text": "a note", "user": "reports-ops", "checkpoint": {"next": 3}, "task": "extract",
 }
 TIME_FIELDS = {"logical_time", "start", "end"}
 # Times of the wire's pattern that the calendar may not have (day 31 of April, hour 24, year 0), and its ends.

@@ -348,3 +348,10 @@ def test_a_note_through_the_broker_is_the_broker_users_and_shows_with_the_run(br
     long = operator(ops, "note", str(ours), "x" * 2001, cwd=tmp_path)
     assert long.returncode == 1 and "text" in long.stderr and "2000" in long.stderr, long.stderr
     assert store.get_run(theirs).notes == [] and len(store.get_run(ours).notes) == 1
+
+    done = operator(ops, "note", str(ours), "apac late too", "--task", "load_apac", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"note added to run {ours}, task load_apac\n"), done.stderr
+    apac = operator(ops, "instance", str(_instance(ours, "load_apac").id), cwd=tmp_path)
+    assert re.search(r"^  note by reports-ops \S+ \S+: apac late too$", apac.stdout, re.M), apac.stdout
+    typo = operator(ops, "note", str(ours), "x", "--task", "load_apc", cwd=tmp_path)
+    assert typo.returncode == 1 and "has no task 'load_apc'; did you mean load_apac?" in typo.stderr, typo.stderr

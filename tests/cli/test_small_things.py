@@ -225,6 +225,31 @@ def test_notes_on_a_run_are_kept_in_its_ledger_and_shown_oldest_first(flow45, tm
     assert [(e.from_state, e.to_state) for e in notes] == [(None, None)] * 2, "a note moves nothing"
 
 
+def test_a_note_on_one_task_of_a_run_is_shown_with_the_run_and_with_its_instance(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    with time_machine.travel(at(1).replace(tzinfo=dt.timezone.utc), tick=False):
+        assert flow45("note", str(run), "on the run")[0] == 0
+        assert flow45("note", str(run), "bank file is late", "--task", "a")[:2] == (
+            0, f"note added to run {run}, task a\n")
+    code, _, err = flow45("note", str(run), "typo", "--task", "aa")
+    assert (code, err) == (1, f"flow45: run {run} has no task 'aa'; did you mean a?\n")
+    code, _, err = flow45("note", str(run), "nothing like it", "--task", "zzz")
+    assert (code, err) == (1, f"flow45: run {run} has no task 'zzz'; its tasks: a, b\n")
+    _, out, _ = flow45("show", str(run))
+    assert [line for line in out.splitlines() if line.startswith("  note")] == [
+        "  note by ops-ann 2026-03-02 12:00:00: on the run",
+        "  note on a by ops-ann 2026-03-02 12:00:00: bank file is late"]
+    a, b = instance(run, "a"), instance(run, "b")
+    _, out, _ = flow45("instance", str(a.id))
+    assert out.splitlines()[1] == "  note by ops-ann 2026-03-02 12:00:00: bank file is late"
+    _, out, _ = flow45("instance", str(a.id), "--json")
+    assert [(n["task"], n["text"]) for n in json.loads(out)["notes"]] == [("a", "bank file is late")]
+    assert json.loads(flow45("instance", str(b.id), "--json")[1])["notes"] == []
+    [event] = Event.select().where((Event.kind == "note") & (Event.instance == a.id))
+    assert (event.run, event.detail) == (run, {"text": "bank file is late", "task": "a"})
+
+
 def test_a_deploy_whose_broker_cannot_be_reached_is_deployed_and_says_the_queues_wait(flow45, tmp_path, db_url):
     use_settings(Settings(database_url=db_url, amqp_url="amqp://admin:secret@127.0.0.1:1/flow45"))  # nobody there
     code, out, err = flow45("deploy", str(EXAMPLES))

@@ -10,7 +10,8 @@ from flow45.models import Event
 from tests.tui.conftest import OPERATOR, SIZE, instance, monthly_run, type_text, wait_until
 from tests.tui.test_dashboard import open_run, text_of
 from tui.app import Dashboard
-from tui.screens.modals import NoteModal
+from tui.screens.instance import InstanceScreen
+from tui.screens.modals import InstanceNoteModal, NoteModal
 from tui.screens.run import RunScreen
 
 
@@ -43,3 +44,25 @@ async def test_a_note_added_on_the_run_screen_or_elsewhere_shows_in_its_summary(
         assert "checked with finance: fine" in text_of(info), "the notes stay after a read of the run's row"
     assert [(e.actor, e.detail["text"]) for e in Event.select().where(Event.kind == "note").order_by(Event.id)] == [
         (OPERATOR, "the bank file came late; re-run render at 10"), ("kim", "checked with finance: fine")]
+
+
+async def test_a_note_on_an_instance_from_its_screen_shows_there_and_in_its_runs_summary(tui_db):
+    run = monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot)
+        await pilot.press("down", "enter")  # render's instance
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceNoteModal))
+        assert app.screen.title_text == f"Note on instance {instance(run, 'render').id} (render of run {run})"
+        await type_text(pilot, "fonts missing on the render host")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen))
+        info = app.screen.query_one("#inst-info", Static)
+        await wait_until(pilot, lambda: "fonts missing on the render host" in text_of(info))
+        await pilot.press("escape")
+        run_info = screen.query_one("#run-info", Static)
+        await wait_until(pilot, lambda: f"note on render by {OPERATOR} " in text_of(run_info))
+    [event] = Event.select().where(Event.kind == "note")
+    assert (event.instance, event.detail["task"]) == (instance(run, "render").id, "render")

@@ -21,6 +21,7 @@ from flow45.views import EventView, InstanceView, RunView
 from tui import data
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_action
 from tui.screens.base import LiveScreen
+from tui.screens.run import NOTES_SHOWN
 from tui.widgets.ledger import Ledger
 from tui.widgets.progress import pct_bar, state_text, when
 
@@ -70,6 +71,8 @@ def summary(p: InstancePayload) -> Text:
         text.append("\n")
         text.append_text(pct_bar(i.progress_pct, i.state, 20))
         text.append(f"  {i.progress_message or ''}")
+    for note in i.notes[-NOTES_SHOWN:]:
+        text.append(f"\nnote by {note.actor} {when(note.at)}: {note.text}", "italic")
     return text
 
 
@@ -146,6 +149,7 @@ class InstanceScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         *[Binding(key, f"act('{name}')", label) for key, name, label, _ in INSTANCE_ACTIONS],
+        Binding("n", "note", "Note"),
     ]
 
     def __init__(self, instance_id: int):
@@ -205,5 +209,15 @@ class InstanceScreen(LiveScreen):
     def action_act(self, name: str) -> None:
         open_instance_action(self.app, name, self.payload.instance if self.payload else None)
 
+    def action_note(self) -> None:
+        from tui.screens.modals import InstanceNoteModal
+
+        if self.payload is not None:
+            self.app.push_screen(InstanceNoteModal(self.payload.instance))
+
     def commands(self) -> list[tuple[str, str, Any]]:
-        return instance_commands(self.app, self.payload.instance if self.payload else None)
+        found = instance_commands(self.app, self.payload.instance if self.payload else None)
+        if self.payload is not None:
+            found.append((f"Note on instance {self.payload.instance.id} (n)", "kept in its run's ledger",
+                          self.action_note))
+        return found

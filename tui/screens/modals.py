@@ -335,6 +335,23 @@ class NoteModal(RunModal):
         return f"noted on run {self.run.id}"
 
 
+class InstanceNoteModal(InstanceModal):
+    """A note on one task instance (Airflow's task instance notes), kept in its run's ledger."""
+
+    confirm_label = "Note on"
+    AUTO_FOCUS = "#note-text"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text("Kept in the run's ledger and shown with this task and its run; it changes nothing."))
+        yield Label("Note", classes="input-label")
+        yield Input(placeholder="what you noticed or decided", id="note-text")
+
+    def perform(self) -> str:
+        i = self.instance
+        self.app.client.note(i.run, self.query_one("#note-text", Input).value, task=i.task)
+        return f"noted on {i.task} of run {i.run}"
+
+
 class CancelRunModal(RunModal):
     verb = "Cancel"
     needs_reason = False
