@@ -250,6 +250,12 @@ class RunView(View):
     cancelled_by: str | None = None  # a cancelled run: who cancelled it (the scheduler, for its timeout)
     cancel_reason: str | None = None  # and the reason given
     notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes, oldest first
+    current_version: int | None = None  # read alone: the workflow's version now, which later runs follow
+
+    def newer_version(self) -> str:
+        """` (current v4)` when the workflow has been deployed again since this run started; else empty."""
+        newer = self.current_version is not None and self.current_version != self.version
+        return f" (current v{self.current_version})" if newer else ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -228,7 +228,7 @@ def cmd_show(args) -> int:
     if args.json:
         print_json(view.to_json())
         return 0
-    print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}  {view.status}"
+    print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}{view.newer_version()}  {view.status}"
           + (f"  (as of ledger event {view.as_of}, {when(view.as_of_at)})" if view.as_of_at else ""))
     print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
           + (f", logical time {when(view.logical_time)}" if view.logical_time else ""))

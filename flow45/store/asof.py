@@ -178,5 +178,6 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
         waiting_for=waiting_for(shape, counts, timers or None), instances=instances, as_of=as_of, as_of_at=as_of_at,
         attempts_made=sum(i.attempt for i in instances),
         notes=[note for note in now.notes if as_of is not None and note.event <= as_of],  # none written after it
+        current_version=None,  # the workflow's version now says nothing of then
         **({} if state.status == S.CANCELLED else {"cancelled_by": None, "cancel_reason": None}),  # a cancel is final
     )

@@ -218,7 +218,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
 
 
 def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
-    run = Run.select(Run, Workflow.name).join(Workflow).where(Run.id == run_id).first()
+    run = Run.select(Run, Workflow.name, Workflow.current_version).join(Workflow).where(Run.id == run_id).first()
     if run is None or (team and run.team != team):
         raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
     spec = version_spec(run.version_id)
@@ -238,7 +238,7 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
     return dataclasses.replace(view, attempts_made=sum(i.attempt for i in instances), notes=_notes(run.id),
-                               **_cancelled(run))
+                               current_version=run.workflow.current_version, **_cancelled(run))
 
 
 def _notes(run_id: int, instance_id: int | None = None) -> list[NoteView]:

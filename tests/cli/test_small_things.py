@@ -180,15 +180,19 @@ def test_deploy_says_what_changed_and_versions_lists_who_changed_what(flow45, tm
     second.write_text(textwrap.dedent(PARAMS.replace("a: {function: fa, output: Blob}",
                                                      "a: {function: fa, output: Blob, lease: 90s}")))
     assert flow45("deploy", str(first))[0] == 0
+    older = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    assert flow45("show", str(older))[1].splitlines()[0] == f"run {older}  acme/monthly v1  running"
     with time_machine.travel(at(1).replace(tzinfo=dt.timezone.utc), tick=False):
         code, out, _ = flow45("--as", "bob", "deploy", str(second))
     assert code == 0 and out.endswith("acme/monthly v2 changes:\n  tasks.a.lease: null -> 90s\n")
+    _, out, _ = flow45("show", str(older))  # the run keeps its version; the header says a newer one is out
+    assert out.splitlines()[0] == f"run {older}  acme/monthly v1 (current v2)  running"
     code, out, _ = flow45("versions", "acme/monthly")
     assert code == 0 and out.splitlines() == [
         "acme/monthly: 2 version(s), current v2",
         f"v2  deployed 2026-03-02 12:00:00 by bob  hash {out.split('hash ')[1][:12]}  runs 0",
         "  tasks.a.lease: null -> 90s",
-        f"v1  deployed {out.split('v1  deployed ')[1][:19]} by ops-ann  hash {out.split('hash ')[2][:12]}  runs 0",
+        f"v1  deployed {out.split('v1  deployed ')[1][:19]} by ops-ann  hash {out.split('hash ')[2][:12]}  runs 1",
         "  the first version",
     ]
     third = tmp_path / "v3.yaml"

@@ -51,7 +51,8 @@ NOTES_SHOWN = 3  # the newest of a run's notes in its summary; `flow45 show` pri
 def run_summary(run: RunView) -> Text:
     """Three short lines (they wrap, never cut): who and what; how far; when and how long."""
     text = Text.assemble(
-        (f"Run {run.id}  ", "bold"), (f"{run.team}/{run.workflow} v{run.version}  ", "bold"),
+        (f"Run {run.id}  ", "bold"), (f"{run.team}/{run.workflow} v{run.version}", "bold"),
+        (run.newer_version(), "yellow"), ("  ", "bold"),
         state_text(run.status), f"  {run.trigger} by {run.triggered_by}\n", done_bar(run.counts, 12), "  ",
     )
     for index, (state, n) in enumerate(sorted(run.counts.items())):
