@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from flow45.conditions import WHEN_PATH, When
 from flow45.config_connect import EXPORT_DESCRIPTION, ConnectSpec, Export
 from flow45.config_human import USER, OverdueSpec, check_task_keys
 from flow45.durations import parse_duration
@@ -151,6 +152,11 @@ class TaskSpec(_Strict):
                           "{default: OUTPUT}, applied once when due passes",
     )
     undo: Literal["none", "notify"] = Field("none", description="notify: publish an undo notice")
+    when: When | None = Field(
+        None, description="conditions on the inputs it would receive, each `INPUT.FIELD: value`, a list of values it "
+                          "may be, or comparisons ({gt, ge, lt, le, ne}); all must hold when the task becomes ready, "
+                          "or it is skipped (its downstream gets null for it), the ledger naming the condition "
+                          "(flow45.conditions)")
     wait: Duration | None = Field(
         None,
         description=(
@@ -389,6 +395,8 @@ def _explain(error: dict) -> str:
         bad = error.get("input")
         if error["ctx"]["pattern"] == TIME_OF_DAY:
             message = f"{bad!r} is not a time of day (HH:MM or HH:MM:SS, 24-hour)"
+        elif error["ctx"]["pattern"] == WHEN_PATH:
+            message = f"{bad!r} is not an input and a field in it (INPUT.FIELD, such as approval.approved)"
         else:
             message = f"{bad!r} is not a valid name ({error['ctx']['pattern']})"
     return f"{_dotted(loc) or 'top level'}: {message}"

@@ -22,6 +22,7 @@ from flow45.config import (
     task_signature,
 )
 from flow45.config_human import check_human_tasks
+from flow45.config_when import check_conditions
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
 from flow45.schedule import cron_problem, window_bound, zone_problem
 from flow45.settings import Settings, current_settings
@@ -103,6 +104,7 @@ def check_team(config: TeamConfig) -> list[str]:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))
 
     check_human_tasks(config, report)
+    check_conditions(config, report)
     problems.extend(_signature_problems(config))
     return problems
 

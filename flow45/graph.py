@@ -1,7 +1,9 @@
-"""A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed."""
+"""A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed,
+a task's `when` under its name."""
 
 from __future__ import annotations
 
+from flow45.conditions import describe
 from flow45.config import WorkflowSpec
 from flow45.durations import format_duration
 
@@ -14,7 +16,9 @@ def mermaid(name: str, workflow: WorkflowSpec) -> str:
             lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}"])')
             continue
         marks = " (human)" if task.human else ""
-        lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}"]')
+        when = "".join(f"<br/>when {path} {describe(expected)}" for path, expected in (task.when or {}).items())
+        when = when.replace('"', "#quot;")  # inside a quoted Mermaid label
+        lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}{when}"]')
     for task_name, task in workflow.tasks.items():
         for param, upstream in task.inputs.items():
             lines.append(f"  {upstream} -->|{param}| {task_name}")

@@ -104,7 +104,7 @@ def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, tea
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}, not held")
         run = unit.run_of(instance)
         if run.status != S.QUEUED and rules.upstream_done(instance, unit.by_run[run.id], unit.spec(run.id)):
-            rules.offer(unit.changes, instance, "release", actor)
+            rules.offer_if_met(unit.changes, instance, unit.task(instance), "release", actor)
         else:
             rules.move(unit.changes, instance, S.PENDING, "release", actor)
         unit.settle(run.id, actor)

@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from flow45 import states as S
 from flow45.clock import iso
@@ -40,6 +40,9 @@ class Changes:
     logs: dict[tuple, tuple] = field(default_factory=dict)  # (instance, token) -> (log_url, log_tail), either may be None
     checkpoints: dict[tuple, Any] = field(default_factory=dict)  # (instance, token) -> the last checkpoint sent
     reached: list[tuple] = field(default_factory=list)  # (run, final state, actor): connected workflows may start
+    # An instance becoming ready -> why the inputs it would receive do not meet its task's `when`, or
+    # None (flow45.conditions); given by the writer, which can read those inputs.
+    unmet: Callable[[Any], str | None] | None = None
 
 
 def new_token() -> str:
@@ -290,6 +293,17 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         ch.offers.append(instance)
 
 
+def offer_if_met(ch: Changes, instance, task, kind: str, actor: str) -> bool:
+    """Offer an instance whose upstream is done, or skip it when the inputs it would receive do not
+    meet its task's `when` (flow45.conditions), the ledger naming the condition. Whether it was offered."""
+    why = ch.unmet(instance) if task.when and ch.unmet is not None else None
+    if why is None:
+        offer(ch, instance, kind, actor)
+        return True
+    move(ch, instance, S.SKIPPED, "skip", actor, {"reason": why, "when": True})
+    return False
+
+
 def reoffer(ch: Changes, instance, actor: str, previous: str) -> None:
     """The same attempt and token offered again (a lost offer); `updated_at` keeps the waiting time."""
     record(ch, instance.team, "reoffer", actor, run=instance.run_id, instance=instance.id,
@@ -330,19 +344,26 @@ def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bo
     return not any(up in not_done for up in spec.upstream(name))
 
 
-def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec, actor: str) -> None:
-    """Offer the `candidates` (instances, in order) that are pending with every upstream done, then
-    bring the run's status in line. `not_done` holds the state of every instance of the run that is
-    not done, by task (a run too wide to read whole for one change: its pending instances downstream
-    of what changed are the only candidates), and follows the offers made here."""
+def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec,
+                 actor: str) -> list:
+    """Offer the `candidates` (instances, in order) that are pending with every upstream done, or skip
+    those whose inputs do not meet their task's `when`; then bring the run's status in line. `not_done`
+    holds the state of every instance of the run that is not done, by task (a run too wide to read
+    whole for one change: its pending instances downstream of what changed are the only candidates),
+    and follows the moves made here. Returns the instances skipped so: their downstream may be ready."""
+    skipped = []
     if run.status not in (S.QUEUED, S.CANCELLED):
         for instance in candidates:  # stable and readable in the ledger
             if instance.state == S.PENDING and _ready(instance.task, not_done, spec):
-                offer(ch, instance, "ready", actor)
-                not_done[instance.task] = instance.state
+                if offer_if_met(ch, instance, spec.task(instance.task), "ready", actor):
+                    not_done[instance.task] = instance.state
+                else:
+                    del not_done[instance.task]
+                    skipped.append(instance)
     target = S.run_status_from_not_done(not_done.values(), run.status)
     if target != run.status:
         move_run(ch, run, target, "run", actor)
+    return skipped
 
 
 def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | None,

@@ -18,6 +18,7 @@ from peewee import Field, ForeignKeyField
 
 from flow45 import states as S
 from flow45 import wire
+from flow45.conditions import unmet
 from flow45.db import CONNECTION_ERRORS, atomic, database, dialect
 from flow45.errors import Flow45Error, NotFound
 from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
@@ -128,7 +129,7 @@ class Unit:
         earlier commits, taken instead of read where the batch's runs all are, and given those of this
         one after its commit (`read_back`)."""
         self.kept = kept if kept is not None and dialect().keeps_runs else None
-        self.changes = rules.Changes(at)
+        self.changes = self._fresh_changes(at)
         self.wake_relays = wake_relays
         self.runs: dict[int, Row] = {}
         self.instances: dict[int, Row] = {}
@@ -235,6 +236,15 @@ class Unit:
     def task(self, instance: Row):
         return self.spec(instance.run_id).task(instance.task)
 
+    def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
+        changes = rules.Changes(at)
+        changes.unmet = self._unmet
+        return changes
+
+    def _unmet(self, instance: Row) -> str | None:
+        """Why the inputs the instance would receive do not meet its task's `when`; None if they do."""
+        return unmet(self.task(instance).when, self.inputs_of([instance])[instance.id])
+
     def settle(self, run_id: int, actor: str) -> None:
         rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)
 
@@ -248,6 +258,7 @@ class Unit:
         roots = spec.in_order(spec.roots())
         found = self.run_tasks(run_id, roots)
         not_done = {name: S.PENDING for name in spec.order}
+        # A root has no inputs, so no `when`: none of them is skipped here.
         rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in roots], not_done, spec, actor)
 
     def settle_changed(self, run_id: int, changed: list[Row], actor: str) -> None:
@@ -261,7 +272,10 @@ class Unit:
         spec, not_done = self.spec(run_id), self._not_done(run_id)
         ready = rules.ready_after([i.task for i in changed], not_done, spec)
         found = self.run_tasks(run_id, ready)
-        rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in ready], not_done, spec, actor)
+        skipped = rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in ready], not_done, spec,
+                                     actor)
+        if skipped:  # skipped for their `when`: what follows them may be ready now
+            self.settle_changed(run_id, skipped, actor)
 
     def _not_done(self, run_id: int) -> dict[str, str]:
         """Task -> state of the run's instances not done: as stored (the run is locked, and this unit's
@@ -321,7 +335,7 @@ class Unit:
         self._write(processed or [])
         while self.changes.freed_slots or self.changes.reached:
             freed, reached = self.changes.freed_slots, self.changes.reached
-            self.changes = rules.Changes(self.at)
+            self.changes = self._fresh_changes(self.at)
             # Runs connected to a run that finished here start with it (connected workflows).
             connected.start_connected(self, reached)
             # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
@@ -398,7 +412,7 @@ class Unit:
         if deferred is not None:
             deferred.send_later()  # with the commit, or whatever the transaction sends next
         freed, reached = ch.freed_slots, ch.reached
-        self.changes = rules.Changes(self.at)
+        self.changes = self._fresh_changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached
 
 
