@@ -39,16 +39,17 @@ def _expected(value: Any) -> Any:
             if key not in COMPARISONS:
                 raise ValueError(f"unknown comparison {key!r}: write gt, ge, lt, le or ne")
             if not _scalar(bound) or (key != "ne" and (bound is None or isinstance(bound, bool))):
-                raise ValueError(f"{key} takes a number or a text (a date, a time), got {wire.dumps(bound)}")
+                raise ValueError(f"{key} takes a number or a text (a date, a time), got {_written(bound)}")
         return value
     if isinstance(value, list):
         if not value or len(value) > MOST_CHOICES:
             raise ValueError(f"a list of the values it may be holds 1 to {MOST_CHOICES} of them")
-        if not all(_scalar(v) for v in value):
-            raise ValueError("a list of the values it may be holds values only (no lists or mappings)")
+        if bad := [v for v in value if not _scalar(v)]:
+            raise ValueError(f"a list of the values it may be holds plain values only, not {_written(bad[0])}")
         return value
     if not _scalar(value):
-        raise ValueError("expected a value, a list of the values it may be, or comparisons (gt, ge, lt, le, ne)")
+        raise ValueError("expected a value, a list of the values it may be, or comparisons (gt, ge, lt, le, ne), "
+                         f"not {_written(value)}")
     return value
 
 
@@ -106,6 +107,14 @@ def _ordered(value: Any, key: str, bound: Any) -> bool:
     if not comparable:
         return False  # a missing value, or one of another kind, is neither above nor below
     return {"gt": value > bound, "ge": value >= bound, "lt": value < bound, "le": value <= bound}[key]
+
+
+def _written(value: Any) -> str:
+    """A value as the config wrote it, which may not be JSON (.nan, .inf)."""
+    try:
+        return wire.dumps(value)
+    except ValueError:
+        return repr(value)
 
 
 def _shown(value: Any) -> str:
