@@ -131,6 +131,11 @@ class TaskSpec(_Strict):
         None, gt=0, description="how long an attempt may run from its claim, progress or not (Airflow's "
                                 "execution_timeout, Temporal's start-to-close); past it the attempt fails as timed "
                                 "out, counted against retries. A parked attempt's deadline is within it too")
+    start_within: Duration | None = Field(
+        None, gt=0, description="how long its offer may wait for a worker's claim (Temporal's schedule-to-start, "
+                                "Conductor's pollTimeoutSeconds): past it the instance fails, not retried, saying "
+                                "no worker claimed it, so that a run whose workers are gone fails and tells instead "
+                                "of waiting unseen. Not for human tasks (their deadline is `due`) nor timers")
     priority: int = Field(0, ge=0, le=9)
     human: bool = Field(
         False, strict=False,
@@ -188,7 +193,8 @@ class TaskSpec(_Strict):
                                  "(a timer), never both")
             # Checked by value, not by what was written: a stored version has every key written out.
             defaults = {"output": None, "human": False, "retries": 0, "lease": None, "timeout": None,
-                        "retry_delay": None, "max_retry_delay": None, "retry_jitter": 0.0, "undo": "none"}
+                        "start_within": None, "retry_delay": None, "max_retry_delay": None, "retry_jitter": 0.0,
+                        "undo": "none"}
             extra = [key for key, default in defaults.items() if getattr(self, key) != default]
             if extra:
                 raise ValueError(f"a timer ({'wait' if self.wait is not None else 'wait_until'}) has no worker "

@@ -160,7 +160,7 @@ def _durations(key: str, wf: WorkflowSpec) -> list[tuple[str, float]]:
     for task_name, task in wf.tasks.items():
         path = f"{key}.tasks.{task_name}"
         named += [(f"{path}.{name}", getattr(task, name))
-                  for name in ("retry_delay", "max_retry_delay", "lease", "timeout", "due", "wait")]
+                  for name in ("retry_delay", "max_retry_delay", "lease", "timeout", "start_within", "due", "wait")]
         named += [(f"{path}.reminders.{i}", r) for i, r in enumerate(task.reminders)]
     return [(path, seconds) for path, seconds in named if seconds is not None]
 

@@ -76,6 +76,9 @@ def check_task_keys(task) -> None:
     if task.human and task.timeout is not None:
         raise ValueError("timeout: a human task has no worker's attempt to time out; its deadline is `due`, "
                          "with `overdue: fail` to fail it then")
+    if task.human and task.start_within is not None:
+        raise ValueError("start_within: a human task waits for a person, not a worker; its deadline is `due`, "
+                         "with `overdue: fail` to fail it then")
     for name in task.assignees:
         _check_name(name)
     if task.overdue is not None and task.due is None:

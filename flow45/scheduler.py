@@ -60,13 +60,14 @@ class TickReport(View):
     sla_missed: list[int] = dataclasses.field(default_factory=list)  # runs
     timed_out: list[int] = dataclasses.field(default_factory=list)  # runs cancelled for their timeout
     attempts_timed_out: list[int] = dataclasses.field(default_factory=list)  # instances: past their task's timeout
+    unclaimed: list[int] = dataclasses.field(default_factory=list)  # instances: no claim within start_within
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
                 + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed)
-                + len(self.timed_out) + len(self.attempts_timed_out))
+                + len(self.timed_out) + len(self.attempts_timed_out) + len(self.unclaimed))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -80,6 +81,8 @@ class TickReport(View):
         ]
         lines += [f"task instance {i}: lease expired" for i in self.expired]
         lines += [f"task instance {i}: attempt ran past its task's timeout, failed" for i in self.attempts_timed_out]
+        lines += [f"task instance {i}: no worker claimed it within its task's start_within, failed"
+                  for i in self.unclaimed]
         lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
         lines += [f"task instance {i}: timer due, succeeded" for i in self.timers]
         lines += [f"task instance {i}: human task reminder sent" for i in self.reminded]
@@ -108,7 +111,8 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     at = to_utc(now)
     settings = current_settings()
     found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
-                                "reoffered": [], "sla_missed": [], "timed_out": [], "attempts_timed_out": []}
+                                "reoffered": [], "sla_missed": [], "timed_out": [], "attempts_timed_out": [],
+                                "unclaimed": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -134,6 +138,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
         found["attempts_timed_out"].extend(timed_out)
 
     part("expire leases", expire)
+    part("unclaimed offers", lambda: found["unclaimed"].extend(store.fail_unclaimed(at, limit=batch)))
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
     part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
 

@@ -300,7 +300,9 @@ def cmd_instance(args) -> int:
     print(f"instance {view.id}  {view.task} of run {view.run}  {view.state}  attempt {view.attempt}  "
           + (f"function {view.function}" if view.function else "timer")
           + (f", due {when(view.not_before)}" if view.state == "waiting" else "")
-          + (f", times out {when(view.timeout_at)}" if view.timeout_at else ""))
+          + (f", times out {when(view.timeout_at)}" if view.timeout_at else "")
+          + (f", to be claimed by {when(view.lease_expires_at)}" if view.state == "available" and view.lease_expires_at
+             else ""))
     for note in view.notes:
         print(f"  note by {note.actor} {when(note.at)}: {note.text}")
     for a in view.attempts:

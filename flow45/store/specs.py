@@ -75,7 +75,7 @@ class VersionSpec:
 # a version deployed before them keeps its content hash.
 OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
 OPTIONAL_SCHEDULE_KEYS = (("start", None), ("end", None))
-OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None))
+OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None), ("start_within", None))
 
 
 def _drop_defaults(part: dict, keys: tuple) -> None:

@@ -50,6 +50,25 @@ def expire_leases(now: dt.datetime | None = None, limit: int = 500, timed_out: l
     return each_alone(due, at, expire, SWEEPER)
 
 
+def fail_unclaimed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Offers no worker claimed within their task's `start_within` (their deadline kept in
+    lease_expires_at while available) fail, not retried: nobody is there to take them."""
+    at = to_utc(now)
+    due = _due((TaskInstance.state == S.AVAILABLE) & (TaskInstance.lease_expires_at < at),
+               TaskInstance.lease_expires_at, limit)
+
+    def fail(unit: Unit, instance: Row) -> bool:
+        if instance.state != S.AVAILABLE or instance.lease_expires_at is None or instance.lease_expires_at >= at:
+            return False  # claimed, held or undone since we looked
+        task = unit.task(instance)
+        error = (f"no worker claimed it within {format_duration(task.start_within or 0)} of its offer, by "
+                 f"{instance.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC: is a worker for {instance.function} running?")
+        rules.fail(unit.changes, instance, task, error, False, SWEEPER, expired=True)
+        return True
+
+    return each_alone(due, at, fail, SWEEPER)
+
+
 def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """retry_wait instances whose time came are offered again."""
     at = to_utc(now)

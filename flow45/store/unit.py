@@ -373,6 +373,10 @@ class Unit:
 
     def _write(self, processed: list[dict]) -> None:
         ch = self.changes
+        for instance in ch.offers:  # a task's start_within: the offer's deadline for a claim (flow45.store.sweep)
+            within = self.task(instance).start_within
+            if within and instance.lease_expires_at is None:
+                instance.lease_expires_at = instance.offered_at + dt.timedelta(seconds=within)
         self._not_done_by_run.clear()  # stored from here on: read again if wanted
         given = self.inputs_of(ch.offers)
         deferred = dialect().deferred()  # where it can, the writes below travel in one round trip

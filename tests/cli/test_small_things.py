@@ -162,6 +162,13 @@ def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45,
     assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out
 
 
+def test_instance_says_by_when_an_offer_must_be_claimed(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS.replace("output: Blob}", "output: Blob, start_within: 15m}", 1))
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    _, out, _ = flow45("instance", str(instance(run, "a").id))
+    assert out.splitlines()[0].endswith("function fa, to be claimed by 2026-03-01 12:15:00")
+
+
 def test_instance_shows_where_each_attempt_got_to(flow45, tmp_path):
     deploy_text(tmp_path, PARAMS.replace("output: Blob}", "output: Blob, retries: 1}", 1))
     run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
+from flow45 import states as S
 from flow45.store.specs import VersionSpec
 from flow45.views import EventView, InstanceView, RunView
 from tui import data
@@ -60,7 +61,8 @@ def summary(p: InstancePayload) -> Text:
         "   human task" if i.human else "", f"   worker {i.worker}" if i.worker else "",
     )
     if i.lease_expires_at:
-        text.append(f"   {'callback deadline' if i.parked else 'lease until'} {when(i.lease_expires_at)}")
+        kind = "claim by" if i.state == S.AVAILABLE else "callback deadline" if i.parked else "lease until"
+        text.append(f"   {kind} {when(i.lease_expires_at)}")
     elif i.parked:
         text.append("   parked: waits for its callback key")
     if i.timeout_at:
