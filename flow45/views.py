@@ -213,6 +213,7 @@ class InstanceView(View):
     log_tail: str | None = None  # its current attempt's log tail
     attempts_more: bool = False  # read through the bridge: more attempts follow (ask with attempts_from)
     notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes on it, oldest first
+    skip_reason: str | None = None  # skipped: why, as its ledger says (a worker, an operator, its task's `when`)
 
 
 @dataclasses.dataclass(frozen=True)

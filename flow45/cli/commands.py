@@ -260,11 +260,14 @@ def cmd_show(args) -> int:
         ],
     )
     failed = [i for i in view.instances if i.state == "failed"]
-    if failed:
+    skipped = [i for i in view.instances if i.state == "skipped" and i.skip_reason]
+    if failed or skipped:
         print()
     for i in failed:
         print(f"  {i.task} (instance {i.id}) failed, attempt {i.attempt}: {i.error or '(no error recorded)'}")
         _print_log(i.log_url, i.log_tail, "    ", lines=5)
+    for i in skipped:
+        print(f"  {i.task} (instance {i.id}) skipped: {i.skip_reason}")
     return 0
 
 
@@ -302,7 +305,8 @@ def cmd_instance(args) -> int:
           + (f", due {when(view.not_before)}" if view.state == "waiting" else "")
           + (f", times out {when(view.timeout_at)}" if view.timeout_at else "")
           + (f", to be claimed by {when(view.lease_expires_at)}" if view.state == "available" and view.lease_expires_at
-             else ""))
+             else "")
+          + (f": {view.skip_reason}" if view.skip_reason else ""))
     for note in view.notes:
         print(f"  note by {note.actor} {when(note.at)}: {note.text}")
     for a in view.attempts:

@@ -168,7 +168,7 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
             progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
             lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
             offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at, error=was.error,
-            timeout_at=None,
+            timeout_at=None, skip_reason=None,
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)

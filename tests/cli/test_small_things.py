@@ -162,6 +162,17 @@ def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45,
     assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out
 
 
+def test_show_and_instance_say_why_an_instance_was_skipped(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS)
+    run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
+    grant = claim(run, "a", now=T0)
+    store.skip(grant.instance, grant.token, "no sales that month", now=T0)
+    _, out, _ = flow45("show", str(run))
+    assert out.splitlines()[-1] == f"  a (instance {grant.instance}) skipped: no sales that month"
+    _, out, _ = flow45("instance", str(grant.instance))
+    assert out.splitlines()[0].endswith("function fa: no sales that month")
+
+
 def test_instance_says_by_when_an_offer_must_be_claimed(flow45, tmp_path):
     deploy_text(tmp_path, PARAMS.replace("output: Blob}", "output: Blob, start_within: 15m}", 1))
     run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)

@@ -222,3 +222,16 @@ def test_in_the_example_a_rejected_report_is_not_published_and_the_graph_says_wh
     assert _skip_reason(run, "publish") == "when approval.approved is true: it is false"
     graph = mermaid("reports/monthly_report", config.workflows["monthly_report"])
     assert "publish_document → Document<br/>when approval.approved is true\"]" in graph
+
+
+def test_show_and_instance_say_why_a_task_was_skipped(tmp_path):
+    deploy_text(tmp_path, INVOICES)
+    run = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
+    _submit(run, "extract", {**INVOICE, "amount": 250.0})
+    why = {i.task: i.skip_reason for i in store.get_run(run).instances}
+    assert why == {"extract": None, "review": "when invoice.amount > 1000: it is 250.0",
+                   "pay": "when approval.approved is true: it is null", "archive": None}
+    assert store.get_instance(instance(run, "pay").id).skip_reason == "when approval.approved is true: it is null"
+    store.undo(instance(run, "extract").id, "wrong amount", actor="ann", now=LEAP_DAY)
+    assert store.get_instance(instance(run, "review").id).skip_reason is None  # pending again: no reason
+    assert store.run_as_of(run, event=max(e.id for e in Event.select())).instances[1].skip_reason is None

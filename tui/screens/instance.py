@@ -67,6 +67,8 @@ def summary(p: InstancePayload) -> Text:
         text.append("   parked: waits for its callback key")
     if i.timeout_at:
         text.append(f"   times out {when(i.timeout_at)}")
+    if i.skip_reason:
+        text.append(f"\nskipped: {i.skip_reason}", "bright_black")
     if i.not_before:
         text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {when(i.not_before)}")
     if i.progress_pct is not None or i.progress_message:
