@@ -48,7 +48,7 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
                             dry_run=msg.dry_run).to_json()
     if isinstance(msg, m.Trigger):
         run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
-                            logical_time=utc_time(msg.logical_time))
+                            logical_time=utc_time(msg.logical_time), priority=msg.priority)
         return {"run": run, "status": store.get_run(run).status}
     if isinstance(msg, m.Pause):
         store.pause(team, msg.workflow, actor=actor, triggers=msg.triggers, reason=msg.reason, now=at)

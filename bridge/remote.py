@@ -255,12 +255,15 @@ class RemoteClient(Client):
 
     # ---- actions: the operator messages, as the URL's user -------------------------------------
 
-    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
+                priority: int | None = None) -> int:
         if self._other_team(team):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
         message = {"type": "trigger", "workflow": workflow, "params": params}
         if logical_time is not None:
             message["logical_time"] = iso(to_utc(logical_time))
+        if priority is not None:
+            message["priority"] = priority
         return self._change(message)["run"]
 
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_params(p)
     p.add_argument("--logical-time", type=_utc_time, metavar="TIME",
                    help="the time the run works for (ISO 8601, UTC without an offset), e.g. 2026-03-01T06:00:00Z")
+    p.add_argument("--priority", type=int, choices=range(10), metavar="0-9",
+                   help="an urgent run: each of its tasks' priority raised to at least this, so that its offers go "
+                        "ahead of other runs' in their queues")
     p.add_argument("--wait", action="store_true",
                    help="then wait until the run finishes; exit as `wait` does: 0 succeeded, 3 failed, 4 cancelled, "
                         "5 timed out")

@@ -147,7 +147,7 @@ def cmd_trigger(args) -> int:
     params = _params(args)
     client = _client(args)
     with suggesting(client, team, workflow):
-        run_id = client.trigger(team, workflow, params, args.logical_time)
+        run_id = client.trigger(team, workflow, params, args.logical_time, args.priority)
     view = client.run_row(run_id) or client.run(run_id)
     if not args.json:
         print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}", flush=True)

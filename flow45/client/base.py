@@ -156,8 +156,10 @@ class Client(abc.ABC):
     # ---- actions, as `actor` -----------------------------------------------------------------
 
     @abc.abstractmethod
-    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
-        """Start a run (with the logical time it works for, if given); its id."""
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
+                priority: int | None = None) -> int:
+        """Start a run (with the logical time it works for, if given; `priority`: each of its tasks' at least
+        this); its id."""
 
     @abc.abstractmethod
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:

@@ -170,10 +170,11 @@ class LocalClient(Client):
 
     # ---- actions -------------------------------------------------------------------------------
 
-    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None) -> int:
+    def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
+                priority: int | None = None) -> int:
         if self._other_team(team):
             raise self._missing_workflow(team, workflow)
-        return store.trigger(team, workflow, params, actor=self.actor, logical_time=logical_time)
+        return store.trigger(team, workflow, params, actor=self.actor, logical_time=logical_time, priority=priority)
 
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
         if self._other_team(team):

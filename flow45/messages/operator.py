@@ -33,6 +33,9 @@ class Trigger(_Message):
     workflow: str
     params: dict[str, Any] | None = None
     logical_time: UtcTime | None = Field(None, description="the run's logical time, e.g. 2026-03-01T06:00:00Z")
+    priority: int | None = Field(None, ge=0, le=9, description=(
+        "an urgent run: each of its tasks' priority raised to at least this (0-9), so its offers go ahead in their "
+        "queues"))
 
 
 class Pause(_Message):

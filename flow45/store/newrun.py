@@ -110,6 +110,7 @@ def _count_open(team: str) -> tuple[int, int]:
 def insert_run(
     spec: VersionSpec, workflow_id: int, params: dict, status: str, at: dt.datetime, *, trigger_kind: str,
     triggered_by: str, logical_time: dt.datetime | None = None, upstream_run: int | None = None,
+    priority: int | None = None,
 ) -> int:
     """The run and its pending instances; returns the run's id. The caller records the trigger and
     settles a running one."""
@@ -121,7 +122,7 @@ def insert_run(
     }], returning="id")  # the hot path's prepared INSERT: peewee built this SQL anew on every trigger
     insert_rows_later(TaskInstance, [
         {"run": run_id, "team": spec.team, "task": name, "function": task.function or "", "state": S.PENDING,
-         "priority": task.priority, "human": task.human, "updated_at": at}
+         "priority": max(task.priority, priority or 0), "human": task.human, "updated_at": at}
         for name, task in spec.workflow.tasks.items()
     ])  # read back under the run's lock, or committed: no round trip of its own
     return run_id

@@ -418,7 +418,7 @@ def offer_row(instance, run, spec: VersionSpec, given: dict, at: dt.datetime) ->
         "instance": instance.id, "run": run.id, "team": run.team, "workflow": spec.workflow_name,
         "version": spec.number, "task": instance.task, "function": instance.function,
         "attempt": instance.attempt, "token": instance.token, "inputs": given, "params": run.params,
-        "lease_seconds": lease_seconds(task), "human": task.human, "priority": task.priority,
+        "lease_seconds": lease_seconds(task), "human": task.human, "priority": instance.priority,
         "logical_time": iso(run.logical_time),
     }
     return {"team": run.team, "kind": "offer", "routing_key": offer_key(run.team, instance.function),

@@ -22,9 +22,10 @@ from flow45.store.unit import Unit, lock_workflow_for_a_run
 
 def trigger(
     team: str, workflow: str, params: Any = None, *, actor: str, now: dt.datetime | None = None,
-    trigger_kind: str = "manual", logical_time: dt.datetime | None = None,
+    trigger_kind: str = "manual", logical_time: dt.datetime | None = None, priority: int | None = None,
 ) -> int:
-    """Create a run of the workflow's current version; it waits as `queued` when no slot is free."""
+    """Create a run of the workflow's current version; it waits as `queued` when no slot is free.
+    `priority`: an urgent run, each of its tasks' priority raised to at least this."""
     at = to_utc(now)
     with atomic():
         row = lock_workflow_for_a_run(find_workflow(team, workflow))
@@ -37,14 +38,15 @@ def trigger(
             _refuse_taken(row.id, team, workflow, logical)
         try:
             run_id = insert_run(spec, row.id, clean_params, status, at, trigger_kind=trigger_kind, triggered_by=actor,
-                                logical_time=logical)
+                                logical_time=logical, priority=priority)
         except pw.IntegrityError as exc:
             if logical is None or "logical_time" not in str(exc):
                 raise
             raise RunExists(f"{team}/{workflow} has a run for {_shown(logical)} already (made just now)") from None
         unit = Unit(at)  # the trigger's event goes with the run's first moves, in their round trip
         rules.record(unit.changes, team, "trigger", actor, run=run_id, to_state=status,
-                     detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind})
+                     detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind,
+                             **({"priority": priority} if priority is not None else {})})
         if status == S.RUNNING:
             unit.start_new(run_id, spec, actor)
         unit.flush()

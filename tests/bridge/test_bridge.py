@@ -73,6 +73,30 @@ def test_a_dry_run_deploy_through_the_broker_answers_what_it_would_do_and_keeps_
     channel.connection.close()
 
 
+def test_an_urgent_runs_offer_goes_ahead_of_those_waiting_in_the_queue(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    config = (EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 8")
+    call(ops, "reports", {"type": "deploy", "files": {"reports.yaml": config}})
+    waiting = [call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": f"2026-0{n}"}})
+               ["run"] for n in range(1, 4)]
+    urgent = call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-09"},
+                                   "priority": 9})["run"]
+    channel = bridge_env.channel("reports-worker")
+    deadline = time.monotonic() + 15
+    while channel.queue_declare("flow45.tasks.reports.extract_sales", passive=True).method.message_count < 4:
+        assert time.monotonic() < deadline, "the four offers did not all arrive"
+        time.sleep(0.02)
+    taken = []
+    for _ in range(4):
+        _method, props, body = channel.basic_get("flow45.tasks.reports.extract_sales", auto_ack=True)
+        taken.append((json.loads(body)["run"], props.priority, json.loads(body)["priority"]))
+    channel.connection.close()
+    assert taken == [(urgent, 9, 9)] + [(run, 0, 0) for run in waiting]
+    with pytest.raises(BridgeRefused, match="priority"):
+        call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-10"},
+                              "priority": 10})
+
+
 def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answer(bridge_env):
     ops = bridge_env.url("reports-ops")
     call(ops, "reports", {"type": "deploy", "files": {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}})

@@ -162,6 +162,17 @@ def test_instance_says_when_a_running_attempt_times_out_and_why_it_ended(flow45,
     assert "    error timed out at 2026-03-01 13:30:00 UTC: running longer than its task's timeout of 90m" in out
 
 
+def test_an_urgent_trigger_raises_its_tasks_priority_and_the_ledger_says_so(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS.replace("b: {function: fb, output: Blob", "b: {function: fb, output: Blob, priority: 8"))
+    code, out, err = flow45("trigger", "acme/monthly", "--param", "month=2026-02", "--priority", "6", "--json")
+    assert code == 0, err
+    run = json.loads(out)["run"]
+    assert {i.task: i.priority for i in store.get_run(run).instances} == {"a": 6, "b": 8}  # at least 6
+    assert Event.get((Event.run == run) & (Event.kind == "trigger")).detail["priority"] == 6
+    code, _, err = flow45("trigger", "acme/monthly", "--param", "month=2026-03", "--priority", "10")
+    assert code == 2 and "--priority: invalid choice: 10" in err
+
+
 def test_show_and_instance_say_why_an_instance_was_skipped(flow45, tmp_path):
     deploy_text(tmp_path, PARAMS)
     run = store.trigger("acme", "monthly", {"month": "2026-02"}, actor="ann", now=T0)
