@@ -27,6 +27,21 @@ def config_refusal(tmp_path: Path, workflows: str) -> str:
     raise AssertionError(f"not refused: {workflows}")
 
 
+def upgraded_from_before(step, table: str, column: str) -> None:
+    """Take the store back to before migration `step` added `column` to `table`, then upgrade it."""
+    from flow45.db import atomic, database
+    from flow45.migrate import CURRENT, STEPS, upgrade
+    from flow45.models import SchemaVersion
+
+    version = STEPS.index(step) + 1
+    with atomic():
+        database.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        SchemaVersion.delete().where(SchemaVersion.version >= version).execute()
+    assert column not in {c.name for c in database.get_columns(table)}
+    assert upgrade() == (version - 1, CURRENT)
+    assert column in {c.name for c in database.get_columns(table)}
+
+
 def deploy_text(tmp_path: Path, text: str, actor: str = "tester"):
     path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
     path.write_text(textwrap.dedent(text))

@@ -11,26 +11,16 @@ from pydantic import ValidationError
 
 from flow45 import messages as m
 from flow45 import store
-from flow45.db import atomic, database
 from flow45.errors import InvalidCheckpoint, StaleToken
-from flow45.migrate import CURRENT, STEPS, _checkpoints_v20, upgrade
-from flow45.models import Attempt, SchemaVersion
-from tests.store.helpers import BLOB, claim, deploy_text, instance, states
+from flow45.migrate import _checkpoints_v20
+from flow45.models import Attempt
+from tests.store.helpers import BLOB, claim, deploy_blob_tasks, instance, states, upgraded_from_before
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
 NEW_YEARS_EVE = dt.datetime(2026, 12, 31, 23, 50)  # the attempts run into the new year
-LONG = """
-    team: acme
-    types:
-      Blob:
-        fields: {uri: string, size: {type: integer, ge: 0}}
-    workflows:
-      load:
-        tasks:
-          a: {function: fa, output: Blob, lease: 10m, retries: 2, retry_delay: 1m}
-          b: {function: fb, output: Blob, inputs: {src: a}}
-"""
+LONG = ["a: {function: fa, output: Blob, lease: 10m, retries: 2, retry_delay: 1m}",
+        "b: {function: fb, output: Blob, inputs: {src: a}}"]
 
 
 def _after(minutes: float) -> dt.datetime:
@@ -43,7 +33,7 @@ def _retried(run: int, minutes: float):
 
 
 def test_a_retry_resumes_from_where_the_failed_attempt_got_to(tmp_path):
-    deploy_text(tmp_path, LONG)
+    deploy_blob_tasks(tmp_path, "load", LONG)
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     first = claim(run, "a", now=NEW_YEARS_EVE)
     assert first.checkpoint is None  # nothing done yet: start from the top
@@ -61,7 +51,7 @@ def test_a_retry_resumes_from_where_the_failed_attempt_got_to(tmp_path):
 
 
 def test_after_an_expired_lease_and_an_attempt_that_said_nothing_the_last_checkpoint_sent_is_given(tmp_path):
-    deploy_text(tmp_path, LONG)
+    deploy_blob_tasks(tmp_path, "load", LONG)
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     first = claim(run, "a", now=NEW_YEARS_EVE)
     store.progress(first.instance, first.token, checkpoint=["2026-12-31", 17], now=_after(1))
@@ -75,7 +65,7 @@ def test_after_an_expired_lease_and_an_attempt_that_said_nothing_the_last_checkp
 
 
 def test_an_undo_starts_the_instance_afresh_and_an_operators_retry_does_not(tmp_path):
-    deploy_text(tmp_path, LONG.replace("retries: 2", "retries: 0"))
+    deploy_blob_tasks(tmp_path, "load", [LONG[0].replace("retries: 2", "retries: 0"), LONG[1]])
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     first = claim(run, "a", now=NEW_YEARS_EVE)
     store.progress(first.instance, first.token, checkpoint={"page": 3}, now=_after(1))
@@ -96,7 +86,7 @@ def test_an_undo_starts_the_instance_afresh_and_an_operators_retry_does_not(tmp_
 
 
 def test_a_stale_attempts_checkpoint_is_refused_and_not_kept(tmp_path):
-    deploy_text(tmp_path, LONG)
+    deploy_blob_tasks(tmp_path, "load", LONG)
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     first = claim(run, "a", now=NEW_YEARS_EVE)
     store.expire_leases(now=_after(11))
@@ -115,7 +105,7 @@ def test_a_stale_attempts_checkpoint_is_refused_and_not_kept(tmp_path):
     ({"api_key": "k-123"}, "checkpoint refused, checkpoint.api_key: the field name looks like a secret"),
 ])
 def test_a_checkpoint_that_cannot_be_kept_is_refused_and_changes_nothing(tmp_path, checkpoint, problem):
-    deploy_text(tmp_path, LONG)
+    deploy_blob_tasks(tmp_path, "load", LONG)
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     grant = claim(run, "a", now=NEW_YEARS_EVE)
     with pytest.raises(InvalidCheckpoint) as refused:
@@ -131,14 +121,8 @@ def test_a_checkpoint_that_cannot_be_kept_is_refused_and_changes_nothing(tmp_pat
 
 
 def test_a_store_from_before_checkpoints_is_upgraded_and_resumes_attempts(tmp_path):
-    step = STEPS.index(_checkpoints_v20) + 1
-    with atomic():  # a store from before: no column for the checkpoint
-        database.execute_sql("ALTER TABLE attempt DROP COLUMN checkpoint")
-        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
-    assert "checkpoint" not in {column.name for column in database.get_columns("attempt")}
-
-    assert upgrade() == (step - 1, CURRENT)
-    deploy_text(tmp_path, LONG)
+    upgraded_from_before(_checkpoints_v20, "attempt", "checkpoint")
+    deploy_blob_tasks(tmp_path, "load", LONG)
     run = store.trigger("acme", "load", actor="ann", now=NEW_YEARS_EVE)
     first = claim(run, "a", now=NEW_YEARS_EVE)
     store.progress(first.instance, first.token, checkpoint={"done": 1}, now=_after(1))

@@ -11,27 +11,18 @@ import pytest
 from flow45 import scheduler, store
 from flow45.errors import StaleToken
 from flow45.models import Event
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_text, instance, states
+from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
 NEW_YEAR = dt.datetime(2026, 12, 31, 23, 55)  # the offer waits into the new year
 SECOND = dt.timedelta(seconds=1)
-WAITING = """
-    team: acme
-    types:
-      Blob:
-        fields: {uri: string, size: {type: integer, ge: 0}}
-    workflows:
-      nightly:
-        tasks:
-          a: {function: fa, output: Blob, start_within: 10m, retries: 3, retry_delay: 1m}
-          b: {function: fb, output: Blob, inputs: {src: a}}
-"""
+WAITING = ["a: {function: fa, output: Blob, start_within: 10m, retries: 3, retry_delay: 1m}",
+           "b: {function: fb, output: Blob, inputs: {src: a}}"]
 
 
 def test_an_offer_nobody_claims_in_time_fails_the_instance_and_the_run(tmp_path):
-    deploy_text(tmp_path, WAITING)
+    deploy_blob_tasks(tmp_path, "nightly", WAITING)
     run = store.trigger("acme", "nightly", actor="ann", now=NEW_YEAR)
     offered = instance(run, "a")
     deadline = NEW_YEAR + dt.timedelta(minutes=10)
@@ -59,7 +50,7 @@ def test_an_offer_nobody_claims_in_time_fails_the_instance_and_the_run(tmp_path)
 
 
 def test_a_retry_is_a_new_offer_with_a_new_deadline(tmp_path):
-    deploy_text(tmp_path, WAITING)
+    deploy_blob_tasks(tmp_path, "nightly", WAITING)
     run = store.trigger("acme", "nightly", actor="ann", now=NEW_YEAR)
     grant = claim(run, "a", now=NEW_YEAR + dt.timedelta(minutes=9))
     store.fail(grant.instance, grant.token, "flaky", now=NEW_YEAR + dt.timedelta(minutes=20))

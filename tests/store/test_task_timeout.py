@@ -10,12 +10,11 @@ import pytest
 
 from flow45 import store
 from flow45.config import WorkflowSpec
-from flow45.db import atomic, database
 from flow45.errors import StaleToken
-from flow45.migrate import CURRENT, STEPS, _task_timeout_v18, upgrade
-from flow45.models import Attempt, Event, SchemaVersion
+from flow45.migrate import _task_timeout_v18
+from flow45.models import Attempt, Event
 from flow45.store.specs import spec_document
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_text, instance, states
+from tests.store.helpers import BLOB, claim, config_refusal, deploy_text, instance, states, upgraded_from_before
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -145,13 +144,7 @@ def test_a_workflows_timeout_past_a_century_is_refused_as_its_sla_is(tmp_path):
 
 
 def test_a_store_from_before_task_timeouts_is_upgraded_and_times_out_attempts(tmp_path):
-    step = STEPS.index(_task_timeout_v18) + 1
-    with atomic():  # a store from before: no column for the attempt's deadline
-        database.execute_sql("ALTER TABLE task_instance DROP COLUMN timeout_at")
-        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
-    assert "timeout_at" not in {column.name for column in database.get_columns("task_instance")}
-
-    assert upgrade() == (step - 1, CURRENT)
+    upgraded_from_before(_task_timeout_v18, "task_instance", "timeout_at")
     deploy_text(tmp_path, SLOW)
     run = store.trigger("acme", "crunch", actor="ann", now=LEAP_DAY)
     grant = claim(run, "a", now=LEAP_DAY)
