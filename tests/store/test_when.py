@@ -235,3 +235,15 @@ def test_show_and_instance_say_why_a_task_was_skipped(tmp_path):
     store.undo(instance(run, "extract").id, "wrong amount", actor="ann", now=LEAP_DAY)
     assert store.get_instance(instance(run, "review").id).skip_reason is None  # pending again: no reason
     assert store.run_as_of(run, event=max(e.id for e in Event.select())).instances[1].skip_reason is None
+
+
+def test_an_undo_of_the_skipped_task_itself_runs_it_whatever_its_condition(tmp_path):
+    """The operator's explicit choice, the one way to force it: its inputs are unchanged, so asking
+    again would only skip it again."""
+    deploy_text(tmp_path, INVOICES)
+    run = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
+    _submit(run, "extract", {**INVOICE, "amount": 20.0})
+    store.undo(instance(run, "review").id, "review it anyway: the supplier is new", actor="ann", now=LEAP_DAY)
+    assert states(run)["review"] == "available" and states(run)["pay"] == "pending"
+    _submit(run, "review", {"approved": True, "by": "kim"})
+    assert states(run)["pay"] == "available"
