@@ -156,11 +156,13 @@ async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_th
         assert "String should match pattern" in month_error
         assert "params have errors" in text_of(modal.query_one("#refusal")) and Run.select().count() == 0
         modal.query_one("#field-month", Input).value = "2026-04"
+        modal.query_one("#trigger-priority", Select).value = 9  # urgent
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
         await wait_until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1)
     run = Run.get()
     assert run.triggered_by == OPERATOR and run.params == {"month": "2026-04"}
+    assert {i.priority for i in store.get_run(run.id).instances} == {9}
 
 
 async def test_a_workers_change_appears_without_a_keypress(tui_db):

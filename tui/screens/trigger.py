@@ -12,6 +12,10 @@ from tui.screens.modals import ActionModal
 from tui.widgets.forms import TypeForm
 
 
+PRIORITIES = [("priority: as its tasks say", None), ("priority: urgent, at least 5 for each task", 5),
+              ("priority: most urgent, 9 for each task", 9)]
+
+
 class TriggerModal(ActionModal):
     AUTO_FOCUS = "#trigger-workflow"
     confirm_label = "Trigger"
@@ -30,6 +34,8 @@ class TriggerModal(ActionModal):
         yield Select(options, prompt="choose a workflow…", id="trigger-workflow",
                      value=self.preselect if self.preselect in known else Select.NULL)
         yield Static("", id="trigger-about")
+        yield Select(PRIORITIES, value=None, allow_blank=False, id="trigger-priority",
+                     tooltip="an urgent run's offers go ahead of other runs' in their queues")
         yield Vertical(id="trigger-params")
 
     async def on_mount(self) -> None:
@@ -72,5 +78,6 @@ class TriggerModal(ActionModal):
             params, ok = forms.first().check()
             if not ok:
                 raise Flow45Error("the params have errors: see the fields above")
-        run_id = self.app.client.trigger(team, name, params)
-        return f"triggered run {run_id} of {team}/{name}"
+        priority = self.query_one("#trigger-priority", Select).value
+        run_id = self.app.client.trigger(team, name, params, priority=priority)
+        return f"triggered run {run_id} of {team}/{name}" + (f", urgent (priority {priority})" if priority else "")
