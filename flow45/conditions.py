@@ -1,14 +1,16 @@
-"""A task's `when`: conditions on the inputs it would receive, checked as it becomes ready. Met, it is
-offered as any task; not met, it is skipped (its downstream gets null for it, as for any skip), and
-the ledger says which condition and what the value was. Camunda's conditional flows, Conductor's
-SWITCH and Airflow's branching, written as data:
+"""A task's `when`: conditions on the inputs it would receive, or on its run's `params`, checked as it
+becomes ready. Met, it is offered as any task; not met, it is skipped (its downstream gets null for
+it, as for any skip), and the ledger says which condition and what the value was. Camunda's
+conditional flows, Conductor's SWITCH and Airflow's branching, written as data:
 
     publish: {..., inputs: {document: render, approval: approve}, when: {approval.approved: true}}
     review:  {..., inputs: {invoice: extract}, when: {invoice.amount: {gt: 1000}, invoice.region: [emea, apac]}}
+    reload:  {..., when: {params.full_reload: true}}
 
-Each key is an input's name and a path of fields in it; each value is what that field must be: a
-value (equal to it), a list (one of them), or comparisons (`gt`, `ge`, `lt`, `le`, `ne`). Every
-condition must hold. A skipped upstream passes null, which meets only a condition asking for null."""
+Each key is an input's name (or `params`: the run's; an input of that name comes first) and a path of
+fields in it; each value is what that field must be: a value (equal to it), a list (one of them), or
+comparisons (`gt`, `ge`, `lt`, `le`, `ne`). Every condition must hold. A skipped upstream passes null,
+which meets only a condition asking for null."""
 
 from __future__ import annotations
 

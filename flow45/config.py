@@ -158,7 +158,8 @@ class TaskSpec(_Strict):
     )
     undo: Literal["none", "notify"] = Field("none", description="notify: publish an undo notice")
     when: When | None = Field(
-        None, description="conditions on the inputs it would receive, each `INPUT.FIELD: value`, a list of values it "
+        None, description="conditions on the inputs it would receive (or the run's params), each `INPUT.FIELD: value` "
+                          "(`params.FIELD: value`), a list of values it "
                           "may be, or comparisons ({gt, ge, lt, le, ne}); all must hold when the task becomes ready, "
                           "or it is skipped (its downstream gets null for it), the ledger naming the condition "
                           "(flow45.conditions)")

@@ -26,13 +26,19 @@ def check_conditions(config: TeamConfig, report: Callable[[str, str, str], None]
 
 def _problem(config: TeamConfig, wf: WorkflowSpec, task: TaskSpec, path: str, expected: Any) -> str | None:
     param, *fields = path.split(".")
-    if param not in task.inputs:
-        known = f" ({', '.join(task.inputs)})" if task.inputs else " (it has none: name the upstream under `inputs`)"
-        return f"'{param}' is not one of the task's inputs{known}"
-    upstream = wf.tasks.get(task.inputs[param])
-    if upstream is None or upstream.output not in config.types:
-        return None  # said where the input or the output type is written
-    type_name, spec = upstream.output, None
+    if param in task.inputs:
+        upstream = wf.tasks.get(task.inputs[param])
+        type_name = upstream.output if upstream is not None else None
+    elif param == "params":  # the run's
+        if wf.params is None:
+            return "the workflow takes no params (declare `params:` with a type to test them)"
+        type_name = wf.params
+    else:
+        known = f"one of its inputs ({', '.join(task.inputs)})" if task.inputs else "an input (the task has none)"
+        return f"'{param}' is neither {known} nor the run's `params`"
+    if type_name not in config.types:
+        return None  # said where the input's output type or the params type is written
+    spec = None
     for depth, name in enumerate(fields):
         declared = config.types[type_name].fields
         if name not in declared:

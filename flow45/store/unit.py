@@ -242,8 +242,10 @@ class Unit:
         return changes
 
     def _unmet(self, instance: Row) -> str | None:
-        """Why the inputs the instance would receive do not meet its task's `when`; None if they do."""
-        return unmet(self.task(instance).when, self.inputs_of([instance])[instance.id])
+        """Why the inputs the instance would receive (and its run's params) do not meet its task's
+        `when`; None if they do."""
+        inputs = self.inputs_of([instance])[instance.id]  # an input named params hides the run's
+        return unmet(self.task(instance).when, {"params": self.run_of(instance).params, **inputs})
 
     def settle(self, run_id: int, actor: str) -> None:
         rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)
@@ -255,11 +257,13 @@ class Unit:
         if not spec.wide:
             self.lock_runs([run_id])
             return self.settle(run_id, actor)
-        roots = spec.in_order(spec.roots())
-        found = self.run_tasks(run_id, roots)
         not_done = {name: S.PENDING for name in spec.order}
-        # A root has no inputs, so no `when`: none of them is skipped here.
-        rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in roots], not_done, spec, actor)
+        candidates = spec.in_order(spec.roots())
+        while candidates:  # a root skipped for its `when` on the run's params: what follows it may be ready
+            found = self.run_tasks(run_id, candidates)
+            skipped = rules.settle_after(self.changes, self.runs[run_id], [found[name] for name in candidates],
+                                         not_done, spec, actor)
+            candidates = rules.ready_after([i.task for i in skipped], not_done, spec)
 
     def settle_changed(self, run_id: int, changed: list[Row], actor: str) -> None:
         """Settle the run after changes to these of its instances alone (a worker's submit, fail or

@@ -145,7 +145,8 @@ def test_an_operator_skip_or_set_output_upstream_is_judged_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("when, problem", [
-    ("{amount.x: 1}", "when.amount.x: 'amount' is not one of the task's inputs (invoice)"),
+    ("{amount.x: 1}", "when.amount.x: 'amount' is neither one of its inputs (invoice) nor the run's `params`"),
+    ("{params.full: true}", "when.params.full: the workflow takes no params (declare `params:` with a type"),
     ("{invoice.amuont: 1}", "when.invoice.amuont: Invoice has no field 'amuont' (did you mean 'amount'?)"),
     ("{invoice.amount: \"1000\"}", "when.invoice.amount: a number field cannot be \"1000\""),
     ("{invoice.paid: {gt: 0}}", "when.invoice.paid: a boolean is not ordered: gt does not apply"),
@@ -247,3 +248,24 @@ def test_an_undo_of_the_skipped_task_itself_runs_it_whatever_its_condition(tmp_p
     assert states(run)["review"] == "available" and states(run)["pay"] == "pending"
     _submit(run, "review", {"approved": True, "by": "kim"})
     assert states(run)["pay"] == "available"
+
+
+def test_a_condition_on_the_runs_params_can_skip_a_root_and_what_follows_it(tmp_path, monkeypatch):
+    from flow45.store import specs
+
+    text = (INVOICES
+            .replace("      invoices:\n        tasks:", "      invoices:\n        params: Options\n        tasks:")
+            .replace("    workflows:", "      Options:\n        fields: {audit: {type: boolean, optional: true}}\n"
+                                      "    workflows:")
+            .replace("extract: {function: extract_invoice, output: Invoice}",
+                     "extract: {function: extract_invoice, output: Invoice, when: {params.audit: true}}"))
+    deploy_text(tmp_path, text)
+    audited = store.trigger("acme", "invoices", {"audit": True}, actor="ann", now=LEAP_DAY)
+    assert states(audited)["extract"] == "available"
+    plain = store.trigger("acme", "invoices", {}, actor="ann", now=LEAP_DAY)
+    assert states(plain) == {"extract": "skipped", "review": "skipped", "pay": "skipped", "archive": "available"}
+    assert _skip_reason(plain, "extract") == "when params.audit is true: it is null"
+    monkeypatch.setattr(specs, "WIDE", 2)  # a wide run starts with its roots read alone: the same
+    wide = store.trigger("acme", "invoices", {"audit": False}, actor="ann", now=LEAP_DAY)
+    assert states(wide) == {"extract": "skipped", "review": "skipped", "pay": "skipped", "archive": "available"}
+    assert _skip_reason(wide, "extract") == "when params.audit is true: it is false"
