@@ -104,7 +104,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadStats):
         return client.stats(team, read.workflow, read.runs).to_json()
     if isinstance(read, m.ReadVersions):
-        return client.versions(team, read.workflow, read.limit).to_json()
+        return client.versions(team, read.workflow, read.limit, since=read.since).to_json()
     if isinstance(read, m.ReadInstance):
         found = client.instance(read.instance).to_json()
         found["attempts"] = found["attempts"][read.attempts_from:]  # the rest of an instance sent in parts

@@ -173,10 +173,11 @@ class RemoteClient(Client):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
         return WorkflowStats.from_json(self._read({"type": "stats", "workflow": workflow, "runs": runs}))
 
-    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+    def versions(self, team: str, workflow: str, limit: int = 20, since: int | None = None) -> WorkflowVersions:
         if self._other_team(team):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
-        return WorkflowVersions.from_json(self._read({"type": "versions", "workflow": workflow, "limit": limit}))
+        read = {"type": "versions", "workflow": workflow, "limit": limit, **({"since": since} if since else {})}
+        return WorkflowVersions.from_json(self._read(read))
 
     def run_row(self, run_id: int) -> RunView | None:
         found = self.runs(before=run_id + 1, limit=1)

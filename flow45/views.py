@@ -310,6 +310,8 @@ class WorkflowVersions(View):
     retired: bool
     total: int  # versions deployed, shown or not
     versions: list[VersionView]
+    since: int | None = None  # asked: the version compared with the current one
+    changed_since: list[str] | None = None  # what changed from `since` to the current version, all at once
 
 
 @dataclasses.dataclass(frozen=True)

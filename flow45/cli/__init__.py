@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and what it changed from the one before", True)
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--limit", type=_positive_int, default=20, help="how many of the newest versions (at most 500)")
+    p.add_argument("--since", type=_positive_int, metavar="VERSION",
+                   help="also what changed from this version to the current one, all at once (a run's version: "
+                        "what it does differently from a run triggered now)")
     add("instance", "show a task instance and its attempts", True).add_argument("instance", type=_positive_int)
     p = add("undo", "undo a task instance and what followed from it", True)
     p.add_argument("instance", type=_positive_int)

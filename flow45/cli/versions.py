@@ -23,13 +23,17 @@ def cmd_versions(args) -> int:
         raise UsageError(f"--limit is at most 500, got {args.limit}")
     client = _client(args)
     with suggesting(client, team, workflow):
-        found = client.versions(team, workflow, args.limit)
+        found = client.versions(team, workflow, args.limit, since=args.since)
     if args.json:
         print_json(found.to_json())
         return 0
     shown = f", the newest {len(found.versions)} shown" if len(found.versions) < found.total else ""
     print(f"{team}/{workflow}: {found.total} version(s){shown}, current v{found.current}"
           + (", retired" if found.retired else ""))
+    if found.changed_since is not None:
+        print(f"from v{found.since} to v{found.current}:" + ("" if found.changed_since else " no change"))
+        for line in found.changed_since:
+            print(f"  {line}")
     for v in found.versions:
         print(f"v{v.version}  deployed {when(v.deployed_at)} by {v.deployed_by}  hash {v.content_hash[:12]}  "
               f"runs {v.runs}")

@@ -90,9 +90,9 @@ class Client(abc.ABC):
         """Per-task p50/p95 duration and failure rate over the workflow's newest `runs` runs (at most 500)."""
 
     @abc.abstractmethod
-    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+    def versions(self, team: str, workflow: str, limit: int = 20, since: int | None = None) -> WorkflowVersions:
         """The workflow's newest `limit` versions (at most 500), newest first: who deployed each, when, its
-        runs, and what it changed."""
+        runs, and what it changed; `since`: also what changed from that version to the current one."""
 
     @abc.abstractmethod
     def run_row(self, run_id: int) -> RunView | None:

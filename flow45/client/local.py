@@ -85,12 +85,12 @@ class LocalClient(Client):
 
         return workflow_stats(team, workflow, runs)
 
-    def versions(self, team: str, workflow: str, limit: int = 20) -> WorkflowVersions:
+    def versions(self, team: str, workflow: str, limit: int = 20, since: int | None = None) -> WorkflowVersions:
         if self._other_team(team):
             raise self._missing_workflow(team, workflow)
         from flow45.store.versions import workflow_versions
 
-        return workflow_versions(team, workflow, limit)
+        return workflow_versions(team, workflow, limit, since)
 
     def run_row(self, run_id: int) -> RunView | None:
         found = store.list_runs(self.team, before=run_id + 1, limit=1)

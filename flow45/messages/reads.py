@@ -72,6 +72,7 @@ class ReadVersions(_Message):
     type: Literal["versions"]
     workflow: str = Field(max_length=200)
     limit: int = Field(20, ge=1, le=MAX_PAGE)
+    since: int | None = Field(None, ge=1, description="also what changed from this version to the current one")
 
 
 class ReadInstance(_Message):

@@ -59,6 +59,7 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["stats", "reports/monthly_report", "--json"], ["stats", "reports/monthly_report", "--json"]),
         (["versions", "reports/monthly_report"], ["versions", "reports/monthly_report"]),
         (["versions", "reports/monthly_report", "--json"], ["versions", "reports/monthly_report", "--json"]),
+        (["versions", "reports/monthly_report", "--since", "1"],) * 2,
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
@@ -75,6 +76,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
     assert list(tmp_path.iterdir()) == [tmp_path / "rival.yaml"]  # no store, no settings made here
     versions = answers[[pair[0] for pair in commands].index(["versions", "reports/monthly_report"])][0].stdout
     assert "v2  deployed 2026-03-01 12:00:00 by ann" in versions and "  max_active_runs: 2 -> 3" in versions
+    since = answers[[pair[0] for pair in commands].index(["versions", "reports/monthly_report", "--since", "1"])][0]
+    assert "from v1 to v2:\n  max_active_runs: 2 -> 3\n" in since.stdout
 
 
 def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(bridge_env, tmp_path):

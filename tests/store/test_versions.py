@@ -81,6 +81,12 @@ def test_versions_are_listed_newest_first_with_their_runs_and_what_each_changed(
 
     newest = workflow_versions("acme", "nightly", limit=1)  # the version before it is read to say what it changed
     assert (newest.total, [v.changes for v in newest.versions]) == (3, [["tasks.extract.retries: 4 -> 5"]])
+    assert newest.changed_since is None
+    since = workflow_versions("acme", "nightly", limit=1, since=1)  # a run of v1 against one triggered now
+    assert since.changed_since == [line.replace("retries: 3 -> 4", "retries: 3 -> 5") for line in V2_CHANGES]
+    assert workflow_versions("acme", "nightly", since=3).changed_since == []
+    with pytest.raises(NotFound, match="acme/nightly has no version 4 \\(it has 1 to 3\\)"):
+        workflow_versions("acme", "nightly", since=4)
 
 
 def test_a_sweeping_change_is_told_in_forty_lines_and_the_rest_counted(tmp_path):
