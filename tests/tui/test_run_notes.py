@@ -66,3 +66,18 @@ async def test_a_note_on_an_instance_from_its_screen_shows_there_and_in_its_runs
         await wait_until(pilot, lambda: f"note on render by {OPERATOR} " in text_of(run_info))
     [event] = Event.select().where(Event.kind == "note")
     assert (event.instance, event.detail["task"]) == (instance(run, "render").id, "render")
+
+
+async def test_the_instance_screen_says_when_a_task_runs_and_why_it_was_skipped(tui_db):
+    run = monthly_run(("extract", "render"))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot)
+        await pilot.press("down", "down", "down", "enter")  # publish's instance
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload)
+        info = app.screen.query_one("#inst-info", Static)
+        assert app.screen.payload.instance.task == "publish"
+        assert "runs when approval.approved is true" in text_of(info)
+        store.submit_human(instance(run, "approve").id, {"approved": False, "reviewer": "kim"}, actor="demo-operator")
+        await wait_until(pilot, lambda: "skipped: when approval.approved is true: it is false" in text_of(info))
+        assert "runs when" not in text_of(info)

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from flow45 import states as S
+from flow45.conditions import describe
 from flow45.store.specs import VersionSpec
 from flow45.views import EventView, InstanceView, RunView
 from tui import data
@@ -67,10 +68,14 @@ def summary(p: InstancePayload) -> Text:
         text.append("   parked: waits for its callback key")
     if i.timeout_at:
         text.append(f"   times out {when(i.timeout_at)}")
-    if i.skip_reason:
-        text.append(f"\nskipped: {i.skip_reason}", "bright_black")
     if i.not_before:
         text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {when(i.not_before)}")
+    conditions = p.spec.task(i.task).when
+    if conditions and not i.skip_reason:  # the task runs only when these hold (flow45.conditions)
+        text.append("\nruns when " + " and ".join(f"{path} {describe(v)}" for path, v in conditions.items()),
+                    "bright_black")
+    if i.skip_reason:
+        text.append(f"\nskipped: {i.skip_reason}", "bright_black")
     if i.progress_pct is not None or i.progress_message:
         text.append("\n")
         text.append_text(pct_bar(i.progress_pct, i.state, 20))
