@@ -244,3 +244,16 @@ def _whole_number(text: str, least: int = 0) -> int:
     if value > MAX_ID:
         raise argparse.ArgumentTypeError(f"expected a number up to {MAX_ID}, got {value}")
     return value
+
+
+def workflow_read(args: argparse.Namespace, count_option: str, read: Callable[[Any, str, str, int], Any]):
+    """(team, workflow, what `read(client, team, workflow, count)` answers) for a command about one
+    TEAM/WORKFLOW with a count of at most 500 (`--runs`, `--limit`); a workflow not deployed is
+    refused with the nearest names."""
+    team, workflow = _team_workflow(args.workflow)
+    count = getattr(args, count_option)
+    if count > 500:
+        raise UsageError(f"--{count_option} is at most 500, got {count}")
+    client = _client(args)
+    with suggesting(client, team, workflow):
+        return team, workflow, read(client, team, workflow, count)

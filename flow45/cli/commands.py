@@ -11,7 +11,7 @@ from pathlib import Path
 from flow45 import states as S
 from flow45 import wire
 from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, remote_mode,
-                             say_if_no_team, suggesting)
+                             say_if_no_team, suggesting, workflow_read)
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
 from flow45.cli.versions import print_deploy_changes
@@ -273,12 +273,7 @@ def cmd_show(args) -> int:
 
 @command("stats")
 def cmd_stats(args) -> int:
-    team, workflow = _team_workflow(args.workflow)
-    if args.runs > 500:
-        raise UsageError(f"--runs is at most 500, got {args.runs}")
-    client = _client(args)
-    with suggesting(client, team, workflow):
-        stats = client.stats(team, workflow, args.runs)
+    team, workflow, stats = workflow_read(args, "runs", lambda client, t, w, n: client.stats(t, w, n))
     if args.json:
         print_json(stats.to_json())
         return 0

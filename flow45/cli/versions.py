@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flow45.cli.base import UsageError, _client, _team_workflow, command, suggesting
+from flow45.cli.base import command, workflow_read
 from flow45.cli.output import print_json, when
 from flow45.views import DeployReport
 
@@ -18,12 +18,8 @@ def print_deploy_changes(report: DeployReport) -> None:
 
 @command("versions")
 def cmd_versions(args) -> int:
-    team, workflow = _team_workflow(args.workflow)
-    if args.limit > 500:
-        raise UsageError(f"--limit is at most 500, got {args.limit}")
-    client = _client(args)
-    with suggesting(client, team, workflow):
-        found = client.versions(team, workflow, args.limit, since=args.since)
+    team, workflow, found = workflow_read(args, "limit",
+                                          lambda client, t, w, n: client.versions(t, w, n, since=args.since))
     if args.json:
         print_json(found.to_json())
         return 0
