@@ -18,7 +18,7 @@ def notify_kinds(e: EventView) -> list[str]:
             return ["run_timed_out"]
         return ["run_failed"] if e.run is not None and e.to_state == S.FAILED else []
     if e.to_state == S.FAILED and e.kind in ("fail", "expire", "overdue"):
-        found = ["retries_exhausted"]
+        found = ["retries_exhausted"] + (["unclaimed"] if detail.get("unclaimed") else [])
     elif e.to_state == S.AVAILABLE and detail.get("human"):
         found = ["human_waiting"]
     elif e.kind == "remind":
@@ -42,6 +42,8 @@ def text(e: EventView, kinds: list[str]) -> str:
         said = f"run {e.run} was cancelled: running longer than its workflow's timeout of {detail.get('timeout')}"
     elif "run_failed" in kinds:
         said = f"run {e.run} failed"
+    elif "unclaimed" in kinds:
+        said = f"{where} failed: {detail.get('error')}"
     elif "retries_exhausted" in kinds:
         error = str(detail.get("error") or detail.get("reason") or "")
         if len(error) > ERROR_SHOWN:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 EVENTS = {
     "run_failed": "a run failed",
     "retries_exhausted": "a task instance failed with no retries left",
+    "unclaimed": "no worker claimed a task instance within its task's `start_within`: are its workers gone?",
     "human_waiting": "a human task became available, waiting for a decision",
     "due_soon": "a reminder of a human task not decided yet (its `reminders`)",
     "overdue": "a human task passed its `due` time (any `overdue` outcome)",

@@ -255,12 +255,15 @@ def skip(ch: Changes, instance, reason: str, actor: str, *, revoked: str | None 
     move(ch, instance, S.SKIPPED, "skip", actor, {"reason": said(reason)}, token=None, lease_expires_at=None)
 
 
-def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *, expired: bool = False) -> None:
-    """A failed or expired attempt: counted against retries, then a new offer, retry_wait, or failed."""
+def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *, expired: bool = False,
+         unclaimed: bool = False) -> None:
+    """A failed or expired attempt: counted against retries, then a new offer, retry_wait, or failed.
+    `unclaimed`: an offer no worker claimed in time (a task's start_within), said in the ledger."""
     error = str(error)[:MAX_MESSAGE]
     end_attempt(ch, instance, "expired" if expired else "failed", error=error)
     instance.failures += 1
-    detail = {"attempt": instance.attempt, "error": error, "failures": instance.failures, "retries": task.retries}
+    detail = {"attempt": instance.attempt, "error": error, "failures": instance.failures, "retries": task.retries,
+              **({"unclaimed": True} if unclaimed else {})}
     kind = "expire" if expired else "fail"
     if retryable and instance.failures <= task.retries:
         delay = retry_delay(task, instance.failures, instance.id)

@@ -63,7 +63,7 @@ def fail_unclaimed(now: dt.datetime | None = None, limit: int = 500) -> list[int
         task = unit.task(instance)
         error = (f"no worker claimed it within {format_duration(task.start_within or 0)} of its offer, by "
                  f"{instance.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC: is a worker for {instance.function} running?")
-        rules.fail(unit.changes, instance, task, error, False, SWEEPER, expired=True)
+        rules.fail(unit.changes, instance, task, error, False, SWEEPER, expired=True, unclaimed=True)
         return True
 
     return each_alone(due, at, fail, SWEEPER)

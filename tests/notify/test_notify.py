@@ -211,6 +211,8 @@ def _event(kind, to_state=None, instance=7, detail=None):
     (_event("fail", "failed", detail={"error": "e", "retries": 2}), ["retries_exhausted"]),
     (_event("fail", "retry_wait"), []),
     (_event("expire", "failed"), ["retries_exhausted"]),
+    (_event("expire", "failed", detail={"unclaimed": True, "error": "no worker claimed it within 10m"}),
+     ["retries_exhausted", "unclaimed"]),
     (_event("ready", "available", detail={"human": True}), ["human_waiting"]),
     (_event("ready", "available"), []),
     (_event("remind", detail={"reminder": 1, "of": 2, "to": "ann", "due": "2026-03-01T14:00:00Z"}), ["due_soon"]),

@@ -36,6 +36,15 @@ def test_an_offer_nobody_claims_in_time_fails_the_instance_and_the_run(tmp_path)
     assert (event.from_state, event.to_state) == ("available", "failed")
     assert event.detail["error"] == ("no worker claimed it within 10m of its offer, by 2027-01-01 00:05:00 UTC: "
                                      "is a worker for fa running?")  # not retried: nobody is there to take it
+    from flow45.notify.events import notify_kinds, text
+    from flow45.views import EventView
+
+    told = EventView(id=event.id, at=event.at, team="acme", run=run, instance=offered.id, kind="expire",
+                     from_state="available", to_state="failed", actor="scheduler", detail=event.detail)
+    assert notify_kinds(told) == ["retries_exhausted", "unclaimed"]  # a team can route this one apart
+    assert text(told, notify_kinds(told)) == (
+        f"[acme] task instance {offered.id} of run {run} failed: no worker claimed it within 10m of its offer, "
+        f"by 2027-01-01 00:05:00 UTC: is a worker for fa running? (event {event.id})")
     with pytest.raises(StaleToken):  # a worker that comes back late finds the offer gone
         store.claim(offered.id, offered.token, "late-worker", now=deadline + 2 * SECOND)
 
