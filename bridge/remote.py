@@ -130,7 +130,7 @@ class RemoteClient(Client):
             page = min(limit - len(found), m.MAX_PAGE)
             message = {"type": "runs", "workflow": where.workflow, "status": where.status, "text": where.text,
                        "before": before, "limit": page, "params": dict(where.params) or None,
-                       "since": iso(where.since), "until": iso(where.until)}
+                       "since": iso(where.since), "until": iso(where.until), "version": where.version}
             if ids is not None:
                 message["ids"] = list(ids)
             answer = self._read(message)

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--version", type=_positive_int, help="with --workflow: only runs following this version of it")
     p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="only runs whose params have KEY with this value (compared without case; repeatable)")
     p.add_argument("--params", help="only runs whose params have these keys with these values (a JSON object)")

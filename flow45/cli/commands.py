@@ -189,7 +189,10 @@ def _window(args) -> tuple[dt.datetime | None, dt.datetime | None]:
 def cmd_runs(args) -> int:
     params = _params(args, filtering=True) or {}
     since, until = _window(args)
-    where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since, until=until)
+    if args.version is not None and not args.workflow:
+        raise UsageError("--version needs --workflow: each workflow numbers its own versions")
+    where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since,
+                      until=until, version=args.version)
     client = _client(args)
     views = client.runs(where, limit=args.limit)
     if not views and args.workflow:

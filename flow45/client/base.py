@@ -35,10 +35,12 @@ class RunFilter:
     params: tuple[tuple[str, Any], ...] = ()  # (key, value): runs whose params have each key with that value
     since: dt.datetime | None = None  # triggered at or after (naive UTC)
     until: dt.datetime | None = None  # triggered before
+    version: int | None = None  # of the workflow (named too): runs following that version of it
 
     def describe(self) -> str:
         parts = [f"{name} {value}" for name, value in
-                 (("team", self.team), ("workflow", self.workflow), ("status", self.status)) if value]
+                 (("team", self.team), ("workflow", self.workflow), ("version", self.version), ("status", self.status))
+                 if value]
         parts += [f"params.{key} = {value!r}" for key, value in self.params]
         parts += [f"{name} {value:%Y-%m-%d %H:%M:%S}" for name, value in (("since", self.since), ("until", self.until)) if value]
         if self.text.strip():

@@ -62,7 +62,7 @@ class LocalClient(Client):
         if self._other_team(where.team) or (ids is not None and not ids):
             return []
         team = self._team(where.team)
-        if not (where.text.strip() or where.params or where.since or where.until):
+        if not (where.text.strip() or where.params or where.since or where.until or where.version):
             return store.list_runs(team, where.workflow, where.status, limit=limit, before=before, ids=ids)
         query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
         if before:
@@ -267,6 +267,10 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         query = query.where(Workflow.name == where.workflow)
     if with_status and where.status:
         query = query.where(Run.status == where.status)
+    if where.version is not None:
+        numbered = WorkflowVersion.select(WorkflowVersion.id).join(Workflow).where(
+            (Workflow.name == where.workflow) & (WorkflowVersion.version == where.version))
+        query = query.where(Run.version.in_(numbered))
     if where.since is not None:
         query = query.where(Run.created_at >= where.since)
     if where.until is not None:

@@ -40,6 +40,7 @@ class ReadRuns(_Message):
     params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
     since: UtcTime | None = Field(None, description="only runs triggered at or after this UTC time")
     until: UtcTime | None = Field(None, description="only runs triggered before this UTC time")
+    version: int | None = Field(None, ge=1, description="with `workflow`: only runs following this version of it")
     ids: list[int] | None = Field(None, max_length=MAX_PAGE,
                                   description="only these runs: what a live list reads again when events touch them")
 

@@ -64,6 +64,8 @@ def test_reads_come_in_capped_pages(bridge_env, ops, tmp_path):
     too_many = refused(lambda: ops.read({"type": "events", "limit": m.MAX_PAGE + 1}))
     assert too_many.code == "invalid_message" and "limit" in too_many.message and str(m.MAX_PAGE) in too_many.message
     assert refused(lambda: ops.read({"type": "runs", "limit": m.MAX_PAGE + 1})).code == "invalid_message"
+    unnamed = refused(lambda: ops.read({"type": "runs", "version": 1}))
+    assert unnamed.code == "invalid_message" and "`version` needs `workflow`" in unnamed.message
     first = ops.read({"type": "events", "limit": 3})["events"]
     assert len(first) == 3
     second = ops.read({"type": "events", "after": first[-1]["id"], "limit": 3})["events"]

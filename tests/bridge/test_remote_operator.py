@@ -60,6 +60,8 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["versions", "reports/monthly_report"], ["versions", "reports/monthly_report"]),
         (["versions", "reports/monthly_report", "--json"], ["versions", "reports/monthly_report", "--json"]),
         (["versions", "reports/monthly_report", "--since", "1"],) * 2,
+        (["runs", "--workflow", "monthly_report", "--version", "1", "--json"],
+         ["runs", "--workflow", "monthly_report", "--version", "1", "--json", "--team", "reports"]),
         (["events"], ["events", "--team", "reports"]),
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
@@ -76,6 +78,9 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
     assert list(tmp_path.iterdir()) == [tmp_path / "rival.yaml"]  # no store, no settings made here
     versions = answers[[pair[0] for pair in commands].index(["versions", "reports/monthly_report"])][0].stdout
     assert "v2  deployed 2026-03-01 12:00:00 by ann" in versions and "  max_active_runs: 2 -> 3" in versions
+    on_v1 = answers[[pair[0] for pair in commands].index(
+        ["runs", "--workflow", "monthly_report", "--version", "1", "--json"])][0]
+    assert [r["id"] for r in json.loads(on_v1.stdout)] == [ours.run]
     since = answers[[pair[0] for pair in commands].index(["versions", "reports/monthly_report", "--since", "1"])][0]
     assert "from v1 to v2:\n  max_active_runs: 2 -> 3\n" in since.stdout
 

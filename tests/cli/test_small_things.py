@@ -216,10 +216,16 @@ def test_deploy_says_what_changed_and_versions_lists_who_changed_what(flow45, tm
     assert code == 0 and out.endswith("acme/monthly v2 changes:\n  tasks.a.lease: null -> 90s\n")
     _, out, _ = flow45("show", str(older))  # the run keeps its version; the header says a newer one is out
     assert out.splitlines()[0] == f"run {older}  acme/monthly v1 (current v2)  running"
+    newer = store.trigger("acme", "monthly", {"month": "2026-03"}, actor="ann", now=T0)
+    on = {n: [r["id"] for r in json.loads(flow45("runs", "--workflow", "monthly", "--version", n, "--json")[1])]
+          for n in ("1", "2")}
+    assert on == {"1": [older], "2": [newer]}
+    code, _, err = flow45("runs", "--version", "1")
+    assert code == 2 and "--version needs --workflow" in err
     code, out, _ = flow45("versions", "acme/monthly")
     assert code == 0 and out.splitlines() == [
         "acme/monthly: 2 version(s), current v2",
-        f"v2  deployed 2026-03-02 12:00:00 by bob  hash {out.split('hash ')[1][:12]}  runs 0",
+        f"v2  deployed 2026-03-02 12:00:00 by bob  hash {out.split('hash ')[1][:12]}  runs 1",
         "  tasks.a.lease: null -> 90s",
         f"v1  deployed {out.split('v1  deployed ')[1][:19]} by ops-ann  hash {out.split('hash ')[2][:12]}  runs 1",
         "  the first version",
