@@ -108,6 +108,11 @@ class TypeSpec(_Strict):
 TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
 
+# What only a worker's task has: a timer must leave each at its default.
+WORKER_KEYS = ("output", "human", "retries", "lease", "timeout", "start_within", "retry_delay", "max_retry_delay",
+               "retry_jitter", "undo")
+
+
 class TaskSpec(_Strict):
     """One task of a workflow: which function does it, what it gets and what it gives. A task is done
     by a worker (`function`, `output`) or is a timer (`wait` or `wait_until`), never both."""
@@ -193,10 +198,7 @@ class TaskSpec(_Strict):
                 raise ValueError("a task has either a `function` (a worker does it) or a `wait`/`wait_until` "
                                  "(a timer), never both")
             # Checked by value, not by what was written: a stored version has every key written out.
-            defaults = {"output": None, "human": False, "retries": 0, "lease": None, "timeout": None,
-                        "start_within": None, "retry_delay": None, "max_retry_delay": None, "retry_jitter": 0.0,
-                        "undo": "none"}
-            extra = [key for key, default in defaults.items() if getattr(self, key) != default]
+            extra = [key for key in WORKER_KEYS if getattr(self, key) != type(self).model_fields[key].default]
             if extra:
                 raise ValueError(f"a timer ({'wait' if self.wait is not None else 'wait_until'}) has no worker "
                                  f"and no output: remove {', '.join(extra)}")

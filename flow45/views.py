@@ -226,6 +226,11 @@ class NoteView(View):
     event: int
     task: str | None = None  # a note on this task's instance; None: on the run
 
+    def said(self, with_task: bool = True) -> str:
+        """`note on extract by ann 2026-03-01 12:00:00: TEXT`; the task left out beside its own instance."""
+        on = f" on {self.task}" if with_task and self.task else ""
+        return f"note{on} by {self.actor} {self.at:%Y-%m-%d %H:%M:%S}: {self.text}"
+
 
 @dataclasses.dataclass(frozen=True)
 class RunView(View):

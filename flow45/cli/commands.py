@@ -239,7 +239,7 @@ def cmd_show(args) -> int:
     if view.cancelled_by:
         print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))
     for note in view.notes:
-        print(f"  note{f' on {note.task}' if note.task else ''} by {note.actor} {when(note.at)}: {note.text}")
+        print(f"  {note.said()}")
     now = view.as_of_at or utcnow()  # the run as it was is measured up to that moment
     print(f"  queued {short_span(run_wait(view, now))}  ran {short_span(run_time(view, now))}  "
           f"attempts {view.attempts_made}")
@@ -306,7 +306,7 @@ def cmd_instance(args) -> int:
              else "")
           + (f": {view.skip_reason}" if view.skip_reason else ""))
     for note in view.notes:
-        print(f"  note by {note.actor} {when(note.at)}: {note.text}")
+        print(f"  {note.said(with_task=False)}")
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
         print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")

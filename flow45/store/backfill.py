@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-
 from flow45.clock import to_utc
 from flow45.errors import Flow45Error, RunExists
 from flow45.models import Run, WorkflowVersion

@@ -81,7 +81,7 @@ def summary(p: InstancePayload) -> Text:
         text.append_text(pct_bar(i.progress_pct, i.state, 20))
         text.append(f"  {i.progress_message or ''}")
     for note in i.notes[-NOTES_SHOWN:]:
-        text.append(f"\nnote by {note.actor} {when(note.at)}: {note.text}", "italic")
+        text.append("\n" + note.said(with_task=False), "italic")
     return text
 
 

@@ -68,8 +68,7 @@ def run_summary(run: RunView) -> Text:
         text.append(f"\ncancelled by {run.cancelled_by}" + (f": {run.cancel_reason}" if run.cancel_reason else ""),
                     STATE_STYLES.get(S.CANCELLED, ""))
     for note in run.notes[-NOTES_SHOWN:]:
-        text.append(f"\nnote{f' on {note.task}' if note.task else ''} by {note.actor} {when(note.at)}: {note.text}",
-                    "italic")
+        text.append("\n" + note.said(), "italic")
     if run.waiting_for:
         text.append(f"\nwaiting for {relative_due(run.waiting_for, now)}", "magenta")
     if run.params:
