@@ -47,9 +47,8 @@ def _operator_change(inbound: Inbound, at: dt.datetime) -> Any:
         return store.deploy(_configs(inbound, msg.files), actor=actor, now=at, prune=msg.prune,
                             dry_run=msg.dry_run).to_json()
     if isinstance(msg, m.Trigger):
-        run = store.trigger(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
-                            logical_time=utc_time(msg.logical_time), priority=msg.priority)
-        return {"run": run, "status": store.get_run(run).status}
+        return store.trigger_run(team, msg.workflow, msg.params, actor=actor, now=at, trigger_kind="api",
+                                 logical_time=utc_time(msg.logical_time), priority=msg.priority, key=msg.key).to_json()
     if isinstance(msg, m.Pause):
         store.pause(team, msg.workflow, actor=actor, triggers=msg.triggers, reason=msg.reason, now=at)
         return {"workflow": msg.workflow, "paused": msg.triggers}

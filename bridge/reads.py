@@ -90,7 +90,7 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
         if read.version is not None and read.workflow is None:
             raise Refusal("invalid_message", "runs: `version` needs `workflow`: each workflow numbers its own versions")
         where = RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
-                          utc_time(read.since), utc_time(read.until), read.version)
+                          utc_time(read.since), utc_time(read.until), read.version, read.key)
         return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit, ids=read.ids)]}
     if isinstance(read, m.ReadRun):
         if read.as_of is not None and read.as_of_time is not None:

@@ -28,7 +28,8 @@ from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions, WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, Triggered, UndoPlan, WorkflowStats, WorkflowVersions,
+    WorkflowView,
 )
 
 log = logging.getLogger("flow45.client")
@@ -133,6 +134,8 @@ class RemoteClient(Client):
                        "since": iso(where.since), "until": iso(where.until), "version": where.version}
             if ids is not None:
                 message["ids"] = list(ids)
+            if where.key is not None:
+                message["key"] = where.key
             answer = self._read(message)
             rows = answer["runs"]
             found.extend(RunView.from_json(r) for r in rows)
@@ -257,7 +260,7 @@ class RemoteClient(Client):
     # ---- actions: the operator messages, as the URL's user -------------------------------------
 
     def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
-                priority: int | None = None) -> int:
+                priority: int | None = None, key: str | None = None) -> Triggered:
         if self._other_team(team):
             raise NotFound(f"workflow {team}/{workflow} is not deployed")
         message = {"type": "trigger", "workflow": workflow, "params": params}
@@ -265,7 +268,9 @@ class RemoteClient(Client):
             message["logical_time"] = iso(to_utc(logical_time))
         if priority is not None:
             message["priority"] = priority
-        return self._change(message)["run"]
+        if key is not None:
+            message["key"] = key
+        return Triggered.from_json(self._change(message))
 
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
         if self._other_team(team):

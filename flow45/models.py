@@ -73,6 +73,7 @@ class Run(Table):
     trigger = pw.CharField(max_length=16)  # manual | api | schedule | connected | backfill
     triggered_by = pw.CharField(max_length=128)
     upstream_run = pw.BigIntegerField(null=True, index=True)  # connected: the run whose move started it
+    key = pw.CharField(max_length=128, null=True)  # the caller's name for it, one run per key (flow45.run_keys)
     sla_due_at = pw.DateTimeField(null=True)  # the workflow's `sla` after creation; null once reported (or none)
     created_at = pw.DateTimeField()
     started_at = pw.DateTimeField(null=True)
@@ -84,7 +85,7 @@ class Run(Table):
         # (team, status): a team's counts per status, from the index alone however many runs it kept.
         # (workflow, id): each workflow's latest run (`flow45 workflows`), one index entry away.
         indexes = ((("workflow", "logical_time"), True), (("workflow", "status"), False), (("finished_at", "id"), False),
-                   (("team", "status"), False), (("workflow", "id"), False))
+                   (("team", "status"), False), (("workflow", "id"), False), (("workflow", "key"), True))
 
 
 class TaskInstance(Table):

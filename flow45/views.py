@@ -233,6 +233,15 @@ class NoteView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class Triggered(View):
+    """What a trigger did: the run it made, or with a key already taken, the run that key names."""
+
+    run: int
+    status: str
+    existing: bool = False  # triggered before with the same key: that run, unchanged
+
+
+@dataclasses.dataclass(frozen=True)
 class RunView(View):
     id: int
     team: str
@@ -257,6 +266,7 @@ class RunView(View):
     cancel_reason: str | None = None  # and the reason given
     notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes, oldest first
     current_version: int | None = None  # read alone: the workflow's version now, which later runs follow
+    key: str | None = None  # the caller's name for it (trigger --key), one run per key of the workflow
 
     def newer_version(self) -> str:
         """` (current v4)` when the workflow has been deployed again since this run started; else empty."""

@@ -15,7 +15,7 @@ import sys
 from flow45.cli import (commands, flows, human, notify, optools, prune, service,  # noqa: F401 (registers commands)
                         versions)
 from flow45.cli.base import (COMMANDS, UsageError, _add_run_params, _as_of, _moment, _param_pair, _positive_int,
-                             _positive_seconds, _utc_time, _whole_number, command)
+                             _positive_seconds, _run_key, _utc_time, _whole_number, command)
 from flow45.cli.output import visible_output
 from flow45.errors import Flow45Error
 
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", type=int, choices=range(10), metavar="0-9",
                    help="an urgent run: each of its tasks' priority raised to at least this, so that its offers go "
                         "ahead of other runs' in their queues")
+    p.add_argument("--key", type=_run_key, metavar="KEY",
+                   help="your name for the run (an order number): the workflow has one run per key, and a trigger "
+                        "with a key it has a run for answers that run (the same params and logical time), so a "
+                        "trigger sent again does not run twice")
     p.add_argument("--wait", action="store_true",
                    help="then wait until the run finishes; exit as `wait` does: 0 succeeded, 3 failed, 4 cancelled, "
                         "5 timed out")
@@ -95,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--version", type=_positive_int, help="with --workflow: only runs following this version of it")
+    p.add_argument("--key", type=_run_key, metavar="KEY", help="only the runs triggered with this key")
     p.add_argument("--param", type=_param_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="only runs whose params have KEY with this value (compared without case; repeatable)")
     p.add_argument("--params", help="only runs whose params have these keys with these values (a JSON object)")

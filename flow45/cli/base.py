@@ -228,6 +228,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _run_key(text: str) -> str:
+    from flow45.errors import InvalidParams
+    from flow45.run_keys import check_key
+
+    try:
+        return check_key(text)
+    except InvalidParams as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     return _whole_number(text, least=1)
 

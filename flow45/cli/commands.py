@@ -147,17 +147,19 @@ def cmd_trigger(args) -> int:
     params = _params(args)
     client = _client(args)
     with suggesting(client, team, workflow):
-        run_id = client.trigger(team, workflow, params, args.logical_time, args.priority)
+        triggered = client.trigger(team, workflow, params, args.logical_time, args.priority, args.key)
+    run_id = triggered.run
     view = client.run_row(run_id) or client.run(run_id)
     if not args.json:
-        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}", flush=True)
+        again = f" (triggered before with key {args.key}; nothing new started)" if triggered.existing else ""
+        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}{again}", flush=True)
     code = 0
     if args.wait:
         code, view = wait_for_run(client, run_id, args.timeout)
         if not args.json and view.status in S.FINISHED_RUN:
             print(f"run {run_id} {view.status}")
     if args.json:
-        print_json({"run": run_id, "status": view.status})
+        print_json({"run": run_id, "status": view.status, "existing": triggered.existing, "key": args.key})
     return code
 
 
@@ -192,7 +194,7 @@ def cmd_runs(args) -> int:
     if args.version is not None and not args.workflow:
         raise UsageError("--version needs --workflow: each workflow numbers its own versions")
     where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since,
-                      until=until, version=args.version)
+                      until=until, version=args.version, key=args.key)
     client = _client(args)
     views = client.runs(where, limit=args.limit)
     if not views and args.workflow:
@@ -234,7 +236,8 @@ def cmd_show(args) -> int:
     print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}{view.newer_version()}  {view.status}"
           + (f"  (as of ledger event {view.as_of}, {when(view.as_of_at)})" if view.as_of_at else ""))
     print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
-          + (f", logical time {when(view.logical_time)}" if view.logical_time else ""))
+          + (f", logical time {when(view.logical_time)}" if view.logical_time else "")
+          + (f", key {view.key}" if view.key else ""))
     print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")
     if view.cancelled_by:
         print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))

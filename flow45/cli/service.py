@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _positive_seconds, _team_workflow,
-                             command, told_team)
+from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _positive_seconds, _run_key,
+                             _team_workflow, command, told_team)
 from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
@@ -147,8 +147,12 @@ def bridge_trigger(args) -> int:
     from bridge.rpc import call
 
     team, workflow = _team_workflow(args.workflow)
-    result = call(_amqp_url(), team, {"type": "trigger", "workflow": workflow, "params": _params(args)})
-    print(f"run {result['run']} of {team}/{workflow}: {result['status']}")
+    message = {"type": "trigger", "workflow": workflow, "params": _params(args)}
+    if args.key is not None:
+        message["key"] = args.key
+    result = call(_amqp_url(), team, message)
+    again = f" (triggered before with key {args.key}; nothing new started)" if result.get("existing") else ""
+    print(f"run {result['run']} of {team}/{workflow}: {result['status']}{again}")
     return 0
 
 
@@ -334,6 +338,7 @@ def add_parsers(add) -> None:
     p = actions.add_parser("trigger", help="start a run through the bridge")
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     _add_run_params(p)
+    p.add_argument("--key", type=_run_key, metavar="KEY", help="your name for the run: one run per key (as trigger's)")
     p = actions.add_parser("undo", help="undo through the bridge")
     p.add_argument("instance", type=_positive_int)
     p.add_argument("--team", help="the instance's team, the one FLOW45_AMQP_URL's user is an operator of "

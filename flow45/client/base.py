@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from flow45.store.specs import VersionSpec
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, Triggered, UndoPlan, WorkflowStats, WorkflowVersions,
     WorkflowView,
 )
 
@@ -36,10 +36,12 @@ class RunFilter:
     since: dt.datetime | None = None  # triggered at or after (naive UTC)
     until: dt.datetime | None = None  # triggered before
     version: int | None = None  # of the workflow (named too): runs following that version of it
+    key: str | None = None  # runs triggered with this key (one per workflow)
 
     def describe(self) -> str:
         parts = [f"{name} {value}" for name, value in
-                 (("team", self.team), ("workflow", self.workflow), ("version", self.version), ("status", self.status))
+                 (("team", self.team), ("workflow", self.workflow), ("version", self.version), ("status", self.status),
+                  ("key", self.key))
                  if value]
         parts += [f"params.{key} = {value!r}" for key, value in self.params]
         parts += [f"{name} {value:%Y-%m-%d %H:%M:%S}" for name, value in (("since", self.since), ("until", self.until)) if value]
@@ -159,9 +161,9 @@ class Client(abc.ABC):
 
     @abc.abstractmethod
     def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
-                priority: int | None = None) -> int:
+                priority: int | None = None, key: str | None = None) -> Triggered:
         """Start a run (with the logical time it works for, if given; `priority`: each of its tasks' at least
-        this); its id."""
+        this). With a `key` the workflow has a run for already: that run (flow45.run_keys)."""
 
     @abc.abstractmethod
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:

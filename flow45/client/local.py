@@ -22,7 +22,8 @@ from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, UndoPlan, WorkflowStats, WorkflowVersions, WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunView, Triggered, UndoPlan, WorkflowStats, WorkflowVersions,
+    WorkflowView,
 )
 
 
@@ -62,7 +63,7 @@ class LocalClient(Client):
         if self._other_team(where.team) or (ids is not None and not ids):
             return []
         team = self._team(where.team)
-        if not (where.text.strip() or where.params or where.since or where.until or where.version):
+        if not (where.text.strip() or where.params or where.since or where.until or where.version or where.key):
             return store.list_runs(team, where.workflow, where.status, limit=limit, before=before, ids=ids)
         query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
         if before:
@@ -171,10 +172,11 @@ class LocalClient(Client):
     # ---- actions -------------------------------------------------------------------------------
 
     def trigger(self, team: str, workflow: str, params: Any = None, logical_time: dt.datetime | None = None,
-                priority: int | None = None) -> int:
+                priority: int | None = None, key: str | None = None) -> Triggered:
         if self._other_team(team):
             raise self._missing_workflow(team, workflow)
-        return store.trigger(team, workflow, params, actor=self.actor, logical_time=logical_time, priority=priority)
+        return store.trigger_run(team, workflow, params, actor=self.actor, logical_time=logical_time, priority=priority,
+                                 key=key)
 
     def pause(self, team: str, workflow: str, triggers: str = "queue", reason: str | None = None) -> None:
         if self._other_team(team):
@@ -271,6 +273,8 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         numbered = WorkflowVersion.select(WorkflowVersion.id).join(Workflow).where(
             (Workflow.name == where.workflow) & (WorkflowVersion.version == where.version))
         query = query.where(Run.version.in_(numbered))
+    if where.key is not None:
+        query = query.where(Run.key == where.key)
     if where.since is not None:
         query = query.where(Run.created_at >= where.since)
     if where.until is not None:
@@ -284,7 +288,7 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         low = text.lower()
         match = (
             Workflow.name.contains(low) | Run.team.contains(low) | Run.triggered_by.contains(text)
-            | (Run.status == low) | (Run.trigger == low) | pw.fn.LOWER(Run.params).contains(low)
+            | (Run.status == low) | (Run.trigger == low) | pw.fn.LOWER(Run.params).contains(low) | Run.key.contains(text)
         )
         if text.lstrip("#").isdigit():
             match |= Run.id == int(text.lstrip("#"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, field_validator
 
 from flow45.config_human import USER_NAME
 from flow45.messages.base import UtcTime, _Message, _types
 from flow45.names import NAME
+from flow45.run_keys import PATTERN as KEY_PATTERN
+from flow45.run_keys import key_problem
 
 
 # ---- operators -> Flow45 (exchange flow45.in.TEAM, RPC) --------------------------------------
@@ -36,6 +38,16 @@ class Trigger(_Message):
     priority: int | None = Field(None, ge=0, le=9, description=(
         "an urgent run: each of its tasks' priority raised to at least this (0-9), so its offers go ahead in their "
         "queues"))
+    key: str | None = Field(None, json_schema_extra={"pattern": KEY_PATTERN}, description=(
+        "the caller's name for the run (an order number): the workflow has one run per key, and a trigger sent "
+        "again with it is answered with that run (`existing`), when its params and logical time are the same"))
+
+    @field_validator("key")
+    @classmethod
+    def _writable_key(cls, key: str | None) -> str | None:
+        if key is not None and (problem := key_problem(key)):
+            raise ValueError(problem)
+        return key
 
 
 class Pause(_Message):

@@ -41,6 +41,7 @@ class ReadRuns(_Message):
     since: UtcTime | None = Field(None, description="only runs triggered at or after this UTC time")
     until: UtcTime | None = Field(None, description="only runs triggered before this UTC time")
     version: int | None = Field(None, ge=1, description="with `workflow`: only runs following this version of it")
+    key: str | None = Field(None, max_length=200, description="only the run of each workflow triggered with this key")
     ids: list[int] | None = Field(None, max_length=MAX_PAGE,
                                   description="only these runs: what a live list reads again when events touch them")
 

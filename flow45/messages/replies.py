@@ -18,7 +18,7 @@ from flow45.messages.reads import (
 )
 from flow45.messages.worker import CallbackFail, CallbackSubmit, Claim, Fail, Park, Progress, Skip, Submit
 from flow45.views import (
-    BackfillPlan, DeployReport, EventView, InstanceView, RunView, UndoPlan, WorkerReply, WorkflowStats,
+    BackfillPlan, DeployReport, EventView, InstanceView, RunView, Triggered, UndoPlan, WorkerReply, WorkflowStats,
     WorkflowVersions, WorkflowView,
 )
 
@@ -131,7 +131,7 @@ class VersionDocument(_Message):
 RESULTS: dict[type[BaseModel], Any] = {
     Claim: WorkerReply, Progress: WorkerReply, Submit: WorkerReply, Fail: WorkerReply, Skip: WorkerReply,
     Park: WorkerReply, CallbackSubmit: InstanceState, CallbackFail: InstanceState,
-    Deploy: DeployReport, Validate: Validated, Trigger: RunState, Undo: UndoPlan, OperatorSkip: InstanceState,
+    Deploy: DeployReport, Validate: Validated, Trigger: Triggered, Undo: UndoPlan, OperatorSkip: InstanceState,
     Retry: InstanceState, Hold: InstanceState, Release: InstanceState, Cancel: RunState, OperatorSubmit: InstanceState,
     Take: Taken, HandBack: Taken, Note: RunState,
     SetOutput: InstanceState, Backfill: BackfillPlan, Pause: Paused, Resume: Paused,

@@ -110,14 +110,15 @@ def _count_open(team: str) -> tuple[int, int]:
 def insert_run(
     spec: VersionSpec, workflow_id: int, params: dict, status: str, at: dt.datetime, *, trigger_kind: str,
     triggered_by: str, logical_time: dt.datetime | None = None, upstream_run: int | None = None,
-    priority: int | None = None,
+    priority: int | None = None, key: str | None = None,
 ) -> int:
     """The run and its pending instances; returns the run's id. The caller records the trigger and
     settles a running one."""
     (run_id,) = insert_rows(Run, [{
         "team": spec.team, "workflow": workflow_id, "version": spec.id, "status": status, "params": params,
         "logical_time": logical_time, "trigger": trigger_kind, "triggered_by": triggered_by[:128],
-        "upstream_run": upstream_run, "created_at": at, "started_at": at if status == S.RUNNING else None,
+        "upstream_run": upstream_run, "key": key, "created_at": at,
+        "started_at": at if status == S.RUNNING else None,
         "updated_at": at, "sla_due_at": at + dt.timedelta(seconds=spec.workflow.sla) if spec.workflow.sla else None,
     }], returning="id")  # the hot path's prepared INSERT: peewee built this SQL anew on every trigger
     insert_rows_later(TaskInstance, [

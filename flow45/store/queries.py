@@ -145,6 +145,7 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
         status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
         logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
         finished_at=run.finished_at, counts=counts, waiting_for=waiting_for(run, counts, timers), instances=list(instances),
+        key=run.key,
     )
 
 

@@ -97,6 +97,16 @@ def test_an_urgent_runs_offer_goes_ahead_of_those_waiting_in_the_queue(bridge_en
                               "priority": 10})
 
 
+def test_a_trigger_answers_whether_its_key_named_a_run_already_and_refuses_a_key_no_log_can_hold(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    call(ops, "reports", {"type": "deploy", "files": {"reports.yaml": (EXAMPLES / "reports.yaml").read_text()}})
+    trigger = {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-10"}, "key": "oct"}
+    first = call(ops, "reports", trigger)
+    assert call(ops, "reports", trigger) == {**first, "existing": True} and first["existing"] is False
+    with pytest.raises(BridgeRefused, match="key"):
+        call(ops, "reports", {**trigger, "key": "oct\r\nX-Injected: 1"})
+
+
 def test_a_submit_naming_the_workers_functions_gets_the_next_attempt_in_its_answer(bridge_env):
     ops = bridge_env.url("reports-ops")
     call(ops, "reports", {"type": "deploy", "files": {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}})

@@ -363,3 +363,26 @@ def test_a_note_through_the_broker_is_the_broker_users_and_shows_with_the_run(br
     assert re.search(r"^  note by reports-ops \S+ \S+: apac late too$", apac.stdout, re.M), apac.stdout
     typo = operator(ops, "note", str(ours), "x", "--task", "load_apc", cwd=tmp_path)
     assert typo.returncode == 1 and "has no task 'load_apc'; did you mean load_apac?" in typo.stderr, typo.stderr
+
+
+def test_a_trigger_sent_again_with_its_key_through_the_broker_answers_the_first_run(bridge_env, tmp_path):
+    deploy_two_teams(tmp_path)
+    ops = bridge_env.url("reports-ops")
+    args = ("trigger", "reports/monthly_report", "--param", "month=2028-02", "--key", "feb 2028")
+    made = operator(ops, *args, "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    first = json.loads(made.stdout)
+    again = operator(ops, *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == (f"run {first['run']} of reports/monthly_report v1: {first['status']} "
+                            "(triggered before with key feb 2028; nothing new started)\n")
+    older = operator(ops, "bridge", *args, cwd=tmp_path)  # the administrators' `bridge trigger` too
+    assert older.stdout == (f"run {first['run']} of reports/monthly_report: {first['status']} "
+                            "(triggered before with key feb 2028; nothing new started)\n"), older.stderr
+    other = operator(ops, "trigger", "reports/monthly_report", "--param", "month=2028-03", "--key", "feb 2028", cwd=tmp_path)
+    assert other.returncode == 1 and f"has run {first['run']} ({first['status']}) for key 'feb 2028' already" in other.stderr
+    assert "Traceback" not in other.stderr
+    found = operator(ops, "runs", "--key", "feb 2028", "--json", cwd=tmp_path)
+    assert [(r["id"], r["key"]) for r in json.loads(found.stdout)] == [(first["run"], "feb 2028")]
+    assert store.get_run(first["run"]).triggered_by == "reports-ops"
+    assert Event.select().where((Event.kind == "trigger") & (Event.run == first["run"])).count() == 1

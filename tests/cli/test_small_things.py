@@ -296,3 +296,23 @@ def test_a_deploy_whose_broker_cannot_be_reached_is_deployed_and_says_the_queues
     assert err.startswith("flow45: deployed; reports's queues are not declared yet (")
     assert err.endswith("the bridge declares each when it first has an offer for it\n") and "secret" not in err
     assert {w.name for w in store.list_workflows("reports")} == {"monthly_report", "nightly_sales"}
+
+
+def test_a_trigger_with_a_key_runs_once_and_runs_finds_it_by_its_key(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS)
+    args = ("trigger", "acme/monthly", "--param", "month=2026-02", "--key", "INV-2026-02")
+    code, out, err = flow45(*args, "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first == {"run": first["run"], "status": "running", "existing": False, "key": "INV-2026-02"}
+    code, out, err = flow45(*args)
+    assert (code, out) == (0, f"run {first['run']} of acme/monthly v1: running (triggered before with key "
+                              "INV-2026-02; nothing new started)\n"), err
+    code, out, err = flow45("trigger", "acme/monthly", "--param", "month=2026-03", "--key", "INV-2026-02")
+    assert code == 1 and "a key names one run; give another key for another run" in err
+    code, out, _ = flow45("runs", "--key", "INV-2026-02", "--json")
+    assert [r["id"] for r in json.loads(out)] == [first["run"]]
+    code, out, _ = flow45("show", str(first["run"]))
+    assert f"by {store.get_run(first['run']).triggered_by} (manual), key INV-2026-02\n" in out
+    code, _, err = flow45("trigger", "acme/monthly", "--param", "month=2026-03", "--key", "two\nlines")
+    assert code == 2 and "argument --key: run key 'two\\nlines' must be 1-128 printable characters" in err

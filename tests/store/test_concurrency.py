@@ -309,3 +309,15 @@ def test_one_message_delivered_twice_at_once_takes_effect_once(tmp_path, via):
         assert sorted(r.duplicate for r in replies) == [False] + [True] * (THREADS - 1)
         assert {r.state for r in replies} == {"succeeded"}
         assert Event.select().where((Event.instance == grant.instance) & (Event.kind == "submit")).count() == 1
+
+
+def test_one_key_triggered_at_once_makes_one_run_and_every_caller_gets_it(tmp_path):
+    deploy_blob_tasks(tmp_path, "unlimited", ["t: {function: ft, output: Blob}"])  # no run limit: no lock taken for it
+    for round_ in range(ROUNDS):
+        key = f"order-{round_}"
+        results = at_once([lambda: store.trigger_run("acme", "unlimited", actor="shop", now=T0, key=key)] * THREADS)
+        assert not _errors(results)
+        answers = [value for _, value in results]
+        assert len({a.run for a in answers}) == 1
+        assert sorted(a.existing for a in answers) == [False] + [True] * (THREADS - 1)
+    assert Run.select().count() == ROUNDS

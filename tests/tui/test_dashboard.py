@@ -141,16 +141,23 @@ async def test_submit_a_human_task_through_the_form_with_a_field_error(tui_db):
         == {REVIEWER}
 
 
+async def monthly_trigger_form(pilot, month: str) -> TriggerModal:
+    """`t` on the runs screen, monthly_report chosen and its month written."""
+    app = pilot.app
+    await pilot.press("t")
+    await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal))
+    modal = app.screen
+    modal.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
+    await wait_until(pilot, lambda: bool(modal.query("#field-month")))
+    modal.query_one("#field-month", Input).value = month
+    return modal
+
+
 async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_through(tui_db):
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
-        await pilot.press("t")
-        await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal))
-        modal = app.screen
-        modal.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
-        await wait_until(pilot, lambda: bool(modal.query("#field-month")))
-        modal.query_one("#field-month", Input).value = "last month"
+        modal = await monthly_trigger_form(pilot, "last month")
         await pilot.press("ctrl+s")
         month_error = text_of(modal.query_one("FieldRow .field-error"))
         assert "String should match pattern" in month_error
@@ -163,6 +170,23 @@ async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_th
     run = Run.get()
     assert run.triggered_by == OPERATOR and run.params == {"month": "2026-04"}
     assert {i.priority for i in store.get_run(run.id).instances} == {9}
+
+
+async def test_a_trigger_with_a_key_the_workflow_has_a_run_for_starts_nothing_and_says_so(tui_db):
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        for _ in range(2):
+            modal = await monthly_trigger_form(pilot, "2028-02")
+            modal.query_one("#trigger-key", Input).value = "Feb 2028 report"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        run = Run.get()
+        said = [n.message for n in app._notifications]
+        assert said == [f"triggered run {run.id} of reports/monthly_report, key Feb 2028 report",
+                        f"run {run.id} of reports/monthly_report has key Feb 2028 report already (running): "
+                        "nothing new started"]
+    assert run.key == "Feb 2028 report" and Run.select().count() == 1
 
 
 async def test_a_workers_change_appears_without_a_keypress(tui_db):

@@ -64,6 +64,8 @@ def run_summary(run: RunView) -> Text:
                 f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}", "bright_black")
     if run.logical_time:
         text.append(f" · logical time {when(run.logical_time)}", "bright_black")
+    if run.key:
+        text.append(f" · key {run.key}", "bright_black")
     if run.cancelled_by:
         text.append(f"\ncancelled by {run.cancelled_by}" + (f": {run.cancel_reason}" if run.cancel_reason else ""),
                     STATE_STYLES.get(S.CANCELLED, ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Select, Static
+from textual.widgets import Input, Select, Static
 
 from flow45.errors import Flow45Error
 from tui.screens.modals import ActionModal
@@ -36,6 +36,8 @@ class TriggerModal(ActionModal):
         yield Static("", id="trigger-about")
         yield Select(PRIORITIES, value=None, allow_blank=False, id="trigger-priority",
                      tooltip="an urgent run's offers go ahead of other runs' in their queues")
+        yield Input(placeholder="key (optional): your name for the run, one run per key", id="trigger-key",
+                    tooltip="a key the workflow has a run for answers that run: nothing new starts")
         yield Vertical(id="trigger-params")
 
     async def on_mount(self) -> None:
@@ -79,5 +81,9 @@ class TriggerModal(ActionModal):
             if not ok:
                 raise Flow45Error("the params have errors: see the fields above")
         priority = self.query_one("#trigger-priority", Select).value
-        run_id = self.app.client.trigger(team, name, params, priority=priority)
-        return f"triggered run {run_id} of {team}/{name}" + (f", urgent (priority {priority})" if priority else "")
+        key = self.query_one("#trigger-key", Input).value or None
+        triggered = self.app.client.trigger(team, name, params, priority=priority, key=key)
+        if triggered.existing:
+            return f"run {triggered.run} of {team}/{name} has key {key} already ({triggered.status}): nothing new started"
+        return (f"triggered run {triggered.run} of {team}/{name}" + (f", urgent (priority {priority})" if priority else "")
+                + (f", key {key}" if key else ""))
