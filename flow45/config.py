@@ -110,7 +110,7 @@ TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
 # What only a worker's task has: a timer must leave each at its default.
 WORKER_KEYS = ("output", "human", "retries", "lease", "timeout", "start_within", "retry_delay", "max_retry_delay",
-               "retry_jitter", "undo")
+               "retry_jitter", "undo", "max_running")
 
 
 class TaskSpec(_Strict):
@@ -142,6 +142,12 @@ class TaskSpec(_Strict):
                                 "no worker claimed it, so that a run whose workers are gone fails and tells instead "
                                 "of waiting unseen. Not for human tasks (their deadline is `due`) nor timers")
     priority: int = Field(0, ge=0, le=9)
+    max_running: int | None = Field(
+        None, ge=1, le=100_000,
+        description="at most this many instances of the task, over all runs of the workflow, offered or running at "
+                    "once (Airflow's max_active_tis_per_dag, Conductor's concurrentExecLimit): a worker task that calls "
+                    "something that takes only so much. The rest wait as `queued`, the most urgent then the longest "
+                    "waiting first, and are offered as slots free (within a scheduler tick)")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

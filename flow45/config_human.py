@@ -76,6 +76,9 @@ def check_task_keys(task) -> None:
     if task.human and task.timeout is not None:
         raise ValueError("timeout: a human task has no worker's attempt to time out; its deadline is `due`, "
                          "with `overdue: fail` to fail it then")
+    if task.human and task.max_running is not None:
+        raise ValueError("max_running: a human task waits for a person, not a worker's slot; who may decide it is "
+                         "`assignees`")
     if task.human and task.start_within is not None:
         raise ValueError("start_within: a human task waits for a person, not a worker; its deadline is `due`, "
                          "with `overdue: fail` to fail it then")

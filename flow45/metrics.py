@@ -83,8 +83,8 @@ class StoreCollector(Collector):
         up.add_metric([], 1)
         yield up
         instances = GaugeMetricFamily(
-            "flow45_instances", "Task instances in a live state (pending, available, running, retry_wait, "
-            "waiting, held), by team, function and state", labels=["team", "function", "state"])
+            "flow45_instances", "Task instances in a live state (pending, queued, available, running, "
+            "retry_wait, waiting, held), by team, function and state", labels=["team", "function", "state"])
         for (team, function, state), count in sorted(figures.instances.items()):
             instances.add_metric([team, function, state], count)
         yield instances

@@ -61,13 +61,14 @@ class TickReport(View):
     timed_out: list[int] = dataclasses.field(default_factory=list)  # runs cancelled for their timeout
     attempts_timed_out: list[int] = dataclasses.field(default_factory=list)  # instances: past their task's timeout
     unclaimed: list[int] = dataclasses.field(default_factory=list)  # instances: no claim within start_within
+    slotted: list[int] = dataclasses.field(default_factory=list)  # queued instances offered: a max_running slot freed
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (len(self.created) + len(self.skipped) + len(self.expired) + len(self.retried) + len(self.timers)
                 + len(self.reminded) + len(self.overdue) + len(self.reoffered) + len(self.sla_missed)
-                + len(self.timed_out) + len(self.attempts_timed_out) + len(self.unclaimed))
+                + len(self.timed_out) + len(self.attempts_timed_out) + len(self.unclaimed) + len(self.slotted))
 
     def lines(self) -> list[str]:
         """One line per action, for the log."""
@@ -84,6 +85,7 @@ class TickReport(View):
         lines += [f"task instance {i}: no worker claimed it within its task's start_within, failed"
                   for i in self.unclaimed]
         lines += [f"task instance {i}: retry due, offered again" for i in self.retried]
+        lines += [f"task instance {i}: a slot of its task's max_running freed, offered" for i in self.slotted]
         lines += [f"task instance {i}: timer due, succeeded" for i in self.timers]
         lines += [f"task instance {i}: human task reminder sent" for i in self.reminded]
         lines += [f"task instance {i}: human task overdue, outcome applied" for i in self.overdue]
@@ -112,7 +114,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     settings = current_settings()
     found: dict[str, list] = {"created": [], "skipped": [], "expired": [], "retried": [], "timers": [], "reminded": [], "overdue": [],
                                 "reoffered": [], "sla_missed": [], "timed_out": [], "attempts_timed_out": [],
-                                "unclaimed": []}
+                                "unclaimed": [], "slotted": []}
     errors: list[str] = []
 
     def part(name: str, action: Callable[[], None]) -> None:
@@ -140,6 +142,7 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("expire leases", expire)
     part("unclaimed offers", lambda: found["unclaimed"].extend(store.fail_unclaimed(at, limit=batch)))
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
+    part("queued offers", lambda: found["slotted"].extend(store.offer_queued(at, limit=batch)))
     part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
 
     def human_tasks() -> None:

@@ -13,9 +13,12 @@ RETRY_WAIT, HELD, CANCELLED = "retry_wait", "held", "cancelled"
 # of its own, not `retry_wait` or `available` with a due time: those are a worker's (the retry sweep
 # and the offers would hand a timer to workers), and hold, undo, cancel and `runs` must tell it apart.
 WAITING = "waiting"
+# A run waiting for a `max_active_runs` slot; an instance waiting for a slot of its task's `max_running`
+# (ready, but not offered: flow45.store.slots), offered by the scheduler's sweep when one frees.
 QUEUED = "queued"
 
-INSTANCE_STATES = (PENDING, AVAILABLE, RUNNING, RETRY_WAIT, WAITING, HELD, SUCCEEDED, FAILED, SKIPPED, CANCELLED)
+INSTANCE_STATES = (PENDING, QUEUED, AVAILABLE, RUNNING, RETRY_WAIT, WAITING, HELD, SUCCEEDED, FAILED, SKIPPED,
+                   CANCELLED)
 RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 DONE = frozenset({SUCCEEDED, SKIPPED})  # lets downstream go
@@ -24,18 +27,20 @@ FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
 OPEN_RUN = (QUEUED, RUNNING)  # not finished yet
 
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
+# QUEUED wherever AVAILABLE may be reached: an offer with no free slot waits there instead.
 INSTANCE_MOVES: dict[str, frozenset[str]] = {
-    PENDING: frozenset({AVAILABLE, WAITING, HELD, SKIPPED, CANCELLED}),
+    PENDING: frozenset({AVAILABLE, QUEUED, WAITING, HELD, SKIPPED, CANCELLED}),
+    QUEUED: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED}),
     # succeeded/failed: a human task's overdue outcome (a default output, or fail) when its due passes
-    AVAILABLE: frozenset({AVAILABLE, RUNNING, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED, FAILED}),
-    RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, SKIPPED, CANCELLED, PENDING, HELD}),
+    AVAILABLE: frozenset({AVAILABLE, QUEUED, RUNNING, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED, FAILED}),
+    RUNNING: frozenset({SUCCEEDED, FAILED, RETRY_WAIT, AVAILABLE, QUEUED, SKIPPED, CANCELLED, PENDING, HELD}),
     # succeeded from retry_wait, held and failed: an operator sets the output by hand (set_output)
-    RETRY_WAIT: frozenset({AVAILABLE, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED}),
+    RETRY_WAIT: frozenset({AVAILABLE, QUEUED, HELD, SKIPPED, CANCELLED, PENDING, SUCCEEDED}),
     WAITING: frozenset({SUCCEEDED, WAITING, HELD, SKIPPED, CANCELLED, PENDING}),  # WAITING: undo re-arms
-    HELD: frozenset({AVAILABLE, WAITING, PENDING, SKIPPED, CANCELLED, HELD, SUCCEEDED}),
-    SUCCEEDED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
-    FAILED: frozenset({AVAILABLE, HELD, PENDING, SKIPPED, SUCCEEDED}),
-    SKIPPED: frozenset({AVAILABLE, WAITING, HELD, PENDING}),
+    HELD: frozenset({AVAILABLE, QUEUED, WAITING, PENDING, SKIPPED, CANCELLED, HELD, SUCCEEDED}),
+    SUCCEEDED: frozenset({AVAILABLE, QUEUED, WAITING, HELD, PENDING}),
+    FAILED: frozenset({AVAILABLE, QUEUED, HELD, PENDING, SKIPPED, SUCCEEDED}),
+    SKIPPED: frozenset({AVAILABLE, QUEUED, WAITING, HELD, PENDING}),
     CANCELLED: frozenset(),
 }
 

@@ -214,6 +214,7 @@ class InstanceView(View):
     attempts_more: bool = False  # read through the bridge: more attempts follow (ask with attempts_from)
     notes: list[NoteView] = dataclasses.field(default_factory=list)  # operators' notes on it, oldest first
     skip_reason: str | None = None  # skipped: why, as its ledger says (a worker, an operator, its task's `when`)
+    queued_for: str | None = None  # queued: what it waits for (a slot of its task's max_running)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -267,13 +267,16 @@ def cmd_show(args) -> int:
     )
     failed = [i for i in view.instances if i.state == "failed"]
     skipped = [i for i in view.instances if i.state == "skipped" and i.skip_reason]
-    if failed or skipped:
+    queued = [i for i in view.instances if i.queued_for]
+    if failed or skipped or queued:
         print()
     for i in failed:
         print(f"  {i.task} (instance {i.id}) failed, attempt {i.attempt}: {i.error or '(no error recorded)'}")
         _print_log(i.log_url, i.log_tail, "    ", lines=5)
     for i in skipped:
         print(f"  {i.task} (instance {i.id}) skipped: {i.skip_reason}")
+    for i in queued:
+        print(f"  {i.task} (instance {i.id}) queued, waiting for {i.queued_for}")
     return 0
 
 
@@ -307,7 +310,8 @@ def cmd_instance(args) -> int:
           + (f", times out {when(view.timeout_at)}" if view.timeout_at else "")
           + (f", to be claimed by {when(view.lease_expires_at)}" if view.state == "available" and view.lease_expires_at
              else "")
-          + (f": {view.skip_reason}" if view.skip_reason else ""))
+          + (f": {view.skip_reason}" if view.skip_reason else "")
+          + (f", waiting for {view.queued_for}" if view.queued_for else ""))
     for note in view.notes:
         print(f"  {note.said(with_task=False)}")
     for a in view.attempts:

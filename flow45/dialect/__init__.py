@@ -148,6 +148,11 @@ class Dialect:
         pairs; the caller holds the runs' locks."""
         raise NotImplementedError
 
+    def try_lock_slots(self, workflow_id: int, task: str) -> bool:
+        """Take, if no other transaction holds it, the lock under which a task's `max_running` slots are
+        counted and taken (flow45.store.slots), held to the end of the transaction."""
+        raise NotImplementedError
+
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:
         """Lock the workflows whose runs finished here (in id order), so that no trigger counts
         their active runs before this commit; returns those that may have a queued run to start,

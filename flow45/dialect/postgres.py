@@ -12,6 +12,7 @@ import functools
 import hashlib
 import time
 import weakref
+import zlib
 from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -25,6 +26,7 @@ from flow45.urls import hide_password
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
+TAKING_SLOTS = 45_0004  # and for a task's max_running slots, the lower a checksum of workflow and task
 
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
 # while the tables were small (no statistics yet) must not scan them whole once they have grown.
@@ -432,6 +434,10 @@ class PostgresDialect(Dialect):
         statement = prepared(self.db, select.format(extra="", runs=runs), ["bigint[]", "varchar[]"],
                              [[run for run, _ in wanted], [task for _, task in wanted]])
         return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
+
+    def try_lock_slots(self, workflow_id, task):
+        key = (TAKING_SLOTS << 32) + zlib.crc32(f"{workflow_id}/{task}".encode())
+        return bool(self.db.execute_sql("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
 
     def lock_workflows_with_queued_runs(self, workflow_ids):
         """One round trip, and a second only where a run is queued. The workflows are share-locked:

@@ -10,7 +10,7 @@ from flow45.store.operator import (hand_back, hold, note_run, release, retry_ins
 from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
 from flow45.store.runs import cancel_run, trigger, trigger_run
 from flow45.store.sweep import (cancel_timed_out, expire_leases, fail_unclaimed, fire_due_timers, human_alarms,
-                                 release_due_retries, sla_missed)
+                                offer_queued, release_due_retries, sla_missed)
 from flow45.store.undo import plan_undo, undo
 from flow45.store.work import apply_message, claim, claim_next, fail, park, progress, skip, submit
 
@@ -22,5 +22,5 @@ __all__ = [
     "trigger_run",
     "expire_leases", "fire_due_timers", "release_due_retries", "plan_undo", "undo", "claim", "claim_next", "fail", "progress",
     "skip", "submit", "apply_message", "park", "complete_callback", "fail_callback", "sla_missed", "cancel_timed_out",
-    "note_run", "fail_unclaimed",
+    "note_run", "fail_unclaimed", "offer_queued",
 ]

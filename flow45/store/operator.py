@@ -89,10 +89,10 @@ def hold(
     """Pause an instance that has not started: its open offer stops counting."""
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
-        if instance.state not in (S.PENDING, S.AVAILABLE, S.RETRY_WAIT, S.WAITING):
+        if instance.state not in (S.PENDING, S.QUEUED, S.AVAILABLE, S.RETRY_WAIT, S.WAITING):
             raise IllegalTransition(
-                f"{rules.describe(instance)} is {instance.state}; only pending, available, retry_wait or waiting "
-                "instances can be held"
+                f"{rules.describe(instance)} is {instance.state}; only pending, queued, available, retry_wait or "
+                "waiting instances can be held"
             )
         rules.move(unit.changes, instance, S.HELD, "hold", actor, {"reason": rules.said(reason)}, token=None)
 

@@ -15,6 +15,7 @@ from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowV
 from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
+from flow45.store.slots import waits_for
 from flow45.store.specs import version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
@@ -236,7 +237,9 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         for name in spec.order
     ]
     why = _skip_reasons([i.id for i in instances if i.state == S.SKIPPED])
-    instances = [dataclasses.replace(i, skip_reason=why[i.id]) if i.id in why else i for i in instances]
+    instances = [dataclasses.replace(i, skip_reason=why[i.id]) if i.id in why
+                 else dataclasses.replace(i, queued_for=waits_for(spec, i.task)) if i.state == S.QUEUED else i
+                 for i in instances]
     counts = dict(Counter(i.state for i in instances))
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
     view = _run_view(run, run.workflow.name, counts, instances, timers.get(run.id))
@@ -305,7 +308,8 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
     uses = _used_by(row, spec)
     return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
                                                for a in view.attempts], notes=_notes(row.run_id, instance_id),
-                               skip_reason=_skip_reasons([row.id]).get(row.id) if row.state == S.SKIPPED else None)
+                               skip_reason=_skip_reasons([row.id]).get(row.id) if row.state == S.SKIPPED else None,
+                               queued_for=waits_for(spec, row.task) if row.state == S.QUEUED else None)
 
 
 def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:

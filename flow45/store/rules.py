@@ -43,6 +43,8 @@ class Changes:
     # An instance becoming ready -> why the inputs it would receive do not meet its task's `when`, or
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
+    # An instance to offer -> why its task has no free slot (`max_running`, flow45.store.slots), or None.
+    no_slot: Callable[[Any], str | None] | None = None
 
 
 def new_token() -> str:
@@ -206,7 +208,7 @@ def succeed(ch: Changes, instance, output: Any, actor: str) -> None:
          token=None, lease_expires_at=None, progress_pct=100.0)
 
 
-SETTABLE = (S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED)
+SETTABLE = (S.QUEUED, S.AVAILABLE, S.RUNNING, S.RETRY_WAIT, S.HELD, S.FAILED)
 
 
 def check_settable(instance) -> None:
@@ -287,6 +289,10 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         detail = {**(detail or {}), "due": iso(due)}
     if instance.human and target == S.AVAILABLE:  # said in the ledger, for whoever tells people a decision waits
         detail = {**(detail or {}), "human": True}
+    elif target == S.AVAILABLE and ch.no_slot is not None and (full := ch.no_slot(instance)) is not None:
+        move(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": full}, token=None,
+             lease_expires_at=None, not_before=None, offered_at=None, worker=None)
+        return
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
          lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,
          progress_message=None)

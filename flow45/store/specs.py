@@ -75,7 +75,8 @@ class VersionSpec:
 # a version deployed before them keeps its content hash.
 OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
 OPTIONAL_SCHEDULE_KEYS = (("start", None), ("end", None))
-OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None), ("start_within", None))
+OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None), ("start_within", None),
+                      ("max_running", None))
 
 
 def _drop_defaults(part: dict, keys: tuple) -> None:

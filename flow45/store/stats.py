@@ -17,7 +17,8 @@ from flow45.clock import to_utc
 from flow45.models import Outbox, TaskInstance
 
 SCAN_CAP = 100_000  # rows read per figure and scrape; past it a figure says "at least"
-LIVE_STATES = (states.PENDING, states.AVAILABLE, states.RUNNING, states.RETRY_WAIT, states.WAITING, states.HELD)
+LIVE_STATES = (states.PENDING, states.QUEUED, states.AVAILABLE, states.RUNNING, states.RETRY_WAIT, states.WAITING,
+               states.HELD)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from flow45.db import generation
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.outputs import check_output
 from flow45.settings import current_settings
-from flow45.store import callback_rules, rules, rules_human, timers
+from flow45.store import callback_rules, rules, rules_human, slots, timers
 from flow45.store.due import due_in_turns
 from flow45.store.specs import version_spec
 from flow45.store.unit import Row, Unit, alone, each_alone, record_event
+from flow45.turns import in_turns
 
 SWEEPER = "flow45-scheduler"
 
@@ -208,3 +209,38 @@ def _timeouts() -> dict[int, dict[int, float]]:
             seen["by_workflow"].setdefault(workflow_id, {})[version_id] = min(float(timeout), MAX_DURATION)
         seen["last_version"] = version_id
     return seen["by_workflow"]
+
+
+def offer_queued(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Offer queued instances where their task has free slots, the most urgent, then the longest
+    waiting, first; returns those offered. Each task with instances queued is looked at, the teams in
+    turn: one task's long queue keeps no other task's, or team's, waiting."""
+    at = to_utc(now)
+    waiting = (TaskInstance.select(TaskInstance.team, TaskInstance.function, TaskInstance.task,
+                                   Run.workflow.alias("workflow_id"))
+               .join(Run, on=(Run.id == TaskInstance.run)).where(TaskInstance.state == S.QUEUED).distinct())
+    offered: list[int] = []
+    for group in in_turns(list(waiting.namedtuples()), lambda group: group.team):
+        if len(offered) >= limit:
+            break
+        head = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), Run.version.alias("version_id"))
+                .join(Run, on=(Run.id == TaskInstance.run))
+                .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == group.team)
+                       & (TaskInstance.function == group.function) & (TaskInstance.task == group.task)
+                       & (Run.workflow == group.workflow_id))
+                .order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
+                .limit(limit - len(offered)))
+        rows = list(head.namedtuples())
+        most = version_spec(rows[0].version_id).task(group.task).max_running if rows else None
+        free = len(rows) if most is None else most - slots.active(group.workflow_id, group.team, group.function,
+                                                                  group.task)
+        if free > 0:  # counted again under the lock as each is offered
+            offered += each_alone(rows[:free], at, _offer_if_free, SWEEPER)
+    return offered
+
+
+def _offer_if_free(unit: Unit, instance: Row) -> bool:
+    if instance.state != S.QUEUED or slots.no_slot(unit, instance) is not None:
+        return False  # held, undone or cancelled since we looked, or the slot went to another
+    rules.offer(unit.changes, instance, "slot", SWEEPER)
+    return True

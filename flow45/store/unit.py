@@ -27,6 +27,7 @@ from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
+from flow45.store.slots import no_slot
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -239,6 +240,7 @@ class Unit:
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
         changes = rules.Changes(at)
         changes.unmet = self._unmet
+        changes.no_slot = functools.partial(no_slot, self)
         return changes
 
     def _unmet(self, instance: Row) -> str | None:

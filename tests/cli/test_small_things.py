@@ -316,3 +316,20 @@ def test_a_trigger_with_a_key_runs_once_and_runs_finds_it_by_its_key(flow45, tmp
     assert f"by {store.get_run(first['run']).triggered_by} (manual), key INV-2026-02\n" in out
     code, _, err = flow45("trigger", "acme/monthly", "--param", "month=2026-03", "--key", "two\nlines")
     assert code == 2 and "argument --key: run key 'two\\nlines' must be 1-128 printable characters" in err
+
+
+def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path):
+    deploy_text(tmp_path, PARAMS.replace("a: {function: fa, output: Blob}", "a: {function: fa, output: Blob, max_running: 1}"))
+    first, second = (store.trigger("acme", "monthly", {"month": f"2026-0{n}"}, actor="ann", now=T0) for n in (1, 2))
+    waiting = instance(second, "a").id
+    code, out, err = flow45("show", str(second))
+    assert code == 0, err
+    assert (f"  a (instance {waiting}) queued, waiting for a free slot: at most 1 of a offered or running at once "
+            "(max_running)\n") in out
+    code, out, _ = flow45("instance", str(waiting))
+    assert out.splitlines()[0] == (f"instance {waiting}  a of run {second}  queued  attempt 0  function fa, waiting for "
+                                   "a free slot: at most 1 of a offered or running at once (max_running)")
+    store.cancel_run(first, actor="ann", now=T0)
+    store.offer_queued(T0)
+    code, out, _ = flow45("show", str(second))
+    assert "queued, waiting for" not in out and instance(second, "a").state == "available"

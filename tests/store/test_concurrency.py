@@ -321,3 +321,20 @@ def test_one_key_triggered_at_once_makes_one_run_and_every_caller_gets_it(tmp_pa
         assert len({a.run for a in answers}) == 1
         assert sorted(a.existing for a in answers) == [False] + [True] * (THREADS - 1)
     assert Run.select().count() == ROUNDS
+
+
+def test_runs_triggered_at_once_never_take_more_slots_than_their_tasks_max_running(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", ["call: {function: call_crm, output: Blob, max_running: 2}"])
+
+    def offered() -> list[int]:
+        return [r.id for r in Run.select() if states(r.id)["call"] == "available"]
+
+    for _ in range(ROUNDS):
+        results = at_once([lambda: store.trigger("acme", "calls", actor="cron", now=T0)] * THREADS)
+        assert not _errors(results)
+        assert 1 <= len(offered()) <= 2  # a writer that finds another counting queues its instance
+        while offered() or store.offer_queued(T0):  # the sweep fills the slots, never past them
+            assert 1 <= len(offered()) <= 2
+            for run in offered():
+                complete(run, "call", BLOB)
+    assert {states(r.id)["call"] for r in Run.select()} == {"succeeded"}

@@ -81,3 +81,17 @@ async def test_the_instance_screen_says_when_a_task_runs_and_why_it_was_skipped(
         store.submit_human(instance(run, "approve").id, {"approved": False, "reviewer": "kim"}, actor="demo-operator")
         await wait_until(pilot, lambda: "skipped: when approval.approved is true: it is false" in text_of(info))
         assert "runs when" not in text_of(info)
+
+
+async def test_the_instance_screen_says_what_a_queued_instance_waits_for(tui_db):
+    monthly_run(("extract",))  # its render takes the PDF service's one slot
+    second = monthly_run(("extract",))
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot)  # the newest run: the second
+        await pilot.press("down", "enter")  # render's instance
+        await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload)
+        assert app.screen.payload.instance.run == second
+        info = app.screen.query_one("#inst-info", Static)
+        assert ("queued, waiting for a free slot: at most 1 of render offered or running at once (max_running)"
+                in text_of(info))

@@ -76,6 +76,8 @@ def summary(p: InstancePayload) -> Text:
                     "bright_black")
     if i.skip_reason:
         text.append(f"\nskipped: {i.skip_reason}", "bright_black")
+    if i.queued_for:
+        text.append(f"\nqueued, waiting for {i.queued_for}", "bright_blue")
     if i.progress_pct is not None or i.progress_message:
         text.append("\n")
         text.append_text(pct_bar(i.progress_pct, i.state, 20))
