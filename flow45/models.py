@@ -88,6 +88,13 @@ class Run(Table):
                    (("team", "status"), False), (("workflow", "id"), False), (("workflow", "key"), True))
 
 
+# A workflow's queued runs, oldest first: what a finishing run looks for (`Unit.start_queued`). Only queued
+# runs are in it, so the planner takes it even when the statistics say the runs table is empty (a fresh
+# store): any other index by workflow would read every run of it, at each run's end.
+QUEUED_RUNS_INDEX = Run.index(Run.workflow, Run.id, name="run_queued_by_workflow", where=Run.status == "queued")
+Run.add_index(QUEUED_RUNS_INDEX)
+
+
 class TaskInstance(Table):
     run = pw.ForeignKeyField(Run, backref="instances", on_delete="CASCADE", index=False)  # indexed by (run, task)
     team = pw.CharField(max_length=64)

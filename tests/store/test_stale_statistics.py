@@ -180,3 +180,17 @@ def test_a_submit_that_offers_a_wide_fan_out_reads_each_instance_of_it_once(fres
         read = rows_read() - before
     assert instance(run, "item123").state == "available"
     assert read < 5 * items, f"{read} rows and index entries read to offer {items} instances"
+
+
+def test_an_upgraded_store_gets_the_index_of_queued_runs(pg):
+    from flow45.migrate import CURRENT, STEPS, _queued_runs_v22, upgrade
+    from flow45.models import SchemaVersion
+
+    step = STEPS.index(_queued_runs_v22) + 1
+    with atomic():
+        database.execute_sql("DROP INDEX run_queued_by_workflow")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    assert upgrade() == (step - 1, CURRENT)
+    (definition,) = database.execute_sql(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'run_queued_by_workflow'").fetchone()
+    assert "(workflow_id, id) WHERE ((status)::text = 'queued'::text)" in definition
