@@ -133,6 +133,8 @@ def waiting_for(run, counts: dict[str, int], timers: str | None = None) -> str |
         return f"a free slot (max_active_runs: {limit})"
     if run.status == S.RUNNING and timers:
         return timers
+    if run.status == S.RUNNING and counts.get(S.QUEUED):
+        return f"{counts[S.QUEUED]} instance(s) queued for a free slot (max_running)"
     if run.status == S.RUNNING and counts.get(S.HELD):
         return f"{counts[S.HELD]} held instance(s)"
     if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):
