@@ -43,6 +43,7 @@ from bridge.inbound import Delivery, Inbound
 from flow45 import metrics
 from flow45.db import database, dialect
 from flow45.store.run_cache import RunCache
+from flow45.store.sweep import hand_on
 from flow45.store.unit import read_back
 from flow45.turns import in_turns
 
@@ -185,6 +186,8 @@ class CommitPool:
             job.finished = time.monotonic()
             if replies is not None and job.result is not None:
                 replies.publish([w.delivery for w in job.waiting], job.result.outcomes, job.generation)
+            if job.result is not None:
+                self._hand_on(job.result)
             try:
                 self._done(job)
             except Exception:  # the IO loop is gone: its broker connection redelivers the batch
@@ -196,6 +199,19 @@ class CommitPool:
             database.close()
         except Exception:  # noqa: BLE001 - closing a dead connection may fail
             pass
+
+    def _hand_on(self, result: Applied) -> None:
+        """Slots of a task's max_running that the batch freed go to the instances queued for them now,
+        in a transaction of their own (its offers published with the batch's), not at the scheduler's
+        next tick: a task limited to a few at once runs them back to back."""
+        written: list = []
+        try:
+            hand_on(written=written)
+        except Exception:  # noqa: BLE001 - the scheduler's sweep offers them at its next tick
+            log.warning("bridge: queued instances were not offered at once; the scheduler will", exc_info=True)
+            return
+        if result.written is not None:
+            result.written.extend(written)
 
     def _read_back(self) -> None:
         """The batch's runs, kept for their next messages: read once its answers are on their way,

@@ -45,6 +45,7 @@ class Changes:
     unmet: Callable[[Any], str | None] | None = None
     # An instance to offer -> why its task has no free slot (`max_running`, flow45.store.slots), or None.
     no_slot: Callable[[Any], str | None] | None = None
+    left_slots: list[Any] = field(default_factory=list)  # instances no longer offered or running: a slot freed
 
 
 def new_token() -> str:
@@ -91,6 +92,8 @@ def move(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any 
     S.check_instance_move(describe(instance), instance.state, target)
     record(ch, instance.team, kind, actor, run=instance.run_id, instance=instance.id,
            from_state=instance.state, to_state=target, detail=detail)
+    if instance.state in S.TAKING_SLOTS and target not in S.TAKING_SLOTS:
+        ch.left_slots.append(instance)
     instance.state = target
     instance.updated_at = ch.at
     if target != S.RUNNING:  # a running attempt's key and deadline end with it

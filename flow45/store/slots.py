@@ -1,7 +1,8 @@
 """A task's `max_running`: at most that many of its instances, over all runs of the workflow, offered or
 running at once. An offer with no free slot leaves the instance `queued` (flow45.store.rules.offer asks
-`no_slot`, through the unit); the scheduler's sweep offers queued instances as slots free, the most
-urgent, then the longest waiting, first (flow45.store.sweep.offer_queued).
+`no_slot`, through the unit). Queued instances are offered as slots free, the most urgent, then the
+longest waiting, first (flow45.store.sweep.offer_queued): by the thread whose commit freed one, right
+after it (`take_freed`, flow45.store.sweep.hand_on), else by the scheduler's sweep.
 
 The count is taken under a transaction-level lock per (workflow, task) where the database has them, so
 that two writers cannot both take the last slot. Only tried, never waited for: a writer holds its runs'
@@ -10,7 +11,8 @@ instance, and the next sweep offers it."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Iterable
 
 from peewee import fn
 
@@ -18,7 +20,8 @@ from flow45 import states as S
 from flow45.db import dialect
 from flow45.models import Run, TaskInstance
 
-TAKING_SLOTS = (S.AVAILABLE, S.RUNNING)
+TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
+_freed = threading.local()  # (workflow, team, function, task) of limited tasks whose slots this thread freed
 
 
 def no_slot(unit: Any, instance: Any) -> str | None:
@@ -37,6 +40,21 @@ def no_slot(unit: Any, instance: Any) -> str | None:
     taken = sum(1 for i in here if i.state in TAKING_SLOTS and i.id != instance.id)
     taken += active(workflow, instance.team, instance.function, instance.task, [i.id for i in here])
     return f"{said}: {taken} offered or running" if taken >= limit else None
+
+
+def note_freed(groups: Iterable[tuple[int, str, str, str]]) -> None:
+    """Slots of these tasks were freed by a transaction of this thread (flow45.store.unit)."""
+    if not hasattr(_freed, "groups"):
+        _freed.groups = set()
+    _freed.groups.update(groups)
+
+
+def take_freed() -> set[tuple[int, str, str, str]]:
+    """The tasks whose slots this thread freed since it last asked: their queued instances may go now
+    (flow45.store.sweep.hand_on)."""
+    groups = getattr(_freed, "groups", set())
+    _freed.groups = set()
+    return groups
 
 
 def waits_for(spec: Any, task: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from typing import Iterable, NamedTuple
 
 from peewee import Field, fn
 
@@ -211,16 +212,21 @@ def _timeouts() -> dict[int, dict[int, float]]:
     return seen["by_workflow"]
 
 
-def offer_queued(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+def offer_queued(now: dt.datetime | None = None, limit: int = 500, *, tasks: Iterable[tuple] | None = None,
+                 written: list | None = None) -> list[int]:
     """Offer queued instances where their task has free slots, the most urgent, then the longest
     waiting, first; returns those offered. Each task with instances queued is looked at, the teams in
-    turn: one task's long queue keeps no other task's, or team's, waiting."""
+    turn: one task's long queue keeps no other task's, or team's, waiting. `tasks`: only these
+    (workflow, team, function, task); `written`: see `each_alone`."""
     at = to_utc(now)
-    waiting = (TaskInstance.select(TaskInstance.team, TaskInstance.function, TaskInstance.task,
-                                   Run.workflow.alias("workflow_id"))
-               .join(Run, on=(Run.id == TaskInstance.run)).where(TaskInstance.state == S.QUEUED).distinct())
+    if tasks is None:
+        slots.take_freed()  # every task is looked at: none is left for a hand-on
+        waiting = (TaskInstance.select(Run.workflow.alias("workflow_id"), TaskInstance.team, TaskInstance.function,
+                                       TaskInstance.task)
+                   .join(Run, on=(Run.id == TaskInstance.run)).where(TaskInstance.state == S.QUEUED).distinct())
+        tasks = [tuple(group) for group in waiting.tuples()]
     offered: list[int] = []
-    for group in in_turns(list(waiting.namedtuples()), lambda group: group.team):
+    for group in in_turns([_Task(*task) for task in tasks], lambda group: group.team):
         if len(offered) >= limit:
             break
         head = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), Run.version.alias("version_id"))
@@ -235,8 +241,23 @@ def offer_queued(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
         free = len(rows) if most is None else most - slots.active(group.workflow_id, group.team, group.function,
                                                                   group.task)
         if free > 0:  # counted again under the lock as each is offered
-            offered += each_alone(rows[:free], at, _offer_if_free, SWEEPER)
+            offered += each_alone(rows[:free], at, _offer_if_free, SWEEPER, written=written)
     return offered
+
+
+class _Task(NamedTuple):
+    workflow_id: int
+    team: str
+    function: str
+    task: str
+
+
+def hand_on(now: dt.datetime | None = None, written: list | None = None) -> list[int]:
+    """After a commit that freed slots of tasks with a `max_running` (flow45.store.slots.take_freed),
+    in a transaction of its own: offer those tasks' queued instances now, rather than at the next
+    tick. Returns those offered."""
+    tasks = slots.take_freed()
+    return offer_queued(now, tasks=sorted(tasks), written=written) if tasks else []
 
 
 def _offer_if_free(unit: Unit, instance: Row) -> bool:

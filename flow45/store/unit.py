@@ -27,7 +27,7 @@ from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
-from flow45.store.slots import no_slot
+from flow45.store.slots import no_slot, note_freed
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -421,6 +421,9 @@ class Unit:
                                 for id_, r, body in zip(ids, offers, bodies))
         if deferred is not None:
             deferred.send_later()  # with the commit, or whatever the transaction sends next
+        if ch.left_slots:
+            note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.left_slots
+                       if self.task(i).max_running is not None)
         freed, reached = ch.freed_slots, ch.reached
         self.changes = self._fresh_changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached
@@ -435,7 +438,7 @@ def read_back(kept: RunCache) -> None:
 
 
 def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row], bool],
-               actor: str | None = None) -> list[int]:
+               actor: str | None = None, written: list[OutboxMessage] | None = None) -> list[int]:
     """Apply `change` to each instance of `due` (rows with `id` and `run_id`), `alone`: the instances
     of one run in one transaction, which locks and reads the run once (a sweep must not hold many
     runs' locks at once); should that one fail, each of them in a transaction of its own, so that one
@@ -443,16 +446,24 @@ def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row]
     it changed anything (that instance alone); the run is then settled by `actor`, if given. Returns
     the instances changed. Of a run known to be wide, the other instances are read only as wanted (to
     settle it, or by `change`): a change to one instance of a run of thousands costs about what it
-    costs in a run of one."""
+    costs in a run of one. With `written`, the transactions notify no relay, and `written` gets the
+    outbox rows they committed, for the caller to publish."""
+    unit_written: list[OutboxMessage] = []  # of the last transaction, kept once it committed
 
     def change_all(run_id: int, ids: list[int]) -> list[int]:
-        unit = Unit(at)
+        unit = Unit(at, wake_relays=written is None)
         unit.lock_instances(ids, whole_runs=actor is not None)
         changed = [i for i in ids if change(unit, unit.instance(i))]
         if changed:
             if actor is not None:
                 unit.settle_changed(run_id, [unit.instance(i) for i in changed], actor)
-            unit.flush()
+            unit_written[:] = unit.flush()
+        return changed
+
+    def committed(changed: list[int]) -> list[int]:
+        if written is not None and changed:
+            written.extend(unit_written)
+        unit_written.clear()
         return changed
 
     by_run: dict[int, list[int]] = {}
@@ -460,12 +471,16 @@ def each_alone(due: Sequence[Any], at: dt.datetime, change: Callable[[Unit, Row]
         by_run.setdefault(row.run_id, []).append(row.id)
     changed: list[int] = []
     for run_id, ids in by_run.items():
+        unit_written.clear()
         if len(ids) > 1:
             together = _together(functools.partial(change_all, run_id, ids))
             if together is not None:
-                changed += together
+                changed += committed(together)
                 continue
-        changed += [i for i in ids if alone(f"task instance {i}", lambda i=i: bool(change_all(run_id, [i])))]
+        for i in ids:
+            unit_written.clear()
+            if alone(f"task instance {i}", lambda i=i: bool(change_all(run_id, [i]))):
+                changed += committed([i])
     return changed
 
 

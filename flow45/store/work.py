@@ -17,6 +17,7 @@ from flow45.logs import check_logs
 from flow45.models import TaskInstance
 from flow45.settings import current_settings
 from flow45.store.batch import Item, apply_worker_batch
+from flow45.store.sweep import hand_on
 from flow45.views import WorkerReply
 
 WORKER_MESSAGES = (m.Claim, m.Progress, m.Submit, m.Fail, m.Skip, m.Park)
@@ -34,6 +35,7 @@ def apply_message(
     item = Item(team, message_id, message)
     with atomic():
         apply_worker_batch([item], to_utc(now))
+    hand_on(now)  # slots of a task's max_running it freed go to the instances queued for them
     if item.error is not None:
         raise item.error
     return item.result

@@ -275,3 +275,31 @@ def test_a_deploy_with_the_database_declares_the_queues_when_the_broker_is_confi
         channel.queue_declare("flow45.tasks.reports.brand_new_function", passive=True)
     finally:
         channel.connection.close()
+
+
+LIMITED = """
+team: reports
+types: {Blob: {fields: {uri: string}}}
+workflows:
+  calls:
+    max_active_runs: null
+    tasks:
+      call: {function: call_crm, output: Blob, max_running: 1}
+"""
+
+
+def test_a_submit_hands_its_slot_to_the_next_queued_instance_with_no_scheduler_running(bridge_env):
+    ops, worker = bridge_env.url("reports-ops"), bridge_env.url("reports-worker")
+    call(ops, "reports", {"type": "deploy", "files": {"calls.yaml": LIMITED}})
+    runs = [call(ops, "reports", {"type": "trigger", "workflow": "calls"})["run"] for _ in range(3)]
+    assert [i.state for run in runs for i in store.get_run(run).instances] == ["available", "queued", "queued"]
+    done = []
+    for _ in runs:  # one at a time: each offer comes only once the one before is submitted
+        offer = wait_offer(bridge_env, "reports", "call_crm", timeout=10)
+        assert sum(i.state in ("available", "running") for run in runs for i in store.get_run(run).instances) == 1
+        call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"})
+        call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
+                                 "output": {"uri": f"s3://crm/{offer['run']}"}})
+        done.append(offer["run"])
+    assert done == runs  # oldest first
+    assert all(store.get_run(run).status == "succeeded" for run in runs)
