@@ -250,6 +250,16 @@ class WorkflowSpec(_Strict):
     tasks: dict[Annotated[str, Field(pattern=NAME)], TaskSpec] = Field(min_length=1)
 
 
+class FunctionSpec(_Strict):
+    """A team's setting for one of its functions, whichever workflows' tasks it does."""
+
+    max_running: int = Field(
+        ge=1, le=100_000,
+        description="at most this many of the team's instances of the function, over all its workflows and runs, "
+                    "offered or running at once (Airflow's pools, Conductor's concurrentExecLimit): the rest wait "
+                    "as `queued`, as for a task's own `max_running`")
+
+
 class TeamFile(_Strict):
     team: str = Field(pattern=NAME)
     groups: dict[Annotated[str, Field(pattern=NAME)], list[Annotated[str, Field(pattern=USER)]]] = Field(
@@ -257,6 +267,9 @@ class TeamFile(_Strict):
     )
     types: dict[Annotated[str, Field(pattern=TYPE_NAME)], TypeSpec] = Field(default_factory=dict)
     workflows: dict[Annotated[str, Field(pattern=NAME)], WorkflowSpec] = Field(default_factory=dict)
+    functions: dict[Annotated[str, Field(pattern=NAME)], FunctionSpec] = Field(
+        default_factory=dict, description="settings of the team's worker functions, by name, for every workflow "
+                                          "whose tasks they do")
 
 
 @dataclass(frozen=True)
@@ -286,6 +299,7 @@ class TeamConfig:
     types: dict[str, TypeSpec] = field(default_factory=dict)
     workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
 
     def signatures(self) -> dict[str, tuple[Signature, str]]:
@@ -478,6 +492,7 @@ def merge_teams(parsed: list[tuple[Path, TeamFile]]) -> tuple[list[TeamConfig], 
             ("types", content.types, team.types),
             ("workflows", content.workflows, team.workflows),
             ("groups", content.groups, team.groups),
+            ("functions", content.functions, team.functions),
         ):
             for name, spec in entries.items():
                 key = f"{kind}.{name}"

@@ -103,10 +103,28 @@ def check_team(config: TeamConfig) -> list[str]:
         if cycle:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))
 
+    _check_functions(config, report)
     check_human_tasks(config, report)
     check_conditions(config, report)
     problems.extend(_signature_problems(config))
     return problems
+
+
+def _check_functions(config: TeamConfig, report) -> None:
+    """A function's settings name a worker function a task of the team does."""
+    done_by: dict[str, list] = {}
+    for wf in config.workflows.values():
+        for task in wf.tasks.values():
+            if task.function is not None:
+                done_by.setdefault(task.function, []).append(task)
+    for name in config.functions:
+        key = f"functions.{name}"
+        tasks = done_by.get(name)
+        if not tasks:
+            report(key, key, f"no task of team {config.team} does '{name}'" + _suggest(name, done_by))
+        elif all(task.human for task in tasks):
+            report(key, key, f"'{name}' is done by people (human tasks): a limit on running instances is for "
+                             "workers' functions; who may decide is `assignees`")
 
 
 def _applicable(type_name: str) -> str:

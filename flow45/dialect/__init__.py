@@ -148,9 +148,10 @@ class Dialect:
         pairs; the caller holds the runs' locks."""
         raise NotImplementedError
 
-    def try_lock_slots(self, workflow_id: int, task: str) -> bool:
-        """Take, if no other transaction holds it, the lock under which a task's `max_running` slots are
-        counted and taken (flow45.store.slots), held to the end of the transaction."""
+    def try_lock_slots(self, limited: str) -> bool:
+        """Take, if no other transaction holds it, the lock under which the slots of a limited task or
+        function (named by `limited`) are counted and taken (flow45.store.slots), held to the end of the
+        transaction."""
         raise NotImplementedError
 
     def lock_workflows_with_queued_runs(self, workflow_ids: list[int]) -> list[int]:

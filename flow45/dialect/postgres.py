@@ -26,7 +26,7 @@ from flow45.urls import hide_password
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
-TAKING_SLOTS = 45_0004  # and for a task's max_running slots, the lower a checksum of workflow and task
+TAKING_SLOTS = 45_0004  # and for a task's or function's max_running slots, the lower a checksum of its name
 
 # Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
 # while the tables were small (no statistics yet) must not scan them whole once they have grown.
@@ -435,8 +435,8 @@ class PostgresDialect(Dialect):
                              [[run for run, _ in wanted], [task for _, task in wanted]])
         return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
 
-    def try_lock_slots(self, workflow_id, task):
-        key = (TAKING_SLOTS << 32) + zlib.crc32(f"{workflow_id}/{task}".encode())
+    def try_lock_slots(self, limited):
+        key = (TAKING_SLOTS << 32) + zlib.crc32(limited.encode())
         return bool(self.db.execute_sql("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
 
     def lock_workflows_with_queued_runs(self, workflow_ids):

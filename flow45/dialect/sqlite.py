@@ -175,7 +175,7 @@ class SqliteDialect(Dialect):
         values = [run for run, _ in wanted] + [value for pair in wanted for value in pair]
         return self.db.execute_sql(select.format(extra="", runs=runs), values).fetchall()
 
-    def try_lock_slots(self, workflow_id, task):
+    def try_lock_slots(self, limited):
         return True  # one writer at a time: the write lock is held
 
     def lock_workflows_with_queued_runs(self, workflow_ids):

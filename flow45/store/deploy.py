@@ -98,7 +98,9 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
             Team.get_or_create(name=config.team, defaults={"created_at": at})
             for name, workflow in sorted(config.workflows.items()):
                 groups = {name: config.groups[name] for name in groups_used(workflow)}
-                document = spec_document(workflow, types_used_by(workflow, config.types), groups)
+                functions = {task.function: config.functions[task.function] for task in workflow.tasks.values()
+                             if task.function in config.functions}
+                document = spec_document(workflow, types_used_by(workflow, config.types), groups, functions)
                 results.append(_store_version(config.team, name, document, actor, at))
                 keep_connection(find_workflow(config.team, name), workflow)
             results += _left_out(config, actor, at, prune)

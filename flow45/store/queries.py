@@ -240,7 +240,8 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
     ]
     why = _skip_reasons([i.id for i in instances if i.state == S.SKIPPED])
     instances = [dataclasses.replace(i, skip_reason=why[i.id]) if i.id in why
-                 else dataclasses.replace(i, queued_for=waits_for(spec, i.task)) if i.state == S.QUEUED else i
+                 else dataclasses.replace(i, queued_for=waits_for(spec, i.task, i.function)) if i.state == S.QUEUED
+                 else i
                  for i in instances]
     counts = dict(Counter(i.state for i in instances))
     timers = _waiting_timers([run.id] if counts.get(S.WAITING) or counts.get(S.RUNNING) or counts.get(S.AVAILABLE) else [])
@@ -311,7 +312,7 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
     return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
                                                for a in view.attempts], notes=_notes(row.run_id, instance_id),
                                skip_reason=_skip_reasons([row.id]).get(row.id) if row.state == S.SKIPPED else None,
-                               queued_for=waits_for(spec, row.task) if row.state == S.QUEUED else None)
+                               queued_for=waits_for(spec, row.task, row.function) if row.state == S.QUEUED else None)
 
 
 def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:

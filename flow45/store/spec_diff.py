@@ -17,7 +17,7 @@ DURATIONS = frozenset({"retry_delay", "max_retry_delay", "lease", "timeout", "du
 
 def spec_changes(before: dict, after: dict) -> list[str]:
     """The changed settings between two stored documents (flow45.store.specs.spec_document), paths as
-    a config writes them: the workflow's own keys first, then its types and groups."""
+    a config writes them: the workflow's own keys first, then its types, groups and functions."""
     lines: list[str] = []
     _walk(_readable(before), _readable(after), "", lines)
     if len(lines) > MOST_CHANGES:
@@ -27,7 +27,8 @@ def spec_changes(before: dict, after: dict) -> list[str]:
 
 def _readable(document: dict) -> dict:
     """The document as a config is written: the workflow's keys at the top, not under `workflow`."""
-    return {**document.get("workflow", {}), **{key: document[key] for key in ("types", "groups") if key in document}}
+    return {**document.get("workflow", {}),
+            **{key: document[key] for key in ("types", "groups", "functions") if key in document}}
 
 
 def _walk(before: Any, after: Any, path: str, lines: list[str]) -> None:

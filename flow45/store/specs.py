@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from flow45.config import TypeSpec, WorkflowSpec
+from flow45.config import FunctionSpec, TypeSpec, WorkflowSpec
 from flow45.db import generation
 from flow45.models import WorkflowVersion
 from flow45.types import TypeRegistry
@@ -22,6 +22,12 @@ class VersionSpec:
     downstream: dict[str, list[str]]
     order: list[str]  # by dependency level, then as declared
     groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)  # the team's settings of its functions, as deployed
+
+    def function_limit(self, function: str) -> int | None:
+        """The team's `max_running` of a function its tasks do, as deployed with this version."""
+        found = self.functions.get(function)
+        return None if found is None else found.max_running
 
     def task(self, name: str):
         return self.workflow.tasks[name]
@@ -85,9 +91,11 @@ def _drop_defaults(part: dict, keys: tuple) -> None:
             del part[key]
 
 
-def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None) -> dict:
-    """What a version stores: the workflow, the types it uses and the members of the @groups its human
-    tasks name (so a run keeps who may decide as deployed), in canonical JSON form."""
+def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: dict[str, list[str]] | None = None,
+                  functions: dict[str, FunctionSpec] | None = None) -> dict:
+    """What a version stores: the workflow, the types it uses, the members of the @groups its human
+    tasks name (so a run keeps who may decide as deployed) and the team's settings of the functions its
+    tasks do, in canonical JSON form."""
     dumped = workflow.model_dump(mode="json")
     _drop_defaults(dumped, OPTIONAL_KEYS)
     if dumped.get("schedule"):
@@ -100,6 +108,8 @@ def spec_document(workflow: WorkflowSpec, types: dict[str, TypeSpec], groups: di
     }
     if groups:  # only when used: the content hash of a workflow without any stays as it was
         document["groups"] = {name: list(members) for name, members in sorted(groups.items())}
+    if functions:  # the same
+        document["functions"] = {name: spec.model_dump(mode="json") for name, spec in sorted(functions.items())}
     return document
 
 
@@ -115,9 +125,10 @@ def spec_from_document(version_id: int, team: str, name: str, number: int, docum
     for task_name, task in workflow.tasks.items():
         for up in task.upstream():
             downstream[up].append(task_name)
+    functions = {fn: FunctionSpec.model_validate(spec) for fn, spec in (document.get("functions") or {}).items()}
     return VersionSpec(
         version_id, team, name, number, workflow, TypeRegistry(types), downstream, levels_order(workflow),
-        dict(document.get("groups") or {}),
+        dict(document.get("groups") or {}), functions,
     )
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import functools
 from typing import Iterable, NamedTuple
 
-from peewee import Field, fn
+from peewee import Field, Tuple, fn
 
 from flow45 import states as S
 from flow45.clock import to_utc
@@ -214,35 +214,55 @@ def _timeouts() -> dict[int, dict[int, float]]:
 
 def offer_queued(now: dt.datetime | None = None, limit: int = 500, *, tasks: Iterable[tuple] | None = None,
                  written: list | None = None) -> list[int]:
-    """Offer queued instances where their task has free slots, the most urgent, then the longest
-    waiting, first; returns those offered. Each task with instances queued is looked at, the teams in
-    turn: one task's long queue keeps no other task's, or team's, waiting. `tasks`: only these
-    (workflow, team, function, task); `written`: see `each_alone`."""
+    """Offer queued instances where their limits have free slots, the most urgent, then the longest
+    waiting, first; returns those offered. Each function with instances queued is looked at, the teams
+    in turn: one task's long queue keeps no other task's, or team's, waiting. `tasks`: only the
+    functions of these (workflow, team, function, task); `written`: see `each_alone`."""
     at = to_utc(now)
+    waiting = (TaskInstance.select(Run.workflow.alias("workflow_id"), TaskInstance.team, TaskInstance.function,
+                                   TaskInstance.task)
+               .join(Run, on=(Run.id == TaskInstance.run)).where(TaskInstance.state == S.QUEUED).distinct())
     if tasks is None:
-        slots.take_freed()  # every task is looked at: none is left for a hand-on
-        waiting = (TaskInstance.select(Run.workflow.alias("workflow_id"), TaskInstance.team, TaskInstance.function,
-                                       TaskInstance.task)
-                   .join(Run, on=(Run.id == TaskInstance.run)).where(TaskInstance.state == S.QUEUED).distinct())
-        tasks = [tuple(group) for group in waiting.tuples()]
+        slots.take_freed()  # every function is looked at: none is left for a hand-on
+    else:
+        pairs = sorted({(team, function) for _, team, function, _ in tasks})
+        if not pairs:
+            return []
+        waiting = waiting.where(Tuple(TaskInstance.team, TaskInstance.function).in_(pairs))
+    by_function: dict[tuple[str, str], list[_Task]] = {}
+    for row in waiting.tuples():
+        group = _Task(*row)
+        by_function.setdefault((group.team, group.function), []).append(group)
     offered: list[int] = []
-    for group in in_turns([_Task(*task) for task in tasks], lambda group: group.team):
+    for (team, function), groups in in_turns(list(by_function.items()), lambda item: item[0][0]):
         if len(offered) >= limit:
             break
-        head = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), Run.version.alias("version_id"))
-                .join(Run, on=(Run.id == TaskInstance.run))
-                .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == group.team)
-                       & (TaskInstance.function == group.function) & (TaskInstance.task == group.task)
-                       & (Run.workflow == group.workflow_id))
-                .order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
-                .limit(limit - len(offered)))
-        rows = list(head.namedtuples())
-        most = version_spec(rows[0].version_id).task(group.task).max_running if rows else None
-        free = len(rows) if most is None else most - slots.active(group.workflow_id, group.team, group.function,
-                                                                  group.task)
-        if free > 0:  # counted again under the lock as each is offered
-            offered += each_alone(rows[:free], at, _offer_if_free, SWEEPER, written=written)
+        offered += _offer_function(team, function, groups, at, limit - len(offered), written)
     return offered
+
+
+def _offer_function(team: str, function: str, groups: list[_Task], at: dt.datetime, most: int,
+                    written: list | None) -> list[int]:
+    """The function's queued instances that have a slot of their task and of the function, in turn."""
+    candidates = []
+    for group in groups:
+        head = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), TaskInstance.priority,
+                                    TaskInstance.updated_at, Run.version.alias("version_id"))
+                .join(Run, on=(Run.id == TaskInstance.run))
+                .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == team)
+                       & (TaskInstance.function == function) & (TaskInstance.task == group.task)
+                       & (Run.workflow == group.workflow_id))
+                .order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id).limit(most))
+        rows = list(head.namedtuples())
+        task_limit = version_spec(rows[0].version_id).task(group.task).max_running if rows else None
+        free = len(rows) if task_limit is None else task_limit - slots.active(team, function, workflow=group.workflow_id,
+                                                                              task=group.task)
+        candidates += rows[:max(free, 0)]
+    candidates.sort(key=lambda row: (-row.priority, row.updated_at, row.id))
+    if candidates and (function_limit := version_spec(candidates[0].version_id).function_limit(function)) is not None:
+        candidates = candidates[:max(function_limit - slots.active(team, function), 0)]
+    # Counted again under the locks as each is offered.
+    return each_alone(candidates[:most], at, _offer_if_free, SWEEPER, written=written) if candidates else []
 
 
 class _Task(NamedTuple):

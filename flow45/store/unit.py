@@ -27,7 +27,7 @@ from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
-from flow45.store.slots import no_slot, note_freed
+from flow45.store.slots import limited, no_slot, note_freed
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -423,7 +423,7 @@ class Unit:
             deferred.send_later()  # with the commit, or whatever the transaction sends next
         if ch.left_slots:
             note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.left_slots
-                       if self.task(i).max_running is not None)
+                       if limited(self.spec(i.run_id), i.task, i.function))
         freed, reached = ch.freed_slots, ch.reached
         self.changes = self._fresh_changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached

@@ -324,14 +324,14 @@ def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path
     waiting = instance(second, "a").id
     code, out, err = flow45("show", str(second))
     assert code == 0, err
-    assert (f"  a (instance {waiting}) queued, waiting for a free slot: at most 1 of a offered or running at once "
-            "(max_running)\n") in out
+    assert (f"  a (instance {waiting}) queued, waiting for a free slot: at most 1 of a (max_running) offered or "
+            "running at once\n") in out
     assert "  waiting for 1 instance(s) queued for a free slot (max_running)\n" in out
     code, out, _ = flow45("runs", "--json")
     assert [r["waiting_for"] for r in json.loads(out)] == ["1 instance(s) queued for a free slot (max_running)", None]
     code, out, _ = flow45("instance", str(waiting))
     assert out.splitlines()[0] == (f"instance {waiting}  a of run {second}  queued  attempt 0  function fa, waiting for "
-                                   "a free slot: at most 1 of a offered or running at once (max_running)")
+                                   "a free slot: at most 1 of a (max_running) offered or running at once")
     store.cancel_run(first, actor="ann", now=T0)
     store.offer_queued(T0)
     code, out, _ = flow45("show", str(second))

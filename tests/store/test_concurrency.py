@@ -338,3 +338,27 @@ def test_runs_triggered_at_once_never_take_more_slots_than_their_tasks_max_runni
             for run in offered():
                 complete(run, "call", BLOB)
     assert {states(r.id)["call"] for r in Run.select()} == {"succeeded"}
+
+
+def test_runs_of_two_workflows_triggered_at_once_never_take_more_than_their_functions_limit(tmp_path):
+    deploy_text(tmp_path, """
+    team: acme
+    types: {Blob: {fields: {uri: string, size: integer}}}
+    functions: {call_crm: {max_running: 2}}
+    workflows:
+      orders: {max_active_runs: null, tasks: {call: {function: call_crm, output: Blob}}}
+      refunds: {max_active_runs: null, tasks: {check: {function: call_crm, output: Blob}}}
+    """)
+
+    def offered() -> list[tuple[int, str]]:
+        return [(r.id, task) for r in Run.select() for task, state in states(r.id).items() if state == "available"]
+
+    for _ in range(ROUNDS):
+        results = at_once([lambda n=n: store.trigger("acme", ("orders", "refunds")[n % 2], actor="shop", now=T0)
+                           for n in range(THREADS)])
+        assert not _errors(results)
+        while offered() or store.offer_queued(T0):
+            assert 1 <= len(offered()) <= 2
+            for run, task in offered():
+                complete(run, task, BLOB)
+    assert {state for r in Run.select() for state in states(r.id).values()} == {"succeeded"}

@@ -15,7 +15,9 @@ from flow45.db import atomic
 from flow45.errors import IllegalTransition
 from flow45.models import Event, Outbox
 from flow45.store.batch import Item, apply_worker_batch
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, instance, states
+from flow45.config import load_config
+from flow45.errors import ConfigError
+from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -145,3 +147,76 @@ def test_a_submit_through_the_bridges_batch_frees_the_slot_and_the_sweep_fills_i
 ])
 def test_max_running_is_for_worker_tasks_and_at_least_one(tmp_path, task, refused):
     assert refused in config_refusal(tmp_path, f"{{w: {{tasks: {{t: {task}}}}}}}")
+
+
+TEAM_LIMIT = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    functions:
+      call_crm: {max_running: %d}
+    workflows:
+      orders:
+        max_active_runs: null
+        tasks:
+          call: {function: call_crm, output: Blob}
+      refunds:
+        max_active_runs: null
+        tasks:
+          check: {function: call_crm, output: Blob, max_running: 1}
+          pay: {function: pay, output: Blob, inputs: {src: check}}
+"""
+
+
+def _call_of(run: int):
+    (found,) = [i for i in store.get_run(run).instances if i.function == "call_crm"]
+    return found
+
+
+def test_a_teams_function_limit_holds_over_its_workflows_and_hands_on_to_the_longest_waiting(tmp_path):
+    deploy_text(tmp_path, TEAM_LIMIT % 2)
+    orders = [store.trigger("acme", "orders", actor="shop", now=_at(n)) for n in range(2)]
+    refunds = [store.trigger("acme", "refunds", actor="shop", now=_at(2 + n)) for n in range(2)]
+    late_order = store.trigger("acme", "orders", actor="shop", now=_at(5))
+    assert [_call_of(r).state for r in [*orders, *refunds, late_order]] == ["available"] * 2 + ["queued"] * 3
+    assert _call_of(refunds[1]).queued_for == ("a free slot: at most 1 of check (max_running) and at most 2 of the "
+                                               "team's call_crm (functions.call_crm.max_running) offered or running "
+                                               "at once")
+    _finish_call(orders[0], 10)  # the longest waiting, of another workflow, takes the slot
+    assert [_call_of(r).state for r in [*orders, *refunds, late_order]] == [
+        "succeeded", "available", "available", "queued", "queued"]
+    _finish_call(orders[1], 11)  # refunds' own limit of 1 keeps its second waiting: the order goes
+    assert [_call_of(r).state for r in [*refunds, late_order]] == ["available", "queued", "available"]
+    assert Event.get((Event.instance == _call_of(refunds[0]).id) & (Event.to_state == "queued")).detail["queued"] == (
+        "functions.call_crm.max_running 2: 2 offered or running")
+
+
+def _finish_call(run: int, minutes: float) -> None:
+    call = _call_of(run)
+    grant = store.claim(call.id, instance(run, call.task).token, "w", now=_at(minutes))
+    store.submit(grant.instance, grant.token, BLOB, now=_at(minutes))
+
+
+def test_a_deploy_that_changes_a_function_limit_makes_new_versions_of_the_workflows_whose_tasks_do_it(tmp_path):
+    deploy_text(tmp_path, TEAM_LIMIT % 2 + "      mail:\n        tasks:\n          send: {function: send, output: Blob}\n")
+    again = deploy_text(tmp_path, TEAM_LIMIT % 3 + "      mail:\n        tasks:\n          send: {function: send, output: Blob}\n")
+    changed = {w.workflow: (w.change, w.changes) for w in again.workflows}
+    assert changed == {"mail": ("unchanged", []), "orders": ("updated", ["functions.call_crm.max_running: 2 -> 3"]),
+                       "refunds": ("updated", ["functions.call_crm.max_running: 2 -> 3"])}
+
+
+@pytest.mark.parametrize("functions, refused", [
+    ("{call_cmr: {max_running: 2}}", "functions.call_cmr: no task of team acme does 'call_cmr' (did you mean 'call_crm'?)"),
+    ("{decide: {max_running: 2}}", "functions.decide: 'decide' is done by people (human tasks)"),
+    ("{call_crm: {max_running: 0}}", "functions.call_crm.max_running: Input should be greater than or equal to 1"),
+    ("{call_crm: {}}", "functions.call_crm.max_running: Field required"),
+])
+def test_a_function_limit_names_a_workers_function_of_the_team(tmp_path, functions, refused):
+    written = tmp_path / "limits.yaml"
+    written.write_text(f"team: acme\ntypes: {{Blob: {{fields: {{uri: string}}}}}}\nfunctions: {functions}\nworkflows: "
+                       "{w: {tasks: {t: {function: call_crm, output: Blob}, "
+                       "h: {function: decide, output: Blob, human: true}}}}\n")
+    with pytest.raises(ConfigError) as problems:
+        load_config(written)
+    assert any(refused in problem for problem in problems.value.problems), problems.value.problems

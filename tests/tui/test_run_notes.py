@@ -93,5 +93,5 @@ async def test_the_instance_screen_says_what_a_queued_instance_waits_for(tui_db)
         await wait_until(pilot, lambda: isinstance(app.screen, InstanceScreen) and app.screen.payload)
         assert app.screen.payload.instance.run == second
         info = app.screen.query_one("#inst-info", Static)
-        assert ("queued, waiting for a free slot: at most 1 of render offered or running at once (max_running)"
+        assert ("queued, waiting for a free slot: at most 1 of render (max_running) offered or running at once"
                 in text_of(info))
