@@ -1,5 +1,5 @@
 """A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed,
-a task's `when` under its name."""
+a task's `max_running` and `when` under its name."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def mermaid(name: str, workflow: WorkflowSpec) -> str:
         marks = " (human)" if task.human else ""
         when = "".join(f"<br/>when {path} {describe(expected)}" for path, expected in (task.when or {}).items())
         when = when.replace('"', "#quot;")  # inside a quoted Mermaid label
-        lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}{when}"]')
+        limit = f"<br/>at most {task.max_running} at once" if task.max_running is not None else ""
+        lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}{limit}{when}"]')
     for task_name, task in workflow.tasks.items():
         for param, upstream in task.inputs.items():
             lines.append(f"  {upstream} -->|{param}| {task_name}")

@@ -288,7 +288,8 @@ def _filtered(query, where: RunFilter, team: str | None, with_status: bool = Tru
         low = text.lower()
         match = (
             Workflow.name.contains(low) | Run.team.contains(low) | Run.triggered_by.contains(text)
-            | (Run.status == low) | (Run.trigger == low) | pw.fn.LOWER(Run.params).contains(low) | Run.key.contains(text)
+            | (Run.status == low) | (Run.trigger == low) | pw.fn.LOWER(Run.params).contains(low)
+            | Run.key.contains(text)
         )
         if text.lstrip("#").isdigit():
             match |= Run.id == int(text.lstrip("#"))

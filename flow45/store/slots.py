@@ -43,7 +43,7 @@ def no_slot(unit: Any, instance: Any) -> str | None:
     workflow = unit.run_of(instance).workflow_id
     for limit, said, lock, same, counted in (
         (task_limit, f"max_running {task_limit} for {instance.task}", f"{workflow}/{instance.task}",
-         lambda i: i.task == instance.task and unit.run_of(i).workflow_id == workflow and i.function == instance.function,
+         lambda i: i.task == instance.task and unit.run_of(i).workflow_id == workflow,
          lambda leave_out: active(instance.team, instance.function, leave_out, workflow=workflow, task=instance.task)),
         (function_limit, f"functions.{instance.function}.max_running {function_limit}",
          f"{instance.team}.{instance.function}",

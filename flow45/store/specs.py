@@ -22,7 +22,7 @@ class VersionSpec:
     downstream: dict[str, list[str]]
     order: list[str]  # by dependency level, then as declared
     groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
-    functions: dict[str, FunctionSpec] = field(default_factory=dict)  # the team's settings of its functions, as deployed
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)  # the team's settings of its functions
 
     def function_limit(self, function: str) -> int | None:
         """The team's `max_running` of a function its tasks do, as deployed with this version."""

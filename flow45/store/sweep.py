@@ -255,8 +255,8 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
                 .order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id).limit(most))
         rows = list(head.namedtuples())
         task_limit = version_spec(rows[0].version_id).task(group.task).max_running if rows else None
-        free = len(rows) if task_limit is None else task_limit - slots.active(team, function, workflow=group.workflow_id,
-                                                                              task=group.task)
+        free = (len(rows) if task_limit is None
+                else task_limit - slots.active(team, function, workflow=group.workflow_id, task=group.task))
         candidates += rows[:max(free, 0)]
     candidates.sort(key=lambda row: (-row.priority, row.updated_at, row.id))
     if candidates and (function_limit := version_spec(candidates[0].version_id).function_limit(function)) is not None:

@@ -297,7 +297,8 @@ def test_a_submit_hands_its_slot_to_the_next_queued_instance_with_no_scheduler_r
     for _ in runs:  # one at a time: each offer comes only once the one before is submitted
         offer = wait_offer(bridge_env, "reports", "call_crm", timeout=10)
         assert sum(i.state in ("available", "running") for run in runs for i in store.get_run(run).instances) == 1
-        call(worker, "reports", {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"})
+        claim = {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w"}
+        call(worker, "reports", claim)
         call(worker, "reports", {"type": "submit", "instance": offer["instance"], "token": offer["token"],
                                  "output": {"uri": f"s3://crm/{offer['run']}"}})
         done.append(offer["run"])

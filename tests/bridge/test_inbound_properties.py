@@ -42,7 +42,7 @@ TEMPLATES = {  # kind -> its fields, right; the test then spoils some
     "claim": ["instance", "token", "worker"], "progress": ["instance", "token", "percent", "checkpoint"],
     "submit": ["instance", "token", "output", "next"], "fail": ["instance", "token", "error"],
     "skip": ["instance", "token", "reason"], "deploy": ["files"], "validate": ["files"],
-    "trigger": ["workflow", "params", "logical_time"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
+    "trigger": ["workflow", "params", "logical_time", "key"], "backfill": ["workflow", "start", "end", "dry_run"], "undo": ["instance", "reason", "dry_run"], "retry": ["instance"],
     "hold": ["instance"], "release": ["instance"], "cancel": ["run"], "status": ["run", "limit"],
     "note": ["run", "text", "task"], "take": ["instance", "reason", "user"],
 }
@@ -99,6 +99,7 @@ RIGHT = {
     "params": {"month": "2026-10"}, "next": ["render_pdf", "extract_sales"],
     "logical_time": "2026-10-01T06:00:00Z", "start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z",
     "text": "a note", "user": "reports-ops", "checkpoint": {"next": 3}, "task": "extract",
+    "key": "order 2026-10/17",
 }
 TIME_FIELDS = {"logical_time", "start", "end"}
 # Times of the wire's pattern that the calendar may not have (day 31 of April, hour 24, year 0), and its ends.

@@ -379,8 +379,10 @@ def test_a_trigger_sent_again_with_its_key_through_the_broker_answers_the_first_
     older = operator(ops, "bridge", *args, cwd=tmp_path)  # the administrators' `bridge trigger` too
     assert older.stdout == (f"run {first['run']} of reports/monthly_report: {first['status']} "
                             "(triggered before with key feb 2028; nothing new started)\n"), older.stderr
-    other = operator(ops, "trigger", "reports/monthly_report", "--param", "month=2028-03", "--key", "feb 2028", cwd=tmp_path)
-    assert other.returncode == 1 and f"has run {first['run']} ({first['status']}) for key 'feb 2028' already" in other.stderr
+    other = operator(ops, "trigger", "reports/monthly_report", "--param", "month=2028-03", "--key", "feb 2028",
+                     cwd=tmp_path)
+    assert other.returncode == 1
+    assert f"has run {first['run']} ({first['status']}) for key 'feb 2028' already" in other.stderr
     assert "Traceback" not in other.stderr
     found = operator(ops, "runs", "--key", "feb 2028", "--json", cwd=tmp_path)
     assert [(r["id"], r["key"]) for r in json.loads(found.stdout)] == [(first["run"], "feb 2028")]

@@ -319,7 +319,8 @@ def test_a_trigger_with_a_key_runs_once_and_runs_finds_it_by_its_key(flow45, tmp
 
 
 def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path):
-    deploy_text(tmp_path, PARAMS.replace("a: {function: fa, output: Blob}", "a: {function: fa, output: Blob, max_running: 1}"))
+    deploy_text(tmp_path, PARAMS.replace("a: {function: fa, output: Blob}",
+                                         "a: {function: fa, output: Blob, max_running: 1}"))
     first, second = (store.trigger("acme", "monthly", {"month": f"2026-0{n}"}, actor="ann", now=T0) for n in (1, 2))
     waiting = instance(second, "a").id
     code, out, err = flow45("show", str(second))
@@ -330,8 +331,8 @@ def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path
     code, out, _ = flow45("runs", "--json")
     assert [r["waiting_for"] for r in json.loads(out)] == ["1 instance(s) queued for a free slot (max_running)", None]
     code, out, _ = flow45("instance", str(waiting))
-    assert out.splitlines()[0] == (f"instance {waiting}  a of run {second}  queued  attempt 0  function fa, waiting for "
-                                   "a free slot: at most 1 of a (max_running) offered or running at once")
+    assert out.splitlines()[0] == (f"instance {waiting}  a of run {second}  queued  attempt 0  function fa, "
+                                   "waiting for a free slot: at most 1 of a (max_running) offered or running at once")
     store.cancel_run(first, actor="ann", now=T0)
     store.offer_queued(T0)
     code, out, _ = flow45("show", str(second))

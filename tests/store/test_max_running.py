@@ -199,15 +199,17 @@ def _finish_call(run: int, minutes: float) -> None:
 
 
 def test_a_deploy_that_changes_a_function_limit_makes_new_versions_of_the_workflows_whose_tasks_do_it(tmp_path):
-    deploy_text(tmp_path, TEAM_LIMIT % 2 + "      mail:\n        tasks:\n          send: {function: send, output: Blob}\n")
-    again = deploy_text(tmp_path, TEAM_LIMIT % 3 + "      mail:\n        tasks:\n          send: {function: send, output: Blob}\n")
+    mail = "      mail:\n        tasks:\n          send: {function: send, output: Blob}\n"
+    deploy_text(tmp_path, TEAM_LIMIT % 2 + mail)
+    again = deploy_text(tmp_path, TEAM_LIMIT % 3 + mail)
     changed = {w.workflow: (w.change, w.changes) for w in again.workflows}
     assert changed == {"mail": ("unchanged", []), "orders": ("updated", ["functions.call_crm.max_running: 2 -> 3"]),
                        "refunds": ("updated", ["functions.call_crm.max_running: 2 -> 3"])}
 
 
 @pytest.mark.parametrize("functions, refused", [
-    ("{call_cmr: {max_running: 2}}", "functions.call_cmr: no task of team acme does 'call_cmr' (did you mean 'call_crm'?)"),
+    ("{call_cmr: {max_running: 2}}",
+     "functions.call_cmr: no task of team acme does 'call_cmr' (did you mean 'call_crm'?)"),
     ("{decide: {max_running: 2}}", "functions.decide: 'decide' is done by people (human tasks)"),
     ("{call_crm: {max_running: 0}}", "functions.call_crm.max_running: Input should be greater than or equal to 1"),
     ("{call_crm: {}}", "functions.call_crm.max_running: Field required"),

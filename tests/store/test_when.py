@@ -223,6 +223,7 @@ def test_in_the_example_a_rejected_report_is_not_published_and_the_graph_says_wh
     assert _skip_reason(run, "publish") == "when approval.approved is true: it is false"
     graph = mermaid("reports/monthly_report", config.workflows["monthly_report"])
     assert "publish_document → Document<br/>when approval.approved is true\"]" in graph
+    assert 'render["render<br/>render_pdf → Document<br/>at most 1 at once"]' in graph  # its max_running
 
 
 def test_show_and_instance_say_why_a_task_was_skipped(tmp_path):

@@ -83,7 +83,8 @@ class TriggerModal(ActionModal):
         priority = self.query_one("#trigger-priority", Select).value
         key = self.query_one("#trigger-key", Input).value or None
         triggered = self.app.client.trigger(team, name, params, priority=priority, key=key)
+        said = f"run {triggered.run} of {team}/{name}"
         if triggered.existing:
-            return f"run {triggered.run} of {team}/{name} has key {key} already ({triggered.status}): nothing new started"
-        return (f"triggered run {triggered.run} of {team}/{name}" + (f", urgent (priority {priority})" if priority else "")
+            return f"{said} has key {key} already ({triggered.status}): nothing new started"
+        return (f"triggered {said}" + (f", urgent (priority {priority})" if priority else "")
                 + (f", key {key}" if key else ""))
