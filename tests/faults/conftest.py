@@ -42,6 +42,11 @@ types:
   Blob:
     fields: {{uri: string, size: {{type: integer, ge: 0}}}}
 workflows:
+  limited:
+    max_active_runs: null
+    tasks:
+      l1: {{function: start, output: Blob, {RETRIED}}}
+      l2: {{function: step, output: Blob, inputs: {{prev: l1}}, max_running: 2, {RETRIED}}}
   chain:
     max_active_runs: null
     tasks:
