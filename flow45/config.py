@@ -110,7 +110,7 @@ TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
 # What only a worker's task has: a timer must leave each at its default.
 WORKER_KEYS = ("output", "human", "retries", "lease", "timeout", "start_within", "retry_delay", "max_retry_delay",
-               "retry_jitter", "undo", "max_running")
+               "retry_jitter", "undo", "max_running", "depends_on_past")
 
 
 class TaskSpec(_Strict):
@@ -142,6 +142,11 @@ class TaskSpec(_Strict):
                                 "no worker claimed it, so that a run whose workers are gone fails and tells instead "
                                 "of waiting unseen. Not for human tasks (their deadline is `due`) nor timers")
     priority: int = Field(0, ge=0, le=9)
+    depends_on_past: bool = Field(
+        False,
+        description="offered only once the task's instance in the workflow's run before (the one made before it: "
+                    "schedule ticks and backfills make them in order) has succeeded, been skipped or been cancelled, "
+                    "as Airflow's depends_on_past: for loads that must go in order. It waits as `queued` meanwhile")
     max_running: int | None = Field(
         None, ge=1, le=100_000,
         description="at most this many instances of the task, over all runs of the workflow, offered or running "

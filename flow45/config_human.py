@@ -76,6 +76,9 @@ def check_task_keys(task) -> None:
     if task.human and task.timeout is not None:
         raise ValueError("timeout: a human task has no worker's attempt to time out; its deadline is `due`, "
                          "with `overdue: fail` to fail it then")
+    if task.human and task.depends_on_past:
+        raise ValueError("depends_on_past: a human task is offered to people when it is ready; order their "
+                         "decisions with `after` in one run, or connect the workflows with `on`")
     if task.human and task.max_running is not None:
         raise ValueError("max_running: a human task waits for a person, not a worker's slot; who may decide it is "
                          "`assignees`")

@@ -1,5 +1,5 @@
 """A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed,
-a task's `max_running` and `when` under its name."""
+a task's `max_running`, `depends_on_past` and `when` under its name."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def mermaid(name: str, workflow: WorkflowSpec) -> str:
         when = "".join(f"<br/>when {path} {describe(expected)}" for path, expected in (task.when or {}).items())
         when = when.replace('"', "#quot;")  # inside a quoted Mermaid label
         limit = f"<br/>at most {task.max_running} at once" if task.max_running is not None else ""
+        limit += "<br/>after its run before" if task.depends_on_past else ""
         lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}{limit}{when}"]')
     for task_name, task in workflow.tasks.items():
         for param, upstream in task.inputs.items():

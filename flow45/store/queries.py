@@ -134,7 +134,7 @@ def waiting_for(run, counts: dict[str, int], timers: str | None = None) -> str |
     if run.status == S.RUNNING and timers:
         return timers
     if run.status == S.RUNNING and counts.get(S.QUEUED):
-        return f"{counts[S.QUEUED]} instance(s) queued for a free slot (max_running)"
+        return f"{counts[S.QUEUED]} instance(s) queued (max_running, depends_on_past)"
     if run.status == S.RUNNING and counts.get(S.HELD):
         return f"{counts[S.HELD]} held instance(s)"
     if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):

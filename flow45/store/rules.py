@@ -43,9 +43,11 @@ class Changes:
     # An instance becoming ready -> why the inputs it would receive do not meet its task's `when`, or
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
-    # An instance to offer -> why its task has no free slot (`max_running`, flow45.store.slots), or None.
-    no_slot: Callable[[Any], str | None] | None = None
-    left_slots: list[Any] = field(default_factory=list)  # instances no longer offered or running: a slot freed
+    # An instance to offer -> why it must wait `queued` (no free slot of a `max_running`, or its task's
+    # `depends_on_past`: flow45.store.slots), or None.
+    why_queued: Callable[[Any], str | None] | None = None
+    # Instances that left a slot (no longer offered or running) or finished: what waits queued may go.
+    may_free: list[Any] = field(default_factory=list)
 
 
 def new_token() -> str:
@@ -92,8 +94,8 @@ def move(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any 
     S.check_instance_move(describe(instance), instance.state, target)
     record(ch, instance.team, kind, actor, run=instance.run_id, instance=instance.id,
            from_state=instance.state, to_state=target, detail=detail)
-    if instance.state in S.TAKING_SLOTS and target not in S.TAKING_SLOTS:
-        ch.left_slots.append(instance)
+    if (instance.state in S.TAKING_SLOTS and target not in S.TAKING_SLOTS) or target in S.FINISHED_INSTANCE:
+        ch.may_free.append(instance)
     instance.state = target
     instance.updated_at = ch.at
     if target != S.RUNNING:  # a running attempt's key and deadline end with it
@@ -292,8 +294,8 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         detail = {**(detail or {}), "due": iso(due)}
     if instance.human and target == S.AVAILABLE:  # said in the ledger, for whoever tells people a decision waits
         detail = {**(detail or {}), "human": True}
-    elif target == S.AVAILABLE and ch.no_slot is not None and (full := ch.no_slot(instance)) is not None:
-        move(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": full}, token=None,
+    elif target == S.AVAILABLE and ch.why_queued is not None and (why := ch.why_queued(instance)) is not None:
+        move(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": why}, token=None,
              lease_expires_at=None, not_before=None, offered_at=None, worker=None)
         return
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),

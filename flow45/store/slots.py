@@ -1,10 +1,11 @@
-"""Limits on running instances: a task's `max_running` (at most that many of its instances, over all
-runs of the workflow, offered or running at once), and a team's `functions.NAME.max_running` (the same
-for every instance of the function, in any of the team's workflows). An offer with no free slot leaves
-the instance `queued` (flow45.store.rules.offer asks `no_slot`, through the unit). Queued instances are
-offered as slots free, the most urgent, then the longest waiting, first (flow45.store.sweep.offer_queued):
-by the thread whose commit freed one, right after it (`take_freed`, flow45.store.sweep.hand_on), else by
-the scheduler's sweep.
+"""What keeps a ready instance waiting `queued` instead of offered: limits on running instances, a task's
+`max_running` (at most that many of its instances, over all runs of the workflow, offered or running at
+once) and a team's `functions.NAME.max_running` (the same for every instance of the function, in any of
+the team's workflows); and a task's `depends_on_past` (its instance of the workflow's run before must
+have succeeded, been skipped or cancelled first). flow45.store.rules.offer asks `why_queued`, through the
+unit. Queued instances are offered as they may go, the most urgent, then the longest waiting, first
+(flow45.store.sweep.offer_queued): by the thread whose commit let them, right after it (`take_freed`,
+flow45.store.sweep.hand_on), else by the scheduler's sweep.
 
 Each count is taken under a transaction-level lock per limited task or function where the database has
 them, so that two writers cannot both take the last slot. Only tried, never waited for: a writer holds its
@@ -26,21 +27,25 @@ TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
 _freed = threading.local()  # (workflow, team, function, task) of limited instances whose slots this thread freed
 
 
-def limited(spec: Any, task: str, function: str | None) -> bool:
-    """Whether instances of the task count against a limit (`spec`: their run's VersionSpec)."""
-    return spec.task(task).max_running is not None or (function is not None and bool(spec.functions)
-                                                       and spec.function_limit(function) is not None)
+def queues(spec: Any, task: str, function: str | None) -> bool:
+    """Whether instances of the task may wait queued (`spec`: their run's VersionSpec)."""
+    found = spec.task(task)
+    return (found.max_running is not None or found.depends_on_past
+            or (function is not None and bool(spec.functions) and spec.function_limit(function) is not None))
 
 
-def no_slot(unit: Any, instance: Any) -> str | None:
-    """Why `instance` may not be offered now (a limit's slots are all taken), or None. `unit`: the
-    flow45.store.unit.Unit that read it."""
+def why_queued(unit: Any, instance: Any) -> str | None:
+    """Why `instance` may not be offered now (its past run's instance is not done, or a limit's slots
+    are all taken), or None. `unit`: the flow45.store.unit.Unit that read it."""
     spec = unit.spec(instance.run_id)
-    task_limit = spec.task(instance.task).max_running
+    task = spec.task(instance.task)
+    task_limit = task.max_running
     function_limit = spec.function_limit(instance.function) if spec.functions else None
-    if task_limit is None and function_limit is None:
+    if task_limit is None and function_limit is None and not task.depends_on_past:
         return None
     workflow = unit.run_of(instance).workflow_id
+    if task.depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
+        return past
     for limit, said, lock, same, counted in (
         (task_limit, f"max_running {task_limit} for {instance.task}", f"{workflow}/{instance.task}",
          lambda i: i.task == instance.task and unit.run_of(i).workflow_id == workflow,
@@ -62,6 +67,22 @@ def no_slot(unit: Any, instance: Any) -> str | None:
     return None
 
 
+def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
+    """Why the task's instance in the workflow's run before this one (by id: runs are made in the order
+    of their ticks) keeps this one waiting, or None (done, skipped or cancelled; or no run before)."""
+    found = (TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.state)
+             .join(Run, on=(Run.id == TaskInstance.run))
+             .where((Run.workflow == workflow) & (Run.id < instance.run_id) & (TaskInstance.task == instance.task))
+             .order_by(Run.id.desc()).limit(1).tuples().first())
+    if found is None:
+        return None
+    past_id, past_run, state = found
+    state = getattr(unit.instances.get(past_id), "state", state)  # as changed here, if read here
+    if state in S.DONE or state == S.CANCELLED:
+        return None
+    return f"depends_on_past: {instance.task} of run {past_run} is {state}"
+
+
 def note_freed(groups: Iterable[tuple[int, str, str, str]]) -> None:
     """Slots of these tasks were freed by a transaction of this thread (flow45.store.unit)."""
     if not hasattr(_freed, "groups"):
@@ -79,12 +100,15 @@ def take_freed() -> set[tuple[int, str, str, str]]:
 
 def waits_for(spec: Any, task: str, function: str | None) -> str:
     """What a queued instance of `task` waits for, as `show` and the dashboard say it."""
+    past = ("its instance in the run before to succeed (depends_on_past)" if spec.task(task).depends_on_past
+            else "")
     limits = []
     if (most := spec.task(task).max_running) is not None:
         limits.append(f"at most {most} of {task} (max_running)")
     if function is not None and (most := spec.function_limit(function)) is not None:
         limits.append(f"at most {most} of the team's {function} (functions.{function}.max_running)")
-    return f"a free slot: {' and '.join(limits)} offered or running at once"
+    slot = f"a free slot: {' and '.join(limits)} offered or running at once" if limits else ""
+    return " and ".join(part for part in (past, slot) if part)
 
 
 def active(team: str, function: str, leave_out: list[int] = (), *, workflow: int | None = None,

@@ -246,15 +246,18 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
     """The function's queued instances that have a slot of their task and of the function, in turn."""
     candidates = []
     for group in groups:
-        head = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), TaskInstance.priority,
-                                    TaskInstance.updated_at, Run.version.alias("version_id"))
-                .join(Run, on=(Run.id == TaskInstance.run))
-                .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == team)
-                       & (TaskInstance.function == function) & (TaskInstance.task == group.task)
-                       & (Run.workflow == group.workflow_id))
-                .order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id).limit(most))
-        rows = list(head.namedtuples())
-        task_limit = version_spec(rows[0].version_id).task(group.task).max_running if rows else None
+        queued = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), TaskInstance.priority,
+                                      TaskInstance.updated_at, Run.version.alias("version_id"))
+                  .join(Run, on=(Run.id == TaskInstance.run))
+                  .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == team)
+                         & (TaskInstance.function == function) & (TaskInstance.task == group.task)
+                         & (Run.workflow == group.workflow_id)))
+        rows = list(queued.order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
+                    .limit(most).namedtuples())
+        task = version_spec(rows[0].version_id).task(group.task) if rows else None
+        if task is not None and task.depends_on_past:  # of those, only the earliest run's may be free to go
+            rows = list(queued.order_by(TaskInstance.run).limit(1).namedtuples())
+        task_limit = task.max_running if task is not None else None
         free = (len(rows) if task_limit is None
                 else task_limit - slots.active(team, function, workflow=group.workflow_id, task=group.task))
         candidates += rows[:max(free, 0)]
@@ -281,7 +284,7 @@ def hand_on(now: dt.datetime | None = None, written: list | None = None) -> list
 
 
 def _offer_if_free(unit: Unit, instance: Row) -> bool:
-    if instance.state != S.QUEUED or slots.no_slot(unit, instance) is not None:
-        return False  # held, undone or cancelled since we looked, or the slot went to another
+    if instance.state != S.QUEUED or slots.why_queued(unit, instance) is not None:
+        return False  # held, undone or cancelled since we looked, or it must wait still
     rules.offer(unit.changes, instance, "slot", SWEEPER)
     return True

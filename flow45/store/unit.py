@@ -27,7 +27,7 @@ from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
-from flow45.store.slots import limited, no_slot, note_freed
+from flow45.store.slots import note_freed, queues, why_queued
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -240,7 +240,7 @@ class Unit:
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
         changes = rules.Changes(at)
         changes.unmet = self._unmet
-        changes.no_slot = functools.partial(no_slot, self)
+        changes.why_queued = functools.partial(why_queued, self)
         return changes
 
     def _unmet(self, instance: Row) -> str | None:
@@ -421,9 +421,9 @@ class Unit:
                                 for id_, r, body in zip(ids, offers, bodies))
         if deferred is not None:
             deferred.send_later()  # with the commit, or whatever the transaction sends next
-        if ch.left_slots:
-            note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.left_slots
-                       if limited(self.spec(i.run_id), i.task, i.function))
+        if ch.may_free:
+            note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.may_free
+                       if queues(self.spec(i.run_id), i.task, i.function))
         freed, reached = ch.freed_slots, ch.reached
         self.changes = self._fresh_changes(self.at)
         self.changes.freed_slots, self.changes.reached = freed, reached

@@ -1,0 +1,90 @@
+"""A task's `depends_on_past` (Airflow's): its instance is offered only once the same task's instance in
+the workflow's run before has succeeded, been skipped or been cancelled; meanwhile it waits `queued`, the
+ledger and `show` saying for what. Nightly loads that must go in order, over New Year."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flow45 import store
+from flow45.graph import mermaid
+from flow45.models import Event
+from flow45.store.specs import current_spec
+from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, instance, states
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+NIGHTS = [dt.datetime(2026, 12, 30, 2, 30), dt.datetime(2026, 12, 31, 2, 30), dt.datetime(2027, 1, 1, 2, 30)]
+LOADS = ["load: {function: load, output: Blob, depends_on_past: true, retries: 1, retry_delay: 1m}",
+         "report: {function: report, output: Blob, inputs: {src: load}}"]
+
+
+def _nights(tasks=LOADS, tmp_path=None) -> list[int]:
+    deploy_blob_tasks(tmp_path, "nightly", tasks)
+    return [store.trigger("acme", "nightly", actor="scheduler", now=night, trigger_kind="schedule", logical_time=night)
+            for night in NIGHTS]
+
+
+def _loads(runs: list[int]) -> list[str]:
+    return [states(run)["load"] for run in runs]
+
+
+def _finish(run: int, at: dt.datetime) -> None:
+    grant = claim(run, "load", now=at)
+    store.submit(grant.instance, grant.token, BLOB, now=at)
+
+
+def test_each_night_loads_after_the_night_before_and_is_offered_as_soon_as_it_is_done(tmp_path):
+    runs = _nights(tmp_path=tmp_path)
+    assert _loads(runs) == ["available", "queued", "queued"]  # the first run has none before it
+    queued = Event.get((Event.instance == instance(runs[1], "load").id) & (Event.to_state == "queued"))
+    assert queued.detail["queued"] == f"depends_on_past: load of run {runs[0]} is available"
+    assert store.get_instance(instance(runs[2], "load").id).queued_for == (
+        "its instance in the run before to succeed (depends_on_past)")
+    _finish(runs[0], NIGHTS[2] + dt.timedelta(hours=1))  # the submit hands on at once
+    assert _loads(runs) == ["succeeded", "available", "queued"]
+    assert states(runs[0])["report"] == "available"  # the rest of the run goes on as ever
+    _finish(runs[1], NIGHTS[2] + dt.timedelta(hours=2))
+    assert _loads(runs) == ["succeeded", "succeeded", "available"]
+
+
+def test_a_failed_night_holds_the_next_until_an_operator_skips_it_or_cancels_its_run(tmp_path):
+    runs = _nights(tmp_path=tmp_path)
+    at = NIGHTS[2]
+    for attempt in range(2):  # its one retry fails too
+        grant = claim(runs[0], "load", now=at)
+        store.fail(grant.instance, grant.token, "source file missing", now=at)
+        at += dt.timedelta(minutes=5)
+        store.release_due_retries(now=at)
+    assert _loads(runs) == ["failed", "queued", "queued"]
+    assert store.offer_queued(at) == []  # nothing may go: the night before failed
+    store.skip_instance(instance(runs[0], "load").id, "loaded by hand", actor="ann", now=at)
+    assert store.offer_queued(at) == [instance(runs[1], "load").id]  # an operator's change: the sweep
+    store.cancel_run(runs[1], actor="ann", reason="a duplicate night", now=at)
+    assert store.offer_queued(at) == [instance(runs[2], "load").id]
+    assert _loads(runs) == ["skipped", "cancelled", "available"]
+
+
+def test_the_graph_says_a_task_goes_after_its_run_before(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", LOADS)
+    nightly = current_spec(store.find_workflow("acme", "nightly")).workflow
+    assert 'load["load<br/>load → Blob<br/>after its run before"]' in mermaid("acme/nightly", nightly)
+
+
+def test_the_run_before_is_the_last_one_that_has_the_task(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", ["report: {function: report, output: Blob}"])
+    older = store.trigger("acme", "nightly", actor="scheduler", now=NIGHTS[0])
+    runs = _nights(tmp_path=tmp_path)  # a new version that adds the load
+    assert states(older) == {"report": "available"}
+    assert _loads(runs) == ["available", "queued", "queued"]
+
+
+@pytest.mark.parametrize("task, refused", [
+    ("{function: decide, output: Blob, human: true, depends_on_past: true}", "depends_on_past: a human task is offered"),
+    ("{wait: 10m, depends_on_past: true}", "a timer (wait) has no worker and no output: remove depends_on_past"),
+    ("{function: load, output: Blob, depends_on_past: yes}", "depends_on_past: 'yes' is not true or false"),
+])
+def test_depends_on_past_is_for_worker_tasks(tmp_path, task, refused):
+    assert refused in config_refusal(tmp_path, f"{{w: {{tasks: {{t: {task}}}}}}}")
