@@ -99,6 +99,10 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             one.attempt += 1
             one.worker, one.progress_pct, one.progress_known = None, None, True
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
+        elif e.to_state == S.QUEUED:  # waiting for a slot or its run before: no attempt offered
+            one.offered_at, one.worker, one.progress_pct, one.progress_known = None, None, None, True
+            if e.kind == "undo":  # its attempts archived: it starts afresh
+                one.started_at = one.finished_at = one.error = None
         elif e.kind == "undo" and e.to_state == S.PENDING:  # undone: it starts afresh
             one.worker, one.progress_pct, one.progress_known, one.due = None, None, True, None
             one.started_at = one.finished_at = one.error = None

@@ -296,7 +296,8 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         detail = {**(detail or {}), "human": True}
     elif target == S.AVAILABLE and ch.why_queued is not None and (why := ch.why_queued(instance)) is not None:
         move(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": why}, token=None,
-             lease_expires_at=None, not_before=None, offered_at=None, worker=None)
+             lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
+             progress_message=None)
         return
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
          lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from peewee import fn
 
 from flow45 import messages as m
 from flow45 import store
@@ -222,3 +223,28 @@ def test_a_function_limit_names_a_workers_function_of_the_team(tmp_path, functio
     with pytest.raises(ConfigError) as problems:
         load_config(written)
     assert any(refused in problem for problem in problems.value.problems), problems.value.problems
+
+
+def _as_it_is(run: int) -> dict:
+    return {i.task: (i.state, i.attempt, i.worker, i.progress_pct, i.offered_at, i.started_at, i.finished_at, i.error)
+            for i in store.get_run(run).instances}
+
+
+def test_the_run_as_it_was_rebuilds_queued_instances_as_they_are(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", ["call: {function: call_crm, output: Blob, max_running: 1, retries: 2, "
+                                          "retry_delay: 0s}",
+                                          "after: {function: tidy, output: Blob, inputs: {src: call}}"])
+    runs = _runs(3)  # the second and third queued from the start
+    grant = claim(runs[0], "call", now=_at(1))
+    store.progress(grant.instance, grant.token, 40, "half", now=_at(2))
+    store.fail(grant.instance, grant.token, "CRM busy", now=_at(3))  # retried at once: it keeps its slot
+    for n, run in enumerate(runs[:2]):  # each submit hands the slot on
+        grant = claim(run, "call", now=_at(4 + n))
+        store.submit(grant.instance, grant.token, BLOB, now=_at(5 + n))
+    store.undo(instance(runs[1], "call").id, "wrong account", actor="ann", now=_at(8))  # queued behind the third
+    assert _call_states(runs) == ["succeeded", "queued", "available"]
+    for run in runs:
+        newest = Event.select(fn.MAX(Event.id)).where(Event.run == run).scalar()
+        assert _as_it_is(run) == {i.task: (i.state, i.attempt, i.worker, i.progress_pct, i.offered_at, i.started_at,
+                                           i.finished_at, i.error)
+                                  for i in store.run_as_of(run, event=newest).instances}, run
