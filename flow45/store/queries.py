@@ -15,7 +15,7 @@ from flow45.models import Attempt, Event, Run, TaskInstance, Workflow, WorkflowV
 from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
-from flow45.store.slots import waits_for
+from flow45.store.slots import queued_by, waits_for
 from flow45.store.specs import version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
@@ -134,7 +134,7 @@ def waiting_for(run, counts: dict[str, int], timers: str | None = None) -> str |
     if run.status == S.RUNNING and timers:
         return timers
     if run.status == S.RUNNING and counts.get(S.QUEUED):
-        return f"{counts[S.QUEUED]} instance(s) queued (max_running, depends_on_past)"
+        return f"{counts[S.QUEUED]} instance(s) queued ({queued_by(version_spec(run.version_id))})"
     if run.status == S.RUNNING and counts.get(S.HELD):
         return f"{counts[S.HELD]} held instance(s)"
     if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):

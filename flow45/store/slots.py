@@ -98,6 +98,16 @@ def take_freed() -> set[tuple[int, str, str, str]]:
     return groups
 
 
+def queued_by(spec: Any) -> str:
+    """What may keep a version's instances queued, as a run's `waiting_for` names it."""
+    tasks = spec.workflow.tasks.values()
+    kinds = [kind for kind, found in (
+        ("max_running", any(t.max_running is not None for t in tasks)),
+        ("functions' max_running", any(t.function in spec.functions for t in tasks)),
+        ("depends_on_past", any(t.depends_on_past for t in tasks))) if found]
+    return ", ".join(kinds)
+
+
 def waits_for(spec: Any, task: str, function: str | None) -> str:
     """What a queued instance of `task` waits for, as `show` and the dashboard say it."""
     past = ("its instance in the run before to succeed (depends_on_past)" if spec.task(task).depends_on_past

@@ -327,9 +327,9 @@ def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path
     assert code == 0, err
     assert (f"  a (instance {waiting}) queued, waiting for a free slot: at most 1 of a (max_running) offered or "
             "running at once\n") in out
-    assert "  waiting for 1 instance(s) queued (max_running, depends_on_past)\n" in out
+    assert "  waiting for 1 instance(s) queued (max_running)\n" in out
     code, out, _ = flow45("runs", "--json")
-    assert [r["waiting_for"] for r in json.loads(out)] == ["1 instance(s) queued (max_running, depends_on_past)", None]
+    assert [r["waiting_for"] for r in json.loads(out)] == ["1 instance(s) queued (max_running)", None]
     code, out, _ = flow45("instance", str(waiting))
     assert out.splitlines()[0] == (f"instance {waiting}  a of run {second}  queued  attempt 0  function fa, "
                                    "waiting for a free slot: at most 1 of a (max_running) offered or running at once")

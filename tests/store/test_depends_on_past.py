@@ -43,6 +43,7 @@ def test_each_night_loads_after_the_night_before_and_is_offered_as_soon_as_it_is
     assert queued.detail["queued"] == f"depends_on_past: load of run {runs[0]} is available"
     assert store.get_instance(instance(runs[2], "load").id).queued_for == (
         "its instance in the run before to succeed (depends_on_past)")
+    assert store.get_run(runs[2]).waiting_for == "1 instance(s) queued (depends_on_past)"
     _finish(runs[0], NIGHTS[2] + dt.timedelta(hours=1))  # the submit hands on at once
     assert _loads(runs) == ["succeeded", "available", "queued"]
     assert states(runs[0])["report"] == "available"  # the rest of the run goes on as ever

@@ -184,6 +184,8 @@ def test_a_teams_function_limit_holds_over_its_workflows_and_hands_on_to_the_lon
     assert _call_of(refunds[1]).queued_for == ("a free slot: at most 1 of check (max_running) and at most 2 of the "
                                                "team's call_crm (functions.call_crm.max_running) offered or running "
                                                "at once")
+    assert [store.get_run(r).waiting_for for r in (refunds[1], late_order)] == [
+        "1 instance(s) queued (max_running, functions' max_running)", "1 instance(s) queued (functions' max_running)"]
     _finish_call(orders[0], 10)  # the longest waiting, of another workflow, takes the slot
     assert [_call_of(r).state for r in [*orders, *refunds, late_order]] == [
         "succeeded", "available", "available", "queued", "queued"]
