@@ -241,6 +241,10 @@ class Triggered(View):
     status: str
     existing: bool = False  # triggered before with the same key: that run, unchanged
 
+    def again(self, key: str | None) -> str:
+        """` (triggered before with key K; nothing new started)` when the key named this run already."""
+        return f" (triggered before with key {key}; nothing new started)" if self.existing else ""
+
 
 @dataclasses.dataclass(frozen=True)
 class RunView(View):

@@ -151,8 +151,8 @@ def cmd_trigger(args) -> int:
     run_id = triggered.run
     view = client.run_row(run_id) or client.run(run_id)
     if not args.json:
-        again = f" (triggered before with key {args.key}; nothing new started)" if triggered.existing else ""
-        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}{again}", flush=True)
+        print(f"run {run_id} of {team}/{workflow} v{view.version}: {view.status}{triggered.again(args.key)}",
+              flush=True)
     code = 0
     if args.wait:
         code, view = wait_for_run(client, run_id, args.timeout)

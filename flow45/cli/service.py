@@ -145,14 +145,14 @@ def yaml_team(file: Path) -> str:
 
 def bridge_trigger(args) -> int:
     from bridge.rpc import call
+    from flow45.views import Triggered
 
     team, workflow = _team_workflow(args.workflow)
     message = {"type": "trigger", "workflow": workflow, "params": _params(args)}
     if args.key is not None:
         message["key"] = args.key
-    result = call(_amqp_url(), team, message)
-    again = f" (triggered before with key {args.key}; nothing new started)" if result.get("existing") else ""
-    print(f"run {result['run']} of {team}/{workflow}: {result['status']}{again}")
+    triggered = Triggered.from_json(call(_amqp_url(), team, message))
+    print(f"run {triggered.run} of {team}/{workflow}: {triggered.status}{triggered.again(args.key)}")
     return 0
 
 

@@ -30,8 +30,7 @@ _freed = threading.local()  # (workflow, team, function, task) of limited instan
 def queues(spec: Any, task: str, function: str | None) -> bool:
     """Whether instances of the task may wait queued (`spec`: their run's VersionSpec)."""
     found = spec.task(task)
-    return (found.max_running is not None or found.depends_on_past
-            or (function is not None and bool(spec.functions) and spec.function_limit(function) is not None))
+    return found.max_running is not None or found.depends_on_past or spec.function_limit(function) is not None
 
 
 def why_queued(unit: Any, instance: Any) -> str | None:
@@ -40,7 +39,7 @@ def why_queued(unit: Any, instance: Any) -> str | None:
     spec = unit.spec(instance.run_id)
     task = spec.task(instance.task)
     task_limit = task.max_running
-    function_limit = spec.function_limit(instance.function) if spec.functions else None
+    function_limit = spec.function_limit(instance.function)
     if task_limit is None and function_limit is None and not task.depends_on_past:
         return None
     workflow = unit.run_of(instance).workflow_id
@@ -115,7 +114,7 @@ def waits_for(spec: Any, task: str, function: str | None) -> str:
     limits = []
     if (most := spec.task(task).max_running) is not None:
         limits.append(f"at most {most} of {task} (max_running)")
-    if function is not None and (most := spec.function_limit(function)) is not None:
+    if (most := spec.function_limit(function)) is not None:
         limits.append(f"at most {most} of the team's {function} (functions.{function}.max_running)")
     slot = f"a free slot: {' and '.join(limits)} offered or running at once" if limits else ""
     return " and ".join(part for part in (past, slot) if part)

@@ -27,6 +27,11 @@ def config_refusal(tmp_path: Path, workflows: str) -> str:
     raise AssertionError(f"not refused: {workflows}")
 
 
+def task_refusal(tmp_path: Path, task: str) -> str:
+    """What loading team acme's workflow `w` of one task `a`, written `task` (flow YAML), is refused with."""
+    return config_refusal(tmp_path, f"{{w: {{tasks: {{a: {task}}}}}}}")
+
+
 def upgraded_from_before(step, table: str, column: str) -> None:
     """Take the store back to before migration `step` added `column` to `table`, then upgrade it."""
     from flow45.db import atomic, database

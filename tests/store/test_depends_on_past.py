@@ -12,7 +12,7 @@ from flow45 import store
 from flow45.graph import mermaid
 from flow45.models import Event
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, instance, states
+from tests.store.helpers import BLOB, claim, deploy_blob_tasks, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -88,4 +88,4 @@ def test_the_run_before_is_the_last_one_that_has_the_task(tmp_path):
     ("{function: load, output: Blob, depends_on_past: yes}", "depends_on_past: 'yes' is not true or false"),
 ])
 def test_depends_on_past_is_for_worker_tasks(tmp_path, task, refused):
-    assert refused in config_refusal(tmp_path, f"{{w: {{tasks: {{t: {task}}}}}}}")
+    assert refused in task_refusal(tmp_path, task)

@@ -18,7 +18,7 @@ from flow45.models import Event, Outbox
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.config import load_config
 from flow45.errors import ConfigError
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, deploy_text, instance, states
+from tests.store.helpers import BLOB, claim, deploy_blob_tasks, deploy_text, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -147,7 +147,7 @@ def test_a_submit_through_the_bridges_batch_frees_the_slot_and_the_sweep_fills_i
     ("{function: call_crm, output: Blob, max_running: 0}", "greater than or equal to 1"),
 ])
 def test_max_running_is_for_worker_tasks_and_at_least_one(tmp_path, task, refused):
-    assert refused in config_refusal(tmp_path, f"{{w: {{tasks: {{t: {task}}}}}}}")
+    assert refused in task_refusal(tmp_path, task)
 
 
 TEAM_LIMIT = """

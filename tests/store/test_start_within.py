@@ -11,7 +11,7 @@ import pytest
 from flow45 import scheduler, store
 from flow45.errors import StaleToken
 from flow45.models import Event
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_blob_tasks, instance, states
+from tests.store.helpers import BLOB, claim, deploy_blob_tasks, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -77,5 +77,5 @@ def test_a_retry_is_a_new_offer_with_a_new_deadline(tmp_path):
     ("{function: fa, output: Blob, start_within: 40000d}", "start_within: 40000d is longer than a century"),
 ])
 def test_a_start_within_that_cannot_apply_is_refused_naming_the_task(tmp_path, task, problem):
-    refused = config_refusal(tmp_path, f"{{w: {{tasks: {{a: {task}}}}}}}")
+    refused = task_refusal(tmp_path, task)
     assert "workflows.w.tasks.a" in refused and problem in refused

@@ -14,7 +14,8 @@ from flow45.errors import StaleToken
 from flow45.migrate import _task_timeout_v18
 from flow45.models import Attempt, Event
 from flow45.store.specs import spec_document
-from tests.store.helpers import BLOB, claim, config_refusal, deploy_text, instance, states, upgraded_from_before
+from tests.store.helpers import (BLOB, claim, config_refusal, deploy_text, instance, states, task_refusal,
+                                 upgraded_from_before)
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -133,7 +134,7 @@ def test_a_task_without_a_timeout_is_stored_as_before_tasks_had_one():
     ("{function: fa, output: Blob, timeout: 40000d}", "timeout: 40000d is longer than a century"),
 ])
 def test_a_timeout_that_cannot_apply_is_refused_naming_the_task(tmp_path, task, problem):
-    refused = config_refusal(tmp_path, f"{{w: {{tasks: {{a: {task}}}}}}}")
+    refused = task_refusal(tmp_path, task)
     assert "workflows.w.tasks.a" in refused and problem in refused
 
 
