@@ -152,8 +152,8 @@ class TaskSpec(_Strict):
         description="at most this many instances of the task, over all runs of the workflow, offered or running "
                     "at once (Airflow's max_active_tis_per_dag, Conductor's concurrentExecLimit): a worker task that "
                     "calls something that takes only so much. The rest wait as `queued`, the most urgent then the "
-                    "longest waiting first, and are offered as slots free (by the worker's message that frees one, at "
-                    "once; else by the scheduler's sweep)")
+                    "longest waiting first, and are offered as slots free (by the worker's message, or the operator's "
+                    "change, that frees one, at once; else by the scheduler's sweep)")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

@@ -142,7 +142,6 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("expire leases", expire)
     part("unclaimed offers", lambda: found["unclaimed"].extend(store.fail_unclaimed(at, limit=batch)))
     part("release retries", lambda: found["retried"].extend(store.release_due_retries(at, limit=batch)))
-    part("queued offers", lambda: found["slotted"].extend(store.offer_queued(at, limit=batch)))
     part("fire timers", lambda: found["timers"].extend(store.fire_due_timers(at, limit=batch)))
 
     def human_tasks() -> None:
@@ -153,6 +152,8 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("human tasks", human_tasks)
     part("sla", lambda: found["sla_missed"].extend(store.sla_missed(at, limit=batch)))
     part("timeouts", lambda: found["timed_out"].extend(store.cancel_timed_out(at, limit=batch)))
+    # Last: every slot the parts above freed (expired leases, failures, cancelled runs) is handed on in this tick.
+    part("queued offers", lambda: found["slotted"].extend(store.offer_queued(at, limit=batch)))
     part(
         "re-offer",
         lambda: found["reoffered"].extend(reoffer_lost(at, quiet=settings.offer_quiet_period, limit=batch)),

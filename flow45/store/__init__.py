@@ -2,17 +2,26 @@
 
 from flow45.store.asof import run_as_of
 from flow45.store.backfill import backfill
-from flow45.store.callbacks import complete_callback, fail_callback
+from flow45.store import callbacks as _callbacks, operator as _operator, runs as _runs, undo as _undo
 from flow45.store.deploy import deploy, find_workflow
 from flow45.store.pause import pause, resume
-from flow45.store.operator import (hand_back, hold, note_run, release, retry_instance, set_output, skip_instance,
-                                   submit_human, take)
+from flow45.store.operator import hand_back, note_run, release, retry_instance, take
 from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
-from flow45.store.runs import cancel_run, trigger, trigger_run
+from flow45.store.runs import trigger, trigger_run
 from flow45.store.sweep import (cancel_timed_out, expire_leases, fail_unclaimed, fire_due_timers, human_alarms,
-                                offer_queued, release_due_retries, sla_missed)
-from flow45.store.undo import plan_undo, undo
+                                handing_on, offer_queued, release_due_retries, sla_missed)
+from flow45.store.undo import plan_undo
 from flow45.store.work import apply_message, claim, claim_next, fail, park, progress, skip, submit
+
+# What may free slots of a `max_running` hands them on at once (worker messages do so in flow45.store.work).
+cancel_run = handing_on(_runs.cancel_run)
+complete_callback = handing_on(_callbacks.complete_callback)
+fail_callback = handing_on(_callbacks.fail_callback)
+hold = handing_on(_operator.hold)
+set_output = handing_on(_operator.set_output)
+skip_instance = handing_on(_operator.skip_instance)
+submit_human = handing_on(_operator.submit_human)
+undo = handing_on(_undo.undo)
 
 __all__ = [
     "pause", "resume",

@@ -5,7 +5,7 @@ the team's workflows); and a task's `depends_on_past` (its instance of the workf
 have succeeded, been skipped or cancelled first). flow45.store.rules.offer asks `why_queued`, through the
 unit. Queued instances are offered as they may go, the most urgent, then the longest waiting, first
 (flow45.store.sweep.offer_queued): by the thread whose commit let them, right after it (`take_freed`,
-flow45.store.sweep.hand_on), else by the scheduler's sweep.
+flow45.store.sweep.hand_on: a worker's message, an operator's change), else by the scheduler's sweep.
 
 Each count is taken under a transaction-level lock per limited task or function where the database has
 them, so that two writers cannot both take the last slot. Only tried, never waited for: a writer holds its

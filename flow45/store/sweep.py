@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from peewee import Field, Tuple, fn
 
@@ -281,6 +281,20 @@ def hand_on(now: dt.datetime | None = None, written: list | None = None) -> list
     tick. Returns those offered."""
     tasks = slots.take_freed()
     return offer_queued(now, tasks=sorted(tasks), written=written) if tasks else []
+
+
+def handing_on(change: Callable[..., Any]) -> Callable[..., Any]:
+    """`change` (an operator's, or a callback's, given `now`), then the slots it freed handed on as a
+    worker's message hands them on (`hand_on`): a cancel, skip or hold lets what waits queued go at once,
+    not at the scheduler's next tick."""
+
+    @functools.wraps(change)
+    def changed(*args: Any, **kwargs: Any) -> Any:
+        result = change(*args, **kwargs)
+        hand_on(kwargs.get("now"))
+        return result
+
+    return changed
 
 
 def _offer_if_free(unit: Unit, instance: Row) -> bool:

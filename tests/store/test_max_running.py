@@ -17,6 +17,7 @@ from flow45.errors import IllegalTransition
 from flow45.models import Event, Outbox
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.config import load_config
+from flow45.scheduler import tick
 from flow45.errors import ConfigError
 from tests.store.helpers import BLOB, claim, deploy_blob_tasks, deploy_text, instance, states, task_refusal
 
@@ -67,8 +68,56 @@ def test_a_long_queue_of_one_task_keeps_no_other_tasks_queued_instance_waiting(t
     deploy_blob_tasks(tmp_path, "mails", ["send: {function: send_mail, output: Blob, max_running: 1}"])
     _runs(6)  # two offered, four queued ahead of any mail
     mails = [store.trigger("acme", "mails", actor="cron", now=_at(1)) for _ in range(2)]
-    store.cancel_run(mails[0], actor="ann", now=_at(2))  # an operator's change: the sweep hands its slot on
-    assert store.offer_queued(_at(3), limit=2) == [instance(mails[1], "send").id]
+    claim(mails[0], "send", now=_at(1))
+    assert store.expire_leases(_at(60)) == [instance(mails[0], "send").id]  # the sweep hands its slot on
+    assert store.offer_queued(_at(60), limit=2) == [instance(mails[1], "send").id]
+
+
+@pytest.mark.parametrize("change", [
+    lambda first: store.cancel_run(first.run_id, actor="ann", now=_at(2)),
+    lambda first: store.skip_instance(first.id, "done by hand", actor="ann", now=_at(2)),
+    lambda first: store.hold(first.id, actor="ann", reason="CRM down", now=_at(2)),
+    lambda first: store.set_output(first.id, BLOB, reason="called by hand", actor="ann", now=_at(2)),
+], ids=["cancel", "skip", "hold", "set_output"])
+def test_an_operators_change_that_frees_a_slot_hands_it_on_at_once(tmp_path, change):
+    deploy_blob_tasks(tmp_path, "calls", CALLS)
+    runs = _runs(3)
+    change(instance(runs[0], "call"))
+    assert _call_states(runs)[2] == "available"  # not queued until the scheduler's next tick
+    slotted = Event.get((Event.instance == instance(runs[2], "call").id) & (Event.to_state == "available"))
+    assert slotted.at == _at(2)
+
+
+def test_an_undo_that_frees_a_slot_hands_it_on_at_once(tmp_path):
+    deploy_blob_tasks(tmp_path, "chain", [
+        "load: {function: load, output: Blob}",
+        "call: {function: call_crm, output: Blob, inputs: {src: load}, max_running: 1}"])
+    runs = [store.trigger("acme", "chain", actor="cron", now=_at(0)) for _ in range(2)]
+    for run in runs:
+        grant = claim(run, "load", now=_at(1))
+        store.submit(grant.instance, grant.token, BLOB, now=_at(1))
+    claim(runs[0], "call", now=_at(2))
+    store.undo(instance(runs[0], "load").id, "wrong file", actor="ann", now=_at(3))
+    assert [states(r)["call"] for r in runs] == ["pending", "available"]
+
+
+def test_a_run_the_scheduler_times_out_hands_its_slot_on_in_the_same_tick(tmp_path):
+    deploy_text(tmp_path, """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    workflows:
+      calls:
+        max_active_runs: null
+        timeout: 10m
+        tasks:
+          call: {function: call_crm, output: Blob, max_running: 1}
+    """)
+    runs = [store.trigger("acme", "calls", actor="cron", now=_at(minutes)) for minutes in (0, 5)]
+    report = tick(_at(11))
+    assert report.timed_out == [runs[0]] and report.slotted == [instance(runs[1], "call").id]
+    assert _call_states(runs) == ["cancelled", "available"]
 
 
 def test_an_urgent_run_goes_ahead_of_those_queued_before_it(tmp_path):
