@@ -252,11 +252,14 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
                   .where((TaskInstance.state == S.QUEUED) & (TaskInstance.team == team)
                          & (TaskInstance.function == function) & (TaskInstance.task == group.task)
                          & (Run.workflow == group.workflow_id)))
+        versions = [v for (v,) in queued.select(Run.version).distinct().tuples()]
+        if past := [v for v in versions if version_spec(v).task(group.task).depends_on_past]:
+            # Only those whose run before is done: any of them, not the earliest only (an operator may
+            # have skipped one in the middle of a queue that waits for a failed night).
+            queued = queued.where(Run.version.not_in(past) | slots.past_done(TaskInstance, Run))
         rows = list(queued.order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
                     .limit(most).namedtuples())
         task = version_spec(rows[0].version_id).task(group.task) if rows else None
-        if task is not None and task.depends_on_past:  # of those, only the earliest run's may be free to go
-            rows = list(queued.order_by(TaskInstance.run).limit(1).namedtuples())
         task_limit = task.max_running if task is not None else None
         free = (len(rows) if task_limit is None
                 else task_limit - slots.active(team, function, workflow=group.workflow_id, task=group.task))

@@ -12,7 +12,7 @@ from flow45 import store
 from flow45.graph import mermaid
 from flow45.models import Event
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, deploy_blob_tasks, instance, states, task_refusal
+from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, deploy_text, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -65,6 +65,44 @@ def test_a_failed_night_holds_the_next_until_an_operator_skips_it_or_cancels_its
     assert _loads(runs) == ["skipped", "available", "queued"]  # the skip lets the next night go at once
     store.cancel_run(runs[1], actor="ann", reason="a duplicate night", now=at)
     assert _loads(runs) == ["skipped", "cancelled", "available"]
+
+
+def test_a_night_skipped_in_the_middle_of_a_waiting_queue_lets_the_one_after_it_go(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", ["load: {function: load, output: Blob, depends_on_past: true}"])
+    runs = [store.trigger("acme", "nightly", actor="scheduler", now=NIGHTS[0]) for _ in range(4)]
+    grant = claim(runs[0], "load", now=NIGHTS[0])
+    store.fail(grant.instance, grant.token, "source file missing", retryable=False, now=NIGHTS[0])
+    assert _loads(runs) == ["failed", "queued", "queued", "queued"]
+    store.skip_instance(instance(runs[2], "load").id, "loaded by hand", actor="ann", now=NIGHTS[1])
+    # The second still waits for the failed first; the fourth's night before is skipped: it goes.
+    assert _loads(runs) == ["failed", "queued", "skipped", "available"]
+
+
+def test_a_queued_instance_that_waits_for_its_run_before_keeps_no_other_from_a_functions_free_slot(tmp_path):
+    deploy_text(tmp_path, """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    functions:
+      shared: {max_running: 1}
+    workflows:
+      nightly:
+        max_active_runs: null
+        tasks:
+          a: {function: fa, output: Blob}
+          load: {function: shared, output: Blob, inputs: {src: a}, depends_on_past: true}
+          tidy: {function: shared, output: Blob, inputs: {src: a}}
+    """)
+    runs = [store.trigger("acme", "nightly", actor="scheduler", now=night) for night in NIGHTS[:2]]
+    complete(runs[0], "a", BLOB, now=NIGHTS[0])
+    assert [states(runs[0])[task] for task in ("load", "tidy")] == ["available", "queued"]
+    store.hold(instance(runs[0], "load").id, actor="ann", now=NIGHTS[0])  # its slot goes to tidy
+    complete(runs[1], "a", BLOB, now=NIGHTS[1])
+    assert [states(runs[1])[task] for task in ("load", "tidy")] == ["queued", "queued"]
+    complete(runs[0], "tidy", BLOB, now=NIGHTS[1])
+    # The second night's load waits for the held first; its tidy takes the slot the first tidy freed.
+    assert [states(runs[1])[task] for task in ("load", "tidy")] == ["queued", "available"]
 
 
 def test_the_graph_says_a_task_goes_after_its_run_before(tmp_path):
