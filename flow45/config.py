@@ -110,7 +110,7 @@ TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
 # What only a worker's task has: a timer must leave each at its default.
 WORKER_KEYS = ("output", "human", "retries", "lease", "timeout", "start_within", "retry_delay", "max_retry_delay",
-               "retry_jitter", "undo", "max_running", "depends_on_past")
+               "retry_jitter", "undo", "max_running", "depends_on_past", "optional")
 
 
 class TaskSpec(_Strict):
@@ -154,6 +154,11 @@ class TaskSpec(_Strict):
                     "calls something that takes only so much. The rest wait as `queued`, the most urgent then the "
                     "longest waiting first, and are offered as slots free (by the worker's message, or the operator's "
                     "change, that frees one, at once; else by the scheduler's sweep)")
+    optional: bool = Field(
+        False,
+        description="its failure does not fail the run (Conductor's optional task, Airflow's cleanup task left out of "
+                    "the run's outcome): once its retries are spent it fails, and is skipped at once, the ledger saying "
+                    "so; its downstream tasks get null for it and the run may succeed. Undo offers it again")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

@@ -79,6 +79,8 @@ def check_task_keys(task) -> None:
     if task.human and task.depends_on_past:
         raise ValueError("depends_on_past: a human task is offered to people when it is ready; order their "
                          "decisions with `after` in one run, or connect the workflows with `on`")
+    if task.human and task.optional:
+        raise ValueError("optional: a human task fails only when overdue; say what then with `overdue: skip`")
     if task.human and task.max_running is not None:
         raise ValueError("max_running: a human task waits for a person, not a worker's slot; who may decide it is "
                          "`assignees`")

@@ -15,7 +15,7 @@ def mermaid(name: str, workflow: WorkflowSpec) -> str:
             wait = f"wait {format_duration(task.wait)}" if task.wait is not None else f"until {task.wait_until}"
             lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}"])')
             continue
-        marks = " (human)" if task.human else ""
+        marks = " (human)" if task.human else " (optional)" if task.optional else ""
         when = "".join(f"<br/>when {path} {describe(expected)}" for path, expected in (task.when or {}).items())
         when = when.replace('"', "#quot;")  # inside a quoted Mermaid label
         limit = f"<br/>at most {task.max_running} at once" if task.max_running is not None else ""

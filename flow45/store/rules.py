@@ -281,6 +281,8 @@ def fail(ch: Changes, instance, task, error: str, retryable: bool, actor: str, *
                  not_before=ch.at + dt.timedelta(seconds=delay))
     else:
         move(ch, instance, S.FAILED, kind, actor, detail, token=None, lease_expires_at=None)
+        if task.optional:  # failed, as the ledger says, and skipped at once: the run goes on without it
+            move(ch, instance, S.SKIPPED, "skip", actor, {"reason": f"optional, failed: {error}", "optional": True})
 
 
 # ---- offers and runs -------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class VersionSpec:
 OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
 OPTIONAL_SCHEDULE_KEYS = (("start", None), ("end", None))
 OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None), ("start_within", None),
-                      ("max_running", None), ("depends_on_past", False))
+                      ("max_running", None), ("depends_on_past", False), ("optional", False))
 
 
 def _drop_defaults(part: dict, keys: tuple) -> None:

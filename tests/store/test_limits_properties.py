@@ -1,7 +1,8 @@
 """Random sequences of worker and operator actions against tasks that wait `queued`: a task's
-`max_running`, a team's `functions.NAME.max_running` shared by two workflows, and `depends_on_past`; on
-SQLite and PostgreSQL, on a fake clock. Worker messages go through the per-message verbs or the bridge's
-batch path (with its hand-on after the commit, as the bridge does it); operators skip, hold, release,
+`max_running`, a team's `functions.NAME.max_running` shared by two workflows, and `depends_on_past` (one
+task `optional`, skipped when it fails for good); on SQLite and PostgreSQL, on a fake clock. Worker
+messages go through the per-message verbs or the bridge's batch path (with its hand-on after the
+commit, as the bridge does it); operators skip, hold, release,
 retry, undo, set outputs and cancel runs; the scheduler's tick expires leases, offers due retries and
 offers what waits queued.
 
@@ -56,7 +57,7 @@ workflows:
       a: {function: fa, output: Blob, max_running: 1, retries: 1, retry_delay: 0s, lease: 30s}
       b: {function: shared, output: Blob, inputs: {src: a}, depends_on_past: true, retries: 1, retry_delay: 5s,
           lease: 30s}
-      c: {function: shared, output: Blob, inputs: {src: a}, max_running: 1, lease: 30s}
+      c: {function: shared, output: Blob, inputs: {src: a}, max_running: 1, lease: 30s, optional: true}
   side:
     max_active_runs: null
     tasks:
