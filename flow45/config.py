@@ -54,6 +54,9 @@ class FieldSpec(_Strict):
 
     type: str = Field(description="string, integer, number, boolean, datetime, date, list, enum or a declared type")
     optional: bool = Field(False, strict=False, description="the field may be missing or null")
+    default: Any = Field(
+        None, description="the value a missing field takes, a value of its type (Airflow's Param default): a "
+                          "scheduled run's params, a trigger that leaves it out, an output without it")
     description: str | None = None
     max_length: int | None = Field(None, ge=0, description="strings and lists")
     min_length: int | None = Field(None, ge=0, description="strings and lists")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from typing import Callable
 
 from croniter import CroniterBadDateError, croniter
 
@@ -26,7 +27,8 @@ from flow45.config_when import check_conditions
 from flow45.durations import MAX_DURATION, OVER_MAX_DURATION, format_duration
 from flow45.schedule import cron_problem, window_bound, zone_problem
 from flow45.settings import Settings, current_settings
-from flow45.types import pattern_problem
+from flow45.outputs import find_secret
+from flow45.types import TypeRegistry, pattern_problem
 
 
 def check_team(config: TeamConfig) -> list[str]:
@@ -41,6 +43,8 @@ def check_team(config: TeamConfig) -> list[str]:
 
     def check_field(key: str, path: str, spec: FieldSpec) -> None:
         while True:
+            if path.endswith(".items") and spec.default is not None:
+                report(key, f"{path}.default", "a list's items take no default; give the list field one")
             for constraint in spec.misplaced_constraints():
                 report(key, f"{path}.{constraint}", f"does not apply to {spec.type}" + _applicable(spec.type))
             if spec.pattern is not None and (problem := pattern_problem(spec.pattern)):
@@ -68,6 +72,8 @@ def check_team(config: TeamConfig) -> list[str]:
             f"{config.origins['types.' + type_cycle[0]]}: types.{type_cycle[0]}: "
             f"types refer to each other in a cycle: {cycle_text(type_cycle)}"
         )
+    elif not problems:  # the types are whole: each default can be checked against its field's type
+        _check_defaults(config, report)
 
     for wf_name, wf in config.workflows.items():
         key = f"workflows.{wf_name}"
@@ -125,6 +131,21 @@ def _check_functions(config: TeamConfig, report) -> None:
         elif all(task.human for task in tasks):
             report(key, key, f"'{name}' is done by people (human tasks): a limit on running instances is for "
                              "workers' functions; who may decide is `assignees`")
+
+
+def _check_defaults(config: TeamConfig, report: Callable[[str, str, str], None]) -> None:
+    registry = TypeRegistry(config.types)
+    for type_name, type_spec in config.types.items():
+        key = f"types.{type_name}"
+        for field_name, spec in type_spec.fields.items():
+            if spec.default is None:
+                continue
+            path = f"{key}.fields.{field_name}.default"
+            if problem := registry.default_problem(type_name, field_name):
+                report(key, path, f"not a value of the field's type: {problem}")
+            elif secret := find_secret(spec.default, "default"):
+                report(key, path, f"refused: {secret.removeprefix('default: ')}; a default is written into params and "
+                                  "outputs, which never carry secrets")
 
 
 def _applicable(type_name: str) -> str:

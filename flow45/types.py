@@ -7,7 +7,8 @@ from enum import Enum
 from typing import Annotated, Any, Optional
 
 from pydantic import (
-    AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema, create_model,
+    AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, WithJsonSchema,
+    create_model,
 )
 from pydantic_core import SchemaError, SchemaValidator, core_schema
 
@@ -85,9 +86,11 @@ class TypeRegistry:
         fields: dict[str, Any] = {}
         for index, (field_name, field_spec) in enumerate(spec.fields.items()):
             default = None if field_spec.optional else ...
+            given = field_spec.default is not None  # checked against the field's type at deploy (default_problem)
             fields[self.attribute(field_name, index)] = (
                 self._annotation(field_spec),
-                Field(default, alias=field_name, description=field_spec.description),
+                Field(field_spec.default if given else default, alias=field_name, description=field_spec.description,
+                      validate_default=given),
             )
         model = create_model(name, __base__=self.base, **fields)
         model.__doc__ = spec.description or f"The declared type {name}."
@@ -112,6 +115,15 @@ class TypeRegistry:
         if spec.type == "enum":
             return Enum(f"Enum_{'_'.join(spec.values)}"[:60], {v: v for v in spec.values}, type=str)
         return self.model(spec.type)
+
+    def default_problem(self, type_name: str, field_name: str) -> str | None:
+        """Why the field's `default` is not a value of its type, or None."""
+        spec = self._specs[type_name].fields[field_name]
+        try:
+            TypeAdapter(self._annotation(spec)).validate_python(spec.default)
+        except ValidationError as exc:
+            return describe_errors(exc).replace("(top): ", "")  # the path given is the default's own
+        return None
 
     def validate(self, name: str, data: object) -> dict:
         """The JSON form of `data` as type `name`; raises pydantic's ValidationError."""

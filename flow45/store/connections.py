@@ -102,7 +102,8 @@ def connection_problems(down: Side, up: Side) -> list[str]:
             why = "is optional" if optional else f"is null when task '{task_name}' did not succeed (state: {on.state})"
             problems.append(f"{where}: {source} {why}, so {down.workflow.params}.{field_name} must be optional")
     if params_type is not None:
-        missing = [name for name, f in params_type.fields.items() if not f.optional and name not in on.params]
+        missing = [name for name, f in params_type.fields.items()
+                   if not f.optional and f.default is None and name not in on.params]
         if missing:
             problems.append(f"{path}.params: {down.workflow.params} requires {', '.join(missing)}, "
                             "which the connection does not give (map them from the upstream's outputs)")

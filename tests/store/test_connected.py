@@ -173,6 +173,8 @@ def test_required_params_must_be_given_and_the_upstream_must_be_deployed(tmp_pat
     deploy_text(tmp_path, NIGHTLY)
     with pytest.raises(ConfigError, match="Month requires month, which the connection does not give"):
         deploy_text(tmp_path, MONTHLY.replace("month: publish.month, ", ""))
+    with_default = MONTHLY.replace("month: string", "month: {type: string, default: last}")
+    deploy_text(tmp_path, with_default.replace("month: publish.month, ", ""))  # a default gives it
 
 
 def test_undo_of_the_upstream_shows_connected_runs_and_can_cancel_them(tmp_path):

@@ -58,3 +58,26 @@ async def test_a_datetime_without_offset_and_a_non_finite_number_are_refused_in_
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: not isinstance(app.screen, HumanTaskScreen))
     assert store.get_instance(check.id).attempts[-1].output == {"seen_at": "2026-03-01T12:00:00Z", "score": 0.5}
+
+
+async def test_a_field_left_empty_takes_its_default_which_its_hint_shows(tui_db, tmp_path):
+    (tmp_path / "desk.yaml").write_text(textwrap.dedent(DESK).replace(
+        "score: number}", "score: {type: number, ge: 0, default: 1}}"))
+    store.deploy(load_config(tmp_path / "desk.yaml"), actor="tester", now=T0)
+    run = store.trigger("desk", "review", actor="ann", now=T0)
+    check = instance(run, "check")
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+        form = app.screen
+        score = next(row for row in form.query("FieldRow") if row.path == ("score",))
+        assert score.hint == "number, ≥ 0, default 1"
+        form.query_one("#field-seen_at", Input).focus()
+        await type_text(pilot, "2026-03-01T14:00:00Z")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not isinstance(app.screen, HumanTaskScreen))
+    assert store.get_instance(check.id).attempts[-1].output == {"seen_at": "2026-03-01T14:00:00Z", "score": 1.0}

@@ -46,7 +46,8 @@ def type_hint(spec: FieldSpec, registry: TypeRegistry) -> str:
     if pattern := given.get("pattern"):
         words.append(f"matching {pattern}")
     hint = " ".join(words[:1]) + ("" if len(words) == 1 else ", " + ", ".join(words[1:]))
-    return hint + (", optional" if spec.optional else "")
+    return hint + (", optional" if spec.optional else "") + (
+        "" if spec.default is None else f", default {json.dumps(spec.default)}")  # left empty, it is taken
 
 
 def pydantic_errors(error: ValidationError) -> Errors:
