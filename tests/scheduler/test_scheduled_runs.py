@@ -300,3 +300,10 @@ def test_a_stored_zone_the_scheduler_cannot_take_makes_no_runs_and_is_said_once(
     said_once = [r.getMessage() for r in caplog.records if "makes no scheduled runs" in r.getMessage()]
     assert len(said_once) == 1 and said in said_once[0], said_once
     assert not any(r.exc_info for r in caplog.records), "no traceback for it"
+
+
+def test_a_scheduled_run_of_a_workflow_whose_params_have_defaults_takes_them(tmp_path):
+    deploy_at(tmp_path, scheduled("0 6 1 * *", params="Month").replace(
+        "Month: {fields: {month: string}}", "Month: {fields: {month: {type: string, default: previous}}}"), D(2027, 2, 27))
+    [made] = tick(D(2027, 3, 1, 6, 0, 1)).created  # the 1st of the month, after February's 28 days
+    assert store.get_run(made.run).params == {"month": "previous"}

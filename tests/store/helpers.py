@@ -116,3 +116,17 @@ def deploy_blob_tasks(tmp_path: Path, workflow: str, tasks: list[str]):
         tasks:
 {lines}
     """)
+
+
+def fresh_store(backend: str, url: str, sqlite_file: Path) -> None:
+    """An empty store for one example of a state machine: a new SQLite file, or PostgreSQL emptied."""
+    from flow45.db import connect
+    from flow45.migrate import ensure_schema
+    from tests.conftest import _empty_postgres
+
+    if backend == "sqlite":
+        connect(f"sqlite:///{sqlite_file}", create=True)
+        ensure_schema()
+    else:
+        connect(url)
+        _empty_postgres()  # also forgets what was cached by row id: ids restart

@@ -32,16 +32,14 @@ from flow45 import messages as m
 from flow45 import states as S
 from flow45 import store
 from flow45.config import load_config
-from flow45.db import atomic, connect, database
+from flow45.db import atomic, database
 from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
-from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Event, Run, TaskInstance
 from flow45.scheduler import tick
 from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.sweep import hand_on
-from tests.conftest import _empty_postgres
-from tests.store.helpers import T0
+from tests.store.helpers import T0, fresh_store
 
 CONFIG = """\
 team: acme
@@ -100,12 +98,7 @@ class LimitsMachine(RuleBasedStateMachine):
         super().__init__()
         cls = type(self)
         cls.examples += 1
-        if self.backend == "sqlite":
-            connect(f"sqlite:///{self.workdir}/limits-{cls.examples}.db", create=True)
-            ensure_schema()
-        else:
-            connect(self.url)
-            _empty_postgres()
+        fresh_store(self.backend, self.url, self.workdir / f"limits-{cls.examples}.db")
         store.deploy(self.config, actor="tester", now=T0)
         self.now = T0
         self.counter = 0

@@ -88,7 +88,8 @@ def test_an_operators_change_that_frees_a_slot_hands_it_on_at_once(tmp_path, cha
     assert slotted.at == _at(2)
 
 
-def test_an_undo_that_frees_a_slot_hands_it_on_at_once(tmp_path):
+def _chain_of_two_runs(tmp_path) -> list[int]:
+    """Two runs of load -> call (max_running 1), their loads done: the first's call offered, the second's queued."""
     deploy_blob_tasks(tmp_path, "chain", [
         "load: {function: load, output: Blob}",
         "call: {function: call_crm, output: Blob, inputs: {src: load}, max_running: 1}"])
@@ -96,6 +97,11 @@ def test_an_undo_that_frees_a_slot_hands_it_on_at_once(tmp_path):
     for run in runs:
         grant = claim(run, "load", now=_at(1))
         store.submit(grant.instance, grant.token, BLOB, now=_at(1))
+    return runs
+
+
+def test_an_undo_that_frees_a_slot_hands_it_on_at_once(tmp_path):
+    runs = _chain_of_two_runs(tmp_path)
     claim(runs[0], "call", now=_at(2))
     store.undo(instance(runs[0], "load").id, "wrong file", actor="ann", now=_at(3))
     assert [states(r)["call"] for r in runs] == ["pending", "available"]
@@ -153,13 +159,7 @@ def test_a_queued_instance_can_be_held_released_skipped_and_its_run_cancelled(tm
 
 
 def test_undoing_what_a_queued_instance_waits_on_takes_it_back_to_pending(tmp_path):
-    deploy_blob_tasks(tmp_path, "chain", [
-        "load: {function: load, output: Blob}",
-        "call: {function: call_crm, output: Blob, inputs: {src: load}, max_running: 1}"])
-    runs = [store.trigger("acme", "chain", actor="cron", now=_at(0)) for _ in range(2)]
-    for run in runs:
-        grant = claim(run, "load", now=_at(1))
-        store.submit(grant.instance, grant.token, BLOB, now=_at(1))
+    runs = _chain_of_two_runs(tmp_path)
     assert [states(r)["call"] for r in runs] == ["available", "queued"]
     store.undo(instance(runs[1], "load").id, "wrong file", actor="ann", now=_at(2))
     assert states(runs[1]) == {"load": "available", "call": "pending"}

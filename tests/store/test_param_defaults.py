@@ -1,6 +1,7 @@
 """A declared field's `default` (Airflow's Param default): the value a missing field takes, so that a
-scheduled workflow can have params, a trigger may leave fields out and an output may omit one. Checked
-against the field's type at deploy, with a message naming the field."""
+scheduled workflow can have params (tests/scheduler/test_scheduled_runs.py), a trigger may leave fields
+out and an output may omit one. Checked against the field's type at deploy, with a message naming the
+field."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from flow45 import store
 from flow45.config import load_config
 from flow45.errors import ConfigError, InvalidParams
 from flow45.models import Attempt, Run, WorkflowVersion
-from flow45.scheduler import tick
-from flow45.store import schedule_runs, specs
+from flow45.store import specs
 from tests.store.helpers import claim, deploy_text
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -43,19 +43,6 @@ workflows:
       render: {function: render, output: Report}
 """
 DEFAULTS = {"region": "emea", "days": 31, "dry_run": False, "since": "2027-01-01", "tags": ["monthly"], "note": None}
-
-
-@pytest.fixture(autouse=True)
-def fresh_id_caches():
-    specs._cache.clear()
-    schedule_runs._starts.clear()
-    schedule_runs._refused.clear()
-
-
-def test_a_scheduled_run_of_a_workflow_with_params_takes_their_defaults(tmp_path):
-    deploy_text(tmp_path, CONFIG)
-    [made] = tick(FIRST_OF_MONTH + dt.timedelta(seconds=1)).created
-    assert Run.get_by_id(made.run).params == DEFAULTS
 
 
 def test_a_trigger_may_leave_out_fields_with_defaults_and_give_others(tmp_path):

@@ -50,15 +50,13 @@ from flow45 import messages as m
 from flow45 import states as S
 from flow45 import store
 from flow45.config import load_config
-from flow45.db import connect, database
+from flow45.db import database
 from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
-from flow45.migrate import ensure_schema
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
-from tests.conftest import _empty_postgres
-from tests.store.helpers import T0
+from tests.store.helpers import T0, fresh_store
 
 CONFIG = """\
 team: acme
@@ -179,13 +177,8 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         cls = type(self)
         cls.examples += 1
-        if self.backend == "sqlite":
-            self.db_file = self.workdir / f"example-{cls.examples}.db"
-            connect(f"sqlite:///{self.db_file}", create=True)
-            ensure_schema()
-        else:
-            connect(self.url)
-            _empty_postgres()  # also forgets what was cached by row id: ids restart
+        self.db_file = self.workdir / f"example-{cls.examples}.db"
+        fresh_store(self.backend, self.url, self.db_file)
         store.deploy(self.config, actor="tester", now=T0)
         self.now = T0
         self.tokens: dict[int, list[str]] = {}

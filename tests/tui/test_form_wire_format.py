@@ -31,19 +31,28 @@ def text_of(widget: Static) -> str:
     return str(widget.render())
 
 
-async def test_a_datetime_without_offset_and_a_non_finite_number_are_refused_in_the_form(tui_db, tmp_path):
-    (tmp_path / "desk.yaml").write_text(textwrap.dedent(DESK))
+def _check_waiting(tmp_path, config: str):
+    """The `check` human task of a run of desk/review, deployed as `config`."""
+    (tmp_path / "desk.yaml").write_text(textwrap.dedent(config))
     store.deploy(load_config(tmp_path / "desk.yaml"), actor="tester", now=T0)
-    run = store.trigger("desk", "review", actor="ann", now=T0)
-    check = instance(run, "check")
+    return instance(store.trigger("desk", "review", actor="ann", now=T0), "check")
+
+
+async def _open_the_form(pilot, app) -> HumanTaskScreen:
+    """The human task's form, opened from the inbox."""
+    await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+    await pilot.press("i")
+    await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+    return app.screen
+
+
+async def test_a_datetime_without_offset_and_a_non_finite_number_are_refused_in_the_form(tui_db, tmp_path):
+    check = _check_waiting(tmp_path, DESK)
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
-        await pilot.press("i")
-        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
-        form = app.screen
+        form = await _open_the_form(pilot, app)
         form.query_one("#field-seen_at", Input).focus()
         await type_text(pilot, "2026-03-01T14:00:00")
         form.query_one("#field-score", Input).focus()
@@ -61,19 +70,10 @@ async def test_a_datetime_without_offset_and_a_non_finite_number_are_refused_in_
 
 
 async def test_a_field_left_empty_takes_its_default_which_its_hint_shows(tui_db, tmp_path):
-    (tmp_path / "desk.yaml").write_text(textwrap.dedent(DESK).replace(
-        "score: number}", "score: {type: number, ge: 0, default: 1}}"))
-    store.deploy(load_config(tmp_path / "desk.yaml"), actor="tester", now=T0)
-    run = store.trigger("desk", "review", actor="ann", now=T0)
-    check = instance(run, "check")
+    check = _check_waiting(tmp_path, DESK.replace("score: number}", "score: {type: number, ge: 0, default: 1}}"))
     app = Dashboard(OPERATOR, database_url=tui_db)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
-        await pilot.press("i")
-        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
-        form = app.screen
+        form = await _open_the_form(pilot, app)
         score = next(row for row in form.query("FieldRow") if row.path == ("score",))
         assert score.hint == "number, ≥ 0, default 1"
         form.query_one("#field-seen_at", Input).focus()
