@@ -82,13 +82,14 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     return f"depends_on_past: {instance.task} of run {past_run} is {state}"
 
 
-def past_done(instance: Any, run: Any) -> Any:
-    """A condition on `instance` (TaskInstance, or an alias of it) of `run` (Run, joined): the task's instance
-    in the workflow's run before is done, skipped or cancelled, or there is none: as `_past_not_done`
-    asks it of one instance, for a query of many."""
+def past_done(workflow: int, task: str, run: Any) -> Any:
+    """A condition on the instances of `task` of `run` (Run, joined), runs of `workflow`: the task's
+    instance in the workflow's run before is done, skipped or cancelled, or there is none; as
+    `_past_not_done` asks it of one instance, for a query of many. The workflow is given, not taken
+    from the outer row: so the planner walks the (workflow, id) index, not every run back to it."""
     past, past_run = TaskInstance.alias("past"), Run.alias("past_run")
     state = (past.select(past.state).join(past_run, on=(past_run.id == past.run))
-             .where((past_run.workflow == run.workflow) & (past_run.id < run.id) & (past.task == instance.task))
+             .where((past_run.workflow == workflow) & (past_run.id < run.id) & (past.task == task))
              .order_by(past_run.id.desc()).limit(1))
     return fn.COALESCE(state, S.SUCCEEDED).in_(sorted(S.DONE | {S.CANCELLED}))
 

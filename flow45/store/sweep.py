@@ -256,7 +256,7 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
         if past := [v for v in versions if version_spec(v).task(group.task).depends_on_past]:
             # Only those whose run before is done: any of them, not the earliest only (an operator may
             # have skipped one in the middle of a queue that waits for a failed night).
-            queued = queued.where(Run.version.not_in(past) | slots.past_done(TaskInstance, Run))
+            queued = queued.where(Run.version.not_in(past) | slots.past_done(group.workflow_id, group.task, Run))
         rows = list(queued.order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
                     .limit(most).namedtuples())
         task = version_spec(rows[0].version_id).task(group.task) if rows else None
