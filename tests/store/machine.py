@@ -51,14 +51,15 @@ class ActionsMachine(RuleBasedStateMachine):
     workdir: Path
     examples = 0
     UPSTREAM: dict[str, list[str]] = {}  # the model's own copy of the workflows: task -> its upstream tasks
+    START = T0  # the fake clock's first reading
 
     def __init__(self):
         super().__init__()
         cls = type(self)
         cls.examples += 1
         fresh_store(self.backend, self.url, self.workdir / f"example-{cls.examples}.db")
-        store.deploy(self.config, actor="tester", now=T0)
-        self.now = T0
+        store.deploy(self.config, actor="tester", now=self.START)
+        self.now = self.START
         self.counter = 0
         self.tables = read_tables()
         self.start()
