@@ -9,7 +9,8 @@ others wait queued. Between each two nights, another workflow's finished runs ar
 itself (INSERT … SELECT over generate_series), SIZE of them. At each size it prints the sweep's offer of
 queued instances (`flow45.store.sweep.offer_queued`, which finds those whose run before is done) and one
 offer's own check (`flow45.store.slots.why_queued`), the median over --repeat calls, beside the ratio to
-the smallest size. Target: within 2x from the smallest size to the largest.
+the smallest size, and the machine's bare commit (benchmarks/ceilings.py) above them. Target: within 2x
+from the smallest size to the largest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.ceilings import postgres_commits  # noqa: E402
 from benchmarks.scheduler_tick import EPOCH, deploy_config, open_empty_store, prepare_database  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.db import atomic, database  # noqa: E402
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         open_empty_store(url, args.reset, f"PostgreSQL {{version}}, {where}")
         deploy_config(CONFIG)
+        commits = postgres_commits(url, seconds=2.0)
+        print(f"  machine: a bare commit {commits.p50_ms:.2f} ms p50 ({commits.per_second:,.0f}/s)")
         print(f"  {'runs':>11}   {'sweep of the queue':>18}   {'one offer check':>15}")
         first = None
         for size in (int(s) for s in args.sizes.split(",")):
