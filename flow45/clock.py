@@ -62,3 +62,9 @@ def no_such_moment(text: str, error: Exception) -> str | None:
 
 def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def shown(value: dt.datetime | None) -> str:
+    """A stored time (naive UTC) as people read it, to the second, absolute (so that nothing shown
+    depends on the clock); `-` for none."""
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")

@@ -13,7 +13,8 @@ from flow45 import wire
 from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, remote_mode,
                              say_if_no_team, suggesting, workflow_read)
 from flow45.client import RunFilter
-from flow45.cli.output import counts_text, print_json, print_table, progress_bar, when
+from flow45.cli.output import counts_text, print_json, print_table, progress_bar
+from flow45.clock import shown
 from flow45.cli.versions import print_deploy_changes
 from flow45.clock import utcnow
 from flow45.store.rules_human import relative_due
@@ -210,8 +211,8 @@ def cmd_runs(args) -> int:
          "progress", "waiting for"],
         [
             (
-                v.id, v.team, v.workflow, v.version, v.status, when(v.logical_time), when(v.started_at),
-                when(v.finished_at), short_span(run_wait(v, now)), short_span(run_time(v, now)), v.attempts_made,
+                v.id, v.team, v.workflow, v.version, v.status, shown(v.logical_time), shown(v.started_at),
+                shown(v.finished_at), short_span(run_wait(v, now)), short_span(run_time(v, now)), v.attempts_made,
                 progress_bar(v.counts.get("succeeded", 0) + v.counts.get("skipped", 0), sum(v.counts.values())),
                 relative_due(v.waiting_for, now),
             )
@@ -234,11 +235,11 @@ def cmd_show(args) -> int:
         print_json(view.to_json())
         return 0
     print(f"run {view.id}  {view.team}/{view.workflow} v{view.version}{view.newer_version()}  {view.status}"
-          + (f"  (as of ledger event {view.as_of}, {when(view.as_of_at)})" if view.as_of_at else ""))
-    print(f"  triggered {when(view.created_at)} by {view.triggered_by} ({view.trigger})"
-          + (f", logical time {when(view.logical_time)}" if view.logical_time else "")
+          + (f"  (as of ledger event {view.as_of}, {shown(view.as_of_at)})" if view.as_of_at else ""))
+    print(f"  triggered {shown(view.created_at)} by {view.triggered_by} ({view.trigger})"
+          + (f", logical time {shown(view.logical_time)}" if view.logical_time else "")
           + (f", key {view.key}" if view.key else ""))
-    print(f"  started {when(view.started_at)}  finished {when(view.finished_at)}  {counts_text(view.counts)}")
+    print(f"  started {shown(view.started_at)}  finished {shown(view.finished_at)}  {counts_text(view.counts)}")
     if view.cancelled_by:
         print(f"  cancelled by {view.cancelled_by}" + (f": {view.cancel_reason}" if view.cancel_reason else ""))
     for note in view.notes:
@@ -259,7 +260,7 @@ def cmd_show(args) -> int:
                 i.attempt or None, short_span(instance_wait(i, now)), short_span(instance_time(i, now)),
                 i.worker or (f"(taken by {i.taken_by})" if i.taken_by else None),
                 (f"{i.progress_pct:.0f}% " if i.progress_pct is not None else "") + (i.progress_message or "")
-                + (f"due {when(i.not_before)}" if i.state == "waiting" else ""),
+                + (f"due {shown(i.not_before)}" if i.state == "waiting" else ""),
                 ", ".join(i.upstream),
             )
             for i in view.instances
@@ -287,7 +288,7 @@ def cmd_stats(args) -> int:
         print_json(stats.to_json())
         return 0
     print(f"{team}/{workflow}: the newest {stats.runs} run(s)"
-          + (f" since {when(stats.since)}" if stats.since else "")
+          + (f" since {shown(stats.since)}" if stats.since else "")
           + f", {stats.finished} finished, {stats.failed} failed; a succeeded run took "
           f"p50 {short_span(stats.run_p50)}, p95 {short_span(stats.run_p95)}")
     print_table(
@@ -306,9 +307,9 @@ def cmd_instance(args) -> int:
         return 0
     print(f"instance {view.id}  {view.task} of run {view.run}  {view.state}  attempt {view.attempt}  "
           + (f"function {view.function}" if view.function else "timer")
-          + (f", due {when(view.not_before)}" if view.state == "waiting" else "")
-          + (f", times out {when(view.timeout_at)}" if view.timeout_at else "")
-          + (f", to be claimed by {when(view.lease_expires_at)}" if view.state == "available" and view.lease_expires_at
+          + (f", due {shown(view.not_before)}" if view.state == "waiting" else "")
+          + (f", times out {shown(view.timeout_at)}" if view.timeout_at else "")
+          + (f", to be claimed by {shown(view.lease_expires_at)}" if view.state == "available" and view.lease_expires_at
              else "")
           + (f": {view.skip_reason}" if view.skip_reason else "")
           + (f", waiting for {view.queued_for}" if view.queued_for else ""))
@@ -316,7 +317,7 @@ def cmd_instance(args) -> int:
         print(f"  {note.said(with_task=False)}")
     for a in view.attempts:
         mark = " (archived)" if a.archived else ""
-        print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {when(a.claimed_at)} -> {when(a.finished_at)}")
+        print(f"  attempt {a.number}: {a.status}{mark} by {a.worker} {shown(a.claimed_at)} -> {shown(a.finished_at)}")
         if a.comment:
             print(f"    comment {a.comment}")
         if a.lineage:
@@ -506,4 +507,4 @@ def _print_event(e, as_json: bool) -> None:
     where = f"run {e.run}" if e.run else e.team
     where += f" instance {e.instance}" + (f" ({e.task})" if e.task else "") if e.instance else ""
     detail = f" {wire.dumps(e.detail)}" if e.detail else ""
-    print(f"{e.id:>6} {when(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)
+    print(f"{e.id:>6} {shown(e.at)} {e.kind:<8} {where} {move} by {e.actor}{detail}", flush=True)

@@ -6,7 +6,8 @@ import contextlib
 
 from flow45.cli.base import (UsageError, _client, _json_arg, _positive_int, _team_workflow, _utc_time, command,
                              suggesting)
-from flow45.cli.output import print_json, print_table, when
+from flow45.cli.output import print_json, print_table
+from flow45.clock import shown
 
 DONE_TO = {"retry": "retried", "skip": "skipped", "undo": "undone", "cancel": "cancelled"}
 
@@ -66,10 +67,10 @@ def cmd_backfill(args) -> int:
         return 0
     made = [i for i in plan.items if i.status in ("running", "queued")]
     if not plan.items:
-        print(f"no schedule tick of {team}/{workflow} from {when(plan.start)} to {when(plan.end)}")
+        print(f"no schedule tick of {team}/{workflow} from {shown(plan.start)} to {shown(plan.end)}")
         return 0
     print_table(["logical time (UTC)", "run", "status"],
-                [(when(i.logical_time), i.run, i.status.replace("_", " ")) for i in plan.items])
+                [(shown(i.logical_time), i.run, i.status.replace("_", " ")) for i in plan.items])
     if plan.dry_run:
         new = sum(i.status == "would_create" for i in plan.items)
         print(f"dry run: would create {new} run(s); {len(plan.items) - new} tick(s) have a run already")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -40,10 +39,6 @@ def visible_output(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = out, err
-
-
-def when(value: dt.datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_json(data: Any) -> None:

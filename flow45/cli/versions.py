@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flow45.cli.base import command, workflow_read
-from flow45.cli.output import print_json, when
+from flow45.cli.output import print_json
+from flow45.clock import shown
 from flow45.views import DeployReport
 
 
@@ -23,15 +24,15 @@ def cmd_versions(args) -> int:
     if args.json:
         print_json(found.to_json())
         return 0
-    shown = f", the newest {len(found.versions)} shown" if len(found.versions) < found.total else ""
-    print(f"{team}/{workflow}: {found.total} version(s){shown}, current v{found.current}"
+    newest = f", the newest {len(found.versions)} shown" if len(found.versions) < found.total else ""
+    print(f"{team}/{workflow}: {found.total} version(s){newest}, current v{found.current}"
           + (", retired" if found.retired else ""))
     if found.changed_since is not None:
         print(f"from v{found.since} to v{found.current}:" + ("" if found.changed_since else " no change"))
         for line in found.changed_since:
             print(f"  {line}")
     for v in found.versions:
-        print(f"v{v.version}  deployed {when(v.deployed_at)} by {v.deployed_by}  hash {v.content_hash[:12]}  "
+        print(f"v{v.version}  deployed {shown(v.deployed_at)} by {v.deployed_by}  hash {v.content_hash[:12]}  "
               f"runs {v.runs}")
         for line in v.changes or (["the first version"] if v.version == 1 else []):
             print(f"  {line}")

@@ -13,13 +13,13 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from flow45 import wire
-from flow45.clock import utcnow
+from flow45.clock import shown, utcnow
 from flow45.errors import Flow45Error
 from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
 from tui.screens.base import LiveScreen, refusal
-from tui.widgets.progress import cell, id_width, when
+from tui.widgets.progress import cell, id_width
 
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
            ("due", "due", 20), ("taken", "taken by", 14), ("params", "params", 24), ("since", "available since", 19)]
@@ -101,7 +101,7 @@ class InboxScreen(LiveScreen):
                           cell(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
                           cell(view.taken_by or "-", 14),
                           cell(wire.dumps(run.params) if run and run.params else "-", 24),
-                          when(view.updated_at), key=str(view.id))
+                          shown(view.updated_at), key=str(view.id))
         ids = [item.instance.id for item in rows]
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)

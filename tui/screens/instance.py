@@ -17,6 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from flow45 import states as S
+from flow45.clock import shown
 from flow45.conditions import describe
 from flow45.store.specs import VersionSpec
 from flow45.views import EventView, InstanceView, RunView
@@ -25,7 +26,7 @@ from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_actio
 from tui.screens.base import LiveScreen
 from tui.screens.run import NOTES_SHOWN
 from tui.widgets.ledger import Ledger
-from tui.widgets.progress import pct_bar, state_text, when
+from tui.widgets.progress import pct_bar, state_text
 
 
 @dataclasses.dataclass
@@ -63,13 +64,13 @@ def summary(p: InstancePayload) -> Text:
     )
     if i.lease_expires_at:
         kind = "claim by" if i.state == S.AVAILABLE else "callback deadline" if i.parked else "lease until"
-        text.append(f"   {kind} {when(i.lease_expires_at)}")
+        text.append(f"   {kind} {shown(i.lease_expires_at)}")
     elif i.parked:
         text.append("   parked: waits for its callback key")
     if i.timeout_at:
-        text.append(f"   times out {when(i.timeout_at)}")
+        text.append(f"   times out {shown(i.timeout_at)}")
     if i.not_before:
-        text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {when(i.not_before)}")
+        text.append(f"   {'due' if i.state == 'waiting' else 'retry not before'} {shown(i.not_before)}")
     conditions = p.spec.task(i.task).when
     if conditions and not i.skip_reason:  # the task runs only when these hold (flow45.conditions)
         text.append("\nruns when " + " and ".join(f"{path} {describe(v)}" for path, v in conditions.items()),
@@ -149,7 +150,7 @@ def attempts_table(instance: InstanceView) -> Table:
             result = Group(result, Text.assemble(("checkpoint ", "bold"), json.dumps(a.checkpoint)))
         if a.log_url or a.log_tail:
             result = Group(result, log_text(a.log_url, a.log_tail, lines=3))
-        table.add_row(str(a.number), status, Text(a.worker or ""), f"{when(a.claimed_at)}\n{when(a.finished_at)}",
+        table.add_row(str(a.number), status, Text(a.worker or ""), f"{shown(a.claimed_at)}\n{shown(a.finished_at)}",
                       result, style="dim" if a.archived else None)
     return table
 

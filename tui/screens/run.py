@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from flow45 import states as S
-from flow45.clock import utcnow
+from flow45.clock import shown, utcnow
 from flow45.errors import Flow45Error
 from flow45.timing import run_time, run_wait, short_span
 from flow45.store.rules_human import relative_due
@@ -29,7 +29,7 @@ from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
 from tui.widgets.timeline import Timeline
-from tui.widgets.progress import STATE_STYLES, done_bar, state_text, when
+from tui.widgets.progress import STATE_STYLES, done_bar, state_text
 
 
 @dataclasses.dataclass
@@ -59,11 +59,11 @@ def run_summary(run: RunView) -> Text:
         text.append(" · " if index else "")
         text.append(f"{n} {state}", STATE_STYLES.get(state, ""))
     now = run.as_of_at or utcnow()
-    text.append(f"\ncreated {when(run.created_at)} · started {when(run.started_at)} · finished {when(run.finished_at)}"
+    text.append(f"\ncreated {shown(run.created_at)} · started {shown(run.started_at)} · finished {shown(run.finished_at)}"
                 f" · queued {short_span(run_wait(run, now))} · ran {short_span(run_time(run, now))} · "
                 f"{run.attempts_made} attempt{'s' if run.attempts_made != 1 else ''}", "bright_black")
     if run.logical_time:
-        text.append(f" · logical time {when(run.logical_time)}", "bright_black")
+        text.append(f" · logical time {shown(run.logical_time)}", "bright_black")
     if run.key:
         text.append(f" · key {run.key}", "bright_black")
     if run.cancelled_by:
@@ -76,7 +76,7 @@ def run_summary(run: RunView) -> Text:
     if run.params:
         text.append(f"\nparams {json.dumps(run.params)}", "bright_black")
     if run.as_of is not None:
-        text.append(f"\nas it was at ledger event {run.as_of} ({when(run.as_of_at)}): [ earlier · ] later",
+        text.append(f"\nas it was at ledger event {run.as_of} ({shown(run.as_of_at)}): [ earlier · ] later",
                     "bold yellow")
     return text
 

@@ -11,16 +11,16 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from flow45.clock import shown
 from flow45.errors import Flow45Error
 from flow45.views import WorkflowVersions
-from tui.widgets.progress import when
 
 
 def versions_text(found: WorkflowVersions) -> Group:
     parts = []
     for v in found.versions:
         parts.append(Text.assemble((f"v{v.version}", "bold"), ("  (current)" if v.version == found.current else ""),
-                                   f"  deployed {when(v.deployed_at)} by ", (v.deployed_by, "bold"),
+                                   f"  deployed {shown(v.deployed_at)} by ", (v.deployed_by, "bold"),
                                    f"  runs {v.runs}  ", (f"hash {v.content_hash[:12]}", "bright_black")))
         for line in v.changes or (["the first version"] if v.version == 1 else []):
             parts.append(Text("  " + line, "bright_black" if v.version == 1 else ""))

@@ -9,10 +9,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Button, Input, Label, Select, Static
 
-from flow45.clock import no_such_moment, parse_utc
+from flow45.clock import no_such_moment, parse_utc, shown
 from flow45.errors import Flow45Error
 from tui.screens.modals import ActionModal
-from tui.widgets.progress import when
 
 QUEUE, REFUSE = "queue", "refuse"  # what triggers of a paused workflow do
 TRIGGER_CHOICES = [("triggers wait as queued until it resumes", QUEUE),
@@ -105,7 +104,7 @@ class BackfillModal(ActionModal):
         new = sum(i.status == "would_create" for i in plan.items)
         text = Text(f"Dry run: {new} run(s) to create, {len(plan.items) - new} tick(s) have one already\n", "bold")
         for item in plan.items:
-            text.append(f"{when(item.logical_time)}  " + ("would create" if item.run is None else f"run {item.run} exists")
+            text.append(f"{shown(item.logical_time)}  " + ("would create" if item.run is None else f"run {item.run} exists")
                         + "\n")
         plan_widget.update(text)
         confirm.disabled = new == 0

@@ -58,11 +58,6 @@ def pct_bar(pct: float | None, state: str, width: int = 10) -> Text:
     return bar(pct / 100.0, width, style) + Text(f"{pct:4.0f}%")
 
 
-def when(value: dt.datetime | None) -> str:
-    """Times are stored as naive UTC; shown absolute, so a screen never depends on the clock."""
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def minute(value: dt.datetime | None) -> str:
     """To the minute, for tables: `2026-03-01 12:00`."""
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
