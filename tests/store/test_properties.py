@@ -1,6 +1,7 @@
 """Random sequences of worker and operator actions against the store, on SQLite and PostgreSQL.
 
-A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d) through
+A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d; c is
+`optional`: failed for good, it is skipped at once) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -69,7 +70,7 @@ workflows:
     tasks:
       a: {function: fa, output: Blob, retries: 2, retry_delay: 10s, lease: 30s}
       b: {function: fb, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 0s, lease: 60s}
-      c: {function: fc, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 20s, undo: notify}
+      c: {function: fc, output: Blob, inputs: {src: a}, retries: 1, retry_delay: 20s, undo: notify, optional: true}
       t: {wait: 60s, after: [a]}
       d: {function: fd, output: Blob, inputs: {left: b, right: c}, after: [t], lease: 45s}
 """
@@ -96,6 +97,7 @@ DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task i
 RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "h": 0, "z": 0}
 RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "h": 0, "z": 0}
 NOTIFY = {"c"}
+OPTIONAL = {"c"}  # failed for good, skipped at once
 FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "h": "fh", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
@@ -574,7 +576,7 @@ class StoreMachine(RuleBasedStateMachine):
         task = row["task"]
         if retryable and row["failures"] + 1 <= RETRIES[task]:
             return S.RETRY_WAIT if RETRY_DELAY[task] > 0 else S.AVAILABLE
-        return S.FAILED
+        return S.SKIPPED if task in OPTIONAL else S.FAILED
 
     @precondition(lambda self: self.some(S.AVAILABLE))
     @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, seconds=st.integers(0, 5))
