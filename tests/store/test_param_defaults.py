@@ -102,3 +102,18 @@ def test_a_default_must_be_a_value_of_its_field(tmp_path, field, refused):
     with pytest.raises(ConfigError) as caught:
         load_config(written)
     assert refused in str(caught.value)
+
+
+def test_a_field_of_a_declared_type_takes_a_default_of_that_type(tmp_path):
+    deploy_text(tmp_path, CONFIG.replace("      note: {type: string, optional: true}", """\
+      note: {type: string, optional: true}
+      owner: {type: Owner, default: {name: reports-team, pager: false}}
+  Owner:
+    fields: {name: string, pager: boolean}"""))
+    run = store.trigger("acme", "monthly", actor="ann", now=FIRST_OF_MONTH)
+    assert Run.get_by_id(run).params["owner"] == {"name": "reports-team", "pager": False}
+    with pytest.raises(ConfigError, match=r"Scope.fields.owner.default: not a value of the field's type: pager: "):
+        deploy_text(tmp_path, CONFIG.replace("      note: {type: string, optional: true}", """\
+      owner: {type: Owner, default: {name: reports-team, pager: "no"}}
+  Owner:
+    fields: {name: string, pager: boolean}"""))
