@@ -12,7 +12,7 @@ from flow45.models import Run, WorkflowVersion
 from flow45.schedule import BadSchedule, cron_schedule, window, window_text
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import check_open, validate_params
-from flow45.store.runs import trigger
+from flow45.store.runs import trigger_run
 from flow45.store.specs import version_spec
 from flow45.views import BackfillItem, BackfillPlan
 
@@ -72,10 +72,10 @@ def backfill(
             items.append(BackfillItem(tick, None, "would_create"))
         else:
             try:
-                run = trigger(team, workflow, {}, actor=actor, now=now, trigger_kind="backfill", logical_time=tick)
-            except RunExists:  # the scheduler made it meanwhile
-                found = Run.get((Run.workflow == row.id) & (Run.logical_time == tick))
-                items.append(BackfillItem(tick, found.id, "exists"))
+                made = trigger_run(team, workflow, {}, actor=actor, now=now, trigger_kind="backfill", logical_time=tick)
+            except RunExists as exc:  # the scheduler made it meanwhile
+                found = exc.run or Run.get((Run.workflow == row.id) & (Run.logical_time == tick)).id
+                items.append(BackfillItem(tick, found, "exists"))
                 continue
-            items.append(BackfillItem(tick, run, Run.get_by_id(run).status))
+            items.append(BackfillItem(tick, made.run, made.status))
     return BackfillPlan(team, workflow, start, end, dry_run, items)

@@ -124,3 +124,21 @@ def test_a_backfill_past_its_instance_cap_is_refused_whole_naming_a_range_that_f
     assert [i.status for i in made.items] == ["running"] * 5
     again = store.backfill("acme", "nightly", U(2026, 3, 1), U(2026, 3, 8, 3), actor="ann", now=T0)
     assert [i.status for i in again.items].count("exists") == 5  # 3 new runs: 6 instances
+
+
+def test_a_run_the_scheduler_makes_while_the_backfill_runs_is_reported_as_there_already(tmp_path, monkeypatch):
+    deploy_text(tmp_path, nightly(timezone="UTC"))
+    backfill_module = importlib.import_module("flow45.store.backfill")
+    real = backfill_module.trigger_run
+
+    def scheduler_first(team, workflow, params, **given):
+        if given["logical_time"] == U(2028, 2, 29, 2):  # the scheduler's tick lands between the read and this
+            store.trigger(team, workflow, actor="flow45-scheduler", now=T0, trigger_kind="schedule",
+                          logical_time=given["logical_time"])
+        return real(team, workflow, params, **given)
+
+    monkeypatch.setattr(backfill_module, "trigger_run", scheduler_first)
+    plan = store.backfill("acme", "nightly", U(2028, 2, 28), U(2028, 3, 1, 23), actor="ops", now=T0)
+    made_by_scheduler = Run.get(Run.trigger == "schedule").id
+    assert [(i.run, i.status) for i in plan.items][1] == (made_by_scheduler, "exists")
+    assert [i.status for i in plan.items] == ["running", "exists", "queued"]  # max_active_runs: 2
