@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.scheduler_tick import (  # noqa: E402
     CONFIG, EPOCH, FAR, LIVE_RUNS, TEAM, Copier, Filler, explain_busy_tick, measure, deploy_config,
-    open_empty_store, prepare_database,
+    open_empty_store, bench_database,
 )
 from bridge.batch import Delivery, apply_batch  # noqa: E402
 from flow45 import store  # noqa: E402
@@ -230,8 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         parser.error(f"--sizes: comma-separated whole numbers, not {args.sizes!r}")
 
-    url, server, where = prepare_database(args.reset)
-    try:
+    with bench_database(args.reset) as (url, where):
         settings = Settings(database_url=url, teams=SETTINGS_TEAMS)
         use_settings(settings)
         open_empty_store(url, args.reset, f"Flow45 cost with history: PostgreSQL {{version}}, {where}")
@@ -283,10 +282,6 @@ def main(argv: list[str] | None = None) -> None:
             messages = per_message(settings, args.chains)
             runs = database.execute_sql("SELECT count(*) FROM run").fetchone()[0]
             print(_row(f"after prune: {runs:,} runs", messages, ticks, results[0]))
-    finally:
-        database.close()
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

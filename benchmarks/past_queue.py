@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ceilings import postgres_commits  # noqa: E402
-from benchmarks.scheduler_tick import EPOCH, deploy_config, open_empty_store, prepare_database  # noqa: E402
+from benchmarks.scheduler_tick import EPOCH, bench_database, deploy_config, open_empty_store  # noqa: E402
 from flow45 import store  # noqa: E402
 from flow45.db import atomic, database  # noqa: E402
 from flow45.models import Run, TaskInstance  # noqa: E402
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=20, help="calls per figure")
     parser.add_argument("--reset", action="store_true", help="empty the FLOW45_DATABASE_URL database first")
     args = parser.parse_args(argv)
-    url, server, where = prepare_database(args.reset)
-    try:
+    with bench_database(args.reset) as (url, where):
         open_empty_store(url, args.reset, f"PostgreSQL {{version}}, {where}")
         deploy_config(CONFIG)
         commits = postgres_commits(url, seconds=2.0)
@@ -110,10 +109,6 @@ def main(argv: list[str] | None = None) -> None:
             first = first or found
             print(f"  {found['runs']:>11,}   {found['sweep']:>8.2f} ms {found['sweep'] / first['sweep']:>5.1f}x"
                   f"   {found['check']:>6.2f} ms {found['check'] / first['check']:>5.1f}x")
-    finally:
-        database.close()
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.scheduler_tick import (  # noqa: E402
-    CONFIG, EPOCH, TASKS, TEAM, _text, deploy_config, open_empty_store, prepare_database,
+    CONFIG, EPOCH, TASKS, TEAM, _text, deploy_config, open_empty_store, bench_database,
 )
 from flow45.db import database  # noqa: E402
 from flow45.models import Workflow  # noqa: E402
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reset", action="store_true", help="empty the FLOW45_DATABASE_URL database first")
     args = parser.parse_args(argv)
 
-    url, server, where = prepare_database(args.reset)
-    try:
+    with bench_database(args.reset) as (url, where):
         use_settings(Settings(database_url=url))
         open_empty_store(url, args.reset, f"Flow45 prune: PostgreSQL {{version}}, {where}")
         deploy_config(CONFIG)
@@ -157,10 +156,6 @@ def main(argv: list[str] | None = None) -> None:
               f"(ledger {args.ledger}{', exported' if export else ''}) in {took:.1f}s, {args.chunk} runs per transaction")
         print(f"  rate: {report.instances / took:,.0f} instances/s, {report.runs / took:,.0f} runs/s")
         print("  left: " + ", ".join(f"{n:,} {t}" for t, n in after.items()))
-    finally:
-        database.close()
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ that grows with history.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import io
@@ -32,6 +33,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -329,6 +331,19 @@ def prepare_database(reset: bool):
     return server.create_database("flow45_bench"), server, f"throwaway server (tests/harness/postgres.py, {durability})"
 
 
+@contextlib.contextmanager
+def bench_database(reset: bool) -> Iterator[tuple[str, str]]:
+    """(url, where it is) of the benchmark's database (`prepare_database`); afterwards the connection is
+    closed and a throwaway server stopped."""
+    url, server, where = prepare_database(reset)
+    try:
+        yield url, where
+    finally:
+        database.close()
+        if server is not None:
+            server.stop()
+
+
 def open_empty_store(url: str, reset: bool, title: str) -> None:
     """Connect to `url` with the schema in place and no workflows (emptied with `reset`), then print
     `title` with `{version}` filled in by the server's."""
@@ -360,8 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    url, server, where = prepare_database(args.reset)
-    try:
+    with bench_database(args.reset) as (url, where):
         use_settings(Settings(database_url=url))
         open_empty_store(url, args.reset, f"Flow45 scheduler tick: PostgreSQL {{version}}, {where}")
         deploy_config(CONFIG)
@@ -418,10 +432,6 @@ def main(argv: list[str] | None = None) -> None:
               f"{len(found) - 1} with a sequential scan of a history table")
         for problem in found[1:]:
             print(textwrap.indent(problem, "    "))
-    finally:
-        database.close()
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":
