@@ -66,18 +66,29 @@ def why_queued(unit: Any, instance: Any) -> str | None:
     return None
 
 
+PAST_DONE = S.DONE | {S.CANCELLED}  # what the run before's instance must be for depends_on_past
+
+
+def _run_before(workflow: int, task: str, run_id: Any, *columns: str) -> Any:
+    """The query of `columns` of the task's instance in the workflow's run before run `run_id` (a number,
+    or an outer query's column): by id, as runs are made in the order of their ticks. The workflow is
+    given, never taken from an outer row, so that the planner walks the (workflow, id) index rather than
+    every run back to it."""
+    past, past_run = TaskInstance.alias("past"), Run.alias("past_run")
+    return (past.select(*(getattr(past, column) for column in columns)).join(past_run, on=(past_run.id == past.run))
+            .where((past_run.workflow == workflow) & (past_run.id < run_id) & (past.task == task))
+            .order_by(past_run.id.desc()).limit(1))
+
+
 def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
-    """Why the task's instance in the workflow's run before this one (by id: runs are made in the order
-    of their ticks) keeps this one waiting, or None (done, skipped or cancelled; or no run before)."""
-    found = (TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.state)
-             .join(Run, on=(Run.id == TaskInstance.run))
-             .where((Run.workflow == workflow) & (Run.id < instance.run_id) & (TaskInstance.task == instance.task))
-             .order_by(Run.id.desc()).limit(1).tuples().first())
+    """Why the task's instance in the workflow's run before this one keeps this one waiting, or None
+    (done, skipped or cancelled; or no run before)."""
+    found = _run_before(workflow, instance.task, instance.run_id, "id", "run", "state").tuples().first()
     if found is None:
         return None
     past_id, past_run, state = found
     state = getattr(unit.instances.get(past_id), "state", state)  # as changed here, if read here
-    if state in S.DONE or state == S.CANCELLED:
+    if state in PAST_DONE:
         return None
     return f"depends_on_past: {instance.task} of run {past_run} is {state}"
 
@@ -85,13 +96,8 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
 def past_done(workflow: int, task: str, run: Any) -> Any:
     """A condition on the instances of `task` of `run` (Run, joined), runs of `workflow`: the task's
     instance in the workflow's run before is done, skipped or cancelled, or there is none; as
-    `_past_not_done` asks it of one instance, for a query of many. The workflow is given, not taken
-    from the outer row: so the planner walks the (workflow, id) index, not every run back to it."""
-    past, past_run = TaskInstance.alias("past"), Run.alias("past_run")
-    state = (past.select(past.state).join(past_run, on=(past_run.id == past.run))
-             .where((past_run.workflow == workflow) & (past_run.id < run.id) & (past.task == task))
-             .order_by(past_run.id.desc()).limit(1))
-    return fn.COALESCE(state, S.SUCCEEDED).in_(sorted(S.DONE | {S.CANCELLED}))
+    `_past_not_done` asks it of one instance, for a query of many."""
+    return fn.COALESCE(_run_before(workflow, task, run.id, "state"), S.SUCCEEDED).in_(sorted(PAST_DONE))
 
 
 def note_freed(groups: Iterable[tuple[int, str, str, str]]) -> None:
