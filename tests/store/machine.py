@@ -36,6 +36,7 @@ TICK_SECONDS = st.sampled_from([0, 1, 5, 29, 30, 31, 60])
 
 
 def read_tables() -> dict:
+    """Runs, instances, attempts and the ledger, straight from the tables."""
     return {
         "runs": {r["id"]: r for r in Run.select().dicts()},
         "instances": {i["id"]: i for i in TaskInstance.select().dicts()},

@@ -53,11 +53,12 @@ from flow45 import store
 from flow45.config import load_config
 from flow45.db import database
 from flow45.errors import IllegalTransition, InvalidOutput, NotAllowed, NotFound, StaleToken
-from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
+from flow45.models import Outbox, ProcessedMessage, TaskInstance
 from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
 from tests.store.helpers import T0, fresh_store
+from tests.store.machine import read_tables as machine_tables
 
 CONFIG = """\
 team: acme
@@ -150,10 +151,7 @@ def worker_message(kind: str, iid: int, token: str, args: dict):
 def read_tables() -> dict:
     """Everything the checks need, straight from the tables."""
     return {
-        "runs": {r["id"]: r for r in Run.select().dicts()},
-        "instances": {i["id"]: i for i in TaskInstance.select().dicts()},
-        "attempts": {a["id"]: a for a in Attempt.select().dicts()},
-        "events": list(Event.select().order_by(Event.id).dicts()),
+        **machine_tables(),
         "outbox": list(Outbox.select().order_by(Outbox.id).dicts()),
         "messages": ProcessedMessage.select().count(),
     }
