@@ -16,6 +16,7 @@ from the smallest size to the largest.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import statistics
 import sys
 import time
@@ -47,17 +48,19 @@ workflows:
 """
 
 
-def add_finished_runs(template: int, count: int) -> None:
-    """`count` finished runs of the busy workflow, copied from run `template` by the server."""
+def add_finished_runs(template: int, count: int, task: str = "x") -> None:
+    """`count` finished runs copied from run `template` by the server, each a minute before the one
+    before it (its logical time, when the template has one), each with its `task` succeeded."""
     database.execute_sql(f"""
         WITH made AS (
-            INSERT INTO run (team, workflow_id, version_id, status, params, trigger, triggered_by, created_at,
-                             updated_at)
-            SELECT team, workflow_id, version_id, 'succeeded', params, trigger, triggered_by, created_at, updated_at
-            FROM run, generate_series(1, {int(count)}) WHERE id = %s RETURNING id)
+            INSERT INTO run (team, workflow_id, version_id, status, params, trigger, triggered_by, logical_time,
+                             created_at, updated_at)
+            SELECT team, workflow_id, version_id, 'succeeded', params, trigger, triggered_by,
+                   logical_time - make_interval(mins => n), created_at, updated_at
+            FROM run, generate_series(1, {int(count)}) AS n WHERE id = %s RETURNING id, team)
         INSERT INTO task_instance (run_id, task, team, function, state, attempt, failures, priority, human,
                                    updated_at)
-        SELECT made.id, 'x', 'bench', 'fx', 'succeeded', 1, 0, 0, false, now() FROM made""", (template,))
+        SELECT made.id, %s, made.team, 'f', 'succeeded', 1, 0, 0, false, now() FROM made""", (template, task))
 
 
 def median_ms(call, repeat: int) -> float:
@@ -69,13 +72,19 @@ def median_ms(call, repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def measure(size: int, nights: int, repeat: int) -> dict[str, float]:
+def measure(size: int, nights: int, repeat: int, own: bool) -> dict[str, float]:
     database.execute_sql("TRUNCATE run, task_instance, attempt, event, outbox RESTART IDENTITY CASCADE")
-    template = store.trigger("bench", "busy", actor="bench", now=EPOCH)
     made = []
-    for _ in range(nights):
-        add_finished_runs(template, size)
-        made.append(store.trigger("bench", "nightly", actor="bench", now=EPOCH))
+    if own:  # the nightly workflow's own finished nights, all before the ones measured
+        template = store.trigger("bench", "nightly", actor="bench", now=EPOCH, logical_time=EPOCH)
+        add_finished_runs(template, size * nights, task="load")
+        store.cancel_run(template, actor="bench", now=EPOCH)
+    else:
+        template = store.trigger("bench", "busy", actor="bench", now=EPOCH)
+    for night in range(nights):
+        if not own:
+            add_finished_runs(template, size)
+        made.append(store.trigger("bench", "nightly", actor="bench", now=EPOCH + dt.timedelta(days=night + 1)))
     database.execute_sql("ANALYZE")
     last = TaskInstance.get(TaskInstance.run == made[-1])
     assert last.state == "queued", last.state
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,100000,1000000", help="other runs between two nights, ascending")
     parser.add_argument("--nights", type=int, default=4, help="runs of the nightly workflow (all but one queued)")
     parser.add_argument("--repeat", type=int, default=20, help="calls per figure")
+    parser.add_argument("--own", action="store_true", help="the runs between are the nightly workflow's own "
+                        "earlier nights (SIZE x NIGHTS of them, before the first measured), not another workflow's")
     parser.add_argument("--reset", action="store_true", help="empty the FLOW45_DATABASE_URL database first")
     args = parser.parse_args(argv)
     with bench_database(args.reset) as (url, where):
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {'runs':>11}   {'sweep of the queue':>18}   {'one offer check':>15}")
         first = None
         for size in (int(s) for s in args.sizes.split(",")):
-            found = measure(size, args.nights, args.repeat)
+            found = measure(size, args.nights, args.repeat, args.own)
             first = first or found
             print(f"  {found['runs']:>11,}   {found['sweep']:>8.2f} ms {found['sweep'] / first['sweep']:>5.1f}x"
                   f"   {found['check']:>6.2f} ms {found['check'] / first['check']:>5.1f}x")

@@ -147,9 +147,10 @@ class TaskSpec(_Strict):
     priority: int = Field(0, ge=0, le=9)
     depends_on_past: bool = Field(
         False,
-        description="offered only once the task's instance in the workflow's run before (the one made before it: "
-                    "schedule ticks and backfills make them in order) has succeeded, been skipped or been cancelled, "
-                    "as Airflow's depends_on_past: for loads that must go in order. It waits as `queued` meanwhile")
+        description="offered only once the task's instance in the workflow's run before (the one before it by "
+                    "logical time, a run without one by when it was made) has succeeded, been skipped or been "
+                    "cancelled, as Airflow's depends_on_past: for loads that must go in order. It waits as `queued` "
+                    "meanwhile")
     max_running: int | None = Field(
         None, ge=1, le=100_000,
         description="at most this many instances of the task, over all runs of the workflow, offered or running "

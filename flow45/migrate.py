@@ -228,12 +228,19 @@ def _queued_runs_v22() -> None:
     Run._schema.create_indexes(safe=True)
 
 
+def _runs_in_place_v23() -> None:
+    """Runs in their place (flow45.models.run_place): queued runs start in it, and depends_on_past's run
+    before is the one before in it. Already there on a database that step 1 created at this version."""
+    database.execute_sql("DROP INDEX IF EXISTS run_queued_by_workflow")
+    Run._schema.create_indexes(safe=True)
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
          _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17,
          _task_timeout_v18, _last_run_v19, _checkpoints_v20, _run_keys_v21,
-         _queued_runs_v22]
+         _queued_runs_v22, _runs_in_place_v23]
 CURRENT = len(STEPS)
 
 

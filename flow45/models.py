@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import peewee as pw
+from peewee import fn
 
 from flow45 import wire
 from flow45.db import database
@@ -88,10 +90,22 @@ class Run(Table):
                    (("team", "status"), False), (("workflow", "id"), False), (("workflow", "key"), True))
 
 
-# A workflow's queued runs, oldest first: what a finishing run looks for (`Unit.start_queued`). Only queued
-# runs are in it, so the planner takes it even when the statistics say the runs table is empty (a fresh
-# store): any other index by workflow would read every run of it, at each run's end.
-QUEUED_RUNS_INDEX = Run.index(Run.workflow, Run.id, name="run_queued_by_workflow", where=Run.status == "queued")
+
+def run_place(run: Any = Run) -> Any:
+    """A run's place in its workflow's order: its logical time (a schedule's tick, a backfill's date), else
+    the moment it was made; runs of one place in the order they were made (by id). Queued runs start in
+    it, and a `depends_on_past` task's run before is the one before in it, as Airflow orders by logical date."""
+    return fn.COALESCE(run.logical_time, run.created_at)
+
+
+# Each workflow's runs in place: a depends_on_past task's run before, one index entry away however many
+# runs other workflows made since.
+Run.add_index(Run.index(Run.workflow, run_place(), Run.id, name="run_in_place"))
+# A workflow's queued runs, first in place first: what a finishing run looks for (`Unit.start_queued`). Only
+# queued runs are in it, so the planner takes it even when the statistics say the runs table is empty (a
+# fresh store): any other index by workflow would read every run of it, at each run's end.
+QUEUED_RUNS_INDEX = Run.index(Run.workflow, run_place(), Run.id, name="run_queued_in_place",
+                              where=Run.status == "queued")
 Run.add_index(QUEUED_RUNS_INDEX)
 
 

@@ -1,8 +1,8 @@
 """What keeps a ready instance waiting `queued` instead of offered: limits on running instances, a task's
 `max_running` (at most that many of its instances, over all runs of the workflow, offered or running at
 once) and a team's `functions.NAME.max_running` (the same for every instance of the function, in any of
-the team's workflows); and a task's `depends_on_past` (its instance of the workflow's run before must
-have succeeded, been skipped or cancelled first). flow45.store.rules.offer asks `why_queued`, through the
+the team's workflows); and a task's `depends_on_past` (its instance of the workflow's run before, in
+place, must have succeeded, been skipped or cancelled first). flow45.store.rules.offer asks `why_queued`, through the
 unit. Queued instances are offered as they may go, the most urgent, then the longest waiting, first
 (flow45.store.sweep.offer_queued): by the thread whose commit let them, right after it (`take_freed`,
 flow45.store.sweep.hand_on: a worker's message, an operator's change), else by the scheduler's sweep.
@@ -17,11 +17,11 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterable
 
-from peewee import fn
+from peewee import Tuple, fn
 
 from flow45 import states as S
 from flow45.db import dialect
-from flow45.models import Run, TaskInstance
+from flow45.models import Run, TaskInstance, run_place
 
 TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
 _freed = threading.local()  # (workflow, team, function, task) of limited instances whose slots this thread freed
@@ -69,21 +69,24 @@ def why_queued(unit: Any, instance: Any) -> str | None:
 PAST_DONE = S.DONE | {S.CANCELLED}  # what the run before's instance must be for depends_on_past
 
 
-def _run_before(workflow: int, task: str, run_id: Any, *columns: str) -> Any:
-    """The query of `columns` of the task's instance in the workflow's run before run `run_id` (a number,
-    or an outer query's column): by id, as runs are made in the order of their ticks. The workflow is
-    given, never taken from an outer row, so that the planner walks the (workflow, id) index rather than
-    every run back to it."""
+def _run_before(workflow: int, task: str, place: Any, run_id: Any, *columns: str) -> Any:
+    """The query of `columns` of the task's instance in the workflow's run before the run at (`place`,
+    `run_id`) (values, or an outer query's columns): the one before it in place (flow45.models.run_place)
+    that has the task. The workflow is given, never taken from an outer row, so that the planner walks the
+    workflow's runs in place rather than every run back to it."""
     past, past_run = TaskInstance.alias("past"), Run.alias("past_run")
     return (past.select(*(getattr(past, column) for column in columns)).join(past_run, on=(past_run.id == past.run))
-            .where((past_run.workflow == workflow) & (past_run.id < run_id) & (past.task == task))
-            .order_by(past_run.id.desc()).limit(1))
+            .where((past_run.workflow == workflow) & (run_place(past_run) <= place)  # SQLite's range of the index
+                   & (Tuple(run_place(past_run), past_run.id) < Tuple(place, run_id)) & (past.task == task))
+            .order_by(run_place(past_run).desc(), past_run.id.desc()).limit(1))
 
 
 def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     """Why the task's instance in the workflow's run before this one keeps this one waiting, or None
     (done, skipped or cancelled; or no run before)."""
-    found = _run_before(workflow, instance.task, instance.run_id, "id", "run", "state").tuples().first()
+    run = unit.run_of(instance)
+    place = run.logical_time or run.created_at
+    found = _run_before(workflow, instance.task, place, run.id, "id", "run", "state").tuples().first()
     if found is None:
         return None
     past_id, past_run, state = found
@@ -97,7 +100,8 @@ def past_done(workflow: int, task: str, run: Any) -> Any:
     """A condition on the instances of `task` of `run` (Run, joined), runs of `workflow`: the task's
     instance in the workflow's run before is done, skipped or cancelled, or there is none; as
     `_past_not_done` asks it of one instance, for a query of many."""
-    return fn.COALESCE(_run_before(workflow, task, run.id, "state"), S.SUCCEEDED).in_(sorted(PAST_DONE))
+    before = _run_before(workflow, task, run_place(run), run.id, "state")
+    return fn.COALESCE(before, S.SUCCEEDED).in_(sorted(PAST_DONE))
 
 
 def note_freed(groups: Iterable[tuple[int, str, str, str]]) -> None:

@@ -14,14 +14,14 @@ import json
 import logging
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from peewee import Field, ForeignKeyField
+from peewee import Field, ForeignKeyField, Tuple
 
 from flow45 import states as S
 from flow45 import wire
 from flow45.conditions import unmet
 from flow45.db import CONNECTION_ERRORS, atomic, database, dialect
 from flow45.errors import Flow45Error, NotFound
-from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow
+from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, run_place
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
@@ -97,17 +97,20 @@ _SELECT = (
 )
 
 
-def _queued_oldest_first(workflow_id: int) -> Iterator[Any]:
-    """A run that finishes usually frees one slot: it reads the head of the queue, not all of it."""
-    after, size = 0, 4
+def _queued_first_in_place(workflow_id: int) -> Iterator[Any]:
+    """The workflow's queued runs in their place (flow45.models.run_place). A run that finishes usually
+    frees one slot: it reads the head of the queue, not all of it."""
+    after, size = None, 4
     while True:
-        page = list(Run.select(Run.id, Run.version)
-                    .where((Run.workflow == workflow_id) & (Run.status == S.QUEUED) & (Run.id > after))
-                    .order_by(Run.id).limit(size))
+        page = (Run.select(Run.id, Run.version, run_place().alias("place"))
+                .where((Run.workflow == workflow_id) & (Run.status == S.QUEUED)))
+        if after is not None:
+            page = page.where(Tuple(run_place(), Run.id) > Tuple(*after))
+        page = list(page.order_by(run_place(), Run.id).limit(size))
         yield from page
         if len(page) < size:
             return
-        after, size = page[-1].id, min(size * 4, 1000)
+        after, size = (page[-1].place, page[-1].id), min(size * 4, 1000)
 
 
 class _WholeRuns:
@@ -360,13 +363,13 @@ class Unit:
                 if self.runs[run].status == S.RUNNING and len(self._of_run.get(run, ())) <= MOST_INSTANCES]
 
     def start_queued(self, workflow_id: int, actor: str) -> None:
-        """The oldest queued runs take the free slots; the workflow's lock is held (else a run
+        """The queued runs first in place take the free slots; the workflow's lock is held (else a run
         triggered meanwhile could count a finishing run as active and queue, unseen by this one).
         A paused workflow's queued runs wait for its resume (flow45.store.pause)."""
         if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
             return
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
-        for candidate in _queued_oldest_first(workflow_id):
+        for candidate in _queued_first_in_place(workflow_id):
             limit = version_spec(candidate.version_id).workflow.max_active_runs
             if limit is not None and active >= limit:
                 break

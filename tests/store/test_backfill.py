@@ -142,3 +142,17 @@ def test_a_run_the_scheduler_makes_while_the_backfill_runs_is_reported_as_there_
     made_by_scheduler = Run.get(Run.trigger == "schedule").id
     assert [(i.run, i.status) for i in plan.items][1] == (made_by_scheduler, "exists")
     assert [i.status for i in plan.items] == ["running", "exists", "queued"]  # max_active_runs: 2
+
+
+def test_queued_runs_start_in_the_order_of_their_nights_not_of_their_making(tmp_path):
+    deploy_text(tmp_path, nightly(timezone="UTC", max_active=1))
+    new_year, second = (store.trigger("acme", "nightly", actor="scheduler", now=night, trigger_kind="schedule",
+                                      logical_time=night) for night in (U(2027, 1, 1, 2), U(2027, 1, 2, 2)))
+    plan = store.backfill("acme", "nightly", U(2026, 12, 30), U(2026, 12, 31, 12), actor="ops", now=U(2027, 1, 2, 3))
+    assert [i.status for i in plan.items] == ["queued", "queued"]
+    grant = store.claim(instance(new_year, "load").id, instance(new_year, "load").token, "w", now=U(2027, 1, 2, 4))
+    store.submit(grant.instance, grant.token, {"ok": True}, now=U(2027, 1, 2, 4))
+    # The backfilled 30 December starts next, before the 2nd of January made before it.
+    started = [r.id for r in Run.select().where(Run.status == "running")]
+    assert started == [plan.items[0].run]
+    assert store.get_run(second).status == "queued"

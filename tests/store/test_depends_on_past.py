@@ -126,3 +126,56 @@ def test_the_run_before_is_the_last_one_that_has_the_task(tmp_path):
 ])
 def test_depends_on_past_is_for_worker_tasks(tmp_path, task, refused):
     assert refused in task_refusal(tmp_path, task)
+
+
+SCHEDULED = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    workflows:
+      nightly:
+        schedule: {cron: "30 2 * * *", timezone: UTC}
+        max_active_runs: null
+        tasks:
+          load: {function: load, output: Blob, depends_on_past: true}
+    """
+
+
+def _scheduled(night: dt.datetime) -> int:
+    return store.trigger("acme", "nightly", actor="scheduler", now=night, trigger_kind="schedule", logical_time=night)
+
+
+def test_a_backfill_of_earlier_nights_goes_in_date_order_and_holds_no_later_night(tmp_path):
+    deploy_text(tmp_path, SCHEDULED)
+    nights = [_scheduled(night) for night in NIGHTS]  # 30 December to New Year's Day
+    for run, night in zip(nights, NIGHTS):
+        _finish(run, night)
+    at = NIGHTS[2] + dt.timedelta(hours=3)
+    plan = store.backfill("acme", "nightly", dt.datetime(2026, 12, 27), dt.datetime(2026, 12, 29, 12), actor="ops",
+                          now=at)
+    backfilled = [item.run for item in plan.items]
+    # Made after New Year's night, they stand before the 30th: the 27th has no night before it.
+    assert _loads(backfilled) == ["available", "queued", "queued"]
+    assert store.get_instance(instance(backfilled[1], "load").id).state == "queued"
+    queued = Event.get((Event.instance == instance(backfilled[1], "load").id) & (Event.to_state == "queued"))
+    assert queued.detail["queued"] == f"depends_on_past: load of run {backfilled[0]} is available"
+    # The next scheduled night's run before is New Year's, done: it does not wait for the backfill.
+    next_night = _scheduled(dt.datetime(2027, 1, 2, 2, 30))
+    assert _loads([next_night]) == ["available"]
+    _finish(backfilled[0], at)
+    assert _loads(backfilled) == ["succeeded", "available", "queued"]
+
+
+def test_a_run_without_a_logical_time_stands_where_it_was_made_among_the_nights(tmp_path):
+    deploy_text(tmp_path, SCHEDULED)
+    first = _scheduled(NIGHTS[0])
+    by_hand = store.trigger("acme", "nightly", actor="ann", now=NIGHTS[1] + dt.timedelta(hours=18))
+    # The scheduler was down: the 31st's run is made on New Year's Day, after ann's, yet stands before it.
+    late = store.trigger("acme", "nightly", actor="scheduler", now=NIGHTS[2] + dt.timedelta(hours=8),
+                         trigger_kind="schedule", logical_time=NIGHTS[1])
+    assert _loads([first, late, by_hand]) == ["available", "queued", "queued"]
+    _finish(first, NIGHTS[2])
+    assert _loads([first, late, by_hand]) == ["succeeded", "available", "queued"]
+    _finish(late, NIGHTS[2])
+    assert _loads([first, late, by_hand]) == ["succeeded", "succeeded", "available"]

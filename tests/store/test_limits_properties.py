@@ -12,7 +12,8 @@ After every action, straight from the tables:
 - no limit is ever exceeded: offered or running instances of `a`, of `c`, and of the function `shared`
   over both workflows;
 - an instance offered in the action under `depends_on_past` has its run before's instance succeeded,
-  skipped or cancelled;
+  skipped or cancelled, the run before in place: runs are made by hand, or for nights (logical times)
+  before and after the clock's, as a backfill makes them;
 - a queued instance is ready (upstream done), in a started run, with no token and no running attempt;
 - nothing waits needlessly: after a worker's message, an operator's change or the scheduler's tick, no
   queued instance is left that could go (its run before done, a free slot of each of its limits);
@@ -65,11 +66,16 @@ class LimitsMachine(ActionsMachine):
     def start(self) -> None:
         self.act("trigger", lambda: store.trigger("acme", "load", actor="cron", now=self.now))
 
-    @rule(workflow=st.sampled_from(["load", "load", "side"]), seconds=st.integers(0, 10))
-    def trigger(self, workflow, seconds):
+    @rule(workflow=st.sampled_from(["load", "load", "side"]), seconds=st.integers(0, 10),
+          night=st.one_of(st.none(), st.integers(-3, 3)))
+    def trigger(self, workflow, seconds, night):
+        """A run by hand, or a night's (a schedule's or a backfill's) before or after the clock."""
         if len(self.tables["runs"]) < MOST_RUNS:
             self.now += dt.timedelta(seconds=seconds)
-            self.act(f"trigger {workflow}", lambda: store.trigger("acme", workflow, actor="cron", now=self.now))
+            logical = None if night is None else self.START + dt.timedelta(seconds=10 * night)
+            self.act(f"trigger {workflow} for {logical or 'now'}", lambda: store.trigger(
+                "acme", workflow, actor="cron", now=self.now, logical_time=logical,
+                trigger_kind="manual" if logical is None else "backfill"))
 
     def check_more(self, before, after, where, by_run, new_events) -> None:
         runs, instances = after["runs"], after["instances"]
@@ -82,10 +88,13 @@ class LimitsMachine(ActionsMachine):
         def function_taken(function: str) -> int:
             return sum(1 for i in taking if i["function"] == function)
 
+        def place(run: int) -> tuple:
+            return runs[run]["logical_time"] or runs[run]["created_at"], run
+
         def past_done(row: dict) -> bool:
-            earlier = [r for r in by_run if r < row["run"] and workflow_of[r] == workflow_of[row["run"]]
+            earlier = [r for r in by_run if place(r) < place(row["run"]) and workflow_of[r] == workflow_of[row["run"]]
                        and row["task"] in by_run[r]]
-            found = by_run[max(earlier)][row["task"]] if earlier and row["task"] in PAST else None
+            found = by_run[max(earlier, key=place)][row["task"]] if earlier and row["task"] in PAST else None
             return found is None or found["state"] in S.DONE | {S.CANCELLED}
 
         # No limit is ever exceeded.

@@ -182,15 +182,18 @@ def test_a_submit_that_offers_a_wide_fan_out_reads_each_instance_of_it_once(fres
     assert read < 5 * items, f"{read} rows and index entries read to offer {items} instances"
 
 
-def test_an_upgraded_store_gets_the_index_of_queued_runs(pg):
-    from flow45.migrate import CURRENT, STEPS, _queued_runs_v22, upgrade
+def test_an_upgraded_store_gets_the_indexes_of_runs_in_place(pg):
+    from flow45.migrate import CURRENT, STEPS, _runs_in_place_v23, upgrade
     from flow45.models import SchemaVersion
 
-    step = STEPS.index(_queued_runs_v22) + 1
-    with atomic():
-        database.execute_sql("DROP INDEX run_queued_by_workflow")
+    step = STEPS.index(_runs_in_place_v23) + 1
+    with atomic():  # the indexes as the version before made them
+        database.execute_sql("DROP INDEX run_queued_in_place; DROP INDEX run_in_place; CREATE INDEX "
+                             "run_queued_by_workflow ON run (workflow_id, id) WHERE status = 'queued'")
         SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
     assert upgrade() == (step - 1, CURRENT)
-    (definition,) = database.execute_sql(
-        "SELECT indexdef FROM pg_indexes WHERE indexname = 'run_queued_by_workflow'").fetchone()
-    assert "(workflow_id, id) WHERE ((status)::text = 'queued'::text)" in definition
+    made = dict(database.execute_sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'run'").fetchall())
+    assert "run_queued_by_workflow" not in made
+    assert "(workflow_id, COALESCE(logical_time, created_at), id) WHERE ((status)::text = 'queued'::text)" in (
+        made["run_queued_in_place"])
+    assert made["run_in_place"].endswith("(workflow_id, COALESCE(logical_time, created_at), id)")
