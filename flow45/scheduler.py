@@ -104,6 +104,9 @@ def on_time() -> dt.timedelta:
     return max(ON_TIME, dt.timedelta(seconds=3 * current_settings().sweep_interval))
 
 
+DUE_PASSES = 3  # of due retries and timers after the parts that can start queued runs, in one tick
+
+
 def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     """Everything that is due at `now`, each part in its own transactions.
 
@@ -152,6 +155,19 @@ def tick(now: dt.datetime, *, batch: int = BATCH) -> TickReport:
     part("human tasks", human_tasks)
     part("sla", lambda: found["sla_missed"].extend(store.sla_missed(at, limit=batch)))
     part("timeouts", lambda: found["timed_out"].extend(store.cancel_timed_out(at, limit=batch)))
+
+    def due_again() -> None:
+        """Retries and timers that became due in this tick: the parts above can start a queued run (a
+        slot freed) that was given work again, whose retry or timer is due at once; a timer that fires
+        can finish a run and start another such."""
+        for _ in range(DUE_PASSES):
+            retried, fired = store.release_due_retries(at, limit=batch), store.fire_due_timers(at, limit=batch)
+            found["retried"].extend(retried)
+            found["timers"].extend(fired)
+            if not retried and not fired:
+                return
+
+    part("due again", due_again)
     # Last: every slot the parts above freed (expired leases, failures, cancelled runs) is handed on in this tick.
     part("queued offers", lambda: found["slotted"].extend(store.offer_queued(at, limit=batch)))
     part(

@@ -48,8 +48,10 @@ INSTANCE_MOVES: dict[str, frozenset[str]] = {
 RUN_MOVES: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING, CANCELLED}),
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
-    SUCCEEDED: frozenset({RUNNING}),
-    FAILED: frozenset({RUNNING, SUCCEEDED, CANCELLED}),  # succeeded: its failed instance was skipped
+    # queued: an operator's change gives a finished run work again while its workflow's max_active_runs
+    # are all running (flow45.store.rules.reopen)
+    SUCCEEDED: frozenset({RUNNING, QUEUED}),
+    FAILED: frozenset({RUNNING, QUEUED, SUCCEEDED, CANCELLED}),  # succeeded: its failed instance was skipped
     CANCELLED: frozenset(),
 }
 

@@ -423,6 +423,7 @@ class UndoPlan(View):
     event: int | None = None
     connected: list[ConnectedRun] = dataclasses.field(default_factory=list)
     cancel_connected: bool = False
+    run_waits: str | None = None  # a finished run waits queued for a slot rather than running again: why
 
 
 @dataclasses.dataclass(frozen=True)

@@ -374,6 +374,9 @@ def cmd_undo(args) -> int:
         ["instance", "task", "state", "becomes", "undo notice"],
         [(a.instance, a.task, a.state, a.becomes, "yes" if a.notify else "") for a in plan.affected],
     )
+    if plan.run_waits:
+        print(f"run {plan.run} {'would wait' if plan.dry_run else 'waits'} queued for a slot ({plan.run_waits}); "
+              "it starts when one frees")
     if plan.connected:
         cancels = [c for c in plan.connected if c.cancel]
         if plan.cancel_connected:

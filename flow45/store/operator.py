@@ -73,13 +73,17 @@ def skip_instance(
 
 
 def retry_instance(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
-    """Offer a failed instance again, with its retries counted afresh."""
+    """Offer a failed instance again, with its retries counted afresh; pending instead, when its run
+    must wait queued for a slot of its workflow's max_active_runs (flow45.store.rules.reopen)."""
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
         if instance.state != S.FAILED:
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}; only a failed instance can be retried")
         instance.failures = 0
-        rules.offer(unit.changes, instance, "retry", actor)
+        run = unit.run_of(instance)
+        not_done = {**rules.not_done_of(unit.by_run[run.id]), instance.task: S.AVAILABLE}
+        rules.reopen(unit.changes, run, unit.by_run[run.id], not_done, "retry", actor)
+        rules.offer(unit.changes, instance, "retry", actor)  # pending, if the run now waits queued
         unit.settle(instance.run_id, actor)
 
 

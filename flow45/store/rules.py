@@ -48,6 +48,11 @@ class Changes:
     why_queued: Callable[[Any], str | None] | None = None
     # Instances that left a slot (no longer offered or running) or finished: what waits queued may go.
     may_free: list[Any] = field(default_factory=list)
+    # A finished run that would run again -> why it must wait queued instead (its workflow's
+    # max_active_runs all running), or None; given by the writer, which counts them.
+    run_waits: Callable[[Any], str | None] | None = None
+    # A run's id -> its status, as changed here.
+    run_status: Callable[[int], str] | None = None
 
 
 def new_token() -> str:
@@ -294,6 +299,12 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
     if instance.timer is not None and target in (S.AVAILABLE, S.WAITING):
         target, due = S.WAITING, instance.timer.due(ch.at)
         detail = {**(detail or {}), "due": iso(due)}
+    if target != S.HELD and ch.run_status is not None and ch.run_status(instance.run_id) == S.QUEUED:
+        # Its run waits queued for a slot (`reopen`): attempts running then go on, what follows waits for the start.
+        move(ch, instance, S.PENDING, kind, actor, {**(detail or {}), "queued": f"run {instance.run_id} is queued"},
+             token=None, lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
+             progress_message=None)
+        return
     if instance.human and target == S.AVAILABLE:  # said in the ledger, for whoever tells people a decision waits
         detail = {**(detail or {}), "human": True}
     elif target == S.AVAILABLE and ch.why_queued is not None and (why := ch.why_queued(instance)) is not None:
@@ -330,6 +341,36 @@ def reoffer(ch: Changes, instance, actor: str, previous: str) -> None:
     ch.offers.append(instance)
 
 
+def reopens(run, not_done: dict[str, str]) -> bool:
+    """Whether a finished run has work again, its instances not done being `not_done` (by task): one is
+    left and none failed (an operator's undo, retry, skip or output)."""
+    return run.status in (S.SUCCEEDED, S.FAILED) and bool(not_done) and S.FAILED not in not_done.values()
+
+
+UNOFFERED = (S.AVAILABLE, S.QUEUED, S.RETRY_WAIT, S.WAITING)  # what a run that waits queued takes back
+
+
+def reopen(ch: Changes, run, run_instances: dict, not_done: dict[str, str], kind: str, actor: str,
+           detail: Any = None) -> None:
+    """A finished run with work again runs again, if its workflow has a free slot (`max_active_runs`);
+    else it waits queued for one, as a trigger's run would: what a failed run still offered (or kept
+    waiting) goes back to pending until it starts, and the caller offers nothing in it. Attempts
+    running go on. `run_instances`: the whole run, by task."""
+    if not reopens(run, not_done):
+        return
+    waits = ch.run_waits(run) if ch.run_waits is not None else None
+    if waits is None:
+        return move_run(ch, run, S.RUNNING, kind, actor, detail)
+    move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": waits})
+    for instance in run_instances.values():
+        if instance.state in UNOFFERED:
+            move(ch, instance, S.PENDING, kind, actor, {"queued": f"run {run.id} is queued: {waits}"}, token=None,
+                 lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
+                 progress_message=None)
+            if instance.assignment is not None:  # a human task: its due time and alarms start again with the run
+                instance.assignment.arm(instance, ch.at)
+
+
 def upstream_done(instance, run_instances: dict, spec: VersionSpec) -> bool:
     """Whether every upstream of `instance` is done, its run's instances given by task."""
     return _upstream_done(instance.task, not_done_of(run_instances), spec)
@@ -341,8 +382,12 @@ def not_done_of(run_instances: dict) -> dict[str, str]:
 
 
 def settle_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
-    """Offer every pending instance whose upstream is done, then bring the run's status in line."""
+    """Offer every pending instance whose upstream is done, then bring the run's status in line; a
+    finished run given work again runs again, or waits queued for a slot (`reopen`)."""
     not_done = not_done_of(run_instances)
+    if reopens(run, not_done):
+        reopen(ch, run, run_instances, not_done, "run", actor)
+        not_done = not_done_of(run_instances)  # as reopen left them
     settle_after(ch, run, [run_instances[name] for name in spec.order if name in not_done], not_done, spec, actor)
 
 

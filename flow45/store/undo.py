@@ -39,6 +39,9 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
         raise IllegalTransition(f"{rules.describe(instance)} is pending: it has not started, there is nothing to undo")
     spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
     chosen = _affected(instance, run, run_instances, spec, hold)
+    run_waits = unit.changes.run_waits(run) if rules.reopens(run, _not_done_after(run_instances, chosen)) else None
+    if run_waits is not None and chosen[0][1] != S.HELD:
+        chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
@@ -49,8 +52,13 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     for item in affected:
         S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, item.becomes)
     plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected,
-                    connected=connected_runs(run.id), cancel_connected=cancel_connected)
+                    connected=connected_runs(run.id), cancel_connected=cancel_connected, run_waits=run_waits)
     return plan, chosen
+
+
+def _not_done_after(run_instances: dict[str, Row], chosen: list) -> dict[str, str]:
+    """The state of each of the run's instances not done once the undo has moved the chosen ones."""
+    return {**rules.not_done_of(run_instances), **{row.task: becomes for row, becomes in chosen}}
 
 
 def plan_undo(instance_id: int, *, hold: bool = False, team: str | None = None,
@@ -67,7 +75,8 @@ def undo(
     now: dt.datetime | None = None, team: str | None = None, cancel_connected: bool = False,
 ) -> UndoPlan:
     """Undo X: archive the affected attempts, X back to available (or held), downstream to pending,
-    undo notices for `undo: notify` outputs, the run running again; one ledger event names it all.
+    undo notices for `undo: notify` outputs, the run running again (or queued, with X pending, while its
+    workflow's max_active_runs are all running); one ledger event names it all.
     `cancel_connected`: the unfinished runs the run started (connected workflows) are cancelled too."""
     reason = rules.said(reason)
     if reason is None:
@@ -91,14 +100,15 @@ def undo(
         for item, (row, becomes) in zip(plan.affected, chosen):
             if item.notify:
                 _write_undo_notice(row, run, unit.spec(run.id), archived_outputs.get(row.id), reason, actor, at)
-        if run.status in S.FINISHED_RUN:
-            rules.move_run(ch, run, S.RUNNING, "undo", actor, {"event": event.id})
+        run_instances = unit.by_run[run.id]
+        not_done = _not_done_after(run_instances, chosen)
         for row, becomes in reversed(chosen):  # downstream first, so X's offer sees them pending
             if becomes == S.PENDING:
                 rules.move(
                     ch, row, S.PENDING, "undo", actor, {"event": event.id}, token=None, lease_expires_at=None,
                     not_before=None, failures=0, worker=None, progress_pct=None, progress_message=None,
                 )
+        rules.reopen(ch, run, run_instances, not_done, "undo", actor, {"event": event.id})
         x, x_becomes = chosen[0]
         if x_becomes != S.PENDING:  # a pending X was moved with the downstream ones just above
             x.failures = 0

@@ -50,6 +50,20 @@ def test_undo_dry_run_lists_the_affected_set(flow45):
     assert code == 0 and plan["dry_run"] and [a["task"] for a in plan["affected"]] == ["load_emea"]
 
 
+def test_undo_of_a_finished_night_says_it_waits_queued_while_the_next_runs(flow45):
+    flow45("deploy", str(EXAMPLES))
+    first, second = (json.loads(flow45("trigger", "reports/nightly_sales", "--json")[1])["run"] for _ in range(2))
+    for row in json.loads(flow45("show", str(first), "--json")[1])["instances"]:
+        assert flow45("skip", str(row["id"]), "--reason", "loaded by hand")[0] == 0
+    assert json.loads(flow45("show", str(second), "--json")[1])["status"] == "running"  # max_active_runs: 1
+    load = json.loads(flow45("show", str(first), "--json")[1])["instances"][0]["id"]
+    code, out, _ = flow45("undo", str(load), "--reason", "recheck", "--dry-run")
+    assert code == 0 and f"run {first} would wait queued for a slot (max_active_runs 1: run {second} running)" in out
+    code, out, _ = flow45("undo", str(load), "--reason", "recheck")
+    assert code == 0 and f"run {first} waits queued for a slot" in out
+    assert json.loads(flow45("show", str(first), "--json")[1])["status"] == "queued"
+
+
 def test_refusals_exit_1_with_one_line(flow45):
     flow45("deploy", str(EXAMPLES))
     code, _, err = flow45("trigger", "reports/monthly_report", "--params", '{"month": "last"}')

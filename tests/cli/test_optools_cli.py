@@ -104,7 +104,9 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert states(runs[0])["a"] == states(runs[1])["a"] == "failed"
     code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--run", str(runs[1]), "--task", "a")
     assert code == 0 and "retry: 2 of 2 done, 0 refused" in out, err
-    assert states(runs[0])["a"] == states(runs[1])["a"] == "available"
+    # max_active_runs 1: the first runs again, the second waits queued for its slot
+    assert (states(runs[0])["a"], states(runs[1])["a"]) == ("available", "pending")
+    assert store.get_run(runs[1]).status == "queued"
     code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--task", "a")  # available now: not planned
     assert code == 0 and out.strip() == ("nothing to retry in the chosen runs (1 instance(s) left out: retry acts "
                                          "on instances that are failed, in runs not cancelled)"), err

@@ -15,6 +15,8 @@ After every action, straight from the tables:
   skipped or cancelled, the run before in place: runs are made by hand, or for nights (logical times)
   before and after the clock's, as a backfill makes them;
 - a queued instance is ready (upstream done), in a started run, with no token and no running attempt;
+- runs of `load`: at most its max_active_runs running, none queued while a slot is free, and each run
+  started in the action before every one still queued, in place;
 - nothing waits needlessly: after a worker's message, an operator's change or the scheduler's tick, no
   queued instance is left that could go (its run before done, a free slot of each of its limits);
 - every instance's moves in the ledger are in the transition table and end at its state, and each run
@@ -57,6 +59,7 @@ workflows:
 TASK_LIMITS = {"a": 1, "c": 1}
 FUNCTION_LIMITS = {"shared": 2}
 PAST = {"b"}
+MOST_ACTIVE_RUNS = 3  # load's max_active_runs
 MOST_RUNS = 9
 
 
@@ -110,6 +113,18 @@ class LimitsMachine(ActionsMachine):
                 row = instances[e["instance"]]
                 if row["task"] in PAST and row["state"] == S.AVAILABLE:
                     assert past_done(row), f"{where}: {row['task']} of run {row['run']} offered before its run before's"
+
+        # Runs: at most max_active_runs running, none queued while a slot is free, and those started
+        # in this action before every one still queued, in place.
+        load = next(r["workflow"] for r in runs.values() if r["id"] in by_run and set(by_run[r["id"]]) == {"a", "b", "c"})
+        running = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.RUNNING]
+        queued = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.QUEUED]
+        assert len(running) <= MOST_ACTIVE_RUNS, f"{where}: {len(running)} runs of load running"
+        assert not queued or len(running) == MOST_ACTIVE_RUNS, f"{where}: runs {queued} queued with a slot free"
+        for e in new_events:
+            if e["instance"] is None and (e["from_state"], e["to_state"]) == (S.QUEUED, S.RUNNING):
+                assert all(place(e["run"]) < place(q) for q in queued), (
+                    f"{where}: run {e['run']} started before the queued {[q for q in queued if place(q) < place(e['run'])]}")
 
         running_attempts = {a["instance"] for a in after["attempts"].values() if a["status"] == "running"}
         for iid, row in instances.items():

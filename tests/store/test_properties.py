@@ -217,6 +217,17 @@ class StoreMachine(RuleBasedStateMachine):
     def by_task(self, run_id: int) -> dict[str, dict]:
         return {i["task"]: i for i in self.instances.values() if i["run"] == run_id}
 
+    def waits_for_slot(self, run_id: int, changed: dict[int, str]) -> bool:
+        """Whether an operator's change (`changed`: instance -> its state after) gives a finished fan run
+        work again while fan's one slot (max_active_runs: 1) is taken: it then waits queued."""
+        runs, run = self.tables["runs"], self.tables["runs"][run_id]
+        if run["trigger"] == "connected" or run["status"] not in (S.SUCCEEDED, S.FAILED):
+            return False
+        not_done = [changed.get(i, r["state"]) for i, r in self.instances.items() if r["run"] == run_id]
+        not_done = [state for state in not_done if state not in DONE]
+        return bool(not_done) and S.FAILED not in not_done and any(
+            r["status"] == S.RUNNING and r["trigger"] != "connected" for r in runs.values())
+
     def upstream_done(self, iid: int) -> bool:
         row = self.instances[iid]
         siblings = self.by_task(row["run"])
@@ -328,7 +339,8 @@ class StoreMachine(RuleBasedStateMachine):
             if was in TERMINAL:
                 allowed = (
                     (kind == "undo" and applied and iid in affected)
-                    or (kind == "retry" and applied and iid == target and was == S.FAILED and now == S.AVAILABLE)
+                    or (kind == "retry" and applied and iid == target and was == S.FAILED
+                        and now in (S.AVAILABLE, S.PENDING))
                     or (kind == "op_skip" and applied and iid == target and was == S.FAILED and now == S.SKIPPED)
                 )
                 assert allowed, f"{where}: instance {iid} went {was} -> {now}"
@@ -340,7 +352,9 @@ class StoreMachine(RuleBasedStateMachine):
             ready = all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert ready, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
-                assert run["status"] not in (S.QUEUED, S.CANCELLED), f"{where}: {row['state']} in a {run['status']} run"
+                # Running in a queued run: an attempt of a failed run given work again while the slot was taken.
+                assert run["status"] != S.CANCELLED and (run["status"] != S.QUEUED or row["state"] == S.RUNNING), (
+                    f"{where}: {row['state']} in a {run['status']} run")
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
                 assert not ready, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
 
@@ -351,7 +365,11 @@ class StoreMachine(RuleBasedStateMachine):
             if status == S.CANCELLED:
                 assert all(s in TERMINAL | {S.CANCELLED} for s in mine), f"{where}: cancelled run {rid}: {mine}"
             elif status == S.QUEUED:
-                assert all(s in (S.PENDING, S.HELD, S.SKIPPED) for s in mine), f"{where}: queued run {rid}: {mine}"
+                # Nothing offered; done before, or attempts running then (and what they came to), if it ran before.
+                offered = {S.AVAILABLE, S.WAITING, S.QUEUED}
+                assert not offered & set(mine), f"{where}: queued run {rid}: {mine}"
+                assert run["started_at"] is not None or set(mine) <= {S.PENDING, S.HELD, S.SKIPPED}, (
+                    f"{where}: queued run {rid}, never started: {mine}")
                 assert any(r["status"] == S.RUNNING for r in runs.values()), f"{where}: run {rid} queued, none running"
             else:
                 assert S.CANCELLED not in mine, f"{where}: {status} run {rid} has cancelled instances"
@@ -569,12 +587,16 @@ class StoreMachine(RuleBasedStateMachine):
         """What a ready instance becomes: offered to workers, or a timer waiting."""
         return S.WAITING if task in TIMERS else S.AVAILABLE
 
-    @staticmethod
-    def after_failure(row: dict, retryable: bool) -> str:
+    def after_failure(self, row: dict, retryable: bool) -> str:
         task = row["task"]
         if retryable and row["failures"] + 1 <= RETRIES[task]:
-            return S.RETRY_WAIT if RETRY_DELAY[task] > 0 else S.AVAILABLE
+            return S.RETRY_WAIT if RETRY_DELAY[task] > 0 else self.reoffered(row)
         return S.SKIPPED if task in OPTIONAL else S.FAILED
+
+    def reoffered(self, row: dict) -> str:
+        """What an instance offered again becomes: available, or pending while its run waits queued
+        (a failed run given work again while the slot was taken; its attempt ran on)."""
+        return S.PENDING if self.tables["runs"][row["run"]]["status"] == S.QUEUED else S.AVAILABLE
 
     @precondition(lambda self: self.some(S.AVAILABLE))
     @rule(pick=PICK, prefer=PREFER, which=TOKEN, team=TEAM, new=NEW_MESSAGE, via=VIA, seconds=st.integers(0, 5))
@@ -719,6 +741,8 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             becomes = S.PENDING
         plan_states = {iid: becomes, **{d: S.PENDING for d in downstream}}
+        if becomes != S.HELD and self.waits_for_slot(row["run"], plan_states):
+            plan_states[iid] = S.PENDING  # the run waits queued: X with it
         before = dict(self.instances)
         runs_before = self.tables["runs"]
         connected = {rid: r["status"] for rid, r in runs_before.items() if r["upstream_run"] == run["id"]}
@@ -771,7 +795,8 @@ class StoreMachine(RuleBasedStateMachine):
     def retry(self, pick, prefer):
         iid = self.choose(pick, prefer, lambda r: r["state"] == S.FAILED)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] == S.FAILED
-        expect = Expect(states={iid: S.AVAILABLE}) if ok else Expect(IllegalTransition)
+        becomes = S.PENDING if ok and self.waits_for_slot(self.instances[iid]["run"], {iid: S.AVAILABLE}) else S.AVAILABLE
+        expect = Expect(states={iid: becomes}) if ok else Expect(IllegalTransition)
         self.act("retry", iid, lambda: store.retry_instance(iid, actor="op", now=self.now), expect)
         if ok:
             assert self.instances[iid]["failures"] == 0, "a retried instance gets its retries afresh"
@@ -881,7 +906,7 @@ class StoreMachine(RuleBasedStateMachine):
         due = {iid for iid, r in self.instances.items()
                if r["state"] == S.RETRY_WAIT and r["not_before"] <= self.now}
         result, _ = self.act("due", None, lambda: store.release_due_retries(now=self.now),
-                             Expect(states={iid: S.AVAILABLE for iid in due}))
+                             Expect(states={iid: self.reoffered(self.instances[iid]) for iid in due}))
         assert set(result) == due
 
 

@@ -182,10 +182,9 @@ class UndoModal(InstanceModal):
         for item in plan.affected:
             table.add_row(str(item.instance), item.task, state_text(item.state), state_text(item.becomes),
                           "yes" if item.notify else "")
-        table.caption = (
-            "Their attempts are archived (outputs kept); running attempts lose their token. "
-            f"Run {plan.run} becomes running again."
-        )
+        again = (f"Run {plan.run} waits queued for a slot ({plan.run_waits})." if plan.run_waits
+                 else f"Run {plan.run} becomes running again.")
+        table.caption = f"Their attempts are archived (outputs kept); running attempts lose their token. {again}"
         table.caption_justify = "left"
         if not plan.connected:
             return Group(table)
