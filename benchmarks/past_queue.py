@@ -1,16 +1,17 @@
 """What a queue of `depends_on_past` instances costs the scheduler's sweep, as other workflows' runs pile
 up between the nights.
 
-    python benchmarks/past_queue.py [--sizes 1000,100000,1000000] [--nights 4] [--repeat 20] [--reset]
+    python benchmarks/past_queue.py [--sizes 1000,100000,1000000] [--nights 4] [--repeat 20] [--own] [--reset]
 
 PostgreSQL only (FLOW45_DATABASE_URL, or a throwaway server as benchmarks/scheduler_tick.py starts one).
 A nightly workflow's task `load` has `depends_on_past`; its first night's instance is offered and the
 others wait queued. Between each two nights, another workflow's finished runs are written by the server
-itself (INSERT … SELECT over generate_series), SIZE of them. At each size it prints the sweep's offer of
-queued instances (`flow45.store.sweep.offer_queued`, which finds those whose run before is done) and one
-offer's own check (`flow45.store.slots.why_queued`), the median over --repeat calls, beside the ratio to
-the smallest size, and the machine's bare commit (benchmarks/ceilings.py) above them. Target: within 2x
-from the smallest size to the largest.
+itself (INSERT … SELECT over generate_series), SIZE of them; with --own, SIZE x NIGHTS finished nights
+of the nightly workflow itself, before the first measured (its run before is found among its own runs).
+At each size it prints the sweep's offer of queued instances (`flow45.store.sweep.offer_queued`, which
+finds those whose run before is done) and one offer's own check (`flow45.store.slots.why_queued`), the
+median over --repeat calls, beside the ratio to the smallest size, and the machine's bare commit
+(benchmarks/ceilings.py) above them. Target: within 2x from the smallest size to the largest.
 """
 
 from __future__ import annotations
