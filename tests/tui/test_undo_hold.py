@@ -73,3 +73,18 @@ async def test_without_unfinished_connected_runs_there_is_nothing_to_cancel(tui_
         await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
         assert [(c.run, c.status, c.cancel) for c in app.screen.plan.connected] == [(report, "cancelled", False)]
         assert not app.screen.query_one("#cancel-connected", Checkbox).display
+
+
+async def test_the_undo_dialog_says_a_finished_run_waits_queued_while_its_workflows_slot_is_taken(tui_db):
+    nightly, _ = nightly_run_that_started_a_report()
+    running = store.trigger("reports", "nightly_sales", actor="ann", now=T0)  # max_active_runs: 1
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, row=[r.id for r in store.list_runs()].index(nightly))
+        await pilot.press("end", "u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
+        plan = app.screen.plan
+        assert plan.run_waits == f"max_active_runs 1: run {running} running"
+        assert [a.becomes for a in plan.affected] == ["pending"]
+        caption = str(UndoModal._describe(plan).renderables[0].caption)
+        assert caption.endswith(f"Run {nightly} waits queued for a slot (max_active_runs 1: run {running} running).")
