@@ -399,8 +399,14 @@ def cmd_skip(args) -> int:
 
 @command("retry")
 def cmd_retry(args) -> int:
-    _client(args).retry(args.instance)
-    print(f"instance {args.instance} offered again")
+    client = _client(args)
+    client.retry(args.instance)
+    view = client.instance(args.instance)
+    if view.state == "pending":  # its finished run was given work again while its workflow's slots are taken
+        print(f"instance {args.instance} retried: run {view.run} waits queued for a slot of its workflow's "
+              "max_active_runs, and offers it when it starts")
+    else:
+        print(f"instance {args.instance} offered again")
     return 0
 
 

@@ -202,3 +202,17 @@ def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_
     assert failed[-1] == "      | line 7"  # the last five lines
     code, out, err = flow45("instance", str(grant.instance))
     assert "    log https://logs.example.org/a/2\n    log tail:\n      | line 1\n" in out
+
+
+def test_retry_says_when_the_failed_run_waits_queued_for_its_workflows_slot(flow45, tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(2)]  # max_active_runs 1
+    grant = claim(runs[0], "a")
+    store.fail(grant.instance, grant.token, "boom", retryable=False, now=T0)
+    assert store.get_run(runs[1]).status == "running"  # the failed run left its slot
+    a0 = instance(runs[0], "a").id
+    code, out, err = flow45("retry", str(a0))
+    assert code == 0 and out.strip() == (f"instance {a0} retried: run {runs[0]} waits queued for a slot of its "
+                                         "workflow's max_active_runs, and offers it when it starts"), err
+    store.cancel_run(runs[1], actor="ann", now=T0)
+    assert states(runs[0])["a"] == "available"

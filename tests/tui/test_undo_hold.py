@@ -6,11 +6,12 @@ from __future__ import annotations
 from textual.widgets import Checkbox
 
 from flow45 import store
+from flow45.models import TaskInstance
 from tests.client.two_teams import finish_nightly
 from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, monthly_run, type_text, wait_until
 from tests.tui.test_dashboard import open_run
 from tui.app import Dashboard
-from tui.screens.modals import UndoModal
+from tui.screens.modals import RetryModal, UndoModal
 
 
 async def test_the_hold_checkbox_reads_on_and_off_in_words(tui_db):
@@ -88,3 +89,22 @@ async def test_the_undo_dialog_says_a_finished_run_waits_queued_while_its_workfl
         assert [a.becomes for a in plan.affected] == ["pending"]
         caption = str(UndoModal._describe(plan).renderables[0].caption)
         assert caption.endswith(f"Run {nightly} waits queued for a slot (max_active_runs 1: run {running} running).")
+
+
+async def test_a_retry_whose_failed_run_waits_queued_for_its_slot_says_so(tui_db):
+    failed = store.trigger("reports", "nightly_sales", actor="ann", now=T0)
+    load = TaskInstance.get((TaskInstance.run == failed) & (TaskInstance.task == "load_emea"))
+    grant = store.claim(load.id, load.token, "w", now=T0)
+    store.fail(grant.instance, grant.token, "source file missing", retryable=False, now=T0)
+    running = store.trigger("reports", "nightly_sales", actor="ann", now=T0)  # the failed run left the slot
+    assert store.get_run(running).status == "running"
+    app = Dashboard(OPERATOR, database_url=tui_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, row=[r.id for r in store.list_runs()].index(failed))
+        await pilot.press("r")  # retry load_emea, the first task
+        await wait_until(pilot, lambda: isinstance(app.screen, RetryModal))
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: not isinstance(app.screen, RetryModal))
+        said = [n.message for n in app._notifications]
+    assert said[-1] == f"retried instance {load.id} (load_emea of run {failed}): run {failed} waits queued for a slot"
+    assert store.get_run(failed).status == "queued"

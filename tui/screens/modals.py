@@ -268,11 +268,14 @@ class RetryModal(InstanceModal):
         yield Static(Text.assemble(
             state_text(self.instance.state), " → ", state_text(S.AVAILABLE),
             f" as attempt {self.instance.attempt + 1}\n",
-            "Offered to workers again with its retries counted afresh; the run is running again.",
+            "Offered to workers again with its retries counted afresh; its run runs again, or waits queued "
+            "while its workflow's max_active_runs are all running.",
         ))
 
     def perform(self) -> str:
         self.app.client.retry(self.instance.id)
+        if self.app.client.instance(self.instance.id).state == S.PENDING:
+            return f"retried {what(self.instance)}: run {self.instance.run} waits queued for a slot"
         return f"offered {what(self.instance)} again"
 
 
