@@ -301,17 +301,12 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         detail = {**(detail or {}), "due": iso(due)}
     if target != S.HELD and ch.run_status is not None and ch.run_status(instance.run_id) == S.QUEUED:
         # Its run waits queued for a slot (`reopen`): attempts running then go on, what follows waits for the start.
-        move(ch, instance, S.PENDING, kind, actor, {**(detail or {}), "queued": f"run {instance.run_id} is queued"},
-             token=None, lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
-             progress_message=None)
-        return
+        waits = f"run {instance.run_id} is queued"
+        return hold_back(ch, instance, S.PENDING, kind, actor, {**(detail or {}), "queued": waits})
     if instance.human and target == S.AVAILABLE:  # said in the ledger, for whoever tells people a decision waits
         detail = {**(detail or {}), "human": True}
     elif target == S.AVAILABLE and ch.why_queued is not None and (why := ch.why_queued(instance)) is not None:
-        move(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": why}, token=None,
-             lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
-             progress_message=None)
-        return
+        return hold_back(ch, instance, S.QUEUED, kind, actor, {**(detail or {}), "queued": why})
     move(ch, instance, target, kind, actor, detail, attempt=instance.attempt + 1, token=new_token(),
          lease_expires_at=None, not_before=due, offered_at=ch.at, worker=None, progress_pct=None,
          progress_message=None)
@@ -319,6 +314,13 @@ def offer(ch: Changes, instance, kind: str, actor: str, detail: Any = None, targ
         instance.assignment.arm(instance, ch.at)
     if target == S.AVAILABLE and not instance.human:  # operators do human tasks: no worker is offered them
         ch.offers.append(instance)
+
+
+def hold_back(ch: Changes, instance, target: str, kind: str, actor: str, detail: Any) -> None:
+    """Not offered, or no longer: `queued` (a slot or its run before) or `pending` (its run is queued),
+    with no token, lease, offer or worker."""
+    move(ch, instance, target, kind, actor, detail, token=None, lease_expires_at=None, not_before=None,
+         offered_at=None, worker=None, progress_pct=None, progress_message=None)
 
 
 def offer_if_met(ch: Changes, instance, task, kind: str, actor: str) -> bool:
@@ -364,9 +366,7 @@ def reopen(ch: Changes, run, run_instances: dict, not_done: dict[str, str], kind
     move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": waits})
     for instance in run_instances.values():
         if instance.state in UNOFFERED:
-            move(ch, instance, S.PENDING, kind, actor, {"queued": f"run {run.id} is queued: {waits}"}, token=None,
-                 lease_expires_at=None, not_before=None, offered_at=None, worker=None, progress_pct=None,
-                 progress_message=None)
+            hold_back(ch, instance, S.PENDING, kind, actor, {"queued": f"run {run.id} is queued: {waits}"})
             if instance.assignment is not None:  # a human task: its due time and alarms start again with the run
                 instance.assignment.arm(instance, ch.at)
 
