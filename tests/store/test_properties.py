@@ -795,7 +795,8 @@ class StoreMachine(RuleBasedStateMachine):
     def retry(self, pick, prefer):
         iid = self.choose(pick, prefer, lambda r: r["state"] == S.FAILED)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] == S.FAILED
-        becomes = S.PENDING if ok and self.waits_for_slot(self.instances[iid]["run"], {iid: S.AVAILABLE}) else S.AVAILABLE
+        row = self.instances[iid]
+        becomes = S.PENDING if ok and self.waits_for_slot(row["run"], {iid: S.AVAILABLE}) else self.reoffered(row)
         expect = Expect(states={iid: becomes}) if ok else Expect(IllegalTransition)
         self.act("retry", iid, lambda: store.retry_instance(iid, actor="op", now=self.now), expect)
         if ok:
@@ -952,7 +953,7 @@ class StoreMachine(RuleBasedStateMachine):
         parked = {r["callback_key"]: iid for iid, r in self.instances.items() if r["callback_key"]}
         ended = [k for k in self.keys if k not in parked]
         if which in ("current", "rival") and parked:  # rival: another team holding a live key
-            key = sorted(parked)[pick % len(parked)]
+            key = sorted(parked, key=parked.get)[pick % len(parked)]  # by instance: keys are random
         elif which == "bogus":
             key = "bogus-key-" + "x" * 33
         else:

@@ -135,6 +135,23 @@ def test_a_queued_run_given_work_again_offers_nothing_it_had_offered(tmp_path):
     assert (states(failed)["load"], states(failed)["audit"]) == ("available", "available")
 
 
+def test_an_attempt_that_fails_while_its_run_waits_queued_is_retried_into_the_wait(tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    failed = _night(30)
+    auditing = claim(failed, "audit", now=NEW_YEAR)
+    _fail(failed, "load")
+    running = _night(31)
+    store.retry_instance(instance(failed, "load").id, actor="ann", now=NEW_YEAR)
+    store.fail(auditing.instance, auditing.token, "disk full", retryable=False, now=NEW_YEAR)
+    assert (_status(failed), states(failed)["audit"]) == ("queued", "failed")
+    store.retry_instance(auditing.instance, actor="ann", now=NEW_YEAR)
+    assert _status(failed) == "queued"
+    assert (states(failed)["load"], states(failed)["audit"]) == ("pending", "pending")  # offered when it starts
+    _finish_all(running)
+    assert _status(failed) == "running"
+    assert (states(failed)["load"], states(failed)["audit"]) == ("available", "available")
+
+
 def test_the_schedulers_tick_fires_the_due_timer_of_a_queued_run_its_run_timeout_started(tmp_path):
     from flow45.scheduler import tick
 
