@@ -1,5 +1,5 @@
 """A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed,
-a task's `max_running`, `depends_on_past` and `when` under its name."""
+a task's `max_running`, `depends_on_past`, `trigger_rule: all_done` and `when` under its name."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ from flow45.durations import format_duration
 def mermaid(name: str, workflow: WorkflowSpec) -> str:
     lines = ["flowchart LR", f"  %% {name}" + (f": {workflow.description}" if workflow.description else "")]
     for task_name, task in workflow.tasks.items():
+        ends = "<br/>once upstream ends, failed too" if task.trigger_rule == "all_done" else ""
         if task.is_timer:
             wait = f"wait {format_duration(task.wait)}" if task.wait is not None else f"until {task.wait_until}"
-            lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}"])')
+            lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}{ends}"])')
             continue
         marks = " (human)" if task.human else " (optional)" if task.optional else ""
         when = "".join(f"<br/>when {path} {describe(expected)}" for path, expected in (task.when or {}).items())
         when = when.replace('"', "#quot;")  # inside a quoted Mermaid label
         limit = f"<br/>at most {task.max_running} at once" if task.max_running is not None else ""
         limit += "<br/>after its run before" if task.depends_on_past else ""
+        limit += ends
         lines.append(f'  {task_name}["{task_name}{marks}<br/>{task.function} → {task.output}{limit}{when}"]')
     for task_name, task in workflow.tasks.items():
         for param, upstream in task.inputs.items():

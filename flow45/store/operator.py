@@ -79,8 +79,17 @@ def retry_instance(instance_id: int, *, actor: str, now: dt.datetime | None = No
         _refuse_if_cancelled(unit, instance)
         if instance.state != S.FAILED:
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}; only a failed instance can be retried")
-        instance.failures = 0
         run = unit.run_of(instance)
+        offered, ran = rules.ran_after_failure(instance, unit.by_run[run.id], unit.spec(run.id))
+        if ran:
+            named = ", ".join(f"{i.task} ({i.id}, {i.state})" for i in ran)
+            raise IllegalTransition(
+                f"{rules.describe(instance)} cannot be retried: {named} ran after its failure (trigger_rule: "
+                f"all_done); undo instance {instance.id} to run it and {'them' if len(ran) > 1 else 'that'} again")
+        retried = f"instance {instance.id} ({instance.task}) is retried: it waits for its end"
+        for after in offered:  # an all_done task waits for the retried instance's end again
+            rules.take_back(unit.changes, after, "retry", actor, {"taken_back": retried})
+        instance.failures = 0
         not_done = {**rules.not_done_of(unit.by_run[run.id]), instance.task: S.AVAILABLE}
         rules.reopen(unit.changes, run, unit.by_run[run.id], not_done, "retry", actor)
         rules.offer(unit.changes, instance, "retry", actor)  # pending, if the run now waits queued

@@ -366,9 +366,14 @@ def reopen(ch: Changes, run, run_instances: dict, not_done: dict[str, str], kind
     move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": waits})
     for instance in run_instances.values():
         if instance.state in UNOFFERED:
-            hold_back(ch, instance, S.PENDING, kind, actor, {"queued": f"run {run.id} is queued: {waits}"})
-            if instance.assignment is not None:  # a human task: its due time and alarms start again with the run
-                instance.assignment.arm(instance, ch.at)
+            take_back(ch, instance, kind, actor, {"queued": f"run {run.id} is queued: {waits}"})
+
+
+def take_back(ch: Changes, instance, kind: str, actor: str, detail: dict) -> None:
+    """An instance offered (or waiting to be) goes back to pending: what it waits for is no longer done."""
+    hold_back(ch, instance, S.PENDING, kind, actor, detail)
+    if instance.assignment is not None:  # a human task: its due time and alarms start again when offered
+        instance.assignment.arm(instance, ch.at)
 
 
 def upstream_done(instance, run_instances: dict, spec: VersionSpec) -> bool:
@@ -395,6 +400,9 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
     """The tasks that the changes to the `changed` tasks made ready to offer (pending, every upstream
     done), in order; `not_done`: the state of each of the run's instances that is not done, by task."""
     downstream = {name for task in changed if task not in not_done for name in spec.downstream[task]}
+    if spec.after_failure:  # a failure lets the all_done tasks after it go, however far down
+        downstream.update(name for task in changed if not_done.get(task) == S.FAILED
+                          for name in spec.after_failure_of(task))
     return spec.in_order(name for name in downstream if _ready(name, not_done, spec))
 
 
@@ -403,7 +411,41 @@ def _ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
 
 
 def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
+    """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done`, every upstream ended:
+    done, failed for good, or pending for good behind such a failure."""
+    if name in spec.after_failure:
+        blocked: dict[str, bool] = {}
+        return all(not_done.get(up) in (None, S.FAILED) or _blocked(up, not_done, spec, blocked)
+                   for up in spec.upstream(name))
     return not any(up in not_done for up in spec.upstream(name))
+
+
+def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict[str, bool]) -> bool:
+    """Pending for good: waiting for the success of an upstream that failed for good, or of one pending
+    for good itself (Airflow's upstream_failed). Walked without recursion: a chain can be thousands long."""
+    stack = [name]
+    while stack:
+        task = stack[-1]
+        if task in known:
+            stack.pop()
+        elif not_done.get(task) != S.PENDING or task in spec.after_failure:
+            known[task] = False
+            stack.pop()
+        elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) == S.PENDING]:
+            stack.extend(unknown)
+        else:
+            known[task] = any(not_done.get(up) == S.FAILED or known.get(up, False) for up in spec.upstream(task))
+            stack.pop()
+    return known[name]
+
+
+def ran_after_failure(instance, run_instances: dict, spec: VersionSpec) -> tuple[list, list]:
+    """The `all_done` tasks after a failed `instance` that its failure let go: those only offered (taken
+    back while it runs again), and those started or finished."""
+    after = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
+             if run_instances[name].state not in (S.PENDING, S.HELD, S.CANCELLED)]
+    offered = [i for i in after if i.state in UNOFFERED and i.state != S.RETRY_WAIT]
+    return offered, [i for i in after if i not in offered]
 
 
 def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec,

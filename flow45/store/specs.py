@@ -23,6 +23,7 @@ class VersionSpec:
     order: list[str]  # by dependency level, then as declared
     groups: dict[str, list[str]] = field(default_factory=dict)  # the @groups its human tasks name, as deployed
     functions: dict[str, FunctionSpec] = field(default_factory=dict)  # the team's settings of its functions
+    _after_failure_of: dict[str, set[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def function_limit(self, function: str) -> int | None:
         """The team's `max_running` of a function its tasks do, as deployed with this version."""
@@ -56,6 +57,18 @@ class VersionSpec:
                 if task.wait is not None or task.wait_until is not None]
 
     @functools.cached_property
+    def after_failure(self) -> frozenset[str]:
+        """The tasks that run once their upstream has finished, failed for good too (`trigger_rule: all_done`)."""
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "all_done")
+
+    def after_failure_of(self, name: str) -> set[str]:
+        """The all_done tasks downstream of `name`, however far: a failure of it may let them go."""
+        found = self._after_failure_of.get(name)
+        if found is None:
+            found = self._after_failure_of[name] = self.descendants(name) & self.after_failure
+        return found
+
+    @functools.cached_property
     def human_tasks(self) -> list[str]:
         return [name for name, task in self.workflow.tasks.items() if task.human]
 
@@ -82,7 +95,8 @@ class VersionSpec:
 OPTIONAL_KEYS = (("on", None), ("export", []), ("sla", None), ("timeout", None))
 OPTIONAL_SCHEDULE_KEYS = (("start", None), ("end", None))
 OPTIONAL_TASK_KEYS = (("timeout", None), ("retry_jitter", 0.0), ("when", None), ("start_within", None),
-                      ("max_running", None), ("depends_on_past", False), ("optional", False))
+                      ("max_running", None), ("depends_on_past", False), ("optional", False),
+                      ("trigger_rule", "all_success"))
 
 
 def _drop_defaults(part: dict, keys: tuple) -> None:

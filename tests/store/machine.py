@@ -52,6 +52,7 @@ class ActionsMachine(RuleBasedStateMachine):
     workdir: Path
     examples = 0
     UPSTREAM: dict[str, list[str]] = {}  # the model's own copy of the workflows: task -> its upstream tasks
+    ALL_DONE: frozenset[str] = frozenset()  # the tasks with `trigger_rule: all_done`: a failed upstream lets them go
     START = T0  # the fake clock's first reading
 
     def __init__(self):
@@ -126,7 +127,7 @@ class ActionsMachine(RuleBasedStateMachine):
             by_run.setdefault(row["run"], {})[row["task"]] = row
         for iid, row in instances.items():
             run = runs[row["run"]]
-            ready = all(by_run[row["run"]][up]["state"] in S.DONE for up in self.UPSTREAM[row["task"]])
+            ready = self.ready(row["task"], by_run[row["run"]])
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING, S.QUEUED):
                 assert ready, f"{where}: {iid} ({row['task']}) is {row['state']} before its upstream is done"
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
@@ -159,6 +160,17 @@ class ActionsMachine(RuleBasedStateMachine):
                     assert got == (instances[iid]["state"], instances[iid]["attempt"]), (
                         f"{where}: instance {iid} replayed as {got}")
         self.check_more(before, after, where, by_run, new_events)
+
+    def ready(self, task: str, run: dict[str, dict]) -> bool:
+        """Whether the task's upstream lets it go in this run (task -> instance row)."""
+        if task not in self.ALL_DONE:
+            return all(run[up]["state"] in S.DONE for up in self.UPSTREAM[task])
+        return all(run[up]["state"] in S.DONE | {S.FAILED} or self.never_runs(up, run) for up in self.UPSTREAM[task])
+
+    def never_runs(self, task: str, run: dict[str, dict]) -> bool:
+        """Pending behind an upstream that failed for good, or one that never runs itself."""
+        return run[task]["state"] == S.PENDING and task not in self.ALL_DONE and any(
+            run[up]["state"] == S.FAILED or self.never_runs(up, run) for up in self.UPSTREAM[task])
 
     def check_more(self, before: dict, after: dict, where: str, by_run: dict[int, dict[str, dict]],
                    new_events: list[dict]) -> None:

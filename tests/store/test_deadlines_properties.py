@@ -1,8 +1,8 @@
 """Random worker, operator and scheduler actions against what time decides, on SQLite and PostgreSQL, on a
 fake clock that starts minutes before New Year and jumps to either side of each deadline: a lease, a
 task's `timeout` and `start_within`, a retry's delay, timers (`wait`, and `wait_until` a time of the run's
-day), a run's `timeout` and `sla`, and conditions (`when`) on the run's params, with an `optional` task
-and a params type whose fields have defaults.
+day), a run's `timeout` and `sla`, and conditions (`when`) on the run's params, with an `optional` task,
+a params type whose fields have defaults, and a teardown (`trigger_rule: all_done`) after the tasks that fail.
 
 After every action, the checks every workflow passes (tests/store/machine.py); and after every tick of
 the scheduler at `now`, that nothing it should have done is left undone:
@@ -45,6 +45,7 @@ workflows:
       b: {function: fb, output: Blob, inputs: {src: a}, after: [t], when: {params.enrich: true}, optional: true,
           lease: 30s}
       c: {function: fc, output: Blob, inputs: {src: b}, after: [u], lease: 30s, retries: 2, retry_delay: 20s}
+      z: {function: fz, output: Blob, inputs: {src: c}, after: [a], trigger_rule: all_done, lease: 30s}
 """
 RUN_TIMEOUT, SLA = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 START_WITHIN = {"a": dt.timedelta(minutes=2)}
@@ -55,7 +56,8 @@ JUMPS = st.sampled_from([1, 9, 10, 11, 19, 20, 21, 29, 30, 31, 59, 60, 61, 89, 9
 
 
 class DeadlinesMachine(ActionsMachine):
-    UPSTREAM = {"a": [], "t": ["a"], "u": ["a"], "b": ["a", "t"], "c": ["b", "u"]}
+    UPSTREAM = {"a": [], "t": ["a"], "u": ["a"], "b": ["a", "t"], "c": ["b", "u"], "z": ["a", "c"]}
+    ALL_DONE = frozenset({"z"})
     START = dt.datetime(2027, 12, 31, 23, 56)  # New Year's Eve: the runs' days change under them
 
     def start(self) -> None:

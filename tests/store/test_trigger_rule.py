@@ -1,0 +1,189 @@
+"""A task's `trigger_rule: all_done` (Airflow's): it is offered once every upstream task has finished,
+failed for good too, so that a cleanup or teardown runs whatever happened; a failed upstream gives it null.
+The run's outcome is its tasks' as always: a failure fails it, and the cleanup's success does not undo that."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flow45 import messages as m
+from flow45 import store
+from flow45.db import atomic
+from flow45.errors import IllegalTransition, StaleToken
+from flow45.graph import mermaid
+from flow45.models import Outbox
+from flow45.scheduler import tick
+from flow45.store.batch import Item, apply_worker_batch
+from flow45.store.specs import current_spec
+from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, instance, states, task_refusal
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+NEW_YEARS_EVE = dt.datetime(2026, 12, 31, 23, 55)  # the load fails before midnight, the teardown runs after
+TASKS = ["start: {function: start_cluster, output: Blob}",
+         "load: {function: load, output: Blob, inputs: {cluster: start}, lease: 5m}",
+         "audit: {function: audit, output: Blob, inputs: {cluster: start}}",
+         "report: {function: report, output: Blob, inputs: {rows: load}}",
+         "teardown: {function: stop_cluster, output: Blob, inputs: {cluster: start, rows: load}, after: [audit], "
+         "trigger_rule: all_done}"]
+
+
+def _at(minutes: float) -> dt.datetime:
+    return NEW_YEARS_EVE + dt.timedelta(minutes=minutes)
+
+
+def _run(tmp_path) -> int:
+    deploy_blob_tasks(tmp_path, "nightly", TASKS)
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    complete(run, "start", BLOB, now=_at(1))
+    complete(run, "audit", BLOB, now=_at(2))
+    return run
+
+
+def _fail(run: int, task: str, at: dt.datetime) -> None:
+    grant = claim(run, task, now=at)
+    store.fail(grant.instance, grant.token, "table locked", retryable=False, now=at)
+
+
+def _offered_inputs(run: int, task: str) -> dict:
+    offers = Outbox.select().where((Outbox.instance == instance(run, task).id) & (Outbox.kind == "offer"))
+    return offers.order_by(Outbox.id.desc()).get().body["inputs"]
+
+
+def test_a_teardown_runs_after_its_upstream_fails_for_good_and_the_run_stays_failed(tmp_path):
+    run = _run(tmp_path)
+    _fail(run, "load", _at(3))
+    assert states(run) == {"start": "succeeded", "load": "failed", "audit": "succeeded", "report": "pending",
+                           "teardown": "available"}
+    assert store.get_run(run).status == "failed"
+    assert _offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": None}
+    complete(run, "teardown", BLOB, now=_at(6))  # after midnight
+    assert states(run)["teardown"] == "succeeded" and store.get_run(run).status == "failed"
+
+
+def test_a_teardown_waits_for_every_upstream_and_runs_after_success_too(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", TASKS)
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    complete(run, "start", BLOB, now=_at(1))
+    _fail(run, "load", _at(2))
+    assert states(run)["teardown"] == "pending"  # audit has not ended
+    complete(run, "audit", BLOB, now=_at(3))
+    assert states(run)["teardown"] == "available"
+
+    other = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    for task in ("start", "audit", "load"):
+        assert states(other)["teardown"] == "pending"
+        complete(other, task, BLOB, now=_at(4))
+    assert _offered_inputs(other, "teardown") == {"cluster": BLOB, "rows": BLOB}
+    complete(other, "teardown", BLOB, now=_at(5))
+    assert store.get_run(other).status == "running"  # report is still to do
+    complete(other, "report", BLOB, now=_at(5))
+    assert store.get_run(other).status == "succeeded"
+
+
+def test_a_failure_with_retries_left_does_not_let_the_teardown_go(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", [t.replace("lease: 5m", "lease: 5m, retries: 1, retry_delay: 1m")
+                                            for t in TASKS])
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    complete(run, "start", BLOB, now=_at(1))
+    complete(run, "audit", BLOB, now=_at(1))
+    grant = claim(run, "load", now=_at(2))
+    store.fail(grant.instance, grant.token, "table locked", now=_at(2))
+    assert (states(run)["load"], states(run)["teardown"]) == ("retry_wait", "pending")
+    tick(_at(4))
+    claim(run, "load", now=_at(4))
+    tick(_at(10))  # its lease expires: no retries left
+    assert (states(run)["load"], states(run)["teardown"]) == ("failed", "available")
+
+
+def test_the_bridges_batch_lets_the_teardown_go_on_a_failure(tmp_path):
+    run = _run(tmp_path)
+    grant = claim(run, "load", now=_at(3))
+    item = Item("acme", "m-1", m.Fail(type="fail", instance=grant.instance, token=grant.token, error="table locked",
+                                      retryable=False))
+    with atomic():
+        apply_worker_batch([item], _at(3))
+    assert item.error is None
+    assert (states(run)["load"], states(run)["teardown"]) == ("failed", "available")
+
+
+def test_a_retry_takes_back_a_teardown_only_offered_and_it_goes_after_the_retried_end(tmp_path):
+    run = _run(tmp_path)
+    _fail(run, "load", _at(3))
+    offered = instance(run, "teardown")
+    store.retry_instance(instance(run, "load").id, actor="ann", now=_at(4))
+    assert (states(run)["load"], states(run)["teardown"]) == ("available", "pending")
+    assert store.get_run(run).status == "running"
+    with pytest.raises(StaleToken):  # a worker that took the earlier offer is too late
+        store.claim(offered.id, offered.token, "w", now=_at(5))
+    as_it_was = {i.task: i for i in store.run_as_of(run, at=_at(4)).instances}["teardown"]
+    assert (as_it_was.state, as_it_was.offered_at) == ("pending", None)  # the dashboard's time travel: not offered
+    complete(run, "load", BLOB, now=_at(6))
+    assert _offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": BLOB}
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_retry_after_the_teardown_ran_is_refused_naming_undo_which_runs_both_again(tmp_path, started):
+    run = _run(tmp_path)
+    _fail(run, "load", _at(3))
+    if started:
+        claim(run, "teardown", now=_at(4))
+    else:
+        complete(run, "teardown", BLOB, now=_at(4))
+    load = instance(run, "load").id
+    with pytest.raises(IllegalTransition) as refused:
+        store.retry_instance(load, actor="ann", now=_at(5))
+    ran = "running" if started else "succeeded"
+    assert str(refused.value) == (
+        f"task instance {load} (load of run {run}) cannot be retried: teardown ({instance(run, 'teardown').id}, "
+        f"{ran}) ran after its failure (trigger_rule: all_done); undo instance {load} to run it and that again")
+    assert states(run)["load"] == "failed"
+    store.undo(load, "table unlocked", actor="ann", now=_at(6))
+    assert (states(run)["load"], states(run)["teardown"]) == ("available", "pending")
+    assert store.get_run(run).status == "running"
+
+
+def test_an_undo_of_the_teardown_offers_it_again_after_a_failed_upstream(tmp_path):
+    run = _run(tmp_path)
+    _fail(run, "load", _at(3))
+    complete(run, "teardown", BLOB, now=_at(4))
+    store.undo(instance(run, "teardown").id, "cluster still up", actor="ann", now=_at(5))
+    assert (states(run)["teardown"], store.get_run(run).status) == ("available", "failed")
+
+
+def test_all_done_needs_an_upstream_and_the_graph_says_it(tmp_path):
+    assert ("trigger_rule: all_done waits for the upstream tasks to finish, and this task has none"
+            in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: all_done}"))
+    assert "trigger_rule" in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_failed}")
+    deploy_blob_tasks(tmp_path, "nightly", TASKS)
+    nightly = current_spec(store.find_workflow("acme", "nightly")).workflow
+    assert ('teardown["teardown<br/>stop_cluster → Blob<br/>once upstream ends, failed too"]'
+            in mermaid("acme/nightly", nightly))
+
+
+def test_a_teardown_at_the_end_of_a_chain_runs_when_a_task_early_in_it_fails(tmp_path):
+    tasks = ["load: {function: load, output: Blob}", "report: {function: report, output: Blob, inputs: {rows: load}}",
+             "publish: {function: publish, output: Blob, inputs: {doc: report}}",
+             "teardown: {function: stop_cluster, output: Blob, inputs: {doc: publish}, trigger_rule: all_done}"]
+    deploy_blob_tasks(tmp_path, "nightly", tasks)
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    _fail(run, "load", _at(1))
+    assert states(run) == {"load": "failed", "report": "pending", "publish": "pending", "teardown": "available"}
+    assert _offered_inputs(run, "teardown") == {"doc": None}  # publish never runs: Airflow's upstream_failed
+    store.retry_instance(instance(run, "load").id, actor="ann", now=_at(2))
+    assert states(run)["teardown"] == "pending"
+    for task in ("load", "report", "publish"):
+        complete(run, task, BLOB, now=_at(3))
+    assert states(run)["teardown"] == "available"
+
+
+def test_a_chain_thousands_long_lets_its_teardown_go(tmp_path):
+    steps = [f"s{n}: {{function: step, output: Blob, after: [s{n - 1}]}}" for n in range(1, 1500)]
+    tasks = ["s0: {function: step, output: Blob}", *steps,
+             "teardown: {function: stop_cluster, output: Blob, after: [s1499], trigger_rule: all_done}"]
+    deploy_blob_tasks(tmp_path, "long", tasks)
+    run = store.trigger("acme", "long", actor="cron", now=_at(0))
+    _fail(run, "s0", _at(1))
+    assert states(run)["teardown"] == "available"
