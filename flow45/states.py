@@ -26,6 +26,9 @@ TAKING_SLOTS = frozenset({AVAILABLE, RUNNING})  # what counts against a task's m
 FINISHED_INSTANCE = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
 FINISHED_RUN = frozenset({SUCCEEDED, FAILED, CANCELLED})
 OPEN_RUN = (QUEUED, RUNNING)  # not finished yet
+# An instance that will end by itself (a worker's, a timer's, a retry's or a slot's doing), not pending
+# behind its upstream nor held: a run with one of these is not failed yet.
+ON_ITS_WAY = frozenset({AVAILABLE, RUNNING, QUEUED, WAITING, RETRY_WAIT})
 
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
 # QUEUED wherever AVAILABLE may be reached: an offer with no free slot waits there instead.
@@ -69,10 +72,13 @@ def check_run_move(what: str, current: str, target: str) -> None:
 
 def run_status_from_not_done(not_done_states: Collection[str], current: str) -> str:
     """What a started run's status must be, given the states of its instances that are not done (a
-    run has one instance at least: none left not done means all done). A membership test, not a
-    walk: a wide run's settle asks it for each message, with thousands not done."""
+    run has one instance at least: none left not done means all done). An instance failed for good
+    fails the run once nothing else of it is still on its way (as Airflow's run, so that a teardown
+    or a branch still running keeps the run's `max_active_runs` slot); a failed run stays failed when
+    an operator lets a branch of it go again. Membership tests that stop at the first hit: a wide run's
+    settle asks it for each message, with thousands not done."""
     if current in (QUEUED, CANCELLED):
         return current
     if FAILED in not_done_states:
-        return FAILED
+        return FAILED if current == FAILED or ON_ITS_WAY.isdisjoint(not_done_states) else RUNNING
     return RUNNING if not_done_states else SUCCEEDED

@@ -68,6 +68,9 @@ def skip_instance(
         raise IllegalTransition("skip needs a reason")
     with changing(instance_id, team, now) as (unit, instance):
         _refuse_if_cancelled(unit, instance)
+        if instance.state == S.FAILED:
+            rules.unfail(unit.changes, instance, S.SKIPPED, unit.by_run[instance.run_id], unit.spec(instance.run_id),
+                         "skip", actor)
         rules.skip(unit.changes, instance, reason, actor, revoked=f"skipped by {actor}")
         unit.settle(instance.run_id, actor)
 
@@ -80,15 +83,7 @@ def retry_instance(instance_id: int, *, actor: str, now: dt.datetime | None = No
         if instance.state != S.FAILED:
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}; only a failed instance can be retried")
         run = unit.run_of(instance)
-        offered, ran = rules.ran_after_failure(instance, unit.by_run[run.id], unit.spec(run.id))
-        if ran:
-            named = ", ".join(f"{i.task} ({i.id}, {i.state})" for i in ran)
-            raise IllegalTransition(
-                f"{rules.describe(instance)} cannot be retried: {named} ran after its failure (trigger_rule: "
-                f"all_done); undo instance {instance.id} to run it and {'them' if len(ran) > 1 else 'that'} again")
-        retried = f"instance {instance.id} ({instance.task}) is retried: it waits for its end"
-        for after in offered:  # an all_done task waits for the retried instance's end again
-            rules.take_back(unit.changes, after, "retry", actor, {"taken_back": retried})
+        rules.unfail(unit.changes, instance, S.AVAILABLE, unit.by_run[run.id], unit.spec(run.id), "retry", actor)
         instance.failures = 0
         not_done = {**rules.not_done_of(unit.by_run[run.id]), instance.task: S.AVAILABLE}
         rules.reopen(unit.changes, run, unit.by_run[run.id], not_done, "retry", actor)
@@ -108,6 +103,7 @@ def hold(
                 "waiting instances can be held"
             )
         rules.move(unit.changes, instance, S.HELD, "hold", actor, {"reason": rules.said(reason)}, token=None)
+        unit.settle(instance.run_id, actor)  # the last thing on its way in a run with a failure: it fails
 
 
 def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, team: str | None = None) -> None:
@@ -164,6 +160,8 @@ def set_output(
         rules.check_settable(instance)  # a pending task is refused as such, whatever the output
         spec, task = unit.spec(instance.run_id), unit.task(instance)
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
+        if instance.state == S.FAILED:
+            rules.unfail(unit.changes, instance, S.SUCCEEDED, unit.by_run[instance.run_id], spec, "set_output", actor)
         rules.set_output(unit.changes, instance, clean, reason, actor)
         unit.settle(instance.run_id, actor)
         return rules.reply(instance)

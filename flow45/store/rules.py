@@ -420,18 +420,21 @@ def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bo
     return not any(up in not_done for up in spec.upstream(name))
 
 
+_WAITING = (S.PENDING, S.HELD)  # for its upstream, or for an operator's release: offered only after it
+
+
 def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict[str, bool]) -> bool:
-    """Pending for good: waiting for the success of an upstream that failed for good, or of one pending
-    for good itself (Airflow's upstream_failed). Walked without recursion: a chain can be thousands long."""
+    """Pending (or held) for good: waiting for the success of an upstream that failed for good, or of one
+    waiting for good itself (Airflow's upstream_failed). Walked without recursion: a chain can be thousands long."""
     stack = [name]
     while stack:
         task = stack[-1]
         if task in known:
             stack.pop()
-        elif not_done.get(task) != S.PENDING or task in spec.after_failure:
+        elif not_done.get(task) not in _WAITING or task in spec.after_failure:
             known[task] = False
             stack.pop()
-        elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) == S.PENDING]:
+        elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) in _WAITING]:
             stack.extend(unknown)
         else:
             known[task] = any(not_done.get(up) == S.FAILED or known.get(up, False) for up in spec.upstream(task))
@@ -439,13 +442,30 @@ def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict
     return known[name]
 
 
-def ran_after_failure(instance, run_instances: dict, spec: VersionSpec) -> tuple[list, list]:
-    """The `all_done` tasks after a failed `instance` that its failure let go: those only offered (taken
-    back while it runs again), and those started or finished."""
-    after = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
-             if run_instances[name].state not in (S.PENDING, S.HELD, S.CANCELLED)]
-    offered = [i for i in after if i.state in UNOFFERED and i.state != S.RETRY_WAIT]
-    return offered, [i for i in after if i not in offered]
+_UNFAILED = {"retry": "retried", "skip": "skipped", "set_output": "given an output"}  # by the kind of change
+
+
+def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: VersionSpec, kind: str, actor: str) -> None:
+    """Before a failed `instance` becomes `becomes` other than by undo (an operator's retry, skip or output):
+    the `all_done` tasks after it that its failure let go, and that must now wait for what follows it,
+    go back to pending while only offered; one that has started refuses the change, naming undo."""
+    let_go = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
+              if run_instances[name].state not in _WAITING + (S.CANCELLED,)]
+    if not let_go:
+        return
+    verb = _UNFAILED[kind]
+    not_done = {**not_done_of(run_instances), instance.task: becomes}
+    if becomes in S.DONE:
+        del not_done[instance.task]
+    waits = [i for i in let_go if not _upstream_done(i.task, not_done, spec)]
+    if started := [i for i in waits if i.state not in UNOFFERED or i.state == S.RETRY_WAIT]:
+        named = ", ".join(f"{i.task} ({i.id}, {i.state})" for i in started)
+        raise IllegalTransition(
+            f"{describe(instance)} cannot be {verb}: {named} ran after its failure (trigger_rule: all_done); undo "
+            f"instance {instance.id} to run it and {'them' if len(started) > 1 else 'that'} again")
+    for after in waits:
+        take_back(ch, after, kind, actor,
+                  {"taken_back": f"instance {instance.id} ({instance.task}) is {verb}: it waits for what follows"})
 
 
 def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], spec: VersionSpec,

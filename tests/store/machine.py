@@ -35,6 +35,17 @@ VIA = st.sampled_from(["verb", "batch"])
 TICK_SECONDS = st.sampled_from([0, 1, 5, 29, 30, 31, 60])
 
 
+ON_ITS_WAY = {S.AVAILABLE, S.RUNNING, S.QUEUED, S.WAITING, S.RETRY_WAIT}  # ends by itself, unlike pending or held
+
+
+def run_status(states: list[str], was: str | None) -> str:
+    """A started run's status from its instances' states: a failure for good fails it once nothing else of
+    it is on its way, and a run failed before stays failed."""
+    if S.FAILED in states:
+        return S.FAILED if was == S.FAILED or not ON_ITS_WAY & set(states) else S.RUNNING
+    return S.SUCCEEDED if all(s in S.DONE for s in states) else S.RUNNING
+
+
 def read_tables() -> dict:
     """Runs, instances, attempts and the ledger, straight from the tables."""
     return {
@@ -135,8 +146,7 @@ class ActionsMachine(RuleBasedStateMachine):
         for rid, run in runs.items():
             mine = [i["state"] for i in instances.values() if i["run"] == rid]
             if run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
-                expected = (S.FAILED if S.FAILED in mine else S.SUCCEEDED if all(s in S.DONE for s in mine)
-                            else S.RUNNING)
+                expected = run_status(mine, before["runs"].get(rid, {}).get("status"))
                 assert run["status"] == expected, f"{where}: run {rid} is {run['status']}, its instances {mine}"
 
         # The ledger's moves are legal and end at each instance's state; the run as it was is the run.
@@ -168,8 +178,8 @@ class ActionsMachine(RuleBasedStateMachine):
         return all(run[up]["state"] in S.DONE | {S.FAILED} or self.never_runs(up, run) for up in self.UPSTREAM[task])
 
     def never_runs(self, task: str, run: dict[str, dict]) -> bool:
-        """Pending behind an upstream that failed for good, or one that never runs itself."""
-        return run[task]["state"] == S.PENDING and task not in self.ALL_DONE and any(
+        """Pending (or held) behind an upstream that failed for good, or one that never runs itself."""
+        return run[task]["state"] in (S.PENDING, S.HELD) and task not in self.ALL_DONE and any(
             run[up]["state"] == S.FAILED or self.never_runs(up, run) for up in self.UPSTREAM[task])
 
     def check_more(self, before: dict, after: dict, where: str, by_run: dict[int, dict[str, dict]],

@@ -58,7 +58,7 @@ from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
 from tests.store.helpers import T0, fresh_store
-from tests.store.machine import read_tables as machine_tables
+from tests.store.machine import read_tables as machine_tables, run_status
 
 CONFIG = """\
 team: acme
@@ -373,9 +373,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert any(r["status"] == S.RUNNING for r in runs.values()), f"{where}: run {rid} queued, none running"
             else:
                 assert S.CANCELLED not in mine, f"{where}: {status} run {rid} has cancelled instances"
-                expected = (
-                    S.FAILED if S.FAILED in mine else S.SUCCEEDED if all(s in DONE for s in mine) else S.RUNNING
-                )
+                expected = run_status(mine, before["runs"].get(rid, {}).get("status"))
                 assert status == expected, f"{where}: run {rid} is {status} but its instances say {expected}: {mine}"
             finished = status in (S.SUCCEEDED, S.FAILED, S.CANCELLED)
             assert (run["finished_at"] is not None) == finished, f"{where}: run {rid} finished_at vs {status}"

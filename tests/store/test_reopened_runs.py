@@ -94,13 +94,47 @@ def test_retried_failed_nights_wait_queued_and_go_in_the_order_of_their_nights(t
     assert [_status(nights[day]) for day in (28, 29)] == ["succeeded", "running"]
 
 
+def _failed_night_with_audit_offered() -> tuple[int, int]:
+    """Night 30 failed (its load) while its audit was held, night 31 running in the slot it left, and the
+    audit released: offered in the failed run, which stays failed."""
+    failed = _night(30)
+    store.hold(instance(failed, "audit").id, actor="ann", now=NEW_YEAR)
+    _fail(failed, "load")
+    running = _night(31)
+    store.release(instance(failed, "audit").id, actor="ann", now=NEW_YEAR)
+    assert (_status(failed), _status(running), states(failed)["audit"]) == ("failed", "running", "available")
+    return failed, running
+
+
+def test_a_run_with_a_failure_keeps_its_slot_until_its_other_branch_ends(tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    night = _night(30)
+    auditing = claim(night, "audit", now=NEW_YEAR)
+    _fail(night, "load")
+    assert _status(night) == "running"  # its audit is on its way
+    next_night = _night(31)
+    assert _status(next_night) == "queued"  # the two audits never overlap
+    store.submit(auditing.instance, auditing.token, BLOB, now=NEW_YEAR)
+    assert _status(night) == "running"  # check is offered now
+    complete(night, "check", BLOB, now=NEW_YEAR)
+    assert (_status(night), _status(next_night)) == ("failed", "running")  # report waits for good behind load
+    assert states(night) == {"load": "failed", "audit": "succeeded", "report": "pending", "check": "succeeded"}
+
+
+def test_holding_the_last_thing_on_its_way_fails_a_run_with_a_failure_and_frees_its_slot(tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    night = _night(30)
+    _fail(night, "load")
+    next_night = _night(31)
+    assert (_status(night), _status(next_night)) == ("running", "queued")  # night 30's audit is offered
+    store.hold(instance(night, "audit").id, actor="ann", reason="audit tomorrow", now=NEW_YEAR)
+    assert (_status(night), _status(next_night)) == ("failed", "running")
+
+
 def test_a_failed_runs_attempt_running_goes_on_and_what_follows_it_waits_for_the_start(tmp_path):
     deploy_text(tmp_path, NIGHTLY)
-    failed = _night(30)
+    failed, offered_check = _failed_night_with_audit_offered()
     auditing = claim(failed, "audit", now=NEW_YEAR)
-    _fail(failed, "load")
-    offered_check = _night(31)  # the failed run left the slot
-    assert (_status(failed), _status(offered_check)) == ("failed", "running")
     store.skip_instance(instance(failed, "load").id, "loaded by hand", actor="ann", now=NEW_YEAR)
     assert _status(failed) == "queued"
     assert states(failed) == {"load": "skipped", "audit": "running", "report": "pending", "check": "pending"}
@@ -122,25 +156,21 @@ def test_an_output_set_on_a_failed_night_runs_it_again_at_once_when_a_slot_is_fr
 
 def test_a_queued_run_given_work_again_offers_nothing_it_had_offered(tmp_path):
     deploy_text(tmp_path, NIGHTLY)
-    failed = _night(30)
-    _fail(failed, "load")
-    assert states(failed)["audit"] == "available"  # its other branch is still offered
-    running = _night(31)
+    failed, running = _failed_night_with_audit_offered()
     store.retry_instance(instance(failed, "load").id, actor="ann", now=NEW_YEAR)
     assert _status(failed) == "queued"
     assert (states(failed)["load"], states(failed)["audit"]) == ("pending", "pending")
-    taken_back = Event.get((Event.instance == instance(failed, "audit").id) & (Event.to_state == "pending"))
-    assert taken_back.detail == {"queued": f"run {failed} is queued: max_active_runs 1: run {running} running"}
+    taken_back = Event.select().where((Event.instance == instance(failed, "audit").id) & (Event.to_state == "pending"))
+    assert taken_back.order_by(Event.id.desc()).get().detail == {
+        "queued": f"run {failed} is queued: max_active_runs 1: run {running} running"}
     _finish_all(running)
     assert (states(failed)["load"], states(failed)["audit"]) == ("available", "available")
 
 
 def test_an_attempt_that_fails_while_its_run_waits_queued_is_retried_into_the_wait(tmp_path):
     deploy_text(tmp_path, NIGHTLY)
-    failed = _night(30)
+    failed, running = _failed_night_with_audit_offered()
     auditing = claim(failed, "audit", now=NEW_YEAR)
-    _fail(failed, "load")
-    running = _night(31)
     store.retry_instance(instance(failed, "load").id, actor="ann", now=NEW_YEAR)
     store.fail(auditing.instance, auditing.token, "disk full", retryable=False, now=NEW_YEAR)
     assert (_status(failed), states(failed)["audit"]) == ("queued", "failed")

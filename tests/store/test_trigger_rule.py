@@ -1,6 +1,7 @@
 """A task's `trigger_rule: all_done` (Airflow's): it is offered once every upstream task has finished,
 failed for good too, so that a cleanup or teardown runs whatever happened; a failed upstream gives it null.
-The run's outcome is its tasks' as always: a failure fails it, and the cleanup's success does not undo that."""
+The run's outcome is its tasks' as always: a failure fails it (once the teardown has ended, as anything else
+of the run on its way), and the teardown's success does not undo that."""
 
 from __future__ import annotations
 
@@ -52,12 +53,12 @@ def _offered_inputs(run: int, task: str) -> dict:
     return offers.order_by(Outbox.id.desc()).get().body["inputs"]
 
 
-def test_a_teardown_runs_after_its_upstream_fails_for_good_and_the_run_stays_failed(tmp_path):
+def test_a_teardown_runs_after_its_upstream_fails_for_good_and_the_run_fails_once_it_has_ended(tmp_path):
     run = _run(tmp_path)
     _fail(run, "load", _at(3))
     assert states(run) == {"start": "succeeded", "load": "failed", "audit": "succeeded", "report": "pending",
                            "teardown": "available"}
-    assert store.get_run(run).status == "failed"
+    assert store.get_run(run).status == "running"  # the teardown is on its way: the run keeps its slot
     assert _offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": None}
     complete(run, "teardown", BLOB, now=_at(6))  # after midnight
     assert states(run)["teardown"] == "succeeded" and store.get_run(run).status == "failed"
@@ -150,7 +151,7 @@ def test_an_undo_of_the_teardown_offers_it_again_after_a_failed_upstream(tmp_pat
     _fail(run, "load", _at(3))
     complete(run, "teardown", BLOB, now=_at(4))
     store.undo(instance(run, "teardown").id, "cluster still up", actor="ann", now=_at(5))
-    assert (states(run)["teardown"], store.get_run(run).status) == ("available", "failed")
+    assert (states(run)["teardown"], store.get_run(run).status) == ("available", "failed")  # failed it stays
 
 
 def test_all_done_needs_an_upstream_and_the_graph_says_it(tmp_path):
@@ -187,3 +188,38 @@ def test_a_chain_thousands_long_lets_its_teardown_go(tmp_path):
     run = store.trigger("acme", "long", actor="cron", now=_at(0))
     _fail(run, "s0", _at(1))
     assert states(run)["teardown"] == "available"
+
+
+CHAIN = ["load: {function: load, output: Blob}", "report: {function: report, output: Blob, inputs: {rows: load}}",
+         "teardown: {function: stop_cluster, output: Blob, inputs: {doc: report}, trigger_rule: all_done}"]
+
+
+def test_skipping_the_failed_task_lets_what_follows_it_run_and_the_teardown_waits_for_it(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", CHAIN)
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    _fail(run, "load", _at(1))
+    assert states(run)["teardown"] == "available"
+    store.skip_instance(instance(run, "load").id, "loaded by hand", actor="ann", now=_at(2))
+    assert states(run) == {"load": "skipped", "report": "available", "teardown": "pending"}
+    complete(run, "report", BLOB, now=_at(3))
+    assert _offered_inputs(run, "teardown") == {"doc": BLOB}
+
+
+def test_an_output_set_on_the_failed_task_after_the_teardown_started_is_refused_naming_undo(tmp_path):
+    deploy_blob_tasks(tmp_path, "nightly", CHAIN)
+    run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    _fail(run, "load", _at(1))
+    claim(run, "teardown", now=_at(2))
+    load = instance(run, "load").id
+    with pytest.raises(IllegalTransition, match=f"cannot be given an output: teardown .* undo instance {load}"):
+        store.set_output(load, BLOB, reason="loaded by hand", actor="ann", now=_at(3))
+    assert states(run) == {"load": "failed", "report": "pending", "teardown": "running"}
+
+
+def test_skipping_a_failed_task_the_teardown_follows_directly_leaves_its_offer(tmp_path):
+    run = _run(tmp_path)
+    _fail(run, "load", _at(3))
+    offered = instance(run, "teardown")
+    store.skip_instance(instance(run, "load").id, "no rows tonight", actor="ann", now=_at(4))
+    assert states(run)["teardown"] == "available"  # it waited for load alone, which has ended either way
+    assert instance(run, "teardown").token == offered.token

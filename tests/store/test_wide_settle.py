@@ -146,12 +146,20 @@ def test_the_last_upstream_submit_offers_the_fan_in_reading_it_and_its_input(row
     assert offer.body["inputs"] == {"first": BLOB}
 
 
-def test_a_failure_for_good_fails_the_wide_run(rows_read):
+def test_a_failure_for_good_fails_the_wide_run_once_the_rest_has_ended(rows_read):
     run, item = claimed("item005")
     rows_read.clear()
     store.fail(item.id, item.token, "broken", retryable=False, now=T0)
     assert rows_read == [1]
-    assert store.get_run(run).status == "failed"
+    assert store.get_run(run).status == "running"  # 89 items still offered
+    rest = [instance(run, name) for name in NAMES if name != "item005"]
+    apply([m.Claim(type="claim", instance=r.id, token=r.token, worker="w") for r in rest])
+    apply([m.Submit(type="submit", instance=r.id, token=r.token, output=BLOB) for r in rest[:-1]])
+    assert store.get_run(run).status == "running"
+    rows_read.clear()
+    apply([m.Submit(type="submit", instance=rest[-1].id, token=rest[-1].token, output=BLOB)])
+    assert rows_read == [1]  # still not read whole
+    assert store.get_run(run).status == "failed"  # join waits for good behind item005: nothing is on its way
 
 
 OUTCOMES = ["submit", "submit", "submit", "skip", "fail_once"]

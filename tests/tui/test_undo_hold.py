@@ -95,6 +95,8 @@ async def test_a_retry_whose_failed_run_waits_queued_for_its_slot_says_so(tui_db
     failed = store.trigger("reports", "nightly_sales", actor="ann", now=T0)
     load = TaskInstance.get((TaskInstance.run == failed) & (TaskInstance.task == "load_emea"))
     grant = store.claim(load.id, load.token, "w", now=T0)
+    for other in TaskInstance.select().where((TaskInstance.run == failed) & (TaskInstance.state == "available")):
+        store.hold(other.id, actor="ann", now=T0)  # nothing else of the run on its way: the failure fails it
     store.fail(grant.instance, grant.token, "source file missing", retryable=False, now=T0)
     running = store.trigger("reports", "nightly_sales", actor="ann", now=T0)  # the failed run left the slot
     assert store.get_run(running).status == "running"
