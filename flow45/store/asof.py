@@ -101,7 +101,8 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
         elif e.to_state == S.QUEUED or (e.to_state == S.PENDING and ("queued" in detail or "taken_back" in detail)):
             # Waiting for a slot or its run before, or for its run's start (a run queued again,
-            # flow45.store.rules.reopen), or for an upstream retried (flow45.store.rules.take_back): no attempt offered.
+            # flow45.store.rules.reopen), or for what follows a failure an operator set right
+            # (flow45.store.rules.unfail): no attempt offered.
             one.offered_at, one.worker, one.progress_pct, one.progress_known = None, None, None, True
             if e.kind == "undo":  # its attempts archived: it starts afresh
                 one.started_at = one.finished_at = one.error = None

@@ -63,6 +63,8 @@ class VersionSpec:
 
     def after_failure_of(self, name: str) -> set[str]:
         """The all_done tasks downstream of `name`, however far: a failure of it may let them go."""
+        if not self.after_failure:
+            return set()
         found = self._after_failure_of.get(name)
         if found is None:
             found = self._after_failure_of[name] = self.descendants(name) & self.after_failure

@@ -1,6 +1,7 @@
 """Random sequences of worker and operator actions against tasks that wait `queued`: a task's
 `max_running`, a team's `functions.NAME.max_running` shared by two workflows, and `depends_on_past` (one
-task `optional`, skipped when it fails for good); on SQLite and PostgreSQL, on a fake clock. Worker
+task `optional`, skipped when it fails for good, and a teardown, `trigger_rule: all_done`, taking a slot of
+the shared function too); on SQLite and PostgreSQL, on a fake clock. Worker
 messages go through the per-message verbs or the bridge's batch path (with its hand-on after the
 commit, as the bridge does it); operators skip, hold, release,
 retry, undo, set outputs and cancel runs; the scheduler's tick expires leases, offers due retries and
@@ -49,6 +50,7 @@ workflows:
       b: {function: shared, output: Blob, inputs: {src: a}, depends_on_past: true, retries: 1, retry_delay: 5s,
           lease: 30s}
       c: {function: shared, output: Blob, inputs: {src: a}, max_running: 1, lease: 30s, optional: true}
+      z: {function: shared, output: Blob, inputs: {src: b}, after: [c], trigger_rule: all_done, lease: 30s}
   side:
     max_active_runs: null
     tasks:
@@ -64,7 +66,8 @@ MOST_RUNS = 9
 
 
 class LimitsMachine(ActionsMachine):
-    UPSTREAM = {"a": [], "b": ["a"], "c": ["a"], "s": [], "x": ["s"]}
+    UPSTREAM = {"a": [], "b": ["a"], "c": ["a"], "z": ["b", "c"], "s": [], "x": ["s"]}
+    ALL_DONE = frozenset({"z"})  # a teardown that takes a slot of the shared function too
 
     def start(self) -> None:
         self.act("trigger", lambda: store.trigger("acme", "load", actor="cron", now=self.now))
@@ -116,7 +119,7 @@ class LimitsMachine(ActionsMachine):
 
         # Runs: at most max_active_runs running, none queued while a slot is free, and those started
         # in this action before every one still queued, in place.
-        load = next(r["workflow"] for r in runs.values() if r["id"] in by_run and set(by_run[r["id"]]) == {"a", "b", "c"})
+        load = next(r["workflow"] for r in runs.values() if r["id"] in by_run and set(by_run[r["id"]]) == {"a", "b", "c", "z"})
         running = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.RUNNING]
         queued = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.QUEUED]
         assert len(running) <= MOST_ACTIVE_RUNS, f"{where}: {len(running)} runs of load running"
