@@ -51,6 +51,9 @@ class Changes:
     # A finished run that would run again -> why it must wait queued instead (its workflow's
     # max_active_runs all running), or None; given by the writer, which counts them.
     run_waits: Callable[[Any], str | None] | None = None
+    # A run's id -> why it runs again past its workflow's max_active_runs (a running run waits for it), as
+    # `run_waits` found; said in the ledger's move.
+    over_limit: dict[int, str] = field(default_factory=dict)
     # A run's id -> its status, as changed here.
     run_status: Callable[[int], str] | None = None
 
@@ -362,7 +365,8 @@ def reopen(ch: Changes, run, run_instances: dict, not_done: dict[str, str], kind
         return
     waits = ch.run_waits(run) if ch.run_waits is not None else None
     if waits is None:
-        return move_run(ch, run, S.RUNNING, kind, actor, detail)
+        over = {"over_max_active_runs": ch.over_limit[run.id]} if run.id in ch.over_limit else {}
+        return move_run(ch, run, S.RUNNING, kind, actor, {**(detail or {}), **over} or detail)
     move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": waits})
     for instance in run_instances.values():
         if instance.state in UNOFFERED:
@@ -504,9 +508,9 @@ def cancel_run(ch: Changes, run, run_instances: dict, actor: str, reason: str | 
     move_run(ch, run, S.CANCELLED, "cancel", actor, detail)
 
 
-def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str) -> None:
-    """A queued run takes the slot that came free."""
-    move_run(ch, run, S.RUNNING, "start", actor)
+def start_run(ch: Changes, run, run_instances: dict, spec: VersionSpec, actor: str, detail: Any = None) -> None:
+    """A queued run takes the slot that came free (or goes past the limit, `detail` saying why)."""
+    move_run(ch, run, S.RUNNING, "start", actor, detail)
     settle_run(ch, run, run_instances, spec, actor)
 
 

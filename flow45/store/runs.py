@@ -19,6 +19,7 @@ from flow45.run_keys import check_key
 from flow45.store import rules
 from flow45.store.deploy import find_workflow
 from flow45.store.newrun import check_open, has_slot, insert_run, refuse_or_queue, validate_params
+from flow45.store.slots import awaited
 from flow45.store.specs import current_spec
 from flow45.views import Triggered
 from flow45.store.unit import Unit, lock_workflow, lock_workflow_for_a_run
@@ -56,7 +57,11 @@ def trigger_run(
         if key is not None and (keyed := _run_for_key(row.id, key)) is not None:
             _check_same_request(keyed, f"{team}/{workflow}", key, clean_params, logical)
             return Triggered(keyed.id, keyed.status, existing=True)
-        status = S.QUEUED if refuse_or_queue(row, team, workflow) or not has_slot(row.id, spec) else S.RUNNING
+        queue, over = refuse_or_queue(row, team, workflow), None
+        if not queue and not has_slot(row.id, spec):
+            over = awaited(row.id, logical or at, None)  # a running run would wait for it: it goes past the limit
+            queue = over is None
+        status = S.QUEUED if queue else S.RUNNING
         check_open(team, len(spec.workflow.tasks))
         if logical is not None:
             _refuse_taken(row.id, team, workflow, logical)
@@ -71,6 +76,7 @@ def trigger_run(
         rules.record(unit.changes, team, "trigger", actor, run=run_id, to_state=status,
                      detail={"workflow": workflow, "version": spec.number, "trigger": trigger_kind,
                              **({"priority": priority} if priority is not None else {}),
+                             **({"over_max_active_runs": over} if over is not None else {}),
                              **({"key": key} if key is not None else {})})
         if status == S.RUNNING:
             unit.start_new(run_id, spec, actor)

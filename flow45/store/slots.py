@@ -14,6 +14,7 @@ the instance, and the next sweep offers it."""
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Iterable
 
@@ -22,6 +23,7 @@ from peewee import Tuple, fn
 from flow45 import states as S
 from flow45.db import dialect
 from flow45.models import Run, TaskInstance, run_place
+from flow45.store.specs import version_spec
 
 TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
 _freed = threading.local()  # (workflow, team, function, task) of limited instances whose slots this thread freed
@@ -93,7 +95,61 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     state = getattr(unit.instances.get(past_id), "state", state)  # as changed here, if read here
     if state in PAST_DONE:
         return None
+    if state == S.PENDING and Run.select(Run.status).where(Run.id == past_run).scalar() == S.QUEUED:
+        # A run queued for a slot this running one now waits for: it starts past the limit once this
+        # commits (flow45.store.unit.Unit.start_queued), else neither could ever go on.
+        unit.changes.freed_slots.setdefault(workflow, AWAITED_BY)
     return f"depends_on_past: {instance.task} of run {past_run} is {state}"
+
+
+AWAITED_BY = "flow45"  # the actor of a start past max_active_runs: no one asked for it, the rules did
+
+
+def awaited_queued(workflow: int) -> list[tuple[int, str]]:
+    """The workflow's queued runs that an instance of a running run waits for (depends_on_past), each
+    with why, in place."""
+    found: dict[int, str] = {}
+    for task, waiting, its_place in _queued_for_past(workflow):
+        before = _run_before(workflow, task, its_place, waiting, "run").scalar()
+        if before is not None and before not in found and (
+                Run.select(Run.status).where(Run.id == before).scalar() == S.QUEUED):
+            found[before] = f"run {waiting} waits for it (depends_on_past: {task})"
+    return sorted(found.items(), key=lambda item: _place_of(item[0]))
+
+
+def _queued_for_past(workflow: int) -> Iterable[tuple[str, int, Any]]:
+    """(task, run, its place) of each instance of a running run of the workflow queued for depends_on_past."""
+    queued = (TaskInstance.select(TaskInstance.task, Run.id, Run.version, Run.logical_time, Run.created_at)
+              .join(Run, on=(Run.id == TaskInstance.run))
+              .where((Run.workflow == workflow) & (Run.status == S.RUNNING) & (TaskInstance.state == S.QUEUED))
+              .tuples())
+    for task, run_id, version, logical_time, created_at in queued:
+        if version_spec(version).task(task).depends_on_past:
+            yield task, run_id, logical_time or created_at
+
+
+def awaited(workflow: int, place: Any, run_id: int | None) -> str | None:
+    """Why the workflow's run at (`place`, `run_id`) must run past its max_active_runs (`run_id` None: a run
+    about to be made, after every run of its place): an instance of a running run waits queued for
+    depends_on_past on the run before it that has its task, and this run is, or is about to become, that
+    run; waiting for a slot, neither could ever go on. None otherwise."""
+    mine = (place, math.inf if run_id is None else run_id)
+    for task, waiting, its_place in _queued_for_past(workflow):
+        if not mine < (its_place, waiting):
+            continue
+        before = _run_before(workflow, task, its_place, waiting, "run").scalar()
+        if run_id is not None:
+            waits_for_it = before == run_id
+        else:  # about to come between that run and its run before
+            waits_for_it = before is None or _place_of(before) <= mine
+        if waits_for_it:
+            return f"run {waiting} waits for it (depends_on_past: {task})"
+    return None
+
+
+def _place_of(run_id: int) -> tuple:
+    run = Run.select(Run.logical_time, Run.created_at).where(Run.id == run_id).get()
+    return run.logical_time or run.created_at, run_id
 
 
 def past_done(workflow: int, task: str, run: Any) -> Any:

@@ -27,7 +27,7 @@ from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
-from flow45.store.slots import note_freed, queues, why_queued
+from flow45.store.slots import AWAITED_BY, awaited, awaited_queued, note_freed, queues, why_queued
 from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
@@ -250,7 +250,8 @@ class Unit:
 
     def _run_waits(self, run: Row) -> str | None:
         """Why a finished run given work again must wait queued: its workflow's max_active_runs all
-        running, counted under the workflow's lock as a trigger counts them; or None."""
+        running, counted under the workflow's lock as a trigger counts them; or None (a slot is free, or
+        a running run waits for it: `flow45.store.slots.awaited`)."""
         limit = self.spec(run.id).workflow.max_active_runs
         if limit is None:
             return None
@@ -259,6 +260,9 @@ class Unit:
         stored = Run.select(Run.id).where((Run.workflow == run.workflow_id) & (Run.status == S.RUNNING)).tuples()
         running = sorted({i for (i,) in stored if i not in here} | {i for i, status in here.items() if status == S.RUNNING})
         if len(running) < limit:
+            return None
+        if (waited_for := awaited(run.workflow_id, run.logical_time or run.created_at, run.id)) is not None:
+            self.changes.over_limit[run.id] = waited_for  # it could never start, nor that run finish
             return None
         named = ", ".join(str(i) for i in running[:5]) + (", …" if len(running) > 5 else "")
         return f"max_active_runs {limit}: run{'s' if len(running) > 1 else ''} {named} running"
@@ -396,6 +400,12 @@ class Unit:
                 continue
             rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), actor)
             active += 1
+        for run_id, why in awaited_queued(workflow_id):  # past the limit: a running run waits for each
+            self.lock_runs([run_id])
+            run = self.runs[run_id]
+            if run.status == S.QUEUED:
+                rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), AWAITED_BY,
+                                {"over_max_active_runs": why})
 
     def _write(self, processed: list[dict]) -> None:
         ch = self.changes

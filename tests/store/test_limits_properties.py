@@ -16,8 +16,9 @@ After every action, straight from the tables:
   skipped or cancelled, the run before in place: runs are made by hand, or for nights (logical times)
   before and after the clock's, as a backfill makes them;
 - a queued instance is ready (upstream done), in a started run, with no token and no running attempt;
-- runs of `load`: at most its max_active_runs running, none queued while a slot is free, and each run
-  started in the action before every one still queued, in place;
+- runs of `load`: at most its max_active_runs running (past it only a run that a running run waits for
+  by depends_on_past, which would otherwise wait for it), none queued while a slot is free, none running
+  that waits for one queued, and each run started in the action before every one still queued, in place;
 - nothing waits needlessly: after a worker's message, an operator's change or the scheduler's tick, no
   queued instance is left that could go (its run before done, a free slot of each of its limits);
 - every instance's moves in the ledger are in the transition table and end at its state, and each run
@@ -97,11 +98,14 @@ class LimitsMachine(ActionsMachine):
         def place(run: int) -> tuple:
             return runs[run]["logical_time"] or runs[run]["created_at"], run
 
-        def past_done(row: dict) -> bool:
+        def run_before(row: dict) -> int | None:
             earlier = [r for r in by_run if place(r) < place(row["run"]) and workflow_of[r] == workflow_of[row["run"]]
                        and row["task"] in by_run[r]]
-            found = by_run[max(earlier, key=place)][row["task"]] if earlier and row["task"] in PAST else None
-            return found is None or found["state"] in S.DONE | {S.CANCELLED}
+            return max(earlier, key=place) if earlier and row["task"] in PAST else None
+
+        def past_done(row: dict) -> bool:
+            before = run_before(row)
+            return before is None or by_run[before][row["task"]]["state"] in S.DONE | {S.CANCELLED}
 
         # No limit is ever exceeded.
         for task, most in TASK_LIMITS.items():
@@ -122,8 +126,15 @@ class LimitsMachine(ActionsMachine):
         load = next(r["workflow"] for r in runs.values() if r["id"] in by_run and set(by_run[r["id"]]) == {"a", "b", "c", "z"})
         running = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.RUNNING]
         queued = [rid for rid, r in runs.items() if r["workflow"] == load and r["status"] == S.QUEUED]
-        assert len(running) <= MOST_ACTIVE_RUNS, f"{where}: {len(running)} runs of load running"
-        assert not queued or len(running) == MOST_ACTIVE_RUNS, f"{where}: runs {queued} queued with a slot free"
+        # Past the limit only a run given work again that a running run waits for (depends_on_past).
+        over = [rid for rid in running if awaited(rid, after["events"])]
+        assert len(running) - len(over) <= MOST_ACTIVE_RUNS, f"{where}: {len(running)} runs of load running"
+        assert not queued or len(running) >= MOST_ACTIVE_RUNS, f"{where}: runs {queued} queued with a slot free"
+        # A run that holds a slot never waits, by depends_on_past, for a run queued for one.
+        for rid in running:
+            waiting = [row for row in by_run[rid].values() if row["state"] == S.QUEUED and row["task"] in PAST]
+            assert not any(run_before(row) in queued for row in waiting), (
+                f"{where}: run {rid} and the queued run before it wait for each other")
         for e in new_events:
             if e["instance"] is None and (e["from_state"], e["to_state"]) == (S.QUEUED, S.RUNNING):
                 assert all(place(e["run"]) < place(q) for q in queued), (
@@ -142,6 +153,12 @@ class LimitsMachine(ActionsMachine):
                         and (row["function"] not in FUNCTION_LIMITS
                              or function_taken(row["function"]) < FUNCTION_LIMITS[row["function"]]))
             assert not could_go, f"{where}: queued {iid} ({row['task']}) could go but waits"
+
+
+def awaited(run: int, events: list[dict]) -> bool:
+    """Whether the run's last start was past max_active_runs, a running run waiting for it."""
+    started = [e for e in events if e["run"] == run and e["instance"] is None and e["to_state"] == S.RUNNING]
+    return bool(started) and "over_max_active_runs" in (started[-1]["detail"] or {})
 
 
 def test_random_actions_keep_limits_and_let_nothing_wait_needlessly(db_url, backend, tmp_path):

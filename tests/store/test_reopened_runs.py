@@ -208,3 +208,38 @@ def test_the_schedulers_tick_fires_the_due_timer_of_a_queued_run_its_run_timeout
     report = tick(NEW_YEAR + dt.timedelta(minutes=11))
     assert report.timed_out == [stuck] and report.timers == [instance(failed, "settle").id]
     assert (_status(failed), states(failed)["settle"]) == ("succeeded", "succeeded")
+
+
+def test_a_retried_night_that_a_running_night_waits_for_runs_at_once_instead_of_waiting_for_its_slot(tmp_path):
+    deploy_text(tmp_path, NIGHTLY.replace("load: {function: load, output: Blob}",
+                                          "load: {function: load, output: Blob, depends_on_past: true}"))
+    failed = _night(30)
+    _fail(failed, "load")
+    _finish_all(failed)
+    waiting = _night(31)
+    assert (_status(failed), _status(waiting), states(waiting)["load"]) == ("failed", "running", "queued")
+    store.retry_instance(instance(failed, "load").id, actor="ann", now=NEW_YEAR)
+    assert (_status(failed), states(failed)["load"]) == ("running", "available")  # else neither could ever go on
+    reopened = Event.select().where((Event.run == failed) & Event.instance.is_null() & (Event.to_state == "running"))
+    assert reopened.order_by(Event.id.desc()).get().detail == {
+        "over_max_active_runs": f"run {waiting} waits for it (depends_on_past: load)"}
+    complete(failed, "load", BLOB, now=NEW_YEAR)
+    assert states(waiting)["load"] == "available"
+
+
+def test_a_night_backfilled_before_a_running_one_starts_past_the_limit_once_that_one_waits_for_it(tmp_path):
+    deploy_text(tmp_path, NIGHTLY.replace("load: {function: load, output: Blob}",
+                                          "prep: {function: prep, output: Blob}\n"
+                                          "          load: {function: load, output: Blob, after: [prep], "
+                                          "depends_on_past: true}"))
+    later = _night(31)
+    earlier = _night(30)  # backfilled: the run before in place, queued while the slot is taken
+    assert (_status(later), _status(earlier)) == ("running", "queued")
+    complete(later, "prep", BLOB, now=NEW_YEAR)  # its load now waits for night 30's: night 30 must start
+    assert (states(later)["load"], _status(earlier)) == ("queued", "running")
+    started = Event.get((Event.run == earlier) & (Event.kind == "start"))
+    assert (started.actor, started.detail) == (
+        "flow45", {"over_max_active_runs": f"run {later} waits for it (depends_on_past: load)"})
+    for task in ("prep", "load"):
+        complete(earlier, task, BLOB, now=NEW_YEAR)
+    assert states(later)["load"] == "available"
