@@ -41,5 +41,5 @@ def resume(team: str, workflow: str, *, actor: str, now: dt.datetime | None = No
         row.save(only=[type(row).paused_at, type(row).paused_triggers])
         record_event(at, team, "resume", actor, detail={"workflow": workflow})
         unit = Unit(at)
-        unit.start_queued(row.id, actor)
+        unit.start_queued(row.id, actor, awaited_here=True)  # what began to wait while paused, too
         unit.flush()

@@ -36,6 +36,9 @@ class Changes:
     offers: list[Any] = field(default_factory=list)  # instances whose offer the outbox must carry
     outputs: dict[int, Any] = field(default_factory=dict)  # instance -> output submitted here
     freed_slots: dict[int, str] = field(default_factory=dict)  # workflow -> actor of a run that left running
+    # Workflows where a running run's instance began to wait (depends_on_past) for a run queued for a slot:
+    # that run starts past the limit (flow45.store.slots.awaited_queued); they are in `freed_slots` too.
+    awaited: set[int] = field(default_factory=set)
     comments: dict[tuple, str] = field(default_factory=dict)  # (instance, token) -> a human submit's comment
     logs: dict[tuple, tuple] = field(default_factory=dict)  # (instance, token) -> (log_url, log_tail), either may be None
     checkpoints: dict[tuple, Any] = field(default_factory=dict)  # (instance, token) -> the last checkpoint sent

@@ -99,6 +99,7 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
         # A run queued for a slot this running one now waits for: it starts past the limit once this
         # commits (flow45.store.unit.Unit.start_queued), else neither could ever go on.
         unit.changes.freed_slots.setdefault(workflow, AWAITED_BY)
+        unit.changes.awaited.add(workflow)
     return f"depends_on_past: {instance.task} of run {past_run} is {state}"
 
 

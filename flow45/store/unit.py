@@ -364,13 +364,13 @@ class Unit:
         rows written, in order."""
         self._write(processed or [])
         while self.changes.freed_slots or self.changes.reached:
-            freed, reached = self.changes.freed_slots, self.changes.reached
+            freed, reached, awaited_in = self.changes.freed_slots, self.changes.reached, self.changes.awaited
             self.changes = self._fresh_changes(self.at)
             # Runs connected to a run that finished here start with it (connected workflows).
             connected.start_connected(self, reached)
             # Lock the workflows (in id order, as `trigger` does); usually none has a queued run.
             for workflow_id in dialect().lock_workflows_with_queued_runs(sorted(freed)) if freed else ():
-                self.start_queued(workflow_id, freed[workflow_id])
+                self.start_queued(workflow_id, freed[workflow_id], workflow_id in awaited_in)
             self._write([])
         if self.kept is not None:
             self.kept.after_commit(self.runs, self._to_keep())
@@ -383,10 +383,11 @@ class Unit:
         return [run for run in sorted(self._whole)
                 if self.runs[run].status == S.RUNNING and len(self._of_run.get(run, ())) <= MOST_INSTANCES]
 
-    def start_queued(self, workflow_id: int, actor: str) -> None:
+    def start_queued(self, workflow_id: int, actor: str, awaited_here: bool = False) -> None:
         """The queued runs first in place take the free slots; the workflow's lock is held (else a run
         triggered meanwhile could count a finishing run as active and queue, unseen by this one).
-        A paused workflow's queued runs wait for its resume (flow45.store.pause)."""
+        A paused workflow's queued runs wait for its resume (flow45.store.pause). `awaited_here`: a
+        running run began to wait for a queued one here (rules.Changes.awaited): that one starts too."""
         if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
             return
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
@@ -400,7 +401,7 @@ class Unit:
                 continue
             rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), actor)
             active += 1
-        for run_id, why in awaited_queued(workflow_id):  # past the limit: a running run waits for each
+        for run_id, why in awaited_queued(workflow_id) if awaited_here else ():  # past the limit
             self.lock_runs([run_id])
             run = self.runs[run_id]
             if run.status == S.QUEUED:
@@ -454,9 +455,9 @@ class Unit:
         if ch.may_free:
             note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.may_free
                        if queues(self.spec(i.run_id), i.task, i.function))
-        freed, reached = ch.freed_slots, ch.reached
+        freed, reached, awaited_in = ch.freed_slots, ch.reached, ch.awaited
         self.changes = self._fresh_changes(self.at)
-        self.changes.freed_slots, self.changes.reached = freed, reached
+        self.changes.freed_slots, self.changes.reached, self.changes.awaited = freed, reached, awaited_in
 
 
 def read_back(kept: RunCache) -> None:
