@@ -98,6 +98,12 @@ def run_place(run: Any = Run) -> Any:
     return fn.COALESCE(run.logical_time, run.created_at)
 
 
+def place_of(run: Any) -> Any:
+    """`run_place` of a run in hand (a row, or a named tuple with both columns): its logical time, else the
+    moment it was made; the day a timer's `wait_until` falls on too."""
+    return run.logical_time or run.created_at
+
+
 # Each workflow's runs in place: a depends_on_past task's run before, one index entry away however many
 # runs other workflows made since.
 Run.add_index(Run.index(Run.workflow, run_place(), Run.id, name="run_in_place"))

@@ -22,7 +22,7 @@ from peewee import Tuple, fn
 
 from flow45 import states as S
 from flow45.db import dialect
-from flow45.models import Run, TaskInstance, run_place
+from flow45.models import Run, TaskInstance, place_of, run_place
 from flow45.store.specs import version_spec
 
 TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
@@ -87,8 +87,7 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     """Why the task's instance in the workflow's run before this one keeps this one waiting, or None
     (done, skipped or cancelled; or no run before)."""
     run = unit.run_of(instance)
-    place = run.logical_time or run.created_at
-    found = _run_before(workflow, instance.task, place, run.id, "id", "run", "state").tuples().first()
+    found = _run_before(workflow, instance.task, place_of(run), run.id, "id", "run", "state").tuples().first()
     if found is None:
         return None
     past_id, past_run, state = found
@@ -123,10 +122,10 @@ def _queued_for_past(workflow: int) -> Iterable[tuple[str, int, Any]]:
     queued = (TaskInstance.select(TaskInstance.task, Run.id, Run.version, Run.logical_time, Run.created_at)
               .join(Run, on=(Run.id == TaskInstance.run))
               .where((Run.workflow == workflow) & (Run.status == S.RUNNING) & (TaskInstance.state == S.QUEUED))
-              .tuples())
-    for task, run_id, version, logical_time, created_at in queued:
-        if version_spec(version).task(task).depends_on_past:
-            yield task, run_id, logical_time or created_at
+              .namedtuples())
+    for row in queued:
+        if version_spec(row.version).task(row.task).depends_on_past:
+            yield row.task, row.id, place_of(row)
 
 
 def awaited(workflow: int, place: Any, run_id: int | None) -> str | None:
@@ -149,8 +148,7 @@ def awaited(workflow: int, place: Any, run_id: int | None) -> str | None:
 
 
 def _place_of(run_id: int) -> tuple:
-    run = Run.select(Run.logical_time, Run.created_at).where(Run.id == run_id).get()
-    return run.logical_time or run.created_at, run_id
+    return place_of(Run.select(Run.logical_time, Run.created_at).where(Run.id == run_id).get()), run_id
 
 
 def past_done(workflow: int, task: str, run: Any) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from flow45 import states as S
 from flow45.clock import iso
+from flow45.models import place_of
 from flow45.store import rules
 
 TIMER_ACTOR = "flow45-scheduler"
@@ -45,8 +46,7 @@ def run_timers(spec, run) -> dict[str, Timer]:
             found[name] = Timer(wait=task.wait)
         elif task.wait_until is not None:
             zone = spec.workflow.schedule.timezone if spec.workflow.schedule else "UTC"
-            logical = run.logical_time or run.created_at
-            found[name] = Timer(until=until_on_logical_day(task.wait_until, logical, zone))
+            found[name] = Timer(until=until_on_logical_day(task.wait_until, place_of(run), zone))
     return found
 
 

@@ -21,7 +21,9 @@ from flow45 import wire
 from flow45.conditions import unmet
 from flow45.db import CONNECTION_ERRORS, atomic, database, dialect
 from flow45.errors import Flow45Error, NotFound
-from flow45.models import Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, run_place
+from flow45.models import (
+    Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, place_of, run_place,
+)
 from flow45.store import connected, rules, rules_human, timers
 from flow45.store.bulk import as_json, insert_rows, update_rows
 from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transaction
@@ -261,7 +263,7 @@ class Unit:
         running = sorted({i for (i,) in stored if i not in here} | {i for i, status in here.items() if status == S.RUNNING})
         if len(running) < limit:
             return None
-        if (waited_for := awaited(run.workflow_id, run.logical_time or run.created_at, run.id)) is not None:
+        if (waited_for := awaited(run.workflow_id, place_of(run), run.id)) is not None:
             self.changes.over_limit[run.id] = waited_for  # it could never start, nor that run finish
             return None
         named = ", ".join(str(i) for i in running[:5]) + (", …" if len(running) > 5 else "")
