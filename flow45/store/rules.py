@@ -23,6 +23,19 @@ from flow45.views import WorkerReply
 MAX_MESSAGE = 2000  # progress messages and errors are cut here
 
 
+@dataclass(frozen=True)
+class RunSlot:
+    """Whether a finished run given work again may run: `waits`, why it must wait queued instead (its
+    workflow's max_active_runs all running), or None; `over_limit`, why it runs past that limit (a
+    running run waits for it: flow45.store.slots.awaited), or None."""
+
+    waits: str | None = None
+    over_limit: str | None = None
+
+
+FREE_SLOT = RunSlot()
+
+
 @dataclass
 class Changes:
     """What one transaction decided, for the writer to store together."""
@@ -51,12 +64,9 @@ class Changes:
     why_queued: Callable[[Any], str | None] | None = None
     # Instances that left a slot (no longer offered or running) or finished: what waits queued may go.
     may_free: list[Any] = field(default_factory=list)
-    # A finished run that would run again -> why it must wait queued instead (its workflow's
-    # max_active_runs all running), or None; given by the writer, which counts them.
-    run_waits: Callable[[Any], str | None] | None = None
-    # A run's id -> why it runs again past its workflow's max_active_runs (a running run waits for it), as
-    # `run_waits` found; said in the ledger's move.
-    over_limit: dict[int, str] = field(default_factory=dict)
+    # A finished run that would run again -> whether it may (RunSlot); given by the writer, which counts
+    # its workflow's running runs.
+    run_slot: Callable[[Any], RunSlot] | None = None
     # A run's id -> its status, as changed here.
     run_status: Callable[[int], str] | None = None
 
@@ -359,21 +369,22 @@ UNOFFERED = (S.AVAILABLE, S.QUEUED, S.RETRY_WAIT, S.WAITING)  # what a run that 
 
 
 def reopen(ch: Changes, run, run_instances: dict, not_done: dict[str, str], kind: str, actor: str,
-           detail: Any = None) -> None:
+           detail: Any = None, slot: RunSlot | None = None) -> None:
     """A finished run with work again runs again, if its workflow has a free slot (`max_active_runs`);
     else it waits queued for one, as a trigger's run would: what a failed run still offered (or kept
     waiting) goes back to pending until it starts, and the caller offers nothing in it. Attempts
-    running go on. `run_instances`: the whole run, by task."""
+    running go on. `run_instances`: the whole run, by task; `slot`: as the caller already asked it."""
     if not reopens(run, not_done):
         return
-    waits = ch.run_waits(run) if ch.run_waits is not None else None
-    if waits is None:
-        over = {"over_max_active_runs": ch.over_limit[run.id]} if run.id in ch.over_limit else {}
+    if slot is None:
+        slot = ch.run_slot(run) if ch.run_slot is not None else FREE_SLOT
+    if slot.waits is None:
+        over = {"over_max_active_runs": slot.over_limit} if slot.over_limit else {}
         return move_run(ch, run, S.RUNNING, kind, actor, {**(detail or {}), **over} or detail)
-    move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": waits})
+    move_run(ch, run, S.QUEUED, kind, actor, {**(detail or {}), "queued": slot.waits})
     for instance in run_instances.values():
         if instance.state in UNOFFERED:
-            take_back(ch, instance, kind, actor, {"queued": f"run {run.id} is queued: {waits}"})
+            take_back(ch, instance, kind, actor, {"queued": f"run {run.id} is queued: {slot.waits}"})
 
 
 def take_back(ch: Changes, instance, kind: str, actor: str, detail: dict) -> None:

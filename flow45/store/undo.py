@@ -39,7 +39,8 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
         raise IllegalTransition(f"{rules.describe(instance)} is pending: it has not started, there is nothing to undo")
     spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
     chosen = _affected(instance, run, run_instances, spec, hold)
-    run_waits = unit.changes.run_waits(run) if rules.reopens(run, _not_done_after(run_instances, chosen)) else None
+    slot = unit.changes.run_slot(run) if rules.reopens(run, _not_done_after(run_instances, chosen)) else None
+    run_waits = slot and slot.waits
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
     affected = [
@@ -53,7 +54,7 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
         S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, item.becomes)
     plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected,
                     connected=connected_runs(run.id), cancel_connected=cancel_connected, run_waits=run_waits)
-    return plan, chosen
+    return plan, chosen, slot
 
 
 def _not_done_after(run_instances: dict[str, Row], chosen: list) -> dict[str, str]:
@@ -90,7 +91,7 @@ def undo(
         unit.lock_instances([instance_id])
         instance = unit.instance(instance_id, team)
         run, ch = unit.run_of(instance), unit.changes
-        plan, chosen = _plan(unit, instance, hold, reason, False, cancel_connected)
+        plan, chosen, slot = _plan(unit, instance, hold, reason, False, cancel_connected)
         detail = {"reason": reason, "hold": hold, "affected": [a.to_json() for a in plan.affected]}
         if plan.connected:
             detail["connected"] = [c.to_json() for c in plan.connected]
@@ -108,7 +109,7 @@ def undo(
                     ch, row, S.PENDING, "undo", actor, {"event": event.id}, token=None, lease_expires_at=None,
                     not_before=None, failures=0, worker=None, progress_pct=None, progress_message=None,
                 )
-        rules.reopen(ch, run, run_instances, not_done, "undo", actor, {"event": event.id})
+        rules.reopen(ch, run, run_instances, not_done, "undo", actor, {"event": event.id}, slot)  # as planned
         x, x_becomes = chosen[0]
         if x_becomes != S.PENDING:  # a pending X was moved with the downstream ones just above
             x.failures = 0

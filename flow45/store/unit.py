@@ -246,28 +246,27 @@ class Unit:
         changes = rules.Changes(at)
         changes.unmet = self._unmet
         changes.why_queued = functools.partial(why_queued, self)
-        changes.run_waits = self._run_waits
+        changes.run_slot = self._run_slot
         changes.run_status = lambda run_id: self.runs[run_id].status
         return changes
 
-    def _run_waits(self, run: Row) -> str | None:
-        """Why a finished run given work again must wait queued: its workflow's max_active_runs all
-        running, counted under the workflow's lock as a trigger counts them; or None (a slot is free, or
-        a running run waits for it: `flow45.store.slots.awaited`)."""
+    def _run_slot(self, run: Row) -> rules.RunSlot:
+        """Whether a finished run given work again may run, or must wait queued: its workflow's
+        max_active_runs all running, counted under the workflow's lock as a trigger counts them, and no
+        running run waits for it (`flow45.store.slots.awaited`: else it runs past the limit)."""
         limit = self.spec(run.id).workflow.max_active_runs
         if limit is None:
-            return None
+            return rules.FREE_SLOT
         lock_workflow(run.workflow_id)
         here = {r.id: r.status for r in self.runs.values() if r.workflow_id == run.workflow_id}
         stored = Run.select(Run.id).where((Run.workflow == run.workflow_id) & (Run.status == S.RUNNING)).tuples()
         running = sorted({i for (i,) in stored if i not in here} | {i for i, status in here.items() if status == S.RUNNING})
         if len(running) < limit:
-            return None
+            return rules.FREE_SLOT
         if (waited_for := awaited(run.workflow_id, place_of(run), run.id)) is not None:
-            self.changes.over_limit[run.id] = waited_for  # it could never start, nor that run finish
-            return None
+            return rules.RunSlot(over_limit=waited_for)  # it could never start, nor that run finish
         named = ", ".join(str(i) for i in running[:5]) + (", …" if len(running) > 5 else "")
-        return f"max_active_runs {limit}: run{'s' if len(running) > 1 else ''} {named} running"
+        return rules.RunSlot(waits=f"max_active_runs {limit}: run{'s' if len(running) > 1 else ''} {named} running")
 
     def _unmet(self, instance: Row) -> str | None:
         """Why the inputs the instance would receive (and its run's params) do not meet its task's
