@@ -72,7 +72,8 @@ def check_team(config: TeamConfig) -> list[str]:
             f"{config.origins['types.' + type_cycle[0]]}: types.{type_cycle[0]}: "
             f"types refer to each other in a cycle: {cycle_text(type_cycle)}"
         )
-    elif not problems:  # the types are whole: each default can be checked against its field's type
+    types_whole = not type_cycle and not problems  # every type known: models of them can be built
+    if types_whole:  # each default can be checked against its field's type
         _check_defaults(config, report)
 
     for wf_name, wf in config.workflows.items():
@@ -113,7 +114,7 @@ def check_team(config: TeamConfig) -> list[str]:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))
 
     _check_functions(config, report)
-    check_human_tasks(config, report)
+    check_human_tasks(config, report, types_whole)
     check_conditions(config, report)
     problems.extend(_signature_problems(config))
     return problems

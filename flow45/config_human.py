@@ -110,8 +110,9 @@ def groups_used(workflow) -> list[str]:
                    if name.startswith(GROUP_PREFIX)})
 
 
-def check_human_tasks(config, report) -> None:
-    """Unknown @groups, and a `default` output that is not of the task's output type.
+def check_human_tasks(config, report, types_whole: bool) -> None:
+    """Unknown @groups, and a `default` output that is not of the task's output type (checked once the
+    types are whole: an unknown type or a cycle among them is reported where it is written).
     `report(key, path, message)` records a problem of the workflow `key`."""
     from pydantic import ValidationError
 
@@ -135,7 +136,8 @@ def check_human_tasks(config, report) -> None:
                         known = ", ".join(sorted(config.groups)) or "none declared"
                         report(key, f"{path}.{where}.{i}",
                                f"unknown group '{name}' (groups are declared under `groups:` at the top; known: {known})")
-            if task.overdue is not None and task.overdue.action == "default" and task.output in config.types:
+            gives_default = task.overdue is not None and task.overdue.action == "default"
+            if gives_default and types_whole and task.output in config.types:
                 registry = registry or TypeRegistry(config.types)
                 try:
                     registry.validate(task.output, task.overdue.output)
