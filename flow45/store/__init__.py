@@ -5,7 +5,7 @@ from flow45.store.backfill import backfill
 from flow45.store import callbacks as _callbacks, operator as _operator, runs as _runs, undo as _undo
 from flow45.store.deploy import deploy, find_workflow
 from flow45.store.pause import pause, resume
-from flow45.store.operator import hand_back, note_run, release, retry_instance, take
+from flow45.store.operator import hand_back, note_run, release, take
 from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
 from flow45.store.runs import trigger, trigger_run
 from flow45.store.sweep import (cancel_timed_out, expire_leases, fail_unclaimed, fire_due_timers, human_alarms,
@@ -18,6 +18,7 @@ cancel_run = handing_on(_runs.cancel_run)
 complete_callback = handing_on(_callbacks.complete_callback)
 fail_callback = handing_on(_callbacks.fail_callback)
 hold = handing_on(_operator.hold)
+retry_instance = handing_on(_operator.retry_instance)  # takes back a teardown offered (trigger_rule: all_done)
 set_output = handing_on(_operator.set_output)
 skip_instance = handing_on(_operator.skip_instance)
 submit_human = handing_on(_operator.submit_human)

@@ -94,9 +94,10 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     state = getattr(unit.instances.get(past_id), "state", state)  # as changed here, if read here
     if state in PAST_DONE:
         return None
-    if state == S.PENDING and Run.select(Run.status).where(Run.id == past_run).scalar() == S.QUEUED:
+    if state in (S.PENDING, S.HELD) and Run.select(Run.status).where(Run.id == past_run).scalar() == S.QUEUED:
         # A run queued for a slot this running one now waits for: it starts past the limit once this
-        # commits (flow45.store.unit.Unit.start_queued), else neither could ever go on.
+        # commits (flow45.store.unit.Unit.start_queued), else neither could ever go on (held too: a
+        # release would leave it pending in a run that never starts).
         unit.changes.freed_slots.setdefault(workflow, AWAITED_BY)
         unit.changes.awaited.add(workflow)
     return f"depends_on_past: {instance.task} of run {past_run} is {state}"

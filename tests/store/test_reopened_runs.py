@@ -243,3 +243,20 @@ def test_a_night_backfilled_before_a_running_one_starts_past_the_limit_once_that
     for task in ("prep", "load"):
         complete(earlier, task, BLOB, now=NEW_YEAR)
     assert states(later)["load"] == "available"
+
+
+def test_a_night_queued_with_its_task_held_starts_past_the_limit_once_a_running_night_waits_for_it(tmp_path):
+    """Held in a run still queued, the task's release would leave it pending in a run that never starts."""
+    deploy_text(tmp_path, NIGHTLY.replace("load: {function: load, output: Blob}",
+                                          "prep: {function: prep, output: Blob}\n"
+                                          "          load: {function: load, output: Blob, after: [prep], "
+                                          "depends_on_past: true}"))
+    later = _night(31)
+    earlier = _night(30)
+    store.hold(instance(earlier, "load").id, actor="ann", reason="check the source first", now=NEW_YEAR)
+    complete(later, "prep", BLOB, now=NEW_YEAR)
+    assert (states(later)["load"], _status(earlier), states(earlier)["load"]) == ("queued", "running", "held")
+    store.release(instance(earlier, "load").id, actor="ann", now=NEW_YEAR)
+    complete(earlier, "prep", BLOB, now=NEW_YEAR)
+    complete(earlier, "load", BLOB, now=NEW_YEAR)
+    assert states(later)["load"] == "available"

@@ -18,7 +18,7 @@ from flow45.models import Outbox
 from flow45.scheduler import tick
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, instance, states, task_refusal
+from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, deploy_text, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -223,3 +223,29 @@ def test_skipping_a_failed_task_the_teardown_follows_directly_leaves_its_offer(t
     store.skip_instance(instance(run, "load").id, "no rows tonight", actor="ann", now=_at(4))
     assert states(run)["teardown"] == "available"  # it waited for load alone, which has ended either way
     assert instance(run, "teardown").token == offered.token
+
+
+def test_a_retry_that_takes_back_an_offered_teardown_hands_its_slot_on_at_once(tmp_path):
+    """The teardown's offer held the one slot of its function; the retry frees it, as a hold would."""
+    deploy_text(tmp_path, """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    functions:
+      cluster: {max_running: 1}
+    workflows:
+      nightly:
+        tasks:
+          load: {function: load, output: Blob}
+          teardown: {function: cluster, output: Blob, after: [load], trigger_rule: all_done}
+      resize:
+        tasks:
+          grow: {function: cluster, output: Blob}
+    """)
+    night = store.trigger("acme", "nightly", actor="cron", now=_at(0))
+    _fail(night, "load", _at(1))
+    resize = store.trigger("acme", "resize", actor="ann", now=_at(2))
+    assert (states(night)["teardown"], states(resize)["grow"]) == ("available", "queued")
+    store.retry_instance(instance(night, "load").id, actor="ann", now=_at(3))
+    assert (states(night)["teardown"], states(resize)["grow"]) == ("pending", "available")
