@@ -218,6 +218,9 @@ def _utc_time(text: str) -> dt.datetime:
 MAX_ID = INT64_MAX  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver
 
 
+MOST_SECONDS = 10 * 365 * 86400  # ten years: within what a database driver's or a clock's timeout takes
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -225,6 +228,8 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    if value > MOST_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected at most {MOST_SECONDS} seconds (ten years), got {text}")
     return value
 
 

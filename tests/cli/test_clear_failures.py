@@ -224,6 +224,7 @@ def test_a_time_argument_too_long_ago_or_not_on_the_calendar_is_a_usage_error(tm
     (["health", "--max-age", "2m"], "argument --max-age: expected a number of seconds, got '2m'"),
     (["health", "--max-age", "nan"], "argument --max-age: expected a positive number of seconds, got nan"),
     (["health", "--timeout", "-1"], "argument --timeout: expected a positive number of seconds, got -1"),
+    (["health", "--timeout", "1e30"], "argument --timeout: expected at most 315360000 seconds (ten years), got 1e30"),
     (["show", "0"], "argument run: expected a positive number, got 0"),
 ])
 def test_a_number_out_of_range_or_without_its_unit_is_a_usage_error_on_any_store(tmp_path, args, said):
