@@ -1,11 +1,12 @@
 """Hostile command lines through `flow45`'s own parser and commands, on SQLite and PostgreSQL.
 
 Each example is one command of the operator's tools (reads, changes, human tasks, callbacks, bulk,
-backfill, prune), its arguments drawn from what its parser declares: each option and positional may be left
-out, given twice, or given a hostile value (another team's workflow, an id that does not exist or is
-huge, a date that never was, a JSON that is not one, text far too long), and unknown options slip in.
-Against a store with a run waiting for a human decision, a failed one and a cancelled one, whatever the arguments: the command exits 0, 1 (refused,
-saying why) or 2 (a usage error, with the command's usage), never a traceback.
+backfill, prune), its arguments drawn from what its parser declares: each option and positional may be
+left out, given twice, or given a hostile value (another team's workflow, an id that does not exist or
+is huge, a date that never was, a JSON that is not one, text far too long), and unknown options slip
+in. Against a store with a run waiting for a human decision, a failed one and a cancelled one, whatever
+the arguments: the command exits 0, 1 (refused, saying why) or 2 (a usage error, with the command's
+usage), never a traceback.
 """
 
 from __future__ import annotations
