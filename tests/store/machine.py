@@ -46,6 +46,21 @@ def run_status(states: list[str], was: str | None) -> str:
     return S.SUCCEEDED if all(s in S.DONE for s in states) else S.RUNNING
 
 
+def ready(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str]) -> bool:
+    """Whether the task's upstream lets it go in this run (task -> instance row); `upstream` and
+    `all_done`: the model's own copy of the workflow."""
+    if task not in all_done:
+        return all(run[up]["state"] in S.DONE for up in upstream[task])
+    return all(run[up]["state"] in S.DONE | {S.FAILED} or never_runs(up, run, upstream, all_done)
+               for up in upstream[task])
+
+
+def never_runs(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str]) -> bool:
+    """Pending (or held) behind an upstream that failed for good, or one that never runs itself."""
+    return run[task]["state"] in (S.PENDING, S.HELD) and task not in all_done and any(
+        run[up]["state"] == S.FAILED or never_runs(up, run, upstream, all_done) for up in upstream[task])
+
+
 def read_tables() -> dict:
     """Runs, instances, attempts and the ledger, straight from the tables."""
     return {
@@ -172,15 +187,7 @@ class ActionsMachine(RuleBasedStateMachine):
         self.check_more(before, after, where, by_run, new_events)
 
     def ready(self, task: str, run: dict[str, dict]) -> bool:
-        """Whether the task's upstream lets it go in this run (task -> instance row)."""
-        if task not in self.ALL_DONE:
-            return all(run[up]["state"] in S.DONE for up in self.UPSTREAM[task])
-        return all(run[up]["state"] in S.DONE | {S.FAILED} or self.never_runs(up, run) for up in self.UPSTREAM[task])
-
-    def never_runs(self, task: str, run: dict[str, dict]) -> bool:
-        """Pending (or held) behind an upstream that failed for good, or one that never runs itself."""
-        return run[task]["state"] in (S.PENDING, S.HELD) and task not in self.ALL_DONE and any(
-            run[up]["state"] == S.FAILED or self.never_runs(up, run) for up in self.UPSTREAM[task])
+        return ready(task, run, self.UPSTREAM, self.ALL_DONE)
 
     def check_more(self, before: dict, after: dict, where: str, by_run: dict[int, dict[str, dict]],
                    new_events: list[dict]) -> None:

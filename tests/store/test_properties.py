@@ -1,7 +1,8 @@
 """Random sequences of worker and operator actions against the store, on SQLite and PostgreSQL.
 
 A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d; c is
-`optional`: failed for good, it is skipped at once) through
+`optional`: failed for good, it is skipped at once; e, after b and d, is a teardown, `trigger_rule:
+all_done`, that goes once they have ended, failed too, or never will run) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -21,8 +22,9 @@ which new state), and after every action the tables are checked straight:
   a timer waits exactly `wait` from when it became ready, and only fires when due;
 - terminal states (succeeded/failed/skipped) change only through undo or retry (or an operator
   skipping a failed instance); cancelled never changes;
-- available/running only when every upstream instance of the run is succeeded or skipped, and
-  nothing ready is left pending in a started run;
+- available/running only when every upstream instance of the run is succeeded or skipped (for the
+  teardown, ended), and nothing ready is left pending in a started run; an operator's retry or skip of
+  a failure takes back the teardown it let go while only offered, and is refused once it has started;
 - the run's status agrees with its instances;
 - a connected run starts exactly when a fan run reaches succeeded, in that action, one per success,
   with d's output uri as its param; an undo's plan lists the runs the run started, and cancels the
@@ -58,7 +60,7 @@ from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
 from tests.store.helpers import T0, fresh_store
-from tests.store.machine import read_tables as machine_tables, run_status
+from tests.store.machine import read_tables as machine_tables, ready, run_status
 
 CONFIG = """\
 team: acme
@@ -76,10 +78,11 @@ workflows:
       d: {function: fd, output: Blob, inputs: {left: b, right: c}, after: [t], lease: 45s}
 """
 
-# The machine's workflow adds a human task after d, and a workflow connected to fan; the regression
+# The machine's workflow adds a teardown and a human task, and a workflow connected to fan; the regression
 # examples below use CONFIG alone.
 MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n").replace(
     "workflows:\n", "  Found:\n    fields: {uri: {type: string, optional: true}}\nworkflows:\n") + """\
+      e: {function: fe, output: Blob, inputs: {src: b}, after: [d], trigger_rule: all_done, lease: 40s}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -90,16 +93,17 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 """
 
 # The model's own copy of the workflow, independent of the store's parsing.
-INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "h": {"src": "a"},
-          "z": {}}
-AFTER = {"t": ["a"], "d": ["t"]}
+INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
+          "h": {"src": "a"}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "h": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "h": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "h": "fh", "z": "fz"}
+ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -230,8 +234,24 @@ class StoreMachine(RuleBasedStateMachine):
 
     def upstream_done(self, iid: int) -> bool:
         row = self.instances[iid]
+        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE)
+
+    def unfailed(self, iid: int, becomes: str) -> dict[int, str] | None:
+        """An operator's retry or skip of failed `iid`, as `becomes`: the teardown its failure let go goes
+        back to pending if only offered and it must now wait (instance -> its state after); None, refused,
+        if the teardown has started."""
+        row = self.instances[iid]
         siblings = self.by_task(row["run"])
-        return all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
+        after = {**siblings, row["task"]: {**row, "state": becomes}}
+        moved = {}
+        for task in ALL_DONE & descendants(row["task"]):
+            teardown = siblings[task]
+            if teardown["state"] in (S.PENDING, S.HELD, S.CANCELLED) or ready(task, after, UPSTREAM, ALL_DONE):
+                continue
+            if teardown["state"] not in (S.AVAILABLE, S.QUEUED, S.WAITING):
+                return None
+            moved[teardown["id"]] = S.PENDING
+        return moved
 
     def choose(self, pick: int, prefer: bool, fits) -> int:
         ids = sorted(self.instances)
@@ -349,14 +369,14 @@ class StoreMachine(RuleBasedStateMachine):
         for iid, row in instances.items():
             run = runs[row["run"]]
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            ready = all(siblings[up]["state"] in DONE for up in UPSTREAM[row["task"]])
+            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE)
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
-                assert ready, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
+                assert goes, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
                 # Running in a queued run: an attempt of a failed run given work again while the slot was taken.
                 assert run["status"] != S.CANCELLED and (run["status"] != S.QUEUED or row["state"] == S.RUNNING), (
                     f"{where}: {row['state']} in a {run['status']} run")
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
-                assert not ready, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
+                assert not goes, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
 
         # The run's status agrees with its instances.
         for rid, run in runs.items():
@@ -716,7 +736,9 @@ class StoreMachine(RuleBasedStateMachine):
         first = {S.FAILED} if self.some(S.FAILED) else skippable  # skipping a failure is the operator's way on
         iid = self.choose(pick, prefer, lambda r: r["state"] in first)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] in skippable
-        expect = Expect(states={iid: S.SKIPPED}) if ok else Expect(IllegalTransition)
+        taken_back = self.unfailed(iid, S.SKIPPED) if ok and self.instances[iid]["state"] == S.FAILED else {}
+        ok = ok and taken_back is not None
+        expect = Expect(states={iid: S.SKIPPED, **taken_back}) if ok else Expect(IllegalTransition)
         self.act("op_skip", iid, lambda: store.skip_instance(iid, "not needed", actor="op", now=self.now), expect)
 
     @precondition(lambda self: self.steps % 3 == 0)  # undo sets the run back: not at every step
@@ -793,9 +815,11 @@ class StoreMachine(RuleBasedStateMachine):
     def retry(self, pick, prefer):
         iid = self.choose(pick, prefer, lambda r: r["state"] == S.FAILED)
         ok = not self.cancelled(iid) and self.instances[iid]["state"] == S.FAILED
+        taken_back = self.unfailed(iid, S.AVAILABLE) if ok else None
+        ok = taken_back is not None
         row = self.instances[iid]
         becomes = S.PENDING if ok and self.waits_for_slot(row["run"], {iid: S.AVAILABLE}) else self.reoffered(row)
-        expect = Expect(states={iid: becomes}) if ok else Expect(IllegalTransition)
+        expect = Expect(states={iid: becomes, **taken_back}) if ok else Expect(IllegalTransition)
         self.act("retry", iid, lambda: store.retry_instance(iid, actor="op", now=self.now), expect)
         if ok:
             assert self.instances[iid]["failures"] == 0, "a retried instance gets its retries afresh"
