@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from flow45.cli import build_parser
-from tests.cli.test_config_fuzz import SEED, SEED_TYPES
+from tests.cli.test_config_fuzz import write_seed
 
 # Commands that serve, follow or draw until stopped, or read files given by path, are left out.
 LEFT_OUT = {"tui", "demo", "serve", "bridge", "scheduler", "notify", "wait", "deploy", "validate", "db"}
@@ -90,16 +90,10 @@ def _given(draw, action: argparse.Action) -> list[str]:
 @pytest.fixture
 def busy_store(flow45, tmp_path):
     """Team acme's seed workflows deployed, with runs: one whose human task waits, one failed, one cancelled."""
-    import yaml
-
     from flow45 import store
     from tests.store.helpers import instance
 
-    document = yaml.safe_load(SEED)
-    document["types"].update(SEED_TYPES)
-    path = tmp_path / "acme.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    assert flow45("deploy", str(path))[0] == 0
+    assert flow45("deploy", str(write_seed(tmp_path / "acme.yaml")))[0] == 0
     runs = [store.trigger("acme", "monthly", actor="ann") for _ in range(3)]
     total = instance(runs[0], "sum")
     granted = store.claim(total.id, total.token, "w")

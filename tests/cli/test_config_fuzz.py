@@ -14,6 +14,7 @@ import copy
 import datetime as dt
 import logging
 import os
+from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
@@ -118,6 +119,18 @@ VALUES = st.one_of(
 )
 
 
+def seed_document() -> dict:
+    document = yaml.safe_load(SEED)
+    document["types"].update(copy.deepcopy(SEED_TYPES))
+    return document
+
+
+def write_seed(path: Path) -> Path:
+    """The seed, whole, as a team file at `path`."""
+    path.write_text(yaml.safe_dump(seed_document(), sort_keys=False))
+    return path
+
+
 def _paths(node, here=()):
     """Every place in the document: (path, value)."""
     yield here, node
@@ -135,8 +148,7 @@ def _at(document, path):
 @st.composite
 def spoiled(draw) -> tuple[str, list[str]]:
     """The seed file spoiled one to four times; its YAML text and what was done, for the failure message."""
-    document = yaml.safe_load(SEED)
-    document["types"].update(copy.deepcopy(SEED_TYPES))
+    document = seed_document()
     done = []
     for _ in range(draw(st.integers(1, 4))):
         places = list(_paths(document))
@@ -196,10 +208,7 @@ def test_a_spoiled_config_is_refused_by_name_or_deployed_and_run(flow45, tmp_pat
 
 def test_the_seed_itself_deploys_and_runs(flow45, tmp_path):
     """The fuzzer's starting point is a valid team file: spoiling it tests refusals, not a typo."""
-    document = yaml.safe_load(SEED)
-    document["types"].update(SEED_TYPES)
-    path = tmp_path / "team.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path = write_seed(tmp_path / "team.yaml")
     assert flow45("validate", str(path))[0] == 0
     code, out, err = flow45("deploy", str(path))
     assert code == 0, err

@@ -29,6 +29,10 @@ NIGHTLY = """
           report: {function: report, output: Blob, inputs: {src: load}}
           check: {function: check, output: Blob, inputs: {src: audit}}
 """
+# load waits for its night before (depends_on_past) only once prep is done: a run can start, then wait.
+PREP_THEN_LOAD = NIGHTLY.replace("load: {function: load, output: Blob}",
+                                 "prep: {function: prep, output: Blob}\n"
+                                 "          load: {function: load, output: Blob, after: [prep], depends_on_past: true}")
 NEW_YEAR = dt.datetime(2027, 1, 1, 2, 30)
 
 
@@ -228,10 +232,7 @@ def test_a_retried_night_that_a_running_night_waits_for_runs_at_once_instead_of_
 
 
 def test_a_night_backfilled_before_a_running_one_starts_past_the_limit_once_that_one_waits_for_it(tmp_path):
-    deploy_text(tmp_path, NIGHTLY.replace("load: {function: load, output: Blob}",
-                                          "prep: {function: prep, output: Blob}\n"
-                                          "          load: {function: load, output: Blob, after: [prep], "
-                                          "depends_on_past: true}"))
+    deploy_text(tmp_path, PREP_THEN_LOAD)
     later = _night(31)
     earlier = _night(30)  # backfilled: the run before in place, queued while the slot is taken
     assert (_status(later), _status(earlier)) == ("running", "queued")
@@ -247,10 +248,7 @@ def test_a_night_backfilled_before_a_running_one_starts_past_the_limit_once_that
 
 def test_a_night_queued_with_its_task_held_starts_past_the_limit_once_a_running_night_waits_for_it(tmp_path):
     """Held in a run still queued, the task's release would leave it pending in a run that never starts."""
-    deploy_text(tmp_path, NIGHTLY.replace("load: {function: load, output: Blob}",
-                                          "prep: {function: prep, output: Blob}\n"
-                                          "          load: {function: load, output: Blob, after: [prep], "
-                                          "depends_on_past: true}"))
+    deploy_text(tmp_path, PREP_THEN_LOAD)
     later = _night(31)
     earlier = _night(30)
     store.hold(instance(earlier, "load").id, actor="ann", reason="check the source first", now=NEW_YEAR)
