@@ -3,8 +3,8 @@
 A team file using every key (schedules, params, human tasks, timers, connected workflows, conditions,
 limits) is spoiled at random: a value replaced by a hostile one (a wrong type, a huge number, another
 task's or type's name, an awkward date), a key removed, added or renamed. Then, as a user would:
-`flow45 validate`, and for what validates `deploy`, `graph` and `trigger` of each workflow, and the
-scheduler's tick on an awkward day. Whatever the file says, nothing raises: each command exits 0, or 1
+`flow45 validate`, and for what validates `deploy`, then `graph`, `versions`, `trigger`, `show` of that
+run and `stats` of each workflow, and the scheduler's tick on awkward days. Whatever the file says, nothing raises: each command exits 0, or 1
 with an error that names the file (a config problem) or the thing refused, never a traceback.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import os
 from pathlib import Path
@@ -179,8 +180,8 @@ def _refused_plainly(code: int, out: str, err: str, command: str, done: list[str
         assert err.startswith("flow45: ") and len(err.strip()) > len("flow45:"), said
 
 
-@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=spoiled())
 def test_a_spoiled_config_is_refused_by_name_or_deployed_and_run(flow45, tmp_path, caplog, case):
     text, done = case
@@ -197,9 +198,13 @@ def test_a_spoiled_config_is_refused_by_name_or_deployed_and_run(flow45, tmp_pat
         return event("refused by deploy")
     event("deployed")
     workflows = yaml.safe_load(text).get("workflows") or {}
-    for name in workflows:
-        _refused_plainly(*flow45("graph", f"acme/{name}"), f"graph {name}", done)
-        _refused_plainly(*flow45("trigger", f"acme/{name}"), f"trigger {name}", done)
+    for name in workflows:  # each shown as an operator would look at it: its graph, versions (each one's
+        # change from the spoiled one before), a run of it, its stats
+        for command in (["graph"], ["versions"], ["trigger", "--json"], ["stats"]):
+            code, out, err = flow45(*command, f"acme/{name}")
+            _refused_plainly(code, out, err, f"{command[0]} {name}", done)
+            if command[0] == "trigger" and code == 0:
+                _refused_plainly(*flow45("show", str(json.loads(out)["run"])), f"show a run of {name}", done)
     with caplog.at_level(logging.ERROR):
         for day in (dt.datetime(2028, 2, 29, 1, 59), dt.datetime(2026, 3, 29, 0, 59), dt.datetime(2026, 12, 31, 23)):
             tick(day)  # the scheduler's own: February's 29th, a DST change, New Year's Eve
