@@ -763,6 +763,13 @@ class StoreMachine(RuleBasedStateMachine):
         plan_states = {iid: becomes, **{d: S.PENDING for d in downstream}}
         if becomes != S.HELD and self.waits_for_slot(row["run"], plan_states):
             plan_states[iid] = S.PENDING  # the run waits queued: X with it
+        settled = dict(plan_states)  # then what the undo left ready is offered: a teardown whose upstream
+        # ended for good (a failure, or what waits behind one) goes again at once, with a new token
+        if run["status"] != S.QUEUED and not self.waits_for_slot(row["run"], plan_states):
+            after = {t: {**r, "state": plan_states.get(r["id"], r["state"])} for t, r in siblings.items()}
+            for task in sorted(ALL_DONE & descendants(row["task"])):
+                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE):
+                    settled[siblings[task]["id"]] = self.offered(task)
         before = dict(self.instances)
         runs_before = self.tables["runs"]
         connected = {rid: r["status"] for rid, r in runs_before.items() if r["upstream_run"] == run["id"]}
@@ -771,7 +778,7 @@ class StoreMachine(RuleBasedStateMachine):
             plan, _ = self.act("undo_dry_run", iid, call, Expect())
             assert self.tables == tables, "a dry run changed the tables"
         else:
-            plan, _ = self.act("undo", iid, call, Expect(states=plan_states), affected={iid} | downstream)
+            plan, _ = self.act("undo", iid, call, Expect(states=settled), affected={iid} | downstream)
             assert all(self.instances[i]["failures"] == 0 for i in plan_states), "undone instances start afresh"
         assert {a.instance: a.becomes for a in plan.affected} == plan_states
         assert plan.affected[0].instance == iid
