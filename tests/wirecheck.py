@@ -27,9 +27,8 @@ from flow45.schema import message_schema, schema_for
 
 WORKER = {"claim": m.Claim, "progress": m.Progress, "submit": m.Submit, "fail": m.Fail, "skip": m.Skip, "park": m.Park}
 CALLBACK = {"callback_submit": m.CallbackSubmit, "callback_fail": m.CallbackFail}
-OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (
-    m.Deploy, m.Validate, m.Trigger, m.Undo, m.OperatorSkip, m.Retry, m.Hold, m.Release, m.Cancel, m.OperatorSubmit,
-    m.Take, m.HandBack, m.SetOutput, m.Backfill, m.Pause, m.Resume, m.Status)}
+# Taken from the unions themselves, so that a message added to one is checked too (`note` was missed).
+OPERATOR = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in get_args(get_args(m.OperatorMessage)[0])}
 READ = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in get_args(get_args(m.OperatorRead)[0])}
 ON_PURPOSE = {"invalid_message", "unauthorized"}  # the request itself was refused as malformed
 

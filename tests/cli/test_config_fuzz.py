@@ -126,9 +126,9 @@ def seed_document() -> dict:
     return document
 
 
-def write_seed(path: Path) -> Path:
-    """The seed, whole, as a team file at `path`."""
-    path.write_text(yaml.safe_dump(seed_document(), sort_keys=False))
+def write_seed(path: Path, team: str = "acme") -> Path:
+    """The seed, whole, as `team`'s file at `path`."""
+    path.write_text(yaml.safe_dump(seed_document(), sort_keys=False).replace("acme", team))
     return path
 
 
