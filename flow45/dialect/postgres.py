@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
+import psycopg2
 
 from flow45.dialect import Dialect, sqlstate
 from flow45.dialect.postgres_begin import LazyBeginDatabase
@@ -49,7 +50,7 @@ class Deferred:
         self._statements: list[bytes] = []
 
     def add(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._statements.append(self._db.cursor().mogrify(sql, params))
+        self._statements.append(_cursor(self._db).mogrify(sql, params))
 
     def add_bound(self, statement: bytes) -> None:
         self._statements.append(statement)
@@ -93,7 +94,7 @@ def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence
             return f"EXECUTE {name}({', '.join([_literal(v) + cast for v, cast in zip(args, casts)])})".encode()
         except (_NoLiteral, KeyError):
             pass
-    return db.cursor().mogrify(execute, args)
+    return _cursor(db).mogrify(execute, args)
 
 
 # Each team's pending rows from its own part of the index `outbox_pending_by_team`, teams found by
@@ -116,10 +117,22 @@ SELECT p.id, p.team, p.kind, p.routing_key, p.priority, p.body FROM teams CROSS 
 def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
     """Run `statement` on the driver's cursor (a new one unless given), its errors raised as peewee's
     classes, as `execute_sql` raises them: every caller catches one family of database errors."""
-    cursor = cursor or db.cursor()  # connecting raises peewee's classes already: not wrapped twice
+    cursor = cursor or _cursor(db)
     with peewee.__exception_wrapper__:
         cursor.execute(statement)
     return cursor
+
+
+def _cursor(db: peewee.Database):
+    """A new cursor of the connection. One the server closed (a crash, a restart) answers `connection
+    already closed` in psycopg2's own InterfaceError, which no caller's handling of database errors
+    (peewee's classes) would catch: the connection would never be dropped and opened again, and every
+    later batch refused. Raised as peewee's, as a statement's errors are; connecting raises those already."""
+    try:
+        return db.cursor()
+    except psycopg2.Error:
+        with peewee.__exception_wrapper__:
+            raise
 
 
 class _Session:

@@ -13,7 +13,7 @@ from flow45 import store
 from flow45.db import atomic, database, describe_db_error, dialect, drop_connection
 from flow45.models import ProcessedMessage
 from flow45.store.bulk import insert_rows
-from tests.store.helpers import T0, deploy_text
+from tests.store.helpers import T0, deploy_text, instance
 from tests.store.test_stale_statistics import WORKFLOW
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("store_db")]
@@ -199,7 +199,7 @@ def test_a_duplicate_key_in_the_hot_paths_own_insert_is_peewees_integrity_error(
     assert _seen_elsewhere(postgres_url, "dup")
 
 
-def test_a_database_failure_in_the_hot_paths_own_statements_is_peewees_and_named_like_any_other(postgres_url):
+def _terminate_this_session(postgres_url: str) -> None:
     (pid,) = database.execute_sql("SELECT pg_backend_pid()").fetchone()
     other = psycopg2.connect(postgres_url)
     other.autocommit = True
@@ -207,6 +207,10 @@ def test_a_database_failure_in_the_hot_paths_own_statements_is_peewees_and_named
         other.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
     finally:
         other.close()
+
+
+def test_a_database_failure_in_the_hot_paths_own_statements_is_peewees_and_named_like_any_other(postgres_url):
+    _terminate_this_session(postgres_url)
     # The outbox read of the relay runs on the driver's cursor; its error is peewee's, as callers catch.
     with pytest.raises(peewee.OperationalError) as raised:
         dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]")
@@ -215,3 +219,21 @@ def test_a_database_failure_in_the_hot_paths_own_statements_is_peewees_and_named
     assert "terminat" in described or "closed" in described
     drop_connection()
     assert dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]").fetchall() == []
+
+
+def test_a_connection_the_server_closed_answers_in_peewees_classes_until_dropped(tmp_path, postgres_url):
+    """After its first failure psycopg2 says `connection already closed` at the cursor itself, in its own
+    class: the bridge took that for a bug and refused every later message of that connection as `internal`
+    (a database crash in a fault test) instead of dropping it and applying them again."""
+    deploy_text(tmp_path, WORKFLOW.replace("{slots}", "null"))
+    run = store.trigger("acme", "many", actor="cron", now=T0)
+    offered = instance(run, "a")
+    _terminate_this_session(postgres_url)
+    with pytest.raises(peewee.OperationalError):
+        dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]")
+    with pytest.raises(peewee.InterfaceError, match="connection already closed"):  # the hot path's reads
+        dialect().select_in("SELECT id FROM outbox WHERE id {}", [1], "bigint[]")
+    with pytest.raises(peewee.InterfaceError, match="connection already closed"):  # a unit's lock and read
+        store.claim(offered.id, offered.token, "w", now=T0)
+    drop_connection()
+    assert store.claim(offered.id, offered.token, "w", now=T0).state == "running"
