@@ -14,7 +14,7 @@ import peewee
 from bridge.handlers import apply
 from bridge.inbound import Delivery, Inbound, Refusal, parse
 from flow45.clock import utcnow
-from flow45.db import atomic, database
+from flow45.db import atomic, drop_connection
 from flow45.dialect import sqlstate
 from flow45.errors import Flow45Error
 from flow45.settings import Settings
@@ -160,10 +160,7 @@ def apply_parsed(parsed: list[Inbound | Outcome], sent: list[int] | None = None,
     except _DB_ERRORS as exc:
         if kept is not None:  # the next connection may be to another server, restored or failed over
             kept.clear()
-        try:
-            database.close()
-        except Exception:  # the connection is already gone
-            pass
+        drop_connection()  # forgotten even where closing it fails: the next batch opens a new one
         kind = Conflict if sqlstate(exc) in _CONFLICTS else DatabaseUnavailable
         raise kind(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
     return Applied(outcomes, written, marked and bool(sent), timed)  # type: ignore[arg-type]
