@@ -55,7 +55,7 @@ def reports_operator(bridge_env, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "10")), deadline=None,
+@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "6")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_command_line_through_the_broker_is_done_or_refused_plainly_and_crosses_no_team(
