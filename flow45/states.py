@@ -29,6 +29,8 @@ OPEN_RUN = (QUEUED, RUNNING)  # not finished yet
 # An instance that will end by itself (a worker's, a timer's, a retry's or a slot's doing), not pending
 # behind its upstream nor held: a run with one of these is not failed yet.
 ON_ITS_WAY = frozenset({AVAILABLE, RUNNING, QUEUED, WAITING, RETRY_WAIT})
+# Waiting for its upstream (pending) or for an operator's release (held): it never goes on by itself.
+HELD_UP = frozenset({PENDING, HELD})
 
 # from -> the states it may move to. `undo` uses the moves back to available/held/pending.
 # QUEUED wherever AVAILABLE may be reached: an offer with no free slot waits there instead.

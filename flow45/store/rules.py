@@ -438,9 +438,6 @@ def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bo
     return not any(up in not_done for up in spec.upstream(name))
 
 
-_WAITING = (S.PENDING, S.HELD)  # for its upstream, or for an operator's release: offered only after it
-
-
 def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict[str, bool]) -> bool:
     """Pending (or held) for good: waiting for the success of an upstream that failed for good, or of one
     waiting for good itself (Airflow's upstream_failed). Walked without recursion: a chain can be thousands long."""
@@ -449,10 +446,10 @@ def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict
         task = stack[-1]
         if task in known:
             stack.pop()
-        elif not_done.get(task) not in _WAITING or task in spec.after_failure:
+        elif not_done.get(task) not in S.HELD_UP or task in spec.after_failure:
             known[task] = False
             stack.pop()
-        elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) in _WAITING]:
+        elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) in S.HELD_UP]:
             stack.extend(unknown)
         else:
             known[task] = any(not_done.get(up) == S.FAILED or known.get(up, False) for up in spec.upstream(task))
@@ -468,7 +465,7 @@ def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: Versi
     the `all_done` tasks after it that its failure let go, and that must now wait for what follows it,
     go back to pending while only offered; one that has started refuses the change, naming undo."""
     let_go = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
-              if run_instances[name].state not in _WAITING + (S.CANCELLED,)]
+              if run_instances[name].state not in S.HELD_UP | {S.CANCELLED}]
     if not let_go:
         return
     verb = _UNFAILED[kind]
