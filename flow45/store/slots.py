@@ -94,7 +94,7 @@ def _past_not_done(unit: Any, instance: Any, workflow: int) -> str | None:
     state = getattr(unit.instances.get(past_id), "state", state)  # as changed here, if read here
     if state in PAST_DONE:
         return None
-    if state in (S.PENDING, S.HELD) and Run.select(Run.status).where(Run.id == past_run).scalar() == S.QUEUED:
+    if state in S.HELD_UP and _is_queued(past_run):
         # A run queued for a slot this running one now waits for: it starts past the limit once this
         # commits (flow45.store.unit.Unit.start_queued), else neither could ever go on (held too: a
         # release would leave it pending in a run that never starts).
@@ -112,8 +112,7 @@ def awaited_queued(workflow: int) -> list[tuple[int, str]]:
     found: dict[int, str] = {}
     for task, waiting, its_place in _queued_for_past(workflow):
         before = _run_before(workflow, task, its_place, waiting, "run").scalar()
-        if before is not None and before not in found and (
-                Run.select(Run.status).where(Run.id == before).scalar() == S.QUEUED):
+        if before is not None and before not in found and _is_queued(before):
             found[before] = f"run {waiting} waits for it (depends_on_past: {task})"
     return sorted(found.items(), key=lambda item: _place_of(item[0]))
 
@@ -146,6 +145,11 @@ def awaited(workflow: int, place: Any, run_id: int | None) -> str | None:
         if waits_for_it:
             return f"run {waiting} waits for it (depends_on_past: {task})"
     return None
+
+
+def _is_queued(run_id: int) -> bool:
+    """Whether the run waits queued for a slot of its workflow's max_active_runs."""
+    return Run.select(Run.status).where(Run.id == run_id).scalar() == S.QUEUED
 
 
 def _place_of(run_id: int) -> tuple:
