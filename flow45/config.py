@@ -157,7 +157,8 @@ class TaskSpec(_Strict):
                     "at once (Airflow's max_active_tis_per_dag, Conductor's concurrentExecLimit): a worker task that "
                     "calls something that takes only so much. The rest wait as `queued`, the most urgent then the "
                     "longest waiting first, and are offered as slots free (by the worker's message, or the operator's "
-                    "change, that frees one, at once; else by the scheduler's sweep)")
+                    "change, that frees one, at once; else by the scheduler's sweep). A deploy that changes it changes "
+                    "it for the runs made before too")
     optional: bool = Field(
         False,
         description="its failure does not fail the run (Conductor's optional task, Airflow's cleanup task left out of "
@@ -276,7 +277,8 @@ class FunctionSpec(_Strict):
         ge=1, le=100_000,
         description="at most this many of the team's instances of the function, over all its workflows and runs, "
                     "offered or running at once (Airflow's pools, Conductor's concurrentExecLimit): the rest wait "
-                    "as `queued`, as for a task's own `max_running`")
+                    "as `queued`, as for a task's own `max_running`. A deploy that changes it changes it for the runs made "
+                    "before too")
 
 
 class TeamFile(_Strict):

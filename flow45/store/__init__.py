@@ -2,8 +2,8 @@
 
 from flow45.store.asof import run_as_of
 from flow45.store.backfill import backfill
-from flow45.store import callbacks as _callbacks, operator as _operator, runs as _runs, undo as _undo
-from flow45.store.deploy import deploy, find_workflow
+from flow45.store import callbacks as _callbacks, deploy as _deploy, operator as _operator, runs as _runs, undo as _undo
+from flow45.store.deploy import find_workflow
 from flow45.store.pause import pause, resume
 from flow45.store.operator import hand_back, note_run, release, take
 from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
@@ -16,6 +16,7 @@ from flow45.store.work import apply_message, claim, claim_next, fail, park, prog
 # What may free slots of a `max_running` hands them on at once (worker messages do so in flow45.store.work).
 cancel_run = handing_on(_runs.cancel_run)
 complete_callback = handing_on(_callbacks.complete_callback)
+deploy = handing_on(_deploy.deploy)  # a limit changed is in force for every run at once
 fail_callback = handing_on(_callbacks.fail_callback)
 hold = handing_on(_operator.hold)
 retry_instance = handing_on(_operator.retry_instance)  # takes back a teardown offered (trigger_rule: all_done)

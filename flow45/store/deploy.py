@@ -15,6 +15,7 @@ from flow45.models import Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
+from flow45.store.slots import note_freed
 from flow45.store.unit import record_event
 from flow45.store.specs import parse_version, spec_document
 from flow45.store.spec_diff import spec_changes
@@ -73,9 +74,20 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
     workflows that the config leaves out are reported as missing, or retired with `prune`. A dry run
     does all of it in a transaction it rolls back: the same report, the same refusals, nothing kept."""
     try:
-        return _deploy(teams, actor, to_utc(now), prune, dry_run)
+        report = _deploy(teams, actor, to_utc(now), prune, dry_run)
     except _Undone as undone:
         return undone.report
+    _note_limits_changed(teams, report)
+    return report
+
+
+def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
+    """The functions of the workflows given new versions: their limits in force may have changed for
+    every run (flow45.store.slots.task_limit), so their queued instances are looked at once this
+    commits (flow45.store.sweep.hand_on), as after a worker's message that frees a slot."""
+    configs = {config.team: config for config in teams}
+    note_freed((None, item.team, task.function, name) for item in report.workflows if item.change == "updated"
+               for name, task in configs[item.team].workflows[item.workflow].tasks.items() if task.function)
 
 
 def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, dry_run: bool) -> DeployReport:

@@ -16,7 +16,7 @@ from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.slots import queued_by, waits_for
-from flow45.store.specs import version_spec
+from flow45.store.specs import current_spec_of, version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
 
@@ -222,7 +222,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
 
 
 def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
-    run = Run.select(Run, Workflow.name, Workflow.current_version).join(Workflow).where(Run.id == run_id).first()
+    run = Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version).join(Workflow).where(Run.id == run_id).first()
     if run is None or (team and run.team != team):
         raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
     spec = version_spec(run.version_id)
@@ -239,8 +239,9 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         for name in spec.order
     ]
     why = _skip_reasons([i.id for i in instances if i.state == S.SKIPPED])
+    current = current_spec_of(run.workflow_id) if any(i.state == S.QUEUED for i in instances) else None
     instances = [dataclasses.replace(i, skip_reason=why[i.id]) if i.id in why
-                 else dataclasses.replace(i, queued_for=waits_for(spec, i.task, i.function)) if i.state == S.QUEUED
+                 else dataclasses.replace(i, queued_for=waits_for(spec, current, i.task, i.function)) if i.state == S.QUEUED
                  else i
                  for i in instances]
     counts = dict(Counter(i.state for i in instances))
@@ -305,14 +306,16 @@ def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
     row = TaskInstance.get_or_none(TaskInstance.id == instance_id)
     if row is None or (team and row.team != team):
         raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
-    spec = version_spec(Run.get_by_id(row.run_id).version_id)
+    run = Run.get_by_id(row.run_id)
+    spec = version_spec(run.version_id)
     attempts = list(Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id))
     view = _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
     uses = _used_by(row, spec)
     return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
                                                for a in view.attempts], notes=_notes(row.run_id, instance_id),
                                skip_reason=_skip_reasons([row.id]).get(row.id) if row.state == S.SKIPPED else None,
-                               queued_for=waits_for(spec, row.task, row.function) if row.state == S.QUEUED else None)
+                               queued_for=waits_for(spec, current_spec_of(run.workflow_id), row.task, row.function)
+                               if row.state == S.QUEUED else None)
 
 
 def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:

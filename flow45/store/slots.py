@@ -35,23 +35,38 @@ def queues(spec: Any, task: str, function: str | None) -> bool:
     return found.max_running is not None or found.depends_on_past or spec.function_limit(function) is not None
 
 
+def task_limit(spec: Any, current: Any, task: str) -> int | None:
+    """The task's `max_running` in force for an instance of a run of `spec`'s version: that of `current`,
+    its workflow's current version, where that has the task; else its own version's. A run keeps its
+    version's tasks, but a limit spares what the workers call: a deploy that changes one changes it for
+    every run at once, as a pool's size does in Airflow. An instance whose version limits neither its
+    task nor its function is never held back by a limit added later (`queues`): the hot path counts none."""
+    return (current if task in current.workflow.tasks else spec).task(task).max_running
+
+
+def function_limit(spec: Any, current: Any, function: str | None) -> int | None:
+    """The team's `max_running` of the function in force, as `task_limit` finds it: `current`'s where a task
+    of it does the function."""
+    return (current if current.does(function) else spec).function_limit(function)
+
+
 def why_queued(unit: Any, instance: Any) -> str | None:
     """Why `instance` may not be offered now (its past run's instance is not done, or a limit's slots
     are all taken), or None. `unit`: the flow45.store.unit.Unit that read it."""
     spec = unit.spec(instance.run_id)
-    task = spec.task(instance.task)
-    task_limit = task.max_running
-    function_limit = spec.function_limit(instance.function)
-    if task_limit is None and function_limit is None and not task.depends_on_past:
+    if not queues(spec, instance.task, instance.function):
         return None
     workflow = unit.run_of(instance).workflow_id
-    if task.depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
+    if spec.task(instance.task).depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
         return past
+    current = unit.current_spec(workflow)
+    most_of_task = task_limit(spec, current, instance.task)
+    most_of_function = function_limit(spec, current, instance.function)
     for limit, said, lock, same, counted in (
-        (task_limit, f"max_running {task_limit} for {instance.task}", f"{workflow}/{instance.task}",
+        (most_of_task, f"max_running {most_of_task} for {instance.task}", f"{workflow}/{instance.task}",
          lambda i: i.task == instance.task and unit.run_of(i).workflow_id == workflow,
          lambda leave_out: active(instance.team, instance.function, leave_out, workflow=workflow, task=instance.task)),
-        (function_limit, f"functions.{instance.function}.max_running {function_limit}",
+        (most_of_function, f"functions.{instance.function}.max_running {most_of_function}",
          f"{instance.team}.{instance.function}",
          lambda i: i.team == instance.team and i.function == instance.function,
          lambda leave_out: active(instance.team, instance.function, leave_out)),
@@ -189,14 +204,15 @@ def queued_by(spec: Any) -> str:
     return ", ".join(kinds)
 
 
-def waits_for(spec: Any, task: str, function: str | None) -> str:
-    """What a queued instance of `task` waits for, as `show` and the dashboard say it."""
+def waits_for(spec: Any, current: Any, task: str, function: str | None) -> str:
+    """What a queued instance of `task` waits for, as `show` and the dashboard say it (`current`: its
+    workflow's current version, whose limits are in force)."""
     past = ("its instance in the run before to succeed (depends_on_past)" if spec.task(task).depends_on_past
             else "")
     limits = []
-    if (most := spec.task(task).max_running) is not None:
+    if (most := task_limit(spec, current, task)) is not None:
         limits.append(f"at most {most} of {task} (max_running)")
-    if (most := spec.function_limit(function)) is not None:
+    if (most := function_limit(spec, current, function)) is not None:
         limits.append(f"at most {most} of the team's {function} (functions.{function}.max_running)")
     slot = f"a free slot: {' and '.join(limits)} offered or running at once" if limits else ""
     return " and ".join(part for part in (past, slot) if part)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from flow45.config import FunctionSpec, TypeSpec, WorkflowSpec
 from flow45.db import generation
-from flow45.models import WorkflowVersion
+from flow45.models import Workflow, WorkflowVersion
 from flow45.types import TypeRegistry
 
 
@@ -29,6 +29,14 @@ class VersionSpec:
         """The team's `max_running` of a function its tasks do, as deployed with this version."""
         found = self.functions.get(function)
         return None if found is None else found.max_running
+
+    def does(self, function: str) -> bool:
+        """Whether a task of this version does the function (so that it carries the team's setting of it)."""
+        return function in self._functions_done
+
+    @functools.cached_property
+    def _functions_done(self) -> frozenset[str]:
+        return frozenset(task.function for task in self.workflow.tasks.values())
 
     def task(self, name: str):
         return self.workflow.tasks[name]
@@ -215,3 +223,8 @@ def current_spec(workflow) -> VersionSpec:
         found = _current_ids[key] = WorkflowVersion.get(
             (WorkflowVersion.workflow == workflow.id) & (WorkflowVersion.version == workflow.current_version)).id
     return version_spec(found)
+
+
+def current_spec_of(workflow_id: int) -> VersionSpec:
+    """The spec of the workflow's current version, as stored now (another process may have deployed)."""
+    return current_spec(Workflow.select(Workflow.id, Workflow.current_version).where(Workflow.id == workflow_id).get())

@@ -19,7 +19,7 @@ from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules, rules_human, slots, timers
 from flow45.store.due import due_in_turns
-from flow45.store.specs import version_spec
+from flow45.store.specs import current_spec_of, version_spec
 from flow45.store.unit import Row, Unit, alone, each_alone, record_event
 from flow45.turns import in_turns
 
@@ -259,14 +259,19 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
             queued = queued.where(Run.version.not_in(past) | slots.past_done(group.workflow_id, group.task, Run))
         rows = list(queued.order_by(TaskInstance.priority.desc(), TaskInstance.updated_at, TaskInstance.id)
                     .limit(most).namedtuples())
-        task = version_spec(rows[0].version_id).task(group.task) if rows else None
-        task_limit = task.max_running if task is not None else None
-        free = (len(rows) if task_limit is None
-                else task_limit - slots.active(team, function, workflow=group.workflow_id, task=group.task))
-        candidates += rows[:max(free, 0)]
-    candidates.sort(key=lambda row: (-row.priority, row.updated_at, row.id))
-    if candidates and (function_limit := version_spec(candidates[0].version_id).function_limit(function)) is not None:
-        candidates = candidates[:max(function_limit - slots.active(team, function), 0)]
+        if not rows:
+            continue
+        current = current_spec_of(group.workflow_id)  # its limits are in force (flow45.store.slots.task_limit)
+        of_task = slots.task_limit(version_spec(rows[0].version_id), current, group.task)
+        free = len(rows) if of_task is None else of_task - slots.active(team, function, workflow=group.workflow_id,
+                                                                        task=group.task)
+        candidates += [(row, current) for row in rows[:max(free, 0)]]
+    candidates.sort(key=lambda pair: (-pair[0].priority, pair[0].updated_at, pair[0].id))
+    if candidates:
+        first, current = candidates[0]
+        if (of_function := slots.function_limit(version_spec(first.version_id), current, function)) is not None:
+            candidates = candidates[:max(of_function - slots.active(team, function), 0)]
+    candidates = [row for row, _ in candidates]
     # Counted again under the locks as each is offered.
     return each_alone(candidates[:most], at, _offer_if_free, SWEEPER, written=written) if candidates else []
 

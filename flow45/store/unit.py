@@ -30,7 +30,7 @@ from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transactio
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
 from flow45.store.slots import AWAITED_BY, awaited, awaited_queued, note_freed, queues, why_queued
-from flow45.store.specs import VersionSpec, current_spec, version_spec, wide_versions
+from flow45.store.specs import VersionSpec, current_spec, current_spec_of, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
 INSTANCE_COLUMNS = (
@@ -146,6 +146,7 @@ class Unit:
         self.sent: list[int] = []  # outbox rows the broker confirmed, marked sent with the next writes
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
         self._not_done_by_run: dict[int, dict[str, str]] = {}  # run -> task -> state of those not done
+        self._current: dict[int, VersionSpec] = {}  # workflow -> its current version, once read here
 
     @property
     def at(self) -> dt.datetime:
@@ -241,6 +242,12 @@ class Unit:
 
     def task(self, instance: Row):
         return self.spec(instance.run_id).task(instance.task)
+
+    def current_spec(self, workflow_id: int) -> VersionSpec:
+        """The workflow's current version, read once in this transaction: its limits are those in force."""
+        if workflow_id not in self._current:
+            self._current[workflow_id] = current_spec_of(workflow_id)
+        return self._current[workflow_id]
 
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
         changes = rules.Changes(at)

@@ -259,6 +259,46 @@ def test_a_deploy_that_changes_a_function_limit_makes_new_versions_of_the_workfl
                        "refunds": ("updated", ["functions.call_crm.max_running: 2 -> 3"])}
 
 
+def _calls_limited_to(tmp_path, most: int) -> None:
+    deploy_blob_tasks(tmp_path, "calls", [CALLS[0].replace("max_running: 2", f"max_running: {most}"), CALLS[1]])
+
+
+def test_a_deploy_that_raises_max_running_offers_the_earlier_runs_queued_instances_at_once(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", CALLS)
+    runs = _runs(4)
+    _calls_limited_to(tmp_path, 4)  # the runs keep their version, not its limit: the backlog may drain now
+    assert _call_states(runs) == ["available"] * 4
+    assert {store.get_run(run).version for run in runs} == {1}
+    later = _runs(1, minutes=1)  # behind them, not before them
+    assert _call_states(later) == ["queued"]
+    assert _call_of(runs[3]).queued_for is None and _call_of(later[0]).queued_for == (
+        "a free slot: at most 4 of call (max_running) offered or running at once")
+
+
+def test_a_deploy_that_lowers_max_running_holds_the_earlier_runs_to_it(tmp_path):
+    _calls_limited_to(tmp_path, 3)
+    runs = _runs(5)
+    _calls_limited_to(tmp_path, 1)  # the CRM is struggling: one call at a time, the backlog too
+    assert _call_of(runs[3]).queued_for == "a free slot: at most 1 of call (max_running) offered or running at once"
+    for n in range(2):
+        _finish(runs[n], 1 + n)
+        assert _call_states(runs)[3:] == ["queued", "queued"]  # still one or more running of the three
+    _finish(runs[2], 3)
+    assert _call_states(runs) == ["succeeded"] * 3 + ["available", "queued"]
+
+
+def test_a_deploy_that_raises_a_function_limit_lets_every_workflows_queued_instances_go(tmp_path):
+    deploy_text(tmp_path, TEAM_LIMIT % 1)
+    orders = [store.trigger("acme", "orders", actor="shop", now=_at(n)) for n in range(3)]
+    refund = store.trigger("acme", "refunds", actor="shop", now=_at(3))
+    assert [_call_of(r).state for r in [*orders, refund]] == ["available"] + ["queued"] * 3
+    deploy_text(tmp_path, TEAM_LIMIT % 3)
+    assert [_call_of(r).state for r in [*orders, refund]] == ["available"] * 3 + ["queued"]
+    assert _call_of(refund).queued_for == ("a free slot: at most 1 of check (max_running) and at most 3 of the "
+                                           "team's call_crm (functions.call_crm.max_running) offered or running at once")
+    assert Event.get((Event.instance == _call_of(orders[2]).id) & (Event.to_state == "available")).kind == "slot"
+
+
 @pytest.mark.parametrize("functions, refused", [
     ("{call_cmr: {max_running: 2}}",
      "functions.call_cmr: no task of team acme does 'call_cmr' (did you mean 'call_crm'?)"),
