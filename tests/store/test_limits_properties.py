@@ -4,14 +4,14 @@ task `optional`, skipped when it fails for good, and a teardown, `trigger_rule: 
 the shared function too); on SQLite and PostgreSQL, on a fake clock. Worker
 messages go through the per-message verbs or the bridge's batch path (with its hand-on after the
 commit, as the bridge does it); operators skip, hold, release,
-retry, undo, set outputs and cancel runs; the scheduler's tick expires leases, offers due retries and
-offers what waits queued.
+retry, undo, set outputs and cancel runs; the team deploys other limits (in force for every run at once);
+the scheduler's tick expires leases, offers due retries and offers what waits queued.
 
 Any action may be refused (a stale token, an instance in the wrong state); a refused one changes nothing.
 After every action, straight from the tables:
 
-- no limit is ever exceeded: offered or running instances of `a`, of `c`, and of the function `shared`
-  over both workflows;
+- no limit in force is ever exceeded by an instance taking a slot: offered or running instances of `a`, of
+  `c`, and of the function `shared` over both workflows (past a limit just lowered, none takes one);
 - an instance offered in the action under `depends_on_past` has its run before's instance succeeded,
   skipped or cancelled, the run before in place: runs are made by hand, or for nights (logical times)
   before and after the clock's, as a backfill makes them;
@@ -34,33 +34,36 @@ from hypothesis.stateful import rule
 
 from flow45 import states as S
 from flow45 import store
+from flow45.config import load_config
 from tests.store.machine import ActionsMachine, run_machine
 
-CONFIG = """\
+def config_text(a: int = 1, c: int = 1, shared: int = 2) -> str:
+    """The team's file, with these limits of `a`, `c` and the function `shared`."""
+    return f"""\
 team: acme
 types:
   Blob:
-    fields: {uri: string, size: {type: integer, ge: 0}}
+    fields: {{uri: string, size: {{type: integer, ge: 0}}}}
 functions:
-  shared: {max_running: 2}
+  shared: {{max_running: {shared}}}
 workflows:
   load:
     max_active_runs: 3
     tasks:
-      a: {function: fa, output: Blob, max_running: 1, retries: 1, retry_delay: 0s, lease: 30s}
-      b: {function: shared, output: Blob, inputs: {src: a}, depends_on_past: true, retries: 1, retry_delay: 5s,
-          lease: 30s}
-      c: {function: shared, output: Blob, inputs: {src: a}, max_running: 1, lease: 30s, optional: true}
-      z: {function: shared, output: Blob, inputs: {src: b}, after: [c], trigger_rule: all_done, lease: 30s}
+      a: {{function: fa, output: Blob, max_running: {a}, retries: 1, retry_delay: 0s, lease: 30s}}
+      b: {{function: shared, output: Blob, inputs: {{src: a}}, depends_on_past: true, retries: 1, retry_delay: 5s,
+          lease: 30s}}
+      c: {{function: shared, output: Blob, inputs: {{src: a}}, max_running: {c}, lease: 30s, optional: true}}
+      z: {{function: shared, output: Blob, inputs: {{src: b}}, after: [c], trigger_rule: all_done, lease: 30s}}
   side:
     max_active_runs: null
     tasks:
-      s: {function: fs, output: Blob}
-      x: {function: shared, output: Blob, inputs: {src: s}, lease: 30s}
+      s: {{function: fs, output: Blob}}
+      x: {{function: shared, output: Blob, inputs: {{src: s}}, lease: 30s}}
 """
 
-TASK_LIMITS = {"a": 1, "c": 1}
-FUNCTION_LIMITS = {"shared": 2}
+
+CONFIG = config_text()
 PAST = {"b"}
 MOST_ACTIVE_RUNS = 3  # load's max_active_runs
 MOST_RUNS = 9
@@ -71,7 +74,17 @@ class LimitsMachine(ActionsMachine):
     ALL_DONE = frozenset({"z"})  # a teardown that takes a slot of the shared function too
 
     def start(self) -> None:
+        self.task_limits, self.function_limits = {"a": 1, "c": 1}, {"shared": 2}  # as CONFIG has them
         self.act("trigger", lambda: store.trigger("acme", "load", actor="cron", now=self.now))
+
+    @rule(a=st.integers(1, 2), c=st.integers(1, 2), shared=st.integers(1, 3))
+    def redeploy(self, a, c, shared):
+        """The team deploys other limits: in force for every run at once, the earlier ones' too."""
+        path = self.workdir / f"limits-{self.examples}-{a}{c}{shared}.yaml"
+        path.write_text(config_text(a, c, shared))
+        self.task_limits, self.function_limits = {"a": a, "c": c}, {"shared": shared}  # checked in the deploy's act
+        self.act(f"deploy a {a}, c {c}, shared {shared}",
+                 lambda: store.deploy(load_config(path), actor="ann", now=self.now))
 
     @rule(workflow=st.sampled_from(["load", "load", "side"]), seconds=st.integers(0, 10),
           night=st.one_of(st.none(), st.integers(-3, 3)))
@@ -107,12 +120,17 @@ class LimitsMachine(ActionsMachine):
             before = run_before(row)
             return before is None or by_run[before][row["task"]]["state"] in S.DONE | {S.CANCELLED}
 
-        # No limit is ever exceeded.
-        for task, most in TASK_LIMITS.items():
+        # No limit is ever exceeded by an instance taking a slot; one lowered holds what is past it.
+        took = [instances[e["instance"]] for e in new_events if e["instance"] is not None
+                and e["to_state"] in S.TAKING_SLOTS and e["from_state"] not in S.TAKING_SLOTS]
+        for task, most in self.task_limits.items():
             for workflow in set(workflow_of.values()):
-                assert task_taken(task, workflow) <= most, f"{where}: {task_taken(task, workflow)} of {task} at once"
-        for function, most in FUNCTION_LIMITS.items():
-            assert function_taken(function) <= most, f"{where}: {function_taken(function)} of {function} at once"
+                taken = task_taken(task, workflow)
+                assert taken <= most or not any(i["task"] == task and workflow_of[i["run"]] == workflow for i in took), (
+                    f"{where}: {taken} of {task} at once, {most} at most")
+        for function, most in self.function_limits.items():
+            assert function_taken(function) <= most or not any(i["function"] == function for i in took), (
+                f"{where}: {function_taken(function)} of {function} at once, {most} at most")
 
         # Offered in this action under depends_on_past: the run before's instance is done.
         for e in new_events:
@@ -149,10 +167,10 @@ class LimitsMachine(ActionsMachine):
             assert run["status"] in (S.RUNNING, S.FAILED), f"{where}: queued {iid} in a {run['status']} run"
             assert row["token"] is None and iid not in running_attempts, f"{where}: queued {iid} has an attempt"
             could_go = (past_done(row)
-                        and (row["task"] not in TASK_LIMITS
-                             or task_taken(row["task"], workflow_of[row["run"]]) < TASK_LIMITS[row["task"]])
-                        and (row["function"] not in FUNCTION_LIMITS
-                             or function_taken(row["function"]) < FUNCTION_LIMITS[row["function"]]))
+                        and (row["task"] not in self.task_limits
+                             or task_taken(row["task"], workflow_of[row["run"]]) < self.task_limits[row["task"]])
+                        and (row["function"] not in self.function_limits
+                             or function_taken(row["function"]) < self.function_limits[row["function"]]))
             assert not could_go, f"{where}: queued {iid} ({row['task']}) could go but waits"
 
 
