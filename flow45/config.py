@@ -256,7 +256,8 @@ class ScheduleSpec(_Strict):
 class WorkflowSpec(_Strict):
     description: str | None = None
     schedule: ScheduleSpec | None = None
-    max_active_runs: int | None = Field(16, ge=1, description="null: no limit")
+    max_active_runs: int | None = Field(16, ge=1, description="runs beyond it wait as queued; null: no limit. A "
+                                                               "deploy that changes it changes it for earlier runs too")
     params: str | None = Field(None, description="declared type of the run parameters")
     on: ConnectSpec | None = Field(None, description="start a run when another workflow's run reaches a state")
     export: Export = Field(default_factory=list, description=EXPORT_DESCRIPTION)

@@ -26,6 +26,7 @@ from flow45.clock import parse_utc
 from flow45.errors import NotFound
 from flow45.models import Event, Run
 from flow45.store.queries import get_run, timer_text, waiting_for
+from flow45.store.specs import version_spec
 from flow45.views import EventView, RunView
 
 
@@ -180,9 +181,10 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
     shape = SimpleNamespace(status=state.status, version_id=Run.get_by_id(now.id).version_id)
+    then = version_spec(shape.version_id)  # its own limit: which one held then is not kept
     return dataclasses.replace(
         now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
-        waiting_for=waiting_for(shape, counts, timers or None), instances=instances, as_of=as_of, as_of_at=as_of_at,
+        waiting_for=waiting_for(shape, counts, timers or None, then), instances=instances, as_of=as_of, as_of_at=as_of_at,
         attempts_made=sum(i.attempt for i in instances),
         notes=[note for note in now.notes if as_of is not None and note.event <= as_of],  # none written after it
         current_version=None,  # the workflow's version now says nothing of then

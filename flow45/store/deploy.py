@@ -16,7 +16,7 @@ from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
 from flow45.store.slots import note_freed
-from flow45.store.unit import record_event
+from flow45.store.unit import Unit, lock_workflow, record_event
 from flow45.store.specs import parse_version, spec_document
 from flow45.store.spec_diff import spec_changes
 from flow45.views import DeployedWorkflow, DeployReport
@@ -81,6 +81,16 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
     return report
 
 
+def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> None:
+    """Queued runs of the workflows given new versions take the slots a raised max_active_runs made: the
+    current version's limit holds for every run (flow45.store.unit.Unit.start_queued)."""
+    unit = Unit(at)
+    for workflow_id in workflow_ids:
+        lock_workflow(workflow_id)
+        unit.start_queued(workflow_id, actor)
+    unit.flush()
+
+
 def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
     """The functions of the workflows given new versions: their limits in force may have changed for
     every run (flow45.store.slots.task_limit), so their queued instances are looked at once this
@@ -116,6 +126,7 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
                 results.append(_store_version(config.team, name, document, actor, at))
                 keep_connection(find_workflow(config.team, name), workflow)
             results += _left_out(config, actor, at, prune)
+        _start_queued_runs([find_workflow(r.team, r.workflow).id for r in results if r.change == "updated"], actor, at)
         if dry_run:
             raise _Undone(DeployReport(results, dry_run=True))
     return DeployReport(results)

@@ -16,7 +16,7 @@ from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.slots import queued_by, waits_for
-from flow45.store.specs import current_spec_of, version_spec
+from flow45.store.specs import VersionSpec, current_spec, current_spec_of, version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
 
@@ -127,10 +127,10 @@ def timer_text(task: str, due) -> str:
     return f"{task} (timer, due {_minute(due)})"
 
 
-def waiting_for(run, counts: dict[str, int], timers: str | None = None) -> str | None:
+def waiting_for(run, counts: dict[str, int], timers: str | None, in_force: VersionSpec) -> str | None:
+    """What the run waits for, if anything; `in_force`: the version whose max_active_runs holds for it."""
     if run.status == S.QUEUED:
-        limit = version_spec(run.version_id).workflow.max_active_runs
-        return f"a free slot (max_active_runs: {limit})"
+        return f"a free slot (max_active_runs: {in_force.workflow.max_active_runs})"
     if run.status == S.RUNNING and timers:
         return timers
     if run.status == S.RUNNING and counts.get(S.QUEUED):
@@ -147,7 +147,8 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
         id=run.id, team=run.team, workflow=workflow_name, version=version_spec(run.version_id).number,
         status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
         logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, counts=counts, waiting_for=waiting_for(run, counts, timers), instances=list(instances),
+        finished_at=run.finished_at, counts=counts, instances=list(instances),
+        waiting_for=waiting_for(run, counts, timers, current_spec(run.workflow)),  # its limit: the current one's
         key=run.key,
     )
 
@@ -157,7 +158,8 @@ def list_runs(
     limit: int = 50, before: int | None = None, ids: Sequence[int] | None = None,
 ) -> list[RunView]:
     """Newest first; `before` pages back from a run id; `ids`: only these runs."""
-    query = Run.select(Run, Workflow.name).join(Workflow).order_by(Run.id.desc()).limit(limit)
+    query = (Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version).join(Workflow)
+             .order_by(Run.id.desc()).limit(limit))
     if team:
         query = query.where(Run.team == team)
     if workflow:

@@ -261,7 +261,7 @@ class Unit:
         """Whether a finished run given work again may run, or must wait queued: its workflow's
         max_active_runs all running, counted under the workflow's lock as a trigger counts them, and no
         running run waits for it (`flow45.store.slots.awaited`: else it runs past the limit)."""
-        limit = self.spec(run.id).workflow.max_active_runs
+        limit = self.current_spec(run.workflow_id).workflow.max_active_runs  # in force for every run
         if limit is None:
             return rules.FREE_SLOT
         lock_workflow(run.workflow_id)
@@ -392,15 +392,16 @@ class Unit:
                 if self.runs[run].status == S.RUNNING and len(self._of_run.get(run, ())) <= MOST_INSTANCES]
 
     def start_queued(self, workflow_id: int, actor: str, awaited_here: bool = False) -> None:
-        """The queued runs first in place take the free slots; the workflow's lock is held (else a run
+        """The queued runs first in place take the free slots of the workflow's max_active_runs (its current
+        version's: a deploy that changes it changes it for every run); the workflow's lock is held (else a run
         triggered meanwhile could count a finishing run as active and queue, unseen by this one).
         A paused workflow's queued runs wait for its resume (flow45.store.pause). `awaited_here`: a
         running run began to wait for a queued one here (rules.Changes.awaited): that one starts too."""
         if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
             return
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
+        limit = self.current_spec(workflow_id).workflow.max_active_runs  # in force for every run, not its version's
         for candidate in _queued_first_in_place(workflow_id):
-            limit = version_spec(candidate.version_id).workflow.max_active_runs
             if limit is not None and active >= limit:
                 break
             self.lock_runs([candidate.id])

@@ -201,6 +201,30 @@ def test_max_active_runs_queues_and_starts_the_next(tmp_path):
     assert store.get_run(second).status == "running" and states(second)["a"] == "available"
 
 
+def test_a_deploy_that_raises_max_active_runs_starts_the_queued_runs_before_any_new_one(tmp_path):
+    deploy_text(tmp_path, DIAMOND)  # max_active_runs: 1
+    runs = [store.trigger("acme", "diamond", actor="cron", now=T0) for _ in range(4)]
+    raised = deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 3"), actor="ann")
+    assert [(w.change, w.version) for w in raised.workflows] == [("updated", 2)]
+    assert [store.get_run(r).status for r in runs] == ["running", "running", "running", "queued"]
+    assert {store.get_run(r).version for r in runs} == {1}  # each keeps its tasks; the limit is the current one's
+    assert store.get_run(runs[3]).waiting_for == "a free slot (max_active_runs: 3)"
+    late = store.trigger("acme", "diamond", actor="cron", now=T0)
+    assert store.get_run(late).status == "queued"  # behind the one queued before it
+    store.cancel_run(runs[0], actor="op", now=T0)
+    assert [store.get_run(r).status for r in (runs[3], late)] == ["running", "queued"]
+
+
+def test_a_deploy_that_lowers_max_active_runs_holds_the_queued_runs_to_it(tmp_path):
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 2"))
+    runs = [store.trigger("acme", "diamond", actor="cron", now=T0) for _ in range(3)]
+    deploy_text(tmp_path, DIAMOND)  # back to 1: the first two still run, the third waits for both
+    store.cancel_run(runs[0], actor="op", now=T0)
+    assert [store.get_run(r).status for r in runs] == ["cancelled", "running", "queued"]
+    store.cancel_run(runs[1], actor="op", now=T0)
+    assert store.get_run(runs[2]).status == "running"
+
+
 def test_cancel_revokes_running_attempts(tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
