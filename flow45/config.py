@@ -285,7 +285,8 @@ class FunctionSpec(_Strict):
 class TeamFile(_Strict):
     team: str = Field(pattern=NAME)
     groups: dict[Annotated[str, Field(pattern=NAME)], list[Annotated[str, Field(pattern=USER)]]] = Field(
-        default_factory=dict, description="named groups of operator users, named @NAME in human tasks' assignees"
+        default_factory=dict, description="named groups of operator users, named @NAME in human tasks' assignees; "
+                                          "a deploy that changes the members changes them for earlier runs too"
     )
     types: dict[Annotated[str, Field(pattern=TYPE_NAME)], TypeSpec] = Field(default_factory=dict)
     workflows: dict[Annotated[str, Field(pattern=NAME)], WorkflowSpec] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ from flow45.config_human import GROUP_PREFIX
 from flow45.models import Attempt, Run, TaskInstance
 from flow45.store import rules_human
 from flow45.store.queries import get_instance, list_runs
-from flow45.store.specs import version_spec
+from flow45.store.specs import CurrentSpecs, version_spec
 from flow45.views import InboxItem
 
 Show = Literal["all", "mine", "groups", "overdue"]
@@ -43,7 +43,7 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
     at = to_utc(now)
     query = (
         TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.task, TaskInstance.overdue_at,
-                            TaskInstance.taken_by, TaskInstance.due_at, Run.version)
+                            TaskInstance.taken_by, TaskInstance.due_at, Run.version, Run.workflow)
         .join(Run, on=(TaskInstance.run == Run.id))
         .where((TaskInstance.human == True) & (TaskInstance.state == S.AVAILABLE))  # noqa: E712
         .order_by(TaskInstance.due_at.is_null(), TaskInstance.due_at, TaskInstance.priority.desc(), TaskInstance.id)
@@ -54,9 +54,10 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
     rows = list(query.tuples())
     runs = {}
     found: list[InboxItem] = []
-    for instance_id, run_id, task, overdue_at, taken_by, due_at, version in rows:
+    current = CurrentSpecs()
+    for instance_id, run_id, task, overdue_at, taken_by, due_at, version, workflow in rows:
         spec = version_spec(version)
-        assignment = rules_human.run_assignments(spec).get(task)
+        assignment = rules_human.run_assignments(spec, current[workflow]).get(task)
         escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
         overdue = due_at is not None and due_at <= at
         if not _matches(show, user, taken_by, overdue, assignment, escalated):

@@ -16,7 +16,7 @@ from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.slots import queued_by, waits_for
-from flow45.store.specs import VersionSpec, current_spec, current_spec_of, version_spec
+from flow45.store.specs import CurrentSpecs, VersionSpec, current_spec, current_spec_of, version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
 
@@ -103,18 +103,19 @@ def _waiting_timers(run_ids: list[int]) -> dict[int, str]:
         rows = (
             TaskInstance.select(TaskInstance.run, TaskInstance.task, TaskInstance.state, TaskInstance.not_before,
                                 TaskInstance.lease_expires_at, TaskInstance.taken_by, TaskInstance.due_at,
-                                TaskInstance.overdue_at, Run.version)
+                                TaskInstance.overdue_at, Run.version, Run.workflow)
             .join(Run, on=(TaskInstance.run == Run.id))
             .where(TaskInstance.run.in_(run_ids) & ((TaskInstance.state == S.WAITING)
                    | ((TaskInstance.state == S.RUNNING) & TaskInstance.callback_key.is_null(False))
                    | ((TaskInstance.state == S.AVAILABLE) & (TaskInstance.human == True))))  # noqa: E712
             .order_by(TaskInstance.id).tuples()
         )
-        for run_id, task, state, due, deadline, taken_by, due_at, overdue_at, version in rows:
+        current = CurrentSpecs()
+        for run_id, task, state, due, deadline, taken_by, due_at, overdue_at, version, workflow in rows:
             if state == S.WAITING:
                 text = timer_text(task, due)
             elif state == S.AVAILABLE:
-                assignment = rules_human.run_assignments(version_spec(version)).get(task)
+                assignment = rules_human.run_assignments(version_spec(version), current[workflow]).get(task)
                 escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
                 text = rules_human.waiting_text(task, taken_by, due_at, assignment, escalated)
             else:

@@ -25,7 +25,7 @@ class Assignment:
     """One human task of a deployed version: who may decide it, by when, and what happens after."""
 
     deciders: tuple[str, ...] = ()  # users and @groups as written; none: any operator of the team
-    groups: dict = field(default_factory=dict, hash=False, compare=False)  # group -> members, as deployed
+    groups: dict = field(default_factory=dict, hash=False, compare=False)  # group -> members, as last deployed
     due: float | None = None  # seconds after becoming available
     reminders: tuple[float, ...] = ()  # seconds after becoming available
     overdue: object = None  # flow45.config_human.OverdueSpec, or None
@@ -59,10 +59,16 @@ class Assignment:
         )
 
 
-def run_assignments(spec) -> dict[str, Assignment]:
-    """task -> Assignment for the human tasks of a version."""
+def run_assignments(spec, current) -> dict[str, Assignment]:
+    """task -> Assignment for the human tasks of a version. Who may decide is as the version names them,
+    and a group's members are as `current` (the workflow's current version) has them: someone taken out
+    of a group by a deploy may no longer decide the tasks of earlier runs either. A group the current
+    version no longer names keeps the members the run's version has."""
+    if not spec.human_tasks:
+        return {}
+    groups = {**spec.groups, **current.groups}
     return {
-        name: Assignment(tuple(task.assignees), spec.groups, task.due, tuple(task.reminders), task.overdue)
+        name: Assignment(tuple(task.assignees), groups, task.due, tuple(task.reminders), task.overdue)
         for name, task in ((name, spec.task(name)) for name in spec.human_tasks)
     }
 

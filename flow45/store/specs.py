@@ -225,6 +225,14 @@ def current_spec(workflow) -> VersionSpec:
     return version_spec(found)
 
 
+class CurrentSpecs(dict):
+    """workflow id -> the spec of its current version, each read once: for one read of many runs."""
+
+    def __missing__(self, workflow_id: int) -> VersionSpec:
+        found = self[workflow_id] = current_spec_of(workflow_id)
+        return found
+
+
 def current_spec_of(workflow_id: int) -> VersionSpec:
     """The spec of the workflow's current version, as stored now (another process may have deployed)."""
     return current_spec(Workflow.select(Workflow.id, Workflow.current_version).where(Workflow.id == workflow_id).get())

@@ -30,7 +30,7 @@ from flow45.store.outbox import OutboxMessage, announce, mark_sent_in_transactio
 from flow45.store.reused_sql import first_row
 from flow45.store.run_cache import MOST_INSTANCES, MOST_RUNS_READ_BACK, RunCache, kept_runs
 from flow45.store.slots import AWAITED_BY, awaited, awaited_queued, note_freed, queues, why_queued
-from flow45.store.specs import VersionSpec, current_spec, current_spec_of, version_spec, wide_versions
+from flow45.store.specs import CurrentSpecs, VersionSpec, current_spec, version_spec, wide_versions
 
 log = logging.getLogger("flow45.scheduler")  # each_alone's sweeps are the scheduler's
 INSTANCE_COLUMNS = (
@@ -146,7 +146,7 @@ class Unit:
         self.sent: list[int] = []  # outbox rows the broker confirmed, marked sent with the next writes
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
         self._not_done_by_run: dict[int, dict[str, str]] = {}  # run -> task -> state of those not done
-        self._current: dict[int, VersionSpec] = {}  # workflow -> its current version, once read here
+        self._current = CurrentSpecs()  # workflow -> its current version, once read here
 
     @property
     def at(self) -> dt.datetime:
@@ -192,8 +192,10 @@ class Unit:
             run = self.runs.get(run_id)
             if run is None:
                 run = self.runs[run_id] = _build(_RUN_READERS, row[split:])
-                run.timers = timers.run_timers(version_spec(run.version_id), run)
-                run.assignments = rules_human.run_assignments(version_spec(run.version_id))
+                spec = version_spec(run.version_id)
+                run.timers = timers.run_timers(spec, run)
+                run.assignments = (rules_human.run_assignments(spec, self.current_spec(run.workflow_id))
+                                   if spec.human_tasks else {})
             instance = _build(_INSTANCE_READERS, row)
             instance.timer = run.timers.get(instance.task)
             instance.assignment = run.assignments.get(instance.task)
@@ -244,9 +246,8 @@ class Unit:
         return self.spec(instance.run_id).task(instance.task)
 
     def current_spec(self, workflow_id: int) -> VersionSpec:
-        """The workflow's current version, read once in this transaction: its limits are those in force."""
-        if workflow_id not in self._current:
-            self._current[workflow_id] = current_spec_of(workflow_id)
+        """The workflow's current version, read once in this transaction: its limits and groups are those in
+        force for every run."""
         return self._current[workflow_id]
 
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:

@@ -13,6 +13,7 @@ from flow45.errors import NotAllowed
 from flow45.models import Attempt, Event
 from flow45.scheduler import tick
 from flow45.settings import Settings, current_settings, use_settings
+from flow45.store.inbox import human_inbox
 from flow45.store.rules_human import relative_due
 from tests.store.helpers import T0, complete, deploy_text, instance, states
 
@@ -63,6 +64,20 @@ def test_only_who_may_decide_can_submit_and_the_comment_is_kept(tmp_path):
     assert (attempt.status, attempt.worker, attempt.comment) == ("succeeded", "bob", "figures match the ledger")
     assert events(approve, "submit")[0].actor == "bob"
     assert states(run)["publish"] == "available"
+
+
+def test_someone_a_deploy_takes_out_of_a_group_may_no_longer_decide_an_earlier_runs_task(tmp_path):
+    run, approve = ready_run(tmp_path, config())
+    deploy_text(tmp_path, config().replace("finance: [bob, carol]", "finance: [carol, erin]"))  # bob has left
+    assert store.get_run(run).version == 1
+    with pytest.raises(NotAllowed, match=r"bob may not decide it; who may: ann, @finance \(carol, erin\)"):
+        store.submit_human(approve, OK, actor="bob", now=T0)
+    with pytest.raises(NotAllowed, match="bob may not decide it"):
+        store.take(approve, actor="bob", now=T0)
+    assert [item.instance.id for item in human_inbox("acme", "bob", "groups", now=T0)] == []
+    assert [item.who for item in human_inbox("acme", "erin", "groups", now=T0)] == ["ann, @finance (carol, erin)"]
+    store.submit_human(approve, OK, actor="erin", now=T0)  # who joined decides the earlier run's task
+    assert states(run)["approve"] == "succeeded"
 
 
 def test_human_true_alone_lets_any_operator_decide(tmp_path):

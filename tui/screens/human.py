@@ -24,7 +24,8 @@ class HumanTaskScreen(TypedOutputScreen):
 
     def __init__(self, instance_id: int):
         super().__init__(instance_id)
-        self.assignment = run_assignments(self.spec).get(self.task_name)
+        current = self.app.client.workflow_spec(self.spec.team, self.spec.workflow_name)  # its groups' members
+        self.assignment = run_assignments(self.spec, current).get(self.task_name)
 
     def show(self, payload: HumanPayload) -> None:
         i = payload.instance
