@@ -17,7 +17,7 @@ from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
 from flow45.store.slots import note_freed
 from flow45.store.unit import Unit, lock_workflow, record_event
-from flow45.store.specs import parse_version, spec_document
+from flow45.store.specs import parse_version, recent_limits, spec_document
 from flow45.store.spec_diff import spec_changes
 from flow45.views import DeployedWorkflow, DeployReport
 
@@ -77,6 +77,7 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
         report = _deploy(teams, actor, to_utc(now), prune, dry_run)
     except _Undone as undone:
         return undone.report
+    recent_limits.forget()  # a limit added holds for earlier runs at once
     _note_limits_changed(teams, report)
     return report
 

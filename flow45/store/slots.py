@@ -23,24 +23,26 @@ from peewee import Tuple, fn
 from flow45 import states as S
 from flow45.db import dialect
 from flow45.models import Run, TaskInstance, place_of, run_place
-from flow45.store.specs import version_spec
+from flow45.store.specs import recent_limits, version_spec
 
 TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
 _freed = threading.local()  # (workflow, team, function, task) of limited instances whose slots this thread freed
 
 
-def queues(spec: Any, task: str, function: str | None) -> bool:
-    """Whether instances of the task may wait queued (`spec`: their run's VersionSpec)."""
+def queues(spec: Any, workflow_id: int, task: str, function: str | None) -> bool:
+    """Whether instances of the task may wait queued (`spec`: their run's VersionSpec): it limits the task
+    or its function, or has it depend on the past; or the workflow's current version limits them
+    (flow45.store.specs.recent_limits: a limit a deploy adds holds for earlier runs too)."""
     found = spec.task(task)
-    return found.max_running is not None or found.depends_on_past or spec.function_limit(function) is not None
+    return (found.max_running is not None or found.depends_on_past or spec.function_limit(function) is not None
+            or recent_limits.limit(workflow_id, task, function))
 
 
 def task_limit(spec: Any, current: Any, task: str) -> int | None:
     """The task's `max_running` in force for an instance of a run of `spec`'s version: that of `current`,
     its workflow's current version, where that has the task; else its own version's. A run keeps its
     version's tasks, but a limit spares what the workers call: a deploy that changes one changes it for
-    every run at once, as a pool's size does in Airflow. An instance whose version limits neither its
-    task nor its function is never held back by a limit added later (`queues`): the hot path counts none."""
+    every run at once, as a pool's size does in Airflow; one added, too (`queues`)."""
     return (current if task in current.workflow.tasks else spec).task(task).max_running
 
 
@@ -54,9 +56,9 @@ def why_queued(unit: Any, instance: Any) -> str | None:
     """Why `instance` may not be offered now (its past run's instance is not done, or a limit's slots
     are all taken), or None. `unit`: the flow45.store.unit.Unit that read it."""
     spec = unit.spec(instance.run_id)
-    if not queues(spec, instance.task, instance.function):
-        return None
     workflow = unit.run_of(instance).workflow_id
+    if not queues(spec, workflow, instance.task, instance.function):
+        return None
     if spec.task(instance.task).depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
         return past
     current = unit.current_spec(workflow)

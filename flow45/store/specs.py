@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
+import threading
+import time
 from dataclasses import dataclass, field
 
 from flow45.config import FunctionSpec, TypeSpec, WorkflowSpec
@@ -223,6 +226,48 @@ def current_spec(workflow) -> VersionSpec:
         found = _current_ids[key] = WorkflowVersion.get(
             (WorkflowVersion.workflow == workflow.id) & (WorkflowVersion.version == workflow.current_version)).id
     return version_spec(found)
+
+
+LIMITS_READ_EVERY = 1.0  # seconds: how soon a limit another process's deploy adds reaches earlier runs
+
+
+class _RecentLimits:
+    """Which tasks and functions each workflow's current version limits (`max_running`), read at most
+    LIMITS_READ_EVERY ago, and again at once after a deploy in this process: a limit added where an
+    earlier run's version had none reaches that run's instances (flow45.store.slots.queues) without a
+    read on every offer of the hot path."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock  # seconds, for the age of what was read
+        self._lock = threading.Lock()
+        self._read_at, self._generation = -math.inf, None
+        self._limited: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+
+    def forget(self) -> None:
+        self._read_at = -math.inf
+
+    def limit(self, workflow_id: int, task: str, function: str | None) -> bool:
+        if self.clock() - self._read_at > LIMITS_READ_EVERY or self._generation != generation():
+            with self._lock:
+                self._read()
+        found = self._limited.get(workflow_id)
+        return found is not None and (task in found[0] or function in found[1])
+
+    def _read(self) -> None:
+        started = self.clock()
+        current = (WorkflowVersion.select(WorkflowVersion.workflow, WorkflowVersion.id)
+                   .join(Workflow, on=((WorkflowVersion.workflow == Workflow.id)
+                                       & (WorkflowVersion.version == Workflow.current_version))).tuples())
+        limited = {}
+        for workflow_id, version_id in current:
+            spec = version_spec(version_id)
+            tasks = frozenset(name for name, task in spec.workflow.tasks.items() if task.max_running is not None)
+            if tasks or spec.functions:
+                limited[workflow_id] = (tasks, frozenset(spec.functions))
+        self._limited, self._read_at, self._generation = limited, started, generation()
+
+
+recent_limits = _RecentLimits()
 
 
 class CurrentSpecs(dict):

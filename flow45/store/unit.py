@@ -464,7 +464,7 @@ class Unit:
             deferred.send_later()  # with the commit, or whatever the transaction sends next
         if ch.may_free:
             note_freed((self.runs[i.run_id].workflow_id, i.team, i.function, i.task) for i in ch.may_free
-                       if queues(self.spec(i.run_id), i.task, i.function))
+                       if queues(self.spec(i.run_id), self.runs[i.run_id].workflow_id, i.task, i.function))
         freed, reached, awaited_in = ch.freed_slots, ch.reached, ch.awaited
         self.changes = self._fresh_changes(self.at)
         self.changes.freed_slots, self.changes.reached, self.changes.awaited = freed, reached, awaited_in

@@ -15,11 +15,12 @@ from flow45 import store
 from flow45.db import atomic
 from flow45.errors import IllegalTransition
 from flow45.models import Event, Outbox
+from flow45.store import specs
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.config import load_config
 from flow45.scheduler import tick
 from flow45.errors import ConfigError
-from tests.store.helpers import BLOB, claim, deploy_blob_tasks, deploy_text, instance, states, task_refusal
+from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, deploy_text, instance, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -285,6 +286,40 @@ def test_a_deploy_that_lowers_max_running_holds_the_earlier_runs_to_it(tmp_path)
         assert _call_states(runs)[3:] == ["queued", "queued"]  # still one or more running of the three
     _finish(runs[2], 3)
     assert _call_states(runs) == ["succeeded"] * 3 + ["available", "queued"]
+
+
+LOAD_THEN_CALL = ["load: {function: load, output: Blob}", "call: {function: call_crm, output: Blob, inputs: {src: load}}"]
+LIMITED_CALL = [LOAD_THEN_CALL[0], LOAD_THEN_CALL[1].replace("}}", "}, max_running: 1}")]
+
+
+def test_a_deploy_that_adds_max_running_holds_the_earlier_runs_to_it(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", LOAD_THEN_CALL)
+    runs = _runs(3)
+    for run in runs[:2]:
+        complete(run, "load", BLOB, now=_at(1))
+    assert _call_states(runs[:2]) == ["available", "available"]
+    deploy_blob_tasks(tmp_path, "calls", LIMITED_CALL)  # the CRM struggles: a backfill's runs must slow down too
+    complete(runs[2], "load", BLOB, now=_at(2))
+    assert _call_states(runs) == ["available", "available", "queued"]
+    assert _call_of(runs[2]).queued_for == "a free slot: at most 1 of call (max_running) offered or running at once"
+    for n in range(2):
+        _finish(runs[n], 3 + n)
+    assert _call_states(runs) == ["succeeded", "succeeded", "available"]
+
+
+def test_a_limit_another_process_deploys_reaches_the_earlier_runs_within_a_second(tmp_path, monkeypatch):
+    seconds = [0.0]
+    monkeypatch.setattr(specs.recent_limits, "clock", lambda: seconds[0])
+    deploy_blob_tasks(tmp_path, "calls", LOAD_THEN_CALL)
+    runs = _runs(3)  # the limits are read now
+    complete(runs[0], "load", BLOB, now=_at(1))
+    monkeypatch.setattr(specs.recent_limits, "forget", lambda: None)  # as a deploy elsewhere would leave them
+    deploy_blob_tasks(tmp_path, "calls", LIMITED_CALL)
+    seconds[0] = 0.9
+    complete(runs[1], "load", BLOB, now=_at(2))
+    seconds[0] = 1.1
+    complete(runs[2], "load", BLOB, now=_at(3))
+    assert _call_states(runs) == ["available", "available", "queued"]  # the second before it was read again
 
 
 def test_a_deploy_that_raises_a_function_limit_lets_every_workflows_queued_instances_go(tmp_path):
