@@ -86,6 +86,7 @@ def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> 
     """Queued runs of the workflows given new versions take the slots a raised max_active_runs made: the
     current version's limit holds for every run (flow45.store.unit.Unit.start_queued)."""
     unit = Unit(at)
+    unit.limits_changed_here = True  # this transaction's new versions: not yet what other writers read
     for workflow_id in workflow_ids:
         lock_workflow(workflow_id)
         unit.start_queued(workflow_id, actor)

@@ -29,13 +29,13 @@ TAKING_SLOTS = tuple(sorted(S.TAKING_SLOTS))
 _freed = threading.local()  # (workflow, team, function, task) of limited instances whose slots this thread freed
 
 
-def queues(spec: Any, workflow_id: int, task: str, function: str | None) -> bool:
+def queues(spec: Any, workflow_id: int, task: str, function: str | None, current: Any = None) -> bool:
     """Whether instances of the task may wait queued (`spec`: their run's VersionSpec): it limits the task
-    or its function, or has it depend on the past; or the workflow's current version limits them
-    (flow45.store.specs.recent_limits: a limit a deploy adds holds for earlier runs too)."""
-    found = spec.task(task)
-    return (found.max_running is not None or found.depends_on_past or spec.function_limit(function) is not None
-            or recent_limits.limit(workflow_id, task, function))
+    or its function, or has it depend on the past; or the workflow's current version limits them (a limit
+    a deploy adds holds for earlier runs too): `current`, or as flow45.store.specs.recent_limits read it."""
+    if spec.limits(task, function) or spec.task(task).depends_on_past:
+        return True
+    return current.limits(task, function) if current is not None else recent_limits.limit(workflow_id, task, function)
 
 
 def task_limit(spec: Any, current: Any, task: str) -> int | None:
@@ -57,7 +57,8 @@ def why_queued(unit: Any, instance: Any) -> str | None:
     are all taken), or None. `unit`: the flow45.store.unit.Unit that read it."""
     spec = unit.spec(instance.run_id)
     workflow = unit.run_of(instance).workflow_id
-    if not queues(spec, workflow, instance.task, instance.function):
+    current = unit.current_spec(workflow) if unit.limits_changed_here else None
+    if not queues(spec, workflow, instance.task, instance.function, current):
         return None
     if spec.task(instance.task).depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
         return past

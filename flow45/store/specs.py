@@ -33,6 +33,14 @@ class VersionSpec:
         found = self.functions.get(function)
         return None if found is None else found.max_running
 
+    def limits(self, task: str, function: str | None) -> bool:
+        """Whether this version has a `max_running` of the task (if it has the task) or of the function."""
+        return task in self.limited_tasks or function in self.functions
+
+    @functools.cached_property
+    def limited_tasks(self) -> frozenset[str]:
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.max_running is not None)
+
     def does(self, function: str) -> bool:
         """Whether a task of this version does the function (so that it carries the team's setting of it)."""
         return function in self._functions_done
@@ -241,7 +249,7 @@ class _RecentLimits:
         self.clock = clock  # seconds, for the age of what was read
         self._lock = threading.Lock()
         self._read_at, self._generation = -math.inf, None
-        self._limited: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+        self._limited: dict[int, VersionSpec] = {}  # the current versions that limit anything
 
     def forget(self) -> None:
         self._read_at = -math.inf
@@ -251,19 +259,15 @@ class _RecentLimits:
             with self._lock:
                 self._read()
         found = self._limited.get(workflow_id)
-        return found is not None and (task in found[0] or function in found[1])
+        return found is not None and found.limits(task, function)
 
     def _read(self) -> None:
         started = self.clock()
         current = (WorkflowVersion.select(WorkflowVersion.workflow, WorkflowVersion.id)
                    .join(Workflow, on=((WorkflowVersion.workflow == Workflow.id)
                                        & (WorkflowVersion.version == Workflow.current_version))).tuples())
-        limited = {}
-        for workflow_id, version_id in current:
-            spec = version_spec(version_id)
-            tasks = frozenset(name for name, task in spec.workflow.tasks.items() if task.max_running is not None)
-            if tasks or spec.functions:
-                limited[workflow_id] = (tasks, frozenset(spec.functions))
+        limited = {workflow_id: spec for workflow_id, spec in ((w, version_spec(v)) for w, v in current)
+                   if spec.limited_tasks or spec.functions}
         self._limited, self._read_at, self._generation = limited, started, generation()
 
 

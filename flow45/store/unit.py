@@ -147,6 +147,7 @@ class Unit:
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
         self._not_done_by_run: dict[int, dict[str, str]] = {}  # run -> task -> state of those not done
         self._current = CurrentSpecs()  # workflow -> its current version, once read here
+        self.limits_changed_here = False  # a deploy's: the limits in force are read here, not as recently read
 
     @property
     def at(self) -> dt.datetime:

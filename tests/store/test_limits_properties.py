@@ -37,23 +37,27 @@ from flow45 import store
 from flow45.config import load_config
 from tests.store.machine import ActionsMachine, run_machine
 
-def config_text(a: int = 1, c: int = 1, shared: int = 2, runs: int = 3) -> str:
-    """The team's file, with these limits of `a`, `c`, the function `shared` and `load`'s running runs."""
+
+def config_text(a: int | None = 1, c: int | None = 1, shared: int | None = 2, runs: int = 3) -> str:
+    """The team's file, with these limits of `a`, `c`, the function `shared` (None: none) and `load`'s running
+    runs."""
+    def most(limit: int | None) -> str:
+        return "" if limit is None else f", max_running: {limit}"
+
+    functions = "" if shared is None else f"functions:\n  shared: {{max_running: {shared}}}\n"
     return f"""\
 team: acme
 types:
   Blob:
     fields: {{uri: string, size: {{type: integer, ge: 0}}}}
-functions:
-  shared: {{max_running: {shared}}}
-workflows:
+{functions}workflows:
   load:
     max_active_runs: {runs}
     tasks:
-      a: {{function: fa, output: Blob, max_running: {a}, retries: 1, retry_delay: 0s, lease: 30s}}
+      a: {{function: fa, output: Blob{most(a)}, retries: 1, retry_delay: 0s, lease: 30s}}
       b: {{function: shared, output: Blob, inputs: {{src: a}}, depends_on_past: true, retries: 1, retry_delay: 5s,
           lease: 30s}}
-      c: {{function: shared, output: Blob, inputs: {{src: a}}, max_running: {c}, lease: 30s, optional: true}}
+      c: {{function: shared, output: Blob, inputs: {{src: a}}{most(c)}, lease: 30s, optional: true}}
       z: {{function: shared, output: Blob, inputs: {{src: b}}, after: [c], trigger_rule: all_done, lease: 30s}}
   side:
     max_active_runs: null
@@ -66,6 +70,7 @@ workflows:
 CONFIG = config_text()
 PAST = {"b"}
 MOST_RUNS = 9
+LIMIT = st.one_of(st.none(), st.integers(1, 2))
 
 
 class LimitsMachine(ActionsMachine):
@@ -76,13 +81,15 @@ class LimitsMachine(ActionsMachine):
         self.task_limits, self.function_limits, self.most_runs = {"a": 1, "c": 1}, {"shared": 2}, 3  # as CONFIG has them
         self.act("trigger", lambda: store.trigger("acme", "load", actor="cron", now=self.now))
 
-    @rule(a=st.integers(1, 2), c=st.integers(1, 2), shared=st.integers(1, 3), runs=st.integers(1, 3))
+    @rule(a=LIMIT, c=LIMIT, shared=st.one_of(st.none(), st.integers(1, 3)), runs=st.integers(1, 3))
     def redeploy(self, a, c, shared, runs):
-        """The team deploys other limits: in force for every run at once, the earlier ones' too."""
+        """The team deploys other limits, or takes them away, or adds them back: in force for every run at
+        once, the earlier ones' too."""
         path = self.workdir / f"limits-{self.examples}-{a}{c}{shared}{runs}.yaml"
         path.write_text(config_text(a, c, shared, runs))
         # Checked in the deploy's own act.
-        self.task_limits, self.function_limits, self.most_runs = {"a": a, "c": c}, {"shared": shared}, runs
+        self.task_limits = {task: most for task, most in (("a", a), ("c", c)) if most is not None}
+        self.function_limits, self.most_runs = {} if shared is None else {"shared": shared}, runs
         self.act(f"deploy a {a}, c {c}, shared {shared}, runs {runs}",
                  lambda: store.deploy(load_config(path), actor="ann", now=self.now))
 

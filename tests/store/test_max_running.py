@@ -307,6 +307,27 @@ def test_a_deploy_that_adds_max_running_holds_the_earlier_runs_to_it(tmp_path):
     assert _call_states(runs) == ["succeeded", "succeeded", "available"]
 
 
+ONE_RUN_AT_A_TIME = """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string}
+    workflows:
+      calls:
+        max_active_runs: %d
+        tasks:
+          call: {function: call_crm, output: Blob%s}
+"""
+
+
+def test_queued_runs_a_deploy_starts_keep_to_the_max_running_it_adds(tmp_path):
+    deploy_text(tmp_path, ONE_RUN_AT_A_TIME % (1, ""))
+    runs = _runs(3)
+    deploy_text(tmp_path, ONE_RUN_AT_A_TIME % (3, ", max_running: 1"))  # more runs, but one call at a time
+    assert [store.get_run(run).status for run in runs] == ["running"] * 3
+    assert _call_states(runs) == ["available", "queued", "queued"]
+
+
 def test_a_limit_another_process_deploys_reaches_the_earlier_runs_within_a_second(tmp_path, monkeypatch):
     seconds = [0.0]
     monkeypatch.setattr(specs.recent_limits, "clock", lambda: seconds[0])
