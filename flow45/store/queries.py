@@ -129,13 +129,13 @@ def timer_text(task: str, due) -> str:
 
 
 def waiting_for(run, counts: dict[str, int], timers: str | None, in_force: VersionSpec) -> str | None:
-    """What the run waits for, if anything; `in_force`: the version whose max_active_runs holds for it."""
+    """What the run waits for, if anything; `in_force`: the version whose limits hold for it."""
     if run.status == S.QUEUED:
         return f"a free slot (max_active_runs: {in_force.workflow.max_active_runs})"
     if run.status == S.RUNNING and timers:
         return timers
     if run.status == S.RUNNING and counts.get(S.QUEUED):
-        return f"{counts[S.QUEUED]} instance(s) queued ({queued_by(version_spec(run.version_id))})"
+        return f"{counts[S.QUEUED]} instance(s) queued ({queued_by(version_spec(run.version_id), in_force)})"
     if run.status == S.RUNNING and counts.get(S.HELD):
         return f"{counts[S.HELD]} held instance(s)"
     if run.status == S.RUNNING and counts.get(S.RETRY_WAIT):

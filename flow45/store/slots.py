@@ -197,13 +197,16 @@ def take_freed() -> set[tuple[int, str, str, str]]:
     return groups
 
 
-def queued_by(spec: Any) -> str:
-    """What may keep a version's instances queued, as a run's `waiting_for` names it."""
-    tasks = spec.workflow.tasks.values()
+def queued_by(spec: Any, current: Any) -> str:
+    """What may keep a version's instances queued, as a run's `waiting_for` names it (`current`: its
+    workflow's current version, whose limits hold too)."""
+    tasks = spec.workflow.tasks
     kinds = [kind for kind, found in (
-        ("max_running", any(t.max_running is not None for t in tasks)),
-        ("functions' max_running", any(t.function in spec.functions for t in tasks)),
-        ("depends_on_past", any(t.depends_on_past for t in tasks))) if found]
+        ("max_running", any(t.max_running is not None or (current.workflow.tasks.get(name) or t).max_running is not None
+                            for name, t in tasks.items())),
+        ("functions' max_running", any(t.function in spec.functions or t.function in current.functions
+                                       for t in tasks.values())),
+        ("depends_on_past", any(t.depends_on_past for t in tasks.values()))) if found]
     return ", ".join(kinds)
 
 

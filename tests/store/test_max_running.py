@@ -302,6 +302,7 @@ def test_a_deploy_that_adds_max_running_holds_the_earlier_runs_to_it(tmp_path):
     complete(runs[2], "load", BLOB, now=_at(2))
     assert _call_states(runs) == ["available", "available", "queued"]
     assert _call_of(runs[2]).queued_for == "a free slot: at most 1 of call (max_running) offered or running at once"
+    assert store.get_run(runs[2]).waiting_for == "1 instance(s) queued (max_running)"
     for n in range(2):
         _finish(runs[n], 3 + n)
     assert _call_states(runs) == ["succeeded", "succeeded", "available"]
