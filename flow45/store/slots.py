@@ -57,8 +57,8 @@ def why_queued(unit: Any, instance: Any) -> str | None:
     are all taken), or None. `unit`: the flow45.store.unit.Unit that read it."""
     spec = unit.spec(instance.run_id)
     workflow = unit.run_of(instance).workflow_id
-    current = unit.current_spec(workflow) if unit.limits_changed_here else None
-    if not queues(spec, workflow, instance.task, instance.function, current):
+    read_here = unit.current_spec(workflow) if unit.limits_changed_here else None
+    if not queues(spec, workflow, instance.task, instance.function, read_here):
         return None
     if spec.task(instance.task).depends_on_past and (past := _past_not_done(unit, instance, workflow)) is not None:
         return past
