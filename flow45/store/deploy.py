@@ -105,6 +105,7 @@ def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
 def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, dry_run: bool) -> DeployReport:
     settings = current_settings()
     results: list[DeployedWorkflow] = []
+    updated: list[int] = []  # the workflows given a new version: their queued runs may start now
     with atomic():
         problems: list[str] = []
         for config in teams:
@@ -126,9 +127,12 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
                              if task.function in config.functions}
                 document = spec_document(workflow, types_used_by(workflow, config.types), groups, functions)
                 results.append(_store_version(config.team, name, document, actor, at))
-                keep_connection(find_workflow(config.team, name), workflow)
+                row = find_workflow(config.team, name)
+                keep_connection(row, workflow)
+                if results[-1].change == "updated":
+                    updated.append(row.id)
             results += _left_out(config, actor, at, prune)
-        _start_queued_runs([find_workflow(r.team, r.workflow).id for r in results if r.change == "updated"], actor, at)
+        _start_queued_runs(updated, actor, at)
         if dry_run:
             raise _Undone(DeployReport(results, dry_run=True))
     return DeployReport(results)

@@ -242,7 +242,7 @@ def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -
         for name in spec.order
     ]
     why = _skip_reasons([i.id for i in instances if i.state == S.SKIPPED])
-    current = current_spec_of(run.workflow_id) if any(i.state == S.QUEUED for i in instances) else None
+    current = current_spec(run.workflow) if any(i.state == S.QUEUED for i in instances) else None
     instances = [dataclasses.replace(i, skip_reason=why[i.id]) if i.id in why
                  else dataclasses.replace(i, queued_for=waits_for(spec, current, i.task, i.function)) if i.state == S.QUEUED
                  else i

@@ -244,7 +244,7 @@ def offer_queued(now: dt.datetime | None = None, limit: int = 500, *, tasks: Ite
 def _offer_function(team: str, function: str, groups: list[_Task], at: dt.datetime, most: int,
                     written: list | None) -> list[int]:
     """The function's queued instances that have a slot of their task and of the function, in turn."""
-    candidates = []
+    candidates, in_force = [], {}  # in_force: version -> its workflow's current version, whose limits hold
     for group in groups:
         queued = (TaskInstance.select(TaskInstance.id, TaskInstance.run.alias("run_id"), TaskInstance.priority,
                                       TaskInstance.updated_at, Run.version.alias("version_id"))
@@ -262,16 +262,16 @@ def _offer_function(team: str, function: str, groups: list[_Task], at: dt.dateti
         if not rows:
             continue
         current = current_spec_of(group.workflow_id)  # its limits are in force (flow45.store.slots.task_limit)
+        in_force.update((row.version_id, current) for row in rows)
         of_task = slots.task_limit(version_spec(rows[0].version_id), current, group.task)
         free = len(rows) if of_task is None else of_task - slots.active(team, function, workflow=group.workflow_id,
                                                                         task=group.task)
-        candidates += [(row, current) for row in rows[:max(free, 0)]]
-    candidates.sort(key=lambda pair: (-pair[0].priority, pair[0].updated_at, pair[0].id))
+        candidates += rows[:max(free, 0)]
+    candidates.sort(key=lambda row: (-row.priority, row.updated_at, row.id))
     if candidates:
-        first, current = candidates[0]
-        if (of_function := slots.function_limit(version_spec(first.version_id), current, function)) is not None:
+        first = candidates[0].version_id
+        if (of_function := slots.function_limit(version_spec(first), in_force[first], function)) is not None:
             candidates = candidates[:max(of_function - slots.active(team, function), 0)]
-    candidates = [row for row, _ in candidates]
     # Counted again under the locks as each is offered.
     return each_alone(candidates[:most], at, _offer_if_free, SWEEPER, written=written) if candidates else []
 
