@@ -106,9 +106,10 @@ def check_team(config: TeamConfig) -> list[str]:
                            f"'{upstream}' is a timer and has no output; list it in `after` instead")
             for i, upstream in enumerate(task.after):
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
-            if task.trigger_rule == "all_done" and not task.upstream():
-                report(key, f"{path}.trigger_rule", "all_done waits for the upstream tasks to finish, and this task "
-                       "has none: name them in `inputs` or `after`")
+            if task.trigger_rule != "all_success" and not task.upstream():
+                report(key, f"{path}.trigger_rule", f"{task.trigger_rule} waits for the upstream tasks to "
+                       f"{'finish' if task.trigger_rule == 'all_done' else 'fail'}, and this task has none: name "
+                       "them in `inputs` or `after`")
         cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
         if cycle:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))

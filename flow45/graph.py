@@ -1,5 +1,5 @@
 """A workflow as a Mermaid flowchart: data edges labelled with their parameter, `after` edges dashed,
-a task's `max_running`, `depends_on_past`, `trigger_rule: all_done` and `when` under its name."""
+a task's `max_running`, `depends_on_past`, `trigger_rule` and `when` under its name."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from flow45.conditions import describe
 from flow45.config import WorkflowSpec
 from flow45.durations import format_duration
 
+_TRIGGER_RULES = {"all_done": "<br/>once upstream ends, failed too", "one_failed": "<br/>only once an upstream fails"}
+
 
 def mermaid(name: str, workflow: WorkflowSpec) -> str:
     lines = ["flowchart LR", f"  %% {name}" + (f": {workflow.description}" if workflow.description else "")]
     for task_name, task in workflow.tasks.items():
-        ends = "<br/>once upstream ends, failed too" if task.trigger_rule == "all_done" else ""
+        ends = _TRIGGER_RULES.get(task.trigger_rule, "")
         if task.is_timer:
             wait = f"wait {format_duration(task.wait)}" if task.wait is not None else f"until {task.wait_until}"
             lines.append(f'  {task_name}(["{task_name}<br/>timer: {wait}{ends}"])')

@@ -339,9 +339,13 @@ def hold_back(ch: Changes, instance, target: str, kind: str, actor: str, detail:
          offered_at=None, worker=None, progress_pct=None, progress_message=None)
 
 
-def offer_if_met(ch: Changes, instance, task, kind: str, actor: str) -> bool:
+def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet: str | None = None) -> bool:
     """Offer an instance whose upstream is done, or skip it when the inputs it would receive do not
-    meet its task's `when` (flow45.conditions), the ledger naming the condition. Whether it was offered."""
+    meet its task's `when` (flow45.conditions), the ledger naming the condition, or when `rule_unmet`
+    says why its trigger rule lets it go without running (see `trigger_unmet`). Whether it was offered."""
+    if rule_unmet is not None:
+        move(ch, instance, S.SKIPPED, "skip", actor, {"reason": rule_unmet, "trigger_rule": task.trigger_rule})
+        return False
     why = ch.unmet(instance) if task.when and ch.unmet is not None else None
     if why is None:
         offer(ch, instance, kind, actor)
@@ -418,7 +422,7 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
     """The tasks that the changes to the `changed` tasks made ready to offer (pending, every upstream
     done), in order; `not_done`: the state of each of the run's instances that is not done, by task."""
     downstream = {name for task in changed if task not in not_done for name in spec.downstream[task]}
-    if spec.after_failure:  # a failure lets the all_done tasks after it go, however far down
+    if spec.after_failure:  # a failure lets the all_done and one_failed tasks after it go, however far down
         downstream.update(name for task in changed if not_done.get(task) == S.FAILED
                           for name in spec.after_failure_of(task))
     return spec.in_order(name for name in downstream if _ready(name, not_done, spec))
@@ -430,12 +434,29 @@ def _ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
 
 def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
     """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done`, every upstream ended:
-    done, failed for good, or pending for good behind such a failure."""
+    done, failed for good, or pending for good behind such a failure; for `one_failed`, one upstream
+    ended so, or every upstream done (it is then skipped: `trigger_unmet`)."""
+    if name in spec.on_failure:
+        return not any(up in not_done for up in spec.upstream(name)) or _failed_upstream(name, not_done, spec)
     if name in spec.after_failure:
         blocked: dict[str, bool] = {}
         return all(not_done.get(up) in (None, S.FAILED) or _blocked(up, not_done, spec, blocked)
                    for up in spec.upstream(name))
     return not any(up in not_done for up in spec.upstream(name))
+
+
+def _failed_upstream(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
+    """An upstream of `name` failed for good, or waits for good behind such a failure."""
+    blocked: dict[str, bool] = {}
+    return any(not_done.get(up) == S.FAILED or _blocked(up, not_done, spec, blocked) for up in spec.upstream(name))
+
+
+def trigger_unmet(name: str, not_done: dict[str, str], spec: VersionSpec) -> str | None:
+    """Why a task whose upstream is done is skipped rather than offered: a `one_failed` task none of
+    whose upstream tasks failed (Airflow skips it so too). None for any other."""
+    if name in spec.on_failure and not _failed_upstream(name, not_done, spec):
+        return "trigger_rule one_failed: no upstream task failed"
+    return None
 
 
 def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict[str, bool]) -> bool:
@@ -462,8 +483,9 @@ _UNFAILED = {"retry": "retried", "skip": "skipped", "set_output": "given an outp
 
 def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: VersionSpec, kind: str, actor: str) -> None:
     """Before a failed `instance` becomes `becomes` other than by undo (an operator's retry, skip or output):
-    the `all_done` tasks after it that its failure let go, and that must now wait for what follows it,
-    go back to pending while only offered; one that has started refuses the change, naming undo."""
+    the `all_done` and `one_failed` tasks after it that its failure let go, and that must now wait for what
+    follows it (or, `one_failed`, be skipped: nothing failed now), go back to pending while only offered;
+    one that has started refuses the change, naming undo."""
     let_go = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
               if run_instances[name].state not in S.HELD_UP | {S.CANCELLED}]
     if not let_go:
@@ -472,11 +494,12 @@ def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: Versi
     not_done = {**not_done_of(run_instances), instance.task: becomes}
     if becomes in S.DONE:
         del not_done[instance.task]
-    waits = [i for i in let_go if not _upstream_done(i.task, not_done, spec)]
+    waits = [i for i in let_go if not _upstream_done(i.task, not_done, spec) or trigger_unmet(i.task, not_done, spec)]
     if started := [i for i in waits if i.state not in UNOFFERED or i.state == S.RETRY_WAIT]:
         named = ", ".join(f"{i.task} ({i.id}, {i.state})" for i in started)
+        which = ", ".join(sorted({spec.task(i.task).trigger_rule for i in started}))
         raise IllegalTransition(
-            f"{describe(instance)} cannot be {verb}: {named} ran after its failure (trigger_rule: all_done); undo "
+            f"{describe(instance)} cannot be {verb}: {named} ran after its failure (trigger_rule: {which}); undo "
             f"instance {instance.id} to run it and {'them' if len(started) > 1 else 'that'} again")
     for after in waits:
         take_back(ch, after, kind, actor,
@@ -494,7 +517,8 @@ def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], s
     if run.status not in (S.QUEUED, S.CANCELLED):
         for instance in candidates:  # stable and readable in the ledger
             if instance.state == S.PENDING and _ready(instance.task, not_done, spec):
-                if offer_if_met(ch, instance, spec.task(instance.task), "ready", actor):
+                unmet = trigger_unmet(instance.task, not_done, spec)
+                if offer_if_met(ch, instance, spec.task(instance.task), "ready", actor, unmet):
                     not_done[instance.task] = instance.state
                 else:
                     del not_done[instance.task]

@@ -77,11 +77,16 @@ class VersionSpec:
 
     @functools.cached_property
     def after_failure(self) -> frozenset[str]:
-        """The tasks that run once their upstream has finished, failed for good too (`trigger_rule: all_done`)."""
-        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "all_done")
+        """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done` or `one_failed`)."""
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule != "all_success")
+
+    @functools.cached_property
+    def on_failure(self) -> frozenset[str]:
+        """The tasks that run only after a failure upstream, and are skipped without one (`one_failed`)."""
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_failed")
 
     def after_failure_of(self, name: str) -> set[str]:
-        """The all_done tasks downstream of `name`, however far: a failure of it may let them go."""
+        """The all_done and one_failed tasks downstream of `name`, however far: a failure of it may let them go."""
         if not self.after_failure:
             return set()
         found = self._after_failure_of.get(name)

@@ -46,19 +46,30 @@ def run_status(states: list[str], was: str | None) -> str:
     return S.SUCCEEDED if all(s in S.DONE for s in states) else S.RUNNING
 
 
-def ready(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str]) -> bool:
-    """Whether the task's upstream lets it go in this run (task -> instance row); `upstream` and
-    `all_done`: the model's own copy of the workflow."""
+def ready(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str],
+          one_failed: frozenset[str] = frozenset()) -> bool:
+    """Whether the task's upstream lets it go in this run (task -> instance row), offered or, a `one_failed`
+    task without a failure upstream, skipped; `upstream`, `all_done` and `one_failed`: the model's own copy
+    of the workflow."""
+    if task in one_failed:
+        return (all(run[up]["state"] in S.DONE for up in upstream[task])
+                or failure_upstream(task, run, upstream, all_done | one_failed))
     if task not in all_done:
         return all(run[up]["state"] in S.DONE for up in upstream[task])
-    return all(run[up]["state"] in S.DONE | {S.FAILED} or never_runs(up, run, upstream, all_done)
+    return all(run[up]["state"] in S.DONE | {S.FAILED} or never_runs(up, run, upstream, all_done | one_failed)
                for up in upstream[task])
 
 
-def never_runs(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str]) -> bool:
-    """Pending (or held) behind an upstream that failed for good, or one that never runs itself."""
-    return run[task]["state"] in (S.PENDING, S.HELD) and task not in all_done and any(
-        run[up]["state"] == S.FAILED or never_runs(up, run, upstream, all_done) for up in upstream[task])
+def failure_upstream(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str]):
+    """An upstream of the task failed for good, or never runs because of such a failure."""
+    return any(run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure) for up in upstream[task])
+
+
+def never_runs(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str]) -> bool:
+    """Pending (or held) behind an upstream that failed for good, or one that never runs itself;
+    `after_failure`: the tasks a failure lets go (all_done, one_failed), which never wait for good."""
+    return run[task]["state"] in (S.PENDING, S.HELD) and task not in after_failure and any(
+        run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure) for up in upstream[task])
 
 
 def read_tables() -> dict:

@@ -2,7 +2,9 @@
 
 A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b, c) -> d; c is
 `optional`: failed for good, it is skipped at once; e, after b and d, is a teardown, `trigger_rule:
-all_done`, that goes once they have ended, failed too, or never will run) through
+all_done`, that goes once they have ended, failed too, or never will run; r, after a and b, is a
+compensation, `trigger_rule: one_failed`, that goes once one of them has failed for good, and is skipped
+once both are done) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -23,8 +25,10 @@ which new state), and after every action the tables are checked straight:
 - terminal states (succeeded/failed/skipped) change only through undo or retry (or an operator
   skipping a failed instance); cancelled never changes;
 - available/running only when every upstream instance of the run is succeeded or skipped (for the
-  teardown, ended), and nothing ready is left pending in a started run; an operator's retry or skip of
-  a failure takes back the teardown it let go while only offered, and is refused once it has started;
+  teardown, ended; for the compensation, one failed), and nothing ready is left pending in a started run;
+  the compensation is let go only after a failure and skipped only without one (unless an operator asks);
+  an operator's retry, skip or output of a failure takes back the teardown or compensation it let go while
+  only offered (the compensation skipped if nothing failed now), and is refused once it has started;
 - the run's status agrees with its instances;
 - a connected run starts exactly when a fan run reaches succeeded, in that action, one per success,
   with d's output uri as its param; an undo's plan lists the runs the run started, and cancels the
@@ -60,7 +64,7 @@ from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
 from tests.store.helpers import T0, fresh_store
-from tests.store.machine import read_tables as machine_tables, ready, run_status
+from tests.store.machine import failure_upstream, read_tables as machine_tables, ready, run_status
 
 CONFIG = """\
 team: acme
@@ -83,6 +87,7 @@ workflows:
 MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n").replace(
     "workflows:\n", "  Found:\n    fields: {uri: {type: string, optional: true}}\nworkflows:\n") + """\
       e: {function: fe, output: Blob, inputs: {src: b}, after: [d], trigger_rule: all_done, lease: 40s}
+      r: {function: fr, output: Blob, inputs: {src: b}, after: [a], trigger_rule: one_failed, lease: 40s}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -94,16 +99,17 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d"], "r": ["a"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "z": "fz"}
+ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -124,6 +130,10 @@ TOKEN = st.sampled_from(["current", "current", "current", "current", "stale", "b
 TEAM = st.sampled_from(["acme", "acme", "acme", "acme", "rival", "acme", "acme", "acme", None, "acme"])
 NEW_MESSAGE = st.sampled_from([False, False, True])
 VIA = st.sampled_from(["verb", "batch"])  # the per-message verbs, or the bridge's batch path
+
+
+def siblings_states(siblings: dict[str, dict]) -> dict[str, str]:
+    return {task: row["state"] for task, row in sorted(siblings.items())}
 
 
 def descendants(task: str) -> set[str]:
@@ -234,24 +244,30 @@ class StoreMachine(RuleBasedStateMachine):
 
     def upstream_done(self, iid: int) -> bool:
         row = self.instances[iid]
-        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE)
+        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE, ONE_FAILED)
 
     def unfailed(self, iid: int, becomes: str) -> dict[int, str] | None:
-        """An operator's retry or skip of failed `iid`, as `becomes`: the teardown its failure let go goes
-        back to pending if only offered and it must now wait (instance -> its state after); None, refused,
-        if the teardown has started."""
+        """An operator's retry or skip of failed `iid`, as `becomes`: the teardown or compensation its failure
+        let go goes back to pending if only offered and it must now wait, or the compensation is skipped when
+        nothing failed now (instance -> its state after); None, refused, if it has started."""
         row = self.instances[iid]
         siblings = self.by_task(row["run"])
         after = {**siblings, row["task"]: {**row, "state": becomes}}
         moved = {}
-        for task in ALL_DONE & descendants(row["task"]):
+        for task in (ALL_DONE | ONE_FAILED) & descendants(row["task"]):
             teardown = siblings[task]
-            if teardown["state"] in (S.PENDING, S.HELD, S.CANCELLED) or ready(task, after, UPSTREAM, ALL_DONE):
+            if teardown["state"] in (S.PENDING, S.HELD, S.CANCELLED) or self.offered_after(task, after):
                 continue
             if teardown["state"] not in (S.AVAILABLE, S.QUEUED, S.WAITING):
                 return None
-            moved[teardown["id"]] = S.PENDING
+            moved[teardown["id"]] = S.SKIPPED if ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED) else S.PENDING
         return moved
+
+    @staticmethod
+    def offered_after(task: str, siblings: dict[str, dict]) -> bool:
+        """Whether a task whose upstream ended as `siblings` say is offered (not skipped for its trigger rule)."""
+        return ready(task, siblings, UPSTREAM, ALL_DONE, ONE_FAILED) and (
+            task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ALL_DONE | ONE_FAILED))
 
     def choose(self, pick: int, prefer: bool, fits) -> int:
         ids = sorted(self.instances)
@@ -369,7 +385,7 @@ class StoreMachine(RuleBasedStateMachine):
         for iid, row in instances.items():
             run = runs[row["run"]]
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE)
+            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE, ONE_FAILED)
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert goes, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
                 # Running in a queued run: an attempt of a failed run given work again while the slot was taken.
@@ -377,6 +393,19 @@ class StoreMachine(RuleBasedStateMachine):
                     f"{where}: {row['state']} in a {run['status']} run")
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
                 assert not goes, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
+
+        # The compensation: offered as it becomes ready only after a failure upstream, skipped for its trigger
+        # rule only without one (a worker's or an operator's skip, or an operator's undo of it, are theirs).
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in ONE_FAILED:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            failure = failure_upstream(row["task"], siblings, UPSTREAM, ALL_DONE | ONE_FAILED)
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert not failure, f"{where}: {row['id']} skipped after a failure: {siblings_states(siblings)}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                assert failure, f"{where}: {row['id']} offered without a failure: {siblings_states(siblings)}"
 
         # The run's status agrees with its instances.
         for rid, run in runs.items():
@@ -767,9 +796,9 @@ class StoreMachine(RuleBasedStateMachine):
         # ended for good (a failure, or what waits behind one) goes again at once, with a new token
         if run["status"] != S.QUEUED and not self.waits_for_slot(row["run"], plan_states):
             after = {t: {**r, "state": plan_states.get(r["id"], r["state"])} for t, r in siblings.items()}
-            for task in sorted(ALL_DONE & descendants(row["task"])):
-                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE):
-                    settled[siblings[task]["id"]] = self.offered(task)
+            for task in sorted((ALL_DONE | ONE_FAILED) & descendants(row["task"])):
+                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED):
+                    settled[siblings[task]["id"]] = self.offered(task) if self.offered_after(task, after) else S.SKIPPED
         before = dict(self.instances)
         runs_before = self.tables["runs"]
         connected = {rid: r["status"] for rid, r in runs_before.items() if r["upstream_run"] == run["id"]}

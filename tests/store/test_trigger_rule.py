@@ -157,7 +157,6 @@ def test_an_undo_of_the_teardown_offers_it_again_after_a_failed_upstream(tmp_pat
 def test_all_done_needs_an_upstream_and_the_graph_says_it(tmp_path):
     assert ("trigger_rule: all_done waits for the upstream tasks to finish, and this task has none"
             in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: all_done}"))
-    assert "trigger_rule" in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_failed}")
     deploy_blob_tasks(tmp_path, "nightly", TASKS)
     nightly = current_spec(store.find_workflow("acme", "nightly")).workflow
     assert ('teardown["teardown<br/>stop_cluster → Blob<br/>once upstream ends, failed too"]'
