@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flow45 import store
 from flow45.config import load_config
-from flow45.models import TaskInstance
+from flow45.models import Outbox, TaskInstance
 from flow45.settings import Settings
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
@@ -69,6 +69,18 @@ def claim(run_id: int, task: str, worker: str = "w", now: dt.datetime = T0):
 def complete(run_id: int, task: str, output: dict, worker: str = "w", now: dt.datetime = T0):
     grant = claim(run_id, task, worker, now)
     return store.submit(grant.instance, grant.token, output, now=now)
+
+
+def fail_for_good(run_id: int, task: str, now: dt.datetime, error: str = "it broke") -> None:
+    """A worker claims the task's instance and fails it, not to be retried."""
+    grant = claim(run_id, task, now=now)
+    store.fail(grant.instance, grant.token, error, retryable=False, now=now)
+
+
+def offered_inputs(run_id: int, task: str) -> dict:
+    """The inputs of the task's latest offer."""
+    offers = Outbox.select().where((Outbox.instance == instance(run_id, task).id) & (Outbox.kind == "offer"))
+    return offers.order_by(Outbox.id.desc()).get().body["inputs"]
 
 
 CHAIN_OF_TWO = """

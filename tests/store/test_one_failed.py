@@ -12,13 +12,13 @@ import pytest
 from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
-from flow45.errors import IllegalTransition
 from flow45.graph import mermaid
-from flow45.models import Event, Outbox
-from flow45.scheduler import tick
+from flow45.models import Event
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, instance, states, task_refusal
+from tests.store.helpers import (
+    BLOB, claim, complete, deploy_blob_tasks, fail_for_good, instance, offered_inputs, states, task_refusal,
+)
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -37,16 +37,6 @@ def _at(minutes: float) -> dt.datetime:
 def _order(tmp_path, tasks=ORDER) -> int:
     deploy_blob_tasks(tmp_path, "order", tasks)
     return store.trigger("acme", "order", actor="shop", now=_at(0))
-
-
-def _fail(run: int, task: str, at: dt.datetime) -> None:
-    grant = claim(run, task, now=at)
-    store.fail(grant.instance, grant.token, "carrier refused", retryable=False, now=at)
-
-
-def _offered_inputs(run: int, task: str) -> dict:
-    offers = Outbox.select().where((Outbox.instance == instance(run, task).id) & (Outbox.kind == "offer"))
-    return offers.order_by(Outbox.id.desc()).get().body["inputs"]
 
 
 def _skip_reason(run: int, task: str) -> dict:
@@ -70,9 +60,9 @@ def test_a_failure_for_good_lets_the_compensation_go_and_the_run_fails_once_it_h
     run = _order(tmp_path)
     for task in ("charge", "pack"):
         complete(run, task, BLOB, now=_at(1))
-    _fail(run, "ship", _at(5))
+    fail_for_good(run, "ship", _at(5), "carrier refused")
     assert states(run)["refund"] == "available"
-    assert _offered_inputs(run, "refund") == {"payment": BLOB}
+    assert offered_inputs(run, "refund") == {"payment": BLOB}
     assert store.get_run(run).status == "running"  # the refund is on its way: the run keeps its slot
     complete(run, "refund", BLOB, now=_at(15))  # on 1 March
     assert states(run)["refund"] == "succeeded" and store.get_run(run).status == "failed"
@@ -83,7 +73,7 @@ def test_it_goes_at_once_while_another_upstream_still_runs_and_when_a_failure_be
              "c: {function: fc, output: Blob, inputs: {src: b}}",
              "alert: {function: page, output: Blob, inputs: {left: a, right: c}, trigger_rule: one_failed}"]
     run = _order(tmp_path, tasks)
-    _fail(run, "a", _at(1))
+    fail_for_good(run, "a", _at(1), "carrier refused")
     assert states(run) == {"a": "failed", "b": "available", "c": "pending", "alert": "available"}
     complete(run, "alert", BLOB, now=_at(2))
     assert store.get_run(run).status == "running"  # b is on its way
@@ -93,22 +83,9 @@ def test_it_goes_at_once_while_another_upstream_still_runs_and_when_a_failure_be
 
     other = store.trigger("acme", "order", actor="shop", now=_at(0))
     complete(other, "a", BLOB, now=_at(1))
-    _fail(other, "b", _at(2))  # c never runs: Airflow's upstream_failed
+    fail_for_good(other, "b", _at(2), "carrier refused")  # c never runs: Airflow's upstream_failed
     assert states(other) == {"a": "succeeded", "b": "failed", "c": "pending", "alert": "available"}
-    assert _offered_inputs(other, "alert") == {"left": BLOB, "right": None}
-
-
-def test_a_failure_with_retries_left_does_not_let_it_go(tmp_path):
-    run = _order(tmp_path, [t.replace("lease: 5m", "lease: 5m, retries: 1, retry_delay: 1m") for t in ORDER])
-    for task in ("charge", "pack"):
-        complete(run, task, BLOB, now=_at(1))
-    grant = claim(run, "ship", now=_at(2))
-    store.fail(grant.instance, grant.token, "carrier busy", now=_at(2))
-    assert (states(run)["ship"], states(run)["refund"]) == ("retry_wait", "pending")
-    tick(_at(4))
-    claim(run, "ship", now=_at(4))
-    tick(_at(10))  # its lease expires: no retries left
-    assert (states(run)["ship"], states(run)["refund"]) == ("failed", "available")
+    assert offered_inputs(other, "alert") == {"left": BLOB, "right": None}
 
 
 def test_the_bridges_batch_lets_it_go_on_a_failure_and_skips_it_on_a_success(tmp_path):
@@ -132,7 +109,7 @@ def _shipping_failed(tmp_path) -> int:
     run = _order(tmp_path)
     for task in ("charge", "pack"):
         complete(run, task, BLOB, now=_at(1))
-    _fail(run, "ship", _at(2))
+    fail_for_good(run, "ship", _at(2), "carrier refused")
     return run
 
 
@@ -156,21 +133,10 @@ def test_an_operators_skip_or_output_of_the_failure_takes_the_offered_compensati
     assert store.get_run(run).status == "succeeded"
 
 
-@pytest.mark.parametrize("started", [False, True])
-def test_a_retry_after_the_compensation_ran_is_refused_naming_undo(tmp_path, started):
+def test_an_undo_of_the_failure_after_the_compensation_ran_asks_again_and_a_success_skips_it(tmp_path):
     run = _shipping_failed(tmp_path)
-    if started:
-        claim(run, "refund", now=_at(3))
-    else:
-        complete(run, "refund", BLOB, now=_at(3))
-    ship = instance(run, "ship").id
-    with pytest.raises(IllegalTransition) as refused:
-        store.retry_instance(ship, actor="ann", now=_at(4))
-    ran = "running" if started else "succeeded"
-    assert str(refused.value) == (
-        f"task instance {ship} (ship of run {run}) cannot be retried: refund ({instance(run, 'refund').id}, "
-        f"{ran}) ran after its failure (trigger_rule: one_failed); undo instance {ship} to run it and that again")
-    store.undo(ship, "carrier back", actor="ann", now=_at(5))
+    complete(run, "refund", BLOB, now=_at(3))
+    store.undo(instance(run, "ship").id, "carrier back", actor="ann", now=_at(5))
     assert (states(run)["ship"], states(run)["refund"]) == ("available", "pending")
     complete(run, "ship", BLOB, now=_at(6))
     assert states(run)["refund"] == "skipped" and store.get_run(run).status == "succeeded"
@@ -183,7 +149,7 @@ def test_an_undo_of_the_shipping_runs_it_again_and_its_failure_then_lets_the_ref
     assert states(run)["refund"] == "skipped"
     store.undo(instance(run, "ship").id, "parcel lost", actor="ann", now=_at(2))
     assert (states(run)["ship"], states(run)["refund"]) == ("available", "pending")
-    _fail(run, "ship", _at(3))
+    fail_for_good(run, "ship", _at(3), "carrier refused")
     assert states(run)["refund"] == "available"
 
 
@@ -214,7 +180,7 @@ def test_in_a_run_too_wide_to_read_whole_it_is_skipped_or_let_go_as_in_any(tmp_p
     other = store.trigger("acme", "order", actor="shop", now=_at(0))
     complete(run, "lane0", BLOB, now=_at(1))
     complete(run, "lane1", BLOB, now=_at(1))
-    _fail(other, "lane1", _at(1))
+    fail_for_good(other, "lane1", _at(1), "carrier refused")
     assert (states(run)["alert"], states(other)["alert"]) == ("skipped", "available")
 
 

@@ -11,10 +11,10 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.graph import mermaid
-from flow45.models import Event, Outbox
+from flow45.models import Event
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, instance, states, task_refusal
+from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, instance, offered_inputs, states, task_refusal
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -41,11 +41,6 @@ def _moves(run: int, task: str) -> list[tuple[str, str, str]]:
             Event.select().where(Event.instance == instance(run, task).id).order_by(Event.id) if e.to_state]
 
 
-def _offered_inputs(run: int, task: str) -> dict:
-    offer = Outbox.select().where((Outbox.instance == instance(run, task).id) & (Outbox.kind == "offer")).get()
-    return offer.body["inputs"]
-
-
 def test_an_optional_task_that_fails_for_good_is_skipped_and_the_run_succeeds_without_it(tmp_path):
     run = _run(tmp_path)
     for minutes in (2, 3):  # its one retry fails too
@@ -54,7 +49,7 @@ def test_an_optional_task_that_fails_for_good_is_skipped_and_the_run_succeeds_wi
     assert states(run) == {"load": "succeeded", "enrich": "skipped", "report": "available"}
     assert _moves(run, "enrich")[-2:] == [("fail", "running", "failed"), ("skip", "failed", "skipped")]
     assert store.get_run(run).status == "running"  # never failed
-    assert _offered_inputs(run, "report") == {"base": BLOB, "extra": None}
+    assert offered_inputs(run, "report") == {"base": BLOB, "extra": None}
     shown = next(i for i in store.get_run(run).instances if i.task == "enrich")
     assert shown.skip_reason == "optional, failed: enrichment service down"
     complete(run, "report", BLOB, now=_at(15))  # on 1 March

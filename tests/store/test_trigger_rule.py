@@ -14,11 +14,13 @@ from flow45 import store
 from flow45.db import atomic
 from flow45.errors import IllegalTransition, StaleToken
 from flow45.graph import mermaid
-from flow45.models import Outbox
 from flow45.scheduler import tick
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
-from tests.store.helpers import BLOB, claim, complete, deploy_blob_tasks, deploy_text, instance, states, task_refusal
+from tests.store.helpers import (
+    BLOB, claim, complete, deploy_blob_tasks, deploy_text, fail_for_good, instance, offered_inputs, states,
+    task_refusal,
+)
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -35,31 +37,21 @@ def _at(minutes: float) -> dt.datetime:
     return NEW_YEARS_EVE + dt.timedelta(minutes=minutes)
 
 
-def _run(tmp_path) -> int:
-    deploy_blob_tasks(tmp_path, "nightly", TASKS)
+def _run(tmp_path, rule: str = "all_done") -> int:
+    deploy_blob_tasks(tmp_path, "nightly", [task.replace("all_done", rule) for task in TASKS])
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
     complete(run, "start", BLOB, now=_at(1))
     complete(run, "audit", BLOB, now=_at(2))
     return run
 
 
-def _fail(run: int, task: str, at: dt.datetime) -> None:
-    grant = claim(run, task, now=at)
-    store.fail(grant.instance, grant.token, "table locked", retryable=False, now=at)
-
-
-def _offered_inputs(run: int, task: str) -> dict:
-    offers = Outbox.select().where((Outbox.instance == instance(run, task).id) & (Outbox.kind == "offer"))
-    return offers.order_by(Outbox.id.desc()).get().body["inputs"]
-
-
 def test_a_teardown_runs_after_its_upstream_fails_for_good_and_the_run_fails_once_it_has_ended(tmp_path):
     run = _run(tmp_path)
-    _fail(run, "load", _at(3))
+    fail_for_good(run, "load", _at(3), "table locked")
     assert states(run) == {"start": "succeeded", "load": "failed", "audit": "succeeded", "report": "pending",
                            "teardown": "available"}
     assert store.get_run(run).status == "running"  # the teardown is on its way: the run keeps its slot
-    assert _offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": None}
+    assert offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": None}
     complete(run, "teardown", BLOB, now=_at(6))  # after midnight
     assert states(run)["teardown"] == "succeeded" and store.get_run(run).status == "failed"
 
@@ -68,7 +60,7 @@ def test_a_teardown_waits_for_every_upstream_and_runs_after_success_too(tmp_path
     deploy_blob_tasks(tmp_path, "nightly", TASKS)
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
     complete(run, "start", BLOB, now=_at(1))
-    _fail(run, "load", _at(2))
+    fail_for_good(run, "load", _at(2), "table locked")
     assert states(run)["teardown"] == "pending"  # audit has not ended
     complete(run, "audit", BLOB, now=_at(3))
     assert states(run)["teardown"] == "available"
@@ -77,16 +69,17 @@ def test_a_teardown_waits_for_every_upstream_and_runs_after_success_too(tmp_path
     for task in ("start", "audit", "load"):
         assert states(other)["teardown"] == "pending"
         complete(other, task, BLOB, now=_at(4))
-    assert _offered_inputs(other, "teardown") == {"cluster": BLOB, "rows": BLOB}
+    assert offered_inputs(other, "teardown") == {"cluster": BLOB, "rows": BLOB}
     complete(other, "teardown", BLOB, now=_at(5))
     assert store.get_run(other).status == "running"  # report is still to do
     complete(other, "report", BLOB, now=_at(5))
     assert store.get_run(other).status == "succeeded"
 
 
-def test_a_failure_with_retries_left_does_not_let_the_teardown_go(tmp_path):
+@pytest.mark.parametrize("rule", ["all_done", "one_failed"])
+def test_a_failure_with_retries_left_does_not_let_the_teardown_go(tmp_path, rule):
     deploy_blob_tasks(tmp_path, "nightly", [t.replace("lease: 5m", "lease: 5m, retries: 1, retry_delay: 1m")
-                                            for t in TASKS])
+                                            .replace("all_done", rule) for t in TASKS])
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
     complete(run, "start", BLOB, now=_at(1))
     complete(run, "audit", BLOB, now=_at(1))
@@ -112,7 +105,7 @@ def test_the_bridges_batch_lets_the_teardown_go_on_a_failure(tmp_path):
 
 def test_a_retry_takes_back_a_teardown_only_offered_and_it_goes_after_the_retried_end(tmp_path):
     run = _run(tmp_path)
-    _fail(run, "load", _at(3))
+    fail_for_good(run, "load", _at(3), "table locked")
     offered = instance(run, "teardown")
     store.retry_instance(instance(run, "load").id, actor="ann", now=_at(4))
     assert (states(run)["load"], states(run)["teardown"]) == ("available", "pending")
@@ -122,13 +115,14 @@ def test_a_retry_takes_back_a_teardown_only_offered_and_it_goes_after_the_retrie
     as_it_was = {i.task: i for i in store.run_as_of(run, at=_at(4)).instances}["teardown"]
     assert (as_it_was.state, as_it_was.offered_at) == ("pending", None)  # the dashboard's time travel: not offered
     complete(run, "load", BLOB, now=_at(6))
-    assert _offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": BLOB}
+    assert offered_inputs(run, "teardown") == {"cluster": BLOB, "rows": BLOB}
 
 
+@pytest.mark.parametrize("rule", ["all_done", "one_failed"])
 @pytest.mark.parametrize("started", [False, True])
-def test_a_retry_after_the_teardown_ran_is_refused_naming_undo_which_runs_both_again(tmp_path, started):
-    run = _run(tmp_path)
-    _fail(run, "load", _at(3))
+def test_a_retry_after_the_teardown_ran_is_refused_naming_undo_which_runs_both_again(tmp_path, started, rule):
+    run = _run(tmp_path, rule)
+    fail_for_good(run, "load", _at(3), "table locked")
     if started:
         claim(run, "teardown", now=_at(4))
     else:
@@ -139,7 +133,7 @@ def test_a_retry_after_the_teardown_ran_is_refused_naming_undo_which_runs_both_a
     ran = "running" if started else "succeeded"
     assert str(refused.value) == (
         f"task instance {load} (load of run {run}) cannot be retried: teardown ({instance(run, 'teardown').id}, "
-        f"{ran}) ran after its failure (trigger_rule: all_done); undo instance {load} to run it and that again")
+        f"{ran}) ran after its failure (trigger_rule: {rule}); undo instance {load} to run it and that again")
     assert states(run)["load"] == "failed"
     store.undo(load, "table unlocked", actor="ann", now=_at(6))
     assert (states(run)["load"], states(run)["teardown"]) == ("available", "pending")
@@ -148,7 +142,7 @@ def test_a_retry_after_the_teardown_ran_is_refused_naming_undo_which_runs_both_a
 
 def test_an_undo_of_the_teardown_offers_it_again_after_a_failed_upstream(tmp_path):
     run = _run(tmp_path)
-    _fail(run, "load", _at(3))
+    fail_for_good(run, "load", _at(3), "table locked")
     complete(run, "teardown", BLOB, now=_at(4))
     store.undo(instance(run, "teardown").id, "cluster still up", actor="ann", now=_at(5))
     assert (states(run)["teardown"], store.get_run(run).status) == ("available", "failed")  # failed it stays
@@ -169,9 +163,9 @@ def test_a_teardown_at_the_end_of_a_chain_runs_when_a_task_early_in_it_fails(tmp
              "teardown: {function: stop_cluster, output: Blob, inputs: {doc: publish}, trigger_rule: all_done}"]
     deploy_blob_tasks(tmp_path, "nightly", tasks)
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
-    _fail(run, "load", _at(1))
+    fail_for_good(run, "load", _at(1), "table locked")
     assert states(run) == {"load": "failed", "report": "pending", "publish": "pending", "teardown": "available"}
-    assert _offered_inputs(run, "teardown") == {"doc": None}  # publish never runs: Airflow's upstream_failed
+    assert offered_inputs(run, "teardown") == {"doc": None}  # publish never runs: Airflow's upstream_failed
     store.retry_instance(instance(run, "load").id, actor="ann", now=_at(2))
     assert states(run)["teardown"] == "pending"
     for task in ("load", "report", "publish"):
@@ -185,7 +179,7 @@ def test_a_chain_thousands_long_lets_its_teardown_go(tmp_path):
              "teardown: {function: stop_cluster, output: Blob, after: [s1499], trigger_rule: all_done}"]
     deploy_blob_tasks(tmp_path, "long", tasks)
     run = store.trigger("acme", "long", actor="cron", now=_at(0))
-    _fail(run, "s0", _at(1))
+    fail_for_good(run, "s0", _at(1), "table locked")
     assert states(run)["teardown"] == "available"
 
 
@@ -196,18 +190,18 @@ CHAIN = ["load: {function: load, output: Blob}", "report: {function: report, out
 def test_skipping_the_failed_task_lets_what_follows_it_run_and_the_teardown_waits_for_it(tmp_path):
     deploy_blob_tasks(tmp_path, "nightly", CHAIN)
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
-    _fail(run, "load", _at(1))
+    fail_for_good(run, "load", _at(1), "table locked")
     assert states(run)["teardown"] == "available"
     store.skip_instance(instance(run, "load").id, "loaded by hand", actor="ann", now=_at(2))
     assert states(run) == {"load": "skipped", "report": "available", "teardown": "pending"}
     complete(run, "report", BLOB, now=_at(3))
-    assert _offered_inputs(run, "teardown") == {"doc": BLOB}
+    assert offered_inputs(run, "teardown") == {"doc": BLOB}
 
 
 def test_an_output_set_on_the_failed_task_after_the_teardown_started_is_refused_naming_undo(tmp_path):
     deploy_blob_tasks(tmp_path, "nightly", CHAIN)
     run = store.trigger("acme", "nightly", actor="cron", now=_at(0))
-    _fail(run, "load", _at(1))
+    fail_for_good(run, "load", _at(1), "table locked")
     claim(run, "teardown", now=_at(2))
     load = instance(run, "load").id
     with pytest.raises(IllegalTransition, match=f"cannot be given an output: teardown .* undo instance {load}"):
@@ -217,7 +211,7 @@ def test_an_output_set_on_the_failed_task_after_the_teardown_started_is_refused_
 
 def test_skipping_a_failed_task_the_teardown_follows_directly_leaves_its_offer(tmp_path):
     run = _run(tmp_path)
-    _fail(run, "load", _at(3))
+    fail_for_good(run, "load", _at(3), "table locked")
     offered = instance(run, "teardown")
     store.skip_instance(instance(run, "load").id, "no rows tonight", actor="ann", now=_at(4))
     assert states(run)["teardown"] == "available"  # it waited for load alone, which has ended either way
@@ -243,7 +237,7 @@ def test_a_retry_that_takes_back_an_offered_teardown_hands_its_slot_on_at_once(t
           grow: {function: cluster, output: Blob}
     """)
     night = store.trigger("acme", "nightly", actor="cron", now=_at(0))
-    _fail(night, "load", _at(1))
+    fail_for_good(night, "load", _at(1), "table locked")
     resize = store.trigger("acme", "resize", actor="ann", now=_at(2))
     assert (states(night)["teardown"], states(resize)["grow"]) == ("available", "queued")
     store.retry_instance(instance(night, "load").id, actor="ann", now=_at(3))
