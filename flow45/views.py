@@ -435,6 +435,7 @@ class DeployedWorkflow(View):
     # deploy --prune retires it) | retired (by this deploy's --prune)
     change: str
     changes: list[str] = dataclasses.field(default_factory=list)  # updated: what changed (flow45.store.spec_diff)
+    started_runs: int = 0  # updated: its queued runs the deploy started (a raised max_active_runs made room)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,12 +9,17 @@ from flow45.views import DeployReport
 
 
 def print_deploy_changes(report: DeployReport) -> None:
-    """Under a deploy's table: what each updated workflow's new version changed."""
+    """Under a deploy's table: what each updated workflow's new version changed, and the queued runs
+    that a raised max_active_runs let start (the current version's limit holds for every run)."""
     for deployed in report.workflows:
         if deployed.changes:
             print(f"{deployed.team}/{deployed.workflow} v{deployed.version} changes:")
             for line in deployed.changes:
                 print(f"  {line}")
+        if deployed.started_runs:
+            verb = "would start" if report.dry_run else "started"
+            print(f"{deployed.team}/{deployed.workflow}: {verb} {deployed.started_runs} queued run(s), "
+                  "the oldest first")
 
 
 @command("versions")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -82,15 +83,18 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
     return report
 
 
-def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> None:
+def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> list[int]:
     """Queued runs of the workflows given new versions take the slots a raised max_active_runs made: the
-    current version's limit holds for every run (flow45.store.unit.Unit.start_queued)."""
+    current version's limit holds for every run (flow45.store.unit.Unit.start_queued). How many runs
+    of each workflow started."""
     unit = Unit(at)
     unit.limits_changed_here = True  # this transaction's new versions: not yet what other writers read
+    started = []
     for workflow_id in workflow_ids:
         lock_workflow(workflow_id)
-        unit.start_queued(workflow_id, actor)
+        started.append(unit.start_queued(workflow_id, actor))
     unit.flush()
+    return started
 
 
 def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
@@ -105,7 +109,7 @@ def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
 def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, dry_run: bool) -> DeployReport:
     settings = current_settings()
     results: list[DeployedWorkflow] = []
-    updated: list[int] = []  # the workflows given a new version: their queued runs may start now
+    updated: dict[int, int] = {}  # the workflows given a new version (-> their place in results): queued runs may start
     with atomic():
         problems: list[str] = []
         for config in teams:
@@ -130,9 +134,10 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
                 row = find_workflow(config.team, name)
                 keep_connection(row, workflow)
                 if results[-1].change == "updated":
-                    updated.append(row.id)
+                    updated[row.id] = len(results) - 1
             results += _left_out(config, actor, at, prune)
-        _start_queued_runs(updated, actor, at)
+        for place, started in zip(updated.values(), _start_queued_runs(list(updated), actor, at)):
+            results[place] = dataclasses.replace(results[place], started_runs=started)
         if dry_run:
             raise _Undone(DeployReport(results, dry_run=True))
     return DeployReport(results)

@@ -393,14 +393,16 @@ class Unit:
         return [run for run in sorted(self._whole)
                 if self.runs[run].status == S.RUNNING and len(self._of_run.get(run, ())) <= MOST_INSTANCES]
 
-    def start_queued(self, workflow_id: int, actor: str, awaited_here: bool = False) -> None:
+    def start_queued(self, workflow_id: int, actor: str, awaited_here: bool = False) -> int:
         """The queued runs first in place take the free slots of the workflow's max_active_runs (its current
         version's: a deploy that changes it changes it for every run); the workflow's lock is held (else a run
         triggered meanwhile could count a finishing run as active and queue, unseen by this one).
         A paused workflow's queued runs wait for its resume (flow45.store.pause). `awaited_here`: a
-        running run began to wait for a queued one here (rules.Changes.awaited): that one starts too."""
+        running run began to wait for a queued one here (rules.Changes.awaited): that one starts too.
+        Returns how many runs it started."""
         if Workflow.select(Workflow.paused_at).where(Workflow.id == workflow_id).scalar() is not None:
-            return
+            return 0
+        started = 0
         active = Run.select().where((Run.workflow == workflow_id) & (Run.status == S.RUNNING)).count()
         limit = self.current_spec(workflow_id).workflow.max_active_runs  # in force for every run, not its version's
         for candidate in _queued_first_in_place(workflow_id):
@@ -412,12 +414,15 @@ class Unit:
                 continue
             rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), actor)
             active += 1
+            started += 1
         for run_id, why in awaited_queued(workflow_id) if awaited_here else ():  # past the limit
             self.lock_runs([run_id])
             run = self.runs[run_id]
             if run.status == S.QUEUED:
                 rules.start_run(self.changes, run, self.by_run[run.id], self.spec(run.id), AWAITED_BY,
                                 {"over_max_active_runs": why})
+                started += 1
+        return started
 
     def _write(self, processed: list[dict]) -> None:
         ch = self.changes

@@ -203,6 +203,22 @@ def test_instance_shows_where_each_attempt_got_to(flow45, tmp_path):
     assert json.loads(out)["attempts"][0]["checkpoint"] == {"next_page": 31, "of": "ledger-2026-02"}
 
 
+def test_deploy_says_how_many_queued_runs_a_raised_max_active_runs_started(flow45, tmp_path):
+    one, three = tmp_path / "one.yaml", tmp_path / "three.yaml"
+    one.write_text(textwrap.dedent(PARAMS.replace("    tasks:", "    max_active_runs: 1\n        tasks:")))
+    three.write_text(one.read_text().replace("max_active_runs: 1", "max_active_runs: 3"))
+    assert flow45("deploy", str(one))[0] == 0
+    runs = [store.trigger("acme", "monthly", {"month": f"2026-0{n}"}, actor="cron", now=T0) for n in range(1, 5)]
+    code, out, _ = flow45("deploy", str(three), "--dry-run")
+    assert code == 0 and out.endswith("acme/monthly: would start 2 queued run(s), the oldest first\n")
+    assert [store.get_run(r).status for r in runs] == ["running", "queued", "queued", "queued"]
+    code, out, _ = flow45("deploy", str(three))
+    assert code == 0 and out.endswith("max_active_runs: 1 -> 3\nacme/monthly: started 2 queued run(s), the oldest first\n")
+    assert [store.get_run(r).status for r in runs] == ["running", "running", "running", "queued"]
+    _, out, _ = flow45("deploy", str(three))  # unchanged: nothing to start
+    assert "queued run" not in out
+
+
 def test_deploy_says_what_changed_and_versions_lists_who_changed_what(flow45, tmp_path):
     first, second = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
     first.write_text(textwrap.dedent(PARAMS))

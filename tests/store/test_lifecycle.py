@@ -205,7 +205,7 @@ def test_a_deploy_that_raises_max_active_runs_starts_the_queued_runs_before_any_
     deploy_text(tmp_path, DIAMOND)  # max_active_runs: 1
     runs = [store.trigger("acme", "diamond", actor="cron", now=T0) for _ in range(4)]
     raised = deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 3"), actor="ann")
-    assert [(w.change, w.version) for w in raised.workflows] == [("updated", 2)]
+    assert [(w.change, w.version, w.started_runs) for w in raised.workflows] == [("updated", 2, 2)]
     assert [store.get_run(r).status for r in runs] == ["running", "running", "running", "queued"]
     assert {store.get_run(r).version for r in runs} == {1}  # each keeps its tasks; the limit is the current one's
     assert store.get_run(runs[3]).waiting_for == "a free slot (max_active_runs: 3)"
