@@ -24,9 +24,9 @@ from typing import Iterable
 from flow45 import states as S
 from flow45.clock import parse_utc
 from flow45.errors import NotFound
-from flow45.models import Event, Run
+from flow45.models import Event, Run, WorkflowVersion
 from flow45.store.queries import get_run, timer_text, waiting_for
-from flow45.store.specs import version_spec
+from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import EventView, RunView
 
 
@@ -166,6 +166,15 @@ def run_as_of(run_id: int, *, event: int | None = None, at: dt.datetime | None =
     return as_view(now, state, event if event is not None else state.event, as_of_at)
 
 
+def _in_force(run: Run, at: dt.datetime) -> VersionSpec:
+    """The version whose limits held for the run at `at`: its workflow's newest deployed by then (a
+    deploy's limits hold for every run, flow45.store.slots), or its own."""
+    newest = (WorkflowVersion.select(WorkflowVersion.id)
+              .where((WorkflowVersion.workflow == run.workflow_id) & (WorkflowVersion.created_at <= at))
+              .order_by(WorkflowVersion.version.desc()).first())
+    return version_spec(newest.id if newest is not None else run.version_id)
+
+
 def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime | None) -> RunView:
     """`now` (the run as it is) with the replayed state in place of the current one."""
     instances = []
@@ -180,8 +189,9 @@ def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
-    shape = SimpleNamespace(status=state.status, version_id=Run.get_by_id(now.id).version_id)
-    then = version_spec(shape.version_id)  # its own limit: which one held then is not kept
+    run = Run.get_by_id(now.id)
+    shape = SimpleNamespace(status=state.status, version_id=run.version_id)
+    then = _in_force(run, as_of_at) if as_of_at is not None else version_spec(run.version_id)
     return dataclasses.replace(
         now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
         waiting_for=waiting_for(shape, counts, timers or None, then), instances=instances, as_of=as_of, as_of_at=as_of_at,

@@ -5,10 +5,12 @@ runs; these are the stories an operator reads."""
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 
 import pytest
 
 from flow45 import store
+from flow45.config import load_config
 from flow45.errors import NotFound
 from flow45.models import Event
 from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance
@@ -112,6 +114,18 @@ def test_a_finished_run_replays_its_finish_and_a_queued_one_its_start(tmp_path):
     assert (finished.status, finished.finished_at) == ("succeeded", at(13))
     started = store.run_as_of(second, event=last_event())
     assert (started.status, started.started_at) == ("running", at(13))
+
+
+def test_a_queued_run_as_it_was_waits_for_the_max_active_runs_then_in_force(tmp_path):
+    """A deploy's max_active_runs holds for every run from then on: before it, the one before."""
+    deploy_text(tmp_path, DIAMOND.replace("max_active_runs: 1", "max_active_runs: 2"))
+    runs = [store.trigger("acme", "diamond", actor="ann", now=at(n)) for n in range(3)]
+    lowered = tmp_path / "lowered.yaml"
+    lowered.write_text(textwrap.dedent(DIAMOND))
+    store.deploy(load_config(lowered), actor="ann", now=at(60))
+    assert store.run_as_of(runs[2], at=at(30)).waiting_for == "a free slot (max_active_runs: 2)"
+    assert store.run_as_of(runs[2], at=at(90)).waiting_for == "a free slot (max_active_runs: 1)"
+    assert store.get_run(runs[2]).waiting_for == "a free slot (max_active_runs: 1)"
 
 
 def test_before_the_run_or_an_unknown_event_or_another_team_is_refused_by_name(tmp_path):
