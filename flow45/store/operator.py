@@ -112,9 +112,9 @@ def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, tea
         if instance.state != S.HELD:
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}, not held")
         run = unit.run_of(instance)
-        spec, not_done = unit.spec(run.id), rules.not_done_of(unit.by_run[run.id])
-        if run.status != S.QUEUED and rules.upstream_done(instance, unit.by_run[run.id], spec):
-            unmet = rules.trigger_unmet(instance.task, not_done, spec)
+        spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
+        if run.status != S.QUEUED and rules.upstream_done(instance, run_instances, spec):
+            unmet = rules.trigger_unmet(instance.task, rules.not_done_of(run_instances), spec)
             rules.offer_if_met(unit.changes, instance, unit.task(instance), "release", actor, unmet)
         else:
             rules.move(unit.changes, instance, S.PENDING, "release", actor)
