@@ -156,9 +156,9 @@ def broker_round_trip(amqp_url: str, rate: float, seconds: float = 5.0, commit_u
 
 
 def round_trips_and_commits(amqp_url: str, rate: float, seconds: float = 5.0, commit_url: str | None = None,
-                            started: threading.Event | None = None) -> tuple[list[float], list[float]]:
-    """As `broker_round_trip`; also the echo's commits' latencies (ms, sorted; none without `commit_url`).
-    `started` is set as the first message is published."""
+                            started: threading.Event | None = None) -> tuple[list[float], list[float], list[float]]:
+    """As `broker_round_trip`; also the echo's commits' latencies and each round trip less its own
+    commit (ms, sorted; none without `commit_url`). `started` is set as the first message is published."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     channel.queue_declare(ROUND_TRIP_IN, durable=True, arguments={"x-queue-type": "quorum"})
@@ -169,6 +169,7 @@ def round_trips_and_commits(amqp_url: str, rate: float, seconds: float = 5.0, co
     ready.wait(30)
     found: list[float] = []
     commits: list[float] = []
+    brokered: list[float] = []
     count = int(rate * seconds)
 
     def consume() -> None:
@@ -179,8 +180,10 @@ def round_trips_and_commits(amqp_url: str, rate: float, seconds: float = 5.0, co
             if method is None:
                 break
             sent, *committed = body.split()
-            found.append((time.monotonic() - float(sent)) * 1000)
-            commits.extend(float(ms) for ms in committed)
+            found.append(trip := (time.monotonic() - float(sent)) * 1000)
+            for ms in map(float, committed):
+                commits.append(ms)
+                brokered.append(trip - ms)
             if len(found) == count:
                 break
         inbound.close()
@@ -199,7 +202,7 @@ def round_trips_and_commits(amqp_url: str, rate: float, seconds: float = 5.0, co
     consumer.join(30)
     echo.terminate()
     connection.close()
-    return sorted(found), sorted(commits)
+    return sorted(found), sorted(commits), sorted(brokered)
 
 
 class RoundTripsMeanwhile:
@@ -212,6 +215,7 @@ class RoundTripsMeanwhile:
         self.rate = rate
         self.trips: list[float] = []  # ms, sorted
         self.commits: list[float] = []  # the echo's commits, ms, sorted
+        self.brokered: list[float] = []  # each round trip less its echo's commit: the broker's part, ms, sorted
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(amqp_url, commit_url, seconds, started),
                                         name="bench-round-trips-meanwhile", daemon=True)
@@ -220,7 +224,8 @@ class RoundTripsMeanwhile:
 
     def _run(self, amqp_url: str, commit_url: str, seconds: float, started: threading.Event) -> None:
         try:
-            self.trips, self.commits = round_trips_and_commits(amqp_url, self.rate, seconds, commit_url, started)
+            self.trips, self.commits, self.brokered = round_trips_and_commits(
+                amqp_url, self.rate, seconds, commit_url, started)
         finally:
             started.set()  # failed before the first message: the phase need not wait for it
 

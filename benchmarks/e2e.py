@@ -266,6 +266,11 @@ def latency_phase(sitting: Sitting, args: argparse.Namespace) -> list[float]:
         print(f"  meanwhile, the broker-only round trip with a bare commit in it ({meanwhile.rate:.0f}/s, "
               f"{len(meanwhile.trips)} of them): p50 {least:.1f} ms, its commit {its_commit:.2f} ms; "
               f"p50 against that: {p50 / least:.2f}x (95% interval {low:.2f}-{high:.2f}x)")
+        brokered = percentile(meanwhile.brokered, 0.5)
+        print(f"  meanwhile, those round trips less their own commit (the broker's part under this load): "
+              f"p50 {brokered:.1f} ms; the hop p50 less that: {p50 - brokered:.1f} ms, against one bare commit: "
+              f"{sitting.commit_ms:.2f} ms back to back, {sitting.paced_commit_ms:.2f} at this rate, "
+              f"{its_commit:.2f} in the echo meanwhile")
     print(f"  {batched}")
     print(f"  meanwhile: {load}; the benchmark's own triggers and round trips took {own:.0%} of a core")
     print(f"  {flushes}")
