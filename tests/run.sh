@@ -34,5 +34,6 @@ if ! .venv/bin/python -c '' 2>/dev/null; then
 fi
 PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install -q -e '.[test]'
 
-# Two test processes (each file's tests in one): the suite waits on its servers about as long as it computes.
-exec .venv/bin/python -m pytest -n "${FLOW45_TEST_PROCESSES:-2}" --dist loadfile "$@"
+# Three test processes on two cores (each file's tests in one): a third of the time a process waits on
+# its servers and processes, and a third process fills that wait.
+exec .venv/bin/python -m pytest -n "${FLOW45_TEST_PROCESSES:-3}" --dist loadfile "$@"
