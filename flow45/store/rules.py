@@ -425,10 +425,10 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
     if spec.after_failure:  # a failure lets the all_done and one_failed tasks after it go, however far down
         downstream.update(name for task in changed if not_done.get(task) == S.FAILED
                           for name in spec.after_failure_of(task))
-    return spec.in_order(name for name in downstream if _ready(name, not_done, spec))
+    return spec.in_order(name for name in downstream if ready(name, not_done, spec))
 
 
-def _ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
+def ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
     return not_done.get(name) == S.PENDING and _upstream_done(name, not_done, spec)
 
 
@@ -516,7 +516,7 @@ def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], s
     skipped = []
     if run.status not in (S.QUEUED, S.CANCELLED):
         for instance in candidates:  # stable and readable in the ledger
-            if instance.state == S.PENDING and _ready(instance.task, not_done, spec):
+            if instance.state == S.PENDING and ready(instance.task, not_done, spec):
                 unmet = trigger_unmet(instance.task, not_done, spec)
                 if offer_if_met(ch, instance, spec.task(instance.task), "ready", actor, unmet):
                     not_done[instance.task] = instance.state

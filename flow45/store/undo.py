@@ -43,18 +43,30 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     run_waits = slot and slot.waits
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
+    shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, run_instances, spec)
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
             notify=i.state == S.SUCCEEDED and spec.task(i.task).undo == "notify",
         )
-        for i, becomes in chosen
+        for i, becomes in shown
     ]
-    for item in affected:
-        S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, item.becomes)
+    for item, (_, becomes) in zip(affected, chosen):  # as moved: the downstream ones go by pending
+        S.check_instance_move(f"task instance {item.instance} ({item.task})", item.state, becomes)
     plan = UndoPlan(instance=instance.id, run=run.id, reason=reason, hold=hold, dry_run=dry_run, affected=affected,
                     connected=connected_runs(run.id), cancel_connected=cancel_connected, run_waits=run_waits)
     return plan, chosen, slot
+
+
+def _offered_again(chosen: list, run_instances: dict[str, Row], spec: VersionSpec) -> list:
+    """The affected downstream instances that the undo's settle offers again at once rather than leaving
+    pending: an `all_done` or `one_failed` task that a failure elsewhere still lets go (X, undone, is
+    upstream of each: only a failure makes one ready, so none is skipped for its trigger rule). Said
+    `available` (`waiting`, a timer), though a `when` or `max_running` may yet skip or queue it."""
+    not_done = _not_done_after(run_instances, chosen)
+    return [(row, S.WAITING if row.timer is not None else S.AVAILABLE)
+            if becomes == S.PENDING and rules.ready(row.task, not_done, spec) else (row, becomes)
+            for row, becomes in chosen]
 
 
 def _not_done_after(run_instances: dict[str, Row], chosen: list) -> dict[str, str]:

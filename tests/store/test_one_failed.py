@@ -192,3 +192,17 @@ def test_one_failed_needs_an_upstream_and_the_graph_says_it(tmp_path):
     deploy_blob_tasks(tmp_path, "order", ORDER)
     order = current_spec(store.find_workflow("acme", "order")).workflow
     assert ('refund["refund<br/>refund → Blob<br/>only once an upstream fails"]' in mermaid("acme/order", order))
+
+
+def test_the_undo_plan_says_the_compensation_is_offered_again_at_once_while_a_failure_still_lets_it_go(tmp_path):
+    tasks = ["a: {function: fa, output: Blob}", "b: {function: fb, output: Blob}",
+             "alert: {function: page, output: Blob, inputs: {left: a, right: b}, trigger_rule: one_failed}"]
+    run = _order(tmp_path, tasks)
+    fail_for_good(run, "a", _at(1), "carrier refused")
+    complete(run, "b", BLOB, now=_at(2))
+    complete(run, "alert", BLOB, now=_at(3))
+    b = instance(run, "b").id
+    planned = store.plan_undo(b)
+    store.undo(b, "wrong parcel", actor="ann", now=_at(4))
+    assert [(item.task, item.becomes) for item in planned.affected] == [("b", "available"), ("alert", "available")]
+    assert (states(run)["b"], states(run)["alert"]) == ("available", "available")
