@@ -30,6 +30,9 @@ from flow45.settings import Settings, current_settings
 from flow45.outputs import find_secret
 from flow45.types import TypeRegistry, pattern_problem
 
+# What a task's trigger rule waits for its upstream tasks to do, for the refusal of one without any.
+_AWAITED = {"all_done": "finish", "one_failed": "fail", "none_failed_min_one_success": "succeed"}
+
 
 def check_team(config: TeamConfig) -> list[str]:
     """Problems a valid YAML shape can still have: references, cycles, schedules, signatures."""
@@ -108,8 +111,7 @@ def check_team(config: TeamConfig) -> list[str]:
                 _check_upstream(wf, task_name, upstream, lambda m: report(key, f"{path}.after.{i}", m))
             if task.trigger_rule != "all_success" and not task.upstream():
                 report(key, f"{path}.trigger_rule", f"{task.trigger_rule} waits for the upstream tasks to "
-                       f"{'finish' if task.trigger_rule == 'all_done' else 'fail'}, and this task has none: name "
-                       "them in `inputs` or `after`")
+                       f"{_AWAITED[task.trigger_rule]}, and this task has none: name them in `inputs` or `after`")
         cycle = find_cycle({name: [u for u in t.upstream() if u in wf.tasks] for name, t in wf.tasks.items()})
         if cycle:
             report(key, f"{key}.tasks", "dependencies form a cycle: " + cycle_text(cycle[::-1]))

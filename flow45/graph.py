@@ -7,7 +7,8 @@ from flow45.conditions import describe
 from flow45.config import WorkflowSpec
 from flow45.durations import format_duration
 
-_TRIGGER_RULES = {"all_done": "<br/>once upstream ends, failed too", "one_failed": "<br/>only once an upstream fails"}
+_TRIGGER_RULES = {"all_done": "<br/>once upstream ends, failed too", "one_failed": "<br/>only once an upstream fails",
+                  "none_failed_min_one_success": "<br/>skipped if every upstream is"}
 
 
 def mermaid(name: str, workflow: WorkflowSpec) -> str:

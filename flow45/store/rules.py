@@ -59,6 +59,9 @@ class Changes:
     # An instance becoming ready -> why the inputs it would receive do not meet its task's `when`, or
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
+    # An instance ready to offer -> whether every upstream instance was skipped (none succeeded): its
+    # task's `trigger_rule: none_failed_min_one_success` skips it; given by the writer, which reads them.
+    all_skipped: Callable[[Any], bool] | None = None
     # An instance to offer -> why it must wait `queued` (no free slot of a `max_running`, or its task's
     # `depends_on_past`: flow45.store.slots), or None.
     why_queued: Callable[[Any], str | None] | None = None
@@ -343,6 +346,8 @@ def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet:
     """Offer an instance whose upstream is done, or skip it when the inputs it would receive do not
     meet its task's `when` (flow45.conditions), the ledger naming the condition, or when `rule_unmet`
     says why its trigger rule lets it go without running (see `trigger_unmet`). Whether it was offered."""
+    if rule_unmet is None and task.trigger_rule == "none_failed_min_one_success" and ch.all_skipped(instance):
+        rule_unmet = "trigger_rule none_failed_min_one_success: every upstream task was skipped"
     if rule_unmet is not None:
         move(ch, instance, S.SKIPPED, "skip", actor, {"reason": rule_unmet, "trigger_rule": task.trigger_rule})
         return False

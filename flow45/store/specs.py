@@ -78,7 +78,8 @@ class VersionSpec:
     @functools.cached_property
     def after_failure(self) -> frozenset[str]:
         """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done` or `one_failed`)."""
-        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule != "all_success")
+        return frozenset(name for name, task in self.workflow.tasks.items()
+                         if task.trigger_rule in ("all_done", "one_failed"))
 
     @functools.cached_property
     def on_failure(self) -> frozenset[str]:

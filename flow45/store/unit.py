@@ -254,6 +254,7 @@ class Unit:
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
         changes = rules.Changes(at)
         changes.unmet = self._unmet
+        changes.all_skipped = self._all_skipped
         changes.why_queued = functools.partial(why_queued, self)
         changes.run_slot = self._run_slot
         changes.run_status = lambda run_id: self.runs[run_id].status
@@ -282,6 +283,12 @@ class Unit:
         `when`; None if they do."""
         inputs = self.inputs_of([instance])[instance.id]  # an input named params hides the run's
         return unmet(self.task(instance).when, {"params": self.run_of(instance).params, **inputs})
+
+    def _all_skipped(self, instance: Row) -> bool:
+        """Whether every upstream instance of `instance` was skipped."""
+        upstream = self.spec(instance.run_id).upstream(instance.task)
+        found = self.run_tasks(instance.run_id, upstream)
+        return all(found[task].state == S.SKIPPED for task in upstream)
 
     def settle(self, run_id: int, actor: str) -> None:
         rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)

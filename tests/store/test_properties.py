@@ -4,7 +4,8 @@ A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b,
 `optional`: failed for good, it is skipped at once; e, after b and d, is a teardown, `trigger_rule:
 all_done`, that goes once they have ended, failed too, or never will run; r, after a and b, is a
 compensation, `trigger_rule: one_failed`, that goes once one of them has failed for good, and is skipped
-once both are done) through
+once both are done; j, after c and h, is a join, `trigger_rule: none_failed_min_one_success`, skipped
+when both were) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -88,6 +89,7 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
     "workflows:\n", "  Found:\n    fields: {uri: {type: string, optional: true}}\nworkflows:\n") + """\
       e: {function: fe, output: Blob, inputs: {src: b}, after: [d], trigger_rule: all_done, lease: 40s}
       r: {function: fr, output: Blob, inputs: {src: b}, after: [a], trigger_rule: one_failed, lease: 40s}
+      j: {function: fj, output: Blob, inputs: {src: c}, after: [h], trigger_rule: none_failed_min_one_success}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -99,17 +101,19 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d"], "r": ["a"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d"], "r": ["a"], "j": ["h"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
 ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
-FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "z": "fz"}
+MIN_ONE_SUCCESS = frozenset({"j"})  # as all_success, but skipped when every upstream was skipped
+FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "j": "fj",
+             "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -406,6 +410,19 @@ class StoreMachine(RuleBasedStateMachine):
                 assert not failure, f"{where}: {row['id']} skipped after a failure: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
                 assert failure, f"{where}: {row['id']} offered without a failure: {siblings_states(siblings)}"
+
+        # The join: skipped for its trigger rule only when every upstream was skipped, offered as it becomes
+        # ready only when one succeeded.
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in MIN_ONE_SUCCESS:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            all_skipped = all(siblings[up]["state"] == S.SKIPPED for up in UPSTREAM[row["task"]])
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert all_skipped, f"{where}: {row['id']} skipped for its rule: {siblings_states(siblings)}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                assert not all_skipped, f"{where}: {row['id']} offered, none succeeded: {siblings_states(siblings)}"
 
         # The run's status agrees with its instances.
         for rid, run in runs.items():
