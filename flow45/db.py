@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from pathlib import Path
 
 import peewee
@@ -20,9 +22,20 @@ def generation() -> int:
 
 
 def forget_cached_rows() -> None:
-    """After the tables were emptied and ids restarted (tests), nothing cached by id holds."""
+    """Nothing cached by row id holds: the tables were emptied and ids restarted (tests), or rows read
+    by id were rolled back (`wrote_versions`)."""
     global _generation
     _generation += 1
+
+
+_versions = threading.local()  # `written`: this thread's open transaction wrote workflow versions
+
+
+def wrote_versions() -> None:
+    """This thread's open transaction wrote workflow versions, which it may read by id and cache (their
+    specs, the current version's id). If it rolls back, the ids and version numbers are free again and
+    the next deploy's may take them: the caches forget everything (`atomic`)."""
+    _versions.written = True
 
 
 def connect(url: str, create: bool = False) -> peewee.Database:
@@ -57,9 +70,19 @@ def dialect() -> Dialect:
     return database.obj.flow45_dialect
 
 
+@contextlib.contextmanager
 def atomic():
-    """One write transaction (on SQLite it takes the write lock at once)."""
-    return dialect().atomic()
+    """One write transaction (on SQLite it takes the write lock at once), or a savepoint in one."""
+    try:
+        with dialect().atomic():
+            yield
+    except BaseException:
+        if getattr(_versions, "written", False):  # a dry run's deploy, or a COMMIT that failed
+            forget_cached_rows()
+        raise
+    finally:
+        if not database.in_transaction():
+            _versions.written = False
 
 
 # What a lost or refused connection raises (also what an unreachable server gives at connect).

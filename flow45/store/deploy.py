@@ -10,7 +10,7 @@ import json
 from flow45.clock import to_utc
 from flow45.config_human import groups_used
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
-from flow45.db import atomic
+from flow45.db import atomic, wrote_versions
 from flow45.errors import ConfigError, NotFound
 from flow45.models import Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
@@ -176,6 +176,7 @@ def _store_version(team: str, name: str, document: dict, actor: str, at: dt.date
     else:
         workflow = Workflow.create(team=team, name=name, current_version=0, created_at=at, updated_at=at)
         number, change, changes = 1, "created", []
+    wrote_versions()
     WorkflowVersion.create(
         workflow=workflow, version=number, content_hash=digest, spec=document, deployed_by=actor, created_at=at
     )

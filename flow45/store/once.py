@@ -42,8 +42,11 @@ def remember(
                                     instance=instance)
             return result
     except peewee.IntegrityError:
-        # The same message applied concurrently by another consumer: that one won.
-        return earlier()
+        # The same message applied concurrently by another consumer: that one won. Else the change
+        # itself broke a constraint, which no earlier reply answers.
+        if (found := earlier()) is None:
+            raise
+        return found
     except Flow45Error:
         # Refused (typically stale) because a concurrent copy of this message committed while this one
         # waited for the run's lock: that one won, so answer as before. Otherwise the refusal stands.

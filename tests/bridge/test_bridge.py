@@ -73,6 +73,18 @@ def test_a_dry_run_deploy_through_the_broker_answers_what_it_would_do_and_keeps_
     channel.connection.close()
 
 
+def test_a_deploy_after_a_dry_run_of_other_content_runs_its_own_version(bridge_env):
+    ops = bridge_env.url("reports-ops")
+    config = EXAMPLES / "reports.yaml"
+    call(ops, "reports", {"type": "deploy", "files": {config.name: config.read_text()}})
+    tried = config.read_text().replace("max_active_runs: 2", "max_active_runs: 4")
+    call(ops, "reports", {"type": "deploy", "files": {config.name: tried}, "dry_run": True})
+    reviewed = config.read_text().replace("max_active_runs: 2", "max_active_runs: 3")  # changed after the review
+    call(ops, "reports", {"type": "deploy", "files": {config.name: reviewed}})
+    run = call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-12"}})["run"]
+    assert store.get_run(run).version == 2
+
+
 def test_an_urgent_runs_offer_goes_ahead_of_those_waiting_in_the_queue(bridge_env):
     ops = bridge_env.url("reports-ops")
     config = (EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 8")

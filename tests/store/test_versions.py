@@ -10,6 +10,7 @@ import pytest
 from flow45 import store
 from flow45.client import LocalClient
 from flow45.config import load_config
+from flow45.db import atomic
 from flow45.errors import ConfigError, NotFound
 from flow45.models import Event
 from flow45.store.versions import workflow_versions
@@ -142,3 +143,27 @@ def test_a_dry_run_deploy_says_what_it_would_do_and_keeps_nothing(tmp_path):
                                                                              "inputs: {src: extract}")))
     with pytest.raises(ConfigError, match="function 'fl' is"):
         store.deploy(load_config(clash), actor="bob", now=T0, dry_run=True)
+
+
+def test_a_deploy_after_a_dry_run_of_other_content_runs_its_own_version_in_the_same_process(tmp_path):
+    deploy_text(tmp_path, V1)
+    tried = tmp_path / "tried.yaml"  # reviewed, then changed before the deploy
+    tried.write_text(textwrap.dedent(V2.replace("          audit: {function: fa, output: Blob, after: [load]}\n", "")))
+    store.deploy(load_config(tried), actor="bob", now=T0, dry_run=True)
+    deploy_text(tmp_path, V2)
+    run = store.trigger("acme", "nightly", actor="bob", now=T0)
+    assert sorted(i.task for i in store.get_run(run).instances) == ["audit", "extract", "load"]
+
+
+def test_a_deploy_whose_transaction_did_not_commit_leaves_the_next_one_its_own_version(tmp_path):
+    deploy_text(tmp_path, V1)
+    tried = tmp_path / "tried.yaml"
+    tried.write_text(textwrap.dedent(V2.replace("          audit: {function: fa, output: Blob, after: [load]}\n", "")))
+    with pytest.raises(ConnectionError), atomic():  # as a bridge's transaction whose COMMIT fails
+        store.deploy(load_config(tried), actor="bob", now=T0)
+        store.trigger("acme", "nightly", actor="bob", now=T0)
+        raise ConnectionError("server closed the connection unexpectedly")
+    deploy_text(tmp_path, V2)
+    run = store.trigger("acme", "nightly", actor="bob", now=T0)
+    assert sorted(i.task for i in store.get_run(run).instances) == ["audit", "extract", "load"]
+    assert store.get_run(run).version == 2
