@@ -38,6 +38,12 @@ def wrote_versions() -> None:
     _versions.written = True
 
 
+def versions_written_here() -> bool:
+    """Whether this thread's open transaction wrote workflow versions (`wrote_versions`): the limits in
+    force are then its own to read, not what other transactions recently read."""
+    return getattr(_versions, "written", False)
+
+
 def connect(url: str, create: bool = False) -> peewee.Database:
     """Bind the proxy to the database at `url` (closing any previous one) and return it.
 

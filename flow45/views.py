@@ -436,6 +436,7 @@ class DeployedWorkflow(View):
     change: str
     changes: list[str] = dataclasses.field(default_factory=list)  # updated: what changed (flow45.store.spec_diff)
     started_runs: int = 0  # updated: its queued runs the deploy started (a raised max_active_runs made room)
+    offered_instances: int = 0  # its queued instances the deploy offered (a raised max_running made room)
 
 
 @dataclasses.dataclass(frozen=True)

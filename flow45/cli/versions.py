@@ -9,8 +9,9 @@ from flow45.views import DeployReport
 
 
 def print_deploy_changes(report: DeployReport) -> None:
-    """Under a deploy's table: what each updated workflow's new version changed, and the queued runs
-    that a raised max_active_runs let start (the current version's limit holds for every run)."""
+    """Under a deploy's table: what each updated workflow's new version changed, the queued runs that a
+    raised max_active_runs let start and the queued instances a raised max_running let go (the current
+    version's limits hold for every run)."""
     for deployed in report.workflows:
         if deployed.changes:
             print(f"{deployed.team}/{deployed.workflow} v{deployed.version} changes:")
@@ -20,6 +21,10 @@ def print_deploy_changes(report: DeployReport) -> None:
             verb = "would start" if report.dry_run else "started"
             print(f"{deployed.team}/{deployed.workflow}: {verb} {deployed.started_runs} queued run(s), "
                   "the oldest first")
+        if deployed.offered_instances:
+            verb = "would offer" if report.dry_run else "offered"
+            print(f"{deployed.team}/{deployed.workflow}: {verb} {deployed.offered_instances} queued task instance(s) "
+                  "a raised max_running made room for")
 
 
 @command("versions")

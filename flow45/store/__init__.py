@@ -16,7 +16,7 @@ from flow45.store.work import apply_message, claim, claim_next, fail, park, prog
 # What may free slots of a `max_running` hands them on at once (worker messages do so in flow45.store.work).
 cancel_run = handing_on(_runs.cancel_run)
 complete_callback = handing_on(_callbacks.complete_callback)
-deploy = handing_on(_deploy.deploy)  # a limit changed is in force for every run at once
+deploy = _deploy.deploy  # a limit changed is in force for every run at once: it offers what a raise lets go
 fail_callback = handing_on(_callbacks.fail_callback)
 hold = handing_on(_operator.hold)
 retry_instance = handing_on(_operator.retry_instance)  # takes back a teardown offered (trigger_rule)

@@ -7,16 +7,18 @@ import datetime as dt
 import hashlib
 import json
 
+from peewee import fn
+
 from flow45.clock import to_utc
 from flow45.config_human import groups_used
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
 from flow45.db import atomic, wrote_versions
 from flow45.errors import ConfigError, NotFound
-from flow45.models import Team, Workflow, WorkflowVersion
+from flow45.models import Run, TaskInstance, Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
-from flow45.store.slots import note_freed
+from flow45.store.sweep import offer_queued
 from flow45.store.unit import Unit, lock_workflow, record_event
 from flow45.store.specs import parse_version, recent_limits, spec_document
 from flow45.store.spec_diff import spec_changes
@@ -74,21 +76,20 @@ def deploy(teams: list[TeamConfig], actor: str, now: dt.datetime | None = None, 
     """Store each changed workflow as a new version; unchanged ones create nothing. A team's deployed
     workflows that the config leaves out are reported as missing, or retired with `prune`. A dry run
     does all of it in a transaction it rolls back: the same report, the same refusals, nothing kept."""
+    at = to_utc(now)
     try:
-        report = _deploy(teams, actor, to_utc(now), prune, dry_run)
+        report = _deploy(teams, actor, at, prune, dry_run)
     except _Undone as undone:
         return undone.report
     recent_limits.forget()  # a limit added holds for earlier runs at once
-    _note_limits_changed(teams, report)
-    return report
+    return _offer_queued(teams, report, at)
 
 
 def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> list[int]:
     """Queued runs of the workflows given new versions take the slots a raised max_active_runs made: the
     current version's limit holds for every run (flow45.store.unit.Unit.start_queued). How many runs
     of each workflow started."""
-    unit = Unit(at)
-    unit.limits_changed_here = True  # this transaction's new versions: not yet what other writers read
+    unit = Unit(at)  # reads the limits this transaction's new versions set (Unit.limits_changed_here)
     started = []
     for workflow_id in workflow_ids:
         lock_workflow(workflow_id)
@@ -97,13 +98,25 @@ def _start_queued_runs(workflow_ids: list[int], actor: str, at: dt.datetime) -> 
     return started
 
 
-def _note_limits_changed(teams: list[TeamConfig], report: DeployReport) -> None:
+def _offer_queued(teams: list[TeamConfig], report: DeployReport, at: dt.datetime) -> DeployReport:
     """The functions of the workflows given new versions: their limits in force may have changed for
-    every run (flow45.store.slots.task_limit), so their queued instances are looked at once this
-    commits (flow45.store.sweep.hand_on), as after a worker's message that frees a slot."""
+    every run (flow45.store.slots.task_limit), so their queued instances are offered where a raised
+    max_running made room, as after a worker's message that frees a slot (flow45.store.sweep.hand_on),
+    at most as many as a sweep offers at once. The report says how many of each workflow's."""
     configs = {config.team: config for config in teams}
-    note_freed((None, item.team, task.function, name) for item in report.workflows if item.change == "updated"
-               for name, task in configs[item.team].workflows[item.workflow].tasks.items() if task.function)
+    tasks = sorted({(None, item.team, task.function, name) for item in report.workflows if item.change == "updated"
+                    for name, task in configs[item.team].workflows[item.workflow].tasks.items() if task.function},
+                   key=lambda group: group[1:])
+    offered = offer_queued(at, tasks=tasks) if tasks else []
+    if not offered:
+        return report
+    counted = dict(((team, name), n) for team, name, n in (
+        TaskInstance.select(TaskInstance.team, Workflow.name, fn.COUNT(TaskInstance.id))
+        .join(Run, on=(Run.id == TaskInstance.run)).join(Workflow, on=(Workflow.id == Run.workflow))
+        .where(TaskInstance.id.in_(offered)).group_by(TaskInstance.team, Workflow.name).tuples()))
+    return dataclasses.replace(report, workflows=[
+        dataclasses.replace(item, offered_instances=counted.get((item.team, item.workflow), 0))
+        for item in report.workflows])
 
 
 def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, dry_run: bool) -> DeployReport:
@@ -138,8 +151,8 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
             results += _left_out(config, actor, at, prune)
         for place, started in zip(updated.values(), _start_queued_runs(list(updated), actor, at)):
             results[place] = dataclasses.replace(results[place], started_runs=started)
-        if dry_run:
-            raise _Undone(DeployReport(results, dry_run=True))
+        if dry_run:  # the queued instances a raised max_running would let go, offered here and rolled back
+            raise _Undone(_offer_queued(teams, DeployReport(results, dry_run=True), at))
     return DeployReport(results)
 
 

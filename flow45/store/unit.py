@@ -19,7 +19,7 @@ from peewee import Field, ForeignKeyField, Tuple
 from flow45 import states as S
 from flow45 import wire
 from flow45.conditions import unmet
-from flow45.db import CONNECTION_ERRORS, atomic, database, dialect
+from flow45.db import CONNECTION_ERRORS, atomic, database, dialect, versions_written_here
 from flow45.errors import Flow45Error, NotFound
 from flow45.models import (
     Attempt, Event, JSONField, Outbox, ProcessedMessage, Run, TaskInstance, Workflow, place_of, run_place,
@@ -147,7 +147,7 @@ class Unit:
         self._given: dict[int, dict] = {}  # instance -> the inputs it receives, once worked out
         self._not_done_by_run: dict[int, dict[str, str]] = {}  # run -> task -> state of those not done
         self._current = CurrentSpecs()  # workflow -> its current version, once read here
-        self.limits_changed_here = False  # a deploy's: the limits in force are read here, not as recently read
+        self.limits_changed_here = versions_written_here()  # a deploy's: read the limits in force here
 
     @property
     def at(self) -> dt.datetime:

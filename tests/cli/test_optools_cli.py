@@ -83,7 +83,8 @@ def test_deploy_says_which_workflows_the_config_leaves_out_and_prune_retires_the
     assert code == 0, err
     assert f"deployed but not in {tmp_path / 'only.yaml'}: acme/nightly; deploy --prune retires them" in out
     code, out, err = flow45("deploy", str(tmp_path / "only.yaml"), "--prune", "--json")
-    retired = {"team": "acme", "workflow": "nightly", "version": 1, "change": "retired", "changes": [], "started_runs": 0}
+    retired = {"team": "acme", "workflow": "nightly", "version": 1, "change": "retired", "changes": [], "started_runs": 0,
+               "offered_instances": 0}
     assert code == 0 and retired in json.loads(out)["workflows"], err
     code, out, _ = flow45("workflows")
     assert "weekly" in out and "nightly" not in out

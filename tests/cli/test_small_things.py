@@ -13,7 +13,7 @@ from flow45 import store
 from flow45.models import Event
 from flow45.settings import Settings, current_settings, use_settings
 from tests.conftest import EXAMPLES
-from tests.store.helpers import T0, claim, deploy_text, instance
+from tests.store.helpers import T0, claim, deploy_text, instance, states
 
 PARAMS = """
     team: acme
@@ -353,3 +353,19 @@ def test_show_and_instance_say_what_a_queued_instance_waits_for(flow45, tmp_path
     store.offer_queued(T0)
     code, out, _ = flow45("show", str(second))
     assert "queued, waiting for" not in out and instance(second, "a").state == "available"
+
+
+def test_deploy_says_how_many_queued_instances_a_raised_max_running_let_go(flow45, tmp_path):
+    one, three = tmp_path / "one.yaml", tmp_path / "three.yaml"
+    one.write_text(textwrap.dedent(PARAMS.replace("{function: fa, output: Blob}", "{function: fa, output: Blob, "
+                                                                                   "max_running: 1}")))
+    three.write_text(one.read_text().replace("max_running: 1", "max_running: 3"))
+    assert flow45("deploy", str(one))[0] == 0
+    runs = [store.trigger("acme", "monthly", {"month": f"2026-0{n}"}, actor="cron", now=T0) for n in range(1, 5)]
+    code, out, _ = flow45("deploy", str(three), "--dry-run")
+    assert code == 0 and out.endswith("acme/monthly: would offer 2 queued task instance(s) a raised max_running made "
+                                      "room for\n")
+    assert [states(r)["a"] for r in runs] == ["available", "queued", "queued", "queued"]
+    code, out, _ = flow45("deploy", str(three), "--json")
+    assert code == 0 and json.loads(out)["workflows"][0]["offered_instances"] == 2
+    assert [states(r)["a"] for r in runs] == ["available", "available", "available", "queued"]

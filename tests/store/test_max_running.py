@@ -276,6 +276,19 @@ def test_a_deploy_that_raises_max_running_offers_the_earlier_runs_queued_instanc
         "a free slot: at most 4 of call (max_running) offered or running at once")
 
 
+def test_a_deploy_says_how_many_queued_instances_a_raise_let_go_and_a_dry_run_what_it_would(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", CALLS)
+    runs = _runs(5)
+    path = tmp_path / "raised.yaml"
+    path.write_text((tmp_path / "config-0.yaml").read_text().replace("max_running: 2", "max_running: 4"))
+    would = store.deploy(load_config(path), actor="ann", now=_at(1), dry_run=True)
+    assert [(w.workflow, w.change, w.offered_instances) for w in would.workflows] == [("calls", "updated", 2)]
+    assert _call_states(runs) == ["available"] * 2 + ["queued"] * 3  # nothing kept
+    done = store.deploy(load_config(path), actor="ann", now=_at(1))
+    assert [(w.workflow, w.offered_instances) for w in done.workflows] == [("calls", 2)]
+    assert _call_states(runs) == ["available"] * 4 + ["queued"]
+
+
 def test_a_deploy_that_lowers_max_running_holds_the_earlier_runs_to_it(tmp_path):
     _calls_limited_to(tmp_path, 3)
     runs = _runs(5)
@@ -349,11 +362,12 @@ def test_a_deploy_that_raises_a_function_limit_lets_every_workflows_queued_insta
     orders = [store.trigger("acme", "orders", actor="shop", now=_at(n)) for n in range(3)]
     refund = store.trigger("acme", "refunds", actor="shop", now=_at(3))
     assert [_call_of(r).state for r in [*orders, refund]] == ["available"] + ["queued"] * 3
-    deploy_text(tmp_path, TEAM_LIMIT % 3)
+    raised = deploy_text(tmp_path, TEAM_LIMIT % 3)
     assert [_call_of(r).state for r in [*orders, refund]] == ["available"] * 3 + ["queued"]
     assert _call_of(refund).queued_for == ("a free slot: at most 1 of check (max_running) and at most 3 of the "
                                            "team's call_crm (functions.call_crm.max_running) offered or running at once")
     assert Event.get((Event.instance == _call_of(orders[2]).id) & (Event.to_state == "available")).kind == "slot"
+    assert [(w.workflow, w.offered_instances) for w in raised.workflows] == [("orders", 2), ("refunds", 0)]
 
 
 @pytest.mark.parametrize("functions, refused", [
