@@ -44,6 +44,8 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
     shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, run_instances, spec)
+    shown = [(i, S.QUEUED if becomes == S.AVAILABLE and not i.human and unit.changes.why_queued(i) else becomes)
+             for i, becomes in shown]  # as `rules.offer` holds back what has no free slot of a max_running
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
@@ -62,7 +64,7 @@ def _offered_again(chosen: list, run_instances: dict[str, Row], spec: VersionSpe
     """The affected downstream instances that the undo's settle offers again at once rather than leaving
     pending: an `all_done` or `one_failed` task that a failure elsewhere still lets go (X, undone, is
     upstream of each: only a failure makes one ready, so none is skipped for its trigger rule). Said
-    `available` (`waiting`, a timer), though a `when` or `max_running` may yet skip or queue it."""
+    `available` (`waiting`, a timer), though a `when` may yet skip it."""
     not_done = _not_done_after(run_instances, chosen)
     return [(row, S.WAITING if row.timer is not None else S.AVAILABLE)
             if becomes == S.PENDING and rules.ready(row.task, not_done, spec) else (row, becomes)

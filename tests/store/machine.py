@@ -263,8 +263,14 @@ class ActionsMachine(RuleBasedStateMachine):
 
     @rule(pick=PICK, hold=st.booleans())
     def undo(self, pick, hold):
-        self.operate(pick, (S.SUCCEEDED, S.FAILED, S.SKIPPED), "undo",
-                     lambda iid: store.undo(iid, "wrong", actor="op", hold=hold, now=self.now))
+        def planned_then_done(iid: int) -> None:
+            plan = store.plan_undo(iid, hold=hold)  # what the operator is shown, then what the undo does
+            store.undo(iid, "wrong", actor="op", hold=hold, now=self.now)
+            became = dict(TaskInstance.select(TaskInstance.id, TaskInstance.state)
+                          .where(TaskInstance.id.in_([a.instance for a in plan.affected])).tuples())
+            assert {a.instance: a.becomes for a in plan.affected} == became, f"undo {iid}: the plan said otherwise"
+
+        self.operate(pick, (S.SUCCEEDED, S.FAILED, S.SKIPPED), "undo", planned_then_done)
 
     @rule(pick=PICK)
     def set_output(self, pick):

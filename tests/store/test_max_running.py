@@ -108,6 +108,23 @@ def test_an_undo_that_frees_a_slot_hands_it_on_at_once(tmp_path):
     assert [states(r)["call"] for r in runs] == ["pending", "available"]
 
 
+def test_the_undo_plan_says_an_instance_whose_slots_are_all_taken_waits_queued(tmp_path):
+    deploy_blob_tasks(tmp_path, "calls", CALLS)
+    runs = _runs(3)
+    for run in runs[:2]:
+        complete(run, "call", BLOB, now=_at(1))
+    assert _call_states(runs) == ["succeeded", "succeeded", "available"]
+    claim(runs[2], "call", now=_at(2))
+    planned = store.plan_undo(instance(runs[0], "call").id)
+    assert [(a.task, a.becomes) for a in planned.affected] == [("call", "available"), ("after", "pending")]
+    complete(runs[1], "after", BLOB, now=_at(2))
+    store.undo(instance(runs[1], "call").id, "wrong account", actor="ann", now=_at(3))  # a slot for it
+    planned = store.plan_undo(instance(runs[0], "call").id)  # both slots taken: it waits
+    store.undo(instance(runs[0], "call").id, "wrong account", actor="ann", now=_at(4))
+    assert [(a.task, a.becomes) for a in planned.affected] == [("call", "queued"), ("after", "pending")]
+    assert _call_states(runs) == ["queued", "available", "running"]
+
+
 def test_a_run_the_scheduler_times_out_hands_its_slot_on_in_the_same_tick(tmp_path):
     deploy_text(tmp_path, """
     team: acme
