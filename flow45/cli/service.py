@@ -123,11 +123,15 @@ def bridge_deploy(args) -> int:
     if not files or not all(f.is_file() for f in files):
         raise UsageError(f"{path}: no YAML files to deploy")
     team = yaml_team(files[0])
-    result = call(_amqp_url(), team, {"type": "deploy", "files": {f.name: f.read_text() for f in files}})
-    for row in result["workflows"]:
-        print(f"{row['team']}/{row['workflow']} v{row['version']}: {row['change']}")
-        for line in row.get("changes", []):
-            print(f"  {line}")
+    from flow45.cli.versions import let_go
+    from flow45.views import DeployReport
+
+    report = DeployReport.from_json(call(_amqp_url(), team, {"type": "deploy",
+                                                            "files": {f.name: f.read_text() for f in files}}))
+    for deployed in report.workflows:
+        print(f"{deployed.team}/{deployed.workflow} v{deployed.version}: {deployed.change}")
+        for line in [f"  {change}" for change in deployed.changes] + let_go(deployed, report.dry_run):
+            print(line)
     return 0
 
 

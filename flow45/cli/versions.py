@@ -5,7 +5,7 @@ from __future__ import annotations
 from flow45.cli.base import command, workflow_read
 from flow45.cli.output import print_json
 from flow45.clock import shown
-from flow45.views import DeployReport
+from flow45.views import DeployedWorkflow, DeployReport
 
 
 def print_deploy_changes(report: DeployReport) -> None:
@@ -17,14 +17,22 @@ def print_deploy_changes(report: DeployReport) -> None:
             print(f"{deployed.team}/{deployed.workflow} v{deployed.version} changes:")
             for line in deployed.changes:
                 print(f"  {line}")
-        if deployed.started_runs:
-            verb = "would start" if report.dry_run else "started"
-            print(f"{deployed.team}/{deployed.workflow}: {verb} {deployed.started_runs} queued run(s), "
-                  "the oldest first")
-        if deployed.offered_instances:
-            verb = "would offer" if report.dry_run else "offered"
-            print(f"{deployed.team}/{deployed.workflow}: {verb} {deployed.offered_instances} queued task instance(s) "
-                  "a raised max_running made room for")
+        for line in let_go(deployed, report.dry_run):
+            print(line)
+
+
+def let_go(deployed: DeployedWorkflow, dry_run: bool) -> list[str]:
+    """What a deploy's raised limits let go of the workflow's queued runs and task instances."""
+    name = f"{deployed.team}/{deployed.workflow}"
+    lines = []
+    if deployed.started_runs:
+        verb = "would start" if dry_run else "started"
+        lines.append(f"{name}: {verb} {deployed.started_runs} queued run(s), the oldest first")
+    if deployed.offered_instances:
+        verb = "would offer" if dry_run else "offered"
+        lines.append(f"{name}: {verb} {deployed.offered_instances} queued task instance(s) a raised max_running "
+                     "made room for")
+    return lines
 
 
 @command("versions")

@@ -55,8 +55,13 @@ def test_an_operator_needs_only_its_broker_url(bridge_env, tmp_path, tmp_path_fa
     assert undone and {(e.kind, e.actor) for e in undone} == {("undo", "reports-ops")}
     changed = tmp_path_factory.mktemp("v2") / "reports.yaml"
     changed.write_text((EXAMPLES / "reports.yaml").read_text().replace("max_active_runs: 2", "max_active_runs: 3"))
+    for month in ("2026-11", "2026-12"):  # the second waits queued for a slot
+        assert operator(ops, "bridge", "trigger", "reports/monthly_report", "--params", f'{{"month": "{month}"}}',
+                        cwd=tmp_path).returncode == 0
     done = operator(ops, "bridge", "deploy", str(changed), cwd=tmp_path)
-    assert done.returncode == 0 and "reports/monthly_report v2: updated\n  max_active_runs: 2 -> 3\n" in done.stdout
+    assert done.returncode == 0 and ("reports/monthly_report v2: updated\n  max_active_runs: 2 -> 3\n"
+                                     "reports/monthly_report: started 1 queued run(s), the oldest first\n"
+                                     in done.stdout), done.stdout
     done = operator(ops, "versions", "reports/monthly_report", cwd=tmp_path)
     assert done.returncode == 0 and "by reports-ops" in done.stdout.splitlines()[1], done.stderr
     assert list(tmp_path.iterdir()) == []  # no store, no settings: nothing made here
