@@ -77,6 +77,14 @@ def fail_for_good(run_id: int, task: str, now: dt.datetime, error: str = "it bro
     store.fail(grant.instance, grant.token, error, retryable=False, now=now)
 
 
+def skip_detail(run_id: int, task: str) -> dict:
+    """The detail of the last `skip` event of the run's instance of `task`: why it was skipped."""
+    from flow45.models import Event
+
+    skips = Event.select().where((Event.instance == instance(run_id, task).id) & (Event.kind == "skip"))
+    return skips.order_by(Event.id.desc()).get().detail
+
+
 def offered_inputs(run_id: int, task: str) -> dict:
     """The inputs of the task's latest offer."""
     offers = Outbox.select().where((Outbox.instance == instance(run_id, task).id) & (Outbox.kind == "offer"))

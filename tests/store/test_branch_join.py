@@ -13,11 +13,10 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.graph import mermaid
-from flow45.models import Event
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
 from tests.store.helpers import (
-    claim, complete, deploy_text, fail_for_good, instance, offered_inputs, states, task_refusal,
+    claim, complete, deploy_text, fail_for_good, instance, offered_inputs, skip_detail, states, task_refusal,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -50,11 +49,6 @@ def _orders(tmp_path, text: str = ORDERS) -> int:
     return store.trigger("acme", "orders", actor="shop", now=_at(0))
 
 
-def _skip_detail(run: int, task: str) -> dict:
-    skips = Event.select().where((Event.instance == instance(run, task).id) & (Event.kind == "skip"))
-    return skips.order_by(Event.id.desc()).get().detail
-
-
 def test_the_join_waits_for_the_branch_taken_and_gets_null_for_the_one_skipped(tmp_path):
     run = _orders(tmp_path)
     complete(run, "classify", {"size": "small"}, now=_at(1))
@@ -70,7 +64,7 @@ def test_when_no_branch_is_taken_the_join_is_skipped_and_the_run_succeeds(tmp_pa
     run = _orders(tmp_path)
     complete(run, "classify", {"size": "none"}, now=_at(1))
     assert states(run) == {"classify": "succeeded", "small": "skipped", "large": "skipped", "ship": "skipped"}
-    assert _skip_detail(run, "ship") == {"reason": SKIPPED_ALL, "trigger_rule": "none_failed_min_one_success"}
+    assert skip_detail(run, "ship") == {"reason": SKIPPED_ALL, "trigger_rule": "none_failed_min_one_success"}
     assert store.get_run(run).status == "succeeded"
 
 

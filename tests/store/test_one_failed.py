@@ -13,11 +13,11 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.graph import mermaid
-from flow45.models import Event
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
 from tests.store.helpers import (
-    BLOB, claim, complete, deploy_blob_tasks, fail_for_good, instance, offered_inputs, states, task_refusal,
+    BLOB, claim, complete, deploy_blob_tasks, fail_for_good, instance, offered_inputs, skip_detail, states,
+    task_refusal,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -39,11 +39,6 @@ def _order(tmp_path, tasks=ORDER) -> int:
     return store.trigger("acme", "order", actor="shop", now=_at(0))
 
 
-def _skip_reason(run: int, task: str) -> dict:
-    skips = Event.select().where((Event.instance == instance(run, task).id) & (Event.kind == "skip"))
-    return skips.order_by(Event.id.desc()).get().detail
-
-
 def test_without_a_failure_the_compensation_is_skipped_and_the_run_succeeds(tmp_path):
     run = _order(tmp_path)
     for task in ("charge", "pack"):
@@ -51,7 +46,7 @@ def test_without_a_failure_the_compensation_is_skipped_and_the_run_succeeds(tmp_
     assert states(run)["refund"] == "pending"  # ship may still fail
     complete(run, "ship", BLOB, now=_at(2))
     assert states(run)["refund"] == "skipped"
-    assert _skip_reason(run, "refund") == {"reason": "trigger_rule one_failed: no upstream task failed",
+    assert skip_detail(run, "refund") == {"reason": "trigger_rule one_failed: no upstream task failed",
                                            "trigger_rule": "one_failed"}
     assert store.get_run(run).status == "succeeded"
 
