@@ -44,8 +44,7 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
     shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, run_instances, spec)
-    shown = [(i, S.QUEUED if becomes == S.AVAILABLE and not i.human and unit.changes.why_queued(i) else becomes)
-             for i, becomes in shown]  # as `rules.offer` holds back what has no free slot of a max_running
+    shown = _held_back(unit, chosen, shown)
     affected = [
         AffectedInstance(
             instance=i.id, task=i.task, state=i.state, becomes=becomes,
@@ -69,6 +68,28 @@ def _offered_again(chosen: list, run_instances: dict[str, Row], spec: VersionSpe
     return [(row, S.WAITING if row.timer is not None else S.AVAILABLE)
             if becomes == S.PENDING and rules.ready(row.task, not_done, spec) else (row, becomes)
             for row, becomes in chosen]
+
+
+def _held_back(unit: Unit, chosen: list, shown: list) -> list:
+    """What `rules.offer` holds back `queued` (no free slot of a max_running, or depends_on_past) of what
+    the plan says is offered, asked as the undo goes: the downstream instances pending first (their slots
+    free), then X offered, then what the settle offers, in order, each taking a slot the next may want.
+    The rows are set so for the asking only, and put back."""
+    rows = [row for row, _ in chosen]
+    states = [row.state for row in rows]
+    try:
+        for row in rows[1:]:
+            row.state = S.PENDING
+        held = []
+        for row, becomes in shown:
+            if becomes == S.AVAILABLE and not row.human and unit.changes.why_queued(row) is not None:
+                becomes = S.QUEUED
+            row.state = becomes
+            held.append((row, becomes))
+        return held
+    finally:
+        for row, state in zip(rows, states):
+            row.state = state
 
 
 def _not_done_after(run_instances: dict[str, Row], chosen: list) -> dict[str, str]:

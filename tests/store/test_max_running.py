@@ -125,6 +125,29 @@ def test_the_undo_plan_says_an_instance_whose_slots_are_all_taken_waits_queued(t
     assert _call_states(runs) == ["queued", "available", "running"]
 
 
+def test_the_undo_plan_counts_the_slot_its_downstream_instance_gives_back(tmp_path):
+    deploy_text(tmp_path, """
+    team: acme
+    types:
+      Blob:
+        fields: {uri: string, size: {type: integer, ge: 0}}
+    functions:
+      call_crm: {max_running: 1}
+    workflows:
+      calls:
+        tasks:
+          call: {function: call_crm, output: Blob}
+          confirm: {function: call_crm, output: Blob, after: [call]}
+    """)
+    run = store.trigger("acme", "calls", actor="cron", now=_at(0))
+    complete(run, "call", BLOB, now=_at(1))
+    assert states(run) == {"call": "succeeded", "confirm": "available"}  # the function's one slot
+    planned = store.plan_undo(instance(run, "call").id)
+    store.undo(instance(run, "call").id, "wrong account", actor="ann", now=_at(2))
+    assert [(a.task, a.becomes) for a in planned.affected] == [("call", "available"), ("confirm", "pending")]
+    assert states(run) == {"call": "available", "confirm": "pending"}
+
+
 def test_a_run_the_scheduler_times_out_hands_its_slot_on_in_the_same_tick(tmp_path):
     deploy_text(tmp_path, """
     team: acme
