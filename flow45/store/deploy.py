@@ -104,9 +104,8 @@ def _offer_queued(teams: list[TeamConfig], report: DeployReport, at: dt.datetime
     max_running made room, as after a worker's message that frees a slot (flow45.store.sweep.hand_on),
     at most as many as a sweep offers at once. The report says how many of each workflow's."""
     configs = {config.team: config for config in teams}
-    tasks = sorted({(None, item.team, task.function, name) for item in report.workflows if item.change == "updated"
-                    for name, task in configs[item.team].workflows[item.workflow].tasks.items() if task.function},
-                   key=lambda group: group[1:])
+    tasks = {(None, item.team, task.function, name) for item in report.workflows if item.change == "updated"
+             for name, task in configs[item.team].workflows[item.workflow].tasks.items() if task.function}
     offered = offer_queued(at, tasks=tasks) if tasks else []
     if not offered:
         return report

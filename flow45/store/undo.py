@@ -39,11 +39,12 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
         raise IllegalTransition(f"{rules.describe(instance)} is pending: it has not started, there is nothing to undo")
     spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
     chosen = _affected(instance, run, run_instances, spec, hold)
-    slot = unit.changes.run_slot(run) if rules.reopens(run, _not_done_after(run_instances, chosen)) else None
+    not_done = _not_done_after(run_instances, chosen)
+    slot = unit.changes.run_slot(run) if rules.reopens(run, not_done) else None
     run_waits = slot and slot.waits
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
-    shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, run_instances, spec)
+    shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, not_done, spec)
     shown = _held_back(unit, chosen, shown)
     affected = [
         AffectedInstance(
@@ -59,12 +60,11 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     return plan, chosen, slot
 
 
-def _offered_again(chosen: list, run_instances: dict[str, Row], spec: VersionSpec) -> list:
+def _offered_again(chosen: list, not_done: dict[str, str], spec: VersionSpec) -> list:
     """The affected downstream instances that the undo's settle offers again at once rather than leaving
     pending: an `all_done` or `one_failed` task that a failure elsewhere still lets go (X, undone, is
     upstream of each: only a failure makes one ready, so none is skipped for its trigger rule). Said
-    `available` (`waiting`, a timer), though a `when` may yet skip it."""
-    not_done = _not_done_after(run_instances, chosen)
+    `available` (`waiting`, a timer), though a `when` may yet skip it. `not_done`: as the undo leaves them."""
     return [(row, S.WAITING if row.timer is not None else S.AVAILABLE)
             if becomes == S.PENDING and rules.ready(row.task, not_done, spec) else (row, becomes)
             for row, becomes in chosen]
