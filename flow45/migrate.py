@@ -8,8 +8,8 @@ import peewee as pw
 from flow45.clock import utcnow
 from flow45.db import atomic, database, dialect
 from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
-from flow45.models import (ALL_TABLES, TIMER_INDEXES, Connection, JSONField, Run, ScheduleCursor, SchedulerLock,
-                           SchemaVersion, TaskInstance)
+from flow45.models import (ALL_TABLES, TIMER_INDEXES, Attempt, Connection, Event, JSONField, Outbox, Run,
+                           ScheduleCursor, SchedulerLock, SchemaVersion, TaskInstance)
 from flow45.urls import hide_password
 
 
@@ -235,12 +235,19 @@ def _runs_in_place_v23() -> None:
     Run._schema.create_indexes(safe=True)
 
 
+def _ids_never_reused_v24() -> None:
+    """The ids of runs, instances, attempts, ledger events and outbox rows are never given twice, on
+    SQLite too (flow45.models.RowId): an id removed by `prune` named a new row after it. Already so on
+    a database that step 1 created at this version."""
+    dialect().stop_reusing_ids([model._meta.table_name for model in (Run, TaskInstance, Attempt, Event, Outbox)])
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
          _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17,
          _task_timeout_v18, _last_run_v19, _checkpoints_v20, _run_keys_v21,
-         _queued_runs_v22, _runs_in_place_v23]
+         _queued_runs_v22, _runs_in_place_v23, _ids_never_reused_v24]
 CURRENT = len(STEPS)
 
 
@@ -253,7 +260,7 @@ def schema_version() -> int:
 
 def upgrade() -> tuple[int, int]:
     """Apply every missing step; returns (version before, version after)."""
-    with atomic():
+    with dialect().changing_schema(), atomic():
         before = schema_version()
         if before > CURRENT:
             raise Flow45Error(

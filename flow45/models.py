@@ -9,7 +9,7 @@ import peewee as pw
 from peewee import fn
 
 from flow45 import wire
-from flow45.db import database
+from flow45.db import database, dialect
 
 
 class JSONField(pw.TextField):
@@ -20,6 +20,25 @@ class JSONField(pw.TextField):
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
+
+
+class _NeverReused:
+    """An id no row gets twice, as PostgreSQL's sequences give them. SQLite gives max(id) + 1: once
+    `prune` removed the newest rows, their ids named new runs (the dialect's `never_reused_id` says
+    what the column adds)."""
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        words = dialect().never_reused_id
+        return pw.NodeList((node, pw.SQL(words))) if words else node
+
+
+class RowId(_NeverReused, pw.AutoField):
+    pass
+
+
+class BigRowId(_NeverReused, pw.BigAutoField):
+    pass
 
 
 class Table(pw.Model):
@@ -66,6 +85,7 @@ class WorkflowVersion(Table):
 
 
 class Run(Table):
+    id = RowId()
     team = pw.CharField(max_length=64)  # indexed by (team, status)
     workflow = pw.ForeignKeyField(Workflow, backref="runs", index=False)  # indexed by (workflow, status)
     version = pw.ForeignKeyField(WorkflowVersion)
@@ -116,6 +136,7 @@ Run.add_index(QUEUED_RUNS_INDEX)
 
 
 class TaskInstance(Table):
+    id = RowId()
     run = pw.ForeignKeyField(Run, backref="instances", on_delete="CASCADE", index=False)  # indexed by (run, task)
     team = pw.CharField(max_length=64)
     task = pw.CharField(max_length=64)
@@ -173,6 +194,7 @@ for _index in TIMER_INDEXES.values():
 
 
 class Attempt(Table):
+    id = RowId()
     instance = pw.ForeignKeyField(TaskInstance, backref="attempts", on_delete="CASCADE", index=False)
     number = pw.IntegerField()
     token = pw.CharField(max_length=64)
@@ -199,7 +221,7 @@ class Attempt(Table):
 class Event(Table):
     """The ledger: append-only, one row per move."""
 
-    id = pw.BigAutoField()
+    id = BigRowId()
     at = pw.DateTimeField()
     team = pw.CharField(max_length=64)
     run = pw.BigIntegerField(null=True, index=True)
@@ -217,7 +239,7 @@ class Event(Table):
 class Outbox(Table):
     """Messages to publish, written in the same transaction as the change that causes them."""
 
-    id = pw.BigAutoField()
+    id = BigRowId()
     team = pw.CharField(max_length=64)
     kind = pw.CharField(max_length=16)  # offer | undo
     routing_key = pw.CharField(max_length=160)

@@ -7,6 +7,7 @@ prepared statements."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -42,6 +43,17 @@ class Dialect:
     def own_session(self, application_name: str):
         """A DB-API connection of its own, in autocommit (for session locks and listening)."""
         raise NotImplementedError
+
+    # ---- schema changes (flow45.migrate) ------------------------------------------------------
+
+    never_reused_id = ""  # what an id column's DDL adds so that no row gets a removed row's id
+
+    def changing_schema(self):
+        """Around the transaction of `flow45 db upgrade`."""
+        return contextlib.nullcontext()
+
+    def stop_reusing_ids(self, tables: Sequence[str]) -> None:
+        """Make these tables' ids never come back once their rows are removed (a step of the upgrade)."""
 
     # ---- transactions and locks ---------------------------------------------------------------
 

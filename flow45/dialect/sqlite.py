@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from flow45.dialect import Dialect
-from flow45.errors import NoDatabase, TooSlow
+from flow45.errors import Flow45Error, NoDatabase, TooSlow
 
 CHUNK = 500  # rows per multi-row INSERT
 
@@ -88,6 +88,47 @@ class SqliteDialect(Dialect):
             if cause is not exc and isinstance(cause, peewee.DatabaseError):
                 raise cause from None
             raise
+
+    never_reused_id = "AUTOINCREMENT"  # else SQLite gives max(id) + 1
+
+    @contextlib.contextmanager
+    def changing_schema(self):
+        # A table is rebuilt by dropping it: with foreign keys on, the drop would delete (cascading)
+        # every row that references it. SQLite sets this only outside a transaction.
+        self.db.execute_sql("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            self.db.execute_sql("PRAGMA foreign_keys = ON")
+
+    def stop_reusing_ids(self, tables: Sequence[str]) -> None:
+        """Rebuild each table with AUTOINCREMENT, as SQLite's own way to change a table goes: a new
+        table with the same columns, its rows copied, the old one dropped, the new one renamed to it,
+        its indexes made again. Its rows keep their ids; sqlite_sequence starts at the largest."""
+        (foreign_keys,) = self.db.execute_sql("PRAGMA foreign_keys").fetchone()
+        if foreign_keys:
+            raise Flow45Error("foreign keys are on: dropping a table would delete the rows that reference it")
+        for table in tables:
+            (made,) = self.db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                          (table,)).fetchone()
+            if "AUTOINCREMENT" in made.upper():
+                continue
+            key = '"id" INTEGER NOT NULL PRIMARY KEY'
+            head = f'CREATE TABLE "{table}" ('
+            if made.count(key) != 1 or not made.startswith(head):
+                raise Flow45Error(f"table {table} is not as Flow45 made it: {made}")
+            indexes = [sql for (sql,) in self.db.execute_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+            columns = ", ".join(f'"{c.name}"' for c in self.db.get_columns(table))
+            self.db.execute_sql(f'CREATE TABLE "{table}__ids" (' + made[len(head):].replace(key, key + " AUTOINCREMENT"))
+            self.db.execute_sql(f'INSERT INTO "{table}__ids" ({columns}) SELECT {columns} FROM "{table}"')
+            self.db.execute_sql(f'DROP TABLE "{table}"')
+            self.db.execute_sql(f'ALTER TABLE "{table}__ids" RENAME TO "{table}"')
+            for sql in indexes:
+                self.db.execute_sql(sql)
+        broken = self.db.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise Flow45Error(f"rows whose foreign keys name no row after the rebuild: {broken[:5]}")
 
     def for_update(self, query):
         return query  # no row locks: the IMMEDIATE transaction already serializes writers
