@@ -105,14 +105,15 @@ class SqliteDialect(Dialect):
         """Rebuild each table with AUTOINCREMENT, as SQLite's own way to change a table goes: a new
         table with the same columns, its rows copied, the old one dropped, the new one renamed to it,
         its indexes made again. Its rows keep their ids; sqlite_sequence starts at the largest."""
-        (foreign_keys,) = self.db.execute_sql("PRAGMA foreign_keys").fetchone()
-        if foreign_keys:
-            raise Flow45Error("foreign keys are on: dropping a table would delete the rows that reference it")
+        rebuilt = False
         for table in tables:
             (made,) = self.db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                                           (table,)).fetchone()
             if "AUTOINCREMENT" in made.upper():
                 continue
+            if self.db.execute_sql("PRAGMA foreign_keys").fetchone() != (0,):  # in a transaction begun before
+                raise Flow45Error("foreign keys are on: dropping a table would delete the rows that reference it")
+            rebuilt = True
             key = '"id" INTEGER NOT NULL PRIMARY KEY'
             head = f'CREATE TABLE "{table}" ('
             if made.count(key) != 1 or not made.startswith(head):
@@ -126,7 +127,7 @@ class SqliteDialect(Dialect):
             self.db.execute_sql(f'ALTER TABLE "{table}__ids" RENAME TO "{table}"')
             for sql in indexes:
                 self.db.execute_sql(sql)
-        broken = self.db.execute_sql("PRAGMA foreign_key_check").fetchall()
+        broken = self.db.execute_sql("PRAGMA foreign_key_check").fetchall() if rebuilt else []
         if broken:
             raise Flow45Error(f"rows whose foreign keys name no row after the rebuild: {broken[:5]}")
 

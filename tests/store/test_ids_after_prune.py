@@ -10,7 +10,8 @@ import peewee as pw
 import pytest
 
 from flow45 import store
-from flow45.db import atomic, connect
+from flow45.db import atomic, connect, dialect
+from flow45.errors import Flow45Error
 from flow45.models import Event, Outbox, TaskInstance
 from flow45.settings import Settings, use_settings
 from flow45.store.prune import prune
@@ -70,6 +71,9 @@ def test_a_store_from_before_is_upgraded_to_ids_never_reused(tmp_path, monkeypat
               "events": list(Event.select().order_by(Event.id).tuples()),
               "outbox": list(Outbox.select().order_by(Outbox.id).tuples())}
     assert "AUTOINCREMENT" not in database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'run'").fetchone()[0]
+    with pytest.raises(Flow45Error, match="foreign keys are on"), atomic():  # begun with them on: no drop
+        dialect().stop_reusing_ids(["run"])
+    assert list(TaskInstance.select().order_by(TaskInstance.id).tuples()) == before["instances"]
 
     assert migrate.upgrade() == (23, migrate.CURRENT)
     assert {"runs": list(Run.select().order_by(Run.id).tuples()),
