@@ -164,7 +164,7 @@ class TaskSpec(_Strict):
         description="its failure does not fail the run (Conductor's optional task, Airflow's cleanup task left out of "
                     "the run's outcome): once its retries are spent it fails, and is skipped at once, the ledger saying "
                     "so; its downstream tasks get null for it and the run may succeed. Undo offers it again")
-    trigger_rule: Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success"] = Field(
+    trigger_rule: Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success"] = Field(
         "all_success",
         description="all_success: offered once every upstream task has succeeded or been skipped. all_done: once "
                     "every upstream task has finished, failed for good too (Airflow's trigger rule, for a cleanup "
@@ -172,7 +172,9 @@ class TaskSpec(_Strict):
                     "as soon as an upstream task has failed for good, or will never run because of a failure before "
                     "it (a compensation or alert that runs only on failure); skipped once every upstream task has "
                     "succeeded or been skipped. none_failed_min_one_success: as all_success, but skipped when "
-                    "every upstream task was skipped (the join after branches that `when` chose between)")
+                    "every upstream task was skipped (the join after branches that `when` chose between). one_success: as "
+                    "soon as one upstream task has succeeded, without waiting for the others (the first of several "
+                    "sources, or of several people, to answer); skipped once every upstream task was skipped")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

@@ -31,7 +31,8 @@ from flow45.outputs import find_secret
 from flow45.types import TypeRegistry, pattern_problem
 
 # What a task's trigger rule waits for its upstream tasks to do, for the refusal of one without any.
-_AWAITED = {"all_done": "finish", "one_failed": "fail", "none_failed_min_one_success": "succeed"}
+_AWAITED = {"all_done": "finish", "one_failed": "fail", "none_failed_min_one_success": "succeed",
+            "one_success": "succeed"}
 
 
 def check_team(config: TeamConfig) -> list[str]:

@@ -113,10 +113,11 @@ def release(instance_id: int, *, actor: str, now: dt.datetime | None = None, tea
             raise IllegalTransition(f"{rules.describe(instance)} is {instance.state}, not held")
         run = unit.run_of(instance)
         spec, run_instances = unit.spec(run.id), unit.by_run[run.id]
+        goes = None
         if run.status != S.QUEUED and rules.upstream_done(instance, run_instances, spec):
             unmet = rules.trigger_unmet(instance.task, rules.not_done_of(run_instances), spec)
-            rules.offer_if_met(unit.changes, instance, unit.task(instance), "release", actor, unmet)
-        else:
+            goes = rules.offer_if_met(unit.changes, instance, unit.task(instance), "release", actor, unmet)
+        if goes is None:  # its upstream not done (or, `one_success`, none succeeded yet): it waits
             rules.move(unit.changes, instance, S.PENDING, "release", actor)
         unit.settle(run.id, actor)
 

@@ -59,9 +59,10 @@ class Changes:
     # An instance becoming ready -> why the inputs it would receive do not meet its task's `when`, or
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
-    # An instance ready to offer -> whether every upstream instance was skipped (none succeeded): its
-    # task's `trigger_rule: none_failed_min_one_success` skips it; given by the writer, which reads them.
-    all_skipped: Callable[[Any], bool] | None = None
+    # An instance ready to offer -> the states of its upstream instances, by task: whether one succeeded
+    # or all were skipped, for the trigger rules `none_failed_min_one_success` and `one_success`; given by
+    # the writer, which reads them.
+    upstream_states: Callable[[Any], dict[str, str]] | None = None
     # An instance to offer -> why it must wait `queued` (no free slot of a `max_running`, or its task's
     # `depends_on_past`: flow45.store.slots), or None.
     why_queued: Callable[[Any], str | None] | None = None
@@ -342,12 +343,17 @@ def hold_back(ch: Changes, instance, target: str, kind: str, actor: str, detail:
          offered_at=None, worker=None, progress_pct=None, progress_message=None)
 
 
-def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet: str | None = None) -> bool:
+def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet: str | None = None) -> bool | None:
     """Offer an instance whose upstream is done, or skip it when the inputs it would receive do not
     meet its task's `when` (flow45.conditions), the ledger naming the condition, or when `rule_unmet`
-    says why its trigger rule lets it go without running (see `trigger_unmet`). Whether it was offered."""
-    if rule_unmet is None and task.trigger_rule == "none_failed_min_one_success" and ch.all_skipped(instance):
-        rule_unmet = "trigger_rule none_failed_min_one_success: every upstream task was skipped"
+    says why its trigger rule lets it go without running (see `trigger_unmet`). Whether it was offered;
+    None when it waits on (a `one_success` task whose upstream tasks done so far were all skipped)."""
+    if rule_unmet is None and task.trigger_rule in ("none_failed_min_one_success", "one_success"):
+        upstream = ch.upstream_states(instance).values()
+        if S.SUCCEEDED not in upstream:
+            if any(state != S.SKIPPED for state in upstream):
+                return None  # one_success: an upstream task not done yet may still succeed
+            rule_unmet = f"trigger_rule {task.trigger_rule}: every upstream task was skipped"
     if rule_unmet is not None:
         move(ch, instance, S.SKIPPED, "skip", actor, {"reason": rule_unmet, "trigger_rule": task.trigger_rule})
         return False
@@ -440,7 +446,10 @@ def ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
 def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
     """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done`, every upstream ended:
     done, failed for good, or pending for good behind such a failure; for `one_failed`, one upstream
-    ended so, or every upstream done (it is then skipped: `trigger_unmet`)."""
+    ended so, or every upstream done (it is then skipped: `trigger_unmet`); for `one_success`, one
+    upstream done (`offer_if_met` asks whether one succeeded)."""
+    if name in spec.one_success:
+        return any(up not in not_done for up in spec.upstream(name))
     if name in spec.on_failure:
         return not any(up in not_done for up in spec.upstream(name)) or _failed_upstream(name, not_done, spec)
     if name in spec.after_failure:
@@ -475,8 +484,16 @@ def _blocked(name: str, not_done: dict[str, str], spec: VersionSpec, known: dict
         elif not_done.get(task) not in S.HELD_UP or task in spec.after_failure:
             known[task] = False
             stack.pop()
+        elif (task in spec.one_success and not_done[task] == S.HELD
+              and any(up not in not_done for up in spec.upstream(task))):
+            known[task] = False  # held: a done upstream may have succeeded, and then it runs once released
+            stack.pop()
         elif unknown := [up for up in spec.upstream(task) if up not in known and not_done.get(up) in S.HELD_UP]:
             stack.extend(unknown)
+        elif task in spec.one_success:  # pending: the upstream tasks done were all skipped (else it was offered)
+            ended = [up not in not_done or not_done[up] == S.FAILED or known.get(up, False) for up in spec.upstream(task)]
+            known[task] = all(ended) and any(up in not_done for up in spec.upstream(task))
+            stack.pop()
         else:
             known[task] = any(not_done.get(up) == S.FAILED or known.get(up, False) for up in spec.upstream(task))
             stack.pop()
@@ -523,9 +540,10 @@ def settle_after(ch: Changes, run, candidates: list, not_done: dict[str, str], s
         for instance in candidates:  # stable and readable in the ledger
             if instance.state == S.PENDING and ready(instance.task, not_done, spec):
                 unmet = trigger_unmet(instance.task, not_done, spec)
-                if offer_if_met(ch, instance, spec.task(instance.task), "ready", actor, unmet):
+                offered = offer_if_met(ch, instance, spec.task(instance.task), "ready", actor, unmet)
+                if offered:
                     not_done[instance.task] = instance.state
-                else:
+                elif offered is not None:
                     del not_done[instance.task]
                     skipped.append(instance)
     target = S.run_status_from_not_done(not_done.values(), run.status)

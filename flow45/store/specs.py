@@ -86,6 +86,11 @@ class VersionSpec:
         """The tasks that run only after a failure upstream, and are skipped without one (`one_failed`)."""
         return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_failed")
 
+    @functools.cached_property
+    def one_success(self) -> frozenset[str]:
+        """The tasks that go once one upstream task has succeeded (`one_success`)."""
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_success")
+
     def after_failure_of(self, name: str) -> set[str]:
         """The all_done and one_failed tasks downstream of `name`, however far: a failure of it may let them go."""
         if not self.after_failure:

@@ -44,7 +44,8 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     run_waits = slot and slot.waits
     if run_waits is not None and chosen[0][1] != S.HELD:
         chosen[0] = (instance, S.PENDING)  # the run waits queued for a slot: X with it
-    shown = chosen if run_waits is not None or run.status == S.QUEUED else _offered_again(chosen, not_done, spec)
+    shown = (chosen if run_waits is not None or run.status == S.QUEUED
+             else _offered_again(chosen, not_done, run_instances, spec))
     shown = _held_back(unit, chosen, shown)
     affected = [
         AffectedInstance(
@@ -60,14 +61,23 @@ def _plan(unit: Unit, instance: Row, hold: bool, reason: str | None, dry_run: bo
     return plan, chosen, slot
 
 
-def _offered_again(chosen: list, not_done: dict[str, str], spec: VersionSpec) -> list:
+def _offered_again(chosen: list, not_done: dict[str, str], run_instances: dict[str, Row], spec: VersionSpec) -> list:
     """The affected downstream instances that the undo's settle offers again at once rather than leaving
     pending: an `all_done` or `one_failed` task that a failure elsewhere still lets go (X, undone, is
-    upstream of each: only a failure makes one ready, so none is skipped for its trigger rule). Said
-    `available` (`waiting`, a timer), though a `when` may yet skip it. `not_done`: as the undo leaves them."""
-    return [(row, S.WAITING if row.timer is not None else S.AVAILABLE)
-            if becomes == S.PENDING and rules.ready(row.task, not_done, spec) else (row, becomes)
-            for row, becomes in chosen]
+    upstream of each: only a failure makes one ready, so none is skipped for its trigger rule), or a
+    `one_success` task another upstream task of which succeeded. Said `available` (`waiting`, a timer),
+    though a `when` may yet skip it. `not_done`: as the undo leaves them."""
+    after = {row.task: becomes for row, becomes in chosen}
+
+    def goes(row) -> bool:
+        if not rules.ready(row.task, not_done, spec):
+            return False
+        upstream = spec.upstream(row.task)  # one_success: offered only after a success, which the undo left
+        return row.task not in spec.one_success or any(after.get(up, run_instances[up].state) == S.SUCCEEDED
+                                                       for up in upstream)
+
+    return [(row, S.WAITING if row.timer is not None else S.AVAILABLE) if becomes == S.PENDING and goes(row)
+            else (row, becomes) for row, becomes in chosen]
 
 
 def _held_back(unit: Unit, chosen: list, shown: list) -> list:

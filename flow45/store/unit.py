@@ -254,7 +254,7 @@ class Unit:
     def _fresh_changes(self, at: dt.datetime) -> rules.Changes:
         changes = rules.Changes(at)
         changes.unmet = self._unmet
-        changes.all_skipped = self._all_skipped
+        changes.upstream_states = self._upstream_states
         changes.why_queued = functools.partial(why_queued, self)
         changes.run_slot = self._run_slot
         changes.run_status = lambda run_id: self.runs[run_id].status
@@ -284,11 +284,11 @@ class Unit:
         inputs = self.inputs_of([instance])[instance.id]  # an input named params hides the run's
         return unmet(self.task(instance).when, {"params": self.run_of(instance).params, **inputs})
 
-    def _all_skipped(self, instance: Row) -> bool:
-        """Whether every upstream instance of `instance` was skipped."""
+    def _upstream_states(self, instance: Row) -> dict[str, str]:
+        """The states of the upstream instances of `instance`, by task."""
         upstream = self.spec(instance.run_id).upstream(instance.task)
         found = self.run_tasks(instance.run_id, upstream)
-        return all(found[task].state == S.SKIPPED for task in upstream)
+        return {task: found[task].state for task in upstream}
 
     def settle(self, run_id: int, actor: str) -> None:
         rules.settle_run(self.changes, self.runs[run_id], self.by_run[run_id], self.spec(run_id), actor)
