@@ -47,29 +47,47 @@ def run_status(states: list[str], was: str | None) -> str:
 
 
 def ready(task: str, run: dict[str, dict], upstream: dict[str, list[str]], all_done: frozenset[str],
-          one_failed: frozenset[str] = frozenset()) -> bool:
+          one_failed: frozenset[str] = frozenset(), one_success: frozenset[str] = frozenset()) -> bool:
     """Whether the task's upstream lets it go in this run (task -> instance row), offered or, a `one_failed`
-    task without a failure upstream, skipped; `upstream`, `all_done` and `one_failed`: the model's own copy
-    of the workflow."""
+    task without a failure upstream or a `one_success` one whose upstream was all skipped, skipped;
+    `upstream`, `all_done`, `one_failed` and `one_success`: the model's own copy of the workflow."""
+    if task in one_success:
+        return (any(run[up]["state"] == S.SUCCEEDED for up in upstream[task])
+                or all(run[up]["state"] in S.DONE for up in upstream[task]))
     if task in one_failed:
         return (all(run[up]["state"] in S.DONE for up in upstream[task])
-                or failure_upstream(task, run, upstream, all_done | one_failed))
+                or failure_upstream(task, run, upstream, all_done | one_failed, one_success))
     if task not in all_done:
         return all(run[up]["state"] in S.DONE for up in upstream[task])
-    return all(run[up]["state"] in S.DONE | {S.FAILED} or never_runs(up, run, upstream, all_done | one_failed)
+    return all(run[up]["state"] in S.DONE | {S.FAILED}
+               or never_runs(up, run, upstream, all_done | one_failed, one_success) for up in upstream[task])
+
+
+def failure_upstream(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str],
+                     one_success: frozenset[str] = frozenset()):
+    """An upstream of the task failed for good, or never runs because of such a failure."""
+    return any(run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure, one_success)
                for up in upstream[task])
 
 
-def failure_upstream(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str]):
-    """An upstream of the task failed for good, or never runs because of such a failure."""
-    return any(run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure) for up in upstream[task])
-
-
-def never_runs(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str]) -> bool:
+def never_runs(task: str, run: dict[str, dict], upstream: dict[str, list[str]], after_failure: frozenset[str],
+               one_success: frozenset[str] = frozenset()) -> bool:
     """Pending (or held) behind an upstream that failed for good, or one that never runs itself;
-    `after_failure`: the tasks a failure lets go (all_done, one_failed), which never wait for good."""
-    return run[task]["state"] in (S.PENDING, S.HELD) and task not in after_failure and any(
-        run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure) for up in upstream[task])
+    `after_failure`: the tasks a failure lets go (all_done, one_failed), which never wait for good. A
+    `one_success` task never runs once none of its upstream can succeed, one of them failed; held with one
+    done, it may run once released."""
+    state = run[task]["state"]
+    if state not in (S.PENDING, S.HELD) or task in after_failure:
+        return False
+    failed = [run[up]["state"] == S.FAILED or never_runs(up, run, upstream, after_failure, one_success)
+              for up in upstream[task]]
+    if task not in one_success:
+        return any(failed)
+    done = [run[up]["state"] in S.DONE for up in upstream[task]]
+    if state == S.HELD and any(done):
+        return False
+    return any(failed) and all(f or (d and run[up]["state"] == S.SKIPPED)
+                               for f, d, up in zip(failed, done, upstream[task]))
 
 
 def read_tables() -> dict:

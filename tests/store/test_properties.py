@@ -5,7 +5,8 @@ A hypothesis state machine drives a fan-out/fan-in workflow (a -> b, a -> c, (b,
 all_done`, that goes once they have ended, failed too, or never will run; r, after a and b, is a
 compensation, `trigger_rule: one_failed`, that goes once one of them has failed for good, and is skipped
 once both are done; j, after c and h, is a join, `trigger_rule: none_failed_min_one_success`, skipped
-when both were) through
+when both were; k, after b and c, goes with the first of them to succeed, `trigger_rule: one_success`,
+and is upstream of the teardown) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -87,9 +88,10 @@ workflows:
 # examples below use CONFIG alone.
 MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bob]\n").replace(
     "workflows:\n", "  Found:\n    fields: {uri: {type: string, optional: true}}\nworkflows:\n") + """\
-      e: {function: fe, output: Blob, inputs: {src: b}, after: [d], trigger_rule: all_done, lease: 40s}
+      e: {function: fe, output: Blob, inputs: {src: b}, after: [d, k], trigger_rule: all_done, lease: 40s}
       r: {function: fr, output: Blob, inputs: {src: b}, after: [a], trigger_rule: one_failed, lease: 40s}
       j: {function: fj, output: Blob, inputs: {src: c}, after: [h], trigger_rule: none_failed_min_one_success}
+      k: {function: fk, output: Blob, inputs: {src: b}, after: [c], trigger_rule: one_success}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -101,19 +103,20 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d"], "r": ["a"], "j": ["h"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
 ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
 MIN_ONE_SUCCESS = frozenset({"j"})  # as all_success, but skipped when every upstream was skipped
+ONE_SUCCESS = frozenset({"k"})  # goes once one upstream has succeeded; skipped when every upstream was skipped
 FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "j": "fj",
-             "z": "fz"}
+             "k": "fk", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -248,7 +251,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def upstream_done(self, iid: int) -> bool:
         row = self.instances[iid]
-        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE, ONE_FAILED)
+        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS)
 
     def unfailed(self, iid: int, becomes: str) -> dict[int, str] | None:
         """An operator's retry or skip of failed `iid`, as `becomes`: the teardown or compensation its failure
@@ -264,14 +267,15 @@ class StoreMachine(RuleBasedStateMachine):
                 continue
             if teardown["state"] not in (S.AVAILABLE, S.QUEUED, S.WAITING):
                 return None
-            moved[teardown["id"]] = S.SKIPPED if ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED) else S.PENDING
+            moved[teardown["id"]] = S.SKIPPED if ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS) else S.PENDING
         return moved
 
     @staticmethod
     def offered_after(task: str, siblings: dict[str, dict]) -> bool:
         """Whether a task whose upstream ended as `siblings` say is offered (not skipped for its trigger rule)."""
-        return ready(task, siblings, UPSTREAM, ALL_DONE, ONE_FAILED) and (
-            task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ALL_DONE | ONE_FAILED))
+        return ready(task, siblings, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS) and (
+            task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ALL_DONE | ONE_FAILED, ONE_SUCCESS)) and (
+            task not in ONE_SUCCESS or any(siblings[up]["state"] == S.SUCCEEDED for up in UPSTREAM[task]))
 
     def choose(self, pick: int, prefer: bool, fits) -> int:
         ids = sorted(self.instances)
@@ -389,7 +393,7 @@ class StoreMachine(RuleBasedStateMachine):
         for iid, row in instances.items():
             run = runs[row["run"]]
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE, ONE_FAILED)
+            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS)
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert goes, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
                 # Running in a queued run: an attempt of a failed run given work again while the slot was taken.
@@ -405,7 +409,7 @@ class StoreMachine(RuleBasedStateMachine):
             if row is None or row["task"] not in ONE_FAILED:
                 continue
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            failure = failure_upstream(row["task"], siblings, UPSTREAM, ALL_DONE | ONE_FAILED)
+            failure = failure_upstream(row["task"], siblings, UPSTREAM, ALL_DONE | ONE_FAILED, ONE_SUCCESS)
             if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
                 assert not failure, f"{where}: {row['id']} skipped after a failure: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
@@ -423,6 +427,19 @@ class StoreMachine(RuleBasedStateMachine):
                 assert all_skipped, f"{where}: {row['id']} skipped for its rule: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
                 assert not all_skipped, f"{where}: {row['id']} offered, none succeeded: {siblings_states(siblings)}"
+
+        # The first-success task: skipped for its trigger rule only when every upstream was skipped, offered
+        # as it becomes ready only when one succeeded.
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in ONE_SUCCESS:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert set(upstream) == {S.SKIPPED}, f"{where}: {row['id']} skipped for its rule: {upstream}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                assert S.SUCCEEDED in upstream, f"{where}: {row['id']} offered, none succeeded: {upstream}"
 
         # The run's status agrees with its instances.
         for rid, run in runs.items():
@@ -813,8 +830,8 @@ class StoreMachine(RuleBasedStateMachine):
         # ended for good (a failure, or what waits behind one) goes again at once, with a new token
         if run["status"] != S.QUEUED and not self.waits_for_slot(row["run"], plan_states):
             after = {t: {**r, "state": plan_states.get(r["id"], r["state"])} for t, r in siblings.items()}
-            for task in sorted((ALL_DONE | ONE_FAILED) & descendants(row["task"])):
-                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED):
+            for task in sorted((ALL_DONE | ONE_FAILED | ONE_SUCCESS) & descendants(row["task"])):
+                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS):
                     settled[siblings[task]["id"]] = self.offered(task) if self.offered_after(task, after) else S.SKIPPED
         before = dict(self.instances)
         runs_before = self.tables["runs"]
