@@ -132,40 +132,34 @@ def test_a_held_order_released_before_any_quote_waits_pending(tmp_path):
     assert states(run)["order"] == "available"
 
 
+def _undo_north(run: int, minutes: float) -> list[tuple[str, str]]:
+    """Undo the north quote; what its plan said, each task and the state it becomes, checked against the
+    states the undo left."""
+    north = instance(run, "north").id
+    planned = [(item.task, item.becomes) for item in store.plan_undo(north).affected]
+    store.undo(north, "wrong price", actor="ann", now=_at(minutes))
+    assert [(task, states(run)[task]) for task, _ in planned] == planned
+    return planned
+
+
 def test_an_undo_of_the_quote_that_let_the_order_go_offers_it_again_at_once_if_the_other_came_in(tmp_path):
     run = _buy(tmp_path)
     complete(run, "north", NORTH, now=_at(2))
     complete(run, "order", PLACED, now=_at(3))
     complete(run, "south", SOUTH, now=_at(4))
-    north = instance(run, "north").id
-    planned = store.plan_undo(north)
-    store.undo(north, "wrong price", actor="ann", now=_at(5))
-    assert [(item.task, item.becomes) for item in planned.affected] == [
-        ("north", "available"), ("order", "available"), ("close", "pending")]
-    assert (states(run)["north"], states(run)["order"]) == ("available", "available")
+    assert _undo_north(run, 5) == [("north", "available"), ("order", "available"), ("close", "pending")]
     assert offered_inputs(run, "order") == {"north": None, "south": SOUTH}
 
 
-def test_an_undo_of_the_only_quote_in_leaves_the_order_pending(tmp_path):
+@pytest.mark.parametrize("other", ["running", "skipped"])
+def test_an_undo_of_the_only_quote_in_leaves_the_order_pending(tmp_path, other):
     run = _buy(tmp_path)
-    claim(run, "south", now=_at(2))
-    complete(run, "north", NORTH, now=_at(2))
-    north = instance(run, "north").id
-    planned = store.plan_undo(north)
-    store.undo(north, "wrong price", actor="ann", now=_at(3))
-    assert [(item.task, item.becomes) for item in planned.affected] == [("north", "available"), ("order", "pending")]
-    assert (states(run)["north"], states(run)["order"]) == ("available", "pending")
-
-
-def test_an_undo_of_the_only_quote_in_beside_a_skipped_one_leaves_the_order_pending(tmp_path):
-    run = _buy(tmp_path)
-    _skip(run, "south", 2)
+    if other == "running":
+        claim(run, "south", now=_at(2))
+    else:
+        _skip(run, "south", 2)
     complete(run, "north", NORTH, now=_at(3))
-    north = instance(run, "north").id
-    planned = store.plan_undo(north)
-    store.undo(north, "wrong price", actor="ann", now=_at(4))
-    assert [(item.task, item.becomes) for item in planned.affected] == [("north", "available"), ("order", "pending")]
-    assert (states(run)["north"], states(run)["order"]) == ("available", "pending")
+    assert _undo_north(run, 4) == [("north", "available"), ("order", "pending")]
 
 
 def test_two_quotes_in_one_batch_of_the_bridge_offer_the_order_once(tmp_path):
