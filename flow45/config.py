@@ -33,6 +33,22 @@ SECRET_NAME = re.compile(r"pass(word|wd)?$|secret|token|api_?key|private_?key|cr
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+# Airflow's trigger rules that have another name here, or a nearest one: a DAG moved over names them.
+AIRFLOW_RULES = {
+    "none_failed": "write all_success, which goes after skipped upstream tasks too (a skip passes null)",
+    "always": "all_done is the nearest (offered once every upstream task has ended, failed too)",
+}
+
+
+def _airflow_rule(value: Any) -> Any:
+    if isinstance(value, str) and value in AIRFLOW_RULES:
+        raise ValueError(f"'{value}' (Airflow's) is not a trigger rule here: {AIRFLOW_RULES[value]}")
+    return value
+
+
+TriggerRule = Annotated[Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success"],
+                        BeforeValidator(_airflow_rule)]
+
 
 class _Strict(BaseModel):
     # Strict: `retries: true` or `priority: "5"` is refused, not read as 1 and 5. A boolean alone
@@ -164,7 +180,7 @@ class TaskSpec(_Strict):
         description="its failure does not fail the run (Conductor's optional task, Airflow's cleanup task left out of "
                     "the run's outcome): once its retries are spent it fails, and is skipped at once, the ledger saying "
                     "so; its downstream tasks get null for it and the run may succeed. Undo offers it again")
-    trigger_rule: Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success"] = Field(
+    trigger_rule: TriggerRule = Field(
         "all_success",
         description="all_success: offered once every upstream task has succeeded or been skipped. all_done: once "
                     "every upstream task has finished, failed for good too (Airflow's trigger rule, for a cleanup "

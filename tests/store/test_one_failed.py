@@ -183,7 +183,11 @@ def test_one_failed_needs_an_upstream_and_the_graph_says_it(tmp_path):
     assert ("trigger_rule: one_failed waits for the upstream tasks to fail, and this task has none"
             in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_failed}"))
     assert "all_success, all_done, one_failed, none_failed_min_one_success or one_success" in task_refusal(
-        tmp_path, "{function: f, output: Blob, after: [x], trigger_rule: always}").replace("'", "")
+        tmp_path, "{function: f, output: Blob, after: [x], trigger_rule: one_done}").replace("'", "")
+    assert ("trigger_rule: 'none_failed' (Airflow's) is not a trigger rule here: write all_success, which goes after "
+            "skipped upstream tasks too" in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: none_failed}"))
+    assert ("trigger_rule: 'always' (Airflow's) is not a trigger rule here: all_done is the nearest"
+            in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: always}"))
     deploy_blob_tasks(tmp_path, "order", ORDER)
     order = current_spec(store.find_workflow("acme", "order")).workflow
     assert ('refund["refund<br/>refund → Blob<br/>only once an upstream fails"]' in mermaid("acme/order", order))
