@@ -83,7 +83,7 @@ def atomic():
         with dialect().atomic():
             yield
     except BaseException:
-        if getattr(_versions, "written", False):  # a dry run's deploy, or a COMMIT that failed
+        if versions_written_here():  # a dry run's deploy, or a COMMIT that failed
             forget_cached_rows()
         raise
     finally:

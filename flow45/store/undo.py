@@ -67,13 +67,11 @@ def _offered_again(chosen: list, not_done: dict[str, str], run_instances: dict[s
     upstream of each: only a failure makes one ready, so none is skipped for its trigger rule), or a
     `one_success` task another upstream task of which succeeded. Said `available` (`waiting`, a timer),
     though a `when` may yet skip it. `not_done`: as the undo leaves them."""
-    after = {row.task: becomes for row, becomes in chosen}
-
     def goes(row) -> bool:
         if not rules.ready(row.task, not_done, spec):
             return False
         upstream = spec.upstream(row.task)  # one_success: offered only after a success, which the undo left
-        return row.task not in spec.one_success or any(after.get(up, run_instances[up].state) == S.SUCCEEDED
+        return row.task not in spec.one_success or any(up not in not_done and run_instances[up].state == S.SUCCEEDED
                                                        for up in upstream)
 
     return [(row, S.WAITING if row.timer is not None else S.AVAILABLE) if becomes == S.PENDING and goes(row)
