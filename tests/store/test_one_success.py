@@ -13,7 +13,7 @@ from flow45 import messages as m
 from flow45 import store
 from flow45.db import atomic
 from flow45.graph import mermaid
-from flow45.models import Outbox
+from flow45.models import Event, Outbox
 from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
 from tests.store.helpers import (
@@ -149,6 +149,20 @@ def test_an_undo_of_the_quote_that_let_the_order_go_offers_it_again_at_once_if_t
     complete(run, "south", SOUTH, now=_at(4))
     assert _undo_north(run, 5) == [("north", "available"), ("order", "available"), ("close", "pending")]
     assert offered_inputs(run, "order") == {"north": None, "south": SOUTH}
+
+
+def test_the_undo_plan_says_the_order_is_skipped_when_its_condition_fails_on_the_quote_left(tmp_path):
+    text = BUY.replace("trigger_rule: one_success}", "trigger_rule: one_success,\n"
+                       "             when: {north.uri: s3://quotes/north}}")
+    run = _buy(tmp_path, text)
+    complete(run, "north", NORTH, now=_at(2))
+    complete(run, "order", PLACED, now=_at(3))
+    complete(run, "south", SOUTH, now=_at(4))
+    assert _undo_north(run, 5) == [("north", "available"), ("order", "skipped"), ("close", "available")]
+    assert skip_detail(run, "order")["reason"] == "when north.uri is \"s3://quotes/north\": it is null"
+    undo = Event.get((Event.run == run) & (Event.kind == "undo") & Event.to_state.is_null())  # the summary
+    assert [(a["task"], a["becomes"]) for a in undo.detail["affected"]] == [
+        ("north", "available"), ("order", "skipped"), ("close", "available")]  # the ledger says it too
 
 
 @pytest.mark.parametrize("other", ["running", "skipped"])
