@@ -26,6 +26,7 @@ from flow45.clock import parse_utc
 from flow45.errors import NotFound
 from flow45.models import Event, Run, WorkflowVersion
 from flow45.store.queries import get_run, timer_text, waiting_for
+from flow45.store.slots import waits_for
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import EventView, RunView
 
@@ -45,6 +46,8 @@ class InstanceAt:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None  # the current attempt's error, if it failed
+    taken_by: str | None = None  # an available human task: who had taken it
+    parked: bool = False  # running, parked under a callback key
 
 
 @dataclasses.dataclass
@@ -80,6 +83,11 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
         run.event, run.at = e.id, e.at
         if e.kind == "reoffer" and e.instance in run.instances:
             run.instances[e.instance].offered_at = e.at  # the same attempt offered again: its wait starts again
+        detail = e.detail if isinstance(e.detail, dict) else {}
+        if e.kind in ("take", "hand_back") and e.instance in run.instances:  # who has a human task: no move
+            run.instances[e.instance].taken_by = detail.get("taken_by") if e.kind == "take" else None
+        if e.kind == "park" and e.instance in run.instances:  # until the attempt ends
+            run.instances[e.instance].parked = True
         if e.to_state is None:
             continue  # an undo's summary, a re-sent offer, a reminder: no state changes with it
         if e.instance is None:
@@ -89,16 +97,15 @@ def replay(instance_ids: Iterable[int], events: Iterable[EventView]) -> RunAt:
             run.finished_at = e.at if e.to_state in S.FINISHED_RUN else None
             continue
         one = run.instances.setdefault(e.instance, InstanceAt())
-        detail = e.detail if isinstance(e.detail, dict) else {}
         if one.state == S.RUNNING and e.to_state != S.RUNNING:
             one.finished_at = e.at
-        one.state, one.changed_at = e.to_state, e.at
+        one.state, one.changed_at, one.parked = e.to_state, e.at, False
         if e.kind in ("fail", "expire") or (e.kind == "overdue" and e.to_state == S.FAILED):
             one.error = detail.get("error") or detail.get("reason")
         if _is_offer(e):
             one.offered_at, one.started_at, one.finished_at, one.error = e.at, None, None, None
             one.attempt += 1
-            one.worker, one.progress_pct, one.progress_known = None, None, True
+            one.worker, one.progress_pct, one.progress_known, one.taken_by = None, None, True, None
             one.due = _parse_time(detail.get("due")) if e.to_state == S.WAITING else None
         elif e.to_state == S.QUEUED or (e.to_state == S.PENDING and ("queued" in detail or "taken_back" in detail)):
             # Waiting for a slot or its run before, or for its run's start (a run queued again,
@@ -177,21 +184,26 @@ def _in_force(run: Run, at: dt.datetime) -> VersionSpec:
 
 def as_view(now: RunView, state: RunAt, as_of: int | None, as_of_at: dt.datetime | None) -> RunView:
     """`now` (the run as it is) with the replayed state in place of the current one."""
+    run = Run.get_by_id(now.id)
+    spec = version_spec(run.version_id)
+    then = _in_force(run, as_of_at) if as_of_at is not None else spec
     instances = []
     for view in now.instances:
         was = state.instances.get(view.id, InstanceAt())
+        same_attempt = was.attempt == view.attempt  # its log is the current attempt's
         instances.append(dataclasses.replace(
             view, state=was.state, attempt=was.attempt, worker=was.worker,
             progress_pct=was.progress_pct if was.progress_known else None, progress_message=None,
             lease_expires_at=None, not_before=was.due, updated_at=was.changed_at or now.created_at, attempts=[],
             offered_at=was.offered_at, started_at=was.started_at, finished_at=was.finished_at, error=was.error,
-            timeout_at=None, skip_reason=None,
+            timeout_at=None, skip_reason=None, parked=was.state == S.RUNNING and was.parked,
+            taken_by=was.taken_by if was.state == S.AVAILABLE else None, due_at=None,
+            log_url=view.log_url if same_attempt else None, log_tail=view.log_tail if same_attempt else None,
+            queued_for=waits_for(spec, then, view.task, view.function) if was.state == S.QUEUED else None,
         ))
     counts = dict(Counter(i.state for i in instances))
     timers = ", ".join(timer_text(i.task, i.not_before) for i in instances if i.state == S.WAITING and i.not_before)
-    run = Run.get_by_id(now.id)
     shape = SimpleNamespace(status=state.status, version_id=run.version_id)
-    then = _in_force(run, as_of_at) if as_of_at is not None else version_spec(run.version_id)
     return dataclasses.replace(
         now, status=state.status, started_at=state.started_at, finished_at=state.finished_at, counts=counts,
         waiting_for=waiting_for(shape, counts, timers or None, then), instances=instances, as_of=as_of, as_of_at=as_of_at,

@@ -13,7 +13,7 @@ from flow45 import store
 from flow45.config import load_config
 from flow45.errors import NotFound
 from flow45.models import Event
-from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance
+from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_blob_tasks, deploy_text, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -140,3 +140,32 @@ def test_before_the_run_or_an_unknown_event_or_another_team_is_refused_by_name(t
         store.run_as_of(run, event=9999)
     with pytest.raises(NotFound, match=f"run {run} not found for team rival"):
         store.run_as_of(run, event=1, team="rival")
+
+
+def test_the_run_as_it_was_says_what_its_instances_waited_for_and_who_had_them_then_not_now(tmp_path):
+    deploy_blob_tasks(tmp_path, "w", [
+        "a: {function: fa, output: Blob}",
+        "b: {function: fb, output: Blob, inputs: {src: a}, max_running: 1}",
+        "h: {function: approve, output: Blob, human: true, inputs: {src: a}}",
+        "p: {function: fp, output: Blob, inputs: {src: a}}",
+    ])
+    first = store.trigger("acme", "w", actor="ann", now=at(0))
+    run = store.trigger("acme", "w", actor="ann", now=at(0))
+    complete(first, "a", BLOB, now=at(10))
+    claim(first, "b", now=at(11))  # b's one slot taken
+    complete(run, "a", BLOB, now=at(20))
+    store.take(instance(run, "h").id, actor="ann", now=at(21))
+    grant = claim(run, "p", now=at(22))
+    store.park(grant.instance, grant.token, now=at(23))
+    now = {i.task: i for i in store.get_run(run).instances}
+    assert (now["b"].state, now["h"].taken_by, now["p"].parked) == ("queued", "ann", True)
+
+    def waits(seconds: int) -> dict[str, tuple]:
+        view = store.run_as_of(run, at=at(seconds))
+        return {i.task: (i.state, i.queued_for, i.taken_by, i.parked) for i in view.instances}
+
+    assert waits(15) == {"a": ("available", None, None, False), "b": ("pending", None, None, False),
+                         "h": ("pending", None, None, False), "p": ("pending", None, None, False)}
+    assert waits(20)["b"] == ("queued", now["b"].queued_for, None, False)
+    assert (waits(20)["h"], waits(21)["h"]) == (("available", None, None, False), ("available", None, "ann", False))
+    assert (waits(22)["p"], waits(23)["p"]) == (("running", None, None, False), ("running", None, None, True))
