@@ -162,6 +162,10 @@ def set_output(
             raise IllegalTransition(f"{rules.describe(instance)}: run {instance.run_id} is queued; it has not started")
         rules.check_settable(instance)  # a pending task is refused as such, whatever the output
         spec, task = unit.spec(instance.run_id), unit.task(instance)
+        if instance.state == S.HELD and not rules.upstream_done(instance, unit.by_run[instance.run_id], spec):
+            # held while pending: it would succeed, and its downstream go, before its upstream ran
+            raise IllegalTransition(f"{rules.describe(instance)} is held before its upstream is done; an output "
+                                    "can be set once it is, as for a pending one")
         clean = check_output(spec.types, task.output, output, current_settings().output_max_bytes, rules.describe(instance))
         if instance.state == S.FAILED:
             rules.unfail(unit.changes, instance, S.SUCCEEDED, unit.by_run[instance.run_id], spec, "set_output", actor)

@@ -9,7 +9,7 @@ import pytest
 from flow45 import store
 from flow45.errors import Flow45Error, IllegalTransition, InvalidOutput, StaleToken
 from flow45.models import Attempt, Event, Outbox
-from tests.store.helpers import BLOB, DIAMOND, T0, claim, deploy_text, instance, states
+from tests.store.helpers import BLOB, DIAMOND, T0, claim, complete, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
 
@@ -70,6 +70,19 @@ def test_a_bad_output_a_missing_reason_and_a_finished_task_are_refused_changing_
         store.set_output(instance(run, "d").id, BLOB, reason="r", actor="ops", now=T0)
     with pytest.raises(IllegalTransition, match="pending"):  # its state first: no output would do
         store.set_output(instance(run, "d").id, {"uri": 7}, reason="r", actor="ops", now=T0)
+
+
+def test_a_task_held_before_its_upstream_is_done_is_refused_as_a_pending_one_is(tmp_path):
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    b = instance(run, "b").id
+    store.hold(b, actor="ops", now=T0)
+    with pytest.raises(IllegalTransition, match=rf"task instance {b} \(b of run {run}\) is held before its upstream is done"):
+        store.set_output(b, BLOB, reason="r", actor="ops", now=T0)
+    assert states(run) == {"a": "available", "b": "held", "c": "pending", "d": "pending"}
+    complete(run, "a", BLOB, now=T0)
+    assert store.set_output(b, BLOB, reason="ran it by hand", actor="ops", now=T0).state == "succeeded"
+    assert states(run) == {"a": "succeeded", "b": "succeeded", "c": "available", "d": "pending"}
 
 
 def test_the_run_as_it_was_knows_the_operators_attempt(tmp_path):
