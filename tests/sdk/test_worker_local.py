@@ -502,6 +502,23 @@ def test_the_reports_example_worker_completes_both_example_workflows(reports, ma
                          "checksum": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
+def test_the_example_reports_on_the_month_before_the_runs_logical_day_not_before_today(reports, make_worker, tmp_path):
+    """A backfilled (or late, or undone) scheduled run without a month reports on the month before its
+    tick, whatever the worker's clock and timezone say today."""
+    spec = importlib.util.spec_from_file_location("reports_worker", ROOT / "examples" / "reports_worker.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    worker = example.build(make_worker("reports"), pause=0.0, output=tmp_path / "out")
+    plan = store.backfill("reports", "monthly_report", dt.datetime(2026, 9, 1), dt.datetime(2026, 9, 1, 6),
+                          actor="tester")
+    [run] = [item.run for item in plan.items]
+    assert store.get_run(run).params == {"month": None}
+    worker.start()
+    extract = wait_for(lambda: (i := instance_of(run, "extract")).state == S.SUCCEEDED and i, what="extract")
+    output = Attempt.get(Attempt.instance == extract.id).output
+    assert output["uri"].endswith("/documents/sales-2026-08.csv")
+
+
 def test_a_handler_parks_and_returns_and_the_key_finishes_the_attempt(acme, make_worker):
     worker = make_worker("acme")
     keys = []

@@ -67,7 +67,8 @@ def build(worker: Worker, pause: float = 0.05, output: Path | str = "reports-out
 
     @worker.handler("extract_sales")
     def extract_sales(task: Task) -> types.SalesExtract:
-        month = task.params.get("month") or _previous_month()
+        # The month before the run's tick (a backfill's, or one undone later), not before today here.
+        month = task.params.get("month") or _previous_month((task.logical_time or utcnow()).date())
         rows = _month_of_sales(month)
         for week in range(1, 5):
             step(task, week * 25, f"querying sales for {month}: week {week} of 4")
@@ -168,8 +169,8 @@ def build(worker: Worker, pause: float = 0.05, output: Path | str = "reports-out
 
 # ---- the data the examples make up, and the files they write ----------------------------------
 
-def _previous_month(today: dt.date | None = None) -> str:
-    first = (today or dt.date.today()).replace(day=1)
+def _previous_month(day: dt.date) -> str:
+    first = day.replace(day=1)
     return f"{first - dt.timedelta(days=1):%Y-%m}"
 
 
