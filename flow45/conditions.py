@@ -14,7 +14,9 @@ which meets only a condition asking for null."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -24,6 +26,7 @@ from flow45 import wire
 WHEN_PATH = r"^[a-z_][a-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"  # an input, then a field in it (and deeper)
 COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "ne": "!="}
 MOST_CHOICES = 100
+_TIME = re.compile(wire.DATETIME_PATTERN)
 
 
 def _scalar(value: Any) -> bool:
@@ -95,17 +98,31 @@ def _holds(value: Any, expected: Any) -> bool:
     return _same(value, expected)
 
 
+def _instants(value: Any, bound: Any) -> tuple[Any, Any]:
+    """Two times as the instants they name, else both as they are. The store keeps a time in UTC and
+    leaves out a zero fraction, so as text 09:30Z is before 10:00+01:00, and 09:00:00Z after 09:00:00.5Z."""
+    if isinstance(value, str) and isinstance(bound, str) and _TIME.match(value) and _TIME.match(bound):
+        try:
+            return wire.parse_datetime(value), wire.parse_datetime(bound)
+        except (ValueError, OverflowError):  # 2028-02-30, or an offset past year 1: no instant, so as text
+            pass
+    return value, bound
+
+
 def _same(value: Any, expected: Any) -> bool:
-    """Equal as JSON values are: true is not 1, and 2 is 2.0."""
+    """Equal as JSON values are: true is not 1, and 2 is 2.0; two times, the same instant."""
     if isinstance(value, bool) or isinstance(expected, bool):
         return value is expected
+    value, expected = _instants(value, expected)
     return value == expected
 
 
 def _ordered(value: Any, key: str, bound: Any) -> bool:
+    value, bound = _instants(value, bound)
     number = (int, float)
     comparable = (isinstance(value, number) and not isinstance(value, bool) and isinstance(bound, number)) or (
-        isinstance(value, str) and isinstance(bound, str))
+        isinstance(value, str) and isinstance(bound, str)) or (
+        isinstance(value, dt.datetime) and isinstance(bound, dt.datetime))
     if not comparable:
         return False  # a missing value, or one of another kind, is neither above nor below
     return {"gt": value > bound, "ge": value >= bound, "lt": value < bound, "le": value <= bound}[key]

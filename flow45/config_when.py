@@ -72,7 +72,23 @@ def _value_problem(spec: FieldSpec, expected: Any) -> str | None:
             return f"a {spec.type} field cannot be {_json(value)}"
         if spec.type == "enum" and spec.values is not None and value not in spec.values:
             return f"{_json(value)} is not one of the enum's values ({', '.join(spec.values)})"
+        if spec.type in WRITTEN and not _holds_as(spec.type, value):
+            return f"a {spec.type} field cannot be {_json(value)} ({WRITTEN[spec.type]})"
     return None
+
+
+# How a date or a time is written, for a value that is neither: it would compare with the stored ones as
+# text, and "next week" or 2028-3-1 against 2028-03-01 means nothing.
+WRITTEN = {"date": "a date is YYYY-MM-DD, such as 2028-02-29",
+           "datetime": "a time with its offset, such as 2028-02-29T09:00:00Z or 2028-02-29T10:00:00+01:00"}
+
+
+def _holds_as(kind: str, value: str) -> bool:
+    try:
+        (wire.parse_date if kind == "date" else wire.parse_datetime)(value)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def _json(value: Any) -> str:

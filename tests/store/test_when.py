@@ -23,7 +23,7 @@ INVOICES = """
     types:
       Invoice:
         fields: {amount: number, region: {type: enum, values: [emea, apac, amer]}, paid: boolean,
-                 due: date, payer: {type: Party, optional: true}}
+                 due: date, payer: {type: Party, optional: true}, sent: {type: datetime, optional: true}}
       Party:
         fields: {name: string, vip: boolean}
       Approval:
@@ -155,6 +155,11 @@ def test_an_operator_skip_or_set_output_upstream_is_judged_the_same(tmp_path):
     ("{invoice.amount.cents: 1}", "when.invoice.amount.cents: invoice.amount is a number: there is no field inside"),
     ("{invoice.amount: {above: 1}}", "unknown comparison 'above': write gt, ge, lt, le or ne"),
     ("{invoice: 1}", "when.invoice: 'invoice' is not an input and a field in it (INPUT.FIELD, such as approval"),
+    ("{invoice.due: {lt: next week}}", "when.invoice.due: a date field cannot be \"next week\" (a date is YYYY-MM-DD"),
+    ("{invoice.due: [2028-3-1]}", "when.invoice.due: a date field cannot be \"2028-3-1\" (a date is YYYY-MM-DD"),
+    ("{invoice.sent: {gt: yesterday}}", "when.invoice.sent: a datetime field cannot be \"yesterday\" (a time with its "
+                                        "offset, such as 2028-02-29T09:00:00Z"),
+    ("{invoice.sent: \"2028-02-29T09:00\"}", "when.invoice.sent: a datetime field cannot be \"2028-02-29T09:00\""),
 ])
 def test_a_condition_that_cannot_be_judged_is_refused_at_deploy_naming_it(tmp_path, when, problem):
     text = INVOICES.replace("when: {invoice.amount: {gt: 1000}, invoice.region: [emea, apac]}", f"when: {when}")
@@ -175,6 +180,24 @@ def test_a_nested_field_and_a_date_compare_as_written(tmp_path):
     nobody = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
     _submit(nobody, "extract", INVOICE)
     assert _skip_reason(nobody, "review") == "when invoice.payer.vip is true: it is null"
+
+
+def test_a_time_compares_as_the_instant_it_names_whatever_offset_the_condition_is_written_in(tmp_path):
+    """The store keeps a time in UTC (and without a fraction when it has none): 09:30Z is after
+    10:00+01:00, and 09:00:00.5Z after 09:00Z, though neither is as text."""
+    text = INVOICES.replace("when: {invoice.amount: {gt: 1000}, invoice.region: [emea, apac]}",
+                            "when: {invoice.sent: {ge: \"2028-02-29T10:00:00+01:00\"}}")
+    deploy_text(tmp_path, text)
+    late = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
+    _submit(late, "extract", {**INVOICE, "sent": "2028-02-29T10:30:00+01:00"})
+    assert states(late)["review"] == "available"
+    on_the_dot = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
+    _submit(on_the_dot, "extract", {**INVOICE, "sent": "2028-02-29T09:00:00.000Z"})
+    assert states(on_the_dot)["review"] == "available"
+    early = store.trigger("acme", "invoices", actor="ann", now=LEAP_DAY)
+    _submit(early, "extract", {**INVOICE, "sent": "2028-02-29T08:59:59.999999Z"})
+    assert _skip_reason(early, "review") == \
+        'when invoice.sent >= "2028-02-29T10:00:00+01:00": it is "2028-02-29T08:59:59.999999Z"'
 
 
 def test_a_wide_run_read_in_part_skips_and_goes_on_as_one_read_whole(tmp_path, monkeypatch):

@@ -40,6 +40,17 @@ def test_any_inputs_are_judged_without_an_error(conditions, value):
     ({"x.n": {"ne": None}}, {"x": None}, "when x.n != null: it is null"),
     ({"x.d": {"ge": "2028-02-29"}}, {"x": {"d": "2028-03-01"}}, None),
     ({"x.a.b": [1, 2]}, {"x": {"a": [1, 2]}}, "when x.a.b is one of 1, 2: it is null"),  # no field inside a list
+    # Times compare as the instants they name: the offset written, and a fraction the store leaves out when zero.
+    ({"x.t": {"ge": "2028-02-29T10:00:00+01:00"}}, {"x": {"t": "2028-02-29T09:30:00Z"}}, None),
+    ({"x.t": {"lt": "2028-02-29T10:00:00+01:00"}}, {"x": {"t": "2028-02-29T09:30:00Z"}},
+     'when x.t < "2028-02-29T10:00:00+01:00": it is "2028-02-29T09:30:00Z"'),
+    ({"x.t": {"gt": "2028-02-29T09:00:00Z"}}, {"x": {"t": "2028-02-29T09:00:00.500000Z"}}, None),
+    ({"x.t": {"lt": "2028-02-29T09:00:00.5Z"}}, {"x": {"t": "2028-02-29T09:00:00Z"}}, None),
+    ({"x.t": "2028-02-29T09:00:00.000Z"}, {"x": {"t": "2028-02-29T09:00:00Z"}}, None),
+    ({"x.t": ["2028-02-29T10:00:00+01:00"]}, {"x": {"t": "2028-02-29T09:00:00Z"}}, None),
+    ({"x.t": {"ne": "2028-02-29T10:00:00+01:00"}}, {"x": {"t": "2028-02-29T09:00:00Z"}},
+     'when x.t != "2028-02-29T10:00:00+01:00": it is "2028-02-29T09:00:00Z"'),
+    ({"x.t": {"ge": "2028-02-29"}}, {"x": {"t": "2028-02-29T09:00:00Z"}}, None),  # a date and a time: as text
 ])
 def test_each_kind_of_condition(conditions, inputs, why):
     assert unmet(WHEN.validate_python(conditions), inputs) == why
