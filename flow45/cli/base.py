@@ -215,6 +215,12 @@ def _utc_time(text: str) -> dt.datetime:
         raise _refused(text, exc, "a time such as 2026-03-01T06:00:00Z") from None
 
 
+def _utc_time_to(text: str) -> dt.datetime:
+    """As `_utc_time`, but a date is the whole of that day (UTC), as the dashboard reads it."""
+    moment = _utc_time(text)
+    return dt.datetime.combine(moment.date(), dt.time.max) if len(text.strip()) == 10 else moment
+
+
 MAX_ID = INT64_MAX  # the store's ids and counts are 64-bit signed: a larger number is refused here, not by the driver
 
 

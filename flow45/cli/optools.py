@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from flow45.cli.base import (UsageError, _client, _json_arg, _positive_int, _team_workflow, _utc_time, command,
-                             suggesting)
+from flow45.cli.base import (UsageError, _client, _json_arg, _positive_int, _team_workflow, _utc_time, _utc_time_to,
+                             command, suggesting)
 from flow45.cli.output import print_json, print_table
 from flow45.clock import shown
 
@@ -40,8 +40,8 @@ def add_parsers(add) -> None:
     p.add_argument("workflow", metavar="TEAM/WORKFLOW")
     p.add_argument("--from", dest="start", type=_utc_time, required=True, metavar="TIME",
                    help="the first logical time to cover (ISO 8601, UTC without an offset)")
-    p.add_argument("--to", dest="end", type=_utc_time, required=True, metavar="TIME",
-                   help="the last logical time to cover (included)")
+    p.add_argument("--to", dest="end", type=_utc_time_to, required=True, metavar="TIME",
+                   help="the last logical time to cover (included; a date: that whole day)")
     p.add_argument("--dry-run", action="store_true", help="list the ticks and the runs already there, make nothing")
 
 

@@ -60,6 +60,15 @@ def test_backfill_dry_run_lists_the_ticks_then_makes_the_runs_and_trigger_takes_
     assert store.get_run(json.loads(out)["run"]).logical_time.isoformat() == "2028-01-31T02:00:00"
 
 
+def test_backfill_to_a_date_covers_that_whole_day_as_the_dashboard_and_runs_until_do(flow45, tmp_path):
+    deploy_text(tmp_path, NIGHTLY)
+    code, out, err = flow45("backfill", "acme/nightly", "--from", "2028-02-28", "--to", "2028-02-29", "--dry-run")
+    assert code == 0, err
+    assert out.splitlines()[1:3] == ["2028-02-28 02:00:00  -    would create", "2028-02-29 02:00:00  -    would create"]
+    code, out, err = flow45("backfill", "acme/nightly", "--from", "9999-12-31", "--to", "9999-12-31", "--dry-run")
+    assert code == 1 and "cannot be worked out that close to the ends of the calendar" in err  # no traceback
+
+
 def test_pause_with_refused_triggers_then_resume(flow45, tmp_path):
     deploy_text(tmp_path, NIGHTLY)
     code, out, err = flow45("pause", "acme/nightly", "--triggers", "refuse", "--reason", "source migrating")
