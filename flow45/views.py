@@ -9,6 +9,7 @@ import types
 import typing
 from typing import Any
 
+from flow45 import states as S
 from flow45.clock import iso, parse_utc
 
 
@@ -409,7 +410,13 @@ class ConnectedRun(View):
     team: str
     workflow: str
     status: str
-    cancel: bool  # unfinished: `undo --cancel-connected` cancels it
+    cancel: bool  # unfinished and the operator's team's: `undo --cancel-connected` cancels it
+
+    def fate(self, cancelling: bool) -> str:
+        """What the undo does to it, `cancelling` the connected runs or not."""
+        if self.cancel:
+            return "cancelled" if cancelling else "goes on"
+        return "stays" if self.status in S.FINISHED_RUN else f"goes on (team {self.team}'s)"
 
 
 @dataclasses.dataclass(frozen=True)

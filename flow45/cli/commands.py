@@ -384,8 +384,8 @@ def cmd_undo(args) -> int:
         else:
             said = f"left as they are ({len(cancels)} unfinished: --cancel-connected cancels them)"
         print(f"runs it started (connected workflows), {said}:")
-        print_table(["run", "workflow", "status", "cancel"],
-                    [(c.run, f"{c.team}/{c.workflow}", c.status, "yes" if c.cancel and plan.cancel_connected else "")
+        print_table(["run", "workflow", "status", "with the undo"],
+                    [(c.run, f"{c.team}/{c.workflow}", c.status, c.fate(plan.cancel_connected))
                      for c in plan.connected])
     return 0
 

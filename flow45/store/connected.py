@@ -94,12 +94,14 @@ def _params(unit, run, mapping: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def connected_runs(run_id: int) -> list[ConnectedRun]:
-    """The runs this run started, oldest first; `cancel`: unfinished, so `undo --cancel-connected` cancels it."""
+def connected_runs(run_id: int, team: str | None = None) -> list[ConnectedRun]:
+    """The runs this run started, oldest first; `cancel`: unfinished and of the operator's `team` (None: an
+    administrator's, any team), so `undo --cancel-connected` cancels it. Another team's run, connected to an
+    export of this one, is its own operators' to stop."""
     rows = (Run.select(Run.id, Run.team, Run.status, Workflow.name).join(Workflow)
             .where(Run.upstream_run == run_id).order_by(Run.id))
     return [ConnectedRun(run=r.id, team=r.team, workflow=r.workflow.name, status=r.status,
-                         cancel=r.status not in S.FINISHED_RUN) for r in rows]
+                         cancel=r.status not in S.FINISHED_RUN and team in (None, r.team)) for r in rows]
 
 
 def cancel_connected(unit, connected: list[ConnectedRun], actor: str, reason: str) -> None:

@@ -96,7 +96,7 @@ def _undo(instance_id: int, reason: str | None, actor: str, hold: bool, dry_run:
             chosen, slot = _chosen(unit, instance, hold)
             was = [(row, row.state, row.state == S.SUCCEEDED and spec.task(row.task).undo == "notify")
                    for row, _ in chosen]
-            connected = connected_runs(run.id)
+            connected = connected_runs(run.id, team)
             event = record_event(at, run.team, "undo", actor, run=run.id, instance=instance.id)
             archived_outputs = _archive(ch, chosen, event.id)
             for row, _, notify in was:

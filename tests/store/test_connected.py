@@ -9,7 +9,6 @@ import pytest
 from flow45 import store
 from flow45.errors import ConfigError
 from flow45.models import Event, Run
-from flow45.settings import Settings, use_settings
 from tests.store.helpers import T0, claim, complete, deploy_text, instance, states
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -198,6 +197,31 @@ def test_undo_of_the_upstream_shows_connected_runs_and_can_cancel_them(tmp_path)
     assert states(second.id) == {"render": "cancelled"}
     cancel = Event.get((Event.run == second.id) & (Event.kind == "cancel") & Event.instance.is_null())
     assert cancel.team == "reports" and "still wrong" in cancel.detail["reason"]
+
+
+AUDIT = """
+      audit:
+        on: {workflow: ops/nightly, state: succeeded}
+        tasks:
+          check: {function: check, output: Published}
+"""
+
+
+def test_an_operator_cancels_only_the_connected_runs_of_their_own_team(tmp_path):
+    deploy_text(tmp_path, NIGHTLY + AUDIT)
+    deploy_text(tmp_path, MONTHLY)
+    upstream = _finish_nightly()
+    started = {run.team: run.id for run in _connected(upstream)}
+    publish = instance(upstream, "publish").id
+    plan = store.undo(publish, "wrong month", actor="ops-op", team="ops", now=T0, cancel_connected=True)
+    assert sorted((c.team, c.cancel, c.fate(True)) for c in plan.connected) == [
+        ("ops", True, "cancelled"), ("reports", False, "goes on (team reports's)")]
+    assert Run.get_by_id(started["ops"]).status == "cancelled"
+    assert Run.get_by_id(started["reports"]).status == "running", "another team's run is its operators' to stop"
+    assert not Event.select().where((Event.team == "reports") & (Event.actor == "ops-op")).exists()
+    complete(upstream, "publish", OUTPUT)
+    plan = store.undo(publish, "wrong again", actor="root", now=T0, cancel_connected=True)  # an administrator
+    assert [Run.get_by_id(c.run).status for c in plan.connected] == ["cancelled"] * 4
 
 
 def test_a_ring_of_connected_workflows_is_refused(tmp_path):

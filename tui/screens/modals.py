@@ -193,8 +193,7 @@ class UndoModal(InstanceModal):
         for column in ("run", "workflow", "now", "with the undo"):
             started.add_column(column)
         for c in plan.connected:
-            fate = "cancelled" if c.cancel and plan.cancel_connected else "goes on" if c.cancel else "stays"
-            started.add_row(str(c.run), f"{c.team}/{c.workflow}", state_text(c.status), fate)
+            started.add_row(str(c.run), f"{c.team}/{c.workflow}", state_text(c.status), c.fate(plan.cancel_connected))
         return Group(table, Text(""), started)
 
     def perform(self) -> str:
