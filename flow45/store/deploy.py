@@ -14,7 +14,7 @@ from flow45.config_human import groups_used
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
 from flow45.db import atomic, wrote_versions
 from flow45.errors import ConfigError, NotFound
-from flow45.models import Run, TaskInstance, Team, Workflow, WorkflowVersion
+from flow45.models import Run, ScheduleCursor, TaskInstance, Team, Workflow, WorkflowVersion
 from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
@@ -170,6 +170,16 @@ def _left_out(config: TeamConfig, actor: str, at: dt.datetime, prune: bool) -> l
     return found
 
 
+def _schedule_afresh(workflow_id: int, at: dt.datetime) -> None:
+    """A workflow deployed again after its retirement starts its schedule at this deploy, as a new one
+    does: the ticks it missed while retired are passed over (`flow45 backfill` makes them), never a
+    flood of catch-up runs for the months it was away."""
+    moved = (ScheduleCursor.update(last_tick=at, updated_at=at)
+             .where((ScheduleCursor.workflow == workflow_id) & (ScheduleCursor.last_tick < at)).execute())
+    if not moved and not ScheduleCursor.select().where(ScheduleCursor.workflow == workflow_id).exists():
+        ScheduleCursor.create(workflow=workflow_id, last_tick=at, updated_at=at)
+
+
 def _store_version(team: str, name: str, document: dict, actor: str, at: dt.datetime) -> DeployedWorkflow:
     digest = content_hash(document)
     workflow = Workflow.get_or_none((Workflow.team == team) & (Workflow.name == name))
@@ -180,6 +190,7 @@ def _store_version(team: str, name: str, document: dict, actor: str, at: dt.date
         if workflow.retired_at is not None:  # in the config again: back in listings and schedules
             Workflow.update(retired_at=None, updated_at=at).where(Workflow.id == workflow.id).execute()
             record_event(at, team, "restore", actor, detail={"workflow": name})
+            _schedule_afresh(workflow.id, at)
             if current.content_hash == digest:
                 return DeployedWorkflow(team, name, current.version, "restored")
         if current.content_hash == digest:

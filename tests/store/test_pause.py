@@ -11,7 +11,8 @@ import pytest
 
 from flow45 import store
 from flow45.errors import IllegalTransition
-from flow45.models import Event, Run
+from flow45.config import load_config
+from flow45.models import Event, Run, Workflow
 from flow45.scheduler import tick
 from tests.store.helpers import deploy_text
 
@@ -108,3 +109,19 @@ def test_a_workflow_left_out_of_the_config_is_reported_then_retired_by_prune_and
     assert ("nightly", "restored") in [(w.workflow, w.change) for w in restored.workflows]
     assert [e.kind for e in Event.select().where(Event.kind.in_(["retire", "restore"])).order_by(Event.id)] == \
         ["retire", "restore"]
+
+
+def test_a_workflow_deployed_again_after_its_retirement_does_not_catch_up_the_nights_it_was_away(tmp_path):
+    path = tmp_path / "nightly.yaml"
+    path.write_text(textwrap.dedent(config("all")))
+    away = tmp_path / "weekly-only.yaml"
+    away.write_text(textwrap.dedent(config("none").replace("nightly:", "weekly:")))
+    store.deploy(load_config(path), actor="ops", now=dt.datetime(2027, 12, 30, 12))
+    tick(dt.datetime(2027, 12, 31, 2, 0, 5))
+    store.deploy(load_config(away), actor="ops", now=dt.datetime(2027, 12, 31, 12), prune=True)  # nightly retired
+    tick(dt.datetime(2028, 1, 1, 2, 0, 5))
+    store.deploy(load_config(path), actor="ops", now=dt.datetime(2028, 2, 29, 12))  # back on 29 February
+    tick(dt.datetime(2028, 3, 1, 2, 0, 5))
+    nightly = [r.logical_time for r in Run.select().join(Workflow).where(Workflow.name == "nightly")
+               .order_by(Run.logical_time)]
+    assert nightly == [dt.datetime(2027, 12, 31, 2), dt.datetime(2028, 3, 1, 2)]  # the nights away are not made
