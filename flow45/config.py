@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -477,10 +478,25 @@ def _explain(error: dict) -> str:
     return f"{_dotted(loc) or 'top level'}: {message}"
 
 
-def _config_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [path]
+def _config_files(path: Path) -> tuple[list[Path], list[str]]:
+    """The .yaml and .yml files a path names, and the folders under it that could not be listed.
+    Such a folder, or a file that cannot be read (a dangling link), is a problem, never left out: a
+    deploy --prune would retire the workflows it holds."""
+    if not path.is_dir():
+        return [path], []
+    files: list[Path] = []
+    problems: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(f"{exc.filename}: cannot read this folder: {exc.strerror}")
+
+    for folder, _, names in os.walk(path, onerror=unreadable):
+        for file in (Path(folder, name) for name in names if name.endswith((".yaml", ".yml"))):
+            if file.exists() and not file.is_file():  # a named pipe: reading it would wait for good
+                problems.append(f"{file}: not a regular file")
+            else:
+                files.append(file)
+    return sorted(files), problems
 
 
 def parse_files(path: Path) -> tuple[list[tuple[Path, TeamFile]], list[str]]:
@@ -488,10 +504,10 @@ def parse_files(path: Path) -> tuple[list[tuple[Path, TeamFile]], list[str]]:
     path = Path(path)
     if not path.exists():
         return [], [f"{path}: no such file or folder"]
-    files = _config_files(path)
-    if not files:
+    files, problems = _config_files(path)
+    if not files and not problems:
         return [], [f"{path}: no .yaml or .yml files in this folder"]
-    parsed, problems = [], []
+    parsed = []
     for file in files:
         try:
             raw = read_yaml(file)

@@ -43,6 +43,18 @@ NIGHTLY = """
 """
 
 
+WEEKLY = """
+team: acme
+types:
+  Sent:
+    fields: {ok: boolean}
+workflows:
+  weekly:
+    tasks:
+      send: {function: send, output: Sent}
+"""
+
+
 def test_backfill_dry_run_lists_the_ticks_then_makes_the_runs_and_trigger_takes_a_logical_time(flow45, tmp_path):
     deploy_text(tmp_path, NIGHTLY)
     code, out, err = flow45("backfill", "acme/nightly", "--from", "2028-02-28", "--to", "2028-02-29T23:00", "--dry-run")
@@ -97,6 +109,22 @@ def test_deploy_says_which_workflows_the_config_leaves_out_and_prune_retires_the
     assert code == 0 and retired in json.loads(out)["workflows"], err
     code, out, _ = flow45("workflows")
     assert "weekly" in out and "nightly" not in out
+
+
+def test_prune_retires_nothing_when_a_file_of_the_folder_cannot_be_read(flow45, tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "weekly.yaml").write_text(WEEKLY)
+    nightly = tmp_path / "nightly.yaml"
+    nightly.write_text(NIGHTLY)
+    (config / "nightly.yaml").symlink_to(nightly)
+    code, _, err = flow45("deploy", str(config))
+    assert code == 0, err
+    nightly.unlink()  # the link now points nowhere: a file moved, a mount gone
+    code, out, err = flow45("deploy", str(config), "--prune")
+    assert code == 1 and out == "" and f"{config / 'nightly.yaml'}: cannot read: No such file or directory" in err
+    code, out, _ = flow45("workflows")
+    assert "weekly" in out and "nightly" in out
 
 
 def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusal(flow45, tmp_path):

@@ -8,6 +8,7 @@ WORDS ending in `$` must end the line (nothing said after them).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -92,6 +93,21 @@ def test_a_broken_file_does_not_hide_the_problems_of_the_others(tmp_path):
     _write(tmp_path, "b.yaml", "team: reports\ntypes: {Doc: {fields: {n: integr}}}\n")
     problems = _problems(tmp_path)
     assert [Path(p.split(":")[0]).name for p in problems] == ["a.yaml", "b.yaml"]
+
+
+def test_a_file_that_cannot_be_read_in_a_folder_is_a_problem_not_left_out(tmp_path):
+    _write(tmp_path, "a.yaml", "team: reports\n")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "moved.yaml")
+    os.mkfifo(tmp_path / "c.yaml")
+    assert sorted(_problems(tmp_path)) == [f"{tmp_path / 'b.yaml'}: cannot read: No such file or directory",
+                                           f"{tmp_path / 'c.yaml'}: not a regular file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_a_folder_that_cannot_be_read_is_a_problem_not_left_out(tmp_path):
+    _write(tmp_path, "a.yaml", "team: reports\n")
+    (tmp_path / "sub").mkdir(mode=0o300)
+    assert _problems(tmp_path) == [f"{tmp_path / 'sub'}: cannot read this folder: Permission denied"]
 
 
 def test_an_unknown_list_item_type_is_reported_once():
