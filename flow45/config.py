@@ -481,7 +481,8 @@ def _explain(error: dict) -> str:
 def _config_files(path: Path) -> tuple[list[Path], list[str]]:
     """The .yaml and .yml files a path names, and the folders under it that could not be listed.
     Such a folder, or a file that cannot be read (a dangling link), is a problem, never left out: a
-    deploy --prune would retire the workflows it holds."""
+    deploy --prune would retire the workflows it holds. Hidden names are left out: a Kubernetes
+    ConfigMap's volume holds each file twice, once in its hidden `..data` folder."""
     if not path.is_dir():
         return [path], []
     files: list[Path] = []
@@ -490,8 +491,10 @@ def _config_files(path: Path) -> tuple[list[Path], list[str]]:
     def unreadable(exc: OSError) -> None:
         problems.append(f"{exc.filename}: cannot read this folder: {exc.strerror}")
 
-    for folder, _, names in os.walk(path, onerror=unreadable):
-        for file in (Path(folder, name) for name in names if name.endswith((".yaml", ".yml"))):
+    for folder, subfolders, names in os.walk(path, onerror=unreadable):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        wanted = (name for name in names if name.endswith((".yaml", ".yml")) and not name.startswith("."))
+        for file in (Path(folder, name) for name in wanted):
             if file.exists() and not file.is_file():  # a named pipe: reading it would wait for good
                 problems.append(f"{file}: not a regular file")
             else:

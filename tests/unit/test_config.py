@@ -103,6 +103,19 @@ def test_a_file_that_cannot_be_read_in_a_folder_is_a_problem_not_left_out(tmp_pa
                                            f"{tmp_path / 'c.yaml'}: not a regular file"]
 
 
+def test_a_configmap_volume_is_read_once_without_its_hidden_copies(tmp_path):
+    """Kubernetes mounts a ConfigMap as `..2026_12_07_09_00_00.1/reports.yaml`, a `..data` link to that
+    folder, and `reports.yaml -> ..data/reports.yaml`; Emacs leaves `.#reports.yaml` while it edits one."""
+    (tmp_path / "..2026_12_07_09_00_00.1").mkdir()
+    _write(tmp_path / "..2026_12_07_09_00_00.1", "reports.yaml", (ROOT / "examples/config/reports.yaml").read_text())
+    (tmp_path / "..data").symlink_to("..2026_12_07_09_00_00.1")
+    (tmp_path / "reports.yaml").symlink_to("..data/reports.yaml")
+    _write(tmp_path, ".#reports.yaml", "team: reports\nnot: [finished")
+    [team] = load_config(tmp_path)
+    assert sorted(team.workflows) == ["monthly_report", "nightly_sales"]
+    assert set(team.origins.values()) == {str(tmp_path / "reports.yaml")}
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
 def test_a_folder_that_cannot_be_read_is_a_problem_not_left_out(tmp_path):
     _write(tmp_path, "a.yaml", "team: reports\n")
