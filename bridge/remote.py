@@ -421,10 +421,9 @@ def _streamed_page(body: bytes) -> list[EventView] | None:
 
 
 def _yaml_files(path: Path) -> dict[str, str]:
-    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise Flow45Error(f"{path}: no YAML files")
-    return {f.name: f.read_text() for f in files}
+    from flow45.config import config_texts
+
+    return {file.name: text for file, text in config_texts(path).items()}
 
 
 def _window(since: dt.datetime | None, until: dt.datetime | None) -> dict[str, str]:

@@ -24,7 +24,7 @@ from flow45.config_human import USER, OverdueSpec, check_task_keys
 from flow45.durations import parse_duration
 from flow45.errors import ConfigError
 from flow45.names import NAME
-from flow45.yamlload import YamlProblem, read_yaml
+from flow45.yamlload import YamlProblem, read_text, read_yaml
 
 TYPE_NAME = r"^[A-Z][A-Za-z0-9_]{0,62}$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -500,6 +500,31 @@ def _config_files(path: Path) -> tuple[list[Path], list[str]]:
             else:
                 files.append(file)
     return sorted(files), problems
+
+
+def config_texts(path: Path) -> dict[Path, str]:
+    """The text of each config file under `path`, for a deploy through the bridge, which takes each
+    by its name alone; raises ConfigError naming a file that cannot be read, or two of one name (one
+    would replace the other, and a --prune retire what it holds)."""
+    path = Path(path)
+    files, problems = _config_files(path) if path.exists() else ([], [f"{path}: no such file or folder"])
+    if not files and not problems:
+        problems.append(f"{path}: no .yaml or .yml files in this folder")
+    texts: dict[Path, str] = {}
+    named: dict[str, Path] = {}
+    for file in files:
+        if file.name in named:
+            problems.append(f"{file}: has the name of {named[file.name]}, and the bridge takes each file by its "
+                            "name alone: rename one")
+            continue
+        named[file.name] = file
+        try:
+            texts[file] = read_text(file)
+        except YamlProblem as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
+    return texts
 
 
 def parse_files(path: Path) -> tuple[list[tuple[Path, TeamFile]], list[str]]:

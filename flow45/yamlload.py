@@ -106,14 +106,17 @@ def _expanded_values(root: yaml.Node) -> int | None:
     return counts[id(root)]
 
 
-def read_yaml(path: Path) -> object:
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise YamlProblem(f"{path}: cannot read: {exc.strerror}") from exc
-    loader = _StrictLoader(text)
+
+
+def read_yaml(path: Path) -> object:
+    loader = _StrictLoader(read_text(path))
     try:
         node = loader.get_single_node()
         if node is None:

@@ -117,17 +117,15 @@ def _operator_team(args) -> str:
 
 def bridge_deploy(args) -> int:
     from bridge.rpc import call
+    from flow45.config import config_texts
 
-    path = Path(args.path)
-    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise UsageError(f"{path}: no YAML files to deploy")
-    team = yaml_team(files[0])
+    texts = config_texts(Path(args.path))
+    team = yaml_team(next(iter(texts)))
     from flow45.cli.versions import let_go
     from flow45.views import DeployReport
 
     report = DeployReport.from_json(call(_amqp_url(), team, {"type": "deploy",
-                                                            "files": {f.name: f.read_text() for f in files}}))
+                                                            "files": {f.name: t for f, t in texts.items()}}))
     for deployed in report.workflows:
         print(f"{deployed.team}/{deployed.workflow} v{deployed.version}: {deployed.change}")
         for line in [f"  {change}" for change in deployed.changes] + let_go(deployed, report.dry_run):

@@ -185,6 +185,21 @@ def test_a_broker_that_is_not_listening_is_one_line(tmp_path):
     assert "secret" not in line
 
 
+def test_bridge_deploy_names_a_file_it_cannot_send_before_it_sends_any(tmp_path):
+    for team in ("a", "b"):
+        (tmp_path / "config" / team).mkdir(parents=True)
+        (tmp_path / "config" / team / "reports.yaml").write_text((EXAMPLES / "reports.yaml").read_text())
+    (tmp_path / "config" / "latin1.yaml").write_bytes(b"team: reports\n# caf\xe9\n")
+    done = flow45("bridge", "deploy", str(tmp_path / "config"), cwd=tmp_path,
+                  FLOW45_AMQP_URL="amqp://reports-ops:secret@127.0.0.1:1/%2F")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[1:] == [
+        f"  {tmp_path}/config/b/reports.yaml: has the name of {tmp_path}/config/a/reports.yaml, and the bridge takes "
+        "each file by its name alone: rename one",
+        f"  {tmp_path}/config/latin1.yaml: not UTF-8 text (byte 19)",
+    ]
+
+
 def test_the_demo_with_a_broker_that_is_not_there_stops_before_making_its_store(tmp_path):
     from tests.harness.ports import free_port
 
