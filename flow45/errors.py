@@ -130,3 +130,9 @@ class SchemaOutdated(Flow45Error):
     """The database schema is older than this version of Flow45: run `flow45 db upgrade`."""
 
     code = "schema_outdated"
+
+
+class SchemaNewer(Flow45Error):
+    """A newer Flow45 upgraded the database: this one would write rows that version does not expect."""
+
+    code = "schema_newer"

@@ -7,7 +7,7 @@ import peewee as pw
 
 from flow45.clock import utcnow
 from flow45.db import atomic, database, dialect
-from flow45.errors import Flow45Error, NoDatabase, SchemaOutdated
+from flow45.errors import NoDatabase, SchemaNewer, SchemaOutdated
 from flow45.models import (ALL_TABLES, TIMER_INDEXES, Attempt, Connection, Event, JSONField, Outbox, Run,
                            ScheduleCursor, SchedulerLock, SchemaVersion, TaskInstance)
 from flow45.urls import hide_password
@@ -262,10 +262,7 @@ def upgrade() -> tuple[int, int]:
     """Apply every missing step; returns (version before, version after)."""
     with dialect().changing_schema(), atomic():
         before = schema_version()
-        if before > CURRENT:
-            raise Flow45Error(
-                f"the database is at schema version {before}, newer than this Flow45 ({CURRENT}): upgrade Flow45"
-            )
+        _refuse_newer(before)
         for version in range(before, CURRENT):
             STEPS[version]()
             SchemaVersion.create(version=version + 1, applied_at=utcnow())
@@ -273,24 +270,32 @@ def upgrade() -> tuple[int, int]:
 
 
 def ensure_schema() -> None:
-    """Create the schema of an empty database; refuse to work on an outdated one."""
+    """Create the schema of an empty database; refuse to work on one of another version."""
     version = schema_version()
     if version == 0:
         upgrade()
     else:
-        _refuse_outdated(version)
+        _refuse_another_version(version)
 
 
 def require_schema() -> None:
-    """Refuse to work on a database without the schema, or with an outdated one; never creates."""
+    """Refuse to work on a database without the schema, or with one of another version; never creates."""
     version = schema_version()
     if version == 0:
         where = hide_password(getattr(database.obj, "flow45_url", None) or "the database")
         raise NoDatabase(f"no Flow45 schema in {where}: run `flow45 db upgrade` to create it")
-    _refuse_outdated(version)
+    _refuse_another_version(version)
 
 
-def _refuse_outdated(version: int) -> None:
+def _refuse_newer(version: int) -> None:
+    if version > CURRENT:
+        raise SchemaNewer(
+            f"the database is at schema version {version}, newer than this Flow45 ({CURRENT}): upgrade Flow45"
+        )
+
+
+def _refuse_another_version(version: int) -> None:
+    _refuse_newer(version)  # an older Flow45 (one rolled back) would write rows the newer does not expect
     if version < CURRENT:
         raise SchemaOutdated(
             f"the database is at schema version {version}, this Flow45 needs {CURRENT}: run `flow45 db upgrade`"

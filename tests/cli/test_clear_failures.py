@@ -5,6 +5,7 @@ traceback; and a command that only reads never creates a store: only `db upgrade
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -91,6 +92,29 @@ def test_a_service_does_not_create_the_schema_either(postgres_server, tmp_path):
     done = flow45("serve", cwd=tmp_path)  # the embedded default: no flow45.db here
     assert done.returncode == 1 and "no Flow45 database at sqlite:///flow45.db" in done.stderr
     assert not (tmp_path / "flow45.db").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_a_store_a_newer_flow45_upgraded_is_refused_and_left_as_it_is(backend, request, tmp_path):
+    from flow45.migrate import CURRENT
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/flow45.db"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database("flow45_cli_newer")
+    assert flow45("deploy", str(EXAMPLES), cwd=tmp_path, database_url=url).returncode == 0
+    conn = sqlite3.connect(tmp_path / "flow45.db") if backend == "sqlite" else psycopg2.connect(url)
+    with conn:
+        conn.cursor().execute(f"INSERT INTO schema_version (version, applied_at) VALUES ({CURRENT + 1}, CURRENT_TIMESTAMP)")
+    said = f"the database is at schema version {CURRENT + 1}, newer than this Flow45 ({CURRENT}): upgrade Flow45"
+    for command in (["trigger", "reports/monthly_report"], ["runs"], ["deploy", str(EXAMPLES)], ["db", "upgrade"]):
+        assert_one_line(flow45(*command, cwd=tmp_path, database_url=url), said)
+    done = flow45("scheduler", cwd=tmp_path, database_url=url)
+    assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM run")
+    assert cur.fetchone()[0] == 0
+    conn.close()
 
 
 @pytest.mark.integration
