@@ -29,6 +29,7 @@ from flow45.schedule import cron_problem, window_bound, zone_problem
 from flow45.settings import Settings, current_settings
 from flow45.outputs import find_secret
 from flow45.types import TypeRegistry, pattern_problem
+from flow45.wire import INT64_MAX
 
 # What a task's trigger rule waits for its upstream tasks to do, for the refusal of one without any.
 _AWAITED = {"all_done": "finish", "one_failed": "fail", "none_failed_min_one_success": "succeed",
@@ -51,6 +52,9 @@ def check_team(config: TeamConfig) -> list[str]:
                 report(key, f"{path}.default", "a list's items take no default; give the list field one")
             for constraint in spec.misplaced_constraints():
                 report(key, f"{path}.{constraint}", f"does not apply to {spec.type}" + _applicable(spec.type))
+            for constraint in ("max_length", "min_length"):  # pydantic cannot build a check of a larger one
+                if (length := getattr(spec, constraint)) is not None and length > INT64_MAX:
+                    report(key, f"{path}.{constraint}", f"{length} is over the largest length, {INT64_MAX}")
             if spec.pattern is not None and (problem := pattern_problem(spec.pattern)):
                 report(key, f"{path}.pattern", f"{problem} (patterns are matched in linear time, without "
                                                "look-around or backreferences)")
