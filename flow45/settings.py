@@ -164,15 +164,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise SettingsError(f"FLOW45_SETTINGS={exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{path}: expected a mapping of settings")
-    data.update(_env_overrides(environ))
+    overrides = _env_overrides(environ)
+    data.update(overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        where = path or "environment"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
-        )
-        raise SettingsError(f"{where}: {problems}") from exc
+        def source(loc: tuple) -> str:  # a variable's value wins over the file's: name where it came from
+            return "environment" if not path or (loc and loc[0] in overrides) else path
+
+        raise SettingsError("; ".join(
+            f"{source(e['loc'])}: {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )) from exc
 
 
 _current: Settings | None = None

@@ -53,6 +53,20 @@ def test_environment_variables_override_the_file(settings_file):
     assert settings.teams["sales"].users == {"bob": "operator"}
 
 
+def test_a_bad_value_is_refused_naming_where_it_came_from(settings_file):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"FLOW45_SETTINGS": str(settings_file), "FLOW45_DEFAULT_LEASE": "soon",
+                       "FLOW45_OUTPUT_MAX_BYTES": "16k"})
+    assert str(refused.value) == (
+        "environment: output_max_bytes: Input should be a valid integer, unable to parse string as an integer; "
+        "environment: default_lease: 'soon' is not a duration: use forms such as 30s, 10m, 1h30m, 2d")
+    settings_file.write_text(FILE + "relay_interval: never\n")
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"FLOW45_SETTINGS": str(settings_file), "FLOW45_SWEEP_INTERVAL": "0s"})
+    assert str(refused.value) == (f"{settings_file}: relay_interval: 'never' is not a duration: use forms such as "
+                                  "30s, 10m, 1h30m, 2d; environment: sweep_interval: Input should be greater than 0")
+
+
 def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
     path = tmp_path / "flow45.yaml"
     path.write_text("databse_url: sqlite:///x.db\n")
