@@ -101,6 +101,19 @@ class Settings(BaseModel):
         return not self.teams or team in self.teams
 
     @model_validator(mode="after")
+    def _one_team_per_user(self) -> Settings:
+        """The bridge takes a user's team from the first team naming it and setup-broker grants it the
+        last one's queues: a user in two would act for one team and read another's offers."""
+        first: dict[str, str] = {}
+        for team, team_settings in self.teams.items():
+            for user in team_settings.users:
+                if user in first:
+                    raise ValueError(f"teams.{team}.users.{user}: already a user of team {first[user]}; a broker user "
+                                     "acts for one team (give each team users of its own)")
+                first[user] = team
+        return self
+
+    @model_validator(mode="after")
     def _notify_teams(self) -> Settings:
         unknown = [team for team in self.notify if not self.team_allowed(team)]
         if unknown:
@@ -169,13 +182,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        def source(loc: tuple) -> str:  # a variable's value wins over the file's: name where it came from
-            return "environment" if not path or (loc and loc[0] in overrides) else path
+        def said(error: dict) -> str:  # where the value came from (a variable wins over the file)
+            loc = error["loc"]
+            source = "environment" if not path or (loc and loc[0] in overrides) else path
+            return ": ".join([source, *([".".join(str(p) for p in loc)] if loc else []),
+                              error["msg"].removeprefix("Value error, ")])
 
-        raise SettingsError("; ".join(
-            f"{source(e['loc'])}: {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )) from exc
+        raise SettingsError("; ".join(said(e) for e in exc.errors())) from exc
 
 
 _current: Settings | None = None

@@ -67,6 +67,14 @@ def test_a_bad_value_is_refused_naming_where_it_came_from(settings_file):
                                   "30s, 10m, 1h30m, 2d; environment: sweep_interval: Input should be greater than 0")
 
 
+def test_a_broker_user_in_two_teams_is_refused(settings_file):
+    settings_file.write_text(FILE + "  sales: {users: {alice: operator}}\n")
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"FLOW45_SETTINGS": str(settings_file)})
+    assert str(refused.value) == (f"{settings_file}: teams.sales.users.alice: already a user of team reports; a broker "
+                                  "user acts for one team (give each team users of its own)")
+
+
 def test_unknown_key_is_refused_naming_file_and_key(tmp_path):
     path = tmp_path / "flow45.yaml"
     path.write_text("databse_url: sqlite:///x.db\n")
