@@ -64,6 +64,7 @@ def connection_problems(down: Side, up: Side) -> list[str]:
             f"{path}.workflow: {up.team}/{up.name} is not exported to team {down.team}: team {up.team} must add "
             f"`export: [{down.team}]` to workflow {up.name}"
         )
+        return problems  # nothing more: its tasks and outputs are not the other team's to see
     params_type = down.types.get(down.workflow.params) if down.workflow.params else None
     if on.params and params_type is None:
         problems.append(f"{path}.params: {down.name} declares no params type to receive them (add `params: TYPE`)")

@@ -140,6 +140,19 @@ def test_cross_team_needs_the_export(tmp_path):
     assert [w.change for w in deploy_text(tmp_path, MONTHLY).workflows] == ["created"]
 
 
+def test_a_workflow_not_exported_shows_the_other_team_nothing_of_its_tasks_or_outputs(tmp_path):
+    """The params of an `on:` are checked only against what was exported: else a deploy (or a dry
+    run through the bridge) would list another team's tasks and output fields."""
+    deploy_text(tmp_path, NIGHTLY.replace("export: [reports]", "export: []"))
+    probing = MONTHLY.replace("publish.month", "secret.month").replace("publish.uri", "publish.nothing")
+    with pytest.raises(ConfigError) as refused:
+        deploy_text(tmp_path, probing)
+    [problem] = refused.value.problems
+    assert "ops/nightly is not exported to team reports" in problem
+    for told in ("load", "Published", "rows"):
+        assert told not in problem
+
+
 def test_removing_the_export_later_is_refused_naming_the_connected_workflow(tmp_path):
     deploy_text(tmp_path, NIGHTLY)
     deploy_text(tmp_path, MONTHLY)
