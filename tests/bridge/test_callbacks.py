@@ -12,6 +12,7 @@ from bridge.rpc import BridgeRefused, call
 from bridge.sdk import AmqpTransport, Worker
 from flow45 import store
 from flow45.config import load_config
+from tests.bridge.test_hostile_messages import drain
 from tests.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -54,6 +55,8 @@ def test_a_worker_parks_via_the_sdk_and_the_key_completes_it_through_the_broker(
         ops = bridge_env.url("reports-ops")
         with pytest.raises(BridgeRefused, match="output is not a valid SalesExtract"):
             call(ops, "reports", {"type": "callback_submit", "key": key, "output": {"uri": "s3://x"}})
+        [(headers, copy)] = drain(bridge_env, "flow45.dead.reports", expect=1)  # read by every operator of the team
+        assert headers["x-flow45-code"] == "invalid_output" and key.encode() not in copy, "the key still works"
         done = call(ops, "reports", {"type": "callback_submit", "key": key,
                                      "output": {"uri": "s3://sales.parquet", "rows": 10}})
         assert done == {"instance": view.instances[0].id, "state": "succeeded"}
