@@ -29,7 +29,8 @@ def _configs(inbound: Inbound, files: dict[str, str]):
         except ConfigError as exc:
             problems = [p.replace(folder + "/", "") for p in exc.problems]
             raise ConfigError(problems) from None
-    for config in teams:
+    for config in teams:  # as the sender named them: the store's checks at deploy name the files too
+        config.origins = {key: Path(origin).name for key, origin in config.origins.items()}
         if config.team != inbound.team:
             raise Refusal(
                 "unauthorized",

@@ -217,6 +217,19 @@ def test_deploy_of_another_team_is_refused(bridge_env):
         call(bridge_env.url("reports-ops"), "reports", {"type": "deploy", "files": {"x.yaml": "team: rival\n"}})
 
 
+def test_a_deploy_refused_against_what_is_deployed_names_the_files_as_sent(bridge_env):
+    """As a refusal of the files alone does: not by the bridge's own folder for them, gone by then."""
+    ops = bridge_env.url("reports-ops")
+    call(ops, "reports", {"type": "deploy", "files": {"reports.yaml": (EXAMPLES / "reports.yaml").read_text()}})
+    other = ("team: reports\ntypes: {Blob: {fields: {uri: string}}}\n"
+             "workflows:\n  weekly: {tasks: {load: {function: extract_sales, output: Blob}}}\n")
+    with pytest.raises(BridgeRefused) as refused:
+        call(ops, "reports", {"type": "deploy", "files": {"weekly.yaml": other}})
+    assert refused.value.message.splitlines()[1].startswith(
+        "  weekly.yaml: workflows.weekly.tasks.load: function 'extract_sales' is () -> Blob here")
+    assert "flow45-deploy-" not in refused.value.message
+
+
 def test_a_deploy_whose_aliases_expand_to_a_billion_values_is_refused_and_the_bridge_goes_on(bridge_env):
     """Under a kilobyte of YAML; expanded, it would hold the bridge every team shares for minutes."""
     bomb = (ROOT / "tests" / "configs" / "bad" / "aliases_expanding_to_a_billion_values.yaml").read_text()
