@@ -144,10 +144,13 @@ def take(ch: rules.Changes, instance, actor: str, reason: str | None = None, for
 
 
 def _require_operator(team: str, user: str) -> None:
-    """Someone a task can be given to: a user name, not one of the team's workers' broker users (local
-    operators, named with --as, are not listed in the settings)."""
+    """Someone a task can be given to: a user name, not one of the team's workers' broker users nor
+    another team's (local operators, named with --as, are not listed in the settings)."""
     if not re.match(USER_NAME, user):
         raise Flow45Error(f"{user!r} is not a user name (letters, digits and _ . @ + -)")
+    for other, listed in current_settings().teams.items():
+        if other != team and user in listed.users:  # the bridge takes its messages for that team
+            raise NotAllowed(f"{user} is a broker user of team {other}, not of team {team}")
     listed = current_settings().teams.get(team)
     if listed is not None and listed.users.get(user) == "worker":
         raise NotAllowed(f"{user} is a worker's broker user of team {team}, not an operator")

@@ -150,12 +150,16 @@ def test_a_task_given_to_someone_is_theirs_and_giving_it_over_from_a_third_needs
     assert states(run)["approve"] == "succeeded"
 
 
-def test_a_task_is_not_given_to_a_workers_broker_user(tmp_path):
+def test_a_task_is_not_given_to_a_workers_broker_user_nor_to_another_teams(tmp_path):
     run, approve = ready_run(tmp_path, config(assignees="[]"))  # any operator may decide
     use_settings(current_settings().model_copy(update={"teams": Settings.model_validate(
-        {"teams": {"acme": {"users": {"acme-ops": "operator", "acme-worker": "worker"}}}}).teams}))
+        {"teams": {"acme": {"users": {"acme-ops": "operator", "acme-worker": "worker"}},
+                   "rival": {"users": {"rival-ops": "operator"}}}}).teams}))
     with pytest.raises(NotAllowed, match="acme-worker is a worker's broker user of team acme, not an operator"):
         store.take(approve, actor="ann", for_user="acme-worker", now=T0)
+    # The bridge takes rival-ops's messages for team rival: it could never decide it, only hold it.
+    with pytest.raises(NotAllowed, match="rival-ops is a broker user of team rival, not of team acme"):
+        store.take(approve, actor="ann", for_user="rival-ops", now=T0)
     assert store.take(approve, actor="ann", for_user="bob", now=T0) is None
     assert instance(run, "approve").taken_by == "bob"
 
