@@ -80,6 +80,12 @@ class InvalidCheckpoint(Flow45Error):
     code = "invalid_message"
 
 
+class MessageIdReused(Flow45Error):
+    """A message_id that named another message already: it is the sender's idempotency key, one per message."""
+
+    code = "invalid_message"
+
+
 class TooLong(Flow45Error):
     """What an operator wrote (a reason, a comment) is longer than Flow45 keeps: refused, never cut."""
 

@@ -16,7 +16,7 @@ from flow45.errors import Flow45Error
 from flow45.outputs import check_output
 from flow45.settings import current_settings
 from flow45.store import callback_rules, rules
-from flow45.store.once import processed_key
+from flow45.store.once import processed_key, reused
 from flow45.store.outbox import OutboxMessage
 from flow45.store.run_cache import RunCache
 from flow45.store.unit import Unit, read_back
@@ -123,12 +123,26 @@ def _answer_duplicates(items: list[Item], seen: dict[str, Any]) -> dict[int, Ite
         if item.error is not None or key is None:
             continue
         if key in seen:
-            item.result = WorkerReply.from_json({**seen[key], "duplicate": True})
+            try:
+                item.result = _earlier_reply(item, seen[key])
+            except Flow45Error as error:
+                item.error = error
         elif key in first:
             repeats[id(item)] = first[key]
         else:
             first[key] = item
     return repeats
+
+
+def _earlier_reply(item: Item, reply: Any) -> WorkerReply:
+    """The answer stored for the item's message id, if it answered a worker's message about the same
+    instance; else the id was another message's (an operator's, or about another instance)."""
+    if isinstance(reply, dict) and reply.get("instance") == item.message.instance:
+        try:
+            return WorkerReply.from_json({**reply, "duplicate": True})
+        except (TypeError, ValueError):
+            pass  # an operator's answer about the same instance (an undo plan)
+    raise reused(item.message_id, "another message")
 
 
 def _apply(unit: Unit, item: Item) -> WorkerReply:

@@ -8,7 +8,7 @@ from typing import Any, Callable, TypeVar
 import peewee
 
 from flow45.db import atomic
-from flow45.errors import Flow45Error
+from flow45.errors import Flow45Error, MessageIdReused
 from flow45.models import ProcessedMessage
 from flow45.views import WorkerReply
 
@@ -31,7 +31,12 @@ def remember(
 
     def earlier() -> T | None:
         seen = ProcessedMessage.get_or_none(ProcessedMessage.message_id == key)
-        return None if seen is None else decode(seen.reply)
+        if seen is None:
+            return None
+        if (seen.kind, seen.instance) != (kind, instance):  # not a copy of this message: its answer is not this one's
+            about = f" about task instance {seen.instance}" if seen.instance is not None else ""
+            raise reused(message_id, f"a {seen.kind} message{about}")
+        return decode(seen.reply)
 
     try:
         with atomic():
@@ -53,6 +58,11 @@ def remember(
         if (found := earlier()) is None:
             raise
         return found
+
+
+def reused(message_id: str, other: str) -> MessageIdReused:
+    return MessageIdReused(f"message_id {message_id!r} was given to {other} already; nothing was applied: "
+                           "give each message an id of its own")
 
 
 def apply_once(
