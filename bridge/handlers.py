@@ -16,14 +16,19 @@ from flow45.messages.base import utc_time
 from flow45.store.once import remember
 
 
+MAX_FILE_NAME = 255  # bytes of a file name a file system takes
+
+
 def _configs(inbound: Inbound, files: dict[str, str]):
     """The sent YAML files, loaded from a private folder; every team named must be the sender's."""
     with tempfile.TemporaryDirectory(prefix="flow45-deploy-") as folder:
         for name, text in files.items():
-            safe = Path(name).name
-            if not safe.endswith((".yaml", ".yml")) or safe != name:
-                raise Refusal("invalid_message", f"files: {name!r} must be a plain file name ending in .yaml or .yml")
-            (Path(folder) / safe).write_text(text, encoding="utf-8")
+            # As the folder is read (flow45.config.config_files): `.yaml` alone has no suffix, and is passed over.
+            if (Path(name).suffix not in (".yaml", ".yml") or Path(name).name != name
+                    or len(name.encode("utf-8")) > MAX_FILE_NAME):
+                raise Refusal("invalid_message", f"files: {name!r} must be a plain file name ending in .yaml or .yml, "
+                              f"of at most {MAX_FILE_NAME} bytes")
+            (Path(folder) / name).write_text(text, encoding="utf-8")
         try:
             teams = load_config(folder)
         except ConfigError as exc:
