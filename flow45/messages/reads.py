@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, TypeAdapter
 
 from flow45.messages.base import UtcTime, _Message, _types
+from flow45.wire import INT64_MAX, INT64_MIN
 
 
 # ---- operators -> Flow45: reads (exchange flow45.read, RPC) -----------------------------------
@@ -14,6 +15,9 @@ from flow45.messages.base import UtcTime, _Message, _types
 # words a missing id gets. Lists are pages of at most MAX_PAGE.
 
 MAX_PAGE = 500
+# Ids and versions in the store are 64-bit: a larger number among a read's bounds is refused as out
+# of range (SQLite's driver fails on it), as the command line refuses it.
+StoreId = Annotated[int, Field(le=INT64_MAX)]  # each field says its least
 
 
 class WhoAmI(_Message):
@@ -35,14 +39,15 @@ class ReadRuns(_Message):
     workflow: str | None = Field(None, max_length=200)
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
     text: str = Field("", max_length=200, description="matched as the dashboard's search is; `#12` is run 12")
-    before: int | None = Field(None, ge=1, description="only runs with a smaller id: the last id of the page before")
+    before: StoreId | None = Field(None, ge=1,
+                                   description="only runs with a smaller id: the last id of the page before")
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     params: dict[str, Any] | None = Field(None, description="only runs whose params have each of these keys with that value")
     since: UtcTime | None = Field(None, description="only runs triggered at or after this UTC time")
     until: UtcTime | None = Field(None, description="only runs triggered before this UTC time")
-    version: int | None = Field(None, ge=1, description="with `workflow`: only runs following this version of it")
+    version: StoreId | None = Field(None, ge=1, description="with `workflow`: only runs following this version of it")
     key: str | None = Field(None, max_length=200, description="only the run of each workflow triggered with this key")
-    ids: list[int] | None = Field(None, max_length=MAX_PAGE,
+    ids: list[Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]] | None = Field(None, max_length=MAX_PAGE,
                                   description="only these runs: what a live list reads again when events touch them")
 
 
@@ -53,7 +58,7 @@ class ReadRun(_Message):
     type: Literal["run"]
     run: int
     attempts: bool = False
-    as_of: int | None = Field(None, ge=1, description="a ledger event id")
+    as_of: StoreId | None = Field(None, ge=1, description="a ledger event id")
     as_of_time: UtcTime | None = Field(None, description="a UTC time, e.g. 2026-03-01T06:00:00Z")
     instances_from: int = Field(0, ge=0, description="leave out the run's first instances: as many as the answers "
                                                      "before gave, when they said `instances_more`")
@@ -74,7 +79,7 @@ class ReadVersions(_Message):
     type: Literal["versions"]
     workflow: str = Field(max_length=200)
     limit: int = Field(20, ge=1, le=MAX_PAGE)
-    since: int | None = Field(None, ge=1, description="also what changed from this version to the current one")
+    since: StoreId | None = Field(None, ge=1, description="also what changed from this version to the current one")
 
 
 class ReadInstance(_Message):
@@ -91,11 +96,11 @@ class ReadEvents(_Message):
     the newest `limit` events instead (with `before`, the newest below that id: the page before)."""
 
     type: Literal["events"]
-    after: int = Field(0, ge=0)
+    after: StoreId = Field(0, ge=0)
     run: int | None = None
     instance: int | None = None
     newest: bool = False
-    before: int | None = Field(None, ge=1, description="with `newest`: only events with a smaller id")
+    before: StoreId | None = Field(None, ge=1, description="with `newest`: only events with a smaller id")
     since: UtcTime | None = Field(None, description="only events at or after this UTC time")
     until: UtcTime | None = Field(None, description="only events before this UTC time")
     limit: int = Field(200, ge=1, le=MAX_PAGE)

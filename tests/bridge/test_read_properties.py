@@ -151,3 +151,38 @@ def test_every_read_is_answered_for_its_own_team_or_refused_and_nothing_raises(t
             assert any(_answered_rightly(d, answer) for d in asked[reply_to]), (answer, asked[reply_to])
     for _, routing_key, _, _ in dead.published:
         assert routing_key in ("flow45.dead", "flow45.dead.reports", "flow45.dead.rival")
+
+
+
+def _asked_alone(read: dict) -> dict:
+    """The answer to one read of reports' operator, as the reader gives it."""
+    server, channel, dead = ReadServer(Settings(teams=TEAMS)), Recorder(), Recorder()
+    method = pika.spec.Basic.Deliver(delivery_tag=1, exchange="flow45.read.reports", routing_key="x")
+    properties = pika.BasicProperties(message_id="m", correlation_id="c", user_id="reports-ops",
+                                      reply_to="amq.rabbitmq.reply-to.g1h2AA.a1")
+    answer_reads(server, channel, dead, [delivery_from(method, properties, json.dumps(read).encode())])
+    [(_, _, body, _)] = channel.published
+    return loads(body.decode())
+
+
+@pytest.mark.parametrize("read, field", [
+    ({"type": "runs", "before": 2**63}, "runs.before"),
+    ({"type": "runs", "ids": [1, -(2**63) - 1]}, "runs.ids.1"),
+    ({"type": "runs", "workflow": "monthly_report", "version": 2**70}, "runs.version"),
+    ({"type": "events", "after": 2**63}, "events.after"),
+    ({"type": "events", "newest": True, "before": 2**64}, "events.before"),
+    ({"type": "run", "run": 1, "as_of": 2**63}, "run.as_of"),
+    ({"type": "versions", "workflow": "w", "since": 2**63}, "versions.since"),
+])
+def test_a_bound_beyond_64_bits_is_refused_as_out_of_range_on_every_store(two_runs, caplog, read, field):
+    """SQLite's driver cannot take such a number: it was answered as a bug (`internal`, a traceback)."""
+    answer = _asked_alone(read)
+    assert (answer["ok"], answer["code"]) == (False, "invalid_message") and field in answer["error"], answer
+    assert "9223372036854775807" in answer["error"] or "-9223372036854775808" in answer["error"]
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_largest_64_bit_bound_is_answered(two_runs):
+    ours = two_runs[0][0]
+    answer = _asked_alone({"type": "runs", "before": 2**63 - 1, "ids": [ours, 2**63 - 1]})
+    assert [run["id"] for run in answer["result"]["runs"]] == [ours]
