@@ -35,9 +35,27 @@ class Webhook(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
+        """One that can be posted to: else each event would be tried again for ever (or stop notify
+        with a traceback). What is wrong is said without the path, which is often the hook's secret."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        shown = repr(receiver(url) + ("/…" if parts.path.strip("/") or parts.query else ""))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{shown} is not an http:// or https:// URL")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError(f"{shown} has a space or a control character: write it percent-encoded (%20)")
+        if not (parts.path + parts.query).isascii():
+            raise ValueError(f"{shown} has a character that is not ASCII after its host: write it percent-encoded")
+        if "@" in parts.netloc:
+            raise ValueError(f"{shown} names a user or password, which are not sent: the receiver's own URL "
+                             "carries its secret in its path")
+        try:
+            parts.port
+        except ValueError:  # its text would name what was written there
+            raise ValueError(f"{shown}: its port must be a number from 0 to 65535") from None
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:  # a host name no resolver takes (an empty label, one past 63 characters)
+            raise ValueError(f"{shown}: its host is not a host name") from None
         return url
 
     @field_validator("events")
@@ -50,3 +68,14 @@ class Webhook(BaseModel):
 
 
 Hooks = dict[str, list[Webhook]]
+
+
+def receiver(url: str) -> str:
+    """The URL as logs and errors show it: scheme, host and port, never the path (a webhook's path is
+    often its secret) nor a user or password."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        port = None
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")

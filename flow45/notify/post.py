@@ -14,7 +14,7 @@ import urllib.request
 
 from flow45.metrics import NOTIFY_POSTS
 from flow45.notify.events import slack_escaped
-from flow45.notify.hooks import Webhook
+from flow45.notify.hooks import Webhook, receiver
 from flow45.outage import Backoff
 from flow45.views import EventView
 
@@ -63,7 +63,7 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
                 where = exc.headers.get("Location") if exc.headers is not None else None
                 log.error("%s answered event %s with a redirect (HTTP %s%s); webhooks are not followed: set the "
                           "hook's url to the receiver itself. Not posting it again", _host(hook), event.id, exc.code,
-                          f" to {_host_of(urllib.parse.urljoin(hook.url, where))}" if where else "")
+                          f" to {receiver(urllib.parse.urljoin(hook.url, where))}" if where else "")
                 NOTIFY_POSTS.labels("failed").inc()
                 return True
             if 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX:
@@ -84,14 +84,4 @@ def deliver(hook: Webhook, event: EventView, kinds: list[str], text: str, backof
 
 
 def _host(hook: Webhook) -> str:
-    """The receiver without its path: a webhook's path is often its secret."""
-    return _host_of(hook.url)
-
-
-def _host_of(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # a Location header's port that is not a number
-        port = None
-    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+    return receiver(hook.url)

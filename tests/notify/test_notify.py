@@ -191,11 +191,33 @@ def test_a_first_start_begins_at_the_ledgers_end_and_keeps_that_place(ledger, tm
     ({"acme": [{"url": "http://x/h", "events": ["failed"]}]}, "unknown event 'failed' (choose from run_failed"),
     ({"acme": [{"url": "http://x/h", "events": []}]}, "notify.acme.0.events"),
     ({"zeta": [{"url": "http://x/h", "events": ["run_failed"]}]}, "notify: zeta is not a team of this installation"),
+    # URLs that could never be posted (each event tried again for ever, or a traceback): said without the path
+    ({"acme": [{"url": "htps://hooks.example/T0/SECRET", "events": ["run_failed"]}]},
+     "notify.acme.0.url: 'htps://hooks.example/…' is not an http:// or https:// URL"),
+    ({"acme": [{"url": "https://hooks.example/T0/SECRET X", "events": ["run_failed"]}]},
+     "'https://hooks.example/…' has a space or a control character: write it percent-encoded"),
+    ({"acme": [{"url": "https://hooks.example/T0/SECRÉT", "events": ["run_failed"]}]},
+     "'https://hooks.example/…' has a character that is not ASCII after its host"),
+    ({"acme": [{"url": "https://bot:SECRET@hooks.example/T0", "events": ["run_failed"]}]},
+     "'https://hooks.example/…' names a user or password, which are not sent"),
+    ({"acme": [{"url": "https://hooks.example:SECRET/T0", "events": ["run_failed"]}]},
+     "'https://hooks.example/…': its port must be a number from 0 to 65535"),
+    ({"acme": [{"url": "https://hooks..example/T0/SECRET", "events": ["run_failed"]}]},
+     "'https://hooks..example/…': its host is not a host name"),
 ])
 def test_bad_notify_settings_are_refused_naming_the_place(notify, words):
     with pytest.raises(SettingsError) as refused:
         load_settings({"FLOW45_NOTIFY": json.dumps(notify), "FLOW45_TEAMS": json.dumps({"acme": {}})})
     assert words in str(refused.value)
+    assert "SECRET" not in str(refused.value), "a webhook's path or password is its secret"
+
+
+@pytest.mark.parametrize("url", ["https://bücher.example/T0/a%20b?c=%C3%A9", "http://[::1]:8080/hook",
+                                 "http://127.0.0.1:9/h"])
+def test_a_webhook_url_that_can_be_posted_to_is_taken(url):
+    settings = load_settings({"FLOW45_NOTIFY": json.dumps({"acme": [{"url": url, "events": ["run_failed"]}]}),
+                              "FLOW45_TEAMS": json.dumps({"acme": {}})})
+    assert settings.notify["acme"][0].url == url
 
 
 def _event(kind, to_state=None, instance=7, detail=None):
