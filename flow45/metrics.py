@@ -91,7 +91,7 @@ class StoreCollector(Collector):
         offers = GaugeMetricFamily(
             "flow45_offers_waiting", "Instances available to workers, by function queue (what an autoscaler reads)",
             labels=["queue", "team", "function"])
-        waiting = figures.offers_waiting()
+        waiting = figures.offers_waiting
         self._seen_queues |= set(waiting)
         for team, function in sorted(self._seen_queues):
             offers.add_metric([names.offer_queue(team, function), team, function], waiting.get((team, function), 0))

@@ -28,12 +28,10 @@ class StoreFigures:
     human_overdue: dict[str, int]  # team -> of those, the ones past their due time
     outbox_backlog: int  # rows not yet confirmed by the broker
     outbox_oldest_seconds: float  # age of the oldest of them; 0 with none
+    # (team, function) -> instances available to workers: the offers in that function's queue. Not human
+    # tasks: they are available too, but wait for a person, never in a queue.
+    offers_waiting: dict[tuple[str, str], int] = field(default_factory=dict)
     capped: list[str] = field(default_factory=list)  # figures that reached SCAN_CAP
-
-    def offers_waiting(self) -> dict[tuple[str, str], int]:
-        """(team, function) -> instances available to workers: the offers in that function's queue."""
-        return {(team, function): n for (team, function, state), n in self.instances.items()
-                if state == states.AVAILABLE}
 
 
 def queries(at: dt.datetime) -> tuple[pw.Select, pw.Select]:
@@ -58,6 +56,7 @@ def read_figures(now: dt.datetime) -> StoreFigures:
     instances: dict[tuple[str, str, str], int] = {}
     human: dict[str, int] = {}
     overdue: dict[str, int] = {}
+    offers: dict[tuple[str, str], int] = {}
     total = 0
     for team, function, state, is_human, is_late, count in grouped.tuples():
         instances[(team, function, state)] = instances.get((team, function, state), 0) + count
@@ -65,6 +64,8 @@ def read_figures(now: dt.datetime) -> StoreFigures:
             human[team] = human.get(team, 0) + count
             if is_late:
                 overdue[team] = overdue.get(team, 0) + count
+        elif state == states.AVAILABLE:
+            offers[(team, function)] = offers.get((team, function), 0) + count
         total += count
     if total >= SCAN_CAP:
         capped.append("instances")
@@ -76,4 +77,4 @@ def read_figures(now: dt.datetime) -> StoreFigures:
         if isinstance(oldest, str):  # SQLite hands back text from a subquery's column
             oldest = dt.datetime.fromisoformat(oldest)
         age = max(0.0, (at - to_utc(oldest)).total_seconds())
-    return StoreFigures(instances, human, overdue, backlog, age, capped)
+    return StoreFigures(instances, human, overdue, backlog, age, offers, capped)

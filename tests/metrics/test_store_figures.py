@@ -42,7 +42,8 @@ def test_live_instances_offers_and_human_tasks_by_team_and_function(tmp_path):
         ("acme", "fb", "pending"): 1, ("acme", "fc", "pending"): 1, ("acme", "fd", "pending"): 2,
         ("desk", "decide", "available"): 1,
     }
-    assert figures.offers_waiting() == {("acme", "fa"): 1, ("acme", "fb"): 1, ("acme", "fc"): 1, ("desk", "decide"): 1}
+    assert figures.offers_waiting == {("acme", "fa"): 1, ("acme", "fb"): 1, ("acme", "fc"): 1}, \
+        "a human task is available, but never offered to workers: no offer waits in flow45.tasks.desk.decide"
     assert figures.human_waiting == {"desk": 1} and figures.human_overdue == {}
     assert figures.capped == []
     two_hours_on = read_figures(T0 + dt.timedelta(hours=2))
@@ -75,17 +76,19 @@ def _scrape(collector) -> dict[str, dict[tuple, float]]:
 
 
 def test_a_queue_that_empties_reports_zero_and_a_store_that_fails_reports_down(tmp_path, db_url):
+    deploy_text(tmp_path, DIAMOND)
     deploy_text(tmp_path, HUMAN)
-    run = store.trigger("desk", "review", actor="ann", now=T0)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    store.trigger("desk", "review", actor="ann", now=T0)
     collector = StoreCollector(clock=lambda: T0)
-    queue = (("function", "decide"), ("queue", "flow45.tasks.desk.decide"), ("team", "desk"))
+    queue = (("function", "fa"), ("queue", "flow45.tasks.acme.fa"), ("team", "acme"))
     first = _scrape(collector)
-    assert first["flow45_offers_waiting"] == {queue: 1.0}
+    assert first["flow45_offers_waiting"] == {queue: 1.0}, "the human task waits for a person, not in a queue"
     assert (first["flow45_human_tasks_waiting"], first["flow45_human_tasks_overdue"]) == (
         {(("team", "desk"),): 1.0}, {(("team", "desk"),): 0.0})
-    complete(run, "decide", {"ok": True})
+    complete(run, "a", BLOB)
     scraped = _scrape(collector)
-    assert scraped["flow45_offers_waiting"] == {queue: 0.0}, "an autoscaler must read 0, not nothing"
+    assert scraped["flow45_offers_waiting"][queue] == 0.0, "an autoscaler must read 0, not nothing"
     assert scraped["flow45_store_up"] == {(): 1.0}
     connect("postgresql://nobody:pw@127.0.0.1:1/flow45")  # a store that does not answer
     try:
