@@ -2,11 +2,13 @@
 
 Counters and histograms are updated where things happen (a batch applied, a refusal, a reconnect).
 Figures that need the store are read only when a scraper asks, by `StoreCollector`, with the bounded
-queries of `flow45.store.stats`, on the HTTP server's own thread and database connection."""
+queries of `flow45.store.stats`, on a thread and database connection of their own."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent import futures
 from typing import Callable, Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -56,30 +58,33 @@ NOTIFY_LAG = Gauge("flow45_notify_lag_seconds", "notify: age of the team's oldes
                    "(0 when caught up)", ["team"])
 
 
-class StoreCollector(Collector):
-    """Gauges read from the store at scrape time. A query that fails makes `flow45_store_up` 0
-    and leaves the others out, rather than failing the scrape."""
+SCRAPE_WAIT = 5.0  # seconds a scrape waits for the store's figures (Prometheus gives up on a scrape at 10)
 
-    def __init__(self, clock: Callable = utcnow):
+
+class StoreCollector(Collector):
+    """Gauges read from the store at scrape time. A query that fails, or that the store does not
+    answer within `wait` seconds, makes `flow45_store_up` 0 and leaves the others out, rather than
+    failing the scrape."""
+
+    def __init__(self, clock: Callable = utcnow, wait: float = SCRAPE_WAIT):
         self.clock = clock
+        self.wait = wait
         self._seen_queues: set[tuple[str, str]] = set()  # reported 0 once empty: scale-to-zero needs a 0
+        self._lock = threading.Lock()
+        self._reading: futures.Future | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # read only when scraped, never at registration
 
     def collect(self) -> Iterable[Metric]:
-        from flow45.store.stats import read_figures
-
         up = GaugeMetricFamily("flow45_store_up", "1 when the store answered this scrape's queries")
         try:
-            figures = read_figures(self.clock())
+            figures = self._figures()
         except Exception as exc:  # noqa: BLE001 - a scrape reports the store down, it does not fail
             log.warning("metrics: cannot read the store: %s", describe_db_error(exc) or f"{type(exc).__name__}: {exc}")
             up.add_metric([], 0)
             yield up
             return
-        finally:
-            drop_connection()  # a thread of the HTTP server: no connection left behind it
         up.add_metric([], 1)
         yield up
         instances = GaugeMetricFamily(
@@ -114,6 +119,31 @@ class StoreCollector(Collector):
         for name in ("instances", "outbox"):
             capped.add_metric([name], 1 if name in figures.capped else 0)
         yield capped
+
+    def _figures(self):
+        """The store's figures, read on a thread of its own: a store that hangs (stopped, or cut off by
+        the network) holds that thread, not the scrape. While it does, the next scrapes wait for the
+        same read rather than each starting one."""
+        with self._lock:
+            if self._reading is None or self._reading.done():
+                self._reading = futures.Future()
+                threading.Thread(target=self._read, args=(self._reading,), name="flow45-metrics-store",
+                                 daemon=True).start()
+            reading = self._reading
+        try:
+            return reading.result(timeout=self.wait)
+        except futures.TimeoutError:
+            raise TimeoutError(f"the store did not answer within {self.wait:g}s") from None
+
+    def _read(self, reading: futures.Future) -> None:
+        from flow45.store.stats import read_figures
+
+        try:
+            reading.set_result(read_figures(self.clock()))
+        except Exception as exc:  # noqa: BLE001 - told by the scrape that waits for it
+            reading.set_exception(exc)
+        finally:
+            drop_connection()  # a thread of its own: no connection left behind it
 
 
 _serving: dict[int, object] = {}

@@ -112,3 +112,25 @@ def test_a_metrics_port_in_use_is_refused_naming_it(db_url):
             serve_metrics(port, "127.0.0.1", db_url)
     finally:
         taken.close()
+
+
+def test_a_store_that_hangs_is_reported_down_within_the_wait_and_holds_one_thread(db_url):
+    """A database stopped (SIGSTOP) or cut off by a network: its port takes the connection and never
+    answers. The scrape must still answer, in time for Prometheus, and scrapes meanwhile must not each
+    leave a thread waiting on it."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # never accepted, never answered
+    collector = StoreCollector(clock=lambda: T0, wait=0.5)
+    connect(f"postgresql://nobody:pw@127.0.0.1:{silent.getsockname()[1]}/flow45")
+    try:
+        threads = threading.active_count()
+        for _ in range(3):
+            assert _scrape(collector) == {"flow45_store_up": {(): 0.0}}, "said, not waited for"
+        assert threading.active_count() <= threads + 1, "one read waits on the store, not one per scrape"
+    finally:
+        silent.close()
+        connect(db_url)
