@@ -131,3 +131,16 @@ async def test_a_reviewer_gives_a_task_to_another_and_the_inbox_shows_who_has_it
             assert str(inbox.query_one("#inbox-table").get_row_at(0)[5]) == "demo-operator"
     [given] = Event.select().where((Event.instance == late) & (Event.kind == "take"))
     assert (given.actor, given.detail["taken_by"]) == (REVIEWER, "demo-operator")
+
+
+async def test_available_since_is_when_the_task_became_available_not_when_it_was_last_taken(tui_db):
+    later, late = two_approvals()
+    store.take(late, actor=REVIEWER, now=NOW - dt.timedelta(minutes=5))
+    store.hand_back(late, actor=REVIEWER, now=NOW - dt.timedelta(minutes=4))
+    store.take(later, actor="demo-operator", now=NOW - dt.timedelta(minutes=3))
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            inbox = await open_inbox(pilot, "all")
+            table = inbox.query_one("#inbox-table")
+            assert [str(table.get_row_at(r)[7]) for r in (0, 1)] == ["2026-03-01 12:00:00", "2026-03-02 12:00:00"]

@@ -101,7 +101,7 @@ class InboxScreen(LiveScreen):
                           cell(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
                           cell(view.taken_by or "-", 14),
                           cell(wire.dumps(run.params) if run and run.params else "-", 24),
-                          shown(view.updated_at), key=str(view.id))
+                          shown(view.offered_at or view.updated_at), key=str(view.id))  # a take moves updated_at
         ids = [item.instance.id for item in rows]
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)
