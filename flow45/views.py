@@ -210,6 +210,7 @@ class InstanceView(View):
     timeout_at: dt.datetime | None = None  # running: when its task's timeout ends the attempt
     taken_by: str | None = None  # an available human task: who has taken it
     due_at: dt.datetime | None = None  # an available human task: when it is due
+    overdue_at: dt.datetime | None = None  # an available human task: when the sweep applied its overdue outcome
     log_url: str | None = None  # its current attempt's log link
     log_tail: str | None = None  # its current attempt's log tail
     attempts_more: bool = False  # read through the bridge: more attempts follow (ask with attempts_from)

@@ -221,6 +221,7 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
         parked=i.callback_key is not None, timeout_at=i.timeout_at if i.state == S.RUNNING else None,
         taken_by=i.taken_by if i.state == S.AVAILABLE else None,
         due_at=i.due_at if i.state == S.AVAILABLE else None,
+        overdue_at=i.overdue_at if i.state == S.AVAILABLE else None,
     )
 
 

@@ -144,3 +144,22 @@ async def test_available_since_is_when_the_task_became_available_not_when_it_was
             inbox = await open_inbox(pilot, "all")
             table = inbox.query_one("#inbox-table")
             assert [str(table.get_row_at(r)[7]) for r in (0, 1)] == ["2026-03-01 12:00:00", "2026-03-02 12:00:00"]
+
+
+async def test_the_form_says_the_task_is_escalated_once_the_store_escalated_it_not_when_its_due_passes(tui_db):
+    """The example's approval escalates to @leads when overdue: lee may decide only once the sweep
+    applied that, as the core checks it, however late the dashboard's clock says it is."""
+    from flow45.store.sweep import human_alarms
+
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            await open_inbox(pilot, "all")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+            info = app.screen.query_one("#human-info", Static)
+            assert "who may decide: @reviewers (demo-operator, reports-ops)   overdue by 1h" in text_of(info)
+            assert human_alarms(NOW)[1] == [late]  # went overdue: escalated
+            await wait_until(pilot, lambda: "@leads (lee)" in text_of(info))
+            assert "who may decide: @reviewers (demo-operator, reports-ops), @leads (lee)" in text_of(info)

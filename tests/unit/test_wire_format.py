@@ -129,7 +129,7 @@ def test_an_inbox_item_comes_back_from_json_with_its_views():
     instance = InstanceView(id=3, run=1, team="reports", task="approve", function="approve_report", state="available",
                             attempt=1, human=True, priority=0, worker=None, progress_pct=None, progress_message=None,
                             lease_expires_at=None, not_before=None, upstream=["render"], updated_at=at,
-                            taken_by="ann", due_at=at)
+                            taken_by="ann", due_at=at, overdue_at=at)
     run = RunView(id=1, team="reports", workflow="monthly_report", version=1, status="running", trigger="manual",
                   triggered_by="ann", params={"month": "2026-02"}, logical_time=None, created_at=at, started_at=at,
                   finished_at=None, counts={"available": 1})

@@ -38,7 +38,8 @@ class HumanTaskScreen(TypedOutputScreen):
         else:
             now = utcnow()
             overdue = i.due_at is not None and i.due_at <= now
-            escalated = overdue and self.assignment is not None and bool(self.assignment.escalated_to)
+            # Escalated as the core decides who may: once the sweep applied the overdue outcome, not when due passed.
+            escalated = i.overdue_at is not None and self.assignment is not None and bool(self.assignment.escalated_to)
             who = self.assignment.who(escalated) if self.assignment else "any operator of the team"
             holder = ("not taken (ctrl+t takes it)" if not i.taken_by
                       else f"taken by {'you' if i.taken_by == self.app.actor else i.taken_by}")
