@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from flow45 import states as S
-from flow45.errors import Flow45Error
 from flow45.views import InstanceView, RunView
+from tui.screens.base import notify_refusal
 from tui.screens.modals import (
     CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, TakeOverModal, UndoModal,
 )
@@ -56,8 +56,9 @@ def open_human_form(app: Dashboard, instance: InstanceView) -> None:
 
     try:
         app.push_screen(HumanTaskScreen(instance.id))
-    except Flow45Error as exc:  # gone since it was shown
-        app.notify(exc.message, title="Refused", severity="error")
+    except Exception as exc:  # gone since it was shown, or the database failed
+        if not notify_refusal(app, exc):
+            raise
 
 
 def take(app: Dashboard, instance: InstanceView | None) -> None:
@@ -70,8 +71,9 @@ def take(app: Dashboard, instance: InstanceView | None) -> None:
         return
     try:
         app.client.take(instance.id)
-    except Flow45Error as exc:
-        app.notify(exc.message, title="Refused", severity="error")
+    except Exception as exc:
+        if not notify_refusal(app, exc):
+            raise
         return
     app.notify(f"took human task {instance.id} ({instance.task}): others see you have it", title="Done")
     app.feed.poke()
@@ -85,8 +87,9 @@ def open_set_output(app: Dashboard, instance: InstanceView) -> None:
 
     try:
         app.push_screen(SetOutputScreen(instance.id))
-    except Flow45Error as exc:  # gone since it was shown
-        app.notify(exc.message, title="Refused", severity="error")
+    except Exception as exc:  # gone since it was shown, or the database failed
+        if not notify_refusal(app, exc):
+            raise
 
 
 def open_cancel(app: Dashboard, run: RunView | None) -> None:

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from flow45.client import Client, LocalClient
 from flow45.errors import Flow45Error
 from tui.live import Feed, FeedProblem, LedgerEvents
+from tui.screens.base import notify_refusal
 from tui.shown import ShownClient
 
 
@@ -104,7 +105,11 @@ class Dashboard(App):
         if isinstance(self.screen, InboxScreen):
             return
         team = self.screen.filter.team if isinstance(self.screen, RunsScreen) else None
-        self.push_screen(InboxScreen(team))
+        try:
+            self.push_screen(InboxScreen(team))  # it reads the teams to choose from
+        except Exception as exc:
+            if not notify_refusal(self, exc):
+                raise
 
     def action_workflows(self) -> None:
         from tui.screens.workflows import WorkflowsScreen

@@ -7,16 +7,25 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from flow45.db import describe_db_error
-
-
-def refusal(exc: BaseException) -> str | None:
-    """What the operator is told when the core refuses or the database fails; None for a bug."""
-    return exc.message if isinstance(exc, Flow45Error) else describe_db_error(exc)
 from flow45.errors import Flow45Error
 from flow45.views import EventView
 
 if TYPE_CHECKING:
     from tui.app import Dashboard
+
+
+def refusal(exc: BaseException) -> str | None:
+    """What the operator is told when the core refuses or the database fails; None for a bug."""
+    return exc.message if isinstance(exc, Flow45Error) else describe_db_error(exc)
+
+
+def notify_refusal(app: Dashboard, exc: BaseException) -> bool:
+    """Tell the operator, in a notice, what the core refused or why the database failed; False for a
+    bug, which the caller raises."""
+    if (message := refusal(exc)) is None:
+        return False
+    app.notify(message, title="Refused", severity="error")
+    return True
 
 
 NARROW, WIDE = 110, 170  # columns: under WIDE a screen's side panes move below, under NARROW they may hide

@@ -14,11 +14,10 @@ from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from flow45 import wire
 from flow45.clock import shown, utcnow
-from flow45.errors import Flow45Error
 from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
-from tui.screens.base import LiveScreen, refusal
+from tui.screens.base import LiveScreen, notify_refusal, refusal
 from tui.widgets.progress import cell, id_width
 
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
@@ -170,8 +169,9 @@ class InboxScreen(LiveScreen):
 
         try:
             self.app.push_screen(HumanTaskScreen(instance_id))
-        except Flow45Error as exc:
-            self.app.notify(exc.message, severity="error")
+        except Exception as exc:  # gone since it was listed, or the database failed
+            if not notify_refusal(self.app, exc):
+                raise
 
     def commands(self) -> list[tuple[str, str, Any]]:
         return [(f"Open human task {item.instance.id} ({item.instance.task} of run {item.instance.run})",

@@ -161,11 +161,13 @@ class UndoModal(InstanceModal):
         hold_box.label = hold_label(hold)  # the mark's colour alone is lost in plain text
         try:
             self.plan = self.app.client.undo(self.instance.id, "", hold=hold, dry_run=True, cancel_connected=cancel)
-        except Flow45Error as exc:
+        except Exception as exc:
+            if (message := refusal(exc)) is None:
+                raise
             self.plan = None
             self.query_one("#plan", Static).update("Nothing can be undone here.")
             confirm.disabled = True
-            self.refuse(exc.message)
+            self.refuse(message)
             return
         confirm.disabled = False
         unfinished = sum(c.cancel for c in self.plan.connected)
