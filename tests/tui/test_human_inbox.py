@@ -163,3 +163,32 @@ async def test_the_form_says_the_task_is_escalated_once_the_store_escalated_it_n
             assert human_alarms(NOW)[1] == [late]  # went overdue: escalated
             await wait_until(pilot, lambda: "@leads (lee)" in text_of(info))
             assert "who may decide: @reviewers (demo-operator, reports-ops), @leads (lee)" in text_of(info)
+
+
+async def test_due_and_overdue_go_on_counting_while_nothing_happens(tui_db, monkeypatch):
+    """No event, no read: the inbox and the form still say how late each task is now, not how late it
+    was when read."""
+    from tui.screens import base
+
+    monkeypatch.setattr(base, "RECOUNT_EVERY", 0.1)
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False) as traveller:
+        async with app.run_test(size=SIZE) as pilot:
+            inbox = await open_inbox(pilot, "all")
+            table = inbox.query_one("#inbox-table")
+
+            def due_cells() -> list[str]:
+                return [str(table.get_row_at(r)[4]) for r in (0, 1)]
+
+            assert due_cells() == ["overdue by 1h", "due in 23h"]
+            traveller.shift(dt.timedelta(hours=23, minutes=30))
+            await wait_until(pilot, lambda: due_cells() == ["overdue by 1d", "overdue by 30m"])
+            assert "2 human task(s) waiting (team reports, all), 2 overdue" in text_of(inbox.query_one("#inbox-summary", Static))
+            assert [i.instance.id for i in inbox.rows] == [late, later]
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, HumanTaskScreen) and app.screen.payload)
+            info = app.screen.query_one("#human-info", Static)
+            assert text_of(info).endswith("overdue by 1d")
+            traveller.shift(dt.timedelta(hours=2))
+            await wait_until(pilot, lambda: text_of(info).endswith("overdue by 1d 2h"))

@@ -29,6 +29,7 @@ def notify_refusal(app: Dashboard, exc: BaseException) -> bool:
 
 
 NARROW, WIDE = 110, 170  # columns: under WIDE a screen's side panes move below, under NARROW they may hide
+RECOUNT_EVERY = 30.0  # seconds between redrawing a human task's "due in 2h" while no event brings a read
 
 
 class LiveScreen(Screen):

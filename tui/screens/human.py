@@ -10,6 +10,7 @@ from textual.binding import Binding
 from flow45 import states as S
 from flow45.clock import utcnow
 from flow45.store.rules_human import due_text, run_assignments
+from tui.screens import base
 from tui.screens.typed_form import HumanPayload, TypedOutputScreen
 from tui.widgets.progress import state_text
 
@@ -26,6 +27,9 @@ class HumanTaskScreen(TypedOutputScreen):
         super().__init__(instance_id)
         current = self.app.client.workflow_spec(self.spec.team, self.spec.workflow_name)  # its groups' members
         self.assignment = run_assignments(self.spec, current).get(self.task_name)
+
+    def on_mount(self) -> None:
+        self.set_interval(base.RECOUNT_EVERY, lambda: self.payload and self.show(self.payload))  # "due in" counts on
 
     def show(self, payload: HumanPayload) -> None:
         i = payload.instance

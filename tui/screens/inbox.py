@@ -4,6 +4,7 @@ them needs (the run's params, who has it, when it is due); filters mine, my grou
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rich.text import Text
@@ -17,6 +18,7 @@ from flow45.clock import shown, utcnow
 from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
+from tui.screens import base
 from tui.screens.base import LiveScreen, notify_refusal, refusal
 from tui.widgets.progress import cell, id_width
 
@@ -46,6 +48,7 @@ class InboxScreen(LiveScreen):
         self.team = team if team in self.teams else (self.teams[0] if len(self.teams) == 1 else None)
         self.show_filter = show
         self.rows: list[InboxItem] = []
+        self._read_at: dt.datetime | None = None  # this dashboard's clock when `rows` were read
         self._shown_widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
@@ -62,6 +65,7 @@ class InboxScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self._add_columns(self.query_one("#inbox-table", DataTable), self._widths([]))
+        self.set_interval(base.RECOUNT_EVERY, lambda: self._read_at and self._draw())  # while no event brings a read
 
     def _add_columns(self, table: DataTable, widths: dict[str, int]) -> None:
         self._shown_widths = widths
@@ -85,19 +89,28 @@ class InboxScreen(LiveScreen):
         asked, rows = payload
         if asked != (self.team, self.show_filter):
             return  # read for a team or filter since changed
+        self.rows, self._read_at = rows, utcnow()
+        self._draw()
+
+    def _draw(self) -> None:
+        """The rows as read, "due in" and "overdue by" measured from the store's clock at the read (as
+        `overdue` was) moved on by the time since, so they go on counting between reads."""
+        rows, since = self.rows, utcnow() - self._read_at
         table = self.query_one("#inbox-table", DataTable)
         keep = self.selected.id if self.selected else None
-        self.rows = rows
         widths = self._widths(rows)
         table.clear(columns=widths != self._shown_widths)
         if not table.columns:
             self._add_columns(table, widths)
+        overdue = 0
         for item in rows:
             view, run = item.instance, item.run
             workflow = f"{run.team}/{run.workflow} v{run.version}" if run else view.team
-            due = due_text(view.due_at, item.checked_at or utcnow()) or "-"  # the store's clock, as `overdue`
+            now = item.checked_at + since if item.checked_at else utcnow()
+            late = item.overdue or (view.due_at is not None and view.due_at <= now)
+            overdue += late
             table.add_row(Text(str(view.id), justify="right"), cell(view.task, 16), str(view.run),
-                          cell(workflow, 26), Text(due, style="bold red" if item.overdue else ""),
+                          cell(workflow, 26), Text(due_text(view.due_at, now) or "-", style="bold red" if late else ""),
                           cell(view.taken_by or "-", 14),
                           cell(wire.dumps(run.params) if run and run.params else "-", 24),
                           shown(view.offered_at or view.updated_at), key=str(view.id))  # a take moves updated_at
@@ -105,7 +118,6 @@ class InboxScreen(LiveScreen):
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)
         who = f"team {self.team}" if self.team else "all teams"
-        overdue = sum(item.overdue for item in rows)
         self.query_one("#inbox-summary", Static).update(
             f"  {len(rows)} human task(s) waiting ({who}, {dict((v, k) for k, v in SHOWS)[self.show_filter]})"
             + (f", {overdue} overdue" if overdue else ""))
