@@ -16,7 +16,7 @@ from tests.tui.test_dashboard import text_of
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
-from tui.screens.modals import GiveModal
+from tui.screens.modals import GiveModal, TakeOverModal
 from tui.screens.runs import RunsScreen
 
 DAY = dt.timedelta(days=1)
@@ -192,3 +192,21 @@ async def test_due_and_overdue_go_on_counting_while_nothing_happens(tui_db, monk
             assert text_of(info).endswith("overdue by 1d")
             traveller.shift(dt.timedelta(hours=2))
             await wait_until(pilot, lambda: text_of(info).endswith("overdue by 1d 2h"))
+
+
+async def test_taking_over_a_task_its_holder_let_go_meanwhile_says_it_was_simply_taken(tui_db):
+    later, late = two_approvals()
+    store.take(late, actor="demo-operator", now=NOW)
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await open_inbox(pilot, "all")
+            await pilot.press("t")  # on the overdue one, which demo-operator has
+            await wait_until(pilot, lambda: isinstance(app.screen, TakeOverModal))
+            store.hand_back(late, actor="demo-operator", now=NOW)
+            app.screen.query_one("#reason", Input).value = "I have the figures"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen))
+            [done] = [n.message for n in app._notifications if n.title == "Done"]
+            assert done == f"took over instance {late} (approve of run {store.get_instance(late).run})"
+    assert store.get_instance(late).taken_by == REVIEWER

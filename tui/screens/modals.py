@@ -235,8 +235,8 @@ class TakeOverModal(InstanceModal):
         yield Static(Text(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why."))
 
     def perform(self) -> str:
-        previous = self.app.client.take(self.instance.id, self.reason)
-        return f"took over {what(self.instance)} from {previous}"
+        previous = self.app.client.take(self.instance.id, self.reason)  # None: let go of since it was shown
+        return f"took over {what(self.instance)}" + (f" from {previous}" if previous else "")
 
 
 class GiveModal(InstanceModal):
