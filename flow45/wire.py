@@ -74,7 +74,7 @@ def parse_datetime(value: Any) -> dt.datetime:
             raise PydanticCustomError(
                 "datetime_naive", "a datetime needs a time zone: use UTC (tzinfo=timezone.utc)"
             )
-        return value.astimezone(dt.timezone.utc)
+        return _in_utc(value, value.isoformat())
     if not isinstance(value, str):
         raise PydanticCustomError("datetime_type", "expected an RFC 3339 datetime string such as 2026-03-01T12:05:00Z")
     match = _DATETIME.match(value)
@@ -98,7 +98,17 @@ def parse_datetime(value: Any) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:
         raise PydanticCustomError("datetime_value", "not a valid datetime: {error}", {"error": str(exc)}) from None
-    return parsed.astimezone(dt.timezone.utc)
+    return _in_utc(parsed, value)
+
+
+def _in_utc(value: dt.datetime, written: str) -> dt.datetime:
+    """An aware datetime in UTC; refused when its offset takes it past the calendar's ends (year 1 or 9999)."""
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_value", "the datetime '{value}' is outside the calendar once made UTC", {"value": written[:60]},
+        ) from None
 
 
 def parse_date(value: Any) -> dt.date:

@@ -67,6 +67,8 @@ def test_datetimes_are_stored_in_utc_with_z(sent, stored):
     ("2026-03-01", "expected an RFC 3339 datetime"),
     ("2026-03-01 12:05:00Z", "expected an RFC 3339 datetime"),
     ("2026-02-30T12:05:00Z", "day is out of range for month"),
+    ("0001-01-01T00:30:00+01:00", "the datetime '0001-01-01T00:30:00+01:00' is outside the calendar once made UTC"),
+    ("9999-12-31T23:30:00-01:00", "is outside the calendar once made UTC"),
     (1772366700, "expected an RFC 3339 datetime string"),
 ])
 def test_datetimes_without_offset_or_beyond_microseconds_are_refused(sent, words):
