@@ -210,3 +210,24 @@ async def test_taking_over_a_task_its_holder_let_go_meanwhile_says_it_was_simply
             [done] = [n.message for n in app._notifications if n.title == "Done"]
             assert done == f"took over instance {late} (approve of run {store.get_instance(late).run})"
     assert store.get_instance(late).taken_by == REVIEWER
+
+
+async def test_the_runs_screen_goes_on_counting_while_nothing_happens(tui_db, monkeypatch):
+    """An open run's "ran" and its human task's "due in" move on with the clock, not only with events."""
+    from tui.screens import base
+
+    monkeypatch.setattr(base, "RECOUNT_EVERY", 0.1)
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel((NOW - dt.timedelta(hours=2)).replace(tzinfo=dt.timezone.utc), tick=False) as traveller:
+        async with app.run_test(size=(200, 48)) as pilot:  # wide: "waiting for" whole
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            table = app.screen.query_one("#runs-table")
+
+            def newest() -> tuple[str, str]:
+                row = table.get_row(str(store.get_instance(late).run))
+                return str(row[4]), str(row[6])
+
+            assert newest() == ("approve (for @reviewers, due in 1h)", "1d23h")
+            traveller.shift(dt.timedelta(hours=3))
+            await wait_until(pilot, lambda: newest() == ("approve (for @reviewers, overdue by 2h)", "2d02h"))

@@ -24,6 +24,7 @@ from flow45.timing import run_time, short_span
 from flow45.views import EventView, RunView
 from tui import data
 from tui.actions import open_cancel
+from tui.screens import base
 from tui.screens.base import LiveScreen
 from tui.widgets.progress import STATE_STYLES, cell, done_bar, id_width, state_text
 
@@ -122,6 +123,18 @@ class RunsScreen(LiveScreen):
     def on_mount(self) -> None:
         self._add_columns(self.query_one("#runs-table", DataTable))
         self._set_workflow_options()
+        self.set_interval(base.RECOUNT_EVERY, self._recount)
+
+    def _recount(self) -> None:
+        """An open run's "ran" and its human tasks' "due in" move on with the clock, not only when an
+        event brings a read: their cells are drawn again from what was read."""
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in self.loaded:
+            run = self.views[run_id]
+            if run.status in S.OPEN_RUN:
+                cells = dict(zip((key for key, _, _ in COLUMNS), self._cells(run)))
+                for key in ("waiting", "ran"):
+                    table.update_cell(str(run_id), key, cells[key])
 
     def _add_columns(self, table: DataTable) -> None:
         self._id_width = self._wanted_id_width()
