@@ -231,3 +231,22 @@ async def test_the_runs_screen_goes_on_counting_while_nothing_happens(tui_db, mo
             assert newest() == ("approve (for @reviewers, due in 1h)", "1d23h")
             traveller.shift(dt.timedelta(hours=3))
             await wait_until(pilot, lambda: newest() == ("approve (for @reviewers, overdue by 2h)", "2d02h"))
+
+
+async def test_the_run_screen_goes_on_counting_while_nothing_happens(tui_db, monkeypatch):
+    from tui.screens import base
+    from tui.screens.run import RunScreen
+
+    monkeypatch.setattr(base, "RECOUNT_EVERY", 0.1)
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel((NOW - dt.timedelta(hours=2)).replace(tzinfo=dt.timezone.utc), tick=False) as traveller:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            await pilot.press("enter")  # the newest run: its approval is due in 1h
+            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+            info = app.screen.query_one("#run-info", Static)
+            assert "ran 1d23h" in text_of(info) and "waiting for approve (for @reviewers, due in 1h)" in text_of(info)
+            traveller.shift(dt.timedelta(hours=3))
+            await wait_until(pilot, lambda: "ran 2d02h" in text_of(info))
+            assert "waiting for approve (for @reviewers, overdue by 2h)" in text_of(info)

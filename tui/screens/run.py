@@ -25,6 +25,7 @@ from flow45.store.specs import dependency_levels
 from flow45.views import EventView, InstanceView, RunView
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_cancel, open_instance_action
 from tui.data import changed_instances
+from tui.screens import base
 from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
 from tui.widgets.ledger import Ledger
@@ -119,6 +120,18 @@ class RunScreen(LiveScreen):
     @property
     def timeline(self) -> Timeline:
         return self.query_one("#run-timeline", Timeline)
+
+    def on_mount(self) -> None:
+        self.set_interval(base.RECOUNT_EVERY, self._recount)
+
+    def _recount(self) -> None:
+        """An open run's times ("ran", "due in", its attempts' and timeline's) move on with the clock, not
+        only when an event brings a read: drawn again from what was read."""
+        if self.run is None or self.step_at is not None or self.run.status not in S.OPEN_RUN:
+            return
+        self.query_one("#run-info", Static).update(run_summary(self.run))
+        self.dag.update_instances(self.dag.instances)
+        self.timeline.refresh()
 
     def action_toggle_timeline(self) -> None:
         self.timeline.display = not self.timeline.display
