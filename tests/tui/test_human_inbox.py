@@ -250,3 +250,19 @@ async def test_the_run_screen_goes_on_counting_while_nothing_happens(tui_db, mon
             traveller.shift(dt.timedelta(hours=3))
             await wait_until(pilot, lambda: "ran 2d02h" in text_of(info))
             assert "waiting for approve (for @reviewers, overdue by 2h)" in text_of(info)
+
+
+async def test_an_inbox_longer_than_it_shows_does_not_say_that_is_all(tui_db, monkeypatch):
+    from tui.screens import inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "SHOWN", 1)
+    later, late = two_approvals()
+    app = Dashboard(REVIEWER, database_url=tui_db)
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            await pilot.press("i")
+            await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.rows)
+            assert [i.instance.id for i in app.screen.rows] == [late]
+            assert "the first 1 human task(s) waiting, more may wait (team reports, all), 1 overdue" \
+                in text_of(app.screen.query_one("#inbox-summary", Static))

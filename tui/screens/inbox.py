@@ -25,6 +25,7 @@ from tui.widgets.progress import cell, id_width
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
            ("due", "due", 20), ("taken", "taken by", 14), ("params", "params", 24), ("since", "available since", 19)]
 SHOWS = [("all", "all"), ("mine", "mine"), ("my groups", "groups"), ("overdue", "overdue")]
+SHOWN = 500  # human tasks read at most, overdue first
 
 
 class InboxTable(DataTable):
@@ -80,7 +81,7 @@ class InboxScreen(LiveScreen):
 
     def load(self) -> tuple[tuple[str | None, str], list[InboxItem]]:
         asked = (self.team, self.show_filter)
-        return asked, self.app.client.human_inbox(asked[0], show=asked[1])
+        return asked, self.app.client.human_inbox(asked[0], SHOWN, show=asked[1])
 
     def concerns(self, event: EventView) -> bool:
         return event.instance is not None and self.team in (None, event.team)
@@ -118,8 +119,10 @@ class InboxScreen(LiveScreen):
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)
         who = f"team {self.team}" if self.team else "all teams"
+        waiting = f"the first {len(rows)} human task(s) waiting, more may wait" if len(rows) >= SHOWN \
+            else f"{len(rows)} human task(s) waiting"  # the read stops at SHOWN
         self.query_one("#inbox-summary", Static).update(
-            f"  {len(rows)} human task(s) waiting ({who}, {dict((v, k) for k, v in SHOWS)[self.show_filter]})"
+            f"  {waiting} ({who}, {dict((v, k) for k, v in SHOWS)[self.show_filter]})"
             + (f", {overdue} overdue" if overdue else ""))
 
     @property
