@@ -20,6 +20,9 @@ SECRET_VALUES = [
     (re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|sk_live_\w{10,}"
                 r"|sk-[A-Za-z0-9]{20,})"), "an API key"),
     (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with a password"),
+    # a query string's, a DSN's or a command line's: ?api_key=..., "host=db password=...", --token=...
+    (re.compile(r"(?<![^?&#;\s-])(?:pass(?:word|wd)?|pwd|secret|client_secret|(?:access_|auth_|refresh_)?token"
+                r"|api_?key|access_key|private_key)=[^\s&;,'\"]+", re.I), "a secret given as name=value"),
 ]
 
 

@@ -45,6 +45,10 @@ def test_an_output_not_of_its_type_is_refused():
     ("key AKIAIOSFODNN7EXAMPLE", "an AWS access key"),
     ("token ghp_" + "a1B2" * 9, "an API key"),
     ("postgresql://report:hunter2@db.internal/sales", "a URL with a password"),
+    ("https://export.example.com/sales.csv?month=2026-11&api_key=9f86d0818", "a secret given as name=value"),
+    ("host=db.internal user=report password=hunter2 dbname=sales", "a secret given as name=value"),
+    ("ran load.sh --token=s3cr3t", "a secret given as name=value"),
+    ("https://idp.example.com/cb#access_token=abc.def", "a secret given as name=value"),
 ])
 def test_secret_values_are_refused(value, what):
     with pytest.raises(InvalidOutput, match=f"output.comment: the value looks like {what}"):
@@ -61,6 +65,8 @@ def test_a_field_named_like_a_secret_is_refused_even_nested():
     {"uri": "https://reports.example.com/2024/05/report.pdf?version=3"},
     {"uri": "s3://docs/ghosts/x.pdf", "checksum": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
     {"uri": "u", "comment": "Please rotate the token before the June run, the bearer of bad news says."},
+    {"uri": "https://api.example.com/items?page_token=CiAKGjBpNDd2&limit=100"},  # a page's place, not a key
+    {"uri": "u", "comment": "token=, password= and secret= left empty in the form"},
 ])
 def test_ordinary_metadata_is_not_mistaken_for_a_secret(output):
     assert check(output)["uri"] == output["uri"]
