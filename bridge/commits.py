@@ -254,6 +254,7 @@ class Batcher:
         self.waiting: list[Waiting] = []
         self.running = 0
         self._retry_at = 0.0  # monotonic: no batch before, after the database could not take one
+        self._database_lost = False  # since a batch failed for it, none has gone through
         self._scheduled = False
         self.lanes.clear_busy()
 
@@ -324,9 +325,12 @@ class Batcher:
             self._return_sent(job.sent)
             self.waiting = sorted(job.waiting + self.waiting, key=lambda w: w.delivery.tag)
             if not isinstance(job.error, Conflict) and time.monotonic() >= self._retry_at:
-                metrics.RECONNECTS.labels("bridge", "database").inc()
+                if not self._database_lost:  # once an outage, however many retries it takes (as the relay counts)
+                    metrics.RECONNECTS.labels("bridge", "database").inc()
+                    self._database_lost = True
                 log.warning("bridge: database unavailable (%s); %d messages wait", job.error, len(self.waiting))
                 self._retry_at = time.monotonic() + self._retry_delay
         else:
+            self._database_lost = False
             self._finish(job)
         self.dispatch()

@@ -3,6 +3,8 @@ what order, with the committers and the IO loop replaced by recorders (no server
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from bridge.batch import Applied, DatabaseUnavailable, Outcome
 from bridge.commits import Batcher, Job, Waiting
 from bridge.inbound import Delivery, Inbound
@@ -125,6 +127,31 @@ def test_a_batch_the_database_refused_goes_back_in_line_in_order():
     batcher._retry_at = 0.0  # the retry delay is over
     batcher.dispatch()
     assert _tags(pool.jobs[1]) == [1, 2] and pool.jobs[1].sent == [41]  # the marks go again too
+
+
+def test_an_outage_counts_one_reconnect_however_many_retries_it_takes():
+    def reconnects() -> float:
+        return REGISTRY.get_sample_value("flow45_reconnects_total", {"part": "bridge", "server": "database"}) or 0.0
+
+    batcher, pool, loop, finished = _setup()
+    before = reconnects()
+    _arrive(batcher, 1, _submit(1))
+    loop.run()
+    for attempt in range(1, 6):  # the database stays away for five retries
+        _commit(batcher, pool.jobs[-1], DatabaseUnavailable("connection refused"))
+        loop.callbacks.pop(0)()
+        batcher._retry_at = 0.0  # the retry delay is over
+        loop.run()
+        assert len(pool.jobs) == attempt + 1
+    assert reconnects() == before + 1
+    _commit(batcher, pool.jobs[-1])  # back
+    loop.run()
+    assert [_tags(j) for j in finished] == [[1]]
+    _arrive(batcher, 2, _submit(2))
+    loop.run()
+    _commit(batcher, pool.jobs[-1], DatabaseUnavailable("connection refused"))  # a second outage
+    loop.callbacks.pop(0)()
+    assert reconnects() == before + 2
 
 
 def test_a_batch_of_an_earlier_broker_connection_is_not_answered_on_the_next():
