@@ -167,6 +167,25 @@ def test_the_demo_will_not_empty_a_folder_it_did_not_make(tmp_path):
     assert (mine / "todo.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("kind", ["another team's store", "not a store"])
+def test_the_demo_will_not_recreate_a_database_it_did_not_make(tmp_path, kind):
+    mine = tmp_path / "mine.db"
+    if kind == "not a store":
+        mine.write_text("keep me")
+    else:
+        config = tmp_path / "acme.yaml"
+        config.write_text("team: acme\ntypes: {Blob: {fields: {uri: string}}}\n"
+                          "workflows: {w: {tasks: {a: {function: fa, output: Blob}}}}\n")
+        deployed = subprocess.run([sys.executable, "-m", "flow45", "deploy", str(config)], cwd=tmp_path, text=True,
+                                  capture_output=True, env=demo_env(FLOW45_DATABASE_URL=f"sqlite:///{mine}"))
+        assert deployed.returncode == 0, deployed.stderr
+    before = mine.read_bytes()
+    done = run_demo(tmp_path, "--headless", "--database", "mine.db")
+    assert done.returncode == 1
+    assert "mine.db is not a store made by flow45 demo, which recreates its file; choose another --database" in done.stderr
+    assert mine.read_bytes() == before and not (tmp_path / "flow45-demo-output").exists()
+
+
 def test_headless_demo_plays_the_story_on_sqlite(demos):
     folder, done = demos[STORY].folder, demos[STORY].result()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -58,6 +58,15 @@ def test_a_postgresql_database_with_workflows_is_refused(store_db, backend, tmp_
         demo._fresh_store(url, tmp_path / "unused.db")
 
 
+def test_a_folder_it_cannot_write_in_is_named_before_anything_is_touched(tmp_path, monkeypatch):
+    old = tmp_path / "flow45-demo.db"
+    old.write_bytes(b"")  # an earlier demo's store
+    monkeypatch.setattr(demo.os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder is
+    with pytest.raises(Flow45Error, match=f"{tmp_path}: cannot write in this folder, where the demo makes its store"):
+        demo._fresh_store(f"sqlite:///{old}", old)
+    assert old.exists()
+
+
 def load_worker_module():
     spec = importlib.util.spec_from_file_location("reports_worker", ROOT / "examples" / "reports_worker.py")
     module = importlib.util.module_from_spec(spec)

@@ -22,7 +22,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 import shutil
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -203,6 +205,13 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
     from flow45.models import Workflow
 
     if not names_server(url):
+        folder = sqlite_file.parent
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise Flow45Error(f"{folder.resolve()}: cannot write in this folder, where the demo makes its store; "
+                              "run it from a folder you can write to, or choose another --database")
+        if sqlite_file.exists() and not _demo_made(sqlite_file):
+            raise Flow45Error(f"{sqlite_file} is not a store made by flow45 demo, which recreates its file; "
+                              "choose another --database")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
     connect(url, create=True)
@@ -212,6 +221,30 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
             "(createdb flow45_demo, then FLOW45_DATABASE_URL=postgresql://…/flow45_demo)"
         )
     ensure_schema()
+
+
+def _demo_made(sqlite_file: Path) -> bool:
+    """Whether the demo may recreate this file: an empty SQLite file, or a store whose workflows (if
+    any) are all the demo's, deployed by its operator. Anything else may be someone's only copy."""
+    try:
+        connection = sqlite3.connect(f"{sqlite_file.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                return True
+            if not {"workflow", "workflow_version"} <= tables:
+                return False
+            (others,) = connection.execute(
+                "SELECT count(*) FROM workflow w LEFT JOIN workflow_version v ON v.workflow_id = w.id "
+                "WHERE w.team != ? OR v.deployed_by != ?", (TEAM, OPERATOR)).fetchone()
+            return others == 0
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return False
+        raise Flow45Error(f"{sqlite_file}: cannot read it ({exc}), so cannot tell whether flow45 demo made it; "
+                          "choose another --database") from None
 
 
 def _deploy() -> None:
