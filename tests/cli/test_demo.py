@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,22 @@ def test_the_demo_will_not_recreate_a_database_it_did_not_make(tmp_path, kind):
     assert done.returncode == 1
     assert "mine.db is not a store made by flow45 demo, which recreates its file; choose another --database" in done.stderr
     assert mine.read_bytes() == before and not (tmp_path / "flow45-demo-output").exists()
+
+
+def test_the_demo_will_not_recreate_a_database_in_use(tmp_path):
+    url = f"sqlite:///{tmp_path / 'flow45-demo.db'}"
+    made = subprocess.run([sys.executable, "-m", "flow45", "db", "upgrade"], cwd=tmp_path, text=True,
+                          capture_output=True, env=demo_env(FLOW45_DATABASE_URL=url))
+    assert made.returncode == 0, made.stderr
+    watching = sqlite3.connect(tmp_path / "flow45-demo.db")  # as a dashboard or an earlier demo has it open
+    try:
+        watching.execute("SELECT count(*) FROM run").fetchone()
+        done = run_demo(tmp_path, "--headless")
+        assert done.returncode == 1
+        assert "flow45-demo.db is in use (a demo still running, or a dashboard on it)" in done.stderr
+        assert watching.execute("SELECT count(*) FROM schema_version").fetchone()[0] > 0, "the same file, kept"
+    finally:
+        watching.close()
 
 
 def test_headless_demo_plays_the_story_on_sqlite(demos):

@@ -212,6 +212,9 @@ def _fresh_store(url: str, sqlite_file: Path) -> None:
         if sqlite_file.exists() and not _demo_made(sqlite_file):
             raise Flow45Error(f"{sqlite_file} is not a store made by flow45 demo, which recreates its file; "
                               "choose another --database")
+        if sqlite_file.exists() and _in_use(sqlite_file):
+            raise Flow45Error(f"{sqlite_file} is in use (a demo still running, or a dashboard on it): stop that, "
+                              "or choose another --database")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
     connect(url, create=True)
@@ -245,6 +248,20 @@ def _demo_made(sqlite_file: Path) -> bool:
             return False
         raise Flow45Error(f"{sqlite_file}: cannot read it ({exc}), so cannot tell whether flow45 demo made it; "
                           "choose another --database") from None
+
+
+def _in_use(sqlite_file: Path) -> bool:
+    """Whether another process has the store open: removing its files under it would leave that
+    process writing to a file no longer there. SQLite's exclusive lock is had only while none has."""
+    connection = sqlite3.connect(sqlite_file, timeout=0)
+    try:
+        connection.execute("PRAGMA locking_mode = EXCLUSIVE")
+        connection.execute("BEGIN EXCLUSIVE")
+        return False
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc)  # else (a read-only folder…) the removal says what is wrong
+    finally:
+        connection.close()
 
 
 def _deploy() -> None:
