@@ -10,7 +10,7 @@ import json
 from peewee import fn
 
 from flow45.clock import to_utc
-from flow45.config_human import groups_used
+from flow45.config_human import GROUP_PREFIX, groups_used
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
 from flow45.db import atomic, wrote_versions
 from flow45.errors import ConfigError, NotFound
@@ -18,6 +18,7 @@ from flow45.models import Run, ScheduleCursor, TaskInstance, Team, Workflow, Wor
 from flow45.settings import current_settings
 from flow45.store.connections import check_connections, keep_connection
 from flow45.store.reused_sql import first_row
+from flow45.store.rules_human import never_decides
 from flow45.store.sweep import offer_queued
 from flow45.store.unit import Unit, lock_workflow, record_event
 from flow45.store.specs import parse_version, recent_limits, spec_document
@@ -61,6 +62,21 @@ def _signature_conflicts(config: TeamConfig) -> list[str]:
                 f"{other.describe()} in {where}"
             )
     return problems
+
+
+def _deciders_who_never_can(config: TeamConfig) -> list[str]:
+    """Human tasks' assignees, escalations and groups that name a broker user who could never decide
+    them (another team's, or a worker's): the task would wait for someone who cannot come."""
+    named = [(f"groups.{group}", f"groups.{group}.{i}", user)
+             for group, members in config.groups.items() for i, user in enumerate(members)]
+    for workflow_name, workflow in config.workflows.items():
+        for task_name, task in workflow.tasks.items():
+            path = f"workflows.{workflow_name}.tasks.{task_name}"
+            for where, names in (("assignees", task.assignees), ("overdue.to", task.overdue.to if task.overdue else [])):
+                named += [(f"workflows.{workflow_name}", f"{path}.{where}.{i}", user) for i, user in enumerate(names)
+                          if not user.startswith(GROUP_PREFIX)]
+    return [f"{config.origins.get(key, '(config)')}: {path}: {why}; they could never decide its tasks"
+            for key, path, user in named if (why := never_decides(config.team, user)) is not None]
 
 
 class _Undone(Exception):
@@ -131,7 +147,7 @@ def _deploy(teams: list[TeamConfig], actor: str, at: dt.datetime, prune: bool, d
                     f"{first_file}: team: '{config.team}' is not a team of this installation "
                     f"(known: {', '.join(sorted(settings.teams))})"
                 )
-            problems += _signature_conflicts(config)
+            problems += _signature_conflicts(config) + _deciders_who_never_can(config)
         problems += check_connections(teams)
         if problems:
             raise ConfigError(problems)

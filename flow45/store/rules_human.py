@@ -148,12 +148,20 @@ def _require_operator(team: str, user: str) -> None:
     another team's (local operators, named with --as, are not listed in the settings)."""
     if not re.match(USER_NAME, user):
         raise Flow45Error(f"{user!r} is not a user name (letters, digits and _ . @ + -)")
+    if (why := never_decides(team, user)) is not None:
+        raise NotAllowed(why)
+
+
+def never_decides(team: str, user: str) -> str | None:
+    """Why `user` can never decide a human task of `team`, or None: a broker user of another team (the
+    bridge takes its messages for that team), or a worker's of this one."""
     for other, listed in current_settings().teams.items():
-        if other != team and user in listed.users:  # the bridge takes its messages for that team
-            raise NotAllowed(f"{user} is a broker user of team {other}, not of team {team}")
+        if other != team and user in listed.users:
+            return f"{user} is a broker user of team {other}, not of team {team}"
     listed = current_settings().teams.get(team)
     if listed is not None and listed.users.get(user) == "worker":
-        raise NotAllowed(f"{user} is a worker's broker user of team {team}, not an operator")
+        return f"{user} is a worker's broker user of team {team}, not an operator"
+    return None
 
 
 def hand_back(ch: rules.Changes, instance, actor: str) -> None:

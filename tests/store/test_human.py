@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from flow45 import store
-from flow45.errors import NotAllowed
+from flow45.errors import ConfigError, NotAllowed
 from flow45.models import Attempt, Event
 from flow45.scheduler import tick
 from flow45.settings import Settings, current_settings, use_settings
@@ -162,6 +162,23 @@ def test_a_task_is_not_given_to_a_workers_broker_user_nor_to_another_teams(tmp_p
         store.take(approve, actor="ann", for_user="rival-ops", now=T0)
     assert store.take(approve, actor="ann", for_user="bob", now=T0) is None
     assert instance(run, "approve").taken_by == "bob"
+
+
+def test_deploy_refuses_an_assignee_who_could_never_decide_naming_where(tmp_path):
+    use_settings(current_settings().model_copy(update={"teams": Settings.model_validate(
+        {"teams": {"acme": {"users": {"acme-ops": "operator", "acme-worker": "worker"}},
+                   "rival": {"users": {"rival-ops": "operator"}}}}).teams}))
+    text = config(overdue="{escalate: [acme-worker]}", assignees="[ann, rival-ops]")
+    with pytest.raises(ConfigError) as refused:
+        deploy_text(tmp_path, text.replace("managers: [dave]", "managers: [dave, rival-ops]"))
+    never = "they could never decide its tasks"
+    assert sorted(line.split(": ", 1)[1] for line in refused.value.problems) == [
+        f"groups.managers.1: rival-ops is a broker user of team rival, not of team acme; {never}",
+        f"workflows.approval.tasks.approve.assignees.1: rival-ops is a broker user of team rival, not of team acme; {never}",
+        f"workflows.approval.tasks.approve.overdue.to.0: acme-worker is a worker's broker user of team acme, not an "
+        f"operator; {never}"]
+    assert not store.list_workflows("acme")
+    assert deploy_text(tmp_path, config(assignees="[ann, acme-ops]")).workflows[0].change == "created"
 
 
 def test_reminders_are_sent_once_each_at_their_moment(tmp_path):
