@@ -8,6 +8,10 @@ reply-to needs no permission; the bridge's own user (from amqp_url) may do every
 
 The policies cap what one team can leave waiting on the broker: its inbox, its reads, its dead
 letters and its operators' queues on the event stream, so that no team fills the broker for all.
+
+A run also takes back what it granted: the team users it creates carry the tag `flow45`, and one
+the settings no longer name loses its permissions on the vhost, and its connections. Users it did
+not make, and the bridge's own, are never touched: the vhost may be shared with other applications.
 """
 
 from __future__ import annotations
@@ -16,15 +20,21 @@ import json
 import re
 import secrets
 import shlex
+import subprocess
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from flow45 import names
+from flow45.errors import Flow45Error
 from flow45.settings import Settings
 
 
 OWN_QUEUES = r"amq\.gen-.+"  # server-named queues: an operator's own, to follow its team's event stream
 READS_WAITING_MAX = 1_000  # a team's reads waiting for the bridge; past it the broker refuses the team's reads
 FOLLOWER_MAX_PAGES = 10_000  # pages of the event stream an operator's own queue holds; older ones are dropped
+FLOW45_TAG = "flow45"  # the tag of the team users setup-broker made: the only users it ever takes back
+REVOKED = "no longer a Flow45 user on this vhost"  # why their connections close, as their clients see it
+REGRANTED = "Flow45 permissions changed: reconnect"
 
 
 def team_permissions(team: str, role: str = "worker") -> tuple[str, str, str]:
@@ -85,6 +95,8 @@ def plan(
             else:
                 passwords.setdefault(name, secrets.token_hex(16))  # never starts with '-', which rabbitmqctl reads as an option
                 commands.append(["add_user", name, passwords[name]])
+            # Run only when add_user made the user: an administrator's own user keeps its tags, and is never revoked.
+            commands.append(["set_user_tags", name, FLOW45_TAG])
             commands.append(["set_permissions", "-p", vhost, name, configure, write, read])
             if role == "operator":
                 commands.append(["set_topic_permissions", "-p", vhost, name, *topic_permissions(team)])
@@ -122,9 +134,138 @@ def _policies(settings: Settings) -> list[tuple[str, str, dict]]:
 
 def as_shell(commands: list[list[str]], ctl: str = "rabbitmqctl") -> str:
     """A shell script; a PasswordOf stands as `"${PASSWORD_USER:?}"`, so that the script stops
-    rather than create a user with an empty password."""
+    rather than create a user with an empty password. A user is tagged only if add_user made it."""
 
     def word(arg: str) -> str:
         return f'"${{{arg.variable}:?}}"' if isinstance(arg, PasswordOf) else shlex.quote(arg)
 
-    return "\n".join(f"{ctl} {' '.join(word(a) for a in args)}" for args in commands) + "\n"
+    lines: list[str] = []
+    for args in commands:
+        line = f"{ctl} {' '.join(word(a) for a in args)}"
+        if args[0] == "set_user_tags" and lines:
+            lines[-1] += f" && {line}"
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def revoking_note(settings: Settings, ctl: str = "rabbitmqctl") -> str:
+    """How a run takes back what it granted, as shell comments: which users, and the commands."""
+    vhost = shlex.quote(vhost_of(settings))
+    named = sorted(user for team in settings.teams.values() for user in team.users)
+    return (
+        f"# Taking back: a run (without --print) also finds the users it made, tagged {FLOW45_TAG}, that hold\n"
+        f"# permissions on vhost {vhost} but that these settings no longer name (they name: {', '.join(named) or 'none'}),\n"
+        "# and takes away their access to their old team's offers, dead letters and event stream. By hand, find\n"
+        f"# them with `{ctl} list_users` and `{ctl} list_permissions -p {vhost}`, and for each USER run:\n"
+        f"#   {ctl} clear_permissions -p {vhost} USER\n"
+        f"#   {ctl} clear_topic_permissions -p {vhost} USER\n"
+        f"#   {ctl} close_all_user_connections USER {shlex.quote(REVOKED)}\n"
+        "# (a channel keeps what it was allowed when it opened: closing makes it count). The user is kept, not\n"
+        "# deleted, as it may have permissions on another vhost: `rabbitmqctl delete_user USER` removes it. Users\n"
+        "# it did not make, and the bridge's own, are never touched. A user moved to another team or role holds\n"
+        "# exactly the new one's permissions: its other topic permissions are cleared and its connections closed.\n"
+    )
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the broker holds: each user's tags, and on the vhost each user's permissions
+    (configure, write, read) and topic permissions (exchange -> (write, read))."""
+
+    tags: dict[str, list[str]]
+    permissions: dict[str, tuple[str, str, str]]
+    topics: dict[str, dict[str, tuple[str, str]]]
+
+    @classmethod
+    def from_listings(cls, users: list[dict], permissions: list[dict], topics: list[dict]) -> Held:
+        """From rabbitmqctl's JSON of list_users, list_permissions and list_topic_permissions."""
+        held_topics: dict[str, dict[str, tuple[str, str]]] = {}
+        for row in topics:
+            held_topics.setdefault(row["user"], {})[row["exchange"]] = (row["write"], row["read"])
+        return cls(tags={row["user"]: list(row["tags"]) for row in users},
+                   permissions={row["user"]: (row["configure"], row["write"], row["read"]) for row in permissions},
+                   topics=held_topics)
+
+
+def listings(settings: Settings) -> list[list[str]]:
+    """The rabbitmqctl commands whose JSON answers make a `Held`, in its order."""
+    vhost = vhost_of(settings)
+    return [["list_users", "-q", "--formatter", "json"],
+            ["list_permissions", "-q", "-p", vhost, "--formatter", "json"],
+            ["list_topic_permissions", "-q", "-p", vhost, "--formatter", "json"]]
+
+
+def revocations(settings: Settings, held: Held) -> dict[str, list[list[str]]]:
+    """For each user setup-broker made that holds permissions on the vhost but that the settings no
+    longer name: the commands taking them away, and its connections (whose channels keep what they
+    were allowed). The user stays: users are the broker's, and may hold permissions on other vhosts."""
+    vhost = vhost_of(settings)
+    named = {user for team in settings.teams.values() for user in team.users}
+    bridge, _ = bridge_user(settings)
+    return {
+        user: [["clear_permissions", "-p", vhost, user], ["clear_topic_permissions", "-p", vhost, user],
+               ["close_all_user_connections", user, REVOKED]]
+        for user in sorted(set(held.permissions) | set(held.topics))
+        if user not in named and user != bridge and FLOW45_TAG in held.tags.get(user, [])
+    }
+
+
+def regrants(settings: Settings, held: Held) -> dict[str, list[list[str]]]:
+    """For each user the settings name whose grants on the vhost were other ones (it moved to another
+    team or role): the commands clearing the topic permissions its role has none of, and closing its
+    connections, so that it holds exactly its team's permissions from now on."""
+    vhost = vhost_of(settings)
+    found: dict[str, list[list[str]]] = {}
+    for team, team_settings in settings.teams.items():
+        for user, role in team_settings.users.items():
+            had, had_topics = held.permissions.get(user), held.topics.get(user, {})
+            topics = {names.EVENTS_EXCHANGE: topic_permissions(team)[1:]} if role == "operator" else {}
+            if (had is None and not had_topics) or (had == team_permissions(team, role) and had_topics == topics):
+                continue  # new on the vhost, or unchanged
+            found[user] = [["clear_topic_permissions", "-p", vhost, user, exchange]
+                           for exchange in sorted(set(had_topics) - set(topics))]
+            found[user].append(["close_all_user_connections", user, REGRANTED])
+    return dict(sorted(found.items()))
+
+
+class Rabbitmqctl:
+    """Runs `command` (rabbitmqctl, or e.g. 'rabbitmqctl -n NODE'); a failure is a Flow45Error naming it."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def run(self, argv: list[str], unless: str | None = None) -> bool:
+        """True when done; False when it failed saying `unless` (e.g. "already exists")."""
+        return self._call(argv, unless) is not None
+
+    def listing(self, argv: list[str], unless: str | None = None) -> list[dict]:
+        """The rows of a JSON listing; none when it failed saying `unless`."""
+        out = self._call(argv, unless)
+        if out is None:
+            return []
+        try:
+            rows = json.loads(out)
+        except ValueError:
+            rows = None
+        if not isinstance(rows, list):
+            raise Flow45Error(f"rabbitmqctl {argv[0]} answered no JSON list: {out.strip()[:200]!r}")
+        return rows
+
+    def _call(self, argv: list[str], unless: str | None) -> str | None:
+        """Its output; None when it failed saying `unless`."""
+        try:
+            done = subprocess.run([*self.command.split(), *argv], capture_output=True, text=True)
+        except OSError as exc:
+            raise Flow45Error(f"cannot run {self.command!r}: {exc.strerror} (--rabbitmqctl names the command)") from None
+        if done.returncode == 0:
+            return done.stdout
+        if unless and unless in done.stderr + done.stdout:
+            return None
+        said = done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}"
+        raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {said}")
+
+    def held(self, settings: Settings) -> Held:
+        users, permissions, topics = listings(settings)
+        return Held.from_listings(self.listing(users), self.listing(permissions, unless="does not exist"),
+                                  self.listing(topics, unless="does not exist"))  # no vhost yet: nothing held

@@ -73,31 +73,37 @@ def bridge_run(args) -> int:
 
 
 def bridge_setup(args) -> int:
-    import subprocess
+    from bridge.setup_broker import Rabbitmqctl, as_shell, plan, regrants, revocations, revoking_note, vhost_of
 
-    from bridge.setup_broker import as_shell, plan
-
+    settings = current_settings()
     if args.print:  # what a run would do, without passwords: it generates them when it runs
-        commands, _ = plan(current_settings(), placeholders=True)
+        commands, _ = plan(settings, placeholders=True)
         sys.stdout.write(
             "# `flow45 bridge setup-broker` runs these, with a new random password for each team user,\n"
             "# printed once. To run them yourself, set each PASSWORD_USER variable first (the bridge\n"
             "# user's is the password in amqp_url).\n" + as_shell(commands, args.rabbitmqctl)
+            + revoking_note(settings, args.rabbitmqctl)
         )
         return 0
-    commands, passwords = plan(current_settings())
+    ctl = Rabbitmqctl(args.rabbitmqctl)
+    held = ctl.held(settings)  # before the grants below replace what the users held
+    commands, passwords = plan(settings)
     existing: set[str] = set()
     for argv in commands:
-        try:
-            done = subprocess.run([*args.rabbitmqctl.split(), *argv], capture_output=True, text=True)
-        except OSError as exc:
-            raise Flow45Error(f"cannot run {args.rabbitmqctl!r}: {exc.strerror} (--rabbitmqctl names the command)") from None
-        if done.returncode != 0 and "already exists" in done.stderr + done.stdout:
-            if argv[0] == "add_user":
-                existing.add(argv[1])  # its password stays as it was
-            continue
-        if done.returncode != 0:
-            raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+        if argv[0] == "set_user_tags" and argv[1] in existing:
+            continue  # not made here: its tags are its administrator's
+        if not ctl.run(argv, unless="already exists") and argv[0] == "add_user":
+            existing.add(argv[1])  # its password stays as it was
+    vhost = vhost_of(settings)
+    for user, argvs in regrants(settings, held).items():
+        for argv in argvs:
+            ctl.run(argv)
+        print(f"{user}: permissions on vhost {vhost!r} changed to its team's in the settings; connections closed")
+    for user, argvs in revocations(settings, held).items():
+        for argv in argvs:
+            ctl.run(argv)
+        print(f"{user}: not in the settings any more; permissions on vhost {vhost!r} revoked, connections closed "
+              "(the user is kept: `rabbitmqctl delete_user` removes it)")
     print("# passwords of the team users (store them now; they are not kept):", file=sys.stderr)
     for name, password in sorted(passwords.items()):
         shown = "(already existed: password unchanged)" if name in existing else password

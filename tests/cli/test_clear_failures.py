@@ -179,6 +179,8 @@ def test_setup_broker_print_shows_no_password_and_stops_without_them(tmp_path):
                       "PASSWORD_REPORTS_WORKER": "w1"}
     ran = subprocess.run(["bash", "-e", str(script)], capture_output=True, text=True, env=with_passwords)
     assert ran.returncode == 0 and "add_user reports-ops o1" in ran.stdout.splitlines()
+    assert "set_user_tags reports-ops flow45" in ran.stdout.splitlines()  # the users it makes are marked
+    assert "#   echo clear_permissions -p flow45 USER" in done.stdout  # and how a later run takes them back
 
 
 def test_setup_broker_without_rabbitmqctl_is_one_line(tmp_path):

@@ -221,11 +221,21 @@ class RabbitMQServer:
     def apply(self, argv: list[str]) -> None:
         """Run a rabbitmqctl command (as `flow45 bridge setup-broker` prints them); over the HTTP API
         when it has an equivalent, else with rabbitmqctl."""
+        if self.management and argv[0] == "set_user_tags" and len(argv) >= 2 and not argv[1].startswith("-"):
+            self._set_tags(argv[1], argv[2:])
+            return
         request = self._as_http(argv) if self.management else None
         if request is None:
             self.ctl(*argv)
         else:
             self.http(*request)
+
+    def _set_tags(self, user: str, tags: list[str]) -> None:
+        """`set_user_tags` over HTTP: the user is put again, with its password's hash as it was."""
+        path = f"/api/users/{urllib.parse.quote(user, safe='')}"
+        found = self.http("GET", path)
+        self.http("PUT", path, {"password_hash": found["password_hash"],
+                                "hashing_algorithm": found["hashing_algorithm"], "tags": ",".join(tags)})
 
     def http(self, method: str, path: str, body: dict | None = None, headers: dict[str, str] | None = None,
              timeout: float = 30):
