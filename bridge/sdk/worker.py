@@ -422,7 +422,9 @@ class Worker:
             log.warning("the bridge does not know eager dispatch (%s); submits go without `next` from now on", reply.error)
             self.eager = False
             return {k: v for k, v in message.items() if k != "next"}
-        elif kind == "submit" and reply.code == "invalid_output":
+        elif kind == "submit" and reply.code in ("invalid_output", "invalid_message"):
+            # Refused for its output's type, or for a body the inbox will not parse (too big, too deep):
+            # the handler would return it again, and unfailed the attempt would wait out its lease.
             log.error("output of %r refused: %s", task, reply.error)
             return refused_output(task, reply.error)
         else:
