@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bridge.sdk.errors import ConnectionLost
 from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, store
-from flow45.db import connect, database
+from flow45.db import connect, database, drop_connection
 from flow45.errors import Flow45Error
 from flow45.messages import WORKER_MESSAGES, Reply
 from flow45.store import outbox
@@ -81,6 +81,7 @@ class LocalTransport:
                 rows = outbox.take([key], limit=room)
             except peewee.PeeweeException as exc:
                 log.warning("local transport: reading the outbox failed (%s); trying again", exc)
+                drop_connection()  # peewee never reconnects: after a server restart the next take opens a new one
                 self._stop.wait(1.0)
                 return handed
             for row in rows:
@@ -108,6 +109,7 @@ class LocalTransport:
         try:
             outbox.release([row_id])
         except peewee.PeeweeException as exc:
+            drop_connection()
             log.warning("local transport: could not put outbox row %s back (%s); the scheduler offers it again", row_id, exc)
 
     def stop_consuming(self) -> None:
@@ -138,7 +140,9 @@ class LocalTransport:
         except Flow45Error as exc:
             return Reply(ok=False, code=exc.code, error=exc.message)
         except peewee.PeeweeException as exc:
-            # Like a bridge that lost its database: no answer; the same message id may be sent again.
+            # Like a bridge that lost its database: no answer; the same message id may be sent again,
+            # on a new connection (peewee never reconnects by itself).
+            drop_connection()
             raise ConnectionLost(f"database error: {exc}") from exc
         return Reply(ok=True, result=result.to_json())
 

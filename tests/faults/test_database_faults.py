@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
+import peewee as pw
 import pytest
 
+from bridge.sdk import LocalTransport, Worker
 from flow45.models import Attempt
 from tests.faults.conftest import retrying
 
@@ -51,6 +53,27 @@ def test_database_restarted_while_the_broker_is_down(system):
         time.sleep(1)
     system.check(runs + system.trigger(2))
     assert bridge.poll() is None, system.logs()
+
+
+def test_a_worker_on_the_local_transport_works_again_after_a_restart(system):
+    """The embedded default pointed at PostgreSQL: the worker's threads drop the connections the
+    restart closed (peewee never reconnects), rather than meet `connection already closed` forever."""
+    worker = Worker(LocalTransport("reports", "local", poll_interval=0.05), rpc_timeout=2.0, rpc_attempts=60)
+    worker.handler("start")(lambda task: {"uri": "noop://start", "size": 0})
+    worker.handler("step")(lambda task, prev: {"uri": "noop://step", "size": prev["size"] + 1})
+    first = system.trigger(2)
+    worker.start(concurrency=2)
+    try:
+        system.wait_succeeded(first)
+        system.pg.restart("fast")
+        later = system.trigger(3)
+        system.wait_succeeded(first + later, timeout=30)
+    finally:
+        worker.stop()
+        assert worker.join(timeout=30), "the worker did not stop"
+    twice = retrying(lambda: Attempt.select(Attempt.instance).where(Attempt.status == "succeeded")
+                     .group_by(Attempt.instance).having(pw.fn.COUNT(Attempt.id) > 1).count())
+    assert twice == 0, "an instance succeeded twice"
 
 
 def test_scheduler_expires_leases_again_after_a_restart(system):
