@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge.sdk.binding import Binding, dump_output
 from bridge.sdk.errors import PermanentError, SkipTask
-from bridge.sdk.task import MAX_TEXT, Task
+from bridge.sdk.task import MAX_TEXT, Task, plain_text
 from flow45 import wire
 
 log = logging.getLogger("bridge.sdk.worker")
@@ -26,7 +26,7 @@ def outcome(task: Task, binding: Binding) -> dict[str, Any] | None:
         if task.callback_key is not None:
             return None
     except SkipTask as skip:
-        return {"type": "skip", **attempt, "reason": skip.reason[:MAX_TEXT]}
+        return {"type": "skip", **attempt, "reason": plain_text(skip.reason)}
     except PermanentError as exc:
         log.error("%r failed permanently: %s", task, exc)
         return {"type": "fail", **attempt, "error": describe(exc), "retryable": False, **logs(task)}
@@ -64,6 +64,9 @@ def logs(task: Task) -> dict[str, str]:
 
 
 def describe(exc: BaseException) -> str:
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not keep the failure from being reported
+        text = ""
     name = type(exc).__name__
-    return (f"{name}: {text}" if text else name)[:MAX_TEXT]
+    return plain_text(f"{name}: {text}" if text else name)

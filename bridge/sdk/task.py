@@ -88,7 +88,7 @@ class Task:
         if percent is not None:
             percent = max(0.0, min(100.0, float(percent)))
         if message is not None:
-            message = str(message)[:MAX_TEXT]
+            message = plain_text(message)
         if checkpoint is None:
             return self._send_progress(self, percent, message)
         self.checkpoint = checkpoint
@@ -108,7 +108,7 @@ class Task:
 
     def skip(self, reason: str) -> NoReturn:
         """Nothing to do for this instance: it ends as skipped and downstream tasks get null for it."""
-        raise SkipTask(str(reason)[:MAX_TEXT])
+        raise SkipTask(plain_text(reason))
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -116,6 +116,13 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.function} instance={self.instance} attempt={self.attempt} run={self.run}>"
+
+
+def plain_text(value: object) -> str:
+    """`value` as text Flow45 can store, within MAX_TEXT: U+0000 and lone surrogates (the undecodable
+    bytes of a file name, say), which the bridge refuses, written as escapes."""
+    text = str(value).replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_TEXT]
 
 
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes, common in logs

@@ -200,6 +200,32 @@ def test_skip_passes_none_downstream(acme, make_worker):
     assert got == {"src": None}
 
 
+def test_texts_with_an_undecodable_file_name_or_a_nul_are_kept_escaped(acme, make_worker):
+    """os.listdir gives a name that is not UTF-8 as lone surrogates. Flow45 stores neither them nor
+    U+0000: a fail holding them was refused, and the attempt ran on until its lease expired."""
+    worker = make_worker("acme")
+    progressed = []
+
+    @worker.handler("fx")
+    def fx(task):
+        task.progress(10, "reading caf\udce9.csv")
+        progressed.append(TaskInstance.get_by_id(task.instance).progress_message)
+        raise RuntimeError("caf\udce9.csv: line 3 holds \x00")
+
+    @worker.handler("fs")
+    def fs(task):
+        task.skip("caf\udce9.csv is empty")
+
+    worker.handler("ft")(lambda task, src: BLOB)
+    failing, skipping = store.trigger("acme", "flaky", actor="tester"), store.trigger("acme", "skippy", actor="tester")
+    worker.start()
+    assert wait_finished(failing) == S.FAILED and wait_finished(skipping) == S.SUCCEEDED
+    assert progressed == ["reading caf\\udce9.csv"] * 3
+    assert [a.error for a in attempts(instance_of(failing, "x").id)] == ["RuntimeError: caf\\udce9.csv: line 3 holds \\x00"] * 3
+    [skip] = Event.select().where((Event.instance == instance_of(skipping, "s").id) & (Event.kind == "skip"))
+    assert skip.detail == {"reason": "caf\\udce9.csv is empty"}
+
+
 def test_an_output_of_the_wrong_type_fails_permanently(acme, make_worker):
     worker = make_worker("acme")
     calls = []
