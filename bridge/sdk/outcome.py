@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bridge.inbound import MAX_BODY
 from bridge.sdk.binding import Binding, dump_output
 from bridge.sdk.errors import PermanentError, SkipTask
 from bridge.sdk.task import MAX_TEXT, Task, plain_text
@@ -35,11 +36,14 @@ def outcome(task: Task, binding: Binding) -> dict[str, Any] | None:
         return {"type": "fail", **attempt, "error": describe(exc), "retryable": True, **logs(task)}
     try:
         output = dump_output(result)
-        wire.dumps(output)  # NaN and ±Infinity are not JSON: refused here, before anything is sent
+        size = len(wire.dumps(output).encode())  # NaN and ±Infinity are not JSON: refused here, before anything is sent
     except Exception as exc:  # noqa: BLE001 - not JSON: trying again returns the same
         log.error("%r returned %s, which is not JSON: %s", task, type(result).__name__, exc)
         return {"type": "fail", **attempt, "retryable": False,
                 "error": f"the handler's return value is not JSON: {describe(exc)}"[:MAX_TEXT]}
+    if size > MAX_BODY:  # the inbox refuses it, and a broker's max_message_size closes the channel sending it
+        log.error("%r returned %d bytes of JSON, over %d", task, size, MAX_BODY)
+        return refused_output(task, f"the output is {size} bytes of JSON, over the {MAX_BODY} a message may have")
     return {"type": "submit", **attempt, "output": output, **logs(task)}
 
 
