@@ -12,7 +12,7 @@ from flow45.clock import to_utc
 from flow45.config_human import GROUP_PREFIX
 from flow45.models import Attempt, Run, TaskInstance
 from flow45.store import rules_human
-from flow45.store.queries import get_instance, list_runs
+from flow45.store.queries import get_instances, list_runs
 from flow45.store.specs import CurrentSpecs, version_spec
 from flow45.views import InboxItem
 
@@ -20,6 +20,7 @@ Show = Literal["all", "mine", "groups", "overdue"]
 SHOWS: tuple[str, ...] = ("all", "mine", "groups", "overdue")
 _FAR = dt.datetime.max
 SCAN = 5000  # available human tasks a filtered inbox looks through, at most
+READ_AT_ONCE = 500  # tasks whose items one set of reads builds: it bounds the lists of ids a statement sends
 
 
 def _matches(show: str, user: str, taken_by: str | None, overdue: bool, assignment, escalated: bool) -> bool:
@@ -52,8 +53,7 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
     if team:
         query = query.where(TaskInstance.team == team)
     rows = list(query.tuples())
-    runs = {}
-    found: list[InboxItem] = []
+    chosen = []
     current = CurrentSpecs()
     for instance_id, run_id, task, overdue_at, taken_by, due_at, version, workflow in rows:
         spec = version_spec(version)
@@ -62,29 +62,38 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         overdue = due_at is not None and due_at <= at
         if not _matches(show, user, taken_by, overdue, assignment, escalated):
             continue
-        view = get_instance(instance_id)
-        if run_id not in runs:
-            listed = list_runs(before=run_id + 1, limit=1)
-            runs[run_id] = listed[0] if listed and listed[0].id == run_id else None
-        item = InboxItem(
-            instance=view, run=runs[run_id], inputs=_inputs(run_id, spec.task(task).inputs),
-            who=assignment.who(escalated) if assignment else "any operator of the team",
-            overdue=overdue, checked_at=at,
-        )
-        found.append(item)
-        if len(found) == limit:
+        chosen.append((instance_id, run_id, spec.task(task).inputs,
+                       assignment.who(escalated) if assignment else "any operator of the team", overdue))
+        if len(chosen) == limit:
             break
+    found: list[InboxItem] = []
+    for start in range(0, len(chosen), READ_AT_ONCE):
+        found += _items(chosen[start:start + READ_AT_ONCE], at)
     found.sort(key=lambda i: (not i.overdue, i.instance.due_at or _FAR))  # stable: the query's order otherwise
     return found
 
 
-def _inputs(run_id: int, inputs: dict[str, str]) -> dict:
-    """Parameter -> the output of its upstream task (null unless that task succeeded)."""
-    if not inputs:
+def _items(chosen: list[tuple], at: dt.datetime) -> list[InboxItem]:
+    """The items of these tasks, read together: their instances, their runs, their upstream outputs."""
+    views = get_instances([instance_id for instance_id, *_ in chosen])
+    runs = {run.id: run for run in list_runs(ids=sorted({run_id for _, run_id, *_ in chosen}), limit=len(chosen))}
+    outputs = _outputs({(run_id, up) for _, run_id, inputs, *_ in chosen for up in inputs.values()})
+    return [InboxItem(instance=views[instance_id], run=runs.get(run_id), who=who, overdue=overdue, checked_at=at,
+                      inputs={param: outputs.get((run_id, up)) for param, up in inputs.items()})
+            for instance_id, run_id, inputs, who, overdue in chosen if instance_id in views]
+
+
+def _outputs(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], object]:
+    """(run, task) -> the output of that task's instance, of those that succeeded: two reads."""
+    if not wanted:
         return {}
-    upstream = {row.task: row for row in TaskInstance.select(TaskInstance.id, TaskInstance.task, TaskInstance.state)
-                .where((TaskInstance.run == run_id) & TaskInstance.task.in_(list(inputs.values())))}
-    done = [row.id for row in upstream.values() if row.state == S.SUCCEEDED]
-    outputs = {a.instance_id: a.output for a in Attempt.select(Attempt.instance, Attempt.output).where(
-        Attempt.instance.in_(done) & (Attempt.status == "succeeded") & (Attempt.archived == False))}  # noqa: E712
-    return {param: outputs.get(upstream[up].id) if up in upstream else None for param, up in inputs.items()}
+    upstream = {row_id: (run_id, task) for row_id, run_id, task in
+                TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.task)
+                .where(TaskInstance.run.in_(sorted({run_id for run_id, _ in wanted}))
+                       & TaskInstance.task.in_(sorted({task for _, task in wanted}))
+                       & (TaskInstance.state == S.SUCCEEDED)).tuples()
+                if (run_id, task) in wanted}
+    if not upstream:
+        return {}
+    return {upstream[a.instance_id]: a.output for a in Attempt.select(Attempt.instance, Attempt.output).where(
+        Attempt.instance.in_(sorted(upstream)) & (Attempt.status == "succeeded") & (Attempt.archived == False))}  # noqa: E712

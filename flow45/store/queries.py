@@ -16,7 +16,7 @@ from flow45.schedule import window_text
 from flow45.store import rules_human, schedule_runs
 from flow45.store.ledger_time import in_window
 from flow45.store.slots import queued_by, waits_for
-from flow45.store.specs import CurrentSpecs, VersionSpec, current_spec, current_spec_of, version_spec
+from flow45.store.specs import CurrentSpecs, VersionSpec, current_spec, version_spec
 from flow45.views import AttemptView, EventView, InputLink, InstanceView, NoteView, OutputUse, RunView, WorkflowView
 
 
@@ -264,13 +264,16 @@ def _skip_reasons(instance_ids: list[int]) -> dict[int, str]:
     return {e.instance: (e.detail or {}).get("reason") or "" for e in rows}
 
 
-def _notes(run_id: int, instance_id: int | None = None) -> list[NoteView]:
-    """Operators' notes on the run and its tasks, or on one of its instances, oldest first (`flow45 note`)."""
-    which = (Event.run == run_id) if instance_id is None else (Event.instance == instance_id)
+def _notes(run_id: int) -> list[NoteView]:
+    """Operators' notes on the run and its tasks, oldest first (`flow45 note`)."""
     rows = (Event.select(Event.id, Event.at, Event.actor, Event.detail)
-            .where(which & (Event.kind == "note")).order_by(Event.id))
-    return [NoteView(at=e.at, actor=e.actor, text=(e.detail or {}).get("text", ""), event=e.id,
-                     task=(e.detail or {}).get("task")) for e in rows]
+            .where((Event.run == run_id) & (Event.kind == "note")).order_by(Event.id))
+    return [_note_view(e) for e in rows]
+
+
+def _note_view(e: Event) -> NoteView:
+    return NoteView(at=e.at, actor=e.actor, text=(e.detail or {}).get("text", ""), event=e.id,
+                    task=(e.detail or {}).get("task"))
 
 
 def _cancelled(run) -> dict[str, str | None]:
@@ -307,34 +310,71 @@ def _attempts_made(run_ids: list[int]) -> dict[int, int]:
 
 
 def get_instance(instance_id: int, team: str | None = None) -> InstanceView:
-    row = TaskInstance.get_or_none(TaskInstance.id == instance_id)
-    if row is None or (team and row.team != team):
+    view = get_instances([instance_id]).get(instance_id)
+    if view is None or (team and view.team != team):
         raise NotFound(f"task instance {instance_id} not found" + (f" for team {team}" if team else ""))
-    run = Run.get_by_id(row.run_id)
-    spec = version_spec(run.version_id)
-    attempts = list(Attempt.select().where(Attempt.instance == instance_id).order_by(Attempt.id))
-    view = _instance_view(row, spec.upstream(row.task), attempts, undone=_undone_upstream(attempts))
-    uses = _used_by(row, spec)
-    return dataclasses.replace(view, attempts=[dataclasses.replace(a, used_by=uses.get(a.number, []))
-                                               for a in view.attempts], notes=_notes(row.run_id, instance_id),
-                               skip_reason=_skip_reasons([row.id]).get(row.id) if row.state == S.SKIPPED else None,
-                               queued_for=waits_for(spec, current_spec_of(run.workflow_id), row.task, row.function)
-                               if row.state == S.QUEUED else None)
+    return view
 
 
-def _used_by(row: TaskInstance, spec) -> dict[int, list[OutputUse]]:
-    """attempt number -> the attempts of the instances that take this one's output which received it."""
-    takers = [name for name in spec.order if row.task in spec.task(name).inputs.values()]
-    if not takers:
+def get_instances(instance_ids: Sequence[int]) -> dict[int, InstanceView]:
+    """id -> the view of each of these instances that exists, as `get_instance` shows it: a few reads
+    for all of them, however many."""
+    rows = list(TaskInstance.select().where(TaskInstance.id.in_(list(instance_ids))).order_by(TaskInstance.id))
+    if not rows:
         return {}
-    query = (Attempt.select(Attempt, TaskInstance.id, TaskInstance.task).join(TaskInstance)
-             .where((TaskInstance.run == row.run_id) & TaskInstance.task.in_(takers) & Attempt.lineage.is_null(False))
+    runs = {run_id: (version_id, workflow_id) for run_id, version_id, workflow_id in
+            Run.select(Run.id, Run.version, Run.workflow).where(Run.id.in_(sorted({r.run_id for r in rows}))).tuples()}
+    rows = [row for row in rows if row.run_id in runs]  # its run pruned meanwhile
+    specs = {row.id: version_spec(runs[row.run_id][0]) for row in rows}
+    attempts: dict[int, list[Attempt]] = {}
+    for a in Attempt.select().where(Attempt.instance.in_([row.id for row in rows])).order_by(Attempt.id):
+        attempts.setdefault(a.instance_id, []).append(a)
+    undone = _undone_upstream([a for listed in attempts.values() for a in listed])
+    uses = _used_by(rows, specs)
+    notes = _instance_notes([row.id for row in rows])
+    why = _skip_reasons([row.id for row in rows if row.state == S.SKIPPED])
+    current = CurrentSpecs()
+    views = {}
+    for row in rows:
+        spec, used = specs[row.id], uses.get(row.id, {})
+        view = _instance_view(row, spec.upstream(row.task), attempts.get(row.id, ()), undone=undone)
+        views[row.id] = dataclasses.replace(
+            view, attempts=[dataclasses.replace(a, used_by=used.get(a.number, [])) for a in view.attempts],
+            notes=notes.get(row.id, []), skip_reason=why.get(row.id) if row.state == S.SKIPPED else None,
+            queued_for=waits_for(spec, current[runs[row.run_id][1]], row.task, row.function)
+            if row.state == S.QUEUED else None)
+    return views
+
+
+def _instance_notes(instance_ids: list[int]) -> dict[int, list[NoteView]]:
+    """instance -> operators' notes on it, oldest first: one read."""
+    rows = (Event.select(Event.id, Event.at, Event.actor, Event.detail, Event.instance)
+            .where(Event.instance.in_(instance_ids) & (Event.kind == "note")).order_by(Event.id))
+    notes: dict[int, list[NoteView]] = {}
+    for e in rows:
+        notes.setdefault(e.instance, []).append(_note_view(e))
+    return notes
+
+
+def _used_by(rows: list[TaskInstance], specs: dict[int, VersionSpec]) -> dict[int, dict[int, list[OutputUse]]]:
+    """instance -> attempt number -> the attempts of the instances of its run that take its output
+    which received it: one read for all of these instances (`specs`: instance -> its run's spec)."""
+    takers = {row.id: {name for name in specs[row.id].order if row.task in specs[row.id].task(name).inputs.values()}
+              for row in rows}
+    taken = {row.id: row.run_id for row in rows if takers[row.id]}
+    if not taken:
+        return {}
+    query = (Attempt.select(Attempt, TaskInstance.id, TaskInstance.task, TaskInstance.run).join(TaskInstance)
+             .where(TaskInstance.run.in_(sorted(set(taken.values())))
+                    & TaskInstance.task.in_(sorted(set().union(*takers.values()))) & Attempt.lineage.is_null(False))
              .order_by(Attempt.id))
-    uses: dict[int, list[OutputUse]] = {}
+    uses: dict[int, dict[int, list[OutputUse]]] = {}
     for a in query:
         for param, link in (a.lineage or {}).items():
-            if link["instance"] == row.id and link["attempt"] is not None:
-                uses.setdefault(link["attempt"], []).append(
+            used = link["instance"]
+            if (link["attempt"] is not None and taken.get(used) == a.instance.run_id
+                    and a.instance.task in takers[used]):
+                uses.setdefault(used, {}).setdefault(link["attempt"], []).append(
                     OutputUse(a.instance.task, a.instance_id, a.number, param, a.archived))
     return uses
 
