@@ -59,6 +59,7 @@ def deploy_two_teams(folder: Path) -> dict[str, TeamRun]:
     """Deploy the example config as `reports` and as `rival`; one monthly run each."""
     text = (EXAMPLES / "reports.yaml").read_text()
     rival = folder / "rival.yaml"
-    rival.write_text(text.replace("team: reports", "team: rival").replace("reports/nightly_sales", "rival/nightly_sales"))
+    rival.write_text(text.replace("team: reports", "team: rival").replace("reports/nightly_sales", "rival/nightly_sales")
+                     .replace("reports-ops", "rival-ops"))  # its reviewers are its own operators
     store.deploy(load_config(EXAMPLES) + load_config(rival), actor="admin", now=T0)
     return {team: _monthly_run(team) for team in ("reports", "rival")}
