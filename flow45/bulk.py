@@ -62,7 +62,7 @@ def acts_on(action: str) -> str:
 def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilter | None = None,
            task: str | None = None, state: str | None = None) -> Selection:
     """The items the action would act on: instances of the chosen runs (by id, or by a run filter)
-    with that task name and state; for cancel, the runs themselves. Those it cannot act on (a
+    with that task name and state; for cancel, the runs themselves in that state. Those it cannot act on (a
     succeeded instance to retry, a cancelled run) are counted, not planned."""
     if action not in ACTIONS:
         raise Flow45Error(f"bulk: unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
@@ -80,7 +80,7 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
     for run_id in sorted(run_ids):
         view = client.run(run_id)
         if action == "cancel":
-            candidates = [BulkItem(run_id, None, None, view.status)]
+            candidates = [BulkItem(run_id, None, None, view.status)] if state in (None, view.status) else []
         else:
             candidates = [BulkItem(run_id, i.id, i.task, i.state) for i in view.instances
                           if (task is None or i.task == task) and (state is None or i.state == state)]

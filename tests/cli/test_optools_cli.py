@@ -208,6 +208,18 @@ def test_a_bulk_plan_holds_only_what_its_action_can_act_on_and_the_real_one_keep
     assert (json.loads(out)["cancelled_by"], json.loads(out)["cancel_reason"]) == ("ann", None), err
 
 
+def test_bulk_cancel_with_a_state_cancels_only_the_runs_in_that_state(flow45, tmp_path):
+    """`--state queued` was checked, then not applied to runs: the running run was cancelled with the queued."""
+    deploy_text(tmp_path, DIAMOND)
+    running, queued = (store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(2))  # max_active_runs 1
+    code, out, err = flow45("bulk", "cancel", "--run", str(running), "--run", str(queued), "--state", "queued",
+                            "--dry-run", "--json")
+    assert code == 0 and [(i["run"], i["state"]) for i in json.loads(out)["items"]] == [(queued, "queued")], err
+    code, out, err = flow45("bulk", "cancel", "--workflow", "acme/diamond", "--state", "queued", "--reason", "stale")
+    assert code == 0 and "cancel: 1 of 1 done, 0 refused" in out, err
+    assert (store.get_run(running).status, store.get_run(queued).status) == ("running", "cancelled")
+
+
 def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
