@@ -106,14 +106,20 @@ def apply(client: Client, action: str, items: list[BulkItem], reason: str | None
     """Each item in its own transaction (one client call); a refusal is kept with the item."""
     if action in ("skip", "undo") and not (reason or "").strip():
         raise Flow45Error(f"bulk {action} needs a reason (--reason TEXT)")
+    undone_with: dict[int, BulkItem] = {}  # an instance an earlier undo took back with it -> that undo's item
     for item in items:
+        if (earlier := undone_with.get(item.instance)) is not None:  # its own undo would be refused as pending
+            item.outcome, item.detail = "done", f"undone with instance {earlier.instance} ({earlier.task})"
+            continue
         try:
             if action == "retry":
                 client.retry(item.instance)
             elif action == "skip":
                 client.skip(item.instance, reason)
             elif action == "undo":
-                client.undo(item.instance, reason)
+                plan = client.undo(item.instance, reason)
+                undone_with.update((affected.instance, item) for affected in plan.affected
+                                   if affected.instance != item.instance)
             else:
                 client.cancel(item.run, reason)
         except Flow45Error as exc:

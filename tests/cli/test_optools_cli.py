@@ -220,6 +220,23 @@ def test_bulk_cancel_with_a_state_cancels_only_the_runs_in_that_state(flow45, tm
     assert (store.get_run(running).status, store.get_run(queued).status) == ("running", "cancelled")
 
 
+def test_bulk_undo_of_an_instance_and_what_follows_it_reports_them_undone_together(flow45, tmp_path):
+    """The undo of a took b, c and d back to pending with it; their own undos then were refused as
+    pending: "1 of 4 done, 3 refused", exit 1, for a plan done whole."""
+    deploy_text(tmp_path, DIAMOND)
+    run = store.trigger("acme", "diamond", actor="ann", now=T0)
+    for task in "abcd":
+        complete(run, task, BLOB)
+    a = instance(run, "a").id
+    code, out, err = flow45("bulk", "undo", "--run", str(run), "--reason", "bad source", "--json")
+    items = json.loads(out)["items"]
+    assert code == 0 and [(i["task"], i["outcome"], i["detail"]) for i in items] == [
+        ("a", "done", None), *((task, "done", f"undone with instance {a} (a)") for task in "bcd")], err
+    assert states(run) == {"a": "available", "b": "pending", "c": "pending", "d": "pending"}
+    undos = Event.select(Event.instance).where((Event.kind == "undo") & Event.from_state.is_null())
+    assert [e.instance for e in undos] == [a]  # one undo, its affected set the whole run
+
+
 def test_instance_shows_what_each_attempt_was_built_on_and_its_log_and_show_the_failed_ones_log(flow45, tmp_path):
     deploy_text(tmp_path, DIAMOND)
     run = store.trigger("acme", "diamond", actor="ann", now=T0)
