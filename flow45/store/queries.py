@@ -128,10 +128,13 @@ def timer_text(task: str, due) -> str:
     return f"{task} (timer, due {_minute(due)})"
 
 
-def waiting_for(run, counts: dict[str, int], timers: str | None, in_force: VersionSpec) -> str | None:
-    """What the run waits for, if anything; `in_force`: the version whose limits hold for it."""
+def waiting_for(run, counts: dict[str, int], timers: str | None, in_force: VersionSpec,
+                paused: bool = False) -> str | None:
+    """What the run waits for, if anything; `in_force`: the version whose limits hold for it; `paused`:
+    its workflow is (its queued runs wait for the resume, whatever the slots)."""
     if run.status == S.QUEUED:
-        return f"a free slot (max_active_runs: {in_force.workflow.max_active_runs})"
+        return "its workflow's resume (paused)" if paused else \
+            f"a free slot (max_active_runs: {in_force.workflow.max_active_runs})"
     if run.status == S.RUNNING and timers:
         return timers
     if run.status == S.RUNNING and counts.get(S.QUEUED):
@@ -149,7 +152,8 @@ def _run_view(run: Run, workflow_name: str, counts: dict[str, int], instances=()
         status=run.status, trigger=run.trigger, triggered_by=run.triggered_by, params=run.params,
         logical_time=run.logical_time, created_at=run.created_at, started_at=run.started_at,
         finished_at=run.finished_at, counts=counts, instances=list(instances),
-        waiting_for=waiting_for(run, counts, timers, current_spec(run.workflow)),  # its limit: the current one's
+        waiting_for=waiting_for(run, counts, timers, current_spec(run.workflow),  # its limit: the current one's
+                                paused=run.workflow.paused_at is not None),
         key=run.key,
     )
 
@@ -159,7 +163,7 @@ def list_runs(
     limit: int = 50, before: int | None = None, ids: Sequence[int] | None = None,
 ) -> list[RunView]:
     """Newest first; `before` pages back from a run id; `ids`: only these runs."""
-    query = (Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version).join(Workflow)
+    query = (Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version, Workflow.paused_at).join(Workflow)
              .order_by(Run.id.desc()).limit(limit))
     if team:
         query = query.where(Run.team == team)
@@ -226,7 +230,8 @@ def _instance_view(i: TaskInstance, upstream: list[str], attempts=(), current: A
 
 
 def get_run(run_id: int, team: str | None = None, with_attempts: bool = False) -> RunView:
-    run = Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version).join(Workflow).where(Run.id == run_id).first()
+    run = (Run.select(Run, Workflow.id, Workflow.name, Workflow.current_version, Workflow.paused_at).join(Workflow)
+           .where(Run.id == run_id).first())
     if run is None or (team and run.team != team):
         raise NotFound(f"run {run_id} not found" + (f" for team {team}" if team else ""))
     spec = version_spec(run.version_id)

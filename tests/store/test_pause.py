@@ -73,6 +73,18 @@ def test_triggers_while_paused_queue_or_are_refused_and_the_resume_starts_the_qu
         store.resume("acme", "nightly", actor="ops", now=at)
 
 
+def test_a_run_queued_while_its_workflow_is_paused_says_it_waits_for_the_resume(tmp_path):
+    """It said "a free slot (max_active_runs: 5)" with every slot free."""
+    deploy_text(tmp_path, config("none"))  # max_active_runs: 5
+    at = dt.datetime(2026, 3, 5, 9)
+    store.pause("acme", "nightly", actor="ops", triggers="queue", now=at)
+    run = store.trigger("acme", "nightly", actor="ann", now=at)
+    assert store.get_run(run).waiting_for == "its workflow's resume (paused)"
+    assert [v.waiting_for for v in store.list_runs("acme")] == ["its workflow's resume (paused)"]
+    store.resume("acme", "nightly", actor="ops", now=at)
+    assert store.get_run(run).waiting_for is None
+
+
 def test_the_resume_starts_the_oldest_queued_runs_up_to_the_limit_past_cancelled_ones(tmp_path):
     deploy_text(tmp_path, config("none"))  # max_active_runs: 5
     at = dt.datetime(2026, 3, 5, 9)
