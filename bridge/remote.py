@@ -183,8 +183,8 @@ class RemoteClient(Client):
         return WorkflowVersions.from_json(self._read(read))
 
     def run_row(self, run_id: int) -> RunView | None:
-        found = self.runs(before=run_id + 1, limit=1)
-        return found[0] if found and found[0].id == run_id else None
+        found = self.runs(ids=[run_id], limit=1)  # not before=run_id + 1: past the largest id
+        return found[0] if found else None
 
     def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
         if self._other_team(where.team):

@@ -94,8 +94,8 @@ class LocalClient(Client):
         return workflow_versions(team, workflow, limit, since)
 
     def run_row(self, run_id: int) -> RunView | None:
-        found = store.list_runs(self.team, before=run_id + 1, limit=1)
-        return found[0] if found and found[0].id == run_id else None
+        found = store.list_runs(self.team, ids=[run_id], limit=1)  # not before=run_id + 1: past the largest id
+        return found[0] if found else None
 
     def status_counts(self, where: RunFilter = RunFilter()) -> dict[str, int]:
         if self._other_team(where.team):

@@ -119,6 +119,13 @@ def test_another_teams_ids_are_missing_ids_and_the_ledger_names_the_broker_user(
     assert posing.returncode == 2 and "--as names the actor on the database only" in posing.stderr
 
 
+def test_wait_through_the_broker_for_the_largest_id_says_it_is_not_found(bridge_env, tmp_path):
+    """It was refused as "runs.before: Input should be less than or equal to 9223372036854775807"."""
+    store.deploy(load_config(EXAMPLES / "reports.yaml"), actor="admin", now=T0)
+    done = operator(bridge_env.url("reports-ops"), "wait", "9223372036854775807", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "flow45: run 9223372036854775807 not found for team reports\n")
+
+
 def test_events_follow_through_the_broker_prints_a_new_event(bridge_env, tmp_path):
     teams = deploy_two_teams(tmp_path)
     assert bridge_env.bridge.events.ready.wait(10)

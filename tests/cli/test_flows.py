@@ -49,6 +49,8 @@ def test_wait_times_out_and_refuses_a_missing_run_or_a_bad_timeout_without_a_tra
     assert (code, out, err) == (5, "", f"flow45: run {run} is still running after 25s\n")
     code, _, err = flow45("wait", "4242")
     assert code == 1 and err == "flow45: run 4242 not found\n"
+    code, _, err = flow45("wait", "9223372036854775807")  # the largest id: the one after it is no id
+    assert code == 1 and err == "flow45: run 9223372036854775807 not found\n"
     code, _, err = flow45("wait", str(run), "--timeout", "soon")
     assert code == 2 and "expected a number of seconds, got 'soon'" in err and "Traceback" not in err
 
