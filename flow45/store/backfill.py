@@ -11,7 +11,7 @@ from flow45.errors import Flow45Error, RunExists
 from flow45.models import Run, WorkflowVersion
 from flow45.schedule import BadSchedule, cron_schedule, window, window_text
 from flow45.store.deploy import find_workflow
-from flow45.store.newrun import check_open, validate_params
+from flow45.store.newrun import check_open, refuse_or_queue, validate_params
 from flow45.store.runs import trigger_run
 from flow45.store.specs import version_spec
 from flow45.views import BackfillItem, BackfillPlan
@@ -32,6 +32,7 @@ def backfill(
     if end < start:
         raise Flow45Error(f"backfill {team}/{workflow}: --to {end:%Y-%m-%d %H:%M} is before --from {start:%Y-%m-%d %H:%M}")
     row = find_workflow(team, workflow)
+    refuse_or_queue(row, team, workflow)  # refused here, not at the first tick: a dry run says so too
     version = WorkflowVersion.get((WorkflowVersion.workflow == row) & (WorkflowVersion.version == row.current_version))
     spec = version_spec(version.id)
     schedule = spec.workflow.schedule

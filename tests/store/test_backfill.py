@@ -10,7 +10,8 @@ import importlib
 import pytest
 
 from flow45 import store
-from flow45.errors import Flow45Error
+from flow45.config import load_config
+from flow45.errors import Flow45Error, IllegalTransition
 from flow45.models import Outbox, Run, Workflow, WorkflowVersion
 from flow45.store import specs
 from tests.store.helpers import T0, deploy_text, instance
@@ -82,6 +83,22 @@ def test_a_workflow_without_a_schedule_or_a_reversed_range_is_refused_and_trigge
     assert Outbox.get(Outbox.instance == instance(run, "load").id).body["logical_time"] == "2026-02-14T06:00:00Z"
     plain = store.trigger("acme", "adhoc", actor="ops", now=T0)
     assert Outbox.get(Outbox.instance == instance(plain, "load").id).body["logical_time"] is None
+
+
+def test_a_dry_run_of_a_workflow_that_refuses_triggers_is_refused_as_the_backfill_would_be(tmp_path):
+    """Retired, or paused with triggers refused, its dry run listed every tick as "would_create"."""
+    deploy_text(tmp_path, nightly(timezone="UTC"))
+    store.pause("acme", "nightly", actor="ops", triggers="refuse", now=T0)
+    for dry_run in (True, False):
+        with pytest.raises(IllegalTransition, match="acme/nightly is paused and refuses triggers; resume it first"):
+            store.backfill("acme", "nightly", U(2028, 2, 28), U(2028, 3, 1), actor="ops", dry_run=dry_run, now=T0)
+    store.resume("acme", "nightly", actor="ops", now=T0)
+    deploy_text(tmp_path, nightly(timezone="UTC").replace("nightly:", "weekly:"))
+    store.deploy(load_config(sorted(tmp_path.glob("config-*.yaml"))[-1]), actor="ops", now=T0, prune=True)
+    for dry_run in (True, False):
+        with pytest.raises(IllegalTransition, match="acme/nightly is retired; deploy it again to bring it back"):
+            store.backfill("acme", "nightly", U(2028, 2, 28), U(2028, 3, 1), actor="ops", dry_run=dry_run, now=T0)
+    assert Run.select().count() == 0
 
 
 @pytest.mark.parametrize("start, end", [(U(1, 1, 1), U(1, 1, 3)), (U(9999, 12, 30), U(9999, 12, 31, 23, 59))])
