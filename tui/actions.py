@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from flow45 import states as S
 from flow45.views import InstanceView, RunView
+from tui.background import off_ui
 from tui.screens.base import notify_refusal
 from tui.screens.modals import (
     CancelRunModal, HoldModal, ReleaseModal, RetryModal, SkipModal, TakeOverModal, UndoModal,
@@ -69,14 +70,13 @@ def take(app: Dashboard, instance: InstanceView | None) -> None:
     if instance.taken_by and instance.taken_by != app.actor:
         app.push_screen(TakeOverModal(instance))
         return
-    try:
-        app.client.take(instance.id)
-    except Exception as exc:
-        if not notify_refusal(app, exc):
-            raise
-        return
-    app.notify(f"took human task {instance.id} ({instance.task}): others see you have it", title="Done")
-    app.feed.poke()
+
+    def done(_previous: str | None) -> None:
+        app.notify(f"took human task {instance.id} ({instance.task}): others see you have it", title="Done")
+        app.feed.poke()
+
+    if off_ui(app, f"taking human task {instance.id}", lambda: app.client.take(instance.id), done):
+        app.notify(f"taking human task {instance.id} ({instance.task})…")
 
 
 def open_set_output(app: Dashboard, instance: InstanceView) -> None:

@@ -46,6 +46,7 @@ class Dashboard(App):
         self.sub_title = f"operator {self.actor}"
         self.feed = Feed(self, self.client, self.client.latest_event_id(), poll_interval)
         self._feed_thread: threading.Thread | None = None
+        self.under_way: set[str] = set()  # the client calls made off the UI thread, waiting for their answer
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:

@@ -96,7 +96,7 @@ async def test_a_refusal_from_the_core_is_shown_in_the_modal(tui_db):
         await wait_until(pilot, lambda: isinstance(app.screen, RetryModal))
         await pilot.click("#confirm")
         refusal = app.screen.query_one("#refusal", Static)
-        assert "only a failed instance can be retried" in text_of(refusal)
+        await wait_until(pilot, lambda: "only a failed instance can be retried" in text_of(refusal))
         assert refusal.display and isinstance(app.screen, RetryModal)  # still open, nothing crashed
         await pilot.press("escape")
         # Undo of a pending instance: refused by the dry run, the button is disabled.

@@ -4,6 +4,8 @@ instance, or every run for cancel), one confirmation applies it, each item in it
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Button, Select, Static
@@ -83,11 +85,15 @@ class BulkModal(ActionModal):
         self.query_one("#bulk-plan", Static).update(lines)
         self.query_one("#confirm", Button).disabled = not self.plan
 
-    def perform(self) -> str:
+    def perform(self) -> Callable[[], str]:
         if not self.plan:
             raise Flow45Error(f"nothing to {self.action}")
-        items = bulk.apply(self.app.client, self.action, self.plan, self.reason or None)
-        refused = [f"{i.instance or i.run}: {i.detail}" for i in items if i.outcome == "refused"]
-        done = len(items) - len(refused)
-        return (f"{self.action}: {done} of {len(items)} done"
-                + (f"; refused {'; '.join(refused)}" if refused else ""))
+        plan, reason = self.plan, self.reason or None
+
+        def change() -> str:
+            items = bulk.apply(self.app.client, self.action, plan, reason)
+            refused = [f"{i.instance or i.run}: {i.detail}" for i in items if i.outcome == "refused"]
+            done = len(items) - len(refused)
+            return (f"{self.action}: {done} of {len(items)} done"
+                    + (f"; refused {'; '.join(refused)}" if refused else ""))
+        return change

@@ -19,7 +19,8 @@ from flow45.store.rules_human import due_text
 from flow45.views import EventView, InboxItem, InstanceView
 from tui import data
 from tui.screens import base
-from tui.screens.base import LiveScreen, notify_refusal, refusal
+from tui.background import off_ui
+from tui.screens.base import LiveScreen, notify_refusal
 from tui.widgets.progress import cell, id_width
 
 COLUMNS = [("instance", "instance", 9), ("task", "task", 16), ("run", "run", 6), ("workflow", "team/workflow", 26),
@@ -166,15 +167,14 @@ class InboxScreen(LiveScreen):
         if instance is None:
             self.app.notify("no human task selected", severity="warning")
             return
-        try:
-            self.app.client.hand_back(instance.id)
-        except Exception as exc:
-            if (message := refusal(exc)) is None:
-                raise
-            self.app.notify(message, title="Refused", severity="error")
-            return
-        self.app.notify(f"handed back human task {instance.id}", title="Done")
-        self.app.feed.poke()
+        app = self.app
+
+        def done(_answer: object) -> None:
+            app.notify(f"handed back human task {instance.id}", title="Done")
+            app.feed.poke()
+
+        if off_ui(app, f"handing back human task {instance.id}", lambda: app.client.hand_back(instance.id), done):
+            app.notify(f"handing back human task {instance.id}…")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(int(event.row_key.value))

@@ -4,7 +4,7 @@ through `flow45.store` as the operator. A refusal from the core stays in the mod
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Group
 from rich.table import Table
@@ -18,6 +18,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 from flow45 import states as S
 from flow45.errors import Flow45Error
 from flow45.views import InstanceView, RunView, UndoPlan
+from tui.background import off_ui
 from tui.screens.base import refusal
 from tui.widgets.progress import STATE_STYLES, state_text
 
@@ -58,8 +59,9 @@ class ActionModal(ModalScreen[bool]):
     def body(self) -> ComposeResult:
         yield from ()
 
-    def perform(self) -> str:
-        """Make the change; return what to tell the operator. Raise Flow45Error to refuse."""
+    def perform(self) -> Callable[[], str]:
+        """Read what the operator entered (on the UI thread) and return the change: a call, made off the
+        UI thread, that makes it and returns what to tell the operator. Raise Flow45Error to refuse."""
         raise NotImplementedError
 
     @property
@@ -67,9 +69,13 @@ class ActionModal(ModalScreen[bool]):
         return self.query_one("#reason", Input).value.strip() if self.needs_reason is not None else ""
 
     def refuse(self, message: str) -> None:
-        refusal = self.query_one("#refusal", Static)
-        refusal.update(Text.assemble(("Refused: ", "bold"), message))
-        refusal.remove_class("-empty")
+        self._say(Text.assemble(("Refused: ", "bold"), message))
+
+    def _say(self, text: Text, under_way: bool = False) -> None:
+        line = self.query_one("#refusal", Static)
+        line.update(text)
+        line.remove_class("-empty")
+        line.set_class(under_way, "-under-way")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -92,15 +98,28 @@ class ActionModal(ModalScreen[bool]):
             self.refuse("a reason is required; it is written to the ledger")
             return
         try:
-            notice = self.perform()
+            change = self.perform()
         except Exception as exc:
             if (message := refusal(exc)) is None:
                 raise
             self.refuse(message)
             return
+        if off_ui(self.app, self.title_text, change, self._done, self._refused):
+            self.query_one("#confirm", Button).disabled = True  # one at a time
+            self._say(Text(f"{self.confirm_label}: under way, waiting for the answer…"), under_way=True)
+
+    def _done(self, notice: str) -> None:
         self.app.notify(notice, title="Done")
         self.app.feed.poke()
-        self.dismiss(True)
+        if self.app.screen is self:  # else closed while it was under way: the notice says it all
+            self.dismiss(True)
+
+    def _refused(self, message: str) -> None:
+        if self.app.screen is not self:
+            self.app.notify(f"{self.title_text}: {message}", title="Refused", severity="error")
+            return
+        self.query_one("#confirm", Button).disabled = False
+        self.refuse(message)
 
 
 class InstanceModal(ActionModal):
@@ -198,12 +217,15 @@ class UndoModal(InstanceModal):
             started.add_row(str(c.run), f"{c.team}/{c.workflow}", state_text(c.status), c.fate(plan.cancel_connected))
         return Group(table, Text(""), started)
 
-    def perform(self) -> str:
-        hold, cancel = self.choices
-        plan = self.app.client.undo(self.instance.id, self.reason, hold=hold, cancel_connected=cancel)
-        cancelled = sum(c.cancel for c in plan.connected) if plan.cancel_connected else 0
-        also = f"; cancelled {cancelled} connected run(s)" if cancelled else ""
-        return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event}){also}"
+    def perform(self) -> Callable[[], str]:
+        (hold, cancel), reason = self.choices, self.reason
+
+        def change() -> str:
+            plan = self.app.client.undo(self.instance.id, reason, hold=hold, cancel_connected=cancel)
+            cancelled = sum(c.cancel for c in plan.connected) if plan.cancel_connected else 0
+            also = f"; cancelled {cancelled} connected run(s)" if cancelled else ""
+            return f"undid {what(self.instance)}: {len(plan.affected)} instance(s) changed (event {plan.event}){also}"
+        return change
 
 
 class SkipModal(InstanceModal):
@@ -219,9 +241,13 @@ class SkipModal(InstanceModal):
         )
         yield Static(lines)
 
-    def perform(self) -> str:
-        self.app.client.skip(self.instance.id, self.reason)
-        return f"skipped {what(self.instance)}"
+    def perform(self) -> Callable[[], str]:
+        reason = self.reason
+
+        def change() -> str:
+            self.app.client.skip(self.instance.id, reason)
+            return f"skipped {what(self.instance)}"
+        return change
 
 
 class TakeOverModal(InstanceModal):
@@ -234,9 +260,13 @@ class TakeOverModal(InstanceModal):
     def body(self) -> ComposeResult:
         yield Static(Text(f"{self.instance.taken_by} has it. Taking it over tells them, and everyone, why."))
 
-    def perform(self) -> str:
-        previous = self.app.client.take(self.instance.id, self.reason)  # None: let go of since it was shown
-        return f"took over {what(self.instance)}" + (f" from {previous}" if previous else "")
+    def perform(self) -> Callable[[], str]:
+        reason = self.reason
+
+        def change() -> str:
+            previous = self.app.client.take(self.instance.id, reason)  # None: let go of since it was shown
+            return f"took over {what(self.instance)}" + (f" from {previous}" if previous else "")
+        return change
 
 
 class GiveModal(InstanceModal):
@@ -254,12 +284,15 @@ class GiveModal(InstanceModal):
         yield Label("To (a user name)", classes="input-label")
         yield Input(placeholder="who decides it", id="give-to")
 
-    def perform(self) -> str:
-        user = self.query_one("#give-to", Input).value.strip()
+    def perform(self) -> Callable[[], str]:
+        user, reason = self.query_one("#give-to", Input).value.strip(), self.reason or None
         if not user:
             raise Flow45Error("name who to give it to")
-        previous = self.app.client.take(self.instance.id, self.reason or None, user)
-        return f"gave {what(self.instance)} to {user}" + (f", over from {previous}" if previous else "")
+
+        def change() -> str:
+            previous = self.app.client.take(self.instance.id, reason, user)
+            return f"gave {what(self.instance)} to {user}" + (f", over from {previous}" if previous else "")
+        return change
 
 
 class RetryModal(InstanceModal):
@@ -273,11 +306,13 @@ class RetryModal(InstanceModal):
             "while its workflow's max_active_runs are all running.",
         ))
 
-    def perform(self) -> str:
-        self.app.client.retry(self.instance.id)
-        if self.app.client.instance(self.instance.id).state == S.PENDING:
-            return f"retried {what(self.instance)}: run {self.instance.run} waits queued for a slot"
-        return f"offered {what(self.instance)} again"
+    def perform(self) -> Callable[[], str]:
+        def change() -> str:
+            self.app.client.retry(self.instance.id)
+            if self.app.client.instance(self.instance.id).state == S.PENDING:
+                return f"retried {what(self.instance)}: run {self.instance.run} waits queued for a slot"
+            return f"offered {what(self.instance)} again"
+        return change
 
 
 class HoldModal(InstanceModal):
@@ -290,9 +325,13 @@ class HoldModal(InstanceModal):
             "It is not offered to workers until released; an open offer stops counting.",
         ))
 
-    def perform(self) -> str:
-        self.app.client.hold(self.instance.id, self.reason or None)
-        return f"held {what(self.instance)}"
+    def perform(self) -> Callable[[], str]:
+        reason = self.reason or None
+
+        def change() -> str:
+            self.app.client.hold(self.instance.id, reason)
+            return f"held {what(self.instance)}"
+        return change
 
 
 class ReleaseModal(InstanceModal):
@@ -304,9 +343,10 @@ class ReleaseModal(InstanceModal):
             state_text(S.PENDING), "\nOffered under a fresh attempt and token.",
         ))
 
-    def perform(self) -> str:
-        state = self.app.client.release(self.instance.id)
-        return f"released {what(self.instance)}: now {state}"
+    def perform(self) -> Callable[[], str]:
+        def change() -> str:
+            return f"released {what(self.instance)}: now {self.app.client.release(self.instance.id)}"
+        return change
 
 
 class RunModal(ActionModal):
@@ -333,9 +373,13 @@ class NoteModal(RunModal):
         yield Label("Note", classes="input-label")
         yield Input(placeholder="what you noticed or decided", id="note-text")
 
-    def perform(self) -> str:
-        self.app.client.note(self.run.id, self.query_one("#note-text", Input).value)
-        return f"noted on run {self.run.id}"
+    def perform(self) -> Callable[[], str]:
+        text = self.query_one("#note-text", Input).value
+
+        def change() -> str:
+            self.app.client.note(self.run.id, text)
+            return f"noted on run {self.run.id}"
+        return change
 
 
 class InstanceNoteModal(InstanceModal):
@@ -349,10 +393,13 @@ class InstanceNoteModal(InstanceModal):
         yield Label("Note", classes="input-label")
         yield Input(placeholder="what you noticed or decided", id="note-text")
 
-    def perform(self) -> str:
-        i = self.instance
-        self.app.client.note(i.run, self.query_one("#note-text", Input).value, task=i.task)
-        return f"noted on {i.task} of run {i.run}"
+    def perform(self) -> Callable[[], str]:
+        i, text = self.instance, self.query_one("#note-text", Input).value
+
+        def change() -> str:
+            self.app.client.note(i.run, text, task=i.task)
+            return f"noted on {i.task} of run {i.run}"
+        return change
 
 
 class CancelRunModal(RunModal):
@@ -373,6 +420,10 @@ class CancelRunModal(RunModal):
         text.append("Nothing in a cancelled run can change afterwards; a queued run of the workflow may start.")
         yield Static(text)
 
-    def perform(self) -> str:
-        self.app.client.cancel(self.run.id, self.reason or None)
-        return f"cancelled run {self.run.id}"
+    def perform(self) -> Callable[[], str]:
+        reason = self.reason or None
+
+        def change() -> str:
+            self.app.client.cancel(self.run.id, reason)
+            return f"cancelled run {self.run.id}"
+        return change

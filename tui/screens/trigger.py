@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -69,7 +71,7 @@ class TriggerModal(ActionModal):
             form.border_title = f"params: {spec.workflow.params}"
             await params.mount(form)
 
-    def perform(self) -> str:
+    def perform(self) -> Callable[[], str]:
         choice = self.query_one("#trigger-workflow", Select).value
         if choice is Select.NULL:
             raise Flow45Error("choose a workflow to trigger")
@@ -82,9 +84,12 @@ class TriggerModal(ActionModal):
                 raise Flow45Error("the params have errors: see the fields above")
         priority = self.query_one("#trigger-priority", Select).value
         key = self.query_one("#trigger-key", Input).value or None
-        triggered = self.app.client.trigger(team, name, params, priority=priority, key=key)
-        said = f"run {triggered.run} of {team}/{name}"
-        if triggered.existing:
-            return f"{said} has key {key} already ({triggered.status}): nothing new started"
-        return (f"triggered {said}" + (f", urgent (priority {priority})" if priority else "")
-                + (f", key {key}" if key else ""))
+
+        def change() -> str:
+            triggered = self.app.client.trigger(team, name, params, priority=priority, key=key)
+            said = f"run {triggered.run} of {team}/{name}"
+            if triggered.existing:
+                return f"{said} has key {key} already ({triggered.status}): nothing new started"
+            return (f"triggered {said}" + (f", urgent (priority {priority})" if priority else "")
+                    + (f", key {key}" if key else ""))
+        return change

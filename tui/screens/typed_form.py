@@ -13,7 +13,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from flow45.views import EventView, InstanceView
 from tui import data
-from tui.screens.base import LiveScreen, refusal
+from tui.background import off_ui
+from tui.screens.base import LiveScreen
 from tui.screens.instance import inputs_table
 from tui.widgets.forms import TypeForm
 
@@ -83,9 +84,13 @@ class TypedOutputScreen(LiveScreen):
         self.query_one("#human-submit", Button).disabled = not sendable
 
     def refuse(self, message: str | None) -> None:
+        self._say(Text.assemble(("Refused: ", "bold"), message) if message else None)
+
+    def _say(self, text: Text | None, under_way: bool = False) -> None:
         shown = self.query_one("#human-refusal", Static)
-        shown.update(Text.assemble(("Refused: ", "bold"), message) if message else "")
-        shown.set_class(not message, "-empty")
+        shown.update(text or "")
+        shown.set_class(not text, "-empty")
+        shown.set_class(under_way, "-under-way")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "human-submit":
@@ -110,14 +115,21 @@ class TypedOutputScreen(LiveScreen):
         if (problem := self.note_problem(note)) is not None:
             self.refuse(problem)
             return
-        try:
-            done = self.send(output, note)
-        except Exception as exc:
-            if (message := refusal(exc)) is None:
-                raise
-            self.refuse(message)
-            return
-        self.refuse(None)
-        self.app.notify(done, title="Done")
+        if off_ui(self.app, f"{self.SEND_LABEL.lower()} of instance {self.instance_id}",
+                  lambda: self.send(output, note), self._sent, self._refused):
+            self.query_one("#human-submit", Button).disabled = True  # one at a time
+            self._say(Text(f"{self.SEND_LABEL}: under way, waiting for the answer…"), under_way=True)
+
+    def _sent(self, notice: str) -> None:
+        self.app.notify(notice, title="Done")
         self.app.feed.poke()
-        self.app.pop_screen()
+        if self.app.screen is self:  # else left while it was under way: the notice says it all
+            self.app.pop_screen()
+
+    def _refused(self, message: str) -> None:
+        if self.app.screen is not self:
+            self.app.notify(f"{self.SEND_LABEL} of instance {self.instance_id}: {message}", title="Refused",
+                            severity="error")
+            return
+        self.query_one("#human-submit", Button).disabled = False
+        self.refuse(message)

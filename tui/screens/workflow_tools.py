@@ -4,6 +4,7 @@ operator's choice) or resume it, and backfill a range of its schedule ticks afte
 from __future__ import annotations
 
 import datetime as dt
+from typing import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -42,13 +43,18 @@ class PauseModal(ActionModal):
         yield Static("Its schedule makes no runs while paused; runs already going go on.")
         yield Select(TRIGGER_CHOICES, value=QUEUE, allow_blank=False, id="pause-triggers")
 
-    def perform(self) -> str:
+    def perform(self) -> Callable[[], str]:
         if self.paused:
-            self.app.client.resume(self.team, self.workflow)
-            return f"{self.team}/{self.workflow} resumed"
-        triggers = self.query_one("#pause-triggers", Select).value
-        self.app.client.pause(self.team, self.workflow, triggers, self.reason or None)
-        return f"{self.team}/{self.workflow} paused: " + dict((v, k) for k, v in TRIGGER_CHOICES)[triggers]
+            def resume() -> str:
+                self.app.client.resume(self.team, self.workflow)
+                return f"{self.team}/{self.workflow} resumed"
+            return resume
+        triggers, reason = self.query_one("#pause-triggers", Select).value, self.reason or None
+
+        def pause() -> str:
+            self.app.client.pause(self.team, self.workflow, triggers, reason)
+            return f"{self.team}/{self.workflow} paused: " + dict((v, k) for k, v in TRIGGER_CHOICES)[triggers]
+        return pause
 
 
 def _moment(text: str, end_of_day: bool) -> dt.datetime:
@@ -109,9 +115,13 @@ class BackfillModal(ActionModal):
         plan_widget.update(text)
         confirm.disabled = new == 0
 
-    def perform(self) -> str:
-        plan = self.app.client.backfill(self.team, self.workflow, *self._range())
-        made = [i for i in plan.items if i.status in ("running", "queued")]
-        queued = sum(i.status == "queued" for i in made)
-        return (f"backfilled {self.team}/{self.workflow}: {len(made)} run(s) created"
-                + (f", {queued} queued for max_active_runs" if queued else ""))
+    def perform(self) -> Callable[[], str]:
+        start, end = self._range()
+
+        def change() -> str:
+            plan = self.app.client.backfill(self.team, self.workflow, start, end)
+            made = [i for i in plan.items if i.status in ("running", "queued")]
+            queued = sum(i.status == "queued" for i in made)
+            return (f"backfilled {self.team}/{self.workflow}: {len(made)} run(s) created"
+                    + (f", {queued} queued for max_active_runs" if queued else ""))
+        return change
