@@ -86,7 +86,7 @@ class Dashboard(App):
                 if screen is self.screen:
                     self.notify(error, title="Refused", severity="error")
                 continue
-            screen.apply_changes(message.events, payload)
+            screen.take_changes(message.events, payload)
 
     def on_feed_problem(self, message: FeedProblem) -> None:
         self.notify(f"cannot read the ledger: {message.message}; retrying", title="Database", severity="error")

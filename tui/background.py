@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def off_ui(app: Dashboard, what: str, call: Callable[[], T], done: Callable[[T], None],
+def off_ui(app: Dashboard, what: str | None, call: Callable[[], T], done: Callable[[T], None],
            refused: Callable[[str], None] | None = None) -> bool:
     """Run `call` (its client calls) in a thread, then `done(answer)` on the UI thread, or `refused(message)`
     when the core refuses or the database or broker fails (by default a notice). `what` names the action
-    ("undo of instance 7"): while one is under way, the same again is refused with a notice (False)."""
-    if what in app.under_way:
+    ("undo of instance 7"): while one is under way, the same again is refused with a notice (False).
+    None: a read, never refused (the caller shows the newest)."""
+    if what is not None and what in app.under_way:
         app.notify(f"{what} is under way: its answer comes here", severity="warning")
         return False
-    app.under_way.add(what)
+    if what is not None:
+        app.under_way.add(what)
     client = app.client
     context = contextvars.copy_context()  # the app's: `self.app` works in the thread, even for a screen popped since
 
@@ -50,7 +52,7 @@ def off_ui(app: Dashboard, what: str, call: Callable[[], T], done: Callable[[T],
             client.close()  # the connection this pooled thread opened (database or broker): not kept idle
         answer(lambda: done(result))
 
-    app.run_worker(work, name=what, group="client", thread=True)
+    app.run_worker(work, name=what or "read", group="client", thread=True)
     return True
 
 

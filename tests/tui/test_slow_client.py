@@ -21,6 +21,7 @@ from tui.screens.human import HumanTaskScreen
 from tui.screens.inbox import InboxScreen
 from tui.screens.modals import UndoModal
 from tui.screens.run import RunScreen
+from tui.screens.runs import RunsScreen
 from tui.widgets.dag import DagView
 
 
@@ -157,3 +158,42 @@ async def test_taking_and_submitting_a_human_task_wait_off_the_ui_thread(tui_sto
     finally:
         client.gate.set()
     assert store.get_instance(approve).state == "succeeded"
+
+
+class SlowReads(Gated):
+    """Its read of a whole run waits at the gate too, as a read through a hung bridge waits."""
+
+    def run(self, *args, **kwargs):
+        self._wait("run")
+        return super().run(*args, **kwargs)
+
+
+async def test_a_screen_reading_what_it_shows_says_so_and_keeps_handling_keys(tui_store):
+    run = monthly_run(("extract", "render"))
+    client = SlowReads(REVIEWER)
+    app = Dashboard(REVIEWER, client=client)
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and client.waiting == ["run"])
+            screen = app.screen
+            assert screen.sub_title == "reading…" and screen.run is None
+            shown = screen.timeline.display
+            await pilot.press("g")  # keys reach it meanwhile
+            assert screen.timeline.display is not shown
+            client.gate.set()
+            await wait_until(pilot, lambda: screen.run is not None)
+            assert screen.sub_title == f"run {run} · reports/monthly_report"
+            assert dag_states(app) == {"extract": "succeeded", "render": "succeeded", "approve": "available",
+                                       "publish": "pending"}
+            client.gate.clear()
+            await pilot.press("escape", "enter")  # left before the answer comes: it is not shown
+            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen) and client.waiting == ["run", "run"])
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            client.gate.set()
+            await wait_until(pilot, lambda: not app.workers)
+            assert isinstance(app.screen, RunsScreen) and app.is_running
+    finally:
+        client.gate.set()

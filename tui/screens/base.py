@@ -41,6 +41,8 @@ class LiveScreen(Screen):
 
     app: Dashboard
     close_on_failure = True  # a run or instance that cannot be read: back to where the operator came from
+    _reads = 0  # reads asked for: only the newest is shown
+    _changes = 0  # changes the feed brought: a read begun before one may have missed it
 
     def load(self) -> Any:
         raise NotImplementedError
@@ -59,25 +61,41 @@ class LiveScreen(Screen):
     def concerns(self, event: EventView) -> bool:
         return True
 
-    def reload(self) -> bool:
-        """Load and show now, on the UI thread; a refusal is shown as a notification."""
-        try:
-            payload = self.load()
-        except Flow45Error as exc:
-            self.app.notify(exc.message, title="Refused", severity="error")
-            return False
-        except Exception as exc:
-            message = describe_db_error(exc)
-            if message is None:
-                raise
-            self.app.notify(message, title="Database", severity="error")
-            return False
-        self.show(payload)
-        return True
+    def take_changes(self, events: list[EventView], payload: Any) -> None:
+        """What the feed read for these events, on the UI thread."""
+        self._changes += 1
+        self.apply_changes(events, payload)
+
+    def reload(self, opening: bool = False, again: bool = True) -> None:
+        """Load off the UI thread, then show; a refusal is shown as a notification (`opening`: and the
+        screen closes, if it closes on failure). Opening, its header says it is reading meanwhile."""
+        from tui.background import off_ui
+
+        self._reads += 1
+        asked, changes, sub_title = self._reads, self._changes, self.sub_title
+        if opening:
+            self.sub_title = "reading…"
+
+        def done(payload: Any) -> None:
+            if opening:
+                self.sub_title = sub_title
+            if asked != self._reads or not self.is_attached:
+                return  # a newer read comes, or the screen was closed
+            self.show(payload)
+            if changes != self._changes and again:
+                self.reload(again=False)  # the feed's changes came before this older read: read once more
+
+        def refused(message: str) -> None:
+            if opening:
+                self.sub_title = sub_title
+            self.app.notify(message, title="Refused", severity="error")
+            if opening and self.close_on_failure and self.app.screen is self:
+                self.app.pop_screen()
+
+        off_ui(self.app, None, self.load, done, refused)
 
     def on_mount(self) -> None:
-        if not self.reload() and self.close_on_failure and self.app.screen is self:
-            self.app.pop_screen()
+        self.reload(opening=True)
 
     def on_resize(self, event) -> None:
         """Below NARROW columns the screen has class `narrow`, below WIDE `medium`: side panes give
