@@ -101,7 +101,13 @@ def check_task_keys(task) -> None:
 
 
 def names_used(task) -> list[str]:
-    return [*task.assignees, *(task.overdue.to if task.overdue else [])]
+    return [name for _, name in names_named(task)]
+
+
+def names_named(task) -> list[tuple[str, str]]:
+    """The users and @groups a human task names, each with where: `assignees.0`, `overdue.to.1`."""
+    return [*((f"assignees.{i}", name) for i, name in enumerate(task.assignees)),
+            *((f"overdue.to.{i}", name) for i, name in enumerate(task.overdue.to if task.overdue else []))]
 
 
 def groups_used(workflow) -> list[str]:
@@ -130,12 +136,11 @@ def check_human_tasks(config, report, types_whole: bool) -> None:
         key = f"workflows.{wf_name}"
         for task_name, task in wf.tasks.items():
             path = f"{key}.tasks.{task_name}"
-            for where, names in (("assignees", task.assignees), ("overdue.to", task.overdue.to if task.overdue else [])):
-                for i, name in enumerate(names):
-                    if name.startswith(GROUP_PREFIX) and name[1:] not in config.groups:
-                        known = ", ".join(sorted(config.groups)) or "none declared"
-                        report(key, f"{path}.{where}.{i}",
-                               f"unknown group '{name}' (groups are declared under `groups:` at the top; known: {known})")
+            for where, name in names_named(task):
+                if name.startswith(GROUP_PREFIX) and name[1:] not in config.groups:
+                    known = ", ".join(sorted(config.groups)) or "none declared"
+                    report(key, f"{path}.{where}",
+                           f"unknown group '{name}' (groups are declared under `groups:` at the top; known: {known})")
             gives_default = task.overdue is not None and task.overdue.action == "default"
             if gives_default and types_whole and task.output in config.types:
                 registry = registry or TypeRegistry(config.types)

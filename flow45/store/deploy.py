@@ -10,7 +10,7 @@ import json
 from peewee import fn
 
 from flow45.clock import to_utc
-from flow45.config_human import GROUP_PREFIX, groups_used
+from flow45.config_human import GROUP_PREFIX, groups_used, names_named
 from flow45.config import Signature, TeamConfig, task_signature, types_used_by
 from flow45.db import atomic, wrote_versions
 from flow45.errors import ConfigError, NotFound
@@ -71,10 +71,8 @@ def _deciders_who_never_can(config: TeamConfig) -> list[str]:
              for group, members in config.groups.items() for i, user in enumerate(members)]
     for workflow_name, workflow in config.workflows.items():
         for task_name, task in workflow.tasks.items():
-            path = f"workflows.{workflow_name}.tasks.{task_name}"
-            for where, names in (("assignees", task.assignees), ("overdue.to", task.overdue.to if task.overdue else [])):
-                named += [(f"workflows.{workflow_name}", f"{path}.{where}.{i}", user) for i, user in enumerate(names)
-                          if not user.startswith(GROUP_PREFIX)]
+            named += [(f"workflows.{workflow_name}", f"workflows.{workflow_name}.tasks.{task_name}.{where}", user)
+                      for where, user in names_named(task) if not user.startswith(GROUP_PREFIX)]
     return [f"{config.origins.get(key, '(config)')}: {path}: {why}; they could never decide its tasks"
             for key, path, user in named if (why := never_decides(config.team, user)) is not None]
 
