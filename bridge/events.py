@@ -21,14 +21,14 @@ bridge restarted, or another took over) and reads that by id.
 
 Ledger ids are taken when a transaction writes and seen when it commits, so with several writers
 (bridges, the scheduler, the command line) an id can appear after a larger one. An id skipped over is
-a hole: looked for again at each poll for HOLE_WAIT seconds and published when it appears (after
-larger ids), then given up (a rolled-back transaction leaves holes for good).
+a hole: looked for again at each poll and published when it appears (after larger ids), given up once
+it is HOLE_WAIT seconds old and every write transaction open when it was skipped has ended (a
+rolled-back transaction leaves holes for good; see flow45.client.follower.Holes).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -38,6 +38,7 @@ from peewee import JOIN
 from bridge.failures import open_blocking
 from bridge.side_thread import SideThread
 from flow45 import names, wire
+from flow45.client.follower import Holes
 from flow45.clock import iso
 from flow45.db import dialect
 from flow45.models import Event, TaskInstance
@@ -48,8 +49,7 @@ log = logging.getLogger("flow45.bridge")
 BATCH = 500
 EVENTS_LOCK_KEY = 45_0002
 STANDBY_INTERVAL = 1.0  # seconds between a waiting bridge's attempts to take the lock
-HOLE_WAIT = 10.0  # seconds an id skipped over is looked for: longer than a transaction of the store
-MAX_HOLES = 10_000
+HOLE_WAIT = 10.0  # seconds an id skipped over is looked for at least
 
 
 def newest_event_id() -> int:
@@ -101,7 +101,7 @@ class EventPublisher(SideThread):
         self.publishing = False  # holds the lock: the one bridge publishing
         self.stream = ""  # this spell of publishing, named anew each time the lock is taken (app_id)
         self._pages: dict[str, int] = {}  # team -> pages published this spell (x-flow45-page)
-        self._holes: dict[int, float] = {}  # ids skipped over -> when first missed (monotonic)
+        self._holes = Holes(wait=HOLE_WAIT)  # ids skipped over, while they may still commit
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -123,14 +123,17 @@ class EventPublisher(SideThread):
                     self.stream, self._pages = f"flow45-events-{uuid.uuid4().hex[:12]}", {}
                     if self.after is None:
                         self.after = newest_event_id()
+                    self._holes.clear()
+                    self._holes.writers = dialect()  # this thread's connection asks which writers are open
                     log.info("bridge events: publishing the event stream after event %d", self.after)
                 events = ledger_page(self.after, BATCH)
-                for event in events:
-                    self._note_holes(event.id)
-                    self.after = event.id
+                self._holes.read(self.after, [event.id for event in events])
+                if events:
+                    self.after = events[-1].id
                 self._publish(out, events)
-                if self._holes:
-                    self._publish_late(out)
+                missing = self._holes.missing()
+                if missing:
+                    self._publish_late(out, missing)
                 if len(events) == BATCH:
                     connection.process_data_events(time_limit=0)  # writes out the page
                 else:
@@ -156,28 +159,17 @@ class EventPublisher(SideThread):
                                                   headers={names.EVENT_PAGE_HEADER: number})
                 out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
 
-    def _note_holes(self, event_id: int) -> None:
-        now = time.monotonic()
-        for missing in range(max(self.after + 1, event_id - MAX_HOLES), event_id):
-            self._holes.setdefault(missing, now)
-        if len(self._holes) > MAX_HOLES:
-            for old in sorted(self._holes)[: len(self._holes) - MAX_HOLES]:
-                del self._holes[old]
-
-    def _publish_late(self, out) -> None:
-        """Events whose ids were skipped over, committed since; holes older than HOLE_WAIT given up."""
-        late = ledger_page(0, len(self._holes), ids=sorted(self._holes))
+    def _publish_late(self, out, missing: list[int]) -> None:
+        """Events whose ids were skipped over, committed since."""
+        late = ledger_page(0, len(missing), ids=missing)
         self._publish(out, late)
-        for event in late:
-            del self._holes[event.id]
-        given_up = time.monotonic() - HOLE_WAIT
-        self._holes = {i: at for i, at in self._holes.items() if at > given_up}
+        self._holes.filled(event.id for event in late)
 
     def _wait_as_standby(self, connection) -> None:
         if self.publishing:  # a new session without the lock: another bridge publishes now
             log.warning("bridge events: another bridge publishes the event stream now")
         self.publishing = False
-        self._holes = {}
+        self._holes.clear()
         self.after = newest_event_id()
         connection.process_data_events(time_limit=self.standby_interval)
 

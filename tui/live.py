@@ -116,7 +116,7 @@ class Feed:
         backoff = Backoff(first=min(10.0, self.interval * 2), cap=10.0)  # while the database is lost
         unsubscribe = self.client.subscribe(self._gap, self._take)
         self.pushed = unsubscribe is not None
-        self._holes = None if self.pushed else Holes()
+        self._holes = None if self.pushed else Holes(writers=self.client.ledger_writers())
         idle = None if self.pushed else self.interval
         slot = None  # the slot of the wall clock the last tick began in
         try:

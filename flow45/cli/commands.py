@@ -469,7 +469,7 @@ def _follow_events(client, args, since: dt.datetime | None) -> int:
 
     arrived: queue.Queue = queue.Queue()  # streamed events, and None: read the ledger by id
     pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
-    holes = None if pushed else Holes()
+    holes = None if pushed else Holes(writers=client.ledger_writers())
     seen, last = Seen(), args.after
 
     def show(e) -> None:

@@ -248,5 +248,10 @@ class Client(abc.ABC):
         Returns how to stop; None when this client has no such push, and followers poll `events`."""
         return None
 
+    def ledger_writers(self):
+        """What tells a follower of the ledger whether an id it skipped over may still commit: the
+        database's dialect (`flow45.client.follower.Holes`), or None where this client cannot ask."""
+        return None
+
     def close(self) -> None:
         """Let go of what the calling thread holds (a database connection, a broker connection)."""

@@ -16,7 +16,7 @@ import peewee as pw
 from flow45 import wire
 from flow45 import store
 from flow45.client.base import RUNS_PAGE, Client, RunFilter, ValidatedTeam
-from flow45.db import database
+from flow45.db import database, dialect
 from flow45.errors import NotFound
 from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
@@ -133,6 +133,9 @@ class LocalClient(Client):
             return []
         return store.list_events(team=self._team(team), run=run, instance=instance, limit=n, since=since, until=until,
                                  newest=True, before=before)
+
+    def ledger_writers(self):
+        return dialect()
 
     def latest_event_id(self) -> int:
         query = Event.select(pw.fn.MAX(Event.id))

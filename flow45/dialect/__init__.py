@@ -82,6 +82,16 @@ class Dialect:
         bridge.relay_lock). Where one process serves the database, that process always holds it."""
         raise NotImplementedError
 
+    def open_writers(self) -> int | None:
+        """A mark above every write transaction open now (`oldest_open_writer` passes it once they all
+        have ended); None where they commit in the order they write (one writer at a time), so that no
+        id can be seen after a larger one."""
+        return None
+
+    def oldest_open_writer(self) -> int:
+        """The mark of the oldest write transaction open now (`open_writers` if none is)."""
+        raise NotImplementedError
+
     # ---- notifications ------------------------------------------------------------------------
 
     def notify(self, channel: str, deferred: Any = None) -> None:

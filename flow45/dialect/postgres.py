@@ -342,6 +342,15 @@ class PostgresDialect(Dialect):
     def session_lock(self, key: int):
         return SessionLock(self.db, key)
 
+    def open_writers(self) -> int:
+        # Transaction ids are handed out in order: every one open now is below the snapshot's xmax.
+        (xmax,) = self.db.execute_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+        return int(xmax)
+
+    def oldest_open_writer(self) -> int:
+        (xmin,) = self.db.execute_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+        return int(xmin)
+
     def notify(self, channel: str, deferred: Deferred | None = None) -> None:
         if deferred is not None:
             deferred.add(f"NOTIFY {channel}")

@@ -103,7 +103,7 @@ class Notifier:
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0
-        self._holes = Holes(wait=GAP_WAIT, limit=MAX_HOLES)  # ids missed below a handled one
+        self._holes = Holes(wait=GAP_WAIT, limit=MAX_HOLES, writers=client.ledger_writers())  # ids missed below a handled one
         self._top = self.position.after  # the newest id handled
         if self.position.seen:
             self._holes.read(self.position.after, self.position.seen)

@@ -168,13 +168,16 @@ def test_events_follow_without_an_id_starts_from_the_newest(bridge_env, tmp_path
 def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, postgres_url, tmp_path, mode):
     """A transaction that took its ledger ids first but commits last: `--follow` prints its events
     too, once each: through the broker the stream brings them when they commit; on the database the
-    reads look again for the ids they skipped over."""
+    reads look again for the ids they skipped over. Both wait for as long as the transaction is open,
+    past the time they look for an id at least (the stream's here cut short so that it passes)."""
+    import queue
     import threading
 
     from flow45.db import atomic
 
     deploy_two_teams(tmp_path)
     assert bridge_env.bridge.events.ready.wait(10)
+    bridge_env.bridge.events._holes.wait = 0.2
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLOW45_AMQP_URL": bridge_env.url("reports-ops")}
     if mode == "database":
         environ["FLOW45_DATABASE_URL"] = postgres_url
@@ -189,18 +192,21 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
             opened.set()
             commit.wait(30)
 
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout], daemon=True).start()
     slow = threading.Thread(target=long_transaction)
     try:
         time.sleep(1.5)  # let it subscribe first
         slow.start()
         assert opened.wait(10)
         early = store.trigger("reports", "nightly_sales", None, actor="cron")
-        printed = [json.loads(follow.stdout.readline())]
+        printed = [json.loads(lines.get(timeout=60))]
         assert (printed[0]["kind"], printed[0]["run"]) == ("trigger", early)
+        time.sleep(1.0)  # the skipped id is older than the stream's cut-short wait, its transaction still open
         commit.set()
         slow.join(10)
         while not any(e["run"] == late[0] and e["kind"] == "trigger" for e in printed):
-            printed.append(json.loads(follow.stdout.readline()))  # the test's timeout bounds it
+            printed.append(json.loads(lines.get(timeout=30)))
     finally:
         commit.set()
         follow.terminate()

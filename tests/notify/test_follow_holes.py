@@ -71,6 +71,9 @@ class TeamClient:
     def latest_event_id(self):
         return 0
 
+    def ledger_writers(self):
+        return None  # as through the bridge: time alone gives a hole up
+
 
 def wait_for(condition, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds

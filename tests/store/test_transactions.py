@@ -4,6 +4,8 @@ failure."""
 
 from __future__ import annotations
 
+import contextlib
+
 import peewee
 import psycopg2
 import psycopg2.sql
@@ -237,3 +239,56 @@ def test_a_connection_the_server_closed_answers_in_peewees_classes_until_dropped
         store.claim(offered.id, offered.token, "w", now=T0)
     drop_connection()
     assert store.claim(offered.id, offered.token, "w", now=T0).state == "running"
+
+
+def test_a_ledger_id_skipped_over_is_looked_for_while_the_transaction_holding_it_is_open(tmp_path):
+    """A follower reading the ledger by id misses the ids of a transaction that commits after a larger
+    one: it looks for them past its wait for as long as that transaction is open, and once more after
+    it ends (it may have committed them since the last read); then it gives them up. A transaction
+    open past LONGEST is not waited for."""
+    import threading
+
+    from flow45.client.follower import LONGEST, Holes
+
+    deploy_text(tmp_path, WORKFLOW.replace("{slots}", "null"))
+    now = [0.0]
+
+    def skipped_by_a_slow_writer(then: str):
+        """The ledger's last id before, the follower's holes, and how to end the slow writer."""
+        after = max(e.id for e in store.list_events(0))
+        opened, finish = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with contextlib.suppress(RuntimeError), atomic():
+                store.trigger("acme", "many", actor="slow", now=T0)
+                opened.set()
+                finish.wait(30)
+                if then == "roll back":
+                    raise RuntimeError("the writer gives up")
+
+        slow = threading.Thread(target=writer)
+        slow.start()
+        assert opened.wait(10)
+        store.trigger("acme", "many", actor="ops", now=T0)
+        holes = Holes(wait=10.0, clock=lambda: now[0], writers=dialect())
+        holes.read(after, [e.id for e in store.list_events(after)])
+        now[0] += 11.0  # past the wait
+        assert holes.reread_after(after + 10) == after  # open: looked for again from before it
+        return after, holes, lambda: (finish.set(), slow.join(10))
+
+    after, holes, end = skipped_by_a_slow_writer(then="commit")
+    end()
+    start = holes.reread_after(after + 10)
+    assert start == after  # looked for once more
+    holes.read(start, [e.id for e in store.list_events(start)])
+    assert holes.reread_after(after + 10) == after + 10  # and found
+
+    after, holes, end = skipped_by_a_slow_writer(then="roll back")
+    end()
+    assert holes.reread_after(after + 10) == after  # looked for once more
+    assert holes.reread_after(after + 10) == after + 10  # not found: given up
+
+    after, holes, end = skipped_by_a_slow_writer(then="commit")
+    now[0] += LONGEST
+    assert holes.reread_after(after + 10) == after + 10  # open for longer than is ever waited for
+    end()
