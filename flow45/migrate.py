@@ -242,12 +242,19 @@ def _ids_never_reused_v24() -> None:
     dialect().stop_reusing_ids([model._meta.table_name for model in (Run, TaskInstance, Attempt, Event, Outbox)])
 
 
+def _pending_by_key_v25() -> None:
+    """Each routing key's unsent outbox rows in delivery order, apart: the local transport takes the
+    most urgent rows of one key (`outbox.take`) without reading every other pending row."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS outbox_pending_by_key ON outbox (routing_key, priority DESC, id) "
+                         "WHERE sent_at IS NULL")
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
          _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17,
          _task_timeout_v18, _last_run_v19, _checkpoints_v20, _run_keys_v21,
-         _queued_runs_v22, _runs_in_place_v23, _ids_never_reused_v24]
+         _queued_runs_v22, _runs_in_place_v23, _ids_never_reused_v24, _pending_by_key_v25]
 CURRENT = len(STEPS)
 
 

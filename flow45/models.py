@@ -250,7 +250,8 @@ class Outbox(Table):
     sent_at = pw.DateTimeField(null=True)
 
     class Meta:
-        # by instance: prune; unsent rows by team: `outbox_pending_by_team` (partial, made by migrate)
+        # by instance: prune; unsent rows by team and by routing key: `outbox_pending_by_team` and
+        # `outbox_pending_by_key` (partial, made by migrate)
         indexes = ((("instance",), False),)
 
 

@@ -133,6 +133,14 @@ class Dialect:
         database serves one machine's teams), each team's most urgent first (priority, then age)."""
         raise NotImplementedError
 
+    def most_urgent_outbox(self, routing_keys: list[str], limit: int) -> list[tuple]:
+        """Inside a write transaction: up to `limit` unsent outbox rows of each of `routing_keys`, each
+        key's most urgent (priority, then age), as `pending_outbox` gives them; no other transaction
+        gets them before this one ends. Read from the head of each key's part of
+        `outbox_pending_by_key` whatever the statistics say, so a take costs the same however many
+        offers wait."""
+        raise NotImplementedError
+
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str],
                       wide_versions: Sequence[int] = ()) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`

@@ -114,6 +114,17 @@ SELECT p.id, p.team, p.kind, p.routing_key, p.priority, p.body FROM teams CROSS 
     ORDER BY priority DESC, id LIMIT %s) p"""
 
 
+# Each key's head of `outbox_pending_by_key`, the only plan that needs no sort once sorts are
+# disabled: statistics taken while every row was sent made a take read all of its team's pending
+# rows by `outbox_pending_by_team`, and sort them. Rows another take holds are passed over.
+_MOST_URGENT_BY_KEY = """SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off;
+SELECT o.id, o.team, o.kind, o.routing_key, o.priority, o.body FROM unnest(%s::varchar[]) AS k(routing_key)
+CROSS JOIN LATERAL (
+    SELECT id, team, kind, routing_key, priority, body FROM outbox
+    WHERE sent_at IS NULL AND routing_key = k.routing_key
+    ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED) o"""
+
+
 def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
     """Run `statement` on the driver's cursor (a new one unless given), its errors raised as peewee's
     classes, as `execute_sql` raises them: every caller catches one family of database errors."""
@@ -415,6 +426,11 @@ class PostgresDialect(Dialect):
 
     def pending_outbox(self, limit, exclude, skip_keys):
         return self.db.execute_sql(_PENDING_BY_TEAM, (exclude, skip_keys, limit)).fetchall()
+
+    def most_urgent_outbox(self, routing_keys, limit):
+        rows = self.db.execute_sql(_MOST_URGENT_BY_KEY, (routing_keys, limit)).fetchall()
+        self.db.send_later([b"SET LOCAL enable_sort = on"])
+        return rows
 
     def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=()):
         lock, read = _lock_and_read_statements(select, wanted_are)

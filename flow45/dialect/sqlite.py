@@ -198,6 +198,13 @@ class SqliteDialect(Dialect):
                f"AND id NOT {_in(exclude)} AND routing_key NOT {_in(skip_keys)}) ORDER BY turn, team LIMIT ?")
         return self.db.execute_sql(sql, [*exclude, *skip_keys, limit]).fetchall()
 
+    def most_urgent_outbox(self, routing_keys, limit):
+        # INDEXED BY: an index of each team's pending rows would serve too, sorted after (every pending
+        # row of the team read on each take). The transaction holds the write lock already.
+        sql = ("SELECT id, team, kind, routing_key, priority, body FROM outbox INDEXED BY outbox_pending_by_key "
+               "WHERE sent_at IS NULL AND routing_key = ? ORDER BY priority DESC, id LIMIT ?")
+        return [row for key in routing_keys for row in self.db.execute_sql(sql, [key, limit]).fetchall()]
+
     def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=()):
         # The transaction holds SQLite's one write lock already.
         of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"

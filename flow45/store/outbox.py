@@ -43,10 +43,6 @@ class OutboxMessage:
     text: str | None = None  # the body's JSON as stored, when at hand: published as it is
 
 
-def _message(row: Outbox) -> OutboxMessage:
-    return OutboxMessage(row.id, row.team, row.kind, row.routing_key, row.priority, row.body)
-
-
 def pending(limit: int = 500, exclude: set[int] | frozenset = frozenset(),
             skip_keys: set[str] | frozenset = frozenset()) -> list[OutboxMessage]:
     """Unsent rows but those in `exclude` (a relay's rows in flight) and those routed by `skip_keys`
@@ -85,18 +81,13 @@ def _mark(ids: list[int], now: dt.datetime | None, deferred=None) -> None:
 
 
 def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = None) -> list[OutboxMessage]:
-    """Deliver rows in-process: each row goes to exactly one caller, which marks it sent."""
-    at = to_utc(now)
-    candidates = (
-        Outbox.select().where(Outbox.sent_at.is_null() & Outbox.routing_key.in_(routing_keys))
-        .order_by(Outbox.priority.desc(), Outbox.id).limit(limit)
-    )
-    taken = []
+    """Deliver rows in-process: the most urgent `limit` rows of these keys (priority, then age), each
+    to exactly one caller, marked sent."""
     with atomic():
-        for row in candidates:
-            if Outbox.update(sent_at=at).where((Outbox.id == row.id) & Outbox.sent_at.is_null()).execute():
-                taken.append(_message(row))
-    return taken
+        rows = sorted(dialect().most_urgent_outbox(routing_keys, limit), key=lambda row: (-row[4], row[0]))[:limit]
+        _mark([row[0] for row in rows], now)  # by id alone: the rows are this transaction's until it ends
+    return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
+            for id_, team, kind, key, priority, text in rows]
 
 
 def release(ids: list[int]) -> int:

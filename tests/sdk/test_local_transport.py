@@ -1,24 +1,31 @@
 """The local transport answers like the bridge: same checks, same codes, same idempotency."""
 
+import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import psycopg2
 import pytest
 
 from bridge.sdk import LocalTransport, Worker, run_forever, transport_from_settings
 from bridge.sdk.amqp import AmqpTransport
+from bridge.sdk.transport import Delivery, Subscription
+from flow45 import names, store
 from flow45 import states as S
-from flow45 import store
-from flow45.db import connect
+from flow45.db import atomic, connect, database
+from flow45.migrate import CURRENT, STEPS, _pending_by_key_v25, upgrade
+from flow45.models import Outbox, SchemaVersion
 from flow45.settings import Settings
+from flow45.store import outbox
 from tests import pinned
 from tests.conftest import ROOT
 from tests.sdk.helpers import BLOB, wait_finished
-from tests.store.helpers import deploy_text, instance
+from tests.store.helpers import T0, deploy_text, instance
 
 
 def claim_message(row, worker="w1"):
@@ -170,3 +177,134 @@ def test_run_forever_stops_cleanly_on_sigterm(acme):
     killer.join()
     assert signal.getsignal(signal.SIGTERM) is previous
     assert wait_finished(run, timeout=1) == S.SUCCEEDED  # the running handler finished and submitted
+
+
+def test_offers_come_most_urgent_first_for_each_function_at_most_prefetch_unacknowledged(acme):
+    plan = [("flaky", 0), ("skippy", 0), ("flaky", 0), ("flaky", 5), ("skippy", 5), ("skippy", 0)]
+    runs = [store.trigger("acme", workflow, actor="tester", priority=priority, now=T0) for workflow, priority in plan]
+    transport = LocalTransport("acme", "w1", poll_interval=0.01)
+    arrived: queue.Queue[Delivery] = queue.Queue()
+    transport.open(Subscription(("fs", "fx"), prefetch=2), arrived.put)
+    try:
+        first = [arrived.get(timeout=10) for _ in range(4)]
+        with pytest.raises(queue.Empty):
+            arrived.get(timeout=0.3)  # two of each function unacknowledged: nothing more
+        in_hand = {f: [d for d in first if d.function == f] for f in ("fs", "fx")}
+        assert {f: [d.body["run"] for d in got] for f, got in in_hand.items()} == \
+            {"fs": [runs[4], runs[1]], "fx": [runs[3], runs[0]]}
+        in_hand["fx"][0].ack()
+        assert (lambda d: (d.function, d.body["run"]))(arrived.get(timeout=10)) == ("fx", runs[2])
+        in_hand["fs"][0].ack()
+        assert (lambda d: (d.function, d.body["run"]))(arrived.get(timeout=10)) == ("fs", runs[5])
+    finally:
+        transport.close()
+
+
+BACKLOG = 3000
+
+
+def rows_read_from_the_outbox() -> int:
+    """Rows and index entries of the outbox this PostgreSQL transaction has read so far."""
+    return database.execute_sql(
+        "SELECT sum(pg_stat_get_xact_tuples_returned(c.oid))::bigint FROM pg_class c WHERE c.oid = 'outbox'::regclass"
+        " OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'outbox'::regclass)").fetchone()[0]
+
+
+def statistics_of_an_outbox_whose_every_row_was_sent(url: str) -> None:
+    """PostgreSQL's statistics of the outbox as a relay or transport that kept up leaves them: no row
+    pending. Earlier tests' removed rows are vacuumed away first, so that only this test's are read."""
+    other = psycopg2.connect(url)
+    other.autocommit = True
+    try:
+        cursor = other.cursor()
+        cursor.execute("VACUUM outbox")
+        cursor.execute("INSERT INTO outbox (team, kind, routing_key, priority, body, created_at, sent_at) "
+                       "SELECT 'beta', 'offer', 'beta.f' || (n % 7), n % 3, '{}', now(), now() "
+                       "FROM generate_series(1, 20000) n")
+        cursor.execute("ANALYZE outbox")
+        cursor.execute("DELETE FROM outbox WHERE team = 'beta'")
+        cursor.execute("VACUUM outbox")  # keeps the statistics of the columns
+    finally:
+        other.close()
+
+
+def test_a_take_reads_the_head_of_its_functions_offers_however_many_are_pending(acme, backend, db_url, caplog):
+    """The transport takes a function's offers after every acknowledgement: a read of every pending
+    offer, sorted, on each take made in-process workers slow down as offers piled up. On PostgreSQL
+    whatever the statistics say: taken while no row was pending, they planned a read of every
+    pending row of the team, for the read and again for marking each row sent."""
+    if backend == "postgresql":
+        statistics_of_an_outbox_whose_every_row_was_sent(db_url)
+    backlog = [{"team": "acme", "kind": "offer", "routing_key": names.offer_key("acme", function), "priority": 0,
+                "body": {"n": n}, "created_at": T0} for n in range(BACKLOG) for function in ("fs", "fx")]
+    with atomic():
+        for start in range(0, len(backlog), 500):
+            Outbox.insert_many(backlog[start:start + 500]).execute()
+        urgent = Outbox.create(team="acme", kind="offer", routing_key=names.offer_key("acme", "fx"), priority=5,
+                               body={"n": "urgent"}, created_at=T0).id
+    caplog.clear()
+    with atomic(), caplog.at_level(logging.DEBUG, logger="peewee"):
+        before = rows_read_from_the_outbox() if backend == "postgresql" else 0
+        taken = outbox.take([names.offer_key("acme", "fx")], limit=2, now=T0)
+        read = rows_read_from_the_outbox() - before if backend == "postgresql" else 0
+    assert [row.id for row in taken][0] == urgent and [row.body["n"] for row in taken] == ["urgent", 0]
+    assert read < 20, f"{read} outbox rows and index entries read to take 2 of {len(backlog) + 1} pending offers"
+    if backend == "sqlite":
+        selects = [record.msg for record in caplog.records
+                   if isinstance(record.msg, tuple) and record.msg[0].startswith("SELECT")]
+        plans = [" / ".join(row[-1] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+                 for sql, params in selects]
+        assert plans and all(plan.startswith("SEARCH") and "TEMP B-TREE" not in plan for plan in plans), plans
+    assert Outbox.select().where(Outbox.sent_at.is_null()).count() == len(backlog) - 1
+
+
+def test_a_take_while_another_holds_the_most_urgent_offers_gets_the_next_ones(acme, backend):
+    key = names.offer_key("acme", "fx")
+    with atomic():
+        ids = [Outbox.create(team="acme", kind="offer", routing_key=key, priority=0, body={"n": n}, created_at=T0).id
+               for n in range(5)]
+    first_took, first_may_commit, second = threading.Event(), threading.Event(), {}
+
+    def first_taker():
+        try:
+            with atomic():
+                second["first"] = [row.id for row in outbox.take([key], limit=2, now=T0)]
+                first_took.set()
+                first_may_commit.wait(10)
+        finally:
+            database.close()
+
+    def second_taker():
+        try:
+            second["took"] = [row.id for row in outbox.take([key], limit=2, now=T0)]
+        finally:
+            database.close()
+
+    holder = threading.Thread(target=first_taker)
+    holder.start()
+    try:
+        assert first_took.wait(10)
+        taker = threading.Thread(target=second_taker)
+        taker.start()
+        taker.join(2)
+        waited = taker.is_alive()
+    finally:
+        first_may_commit.set()
+        holder.join(10)
+    taker.join(10)
+    assert (second["first"], second["took"]) == (ids[:2], ids[2:4])
+    # PostgreSQL passes over the rows another take holds; SQLite's one writer at a time serializes them.
+    assert waited == (backend == "sqlite")
+
+
+def test_upgrade_indexes_a_stores_pending_offers_by_function_and_takes_still_find_them(acme):
+    step = STEPS.index(_pending_by_key_v25) + 1
+    with atomic():  # a store from before
+        database.execute_sql("DROP INDEX outbox_pending_by_key")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    run = store.trigger("acme", "flaky", actor="tester", now=T0)
+    assert upgrade() == (step - 1, CURRENT)
+    assert [index.columns for index in database.get_indexes("outbox") if index.name == "outbox_pending_by_key"] \
+        == [["routing_key", "priority", "id"]]
+    [offer] = outbox.take([names.offer_key("acme", "fx")], now=T0)
+    assert offer.body["run"] == run and outbox.take([names.offer_key("acme", "fx")], now=T0) == []

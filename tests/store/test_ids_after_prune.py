@@ -38,6 +38,9 @@ def test_a_run_after_everything_was_pruned_takes_new_ids(tmp_path):
     assert all(after[name] > before[name] for name in before), (before, after)
 
 
+MADE_AFTER_24 = {"outbox_pending_by_key"}  # indexes that later steps of the upgrade add
+
+
 @pytest.fixture
 def sqlite_store(tmp_path):
     """An SQLite store with no schema yet (PostgreSQL's sequences never gave an id twice: its upgrade
@@ -81,7 +84,8 @@ def test_a_store_from_before_is_upgraded_to_ids_never_reused(tmp_path, monkeypat
             "attempts": list(Attempt.select().order_by(Attempt.id).tuples()),
             "events": list(Event.select().order_by(Event.id).tuples()),
             "outbox": list(Outbox.select().order_by(Outbox.id).tuples())} == before
-    assert dict(database.execute_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall()) == made
+    indexes = dict(database.execute_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall())
+    assert {name: sql for name, sql in indexes.items() if name not in MADE_AFTER_24} == made
     assert database.execute_sql("PRAGMA foreign_keys").fetchone() == (1,)
     assert database.execute_sql("PRAGMA foreign_key_check").fetchall() == []
 
