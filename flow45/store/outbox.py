@@ -84,7 +84,8 @@ def take(routing_keys: list[str], limit: int = 10, now: dt.datetime | None = Non
     """Deliver rows in-process: the most urgent `limit` rows of these keys (priority, then age), each
     to exactly one caller, marked sent."""
     with atomic():
-        rows = sorted(dialect().most_urgent_outbox(routing_keys, limit), key=lambda row: (-row[4], row[0]))[:limit]
+        heads = dialect().most_urgent_outbox(list(dict.fromkeys(routing_keys)), limit)
+        rows = sorted(heads, key=lambda row: (-row[4], row[0]))[:limit]
         _mark([row[0] for row in rows], now)  # by id alone: the rows are this transaction's until it ends
     return [OutboxMessage(id_, team, kind, key, priority, json.loads(text), text)
             for id_, team, kind, key, priority, text in rows]

@@ -258,6 +258,16 @@ def test_a_take_reads_the_head_of_its_functions_offers_however_many_are_pending(
     assert Outbox.select().where(Outbox.sent_at.is_null()).count() == len(backlog) - 1
 
 
+def test_a_take_of_several_functions_gets_the_most_urgent_offers_of_them_all(acme):
+    fs, fx, other = (names.offer_key("acme", f) for f in ("fs", "fx", "fo"))
+    plan = [(fs, 0), (fx, 0), (other, 9), (fs, 5), (fx, 0), (fx, 5), (fs, 0)]
+    with atomic():
+        ids = [Outbox.create(team="acme", kind="offer", routing_key=key, priority=priority, body={"n": n},
+                             created_at=T0).id for n, (key, priority) in enumerate(plan)]
+    assert [row.id for row in outbox.take([fx, fs, fx], limit=4, now=T0)] == [ids[3], ids[5], ids[0], ids[1]]
+    assert [row.id for row in outbox.take([fs, fx], limit=4, now=T0)] == [ids[4], ids[6]]
+
+
 def test_a_take_while_another_holds_the_most_urgent_offers_gets_the_next_ones(acme, backend):
     key = names.offer_key("acme", "fx")
     with atomic():
