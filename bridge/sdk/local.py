@@ -21,6 +21,7 @@ from flow45 import names, store
 from flow45.db import connect, database, drop_connection
 from flow45.errors import Flow45Error
 from flow45.messages import WORKER_MESSAGES, Reply
+from flow45.migrate import require_schema
 from flow45.store import outbox
 from flow45.types import describe_errors
 
@@ -51,6 +52,7 @@ class LocalTransport:
     # ---- deliveries ------------------------------------------------------------------------
 
     def open(self, subscription: Subscription, deliver: Callable[[Delivery], None]) -> None:
+        require_schema()  # a store an upgrade has not reached would fail every take (as the bridge refuses it)
         routes = {names.offer_key(self.team, f): (OFFER, f) for f in subscription.functions}
         routes |= {names.undo_key(self.team, f): (UNDO, f) for f in subscription.undo_functions}
         self._unacked = {key: 0 for key in routes}

@@ -18,6 +18,7 @@ from bridge.sdk.transport import Delivery, Subscription
 from flow45 import names, store
 from flow45 import states as S
 from flow45.db import atomic, connect, database
+from flow45.errors import SchemaOutdated
 from flow45.migrate import CURRENT, STEPS, _pending_by_key_v25, upgrade
 from flow45.models import Outbox, SchemaVersion
 from flow45.settings import Settings
@@ -318,3 +319,17 @@ def test_upgrade_indexes_a_stores_pending_offers_by_function_and_takes_still_fin
         == [["routing_key", "priority", "id"]]
     [offer] = outbox.take([names.offer_key("acme", "fx")], now=T0)
     assert offer.body["run"] == run and outbox.take([names.offer_key("acme", "fx")], now=T0) == []
+
+
+def test_a_worker_on_a_store_an_upgrade_has_not_reached_is_refused_at_its_start(acme):
+    step = STEPS.index(_pending_by_key_v25) + 1
+    with atomic():  # a store from before
+        database.execute_sql("DROP INDEX outbox_pending_by_key")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    worker = Worker(LocalTransport("acme", "w1"))
+    worker.handler("fx")(lambda task: {"ok": True})
+    try:
+        with pytest.raises(SchemaOutdated, match=r"schema version \d+, this Flow45 needs \d+: run `flow45 db upgrade`"):
+            worker.start()
+    finally:
+        upgrade()  # PostgreSQL's database is the session's: the tests after this one need it current
