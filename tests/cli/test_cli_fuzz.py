@@ -115,7 +115,7 @@ def busy_store(flow45, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS)  # each command its share of examples
-@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "12")), deadline=None,
+@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "8")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_command_line_is_done_or_refused_plainly(busy_store, command, data):
