@@ -142,12 +142,16 @@ class Dialect:
         raise NotImplementedError
 
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str],
-                      wide_versions: Sequence[int] = ()) -> tuple[list[tuple], dict[str, Any]]:
+                      wide_versions: Sequence[int] = (),
+                      teams: Sequence[str | None] | None = None) -> tuple[list[tuple], dict[str, Any]]:
         """Lock the runs (in id order) of the `wanted` ids, which are run ids or, with `wanted_are`
         "instance" or "instance_alone", task instance ids. Then read `select` ({runs}: the condition on
         those runs, `r`, and their instances, `i`: every one of them; "instance_alone", the wanted ones
         alone; "instance", the wanted ones alone in runs of the `wide_versions`, every one in the
         others; {extra}: a last column this may add) and the stored replies to the message `keys`.
+        `teams`, beside each wanted id (which may come more than once): the team it must be of (None:
+        any); an id of another team is as missing, its run neither locked nor read, so a message naming
+        another team's ids never waits for, nor holds, that team's locks.
         Returns the rows and the replies by key."""
         raise NotImplementedError
 

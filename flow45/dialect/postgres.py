@@ -242,19 +242,30 @@ _ROWS_UNCHANGED = (
 )
 
 
+def _wanted_runs(wanted_are: str, teams: str | None) -> str:
+    """The run ids of the wanted ids ($1), those of their `teams` (the parameter beside $1, if any)."""
+    if teams is None:
+        return "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
+    table, run_id = ("run", "id") if wanted_are == "run" else ("task_instance", "run_id")
+    # Looked up by $1 first, each row then matched with the team wanted beside its id.
+    return (f"ARRAY(SELECT o.{run_id} FROM {table} o WHERE o.id = ANY($1) AND EXISTS (SELECT 1 FROM "
+            f"unnest($1, {teams}) AS w(id, team) WHERE w.id = o.id AND (w.team IS NULL OR w.team = o.team)))")
+
+
 @functools.lru_cache(maxsize=None)  # the engine's one SELECT, by instances or by runs
-def _lock_and_read_statements(select: str, wanted_are: str) -> tuple[str, str]:
+def _lock_and_read_statements(select: str, wanted_are: str, by_team: bool) -> tuple[str, str]:
     """The run locks, then the runs with their instances and the replies already stored. One round trip
     of two statements. They must be two: a statement that waited for a row lock sees the other tables
     as they were *before* the wait (READ COMMITTED re-reads only the locked row), so instances read in
     the locking statement could miss what the holder wrote. The run ids are an array, worked out
     first: a subquery joined in could be planned, with statistics that say the tables are empty, as a
-    scan of every run for each run."""
-    run_ids = "$1" if wanted_are == "run" else "ARRAY(SELECT run_id FROM task_instance WHERE id = ANY($1))"
+    scan of every run for each run. `by_team`: the teams beside the wanted ids are the last parameter."""
+    read_teams = ("$4" if wanted_are == "instance" else "$3") if by_team else None
+    run_ids = _wanted_runs(wanted_are, read_teams)
     runs = f"r.id = ANY({run_ids}) AND i.run_id = ANY({run_ids})"  # both tables by key, in either join order
     if wanted_are == "instance_alone":
         runs += " AND i.id = ANY($1)"
-    lock = _LOCK_RUNS.format(run_ids=run_ids)
+    lock = _LOCK_RUNS.format(run_ids=_wanted_runs(wanted_are, "$2" if by_team else None))
     replies = "(SELECT json_object_agg(message_id, reply::json) FROM processed_message WHERE message_id = ANY($2))"
     if wanted_are == "instance":
         # The wanted instances, then every other instance of the runs not of a wide version ($3): two
@@ -432,12 +443,16 @@ class PostgresDialect(Dialect):
         self.db.send_later([b"SET LOCAL enable_sort = on"])
         return rows
 
-    def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=()):
-        lock, read = _lock_and_read_statements(select, wanted_are)
+    def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=(), teams=None):
+        lock, read = _lock_and_read_statements(select, wanted_are, teams is not None)
         types, values = ["bigint[]", "varchar[]"], [wanted, keys]
         if wanted_are == "instance":
             types, values = [*types, "bigint[]"], [*values, list(wide_versions)]
-        statements = [_GENERIC_PLANS, prepared(self.db, lock, ["bigint[]"], [wanted]),
+        lock_types, lock_values = ["bigint[]"], [wanted]
+        if teams is not None:
+            types, values = [*types, "varchar[]"], [*values, list(teams)]
+            lock_types, lock_values = [*lock_types, "varchar[]"], [*lock_values, list(teams)]
+        statements = [_GENERIC_PLANS, prepared(self.db, lock, lock_types, lock_values),
                       prepared(self.db, read, types, values)]
         rows = _execute(self.db, b";\n".join(statements)).fetchall()
         seen = (rows[0][-1] or {}) if rows else {}

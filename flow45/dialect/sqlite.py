@@ -29,6 +29,17 @@ def _in(values: list) -> str:
     return f"IN ({', '.join('?' * len(values))})"
 
 
+def _owned(wanted: list, teams: Sequence[str | None]) -> tuple[str, list]:
+    """The condition that a row `o` is one of the `wanted` ids, of the team beside it (None: any)."""
+    pairs = [(i, team) for i, team in zip(wanted, teams) if team is not None]
+    anyone = [i for i, team in zip(wanted, teams) if team is None]
+    parts = [f"(o.id, o.team) IN (VALUES {', '.join('(?, ?)' for _ in pairs)})"] if pairs else []
+    parts += [f"o.id {_in(anyone)}"] if anyone else []
+    # By the ids first: the pairs alone would be looked for in every row.
+    return (f"o.id {_in(wanted)} AND ({' OR '.join(parts)})",
+            [*wanted, *(value for pair in pairs for value in pair), *anyone])
+
+
 def _plain(values: Sequence[Any]) -> list[Any]:
     return [str(v) if hasattr(v, "isoformat") and not isinstance(v, str) else v for v in values]
 
@@ -205,10 +216,14 @@ class SqliteDialect(Dialect):
                "WHERE sent_at IS NULL AND routing_key = ? ORDER BY priority DESC, id LIMIT ?")
         return [row for key in routing_keys for row in self.db.execute_sql(sql, [key, limit]).fetchall()]
 
-    def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=()):
-        # The transaction holds SQLite's one write lock already.
-        of_instances = f"IN (SELECT run_id FROM task_instance WHERE id {_in(wanted)})"
-        runs, values = f"r.id {_in(wanted) if wanted_are == 'run' else of_instances}", list(wanted)
+    def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=(), teams=None):
+        # The transaction holds SQLite's one write lock already; another team's rows are not read either.
+        if teams is None and wanted_are == "run":
+            runs, values = f"r.id {_in(wanted)}", list(wanted)
+        else:
+            table, run_id = ("run", "id") if wanted_are == "run" else ("task_instance", "run_id")
+            owned, values = (f"o.id {_in(wanted)}", list(wanted)) if teams is None else _owned(wanted, teams)
+            runs = f"r.id IN (SELECT o.{run_id} FROM {table} o WHERE {owned})"
         if wanted_are == "instance_alone":
             runs, values = runs + f" AND i.id {_in(wanted)}", values + wanted
         elif wanted_are == "instance" and wide_versions:

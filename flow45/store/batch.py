@@ -57,7 +57,8 @@ def apply_worker_batch(items: list[Item], at: dt.datetime, sent: list[int] | Non
     unit.sent = list(sent or ())
     # Each message changes its instance alone: in a wide run, the rest is read only as the rules need
     # it (`Unit.settle_changed`); a small run is read whole in the first statement, inputs and all.
-    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key])
+    seen = unit.lock_instances([i.message.instance for i in items], [i.key for i in items if i.key],
+                               teams=[i.team for i in items])
     for item in items:
         try:
             unit.instance(item.message.instance, item.team)

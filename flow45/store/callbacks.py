@@ -28,7 +28,7 @@ def _parked(unit: Unit, key: str, team: str | None) -> Row:
     found = TaskInstance.select(TaskInstance.id).where(TaskInstance.callback_key == key).first()
     if found is None:
         raise unknown
-    unit.lock_instances([found.id])
+    unit.lock_instances([found.id], teams=[team])
     instance = unit.instances.get(found.id)
     if instance is None or not callback_rules.is_parked(instance, key) or (team is not None and instance.team != team):
         raise unknown  # ended or re-parked since we looked, or another team's

@@ -26,7 +26,7 @@ def changing(instance_id: int, team: str | None, now: dt.datetime | None) -> Ite
     what the rules changed."""
     with atomic():
         unit = Unit(to_utc(now))
-        unit.lock_instances([instance_id])
+        unit.lock_instances([instance_id], teams=[team])
         yield unit, unit.instance(instance_id, team)
         unit.flush()
 
@@ -40,7 +40,7 @@ def note_run(run_id: int, text: str, *, actor: str, now: dt.datetime | None = No
         raise IllegalTransition("a note needs some text")
     with atomic():
         unit = Unit(to_utc(now))
-        unit.lock_runs([run_id])
+        unit.lock_runs([run_id], teams=[team])
         run = unit.run(run_id, team)
         instance, detail = None, {"text": said}
         if task is not None:

@@ -122,7 +122,7 @@ def cancel_run(
     held goes to the oldest queued run."""
     with atomic():
         unit = Unit(to_utc(now))
-        unit.lock_runs([run_id])
+        unit.lock_runs([run_id], teams=[team])
         run = unit.run(run_id, team)
         rules.cancel_run(unit.changes, run, unit.by_run[run.id], actor, reason)
         unit.flush()

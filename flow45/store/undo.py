@@ -89,7 +89,7 @@ def _undo(instance_id: int, reason: str | None, actor: str, hold: bool, dry_run:
     try:
         with atomic():
             unit = Unit(at)
-            unit.lock_instances([instance_id])
+            unit.lock_instances([instance_id], teams=[team])
             instance = unit.instance(instance_id, team)
             run, ch = unit.run_of(instance), unit.changes
             spec, run_instances = unit.spec(run.id), unit.by_run[run.id]

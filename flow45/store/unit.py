@@ -91,6 +91,15 @@ def _build(readers, values: tuple) -> Row:
 
 
 _INSTANCE_READERS, _RUN_READERS = _readers(_INSTANCE_FIELDS), _readers(_RUN_FIELDS)
+_TEAM_COLUMN = _INSTANCE_READERS[0].index("team")
+
+
+def _of_teams(rows: list[tuple], named: dict[tuple, None]) -> bool:
+    """Whether each instance of these rows named with a team is of that team."""
+    team_of = {row[0]: row[_TEAM_COLUMN] for row in rows}
+    return all(team is None or team_of.get(i) == team for i, team in named)
+
+
 # The dialect fills {runs}, the condition that picks the runs to read (r) and their instances (i), and {extra}.
 _SELECT = (
     "SELECT " + ", ".join(f"i.{f.column_name}" for f in _INSTANCE_FIELDS) + ", "
@@ -156,29 +165,38 @@ class Unit:
     # ---- reading -----------------------------------------------------------------------------
 
     def lock_instances(self, ids: Iterable[int], message_keys: Iterable[str] = (),
-                       whole_runs: bool = True) -> dict[str, Any]:
+                       whole_runs: bool = True, teams: Iterable[str | None] | None = None) -> dict[str, Any]:
         """Lock and read the runs of these instances (`whole_runs`: with every instance of them, but
         in a wide run, known by its version; else these instances alone), the others read when
         wanted; returns the replies already stored for the message keys (read after the locks, so a
-        concurrent copy of a message is seen)."""
-        return self._lock("instance" if whole_runs else "instance_alone",
-                          [i for i in set(ids) if i not in self.instances], list(set(message_keys)))
+        concurrent copy of a message is seen). `teams`, beside the ids: the team each was named by
+        (None: any); an instance of another team is left unread, so its run is not locked."""
+        return self._lock("instance" if whole_runs else "instance_alone", self._unread(ids, teams, self.instances),
+                          list(set(message_keys)))
 
-    def lock_runs(self, ids: Iterable[int]) -> None:
-        self._lock("run", [i for i in set(ids) if i not in self.runs], [])
+    def lock_runs(self, ids: Iterable[int], teams: Iterable[str | None] | None = None) -> None:
+        self._lock("run", self._unread(ids, teams, self.runs), [])
 
-    def _lock(self, wanted_are: str, wanted: list[int], keys: list[str]) -> dict[str, Any]:
-        if not wanted and not keys:
+    @staticmethod
+    def _unread(ids: Iterable[int], teams: Iterable[str | None] | None, read: dict[int, Row]) -> dict[tuple, None]:
+        """The (id, team) pairs wanted, once each, but those read already."""
+        named = zip(ids, teams) if teams is not None else ((i, None) for i in ids)
+        return dict.fromkeys(pair for pair in named if pair[0] not in read)
+
+    def _lock(self, wanted_are: str, named: dict[tuple, None], keys: list[str]) -> dict[str, Any]:
+        if not named and not keys:
             return {}
+        wanted = [i for i, _ in named]
+        teams = [team for _, team in named] if any(team is not None for _, team in named) else None
         if wanted_are == "instance" and self.kept is not None and not self.runs:
             hit = self.kept.find(wanted)
-            if hit is not None:  # locked and checked with the transaction's next statement
-                dialect().check_kept(hit.run_ids, hit.versions, keys)
+            if hit is not None and (teams is None or _of_teams(hit.rows, named)):
+                dialect().check_kept(hit.run_ids, hit.versions, keys)  # locked and checked with the next statement
                 self._take(hit.rows)
                 self._whole.update(hit.run_ids)
                 return {}  # a message applied already fails the check: then read as below
         wide = wide_versions() if wanted_are == "instance" else []
-        rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys, wide)
+        rows, seen = dialect().lock_and_read(_SELECT, wanted_are, wanted, keys, wide, teams)
         self._take(rows)
         if wanted_are != "instance_alone":
             self._whole.update(run for run in {row[1] for row in rows} if self.runs[run].version_id not in wide)
@@ -206,7 +224,7 @@ class Unit:
     def whole_run(self, run_id: int) -> dict[str, Row]:
         """Every instance of a run locked here, by task."""
         if run_id not in self._whole:
-            self._lock("run", [run_id], [])  # held already: a read, with the copies in memory kept
+            self._lock("run", {(run_id, None): None}, [])  # held already: a read, with the copies in memory kept
         return self._of_run.setdefault(run_id, {})
 
     def run_tasks(self, run_id: int, tasks: Iterable[str]) -> dict[str, Row]:
