@@ -8,8 +8,8 @@ import peewee as pw
 from flow45.clock import utcnow
 from flow45.db import atomic, database, dialect
 from flow45.errors import NoDatabase, SchemaNewer, SchemaOutdated
-from flow45.models import (ALL_TABLES, TIMER_INDEXES, Attempt, Connection, Event, JSONField, Outbox, Run,
-                           ScheduleCursor, SchedulerLock, SchemaVersion, TaskInstance)
+from flow45.models import (ALL_TABLES, TIMER_INDEXES, Attempt, Connection, Event, JSONField, Outbox, ProcessedMessage,
+                           Run, ScheduleCursor, SchedulerLock, SchemaVersion, TaskInstance)
 from flow45.urls import hide_password
 
 
@@ -249,12 +249,19 @@ def _pending_by_key_v25() -> None:
                          "WHERE sent_at IS NULL")
 
 
+def _unowned_messages_by_age_v26() -> None:
+    """The records of messages about no instance, by age (flow45.models), for `flow45 prune`. Already
+    there on a database that step 1 created at this version."""
+    ProcessedMessage._schema.create_indexes(safe=True)
+
+
 # Each step takes the schema from version i to i + 1; append, never edit.
 STEPS = [_create_v1, _scheduler_v2, _callbacks_v3, _human_tasks_v4, _retention_v5, _connected_v6, _sla_v7, _pause_v8, _retire_v9,
          _lineage_v10, _log_links_v11, _run_counts_v12, _lean_indexes_v13,
          _pending_by_team_v14, _one_pending_index_v15, _row_check_v16, _timer_indexes_v17,
          _task_timeout_v18, _last_run_v19, _checkpoints_v20, _run_keys_v21,
-         _queued_runs_v22, _runs_in_place_v23, _ids_never_reused_v24, _pending_by_key_v25]
+         _queued_runs_v22, _runs_in_place_v23, _ids_never_reused_v24, _pending_by_key_v25,
+         _unowned_messages_by_age_v26]
 CURRENT = len(STEPS)
 
 

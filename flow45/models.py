@@ -269,6 +269,12 @@ class ProcessedMessage(Table):
         indexes = ((("instance",), False),)
 
 
+# Records of messages about no instance (a trigger, a cancel, a note…) by age: `flow45 prune` removes
+# the old ones, which no run takes with it.
+ProcessedMessage.add_index(ProcessedMessage.index(ProcessedMessage.processed_at, name="processed_message_unowned_by_age",
+                                                  where=ProcessedMessage.instance.is_null()))
+
+
 class Connection(Table):
     """A workflow whose current version starts a run when an upstream workflow's run reaches a state
     (its `on:`); kept by deploy, read when a run finishes (flow45.store.connected)."""

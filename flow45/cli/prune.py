@@ -33,7 +33,7 @@ def _age(text: str) -> dt.timedelta:
 @command("prune")
 def cmd_prune(args) -> int:
     from flow45.store.export_file import ExportFailed, ExportFile
-    from flow45.store.prune import prune
+    from flow45.store.prune import MESSAGES_KEPT, prune
 
     age = _age(args.finished_before)
     if args.dry_run and args.export:
@@ -54,7 +54,7 @@ def cmd_prune(args) -> int:
         except OSError as exc:
             raise Flow45Error(f"--export {args.export}: cannot create it: {exc.strerror}") from None
     try:
-        report = prune(cutoff, ledger=ledger, export=export, dry_run=args.dry_run)
+        report = prune(cutoff, ledger=ledger, export=export, dry_run=args.dry_run, now=now)
     except ExportFailed as failed:
         done = failed.report
         raise Flow45Error(f"--export {failed}; {done.runs} runs were removed and exported before it, "
@@ -68,6 +68,8 @@ def cmd_prune(args) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {report.runs} runs finished before {iso(cutoff)}: {report.instances} instances, "
           f"{report.attempts} attempts, {report.outbox} outbox rows, {report.processed} processed messages")
+    print(f"{verb} {report.processed_aged} records of messages about no task instance (triggers, cancels, notes…) "
+          f"processed before {iso(min(cutoff, now - MESSAGES_KEPT))}")
     if ledger == "prune":
         print(f"ledger events {verb}: {report.events} (ledger_retention: prune)")
     else:

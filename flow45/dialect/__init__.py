@@ -141,6 +141,12 @@ class Dialect:
         offers wait."""
         raise NotImplementedError
 
+    def aged_messages(self, before: Any, limit: int) -> list[str]:
+        """The keys of up to `limit` records of messages about no instance processed before `before`,
+        oldest first, read through `processed_message_unowned_by_age` whatever the statistics say
+        (the index of records by instance, where they are all under NULL, would read every one)."""
+        raise NotImplementedError
+
     def lock_and_read(self, select: str, wanted_are: str, wanted: list[int], keys: list[str],
                       wide_versions: Sequence[int] = (),
                       teams: Sequence[str | None] | None = None) -> tuple[list[tuple], dict[str, Any]]:

@@ -124,6 +124,10 @@ CROSS JOIN LATERAL (
     WHERE sent_at IS NULL AND routing_key = k.routing_key
     ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED) o"""
 
+# flow45.store.prune's read of the records of messages about no instance, oldest first.
+AGED_MESSAGES = ("SELECT message_id FROM processed_message WHERE instance IS NULL AND processed_at < %s "
+                 "ORDER BY processed_at LIMIT %s")
+
 
 def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
     """Run `statement` on the driver's cursor (a new one unless given), its errors raised as peewee's
@@ -442,6 +446,11 @@ class PostgresDialect(Dialect):
         rows = self.db.execute_sql(_MOST_URGENT_BY_KEY, (routing_keys, limit)).fetchall()
         self.db.send_later([b"SET LOCAL enable_sort = on"])
         return rows
+
+    def aged_messages(self, before, limit):
+        # A cold path, in a transaction of its own (flow45.store.prune): the settings end with it.
+        sql = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; " + AGED_MESSAGES
+        return [key for (key,) in self.db.execute_sql(sql, (before, limit)).fetchall()]
 
     def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=(), teams=None):
         lock, read = _lock_and_read_statements(select, wanted_are, teams is not None)

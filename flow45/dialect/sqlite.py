@@ -216,6 +216,11 @@ class SqliteDialect(Dialect):
                "WHERE sent_at IS NULL AND routing_key = ? ORDER BY priority DESC, id LIMIT ?")
         return [row for key in routing_keys for row in self.db.execute_sql(sql, [key, limit]).fetchall()]
 
+    def aged_messages(self, before, limit):
+        sql = ("SELECT message_id FROM processed_message INDEXED BY processed_message_unowned_by_age "
+               "WHERE instance IS NULL AND processed_at < ? ORDER BY processed_at LIMIT ?")
+        return [key for (key,) in self.db.execute_sql(sql, [*_plain([before]), limit]).fetchall()]
+
     def lock_and_read(self, select, wanted_are, wanted, keys, wide_versions=(), teams=None):
         # The transaction holds SQLite's one write lock already; another team's rows are not read either.
         if teams is None and wanted_are == "run":

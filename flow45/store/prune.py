@@ -5,7 +5,11 @@ A run is pruned only if it is finished (succeeded, failed, cancelled) and finish
 checked again under its row lock in the transaction that removes it: a run an undo reopened (or is
 reopening) is left alone. The lock is the one the lifecycle's writer takes first, on the run, so a
 worker's message about a pruned run waits for the prune and then finds nothing ("not found").
-A pruned run can no longer be undone."""
+A pruned run can no longer be undone.
+
+The records of messages about no instance (triggers, cancels, notes, pauses…: flow45.store.once) go
+by their own age, past the same cutoff, but never before MESSAGES_KEPT: until then the broker or a
+client may still send a copy, which the record answers as the first was answered."""
 
 from __future__ import annotations
 
@@ -25,6 +29,11 @@ from flow45.views import View
 
 FINISHED = sorted(S.FINISHED_RUN)
 CHUNK = 50  # runs per transaction: short enough that a worker never waits long behind one
+MESSAGES_CHUNK = 1000  # records of messages about no instance per transaction
+# A message is sent again by the broker when its delivery was not acknowledged (the bridge's connection
+# lost after the commit: at once; an acknowledgement held back: within the broker's consumer timeout,
+# 30 minutes by default), or by a client that had no answer (within its timeout): never a day later.
+MESSAGES_KEPT = dt.timedelta(days=1)
 IDS_PER_STATEMENT = 1000  # within SQLite's limit on a statement's parameters
 _SECRET = {"token", "callback_key"}  # a finished attempt's fencing token or key: no use in an archive
 
@@ -42,16 +51,20 @@ class PruneReport(View):
     outbox: int = 0
     processed: int = 0
     exported: int = 0  # runs written to the export
+    processed_aged: int = 0  # records of messages about no instance, removed by age
 
 
 def prune(
     finished_before: dt.datetime, *, ledger: Literal["keep", "prune"] = "keep", export: ExportFile | None = None,
     dry_run: bool = False, chunk: int = CHUNK, between: Callable[[], None] | None = None,
+    now: dt.datetime | None = None,
 ) -> PruneReport:
     """Remove every run finished before `finished_before` with its instances, attempts, outbox rows,
     processed-message records and (with ledger="prune") ledger events; each run first written to
-    `export` as one JSON line, if given. `between` is called after each transaction.
-    If the export cannot be written, ExportFailed says so and what was removed before (`report`)."""
+    `export` as one JSON line, if given; then the records of messages about no instance processed
+    before `finished_before` and before `now` less MESSAGES_KEPT. `between` is called after each
+    transaction. If the export cannot be written, ExportFailed says so and what was removed before
+    (`report`)."""
     cutoff = to_utc(finished_before)
     totals = dict.fromkeys(("runs", "instances", "attempts", "events", "outbox", "processed", "exported"), 0)
     after: tuple[dt.datetime, int] | None = None
@@ -70,7 +83,27 @@ def prune(
             totals[key] += value
         if between is not None:
             between()
-    return PruneReport(cutoff, dry_run, **totals)
+    aged = _prune_aged_messages(min(cutoff, to_utc(now) - MESSAGES_KEPT), dry_run, between)
+    return PruneReport(cutoff, dry_run, **totals, processed_aged=aged)
+
+
+def _prune_aged_messages(before: dt.datetime, dry_run: bool, between: Callable[[], None] | None) -> int:
+    """Remove (count, with `dry_run`) the records of messages about no instance processed before
+    `before`, oldest first, MESSAGES_CHUNK per transaction."""
+    if dry_run:
+        return (ProcessedMessage.select()
+                .where(ProcessedMessage.instance.is_null() & (ProcessedMessage.processed_at < before)).count())
+    removed = 0
+    while True:
+        with atomic():
+            some = dialect().aged_messages(before, MESSAGES_CHUNK)
+            if some:
+                ProcessedMessage.delete().where(ProcessedMessage.message_id.in_(some)).execute()
+        removed += len(some)
+        if len(some) < MESSAGES_CHUNK:
+            return removed
+        if between is not None:
+            between()
 
 
 def candidates(cutoff: dt.datetime, after: tuple[dt.datetime, int] | None, limit: int) -> pw.Select:

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 
 from flow45.cli import main
-from flow45.models import Run
+from flow45.models import ProcessedMessage, Run
 from flow45.settings import Settings, use_settings
 from tests.store.helpers import T0, deploy_text
 from tests.store.test_prune import PAIR, finished_run
@@ -35,6 +35,8 @@ def test_prune_removes_what_finished_longer_ago_than_age_and_exports_it(store_db
     deploy_text(tmp_path, PAIR)
     flow45 = functools.partial(flow45, database_url=db_url)
     old, recent = finished_run(T0), finished_run(T0 + dt.timedelta(days=25))
+    for message_id, at in (("acme/note-1", T0), ("acme/note-2", T0 + dt.timedelta(days=25))):  # about no instance
+        ProcessedMessage.create(message_id=message_id, team="acme", kind="note", processed_at=at, reply={"run": old})
     code, out, _ = flow45("--finished-before", "7d", "--dry-run")
     assert code == 0 and out.startswith("would remove 1 runs finished before 2026-03-24T12:00:00Z: 2 instances")
     assert Run.select().count() == 2
@@ -43,11 +45,14 @@ def test_prune_removes_what_finished_longer_ago_than_age_and_exports_it(store_db
     assert code == 0, out
     assert out.splitlines() == [
         "removed 1 runs finished before 2026-03-24T12:00:00Z: 2 instances, 2 attempts, 2 outbox rows, 4 processed messages",
+        "removed 1 records of messages about no task instance (triggers, cancels, notes…) processed before "
+        "2026-03-24T12:00:00Z",
         "ledger events removed: 8 (ledger_retention: prune)",
         f"1 runs exported to {export}",
     ]
     assert [json.loads(line)["run"]["id"] for line in export.read_text().splitlines()] == [old]
     assert [r.id for r in Run.select()] == [recent]
+    assert [p.message_id for p in ProcessedMessage.select().where(ProcessedMessage.instance.is_null())] == ["acme/note-2"]
     code, _, err = flow45("--finished-before", "7d", "--export", str(export))
     assert code == 1 and f"--export {export}: the file exists; name a new one" in err
 

@@ -17,7 +17,8 @@ from flow45.db import database
 from flow45.errors import NotFound
 from flow45.models import Attempt, Event, Outbox, ProcessedMessage, Run, TaskInstance
 from flow45.store.export_file import ExportFailed, ExportFile
-from flow45.store.prune import _prune_runs, prune
+from flow45.store.once import processed_key, remember
+from flow45.store.prune import MESSAGES_KEPT, _prune_runs, prune
 from tests.store.helpers import T0, deploy_text, instance
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -206,9 +207,71 @@ def test_upgrade_from_before_the_retention_step_adds_its_column_and_indexes():
     with database.atomic():
         migrate(migrator.drop_index("run", "run_finished_at_id"), migrator.drop_index("outbox", "outbox_instance"),
                 migrator.drop_index("processed_message", "processed_message_instance"),
+                migrator.drop_index("processed_message", "processed_message_unowned_by_age"),  # made by a later step
                 migrator.drop_column("processed_message", "instance"))
         SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
     assert upgrade() == (step - 1, CURRENT)
     assert "instance" in {c.name for c in database.get_columns("processed_message")}
     indexes = {i.name for table in ("run", "outbox", "processed_message") for i in database.get_indexes(table)}
     assert {"run_finished_at_id", "outbox_instance", "processed_message_instance"} <= indexes
+
+
+def operator_trigger(message_id: str, at: dt.datetime) -> int:
+    """An operator's trigger over the broker: a message about no task instance, remembered by its id."""
+    run = remember(message_id, "acme", "trigger", at, lambda: store.trigger_run("acme", "pair", actor="ops", now=at).to_json(),
+                   encode=lambda reply: reply, decode=lambda reply: reply)
+    return run["run"]
+
+
+def remembered(*message_ids: str) -> list[bool]:
+    return [ProcessedMessage.get_or_none(ProcessedMessage.message_id == processed_key("acme", m)) is not None
+            for m in message_ids]
+
+
+def test_records_of_messages_about_no_instance_go_once_older_than_the_cutoff(tmp_path):
+    deploy_text(tmp_path, PAIR)
+    first = operator_trigger("old", T0)
+    operator_trigger("recent", CUTOFF + dt.timedelta(seconds=1))
+    now = CUTOFF + dt.timedelta(days=30)
+    assert prune(CUTOFF, dry_run=True, now=now).processed_aged == 1
+    assert remembered("old", "recent") == [True, True]
+    report = prune(CUTOFF, now=now)
+    assert (report.runs, report.processed_aged) == (0, 1)  # the triggered runs run on: not theirs to prune
+    assert remembered("old", "recent") == [False, True]
+    assert Run.get_by_id(first).status == "running"
+
+
+def test_a_message_that_may_still_be_redelivered_keeps_its_record_whatever_the_cutoff(tmp_path):
+    """A cutoff of a few minutes ago would forget messages a broker or a client may resend: their
+    records stay at least MESSAGES_KEPT, and a copy is answered as the first was."""
+    deploy_text(tmp_path, PAIR)
+    now = T0 + MESSAGES_KEPT + dt.timedelta(minutes=10)
+    gone = operator_trigger("gone", T0)
+    kept = operator_trigger("kept", T0 + dt.timedelta(minutes=20))
+    report = prune(now - dt.timedelta(minutes=5), now=now)
+    assert report.processed_aged == 1 and remembered("gone", "kept") == [False, True]
+    assert operator_trigger("kept", now) == kept and Run.select().count() == 2
+    assert gone != kept
+
+
+def test_upgrade_indexes_the_records_of_messages_about_no_instance_by_age(tmp_path, backend):
+    from flow45.migrate import CURRENT, STEPS, _unowned_messages_by_age_v26, upgrade
+    from flow45.models import SchemaVersion
+
+    step = STEPS.index(_unowned_messages_by_age_v26) + 1
+    with database.atomic():  # a store from before
+        database.execute_sql("DROP INDEX processed_message_unowned_by_age")
+        SchemaVersion.delete().where(SchemaVersion.version >= step).execute()
+    deploy_text(tmp_path, PAIR)
+    operator_trigger("old", T0)
+    assert upgrade() == (step - 1, CURRENT)
+    assert [i.columns for i in database.get_indexes("processed_message")
+            if i.name == "processed_message_unowned_by_age"] == [["processed_at"]]
+    if backend == "postgresql":  # the prune's read goes through the index (SQLite's names it: INDEXED BY)
+        from flow45.dialect.postgres import AGED_MESSAGES
+
+        with database.atomic():
+            database.execute_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
+            plan = " ".join(row for (row,) in database.execute_sql("EXPLAIN " + AGED_MESSAGES, (CUTOFF, 1000)))
+        assert "processed_message_unowned_by_age" in plan and "Sort" not in plan, plan
+    assert prune(CUTOFF, now=CUTOFF + MESSAGES_KEPT).processed_aged == 1
