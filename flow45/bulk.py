@@ -1,6 +1,7 @@
 """Bulk actions: undo, retry, skip or cancel many at once, through any `Client` (so the same on the
 database and through the broker). The plan (every item) comes first; each item is then applied in a
-transaction of its own and reported, a refusal failing only that item.
+transaction of its own and reported, a refusal failing only that item. A run filter chooses every run
+it matches, read a page at a time: an operator cancelling a workflow's queued runs means all of them.
 
 The plan holds only what the action can act on: a dry run that listed a cancelled run as "would
 cancel" promised what the real one then refused. What is left out is counted, and said."""
@@ -8,14 +9,15 @@ cancel" promised what the real one then refused. What is left out is counted, an
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterator
 
 from flow45 import states as S
 from flow45.client.base import Client, RunFilter
 from flow45.errors import Flow45Error
+from flow45.views import RunView
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
-MAX_RUNS = 500
+RUNS_PAGE = 500  # runs of a filter read at a time (a read through the broker holds at most this many)
 UNFINISHED = frozenset(S.INSTANCE_STATES) - S.FINISHED_INSTANCE
 # The states each action takes its items from (instances; for cancel, runs), as the store's rules allow
 # them, and what they become. Nothing in a cancelled run can change.
@@ -41,6 +43,7 @@ class BulkItem:
 @dataclasses.dataclass
 class Selection:
     items: list[BulkItem]  # what the action can act on
+    runs: int = 0  # runs chosen (named and matched), every one looked through
     left_out: int = 0  # instances (runs, for cancel) of the chosen task and state that it cannot
 
     def describe_left_out(self, action: str) -> str | None:
@@ -71,25 +74,36 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
     if where is not None and where.status is not None and where.status not in S.RUN_STATES:
         raise Flow45Error(f"bulk {action}: --status {where.status} is not a run status; "
                           f"one of {', '.join(S.RUN_STATES)}")
-    run_ids = list(dict.fromkeys(runs))
+    listed: dict[int, RunView | None] = dict.fromkeys(runs)
     if where is not None:
-        run_ids += [r.id for r in client.runs(where, limit=MAX_RUNS) if r.id not in run_ids]
-    if not run_ids:
+        listed.update((r.id, r) for r in matching_runs(client, where))
+    if not listed:
         raise _nothing_chosen(client, where)
-    chosen = Selection([])
-    for run_id in sorted(run_ids):
-        view = client.run(run_id)
-        if action == "cancel":
-            candidates = [BulkItem(run_id, None, None, view.status)] if state in (None, view.status) else []
+    chosen = Selection([], runs=len(listed))
+    for run_id in sorted(listed):
+        if action == "cancel":  # the run's row will do: its instances are not needed
+            status = (listed[run_id] or client.run(run_id)).status
+            candidates = [BulkItem(run_id, None, None, status)] if state in (None, status) else []
+            view = None
         else:
+            view = client.run(run_id)
             candidates = [BulkItem(run_id, i.id, i.task, i.state) for i in view.instances
                           if (task is None or i.task == task) and (state is None or i.state == state)]
         for item in candidates:
-            if item.state in ACTS_ON[action] and (action == "cancel" or view.status != S.CANCELLED):
+            if item.state in ACTS_ON[action] and (view is None or view.status != S.CANCELLED):
                 chosen.items.append(item)
             else:
                 chosen.left_out += 1
     return chosen
+
+
+def matching_runs(client: Client, where: RunFilter) -> Iterator[RunView]:
+    """Every run the filter matches, newest first, a page at a time: each page holds the runs below the
+    last one's id, so runs triggered meanwhile neither shift the pages nor join them."""
+    before = None
+    while page := client.runs(where, before=before, limit=RUNS_PAGE):
+        yield from page
+        before = page[-1].id
 
 
 def _nothing_chosen(client: Client, where: RunFilter | None) -> Flow45Error:

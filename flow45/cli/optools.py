@@ -30,7 +30,7 @@ def add_parsers(add) -> None:
     p.add_argument("action", choices=("retry", "skip", "undo", "cancel"))
     p.add_argument("--run", type=_positive_int, action="append", default=[], metavar="RUN",
                    help="a run to act in (repeat it for several)")
-    p.add_argument("--workflow", metavar="TEAM/WORKFLOW", help="the runs of this workflow (newest 500)")
+    p.add_argument("--workflow", metavar="TEAM/WORKFLOW", help="every run of this workflow (read a page at a time)")
     p.add_argument("--status", help="with --workflow: only runs in this status")
     p.add_argument("--task", help="only instances of this task")
     p.add_argument("--state", help="only instances (for cancel: runs) in this state")
@@ -126,17 +126,18 @@ def cmd_bulk(args) -> int:
     if not args.dry_run:
         bulk.apply(client, args.action, items, args.reason)
     if args.json:
-        print_json({"action": args.action, "dry_run": args.dry_run, "items": [i.to_json() for i in items],
-                    "left_out": chosen.left_out})
+        print_json({"action": args.action, "dry_run": args.dry_run, "runs": chosen.runs,
+                    "items": [i.to_json() for i in items], "left_out": chosen.left_out})
     elif not items:
-        print(f"nothing to {args.action} in the chosen runs" + (f" ({left_out})" if left_out else ""))
+        print(f"nothing to {args.action} in the {chosen.runs} chosen run(s)" + (f" ({left_out})" if left_out else ""))
     else:
         print_table(["run", "instance", "task", "state", "outcome", "detail"],
                     [(i.run, i.instance, i.task, i.state, "would " + args.action if args.dry_run else i.outcome,
                       i.detail) for i in items])
         done = sum(i.outcome == "done" for i in items)
-        print(f"dry run: {len(items)} item(s) would be {DONE_TO[args.action]}" if args.dry_run
-              else f"{args.action}: {done} of {len(items)} done, {len(items) - done} refused")
+        print((f"dry run: {len(items)} item(s) would be {DONE_TO[args.action]}" if args.dry_run
+               else f"{args.action}: {done} of {len(items)} done, {len(items) - done} refused")
+              + f", in {chosen.runs} chosen run(s)")
         if left_out:
             print(left_out)
     return 1 if any(i.outcome == "refused" for i in items) else 0

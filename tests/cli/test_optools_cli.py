@@ -146,7 +146,7 @@ def test_bulk_retry_plans_then_applies_each_failed_instance_and_reports_a_refusa
     assert (states(runs[0])["a"], states(runs[1])["a"]) == ("available", "pending")
     assert store.get_run(runs[1]).status == "queued"
     code, out, err = flow45("bulk", "retry", "--run", str(runs[0]), "--task", "a")  # available now: not planned
-    assert code == 0 and out.strip() == ("nothing to retry in the chosen runs (1 instance(s) left out: retry acts "
+    assert code == 0 and out.strip() == ("nothing to retry in the 1 chosen run(s) (1 instance(s) left out: retry acts "
                                          "on instances that are failed, in runs not cancelled)"), err
     code, _, err = flow45("bulk", "retry", "--run", str(runs[0]), "--state", "available")
     assert code == 1 and "bulk retry: --state available: retry acts on instances that are failed" in err
@@ -201,7 +201,7 @@ def test_a_bulk_plan_holds_only_what_its_action_can_act_on_and_the_real_one_keep
     assert code == 0 and "cancel: 2 of 2 done, 0 refused" in out and "1 run(s) left out: cancel acts on runs " \
         "that are queued, running or failed" in out, err
     code, out, err = flow45("bulk", "undo", "--workflow", "acme/diamond", "--reason", "again")
-    assert code == 0 and "nothing to undo in the chosen runs (12 instance(s) left out" in out, err
+    assert code == 0 and "nothing to undo in the 3 chosen run(s) (12 instance(s) left out" in out, err
     code, out, err = flow45("show", str(runs[0]))
     assert "\n  cancelled by ops-ann: wrong month\n" in out, err
     code, out, err = flow45("show", str(runs[1]), "--json")
@@ -283,3 +283,18 @@ def test_retry_says_when_the_failed_run_waits_queued_for_its_workflows_slot(flow
                                          "workflow's max_active_runs, and offers it when it starts"), err
     store.cancel_run(runs[1], actor="ann", now=T0)
     assert states(runs[0])["a"] == "available"
+
+
+def test_bulk_cancel_of_a_workflow_acts_on_every_matching_run_past_a_page(flow45, tmp_path):
+    """`bulk cancel --workflow` read the workflow's newest 500 runs only: of 501 queued runs it planned
+    and cancelled 500, said "500 of 500 done", and the oldest queued run stayed queued."""
+    deploy_text(tmp_path, DIAMOND)
+    runs = [store.trigger("acme", "diamond", actor="ann", now=T0) for _ in range(502)]  # max_active_runs 1
+    queued = runs[1:]
+    code, out, err = flow45("bulk", "cancel", "--workflow", "acme/diamond", "--state", "queued", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert code == 0 and sorted(i["run"] for i in plan["items"]) == queued and plan["runs"] == 502, err
+    code, out, err = flow45("bulk", "cancel", "--workflow", "acme/diamond", "--state", "queued", "--reason", "stale")
+    assert code == 0 and out.endswith("\ncancel: 501 of 501 done, 0 refused, in 502 chosen run(s)\n"), err
+    assert {r.status for r in store.list_runs(limit=1000)} == {"running", "cancelled"}
+    assert store.get_run(runs[0]).status == "running" and store.get_run(queued[0]).status == "cancelled"
