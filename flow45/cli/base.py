@@ -109,6 +109,17 @@ def say_if_no_team(client, team: str) -> None:
           + (f"; did you mean {', '.join(close)}?" if close else ""), file=sys.stderr)
 
 
+def one_more(limit: int) -> int:
+    """What a listing of `limit` reads: one more, to tell whether more match (within the store's range)."""
+    return min(limit + 1, MAX_ID)
+
+
+def say_cut(what: str, limit: int, how: str) -> None:
+    """After a listing cut at its limit: say on stderr that more matched, so that the page is not taken
+    for everything (stdout, the table or the JSON, stays as it was)."""
+    print(f"flow45: more {what} than the {limit} shown{how}", file=sys.stderr)
+
+
 def _open_store(create: bool = False) -> None:
     """Bind the configured database. Only `create` (deploy) makes a missing store; every other
     command refuses it, naming the URL and `flow45 db upgrade`."""

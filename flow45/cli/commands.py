@@ -11,7 +11,7 @@ from pathlib import Path
 from flow45 import states as S
 from flow45 import wire
 from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, remote_mode,
-                             say_if_no_team, suggesting, workflow_read)
+                             one_more, say_cut, say_if_no_team, suggesting, workflow_read)
 from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar
 from flow45.clock import shown
@@ -197,11 +197,14 @@ def cmd_runs(args) -> int:
     where = RunFilter(args.team, args.workflow, args.status, params=tuple(sorted(params.items())), since=since,
                       until=until, version=args.version, key=args.key)
     client = _client(args)
-    views = client.runs(where, limit=args.limit)
+    views = client.runs(where, limit=one_more(args.limit))  # one more than shown: whether more match
+    cut, views = len(views) > args.limit, views[:args.limit]
     if not views and args.workflow:
         _say_if_not_deployed(client, args.team, args.workflow)
     elif not views and args.team:
         say_if_no_team(client, args.team)
+    if cut:
+        say_cut("runs match", args.limit, " (the newest); --limit N shows more")
     if args.json:
         print_json([v.to_json() for v in views])
         return 0
@@ -439,12 +442,21 @@ def cmd_events(args) -> int:
     if args.follow and until is not None:
         raise UsageError("--follow prints events as they come: it takes no --until")
     chosen = {"team": args.team, "run": args.run, "instance": args.instance, "since": since, "until": until}
+    # One more than shown: whether more match, which is said (a follow after --after reads them anyway).
     if args.after is None:  # the ledger's end, as `tail` shows a file's: a long ledger's start is old news
-        events = client.tail_events(n=args.limit, **chosen)
+        events = client.tail_events(n=one_more(args.limit), **chosen)
+        cut = len(events) > args.limit
+        events = events[-args.limit:]
+        how = " (the newest); --limit N shows more, --after 0 reads from the start"
     else:
-        events = client.events(args.after, limit=args.limit, **chosen)
+        events = client.events(args.after, limit=one_more(args.limit), **chosen)
+        cut = len(events) > args.limit and not args.follow
+        events = events[:args.limit]
+        how = f" (the oldest after {args.after}); --after {events[-1].id if events else 0} reads on"
     for e in events:
         _print_event(e, args.json)
+    if cut:
+        say_cut("events match", args.limit, how)
     if not events and args.team:
         say_if_no_team(client, args.team)
     if not events and args.run is not None:

@@ -5,7 +5,7 @@ operator actions."""
 from __future__ import annotations
 
 from flow45 import wire
-from flow45.cli.base import _client, _positive_int, command, say_if_no_team
+from flow45.cli.base import _client, _positive_int, command, one_more, say_cut, say_if_no_team
 from flow45.cli.output import print_json
 from flow45.clock import utcnow
 from flow45.store.rules_human import due_text
@@ -31,7 +31,10 @@ def add_parsers(add) -> None:
 @command("inbox")
 def cmd_inbox(args) -> int:
     client = _client(args)
-    items = client.human_inbox(args.team, limit=args.limit, show=args.show)
+    items = client.human_inbox(args.team, limit=one_more(args.limit), show=args.show)  # one more: whether more wait
+    if len(items) > args.limit:
+        items = items[:args.limit]
+        say_cut("human tasks wait", args.limit, "; --limit N shows more")
     if not items and args.team:
         say_if_no_team(client, args.team)
     if args.json:
