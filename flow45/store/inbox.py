@@ -5,6 +5,7 @@ overdue ones first. Nothing here writes."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Literal
 
 from flow45 import states as S
@@ -19,7 +20,7 @@ from flow45.views import InboxItem
 Show = Literal["all", "mine", "groups", "overdue"]
 SHOWS: tuple[str, ...] = ("all", "mine", "groups", "overdue")
 _FAR = dt.datetime.max
-SCAN = 5000  # available human tasks a filtered inbox looks through, at most
+SCAN = 5000  # available human tasks a filtered inbox reads at a time, until its page is full or none are left
 READ_AT_ONCE = 500  # tasks whose items one set of reads builds: it bounds the lists of ids a statement sends
 
 
@@ -48,23 +49,28 @@ def human_inbox(team: str | None, user: str, show: str = "all", *, limit: int = 
         .join(Run, on=(TaskInstance.run == Run.id))
         .where((TaskInstance.human == True) & (TaskInstance.state == S.AVAILABLE))  # noqa: E712
         .order_by(TaskInstance.due_at.is_null(), TaskInstance.due_at, TaskInstance.priority.desc(), TaskInstance.id)
-        .limit(limit if show == "all" else max(limit, SCAN))  # a filter looks further than the page it returns
     )
     if team:
         query = query.where(TaskInstance.team == team)
-    rows = list(query.tuples())
-    chosen = []
+    chosen: list[tuple] = []
+    seen: set[int] = set()  # a task that moved up between two reads comes once
     current = CurrentSpecs()
-    for instance_id, run_id, task, overdue_at, taken_by, due_at, version, workflow in rows:
-        spec = version_spec(version)
-        assignment = rules_human.run_assignments(spec, current[workflow]).get(task)
-        escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
-        overdue = due_at is not None and due_at <= at
-        if not _matches(show, user, taken_by, overdue, assignment, escalated):
-            continue
-        chosen.append((instance_id, run_id, spec.task(task).inputs,
-                       assignment.who(escalated) if assignment else "any operator of the team", overdue))
-        if len(chosen) == limit:
+    read = limit if show == "all" else max(limit, SCAN)  # a filter reads further than the page it returns
+    for offset in itertools.count(0, read):
+        rows = list(query.limit(read).offset(offset).tuples())
+        for instance_id, run_id, task, overdue_at, taken_by, due_at, version, workflow in rows:
+            spec = version_spec(version)
+            assignment = rules_human.run_assignments(spec, current[workflow]).get(task)
+            escalated = overdue_at is not None and assignment is not None and bool(assignment.escalated_to)
+            overdue = due_at is not None and due_at <= at
+            if instance_id in seen or not _matches(show, user, taken_by, overdue, assignment, escalated):
+                continue
+            seen.add(instance_id)
+            chosen.append((instance_id, run_id, spec.task(task).inputs,
+                           assignment.who(escalated) if assignment else "any operator of the team", overdue))
+            if len(chosen) == limit:
+                break
+        if len(chosen) == limit or len(rows) < read:
             break
     found: list[InboxItem] = []
     for start in range(0, len(chosen), READ_AT_ONCE):

@@ -165,3 +165,31 @@ def test_a_read_of_the_inbox_makes_as_many_statements_for_many_waiting_tasks_as_
         approval("skipped" if n % 2 else "succeeded", T0)
     assert len(human_inbox("acme", "ann", now=T0)) == 9
     assert statements(caplog, lambda: human_inbox("acme", "ann", now=T0)) == one
+
+
+DESKS = """
+team: acme
+types: {Ok: {fields: {ok: boolean}}}
+workflows:
+  bobs:
+    max_active_runs: null
+    tasks:
+      decide: {function: decide, output: Ok, human: true, assignees: [bob], priority: 5}
+  anns:
+    max_active_runs: null
+    tasks:
+      decide: {function: decide, output: Ok, human: true, assignees: [ann]}
+"""
+
+
+def test_a_filtered_inbox_finds_the_users_tasks_however_many_others_wait_before_them(tmp_path, monkeypatch):
+    """A filter (mine, groups, overdue) looked through the first SCAN (5,000) waiting tasks only: when as
+    many of others' came first, a user's own inbox was empty, and said nothing of the cut."""
+    deploy_text(tmp_path, DESKS)
+    for _ in range(5):
+        store.trigger("acme", "bobs", actor="ops", now=T0)  # more urgent: ahead of ann's in the inbox's order
+    anns = [instance(store.trigger("acme", "anns", actor="ops", now=T0), "decide").id for _ in range(2)]
+    monkeypatch.setattr(inbox, "SCAN", 2)
+    assert [item.instance.id for item in human_inbox("acme", "ann", "mine", limit=1, now=T0)] == anns[:1]
+    assert [item.instance.id for item in human_inbox("acme", "ann", "mine", limit=5, now=T0)] == anns
+    assert len(human_inbox("acme", "bob", "mine", limit=10, now=T0)) == 5
