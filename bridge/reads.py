@@ -122,7 +122,8 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadCounts):
         return {"counts": client.status_counts(RunFilter(team, read.workflow, None, read.text))}
     if isinstance(read, m.ReadInbox):
-        return {"tasks": [item.to_json() for item in client.human_inbox(limit=read.limit, show=read.show)]}
+        items = client.human_inbox(limit=read.tasks_from + read.limit, show=read.show)[read.tasks_from:]
+        return {"tasks": [item.to_json() for item in items]}  # from tasks_from: the rest of an inbox sent in parts
     if isinstance(read, m.ReadSpec):
         if (read.run is None) == (read.workflow is None):
             raise Refusal("invalid_message", "spec: give either `run` or `workflow`")

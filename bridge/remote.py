@@ -239,8 +239,22 @@ class RemoteClient(Client):
     def human_inbox(self, team: str | None = None, limit: int = 500, *, show: str = "all") -> list[InboxItem]:
         if self._other_team(team):
             return []
-        tasks = self._read({"type": "inbox", "show": show, "limit": min(limit, m.MAX_PAGE)})["tasks"]
-        return [InboxItem.from_json(t) for t in tasks]
+        found: dict[int, InboxItem] = {}  # by instance: a task read twice as the inbox moves comes once
+        given = 0
+        while given < limit:  # pages of at most MAX_PAGE, each after the tasks the ones before gave
+            page = min(limit - given, m.MAX_PAGE)
+            message = {"type": "inbox", "show": show, "limit": page}
+            if given:  # left out otherwise: a bridge from before it refuses unknown keys
+                message["tasks_from"] = given
+            answer = self._read(message)
+            tasks = answer["tasks"]
+            for task in tasks:
+                item = InboxItem.from_json(task)
+                found.setdefault(item.instance.id, item)
+            given += len(tasks)
+            if not tasks or (len(tasks) < page and not answer.get("more")):  # more: cut short to fit a message
+                break
+        return list(found.values())
 
     def run_spec(self, run_id: int) -> VersionSpec:
         return self._spec({"type": "spec", "run": run_id})

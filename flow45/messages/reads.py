@@ -122,6 +122,9 @@ class ReadInbox(_Message):
     show: Literal["all", "mine", "groups", "overdue"] = Field(
         "all", description="mine: taken by or naming the sender; groups: naming a group the sender is in")
     limit: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE)
+    tasks_from: int = Field(0, ge=0, le=INT64_MAX - MAX_PAGE,  # with limit, still a 64-bit number
+                            description="leave out the inbox's first tasks: as many as the answers before gave, "
+                                        "when they said `more` or were full")
 
 
 class ReadSpec(_Message):

@@ -106,3 +106,40 @@ def test_reads_larger_than_a_message_come_whole_in_parts(bridge_env, tmp_path):
     finally:
         client.close()
         _stop(bridge, thread)
+
+
+def test_an_inbox_larger_than_a_message_comes_whole_in_parts(bridge_env, tmp_path):
+    """The bridge cut an inbox answer to fit its max_message_bytes and said `more`, but the remote
+    client took the cut page for the inbox: of 12 human tasks with 12.5 KB inputs an operator saw 4."""
+    _stop(bridge_env.bridge, bridge_env.thread)
+    capped = bridge_env.settings.model_copy(update={"max_message_bytes": CAP})
+    use_settings(capped)
+    bridge = Bridge(capped, batch_size=50)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    path = tmp_path / "desk.yaml"
+    path.write_text("team: reports\ntypes:\n  Doc: {fields: {uri: string}}\n  Ok: {fields: {ok: boolean}}\n"
+                    "workflows:\n  desk:\n    max_active_runs: null\n    tasks:\n"
+                    "      draft: {function: draft, output: Doc}\n"
+                    "      decide: {function: decide, output: Ok, human: true, inputs: {doc: draft}}\n")
+    store.deploy(load_config(path), actor="reports-admin")
+    for n in range(12):
+        run = store.trigger("reports", "desk", actor="reports-admin")
+        row = TaskInstance.get((TaskInstance.run == run) & (TaskInstance.task == "draft"))
+        grant = store.claim(row.id, row.token, "w")
+        store.submit(grant.instance, grant.token, {"uri": f"s3://bucket/{n}/" + "part/" * 2500})
+    local = LocalClient("reports-ops", team="reports")
+    client = RemoteClient(bridge_env.url("reports-ops"), timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while not bridge.consuming:
+            assert time.monotonic() < deadline, "the bridge did not start consuming"
+            time.sleep(0.05)
+        everything = local.human_inbox()
+        assert len(everything) == 12 and _size(*everything) > CAP
+        assert [(i.instance.id, i.inputs) for i in client.human_inbox()] == [
+            (i.instance.id, i.inputs) for i in everything]
+        assert [i.instance.id for i in client.human_inbox(limit=7)] == [i.instance.id for i in everything[:7]]
+    finally:
+        client.close()
+        _stop(bridge, thread)

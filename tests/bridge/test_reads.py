@@ -14,6 +14,7 @@ from flow45 import heartbeat
 from flow45 import messages as m
 from flow45.errors import Flow45Error, NotFound
 from flow45.heartbeat import Heartbeat
+from flow45.wire import INT64_MAX
 from tests.client.two_teams import deploy_two_teams
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,12 @@ def test_reads_come_in_capped_pages(bridge_env, ops, tmp_path):
     assert change.code == "invalid_message" and "flow45.in.reports" in change.message
     misplaced = refused(lambda: ops.change("reports", {"type": "runs"}))  # a read sent to the inbox
     assert misplaced.code == "invalid_message" and "flow45.read.reports" in misplaced.message
+    inbox = ops.read({"type": "inbox"})["tasks"]
+    assert [t["instance"]["id"] for t in ops.read({"type": "inbox", "tasks_from": 1})["tasks"]] == [
+        t["instance"]["id"] for t in inbox[1:]]
+    assert ops.read({"type": "inbox", "tasks_from": INT64_MAX - m.MAX_PAGE})["tasks"] == []
+    past = refused(lambda: ops.read({"type": "inbox", "tasks_from": INT64_MAX}))  # with limit, past 64 bits
+    assert past.code == "invalid_message" and "tasks_from" in past.message
 
 
 def test_reads_are_answered_while_the_workers_path_is_stuck(bridge_env, ops, tmp_path):
