@@ -25,7 +25,7 @@ from tui import data
 from tui.actions import INSTANCE_ACTIONS, instance_commands, open_instance_action
 from tui.screens.base import LiveScreen
 from tui.screens.run import NOTES_SHOWN
-from tui.widgets.ledger import Ledger
+from tui.widgets.ledger import SHOWN, Ledger, newest
 from tui.widgets.progress import pct_bar, state_text
 
 
@@ -37,6 +37,7 @@ class InstancePayload:
     spec: VersionSpec
     upstream_ids: frozenset[int]
     events: list[EventView] | None = None
+    earlier: bool = False  # events older than `events` were left out
 
     @property
     def output_type(self) -> str:
@@ -187,8 +188,9 @@ class InstanceScreen(LiveScreen):
         spec = known.spec if known else client.run_spec(view.run)
         run = client.run_row(view.run)
         inputs = data.instance_inputs(client, view, spec, run.params if run else None, known.inputs.ids if known else None)
-        events = client.tail_events(instance=self.instance_id, n=300) if with_events else None
-        return InstancePayload(view, run, inputs, spec, frozenset(inputs.ids.values()), events)
+        events, earlier = (newest(client.tail_events(instance=self.instance_id, n=SHOWN + 1)) if with_events
+                           else (None, False))
+        return InstancePayload(view, run, inputs, spec, frozenset(inputs.ids.values()), events, earlier)
 
     def fetch_changes(self, events: list[EventView]) -> InstancePayload | None:
         known = self.payload
@@ -211,7 +213,7 @@ class InstanceScreen(LiveScreen):
         self.query_one("#inst-inputs", Static).update(inputs_table(payload.inputs))
         self.query_one("#inst-attempts", Static).update(attempts_table(i))
         if payload.events is not None:
-            self.query_one("#inst-ledger", Ledger).show(payload.events)
+            self.query_one("#inst-ledger", Ledger).show(payload.events, earlier=payload.earlier)
 
     def apply_changes(self, events: list[EventView], payload: InstancePayload | None) -> None:
         if payload is not None:

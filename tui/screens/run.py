@@ -28,7 +28,7 @@ from tui.data import changed_instances
 from tui.screens import base
 from tui.screens.base import LiveScreen
 from tui.widgets.dag import DagView
-from tui.widgets.ledger import Ledger
+from tui.widgets.ledger import SHOWN, Ledger, newest
 from tui.widgets.timeline import Timeline
 from tui.widgets.progress import STATE_STYLES, done_bar, state_text
 
@@ -38,6 +38,7 @@ class RunPayload:
     run: RunView
     levels: dict[str, int]
     events: list[EventView]
+    earlier: bool = False  # events older than `events` were left out
 
 
 @dataclasses.dataclass
@@ -142,7 +143,7 @@ class RunScreen(LiveScreen):
         client = self.app.client
         run = client.run(self.run_id)
         levels = dependency_levels(client.run_spec(self.run_id).workflow)
-        return RunPayload(run, levels, client.tail_events(run=self.run_id, n=300))
+        return RunPayload(run, levels, *newest(client.tail_events(run=self.run_id, n=SHOWN + 1)))
 
     def fetch_changes(self, events: list[EventView]) -> RunChanges | None:
         found = changed_instances(self.app.client, self.run_id, events, len(self.run.instances) if self.run else 0)
@@ -160,7 +161,7 @@ class RunScreen(LiveScreen):
         self.timeline.show(payload.run)
         ledger = self.query_one("#run-ledger", Ledger)
         ledger.names = {i.id: i.task for i in payload.run.instances}
-        ledger.show(payload.events)
+        ledger.show(payload.events, earlier=payload.earlier)
         ledger.mark(None)
         self.steps = [e.id for e in payload.events if e.run == self.run_id]
 

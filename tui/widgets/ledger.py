@@ -13,6 +13,8 @@ from textual.strip import Strip
 from flow45.views import EventView
 from tui.widgets.progress import STATE_STYLES
 
+SHOWN = 300  # events a screen's ledger pane opens with, the newest; it reads one more to know of earlier ones
+
 
 def _detail(event: EventView) -> str:
     detail = event.detail
@@ -55,6 +57,11 @@ def format_event(event: EventView, names: dict[int, str] | None = None) -> Text:
     if detail := _detail(event):
         text.append(f"  {detail}", "bright_black")
     return text
+
+
+def newest(events: list[EventView]) -> tuple[list[EventView], bool]:
+    """Of the events read as SHOWN + 1 (tail_events), the newest SHOWN, and whether earlier ones were left out."""
+    return events[-SHOWN:], len(events) > SHOWN
 
 
 class Ledger(ScrollView, can_focus=True):
@@ -108,7 +115,12 @@ class Ledger(ScrollView, can_focus=True):
             if not self.scroll_offset.y <= line < self.scroll_offset.y + height:
                 self.scroll_to(y=max(0, line - height // 2), animate=False, immediate=True)
 
-    def show(self, events: Iterable[EventView]) -> None:
+    def show(self, events: Iterable[EventView], *, earlier: bool = False) -> None:
+        """`earlier`: older events than these were left out, which the title says, with where to read them."""
+        self.border_title = "ledger"
+        if earlier:
+            whose = f"--instance {self.instance}" if self.instance is not None else f"--run {self.run}"
+            self.border_title = f"ledger · the newest {SHOWN} events; the rest: flow45 events {whose} --after 0"
         self._lines.clear()
         self._ids.clear()
         self._widest = 0
