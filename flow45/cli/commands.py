@@ -464,38 +464,41 @@ def cmd_events(args) -> int:
     if not events and args.instance is not None:
         client.instance(args.instance)
     if args.follow:
-        args.after = events[-1].id if events else (args.after or 0)
-        return _follow_events(client, args, since)
+        floor = args.after if args.after is not None else (events[0].id - 1 if events else 0)
+        return _follow_events(client, args, since, floor, events)
     return 0
 
 
-def _follow_events(client, args, since: dt.datetime | None) -> int:
-    """Through the broker, the team's event stream brings each event, and the ledger is read by id
-    only when the stream may have skipped some (after connecting, or when another bridge took over
-    publishing it). On the database, the ledger is read every half second, from before the oldest id
-    a read skipped over that may still commit. Either way an event committed late (after larger
-    ids) is printed too, when it comes, and each event once."""
+def _follow_events(client, args, since: dt.datetime | None, floor: int, printed: list) -> int:
+    """After the `printed` events (those after `floor`): through the broker, the team's event stream
+    brings each event, and the ledger is read by id only when the stream may have skipped some (after
+    connecting, or when another bridge took over publishing it). On the database, the ledger is read
+    every half second. Either way the reads begin before the oldest id skipped over (by the first read
+    too) that may still commit, so an event committed late (after larger ids) is printed too, when it
+    comes, and each event once."""
     import queue
 
     from flow45.client.follower import Holes, Seen
 
     arrived: queue.Queue = queue.Queue()  # streamed events, and None: read the ledger by id
     pushed = client.subscribe(lambda: arrived.put(None), arrived.put) is not None
-    holes = None if pushed else Holes(writers=client.ledger_writers())
-    seen, last = Seen(), args.after
+    holes = Holes(writers=client.ledger_writers())
+    holes.read(floor, [e.id for e in printed])
+    seen, last = Seen(), printed[-1].id if printed else floor
+    for e in printed:
+        seen.add(e.id)
 
     def show(e) -> None:
         nonlocal last
-        if e.id > args.after and (since is None or e.at >= since) and seen.add(e.id):
+        if e.id > floor and (since is None or e.at >= since) and seen.add(e.id):
             _print_event(e, args.json)
             last = max(last, e.id)
 
     def read_through() -> None:
-        after = holes.reread_after(last) if holes else last
+        after = holes.reread_after(last)
         while True:
             page = client.events(after, team=args.team, run=args.run, instance=args.instance, limit=args.limit)
-            if holes:
-                holes.read(after, [e.id for e in page])
+            holes.read(after, [e.id for e in page])
             for e in page:
                 show(e)
             if len(page) < args.limit:

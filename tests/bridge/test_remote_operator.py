@@ -167,9 +167,10 @@ def test_events_follow_without_an_id_starts_from_the_newest(bridge_env, tmp_path
 @pytest.mark.parametrize("mode", ["broker", "database"])
 def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, postgres_url, tmp_path, mode):
     """A transaction that took its ledger ids first but commits last: `--follow` prints its events
-    too, once each: through the broker the stream brings them when they commit; on the database the
-    reads look again for the ids they skipped over. Both wait for as long as the transaction is open,
-    past the time they look for an id at least (the stream's here cut short so that it passes)."""
+    too, once each, though its first read (before it subscribed) found a larger id already: through
+    the broker the stream brings them when they commit (or the read made on subscribing does); on the
+    database the reads look again for the ids skipped over. Both wait for as long as the transaction
+    is open, past the time they look for an id at least (the stream's here cut short)."""
     import queue
     import threading
 
@@ -182,8 +183,6 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
     if mode == "database":
         environ["FLOW45_DATABASE_URL"] = postgres_url
     after = max(e.id for e in store.list_events(0, limit=1000))
-    follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after", str(after)],
-                              cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     opened, commit, late = threading.Event(), threading.Event(), []
 
     def long_transaction() -> None:
@@ -192,25 +191,30 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
             opened.set()
             commit.wait(30)
 
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout], daemon=True).start()
     slow = threading.Thread(target=long_transaction)
+    slow.start()
     try:
-        time.sleep(1.5)  # let it subscribe first
-        slow.start()
         assert opened.wait(10)
         early = store.trigger("reports", "nightly_sales", None, actor="cron")
-        printed = [json.loads(lines.get(timeout=60))]
-        assert (printed[0]["kind"], printed[0]["run"]) == ("trigger", early)
-        time.sleep(1.0)  # the skipped id is older than the stream's cut-short wait, its transaction still open
-        commit.set()
-        slow.join(10)
-        while not any(e["run"] == late[0] and e["kind"] == "trigger" for e in printed):
-            printed.append(json.loads(lines.get(timeout=30)))
+        follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after",
+                                   str(after)], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout], daemon=True).start()
+        try:
+            printed = [json.loads(lines.get(timeout=60))]
+            assert (printed[0]["kind"], printed[0]["run"]) == ("trigger", early)
+            time.sleep(1.5)  # let it subscribe; the skipped ids are older than the stream's wait, still open
+            commit.set()
+            slow.join(10)
+            while not any(e["run"] == late[0] and e["kind"] == "trigger" for e in printed):
+                printed.append(json.loads(lines.get(timeout=30)))
+        finally:
+            follow.terminate()
+            follow.wait(10)
     finally:
         commit.set()
-        follow.terminate()
-        follow.wait(10)
+        slow.join(10)
     late_trigger = next(e for e in printed if e["run"] == late[0] and e["kind"] == "trigger")
     assert late_trigger["id"] < printed[0]["id"]  # its id came before the early run's, its commit after
     assert len({e["id"] for e in printed}) == len(printed)
