@@ -369,9 +369,11 @@ class PostgresDialect(Dialect):
         return SessionLock(self.db, key)
 
     def open_writers(self) -> int:
-        # Transaction ids are handed out in order: every one open now is below the snapshot's xmax.
-        (xmax,) = self.db.execute_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
-        return int(xmax)
+        # A transaction id of its own: ids are handed out in order, so every writer open now has a smaller
+        # one (the snapshot's xmax is one past the newest *ended*, above which a writer may still be open).
+        # Committed at once, without waiting for the disk: it wrote nothing.
+        (xid,) = self.db.execute_sql("SET LOCAL synchronous_commit = off; SELECT pg_current_xact_id()::text").fetchone()
+        return int(xid)
 
     def oldest_open_writer(self) -> int:
         (xmin,) = self.db.execute_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()

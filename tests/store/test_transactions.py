@@ -13,7 +13,7 @@ import pytest
 
 from flow45 import store
 from flow45.db import atomic, database, describe_db_error, dialect, drop_connection
-from flow45.models import ProcessedMessage
+from flow45.models import Event, ProcessedMessage
 from flow45.store.bulk import insert_rows
 from tests.store.helpers import T0, deploy_text, instance
 from tests.store.test_stale_statistics import WORKFLOW
@@ -292,3 +292,46 @@ def test_a_ledger_id_skipped_over_is_looked_for_while_the_transaction_holding_it
     now[0] += LONGEST
     assert holes.reread_after(after + 10) == after + 10  # open for longer than is ever waited for
     end()
+
+
+def test_a_skipped_id_is_looked_for_while_its_writer_is_open_though_it_began_after_the_one_that_committed(tmp_path):
+    """The writer holding the skipped id began writing after the one that committed the larger id:
+    its transaction id is above every ended one, and it is still waited for."""
+    import threading
+
+    from flow45.client.follower import Holes
+
+    deploy_text(tmp_path, WORKFLOW.replace("{slots}", "null"))
+    after = max(e.id for e in store.list_events(0))
+    steps = {name: threading.Event() for name in ("first began", "held", "first may go", "release")}
+
+    def first() -> None:  # begins writing first, takes its ledger ids last, commits
+        with atomic():
+            database.execute_sql("SELECT pg_current_xact_id()")
+            steps["first began"].set()
+            steps["first may go"].wait(30)
+            Event.insert(at=T0, team="acme", kind="note", actor="ops").execute()  # nothing else commits after
+
+    def holder() -> None:  # takes its ledger id in between and stays open
+        with atomic():
+            Event.insert(at=T0, team="acme", kind="note", actor="slow").execute()
+            steps["held"].set()
+            steps["release"].wait(30)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=holder)]
+    threads[0].start()
+    assert steps["first began"].wait(10)
+    threads[1].start()
+    assert steps["held"].wait(10)
+    steps["first may go"].set()
+    threads[0].join(10)
+    try:
+        now = [0.0]
+        holes = Holes(wait=10.0, clock=lambda: now[0], writers=dialect())
+        holes.read(after, [e.id for e in store.list_events(after)])
+        now[0] += 11.0
+        assert holes.reread_after(after + 10) == after
+        assert holes.reread_after(after + 10) == after  # still open: not given up
+    finally:
+        steps["release"].set()
+        threads[1].join(10)
