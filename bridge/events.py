@@ -23,7 +23,16 @@ Ledger ids are taken when a transaction writes and seen when it commits, so with
 (bridges, the scheduler, the command line) an id can appear after a larger one. An id skipped over is
 a hole: looked for again at each poll and published when it appears (after larger ids), given up once
 it is HOLE_WAIT seconds old and every write transaction open when it was skipped has ended (a
-rolled-back transaction leaves holes for good; see flow45.client.follower.Holes).
+rolled-back transaction leaves holes for good; see flow45.client.follower.Holes). A spell begins by
+looking for the ids missing below where it starts (START_WINDOW of them), so an event whose
+transaction was open while no bridge published, or when a bridge started, is streamed too.
+
+Each team's last message of a read says in `x-flow45-settled` up to which id the ledger is settled:
+every event of the team up to it was published in that message or before it in this spell, or never
+will be. A follower that sees only its team's events (every other team's id is a hole to it) can
+then pass its holes at once instead of waiting them out, and wait for as long as the bridge does
+for an id still open. A team whose last message left ids above the mark gets an empty page with the
+new mark once they are settled.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ BATCH = 500
 EVENTS_LOCK_KEY = 45_0002
 STANDBY_INTERVAL = 1.0  # seconds between a waiting bridge's attempts to take the lock
 HOLE_WAIT = 10.0  # seconds an id skipped over is looked for at least
+START_WINDOW = 2_000  # ids below a spell's start looked for: far more than all writers hold at once
 
 
 def newest_event_id() -> int:
@@ -102,6 +112,7 @@ class EventPublisher(SideThread):
         self.stream = ""  # this spell of publishing, named anew each time the lock is taken (app_id)
         self._pages: dict[str, int] = {}  # team -> pages published this spell (x-flow45-page)
         self._holes = Holes(wait=HOLE_WAIT)  # ids skipped over, while they may still commit
+        self._unsettled: dict[str, int] = {}  # team -> its newest id published above the mark sent with it
 
     def _serve(self) -> None:
         connection = open_blocking(self.settings.amqp_url)
@@ -125,16 +136,17 @@ class EventPublisher(SideThread):
                         self.after = newest_event_id()
                     self._holes.clear()
                     self._holes.writers = dialect()  # this thread's connection asks which writers are open
+                    self._unsettled = {}
+                    self._look_below_start()
                     log.info("bridge events: publishing the event stream after event %d", self.after)
                 events = ledger_page(self.after, BATCH)
+                full = len(events) == BATCH
                 self._holes.read(self.after, [event.id for event in events])
                 if events:
                     self.after = events[-1].id
-                self._publish(out, events)
-                missing = self._holes.missing()
-                if missing:
-                    self._publish_late(out, missing)
-                if len(events) == BATCH:
+                events = self._with_late(events)
+                self._publish(out, events, self._holes.reread_after(self.after))
+                if full:
                     connection.process_data_events(time_limit=0)  # writes out the page
                 else:
                     connection.process_data_events(time_limit=self.interval)  # waits, and keeps the connection alive
@@ -144,32 +156,62 @@ class EventPublisher(SideThread):
             if connection.is_open:
                 connection.close()
 
-    def _publish(self, out, events: list[Streamed]) -> None:
+    def _look_below_start(self) -> None:
+        """The ids missing among the START_WINDOW below where this spell starts are holes: a transaction
+        open then may still commit them."""
+        floor = max(self.after - START_WINDOW, 0)
+        present = Event.select(Event.id).where((Event.id > floor) & (Event.id <= self.after)).tuples()
+        self._holes.read(floor, [event_id for (event_id,) in present])
+
+    def _with_late(self, events: list[Streamed]) -> list[Streamed]:
+        """The page with the events whose ids were skipped over and have committed since, in id order:
+        each team's message then holds every id its mark covers."""
+        missing = self._holes.missing()
+        late = ledger_page(0, len(missing), ids=missing) if missing else []
+        if not late:
+            return events
+        self._holes.filled(event.id for event in late)
+        return sorted(late + events, key=lambda event: event.id)
+
+    def _publish(self, out, events: list[Streamed], settled: int) -> None:
         """One message per team: its events of this page, oldest first (an `EventPage`), numbered among
-        the team's pages of this spell, so that a follower whose capped queue dropped some knows."""
+        the team's pages of this spell, so that a follower whose capped queue dropped some knows. Its
+        last message carries the `settled` mark, and a team waiting for the mark to pass its newest
+        id gets an empty page once it has."""
         by_team: dict[str, list[Streamed]] = {}
         for event in events:
             by_team.setdefault(event.team, []).append(event)
+        for team, newest in list(self._unsettled.items()):
+            if team not in by_team and settled >= newest:
+                self._send(out, team, [], settled)
         for team, events_of_team in by_team.items():
-            for page in _pages_under(events_of_team, self.settings.max_message_bytes):
-                body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
-                number = self._pages[team] = self._pages.get(team, 0) + 1
-                properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
-                                                  message_id=f"events-{page[0].id}-{page[-1].id}",
-                                                  headers={names.EVENT_PAGE_HEADER: number})
-                out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
+            pages = _pages_under(events_of_team, self.settings.max_message_bytes)
+            for page in pages[:-1]:
+                self._send(out, team, page, None)
+            self._send(out, team, pages[-1], settled)
 
-    def _publish_late(self, out, missing: list[int]) -> None:
-        """Events whose ids were skipped over, committed since."""
-        late = ledger_page(0, len(missing), ids=missing)
-        self._publish(out, late)
-        self._holes.filled(event.id for event in late)
+    def _send(self, out, team: str, page: list[Streamed], settled: int | None) -> None:
+        body = b'{"events":[' + b",".join(e.body for e in page) + b"]}"
+        number = self._pages[team] = self._pages.get(team, 0) + 1
+        headers = {names.EVENT_PAGE_HEADER: number}
+        if settled is not None:
+            headers[names.EVENT_SETTLED_HEADER] = settled
+            newest = page[-1].id if page else settled
+            if settled < newest:
+                self._unsettled[team] = newest
+            else:
+                self._unsettled.pop(team, None)
+        message_id = f"events-{page[0].id}-{page[-1].id}" if page else f"events-settled-{settled}"
+        properties = pika.BasicProperties(content_type="application/json", type="events", app_id=self.stream,
+                                          message_id=message_id, headers=headers)
+        out.basic_publish(names.EVENTS_EXCHANGE, team, body, properties)
 
     def _wait_as_standby(self, connection) -> None:
         if self.publishing:  # a new session without the lock: another bridge publishes now
             log.warning("bridge events: another bridge publishes the event stream now")
         self.publishing = False
         self._holes.clear()
+        self._unsettled = {}
         self.after = newest_event_id()
         connection.process_data_events(time_limit=self.standby_interval)
 

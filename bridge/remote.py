@@ -367,17 +367,20 @@ class RemoteClient(Client):
 
     # ---- the team's event stream ---------------------------------------------------------------
 
-    def subscribe(self, wake: Callable[[], None], deliver: Callable[[EventView], None]) -> Callable[[], None]:
+    def subscribe(self, wake: Callable[[], None], deliver: Callable[[EventView], None],
+                  settle: Callable[[int], None] | None = None) -> Callable[[], None]:
         stop = threading.Event()
-        threading.Thread(target=self._follow, args=(wake, deliver, stop), name="flow45-event-stream", daemon=True).start()
+        threading.Thread(target=self._follow, args=(wake, deliver, settle, stop), name="flow45-event-stream",
+                         daemon=True).start()
         return stop.set
 
-    def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None], stop: threading.Event) -> None:
+    def _follow(self, wake: Callable[[], None], deliver: Callable[[EventView], None],
+                settle: Callable[[int], None] | None, stop: threading.Event) -> None:
         """A queue of our own on flow45.events, bound to our team's key (the only one the broker lets
-        us bind). Every event of its pages is handed to `deliver`; each reconnection, a page that
-        cannot be read, the first page from another publisher (after a bridge's restart or failover:
-        what it did not stream is in the ledger) and a page number skipped (pages our capped queue
-        dropped while we lagged) wake the follower to read by id."""
+        us bind). Every event of its pages is handed to `deliver`, then the page's settled mark to
+        `settle`; each reconnection, a page that cannot be read, the first page from another publisher
+        (after a bridge's restart or failover: what it did not stream is in the ledger) and a page
+        number skipped (pages our capped queue dropped while we lagged) wake the follower to read by id."""
         backoff = Backoff(stop, cap=10.0)
         team = self.team
         self.close()  # the connection this thread may have opened to ask who we are: the stream has its own
@@ -396,7 +399,8 @@ class RemoteClient(Client):
                             break
                         if method is None:
                             continue
-                        number = (properties.headers or {}).get(names.EVENT_PAGE_HEADER)
+                        headers = properties.headers or {}
+                        number = headers.get(names.EVENT_PAGE_HEADER)
                         if properties.app_id != publisher:
                             if publisher is not None:
                                 wake()
@@ -409,6 +413,9 @@ class RemoteClient(Client):
                             wake()
                         for event in page or ():
                             deliver(event)
+                        settled = headers.get(names.EVENT_SETTLED_HEADER)
+                        if settle is not None and page is not None and type(settled) is int:
+                            settle(settled)
                 finally:
                     if connection.is_open:
                         connection.close()

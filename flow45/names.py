@@ -19,6 +19,7 @@ READS_TTL_MS = 30_000  # a read nobody answered in this long is dropped: its ask
 EVENTS_EXCHANGE = "flow45.events"  # topic: every ledger event, routing key its TEAM; a team's operators
 # may bind only their own team's key
 EVENT_PAGE_HEADER = "x-flow45-page"  # a page's number among its team's pages of one publishing spell
+EVENT_SETTLED_HEADER = "x-flow45-settled"  # every ledger id up to it was published in this spell or never will be
 NAME = r"^[a-z][a-z0-9_-]{0,62}$"  # a team, workflow, task or function: safe in queue names and regexes
 MAX_PRIORITY = 10
 INBOX_DELIVERY_LIMIT = 5

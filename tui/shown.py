@@ -17,9 +17,10 @@ class ShownClient:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def subscribe(self, wake: Callable[[], None], deliver: Callable[[Any], None]):
+    def subscribe(self, wake: Callable[[], None], deliver: Callable[[Any], None],
+                  settle: Callable[[int], None] | None = None):
         """The event stream's events pass through the same filter as what is read."""
-        return self._client.subscribe(wake, lambda event: deliver(visible_all(event)))
+        return self._client.subscribe(wake, lambda event: deliver(visible_all(event)), settle)
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._client, name)

@@ -240,11 +240,12 @@ class Client(abc.ABC):
     def validate(self, path: Path) -> list[ValidatedTeam]:
         """Check a config file or folder; raises ConfigError naming every problem."""
 
-    def subscribe(self, wake: Callable[[], None],
-                  deliver: Callable[[EventView], None]) -> Callable[[], None] | None:
+    def subscribe(self, wake: Callable[[], None], deliver: Callable[[EventView], None],
+                  settle: Callable[[int], None] | None = None) -> Callable[[], None] | None:
         """Hand each ledger event this client is pushed to `deliver` (from a thread of its own), and
         call `wake` when the push may have skipped some (after each (re)connection, or when its
-        publisher changed), so a follower re-reads by id what it missed.
+        publisher changed), so a follower re-reads by id what it missed. `settle(through)`: every id
+        up to `through` not yet delivered never will be (the stream's mark; ids skipped need no wait).
         Returns how to stop; None when this client has no such push, and followers poll `events`."""
         return None
 

@@ -72,6 +72,12 @@ class Holes:
             for old in sorted(self._missed)[: len(self._missed) - self.limit]:
                 del self._missed[old]
 
+    def settle(self, through: int) -> None:
+        """Every id up to `through` has come or never will (the event stream says so): none is a hole."""
+        if self._missed and min(self._missed) <= through:
+            self._missed = {i: at_mark for i, at_mark in self._missed.items() if i > through}
+            self._first_missed = min((at for at, _ in self._missed.values()), default=math.inf)
+
     def clear(self) -> None:
         self._missed.clear()
         self._first_missed = math.inf

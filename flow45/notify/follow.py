@@ -16,7 +16,9 @@ another team's work delays nothing, only the watermark.
 On the database it reads the ledger from the watermark at each poll. Through the bridge it takes the
 events the team's event stream brings (late ones too, when they commit), and reads from the
 watermark only when the stream may have skipped some: at the start, after reconnecting, or when
-another bridge took over publishing it."""
+another bridge took over publishing it. The stream's settled marks say which holes never come (other
+teams' ids, rolled back ones): those are passed at once, and the others waited for as long as the
+bridge waits for them (up to LONGEST), not GAP_WAIT; a stream without marks leaves GAP_WAIT to decide."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from flow45 import metrics
-from flow45.client.follower import Holes
+from flow45.client.follower import LONGEST, Holes
 from flow45.errors import Flow45Error
 from flow45.notify import events as meaning
 from flow45.notify.hooks import Webhook
@@ -126,7 +128,8 @@ class Notifier:
     def run(self, once: bool = False) -> None:
         """Until stopped (or, with `once`, until the ledger has nothing more)."""
         streamed: queue.Queue = queue.Queue()  # the stream's events, and None: read the ledger by id
-        unsubscribe = None if once else self.client.subscribe(lambda: streamed.put(None), streamed.put)
+        unsubscribe = None if once else self.client.subscribe(lambda: streamed.put(None), streamed.put,
+                                                              lambda through: streamed.put(_Settled(through)))
         try:
             read, last_read = True, 0.0
             while not self.stop.is_set():
@@ -147,6 +150,13 @@ class Notifier:
                     self._advance()  # holes grow old while nothing comes
                     continue
                 read = event is None
+                if isinstance(event, _Settled):
+                    self._holes.settle(event.through)
+                    self._holes.wait = LONGEST  # the stream's marks tell which holes never come
+                    self._advance()
+                    continue
+                if read:
+                    self._holes.wait = GAP_WAIT  # until the stream (maybe another bridge's) marks again
                 if event is not None:
                     if not self._take(event):
                         return
@@ -224,6 +234,13 @@ class Notifier:
     def _save(self) -> None:
         self.position.save(self.state)
         self._saved_at, self._unsaved = time.monotonic(), False
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """The stream's mark: every id up to `through` that has not come never will."""
+
+    through: int
 
 
 def _epoch(at) -> float:

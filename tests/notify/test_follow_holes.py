@@ -1,7 +1,8 @@
 """The notifier's place in a ledger with holes. Through the bridge a team's operator reads only its own
 team's events, so every other team's event is a hole in its ledger: the notifier posts each event
-as it comes, whatever the holes, and its watermark passes a hole once it is GAP_WAIT old. An event
-committed late (below ids already posted) is posted when it comes, once."""
+as it comes, whatever the holes, and its watermark passes a hole once it is GAP_WAIT old, or at once
+when the bridge's stream marks it settled. An event committed late (below ids already posted) is
+posted when it comes, once."""
 
 from __future__ import annotations
 
@@ -55,16 +56,16 @@ class TeamClient:
 
     def __init__(self, ledger: list[EventView], pushed: bool):
         self.ledger, self.pushed = ledger, pushed
-        self.deliver = None
+        self.deliver = self.settle = None
         self.subscribed = threading.Event()
 
     def events(self, after, limit=200, **_):
         return sorted((e for e in self.ledger if e.id > after and e.team == "acme"), key=lambda e: e.id)[:limit]
 
-    def subscribe(self, wake, deliver):
+    def subscribe(self, wake, deliver, settle=None):
         if not self.pushed:
             return None
-        self.deliver = deliver
+        self.deliver, self.settle = deliver, settle
         self.subscribed.set()
         return lambda: None
 
@@ -110,3 +111,59 @@ def test_another_teams_events_delay_no_post_and_a_late_event_is_posted_once(tmp_
         notifier.stop_now()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def notifier_of(client, receiver: Receiver, state) -> tuple[Notifier, threading.Thread]:
+    notifier = Notifier(client, "acme", [Webhook(url=receiver.url, events=["run_failed"])], state, start=0,
+                        retry_delay=0.05, poll=0.05)
+    thread = threading.Thread(target=notifier.run, daemon=True)
+    thread.start()
+    return notifier, thread
+
+
+def test_the_streams_settled_mark_passes_another_teams_ids_at_once(tmp_path, monkeypatch):
+    """Every rival id below the mark never comes to acme's notifier: its watermark passes them when
+    the mark comes, without waiting GAP_WAIT (a smaller state file, a shorter re-read after a restart)."""
+    monkeypatch.setattr(follow, "GAP_WAIT", 300.0)
+    receiver, state = Receiver(), tmp_path / "notify.json"
+    client = TeamClient([run_failed(i, "acme" if i % 2 else "rival") for i in range(1, 21)], pushed=True)
+    notifier, thread = notifier_of(client, receiver, state)
+    try:
+        wait_for(lambda: len(receiver.keys) == 10 and client.subscribed.is_set())
+        wait_for(lambda: notifier.position.after == 1)  # rival's 2 is a hole, waited for
+        time.sleep(0.5)
+        assert notifier.position.after == 1
+        client.settle(20)
+        wait_for(lambda: json.loads(state.read_text())["after"] == 19)  # acme's newest: every hole passed
+        assert json.loads(state.read_text())["seen"] == []
+    finally:
+        notifier.stop_now()
+        thread.join(10)
+
+
+def test_an_id_above_the_streams_mark_is_waited_for_past_gap_wait_and_posted_when_it_commits(tmp_path, monkeypatch):
+    """The bridge still looks for id 11 (its transaction is open): acme's notifier does not give it up
+    after GAP_WAIT, and posts it when the stream brings it, once."""
+    monkeypatch.setattr(follow, "GAP_WAIT", 0.2)
+    receiver, state = Receiver(), tmp_path / "notify.json"
+    ledger = [run_failed(i) for i in range(1, 11)]
+    client = TeamClient(ledger, pushed=True)
+    notifier, thread = notifier_of(client, receiver, state)
+    try:
+        wait_for(lambda: len(receiver.keys) == 10 and client.subscribed.is_set())
+        client.settle(10)
+        ledger.append(run_failed(12))
+        client.deliver(ledger[-1])
+        client.settle(10)  # 11 still open
+        wait_for(lambda: 12 in receiver.posted())
+        time.sleep(1.0)  # five times GAP_WAIT
+        assert notifier.position.after == 10  # 11 still waited for
+        late = run_failed(11)
+        ledger.append(late)
+        client.deliver(late)
+        client.settle(12)
+        wait_for(lambda: json.loads(state.read_text())["after"] == 12)
+        assert receiver.posted() == [*range(1, 11), 12, 11]  # each once; the late one when it came
+    finally:
+        notifier.stop_now()
+        thread.join(10)

@@ -29,7 +29,7 @@ class Pushing:
         self.count = 0
         self.subscribed = threading.Event()
 
-    def subscribe(self, wake, deliver):
+    def subscribe(self, wake, deliver, settle=None):
         self.wake, self.deliver = wake, deliver
         self.subscribed.set()
         return lambda: None
@@ -49,7 +49,7 @@ class Pushing:
 class Polling(Pushing):
     """A client with no event stream: the feed polls the ledger."""
 
-    def subscribe(self, wake, deliver):
+    def subscribe(self, wake, deliver, settle=None):
         self.subscribed.set()
         return None
 
