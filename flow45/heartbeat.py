@@ -31,10 +31,12 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._parts: dict[str, dict] = {}
         self._written: dict[str, float] = {}
+        self._looped: dict[str, float] = {}  # part -> its last loop (monotonic), file or not: for the watchdog
         self._failing = False  # the last write failed (said once, not at every loop)
 
     def beat(self, part: str, error: str | None = None) -> None:
         """The part finished one loop; `error` says what it could not do, if anything."""
+        self._looped[part] = time.monotonic()
         if self.path is None:
             return
         now = time.time()
@@ -45,6 +47,11 @@ class Heartbeat:
             self._parts[part] = {"at": now, "error": error}
             self._written[part] = now
             self._write()
+
+    def stale(self, max_age: float) -> list[str]:
+        """The parts whose last loop is more than `max_age` seconds old."""
+        now = time.monotonic()
+        return sorted(part for part, at in list(self._looped.items()) if now - at > max_age)
 
     def remove(self) -> None:
         """On a clean stop: no file, no service."""

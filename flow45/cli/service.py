@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from flow45 import systemd
 from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _positive_seconds, _run_key,
                              _team_workflow, command, told_team)
 from flow45.cli.output import print_json
@@ -254,10 +255,12 @@ def _run_parts(parts: dict, stop, beats) -> int:
         asked.append(time.monotonic())
         stop()
 
+    watchdog = systemd.Watchdog(beats)
     with on_stop_signals(on_signal):
         threads = [threading.Thread(target=body, args=(n, t), name=n, daemon=True) for n, t in parts.items()]
         for thread in threads:
             thread.start()
+        systemd.notify("READY=1")
         code = 0
         try:
             while True:
@@ -268,6 +271,9 @@ def _run_parts(parts: dict, stop, beats) -> int:
                     if asked and time.monotonic() > asked[0] + STOP_GRACE:
                         name, error = None, None
                         break
+                    if not asked:
+                        watchdog.tick()
+            systemd.notify("STOPPING=1")
             if not asked:
                 code = 1
                 message = error or f"{name}: stopped"
