@@ -5,6 +5,7 @@ in words naming who may. The clock stands at a fixed moment: due times are read 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import time_machine
 from textual.widgets import Input, Select, Static
@@ -15,7 +16,7 @@ from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance,
 from tests.tui.test_dashboard import text_of
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
-from tui.screens.inbox import InboxScreen
+from tui.screens.inbox import SHOWS, InboxScreen
 from tui.screens.modals import GiveModal, TakeOverModal
 from tui.screens.runs import RunsScreen
 
@@ -32,13 +33,17 @@ def two_approvals() -> tuple[int, int]:
 
 
 async def open_inbox(pilot, show: str) -> InboxScreen:
+    """The inbox with the two approvals read for `show`: until that read is shown, the rows and the
+    summary are the first read's (all)."""
     app = pilot.app
     await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
     await pilot.press("i")
     await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen))
-    app.screen.query_one("#inbox-show", Select).value = show
-    await wait_until(pilot, lambda: app.screen.show_filter == show and len(app.screen.rows) == 2)
-    return app.screen
+    inbox = app.screen
+    inbox.query_one("#inbox-show", Select).value = show
+    named = f"(team reports, {dict((v, k) for k, v in SHOWS)[show]})"
+    await wait_until(pilot, lambda: named in text_of(inbox.query_one("#inbox-summary", Static)) and len(inbox.rows) == 2)
+    return inbox
 
 
 async def test_the_overdue_task_comes_first_is_taken_and_decided_with_a_comment(tui_db):
@@ -266,3 +271,38 @@ async def test_an_inbox_longer_than_it_shows_does_not_say_that_is_all(tui_db, mo
             assert [i.instance.id for i in app.screen.rows] == [late]
             assert "the first 1 human task(s) waiting, more may wait (team reports, all), 1 overdue" \
                 in text_of(app.screen.query_one("#inbox-summary", Static))
+
+
+async def test_while_a_new_filters_read_is_under_way_the_summary_names_the_filter_of_the_rows_shown(tui_db, monkeypatch):
+    """A recount redraws the rows shown before the new filter's read comes: the summary goes on naming
+    the filter they were read for, not the one chosen since."""
+    from flow45.client.local import LocalClient
+    from tui.screens import base
+
+    monkeypatch.setattr(base, "RECOUNT_EVERY", 0.1)
+    groups_read = threading.Event()
+
+    class SlowGroups(LocalClient):
+        def human_inbox(self, team=None, limit=500, *, show="all"):
+            if show == "groups":
+                assert groups_read.wait(30), "the test never let the read through"
+            return super().human_inbox(team, limit, show=show)
+
+    draws = []
+    drawn = InboxScreen._draw
+    monkeypatch.setattr(InboxScreen, "_draw", lambda screen: (draws.append(screen.show_filter), drawn(screen))[1])
+    two_approvals()
+    app = Dashboard(REVIEWER, client=SlowGroups(REVIEWER))
+    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                inbox = await open_inbox(pilot, "all")
+                summary = inbox.query_one("#inbox-summary", Static)
+                inbox.query_one("#inbox-show", Select).value = "groups"
+                await wait_until(pilot, lambda: draws.count("groups") >= 2)  # recounts since the choice
+                assert "2 human task(s) waiting (team reports, all), 1 overdue" in text_of(summary)
+                groups_read.set()
+                await wait_until(pilot, lambda: "(team reports, my groups)" in text_of(summary))
+                assert "2 human task(s) waiting (team reports, my groups), 1 overdue" in text_of(summary)
+        finally:
+            groups_read.set()

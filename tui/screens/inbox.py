@@ -50,6 +50,7 @@ class InboxScreen(LiveScreen):
         self.team = team if team in self.teams else (self.teams[0] if len(self.teams) == 1 else None)
         self.show_filter = show
         self.rows: list[InboxItem] = []
+        self.rows_for: tuple[str | None, str] | None = None  # (team, filter) `rows` were read for
         self._read_at: dt.datetime | None = None  # this dashboard's clock when `rows` were read
         self._shown_widths: dict[str, int] = {}
 
@@ -91,7 +92,7 @@ class InboxScreen(LiveScreen):
         asked, rows = payload
         if asked != (self.team, self.show_filter):
             return  # read for a team or filter since changed
-        self.rows, self._read_at = rows, utcnow()
+        self.rows, self.rows_for, self._read_at = rows, asked, utcnow()
         self._draw()
 
     def _draw(self) -> None:
@@ -119,11 +120,12 @@ class InboxScreen(LiveScreen):
         ids = [item.instance.id for item in rows]
         if keep in ids:
             table.move_cursor(row=ids.index(keep), scroll=False)
-        who = f"team {self.team}" if self.team else "all teams"
+        team, show = self.rows_for  # not the filter chosen since: its read may still be under way
+        who = f"team {team}" if team else "all teams"
         waiting = f"the first {len(rows)} human task(s) waiting, more may wait" if len(rows) >= SHOWN \
             else f"{len(rows)} human task(s) waiting"  # the read stops at SHOWN
         self.query_one("#inbox-summary", Static).update(
-            f"  {waiting} ({who}, {dict((v, k) for k, v in SHOWS)[self.show_filter]})"
+            f"  {waiting} ({who}, {dict((v, k) for k, v in SHOWS)[show]})"
             + (f", {overdue} overdue" if overdue else ""))
 
     @property
