@@ -171,8 +171,9 @@ class Bridge:
             pool.close()
             self.relay.lose()
             drop_connection()  # the relay lock goes with its session: another bridge takes it over at once
+            joined_by = time.monotonic() + 0.3  # within a stop's grace; they hold nothing that needs finishing
             for thread in beside:
-                thread.join(timeout=0.3)  # within a stop's grace; they hold nothing that needs finishing
+                thread.join(timeout=max(0.0, joined_by - time.monotonic()))
             self.stopped.set()
         log.info("bridge: stopped")
 
