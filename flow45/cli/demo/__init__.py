@@ -113,8 +113,11 @@ def set_the_stage(options: Options, echo_workers: logging.Handler | None) -> Set
     _log_to(options.output / "flow45-demo.log", echo_workers=echo_workers)
     amqp = f", RabbitMQ {hide_password(settings.amqp_url)}" if settings.amqp_url else ""
     print(f"flow45 demo: store {hide_password(settings.database_url)}{amqp}; worker files in {options.output}", flush=True)
-    _deploy()
-    store.trigger(TEAM, MONTHLY, {"month": _previous_month()}, actor=OPERATOR)
+    nightly_tick = _deploy()
+    # The month before the nightly run's: that run's connected report is of its own month, so the two
+    # reports differ even where today's month before is the nightly's (the 1st, before its 02:30 tick;
+    # or a demo started at 23:59 on the 31st that reaches this line after midnight).
+    store.trigger(TEAM, MONTHLY, {"month": _month_before(nightly_tick)}, actor=OPERATOR)
     return settings
 
 
@@ -264,25 +267,27 @@ def _in_use(sqlite_file: Path) -> bool:
         connection.close()
 
 
-def _deploy() -> None:
+def _deploy() -> dt.datetime:
     """Deploy examples/config as if the team had deployed nightly_sales a minute before its latest
     cron tick, so the scheduler, starting now, finds that tick due and creates its run. The other
     workflows are deployed now: backdating them too would make their own ticks in between due (on the
-    1st of a month, a scheduled monthly_report beside the demo's own)."""
+    1st of a month, a scheduled monthly_report beside the demo's own). Returns that tick."""
     [team] = load_config(CONFIG)
     now = utcnow()
     schedule = team.workflows[NIGHTLY].schedule
-    deployed_at = cron_schedule(schedule.cron, schedule.timezone).latest_at(now) - dt.timedelta(minutes=1)
+    tick = cron_schedule(schedule.cron, schedule.timezone).latest_at(now)
+    deployed_at = tick - dt.timedelta(minutes=1)
     nightly_alone = dataclasses.replace(team, workflows={NIGHTLY: team.workflows[NIGHTLY]})
     store.deploy([nightly_alone], actor=OPERATOR, now=deployed_at)
     report = store.deploy([team], actor=OPERATOR, now=now)
     names = ", ".join(f"{w.workflow} v{w.version}" for w in report.workflows)
     print(f"flow45 demo: deployed {CONFIG} ({names}); {NIGHTLY} as of {deployed_at:%Y-%m-%d %H:%M} UTC, "
           f"a minute before its last tick ({schedule.cron})", flush=True)
+    return tick
 
 
-def _previous_month() -> str:
-    first = utcnow().date().replace(day=1)
+def _month_before(moment: dt.datetime) -> str:
+    first = moment.date().replace(day=1)
     return f"{first - dt.timedelta(days=1):%Y-%m}"
 
 
