@@ -95,9 +95,11 @@ class Notifier:
     team, each on a thread): a team's receiver that is down holds back that team's posts alone."""
 
     def __init__(self, client, team: str, hooks: list[Webhook], state: Path, *, start: int | None = None,
-                 retry_delay: float = 1.0, retry_max: float = 60.0, poll: float = 1.0, inherit: Path | None = None):
+                 retry_delay: float = 1.0, retry_max: float = 60.0, poll: float = 1.0, inherit: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         """`state`: the team's own file (`team_state`); `inherit`: a file to start from when it has none.
-        `start`: on a first start (neither file), the event id to begin after; None: the ledger's end."""
+        `start`: on a first start (neither file), the event id to begin after; None: the ledger's end.
+        `clock`: seconds, by which a hole grows GAP_WAIT old."""
         self.client, self.team, self.hooks, self.state = client, team, {team: hooks}, Path(state)
         self.stop, self.wake = threading.Event(), threading.Event()
         self.position = Position.load(self.state, lambda: client.latest_event_id() if start is None else start,
@@ -105,7 +107,7 @@ class Notifier:
         self.backoff = Backoff(self.stop, first=retry_delay, cap=retry_max)
         self.poll = poll
         self.posted = 0
-        self._holes = Holes(wait=GAP_WAIT, limit=MAX_HOLES, writers=client.ledger_writers())  # ids missed below a handled one
+        self._holes = Holes(wait=GAP_WAIT, limit=MAX_HOLES, clock=clock, writers=client.ledger_writers())  # ids missed below a handled one
         self._top = self.position.after  # the newest id handled
         if self.position.seen:
             self._holes.read(self.position.after, self.position.seen)
