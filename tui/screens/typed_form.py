@@ -28,6 +28,9 @@ class HumanPayload:
 
 class TypedOutputScreen(LiveScreen):
     CSS_PATH = "human.tcss"
+    # The first field, as the screen opens: focused after a refresh instead, it was taken from a field
+    # the operator had already moved to (on a loaded machine, keys typed there went to the dashboard).
+    AUTO_FOCUS = "#human-form Input, #human-form Select"
     NOTE_LABEL = ""
     NOTE_PLACEHOLDER = ""
     NOTE_ID = ""
@@ -56,14 +59,6 @@ class TypedOutputScreen(LiveScreen):
                 yield Static("", id="human-refusal", classes="-empty")
                 yield Button(f"{self.SEND_LABEL} as {self.app.actor}", variant="primary", id="human-submit")
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.call_after_refresh(self._focus_first_field)
-
-    def _focus_first_field(self) -> None:
-        fields = self.query("#human-form Input, #human-form Select")
-        if fields:
-            fields.first().focus()
 
     def load(self) -> HumanPayload:
         client = self.app.client
