@@ -135,7 +135,7 @@ def test_the_newcomer_approves_and_undoes_in_the_dashboard(stage):
             await until(lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
             assert app.screen.run.id == 1
             await pilot.press("down")
-            assert app.screen.query_one(DagView).cursor_instance.task == "render"
+            await until(lambda: app.screen.query_one(DagView).cursor_instance.task == "render")
             await pilot.press("u")
             await until(lambda: isinstance(app.screen, UndoModal))
             await pilot.press(*[{" ": "space"}.get(c, c) for c in "wrong logo"])

@@ -65,7 +65,7 @@ def monthly_run(done: tuple[str, ...] = ("extract", "render")) -> int:
     return run
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> float:
+async def wait_until(pilot, predicate, timeout: float = 30.0) -> float:
     """Let the app run until `predicate()` holds; returns the seconds it took. No key is pressed.
     The timeout only bounds a hang: a loaded machine may take seconds where a quiet one takes less."""
     started = time.monotonic()
@@ -74,6 +74,21 @@ async def wait_until(pilot, predicate, timeout: float = 10.0) -> float:
             raise AssertionError(f"not within {timeout}s: {predicate.__doc__ or predicate}")
         await pilot.pause(0.05)
     return time.monotonic() - started
+
+
+def notices(app) -> list[tuple[str, str]]:
+    """(title, message) of every notice the dashboard gives from now on, as it gives it. Not
+    `app._notifications`: that holds a notice only once the app has handled its message (a screen may
+    change first) and drops it after its 5 s on screen (a loaded machine's test may take longer)."""
+    given: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recorded(message: str, *, title: str = "", **kwargs) -> None:
+        given.append((title, message))
+        notify(message, title=title, **kwargs)
+
+    app.notify = recorded
+    return given
 
 
 async def type_text(pilot, text: str) -> None:

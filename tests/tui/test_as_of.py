@@ -20,14 +20,14 @@ async def test_stepping_back_shows_the_dag_as_it_was_and_stepping_past_the_newes
         assert now == {"extract": "succeeded", "render": "succeeded", "approve": "available", "publish": "pending"}
 
         await pilot.press("left_square_bracket")  # before the last event (approve offered)
-        assert screen.step_at == len(ids) - 2
+        await wait_until(pilot, lambda: screen.step_at == len(ids) - 2)
         assert dag_states(app) == {**now, "approve": "pending"}
         assert f"as it was at ledger event {ids[-2]}" in text_of(screen.query_one("#run-info"))
         assert screen.query_one(Ledger).marked == ids[-2]
 
         for _ in range(len(ids)):  # past the first event: stays at the trigger, before any offer
             await pilot.press("left_square_bracket")
-        assert set(dag_states(app).values()) == {"pending"}
+        await wait_until(pilot, lambda: set(dag_states(app).values()) == {"pending"})
         assert screen.query_one(Ledger).marked == ids[0]
 
         # A change while looking back is added to the ledger, not to the past being shown.
@@ -37,6 +37,7 @@ async def test_stepping_back_shows_the_dag_as_it_was_and_stepping_past_the_newes
 
         for _ in range(len(screen.steps)):
             await pilot.press("right_square_bracket")
-        assert screen.step_at is None and screen.query_one(Ledger).marked is None
+        await wait_until(pilot, lambda: screen.step_at is None)  # the newest: read again, live
+        assert screen.query_one(Ledger).marked is None
         assert dag_states(app)["publish"] == "held"
         assert "as it was" not in text_of(screen.query_one("#run-info"))

@@ -10,7 +10,8 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 
 from flow45 import store
 from flow45.models import Attempt, Event, Run
-from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, type_text, wait_until
+from tests.tui.conftest import (OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, notices, type_text,
+                                wait_until)
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
 from tui.screens.set_output import SetOutputScreen
@@ -70,7 +71,7 @@ async def test_open_a_run_and_undo_an_instance_through_the_modal(tui_db):
         assert Event.select().where(Event.kind == "undo").count() == 0
         # Without a reason the core is not even asked.
         await pilot.press("ctrl+s")
-        assert "a reason is required" in text_of(modal.query_one("#refusal"))
+        await wait_until(pilot, lambda: "a reason is required" in text_of(modal.query_one("#refusal")))
         await type_text(pilot, "wrong logo")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
@@ -125,9 +126,9 @@ async def test_submit_a_human_task_through_the_form_with_a_field_error(tui_db):
         form.query_one("#field-reviewer", Input).focus()
         await type_text(pilot, "kim")
         await pilot.press("ctrl+s")  # `approved` left unset
+        await wait_until(pilot, lambda: "not valid" in text_of(form.query_one("#human-refusal")))
         errors = {row.path: text_of(row.query_one(".field-error")) for row in form.query("FieldRow")}
         assert errors == {("approved",): "required", ("reviewer",): "", ("comment",): ""}
-        assert "not valid" in text_of(form.query_one("#human-refusal"))
         assert store.get_instance(approve.id).state == "available"
         form.query_one("#field-approved", Select).value = True
         await pilot.press("ctrl+s")
@@ -159,9 +160,10 @@ async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_th
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
         modal = await monthly_trigger_form(pilot, "last month")
         await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "params have errors" in text_of(modal.query_one("#refusal")))
         month_error = text_of(modal.query_one("FieldRow .field-error"))
         assert "String should match pattern" in month_error
-        assert "params have errors" in text_of(modal.query_one("#refusal")) and Run.select().count() == 0
+        assert Run.select().count() == 0
         modal.query_one("#field-month", Input).value = "2026-04"
         modal.query_one("#trigger-priority", Select).value = 9  # urgent
         await pilot.press("ctrl+s")
@@ -174,6 +176,7 @@ async def test_a_constraint_error_shows_under_the_field_then_the_trigger_goes_th
 
 async def test_a_trigger_with_a_key_the_workflow_has_a_run_for_starts_nothing_and_says_so(tui_db):
     app = Dashboard(OPERATOR, database_url=tui_db)
+    said = notices(app)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
         for _ in range(2):
@@ -182,8 +185,7 @@ async def test_a_trigger_with_a_key_the_workflow_has_a_run_for_starts_nothing_an
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
         run = Run.get()
-        said = [n.message for n in app._notifications]
-        assert said == [f"triggered run {run.id} of reports/monthly_report, key Feb 2028 report",
+        assert [message for _, message in said] == [f"triggered run {run.id} of reports/monthly_report, key Feb 2028 report",
                         f"run {run.id} of reports/monthly_report has key Feb 2028 report already (running): "
                         "nothing new started"]
     assert run.key == "Feb 2028 report" and Run.select().count() == 1
@@ -316,8 +318,10 @@ async def test_clicking_a_row_of_the_dag_moves_the_cursor(tui_db):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_run(pilot)
         dag = screen.query_one(DagView)
-        await pilot.click(DagView, offset=(10, 6))  # border, level 0, extract, level 1, render, level 2, approve
-        assert dag.cursor_instance.task == "approve"
+        point = dag.region.offset + (10, 6)  # border, level 0, extract, level 1, render, level 2, approve
+        await wait_until(pilot, lambda: app.get_widget_at(*point)[0] is dag)  # a click lands where it was drawn
+        await pilot.click(DagView, offset=(10, 6))
+        await wait_until(pilot, lambda: dag.cursor_instance.task == "approve")
 
 
 async def test_set_a_failed_worker_tasks_output_through_the_form_with_a_reason(tui_db):
@@ -336,7 +340,7 @@ async def test_set_a_failed_worker_tasks_output_through_the_form_with_a_reason(t
         form.query_one("#field-rows", Input).focus()
         await type_text(pilot, "12")
         await pilot.press("ctrl+s")  # no reason yet: the core is not asked
-        assert "a reason is required" in text_of(form.query_one("#human-refusal"))
+        await wait_until(pilot, lambda: "a reason is required" in text_of(form.query_one("#human-refusal")))
         assert store.get_instance(extract.id).state == "failed"
         form.query_one("#set-output-reason", Input).focus()
         await type_text(pilot, "loaded from the backup")

@@ -58,6 +58,7 @@ async def test_a_datetime_without_offset_and_a_non_finite_number_are_refused_in_
         form.query_one("#field-score", Input).focus()
         await type_text(pilot, "1e400")
         await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "not valid" in text_of(form.query_one("#human-refusal")))
         errors = {row.path: text_of(row.query_one(".field-error")) for row in form.query("FieldRow")}
         assert "has no offset: add Z for UTC, or +HH:MM" in errors[("seen_at",)]
         assert "finite number" in errors[("score",)]

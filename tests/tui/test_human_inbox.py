@@ -12,7 +12,7 @@ from textual.widgets import Input, Select, Static
 
 from flow45 import store
 from flow45.models import Attempt, Event
-from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, wait_until
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, complete, instance, monthly_run, notices, wait_until
 from tests.tui.test_dashboard import text_of
 from tui.app import Dashboard
 from tui.screens.human import HumanTaskScreen
@@ -203,6 +203,7 @@ async def test_taking_over_a_task_its_holder_let_go_meanwhile_says_it_was_simply
     later, late = two_approvals()
     store.take(late, actor="demo-operator", now=NOW)
     app = Dashboard(REVIEWER, database_url=tui_db)
+    said = notices(app)
     with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await open_inbox(pilot, "all")
@@ -212,7 +213,7 @@ async def test_taking_over_a_task_its_holder_let_go_meanwhile_says_it_was_simply
             app.screen.query_one("#reason", Input).value = "I have the figures"
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen))
-            [done] = [n.message for n in app._notifications if n.title == "Done"]
+            [done] = [message for title, message in said if title == "Done"]
             assert done == f"took over instance {late} (approve of run {store.get_instance(late).run})"
     assert store.get_instance(late).taken_by == REVIEWER
 

@@ -89,11 +89,11 @@ async def test_an_undo_waiting_for_its_answer_leaves_the_dashboard_working(tui_s
         await wait_until(pilot, lambda: "under way" in text_of(modal.query_one("#refusal")))
         await pilot.press("ctrl+s")  # again: the confirm button waits for the answer
         await type_text(pilot, "!")  # keys still reach the dialog
-        assert modal.query_one("#reason").value == "wrong logo!"
+        await wait_until(pilot, lambda: modal.query_one("#reason").value == "wrong logo!")
         await pilot.press("escape")  # and it can be left meanwhile
         await wait_until(pilot, lambda: app.screen is screen)
         await pilot.press("up")
-        assert screen.query_one(DagView).cursor_instance.task == "extract"
+        await wait_until(pilot, lambda: screen.query_one(DagView).cursor_instance.task == "extract")
         await pilot.press("down", "u")  # the same undo again is refused while the first is under way
         await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
         await type_text(pilot, "again")
@@ -179,7 +179,7 @@ async def test_a_screen_reading_what_it_shows_says_so_and_keeps_handling_keys(tu
         assert screen.sub_title == "reading…" and screen.run is None
         shown = screen.timeline.display
         await pilot.press("g")  # keys reach it meanwhile
-        assert screen.timeline.display is not shown
+        await wait_until(pilot, lambda: screen.timeline.display is not shown)
         client.gate.set()
         await wait_until(pilot, lambda: screen.run is not None)
         assert screen.sub_title == f"run {run} · reports/monthly_report"

@@ -47,4 +47,4 @@ async def test_g_shows_the_timeline_on_the_run_screen(tui_db):
         await wait_until(pilot, lambda: timeline.display and timeline.size.height > 0)
         assert [i.task for i in timeline.run.instances][:3] == ["load_emea", "load_americas", "load_apac"]
         await pilot.press("g")
-        assert not timeline.display
+        await wait_until(pilot, lambda: not timeline.display)

@@ -8,7 +8,7 @@ from textual.widgets import Checkbox
 from flow45 import store
 from flow45.models import TaskInstance
 from tests.client.two_teams import finish_nightly
-from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, monthly_run, type_text, wait_until
+from tests.tui.conftest import OPERATOR, REVIEWER, SIZE, T0, monthly_run, notices, type_text, wait_until
 from tests.tui.test_dashboard import open_run
 from tui.app import Dashboard
 from tui.screens.modals import RetryModal, UndoModal
@@ -101,12 +101,12 @@ async def test_a_retry_whose_failed_run_waits_queued_for_its_slot_says_so(tui_db
     running = store.trigger("reports", "nightly_sales", actor="ann", now=T0)  # the failed run left the slot
     assert store.get_run(running).status == "running"
     app = Dashboard(OPERATOR, database_url=tui_db)
+    said = notices(app)
     async with app.run_test(size=SIZE) as pilot:
         await open_run(pilot, row=[r.id for r in store.list_runs()].index(failed))
         await pilot.press("r")  # retry load_emea, the first task
         await wait_until(pilot, lambda: isinstance(app.screen, RetryModal))
         await pilot.click("#confirm")
         await wait_until(pilot, lambda: not isinstance(app.screen, RetryModal))
-        said = [n.message for n in app._notifications]
-    assert said[-1] == f"retried instance {load.id} (load_emea of run {failed}): run {failed} waits queued for a slot"
+    assert said[-1][1] == f"retried instance {load.id} (load_emea of run {failed}): run {failed} waits queued for a slot"
     assert store.get_run(failed).status == "queued"
