@@ -65,10 +65,11 @@ def test_a_team_flooding_its_reads_does_not_hold_up_another_teams_read(bridge_en
 
 
 def test_once_it_knows_its_team_a_remote_client_reads_through_the_teams_own_queue(bridge_env):
-    client = RemoteClient(bridge_env.url("reports-ops"), timeout=1.0)
+    client = RemoteClient(bridge_env.url("reports-ops"))
     try:
         assert client.team == "reports"  # `whoami`, through the shared exchange
         _stop(bridge_env.bridge, bridge_env.thread)
+        client.rpc.timeout = 1.0  # no bridge answers now: not waited for long
         with pytest.raises(Flow45Error, match="no answer from the bridge"):
             client.runs()
         assert _waiting(bridge_env, names.reads_queue("reports")) == 1

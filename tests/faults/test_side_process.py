@@ -102,4 +102,4 @@ def test_reads_and_events_come_from_children_that_are_watched_started_again_and_
     children = _children(bridge.pid, "reads") + _children(bridge.pid, "events")
     bridge.kill()
     bridge.wait()
-    _until(lambda: not any(_alive(child) for child in children), timeout=5, what="a child outlived its bridge")
+    _until(lambda: not any(_alive(child) for child in children), what="a child outlived its bridge")

@@ -27,7 +27,7 @@ def port_is_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0 and s.getsockname() != s.getpeername()
 
 
-def port_closes(port: int, within: float = 5.0) -> bool:
+def port_closes(port: int, within: float = 30.0) -> bool:
     """The port stops accepting connections within `within` seconds (a killed server's sockets
     go with its last process, a moment after the kill returns)."""
     deadline = time.monotonic() + within
