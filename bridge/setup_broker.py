@@ -21,7 +21,7 @@ import re
 import secrets
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from flow45 import names
@@ -170,22 +170,58 @@ def revoking_note(settings: Settings, ctl: str = "rabbitmqctl") -> str:
 
 @dataclass(frozen=True)
 class Held:
-    """What the broker holds: each user's tags, and on the vhost each user's permissions
-    (configure, write, read) and topic permissions (exchange -> (write, read))."""
+    """What the broker holds: each user's tags, and on the vhost (if there is one) each user's
+    permissions (configure, write, read), topic permissions (exchange -> (write, read)) and each
+    policy (pattern, apply-to, definition, priority)."""
 
     tags: dict[str, list[str]]
     permissions: dict[str, tuple[str, str, str]]
     topics: dict[str, dict[str, tuple[str, str]]]
+    policies: dict[str, tuple[str, str, dict, int]] = field(default_factory=dict)
+    vhost: bool = True
 
     @classmethod
-    def from_listings(cls, users: list[dict], permissions: list[dict], topics: list[dict]) -> Held:
-        """From rabbitmqctl's JSON of list_users, list_permissions and list_topic_permissions."""
+    def from_listings(cls, users: list[dict], permissions: list[dict] | None, topics: list[dict] | None,
+                      policies: list[dict] | None = None) -> Held:
+        """From rabbitmqctl's JSON of list_users, list_permissions, list_topic_permissions and
+        list_policies; None for a vhost's listing when the vhost does not exist."""
         held_topics: dict[str, dict[str, tuple[str, str]]] = {}
-        for row in topics:
+        for row in topics or []:
             held_topics.setdefault(row["user"], {})[row["exchange"]] = (row["write"], row["read"])
+        held_policies = {}
+        for row in policies or []:
+            definition = row["definition"]
+            if isinstance(definition, str):  # rabbitmqctl gives it as JSON text
+                definition = json.loads(definition)
+            held_policies[row["name"]] = (row["pattern"], row["apply-to"], definition, int(row["priority"]))
         return cls(tags={row["user"]: list(row["tags"]) for row in users},
-                   permissions={row["user"]: (row["configure"], row["write"], row["read"]) for row in permissions},
-                   topics=held_topics)
+                   permissions={row["user"]: (row["configure"], row["write"], row["read"]) for row in permissions or []},
+                   topics=held_topics, policies=held_policies, vhost=permissions is not None)
+
+    def holds(self, argv: list[str]) -> bool:
+        """True when running rabbitmqctl `argv` (a command of `plan`, `regrants` or `revocations`) would
+        change nothing the broker holds: a re-run skips it, as each call starts an Erlang VM (a second).
+        A user already there counts as held: add_user would refuse it ("already exists")."""
+        command, rest = argv[0], list(argv[1:])
+        if rest[:1] == ["-p"]:
+            rest = rest[2:]
+        if command == "add_vhost":
+            return self.vhost
+        if command == "add_user":
+            return rest[0] in self.tags
+        if command == "set_permissions":
+            return self.permissions.get(rest[0]) == tuple(rest[1:4])
+        if command == "set_topic_permissions":
+            return self.topics.get(rest[0], {}).get(rest[1]) == tuple(rest[2:4])
+        if command == "clear_permissions":
+            return rest[0] not in self.permissions
+        if command == "clear_topic_permissions":
+            topics = self.topics.get(rest[0], {})
+            return not topics if len(rest) == 1 else rest[1] not in topics
+        if command == "set_policy" and rest[:1] == ["--apply-to"]:
+            apply_to, (name, pattern, definition) = rest[1], rest[2:5]
+            return self.policies.get(name) == (pattern, apply_to, json.loads(definition), 0)
+        return False
 
 
 def listings(settings: Settings) -> list[list[str]]:
@@ -193,7 +229,8 @@ def listings(settings: Settings) -> list[list[str]]:
     vhost = vhost_of(settings)
     return [["list_users", "-q", "--formatter", "json"],
             ["list_permissions", "-q", "-p", vhost, "--formatter", "json"],
-            ["list_topic_permissions", "-q", "-p", vhost, "--formatter", "json"]]
+            ["list_topic_permissions", "-q", "-p", vhost, "--formatter", "json"],
+            ["list_policies", "-q", "-p", vhost, "--formatter", "json"]]
 
 
 def revocations(settings: Settings, held: Held) -> dict[str, list[list[str]]]:
@@ -239,11 +276,11 @@ class Rabbitmqctl:
         """True when done; False when it failed saying `unless` (e.g. "already exists")."""
         return self._call(argv, unless) is not None
 
-    def listing(self, argv: list[str], unless: str | None = None) -> list[dict]:
-        """The rows of a JSON listing; none when it failed saying `unless`."""
+    def listing(self, argv: list[str], unless: str | None = None) -> list[dict] | None:
+        """The rows of a JSON listing; None when it failed saying `unless`."""
         out = self._call(argv, unless)
         if out is None:
-            return []
+            return None
         try:
             rows = json.loads(out)
         except ValueError:
@@ -266,6 +303,9 @@ class Rabbitmqctl:
         raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {said}")
 
     def held(self, settings: Settings) -> Held:
-        users, permissions, topics = listings(settings)
-        return Held.from_listings(self.listing(users), self.listing(permissions, unless="does not exist"),
-                                  self.listing(topics, unless="does not exist"))  # no vhost yet: nothing held
+        users, permissions, topics, policies = listings(settings)
+        granted = self.listing(permissions, unless="does not exist")
+        if granted is None:  # no vhost yet: nothing held on it
+            return Held.from_listings(self.listing(users), None, None)
+        return Held.from_listings(self.listing(users), granted, self.listing(topics, unless="does not exist"),
+                                  self.listing(policies, unless="does not exist"))

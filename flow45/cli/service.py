@@ -94,16 +94,19 @@ def bridge_setup(args) -> int:
     for argv in commands:
         if argv[0] == "set_user_tags" and argv[1] in existing:
             continue  # not made here: its tags are its administrator's
-        if not ctl.run(argv, unless="already exists") and argv[0] == "add_user":
-            existing.add(argv[1])  # its password stays as it was
+        if held.holds(argv) or not ctl.run(argv, unless="already exists"):
+            if argv[0] == "add_user":
+                existing.add(argv[1])  # its password stays as it was
     vhost = vhost_of(settings)
     for user, argvs in regrants(settings, held).items():
         for argv in argvs:
-            ctl.run(argv)
+            if not held.holds(argv):
+                ctl.run(argv)
         print(f"{user}: permissions on vhost {vhost!r} changed to its team's in the settings; connections closed")
     for user, argvs in revocations(settings, held).items():
         for argv in argvs:
-            ctl.run(argv)
+            if not held.holds(argv):
+                ctl.run(argv)
         print(f"{user}: not in the settings any more; permissions on vhost {vhost!r} revoked, connections closed "
               "(the user is kept: `rabbitmqctl delete_user` removes it)")
     print("# passwords of the team users (store them now; they are not kept):", file=sys.stderr)

@@ -83,3 +83,43 @@ def test_a_user_moved_to_another_team_or_role_keeps_nothing_of_the_old_one():
                       topics={"reports-ops": topic_permissions("reports")})
     assert regrants(SETTINGS, unchanged) == {}
     assert regrants(SETTINGS, _held(tags={}, permissions={})) == {}  # new users: nothing held to take
+
+
+def _as_granted(commands: list[list[str]]) -> Held:
+    """What the broker holds once `commands` (setup-broker's plan) ran, as rabbitmqctl's listings give it."""
+    users, permissions, topics, policies = [], [], [], []
+    for argv in commands:
+        if argv[0] == "add_user":
+            users.append({"user": argv[1], "tags": [FLOW45_TAG]})
+        elif argv[0] == "set_permissions":
+            permissions.append(dict(zip(("user", "configure", "write", "read"), argv[3:])))
+        elif argv[0] == "set_topic_permissions":
+            topics.append(dict(zip(("user", "exchange", "write", "read"), argv[3:])))
+        elif argv[0] == "set_policy":  # rabbitmqctl lists the definition as compact JSON text
+            policies.append({"name": argv[5], "pattern": argv[6], "apply-to": argv[4], "priority": 0,
+                             "definition": json.dumps(json.loads(argv[7]), separators=(",", ":"))})
+    return Held.from_listings(users, permissions, topics, policies)
+
+
+def test_a_run_again_on_what_it_granted_runs_only_what_changes_something():
+    commands, _ = plan(SETTINGS, {})
+    held = _as_granted(commands)
+    assert [argv for argv in commands if not held.holds(argv)] == [
+        argv for argv in commands if argv[0] == "set_user_tags"]  # skipped too: its add_user is
+
+    nothing = Held.from_listings([], None, None)  # a broker without the vhost
+    assert not any(nothing.holds(argv) for argv in commands)
+
+    moved = Settings(amqp_url=URL, teams={**TEAMS, "rival": {"users": {"rival-worker": "operator"}}},
+                     inbox_max_messages=5)
+    changed = [argv for argv in plan(moved, {})[0] if not held.holds(argv) and argv[0] != "set_user_tags"]
+    assert [argv[:4] if argv[0] != "set_policy" else argv[:6] for argv in changed] == [
+        ["set_permissions", "-p", "flow45", "rival-worker"],
+        ["set_topic_permissions", "-p", "flow45", "rival-worker"],
+        ["set_policy", "-p", "flow45", "--apply-to", "queues", "flow45-inbox"],
+    ]
+    # What a revocation clears is held until cleared: a user without topic permissions has none to clear.
+    gone = revocations(SETTINGS, _held(tags={"gone": [FLOW45_TAG]}, permissions={"gone": team_permissions("reports")}))
+    held_gone = _held(tags={"gone": [FLOW45_TAG]}, permissions={"gone": team_permissions("reports")})
+    assert [argv[0] for argv in gone["gone"] if not held_gone.holds(argv)] == [
+        "clear_permissions", "close_all_user_connections"]
