@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -140,13 +141,20 @@ def deploy_blob_tasks(tmp_path: Path, workflow: str, tasks: list[str]):
 
 def fresh_store(backend: str, url: str, sqlite_file: Path) -> None:
     """An empty store for one example of a state machine: a new SQLite file, or PostgreSQL emptied."""
-    from flow45.db import connect
+    from flow45.db import connect, database
     from flow45.migrate import ensure_schema
     from tests.conftest import _empty_postgres
 
     if backend == "sqlite":
-        connect(f"sqlite:///{sqlite_file}", create=True)
-        ensure_schema()
+        # A copy of one file made with the schema: creating the schema anew took most of an example's start.
+        template = sqlite_file.parent / "schema-template.db"
+        if not template.exists():
+            connect(f"sqlite:///{template}", create=True)
+            ensure_schema()
+            database.close()
+        shutil.copyfile(template, sqlite_file)
+        connect(f"sqlite:///{sqlite_file}")
+        ensure_schema()  # the copy's version is checked as any store's
     else:
         connect(url)
         _empty_postgres()  # also forgets what was cached by row id: ids restart

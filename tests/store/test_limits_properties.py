@@ -28,6 +28,8 @@ After every action, straight from the tables:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from pathlib import Path
 
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
@@ -67,6 +69,15 @@ types:
 """
 
 
+@functools.cache
+def limits_config(workdir: Path, a: int | None, c: int | None, shared: int | None, runs: int) -> list:
+    """The team's file with these limits, loaded once per test: the examples deploy the same few again
+    and again, and parsing the YAML took a third of a deploy."""
+    path = workdir / f"limits-{a}{c}{shared}{runs}.yaml"
+    path.write_text(config_text(a, c, shared, runs))
+    return load_config(path)
+
+
 CONFIG = config_text()
 PAST = {"b"}
 MOST_RUNS = 9
@@ -85,13 +96,12 @@ class LimitsMachine(ActionsMachine):
     def redeploy(self, a, c, shared, runs):
         """The team deploys other limits, or takes them away, or adds them back: in force for every run at
         once, the earlier ones' too."""
-        path = self.workdir / f"limits-{self.examples}-{a}{c}{shared}{runs}.yaml"
-        path.write_text(config_text(a, c, shared, runs))
+        config = limits_config(self.workdir, a, c, shared, runs)
         # Checked in the deploy's own act.
         self.task_limits = {task: most for task, most in (("a", a), ("c", c)) if most is not None}
         self.function_limits, self.most_runs = {} if shared is None else {"shared": shared}, runs
         self.act(f"deploy a {a}, c {c}, shared {shared}, runs {runs}",
-                 lambda: store.deploy(load_config(path), actor="ann", now=self.now))
+                 lambda: store.deploy(config, actor="ann", now=self.now))
 
     @rule(workflow=st.sampled_from(["load", "load", "side"]), seconds=st.integers(0, 10),
           night=st.one_of(st.none(), st.integers(-3, 3)))

@@ -66,7 +66,7 @@ from flow45.store.asof import replay, run_events
 from flow45.store.batch import Item, apply_taking_kept
 from flow45.store.run_cache import RunCache
 from tests.store.helpers import T0, fresh_store
-from tests.store.machine import failure_upstream, read_tables as machine_tables, ready, run_status
+from tests.store.machine import failure_upstream, read_tables as machine_tables, ready, rows_of, run_status
 
 CONFIG = """\
 team: acme
@@ -173,7 +173,7 @@ def read_tables() -> dict:
     """Everything the checks need, straight from the tables."""
     return {
         **machine_tables(),
-        "outbox": list(Outbox.select().order_by(Outbox.id).dicts()),
+        "outbox": rows_of(Outbox),
         "messages": ProcessedMessage.select().count(),
     }
 
