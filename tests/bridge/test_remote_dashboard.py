@@ -56,7 +56,7 @@ async def _operate(bridge_env, tmp_path) -> None:
 
         # the trigger dialog: a second monthly run, triggered by the broker user
         await pilot.press("t")
-        await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal))
+        await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal) and app.screen.is_mounted)
         app.screen.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
         await pilot.pause()
         await pilot.press("ctrl+s")

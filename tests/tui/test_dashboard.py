@@ -146,7 +146,7 @@ async def monthly_trigger_form(pilot, month: str) -> TriggerModal:
     """`t` on the runs screen, monthly_report chosen and its month written."""
     app = pilot.app
     await pilot.press("t")
-    await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal))
+    await wait_until(pilot, lambda: isinstance(app.screen, TriggerModal) and app.screen.is_mounted)  # its Select too
     modal = app.screen
     modal.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
     await wait_until(pilot, lambda: bool(modal.query("#field-month")))
@@ -377,7 +377,7 @@ async def test_the_runs_screens_workflow_and_bulk_tools_in_one_session(tui_db):
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
         await pilot.press("p")
-        await wait_until(pilot, lambda: isinstance(app.screen, PauseModal))
+        await wait_until(pilot, lambda: isinstance(app.screen, PauseModal) and app.screen.is_mounted)
         app.screen.query_one("#pause-triggers", Select).value = "refuse"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: paused() == "refuse")
@@ -390,7 +390,7 @@ async def test_the_runs_screens_workflow_and_bulk_tools_in_one_session(tui_db):
         async def bulk(key: str, task: str | None = None, reason: str | None = None) -> str:
             await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
             await pilot.press("up", "m", "down", "m", key)
-            await wait_until(pilot, lambda: isinstance(app.screen, BulkModal))
+            await wait_until(pilot, lambda: isinstance(app.screen, BulkModal) and app.screen.is_mounted)
             modal = app.screen
             if task:
                 assert modal.query_one("#confirm", Button).disabled  # no plan before the task is chosen

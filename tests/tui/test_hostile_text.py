@@ -112,7 +112,7 @@ async def test_an_operator_named_with_brackets_opens_the_dashboard_and_the_trigg
         await pilot.press("i")  # the inbox: nothing for this operator, drawn all the same
         await pilot.pause(0.3)
         await pilot.press("escape", "t")
-        await wait_until(pilot, lambda: app.screen.query("#trigger-workflow"))
+        await wait_until(pilot, lambda: app.screen.query("#trigger-workflow") and app.screen.is_mounted)
         app.screen.query_one("#trigger-workflow", Select).value = "reports/monthly_report"
         await wait_until(pilot, lambda: f"triggered by ops{BREAKS}" in rendered(app.screen.query_one("#trigger-about")))
 

@@ -38,7 +38,7 @@ async def open_inbox(pilot, show: str) -> InboxScreen:
     app = pilot.app
     await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
     await pilot.press("i")
-    await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen))
+    await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen.is_mounted)  # its Selects too
     inbox = app.screen
     inbox.query_one("#inbox-show", Select).value = show
     named = f"(team reports, {dict((v, k) for k, v in SHOWS)[show]})"
