@@ -164,20 +164,13 @@ def test_an_event_left_open_while_a_publisher_started_is_streamed_and_the_marks_
 
     from bridge.events import EventPublisher
     from bridge.remote import RemoteClient
-    from flow45.db import atomic
+    from tests.held_open import HeldOpen
 
     deploy_two_teams(tmp_path)
     assert bridge_env.bridge.events.ready.wait(10)
     delivered, marks, wakes = [], [], threading.Semaphore(0)
     client = RemoteClient(bridge_env.url("reports-ops"))
     stop = client.subscribe(wakes.release, delivered.append, marks.append)
-    opened, commit, late = threading.Event(), threading.Event(), []
-
-    def long_transaction() -> None:
-        with atomic():
-            late.append(store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="slow-cron"))
-            opened.set()
-            commit.wait(30)
 
     def wait_for(condition) -> None:
         deadline = time.monotonic() + 15
@@ -185,31 +178,27 @@ def test_an_event_left_open_while_a_publisher_started_is_streamed_and_the_marks_
             assert time.monotonic() < deadline, f"delivered {[e.id for e in delivered]}, marks {marks}"
             time.sleep(0.05)
 
-    slow, publisher = threading.Thread(target=long_transaction), None
+    publisher = None
     try:
         assert wakes.acquire(timeout=10)
-        slow.start()
-        assert opened.wait(10)
-        open_from = len(marks)
-        early = store.trigger("reports", "nightly_sales", None, actor="cron")
-        wait_for(lambda: any(e.run == early for e in delivered) and len(marks) > open_from)
-        bridge_env.bridge.events.stop()
-        wait_for(lambda: not bridge_env.bridge.events.publishing)
-        publisher = EventPublisher(bridge_env.settings)
-        threading.Thread(target=publisher.run, daemon=True).start()
-        wait_for(lambda: publisher.publishing)
-        after_start = store.trigger("reports", "nightly_sales", None, actor="cron")
-        wait_for(lambda: any(e.run == after_start for e in delivered))
-        open_until = len(marks)
-        commit.set()
-        slow.join(10)
-        wait_for(lambda: any(e.run == late[0] and e.kind == "trigger" for e in delivered))
-        late_ids = [e.id for e in store.list_events(0, run=late[0], limit=1000)]
+        with HeldOpen(lambda: store.trigger("reports", "monthly_report", {"month": "2026-02"},
+                                            actor="slow-cron")) as slow:
+            open_from = len(marks)
+            early = store.trigger("reports", "nightly_sales", None, actor="cron")
+            wait_for(lambda: any(e.run == early for e in delivered) and len(marks) > open_from)
+            bridge_env.bridge.events.stop()
+            wait_for(lambda: not bridge_env.bridge.events.publishing)
+            publisher = EventPublisher(bridge_env.settings)
+            threading.Thread(target=publisher.run, daemon=True).start()
+            wait_for(lambda: publisher.publishing)
+            after_start = store.trigger("reports", "nightly_sales", None, actor="cron")
+            wait_for(lambda: any(e.run == after_start for e in delivered))
+            open_until = len(marks)
+        wait_for(lambda: any(e.run == slow.result and e.kind == "trigger" for e in delivered))
+        late_ids = [e.id for e in store.list_events(0, run=slow.result, limit=1000)]
         assert all(mark < min(late_ids) for mark in marks[open_from:open_until])
         wait_for(lambda: marks[-1] >= max(e.id for e in delivered))
     finally:
-        commit.set()
-        slow.join(10)
         stop()
         client.close()
         if publisher is not None:

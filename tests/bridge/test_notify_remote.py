@@ -106,10 +106,10 @@ def test_notify_through_the_broker_posts_an_event_whose_transaction_stayed_open_
     import time
 
     from bridge.remote import RemoteClient
-    from flow45.db import atomic
     from flow45.notify import follow
     from flow45.notify.hooks import Webhook
     from tests.client.two_teams import _monthly_run
+    from tests.held_open import HeldOpen
 
     monkeypatch.setattr(follow, "GAP_WAIT", 0.3)
     for team_run in deploy_two_teams(tmp_path).values():
@@ -122,14 +122,11 @@ def test_notify_through_the_broker_posts_an_event_whose_transaction_stayed_open_
                                [Webhook(url=receiver.url + "/b", events=["human_waiting"])], state, start=newest,
                                retry_delay=0.05, poll=0.1)
     thread = threading.Thread(target=notifier.run, daemon=True)
-    opened, commit, late = threading.Event(), threading.Event(), []
 
-    def long_transaction() -> None:
-        with atomic():
-            run = _monthly_run("reports")
-            late.append(Event.get((Event.instance == run.approve) & (Event.to_state == "available")).id)
-            opened.set()
-            commit.wait(30)
+    def offered() -> int:
+        """The approval of a new monthly run became available: its ledger event."""
+        run = _monthly_run("reports")
+        return Event.get((Event.instance == run.approve) & (Event.to_state == "available")).id
 
     def wait_for(condition, seconds: float = 15.0) -> None:
         deadline = time.monotonic() + seconds
@@ -137,24 +134,18 @@ def test_notify_through_the_broker_posts_an_event_whose_transaction_stayed_open_
             assert time.monotonic() < deadline, f"posted {[key for _, key, _ in receiver.accepted]}"
             time.sleep(0.05)
 
-    slow = threading.Thread(target=long_transaction)
     try:
         thread.start()
         time.sleep(1.0)  # let it subscribe
-        slow.start()
-        assert opened.wait(10)
-        larger = store.trigger("reports", "nightly_sales", None, actor="cron")
-        larger_ids = [e.id for e in store.list_events(0, run=larger, limit=1000)]
-        wait_for(lambda: set(larger_ids) <= notifier.position.seen)  # handled above the hole
-        time.sleep(1.5)  # five times GAP_WAIT
-        assert notifier.position.after < late[0] < min(larger_ids)  # still waited for
-        commit.set()
-        slow.join(10)
-        wait_for(lambda: [key for _, key, _ in receiver.accepted] == [f"flow45-event-{late[0]}"])
+        with HeldOpen(offered) as slow:
+            larger = store.trigger("reports", "nightly_sales", None, actor="cron")
+            larger_ids = [e.id for e in store.list_events(0, run=larger, limit=1000)]
+            wait_for(lambda: set(larger_ids) <= notifier.position.seen)  # handled above the hole
+            time.sleep(1.5)  # five times GAP_WAIT
+            assert notifier.position.after < slow.result < min(larger_ids)  # still waited for
+        wait_for(lambda: [key for _, key, _ in receiver.accepted] == [f"flow45-event-{slow.result}"])
         wait_for(lambda: json.loads(state.read_text())["after"] >= max(larger_ids))
     finally:
-        commit.set()
-        slow.join(10)
         notifier.stop_now()
         thread.join(10)
-    assert [key for _, key, _ in receiver.accepted] == [f"flow45-event-{late[0]}"]
+    assert [key for _, key, _ in receiver.accepted] == [f"flow45-event-{slow.result}"]

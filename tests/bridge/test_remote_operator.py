@@ -174,7 +174,7 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
     import queue
     import threading
 
-    from flow45.db import atomic
+    from tests.held_open import HeldOpen
 
     deploy_two_teams(tmp_path)
     assert bridge_env.bridge.events.ready.wait(10)
@@ -183,18 +183,7 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
     if mode == "database":
         environ["FLOW45_DATABASE_URL"] = postgres_url
     after = max(e.id for e in store.list_events(0, limit=1000))
-    opened, commit, late = threading.Event(), threading.Event(), []
-
-    def long_transaction() -> None:
-        with atomic():
-            late.append(store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="slow-cron"))
-            opened.set()
-            commit.wait(30)
-
-    slow = threading.Thread(target=long_transaction)
-    slow.start()
-    try:
-        assert opened.wait(10)
+    with HeldOpen(lambda: store.trigger("reports", "monthly_report", {"month": "2026-02"}, actor="slow-cron")) as slow:
         early = store.trigger("reports", "nightly_sales", None, actor="cron")
         follow = subprocess.Popen([sys.executable, "-m", "flow45", "events", "--follow", "--json", "--after",
                                    str(after)], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
@@ -205,17 +194,13 @@ def test_events_follow_prints_an_event_committed_after_larger_ids(bridge_env, po
             printed = [json.loads(lines.get(timeout=60))]
             assert (printed[0]["kind"], printed[0]["run"]) == ("trigger", early)
             time.sleep(1.5)  # let it subscribe; the skipped ids are older than the stream's wait, still open
-            commit.set()
-            slow.join(10)
-            while not any(e["run"] == late[0] and e["kind"] == "trigger" for e in printed):
+            slow.commit()
+            while not any(e["run"] == slow.result and e["kind"] == "trigger" for e in printed):
                 printed.append(json.loads(lines.get(timeout=30)))
         finally:
             follow.terminate()
             follow.wait(10)
-    finally:
-        commit.set()
-        slow.join(10)
-    late_trigger = next(e for e in printed if e["run"] == late[0] and e["kind"] == "trigger")
+    late_trigger = next(e for e in printed if e["run"] == slow.result and e["kind"] == "trigger")
     assert late_trigger["id"] < printed[0]["id"]  # its id came before the early run's, its commit after
     assert len({e["id"] for e in printed}) == len(printed)
 
