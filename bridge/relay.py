@@ -194,11 +194,18 @@ class Relay:
             log.warning("bridge: waking the relay: %s; it finds the rows on its next poll", self._database_failed(exc))
 
     def offers_from(self, received: float, written: list[OutboxMessage] | None) -> None:
-        """The offers a batch wrote: each one's hop, from `received`, ends when the broker confirms it."""
+        """The offers a batch wrote: each one's hop, from `received`, ends when the broker confirms it.
+        A relay pass between the commit and this call may have published one already, and the broker
+        confirmed it: its hop has ended (kept as an origin, nothing would ever take it)."""
         if not self.relaying:
             return  # published by the relay that holds the lock: no hop measured here
+        confirmed = set(self._confirmed)
         for row in written or ():
-            if row.kind == "offer":
+            if row.kind != "offer":
+                continue
+            if row.id in confirmed:
+                metrics.HOP_LATENCY.observe(time.monotonic() - received)
+            else:
                 self._offer_origin[row.id] = received
 
     # ---- confirms ----------------------------------------------------------------------------

@@ -79,3 +79,22 @@ def test_a_few_rows_go_out_at_once(relay):
     relay.publish_rows(rows(1, 3))
     assert relay.channel.published == ["outbox-1", "outbox-2", "outbox-3"]
     assert relay._ioloop.later == []
+
+
+def test_an_offer_a_relay_pass_published_before_its_batch_was_answered_ends_its_hop_once_confirmed(relay):
+    """The batch committed, a relay pass found its offers pending and published them, and the broker
+    confirmed them, all before the batch's answer was handled: their hops are observed then, and
+    nothing is kept waiting for a confirm that came already."""
+    import pika
+    from prometheus_client import REGISTRY
+
+    def hops() -> float:
+        return REGISTRY.get_sample_value("flow45_hop_latency_seconds_count") or 0.0
+
+    before = hops()
+    written = rows(1, 2)
+    relay.publish_rows(written)  # the relay pass
+    relay._on_confirm(pika.frame.Method(1, pika.spec.Basic.Ack(delivery_tag=2, multiple=True)))
+    relay.offers_from(0.0, written)  # the batch's answer handled now
+    assert hops() == before + 2
+    assert relay._offer_origin == {}
