@@ -199,10 +199,9 @@ class Relay:
         confirmed it: its hop has ended (kept as an origin, nothing would ever take it)."""
         if not self.relaying:
             return  # published by the relay that holds the lock: no hop measured here
-        confirmed = set(self._confirmed)
-        for row in written or ():
-            if row.kind != "offer":
-                continue
+        offers = [row for row in written or () if row.kind == "offer"]
+        confirmed = set(self._confirmed) if offers and self._confirmed else ()
+        for row in offers:
             if row.id in confirmed:
                 metrics.HOP_LATENCY.observe(time.monotonic() - received)
             else:

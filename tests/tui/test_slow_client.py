@@ -74,18 +74,25 @@ async def dashboard_of(client: Gated):
         client.gate.set()
 
 
+async def undo_render_held(app, pilot, client) -> UndoModal:
+    """From the run screen: the undo dialog of render, its reason given and confirmed, the answer held at
+    the client's gate."""
+    await pilot.press("down", "u")
+    await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
+    modal = app.screen
+    await type_text(pilot, "wrong logo")
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: client.waiting == ["undo"])
+    return modal
+
+
 async def test_an_undo_waiting_for_its_answer_leaves_the_dashboard_working(tui_store):
     run = monthly_run(("extract", "render"))
     render = instance(run, "render").id
     client = Gated(REVIEWER)
     async with dashboard_of(client) as (app, pilot):
         screen = await open_run(pilot)
-        await pilot.press("down", "u")
-        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
-        modal = app.screen
-        await type_text(pilot, "wrong logo")
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: client.waiting == ["undo"])
+        modal = await undo_render_held(app, pilot, client)
         await wait_until(pilot, lambda: "under way" in text_of(modal.query_one("#refusal")))
         await pilot.press("ctrl+s")  # again: the confirm button waits for the answer
         await type_text(pilot, "!")  # keys still reach the dialog
@@ -113,12 +120,7 @@ async def test_a_refused_undo_shows_in_its_dialog_when_the_answer_comes(tui_stor
     client = Gated(REVIEWER)
     async with dashboard_of(client) as (app, pilot):
         await open_run(pilot)
-        await pilot.press("down", "u")
-        await wait_until(pilot, lambda: isinstance(app.screen, UndoModal) and app.screen.plan)
-        modal = app.screen
-        await type_text(pilot, "wrong logo")
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: client.waiting == ["undo"])
+        modal = await undo_render_held(app, pilot, client)
         store.cancel_run(run, actor="ann", now=T0)  # meanwhile: nothing in it can change now
         client.gate.set()
         await wait_until(pilot, lambda: "Refused" in text_of(modal.query_one("#refusal")))
