@@ -12,17 +12,24 @@ from typing import Any
 
 import peewee as pw
 
+from flow45.store import reused_sql
 from flow45.turns import in_turns
 
 
-def due_in_turns(query: pw.Select, team: pw.Field, limit: int) -> list[Any]:
+def due_in_turns(query: pw.Select, team: pw.Field, limit: int, shape: tuple[str, tuple] | None = None) -> list[Any]:
     """Up to `limit` rows of `query` (which selects `team`, in the order due), one of each team in
     turn, each team's oldest first. A team with a full page due is looked past once, so every team
-    with anything due has its oldest rows among those taken, whatever another team has ahead of them."""
+    with anything due has its oldest rows among those taken, whatever another team has ahead of them.
+    `shape`: (a name for the query's shape, its parameters in order): its first page's SQL is made once
+    and reused (`reused_sql.rows`), as every scheduler tick reads each sweep's first page."""
     by_team: dict[str, list[Any]] = {}
     while True:
-        page = query.where(team.not_in(list(by_team))) if by_team else query
-        rows = list(page.limit(limit))
+        if shape is not None and not by_team:
+            name, params = shape
+            rows = reused_sql.rows(name, query.model, lambda *_: query.limit(limit), *params, limit)
+        else:
+            page = query.where(team.not_in(list(by_team))) if by_team else query
+            rows = list(page.limit(limit))
         for row in rows:
             by_team.setdefault(getattr(row, team.name), []).append(row)
         if len(rows) < limit:  # all that is due, of the teams not seen before

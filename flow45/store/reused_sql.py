@@ -1,4 +1,4 @@
-"""Queries run on every trigger, whose SQL peewee generates once per process and database kind.
+"""Queries run on every trigger or scheduler tick, whose SQL peewee generates once per process and database kind.
 
 Generating a query's SQL costs peewee more than the query takes to run on a warm server: it was
 most of a trigger's CPU. The queries here keep their shape, only their parameters change."""
@@ -18,6 +18,12 @@ def first_row(name: str, model: type[peewee.Model], build: Callable[..., peewee.
     """The first row of `build(*params)` as a `model`, or None. `name` names the query's shape: its
     SQL is taken from `build` the first time, then reused with other `params`, which must be the
     query's parameters in order (simple values compared or assigned, nothing peewee rewrites)."""
+    found = rows(name, model, build, *params)
+    return found[0] if found else None
+
+
+def rows(name: str, model: type[peewee.Model], build: Callable[..., peewee.Query], *params: Any) -> list:
+    """Every row of `build(*params)` as a `model` (its selected columns set), as `first_row` reuses SQL."""
     key = (name, type(dialect()))
     sql = _texts.get(key)
     if sql is None:
@@ -25,5 +31,4 @@ def first_row(name: str, model: type[peewee.Model], build: Callable[..., peewee.
         if list(bound) != list(params):
             raise ValueError(f"query {name}: its parameters are {bound!r}, not {list(params)!r}")
         _texts[key] = sql
-    rows = list(model.raw(sql, *params))  # read to the end: a SQLite statement left open holds its lock
-    return rows[0] if rows else None
+    return list(model.raw(sql, *params))  # read to the end: a SQLite statement left open holds its lock

@@ -26,18 +26,21 @@ from flow45.turns import in_turns
 SWEEPER = "flow45-scheduler"
 
 
-def _due(condition, oldest_first: Field, limit: int) -> list:
-    """The instances (id, run, team: what `each_alone` takes) that `condition` finds due, the teams in turn."""
-    query = TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
-    return due_in_turns(query.where(condition).order_by(oldest_first), TaskInstance.team, limit)
+def _due(state: str, due_at: Field, at: dt.datetime, limit: int, *, at_or_before: bool = False) -> list:
+    """The instances (id, run, team: what `each_alone` takes) in `state` whose `due_at` is before `at`
+    (or at it), the teams in turn, oldest due first."""
+    came = due_at <= at if at_or_before else due_at < at
+    query = (TaskInstance.select(TaskInstance.id, TaskInstance.run, TaskInstance.team)
+             .where((TaskInstance.state == state) & came).order_by(due_at))
+    shape = f"due {state} {due_at.name} {'<=' if at_or_before else '<'}"
+    return due_in_turns(query, TaskInstance.team, limit, shape=(shape, (state, at)))
 
 
 def expire_leases(now: dt.datetime | None = None, limit: int = 500, timed_out: list[int] | None = None) -> list[int]:
     """Running attempts whose lease (or, parked, callback deadline; or their task's timeout) passed fail as
     expired (counted against retries). `timed_out` gets those of them that reached their task's timeout."""
     at = to_utc(now)
-    due = _due((TaskInstance.state == S.RUNNING) & (TaskInstance.lease_expires_at < at),
-               TaskInstance.lease_expires_at, limit)
+    due = _due(S.RUNNING, TaskInstance.lease_expires_at, at, limit)
 
     def expire(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RUNNING or instance.lease_expires_at is None or instance.lease_expires_at >= at:
@@ -56,8 +59,7 @@ def fail_unclaimed(now: dt.datetime | None = None, limit: int = 500) -> list[int
     """Offers no worker claimed within their task's `start_within` (their deadline kept in
     lease_expires_at while available) fail, not retried: nobody is there to take them."""
     at = to_utc(now)
-    due = _due((TaskInstance.state == S.AVAILABLE) & (TaskInstance.lease_expires_at < at),
-               TaskInstance.lease_expires_at, limit)
+    due = _due(S.AVAILABLE, TaskInstance.lease_expires_at, at, limit)
 
     def fail(unit: Unit, instance: Row) -> bool:
         if instance.state != S.AVAILABLE or instance.lease_expires_at is None or instance.lease_expires_at >= at:
@@ -74,8 +76,7 @@ def fail_unclaimed(now: dt.datetime | None = None, limit: int = 500) -> list[int
 def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """retry_wait instances whose time came are offered again."""
     at = to_utc(now)
-    due = _due((TaskInstance.state == S.RETRY_WAIT) & (TaskInstance.not_before <= at),
-               TaskInstance.not_before, limit)
+    due = _due(S.RETRY_WAIT, TaskInstance.not_before, at, limit, at_or_before=True)
 
     def offer_again(unit: Unit, instance: Row) -> bool:
         if instance.state != S.RETRY_WAIT:
@@ -89,8 +90,7 @@ def release_due_retries(now: dt.datetime | None = None, limit: int = 500) -> lis
 def fire_due_timers(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Waiting timers whose due time came succeed by themselves; downstream goes on."""
     at = to_utc(now)
-    due = _due((TaskInstance.state == S.WAITING) & (TaskInstance.not_before <= at),
-               TaskInstance.not_before, limit)
+    due = _due(S.WAITING, TaskInstance.not_before, at, limit, at_or_before=True)
 
     def fire(unit: Unit, instance: Row) -> bool:
         if not timers.is_due(instance, at):
@@ -105,8 +105,7 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
     """Available human tasks whose reminder or due time came: reminders are sent (ledger events,
     each once) and the overdue outcome applied (once). Returns (reminded, went overdue)."""
     at = to_utc(now)
-    due = _due((TaskInstance.state == S.AVAILABLE) & (TaskInstance.alarm_at <= at),
-               TaskInstance.alarm_at, limit)
+    due = _due(S.AVAILABLE, TaskInstance.alarm_at, at, limit, at_or_before=True)
     rang: dict[int, tuple[bool, bool]] = {}  # instance -> (reminded, went overdue), by its last try
 
     def ring(unit: Unit, instance: Row) -> bool:
