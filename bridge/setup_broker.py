@@ -16,11 +16,15 @@ not make, and the bridge's own, are never touched: the vhost may be shared with 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import re
 import secrets
 import shlex
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -181,6 +185,16 @@ class Held:
     vhost: bool = True
 
     @classmethod
+    def from_definitions(cls, exported: dict, vhost: str) -> Held:
+        """From `rabbitmqctl export_definitions`: the users, and what they hold on `vhost`."""
+        users = [{"user": row["name"], "tags": row.get("tags")} for row in exported.get("users") or []]
+        if not any(row.get("name") == vhost for row in exported.get("vhosts") or []):
+            return cls.from_listings(users, None, None)
+        on_vhost = [[row for row in exported.get(kind) or [] if row.get("vhost") == vhost]
+                    for kind in ("permissions", "topic_permissions", "policies")]
+        return cls.from_listings(users, *on_vhost)
+
+    @classmethod
     def from_listings(cls, users: list[dict], permissions: list[dict] | None, topics: list[dict] | None,
                       policies: list[dict] | None = None) -> Held:
         """From rabbitmqctl's JSON of list_users, list_permissions, list_topic_permissions and
@@ -194,7 +208,7 @@ class Held:
             if isinstance(definition, str):  # rabbitmqctl gives it as JSON text
                 definition = json.loads(definition)
             held_policies[row["name"]] = (row["pattern"], row["apply-to"], definition, int(row["priority"]))
-        return cls(tags={row["user"]: list(row["tags"]) for row in users},
+        return cls(tags={row["user"]: _tags(row["tags"]) for row in users},
                    permissions={row["user"]: (row["configure"], row["write"], row["read"]) for row in permissions or []},
                    topics=held_topics, policies=held_policies, vhost=permissions is not None)
 
@@ -224,13 +238,52 @@ class Held:
         return False
 
 
-def listings(settings: Settings) -> list[list[str]]:
-    """The rabbitmqctl commands whose JSON answers make a `Held`, in its order."""
-    vhost = vhost_of(settings)
-    return [["list_users", "-q", "--formatter", "json"],
-            ["list_permissions", "-q", "-p", vhost, "--formatter", "json"],
-            ["list_topic_permissions", "-q", "-p", vhost, "--formatter", "json"],
-            ["list_policies", "-q", "-p", vhost, "--formatter", "json"]]
+def _tags(tags: list[str] | str | None) -> list[str]:
+    """A user's tags as a list (older brokers export them as comma-separated text)."""
+    if isinstance(tags, str):
+        return [tag for tag in tags.split(",") if tag]
+    return list(tags or [])
+
+
+HASHING = "rabbit_password_hashing_sha256"
+
+
+def password_hash(password: str) -> str:
+    """The broker's salted SHA-256 of `password` (as `add_user` would store it), for importing a user."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def definitions(commands: list[list[str]]) -> dict:
+    """The definitions document doing what the rabbitmqctl `commands` of `plan` do (add_vhost, add_user,
+    set_user_tags, set_permissions, set_topic_permissions, set_policy): one import instead of a call
+    (an Erlang VM started, a second or more) per command. A user in it is made with that password, or
+    given it if it was made meanwhile: the caller lists only users the broker did not hold."""
+    document: dict[str, list] = {"vhosts": [], "users": [], "permissions": [], "topic_permissions": [], "policies": []}
+    users: dict[str, dict] = {}
+    for argv in commands:
+        command, rest, vhost = argv[0], list(argv[1:]), None
+        if rest[:1] == ["-p"]:
+            vhost, rest = rest[1], rest[2:]
+        if command == "add_vhost":
+            document["vhosts"].append({"name": rest[0]})
+        elif command == "add_user":
+            users[rest[0]] = {"name": rest[0], "password_hash": password_hash(rest[1]), "hashing_algorithm": HASHING,
+                              "tags": []}
+        elif command == "set_user_tags" and rest[0] in users:
+            users[rest[0]]["tags"] = rest[1:]
+        elif command == "set_permissions":
+            document["permissions"].append({"vhost": vhost, **dict(zip(("user", "configure", "write", "read"), rest))})
+        elif command == "set_topic_permissions":
+            document["topic_permissions"].append({"vhost": vhost, **dict(zip(("user", "exchange", "write", "read"), rest))})
+        elif command == "set_policy" and rest[:1] == ["--apply-to"]:
+            apply_to, name, pattern, definition = rest[1:5]
+            document["policies"].append({"vhost": vhost, "name": name, "pattern": pattern, "apply-to": apply_to,
+                                         "definition": json.loads(definition), "priority": 0})
+        else:
+            raise ValueError(f"{' '.join(argv[:2])}: not a command a definitions import does")
+    document["users"] = list(users.values())
+    return document
 
 
 def revocations(settings: Settings, held: Held) -> dict[str, list[list[str]]]:
@@ -272,40 +325,34 @@ class Rabbitmqctl:
     def __init__(self, command: str) -> None:
         self.command = command
 
-    def run(self, argv: list[str], unless: str | None = None) -> bool:
-        """True when done; False when it failed saying `unless` (e.g. "already exists")."""
-        return self._call(argv, unless) is not None
-
-    def listing(self, argv: list[str], unless: str | None = None) -> list[dict] | None:
-        """The rows of a JSON listing; None when it failed saying `unless`."""
-        out = self._call(argv, unless)
-        if out is None:
-            return None
-        try:
-            rows = json.loads(out)
-        except ValueError:
-            rows = None
-        if not isinstance(rows, list):
-            raise Flow45Error(f"rabbitmqctl {argv[0]} answered no JSON list: {out.strip()[:200]!r}")
-        return rows
-
-    def _call(self, argv: list[str], unless: str | None) -> str | None:
-        """Its output; None when it failed saying `unless`."""
+    def run(self, argv: list[str]) -> str:
+        """Its output; a failure is a Flow45Error naming the command and what it said."""
         try:
             done = subprocess.run([*self.command.split(), *argv], capture_output=True, text=True)
         except OSError as exc:
             raise Flow45Error(f"cannot run {self.command!r}: {exc.strerror} (--rabbitmqctl names the command)") from None
         if done.returncode == 0:
             return done.stdout
-        if unless and unless in done.stderr + done.stdout:
-            return None
         said = done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}"
         raise Flow45Error(f"rabbitmqctl {argv[0]} failed: {said}")
 
     def held(self, settings: Settings) -> Held:
-        users, permissions, topics, policies = listings(settings)
-        granted = self.listing(permissions, unless="does not exist")
-        if granted is None:  # no vhost yet: nothing held on it
-            return Held.from_listings(self.listing(users), None, None)
-        return Held.from_listings(self.listing(users), granted, self.listing(topics, unless="does not exist"),
-                                  self.listing(policies, unless="does not exist"))
+        """What the broker holds for `settings`' vhost: one call (`export_definitions`)."""
+        out = self.run(["export_definitions", "-", "--format", "json"])
+        try:
+            exported = json.loads(out[out.index("{"):]) if "{" in out else None  # past any banner line
+        except ValueError:
+            exported = None
+        if not isinstance(exported, dict):
+            raise Flow45Error(f"rabbitmqctl export_definitions answered no JSON object: {out.strip()[:200]!r}")
+        return Held.from_definitions(exported, vhost_of(settings))
+
+    def define(self, commands: list[list[str]]) -> None:
+        """Do `commands` (see `definitions`) in one `import_definitions`; nothing when there are none."""
+        if not commands:
+            return
+        with tempfile.TemporaryDirectory(prefix="flow45-setup-broker-") as folder:  # readable by this user alone
+            path = os.path.join(folder, "definitions.json")
+            with open(path, "w") as file:
+                json.dump(definitions(commands), file)
+            self.run(["import_definitions", path])

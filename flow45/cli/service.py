@@ -90,13 +90,9 @@ def bridge_setup(args) -> int:
     ctl = Rabbitmqctl(args.rabbitmqctl)
     held = ctl.held(settings)  # before the grants below replace what the users held
     commands, passwords = plan(settings)
-    existing: set[str] = set()
-    for argv in commands:
-        if argv[0] == "set_user_tags" and argv[1] in existing:
-            continue  # not made here: its tags are its administrator's
-        if held.holds(argv) or not ctl.run(argv, unless="already exists"):
-            if argv[0] == "add_user":
-                existing.add(argv[1])  # its password stays as it was
+    existing = {argv[1] for argv in commands if argv[0] == "add_user" and held.holds(argv)}  # passwords stay
+    ctl.define([argv for argv in commands if not held.holds(argv)
+                and not (argv[0] == "set_user_tags" and argv[1] in existing)])  # an administrator's user keeps its tags
     vhost = vhost_of(settings)
     for user, argvs in regrants(settings, held).items():
         for argv in argvs:

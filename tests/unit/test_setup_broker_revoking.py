@@ -4,10 +4,12 @@ closes the connections of one whose grants changed. Users it did not make are ne
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 
-from bridge.setup_broker import (FLOW45_TAG, Held, as_shell, plan, regrants, revocations, revoking_note,
-                                 team_permissions, topic_permissions)
+from bridge.setup_broker import (FLOW45_TAG, Held, as_shell, definitions, plan, regrants, revocations,
+                                 revoking_note, team_permissions, topic_permissions)
 from flow45.settings import Settings
 
 URL = "amqp://flow45-bridge:pw@localhost/flow45"
@@ -123,3 +125,51 @@ def test_a_run_again_on_what_it_granted_runs_only_what_changes_something():
     held_gone = _held(tags={"gone": [FLOW45_TAG]}, permissions={"gone": team_permissions("reports")})
     assert [argv[0] for argv in gone["gone"] if not held_gone.holds(argv)] == [
         "clear_permissions", "close_all_user_connections"]
+
+
+def _logs_in(user: dict, password: str) -> bool:
+    """Whether the broker would take `password` for an imported `user` (its salted SHA-256)."""
+    stored = base64.b64decode(user["password_hash"])
+    salt, digest = stored[:4], stored[4:]
+    return user["hashing_algorithm"] == "rabbit_password_hashing_sha256" and hashlib.sha256(salt + password.encode()).digest() == digest
+
+
+def test_a_plan_is_one_import_of_what_its_commands_would_make():
+    commands, passwords = plan(SETTINGS, {})
+    document = definitions(commands)
+    assert document["vhosts"] == [{"name": "flow45"}]
+    users = {user["name"]: user for user in document["users"]}
+    assert {name: user["tags"] for name, user in users.items()} == {
+        "flow45-bridge": [], "reports-ops": [FLOW45_TAG], "reports-worker": [FLOW45_TAG], "rival-worker": [FLOW45_TAG]}
+    assert all(_logs_in(users[name], password) for name, password in {**passwords, "flow45-bridge": "pw"}.items())
+    assert not _logs_in(users["reports-ops"], passwords["reports-worker"])
+    assert users["reports-ops"]["password_hash"] != definitions(commands)["users"][1]["password_hash"]  # salted
+    assert {(p["user"], p["vhost"]): (p["configure"], p["write"], p["read"]) for p in document["permissions"]} == {
+        ("flow45-bridge", "flow45"): (".*", ".*", ".*"), ("reports-ops", "flow45"): team_permissions("reports", "operator"),
+        ("reports-worker", "flow45"): team_permissions("reports"), ("rival-worker", "flow45"): team_permissions("rival")}
+    assert document["topic_permissions"] == [
+        dict(zip(("vhost", "user", "exchange", "write", "read"), ("flow45", "reports-ops", *topic_permissions("reports"))))]
+    policies = {p["name"]: p for p in document["policies"]}
+    assert policies["flow45-inbox"]["definition"]["max-length"] == SETTINGS.inbox_max_messages
+    assert {(p["vhost"], p["apply-to"], p["priority"]) for p in policies.values()} == {("flow45", "queues", 0)}
+    # What the broker then exports is what a run again finds held: it has nothing left to do.
+    exported = {**document, "users": [{"name": u["name"], "tags": u["tags"]} for u in document["users"]]}
+    again = Held.from_definitions(exported, "flow45")
+    assert [argv for argv in commands if not again.holds(argv) and argv[0] != "set_user_tags"] == []
+
+
+def test_an_export_is_read_for_the_settings_vhost_alone():
+    grant = team_permissions("reports")
+    exported = {
+        "vhosts": [{"name": "/"}, {"name": "flow45"}],
+        "users": [{"name": "reports-worker", "tags": [FLOW45_TAG]}, {"name": "older", "tags": "monitoring,flow45"}],
+        "permissions": [dict(zip(("vhost", "user", "configure", "write", "read"), ("flow45", "reports-worker", *grant))),
+                        dict(zip(("vhost", "user", "configure", "write", "read"), ("/", "older", ".*", ".*", ".*")))],
+        "topic_permissions": [{"vhost": "/", "user": "older", "exchange": "flow45.events", "write": "", "read": ".*"}],
+        "policies": [{"vhost": "/", "name": "theirs", "pattern": ".*", "apply-to": "all", "definition": {}, "priority": 1}],
+    }
+    held = Held.from_definitions(exported, "flow45")
+    assert held.tags == {"reports-worker": [FLOW45_TAG], "older": ["monitoring", FLOW45_TAG]}
+    assert held.permissions == {"reports-worker": grant} and held.topics == {} and held.policies == {} and held.vhost
+    missing = Held.from_definitions(exported, "elsewhere")
+    assert not missing.vhost and missing.permissions == {} and missing.holds(["add_user", "older", "x"])
