@@ -199,23 +199,25 @@ class Notifier:
     def _handle(self, event) -> bool:
         team_hooks = self.hooks.get(event.team, [])
         kinds = meaning.notify_kinds(event) if team_hooks else []
-        if kinds:
+        done = self.position.done if self.position.event == event.id else []
+        chosen_by = {index: [k for k in kinds if k in hook.events] for index, hook in enumerate(team_hooks)}
+        waiting = [(index, team_hooks[index], chosen) for index, chosen in chosen_by.items() if chosen and index not in done]
+        if waiting:
             text = meaning.text(event, kinds)
-            done = self.position.done if self.position.event == event.id else []
-            for index, hook in enumerate(team_hooks):
-                chosen = [k for k in kinds if k in hook.events]
-                if not chosen or index in done:
-                    continue
+            for turn, (index, hook, chosen) in enumerate(waiting, 1):
                 if not deliver(hook, event, chosen, text, self.backoff):
                     return False
                 self.posted += 1
                 done = done + [index]
                 self.position.event, self.position.done = event.id, done
-                self.position.save(self.state)
+                if turn < len(waiting):  # a restart posts to the hooks still waiting alone; the last post's save is below
+                    self.position.save(self.state)
         self.position.seen.add(event.id)
         self.position.event, self.position.done = None, []
-        if kinds:
-            self.position.save(self.state)
+        if waiting:
+            self.position.save(self.state)  # posted: saved at once (else the watermark's save can wait)
+        else:
+            self._unsaved = True
         return True
 
     def _advance(self) -> bool:

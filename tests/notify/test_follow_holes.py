@@ -169,3 +169,23 @@ def test_an_id_above_the_streams_mark_is_waited_for_past_gap_wait_and_posted_whe
     finally:
         notifier.stop_now()
         thread.join(10)
+
+
+def test_a_posted_event_is_written_to_the_state_file_once_per_hook(tmp_path, monkeypatch):
+    """The state file is written as each post is done (a restart posts to the hooks still waiting
+    alone), not once more after the last: one write per post, not two."""
+    receivers = [Receiver(), Receiver()]
+    writes: list[tuple[int | None, list[int]]] = []
+    save = follow.Position.save
+    monkeypatch.setattr(follow.Position, "save", lambda self, path: (writes.append((self.event, list(self.done))),
+                                                                     save(self, path)))
+    client = TeamClient([run_failed(i) for i in range(1, 11)], pushed=False)
+    hooks = [Webhook(url=receiver.url, events=["run_failed"]) for receiver in receivers]
+    notifier = Notifier(client, "acme", hooks, tmp_path / "notify.json", start=0, retry_delay=0.05, poll=0.05)
+    writes.clear()  # the first start's
+    notifier.run(once=True)
+    assert [receiver.posted() for receiver in receivers] == [list(range(1, 11))] * 2
+    assert writes[:2] == [(1, [0]), (None, [])]  # between the two hooks, then done with it
+    assert [w for w in writes if w[0] is not None] == [(i, [0]) for i in range(1, 11)]
+    assert len(writes) <= 2 * 10 + 2  # one per post; the watermark's own once a second, and at the end
+    assert json.loads((tmp_path / "notify.json").read_text())["after"] == 10
