@@ -22,8 +22,10 @@ def first_row(name: str, model: type[peewee.Model], build: Callable[..., peewee.
     return found[0] if found else None
 
 
-def rows(name: str, model: type[peewee.Model], build: Callable[..., peewee.Query], *params: Any) -> list:
-    """Every row of `build(*params)` as a `model` (its selected columns set), as `first_row` reuses SQL."""
+def rows(name: str, model: type[peewee.Model], build: Callable[..., peewee.Query], *params: Any,
+         dicts: bool = False) -> list:
+    """Every row of `build(*params)` as a `model` (its selected columns set; with `dicts`, a dict by
+    column name), as `first_row` reuses SQL."""
     key = (name, type(dialect()))
     sql = _texts.get(key)
     if sql is None:
@@ -31,4 +33,5 @@ def rows(name: str, model: type[peewee.Model], build: Callable[..., peewee.Query
         if list(bound) != list(params):
             raise ValueError(f"query {name}: its parameters are {bound!r}, not {list(params)!r}")
         _texts[key] = sql
-    return list(model.raw(sql, *params))  # read to the end: a SQLite statement left open holds its lock
+    query = model.raw(sql, *params)
+    return list(query.dicts() if dicts else query)  # read to the end: a SQLite statement left open holds its lock

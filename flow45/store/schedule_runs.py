@@ -18,7 +18,7 @@ from flow45.db import atomic, dialect, generation
 from flow45.errors import InvalidParams, LimitReached, RunExists
 from flow45.models import Outbox, Run, ScheduleCursor, TaskInstance, Workflow, WorkflowVersion
 from flow45.schedule import BadSchedule, DueTicks, cron_schedule, due_ticks, window
-from flow45.store import rules
+from flow45.store import reused_sql, rules
 from flow45.store.due import due_in_turns
 from flow45.store.newrun import validate_params
 from flow45.store.runs import trigger
@@ -70,7 +70,7 @@ class _Scheduled:
 
 def scheduled_workflows() -> list[_Scheduled]:
     """Every workflow, neither paused nor retired, whose current version has a schedule."""
-    rows = (
+    rows = reused_sql.rows("scheduled workflows", Workflow, lambda: (
         Workflow.select(Workflow.id, Workflow.team, Workflow.name, WorkflowVersion.id.alias("version_id"))
         .join(
             WorkflowVersion,
@@ -79,8 +79,7 @@ def scheduled_workflows() -> list[_Scheduled]:
         # paused: its cursor stands still until the resume; retired: no schedule
         .where(Workflow.paused_at.is_null() & Workflow.retired_at.is_null())
         .order_by(Workflow.id)
-        .dicts()
-    )
+    ), dicts=True)  # every tick: its SQL made once
     found = []
     for row in rows:
         if version_spec(row["version_id"]).workflow.schedule is not None:

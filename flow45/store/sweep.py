@@ -129,9 +129,10 @@ def human_alarms(now: dt.datetime | None = None, limit: int = 500) -> tuple[list
 def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
     """Unfinished runs past their workflow's `sla` get one `sla_missed` ledger event each."""
     at = to_utc(now)
-    due = due_in_turns(Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at, Workflow.name)
+    due = due_in_turns(Run.select(Run.id, Run.team, Run.version, Run.created_at, Run.sla_due_at,
+                                  Workflow.name.alias("workflow_name"))
                        .join(Workflow).where(Run.status.in_(S.OPEN_RUN) & (Run.sla_due_at <= at))
-                       .order_by(Run.sla_due_at), Run.team, limit)
+                       .order_by(Run.sla_due_at).objects(), Run.team, limit, shape=("sla due", (*S.OPEN_RUN, at)))
 
     def record(run) -> bool:
         # Cleared only here, and only once: a second sweep (or scheduler) finds nothing to clear.
@@ -139,7 +140,7 @@ def sla_missed(now: dt.datetime | None = None, limit: int = 500) -> list[int]:
             return False
         sla = version_spec(run.version_id).workflow.sla
         record_event(at, run.team, "sla_missed", SWEEPER, run=run.id, detail={
-            "workflow": run.workflow.name, "sla": format_duration(sla) if sla else None,
+            "workflow": run.workflow_name, "sla": format_duration(sla) if sla else None,
             "triggered": iso(run.created_at), "due": iso(run.sla_due_at)})
         return True
 
