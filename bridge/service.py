@@ -65,6 +65,7 @@ class Bridge:
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.connections = connections
+        self.started = threading.Event()  # set once it consumes the teams' inboxes (`consuming`) the first time
         self.stopped = threading.Event()
         self.heartbeat = heartbeat
         self._stopping = False
@@ -259,6 +260,8 @@ class Bridge:
 
     def _start_consuming(self) -> None:
         self._consume_inboxes()
+        if self.consuming:
+            self.started.set()
         self._quarantine_tag = self._consume_channel.basic_consume(names.QUARANTINE_QUEUE, self._on_quarantined)
         self._relay_tick()
 

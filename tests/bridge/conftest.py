@@ -110,10 +110,7 @@ def bridge_env(broker_users, postgres_url, pg_store, relay_interval):
     bridge = Bridge(settings, batch_size=50)
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not bridge.consuming and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert bridge.consuming, "the bridge did not start consuming"
+    assert bridge.started.wait(20) and bridge.consuming, "the bridge did not start consuming"
     yield BridgeEnv(settings, broker_users, bridge, thread)
     bridge.stop()
     thread.join(timeout=10)

@@ -62,10 +62,7 @@ def test_a_teams_slow_reads_hold_another_teams_read_for_one_read_at_most(bridge_
     try:  # stopped whatever happens: a bridge left running would take the next test's reads
         held = _hold_the_runs_table(postgres_url)
         try:
-            deadline = time.monotonic() + 20
-            while not bridge.consuming:
-                assert time.monotonic() < deadline, "the bridge did not start consuming"
-                time.sleep(0.05)
+            assert bridge.started.wait(20), "the bridge did not start consuming"
             for n in range(SLOW_READS):
                 rival.ask({"type": "runs", "limit": n + 1})
             rival.connection.process_data_events(time_limit=0)

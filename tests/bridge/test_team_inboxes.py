@@ -34,10 +34,7 @@ def _start_bridge(env) -> tuple[Bridge, threading.Thread]:
     bridge = Bridge(env.settings, batch_size=50)
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not bridge.consuming:
-        assert time.monotonic() < deadline, "the bridge did not start consuming"
-        time.sleep(0.05)
+    assert bridge.started.wait(20), "the bridge did not start consuming"
     return bridge, thread
 
 
