@@ -115,7 +115,7 @@ class EventPublisher(SideThread):
         self._unsettled: dict[str, int] = {}  # team -> its newest id published above the mark sent with it
 
     def _serve(self) -> None:
-        connection = open_blocking(self.settings.amqp_url)
+        connection = self._waits_on = open_blocking(self.settings.amqp_url)
         lock = dialect().session_lock(EVENTS_LOCK_KEY)  # this thread's connection: lost with it
         try:
             channel = connection.channel()
@@ -153,6 +153,7 @@ class EventPublisher(SideThread):
         finally:
             self.publishing = False
             lock.lose()
+            self._waits_on = None
             if connection.is_open:
                 connection.close()
 

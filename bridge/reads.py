@@ -42,6 +42,7 @@ from flow45.settings import Settings
 log = logging.getLogger("flow45.bridge")
 
 PREFETCH = 20  # reads in hand at once: identical ones among them are answered once
+IDLE_WAIT = 0.25  # seconds a wait for reads lasts at most: the loop beats the heartbeat between waits
 # Reads whose answer depends on who asks, not only on the team: never shared between users.
 PER_USER = frozenset({"whoami", "inbox"})
 
@@ -160,7 +161,7 @@ class ReadServer(SideThread):
         self._last_turn: dict[str, int] = {}  # team -> the number of its last turn
 
     def _serve(self) -> None:
-        connection = open_blocking(self.settings.amqp_url)
+        connection = self._waits_on = open_blocking(self.settings.amqp_url)
         try:
             channel = connection.channel()
             dead = connection.channel()
@@ -179,13 +180,14 @@ class ReadServer(SideThread):
             while not self._stop.is_set():
                 self.beat()
                 # Returns as soon as reads came; at once while reads wait for their team's turn.
-                connection.process_data_events(time_limit=0 if self._waiting else 0.25)
+                connection.process_data_events(time_limit=0 if self._waiting else IDLE_WAIT)
                 if arrived:
                     taken, arrived[:] = list(arrived), []
                     self._take(channel, dead, taken)
                 self._answer_turn(channel, dead)
         finally:
             self._waiting.clear()  # unacked: the broker delivers them again to the next connection
+            self._waits_on = None
             if connection.is_open:
                 connection.close()
 

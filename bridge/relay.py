@@ -100,6 +100,11 @@ class Relay:
             self.listener.close()
 
     @property
+    def awaiting_confirms(self) -> bool:
+        """Messages published on the channel, or queued to be, that the broker has not confirmed yet."""
+        return bool(self._unconfirmed or self._to_publish)
+
+    @property
     def relaying(self) -> bool:
         """This bridge publishes outbox rows: it has a channel and holds the relay lock."""
         return self.channel is not None and self.lock.held

@@ -44,6 +44,7 @@ log = logging.getLogger("flow45.bridge")
 
 RETRY_DELAY = 1.0  # seconds before a batch the database could not take is tried again
 STOP_GRACE = 5.0  # seconds a stop waits for the batches in flight to commit and be acked
+CONFIRMS_GRACE = 0.5  # seconds a stop then waits for the broker to confirm what the bridge published
 # Declaring the topology holds the IO loop (a quarter second at 50 teams of 10 functions): after a
 # deploy it is declared at once, but not again within this many seconds, whoever keeps deploying.
 TOPOLOGY_GAP = 1.0
@@ -213,14 +214,21 @@ class Bridge:
         self._batcher.dispatch()
         self._close_when_done(time.monotonic() + STOP_GRACE)
 
-    def _close_when_done(self, deadline: float) -> None:
-        """Close once the batches in flight have committed and been acked (or the grace is over:
-        unacked deliveries come again, and are answered as duplicates if they were applied)."""
-        if self._batcher.busy and self.relay.channel is not None and time.monotonic() < deadline:
-            self._connection.ioloop.call_later(0.02, functools.partial(self._close_when_done, deadline))
-            return
+    def _close_when_done(self, deadline: float, confirms_by: float | None = None) -> None:
+        """Close once the batches in flight have committed and been acked, and the broker confirmed
+        what was published (a dead-letter copy's delivery is acked then, an outbox row marked sent);
+        or once the grace is over: unacked deliveries come again (answered as duplicates if they were
+        applied), unconfirmed rows stay pending for the next relay."""
+        now = time.monotonic()
+        if self.relay.channel is not None and now < deadline:
+            if not self._batcher.busy:
+                confirms_by = now + CONFIRMS_GRACE if confirms_by is None else confirms_by
+            if self._batcher.busy or (self.relay.awaiting_confirms and now < confirms_by):
+                again = functools.partial(self._close_when_done, deadline, confirms_by)
+                self._connection.ioloop.call_later(0.02, again)
+                return
         self.relay.flush_confirmed()
-        self._connection.ioloop.call_later(0.5, self._close)
+        self._close()
 
     def _close(self) -> None:
         if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
@@ -234,7 +242,9 @@ class Bridge:
         connection.channel(on_open_callback=self._on_publish_channel_open)
 
     def _on_connection_error(self, connection, error) -> None:
-        log.warning("bridge: %s", describe_amqp_error(error, self.settings.amqp_url) or f"cannot connect to the broker: {error}")
+        if not self._stopping:  # else a stop closed it while it opened
+            log.warning("bridge: %s", describe_amqp_error(error, self.settings.amqp_url)
+                        or f"cannot connect to the broker: {error}")
         self._open_error = error if isinstance(error, BaseException) else AMQPError(str(error))
         connection.ioloop.stop()
 
@@ -399,8 +409,9 @@ class Bridge:
 
     def _relay_tick(self) -> None:
         """Every relay_interval: hold the relay lock, listen, relay. After a database failure the
-        connection is dropped and the next ticks reconnect, further apart each time (capped)."""
-        if self._connection is None or self.relay.channel is None:
+        connection is dropped and the next ticks reconnect, further apart each time (capped). None
+        once stopping: a stop waits for what is in hand, not for rows found meanwhile."""
+        if self._connection is None or self.relay.channel is None or self._stopping:
             return
         error = None
         try:
@@ -431,7 +442,9 @@ class Bridge:
         self._connection.ioloop.call_later(delay, self._relay_tick)
 
     def _relay_now(self) -> None:
-        """Another process committed outbox rows."""
+        """Another process committed outbox rows (left to the next relay once stopping)."""
+        if self._stopping:
+            return
         try:
             self.relay.relay()
         except Exception as exc:

@@ -50,17 +50,28 @@ class SideProcess(SideThread):
     def __init__(self, part: str, settings: Settings, heartbeat=None) -> None:
         super().__init__(settings, heartbeat)
         self.part = part
+        self._child: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        """The child is told at once, and its output's end wakes `_follow`."""
+        super().stop()
+        child = self._child
+        if child is not None:
+            _close_quietly(child.stdin)
 
     def _serve(self) -> None:
-        child = subprocess.Popen([sys.executable, "-m", "bridge.side_process", str(os.getpid()), self.part],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
+        child = self._child = subprocess.Popen(
+            [sys.executable, "-m", "bridge.side_process", str(os.getpid()), self.part],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment())
         served = False
         try:
+            if self._stop.is_set():  # stop() came before the child was there to tell
+                return
             child.stdin.write(self.settings.model_dump_json().encode() + b"\n")
             child.stdin.flush()
             served = self._follow(child.stdout.fileno())
-        except OSError:
-            pass  # it died before reading its settings: told below
+        except (OSError, ValueError):
+            pass  # it died before reading its settings (told below), or stop() closed its stdin
         finally:
             _close_quietly(child.stdin)  # tells the child to stop
             try:
@@ -176,6 +187,11 @@ def main(parent: int, part: str) -> None:
 
     threading.Thread(target=until_the_bridge_closes, daemon=True).start()
     server.run()
+    # Gone at once, its connections closed and its log flushed: tearing the interpreter down would
+    # cost a stopping bridge a few tenths of a second more (reads run at a lower priority).
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class SideThread:
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._error: str | None = None  # why the last attempt to serve failed
+        self._waits_on = None  # the BlockingConnection whose process_data_events `_serve` waits in: stop() wakes it
 
     def beat(self) -> None:
         """One turn of the loop done (cheap: the heartbeat writes at most once a second)."""
@@ -41,7 +42,14 @@ class SideThread:
             self.heartbeat.beat(f"bridge.{self.part}", None if self.ready.is_set() else self._error)
 
     def stop(self) -> None:
+        """From any thread: the part stops now, not when its wait for the broker times out."""
         self._stop.set()
+        connection = self._waits_on
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(_nothing)  # returns from process_data_events
+            except AMQPError:  # closed meanwhile: nothing waits on it
+                pass
 
     def _serve(self) -> None:
         raise NotImplementedError
@@ -76,3 +84,7 @@ class SideThread:
     def _failed(self, message: str) -> None:
         log.warning("bridge %s: %s", self.part, message)
         self._error = " ".join(message.split())
+
+
+def _nothing() -> None:
+    pass

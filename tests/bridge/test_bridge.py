@@ -13,6 +13,7 @@ from bridge.rpc import BridgeRefused, call
 from flow45 import store
 from flow45.config import load_config
 from tests.bridge.broker_helpers import publish_raw, wait_offer
+from tests.bridge.conftest import waiting
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
@@ -261,6 +262,100 @@ def test_a_bridge_stopped_while_it_starts_stops(bridge_env, monkeypatch):
     thread.join(timeout=15)
     assert not thread.is_alive(), "the bridge went on after its stop"
     assert bridge.stopped.is_set() and not bridge.consuming
+
+
+def test_a_bridge_stopped_while_its_broker_connection_opens_stops_without_a_warning(bridge_env, monkeypatch, caplog):
+    """A stop closes the broker connection at once, and this one was still opening: that is the stop,
+    not a broker to warn a supervisor about."""
+    import threading
+
+    from bridge import service
+
+    bridge = service.Bridge(bridge_env.settings, batch_size=50)
+    listen = bridge.relay.listen
+
+    def stopped_meanwhile(*args):  # the last step before the connection's IO loop starts
+        listen(*args)
+        bridge.stop()
+
+    monkeypatch.setattr(bridge.relay, "listen", stopped_meanwhile)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the bridge went on after its stop"
+    assert bridge.stopped.is_set() and not bridge.consuming
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_a_stop_with_a_batch_in_hand_commits_answers_and_acks_it_before_the_bridge_closes(bridge_env, monkeypatch):
+    """What a stop promises, however soon it closes: the batch a committer holds is committed, its
+    sender answered, and its delivery acked, so the broker does not deliver it again."""
+    import threading
+
+    from bridge import commits
+    from flow45 import names
+
+    ops = bridge_env.url("reports-ops")
+    call(ops, "reports", {"type": "deploy", "files": {"reports.yaml": (EXAMPLES / "reports.yaml").read_text()}})
+    call(ops, "reports", {"type": "trigger", "workflow": "monthly_report", "params": {"month": "2026-10"}})
+    offer = wait_offer(bridge_env, "reports", "extract_sales")
+    applying, go_on = threading.Event(), threading.Event()
+    apply = commits.apply_parsed
+
+    def held(*args):
+        applying.set()
+        go_on.wait(30)
+        return apply(*args)
+
+    monkeypatch.setattr(commits, "apply_parsed", held)
+    answers: list = []
+    claim = {"type": "claim", "instance": offer["instance"], "token": offer["token"], "worker": "w1"}
+    claimer = threading.Thread(target=lambda: answers.append(call(bridge_env.url("reports-worker"), "reports", claim)))
+    claimer.start()
+    assert applying.wait(30), "the claim never reached a committer"
+    bridge_env.bridge.stop()
+    go_on.set()
+    bridge_env.thread.join(30)
+    claimer.join(30)
+    assert not bridge_env.thread.is_alive() and answers and answers[0]["state"] == "running"
+    assert store.get_instance(offer["instance"]).state == "running"
+    assert waiting(bridge_env, names.inbox_queue("reports")) == 0, "the claim was not acked: it comes again"
+
+
+def test_an_idle_bridge_and_its_side_parts_stop_at_once_whatever_their_waits_and_graces(
+        broker_users, postgres_url, pg_store, monkeypatch):
+    """A stop (a supervisor's SIGTERM) with nothing in hand ends the bridge and its side parts at once:
+    their waits for the broker are woken, and the graces a stop gives batches and confirms only bound
+    it. Each is a minute here: before, run() returned after half a second and left the reads and the
+    event stream waiting out their minute."""
+    import threading
+
+    from bridge import reads, service
+    from bridge.events import EventPublisher
+    from flow45.settings import Settings, use_settings
+    from tests.bridge.conftest import TEAMS, purge_all
+
+    monkeypatch.setattr(service, "STOP_GRACE", 60.0)
+    monkeypatch.setattr(service, "CONFIRMS_GRACE", 60.0)
+    monkeypatch.setattr(reads, "IDLE_WAIT", 60.0)
+    purge_all(broker_users)
+    settings = Settings(database_url=postgres_url, amqp_url=broker_users.amqp_url, teams=TEAMS)
+    use_settings(settings)
+    bridge = service.Bridge(settings, batch_size=50)
+    bridge.events = EventPublisher(settings, interval=60.0, standby_interval=60.0)
+    before = set(threading.enumerate())
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    assert bridge.started.wait(30) and bridge.reads.ready.wait(30) and bridge.events.ready.wait(30)
+    sides = [t for t in threading.enumerate() if t not in before and t.name.startswith("flow45-bridge-")]
+    assert sorted(t.name for t in sides if not t.name.startswith("flow45-bridge-commit")) == [
+        "flow45-bridge-events", "flow45-bridge-reads"]
+    bridge.stop()
+    deadline = time.monotonic() + 30  # far under the minute, far over a loaded machine's stop
+    for each in [thread, *sides]:
+        each.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not [t.name for t in [thread, *sides] if t.is_alive()]
+    assert bridge.stopped.is_set()
 
 
 def test_a_team_deploying_in_a_loop_has_the_topology_declared_once_a_second_at_most(bridge_env, monkeypatch):
