@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flow45.messages import (
-    CALLBACK_MESSAGES, CALLBACK_TYPES, OPERATOR_MESSAGES, OPERATOR_TYPES, READ_TYPES, WORKER_MESSAGES, WORKER_TYPES,
+    CALLBACK_TYPES, OPERATOR_TYPES, READ_TYPES, WORKER_TYPES, callback_messages, operator_messages, worker_messages,
 )
 from flow45.names import READ_EXCHANGE, inbound_exchange, read_exchange, team_of_inbound_exchange
 from flow45.settings import Settings
@@ -167,7 +167,8 @@ def parse(settings: Settings, delivery: Delivery) -> Inbound:
         other = "an operator" if kind in OPERATOR_TYPES else "a worker" if kind in WORKER_TYPES else None
         why = f"`{kind}` is {other} message" if other else f"unknown message type {_shown(kind)}"
         raise Refusal("unauthorized" if other else "invalid_message", f"{why}; user {delivery.user_id} is a {role} of team {team}")
-    adapter = CALLBACK_MESSAGES if kind in CALLBACK_TYPES else WORKER_MESSAGES if role == "worker" else OPERATOR_MESSAGES
+    adapter = (callback_messages() if kind in CALLBACK_TYPES else worker_messages() if role == "worker"
+               else operator_messages())
     try:
         message = adapter.validate_python(data)
     except ValidationError as exc:

@@ -73,7 +73,7 @@ def parse_read(settings: Settings, delivery: Delivery) -> tuple[str, str, BaseMo
             raise Refusal("invalid_message", f"`{kind}` is not a read: publish it to {names.inbound_exchange(team)}")
         raise Refusal("invalid_message", f"unknown read {_shown(kind)}; reads are {', '.join(sorted(m.READ_TYPES))}")
     try:
-        message = m.OPERATOR_READS.validate_python(data)
+        message = m.operator_reads().validate_python(data)
     except ValidationError as exc:
         raise Refusal("invalid_message", f"{kind}: {_errors(exc)}") from exc
     _check_ids(team, message)

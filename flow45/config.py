@@ -54,7 +54,7 @@ TriggerRule = Annotated[Literal["all_success", "all_done", "one_failed", "none_f
 class _Strict(BaseModel):
     # Strict: `retries: true` or `priority: "5"` is refused, not read as 1 and 5. A boolean alone
     # still takes YAML's yes and no (strict=False on those fields).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True, defer_build=True)
 
 
 CONSTRAINTS = ("max_length", "min_length", "ge", "le", "gt", "lt", "pattern")

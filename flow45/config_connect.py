@@ -18,7 +18,7 @@ REACHED = ("succeeded", "failed", "cancelled")
 class ConnectSpec(BaseModel):
     """`on: {workflow: TEAM/NAME, state: succeeded, params: {field: task.output_field}}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     workflow: str = Field(pattern=UPSTREAM, description="TEAM/NAME of the upstream workflow")
     state: Literal["succeeded", "failed", "cancelled"] = Field(

@@ -19,7 +19,7 @@ class OverdueSpec(BaseModel):
 
     Written as `fail`, `skip`, `{escalate: [users or @groups]}` or `{default: OUTPUT}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     action: Literal["escalate", "fail", "skip", "default"] = Field(
         description="escalate: the `to` users and groups may decide too; fail or skip the task; "

@@ -24,7 +24,7 @@ DEFAULT_DATABASE_URL = "sqlite:///flow45.db"
 class TeamSettings(BaseModel):
     """A team of the installation and the broker users that act for it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     users: dict[str, Literal["worker", "operator"]] = Field(
         default_factory=dict, description="broker user name -> role"
     )
@@ -38,7 +38,7 @@ class TeamSettings(BaseModel):
 class Settings(BaseModel):
     """Owned by whoever runs the installation, not by the teams."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     database_url: str = Field(DEFAULT_DATABASE_URL, description="sqlite:///PATH or postgresql://…")
     amqp_url: str | None = Field(None, description="amqp://…; unset means in-process workers")
     teams: dict[str, TeamSettings] = Field(

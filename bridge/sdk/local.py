@@ -20,7 +20,7 @@ from bridge.sdk.transport import OFFER, UNDO, Delivery, Subscription
 from flow45 import names, store
 from flow45.db import connect, database, drop_connection
 from flow45.errors import Flow45Error
-from flow45.messages import WORKER_MESSAGES, Reply
+from flow45.messages import Reply, worker_messages
 from flow45.migrate import require_schema
 from flow45.store import outbox
 from flow45.types import describe_errors
@@ -134,7 +134,7 @@ class LocalTransport:
         if self._closed:
             raise ConnectionLost("the local transport is closed")
         try:
-            parsed = WORKER_MESSAGES.validate_python(message)
+            parsed = worker_messages().validate_python(message)
         except ValidationError as exc:
             return Reply(ok=False, code="invalid_message", error=describe_errors(exc))
         try:

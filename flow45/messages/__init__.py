@@ -12,15 +12,15 @@ from flow45.messages.base import (  # noqa: F401  (the one place to import messa
 )
 from flow45.messages.worker import (  # noqa: F401
     Offer, UndoNotice, Claim, Progress, Submit, Fail, Skip, MAX_DEADLINE, Park, WorkerMessage, CallbackSubmit,
-    CallbackFail, CallbackMessage, WORKER_MESSAGES, CALLBACK_MESSAGES, WORKER_TYPES, CALLBACK_TYPES,
+    CallbackFail, CallbackMessage, worker_messages, callback_messages, WORKER_TYPES, CALLBACK_TYPES,
 )
 from flow45.messages.operator import (  # noqa: F401
     Deploy, Validate, Trigger, Pause, Resume, Backfill, Undo, OperatorSkip, Retry, Hold, Release, Cancel,
-    OperatorSubmit, Take, HandBack, SetOutput, Note, Status, OperatorMessage, OPERATOR_MESSAGES, OPERATOR_TYPES,
+    OperatorSubmit, Take, HandBack, SetOutput, Note, Status, OperatorMessage, operator_messages, OPERATOR_TYPES,
 )
 from flow45.messages.reads import (  # noqa: F401
     MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents, ReadCounts,
-    ReadInbox, ReadSpec, ReadSchema, OperatorRead, OPERATOR_READS, READ_TYPES,
+    ReadInbox, ReadSpec, ReadSchema, OperatorRead, operator_reads, READ_TYPES,
 )
 from flow45.messages.replies import (  # noqa: F401
     Reply, Refused, InstanceState, RunState, ValidatedTeam, Validated, RunList, Identity, WorkflowList, EventList,

@@ -32,7 +32,7 @@ def utc_time(text: str | None) -> dt.datetime | None:
 
 class _Message(BaseModel):
     # Strict: on the wire a number is never a string, nor a boolean an integer ("14" is no instance id).
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def _types(message: Any) -> frozenset[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator
@@ -175,5 +176,10 @@ OperatorMessage = Annotated[
 ]
 
 
-OPERATOR_MESSAGES = TypeAdapter(OperatorMessage)
+@functools.cache
+def operator_messages() -> TypeAdapter:
+    """Built on first use, as worker_messages is."""
+    return TypeAdapter(OperatorMessage)
+
+
 OPERATOR_TYPES = _types(OperatorMessage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
@@ -148,5 +149,10 @@ OperatorRead = Annotated[
 ]
 
 
-OPERATOR_READS = TypeAdapter(OperatorRead)
+@functools.cache
+def operator_reads() -> TypeAdapter:
+    """Built on first use, as worker_messages is."""
+    return TypeAdapter(OperatorRead)
+
+
 READ_TYPES = _types(OperatorRead)

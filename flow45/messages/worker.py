@@ -3,6 +3,7 @@ and callbacks from anyone holding a parked attempt's key."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator
@@ -177,7 +178,18 @@ class CallbackFail(_Callback):
 CallbackMessage = Annotated[Union[CallbackSubmit, CallbackFail], Field(discriminator="type")]
 
 
-WORKER_MESSAGES = TypeAdapter(WorkerMessage)
-CALLBACK_MESSAGES = TypeAdapter(CallbackMessage)
+@functools.cache
+def worker_messages() -> TypeAdapter:
+    """The parser of a worker message, built on first use: a process that parses none (a command,
+    the dashboard) does not spend its start building the schemas."""
+    return TypeAdapter(WorkerMessage)
+
+
+@functools.cache
+def callback_messages() -> TypeAdapter:
+    """Built on first use, as worker_messages is."""
+    return TypeAdapter(CallbackMessage)
+
+
 WORKER_TYPES = _types(WorkerMessage)
 CALLBACK_TYPES = _types(CallbackMessage)

@@ -25,7 +25,7 @@ EVENTS = {
 class Webhook(BaseModel):
     """One receiver: `{url, events: [...], format: slack | event}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     url: str = Field(description="http:// or https:// URL the events are posted to")
     events: list[str] = Field(min_length=1, description="which events: " + ", ".join(EVENTS))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pika
 
 from flow45 import names
-from flow45.messages import WORKER_MESSAGES, Reply
+from flow45.messages import Reply, worker_messages
 
 
 def declare_topology(channel, team: str, function: str) -> None:
@@ -115,7 +115,7 @@ class FakeBridge:
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         data = json.loads(body)
         try:
-            message = WORKER_MESSAGES.validate_python(data)
+            message = worker_messages().validate_python(data)
         except Exception as exc:  # noqa: BLE001 - recorded for the test to see
             self.errors.append(f"{data}: {exc}")
             message = None

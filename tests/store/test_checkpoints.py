@@ -116,8 +116,8 @@ def test_a_checkpoint_that_cannot_be_kept_is_refused_and_changes_nothing(tmp_pat
     assert Attempt.get(Attempt.token == grant.token).checkpoint is None
 
     with pytest.raises(ValidationError, match="checkpoint"):  # the wire's parser says the same
-        m.WORKER_MESSAGES.validate_python({"type": "progress", "instance": grant.instance, "token": grant.token,
-                                           "checkpoint": checkpoint})
+        m.worker_messages().validate_python({"type": "progress", "instance": grant.instance, "token": grant.token,
+                                             "checkpoint": checkpoint})
 
 
 def test_a_store_from_before_checkpoints_is_upgraded_and_resumes_attempts(tmp_path):
