@@ -6,8 +6,6 @@ import datetime as dt
 import difflib
 from typing import Callable
 
-from croniter import CroniterBadDateError, croniter
-
 from flow45.config import (
     BUILTIN_TYPES,
     CONSTRAINTS_OF,
@@ -219,6 +217,8 @@ def _durations(key: str, wf: WorkflowSpec) -> list[tuple[str, float]]:
 def _fires(cron: str) -> bool:
     """Whether the cron names a date that exists; looked for from a leap year's start, so that
     29 February counts (croniter gives up after searching some years ahead)."""
+    from croniter import CroniterBadDateError, croniter  # here: most commands check no config
+
     try:
         croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
     except CroniterBadDateError:

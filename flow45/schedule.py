@@ -23,15 +23,15 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from croniter import CroniterBadDateError, croniter
-
 from flow45.clock import no_such_moment
+
+# croniter is imported where it is used: it costs a command's start about 20 ms, and most commands
+# compute no tick.
 
 UTC = dt.timezone.utc
 # No zone moves its clocks by more than this at once (historic double summer time was 2h).
 _MAX_SHIFT = dt.timedelta(hours=3)
 _SECOND = dt.timedelta(seconds=1)
-
 
 MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
@@ -45,6 +45,8 @@ def cron_problem(cron: str) -> str | None:
     weekday), or a macro such as @daily. croniter also reads six and seven fields, seconds and a
     year last; Quartz writes seconds first, so its '0 0 6 1 * *' (06:00 on the 1st) would fire every
     second of the minute after midnight on 6 January."""
+    from croniter import croniter
+
     fields = cron.split()
     if len(fields) == 1 and fields[0].lower() in MACROS:
         return None
@@ -127,6 +129,8 @@ class CronSchedule:
     """A cron expression in a timezone; ticks are naive UTC datetimes."""
 
     def __init__(self, cron: str, timezone: str = "UTC"):
+        from croniter import croniter
+
         if (problem := cron_problem(cron) or zone_problem(timezone)) is not None:
             raise BadSchedule(problem)
         self.cron = cron
@@ -182,6 +186,8 @@ class CronSchedule:
     def ticks_after(self, after: dt.datetime) -> Iterator[dt.datetime]:
         """Every tick strictly after `after`, ascending; endless unless the cron names no date that
         exists (`0 0 30 2 *`, which deploy refuses)."""
+        from croniter import CroniterBadDateError, croniter
+
         start = self._wall(after) - (_MAX_SHIFT if self._shift_near(after) else _SECOND)
         walls = croniter(self.cron, start)
         pending: list[dt.datetime] = []
@@ -225,6 +231,8 @@ class CronSchedule:
 
     def latest_at(self, at: dt.datetime) -> dt.datetime | None:
         """The newest tick at or before `at` (None if croniter finds none)."""
+        from croniter import CroniterBadDateError, croniter
+
         near = self._shift_near(at)
         margin = _MAX_SHIFT if near else _SECOND
         walls = croniter(self.cron, self._wall(at) + margin)

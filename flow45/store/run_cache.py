@@ -24,8 +24,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from flow45 import metrics
-
 RUNS_KEPT = 4096  # the most recently written runs; a chain hop finds its run among them
 MOST_INSTANCES = 200  # a run with more is not kept: read back after each commit, it would cost more than it saves
 # A batch of more runs is not read back: batches that large come from a loaded bridge, whose messages
@@ -62,6 +60,11 @@ class RunCache:
     """Shared by a bridge's committer threads."""
 
     def __init__(self, size: int = RUNS_KEPT, clock: Callable[[], float] = time.monotonic) -> None:
+        # Imported here, by the bridge that keeps runs: prometheus_client would cost every command that
+        # imports the store about 30 ms of its start.
+        from flow45.metrics import KEPT_RUNS
+
+        self._counted = {outcome: KEPT_RUNS.labels(outcome) for outcome in ("read", "kept", "changed")}
         self._size = size
         self._clock = clock
         self._runs: OrderedDict[int, KeptRun] = OrderedDict()  # the oldest kept first
@@ -87,7 +90,7 @@ class RunCache:
                     run_id = None
                 if run_id is None:
                     self.misses += 1
-                    metrics.KEPT_RUNS.labels("read").inc()
+                    self._counted["read"].inc()
                     return None
                 run_ids.add(run_id)
             kept = [(run_id, self._runs[run_id]) for run_id in sorted(run_ids)]
@@ -95,7 +98,7 @@ class RunCache:
             self._window_hits += 1
             if self._window_hits >= WINDOW:
                 self._end_window()
-            metrics.KEPT_RUNS.labels("kept").inc()
+            self._counted["kept"].inc()
         versions = [f"{run_id}:{run.run_version}" for run_id, run in kept]
         instances = sorted((i, v) for _, run in kept for i, v in run.instance_versions.items())
         return Hit([run_id for run_id, _ in kept], [row for _, run in kept for row in run.rows],
@@ -144,7 +147,7 @@ class RunCache:
         with self._lock:
             self.stale += 1
             self._window_stale += 1
-            metrics.KEPT_RUNS.labels("changed").inc()
+            self._counted["changed"].inc()
             for run_id in {self._run_of.get(i) for i in instance_ids} - {None}:
                 self._drop(run_id)
 

@@ -68,3 +68,13 @@ def test_the_command_line_builds_no_schema_as_it_starts():
     count, built = done.stdout.split(" ", 1)
     assert int(count) > 50, "the messages, config and settings models were imported"
     assert built.strip() == "[]"
+
+
+def test_the_command_line_starts_without_what_few_commands_use():
+    """croniter (schedules) and prometheus_client (the long-running processes' metrics) are imported
+    where they are used; every command would pay for them otherwise."""
+    check = ("import sys, flow45.cli; "
+             "print(sorted(m for m in ('croniter', 'prometheus_client', 'pika', 'textual') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
