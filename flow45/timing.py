@@ -4,9 +4,12 @@ views. Pure: what is still going is measured up to `now`, which the caller passe
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from flow45 import states as S
-from flow45.views import InstanceView, RunView, WorkflowView
+
+if TYPE_CHECKING:
+    from flow45.views import InstanceView, RunView, WorkflowView
 
 
 def _between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:

@@ -12,8 +12,6 @@ import json
 import re
 from typing import Any
 
-from pydantic_core import PydanticCustomError
-
 from flow45.errors import Flow45Error
 
 # An integer is 64-bit signed (ids, counts, declared `integer` fields): a worker in any language, and
@@ -66,30 +64,38 @@ def utc_text(value: dt.datetime) -> str:
     return value.replace(tzinfo=None).isoformat() + "Z"
 
 
+def _refused(kind: str, message: str, context: dict[str, Any] | None = None) -> Exception:
+    """pydantic's error for a value these rules refuse. pydantic_core is imported here, where a value
+    is refused: every command imports the wire's rules, and most never validate a datetime."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError(kind, message, context)
+
+
 def parse_datetime(value: Any) -> dt.datetime:
     """A wire datetime as an aware UTC datetime. Refuses no offset, more than 6 fractional digits,
     and anything but a string (or, from Python code, an aware datetime)."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise PydanticCustomError(
+            raise _refused(
                 "datetime_naive", "a datetime needs a time zone: use UTC (tzinfo=timezone.utc)"
             )
         return _in_utc(value, value.isoformat())
     if not isinstance(value, str):
-        raise PydanticCustomError("datetime_type", "expected an RFC 3339 datetime string such as 2026-03-01T12:05:00Z")
+        raise _refused("datetime_type", "expected an RFC 3339 datetime string such as 2026-03-01T12:05:00Z")
     match = _DATETIME.match(value)
     if match is None:
-        raise PydanticCustomError(
+        raise _refused(
             "datetime_format", "expected an RFC 3339 datetime such as 2026-03-01T12:05:00Z, got '{value}'",
             {"value": value[:60]},
         )
     fraction, offset = match.group(2), match.group(3)
     if offset is None:
-        raise PydanticCustomError(
+        raise _refused(
             "datetime_naive", "the datetime '{value}' has no offset: add Z for UTC, or +HH:MM", {"value": value},
         )
     if fraction is not None and len(fraction) > 6:
-        raise PydanticCustomError(
+        raise _refused(
             "datetime_precision",
             "the datetime '{value}' has {digits} fractional digits; at most 6 (microseconds) are kept",
             {"value": value, "digits": len(fraction)},
@@ -97,7 +103,7 @@ def parse_datetime(value: Any) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise PydanticCustomError("datetime_value", "not a valid datetime: {error}", {"error": str(exc)}) from None
+        raise _refused("datetime_value", "not a valid datetime: {error}", {"error": str(exc)}) from None
     return _in_utc(parsed, value)
 
 
@@ -106,7 +112,7 @@ def _in_utc(value: dt.datetime, written: str) -> dt.datetime:
     try:
         return value.astimezone(dt.timezone.utc)
     except OverflowError:
-        raise PydanticCustomError(
+        raise _refused(
             "datetime_value", "the datetime '{value}' is outside the calendar once made UTC", {"value": written[:60]},
         ) from None
 
@@ -116,10 +122,10 @@ def parse_date(value: Any) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     if not isinstance(value, str) or _DATE.match(value) is None:
-        raise PydanticCustomError(
+        raise _refused(
             "date_format", "expected a date as YYYY-MM-DD, got '{value}'", {"value": str(value)[:60]}
         )
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise PydanticCustomError("date_value", "not a valid date: {error}", {"error": str(exc)}) from None
+        raise _refused("date_value", "not a valid date: {error}", {"error": str(exc)}) from None

@@ -134,6 +134,14 @@ def _open_store(create: bool = False) -> None:
         require_schema()
 
 
+def read_settings():
+    """The installation's settings. flow45.settings (pydantic models, YAML) is imported by the commands
+    that read them, not by every `flow45` process as it starts: a usage error or --help needs neither."""
+    from flow45.settings import current_settings
+
+    return current_settings()
+
+
 def told_team(settings) -> str | None:
     """The team of the broker URL's user as the operator says it (FLOW45_TEAM), else as an
     administrator's settings list the user; None if neither does."""

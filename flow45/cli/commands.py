@@ -12,12 +12,10 @@ from flow45 import states as S
 from flow45 import wire
 from flow45.cli.base import (UsageError, _client, _json_arg, _params, _team_workflow, command, remote_mode,
                              one_more, say_cut, say_if_no_team, suggesting, workflow_read)
-from flow45.client import RunFilter
 from flow45.cli.output import counts_text, print_json, print_table, progress_bar
 from flow45.clock import shown
 from flow45.cli.versions import print_deploy_changes
 from flow45.clock import utcnow
-from flow45.store.rules_human import relative_due
 from flow45.timing import instance_time, instance_wait, last_run_text, next_run_text, run_time, run_wait, short_span
 
 
@@ -190,6 +188,9 @@ def _window(args) -> tuple[dt.datetime | None, dt.datetime | None]:
 
 @command("runs")
 def cmd_runs(args) -> int:
+    from flow45.client import RunFilter
+    from flow45.store.rules_human import relative_due
+
     params = _params(args, filtering=True) or {}
     since, until = _window(args)
     if args.version is not None and not args.workflow:
@@ -227,6 +228,8 @@ def cmd_runs(args) -> int:
 
 @command("show")
 def cmd_show(args) -> int:
+    from flow45.store.rules_human import relative_due
+
     client = _client(args)
     if args.as_of is None:
         view = client.run(args.run, attempts=args.json)

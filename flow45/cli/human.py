@@ -8,7 +8,6 @@ from flow45 import wire
 from flow45.cli.base import _client, _positive_int, command, one_more, say_cut, say_if_no_team
 from flow45.cli.output import print_json
 from flow45.clock import utcnow
-from flow45.store.rules_human import due_text
 
 SHOWS = ("all", "mine", "groups", "overdue")
 
@@ -30,6 +29,8 @@ def add_parsers(add) -> None:
 
 @command("inbox")
 def cmd_inbox(args) -> int:
+    from flow45.store.rules_human import due_text
+
     client = _client(args)
     items = client.human_inbox(args.team, limit=one_more(args.limit), show=args.show)  # one more: whether more wait
     if len(items) > args.limit:

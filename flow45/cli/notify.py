@@ -7,11 +7,10 @@ import sys
 import threading
 from pathlib import Path
 
-from flow45.cli.base import _client, _whole_number, command, remote_mode
+from flow45.cli.base import _client, _whole_number, command, read_settings, remote_mode
 from flow45.cli.service import _add_metrics_port
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
-from flow45.settings import current_settings
 
 
 @command("notify")
@@ -19,7 +18,7 @@ def cmd_notify(args) -> int:
     from flow45.notify.follow import Notifier, team_state
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    settings = current_settings()
+    settings = read_settings()
     if not settings.notify:
         raise Flow45Error("nothing to notify: the settings have no `notify:` (team -> [{url, events: [...]}])")
     client = _client(args)

@@ -6,12 +6,11 @@ import datetime as dt
 import math
 from pathlib import Path
 
-from flow45.cli.base import UsageError, _open_store, command
+from flow45.cli.base import UsageError, _open_store, command, read_settings
 from flow45.cli.output import print_json
 from flow45.clock import iso, utcnow
 from flow45.durations import parse_duration
 from flow45.errors import Flow45Error
-from flow45.settings import current_settings
 
 
 def _age(text: str) -> dt.timedelta:
@@ -43,7 +42,7 @@ def cmd_prune(args) -> int:
         cutoff = now - age
     except OverflowError:
         raise UsageError(f"--finished-before {args.finished_before}: too long ago to be a date") from None
-    ledger = current_settings().ledger_retention
+    ledger = read_settings().ledger_retention
     _open_store()
     export = None
     if args.export:

@@ -12,11 +12,10 @@ from typing import NoReturn
 
 from flow45 import systemd
 from flow45.cli.base import (UsageError, _add_run_params, _params, _positive_int, _positive_seconds, _run_key,
-                             _team_workflow, command, told_team)
+                             _team_workflow, command, read_settings, told_team)
 from flow45.cli.output import print_json
 from flow45.errors import Flow45Error
 from flow45.outage import on_stop_signals
-from flow45.settings import current_settings
 
 
 def _logging() -> None:
@@ -28,7 +27,7 @@ def _logging() -> None:
 
 
 def _amqp_url() -> str:
-    url = current_settings().amqp_url
+    url = read_settings().amqp_url
     if not url:
         raise Flow45Error("no broker configured: set FLOW45_AMQP_URL (or amqp_url in the settings file)")
     return url
@@ -66,7 +65,7 @@ def bridge_run(args) -> int:
 
     _amqp_url()  # none set: said plainly, before anything starts
     _logging()
-    settings = current_settings()
+    settings = read_settings()
     _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
     bridge = Bridge(settings, batch_size=args.batch, heartbeat=beats, connections=args.connections,
@@ -77,7 +76,7 @@ def bridge_run(args) -> int:
 def bridge_setup(args) -> int:
     from bridge.setup_broker import Rabbitmqctl, as_shell, plan, regrants, revocations, revoking_note, vhost_of
 
-    settings = current_settings()
+    settings = read_settings()
     if args.print:  # what a run would do, without passwords: it generates them when it runs
         commands, _ = plan(settings, placeholders=True)
         sys.stdout.write(
@@ -116,7 +115,7 @@ def _operator_team(args) -> str:
     """The team whose exchange (`flow45.in.TEAM`) a command about an instance goes to: --team, else
     FLOW45_TEAM, else the team an administrator's settings list the URL's user under. The broker
     lets a user write only to its own team's exchange, and the bridge takes the team from the user."""
-    team = args.team or told_team(current_settings())
+    team = args.team or told_team(read_settings())
     if team:
         return team
     raise UsageError("say which team the instance belongs to: --team TEAM (or FLOW45_TEAM)")
@@ -178,7 +177,7 @@ def cmd_tui(args) -> int:
     from flow45.cli.base import _client, remote_mode
     from tui.app import run_dashboard
 
-    if remote_mode(current_settings()):  # through the bridge, as the broker user: one team
+    if remote_mode(read_settings()):  # through the bridge, as the broker user: one team
         return run_dashboard(args.actor, client=_client(args))
     return run_dashboard(args.actor)
 
@@ -191,9 +190,9 @@ def cmd_scheduler(args) -> int:
     from flow45.scheduler import run_scheduler
 
     _logging()
-    _metrics(args, current_settings())
+    _metrics(args, read_settings())
     stop = threading.Event()
-    beats = Heartbeat(current_settings().heartbeat_file)
+    beats = Heartbeat(read_settings().heartbeat_file)
     return _run_parts({"scheduler": lambda: run_scheduler(stop, beats)}, stop.set, beats)
 
 
@@ -207,7 +206,7 @@ def cmd_serve(args) -> int:
 
     _logging()
     stop = threading.Event()
-    settings = current_settings()
+    settings = read_settings()
     _metrics(args, settings)
     beats = Heartbeat(settings.heartbeat_file)
     parts = {"scheduler": lambda: run_scheduler(stop, beats)}
@@ -304,7 +303,7 @@ def cmd_health(args) -> int:
     """Exit 0 when the database and the broker answer and the service's parts are alive."""
     from flow45.health import check_database, check_heartbeat
 
-    settings = current_settings()
+    settings = read_settings()
     problems = [p for p in [check_database(settings.database_url, args.timeout)] if p]
     if settings.amqp_url:
         problems += [p for p in [_check_broker(settings.amqp_url, args.timeout)] if p]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flow45.cli.base import command, workflow_read
 from flow45.cli.output import print_json
 from flow45.clock import shown
-from flow45.views import DeployedWorkflow, DeployReport
+
+if TYPE_CHECKING:
+    from flow45.views import DeployedWorkflow, DeployReport
 
 
 def print_deploy_changes(report: DeployReport) -> None:

@@ -45,7 +45,7 @@ def test_only_the_command_line_names_bridge_or_tui():
 
 
 BUILT = """
-import flow45.cli
+import flow45.cli, flow45.client, flow45.store  # what a command on the store imports
 from pydantic import BaseModel
 
 def every(cls):
@@ -60,9 +60,9 @@ print(len(ours), sorted({m.__qualname__ for m in ours if m.__pydantic_complete__
 """
 
 
-def test_the_command_line_builds_no_schema_as_it_starts():
-    """Every `flow45` process imports the command line: a model's validator, or a union's, is built on
-    first use (defer_build, cached adapters), so a command pays only for the schemas it uses."""
+def test_a_command_builds_no_schema_as_it_starts():
+    """A model's validator, or a union's, is built on first use (defer_build, cached adapters), so a
+    command pays only for the schemas it uses."""
     done = subprocess.run([sys.executable, "-c", BUILT], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     count, built = done.stdout.split(" ", 1)
@@ -70,11 +70,24 @@ def test_the_command_line_builds_no_schema_as_it_starts():
     assert built.strip() == "[]"
 
 
-def test_the_command_line_starts_without_what_few_commands_use():
-    """croniter (schedules) and prometheus_client (the long-running processes' metrics) are imported
-    where they are used; every command would pay for them otherwise."""
-    check = ("import sys, flow45.cli; "
-             "print(sorted(m for m in ('croniter', 'prometheus_client', 'pika', 'textual') if m in sys.modules))")
+def _loaded(imports: str, names: tuple[str, ...]) -> list[str]:
+    """Which of the modules `names` are loaded once `imports` are, in a fresh interpreter."""
+    check = f"import sys, {imports}; print(*sorted(m for m in {names!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return done.stdout.split()
+
+
+def test_the_command_line_parses_without_the_core():
+    """The command modules import the core inside their commands: --help and a usage error need
+    neither pydantic nor peewee (nor YAML, nor the store)."""
+    heavy = ("pydantic", "pydantic_core", "peewee", "yaml", "flow45.store", "flow45.settings", "croniter",
+             "prometheus_client", "pika", "textual")
+    assert _loaded("flow45.cli", heavy) == []
+
+
+def test_a_command_starts_without_what_few_commands_use():
+    """croniter (schedules) and prometheus_client (the long-running processes' metrics) are imported
+    where they are used; every command on the store would pay for them otherwise."""
+    loaded = _loaded("flow45.cli, flow45.client, flow45.store", ("croniter", "prometheus_client", "pika", "textual"))
+    assert loaded == []
