@@ -5,10 +5,11 @@ error, `--help`, a validate and two reads on an embedded (SQLite) store; and wha
 
 Each command runs N times as `python -m flow45 ...` (this interpreter, this checkout first on the
 path), the commands taken in turn so that a change in the machine's load falls on all of them alike.
-Python's bytecode is written to a temporary folder by the first
-processes (a user's installed package is compiled too). The store is a throwaway SQLite file with examples/config deployed and one run triggered. Then N
-processes each import, in order, the heavy third-party packages and Flow45's modules, timing each
-import with perf_counter: a module's figure is what it added beyond those imported before it.
+Python's bytecode is written to a temporary folder by the first processes (a user's installed package
+is compiled too). The store is a throwaway SQLite file with examples/config deployed and one run
+triggered. Then N processes each import, in order, the heavy third-party packages and Flow45's
+modules, timing each import with perf_counter: a module's figure is what it added beyond those
+imported before it.
 Prints the min and median wall time of each, in milliseconds.
 """
 

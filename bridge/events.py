@@ -115,8 +115,8 @@ class EventPublisher(SideThread):
         self._unsettled: dict[str, int] = {}  # team -> its newest id published above the mark sent with it
 
     def _serve(self) -> None:
-        connection = self._waits_on = open_blocking(self.settings.amqp_url)
         lock = dialect().session_lock(EVENTS_LOCK_KEY)  # this thread's connection: lost with it
+        connection = self._waits_on = open_blocking(self.settings.amqp_url)  # closed below, whatever comes
         try:
             channel = connection.channel()
             channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
