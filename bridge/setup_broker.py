@@ -214,8 +214,8 @@ class Held:
 
     def holds(self, argv: list[str]) -> bool:
         """True when running rabbitmqctl `argv` (a command of `plan`, `regrants` or `revocations`) would
-        change nothing the broker holds: a re-run skips it, as each call starts an Erlang VM (a second).
-        A user already there counts as held: add_user would refuse it ("already exists")."""
+        change nothing the broker holds: a re-run leaves it out of its import (or, a revocation's, does
+        not call it). A user already there counts as held: its password and tags stay its own."""
         command, rest = argv[0], list(argv[1:])
         if rest[:1] == ["-p"]:
             rest = rest[2:]
