@@ -200,8 +200,8 @@ class Notifier:
         team_hooks = self.hooks.get(event.team, [])
         kinds = meaning.notify_kinds(event) if team_hooks else []
         done = self.position.done if self.position.event == event.id else []
-        chosen_by = {index: [k for k in kinds if k in hook.events] for index, hook in enumerate(team_hooks)}
-        waiting = [(index, team_hooks[index], chosen) for index, chosen in chosen_by.items() if chosen and index not in done]
+        waiting = [(index, hook, chosen) for index, hook in enumerate(team_hooks)
+                   if index not in done and (chosen := [k for k in kinds if k in hook.events])]
         if waiting:
             text = meaning.text(event, kinds)
             for turn, (index, hook, chosen) in enumerate(waiting, 1):
