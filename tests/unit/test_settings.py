@@ -111,7 +111,7 @@ def test_unreadable_settings_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    ("database_url: [unclosed\n", "flow45.yaml:2:1: expected ',' or ']'"),
+    ("database_url: [unclosed\n", "flow45.yaml:2:1: did not find expected ',' or ']'"),
     ("- a\n- b\n", "expected a mapping"),
     ("database_url: sqlite:///a.db\ndatabase_url: sqlite:///b.db\n", "flow45.yaml:2:1: duplicate key 'database_url'"),
     (b"database_url: \xf6\n", "flow45.yaml: not UTF-8 text"),
