@@ -10,6 +10,8 @@ this module gathers their own `$defs` at the root, renames declared types after 
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
@@ -90,11 +92,20 @@ def _inputs_model(function: str, inputs: list[tuple[str, type[BaseModel]]]) -> t
 
 
 def _add_messages(bundle: Bundle) -> None:
+    bundle.defs.update(copy.deepcopy(_message_defs()))  # a copy: callers may change what they are given
+
+
+@functools.cache
+def _message_defs() -> dict[str, dict]:
+    """The messages' and replies' schemas: the same for the life of the process, and about a fifth of a
+    second for pydantic to write, which a bridge would pay for every team's `schema` read."""
+    bundle = Bundle()
     for name, kind in MESSAGES.items():
         bundle.add(TypeAdapter(kind).json_schema(), name)
     for request in m.RESULTS:
         bundle.add(TypeAdapter(m.reply_to(request)).json_schema() | {"title": f"Reply to {request.__name__}"},
                    f"{request.__name__}Reply")
+    return bundle.defs
 
 
 def _add_functions(bundle: Bundle, team: str | None) -> None:

@@ -173,3 +173,18 @@ def test_the_format_checker_checks_datetimes():
     # jsonschema checks `date-time` only with rfc3339-validator installed; without it every string passes.
     assert not FORMATS.conforms("2026-03-01T12:00:00", "date-time")
     assert FORMATS.conforms("2026-03-01T12:00:00Z", "date-time")
+
+
+def test_a_second_schema_read_writes_no_message_schema_again_and_gets_its_own_copy(document, monkeypatch):
+    """A bridge answers every team's `schema` read: the messages' schemas are written once a process
+    (a fifth of a second of pydantic each time), and a reader changing its document changes no other."""
+    import pydantic
+
+    written = []
+    json_schema = pydantic.TypeAdapter.json_schema
+    monkeypatch.setattr(pydantic.TypeAdapter, "json_schema", lambda self, *a, **k: written.append(1) or json_schema(self, *a, **k))
+    first = full_schema()
+    first["$defs"]["Offer"]["properties"].clear()
+    second = full_schema()
+    assert written == []
+    assert second == document and second["$defs"]["Offer"]["properties"]
