@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from bridge import relay
 from bridge.service import Bridge
 from flow45 import names, store
 from flow45.config import load_config
@@ -17,7 +18,10 @@ from tests.bridge.test_team_inboxes import _stop
 
 pytestmark = pytest.mark.integration
 
-TASKS, RUNS = 5000, 4  # 20,000 offers waiting for reports
+# The relay's budget made small, so that a backlog of four budgets (as a real one of 20,000 offers is)
+# is written in a fraction of the time.
+IN_FLIGHT, PAGE = 1000, 100
+TASKS, RUNS = 1000, 4  # 4,000 offers waiting for reports
 
 
 def _deploy(tmp_path) -> None:
@@ -30,7 +34,9 @@ def _deploy(tmp_path) -> None:
     store.deploy(load_config(tmp_path / "rival.yaml"), actor="rival-admin")
 
 
-def test_another_teams_offer_goes_out_ahead_of_a_teams_backlog(bridge_env, tmp_path):
+def test_another_teams_offer_goes_out_ahead_of_a_teams_backlog(bridge_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(relay, "MAX_IN_FLIGHT", IN_FLIGHT)
+    monkeypatch.setattr(relay, "RELAY_PAGE", PAGE)
     _stop(bridge_env.bridge, bridge_env.thread)  # the offers wait in the outbox meanwhile
     _deploy(tmp_path)
     for _ in range(RUNS):
