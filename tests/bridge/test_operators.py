@@ -13,6 +13,7 @@ import pytest
 from flow45 import store
 from tests.bridge.conftest import PASSWORDS
 from tests.conftest import EXAMPLES
+from tests.harness import commands
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,7 @@ pytestmark = pytest.mark.integration
 def operator(url: str, *args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     """`flow45 ARGS` with only the operator's URL (and PATH, HOME) in the environment."""
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "FLOW45_AMQP_URL": url, **env}
-    return subprocess.run([sys.executable, "-m", "flow45", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=60)
+    return commands.run([sys.executable, "-m", "flow45", *args], cwd=cwd, env=environ, timeout=60)
 
 
 def one_line(done: subprocess.CompletedProcess) -> str:

@@ -20,6 +20,7 @@ from flow45.models import Event
 from tests.bridge.test_operators import operator
 from tests.client.two_teams import T0, _instance, deploy_two_teams, finish_nightly
 from tests.conftest import EXAMPLES, ROOT
+from tests.harness import commands
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,8 @@ SOME_DAY = "2026-03-02T12:30:00Z"  # what both modes take as now, so the duratio
 def at_some_day(url: str, *args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     """`operator`, with the process's clock pinned at SOME_DAY."""
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "FLOW45_AMQP_URL": url, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-m", "tests.pinned", SOME_DAY, "-m", "flow45", *args], cwd=cwd,
-                          env=environ, capture_output=True, text=True, timeout=60)
+    return commands.run([sys.executable, "-m", "tests.pinned", SOME_DAY, "-m", "flow45", *args], cwd=cwd, env=environ,
+                        timeout=60)
 
 
 def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url, tmp_path, tmp_path_factory):
@@ -66,7 +67,7 @@ def test_the_read_commands_print_the_same_in_both_modes(bridge_env, postgres_url
         (["graph", "reports/monthly_report"], ["graph", "reports/monthly_report"]),
         (["schema"], ["schema", "--team", "reports"]),
     )
-    # Each command is a process of its own (most of its time is Python starting up): a few at a time.
+    # Each command is a process of its own: a few at a time.
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(pool.map(lambda pair: (
             at_some_day(ops, *pair[0], cwd=tmp_path), at_some_day(ops, *pair[1], cwd=tmp_path, FLOW45_DATABASE_URL=postgres_url),

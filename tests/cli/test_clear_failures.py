@@ -16,7 +16,9 @@ import pytest
 from flow45.db import connect, database
 from flow45.migrate import ensure_schema
 from tests.conftest import EXAMPLES
+from tests.harness import commands
 
+RUN_UNTIL_STOPPED = ("scheduler", "serve", "demo", "tui")  # and `bridge run`: processes of their own
 READ_ONLY = [
     ["workflows"], ["runs"], ["show", "1"], ["instance", "1"], ["events"], ["graph", "reports/monthly_report"],
     ["schema"], ["tui"], ["health"],
@@ -27,8 +29,10 @@ def flow45(*args: str, cwd, database_url: str | None = None, **env: str) -> subp
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env}
     if database_url is not None:
         environ["FLOW45_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "flow45", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=60)
+    argv = [sys.executable, "-m", "flow45", *args]
+    if args[0] in RUN_UNTIL_STOPPED or args[:2] == ("bridge", "run"):
+        return subprocess.run(argv, cwd=cwd, env=environ, capture_output=True, text=True, timeout=60)
+    return commands.run(argv, cwd=cwd, env=environ, timeout=60)
 
 
 def default_store(cwd) -> None:

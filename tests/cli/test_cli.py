@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 import sys
 
 
 from tests import pinned
 from tests.conftest import EXAMPLES
+from tests.harness import commands
 
 
 def test_validate_deploy_trigger_show(flow45):
@@ -181,11 +181,9 @@ def test_workflows_graph_and_schema(flow45):
 
 def test_console_script_runs_on_a_fresh_sqlite_file(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FLOW45_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        pinned.command([sys.executable, "-m", "flow45", "deploy", str(EXAMPLES)]), env=env, capture_output=True, text=True
-    )
+    done = commands.run(pinned.command([sys.executable, "-m", "flow45", "deploy", str(EXAMPLES)]), env=env)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run(pinned.command([sys.executable, "-m", "flow45", "runs"]), env=env, capture_output=True, text=True)
+    done = commands.run(pinned.command([sys.executable, "-m", "flow45", "runs"]), env=env)
     assert done.returncode == 0 and done.stdout.startswith("RUN")
 
 

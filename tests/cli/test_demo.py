@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import pinned
+from tests.harness import commands
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 240  # seconds: a guard against a hung demo, not a speed limit
@@ -179,8 +180,8 @@ def test_the_demo_will_not_recreate_a_database_it_did_not_make(tmp_path, kind):
         config = tmp_path / "acme.yaml"
         config.write_text("team: acme\ntypes: {Blob: {fields: {uri: string}}}\n"
                           "workflows: {w: {tasks: {a: {function: fa, output: Blob}}}}\n")
-        deployed = subprocess.run([sys.executable, "-m", "flow45", "deploy", str(config)], cwd=tmp_path, text=True,
-                                  capture_output=True, env=demo_env(FLOW45_DATABASE_URL=f"sqlite:///{mine}"))
+        deployed = commands.run([sys.executable, "-m", "flow45", "deploy", str(config)], cwd=tmp_path,
+                                env=demo_env(FLOW45_DATABASE_URL=f"sqlite:///{mine}"))
         assert deployed.returncode == 0, deployed.stderr
     before = mine.read_bytes()
     done = run_demo(tmp_path, "--headless", "--database", "mine.db")
@@ -191,8 +192,7 @@ def test_the_demo_will_not_recreate_a_database_it_did_not_make(tmp_path, kind):
 
 def test_the_demo_will_not_recreate_a_database_in_use(tmp_path):
     url = f"sqlite:///{tmp_path / 'flow45-demo.db'}"
-    made = subprocess.run([sys.executable, "-m", "flow45", "db", "upgrade"], cwd=tmp_path, text=True,
-                          capture_output=True, env=demo_env(FLOW45_DATABASE_URL=url))
+    made = commands.run([sys.executable, "-m", "flow45", "db", "upgrade"], cwd=tmp_path, env=demo_env(FLOW45_DATABASE_URL=url))
     assert made.returncode == 0, made.stderr
     watching = sqlite3.connect(tmp_path / "flow45-demo.db")  # as a dashboard or an earlier demo has it open
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import pinned
+from tests.harness import commands
 from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,8 @@ def _wait_for(process: subprocess.Popen, text: str, timeout: float = 30) -> None
 
 
 def _health(system, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(pinned.command([sys.executable, "-m", "flow45", "health", *args]), env={**system.env, **env},
-                          capture_output=True, text=True, timeout=60)
+    return commands.run(pinned.command([sys.executable, "-m", "flow45", "health", *args]), env={**system.env, **env},
+                        timeout=60)
 
 
 def test_sigterm_stops_serve_within_2s_while_it_waits_for_the_broker(system):

@@ -4,7 +4,6 @@ cannot be read refused with its password hidden, not a traceback."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ from flow45.dialect import for_url
 from flow45.dialect.postgres import PostgresDialect
 from flow45.errors import SettingsError
 from flow45.models import Run
+from tests.harness import commands
 
 
 def _opened(url: str) -> tuple[str, dict]:
@@ -55,9 +55,8 @@ def test_a_url_that_cannot_be_read_is_refused_without_its_password(url, expected
 
 
 def test_the_command_line_says_so_too_without_a_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "flow45", "runs"], capture_output=True, text=True, cwd=tmp_path,
-                            env={"FLOW45_DATABASE_URL": "postgresql://flow45:secret@db:port/runs", "PATH": ""},
-                            timeout=60)
+    result = commands.run([sys.executable, "-m", "flow45", "runs"], cwd=tmp_path,
+                          env={"FLOW45_DATABASE_URL": "postgresql://flow45:secret@db:port/runs", "PATH": ""}, timeout=60)
     assert result.returncode != 0
     assert "the port must be a number from 1 to 65535" in result.stderr
     assert "secret" not in result.stderr and "Traceback" not in result.stderr
