@@ -116,6 +116,10 @@ class _Command:
 
     def _bootstrap(self, parent_sentinel: int) -> None:
         os.close(parent_sentinel)
+        # The fork server's pipes came over a socket, inheritable: a process the command starts (os.system)
+        # would hold them, and the fork server would outlive this test process waiting for it.
+        for fd in (forkserver._forkserver._forkserver_alive_fd, resource_tracker._resource_tracker._fd):
+            os.set_inheritable(fd, False)
         stdio = forkserver.get_inherited_fds()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)

@@ -26,6 +26,7 @@ PROGRAMS = {
     "unflushed": "import sys; sys.stdout.write('no newline'); sys.stderr.write('err no newline')",
     "descriptors": "import os; os.write(1, b'fd1 '); os.write(2, b'fd2 '); print('printed')",
     "child process": "import os, sys; sys.stdout.flush(); os.system('echo from the shell; echo to stderr >&2')",
+    "descriptors a child inherits": "import os; os.system('ls /proc/self/fd')",
     "threads and atexit": ("import atexit, threading, time\n"
                            "atexit.register(print, 'at exit')\n"
                            "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
