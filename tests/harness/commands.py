@@ -38,6 +38,9 @@ import threading
 import types
 from multiprocessing import forkserver, resource_tracker
 
+# The fork server's internals this uses are Python 3.11 to 3.13's (3.14 authenticates its connections):
+# elsewhere each command is a fresh process, as subprocess.run starts it.
+WARM = sys.platform == "linux" and (3, 11) <= sys.version_info[:2] <= (3, 13)
 _started = threading.Lock()
 _preloaded = False
 # The fork server's own sys.path, less its '' (it runs as `python -c`) and its PYTHONPATH: what a fresh
@@ -51,6 +54,8 @@ def run(argv: list[str], *, cwd=None, env: dict[str, str] | None = None, input: 
     text=True), argv being [sys.executable, "-m", MODULE, *args] or [sys.executable, "-c", CODE, *args]."""
     if len(argv) < 3 or argv[0] != sys.executable or argv[1] not in ("-m", "-c"):
         raise ValueError(f"not [sys.executable, '-m' | '-c', ...]: {argv!r}")
+    if not WARM:
+        return subprocess.run(argv, cwd=cwd, env=env, input=input, timeout=timeout, capture_output=True, text=True)
     command = _Command(list(argv[1:]), dict(os.environ if env is None else env), os.path.abspath(cwd or os.getcwd()))
     with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         if input is not None:
