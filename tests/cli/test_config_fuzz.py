@@ -182,7 +182,7 @@ def _refused_plainly(code: int, out: str, err: str, command: str, done: list[str
         assert err.startswith("flow45: ") and len(err.strip()) > len("flow45:"), said
 
 
-@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "60")), deadline=None,
+@settings(max_examples=int(os.environ.get("FLOW45_FUZZ_EXAMPLES", "40")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=spoiled())
 def test_a_spoiled_config_is_refused_by_name_or_deployed_and_run(flow45, tmp_path, caplog, case):

@@ -28,7 +28,7 @@ from tests.store.helpers import T0, fresh_store
 
 OUTPUT = {"uri": "s3://out", "size": 1}
 REFUSALS = (Flow45Error,)  # a refusal that names why; it must change nothing
-MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "28"))
+MAX_EXAMPLES = int(os.environ.get("FLOW45_PROPERTY_EXAMPLES", "18"))
 STEPS = int(os.environ.get("FLOW45_PROPERTY_STEPS", "60"))
 PICK = st.integers(0, 63)
 VIA = st.sampled_from(["verb", "batch"])
