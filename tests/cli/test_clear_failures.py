@@ -1,6 +1,7 @@
 """A database that cannot be used is told in one line naming its URL (password hidden), exit 1, no
 traceback; and a command that only reads never creates a store: only `db upgrade`, `deploy` and
-`demo` do. Each case runs `python -m flow45` as a user would, with nothing but the environment."""
+`demo` do. Each case runs `python -m flow45` as a user would, with nothing but the environment (a short
+command in a fork of a warm interpreter: tests/harness/commands.py)."""
 
 from __future__ import annotations
 
