@@ -231,13 +231,21 @@ class Bridge:
         self._close()
 
     def _close(self) -> None:
-        if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
-            self._connection.close()
+        connection = self._connection
+        if connection is None or connection.is_closing or connection.is_closed:
+            return
+        if connection.is_open:
+            connection.close()
+        # Else still opening: closed once open (_on_connection_open). pika's abort of an AMQP handshake
+        # in progress fails an assertion of its own in the IO loop, and the bridge's thread with it.
 
     def _describe(self, exc: BaseException) -> str | None:
         return describe_db_error(exc) or describe_amqp_error(exc, self.settings.amqp_url)
 
     def _on_connection_open(self, connection) -> None:
+        if self._stopping or self._fatal is not None:  # closing was asked for while it opened
+            connection.close()
+            return
         log.info("bridge: connected to the broker")
         connection.channel(on_open_callback=self._on_publish_channel_open)
 

@@ -287,6 +287,39 @@ def test_a_bridge_stopped_while_its_broker_connection_opens_stops_without_a_warn
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
 
 
+def test_a_bridge_stopped_in_the_middle_of_its_broker_handshake_closes_once_open_and_returns(bridge_env, monkeypatch):
+    """Closed while the broker and pika were still shaking hands, the connection's IO loop died on an
+    assertion of pika's, and the bridge's thread with a traceback; it closes once the connection is open."""
+    import threading
+
+    import pika.connection
+
+    from bridge import service
+
+    bridge = service.Bridge(bridge_env.settings, batch_size=50)
+    start = pika.connection.Connection._on_connection_start
+
+    def stopped_in_the_handshake(connection, frame):  # the broker's Connection.Start: the handshake has begun
+        if connection is bridge._connection:
+            bridge.stop()
+        return start(connection, frame)
+
+    monkeypatch.setattr(pika.connection.Connection, "_on_connection_start", stopped_in_the_handshake)
+    raised = []
+
+    def run() -> None:
+        try:
+            bridge.run()
+        except BaseException as exc:  # noqa: BLE001 (what ended the thread is the finding)
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the bridge went on after its stop"
+    assert raised == [] and bridge.stopped.is_set() and not bridge.consuming
+
+
 def test_a_stop_with_a_batch_in_hand_commits_answers_and_acks_it_before_the_bridge_closes(bridge_env, monkeypatch):
     """What a stop promises, however soon it closes: the batch a committer holds is committed, its
     sender answered, and its delivery acked, so the broker does not deliver it again."""
