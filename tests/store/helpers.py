@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -141,18 +140,12 @@ def deploy_blob_tasks(tmp_path: Path, workflow: str, tasks: list[str]):
 
 def fresh_store(backend: str, url: str, sqlite_file: Path) -> None:
     """An empty store for one example of a state machine: a new SQLite file, or PostgreSQL emptied."""
-    from flow45.db import connect, database
+    from flow45.db import connect
     from flow45.migrate import ensure_schema
-    from tests.conftest import _empty_postgres
+    from tests.conftest import _empty_postgres, new_sqlite_store
 
     if backend == "sqlite":
-        # A copy of one file made with the schema: creating the schema anew took most of an example's start.
-        template = sqlite_file.parent / "schema-template.db"
-        if not template.exists():
-            connect(f"sqlite:///{template}", create=True)
-            ensure_schema()
-            database.close()
-        shutil.copyfile(template, sqlite_file)
+        new_sqlite_store(sqlite_file)  # creating the schema anew took most of an example's start
         connect(f"sqlite:///{sqlite_file}")
         ensure_schema()  # the copy's version is checked as any store's
     else:

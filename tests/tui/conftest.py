@@ -15,7 +15,7 @@ from flow45.db import connect
 from flow45.migrate import ensure_schema
 from flow45.models import TaskInstance
 from flow45.settings import Settings, use_settings
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, new_sqlite_store
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 SIZE = (160, 48)
@@ -37,6 +37,7 @@ def pytest_pyfunc_call(pyfuncitem):
 def tui_db(tmp_path):
     """A SQLite store with examples/config deployed at a fixed time; yields its URL."""
     url = f"sqlite:///{tmp_path / 'flow45.db'}"
+    new_sqlite_store(tmp_path / "flow45.db")
     use_settings(Settings(database_url=url))
     db = connect(url, create=True)
     ensure_schema()
