@@ -44,7 +44,6 @@ from dataclasses import dataclass
 import pika
 from peewee import JOIN
 
-from bridge.failures import open_blocking
 from bridge.side_thread import SideThread
 from flow45 import names, wire
 from flow45.client.follower import Holes
@@ -116,7 +115,7 @@ class EventPublisher(SideThread):
 
     def _serve(self) -> None:
         lock = dialect().session_lock(EVENTS_LOCK_KEY)  # this thread's connection: lost with it
-        connection = self._waits_on = open_blocking(self.settings.amqp_url)  # closed below, whatever comes
+        connection = self._open_connection()  # closed below, whatever comes
         try:
             channel = connection.channel()
             channel.exchange_declare(names.EVENTS_EXCHANGE, "topic", durable=True)
@@ -153,9 +152,7 @@ class EventPublisher(SideThread):
         finally:
             self.publishing = False
             lock.lose()
-            self._waits_on = None
-            if connection.is_open:
-                connection.close()
+            self._close_connection(connection)
 
     def _look_below_start(self) -> None:
         """The ids missing among the START_WINDOW below where this spell starts are holes: a transaction

@@ -24,7 +24,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bridge import answers, read_pages
-from bridge.failures import open_blocking
 from bridge.setup_broker import READS_WAITING_MAX
 from bridge.side_thread import SideThread
 from bridge.topology import declare_reads
@@ -161,7 +160,7 @@ class ReadServer(SideThread):
         self._last_turn: dict[str, int] = {}  # team -> the number of its last turn
 
     def _serve(self) -> None:
-        connection = self._waits_on = open_blocking(self.settings.amqp_url)
+        connection = self._open_connection()
         try:
             channel = connection.channel()
             dead = connection.channel()
@@ -187,9 +186,7 @@ class ReadServer(SideThread):
                 self._answer_turn(channel, dead)
         finally:
             self._waiting.clear()  # unacked: the broker delivers them again to the next connection
-            self._waits_on = None
-            if connection.is_open:
-                connection.close()
+            self._close_connection(connection)
 
     def _take(self, channel, dead, deliveries: list[Delivery]) -> None:
         """Refuse at once what is not a read one may ask; line up the rest by team."""

@@ -13,7 +13,7 @@ import threading
 
 from pika.exceptions import AMQPError
 
-from bridge.failures import describe_amqp_error
+from bridge.failures import describe_amqp_error, open_blocking
 from flow45.db import database, describe_db_error, drop_connection
 from flow45.errors import Flow45Error
 from flow45.outage import Backoff
@@ -50,6 +50,16 @@ class SideThread:
                 connection.add_callback_threadsafe(_nothing)  # returns from process_data_events
             except AMQPError:  # closed meanwhile: nothing waits on it
                 pass
+
+    def _open_connection(self):
+        """The broker connection `_serve` waits on, which stop() wakes; give it to `_close_connection`."""
+        self._waits_on = open_blocking(self.settings.amqp_url)
+        return self._waits_on
+
+    def _close_connection(self, connection) -> None:
+        self._waits_on = None
+        if connection.is_open:
+            connection.close()
 
     def _serve(self) -> None:
         raise NotImplementedError
