@@ -6,6 +6,7 @@ Locally a missing server skips its tests; in CI (CI=true) it fails them.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -156,21 +157,22 @@ def db_url(backend, tmp_path, request):
     return request.getfixturevalue("postgres_url")
 
 
-_schema_template: list[Path] = []  # one SQLite store with the schema made, per test process
+@functools.cache
+def _schema_template() -> Path:
+    """One SQLite store with the schema made, for this test process."""
+    folder = Path(tempfile.mkdtemp(prefix="flow45-schema-"))
+    atexit.register(shutil.rmtree, folder, True)
+    template = folder / "schema.db"
+    connect(f"sqlite:///{template}", create=True)
+    ensure_schema()
+    database.close()
+    return template
 
 
 def new_sqlite_store(path: Path) -> None:
     """An empty store at `path`, its schema made: a copy of one made once a process (making the schema
     anew took about 30 ms, before most SQLite tests; the copy takes 2)."""
-    if not _schema_template:
-        folder = Path(tempfile.mkdtemp(prefix="flow45-schema-"))
-        atexit.register(shutil.rmtree, folder, True)
-        template = folder / "schema.db"
-        connect(f"sqlite:///{template}", create=True)
-        ensure_schema()
-        database.close()
-        _schema_template.append(template)
-    shutil.copyfile(_schema_template[0], path)
+    shutil.copyfile(_schema_template(), path)
 
 
 @pytest.fixture
