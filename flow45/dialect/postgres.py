@@ -1,27 +1,22 @@
-"""PostgreSQL: row locks, advisory locks, LISTEN/NOTIFY, and a hot path of prepared statements.
-
-Each hot-path statement shape is prepared once per connection, with one array parameter per column:
-planning a batch's statement costs several times more than running it. Statements whose results
-nobody reads wait in a `Deferred` and travel together in one round trip."""
+"""PostgreSQL: row locks, advisory locks, LISTEN/NOTIFY, and the engine's statements, sent on the hot
+path as `postgres_statements` prepares and batches them."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
-import hashlib
 import time
-import weakref
 import zlib
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
-import psycopg2
 
 from flow45.dialect import Dialect, sqlstate
 from flow45.dialect.postgres_begin import LazyBeginDatabase
 from flow45.dialect.postgres_locks import AdvisoryLock, SessionLock
+from flow45.dialect.postgres_statements import (GENERIC_PLANS, Deferred, columns_of, insert_shape, prepared,
+                                                 send_statement, update_statement)
 from flow45.errors import SettingsError, TooSlow
 from flow45.urls import hide_password
 
@@ -29,73 +24,8 @@ QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 STARTING_QUEUED_RUNS = 45_0003  # the advisory locks' upper 32 bits; the lower are the workflow's id
 TAKING_SLOTS = 45_0004  # and for a task's or function's max_running slots, the lower a checksum of its name
 
-# Prepared plans are not re-planned per call. Each statement touches a few rows by key: a plan made
-# while the tables were small (no statistics yet) must not scan them whole once they have grown.
-GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
-
 _GENERIC_PLANS = GENERIC_PLANS.encode()
 _NO_NESTED_LOOPS, _NESTED_LOOPS = b"SET LOCAL enable_nestloop = off", b"SET LOCAL enable_nestloop = on"
-_PG_TYPES = {"AUTO": "bigint", "BIGAUTO": "bigint", "BIGINT": "bigint", "INT": "integer", "VARCHAR": "varchar",
-             "TEXT": "text", "DATETIME": "timestamp", "BOOL": "boolean", "FLOAT": "double precision"}
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> its _Session
-_names: dict[tuple, tuple[str, str, tuple]] = {}  # (statement, types) -> its name, its EXECUTE with placeholders, its casts
-
-
-class Deferred:
-    """Statements sent later in one round trip (psycopg2 binds the parameters on the client, so
-    several statements go as one query); a statement whose rows are wanted goes last."""
-
-    def __init__(self, db: peewee.Database) -> None:
-        self._db = db
-        self._statements: list[bytes] = []
-
-    def add(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._statements.append(_cursor(self._db).mogrify(sql, params))
-
-    def add_bound(self, statement: bytes) -> None:
-        self._statements.append(statement)
-
-    def send(self, last: bytes | None = None):
-        """Run everything waiting (and `last`); returns the cursor, holding `last`'s rows."""
-        parts, self._statements = self._statements + ([last] if last else []), []
-        if not parts:
-            return None
-        return _execute(self._db, b";\n".join(parts))
-
-    def send_later(self) -> None:
-        """Send everything waiting with the transaction's next statement, at the latest its COMMIT:
-        one round trip fewer. Outside a transaction, sent now."""
-        if self._statements and self._db.in_transaction():
-            self._db.send_later(self._statements)
-            self._statements = []
-        else:
-            self.send()
-
-
-def prepared(db: peewee.Database, sql: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
-    """`EXECUTE` of `sql` (parameters $1..$n of `types`) with `args` bound, preparing it on this
-    connection first if needed. Run it after GENERIC_PLANS in the same transaction."""
-    key = (sql, tuple(types))
-    named = _names.get(key)
-    if named is None:  # the statements are a few dozen texts, each named once per process
-        name = "flow45_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
-        named = _names[key] = (name, f"EXECUTE {name}({', '.join(f'%s::{t}' for t in types)})",
-                               tuple(f"::{t}" for t in types))
-    name, execute, casts = named
-    connection = db.connection()
-    session = _prepared.get(connection)
-    if session is None:
-        session = _prepared[connection] = _Session(connection.encoding == "UTF8")
-    if name not in session.names:  # prepared statements outlive transactions, rolled back or not
-        _execute(db, f"PREPARE {name} ({', '.join(types)}) AS {sql}")
-        session.names.add(name)
-    if session.utf8:
-        try:
-            return f"EXECUTE {name}({', '.join([_literal(v) + cast for v, cast in zip(args, casts)])})".encode()
-        except (_NoLiteral, KeyError):
-            pass
-    return _cursor(db).mogrify(execute, args)
-
 
 # Each team's pending rows from its own part of the index `outbox_pending_by_team`, teams found by
 # skipping from one to the next in it: a team with 100,000 rows waiting costs another team's rows no
@@ -127,104 +57,6 @@ CROSS JOIN LATERAL (
 # flow45.store.prune's read of the records of messages about no instance, oldest first.
 AGED_MESSAGES = ("SELECT message_id FROM processed_message WHERE instance IS NULL AND processed_at < %s "
                  "ORDER BY processed_at LIMIT %s")
-
-
-def _execute(db: peewee.Database, statement: str | bytes, cursor=None):
-    """Run `statement` on the driver's cursor (a new one unless given), its errors raised as peewee's
-    classes, as `execute_sql` raises them: every caller catches one family of database errors."""
-    cursor = cursor or _cursor(db)
-    with peewee.__exception_wrapper__:
-        cursor.execute(statement)
-    return cursor
-
-
-def _cursor(db: peewee.Database):
-    """A new cursor of the connection. One the server closed (a crash, a restart) answers `connection
-    already closed` in psycopg2's own InterfaceError, which no caller's handling of database errors
-    (peewee's classes) would catch: the connection would never be dropped and opened again, and every
-    later batch refused. Raised as peewee's, as a statement's errors are; connecting raises those already."""
-    try:
-        return db.cursor()
-    except psycopg2.Error:
-        with peewee.__exception_wrapper__:
-            raise
-
-
-class _Session:
-    """What one connection has prepared, and whether its text goes as UTF-8 (then this module writes
-    the statement's literals itself: psycopg2's mogrify adapts each value through several layers)."""
-
-    __slots__ = ("names", "utf8")
-
-    def __init__(self, utf8: bool) -> None:
-        self.names: set[str] = set()
-        self.utf8 = utf8
-
-
-class _NoLiteral(Exception):
-    """A value whose literal is psycopg2's to write."""
-
-
-def _literal(value: Any) -> str:
-    """A string, an integer or a list (an array parameter, which the statement casts) as an SQL
-    literal. Strings and arrays go as escape strings (E'...'), which mean the same whatever
-    standard_conforming_strings says: a backslash and a quote are the only characters they escape.
-    A list's element of a type not below raises KeyError: psycopg2 writes that list."""
-    kind = type(value)
-    if kind is list:  # PostgreSQL's array literal, {1,NULL,"text"}, inside the escape string
-        return "E'{" + ",".join([_ELEMENT[type(v)](v) for v in value]) + "}'"
-    if kind is str:
-        if "\x00" in value:
-            raise _NoLiteral  # no text can hold it: psycopg2 refuses it, saying so
-        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-    if kind is int:
-        return f"({value})" if value < 0 else str(value)
-    raise _NoLiteral
-
-
-def _element_text(text: str) -> str:
-    """Quoted as an array element (backslash and double quote escaped), then escaped for the escape
-    string around the array, in one pass: a backslash becomes four."""
-    if "\x00" in text:
-        raise _NoLiteral
-    return '"' + text.replace("\\", "\\\\\\\\").replace('"', '\\\\"').replace("'", "''") + '"'
-
-
-def _element_timestamp(value: dt.datetime | dt.date) -> str:
-    if getattr(value, "tzinfo", None) is not None:
-        raise _NoLiteral  # the store keeps naive UTC; psycopg2 knows what an offset means
-    return '"' + value.isoformat() + '"'
-
-
-_ELEMENT = {str: _element_text, int: str, bool: lambda b: "t" if b else "f", float: lambda f: f'"{f!r}"',
-            dt.datetime: _element_timestamp, dt.date: _element_timestamp, type(None): lambda _: "NULL"}
-
-
-@functools.lru_cache(maxsize=None)  # a few dozen shapes: one per table and set of columns
-def _insert_shape(model, names: tuple[str, ...], returning: str | None, skip_conflicts: bool):
-    """The INSERT of rows with these columns (and the others' defaults): its text, its parameters'
-    types, the fields in parameter order, and the fields whose defaults each row takes."""
-    fields = [model._meta.fields[name] for name in names]
-    defaults = [f for f in model._meta.sorted_fields if f.default is not None and f.name not in names]
-    fields += defaults
-    types = [_PG_TYPES[f.field_type] + "[]" for f in fields]
-    arrays = ", ".join(f"${n}" for n in range(1, len(fields) + 1))
-    sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(f.column_name for f in fields)}) '
-           f"SELECT * FROM unnest({arrays})"
-           + (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else ""))
-    return sql, types, fields, defaults
-
-
-@functools.lru_cache(maxsize=None)  # a few dozen shapes
-def _update_statement(table: str, key: tuple[str, ...], columns: tuple[str, ...], where: str) -> str:
-    names = [*key, *columns]
-    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-    # The first key's array again, as a key lookup: with statistics that say the table is
-    # empty, the join alone may be planned as a hash of the whole table.
-    match = " AND ".join([*(f"t.{k} = v.{k}" for k in key), f"t.{key[0]} = ANY($1)"])
-    arrays = ", ".join(f"${n}" for n in range(1, len(names) + 1))
-    return (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-            f"WHERE {match}{' AND ' + where.replace('{t}', 't') if where else ''}")
 
 
 _LOCK_RUNS = "SELECT id FROM run WHERE id = ANY({run_ids}) ORDER BY id FOR UPDATE"  # in id order: no deadlocks
@@ -292,10 +124,6 @@ def _host(netloc: str) -> str:
         return host[1:host.find("]")]
     return unquote(host.partition(":")[0])
 
-
-def _columns(values: list[tuple], width: int) -> list[list]:
-    """Rows to one list per column: the array parameters of an unnest()."""
-    return [list(column) for column in zip(*values)] if values else [[] for _ in range(width)]
 
 
 class PostgresDialect(Dialect):
@@ -410,11 +238,11 @@ class PostgresDialect(Dialect):
         """Held in `deferred` unless values are returned (then it sends everything waiting)."""
         if not rows:
             return []
-        sql, types, fields, defaults = _insert_shape(model, tuple(rows[0]), returning, skip_conflicts)
+        sql, types, fields, defaults = insert_shape(model, tuple(rows[0]), returning, skip_conflicts)
         if defaults:
             rows = [{**row, **{f.name: f.default() if callable(f.default) else f.default for f in defaults}} for row in rows]
         values = [tuple(f.db_value(row[f.name]) for f in fields) for row in rows]
-        statement = prepared(self.db, sql, types, _columns(values, len(fields)))
+        statement = prepared(self.db, sql, types, columns_of(values, len(fields)))
         pending = deferred or Deferred(self.db)
         if returning:
             return [r[0] for r in pending.send(statement).fetchall()]
@@ -427,19 +255,19 @@ class PostgresDialect(Dialect):
         if not rows:
             return
         names = (*key, *columns)
-        sql = _update_statement(table, tuple(key), tuple(columns), where)
+        sql = update_statement(table, tuple(key), tuple(columns), where)
         # A hash join of the rows given with the table's, whatever the statistics say: planned on
         # statistics taken while the table looked empty, a nested loop compares every row given with
         # every row found (1,000 outbox rows marked sent: a million comparisons, 160 ms instead of 7).
         statement = b";\n".join([_NO_NESTED_LOOPS, prepared(self.db, sql, [casts[c] + "[]" for c in names],
-                                                              _columns(rows, len(names))), _NESTED_LOOPS])
+                                                             columns_of(rows, len(names))), _NESTED_LOOPS])
         if deferred is None:  # outside the engine's transactions, which set GENERIC_PLANS first
-            _execute(self.db, _GENERIC_PLANS + b";\n" + statement)
+            send_statement(self.db, _GENERIC_PLANS + b";\n" + statement)
         else:
             deferred.add_bound(statement)
 
     def select_in(self, sql: str, values: list, cast: str):
-        return _execute(self.db, prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
+        return send_statement(self.db, prepared(self.db, sql.format("= ANY($1)"), [cast], [values]))
 
     def pending_outbox(self, limit, exclude, skip_keys):
         return self.db.execute_sql(_PENDING_BY_TEAM, (exclude, skip_keys, limit)).fetchall()
@@ -465,7 +293,7 @@ class PostgresDialect(Dialect):
             lock_types, lock_values = [*lock_types, "varchar[]"], [*lock_values, list(teams)]
         statements = [_GENERIC_PLANS, prepared(self.db, lock, lock_types, lock_values),
                       prepared(self.db, read, types, values)]
-        rows = _execute(self.db, b";\n".join(statements)).fetchall()
+        rows = send_statement(self.db, b";\n".join(statements)).fetchall()
         seen = (rows[0][-1] or {}) if rows else {}
         return rows, seen  # the replies column rides last: readers zip the columns they know
 
@@ -487,7 +315,7 @@ class PostgresDialect(Dialect):
         # Generic, as the engine's statements are: left to choose, PostgreSQL planned this one afresh
         # for every batch read back (its generic plan looked dearer), 0.16 ms each, four times its run.
         statement = prepared(self.db, read, ["bigint[]"], [run_ids])
-        return _execute(self.db, _GENERIC_PLANS + b";\n" + statement).fetchall()
+        return send_statement(self.db, _GENERIC_PLANS + b";\n" + statement).fetchall()
 
     def read_run_tasks(self, select, wanted):
         # The instances' ids worked out first, each looked up by the (run, task) index. Joined in, a
@@ -497,7 +325,7 @@ class PostgresDialect(Dialect):
                 " JOIN task_instance t ON t.run_id = w.run_id AND t.task = w.task))")
         statement = prepared(self.db, select.format(extra="", runs=runs), ["bigint[]", "varchar[]"],
                              [[run for run, _ in wanted], [task for _, task in wanted]])
-        return _execute(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
+        return send_statement(self.db, b";\n".join([_GENERIC_PLANS, statement])).fetchall()
 
     def try_lock_slots(self, limited):
         key = (TAKING_SLOTS << 32) + zlib.crc32(limited.encode())
@@ -517,11 +345,12 @@ class PostgresDialect(Dialect):
         queued = (f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM workflow w "
                   f"WHERE id = ANY($1) AND {first_queued} IS NOT NULL")
         turns = "SELECT pg_advisory_xact_lock(($1 << 32) + id) FROM unnest($2::bigint[]) AS id ORDER BY id"
-        cursor = _execute(self.db, prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
+        cursor = send_statement(self.db, prepared(self.db, share, ["bigint[]"], [workflow_ids]) + b";\n"
                           + prepared(self.db, queued, ["bigint[]"], [workflow_ids]))
         waiting = cursor.fetchone()[0]
         if waiting:
-            _execute(self.db, prepared(self.db, turns, ["bigint", "bigint[]"], [STARTING_QUEUED_RUNS, waiting]), cursor)
+            send_statement(self.db, prepared(self.db, turns, ["bigint", "bigint[]"], [STARTING_QUEUED_RUNS, waiting]),
+                           cursor)
         return waiting
 
     def typed_columns(self, every, json_only):

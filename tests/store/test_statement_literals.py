@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow45.db import atomic, database
-from flow45.dialect.postgres import prepared
+from flow45.dialect.postgres_statements import prepared
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("store_db")]
 
