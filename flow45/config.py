@@ -47,8 +47,8 @@ def _airflow_rule(value: Any) -> Any:
     return value
 
 
-TriggerRule = Annotated[Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success"],
-                        BeforeValidator(_airflow_rule)]
+TriggerRule = Annotated[Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success",
+                                 "all_skipped"], BeforeValidator(_airflow_rule)]
 
 
 class _Strict(BaseModel):
@@ -191,7 +191,9 @@ class TaskSpec(_Strict):
                     "succeeded or been skipped. none_failed_min_one_success: as all_success, but skipped when "
                     "every upstream task was skipped (the join after branches that `when` chose between). one_success: as "
                     "soon as one upstream task has succeeded, without waiting for the others (the first of several "
-                    "sources, or of several people, to answer); skipped once every upstream task was skipped")
+                    "sources, or of several people, to answer); skipped once every upstream task was skipped. "
+                    "all_skipped: once every upstream task has succeeded or been skipped, and only if every one was "
+                    "skipped (the fallback when `when` took no branch); skipped if one succeeded")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

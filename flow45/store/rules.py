@@ -60,8 +60,8 @@ class Changes:
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
     # An instance ready to offer -> the states of its upstream instances, by task: whether one succeeded
-    # or all were skipped, for the trigger rules `none_failed_min_one_success` and `one_success`; given by
-    # the writer, which reads them.
+    # or all were skipped, for the trigger rules `none_failed_min_one_success`, `one_success` and
+    # `all_skipped`; given by the writer, which reads them.
     upstream_states: Callable[[Any], dict[str, str]] | None = None
     # An instance to offer -> why it must wait `queued` (no free slot of a `max_running`, or its task's
     # `depends_on_past`: flow45.store.slots), or None.
@@ -354,6 +354,10 @@ def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet:
             if any(state != S.SKIPPED for state in upstream):
                 return None  # one_success: an upstream task not done yet may still succeed
             rule_unmet = f"trigger_rule {task.trigger_rule}: every upstream task was skipped"
+    elif rule_unmet is None and task.trigger_rule == "all_skipped":
+        ran = [name for name, state in ch.upstream_states(instance).items() if state != S.SKIPPED]
+        if ran:  # its upstream is done: each one not skipped succeeded
+            rule_unmet = f"trigger_rule all_skipped: upstream task {ran[0]} succeeded"
     if rule_unmet is not None:
         move(ch, instance, S.SKIPPED, "skip", actor, {"reason": rule_unmet, "trigger_rule": task.trigger_rule})
         return False

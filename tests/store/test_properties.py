@@ -6,7 +6,8 @@ all_done`, that goes once they have ended, failed too, or never will run; r, aft
 compensation, `trigger_rule: one_failed`, that goes once one of them has failed for good, and is skipped
 once both are done; j, after c and h, is a join, `trigger_rule: none_failed_min_one_success`, skipped
 when both were; k, after b and c, goes with the first of them to succeed, `trigger_rule: one_success`,
-and is upstream of the teardown) through
+and is upstream of the teardown; s, after c and h, is their fallback, `trigger_rule: all_skipped`,
+offered only when both were skipped) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -92,6 +93,7 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
       r: {function: fr, output: Blob, inputs: {src: b}, after: [a], trigger_rule: one_failed, lease: 40s}
       j: {function: fj, output: Blob, inputs: {src: c}, after: [h], trigger_rule: none_failed_min_one_success}
       k: {function: fk, output: Blob, inputs: {src: b}, after: [c], trigger_rule: one_success}
+      s: {function: fs, output: Blob, after: [c, h], trigger_rule: all_skipped}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -103,20 +105,21 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
 ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
 MIN_ONE_SUCCESS = frozenset({"j"})  # as all_success, but skipped when every upstream was skipped
 ONE_SUCCESS = frozenset({"k"})  # goes once one upstream has succeeded; skipped when every upstream was skipped
+ALL_SKIPPED = frozenset({"s"})  # as all_success, but offered only when every upstream was skipped
 FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "j": "fj",
-             "k": "fk", "z": "fz"}
+             "k": "fk", "s": "fs", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -427,6 +430,19 @@ class StoreMachine(RuleBasedStateMachine):
                 assert all_skipped, f"{where}: {row['id']} skipped for its rule: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
                 assert not all_skipped, f"{where}: {row['id']} offered, none succeeded: {siblings_states(siblings)}"
+
+        # The fallback: skipped for its trigger rule only when an upstream succeeded, offered as it becomes
+        # ready only when every upstream was skipped.
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in ALL_SKIPPED:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert S.SUCCEEDED in upstream, f"{where}: {row['id']} skipped for its rule: {upstream}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                assert set(upstream) == {S.SKIPPED}, f"{where}: {row['id']} offered, one ran: {upstream}"
 
         # The first-success task: skipped for its trigger rule only when every upstream was skipped, offered
         # as it becomes ready only when one succeeded.
