@@ -6,8 +6,10 @@ import datetime as dt
 import textwrap
 from pathlib import Path
 
+from flow45 import messages as m
 from flow45 import store
 from flow45.config import load_config
+from flow45.db import atomic
 from flow45.models import Outbox, TaskInstance
 from flow45.settings import Settings
 
@@ -75,6 +77,19 @@ def fail_for_good(run_id: int, task: str, now: dt.datetime, error: str = "it bro
     """A worker claims the task's instance and fails it, not to be retried."""
     grant = claim(run_id, task, now=now)
     store.fail(grant.instance, grant.token, error, retryable=False, now=now)
+
+
+def submits_in_one_batch(submits: list[tuple], now: dt.datetime, team: str = "acme") -> list[str | None]:
+    """Each (claimed attempt, output) submitted in one batch, as the bridge applies one: one transaction,
+    set-based. Each message's error, None where it took effect."""
+    from flow45.store.batch import Item, apply_worker_batch
+
+    items = [Item(team, f"submit-{grant.instance}-{grant.token}",
+                  m.Submit(type="submit", instance=grant.instance, token=grant.token, output=output))
+             for grant, output in submits]
+    with atomic():
+        apply_worker_batch(items, now)
+    return [item.error for item in items]
 
 
 def skip_detail(run_id: int, task: str) -> dict:

@@ -9,15 +9,13 @@ import datetime as dt
 
 import pytest
 
-from flow45 import messages as m
 from flow45 import store
-from flow45.db import atomic
 from flow45.graph import mermaid
 from flow45.models import Event, Outbox
-from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
 from tests.store.helpers import (
-    claim, complete, deploy_text, fail_for_good, instance, offered_inputs, skip_detail, states, task_refusal,
+    claim, complete, deploy_text, fail_for_good, instance, offered_inputs, skip_detail, states,
+    submits_in_one_batch, task_refusal,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -179,11 +177,7 @@ def test_an_undo_of_the_only_quote_in_leaves_the_order_pending(tmp_path, other):
 def test_two_quotes_in_one_batch_of_the_bridge_offer_the_order_once(tmp_path):
     run = _buy(tmp_path)
     north, south = claim(run, "north", now=_at(2)), claim(run, "south", now=_at(2))
-    items = [Item("acme", "m-1", m.Submit(type="submit", instance=north.instance, token=north.token, output=NORTH)),
-             Item("acme", "m-2", m.Submit(type="submit", instance=south.instance, token=south.token, output=SOUTH))]
-    with atomic():
-        apply_worker_batch(items, _at(3))
-    assert [item.error for item in items] == [None, None]
+    assert submits_in_one_batch([(north, NORTH), (south, SOUTH)], _at(3)) == [None, None]
     assert states(run)["order"] == "available"
     offers = Outbox.select().where((Outbox.instance == instance(run, "order").id) & (Outbox.kind == "offer"))
     assert offers.count() == 1
