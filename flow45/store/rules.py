@@ -437,7 +437,7 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
     """The tasks that the changes to the `changed` tasks made ready to offer (pending, every upstream
     done), in order; `not_done`: the state of each of the run's instances that is not done, by task."""
     downstream = {name for task in changed if task not in not_done for name in spec.downstream[task]}
-    if spec.after_failure:  # a failure lets the all_done and one_failed tasks after it go, however far down
+    if spec.after_failure:  # a failure lets the all_done, one_failed and all_failed tasks after it go, however far
         downstream.update(name for task in changed if not_done.get(task) == S.FAILED
                           for name in spec.after_failure_of(task))
     return spec.in_order(name for name in downstream if ready(name, not_done, spec))
@@ -448,10 +448,10 @@ def ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
 
 
 def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
-    """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done`, every upstream ended:
-    done, failed for good, or pending for good behind such a failure; for `one_failed`, one upstream
-    ended so, or every upstream done (it is then skipped: `trigger_unmet`); for `one_success`, one
-    upstream done (`offer_if_met` asks whether one succeeded)."""
+    """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done` or `all_failed`, every
+    upstream ended: done, failed for good, or pending for good behind such a failure; for `one_failed`,
+    one upstream ended so, or every upstream done (it is then skipped: `trigger_unmet`); for
+    `one_success`, one upstream done (`offer_if_met` asks whether one succeeded)."""
     if name in spec.one_success:
         return any(up not in not_done for up in spec.upstream(name))
     if name in spec.on_failure:
@@ -471,9 +471,12 @@ def _failed_upstream(name: str, not_done: dict[str, str], spec: VersionSpec) -> 
 
 def trigger_unmet(name: str, not_done: dict[str, str], spec: VersionSpec) -> str | None:
     """Why a task whose upstream is done is skipped rather than offered: a `one_failed` task none of
-    whose upstream tasks failed (Airflow skips it so too). None for any other."""
+    whose upstream tasks failed, or an `all_failed` one with an upstream task that succeeded or was
+    skipped (Airflow skips them so too). None for any other."""
     if name in spec.on_failure and not _failed_upstream(name, not_done, spec):
         return "trigger_rule one_failed: no upstream task failed"
+    if name in spec.all_failed and (done := [up for up in spec.upstream(name) if up not in not_done]):
+        return f"trigger_rule all_failed: upstream task {done[0]} did not fail"
     return None
 
 
@@ -509,8 +512,9 @@ _UNFAILED = {"retry": "retried", "skip": "skipped", "set_output": "given an outp
 
 def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: VersionSpec, kind: str, actor: str) -> None:
     """Before a failed `instance` becomes `becomes` other than by undo (an operator's retry, skip or output):
-    the `all_done` and `one_failed` tasks after it that its failure let go, and that must now wait for what
-    follows it (or, `one_failed`, be skipped: nothing failed now), go back to pending while only offered;
+    the `all_done`, `one_failed` and `all_failed` tasks after it that its failure let go, and that must now
+    wait for what follows it (or be skipped for their rule: nothing, or not everything, failed now), go back
+    to pending while only offered;
     one that has started refuses the change, naming undo."""
     let_go = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
               if run_instances[name].state not in S.HELD_UP | {S.CANCELLED}]

@@ -77,9 +77,10 @@ class VersionSpec:
 
     @functools.cached_property
     def after_failure(self) -> frozenset[str]:
-        """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done` or `one_failed`)."""
+        """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done`, `one_failed` or
+        `all_failed`)."""
         return frozenset(name for name, task in self.workflow.tasks.items()
-                         if task.trigger_rule in ("all_done", "one_failed"))
+                         if task.trigger_rule in ("all_done", "one_failed", "all_failed"))
 
     @functools.cached_property
     def on_failure(self) -> frozenset[str]:
@@ -87,12 +88,18 @@ class VersionSpec:
         return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_failed")
 
     @functools.cached_property
+    def all_failed(self) -> frozenset[str]:
+        """The tasks that run only when every upstream task failed, and are skipped otherwise (`all_failed`)."""
+        return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "all_failed")
+
+    @functools.cached_property
     def one_success(self) -> frozenset[str]:
         """The tasks that go once one upstream task has succeeded (`one_success`)."""
         return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_success")
 
     def after_failure_of(self, name: str) -> set[str]:
-        """The all_done and one_failed tasks downstream of `name`, however far: a failure of it may let them go."""
+        """The all_done, one_failed and all_failed tasks downstream of `name`, however far: a failure of it may
+        let them go."""
         if not self.after_failure:
             return set()
         found = self._after_failure_of.get(name)

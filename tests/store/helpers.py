@@ -79,17 +79,26 @@ def fail_for_good(run_id: int, task: str, now: dt.datetime, error: str = "it bro
     store.fail(grant.instance, grant.token, error, retryable=False, now=now)
 
 
-def submits_in_one_batch(submits: list[tuple], now: dt.datetime, team: str = "acme") -> list[str | None]:
-    """Each (claimed attempt, output) submitted in one batch, as the bridge applies one: one transaction,
-    set-based. Each message's error, None where it took effect."""
+def in_one_batch(messages: list, now: dt.datetime, team: str = "acme") -> list[str | None]:
+    """Worker messages applied in one batch, as the bridge applies one: one transaction, set-based. Each
+    message's error, None where it took effect."""
     from flow45.store.batch import Item, apply_worker_batch
 
-    items = [Item(team, f"submit-{grant.instance}-{grant.token}",
-                  m.Submit(type="submit", instance=grant.instance, token=grant.token, output=output))
-             for grant, output in submits]
+    items = [Item(team, f"{message.type}-{message.instance}-{message.token}", message) for message in messages]
     with atomic():
         apply_worker_batch(items, now)
     return [item.error for item in items]
+
+
+def submits_in_one_batch(submits: list[tuple], now: dt.datetime, team: str = "acme") -> list[str | None]:
+    """Each (claimed attempt, output) submitted in one batch (`in_one_batch`)."""
+    return in_one_batch([m.Submit(type="submit", instance=grant.instance, token=grant.token, output=output)
+                         for grant, output in submits], now, team)
+
+
+def failure(grant, error: str) -> m.Fail:
+    """A worker's report that the claimed attempt failed, not to be retried."""
+    return m.Fail(type="fail", instance=grant.instance, token=grant.token, error=error, retryable=False)
 
 
 def skip_detail(run_id: int, task: str) -> dict:

@@ -11,13 +11,11 @@ import pytest
 
 from flow45 import messages as m
 from flow45 import store
-from flow45.db import atomic
 from flow45.graph import mermaid
-from flow45.store.batch import Item, apply_worker_batch
 from flow45.store.specs import current_spec
 from tests.store.helpers import (
-    BLOB, claim, complete, deploy_blob_tasks, fail_for_good, instance, offered_inputs, skip_detail, states,
-    task_refusal,
+    BLOB, claim, complete, deploy_blob_tasks, fail_for_good, failure, in_one_batch, instance, offered_inputs,
+    skip_detail, states, task_refusal,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -90,12 +88,8 @@ def test_the_bridges_batch_lets_it_go_on_a_failure_and_skips_it_on_a_success(tmp
         for task in ("charge", "pack"):
             complete(each, task, BLOB, now=_at(1))
     failed, shipped = claim(run, "ship", now=_at(2)), claim(other, "ship", now=_at(2))
-    items = [Item("acme", "m-1", m.Fail(type="fail", instance=failed.instance, token=failed.token,
-                                        error="carrier refused", retryable=False)),
-             Item("acme", "m-2", m.Submit(type="submit", instance=shipped.instance, token=shipped.token, output=BLOB))]
-    with atomic():
-        apply_worker_batch(items, _at(3))
-    assert [item.error for item in items] == [None, None]
+    submit = m.Submit(type="submit", instance=shipped.instance, token=shipped.token, output=BLOB)
+    assert in_one_batch([failure(failed, "carrier refused"), submit], _at(3)) == [None, None]
     assert (states(run)["refund"], states(other)["refund"]) == ("available", "skipped")
     assert (store.get_run(run).status, store.get_run(other).status) == ("running", "succeeded")
 
@@ -182,7 +176,7 @@ def test_in_a_run_too_wide_to_read_whole_it_is_skipped_or_let_go_as_in_any(tmp_p
 def test_one_failed_needs_an_upstream_and_the_graph_says_it(tmp_path):
     assert ("trigger_rule: one_failed waits for the upstream tasks to fail, and this task has none"
             in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_failed}"))
-    assert "all_success, all_done, one_failed, none_failed_min_one_success, one_success or all_skipped" in task_refusal(
+    assert "all_success, all_done, one_failed, none_failed_min_one_success, one_success, all_skipped or all_failed" in task_refusal(
         tmp_path, "{function: f, output: Blob, after: [x], trigger_rule: one_done}").replace("'", "")
     assert ("trigger_rule: 'none_failed' (Airflow's) is not a trigger rule here: write all_success, which goes after "
             "skipped upstream tasks too" in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: none_failed}"))

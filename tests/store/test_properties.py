@@ -7,7 +7,8 @@ compensation, `trigger_rule: one_failed`, that goes once one of them has failed 
 once both are done; j, after c and h, is a join, `trigger_rule: none_failed_min_one_success`, skipped
 when both were; k, after b and c, goes with the first of them to succeed, `trigger_rule: one_success`,
 and is upstream of the teardown; s, after c and h, is their fallback, `trigger_rule: all_skipped`,
-offered only when both were skipped) through
+offered only when both were skipped; f, after b and d, is an alert, `trigger_rule: all_failed`, that
+waits for both to end and goes only when both failed for good or never run) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -94,6 +95,7 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
       j: {function: fj, output: Blob, inputs: {src: c}, after: [h], trigger_rule: none_failed_min_one_success}
       k: {function: fk, output: Blob, inputs: {src: b}, after: [c], trigger_rule: one_success}
       s: {function: fs, output: Blob, after: [c, h], trigger_rule: all_skipped}
+      f: {function: ff, output: Blob, after: [b, d], trigger_rule: all_failed}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -105,21 +107,23 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "f": {}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"], "f": ["b", "d"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
+ALL_FAILED = frozenset({"f"})  # waits as the teardown does; offered only when every upstream failed or never runs
+ENDED = ALL_DONE | ALL_FAILED  # wait for every upstream to end, failed too
 ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
 MIN_ONE_SUCCESS = frozenset({"j"})  # as all_success, but skipped when every upstream was skipped
 ONE_SUCCESS = frozenset({"k"})  # goes once one upstream has succeeded; skipped when every upstream was skipped
 ALL_SKIPPED = frozenset({"s"})  # as all_success, but offered only when every upstream was skipped
 FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "j": "fj",
-             "k": "fk", "s": "fs", "z": "fz"}
+             "k": "fk", "s": "fs", "f": "ff", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -254,7 +258,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def upstream_done(self, iid: int) -> bool:
         row = self.instances[iid]
-        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS)
+        return ready(row["task"], self.by_task(row["run"]), UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS)
 
     def unfailed(self, iid: int, becomes: str) -> dict[int, str] | None:
         """An operator's retry or skip of failed `iid`, as `becomes`: the teardown or compensation its failure
@@ -264,21 +268,22 @@ class StoreMachine(RuleBasedStateMachine):
         siblings = self.by_task(row["run"])
         after = {**siblings, row["task"]: {**row, "state": becomes}}
         moved = {}
-        for task in (ALL_DONE | ONE_FAILED) & descendants(row["task"]):
+        for task in (ENDED | ONE_FAILED) & descendants(row["task"]):
             teardown = siblings[task]
             if teardown["state"] in (S.PENDING, S.HELD, S.CANCELLED) or self.offered_after(task, after):
                 continue
             if teardown["state"] not in (S.AVAILABLE, S.QUEUED, S.WAITING):
                 return None
-            moved[teardown["id"]] = S.SKIPPED if ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS) else S.PENDING
+            moved[teardown["id"]] = S.SKIPPED if ready(task, after, UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS) else S.PENDING
         return moved
 
     @staticmethod
     def offered_after(task: str, siblings: dict[str, dict]) -> bool:
         """Whether a task whose upstream ended as `siblings` say is offered (not skipped for its trigger rule)."""
-        return ready(task, siblings, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS) and (
-            task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ALL_DONE | ONE_FAILED, ONE_SUCCESS)) and (
-            task not in ONE_SUCCESS or any(siblings[up]["state"] == S.SUCCEEDED for up in UPSTREAM[task]))
+        return ready(task, siblings, UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS) and (
+            task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ENDED | ONE_FAILED, ONE_SUCCESS)) and (
+            task not in ONE_SUCCESS or any(siblings[up]["state"] == S.SUCCEEDED for up in UPSTREAM[task])) and (
+            task not in ALL_FAILED or not any(siblings[up]["state"] in DONE for up in UPSTREAM[task]))
 
     def choose(self, pick: int, prefer: bool, fits) -> int:
         ids = sorted(self.instances)
@@ -396,7 +401,7 @@ class StoreMachine(RuleBasedStateMachine):
         for iid, row in instances.items():
             run = runs[row["run"]]
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            goes = ready(row["task"], siblings, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS)
+            goes = ready(row["task"], siblings, UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS)
             if row["state"] in (S.AVAILABLE, S.RUNNING, S.WAITING):
                 assert goes, f"{where}: instance {iid} ({row['task']}) is {row['state']} before its upstream is done"
                 # Running in a queued run: an attempt of a failed run given work again while the slot was taken.
@@ -412,7 +417,7 @@ class StoreMachine(RuleBasedStateMachine):
             if row is None or row["task"] not in ONE_FAILED:
                 continue
             siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            failure = failure_upstream(row["task"], siblings, UPSTREAM, ALL_DONE | ONE_FAILED, ONE_SUCCESS)
+            failure = failure_upstream(row["task"], siblings, UPSTREAM, ENDED | ONE_FAILED, ONE_SUCCESS)
             if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
                 assert not failure, f"{where}: {row['id']} skipped after a failure: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
@@ -430,6 +435,20 @@ class StoreMachine(RuleBasedStateMachine):
                 assert all_skipped, f"{where}: {row['id']} skipped for its rule: {siblings_states(siblings)}"
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
                 assert not all_skipped, f"{where}: {row['id']} offered, none succeeded: {siblings_states(siblings)}"
+
+        # The alert: skipped for its trigger rule only when an upstream succeeded or was skipped, offered as it
+        # becomes ready only when every upstream failed for good or never runs.
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in ALL_FAILED:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert DONE & set(upstream), f"{where}: {row['id']} skipped for its rule: {upstream}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                # ready too (checked above): every upstream ended, so each failed or never runs
+                assert not DONE & set(upstream), f"{where}: {row['id']} offered, one did not fail: {upstream}"
 
         # The fallback: skipped for its trigger rule only when an upstream succeeded, offered as it becomes
         # ready only when every upstream was skipped.
@@ -846,8 +865,8 @@ class StoreMachine(RuleBasedStateMachine):
         # ended for good (a failure, or what waits behind one) goes again at once, with a new token
         if run["status"] != S.QUEUED and not self.waits_for_slot(row["run"], plan_states):
             after = {t: {**r, "state": plan_states.get(r["id"], r["state"])} for t, r in siblings.items()}
-            for task in sorted((ALL_DONE | ONE_FAILED | ONE_SUCCESS) & descendants(row["task"])):
-                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ALL_DONE, ONE_FAILED, ONE_SUCCESS):
+            for task in sorted((ENDED | ONE_FAILED | ONE_SUCCESS) & descendants(row["task"])):
+                if siblings[task]["id"] in downstream and ready(task, after, UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS):
                     settled[siblings[task]["id"]] = self.offered(task) if self.offered_after(task, after) else S.SKIPPED
         before = dict(self.instances)
         runs_before = self.tables["runs"]
