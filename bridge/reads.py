@@ -87,11 +87,12 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadWorkflows):
         return {"workflows": [w.to_json() for w in client.workflows()]}
     if isinstance(read, m.ReadRuns):
-        if read.version is not None and read.workflow is None:
-            raise Refusal("invalid_message", "runs: `version` needs `workflow`: each workflow numbers its own versions")
-        where = RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
-                          utc_time(read.since), utc_time(read.until), read.version, read.key)
+        where = _run_filter(team, read)
         return {"runs": [r.to_json() for r in client.runs(where, before=read.before, limit=read.limit, ids=read.ids)]}
+    if isinstance(read, m.ReadRunInstances):
+        found = client.run_instances(_run_filter(team, read), task=read.task, state=read.state, before=read.before,
+                                     limit=read.limit, ids=read.ids)
+        return {"runs": [r.to_json() for r in found]}
     if isinstance(read, m.ReadRun):
         if read.as_of is not None and read.as_of_time is not None:
             raise Refusal("invalid_message", "run: give `as_of` or `as_of_time`, not both")
@@ -133,6 +134,14 @@ def answer_read(team: str, user: str, read: BaseModel) -> Any:
     if isinstance(read, m.ReadSchema):
         return client.schema(team)
     raise Refusal("invalid_message", f"unknown read {read.type!r}")
+
+
+def _run_filter(team: str, read: m.ReadRuns | m.ReadRunInstances) -> RunFilter:
+    if read.version is not None and read.workflow is None:
+        raise Refusal("invalid_message", f"{read.type}: `version` needs `workflow`: each workflow numbers its own "
+                      "versions")
+    return RunFilter(team, read.workflow, read.status, read.text, tuple(sorted((read.params or {}).items())),
+                     utc_time(read.since), utc_time(read.until), read.version, read.key)
 
 
 @dataclass

@@ -28,8 +28,8 @@ from flow45.outage import Backoff
 from flow45.store.specs import VersionSpec, spec_from_document
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, Triggered, UndoPlan, WorkflowStats, WorkflowVersions,
-    WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunInstances, RunView, Triggered, UndoPlan, WorkflowStats,
+    WorkflowVersions, WorkflowView,
 )
 
 log = logging.getLogger("flow45.client")
@@ -47,6 +47,7 @@ class RemoteClient(Client):
         self._identity: dict | None = None
         self._told_team = team
         self._team_reads = True  # False: the broker refused the team's read exchange; the shared one serves
+        self._run_instances_read = True  # False: the bridge is older than `run_instances`; each run is read whole
         self._mine = threading.local()
 
     @property
@@ -129,13 +130,9 @@ class RemoteClient(Client):
         found: list[RunView] = []
         while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
             page = min(limit - len(found), m.MAX_PAGE)
-            message = {"type": "runs", "workflow": where.workflow, "status": where.status, "text": where.text,
-                       "before": before, "limit": page, "params": dict(where.params) or None,
-                       "since": iso(where.since), "until": iso(where.until), "version": where.version}
+            message = {"type": "runs", **_choosing(where), "before": before, "limit": page}
             if ids is not None:
                 message["ids"] = list(ids)
-            if where.key is not None:
-                message["key"] = where.key
             answer = self._read(message)
             rows = answer["runs"]
             found.extend(RunView.from_json(r) for r in rows)
@@ -143,6 +140,47 @@ class RemoteClient(Client):
                 break
             before = rows[-1]["id"]
         return found
+
+    def run_instances(self, where: RunFilter = RunFilter(), *, task: str | None = None, state: str | None = None,
+                      before: int | None = None, limit: int = RUNS_PAGE,
+                      ids: Sequence[int] | None = None) -> list[RunInstances]:
+        if self._other_team(where.team) or (ids is not None and not ids):
+            return []
+        if not self._run_instances_read:
+            return super().run_instances(where, task=task, state=state, before=before, limit=limit, ids=ids)
+        if ids is not None and len(ids) > m.MAX_PAGE:  # a read names at most a page of runs
+            wanted = sorted(set(ids), reverse=True)
+            chunks = [wanted[n:n + m.MAX_PAGE] for n in range(0, len(wanted), m.MAX_PAGE)]
+            found = [run for chunk in chunks for run in
+                     self.run_instances(where, task=task, state=state, before=before, limit=limit, ids=chunk)]
+            return found[:limit]
+        found: list[RunInstances] = []
+        while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
+            page = min(limit - len(found), m.MAX_PAGE)
+            message = {"type": "run_instances", **_choosing(where), "before": before, "limit": page, "task": task,
+                       "state": state}
+            if ids is not None:
+                message["ids"] = list(ids)
+            try:
+                answer = self._read(message)
+            except Flow45Error as exc:
+                if not (exc.code == "invalid_message" and "unknown read 'run_instances'" in exc.message):
+                    raise
+                log.warning("the bridge does not know the `run_instances` read (%s): each run is read whole",
+                            exc.message)
+                self._run_instances_read = False
+                return found + super().run_instances(where, task=task, state=state, before=before,
+                                                     limit=limit - len(found), ids=ids)
+            rows = answer["runs"]
+            found.extend(self._whole_if_cut(RunInstances.from_json(r), task, state) for r in rows)
+            if not rows or (len(rows) < page and not answer.get("more")):  # more: cut short to fit a message
+                break
+            before = rows[-1]["id"]
+        return found
+
+    def _whole_if_cut(self, run: RunInstances, task: str | None, state: str | None) -> RunInstances:
+        """`run` as answered, or read whole when its instances did not fit one answer."""
+        return RunInstances.of(self.run(run.id), task, state) if run.instances_more else run
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         return self._whole_run({"type": "run", "run": run_id, "attempts": attempts})
@@ -445,6 +483,16 @@ def _yaml_files(path: Path) -> dict[str, str]:
     from flow45.config import config_texts
 
     return {file.name: text for file, text in config_texts(path).items()}
+
+
+def _choosing(where: RunFilter) -> dict[str, Any]:
+    """The filter's fields of a `runs` or `run_instances` read (the team is the sender's)."""
+    fields = {"workflow": where.workflow, "status": where.status, "text": where.text,
+              "params": dict(where.params) or None, "since": iso(where.since), "until": iso(where.until),
+              "version": where.version}
+    if where.key is not None:  # left out otherwise: a bridge from before keys refuses unknown keys
+        fields["key"] = where.key
+    return fields
 
 
 def _window(since: dt.datetime | None, until: dt.datetime | None) -> dict[str, str]:

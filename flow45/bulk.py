@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from flow45 import states as S
 from flow45.client.base import Client, RunFilter
 from flow45.errors import Flow45Error
-from flow45.views import RunView
+from flow45.views import RunInstances, RunView
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
 RUNS_PAGE = 500  # runs of a filter read at a time (a read through the broker holds at most this many)
@@ -74,6 +74,24 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
     if where is not None and where.status is not None and where.status not in S.RUN_STATES:
         raise Flow45Error(f"bulk {action}: --status {where.status} is not a run status; "
                           f"one of {', '.join(S.RUN_STATES)}")
+    if action == "cancel":
+        return _runs_to_cancel(client, runs, where, state)
+    found = runs_with_instances(client, runs, where, task, state)
+    if not found:
+        raise _nothing_chosen(client, where)
+    chosen = Selection([], runs=len(found))
+    for run_id in sorted(found):
+        run = found[run_id]
+        for i in run.instances:
+            if i.state in ACTS_ON[action] and run.status != S.CANCELLED:
+                chosen.items.append(BulkItem(run_id, i.id, i.task, i.state))
+            else:
+                chosen.left_out += 1
+    return chosen
+
+
+def _runs_to_cancel(client: Client, runs: list[int], where: RunFilter | None, state: str | None) -> Selection:
+    """The runs themselves: a run's row will do, its instances are not needed."""
     listed: dict[int, RunView | None] = dict.fromkeys(runs)
     if where is not None:
         listed.update((r.id, r) for r in matching_runs(client, where))
@@ -81,20 +99,37 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
         raise _nothing_chosen(client, where)
     chosen = Selection([], runs=len(listed))
     for run_id in sorted(listed):
-        if action == "cancel":  # the run's row will do: its instances are not needed
-            status = (listed[run_id] or client.run(run_id)).status
-            candidates = [BulkItem(run_id, None, None, status)] if state in (None, status) else []
-            view = None
+        status = (listed[run_id] or client.run(run_id)).status
+        if state not in (None, status):
+            continue
+        if status in ACTS_ON["cancel"]:
+            chosen.items.append(BulkItem(run_id, None, None, status))
         else:
-            view = client.run(run_id)
-            candidates = [BulkItem(run_id, i.id, i.task, i.state) for i in view.instances
-                          if (task is None or i.task == task) and (state is None or i.state == state)]
-        for item in candidates:
-            if item.state in ACTS_ON[action] and (view is None or view.status != S.CANCELLED):
-                chosen.items.append(item)
-            else:
-                chosen.left_out += 1
+            chosen.left_out += 1
     return chosen
+
+
+def runs_with_instances(client: Client, runs: list[int], where: RunFilter | None, task: str | None,
+                        state: str | None) -> dict[int, RunInstances]:
+    """The named runs and those the filter matches, by id, each with its instances of `task` in `state`:
+    a read per page of runs (a run of thousands of instances is not read whole to find its one `load`).
+    A named run that is missing (or another team's) is refused as reading it alone refuses it."""
+    found: dict[int, RunInstances] = {}
+    named = sorted(set(runs))
+    for start in range(0, len(named), RUNS_PAGE):
+        page = named[start:start + RUNS_PAGE]
+        found.update((r.id, r) for r in client.run_instances(task=task, state=state, ids=page, limit=len(page)))
+    for run_id in named:
+        if run_id not in found:
+            found[run_id] = RunInstances.of(client.run(run_id), task, state)  # raises NotFound in its own words
+    if where is not None:  # pages below the last one's id: runs triggered meanwhile neither shift them nor join
+        before = None
+        while page := client.run_instances(where, task=task, state=state, before=before, limit=RUNS_PAGE):
+            found.update((r.id, r) for r in page)
+            if len(page) < RUNS_PAGE:
+                break
+            before = page[-1].id
+    return found
 
 
 def matching_runs(client: Client, where: RunFilter) -> Iterator[RunView]:

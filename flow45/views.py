@@ -282,6 +282,32 @@ class RunView(View):
 
 
 @dataclasses.dataclass(frozen=True)
+class InstanceBrief(View):
+    """An instance as a bulk plan needs it, and no more."""
+
+    id: int
+    task: str
+    state: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInstances(View):
+    """A run's id and status with those of its instances a read chose (of a task, in a state), in the
+    run's order: what a bulk plan reads, a page of runs at a time, where each run whole was read."""
+
+    id: int
+    status: str
+    instances: list[InstanceBrief]
+    instances_more: bool = False  # read through the bridge: the run's chosen instances did not fit one answer
+
+    @classmethod
+    def of(cls, run: RunView, task: str | None = None, state: str | None = None) -> RunInstances:
+        """From the run read whole: its instances of `task` in `state` (any, for None)."""
+        return cls(run.id, run.status, [InstanceBrief(i.id, i.task, i.state) for i in run.instances
+                                        if task in (None, i.task) and state in (None, i.state)])
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskStats(View):
     """One task over a workflow's recent runs: attempts that ended (succeeded, failed or expired),
     the failed ones among them, and how long the succeeded ones took (seconds, nearest rank)."""

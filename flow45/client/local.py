@@ -22,8 +22,8 @@ from flow45.models import Event, Run, TaskInstance, Workflow, WorkflowVersion
 from flow45.store.specs import VersionSpec, version_spec
 from flow45.views import (
     BackfillPlan,
-    DeployReport, EventView, InboxItem, InstanceView, RunView, Triggered, UndoPlan, WorkflowStats, WorkflowVersions,
-    WorkflowView,
+    DeployReport, EventView, InboxItem, InstanceView, RunInstances, RunView, Triggered, UndoPlan, WorkflowStats,
+    WorkflowVersions, WorkflowView,
 )
 
 
@@ -75,6 +75,18 @@ class LocalClient(Client):
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
         return store.get_run(run_id, team=self.team, with_attempts=attempts)
+
+    def run_instances(self, where: RunFilter = RunFilter(), *, task: str | None = None, state: str | None = None,
+                      before: int | None = None, limit: int = RUNS_PAGE,
+                      ids: Sequence[int] | None = None) -> list[RunInstances]:
+        if self._other_team(where.team) or (ids is not None and not ids):
+            return []
+        query = Run.select(Run.id, Run.status, Run.version).join(Workflow).order_by(Run.id.desc()).limit(limit)
+        if before:
+            query = query.where(Run.id < before)
+        if ids is not None:
+            query = query.where(Run.id.in_(list(ids)))
+        return store.run_instances(list(_filtered(query, where, self._team(where.team))), task, state)
 
     def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
         return store.run_as_of(run_id, event=event, at=at, team=self.team)

@@ -19,10 +19,12 @@ from flow45.messages.operator import (  # noqa: F401
     OperatorSubmit, Take, HandBack, SetOutput, Note, Status, OperatorMessage, operator_messages, OPERATOR_TYPES,
 )
 from flow45.messages.reads import (  # noqa: F401
-    MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents, ReadCounts,
+    MAX_PAGE, WhoAmI, ReadWorkflows, ReadRuns, ReadRunInstances, ReadRun, ReadStats, ReadVersions, ReadInstance,
+    ReadEvents, ReadCounts,
     ReadInbox, ReadSpec, ReadSchema, OperatorRead, operator_reads, READ_TYPES,
 )
 from flow45.messages.replies import (  # noqa: F401
-    Reply, Refused, InstanceState, RunState, ValidatedTeam, Validated, RunList, Identity, WorkflowList, EventList,
+    Reply, Refused, InstanceState, RunState, ValidatedTeam, Validated, RunList, RunInstancesList, Identity,
+    WorkflowList, EventList,
     StatusCounts, InboxTask, Paused, Taken, Inbox, VersionDocument, RESULTS, reply_to,
 )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
+from flow45 import states as S
 from flow45.messages.base import UtcTime, _Message, _types
 from flow45.wire import INT64_MAX, INT64_MIN
 
@@ -33,10 +34,10 @@ class ReadWorkflows(_Message):
     type: Literal["workflows"]
 
 
-class ReadRuns(_Message):
-    """A page of the team's runs, newest first, with their counts (no instances)."""
+class _ChoosingRuns(_Message):
+    """What `runs` and `run_instances` choose a page of runs by."""
 
-    type: Literal["runs"]
+    type: str
     workflow: str | None = Field(None, max_length=200)
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
     text: str = Field("", max_length=200, description="matched as the dashboard's search is; `#12` is run 12")
@@ -50,6 +51,22 @@ class ReadRuns(_Message):
     key: str | None = Field(None, max_length=200, description="only the run of each workflow triggered with this key")
     ids: list[Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]] | None = Field(None, max_length=MAX_PAGE,
                                   description="only these runs: what a live list reads again when events touch them")
+
+
+class ReadRuns(_ChoosingRuns):
+    """A page of the team's runs, newest first, with their counts (no instances)."""
+
+    type: Literal["runs"]
+
+
+class ReadRunInstances(_ChoosingRuns):
+    """A page of the team's runs as `runs` chooses them, newest first, each with its id, its status and
+    its instances of `task` in `state` (of any task, in any state, when not given): what a bulk action
+    plans from, without reading each run whole."""
+
+    type: Literal["run_instances"]
+    task: str | None = Field(None, max_length=200, description="only the instances of this task")
+    state: Literal[S.INSTANCE_STATES] | None = Field(None, description="only the instances in this state")
 
 
 class ReadRun(_Message):
@@ -143,7 +160,8 @@ class ReadSchema(_Message):
 
 
 OperatorRead = Annotated[
-    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents, ReadCounts,
+    Union[WhoAmI, ReadWorkflows, ReadRuns, ReadRunInstances, ReadRun, ReadStats, ReadVersions, ReadInstance, ReadEvents,
+          ReadCounts,
           ReadInbox, ReadSpec, ReadSchema],
     Field(discriminator="type"),
 ]

@@ -13,13 +13,13 @@ from flow45.messages.operator import (
     SetOutput, Status, Take, Trigger, Undo, Validate,
 )
 from flow45.messages.reads import (
-    ReadCounts, ReadEvents, ReadInbox, ReadInstance, ReadRun, ReadRuns, ReadSchema, ReadSpec, ReadStats, ReadVersions,
-    ReadWorkflows, WhoAmI,
+    ReadCounts, ReadEvents, ReadInbox, ReadInstance, ReadRun, ReadRunInstances, ReadRuns, ReadSchema, ReadSpec,
+    ReadStats, ReadVersions, ReadWorkflows, WhoAmI,
 )
 from flow45.messages.worker import CallbackFail, CallbackSubmit, Claim, Fail, Park, Progress, Skip, Submit
 from flow45.views import (
-    BackfillPlan, DeployReport, EventView, InstanceView, RunView, Triggered, UndoPlan, WorkerReply, WorkflowStats,
-    WorkflowVersions, WorkflowView,
+    BackfillPlan, DeployReport, EventView, InstanceView, RunInstances, RunView, Triggered, UndoPlan, WorkerReply,
+    WorkflowStats, WorkflowVersions, WorkflowView,
 )
 
 
@@ -68,6 +68,12 @@ class Validated(_Message):
 
 class RunList(_Message):
     runs: list[RunView]
+    more: bool = Field(False, description="the page stopped short to keep the answer under the bridge's "
+                                          "max_message_bytes: ask again from its last item")
+
+
+class RunInstancesList(_Message):
+    runs: list[RunInstances]
     more: bool = Field(False, description="the page stopped short to keep the answer under the bridge's "
                                           "max_message_bytes: ask again from its last item")
 
@@ -136,7 +142,8 @@ RESULTS: dict[type[BaseModel], Any] = {
     Take: Taken, HandBack: Taken, Note: RunState,
     SetOutput: InstanceState, Backfill: BackfillPlan, Pause: Paused, Resume: Paused,
     Status: Union[RunView, RunList],
-    WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRun: RunView, ReadStats: WorkflowStats,
+    WhoAmI: Identity, ReadWorkflows: WorkflowList, ReadRuns: RunList, ReadRunInstances: RunInstancesList,
+    ReadRun: RunView, ReadStats: WorkflowStats,
     ReadVersions: WorkflowVersions,
     ReadInstance: InstanceView,
     ReadEvents: EventList, ReadCounts: StatusCounts, ReadInbox: Inbox, ReadSpec: VersionDocument,

@@ -6,7 +6,7 @@ from flow45.store import callbacks as _callbacks, deploy as _deploy, operator as
 from flow45.store.deploy import find_workflow
 from flow45.store.pause import pause, resume
 from flow45.store.operator import hand_back, note_run, release, take
-from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows
+from flow45.store.queries import get_instance, get_run, list_events, list_runs, list_workflows, run_instances
 from flow45.store.runs import trigger, trigger_run
 from flow45.store.sweep import (cancel_timed_out, expire_leases, fail_unclaimed, fire_due_timers, human_alarms,
                                 handing_on, offer_queued, release_due_retries, sla_missed)
@@ -29,7 +29,8 @@ __all__ = [
     "pause", "resume",
     "backfill",
     "deploy", "find_workflow", "hand_back", "take", "human_alarms", "hold", "release", "retry_instance", "set_output", "skip_instance", "submit_human",
-    "get_instance", "get_run", "run_as_of", "list_events", "list_runs", "list_workflows", "cancel_run", "trigger",
+    "get_instance", "get_run", "run_as_of", "run_instances", "list_events", "list_runs", "list_workflows", "cancel_run",
+    "trigger",
     "trigger_run",
     "expire_leases", "fire_due_timers", "release_due_retries", "plan_undo", "undo", "claim", "claim_next", "fail", "progress",
     "skip", "submit", "apply_message", "park", "complete_callback", "fail_callback", "sla_missed", "cancel_timed_out",

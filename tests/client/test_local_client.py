@@ -70,3 +70,21 @@ def test_another_teams_ids_are_answered_as_missing_ones(two_teams):
     # nothing of theirs changed
     assert LocalClient("admin").instance(theirs.approve).state == "available"
     assert LocalClient("admin").run(theirs.run).status == "running"
+
+
+def test_a_page_of_runs_with_their_chosen_instances_is_what_reading_each_run_whole_gives(two_teams):
+    """`run_instances` reads a page of runs in one go; the same as each run read whole (`Client`'s own
+    way), the run's order kept, and another team's runs not among them (SQLite here; PostgreSQL in
+    tests/bridge/test_remote_bulk.py)."""
+    from flow45 import store
+    from flow45.client import Client
+
+    ours, theirs = two_teams["reports"], two_teams["rival"]
+    store.cancel_run(ours.run, actor="admin")
+    client = LocalClient("admin", team="reports")
+    for task, state in ((None, None), ("extract", None), (None, "succeeded"), ("render", "succeeded"), ("x", None)):
+        assert client.run_instances(task=task, state=state) == Client.run_instances(client, task=task, state=state)
+    [run] = client.run_instances(ids=[ours.run, theirs.run])
+    assert (run.id, run.status) == (ours.run, "cancelled")
+    assert [i.task for i in run.instances] == ["extract", "render", "approve", "publish"]
+    assert client.run_instances(RunFilter(team="rival")) == []

@@ -22,6 +22,7 @@ SECTIONS = {
     "`cancel`": m.Cancel, "`submit` (operator)": m.OperatorSubmit, "`take`": m.Take, "`hand_back`": m.HandBack,
     "`set_output`": m.SetOutput, "`backfill`": m.Backfill, "`pause`": m.Pause, "`resume`": m.Resume, "`status`": m.Status,
     "`whoami`": m.WhoAmI, "`workflows`": m.ReadWorkflows, "`versions`": m.ReadVersions, "`runs`": m.ReadRuns,
+    "`run_instances`": m.ReadRunInstances,
     "`run`": m.ReadRun,
     "`instance`": m.ReadInstance, "`events`": m.ReadEvents, "`counts`": m.ReadCounts, "`inbox`": m.ReadInbox,
     "`spec`": m.ReadSpec, "`schema`": m.ReadSchema,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.read_pages import encoded
@@ -47,3 +47,55 @@ def test_an_answer_over_the_cap_keeps_what_fits_in_order_and_says_more(kind, row
 def test_a_small_answer_is_sent_as_it_is():
     result = {"runs": [{"id": 1}], "more": False}
     assert json.loads(encoded(READS["runs"], result, 65536)) == {"ok": True, "result": result}
+
+
+briefs = st.lists(st.builds(lambda n, task: {"id": n, "task": task, "state": "failed"},
+                            st.integers(1, 10**9), st.text(min_size=1, max_size=64)), max_size=400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=st.lists(briefs, min_size=1, max_size=20), cap=st.integers(4096, 30_000))
+@example(runs=[[{"id": n, "task": "load", "state": "failed"} for n in range(300)]] * 2, cap=4096)
+def test_a_run_instances_page_is_cut_between_runs_and_a_run_too_large_alone_within_its_instances(runs, cap):
+    """A bulk plan's page always fits: one run whose chosen instances pass the cap alone was an error
+    (`internal`), and the plan with it."""
+    read = m.ReadRunInstances(type="run_instances")
+    result = {"runs": [{"id": 100 - n, "status": "failed", "instances": rows, "instances_more": False}
+                       for n, rows in enumerate(runs)]}
+    body = encoded(read, result, cap)
+    answer = json.loads(body)["result"]
+    assert len(body) <= cap
+    if answer == result:
+        return
+    kept = answer["runs"]
+    assert answer["more"] is True and kept[:-1] == result["runs"][:len(kept) - 1]
+    last, whole = kept[-1], result["runs"][len(kept) - 1]
+    if last["instances_more"]:
+        assert len(kept) == 1 and last["instances"] == whole["instances"][:len(last["instances"])]
+        assert len(last["instances"]) < len(whole["instances"])
+    else:
+        assert last == whole
+
+
+def test_a_run_cut_within_its_instances_is_read_whole_by_the_remote_client():
+    from types import SimpleNamespace
+
+    from bridge.remote import RemoteClient
+    from flow45.client import RunFilter
+
+    whole = [SimpleNamespace(id=n, task="load" if n % 2 else "extract", state="failed") for n in range(1, 9)]
+
+    class Answering(RemoteClient):
+        """Answers as a bridge with a small max_message_bytes would: run 7 cut after two of its loads."""
+
+        def _read(self, message):
+            cut = [{"id": n, "task": "load", "state": "failed"} for n in (1, 3)]
+            return {"runs": [{"id": 7, "status": "failed", "instances": cut, "instances_more": True}], "more": True} \
+                if message.get("before") is None else {"runs": [], "more": False}
+
+        def run(self, run_id, *, attempts=False):
+            return SimpleNamespace(id=run_id, status="failed", instances=whole)
+
+    client = Answering("amqp://nobody@localhost")
+    [run] = client.run_instances(RunFilter(), task="load", state="failed")
+    assert (run.id, [i.id for i in run.instances], run.instances_more) == (7, [1, 3, 5, 7], False)
