@@ -91,15 +91,23 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
 
 
 def _runs_to_cancel(client: Client, runs: list[int], where: RunFilter | None, state: str | None) -> Selection:
-    """The runs themselves: a run's row will do, its instances are not needed."""
-    listed: dict[int, RunView | None] = dict.fromkeys(runs)
+    """The runs themselves: a run's row will do, its instances are not needed. The named runs are read
+    a page of rows at a time; one missing (or another team's) is refused as reading it alone refuses it."""
+    listed: dict[int, RunView] = {}
+    named = sorted(set(runs))
+    for start in range(0, len(named), RUNS_PAGE):
+        page = named[start:start + RUNS_PAGE]
+        listed.update((r.id, r) for r in client.runs(ids=page, limit=len(page)))
+    for run_id in named:
+        if run_id not in listed:
+            listed[run_id] = client.run(run_id)  # raises NotFound in its own words
     if where is not None:
         listed.update((r.id, r) for r in matching_runs(client, where))
     if not listed:
         raise _nothing_chosen(client, where)
     chosen = Selection([], runs=len(listed))
     for run_id in sorted(listed):
-        status = (listed[run_id] or client.run(run_id)).status
+        status = listed[run_id].status
         if state not in (None, status):
             continue
         if status in ACTS_ON["cancel"]:
@@ -138,6 +146,8 @@ def matching_runs(client: Client, where: RunFilter) -> Iterator[RunView]:
     before = None
     while page := client.runs(where, before=before, limit=RUNS_PAGE):
         yield from page
+        if len(page) < RUNS_PAGE:  # the last page: no read more to find it empty
+            return
         before = page[-1].id
 
 

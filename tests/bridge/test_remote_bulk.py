@@ -153,3 +153,18 @@ def test_a_bridge_older_than_the_read_is_read_run_by_run(bridge_env, tmp_path, m
     assert [i.run for i in plans[0].items] == [runs[0], runs[4]]
     assert remote.sent == ["run_instances"] + (["runs"] + ["run"] * 5) * 2
     assert caplog.text.count("does not know the `run_instances` read") == 1
+
+
+def test_a_cancel_plan_reads_the_rows_of_a_page_of_runs_at_a_time(bridge_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk, "RUNS_PAGE", 10)
+    runs, theirs = nights(tmp_path, 25), nights(tmp_path, 1, team="rival")
+    remote = Counted(bridge_env.url("reports-ops"))
+    named = bulk.select(remote, "cancel", runs=runs)
+    assert remote.sent == ["runs"] * 3  # 25 named runs in pages of 10, where they were 25 reads of whole runs
+    remote.sent.clear()
+    matched = bulk.select(remote, "cancel", where=NIGHTLY)
+    assert remote.sent == ["runs"] * 3  # the last page is short: no empty read after it
+    assert named == matched == bulk.select(LocalClient("ann", team="reports"), "cancel", runs=runs)
+    assert (len(named.items), named.left_out) == (19, 6)  # every fourth run was cancelled already
+    with pytest.raises(NotFound, match=f"run {theirs[0]} not found for team reports"):
+        bulk.select(remote, "cancel", runs=[runs[0], theirs[0]])
