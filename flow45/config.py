@@ -48,7 +48,7 @@ def _airflow_rule(value: Any) -> Any:
 
 
 TriggerRule = Annotated[Literal["all_success", "all_done", "one_failed", "none_failed_min_one_success", "one_success",
-                                 "all_skipped", "all_failed"], BeforeValidator(_airflow_rule)]
+                                 "all_skipped", "all_failed", "none_skipped"], BeforeValidator(_airflow_rule)]
 
 
 class _Strict(BaseModel):
@@ -192,10 +192,13 @@ class TaskSpec(_Strict):
                     "every upstream task was skipped (the join after branches that `when` chose between). one_success: as "
                     "soon as one upstream task has succeeded, without waiting for the others (the first of several "
                     "sources, or of several people, to answer); skipped once every upstream task was skipped. "
-                    "all_skipped: once every upstream task has succeeded or been skipped, and only if every one was "
-                    "skipped (the fallback when `when` took no branch); skipped if one succeeded. all_failed: once every "
-                    "upstream task has ended, as all_done waits, and only if every one failed for good or never runs "
-                    "because of a failure (an alert when every source failed); skipped if one succeeded or was skipped")
+                    "all_skipped: once every upstream task has succeeded or been skipped, and only if every one "
+                    "was skipped (the fallback when `when` took no branch); skipped if one succeeded. all_failed: "
+                    "once every upstream task has ended, as all_done waits, and only if every one failed for good "
+                    "or never runs because of a failure (an alert when every source failed); skipped if one "
+                    "succeeded or was skipped. none_skipped: once every upstream task has ended, as all_done waits, "
+                    "and only if none was skipped (a report that must cover every branch, a failed one too); "
+                    "skipped if one was")
     human: bool = Field(
         False, strict=False,
         description="done by an operator in the dashboard or with `flow45 submit`; alone, any operator of the team "

@@ -32,7 +32,7 @@ from flow45.wire import INT64_MAX
 # What a task's trigger rule waits for its upstream tasks to do, for the refusal of one without any.
 _AWAITED = {"all_done": "finish", "one_failed": "fail", "none_failed_min_one_success": "succeed",
             "one_success": "succeed", "all_skipped": "be skipped",
-            "all_failed": "fail"}
+            "all_failed": "fail", "none_skipped": "finish"}
 
 
 def check_team(config: TeamConfig) -> list[str]:

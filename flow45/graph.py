@@ -9,8 +9,10 @@ from flow45.durations import format_duration
 
 _TRIGGER_RULES = {"all_done": "<br/>once upstream ends, failed too", "one_failed": "<br/>only once an upstream fails",
                   "none_failed_min_one_success": "<br/>skipped if every upstream is",
-                  "one_success": "<br/>once one upstream succeeds", "all_skipped": "<br/>only if every upstream is skipped",
-                  "all_failed": "<br/>only if every upstream fails"}
+                  "one_success": "<br/>once one upstream succeeds",
+                  "all_skipped": "<br/>only if every upstream is skipped",
+                  "all_failed": "<br/>only if every upstream fails",
+                  "none_skipped": "<br/>once upstream ends, skipped if one is"}
 
 
 def mermaid(name: str, workflow: WorkflowSpec) -> str:

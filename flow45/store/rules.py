@@ -60,8 +60,8 @@ class Changes:
     # None (flow45.conditions); given by the writer, which can read those inputs.
     unmet: Callable[[Any], str | None] | None = None
     # An instance ready to offer -> the states of its upstream instances, by task: whether one succeeded
-    # or all were skipped, for the trigger rules `none_failed_min_one_success`, `one_success` and
-    # `all_skipped`; given by the writer, which reads them.
+    # or all or one were skipped, for the trigger rules `none_failed_min_one_success`, `one_success`,
+    # `all_skipped` and `none_skipped`; given by the writer, which reads them.
     upstream_states: Callable[[Any], dict[str, str]] | None = None
     # An instance to offer -> why it must wait `queued` (no free slot of a `max_running`, or its task's
     # `depends_on_past`: flow45.store.slots), or None.
@@ -358,6 +358,10 @@ def offer_if_met(ch: Changes, instance, task, kind: str, actor: str, rule_unmet:
         ran = [name for name, state in ch.upstream_states(instance).items() if state != S.SKIPPED]
         if ran:  # its upstream is done: each one not skipped succeeded
             rule_unmet = f"trigger_rule all_skipped: upstream task {ran[0]} succeeded"
+    elif rule_unmet is None and task.trigger_rule == "none_skipped":
+        skipped = [name for name, state in ch.upstream_states(instance).items() if state == S.SKIPPED]
+        if skipped:
+            rule_unmet = f"trigger_rule none_skipped: upstream task {skipped[0]} was skipped"
     if rule_unmet is not None:
         move(ch, instance, S.SKIPPED, "skip", actor, {"reason": rule_unmet, "trigger_rule": task.trigger_rule})
         return False
@@ -437,7 +441,7 @@ def ready_after(changed: list[str], not_done: dict[str, str], spec: VersionSpec)
     """The tasks that the changes to the `changed` tasks made ready to offer (pending, every upstream
     done), in order; `not_done`: the state of each of the run's instances that is not done, by task."""
     downstream = {name for task in changed if task not in not_done for name in spec.downstream[task]}
-    if spec.after_failure:  # a failure lets the all_done, one_failed and all_failed tasks after it go, however far
+    if spec.after_failure:  # a failure lets the tasks of `after_failure` after it go, however far down
         downstream.update(name for task in changed if not_done.get(task) == S.FAILED
                           for name in spec.after_failure_of(task))
     return spec.in_order(name for name in downstream if ready(name, not_done, spec))
@@ -448,10 +452,10 @@ def ready(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
 
 
 def _upstream_done(name: str, not_done: dict[str, str], spec: VersionSpec) -> bool:
-    """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done` or `all_failed`, every
-    upstream ended: done, failed for good, or pending for good behind such a failure; for `one_failed`,
-    one upstream ended so, or every upstream done (it is then skipped: `trigger_unmet`); for
-    `one_success`, one upstream done (`offer_if_met` asks whether one succeeded)."""
+    """Every upstream succeeded or skipped; for a task with `trigger_rule: all_done`, `all_failed` or
+    `none_skipped`, every upstream ended: done, failed for good, or pending for good behind such a
+    failure; for `one_failed`, one upstream ended so, or every upstream done (it is then skipped:
+    `trigger_unmet`); for `one_success`, one upstream done (`offer_if_met` asks whether one succeeded)."""
     if name in spec.one_success:
         return any(up not in not_done for up in spec.upstream(name))
     if name in spec.on_failure:
@@ -512,10 +516,10 @@ _UNFAILED = {"retry": "retried", "skip": "skipped", "set_output": "given an outp
 
 def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: VersionSpec, kind: str, actor: str) -> None:
     """Before a failed `instance` becomes `becomes` other than by undo (an operator's retry, skip or output):
-    the `all_done`, `one_failed` and `all_failed` tasks after it that its failure let go, and that must now
-    wait for what follows it (or be skipped for their rule: nothing, or not everything, failed now), go back
-    to pending while only offered;
-    one that has started refuses the change, naming undo."""
+    the tasks after it that its failure let go (`all_done`, `one_failed`, `all_failed`, `none_skipped`), and
+    that must now wait for what follows it or be skipped for their rule (nothing, or not everything, failed
+    now; an upstream task skipped), go back to pending while only offered; one that has started refuses
+    the change, naming undo."""
     let_go = [run_instances[name] for name in spec.in_order(spec.after_failure_of(instance.task))
               if run_instances[name].state not in S.HELD_UP | {S.CANCELLED}]
     if not let_go:
@@ -524,7 +528,9 @@ def unfail(ch: Changes, instance, becomes: str, run_instances: dict, spec: Versi
     not_done = {**not_done_of(run_instances), instance.task: becomes}
     if becomes in S.DONE:
         del not_done[instance.task]
-    waits = [i for i in let_go if not _upstream_done(i.task, not_done, spec) or trigger_unmet(i.task, not_done, spec)]
+    waits = [i for i in let_go if not _upstream_done(i.task, not_done, spec) or trigger_unmet(i.task, not_done, spec)
+             or (becomes == S.SKIPPED and spec.task(i.task).trigger_rule == "none_skipped"
+                 and instance.task in spec.upstream(i.task))]
     if started := [i for i in waits if i.state not in UNOFFERED or i.state == S.RETRY_WAIT]:
         named = ", ".join(f"{i.task} ({i.id}, {i.state})" for i in started)
         which = ", ".join(sorted({spec.task(i.task).trigger_rule for i in started}))

@@ -77,10 +77,10 @@ class VersionSpec:
 
     @functools.cached_property
     def after_failure(self) -> frozenset[str]:
-        """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done`, `one_failed` or
-        `all_failed`)."""
+        """The tasks a failure for good of an upstream task lets go (`trigger_rule: all_done`, `one_failed`,
+        `all_failed` or `none_skipped`)."""
         return frozenset(name for name, task in self.workflow.tasks.items()
-                         if task.trigger_rule in ("all_done", "one_failed", "all_failed"))
+                         if task.trigger_rule in ("all_done", "one_failed", "all_failed", "none_skipped"))
 
     @functools.cached_property
     def on_failure(self) -> frozenset[str]:
@@ -98,7 +98,7 @@ class VersionSpec:
         return frozenset(name for name, task in self.workflow.tasks.items() if task.trigger_rule == "one_success")
 
     def after_failure_of(self, name: str) -> set[str]:
-        """The all_done, one_failed and all_failed tasks downstream of `name`, however far: a failure of it may
+        """The tasks a failure lets go (`after_failure`) downstream of `name`, however far: a failure of it may
         let them go."""
         if not self.after_failure:
             return set()

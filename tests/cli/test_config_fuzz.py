@@ -109,7 +109,7 @@ TEXTS = ["", " ", "x", "0 6 * * *", "0 6 31 2 *", "* * * * * *", "@daily", "0 0 
          "36500d", "1.5h", "P1D", "06:00", "24:00", "23:59:59", "2026-02-29", "2028-02-29", "2026-13-01",
          "2026-03-29T02:30:00", "Europe/Nowhere", "Europe/Amsterdam", "UTC", "all", "latest", "none", "notify",
          "succeeded", "failed", "all_done", "all_success", "one_failed",
-         "none_failed_min_one_success", "one_success", "all_skipped", "all_failed",
+         "none_failed_min_one_success", "one_success", "all_skipped", "all_failed", "none_skipped",
          "^(a|b)+$", "(?=x)", "[", "\\", "\n", "\x00", "\u202e",
          "${HOME}", "{{ x }}", "'; drop table run; --", "é" * 300, "9" * 400]
 VALUES = st.one_of(

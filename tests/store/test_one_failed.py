@@ -176,7 +176,7 @@ def test_in_a_run_too_wide_to_read_whole_it_is_skipped_or_let_go_as_in_any(tmp_p
 def test_one_failed_needs_an_upstream_and_the_graph_says_it(tmp_path):
     assert ("trigger_rule: one_failed waits for the upstream tasks to fail, and this task has none"
             in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_failed}"))
-    assert "all_success, all_done, one_failed, none_failed_min_one_success, one_success, all_skipped or all_failed" in task_refusal(
+    assert "all_success, all_done, one_failed, none_failed_min_one_success, one_success, all_skipped, all_failed or none_skipped" in task_refusal(
         tmp_path, "{function: f, output: Blob, after: [x], trigger_rule: one_done}").replace("'", "")
     assert ("trigger_rule: 'none_failed' (Airflow's) is not a trigger rule here: write all_success, which goes after "
             "skipped upstream tasks too" in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: none_failed}"))

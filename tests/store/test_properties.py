@@ -8,7 +8,8 @@ once both are done; j, after c and h, is a join, `trigger_rule: none_failed_min_
 when both were; k, after b and c, goes with the first of them to succeed, `trigger_rule: one_success`,
 and is upstream of the teardown; s, after c and h, is their fallback, `trigger_rule: all_skipped`,
 offered only when both were skipped; f, after b and d, is an alert, `trigger_rule: all_failed`, that
-waits for both to end and goes only when both failed for good or never run) through
+waits for both to end and goes only when both failed for good or never run; n, after b and c, goes once
+both have ended, `trigger_rule: none_skipped`, and only when neither was skipped) through
 claims (named and polling) with current, stale and bogus tokens, progress, valid and invalid submits,
 message replays, failures, worker and operator skips, undo (with and without hold, and dry runs),
 hold/release, retry, cancel, lease expiry and due retries, a human task after a (taken, taken
@@ -96,6 +97,7 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
       k: {function: fk, output: Blob, inputs: {src: b}, after: [c], trigger_rule: one_success}
       s: {function: fs, output: Blob, after: [c, h], trigger_rule: all_skipped}
       f: {function: ff, output: Blob, after: [b, d], trigger_rule: all_failed}
+      n: {function: fn, output: Blob, after: [b, c], trigger_rule: none_skipped}
       h: {function: fh, output: Blob, human: true, inputs: {src: a}, assignees: [ann, "@ops"], due: 10m,
           reminders: [5m], overdue: {default: {uri: "s3://default", size: 0}}}
   follow:
@@ -107,23 +109,24 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "f": {}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"], "f": ["b", "d"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "f": {}, "n": {}, "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"], "f": ["b", "d"], "n": ["b", "c"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "n": 0, "z": 0}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "n": 0, "z": 0}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
 ALL_FAILED = frozenset({"f"})  # waits as the teardown does; offered only when every upstream failed or never runs
-ENDED = ALL_DONE | ALL_FAILED  # wait for every upstream to end, failed too
+NONE_SKIPPED = frozenset({"n"})  # waits as the teardown does; skipped when an upstream was skipped
+ENDED = ALL_DONE | ALL_FAILED | NONE_SKIPPED  # wait for every upstream to end, failed too
 ONE_FAILED = frozenset({"r"})  # goes once an upstream has failed for good; skipped once all are done
 MIN_ONE_SUCCESS = frozenset({"j"})  # as all_success, but skipped when every upstream was skipped
 ONE_SUCCESS = frozenset({"k"})  # goes once one upstream has succeeded; skipped when every upstream was skipped
 ALL_SKIPPED = frozenset({"s"})  # as all_success, but offered only when every upstream was skipped
 FUNCTIONS = {"a": "fa", "b": "fb", "c": "fc", "t": "", "d": "fd", "e": "fe", "h": "fh", "r": "fr", "j": "fj",
-             "k": "fk", "s": "fs", "f": "ff", "z": "fz"}
+             "k": "fk", "s": "fs", "f": "ff", "n": "fn", "z": "fz"}
 DECIDERS = {"ann", "bob"}  # h's assignees, @ops expanded
 HUMAN_DUE, HUMAN_REMINDER = dt.timedelta(minutes=10), dt.timedelta(minutes=5)
 TIMERS = {"t": dt.timedelta(seconds=60)}
@@ -283,7 +286,8 @@ class StoreMachine(RuleBasedStateMachine):
         return ready(task, siblings, UPSTREAM, ENDED, ONE_FAILED, ONE_SUCCESS) and (
             task not in ONE_FAILED or failure_upstream(task, siblings, UPSTREAM, ENDED | ONE_FAILED, ONE_SUCCESS)) and (
             task not in ONE_SUCCESS or any(siblings[up]["state"] == S.SUCCEEDED for up in UPSTREAM[task])) and (
-            task not in ALL_FAILED or not any(siblings[up]["state"] in DONE for up in UPSTREAM[task]))
+            task not in ALL_FAILED or not any(siblings[up]["state"] in DONE for up in UPSTREAM[task])) and (
+            task not in NONE_SKIPPED or not any(siblings[up]["state"] == S.SKIPPED for up in UPSTREAM[task]))
 
     def choose(self, pick: int, prefer: bool, fits) -> int:
         ids = sorted(self.instances)
@@ -449,6 +453,19 @@ class StoreMachine(RuleBasedStateMachine):
             elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
                 # ready too (checked above): every upstream ended, so each failed or never runs
                 assert not DONE & set(upstream), f"{where}: {row['id']} offered, one did not fail: {upstream}"
+
+        # The task that sees every upstream's end: skipped for its trigger rule only when an upstream was
+        # skipped, offered as it becomes ready only when none was.
+        for e in after["events"][len(before["events"]):]:
+            row = instances.get(e["instance"])
+            if row is None or row["task"] not in NONE_SKIPPED:
+                continue
+            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
+            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
+                assert S.SKIPPED in upstream, f"{where}: {row['id']} skipped for its rule: {upstream}"
+            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
+                assert S.SKIPPED not in upstream, f"{where}: {row['id']} offered, one was skipped: {upstream}"
 
         # The fallback: skipped for its trigger rule only when an upstream succeeded, offered as it becomes
         # ready only when every upstream was skipped.
