@@ -14,11 +14,9 @@ import datetime as dt
 import pytest
 
 from flow45 import store
-from flow45.graph import mermaid
-from flow45.store.specs import current_spec
 from tests.store.helpers import (
     claim, complete, deploy_text, fail_for_good, instance, offered_inputs, skip_detail, states,
-    submits_in_one_batch, task_refusal,
+    submits_in_one_batch,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -158,15 +156,3 @@ def test_an_undo_of_the_skipped_fallback_itself_runs_it(tmp_path):
     complete(run, "small", PARCEL, now=_at(2))
     store.undo(instance(run, "by_hand").id, "pack this one by hand as well", actor="ann", now=_at(3))
     assert states(run)["by_hand"] == "available"
-
-
-@pytest.mark.parametrize("rule, awaits, graph", [
-    ("none_failed_min_one_success", "succeed", 'ship["ship<br/>ship → Blob<br/>skipped if every upstream is"]'),
-    ("all_skipped", "be skipped", 'by_hand["by_hand<br/>pack_by_hand → Blob<br/>only if every upstream is skipped"]'),
-])
-def test_each_rule_needs_an_upstream_and_the_graph_says_it(tmp_path, rule, awaits, graph):
-    assert (f"trigger_rule: {rule} waits for the upstream tasks to {awaits}, and this task has none"
-            in task_refusal(tmp_path, f"{{function: f, output: Blob, trigger_rule: {rule}}}"))
-    deploy_text(tmp_path, ORDERS)
-    orders = current_spec(store.find_workflow("acme", "orders")).workflow
-    assert graph in mermaid("acme/orders", orders)

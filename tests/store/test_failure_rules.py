@@ -17,11 +17,9 @@ import pytest
 from flow45 import messages as m
 from flow45 import store
 from flow45.errors import IllegalTransition
-from flow45.graph import mermaid
-from flow45.store.specs import current_spec
 from tests.store.helpers import (
     BLOB, claim, complete, deploy_blob_tasks, fail_for_good, failure, in_one_batch, instance, offered_inputs,
-    skip_detail, states, task_refusal,
+    skip_detail, states,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -174,15 +172,3 @@ def test_in_a_run_too_wide_to_read_whole_it_is_skipped_or_let_go_as_in_any(tmp_p
     store.skip_instance(instance(other, "lane1").id, "not today", actor="ann", now=_at(2))
     assert [states(run)[task] for task in ("alert", "tally")] == ["available", "available"]
     assert [states(other)[task] for task in ("alert", "tally")] == ["skipped", "skipped"]
-
-
-@pytest.mark.parametrize("rule, awaits, graph", [
-    ("all_failed", "fail", 'page["page<br/>page → Blob<br/>only if every upstream fails"]'),
-    ("none_skipped", "finish", 'compare["compare<br/>compare → Blob<br/>once upstream ends, skipped if one is"]'),
-])
-def test_each_rule_needs_an_upstream_and_the_graph_says_it(tmp_path, rule, awaits, graph):
-    assert (f"trigger_rule: {rule} waits for the upstream tasks to {awaits}, and this task has none"
-            in task_refusal(tmp_path, f"{{function: f, output: Blob, trigger_rule: {rule}}}"))
-    deploy_blob_tasks(tmp_path, "prices", PRICES)
-    prices = current_spec(store.find_workflow("acme", "prices")).workflow
-    assert graph in mermaid("acme/prices", prices)

@@ -10,12 +10,10 @@ import datetime as dt
 import pytest
 
 from flow45 import store
-from flow45.graph import mermaid
 from flow45.models import Event, Outbox
-from flow45.store.specs import current_spec
 from tests.store.helpers import (
     claim, complete, deploy_text, fail_for_good, instance, offered_inputs, skip_detail, states,
-    submits_in_one_batch, task_refusal,
+    submits_in_one_batch,
 )
 
 pytestmark = pytest.mark.usefixtures("store_db")
@@ -196,11 +194,3 @@ def test_in_a_run_too_wide_to_read_whole_the_order_reads_the_quotes_it_was_not_g
     store.skip_instance(instance(run, "lane1").id, "not today", actor="ann", now=_at(2))
     complete(other, "lane1", PLACED, now=_at(2))
     assert (states(run)["tally"], states(other)["tally"]) == ("skipped", "available")
-
-
-def test_the_rule_needs_an_upstream_and_the_graph_says_it(tmp_path):
-    assert ("trigger_rule: one_success waits for the upstream tasks to succeed, and this task has none"
-            in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: one_success}"))
-    deploy_text(tmp_path, BUY)
-    buy = current_spec(store.find_workflow("acme", "buy")).workflow
-    assert 'order["order<br/>place_order → Blob<br/>once one upstream succeeds"]' in mermaid("acme/buy", buy)

@@ -148,13 +148,21 @@ def test_an_undo_of_the_teardown_offers_it_again_after_a_failed_upstream(tmp_pat
     assert (states(run)["teardown"], store.get_run(run).status) == ("available", "failed")  # failed it stays
 
 
-def test_all_done_needs_an_upstream_and_the_graph_says_it(tmp_path):
-    assert ("trigger_rule: all_done waits for the upstream tasks to finish, and this task has none"
-            in task_refusal(tmp_path, "{function: f, output: Blob, trigger_rule: all_done}"))
-    deploy_blob_tasks(tmp_path, "nightly", TASKS)
+@pytest.mark.parametrize("rule, awaits, shown", [
+    ("all_done", "finish", "once upstream ends, failed too"),
+    ("one_failed", "fail", "only once an upstream fails"),
+    ("none_failed_min_one_success", "succeed", "skipped if every upstream is"),
+    ("one_success", "succeed", "once one upstream succeeds"),
+    ("all_skipped", "be skipped", "only if every upstream is skipped"),
+    ("all_failed", "fail", "only if every upstream fails"),
+    ("none_skipped", "finish", "once upstream ends, skipped if one is"),
+])
+def test_each_rule_needs_an_upstream_and_the_graph_says_it(tmp_path, rule, awaits, shown):
+    assert (f"trigger_rule: {rule} waits for the upstream tasks to {awaits}, and this task has none"
+            in task_refusal(tmp_path, f"{{function: f, output: Blob, trigger_rule: {rule}}}"))
+    deploy_blob_tasks(tmp_path, "nightly", [task.replace("all_done", rule) for task in TASKS])
     nightly = current_spec(store.find_workflow("acme", "nightly")).workflow
-    assert ('teardown["teardown<br/>stop_cluster → Blob<br/>once upstream ends, failed too"]'
-            in mermaid("acme/nightly", nightly))
+    assert f'teardown["teardown<br/>stop_cluster → Blob<br/>{shown}"]' in mermaid("acme/nightly", nightly)
 
 
 def test_a_teardown_at_the_end_of_a_chain_runs_when_a_task_early_in_it_fails(tmp_path):
