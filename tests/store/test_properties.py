@@ -109,12 +109,14 @@ MACHINE_CONFIG = CONFIG.replace("team: acme\n", "team: acme\ngroups:\n  ops: [bo
 
 # The model's own copy of the workflow, independent of the store's parsing.
 INPUTS = {"a": {}, "b": {"src": "a"}, "c": {"src": "a"}, "t": {}, "d": {"left": "b", "right": "c"}, "e": {"src": "b"},
-          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "f": {}, "n": {}, "z": {}}
-AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"], "f": ["b", "d"], "n": ["b", "c"]}
+          "h": {"src": "a"}, "r": {"src": "b"}, "j": {"src": "c"}, "k": {"src": "b"}, "s": {}, "f": {}, "n": {},
+          "z": {}}
+AFTER = {"t": ["a"], "d": ["t"], "e": ["d", "k"], "r": ["a"], "j": ["h"], "k": ["c"], "s": ["c", "h"], "f": ["b", "d"],
+         "n": ["b", "c"]}
 UPSTREAM = {task: sorted(set(inputs.values()) | set(AFTER.get(task, []))) for task, inputs in INPUTS.items()}
 DOWNSTREAM = {task: [t for t, ups in UPSTREAM.items() if task in ups] for task in INPUTS}
-RETRIES = {"a": 2, "b": 1, "c": 1, "t": 0, "d": 0, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "n": 0, "z": 0}
-RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "t": 0, "d": 30, "e": 0, "h": 0, "r": 0, "j": 0, "k": 0, "s": 0, "f": 0, "n": 0, "z": 0}
+RETRIES = {"a": 2, "b": 1, "c": 1, **dict.fromkeys(["t", "d", "e", "h", "r", "j", "k", "s", "f", "n", "z"], 0)}
+RETRY_DELAY = {"a": 10, "b": 0, "c": 20, "d": 30, **dict.fromkeys(["t", "e", "h", "r", "j", "k", "s", "f", "n", "z"], 0)}
 NOTIFY = {"c"}
 OPTIONAL = {"c"}  # failed for good, skipped at once
 ALL_DONE = frozenset({"e"})  # goes once its upstream has ended, failed too
@@ -134,6 +136,27 @@ TIMERS = {"t": dt.timedelta(seconds=60)}
 TERMINAL = {S.SUCCEEDED, S.FAILED, S.SKIPPED}
 DONE = {S.SUCCEEDED, S.SKIPPED}
 FINISHED = {S.SUCCEEDED, S.FAILED, S.CANCELLED}
+
+
+def _upstream(task: str, siblings: dict[str, dict]) -> set[str]:
+    return {siblings[up]["state"] for up in UPSTREAM[task]}
+
+
+def _failure(task: str, siblings: dict[str, dict]) -> bool:
+    return failure_upstream(task, siblings, UPSTREAM, ENDED | ONE_FAILED, ONE_SUCCESS)
+
+
+# For each task with a trigger rule that skips: when it may be skipped for its rule, and when it may be
+# offered as it becomes ready (its upstream ended; each, given the task and its run's instances by task).
+# The all-ended rules are ready only once every upstream ended, so what is not done failed or never runs.
+RULE_WORDS = {
+    "r": (lambda t, run: not _failure(t, run), _failure),  # one_failed
+    "j": (lambda t, run: _upstream(t, run) == {S.SKIPPED}, lambda t, run: _upstream(t, run) != {S.SKIPPED}),
+    "k": (lambda t, run: _upstream(t, run) == {S.SKIPPED}, lambda t, run: S.SUCCEEDED in _upstream(t, run)),
+    "s": (lambda t, run: S.SUCCEEDED in _upstream(t, run), lambda t, run: _upstream(t, run) == {S.SKIPPED}),
+    "f": (lambda t, run: bool(DONE & _upstream(t, run)), lambda t, run: not DONE & _upstream(t, run)),
+    "n": (lambda t, run: S.SKIPPED in _upstream(t, run), lambda t, run: S.SKIPPED not in _upstream(t, run)),
+}
 REFUSALS = (StaleToken, IllegalTransition, NotFound, InvalidOutput, NotAllowed)
 KEY = st.sampled_from(["current", "current", "current", "ended", "bogus", "rival"])
 
@@ -414,84 +437,21 @@ class StoreMachine(RuleBasedStateMachine):
             if row["state"] == S.PENDING and run["status"] in (S.RUNNING, S.FAILED, S.SUCCEEDED):
                 assert not goes, f"{where}: instance {iid} ({row['task']}) is ready but left pending"
 
-        # The compensation: offered as it becomes ready only after a failure upstream, skipped for its trigger
-        # rule only without one (a worker's or an operator's skip, or an operator's undo of it, are theirs).
+        # Each trigger rule's own words: an instance is skipped for its rule, or offered as it becomes ready,
+        # only when its upstream ended as the rule says (RULE_WORDS). A worker's or an operator's skip, or an
+        # operator's undo, are theirs.
         for e in after["events"][len(before["events"]):]:
             row = instances.get(e["instance"])
-            if row is None or row["task"] not in ONE_FAILED:
+            if row is None or row["task"] not in RULE_WORDS:
                 continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            failure = failure_upstream(row["task"], siblings, UPSTREAM, ENDED | ONE_FAILED, ONE_SUCCESS)
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert not failure, f"{where}: {row['id']} skipped after a failure: {siblings_states(siblings)}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                assert failure, f"{where}: {row['id']} offered without a failure: {siblings_states(siblings)}"
-
-        # The join: skipped for its trigger rule only when every upstream was skipped, offered as it becomes
-        # ready only when one succeeded.
-        for e in after["events"][len(before["events"]):]:
-            row = instances.get(e["instance"])
-            if row is None or row["task"] not in MIN_ONE_SUCCESS:
-                continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            all_skipped = all(siblings[up]["state"] == S.SKIPPED for up in UPSTREAM[row["task"]])
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert all_skipped, f"{where}: {row['id']} skipped for its rule: {siblings_states(siblings)}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                assert not all_skipped, f"{where}: {row['id']} offered, none succeeded: {siblings_states(siblings)}"
-
-        # The alert: skipped for its trigger rule only when an upstream succeeded or was skipped, offered as it
-        # becomes ready only when every upstream failed for good or never runs.
-        for e in after["events"][len(before["events"]):]:
-            row = instances.get(e["instance"])
-            if row is None or row["task"] not in ALL_FAILED:
-                continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert DONE & set(upstream), f"{where}: {row['id']} skipped for its rule: {upstream}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                # ready too (checked above): every upstream ended, so each failed or never runs
-                assert not DONE & set(upstream), f"{where}: {row['id']} offered, one did not fail: {upstream}"
-
-        # The task that sees every upstream's end: skipped for its trigger rule only when an upstream was
-        # skipped, offered as it becomes ready only when none was.
-        for e in after["events"][len(before["events"]):]:
-            row = instances.get(e["instance"])
-            if row is None or row["task"] not in NONE_SKIPPED:
-                continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert S.SKIPPED in upstream, f"{where}: {row['id']} skipped for its rule: {upstream}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                assert S.SKIPPED not in upstream, f"{where}: {row['id']} offered, one was skipped: {upstream}"
-
-        # The fallback: skipped for its trigger rule only when an upstream succeeded, offered as it becomes
-        # ready only when every upstream was skipped.
-        for e in after["events"][len(before["events"]):]:
-            row = instances.get(e["instance"])
-            if row is None or row["task"] not in ALL_SKIPPED:
-                continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert S.SUCCEEDED in upstream, f"{where}: {row['id']} skipped for its rule: {upstream}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                assert set(upstream) == {S.SKIPPED}, f"{where}: {row['id']} offered, one ran: {upstream}"
-
-        # The first-success task: skipped for its trigger rule only when every upstream was skipped, offered
-        # as it becomes ready only when one succeeded.
-        for e in after["events"][len(before["events"]):]:
-            row = instances.get(e["instance"])
-            if row is None or row["task"] not in ONE_SUCCESS:
-                continue
-            siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
-            upstream = [siblings[up]["state"] for up in UPSTREAM[row["task"]]]
-            if e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {}):
-                assert set(upstream) == {S.SKIPPED}, f"{where}: {row['id']} skipped for its rule: {upstream}"
-            elif e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release"):
-                assert S.SUCCEEDED in upstream, f"{where}: {row['id']} offered, none succeeded: {upstream}"
+            skipped = e["to_state"] == S.SKIPPED and "trigger_rule" in (e["detail"] or {})
+            offered = e["to_state"] == S.AVAILABLE and e["kind"] in ("ready", "release")
+            if skipped or offered:
+                siblings = {i["task"]: i for i in instances.values() if i["run"] == row["run"]}
+                may_skip, may_offer = RULE_WORDS[row["task"]]
+                assert (may_skip if skipped else may_offer)(row["task"], siblings), (
+                    f"{where}: {row['id']} ({row['task']}) {'skipped for its rule' if skipped else 'offered'}: "
+                    f"{siblings_states(siblings)}")
 
         # The run's status agrees with its instances.
         for rid, run in runs.items():
