@@ -9,12 +9,13 @@ cancel" promised what the real one then refused. What is left out is counted, an
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+import functools
+from typing import Any, Callable
 
 from flow45 import states as S
 from flow45.client.base import Client, RunFilter
 from flow45.errors import Flow45Error
-from flow45.views import RunInstances, RunView
+from flow45.views import RunInstances
 
 ACTIONS = ("retry", "skip", "undo", "cancel")
 RUNS_PAGE = 500  # runs of a filter read at a time (a read through the broker holds at most this many)
@@ -91,18 +92,8 @@ def select(client: Client, action: str, *, runs: list[int] = (), where: RunFilte
 
 
 def _runs_to_cancel(client: Client, runs: list[int], where: RunFilter | None, state: str | None) -> Selection:
-    """The runs themselves: a run's row will do, its instances are not needed. The named runs are read
-    a page of rows at a time; one missing (or another team's) is refused as reading it alone refuses it."""
-    listed: dict[int, RunView] = {}
-    named = sorted(set(runs))
-    for start in range(0, len(named), RUNS_PAGE):
-        page = named[start:start + RUNS_PAGE]
-        listed.update((r.id, r) for r in client.runs(ids=page, limit=len(page)))
-    for run_id in named:
-        if run_id not in listed:
-            listed[run_id] = client.run(run_id)  # raises NotFound in its own words
-    if where is not None:
-        listed.update((r.id, r) for r in matching_runs(client, where))
+    """The runs themselves: a run's row will do, its instances are not needed."""
+    listed = _chosen_runs(client.runs, client.run, runs, where)
     if not listed:
         raise _nothing_chosen(client, where)
     chosen = Selection([], runs=len(listed))
@@ -119,36 +110,34 @@ def _runs_to_cancel(client: Client, runs: list[int], where: RunFilter | None, st
 
 def runs_with_instances(client: Client, runs: list[int], where: RunFilter | None, task: str | None,
                         state: str | None) -> dict[int, RunInstances]:
-    """The named runs and those the filter matches, by id, each with its instances of `task` in `state`:
-    a read per page of runs (a run of thousands of instances is not read whole to find its one `load`).
-    A named run that is missing (or another team's) is refused as reading it alone refuses it."""
-    found: dict[int, RunInstances] = {}
+    """The named runs and those the filter matches, by id, each with its instances of `task` in `state`
+    (a run of thousands of instances is not read whole to find its one `load`)."""
+    return _chosen_runs(functools.partial(client.run_instances, task=task, state=state),
+                        lambda run_id: RunInstances.of(client.run(run_id), task, state), runs, where)
+
+
+def _chosen_runs(read: Callable[..., list], read_one: Callable[[int], Any], runs: list[int],
+                 where: RunFilter | None) -> dict[int, Any]:
+    """The named runs and those the filter matches, by id, as `read` (a client's `runs` or `run_instances`)
+    gives them, a page of runs a read. A named run that is missing (or another team's) is refused as
+    reading it alone (`read_one`) refuses it. The filter's pages hold the runs below the last one's id, so
+    runs triggered meanwhile neither shift the pages nor join them; a short page is the last."""
+    found: dict[int, Any] = {}
     named = sorted(set(runs))
     for start in range(0, len(named), RUNS_PAGE):
         page = named[start:start + RUNS_PAGE]
-        found.update((r.id, r) for r in client.run_instances(task=task, state=state, ids=page, limit=len(page)))
+        found.update((r.id, r) for r in read(RunFilter(), ids=page, limit=len(page)))
     for run_id in named:
         if run_id not in found:
-            found[run_id] = RunInstances.of(client.run(run_id), task, state)  # raises NotFound in its own words
-    if where is not None:  # pages below the last one's id: runs triggered meanwhile neither shift them nor join
+            found[run_id] = read_one(run_id)  # raises NotFound in its own words
+    if where is not None:
         before = None
-        while page := client.run_instances(where, task=task, state=state, before=before, limit=RUNS_PAGE):
+        while page := read(where, before=before, limit=RUNS_PAGE):
             found.update((r.id, r) for r in page)
             if len(page) < RUNS_PAGE:
                 break
             before = page[-1].id
     return found
-
-
-def matching_runs(client: Client, where: RunFilter) -> Iterator[RunView]:
-    """Every run the filter matches, newest first, a page at a time: each page holds the runs below the
-    last one's id, so runs triggered meanwhile neither shift the pages nor join them."""
-    before = None
-    while page := client.runs(where, before=before, limit=RUNS_PAGE):
-        yield from page
-        if len(page) < RUNS_PAGE:  # the last page: no read more to find it empty
-            return
-        before = page[-1].id
 
 
 def _nothing_chosen(client: Client, where: RunFilter | None) -> Flow45Error:
