@@ -122,57 +122,44 @@ class RemoteClient(Client):
              ids: Sequence[int] | None = None) -> list[RunView]:
         if self._other_team(where.team) or (ids is not None and not ids):
             return []
-        if ids is not None and len(ids) > m.MAX_PAGE:  # a read names at most a page of runs
-            wanted = sorted(set(ids), reverse=True)
-            chunks = [wanted[n:n + m.MAX_PAGE] for n in range(0, len(wanted), m.MAX_PAGE)]
-            found = [run for chunk in chunks for run in self.runs(where, before=before, limit=limit, ids=chunk)]
-            return found[:limit]
-        found: list[RunView] = []
-        while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
-            page = min(limit - len(found), m.MAX_PAGE)
-            message = {"type": "runs", **_choosing(where), "before": before, "limit": page}
-            if ids is not None:
-                message["ids"] = list(ids)
-            answer = self._read(message)
-            rows = answer["runs"]
-            found.extend(RunView.from_json(r) for r in rows)
-            if not rows or (len(rows) < page and not answer.get("more")):  # more: cut short to fit a message
-                break
-            before = rows[-1]["id"]
-        return found
+        return self._run_pages({"type": "runs"}, where, before, limit, ids, RunView.from_json)
 
     def run_instances(self, where: RunFilter = RunFilter(), *, task: str | None = None, state: str | None = None,
                       before: int | None = None, limit: int = RUNS_PAGE,
                       ids: Sequence[int] | None = None) -> list[RunInstances]:
         if self._other_team(where.team) or (ids is not None and not ids):
             return []
-        if not self._run_instances_read:
-            return super().run_instances(where, task=task, state=state, before=before, limit=limit, ids=ids)
-        if ids is not None and len(ids) > m.MAX_PAGE:  # a read names at most a page of runs
-            wanted = sorted(set(ids), reverse=True)
-            chunks = [wanted[n:n + m.MAX_PAGE] for n in range(0, len(wanted), m.MAX_PAGE)]
-            found = [run for chunk in chunks for run in
-                     self.run_instances(where, task=task, state=state, before=before, limit=limit, ids=chunk)]
-            return found[:limit]
-        found: list[RunInstances] = []
-        while len(found) < limit:  # pages of at most MAX_PAGE, each after the last one's oldest run
-            page = min(limit - len(found), m.MAX_PAGE)
-            message = {"type": "run_instances", **_choosing(where), "before": before, "limit": page, "task": task,
-                       "state": state}
-            if ids is not None:
-                message["ids"] = list(ids)
+        if self._run_instances_read:
             try:
-                answer = self._read(message)
+                return self._run_pages({"type": "run_instances", "task": task, "state": state}, where, before, limit,
+                                       ids, lambda r: self._whole_if_cut(RunInstances.from_json(r), task, state))
             except Flow45Error as exc:
                 if not (exc.code == "invalid_message" and "unknown read 'run_instances'" in exc.message):
                     raise
                 log.warning("the bridge does not know the `run_instances` read (%s): each run is read whole",
                             exc.message)
                 self._run_instances_read = False
-                return found + super().run_instances(where, task=task, state=state, before=before,
-                                                     limit=limit - len(found), ids=ids)
+        return super().run_instances(where, task=task, state=state, before=before, limit=limit, ids=ids)
+
+    def _run_pages(self, asked: dict, where: RunFilter, before: int | None, limit: int, ids: Sequence[int] | None,
+                   row: Callable[[dict], Any]) -> list:
+        """What a `runs` or `run_instances` read (`asked`: its type and its own fields) answers for the runs
+        `where` chooses, newest first, at most `limit`, each row made by `row`: in pages of at most MAX_PAGE,
+        each after the last one's oldest run, and at most a page of `ids` a read."""
+        if ids is not None and len(ids) > m.MAX_PAGE:
+            wanted = sorted(set(ids), reverse=True)
+            found = [run for n in range(0, len(wanted), m.MAX_PAGE)
+                     for run in self._run_pages(asked, where, before, limit, wanted[n:n + m.MAX_PAGE], row)]
+            return found[:limit]
+        found: list = []
+        while len(found) < limit:
+            page = min(limit - len(found), m.MAX_PAGE)
+            message = {**asked, **_choosing(where), "before": before, "limit": page}
+            if ids is not None:
+                message["ids"] = list(ids)
+            answer = self._read(message)
             rows = answer["runs"]
-            found.extend(self._whole_if_cut(RunInstances.from_json(r), task, state) for r in rows)
+            found.extend(row(r) for r in rows)
             if not rows or (len(rows) < page and not answer.get("more")):  # more: cut short to fit a message
                 break
             before = rows[-1]["id"]
