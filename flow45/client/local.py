@@ -65,12 +65,7 @@ class LocalClient(Client):
         team = self._team(where.team)
         if not (where.text.strip() or where.params or where.since or where.until or where.version or where.key):
             return store.list_runs(team, where.workflow, where.status, limit=limit, before=before, ids=ids)
-        query = Run.select(Run.id).join(Workflow).order_by(Run.id.desc()).limit(limit)
-        if before:
-            query = query.where(Run.id < before)
-        if ids is not None:
-            query = query.where(Run.id.in_(list(ids)))
-        found = [row.id for row in _filtered(query, where, team)]
+        found = [row.id for row in _chosen_runs(where, team, before, limit, ids, Run.id)]
         return store.list_runs(team, ids=found, limit=len(found)) if found else []
 
     def run(self, run_id: int, *, attempts: bool = False) -> RunView:
@@ -81,12 +76,8 @@ class LocalClient(Client):
                       ids: Sequence[int] | None = None) -> list[RunInstances]:
         if self._other_team(where.team) or (ids is not None and not ids):
             return []
-        query = Run.select(Run.id, Run.status, Run.version).join(Workflow).order_by(Run.id.desc()).limit(limit)
-        if before:
-            query = query.where(Run.id < before)
-        if ids is not None:
-            query = query.where(Run.id.in_(list(ids)))
-        return store.run_instances(list(_filtered(query, where, self._team(where.team))), task, state)
+        chosen = _chosen_runs(where, self._team(where.team), before, limit, ids, Run.id, Run.status, Run.version)
+        return store.run_instances(list(chosen), task, state)
 
     def run_as_of(self, run_id: int, *, event: int | None = None, at: dt.datetime | None = None) -> RunView:
         return store.run_as_of(run_id, event=event, at=at, team=self.team)
@@ -275,6 +266,18 @@ class LocalClient(Client):
     def close(self) -> None:
         if not database.is_closed():
             database.close()  # this thread's connection only (peewee keeps one per thread)
+
+
+def _chosen_runs(where: RunFilter, team: str | None, before: int | None, limit: int, ids: Sequence[int] | None,
+                 *columns):
+    """The runs `where` chooses for `team` (these columns of them), newest first, at most `limit`, with
+    ids below `before` and among `ids` when given."""
+    query = Run.select(*columns).join(Workflow).order_by(Run.id.desc()).limit(limit)
+    if before:
+        query = query.where(Run.id < before)
+    if ids is not None:
+        query = query.where(Run.id.in_(list(ids)))
+    return _filtered(query, where, team)
 
 
 def _filtered(query, where: RunFilter, team: str | None, with_status: bool = True):
